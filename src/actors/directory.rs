@@ -1,0 +1,264 @@
+//! The directory of one entity kind: it activates an entity's actor on demand by id (virtual
+//! actors, as in Orleans), passivates actors idle for too long, and caps how many stay resident,
+//! least recently used first. It routes messages; it decides nothing about any entity.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::dev::ToEnvelope;
+use actix::prelude::*;
+
+use super::effects::Effects;
+use super::entity::{Clock, Entity};
+use super::host::{CommandError, CommandResult, EntityActor, Env, Execute, GetState, Reconcile};
+use crate::events::{EventLog, Metadata, StreamId, Version};
+
+/// How a directory manages its actors.
+#[derive(Clone, Copy, Debug)]
+pub struct Settings {
+    /// An actor not used for this long is passivated (it is activated again on its next use).
+    pub idle_timeout: Duration,
+    /// The most actors resident at once; past it the least recently used is passivated.
+    pub max_resident: usize,
+    /// A snapshot is written every this many events of an entity.
+    pub snapshot_every: u64,
+    /// An activation whose replay takes longer than this writes a snapshot at once.
+    pub replay_budget: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            idle_timeout: Duration::from_secs(600),
+            max_resident: 10_000,
+            snapshot_every: 1_000,
+            replay_budget: Duration::from_millis(20),
+        }
+    }
+}
+
+/// Counters of a directory's work.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub resident: usize,
+    pub activations: u64,
+    pub passivations: u64,
+}
+
+struct Resident<E: Entity> {
+    addr: Addr<EntityActor<E>>,
+    /// The directory's use counter when this actor was last used; the key in `by_use`.
+    tick: u64,
+    last_used: Instant,
+}
+
+pub(crate) struct Directory<E: Entity> {
+    env: Arc<Env<E>>,
+    residents: HashMap<String, Resident<E>>,
+    /// Resident ids by last use, oldest first.
+    by_use: BTreeMap<u64, String>,
+    tick: u64,
+    stats: Stats,
+}
+
+/// Why a message did not reach an entity's actor.
+#[derive(Debug)]
+enum RouteError {
+    InvalidId(String),
+    Stopped,
+}
+
+/// A message for the actor of entity `id`.
+struct Route<M> {
+    id: String,
+    message: M,
+}
+
+impl<M: Message> Message for Route<M>
+where
+    M::Result: Send,
+{
+    type Result = Result<M::Result, RouteError>;
+}
+
+struct GetStats;
+
+impl Message for GetStats {
+    type Result = Stats;
+}
+
+impl<E: Entity> Directory<E> {
+    /// The actor of `id`, activated if it is not resident.
+    fn resident(&mut self, id: &str, ctx: &mut Context<Self>) -> Result<Addr<EntityActor<E>>, RouteError> {
+        self.tick += 1;
+        let now = Instant::now();
+        if let Some(resident) = self.residents.get_mut(id) {
+            self.by_use.remove(&resident.tick);
+            resident.tick = self.tick;
+            resident.last_used = now;
+            self.by_use.insert(self.tick, id.to_owned());
+            return Ok(resident.addr.clone());
+        }
+        let stream = StreamId::of(E::KIND, id).map_err(|e| RouteError::InvalidId(e.to_string()))?;
+        let entities = Entities {
+            directory: ctx.address(),
+        };
+        let addr = EntityActor::new(id.to_owned(), stream, self.env.clone(), entities).start();
+        self.residents.insert(
+            id.to_owned(),
+            Resident {
+                addr: addr.clone(),
+                tick: self.tick,
+                last_used: now,
+            },
+        );
+        self.by_use.insert(self.tick, id.to_owned());
+        self.stats.activations += 1;
+        while self.residents.len() > self.env.settings.max_resident.max(1) {
+            let Some((_, oldest)) = self.by_use.pop_first() else { break };
+            self.passivate(&oldest);
+        }
+        Ok(addr)
+    }
+
+    /// Forgets an actor. It stops once its mailbox is empty and no one holds its address; a
+    /// command it is still running completes first.
+    fn passivate(&mut self, id: &str) {
+        if let Some(resident) = self.residents.remove(id) {
+            self.by_use.remove(&resident.tick);
+            self.stats.passivations += 1;
+        }
+    }
+
+    fn passivate_idle(&mut self) {
+        let idle: Vec<String> = self
+            .residents
+            .iter()
+            .filter(|(_, r)| r.last_used.elapsed() >= self.env.settings.idle_timeout)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in idle {
+            self.passivate(&id);
+        }
+    }
+}
+
+impl<E: Entity> Actor for Directory<E> {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // Entity messages wait in the directory's mailbox only for routing, which is quick.
+        ctx.set_mailbox_capacity(usize::MAX);
+        let every = (self.env.settings.idle_timeout / 4).max(Duration::from_millis(10));
+        ctx.run_interval(every, |directory, _| directory.passivate_idle());
+    }
+}
+
+impl<E, M> Handler<Route<M>> for Directory<E>
+where
+    E: Entity,
+    M: Message + Send + 'static,
+    M::Result: Send,
+    EntityActor<E>: Handler<M>,
+    <EntityActor<E> as Actor>::Context: ToEnvelope<EntityActor<E>, M>,
+{
+    type Result = ResponseFuture<Result<M::Result, RouteError>>;
+
+    fn handle(&mut self, route: Route<M>, ctx: &mut Self::Context) -> Self::Result {
+        let addr = self.resident(&route.id, ctx);
+        Box::pin(async move { addr?.send(route.message).await.map_err(|_| RouteError::Stopped) })
+    }
+}
+
+impl<E: Entity> Handler<GetStats> for Directory<E> {
+    type Result = MessageResult<GetStats>;
+
+    fn handle(&mut self, _: GetStats, _: &mut Self::Context) -> Self::Result {
+        MessageResult(Stats {
+            resident: self.residents.len(),
+            ..self.stats
+        })
+    }
+}
+
+/// The handle through which everything else talks to one entity kind. Cheap to clone.
+pub struct Entities<E: Entity> {
+    directory: Addr<Directory<E>>,
+}
+
+impl<E: Entity> Clone for Entities<E> {
+    fn clone(&self) -> Self {
+        Entities {
+            directory: self.directory.clone(),
+        }
+    }
+}
+
+impl<E: Entity> Entities<E> {
+    /// Starts the directory of kind `E` on the current actix arbiter.
+    pub fn start(
+        log: EventLog,
+        clock: Arc<dyn Clock>,
+        effects: Arc<dyn Effects<E>>,
+        settings: Settings,
+    ) -> Entities<E> {
+        let directory = Directory {
+            env: Arc::new(Env {
+                log,
+                clock,
+                effects,
+                settings,
+            }),
+            residents: HashMap::new(),
+            by_use: BTreeMap::new(),
+            tick: 0,
+            stats: Stats::default(),
+        }
+        .start();
+        Entities { directory }
+    }
+
+    async fn route<M>(&self, id: &str, message: M) -> Result<M::Result, CommandError<E::Rejection>>
+    where
+        M: Message + Send + 'static,
+        M::Result: Send,
+        EntityActor<E>: Handler<M>,
+        <EntityActor<E> as Actor>::Context: ToEnvelope<EntityActor<E>, M>,
+    {
+        let route = Route {
+            id: id.to_owned(),
+            message,
+        };
+        match self.directory.send(route).await {
+            Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(RouteError::InvalidId(reason))) => Err(CommandError::Unavailable(reason)),
+            Ok(Err(RouteError::Stopped)) | Err(_) => Err(CommandError::Unavailable(format!(
+                "the actor of {}-{id} stopped",
+                E::KIND
+            ))),
+        }
+    }
+
+    /// Runs a command against entity `id`, activating it if needed. Resolves once the events
+    /// are durable and applied, or with why nothing was written.
+    pub async fn execute(&self, id: &str, command: E::Command, metadata: Metadata) -> CommandResult<E> {
+        self.route(id, Execute { command, metadata }).await?
+    }
+
+    /// The current version and state of entity `id` (version 0 and the default state when it
+    /// has no event).
+    pub async fn state(&self, id: &str) -> Result<(Version, E::State), CommandError<E::Rejection>> {
+        self.route(id, GetState::default()).await?
+    }
+
+    /// Settles entity `id` after a restart with [`Entity::on_restart`].
+    pub async fn reconcile(&self, id: &str) -> CommandResult<E> {
+        self.route(id, Reconcile::default()).await?
+    }
+
+    /// How many actors are resident, activated and passivated so far.
+    pub async fn stats(&self) -> Stats {
+        self.directory.send(GetStats).await.unwrap_or_default()
+    }
+}

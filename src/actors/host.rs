@@ -1,0 +1,353 @@
+//! The actix actor that hosts one entity: it rebuilds the state on activation, then handles one
+//! command at a time (decide, append with the expected version, apply, reply), replying only
+//! once the events are durable. It holds no rule of its own; the entity's `decide` does.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use actix::prelude::*;
+
+use super::directory::{Entities, Settings};
+use super::effects::Effects;
+use super::entity::{Clock, Ctx, Entity};
+use super::state::{self, Loaded};
+use crate::events::{
+    AppendError, DomainEvent, EventLog, ExpectedVersion, Metadata, NewEvent, Position, StreamId,
+    Version,
+};
+
+/// How many times a command is decided again after losing a race for its stream (another
+/// writer appended first) before the conflict reaches the caller.
+const MAX_ATTEMPTS: usize = 3;
+
+/// Why a command did not take effect. None of these wrote anything.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CommandError<R> {
+    /// The entity's rules refused it.
+    #[error(transparent)]
+    Rejected(R),
+    /// The log refused or failed the append.
+    #[error(transparent)]
+    Append(AppendError),
+    /// The entity could not be activated (its history does not load) or was stopped.
+    #[error("entity unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// A command that took effect.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Executed<E: Entity> {
+    /// The events it caused, already durable and applied.
+    pub events: Vec<E::Event>,
+    /// The entity's version afterwards.
+    pub version: Version,
+    /// The global position of the first event, if any.
+    pub first_position: Option<Position>,
+}
+
+pub type CommandResult<E> = Result<Executed<E>, CommandError<<E as Entity>::Rejection>>;
+
+/// Everything the actors of one kind share.
+pub(crate) struct Env<E: Entity> {
+    pub log: EventLog,
+    pub clock: Arc<dyn Clock>,
+    pub effects: Arc<dyn Effects<E>>,
+    pub settings: Settings,
+}
+
+/// Runs a command against an entity.
+pub struct Execute<E: Entity> {
+    pub command: E::Command,
+    pub metadata: Metadata,
+}
+
+impl<E: Entity> Message for Execute<E> {
+    type Result = CommandResult<E>;
+}
+
+/// Asks for the entity's current version and state. Generic only so that the reply can name
+/// the entity's state type.
+pub struct GetState<E>(PhantomData<E>);
+
+impl<E> Default for GetState<E> {
+    fn default() -> Self {
+        GetState(PhantomData)
+    }
+}
+
+impl<E: Entity> Message for GetState<E> {
+    type Result = Result<(Version, E::State), CommandError<E::Rejection>>;
+}
+
+/// Settles an entity found in progress at start-up with [`Entity::on_restart`]'s command.
+/// Replies with no events when there is nothing to settle.
+pub struct Reconcile<E>(PhantomData<E>);
+
+impl<E> Default for Reconcile<E> {
+    fn default() -> Self {
+        Reconcile(PhantomData)
+    }
+}
+
+impl<E: Entity> Message for Reconcile<E> {
+    type Result = CommandResult<E>;
+}
+
+/// The state the actor owns between commands.
+struct Cell<E: Entity> {
+    state: E::State,
+    version: Version,
+    /// The version of the newest snapshot written or loaded.
+    snapshot_version: Version,
+}
+
+pub(crate) struct EntityActor<E: Entity> {
+    id: String,
+    stream: StreamId,
+    env: Arc<Env<E>>,
+    entities: Entities<E>,
+    /// `None` while a command runs (the running command owns it, and actix runs nothing else on
+    /// this actor meanwhile) or when activation failed.
+    cell: Option<Cell<E>>,
+    /// Why activation failed, answered to every command.
+    broken: Option<String>,
+}
+
+impl<E: Entity> EntityActor<E> {
+    pub(crate) fn new(id: String, stream: StreamId, env: Arc<Env<E>>, entities: Entities<E>) -> Self {
+        EntityActor {
+            id,
+            stream,
+            env,
+            entities,
+            cell: None,
+            broken: None,
+        }
+    }
+
+    fn unavailable(&self) -> CommandError<E::Rejection> {
+        CommandError::Unavailable(
+            self.broken
+                .clone()
+                .unwrap_or_else(|| format!("{} is not loaded", self.stream)),
+        )
+    }
+
+    /// Runs `command` with the cell moved into the future, then puts the cell back, snapshots
+    /// if due, and starts the side effects of what was committed.
+    fn run(
+        &mut self,
+        command: E::Command,
+        metadata: Metadata,
+    ) -> AtomicResponse<Self, CommandResult<E>> {
+        let Some(mut cell) = self.cell.take() else {
+            let error = self.unavailable();
+            return AtomicResponse::new(Box::pin(fut::ready(Err(error))));
+        };
+        let env = self.env.clone();
+        let stream = self.stream.clone();
+        let work = async move {
+            let result = execute(&env, &stream, &mut cell, &command, metadata).await;
+            (cell, result)
+        };
+        AtomicResponse::new(Box::pin(work.into_actor(self).map(
+            |(cell, result), actor, _| {
+                actor.cell = Some(cell);
+                if let Ok(executed) = &result {
+                    actor.after_commit(executed);
+                }
+                result
+            },
+        )))
+    }
+
+    fn after_commit(&mut self, executed: &Executed<E>) {
+        let Some(cell) = &mut self.cell else { return };
+        if executed.events.is_empty() {
+            return;
+        }
+        if cell.version - cell.snapshot_version >= self.env.settings.snapshot_every {
+            cell.snapshot_version = cell.version;
+            snapshot_in_background::<E>(&self.env.log, &self.stream, cell.version, cell.state.clone());
+        }
+        self.env.effects.after_commit(
+            &self.id,
+            &cell.state,
+            &executed.events,
+            &self.entities,
+        );
+    }
+}
+
+/// Decides, appends and applies, deciding again on a version conflict after catching up.
+async fn execute<E: Entity>(
+    env: &Env<E>,
+    stream: &StreamId,
+    cell: &mut Cell<E>,
+    command: &E::Command,
+    metadata: Metadata,
+) -> CommandResult<E> {
+    let mut attempt = 1;
+    loop {
+        let events = E::decide(&cell.state, command, &Ctx::new(&*env.clock))
+            .map_err(CommandError::Rejected)?;
+        if events.is_empty() {
+            return Ok(Executed {
+                events,
+                version: cell.version,
+                first_position: None,
+            });
+        }
+        let new_events = events
+            .iter()
+            .map(|event| NewEvent {
+                event_id: env.clock.new_id(),
+                event_type: event.event_type().to_owned(),
+                schema_version: event.schema_version(),
+                payload: event.encode_payload(),
+                metadata: metadata.clone(),
+            })
+            .collect();
+        let appended = env
+            .log
+            .append(stream.clone(), ExpectedVersion::Exactly(cell.version), new_events)
+            .await;
+        match appended {
+            Ok(appended) => {
+                for event in &events {
+                    E::apply(&mut cell.state, event);
+                }
+                cell.version = appended.stream_version;
+                return Ok(Executed {
+                    events,
+                    version: cell.version,
+                    first_position: Some(appended.first_position),
+                });
+            }
+            Err(AppendError::Conflict { .. }) if attempt < MAX_ATTEMPTS => {
+                // Another incarnation of this entity (one being passivated) wrote first.
+                catch_up(env, stream, cell).await?;
+                attempt += 1;
+            }
+            Err(error) => return Err(CommandError::Append(error)),
+        }
+    }
+}
+
+/// Folds the events another writer appended since the cell's version.
+async fn catch_up<E: Entity>(
+    env: &Env<E>,
+    stream: &StreamId,
+    cell: &mut Cell<E>,
+) -> Result<(), CommandError<E::Rejection>> {
+    let log = env.log.clone();
+    let stream = stream.clone();
+    let mut loaded = Loaded {
+        state: std::mem::take(&mut cell.state),
+        version: cell.version,
+        snapshot_version: None,
+        replayed: 0,
+        took: Default::default(),
+    };
+    let loaded = tokio::task::spawn_blocking(move || {
+        state::fold_tail::<E>(&log, &stream, &mut loaded, |_| true).map(|()| loaded)
+    })
+    .await
+    .map_err(|e| CommandError::Unavailable(e.to_string()))?
+    .map_err(|e| CommandError::Unavailable(e.to_string()))?;
+    cell.state = loaded.state;
+    cell.version = loaded.version;
+    Ok(())
+}
+
+fn snapshot_in_background<E: Entity>(log: &EventLog, stream: &StreamId, version: Version, state: E::State) {
+    let log = log.clone();
+    let stream = stream.clone();
+    tokio::task::spawn_blocking(move || {
+        if let Err(error) = state::save_snapshot::<E>(&log, &stream, version, &state) {
+            tracing::warn!(%stream, %error, "could not write a snapshot");
+        }
+    });
+}
+
+impl<E: Entity> Actor for EntityActor<E> {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let log = self.env.log.clone();
+        let stream = self.stream.clone();
+        let load = async move {
+            tokio::task::spawn_blocking(move || state::load::<E>(&log, &stream))
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|loaded| loaded.map_err(|e| e.to_string()))
+        };
+        // `wait` holds every message until the state is loaded.
+        ctx.wait(load.into_actor(self).map(|loaded, actor, _| match loaded {
+            Ok(loaded) => {
+                let snapshot_version = loaded.snapshot_version.unwrap_or(0);
+                let mut cell = Cell::<E> {
+                    state: loaded.state,
+                    version: loaded.version,
+                    snapshot_version,
+                };
+                if loaded.took > actor.env.settings.replay_budget && loaded.replayed > 0 {
+                    cell.snapshot_version = cell.version;
+                    snapshot_in_background::<E>(
+                        &actor.env.log,
+                        &actor.stream,
+                        cell.version,
+                        cell.state.clone(),
+                    );
+                }
+                actor.cell = Some(cell);
+            }
+            Err(error) => {
+                tracing::error!(stream = %actor.stream, %error, "activation failed");
+                actor.broken = Some(format!("{} cannot be loaded: {error}", actor.stream));
+            }
+        }));
+    }
+}
+
+impl<E: Entity> Handler<Execute<E>> for EntityActor<E> {
+    type Result = AtomicResponse<Self, CommandResult<E>>;
+
+    fn handle(&mut self, message: Execute<E>, _: &mut Self::Context) -> Self::Result {
+        self.run(message.command, message.metadata)
+    }
+}
+
+impl<E: Entity> Handler<GetState<E>> for EntityActor<E> {
+    type Result = Result<(Version, E::State), CommandError<E::Rejection>>;
+
+    fn handle(&mut self, _: GetState<E>, _: &mut Self::Context) -> Self::Result {
+        match &self.cell {
+            Some(cell) => Ok((cell.version, cell.state.clone())),
+            None => Err(self.unavailable()),
+        }
+    }
+}
+
+impl<E: Entity> Handler<Reconcile<E>> for EntityActor<E> {
+    type Result = AtomicResponse<Self, CommandResult<E>>;
+
+    fn handle(&mut self, _: Reconcile<E>, _: &mut Self::Context) -> Self::Result {
+        let settle = self.cell.as_ref().map(|cell| E::on_restart(&cell.state));
+        match settle {
+            Some(Some(command)) => self.run(command, Metadata::system()),
+            Some(None) => {
+                let version = self.cell.as_ref().map_or(0, |cell| cell.version);
+                AtomicResponse::new(Box::pin(fut::ready(Ok(Executed {
+                    events: Vec::new(),
+                    version,
+                    first_position: None,
+                }))))
+            }
+            None => {
+                let error = self.unavailable();
+                AtomicResponse::new(Box::pin(fut::ready(Err(error))))
+            }
+        }
+    }
+}

@@ -1,0 +1,253 @@
+//! `job`, the reference entity: a named piece of work that starts, records output lines and ends.
+//! It exercises every part of the machinery (rules, upcasting, work in progress, restart
+//! settling) and is what `annals load` and the benchmarks write. Faces define their own kinds.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::entity::{Ctx, Entity};
+use crate::events::codec::{from_payload, to_payload};
+use crate::events::{CodecError, DomainEvent};
+
+/// The longest output line a job records, in bytes.
+pub const MAX_LINE_BYTES: usize = 16 * 1024;
+
+pub struct Job;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    #[default]
+    New,
+    Running,
+    Succeeded,
+    Failed,
+    Interrupted,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct JobState {
+    pub status: JobStatus,
+    pub name: String,
+    pub lines: u64,
+    pub last_line: Option<String>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JobCommand {
+    Start { name: String },
+    RecordLine { line: String, level: Level },
+    Finish { succeeded: bool },
+    MarkInterrupted,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Level {
+    Debug,
+    #[default]
+    Info,
+    Warn,
+    Error,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum JobRejection {
+    #[error("a job needs a name")]
+    EmptyName,
+    #[error("the job has already started")]
+    AlreadyStarted,
+    #[error("the job is {0:?}, not running")]
+    NotRunning(JobStatus),
+    #[error("a line of {0} bytes is over the limit of {MAX_LINE_BYTES}")]
+    LineTooLong(usize),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JobEvent {
+    JobStarted(JobStarted),
+    LineRecorded(LineRecorded),
+    JobFinished(JobFinished),
+    JobInterrupted(JobInterrupted),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobStarted {
+    pub name: String,
+    pub at: DateTime<Utc>,
+}
+
+/// `LineRecorded` v2. Version 1 had only `text`; see [`LineRecordedV1`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LineRecorded {
+    pub line: String,
+    pub level: Level,
+    pub at: DateTime<Utc>,
+}
+
+/// `LineRecorded` v1, read through [`LineRecordedV1::upcast`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LineRecordedV1 {
+    pub text: String,
+    pub at: DateTime<Utc>,
+}
+
+impl LineRecordedV1 {
+    /// v1 lines had no level; they were all ordinary output.
+    pub fn upcast(self) -> LineRecorded {
+        LineRecorded {
+            line: self.text,
+            level: Level::Info,
+            at: self.at,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobFinished {
+    pub succeeded: bool,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobInterrupted {
+    pub at: DateTime<Utc>,
+}
+
+impl DomainEvent for JobEvent {
+    fn event_type(&self) -> &'static str {
+        match self {
+            JobEvent::JobStarted(_) => "JobStarted",
+            JobEvent::LineRecorded(_) => "LineRecorded",
+            JobEvent::JobFinished(_) => "JobFinished",
+            JobEvent::JobInterrupted(_) => "JobInterrupted",
+        }
+    }
+
+    fn schema_version(&self) -> u16 {
+        match self {
+            JobEvent::LineRecorded(_) => 2,
+            _ => 1,
+        }
+    }
+
+    fn encode_payload(&self) -> Vec<u8> {
+        match self {
+            JobEvent::JobStarted(e) => to_payload(e),
+            JobEvent::LineRecorded(e) => to_payload(e),
+            JobEvent::JobFinished(e) => to_payload(e),
+            JobEvent::JobInterrupted(e) => to_payload(e),
+        }
+    }
+
+    fn decode(event_type: &str, version: u16, payload: &[u8]) -> Result<Self, CodecError> {
+        let p = payload;
+        Ok(match (event_type, version) {
+            ("JobStarted", 1) => JobEvent::JobStarted(from_payload(event_type, version, p)?),
+            ("LineRecorded", 1) => {
+                JobEvent::LineRecorded(from_payload::<LineRecordedV1>(event_type, version, p)?.upcast())
+            }
+            ("LineRecorded", 2) => JobEvent::LineRecorded(from_payload(event_type, version, p)?),
+            ("JobFinished", 1) => JobEvent::JobFinished(from_payload(event_type, version, p)?),
+            ("JobInterrupted", 1) => JobEvent::JobInterrupted(from_payload(event_type, version, p)?),
+            ("JobStarted" | "LineRecorded" | "JobFinished" | "JobInterrupted", _) => {
+                return Err(CodecError::unknown_version(event_type, version))
+            }
+            _ => return Err(CodecError::unknown_type(event_type, version)),
+        })
+    }
+}
+
+impl Entity for Job {
+    const KIND: &'static str = "job";
+    const STATE_VERSION: u32 = 1;
+
+    type State = JobState;
+    type Command = JobCommand;
+    type Event = JobEvent;
+    type Rejection = JobRejection;
+
+    fn decide(state: &JobState, command: &JobCommand, ctx: &Ctx) -> Result<Vec<JobEvent>, JobRejection> {
+        let running = || match state.status {
+            JobStatus::Running => Ok(()),
+            other => Err(JobRejection::NotRunning(other)),
+        };
+        let event = match command {
+            JobCommand::Start { name } => {
+                if state.status != JobStatus::New {
+                    return Err(JobRejection::AlreadyStarted);
+                }
+                if name.trim().is_empty() {
+                    return Err(JobRejection::EmptyName);
+                }
+                JobEvent::JobStarted(JobStarted {
+                    name: name.clone(),
+                    at: ctx.now,
+                })
+            }
+            JobCommand::RecordLine { line, level } => {
+                running()?;
+                if line.len() > MAX_LINE_BYTES {
+                    return Err(JobRejection::LineTooLong(line.len()));
+                }
+                JobEvent::LineRecorded(LineRecorded {
+                    line: line.clone(),
+                    level: *level,
+                    at: ctx.now,
+                })
+            }
+            JobCommand::Finish { succeeded } => {
+                running()?;
+                JobEvent::JobFinished(JobFinished {
+                    succeeded: *succeeded,
+                    at: ctx.now,
+                })
+            }
+            JobCommand::MarkInterrupted => {
+                running()?;
+                JobEvent::JobInterrupted(JobInterrupted { at: ctx.now })
+            }
+        };
+        Ok(vec![event])
+    }
+
+    fn apply(state: &mut JobState, event: &JobEvent) {
+        match event {
+            JobEvent::JobStarted(e) => {
+                state.status = JobStatus::Running;
+                state.name = e.name.clone();
+                state.started_at = Some(e.at);
+            }
+            JobEvent::LineRecorded(e) => {
+                state.lines += 1;
+                state.last_line = Some(e.line.clone());
+            }
+            JobEvent::JobFinished(e) => {
+                state.status = if e.succeeded {
+                    JobStatus::Succeeded
+                } else {
+                    JobStatus::Failed
+                };
+                state.ended_at = Some(e.at);
+            }
+            JobEvent::JobInterrupted(e) => {
+                state.status = JobStatus::Interrupted;
+                state.ended_at = Some(e.at);
+            }
+        }
+    }
+
+    fn in_progress(event: &JobEvent) -> Option<bool> {
+        match event {
+            JobEvent::JobStarted(_) => Some(true),
+            JobEvent::JobFinished(_) | JobEvent::JobInterrupted(_) => Some(false),
+            JobEvent::LineRecorded(_) => None,
+        }
+    }
+
+    fn on_restart(state: &JobState) -> Option<JobCommand> {
+        (state.status == JobStatus::Running).then_some(JobCommand::MarkInterrupted)
+    }
+}

@@ -1,0 +1,332 @@
+//! Projections: read models fed from the global stream (or one category of it) in commit order,
+//! with a durable checkpoint so that a restart folds only the tail. They answer cross-entity
+//! queries (all active scans of an engine, all hosts running an app). A projection only reads
+//! the log; it never appends, and a projection rebuilt from position 0 equals the live one.
+
+use std::fmt::Debug;
+use std::sync::{Arc, RwLock, Weak};
+use std::time::Duration;
+
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use tokio::sync::{oneshot, watch};
+
+use crate::events::{CodecError, EventLog, Position, RecordedEvent, StoreError};
+
+/// One read model.
+pub trait Projection: Send + Sync + 'static {
+    type State: Default + Clone + Debug + PartialEq + Serialize + DeserializeOwned + Send + Sync + 'static;
+
+    /// Names the checkpoint; unique among projections.
+    fn name(&self) -> String;
+    /// The schema version of the state as checkpoints store it. A checkpoint of another
+    /// version is ignored and the projection is rebuilt from position 0.
+    fn version(&self) -> u32;
+    /// Only this category's events, or every event.
+    fn category(&self) -> Option<String> {
+        None
+    }
+    /// Folds one event. An error (an event that does not decode) stops the projection.
+    fn apply(&self, state: &mut Self::State, event: &RecordedEvent) -> Result<(), CodecError>;
+}
+
+/// How often a projection saves its checkpoint and how much it reads at once.
+#[derive(Clone, Copy, Debug)]
+pub struct ProjectionSettings {
+    /// A checkpoint is saved after this many events, and whenever the projection catches up.
+    pub checkpoint_every: u64,
+    /// The most events read in one step.
+    pub batch: usize,
+}
+
+impl Default for ProjectionSettings {
+    fn default() -> Self {
+        ProjectionSettings {
+            checkpoint_every: 10_000,
+            batch: 1_000,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("projection {name} cannot fold the event at position {position}: {source}")]
+    Apply {
+        name: String,
+        position: Position,
+        source: CodecError,
+    },
+    #[error("projection {name} stopped: {reason}")]
+    Stopped { name: String, reason: String },
+    #[error("projection {name} did not reach position {position} within {timeout:?}")]
+    Timeout {
+        name: String,
+        position: Position,
+        timeout: Duration,
+    },
+}
+
+/// A projection's state as of a position.
+#[derive(Clone, Debug, PartialEq)]
+pub struct View<S> {
+    /// Every event up to here is folded in.
+    pub position: Position,
+    pub state: S,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Checkpoint {
+    version: u32,
+    position: Position,
+    #[serde(with = "serde_bytes")]
+    state: Vec<u8>,
+}
+
+struct Shared<S> {
+    name: String,
+    view: RwLock<View<S>>,
+    /// The position folded so far, for waiters.
+    position: watch::Sender<Position>,
+    /// Why the projection stopped, if it did.
+    failure: RwLock<Option<String>>,
+    /// Dropped with the last handle, which tells the runner to stop.
+    _alive: oneshot::Sender<()>,
+}
+
+/// A live projection. Cheap to clone; the projection stops when the last clone is dropped.
+pub struct ProjectionHandle<S> {
+    shared: Arc<Shared<S>>,
+}
+
+impl<S> Clone for ProjectionHandle<S> {
+    fn clone(&self) -> Self {
+        ProjectionHandle {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<S> ProjectionHandle<S> {
+    /// Reads the current view.
+    pub fn read<R>(&self, f: impl FnOnce(&View<S>) -> R) -> R {
+        f(&self.shared.view.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// The position folded so far.
+    pub fn position(&self) -> Position {
+        *self.shared.position.borrow()
+    }
+
+    /// Why the projection stopped, if it did.
+    pub fn failure(&self) -> Option<String> {
+        self.shared.failure.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Waits until every event up to `position` is folded in: after an append acknowledged at
+    /// position P, `wait_for(P)` makes the next query see it.
+    pub async fn wait_for(&self, position: Position, timeout: Duration) -> Result<(), ProjectionError> {
+        let mut folded = self.shared.position.subscribe();
+        let reached = tokio::time::timeout(timeout, folded.wait_for(|p| *p >= position))
+            .await
+            .is_ok_and(|r| r.is_ok());
+        match (reached, self.failure()) {
+            (true, _) => Ok(()),
+            (_, Some(reason)) => Err(ProjectionError::Stopped {
+                name: self.shared.name.clone(),
+                reason,
+            }),
+            _ => Err(ProjectionError::Timeout {
+                name: self.shared.name.clone(),
+                position,
+                timeout,
+            }),
+        }
+    }
+}
+
+/// Starts a projection from its checkpoint (or from 0) and keeps it following the log.
+/// Must be called within a Tokio runtime.
+pub fn start<P: Projection>(
+    projection: P,
+    log: EventLog,
+    settings: ProjectionSettings,
+) -> Result<ProjectionHandle<P::State>, ProjectionError> {
+    let name = projection.name();
+    let view = load_checkpoint(&projection, &log)?.unwrap_or_else(|| View {
+        position: 0,
+        state: P::State::default(),
+    });
+    let (position, _) = watch::channel(view.position);
+    let (alive, stopped) = oneshot::channel();
+    let shared = Arc::new(Shared {
+        name,
+        view: RwLock::new(view),
+        position,
+        failure: RwLock::new(None),
+        _alive: alive,
+    });
+    let runner = Runner {
+        projection: Arc::new(projection),
+        log,
+        settings,
+        shared: Arc::downgrade(&shared),
+    };
+    tokio::spawn(runner.run(stopped));
+    Ok(ProjectionHandle { shared })
+}
+
+/// Folds every durable event from position 0, as a fresh projection would.
+pub fn rebuild<P: Projection>(projection: &P, log: &EventLog) -> Result<View<P::State>, ProjectionError> {
+    let mut view = View {
+        position: 0,
+        state: P::State::default(),
+    };
+    let category = projection.category();
+    loop {
+        let events = read(log, category.as_deref(), view.position, 10_000)?;
+        let Some(last) = events.last().map(|e| e.position) else { break };
+        fold(projection, &mut view.state, &events)?;
+        view.position = last;
+    }
+    view.position = view.position.max(log.head());
+    Ok(view)
+}
+
+fn read(
+    log: &EventLog,
+    category: Option<&str>,
+    after: Position,
+    limit: usize,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    match category {
+        Some(category) => log.read_category(category, after, limit),
+        None => log.read_all(after, limit),
+    }
+}
+
+fn fold<P: Projection>(projection: &P, state: &mut P::State, events: &[RecordedEvent]) -> Result<(), ProjectionError> {
+    for event in events {
+        projection
+            .apply(state, event)
+            .map_err(|source| ProjectionError::Apply {
+                name: projection.name(),
+                position: event.position,
+                source,
+            })?;
+    }
+    Ok(())
+}
+
+fn load_checkpoint<P: Projection>(projection: &P, log: &EventLog) -> Result<Option<View<P::State>>, StoreError> {
+    let Some(raw) = log.store().checkpoint(&projection.name())? else {
+        return Ok(None);
+    };
+    let Ok(checkpoint) = rmp_serde::from_slice::<Checkpoint>(&raw) else {
+        return Ok(None);
+    };
+    // A checkpoint of another schema, or ahead of the log, is a cache that no longer applies.
+    if checkpoint.version != projection.version() || checkpoint.position > log.head() {
+        return Ok(None);
+    }
+    Ok(rmp_serde::from_slice(&checkpoint.state)
+        .ok()
+        .map(|state| View {
+            position: checkpoint.position,
+            state,
+        }))
+}
+
+struct Runner<P: Projection> {
+    projection: Arc<P>,
+    log: EventLog,
+    settings: ProjectionSettings,
+    shared: Weak<Shared<P::State>>,
+}
+
+impl<P: Projection> Runner<P> {
+    async fn run(self, mut stopped: oneshot::Receiver<()>) {
+        let category = self.projection.category();
+        let mut unsaved = 0;
+        loop {
+            let Some(shared) = self.shared.upgrade() else { return };
+            let after = *shared.position.borrow();
+            let head = self.log.head();
+            let log = self.log.clone();
+            let category = category.clone();
+            let limit = self.settings.batch;
+            let events = tokio::task::spawn_blocking(move || read(&log, category.as_deref(), after, limit)).await;
+            let events = match events {
+                Ok(Ok(events)) => events,
+                Ok(Err(error)) => return self.fail(&shared, error.to_string()),
+                Err(error) => return self.fail(&shared, error.to_string()),
+            };
+            if let Some(last) = events.last().map(|e| e.position) {
+                let folded = {
+                    let mut view = shared.view.write().unwrap_or_else(|p| p.into_inner());
+                    let folded = fold(&*self.projection, &mut view.state, &events);
+                    view.position = last;
+                    folded
+                };
+                if let Err(error) = folded {
+                    return self.fail(&shared, error.to_string());
+                }
+                shared.position.send_replace(last);
+                unsaved += events.len() as u64;
+                if unsaved >= self.settings.checkpoint_every {
+                    self.save(&shared).await;
+                    unsaved = 0;
+                }
+                continue;
+            }
+            // Nothing of ours up to `head`: the projection is current as of it.
+            if head > after {
+                shared.view.write().unwrap_or_else(|p| p.into_inner()).position = head;
+                shared.position.send_replace(head);
+                unsaved += 1;
+            }
+            if unsaved > 0 {
+                self.save(&shared).await;
+                unsaved = 0;
+            }
+            drop(shared);
+            tokio::select! {
+                _ = &mut stopped => return,
+                head = self.log.wait_past(head, Duration::from_secs(3600)) => {
+                    if head.is_none() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    fn fail(&self, shared: &Shared<P::State>, reason: String) {
+        tracing::error!(projection = %shared.name, %reason, "projection stopped");
+        *shared.failure.write().unwrap_or_else(|p| p.into_inner()) = Some(reason);
+        // Wake waiters so that they see the failure instead of their timeout.
+        shared.position.send_modify(|_| {});
+    }
+
+    async fn save(&self, shared: &Shared<P::State>) {
+        let checkpoint = {
+            let view = shared.view.read().unwrap_or_else(|p| p.into_inner());
+            let Ok(state) = rmp_serde::to_vec_named(&view.state) else {
+                tracing::warn!(projection = %shared.name, "the state cannot be encoded for a checkpoint");
+                return;
+            };
+            Checkpoint {
+                version: self.projection.version(),
+                position: view.position,
+                state,
+            }
+        };
+        let raw = rmp_serde::to_vec_named(&checkpoint).expect("a checkpoint record always encodes");
+        let log = self.log.clone();
+        let name = shared.name.clone();
+        let saved = tokio::task::spawn_blocking(move || log.store().put_checkpoint(&name, &raw)).await;
+        if !matches!(saved, Ok(Ok(()))) {
+            tracing::warn!(projection = %shared.name, "could not save a checkpoint");
+        }
+    }
+}

@@ -1,0 +1,386 @@
+//! The `annals` command line: parses arguments and runs one command. Each command is a thin
+//! wrapper over the library; none holds logic the library lacks.
+
+use std::io::{IsTerminal, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use chrono::{DateTime, Utc};
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use uuid::Uuid;
+
+use crate::actors::job::{Job, JobEvent, JobStarted, Level, LineRecorded};
+use crate::actors::state::ReplayUntil;
+use crate::actors::{kinds, reconcile, Entities, NoEffects, Settings, SystemClock};
+use crate::events::codec::render;
+use crate::events::verify::verify;
+use crate::events::{
+    DomainEvent, Durability, EventLog, ExpectedVersion, LogOptions, Metadata, NewEvent,
+    StreamId,
+};
+
+#[derive(Parser, Debug)]
+#[command(name = "annals", version, about = "Scans, agents, workflows, test runs and host records on one event log")]
+struct Cli {
+    /// The directory of the log.
+    #[arg(long, global = true, env = "ANNALS_DATA", default_value = "annals-data")]
+    data: PathBuf,
+    /// How hard each commit is pushed to disk before it is acknowledged: fsync, flush or none
+    /// (see docs/ARCHITECTURE.md).
+    #[arg(long, global = true, env = "ANNALS_DURABILITY", default_value = "fsync")]
+    durability: Durability,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Runs the server.
+    Serve {
+        /// The address of the HTTP listener.
+        #[arg(long, env = "ANNALS_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: String,
+    },
+    /// Writes events as NDJSON, payloads rendered as JSON.
+    Export {
+        /// Only events after this global position.
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+        /// Only this stream's events.
+        #[arg(long)]
+        stream: Option<String>,
+    },
+    /// Prints an entity's state replayed from its first event, as JSON.
+    Replay {
+        stream: String,
+        /// Stop after this version.
+        #[arg(long, conflicts_with = "at_time")]
+        at_version: Option<u64>,
+        /// Stop after the last event recorded at or before this time (RFC 3339).
+        #[arg(long)]
+        at_time: Option<DateTime<Utc>>,
+    },
+    /// Checks the whole log: hash chain, gapless positions and versions, indexes.
+    Verify,
+    /// Appends synthetic `job` events from concurrent writers, printing each acknowledgement
+    /// as `ack <stream> <version> <position> <event id> <writer> <seq>`.
+    Load {
+        /// Concurrent writers.
+        #[arg(long, default_value_t = 16)]
+        writers: usize,
+        /// Events per writer (0: until killed).
+        #[arg(long, default_value_t = 1000)]
+        events: u64,
+        /// All writers append to one stream (with no version check) instead of one each.
+        #[arg(long)]
+        shared_stream: bool,
+        /// Bytes of text in each line.
+        #[arg(long, default_value_t = 300)]
+        line_bytes: usize,
+        /// Names this run's streams: `job-<run>-<writer>`.
+        #[arg(long)]
+        run: Option<String>,
+        /// Do not print acknowledgements.
+        #[arg(long)]
+        quiet: bool,
+    },
+}
+
+/// Runs the command line; the exit code says how it went.
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let options = LogOptions {
+        durability: cli.durability,
+        ..LogOptions::default()
+    };
+    let outcome = match cli.command {
+        Command::Serve { listen } => serve(&cli.data, options, &listen),
+        Command::Export { from, stream } => export(&cli.data, options, from, stream),
+        Command::Replay {
+            stream,
+            at_version,
+            at_time,
+        } => {
+            let until = match (at_version, at_time) {
+                (Some(version), _) => ReplayUntil::Version(version),
+                (_, Some(time)) => ReplayUntil::Time(time),
+                _ => ReplayUntil::End,
+            };
+            replay(&cli.data, options, &stream, until)
+        }
+        Command::Verify => return verify_command(&cli.data, options),
+        Command::Load {
+            writers,
+            events,
+            shared_stream,
+            line_bytes,
+            run,
+            quiet,
+        } => {
+            let run = run.unwrap_or_else(|| Uuid::new_v4().simple().to_string()[..8].to_owned());
+            let load = Load {
+                writers,
+                events,
+                shared_stream,
+                line_bytes,
+                run,
+                print: !quiet,
+            };
+            load_command(&cli.data, options, load)
+        }
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("annals: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Opens an existing log; the read-only commands never create one.
+fn open_existing(data: &Path, options: LogOptions) -> anyhow::Result<EventLog> {
+    if !data.join("db").exists() {
+        bail!("no log at {} (set --data or ANNALS_DATA)", data.display());
+    }
+    Ok(EventLog::open(data, options)?)
+}
+
+fn serve(data: &Path, options: LogOptions, listen: &str) -> anyhow::Result<()> {
+    let log = EventLog::open(data, options)?;
+    let listener = TcpListener::bind(listen).with_context(|| format!("cannot listen on {listen}"))?;
+    let address = listener.local_addr()?;
+    let served = actix_web::rt::System::new().block_on({
+        let log = log.clone();
+        async move {
+            let jobs = Entities::<Job>::start(
+                log.clone(),
+                Arc::new(SystemClock),
+                Arc::new(NoEffects),
+                Settings::default(),
+            );
+            let running = reconcile::track_in_progress::<Job>(&log)?;
+            let settled =
+                reconcile::reconcile(&log, &jobs, &running, Duration::from_secs(300)).await?;
+            if !settled.is_empty() {
+                tracing::info!(count = settled.len(), "settled jobs left running");
+            }
+            tracing::info!(%address, data = %data.display(), "annals listening");
+            crate::http::server(listener)?.await?;
+            anyhow::Ok(())
+        }
+    });
+    // The HTTP server has stopped (SIGINT or SIGTERM): finish pending appends, then exit.
+    log.close();
+    served
+}
+
+fn progress_bar(total: u64) -> ProgressBar {
+    if !std::io::stdout().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} events ({per_sec}, {eta} left)")
+            .expect("the template is valid"),
+    );
+    bar
+}
+
+fn export(data: &Path, options: LogOptions, from: u64, stream: Option<String>) -> anyhow::Result<()> {
+    let log = open_existing(data, options)?;
+    let out = std::io::stdout();
+    let mut out = std::io::BufWriter::new(out.lock());
+    let mut write = |event: &crate::events::RecordedEvent| -> anyhow::Result<()> {
+        serde_json::to_writer(&mut out, &render(event))?;
+        out.write_all(b"\n")?;
+        Ok(())
+    };
+    let head = log.head();
+    match stream {
+        Some(stream) => {
+            let stream = StreamId::parse(stream)?;
+            for event in log.store().stream_events_after(&stream, 0) {
+                let event = event?;
+                if event.position > from && event.position <= head {
+                    write(&event)?;
+                }
+            }
+        }
+        None => {
+            let bar = progress_bar(head.saturating_sub(from));
+            for event in log.store().events_after(from) {
+                let event = event?;
+                if event.position > head {
+                    break;
+                }
+                write(&event)?;
+                bar.inc(1);
+            }
+            bar.finish_and_clear();
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn replay(data: &Path, options: LogOptions, stream: &str, until: ReplayUntil) -> anyhow::Result<()> {
+    let log = open_existing(data, options)?;
+    let stream = StreamId::parse(stream)?;
+    let replayed = kinds::replay(&log, &stream, until)?;
+    println!("{}", serde_json::to_string_pretty(&replayed)?);
+    Ok(())
+}
+
+fn verify_command(data: &Path, options: LogOptions) -> ExitCode {
+    let log = match open_existing(data, options) {
+        Ok(log) => log,
+        Err(error) => {
+            eprintln!("annals: {error:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let bar = progress_bar(log.head());
+    let verified = verify(log.store(), |_| bar.inc(1));
+    bar.finish_and_clear();
+    match verified {
+        Ok(report) => {
+            println!(
+                "ok: {} events in {} streams, head {} ({})",
+                report.events,
+                report.streams,
+                report.head,
+                hex::encode(report.head_hash)
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            println!("corrupt: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A synthetic load; see [`Command::Load`].
+struct Load {
+    writers: usize,
+    events: u64,
+    shared_stream: bool,
+    line_bytes: usize,
+    run: String,
+    print: bool,
+}
+
+/// The line writer `w` records as its event `seq` in `annals load`: a test that knows `w` and
+/// `seq` knows the content.
+pub fn load_line(writer: usize, seq: u64, bytes: usize) -> String {
+    let mut line = format!("writer {writer} event {seq} ");
+    while line.len() < bytes {
+        line.push(char::from(b'a' + (line.len() % 26) as u8));
+    }
+    line
+}
+
+fn load_command(data: &Path, options: LogOptions, load: Load) -> anyhow::Result<()> {
+    let log = EventLog::open(data, options)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let started = Instant::now();
+    let load = Arc::new(load);
+    let total = runtime.block_on(async {
+        let writers: Vec<_> = (0..load.writers)
+            .map(|writer| tokio::spawn(write_load(log.clone(), load.clone(), writer)))
+            .collect();
+        let mut total = 0;
+        for writer in writers {
+            total += writer.await??;
+        }
+        anyhow::Ok(total)
+    });
+    log.close();
+    let total = total?;
+    let seconds = started.elapsed().as_secs_f64();
+    eprintln!(
+        "appended {total} events in {seconds:.2} s ({:.0} events/s)",
+        total as f64 / seconds
+    );
+    Ok(())
+}
+
+async fn write_load(log: EventLog, load: Arc<Load>, writer: usize) -> anyhow::Result<u64> {
+    let stream = if load.shared_stream {
+        StreamId::parse(format!("job-{}", load.run))?
+    } else {
+        StreamId::parse(format!("job-{}-{writer}", load.run))?
+    };
+    let new_event = |event: JobEvent| NewEvent {
+        event_id: Uuid::new_v4(),
+        event_type: event.event_type().to_owned(),
+        schema_version: event.schema_version(),
+        payload: event.encode_payload(),
+        metadata: Metadata::system(),
+    };
+    let mut version = 0;
+    if !load.shared_stream || writer == 0 {
+        let started = JobEvent::JobStarted(JobStarted {
+            name: format!("load {}", load.run),
+            at: Utc::now(),
+        });
+        // In a shared stream every writer but the first appends lines to whatever is there.
+        version = append(&log, &stream, ExpectedVersion::Exactly(0), new_event(started), &load, writer, 0)
+            .await?;
+    }
+    let mut seq = 1;
+    while load.events == 0 || seq <= load.events {
+        let line = JobEvent::LineRecorded(LineRecorded {
+            line: load_line(writer, seq, load.line_bytes),
+            level: Level::Info,
+            at: Utc::now(),
+        });
+        let expected = if load.shared_stream {
+            ExpectedVersion::Any
+        } else {
+            ExpectedVersion::Exactly(version)
+        };
+        version = append(&log, &stream, expected, new_event(line), &load, writer, seq).await?;
+        seq += 1;
+    }
+    Ok(seq - 1)
+}
+
+async fn append(
+    log: &EventLog,
+    stream: &StreamId,
+    expected: ExpectedVersion,
+    event: NewEvent,
+    load: &Load,
+    writer: usize,
+    seq: u64,
+) -> anyhow::Result<u64> {
+    let event_id = event.event_id;
+    let appended = log.append(stream.clone(), expected, vec![event]).await?;
+    if load.print {
+        // One write per line, so that lines of concurrent writers never interleave.
+        let line = format!(
+            "ack {stream} {} {} {event_id} {writer} {seq}\n",
+            appended.stream_version, appended.first_position
+        );
+        std::io::stdout()
+            .lock()
+            .write_all(line.as_bytes())
+            .context("cannot print an acknowledgement")?;
+    }
+    Ok(appended.stream_version)
+}

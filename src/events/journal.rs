@@ -1,0 +1,340 @@
+//! The journal: the only writer of the log. One thread takes every pending append request,
+//! checks expected versions, writes all accepted events of the round in one atomic batch, makes
+//! the batch durable once, and only then acknowledges the round and publishes the new head.
+//! It never reads on behalf of anyone else and never holds entity state.
+
+use std::collections::HashMap;
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread::JoinHandle;
+
+use chrono::Utc;
+use tokio::sync::{oneshot, watch};
+use uuid::Uuid;
+
+use super::envelope::{NewEvent, Position, RecordedEvent, StreamId, Version};
+use super::store::{Durability, LogHead, Store, StoreError, WriteBatch};
+
+/// What the writer believes a stream's version to be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExpectedVersion {
+    /// No check: append whatever the version is.
+    Any,
+    /// The stream must have exactly this version (0: the stream must not exist yet).
+    Exactly(Version),
+}
+
+/// What an accepted append became.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Appended {
+    /// The global position of the first event (of the last one the stream had when nothing was
+    /// appended).
+    pub first_position: Position,
+    /// The stream's version after the append.
+    pub stream_version: Version,
+    /// How many events the request held.
+    pub count: usize,
+    /// True when every event id was already in the stream: an idempotent retry, not written again.
+    pub duplicate: bool,
+}
+
+/// Why an append was refused. Nothing of a refused request is written.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AppendError {
+    #[error("stream {stream} is at version {actual}, not the expected {expected}")]
+    Conflict {
+        stream: StreamId,
+        expected: Version,
+        actual: Version,
+    },
+    #[error("an event of {size} bytes is over the limit of {limit} bytes")]
+    TooLarge { size: usize, limit: usize },
+    #[error("{count} events in one append are over the limit of {limit}")]
+    TooMany { count: usize, limit: usize },
+    #[error("event id {0} appears twice in one append")]
+    RepeatedId(Uuid),
+    #[error("some event ids of this append are already in stream {0} and some are not")]
+    PartlyDuplicate(StreamId),
+    #[error("the log could not be written: {0}")]
+    Storage(String),
+    #[error("the journal is closed")]
+    Closed,
+}
+
+pub(crate) struct AppendRequest {
+    pub stream: StreamId,
+    pub expected: ExpectedVersion,
+    pub events: Vec<NewEvent>,
+    pub reply: oneshot::Sender<Result<Appended, AppendError>>,
+}
+
+enum Message {
+    Append(AppendRequest),
+    Close(oneshot::Sender<()>),
+}
+
+/// The most requests gathered into one round, so that a flood still gets acknowledged in steps.
+const MAX_ROUND_REQUESTS: usize = 4096;
+
+/// A handle on the journal thread.
+pub(crate) struct Journal {
+    sender: mpsc::Sender<Message>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Journal {
+    /// Starts the journal thread over an open store, publishing each durable head on `committed`.
+    pub(crate) fn start(
+        store: Arc<Store>,
+        durability: Durability,
+        committed: watch::Sender<Position>,
+    ) -> Result<Journal, StoreError> {
+        let head = store.log_head()?;
+        let (sender, receiver) = mpsc::channel();
+        let writer = Writer {
+            store,
+            durability,
+            head,
+            committed,
+            failure: None,
+        };
+        let thread = std::thread::Builder::new()
+            .name("annals-journal".into())
+            .spawn(move || writer.run(receiver))
+            .map_err(StoreError::Sync)?;
+        Ok(Journal {
+            sender,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    pub(crate) fn submit(&self, request: AppendRequest) {
+        if let Err(mpsc::SendError(Message::Append(request))) =
+            self.sender.send(Message::Append(request))
+        {
+            let _ = request.reply.send(Err(AppendError::Closed));
+        }
+    }
+
+    /// Finishes the requests already submitted, then stops the thread. Later appends fail with
+    /// [`AppendError::Closed`]. Blocks until the thread has stopped.
+    pub(crate) fn close(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.sender.send(Message::Close(done)).is_ok() {
+            let _ = wait.blocking_recv();
+        }
+        let thread = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The state owned by the journal thread.
+struct Writer {
+    store: Arc<Store>,
+    durability: Durability,
+    /// The last durable event; the next round chains to it.
+    head: LogHead,
+    committed: watch::Sender<Position>,
+    /// Set when a round could not be made durable. The store may then hold writes that were
+    /// never acknowledged, so the journal refuses everything until a restart recovers the log
+    /// from disk.
+    failure: Option<String>,
+}
+
+/// Where a round stands while its requests are staged.
+struct Round {
+    head: LogHead,
+    batch: WriteBatch,
+    /// Stream versions as staged so far in this round.
+    versions: HashMap<StreamId, Version>,
+    /// Event ids staged in this round, for retries that arrive in the same round.
+    ids: HashMap<(StreamId, Uuid), Position>,
+    writes: usize,
+}
+
+impl Writer {
+    fn run(mut self, receiver: mpsc::Receiver<Message>) {
+        while let Ok(first) = receiver.recv() {
+            let mut requests = Vec::new();
+            let mut close = None;
+            let mut next = Some(first);
+            while let Some(message) = next {
+                match message {
+                    Message::Append(request) => requests.push(request),
+                    Message::Close(done) => {
+                        close = Some(done);
+                        break;
+                    }
+                }
+                next = if requests.len() < MAX_ROUND_REQUESTS {
+                    receiver.try_recv().ok()
+                } else {
+                    None
+                };
+            }
+            self.commit_round(requests);
+            if let Some(done) = close {
+                let _ = done.send(());
+                return;
+            }
+        }
+    }
+
+    fn commit_round(&mut self, requests: Vec<AppendRequest>) {
+        let mut round = Round {
+            head: self.head,
+            batch: WriteBatch::default(),
+            versions: HashMap::new(),
+            ids: HashMap::new(),
+            writes: 0,
+        };
+        // Time never runs backwards in the log, even if the clock does.
+        let now = round.head.recorded_at.map_or(Utc::now(), |last| last.max(Utc::now()));
+        let mut acks = Vec::with_capacity(requests.len());
+        for request in requests {
+            let outcome = match &self.failure {
+                Some(failure) => Err(AppendError::Storage(failure.clone())),
+                None => self.stage(&mut round, &request, now),
+            };
+            match outcome {
+                Ok(appended) => acks.push((request.reply, appended)),
+                // A refused request stages nothing, so it can be answered at once.
+                Err(error) => {
+                    let _ = request.reply.send(Err(error));
+                }
+            }
+        }
+        if round.writes > 0 {
+            for (stream, version) in &round.versions {
+                round.batch.put_stream_version(stream, *version);
+            }
+            round.batch.put_log_head(&round.head);
+            let written = self
+                .store
+                .commit(round.batch)
+                .and_then(|()| self.store.make_durable(self.durability));
+            if let Err(error) = written {
+                let failure = format!(
+                    "{error} (after position {}; restart annals to recover the log from disk)",
+                    self.head.position
+                );
+                tracing::error!(%failure, "the journal stopped");
+                self.failure = Some(failure.clone());
+                for (reply, _) in acks {
+                    let _ = reply.send(Err(AppendError::Storage(failure.clone())));
+                }
+                return;
+            }
+            self.head = round.head;
+            self.committed.send_replace(self.head.position);
+        }
+        for (reply, appended) in acks {
+            let _ = reply.send(Ok(appended));
+        }
+    }
+
+    /// Checks one request against the round so far and, when it is accepted, adds its events.
+    /// A refused request leaves the round unchanged.
+    fn stage(
+        &self,
+        round: &mut Round,
+        request: &AppendRequest,
+        now: chrono::DateTime<Utc>,
+    ) -> Result<Appended, AppendError> {
+        let storage = |e: StoreError| AppendError::Storage(e.to_string());
+        let stream = &request.stream;
+        let current = match round.versions.get(stream) {
+            Some(version) => *version,
+            None => self.store.stream_version(stream).map_err(storage)?,
+        };
+
+        if let Some(appended) = self.find_retry(round, request, current)? {
+            return Ok(appended);
+        }
+        if let ExpectedVersion::Exactly(expected) = request.expected {
+            if expected != current {
+                return Err(AppendError::Conflict {
+                    stream: stream.clone(),
+                    expected,
+                    actual: current,
+                });
+            }
+        }
+        if request.events.is_empty() {
+            return Ok(Appended {
+                first_position: round.head.position,
+                stream_version: current,
+                count: 0,
+                duplicate: false,
+            });
+        }
+
+        let first_position = round.head.position + 1;
+        let mut version = current;
+        round.head.recorded_at = Some(now);
+        for event in &request.events {
+            version += 1;
+            round.head.position += 1;
+            let (record, hash) = RecordedEvent::seal(
+                &round.head.hash,
+                round.head.position,
+                stream,
+                version,
+                now,
+                event,
+            );
+            round.head.hash = hash;
+            round
+                .batch
+                .put_event(round.head.position, stream, version, event.event_id, record);
+            round
+                .ids
+                .insert((stream.clone(), event.event_id), round.head.position);
+            round.writes += 1;
+        }
+        round.versions.insert(stream.clone(), version);
+        Ok(Appended {
+            first_position,
+            stream_version: version,
+            count: request.events.len(),
+            duplicate: false,
+        })
+    }
+
+    /// Recognises an idempotent retry: every event id already in the stream (in the log or
+    /// earlier in this round). Returns `None` when none is.
+    fn find_retry(
+        &self,
+        round: &Round,
+        request: &AppendRequest,
+        current: Version,
+    ) -> Result<Option<Appended>, AppendError> {
+        let stream = &request.stream;
+        let mut first_position = None;
+        let mut found = 0;
+        for event in &request.events {
+            let known = match round.ids.get(&(stream.clone(), event.event_id)) {
+                Some(position) => Some(*position),
+                None => self
+                    .store
+                    .position_of_event_id(stream, event.event_id)
+                    .map_err(|e| AppendError::Storage(e.to_string()))?,
+            };
+            if let Some(position) = known {
+                found += 1;
+                first_position.get_or_insert(position);
+            }
+        }
+        match (found, first_position) {
+            (0, _) | (_, None) => Ok(None),
+            (n, Some(first_position)) if n == request.events.len() => Ok(Some(Appended {
+                first_position,
+                stream_version: current,
+                count: n,
+                duplicate: true,
+            })),
+            _ => Err(AppendError::PartlyDuplicate(stream.clone())),
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! `EventLog`, the handle the rest of annals holds: appends through the journal, reads that see
+//! only durable events, and waits for the next commit. It owns no storage logic of its own.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{oneshot, watch};
+
+use super::envelope::{NewEvent, Position, RecordedEvent, StreamId, Version};
+use super::journal::{AppendError, AppendRequest, Appended, ExpectedVersion, Journal};
+use super::store::{Durability, Store, StoreError};
+
+/// Limits and durability of a log, named so that they can be documented and tested.
+#[derive(Clone, Copy, Debug)]
+pub struct LogOptions {
+    pub durability: Durability,
+    /// The largest payload one event may carry. Bigger content belongs in a file next to the
+    /// log, referenced by hash from an event.
+    pub max_event_bytes: usize,
+    /// The most events one append may carry.
+    pub max_events_per_append: usize,
+}
+
+impl Default for LogOptions {
+    fn default() -> Self {
+        LogOptions {
+            durability: Durability::Fsync,
+            max_event_bytes: 1024 * 1024,
+            max_events_per_append: 10_000,
+        }
+    }
+}
+
+/// An open event log. Clones share one store and one journal.
+#[derive(Clone)]
+pub struct EventLog {
+    store: Arc<Store>,
+    journal: Arc<Journal>,
+    /// The position of the last durable event, published by the journal after each round.
+    committed: watch::Receiver<Position>,
+    options: LogOptions,
+}
+
+impl EventLog {
+    /// Opens (or creates) the log in `path` and starts its journal.
+    pub fn open(path: &Path, options: LogOptions) -> Result<EventLog, StoreError> {
+        let store = Arc::new(Store::open(path)?);
+        let head = store.log_head()?;
+        let (publish, committed) = watch::channel(head.position);
+        let journal = Journal::start(store.clone(), options.durability, publish)?;
+        Ok(EventLog {
+            store,
+            journal: Arc::new(journal),
+            committed,
+            options,
+        })
+    }
+
+    pub fn options(&self) -> &LogOptions {
+        &self.options
+    }
+
+    /// Appends events to one stream if it is at the expected version. Resolves once the events
+    /// are durable (as far as the configured durability goes), or with the reason they were
+    /// refused; a refused append writes nothing.
+    pub async fn append(
+        &self,
+        stream: StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<Appended, AppendError> {
+        self.check_limits(&events)?;
+        let (reply, answer) = oneshot::channel();
+        self.journal.submit(AppendRequest {
+            stream,
+            expected,
+            events,
+            reply,
+        });
+        answer.await.unwrap_or(Err(AppendError::Closed))
+    }
+
+    fn check_limits(&self, events: &[NewEvent]) -> Result<(), AppendError> {
+        let limit = self.options.max_events_per_append;
+        if events.len() > limit {
+            return Err(AppendError::TooMany {
+                count: events.len(),
+                limit,
+            });
+        }
+        let mut ids = HashSet::with_capacity(events.len());
+        for event in events {
+            let size = event.payload.len();
+            if size > self.options.max_event_bytes {
+                return Err(AppendError::TooLarge {
+                    size,
+                    limit: self.options.max_event_bytes,
+                });
+            }
+            if !ids.insert(event.event_id) {
+                return Err(AppendError::RepeatedId(event.event_id));
+            }
+        }
+        Ok(())
+    }
+
+    /// The position of the last durable event (0 for an empty log).
+    pub fn head(&self) -> Position {
+        *self.committed.borrow()
+    }
+
+    /// A receiver of each new durable head position. Mark the current value seen before
+    /// reading, then wait for a change: an event committed in between still wakes the reader.
+    pub fn subscribe(&self) -> watch::Receiver<Position> {
+        self.committed.clone()
+    }
+
+    /// Waits until an event after `after` is durable or `timeout` passes, and returns the head;
+    /// `None` once the log is closed. The check and the wait are one step, so a commit between
+    /// a reader's read and this call is never missed.
+    pub async fn wait_past(&self, after: Position, timeout: Duration) -> Option<Position> {
+        let mut committed = self.committed.clone();
+        let waited = tokio::time::timeout(timeout, committed.wait_for(|head| *head > after)).await;
+        let head = match waited {
+            Ok(Ok(head)) => Some(*head),
+            Ok(Err(_closed)) => None,
+            Err(_timeout) => Some(after),
+        };
+        head.map(|head| head.max(*self.committed.borrow()))
+    }
+
+    /// Up to `limit` durable events after global position `after`.
+    pub fn read_all(&self, after: Position, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        let head = self.head();
+        let limit = limit.min(head.saturating_sub(after) as usize);
+        self.store.read_all(after, limit)
+    }
+
+    /// Up to `limit` durable events of one stream with a version above `after`.
+    pub fn read_stream(
+        &self,
+        stream: &StreamId,
+        after: Version,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let head = self.head();
+        let mut events = self.store.read_stream(stream, after, limit)?;
+        events.retain(|e| e.position <= head);
+        Ok(events)
+    }
+
+    /// Up to `limit` durable events of one category (`scan` for every `scan-*` stream) after
+    /// global position `after`.
+    pub fn read_category(
+        &self,
+        category: &str,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let head = self.head();
+        let mut events = self.store.read_category(category, after, limit)?;
+        events.retain(|e| e.position <= head);
+        Ok(events)
+    }
+
+    /// The durable version of a stream (0 when it has no event).
+    pub fn stream_version(&self, stream: &StreamId) -> Result<Version, StoreError> {
+        // This may count events of a round that is being made durable right now.
+        self.store.stream_version(stream)
+    }
+
+    /// The store underneath, for snapshots, checkpoints, exports and verification.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Finishes the appends already submitted and stops the journal; later appends fail with
+    /// [`AppendError::Closed`]. Blocks until the journal thread has stopped.
+    pub fn close(&self) {
+        self.journal.close();
+    }
+}

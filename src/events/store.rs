@@ -1,0 +1,576 @@
+//! The storage engine behind the log. This is the only module that names sled: it lays out the
+//! keys, reads events and indexes back, applies the journal's batches atomically and makes them
+//! durable. It never decides what to write; the journal does.
+//!
+//! Everything the log holds lives in one sled tree, `log`, under one-byte key prefixes, so that a
+//! whole commit round is one atomic `apply_batch`:
+//!
+//! | key                                   | value                                  |
+//! |---------------------------------------|----------------------------------------|
+//! | `E` position                          | the stored record: hash, then body     |
+//! | `S` stream `\0` version               | position                               |
+//! | `H` stream                            | the stream's version                   |
+//! | `I` stream `\0` event id (16 bytes)   | position (idempotent retries)          |
+//! | `C` category `\0` position            | empty (category reads)                 |
+//! | `M` `head`                            | position, hash, recorded_at (µs)       |
+//! | `M` `format`                          | [`FORMAT`]                             |
+//!
+//! Numbers are big-endian u64 so that byte order is numeric order. Snapshots and projection
+//! checkpoints live in trees of their own: they are caches, rebuilt from the log when missing.
+
+use std::collections::HashSet;
+use std::ffi::OsString;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::envelope::{DecodeError, Hash, Position, RecordedEvent, StreamId, Version, GENESIS_HASH};
+
+/// The on-disk format this build reads and writes.
+pub const FORMAT: &[u8] = b"annals-log v1";
+
+const EVENT: u8 = b'E';
+const STREAM: u8 = b'S';
+const HEAD: u8 = b'H';
+const EVENT_ID: u8 = b'I';
+const CATEGORY: u8 = b'C';
+const META_HEAD: &[u8] = b"Mhead";
+const META_FORMAT: &[u8] = b"Mformat";
+
+/// How hard the journal pushes each commit round towards the disk before acknowledging it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// sled's `flush()`, then `fdatasync` on its data file and `fsync` on any new blob file: an
+    /// acknowledged event survives a process crash and a power loss.
+    #[default]
+    Fsync,
+    /// sled's `flush()` alone, which writes the data with `sync_file_range` but does not flush the
+    /// disk's cache or file metadata: an acknowledged event survives a process crash, not
+    /// necessarily a power loss.
+    Flush,
+    /// Nothing: sled writes in the background about every 500 ms, so an acknowledged event can
+    /// be lost by a process crash or a power loss within that window.
+    None,
+}
+
+impl std::str::FromStr for Durability {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "fsync" => Ok(Durability::Fsync),
+            "flush" => Ok(Durability::Flush),
+            "none" => Ok(Durability::None),
+            other => Err(format!(
+                "unknown durability {other:?}: expected fsync, flush or none"
+            )),
+        }
+    }
+}
+
+/// What the store could not do. Every variant names what was wrong; none is a panic.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the log at {path}: {reason}")]
+    Open { path: PathBuf, reason: String },
+    #[error("{path} holds a sled database that is not an annals log (no format marker)")]
+    NotALog { path: PathBuf },
+    #[error("{path} holds an annals log in format {found:?}; this build reads {expected:?}")]
+    UnsupportedFormat {
+        path: PathBuf,
+        found: String,
+        expected: String,
+    },
+    #[error("storage error: {0}")]
+    Engine(#[from] sled::Error),
+    #[error("I/O error while making the log durable: {0}")]
+    Sync(#[from] std::io::Error),
+    #[error("the log is corrupt at {what}: {reason}")]
+    Corrupt { what: String, reason: String },
+}
+
+impl StoreError {
+    fn corrupt(what: impl Into<String>, reason: impl ToString) -> StoreError {
+        StoreError::Corrupt {
+            what: what.into(),
+            reason: reason.to_string(),
+        }
+    }
+
+    fn bad_event(position: Position, error: DecodeError) -> StoreError {
+        StoreError::corrupt(format!("position {position}"), error)
+    }
+}
+
+/// The head of the whole log: the last committed event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogHead {
+    pub position: Position,
+    pub hash: Hash,
+    /// When the last event was recorded; the journal never records an event earlier than this.
+    pub recorded_at: Option<DateTime<Utc>>,
+}
+
+impl LogHead {
+    pub const EMPTY: LogHead = LogHead {
+        position: 0,
+        hash: GENESIS_HASH,
+        recorded_at: None,
+    };
+}
+
+/// An open log directory.
+pub struct Store {
+    path: PathBuf,
+    db: sled::Db,
+    log: sled::Tree,
+    snapshots: sled::Tree,
+    checkpoints: sled::Tree,
+    /// sled's data file, opened a second time so that the journal can `fdatasync` it:
+    /// sled 0.34.7's own `flush()` stops at `sync_file_range`.
+    data_file: File,
+    /// Blob files (sled's home for values and pages over about 128 KiB, written without any
+    /// sync) already fsynced, so each is synced once.
+    synced_blobs: Mutex<HashSet<OsString>>,
+}
+
+impl Store {
+    /// Opens the log in `path`, creating it when the directory is missing or empty.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let open_error = |reason: String| StoreError::Open {
+            path: path.to_owned(),
+            reason,
+        };
+        std::fs::create_dir_all(path).map_err(|e| open_error(e.to_string()))?;
+        let db = sled::Config::new()
+            .path(path)
+            .mode(sled::Mode::HighThroughput)
+            .open()
+            .map_err(|e| open_error(e.to_string()))?;
+        let tree = |name: &str| {
+            db.open_tree(name)
+                .map_err(|e| open_error(format!("cannot open tree {name}: {e}")))
+        };
+        let log = tree("log")?;
+        let snapshots = tree("snapshots")?;
+        let checkpoints = tree("checkpoints")?;
+        match log.get(META_FORMAT)? {
+            Some(found) if found == FORMAT => {}
+            Some(found) => {
+                return Err(StoreError::UnsupportedFormat {
+                    path: path.to_owned(),
+                    found: String::from_utf8_lossy(&found).into_owned(),
+                    expected: String::from_utf8_lossy(FORMAT).into_owned(),
+                })
+            }
+            None if log.is_empty() && db.is_empty() => {
+                // A new log: the format marker is the one key written outside the journal,
+                // before the journal starts.
+                log.insert(META_FORMAT, FORMAT)?;
+                db.flush()?;
+            }
+            None => {
+                return Err(StoreError::NotALog {
+                    path: path.to_owned(),
+                })
+            }
+        }
+        let data_file = File::open(path.join("db"))
+            .map_err(|e| open_error(format!("cannot open sled's data file: {e}")))?;
+        Ok(Store {
+            path: path.to_owned(),
+            db,
+            log,
+            snapshots,
+            checkpoints,
+            data_file,
+            synced_blobs: Mutex::default(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The last committed event's position and hash.
+    pub fn log_head(&self) -> Result<LogHead, StoreError> {
+        let Some(raw) = self.log.get(META_HEAD)? else {
+            return Ok(LogHead::EMPTY);
+        };
+        if raw.len() != 48 {
+            return Err(StoreError::corrupt("the log head", "it is not 48 bytes"));
+        }
+        let micros = i64::from_be_bytes(raw[40..48].try_into().expect("8 bytes"));
+        Ok(LogHead {
+            position: be_u64(&raw[..8]),
+            hash: raw[8..40].try_into().expect("32 bytes"),
+            recorded_at: DateTime::from_timestamp_micros(micros),
+        })
+    }
+
+    /// The version of a stream's last event; 0 when the stream has none.
+    pub fn stream_version(&self, stream: &StreamId) -> Result<Version, StoreError> {
+        Ok(self.log.get(head_key(stream))?.map_or(0, |v| be_u64(&v)))
+    }
+
+    /// Where an event with this id was committed in this stream, if it was.
+    pub fn position_of_event_id(
+        &self,
+        stream: &StreamId,
+        event_id: Uuid,
+    ) -> Result<Option<Position>, StoreError> {
+        Ok(self
+            .log
+            .get(event_id_key(stream, event_id))?
+            .map(|v| be_u64(&v)))
+    }
+
+    /// The position the stream index gives for one version of a stream.
+    pub fn position_of_version(
+        &self,
+        stream: &StreamId,
+        version: Version,
+    ) -> Result<Option<Position>, StoreError> {
+        Ok(self.log.get(stream_key(stream, version))?.map(|v| be_u64(&v)))
+    }
+
+    /// Whether the category index lists this position under this category.
+    pub fn category_lists(&self, category: &str, position: Position) -> Result<bool, StoreError> {
+        Ok(self.log.contains_key(category_key(category, position))?)
+    }
+
+    /// The event at a global position.
+    pub fn event(&self, position: Position) -> Result<Option<RecordedEvent>, StoreError> {
+        self.log
+            .get(event_key(position))?
+            .map(|raw| RecordedEvent::open(&raw).map_err(|e| StoreError::bad_event(position, e)))
+            .transpose()
+    }
+
+    fn expect_event(&self, position: Position) -> Result<RecordedEvent, StoreError> {
+        self.event(position)?
+            .ok_or_else(|| StoreError::corrupt(format!("position {position}"), "an index names it but no event is stored there"))
+    }
+
+    /// Up to `limit` events after global position `after`, in order.
+    pub fn read_all(
+        &self,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.events_after(after).take(limit).collect()
+    }
+
+    /// Every event after global position `after`, in order, read lazily.
+    pub fn events_after(
+        &self,
+        after: Position,
+    ) -> impl Iterator<Item = Result<RecordedEvent, StoreError>> + '_ {
+        self.raw_events_after(after).map(|item| {
+            let (position, raw) = item?;
+            RecordedEvent::open(&raw).map_err(|e| StoreError::bad_event(position, e))
+        })
+    }
+
+    /// Every stored record after `after` as raw bytes, keyed by the position its key claims.
+    /// `verify` uses this to check records without trusting them.
+    pub fn raw_events_after(
+        &self,
+        after: Position,
+    ) -> impl Iterator<Item = Result<(Position, Vec<u8>), StoreError>> + '_ {
+        let start = event_key(after.saturating_add(1));
+        self.log.range(start.to_vec()..vec![EVENT + 1]).map(|item| {
+            let (key, value) = item?;
+            Ok((be_u64(&key[1..]), value.to_vec()))
+        })
+    }
+
+    /// Up to `limit` events of one stream with a version above `after`, in order.
+    pub fn read_stream(
+        &self,
+        stream: &StreamId,
+        after: Version,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.stream_events_after(stream, after).take(limit).collect()
+    }
+
+    /// Every event of one stream with a version above `after`, in order, read lazily.
+    pub fn stream_events_after<'a>(
+        &'a self,
+        stream: &StreamId,
+        after: Version,
+    ) -> impl Iterator<Item = Result<RecordedEvent, StoreError>> + 'a {
+        let start = stream_key(stream, after.saturating_add(1));
+        let end = stream_key(stream, u64::MAX);
+        self.log
+            .range(start..=end)
+            .map(move |item| self.expect_event(be_u64(&item?.1)))
+    }
+
+    /// Up to `limit` events of one category (all `scan-*` streams) after global position `after`.
+    pub fn read_category(
+        &self,
+        category: &str,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let start = category_key(category, after.saturating_add(1));
+        let end = category_key(category, u64::MAX);
+        self.log
+            .range(start..=end)
+            .take(limit)
+            .map(|item| {
+                let (key, _) = item?;
+                self.expect_event(be_u64(&key[key.len() - 8..]))
+            })
+            .collect()
+    }
+
+    /// Every stream of a category, with its version.
+    pub fn streams_in_category(
+        &self,
+        category: &str,
+    ) -> impl Iterator<Item = Result<(StreamId, Version), StoreError>> + '_ {
+        let mut prefix = vec![HEAD];
+        prefix.extend_from_slice(category.as_bytes());
+        prefix.push(b'-');
+        self.log.scan_prefix(prefix).map(|item| {
+            let (key, value) = item?;
+            let stream = std::str::from_utf8(&key[1..])
+                .ok()
+                .and_then(|s| StreamId::parse(s).ok())
+                .ok_or_else(|| StoreError::corrupt("the stream heads", "a stream id is invalid"))?;
+            Ok((stream, be_u64(&value)))
+        })
+    }
+
+    /// Applies one commit round atomically. Only the journal calls this.
+    pub(crate) fn commit(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        self.log.apply_batch(batch.0)?;
+        Ok(())
+    }
+
+    /// Pushes everything committed so far towards the disk, as far as `durability` asks.
+    pub(crate) fn make_durable(&self, durability: Durability) -> Result<(), StoreError> {
+        match durability {
+            Durability::None => Ok(()),
+            Durability::Flush => {
+                self.db.flush()?;
+                Ok(())
+            }
+            Durability::Fsync => {
+                self.db.flush()?;
+                self.sync_new_blobs()?;
+                self.data_file.sync_data()?;
+                Ok(())
+            }
+        }
+    }
+
+    /// fsyncs the blob files sled wrote since the last call. sled 0.34.7 writes them with
+    /// plain `write_all`, so without this a large value could be referenced by a durable log
+    /// entry yet lost on power failure.
+    fn sync_new_blobs(&self) -> Result<(), StoreError> {
+        let dir = self.path.join("blobs");
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut synced = self.synced_blobs.lock().unwrap_or_else(|p| p.into_inner());
+        let mut any = false;
+        for entry in entries {
+            let name = entry?.file_name();
+            if synced.contains(&name) {
+                continue;
+            }
+            match File::open(dir.join(&name)) {
+                Ok(file) => file.sync_all()?,
+                // sled removes blobs it no longer needs; a vanished one needs no sync.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e.into()),
+            }
+            synced.insert(name);
+            any = true;
+        }
+        if any {
+            File::open(&dir)?.sync_all()?;
+        }
+        Ok(())
+    }
+
+    /// The bytes sled uses on disk.
+    pub fn size_on_disk(&self) -> Result<u64, StoreError> {
+        Ok(self.db.size_on_disk()?)
+    }
+
+    /// The newest snapshot of a stream, as written by [`Store::put_snapshot`].
+    pub fn snapshot(&self, stream: &StreamId) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.snapshots.get(stream.as_str())?.map(|v| v.to_vec()))
+    }
+
+    /// Replaces a stream's snapshot. Snapshots are a cache of the log, not part of it.
+    pub fn put_snapshot(&self, stream: &StreamId, bytes: &[u8]) -> Result<(), StoreError> {
+        self.snapshots.insert(stream.as_str(), bytes)?;
+        Ok(())
+    }
+
+    /// Removes every snapshot (they are rebuilt from the log).
+    pub fn clear_snapshots(&self) -> Result<(), StoreError> {
+        self.snapshots.clear()?;
+        Ok(())
+    }
+
+    /// A projection's saved checkpoint.
+    pub fn checkpoint(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.checkpoints.get(name)?.map(|v| v.to_vec()))
+    }
+
+    /// Saves a projection's checkpoint. Like snapshots, checkpoints are a cache of the log.
+    pub fn put_checkpoint(&self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        self.checkpoints.insert(name, bytes)?;
+        Ok(())
+    }
+
+    /// Every entry of the stream index: (stream, version, position).
+    pub fn stream_index(
+        &self,
+    ) -> impl Iterator<Item = Result<(StreamId, Version, Position), StoreError>> + '_ {
+        self.log.scan_prefix([STREAM]).map(|item| {
+            let (key, value) = item?;
+            let (stream, version) = split_indexed_key(&key, 8)
+                .ok_or_else(|| StoreError::corrupt("the stream index", "a key is malformed"))?;
+            Ok((stream, be_u64(version), be_u64(&value)))
+        })
+    }
+
+    /// Every stream head: (stream, version).
+    pub fn stream_heads(&self) -> impl Iterator<Item = Result<(StreamId, Version), StoreError>> + '_ {
+        self.log.scan_prefix([HEAD]).map(|item| {
+            let (key, value) = item?;
+            let stream = std::str::from_utf8(&key[1..])
+                .ok()
+                .and_then(|s| StreamId::parse(s).ok())
+                .ok_or_else(|| StoreError::corrupt("the stream heads", "a key is malformed"))?;
+            Ok((stream, be_u64(&value)))
+        })
+    }
+
+    /// Every entry of the event-id index: (stream, event id, position).
+    pub fn event_id_index(
+        &self,
+    ) -> impl Iterator<Item = Result<(StreamId, Uuid, Position), StoreError>> + '_ {
+        self.log.scan_prefix([EVENT_ID]).map(|item| {
+            let (key, value) = item?;
+            let (stream, id) = split_indexed_key(&key, 16)
+                .ok_or_else(|| StoreError::corrupt("the event-id index", "a key is malformed"))?;
+            let id = Uuid::from_slice(id).expect("16 bytes");
+            Ok((stream, id, be_u64(&value)))
+        })
+    }
+
+    /// Every entry of the category index: (category, position).
+    pub fn category_index(
+        &self,
+    ) -> impl Iterator<Item = Result<(String, Position), StoreError>> + '_ {
+        self.log.scan_prefix([CATEGORY]).map(|item| {
+            let (key, _) = item?;
+            let malformed = || StoreError::corrupt("the category index", "a key is malformed");
+            if key.len() < 10 || key[key.len() - 9] != 0 {
+                return Err(malformed());
+            }
+            let category = std::str::from_utf8(&key[1..key.len() - 9]).map_err(|_| malformed())?;
+            Ok((category.to_owned(), be_u64(&key[key.len() - 8..])))
+        })
+    }
+}
+
+/// The writes of one commit round, applied atomically by [`Store::commit`].
+#[derive(Default)]
+pub(crate) struct WriteBatch(sled::Batch);
+
+impl WriteBatch {
+    /// Adds one sealed event and its index entries.
+    pub(crate) fn put_event(
+        &mut self,
+        position: Position,
+        stream: &StreamId,
+        version: Version,
+        event_id: Uuid,
+        record: Vec<u8>,
+    ) {
+        let at = position.to_be_bytes();
+        self.0.insert(&event_key(position), record);
+        self.0.insert(stream_key(stream, version), &at);
+        self.0.insert(event_id_key(stream, event_id), &at);
+        self.0.insert(category_key(stream.category(), position), &[]);
+    }
+
+    /// Sets a stream's version (once per stream per round, after its events).
+    pub(crate) fn put_stream_version(&mut self, stream: &StreamId, version: Version) {
+        self.0.insert(head_key(stream), &version.to_be_bytes());
+    }
+
+    /// Sets the head of the whole log.
+    pub(crate) fn put_log_head(&mut self, head: &LogHead) {
+        let mut raw = Vec::with_capacity(48);
+        raw.extend_from_slice(&head.position.to_be_bytes());
+        raw.extend_from_slice(&head.hash);
+        let micros = head.recorded_at.map_or(0, |t| t.timestamp_micros());
+        raw.extend_from_slice(&micros.to_be_bytes());
+        self.0.insert(META_HEAD, raw);
+    }
+}
+
+fn be_u64(bytes: &[u8]) -> u64 {
+    u64::from_be_bytes(bytes[..8].try_into().expect("index values are 8 bytes"))
+}
+
+fn event_key(position: Position) -> [u8; 9] {
+    let mut key = [EVENT; 9];
+    key[1..].copy_from_slice(&position.to_be_bytes());
+    key
+}
+
+/// `prefix stream \0 suffix`
+fn indexed_key(prefix: u8, name: &str, suffix: &[u8]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(2 + name.len() + suffix.len());
+    key.push(prefix);
+    key.extend_from_slice(name.as_bytes());
+    key.push(0);
+    key.extend_from_slice(suffix);
+    key
+}
+
+/// Splits `prefix stream \0 suffix` where the suffix has a known length.
+fn split_indexed_key(key: &[u8], suffix_len: usize) -> Option<(StreamId, &[u8])> {
+    let name_end = key.len().checked_sub(suffix_len + 1)?;
+    if name_end < 1 || key[name_end] != 0 {
+        return None;
+    }
+    let stream = StreamId::parse(std::str::from_utf8(&key[1..name_end]).ok()?).ok()?;
+    Some((stream, &key[name_end + 1..]))
+}
+
+fn stream_key(stream: &StreamId, version: Version) -> Vec<u8> {
+    indexed_key(STREAM, stream.as_str(), &version.to_be_bytes())
+}
+
+fn event_id_key(stream: &StreamId, event_id: Uuid) -> Vec<u8> {
+    indexed_key(EVENT_ID, stream.as_str(), event_id.as_bytes())
+}
+
+fn category_key(category: &str, position: Position) -> Vec<u8> {
+    indexed_key(CATEGORY, category, &position.to_be_bytes())
+}
+
+fn head_key(stream: &StreamId) -> Vec<u8> {
+    let mut key = Vec::with_capacity(1 + stream.as_str().len());
+    key.push(HEAD);
+    key.extend_from_slice(stream.as_str().as_bytes());
+    key
+}
