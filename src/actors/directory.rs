@@ -148,8 +148,6 @@ impl<E: Entity> Actor for Directory<E> {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        // Entity messages wait in the directory's mailbox only for routing, which is quick.
-        ctx.set_mailbox_capacity(usize::MAX);
         let every = (self.env.settings.idle_timeout / 4).max(Duration::from_millis(10));
         ctx.run_interval(every, |directory, _| directory.passivate_idle());
     }

@@ -35,7 +35,6 @@ pub enum CommandError<R> {
 }
 
 /// A command that took effect.
-#[derive(Debug, Clone, PartialEq)]
 pub struct Executed<E: Entity> {
     /// The events it caused, already durable and applied.
     pub events: Vec<E::Event>,
@@ -43,6 +42,33 @@ pub struct Executed<E: Entity> {
     pub version: Version,
     /// The global position of the first event, if any.
     pub first_position: Option<Position>,
+}
+
+// Written out so that they do not require the entity's marker type itself to implement them.
+impl<E: Entity> std::fmt::Debug for Executed<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Executed")
+            .field("events", &self.events)
+            .field("version", &self.version)
+            .field("first_position", &self.first_position)
+            .finish()
+    }
+}
+
+impl<E: Entity> Clone for Executed<E> {
+    fn clone(&self) -> Self {
+        Executed {
+            events: self.events.clone(),
+            version: self.version,
+            first_position: self.first_position,
+        }
+    }
+}
+
+impl<E: Entity> PartialEq for Executed<E> {
+    fn eq(&self, other: &Self) -> bool {
+        (&self.events, self.version, self.first_position) == (&other.events, other.version, other.first_position)
+    }
 }
 
 pub type CommandResult<E> = Result<Executed<E>, CommandError<<E as Entity>::Rejection>>;

@@ -127,9 +127,9 @@ impl<S> ProjectionHandle<S> {
     /// position P, `wait_for(P)` makes the next query see it.
     pub async fn wait_for(&self, position: Position, timeout: Duration) -> Result<(), ProjectionError> {
         let mut folded = self.shared.position.subscribe();
-        let reached = tokio::time::timeout(timeout, folded.wait_for(|p| *p >= position))
-            .await
-            .is_ok_and(|r| r.is_ok());
+        let settled = folded.wait_for(|p| *p >= position || self.failure().is_some());
+        let reached = tokio::time::timeout(timeout, settled).await.is_ok_and(|r| r.is_ok())
+            && self.position() >= position;
         match (reached, self.failure()) {
             (true, _) => Ok(()),
             (_, Some(reason)) => Err(ProjectionError::Stopped {

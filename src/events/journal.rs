@@ -69,7 +69,7 @@ pub(crate) struct AppendRequest {
 
 enum Message {
     Append(AppendRequest),
-    Close(oneshot::Sender<()>),
+    Close,
 }
 
 /// The most requests gathered into one round, so that a flood still gets acknowledged in steps.
@@ -118,10 +118,7 @@ impl Journal {
     /// Finishes the requests already submitted, then stops the thread. Later appends fail with
     /// [`AppendError::Closed`]. Blocks until the thread has stopped.
     pub(crate) fn close(&self) {
-        let (done, wait) = oneshot::channel();
-        if self.sender.send(Message::Close(done)).is_ok() {
-            let _ = wait.blocking_recv();
-        }
+        let _ = self.sender.send(Message::Close);
         let thread = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(thread) = thread {
             let _ = thread.join();
@@ -157,13 +154,13 @@ impl Writer {
     fn run(mut self, receiver: mpsc::Receiver<Message>) {
         while let Ok(first) = receiver.recv() {
             let mut requests = Vec::new();
-            let mut close = None;
+            let mut close = false;
             let mut next = Some(first);
             while let Some(message) = next {
                 match message {
                     Message::Append(request) => requests.push(request),
-                    Message::Close(done) => {
-                        close = Some(done);
+                    Message::Close => {
+                        close = true;
                         break;
                     }
                 }
@@ -174,9 +171,19 @@ impl Writer {
                 };
             }
             self.commit_round(requests);
-            if let Some(done) = close {
-                let _ = done.send(());
-                return;
+            if close {
+                break;
+            }
+        }
+        self.sync_on_stop();
+    }
+
+    /// Whatever the durability mode, a journal that stops cleanly leaves every acknowledged
+    /// event on disk.
+    fn sync_on_stop(&self) {
+        if self.failure.is_none() {
+            if let Err(error) = self.store.make_durable(Durability::Fsync) {
+                tracing::error!(%error, "could not sync the log while stopping");
             }
         }
     }

@@ -1,0 +1,386 @@
+//! Entities hosted by real actix actors over a real log: commands, rejections, activation,
+//! passivation, snapshots, side effects, restart and reconciliation, projections.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use annals::actors::job::{Job, JobCommand, JobEvent, JobRejection, JobState, JobStatus, Level};
+use annals::actors::projection::{self, ProjectionError};
+use annals::actors::state::{self, ReplayUntil};
+use annals::actors::{
+    reconcile, CommandError, Ctx, Effects, Entities, Entity, NoEffects, Projection, ProjectionSettings,
+    Settings, SystemClock,
+};
+use annals::events::{
+    CodecError, EventLog, ExpectedVersion, Metadata, NewEvent, Origin, RecordedEvent, StreamId,
+};
+use common::{fast, line, stream, TempLog};
+
+fn jobs(log: &EventLog, settings: Settings) -> Entities<Job> {
+    Entities::start(log.clone(), Arc::new(SystemClock), Arc::new(NoEffects), settings)
+}
+
+fn start(name: &str) -> JobCommand {
+    JobCommand::Start { name: name.into() }
+}
+
+fn record(text: &str) -> JobCommand {
+    JobCommand::RecordLine {
+        line: text.into(),
+        level: Level::Info,
+    }
+}
+
+fn from_peer() -> Metadata {
+    Metadata {
+        correlation_id: Some(uuid::Uuid::from_u128(7)),
+        causation_id: None,
+        origin: Origin::Http {
+            addr: "127.0.0.1:5000".into(),
+            user: Some("ada".into()),
+        },
+    }
+}
+
+/// Polls an async check until it holds or the deadline passes.
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+#[actix_rt::test]
+async fn a_command_is_decided_appended_applied_and_answered() {
+    let t = TempLog::new();
+    let jobs = jobs(&t.log, Settings::default());
+    let done = jobs.execute("nightly", start("nightly"), from_peer()).await.unwrap();
+    assert_eq!((done.version, done.first_position), (1, Some(1)));
+    let done = jobs.execute("nightly", record("hello"), from_peer()).await.unwrap();
+    assert_eq!(done.version, 2);
+    assert!(matches!(&done.events[..], [JobEvent::LineRecorded(l)] if l.line == "hello"));
+
+    // The reply came after the events were durable: they are readable, with their metadata.
+    let events = t.log.read_stream(&stream("job-nightly"), 0, 10).unwrap();
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0].metadata, from_peer());
+    let (version, state) = jobs.state("nightly").await.unwrap();
+    assert_eq!((version, state.status, state.lines), (2, JobStatus::Running, 1));
+}
+
+#[actix_rt::test]
+async fn a_rejected_command_writes_nothing() {
+    let t = TempLog::new();
+    let jobs = jobs(&t.log, Settings::default());
+    let refused = jobs.execute("idle", record("too early"), Metadata::system()).await;
+    assert_eq!(refused.unwrap_err(), CommandError::Rejected(JobRejection::NotRunning(JobStatus::New)));
+    assert_eq!(t.log.head(), 0);
+    let bad_id = jobs.execute("bad\u{7}id", start("x"), Metadata::system()).await;
+    assert!(matches!(bad_id, Err(CommandError::Unavailable(reason)) if reason.contains("control")));
+}
+
+#[actix_rt::test]
+async fn actors_beyond_the_cap_are_passivated_least_recently_used_first() {
+    let t = TempLog::new();
+    let settings = Settings {
+        max_resident: 2,
+        ..Settings::default()
+    };
+    let jobs = jobs(&t.log, settings);
+    for id in ["a", "b"] {
+        jobs.execute(id, start(id), Metadata::system()).await.unwrap();
+    }
+    jobs.execute("a", record("a is recent"), Metadata::system()).await.unwrap();
+    jobs.execute("c", start("c"), Metadata::system()).await.unwrap();
+    let stats = jobs.stats().await;
+    assert_eq!((stats.resident, stats.activations, stats.passivations), (2, 3, 1));
+    // "a" was used more recently than "b", so "b" went; using "a" activates nothing new.
+    jobs.execute("a", record("still here"), Metadata::system()).await.unwrap();
+    assert_eq!(jobs.stats().await.activations, 3);
+    // "b" comes back with its state from the log.
+    let (version, state) = jobs.state("b").await.unwrap();
+    assert_eq!((version, state.name.as_str()), (1, "b"));
+    assert_eq!(jobs.stats().await.activations, 4);
+}
+
+#[actix_rt::test]
+async fn idle_actors_are_passivated() {
+    let t = TempLog::new();
+    let settings = Settings {
+        idle_timeout: Duration::from_millis(30),
+        ..Settings::default()
+    };
+    let jobs = jobs(&t.log, settings);
+    jobs.execute("a", start("a"), Metadata::system()).await.unwrap();
+    assert_eq!(jobs.stats().await.resident, 1);
+    eventually("passivation", || async { jobs.stats().await.resident == 0 }).await;
+    let (version, _) = jobs.state("a").await.unwrap();
+    assert_eq!(version, 1);
+}
+
+#[actix_rt::test]
+async fn snapshots_are_written_every_n_events_and_used_on_activation() {
+    let t = TempLog::new();
+    let settings = Settings {
+        snapshot_every: 5,
+        ..Settings::default()
+    };
+    let jobs = jobs(&t.log, settings);
+    jobs.execute("s", start("s"), Metadata::system()).await.unwrap();
+    for i in 0..11 {
+        jobs.execute("s", record(&i.to_string()), Metadata::system()).await.unwrap();
+    }
+    let s = stream("job-s");
+    eventually("a snapshot at version 10", || {
+        let log = t.log.clone();
+        let s = s.clone();
+        async move { state::load::<Job>(&log, &s).unwrap().snapshot_version == Some(10) }
+    })
+    .await;
+    let loaded = state::load::<Job>(&t.log, &s).unwrap();
+    assert_eq!((loaded.version, loaded.replayed), (12, 2));
+    let replayed = state::replay::<Job>(&t.log, &s, ReplayUntil::End).unwrap();
+    assert_eq!(loaded.state, replayed.state);
+}
+
+/// `job` under a newer state schema: same rules, another `STATE_VERSION`.
+struct JobNext;
+
+impl Entity for JobNext {
+    const KIND: &'static str = "job";
+    const STATE_VERSION: u32 = Job::STATE_VERSION + 1;
+    type State = JobState;
+    type Command = JobCommand;
+    type Event = JobEvent;
+    type Rejection = JobRejection;
+
+    fn decide(state: &JobState, command: &JobCommand, ctx: &Ctx) -> Result<Vec<JobEvent>, JobRejection> {
+        Job::decide(state, command, ctx)
+    }
+    fn apply(state: &mut JobState, event: &JobEvent) {
+        Job::apply(state, event)
+    }
+}
+
+#[actix_rt::test]
+async fn a_snapshot_of_a_stale_state_schema_is_ignored() {
+    let t = TempLog::new();
+    let jobs = jobs(&t.log, Settings::default());
+    jobs.execute("v", start("v"), Metadata::system()).await.unwrap();
+    jobs.execute("v", record("one"), Metadata::system()).await.unwrap();
+    let s = stream("job-v");
+    // A snapshot that disagrees with the log shows which path a load took.
+    let marked = JobState {
+        lines: 999,
+        ..Default::default()
+    };
+    state::save_snapshot::<Job>(&t.log, &s, 2, &marked).unwrap();
+    assert_eq!(state::load::<Job>(&t.log, &s).unwrap().state.lines, 999);
+    let fresh = state::load::<JobNext>(&t.log, &s).unwrap();
+    assert_eq!((fresh.snapshot_version, fresh.state.lines, fresh.replayed), (None, 1, 2));
+}
+
+#[actix_rt::test]
+async fn a_slow_replay_writes_a_snapshot_at_activation() {
+    let t = TempLog::new();
+    let s = stream("job-slow");
+    let events: Vec<NewEvent> = (0..200).map(|i| line(&i.to_string())).collect();
+    t.log.append(s.clone(), ExpectedVersion::Exactly(0), events).await.unwrap();
+    let settings = Settings {
+        replay_budget: Duration::ZERO,
+        ..Settings::default()
+    };
+    let jobs = jobs(&t.log, settings);
+    assert_eq!(jobs.state("slow").await.unwrap().0, 200);
+    eventually("the activation snapshot", || {
+        let log = t.log.clone();
+        let s = s.clone();
+        async move { state::load::<Job>(&log, &s).unwrap().snapshot_version == Some(200) }
+    })
+    .await;
+}
+
+#[actix_rt::test]
+async fn an_actor_that_lost_a_race_catches_up_and_decides_again() {
+    let t = TempLog::new();
+    let first = jobs(&t.log, Settings::default());
+    let second = jobs(&t.log, Settings::default());
+    first.execute("r", start("r"), Metadata::system()).await.unwrap();
+    // Activate the second incarnation, then let the first move the stream on.
+    assert_eq!(second.state("r").await.unwrap().0, 1);
+    first.execute("r", record("from first"), Metadata::system()).await.unwrap();
+    let done = second.execute("r", record("from second"), Metadata::system()).await.unwrap();
+    assert_eq!(done.version, 3);
+    let (_, state) = second.state("r").await.unwrap();
+    assert_eq!((state.lines, state.last_line.as_deref()), (2, Some("from second")));
+    // The rules are checked against the caught-up state.
+    first.execute("r", JobCommand::Finish { succeeded: true }, Metadata::system()).await.unwrap();
+    let refused = second.execute("r", record("too late"), Metadata::system()).await;
+    assert_eq!(refused.unwrap_err(), CommandError::Rejected(JobRejection::NotRunning(JobStatus::Succeeded)));
+}
+
+/// Runs a started job to completion in a spawned task, as a face would run a scan.
+struct RunToCompletion {
+    log: EventLog,
+    /// For each call: whether the events were already durable (readable) when it was made.
+    durable_when_called: Mutex<Vec<bool>>,
+}
+
+impl Effects<Job> for RunToCompletion {
+    fn after_commit(&self, id: &str, _: &JobState, events: &[JobEvent], entities: &Entities<Job>) {
+        let stream = StreamId::of(Job::KIND, id).unwrap();
+        let stored = self.log.read_stream(&stream, 0, usize::MAX).unwrap();
+        let durable = stored.len() >= events.len()
+            && stored[stored.len() - events.len()..]
+                .iter()
+                .zip(events)
+                .all(|(s, e)| s.event_type == annals::events::DomainEvent::event_type(e));
+        self.durable_when_called.lock().unwrap().push(durable);
+        if matches!(events, [JobEvent::JobStarted(_)]) {
+            let entities = entities.clone();
+            let id = id.to_owned();
+            tokio::spawn(async move {
+                entities.execute(&id, record("working"), Metadata::system()).await.unwrap();
+                entities
+                    .execute(&id, JobCommand::Finish { succeeded: true }, Metadata::system())
+                    .await
+                    .unwrap();
+            });
+        }
+    }
+}
+
+#[actix_rt::test]
+async fn side_effects_start_after_durability_and_report_back_as_commands() {
+    let t = TempLog::new();
+    let effects = Arc::new(RunToCompletion {
+        log: t.log.clone(),
+        durable_when_called: Mutex::default(),
+    });
+    let jobs = Entities::<Job>::start(t.log.clone(), Arc::new(SystemClock), effects.clone(), Settings::default());
+    jobs.execute("e", start("e"), Metadata::system()).await.unwrap();
+    eventually("the job to finish", || async {
+        jobs.state("e").await.unwrap().1.status == JobStatus::Succeeded
+    })
+    .await;
+    assert_eq!(*effects.durable_when_called.lock().unwrap(), [true, true, true]);
+}
+
+#[test]
+fn after_a_restart_entities_come_back_and_running_ones_are_settled() {
+    let t = TempLog::with(fast());
+    let before = actix_rt::System::new().block_on(async {
+        let jobs = jobs(&t.log, Settings::default());
+        for id in ["running", "done"] {
+            jobs.execute(id, start(id), Metadata::system()).await.unwrap();
+            jobs.execute(id, record("progress"), Metadata::system()).await.unwrap();
+        }
+        jobs.execute("done", JobCommand::Finish { succeeded: true }, Metadata::system()).await.unwrap();
+        let running = reconcile::track_in_progress::<Job>(&t.log).unwrap();
+        running.wait_for(t.log.head(), Duration::from_secs(30)).await.unwrap();
+        assert_eq!(running.read(|v| v.state.clone()), BTreeSet::from(["running".to_owned()]));
+        (jobs.state("running").await.unwrap(), jobs.state("done").await.unwrap())
+    });
+
+    let t = t.reopen();
+    actix_rt::System::new().block_on(async {
+        let jobs = jobs(&t.log, Settings::default());
+        assert_eq!(jobs.state("done").await.unwrap(), before.1);
+        assert_eq!(jobs.state("running").await.unwrap(), before.0);
+
+        let running = reconcile::track_in_progress::<Job>(&t.log).unwrap();
+        let settled = reconcile::reconcile(&t.log, &jobs, &running, Duration::from_secs(30)).await.unwrap();
+        assert_eq!(settled.len(), 1);
+        assert_eq!(settled[0].0, "running");
+        let (version, state) = jobs.state("running").await.unwrap();
+        assert_eq!((version, state.status), (3, JobStatus::Interrupted));
+        assert_eq!(jobs.state("done").await.unwrap(), before.1);
+
+        running.wait_for(t.log.head(), Duration::from_secs(30)).await.unwrap();
+        assert!(running.read(|v| v.state.is_empty()));
+        // A second start-up finds nothing left to settle.
+        let again = reconcile::reconcile(&t.log, &jobs, &running, Duration::from_secs(30)).await.unwrap();
+        assert!(again.is_empty());
+    });
+    annals::events::verify::verify(t.log.store(), |_| {}).unwrap();
+}
+
+/// Counts lines per stream, and how many events it was ever asked to fold.
+#[derive(Default)]
+struct LinesPerStream {
+    folded: Arc<AtomicUsize>,
+}
+
+impl Projection for LinesPerStream {
+    type State = std::collections::BTreeMap<String, u64>;
+
+    fn name(&self) -> String {
+        "test:lines-per-stream".into()
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn category(&self) -> Option<String> {
+        Some("job".into())
+    }
+    fn apply(&self, state: &mut Self::State, event: &RecordedEvent) -> Result<(), CodecError> {
+        self.folded.fetch_add(1, Ordering::Relaxed);
+        if let JobEvent::LineRecorded(_) = annals::events::DomainEvent::from_recorded(event)? {
+            *state.entry(event.stream.to_string()).or_default() += 1;
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn a_projection_sees_its_writes_resumes_from_its_checkpoint_and_stops_on_bad_events() {
+    let t = TempLog::with(fast());
+    actix_rt::System::new().block_on(async {
+        let live = projection::start(LinesPerStream::default(), t.log.clone(), ProjectionSettings::default())
+            .unwrap();
+        for i in 0..5 {
+            let appended = t
+                .log
+                .append(stream(&format!("job-{}", i % 2)), ExpectedVersion::Any, vec![line("l")])
+                .await
+                .unwrap();
+            // Read your write: once the projection reaches the acknowledged position, it shows it.
+            live.wait_for(appended.first_position, Duration::from_secs(30)).await.unwrap();
+            assert_eq!(live.read(|v| v.state.values().sum::<u64>()), i + 1);
+        }
+        // Events of other categories move the position without being folded.
+        let other = t.log.append(stream("scan-z"), ExpectedVersion::Any, vec![line("elsewhere")]).await.unwrap();
+        live.wait_for(other.first_position, Duration::from_secs(30)).await.unwrap();
+        let rebuilt = projection::rebuild(&LinesPerStream::default(), &t.log).unwrap();
+        assert_eq!(live.read(|v| v.clone()), rebuilt);
+    });
+
+    let t = t.reopen();
+    actix_rt::System::new().block_on(async {
+        let counted = LinesPerStream::default();
+        let folded = counted.folded.clone();
+        let resumed = projection::start(counted, t.log.clone(), ProjectionSettings::default()).unwrap();
+        assert_eq!(resumed.position(), 6, "the checkpoint was saved once caught up");
+        t.log.append(stream("job-0"), ExpectedVersion::Any, vec![line("new")]).await.unwrap();
+        resumed.wait_for(7, Duration::from_secs(30)).await.unwrap();
+        assert_eq!(folded.load(Ordering::Relaxed), 1, "only the tail is folded after a restart");
+        assert_eq!(resumed.read(|v| v.state["job-0"]), 4);
+
+        let mut bad = line("?");
+        bad.event_type = "NoSuchEvent".into();
+        t.log.append(stream("job-0"), ExpectedVersion::Any, vec![bad]).await.unwrap();
+        let stopped = resumed.wait_for(8, Duration::from_secs(30)).await.unwrap_err();
+        assert!(matches!(stopped, ProjectionError::Stopped { .. }), "{stopped}");
+        assert!(resumed.failure().unwrap().contains("NoSuchEvent"));
+    });
+}

@@ -1,0 +1,100 @@
+//! Helpers shared by the integration tests: a real log in a temporary directory, event
+//! builders, and polling with a deadline.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use annals::actors::job::{JobEvent, Level, LineRecorded};
+use annals::events::{DomainEvent, Durability, EventLog, LogOptions, Metadata, NewEvent, StreamId};
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+/// A log in its own temporary directory, removed when dropped.
+pub struct TempLog {
+    pub log: EventLog,
+    pub dir: tempfile::TempDir,
+}
+
+impl TempLog {
+    pub fn new() -> TempLog {
+        TempLog::with(LogOptions::default())
+    }
+
+    pub fn with(options: LogOptions) -> TempLog {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let log = EventLog::open(dir.path(), options).expect("the log opens");
+        TempLog { log, dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Closes the log and opens it again from disk.
+    pub fn reopen(self) -> TempLog {
+        let TempLog { log, dir } = self;
+        let options = *log.options();
+        log.close();
+        drop(log);
+        let log = EventLog::open(dir.path(), options).expect("the log opens again");
+        TempLog { log, dir }
+    }
+}
+
+/// Options for tests that do not need power-loss durability: appends are still acknowledged
+/// only after sled has written them, which is all a process crash needs.
+pub fn fast() -> LogOptions {
+    LogOptions {
+        durability: Durability::Flush,
+        ..LogOptions::default()
+    }
+}
+
+pub fn stream(name: &str) -> StreamId {
+    StreamId::parse(name).expect("a valid stream id")
+}
+
+pub fn at(micros: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(micros).expect("a valid time")
+}
+
+/// A `LineRecorded` event with this text, as a new event with a fresh id.
+pub fn line(text: &str) -> NewEvent {
+    new_event(&JobEvent::LineRecorded(LineRecorded {
+        line: text.to_owned(),
+        level: Level::Info,
+        at: at(0),
+    }))
+}
+
+pub fn new_event(event: &JobEvent) -> NewEvent {
+    NewEvent {
+        event_id: Uuid::new_v4(),
+        event_type: event.event_type().to_owned(),
+        schema_version: event.schema_version(),
+        payload: event.encode_payload(),
+        metadata: Metadata::system(),
+    }
+}
+
+/// The text of a stored `LineRecorded` event.
+pub fn line_text(event: &annals::events::RecordedEvent) -> String {
+    match JobEvent::from_recorded(event).expect("a job event") {
+        JobEvent::LineRecorded(line) => line.line,
+        other => panic!("expected a line, got {other:?}"),
+    }
+}
+
+/// Polls `check` until it returns `Some` or `timeout` passes.
+pub fn poll<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(found) = check() {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::yield_now();
+        std::thread::park_timeout(Duration::from_millis(5));
+    }
+}

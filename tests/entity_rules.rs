@@ -1,0 +1,208 @@
+//! Given/when/then tests of the `job` entity's rules, run without an actor system or a log,
+//! and of its event codec (upcasting, unknown types and versions).
+
+mod common;
+
+use annals::actors::job::{
+    Job, JobCommand, JobEvent, JobFinished, JobInterrupted, JobRejection, JobStarted, JobStatus,
+    Level, LineRecorded, LineRecordedV1, MAX_LINE_BYTES,
+};
+use annals::actors::testing::given;
+use annals::actors::Entity;
+use annals::events::codec::{to_payload, CodecError};
+use annals::events::DomainEvent;
+use common::at;
+
+fn started() -> JobEvent {
+    JobEvent::JobStarted(JobStarted {
+        name: "nightly".into(),
+        at: at(1_000),
+    })
+}
+
+fn finished() -> JobEvent {
+    JobEvent::JobFinished(JobFinished {
+        succeeded: true,
+        at: at(2_000),
+    })
+}
+
+#[test]
+fn start_records_the_name_and_time() {
+    let state = given::<Job>([])
+        .at(at(5))
+        .when(JobCommand::Start { name: "nightly".into() })
+        .then(vec![JobEvent::JobStarted(JobStarted {
+            name: "nightly".into(),
+            at: at(5),
+        })]);
+    assert_eq!(state.status, JobStatus::Running);
+    assert_eq!(state.started_at, Some(at(5)));
+}
+
+#[test]
+fn start_is_refused_twice_and_without_a_name() {
+    given::<Job>([started()])
+        .when(JobCommand::Start { name: "again".into() })
+        .then_rejected(JobRejection::AlreadyStarted);
+    given::<Job>([])
+        .when(JobCommand::Start { name: "  ".into() })
+        .then_rejected(JobRejection::EmptyName);
+}
+
+#[test]
+fn a_running_job_records_lines() {
+    let state = given::<Job>([started()])
+        .at(at(7))
+        .when(JobCommand::RecordLine {
+            line: "step 1".into(),
+            level: Level::Warn,
+        })
+        .then(vec![JobEvent::LineRecorded(LineRecorded {
+            line: "step 1".into(),
+            level: Level::Warn,
+            at: at(7),
+        })]);
+    assert_eq!((state.lines, state.last_line.as_deref()), (1, Some("step 1")));
+}
+
+#[test]
+fn lines_are_refused_before_start_after_the_end_and_over_the_limit() {
+    let record = || JobCommand::RecordLine {
+        line: "x".into(),
+        level: Level::Info,
+    };
+    given::<Job>([]).when(record()).then_rejected(JobRejection::NotRunning(JobStatus::New));
+    given::<Job>([started(), finished()])
+        .when(record())
+        .then_rejected(JobRejection::NotRunning(JobStatus::Succeeded));
+    given::<Job>([started()])
+        .when(JobCommand::RecordLine {
+            line: "y".repeat(MAX_LINE_BYTES + 1),
+            level: Level::Info,
+        })
+        .then_rejected(JobRejection::LineTooLong(MAX_LINE_BYTES + 1));
+}
+
+#[test]
+fn finish_ends_a_running_job() {
+    let state = given::<Job>([started()])
+        .at(at(9))
+        .when(JobCommand::Finish { succeeded: false })
+        .then(vec![JobEvent::JobFinished(JobFinished {
+            succeeded: false,
+            at: at(9),
+        })]);
+    assert_eq!((state.status, state.ended_at), (JobStatus::Failed, Some(at(9))));
+}
+
+#[test]
+fn finish_is_refused_unless_running() {
+    given::<Job>([])
+        .when(JobCommand::Finish { succeeded: true })
+        .then_rejected(JobRejection::NotRunning(JobStatus::New));
+    given::<Job>([started(), finished()])
+        .when(JobCommand::Finish { succeeded: true })
+        .then_rejected(JobRejection::NotRunning(JobStatus::Succeeded));
+}
+
+#[test]
+fn a_running_job_can_be_marked_interrupted() {
+    let state = given::<Job>([started()])
+        .at(at(11))
+        .when(JobCommand::MarkInterrupted)
+        .then(vec![JobEvent::JobInterrupted(JobInterrupted { at: at(11) })]);
+    assert_eq!(state.status, JobStatus::Interrupted);
+}
+
+#[test]
+fn only_a_running_job_can_be_marked_interrupted() {
+    given::<Job>([started(), finished()])
+        .when(JobCommand::MarkInterrupted)
+        .then_rejected(JobRejection::NotRunning(JobStatus::Succeeded));
+}
+
+#[test]
+fn restart_settles_running_jobs_only() {
+    let mut state = Default::default();
+    assert_eq!(Job::on_restart(&state), None);
+    Job::apply(&mut state, &started());
+    assert_eq!(Job::on_restart(&state), Some(JobCommand::MarkInterrupted));
+    Job::apply(&mut state, &finished());
+    assert_eq!(Job::on_restart(&state), None);
+    assert_eq!(Job::in_progress(&started()), Some(true));
+    assert_eq!(Job::in_progress(&finished()), Some(false));
+}
+
+#[test]
+fn every_event_decodes_from_what_it_encodes() {
+    let events = [
+        started(),
+        JobEvent::LineRecorded(LineRecorded {
+            line: "l".into(),
+            level: Level::Error,
+            at: at(3),
+        }),
+        finished(),
+        JobEvent::JobInterrupted(JobInterrupted { at: at(4) }),
+    ];
+    for event in events {
+        let decoded =
+            JobEvent::decode(event.event_type(), event.schema_version(), &event.encode_payload()).unwrap();
+        assert_eq!(decoded, event);
+    }
+}
+
+#[test]
+fn an_old_line_is_upcast_to_the_current_version() {
+    let v1 = to_payload(&LineRecordedV1 {
+        text: "from an older build".into(),
+        at: at(42),
+    });
+    let decoded = JobEvent::decode("LineRecorded", 1, &v1).unwrap();
+    assert_eq!(
+        decoded,
+        JobEvent::LineRecorded(LineRecorded {
+            line: "from an older build".into(),
+            level: Level::Info,
+            at: at(42),
+        })
+    );
+}
+
+#[test]
+fn unknown_types_versions_and_payloads_are_errors() {
+    let payload = started().encode_payload();
+    assert!(matches!(
+        JobEvent::decode("JobExploded", 1, &payload),
+        Err(CodecError::UnknownType { .. })
+    ));
+    assert!(matches!(
+        JobEvent::decode("JobStarted", 9, &payload),
+        Err(CodecError::UnknownVersion { .. })
+    ));
+    let error = JobEvent::decode("JobFinished", 1, &payload).unwrap_err();
+    assert!(matches!(error, CodecError::Payload { .. }));
+    assert!(error.to_string().contains("JobFinished"), "{error}");
+    assert!(JobEvent::decode("JobStarted", 1, &[0xc1, 0xff, 0x00]).is_err());
+}
+
+#[test]
+fn payloads_carry_field_names_so_fields_can_be_added() {
+    let payload = started().encode_payload();
+    let json = annals::events::codec::payload_to_json(&payload).unwrap();
+    assert_eq!(json["name"], "nightly");
+    // A payload with an extra field, as a newer build might write, still decodes.
+    #[derive(serde::Serialize)]
+    struct Newer {
+        name: String,
+        at: chrono::DateTime<chrono::Utc>,
+        priority: u8,
+    }
+    let newer = to_payload(&Newer {
+        name: "n".into(),
+        at: at(1),
+        priority: 3,
+    });
+    assert!(JobEvent::decode("JobStarted", 1, &newer).is_ok());
+}
