@@ -1,0 +1,120 @@
+//! Tampering with the stored log through the storage layer itself: `verify` (the library call
+//! and the `annals verify` command) must fail and name the first bad position.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use annals::events::verify::verify;
+use annals::events::{EventLog, ExpectedVersion, LogOptions};
+use common::{fast, line, stream};
+
+/// Writes 40 events over 4 streams and closes the log.
+fn write_log(path: &Path) {
+    let log = EventLog::open(path, fast()).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        for i in 0..40 {
+            let s = stream(&format!("job-{}", i % 4));
+            log.append(s, ExpectedVersion::Any, vec![line(&format!("event {i}"))]).await.unwrap();
+        }
+    });
+    log.close();
+}
+
+/// Opens the log's sled tree directly, as an attacker or a failing disk would change it.
+fn tamper(path: &Path, change: impl FnOnce(&sled::Tree)) {
+    let db = sled::open(path).unwrap();
+    let tree = db.open_tree("log").unwrap();
+    change(&tree);
+    db.flush().unwrap();
+}
+
+fn event_key(position: u64) -> Vec<u8> {
+    let mut key = vec![b'E'];
+    key.extend_from_slice(&position.to_be_bytes());
+    key
+}
+
+fn verify_command(path: &Path) -> (Option<i32>, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_annals"))
+        .arg("--data")
+        .arg(path)
+        .arg("verify")
+        .output()
+        .unwrap();
+    (output.status.code(), String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+fn first_bad_position(path: &Path) -> Option<u64> {
+    let log = EventLog::open(path, LogOptions::default()).unwrap();
+    let verified = verify(log.store(), |_| {});
+    log.close();
+    verified.err().and_then(|e| e.position)
+}
+
+#[test]
+fn a_clean_log_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    write_log(dir.path());
+    let (code, out) = verify_command(dir.path());
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.starts_with("ok: 40 events in 4 streams, head 40"), "{out}");
+}
+
+#[test]
+fn one_changed_byte_in_a_stored_event_is_found_and_named() {
+    let dir = tempfile::tempdir().unwrap();
+    write_log(dir.path());
+    tamper(dir.path(), |tree| {
+        let mut record = tree.get(event_key(17)).unwrap().unwrap().to_vec();
+        let last = record.len() - 1;
+        record[last] ^= 0x01;
+        tree.insert(event_key(17), record).unwrap();
+    });
+    assert_eq!(first_bad_position(dir.path()), Some(17));
+    let (code, out) = verify_command(dir.path());
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("position 17") && out.contains("hash mismatch"), "{out}");
+}
+
+#[test]
+fn a_rewritten_hash_breaks_the_chain_where_it_was_rewritten() {
+    let dir = tempfile::tempdir().unwrap();
+    write_log(dir.path());
+    tamper(dir.path(), |tree| {
+        let mut record = tree.get(event_key(5)).unwrap().unwrap().to_vec();
+        record[0] ^= 0x80;
+        tree.insert(event_key(5), record).unwrap();
+    });
+    assert_eq!(first_bad_position(dir.path()), Some(5));
+}
+
+#[test]
+fn a_removed_event_is_named_as_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    write_log(dir.path());
+    tamper(dir.path(), |tree| {
+        tree.remove(event_key(30)).unwrap();
+    });
+    let (code, out) = verify_command(dir.path());
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("position 30: missing"), "{out}");
+}
+
+#[test]
+fn a_damaged_index_is_found() {
+    let dir = tempfile::tempdir().unwrap();
+    write_log(dir.path());
+    // Position 10 is version 3 of job-1; its stream index entry now points elsewhere.
+    tamper(dir.path(), |tree| {
+        let mut key = vec![b'S'];
+        key.extend_from_slice(b"job-1\0");
+        key.extend_from_slice(&3u64.to_be_bytes());
+        assert!(tree.insert(key, &11u64.to_be_bytes()).unwrap().is_some());
+    });
+    let (code, out) = verify_command(dir.path());
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("position 10: the stream index"), "{out}");
+}
