@@ -20,19 +20,32 @@ use crate::actors::{kinds, reconcile, Entities, NoEffects, Settings, SystemClock
 use crate::events::codec::render;
 use crate::events::verify::verify;
 use crate::events::{
-    DomainEvent, Durability, EventLog, ExpectedVersion, LogOptions, Metadata, NewEvent,
-    StreamId,
+    DomainEvent, Durability, EventLog, ExpectedVersion, LogOptions, Metadata, NewEvent, StreamId,
 };
 
 #[derive(Parser, Debug)]
-#[command(name = "annals", version, about = "Scans, agents, workflows, test runs and host records on one event log")]
+#[command(
+    name = "annals",
+    version,
+    about = "Scans, agents, workflows, test runs and host records on one event log"
+)]
 struct Cli {
     /// The directory of the log.
-    #[arg(long, global = true, env = "ANNALS_DATA", default_value = "annals-data")]
+    #[arg(
+        long,
+        global = true,
+        env = "ANNALS_DATA",
+        default_value = "annals-data"
+    )]
     data: PathBuf,
     /// How hard each commit is pushed to disk before it is acknowledged: fsync, flush or none
     /// (see docs/ARCHITECTURE.md).
-    #[arg(long, global = true, env = "ANNALS_DURABILITY", default_value = "fsync")]
+    #[arg(
+        long,
+        global = true,
+        env = "ANNALS_DURABILITY",
+        default_value = "fsync"
+    )]
     durability: Durability,
     #[command(subcommand)]
     command: Command,
@@ -160,7 +173,8 @@ fn open_existing(data: &Path, options: LogOptions) -> anyhow::Result<EventLog> {
 
 fn serve(data: &Path, options: LogOptions, listen: &str) -> anyhow::Result<()> {
     let log = EventLog::open(data, options)?;
-    let listener = TcpListener::bind(listen).with_context(|| format!("cannot listen on {listen}"))?;
+    let listener =
+        TcpListener::bind(listen).with_context(|| format!("cannot listen on {listen}"))?;
     let address = listener.local_addr()?;
     let served = actix_web::rt::System::new().block_on({
         let log = log.clone();
@@ -199,7 +213,12 @@ fn progress_bar(total: u64) -> ProgressBar {
     bar
 }
 
-fn export(data: &Path, options: LogOptions, from: u64, stream: Option<String>) -> anyhow::Result<()> {
+fn export(
+    data: &Path,
+    options: LogOptions,
+    from: u64,
+    stream: Option<String>,
+) -> anyhow::Result<()> {
     let log = open_existing(data, options)?;
     let out = std::io::stdout();
     let mut out = std::io::BufWriter::new(out.lock());
@@ -236,7 +255,12 @@ fn export(data: &Path, options: LogOptions, from: u64, stream: Option<String>) -
     Ok(())
 }
 
-fn replay(data: &Path, options: LogOptions, stream: &str, until: ReplayUntil) -> anyhow::Result<()> {
+fn replay(
+    data: &Path,
+    options: LogOptions,
+    stream: &str,
+    until: ReplayUntil,
+) -> anyhow::Result<()> {
     let log = open_existing(data, options)?;
     let stream = StreamId::parse(stream)?;
     let replayed = kinds::replay(&log, &stream, until)?;
@@ -340,8 +364,16 @@ async fn write_load(log: EventLog, load: Arc<Load>, writer: usize) -> anyhow::Re
             at: Utc::now(),
         });
         // In a shared stream every writer but the first appends lines to whatever is there.
-        version = append(&log, &stream, ExpectedVersion::Exactly(0), new_event(started), &load, writer, 0)
-            .await?;
+        version = append(
+            &log,
+            &stream,
+            ExpectedVersion::Exactly(0),
+            new_event(started),
+            &load,
+            writer,
+            0,
+        )
+        .await?;
     }
     let mut seq = 1;
     while load.events == 0 || seq <= load.events {

@@ -12,8 +12,8 @@ use annals::actors::job::{Job, JobCommand, JobEvent, JobRejection, JobState, Job
 use annals::actors::projection::{self, ProjectionError};
 use annals::actors::state::{self, ReplayUntil};
 use annals::actors::{
-    reconcile, CommandError, Ctx, Effects, Entities, Entity, NoEffects, Projection, ProjectionSettings,
-    Settings, SystemClock,
+    reconcile, CommandError, Ctx, Effects, Entities, Entity, NoEffects, Projection,
+    ProjectionSettings, Settings, SystemClock,
 };
 use annals::events::{
     CodecError, EventLog, ExpectedVersion, Metadata, NewEvent, Origin, RecordedEvent, StreamId,
@@ -21,7 +21,12 @@ use annals::events::{
 use common::{fast, line, stream, TempLog};
 
 fn jobs(log: &EventLog, settings: Settings) -> Entities<Job> {
-    Entities::start(log.clone(), Arc::new(SystemClock), Arc::new(NoEffects), settings)
+    Entities::start(
+        log.clone(),
+        Arc::new(SystemClock),
+        Arc::new(NoEffects),
+        settings,
+    )
 }
 
 fn start(name: &str) -> JobCommand {
@@ -54,7 +59,10 @@ where
 {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while !check().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::task::yield_now().await;
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
@@ -64,9 +72,15 @@ where
 async fn a_command_is_decided_appended_applied_and_answered() {
     let t = TempLog::new();
     let jobs = jobs(&t.log, Settings::default());
-    let done = jobs.execute("nightly", start("nightly"), from_peer()).await.unwrap();
+    let done = jobs
+        .execute("nightly", start("nightly"), from_peer())
+        .await
+        .unwrap();
     assert_eq!((done.version, done.first_position), (1, Some(1)));
-    let done = jobs.execute("nightly", record("hello"), from_peer()).await.unwrap();
+    let done = jobs
+        .execute("nightly", record("hello"), from_peer())
+        .await
+        .unwrap();
     assert_eq!(done.version, 2);
     assert!(matches!(&done.events[..], [JobEvent::LineRecorded(l)] if l.line == "hello"));
 
@@ -75,17 +89,27 @@ async fn a_command_is_decided_appended_applied_and_answered() {
     assert_eq!(events.len(), 2);
     assert_eq!(events[0].metadata, from_peer());
     let (version, state) = jobs.state("nightly").await.unwrap();
-    assert_eq!((version, state.status, state.lines), (2, JobStatus::Running, 1));
+    assert_eq!(
+        (version, state.status, state.lines),
+        (2, JobStatus::Running, 1)
+    );
 }
 
 #[actix_rt::test]
 async fn a_rejected_command_writes_nothing() {
     let t = TempLog::new();
     let jobs = jobs(&t.log, Settings::default());
-    let refused = jobs.execute("idle", record("too early"), Metadata::system()).await;
-    assert_eq!(refused.unwrap_err(), CommandError::Rejected(JobRejection::NotRunning(JobStatus::New)));
+    let refused = jobs
+        .execute("idle", record("too early"), Metadata::system())
+        .await;
+    assert_eq!(
+        refused.unwrap_err(),
+        CommandError::Rejected(JobRejection::NotRunning(JobStatus::New))
+    );
     assert_eq!(t.log.head(), 0);
-    let bad_id = jobs.execute("bad\u{7}id", start("x"), Metadata::system()).await;
+    let bad_id = jobs
+        .execute("bad\u{7}id", start("x"), Metadata::system())
+        .await;
     assert!(matches!(bad_id, Err(CommandError::Unavailable(reason)) if reason.contains("control")));
 }
 
@@ -98,14 +122,25 @@ async fn actors_beyond_the_cap_are_passivated_least_recently_used_first() {
     };
     let jobs = jobs(&t.log, settings);
     for id in ["a", "b"] {
-        jobs.execute(id, start(id), Metadata::system()).await.unwrap();
+        jobs.execute(id, start(id), Metadata::system())
+            .await
+            .unwrap();
     }
-    jobs.execute("a", record("a is recent"), Metadata::system()).await.unwrap();
-    jobs.execute("c", start("c"), Metadata::system()).await.unwrap();
+    jobs.execute("a", record("a is recent"), Metadata::system())
+        .await
+        .unwrap();
+    jobs.execute("c", start("c"), Metadata::system())
+        .await
+        .unwrap();
     let stats = jobs.stats().await;
-    assert_eq!((stats.resident, stats.activations, stats.passivations), (2, 3, 1));
+    assert_eq!(
+        (stats.resident, stats.activations, stats.passivations),
+        (2, 3, 1)
+    );
     // "a" was used more recently than "b", so "b" went; using "a" activates nothing new.
-    jobs.execute("a", record("still here"), Metadata::system()).await.unwrap();
+    jobs.execute("a", record("still here"), Metadata::system())
+        .await
+        .unwrap();
     assert_eq!(jobs.stats().await.activations, 3);
     // "b" comes back with its state from the log.
     let (version, state) = jobs.state("b").await.unwrap();
@@ -121,7 +156,9 @@ async fn idle_actors_are_passivated() {
         ..Settings::default()
     };
     let jobs = jobs(&t.log, settings);
-    jobs.execute("a", start("a"), Metadata::system()).await.unwrap();
+    jobs.execute("a", start("a"), Metadata::system())
+        .await
+        .unwrap();
     assert_eq!(jobs.stats().await.resident, 1);
     eventually("passivation", || async { jobs.stats().await.resident == 0 }).await;
     let (version, _) = jobs.state("a").await.unwrap();
@@ -136,9 +173,13 @@ async fn snapshots_are_written_every_n_events_and_used_on_activation() {
         ..Settings::default()
     };
     let jobs = jobs(&t.log, settings);
-    jobs.execute("s", start("s"), Metadata::system()).await.unwrap();
+    jobs.execute("s", start("s"), Metadata::system())
+        .await
+        .unwrap();
     for i in 0..11 {
-        jobs.execute("s", record(&i.to_string()), Metadata::system()).await.unwrap();
+        jobs.execute("s", record(&i.to_string()), Metadata::system())
+            .await
+            .unwrap();
     }
     let s = stream("job-s");
     eventually("a snapshot at version 10", || {
@@ -164,7 +205,11 @@ impl Entity for JobNext {
     type Event = JobEvent;
     type Rejection = JobRejection;
 
-    fn decide(state: &JobState, command: &JobCommand, ctx: &Ctx) -> Result<Vec<JobEvent>, JobRejection> {
+    fn decide(
+        state: &JobState,
+        command: &JobCommand,
+        ctx: &Ctx,
+    ) -> Result<Vec<JobEvent>, JobRejection> {
         Job::decide(state, command, ctx)
     }
     fn apply(state: &mut JobState, event: &JobEvent) {
@@ -176,8 +221,12 @@ impl Entity for JobNext {
 async fn a_snapshot_of_a_stale_state_schema_is_ignored() {
     let t = TempLog::new();
     let jobs = jobs(&t.log, Settings::default());
-    jobs.execute("v", start("v"), Metadata::system()).await.unwrap();
-    jobs.execute("v", record("one"), Metadata::system()).await.unwrap();
+    jobs.execute("v", start("v"), Metadata::system())
+        .await
+        .unwrap();
+    jobs.execute("v", record("one"), Metadata::system())
+        .await
+        .unwrap();
     let s = stream("job-v");
     // A snapshot that disagrees with the log shows which path a load took.
     let marked = JobState {
@@ -187,7 +236,10 @@ async fn a_snapshot_of_a_stale_state_schema_is_ignored() {
     state::save_snapshot::<Job>(&t.log, &s, 2, &marked).unwrap();
     assert_eq!(state::load::<Job>(&t.log, &s).unwrap().state.lines, 999);
     let fresh = state::load::<JobNext>(&t.log, &s).unwrap();
-    assert_eq!((fresh.snapshot_version, fresh.state.lines, fresh.replayed), (None, 1, 2));
+    assert_eq!(
+        (fresh.snapshot_version, fresh.state.lines, fresh.replayed),
+        (None, 1, 2)
+    );
 }
 
 #[actix_rt::test]
@@ -195,7 +247,10 @@ async fn a_slow_replay_writes_a_snapshot_at_activation() {
     let t = TempLog::new();
     let s = stream("job-slow");
     let events: Vec<NewEvent> = (0..200).map(|i| line(&i.to_string())).collect();
-    t.log.append(s.clone(), ExpectedVersion::Exactly(0), events).await.unwrap();
+    t.log
+        .append(s.clone(), ExpectedVersion::Exactly(0), events)
+        .await
+        .unwrap();
     let settings = Settings {
         replay_budget: Duration::ZERO,
         ..Settings::default()
@@ -215,18 +270,42 @@ async fn an_actor_that_lost_a_race_catches_up_and_decides_again() {
     let t = TempLog::new();
     let first = jobs(&t.log, Settings::default());
     let second = jobs(&t.log, Settings::default());
-    first.execute("r", start("r"), Metadata::system()).await.unwrap();
+    first
+        .execute("r", start("r"), Metadata::system())
+        .await
+        .unwrap();
     // Activate the second incarnation, then let the first move the stream on.
     assert_eq!(second.state("r").await.unwrap().0, 1);
-    first.execute("r", record("from first"), Metadata::system()).await.unwrap();
-    let done = second.execute("r", record("from second"), Metadata::system()).await.unwrap();
+    first
+        .execute("r", record("from first"), Metadata::system())
+        .await
+        .unwrap();
+    let done = second
+        .execute("r", record("from second"), Metadata::system())
+        .await
+        .unwrap();
     assert_eq!(done.version, 3);
     let (_, state) = second.state("r").await.unwrap();
-    assert_eq!((state.lines, state.last_line.as_deref()), (2, Some("from second")));
+    assert_eq!(
+        (state.lines, state.last_line.as_deref()),
+        (2, Some("from second"))
+    );
     // The rules are checked against the caught-up state.
-    first.execute("r", JobCommand::Finish { succeeded: true }, Metadata::system()).await.unwrap();
-    let refused = second.execute("r", record("too late"), Metadata::system()).await;
-    assert_eq!(refused.unwrap_err(), CommandError::Rejected(JobRejection::NotRunning(JobStatus::Succeeded)));
+    first
+        .execute(
+            "r",
+            JobCommand::Finish { succeeded: true },
+            Metadata::system(),
+        )
+        .await
+        .unwrap();
+    let refused = second
+        .execute("r", record("too late"), Metadata::system())
+        .await;
+    assert_eq!(
+        refused.unwrap_err(),
+        CommandError::Rejected(JobRejection::NotRunning(JobStatus::Succeeded))
+    );
 }
 
 /// Runs a started job to completion in a spawned task, as a face would run a scan.
@@ -250,9 +329,16 @@ impl Effects<Job> for RunToCompletion {
             let entities = entities.clone();
             let id = id.to_owned();
             tokio::spawn(async move {
-                entities.execute(&id, record("working"), Metadata::system()).await.unwrap();
                 entities
-                    .execute(&id, JobCommand::Finish { succeeded: true }, Metadata::system())
+                    .execute(&id, record("working"), Metadata::system())
+                    .await
+                    .unwrap();
+                entities
+                    .execute(
+                        &id,
+                        JobCommand::Finish { succeeded: true },
+                        Metadata::system(),
+                    )
                     .await
                     .unwrap();
             });
@@ -267,13 +353,23 @@ async fn side_effects_start_after_durability_and_report_back_as_commands() {
         log: t.log.clone(),
         durable_when_called: Mutex::default(),
     });
-    let jobs = Entities::<Job>::start(t.log.clone(), Arc::new(SystemClock), effects.clone(), Settings::default());
-    jobs.execute("e", start("e"), Metadata::system()).await.unwrap();
+    let jobs = Entities::<Job>::start(
+        t.log.clone(),
+        Arc::new(SystemClock),
+        effects.clone(),
+        Settings::default(),
+    );
+    jobs.execute("e", start("e"), Metadata::system())
+        .await
+        .unwrap();
     eventually("the job to finish", || async {
         jobs.state("e").await.unwrap().1.status == JobStatus::Succeeded
     })
     .await;
-    assert_eq!(*effects.durable_when_called.lock().unwrap(), [true, true, true]);
+    assert_eq!(
+        *effects.durable_when_called.lock().unwrap(),
+        [true, true, true]
+    );
 }
 
 #[test]
@@ -282,14 +378,33 @@ fn after_a_restart_entities_come_back_and_running_ones_are_settled() {
     let before = actix_rt::System::new().block_on(async {
         let jobs = jobs(&t.log, Settings::default());
         for id in ["running", "done"] {
-            jobs.execute(id, start(id), Metadata::system()).await.unwrap();
-            jobs.execute(id, record("progress"), Metadata::system()).await.unwrap();
+            jobs.execute(id, start(id), Metadata::system())
+                .await
+                .unwrap();
+            jobs.execute(id, record("progress"), Metadata::system())
+                .await
+                .unwrap();
         }
-        jobs.execute("done", JobCommand::Finish { succeeded: true }, Metadata::system()).await.unwrap();
+        jobs.execute(
+            "done",
+            JobCommand::Finish { succeeded: true },
+            Metadata::system(),
+        )
+        .await
+        .unwrap();
         let running = reconcile::track_in_progress::<Job>(&t.log).unwrap();
-        running.wait_for(t.log.head(), Duration::from_secs(30)).await.unwrap();
-        assert_eq!(running.read(|v| v.state.clone()), BTreeSet::from(["running".to_owned()]));
-        (jobs.state("running").await.unwrap(), jobs.state("done").await.unwrap())
+        running
+            .wait_for(t.log.head(), Duration::from_secs(30))
+            .await
+            .unwrap();
+        assert_eq!(
+            running.read(|v| v.state.clone()),
+            BTreeSet::from(["running".to_owned()])
+        );
+        (
+            jobs.state("running").await.unwrap(),
+            jobs.state("done").await.unwrap(),
+        )
     });
 
     let t = t.reopen();
@@ -299,17 +414,24 @@ fn after_a_restart_entities_come_back_and_running_ones_are_settled() {
         assert_eq!(jobs.state("running").await.unwrap(), before.0);
 
         let running = reconcile::track_in_progress::<Job>(&t.log).unwrap();
-        let settled = reconcile::reconcile(&t.log, &jobs, &running, Duration::from_secs(30)).await.unwrap();
+        let settled = reconcile::reconcile(&t.log, &jobs, &running, Duration::from_secs(30))
+            .await
+            .unwrap();
         assert_eq!(settled.len(), 1);
         assert_eq!(settled[0].0, "running");
         let (version, state) = jobs.state("running").await.unwrap();
         assert_eq!((version, state.status), (3, JobStatus::Interrupted));
         assert_eq!(jobs.state("done").await.unwrap(), before.1);
 
-        running.wait_for(t.log.head(), Duration::from_secs(30)).await.unwrap();
+        running
+            .wait_for(t.log.head(), Duration::from_secs(30))
+            .await
+            .unwrap();
         assert!(running.read(|v| v.state.is_empty()));
         // A second start-up finds nothing left to settle.
-        let again = reconcile::reconcile(&t.log, &jobs, &running, Duration::from_secs(30)).await.unwrap();
+        let again = reconcile::reconcile(&t.log, &jobs, &running, Duration::from_secs(30))
+            .await
+            .unwrap();
         assert!(again.is_empty());
     });
     annals::events::verify::verify(t.log.store(), |_| {}).unwrap();
@@ -346,21 +468,41 @@ impl Projection for LinesPerStream {
 fn a_projection_sees_its_writes_resumes_from_its_checkpoint_and_stops_on_bad_events() {
     let t = TempLog::with(fast());
     actix_rt::System::new().block_on(async {
-        let live = projection::start(LinesPerStream::default(), t.log.clone(), ProjectionSettings::default())
-            .unwrap();
+        let live = projection::start(
+            LinesPerStream::default(),
+            t.log.clone(),
+            ProjectionSettings::default(),
+        )
+        .unwrap();
         for i in 0..5 {
             let appended = t
                 .log
-                .append(stream(&format!("job-{}", i % 2)), ExpectedVersion::Any, vec![line("l")])
+                .append(
+                    stream(&format!("job-{}", i % 2)),
+                    ExpectedVersion::Any,
+                    vec![line("l")],
+                )
                 .await
                 .unwrap();
             // Read your write: once the projection reaches the acknowledged position, it shows it.
-            live.wait_for(appended.first_position, Duration::from_secs(30)).await.unwrap();
+            live.wait_for(appended.first_position, Duration::from_secs(30))
+                .await
+                .unwrap();
             assert_eq!(live.read(|v| v.state.values().sum::<u64>()), i + 1);
         }
         // Events of other categories move the position without being folded.
-        let other = t.log.append(stream("scan-z"), ExpectedVersion::Any, vec![line("elsewhere")]).await.unwrap();
-        live.wait_for(other.first_position, Duration::from_secs(30)).await.unwrap();
+        let other = t
+            .log
+            .append(
+                stream("scan-z"),
+                ExpectedVersion::Any,
+                vec![line("elsewhere")],
+            )
+            .await
+            .unwrap();
+        live.wait_for(other.first_position, Duration::from_secs(30))
+            .await
+            .unwrap();
         let rebuilt = projection::rebuild(&LinesPerStream::default(), &t.log).unwrap();
         assert_eq!(live.read(|v| v.clone()), rebuilt);
     });
@@ -369,18 +511,39 @@ fn a_projection_sees_its_writes_resumes_from_its_checkpoint_and_stops_on_bad_eve
     actix_rt::System::new().block_on(async {
         let counted = LinesPerStream::default();
         let folded = counted.folded.clone();
-        let resumed = projection::start(counted, t.log.clone(), ProjectionSettings::default()).unwrap();
-        assert_eq!(resumed.position(), 6, "the checkpoint was saved once caught up");
-        t.log.append(stream("job-0"), ExpectedVersion::Any, vec![line("new")]).await.unwrap();
+        let resumed =
+            projection::start(counted, t.log.clone(), ProjectionSettings::default()).unwrap();
+        assert_eq!(
+            resumed.position(),
+            6,
+            "the checkpoint was saved once caught up"
+        );
+        t.log
+            .append(stream("job-0"), ExpectedVersion::Any, vec![line("new")])
+            .await
+            .unwrap();
         resumed.wait_for(7, Duration::from_secs(30)).await.unwrap();
-        assert_eq!(folded.load(Ordering::Relaxed), 1, "only the tail is folded after a restart");
+        assert_eq!(
+            folded.load(Ordering::Relaxed),
+            1,
+            "only the tail is folded after a restart"
+        );
         assert_eq!(resumed.read(|v| v.state["job-0"]), 4);
 
         let mut bad = line("?");
         bad.event_type = "NoSuchEvent".into();
-        t.log.append(stream("job-0"), ExpectedVersion::Any, vec![bad]).await.unwrap();
-        let stopped = resumed.wait_for(8, Duration::from_secs(30)).await.unwrap_err();
-        assert!(matches!(stopped, ProjectionError::Stopped { .. }), "{stopped}");
+        t.log
+            .append(stream("job-0"), ExpectedVersion::Any, vec![bad])
+            .await
+            .unwrap();
+        let stopped = resumed
+            .wait_for(8, Duration::from_secs(30))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(stopped, ProjectionError::Stopped { .. }),
+            "{stopped}"
+        );
         assert!(resumed.failure().unwrap().contains("NoSuchEvent"));
     });
 }

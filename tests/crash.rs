@@ -85,12 +85,20 @@ fn check_acknowledged(data: &Path, acked: &BTreeMap<Position, Ack>) {
         assert_eq!(event.version, ack.version, "position {position}");
         assert_eq!(event.event_id, ack.event_id, "position {position}");
         if ack.seq == 0 {
-            assert!(matches!(JobEvent::from_recorded(&event), Ok(JobEvent::JobStarted(_))));
+            assert!(matches!(
+                JobEvent::from_recorded(&event),
+                Ok(JobEvent::JobStarted(_))
+            ));
         } else {
-            assert_eq!(line_text(&event), load_line(ack.writer, ack.seq, 300), "position {position}");
+            assert_eq!(
+                line_text(&event),
+                load_line(ack.writer, ack.seq, 300),
+                "position {position}"
+            );
         }
     }
-    let report = verify(log.store(), |_| {}).unwrap_or_else(|e| panic!("verify after a crash: {e}"));
+    let report =
+        verify(log.store(), |_| {}).unwrap_or_else(|e| panic!("verify after a crash: {e}"));
     assert!(report.events >= acked.len() as u64);
     log.close();
 }
@@ -113,7 +121,13 @@ fn sigkill_at_random_moments_loses_no_acknowledged_event() {
     let seed = std::env::var("ANNALS_CRASH_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1);
+        .unwrap_or_else(|| {
+            SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+                | 1
+        });
     eprintln!("ANNALS_CRASH_SEED={seed}");
     let mut random = XorShift(seed);
     let dir = tempfile::tempdir().unwrap();
@@ -124,7 +138,11 @@ fn sigkill_at_random_moments_loses_no_acknowledged_event() {
         let (mut child, lines) = start_load(&data, &format!("c{cycle}"), None);
         // Every fourth cycle kills during start-up (opening and recovering the log); the others
         // after a random number of acknowledgements.
-        let kill_after = if cycle % 4 == 3 { 0 } else { 1 + random.next(1500) };
+        let kill_after = if cycle % 4 == 3 {
+            0
+        } else {
+            1 + random.next(1500)
+        };
         let deadline = Instant::now() + Duration::from_secs(120);
         let mut seen = 0;
         while seen < kill_after {
@@ -132,7 +150,10 @@ fn sigkill_at_random_moments_loses_no_acknowledged_event() {
                 .recv_timeout(deadline.saturating_duration_since(Instant::now()))
                 .unwrap_or_else(|_| panic!("cycle {cycle}: no acknowledgement in time"));
             let (position, ack) = parse_ack(&line).unwrap_or_else(|| panic!("bad line {line:?}"));
-            assert!(acked.insert(position, ack).is_none(), "position {position} acknowledged twice");
+            assert!(
+                acked.insert(position, ack).is_none(),
+                "position {position} acknowledged twice"
+            );
             seen += 1;
         }
         child.kill().expect("SIGKILL");
@@ -140,12 +161,19 @@ fn sigkill_at_random_moments_loses_no_acknowledged_event() {
         // Lines printed before the kill are acknowledgements too.
         for line in lines.iter() {
             if let Some((position, ack)) = parse_ack(&line) {
-                assert!(acked.insert(position, ack).is_none(), "position {position} acknowledged twice");
+                assert!(
+                    acked.insert(position, ack).is_none(),
+                    "position {position} acknowledged twice"
+                );
             }
         }
         check_acknowledged(&data, &acked);
     }
-    assert!(acked.len() > 1000, "only {} acknowledgements over {cycles} cycles", acked.len());
+    assert!(
+        acked.len() > 1000,
+        "only {} acknowledgements over {cycles} cycles",
+        acked.len()
+    );
 }
 
 #[test]
@@ -153,7 +181,9 @@ fn a_write_failure_fails_appends_and_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("log");
     // Create the log first, so that the limit hits appends rather than creation.
-    EventLog::open(&data, LogOptions::default()).unwrap().close();
+    EventLog::open(&data, LogOptions::default())
+        .unwrap()
+        .close();
     let mut limited = annals(&data);
     let limit: u64 = 3 * 1024 * 1024;
     // SAFETY: only async-signal-safe calls between fork and exec: signal and setrlimit.

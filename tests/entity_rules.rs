@@ -31,7 +31,9 @@ fn finished() -> JobEvent {
 fn start_records_the_name_and_time() {
     let state = given::<Job>([])
         .at(at(5))
-        .when(JobCommand::Start { name: "nightly".into() })
+        .when(JobCommand::Start {
+            name: "nightly".into(),
+        })
         .then(vec![JobEvent::JobStarted(JobStarted {
             name: "nightly".into(),
             at: at(5),
@@ -43,7 +45,9 @@ fn start_records_the_name_and_time() {
 #[test]
 fn start_is_refused_twice_and_without_a_name() {
     given::<Job>([started()])
-        .when(JobCommand::Start { name: "again".into() })
+        .when(JobCommand::Start {
+            name: "again".into(),
+        })
         .then_rejected(JobRejection::AlreadyStarted);
     given::<Job>([])
         .when(JobCommand::Start { name: "  ".into() })
@@ -63,7 +67,10 @@ fn a_running_job_records_lines() {
             level: Level::Warn,
             at: at(7),
         })]);
-    assert_eq!((state.lines, state.last_line.as_deref()), (1, Some("step 1")));
+    assert_eq!(
+        (state.lines, state.last_line.as_deref()),
+        (1, Some("step 1"))
+    );
 }
 
 #[test]
@@ -72,7 +79,9 @@ fn lines_are_refused_before_start_after_the_end_and_over_the_limit() {
         line: "x".into(),
         level: Level::Info,
     };
-    given::<Job>([]).when(record()).then_rejected(JobRejection::NotRunning(JobStatus::New));
+    given::<Job>([])
+        .when(record())
+        .then_rejected(JobRejection::NotRunning(JobStatus::New));
     given::<Job>([started(), finished()])
         .when(record())
         .then_rejected(JobRejection::NotRunning(JobStatus::Succeeded));
@@ -93,7 +102,10 @@ fn finish_ends_a_running_job() {
             succeeded: false,
             at: at(9),
         })]);
-    assert_eq!((state.status, state.ended_at), (JobStatus::Failed, Some(at(9))));
+    assert_eq!(
+        (state.status, state.ended_at),
+        (JobStatus::Failed, Some(at(9)))
+    );
 }
 
 #[test]
@@ -111,7 +123,9 @@ fn a_running_job_can_be_marked_interrupted() {
     let state = given::<Job>([started()])
         .at(at(11))
         .when(JobCommand::MarkInterrupted)
-        .then(vec![JobEvent::JobInterrupted(JobInterrupted { at: at(11) })]);
+        .then(vec![JobEvent::JobInterrupted(JobInterrupted {
+            at: at(11),
+        })]);
     assert_eq!(state.status, JobStatus::Interrupted);
 }
 
@@ -147,8 +161,12 @@ fn every_event_decodes_from_what_it_encodes() {
         JobEvent::JobInterrupted(JobInterrupted { at: at(4) }),
     ];
     for event in events {
-        let decoded =
-            JobEvent::decode(event.event_type(), event.schema_version(), &event.encode_payload()).unwrap();
+        let decoded = JobEvent::decode(
+            event.event_type(),
+            event.schema_version(),
+            &event.encode_payload(),
+        )
+        .unwrap();
         assert_eq!(decoded, event);
     }
 }

@@ -7,9 +7,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use annals::events::{
-    AppendError, Durability, EventLog, ExpectedVersion, LogOptions, StoreError,
-};
+use annals::events::{AppendError, Durability, EventLog, ExpectedVersion, LogOptions, StoreError};
 use common::{fast, line, line_text, stream, TempLog};
 use tokio::sync::Barrier;
 
@@ -21,19 +19,35 @@ async fn every_read_returns_durable_events_in_order() {
     let b = stream("job-b");
     let other = stream("scan-x");
     let first = log
-        .append(a.clone(), ExpectedVersion::Exactly(0), vec![line("a1"), line("a2")])
+        .append(
+            a.clone(),
+            ExpectedVersion::Exactly(0),
+            vec![line("a1"), line("a2")],
+        )
         .await
         .unwrap();
-    assert_eq!((first.first_position, first.stream_version, first.count), (1, 2, 2));
-    log.append(other.clone(), ExpectedVersion::Any, vec![line("x1")]).await.unwrap();
-    log.append(b.clone(), ExpectedVersion::Exactly(0), vec![line("b1")]).await.unwrap();
-    log.append(a.clone(), ExpectedVersion::Exactly(2), vec![line("a3")]).await.unwrap();
+    assert_eq!(
+        (first.first_position, first.stream_version, first.count),
+        (1, 2, 2)
+    );
+    log.append(other.clone(), ExpectedVersion::Any, vec![line("x1")])
+        .await
+        .unwrap();
+    log.append(b.clone(), ExpectedVersion::Exactly(0), vec![line("b1")])
+        .await
+        .unwrap();
+    log.append(a.clone(), ExpectedVersion::Exactly(2), vec![line("a3")])
+        .await
+        .unwrap();
 
     assert_eq!(log.head(), 5);
     let all = log.read_all(0, 100).unwrap();
     let texts: Vec<String> = all.iter().map(line_text).collect();
     assert_eq!(texts, ["a1", "a2", "x1", "b1", "a3"]);
-    assert_eq!(all.iter().map(|e| e.position).collect::<Vec<_>>(), [1, 2, 3, 4, 5]);
+    assert_eq!(
+        all.iter().map(|e| e.position).collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5]
+    );
     assert!(all.windows(2).all(|w| w[0].recorded_at <= w[1].recorded_at));
 
     let tail = log.read_all(2, 2).unwrap();
@@ -44,7 +58,10 @@ async fn every_read_returns_durable_events_in_order() {
     assert_eq!(of_a.iter().map(line_text).collect::<Vec<_>>(), ["a2", "a3"]);
 
     let jobs = log.read_category("job", 1, 100).unwrap();
-    assert_eq!(jobs.iter().map(|e| e.position).collect::<Vec<_>>(), [2, 4, 5]);
+    assert_eq!(
+        jobs.iter().map(|e| e.position).collect::<Vec<_>>(),
+        [2, 4, 5]
+    );
     assert!(log.read_category("scan", 3, 100).unwrap().is_empty());
     assert!(log.read_category("jo", 0, 100).unwrap().is_empty());
 
@@ -85,7 +102,10 @@ async fn many_writers_on_many_streams_lose_nothing() {
     let mut acked = BTreeMap::new();
     for task in tasks {
         for (position, id, text) in task.await.unwrap() {
-            assert!(acked.insert(position, (id, text)).is_none(), "position {position} acknowledged twice");
+            assert!(
+                acked.insert(position, (id, text)).is_none(),
+                "position {position} acknowledged twice"
+            );
         }
     }
     let total = writers * per_writer;
@@ -121,12 +141,17 @@ async fn writers_racing_on_one_stream_get_conflicts_not_lost_updates() {
             start.wait().await;
             while versions.len() < per_writer {
                 let event = line(&format!("{w}/{}", versions.len()));
-                match log.append(s.clone(), ExpectedVersion::Exactly(version), vec![event]).await {
+                match log
+                    .append(s.clone(), ExpectedVersion::Exactly(version), vec![event])
+                    .await
+                {
                     Ok(appended) => {
                         version = appended.stream_version;
                         versions.push(version);
                     }
-                    Err(AppendError::Conflict { actual, expected, .. }) => {
+                    Err(AppendError::Conflict {
+                        actual, expected, ..
+                    }) => {
                         assert_eq!(expected, version);
                         assert_ne!(actual, version);
                         conflicts += 1;
@@ -144,7 +169,10 @@ async fn writers_racing_on_one_stream_get_conflicts_not_lost_updates() {
         let (versions, c) = task.await.unwrap();
         conflicts += c;
         for v in versions {
-            assert!(all_versions.insert(v), "version {v} acknowledged to two writers");
+            assert!(
+                all_versions.insert(v),
+                "version {v} acknowledged to two writers"
+            );
         }
     }
     let total = (writers * per_writer) as u64;
@@ -152,7 +180,10 @@ async fn writers_racing_on_one_stream_get_conflicts_not_lost_updates() {
     assert_eq!(t.log.stream_version(&s).unwrap(), total);
     assert_eq!(all_versions, (1..=total).collect());
     let events = t.log.read_stream(&s, 0, usize::MAX).unwrap();
-    assert_eq!(events.iter().map(|e| e.version).collect::<Vec<_>>(), (1..=total).collect::<Vec<_>>());
+    assert_eq!(
+        events.iter().map(|e| e.version).collect::<Vec<_>>(),
+        (1..=total).collect::<Vec<_>>()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -167,7 +198,11 @@ async fn writers_without_a_version_check_all_land_on_one_stream() {
             let mut versions = Vec::new();
             for i in 0..25 {
                 let appended = log
-                    .append(s.clone(), ExpectedVersion::Any, vec![line(&format!("{w}/{i}"))])
+                    .append(
+                        s.clone(),
+                        ExpectedVersion::Any,
+                        vec![line(&format!("{w}/{i}"))],
+                    )
                     .await
                     .unwrap();
                 versions.push(appended.stream_version);
@@ -189,7 +224,10 @@ async fn writers_without_a_version_check_all_land_on_one_stream() {
 async fn a_conflict_writes_nothing() {
     let t = TempLog::new();
     let s = stream("job-1");
-    t.log.append(s.clone(), ExpectedVersion::Exactly(0), vec![line("one")]).await.unwrap();
+    t.log
+        .append(s.clone(), ExpectedVersion::Exactly(0), vec![line("one")])
+        .await
+        .unwrap();
     let refused = t
         .log
         .append(s.clone(), ExpectedVersion::Exactly(0), vec![line("two")])
@@ -203,7 +241,10 @@ async fn a_conflict_writes_nothing() {
             actual: 1
         }
     );
-    assert_eq!(refused.to_string(), "stream job-1 is at version 1, not the expected 0");
+    assert_eq!(
+        refused.to_string(),
+        "stream job-1 is at version 1, not the expected 0"
+    );
     assert_eq!(t.log.head(), 1);
     assert_eq!(t.log.read_all(0, 10).unwrap().len(), 1);
 }
@@ -213,10 +254,18 @@ async fn a_retried_append_is_acknowledged_without_a_second_write() {
     let t = TempLog::new();
     let s = stream("job-retry");
     let events = vec![line("one"), line("two")];
-    let first = t.log.append(s.clone(), ExpectedVersion::Exactly(0), events.clone()).await.unwrap();
+    let first = t
+        .log
+        .append(s.clone(), ExpectedVersion::Exactly(0), events.clone())
+        .await
+        .unwrap();
     assert!(!first.duplicate);
     // The retry carries the same expected version, which no longer matches: the ids win.
-    let again = t.log.append(s.clone(), ExpectedVersion::Exactly(0), events.clone()).await.unwrap();
+    let again = t
+        .log
+        .append(s.clone(), ExpectedVersion::Exactly(0), events.clone())
+        .await
+        .unwrap();
     assert!(again.duplicate);
     assert_eq!(again.first_position, first.first_position);
     assert_eq!(t.log.head(), 2);
@@ -234,12 +283,20 @@ async fn a_retried_append_is_acknowledged_without_a_second_write() {
 
     // Some ids known and some new is a client bug, refused whole.
     let mixed = vec![events[0].clone(), line("four")];
-    let refused = t.log.append(s.clone(), ExpectedVersion::Any, mixed).await.unwrap_err();
+    let refused = t
+        .log
+        .append(s.clone(), ExpectedVersion::Any, mixed)
+        .await
+        .unwrap_err();
     assert_eq!(refused, AppendError::PartlyDuplicate(s.clone()));
     assert_eq!(t.log.head(), 3);
 
     // The same id in another stream is another event.
-    let elsewhere = t.log.append(stream("job-other"), ExpectedVersion::Any, events).await.unwrap();
+    let elsewhere = t
+        .log
+        .append(stream("job-other"), ExpectedVersion::Any, events)
+        .await
+        .unwrap();
     assert!(!elsewhere.duplicate);
     assert_eq!(t.log.head(), 5);
 }
@@ -256,7 +313,9 @@ async fn appends_over_the_limits_are_refused_whole() {
     let big = line(&"x".repeat(1000));
     let size = big.payload.len();
     assert_eq!(
-        t.log.append(s.clone(), ExpectedVersion::Any, vec![line("ok"), big]).await,
+        t.log
+            .append(s.clone(), ExpectedVersion::Any, vec![line("ok"), big])
+            .await,
         Err(AppendError::TooLarge { size, limit: 1000 })
     );
     let four = (0..4).map(|i| line(&i.to_string())).collect();
@@ -266,14 +325,28 @@ async fn appends_over_the_limits_are_refused_whole() {
     );
     let one = line("one");
     assert_eq!(
-        t.log.append(s.clone(), ExpectedVersion::Any, vec![one.clone(), one.clone()]).await,
+        t.log
+            .append(
+                s.clone(),
+                ExpectedVersion::Any,
+                vec![one.clone(), one.clone()]
+            )
+            .await,
         Err(AppendError::RepeatedId(one.event_id))
     );
     assert_eq!(t.log.head(), 0);
     // An empty append only checks the version.
-    let empty = t.log.append(s.clone(), ExpectedVersion::Exactly(0), vec![]).await.unwrap();
+    let empty = t
+        .log
+        .append(s.clone(), ExpectedVersion::Exactly(0), vec![])
+        .await
+        .unwrap();
     assert_eq!((empty.count, empty.stream_version), (0, 0));
-    assert!(t.log.append(s, ExpectedVersion::Exactly(1), vec![]).await.is_err());
+    assert!(t
+        .log
+        .append(s, ExpectedVersion::Exactly(1), vec![])
+        .await
+        .is_err());
     assert_eq!(t.log.head(), 0);
 }
 
@@ -288,7 +361,9 @@ async fn a_follower_sees_every_event_once_in_order() {
             while seen.len() < 300 {
                 let events = log.read_all(after, 50).unwrap();
                 if events.is_empty() {
-                    log.wait_past(after, Duration::from_secs(3600)).await.expect("the log is open");
+                    log.wait_past(after, Duration::from_secs(3600))
+                        .await
+                        .expect("the log is open");
                     continue;
                 }
                 for event in events {
@@ -305,16 +380,23 @@ async fn a_follower_sees_every_event_once_in_order() {
         let log = t.log.clone();
         writers.push(tokio::spawn(async move {
             for i in 0..30 {
-                log.append(stream(&format!("job-{w}")), ExpectedVersion::Any, vec![line(&format!("{w}/{i}"))])
-                    .await
-                    .unwrap();
+                log.append(
+                    stream(&format!("job-{w}")),
+                    ExpectedVersion::Any,
+                    vec![line(&format!("{w}/{i}"))],
+                )
+                .await
+                .unwrap();
             }
         }));
     }
     for writer in writers {
         writer.await.unwrap();
     }
-    let seen = tokio::time::timeout(Duration::from_secs(60), follower).await.unwrap().unwrap();
+    let seen = tokio::time::timeout(Duration::from_secs(60), follower)
+        .await
+        .unwrap()
+        .unwrap();
     let distinct: HashSet<_> = seen.iter().collect();
     assert_eq!(distinct.len(), 300);
 }
@@ -325,7 +407,10 @@ async fn a_commit_between_read_and_wait_still_wakes_the_reader() {
     let after = t.log.head();
     assert!(t.log.read_all(after, 10).unwrap().is_empty());
     // The event lands after the read and before the wait.
-    t.log.append(stream("job-race"), ExpectedVersion::Any, vec![line("late")]).await.unwrap();
+    t.log
+        .append(stream("job-race"), ExpectedVersion::Any, vec![line("late")])
+        .await
+        .unwrap();
     let head = tokio::time::timeout(
         Duration::from_secs(30),
         t.log.wait_past(after, Duration::from_secs(3600)),
@@ -340,16 +425,31 @@ async fn a_commit_between_read_and_wait_still_wakes_the_reader() {
 #[tokio::test]
 async fn a_closed_log_refuses_appends_and_ends_waits() {
     let t = TempLog::new();
-    t.log.append(stream("job-1"), ExpectedVersion::Any, vec![line("kept")]).await.unwrap();
+    t.log
+        .append(stream("job-1"), ExpectedVersion::Any, vec![line("kept")])
+        .await
+        .unwrap();
     let log = t.log.clone();
-    tokio::task::spawn_blocking(move || log.close()).await.unwrap();
+    tokio::task::spawn_blocking(move || log.close())
+        .await
+        .unwrap();
     assert_eq!(
-        t.log.append(stream("job-1"), ExpectedVersion::Any, vec![line("late")]).await,
+        t.log
+            .append(stream("job-1"), ExpectedVersion::Any, vec![line("late")])
+            .await,
         Err(AppendError::Closed)
     );
     assert_eq!(t.log.wait_past(1, Duration::from_secs(3600)).await, None);
     let t = t.reopen();
-    assert_eq!(t.log.read_all(0, 10).unwrap().iter().map(line_text).collect::<Vec<_>>(), ["kept"]);
+    assert_eq!(
+        t.log
+            .read_all(0, 10)
+            .unwrap()
+            .iter()
+            .map(line_text)
+            .collect::<Vec<_>>(),
+        ["kept"]
+    );
 }
 
 #[tokio::test]
@@ -360,7 +460,14 @@ async fn every_durability_mode_keeps_events_across_a_clean_restart() {
             ..LogOptions::default()
         });
         for i in 0..10 {
-            t.log.append(stream("job-d"), ExpectedVersion::Exactly(i), vec![line(&i.to_string())]).await.unwrap();
+            t.log
+                .append(
+                    stream("job-d"),
+                    ExpectedVersion::Exactly(i),
+                    vec![line(&i.to_string())],
+                )
+                .await
+                .unwrap();
         }
         let log = t.log.clone();
         let t = tokio::task::spawn_blocking(move || {
@@ -382,14 +489,26 @@ fn opening_something_that_is_not_a_log_names_the_path_and_the_problem() {
     std::fs::write(&file, b"not a directory").unwrap();
     let error = EventLog::open(&file, LogOptions::default()).err().unwrap();
     assert!(matches!(error, StoreError::Open { .. }), "{error}");
-    assert!(error.to_string().contains(&file.display().to_string()), "{error}");
+    assert!(
+        error.to_string().contains(&file.display().to_string()),
+        "{error}"
+    );
 
     let garbage = dir.path().join("garbage");
     std::fs::create_dir(&garbage).unwrap();
     std::fs::write(garbage.join("db"), vec![0xAB; 4096]).unwrap();
-    std::fs::write(garbage.join("conf"), b"segment_size: 524288\nuse_compression: false\nversion: 0.34\n").unwrap();
-    let error = EventLog::open(&garbage, LogOptions::default()).err().unwrap();
-    assert!(error.to_string().contains(&garbage.display().to_string()), "{error}");
+    std::fs::write(
+        garbage.join("conf"),
+        b"segment_size: 524288\nuse_compression: false\nversion: 0.34\n",
+    )
+    .unwrap();
+    let error = EventLog::open(&garbage, LogOptions::default())
+        .err()
+        .unwrap();
+    assert!(
+        error.to_string().contains(&garbage.display().to_string()),
+        "{error}"
+    );
 
     let foreign = dir.path().join("foreign");
     {
@@ -397,23 +516,36 @@ fn opening_something_that_is_not_a_log_names_the_path_and_the_problem() {
         db.insert(b"someone else's", b"data").unwrap();
         db.flush().unwrap();
     }
-    let error = EventLog::open(&foreign, LogOptions::default()).err().unwrap();
+    let error = EventLog::open(&foreign, LogOptions::default())
+        .err()
+        .unwrap();
     assert!(matches!(error, StoreError::NotALog { .. }), "{error}");
     assert!(error.to_string().contains("not an annals log"), "{error}");
 
     let future = dir.path().join("future");
     {
         let db = sled::open(&future).unwrap();
-        db.open_tree("log").unwrap().insert(b"Mformat", b"annals-log v99").unwrap();
+        db.open_tree("log")
+            .unwrap()
+            .insert(b"Mformat", b"annals-log v99")
+            .unwrap();
         db.flush().unwrap();
     }
-    let error = EventLog::open(&future, LogOptions::default()).err().unwrap();
-    assert!(matches!(error, StoreError::UnsupportedFormat { .. }), "{error}");
+    let error = EventLog::open(&future, LogOptions::default())
+        .err()
+        .unwrap();
+    assert!(
+        matches!(error, StoreError::UnsupportedFormat { .. }),
+        "{error}"
+    );
     assert!(error.to_string().contains("annals-log v99"), "{error}");
 
     let busy = dir.path().join("busy");
     let first = EventLog::open(&busy, LogOptions::default()).unwrap();
     let error = EventLog::open(&busy, LogOptions::default()).err().unwrap();
-    assert!(error.to_string().contains(&busy.display().to_string()), "{error}");
+    assert!(
+        error.to_string().contains(&busy.display().to_string()),
+        "{error}"
+    );
     first.close();
 }

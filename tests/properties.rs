@@ -38,7 +38,8 @@ fn runtime() -> tokio::runtime::Runtime {
 fn origin() -> impl Strategy<Value = Origin> {
     prop_oneof![
         Just(Origin::System),
-        ("[0-9.:]{1,21}", proptest::option::of("\\PC{0,12}")).prop_map(|(addr, user)| Origin::Http { addr, user }),
+        ("[0-9.:]{1,21}", proptest::option::of("\\PC{0,12}"))
+            .prop_map(|(addr, user)| Origin::Http { addr, user }),
         "[0-9.:]{1,21}".prop_map(|addr| Origin::Udp { addr }),
     ]
 }
@@ -52,28 +53,37 @@ fn new_events() -> impl Strategy<Value = Vec<NewEvent>> {
         proptest::option::of(any::<u128>()),
         origin(),
     )
-        .prop_map(|(event_type, schema_version, payload, correlation, causation, origin)| NewEvent {
-            event_id: uuid::Uuid::new_v4(),
-            event_type,
-            schema_version,
-            payload,
-            metadata: Metadata {
-                correlation_id: correlation.map(uuid::Uuid::from_u128),
-                causation_id: causation.map(uuid::Uuid::from_u128),
-                origin,
+        .prop_map(
+            |(event_type, schema_version, payload, correlation, causation, origin)| NewEvent {
+                event_id: uuid::Uuid::new_v4(),
+                event_type,
+                schema_version,
+                payload,
+                metadata: Metadata {
+                    correlation_id: correlation.map(uuid::Uuid::from_u128),
+                    causation_id: causation.map(uuid::Uuid::from_u128),
+                    origin,
+                },
             },
-        });
+        );
     proptest::collection::vec(event, 1..8)
 }
 
 fn job_event() -> impl Strategy<Value = JobEvent> {
     let time = (0i64..4_000_000_000_000_000).prop_map(at);
-    let level = prop_oneof![Just(Level::Debug), Just(Level::Info), Just(Level::Warn), Just(Level::Error)];
+    let level = prop_oneof![
+        Just(Level::Debug),
+        Just(Level::Info),
+        Just(Level::Warn),
+        Just(Level::Error)
+    ];
     prop_oneof![
-        ("\\PC{0,40}", time.clone()).prop_map(|(name, at)| JobEvent::JobStarted(JobStarted { name, at })),
+        ("\\PC{0,40}", time.clone())
+            .prop_map(|(name, at)| JobEvent::JobStarted(JobStarted { name, at })),
         ("\\PC{0,80}", level, time.clone())
             .prop_map(|(line, level, at)| JobEvent::LineRecorded(LineRecorded { line, level, at })),
-        (any::<bool>(), time.clone()).prop_map(|(succeeded, at)| JobEvent::JobFinished(JobFinished { succeeded, at })),
+        (any::<bool>(), time.clone())
+            .prop_map(|(succeeded, at)| JobEvent::JobFinished(JobFinished { succeeded, at })),
         time.prop_map(|at| JobEvent::JobInterrupted(JobInterrupted { at })),
     ]
 }

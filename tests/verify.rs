@@ -17,7 +17,9 @@ fn write_log(path: &Path) {
     runtime.block_on(async {
         for i in 0..40 {
             let s = stream(&format!("job-{}", i % 4));
-            log.append(s, ExpectedVersion::Any, vec![line(&format!("event {i}"))]).await.unwrap();
+            log.append(s, ExpectedVersion::Any, vec![line(&format!("event {i}"))])
+                .await
+                .unwrap();
         }
     });
     log.close();
@@ -44,7 +46,10 @@ fn verify_command(path: &Path) -> (Option<i32>, String) {
         .arg("verify")
         .output()
         .unwrap();
-    (output.status.code(), String::from_utf8_lossy(&output.stdout).into_owned())
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
 }
 
 fn first_bad_position(path: &Path) -> Option<u64> {
@@ -60,7 +65,10 @@ fn a_clean_log_verifies() {
     write_log(dir.path());
     let (code, out) = verify_command(dir.path());
     assert_eq!(code, Some(0), "{out}");
-    assert!(out.starts_with("ok: 40 events in 4 streams, head 40"), "{out}");
+    assert!(
+        out.starts_with("ok: 40 events in 4 streams, head 40"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -76,7 +84,10 @@ fn one_changed_byte_in_a_stored_event_is_found_and_named() {
     assert_eq!(first_bad_position(dir.path()), Some(17));
     let (code, out) = verify_command(dir.path());
     assert_eq!(code, Some(1), "{out}");
-    assert!(out.contains("position 17") && out.contains("hash mismatch"), "{out}");
+    assert!(
+        out.contains("position 17") && out.contains("hash mismatch"),
+        "{out}"
+    );
 }
 
 #[test]

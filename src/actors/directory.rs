@@ -90,7 +90,11 @@ impl Message for GetStats {
 
 impl<E: Entity> Directory<E> {
     /// The actor of `id`, activated if it is not resident.
-    fn resident(&mut self, id: &str, ctx: &mut Context<Self>) -> Result<Addr<EntityActor<E>>, RouteError> {
+    fn resident(
+        &mut self,
+        id: &str,
+        ctx: &mut Context<Self>,
+    ) -> Result<Addr<EntityActor<E>>, RouteError> {
         self.tick += 1;
         let now = Instant::now();
         if let Some(resident) = self.residents.get_mut(id) {
@@ -116,7 +120,9 @@ impl<E: Entity> Directory<E> {
         self.by_use.insert(self.tick, id.to_owned());
         self.stats.activations += 1;
         while self.residents.len() > self.env.settings.max_resident.max(1) {
-            let Some((_, oldest)) = self.by_use.pop_first() else { break };
+            let Some((_, oldest)) = self.by_use.pop_first() else {
+                break;
+            };
             self.passivate(&oldest);
         }
         Ok(addr)
@@ -165,7 +171,12 @@ where
 
     fn handle(&mut self, route: Route<M>, ctx: &mut Self::Context) -> Self::Result {
         let addr = self.resident(&route.id, ctx);
-        Box::pin(async move { addr?.send(route.message).await.map_err(|_| RouteError::Stopped) })
+        Box::pin(async move {
+            addr?
+                .send(route.message)
+                .await
+                .map_err(|_| RouteError::Stopped)
+        })
     }
 }
 
@@ -240,7 +251,12 @@ impl<E: Entity> Entities<E> {
 
     /// Runs a command against entity `id`, activating it if needed. Resolves once the events
     /// are durable and applied, or with why nothing was written.
-    pub async fn execute(&self, id: &str, command: E::Command, metadata: Metadata) -> CommandResult<E> {
+    pub async fn execute(
+        &self,
+        id: &str,
+        command: E::Command,
+        metadata: Metadata,
+    ) -> CommandResult<E> {
         self.route(id, Execute { command, metadata }).await?
     }
 

@@ -20,7 +20,15 @@ pub trait Entity: Sized + Send + 'static {
     /// shape or meaning changes: older snapshots are then ignored and the state is replayed.
     const STATE_VERSION: u32;
 
-    type State: Default + Clone + Debug + Serialize + DeserializeOwned + Send + Sync + Unpin + 'static;
+    type State: Default
+        + Clone
+        + Debug
+        + Serialize
+        + DeserializeOwned
+        + Send
+        + Sync
+        + Unpin
+        + 'static;
     type Command: Debug + Send + 'static;
     type Event: DomainEvent + Clone + Debug + PartialEq + Send + Sync + 'static;
     type Rejection: std::error::Error + Clone + PartialEq + Send + Sync + 'static;

@@ -67,7 +67,8 @@ impl<E: Entity> Clone for Executed<E> {
 
 impl<E: Entity> PartialEq for Executed<E> {
     fn eq(&self, other: &Self) -> bool {
-        (&self.events, self.version, self.first_position) == (&other.events, other.version, other.first_position)
+        (&self.events, self.version, self.first_position)
+            == (&other.events, other.version, other.first_position)
     }
 }
 
@@ -140,7 +141,12 @@ pub(crate) struct EntityActor<E: Entity> {
 }
 
 impl<E: Entity> EntityActor<E> {
-    pub(crate) fn new(id: String, stream: StreamId, env: Arc<Env<E>>, entities: Entities<E>) -> Self {
+    pub(crate) fn new(
+        id: String,
+        stream: StreamId,
+        env: Arc<Env<E>>,
+        entities: Entities<E>,
+    ) -> Self {
         EntityActor {
             id,
             stream,
@@ -194,14 +200,16 @@ impl<E: Entity> EntityActor<E> {
         }
         if cell.version - cell.snapshot_version >= self.env.settings.snapshot_every {
             cell.snapshot_version = cell.version;
-            snapshot_in_background::<E>(&self.env.log, &self.stream, cell.version, cell.state.clone());
+            snapshot_in_background::<E>(
+                &self.env.log,
+                &self.stream,
+                cell.version,
+                cell.state.clone(),
+            );
         }
-        self.env.effects.after_commit(
-            &self.id,
-            &cell.state,
-            &executed.events,
-            &self.entities,
-        );
+        self.env
+            .effects
+            .after_commit(&self.id, &cell.state, &executed.events, &self.entities);
     }
 }
 
@@ -236,7 +244,11 @@ async fn execute<E: Entity>(
             .collect();
         let appended = env
             .log
-            .append(stream.clone(), ExpectedVersion::Exactly(cell.version), new_events)
+            .append(
+                stream.clone(),
+                ExpectedVersion::Exactly(cell.version),
+                new_events,
+            )
             .await;
         match appended {
             Ok(appended) => {
@@ -286,7 +298,12 @@ async fn catch_up<E: Entity>(
     Ok(())
 }
 
-fn snapshot_in_background<E: Entity>(log: &EventLog, stream: &StreamId, version: Version, state: E::State) {
+fn snapshot_in_background<E: Entity>(
+    log: &EventLog,
+    stream: &StreamId,
+    version: Version,
+    state: E::State,
+) {
     let log = log.clone();
     let stream = stream.clone();
     tokio::task::spawn_blocking(move || {

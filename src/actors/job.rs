@@ -146,12 +146,14 @@ impl DomainEvent for JobEvent {
         let p = payload;
         Ok(match (event_type, version) {
             ("JobStarted", 1) => JobEvent::JobStarted(from_payload(event_type, version, p)?),
-            ("LineRecorded", 1) => {
-                JobEvent::LineRecorded(from_payload::<LineRecordedV1>(event_type, version, p)?.upcast())
-            }
+            ("LineRecorded", 1) => JobEvent::LineRecorded(
+                from_payload::<LineRecordedV1>(event_type, version, p)?.upcast(),
+            ),
             ("LineRecorded", 2) => JobEvent::LineRecorded(from_payload(event_type, version, p)?),
             ("JobFinished", 1) => JobEvent::JobFinished(from_payload(event_type, version, p)?),
-            ("JobInterrupted", 1) => JobEvent::JobInterrupted(from_payload(event_type, version, p)?),
+            ("JobInterrupted", 1) => {
+                JobEvent::JobInterrupted(from_payload(event_type, version, p)?)
+            }
             ("JobStarted" | "LineRecorded" | "JobFinished" | "JobInterrupted", _) => {
                 return Err(CodecError::unknown_version(event_type, version))
             }
@@ -169,7 +171,11 @@ impl Entity for Job {
     type Event = JobEvent;
     type Rejection = JobRejection;
 
-    fn decide(state: &JobState, command: &JobCommand, ctx: &Ctx) -> Result<Vec<JobEvent>, JobRejection> {
+    fn decide(
+        state: &JobState,
+        command: &JobCommand,
+        ctx: &Ctx,
+    ) -> Result<Vec<JobEvent>, JobRejection> {
         let running = || match state.status {
             JobStatus::Running => Ok(()),
             other => Err(JobRejection::NotRunning(other)),

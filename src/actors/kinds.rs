@@ -29,14 +29,22 @@ pub enum ReplayError {
 pub const KINDS: &[&str] = &[Job::KIND];
 
 /// Replays a stream of any known kind from its first event up to `until`.
-pub fn replay(log: &EventLog, stream: &StreamId, until: ReplayUntil) -> Result<Replayed, ReplayError> {
+pub fn replay(
+    log: &EventLog,
+    stream: &StreamId,
+    until: ReplayUntil,
+) -> Result<Replayed, ReplayError> {
     match stream.category() {
         Job::KIND => replay_as::<Job>(log, stream, until),
         other => Err(ReplayError::UnknownKind(other.to_owned())),
     }
 }
 
-fn replay_as<E: Entity>(log: &EventLog, stream: &StreamId, until: ReplayUntil) -> Result<Replayed, ReplayError> {
+fn replay_as<E: Entity>(
+    log: &EventLog,
+    stream: &StreamId,
+    until: ReplayUntil,
+) -> Result<Replayed, ReplayError> {
     let loaded = state::replay::<E>(log, stream, until)?;
     Ok(Replayed {
         stream: stream.clone(),

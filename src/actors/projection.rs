@@ -14,7 +14,15 @@ use crate::events::{CodecError, EventLog, Position, RecordedEvent, StoreError};
 
 /// One read model.
 pub trait Projection: Send + Sync + 'static {
-    type State: Default + Clone + Debug + PartialEq + Serialize + DeserializeOwned + Send + Sync + 'static;
+    type State: Default
+        + Clone
+        + Debug
+        + PartialEq
+        + Serialize
+        + DeserializeOwned
+        + Send
+        + Sync
+        + 'static;
 
     /// Names the checkpoint; unique among projections.
     fn name(&self) -> String;
@@ -120,15 +128,25 @@ impl<S> ProjectionHandle<S> {
 
     /// Why the projection stopped, if it did.
     pub fn failure(&self) -> Option<String> {
-        self.shared.failure.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.shared
+            .failure
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Waits until every event up to `position` is folded in: after an append acknowledged at
     /// position P, `wait_for(P)` makes the next query see it.
-    pub async fn wait_for(&self, position: Position, timeout: Duration) -> Result<(), ProjectionError> {
+    pub async fn wait_for(
+        &self,
+        position: Position,
+        timeout: Duration,
+    ) -> Result<(), ProjectionError> {
         let mut folded = self.shared.position.subscribe();
         let settled = folded.wait_for(|p| *p >= position || self.failure().is_some());
-        let reached = tokio::time::timeout(timeout, settled).await.is_ok_and(|r| r.is_ok())
+        let reached = tokio::time::timeout(timeout, settled)
+            .await
+            .is_ok_and(|r| r.is_ok())
             && self.position() >= position;
         match (reached, self.failure()) {
             (true, _) => Ok(()),
@@ -177,7 +195,10 @@ pub fn start<P: Projection>(
 }
 
 /// Folds every durable event from position 0, as a fresh projection would.
-pub fn rebuild<P: Projection>(projection: &P, log: &EventLog) -> Result<View<P::State>, ProjectionError> {
+pub fn rebuild<P: Projection>(
+    projection: &P,
+    log: &EventLog,
+) -> Result<View<P::State>, ProjectionError> {
     let mut view = View {
         position: 0,
         state: P::State::default(),
@@ -185,7 +206,9 @@ pub fn rebuild<P: Projection>(projection: &P, log: &EventLog) -> Result<View<P::
     let category = projection.category();
     loop {
         let events = read(log, category.as_deref(), view.position, 10_000)?;
-        let Some(last) = events.last().map(|e| e.position) else { break };
+        let Some(last) = events.last().map(|e| e.position) else {
+            break;
+        };
         fold(projection, &mut view.state, &events)?;
         view.position = last;
     }
@@ -205,7 +228,11 @@ fn read(
     }
 }
 
-fn fold<P: Projection>(projection: &P, state: &mut P::State, events: &[RecordedEvent]) -> Result<(), ProjectionError> {
+fn fold<P: Projection>(
+    projection: &P,
+    state: &mut P::State,
+    events: &[RecordedEvent],
+) -> Result<(), ProjectionError> {
     for event in events {
         projection
             .apply(state, event)
@@ -218,7 +245,10 @@ fn fold<P: Projection>(projection: &P, state: &mut P::State, events: &[RecordedE
     Ok(())
 }
 
-fn load_checkpoint<P: Projection>(projection: &P, log: &EventLog) -> Result<Option<View<P::State>>, StoreError> {
+fn load_checkpoint<P: Projection>(
+    projection: &P,
+    log: &EventLog,
+) -> Result<Option<View<P::State>>, StoreError> {
     let Some(raw) = log.store().checkpoint(&projection.name())? else {
         return Ok(None);
     };
@@ -249,13 +279,17 @@ impl<P: Projection> Runner<P> {
         let category = self.projection.category();
         let mut unsaved = 0;
         loop {
-            let Some(shared) = self.shared.upgrade() else { return };
+            let Some(shared) = self.shared.upgrade() else {
+                return;
+            };
             let after = *shared.position.borrow();
             let head = self.log.head();
             let log = self.log.clone();
             let category = category.clone();
             let limit = self.settings.batch;
-            let events = tokio::task::spawn_blocking(move || read(&log, category.as_deref(), after, limit)).await;
+            let events =
+                tokio::task::spawn_blocking(move || read(&log, category.as_deref(), after, limit))
+                    .await;
             let events = match events {
                 Ok(Ok(events)) => events,
                 Ok(Err(error)) => return self.fail(&shared, error.to_string()),
@@ -281,7 +315,11 @@ impl<P: Projection> Runner<P> {
             }
             // Nothing of ours up to `head`: the projection is current as of it.
             if head > after {
-                shared.view.write().unwrap_or_else(|p| p.into_inner()).position = head;
+                shared
+                    .view
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .position = head;
                 shared.position.send_replace(head);
                 unsaved += 1;
             }
@@ -324,7 +362,8 @@ impl<P: Projection> Runner<P> {
         let raw = rmp_serde::to_vec_named(&checkpoint).expect("a checkpoint record always encodes");
         let log = self.log.clone();
         let name = shared.name.clone();
-        let saved = tokio::task::spawn_blocking(move || log.store().put_checkpoint(&name, &raw)).await;
+        let saved =
+            tokio::task::spawn_blocking(move || log.store().put_checkpoint(&name, &raw)).await;
         if !matches!(saved, Ok(Ok(()))) {
             tracing::warn!(projection = %shared.name, "could not save a checkpoint");
         }

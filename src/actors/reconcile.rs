@@ -37,7 +37,11 @@ impl<E: Entity> Projection for InProgress<E> {
         Some(E::KIND.to_owned())
     }
 
-    fn apply(&self, running: &mut BTreeSet<String>, event: &RecordedEvent) -> Result<(), CodecError> {
+    fn apply(
+        &self,
+        running: &mut BTreeSet<String>,
+        event: &RecordedEvent,
+    ) -> Result<(), CodecError> {
         match E::in_progress(&E::Event::from_recorded(event)?) {
             Some(true) => {
                 running.insert(event.stream.entity_id().to_owned());
@@ -52,8 +56,14 @@ impl<E: Entity> Projection for InProgress<E> {
 }
 
 /// Starts the in-progress projection of kind `E`.
-pub fn track_in_progress<E: Entity>(log: &EventLog) -> Result<ProjectionHandle<BTreeSet<String>>, ProjectionError> {
-    projection::start(InProgress::<E>::default(), log.clone(), ProjectionSettings::default())
+pub fn track_in_progress<E: Entity>(
+    log: &EventLog,
+) -> Result<ProjectionHandle<BTreeSet<String>>, ProjectionError> {
+    projection::start(
+        InProgress::<E>::default(),
+        log.clone(),
+        ProjectionSettings::default(),
+    )
 }
 
 /// Settles every entity of kind `E` found in progress, once the projection has caught up with

@@ -59,7 +59,9 @@ impl<E: Entity> Then<E> {
                 }
                 state
             }
-            Err(rejection) => panic!("expected events {expected:?}, the command was rejected: {rejection:?}"),
+            Err(rejection) => {
+                panic!("expected events {expected:?}, the command was rejected: {rejection:?}")
+            }
         }
     }
 

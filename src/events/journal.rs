@@ -197,7 +197,10 @@ impl Writer {
             writes: 0,
         };
         // Time never runs backwards in the log, even if the clock does.
-        let now = round.head.recorded_at.map_or(Utc::now(), |last| last.max(Utc::now()));
+        let now = round
+            .head
+            .recorded_at
+            .map_or(Utc::now(), |last| last.max(Utc::now()));
         let mut acks = Vec::with_capacity(requests.len());
         for request in requests {
             let outcome = match &self.failure {

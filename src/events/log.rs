@@ -132,7 +132,11 @@ impl EventLog {
     }
 
     /// Up to `limit` durable events after global position `after`.
-    pub fn read_all(&self, after: Position, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+    pub fn read_all(
+        &self,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
         let head = self.head();
         let limit = limit.min(head.saturating_sub(after) as usize);
         self.store.read_all(after, limit)

@@ -27,7 +27,9 @@ use std::sync::Mutex;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::envelope::{DecodeError, Hash, Position, RecordedEvent, StreamId, Version, GENESIS_HASH};
+use super::envelope::{
+    DecodeError, Hash, Position, RecordedEvent, StreamId, Version, GENESIS_HASH,
+};
 
 /// The on-disk format this build reads and writes.
 pub const FORMAT: &[u8] = b"annals-log v1";
@@ -234,7 +236,10 @@ impl Store {
         stream: &StreamId,
         version: Version,
     ) -> Result<Option<Position>, StoreError> {
-        Ok(self.log.get(stream_key(stream, version))?.map(|v| be_u64(&v)))
+        Ok(self
+            .log
+            .get(stream_key(stream, version))?
+            .map(|v| be_u64(&v)))
     }
 
     /// Whether the category index lists this position under this category.
@@ -251,8 +256,12 @@ impl Store {
     }
 
     fn expect_event(&self, position: Position) -> Result<RecordedEvent, StoreError> {
-        self.event(position)?
-            .ok_or_else(|| StoreError::corrupt(format!("position {position}"), "an index names it but no event is stored there"))
+        self.event(position)?.ok_or_else(|| {
+            StoreError::corrupt(
+                format!("position {position}"),
+                "an index names it but no event is stored there",
+            )
+        })
     }
 
     /// Up to `limit` events after global position `after`, in order.
@@ -295,7 +304,9 @@ impl Store {
         after: Version,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.stream_events_after(stream, after).take(limit).collect()
+        self.stream_events_after(stream, after)
+            .take(limit)
+            .collect()
     }
 
     /// Every event of one stream with a version above `after`, in order, read lazily.
@@ -449,7 +460,9 @@ impl Store {
     }
 
     /// Every stream head: (stream, version).
-    pub fn stream_heads(&self) -> impl Iterator<Item = Result<(StreamId, Version), StoreError>> + '_ {
+    pub fn stream_heads(
+        &self,
+    ) -> impl Iterator<Item = Result<(StreamId, Version), StoreError>> + '_ {
         self.log.scan_prefix([HEAD]).map(|item| {
             let (key, value) = item?;
             let stream = std::str::from_utf8(&key[1..])
@@ -507,7 +520,8 @@ impl WriteBatch {
         self.0.insert(&event_key(position), record);
         self.0.insert(stream_key(stream, version), &at);
         self.0.insert(event_id_key(stream, event_id), &at);
-        self.0.insert(category_key(stream.category(), position), &[]);
+        self.0
+            .insert(category_key(stream.category(), position), &[]);
     }
 
     /// Sets a stream's version (once per stream per round, after its events).

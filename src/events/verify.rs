@@ -4,7 +4,9 @@
 
 use std::collections::HashMap;
 
-use super::envelope::{chain, split_record, Hash, Position, RecordedEvent, StreamId, Version, GENESIS_HASH};
+use super::envelope::{
+    chain, split_record, Hash, Position, RecordedEvent, StreamId, Version, GENESIS_HASH,
+};
 use super::store::{Store, StoreError};
 
 /// What a clean log holds.
@@ -47,7 +49,10 @@ impl From<StoreError> for VerifyError {
 }
 
 /// Walks the whole log. `progress` is called with each verified position.
-pub fn verify(store: &Store, mut progress: impl FnMut(Position)) -> Result<VerifyReport, VerifyError> {
+pub fn verify(
+    store: &Store,
+    mut progress: impl FnMut(Position),
+) -> Result<VerifyReport, VerifyError> {
     let mut prev = GENESIS_HASH;
     let mut expected_position: Position = 1;
     let mut versions: HashMap<StreamId, Version> = HashMap::new();
@@ -116,7 +121,10 @@ fn check_indexes(store: &Store, event: &RecordedEvent) -> Result<(), VerifyError
         return Err(VerifyError::at(at, "the stream index does not point at it"));
     }
     if store.position_of_event_id(&event.stream, event.event_id)? != Some(at) {
-        return Err(VerifyError::at(at, "the event-id index does not point at it"));
+        return Err(VerifyError::at(
+            at,
+            "the event-id index does not point at it",
+        ));
     }
     if !store.category_lists(event.stream.category(), at)? {
         return Err(VerifyError::at(at, "the category index does not list it"));
@@ -131,18 +139,28 @@ fn check_index_sizes(
     events: u64,
     versions: &HashMap<StreamId, Version>,
 ) -> Result<(), VerifyError> {
-    let count = |iter: &mut dyn Iterator<Item = Result<(), StoreError>>| -> Result<u64, VerifyError> {
-        let mut n = 0;
-        for item in iter {
-            item?;
-            n += 1;
-        }
-        Ok(n)
-    };
+    let count =
+        |iter: &mut dyn Iterator<Item = Result<(), StoreError>>| -> Result<u64, VerifyError> {
+            let mut n = 0;
+            for item in iter {
+                item?;
+                n += 1;
+            }
+            Ok(n)
+        };
     let sizes = [
-        ("stream index", count(&mut store.stream_index().map(|r| r.map(drop)))?),
-        ("event-id index", count(&mut store.event_id_index().map(|r| r.map(drop)))?),
-        ("category index", count(&mut store.category_index().map(|r| r.map(drop)))?),
+        (
+            "stream index",
+            count(&mut store.stream_index().map(|r| r.map(drop)))?,
+        ),
+        (
+            "event-id index",
+            count(&mut store.event_id_index().map(|r| r.map(drop)))?,
+        ),
+        (
+            "category index",
+            count(&mut store.category_index().map(|r| r.map(drop)))?,
+        ),
     ];
     for (name, size) in sizes {
         if size != events {

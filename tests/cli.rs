@@ -1,0 +1,243 @@
+//! The `annals` binary end to end: `load`, `export`, `replay`, and `serve` with its start-up
+//! reconciliation, health check and graceful stop.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use annals::cli::load_line;
+use serde_json::Value;
+
+fn annals(data: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_annals"))
+        .arg("--data")
+        .arg(data)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("annals runs")
+}
+
+fn stdout(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "annals failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn export(data: &Path, args: &[&str]) -> Vec<Value> {
+    let mut all = vec!["export"];
+    all.extend_from_slice(args);
+    stdout(&annals(data, &all))
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("one JSON object per line"))
+        .collect()
+}
+
+/// Two writers, three lines each: `job-e-0` and `job-e-1`, 8 events.
+fn loaded_log() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let out = stdout(&annals(
+        dir.path(),
+        &["load", "--writers", "2", "--events", "3", "--run", "e"],
+    ));
+    assert_eq!(out.lines().count(), 8, "{out}");
+    dir
+}
+
+#[test]
+fn export_writes_every_event_as_one_json_line() {
+    let dir = loaded_log();
+    let events = export(dir.path(), &[]);
+    assert_eq!(events.len(), 8);
+    for (position, event) in (1..).zip(&events) {
+        assert_eq!(event["position"], position);
+        for key in [
+            "stream",
+            "version",
+            "event_id",
+            "type",
+            "schema_version",
+            "recorded_at",
+            "metadata",
+            "hash",
+        ] {
+            assert!(!event[key].is_null(), "{key} missing in {event}");
+        }
+        assert_eq!(event["metadata"]["origin"]["kind"], "system");
+        assert_eq!(event["hash"].as_str().unwrap().len(), 64);
+        if event["type"] == "LineRecorded" {
+            let writer = if event["stream"] == "job-e-0" { 0 } else { 1 };
+            let seq = event["version"].as_u64().unwrap() - 1;
+            assert_eq!(event["payload"]["line"], load_line(writer, seq, 300));
+            assert_eq!(event["payload"]["level"], "INFO");
+        } else {
+            assert_eq!(event["type"], "JobStarted");
+            assert_eq!(event["payload"]["name"], "load e");
+        }
+    }
+    let tail = export(dir.path(), &["--from", "5"]);
+    assert_eq!(
+        tail.iter()
+            .map(|e| e["position"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        [6, 7, 8]
+    );
+    let one = export(dir.path(), &["--stream", "job-e-1"]);
+    assert_eq!(one.len(), 4);
+    assert!(one.iter().all(|e| e["stream"] == "job-e-1"));
+}
+
+#[test]
+fn replay_prints_the_state_at_a_version_or_a_time() {
+    let dir = loaded_log();
+    let at_two: Value = serde_json::from_str(&stdout(&annals(
+        dir.path(),
+        &["replay", "job-e-0", "--at-version", "2"],
+    )))
+    .unwrap();
+    assert_eq!(at_two["stream"], "job-e-0");
+    assert_eq!(at_two["version"], 2);
+    assert_eq!(at_two["state"]["lines"], 1);
+    assert_eq!(at_two["state"]["status"], "running");
+    assert_eq!(at_two["state"]["last_line"], load_line(0, 1, 300));
+
+    let events = export(dir.path(), &["--stream", "job-e-0"]);
+    let time = events[2]["recorded_at"].as_str().unwrap();
+    let expected = events
+        .iter()
+        .filter(|e| e["recorded_at"].as_str().unwrap() <= time)
+        .count();
+    let at_time: Value = serde_json::from_str(&stdout(&annals(
+        dir.path(),
+        &["replay", "job-e-0", "--at-time", time],
+    )))
+    .unwrap();
+    assert_eq!(at_time["version"], expected);
+
+    let end: Value =
+        serde_json::from_str(&stdout(&annals(dir.path(), &["replay", "job-e-0"]))).unwrap();
+    assert_eq!(
+        (end["version"].as_u64(), end["state"]["lines"].as_u64()),
+        (Some(4), Some(3))
+    );
+}
+
+#[test]
+fn bad_arguments_get_clear_errors() {
+    let dir = loaded_log();
+    let unknown = annals(dir.path(), &["replay", "scan-x"]);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(
+        stderr(&unknown).contains("no entity kind is called \"scan\"; known kinds: job"),
+        "{}",
+        stderr(&unknown)
+    );
+    let invalid = annals(dir.path(), &["replay", "nohyphen"]);
+    assert!(
+        stderr(&invalid).contains("invalid stream id"),
+        "{}",
+        stderr(&invalid)
+    );
+    let missing = annals(&dir.path().join("nothing-here"), &["export"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        stderr(&missing).contains("no log at"),
+        "{}",
+        stderr(&missing)
+    );
+    assert!(
+        !dir.path().join("nothing-here").exists(),
+        "export must not create a log"
+    );
+    let durability = annals(dir.path(), &["--durability", "sometimes", "verify"]);
+    assert!(
+        stderr(&durability).contains("expected fsync, flush or none"),
+        "{}",
+        stderr(&durability)
+    );
+}
+
+fn get(address: &str, path: &str) -> String {
+    let mut stream = TcpStream::connect(address).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
+#[test]
+fn serve_settles_jobs_left_running_answers_health_checks_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    // A load leaves its jobs running, as a crash would.
+    stdout(&annals(
+        dir.path(),
+        &[
+            "load",
+            "--writers",
+            "1",
+            "--events",
+            "2",
+            "--run",
+            "r",
+            "--quiet",
+        ],
+    ));
+
+    let mut server = Command::new(env!("CARGO_BIN_EXE_annals"))
+        .arg("--data")
+        .arg(dir.path())
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut log_lines = BufReader::new(server.stderr.take().unwrap()).lines();
+    let address = loop {
+        let line = log_lines
+            .next()
+            .expect("the server logs its address")
+            .unwrap();
+        if let Some(rest) = line.split("address=").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    std::thread::spawn(move || log_lines.for_each(drop));
+
+    let health = get(&address, "/healthz");
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    assert!(health.ends_with("ok\n"), "{health}");
+
+    // SAFETY: sending a signal to our own child process.
+    assert_eq!(unsafe { libc::kill(server.id() as i32, libc::SIGTERM) }, 0);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = server.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server did not stop on SIGTERM"
+        );
+        std::thread::park_timeout(Duration::from_millis(10));
+    };
+    assert!(status.success(), "{status}");
+
+    let job: Value =
+        serde_json::from_str(&stdout(&annals(dir.path(), &["replay", "job-r-0"]))).unwrap();
+    assert_eq!(job["state"]["status"], "interrupted");
+    assert_eq!(job["version"], 4);
+    assert!(stdout(&annals(dir.path(), &["verify"])).starts_with("ok: 4 events"));
+}
