@@ -137,6 +137,11 @@ async fn actors_beyond_the_cap_are_passivated_least_recently_used_first() {
         (stats.resident, stats.activations, stats.passivations),
         (2, 3, 1)
     );
+    // The passivated actor really stops and frees its state.
+    eventually("the passivated actor to stop", || async {
+        jobs.stats().await.live == 2
+    })
+    .await;
     // "a" was used more recently than "b", so "b" went; using "a" activates nothing new.
     jobs.execute("a", record("still here"), Metadata::system())
         .await
@@ -160,7 +165,11 @@ async fn idle_actors_are_passivated() {
         .await
         .unwrap();
     assert_eq!(jobs.stats().await.resident, 1);
-    eventually("passivation", || async { jobs.stats().await.resident == 0 }).await;
+    eventually("passivation", || async {
+        let stats = jobs.stats().await;
+        stats.resident == 0 && stats.live == 0
+    })
+    .await;
     let (version, _) = jobs.state("a").await.unwrap();
     assert_eq!(version, 1);
 }
@@ -513,11 +522,8 @@ fn a_projection_sees_its_writes_resumes_from_its_checkpoint_and_stops_on_bad_eve
         let folded = counted.folded.clone();
         let resumed =
             projection::start(counted, t.log.clone(), ProjectionSettings::default()).unwrap();
-        assert_eq!(
-            resumed.position(),
-            6,
-            "the checkpoint was saved once caught up"
-        );
+        // The checkpoint was saved after the last job event was folded (position 5).
+        assert!(resumed.position() >= 5, "resumed at {}", resumed.position());
         t.log
             .append(stream("job-0"), ExpectedVersion::Any, vec![line("new")])
             .await

@@ -23,7 +23,12 @@ fn settings() -> insta::Settings {
 async fn a_job_renders_and_replays_as_recorded() {
     let t = TempLog::new();
     let clock = Arc::new(ManualClock::at(at(1_700_000_000_000_000)));
-    let jobs = Entities::<Job>::start(t.log.clone(), clock.clone(), Arc::new(NoEffects), Settings::default());
+    let jobs = Entities::<Job>::start(
+        t.log.clone(),
+        clock.clone(),
+        Arc::new(NoEffects),
+        Settings::default(),
+    );
     let metadata = Metadata {
         correlation_id: Some(uuid::Uuid::from_u128(42)),
         causation_id: None,
@@ -32,9 +37,15 @@ async fn a_job_renders_and_replays_as_recorded() {
             user: Some("ada".into()),
         },
     };
-    jobs.execute("golden", JobCommand::Start { name: "nightly scan".into() }, metadata.clone())
-        .await
-        .unwrap();
+    jobs.execute(
+        "golden",
+        JobCommand::Start {
+            name: "nightly scan".into(),
+        },
+        metadata.clone(),
+    )
+    .await
+    .unwrap();
     clock.set(at(1_700_000_001_000_000));
     let line = JobCommand::RecordLine {
         line: "port 22 open".into(),
@@ -42,9 +53,13 @@ async fn a_job_renders_and_replays_as_recorded() {
     };
     jobs.execute("golden", line, metadata).await.unwrap();
     clock.set(at(1_700_000_002_000_000));
-    jobs.execute("golden", JobCommand::Finish { succeeded: true }, Metadata::system())
-        .await
-        .unwrap();
+    jobs.execute(
+        "golden",
+        JobCommand::Finish { succeeded: true },
+        Metadata::system(),
+    )
+    .await
+    .unwrap();
 
     let rendered: Vec<_> = t.log.read_all(0, 10).unwrap().iter().map(render).collect();
     settings().bind(|| {

@@ -41,7 +41,10 @@ impl Default for Settings {
 /// Counters of a directory's work.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
+    /// Actors the directory routes to.
     pub resident: usize,
+    /// Actors whose state is in memory: the resident ones, plus passivated ones still finishing.
+    pub live: usize,
     pub activations: u64,
     pub passivations: u64,
 }
@@ -186,6 +189,7 @@ impl<E: Entity> Handler<GetStats> for Directory<E> {
     fn handle(&mut self, _: GetStats, _: &mut Self::Context) -> Self::Result {
         MessageResult(Stats {
             resident: self.residents.len(),
+            live: self.env.live.load(std::sync::atomic::Ordering::Relaxed),
             ..self.stats
         })
     }
@@ -218,6 +222,7 @@ impl<E: Entity> Entities<E> {
                 clock,
                 effects,
                 settings,
+                live: Default::default(),
             }),
             residents: HashMap::new(),
             by_use: BTreeMap::new(),

@@ -3,6 +3,7 @@
 //! once the events are durable. It holds no rule of its own; the entity's `decide` does.
 
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -80,6 +81,8 @@ pub(crate) struct Env<E: Entity> {
     pub clock: Arc<dyn Clock>,
     pub effects: Arc<dyn Effects<E>>,
     pub settings: Settings,
+    /// How many actors of this kind are started and not yet stopped.
+    pub live: AtomicUsize,
 }
 
 /// Runs a command against an entity.
@@ -317,6 +320,7 @@ impl<E: Entity> Actor for EntityActor<E> {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        self.env.live.fetch_add(1, Ordering::Relaxed);
         let log = self.env.log.clone();
         let stream = self.stream.clone();
         let load = async move {
@@ -350,6 +354,12 @@ impl<E: Entity> Actor for EntityActor<E> {
                 actor.broken = Some(format!("{} cannot be loaded: {error}", actor.stream));
             }
         }));
+    }
+}
+
+impl<E: Entity> Drop for EntityActor<E> {
+    fn drop(&mut self) {
+        self.env.live.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

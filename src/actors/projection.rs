@@ -313,7 +313,8 @@ impl<P: Projection> Runner<P> {
                 }
                 continue;
             }
-            // Nothing of ours up to `head`: the projection is current as of it.
+            // Nothing of ours up to `head`: the projection is current as of it. Moving past other
+            // categories' events changes no state, so it alone is not worth a checkpoint.
             if head > after {
                 shared
                     .view
@@ -321,7 +322,6 @@ impl<P: Projection> Runner<P> {
                     .unwrap_or_else(|p| p.into_inner())
                     .position = head;
                 shared.position.send_replace(head);
-                unsaved += 1;
             }
             if unsaved > 0 {
                 self.save(&shared).await;
