@@ -520,7 +520,15 @@ fn opening_something_that_is_not_a_log_names_the_path_and_the_problem() {
         .err()
         .unwrap();
     assert!(matches!(error, StoreError::NotALog { .. }), "{error}");
-    assert!(error.to_string().contains("not an annals log"), "{error}");
+    assert!(error.to_string().contains("holds no annals log"), "{error}");
+
+    // A directory with someone's files is never turned into a new log.
+    let home = dir.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    std::fs::write(home.join("db"), b"hi\n").unwrap();
+    let error = EventLog::open(&home, LogOptions::default()).err().unwrap();
+    assert!(matches!(error, StoreError::NotALog { .. }), "{error}");
+    assert_eq!(std::fs::read(home.join("db")).unwrap(), b"hi\n");
 
     let future = dir.path().join("future");
     {

@@ -78,7 +78,7 @@ impl std::str::FromStr for Durability {
 pub enum StoreError {
     #[error("cannot open the log at {path}: {reason}")]
     Open { path: PathBuf, reason: String },
-    #[error("{path} holds a sled database that is not an annals log (no format marker)")]
+    #[error("{path} is not empty and holds no annals log (no format marker); use an empty or new directory")]
     NotALog { path: PathBuf },
     #[error("{path} holds an annals log in format {found:?}; this build reads {expected:?}")]
     UnsupportedFormat {
@@ -140,13 +140,26 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens the log in `path`, creating it when the directory is missing or empty.
+    /// Opens the log in `path`, creating it only when the directory is missing or empty.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let open_error = |reason: String| StoreError::Open {
             path: path.to_owned(),
             reason,
         };
         std::fs::create_dir_all(path).map_err(|e| open_error(e.to_string()))?;
+        // A new log is only ever created in an empty directory, so that a mistyped `--data`
+        // never turns someone's files (or a damaged log) into a fresh, empty log.
+        let is_new = std::fs::read_dir(path)
+            .map_err(|e| open_error(e.to_string()))?
+            .next()
+            .is_none();
+        // sled writes `conf` when it creates a database; without it this is not one, and
+        // sled must not get to rewrite what is there.
+        if !is_new && !path.join("conf").exists() {
+            return Err(StoreError::NotALog {
+                path: path.to_owned(),
+            });
+        }
         let db = sled::Config::new()
             .path(path)
             .mode(sled::Mode::HighThroughput)
@@ -168,7 +181,7 @@ impl Store {
                     expected: String::from_utf8_lossy(FORMAT).into_owned(),
                 })
             }
-            None if log.is_empty() && db.is_empty() => {
+            None if is_new => {
                 // A new log: the format marker is the one key written outside the journal,
                 // before the journal starts.
                 log.insert(META_FORMAT, FORMAT)?;
