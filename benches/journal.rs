@@ -165,7 +165,11 @@ async fn annals_writer(
         at: Utc::now(),
     });
     let mut version = log
-        .append(stream.clone(), ExpectedVersion::Exactly(0), vec![new_event(&started)])
+        .append(
+            stream.clone(),
+            ExpectedVersion::Exactly(0),
+            vec![new_event(&started)],
+        )
         .await?
         .stream_version;
     barrier.wait().await;
@@ -176,7 +180,11 @@ async fn annals_writer(
         let event = new_event(&line_event(writer, seq));
         let sent = Instant::now();
         let appended = log
-            .append(stream.clone(), ExpectedVersion::Exactly(version), vec![event])
+            .append(
+                stream.clone(),
+                ExpectedVersion::Exactly(version),
+                vec![event],
+            )
             .await?;
         latencies.push(sent.elapsed());
         version = appended.stream_version;
@@ -185,7 +193,11 @@ async fn annals_writer(
     Ok((seq - 1, latencies))
 }
 
-fn run_annals(runtime: &tokio::runtime::Runtime, writers: usize, seconds: f64) -> anyhow::Result<Run> {
+fn run_annals(
+    runtime: &tokio::runtime::Runtime,
+    writers: usize,
+    seconds: f64,
+) -> anyhow::Result<Run> {
     let dir = tempfile::tempdir()?;
     let log = EventLog::open(
         dir.path(),
@@ -299,7 +311,11 @@ fn open_sled(path: &Path) -> anyhow::Result<sled::Db> {
         .open()?)
 }
 
-fn run_baseline(runtime: &tokio::runtime::Runtime, writers: usize, seconds: f64) -> anyhow::Result<Run> {
+fn run_baseline(
+    runtime: &tokio::runtime::Runtime,
+    writers: usize,
+    seconds: f64,
+) -> anyhow::Result<Run> {
     let dir = tempfile::tempdir()?;
     let db = open_sled(dir.path())?;
     let tree = db.open_tree("log")?;
@@ -375,7 +391,10 @@ fn build_stream(
             version = appended.stream_version;
             seq += n;
         }
-        anyhow::ensure!(version == count, "the stream ended at {version}, not {count}");
+        anyhow::ensure!(
+            version == count,
+            "the stream ended at {version}, not {count}"
+        );
         anyhow::Ok(())
     })
 }
@@ -386,9 +405,18 @@ fn median(mut values: Vec<Duration>) -> Duration {
 }
 
 /// Warm replay: one untimed run, then `reps` timed runs; returns the median time.
-fn time_replay(log: &EventLog, stream: &StreamId, expected: u64, reps: usize) -> anyhow::Result<Duration> {
+fn time_replay(
+    log: &EventLog,
+    stream: &StreamId,
+    expected: u64,
+    reps: usize,
+) -> anyhow::Result<Duration> {
     let warm = state::replay::<Job>(log, stream, ReplayUntil::End)?;
-    anyhow::ensure!(warm.replayed == expected, "replayed {} of {expected}", warm.replayed);
+    anyhow::ensure!(
+        warm.replayed == expected,
+        "replayed {} of {expected}",
+        warm.replayed
+    );
     let mut times = Vec::new();
     for _ in 0..reps {
         let started = Instant::now();
@@ -444,7 +472,11 @@ fn main() -> anyhow::Result<()> {
         let mut baseline = Pooled::default();
         for round in 0..config.rounds {
             // Alternate which system goes first: A B, then B A.
-            let order: [bool; 2] = if round % 2 == 0 { [true, false] } else { [false, true] };
+            let order: [bool; 2] = if round % 2 == 0 {
+                [true, false]
+            } else {
+                [false, true]
+            };
             for is_annals in order {
                 let run = if is_annals {
                     run_annals(&runtime, writers, config.seconds)?
@@ -494,9 +526,15 @@ fn main() -> anyhow::Result<()> {
     );
 
     let small_replay = time_replay(&log, &small, config.small_stream, 5)?;
-    eprintln!("replayed {} events in {:?}", config.small_stream, small_replay);
+    eprintln!(
+        "replayed {} events in {:?}",
+        config.small_stream, small_replay
+    );
     let large_replay = time_replay(&log, &large, config.large_stream, 3)?;
-    eprintln!("replayed {} events in {:?}", config.large_stream, large_replay);
+    eprintln!(
+        "replayed {} events in {:?}",
+        config.large_stream, large_replay
+    );
 
     // 4. Activation of the large stream: full replay (no snapshot), then snapshot + empty tail.
     anyhow::ensure!(log.store().snapshot(&large)?.is_none());
@@ -506,7 +544,9 @@ fn main() -> anyhow::Result<()> {
         let started = Instant::now();
         let loaded = state::load::<Job>(&log, &large)?;
         no_snapshot.push(started.elapsed());
-        anyhow::ensure!(loaded.snapshot_version.is_none() && loaded.replayed == config.large_stream);
+        anyhow::ensure!(
+            loaded.snapshot_version.is_none() && loaded.replayed == config.large_stream
+        );
         state_at_end = Some((loaded.version, loaded.state));
     }
     let no_snapshot = median(no_snapshot);
@@ -640,6 +680,9 @@ fn main() -> anyhow::Result<()> {
     );
     println!("| payload of one event (MessagePack `LineRecorded`) | {sample_payload} bytes |");
     println!();
-    println!("Total bench time: {:.0} s", bench_started.elapsed().as_secs_f64());
+    println!(
+        "Total bench time: {:.0} s",
+        bench_started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
