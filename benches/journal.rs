@@ -92,7 +92,7 @@ fn line_event(writer: usize, seq: u64) -> JobEvent {
 
 fn new_event(event: &JobEvent) -> NewEvent {
     NewEvent {
-        event_id: Uuid::new_v4(),
+        event_id: Uuid::now_v7(),
         event_type: event.event_type().into(),
         schema_version: event.schema_version(),
         payload: event.encode_payload(),

@@ -351,7 +351,7 @@ async fn write_load(log: EventLog, load: Arc<Load>, writer: usize) -> anyhow::Re
         StreamId::parse(format!("job-{}-{writer}", load.run))?
     };
     let new_event = |event: JobEvent| NewEvent {
-        event_id: Uuid::new_v4(),
+        event_id: Uuid::now_v7(),
         event_type: event.event_type().to_owned(),
         schema_version: event.schema_version(),
         payload: event.encode_payload(),

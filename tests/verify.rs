@@ -39,6 +39,14 @@ fn event_key(position: u64) -> Vec<u8> {
     key
 }
 
+/// Changes the stored record of the event at `position` (reached through its `E` pointer).
+fn change_record(tree: &sled::Tree, position: u64, change: impl FnOnce(&mut Vec<u8>)) {
+    let pointer = tree.get(event_key(position)).unwrap().unwrap();
+    let mut record = tree.get(&pointer).unwrap().unwrap().to_vec();
+    change(&mut record);
+    tree.insert(pointer, record).unwrap();
+}
+
 fn verify_command(path: &Path) -> (Option<i32>, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_annals"))
         .arg("--data")
@@ -76,10 +84,10 @@ fn one_changed_byte_in_a_stored_event_is_found_and_named() {
     let dir = tempfile::tempdir().unwrap();
     write_log(dir.path());
     tamper(dir.path(), |tree| {
-        let mut record = tree.get(event_key(17)).unwrap().unwrap().to_vec();
-        let last = record.len() - 1;
-        record[last] ^= 0x01;
-        tree.insert(event_key(17), record).unwrap();
+        change_record(tree, 17, |record| {
+            let last = record.len() - 1;
+            record[last] ^= 0x01;
+        })
     });
     assert_eq!(first_bad_position(dir.path()), Some(17));
     let (code, out) = verify_command(dir.path());
@@ -95,9 +103,7 @@ fn a_rewritten_hash_breaks_the_chain_where_it_was_rewritten() {
     let dir = tempfile::tempdir().unwrap();
     write_log(dir.path());
     tamper(dir.path(), |tree| {
-        let mut record = tree.get(event_key(5)).unwrap().unwrap().to_vec();
-        record[0] ^= 0x80;
-        tree.insert(event_key(5), record).unwrap();
+        change_record(tree, 5, |record| record[0] ^= 0x80)
     });
     assert_eq!(first_bad_position(dir.path()), Some(5));
 }
@@ -118,14 +124,27 @@ fn a_removed_event_is_named_as_missing() {
 fn a_damaged_index_is_found() {
     let dir = tempfile::tempdir().unwrap();
     write_log(dir.path());
-    // Position 10 is version 3 of job-1; its stream index entry now points elsewhere.
+    // The category index loses position 10.
     tamper(dir.path(), |tree| {
-        let mut key = vec![b'S'];
-        key.extend_from_slice(b"job-1\0");
-        key.extend_from_slice(&3u64.to_be_bytes());
-        assert!(tree.insert(key, &11u64.to_be_bytes()).unwrap().is_some());
+        let mut key = b"Cjob\0".to_vec();
+        key.extend_from_slice(&10u64.to_be_bytes());
+        assert!(tree.remove(key).unwrap().is_some());
     });
     let (code, out) = verify_command(dir.path());
     assert_eq!(code, Some(1), "{out}");
-    assert!(out.contains("position 10: the stream index"), "{out}");
+    assert!(out.contains("position 10: the category index"), "{out}");
+}
+
+#[test]
+fn a_position_pointing_at_another_event_is_found() {
+    let dir = tempfile::tempdir().unwrap();
+    write_log(dir.path());
+    // Position 12 now claims to be the record of position 11.
+    tamper(dir.path(), |tree| {
+        let pointer = tree.get(event_key(11)).unwrap().unwrap();
+        tree.insert(event_key(12), pointer).unwrap();
+    });
+    let (code, out) = verify_command(dir.path());
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("position 12"), "{out}");
 }

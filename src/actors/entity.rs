@@ -65,7 +65,8 @@ pub trait Clock: Send + Sync + 'static {
     fn new_id(&self) -> Uuid;
 }
 
-/// The real clock and random (v4) ids.
+/// The real clock, and time-ordered (v7) ids: they keep the log's event-id index appending at
+/// its end.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SystemClock;
 
@@ -74,7 +75,7 @@ impl Clock for SystemClock {
         Utc::now()
     }
     fn new_id(&self) -> Uuid {
-        Uuid::new_v4()
+        Uuid::now_v7()
     }
 }
 

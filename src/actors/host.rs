@@ -291,7 +291,7 @@ async fn catch_up<E: Entity>(
         took: Default::default(),
     };
     let loaded = tokio::task::spawn_blocking(move || {
-        state::fold_tail::<E>(&log, &stream, &mut loaded, |_| true).map(|()| loaded)
+        state::fold_tail::<E>(&log, &stream, &mut loaded, |_| Ok(true)).map(|()| loaded)
     })
     .await
     .map_err(|e| CommandError::Unavailable(e.to_string()))?

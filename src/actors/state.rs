@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::entity::Entity;
+use crate::events::envelope::{DecodeError, EventView};
 use crate::events::{CodecError, DomainEvent, EventLog, Position, StoreError, StreamId, Version};
 
 /// Why a state could not be rebuilt.
@@ -15,6 +16,12 @@ use crate::events::{CodecError, DomainEvent, EventLog, Position, StoreError, Str
 pub enum LoadError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("version {version} of {stream} is unreadable: {reason}")]
+    Corrupt {
+        stream: StreamId,
+        version: Version,
+        reason: String,
+    },
     #[error("event at position {position} of {stream}: {source}")]
     Codec {
         stream: StreamId,
@@ -81,31 +88,39 @@ pub fn load<E: Entity>(log: &EventLog, stream: &StreamId) -> Result<Loaded<E::St
         replayed: 0,
         took: Duration::ZERO,
     };
-    fold_tail::<E>(log, stream, &mut loaded, |_| true)?;
+    fold_tail::<E>(log, stream, &mut loaded, |_| Ok(true))?;
     loaded.took = started.elapsed();
     Ok(loaded)
 }
 
-/// Folds the durable events after `loaded.version` into it, while `keep` accepts them.
+/// Folds the durable events after `loaded.version` into it, while `keep` accepts them. Records
+/// are read in place ([`EventView`]): folding copies nothing but what the payload decodes to.
 pub fn fold_tail<E: Entity>(
     log: &EventLog,
     stream: &StreamId,
     loaded: &mut Loaded<E::State>,
-    mut keep: impl FnMut(&crate::events::RecordedEvent) -> bool,
+    mut keep: impl FnMut(&EventView) -> Result<bool, DecodeError>,
 ) -> Result<(), LoadError> {
     let head = log.head();
-    for recorded in log.store().stream_events_after(stream, loaded.version) {
-        let recorded = recorded?;
-        if recorded.position > head || !keep(&recorded) {
+    for record in log.store().stream_records_after(stream, loaded.version) {
+        let record = record?;
+        let corrupt = |error: DecodeError| LoadError::Corrupt {
+            stream: stream.clone(),
+            version: loaded.version + 1,
+            reason: error.to_string(),
+        };
+        let view = record.view().map_err(corrupt)?;
+        if view.position() > head || !keep(&view).map_err(corrupt)? {
             break;
         }
-        let event = E::Event::from_recorded(&recorded).map_err(|source| LoadError::Codec {
-            stream: stream.clone(),
-            position: recorded.position,
-            source,
-        })?;
+        let event = E::Event::decode(view.event_type(), view.schema_version(), view.payload())
+            .map_err(|source| LoadError::Codec {
+                stream: stream.clone(),
+                position: view.position(),
+                source,
+            })?;
         E::apply(&mut loaded.state, &event);
-        loaded.version = recorded.version;
+        loaded.version = view.version();
         loaded.replayed += 1;
     }
     Ok(())
@@ -137,9 +152,9 @@ pub fn replay<E: Entity>(
         took: Duration::ZERO,
     };
     fold_tail::<E>(log, stream, &mut loaded, |event| match until {
-        ReplayUntil::End => true,
-        ReplayUntil::Version(version) => event.version <= version,
-        ReplayUntil::Time(time) => event.recorded_at <= time,
+        ReplayUntil::End => Ok(true),
+        ReplayUntil::Version(version) => Ok(event.version() <= version),
+        ReplayUntil::Time(time) => Ok(event.recorded_at()? <= time),
     })?;
     loaded.took = started.elapsed();
     Ok(loaded)

@@ -168,8 +168,10 @@ pub struct RecordedEvent {
     pub hash: Hash,
 }
 
-/// The stored body of an event, the bytes its hash covers. Field names are part of the on-disk
-/// format: add fields, never rename them.
+/// The stored body of an event, the bytes its hash covers: a MessagePack array of these fields
+/// in this order. The order is part of the on-disk format: fields are only ever appended, with
+/// a serde default, so that older records still decode. Metadata is stored flat, so that
+/// reading a body allocates nothing.
 #[derive(Serialize, Deserialize)]
 struct Body<'a> {
     position: Position,
@@ -182,7 +184,15 @@ struct Body<'a> {
     schema_version: u16,
     /// Microseconds since the Unix epoch, UTC.
     recorded_at_us: i64,
-    metadata: Metadata,
+    correlation_id: Option<Uuid>,
+    causation_id: Option<Uuid>,
+    /// `system`, `http` or `udp`.
+    #[serde(borrow)]
+    origin_kind: &'a str,
+    #[serde(borrow)]
+    origin_addr: Option<&'a str>,
+    #[serde(borrow)]
+    origin_user: Option<&'a str>,
     #[serde(with = "serde_bytes", borrow)]
     payload: &'a [u8],
 }
@@ -198,6 +208,90 @@ pub enum DecodeError {
     Stream(#[from] InvalidStreamId),
     #[error("the stored time {0} µs is out of range")]
     Time(i64),
+    #[error("the stored origin {0:?} is unknown or incomplete")]
+    Origin(String),
+}
+
+/// A stored event read in place: what folding and filtering need, without allocating.
+pub struct EventView<'a> {
+    body: Body<'a>,
+    hash: &'a [u8],
+}
+
+impl<'a> EventView<'a> {
+    /// Reads a stored record (hash followed by body).
+    pub fn parse(record: &'a [u8]) -> Result<EventView<'a>, DecodeError> {
+        if record.len() < 32 {
+            return Err(DecodeError::TooShort(record.len()));
+        }
+        let (hash, body) = record.split_at(32);
+        Ok(EventView {
+            body: rmp_serde::from_slice(body)?,
+            hash,
+        })
+    }
+
+    pub fn position(&self) -> Position {
+        self.body.position
+    }
+
+    pub fn version(&self) -> Version {
+        self.body.version
+    }
+
+    /// The stream id as stored (checked by [`EventView::to_recorded`]).
+    pub fn stream(&self) -> &'a str {
+        self.body.stream
+    }
+
+    pub fn event_type(&self) -> &'a str {
+        self.body.event_type
+    }
+
+    pub fn schema_version(&self) -> u16 {
+        self.body.schema_version
+    }
+
+    pub fn payload(&self) -> &'a [u8] {
+        self.body.payload
+    }
+
+    pub fn recorded_at(&self) -> Result<DateTime<Utc>, DecodeError> {
+        DateTime::from_timestamp_micros(self.body.recorded_at_us)
+            .ok_or(DecodeError::Time(self.body.recorded_at_us))
+    }
+
+    /// Copies the view into an owned event, checking every field.
+    pub fn to_recorded(&self) -> Result<RecordedEvent, DecodeError> {
+        let body = &self.body;
+        let origin = match (body.origin_kind, body.origin_addr) {
+            ("system", _) => Origin::System,
+            ("http", Some(addr)) => Origin::Http {
+                addr: addr.to_owned(),
+                user: body.origin_user.map(str::to_owned),
+            },
+            ("udp", Some(addr)) => Origin::Udp {
+                addr: addr.to_owned(),
+            },
+            (other, _) => return Err(DecodeError::Origin(other.to_owned())),
+        };
+        Ok(RecordedEvent {
+            position: body.position,
+            stream: StreamId::parse(body.stream)?,
+            version: body.version,
+            event_id: body.event_id,
+            event_type: body.event_type.to_owned(),
+            schema_version: body.schema_version,
+            recorded_at: self.recorded_at()?,
+            metadata: Metadata {
+                correlation_id: body.correlation_id,
+                causation_id: body.causation_id,
+                origin,
+            },
+            payload: body.payload.to_vec(),
+            hash: self.hash.try_into().expect("split at 32"),
+        })
+    }
 }
 
 impl RecordedEvent {
@@ -211,6 +305,11 @@ impl RecordedEvent {
         recorded_at: DateTime<Utc>,
         event: &NewEvent,
     ) -> (Vec<u8>, Hash) {
+        let (origin_kind, origin_addr, origin_user) = match &event.metadata.origin {
+            Origin::System => ("system", None, None),
+            Origin::Http { addr, user } => ("http", Some(addr.as_str()), user.as_deref()),
+            Origin::Udp { addr } => ("udp", Some(addr.as_str()), None),
+        };
         let body = Body {
             position,
             stream: stream.as_str(),
@@ -219,39 +318,25 @@ impl RecordedEvent {
             event_type: &event.event_type,
             schema_version: event.schema_version,
             recorded_at_us: recorded_at.timestamp_micros(),
-            metadata: event.metadata.clone(),
+            correlation_id: event.metadata.correlation_id,
+            causation_id: event.metadata.causation_id,
+            origin_kind,
+            origin_addr,
+            origin_user,
             payload: &event.payload,
         };
-        // Encoding a struct of plain fields into a Vec cannot fail.
-        let body = rmp_serde::to_vec_named(&body).expect("an event body always encodes");
-        let hash = chain(prev, &body);
-        let mut record = Vec::with_capacity(32 + body.len());
-        record.extend_from_slice(&hash);
-        record.extend_from_slice(&body);
+        let mut record = Vec::with_capacity(32 + 96 + event.payload.len());
+        record.extend_from_slice(&GENESIS_HASH);
+        // Encoding plain fields into a Vec cannot fail.
+        rmp_serde::encode::write(&mut record, &body).expect("an event body always encodes");
+        let hash = chain(prev, &record[32..]);
+        record[..32].copy_from_slice(&hash);
         (record, hash)
     }
 
     /// Decodes a stored record (hash followed by body).
     pub fn open(record: &[u8]) -> Result<RecordedEvent, DecodeError> {
-        if record.len() < 32 {
-            return Err(DecodeError::TooShort(record.len()));
-        }
-        let (hash, body) = record.split_at(32);
-        let body: Body = rmp_serde::from_slice(body)?;
-        let recorded_at = DateTime::from_timestamp_micros(body.recorded_at_us)
-            .ok_or(DecodeError::Time(body.recorded_at_us))?;
-        Ok(RecordedEvent {
-            position: body.position,
-            stream: StreamId::parse(body.stream)?,
-            version: body.version,
-            event_id: body.event_id,
-            event_type: body.event_type.to_owned(),
-            schema_version: body.schema_version,
-            recorded_at,
-            metadata: body.metadata,
-            payload: body.payload.to_vec(),
-            hash: hash.try_into().expect("split at 32"),
-        })
+        EventView::parse(record)?.to_recorded()
     }
 }
 

@@ -75,6 +75,9 @@ enum Message {
 /// The most requests gathered into one round, so that a flood still gets acknowledged in steps.
 const MAX_ROUND_REQUESTS: usize = 4096;
 
+/// How many stream versions the journal keeps in memory before starting its cache afresh.
+const MAX_CACHED_VERSIONS: usize = 100_000;
+
 /// A handle on the journal thread.
 pub(crate) struct Journal {
     sender: mpsc::Sender<Message>,
@@ -95,6 +98,7 @@ impl Journal {
             durability,
             head,
             committed,
+            versions: HashMap::new(),
             failure: None,
         };
         let thread = std::thread::Builder::new()
@@ -133,6 +137,9 @@ struct Writer {
     /// The last durable event; the next round chains to it.
     head: LogHead,
     committed: watch::Sender<Position>,
+    /// The versions of recently written streams. The journal is the only writer, so these are
+    /// exact; a stream not here is looked up in the store.
+    versions: HashMap<StreamId, Version>,
     /// Set when a round could not be made durable. The store may then hold writes that were
     /// never acknowledged, so the journal refuses everything until a restart recovers the log
     /// from disk.
@@ -216,9 +223,6 @@ impl Writer {
             }
         }
         if round.writes > 0 {
-            for (stream, version) in &round.versions {
-                round.batch.put_stream_version(stream, *version);
-            }
             round.batch.put_log_head(&round.head);
             let written = self
                 .store
@@ -238,6 +242,10 @@ impl Writer {
             }
             self.head = round.head;
             self.committed.send_replace(self.head.position);
+            if self.versions.len() + round.versions.len() > MAX_CACHED_VERSIONS {
+                self.versions.clear();
+            }
+            self.versions.extend(round.versions);
         }
         for (reply, appended) in acks {
             let _ = reply.send(Ok(appended));
@@ -254,7 +262,7 @@ impl Writer {
     ) -> Result<Appended, AppendError> {
         let storage = |e: StoreError| AppendError::Storage(e.to_string());
         let stream = &request.stream;
-        let current = match round.versions.get(stream) {
+        let current = match round.versions.get(stream).or(self.versions.get(stream)) {
             Some(version) => *version,
             None => self.store.stream_version(stream).map_err(storage)?,
         };

@@ -5,18 +5,21 @@
 //! Everything the log holds lives in one sled tree, `log`, under one-byte key prefixes, so that a
 //! whole commit round is one atomic `apply_batch`:
 //!
-//! | key                                   | value                                  |
-//! |---------------------------------------|----------------------------------------|
-//! | `E` position                          | the stored record: hash, then body     |
-//! | `S` stream `\0` version               | position                               |
-//! | `H` stream                            | the stream's version                   |
-//! | `I` stream `\0` event id (16 bytes)   | position (idempotent retries)          |
-//! | `C` category `\0` position            | empty (category reads)                 |
-//! | `M` `head`                            | position, hash, recorded_at (µs)       |
-//! | `M` `format`                          | [`FORMAT`]                             |
+//! | key                                   | value                                      |
+//! |---------------------------------------|--------------------------------------------|
+//! | `S` stream `\0` version               | the stored record: hash, then body         |
+//! | `E` position                          | the `S` key of the event at that position  |
+//! | `C` category `\0` position            | the `S` key of that event (category reads) |
+//! | `I` event id (16 bytes), stream       | position (idempotent retries)              |
+//! | `M` `head`                            | position, hash, recorded_at (µs)           |
+//! | `M` `format`                          | [`FORMAT`]                                 |
 //!
-//! Numbers are big-endian u64 so that byte order is numeric order. Snapshots and projection
-//! checkpoints live in trees of their own: they are caches, rebuilt from the log when missing.
+//! Records are clustered by stream, so rebuilding an entity is one sequential scan; reading in
+//! global order follows the `E` pointers. A stream's version is its last `S` key. The event id
+//! leads its `I` key so that time-ordered ids (UUIDv7, which annals itself generates) append at
+//! the end of that index instead of splitting pages all over it. Numbers are big-endian u64 so
+//! that byte order is numeric order. Snapshots and projection checkpoints live in trees of their
+//! own: they are caches, rebuilt from the log when missing.
 
 use std::collections::HashSet;
 use std::ffi::OsString;
@@ -28,7 +31,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::envelope::{
-    DecodeError, Hash, Position, RecordedEvent, StreamId, Version, GENESIS_HASH,
+    DecodeError, EventView, Hash, Position, RecordedEvent, StreamId, Version, GENESIS_HASH,
 };
 
 /// The on-disk format this build reads and writes.
@@ -36,7 +39,6 @@ pub const FORMAT: &[u8] = b"annals-log v1";
 
 const EVENT: u8 = b'E';
 const STREAM: u8 = b'S';
-const HEAD: u8 = b'H';
 const EVENT_ID: u8 = b'I';
 const CATEGORY: u8 = b'C';
 const META_HEAD: &[u8] = b"Mhead";
@@ -100,10 +102,6 @@ impl StoreError {
             what: what.into(),
             reason: reason.to_string(),
         }
-    }
-
-    fn bad_event(position: Position, error: DecodeError) -> StoreError {
-        StoreError::corrupt(format!("position {position}"), error)
     }
 }
 
@@ -228,7 +226,12 @@ impl Store {
 
     /// The version of a stream's last event; 0 when the stream has none.
     pub fn stream_version(&self, stream: &StreamId) -> Result<Version, StoreError> {
-        Ok(self.log.get(head_key(stream))?.map_or(0, |v| be_u64(&v)))
+        let last = self
+            .log
+            .range(stream_key(stream, 0)..=stream_key(stream, u64::MAX))
+            .next_back()
+            .transpose()?;
+        Ok(last.map_or(0, |(key, _)| be_u64(&key[key.len() - 8..])))
     }
 
     /// Where an event with this id was committed in this stream, if it was.
@@ -243,38 +246,28 @@ impl Store {
             .map(|v| be_u64(&v)))
     }
 
-    /// The position the stream index gives for one version of a stream.
-    pub fn position_of_version(
-        &self,
-        stream: &StreamId,
-        version: Version,
-    ) -> Result<Option<Position>, StoreError> {
-        Ok(self
-            .log
-            .get(stream_key(stream, version))?
-            .map(|v| be_u64(&v)))
-    }
-
     /// Whether the category index lists this position under this category.
     pub fn category_lists(&self, category: &str, position: Position) -> Result<bool, StoreError> {
         Ok(self.log.contains_key(category_key(category, position))?)
     }
 
-    /// The event at a global position.
-    pub fn event(&self, position: Position) -> Result<Option<RecordedEvent>, StoreError> {
-        self.log
-            .get(event_key(position))?
-            .map(|raw| RecordedEvent::open(&raw).map_err(|e| StoreError::bad_event(position, e)))
-            .transpose()
-    }
-
-    fn expect_event(&self, position: Position) -> Result<RecordedEvent, StoreError> {
-        self.event(position)?.ok_or_else(|| {
+    /// The record an `E` or `C` entry points at.
+    fn pointed(&self, position: Position, pointer: &[u8]) -> Result<Record, StoreError> {
+        self.log.get(pointer)?.map(Record).ok_or_else(|| {
             StoreError::corrupt(
                 format!("position {position}"),
-                "an index names it but no event is stored there",
+                "its pointer leads to no stored record",
             )
         })
+    }
+
+    /// The event at a global position.
+    pub fn event(&self, position: Position) -> Result<Option<RecordedEvent>, StoreError> {
+        let Some(pointer) = self.log.get(event_key(position))? else {
+            return Ok(None);
+        };
+        let record = self.pointed(position, &pointer)?;
+        record.open(|| format!("position {position}")).map(Some)
     }
 
     /// Up to `limit` events after global position `after`, in order.
@@ -292,21 +285,33 @@ impl Store {
         after: Position,
     ) -> impl Iterator<Item = Result<RecordedEvent, StoreError>> + '_ {
         self.raw_events_after(after).map(|item| {
-            let (position, raw) = item?;
-            RecordedEvent::open(&raw).map_err(|e| StoreError::bad_event(position, e))
+            let raw = item?;
+            raw.record.open(|| format!("position {}", raw.position))
         })
     }
 
-    /// Every stored record after `after` as raw bytes, keyed by the position its key claims.
-    /// `verify` uses this to check records without trusting them.
+    /// Every stored event after `after` in global order, as raw bytes with the pointer that led
+    /// to it. `verify` uses this to check records without trusting them.
     pub fn raw_events_after(
         &self,
         after: Position,
-    ) -> impl Iterator<Item = Result<(Position, Vec<u8>), StoreError>> + '_ {
+    ) -> impl Iterator<Item = Result<RawEvent, StoreError>> + '_ {
         let start = event_key(after.saturating_add(1));
         self.log.range(start.to_vec()..vec![EVENT + 1]).map(|item| {
-            let (key, value) = item?;
-            Ok((be_u64(&key[1..]), value.to_vec()))
+            let (key, pointer) = item?;
+            let position = be_u64(&key[1..]);
+            let malformed =
+                || StoreError::corrupt(format!("position {position}"), "its pointer is malformed");
+            if pointer.first() != Some(&STREAM) {
+                return Err(malformed());
+            }
+            let (stream, version) = split_indexed_key(&pointer, 8).ok_or_else(malformed)?;
+            Ok(RawEvent {
+                position,
+                stream,
+                version: be_u64(version),
+                record: self.pointed(position, &pointer)?,
+            })
         })
     }
 
@@ -328,11 +333,21 @@ impl Store {
         stream: &StreamId,
         after: Version,
     ) -> impl Iterator<Item = Result<RecordedEvent, StoreError>> + 'a {
+        let stream = stream.clone();
+        self.stream_records_after(&stream, after)
+            .map(move |record| record?.open(|| format!("a record of {stream}")))
+    }
+
+    /// The stored records of one stream with a version above `after`, in order: one sequential
+    /// scan, for folding through [`EventView`] without copying.
+    pub fn stream_records_after<'a>(
+        &'a self,
+        stream: &StreamId,
+        after: Version,
+    ) -> impl Iterator<Item = Result<Record, StoreError>> + 'a {
         let start = stream_key(stream, after.saturating_add(1));
         let end = stream_key(stream, u64::MAX);
-        self.log
-            .range(start..=end)
-            .map(move |item| self.expect_event(be_u64(&item?.1)))
+        self.log.range(start..=end).map(|item| Ok(Record(item?.1)))
     }
 
     /// Up to `limit` events of one category (all `scan-*` streams) after global position `after`.
@@ -348,28 +363,12 @@ impl Store {
             .range(start..=end)
             .take(limit)
             .map(|item| {
-                let (key, _) = item?;
-                self.expect_event(be_u64(&key[key.len() - 8..]))
+                let (key, pointer) = item?;
+                let position = be_u64(&key[key.len() - 8..]);
+                self.pointed(position, &pointer)?
+                    .open(|| format!("position {position}"))
             })
             .collect()
-    }
-
-    /// Every stream of a category, with its version.
-    pub fn streams_in_category(
-        &self,
-        category: &str,
-    ) -> impl Iterator<Item = Result<(StreamId, Version), StoreError>> + '_ {
-        let mut prefix = vec![HEAD];
-        prefix.extend_from_slice(category.as_bytes());
-        prefix.push(b'-');
-        self.log.scan_prefix(prefix).map(|item| {
-            let (key, value) = item?;
-            let stream = std::str::from_utf8(&key[1..])
-                .ok()
-                .and_then(|s| StreamId::parse(s).ok())
-                .ok_or_else(|| StoreError::corrupt("the stream heads", "a stream id is invalid"))?;
-            Ok((stream, be_u64(&value)))
-        })
     }
 
     /// Applies one commit round atomically. Only the journal calls this.
@@ -443,12 +442,6 @@ impl Store {
         Ok(())
     }
 
-    /// Removes every snapshot (they are rebuilt from the log).
-    pub fn clear_snapshots(&self) -> Result<(), StoreError> {
-        self.snapshots.clear()?;
-        Ok(())
-    }
-
     /// A projection's saved checkpoint.
     pub fn checkpoint(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.checkpoints.get(name)?.map(|v| v.to_vec()))
@@ -460,59 +453,63 @@ impl Store {
         Ok(())
     }
 
-    /// Every entry of the stream index: (stream, version, position).
-    pub fn stream_index(
-        &self,
-    ) -> impl Iterator<Item = Result<(StreamId, Version, Position), StoreError>> + '_ {
-        self.log.scan_prefix([STREAM]).map(|item| {
-            let (key, value) = item?;
-            let (stream, version) = split_indexed_key(&key, 8)
-                .ok_or_else(|| StoreError::corrupt("the stream index", "a key is malformed"))?;
-            Ok((stream, be_u64(version), be_u64(&value)))
-        })
-    }
-
-    /// Every stream head: (stream, version).
-    pub fn stream_heads(
-        &self,
-    ) -> impl Iterator<Item = Result<(StreamId, Version), StoreError>> + '_ {
-        self.log.scan_prefix([HEAD]).map(|item| {
-            let (key, value) = item?;
-            let stream = std::str::from_utf8(&key[1..])
-                .ok()
-                .and_then(|s| StreamId::parse(s).ok())
-                .ok_or_else(|| StoreError::corrupt("the stream heads", "a key is malformed"))?;
-            Ok((stream, be_u64(&value)))
-        })
-    }
-
-    /// Every entry of the event-id index: (stream, event id, position).
-    pub fn event_id_index(
-        &self,
-    ) -> impl Iterator<Item = Result<(StreamId, Uuid, Position), StoreError>> + '_ {
-        self.log.scan_prefix([EVENT_ID]).map(|item| {
-            let (key, value) = item?;
-            let (stream, id) = split_indexed_key(&key, 16)
-                .ok_or_else(|| StoreError::corrupt("the event-id index", "a key is malformed"))?;
-            let id = Uuid::from_slice(id).expect("16 bytes");
-            Ok((stream, id, be_u64(&value)))
-        })
-    }
-
-    /// Every entry of the category index: (category, position).
-    pub fn category_index(
-        &self,
-    ) -> impl Iterator<Item = Result<(String, Position), StoreError>> + '_ {
-        self.log.scan_prefix([CATEGORY]).map(|item| {
-            let (key, _) = item?;
-            let malformed = || StoreError::corrupt("the category index", "a key is malformed");
-            if key.len() < 10 || key[key.len() - 9] != 0 {
-                return Err(malformed());
+    /// How many entries each part of the log holds, for `verify`: every event has exactly one
+    /// record and one entry in each index.
+    pub fn entry_counts(&self) -> Result<EntryCounts, StoreError> {
+        let count = |prefix: u8| -> Result<u64, StoreError> {
+            let mut n = 0;
+            for item in self.log.scan_prefix([prefix]) {
+                item?;
+                n += 1;
             }
-            let category = std::str::from_utf8(&key[1..key.len() - 9]).map_err(|_| malformed())?;
-            Ok((category.to_owned(), be_u64(&key[key.len() - 8..])))
+            Ok(n)
+        };
+        Ok(EntryCounts {
+            records: count(STREAM)?,
+            positions: count(EVENT)?,
+            event_ids: count(EVENT_ID)?,
+            categories: count(CATEGORY)?,
         })
     }
+}
+
+/// A stored record (hash, then body), as the store holds it.
+pub struct Record(sled::IVec);
+
+impl Record {
+    /// Decodes the record; `what` names it in the error.
+    fn open(&self, what: impl FnOnce() -> String) -> Result<RecordedEvent, StoreError> {
+        RecordedEvent::open(&self.0).map_err(|e| StoreError::corrupt(what(), e))
+    }
+
+    /// Reads the record in place.
+    pub fn view(&self) -> Result<EventView<'_>, DecodeError> {
+        EventView::parse(&self.0)
+    }
+}
+
+impl std::ops::Deref for Record {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// A record reached from its global position, with the stream and version its pointer names.
+pub struct RawEvent {
+    pub position: Position,
+    pub stream: StreamId,
+    pub version: Version,
+    pub record: Record,
+}
+
+/// Entry counts of each key family; see [`Store::entry_counts`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EntryCounts {
+    pub records: u64,
+    pub positions: u64,
+    pub event_ids: u64,
+    pub categories: u64,
 }
 
 /// The writes of one commit round, applied atomically by [`Store::commit`].
@@ -529,17 +526,15 @@ impl WriteBatch {
         event_id: Uuid,
         record: Vec<u8>,
     ) {
-        let at = position.to_be_bytes();
-        self.0.insert(&event_key(position), record);
-        self.0.insert(stream_key(stream, version), &at);
-        self.0.insert(event_id_key(stream, event_id), &at);
+        let record_key = stream_key(stream, version);
+        self.0.insert(&event_key(position), record_key.as_slice());
+        self.0.insert(
+            category_key(stream.category(), position),
+            record_key.as_slice(),
+        );
         self.0
-            .insert(category_key(stream.category(), position), &[]);
-    }
-
-    /// Sets a stream's version (once per stream per round, after its events).
-    pub(crate) fn put_stream_version(&mut self, stream: &StreamId, version: Version) {
-        self.0.insert(head_key(stream), &version.to_be_bytes());
+            .insert(event_id_key(stream, event_id), &position.to_be_bytes());
+        self.0.insert(record_key, record);
     }
 
     /// Sets the head of the whole log.
@@ -563,7 +558,7 @@ fn event_key(position: Position) -> [u8; 9] {
     key
 }
 
-/// `prefix stream \0 suffix`
+/// `prefix name \0 suffix`
 fn indexed_key(prefix: u8, name: &str, suffix: &[u8]) -> Vec<u8> {
     let mut key = Vec::with_capacity(2 + name.len() + suffix.len());
     key.push(prefix);
@@ -588,16 +583,13 @@ fn stream_key(stream: &StreamId, version: Version) -> Vec<u8> {
 }
 
 fn event_id_key(stream: &StreamId, event_id: Uuid) -> Vec<u8> {
-    indexed_key(EVENT_ID, stream.as_str(), event_id.as_bytes())
+    let mut key = Vec::with_capacity(17 + stream.as_str().len());
+    key.push(EVENT_ID);
+    key.extend_from_slice(event_id.as_bytes());
+    key.extend_from_slice(stream.as_str().as_bytes());
+    key
 }
 
 fn category_key(category: &str, position: Position) -> Vec<u8> {
     indexed_key(CATEGORY, category, &position.to_be_bytes())
-}
-
-fn head_key(stream: &StreamId) -> Vec<u8> {
-    let mut key = Vec::with_capacity(1 + stream.as_str().len());
-    key.push(HEAD);
-    key.extend_from_slice(stream.as_str().as_bytes());
-    key
 }
