@@ -551,3 +551,30 @@ fn opening_something_that_is_not_a_log_names_the_path_and_the_problem() {
     );
     first.close();
 }
+
+#[tokio::test]
+async fn a_retry_after_a_restart_is_still_recognised() {
+    let t = TempLog::new();
+    let s = stream("job-restarted");
+    let events = vec![line("one"), line("two")];
+    let first = t
+        .log
+        .append(s.clone(), ExpectedVersion::Exactly(0), events.clone())
+        .await
+        .unwrap();
+    let log = t.log.clone();
+    let t = tokio::task::spawn_blocking(move || {
+        drop(log);
+        t.reopen()
+    })
+    .await
+    .unwrap();
+    let again = t
+        .log
+        .append(s.clone(), ExpectedVersion::Any, events)
+        .await
+        .unwrap();
+    assert!(again.duplicate);
+    assert_eq!(again.first_position, first.first_position);
+    assert_eq!(t.log.head(), 2);
+}

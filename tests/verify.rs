@@ -124,15 +124,18 @@ fn a_removed_event_is_named_as_missing() {
 fn a_damaged_index_is_found() {
     let dir = tempfile::tempdir().unwrap();
     write_log(dir.path());
-    // The category index loses position 10.
+    // The event-id index loses the entry of position 10.
     tamper(dir.path(), |tree| {
-        let mut key = b"Cjob\0".to_vec();
-        key.extend_from_slice(&10u64.to_be_bytes());
-        assert!(tree.remove(key).unwrap().is_some());
+        let entry = tree
+            .scan_prefix(b"I")
+            .map(Result::unwrap)
+            .find(|(_, position)| position.as_ref() == 10u64.to_be_bytes())
+            .unwrap();
+        tree.remove(entry.0).unwrap();
     });
     let (code, out) = verify_command(dir.path());
     assert_eq!(code, Some(1), "{out}");
-    assert!(out.contains("position 10: the category index"), "{out}");
+    assert!(out.contains("position 10: the event-id index"), "{out}");
 }
 
 #[test]

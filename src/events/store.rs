@@ -9,13 +9,15 @@
 //! |---------------------------------------|--------------------------------------------|
 //! | `S` stream `\0` version               | the stored record: hash, then body         |
 //! | `E` position                          | the `S` key of the event at that position  |
-//! | `C` category `\0` position            | the `S` key of that event (category reads) |
 //! | `I` event id (16 bytes), stream       | position (idempotent retries)              |
 //! | `M` `head`                            | position, hash, recorded_at (µs)           |
 //! | `M` `format`                          | [`FORMAT`]                                 |
 //!
 //! Records are clustered by stream, so rebuilding an entity is one sequential scan; reading in
-//! global order follows the `E` pointers. A stream's version is its last `S` key. The event id
+//! global order follows the `E` pointers, and reading one category filters them by the stream
+//! name they carry, without opening the records of other categories. sled 0.34 serialises every
+//! batch behind one process-wide lock, so each key written per event costs throughput: the log
+//! writes three (`S`, `E`, `I`) and no category index. A stream's version is its last `S` key. The event id
 //! leads its `I` key so that time-ordered ids (UUIDv7, which annals itself generates) append at
 //! the end of that index instead of splitting pages all over it. Numbers are big-endian u64 so
 //! that byte order is numeric order. Snapshots and projection checkpoints live in trees of their
@@ -40,7 +42,6 @@ pub const FORMAT: &[u8] = b"annals-log v1";
 const EVENT: u8 = b'E';
 const STREAM: u8 = b'S';
 const EVENT_ID: u8 = b'I';
-const CATEGORY: u8 = b'C';
 const META_HEAD: &[u8] = b"Mhead";
 const META_FORMAT: &[u8] = b"Mformat";
 
@@ -234,6 +235,12 @@ impl Store {
         Ok(last.map_or(0, |(key, _)| be_u64(&key[key.len() - 8..])))
     }
 
+    /// The greatest event id in the log, in byte order: the id part of the last `I` key.
+    pub fn greatest_event_id(&self) -> Result<Option<Uuid>, StoreError> {
+        let last = self.log.scan_prefix([EVENT_ID]).next_back().transpose()?;
+        Ok(last.and_then(|(key, _)| Uuid::from_slice(key.get(1..17)?).ok()))
+    }
+
     /// Where an event with this id was committed in this stream, if it was.
     pub fn position_of_event_id(
         &self,
@@ -244,11 +251,6 @@ impl Store {
             .log
             .get(event_id_key(stream, event_id))?
             .map(|v| be_u64(&v)))
-    }
-
-    /// Whether the category index lists this position under this category.
-    pub fn category_lists(&self, category: &str, position: Position) -> Result<bool, StoreError> {
-        Ok(self.log.contains_key(category_key(category, position))?)
     }
 
     /// The record an `E` or `C` entry points at.
@@ -351,24 +353,32 @@ impl Store {
     }
 
     /// Up to `limit` events of one category (all `scan-*` streams) after global position `after`.
+    /// It walks the position pointers, whose stream names tell the category, and opens only the
+    /// records that belong to it.
     pub fn read_category(
         &self,
         category: &str,
         after: Position,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let start = category_key(category, after.saturating_add(1));
-        let end = category_key(category, u64::MAX);
-        self.log
-            .range(start..=end)
-            .take(limit)
-            .map(|item| {
-                let (key, pointer) = item?;
-                let position = be_u64(&key[key.len() - 8..]);
-                self.pointed(position, &pointer)?
-                    .open(|| format!("position {position}"))
-            })
-            .collect()
+        let mut prefix = Vec::with_capacity(category.len() + 2);
+        prefix.push(STREAM);
+        prefix.extend_from_slice(category.as_bytes());
+        prefix.push(b'-');
+        let start = event_key(after.saturating_add(1));
+        let mut events = Vec::new();
+        for item in self.log.range(start.to_vec()..vec![EVENT + 1]) {
+            if events.len() >= limit {
+                break;
+            }
+            let (key, pointer) = item?;
+            if pointer.starts_with(&prefix) {
+                let position = be_u64(&key[1..]);
+                let record = self.pointed(position, &pointer)?;
+                events.push(record.open(|| format!("position {position}"))?);
+            }
+        }
+        Ok(events)
     }
 
     /// Applies one commit round atomically. Only the journal calls this.
@@ -468,7 +478,6 @@ impl Store {
             records: count(STREAM)?,
             positions: count(EVENT)?,
             event_ids: count(EVENT_ID)?,
-            categories: count(CATEGORY)?,
         })
     }
 }
@@ -509,7 +518,6 @@ pub struct EntryCounts {
     pub records: u64,
     pub positions: u64,
     pub event_ids: u64,
-    pub categories: u64,
 }
 
 /// The writes of one commit round, applied atomically by [`Store::commit`].
@@ -528,10 +536,6 @@ impl WriteBatch {
     ) {
         let record_key = stream_key(stream, version);
         self.0.insert(&event_key(position), record_key.as_slice());
-        self.0.insert(
-            category_key(stream.category(), position),
-            record_key.as_slice(),
-        );
         self.0
             .insert(event_id_key(stream, event_id), &position.to_be_bytes());
         self.0.insert(record_key, record);
@@ -588,8 +592,4 @@ fn event_id_key(stream: &StreamId, event_id: Uuid) -> Vec<u8> {
     key.extend_from_slice(event_id.as_bytes());
     key.extend_from_slice(stream.as_str().as_bytes());
     key
-}
-
-fn category_key(category: &str, position: Position) -> Vec<u8> {
-    indexed_key(CATEGORY, category, &position.to_be_bytes())
 }
