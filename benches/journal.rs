@@ -193,6 +193,29 @@ async fn annals_writer(
     Ok((seq - 1, latencies))
 }
 
+/// Starts `writers` writer tasks, releases them together, and gathers how many events they
+/// appended, how long that took and each append's latency.
+async fn drive<F, Fut>(writers: usize, writer: F) -> anyhow::Result<(u64, Duration, Vec<Duration>)>
+where
+    F: Fn(usize, Arc<Barrier>) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<(u64, Vec<Duration>)>> + Send + 'static,
+{
+    let barrier = Arc::new(Barrier::new(writers + 1));
+    let tasks: Vec<_> = (0..writers)
+        .map(|w| tokio::spawn(writer(w, barrier.clone())))
+        .collect();
+    barrier.wait().await;
+    let start = Instant::now();
+    let mut events = 0;
+    let mut latencies = Vec::new();
+    for task in tasks {
+        let (n, l) = task.await??;
+        events += n;
+        latencies.extend(l);
+    }
+    Ok((events, start.elapsed(), latencies))
+}
+
 fn run_annals(
     runtime: &tokio::runtime::Runtime,
     writers: usize,
@@ -207,22 +230,13 @@ fn run_annals(
         },
     )?;
     let result = runtime.block_on(async {
-        let barrier = Arc::new(Barrier::new(writers + 1));
-        let tasks: Vec<_> = (0..writers)
-            .map(|w| tokio::spawn(annals_writer(log.clone(), w, barrier.clone(), seconds)))
-            .collect();
-        barrier.wait().await;
-        let start = Instant::now();
-        let mut events = 0;
-        let mut latencies = Vec::new();
-        for task in tasks {
-            let (n, l) = task.await??;
-            events += n;
-            latencies.extend(l);
-        }
+        let (events, elapsed, latencies) = drive(writers, |w, barrier| {
+            annals_writer(log.clone(), w, barrier, seconds)
+        })
+        .await?;
         anyhow::Ok(Run {
             events,
-            elapsed: start.elapsed(),
+            elapsed,
             latencies,
             rounds: None,
         })
@@ -328,22 +342,9 @@ fn run_baseline(
             .name("baseline-writer".into())
             .spawn(move || baseline_thread(db, tree, data_file, receiver))?
     };
-    let result = runtime.block_on(async {
-        let barrier = Arc::new(Barrier::new(writers + 1));
-        let tasks: Vec<_> = (0..writers)
-            .map(|w| tokio::spawn(baseline_writer(sender.clone(), w, barrier.clone(), seconds)))
-            .collect();
-        barrier.wait().await;
-        let start = Instant::now();
-        let mut events = 0;
-        let mut latencies = Vec::new();
-        for task in tasks {
-            let (n, l) = task.await??;
-            events += n;
-            latencies.extend(l);
-        }
-        anyhow::Ok((events, start.elapsed(), latencies))
-    });
+    let result = runtime.block_on(drive(writers, |w, barrier| {
+        baseline_writer(sender.clone(), w, barrier, seconds)
+    }));
     drop(sender);
     let rounds = thread
         .join()
