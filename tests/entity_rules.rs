@@ -214,6 +214,7 @@ fn payloads_carry_field_names_so_fields_can_be_added() {
     #[derive(serde::Serialize)]
     struct Newer {
         name: String,
+        #[serde(with = "chrono::serde::ts_microseconds")]
         at: chrono::DateTime<chrono::Utc>,
         priority: u8,
     }

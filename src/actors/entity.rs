@@ -6,7 +6,7 @@ use std::fmt::Debug;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use serde::{de::DeserializeOwned, Serialize};
 use uuid::Uuid;
 
@@ -110,15 +110,17 @@ impl Clock for ManualClock {
 
 /// What `decide` may know of the world besides state and command.
 pub struct Ctx<'a> {
-    /// The time at which the command is decided.
+    /// The time at which the command is decided, to the microsecond: the resolution at which
+    /// the log stores times, so that a replayed state equals the live one.
     pub now: DateTime<Utc>,
     clock: &'a dyn Clock,
 }
 
 impl<'a> Ctx<'a> {
     pub fn new(clock: &'a dyn Clock) -> Ctx<'a> {
+        let now = clock.now();
         Ctx {
-            now: clock.now(),
+            now: now.trunc_subsecs(6),
             clock,
         }
     }

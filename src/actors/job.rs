@@ -76,6 +76,7 @@ pub enum JobEvent {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobStarted {
     pub name: String,
+    #[serde(with = "chrono::serde::ts_microseconds")]
     pub at: DateTime<Utc>,
 }
 
@@ -84,10 +85,12 @@ pub struct JobStarted {
 pub struct LineRecorded {
     pub line: String,
     pub level: Level,
+    #[serde(with = "chrono::serde::ts_microseconds")]
     pub at: DateTime<Utc>,
 }
 
-/// `LineRecorded` v1, read through [`LineRecordedV1::upcast`].
+/// `LineRecorded` v1, read through [`LineRecordedV1::upcast`]. Its time was an RFC 3339 string;
+/// v2 stores microseconds, as every current payload does.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LineRecordedV1 {
     pub text: String,
@@ -108,11 +111,13 @@ impl LineRecordedV1 {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobFinished {
     pub succeeded: bool,
+    #[serde(with = "chrono::serde::ts_microseconds")]
     pub at: DateTime<Utc>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobInterrupted {
+    #[serde(with = "chrono::serde::ts_microseconds")]
     pub at: DateTime<Utc>,
 }
 
