@@ -21,6 +21,9 @@ pub struct LogOptions {
     pub max_event_bytes: usize,
     /// The most events one append may carry.
     pub max_events_per_append: usize,
+    /// The memory sled may use to cache pages of the log. Rebuilding an entity whose pages are
+    /// not cached reads them from disk.
+    pub cache_bytes: u64,
 }
 
 impl Default for LogOptions {
@@ -29,6 +32,7 @@ impl Default for LogOptions {
             durability: Durability::Fsync,
             max_event_bytes: 1024 * 1024,
             max_events_per_append: 10_000,
+            cache_bytes: 1024 * 1024 * 1024,
         }
     }
 }
@@ -46,7 +50,7 @@ pub struct EventLog {
 impl EventLog {
     /// Opens (or creates) the log in `path` and starts its journal.
     pub fn open(path: &Path, options: LogOptions) -> Result<EventLog, StoreError> {
-        let store = Arc::new(Store::open(path)?);
+        let store = Arc::new(Store::open(path, options.cache_bytes)?);
         let head = store.log_head()?;
         let (publish, committed) = watch::channel(head.position);
         let journal = Journal::start(store.clone(), options.durability, publish)?;

@@ -140,7 +140,7 @@ pub struct Store {
 
 impl Store {
     /// Opens the log in `path`, creating it only when the directory is missing or empty.
-    pub fn open(path: &Path) -> Result<Store, StoreError> {
+    pub fn open(path: &Path, cache_bytes: u64) -> Result<Store, StoreError> {
         let open_error = |reason: String| StoreError::Open {
             path: path.to_owned(),
             reason,
@@ -162,6 +162,7 @@ impl Store {
         let db = sled::Config::new()
             .path(path)
             .mode(sled::Mode::HighThroughput)
+            .cache_capacity(cache_bytes)
             .open()
             .map_err(|e| open_error(e.to_string()))?;
         let tree = |name: &str| {
