@@ -17,10 +17,10 @@
 //! global order follows the `E` pointers, and reading one category filters them by the stream
 //! name they carry, without opening the records of other categories. sled 0.34 serialises every
 //! batch behind one process-wide lock, so each key written per event costs throughput: the log
-//! writes three (`S`, `E`, `I`) and no category index. A stream's version is its last `S` key. The event id
-//! leads its `I` key so that time-ordered ids (UUIDv7, which annals itself generates) append at
-//! the end of that index instead of splitting pages all over it. Numbers are big-endian u64 so
-//! that byte order is numeric order. Snapshots and projection checkpoints live in trees of their
+//! writes three (`S`, `E`, `I`) and no category index. A stream's version is its last `S` key.
+//! The event id leads its `I` key so that time-ordered ids (UUIDv7, which annals itself
+//! generates) append at the end of that index instead of splitting pages all over it. Numbers
+//! are big-endian u64 so that byte order is numeric order. Snapshots and projection checkpoints live in trees of their
 //! own: they are caches, rebuilt from the log when missing.
 
 use std::collections::HashSet;
@@ -254,7 +254,7 @@ impl Store {
             .map(|v| be_u64(&v)))
     }
 
-    /// The record an `E` or `C` entry points at.
+    /// The record a position pointer (`E` value) leads to.
     fn pointed(&self, position: Position, pointer: &[u8]) -> Result<Record, StoreError> {
         self.log.get(pointer)?.map(Record).ok_or_else(|| {
             StoreError::corrupt(
