@@ -192,7 +192,7 @@ fn serve(data: &Path, options: LogOptions, listen: &str) -> anyhow::Result<()> {
                 tracing::info!(count = settled.len(), "settled jobs left running");
             }
             tracing::info!(%address, data = %data.display(), "annals listening");
-            crate::http::server(listener)?.await?;
+            crate::http::server(listener, log.clone())?.await?;
             anyhow::Ok(())
         }
     });

@@ -4,6 +4,7 @@
 
 pub mod codec;
 pub mod envelope;
+pub mod follow;
 pub mod journal;
 pub mod log;
 pub mod store;

@@ -1,16 +1,36 @@
-//! The HTTP server. For now it answers `/healthz`; the faces and the event API mount here.
-//! Handlers parse, send one message and map the reply; nothing here touches storage.
+//! The HTTP server: `/healthz` and the event API, with the faces to come mounting here.
+//! Handlers parse, call one library function or send one message, and map the reply; nothing
+//! here touches storage.
+
+pub mod error;
+pub mod events;
+pub mod params;
 
 use std::net::TcpListener;
 
 use actix_web::{dev::Server, web, App, HttpResponse, HttpServer};
 
-/// Binds nothing itself: the caller passes a bound listener, so that tests can use port 0.
-pub fn server(listener: TcpListener) -> std::io::Result<Server> {
-    let server = HttpServer::new(|| App::new().route("/healthz", web::get().to(healthz)))
-        .listen(listener)?
-        .shutdown_timeout(30)
-        .run();
+use crate::events::EventLog;
+use error::ApiError;
+
+/// Serves on a listener the caller bound, so that tests can use port 0.
+pub fn server(listener: TcpListener, log: EventLog) -> std::io::Result<Server> {
+    let log = web::Data::new(log);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(log.clone())
+            .app_data(web::QueryConfig::default().error_handler(|error, _| {
+                ApiError::BadRequest(format!("bad query: {error}")).into()
+            }))
+            .app_data(web::PathConfig::default().error_handler(|error, _| {
+                ApiError::BadRequest(format!("bad path: {error}")).into()
+            }))
+            .route("/healthz", web::get().to(healthz))
+            .configure(events::routes)
+    })
+    .listen(listener)?
+    .shutdown_timeout(30)
+    .run();
     Ok(server)
 }
 

@@ -1,0 +1,168 @@
+//! Following the log: the next page of durable events after a position (or a stream version),
+//! waiting for a commit when there is none yet. The head is read before the events, and the wait
+//! is for a commit past that head, so an event committed between the read and the wait always
+//! ends the wait. It reads; it never writes.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::envelope::{Position, RecordedEvent, StreamId, Version};
+use super::log::EventLog;
+use super::store::StoreError;
+
+/// Which events of the global stream a follower wants.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// Only streams of this kind (`scan` for every `scan-*` stream).
+    pub category: Option<String>,
+    /// Only events of this type.
+    pub event_type: Option<String>,
+}
+
+impl Filter {
+    fn accepts(&self, event: &RecordedEvent) -> bool {
+        self.event_type
+            .as_deref()
+            .is_none_or(|wanted| event.event_type == wanted)
+    }
+}
+
+/// One page of a follow.
+#[derive(Debug)]
+pub struct Page {
+    pub events: Vec<RecordedEvent>,
+    /// Where the next request starts: every position (or version) up to here has been
+    /// considered, so a filtered follower advances even when nothing matched.
+    pub next: u64,
+    /// The durable head (of the log, or of the stream) when the page was read.
+    pub head: u64,
+}
+
+/// The most events a filtered read looks at before answering with what it has, so that a
+/// follower of a rare type still gets a `next` that moves on.
+const SCAN_BUDGET: usize = 10_000;
+
+/// Up to `limit` durable events after `after` that pass `filter`, waiting up to `timeout` for
+/// one to be committed.
+pub async fn follow_log(
+    log: &EventLog,
+    filter: &Filter,
+    after: Position,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Page, StoreError> {
+    let deadline = Instant::now() + timeout;
+    let mut after = after;
+    loop {
+        let head = log.head();
+        let (events, scanned_to) = {
+            let log = log.clone();
+            let filter = filter.clone();
+            tokio::task::spawn_blocking(move || read_filtered(&log, &filter, after, limit, head))
+                .await
+                .map_err(|e| StoreError::Corrupt {
+                    what: "a follow".into(),
+                    reason: e.to_string(),
+                })??
+        };
+        if !events.is_empty() || scanned_to < head {
+            return Ok(Page {
+                events,
+                next: scanned_to,
+                head,
+            });
+        }
+        after = scanned_to;
+        let now = Instant::now();
+        if now >= deadline
+            || log
+                .wait_past(head, deadline - now)
+                .await
+                .is_none_or(|h| h <= head)
+        {
+            return Ok(Page {
+                events,
+                next: after.max(head),
+                head: log.head(),
+            });
+        }
+    }
+}
+
+/// Reads up to `limit` matching events in `(after, head]`, looking at no more than
+/// [`SCAN_BUDGET`] events; returns them and the last position looked at.
+fn read_filtered(
+    log: &EventLog,
+    filter: &Filter,
+    after: Position,
+    limit: usize,
+    head: Position,
+) -> Result<(Vec<RecordedEvent>, Position), StoreError> {
+    let mut matches = Vec::new();
+    let mut scanned_to = after;
+    while matches.len() < limit && scanned_to < head && scanned_to - after < SCAN_BUDGET as u64 {
+        let batch = match &filter.category {
+            Some(category) => log.read_category(category, scanned_to, limit - matches.len())?,
+            None => log.read_all(scanned_to, (limit - matches.len()).min(1000))?,
+        };
+        let Some(last) = batch.last().map(|e| e.position) else {
+            // Nothing of this category up to the head.
+            scanned_to = head;
+            break;
+        };
+        scanned_to = last.min(head);
+        matches.extend(
+            batch
+                .into_iter()
+                .filter(|e| e.position <= head && filter.accepts(e)),
+        );
+    }
+    Ok((matches, scanned_to))
+}
+
+/// Up to `limit` durable events of one stream with a version above `after`, waiting up to
+/// `timeout` for one to be committed. `next` and `head` are versions; `head` is the stream's
+/// version as stored, which may count a round still being made durable.
+pub async fn follow_stream(
+    log: &EventLog,
+    stream: &StreamId,
+    after: Version,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Page, StoreError> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let head = log.head();
+        let events = {
+            let log = log.clone();
+            let stream = stream.clone();
+            tokio::task::spawn_blocking(move || log.read_stream(&stream, after, limit))
+                .await
+                .map_err(|e| StoreError::Corrupt {
+                    what: "a follow".into(),
+                    reason: e.to_string(),
+                })??
+        };
+        if let Some(last) = events.last().map(|e| e.version) {
+            return Ok(Page {
+                events,
+                next: last,
+                head: log.stream_version(stream)?.max(last),
+            });
+        }
+        let now = Instant::now();
+        if now >= deadline
+            || log
+                .wait_past(head, deadline - now)
+                .await
+                .is_none_or(|h| h <= head)
+        {
+            return Ok(Page {
+                events,
+                next: after,
+                head: log.stream_version(stream)?.min(after),
+            });
+        }
+    }
+}

@@ -1,0 +1,292 @@
+//! The event API over HTTP, against the real server on port 0 and a real log: pages, long-poll
+//! waits and timeouts, filters, many concurrent followers, stream follows, replayed state, and
+//! the error shape of bad requests.
+
+mod common;
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use annals::events::{EventLog, ExpectedVersion};
+use common::{fast, line, stream, TempLog};
+use serde_json::Value;
+
+struct TestApp {
+    address: String,
+    client: awc::Client,
+    t: TempLog,
+}
+
+impl TestApp {
+    fn log(&self) -> &EventLog {
+        &self.t.log
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        let mut response = self
+            .client
+            .get(format!("{}{path}", self.address))
+            .send()
+            .await
+            .expect("the server answers");
+        let status = response.status().as_u16();
+        let body = response
+            .json::<Value>()
+            .limit(64 << 20)
+            .await
+            .expect("a JSON body");
+        (status, body)
+    }
+
+    async fn append(&self, stream_name: &str, text: &str) -> u64 {
+        self.log()
+            .append(stream(stream_name), ExpectedVersion::Any, vec![line(text)])
+            .await
+            .unwrap()
+            .first_position
+    }
+}
+
+/// Starts the real server on a free port over a new log.
+fn spawn_app() -> TestApp {
+    let t = TempLog::with(fast());
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    let server = annals::http::server(listener, t.log.clone()).unwrap();
+    actix_rt::spawn(server);
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .finish();
+    TestApp { address, client, t }
+}
+
+fn positions(page: &Value) -> Vec<u64> {
+    page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["position"].as_u64().unwrap())
+        .collect()
+}
+
+#[actix_rt::test]
+async fn a_page_holds_the_events_after_a_position() {
+    let app = spawn_app();
+    for (s, text) in [
+        ("job-a", "a1"),
+        ("job-b", "b1"),
+        ("job-a", "a2"),
+        ("scan-x", "x1"),
+        ("job-b", "b2"),
+    ] {
+        app.append(s, text).await;
+    }
+    let (status, page) = app.get("/api/events?from=2&limit=2").await;
+    assert_eq!(status, 200);
+    assert_eq!(positions(&page), [3, 4]);
+    assert_eq!(
+        (page["next"].as_u64(), page["head"].as_u64()),
+        (Some(4), Some(5))
+    );
+    let event = &page["events"][0];
+    assert_eq!(event["stream"], "job-a");
+    assert_eq!(event["version"], 2);
+    assert_eq!(event["type"], "LineRecorded");
+    assert_eq!(event["payload"]["line"], "a2");
+    assert_eq!(event["metadata"]["origin"]["kind"], "system");
+    assert_eq!(event["hash"].as_str().unwrap().len(), 64);
+
+    let (_, all) = app.get("/api/events").await;
+    assert_eq!(positions(&all), [1, 2, 3, 4, 5]);
+}
+
+#[actix_rt::test]
+async fn a_long_poll_wakes_on_the_next_commit_and_ends_at_its_timeout() {
+    let app = spawn_app();
+    app.append("job-a", "first").await;
+
+    let started = Instant::now();
+    let (_, empty) = app.get("/api/events?from=1&timeout=80ms").await;
+    assert!(started.elapsed() >= Duration::from_millis(80));
+    assert_eq!(positions(&empty), Vec::<u64>::new());
+    assert_eq!(
+        (empty["next"].as_u64(), empty["head"].as_u64()),
+        (Some(1), Some(1))
+    );
+
+    let started = Instant::now();
+    let waiting = app.get("/api/events?from=1&timeout=60s");
+    let writer = async {
+        // The follower is waiting or about to: either way it must see this event.
+        app.append("job-b", "second").await
+    };
+    let ((_, page), position) = tokio::join!(waiting, writer);
+    assert_eq!(positions(&page), [position]);
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "the wait ended at the commit, not the timeout"
+    );
+}
+
+#[actix_rt::test]
+async fn filtered_followers_advance_even_when_nothing_matches() {
+    let app = spawn_app();
+    for i in 0..5 {
+        app.append("job-a", &i.to_string()).await;
+    }
+    let (_, scans) = app.get("/api/events?category=scan").await;
+    assert_eq!(positions(&scans), Vec::<u64>::new());
+    assert_eq!(scans["next"], 5);
+    let (_, jobs) = app.get("/api/events?category=job&from=3").await;
+    assert_eq!(positions(&jobs), [4, 5]);
+    let (_, typed) = app.get("/api/events?type=JobStarted").await;
+    assert_eq!(
+        (positions(&typed), typed["next"].as_u64()),
+        (vec![], Some(5))
+    );
+    let (_, lines) = app.get("/api/events?type=LineRecorded&limit=2").await;
+    assert_eq!(positions(&lines), [1, 2]);
+}
+
+#[actix_rt::test]
+async fn many_followers_see_every_event_once_in_order() {
+    let app = spawn_app();
+    let followers = 100;
+    let total: u64 = 1_200;
+    let follow = |id: usize| {
+        let app = &app;
+        async move {
+            let mut seen = Vec::new();
+            let mut next = 0;
+            while (seen.len() as u64) < total {
+                let started = Instant::now();
+                let (status, page) = app
+                    .get(&format!("/api/events?from={next}&limit=1000&timeout=20s"))
+                    .await;
+                assert_eq!(status, 200, "follower {id}");
+                assert!(
+                    started.elapsed() < Duration::from_secs(25),
+                    "follower {id} waited past its timeout"
+                );
+                seen.extend(positions(&page));
+                next = page["next"].as_u64().unwrap();
+            }
+            seen
+        }
+    };
+    let writers = async {
+        let tasks: Vec<_> = (0..8)
+            .map(|w| {
+                let log = app.log().clone();
+                tokio::spawn(async move {
+                    for i in 0..total / 8 {
+                        log.append(
+                            stream(&format!("job-w{w}")),
+                            ExpectedVersion::Any,
+                            vec![line(&format!("{w}/{i}"))],
+                        )
+                        .await
+                        .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+    };
+    let follows = futures_util::future::join_all((0..followers).map(follow));
+    let (seen, ()) = tokio::join!(follows, writers);
+    let expected: Vec<u64> = (1..=total).collect();
+    for (id, positions) in seen.into_iter().enumerate() {
+        assert_eq!(
+            positions, expected,
+            "follower {id} saw a gap, a repeat or a reordering"
+        );
+    }
+}
+
+#[actix_rt::test]
+async fn a_stream_is_followed_by_version_and_replayed_to_a_point() {
+    let app = spawn_app();
+    for i in 0..4 {
+        app.append("job-s", &format!("line {i}")).await;
+    }
+    app.append("job-other", "elsewhere").await;
+    let (_, page) = app.get("/api/streams/job-s?from=1&limit=2").await;
+    let versions: Vec<u64> = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["version"].as_u64().unwrap())
+        .collect();
+    assert_eq!(versions, [2, 3]);
+    assert_eq!(
+        (page["next"].as_u64(), page["head"].as_u64()),
+        (Some(3), Some(4))
+    );
+    let (_, empty) = app.get("/api/streams/job-s?from=4&timeout=30ms").await;
+    assert_eq!(
+        (
+            empty["events"].as_array().unwrap().len(),
+            empty["next"].as_u64()
+        ),
+        (0, Some(4))
+    );
+
+    let (status, state) = app.get("/api/streams/job-s/state?at_version=2").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        (state["version"].as_u64(), state["state"]["lines"].as_u64()),
+        (Some(2), Some(2))
+    );
+    assert_eq!(state["state"]["last_line"], "line 1");
+
+    let events = app.log().read_stream(&stream("job-s"), 0, 10).unwrap();
+    let time = events[2].recorded_at.to_rfc3339();
+    let expected = events
+        .iter()
+        .filter(|e| e.recorded_at <= events[2].recorded_at)
+        .count();
+    let (_, at_time) = app
+        .get(&format!(
+            "/api/streams/job-s/state?at_time={}",
+            time.replace('+', "%2B")
+        ))
+        .await;
+    assert_eq!(at_time["version"].as_u64(), Some(expected as u64));
+    let (_, now) = app.get("/api/streams/job-s/state").await;
+    assert_eq!(now["version"], 4);
+}
+
+#[actix_rt::test]
+async fn bad_requests_get_a_json_error_and_no_500() {
+    let app = spawn_app();
+    for (path, status, says) in [
+        ("/api/events?from=minus", 400, "bad query"),
+        ("/api/events?limit=1001", 400, "over the limit of 1000"),
+        ("/api/events?limit=0", 400, "at least 1"),
+        ("/api/events?timeout=forever", 400, "not a duration"),
+        ("/api/events?timeout=6m", 400, "over the limit of 5m"),
+        ("/api/streams/nohyphen", 400, "invalid stream id"),
+        (
+            "/api/streams/job-x/state?at_version=1&at_time=2026-01-01T00:00:00Z",
+            400,
+            "not both",
+        ),
+        ("/api/streams/job-x/state?at_time=yesterday", 400, "at_time"),
+        (
+            "/api/streams/scan-x/state",
+            404,
+            "no entity kind is called \"scan\"",
+        ),
+    ] {
+        let (got, body) = app.get(path).await;
+        assert_eq!(got, status, "{path}: {body}");
+        assert_eq!(body["status"], status, "{path}");
+        assert!(
+            body["error"].as_str().unwrap().contains(says),
+            "{path}: {body}"
+        );
+    }
+}
