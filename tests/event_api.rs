@@ -290,3 +290,148 @@ async fn bad_requests_get_a_json_error_and_no_500() {
         );
     }
 }
+
+/// Reads Server-Sent Events frames until `want` events arrived; keep-alive comments are skipped.
+async fn read_events<S>(body: &mut S, buffer: &mut String, want: usize) -> Vec<(u64, Value)>
+where
+    S: futures_util::Stream<Item = Result<actix_web::web::Bytes, awc::error::PayloadError>> + Unpin,
+{
+    use futures_util::StreamExt;
+    let mut events = Vec::new();
+    while events.len() < want {
+        while let Some(end) = buffer.find("\n\n") {
+            let frame: String = buffer.drain(..end + 2).collect();
+            let mut id = None;
+            let mut data = None;
+            for line in frame.lines() {
+                if let Some(rest) = line.strip_prefix("id: ") {
+                    id = Some(rest.parse::<u64>().unwrap());
+                } else if let Some(rest) = line.strip_prefix("data: ") {
+                    data = Some(serde_json::from_str::<Value>(rest).unwrap());
+                }
+            }
+            if let (Some(id), Some(data)) = (id, data) {
+                assert_eq!(data["position"], id);
+                events.push((id, data));
+            }
+            if events.len() == want {
+                return events;
+            }
+        }
+        let chunk = tokio::time::timeout(Duration::from_secs(60), body.next())
+            .await
+            .expect("an event within a minute")
+            .expect("the stream stays open")
+            .expect("a chunk");
+        buffer.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    events
+}
+
+#[actix_rt::test]
+async fn an_event_stream_resumes_after_a_disconnect_losing_and_repeating_nothing() {
+    let app = spawn_app();
+    let total = 300u64;
+    let log = app.log().clone();
+    let writer = actix_rt::spawn(async move {
+        for i in 0..total {
+            let s = stream(&format!("job-{}", i % 3));
+            log.append(s, ExpectedVersion::Any, vec![line(&i.to_string())])
+                .await
+                .unwrap();
+        }
+    });
+    let url = format!("{}/api/events", app.address);
+    let mut first = app
+        .client
+        .get(&url)
+        .insert_header(("Accept", "text/event-stream"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 200);
+    assert_eq!(
+        first.headers().get("content-type").unwrap(),
+        "text/event-stream"
+    );
+    let mut buffer = String::new();
+    let mut seen: Vec<u64> = read_events(&mut first, &mut buffer, 120)
+        .await
+        .iter()
+        .map(|(id, _)| *id)
+        .collect();
+    drop(first);
+
+    let last = *seen.last().unwrap();
+    let mut second = app
+        .client
+        .get(&url)
+        .insert_header(("Accept", "text/event-stream"))
+        .insert_header(("Last-Event-ID", last.to_string()))
+        .send()
+        .await
+        .unwrap();
+    let mut buffer = String::new();
+    let rest = read_events(&mut second, &mut buffer, (total - last) as usize).await;
+    seen.extend(rest.iter().map(|(id, _)| *id));
+    assert_eq!(seen, (1..=total).collect::<Vec<_>>());
+    writer.await.unwrap();
+}
+
+#[actix_rt::test]
+async fn a_stream_event_stream_resumes_from_a_position_of_that_stream() {
+    let app = spawn_app();
+    let mut mine = Vec::new();
+    for i in 0..6 {
+        let position = app
+            .append(if i % 2 == 0 { "job-s" } else { "job-t" }, &i.to_string())
+            .await;
+        if i % 2 == 0 {
+            mine.push(position);
+        }
+    }
+    let url = format!("{}/api/streams/job-s", app.address);
+    let mut events = app
+        .client
+        .get(&url)
+        .insert_header(("Accept", "text/event-stream"))
+        .send()
+        .await
+        .unwrap();
+    let mut buffer = String::new();
+    let got = read_events(&mut events, &mut buffer, 3).await;
+    assert_eq!(got.iter().map(|(id, _)| *id).collect::<Vec<_>>(), mine);
+    assert!(got.iter().all(|(_, e)| e["stream"] == "job-s"));
+    drop(events);
+
+    let mut resumed = app
+        .client
+        .get(&url)
+        .insert_header(("Accept", "text/event-stream"))
+        .insert_header(("Last-Event-ID", mine[0].to_string()))
+        .send()
+        .await
+        .unwrap();
+    let mut buffer = String::new();
+    let got = read_events(&mut resumed, &mut buffer, 2).await;
+    assert_eq!(got.iter().map(|(id, _)| *id).collect::<Vec<_>>(), mine[1..]);
+
+    // A position of another stream cannot be resumed from.
+    let mut refused = app
+        .client
+        .get(&url)
+        .insert_header(("Accept", "text/event-stream"))
+        .insert_header(("Last-Event-ID", "2"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+    let body = refused.json::<Value>().await.unwrap();
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("not an event of job-s"),
+        "{body}"
+    );
+}

@@ -166,3 +166,20 @@ pub async fn follow_stream(
         }
     }
 }
+
+/// The version of the event at `position` if it belongs to `stream`: where a stream follower
+/// that last saw that position resumes.
+pub fn version_at(
+    log: &EventLog,
+    stream: &StreamId,
+    position: Position,
+) -> Result<Option<Version>, StoreError> {
+    if position > log.head() {
+        return Ok(None);
+    }
+    Ok(log
+        .store()
+        .event(position)?
+        .filter(|event| &event.stream == stream)
+        .map(|event| event.version))
+}

@@ -1,8 +1,13 @@
 //! The event API, for followers and auditors: the global stream and each stream followed with
-//! long-polls, and an entity's state replayed to a past version or time. Handlers parse the
-//! request, call one library function, and map its reply.
+//! long-polls or Server-Sent Events, and an entity's state replayed to a past version or time.
+//! Handlers parse the request, call one library function, and map its reply.
 
-use actix_web::{web, HttpResponse};
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use actix_web::http::header;
+use actix_web::web::Bytes;
+use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
@@ -12,7 +17,11 @@ use crate::actors::kinds::{self, ReplayError};
 use crate::actors::state::ReplayUntil;
 use crate::events::codec::render;
 use crate::events::follow::{self, Filter, Page};
-use crate::events::{EventLog, StreamId};
+use crate::events::{EventLog, Position, RecordedEvent, StreamId};
+
+/// How long an idle event stream goes without a byte before a keep-alive comment, so that
+/// proxies keep it open and a vanished client is noticed.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 pub fn routes(config: &mut web::ServiceConfig) {
     config
@@ -52,8 +61,85 @@ fn stream_id(raw: &str) -> Result<StreamId, ApiError> {
     StreamId::parse(raw).map_err(|e| ApiError::BadRequest(e.to_string()))
 }
 
-/// `GET /api/events?from=POS&limit=N&timeout=DUR&category=KIND&type=TYPE`
+/// Whether the client asked for Server-Sent Events.
+fn wants_events_stream(request: &HttpRequest) -> bool {
+    request
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|accept| accept.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/event-stream"))
+}
+
+/// The position in a reconnecting client's `Last-Event-ID`, if it sent one.
+fn last_event_id(request: &HttpRequest) -> Result<Option<Position>, ApiError> {
+    let Some(raw) = request.headers().get("Last-Event-ID") else {
+        return Ok(None);
+    };
+    raw.to_str()
+        .ok()
+        .and_then(|raw| raw.trim().parse().ok())
+        .map(Some)
+        .ok_or_else(|| ApiError::BadRequest("Last-Event-ID must be an event's position".into()))
+}
+
+/// What an event stream follows.
+enum Source {
+    Log(Filter),
+    Stream(StreamId),
+}
+
+/// Streams Server-Sent Events from `next` on: `id:` is the event's position, `data:` its JSON.
+fn events_stream(log: EventLog, source: Source, next: u64) -> HttpResponse {
+    let pending: VecDeque<RecordedEvent> = VecDeque::new();
+    let frames = futures_util::stream::unfold(
+        (log, source, next, pending),
+        |(log, source, mut next, mut pending)| async move {
+            loop {
+                if let Some(event) = pending.pop_front() {
+                    let frame = format!(
+                        "id: {}\ndata: {}\n\n",
+                        event.position,
+                        serde_json::to_string(&render(&event)).expect("events render as JSON")
+                    );
+                    return Some((
+                        Ok::<_, ApiError>(Bytes::from(frame)),
+                        (log, source, next, pending),
+                    ));
+                }
+                let page = match &source {
+                    Source::Log(filter) => {
+                        follow::follow_log(&log, filter, next, 1000, KEEP_ALIVE).await
+                    }
+                    Source::Stream(stream) => {
+                        follow::follow_stream(&log, stream, next, 1000, KEEP_ALIVE).await
+                    }
+                };
+                let page = match page {
+                    Ok(page) => page,
+                    Err(error) => {
+                        tracing::warn!(%error, "an event stream ended on a read error");
+                        return None;
+                    }
+                };
+                next = page.next;
+                if page.events.is_empty() {
+                    let alive = Bytes::from_static(b": keep-alive\n\n");
+                    return Some((Ok(alive), (log, source, next, pending)));
+                }
+                pending.extend(page.events);
+            }
+        },
+    );
+    HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .streaming(frames)
+}
+
+/// `GET /api/events?from=POS&limit=N&timeout=DUR&category=KIND&type=TYPE`, or with
+/// `Accept: text/event-stream`, the same as Server-Sent Events resuming from `Last-Event-ID`.
 async fn follow_log(
+    request: HttpRequest,
     log: web::Data<EventLog>,
     query: web::Query<FollowQuery>,
 ) -> Result<HttpResponse, ApiError> {
@@ -63,20 +149,48 @@ async fn follow_log(
         category: query.category,
         event_type: query.event_type,
     };
-    let page = follow::follow_log(&log, &filter, query.from.unwrap_or(0), limit, wait)
+    let from = last_event_id(&request)?.or(query.from).unwrap_or(0);
+    if wants_events_stream(&request) {
+        return Ok(events_stream(
+            log.get_ref().clone(),
+            Source::Log(filter),
+            from,
+        ));
+    }
+    let page = follow::follow_log(&log, &filter, from, limit, wait)
         .await
         .map_err(ApiError::internal)?;
     Ok(page_body(page))
 }
 
-/// `GET /api/streams/{stream}?from=VERSION&limit=N&timeout=DUR`
+/// `GET /api/streams/{stream}?from=VERSION&limit=N&timeout=DUR`, or with
+/// `Accept: text/event-stream`, the same as Server-Sent Events resuming from `Last-Event-ID`
+/// (a position, as in the global stream).
 async fn follow_stream(
+    request: HttpRequest,
     log: web::Data<EventLog>,
     stream: web::Path<String>,
     query: web::Query<FollowQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let stream = stream_id(&stream)?;
     let (Limit(limit), Wait(wait)) = query.limits()?;
+    if wants_events_stream(&request) {
+        let from = match last_event_id(&request)? {
+            Some(position) => follow::version_at(&log, &stream, position)
+                .map_err(ApiError::internal)?
+                .ok_or_else(|| {
+                    ApiError::BadRequest(format!(
+                        "Last-Event-ID {position} is not an event of {stream}"
+                    ))
+                })?,
+            None => query.from.unwrap_or(0),
+        };
+        return Ok(events_stream(
+            log.get_ref().clone(),
+            Source::Stream(stream),
+            from,
+        ));
+    }
     let page = follow::follow_stream(&log, &stream, query.from.unwrap_or(0), limit, wait)
         .await
         .map_err(ApiError::internal)?;
