@@ -199,22 +199,29 @@ fn serve_settles_jobs_left_running_answers_health_checks_and_stops_on_sigterm() 
     let mut server = Command::new(env!("CARGO_BIN_EXE_annals"))
         .arg("--data")
         .arg(dir.path())
-        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(["--log-format", "json", "serve", "--listen", "127.0.0.1:0"])
         .env("RUST_LOG", "info")
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut log_lines = BufReader::new(server.stderr.take().unwrap()).lines();
+    // Log lines arrive through a channel, so that waiting for the address has a deadline.
+    let (lines, log_lines) = std::sync::mpsc::channel();
+    let stderr = server.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
     let address = loop {
         let line = log_lines
-            .next()
-            .expect("the server logs its address")
-            .unwrap();
-        if let Some(rest) = line.split("address=").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_owned();
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("the server logs its address within a minute");
+        let entry: Value = serde_json::from_str(&line).expect("one JSON object per log line");
+        if let Some(address) = entry["fields"]["address"].as_str() {
+            break address.to_owned();
         }
     };
-    std::thread::spawn(move || log_lines.for_each(drop));
 
     let health = get(&address, "/healthz");
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");

@@ -435,3 +435,59 @@ async fn a_stream_event_stream_resumes_from_a_position_of_that_stream() {
         "{body}"
     );
 }
+
+#[actix_rt::test]
+async fn readiness_and_stream_history_with_origins() {
+    let app = spawn_app();
+    app.append("job-h", "one").await;
+    let mut from_peer = line("two");
+    from_peer.metadata.origin = annals::events::Origin::Http {
+        addr: "127.0.0.1:4242".into(),
+        user: Some("ada".into()),
+    };
+    app.log()
+        .append(stream("job-h"), ExpectedVersion::Any, vec![from_peer])
+        .await
+        .unwrap();
+
+    let (status, ready) = app.get("/readyz").await;
+    assert_eq!(
+        (status, ready["status"].as_str(), ready["head"].as_u64()),
+        (200, Some("ready"), Some(2))
+    );
+
+    let (_, history) = app.get("/api/streams/job-h/events?limit=10").await;
+    let origins: Vec<&Value> = history["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["metadata"]["origin"])
+        .collect();
+    assert_eq!(origins[0]["kind"], "system");
+    assert_eq!(origins[1]["kind"], "http");
+    assert_eq!(origins[1]["addr"], "127.0.0.1:4242");
+    assert_eq!(origins[1]["user"], "ada");
+    assert_eq!(
+        (history["next"].as_u64(), history["head"].as_u64()),
+        (Some(2), Some(2))
+    );
+}
+
+#[actix_rt::test]
+async fn an_absolute_form_request_line_is_routed_like_its_path() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app();
+    app.append("job-a", "one").await;
+    let authority = app.address.trim_start_matches("http://").to_owned();
+    let mut socket = tokio::net::TcpStream::connect(&authority).await.unwrap();
+    // As Python's logging HTTPHandler sends it: the full URL in the request line.
+    let request = format!(
+        "GET https://annals.example.test/api/events?from=0&limit=5 HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
+    );
+    socket.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    socket.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let body: Value = serde_json::from_str(response.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert_eq!(positions(&body), [1]);
+}

@@ -27,6 +27,10 @@ pub fn routes(config: &mut web::ServiceConfig) {
     config
         .route("/api/events", web::get().to(follow_log))
         .route("/api/streams/{stream}", web::get().to(follow_stream))
+        .route(
+            "/api/streams/{stream}/events",
+            web::get().to(stream_history),
+        )
         .route("/api/streams/{stream}/state", web::get().to(replayed_state));
 }
 
@@ -192,6 +196,22 @@ async fn follow_stream(
         ));
     }
     let page = follow::follow_stream(&log, &stream, query.from.unwrap_or(0), limit, wait)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(page_body(page))
+}
+
+/// `GET /api/streams/{stream}/events?from=VERSION&limit=N`: a page of the stream's history,
+/// each event with its metadata (who or what caused it). It never waits.
+async fn stream_history(
+    log: web::Data<EventLog>,
+    stream: web::Path<String>,
+    query: web::Query<FollowQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let stream = stream_id(&stream)?;
+    let (Limit(limit), _) = query.limits()?;
+    let from = query.from.unwrap_or(0);
+    let page = follow::follow_stream(&log, &stream, from, limit, Duration::ZERO)
         .await
         .map_err(ApiError::internal)?;
     Ok(page_body(page))

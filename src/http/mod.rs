@@ -26,6 +26,7 @@ pub fn server(listener: TcpListener, log: EventLog) -> std::io::Result<Server> {
                 ApiError::BadRequest(format!("bad path: {error}")).into()
             }))
             .route("/healthz", web::get().to(healthz))
+            .route("/readyz", web::get().to(readyz))
             .configure(events::routes)
     })
     .listen(listener)?
@@ -34,6 +35,13 @@ pub fn server(listener: TcpListener, log: EventLog) -> std::io::Result<Server> {
     Ok(server)
 }
 
+/// The process is up.
 async fn healthz() -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain").body("ok\n")
+}
+
+/// The server takes requests: the log is open and start-up reconciliation is done (the listener
+/// only starts after both). Answers the durable head.
+async fn readyz(log: web::Data<EventLog>) -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({ "status": "ready", "head": log.head() }))
 }
