@@ -16,7 +16,8 @@ use uuid::Uuid;
 
 use crate::actors::job::{Job, JobEvent, JobStarted, Level, LineRecorded};
 use crate::actors::state::ReplayUntil;
-use crate::actors::{kinds, reconcile, Entities, NoEffects, Settings, SystemClock};
+use crate::actors::{kinds, reconcile, Entities, NoEffects, SystemClock};
+use crate::config::Config;
 use crate::events::codec::render;
 use crate::events::verify::verify;
 use crate::events::{
@@ -30,28 +31,33 @@ use crate::events::{
     about = "Scans, agents, workflows, test runs and host records on one event log"
 )]
 struct Cli {
-    /// The directory of the log.
-    #[arg(
-        long,
-        global = true,
-        env = "ANNALS_DATA",
-        default_value = "annals-data"
-    )]
-    data: PathBuf,
-    /// How hard each commit is pushed to disk before it is acknowledged: fsync, flush or none
-    /// (see docs/ARCHITECTURE.md).
-    #[arg(
-        long,
-        global = true,
-        env = "ANNALS_DURABILITY",
-        default_value = "fsync"
-    )]
-    durability: Durability,
+    /// A TOML configuration file (see docs/annals.example.toml); without one, the embedded
+    /// defaults. `ANNALS_…` environment variables override it, and flags override both.
+    #[arg(long, global = true, env = "ANNALS_CONFIG")]
+    config: Option<PathBuf>,
+    /// The directory of the log (default `annals-data`; `ANNALS_DATA`).
+    #[arg(long, global = true)]
+    data: Option<PathBuf>,
+    /// How hard each commit is pushed to disk before it is acknowledged: fsync (default),
+    /// flush or none (`ANNALS_DURABILITY`; see README.md).
+    #[arg(long, global = true)]
+    durability: Option<Durability>,
     /// How logs are written to stderr: text or json (one object per line).
     #[arg(long, global = true, env = "ANNALS_LOG_FORMAT", default_value = "text")]
     log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum ConfigAction {
+    /// Checks a configuration file and names every bad key with its line.
+    Check {
+        /// The file (default: the one given with --config).
+        file: Option<PathBuf>,
+    },
+    /// Prints the configuration in effect (defaults, file, environment and flags), as TOML.
+    Show,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,9 +70,14 @@ enum LogFormat {
 enum Command {
     /// Runs the server.
     Serve {
-        /// The address of the HTTP listener.
-        #[arg(long, env = "ANNALS_LISTEN", default_value = "127.0.0.1:8080")]
-        listen: String,
+        /// The address of the HTTP listener (default `127.0.0.1:8080`; `ANNALS_HTTP_LISTEN`).
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Checks or shows the configuration.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
     },
     /// Writes events as NDJSON, payloads rendered as JSON.
     Export {
@@ -125,13 +136,37 @@ pub fn run() -> ExitCode {
         LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
         LogFormat::Json => logs.json().init(),
     }
-    let options = LogOptions {
-        durability: cli.durability,
-        ..LogOptions::default()
+    if let Command::Config {
+        action: ConfigAction::Check { file },
+    } = &cli.command
+    {
+        return check_config(file.as_deref().or(cli.config.as_deref()));
+    }
+    let mut config = match Config::load(cli.config.as_deref(), std::env::vars()) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("annals: {error}");
+            return ExitCode::from(2);
+        }
     };
+    if let Some(data) = cli.data {
+        config.data = data;
+    }
+    if let Some(durability) = cli.durability {
+        config.durability = durability;
+    }
+    if let Command::Serve {
+        listen: Some(listen),
+    } = &cli.command
+    {
+        config.http.listen = listen.clone();
+    }
+    let options = config.log_options();
+    let data = config.data.clone();
     let outcome = match cli.command {
-        Command::Serve { listen } => serve(&cli.data, options, &listen),
-        Command::Export { from, stream } => export(&cli.data, options, from, stream),
+        Command::Config { .. } => show_config(&config),
+        Command::Serve { .. } => serve(&config),
+        Command::Export { from, stream } => export(&data, options, from, stream),
         Command::Replay {
             stream,
             at_version,
@@ -142,9 +177,9 @@ pub fn run() -> ExitCode {
                 (_, Some(time)) => ReplayUntil::Time(time),
                 _ => ReplayUntil::End,
             };
-            replay(&cli.data, options, &stream, until)
+            replay(&data, options, &stream, until)
         }
-        Command::Verify => return verify_command(&cli.data, options),
+        Command::Verify => return verify_command(&data, options),
         Command::Load {
             writers,
             events,
@@ -162,7 +197,7 @@ pub fn run() -> ExitCode {
                 run,
                 print: !quiet,
             };
-            load_command(&cli.data, options, load)
+            load_command(&data, options, load)
         }
     };
     match outcome {
@@ -182,11 +217,45 @@ fn open_existing(data: &Path, options: LogOptions) -> anyhow::Result<EventLog> {
     Ok(EventLog::open(data, options)?)
 }
 
-fn serve(data: &Path, options: LogOptions, listen: &str) -> anyhow::Result<()> {
-    let log = EventLog::open(data, options)?;
+fn check_config(file: Option<&Path>) -> ExitCode {
+    let Some(file) = file else {
+        eprintln!("annals: name the file to check, or give --config");
+        return ExitCode::from(2);
+    };
+    let text = match std::fs::read_to_string(file) {
+        Ok(text) => text,
+        Err(error) => {
+            eprintln!("annals: cannot read {}: {error}", file.display());
+            return ExitCode::from(2);
+        }
+    };
+    match crate::config::check(&text) {
+        Ok(_) => {
+            println!("ok: {}", file.display());
+            ExitCode::SUCCESS
+        }
+        Err(problems) => {
+            for problem in problems {
+                println!("{}: {problem}", file.display());
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn show_config(config: &Config) -> anyhow::Result<()> {
+    print!("{}", toml::to_string_pretty(config)?);
+    Ok(())
+}
+
+fn serve(config: &Config) -> anyhow::Result<()> {
+    let data = config.data.as_path();
+    let listen = config.http.listen.as_str();
+    let log = EventLog::open(data, config.log_options())?;
     let listener =
         TcpListener::bind(listen).with_context(|| format!("cannot listen on {listen}"))?;
     let address = listener.local_addr()?;
+    let settings = config.actor_settings();
     let served = actix_web::rt::System::new().block_on({
         let log = log.clone();
         async move {
@@ -194,7 +263,7 @@ fn serve(data: &Path, options: LogOptions, listen: &str) -> anyhow::Result<()> {
                 log.clone(),
                 Arc::new(SystemClock),
                 Arc::new(NoEffects),
-                Settings::default(),
+                settings,
             );
             let running = reconcile::track_in_progress::<Job>(&log)?;
             let settled =

@@ -14,5 +14,6 @@
 
 pub mod actors;
 pub mod cli;
+pub mod config;
 pub mod events;
 pub mod http;

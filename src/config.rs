@@ -1,0 +1,261 @@
+//! Configuration: embedded defaults, then an optional TOML file, then `ANNALS_…` environment
+//! variables, then command-line flags, each overriding the one before. It reads and checks
+//! settings; it starts nothing.
+//!
+//! Every key has an environment variable derived from its place: a top-level key `data` is
+//! `ANNALS_DATA`, the key `listen` of section `[http]` is `ANNALS_HTTP_LISTEN`. Sections the faces
+//! add get theirs the same way, with no code of their own.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::actors::Settings;
+use crate::events::{Durability, LogOptions};
+
+/// Everything annals can be told. `Config::default()` is the embedded configuration that
+/// `annals serve` runs on without a file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The directory of the log.
+    pub data: PathBuf,
+    /// How hard each commit is pushed to disk before it is acknowledged: fsync, flush or none.
+    pub durability: Durability,
+    pub log: LogSection,
+    pub http: HttpSection,
+    pub actors: ActorsSection,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSection {
+    /// Memory for sled's page cache, in MiB.
+    pub cache_mb: u64,
+    /// The largest event payload, in KiB.
+    pub max_event_kb: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSection {
+    /// The address of the main HTTP listener, which serves every face at its own paths.
+    pub listen: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ActorsSection {
+    /// Seconds an entity's actor stays in memory unused before it is passivated.
+    pub idle_timeout_s: u64,
+    /// The most entity actors in memory per kind; the least recently used go first.
+    pub max_resident: usize,
+    /// A snapshot every this many events of an entity.
+    pub snapshot_every: u64,
+    /// Milliseconds of replay at activation after which a snapshot is written at once.
+    pub replay_budget_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data: PathBuf::from("annals-data"),
+            durability: Durability::Fsync,
+            log: LogSection::default(),
+            http: HttpSection::default(),
+            actors: ActorsSection::default(),
+        }
+    }
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        let log = LogOptions::default();
+        LogSection {
+            cache_mb: log.cache_bytes / (1024 * 1024),
+            max_event_kb: log.max_event_bytes as u64 / 1024,
+        }
+    }
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        HttpSection {
+            listen: "127.0.0.1:8080".into(),
+        }
+    }
+}
+
+impl Default for ActorsSection {
+    fn default() -> Self {
+        let settings = Settings::default();
+        ActorsSection {
+            idle_timeout_s: settings.idle_timeout.as_secs(),
+            max_resident: settings.max_resident,
+            snapshot_every: settings.snapshot_every,
+            replay_budget_ms: settings.replay_budget.as_millis() as u64,
+        }
+    }
+}
+
+impl Config {
+    pub fn log_options(&self) -> LogOptions {
+        LogOptions {
+            durability: self.durability,
+            max_event_bytes: (self.log.max_event_kb * 1024) as usize,
+            cache_bytes: self.log.cache_mb * 1024 * 1024,
+            ..LogOptions::default()
+        }
+    }
+
+    pub fn actor_settings(&self) -> Settings {
+        Settings {
+            idle_timeout: Duration::from_secs(self.actors.idle_timeout_s),
+            max_resident: self.actors.max_resident,
+            snapshot_every: self.actors.snapshot_every.max(1),
+            replay_budget: Duration::from_millis(self.actors.replay_budget_ms),
+        }
+    }
+
+    /// The defaults, overridden by `file` (if any), then by the `ANNALS_…` variables in `env`.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut merged = toml::Table::try_from(Config::default()).expect("the defaults serialize");
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            })?;
+            let from_file = check(&text).map_err(|problems| ConfigError::Invalid {
+                path: path.to_owned(),
+                problems,
+            })?;
+            merge(&mut merged, from_file);
+        }
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        apply_env(&mut merged, "ANNALS", &env)?;
+        toml::Value::Table(merged)
+            .try_into()
+            .map_err(|e: toml::de::Error| {
+                ConfigError::Env(format!(
+                    "an ANNALS_… environment variable is invalid: {}",
+                    e.message()
+                ))
+            })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the configuration {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the configuration {path} is not valid:\n  {}", problems.join("\n  "))]
+    Invalid {
+        path: PathBuf,
+        problems: Vec<String>,
+    },
+    #[error("{0}")]
+    Env(String),
+}
+
+/// Checks a configuration file's text: its syntax, every key against the known ones, and every
+/// value's type. Returns the file's table, or every problem found as `line N: …`.
+pub fn check(text: &str) -> Result<toml::Table, Vec<String>> {
+    let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
+    let document = toml_edit::ImDocument::parse(text).map_err(|e| {
+        let line = e.span().map_or(1, |span| line_of(span.start));
+        vec![format!("line {line}: {}", e.message())]
+    })?;
+    let known = toml::Table::try_from(Config::default()).expect("the defaults serialize");
+    let mut problems = Vec::new();
+    unknown_keys(document.as_table(), &known, "", &line_of, &mut problems);
+    if problems.is_empty() {
+        if let Err(e) = toml::from_str::<Config>(text) {
+            let line = e.span().map_or(1, |span| line_of(span.start));
+            problems.push(format!("line {line}: {}", e.message()));
+        }
+    }
+    if problems.is_empty() {
+        Ok(toml::from_str(text).expect("a checked configuration parses"))
+    } else {
+        Err(problems)
+    }
+}
+
+/// Reports every key of `table` that `known` does not have, recursing into sections.
+fn unknown_keys(
+    table: &toml_edit::Table,
+    known: &toml::Table,
+    prefix: &str,
+    line_of: &dyn Fn(usize) -> usize,
+    problems: &mut Vec<String>,
+) {
+    for (key, item) in table.iter() {
+        let name = format!("{prefix}{key}");
+        let line = table
+            .key(key)
+            .and_then(|k| k.span())
+            .map_or(0, |span| line_of(span.start));
+        match (known.get(key), item) {
+            (None, _) => problems.push(format!("line {line}: unknown key `{name}`")),
+            (Some(toml::Value::Table(section)), toml_edit::Item::Table(inner)) => {
+                unknown_keys(inner, section, &format!("{name}."), line_of, problems)
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Overlays `from` on `into`, section by section.
+fn merge(into: &mut toml::Table, from: toml::Table) {
+    for (key, value) in from {
+        match (into.get_mut(&key), value) {
+            (Some(toml::Value::Table(section)), toml::Value::Table(inner)) => merge(section, inner),
+            (_, value) => {
+                into.insert(key, value);
+            }
+        }
+    }
+}
+
+/// Sets each key whose variable (`PREFIX_KEY`, `PREFIX_SECTION_KEY`) is in `env`, parsed as the
+/// type the key already has.
+fn apply_env(
+    table: &mut toml::Table,
+    prefix: &str,
+    env: &[(String, String)],
+) -> Result<(), ConfigError> {
+    for (key, value) in table.iter_mut() {
+        let var = format!("{prefix}_{}", key.to_uppercase());
+        if let toml::Value::Table(section) = value {
+            apply_env(section, &var, env)?;
+            continue;
+        }
+        let Some((_, raw)) = env.iter().find(|(name, _)| *name == var) else {
+            continue;
+        };
+        let bad = |expected: &str| ConfigError::Env(format!("{var}={raw:?}: expected {expected}"));
+        *value = match value {
+            toml::Value::String(_) => toml::Value::String(raw.clone()),
+            toml::Value::Integer(_) => {
+                toml::Value::Integer(raw.parse().map_err(|_| bad("an integer"))?)
+            }
+            toml::Value::Boolean(_) => {
+                toml::Value::Boolean(raw.parse().map_err(|_| bad("true or false"))?)
+            }
+            toml::Value::Float(_) => toml::Value::Float(raw.parse().map_err(|_| bad("a number"))?),
+            _ => {
+                return Err(bad(
+                    "a value set in the configuration file, not in the environment",
+                ))
+            }
+        };
+    }
+    Ok(())
+}

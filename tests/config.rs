@@ -1,0 +1,160 @@
+//! Configuration: the documented example, checks that name every bad key with its line, and
+//! the precedence of defaults, file, environment and flags.
+
+use std::path::Path;
+use std::process::Command;
+
+use annals::config::{check, Config, ConfigError};
+use annals::events::Durability;
+
+fn example() -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/annals.example.toml"))
+        .unwrap()
+}
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn the_documented_example_is_valid_and_is_the_embedded_default() {
+    let from_file: Config = toml::Value::Table(check(&example()).unwrap())
+        .try_into()
+        .unwrap();
+    assert_eq!(from_file, Config::default());
+}
+
+#[test]
+fn a_check_names_every_unknown_key_with_its_line() {
+    let text =
+        "data = \"d\"\nlisten = \"x\"\n\n[http]\nlsten = \"127.0.0.1:1\"\n\n[actorz]\nmax = 1\n";
+    let problems = check(text).unwrap_err();
+    assert_eq!(
+        problems,
+        [
+            "line 2: unknown key `listen`",
+            "line 5: unknown key `http.lsten`",
+            "line 7: unknown key `actorz`",
+        ]
+    );
+}
+
+#[test]
+fn a_check_names_bad_values_and_bad_syntax_with_their_lines() {
+    let problems = check("[log]\ncache_mb = \"lots\"\n").unwrap_err();
+    assert_eq!(problems.len(), 1);
+    assert!(problems[0].starts_with("line 2: "), "{problems:?}");
+    let problems = check("durability = \"sometimes\"\n").unwrap_err();
+    assert!(
+        problems[0].starts_with("line 1: ") && problems[0].contains("sometimes"),
+        "{problems:?}"
+    );
+    let problems = check("[http\nlisten = 1\n").unwrap_err();
+    assert!(problems[0].starts_with("line 1: "), "{problems:?}");
+}
+
+#[test]
+fn the_environment_overrides_the_file_which_overrides_the_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("annals.toml");
+    std::fs::write(
+        &file,
+        "durability = \"flush\"\n[http]\nlisten = \"127.0.0.1:9000\"\n[actors]\nmax_resident = 5\n",
+    )
+    .unwrap();
+
+    let config = Config::load(Some(&file), env(&[])).unwrap();
+    assert_eq!(config.durability, Durability::Flush);
+    assert_eq!(config.http.listen, "127.0.0.1:9000");
+    assert_eq!(config.actors.max_resident, 5);
+    assert_eq!(
+        config.actors.snapshot_every,
+        Config::default().actors.snapshot_every
+    );
+
+    let overridden = Config::load(
+        Some(&file),
+        env(&[
+            ("ANNALS_HTTP_LISTEN", "127.0.0.1:9100"),
+            ("ANNALS_ACTORS_MAX_RESIDENT", "7"),
+            ("ANNALS_DATA", "elsewhere"),
+            ("ANNALS_UNRELATED", "x"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(overridden.http.listen, "127.0.0.1:9100");
+    assert_eq!(overridden.actors.max_resident, 7);
+    assert_eq!(overridden.data, Path::new("elsewhere"));
+    assert_eq!(overridden.durability, Durability::Flush);
+
+    let bad = Config::load(None, env(&[("ANNALS_ACTORS_MAX_RESIDENT", "many")])).unwrap_err();
+    assert!(
+        bad.to_string()
+            .contains("ANNALS_ACTORS_MAX_RESIDENT=\"many\": expected an integer"),
+        "{bad}"
+    );
+    let bad = Config::load(None, env(&[("ANNALS_DURABILITY", "sometimes")])).unwrap_err();
+    assert!(
+        matches!(bad, ConfigError::Env(_)) && bad.to_string().contains("sometimes"),
+        "{bad}"
+    );
+    let missing = Config::load(Some(&dir.path().join("none.toml")), env(&[])).unwrap_err();
+    assert!(missing.to_string().contains("none.toml"), "{missing}");
+}
+
+fn annals(args: &[&str], envs: &[(&str, &str)]) -> std::process::Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_annals"));
+    command
+        .args(args)
+        .env_remove("ANNALS_DATA")
+        .env_remove("ANNALS_CONFIG");
+    for (k, v) in envs {
+        command.env(k, v);
+    }
+    command.output().unwrap()
+}
+
+#[test]
+fn the_command_line_checks_and_shows_configuration_with_flags_on_top() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[http]\nlisten = \"127.0.0.1:1\"\nport = 1\n").unwrap();
+    let checked = annals(&["config", "check", bad.to_str().unwrap()], &[]);
+    assert_eq!(checked.status.code(), Some(1));
+    let out = String::from_utf8_lossy(&checked.stdout);
+    assert!(
+        out.contains("bad.toml: line 3: unknown key `http.port`"),
+        "{out}"
+    );
+
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, "durability = \"none\"\n").unwrap();
+    let checked = annals(
+        &["--config", good.to_str().unwrap(), "config", "check"],
+        &[],
+    );
+    assert_eq!(checked.status.code(), Some(0));
+
+    let shown = annals(
+        &[
+            "--config",
+            good.to_str().unwrap(),
+            "--data",
+            "from-flag",
+            "config",
+            "show",
+        ],
+        &[("ANNALS_HTTP_LISTEN", "127.0.0.1:9200")],
+    );
+    let shown: Config = toml::from_str(&String::from_utf8_lossy(&shown.stdout)).unwrap();
+    assert_eq!(shown.durability, Durability::None);
+    assert_eq!(shown.data, Path::new("from-flag"));
+    assert_eq!(shown.http.listen, "127.0.0.1:9200");
+
+    let refused = annals(&["--config", bad.to_str().unwrap(), "config", "show"], &[]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("unknown key `http.port`"));
+}
