@@ -73,7 +73,15 @@ enum Command {
         /// The address of the HTTP listener (default `127.0.0.1:8080`; `ANNALS_HTTP_LISTEN`).
         #[arg(long)]
         listen: Option<String>,
+        /// Listen on a non-loopback address even though no account is configured, so that
+        /// anyone who reaches it can read the whole event log.
+        #[arg(long)]
+        insecure_no_auth: bool,
     },
+    /// Reads a password on standard input and prints its argon2 hash, for `password_hash`.
+    HashPassword,
+    /// Prints a new random bearer token and the hash to configure for it, for `token_sha256`.
+    NewToken,
     /// Checks or shows the configuration.
     Config {
         #[command(subcommand)]
@@ -157,6 +165,7 @@ pub fn run() -> ExitCode {
     }
     if let Command::Serve {
         listen: Some(listen),
+        ..
     } = &cli.command
     {
         config.http.listen = listen.clone();
@@ -165,7 +174,16 @@ pub fn run() -> ExitCode {
     let data = config.data.clone();
     let outcome = match cli.command {
         Command::Config { .. } => show_config(&config),
-        Command::Serve { .. } => serve(&config),
+        Command::Serve {
+            insecure_no_auth, ..
+        } => serve(&config, insecure_no_auth),
+        Command::HashPassword => hash_password(),
+        Command::NewToken => {
+            let (token, hash) = crate::auth::new_token();
+            println!("token: {token}");
+            println!("token_sha256 = [\"{hash}\"]");
+            Ok(())
+        }
         Command::Export { from, stream } => export(&data, options, from, stream),
         Command::Replay {
             stream,
@@ -248,7 +266,46 @@ fn show_config(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn serve(config: &Config) -> anyhow::Result<()> {
+fn hash_password() -> anyhow::Result<()> {
+    let mut password = String::new();
+    std::io::stdin()
+        .read_line(&mut password)
+        .context("cannot read the password on standard input")?;
+    let password = password.trim_end_matches(['\r', '\n']);
+    if password.is_empty() {
+        bail!("the password on standard input is empty");
+    }
+    println!("{}", crate::auth::hash_password(password));
+    Ok(())
+}
+
+/// Refuses to serve the event log to a network without accounts, unless told to.
+fn check_exposure(config: &Config, insecure_no_auth: bool) -> anyhow::Result<()> {
+    use std::net::ToSocketAddrs;
+    let listen = config.http.listen.as_str();
+    let addresses: Vec<_> = listen
+        .to_socket_addrs()
+        .with_context(|| format!("cannot resolve the listen address {listen}"))?
+        .collect();
+    let loopback_only = addresses.iter().all(|address| address.ip().is_loopback());
+    if !loopback_only && config.accounts.is_empty() && !insecure_no_auth {
+        bail!(
+            "refusing to listen on {listen} without any account: anyone who reaches it could read \
+             the whole event log. Configure [[accounts]] (see docs/annals.example.toml), listen on \
+             a loopback address, or pass --insecure-no-auth"
+        );
+    }
+    Ok(())
+}
+
+fn serve(config: &Config, insecure_no_auth: bool) -> anyhow::Result<()> {
+    check_exposure(config, insecure_no_auth)?;
+    let auth = crate::auth::Auth::new(config.accounts.clone())
+        .map_err(|reason| anyhow::anyhow!("the accounts are not valid: {reason}"))?;
+    let guard = crate::http::Guard {
+        auth: Arc::new(auth),
+        api: config.auth.api,
+    };
     let data = config.data.as_path();
     let listen = config.http.listen.as_str();
     let log = EventLog::open(data, config.log_options())?;
@@ -272,7 +329,11 @@ fn serve(config: &Config) -> anyhow::Result<()> {
                 tracing::info!(count = settled.len(), "settled jobs left running");
             }
             tracing::info!(%address, data = %data.display(), "annals listening");
-            crate::http::server(listener, log.clone())?.await?;
+            let state = crate::http::HttpState {
+                log: log.clone(),
+                guard,
+            };
+            crate::http::server(listener, state)?.await?;
             anyhow::Ok(())
         }
     });

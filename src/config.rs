@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::actors::Settings;
+use crate::auth::{Access, Account};
 use crate::events::{Durability, LogOptions};
 
 /// Everything annals can be told. `Config::default()` is the embedded configuration that
@@ -26,6 +27,23 @@ pub struct Config {
     pub log: LogSection,
     pub http: HttpSection,
     pub actors: ActorsSection,
+    pub auth: AuthSection,
+    /// The accounts. With none, auth is off, and annals refuses to listen on anything but a
+    /// loopback address unless told `--insecure-no-auth`.
+    pub accounts: Vec<Account>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSection {
+    /// Who may use the event API (`/api/…`) once any account exists: anyone, account or admin.
+    pub api: Access,
+}
+
+impl Default for AuthSection {
+    fn default() -> Self {
+        AuthSection { api: Access::Admin }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -65,6 +83,8 @@ impl Default for Config {
             log: LogSection::default(),
             http: HttpSection::default(),
             actors: ActorsSection::default(),
+            auth: AuthSection::default(),
+            accounts: Vec::new(),
         }
     }
 }

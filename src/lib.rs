@@ -13,6 +13,7 @@
 //! - [`cli`]: the `annals` command line: `serve`, `export`, `replay`, `verify`, `load`.
 
 pub mod actors;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod events;

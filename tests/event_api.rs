@@ -52,7 +52,8 @@ fn spawn_app() -> TestApp {
     let t = TempLog::with(fast());
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let address = format!("http://{}", listener.local_addr().unwrap());
-    let server = annals::http::server(listener, t.log.clone()).unwrap();
+    let server =
+        annals::http::server(listener, annals::http::HttpState::open(t.log.clone())).unwrap();
     actix_rt::spawn(server);
     let client = awc::Client::builder()
         .timeout(Duration::from_secs(120))

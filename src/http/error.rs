@@ -9,11 +9,25 @@ pub enum ApiError {
     /// The request is malformed: a bad parameter, a bad stream id.
     #[error("{0}")]
     BadRequest(String),
+    /// No or wrong credentials: answered with `WWW-Authenticate`.
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{0}")]
     NotFound(String),
     /// annals failed; the message says how.
     #[error("{0}")]
     Internal(String),
+}
+
+impl From<crate::auth::AuthError> for ApiError {
+    fn from(error: crate::auth::AuthError) -> Self {
+        match error {
+            crate::auth::AuthError::Forbidden { .. } => ApiError::Forbidden(error.to_string()),
+            _ => ApiError::Unauthorized(error.to_string()),
+        }
+    }
 }
 
 impl ApiError {
@@ -26,13 +40,22 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status_code()).json(serde_json::json!({
+        let mut response = HttpResponse::build(self.status_code());
+        if let ApiError::Unauthorized(_) = self {
+            response.insert_header((
+                actix_web::http::header::WWW_AUTHENTICATE,
+                r#"Basic realm="annals", Bearer realm="annals""#,
+            ));
+        }
+        response.json(serde_json::json!({
             "error": self.to_string(),
             "status": self.status_code().as_u16(),
         }))

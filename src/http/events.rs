@@ -11,6 +11,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
+use super::caller::ApiCaller;
 use super::error::ApiError;
 use super::params::{Limit, Wait};
 use crate::actors::kinds::{self, ReplayError};
@@ -143,6 +144,7 @@ fn events_stream(log: EventLog, source: Source, next: u64) -> HttpResponse {
 /// `GET /api/events?from=POS&limit=N&timeout=DUR&category=KIND&type=TYPE`, or with
 /// `Accept: text/event-stream`, the same as Server-Sent Events resuming from `Last-Event-ID`.
 async fn follow_log(
+    _caller: ApiCaller,
     request: HttpRequest,
     log: web::Data<EventLog>,
     query: web::Query<FollowQuery>,
@@ -171,6 +173,7 @@ async fn follow_log(
 /// `Accept: text/event-stream`, the same as Server-Sent Events resuming from `Last-Event-ID`
 /// (a position, as in the global stream).
 async fn follow_stream(
+    _caller: ApiCaller,
     request: HttpRequest,
     log: web::Data<EventLog>,
     stream: web::Path<String>,
@@ -204,6 +207,7 @@ async fn follow_stream(
 /// `GET /api/streams/{stream}/events?from=VERSION&limit=N`: a page of the stream's history,
 /// each event with its metadata (who or what caused it). It never waits.
 async fn stream_history(
+    _caller: ApiCaller,
     log: web::Data<EventLog>,
     stream: web::Path<String>,
     query: web::Query<FollowQuery>,
@@ -225,6 +229,7 @@ struct StateQuery {
 
 /// `GET /api/streams/{stream}/state[?at_version=N | ?at_time=RFC3339]`
 async fn replayed_state(
+    _caller: ApiCaller,
     log: web::Data<EventLog>,
     stream: web::Path<String>,
     query: web::Query<StateQuery>,

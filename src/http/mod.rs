@@ -2,23 +2,48 @@
 //! Handlers parse, call one library function or send one message, and map the reply; nothing
 //! here touches storage.
 
+pub mod caller;
 pub mod error;
 pub mod events;
 pub mod params;
 
 use std::net::TcpListener;
+use std::sync::Arc;
 
 use actix_web::{dev::Server, web, App, HttpResponse, HttpServer};
 
+use crate::auth::{Access, Auth};
 use crate::events::EventLog;
+pub use caller::Guard;
 use error::ApiError;
 
+/// What the handlers share.
+pub struct HttpState {
+    pub log: EventLog,
+    pub guard: Guard,
+}
+
+impl HttpState {
+    /// A state with no accounts: every route open, as on a loopback listener by default.
+    pub fn open(log: EventLog) -> HttpState {
+        HttpState {
+            log,
+            guard: Guard {
+                auth: Arc::new(Auth::new(Vec::new()).expect("no accounts is valid")),
+                api: Access::Admin,
+            },
+        }
+    }
+}
+
 /// Serves on a listener the caller bound, so that tests can use port 0.
-pub fn server(listener: TcpListener, log: EventLog) -> std::io::Result<Server> {
-    let log = web::Data::new(log);
+pub fn server(listener: TcpListener, state: HttpState) -> std::io::Result<Server> {
+    let log = web::Data::new(state.log);
+    let guard = web::Data::new(state.guard);
     let server = HttpServer::new(move || {
         App::new()
             .app_data(log.clone())
+            .app_data(guard.clone())
             .app_data(web::QueryConfig::default().error_handler(|error, _| {
                 ApiError::BadRequest(format!("bad query: {error}")).into()
             }))
