@@ -306,6 +306,11 @@ fn serve(config: &Config, insecure_no_auth: bool) -> anyhow::Result<()> {
         auth: Arc::new(auth),
         api: config.auth.api,
     };
+    let tls = match (&config.http.tls_cert, &config.http.tls_key) {
+        (Some(cert), Some(key)) => Some(crate::http::tls::server_config(cert, key)?),
+        (None, None) => None,
+        _ => bail!("[http] tls_cert and tls_key go together: give both or neither"),
+    };
     let data = config.data.as_path();
     let listen = config.http.listen.as_str();
     let log = EventLog::open(data, config.log_options())?;
@@ -328,12 +333,13 @@ fn serve(config: &Config, insecure_no_auth: bool) -> anyhow::Result<()> {
             if !settled.is_empty() {
                 tracing::info!(count = settled.len(), "settled jobs left running");
             }
-            tracing::info!(%address, data = %data.display(), "annals listening");
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            tracing::info!(%address, scheme, data = %data.display(), "annals listening");
             let state = crate::http::HttpState {
                 log: log.clone(),
                 guard,
             };
-            crate::http::server(listener, state)?.await?;
+            crate::http::server(listener, state, tls)?.await?;
             anyhow::Ok(())
         }
     });

@@ -60,6 +60,12 @@ pub struct LogSection {
 pub struct HttpSection {
     /// The address of the main HTTP listener, which serves every face at its own paths.
     pub listen: String,
+    /// A PEM certificate chain: with `tls_key`, the listener speaks HTTPS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of `tls_cert`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -103,6 +109,8 @@ impl Default for HttpSection {
     fn default() -> Self {
         HttpSection {
             listen: "127.0.0.1:8080".into(),
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -117,6 +125,15 @@ impl Default for ActorsSection {
             replay_budget_ms: settings.replay_budget.as_millis() as u64,
         }
     }
+}
+
+/// Every key a configuration may hold, with a value of its type: the defaults, plus a value
+/// for each key whose default is "unset". Each optional key a section adds is filled in here.
+fn schema() -> toml::Table {
+    let mut config = Config::default();
+    config.http.tls_cert = Some(PathBuf::new());
+    config.http.tls_key = Some(PathBuf::new());
+    toml::Table::try_from(config).expect("the schema serializes")
 }
 
 impl Config {
@@ -156,7 +173,7 @@ impl Config {
             merge(&mut merged, from_file);
         }
         let env: Vec<(String, String)> = env.into_iter().collect();
-        apply_env(&mut merged, "ANNALS", &env)?;
+        apply_env(&schema(), &mut merged, "ANNALS", &env)?;
         toml::Value::Table(merged)
             .try_into()
             .map_err(|e: toml::de::Error| {
@@ -192,7 +209,7 @@ pub fn check(text: &str) -> Result<toml::Table, Vec<String>> {
         let line = e.span().map_or(1, |span| line_of(span.start));
         vec![format!("line {line}: {}", e.message())]
     })?;
-    let known = toml::Table::try_from(Config::default()).expect("the defaults serialize");
+    let known = schema();
     let mut problems = Vec::new();
     unknown_keys(document.as_table(), &known, "", &line_of, &mut problems);
     if problems.is_empty() {
@@ -244,24 +261,30 @@ fn merge(into: &mut toml::Table, from: toml::Table) {
     }
 }
 
-/// Sets each key whose variable (`PREFIX_KEY`, `PREFIX_SECTION_KEY`) is in `env`, parsed as the
-/// type the key already has.
+/// Sets each key of `schema` whose variable (`PREFIX_KEY`, `PREFIX_SECTION_KEY`) is in `env`,
+/// parsed as the type the schema gives that key.
 fn apply_env(
+    schema: &toml::Table,
     table: &mut toml::Table,
     prefix: &str,
     env: &[(String, String)],
 ) -> Result<(), ConfigError> {
-    for (key, value) in table.iter_mut() {
+    for (key, shape) in schema {
         let var = format!("{prefix}_{}", key.to_uppercase());
-        if let toml::Value::Table(section) = value {
-            apply_env(section, &var, env)?;
+        if let toml::Value::Table(section_schema) = shape {
+            let section = table
+                .entry(key.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if let toml::Value::Table(section) = section {
+                apply_env(section_schema, section, &var, env)?;
+            }
             continue;
         }
         let Some((_, raw)) = env.iter().find(|(name, _)| *name == var) else {
             continue;
         };
         let bad = |expected: &str| ConfigError::Env(format!("{var}={raw:?}: expected {expected}"));
-        *value = match value {
+        let value = match shape {
             toml::Value::String(_) => toml::Value::String(raw.clone()),
             toml::Value::Integer(_) => {
                 toml::Value::Integer(raw.parse().map_err(|_| bad("an integer"))?)
@@ -276,6 +299,7 @@ fn apply_env(
                 ))
             }
         };
+        table.insert(key.clone(), value);
     }
     Ok(())
 }

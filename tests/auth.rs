@@ -53,7 +53,7 @@ fn spawn(api: Access, bob_token_hash: &str) -> Server {
             api,
         },
     };
-    actix_rt::spawn(annals::http::server(listener, state).unwrap());
+    actix_rt::spawn(annals::http::server(listener, state, None).unwrap());
     Server { address, _dir: dir }
 }
 

@@ -1,10 +1,12 @@
 //! The `annals` binary end to end: `load`, `export`, `replay`, and `serve` with its start-up
 //! reconciliation, health check and graceful stop.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use annals::cli::load_line;
@@ -196,33 +198,14 @@ fn serve_settles_jobs_left_running_answers_health_checks_and_stops_on_sigterm() 
         ],
     ));
 
-    let mut server = Command::new(env!("CARGO_BIN_EXE_annals"))
-        .arg("--data")
-        .arg(dir.path())
-        .args(["--log-format", "json", "serve"])
-        .env("ANNALS_HTTP_LISTEN", "127.0.0.1:0")
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Log lines arrive through a channel, so that waiting for the address has a deadline.
-    let (lines, log_lines) = std::sync::mpsc::channel();
-    let stderr = server.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = lines.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let address = loop {
-        let line = log_lines
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .expect("the server logs its address within a minute");
-        let entry: Value = serde_json::from_str(&line).expect("one JSON object per log line");
-        if let Some(address) = entry["fields"]["address"].as_str() {
-            break address.to_owned();
-        }
-    };
+    let common::Served {
+        child: mut server,
+        address,
+    } = common::spawn_serve(
+        &["--data".as_ref(), dir.path().as_os_str(), "serve".as_ref()],
+        &[("ANNALS_HTTP_LISTEN", "127.0.0.1:0")],
+    )
+    .expect("the server starts");
 
     let health = get(&address, "/healthz");
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");

@@ -53,7 +53,7 @@ fn spawn_app() -> TestApp {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let address = format!("http://{}", listener.local_addr().unwrap());
     let server =
-        annals::http::server(listener, annals::http::HttpState::open(t.log.clone())).unwrap();
+        annals::http::server(listener, annals::http::HttpState::open(t.log.clone()), None).unwrap();
     actix_rt::spawn(server);
     let client = awc::Client::builder()
         .timeout(Duration::from_secs(120))

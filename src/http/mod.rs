@@ -6,6 +6,7 @@ pub mod caller;
 pub mod error;
 pub mod events;
 pub mod params;
+pub mod tls;
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -36,8 +37,13 @@ impl HttpState {
     }
 }
 
-/// Serves on a listener the caller bound, so that tests can use port 0.
-pub fn server(listener: TcpListener, state: HttpState) -> std::io::Result<Server> {
+/// Serves on a listener the caller bound (so that tests can use port 0), over TLS when given a
+/// configuration.
+pub fn server(
+    listener: TcpListener,
+    state: HttpState,
+    tls: Option<rustls::ServerConfig>,
+) -> std::io::Result<Server> {
     let log = web::Data::new(state.log);
     let guard = web::Data::new(state.guard);
     let server = HttpServer::new(move || {
@@ -53,11 +59,12 @@ pub fn server(listener: TcpListener, state: HttpState) -> std::io::Result<Server
             .route("/healthz", web::get().to(healthz))
             .route("/readyz", web::get().to(readyz))
             .configure(events::routes)
-    })
-    .listen(listener)?
-    .shutdown_timeout(30)
-    .run();
-    Ok(server)
+    });
+    let server = match tls {
+        Some(tls) => server.listen_rustls_0_23(listener, tls)?,
+        None => server.listen(listener)?,
+    };
+    Ok(server.shutdown_timeout(30).run())
 }
 
 /// The process is up.

@@ -98,3 +98,56 @@ pub fn poll<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Option<
         std::thread::park_timeout(Duration::from_millis(5));
     }
 }
+
+/// `annals serve` running as a child process, with the address it listens on.
+pub struct Served {
+    pub child: std::process::Child,
+    pub address: String,
+}
+
+/// Starts `annals --log-format json serve` with these arguments and environment, and waits
+/// (at most a minute) for the address it logs; `None` if it exits first, with its stderr.
+pub fn spawn_serve(args: &[&std::ffi::OsStr], envs: &[(&str, &str)]) -> Result<Served, String> {
+    use std::io::BufRead;
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_annals"));
+    command
+        .arg("--log-format")
+        .arg("json")
+        .args(args)
+        .env_remove("ANNALS_CONFIG")
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped());
+    for (key, value) in envs {
+        command.env(key, value);
+    }
+    let mut child = command.spawn().expect("annals starts");
+    // Log lines arrive through a channel, so that waiting for the address has a deadline.
+    let (lines, log_lines) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().expect("piped stderr");
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = lines.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = Vec::new();
+    loop {
+        let Ok(line) = log_lines.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        else {
+            let _ = child.kill();
+            return Err(seen.join("\n"));
+        };
+        if let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line) {
+            if let Some(address) = entry["fields"]["address"].as_str() {
+                return Ok(Served {
+                    child,
+                    address: address.to_owned(),
+                });
+            }
+        }
+        seen.push(line);
+    }
+}

@@ -1,0 +1,125 @@
+//! TLS on the listener: a real handshake with a self-signed certificate, as GROS clients make
+//! it, against `annals serve` as a child process; and clear errors for bad TLS settings.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+
+use rustls::pki_types::{CertificateDer, ServerName};
+
+/// A self-signed certificate for localhost and 127.0.0.1, written as PEM files.
+fn self_signed(
+    dir: &std::path::Path,
+) -> (
+    std::path::PathBuf,
+    std::path::PathBuf,
+    CertificateDer<'static>,
+) {
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let cert = dir.join("cert.pem");
+    let key = dir.join("key.pem");
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.key_pair.serialize_pem()).unwrap();
+    (cert, key, certified.cert.der().clone())
+}
+
+#[test]
+fn the_listener_speaks_https_with_a_self_signed_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key, der) = self_signed(dir.path());
+    let served = common::spawn_serve(
+        &[
+            "--data".as_ref(),
+            dir.path().join("log").as_os_str(),
+            "serve".as_ref(),
+        ],
+        &[
+            ("ANNALS_HTTP_LISTEN", "127.0.0.1:0"),
+            ("ANNALS_HTTP_TLS_CERT", cert.to_str().unwrap()),
+            ("ANNALS_HTTP_TLS_KEY", key.to_str().unwrap()),
+        ],
+    )
+    .expect("the server starts");
+    let mut child = served.child;
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(der).unwrap();
+    let client = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let mut connection =
+        rustls::ClientConnection::new(Arc::new(client), ServerName::try_from("localhost").unwrap())
+            .unwrap();
+    let mut tcp = TcpStream::connect(&served.address).unwrap();
+    let mut tls = rustls::Stream::new(&mut connection, &mut tcp);
+    tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut response = String::new();
+    let _ = tls.read_to_string(&mut response);
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.ends_with("ok\n"), "{response}");
+
+    // Plain HTTP to the TLS port gets no HTTP answer.
+    let mut plain = TcpStream::connect(&served.address).unwrap();
+    plain
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut bytes = Vec::new();
+    let _ = plain.read_to_end(&mut bytes);
+    assert!(!String::from_utf8_lossy(&bytes).starts_with("HTTP/1.1 200"));
+
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn bad_tls_settings_are_refused_with_the_file_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key, _) = self_signed(dir.path());
+    let data = dir.path().join("log");
+    let missing = dir.path().join("missing.pem");
+    for (envs, says) in [
+        (
+            vec![("ANNALS_HTTP_TLS_CERT", cert.to_str().unwrap())],
+            "give both or neither".to_owned(),
+        ),
+        (
+            vec![
+                ("ANNALS_HTTP_TLS_CERT", missing.to_str().unwrap()),
+                ("ANNALS_HTTP_TLS_KEY", key.to_str().unwrap()),
+            ],
+            format!("cannot read {}", missing.display()),
+        ),
+        (
+            vec![
+                ("ANNALS_HTTP_TLS_CERT", key.to_str().unwrap()),
+                ("ANNALS_HTTP_TLS_KEY", key.to_str().unwrap()),
+            ],
+            format!("{} holds no PEM certificate", key.display()),
+        ),
+        (
+            vec![
+                ("ANNALS_HTTP_TLS_CERT", cert.to_str().unwrap()),
+                ("ANNALS_HTTP_TLS_KEY", cert.to_str().unwrap()),
+            ],
+            format!("{} holds no PEM private key", cert.display()),
+        ),
+    ] {
+        let mut envs = envs;
+        envs.push(("ANNALS_HTTP_LISTEN", "127.0.0.1:0"));
+        let error = common::spawn_serve(
+            &["--data".as_ref(), data.as_os_str(), "serve".as_ref()],
+            &envs,
+        )
+        .err()
+        .expect("the server refuses to start");
+        assert!(error.contains(&says), "expected {says:?} in: {error}");
+    }
+}
