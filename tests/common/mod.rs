@@ -106,7 +106,7 @@ pub struct Served {
 }
 
 /// Starts `annals --log-format json serve` with these arguments and environment, and waits
-/// (at most a minute) for the address it logs; `None` if it exits first, with its stderr.
+/// (at most a minute) for the address it logs. If it exits first, the error is its stderr.
 pub fn spawn_serve(args: &[&std::ffi::OsStr], envs: &[(&str, &str)]) -> Result<Served, String> {
     use std::io::BufRead;
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_annals"));
@@ -137,7 +137,9 @@ pub fn spawn_serve(args: &[&std::ffi::OsStr], envs: &[(&str, &str)]) -> Result<S
     loop {
         let Ok(line) = log_lines.recv_timeout(deadline.saturating_duration_since(Instant::now()))
         else {
+            // It exited (or never said where it listens): reap it and tell what it said.
             let _ = child.kill();
+            let _ = child.wait();
             return Err(seen.join("\n"));
         };
         if let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line) {
