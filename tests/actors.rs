@@ -514,6 +514,13 @@ fn a_projection_sees_its_writes_resumes_from_its_checkpoint_and_stops_on_bad_eve
             .unwrap();
         let rebuilt = projection::rebuild(&LinesPerStream::default(), &t.log).unwrap();
         assert_eq!(live.read(|v| v.clone()), rebuilt);
+        // The checkpoint is saved off the fold path; the restart below needs it on disk.
+        eventually("the checkpoint of position 5", || async {
+            projection::saved_position(&LinesPerStream::default(), &t.log)
+                .unwrap()
+                .is_some_and(|p| p >= 5)
+        })
+        .await;
     });
 
     let t = t.reopen();

@@ -194,6 +194,15 @@ pub fn start<P: Projection>(
     Ok(ProjectionHandle { shared })
 }
 
+/// The position of a projection's saved checkpoint, if it has a usable one. Checkpoints are
+/// saved off the fold path, so this trails [`ProjectionHandle::position`].
+pub fn saved_position<P: Projection>(
+    projection: &P,
+    log: &EventLog,
+) -> Result<Option<Position>, StoreError> {
+    Ok(load_checkpoint(projection, log)?.map(|view| view.position))
+}
+
 /// Folds every durable event from position 0, as a fresh projection would.
 pub fn rebuild<P: Projection>(
     projection: &P,
