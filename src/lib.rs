@@ -18,3 +18,4 @@ pub mod cli;
 pub mod config;
 pub mod events;
 pub mod http;
+pub mod metrics;

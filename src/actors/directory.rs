@@ -122,6 +122,7 @@ impl<E: Entity> Directory<E> {
         );
         self.by_use.insert(self.tick, id.to_owned());
         self.stats.activations += 1;
+        metrics::counter!(crate::metrics::ACTOR_ACTIVATIONS, "kind" => E::KIND).increment(1);
         while self.residents.len() > self.env.settings.max_resident.max(1) {
             let Some((_, oldest)) = self.by_use.pop_first() else {
                 break;
@@ -137,6 +138,7 @@ impl<E: Entity> Directory<E> {
         if let Some(resident) = self.residents.remove(id) {
             self.by_use.remove(&resident.tick);
             self.stats.passivations += 1;
+            metrics::counter!(crate::metrics::ACTOR_PASSIVATIONS, "kind" => E::KIND).increment(1);
         }
     }
 
@@ -174,6 +176,8 @@ where
 
     fn handle(&mut self, route: Route<M>, ctx: &mut Self::Context) -> Self::Result {
         let addr = self.resident(&route.id, ctx);
+        metrics::gauge!(crate::metrics::ACTORS_RESIDENT, "kind" => E::KIND)
+            .set(self.residents.len() as f64);
         Box::pin(async move {
             addr?
                 .send(route.message)

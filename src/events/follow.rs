@@ -75,12 +75,7 @@ pub async fn follow_log(
         }
         after = scanned_to;
         let now = Instant::now();
-        if now >= deadline
-            || log
-                .wait_past(head, deadline - now)
-                .await
-                .is_none_or(|h| h <= head)
-        {
+        if now >= deadline || wait(log, head, deadline - now).await {
             return Ok(Page {
                 events,
                 next: after.max(head),
@@ -152,12 +147,7 @@ pub async fn follow_stream(
             });
         }
         let now = Instant::now();
-        if now >= deadline
-            || log
-                .wait_past(head, deadline - now)
-                .await
-                .is_none_or(|h| h <= head)
-        {
+        if now >= deadline || wait(log, head, deadline - now).await {
             return Ok(Page {
                 events,
                 next: after,
@@ -182,4 +172,10 @@ pub fn version_at(
         .event(position)?
         .filter(|event| &event.stream == stream)
         .map(|event| event.version))
+}
+
+/// Waits for a commit past `head`; true when none came (timeout, or the log closed).
+async fn wait(log: &EventLog, head: Position, timeout: Duration) -> bool {
+    let _waiting = crate::metrics::Waiting::start();
+    log.wait_past(head, timeout).await.is_none_or(|h| h <= head)
 }

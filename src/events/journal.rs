@@ -248,6 +248,8 @@ impl Writer {
             }
             self.head = round.head;
             self.committed.send_replace(self.head.position);
+            metrics::counter!(crate::metrics::APPENDED_EVENTS).increment(round.writes as u64);
+            metrics::histogram!(crate::metrics::ROUND_EVENTS).record(round.writes as f64);
             if self.versions.len() + round.versions.len() > MAX_CACHED_VERSIONS {
                 self.versions.clear();
             }

@@ -76,6 +76,7 @@ impl EventLog {
         events: Vec<NewEvent>,
     ) -> Result<Appended, AppendError> {
         self.check_limits(&events)?;
+        let submitted = std::time::Instant::now();
         let (reply, answer) = oneshot::channel();
         self.journal.submit(AppendRequest {
             stream,
@@ -83,7 +84,12 @@ impl EventLog {
             events,
             reply,
         });
-        answer.await.unwrap_or(Err(AppendError::Closed))
+        let answer = answer.await.unwrap_or(Err(AppendError::Closed));
+        if answer.is_ok() {
+            metrics::histogram!(crate::metrics::APPEND_SECONDS)
+                .record(submitted.elapsed().as_secs_f64());
+        }
+        answer
     }
 
     fn check_limits(&self, events: &[NewEvent]) -> Result<(), AppendError> {

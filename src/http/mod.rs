@@ -44,6 +44,7 @@ pub fn server(
     state: HttpState,
     tls: Option<rustls::ServerConfig>,
 ) -> std::io::Result<Server> {
+    crate::metrics::handle();
     let log = web::Data::new(state.log);
     let guard = web::Data::new(state.guard);
     let server = HttpServer::new(move || {
@@ -56,6 +57,22 @@ pub fn server(
             .app_data(web::PathConfig::default().error_handler(|error, _| {
                 ApiError::BadRequest(format!("bad path: {error}")).into()
             }))
+            .wrap_fn(|request, service| {
+                use actix_web::dev::Service;
+                let answered = service.call(request);
+                async move {
+                    let response = answered.await?;
+                    let route = response
+                        .request()
+                        .match_pattern()
+                        .unwrap_or_else(|| "unmatched".into());
+                    let status = response.status().as_u16().to_string();
+                    metrics::counter!(crate::metrics::HTTP_REQUESTS, "route" => route, "status" => status)
+                        .increment(1);
+                    Ok(response)
+                }
+            })
+            .route("/metrics", web::get().to(prometheus))
             .route("/healthz", web::get().to(healthz))
             .route("/readyz", web::get().to(readyz))
             .configure(events::routes)
@@ -65,6 +82,15 @@ pub fn server(
         None => server.listen(listener)?,
     };
     Ok(server.shutdown_timeout(30).run())
+}
+
+/// Every metric in Prometheus' text format. Open like `/healthz`: it holds counts, not data.
+async fn prometheus() -> HttpResponse {
+    let handle = crate::metrics::handle();
+    handle.run_upkeep();
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(handle.render())
 }
 
 /// The process is up.

@@ -1,0 +1,65 @@
+//! Metrics in Prometheus' text format: the one recorder of the process and the name of every
+//! metric annals records. Recording sites use these names; `/metrics` renders them.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Events written to the log.
+pub const APPENDED_EVENTS: &str = "annals_appended_events_total";
+/// Events per commit round (the journal's batch size).
+pub const ROUND_EVENTS: &str = "annals_round_events";
+/// Seconds from an append's submission to its acknowledgement.
+pub const APPEND_SECONDS: &str = "annals_append_seconds";
+/// Entity actors resident, by `kind`.
+pub const ACTORS_RESIDENT: &str = "annals_actors_resident";
+/// Entity actors activated, by `kind`.
+pub const ACTOR_ACTIVATIONS: &str = "annals_actor_activations_total";
+/// Entity actors passivated, by `kind`.
+pub const ACTOR_PASSIVATIONS: &str = "annals_actor_passivations_total";
+/// Long-poll and event-stream followers waiting for a commit.
+pub const FOLLOWERS_WAITING: &str = "annals_followers_waiting";
+/// HTTP requests answered, by `route` (the matched pattern, or `unmatched`) and `status`.
+pub const HTTP_REQUESTS: &str = "annals_http_requests_total";
+
+/// The process's recorder, installed on first use. If something else installed a recorder
+/// first, the handle renders only what reaches it, which is nothing.
+pub fn handle() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let latency = [
+            0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+        ];
+        let sizes = [
+            1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 1024.0, 4096.0,
+        ];
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Full(APPEND_SECONDS.into()), &latency)
+            .and_then(|builder| {
+                builder.set_buckets_for_metric(Matcher::Full(ROUND_EVENTS.into()), &sizes)
+            })
+            .expect("the bucket lists are not empty")
+            .build_recorder();
+        let handle = recorder.handle();
+        if metrics::set_global_recorder(recorder).is_err() {
+            tracing::warn!("another metrics recorder is installed; /metrics will be empty");
+        }
+        handle
+    })
+}
+
+/// Counts a follower as waiting until dropped, even when its request is abandoned mid-wait.
+pub struct Waiting;
+
+impl Waiting {
+    pub fn start() -> Waiting {
+        metrics::gauge!(FOLLOWERS_WAITING).increment(1.0);
+        Waiting
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        metrics::gauge!(FOLLOWERS_WAITING).decrement(1.0);
+    }
+}
