@@ -492,3 +492,71 @@ async fn an_absolute_form_request_line_is_routed_like_its_path() {
     let body: Value = serde_json::from_str(response.split("\r\n\r\n").nth(1).unwrap()).unwrap();
     assert_eq!(positions(&body), [1]);
 }
+
+/// Polls `GET /api/verify` until the run covering at least `head` is finished.
+async fn verified(app: &TestApp, head: u64) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, report) = app.get("/api/verify").await;
+        assert_eq!(status, 200);
+        if report["status"] != "running" && report["head"].as_u64().unwrap() >= head {
+            return report;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no finished verification: {report}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[actix_rt::test]
+async fn the_log_is_verified_while_it_is_written() {
+    let app = spawn_app();
+    for i in 0..50 {
+        app.append(&format!("job-{}", i % 5), &i.to_string()).await;
+    }
+    let report = verified(&app, 50).await;
+    assert_eq!(report["status"], "ok", "{report}");
+    assert_eq!(
+        (
+            report["head"].as_u64(),
+            report["events"].as_u64(),
+            report["streams"].as_u64()
+        ),
+        (Some(50), Some(50), Some(5))
+    );
+    assert_eq!(report["hash"].as_str().unwrap().len(), 64);
+    // Asked again with nothing new, it reports the same run.
+    let (_, again) = app.get("/api/verify").await;
+    assert_eq!(again["finished_at"], report["finished_at"]);
+
+    // Writers keep appending while new runs check what was durable when each started.
+    let log = app.log().clone();
+    let writer = actix_rt::spawn(async move {
+        for i in 0..300 {
+            log.append(
+                stream(&format!("job-w{}", i % 7)),
+                ExpectedVersion::Any,
+                vec![line("more")],
+            )
+            .await
+            .unwrap();
+        }
+    });
+    let mut last_head = 50;
+    while !writer.is_finished() {
+        let report = verified(&app, last_head + 1).await;
+        assert_eq!(report["status"], "ok", "{report}");
+        last_head = report["head"].as_u64().unwrap();
+        if last_head >= 350 {
+            break;
+        }
+    }
+    writer.await.unwrap();
+    let report = verified(&app, 350).await;
+    assert_eq!(
+        (report["status"].as_str(), report["events"].as_u64()),
+        (Some("ok"), Some(350))
+    );
+}

@@ -466,19 +466,26 @@ impl Store {
 
     /// How many entries each part of the log holds, for `verify`: every event has exactly one
     /// record and one entry in each index.
-    pub fn entry_counts(&self) -> Result<EntryCounts, StoreError> {
-        let count = |prefix: u8| -> Result<u64, StoreError> {
-            let mut n = 0;
-            for item in self.log.scan_prefix([prefix]) {
-                item?;
-                n += 1;
-            }
-            Ok(n)
-        };
+    /// Only entries of events up to `head` count, so that a log being written can be checked;
+    /// a record that cannot be read counts too, so that it cannot hide.
+    pub fn entry_counts(&self, head: Position) -> Result<EntryCounts, StoreError> {
+        let count =
+            |prefix: u8, within: &dyn Fn(&[u8], &[u8]) -> bool| -> Result<u64, StoreError> {
+                let mut n = 0;
+                for item in self.log.scan_prefix([prefix]) {
+                    let (key, value) = item?;
+                    n += u64::from(within(&key, &value));
+                }
+                Ok(n)
+            };
         Ok(EntryCounts {
-            records: count(STREAM)?,
-            positions: count(EVENT)?,
-            event_ids: count(EVENT_ID)?,
+            records: count(STREAM, &|_, record| {
+                EventView::parse(record).map_or(true, |view| view.position() <= head)
+            })?,
+            positions: count(EVENT, &|key, _| be_u64(&key[1..]) <= head)?,
+            event_ids: count(EVENT_ID, &|_, position| {
+                position.len() != 8 || be_u64(position) <= head
+            })?,
         })
     }
 }

@@ -48,15 +48,26 @@ impl From<StoreError> for VerifyError {
     }
 }
 
-/// Walks the whole log. `progress` is called with each verified position.
-pub fn verify(
+/// Walks the whole log as it is on disk. `progress` is called with each verified position.
+pub fn verify(store: &Store, progress: impl FnMut(Position)) -> Result<VerifyReport, VerifyError> {
+    let head = store.log_head()?.position;
+    verify_up_to(store, head, progress)
+}
+
+/// Walks the log up to position `head`, ignoring anything appended after it, so that a log in
+/// use can be checked. `progress` is called with each verified position.
+pub fn verify_up_to(
     store: &Store,
+    head: Position,
     mut progress: impl FnMut(Position),
 ) -> Result<VerifyReport, VerifyError> {
     let mut prev = GENESIS_HASH;
     let mut expected_position: Position = 1;
     let mut versions: HashMap<StreamId, Version> = HashMap::new();
     for item in store.raw_events_after(0) {
+        if expected_position > head {
+            break;
+        }
         // A pointer that is malformed or leads nowhere is a fault of the next position.
         let raw = item.map_err(|e| VerifyError::at(expected_position, e.to_string()))?;
         if raw.position != expected_position {
@@ -87,14 +98,20 @@ pub fn verify(
     }
     let events = expected_position - 1;
 
-    let head = store.log_head()?;
-    if head.position != events || head.hash != prev {
+    if events != head {
+        return Err(VerifyError::at(
+            events + 1,
+            "missing: the log ends before its head",
+        ));
+    }
+    let stored = store.log_head()?;
+    if stored.position < head || (stored.position == head && stored.hash != prev) {
         return Err(VerifyError::log(format!(
-            "the log head says position {} but the last event is at {events}, or its hash differs",
-            head.position
+            "the log head says position {} but the events reach {head}, or its hash differs",
+            stored.position
         )));
     }
-    let counts = store.entry_counts()?;
+    let counts = store.entry_counts(head)?;
     for (name, count) in [
         ("stored records", counts.records),
         ("position pointers", counts.positions),
@@ -155,4 +172,100 @@ fn check_indexes(store: &Store, event: &RecordedEvent) -> Result<(), VerifyError
         ));
     }
     Ok(())
+}
+
+/// Where a verification of a log in use stands, as `GET /api/verify` reports it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum VerifyStatus {
+    Running {
+        head: Position,
+        checked: Position,
+        started_at: chrono::DateTime<chrono::Utc>,
+    },
+    Ok {
+        head: Position,
+        events: u64,
+        streams: u64,
+        hash: String,
+        started_at: chrono::DateTime<chrono::Utc>,
+        finished_at: chrono::DateTime<chrono::Utc>,
+    },
+    Failed {
+        head: Position,
+        position: Option<Position>,
+        problem: String,
+        started_at: chrono::DateTime<chrono::Utc>,
+        finished_at: chrono::DateTime<chrono::Utc>,
+    },
+}
+
+/// Runs one verification at a time over a log in use: asked while none has run, or after the
+/// log has moved past the last one, it starts a new run (on a thread of its own, up to the
+/// durable head of that moment); otherwise it reports the current or last run.
+#[derive(Default)]
+pub struct Verifier {
+    last: std::sync::Mutex<Option<VerifyStatus>>,
+    checked: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Verifier {
+    pub fn start_or_report(self: &std::sync::Arc<Self>, log: &super::EventLog) -> VerifyStatus {
+        use std::sync::atomic::Ordering;
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        let head = log.head();
+        let start = match &*last {
+            None => true,
+            Some(VerifyStatus::Running { .. }) => false,
+            Some(VerifyStatus::Ok { head: done, .. } | VerifyStatus::Failed { head: done, .. }) => {
+                *done < head
+            }
+        };
+        if start {
+            let started_at = chrono::Utc::now();
+            self.checked.store(0, Ordering::Relaxed);
+            *last = Some(VerifyStatus::Running {
+                head,
+                checked: 0,
+                started_at,
+            });
+            let verifier = self.clone();
+            let log = log.clone();
+            std::thread::spawn(move || {
+                let checked = verifier.checked.clone();
+                let outcome = verify_up_to(log.store(), head, |position| {
+                    checked.store(position, Ordering::Relaxed)
+                });
+                let finished_at = chrono::Utc::now();
+                let status = match outcome {
+                    Ok(report) => VerifyStatus::Ok {
+                        head,
+                        events: report.events,
+                        streams: report.streams,
+                        hash: hex::encode(report.head_hash),
+                        started_at,
+                        finished_at,
+                    },
+                    Err(error) => VerifyStatus::Failed {
+                        head,
+                        position: error.position,
+                        problem: error.problem,
+                        started_at,
+                        finished_at,
+                    },
+                };
+                *verifier.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(status);
+            });
+        }
+        match last.clone().expect("set above") {
+            VerifyStatus::Running {
+                head, started_at, ..
+            } => VerifyStatus::Running {
+                head,
+                checked: self.checked.load(Ordering::Relaxed),
+                started_at,
+            },
+            done => done,
+        }
+    }
 }

@@ -18,6 +18,7 @@ use crate::actors::kinds::{self, ReplayError};
 use crate::actors::state::ReplayUntil;
 use crate::events::codec::render;
 use crate::events::follow::{self, Filter, Page};
+use crate::events::verify::Verifier;
 use crate::events::{EventLog, Position, RecordedEvent, StreamId};
 
 /// How long an idle event stream goes without a byte before a keep-alive comment, so that
@@ -32,7 +33,8 @@ pub fn routes(config: &mut web::ServiceConfig) {
             "/api/streams/{stream}/events",
             web::get().to(stream_history),
         )
-        .route("/api/streams/{stream}/state", web::get().to(replayed_state));
+        .route("/api/streams/{stream}/state", web::get().to(replayed_state))
+        .route("/api/verify", web::get().to(verify_log));
 }
 
 #[derive(Deserialize)]
@@ -258,4 +260,14 @@ async fn replayed_state(
         Err(error @ ReplayError::UnknownKind(_)) => Err(ApiError::NotFound(error.to_string())),
         Err(error) => Err(ApiError::internal(error)),
     }
+}
+
+/// `GET /api/verify`: starts a verification of the whole log up to its current head when none
+/// has run or the log has moved on since the last, and reports where it stands.
+async fn verify_log(
+    _caller: ApiCaller,
+    log: web::Data<EventLog>,
+    verifier: web::Data<std::sync::Arc<Verifier>>,
+) -> HttpResponse {
+    HttpResponse::Ok().json(verifier.start_or_report(&log))
 }

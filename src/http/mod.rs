@@ -47,10 +47,14 @@ pub fn server(
     crate::metrics::handle();
     let log = web::Data::new(state.log);
     let guard = web::Data::new(state.guard);
+    let verifier = web::Data::new(std::sync::Arc::new(
+        crate::events::verify::Verifier::default(),
+    ));
     let server = HttpServer::new(move || {
         App::new()
             .app_data(log.clone())
             .app_data(guard.clone())
+            .app_data(verifier.clone())
             .app_data(web::QueryConfig::default().error_handler(|error, _| {
                 ApiError::BadRequest(format!("bad query: {error}")).into()
             }))
