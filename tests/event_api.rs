@@ -38,6 +38,25 @@ impl TestApp {
         (status, body)
     }
 
+    /// Opens an event stream (Server-Sent Events) on `path`, resuming after `last_event_id`.
+    async fn event_stream(
+        &self,
+        path: &str,
+        last_event_id: Option<u64>,
+    ) -> awc::ClientResponse<
+        impl futures_util::Stream<Item = Result<actix_web::web::Bytes, awc::error::PayloadError>>
+            + Unpin,
+    > {
+        let mut request = self
+            .client
+            .get(format!("{}{path}", self.address))
+            .insert_header(("Accept", "text/event-stream"));
+        if let Some(id) = last_event_id {
+            request = request.insert_header(("Last-Event-ID", id.to_string()));
+        }
+        request.send().await.expect("the server answers")
+    }
+
     async fn append(&self, stream_name: &str, text: &str) -> u64 {
         self.log()
             .append(stream(stream_name), ExpectedVersion::Any, vec![line(text)])
@@ -342,14 +361,8 @@ async fn an_event_stream_resumes_after_a_disconnect_losing_and_repeating_nothing
                 .unwrap();
         }
     });
-    let url = format!("{}/api/events", app.address);
-    let mut first = app
-        .client
-        .get(&url)
-        .insert_header(("Accept", "text/event-stream"))
-        .send()
-        .await
-        .unwrap();
+    let path = "/api/events";
+    let mut first = app.event_stream(path, None).await;
     assert_eq!(first.status(), 200);
     assert_eq!(
         first.headers().get("content-type").unwrap(),
@@ -364,14 +377,7 @@ async fn an_event_stream_resumes_after_a_disconnect_losing_and_repeating_nothing
     drop(first);
 
     let last = *seen.last().unwrap();
-    let mut second = app
-        .client
-        .get(&url)
-        .insert_header(("Accept", "text/event-stream"))
-        .insert_header(("Last-Event-ID", last.to_string()))
-        .send()
-        .await
-        .unwrap();
+    let mut second = app.event_stream(path, Some(last)).await;
     let mut buffer = String::new();
     let rest = read_events(&mut second, &mut buffer, (total - last) as usize).await;
     seen.extend(rest.iter().map(|(id, _)| *id));
@@ -391,41 +397,21 @@ async fn a_stream_event_stream_resumes_from_a_position_of_that_stream() {
             mine.push(position);
         }
     }
-    let url = format!("{}/api/streams/job-s", app.address);
-    let mut events = app
-        .client
-        .get(&url)
-        .insert_header(("Accept", "text/event-stream"))
-        .send()
-        .await
-        .unwrap();
+    let path = "/api/streams/job-s";
+    let mut events = app.event_stream(path, None).await;
     let mut buffer = String::new();
     let got = read_events(&mut events, &mut buffer, 3).await;
     assert_eq!(got.iter().map(|(id, _)| *id).collect::<Vec<_>>(), mine);
     assert!(got.iter().all(|(_, e)| e["stream"] == "job-s"));
     drop(events);
 
-    let mut resumed = app
-        .client
-        .get(&url)
-        .insert_header(("Accept", "text/event-stream"))
-        .insert_header(("Last-Event-ID", mine[0].to_string()))
-        .send()
-        .await
-        .unwrap();
+    let mut resumed = app.event_stream(path, Some(mine[0])).await;
     let mut buffer = String::new();
     let got = read_events(&mut resumed, &mut buffer, 2).await;
     assert_eq!(got.iter().map(|(id, _)| *id).collect::<Vec<_>>(), mine[1..]);
 
     // A position of another stream cannot be resumed from.
-    let mut refused = app
-        .client
-        .get(&url)
-        .insert_header(("Accept", "text/event-stream"))
-        .insert_header(("Last-Event-ID", "2"))
-        .send()
-        .await
-        .unwrap();
+    let mut refused = app.event_stream(path, Some(2)).await;
     assert_eq!(refused.status(), 400);
     let body = refused.json::<Value>().await.unwrap();
     assert!(

@@ -31,6 +31,13 @@ impl TempLog {
         self.dir.path()
     }
 
+    /// [`TempLog::reopen`] from async code: closing blocks until the journal has stopped.
+    pub async fn reopen_async(self) -> TempLog {
+        tokio::task::spawn_blocking(move || self.reopen())
+            .await
+            .expect("the reopen finishes")
+    }
+
     /// Closes the log and opens it again from disk.
     pub fn reopen(self) -> TempLog {
         let TempLog { log, dir } = self;
