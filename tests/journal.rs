@@ -57,13 +57,20 @@ async fn every_read_returns_durable_events_in_order() {
     assert_eq!(of_a.iter().map(|e| e.version).collect::<Vec<_>>(), [2, 3]);
     assert_eq!(of_a.iter().map(line_text).collect::<Vec<_>>(), ["a2", "a3"]);
 
-    let jobs = log.read_category("job", 1, 100).unwrap();
+    let (jobs, scanned_to) = log.read_category("job", 1, 100).unwrap();
     assert_eq!(
-        jobs.iter().map(|e| e.position).collect::<Vec<_>>(),
-        [2, 4, 5]
+        (
+            jobs.iter().map(|e| e.position).collect::<Vec<_>>(),
+            scanned_to
+        ),
+        (vec![2, 4, 5], 5)
     );
-    assert!(log.read_category("scan", 3, 100).unwrap().is_empty());
-    assert!(log.read_category("jo", 0, 100).unwrap().is_empty());
+    let (first_job, scanned_to) = log.read_category("job", 0, 1).unwrap();
+    assert_eq!((first_job[0].position, scanned_to), (1, 1));
+    let (scans, scanned_to) = log.read_category("scan", 3, 100).unwrap();
+    assert_eq!((scans.len(), scanned_to), (0, 5));
+    let (none, scanned_to) = log.read_category("jo", 0, 100).unwrap();
+    assert_eq!((none.len(), scanned_to), (0, 5));
 
     assert_eq!(log.stream_version(&a).unwrap(), 3);
     assert_eq!(log.stream_version(&stream("job-none")).unwrap(), 0);
@@ -556,4 +563,38 @@ fn opening_something_that_is_not_a_log_names_the_path_and_the_problem() {
         "{error}"
     );
     first.close();
+}
+
+#[tokio::test]
+async fn a_category_read_looks_at_a_bounded_number_of_positions() {
+    use annals::events::log::CATEGORY_SCAN;
+    let t = TempLog::with(fast());
+    let busy = stream("job-busy");
+    let mut written = 0;
+    while written < CATEGORY_SCAN + 5 {
+        let batch = (0..1000).map(|i| line(&i.to_string())).collect();
+        t.log
+            .append(busy.clone(), ExpectedVersion::Any, batch)
+            .await
+            .unwrap();
+        written += 1000;
+    }
+    let rare = t
+        .log
+        .append(stream("rare-1"), ExpectedVersion::Any, vec![line("here")])
+        .await
+        .unwrap()
+        .first_position;
+
+    // The first read stops at its budget without finding anything, yet moves on.
+    let (events, scanned_to) = t.log.read_category("rare", 0, 10).unwrap();
+    assert_eq!((events.len(), scanned_to), (0, CATEGORY_SCAN));
+    let (events, scanned_to) = t.log.read_category("rare", scanned_to, 10).unwrap();
+    assert_eq!(
+        events.iter().map(|e| e.position).collect::<Vec<_>>(),
+        [rare]
+    );
+    assert_eq!(scanned_to, rare);
+    let (events, next) = t.log.read_category("rare", scanned_to, 10).unwrap();
+    assert_eq!((events.len(), next), (0, rare));
 }

@@ -214,26 +214,32 @@ pub fn rebuild<P: Projection>(
     };
     let category = projection.category();
     loop {
-        let events = read(log, category.as_deref(), view.position, 10_000)?;
-        let Some(last) = events.last().map(|e| e.position) else {
+        let (events, scanned_to) = read(log, category.as_deref(), view.position, 10_000)?;
+        if scanned_to == view.position {
             break;
-        };
+        }
         fold(projection, &mut view.state, &events)?;
-        view.position = last;
+        view.position = scanned_to;
     }
     view.position = view.position.max(log.head());
     Ok(view)
 }
 
+/// Up to `limit` events after `after`, and the last position looked at (`after` when there is
+/// nothing more to look at yet).
 fn read(
     log: &EventLog,
     category: Option<&str>,
     after: Position,
     limit: usize,
-) -> Result<Vec<RecordedEvent>, StoreError> {
+) -> Result<(Vec<RecordedEvent>, Position), StoreError> {
     match category {
         Some(category) => log.read_category(category, after, limit),
-        None => log.read_all(after, limit),
+        None => {
+            let events = log.read_all(after, limit)?;
+            let scanned_to = events.last().map_or(after, |e| e.position);
+            Ok((events, scanned_to))
+        }
     }
 }
 
@@ -292,29 +298,30 @@ impl<P: Projection> Runner<P> {
                 return;
             };
             let after = *shared.position.borrow();
-            let head = self.log.head();
             let log = self.log.clone();
             let category = category.clone();
             let limit = self.settings.batch;
-            let events =
+            let read =
                 tokio::task::spawn_blocking(move || read(&log, category.as_deref(), after, limit))
                     .await;
-            let events = match events {
-                Ok(Ok(events)) => events,
+            let (events, scanned_to) = match read {
+                Ok(Ok(read)) => read,
                 Ok(Err(error)) => return self.fail(&shared, error.to_string()),
                 Err(error) => return self.fail(&shared, error.to_string()),
             };
-            if let Some(last) = events.last().map(|e| e.position) {
+            if scanned_to > after {
                 let folded = {
                     let mut view = shared.view.write().unwrap_or_else(|p| p.into_inner());
                     let folded = fold(&*self.projection, &mut view.state, &events);
-                    view.position = last;
+                    view.position = scanned_to;
                     folded
                 };
                 if let Err(error) = folded {
                     return self.fail(&shared, error.to_string());
                 }
-                shared.position.send_replace(last);
+                shared.position.send_replace(scanned_to);
+                // Moving past other categories' events changes no state, so it alone is not
+                // worth a checkpoint.
                 unsaved += events.len() as u64;
                 if unsaved >= self.settings.checkpoint_every {
                     self.save(&shared).await;
@@ -322,16 +329,7 @@ impl<P: Projection> Runner<P> {
                 }
                 continue;
             }
-            // Nothing of ours up to `head`: the projection is current as of it. Moving past other
-            // categories' events changes no state, so it alone is not worth a checkpoint.
-            if head > after {
-                shared
-                    .view
-                    .write()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .position = head;
-                shared.position.send_replace(head);
-            }
+            // Caught up with the durable head.
             if unsaved > 0 {
                 self.save(&shared).await;
                 unsaved = 0;
@@ -339,7 +337,7 @@ impl<P: Projection> Runner<P> {
             drop(shared);
             tokio::select! {
                 _ = &mut stopped => return,
-                head = self.log.wait_past(head, Duration::from_secs(3600)) => {
+                head = self.log.wait_past(scanned_to, Duration::from_secs(3600)) => {
                     if head.is_none() {
                         return;
                     }

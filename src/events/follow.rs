@@ -97,16 +97,16 @@ fn read_filtered(
     let mut matches = Vec::new();
     let mut scanned_to = after;
     while matches.len() < limit && scanned_to < head && scanned_to - after < SCAN_BUDGET as u64 {
-        let batch = match &filter.category {
+        let (batch, scanned) = match &filter.category {
             Some(category) => log.read_category(category, scanned_to, limit - matches.len())?,
-            None => log.read_all(scanned_to, (limit - matches.len()).min(1000))?,
+            None => {
+                let batch = log.read_all(scanned_to, (limit - matches.len()).min(1000))?;
+                let scanned = batch.last().map_or(head, |e| e.position);
+                (batch, scanned)
+            }
         };
-        let Some(last) = batch.last().map(|e| e.position) else {
-            // Nothing of this category up to the head.
-            scanned_to = head;
-            break;
-        };
-        scanned_to = last.min(head);
+        // The log may have moved past `head` since it was read; the rest is for the next page.
+        scanned_to = scanned.min(head);
         matches.extend(
             batch
                 .into_iter()

@@ -37,6 +37,9 @@ impl Default for LogOptions {
     }
 }
 
+/// The most positions one category read looks at.
+pub const CATEGORY_SCAN: u64 = 10_000;
+
 /// An open event log. Clones share one store and one journal.
 #[derive(Clone)]
 pub struct EventLog {
@@ -121,12 +124,6 @@ impl EventLog {
         *self.committed.borrow()
     }
 
-    /// A receiver of each new durable head position. Mark the current value seen before
-    /// reading, then wait for a change: an event committed in between still wakes the reader.
-    pub fn subscribe(&self) -> watch::Receiver<Position> {
-        self.committed.clone()
-    }
-
     /// Waits until an event after `after` is durable or `timeout` passes, and returns the head;
     /// `None` once the log is closed. The check and the wait are one step, so a commit between
     /// a reader's read and this call is never missed.
@@ -166,17 +163,17 @@ impl EventLog {
     }
 
     /// Up to `limit` durable events of one category (`scan` for every `scan-*` stream) after
-    /// global position `after`.
+    /// global position `after`, looking at no more than [`CATEGORY_SCAN`] positions. Returns the
+    /// events and the last position looked at: the next read starts there, so that a follower
+    /// of a rare category moves on without scanning the whole log in one call.
     pub fn read_category(
         &self,
         category: &str,
         after: Position,
         limit: usize,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let head = self.head();
-        let mut events = self.store.read_category(category, after, limit)?;
-        events.retain(|e| e.position <= head);
-        Ok(events)
+    ) -> Result<(Vec<RecordedEvent>, Position), StoreError> {
+        let until = self.head().min(after.saturating_add(CATEGORY_SCAN));
+        self.store.read_category(category, after, until, limit)
     }
 
     /// The durable version of a stream (0 when it has no event).

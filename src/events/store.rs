@@ -356,30 +356,36 @@ impl Store {
     /// Up to `limit` events of one category (all `scan-*` streams) after global position `after`.
     /// It walks the position pointers, whose stream names tell the category, and opens only the
     /// records that belong to it.
+    /// Looks at positions in `(after, until]` only, and stops after `limit` matches; returns
+    /// the events and the last position looked at, where the next read starts.
     pub fn read_category(
         &self,
         category: &str,
         after: Position,
+        until: Position,
         limit: usize,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
+    ) -> Result<(Vec<RecordedEvent>, Position), StoreError> {
         let mut prefix = Vec::with_capacity(category.len() + 2);
         prefix.push(STREAM);
         prefix.extend_from_slice(category.as_bytes());
         prefix.push(b'-');
-        let start = event_key(after.saturating_add(1));
         let mut events = Vec::new();
-        for item in self.log.range(start.to_vec()..vec![EVENT + 1]) {
-            if events.len() >= limit {
-                break;
-            }
+        if until <= after {
+            return Ok((events, after));
+        }
+        let range = event_key(after + 1)..=event_key(until);
+        for item in self.log.range(range) {
             let (key, pointer) = item?;
+            let position = be_u64(&key[1..]);
             if pointer.starts_with(&prefix) {
-                let position = be_u64(&key[1..]);
                 let record = self.pointed(position, &pointer)?;
                 events.push(record.open(|| format!("position {position}"))?);
+                if events.len() >= limit {
+                    return Ok((events, position));
+                }
             }
         }
-        Ok(events)
+        Ok((events, until))
     }
 
     /// Applies one commit round atomically. Only the journal calls this.
