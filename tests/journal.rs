@@ -559,7 +559,8 @@ fn opening_something_that_is_not_a_log_names_the_path_and_the_problem() {
     let first = EventLog::open(&busy, LogOptions::default()).unwrap();
     let error = EventLog::open(&busy, LogOptions::default()).err().unwrap();
     assert!(
-        error.to_string().contains(&busy.display().to_string()),
+        error.to_string().contains(&busy.display().to_string())
+            && error.to_string().contains("another process holds it"),
         "{error}"
     );
     first.close();

@@ -28,6 +28,7 @@ use std::ffi::OsString;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -35,6 +36,9 @@ use uuid::Uuid;
 use super::envelope::{
     DecodeError, EventView, Hash, Position, RecordedEvent, StreamId, Version, GENESIS_HASH,
 };
+
+/// How long opening waits for a log's lock to be released.
+pub const LOCK_WAIT: Duration = Duration::from_secs(2);
 
 /// The on-disk format this build reads and writes.
 pub const FORMAT: &[u8] = b"annals-log v1";
@@ -159,12 +163,29 @@ impl Store {
                 path: path.to_owned(),
             });
         }
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(path)
             .mode(sled::Mode::HighThroughput)
-            .cache_capacity(cache_bytes)
-            .open()
-            .map_err(|e| open_error(e.to_string()))?;
+            .cache_capacity(cache_bytes);
+        // sled's background threads keep its data file, and so its lock, open for a moment after
+        // the last handle of a log is dropped: a log closed and opened again in one process can
+        // find it still locked. Another process holding the log keeps it locked for good.
+        let deadline = Instant::now() + LOCK_WAIT;
+        let db = loop {
+            match config.open() {
+                Ok(db) => break db,
+                // sled 0.34.7 (pinned) says so only in its message.
+                Err(e) if e.to_string().contains("could not acquire lock") => {
+                    if Instant::now() >= deadline {
+                        return Err(open_error(format!(
+                            "another process holds it (waited {LOCK_WAIT:?}): {e}"
+                        )));
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => return Err(open_error(e.to_string())),
+            }
+        };
         let tree = |name: &str| {
             db.open_tree(name)
                 .map_err(|e| open_error(format!("cannot open tree {name}: {e}")))
