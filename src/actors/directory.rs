@@ -129,6 +129,7 @@ impl<E: Entity> Directory<E> {
             };
             self.passivate(&oldest);
         }
+        self.count_residents();
         Ok(addr)
     }
 
@@ -142,6 +143,12 @@ impl<E: Entity> Directory<E> {
         }
     }
 
+    /// Publishes how many actors are resident; called where that changes, not per message.
+    fn count_residents(&self) {
+        metrics::gauge!(crate::metrics::ACTORS_RESIDENT, "kind" => E::KIND)
+            .set(self.residents.len() as f64);
+    }
+
     fn passivate_idle(&mut self) {
         let idle: Vec<String> = self
             .residents
@@ -149,9 +156,13 @@ impl<E: Entity> Directory<E> {
             .filter(|(_, r)| r.last_used.elapsed() >= self.env.settings.idle_timeout)
             .map(|(id, _)| id.clone())
             .collect();
+        if idle.is_empty() {
+            return;
+        }
         for id in idle {
             self.passivate(&id);
         }
+        self.count_residents();
     }
 }
 
@@ -176,8 +187,6 @@ where
 
     fn handle(&mut self, route: Route<M>, ctx: &mut Self::Context) -> Self::Result {
         let addr = self.resident(&route.id, ctx);
-        metrics::gauge!(crate::metrics::ACTORS_RESIDENT, "kind" => E::KIND)
-            .set(self.residents.len() as f64);
         Box::pin(async move {
             addr?
                 .send(route.message)
