@@ -560,3 +560,35 @@ fn a_projection_sees_its_writes_resumes_from_its_checkpoint_and_stops_on_bad_eve
         assert!(resumed.failure().unwrap().contains("NoSuchEvent"));
     });
 }
+
+#[actix_rt::test]
+async fn a_catch_up_that_fails_leaves_the_state_as_it_was() {
+    let t = TempLog::new();
+    let jobs = jobs(&t.log, Settings::default());
+    jobs.execute("c", start("c"), Metadata::system())
+        .await
+        .unwrap();
+    jobs.execute("c", record("kept"), Metadata::system())
+        .await
+        .unwrap();
+    // Another writer appends an event the entity cannot read behind the actor's back.
+    let mut unreadable = line("?");
+    unreadable.event_type = "NoSuchEvent".into();
+    t.log
+        .append(stream("job-c"), ExpectedVersion::Any, vec![unreadable])
+        .await
+        .unwrap();
+    // The command conflicts, the catch-up cannot fold the new event, and the command fails...
+    let failed = jobs.execute("c", record("lost"), Metadata::system()).await;
+    assert!(
+        matches!(failed, Err(CommandError::Unavailable(ref reason)) if reason.contains("NoSuchEvent")),
+        "{failed:?}"
+    );
+    // ...without wiping what the actor knew.
+    let (version, state) = jobs.state("c").await.unwrap();
+    assert_eq!(
+        (version, state.status, state.lines),
+        (2, JobStatus::Running, 1)
+    );
+    assert_eq!(state.last_line.as_deref(), Some("kept"));
+}

@@ -275,7 +275,8 @@ async fn execute<E: Entity>(
     }
 }
 
-/// Folds the events another writer appended since the cell's version.
+/// Folds the events another writer appended since the cell's version. The fold works on a copy,
+/// so that a failure leaves the cell as it was: consistent, only behind.
 async fn catch_up<E: Entity>(
     env: &Env<E>,
     stream: &StreamId,
@@ -284,7 +285,7 @@ async fn catch_up<E: Entity>(
     let log = env.log.clone();
     let stream = stream.clone();
     let mut loaded = Loaded {
-        state: std::mem::take(&mut cell.state),
+        state: cell.state.clone(),
         version: cell.version,
         snapshot_version: None,
         replayed: 0,
