@@ -2,11 +2,10 @@
 //! wrapper over the library; none holds logic the library lacks.
 
 use std::io::{IsTerminal, Write};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{bail, Context as _};
 use chrono::{DateTime, Utc};
@@ -14,9 +13,9 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use uuid::Uuid;
 
-use crate::actors::job::{Job, JobEvent, JobStarted, Level, LineRecorded};
+use crate::actors::job::{JobEvent, JobStarted, Level, LineRecorded};
 use crate::actors::state::ReplayUntil;
-use crate::actors::{kinds, reconcile, Entities, NoEffects, SystemClock};
+use crate::actors::kinds;
 use crate::config::Config;
 use crate::events::codec::render;
 use crate::events::verify::verify;
@@ -282,68 +281,41 @@ fn hash_password() -> anyhow::Result<()> {
 /// Refuses to serve the event log to a network without accounts, unless told to.
 fn check_exposure(config: &Config, insecure_no_auth: bool) -> anyhow::Result<()> {
     use std::net::ToSocketAddrs;
-    let listen = config.http.listen.as_str();
-    let addresses: Vec<_> = listen
-        .to_socket_addrs()
-        .with_context(|| format!("cannot resolve the listen address {listen}"))?
-        .collect();
-    let loopback_only = addresses.iter().all(|address| address.ip().is_loopback());
-    if !loopback_only && config.accounts.is_empty() && !insecure_no_auth {
-        bail!(
-            "refusing to listen on {listen} without any account: anyone who reaches it could read \
-             the whole event log. Configure [[accounts]] (see docs/annals.example.toml), listen on \
-             a loopback address, or pass --insecure-no-auth"
-        );
+    for listen in crate::startup::listen_addresses(config) {
+        let addresses: Vec<_> = listen
+            .to_socket_addrs()
+            .with_context(|| format!("cannot resolve the listen address {listen}"))?
+            .collect();
+        let loopback_only = addresses.iter().all(|address| address.ip().is_loopback());
+        if !loopback_only && config.accounts.is_empty() && !insecure_no_auth {
+            bail!(
+                "refusing to listen on {listen} without any account: anyone who reaches it could \
+                 read the whole event log. Configure [[accounts]] (see docs/annals.example.toml), \
+                 listen on a loopback address, or pass --insecure-no-auth"
+            );
+        }
     }
     Ok(())
 }
 
 fn serve(config: &Config, insecure_no_auth: bool) -> anyhow::Result<()> {
     check_exposure(config, insecure_no_auth)?;
-    let auth = crate::auth::Auth::new(config.accounts.clone())
-        .map_err(|reason| anyhow::anyhow!("the accounts are not valid: {reason}"))?;
-    let guard = crate::http::Guard {
-        auth: Arc::new(auth),
-        api: config.auth.api,
-    };
-    let tls = match (&config.http.tls_cert, &config.http.tls_key) {
-        (Some(cert), Some(key)) => Some(crate::http::tls::server_config(cert, key)?),
-        (None, None) => None,
-        _ => bail!("[http] tls_cert and tls_key go together: give both or neither"),
-    };
     let data = config.data.as_path();
-    let listen = config.http.listen.as_str();
     let log = EventLog::open(data, config.log_options())?;
-    let listener =
-        TcpListener::bind(listen).with_context(|| format!("cannot listen on {listen}"))?;
-    let address = listener.local_addr()?;
-    let settings = config.actor_settings();
     let served = actix_web::rt::System::new().block_on({
         let log = log.clone();
         async move {
-            let jobs = Entities::<Job>::start(
-                log.clone(),
-                Arc::new(SystemClock),
-                Arc::new(NoEffects),
-                settings,
-            );
-            let running = reconcile::track_in_progress::<Job>(&log)?;
-            let settled =
-                reconcile::reconcile(&log, &jobs, &running, Duration::from_secs(300)).await?;
-            if !settled.is_empty() {
-                tracing::info!(count = settled.len(), "settled jobs left running");
+            let application = crate::startup::build(config, log).await?;
+            let addresses = &application.addresses;
+            let scheme = if config.http.tls_cert.is_some() { "https" } else { "http" };
+            if let Some(partisci) = addresses.partisci {
+                tracing::info!(%partisci, "partisci listening (HTTP and UDP)");
             }
-            let scheme = if tls.is_some() { "https" } else { "http" };
-            tracing::info!(%address, scheme, data = %data.display(), "annals listening");
-            let state = crate::http::HttpState {
-                log: log.clone(),
-                guard,
-            };
-            crate::http::server(listener, state, tls)?.await?;
-            anyhow::Ok(())
+            tracing::info!(address = %addresses.main, scheme, data = %data.display(), "annals listening");
+            application.run().await
         }
     });
-    // The HTTP server has stopped (SIGINT or SIGTERM): finish pending appends, then exit.
+    // The servers have stopped (SIGINT or SIGTERM): finish pending appends, then exit.
     log.close();
     served
 }

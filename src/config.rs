@@ -28,6 +28,7 @@ pub struct Config {
     pub http: HttpSection,
     pub actors: ActorsSection,
     pub auth: AuthSection,
+    pub partisci: PartisciSection,
     /// The accounts. With none, auth is off, and annals refuses to listen on anything but a
     /// loopback address unless told `--insecure-no-auth`.
     pub accounts: Vec<Account>,
@@ -68,6 +69,47 @@ pub struct HttpSection {
     pub tls_key: Option<PathBuf>,
 }
 
+/// The inventory face (Partisci). Its routes are on the main listener too, under `/api/v1/`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PartisciSection {
+    /// Whether the face runs at all.
+    pub enabled: bool,
+    /// Its own listener, HTTP and UDP on one port, so that Partisci clients keep their default
+    /// port 7777; empty for none.
+    pub listen: String,
+    /// A PEM certificate chain for its HTTP listener; with `tls_key`, it speaks HTTPS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+    /// Who may use it once any account exists: anyone (Partisci clients send no credentials),
+    /// account or admin. `_danger/clear/` always needs admin when accounts exist.
+    pub auth: Access,
+    /// The largest `POST update/` body, in KiB; larger ones are answered 413.
+    pub max_body_kb: u64,
+    /// Versions not reported for this many seconds leave the queries and are expired with an
+    /// event; 0 keeps them for ever.
+    pub retention_s: u64,
+    /// Enables `POST _danger/clear/`, which clears the whole inventory (its history stays).
+    pub danger: bool,
+}
+
+impl Default for PartisciSection {
+    fn default() -> Self {
+        PartisciSection {
+            enabled: true,
+            listen: "127.0.0.1:7777".into(),
+            tls_cert: None,
+            tls_key: None,
+            auth: Access::Anyone,
+            max_body_kb: 16,
+            retention_s: 0,
+            danger: false,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ActorsSection {
@@ -90,6 +132,7 @@ impl Default for Config {
             http: HttpSection::default(),
             actors: ActorsSection::default(),
             auth: AuthSection::default(),
+            partisci: PartisciSection::default(),
             accounts: Vec::new(),
         }
     }
@@ -133,6 +176,8 @@ fn schema() -> toml::Table {
     let mut config = Config::default();
     config.http.tls_cert = Some(PathBuf::new());
     config.http.tls_key = Some(PathBuf::new());
+    config.partisci.tls_cert = Some(PathBuf::new());
+    config.partisci.tls_key = Some(PathBuf::new());
     toml::Table::try_from(config).expect("the schema serializes")
 }
 

@@ -10,6 +10,8 @@
 //!   passivates them, snapshots, side effects after durability, start-up reconciliation and
 //!   projections (read models).
 //! - [`http`]: the HTTP server and its faces. Handlers parse, send one message, map the reply.
+//! - [`startup`]: binds every listener and starts each face's entities, read models and
+//!   background tasks from a configuration; `annals serve` and the tests run the server with it.
 //! - [`cli`]: the `annals` command line: `serve`, `export`, `replay`, `verify`, `load`.
 
 pub mod actors;
@@ -19,3 +21,4 @@ pub mod config;
 pub mod events;
 pub mod http;
 pub mod metrics;
+pub mod startup;

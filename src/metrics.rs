@@ -19,6 +19,9 @@ pub const ACTOR_ACTIVATIONS: &str = "annals_actor_activations_total";
 pub const ACTOR_PASSIVATIONS: &str = "annals_actor_passivations_total";
 /// Long-poll and event-stream followers waiting for a commit.
 pub const FOLLOWERS_WAITING: &str = "annals_followers_waiting";
+/// Partisci datagrams received, by `outcome`: `accepted`, `invalid` (dropped: not a valid
+/// update), `overloaded` (dropped: too many in flight) or `failed` (the log refused it).
+pub const PARTISCI_DATAGRAMS: &str = "annals_partisci_udp_datagrams_total";
 /// HTTP requests answered, by `route` (the matched pattern, or `unmatched`) and `status`.
 pub const HTTP_REQUESTS: &str = "annals_http_requests_total";
 

@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use super::entity::Entity;
+use super::inventory::HostRecord;
 use super::job::Job;
 use super::state::{self, LoadError, ReplayUntil};
 use crate::events::{EventLog, StreamId, Version};
@@ -26,7 +27,7 @@ pub enum ReplayError {
 }
 
 /// Every kind `replay` knows.
-pub const KINDS: &[&str] = &[Job::KIND];
+pub const KINDS: &[&str] = &[Job::KIND, HostRecord::KIND];
 
 /// Replays a stream of any known kind from its first event up to `until`.
 pub fn replay(
@@ -36,6 +37,7 @@ pub fn replay(
 ) -> Result<Replayed, ReplayError> {
     match stream.category() {
         Job::KIND => replay_as::<Job>(log, stream, until),
+        HostRecord::KIND => replay_as::<HostRecord>(log, stream, until),
         other => Err(ReplayError::UnknownKind(other.to_owned())),
     }
 }

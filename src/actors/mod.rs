@@ -7,6 +7,7 @@ pub mod directory;
 pub mod effects;
 pub mod entity;
 mod host;
+pub mod inventory;
 pub mod job;
 pub mod kinds;
 pub mod projection;

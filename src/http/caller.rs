@@ -1,5 +1,6 @@
-//! The caller of an event API route: an extractor that authorizes the request against the
-//! configured accounts before the handler runs, answering 401 or 403 in the API's error shape.
+//! Who is calling: the authorization of a request against the configured accounts, shared by
+//! every face, and the event API's extractor, which answers a refusal with 401 or 403 in the
+//! API's error shape before the handler runs. Each face maps [`Denied`] to its own shape.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -9,13 +10,46 @@ use actix_web::http::header::AUTHORIZATION;
 use actix_web::{web, FromRequest, HttpRequest};
 
 use super::error::ApiError;
-use crate::auth::{Access, Auth, Caller};
+use crate::auth::{Access, Auth, AuthError, Caller};
 
 /// Who may use what, shared by every worker.
 pub struct Guard {
     pub auth: Arc<Auth>,
     /// Who may use the event API.
     pub api: Access,
+}
+
+/// Why a request was not authorized.
+#[derive(Debug, thiserror::Error)]
+pub enum Denied {
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// The check itself could not run (the blocking pool is shutting down).
+    #[error("the credentials could not be checked: {0}")]
+    Unavailable(String),
+}
+
+/// Authorizes the caller of `request` for a part open to `access`.
+pub fn authorize(
+    request: &HttpRequest,
+    auth: Arc<Auth>,
+    access: Access,
+) -> impl Future<Output = Result<Caller, Denied>> + 'static {
+    let authorization = request
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    async move {
+        if !auth.enabled() || access == Access::Anyone {
+            return Ok(Caller { user: None });
+        }
+        // An argon2 verification takes tens of milliseconds: off the async threads.
+        let authorized = web::block(move || auth.authorize(authorization.as_deref(), access))
+            .await
+            .map_err(|e| Denied::Unavailable(e.to_string()))?;
+        Ok(authorized?)
+    }
 }
 
 /// An authorized caller of the event API.
@@ -26,24 +60,10 @@ impl FromRequest for ApiCaller {
     type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
 
     fn from_request(request: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        let guard = request.app_data::<web::Data<Guard>>().cloned();
-        let authorization = request
-            .headers()
-            .get(AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .map(str::to_owned);
-        Box::pin(async move {
-            let guard =
-                guard.ok_or_else(|| ApiError::Internal("no access rules configured".into()))?;
-            if !guard.auth.enabled() {
-                return Ok(ApiCaller(Caller { user: None }));
-            }
-            // An argon2 verification takes tens of milliseconds: off the async threads.
-            let authorized =
-                web::block(move || guard.auth.authorize(authorization.as_deref(), guard.api))
-                    .await
-                    .map_err(ApiError::internal)?;
-            Ok(ApiCaller(authorized?))
-        })
+        let Some(guard) = request.app_data::<web::Data<Guard>>() else {
+            return Box::pin(async { Err(ApiError::Internal("no access rules configured".into())) });
+        };
+        let authorized = authorize(request, guard.auth.clone(), guard.api);
+        Box::pin(async move { Ok(ApiCaller(authorized.await?)) })
     }
 }

@@ -4,6 +4,9 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 
+/// The `WWW-Authenticate` challenge of every 401.
+pub const CHALLENGE: &str = r#"Basic realm="annals", Bearer realm="annals""#;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     /// The request is malformed: a bad parameter, a bad stream id.
@@ -30,6 +33,15 @@ impl From<crate::auth::AuthError> for ApiError {
     }
 }
 
+impl From<super::caller::Denied> for ApiError {
+    fn from(denied: super::caller::Denied) -> Self {
+        match denied {
+            super::caller::Denied::Auth(error) => error.into(),
+            super::caller::Denied::Unavailable(reason) => ApiError::Internal(reason),
+        }
+    }
+}
+
 impl ApiError {
     pub fn internal(error: impl std::fmt::Display) -> ApiError {
         ApiError::Internal(error.to_string())
@@ -50,10 +62,7 @@ impl ResponseError for ApiError {
     fn error_response(&self) -> HttpResponse {
         let mut response = HttpResponse::build(self.status_code());
         if let ApiError::Unauthorized(_) = self {
-            response.insert_header((
-                actix_web::http::header::WWW_AUTHENTICATE,
-                r#"Basic realm="annals", Bearer realm="annals""#,
-            ));
+            response.insert_header((actix_web::http::header::WWW_AUTHENTICATE, CHALLENGE));
         }
         response.json(serde_json::json!({
             "error": self.to_string(),

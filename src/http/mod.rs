@@ -1,11 +1,14 @@
-//! The HTTP server: `/healthz` and the event API, with the faces to come mounting here.
-//! Handlers parse, call one library function or send one message, and map the reply; nothing
-//! here touches storage.
+//! The HTTP server: the main listener serves `/healthz`, `/metrics`, the event API and every
+//! face at its own paths; a face's own listener serves that face's routes only. Handlers parse,
+//! call one library function or send one message, and map the reply; nothing here touches
+//! storage.
 
+pub mod body;
 pub mod caller;
 pub mod error;
 pub mod events;
 pub mod params;
+pub mod partisci;
 pub mod tls;
 
 use std::net::TcpListener;
@@ -14,7 +17,7 @@ use std::sync::Arc;
 use actix_web::{dev::Server, web, App, HttpResponse, HttpServer};
 
 use crate::auth::{Access, Auth};
-use crate::events::EventLog;
+use crate::events::{EventLog, Metadata, Origin};
 pub use caller::Guard;
 use error::ApiError;
 
@@ -22,6 +25,54 @@ use error::ApiError;
 pub struct HttpState {
     pub log: EventLog,
     pub guard: Guard,
+    pub faces: Faces,
+}
+
+/// The faces a server runs, each with what its handlers share; `None` for one that is off.
+#[derive(Clone, Default)]
+pub struct Faces {
+    pub partisci: Option<web::Data<partisci::Partisci>>,
+}
+
+/// A face, for a listener of its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Face {
+    Partisci,
+}
+
+/// What one listener serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Serves {
+    /// The main listener: health, metrics, the event API and every face.
+    Everything,
+    /// One face's routes only.
+    Only(Face),
+}
+
+impl Faces {
+    fn configure(&self, config: &mut web::ServiceConfig, serves: Serves) {
+        let wanted = |face| matches!(serves, Serves::Everything) || serves == Serves::Only(face);
+        if let Some(partisci) = self.partisci.as_ref().filter(|_| wanted(Face::Partisci)) {
+            config.app_data(partisci.clone());
+            partisci::routes(config);
+        }
+    }
+}
+
+/// The metadata of events an HTTP request causes: who sent it, from where, and a fresh
+/// correlation id grouping every event of the request.
+pub fn metadata(request: &actix_web::HttpRequest, caller: &crate::auth::Caller) -> Metadata {
+    Metadata {
+        correlation_id: Some(uuid::Uuid::now_v7()),
+        causation_id: None,
+        origin: Origin::Http {
+            addr: request
+                .peer_addr()
+                .map(|peer| peer.to_string())
+                .unwrap_or_default(),
+            user: caller.user.clone(),
+        },
+    }
 }
 
 impl HttpState {
@@ -33,18 +84,30 @@ impl HttpState {
                 auth: Arc::new(Auth::new(Vec::new()).expect("no accounts is valid")),
                 api: Access::Admin,
             },
+            faces: Faces::default(),
         }
     }
 }
 
-/// Serves on a listener the caller bound (so that tests can use port 0), over TLS when given a
-/// configuration.
+/// Serves everything on a listener the caller bound (so that tests can use port 0), over TLS
+/// when given a configuration.
 pub fn server(
     listener: TcpListener,
     state: HttpState,
     tls: Option<rustls::ServerConfig>,
 ) -> std::io::Result<Server> {
+    serve(listener, state, Serves::Everything, tls)
+}
+
+/// Serves what `serves` says on a listener the caller bound.
+pub fn serve(
+    listener: TcpListener,
+    state: HttpState,
+    serves: Serves,
+    tls: Option<rustls::ServerConfig>,
+) -> std::io::Result<Server> {
     crate::metrics::handle();
+    let faces = state.faces;
     let log = web::Data::new(state.log);
     let guard = web::Data::new(state.guard);
     let verifier = web::Data::new(std::sync::Arc::new(
@@ -76,10 +139,16 @@ pub fn server(
                     Ok(response)
                 }
             })
-            .route("/metrics", web::get().to(prometheus))
-            .route("/healthz", web::get().to(healthz))
-            .route("/readyz", web::get().to(readyz))
-            .configure(events::routes)
+            .configure(|config| {
+                if serves == Serves::Everything {
+                    config
+                        .route("/metrics", web::get().to(prometheus))
+                        .route("/healthz", web::get().to(healthz))
+                        .route("/readyz", web::get().to(readyz))
+                        .configure(events::routes);
+                }
+                faces.configure(config, serves);
+            })
     });
     let server = match tls {
         Some(tls) => server.listen_rustls_0_23(listener, tls)?,

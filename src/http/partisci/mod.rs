@@ -1,0 +1,280 @@
+//! The inventory face: the Partisci API under `/api/v1/` (both route generations), its
+//! `/debug/vars`, and version updates over UDP in [`udp`]. Handlers parse, call the inventory
+//! once, and answer in Partisci's shapes: `{"data": [...]}` or `{"error": "..."}`.
+
+pub mod udp;
+
+use std::sync::Arc;
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::body::{read_body, BodyError};
+use super::caller::{authorize, Denied};
+use crate::actors::inventory::model::VersionFilter;
+use crate::actors::inventory::{Inventory, InventoryError, Version, VersionReport, Via};
+use crate::auth::{Access, Auth, Caller};
+
+/// What the face's handlers share.
+pub struct Partisci {
+    pub inventory: Inventory,
+    pub auth: Arc<Auth>,
+    /// Who may use the face (Partisci clients send no credentials: anyone, by default).
+    pub access: Access,
+    /// Whether `_danger/clear/` may clear the inventory.
+    pub danger: bool,
+    /// The largest `POST update/` body, in bytes.
+    pub max_body: usize,
+}
+
+/// A refusal, in Partisci's shape.
+#[derive(Debug, thiserror::Error)]
+pub enum PartisciError {
+    /// A bad update: Partisci answers 415 whatever is wrong with it.
+    #[error("{0}")]
+    BadUpdate(String),
+    #[error(transparent)]
+    Body(#[from] BodyError),
+    #[error(transparent)]
+    Denied(#[from] Denied),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    #[error(transparent)]
+    Inventory(#[from] InventoryError),
+}
+
+impl ResponseError for PartisciError {
+    fn status_code(&self) -> StatusCode {
+        use crate::auth::AuthError;
+        match self {
+            PartisciError::BadUpdate(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            PartisciError::Body(BodyError::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
+            PartisciError::Body(BodyError::Broken(_)) => StatusCode::BAD_REQUEST,
+            PartisciError::Denied(Denied::Auth(AuthError::Forbidden { .. }))
+            | PartisciError::Forbidden(_) => StatusCode::FORBIDDEN,
+            PartisciError::Denied(Denied::Auth(_)) => StatusCode::UNAUTHORIZED,
+            PartisciError::Denied(Denied::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            PartisciError::NotFound(_) => StatusCode::NOT_FOUND,
+            PartisciError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            PartisciError::Inventory(InventoryError::Rejected(_)) => StatusCode::CONFLICT,
+            PartisciError::Inventory(InventoryError::NotRecorded(_)) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            PartisciError::Inventory(InventoryError::Model(_)) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status_code());
+        if self.status_code() == StatusCode::UNAUTHORIZED {
+            response.insert_header((
+                actix_web::http::header::WWW_AUTHENTICATE,
+                super::error::CHALLENGE,
+            ));
+        }
+        response.json(serde_json::json!({ "error": self.to_string() }))
+    }
+}
+
+/// The routes of the face, under `/api/v1/`, and `/debug/vars`.
+pub fn routes(config: &mut web::ServiceConfig) {
+    config
+        .service(
+            web::scope("/api/v1")
+                .app_data(web::QueryConfig::default().error_handler(|error, _| {
+                    PartisciError::BadUpdate(format!("bad query: {error}")).into()
+                }))
+                .service(only("/app/", web::get().to(apps)))
+                .service(only("/summary/app/", web::get().to(apps)))
+                .service(only("/host/", web::get().to(hosts)))
+                .service(only("/summary/host/", web::get().to(hosts)))
+                .service(only("/summary/hosts/", web::get().to(hosts)))
+                .service(only("/version/", web::get().to(versions)))
+                .service(only("/update/", web::post().to(update)))
+                .service(only("/_danger/clear/", web::post().to(clear)))
+                .service(only("/_partisci/", web::get().to(info)))
+                .default_service(web::to(not_found)),
+        )
+        .service(only("/debug/vars", web::get().to(info)));
+}
+
+/// A resource answering 405 in Partisci's shape to any method but the one routed.
+fn only(path: &str, route: actix_web::Route) -> actix_web::Resource {
+    web::resource(path)
+        .route(route)
+        .default_service(web::to(method_not_allowed))
+}
+
+async fn method_not_allowed(request: HttpRequest) -> HttpResponse {
+    PartisciError::MethodNotAllowed(format!(
+        "{} does not accept {} requests",
+        request.path(),
+        request.method()
+    ))
+    .error_response()
+}
+
+async fn not_found(request: HttpRequest) -> HttpResponse {
+    PartisciError::NotFound(format!(
+        "{} is not a Partisci route (routes end with a slash, as in /api/v1/version/)",
+        request.path()
+    ))
+    .error_response()
+}
+
+impl Partisci {
+    async fn authorize(
+        &self,
+        request: &HttpRequest,
+        access: Access,
+    ) -> Result<Caller, PartisciError> {
+        Ok(authorize(request, self.auth.clone(), access).await?)
+    }
+}
+
+/// `{"data": [...]}`.
+fn data<T: Serialize>(rows: impl IntoIterator<Item = T>) -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({ "data": rows.into_iter().collect::<Vec<_>>() }))
+}
+
+/// Partisci's times are whole Unix seconds.
+fn unix(time: DateTime<Utc>) -> i64 {
+    time.timestamp()
+}
+
+#[derive(Serialize)]
+struct VersionBody<'a> {
+    app_id: &'a str,
+    app: &'a str,
+    ver: &'a str,
+    host: &'a str,
+    instance: u16,
+    host_ip: &'a str,
+    last_update: i64,
+}
+
+impl<'a> From<&'a Version> for VersionBody<'a> {
+    fn from(v: &'a Version) -> Self {
+        VersionBody {
+            app_id: &v.app_id,
+            app: &v.app,
+            ver: &v.ver,
+            host: &v.host,
+            instance: v.instance,
+            host_ip: &v.host_ip,
+            last_update: unix(v.last_update),
+        }
+    }
+}
+
+async fn apps(
+    request: HttpRequest,
+    face: web::Data<Partisci>,
+) -> Result<HttpResponse, PartisciError> {
+    face.authorize(&request, face.access).await?;
+    Ok(data(face.inventory.apps().into_iter().map(|app| {
+        serde_json::json!({
+            "app_id": app.app_id,
+            "app": app.app,
+            "last_update": unix(app.last_update),
+            "host_count": app.host_count,
+        })
+    })))
+}
+
+async fn hosts(
+    request: HttpRequest,
+    face: web::Data<Partisci>,
+) -> Result<HttpResponse, PartisciError> {
+    face.authorize(&request, face.access).await?;
+    Ok(data(face.inventory.hosts().into_iter().map(|host| {
+        serde_json::json!({
+            "host": host.host,
+            "last_update": unix(host.last_update),
+            "app_count": host.app_count,
+        })
+    })))
+}
+
+#[derive(Deserialize)]
+struct VersionQuery {
+    app_id: Option<String>,
+    host: Option<String>,
+    ver: Option<String>,
+}
+
+async fn versions(
+    request: HttpRequest,
+    face: web::Data<Partisci>,
+    query: web::Query<VersionQuery>,
+) -> Result<HttpResponse, PartisciError> {
+    face.authorize(&request, face.access).await?;
+    // An empty parameter is no filter, as in Partisci.
+    let given = |value: &Option<String>| value.clone().filter(|v| !v.is_empty());
+    let filter = VersionFilter {
+        app_id: given(&query.app_id),
+        host: given(&query.host),
+        ver: given(&query.ver),
+    };
+    let versions = face.inventory.versions(&filter);
+    Ok(data(versions.iter().map(VersionBody::from)))
+}
+
+async fn update(
+    request: HttpRequest,
+    face: web::Data<Partisci>,
+    payload: web::Payload,
+) -> Result<HttpResponse, PartisciError> {
+    let caller = face.authorize(&request, face.access).await?;
+    let body = read_body(&request, payload, face.max_body).await?;
+    let report =
+        VersionReport::parse(&body).map_err(|e| PartisciError::BadUpdate(e.to_string()))?;
+    let host_ip = request
+        .peer_addr()
+        .map(|peer| peer.ip().to_string())
+        .unwrap_or_default();
+    let metadata = super::metadata(&request, &caller);
+    face.inventory
+        .report(report, host_ip, Via::Http, metadata)
+        .await?;
+    Ok(HttpResponse::Ok().finish())
+}
+
+async fn clear(
+    request: HttpRequest,
+    face: web::Data<Partisci>,
+) -> Result<HttpResponse, PartisciError> {
+    let caller = face.authorize(&request, Access::Admin).await?;
+    if !face.danger {
+        return Err(PartisciError::Forbidden(
+            "clearing the inventory is off: enable it with `danger = true` in the [partisci] \
+             section of the configuration (or ANNALS_PARTISCI_DANGER=true)"
+                .into(),
+        ));
+    }
+    let hosts = face.inventory.clear(super::metadata(&request, &caller)).await?;
+    tracing::warn!(hosts, user = ?caller.user, "the inventory was cleared through _danger/clear/");
+    Ok(HttpResponse::Ok().finish())
+}
+
+/// `_partisci/` and `/debug/vars`: what this instance is.
+async fn info(
+    request: HttpRequest,
+    face: web::Data<Partisci>,
+) -> Result<HttpResponse, PartisciError> {
+    face.authorize(&request, face.access).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "server": "annals",
+        "versions": face.inventory.version_count(),
+        "danger": face.danger,
+    })))
+}

@@ -1,0 +1,179 @@
+//! Starting the server from a configuration: binds every listener (the main one and each
+//! face's own), starts the entity directories, read models and background tasks of each face,
+//! settles work left running by the previous process, and runs until SIGINT or SIGTERM. Tests
+//! use it to run the real server in-process on port 0. It decides nothing about entities.
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::web;
+use anyhow::{bail, Context as _};
+
+use crate::actors::inventory::Inventory;
+use crate::actors::job::Job;
+use crate::actors::{reconcile, Clock, Entities, NoEffects, SystemClock};
+use crate::auth::Auth;
+use crate::config::Config;
+use crate::events::EventLog;
+use crate::http::{self, Face, Faces, Guard, HttpState, Serves};
+
+/// How long start-up reconciliation may take before the server refuses to start.
+const RECONCILE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Where the running server listens.
+#[derive(Clone, Debug)]
+pub struct Addresses {
+    pub main: SocketAddr,
+    /// The Partisci face's own listener (HTTP and UDP on one port), when configured.
+    pub partisci: Option<SocketAddr>,
+}
+
+/// A server that is listening. Dropping it without [`Application::run`] stops nothing; the
+/// actix system it was built on owns the servers.
+pub struct Application {
+    pub addresses: Addresses,
+    servers: Vec<Server>,
+    /// Background work that ends with the servers: the UDP receiver, retention sweeps.
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Application {
+    /// Binds, starts and settles everything, on the current actix system. The log must stay
+    /// open until [`Application::run`] returns.
+    pub async fn build(
+        config: &Config,
+        log: EventLog,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Application> {
+        let auth = Arc::new(
+            Auth::new(config.accounts.clone())
+                .map_err(|reason| anyhow::anyhow!("the accounts are not valid: {reason}"))?,
+        );
+        let settings = config.actor_settings();
+        let jobs = Entities::<Job>::start(log.clone(), clock.clone(), Arc::new(NoEffects), settings);
+        let running = reconcile::track_in_progress::<Job>(&log)?;
+        let settled = reconcile::reconcile(&log, &jobs, &running, RECONCILE_TIMEOUT).await?;
+        if !settled.is_empty() {
+            tracing::info!(count = settled.len(), "settled jobs left running");
+        }
+
+        let mut faces = Faces::default();
+        let mut tasks = Vec::new();
+        let mut own_listeners = Vec::new();
+        let mut partisci_address = None;
+        if config.partisci.enabled {
+            let section = &config.partisci;
+            let retention = (section.retention_s > 0)
+                .then(|| Duration::from_secs(section.retention_s));
+            let inventory = Inventory::start(log.clone(), clock.clone(), settings, retention)?;
+            tasks.extend(inventory.spawn_sweeper());
+            if !section.listen.is_empty() {
+                let (listener, socket) = bind_tcp_and_udp(&section.listen)?;
+                let address = listener.local_addr()?;
+                tasks.push(tokio::spawn(http::partisci::udp::serve(
+                    socket,
+                    inventory.clone(),
+                )));
+                let tls = tls_config("partisci", &section.tls_cert, &section.tls_key)?;
+                own_listeners.push((Face::Partisci, listener, tls));
+                partisci_address = Some(address);
+            }
+            faces.partisci = Some(web::Data::new(http::partisci::Partisci {
+                inventory,
+                auth: auth.clone(),
+                access: section.auth,
+                danger: section.danger,
+                max_body: (section.max_body_kb * 1024) as usize,
+            }));
+        }
+
+        let guard = Arc::new(Guard {
+            auth,
+            api: config.auth.api,
+        });
+        let state = || HttpState {
+            log: log.clone(),
+            guard: Guard {
+                auth: guard.auth.clone(),
+                api: guard.api,
+            },
+            faces: faces.clone(),
+        };
+        let listen = config.http.listen.as_str();
+        let main =
+            TcpListener::bind(listen).with_context(|| format!("cannot listen on {listen}"))?;
+        let main_address = main.local_addr()?;
+        let tls = tls_config("http", &config.http.tls_cert, &config.http.tls_key)?;
+        let mut servers = vec![http::serve(main, state(), Serves::Everything, tls)?];
+        for (face, listener, tls) in own_listeners {
+            servers.push(http::serve(listener, state(), Serves::Only(face), tls)?);
+        }
+        Ok(Application {
+            addresses: Addresses {
+                main: main_address,
+                partisci: partisci_address,
+            },
+            servers,
+            tasks,
+        })
+    }
+
+    /// Handles to stop the servers (gracefully: in-flight requests finish).
+    pub fn handles(&self) -> Vec<ServerHandle> {
+        self.servers.iter().map(Server::handle).collect()
+    }
+
+    /// Serves until every server has stopped (on SIGINT or SIGTERM, or through the handles),
+    /// then stops the background tasks. In-flight requests finish first.
+    pub async fn run(self) -> anyhow::Result<()> {
+        let finished = futures_util::future::join_all(self.servers).await;
+        for task in &self.tasks {
+            task.abort();
+        }
+        for result in finished {
+            result?;
+        }
+        Ok(())
+    }
+}
+
+/// Starts the server on the real clock, for `annals serve`.
+pub async fn build(config: &Config, log: EventLog) -> anyhow::Result<Application> {
+    Application::build(config, log, Arc::new(SystemClock)).await
+}
+
+/// A TCP listener and a UDP socket on the same port, as Partisci serves both. With port 0,
+/// the UDP socket takes the port the TCP listener was given.
+fn bind_tcp_and_udp(listen: &str) -> anyhow::Result<(TcpListener, tokio::net::UdpSocket)> {
+    let listener =
+        TcpListener::bind(listen).with_context(|| format!("cannot listen on {listen}"))?;
+    let address = listener.local_addr()?;
+    let socket = std::net::UdpSocket::bind(address)
+        .with_context(|| format!("cannot receive UDP on {address}"))?;
+    socket.set_nonblocking(true)?;
+    Ok((listener, tokio::net::UdpSocket::from_std(socket)?))
+}
+
+fn tls_config(
+    section: &str,
+    cert: &Option<std::path::PathBuf>,
+    key: &Option<std::path::PathBuf>,
+) -> anyhow::Result<Option<rustls::ServerConfig>> {
+    match (cert, key) {
+        (Some(cert), Some(key)) => Ok(Some(http::tls::server_config(cert, key)?)),
+        (None, None) => Ok(None),
+        _ => bail!("[{section}] tls_cert and tls_key go together: give both or neither"),
+    }
+}
+
+/// Every address the configuration listens on, for the check that refuses to expose annals
+/// without accounts.
+pub fn listen_addresses(config: &Config) -> Vec<&str> {
+    let mut addresses = vec![config.http.listen.as_str()];
+    if config.partisci.enabled && !config.partisci.listen.is_empty() {
+        addresses.push(config.partisci.listen.as_str());
+    }
+    addresses
+}
