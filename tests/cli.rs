@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+
 
 use annals::cli::load_line;
 use serde_json::Value;
@@ -198,32 +198,17 @@ fn serve_settles_jobs_left_running_answers_health_checks_and_stops_on_sigterm() 
         ],
     ));
 
-    let common::Served {
-        child: mut server,
-        address,
-    } = common::spawn_serve(
+    let server = common::spawn_serve(
         &["--data".as_ref(), dir.path().as_os_str(), "serve".as_ref()],
         &[("ANNALS_HTTP_LISTEN", "127.0.0.1:0")],
     )
     .expect("the server starts");
 
-    let health = get(&address, "/healthz");
+    let health = get(&server.address, "/healthz");
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
     assert!(health.ends_with("ok\n"), "{health}");
 
-    // SAFETY: sending a signal to our own child process.
-    assert_eq!(unsafe { libc::kill(server.id() as i32, libc::SIGTERM) }, 0);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = server.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the server did not stop on SIGTERM"
-        );
-        std::thread::park_timeout(Duration::from_millis(10));
-    };
+    let status = server.terminate();
     assert!(status.success(), "{status}");
 
     let job: Value =

@@ -106,14 +106,47 @@ pub fn poll<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Option<
     }
 }
 
-/// `annals serve` running as a child process, with the address it listens on.
+/// [`poll`] for async checks: awaits `check` until it returns `Some` or `timeout` passes.
+pub async fn poll_async<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(found) = check().await {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// `annals serve` running as a child process, with the addresses it listens on.
 pub struct Served {
     pub child: std::process::Child,
     pub address: String,
+    /// The Partisci face's own listener (HTTP and UDP), when it has one.
+    pub partisci: Option<String>,
+}
+
+impl Served {
+    /// Sends SIGTERM and waits (at most a minute) for the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        // SAFETY: sending a signal to our own child process.
+        assert_eq!(
+            unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) },
+            0
+        );
+        poll(Duration::from_secs(60), "the server to stop on SIGTERM", || {
+            self.child.try_wait().expect("the child can be waited for")
+        })
+    }
 }
 
 /// Starts `annals --log-format json serve` with these arguments and environment, and waits
 /// (at most a minute) for the address it logs. If it exits first, the error is its stderr.
+/// The Partisci face listens on a free port unless `envs` says otherwise.
 pub fn spawn_serve(args: &[&std::ffi::OsStr], envs: &[(&str, &str)]) -> Result<Served, String> {
     use std::io::BufRead;
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_annals"));
@@ -123,6 +156,7 @@ pub fn spawn_serve(args: &[&std::ffi::OsStr], envs: &[(&str, &str)]) -> Result<S
         .args(args)
         .env_remove("ANNALS_CONFIG")
         .env("RUST_LOG", "info")
+        .env("ANNALS_PARTISCI_LISTEN", "127.0.0.1:0")
         .stderr(std::process::Stdio::piped());
     for (key, value) in envs {
         command.env(key, value);
@@ -141,6 +175,7 @@ pub fn spawn_serve(args: &[&std::ffi::OsStr], envs: &[(&str, &str)]) -> Result<S
     });
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut seen = Vec::new();
+    let mut partisci = None;
     loop {
         let Ok(line) = log_lines.recv_timeout(deadline.saturating_duration_since(Instant::now()))
         else {
@@ -150,10 +185,14 @@ pub fn spawn_serve(args: &[&std::ffi::OsStr], envs: &[(&str, &str)]) -> Result<S
             return Err(seen.join("\n"));
         };
         if let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line) {
+            if let Some(address) = entry["fields"]["partisci"].as_str() {
+                partisci = Some(address.to_owned());
+            }
             if let Some(address) = entry["fields"]["address"].as_str() {
                 return Ok(Served {
                     child,
                     address: address.to_owned(),
+                    partisci,
                 });
             }
         }
