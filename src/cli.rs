@@ -14,8 +14,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use uuid::Uuid;
 
 use crate::actors::job::{JobEvent, JobStarted, Level, LineRecorded};
-use crate::actors::state::ReplayUntil;
 use crate::actors::kinds;
+use crate::actors::state::ReplayUntil;
 use crate::config::Config;
 use crate::events::codec::render;
 use crate::events::verify::verify;

@@ -172,7 +172,7 @@ impl Default for ActorsSection {
 
 /// Every key a configuration may hold, with a value of its type: the defaults, plus a value
 /// for each key whose default is "unset". Each optional key a section adds is filled in here.
-fn schema() -> toml::Table {
+pub fn schema() -> toml::Table {
     let mut config = Config::default();
     config.http.tls_cert = Some(PathBuf::new());
     config.http.tls_key = Some(PathBuf::new());

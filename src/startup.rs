@@ -52,7 +52,8 @@ impl Application {
                 .map_err(|reason| anyhow::anyhow!("the accounts are not valid: {reason}"))?,
         );
         let settings = config.actor_settings();
-        let jobs = Entities::<Job>::start(log.clone(), clock.clone(), Arc::new(NoEffects), settings);
+        let jobs =
+            Entities::<Job>::start(log.clone(), clock.clone(), Arc::new(NoEffects), settings);
         let running = reconcile::track_in_progress::<Job>(&log)?;
         let settled = reconcile::reconcile(&log, &jobs, &running, RECONCILE_TIMEOUT).await?;
         if !settled.is_empty() {
@@ -65,8 +66,8 @@ impl Application {
         let mut partisci_address = None;
         if config.partisci.enabled {
             let section = &config.partisci;
-            let retention = (section.retention_s > 0)
-                .then(|| Duration::from_secs(section.retention_s));
+            let retention =
+                (section.retention_s > 0).then(|| Duration::from_secs(section.retention_s));
             let inventory = Inventory::start(log.clone(), clock.clone(), settings, retention)?;
             tasks.extend(inventory.spawn_sweeper());
             if !section.listen.is_empty() {

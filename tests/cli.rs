@@ -8,7 +8,6 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Command, Output};
 
-
 use annals::cli::load_line;
 use serde_json::Value;
 

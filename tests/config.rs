@@ -28,6 +28,38 @@ fn the_documented_example_is_valid_and_is_the_embedded_default() {
 }
 
 #[test]
+fn the_documented_example_shows_every_key() {
+    let example = example();
+    let mut section = String::new();
+    let mut shown = std::collections::BTreeSet::new();
+    for line in example.lines() {
+        let line = line.trim_start_matches(['#', ' ']);
+        if let Some(array) = line.strip_prefix("[[").and_then(|l| l.strip_suffix("]]")) {
+            // An array of tables, such as [[accounts]], shows its own key.
+            shown.insert(array.to_owned());
+            section = format!("{array}.");
+        } else if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = format!("{name}.");
+        } else if let Some((key, _)) = line.split_once(" = ") {
+            shown.insert(format!("{section}{key}"));
+        }
+    }
+    let schema = annals::config::schema();
+    let mut keys = Vec::new();
+    for (key, value) in &schema {
+        match value {
+            toml::Value::Table(inner) => keys.extend(inner.keys().map(|k| format!("{key}.{k}"))),
+            _ => keys.push(key.clone()),
+        }
+    }
+    let missing: Vec<_> = keys.iter().filter(|key| !shown.contains(*key)).collect();
+    assert!(
+        missing.is_empty(),
+        "docs/annals.example.toml lacks {missing:?}"
+    );
+}
+
+#[test]
 fn a_check_names_every_unknown_key_with_its_line() {
     let text =
         "data = \"d\"\nlisten = \"x\"\n\n[http]\nlsten = \"127.0.0.1:1\"\n\n[actorz]\nmax = 1\n";

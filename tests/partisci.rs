@@ -141,12 +141,21 @@ fn settings() -> insta::Settings {
 async fn known_inventory(inventory: &Inventory) {
     let reports = [
         (0, json!({"app": "Demo App", "ver": "1.0", "host": "web1"})),
-        (10, json!({"app": "Demo App", "ver": "1.0", "host": "web2", "instance": 0})),
-        (20, json!({"app": "Demo App", "ver": "1.1", "host": "web2", "instance": 1})),
+        (
+            10,
+            json!({"app": "Demo App", "ver": "1.0", "host": "web2", "instance": 0}),
+        ),
+        (
+            20,
+            json!({"app": "Demo App", "ver": "1.1", "host": "web2", "instance": 1}),
+        ),
         (30, json!({"app": "db", "ver": "9.6", "host": "db1"})),
         (40, json!({"app": "db", "ver": "9.6", "host": "web2"})),
         // A newer report of the same instance replaces the older one.
-        (50, json!({"APP": "Demo App", "VER": "1.1", "Host": "web1", "host_ip": "6.6.6.6"})),
+        (
+            50,
+            json!({"APP": "Demo App", "VER": "1.1", "Host": "web1", "host_ip": "6.6.6.6"}),
+        ),
     ];
     for (seconds, report) in reports {
         inventory.at(seconds);
@@ -169,13 +178,25 @@ async fn every_route_and_filter_answers_from_the_known_inventory() {
         ("version_all", "/api/v1/version/"),
         ("version_app", "/api/v1/version/?app_id=demo_app"),
         ("version_host", "/api/v1/version/?host=web2"),
-        ("version_app_host", "/api/v1/version/?app_id=demo_app&host=web2"),
-        ("version_app_ver", "/api/v1/version/?app_id=demo_app&ver=1.1"),
+        (
+            "version_app_host",
+            "/api/v1/version/?app_id=demo_app&host=web2",
+        ),
+        (
+            "version_app_ver",
+            "/api/v1/version/?app_id=demo_app&ver=1.1",
+        ),
         ("version_host_ver", "/api/v1/version/?host=web2&ver=1.1"),
         ("version_ver", "/api/v1/version/?ver=9.6"),
-        ("version_all_three", "/api/v1/version/?app_id=db&host=web2&ver=9.6"),
+        (
+            "version_all_three",
+            "/api/v1/version/?app_id=db&host=web2&ver=9.6",
+        ),
         ("version_unknown_app", "/api/v1/version/?app_id=nope"),
-        ("version_empty_filters", "/api/v1/version/?app_id=&host=&ver="),
+        (
+            "version_empty_filters",
+            "/api/v1/version/?app_id=&host=&ver=",
+        ),
     ];
     for (name, path) in queries {
         let (status, body) = inventory.get(path).await;
@@ -203,8 +224,10 @@ async fn instances_count_separately_and_server_fields_are_the_servers() {
     let inventory = spawn(|_| {}).await;
     for instance in [0, 1, 65535] {
         inventory
-            .update(json!({"app": "a", "ver": "1", "host": "h", "instance": instance,
-                           "app_id": "forged", "host_ip": "6.6.6.6", "last_update": 1}))
+            .update(
+                json!({"app": "a", "ver": "1", "host": "h", "instance": instance,
+                           "app_id": "forged", "host_ip": "6.6.6.6", "last_update": 1}),
+            )
             .await;
     }
     let versions = inventory.versions("?app_id=a").await;
@@ -217,8 +240,12 @@ async fn instances_count_separately_and_server_fields_are_the_servers() {
     let (_, apps) = inventory.get("/api/v1/app/").await;
     assert_eq!(apps["data"][0]["host_count"], 1, "{apps}");
     // Keys that upstream would concatenate into one ("ab" + "c" = "a" + "bc") stay apart.
-    inventory.update(json!({"app": "ab", "ver": "1", "host": "c"})).await;
-    inventory.update(json!({"app": "a", "ver": "2", "host": "bc"})).await;
+    inventory
+        .update(json!({"app": "ab", "ver": "1", "host": "c"}))
+        .await;
+    inventory
+        .update(json!({"app": "a", "ver": "2", "host": "bc"}))
+        .await;
     assert_eq!(inventory.versions("?app_id=ab").await.len(), 1);
     assert_eq!(inventory.versions("?app_id=a&host=bc").await.len(), 1);
 }
@@ -248,12 +275,30 @@ fn bad_updates() -> Vec<(Vec<u8>, &'static str)> {
         (br#"{"app":"a"}"#.to_vec(), "`ver`"),
         (br#"{"app":"a","ver":""}"#.to_vec(), "`ver`"),
         (br#"{"app":"a","ver":"1"} trailing"#.to_vec(), "JSON"),
-        (br#"{"app":"a","ver":"1","instance":70000}"#.to_vec(), "`instance`"),
-        (br#"{"app":"a","ver":"1","instance":-1}"#.to_vec(), "`instance`"),
-        (br#"{"app":"a","ver":"1","instance":1.5}"#.to_vec(), "`instance`"),
-        (format!(r#"{{"app":"{long}","ver":"1"}}"#).into_bytes(), "50"),
-        (format!(r#"{{"app":"a","ver":"{long}"}}"#).into_bytes(), "50"),
-        (format!(r#"{{"app":"a","ver":"1","host":"{long}"}}"#).into_bytes(), "50"),
+        (
+            br#"{"app":"a","ver":"1","instance":70000}"#.to_vec(),
+            "`instance`",
+        ),
+        (
+            br#"{"app":"a","ver":"1","instance":-1}"#.to_vec(),
+            "`instance`",
+        ),
+        (
+            br#"{"app":"a","ver":"1","instance":1.5}"#.to_vec(),
+            "`instance`",
+        ),
+        (
+            format!(r#"{{"app":"{long}","ver":"1"}}"#).into_bytes(),
+            "50",
+        ),
+        (
+            format!(r#"{{"app":"a","ver":"{long}"}}"#).into_bytes(),
+            "50",
+        ),
+        (
+            format!(r#"{{"app":"a","ver":"1","host":"{long}"}}"#).into_bytes(),
+            "50",
+        ),
         (b"{\"app\":\"\xc3\x28\",\"ver\":\"1\"}".to_vec(), "UTF-8"),
         (b"[\"app\"]".to_vec(), "object"),
     ]
@@ -293,25 +338,37 @@ async fn bad_updates_are_refused_over_http_and_dropped_and_counted_over_udp() {
 async fn updates_over_udp_arrive_with_the_senders_address() {
     let inventory = spawn(|_| {}).await;
     inventory.udp(br#"{"app":"Udp App","ver":"2.0","host":"box","instance":7}"#);
-    let found = poll_async(Duration::from_secs(30), "the datagram's version", || async {
-        inventory.versions("?app_id=udp_app").await.first().cloned()
-    })
+    let found = poll_async(
+        Duration::from_secs(30),
+        "the datagram's version",
+        || async { inventory.versions("?app_id=udp_app").await.first().cloned() },
+    )
     .await;
     assert_eq!(found["host"], "box");
     assert_eq!(found["instance"], 7);
     assert_eq!(found["host_ip"], "127.0.0.1");
     // The face's own listener serves the same HTTP routes.
-    let own = format!("http://{}/api/v1/version/?app_id=udp_app", inventory.partisci);
+    let own = format!(
+        "http://{}/api/v1/version/?app_id=udp_app",
+        inventory.partisci
+    );
     let (status, body) = inventory.get_at(&own).await;
-    assert_eq!((status, body["data"][0]["ver"].clone()), (200, json!("2.0")));
+    assert_eq!(
+        (status, body["data"][0]["ver"].clone()),
+        (200, json!("2.0"))
+    );
 }
 
 #[actix_rt::test]
 async fn versions_past_retention_leave_the_queries_and_are_expired_with_events() {
     let inventory = spawn(|config| config.partisci.retention_s = 1).await;
-    inventory.update(json!({"app": "old", "ver": "1", "host": "h1"})).await;
+    inventory
+        .update(json!({"app": "old", "ver": "1", "host": "h1"}))
+        .await;
     inventory.at(5);
-    inventory.update(json!({"app": "new", "ver": "1", "host": "h2"})).await;
+    inventory
+        .update(json!({"app": "new", "ver": "1", "host": "h2"}))
+        .await;
     // At T0+5 with a window of 1 s, only the report made at T0+5 is active.
     let versions = inventory.versions("").await;
     assert_eq!(versions.len(), 1, "{versions:?}");
@@ -323,7 +380,9 @@ async fn versions_past_retention_leave_the_queries_and_are_expired_with_events()
         let (_, page) = inventory
             .get("/api/events?category=host&type=VersionExpired")
             .await;
-        page["events"].as_array().and_then(|events| events.first().cloned())
+        page["events"]
+            .as_array()
+            .and_then(|events| events.first().cloned())
     })
     .await;
     assert_eq!(expired["stream"], "host-h1");
@@ -335,10 +394,15 @@ async fn versions_past_retention_leave_the_queries_and_are_expired_with_events()
 #[actix_rt::test]
 async fn clearing_needs_danger_mode() {
     let inventory = spawn(|_| {}).await;
-    inventory.update(json!({"app": "a", "ver": "1", "host": "h"})).await;
+    inventory
+        .update(json!({"app": "a", "ver": "1", "host": "h"}))
+        .await;
     let (status, body) = inventory.post("/api/v1/_danger/clear/", "").await;
     assert_eq!(status, 403, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("danger = true"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("danger = true"),
+        "{body}"
+    );
     assert_eq!(inventory.versions("").await.len(), 1);
 }
 
@@ -362,7 +426,9 @@ async fn a_clear_empties_the_queries_and_keeps_the_history() {
         .await;
     assert_eq!(before["state"]["versions"].as_object().unwrap().len(), 3);
     // The early spelling clears too, and reports after a clear count again.
-    inventory.update(json!({"app": "a", "ver": "1", "host": "web2"})).await;
+    inventory
+        .update(json!({"app": "a", "ver": "1", "host": "web2"}))
+        .await;
     assert_eq!(inventory.versions("").await.len(), 1);
     let (status, _) = inventory.post("/api/v1/_danger/clear/", "").await;
     assert_eq!(status, 200);
@@ -388,7 +454,10 @@ async fn wrong_methods_unknown_routes_and_big_bodies_answer_in_partiscis_shape()
     let big = format!(r#"{{"app":"a","ver":"1","pad":"{}"}}"#, "x".repeat(2000));
     let (status, body) = inventory.post("/api/v1/update/", big.clone()).await;
     assert_eq!(status, 413, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("1024 bytes"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("1024 bytes"),
+        "{body}"
+    );
     // Without a Content-Length (chunked), the limit holds while the body streams in.
     let chunks = futures_util::stream::iter(
         big.into_bytes()
@@ -466,13 +535,23 @@ async fn with_accounts_the_face_asks_for_what_its_setting_says() {
         .await
         .unwrap();
     assert!(response.headers().contains_key("www-authenticate"));
-    let wrong = as_user(inventory.client.post(inventory.url("/api/v1/update/")), "bob", "nope");
+    let wrong = as_user(
+        inventory.client.post(inventory.url("/api/v1/update/")),
+        "bob",
+        "nope",
+    );
     assert_eq!(inventory.post_with(wrong, update.clone()).await.0, 401);
-    let bob = as_user(inventory.client.post(inventory.url("/api/v1/update/")), "bob", "bob pass");
+    let bob = as_user(
+        inventory.client.post(inventory.url("/api/v1/update/")),
+        "bob",
+        "bob pass",
+    );
     assert_eq!(inventory.post_with(bob, update.clone()).await.0, 200);
     // Clearing is destructive: admin only.
     let bob = as_user(
-        inventory.client.post(inventory.url("/api/v1/_danger/clear/")),
+        inventory
+            .client
+            .post(inventory.url("/api/v1/_danger/clear/")),
         "bob",
         "bob pass",
     );
@@ -480,7 +559,9 @@ async fn with_accounts_the_face_asks_for_what_its_setting_says() {
     assert_eq!(status, 403, "{body}");
     assert!(body["error"].is_string());
     let ada = as_user(
-        inventory.client.post(inventory.url("/api/v1/_danger/clear/")),
+        inventory
+            .client
+            .post(inventory.url("/api/v1/_danger/clear/")),
         "ada",
         "admin pass",
     );
@@ -493,7 +574,9 @@ async fn with_accounts_the_face_asks_for_what_its_setting_says() {
 #[actix_rt::test]
 async fn by_default_partisci_clients_need_no_credentials_even_with_accounts() {
     let inventory = spawn(|config| config.accounts = accounts()).await;
-    inventory.update(json!({"app": "a", "ver": "1", "host": "h"})).await;
+    inventory
+        .update(json!({"app": "a", "ver": "1", "host": "h"}))
+        .await;
     assert_eq!(inventory.versions("").await.len(), 1);
     let (status, _) = inventory.post("/api/v1/_danger/clear/", "").await;
     assert_eq!(status, 401, "clearing needs an admin");
@@ -501,7 +584,7 @@ async fn by_default_partisci_clients_need_no_credentials_even_with_accounts() {
 
 #[actix_rt::test]
 async fn concurrent_udp_and_http_writers_and_readers_end_with_what_was_sent() {
-    let inventory = Arc::new(spawn(|_| {}).await);
+    let inventory = std::rc::Rc::new(spawn(|_| {}).await);
     const WRITERS: usize = 4;
     const EACH: usize = 150;
     let mut tasks = Vec::new();
@@ -530,7 +613,11 @@ async fn concurrent_udp_and_http_writers_and_readers_end_with_what_was_sent() {
         let reader = inventory.clone();
         tasks.push(actix_rt::spawn(async move {
             for _ in 0..50 {
-                for path in ["/api/v1/app/", "/api/v1/host/", "/api/v1/version/?app_id=http"] {
+                for path in [
+                    "/api/v1/app/",
+                    "/api/v1/host/",
+                    "/api/v1/version/?app_id=http",
+                ] {
                     let (status, body) = reader.get(path).await;
                     assert_eq!(status, 200, "{body}");
                 }

@@ -61,7 +61,9 @@ impl FromRequest for ApiCaller {
 
     fn from_request(request: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
         let Some(guard) = request.app_data::<web::Data<Guard>>() else {
-            return Box::pin(async { Err(ApiError::Internal("no access rules configured".into())) });
+            return Box::pin(async {
+                Err(ApiError::Internal("no access rules configured".into()))
+            });
         };
         let authorized = authorize(request, guard.auth.clone(), guard.api);
         Box::pin(async move { Ok(ApiCaller(authorized.await?)) })

@@ -138,9 +138,19 @@ impl Served {
             unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) },
             0
         );
-        poll(Duration::from_secs(60), "the server to stop on SIGTERM", || {
-            self.child.try_wait().expect("the child can be waited for")
-        })
+        poll(
+            Duration::from_secs(60),
+            "the server to stop on SIGTERM",
+            || self.child.try_wait().expect("the child can be waited for"),
+        )
+    }
+}
+
+/// A server left running by a failed test is killed rather than orphaned.
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

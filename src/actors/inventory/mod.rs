@@ -159,7 +159,9 @@ impl DomainEvent for HostEvent {
             ("VersionReported", 1) => {
                 HostEvent::VersionReported(from_payload(event_type, version, p)?)
             }
-            ("VersionExpired", 1) => HostEvent::VersionExpired(from_payload(event_type, version, p)?),
+            ("VersionExpired", 1) => {
+                HostEvent::VersionExpired(from_payload(event_type, version, p)?)
+            }
             ("HostCleared", 1) => HostEvent::HostCleared(from_payload(event_type, version, p)?),
             ("VersionReported" | "VersionExpired" | "HostCleared", _) => {
                 return Err(CodecError::unknown_version(event_type, version))

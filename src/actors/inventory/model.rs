@@ -97,7 +97,9 @@ impl Projection for InventoryModel {
                 if let Some(keys) = state.by_host.get_mut(entity) {
                     let expired = keys
                         .iter()
-                        .find(|(app_id, _, instance)| *app_id == e.app_id && *instance == e.instance)
+                        .find(|(app_id, _, instance)| {
+                            *app_id == e.app_id && *instance == e.instance
+                        })
                         .cloned();
                     if let Some(key) = expired {
                         keys.remove(&key);

@@ -160,8 +160,9 @@ mod tests {
 
     #[test]
     fn server_assigned_fields_sent_by_a_client_are_ignored() {
-        let report = parse(r#"{"app":"a","ver":"1","app_id":"zzz","host_ip":"6.6.6.6","last_update":5}"#)
-            .expect("valid");
+        let report =
+            parse(r#"{"app":"a","ver":"1","app_id":"zzz","host_ip":"6.6.6.6","last_update":5}"#)
+                .expect("valid");
         assert_eq!(report.app_id(), "a");
     }
 
@@ -177,10 +178,22 @@ mod tests {
             (r#"{"app":"a","ver":""}"#, InvalidReport::Missing("ver")),
             (r#"{"app":1,"ver":"1"}"#, InvalidReport::NotAString("app")),
             (r#"[1]"#, InvalidReport::NotAnObject),
-            (r#"{"app":"a","ver":"1","instance":70000}"#, InvalidReport::BadInstance),
-            (r#"{"app":"a","ver":"1","instance":-1}"#, InvalidReport::BadInstance),
-            (r#"{"app":"a","ver":"1","instance":1.5}"#, InvalidReport::BadInstance),
-            (r#"{"app":"a","ver":"1","instance":"2"}"#, InvalidReport::BadInstance),
+            (
+                r#"{"app":"a","ver":"1","instance":70000}"#,
+                InvalidReport::BadInstance,
+            ),
+            (
+                r#"{"app":"a","ver":"1","instance":-1}"#,
+                InvalidReport::BadInstance,
+            ),
+            (
+                r#"{"app":"a","ver":"1","instance":1.5}"#,
+                InvalidReport::BadInstance,
+            ),
+            (
+                r#"{"app":"a","ver":"1","instance":"2"}"#,
+                InvalidReport::BadInstance,
+            ),
         ];
         for (body, expected) in cases {
             assert_eq!(parse(body), Err(expected), "{body}");

@@ -152,12 +152,8 @@ impl Inventory {
         let hosts: Vec<String> = self
             .model
             .read(|view| view.state.hosts_stale_before(before).into_iter().collect());
-        self.command_each(
-            hosts,
-            || HostCommand::Expire { before },
-            Metadata::system(),
-        )
-        .await
+        self.command_each(hosts, || HostCommand::Expire { before }, Metadata::system())
+            .await
     }
 
     /// Sends a command to each host, a few at a time, then waits for the read model to fold
@@ -193,7 +189,9 @@ impl Inventory {
     /// off, returns `None`.
     pub fn spawn_sweeper(&self) -> Option<tokio::task::JoinHandle<()>> {
         let window = self.retention?;
-        let every = window.min(MAX_SWEEP_INTERVAL).max(Duration::from_millis(100));
+        let every = window
+            .min(MAX_SWEEP_INTERVAL)
+            .max(Duration::from_millis(100));
         let inventory = self.clone();
         Some(tokio::spawn(async move {
             let mut ticks = tokio::time::interval(every);

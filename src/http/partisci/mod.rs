@@ -66,9 +66,7 @@ impl ResponseError for PartisciError {
             PartisciError::Inventory(InventoryError::NotRecorded(_)) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            PartisciError::Inventory(InventoryError::Model(_)) => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            PartisciError::Inventory(InventoryError::Model(_)) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -260,7 +258,10 @@ async fn clear(
                 .into(),
         ));
     }
-    let hosts = face.inventory.clear(super::metadata(&request, &caller)).await?;
+    let hosts = face
+        .inventory
+        .clear(super::metadata(&request, &caller))
+        .await?;
     tracing::warn!(hosts, user = ?caller.user, "the inventory was cleared through _danger/clear/");
     Ok(HttpResponse::Ok().finish())
 }

@@ -1,0 +1,167 @@
+//! `annals serve` as a real child process with the inventory face: everything survives a
+//! restart, SIGTERM under write load loses no acknowledged update, and a non-loopback face
+//! listener without accounts is refused.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::net::{TcpStream, UdpSocket};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{poll, spawn_serve, Served};
+use serde_json::{json, Value};
+
+fn serve(data: &Path) -> Served {
+    spawn_serve(
+        &["--data".as_ref(), data.as_os_str(), "serve".as_ref()],
+        &[("ANNALS_HTTP_LISTEN", "127.0.0.1:0")],
+    )
+    .expect("the server starts")
+}
+
+/// One HTTP/1.1 request on a new connection; the status and body.
+fn request(address: &str, method: &str, path: &str, body: &str) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(address)?;
+    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer)?;
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("not an HTTP answer: {answer:?}")))?;
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map_or(String::new(), |(_, body)| body.to_owned());
+    Ok((status, body))
+}
+
+fn versions(address: &str) -> Vec<Value> {
+    let (status, body) = request(address, "GET", "/api/v1/version/", "").unwrap();
+    assert_eq!(status, 200, "{body}");
+    let body: Value = serde_json::from_str(&body).unwrap();
+    body["data"].as_array().unwrap().clone()
+}
+
+#[test]
+fn the_inventory_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("log");
+    let server = serve(&data);
+    for n in 0..20 {
+        let update = json!({"app": "web", "ver": n.to_string(), "host": format!("h{n}")});
+        let (status, body) = request(
+            &server.address,
+            "POST",
+            "/api/v1/update/",
+            &update.to_string(),
+        )
+        .unwrap();
+        assert_eq!(status, 200, "{body}");
+    }
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let partisci = server.partisci.clone().expect("the face's own listener");
+    udp.send_to(br#"{"app":"udp","ver":"1","host":"u"}"#, &partisci)
+        .unwrap();
+    let before = poll(Duration::from_secs(30), "the datagram", || {
+        let all = versions(&server.address);
+        (all.len() == 21).then_some(all)
+    });
+    assert!(server.terminate().success());
+
+    let server = serve(&data);
+    assert_eq!(versions(&server.address), before);
+    let (status, body) = request(&server.address, "GET", "/api/v1/app/", "").unwrap();
+    assert_eq!(status, 200);
+    assert!(body.contains("\"host_count\":20"), "{body}");
+    assert!(server.terminate().success());
+}
+
+#[test]
+fn sigterm_under_write_load_loses_no_acknowledged_update() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("log");
+    let server = serve(&data);
+    let address = server.address.clone();
+    let acknowledged = Arc::new(Mutex::new(BTreeSet::new()));
+    let sent = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..8)
+        .map(|writer| {
+            let (address, acknowledged, sent, stop) = (
+                address.clone(),
+                acknowledged.clone(),
+                sent.clone(),
+                stop.clone(),
+            );
+            std::thread::spawn(move || {
+                for n in 0u32.. {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let update = json!({"app": "load", "ver": "1",
+                                        "host": format!("w{writer}"), "instance": n});
+                    sent.fetch_add(1, Ordering::Relaxed);
+                    match request(&address, "POST", "/api/v1/update/", &update.to_string()) {
+                        Ok((200, _)) => {
+                            acknowledged.lock().unwrap().insert((writer, n));
+                        }
+                        // The server is going away: refused connections, resets, 503s.
+                        _ => break,
+                    }
+                }
+            })
+        })
+        .collect();
+    poll(Duration::from_secs(60), "some acknowledged updates", || {
+        (acknowledged.lock().unwrap().len() >= 200).then_some(())
+    });
+    let status = server.terminate();
+    stop.store(true, Ordering::Relaxed);
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    assert!(status.success(), "{status}");
+
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    let server = serve(&data);
+    let stored: BTreeSet<(usize, u32)> = versions(&server.address)
+        .iter()
+        .map(|v| {
+            let writer = v["host"].as_str().unwrap()[1..].parse().unwrap();
+            (writer, v["instance"].as_u64().unwrap() as u32)
+        })
+        .collect();
+    let lost: Vec<_> = acknowledged.difference(&stored).collect();
+    assert!(lost.is_empty(), "acknowledged but lost: {lost:?}");
+    assert!(stored.len() <= sent.load(Ordering::Relaxed));
+    assert!(server.terminate().success());
+}
+
+#[test]
+fn a_face_listener_off_loopback_without_accounts_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let error = spawn_serve(
+        &["--data".as_ref(), dir.path().as_os_str(), "serve".as_ref()],
+        &[
+            ("ANNALS_HTTP_LISTEN", "127.0.0.1:0"),
+            ("ANNALS_PARTISCI_LISTEN", "0.0.0.0:0"),
+        ],
+    )
+    .err()
+    .expect("the server refuses to start");
+    assert!(
+        error.contains("refusing to listen on 0.0.0.0:0 without any account"),
+        "{error}"
+    );
+}
