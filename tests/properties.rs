@@ -179,6 +179,7 @@ fn a_projection_rebuilt_from_zero_equals_the_live_one() {
             ProjectionSettings {
                 checkpoint_every: 7,
                 batch: 5,
+                ..ProjectionSettings::default()
             },
         )
         .unwrap()

@@ -40,8 +40,12 @@ pub trait Projection: Send + Sync + 'static {
 /// How often a projection saves its checkpoint and how much it reads at once.
 #[derive(Clone, Copy, Debug)]
 pub struct ProjectionSettings {
-    /// A checkpoint is saved after this many events, and whenever the projection catches up.
+    /// A checkpoint is saved after this many events folded.
     pub checkpoint_every: u64,
+    /// Once caught up, unsaved events are checkpointed after this long, or after twenty times
+    /// the last save's duration if that is longer: a save encodes the whole state, so it must
+    /// not run after every trickling event of a large read model.
+    pub checkpoint_interval: Duration,
     /// The most events read in one step.
     pub batch: usize,
 }
@@ -50,6 +54,7 @@ impl Default for ProjectionSettings {
     fn default() -> Self {
         ProjectionSettings {
             checkpoint_every: 10_000,
+            checkpoint_interval: Duration::from_secs(1),
             batch: 1_000,
         }
     }
@@ -293,6 +298,8 @@ impl<P: Projection> Runner<P> {
     async fn run(self, mut stopped: oneshot::Receiver<()>) {
         let category = self.projection.category();
         let mut unsaved = 0;
+        // When the next save of a caught-up projection is due.
+        let mut save_due = tokio::time::Instant::now();
         loop {
             let Some(shared) = self.shared.upgrade() else {
                 return;
@@ -324,17 +331,24 @@ impl<P: Projection> Runner<P> {
                 // worth a checkpoint.
                 unsaved += events.len() as u64;
                 if unsaved >= self.settings.checkpoint_every {
-                    self.save(&shared).await;
+                    save_due = self.save(&shared).await;
                     unsaved = 0;
                 }
                 continue;
             }
             // Caught up with the durable head.
-            if unsaved > 0 {
-                self.save(&shared).await;
+            if unsaved > 0 && tokio::time::Instant::now() >= save_due {
+                save_due = self.save(&shared).await;
                 unsaved = 0;
             }
             drop(shared);
+            let save = async {
+                if unsaved > 0 {
+                    tokio::time::sleep_until(save_due).await
+                } else {
+                    std::future::pending().await
+                }
+            };
             tokio::select! {
                 _ = &mut stopped => return,
                 head = self.log.wait_past(scanned_to, Duration::from_secs(3600)) => {
@@ -342,6 +356,8 @@ impl<P: Projection> Runner<P> {
                         return;
                     }
                 }
+                // Loops back, finds nothing new, and saves.
+                _ = save => {}
             }
         }
     }
@@ -353,12 +369,14 @@ impl<P: Projection> Runner<P> {
         shared.position.send_modify(|_| {});
     }
 
-    async fn save(&self, shared: &Shared<P::State>) {
+    /// Saves a checkpoint; returns when the next save of a caught-up projection is due.
+    async fn save(&self, shared: &Shared<P::State>) -> tokio::time::Instant {
+        let started = tokio::time::Instant::now();
         let checkpoint = {
             let view = shared.view.read().unwrap_or_else(|p| p.into_inner());
             let Ok(state) = rmp_serde::to_vec_named(&view.state) else {
                 tracing::warn!(projection = %shared.name, "the state cannot be encoded for a checkpoint");
-                return;
+                return started + self.settings.checkpoint_interval;
             };
             Checkpoint {
                 version: self.projection.version(),
@@ -374,5 +392,7 @@ impl<P: Projection> Runner<P> {
         if !matches!(saved, Ok(Ok(()))) {
             tracing::warn!(projection = %shared.name, "could not save a checkpoint");
         }
+        let cost = started.elapsed();
+        tokio::time::Instant::now() + self.settings.checkpoint_interval.max(cost * 20)
     }
 }
