@@ -10,6 +10,9 @@
 //!   passivates them, snapshots, side effects after durability, start-up reconciliation and
 //!   projections (read models).
 //! - [`http`]: the HTTP server and its faces. Handlers parse, send one message, map the reply.
+//! - [`process`]: running external programs for the faces: argv only, a minimal environment,
+//!   each run in its own process group, output line by line as it arrives, timeouts and
+//!   cancellation that kill the whole group.
 //! - [`cli`]: the `annals` command line: `serve`, `export`, `replay`, `verify`, `load`.
 
 pub mod actors;
@@ -19,3 +22,4 @@ pub mod config;
 pub mod events;
 pub mod http;
 pub mod metrics;
+pub mod process;
