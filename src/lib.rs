@@ -13,6 +13,8 @@
 //! - [`process`]: running external programs for the faces: argv only, a minimal environment,
 //!   each run in its own process group, output line by line as it arrives, timeouts and
 //!   cancellation that kill the whole group.
+//! - [`secrets`]: the secret store: salts and private keys encrypted at rest under one master
+//!   key, one file per secret; secret material never reaches the event log.
 //! - [`cli`]: the `annals` command line: `serve`, `export`, `replay`, `verify`, `load`.
 
 pub mod actors;
@@ -23,3 +25,4 @@ pub mod events;
 pub mod http;
 pub mod metrics;
 pub mod process;
+pub mod secrets;
