@@ -12,6 +12,11 @@
 //! - [`http`]: the HTTP server and its faces. Handlers parse, send one message, map the reply.
 //! - [`startup`]: binds every listener and starts each face's entities, read models and
 //!   background tasks from a configuration; `annals serve` and the tests run the server with it.
+//! - [`process`]: running external programs for the faces: argv only, a minimal environment,
+//!   each run in its own process group, output line by line as it arrives, timeouts and
+//!   cancellation that kill the whole group.
+//! - [`secrets`]: the secret store: salts and private keys encrypted at rest under one master
+//!   key, one file per secret; secret material never reaches the event log.
 //! - [`cli`]: the `annals` command line: `serve`, `export`, `replay`, `verify`, `load`.
 
 pub mod actors;
@@ -22,3 +27,5 @@ pub mod events;
 pub mod http;
 pub mod metrics;
 pub mod startup;
+pub mod process;
+pub mod secrets;

@@ -1,0 +1,438 @@
+//! Running external programs with `annals::process`: real child processes (sh, cat, printf,
+//! sleep), streaming observed before the program exits, stdin, environment, timeouts and
+//! cancellation that kill the whole process group, exit statuses, spawn errors and bounded
+//! output. Waits are on the program's own signals (a fifo, a line) or polls with a deadline.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use annals::process::{self, Ending, Exit, Invocation, Line, ProcessError, Running, Stream};
+
+/// How long a test waits for a killed process group to disappear.
+const GONE_WITHIN: Duration = Duration::from_secs(10);
+
+fn sh(script: &str) -> Invocation {
+    Invocation::new("sh").arg("-c").arg(script)
+}
+
+fn out(text: &str) -> Line {
+    Line {
+        stream: Stream::Stdout,
+        text: text.to_owned(),
+        continues: false,
+    }
+}
+
+/// Reads every remaining line.
+async fn all_lines(running: &mut Running) -> Vec<Line> {
+    let mut lines = Vec::new();
+    while let Some(line) = running.next_line().await {
+        lines.push(line);
+    }
+    lines
+}
+
+async fn expect_line(running: &mut Running) -> Line {
+    tokio::time::timeout(Duration::from_secs(30), running.next_line())
+        .await
+        .expect("a line within 30 s")
+        .expect("a line before the end of output")
+}
+
+/// Whether any process of group `pgid` is still alive. Killed processes that were reparented
+/// stay zombies until their new parent reaps them, so zombies count as gone.
+fn group_alive(pgid: u32) -> bool {
+    // SAFETY: signal 0 only checks for existence.
+    if unsafe { libc::kill(-(pgid as libc::pid_t), 0) } != 0 {
+        return false;
+    }
+    std::fs::read_dir("/proc")
+        .expect("/proc is readable")
+        .filter_map(Result::ok)
+        .filter_map(|entry| std::fs::read_to_string(entry.path().join("stat")).ok())
+        .any(|stat| {
+            // `pid (comm) state ppid pgrp ...`; comm may hold spaces and parentheses.
+            let Some(after) = stat.rfind(')').map(|end| &stat[end + 1..]) else {
+                return false;
+            };
+            let fields: Vec<&str> = after.split_whitespace().collect();
+            fields.len() > 2 && fields[2] == pgid.to_string() && fields[0] != "Z"
+        })
+}
+
+fn process_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rfind(')')
+            .map(|end| !stat[end + 1..].trim_start().starts_with('Z'))
+            .unwrap_or(false),
+        Err(_) => false,
+    }
+}
+
+/// Polls off the runtime's thread, so that the run's supervisor keeps running meanwhile.
+async fn assert_group_gone(pgid: u32) {
+    tokio::task::spawn_blocking(move || {
+        common::poll(GONE_WITHIN, "the process group to disappear", || {
+            (!group_alive(pgid)).then_some(())
+        })
+    })
+    .await
+    .expect("the poll finishes");
+}
+
+async fn assert_process_gone(pid: u32) {
+    tokio::task::spawn_blocking(move || {
+        common::poll(GONE_WITHIN, "the process to disappear", || {
+            (!process_alive(pid)).then_some(())
+        })
+    })
+    .await
+    .expect("the poll finishes");
+}
+
+fn make_fifo(path: &Path) {
+    let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).expect("no NUL");
+    // SAFETY: mkfifo reads a valid NUL-terminated path.
+    let result = unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) };
+    assert_eq!(result, 0, "mkfifo: {}", std::io::Error::last_os_error());
+}
+
+/// Writes to a fifo; opening blocks until the program opens it for reading.
+async fn write_fifo(path: &Path, text: &str) {
+    let path = path.to_owned();
+    let text = text.to_owned();
+    tokio::task::spawn_blocking(move || std::fs::write(path, text))
+        .await
+        .expect("the writer finishes")
+        .expect("the fifo takes the text");
+}
+
+#[tokio::test]
+async fn lines_arrive_while_the_program_is_still_running() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let fifo = dir.path().join("go");
+    make_fifo(&fifo);
+    // The program cannot exit before the test writes the fifo, and the test writes it only
+    // after it has seen the first line: that line was delivered while the program ran.
+    let mut running = process::spawn(
+        sh(r#"echo ready; read answer < "$1"; echo "got $answer""#)
+            .arg("sh")
+            .arg(&fifo),
+    )
+    .expect("sh starts");
+    assert_eq!(expect_line(&mut running).await, out("ready"));
+    assert!(process_alive(running.pid()), "the program is still running");
+    write_fifo(&fifo, "go\n").await;
+    assert_eq!(expect_line(&mut running).await, out("got go"));
+    assert!(running.next_line().await.is_none());
+    let outcome = running.wait().await.expect("an outcome");
+    assert!(outcome.succeeded(), "{outcome:?}");
+    assert_eq!(outcome.stdout.bytes, b"ready\ngot go\n");
+}
+
+#[tokio::test]
+async fn stderr_lines_are_tagged_and_captured_apart() {
+    let mut running =
+        process::spawn(sh("echo out1; echo err1 >&2; echo out2; printf err2 >&2")).expect("starts");
+    let lines = all_lines(&mut running).await;
+    let of = |stream| {
+        lines
+            .iter()
+            .filter(|line| line.stream == stream)
+            .map(|line| line.text.as_str())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(of(Stream::Stdout), ["out1", "out2"]);
+    assert_eq!(of(Stream::Stderr), ["err1", "err2"]);
+    let outcome = running.wait().await.expect("an outcome");
+    assert_eq!(outcome.stdout.bytes, b"out1\nout2\n");
+    assert_eq!(outcome.stderr.bytes, b"err1\nerr2");
+    assert!(!outcome.stdout.truncated());
+}
+
+#[tokio::test]
+async fn stdin_is_delivered_then_closed() {
+    let mut running =
+        process::spawn(Invocation::new("cat").stdin(b"hello\r\nworld".to_vec())).expect("starts");
+    assert_eq!(all_lines(&mut running).await, [out("hello"), out("world")]);
+    let outcome = running.wait().await.expect("an outcome");
+    assert!(outcome.succeeded(), "{outcome:?}");
+}
+
+#[tokio::test]
+async fn large_input_and_output_flow_at_once_without_deadlock() {
+    // cat writes as it reads: with 4 MiB each way, both pipes fill many times over.
+    let input: Vec<u8> = (0..4 * 1024 * 1024u32)
+        .map(|i| if i % 100 == 99 { b'\n' } else { b'x' })
+        .collect();
+    let outcome = process::run(
+        Invocation::new("cat")
+            .stdin(input.clone())
+            .timeout(Duration::from_secs(120)),
+    )
+    .await
+    .expect("an outcome");
+    assert!(outcome.succeeded(), "{outcome:?}");
+    assert_eq!(outcome.stdout.total, input.len() as u64);
+    assert!(outcome.stdout.bytes == input);
+}
+
+#[tokio::test]
+async fn a_program_that_does_not_read_its_input_is_not_an_error() {
+    let outcome = process::run(sh("exit 0").stdin(vec![b'x'; 1024 * 1024]))
+        .await
+        .expect("an outcome");
+    assert!(outcome.succeeded(), "{outcome:?}");
+}
+
+#[tokio::test]
+async fn the_environment_is_minimal_plus_what_is_given() {
+    // Cargo sets this for the test process; the program must not see it.
+    assert!(std::env::var_os("CARGO_MANIFEST_DIR").is_some());
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let mut running = process::spawn(
+        sh(r#"echo "$GIVEN"; echo "${CARGO_MANIFEST_DIR-absent}"; echo "${PATH:+has path}"; pwd"#)
+            .env("GIVEN", "given value")
+            .current_dir(dir.path()),
+    )
+    .expect("sh is found through the inherited PATH");
+    let canonical = dir.path().canonicalize().expect("a canonical path");
+    assert_eq!(
+        all_lines(&mut running).await,
+        [
+            out("given value"),
+            out("absent"),
+            out("has path"),
+            out(&canonical.to_string_lossy()),
+        ]
+    );
+    running.wait().await.expect("an outcome");
+}
+
+#[tokio::test]
+async fn exit_codes_and_signals_are_reported() {
+    let outcome = process::run(sh("exit 7")).await.expect("an outcome");
+    assert_eq!(
+        (outcome.ending, outcome.exit, outcome.forced),
+        (Ending::Finished, Exit::Code(7), false)
+    );
+    assert!(!outcome.succeeded());
+
+    let outcome = process::run(Invocation::new("true"))
+        .await
+        .expect("an outcome");
+    assert_eq!(outcome.exit, Exit::Code(0));
+    assert!(outcome.succeeded());
+
+    let outcome = process::run(sh("kill -KILL $$")).await.expect("an outcome");
+    assert_eq!(
+        (outcome.ending, outcome.exit),
+        (Ending::Finished, Exit::Signal(libc::SIGKILL))
+    );
+}
+
+#[tokio::test]
+async fn spawn_failures_are_typed() {
+    let missing = process::spawn(Invocation::new("/nonexistent/annals-no-such-program"));
+    assert!(
+        matches!(missing, Err(ProcessError::NotFound { .. })),
+        "{missing:?}"
+    );
+    let missing = process::spawn(Invocation::new("annals-no-such-program-on-path"));
+    assert!(
+        matches!(missing, Err(ProcessError::NotFound { .. })),
+        "{missing:?}"
+    );
+    let not_executable = tempfile::NamedTempFile::new().expect("a file");
+    let denied = process::spawn(Invocation::new(not_executable.path()));
+    assert!(
+        matches!(denied, Err(ProcessError::PermissionDenied { .. })),
+        "{denied:?}"
+    );
+    let no_dir = process::spawn(Invocation::new("true").current_dir("/nonexistent/annals-dir"));
+    assert!(
+        matches!(no_dir, Err(ProcessError::NoWorkingDirectory { .. })),
+        "{no_dir:?}"
+    );
+    let empty = process::spawn(Invocation::new(""));
+    assert!(
+        matches!(empty, Err(ProcessError::EmptyProgram)),
+        "{empty:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_timeout_kills_the_program_and_its_grandchildren() {
+    let mut running = process::spawn(
+        sh("sleep 1000 & echo $!; wait")
+            .timeout(Duration::from_secs(2))
+            .kill_grace(Duration::from_secs(60)),
+    )
+    .expect("starts");
+    let pgid = running.pid();
+    let grandchild: u32 = expect_line(&mut running)
+        .await
+        .text
+        .parse()
+        .expect("the background pid");
+    assert!(process_alive(grandchild));
+    let outcome = running.wait().await.expect("an outcome");
+    assert_eq!(outcome.ending, Ending::TimedOut);
+    // sh dies of the SIGTERM: the grace period was not needed.
+    assert_eq!(
+        (outcome.exit, outcome.forced),
+        (Exit::Signal(libc::SIGTERM), false)
+    );
+    assert_process_gone(grandchild).await;
+    assert_group_gone(pgid).await;
+}
+
+#[tokio::test]
+async fn a_timeout_uses_sigkill_when_sigterm_is_ignored() {
+    let mut running = process::spawn(
+        sh("trap '' TERM; sleep 1000 & echo ready; wait")
+            .timeout(Duration::from_secs(1))
+            .kill_grace(Duration::from_millis(200)),
+    )
+    .expect("starts");
+    let pgid = running.pid();
+    assert_eq!(expect_line(&mut running).await, out("ready"));
+    let outcome = running.wait().await.expect("an outcome");
+    assert_eq!(
+        (outcome.ending, outcome.exit, outcome.forced),
+        (Ending::TimedOut, Exit::Signal(libc::SIGKILL), true)
+    );
+    assert_group_gone(pgid).await;
+}
+
+#[tokio::test]
+async fn cancel_lets_a_program_that_handles_sigterm_exit_cleanly() {
+    let mut running = process::spawn(
+        sh("trap 'echo stopping; exit 3' TERM; sleep 1000 & echo ready; wait")
+            // Were the grace period used, the test would hang for a minute and see `forced`.
+            .kill_grace(Duration::from_secs(60)),
+    )
+    .expect("starts");
+    let pgid = running.pid();
+    assert_eq!(expect_line(&mut running).await, out("ready"));
+    running.canceller().cancel();
+    assert_eq!(expect_line(&mut running).await, out("stopping"));
+    let outcome = running.wait().await.expect("an outcome");
+    assert_eq!(
+        (outcome.ending, outcome.exit, outcome.forced),
+        (Ending::Cancelled, Exit::Code(3), false)
+    );
+    assert_group_gone(pgid).await;
+}
+
+#[tokio::test]
+async fn cancel_kills_a_program_that_ignores_sigterm_after_the_grace_period() {
+    let mut running = process::spawn(
+        sh("trap '' TERM; sleep 1000 & echo $!; wait").kill_grace(Duration::from_millis(200)),
+    )
+    .expect("starts");
+    let pgid = running.pid();
+    let grandchild: u32 = expect_line(&mut running)
+        .await
+        .text
+        .parse()
+        .expect("the background pid");
+    let canceller = running.canceller();
+    canceller.cancel();
+    // A second request changes nothing.
+    canceller.cancel();
+    let outcome = running.wait().await.expect("an outcome");
+    assert_eq!(
+        (outcome.ending, outcome.exit, outcome.forced),
+        (Ending::Cancelled, Exit::Signal(libc::SIGKILL), true)
+    );
+    assert_process_gone(grandchild).await;
+    assert_group_gone(pgid).await;
+}
+
+#[tokio::test]
+async fn cancelling_after_the_end_changes_nothing() {
+    let mut running = process::spawn(sh("echo done")).expect("starts");
+    let canceller = running.canceller();
+    assert_eq!(all_lines(&mut running).await, [out("done")]);
+    let outcome = running.wait().await.expect("an outcome");
+    canceller.cancel();
+    assert_eq!(outcome.ending, Ending::Finished);
+}
+
+#[tokio::test]
+async fn what_a_finished_program_leaves_in_its_group_is_killed() {
+    // Without the kill, the background sleep would hold stdout open for 1000 s.
+    let mut running = process::spawn(sh("sleep 1000 & echo $!")).expect("starts");
+    let pgid = running.pid();
+    let grandchild: u32 = expect_line(&mut running)
+        .await
+        .text
+        .parse()
+        .expect("the background pid");
+    let outcome = running.wait().await.expect("an outcome");
+    assert!(outcome.succeeded(), "{outcome:?}");
+    assert_process_gone(grandchild).await;
+    assert_group_gone(pgid).await;
+}
+
+#[tokio::test]
+async fn dropping_a_run_kills_its_group() {
+    let mut running = process::spawn(sh("sleep 1000 & echo $!; wait")).expect("starts");
+    let pgid = running.pid();
+    let grandchild: u32 = expect_line(&mut running)
+        .await
+        .text
+        .parse()
+        .expect("the background pid");
+    drop(running);
+    assert_process_gone(grandchild).await;
+    assert_group_gone(pgid).await;
+}
+
+#[tokio::test]
+async fn long_lines_are_cut_and_captured_output_is_bounded() {
+    // One 300,000-byte line without a newline, then 20,000 short lines.
+    let mut running = process::spawn(
+        sh("head -c 300000 /dev/zero | tr '\\0' a; echo; seq 1 20000")
+            .max_line_bytes(1000)
+            .max_capture_bytes(10_000),
+    )
+    .expect("starts");
+    let lines = all_lines(&mut running).await;
+    let outcome = running.wait().await.expect("an outcome");
+    assert!(outcome.succeeded(), "{outcome:?}");
+    assert!(lines.iter().all(|line| line.text.len() <= 1000));
+    let (pieces, rest) = lines.split_at(300);
+    assert!(pieces[..299].iter().all(|line| line.continues));
+    assert!(pieces.iter().all(|line| line.text == "a".repeat(1000)));
+    assert!(!pieces[299].continues);
+    assert_eq!(rest.len(), 20_000);
+    assert_eq!(rest.last(), Some(&out("20000")));
+    assert_eq!(outcome.stdout.bytes.len(), 10_000);
+    let seq_bytes: u64 = (1..=20_000u64)
+        .map(|n| n.to_string().len() as u64 + 1)
+        .sum();
+    assert_eq!(outcome.stdout.total, 300_001 + seq_bytes);
+    assert!(outcome.stdout.truncated());
+}
+
+#[tokio::test]
+async fn output_that_is_not_utf8_is_decoded_lossily() {
+    let mut running = process::spawn(Invocation::new("printf").arg("\\377abc\\n")).expect("starts");
+    assert_eq!(all_lines(&mut running).await, [out("\u{fffd}abc")]);
+    let outcome = running.wait().await.expect("an outcome");
+    assert_eq!(outcome.stdout.bytes, b"\xffabc\n");
+}
+
+#[tokio::test]
+async fn arguments_reach_the_program_unchanged_without_a_shell() {
+    let tricky = "$HOME; echo injected `id` \"quoted\" *";
+    let mut running =
+        process::spawn(Invocation::new("printf").args(["%s\\n", tricky])).expect("starts");
+    assert_eq!(all_lines(&mut running).await, [out(tricky)]);
+    running.wait().await.expect("an outcome");
+}
