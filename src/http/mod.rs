@@ -1,10 +1,12 @@
-//! The HTTP server: `/healthz` and the event API, with the faces to come mounting here.
+//! The HTTP server: `/healthz`, the event API and its OpenAPI document, with the faces to come
+//! mounting here.
 //! Handlers parse, call one library function or send one message, and map the reply; nothing
 //! here touches storage.
 
 pub mod caller;
 pub mod error;
 pub mod events;
+pub mod openapi;
 pub mod params;
 pub mod tls;
 
@@ -45,6 +47,7 @@ pub fn server(
     tls: Option<rustls::ServerConfig>,
 ) -> std::io::Result<Server> {
     crate::metrics::handle();
+    openapi::check().map_err(std::io::Error::other)?;
     let log = web::Data::new(state.log);
     let guard = web::Data::new(state.guard);
     let verifier = web::Data::new(std::sync::Arc::new(
@@ -76,10 +79,7 @@ pub fn server(
                     Ok(response)
                 }
             })
-            .route("/metrics", web::get().to(prometheus))
-            .route("/healthz", web::get().to(healthz))
-            .route("/readyz", web::get().to(readyz))
-            .configure(events::routes)
+            .configure(routes)
     });
     let server = match tls {
         Some(tls) => server.listen_rustls_0_23(listener, tls)?,
@@ -88,7 +88,30 @@ pub fn server(
     Ok(server.shutdown_timeout(30).run())
 }
 
+/// Every route the server answers. Each routing module adds its `configure` line here and its
+/// piece of the OpenAPI document in `openapi::PIECES`.
+pub fn routes(config: &mut web::ServiceConfig) {
+    config
+        .route("/metrics", web::get().to(prometheus))
+        .route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz))
+        .configure(events::routes)
+        .configure(openapi::routes);
+}
+
+/// The operational routes' part of the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(prometheus, healthz, readyz),
+    components(schemas(Readiness)),
+    tags((name = "operations", description = "Health, readiness and metrics: open to anyone, they hold no data."))
+)]
+pub struct OperationsApi;
+
 /// Every metric in Prometheus' text format. Open like `/healthz`: it holds counts, not data.
+#[utoipa::path(get, path = "/metrics", tag = "operations", summary = "Every metric, in Prometheus' text format",
+    responses((status = 200, description = "Prometheus' text exposition format 0.0.4.", body = String,
+        content_type = "text/plain; version=0.0.4")))]
 async fn prometheus() -> HttpResponse {
     let handle = crate::metrics::handle();
     handle.run_upkeep();
@@ -98,12 +121,30 @@ async fn prometheus() -> HttpResponse {
 }
 
 /// The process is up.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "The process is up.", body = String, content_type = "text/plain", example = "ok\n")))]
 async fn healthz() -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain").body("ok\n")
 }
 
 /// The server takes requests: the log is open and start-up reconciliation is done (the listener
 /// only starts after both). Answers the durable head.
+#[utoipa::path(get, path = "/readyz", tag = "operations", summary = "The server takes requests",
+    responses((status = 200, description = "Ready, with the log's durable head.", body = Readiness)))]
 async fn readyz(log: web::Data<EventLog>) -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({ "status": "ready", "head": log.head() }))
+    HttpResponse::Ok().json(Readiness {
+        status: "ready",
+        head: log.head(),
+    })
+}
+
+/// The body of `/readyz`.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Readiness {
+    /// Always `ready`: a server that is not ready does not listen yet.
+    #[schema(value_type = String, example = "ready")]
+    pub status: &'static str,
+    /// The log's durable head: the position of its last durable event (0: none).
+    #[schema(value_type = u64)]
+    pub head: crate::events::Position,
 }
