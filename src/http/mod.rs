@@ -104,14 +104,16 @@ pub fn routes(config: &mut web::ServiceConfig) {
 #[openapi(
     paths(prometheus, healthz, readyz),
     components(schemas(Readiness)),
-    tags((name = "operations", description = "Health, readiness and metrics: open to anyone, they hold no data."))
+    tags((name = "operations",
+        description = "Health, readiness and metrics: open to anyone, they hold no data."))
 )]
 pub struct OperationsApi;
 
 /// Every metric in Prometheus' text format. Open like `/healthz`: it holds counts, not data.
-#[utoipa::path(get, path = "/metrics", tag = "operations", summary = "Every metric, in Prometheus' text format",
-    responses((status = 200, description = "Prometheus' text exposition format 0.0.4.", body = String,
-        content_type = "text/plain; version=0.0.4")))]
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    summary = "Every metric, in Prometheus' text format",
+    responses((status = 200, description = "Prometheus' text exposition format 0.0.4.",
+        body = String, content_type = "text/plain; version=0.0.4")))]
 async fn prometheus() -> HttpResponse {
     let handle = crate::metrics::handle();
     handle.run_upkeep();
@@ -122,7 +124,8 @@ async fn prometheus() -> HttpResponse {
 
 /// The process is up.
 #[utoipa::path(get, path = "/healthz", tag = "operations",
-    responses((status = 200, description = "The process is up.", body = String, content_type = "text/plain", example = "ok\n")))]
+    responses((status = 200, description = "The process is up.", body = String,
+        content_type = "text/plain", example = "ok\n")))]
 async fn healthz() -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain").body("ok\n")
 }
@@ -130,7 +133,8 @@ async fn healthz() -> HttpResponse {
 /// The server takes requests: the log is open and start-up reconciliation is done (the listener
 /// only starts after both). Answers the durable head.
 #[utoipa::path(get, path = "/readyz", tag = "operations", summary = "The server takes requests",
-    responses((status = 200, description = "Ready, with the log's durable head.", body = Readiness)))]
+    responses((status = 200, description = "Ready, with the log's durable head.",
+        body = Readiness)))]
 async fn readyz(log: web::Data<EventLog>) -> HttpResponse {
     HttpResponse::Ok().json(Readiness {
         status: "ready",

@@ -33,10 +33,12 @@ pub const BEARER: &str = "bearer";
 #[openapi(
     info(
         title = "annals",
-        description = "Security scans, scraper agents, workflow runs, test runs and host records as actors \
-rebuilt from one append-only event log. `docs/api.md` describes every route in prose.\n\n\
-Routes that take credentials accept either scheme, and only once the configuration has an account: \
-with no account (allowed on loopback addresses only), every route is open."
+        description = "Security scans, scraper agents, workflow runs, test runs and host \
+            records as actors rebuilt from one append-only event log. `docs/api.md` describes \
+            every route in prose.\n\n\
+            Routes that take credentials accept either scheme, and only once the configuration \
+            has an account: with no account (allowed on loopback addresses only), every route \
+            is open."
     ),
     components(schemas(super::error::ErrorBody)),
     modifiers(&SecuritySchemes)
@@ -160,7 +162,8 @@ pub fn routes(config: &mut web::ServiceConfig) {
 
 /// The OpenAPI 3.1 document of every route.
 #[utoipa::path(get, path = "/api/openapi.json", tag = "documentation",
-    responses((status = 200, description = "This document.", body = Object, content_type = "application/json")))]
+    responses((status = 200, description = "This document.", body = Object,
+        content_type = "application/json")))]
 async fn openapi_json() -> Result<HttpResponse, super::error::ApiError> {
     let json = DOCUMENT_JSON
         .as_ref()
@@ -172,8 +175,10 @@ async fn openapi_json() -> Result<HttpResponse, super::error::ApiError> {
 
 /// Swagger UI, at its address with the trailing slash (its page loads its files by relative
 /// URLs, which resolve under `/api/docs/` only).
-#[utoipa::path(get, path = "/api/docs", tag = "documentation", summary = "Swagger UI, at its address with a trailing slash",
-    responses((status = 308, description = "To `/api/docs/`.", headers(("Location" = String, description = "`/api/docs/`")))))]
+#[utoipa::path(get, path = "/api/docs", tag = "documentation",
+    summary = "Swagger UI, at its address with a trailing slash",
+    responses((status = 308, description = "To `/api/docs/`.",
+        headers(("Location" = String, description = "`/api/docs/`")))))]
 async fn docs_page() -> HttpResponse {
     HttpResponse::PermanentRedirect()
         .insert_header((header::LOCATION, "/api/docs/"))
@@ -184,7 +189,8 @@ async fn docs_page() -> HttpResponse {
 #[derive(utoipa::OpenApi)]
 #[openapi(
     paths(openapi_json, docs_page),
-    tags((name = "documentation", description = "This document and Swagger UI, served by annals itself: open to anyone, they hold no data.")),
+    tags((name = "documentation", description = "This document and Swagger UI, served by annals \
+        itself: open to anyone, they hold no data.")),
     modifiers(&SwaggerUiPaths)
 )]
 struct DocumentationApi;

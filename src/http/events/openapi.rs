@@ -27,7 +27,9 @@ use crate::http::params::{MAX_LIMIT, MAX_WAIT};
         super::verify_log
     ),
     components(schemas(Page, Event, Metadata, Origin, ReplayedState, VerifyReport)),
-    tags((name = "events", description = "Follow, page through and replay the event log, for followers and auditors.")),
+    tags((name = "events",
+        description = "Follow, page through and replay the event log, for followers and \
+            auditors.")),
     modifiers(&BehindAccounts)
 )]
 pub struct EventApi;
@@ -91,11 +93,14 @@ impl IntoParams for FollowLogParams {
             timeout(),
             query_string(
                 "category",
-                "Only events of streams of this kind (the part of the stream id before the first `-`).",
-                "job",
+                "Only events of streams of this kind, the part of the stream id before the \
+                 first `-` (such as `job`).",
             ),
-            query_string("type", "Only events of this type.", "LineRecorded"),
-            last_event_id("Server-Sent Events only: resume right after this position; it takes precedence over `from`."),
+            query_string("type", "Only events of this type (such as `LineRecorded`)."),
+            last_event_id(
+                "Server-Sent Events only: resume right after this position; it takes \
+                 precedence over `from`.",
+            ),
         ]
     }
 }
@@ -238,14 +243,15 @@ fn timeout() -> Parameter {
         .build()
 }
 
-fn query_string(name: &str, description: &str, example: &str) -> Parameter {
+/// An optional filter. Its examples stay in the description: Swagger UI would fill an example
+/// into the form, filtering what a reader meant to see whole.
+fn query_string(name: &str, description: &str) -> Parameter {
     ParameterBuilder::new()
         .name(name)
         .parameter_in(ParameterIn::Query)
         .required(Required::False)
         .description(Some(description))
         .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
-        .example(Some(example.into()))
         .build()
 }
 
@@ -287,7 +293,10 @@ fn json(description: &str, schema: &str) -> RefOr<Response> {
 }
 
 fn bad_request() -> RefOr<Response> {
-    error("A bad parameter: a malformed or out-of-range number or duration, a bad stream id, a bad time, a bad `Last-Event-ID`.")
+    error(
+        "A bad parameter: a malformed or out-of-range number or duration, a bad stream id, \
+         a bad time, a bad `Last-Event-ID`.",
+    )
 }
 
 fn internal() -> RefOr<Response> {
