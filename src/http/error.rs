@@ -64,9 +64,19 @@ impl ResponseError for ApiError {
         if let ApiError::Unauthorized(_) = self {
             response.insert_header((actix_web::http::header::WWW_AUTHENTICATE, CHALLENGE));
         }
-        response.json(serde_json::json!({
-            "error": self.to_string(),
-            "status": self.status_code().as_u16(),
-        }))
+        response.json(ErrorBody {
+            error: self.to_string(),
+            status: self.status_code().as_u16(),
+        })
     }
+}
+
+/// The body of every error of the event API (and of the API's routes to come).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"error": "limit 5000 is over the limit of 1000", "status": 400}))]
+pub struct ErrorBody {
+    /// What went wrong, in words meant for the person reading them.
+    pub error: String,
+    /// The HTTP status code again, for clients that only keep the body.
+    pub status: u16,
 }

@@ -2,6 +2,8 @@
 //! long-polls or Server-Sent Events, and an entity's state replayed to a past version or time.
 //! Handlers parse the request, call one library function, and map its reply.
 
+pub mod openapi;
+
 use std::collections::VecDeque;
 use std::time::Duration;
 
@@ -145,6 +147,9 @@ fn events_stream(log: EventLog, source: Source, next: u64) -> HttpResponse {
 
 /// `GET /api/events?from=POS&limit=N&timeout=DUR&category=KIND&type=TYPE`, or with
 /// `Accept: text/event-stream`, the same as Server-Sent Events resuming from `Last-Event-ID`.
+#[utoipa::path(get, path = "/api/events", summary = "Follow the whole log",
+    description = openapi::FOLLOW_LOG, params(openapi::FollowLogParams),
+    responses(openapi::Followed))]
 async fn follow_log(
     _caller: ApiCaller,
     request: HttpRequest,
@@ -174,6 +179,9 @@ async fn follow_log(
 /// `GET /api/streams/{stream}?from=VERSION&limit=N&timeout=DUR`, or with
 /// `Accept: text/event-stream`, the same as Server-Sent Events resuming from `Last-Event-ID`
 /// (a position, as in the global stream).
+#[utoipa::path(get, path = "/api/streams/{stream}", summary = "Follow one stream",
+    description = openapi::FOLLOW_STREAM, params(openapi::FollowStreamParams),
+    responses(openapi::Followed))]
 async fn follow_stream(
     _caller: ApiCaller,
     request: HttpRequest,
@@ -208,6 +216,10 @@ async fn follow_stream(
 
 /// `GET /api/streams/{stream}/events?from=VERSION&limit=N`: a page of the stream's history,
 /// each event with its metadata (who or what caused it). It never waits.
+#[utoipa::path(get, path = "/api/streams/{stream}/events",
+    summary = "A page of one stream's history",
+    description = openapi::STREAM_HISTORY, params(openapi::StreamHistoryParams),
+    responses(openapi::History))]
 async fn stream_history(
     _caller: ApiCaller,
     log: web::Data<EventLog>,
@@ -230,6 +242,9 @@ struct StateQuery {
 }
 
 /// `GET /api/streams/{stream}/state[?at_version=N | ?at_time=RFC3339]`
+#[utoipa::path(get, path = "/api/streams/{stream}/state", summary = "An entity's state, replayed",
+    description = openapi::REPLAYED_STATE, params(openapi::ReplayedStateParams),
+    responses(openapi::Replayed))]
 async fn replayed_state(
     _caller: ApiCaller,
     log: web::Data<EventLog>,
@@ -264,6 +279,8 @@ async fn replayed_state(
 
 /// `GET /api/verify`: starts a verification of the whole log up to its current head when none
 /// has run or the log has moved on since the last, and reports where it stands.
+#[utoipa::path(get, path = "/api/verify", summary = "Verify the whole log",
+    description = openapi::VERIFY, responses(openapi::Verified))]
 async fn verify_log(
     _caller: ApiCaller,
     log: web::Data<EventLog>,

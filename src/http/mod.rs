@@ -1,12 +1,13 @@
-//! The HTTP server: the main listener serves `/healthz`, `/metrics`, the event API and every
-//! face at its own paths; a face's own listener serves that face's routes only. Handlers parse,
-//! call one library function or send one message, and map the reply; nothing here touches
-//! storage.
+//! The HTTP server: the main listener serves `/healthz`, `/metrics`, the event API, the OpenAPI
+//! document and every face at its own paths; a face's own listener serves that face's routes
+//! only. Handlers parse, call one library function or send one message, and map the reply;
+//! nothing here touches storage.
 
 pub mod body;
 pub mod caller;
 pub mod error;
 pub mod events;
+pub mod openapi;
 pub mod params;
 pub mod partisci;
 pub mod tls;
@@ -107,6 +108,7 @@ pub fn serve(
     tls: Option<rustls::ServerConfig>,
 ) -> std::io::Result<Server> {
     crate::metrics::handle();
+    openapi::check().map_err(std::io::Error::other)?;
     let faces = state.faces;
     let log = web::Data::new(state.log);
     let guard = web::Data::new(state.guard);
@@ -141,11 +143,7 @@ pub fn serve(
             })
             .configure(|config| {
                 if serves == Serves::Everything {
-                    config
-                        .route("/metrics", web::get().to(prometheus))
-                        .route("/healthz", web::get().to(healthz))
-                        .route("/readyz", web::get().to(readyz))
-                        .configure(events::routes);
+                    routes(config);
                 }
                 faces.configure(config, serves);
             })
@@ -157,7 +155,33 @@ pub fn serve(
     Ok(server.shutdown_timeout(30).run())
 }
 
+/// Every route of the main listener but the faces', which [`Faces`] adds. Each routing module
+/// adds its `configure` line here (or in `Faces::configure`) and its piece of the OpenAPI
+/// document in `openapi::PIECES`.
+pub fn routes(config: &mut web::ServiceConfig) {
+    config
+        .route("/metrics", web::get().to(prometheus))
+        .route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz))
+        .configure(events::routes)
+        .configure(openapi::routes);
+}
+
+/// The operational routes' part of the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(prometheus, healthz, readyz),
+    components(schemas(Readiness)),
+    tags((name = "operations",
+        description = "Health, readiness and metrics: open to anyone, they hold no data."))
+)]
+pub struct OperationsApi;
+
 /// Every metric in Prometheus' text format. Open like `/healthz`: it holds counts, not data.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    summary = "Every metric, in Prometheus' text format",
+    responses((status = 200, description = "Prometheus' text exposition format 0.0.4.",
+        body = String, content_type = "text/plain; version=0.0.4")))]
 async fn prometheus() -> HttpResponse {
     let handle = crate::metrics::handle();
     handle.run_upkeep();
@@ -167,12 +191,32 @@ async fn prometheus() -> HttpResponse {
 }
 
 /// The process is up.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "The process is up.", body = String,
+        content_type = "text/plain", example = "ok\n")))]
 async fn healthz() -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain").body("ok\n")
 }
 
 /// The server takes requests: the log is open and start-up reconciliation is done (the listener
 /// only starts after both). Answers the durable head.
+#[utoipa::path(get, path = "/readyz", tag = "operations", summary = "The server takes requests",
+    responses((status = 200, description = "Ready, with the log's durable head.",
+        body = Readiness)))]
 async fn readyz(log: web::Data<EventLog>) -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({ "status": "ready", "head": log.head() }))
+    HttpResponse::Ok().json(Readiness {
+        status: "ready",
+        head: log.head(),
+    })
+}
+
+/// The body of `/readyz`.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Readiness {
+    /// Always `ready`: a server that is not ready does not listen yet.
+    #[schema(value_type = String, example = "ready")]
+    pub status: &'static str,
+    /// The log's durable head: the position of its last durable event (0: none).
+    #[schema(value_type = u64)]
+    pub head: crate::events::Position,
 }

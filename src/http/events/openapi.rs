@@ -1,0 +1,495 @@
+//! The event API's part of the OpenAPI document: its parameters, answers and body schemas, for
+//! the `#[utoipa::path]` attributes on the handlers in `events.rs`. It only describes; the
+//! bodies themselves are written by the handlers and `codec::render`, and `tests/openapi.rs`
+//! checks real answers against these schemas so that the two cannot drift apart.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::response::{Response, ResponseBuilder};
+use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, Required};
+use utoipa::{IntoParams, IntoResponses, Modify, ToSchema};
+use uuid::Uuid;
+
+use crate::http::params::{MAX_LIMIT, MAX_WAIT};
+
+/// The event API's routes, their schemas, and the accounts that guard them.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(
+        super::follow_log,
+        super::follow_stream,
+        super::stream_history,
+        super::replayed_state,
+        super::verify_log
+    ),
+    components(schemas(Page, Event, Metadata, Origin, ReplayedState, VerifyReport)),
+    tags((name = "events",
+        description = "Follow, page through and replay the event log, for followers and \
+            auditors.")),
+    modifiers(&BehindAccounts)
+)]
+pub struct EventApi;
+
+/// Every route of the event API goes through the `ApiCaller` extractor, so every one takes the
+/// accounts' credentials and can answer 401 and 403; said once here rather than on each handler.
+struct BehindAccounts;
+
+impl Modify for BehindAccounts {
+    fn modify(&self, document: &mut utoipa::openapi::OpenApi) {
+        for operation in crate::http::openapi::operations(document) {
+            operation.tags = Some(vec!["events".into()]);
+            operation.security = Some(crate::http::openapi::account_security());
+            operation.responses.responses.insert(
+                "401".into(),
+                error(
+                    "No or wrong credentials, while accounts are configured. Carries \
+                     `WWW-Authenticate: Basic realm=\"annals\", Bearer realm=\"annals\"`.",
+                ),
+            );
+            operation.responses.responses.insert(
+                "403".into(),
+                error("The account lacks the access `[auth] api` asks for."),
+            );
+        }
+    }
+}
+
+pub const FOLLOW_LOG: &str = "Durable events after position `from`, in commit order, with \
+`next` to pass as the following request's `from`: a follower that does so sees every event \
+exactly once. When none is there yet, waits up to `timeout` for one to be committed. With \
+`category` or `type`, `next` still moves past events that did not match, and one request looks \
+at no more than 10,000 events.\n\n\
+With `Accept: text/event-stream`, answers Server-Sent Events instead: `id: <position>` and \
+`data: <event JSON>` frames, a `: keep-alive` comment after 15 s without events, resuming after \
+`Last-Event-ID` when a reconnecting client sends it; `limit` and `timeout` do not apply.";
+
+pub const FOLLOW_STREAM: &str = "The same as `/api/events` for one stream: events with a \
+version above `from`; `next` and `head` are versions. As Server-Sent Events, `id:` is still \
+the event's global position, and a `Last-Event-ID` must be one of this stream's events.";
+
+pub const STREAM_HISTORY: &str = "A page of the stream's history, each event with its \
+metadata (who or what caused it). It never waits.";
+
+pub const REPLAYED_STATE: &str = "The entity's state replayed from its first event up to \
+`at_version` or `at_time` (or its last event), ignoring snapshots, for audit. Give at most one \
+of the two.";
+
+pub const VERIFY: &str = "Starts a verification of the whole log up to its durable head when \
+none has run or the log has moved on since the last, and reports where it stands. Events \
+appended during a run are left to the next.";
+
+/// `GET /api/events`: where to start, how much, how long to wait, which events.
+pub struct FollowLogParams;
+
+impl IntoParams for FollowLogParams {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![
+            from("Events after this position (0: from the first event)."),
+            limit(),
+            timeout(),
+            query_string(
+                "category",
+                "Only events of streams of this kind, the part of the stream id before the \
+                 first `-` (such as `job`).",
+            ),
+            query_string("type", "Only events of this type (such as `LineRecorded`)."),
+            last_event_id(
+                "Server-Sent Events only: resume right after this position; it takes \
+                 precedence over `from`.",
+            ),
+        ]
+    }
+}
+
+/// `GET /api/streams/{stream}`.
+pub struct FollowStreamParams;
+
+impl IntoParams for FollowStreamParams {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![
+            stream(),
+            from("Events with a version above this one (0: from the stream's first event)."),
+            limit(),
+            timeout(),
+            last_event_id(
+                "Server-Sent Events only: resume right after the event at this global \
+                 position, which must be one of this stream's events (else 400).",
+            ),
+        ]
+    }
+}
+
+/// `GET /api/streams/{stream}/events`.
+pub struct StreamHistoryParams;
+
+impl IntoParams for StreamHistoryParams {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![
+            stream(),
+            from("Events with a version above this one (0: from the stream's first event)."),
+            limit(),
+        ]
+    }
+}
+
+/// `GET /api/streams/{stream}/state`.
+pub struct ReplayedStateParams;
+
+impl IntoParams for ReplayedStateParams {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![
+            stream(),
+            ParameterBuilder::new()
+                .name("at_version")
+                .parameter_in(ParameterIn::Query)
+                .required(Required::False)
+                .description(Some("Replay up to and including this version."))
+                .schema(Some(unsigned().minimum(Some(0))))
+                .build(),
+            ParameterBuilder::new()
+                .name("at_time")
+                .parameter_in(ParameterIn::Query)
+                .required(Required::False)
+                .description(Some(
+                    "Replay the events recorded up to this time (RFC 3339, such as \
+                     `2026-11-22T08:00:00Z`).",
+                ))
+                .schema(Some(
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime))),
+                ))
+                .build(),
+        ]
+    }
+}
+
+fn unsigned() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+}
+
+fn stream() -> Parameter {
+    ParameterBuilder::new()
+        .name("stream")
+        .parameter_in(ParameterIn::Path)
+        .required(Required::True)
+        .description(Some(
+            "A stream id, `<kind>-<id>`: the kind lower-case ASCII letters, digits and `_`, \
+             the id any non-empty text without control characters; at most 200 bytes.",
+        ))
+        .schema(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .max_length(Some(crate::events::envelope::MAX_STREAM_ID_LEN)),
+        ))
+        .example(Some("job-1".into()))
+        .build()
+}
+
+fn from(description: &str) -> Parameter {
+    ParameterBuilder::new()
+        .name("from")
+        .parameter_in(ParameterIn::Query)
+        .required(Required::False)
+        .description(Some(description))
+        .schema(Some(unsigned().minimum(Some(0)).default(Some(0.into()))))
+        .build()
+}
+
+fn limit() -> Parameter {
+    ParameterBuilder::new()
+        .name("limit")
+        .parameter_in(ParameterIn::Query)
+        .required(Required::False)
+        .description(Some(format!(
+            "The most events in the page: 1 to {MAX_LIMIT}."
+        )))
+        .schema(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(1))
+                .maximum(Some(MAX_LIMIT as u64))
+                .default(Some(100.into())),
+        ))
+        .build()
+}
+
+fn timeout() -> Parameter {
+    ParameterBuilder::new()
+        .name("timeout")
+        .parameter_in(ParameterIn::Query)
+        .required(Required::False)
+        .description(Some(format!(
+            "How long to wait for an event when there is none yet, in Go's duration syntax \
+             (`300ms`, `1.5s`, `2m`, `1m30s`); at most {}s. Without it, the answer is \
+             immediate, possibly with no event.",
+            MAX_WAIT.as_secs()
+        )))
+        .schema(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(
+                    r"^(0|(([0-9]+\.?[0-9]*|\.[0-9]+)(ns|us|µs|ms|s|m|h))+)$",
+                ))
+                .default(Some("0".into()))
+                .examples(["30s"]),
+        ))
+        .build()
+}
+
+/// An optional filter. Its examples stay in the description: Swagger UI would fill an example
+/// into the form, filtering what a reader meant to see whole.
+fn query_string(name: &str, description: &str) -> Parameter {
+    ParameterBuilder::new()
+        .name(name)
+        .parameter_in(ParameterIn::Query)
+        .required(Required::False)
+        .description(Some(description))
+        .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+        .build()
+}
+
+fn last_event_id(description: &str) -> Parameter {
+    ParameterBuilder::new()
+        .name("Last-Event-ID")
+        .parameter_in(ParameterIn::Header)
+        .required(Required::False)
+        .description(Some(description))
+        .schema(Some(unsigned().minimum(Some(0))))
+        .build()
+}
+
+/// An error answer in the API's error body.
+fn error(description: &str) -> RefOr<Response> {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("ErrorBody")))
+                .build(),
+        )
+        .build()
+        .into()
+}
+
+fn json(description: &str, schema: &str) -> RefOr<Response> {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name(schema)))
+                .build(),
+        )
+        .build()
+        .into()
+}
+
+fn bad_request() -> RefOr<Response> {
+    error(
+        "A bad parameter: a malformed or out-of-range number or duration, a bad stream id, \
+         a bad time, a bad `Last-Event-ID`.",
+    )
+}
+
+fn internal() -> RefOr<Response> {
+    error("annals failed to read its log; the message says how.")
+}
+
+/// The answers of the two follow routes: a page, or with `Accept: text/event-stream`, a
+/// never-ending stream of events.
+pub struct Followed;
+
+impl IntoResponses for Followed {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        let page = ResponseBuilder::new()
+            .description(
+                "A page of events (possibly none, once `timeout` passed), or with \
+                 `Accept: text/event-stream`, Server-Sent Events as they are committed.",
+            )
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("Page")))
+                    .build(),
+            )
+            .content(
+                "text/event-stream",
+                ContentBuilder::new()
+                    .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+                    .example(Some(
+                        "id: 1\ndata: {\"position\":1,\"stream\":\"job-1\",…}\n\n: keep-alive\n\n"
+                            .into(),
+                    ))
+                    .build(),
+            )
+            .build();
+        BTreeMap::from([
+            ("200".into(), page.into()),
+            ("400".into(), bad_request()),
+            ("500".into(), internal()),
+        ])
+    }
+}
+
+/// The answers of `GET /api/streams/{stream}/events`.
+pub struct History;
+
+impl IntoResponses for History {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        BTreeMap::from([
+            ("200".into(), json("A page of the stream's events.", "Page")),
+            ("400".into(), bad_request()),
+            ("500".into(), internal()),
+        ])
+    }
+}
+
+/// The answers of `GET /api/streams/{stream}/state`.
+pub struct Replayed;
+
+impl IntoResponses for Replayed {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        BTreeMap::from([
+            ("200".into(), json("The replayed state.", "ReplayedState")),
+            (
+                "400".into(),
+                error("A bad stream id, version or time, or both `at_version` and `at_time`."),
+            ),
+            (
+                "404".into(),
+                error("The stream's kind is none that annals knows."),
+            ),
+            ("500".into(), internal()),
+        ])
+    }
+}
+
+/// The answers of `GET /api/verify`.
+pub struct Verified;
+
+impl IntoResponses for Verified {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        BTreeMap::from([(
+            "200".into(),
+            json(
+                "Where the current or last verification stands.",
+                "VerifyReport",
+            ),
+        )])
+    }
+}
+
+/// A page of a follow.
+#[derive(Serialize, ToSchema)]
+pub struct Page {
+    /// The events, in commit (or version) order.
+    pub events: Vec<Event>,
+    /// The `from` of the next request: every position (or version) up to here has been
+    /// considered, matched or not.
+    pub next: u64,
+    /// The durable head (of the log, or of the stream) when the page was read.
+    pub head: u64,
+}
+
+/// One stored event, as the API and `annals export` render it.
+#[derive(Serialize, ToSchema)]
+pub struct Event {
+    /// Its place in the whole log: 1 for the first event, gapless, in commit order.
+    pub position: u64,
+    /// Its stream, `<kind>-<id>`.
+    #[schema(example = "job-1")]
+    pub stream: String,
+    /// Its place in its stream: 1 for the stream's first event, gapless.
+    pub version: u64,
+    /// Chosen by its writer; a retried append with the same id is stored once.
+    pub event_id: Uuid,
+    /// Its stable type name.
+    #[serde(rename = "type")]
+    #[schema(example = "LineRecorded")]
+    pub event_type: String,
+    /// The version of its type's payload schema.
+    pub schema_version: u16,
+    /// When the journal recorded it (RFC 3339, microseconds, UTC).
+    pub recorded_at: DateTime<Utc>,
+    pub metadata: Metadata,
+    /// The payload, decoded from MessagePack; `null` when it cannot be (then `payload_error`
+    /// says why).
+    pub payload: serde_json::Value,
+    /// Present only when the payload could not be decoded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payload_error: Option<String>,
+    /// The SHA-256 that chains this event to the one before it in the log, in hex.
+    #[schema(pattern = "^[0-9a-f]{64}$")]
+    pub hash: String,
+}
+
+/// Who or what caused an event.
+#[derive(Serialize, ToSchema)]
+pub struct Metadata {
+    /// Groups every event that one outside request led to.
+    pub correlation_id: Option<Uuid>,
+    /// The event or command that directly caused this one.
+    pub causation_id: Option<Uuid>,
+    pub origin: Origin,
+}
+
+/// Where an event came from.
+#[derive(Serialize, ToSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Origin {
+    /// An HTTP request: the peer address and, when authenticated, the user.
+    Http { addr: String, user: Option<String> },
+    /// A UDP datagram from this peer.
+    Udp { addr: String },
+    /// annals itself: start-up reconciliation, a timer, a finished child process.
+    System,
+}
+
+/// An entity's state replayed for audit.
+#[derive(Serialize, ToSchema)]
+pub struct ReplayedState {
+    #[schema(example = "job-1")]
+    pub stream: String,
+    /// The version of the last event folded in (0: none).
+    pub version: u64,
+    /// The entity's state; its shape is the entity kind's.
+    pub state: serde_json::Value,
+}
+
+/// Where a verification of the log stands.
+#[derive(Serialize, ToSchema)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum VerifyReport {
+    /// Under way: `checked` is the last position checked so far.
+    Running {
+        head: u64,
+        checked: u64,
+        started_at: DateTime<Utc>,
+    },
+    /// Every event up to `head` checked: the hash chain, gapless positions and versions, and
+    /// every index. `hash` is the head's chain hash.
+    Ok {
+        head: u64,
+        events: u64,
+        streams: u64,
+        hash: String,
+        started_at: DateTime<Utc>,
+        finished_at: DateTime<Utc>,
+    },
+    /// A problem at `position` (none when it is not at one event).
+    Failed {
+        head: u64,
+        position: Option<u64>,
+        problem: String,
+        started_at: DateTime<Utc>,
+        finished_at: DateTime<Utc>,
+    },
+}

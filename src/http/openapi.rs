@@ -1,0 +1,301 @@
+//! The OpenAPI 3.1 document of every route (`GET /api/openapi.json`) and the Swagger UI that
+//! shows it (`/api/docs/`), both served from the binary with no outside resource. It merges the
+//! pieces that each routing module describes; it describes no route but its own, and serves
+//! no data, so its routes are open like `/healthz`.
+
+use std::sync::LazyLock;
+
+use actix_web::http::header;
+use actix_web::{web, HttpResponse};
+use utoipa::openapi::path::{Operation, OperationBuilder, ParameterBuilder, ParameterIn, PathItem};
+use utoipa::openapi::response::ResponseBuilder;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, HttpMethod, ObjectBuilder, OpenApi, Required, Type};
+use utoipa::Modify;
+use utoipa_swagger_ui::{Config, SwaggerUi};
+
+/// Every module's piece of the document, merged in this order. A face adds its one line here,
+/// as it adds its `configure` line to [`super::routes`].
+const PIECES: &[fn() -> OpenApi] = &[
+    <super::OperationsApi as utoipa::OpenApi>::openapi,
+    <super::events::openapi::EventApi as utoipa::OpenApi>::openapi,
+    <DocumentationApi as utoipa::OpenApi>::openapi,
+];
+
+/// The name of the HTTP Basic security scheme (`name:password` of an `[[accounts]]` entry).
+pub const BASIC: &str = "basic";
+/// The name of the bearer token security scheme.
+pub const BEARER: &str = "bearer";
+
+/// What every piece shares: the document's title and description, the security schemes and
+/// the API's error body.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "annals",
+        description = "Security scans, scraper agents, workflow runs, test runs and host \
+            records as actors rebuilt from one append-only event log. `docs/api.md` describes \
+            every route in prose.\n\n\
+            Routes that take credentials accept either scheme, and only once the configuration \
+            has an account: with no account (allowed on loopback addresses only), every route \
+            is open."
+    ),
+    components(schemas(super::error::ErrorBody)),
+    modifiers(&SecuritySchemes)
+)]
+struct Base;
+
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, document: &mut OpenApi) {
+        let components = document.components.get_or_insert_with(Default::default);
+        let mut basic = Http::new(HttpAuthScheme::Basic);
+        basic.description = Some(
+            "An account's name and password, checked against the argon2 hash in `[[accounts]]`."
+                .into(),
+        );
+        components
+            .security_schemes
+            .insert(BASIC.into(), SecurityScheme::Http(basic));
+        let mut bearer = Http::new(HttpAuthScheme::Bearer);
+        bearer.description = Some(
+            "A token made by `annals new-token`, checked against the SHA-256 hash in \
+             `[[accounts]]`."
+                .into(),
+        );
+        components
+            .security_schemes
+            .insert(BEARER.into(), SecurityScheme::Http(bearer));
+    }
+}
+
+/// The security of a route behind the configured accounts: HTTP Basic or a bearer token.
+pub fn account_security() -> Vec<SecurityRequirement> {
+    vec![
+        SecurityRequirement::new(BASIC, Vec::<String>::new()),
+        SecurityRequirement::new(BEARER, Vec::<String>::new()),
+    ]
+}
+
+/// Every operation of a document, for modifiers that say something of all of a piece's routes.
+pub fn operations(document: &mut OpenApi) -> impl Iterator<Item = &mut Operation> {
+    document.paths.paths.values_mut().flat_map(|item| {
+        [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.options,
+            &mut item.head,
+            &mut item.patch,
+            &mut item.trace,
+        ]
+        .into_iter()
+        .flatten()
+    })
+}
+
+/// The document: the base and every piece. Two pieces describing the same path, or the same
+/// schema name differently, is an error rather than the silent drop of `OpenApi::merge`.
+pub fn document() -> Result<OpenApi, String> {
+    merge(PIECES)
+}
+
+fn merge(pieces: &[fn() -> OpenApi]) -> Result<OpenApi, String> {
+    let mut document = <Base as utoipa::OpenApi>::openapi();
+    for piece in pieces {
+        let piece = piece();
+        if let Some(path) = piece
+            .paths
+            .paths
+            .keys()
+            .find(|path| document.paths.paths.contains_key(*path))
+        {
+            return Err(format!(
+                "two pieces of the OpenAPI document describe {path}"
+            ));
+        }
+        if let (Some(ours), Some(theirs)) = (&document.components, &piece.components) {
+            if let Some(name) = theirs.schemas.iter().find_map(|(name, schema)| {
+                ours.schemas
+                    .get(name)
+                    .is_some_and(|existing| existing != schema)
+                    .then_some(name)
+            }) {
+                return Err(format!(
+                    "two pieces of the OpenAPI document define the schema {name} differently"
+                ));
+            }
+        }
+        document.merge(piece);
+    }
+    Ok(document)
+}
+
+/// The document as served, built once.
+static DOCUMENT_JSON: LazyLock<Result<String, String>> = LazyLock::new(|| {
+    document().and_then(|document| document.to_json().map_err(|error| error.to_string()))
+});
+
+/// Builds the document, so that one whose pieces do not merge stops the server before it
+/// listens rather than failing a request.
+pub fn check() -> Result<(), String> {
+    DOCUMENT_JSON.as_ref().map(|_| ()).map_err(Clone::clone)
+}
+
+/// The document's route, and Swagger UI's: its page and every file that page loads, all
+/// compiled into the binary.
+pub fn routes(config: &mut web::ServiceConfig) {
+    config
+        .route("/api/openapi.json", web::get().to(openapi_json))
+        .route("/api/docs", web::get().to(docs_page))
+        .service(
+            SwaggerUi::new("/api/docs/{file:.*}").config(
+                Config::new(["/api/openapi.json"])
+                    // Swagger UI's default sends the document to a public validator.
+                    .validator_url("none")
+                    .try_it_out_enabled(true),
+            ),
+        );
+}
+
+/// The OpenAPI 3.1 document of every route.
+#[utoipa::path(get, path = "/api/openapi.json", tag = "documentation",
+    responses((status = 200, description = "This document.", body = Object,
+        content_type = "application/json")))]
+async fn openapi_json() -> Result<HttpResponse, super::error::ApiError> {
+    let json = DOCUMENT_JSON
+        .as_ref()
+        .map_err(super::error::ApiError::internal)?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .body(json.as_str()))
+}
+
+/// Swagger UI, at its address with the trailing slash (its page loads its files by relative
+/// URLs, which resolve under `/api/docs/` only).
+#[utoipa::path(get, path = "/api/docs", tag = "documentation",
+    summary = "Swagger UI, at its address with a trailing slash",
+    responses((status = 308, description = "To `/api/docs/`.",
+        headers(("Location" = String, description = "`/api/docs/`")))))]
+async fn docs_page() -> HttpResponse {
+    HttpResponse::PermanentRedirect()
+        .insert_header((header::LOCATION, "/api/docs/"))
+        .finish()
+}
+
+/// The documentation routes' part of the document.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(openapi_json, docs_page),
+    tags((name = "documentation", description = "This document and Swagger UI, served by annals \
+        itself: open to anyone, they hold no data.")),
+    modifiers(&SwaggerUiPaths)
+)]
+struct DocumentationApi;
+
+/// Swagger UI's own routes, served by `utoipa-swagger-ui` rather than a handler of ours.
+struct SwaggerUiPaths;
+
+impl Modify for SwaggerUiPaths {
+    fn modify(&self, document: &mut OpenApi) {
+        let page = OperationBuilder::new()
+            .tag("documentation")
+            .summary(Some("Swagger UI"))
+            .description(Some(
+                "Swagger UI showing this document. Its scripts and stylesheets are served from \
+                 `/api/docs/{file}`; it needs nothing from the internet.",
+            ))
+            .response(
+                "200",
+                ResponseBuilder::new()
+                    .description("Swagger UI's page.")
+                    .content(
+                        "text/html",
+                        ContentBuilder::new()
+                            .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+                            .build(),
+                    ),
+            )
+            .build();
+        let file = OperationBuilder::new()
+            .tag("documentation")
+            .summary(Some("One of Swagger UI's files"))
+            .parameter(
+                ParameterBuilder::new()
+                    .name("file")
+                    .parameter_in(ParameterIn::Path)
+                    .required(Required::True)
+                    .description(Some("A file of Swagger UI's distribution."))
+                    .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+                    .example(Some("swagger-ui-bundle.js".into())),
+            )
+            .response(
+                "200",
+                ResponseBuilder::new()
+                    .description("The file, with the content type its name implies."),
+            )
+            .response(
+                "404",
+                ResponseBuilder::new().description("No such file in Swagger UI."),
+            )
+            .build();
+        document
+            .paths
+            .paths
+            .insert("/api/docs/".into(), PathItem::new(HttpMethod::Get, page));
+        document.paths.paths.insert(
+            "/api/docs/{file}".into(),
+            PathItem::new(HttpMethod::Get, file),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pieces_merge_into_one_openapi_3_1_document() {
+        let document = document().expect("the pieces merge");
+        let json = serde_json::to_value(&document).expect("it serializes");
+        assert!(json["openapi"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("3.1.")));
+        for piece in PIECES {
+            for path in piece().paths.paths.keys() {
+                assert!(
+                    document.paths.paths.contains_key(path),
+                    "{path} was dropped"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_path_or_schema_described_twice_is_refused() {
+        let documentation = <DocumentationApi as utoipa::OpenApi>::openapi;
+        let error = merge(&[documentation, documentation])
+            .err()
+            .expect("a path twice is refused");
+        assert!(error.contains("/api/docs"), "{error}");
+
+        let other_error_body = || {
+            let mut piece = OpenApi::default();
+            piece
+                .components
+                .get_or_insert_with(Default::default)
+                .schemas
+                .insert("ErrorBody".into(), ObjectBuilder::new().build().into());
+            piece
+        };
+        let error = merge(&[other_error_body])
+            .err()
+            .expect("a schema redefined is refused");
+        assert!(error.contains("ErrorBody"), "{error}");
+        // The same schema twice is no conflict: pieces may share the API's error body.
+        let same_error_body = || <Base as utoipa::OpenApi>::openapi();
+        merge(&[same_error_body]).expect("the same schema again merges");
+    }
+}
