@@ -42,6 +42,7 @@ fn spawn_app() -> TestApp {
             auth: Arc::new(auth),
             api: Access::Admin,
         },
+        faces: Default::default(),
     };
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let address = format!("http://{}", listener.local_addr().unwrap());
