@@ -11,6 +11,8 @@
 //!   projections (read models).
 //! - [`http`]: the HTTP server and its faces. Handlers parse, send one message, map the reply.
 //! - [`cli`]: the `annals` command line: `serve`, `export`, `replay`, `verify`, `load`.
+//! - [`testresults`]: test-results uploads (subunit v2 and v1, JSON results) recognised by
+//!   content and parsed, with limits, into per-test status and duration and the summary.
 
 pub mod actors;
 pub mod auth;
@@ -19,3 +21,4 @@ pub mod config;
 pub mod events;
 pub mod http;
 pub mod metrics;
+pub mod testresults;
