@@ -82,7 +82,7 @@ impl UploadedResults {
     }
 }
 
-/// Whether the JSON object `text` starts with has a `summary` or `data` key; reads keys only.
+/// Whether the JSON object `text` starts with has a `summary` or `data` key; keeps nothing.
 pub(super) fn looks_like_parsed_results(text: &[u8]) -> bool {
     struct Keys;
     impl<'de> Visitor<'de> for Keys {
@@ -91,13 +91,13 @@ pub(super) fn looks_like_parsed_results(text: &[u8]) -> bool {
             f.write_str("an object")
         }
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
+            // Read to the end: serde_json fails a map left unfinished.
+            let mut found = false;
             while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-                if key == "summary" || key == "data" {
-                    return Ok(true);
-                }
+                found |= key == "summary" || key == "data";
                 map.next_value::<IgnoredAny>()?;
             }
-            Ok(false)
+            Ok(found)
         }
     }
     serde_json::Deserializer::from_slice(text)

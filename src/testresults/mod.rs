@@ -466,31 +466,28 @@ fn excerpt(bytes: &[u8]) -> String {
     }
 }
 
-/// Tracks UTF-8 character boundaries in bytes that are not subunit, the way python-subunit
-/// does: a `0xB3` in the middle of a character is text, not a packet.
-#[derive(Default)]
-struct Utf8Boundary {
-    continuation_bytes_due: u8,
-}
-
-impl Utf8Boundary {
-    fn at_boundary(&self) -> bool {
-        self.continuation_bytes_due == 0
-    }
-
-    fn feed(&mut self, byte: u8) {
-        if self.continuation_bytes_due > 0 && byte & 0xC0 == 0x80 {
-            self.continuation_bytes_due -= 1;
-            return;
+/// Whether the byte at `at` starts a UTF-8 character, looking back no further than `from`: the
+/// test python-subunit applies to bytes that are not subunit, where a `0xB3` in the middle of a
+/// character is text, not a packet. An invalid sequence ends the character it interrupts.
+fn at_char_boundary(input: &[u8], from: usize, at: usize) -> bool {
+    let mut continuation_bytes = 0;
+    let mut before = at;
+    while before > from && continuation_bytes < 3 {
+        before -= 1;
+        let byte = input[before];
+        if byte & 0xC0 == 0x80 {
+            continuation_bytes += 1;
+            continue;
         }
-        // A lead byte, an ASCII byte, or an invalid one (which ends any character in progress).
-        self.continuation_bytes_due = match byte {
+        let needed = match byte {
             0xC2..=0xDF => 1,
             0xE0..=0xEF => 2,
             0xF0..=0xF4 => 3,
             _ => 0,
         };
+        return continuation_bytes >= needed;
     }
+    true
 }
 
 #[cfg(test)]
@@ -521,14 +518,18 @@ mod tests {
 
     #[test]
     fn utf8_boundaries_hide_continuation_bytes() {
-        let mut utf8 = Utf8Boundary::default();
-        utf8.feed(0xC2);
-        assert!(!utf8.at_boundary());
-        utf8.feed(0xB3); // "³"
-        assert!(utf8.at_boundary());
-        utf8.feed(0xE2);
-        utf8.feed(b'x'); // invalid: the character ends
-        assert!(utf8.at_boundary());
+        let text = "a³€\u{1F600}".as_bytes();
+        let boundaries: Vec<bool> = (0..text.len())
+            .map(|at| at_char_boundary(text, 0, at))
+            .collect();
+        assert_eq!(
+            boundaries,
+            [true, true, false, true, false, false, true, false, false, false]
+        );
+        // Nothing before `from` counts; an invalid byte ends a character.
+        assert!(at_char_boundary(b"\xC2\xB3", 1, 1));
+        assert!(at_char_boundary(b"\xE2x\xB3", 0, 2));
+        assert!(at_char_boundary(b"\x80\x80\x80\xB3", 0, 3));
     }
 
     #[test]

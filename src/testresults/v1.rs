@@ -68,7 +68,7 @@ fn directive(line: &[u8]) -> Option<(Keyword, &[u8])> {
 /// The line at `at`: its text without the line end, and where the next line starts.
 fn line_at(input: &[u8], at: usize) -> (&[u8], usize) {
     let rest = &input[at..];
-    let (mut line, next) = match rest.iter().position(|&b| b == b'\n') {
+    let (mut line, next) = match memchr::memchr(b'\n', rest) {
         Some(newline) => (&rest[..newline], at + newline + 1),
         None => (rest, input.len()),
     };

@@ -18,7 +18,7 @@
 use std::collections::HashMap;
 
 use super::{
-    Collector, Format, Limits, Outcome, ParseError, TestRun, Timestamp, Utf8Boundary, V2Problem,
+    at_char_boundary, Collector, Format, Limits, Outcome, ParseError, TestRun, Timestamp, V2Problem,
 };
 
 const SIGNATURE: u8 = 0xB3;
@@ -69,19 +69,11 @@ struct Packet<'a> {
 }
 
 /// Where the first packet starts: a `0xB3` at a UTF-8 character boundary followed by flags of
-/// version 2. `None` when there is none.
+/// version 2, or ending the input (a packet cut off). `None` when there is none.
 pub(super) fn find_packet_start(input: &[u8]) -> Option<usize> {
-    let mut utf8 = Utf8Boundary::default();
-    for (at, &byte) in input.iter().enumerate() {
-        if byte == SIGNATURE
-            && utf8.at_boundary()
-            && input.get(at + 1).is_some_and(|flags| flags >> 4 == 0x2)
-        {
-            return Some(at);
-        }
-        utf8.feed(byte);
-    }
-    None
+    memchr::memchr_iter(SIGNATURE, input).find(|&at| {
+        at_char_boundary(input, 0, at) && input.get(at + 1).is_none_or(|flags| flags >> 4 == 0x2)
+    })
 }
 
 /// A test whose final status has not come yet.
@@ -99,14 +91,15 @@ pub(super) fn parse(input: &[u8], limits: &Limits) -> Result<TestRun, ParseError
     let mut open: HashMap<String, OpenTest> = HashMap::new();
     let mut key = String::new();
     let mut seen = 0usize;
-    let mut utf8 = Utf8Boundary::default();
+    // Where the bytes outside packets started: UTF-8 characters are tracked from there.
+    let mut after_packet = 0;
     let mut at = 0;
     while at < input.len() {
-        let byte = input[at];
-        if byte != SIGNATURE || !utf8.at_boundary() {
-            out.non_subunit(at, 1)?;
-            utf8.feed(byte);
-            at += 1;
+        if input[at] != SIGNATURE || !at_char_boundary(input, after_packet, at) {
+            let next =
+                memchr::memchr(SIGNATURE, &input[at + 1..]).map_or(input.len(), |n| at + 1 + n);
+            out.non_subunit(at, next - at)?;
+            at = next;
             continue;
         }
         let packet = read_packet(input, at)?;
@@ -144,7 +137,7 @@ pub(super) fn parse(input: &[u8], limits: &Limits) -> Result<TestRun, ParseError
             }
         }
         at += packet.len;
-        utf8 = Utf8Boundary::default();
+        after_packet = at;
     }
     let mut left_open: Vec<OpenTest> = open.into_values().collect();
     left_open.sort_by_key(|test| test.seen);
