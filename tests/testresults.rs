@@ -711,6 +711,21 @@ fn v1_refstack_client_fixture_and_crlf_lines_parse() {
 }
 
 #[test]
+fn v1_times_at_the_ends_of_the_range_give_a_duration() {
+    let input = b"time: 1677-09-22 00:00:00Z\ntest: a\ntime: 2262-04-10 00:00:00Z\nsuccess: a\n";
+    let run = parsed(input);
+    let duration = run.tests[0].duration_seconds.unwrap();
+    assert!((duration - 18_446_486_400.0).abs() < 1.0, "{duration}");
+    assert!(matches!(
+        rejected(b"time: 2263-01-01 00:00:00Z\n", &Limits::default()),
+        ParseError::V1 {
+            offset: 0,
+            problem: V1Problem::BadTime { .. }
+        }
+    ));
+}
+
+#[test]
 fn v1_streams_that_end_inside_a_test_give_incomplete_errors() {
     for (input, at) in [
         (&b"test: a.T.t\n"[..], "in the test"),
@@ -977,6 +992,29 @@ fn many_tests(format: Format, count: usize) -> Vec<u8> {
             }))
             .unwrap()
         }
+    }
+}
+
+#[test]
+fn the_test_limit_is_exact_in_every_format() {
+    let limits = Limits {
+        max_tests: 3,
+        ..Limits::default()
+    };
+    for format in [
+        Format::SubunitV2,
+        Format::SubunitV1,
+        Format::ResultsJson,
+        Format::ParsedResultsJson,
+    ] {
+        let run = parse(&many_tests(format, 3), &limits);
+        assert_eq!(run.map(|run| run.tests.len()), Ok(3), "{format}");
+        let error = rejected(&many_tests(format, 4), &limits);
+        assert!(
+            matches!(error, ParseError::TooManyTests { limit: 3, .. }),
+            "{format}: {error:?}"
+        );
+        assert!(error.to_string().starts_with("more than 3 tests, at byte "));
     }
 }
 

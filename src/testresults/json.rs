@@ -333,13 +333,11 @@ impl<'de> Visitor<'de> for ResultsSeed<'_> {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         let mut results = Vec::new();
-        loop {
+        while let Some(entry) = seq.next_element_seed(EntrySeed)? {
             self.budget.take()?;
-            match seq.next_element_seed(EntrySeed)? {
-                Some(entry) => results.push(entry),
-                None => return Ok(results),
-            }
+            results.push(entry);
         }
+        Ok(results)
     }
 }
 
@@ -420,8 +418,15 @@ impl<'de> Visitor<'de> for DataSeed<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut classes = Vec::new();
         while let Some(class) = map.next_key::<String>()? {
-            // Each class costs a string even when empty: it counts against the budget too.
-            self.budget.take()?;
+            // Each class costs a string even when it lists no test: classes are bounded by the
+            // test limit too, on their own count.
+            if classes.len() >= self.budget.limit {
+                self.budget.exceeded.set(true);
+                return Err(de::Error::custom(format_args!(
+                    "more than {} classes",
+                    self.budget.limit
+                )));
+            }
             classes.push((
                 class,
                 map.next_value_seed(ClassSeed {
@@ -453,13 +458,11 @@ impl<'de> Visitor<'de> for ClassSeed<'_> {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         let mut entries = Vec::new();
-        loop {
+        while let Some(entry) = seq.next_element()? {
             self.budget.take()?;
-            match seq.next_element()? {
-                Some(entry) => entries.push(entry),
-                None => return Ok(entries),
-            }
+            entries.push(entry);
         }
+        Ok(entries)
     }
 }
 

@@ -358,6 +358,14 @@ pub fn parse(input: &[u8], limits: &Limits) -> Result<TestRun, ParseError> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct Timestamp(i64);
 
+impl Timestamp {
+    /// Seconds from `self` to `later`; negative when `later` is earlier. Two i64 nanosecond
+    /// times (1677 to 2262 from a v1 `time:`) can be further apart than an i64 holds.
+    fn seconds_until(self, later: Timestamp) -> f64 {
+        (i128::from(later.0) - i128::from(self.0)) as f64 / 1e9
+    }
+}
+
 /// Gathers results as a parser finds them, enforcing the test limit, and makes the run.
 struct Collector<'l> {
     limits: &'l Limits,
@@ -392,9 +400,9 @@ impl<'l> Collector<'l> {
         Ok(())
     }
 
-    /// Fails when `open` more tests (not yet finished) would not fit beside the results.
-    fn check_room(&self, open: usize, offset: usize) -> Result<(), ParseError> {
-        if self.tests.len().saturating_add(open) >= self.limits.max_tests {
+    /// Fails when `more` tests (results, or tests still open) would not fit beside the results.
+    fn check_room(&self, more: usize, offset: usize) -> Result<(), ParseError> {
+        if self.tests.len().saturating_add(more) > self.limits.max_tests {
             return Err(ParseError::TooManyTests {
                 limit: self.limits.max_tests,
                 offset,
@@ -418,7 +426,7 @@ impl<'l> Collector<'l> {
             return Ok(());
         }
         let duration_seconds = match (start, stop) {
-            (Some(start), Some(stop)) => Some((stop.0 - start.0) as f64 / 1e9),
+            (Some(start), Some(stop)) => Some(start.seconds_until(stop)),
             _ => None,
         };
         let status = Status::of(outcome, &id);
@@ -434,7 +442,7 @@ impl<'l> Collector<'l> {
     }
 
     fn push(&mut self, test: TestResult, offset: usize) -> Result<(), ParseError> {
-        self.check_room(0, offset)?;
+        self.check_room(1, offset)?;
         self.tests.push(test);
         Ok(())
     }
@@ -444,7 +452,7 @@ impl<'l> Collector<'l> {
             return Err(ParseError::NoTests { format });
         }
         let duration_seconds = match (self.earliest, self.latest) {
-            (Some(earliest), Some(latest)) => Some((latest.0 - earliest.0) as f64 / 1e9),
+            (Some(earliest), Some(latest)) => Some(earliest.seconds_until(latest)),
             _ => None,
         };
         Ok(TestRun {
