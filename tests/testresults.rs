@@ -6,7 +6,9 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
-use annals::testresults::testing::{encode_packet, Packet, PacketStatus, V1Writer, V2Writer};
+use annals::testresults::testing::{
+    damaged_uploads, encode_packet, Packet, PacketStatus, V1Writer, V2Writer,
+};
 use annals::testresults::{
     detect, parse, Format, Limits, NonSubunit, Outcome, ParseError, ParsedResults, Status, Summary,
     TestResult, TestRun, UploadedResults, V1Problem, V2Problem,
@@ -1045,6 +1047,36 @@ fn the_test_limit_bounds_every_format_and_the_heap() {
         );
         assert!(peak < 2_000 * 512 + 64 * 1024, "{format}: {peak} bytes");
     }
+}
+
+#[test]
+fn the_damaged_corpus_is_rejected_whole() {
+    let corpus = damaged_uploads(1024 * 1024);
+    assert!(corpus.len() > 100, "{}", corpus.len());
+    for limits in [
+        Limits {
+            max_input_bytes: 1024 * 1024,
+            ..Limits::default()
+        },
+        Limits {
+            max_input_bytes: 1024 * 1024,
+            ..strict()
+        },
+    ] {
+        for upload in &corpus {
+            let (result, peak) = peak_heap(|| parse(&upload.bytes, &limits));
+            let error = match result {
+                Err(error) => error,
+                Ok(run) => panic!("{}: parsed {run:?}", upload.what),
+            };
+            assert!(!error.to_string().is_empty());
+            let bound = 4 * upload.bytes.len().min(limits.max_input_bytes) + 64 * 1024;
+            assert!(peak < bound, "{}: {peak} bytes", upload.what);
+        }
+    }
+    // The same corpus on every call: a face's tests can name what failed.
+    let again = damaged_uploads(1024 * 1024);
+    assert!(corpus.iter().zip(&again).all(|(a, b)| a.bytes == b.bytes));
 }
 
 // ---------------------------------------------------------------------------------------------

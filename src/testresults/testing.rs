@@ -1,7 +1,7 @@
-//! Writers of subunit v2 and v1 streams, for tests and benchmarks to generate their fixtures;
-//! nothing in the server writes subunit. They write what python-subunit writes (`v2.py`'s
-//! `StreamResultToBytes`, `TestProtocolClient`), and only well-formed streams: hostile bytes
-//! are made by the tests themselves.
+//! Writers of subunit v2 and v1 streams, for tests and benchmarks to generate their fixtures, and
+//! a fixed corpus of damaged uploads for the tests of the faces that take them; nothing in the
+//! server writes subunit. The writers write what python-subunit writes (`v2.py`'s
+//! `StreamResultToBytes`, `TestProtocolClient`), and only well-formed streams.
 
 /// A v2 packet's status (the low 3 bits of its flags).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -280,4 +280,164 @@ impl V1Writer {
     pub fn into_bytes(self) -> Vec<u8> {
         self.bytes
     }
+}
+
+/// An upload that [`super::parse`] must reject, and what was done to it.
+#[derive(Debug, Clone)]
+pub struct DamagedUpload {
+    pub what: String,
+    pub bytes: Vec<u8>,
+}
+
+/// A fixed corpus of hostile uploads, every one an error for [`super::parse`] under
+/// [`super::Limits`] with `max_input_bytes` (other fields at their defaults): subunit v2 runs cut
+/// inside a packet or with one bit flipped (never in a packet's signature, whose loss only turns
+/// the packet into skipped bytes), packets built to crash parsers, JSON results cut short, v1
+/// directives that cannot be read, text with no tests, and an upload one byte over the limit.
+/// The same on every call, for tests of the faces that take uploads.
+pub fn damaged_uploads(max_input_bytes: usize) -> Vec<DamagedUpload> {
+    // xorshift64: a fixed sequence without a dependency.
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = move |bound: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % bound as u64) as usize
+    };
+    let mut corpus = Vec::new();
+    let mut add = |what: String, bytes: Vec<u8>| corpus.push(DamagedUpload { what, bytes });
+
+    let mut writer = V2Writer::new();
+    let mut starts = Vec::new();
+    let traceback: &[u8] = b"Traceback (most recent call last):\nAssertionError\n";
+    for n in 0..12u32 {
+        let id = format!("tempest.api.compute.test_servers.ServersTest.test_{n}[id-{n:08x}-9977-400a-936f-abcfbec1218f]");
+        let status = [
+            PacketStatus::Success,
+            PacketStatus::Fail,
+            PacketStatus::Skip,
+        ][n as usize % 3];
+        let packets = [
+            Packet {
+                test_id: Some(&id),
+                status: PacketStatus::InProgress,
+                timestamp: Some((1_700_000_000 + n, 0)),
+                tags: &["worker-0"],
+                route_code: Some("0"),
+                ..Packet::default()
+            },
+            Packet {
+                test_id: Some(&id),
+                mime_type: Some("text/plain;charset=utf8"),
+                file: Some(("traceback", traceback)),
+                eof: true,
+                route_code: Some("0"),
+                ..Packet::default()
+            },
+            Packet {
+                test_id: Some(&id),
+                status,
+                timestamp: Some((1_700_000_001 + n, 500)),
+                route_code: Some("0"),
+                ..Packet::default()
+            },
+        ];
+        for packet in &packets {
+            starts.push(writer.len());
+            writer.packet(packet);
+        }
+    }
+    let stream = writer.into_bytes();
+    let is_start = |at: usize| starts.binary_search(&at).is_ok();
+    for _ in 0..40 {
+        let cut = loop {
+            let cut = 1 + next(stream.len() - 1);
+            if !is_start(cut) {
+                break cut;
+            }
+        };
+        add(
+            format!("subunit v2 cut at byte {cut}"),
+            stream[..cut].to_vec(),
+        );
+    }
+    for _ in 0..80 {
+        let at = loop {
+            let at = next(stream.len());
+            if !is_start(at) {
+                break at;
+            }
+        };
+        let bit = next(8);
+        let mut flipped = stream.clone();
+        flipped[at] ^= 1 << bit;
+        add(
+            format!("subunit v2 with bit {bit} of byte {at} flipped"),
+            flipped,
+        );
+    }
+    // The packet that panics the crates.io `subunit` 0.3.1: a length too small for its CRC.
+    add(
+        "subunit v2 packet whose length leaves no room for its CRC".into(),
+        vec![0xB3, 0x29, 0x03, 0x05, 0x00, 0x00, 0x00, 0x00],
+    );
+    add(
+        "subunit v2 packet claiming 4 MiB in 8 bytes".into(),
+        vec![0xB3, 0x29, 0x03, 0xBF, 0xFF, 0xFF, 0x01, b'a'],
+    );
+    add(
+        "subunit v2 packet with a 4-octet length".into(),
+        vec![
+            0xB3, 0x29, 0x03, 0xC0, 0x00, 0x00, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        ],
+    );
+    // A test id, then a tag count of 2^30 - 1 and one tag, under a correct CRC.
+    let mut tags_bomb = vec![
+        0xB3, 0x28, 0x80, 16, 0x01, b'a', 0xFF, 0xFF, 0xFF, 0xFF, 0x01, b't',
+    ];
+    let crc = crc32fast::hash(&tags_bomb);
+    tags_bomb.extend_from_slice(&crc.to_be_bytes());
+    add("subunit v2 packet announcing 2^30 tags".into(), tags_bomb);
+
+    let json = br#"{"cpid": "6b678f2c7fa94c7e942728b300451b56", "duration_seconds": 60, "results": [{"name": "tempest.api.a.T.test_x", "uuid": "0146f675-ffbd-4208-b3a4-60eb628dbc5e"}, {"name": "tempest.api.a.T.test_y"}]}"#;
+    for _ in 0..10 {
+        let cut = 1 + next(json.len() - 1);
+        add(
+            format!("JSON results cut at byte {cut}"),
+            json[..cut].to_vec(),
+        );
+    }
+    add(
+        "JSON results without any result".into(),
+        br#"{"cpid": "c", "duration_seconds": 1, "results": []}"#.to_vec(),
+    );
+    add(
+        "JSON parsed results whose summary disagrees".into(),
+        br#"{"summary": {"PASS": 5, "FAIL": 0, "FAIL_SETUP": 0, "ERROR": 0, "SKIP": 0, "Total": 5}, "data": {"a.T": [["test_x", "PASS", 0.1]]}}"#.to_vec(),
+    );
+    add(
+        "JSON results with 100,000 brackets left open".into(),
+        [
+            &br#"{"cpid": "c", "duration_seconds": 1, "results": [{"name": "a", "x": "#[..],
+            &b"[".repeat(100_000)[..],
+        ]
+        .concat(),
+    );
+    add(
+        "subunit v1 with a `time:` that is no time".into(),
+        b"test: a\ntime: tomorrow\nsuccess: a\n".to_vec(),
+    );
+    add(
+        "subunit v1 multipart detail with a chunk length that is no number".into(),
+        b"test: a\nfailure: a [ multipart\nContent-Type: text/plain\nlog\nzz\r\n]\n".to_vec(),
+    );
+    add(
+        "text with no test in it".into(),
+        b"<html><body>Not a test run</body></html>\n".to_vec(),
+    );
+    add("an empty upload".into(), Vec::new());
+    let mut oversized = stream.repeat(max_input_bytes / stream.len() + 1);
+    oversized.truncate(max_input_bytes + 1);
+    add(format!("an upload of {} bytes", oversized.len()), oversized);
+    corpus
 }
