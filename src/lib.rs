@@ -18,6 +18,8 @@
 //! - [`secrets`]: the secret store: salts and private keys encrypted at rest under one master
 //!   key, one file per secret; secret material never reaches the event log.
 //! - [`cli`]: the `annals` command line: `serve`, `export`, `replay`, `verify`, `load`.
+//! - [`testresults`]: test-results uploads (subunit v2 and v1, JSON results) recognised by
+//!   content and parsed, with limits, into per-test status and duration and the summary.
 
 pub mod actors;
 pub mod auth;
@@ -29,3 +31,4 @@ pub mod metrics;
 pub mod startup;
 pub mod process;
 pub mod secrets;
+pub mod testresults;
