@@ -54,8 +54,14 @@ fn main() -> anyhow::Result<()> {
                 i % hosts
             )
         };
-        let base = run(trivial, clients, updates, move |i| post("/trivial", &body(i))).await;
-        let face = run(annals, clients, updates, move |i| post("/api/v1/update/", &body(i))).await;
+        let base = run(trivial, clients, updates, move |i| {
+            post("/trivial", &body(i))
+        })
+        .await;
+        let face = run(annals, clients, updates, move |i| {
+            post("/api/v1/update/", &body(i))
+        })
+        .await;
         report("trivial POST", &base, None);
         report("POST update/ (durable)", &face, Some(&base));
 
@@ -291,9 +297,9 @@ async fn udp(
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let recorded_in = started.elapsed();
-    let [accepted, invalid, overloaded, failed] =
+    let [accepted, invalid, overloaded, failed, kernel] =
         std::array::from_fn(|k| counts[k] - before[k]);
-    let lost = total as u64 - (accepted + invalid + overloaded + failed);
+    let lost = (total as u64).saturating_sub(accepted + invalid + overloaded + failed + kernel);
     println!(
         "  sent in {:.2} s; all handled in {:.2} s: {:.0} accepted/s",
         sent_in.as_secs_f64(),
@@ -301,14 +307,14 @@ async fn udp(
         accepted as f64 / recorded_in.as_secs_f64()
     );
     println!(
-        "  accepted {accepted}, invalid {invalid}, overloaded (counted drops) {overloaded}, \
-         failed {failed}, lost without being counted {lost}"
+        "  accepted {accepted}, invalid {invalid}, overloaded {overloaded}, failed {failed}, \
+         dropped by the kernel (counted) {kernel}, lost without being counted {lost}"
     );
     Ok(())
 }
 
-/// The server's datagram counters: accepted, invalid, overloaded, failed.
-async fn datagram_counts(main: SocketAddr) -> [u64; 4] {
+/// The server's datagram counters: accepted, invalid, overloaded, failed, kernel drops.
+async fn datagram_counts(main: SocketAddr) -> [u64; 5] {
     let mut connection = TcpStream::connect(main).await.expect("connects");
     connection
         .write_all(get("/metrics").as_bytes())
@@ -317,8 +323,19 @@ async fn datagram_counts(main: SocketAddr) -> [u64; 4] {
     let mut buffer = Vec::new();
     read_response(&mut connection, &mut buffer).await;
     let text = String::from_utf8_lossy(&buffer);
-    ["accepted", "invalid", "overloaded", "failed"].map(|outcome| {
-        let series = format!("annals_partisci_udp_datagrams_total{{outcome=\"{outcome}\"}} ");
+    [
+        "accepted",
+        "invalid",
+        "overloaded",
+        "failed",
+        "annals_partisci_udp_kernel_drops_total",
+    ]
+    .map(|outcome| {
+        let series = if outcome.starts_with("annals_") {
+            format!("{outcome} ")
+        } else {
+            format!("annals_partisci_udp_datagrams_total{{outcome=\"{outcome}\"}} ")
+        };
         text.lines()
             .find_map(|line| line.strip_prefix(series.as_str()))
             .map_or(0, |n| n.trim().parse().unwrap_or(0))

@@ -28,7 +28,7 @@ pub mod config;
 pub mod events;
 pub mod http;
 pub mod metrics;
-pub mod startup;
 pub mod process;
 pub mod secrets;
+pub mod startup;
 pub mod testresults;

@@ -22,6 +22,8 @@ pub const FOLLOWERS_WAITING: &str = "annals_followers_waiting";
 /// Partisci datagrams received, by `outcome`: `accepted`, `invalid` (dropped: not a valid
 /// update), `overloaded` (dropped: too many in flight) or `failed` (the log refused it).
 pub const PARTISCI_DATAGRAMS: &str = "annals_partisci_udp_datagrams_total";
+/// Partisci datagrams the kernel dropped because the socket's buffer was full (Linux).
+pub const PARTISCI_KERNEL_DROPS: &str = "annals_partisci_udp_kernel_drops_total";
 /// HTTP requests answered, by `route` (the matched pattern, or `unmatched`) and `status`.
 pub const HTTP_REQUESTS: &str = "annals_http_requests_total";
 

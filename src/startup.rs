@@ -35,8 +35,10 @@ pub struct Addresses {
 pub struct Application {
     pub addresses: Addresses,
     servers: Vec<Server>,
-    /// Background work that ends with the servers: the UDP receiver, retention sweeps.
+    /// Background work that ends with the servers: retention sweeps.
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The Partisci UDP receiver.
+    udp: Option<http::partisci::udp::Receiver>,
 }
 
 impl Application {
@@ -64,19 +66,22 @@ impl Application {
         let mut tasks = Vec::new();
         let mut own_listeners = Vec::new();
         let mut partisci_address = None;
+        let mut udp = None;
         if config.partisci.enabled {
             let section = &config.partisci;
             let retention =
                 (section.retention_s > 0).then(|| Duration::from_secs(section.retention_s));
-            let inventory = Inventory::start(log.clone(), clock.clone(), settings, retention)?;
+            let inventory =
+                Inventory::start(log.clone(), clock.clone(), settings, retention).await?;
             tasks.extend(inventory.spawn_sweeper());
             if !section.listen.is_empty() {
                 let (listener, socket) = bind_tcp_and_udp(&section.listen)?;
                 let address = listener.local_addr()?;
-                tasks.push(tokio::spawn(http::partisci::udp::serve(
+                udp = Some(http::partisci::udp::Receiver::start(
                     socket,
                     inventory.clone(),
-                )));
+                    actix::Arbiter::current(),
+                )?);
                 let tls = tls_config("partisci", &section.tls_cert, &section.tls_key)?;
                 own_listeners.push((Face::Partisci, listener, tls));
                 partisci_address = Some(address);
@@ -118,6 +123,7 @@ impl Application {
             },
             servers,
             tasks,
+            udp,
         })
     }
 
@@ -128,8 +134,11 @@ impl Application {
 
     /// Serves until every server has stopped (on SIGINT or SIGTERM, or through the handles),
     /// then stops the background tasks. In-flight requests finish first.
-    pub async fn run(self) -> anyhow::Result<()> {
-        let finished = futures_util::future::join_all(self.servers).await;
+    pub async fn run(mut self) -> anyhow::Result<()> {
+        let finished = futures_util::future::join_all(std::mem::take(&mut self.servers)).await;
+        if let Some(mut udp) = self.udp.take() {
+            tokio::task::spawn_blocking(move || udp.stop()).await?;
+        }
         for task in &self.tasks {
             task.abort();
         }
@@ -147,14 +156,13 @@ pub async fn build(config: &Config, log: EventLog) -> anyhow::Result<Application
 
 /// A TCP listener and a UDP socket on the same port, as Partisci serves both. With port 0,
 /// the UDP socket takes the port the TCP listener was given.
-fn bind_tcp_and_udp(listen: &str) -> anyhow::Result<(TcpListener, tokio::net::UdpSocket)> {
+fn bind_tcp_and_udp(listen: &str) -> anyhow::Result<(TcpListener, std::net::UdpSocket)> {
     let listener =
         TcpListener::bind(listen).with_context(|| format!("cannot listen on {listen}"))?;
     let address = listener.local_addr()?;
     let socket = std::net::UdpSocket::bind(address)
         .with_context(|| format!("cannot receive UDP on {address}"))?;
-    socket.set_nonblocking(true)?;
-    Ok((listener, tokio::net::UdpSocket::from_std(socket)?))
+    Ok((listener, socket))
 }
 
 fn tls_config(

@@ -4,6 +4,7 @@
 //! go stale.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -18,10 +19,10 @@ pub struct InventoryModel;
 /// `(app_id, host, instance)`: distinct keys never collide.
 type Key = (String, String, u16);
 
-/// Every known version.
+/// Every known version. Versions are shared, so that a query copies pointers, not strings.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct InventoryState {
-    versions: BTreeMap<Key, Version>,
+    versions: BTreeMap<Key, Arc<Version>>,
     /// The keys of each host's versions, by the host's entity id.
     by_host: BTreeMap<String, BTreeSet<Key>>,
 }
@@ -80,18 +81,16 @@ impl Projection for InventoryModel {
                     .entry(entity.to_owned())
                     .or_default()
                     .insert(key.clone());
-                state.versions.insert(
-                    key,
-                    Version {
-                        app_id: e.app_id,
-                        app: e.app,
-                        ver: e.ver,
-                        host: e.host,
-                        instance: e.instance,
-                        host_ip: e.host_ip,
-                        last_update: e.at,
-                    },
-                );
+                let version = Version {
+                    app_id: e.app_id,
+                    app: e.app,
+                    ver: e.ver,
+                    host: e.host,
+                    instance: e.instance,
+                    host_ip: e.host_ip,
+                    last_update: e.at,
+                };
+                state.versions.insert(key, Arc::new(version));
             }
             HostEvent::VersionExpired(e) => {
                 if let Some(keys) = state.by_host.get_mut(entity) {
@@ -127,25 +126,26 @@ impl InventoryState {
         &'a self,
         filter: &'a VersionFilter,
         active_since: Option<DateTime<Utc>>,
-    ) -> impl Iterator<Item = &'a Version> + 'a {
+    ) -> impl Iterator<Item = &'a Arc<Version>> + 'a {
         // Keys start with the app id: a filter on it reads only that range; a filter on the
         // host reads only that host's keys.
-        let candidates: Box<dyn Iterator<Item = &Version>> = match (&filter.app_id, &filter.host) {
-            (Some(app_id), _) => Box::new(
-                self.versions
-                    .range((app_id.clone(), String::new(), 0)..)
-                    .take_while(move |((id, _, _), _)| id == app_id)
-                    .map(|(_, version)| version),
-            ),
-            (None, Some(host)) => Box::new(
-                self.by_host
-                    .get(&super::host_entity_id(host))
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|key| self.versions.get(key)),
-            ),
-            (None, None) => Box::new(self.versions.values()),
-        };
+        let candidates: Box<dyn Iterator<Item = &Arc<Version>>> =
+            match (&filter.app_id, &filter.host) {
+                (Some(app_id), _) => Box::new(
+                    self.versions
+                        .range((app_id.clone(), String::new(), 0)..)
+                        .take_while(move |((id, _, _), _)| id == app_id)
+                        .map(|(_, version)| version),
+                ),
+                (None, Some(host)) => Box::new(
+                    self.by_host
+                        .get(&super::host_entity_id(host))
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|key| self.versions.get(key)),
+                ),
+                (None, None) => Box::new(self.versions.values()),
+            };
         candidates
             .filter(move |v| filter.host.as_ref().is_none_or(|host| v.host == *host))
             .filter(move |v| filter.ver.as_ref().is_none_or(|ver| v.ver == *ver))

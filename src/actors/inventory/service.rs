@@ -19,6 +19,9 @@ use crate::events::{EventLog, Metadata, Position};
 /// How long a report waits for the read model to fold it before the answer is an error.
 const MODEL_WAIT: Duration = Duration::from_secs(30);
 
+/// How long start-up waits for the read model to fold the log.
+const STARTUP_WAIT: Duration = Duration::from_secs(3600);
+
 /// How many hosts a clear or a sweep commands at once.
 const FAN_OUT: usize = 64;
 
@@ -58,14 +61,16 @@ pub struct Inventory {
 
 impl Inventory {
     /// Starts the host directory and the read model (from its checkpoint), on the current actix
-    /// system.
-    pub fn start(
+    /// system, and returns once the model has folded the whole log: the first query after
+    /// start-up sees everything acknowledged before.
+    pub async fn start(
         log: EventLog,
         clock: Arc<dyn Clock>,
         settings: Settings,
         retention: Option<Duration>,
     ) -> Result<Inventory, ProjectionError> {
         let model = projection::start(InventoryModel, log.clone(), ProjectionSettings::default())?;
+        model.wait_for(log.head(), STARTUP_WAIT).await?;
         let hosts = Entities::start(log, clock.clone(), Arc::new(NoEffects), settings);
         Ok(Inventory {
             hosts,
@@ -112,7 +117,7 @@ impl Inventory {
             .map(|window| self.clock.now() - window)
     }
 
-    pub fn versions(&self, filter: &VersionFilter) -> Vec<Version> {
+    pub fn versions(&self, filter: &VersionFilter) -> Vec<Arc<Version>> {
         let since = self.active_since();
         self.model
             .read(|view| view.state.versions(filter, since).cloned().collect())

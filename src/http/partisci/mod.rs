@@ -138,9 +138,15 @@ impl Partisci {
     }
 }
 
-/// `{"data": [...]}`.
+/// `{"data": [...]}`, serialized straight from the rows.
 fn data<T: Serialize>(rows: impl IntoIterator<Item = T>) -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({ "data": rows.into_iter().collect::<Vec<_>>() }))
+    #[derive(Serialize)]
+    struct Data<T> {
+        data: Vec<T>,
+    }
+    HttpResponse::Ok().json(Data {
+        data: rows.into_iter().collect(),
+    })
 }
 
 /// Partisci's times are whole Unix seconds.
@@ -178,13 +184,18 @@ async fn apps(
     face: web::Data<Partisci>,
 ) -> Result<HttpResponse, PartisciError> {
     face.authorize(&request, face.access).await?;
-    Ok(data(face.inventory.apps().into_iter().map(|app| {
-        serde_json::json!({
-            "app_id": app.app_id,
-            "app": app.app,
-            "last_update": unix(app.last_update),
-            "host_count": app.host_count,
-        })
+    #[derive(Serialize)]
+    struct AppBody {
+        app_id: String,
+        app: String,
+        last_update: i64,
+        host_count: usize,
+    }
+    Ok(data(face.inventory.apps().into_iter().map(|app| AppBody {
+        app_id: app.app_id,
+        app: app.app,
+        last_update: unix(app.last_update),
+        host_count: app.host_count,
     })))
 }
 
@@ -193,12 +204,18 @@ async fn hosts(
     face: web::Data<Partisci>,
 ) -> Result<HttpResponse, PartisciError> {
     face.authorize(&request, face.access).await?;
+    #[derive(Serialize)]
+    struct HostBody {
+        host: String,
+        last_update: i64,
+        app_count: usize,
+    }
     Ok(data(face.inventory.hosts().into_iter().map(|host| {
-        serde_json::json!({
-            "host": host.host,
-            "last_update": unix(host.last_update),
-            "app_count": host.app_count,
-        })
+        HostBody {
+            host: host.host,
+            last_update: unix(host.last_update),
+            app_count: host.app_count,
+        }
     })))
 }
 
@@ -223,7 +240,9 @@ async fn versions(
         ver: given(&query.ver),
     };
     let versions = face.inventory.versions(&filter);
-    Ok(data(versions.iter().map(VersionBody::from)))
+    Ok(data(
+        versions.iter().map(|version| VersionBody::from(&**version)),
+    ))
 }
 
 async fn update(
