@@ -26,6 +26,55 @@ fn self_signed(
     (cert, key, certified.cert.der().clone())
 }
 
+/// A GET over TLS, trusting only `der`; the whole answer.
+fn https_get(address: &str, der: CertificateDer<'static>, path: &str) -> String {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(der).unwrap();
+    let client = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let mut connection =
+        rustls::ClientConnection::new(Arc::new(client), ServerName::try_from("localhost").unwrap())
+            .unwrap();
+    let mut tcp = TcpStream::connect(address).unwrap();
+    let mut tls = rustls::Stream::new(&mut connection, &mut tcp);
+    write!(
+        tls,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    let _ = tls.read_to_string(&mut response);
+    response
+}
+
+#[test]
+fn a_faces_own_listener_speaks_https_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key, der) = self_signed(dir.path());
+    let served = common::spawn_serve(
+        &[
+            "--data".as_ref(),
+            dir.path().join("log").as_os_str(),
+            "serve".as_ref(),
+        ],
+        &[
+            ("ANNALS_HTTP_LISTEN", "127.0.0.1:0"),
+            ("ANNALS_PARTISCI_TLS_CERT", cert.to_str().unwrap()),
+            ("ANNALS_PARTISCI_TLS_KEY", key.to_str().unwrap()),
+        ],
+    )
+    .expect("the server starts");
+    let partisci = served.partisci.clone().expect("the face's own listener");
+    let response = https_get(&partisci, der, "/api/v1/_partisci/");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains("\"version\""), "{response}");
+}
+
 #[test]
 fn the_listener_speaks_https_with_a_self_signed_certificate() {
     let dir = tempfile::tempdir().unwrap();
@@ -44,24 +93,7 @@ fn the_listener_speaks_https_with_a_self_signed_certificate() {
     )
     .expect("the server starts");
 
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(der).unwrap();
-    let client = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let mut connection =
-        rustls::ClientConnection::new(Arc::new(client), ServerName::try_from("localhost").unwrap())
-            .unwrap();
-    let mut tcp = TcpStream::connect(&served.address).unwrap();
-    let mut tls = rustls::Stream::new(&mut connection, &mut tcp);
-    tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut response = String::new();
-    let _ = tls.read_to_string(&mut response);
+    let response = https_get(&served.address, der, "/healthz");
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(response.ends_with("ok\n"), "{response}");
 
