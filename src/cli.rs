@@ -305,6 +305,7 @@ fn serve(config: &Config, insecure_no_auth: bool) -> anyhow::Result<()> {
     let served = actix_web::rt::System::new().block_on({
         let log = log.clone();
         async move {
+            let termination = crate::startup::termination()?;
             let application = crate::startup::build(config, log).await?;
             let addresses = &application.addresses;
             let scheme = if config.http.tls_cert.is_some() { "https" } else { "http" };
@@ -312,7 +313,7 @@ fn serve(config: &Config, insecure_no_auth: bool) -> anyhow::Result<()> {
                 tracing::info!(%partisci, "partisci listening (HTTP and UDP)");
             }
             tracing::info!(address = %addresses.main, scheme, data = %data.display(), "annals listening");
-            application.run().await
+            application.run_until(termination).await
         }
     });
     // The servers have stopped (SIGINT or SIGTERM): finish pending appends, then exit.

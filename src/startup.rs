@@ -132,10 +132,33 @@ impl Application {
         self.servers.iter().map(Server::handle).collect()
     }
 
-    /// Serves until every server has stopped (on SIGINT or SIGTERM, or through the handles),
-    /// then stops the background tasks. In-flight requests finish first.
-    pub async fn run(mut self) -> anyhow::Result<()> {
-        let finished = futures_util::future::join_all(std::mem::take(&mut self.servers)).await;
+    /// Serves until every server has stopped through its handle, then stops the background
+    /// tasks.
+    pub async fn run(self) -> anyhow::Result<()> {
+        self.run_until(std::future::pending()).await
+    }
+
+    /// Serves until `stop` resolves (to the reason, for the log) or every server has stopped
+    /// through its handle. Stopping is graceful: the listeners close, in-flight requests
+    /// finish (for at most 30 s), then the background tasks stop.
+    pub async fn run_until(
+        mut self,
+        stop: impl std::future::Future<Output = &'static str>,
+    ) -> anyhow::Result<()> {
+        let handles = self.handles();
+        let servers = futures_util::future::join_all(std::mem::take(&mut self.servers));
+        tokio::pin!(servers);
+        let finished = tokio::select! {
+            finished = &mut servers => finished,
+            reason = stop => {
+                tracing::info!(reason, "stopping: no new connections, in-flight requests finish");
+                // The command is sent at once; the servers carry it out as they are polled below.
+                for handle in &handles {
+                    drop(handle.stop(true));
+                }
+                servers.await
+            }
+        };
         if let Some(mut udp) = self.udp.take() {
             tokio::task::spawn_blocking(move || udp.stop()).await?;
         }
@@ -147,6 +170,20 @@ impl Application {
         }
         Ok(())
     }
+}
+
+/// Resolves on the first SIGTERM or SIGINT, to its name. The handlers are installed when this
+/// is called, so call it before listening: a signal that comes early is not lost.
+pub fn termination() -> std::io::Result<impl std::future::Future<Output = &'static str>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = terminate.recv() => "SIGTERM",
+            _ = interrupt.recv() => "SIGINT",
+        }
+    })
 }
 
 /// Starts the server on the real clock, for `annals serve`.

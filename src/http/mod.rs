@@ -152,7 +152,9 @@ pub fn serve(
         Some(tls) => server.listen_rustls_0_23(listener, tls)?,
         None => server.listen(listener)?,
     };
-    Ok(server.shutdown_timeout(30).run())
+    // Signals are the caller's to handle (`startup::Application::run_until`), once for every
+    // listener.
+    Ok(server.shutdown_timeout(30).disable_signals().run())
 }
 
 /// Every route of the main listener but the faces', which [`Faces`] adds. Each routing module
