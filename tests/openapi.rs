@@ -1,52 +1,83 @@
-//! The OpenAPI document and Swagger UI against the real server on port 0, with accounts on:
-//! every routed path is documented and every documented one is routed, every answer has a
-//! documented status and a body that fits its documented schema, the documented security is
-//! the real one, and Swagger UI comes whole from the server, with nothing from outside.
+//! The OpenAPI document and Swagger UI against the real server on port 0, built from a
+//! configuration as `annals serve` builds it, with every face running and accounts on: every
+//! routed path is documented and every documented one is routed, every answer has a documented
+//! status and a body that fits its documented schema, the documented security is the real one
+//! (including the routes that ask for credentials only when their face is configured to), and
+//! Swagger UI comes whole from the server, with nothing from outside.
 
 mod common;
 
 use std::collections::BTreeSet;
-use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
-use annals::auth::{new_token, Access, Account, Auth, Role};
+use annals::actors::SystemClock;
+use annals::auth::{new_token, Access, Account, Role};
+use annals::config::Config;
 use annals::events::ExpectedVersion;
-use annals::http::{Guard, HttpState};
+use annals::http::Face;
+use annals::startup::Application;
 use common::{fast, line, stream, TempLog};
 use futures_util::StreamExt;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 struct TestApp {
     address: String,
+    /// The Partisci face's own listener.
+    partisci: String,
     client: awc::Client,
     /// A bearer token of an admin account.
     token: String,
+    /// A bearer token of an account without roles.
+    user_token: String,
     t: TempLog,
 }
 
-/// Starts the real server on a free port over a new log, with one admin account.
-fn spawn_app() -> TestApp {
+/// Starts the real server on free ports over a new log, as [`spawn_with`] does with the
+/// default configuration of every face.
+async fn spawn_app() -> TestApp {
+    spawn_with(|_| {}).await
+}
+
+/// Starts the real server from a configuration, as `annals serve` does: every face on (each
+/// with its own listener, on a free port), an admin account and an account without roles, and
+/// Partisci's danger mode on, so that every documented operation can succeed. `configure`
+/// changes the rest.
+async fn spawn_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     let t = TempLog::with(fast());
     let (token, token_hash) = new_token();
-    let auth = Auth::new(vec![Account {
-        name: "ops".into(),
-        password_hash: None,
-        token_sha256: vec![token_hash],
-        roles: vec![Role::Admin],
-    }])
-    .unwrap();
-    let state = HttpState {
-        log: t.log.clone(),
-        guard: Guard {
-            auth: Arc::new(auth),
-            api: Access::Admin,
-        },
-        faces: Default::default(),
+    let (user_token, user_token_hash) = new_token();
+    let mut config = Config {
+        accounts: vec![
+            Account {
+                name: "ops".into(),
+                password_hash: None,
+                token_sha256: vec![token_hash],
+                roles: vec![Role::Admin],
+            },
+            Account {
+                name: "user".into(),
+                password_hash: None,
+                token_sha256: vec![user_token_hash],
+                roles: vec![],
+            },
+        ],
+        ..Config::default()
     };
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let address = format!("http://{}", listener.local_addr().unwrap());
-    actix_rt::spawn(annals::http::server(listener, state, None).unwrap());
+    config.http.listen = "127.0.0.1:0".into();
+    assert!(config.partisci.enabled, "every face runs");
+    config.partisci.listen = "127.0.0.1:0".into();
+    config.partisci.danger = true;
+    configure(&mut config);
+    let application = Application::build(&config, t.log.clone(), Arc::new(SystemClock))
+        .await
+        .expect("the server starts");
+    let address = format!("http://{}", application.addresses.main);
+    let partisci = format!(
+        "http://{}",
+        application.addresses.partisci.expect("its own listener")
+    );
+    actix_rt::spawn(application.run());
     // Redirects are answers to check, not to follow.
     let client = awc::Client::builder()
         .disable_redirects()
@@ -54,8 +85,10 @@ fn spawn_app() -> TestApp {
         .finish();
     TestApp {
         address,
+        partisci,
         client,
         token,
+        user_token,
         t,
     }
 }
@@ -66,6 +99,7 @@ struct Answer {
     content_type: String,
     body: Vec<u8>,
     location: Option<String>,
+    www_authenticate: Option<String>,
 }
 
 impl Answer {
@@ -85,11 +119,37 @@ impl Answer {
 
 impl TestApp {
     async fn get(&self, uri: &str, with_token: bool) -> Answer {
-        let mut request = self.client.get(format!("{}{uri}", self.address));
-        if with_token {
-            request = request.bearer_auth(&self.token);
+        let token = with_token.then_some(self.token.as_str());
+        self.send("get", uri, Vec::new(), token).await
+    }
+
+    /// Sends `method` to `uri` on the main listener with this body (none when empty) and
+    /// bearer token.
+    async fn send(&self, method: &str, uri: &str, body: Vec<u8>, token: Option<&str>) -> Answer {
+        self.send_at(&self.address, method, uri, body, token).await
+    }
+
+    /// [`TestApp::send`] to the listener at `base`.
+    async fn send_at(
+        &self,
+        base: &str,
+        method: &str,
+        uri: &str,
+        body: Vec<u8>,
+        token: Option<&str>,
+    ) -> Answer {
+        let method = actix_web::http::Method::from_bytes(method.to_uppercase().as_bytes())
+            .expect("an HTTP method");
+        let mut request = self.client.request(method, format!("{base}{uri}"));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
         }
-        let mut response = request.send().await.expect("the server answers");
+        let mut response = if body.is_empty() {
+            request.send().await
+        } else {
+            request.send_body(body).await
+        }
+        .expect("the server answers");
         let header = |name: &str| {
             response
                 .headers()
@@ -98,6 +158,7 @@ impl TestApp {
         };
         let content_type = header("content-type").unwrap_or_default();
         let location = header("location");
+        let www_authenticate = header("www-authenticate");
         let body = response
             .body()
             .limit(64 << 20)
@@ -109,6 +170,7 @@ impl TestApp {
             content_type,
             body,
             location,
+            www_authenticate,
         }
     }
 
@@ -129,15 +191,46 @@ impl TestApp {
     }
 }
 
+/// The methods a path item may describe.
+const METHODS: [&str; 8] = [
+    "get", "put", "post", "delete", "options", "head", "patch", "trace",
+];
+
 /// The `(path, method)` of every operation the document describes.
 fn operations(document: &Value) -> Vec<(String, String)> {
     let mut operations = Vec::new();
     for (path, item) in document["paths"].as_object().expect("paths") {
         for method in item.as_object().expect("a path item").keys() {
-            operations.push((path.clone(), method.clone()));
+            if METHODS.contains(&method.as_str()) {
+                operations.push((path.clone(), method.clone()));
+            }
         }
     }
     operations
+}
+
+/// The example of an operation's JSON request body (empty when it takes none), which must fit
+/// the body's schema.
+fn example_body(document: &Value, path: &str, method: &str) -> Vec<u8> {
+    let content = &document["paths"][path][method]["requestBody"]["content"];
+    if content.is_null() {
+        return Vec::new();
+    }
+    let schema = &content["application/json"]["schema"];
+    let example = schema["$ref"]
+        .as_str()
+        .and_then(|reference| reference.strip_prefix("#/components/schemas/"))
+        .map_or(&schema["example"], |name| {
+            &document["components"]["schemas"][name]["example"]
+        });
+    assert!(
+        example.is_object(),
+        "{method} {path}: its body has an example"
+    );
+    if let Err(problem) = conforms(document, schema, example, "example") {
+        panic!("{method} {path}: {problem}");
+    }
+    example.to_string().into_bytes()
 }
 
 /// A documented path with each path parameter replaced by its documented example.
@@ -165,26 +258,42 @@ fn essence(content_type: &str) -> &str {
     content_type.split(';').next().unwrap_or("").trim()
 }
 
-/// Checks an answer to `GET path` against the document: its status is one the operation
-/// lists, its content type one that response lists, and a JSON body fits the schema. Returns
-/// the JSON body, if any.
-fn check_answer(document: &Value, path: &str, answer: &Answer) -> Option<Value> {
-    let operation = &document["paths"][path]["get"];
+/// Checks an answer to the operation `method path` against the document: its status is one
+/// the operation lists, its content type one that response lists, and a JSON body fits the
+/// schema. Returns the JSON body, if any.
+fn check_answer(document: &Value, path: &str, method: &str, answer: &Answer) -> Option<Value> {
+    let operation = &document["paths"][path][method];
+    assert!(operation.is_object(), "{method} {path} is documented");
     let response = &operation["responses"][answer.status.to_string()];
     assert!(
         response.is_object(),
-        "GET {path} answered {}, which its operation does not list: {}",
+        "{method} {path} answered {}, which its operation does not list: {}",
         answer.status,
         String::from_utf8_lossy(&answer.body[..answer.body.len().min(300)])
     );
-    // A response without content (a redirect, Swagger UI's files) has nothing more to check.
+    // A documented header is sent.
+    for name in response["headers"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|h| h.0)
+    {
+        let sent = match name.to_ascii_lowercase().as_str() {
+            "location" => answer.location.is_some(),
+            "www-authenticate" => answer.www_authenticate.is_some(),
+            other => panic!("a documented header {other} this check does not read"),
+        };
+        assert!(sent, "{method} {path} ({}) sends {name}", answer.status);
+    }
+    // A response without content (a redirect, Swagger UI's files, an empty 200) has nothing
+    // more to check.
     let content = response["content"].as_object()?;
     let (_, media) = content
         .iter()
         .find(|(documented, _)| essence(documented) == essence(&answer.content_type))
         .unwrap_or_else(|| {
             panic!(
-                "GET {path} answered {} as {:?}, not a documented content type",
+                "{method} {path} answered {} as {:?}, not a documented content type",
                 answer.status, answer.content_type
             )
         });
@@ -193,7 +302,7 @@ fn check_answer(document: &Value, path: &str, answer: &Answer) -> Option<Value> 
     }
     let body = answer.json();
     if let Err(problem) = conforms(document, &media["schema"], &body, "body") {
-        panic!("GET {path} ({}): {problem}\n{body:#}", answer.status);
+        panic!("{method} {path} ({}): {problem}\n{body:#}", answer.status);
     }
     Some(body)
 }
@@ -307,13 +416,19 @@ fn references(value: &Value, found: &mut Vec<String>) {
     }
 }
 
-/// Every route pattern the server's router holds, in OpenAPI's form (`{name}` for each
-/// variable segment, whatever its regex). actix-web has no public way to list its routes, but
-/// its `ResourceMap`'s debug form names each resource's pattern, nested under the scopes that
-/// prefix it; this reads the patterns from there, so that a route added anywhere is seen.
+/// Every route pattern the main listener's router holds with every face running, in OpenAPI's
+/// form (`{name}` for each variable segment, whatever its regex). actix-web has no public way
+/// to list its routes, but its `ResourceMap`'s debug form names each resource's pattern, nested
+/// under the scopes that prefix it; this reads the patterns from there, so that a route added
+/// anywhere is seen.
 async fn routed_paths() -> BTreeSet<String> {
-    let app =
-        actix_web::test::init_service(actix_web::App::new().configure(annals::http::routes)).await;
+    let everything = |config: &mut actix_web::web::ServiceConfig| {
+        annals::http::routes(config);
+        for face in Face::ALL {
+            face.routes(config);
+        }
+    };
+    let app = actix_web::test::init_service(actix_web::App::new().configure(everything)).await;
     let request = actix_web::test::TestRequest::get()
         .uri("/healthz")
         .to_request();
@@ -364,7 +479,9 @@ async fn routed_paths() -> BTreeSet<String> {
         }
     }
     assert!(
-        routed.contains("/healthz") && routed.contains("/api/streams/{stream}"),
+        routed.contains("/healthz")
+            && routed.contains("/api/streams/{stream}")
+            && routed.contains("/api/v1/version/"),
         "the router's debug form changed: {routed:?}"
     );
     routed
@@ -387,7 +504,7 @@ fn openapi_form(pattern: &str) -> String {
 
 #[actix_rt::test]
 async fn the_document_is_openapi_3_1_json_whose_references_all_resolve() {
-    let app = spawn_app();
+    let app = spawn_app().await;
     let document = app.document().await;
     let version = document["openapi"].as_str().expect("an openapi version");
     assert!(version.starts_with("3.1."), "version {version}");
@@ -414,7 +531,7 @@ async fn the_document_is_openapi_3_1_json_whose_references_all_resolve() {
 
 #[actix_rt::test]
 async fn every_routed_path_is_documented_and_every_documented_path_is_routed() {
-    let app = spawn_app();
+    let app = spawn_app().await;
     let document = app.document().await;
     let documented: BTreeSet<String> = operations(&document)
         .into_iter()
@@ -438,47 +555,136 @@ async fn every_routed_path_is_documented_and_every_documented_path_is_routed() {
     );
 
     for (path, method) in operations(&document) {
-        assert_eq!(method, "get", "{path}: teach this test to send {method}");
         let uri = example_uri(&document, &path, &method);
-        let answer = app.get(&uri, true).await;
-        assert_ne!(answer.status, 404, "GET {uri} is not found");
-        check_answer(&document, &path, &answer);
+        let body = example_body(&document, &path, &method);
+        let answer = app.send(&method, &uri, body, Some(&app.token)).await;
+        assert_ne!(answer.status, 404, "{method} {uri} is not found");
+        assert_ne!(answer.status, 405, "{method} {uri} is not allowed");
+        check_answer(&document, &path, &method, &answer);
+    }
+}
+
+#[actix_rt::test]
+async fn operation_ids_are_unique() {
+    let app = spawn_app().await;
+    let document = app.document().await;
+    let mut seen = BTreeSet::new();
+    for (path, method) in operations(&document) {
+        let id = document["paths"][&path][&method]["operationId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{method} {path} has an operationId"));
+        assert!(seen.insert(id.to_owned()), "{id} is used twice");
+    }
+}
+
+/// How an operation's documented security says it may be called.
+#[derive(Debug, PartialEq)]
+enum Security {
+    /// No security: open to anyone, whatever the configuration.
+    Open,
+    /// Credentials needed once accounts exist.
+    Guarded,
+    /// `{}` among the requirements: open unless its face's configuration asks for credentials.
+    Optional,
+}
+
+fn security(document: &Value, path: &str, method: &str) -> Security {
+    let Some(requirements) = document["paths"][path][method]["security"].as_array() else {
+        return Security::Open;
+    };
+    let schemes: BTreeSet<&str> = requirements
+        .iter()
+        .flat_map(|r| r.as_object().unwrap().keys().map(String::as_str))
+        .collect();
+    assert_eq!(
+        schemes,
+        BTreeSet::from(["basic", "bearer"]),
+        "{method} {path}"
+    );
+    if requirements
+        .iter()
+        .any(|r| r.as_object().unwrap().is_empty())
+    {
+        Security::Optional
+    } else {
+        Security::Guarded
+    }
+}
+
+/// Checks a refusal for want of credentials: 401, the challenge, the documented body.
+fn check_unauthorized(document: &Value, path: &str, method: &str, answer: &Answer) {
+    assert_eq!(answer.status, 401, "{method} {path} without credentials");
+    assert_eq!(
+        answer.www_authenticate.as_deref(),
+        Some(r#"Basic realm="annals", Bearer realm="annals""#),
+        "{method} {path}"
+    );
+    let body = check_answer(document, path, method, answer).expect("a JSON error");
+    if let Some(status) = body.get("status") {
+        assert_eq!(status, 401, "{method} {path}");
     }
 }
 
 #[actix_rt::test]
 async fn the_documented_security_is_what_the_server_asks_for() {
-    let app = spawn_app();
+    // Partisci's default: open to anyone. And the setting that makes it ask for credentials.
+    let app = spawn_app().await;
+    let strict = spawn_with(|config| config.partisci.auth = Access::Account).await;
     let document = app.document().await;
-    let mut guarded = 0;
+    assert_eq!(
+        strict.document().await,
+        document,
+        "the document is the configuration's"
+    );
+    let (mut guarded, mut optional) = (0, 0);
     for (path, method) in operations(&document) {
-        let operation = &document["paths"][&path][&method];
         let uri = example_uri(&document, &path, &method);
-        let without = app.get(&uri, false).await;
-        match operation["security"].as_array() {
-            Some(requirements) => {
-                guarded += 1;
-                let schemes: BTreeSet<&str> = requirements
-                    .iter()
-                    .flat_map(|r| r.as_object().unwrap().keys().map(String::as_str))
-                    .collect();
-                assert_eq!(schemes, BTreeSet::from(["basic", "bearer"]), "{path}");
-                assert_eq!(without.status, 401, "GET {uri} without credentials");
-                let body = check_answer(&document, &path, &without).expect("a JSON error");
-                assert_eq!(body["status"], 401);
+        let body = || example_body(&document, &path, &method);
+        let without = app.send(&method, &uri, body(), None).await;
+        let strict_without = strict.send(&method, &uri, body(), None).await;
+        match security(&document, &path, &method) {
+            Security::Open => {
+                for answer in [&without, &strict_without] {
+                    assert_ne!(answer.status, 401, "{path} is documented as open");
+                    check_answer(&document, &path, &method, answer);
+                }
             }
-            None => {
-                assert_ne!(without.status, 401, "{path} is documented as open");
-                check_answer(&document, &path, &without);
+            Security::Guarded => {
+                guarded += 1;
+                check_unauthorized(&document, &path, &method, &without);
+                check_unauthorized(&document, &path, &method, &strict_without);
+            }
+            Security::Optional => {
+                optional += 1;
+                assert_ne!(without.status, 401, "{method} {path} is open by default");
+                check_answer(&document, &path, &method, &without);
+                check_unauthorized(&document, &path, &method, &strict_without);
+                // Any account will do.
+                let with = strict
+                    .send(&method, &uri, body(), Some(&strict.user_token))
+                    .await;
+                assert!(
+                    with.status < 400,
+                    "{method} {path} with an account: {}",
+                    with.status
+                );
+                check_answer(&document, &path, &method, &with);
             }
         }
     }
-    assert_eq!(guarded, 5, "the event API's five routes are guarded");
+    assert_eq!(
+        guarded, 6,
+        "the event API's five routes and Partisci's clear are guarded"
+    );
+    assert_eq!(
+        optional, 9,
+        "Partisci's other routes ask as `[partisci] auth` says"
+    );
 }
 
 #[actix_rt::test]
 async fn answers_fit_their_documented_schemas() {
-    let app = spawn_app();
+    let app = spawn_app().await;
     let document = app.document().await;
     app.append("job-1", "one").await;
     app.append("job-2", "two").await;
@@ -488,7 +694,7 @@ async fn answers_fit_their_documented_schemas() {
         let (app, document) = (&app, &document);
         async move {
             let answer = app.get(uri, true).await;
-            let body = check_answer(document, path, &answer).expect("a JSON body");
+            let body = check_answer(document, path, "get", &answer).expect("a JSON body");
             (answer.status, body)
         }
     };
@@ -549,9 +755,165 @@ async fn answers_fit_their_documented_schemas() {
     assert_eq!(report["status"], "ok");
 }
 
+/// Sends a request and checks its answer against the operation `method path`. Returns the
+/// status and the JSON body (`null` when there is none).
+async fn checked(
+    app: &TestApp,
+    document: &Value,
+    (method, path): (&str, &str),
+    uri: &str,
+    body: impl Into<Vec<u8>>,
+    token: Option<&str>,
+) -> (u16, Value) {
+    let answer = app.send(method, uri, body.into(), token).await;
+    let body = check_answer(document, path, method, &answer).unwrap_or(Value::Null);
+    (answer.status, body)
+}
+
+#[actix_rt::test]
+async fn partisci_answers_fit_their_documented_schemas() {
+    let app = spawn_app().await;
+    let document = app.document().await;
+    let update = ("post", "/api/v1/update/");
+    let clear = ("post", "/api/v1/_danger/clear/");
+    let versions = ("get", "/api/v1/version/");
+    for host in ["web1", "web2"] {
+        let report = json!({"app": "Demo App", "ver": "1.1", "host": host, "instance": 1});
+        let answer = checked(&app, &document, update, update.1, report.to_string(), None).await;
+        assert_eq!(answer, (200, Value::Null), "{report}");
+    }
+    for (path, rows) in [
+        ("/api/v1/app/", 1),
+        ("/api/v1/summary/app/", 1),
+        ("/api/v1/host/", 2),
+        ("/api/v1/summary/host/", 2),
+        ("/api/v1/summary/hosts/", 2),
+        ("/api/v1/version/", 2),
+    ] {
+        let (status, body) = checked(&app, &document, ("get", path), path, "", None).await;
+        assert_eq!(
+            (status, body["data"].as_array().map(Vec::len)),
+            (200, Some(rows)),
+            "{path}: {body}"
+        );
+    }
+    let (_, body) = checked(
+        &app,
+        &document,
+        versions,
+        "/api/v1/version/?app_id=demo_app&host=web2&ver=1.1",
+        "",
+        None,
+    )
+    .await;
+    assert_eq!(body["data"][0]["host_ip"], "127.0.0.1", "{body}");
+    for path in ["/debug/vars", "/api/v1/_partisci/"] {
+        let (status, body) = checked(&app, &document, ("get", path), path, "", None).await;
+        assert_eq!(
+            (status, &body["versions"], &body["danger"]),
+            (200, &json!(2), &json!(true))
+        );
+    }
+
+    // Every documented refusal, in the documented body.
+    let big = format!(
+        r#"{{"app":"a","ver":"1","pad":"{}"}}"#,
+        "x".repeat(17 * 1024)
+    );
+    for (operation, uri, body, expected) in [
+        (update, update.1, r#"{"ver":"1"}"#.to_owned(), 415),
+        (update, update.1, "not json".to_owned(), 415),
+        (update, update.1, big, 413),
+        (
+            versions,
+            "/api/v1/version/?app_id=a&app_id=b",
+            String::new(),
+            415,
+        ),
+    ] {
+        let (status, body) = checked(&app, &document, operation, uri, body, None).await;
+        assert_eq!(status, expected, "{uri}: {body}");
+    }
+    let user = Some(app.user_token.as_str());
+    let (status, body) = checked(&app, &document, clear, clear.1, "", user).await;
+    assert_eq!(status, 403, "clearing needs an admin: {body}");
+    let admin = Some(app.token.as_str());
+    let answer = checked(&app, &document, clear, clear.1, "", admin).await;
+    assert_eq!(answer, (200, Value::Null));
+    let (_, body) = checked(&app, &document, versions, versions.1, "", None).await;
+    assert_eq!(body, json!({"data": []}));
+    let off = spawn_with(|config| config.partisci.danger = false).await;
+    let off_admin = Some(off.token.as_str());
+    let (status, body) = checked(&off, &document, clear, clear.1, "", off_admin).await;
+    assert_eq!(status, 403, "clearing needs danger mode: {body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("danger = true"),
+        "{body}"
+    );
+
+    // Every route that documents 405 answers it to another method.
+    let mut refused = 0;
+    for (path, method) in operations(&document) {
+        if document["paths"][&path][&method]["responses"]["405"].is_null() {
+            continue;
+        }
+        refused += 1;
+        let other = if method == "get" { "post" } else { "get" };
+        let answer = app.send(other, &path, Vec::new(), admin).await;
+        assert_eq!(answer.status, 405, "{other} {path}");
+        check_answer(&document, &path, &method, &answer);
+    }
+    assert_eq!(refused, 10, "every Partisci route documents 405");
+
+    // A path under /api/v1/ that is no route is the face's 404, as the face's tag says.
+    let tag = document["tags"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|tag| tag["name"] == "partisci")
+        .expect("the face's tag");
+    assert!(tag["description"].as_str().unwrap().contains("404"));
+    for uri in ["/api/v1/nothing/", "/api/v1/version"] {
+        let answer = app.get(uri, false).await;
+        assert_eq!(answer.status, 404, "{uri}");
+        let schema = json!({ "$ref": "#/components/schemas/PartisciErrorBody" });
+        conforms(&document, &schema, &answer.json(), "body").unwrap();
+    }
+}
+
+#[actix_rt::test]
+async fn the_faces_own_listener_serves_the_faces_documented_routes() {
+    let app = spawn_app().await;
+    let document = app.document().await;
+    let mut served = 0;
+    for (path, method) in operations(&document) {
+        let operation = &document["paths"][&path][&method];
+        let partisci = operation["tags"][0] == "partisci";
+        if method != "get" {
+            continue;
+        }
+        let uri = example_uri(&document, &path, &method);
+        let answer = app
+            .send_at(&app.partisci, "get", &uri, Vec::new(), None)
+            .await;
+        if partisci {
+            served += 1;
+            assert_eq!(answer.status, 200, "{uri} on the face's own listener");
+            check_answer(&document, &path, &method, &answer);
+        } else {
+            assert_eq!(answer.status, 404, "{uri} is not the face's");
+        }
+    }
+    assert_eq!(served, 8);
+    assert!(document["info"]["description"]
+        .as_str()
+        .unwrap()
+        .contains("[partisci] listen"));
+}
+
 #[actix_rt::test]
 async fn the_documented_event_streams_are_served() {
-    let app = spawn_app();
+    let app = spawn_app().await;
     let document = app.document().await;
     app.append("job-1", "one").await;
     let mut streamed = 0;
@@ -598,7 +960,7 @@ async fn the_documented_event_streams_are_served() {
 
 #[actix_rt::test]
 async fn swagger_ui_is_served_whole_by_the_server() {
-    let app = spawn_app();
+    let app = spawn_app().await;
     let redirect = app.get("/api/docs", false).await;
     assert_eq!(redirect.status, 308);
     assert_eq!(redirect.location.as_deref(), Some("/api/docs/"));

@@ -41,6 +41,20 @@ pub enum Face {
     Partisci,
 }
 
+impl Face {
+    /// Every face, for what must cover them all whether they run or not (the test that holds
+    /// the OpenAPI document to the router). A new face goes here as well as in [`Face::routes`].
+    pub const ALL: [Face; 1] = [Face::Partisci];
+
+    /// Registers the face's routes. Its handlers find what they share in the app data, which
+    /// [`Faces`] adds for the faces that run.
+    pub fn routes(self, config: &mut web::ServiceConfig) {
+        match self {
+            Face::Partisci => partisci::routes(config),
+        }
+    }
+}
+
 /// What one listener serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Serves {
@@ -55,7 +69,7 @@ impl Faces {
         let wanted = |face| matches!(serves, Serves::Everything) || serves == Serves::Only(face);
         if let Some(partisci) = self.partisci.as_ref().filter(|_| wanted(Face::Partisci)) {
             config.app_data(partisci.clone());
-            partisci::routes(config);
+            Face::Partisci.routes(config);
         }
     }
 }
@@ -158,7 +172,7 @@ pub fn serve(
 }
 
 /// Every route of the main listener but the faces', which [`Faces`] adds. Each routing module
-/// adds its `configure` line here (or in `Faces::configure`) and its piece of the OpenAPI
+/// adds its `configure` line here (a face: in [`Face::routes`]) and its piece of the OpenAPI
 /// document in `openapi::PIECES`.
 pub fn routes(config: &mut web::ServiceConfig) {
     config

@@ -19,6 +19,7 @@ use utoipa_swagger_ui::{Config, SwaggerUi};
 const PIECES: &[fn() -> OpenApi] = &[
     <super::OperationsApi as utoipa::OpenApi>::openapi,
     <super::events::openapi::EventApi as utoipa::OpenApi>::openapi,
+    <super::partisci::openapi::PartisciApi as utoipa::OpenApi>::openapi,
     <DocumentationApi as utoipa::OpenApi>::openapi,
 ];
 
@@ -38,7 +39,12 @@ pub const BEARER: &str = "bearer";
             every route in prose.\n\n\
             Routes that take credentials accept either scheme, and only once the configuration \
             has an account: with no account (allowed on loopback addresses only), every route \
-            is open."
+            is open. A route whose security includes `{}` is open by default and asks for \
+            credentials only when its face's configuration says so.\n\n\
+            This document describes the main listener, which serves every face that runs. A \
+            face may also have a listener of its own (such as `[partisci] listen`, where \
+            Partisci clients send by default): it serves that face's routes only, as described \
+            here under the face's tag."
     ),
     components(schemas(super::error::ErrorBody)),
     modifiers(&SecuritySchemes)
@@ -202,6 +208,7 @@ impl Modify for SwaggerUiPaths {
     fn modify(&self, document: &mut OpenApi) {
         let page = OperationBuilder::new()
             .tag("documentation")
+            .operation_id(Some("swagger_ui"))
             .summary(Some("Swagger UI"))
             .description(Some(
                 "Swagger UI showing this document. Its scripts and stylesheets are served from \
@@ -221,6 +228,7 @@ impl Modify for SwaggerUiPaths {
             .build();
         let file = OperationBuilder::new()
             .tag("documentation")
+            .operation_id(Some("swagger_ui_file"))
             .summary(Some("One of Swagger UI's files"))
             .parameter(
                 ParameterBuilder::new()

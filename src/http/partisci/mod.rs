@@ -2,6 +2,7 @@
 //! `/debug/vars`, and version updates over UDP in [`udp`]. Handlers parse, call the inventory
 //! once, and answer in Partisci's shapes: `{"data": [...]}` or `{"error": "..."}`.
 
+pub mod openapi;
 pub mod udp;
 
 use std::sync::Arc;
@@ -179,6 +180,11 @@ impl<'a> From<&'a Version> for VersionBody<'a> {
     }
 }
 
+/// Active applications.
+#[utoipa::path(get, path = "/api/v1/app/", operation_id = "partisci_apps",
+    summary = "Active applications", description = openapi::APPS_DESCRIPTION,
+    responses((status = 200, description = "`{\"data\": [...]}`, `[]` when there is none.",
+        body = openapi::PartisciApps)))]
 async fn apps(
     request: HttpRequest,
     face: web::Data<Partisci>,
@@ -199,6 +205,11 @@ async fn apps(
     })))
 }
 
+/// Active hosts.
+#[utoipa::path(get, path = "/api/v1/host/", operation_id = "partisci_hosts",
+    summary = "Active hosts", description = openapi::HOSTS_DESCRIPTION,
+    responses((status = 200, description = "`{\"data\": [...]}`, `[]` when there is none.",
+        body = openapi::PartisciHosts)))]
 async fn hosts(
     request: HttpRequest,
     face: web::Data<Partisci>,
@@ -226,6 +237,15 @@ struct VersionQuery {
     ver: Option<String>,
 }
 
+/// Active versions, filtered.
+#[utoipa::path(get, path = "/api/v1/version/", operation_id = "partisci_versions",
+    summary = "Active versions", description = openapi::VERSIONS_DESCRIPTION,
+    params(openapi::VersionParams),
+    responses(
+        (status = 200, description = "`{\"data\": [...]}`, `[]` when none matches.",
+            body = openapi::PartisciVersions),
+        (status = 415, description = "A malformed query, such as a filter given twice.",
+            body = openapi::PartisciErrorBody)))]
 async fn versions(
     request: HttpRequest,
     face: web::Data<Partisci>,
@@ -245,6 +265,28 @@ async fn versions(
     ))
 }
 
+/// Records a version update.
+#[utoipa::path(post, path = "/api/v1/update/", operation_id = "partisci_update",
+    summary = "Record a version", description = openapi::UPDATE_DESCRIPTION,
+    request_body(content = openapi::PartisciUpdate, content_type = "application/json",
+        description = "One version JSON, at most `[partisci] max_body_kb` KiB."),
+    responses(
+        (status = 200, description = "Recorded; the body is empty."),
+        (status = 400, description = "The body could not be read.",
+            body = openapi::PartisciErrorBody),
+        (status = 409, description = "The host's record belongs to another host name: two \
+            long or unusual names whose hashed record ids collide.",
+            body = openapi::PartisciErrorBody),
+        (status = 413, description = "The body is over `[partisci] max_body_kb`.",
+            body = openapi::PartisciErrorBody),
+        (status = 415, description = "A bad update: not a JSON object, `app` or `ver` \
+            missing or empty, a field too long, an `instance` out of 0 to 65535.",
+            body = openapi::PartisciErrorBody),
+        (status = 500, description = "The inventory failed to take the update in.",
+            body = openapi::PartisciErrorBody),
+        (status = 503, description = "The update was not recorded (the log or an actor \
+            failed), or the credentials could not be checked.",
+            body = openapi::PartisciErrorBody)))]
 async fn update(
     request: HttpRequest,
     face: web::Data<Partisci>,
@@ -265,6 +307,16 @@ async fn update(
     Ok(HttpResponse::Ok().finish())
 }
 
+/// Clears the inventory, in danger mode only.
+#[utoipa::path(post, path = "/api/v1/_danger/clear/", operation_id = "partisci_clear",
+    summary = "Clear the inventory", description = openapi::CLEAR_DESCRIPTION,
+    responses(
+        (status = 200, description = "Cleared; the body is empty."),
+        (status = 500, description = "The inventory failed to take the clear in.",
+            body = openapi::PartisciErrorBody),
+        (status = 503, description = "Not every host was cleared (the log or an actor \
+            failed), or the credentials could not be checked.",
+            body = openapi::PartisciErrorBody)))]
 async fn clear(
     request: HttpRequest,
     face: web::Data<Partisci>,
@@ -286,6 +338,10 @@ async fn clear(
 }
 
 /// `_partisci/` and `/debug/vars`: what this instance is.
+#[utoipa::path(get, path = "/debug/vars", operation_id = "partisci_info",
+    summary = "This instance", description = openapi::INFO_DESCRIPTION,
+    responses((status = 200, description = "annals' version and the inventory's size.",
+        body = openapi::PartisciInstance)))]
 async fn info(
     request: HttpRequest,
     face: web::Data<Partisci>,
