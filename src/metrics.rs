@@ -19,6 +19,8 @@ pub const ACTOR_ACTIVATIONS: &str = "annals_actor_activations_total";
 pub const ACTOR_PASSIVATIONS: &str = "annals_actor_passivations_total";
 /// Long-poll and event-stream followers waiting for a commit.
 pub const FOLLOWERS_WAITING: &str = "annals_followers_waiting";
+/// Follower reads, by `source`: `recent` (the in-memory window of the latest events) or `store`.
+pub const FOLLOW_READS: &str = "annals_follow_reads_total";
 /// HTTP requests answered, by `route` (the matched pattern, or `unmatched`) and `status`.
 pub const HTTP_REQUESTS: &str = "annals_http_requests_total";
 

@@ -3,9 +3,11 @@
 //! Handlers parse the request, call one library function, and map its reply.
 
 use std::collections::VecDeque;
+use std::fmt::Write as _;
+use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::http::header;
+use actix_web::http::header::{self, ContentType};
 use actix_web::web::Bytes;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
@@ -16,10 +18,9 @@ use super::error::ApiError;
 use super::params::{Limit, Wait};
 use crate::actors::kinds::{self, ReplayError};
 use crate::actors::state::ReplayUntil;
-use crate::events::codec::render;
 use crate::events::follow::{self, Filter, Page};
 use crate::events::verify::Verifier;
-use crate::events::{EventLog, Position, RecordedEvent, StreamId};
+use crate::events::{EventLog, Position, SharedEvent, StreamId};
 
 /// How long an idle event stream goes without a byte before a keep-alive comment, so that
 /// proxies keep it open and a vanished client is noticed.
@@ -56,12 +57,24 @@ impl FollowQuery {
     }
 }
 
+/// `{"events":[…],"head":POS,"next":POS}`. Each event's JSON is shared by every follower
+/// that gets it, so a page copies it in instead of rendering it again: when one commit wakes
+/// many followers, the event is rendered once.
 fn page_body(page: Page) -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({
-        "events": page.events.iter().map(render).collect::<Vec<_>>(),
-        "next": page.next,
-        "head": page.head,
-    }))
+    let size: usize = page.events.iter().map(|e| e.json().len() + 1).sum();
+    let mut body = String::with_capacity(size + 64);
+    body.push_str("{\"events\":[");
+    for (i, event) in page.events.iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str(event.json());
+    }
+    // Writing to a String cannot fail.
+    let _ = write!(body, "],\"head\":{},\"next\":{}}}", page.head, page.next);
+    HttpResponse::Ok()
+        .insert_header(ContentType::json())
+        .body(body)
 }
 
 fn stream_id(raw: &str) -> Result<StreamId, ApiError> {
@@ -97,17 +110,14 @@ enum Source {
 
 /// Streams Server-Sent Events from `next` on: `id:` is the event's position, `data:` its JSON.
 fn events_stream(log: EventLog, source: Source, next: u64) -> HttpResponse {
-    let pending: VecDeque<RecordedEvent> = VecDeque::new();
+    let pending: VecDeque<Arc<SharedEvent>> = VecDeque::new();
     let frames = futures_util::stream::unfold(
         (log, source, next, pending),
         |(log, source, mut next, mut pending)| async move {
             loop {
                 if let Some(event) = pending.pop_front() {
-                    let frame = format!(
-                        "id: {}\ndata: {}\n\n",
-                        event.position,
-                        serde_json::to_string(&render(&event)).expect("events render as JSON")
-                    );
+                    let frame =
+                        format!("id: {}\ndata: {}\n\n", event.event().position, event.json());
                     return Some((
                         Ok::<_, ApiError>(Bytes::from(frame)),
                         (log, source, next, pending),
