@@ -311,6 +311,10 @@ fn serve(config: &Config, insecure_no_auth: bool) -> anyhow::Result<()> {
         (None, None) => None,
         _ => bail!("[http] tls_cert and tls_key go together: give both or neither"),
     };
+    if config.http.sse_keep_alive_s == 0 {
+        bail!("[http] sse_keep_alive_s must be at least 1 (second)");
+    }
+    let sse_keep_alive = Duration::from_secs(config.http.sse_keep_alive_s);
     let data = config.data.as_path();
     let listen = config.http.listen.as_str();
     let log = EventLog::open(data, config.log_options())?;
@@ -338,6 +342,7 @@ fn serve(config: &Config, insecure_no_auth: bool) -> anyhow::Result<()> {
             let state = crate::http::HttpState {
                 log: log.clone(),
                 guard,
+                sse_keep_alive,
             };
             crate::http::server(listener, state, tls)?.await?;
             anyhow::Ok(())

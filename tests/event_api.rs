@@ -7,7 +7,7 @@ mod common;
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use annals::events::{EventLog, ExpectedVersion};
+use annals::events::{EventLog, ExpectedVersion, LogOptions};
 use common::{fast, line, stream, TempLog};
 use serde_json::Value;
 
@@ -68,11 +68,18 @@ impl TestApp {
 
 /// Starts the real server on a free port over a new log.
 fn spawn_app() -> TestApp {
-    let t = TempLog::with(fast());
+    spawn_app_configured(fast(), annals::http::events::KEEP_ALIVE)
+}
+
+fn spawn_app_configured(options: LogOptions, sse_keep_alive: Duration) -> TestApp {
+    let t = TempLog::with(options);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let address = format!("http://{}", listener.local_addr().unwrap());
-    let server =
-        annals::http::server(listener, annals::http::HttpState::open(t.log.clone()), None).unwrap();
+    let state = annals::http::HttpState {
+        sse_keep_alive,
+        ..annals::http::HttpState::open(t.log.clone())
+    };
+    let server = annals::http::server(listener, state, None).unwrap();
     actix_rt::spawn(server);
     let client = awc::Client::builder()
         .timeout(Duration::from_secs(120))
@@ -383,6 +390,48 @@ async fn an_event_stream_resumes_after_a_disconnect_losing_and_repeating_nothing
     seen.extend(rest.iter().map(|(id, _)| *id));
     assert_eq!(seen, (1..=total).collect::<Vec<_>>());
     writer.await.unwrap();
+}
+
+#[actix_rt::test]
+async fn an_idle_event_stream_gets_a_keep_alive_comment_every_configured_interval() {
+    let interval = Duration::from_secs(1);
+    let app = spawn_app_configured(fast(), interval);
+    app.append("job-a", "one").await;
+    let started = Instant::now();
+    // Resumed after the only event: nothing to send but keep-alives.
+    let mut events = app.event_stream("/api/events", Some(1)).await;
+    assert_eq!(events.status(), 200);
+    // Well short of the 15 s default, so that a setting that does not reach the handler fails.
+    let deadline = tokio::time::Instant::from_std(started + 2 * interval + Duration::from_secs(3));
+    let mut text = String::new();
+    let mut comments = Vec::new();
+    while comments.len() < 2 {
+        let chunk = tokio::time::timeout_at(deadline, futures_util::StreamExt::next(&mut events))
+            .await
+            .unwrap_or_else(|_| panic!("keep-alives by the deadline; got {comments:?}, {text:?}"))
+            .expect("the stream stays open")
+            .expect("a chunk");
+        text.push_str(std::str::from_utf8(&chunk).unwrap());
+        while let Some(end) = text.find(": keep-alive\n\n") {
+            assert_eq!(end, 0, "only keep-alives on an idle stream: {text:?}");
+            text.drain(..": keep-alive\n\n".len());
+            comments.push(started.elapsed());
+        }
+    }
+    // Each comment follows a full interval without events; when this client reads them is
+    // less regular than when they were sent, so only their lower bounds are exact.
+    assert!(comments[0] >= interval, "the first after {:?}", comments[0]);
+    assert!(
+        comments[1] >= 2 * interval,
+        "the second after {:?}",
+        comments[1]
+    );
+
+    // Events still come through between keep-alives.
+    let position = app.append("job-a", "two").await;
+    let mut buffer = text;
+    let got = read_events(&mut events, &mut buffer, 1).await;
+    assert_eq!(got[0].0, position);
 }
 
 #[actix_rt::test]

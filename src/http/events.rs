@@ -23,8 +23,22 @@ use crate::events::verify::Verifier;
 use crate::events::{EventLog, Position, SharedEvent, StreamId};
 
 /// How long an idle event stream goes without a byte before a keep-alive comment, so that
-/// proxies keep it open and a vanished client is noticed.
+/// proxies keep it open and a vanished client is noticed, unless `[http] sse_keep_alive_s` says
+/// otherwise.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// The keep-alive interval of event streams in effect, as app data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeepAlive(pub Duration);
+
+impl KeepAlive {
+    /// The interval the server was given, [`KEEP_ALIVE`] in an app that was given none.
+    fn of(request: &HttpRequest) -> Duration {
+        request
+            .app_data::<web::Data<KeepAlive>>()
+            .map_or(KEEP_ALIVE, |keep_alive| keep_alive.0)
+    }
+}
 
 pub fn routes(config: &mut web::ServiceConfig) {
     config
@@ -108,12 +122,13 @@ enum Source {
     Stream(StreamId),
 }
 
-/// Streams Server-Sent Events from `next` on: `id:` is the event's position, `data:` its JSON.
-fn events_stream(log: EventLog, source: Source, next: u64) -> HttpResponse {
+/// Streams Server-Sent Events from `next` on: `id:` is the event's position, `data:` its JSON;
+/// a comment after `keep_alive` without events.
+fn events_stream(log: EventLog, source: Source, next: u64, keep_alive: Duration) -> HttpResponse {
     let pending: VecDeque<Arc<SharedEvent>> = VecDeque::new();
     let frames = futures_util::stream::unfold(
         (log, source, next, pending),
-        |(log, source, mut next, mut pending)| async move {
+        move |(log, source, mut next, mut pending)| async move {
             loop {
                 if let Some(event) = pending.pop_front() {
                     let frame =
@@ -125,10 +140,10 @@ fn events_stream(log: EventLog, source: Source, next: u64) -> HttpResponse {
                 }
                 let page = match &source {
                     Source::Log(filter) => {
-                        follow::follow_log(&log, filter, next, 1000, KEEP_ALIVE).await
+                        follow::follow_log(&log, filter, next, 1000, keep_alive).await
                     }
                     Source::Stream(stream) => {
-                        follow::follow_stream(&log, stream, next, 1000, KEEP_ALIVE).await
+                        follow::follow_stream(&log, stream, next, 1000, keep_alive).await
                     }
                 };
                 let page = match page {
@@ -173,6 +188,7 @@ async fn follow_log(
             log.get_ref().clone(),
             Source::Log(filter),
             from,
+            KeepAlive::of(&request),
         ));
     }
     let page = follow::follow_log(&log, &filter, from, limit, wait)
@@ -208,6 +224,7 @@ async fn follow_stream(
             log.get_ref().clone(),
             Source::Stream(stream),
             from,
+            KeepAlive::of(&request),
         ));
     }
     let page = follow::follow_stream(&log, &stream, query.from.unwrap_or(0), limit, wait)

@@ -10,6 +10,7 @@ pub mod tls;
 
 use std::net::TcpListener;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::{dev::Server, web, App, HttpResponse, HttpServer};
 
@@ -22,6 +23,8 @@ use error::ApiError;
 pub struct HttpState {
     pub log: EventLog,
     pub guard: Guard,
+    /// How long an idle event stream waits before a keep-alive comment.
+    pub sse_keep_alive: Duration,
 }
 
 impl HttpState {
@@ -33,6 +36,7 @@ impl HttpState {
                 auth: Arc::new(Auth::new(Vec::new()).expect("no accounts is valid")),
                 api: Access::Admin,
             },
+            sse_keep_alive: events::KEEP_ALIVE,
         }
     }
 }
@@ -47,6 +51,7 @@ pub fn server(
     crate::metrics::handle();
     let log = web::Data::new(state.log);
     let guard = web::Data::new(state.guard);
+    let keep_alive = web::Data::new(events::KeepAlive(state.sse_keep_alive));
     let verifier = web::Data::new(std::sync::Arc::new(
         crate::events::verify::Verifier::default(),
     ));
@@ -54,6 +59,7 @@ pub fn server(
         App::new()
             .app_data(log.clone())
             .app_data(guard.clone())
+            .app_data(keep_alive.clone())
             .app_data(verifier.clone())
             .app_data(web::QueryConfig::default().error_handler(|error, _| {
                 ApiError::BadRequest(format!("bad query: {error}")).into()
