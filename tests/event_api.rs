@@ -375,7 +375,7 @@ async fn a_thousand_followers_see_every_event_once_in_order_while_many_write() {
     const TOTAL: u64 = 10_000;
     let plan = FollowPlan {
         total: TOTAL,
-        // Every follower reads every event, 4.5 GB of JSON in all; pages of 500 keep the
+        // Every follower reads every event, about 4 GB of JSON in all; pages of 500 keep the
         // requests few without making one answer wait long behind a thousand others.
         limit: 500,
         // An unoptimized build on a loaded two-core machine answers pages of a thousand
