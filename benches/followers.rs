@@ -1,5 +1,6 @@
-//! Event API followers: how long an appended event takes to reach long-poll followers, and how
-//! much memory the server spends on idle long-poll followers.
+//! Event API followers: how long an appended event takes to reach long-poll followers (each on a
+//! new connection, and on connections kept alive across rounds), and how much memory the server
+//! spends on idle long-poll followers; with each wake, the server workers' CPU per answer.
 //!
 //! Run with `cargo bench --bench followers`. The server runs in this process on a loopback port;
 //! the idle followers are held by a second copy of this program (so that the resident memory
@@ -63,6 +64,7 @@ fn main() -> anyhow::Result<()> {
         .build()?;
 
     // Wake latency: followers wait at the head; one append; each follower's answer time.
+    let workers_before = server_workers()?;
     let mut latencies = Vec::with_capacity(rounds * wakers);
     for round in 0..rounds {
         let head = log.head();
@@ -84,8 +86,48 @@ fn main() -> anyhow::Result<()> {
             latencies.push(answered_at.duration_since(appended_at));
         }
     }
+    let new_connection_workers = server_workers()?.since(workers_before);
     latencies.sort();
     let percentile = |p: f64| latencies[((latencies.len() - 1) as f64 * p).round() as usize];
+
+    // The same on connections kept alive, as followers polling back to back use them: no
+    // connection is opened or closed in a round, and an answer is whole at its Content-Length.
+    let mut sockets = runtime.block_on(async {
+        let mut sockets = Vec::with_capacity(wakers);
+        for _ in 0..wakers {
+            sockets.push(tokio::net::TcpStream::connect(&address).await?);
+        }
+        anyhow::Ok(sockets)
+    })?;
+    let workers_before = server_workers()?;
+    let mut kept_alive = Vec::with_capacity(rounds * wakers);
+    for round in 0..rounds {
+        let head = log.head();
+        let tasks: Vec<_> = sockets
+            .drain(..)
+            .map(|socket| {
+                let address = address.clone();
+                runtime.spawn(async move { long_poll_kept_alive(socket, &address, head).await })
+            })
+            .collect();
+        wait_for_waiting(wakers as f64)?;
+        let appended_at = Instant::now();
+        runtime.block_on(log.append(
+            StreamId::parse(format!("job-bench-kept-{round}"))?,
+            ExpectedVersion::Any,
+            vec![line_event()],
+        ))?;
+        for task in tasks {
+            let (socket, answered_at) = runtime.block_on(task)??;
+            kept_alive.push(answered_at.duration_since(appended_at));
+            sockets.push(socket);
+        }
+    }
+    drop(sockets);
+    let kept_alive_workers = server_workers()?.since(workers_before);
+    kept_alive.sort();
+    let kept_alive_percentile =
+        |p: f64| kept_alive[((kept_alive.len() - 1) as f64 * p).round() as usize];
 
     // Memory of idle followers, held by a child process.
     let before = resident_kib()?;
@@ -115,6 +157,23 @@ fn main() -> anyhow::Result<()> {
         ms(percentile(0.99)),
         ms(*latencies.last().expect("some rounds"))
     );
+    println!(
+        "| the same, connections kept alive across rounds, p50 / p99 / max | {:.3} ms / {:.3} ms / {:.3} ms |",
+        ms(kept_alive_percentile(0.5)),
+        ms(kept_alive_percentile(0.99)),
+        ms(*kept_alive.last().expect("some rounds"))
+    );
+    let answers = (rounds * wakers) as f64;
+    for (what, workers) in [
+        ("new connections", new_connection_workers),
+        ("kept alive", kept_alive_workers),
+    ] {
+        println!(
+            "| server workers, {what}: CPU per answer; time runnable but not running, per round | {:.1} µs; {:.3} ms |",
+            workers.running_ns as f64 / answers / 1e3,
+            workers.waiting_ns as f64 / rounds as f64 / 1e6
+        );
+    }
     println!(
         "| server resident memory with {idle} idle long-poll followers (VmRSS after − before) | {:.1} MiB ({:.1} KiB per follower; {:.1} MiB before) |",
         (during - before) as f64 / 1024.0,
@@ -162,6 +221,41 @@ async fn long_poll(address: &str, head: u64) -> anyhow::Result<Instant> {
     Ok(answered)
 }
 
+/// One long-poll request after `head` on a connection kept alive; the connection and the instant
+/// the whole answer (headers and `Content-Length` bytes of body) arrived.
+async fn long_poll_kept_alive(
+    mut socket: tokio::net::TcpStream,
+    address: &str,
+    head: u64,
+) -> anyhow::Result<(tokio::net::TcpStream, Instant)> {
+    let request =
+        format!("GET /api/events?from={head}&timeout=60s HTTP/1.1\r\nHost: {address}\r\n\r\n");
+    socket.write_all(request.as_bytes()).await?;
+    let mut response = Vec::with_capacity(4096);
+    let mut chunk = [0u8; 4096];
+    loop {
+        let read = socket.read(&mut chunk).await?;
+        anyhow::ensure!(read > 0, "the server closed a kept-alive connection");
+        response.extend_from_slice(&chunk[..read]);
+        let Some(end) = response.windows(4).position(|w| w == b"\r\n\r\n") else {
+            continue;
+        };
+        let headers = String::from_utf8_lossy(&response[..end]).to_ascii_lowercase();
+        anyhow::ensure!(
+            headers.starts_with("http/1.1 200"),
+            "the follower got {headers:?}"
+        );
+        let length: usize = headers
+            .lines()
+            .find_map(|line| line.strip_prefix("content-length:"))
+            .and_then(|value| value.trim().parse().ok())
+            .ok_or_else(|| anyhow::anyhow!("no content-length in {headers:?}"))?;
+        if response.len() >= end + 4 + length {
+            return Ok((socket, Instant::now()));
+        }
+    }
+}
+
 /// Waits until the server counts `expected` waiting followers.
 fn wait_for_waiting(expected: f64) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -181,6 +275,45 @@ fn wait_for_waiting(expected: f64) -> anyhow::Result<()> {
         );
         std::thread::yield_now();
     }
+}
+
+/// Time the server's worker threads spent on a CPU and waiting for one (runnable but not
+/// running: the machine was busy with something else), from the kernel's scheduler statistics.
+#[derive(Clone, Copy)]
+struct Workers {
+    running_ns: u64,
+    waiting_ns: u64,
+}
+
+impl Workers {
+    fn since(self, before: Workers) -> Workers {
+        Workers {
+            running_ns: self.running_ns - before.running_ns,
+            waiting_ns: self.waiting_ns - before.waiting_ns,
+        }
+    }
+}
+
+/// Sums `/proc/self/task/*/schedstat` over actix-web's worker threads (`actix-rt|system:…`).
+fn server_workers() -> anyhow::Result<Workers> {
+    let mut workers = Workers {
+        running_ns: 0,
+        waiting_ns: 0,
+    };
+    for task in std::fs::read_dir("/proc/self/task")? {
+        let task = task?.path();
+        let Ok(name) = std::fs::read_to_string(task.join("comm")) else {
+            continue;
+        };
+        if !name.starts_with("actix-rt|system") {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.join("schedstat"))?;
+        let mut fields = stat.split_whitespace().map(str::parse::<u64>);
+        workers.running_ns += fields.next().transpose()?.unwrap_or(0);
+        workers.waiting_ns += fields.next().transpose()?.unwrap_or(0);
+    }
+    Ok(workers)
 }
 
 fn resident_kib() -> anyhow::Result<u64> {

@@ -61,6 +61,9 @@ pub struct LogSection {
 pub struct HttpSection {
     /// The address of the main HTTP listener, which serves every face at its own paths.
     pub listen: String,
+    /// Seconds an event stream (Server-Sent Events) goes without events before the server sends
+    /// a keep-alive comment; at least 1.
+    pub sse_keep_alive_s: u64,
     /// A PEM certificate chain: with `tls_key`, the listener speaks HTTPS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_cert: Option<PathBuf>,
@@ -152,6 +155,7 @@ impl Default for HttpSection {
     fn default() -> Self {
         HttpSection {
             listen: "127.0.0.1:8080".into(),
+            sse_keep_alive_s: crate::http::events::KEEP_ALIVE.as_secs(),
             tls_cert: None,
             tls_key: None,
         }

@@ -24,6 +24,8 @@ pub const FOLLOWERS_WAITING: &str = "annals_followers_waiting";
 pub const PARTISCI_DATAGRAMS: &str = "annals_partisci_udp_datagrams_total";
 /// Partisci datagrams the kernel dropped because the socket's buffer was full (Linux).
 pub const PARTISCI_KERNEL_DROPS: &str = "annals_partisci_udp_kernel_drops_total";
+/// Follower reads, by `source`: `recent` (the in-memory window of the latest events) or `store`.
+pub const FOLLOW_READS: &str = "annals_follow_reads_total";
 /// HTTP requests answered, by `route` (the matched pattern, or `unmatched`) and `status`.
 pub const HTTP_REQUESTS: &str = "annals_http_requests_total";
 

@@ -99,7 +99,12 @@ impl Application {
             auth,
             api: config.auth.api,
         });
+        if config.http.sse_keep_alive_s == 0 {
+            bail!("[http] sse_keep_alive_s must be at least 1 (second)");
+        }
+        let sse_keep_alive = Duration::from_secs(config.http.sse_keep_alive_s);
         let state = || HttpState {
+            sse_keep_alive,
             log: log.clone(),
             guard: Guard {
                 auth: guard.auth.clone(),

@@ -53,6 +53,7 @@ fn spawn(api: Access, bob_token_hash: &str) -> Server {
             api,
         },
         faces: Default::default(),
+        sse_keep_alive: annals::http::events::KEEP_ALIVE,
     };
     actix_rt::spawn(annals::http::server(listener, state, None).unwrap());
     Server { address, _dir: dir }

@@ -7,6 +7,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 use annals::cli::load_line;
 use serde_json::Value;
@@ -215,4 +216,63 @@ fn serve_settles_jobs_left_running_answers_health_checks_and_stops_on_sigterm() 
     assert_eq!(job["state"]["status"], "interrupted");
     assert_eq!(job["version"], 4);
     assert!(stdout(&annals(dir.path(), &["verify"])).starts_with("ok: 4 events"));
+}
+
+#[test]
+fn serve_sends_event_stream_keep_alives_at_the_configured_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let served = common::spawn_serve(
+        &["--data".as_ref(), dir.path().as_os_str(), "serve".as_ref()],
+        &[
+            ("ANNALS_HTTP_LISTEN", "127.0.0.1:0"),
+            ("ANNALS_HTTP_SSE_KEEP_ALIVE_S", "1"),
+        ],
+    );
+    let server = served.expect("the server starts");
+    let address = server.address.clone();
+    let started = Instant::now();
+    let mut stream = TcpStream::connect(&address).unwrap();
+    write!(
+        stream,
+        "GET /api/events HTTP/1.1\r\nHost: {address}\r\nAccept: text/event-stream\r\n\r\n"
+    )
+    .unwrap();
+    // Far less than the 15 s default: the setting must reach the event API.
+    let deadline = started + Duration::from_secs(5);
+    let mut received = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !String::from_utf8_lossy(&received).contains(": keep-alive\n\n") {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(
+            !left.is_zero(),
+            "no keep-alive by the deadline: {}",
+            String::from_utf8_lossy(&received)
+        );
+        stream.set_read_timeout(Some(left)).unwrap();
+        match stream.read(&mut chunk) {
+            Ok(0) => panic!("the server closed the event stream"),
+            Ok(n) => received.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => continue,
+            Err(e) => panic!("reading the event stream: {e}"),
+        }
+    }
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    drop(server);
+
+    let refused = common::spawn_serve(
+        &["--data".as_ref(), dir.path().as_os_str(), "serve".as_ref()],
+        &[
+            ("ANNALS_HTTP_LISTEN", "127.0.0.1:0"),
+            ("ANNALS_HTTP_SSE_KEEP_ALIVE_S", "0"),
+        ],
+    )
+    .map(|served| {
+        drop(served);
+    })
+    .expect_err("a keep-alive of 0 s is refused");
+    assert!(
+        refused.contains("sse_keep_alive_s must be at least 1"),
+        "{refused}"
+    );
 }

@@ -5,9 +5,11 @@
 mod common;
 
 use std::net::TcpListener;
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use annals::events::{EventLog, ExpectedVersion};
+use annals::events::recent::RecentLimits;
+use annals::events::{EventLog, ExpectedVersion, LogOptions};
 use common::{fast, line, stream, TempLog};
 use serde_json::Value;
 
@@ -68,11 +70,26 @@ impl TestApp {
 
 /// Starts the real server on a free port over a new log.
 fn spawn_app() -> TestApp {
-    let t = TempLog::with(fast());
+    spawn_app_with(fast())
+}
+
+fn spawn_app_with(options: LogOptions) -> TestApp {
+    spawn_app_configured(options, annals::http::events::KEEP_ALIVE)
+}
+
+fn spawn_app_configured(options: LogOptions, sse_keep_alive: Duration) -> TestApp {
+    let t = TempLog::with(options);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    // Room for a thousand followers connecting at once: the standard library listens with a
+    // backlog of 128, and connections beyond it wait for a SYN retransmission (1 s, then 3 s).
+    // SAFETY: listen on a socket that is already listening only changes its backlog.
+    assert_eq!(unsafe { libc::listen(listener.as_raw_fd(), 4096) }, 0);
     let address = format!("http://{}", listener.local_addr().unwrap());
-    let server =
-        annals::http::server(listener, annals::http::HttpState::open(t.log.clone()), None).unwrap();
+    let state = annals::http::HttpState {
+        sse_keep_alive,
+        ..annals::http::HttpState::open(t.log.clone())
+    };
+    let server = annals::http::server(listener, state, None).unwrap();
     actix_rt::spawn(server);
     let client = awc::Client::builder()
         .timeout(Duration::from_secs(120))
@@ -168,62 +185,291 @@ async fn filtered_followers_advance_even_when_nothing_matches() {
     assert_eq!(positions(&lines), [1, 2]);
 }
 
-#[actix_rt::test]
-async fn many_followers_see_every_event_once_in_order() {
-    let app = spawn_app();
-    let followers = 100;
-    let total: u64 = 1_200;
-    let follow = |id: usize| {
-        let app = &app;
-        async move {
-            let mut seen = Vec::new();
-            let mut next = 0;
-            while (seen.len() as u64) < total {
-                let started = Instant::now();
-                let (status, page) = app
-                    .get(&format!("/api/events?from={next}&limit=1000&timeout=20s"))
-                    .await;
-                assert_eq!(status, 200, "follower {id}");
-                assert!(
-                    started.elapsed() < Duration::from_secs(25),
-                    "follower {id} waited past its timeout"
-                );
-                seen.extend(positions(&page));
-                next = page["next"].as_u64().unwrap();
+/// Raises this process's limit of open files to at least `wanted` (or to the hard limit, if
+/// lower): a thousand followers hold a thousand client and a thousand server sockets.
+/// Raises this process's limit of open files to at least `wanted` (or to the hard limit, if
+/// lower): a thousand followers hold a thousand client and a thousand server sockets.
+fn raise_open_files_limit(wanted: u64) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed to them.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
+        if limit.rlim_cur < wanted {
+            limit.rlim_cur = wanted.min(limit.rlim_max);
+            assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
+        }
+    }
+}
+
+/// The positions of the events of a page body, in order, and its `next`. The body is searched
+/// for each event's `"position":` key instead of being parsed: millions of events go through
+/// the big follower test, and unoptimized JSON parsing would take minutes. libc's `memmem` is
+/// optimized whatever this crate's profile is.
+fn page_positions(body: &[u8]) -> (Vec<u64>, u64) {
+    fn number_after(bytes: &[u8], key: &[u8]) -> Option<(u64, usize)> {
+        // SAFETY: both pointers and lengths come from live slices; memmem only reads them.
+        let found = unsafe {
+            libc::memmem(
+                bytes.as_ptr().cast(),
+                bytes.len(),
+                key.as_ptr().cast(),
+                key.len(),
+            )
+        };
+        if found.is_null() {
+            return None;
+        }
+        let start = found as usize - bytes.as_ptr() as usize + key.len();
+        let digits = &bytes[start..bytes.len().min(start + 20)];
+        let digits = &digits[..digits.iter().position(|b| !b.is_ascii_digit())?];
+        let number = std::str::from_utf8(digits).ok()?.parse().ok()?;
+        Some((number, start + digits.len()))
+    }
+    let mut positions = Vec::new();
+    let mut rest = body;
+    while let Some((position, end)) = number_after(rest, b"\"position\":") {
+        positions.push(position);
+        rest = &rest[end..];
+    }
+    let (next, _) = number_after(rest, b"],\"head\":")
+        .and_then(|(_, end)| number_after(&rest[end..], b",\"next\":"))
+        .unwrap_or_else(|| panic!("a page ends with head and next: {rest:?}"));
+    (positions, next)
+}
+
+/// A client for many followers: as many connections as they need, each reused for at most 2 s
+/// idle, below the server's 5 s, so that few requests go out on a connection the server is
+/// closing.
+fn followers_client() -> awc::Client {
+    awc::Client::builder()
+        .connector(
+            awc::Connector::new()
+                .limit(0)
+                .timeout(Duration::from_secs(30))
+                .conn_keep_alive(Duration::from_secs(2)),
+        )
+        .timeout(Duration::from_secs(300))
+        .finish()
+}
+
+/// `GET url`: how long the answer took and its body. A request whose connection closed before
+/// any answer is sent again: the server closes a connection idle for 5 s, and a client that
+/// was too busy to notice may send on it just then; HTTP lets a client retry a GET in that case
+/// (RFC 9112, 9.3.1). Any other failure fails the test.
+async fn timed_get(client: &awc::Client, url: &str) -> (Duration, actix_web::web::Bytes) {
+    use awc::error::{ConnectError, SendRequestError};
+    for _ in 0..3 {
+        let started = Instant::now();
+        let mut response = match client.get(url).send().await {
+            Ok(response) => response,
+            Err(SendRequestError::Connect(ConnectError::Disconnected)) => continue,
+            Err(SendRequestError::Response(error)) if error.to_string().contains("reset") => {
+                continue
             }
-            seen
-        }
+            Err(error) => panic!("{url}: {error}"),
+        };
+        assert_eq!(response.status(), 200, "{url}");
+        let body = response.body().limit(64 << 20).await.expect("a body");
+        return (started.elapsed(), body);
+    }
+    panic!("{url}: the connection closed three times before an answer");
+}
+
+/// How a follower asks and what it must see.
+#[derive(Clone, Copy)]
+struct FollowPlan {
+    /// Events to follow, from position 0.
+    total: u64,
+    /// Events per page.
+    limit: usize,
+    /// How late an answer may come while the events are written. Each wait asks for minutes,
+    /// and commits keep coming until the last event, so only a follower that missed a commit
+    /// (or a server that stalled) waits longer than this.
+    margin: Duration,
+    /// The timeout of one last wait at the head, once every event is seen, which must end at
+    /// that timeout (within `margin`) with no event.
+    final_timeout: Duration,
+}
+
+/// Follows the whole log with long-polls until `plan.total` events are seen, checking every
+/// page: positions gapless and in order, `next` the last one, the answer within `plan.margin`.
+/// Then one last wait at the head. Returns how many requests it made.
+async fn follow_to(client: &awc::Client, address: &str, id: usize, plan: FollowPlan) -> usize {
+    let url = |from: u64, timeout: Duration| {
+        format!(
+            "{address}/api/events?from={from}&limit={}&timeout={}ms",
+            plan.limit,
+            timeout.as_millis()
+        )
     };
-    let writers = async {
-        let tasks: Vec<_> = (0..8)
-            .map(|w| {
-                let log = app.log().clone();
-                tokio::spawn(async move {
-                    for i in 0..total / 8 {
-                        log.append(
-                            stream(&format!("job-w{w}")),
-                            ExpectedVersion::Any,
-                            vec![line(&format!("{w}/{i}"))],
-                        )
-                        .await
-                        .unwrap();
-                    }
-                })
-            })
-            .collect();
-        for task in tasks {
-            task.await.unwrap();
+    let mut last = 0;
+    let mut requests = 0;
+    while last < plan.total {
+        let (took, body) = timed_get(client, &url(last, Duration::from_secs(120))).await;
+        requests += 1;
+        let (positions, next) = page_positions(&body);
+        for position in &positions {
+            assert_eq!(
+                *position,
+                last + 1,
+                "follower {id} saw a gap, a repeat or a reordering"
+            );
+            last = *position;
         }
-    };
-    let follows = futures_util::future::join_all((0..followers).map(follow));
-    let (seen, ()) = tokio::join!(follows, writers);
-    let expected: Vec<u64> = (1..=total).collect();
-    for (id, positions) in seen.into_iter().enumerate() {
         assert_eq!(
-            positions, expected,
-            "follower {id} saw a gap, a repeat or a reordering"
+            next, last,
+            "follower {id}: next is the last event's position"
+        );
+        assert!(
+            took < plan.margin,
+            "follower {id} got {} events after {took:?}: a commit did not end its wait",
+            positions.len()
         );
     }
+    let (took, body) = timed_get(client, &url(last, plan.final_timeout)).await;
+    assert_eq!(
+        page_positions(&body),
+        (vec![], plan.total),
+        "follower {id} at the head"
+    );
+    assert!(
+        took >= plan.final_timeout && took < plan.final_timeout + plan.margin,
+        "follower {id}: a wait of {:?} at the head took {took:?}",
+        plan.final_timeout
+    );
+    requests + 1
+}
+
+/// `writers` tasks appending `total` events between them, one per append, each to its own
+/// stream, through the log's API in this process.
+async fn write_concurrently(log: &EventLog, writers: u64, total: u64) {
+    let tasks: Vec<_> = (0..writers)
+        .map(|w| {
+            let log = log.clone();
+            actix_rt::spawn(async move {
+                for i in 0..total / writers {
+                    log.append(
+                        stream(&format!("job-w{w}")),
+                        ExpectedVersion::Any,
+                        vec![line(&format!("{w}/{i}"))],
+                    )
+                    .await
+                    .unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+}
+
+#[actix_rt::test]
+async fn a_thousand_followers_see_every_event_once_in_order_while_many_write() {
+    const FOLLOWERS: usize = 1_000;
+    const THREADS: usize = 4;
+    const WRITERS: u64 = 100;
+    const TOTAL: u64 = 10_000;
+    let plan = FollowPlan {
+        total: TOTAL,
+        // Every follower reads every event, about 4 GB of JSON in all; pages of 500 keep the
+        // requests few without making one answer wait long behind a thousand others.
+        limit: 500,
+        // An unoptimized build on a loaded two-core machine answers pages of a thousand
+        // followers within a few seconds; a missed commit would wait two minutes.
+        margin: Duration::from_secs(15),
+        final_timeout: Duration::from_secs(1),
+    };
+    raise_open_files_limit(4 * FOLLOWERS as u64);
+    // The window of recent events holds the whole test, so that no follower falls back to
+    // reading storage, which unoptimized takes far longer than the test may; the next test
+    // covers followers that fall behind the window.
+    let app = spawn_app_with(LogOptions {
+        recent: RecentLimits {
+            events: TOTAL as usize,
+            payload_bytes: 64 << 20,
+        },
+        ..fast()
+    });
+    // The followers run on threads of their own, each with its own client, so that reading
+    // their answers gets a fair share of the machine next to the server's workers.
+    let threads: Vec<_> = (0..THREADS)
+        .map(|thread| {
+            let address = app.address.clone();
+            std::thread::spawn(move || {
+                actix_rt::System::new().block_on(async move {
+                    let client = followers_client();
+                    let follows = (thread..FOLLOWERS)
+                        .step_by(THREADS)
+                        .map(|id| follow_to(&client, &address, id, plan));
+                    futures_util::future::join_all(follows).await
+                })
+            })
+        })
+        .collect();
+    write_concurrently(app.log(), WRITERS, TOTAL).await;
+    let requests: Vec<usize> = tokio::task::spawn_blocking(move || {
+        threads
+            .into_iter()
+            .flat_map(|thread| {
+                thread
+                    .join()
+                    .unwrap_or_else(|p| std::panic::resume_unwind(p))
+            })
+            .collect()
+    })
+    .await
+    .unwrap();
+    assert_eq!(requests.len(), FOLLOWERS);
+    assert_eq!(app.log().head(), TOTAL);
+}
+
+#[actix_rt::test]
+async fn followers_behind_the_window_of_recent_events_read_storage_and_miss_nothing() {
+    // A window of a few events, and pages small enough that followers fall behind it while
+    // the writers write: they keep moving between storage and the window.
+    let app = spawn_app_with(LogOptions {
+        recent: RecentLimits {
+            events: 16,
+            payload_bytes: 1 << 20,
+        },
+        ..fast()
+    });
+    let store_reads_before = follow_reads(&app, "store").await;
+    let client = followers_client();
+    let follows = futures_util::future::join_all((0..12).map(|id| {
+        let plan = FollowPlan {
+            total: 1_200,
+            limit: [7, 50, 1000][id % 3],
+            margin: Duration::from_secs(15),
+            final_timeout: Duration::from_millis(300),
+        };
+        follow_to(&client, &app.address, id, plan)
+    }));
+    let (requests, ()) = tokio::join!(follows, write_concurrently(app.log(), 20, 1_200));
+    // The followers with pages of 7 read at least 1200 / 7 pages each.
+    assert!(requests.iter().step_by(3).all(|r| *r > 1_200 / 7));
+    assert!(follow_reads(&app, "store").await > store_reads_before);
+}
+
+/// The server's count of follower reads from `source` (`recent` or `store`), in this process.
+async fn follow_reads(app: &TestApp, source: &str) -> u64 {
+    let mut response = app
+        .client
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .expect("the server answers");
+    let text = response.body().await.expect("a body");
+    let wanted = format!("annals_follow_reads_total{{source=\"{source}\"}} ");
+    std::str::from_utf8(&text)
+        .unwrap()
+        .lines()
+        .find_map(|line| line.strip_prefix(&wanted))
+        .map_or(0, |count| count.parse().unwrap())
 }
 
 #[actix_rt::test]
@@ -383,6 +629,48 @@ async fn an_event_stream_resumes_after_a_disconnect_losing_and_repeating_nothing
     seen.extend(rest.iter().map(|(id, _)| *id));
     assert_eq!(seen, (1..=total).collect::<Vec<_>>());
     writer.await.unwrap();
+}
+
+#[actix_rt::test]
+async fn an_idle_event_stream_gets_a_keep_alive_comment_every_configured_interval() {
+    let interval = Duration::from_secs(1);
+    let app = spawn_app_configured(fast(), interval);
+    app.append("job-a", "one").await;
+    let started = Instant::now();
+    // Resumed after the only event: nothing to send but keep-alives.
+    let mut events = app.event_stream("/api/events", Some(1)).await;
+    assert_eq!(events.status(), 200);
+    // Well short of the 15 s default, so that a setting that does not reach the handler fails.
+    let deadline = tokio::time::Instant::from_std(started + 2 * interval + Duration::from_secs(3));
+    let mut text = String::new();
+    let mut comments = Vec::new();
+    while comments.len() < 2 {
+        let chunk = tokio::time::timeout_at(deadline, futures_util::StreamExt::next(&mut events))
+            .await
+            .unwrap_or_else(|_| panic!("keep-alives by the deadline; got {comments:?}, {text:?}"))
+            .expect("the stream stays open")
+            .expect("a chunk");
+        text.push_str(std::str::from_utf8(&chunk).unwrap());
+        while let Some(end) = text.find(": keep-alive\n\n") {
+            assert_eq!(end, 0, "only keep-alives on an idle stream: {text:?}");
+            text.drain(..": keep-alive\n\n".len());
+            comments.push(started.elapsed());
+        }
+    }
+    // Each comment follows a full interval without events; when this client reads them is
+    // less regular than when they were sent, so only their lower bounds are exact.
+    assert!(comments[0] >= interval, "the first after {:?}", comments[0]);
+    assert!(
+        comments[1] >= 2 * interval,
+        "the second after {:?}",
+        comments[1]
+    );
+
+    // Events still come through between keep-alives.
+    let position = app.append("job-a", "two").await;
+    let mut buffer = text;
+    let got = read_events(&mut events, &mut buffer, 1).await;
+    assert_eq!(got[0].0, position);
 }
 
 #[actix_rt::test]

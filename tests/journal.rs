@@ -415,6 +415,47 @@ async fn a_follower_sees_every_event_once_in_order() {
 }
 
 #[tokio::test]
+async fn the_recent_events_kept_in_memory_are_the_stored_events() {
+    let t = TempLog::with(fast());
+    let mut from_peer = line("from a peer");
+    from_peer.metadata = annals::events::Metadata {
+        correlation_id: Some(uuid::Uuid::new_v4()),
+        causation_id: Some(uuid::Uuid::new_v4()),
+        origin: annals::events::Origin::Http {
+            addr: "127.0.0.1:4242".into(),
+            user: Some("ada".into()),
+        },
+    };
+    let mut over_udp = line("over udp");
+    over_udp.metadata.origin = annals::events::Origin::Udp {
+        addr: "127.0.0.1:514".into(),
+    };
+    t.log
+        .append(stream("job-a"), ExpectedVersion::Any, vec![line("plain")])
+        .await
+        .unwrap();
+    t.log
+        .append(
+            stream("job-b"),
+            ExpectedVersion::Any,
+            vec![from_peer, over_udp],
+        )
+        .await
+        .unwrap();
+    let head = t.log.head();
+    let (recent, looked_at) = t.log.recent().after(0, head, 100, |_| true).unwrap();
+    assert_eq!(looked_at, 3);
+    let recent: Vec<_> = recent.iter().map(|e| e.event().clone()).collect();
+    assert_eq!(recent, t.log.read_all(0, 100).unwrap());
+
+    // A reopened log starts its window empty, at its head.
+    let t = t.reopen_async().await;
+    assert!(t.log.recent().after(2, 3, 100, |_| true).is_none());
+    let (none, looked_at) = t.log.recent().after(3, 3, 100, |_| true).unwrap();
+    assert_eq!((none.len(), looked_at), (0, 3));
+}
+
+#[tokio::test]
 async fn a_commit_between_read_and_wait_still_wakes_the_reader() {
     let t = TempLog::new();
     let after = t.log.head();

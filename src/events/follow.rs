@@ -1,14 +1,17 @@
 //! Following the log: the next page of durable events after a position (or a stream version),
 //! waiting for a commit when there is none yet. The head is read before the events, and the wait
 //! is for a commit past that head, so an event committed between the read and the wait always
-//! ends the wait. It reads; it never writes.
+//! ends the wait. Events near the head come from the log's in-memory window of recent events,
+//! older ones from the store. It reads; it never writes.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use super::envelope::{Position, RecordedEvent, StreamId, Version};
 use super::log::EventLog;
+use super::recent::SharedEvent;
 use super::store::StoreError;
 
 /// Which events of the global stream a follower wants.
@@ -22,16 +25,21 @@ pub struct Filter {
 
 impl Filter {
     fn accepts(&self, event: &RecordedEvent) -> bool {
-        self.event_type
+        self.category
             .as_deref()
-            .is_none_or(|wanted| event.event_type == wanted)
+            .is_none_or(|wanted| event.stream.category() == wanted)
+            && self
+                .event_type
+                .as_deref()
+                .is_none_or(|wanted| event.event_type == wanted)
     }
 }
 
 /// One page of a follow.
 #[derive(Debug)]
 pub struct Page {
-    pub events: Vec<RecordedEvent>,
+    /// Shared with every other follower reading the same events, each rendered once.
+    pub events: Vec<Arc<SharedEvent>>,
     /// Where the next request starts: every position (or version) up to here has been
     /// considered, so a filtered follower advances even when nothing matched.
     pub next: u64,
@@ -56,15 +64,23 @@ pub async fn follow_log(
     let mut after = after;
     loop {
         let head = log.head();
-        let (events, scanned_to) = {
-            let log = log.clone();
-            let filter = filter.clone();
-            tokio::task::spawn_blocking(move || read_filtered(&log, &filter, after, limit, head))
-                .await
-                .map_err(|e| StoreError::Corrupt {
-                    what: "a follow".into(),
-                    reason: e.to_string(),
-                })??
+        let until = head.min(after.saturating_add(SCAN_BUDGET as u64));
+        let recent = log
+            .recent()
+            .after(after, until, limit, |e| filter.accepts(e));
+        let (events, scanned_to) = match recent {
+            Some(found) => {
+                counted_read("recent");
+                found
+            }
+            None => {
+                counted_read("store");
+                let log = log.clone();
+                let filter = filter.clone();
+                let (events, scanned_to) =
+                    off_thread(move || read_filtered(&log, &filter, after, limit, head)).await?;
+                (shared(events), scanned_to)
+            }
         };
         if !events.is_empty() || scanned_to < head {
             return Ok(Page {
@@ -127,25 +143,33 @@ pub async fn follow_stream(
     timeout: Duration,
 ) -> Result<Page, StoreError> {
     let deadline = Instant::now() + timeout;
+    // A position up to which the stream is known to have no event above `after`: after the
+    // first empty read, each wake needs to look only at what the window got since.
+    let mut none_until = None;
     loop {
         let head = log.head();
-        let events = {
-            let log = log.clone();
-            let stream = stream.clone();
-            tokio::task::spawn_blocking(move || log.read_stream(&stream, after, limit))
-                .await
-                .map_err(|e| StoreError::Corrupt {
-                    what: "a follow".into(),
-                    reason: e.to_string(),
-                })??
+        let recent =
+            none_until.and_then(|seen| log.recent().of_stream(stream, after, seen, head, limit));
+        let events = match recent {
+            Some(events) => {
+                counted_read("recent");
+                events
+            }
+            None => {
+                counted_read("store");
+                let log = log.clone();
+                let stream = stream.clone();
+                shared(off_thread(move || log.read_stream(&stream, after, limit)).await?)
+            }
         };
-        if let Some(last) = events.last().map(|e| e.version) {
+        if let Some(last) = events.last().map(|e| e.event().version) {
             return Ok(Page {
                 events,
                 next: last,
                 head: log.stream_version(stream)?.max(last),
             });
         }
+        none_until = Some(head);
         let now = Instant::now();
         if now >= deadline || wait(log, head, deadline - now).await {
             return Ok(Page {
@@ -155,6 +179,29 @@ pub async fn follow_stream(
             });
         }
     }
+}
+
+/// Runs a store read on the blocking pool, so that a cold read never stalls the async threads.
+async fn off_thread<T: Send + 'static>(
+    read: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(read)
+        .await
+        .map_err(|e| StoreError::Corrupt {
+            what: "a follow".into(),
+            reason: e.to_string(),
+        })?
+}
+
+fn counted_read(source: &'static str) {
+    metrics::counter!(crate::metrics::FOLLOW_READS, "source" => source).increment(1);
+}
+
+fn shared(events: Vec<RecordedEvent>) -> Vec<Arc<SharedEvent>> {
+    events
+        .into_iter()
+        .map(|event| Arc::new(SharedEvent::new(event)))
+        .collect()
 }
 
 /// The version of the event at `position` if it belongs to `stream`: where a stream follower

@@ -7,11 +7,12 @@ use std::collections::HashMap;
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 
-use chrono::Utc;
+use chrono::{SubsecRound, Utc};
 use tokio::sync::{oneshot, watch};
 use uuid::Uuid;
 
 use super::envelope::{NewEvent, Position, RecordedEvent, StreamId, Version};
+use super::recent::RecentEvents;
 use super::store::{Durability, LogHead, Store, StoreError, WriteBatch};
 
 /// What the writer believes a stream's version to be.
@@ -90,6 +91,7 @@ impl Journal {
         store: Arc<Store>,
         durability: Durability,
         committed: watch::Sender<Position>,
+        recent: Arc<RecentEvents>,
     ) -> Result<Journal, StoreError> {
         let head = store.log_head()?;
         let greatest_id = store.greatest_event_id()?.unwrap_or(Uuid::nil());
@@ -99,6 +101,7 @@ impl Journal {
             durability,
             head,
             committed,
+            recent,
             versions: HashMap::new(),
             greatest_id,
             failure: None,
@@ -139,6 +142,8 @@ struct Writer {
     /// The last durable event; the next round chains to it.
     head: LogHead,
     committed: watch::Sender<Position>,
+    /// Where each durable round goes before its head is published, for followers.
+    recent: Arc<RecentEvents>,
     /// The versions of recently written streams. The journal is the only writer, so these are
     /// exact; a stream not here is looked up in the store.
     versions: HashMap<StreamId, Version>,
@@ -161,6 +166,8 @@ struct Round {
     /// Event ids staged in this round, for retries that arrive in the same round.
     ids: HashMap<(StreamId, Uuid), Position>,
     writes: usize,
+    /// The staged events as followers will read them once the round is durable.
+    events: Vec<RecordedEvent>,
 }
 
 impl Writer {
@@ -208,17 +215,17 @@ impl Writer {
             versions: HashMap::new(),
             ids: HashMap::new(),
             writes: 0,
+            events: Vec::new(),
         };
-        // Time never runs backwards in the log, even if the clock does.
-        let now = round
-            .head
-            .recorded_at
-            .map_or(Utc::now(), |last| last.max(Utc::now()));
+        // Time never runs backwards in the log, even if the clock does. It is stored in
+        // microseconds, so the events kept in memory carry it at that precision too.
+        let now = Utc::now().trunc_subsecs(6);
+        let now = round.head.recorded_at.map_or(now, |last| last.max(now));
         let mut acks = Vec::with_capacity(requests.len());
-        for request in requests {
+        for mut request in requests {
             let outcome = match &self.failure {
                 Some(failure) => Err(AppendError::Storage(failure.clone())),
-                None => self.stage(&mut round, &request, now),
+                None => self.stage(&mut round, &mut request, now),
             };
             match outcome {
                 Ok(appended) => acks.push((request.reply, appended)),
@@ -247,6 +254,8 @@ impl Writer {
                 return;
             }
             self.head = round.head;
+            // The events first, then the head: a follower that sees the head finds them.
+            self.recent.push_round(round.events);
             self.committed.send_replace(self.head.position);
             metrics::counter!(crate::metrics::APPENDED_EVENTS).increment(round.writes as u64);
             metrics::histogram!(crate::metrics::ROUND_EVENTS).record(round.writes as f64);
@@ -263,12 +272,12 @@ impl Writer {
         }
     }
 
-    /// Checks one request against the round so far and, when it is accepted, adds its events.
-    /// A refused request leaves the round unchanged.
+    /// Checks one request against the round so far and, when it is accepted, moves its events
+    /// into the round. A refused request leaves the round unchanged.
     fn stage(
         &self,
         round: &mut Round,
-        request: &AppendRequest,
+        request: &mut AppendRequest,
         now: chrono::DateTime<Utc>,
     ) -> Result<Appended, AppendError> {
         let storage = |e: StoreError| AppendError::Storage(e.to_string());
@@ -300,9 +309,10 @@ impl Writer {
         }
 
         let first_position = round.head.position + 1;
+        let count = request.events.len();
         let mut version = current;
         round.head.recorded_at = Some(now);
-        for event in &request.events {
+        for event in request.events.drain(..) {
             version += 1;
             round.head.position += 1;
             let (record, hash) = RecordedEvent::seal(
@@ -311,7 +321,7 @@ impl Writer {
                 stream,
                 version,
                 now,
-                event,
+                &event,
             );
             round.head.hash = hash;
             round
@@ -321,12 +331,24 @@ impl Writer {
                 .ids
                 .insert((stream.clone(), event.event_id), round.head.position);
             round.writes += 1;
+            round.events.push(RecordedEvent {
+                position: round.head.position,
+                stream: stream.clone(),
+                version,
+                event_id: event.event_id,
+                event_type: event.event_type,
+                schema_version: event.schema_version,
+                recorded_at: now,
+                metadata: event.metadata,
+                payload: event.payload,
+                hash,
+            });
         }
         round.versions.insert(stream.clone(), version);
         Ok(Appended {
             first_position,
             stream_version: version,
-            count: request.events.len(),
+            count,
             duplicate: false,
         })
     }

@@ -10,6 +10,7 @@ use tokio::sync::{oneshot, watch};
 
 use super::envelope::{NewEvent, Position, RecordedEvent, StreamId, Version};
 use super::journal::{AppendError, AppendRequest, Appended, ExpectedVersion, Journal};
+use super::recent::{RecentEvents, RecentLimits};
 use super::store::{Durability, Store, StoreError};
 
 /// Limits and durability of a log, named so that they can be documented and tested.
@@ -24,6 +25,8 @@ pub struct LogOptions {
     /// The memory sled may use to cache pages of the log. Rebuilding an entity whose pages are
     /// not cached reads them from disk.
     pub cache_bytes: u64,
+    /// How many of the latest durable events are kept in memory for followers.
+    pub recent: RecentLimits,
 }
 
 impl Default for LogOptions {
@@ -33,6 +36,7 @@ impl Default for LogOptions {
             max_event_bytes: 1024 * 1024,
             max_events_per_append: 10_000,
             cache_bytes: 1024 * 1024 * 1024,
+            recent: RecentLimits::default(),
         }
     }
 }
@@ -47,6 +51,8 @@ pub struct EventLog {
     journal: Arc<Journal>,
     /// The position of the last durable event, published by the journal after each round.
     committed: watch::Receiver<Position>,
+    /// The latest durable events, filled by the journal before it publishes each head.
+    recent: Arc<RecentEvents>,
     options: LogOptions,
 }
 
@@ -56,11 +62,13 @@ impl EventLog {
         let store = Arc::new(Store::open(path, options.cache_bytes)?);
         let head = store.log_head()?;
         let (publish, committed) = watch::channel(head.position);
-        let journal = Journal::start(store.clone(), options.durability, publish)?;
+        let recent = Arc::new(RecentEvents::new(head.position, options.recent));
+        let journal = Journal::start(store.clone(), options.durability, publish, recent.clone())?;
         Ok(EventLog {
             store,
             journal: Arc::new(journal),
             committed,
+            recent,
             options,
         })
     }
@@ -174,6 +182,12 @@ impl EventLog {
     ) -> Result<(Vec<RecordedEvent>, Position), StoreError> {
         let until = self.head().min(after.saturating_add(CATEGORY_SCAN));
         self.store.read_category(category, after, until, limit)
+    }
+
+    /// The latest durable events, in memory: what followers near the head read instead of the
+    /// store. Everything up to [`EventLog::head`] is there or older than it.
+    pub fn recent(&self) -> &RecentEvents {
+        &self.recent
     }
 
     /// The durable version of a stream (0 when it has no event).

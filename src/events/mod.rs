@@ -7,6 +7,7 @@ pub mod envelope;
 pub mod follow;
 pub mod journal;
 pub mod log;
+pub mod recent;
 pub mod store;
 pub mod verify;
 
@@ -16,4 +17,5 @@ pub use envelope::{
 };
 pub use journal::{AppendError, Appended, ExpectedVersion};
 pub use log::{EventLog, LogOptions};
+pub use recent::SharedEvent;
 pub use store::{Durability, Store, StoreError};

@@ -5,9 +5,11 @@
 pub mod openapi;
 
 use std::collections::VecDeque;
+use std::fmt::Write as _;
+use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::http::header;
+use actix_web::http::header::{self, ContentType};
 use actix_web::web::Bytes;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
@@ -18,14 +20,27 @@ use super::error::ApiError;
 use super::params::{Limit, Wait};
 use crate::actors::kinds::{self, ReplayError};
 use crate::actors::state::ReplayUntil;
-use crate::events::codec::render;
 use crate::events::follow::{self, Filter, Page};
 use crate::events::verify::Verifier;
-use crate::events::{EventLog, Position, RecordedEvent, StreamId};
+use crate::events::{EventLog, Position, SharedEvent, StreamId};
 
 /// How long an idle event stream goes without a byte before a keep-alive comment, so that
-/// proxies keep it open and a vanished client is noticed.
+/// proxies keep it open and a vanished client is noticed, unless `[http] sse_keep_alive_s` says
+/// otherwise.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// The keep-alive interval of event streams in effect, as app data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeepAlive(pub Duration);
+
+impl KeepAlive {
+    /// The interval the server was given, [`KEEP_ALIVE`] in an app that was given none.
+    fn of(request: &HttpRequest) -> Duration {
+        request
+            .app_data::<web::Data<KeepAlive>>()
+            .map_or(KEEP_ALIVE, |keep_alive| keep_alive.0)
+    }
+}
 
 pub fn routes(config: &mut web::ServiceConfig) {
     config
@@ -58,12 +73,24 @@ impl FollowQuery {
     }
 }
 
+/// `{"events":[…],"head":POS,"next":POS}`. Each event's JSON is shared by every follower
+/// that gets it, so a page copies it in instead of rendering it again: when one commit wakes
+/// many followers, the event is rendered once.
 fn page_body(page: Page) -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({
-        "events": page.events.iter().map(render).collect::<Vec<_>>(),
-        "next": page.next,
-        "head": page.head,
-    }))
+    let size: usize = page.events.iter().map(|e| e.json().len() + 1).sum();
+    let mut body = String::with_capacity(size + 64);
+    body.push_str("{\"events\":[");
+    for (i, event) in page.events.iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str(event.json());
+    }
+    // Writing to a String cannot fail.
+    let _ = write!(body, "],\"head\":{},\"next\":{}}}", page.head, page.next);
+    HttpResponse::Ok()
+        .insert_header(ContentType::json())
+        .body(body)
 }
 
 fn stream_id(raw: &str) -> Result<StreamId, ApiError> {
@@ -97,19 +124,17 @@ enum Source {
     Stream(StreamId),
 }
 
-/// Streams Server-Sent Events from `next` on: `id:` is the event's position, `data:` its JSON.
-fn events_stream(log: EventLog, source: Source, next: u64) -> HttpResponse {
-    let pending: VecDeque<RecordedEvent> = VecDeque::new();
+/// Streams Server-Sent Events from `next` on: `id:` is the event's position, `data:` its JSON;
+/// a comment after `keep_alive` without events.
+fn events_stream(log: EventLog, source: Source, next: u64, keep_alive: Duration) -> HttpResponse {
+    let pending: VecDeque<Arc<SharedEvent>> = VecDeque::new();
     let frames = futures_util::stream::unfold(
         (log, source, next, pending),
-        |(log, source, mut next, mut pending)| async move {
+        move |(log, source, mut next, mut pending)| async move {
             loop {
                 if let Some(event) = pending.pop_front() {
-                    let frame = format!(
-                        "id: {}\ndata: {}\n\n",
-                        event.position,
-                        serde_json::to_string(&render(&event)).expect("events render as JSON")
-                    );
+                    let frame =
+                        format!("id: {}\ndata: {}\n\n", event.event().position, event.json());
                     return Some((
                         Ok::<_, ApiError>(Bytes::from(frame)),
                         (log, source, next, pending),
@@ -117,10 +142,10 @@ fn events_stream(log: EventLog, source: Source, next: u64) -> HttpResponse {
                 }
                 let page = match &source {
                     Source::Log(filter) => {
-                        follow::follow_log(&log, filter, next, 1000, KEEP_ALIVE).await
+                        follow::follow_log(&log, filter, next, 1000, keep_alive).await
                     }
                     Source::Stream(stream) => {
-                        follow::follow_stream(&log, stream, next, 1000, KEEP_ALIVE).await
+                        follow::follow_stream(&log, stream, next, 1000, keep_alive).await
                     }
                 };
                 let page = match page {
@@ -168,6 +193,7 @@ async fn follow_log(
             log.get_ref().clone(),
             Source::Log(filter),
             from,
+            KeepAlive::of(&request),
         ));
     }
     let page = follow::follow_log(&log, &filter, from, limit, wait)
@@ -206,6 +232,7 @@ async fn follow_stream(
             log.get_ref().clone(),
             Source::Stream(stream),
             from,
+            KeepAlive::of(&request),
         ));
     }
     let page = follow::follow_stream(&log, &stream, query.from.unwrap_or(0), limit, wait)

@@ -14,6 +14,7 @@ pub mod tls;
 
 use std::net::TcpListener;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::{dev::Server, web, App, HttpResponse, HttpServer};
 
@@ -27,6 +28,8 @@ pub struct HttpState {
     pub log: EventLog,
     pub guard: Guard,
     pub faces: Faces,
+    /// How long an idle event stream goes before a keep-alive comment.
+    pub sse_keep_alive: Duration,
 }
 
 /// The faces a server runs, each with what its handlers share; `None` for one that is off.
@@ -100,6 +103,7 @@ impl HttpState {
                 api: Access::Admin,
             },
             faces: Faces::default(),
+            sse_keep_alive: events::KEEP_ALIVE,
         }
     }
 }
@@ -126,6 +130,7 @@ pub fn serve(
     let faces = state.faces;
     let log = web::Data::new(state.log);
     let guard = web::Data::new(state.guard);
+    let keep_alive = web::Data::new(events::KeepAlive(state.sse_keep_alive));
     let verifier = web::Data::new(std::sync::Arc::new(
         crate::events::verify::Verifier::default(),
     ));
@@ -133,6 +138,7 @@ pub fn serve(
         App::new()
             .app_data(log.clone())
             .app_data(guard.clone())
+            .app_data(keep_alive.clone())
             .app_data(verifier.clone())
             .app_data(web::QueryConfig::default().error_handler(|error, _| {
                 ApiError::BadRequest(format!("bad query: {error}")).into()
