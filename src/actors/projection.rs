@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use tokio::sync::{oneshot, watch};
 
-use crate::events::{CodecError, EventLog, Position, RecordedEvent, StoreError};
+use crate::events::{CodecError, EventLog, Position, RecordedEvent, SharedEvent, StoreError};
 
 /// One read model.
 pub trait Projection: Send + Sync + 'static {
@@ -223,7 +223,7 @@ pub fn rebuild<P: Projection>(
         if scanned_to == view.position {
             break;
         }
-        fold(projection, &mut view.state, &events)?;
+        fold(projection, &mut view.state, &Batch::Stored(events))?;
         view.position = scanned_to;
     }
     view.position = view.position.max(log.head());
@@ -248,12 +248,34 @@ fn read(
     }
 }
 
+/// Events to fold: shared from the window of recent events, or read from storage.
+enum Batch {
+    Recent(Vec<Arc<SharedEvent>>),
+    Stored(Vec<RecordedEvent>),
+}
+
+impl Batch {
+    fn len(&self) -> usize {
+        match self {
+            Batch::Recent(events) => events.len(),
+            Batch::Stored(events) => events.len(),
+        }
+    }
+
+    fn iter(&self) -> Box<dyn Iterator<Item = &RecordedEvent> + '_> {
+        match self {
+            Batch::Recent(events) => Box::new(events.iter().map(|shared| shared.event())),
+            Batch::Stored(events) => Box::new(events.iter()),
+        }
+    }
+}
+
 fn fold<P: Projection>(
     projection: &P,
     state: &mut P::State,
-    events: &[RecordedEvent],
+    events: &Batch,
 ) -> Result<(), ProjectionError> {
-    for event in events {
+    for event in events.iter() {
         projection
             .apply(state, event)
             .map_err(|source| ProjectionError::Apply {
@@ -305,16 +327,30 @@ impl<P: Projection> Runner<P> {
                 return;
             };
             let after = *shared.position.borrow();
-            let log = self.log.clone();
-            let category = category.clone();
             let limit = self.settings.batch;
-            let read =
-                tokio::task::spawn_blocking(move || read(&log, category.as_deref(), after, limit))
+            // Near the head, the journal's window of recent events has them in memory; further
+            // behind, they are read from storage off the async threads.
+            let in_category =
+                |e: &RecordedEvent| category.as_deref().is_none_or(|c| e.stream.category() == c);
+            let recent = self
+                .log
+                .recent()
+                .after(after, self.log.head(), limit, in_category);
+            let (events, scanned_to) = match recent {
+                Some((events, scanned_to)) => (Batch::Recent(events), scanned_to),
+                None => {
+                    let log = self.log.clone();
+                    let category = category.clone();
+                    let read = tokio::task::spawn_blocking(move || {
+                        read(&log, category.as_deref(), after, limit)
+                    })
                     .await;
-            let (events, scanned_to) = match read {
-                Ok(Ok(read)) => read,
-                Ok(Err(error)) => return self.fail(&shared, error.to_string()),
-                Err(error) => return self.fail(&shared, error.to_string()),
+                    match read {
+                        Ok(Ok((events, scanned_to))) => (Batch::Stored(events), scanned_to),
+                        Ok(Err(error)) => return self.fail(&shared, error.to_string()),
+                        Err(error) => return self.fail(&shared, error.to_string()),
+                    }
+                }
             };
             if scanned_to > after {
                 let folded = {
