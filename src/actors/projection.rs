@@ -40,11 +40,12 @@ pub trait Projection: Send + Sync + 'static {
 /// How often a projection saves its checkpoint and how much it reads at once.
 #[derive(Clone, Copy, Debug)]
 pub struct ProjectionSettings {
-    /// A checkpoint is saved after this many events folded.
+    /// A checkpoint is saved after this many events folded, once it is due (below).
     pub checkpoint_every: u64,
-    /// Once caught up, unsaved events are checkpointed after this long, or after twenty times
-    /// the last save's duration if that is longer: a save encodes the whole state, so it must
-    /// not run after every trickling event of a large read model.
+    /// A checkpoint is due this long after the last, or twenty times the last save's duration
+    /// if that is longer; once caught up, unsaved events are saved when it is due. A save
+    /// encodes the whole state, so it must not run after every trickle of events of a large
+    /// read model.
     pub checkpoint_interval: Duration,
     /// The most events read in one step.
     pub batch: usize,
@@ -366,7 +367,11 @@ impl<P: Projection> Runner<P> {
                 // Moving past other categories' events changes no state, so it alone is not
                 // worth a checkpoint.
                 unsaved += events.len() as u64;
-                if unsaved >= self.settings.checkpoint_every {
+                // A save encodes the whole state: under a steady load it waits for its due
+                // time too, so that a large read model does not spend its time saving.
+                if unsaved >= self.settings.checkpoint_every
+                    && tokio::time::Instant::now() >= save_due
+                {
                     save_due = self.save(&shared).await;
                     unsaved = 0;
                 }
