@@ -7,6 +7,7 @@ use super::entity::Entity;
 use super::inventory::HostRecord;
 use super::job::Job;
 use super::state::{self, LoadError, ReplayUntil};
+use super::testrun::TestRunRecord;
 use crate::events::{EventLog, StreamId, Version};
 
 /// A state replayed for audit, as JSON.
@@ -27,7 +28,7 @@ pub enum ReplayError {
 }
 
 /// Every kind `replay` knows.
-pub const KINDS: &[&str] = &[Job::KIND, HostRecord::KIND];
+pub const KINDS: &[&str] = &[Job::KIND, HostRecord::KIND, TestRunRecord::KIND];
 
 /// Replays a stream of any known kind from its first event up to `until`.
 pub fn replay(
@@ -38,6 +39,7 @@ pub fn replay(
     match stream.category() {
         Job::KIND => replay_as::<Job>(log, stream, until),
         HostRecord::KIND => replay_as::<HostRecord>(log, stream, until),
+        TestRunRecord::KIND => replay_as::<TestRunRecord>(log, stream, until),
         other => Err(ReplayError::UnknownKind(other.to_owned())),
     }
 }

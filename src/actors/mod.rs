@@ -14,6 +14,7 @@ pub mod projection;
 pub mod reconcile;
 pub mod state;
 pub mod testing;
+pub mod testrun;
 
 pub use directory::{Entities, Settings, Stats};
 pub use effects::{Effects, NoEffects};
