@@ -4,6 +4,7 @@
 //! HTTP, reads a file or parses an upload: uploads arrive parsed and stored.
 
 pub mod cloud;
+pub mod service;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -15,6 +16,7 @@ use crate::events::codec::{from_payload, to_payload};
 use crate::events::{CodecError, DomainEvent};
 use crate::testresults::{Format, Summary};
 pub use cloud::{Cloud, CloudSpec, InvalidCloud};
+pub use service::{TestRuns, TestRunsError};
 
 /// The longest status message, in bytes.
 pub const MAX_STATUS_BYTES: usize = 4096;
