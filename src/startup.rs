@@ -13,6 +13,7 @@ use anyhow::{bail, Context as _};
 
 use crate::actors::inventory::Inventory;
 use crate::actors::job::Job;
+use crate::actors::results::Results;
 use crate::actors::testrun::TestRuns;
 use crate::actors::{reconcile, Clock, Entities, NoEffects, SystemClock};
 use crate::auth::Auth;
@@ -104,9 +105,18 @@ impl Application {
                 max_tests: section.max_tests,
                 ..crate::testresults::Limits::default()
             };
-            let runs = TestRuns::start(log.clone(), clock.clone(), settings, blobs, limits);
+            let runs = TestRuns::start(
+                log.clone(),
+                clock.clone(),
+                settings,
+                blobs.clone(),
+                limits.clone(),
+            );
+            let results =
+                Results::start(log.clone(), clock.clone(), settings, blobs, limits).await?;
             faces.refstack = Some(web::Data::new(http::refstack::Refstack {
                 runs,
+                results,
                 auth: auth.clone(),
                 access: section.auth,
                 max_upload: (section.max_upload_kb * 1024) as usize,

@@ -691,8 +691,8 @@ async fn the_documented_security_is_what_the_server_asks_for() {
         "the event API's five routes and Partisci's clear are guarded"
     );
     assert_eq!(
-        optional, 20,
-        "Partisci's other routes ask as `[partisci] auth` says, Refstack's eleven as \
+        optional, 23,
+        "Partisci's other routes ask as `[partisci] auth` says, Refstack's fourteen as \
          `[refstack] auth` says"
     );
 }
@@ -879,8 +879,8 @@ async fn partisci_answers_fit_their_documented_schemas() {
         check_answer(&document, &path, &method, &answer);
     }
     assert_eq!(
-        refused, 21,
-        "every Partisci route (10) and Refstack route (11) documents 405"
+        refused, 24,
+        "every Partisci route (10) and Refstack route (14) documents 405"
     );
 
     // A path under /api/v1/ that is no route is the face's 404, as the face's tag says.

@@ -528,6 +528,222 @@ async fn with_auth_on_the_face_asks_for_credentials() {
     assert_eq!(answer.status, 201);
 }
 
+fn results_body(cpid: &str, names: &[&str]) -> Vec<u8> {
+    let results: Vec<Value> = names.iter().map(|name| json!({"name": name})).collect();
+    json!({"cpid": cpid, "duration_seconds": 42, "results": results})
+        .to_string()
+        .into_bytes()
+}
+
+/// An SSH mpint: big-endian, with a zero byte before a set high bit.
+fn mpint(out: &mut Vec<u8>, bytes: &[u8]) {
+    let pad = bytes.first().is_some_and(|b| b & 0x80 != 0);
+    out.extend_from_slice(&((bytes.len() + usize::from(pad)) as u32).to_be_bytes());
+    if pad {
+        out.push(0);
+    }
+    out.extend_from_slice(bytes);
+}
+
+/// A fresh RSA key and its OpenSSH public key line.
+fn signing_key() -> (rsa::RsaPrivateKey, String) {
+    use base64::Engine;
+    use rsa::traits::PublicKeyParts;
+    let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 1024).expect("a key");
+    let mut blob = Vec::new();
+    blob.extend_from_slice(&7u32.to_be_bytes());
+    blob.extend_from_slice(b"ssh-rsa");
+    mpint(&mut blob, &key.e().to_bytes_be());
+    mpint(&mut blob, &key.n().to_bytes_be());
+    let line = format!(
+        "ssh-rsa {} someone@example.org",
+        base64::engine::general_purpose::STANDARD.encode(blob)
+    );
+    (key, line)
+}
+
+fn sign(key: &rsa::RsaPrivateKey, body: &[u8]) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(body);
+    let signature = key
+        .sign(rsa::Pkcs1v15Sign::new::<sha2::Sha256>(), &digest)
+        .expect("signed");
+    hex::encode(signature)
+}
+
+impl Refstack {
+    async fn submit(&self, body: &[u8], headers: &[(&str, &str)]) -> Answer {
+        let mut request = self
+            .client
+            .post(format!("{}/v1/results/", self.main))
+            .insert_header(("content-type", "application/json"));
+        for (name, value) in headers {
+            request = request.insert_header((*name, *value));
+        }
+        self.send(request, body.to_vec()).await
+    }
+}
+
+#[actix_rt::test]
+async fn results_are_submitted_listed_newest_first_and_read_back_with_their_tests() {
+    let face = spawn(|_| {}).await;
+    let mut ids = Vec::new();
+    for n in 0..21 {
+        let names = ["tempest.api.a.A.test_one", "tempest.api.a.A.test_two"];
+        let answer = face
+            .submit(&results_body(&format!("cloud{n}"), &names), &[])
+            .await;
+        assert_eq!(answer.status, 201, "{}", answer.json());
+        let body = answer.json();
+        let id = body["test_id"].as_str().unwrap().to_owned();
+        assert_eq!(
+            body["url"],
+            format!("{}/#/results/{id}", face.main),
+            "the url refstack-client prints"
+        );
+        ids.push(id);
+    }
+    // Twenty per page, newest first; the first submission alone on page 2.
+    let first = face.get("/v1/results").await.json();
+    assert_eq!(
+        first["pagination"],
+        json!({"current_page": 1, "total_pages": 2})
+    );
+    let listed: Vec<&str> = first["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row["id"].as_str().unwrap())
+        .collect();
+    let newest: Vec<&str> = ids.iter().rev().take(20).map(String::as_str).collect();
+    assert_eq!(listed, newest);
+    assert_eq!(first["results"][0]["duration_seconds"], 42);
+    assert_eq!(first["results"][0]["meta"], json!({}));
+    let second = face.get("/v1/results?page=2").await.json();
+    assert_eq!(second["results"][0]["id"], ids[0].as_str());
+    assert_eq!(second["results"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        face.get("/v1/results?page=3").await.json()["results"],
+        json!([])
+    );
+    face.get("/v1/results?page=0").await.refused(400);
+    face.get("/v1/results?page=x").await.refused(400);
+
+    let detail = face.get(&format!("/v1/results/{}", ids[3])).await;
+    assert_eq!(detail.status, 200);
+    let detail = detail.json();
+    assert_eq!(detail["cpid"], "cloud3");
+    assert_eq!(
+        detail["results"],
+        json!(["tempest.api.a.A.test_one", "tempest.api.a.A.test_two"])
+    );
+    face.get("/v1/results/0192f3a4-5b6c-7d8e-9f00-aabbccddeeff")
+        .await
+        .refused(404);
+    face.get("/v1/results/nope").await.refused(404);
+}
+
+#[actix_rt::test]
+async fn bad_results_and_bad_signatures_are_refused_with_their_reason() {
+    let face = spawn(|_| {}).await;
+    let title = face
+        .submit(
+            br#"{"cpid": "c", "duration_seconds": 1, "results": []}"#,
+            &[],
+        )
+        .await
+        .refused(400);
+    assert!(
+        title.contains(annals::testresults::EMPTY_RESULTS),
+        "{title}"
+    );
+    for bad in [
+        &br#"{"cpid": "c", "duration_seconds": 1, "results": [{"name": "t"}], "extra": 1}"#[..],
+        br#"{"duration_seconds": 1, "results": [{"name": "t"}]}"#,
+        br#"{"cpid": "c", "duration_seconds": -1, "results": [{"name": "t"}]}"#,
+        b"not json",
+        b"",
+    ] {
+        face.submit(bad, &[]).await.refused(400);
+    }
+
+    let (key, public) = signing_key();
+    let body = results_body("signed", &["tempest.api.a.A.test_one"]);
+    let signature = sign(&key, &body);
+    let answer = face
+        .submit(
+            &body,
+            &[("X-Signature", &signature), ("X-Public-Key", &public)],
+        )
+        .await;
+    assert_eq!(answer.status, 201, "{}", answer.json());
+    let id = answer.json()["test_id"].as_str().unwrap().to_owned();
+    let detail = face.get(&format!("/v1/results/{id}")).await.json();
+    let shown = detail["meta"]["public_key"]
+        .as_str()
+        .expect("the signer's key");
+    assert!(
+        public.starts_with(shown) && !shown.contains("someone"),
+        "{shown}"
+    );
+
+    let other = results_body("other", &["tempest.api.a.A.test_one"]);
+    let (_, stranger) = signing_key();
+    for (headers, expected) in [
+        // Another body's signature, another key, bad hex, a bad key, one header alone.
+        (
+            vec![
+                ("X-Signature", sign(&key, &other)),
+                ("X-Public-Key", public.clone()),
+            ],
+            "does not verify",
+        ),
+        (
+            vec![
+                ("X-Signature", signature.clone()),
+                ("X-Public-Key", stranger),
+            ],
+            "does not verify",
+        ),
+        (
+            vec![
+                ("X-Signature", "zz".to_owned()),
+                ("X-Public-Key", public.clone()),
+            ],
+            "hex",
+        ),
+        (
+            vec![
+                ("X-Signature", signature.clone()),
+                ("X-Public-Key", "ssh-rsa !!!".to_owned()),
+            ],
+            "OpenSSH",
+        ),
+        (
+            vec![
+                ("X-Signature", signature.clone()),
+                ("X-Public-Key", "ssh-ed25519 AAAA".to_owned()),
+            ],
+            "OpenSSH",
+        ),
+        (
+            vec![
+                ("X-Signature", signature.clone()),
+                ("X-Public-Key", "ssh-rsa AAAAB3NzaC1yc2EAAAAD".to_owned()),
+            ],
+            "OpenSSH",
+        ),
+        (vec![("X-Signature", signature.clone())], "together"),
+    ] {
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        let title = face.submit(&body, &headers).await.refused(400);
+        assert!(title.contains(expected), "{headers:?}: {title}");
+    }
+    // Only the good submission was kept.
+    let page = face.get("/v1/results").await.json();
+    assert_eq!(page["results"].as_array().unwrap().len(), 1);
+}
+
 /// `annals serve` as a child process on `data`, on free ports.
 fn serve(data: &std::path::Path) -> common::Served {
     common::spawn_serve(
@@ -570,6 +786,9 @@ async fn runs_statuses_and_uploads_survive_a_restart() {
         .json();
     let upload_id = uploaded["upload_id"].as_str().unwrap().to_owned();
     let before = face.get(&format!("/v1/test-runs/{id}")).await.json();
+    let submitted = face.submit(&results_body("c", &["t.T.test"]), &[]).await;
+    assert_eq!(submitted.status, 201);
+    let results_before = face.get("/v1/results").await.json();
     assert!(server.terminate().success());
 
     let server = serve(&data);
@@ -589,6 +808,17 @@ async fn runs_statuses_and_uploads_survive_a_restart() {
     assert!(
         raw.body == stream,
         "the download after a restart is byte-identical"
+    );
+    // The same page, but for the port in each `url`.
+    let without_urls = |mut page: Value| {
+        for row in page["results"].as_array_mut().unwrap() {
+            row.as_object_mut().unwrap().remove("url");
+        }
+        page
+    };
+    assert_eq!(
+        without_urls(face.get("/v1/results").await.json()),
+        without_urls(results_before)
     );
     let miniconf = face.get(&format!("/get-miniconf?test_id={id}")).await;
     assert_eq!(miniconf.json()["identity"]["username"], "demo");

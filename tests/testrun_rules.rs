@@ -1,6 +1,6 @@
-//! Given/when/then tests of the `test_run` entity's rules (the Refstack face), run without an
-//! actor system or a log; its event codec; and the checked inputs it takes (clouds, status
-//! messages) with the configuration fragment a cloud gives.
+//! Given/when/then tests of the `test_run` and `result` entities' rules (the Refstack face),
+//! run without an actor system or a log; their event codecs; and the checked inputs a run takes
+//! (clouds, status messages) with the configuration fragment a cloud gives.
 
 mod common;
 
@@ -286,4 +286,46 @@ fn the_miniconf_merges_defaults_options_and_identity_in_that_order() {
             }
         })
     );
+}
+
+fn submitted() -> annals::actors::results::Submitted {
+    annals::actors::results::Submitted {
+        cpid: "c1".into(),
+        duration_seconds: 42,
+        tests: 2,
+        blob: upload().blob,
+        public_key: Some("ssh-rsa AAAA".into()),
+        by: None,
+    }
+}
+
+#[test]
+fn a_submission_records_its_results_once() {
+    use annals::actors::results::{
+        ResultsSubmitted, Submission, SubmissionCommand, SubmissionEvent, SubmissionRejection,
+    };
+    let event = SubmissionEvent::ResultsSubmitted(ResultsSubmitted {
+        cpid: "c1".into(),
+        duration_seconds: 42,
+        tests: 2,
+        blob: upload().blob,
+        public_key: Some("ssh-rsa AAAA".into()),
+        by: None,
+        at: at(8),
+    });
+    let state = given::<Submission>([])
+        .at(at(8))
+        .when(SubmissionCommand::Submit(submitted()))
+        .then(vec![event.clone()]);
+    assert_eq!(state.submitted.map(|s| s.tests), Some(2));
+    given::<Submission>([event.clone()])
+        .when(SubmissionCommand::Submit(submitted()))
+        .then_rejected(SubmissionRejection::AlreadySubmitted);
+    let decoded =
+        SubmissionEvent::decode("ResultsSubmitted", 1, &event.encode_payload()).expect("decodes");
+    assert_eq!(decoded, event);
+    assert!(matches!(
+        SubmissionEvent::decode("ResultsSubmitted", 2, &event.encode_payload()),
+        Err(CodecError::UnknownVersion { .. })
+    ));
 }

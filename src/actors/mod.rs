@@ -12,6 +12,7 @@ pub mod job;
 pub mod kinds;
 pub mod projection;
 pub mod reconcile;
+pub mod results;
 pub mod state;
 pub mod testing;
 pub mod testrun;

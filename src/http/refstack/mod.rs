@@ -16,6 +16,8 @@ use uuid::Uuid;
 
 use super::body::{read_body, BodyError};
 use super::caller::{authorize, Denied};
+use crate::actors::results::model::ResultRow;
+use crate::actors::results::{Results, ResultsError};
 use crate::actors::testrun::service::{parse_test_id, TestRunsError};
 use crate::actors::testrun::{
     Cloud, CloudSpec, InvalidCloud, InvalidStatus, StatusMessage, TestRunState, TestRuns,
@@ -27,6 +29,8 @@ use multipart::MultipartError;
 /// What the face's handlers share.
 pub struct Refstack {
     pub runs: TestRuns,
+    /// The later API's submitted results.
+    pub results: Results,
     pub auth: Arc<Auth>,
     /// Who may use the face (refstack-client sends no credentials: anyone, by default).
     pub access: Access,
@@ -51,6 +55,8 @@ pub enum RefstackError {
     Denied(#[from] Denied),
     #[error(transparent)]
     Runs(#[from] TestRunsError),
+    #[error(transparent)]
+    Results(#[from] ResultsError),
 }
 
 impl From<MultipartError> for RefstackError {
@@ -93,6 +99,14 @@ impl ResponseError for RefstackError {
                 TestRunsError::UnknownUpload(_) => StatusCode::NOT_FOUND,
                 TestRunsError::NotRecorded(_) => StatusCode::SERVICE_UNAVAILABLE,
                 TestRunsError::Blob(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            },
+            RefstackError::Results(error) => match error {
+                ResultsError::Invalid(_) | ResultsError::Signature(_) => StatusCode::BAD_REQUEST,
+                ResultsError::NotFound(_) => StatusCode::NOT_FOUND,
+                ResultsError::NotRecorded(_) => StatusCode::SERVICE_UNAVAILABLE,
+                ResultsError::Rejected(_) | ResultsError::Blob(_) | ResultsError::Model(_) => {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                }
             },
         }
     }
@@ -140,7 +154,10 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .service(only(
             "/v1/test-runs/{test_id}/uploads/{upload_id}",
             web::get().to(get_upload),
-        ));
+        ))
+        .service(only("/v1/results/", web::post().to(submit_results)))
+        .service(only("/v1/results", web::get().to(list_results)))
+        .service(only("/v1/results/{id}", web::get().to(get_results)));
 }
 
 /// A resource answering 405 in the face's shape to any method but the one routed, and its
@@ -510,4 +527,158 @@ async fn get_upload(
     Ok(HttpResponse::Ok()
         .content_type("application/octet-stream")
         .body(bytes))
+}
+
+/// Where the Refstack web UI shows a result: `<scheme>://<host>/#/results/<id>`.
+fn result_url(request: &HttpRequest, id: Uuid) -> String {
+    let info = request.connection_info();
+    format!("{}://{}/#/results/{id}", info.scheme(), info.host())
+}
+
+/// What `POST /v1/results/` answers.
+#[derive(Serialize)]
+struct Submitted {
+    test_id: Uuid,
+    url: String,
+}
+
+fn header(request: &HttpRequest, name: &str) -> Result<Option<String>, RefstackError> {
+    request
+        .headers()
+        .get(name)
+        .map(|value| {
+            value
+                .to_str()
+                .map(str::to_owned)
+                .map_err(|_| RefstackError::BadRequest(format!("{name} is not ASCII")))
+        })
+        .transpose()
+}
+
+/// Takes refstack-client's results.
+#[utoipa::path(post, path = "/v1/results/", operation_id = "refstack_submit_results",
+    summary = "Submit results", description = openapi::SUBMIT_DESCRIPTION,
+    params(openapi::SignatureHeaders),
+    request_body(content = openapi::RefstackResults, content_type = "application/json",
+        description = "At most `[refstack] max_upload_kb` KiB."),
+    responses(
+        (status = 201, description = "Saved: its id and where the web UI shows it.",
+            body = openapi::RefstackSubmitted),
+        (status = 400, description = "Not results (a missing or unknown key, a bad type, \
+            empty `results`: `Uploaded results must contain at least one passing test.`), or \
+            a signature that is not hex, a key that is not an OpenSSH RSA key, a signature \
+            that does not verify, or only one of the two headers.",
+            body = openapi::RefstackErrorBody),
+        (status = 413, description = "The body is over `[refstack] max_upload_kb`.",
+            body = openapi::RefstackErrorBody),
+        (status = 500, description = "The body could not be stored.",
+            body = openapi::RefstackErrorBody)))]
+async fn submit_results(
+    request: HttpRequest,
+    face: web::Data<Refstack>,
+    payload: web::Payload,
+) -> Result<HttpResponse, RefstackError> {
+    let caller = face.authorize(&request).await?;
+    let signature = header(&request, "X-Signature")?;
+    let public_key = header(&request, "X-Public-Key")?;
+    let body = read_body(&request, payload, face.max_upload).await?;
+    let metadata = super::metadata(&request, &caller);
+    let id = face
+        .results
+        .submit(body, signature, public_key, caller.user, metadata)
+        .await?;
+    Ok(HttpResponse::Created().json(Submitted {
+        test_id: id,
+        url: result_url(&request, id),
+    }))
+}
+
+#[derive(Deserialize)]
+struct PageQuery {
+    page: Option<usize>,
+}
+
+/// One row of `GET /v1/results`.
+#[derive(Serialize)]
+struct ResultView {
+    id: Uuid,
+    created_at: chrono::DateTime<chrono::Utc>,
+    duration_seconds: u64,
+    meta: serde_json::Map<String, serde_json::Value>,
+    url: String,
+}
+
+fn meta(row: &ResultRow) -> serde_json::Map<String, serde_json::Value> {
+    let mut meta = serde_json::Map::new();
+    if let Some(key) = &row.public_key {
+        meta.insert("public_key".into(), key.clone().into());
+    }
+    meta
+}
+
+/// Submitted results, newest first.
+#[utoipa::path(get, path = "/v1/results", operation_id = "refstack_list_results",
+    summary = "Submitted results", description = openapi::LIST_DESCRIPTION,
+    params(openapi::PageParams),
+    responses(
+        (status = 200, description = "One page, newest first.", body = openapi::RefstackResultsPage),
+        (status = 400, description = "`page` is not a number from 1.",
+            body = openapi::RefstackErrorBody)))]
+async fn list_results(
+    request: HttpRequest,
+    face: web::Data<Refstack>,
+    query: web::Query<PageQuery>,
+) -> Result<HttpResponse, RefstackError> {
+    face.authorize(&request).await?;
+    let page = query.page.unwrap_or(1);
+    if page == 0 {
+        return Err(RefstackError::BadRequest("pages count from 1".into()));
+    }
+    let page = face.results.page(page);
+    let results: Vec<ResultView> = page
+        .rows
+        .iter()
+        .map(|row| ResultView {
+            id: row.id,
+            created_at: row.created_at,
+            duration_seconds: row.duration_seconds,
+            meta: meta(row),
+            url: result_url(&request, row.id),
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "results": results,
+        "pagination": {"current_page": page.current_page, "total_pages": page.total_pages},
+    })))
+}
+
+/// One submission with its tests.
+#[utoipa::path(get, path = "/v1/results/{id}", operation_id = "refstack_get_results",
+    summary = "Submitted results, with their tests", description = openapi::GET_RESULTS_DESCRIPTION,
+    params(openapi::ResultIdPath),
+    responses(
+        (status = 200, description = "The submission.", body = openapi::RefstackResultDetail),
+        (status = 404, description = "No results have this id.",
+            body = openapi::RefstackErrorBody),
+        (status = 500, description = "The stored body is missing or damaged.",
+            body = openapi::RefstackErrorBody)))]
+async fn get_results(
+    request: HttpRequest,
+    face: web::Data<Refstack>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, RefstackError> {
+    face.authorize(&request).await?;
+    let id =
+        Uuid::parse_str(&id).map_err(|_| RefstackError::NotFound(format!("no results {id}")))?;
+    let (row, tests) = face.results.get(id).await?;
+    let names: Vec<&str> = tests.iter().map(|test| test.name.as_str()).collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "id": row.id,
+        "created_at": row.created_at,
+        "duration_seconds": row.duration_seconds,
+        "cpid": row.cpid,
+        "meta": meta(&row),
+        "url": result_url(&request, row.id),
+        "results": names,
+    })))
 }

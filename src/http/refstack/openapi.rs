@@ -23,7 +23,10 @@ use utoipa::{IntoParams, Modify, ToSchema};
         super::get_miniconf,
         super::get_testcases,
         super::get_run,
-        super::get_upload
+        super::get_upload,
+        super::submit_results,
+        super::list_results,
+        super::get_results
     ),
     components(schemas(
         RefstackCloud,
@@ -40,6 +43,12 @@ use utoipa::{IntoParams, Modify, ToSchema};
         RefstackRun,
         RefstackStatus,
         RefstackUpload,
+        RefstackSubmitted,
+        RefstackResultsPage,
+        RefstackResultRow,
+        RefstackPagination,
+        RefstackResultDetail,
+        RefstackMeta,
         RefstackErrorBody
     )),
     tags((name = "refstack", description = TAG)),
@@ -122,6 +131,103 @@ was read from it.";
 pub const UPLOAD_DESCRIPTION: &str = "An upload's raw bytes, byte for byte as they were \
 uploaded (the `file` field's content for a multipart upload), checked against their SHA-256 \
 before they are sent.";
+
+pub const SUBMIT_DESCRIPTION: &str = "Takes results as refstack-client uploads them: \
+`{\"cpid\", \"duration_seconds\", \"results\": [{\"name\", \"uuid\"?}]}`, all three keys \
+required and no other, at least one result. Optionally signed: `X-Signature` is the hex of an \
+RSA PKCS#1 v1.5 signature over SHA-256 of the raw body, `X-Public-Key` the signer's OpenSSH \
+public key line; a signed submission shows the key in its `meta`. The body is kept whole, and \
+the submission is in `GET /v1/results` as soon as this answers.";
+
+pub const LIST_DESCRIPTION: &str = "Submitted results, 20 per page, newest first. A page past \
+the last has no results.";
+
+pub const GET_RESULTS_DESCRIPTION: &str = "One submission, with the names of its passing tests \
+read back from the body as it was submitted.";
+
+/// `?page=`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageParams {
+    /// From 1 (the default).
+    #[param(minimum = 1)]
+    pub page: Option<u64>,
+}
+
+/// `{id}` of submitted results.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct ResultIdPath {
+    /// As `POST /v1/results/` answered it (`test_id`).
+    #[param(example = "0192f3a4-5b6c-7d8e-9f00-aabbccddeeff")]
+    pub id: String,
+}
+
+/// The optional signature.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct SignatureHeaders {
+    /// Hex of the RSA PKCS#1 v1.5 SHA-256 signature of the raw body.
+    #[param(rename = "X-Signature")]
+    pub x_signature: Option<String>,
+    /// The signer's OpenSSH public key line, `ssh-rsa AAAA… comment`.
+    #[param(rename = "X-Public-Key")]
+    pub x_public_key: Option<String>,
+}
+
+/// `POST /v1/results/`'s answer.
+#[derive(ToSchema)]
+pub struct RefstackSubmitted {
+    pub test_id: uuid::Uuid,
+    /// `<scheme>://<host>/#/results/<id>`, which refstack-client prints.
+    #[schema(example = "http://127.0.0.1:8080/#/results/0192f3a4-5b6c-7d8e-9f00-aabbccddeeff")]
+    pub url: String,
+}
+
+/// `GET /v1/results`.
+#[derive(ToSchema)]
+pub struct RefstackResultsPage {
+    pub results: Vec<RefstackResultRow>,
+    pub pagination: RefstackPagination,
+}
+
+/// One submission in a page.
+#[derive(ToSchema)]
+pub struct RefstackResultRow {
+    pub id: uuid::Uuid,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub duration_seconds: u64,
+    pub meta: RefstackMeta,
+    pub url: String,
+}
+
+/// What is known of a submission besides its results.
+#[derive(ToSchema)]
+pub struct RefstackMeta {
+    /// The OpenSSH key (`ssh-rsa <base64>`) whose signature verified; absent when unsigned.
+    pub public_key: Option<String>,
+}
+
+#[derive(ToSchema)]
+pub struct RefstackPagination {
+    #[schema(minimum = 1)]
+    pub current_page: u64,
+    #[schema(minimum = 1)]
+    pub total_pages: u64,
+}
+
+/// `GET /v1/results/{id}`.
+#[derive(ToSchema)]
+pub struct RefstackResultDetail {
+    pub id: uuid::Uuid,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub duration_seconds: u64,
+    pub cpid: String,
+    pub meta: RefstackMeta,
+    pub url: String,
+    /// The passing tests' names, as submitted.
+    pub results: Vec<String>,
+}
 
 /// `{test_id}` in a path.
 #[derive(IntoParams)]
