@@ -2,7 +2,8 @@
 //! store in a temporary directory): opening runs, status updates from the form body and the
 //! query string, uploads of every format (multipart and raw, with and without a test id), the
 //! miniconf, every documented error, both route spellings, the raw upload downloaded back
-//! byte-identical, the hostile corpus (400 every time), body limits, auth, and a restart.
+//! byte-identical, the hostile corpus (400 every time), body limits, auth, the later
+//! `/v1/results` API with signatures, golden bodies, and a restart of `annals serve`.
 
 mod common;
 
@@ -823,4 +824,53 @@ async fn runs_statuses_and_uploads_survive_a_restart() {
     let miniconf = face.get(&format!("/get-miniconf?test_id={id}")).await;
     assert_eq!(miniconf.json()["identity"]["username"], "demo");
     assert!(server.terminate().success());
+}
+
+fn settings() -> insta::Settings {
+    let mut settings = insta::Settings::clone_current();
+    settings.set_snapshot_path("../snapshots");
+    settings.set_prepend_module_to_snapshot(false);
+    // The listener's port is in every `url`.
+    settings.add_redaction(".url", "[url]");
+    settings.add_redaction(".results[].url", "[url]");
+    settings
+}
+
+#[actix_rt::test]
+async fn golden_bodies() {
+    // The manual clock: times are T0, ids count up from 1, so nothing needs redacting.
+    let face = spawn(|_| {}).await;
+    let id = face.open().await;
+    face.post(
+        &format!("/v1/update-test-status/{id}"),
+        "application/x-www-form-urlencoded",
+        "status=test%20complete&finished=true",
+    )
+    .await;
+    let uploaded = face
+        .upload_multipart(&format!("/v1/post-result?test_id={id}"), &v2_stream())
+        .await
+        .json();
+    let run = face.get(&format!("/v1/test-runs/{id}")).await.json();
+    let miniconf = face
+        .get(&format!("/v1/get-miniconf?test_id={id}"))
+        .await
+        .json();
+    let submitted = face
+        .submit(&results_body("cloud0", &["tempest.api.a.A.test_one"]), &[])
+        .await
+        .json();
+    let results_id = submitted["test_id"].as_str().unwrap().to_owned();
+    let page = face.get("/v1/results").await.json();
+    let detail = face.get(&format!("/v1/results/{results_id}")).await.json();
+    for (name, body) in [
+        ("uploaded", uploaded),
+        ("run", run),
+        ("miniconf", miniconf),
+        ("submitted", submitted),
+        ("results_page", page),
+        ("results_detail", detail),
+    ] {
+        settings().bind(|| insta::assert_json_snapshot!(format!("refstack_{name}"), body));
+    }
 }
