@@ -7,7 +7,8 @@
 //! durability (fsync) on a loopback port; so does the client, so both share the machine's cores.
 //! Environment: `ANNALS_BENCH_CLIENTS` (concurrent HTTP connections, default 64),
 //! `ANNALS_BENCH_HOSTS` (hosts, default 10000; 5 applications each), `ANNALS_BENCH_DATAGRAMS`
-//! (default 50000), `ANNALS_BENCH_UDP_RATE` (datagrams per second sent, default 20000).
+//! (default 50000), `ANNALS_BENCH_UDP_RATE` (datagrams per second sent, default 20000),
+//! `ANNALS_BENCH_PHASES` (which to run, default `post,get,udp`; `get` needs `post` first).
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -36,6 +37,8 @@ fn main() -> anyhow::Result<()> {
     let hosts = env_or("ANNALS_BENCH_HOSTS", 10_000);
     let datagrams = env_or("ANNALS_BENCH_DATAGRAMS", 50_000);
     let udp_rate = env_or("ANNALS_BENCH_UDP_RATE", 20_000);
+    let phases = std::env::var("ANNALS_BENCH_PHASES").unwrap_or_else(|_| "post,get,udp".into());
+    let phase = move |name: &str| phases.split(',').any(|p| p.trim() == name);
 
     let dir = tempfile::tempdir()?;
     let (annals, partisci) = start_annals(dir.path().join("log"))?;
@@ -54,16 +57,25 @@ fn main() -> anyhow::Result<()> {
                 i % hosts
             )
         };
-        let base = run(trivial, clients, updates, move |i| {
-            post("/trivial", &body(i))
-        })
-        .await;
-        let face = run(annals, clients, updates, move |i| {
-            post("/api/v1/update/", &body(i))
-        })
-        .await;
-        report("trivial POST", &base, None);
-        report("POST update/ (durable)", &face, Some(&base));
+        if phase("post") {
+            let base = run(trivial, clients, updates, move |i| {
+                post("/trivial", &body(i))
+            })
+            .await;
+            let face = run(annals, clients, updates, move |i| {
+                post("/api/v1/update/", &body(i))
+            })
+            .await;
+            report("trivial POST", &base, None);
+            report("POST update/ (durable)", &face, Some(&base));
+        }
+        if !phase("get") {
+            return if phase("udp") {
+                udp(annals, partisci, datagrams, udp_rate).await
+            } else {
+                Ok(())
+            };
+        }
 
         println!("\nGET version/ over {} versions", updates);
         let all = 20;
@@ -95,17 +107,20 @@ fn start_annals(data: std::path::PathBuf) -> anyhow::Result<(SocketAddr, SocketA
     config.http.listen = "127.0.0.1:0".into();
     config.partisci.listen = "127.0.0.1:0".into();
     let (sender, receiver) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        actix_rt::System::new().block_on(async move {
-            let log = EventLog::open(&config.data, config.log_options()).expect("the log opens");
-            let application = Application::build(&config, log, Arc::new(SystemClock))
-                .await
-                .expect("annals starts");
-            let addresses = &application.addresses;
-            let _ = sender.send((addresses.main, addresses.partisci.expect("partisci")));
-            let _ = application.run().await;
-        })
-    });
+    std::thread::Builder::new()
+        .name("annals-server".into())
+        .spawn(move || {
+            actix_rt::System::new().block_on(async move {
+                let log =
+                    EventLog::open(&config.data, config.log_options()).expect("the log opens");
+                let application = Application::build(&config, log, Arc::new(SystemClock))
+                    .await
+                    .expect("annals starts");
+                let addresses = &application.addresses;
+                let _ = sender.send((addresses.main, addresses.partisci.expect("partisci")));
+                let _ = application.run().await;
+            })
+        })?;
     Ok(receiver.recv()?)
 }
 

@@ -52,23 +52,36 @@ fn https_get(address: &str, der: CertificateDer<'static>, path: &str) -> String 
     response
 }
 
-#[test]
-fn a_faces_own_listener_speaks_https_too() {
-    let dir = tempfile::tempdir().unwrap();
-    let (cert, key, der) = self_signed(dir.path());
+/// `annals serve` with TLS on the listener whose settings are the variables `ANNALS_{SECTION}_…`.
+fn serve_with_tls(
+    dir: &std::path::Path,
+    section: &str,
+) -> (common::Served, CertificateDer<'static>) {
+    let (cert, key, der) = self_signed(dir);
+    let (cert_var, key_var) = (
+        format!("ANNALS_{section}_TLS_CERT"),
+        format!("ANNALS_{section}_TLS_KEY"),
+    );
     let served = common::spawn_serve(
         &[
             "--data".as_ref(),
-            dir.path().join("log").as_os_str(),
+            dir.join("log").as_os_str(),
             "serve".as_ref(),
         ],
         &[
             ("ANNALS_HTTP_LISTEN", "127.0.0.1:0"),
-            ("ANNALS_PARTISCI_TLS_CERT", cert.to_str().unwrap()),
-            ("ANNALS_PARTISCI_TLS_KEY", key.to_str().unwrap()),
+            (&cert_var, cert.to_str().unwrap()),
+            (&key_var, key.to_str().unwrap()),
         ],
     )
     .expect("the server starts");
+    (served, der)
+}
+
+#[test]
+fn a_faces_own_listener_speaks_https_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let (served, der) = serve_with_tls(dir.path(), "PARTISCI");
     let partisci = served.partisci.clone().expect("the face's own listener");
     let response = https_get(&partisci, der, "/api/v1/_partisci/");
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
@@ -78,20 +91,7 @@ fn a_faces_own_listener_speaks_https_too() {
 #[test]
 fn the_listener_speaks_https_with_a_self_signed_certificate() {
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key, der) = self_signed(dir.path());
-    let served = common::spawn_serve(
-        &[
-            "--data".as_ref(),
-            dir.path().join("log").as_os_str(),
-            "serve".as_ref(),
-        ],
-        &[
-            ("ANNALS_HTTP_LISTEN", "127.0.0.1:0"),
-            ("ANNALS_HTTP_TLS_CERT", cert.to_str().unwrap()),
-            ("ANNALS_HTTP_TLS_KEY", key.to_str().unwrap()),
-        ],
-    )
-    .expect("the server starts");
+    let (served, der) = serve_with_tls(dir.path(), "HTTP");
 
     let response = https_get(&served.address, der, "/healthz");
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");

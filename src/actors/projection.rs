@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use tokio::sync::{oneshot, watch};
 
-use crate::events::{CodecError, EventLog, Position, RecordedEvent, StoreError};
+use crate::events::{CodecError, EventLog, Position, RecordedEvent, SharedEvent, StoreError};
 
 /// One read model.
 pub trait Projection: Send + Sync + 'static {
@@ -40,11 +40,12 @@ pub trait Projection: Send + Sync + 'static {
 /// How often a projection saves its checkpoint and how much it reads at once.
 #[derive(Clone, Copy, Debug)]
 pub struct ProjectionSettings {
-    /// A checkpoint is saved after this many events folded.
+    /// A checkpoint is saved after this many events folded, once it is due (below).
     pub checkpoint_every: u64,
-    /// Once caught up, unsaved events are checkpointed after this long, or after twenty times
-    /// the last save's duration if that is longer: a save encodes the whole state, so it must
-    /// not run after every trickling event of a large read model.
+    /// A checkpoint is due this long after the last, or twenty times the last save's duration
+    /// if that is longer; once caught up, unsaved events are saved when it is due. A save
+    /// encodes the whole state, so it must not run after every trickle of events of a large
+    /// read model.
     pub checkpoint_interval: Duration,
     /// The most events read in one step.
     pub batch: usize,
@@ -223,7 +224,7 @@ pub fn rebuild<P: Projection>(
         if scanned_to == view.position {
             break;
         }
-        fold(projection, &mut view.state, &events)?;
+        fold(projection, &mut view.state, &Batch::Stored(events))?;
         view.position = scanned_to;
     }
     view.position = view.position.max(log.head());
@@ -248,12 +249,34 @@ fn read(
     }
 }
 
+/// Events to fold: shared from the window of recent events, or read from storage.
+enum Batch {
+    Recent(Vec<Arc<SharedEvent>>),
+    Stored(Vec<RecordedEvent>),
+}
+
+impl Batch {
+    fn len(&self) -> usize {
+        match self {
+            Batch::Recent(events) => events.len(),
+            Batch::Stored(events) => events.len(),
+        }
+    }
+
+    fn iter(&self) -> Box<dyn Iterator<Item = &RecordedEvent> + '_> {
+        match self {
+            Batch::Recent(events) => Box::new(events.iter().map(|shared| shared.event())),
+            Batch::Stored(events) => Box::new(events.iter()),
+        }
+    }
+}
+
 fn fold<P: Projection>(
     projection: &P,
     state: &mut P::State,
-    events: &[RecordedEvent],
+    events: &Batch,
 ) -> Result<(), ProjectionError> {
-    for event in events {
+    for event in events.iter() {
         projection
             .apply(state, event)
             .map_err(|source| ProjectionError::Apply {
@@ -305,16 +328,30 @@ impl<P: Projection> Runner<P> {
                 return;
             };
             let after = *shared.position.borrow();
-            let log = self.log.clone();
-            let category = category.clone();
             let limit = self.settings.batch;
-            let read =
-                tokio::task::spawn_blocking(move || read(&log, category.as_deref(), after, limit))
+            // Near the head, the journal's window of recent events has them in memory; further
+            // behind, they are read from storage off the async threads.
+            let in_category =
+                |e: &RecordedEvent| category.as_deref().is_none_or(|c| e.stream.category() == c);
+            let recent = self
+                .log
+                .recent()
+                .after(after, self.log.head(), limit, in_category);
+            let (events, scanned_to) = match recent {
+                Some((events, scanned_to)) => (Batch::Recent(events), scanned_to),
+                None => {
+                    let log = self.log.clone();
+                    let category = category.clone();
+                    let read = tokio::task::spawn_blocking(move || {
+                        read(&log, category.as_deref(), after, limit)
+                    })
                     .await;
-            let (events, scanned_to) = match read {
-                Ok(Ok(read)) => read,
-                Ok(Err(error)) => return self.fail(&shared, error.to_string()),
-                Err(error) => return self.fail(&shared, error.to_string()),
+                    match read {
+                        Ok(Ok((events, scanned_to))) => (Batch::Stored(events), scanned_to),
+                        Ok(Err(error)) => return self.fail(&shared, error.to_string()),
+                        Err(error) => return self.fail(&shared, error.to_string()),
+                    }
+                }
             };
             if scanned_to > after {
                 let folded = {
@@ -330,7 +367,11 @@ impl<P: Projection> Runner<P> {
                 // Moving past other categories' events changes no state, so it alone is not
                 // worth a checkpoint.
                 unsaved += events.len() as u64;
-                if unsaved >= self.settings.checkpoint_every {
+                // A save encodes the whole state: under a steady load it waits for its due
+                // time too, so that a large read model does not spend its time saving.
+                if unsaved >= self.settings.checkpoint_every
+                    && tokio::time::Instant::now() >= save_due
+                {
                     save_due = self.save(&shared).await;
                     unsaved = 0;
                 }

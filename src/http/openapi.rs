@@ -87,20 +87,23 @@ pub fn account_security() -> Vec<SecurityRequirement> {
 
 /// Every operation of a document, for modifiers that say something of all of a piece's routes.
 pub fn operations(document: &mut OpenApi) -> impl Iterator<Item = &mut Operation> {
-    document.paths.paths.values_mut().flat_map(|item| {
-        [
-            &mut item.get,
-            &mut item.put,
-            &mut item.post,
-            &mut item.delete,
-            &mut item.options,
-            &mut item.head,
-            &mut item.patch,
-            &mut item.trace,
-        ]
-        .into_iter()
-        .flatten()
-    })
+    document.paths.paths.values_mut().flat_map(path_operations)
+}
+
+/// The operations of one path, whatever their methods.
+pub fn path_operations(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
+    [
+        &mut item.get,
+        &mut item.put,
+        &mut item.post,
+        &mut item.delete,
+        &mut item.options,
+        &mut item.head,
+        &mut item.patch,
+        &mut item.trace,
+    ]
+    .into_iter()
+    .flatten()
 }
 
 /// The document: the base and every piece. Two pieces describing the same path, or the same

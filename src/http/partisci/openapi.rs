@@ -4,8 +4,8 @@
 //! handlers write the bodies, and `tests/openapi.rs` checks real answers against these schemas
 //! so that the two cannot drift apart.
 
+use crate::http::openapi::path_operations;
 use utoipa::openapi::header::HeaderBuilder;
-use utoipa::openapi::path::{Operation, PathItem};
 use utoipa::openapi::response::{Response, ResponseBuilder};
 use utoipa::openapi::security::SecurityRequirement;
 use utoipa::openapi::{ContentBuilder, Deprecated, ObjectBuilder, OpenApi, Ref, RefOr, Type};
@@ -232,7 +232,7 @@ impl Modify for FaceWide {
                 continue;
             };
             let mut alias = item;
-            for operation in operations(&mut alias) {
+            for operation in path_operations(&mut alias) {
                 operation.operation_id = Some((*operation_id).into());
                 operation.deprecated = Some(Deprecated::True);
                 operation.summary = Some(format!("The early spelling of {final_route}"));
@@ -244,7 +244,7 @@ impl Modify for FaceWide {
             document.paths.paths.insert((*early).into(), alias);
         }
         for (path, item) in document.paths.paths.iter_mut() {
-            for operation in operations(item) {
+            for operation in path_operations(item) {
                 operation.tags = Some(vec!["partisci".into()]);
                 operation.security = Some(if path == CLEAR {
                     crate::http::openapi::account_security()
@@ -261,22 +261,6 @@ impl Modify for FaceWide {
             }
         }
     }
-}
-
-/// The methods of one path item.
-fn operations(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
-    [
-        &mut item.get,
-        &mut item.put,
-        &mut item.post,
-        &mut item.delete,
-        &mut item.options,
-        &mut item.head,
-        &mut item.patch,
-        &mut item.trace,
-    ]
-    .into_iter()
-    .flatten()
 }
 
 /// The answers any route of the face may give, whatever it does.

@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 use utoipa::openapi::header::HeaderBuilder;
-use utoipa::openapi::path::{Operation, PathItem};
 use utoipa::openapi::response::{Response, ResponseBuilder};
 use utoipa::openapi::security::SecurityRequirement;
 use utoipa::openapi::{ContentBuilder, ObjectBuilder, OpenApi, Ref, RefOr, Type};
@@ -438,7 +437,7 @@ impl Modify for FaceWide {
             let Some(mut item) = document.paths.paths.get(*prefixed).cloned() else {
                 continue;
             };
-            for operation in operations(&mut item) {
+            for operation in crate::http::openapi::path_operations(&mut item) {
                 operation.operation_id = Some((*operation_id).into());
                 operation.summary = Some(format!("The 2014 spelling of {prefixed}"));
                 operation.description = Some(format!(
@@ -449,7 +448,7 @@ impl Modify for FaceWide {
             document.paths.paths.insert((*unprefixed).into(), item);
         }
         for item in document.paths.paths.values_mut() {
-            for operation in operations(item) {
+            for operation in crate::http::openapi::path_operations(item) {
                 operation.tags = Some(vec!["refstack".into()]);
                 let mut optional = vec![SecurityRequirement::default()];
                 optional.extend(crate::http::openapi::account_security());
@@ -461,21 +460,6 @@ impl Modify for FaceWide {
             }
         }
     }
-}
-
-fn operations(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
-    [
-        &mut item.get,
-        &mut item.put,
-        &mut item.post,
-        &mut item.delete,
-        &mut item.options,
-        &mut item.head,
-        &mut item.patch,
-        &mut item.trace,
-    ]
-    .into_iter()
-    .flatten()
 }
 
 fn common_answers() -> [(&'static str, RefOr<Response>); 4] {
