@@ -29,6 +29,7 @@ pub struct Config {
     pub actors: ActorsSection,
     pub auth: AuthSection,
     pub partisci: PartisciSection,
+    pub refstack: RefstackSection,
     /// The accounts. With none, auth is off, and annals refuses to listen on anything but a
     /// loopback address unless told `--insecure-no-auth`.
     pub accounts: Vec<Account>,
@@ -113,6 +114,37 @@ impl Default for PartisciSection {
     }
 }
 
+/// The test results face (Refstack), on the main listener: the v1 routes under `/v1/` and, as
+/// the 2014 server served them, without the prefix.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RefstackSection {
+    /// Whether the face runs at all.
+    pub enabled: bool,
+    /// Who may use it once any account exists: anyone (refstack-client sends no credentials),
+    /// account or admin.
+    pub auth: Access,
+    /// The largest upload (`post-result`, with its multipart envelope), in KiB; larger ones are
+    /// answered 413.
+    pub max_upload_kb: u64,
+    /// The largest body of the other routes (a cloud, a status), in KiB.
+    pub max_body_kb: u64,
+    /// The most test results one upload may hold.
+    pub max_tests: usize,
+}
+
+impl Default for RefstackSection {
+    fn default() -> Self {
+        RefstackSection {
+            enabled: true,
+            auth: Access::Anyone,
+            max_upload_kb: 64 * 1024,
+            max_body_kb: 64,
+            max_tests: 100_000,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ActorsSection {
@@ -136,6 +168,7 @@ impl Default for Config {
             actors: ActorsSection::default(),
             auth: AuthSection::default(),
             partisci: PartisciSection::default(),
+            refstack: RefstackSection::default(),
             accounts: Vec::new(),
         }
     }

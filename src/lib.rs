@@ -18,11 +18,14 @@
 //! - [`secrets`]: the secret store: salts and private keys encrypted at rest under one master
 //!   key, one file per secret; secret material never reaches the event log.
 //! - [`cli`]: the `annals` command line: `serve`, `export`, `replay`, `verify`, `load`.
+//! - [`blobs`]: raw uploads kept whole by their SHA-256 next to the log, written atomically and
+//!   synced; events carry their hash and size.
 //! - [`testresults`]: test-results uploads (subunit v2 and v1, JSON results) recognised by
 //!   content and parsed, with limits, into per-test status and duration and the summary.
 
 pub mod actors;
 pub mod auth;
+pub mod blobs;
 pub mod cli;
 pub mod config;
 pub mod events;

@@ -13,6 +13,8 @@ use anyhow::{bail, Context as _};
 
 use crate::actors::inventory::Inventory;
 use crate::actors::job::Job;
+use crate::actors::results::Results;
+use crate::actors::testrun::TestRuns;
 use crate::actors::{reconcile, Clock, Entities, NoEffects, SystemClock};
 use crate::auth::Auth;
 use crate::config::Config;
@@ -91,6 +93,33 @@ impl Application {
                 auth: auth.clone(),
                 access: section.auth,
                 danger: section.danger,
+                max_body: (section.max_body_kb * 1024) as usize,
+            }));
+        }
+
+        if config.refstack.enabled {
+            let section = &config.refstack;
+            let blobs = crate::blobs::BlobStore::open(log.path())?;
+            let limits = crate::testresults::Limits {
+                max_input_bytes: (section.max_upload_kb * 1024) as usize,
+                max_tests: section.max_tests,
+                ..crate::testresults::Limits::default()
+            };
+            let runs = TestRuns::start(
+                log.clone(),
+                clock.clone(),
+                settings,
+                blobs.clone(),
+                limits.clone(),
+            );
+            let results =
+                Results::start(log.clone(), clock.clone(), settings, blobs, limits).await?;
+            faces.refstack = Some(web::Data::new(http::refstack::Refstack {
+                runs,
+                results,
+                auth: auth.clone(),
+                access: section.auth,
+                max_upload: (section.max_upload_kb * 1024) as usize,
                 max_body: (section.max_body_kb * 1024) as usize,
             }));
         }

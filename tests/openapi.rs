@@ -558,7 +558,14 @@ async fn every_routed_path_is_documented_and_every_documented_path_is_routed() {
         let uri = example_uri(&document, &path, &method);
         let body = example_body(&document, &path, &method);
         let answer = app.send(&method, &uri, body, Some(&app.token)).await;
-        assert_ne!(answer.status, 404, "{method} {uri} is not found");
+        // A route may answer 404 to its example when it documents it: its example ids name
+        // nothing on a fresh server (a Refstack test run). The router's own 404 is documented
+        // nowhere.
+        let documents_404 = document["paths"][&path][&method]["responses"]["404"].is_object();
+        assert!(
+            answer.status != 404 || documents_404,
+            "{method} {uri} is not found"
+        );
         assert_ne!(answer.status, 405, "{method} {uri} is not allowed");
         check_answer(&document, &path, &method, &answer);
     }
@@ -629,7 +636,11 @@ fn check_unauthorized(document: &Value, path: &str, method: &str, answer: &Answe
 async fn the_documented_security_is_what_the_server_asks_for() {
     // Partisci's default: open to anyone. And the setting that makes it ask for credentials.
     let app = spawn_app().await;
-    let strict = spawn_with(|config| config.partisci.auth = Access::Account).await;
+    let strict = spawn_with(|config| {
+        config.partisci.auth = Access::Account;
+        config.refstack.auth = Access::Account;
+    })
+    .await;
     let document = app.document().await;
     assert_eq!(
         strict.document().await,
@@ -663,8 +674,11 @@ async fn the_documented_security_is_what_the_server_asks_for() {
                 let with = strict
                     .send(&method, &uri, body(), Some(&strict.user_token))
                     .await;
+                // Refstack's examples name test runs a fresh server does not have: the
+                // account is let in, and the face answers that the run is unknown.
+                let refstack = document["paths"][&path][&method]["tags"][0] == "refstack";
                 assert!(
-                    with.status < 400,
+                    with.status < 400 || (refstack && matches!(with.status, 400 | 404)),
                     "{method} {path} with an account: {}",
                     with.status
                 );
@@ -677,8 +691,9 @@ async fn the_documented_security_is_what_the_server_asks_for() {
         "the event API's five routes and Partisci's clear are guarded"
     );
     assert_eq!(
-        optional, 9,
-        "Partisci's other routes ask as `[partisci] auth` says"
+        optional, 23,
+        "Partisci's other routes ask as `[partisci] auth` says, Refstack's fourteen as \
+         `[refstack] auth` says"
     );
 }
 
@@ -863,7 +878,10 @@ async fn partisci_answers_fit_their_documented_schemas() {
         assert_eq!(answer.status, 405, "{other} {path}");
         check_answer(&document, &path, &method, &answer);
     }
-    assert_eq!(refused, 10, "every Partisci route documents 405");
+    assert_eq!(
+        refused, 24,
+        "every Partisci route (10) and Refstack route (14) documents 405"
+    );
 
     // A path under /api/v1/ that is no route is the face's 404, as the face's tag says.
     let tag = document["tags"]

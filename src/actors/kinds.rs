@@ -6,7 +6,9 @@ use serde::Serialize;
 use super::entity::Entity;
 use super::inventory::HostRecord;
 use super::job::Job;
+use super::results::Submission;
 use super::state::{self, LoadError, ReplayUntil};
+use super::testrun::TestRunRecord;
 use crate::events::{EventLog, StreamId, Version};
 
 /// A state replayed for audit, as JSON.
@@ -27,7 +29,12 @@ pub enum ReplayError {
 }
 
 /// Every kind `replay` knows.
-pub const KINDS: &[&str] = &[Job::KIND, HostRecord::KIND];
+pub const KINDS: &[&str] = &[
+    Job::KIND,
+    HostRecord::KIND,
+    TestRunRecord::KIND,
+    Submission::KIND,
+];
 
 /// Replays a stream of any known kind from its first event up to `until`.
 pub fn replay(
@@ -38,6 +45,8 @@ pub fn replay(
     match stream.category() {
         Job::KIND => replay_as::<Job>(log, stream, until),
         HostRecord::KIND => replay_as::<HostRecord>(log, stream, until),
+        TestRunRecord::KIND => replay_as::<TestRunRecord>(log, stream, until),
+        Submission::KIND => replay_as::<Submission>(log, stream, until),
         other => Err(ReplayError::UnknownKind(other.to_owned())),
     }
 }

@@ -12,8 +12,10 @@ pub mod job;
 pub mod kinds;
 pub mod projection;
 pub mod reconcile;
+pub mod results;
 pub mod state;
 pub mod testing;
+pub mod testrun;
 
 pub use directory::{Entities, Settings, Stats};
 pub use effects::{Effects, NoEffects};

@@ -77,6 +77,11 @@ impl EventLog {
         &self.options
     }
 
+    /// The log's data directory, beside which faces keep files the log references by hash.
+    pub fn path(&self) -> &Path {
+        self.store.path()
+    }
+
     /// Appends events to one stream if it is at the expected version. Resolves once the events
     /// are durable (as far as the configured durability goes), or with the reason they were
     /// refused; a refused append writes nothing.

@@ -10,6 +10,7 @@ pub mod events;
 pub mod openapi;
 pub mod params;
 pub mod partisci;
+pub mod refstack;
 pub mod tls;
 
 use std::net::TcpListener;
@@ -36,24 +37,27 @@ pub struct HttpState {
 #[derive(Clone, Default)]
 pub struct Faces {
     pub partisci: Option<web::Data<partisci::Partisci>>,
+    pub refstack: Option<web::Data<refstack::Refstack>>,
 }
 
 /// A face, for a listener of its own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Face {
     Partisci,
+    Refstack,
 }
 
 impl Face {
     /// Every face, for what must cover them all whether they run or not (the test that holds
     /// the OpenAPI document to the router). A new face goes here as well as in [`Face::routes`].
-    pub const ALL: [Face; 1] = [Face::Partisci];
+    pub const ALL: [Face; 2] = [Face::Partisci, Face::Refstack];
 
     /// Registers the face's routes. Its handlers find what they share in the app data, which
     /// [`Faces`] adds for the faces that run.
     pub fn routes(self, config: &mut web::ServiceConfig) {
         match self {
             Face::Partisci => partisci::routes(config),
+            Face::Refstack => refstack::routes(config),
         }
     }
 }
@@ -73,6 +77,10 @@ impl Faces {
         if let Some(partisci) = self.partisci.as_ref().filter(|_| wanted(Face::Partisci)) {
             config.app_data(partisci.clone());
             Face::Partisci.routes(config);
+        }
+        if let Some(refstack) = self.refstack.as_ref().filter(|_| wanted(Face::Refstack)) {
+            config.app_data(refstack.clone());
+            Face::Refstack.routes(config);
         }
     }
 }

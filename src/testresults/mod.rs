@@ -28,6 +28,7 @@
 
 mod error;
 mod json;
+pub mod signature;
 pub mod testing;
 mod v1;
 mod v2;

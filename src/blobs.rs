@@ -1,0 +1,205 @@
+//! The blob store: raw uploads kept whole, by content, in files next to the log
+//! (`<data>/uploads/sha256/ab/cdef…`), so that events carry a hash and a size instead of
+//! megabytes. It never touches the event log, and nothing in the log is written here.
+//!
+//! # Why `uploads/` and not `blobs/`
+//!
+//! sled keeps its own large values in `<data>/blobs/` and, at every open, walks that directory
+//! and removes the files it believes are its own leftovers; the log's durability code fsyncs
+//! whatever it finds there. Our files stay out of its way.
+//!
+//! # Durability
+//!
+//! A blob is written to a temporary file in `uploads/tmp/`, fsynced, renamed to its name, and
+//! its directory fsynced, all before [`BlobStore::put`] returns: a caller that records the hash
+//! in an event after `put` never has an event naming a missing or partial blob. Two writers of
+//! the same content race harmlessly: both renames put the same bytes under the same name.
+//! Temporary files a crash left behind are removed at the next open.
+//!
+//! Every call does blocking file I/O; async callers use `spawn_blocking`.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// The directory of the blobs, in the data directory.
+pub const UPLOADS_DIR: &str = "uploads";
+
+/// A blob's SHA-256, as 64 lower-case hex digits. It cannot hold anything else, so a path made
+/// from it stays inside the store.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct BlobHash(String);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a SHA-256 in 64 lower-case hex digits")]
+pub struct InvalidBlobHash(pub String);
+
+impl BlobHash {
+    pub fn parse(raw: &str) -> Result<BlobHash, InvalidBlobHash> {
+        let valid = raw.len() == 64
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if valid {
+            Ok(BlobHash(raw.to_owned()))
+        } else {
+            Err(InvalidBlobHash(raw.to_owned()))
+        }
+    }
+
+    /// The hash of `bytes`.
+    pub fn of(bytes: &[u8]) -> BlobHash {
+        BlobHash(hex::encode(Sha256::digest(bytes)))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for BlobHash {
+    type Error = InvalidBlobHash;
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        BlobHash::parse(&raw)
+    }
+}
+
+impl From<BlobHash> for String {
+    fn from(hash: BlobHash) -> String {
+        hash.0
+    }
+}
+
+impl std::fmt::Display for BlobHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What an event says about a blob: enough to find it and to check it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobRef {
+    pub sha256: BlobHash,
+    pub size: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    #[error("no blob {0}")]
+    NotFound(BlobHash),
+    /// The file is there but its bytes are not the ones named: the disk or someone changed it.
+    #[error("the blob {0} is damaged: its content no longer has its hash")]
+    Damaged(BlobHash),
+    #[error("the blob store at {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// The blob store of one data directory. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct BlobStore {
+    root: PathBuf,
+}
+
+/// Temporary files older than this at open are a crash's leftovers, not a write in progress.
+const STALE_TEMPORARY: std::time::Duration = std::time::Duration::from_secs(3600);
+
+impl BlobStore {
+    /// Opens (creating it if needed) the store in `data_dir`. Open the event log first: a new
+    /// log is only created in an empty directory.
+    pub fn open(data_dir: &Path) -> Result<BlobStore, BlobError> {
+        let root = data_dir.join(UPLOADS_DIR);
+        let tmp = root.join("tmp");
+        std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+        std::fs::create_dir_all(root.join("sha256")).map_err(io(&root))?;
+        let entries = std::fs::read_dir(&tmp).map_err(io(&tmp))?;
+        for entry in entries.flatten() {
+            let stale = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|modified| modified.elapsed().ok())
+                .is_some_and(|age| age > STALE_TEMPORARY);
+            if stale {
+                // A leftover that cannot be removed now will be tried again at the next open.
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+        Ok(BlobStore { root })
+    }
+
+    /// Where the blob of `hash` lives: `sha256/ab/cdef…`, 256 directories of a fair size.
+    pub fn path_of(&self, hash: &BlobHash) -> PathBuf {
+        let (prefix, rest) = hash.as_str().split_at(2);
+        self.root.join("sha256").join(prefix).join(rest)
+    }
+
+    /// Stores `bytes` durably and returns their reference. Storing the same bytes again
+    /// writes nothing.
+    pub fn put(&self, bytes: &[u8]) -> Result<BlobRef, BlobError> {
+        let hash = BlobHash::of(bytes);
+        let reference = BlobRef {
+            sha256: hash.clone(),
+            size: bytes.len() as u64,
+        };
+        let path = self.path_of(&hash);
+        if std::fs::metadata(&path).is_ok_and(|m| m.len() == reference.size) {
+            return Ok(reference);
+        }
+        let dir = path.parent().unwrap_or(&self.root).to_owned();
+        let created = !dir.exists();
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let tmp = self
+            .root
+            .join("tmp")
+            .join(format!("{hash}.{}", uuid::Uuid::new_v4()));
+        let written = (|| {
+            let mut file = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+            file.write_all(bytes)?;
+            file.sync_all()?;
+            std::fs::rename(&tmp, &path)?;
+            File::open(&dir)?.sync_all()?;
+            if created {
+                // The new prefix directory's own entry lives in `sha256/`.
+                File::open(self.root.join("sha256"))?.sync_all()?;
+            }
+            Ok(())
+        })();
+        if let Err(source) = written {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(BlobError::Io { path, source });
+        }
+        Ok(reference)
+    }
+
+    /// The bytes of a blob, checked against its hash.
+    pub fn get(&self, hash: &BlobHash) -> Result<Vec<u8>, BlobError> {
+        let path = self.path_of(hash);
+        let mut file = match File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(BlobError::NotFound(hash.clone()))
+            }
+            Err(source) => return Err(BlobError::Io { path, source }),
+        };
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).map_err(io(&path))?;
+        if BlobHash::of(&bytes) != *hash {
+            return Err(BlobError::Damaged(hash.clone()));
+        }
+        Ok(bytes)
+    }
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BlobError + '_ {
+    move |source| BlobError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}

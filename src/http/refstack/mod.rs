@@ -1,0 +1,684 @@
+//! The test results face: the Refstack v1 API under `/v1/` and, for the four 2014 routes,
+//! without the prefix, plus this server's routes to open a test run for a cloud and read a run
+//! and its raw uploads back. Handlers parse, call the test runs once, and answer; every error
+//! body is `{"title": "...", "code": N}`.
+
+pub mod multipart;
+pub mod openapi;
+
+use std::sync::Arc;
+
+use actix_web::http::header::{self, ContentDisposition, DispositionParam, DispositionType};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse, ResponseError};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::body::{read_body, BodyError};
+use super::caller::{authorize, Denied};
+use crate::actors::results::model::ResultRow;
+use crate::actors::results::{Results, ResultsError};
+use crate::actors::testrun::service::{parse_test_id, TestRunsError};
+use crate::actors::testrun::{
+    Cloud, CloudSpec, InvalidCloud, InvalidStatus, StatusMessage, TestRunState, TestRuns,
+};
+use crate::auth::{Access, Auth, Caller};
+use crate::testresults::{Format, Summary};
+use multipart::MultipartError;
+
+/// What the face's handlers share.
+pub struct Refstack {
+    pub runs: TestRuns,
+    /// The later API's submitted results.
+    pub results: Results,
+    pub auth: Arc<Auth>,
+    /// Who may use the face (refstack-client sends no credentials: anyone, by default).
+    pub access: Access,
+    /// The largest `post-result` body, in bytes.
+    pub max_upload: usize,
+    /// The largest body of the other routes, in bytes.
+    pub max_body: usize,
+}
+
+/// A refusal, in the face's shape `{"title", "code"}`.
+#[derive(Debug, thiserror::Error)]
+pub enum RefstackError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    #[error(transparent)]
+    Body(#[from] BodyError),
+    #[error(transparent)]
+    Denied(#[from] Denied),
+    #[error(transparent)]
+    Runs(#[from] TestRunsError),
+    #[error(transparent)]
+    Results(#[from] ResultsError),
+}
+
+impl From<MultipartError> for RefstackError {
+    fn from(error: MultipartError) -> Self {
+        RefstackError::BadRequest(error.to_string())
+    }
+}
+
+impl From<InvalidCloud> for RefstackError {
+    fn from(error: InvalidCloud) -> Self {
+        RefstackError::BadRequest(error.to_string())
+    }
+}
+
+impl From<InvalidStatus> for RefstackError {
+    fn from(error: InvalidStatus) -> Self {
+        RefstackError::BadRequest(error.to_string())
+    }
+}
+
+impl ResponseError for RefstackError {
+    fn status_code(&self) -> StatusCode {
+        use crate::auth::AuthError;
+        match self {
+            RefstackError::BadRequest(_) | RefstackError::Body(BodyError::Broken(_)) => {
+                StatusCode::BAD_REQUEST
+            }
+            RefstackError::NotFound(_) => StatusCode::NOT_FOUND,
+            RefstackError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            RefstackError::Body(BodyError::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
+            RefstackError::Denied(Denied::Auth(AuthError::Forbidden { .. })) => {
+                StatusCode::FORBIDDEN
+            }
+            RefstackError::Denied(Denied::Auth(_)) => StatusCode::UNAUTHORIZED,
+            RefstackError::Denied(Denied::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            RefstackError::Runs(error) => match error {
+                TestRunsError::UnknownRun
+                | TestRunsError::Unparseable(_)
+                | TestRunsError::Rejected(_) => StatusCode::BAD_REQUEST,
+                TestRunsError::UnknownUpload(_) => StatusCode::NOT_FOUND,
+                TestRunsError::NotRecorded(_) => StatusCode::SERVICE_UNAVAILABLE,
+                TestRunsError::Blob(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            },
+            RefstackError::Results(error) => match error {
+                ResultsError::Invalid(_) | ResultsError::Signature(_) => StatusCode::BAD_REQUEST,
+                ResultsError::NotFound(_) => StatusCode::NOT_FOUND,
+                ResultsError::NotRecorded(_) => StatusCode::SERVICE_UNAVAILABLE,
+                ResultsError::Rejected(_) | ResultsError::Blob(_) | ResultsError::Model(_) => {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                }
+            },
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        let mut response = HttpResponse::build(status);
+        if status == StatusCode::UNAUTHORIZED {
+            response.insert_header((header::WWW_AUTHENTICATE, super::error::CHALLENGE));
+        }
+        response.json(serde_json::json!({ "title": self.to_string(), "code": status.as_u16() }))
+    }
+}
+
+/// The paths of the 2014 routes, served under `/v1` and at the root.
+pub const UPDATE_STATUS: &str = "/update-test-status/{test_id}";
+pub const POST_RESULT: &str = "/post-result";
+pub const GET_MINICONF: &str = "/get-miniconf";
+pub const GET_TESTCASES: &str = "/get-testcases";
+
+/// The routes of the face.
+pub fn routes(config: &mut web::ServiceConfig) {
+    for prefix in ["/v1", ""] {
+        config
+            .service(only(
+                &format!("{prefix}{UPDATE_STATUS}"),
+                web::post().to(update_status),
+            ))
+            .service(only(
+                &format!("{prefix}{POST_RESULT}"),
+                web::post().to(post_result),
+            ))
+            .service(only(
+                &format!("{prefix}{GET_MINICONF}"),
+                web::get().to(get_miniconf),
+            ))
+            .service(only(
+                &format!("{prefix}{GET_TESTCASES}"),
+                web::get().to(get_testcases),
+            ));
+    }
+    config
+        .service(only("/v1/test-runs", web::post().to(open_run)))
+        .service(only("/v1/test-runs/{test_id}", web::get().to(get_run)))
+        .service(only(
+            "/v1/test-runs/{test_id}/uploads/{upload_id}",
+            web::get().to(get_upload),
+        ))
+        .service(only("/v1/results/", web::post().to(submit_results)))
+        .service(only("/v1/results", web::get().to(list_results)))
+        .service(only("/v1/results/{id}", web::get().to(get_results)));
+}
+
+/// A resource answering 405 in the face's shape to any method but the one routed, and its
+/// path and query errors in the face's shape too.
+fn only(path: &str, route: actix_web::Route) -> actix_web::Resource {
+    web::resource(path)
+        .app_data(web::QueryConfig::default().error_handler(|error, _| {
+            RefstackError::BadRequest(format!("bad query: {error}")).into()
+        }))
+        .route(route)
+        .default_service(web::to(method_not_allowed))
+}
+
+async fn method_not_allowed(request: HttpRequest) -> HttpResponse {
+    RefstackError::MethodNotAllowed(format!(
+        "{} does not accept {} requests",
+        request.path(),
+        request.method()
+    ))
+    .error_response()
+}
+
+impl Refstack {
+    async fn authorize(&self, request: &HttpRequest) -> Result<Caller, RefstackError> {
+        Ok(authorize(request, self.auth.clone(), self.access).await?)
+    }
+}
+
+/// `{"test_id": "..."}`.
+#[derive(Serialize)]
+struct Opened {
+    test_id: Uuid,
+}
+
+/// Opens a test run for a cloud.
+#[utoipa::path(post, path = "/v1/test-runs", operation_id = "refstack_open_run",
+    summary = "Open a test run for a cloud", description = openapi::OPEN_DESCRIPTION,
+    request_body(content = openapi::RefstackCloud, content_type = "application/json",
+        description = "The cloud, at most `[refstack] max_body_kb` KiB. Never a password."),
+    responses(
+        (status = 201, description = "Opened: the test id the v1 routes take.",
+            body = openapi::RefstackOpened),
+        (status = 400, description = "Not a cloud: bad JSON, an unknown or missing key, an \
+            empty name, a field too long, or a tempest option naming a password.",
+            body = openapi::RefstackErrorBody),
+        (status = 413, description = "The body is over `[refstack] max_body_kb`.",
+            body = openapi::RefstackErrorBody)))]
+async fn open_run(
+    request: HttpRequest,
+    face: web::Data<Refstack>,
+    payload: web::Payload,
+) -> Result<HttpResponse, RefstackError> {
+    let caller = face.authorize(&request).await?;
+    let body = read_body(&request, payload, face.max_body).await?;
+    let spec: CloudSpec = serde_json::from_slice(&body)
+        .map_err(|e| RefstackError::BadRequest(format!("not a cloud: {e}")))?;
+    let cloud = Cloud::parse(spec)?;
+    let metadata = super::metadata(&request, &caller);
+    let test_id = face.runs.open(Some(cloud), caller.user, metadata).await?;
+    Ok(HttpResponse::Created().json(Opened { test_id }))
+}
+
+#[derive(Deserialize, Default)]
+struct StatusForm {
+    status: Option<String>,
+    finished: Option<String>,
+}
+
+/// The 2014 client's booleans: Python's `str(True)` and the usual spellings.
+fn parse_flag(raw: Option<&str>) -> Result<bool, RefstackError> {
+    match raw.map(|r| r.trim().to_ascii_lowercase()).as_deref() {
+        None | Some("") | Some("false") | Some("0") | Some("no") | Some("off") => Ok(false),
+        Some("true") | Some("1") | Some("yes") | Some("on") => Ok(true),
+        Some(_) => Err(RefstackError::BadRequest(
+            "`finished` must be true or false".into(),
+        )),
+    }
+}
+
+/// Records a test run's status.
+#[utoipa::path(post, path = "/v1/update-test-status/{test_id}",
+    operation_id = "refstack_update_status",
+    summary = "Update a test run's status", description = openapi::STATUS_DESCRIPTION,
+    params(openapi::TestIdPath, openapi::StatusParams),
+    responses(
+        (status = 201, description = "Saved; the body is empty."),
+        (status = 400, description = "`Invalid test ID` (no test run has this id), an empty \
+            or missing status, a status over 4096 bytes, or `finished` not a boolean.",
+            body = openapi::RefstackErrorBody),
+        (status = 413, description = "The body is over `[refstack] max_body_kb`.",
+            body = openapi::RefstackErrorBody)))]
+async fn update_status(
+    request: HttpRequest,
+    face: web::Data<Refstack>,
+    test_id: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, RefstackError> {
+    let caller = face.authorize(&request).await?;
+    let body = read_body(&request, payload, face.max_body).await?;
+    let parse = |text: &str| {
+        web::Query::<StatusForm>::from_query(text)
+            .map(web::Query::into_inner)
+            .map_err(|e| RefstackError::BadRequest(format!("bad form: {e}")))
+    };
+    // The form body first; the query string as the 2014 code read it.
+    let form = if body.is_empty() {
+        StatusForm::default()
+    } else {
+        parse(
+            std::str::from_utf8(&body)
+                .map_err(|_| RefstackError::BadRequest("the form body is not UTF-8".into()))?,
+        )?
+    };
+    let query = parse(request.query_string())?;
+    let status = form.status.or(query.status).unwrap_or_default();
+    let finished = parse_flag(form.finished.or(query.finished).as_deref())?;
+    let test_id = parse_test_id(&test_id)?;
+    let message = StatusMessage::parse(&status)?;
+    let metadata = super::metadata(&request, &caller);
+    face.runs
+        .update_status(test_id, message, finished, caller.user, metadata)
+        .await?;
+    Ok(HttpResponse::Created().finish())
+}
+
+#[derive(Deserialize)]
+struct TestIdQuery {
+    test_id: Option<String>,
+}
+
+/// What `post-result` answers.
+#[derive(Serialize)]
+struct Uploaded {
+    test_id: Uuid,
+    upload_id: Uuid,
+    format: Format,
+    summary: Summary,
+    duration_seconds: Option<f64>,
+}
+
+/// Takes an upload of test results.
+#[utoipa::path(post, path = "/v1/post-result", operation_id = "refstack_post_result",
+    summary = "Upload test results", description = openapi::POST_RESULT_DESCRIPTION,
+    params(openapi::OptionalTestIdQuery),
+    request_body(description = "A `multipart/form-data` body whose `file` field is the \
+        results, or the results as the whole body (any other content type). At most \
+        `[refstack] max_upload_kb` KiB.",
+        content(
+            (openapi::RefstackResults = "application/json"),
+            (openapi::RefstackBinary = "application/octet-stream"),
+            (openapi::RefstackMultipart = "multipart/form-data"))),
+    responses(
+        (status = 201, description = "Saved: the run it was recorded on, the upload's id, \
+            and what was read from it.", body = openapi::RefstackUploaded),
+        (status = 400, description = "No file was posted, a malformed multipart envelope, \
+            results that cannot be parsed (the title says why and where), or `Invalid test \
+            ID`.", body = openapi::RefstackErrorBody),
+        (status = 413, description = "The body is over `[refstack] max_upload_kb`.",
+            body = openapi::RefstackErrorBody),
+        (status = 500, description = "The upload could not be stored.",
+            body = openapi::RefstackErrorBody)))]
+async fn post_result(
+    request: HttpRequest,
+    face: web::Data<Refstack>,
+    query: web::Query<TestIdQuery>,
+    payload: web::Payload,
+) -> Result<HttpResponse, RefstackError> {
+    let caller = face.authorize(&request).await?;
+    let test_id = match query.test_id.as_deref().filter(|id| !id.is_empty()) {
+        Some(raw) => Some(parse_test_id(raw)?),
+        None => None,
+    };
+    let body = read_body(&request, payload, face.max_upload).await?;
+    let mime = request
+        .mime_type()
+        .map_err(|e| RefstackError::BadRequest(format!("bad content type: {e}")))?;
+    let file = match mime {
+        Some(mime)
+            if mime.type_() == actix_web::mime::MULTIPART
+                && mime.subtype() == actix_web::mime::FORM_DATA =>
+        {
+            let boundary = mime.get_param(actix_web::mime::BOUNDARY);
+            multipart::file_field(&body, boundary.as_ref().map(|b| b.as_str()))?
+        }
+        _ => body,
+    };
+    if file.is_empty() {
+        return Err(RefstackError::BadRequest("No file was posted".into()));
+    }
+    let metadata = super::metadata(&request, &caller);
+    let accepted = face
+        .runs
+        .upload(test_id, file, caller.user, metadata)
+        .await?;
+    Ok(HttpResponse::Created().json(Uploaded {
+        test_id: accepted.test_id,
+        upload_id: accepted.upload_id,
+        format: accepted.run.format,
+        summary: accepted.run.summary,
+        duration_seconds: accepted.run.duration_seconds,
+    }))
+}
+
+/// The tempest configuration fragment of a test run's cloud.
+#[utoipa::path(get, path = "/v1/get-miniconf", operation_id = "refstack_get_miniconf",
+    summary = "A test run's tempest configuration", description = openapi::MINICONF_DESCRIPTION,
+    params(openapi::TestIdQuery),
+    responses(
+        (status = 200, description = "`{section: {key: value}}` on a single line, with \
+            `Content-Disposition: attachment; filename=miniconf.json`.",
+            body = openapi::RefstackMiniconf),
+        (status = 400, description = "`Invalid test ID`: missing, not a test run's, or a run \
+            of an anonymous upload (it has no cloud).", body = openapi::RefstackErrorBody)))]
+async fn get_miniconf(
+    request: HttpRequest,
+    face: web::Data<Refstack>,
+    query: web::Query<TestIdQuery>,
+) -> Result<HttpResponse, RefstackError> {
+    face.authorize(&request).await?;
+    let test_id = parse_test_id(query.test_id.as_deref().unwrap_or_default())?;
+    let state = face.runs.get(test_id).await?;
+    let cloud = state
+        .opened
+        .and_then(|opened| opened.cloud)
+        .ok_or(TestRunsError::UnknownRun)?;
+    // serde_json's compact form is one line: clients read only the first.
+    let body = serde_json::to_string(&cloud.miniconf())
+        .map_err(|e| RefstackError::BadRequest(e.to_string()))?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .insert_header(ContentDisposition {
+            disposition: DispositionType::Attachment,
+            parameters: vec![DispositionParam::Filename("miniconf.json".into())],
+        })
+        .body(body))
+}
+
+/// The test suites a client may run.
+#[utoipa::path(get, path = "/v1/get-testcases", operation_id = "refstack_get_testcases",
+    summary = "The test suites to run", description = openapi::TESTCASES_DESCRIPTION,
+    responses((status = 200, description = "Always `{\"testcases\": [\"tempest\"]}`.",
+        body = openapi::RefstackTestcases)))]
+async fn get_testcases(
+    request: HttpRequest,
+    face: web::Data<Refstack>,
+) -> Result<HttpResponse, RefstackError> {
+    face.authorize(&request).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "testcases": ["tempest"] })))
+}
+
+/// A test run as `GET /v1/test-runs/{test_id}` shows it.
+#[derive(Serialize)]
+struct RunView {
+    test_id: Uuid,
+    cloud: Option<String>,
+    opened_at: chrono::DateTime<chrono::Utc>,
+    ended_at: Option<chrono::DateTime<chrono::Utc>>,
+    statuses: Vec<StatusView>,
+    uploads: Vec<UploadView>,
+}
+
+#[derive(Serialize)]
+struct StatusView {
+    status: String,
+    finished: bool,
+    at: chrono::DateTime<chrono::Utc>,
+}
+
+#[derive(Serialize)]
+struct UploadView {
+    upload_id: Uuid,
+    format: Format,
+    summary: Summary,
+    duration_seconds: Option<f64>,
+    sha256: String,
+    size: u64,
+    at: chrono::DateTime<chrono::Utc>,
+}
+
+fn run_view(test_id: Uuid, state: TestRunState) -> Option<RunView> {
+    let opened = state.opened?;
+    Some(RunView {
+        test_id,
+        cloud: opened.cloud.map(|cloud| cloud.name().to_owned()),
+        opened_at: opened.at,
+        ended_at: state.ended_at,
+        statuses: state
+            .statuses
+            .into_iter()
+            .map(|s| StatusView {
+                status: s.message,
+                finished: s.finished,
+                at: s.at,
+            })
+            .collect(),
+        uploads: state
+            .uploads
+            .into_iter()
+            .map(|u| UploadView {
+                upload_id: u.upload_id,
+                format: u.upload.format,
+                summary: u.upload.summary,
+                duration_seconds: u.upload.duration_seconds,
+                sha256: u.upload.blob.sha256.to_string(),
+                size: u.upload.blob.size,
+                at: u.at,
+            })
+            .collect(),
+    })
+}
+
+/// The face's own routes answer an unknown run 404, the spec's routes 400.
+fn not_found(error: TestRunsError) -> RefstackError {
+    match error {
+        TestRunsError::UnknownRun => RefstackError::NotFound("no such test run".into()),
+        other => other.into(),
+    }
+}
+
+/// A test run: its cloud, statuses and uploads.
+#[utoipa::path(get, path = "/v1/test-runs/{test_id}", operation_id = "refstack_get_run",
+    summary = "A test run", description = openapi::RUN_DESCRIPTION,
+    params(openapi::TestIdPath),
+    responses(
+        (status = 200, description = "The run.", body = openapi::RefstackRun),
+        (status = 404, description = "No test run has this id.",
+            body = openapi::RefstackErrorBody)))]
+async fn get_run(
+    request: HttpRequest,
+    face: web::Data<Refstack>,
+    test_id: web::Path<String>,
+) -> Result<HttpResponse, RefstackError> {
+    face.authorize(&request).await?;
+    let test_id = parse_test_id(&test_id).map_err(not_found)?;
+    let state = face.runs.get(test_id).await.map_err(not_found)?;
+    let view = run_view(test_id, state).ok_or_else(|| not_found(TestRunsError::UnknownRun))?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+/// An upload's bytes, exactly as they were uploaded.
+#[utoipa::path(get, path = "/v1/test-runs/{test_id}/uploads/{upload_id}",
+    operation_id = "refstack_get_upload",
+    summary = "An upload, byte for byte", description = openapi::UPLOAD_DESCRIPTION,
+    params(openapi::TestIdPath, openapi::UploadIdPath),
+    responses(
+        (status = 200, description = "The raw upload.", body = Vec<u8>,
+            content_type = "application/octet-stream"),
+        (status = 404, description = "No test run has this id, or it has no such upload.",
+            body = openapi::RefstackErrorBody),
+        (status = 500, description = "The stored upload is missing or damaged.",
+            body = openapi::RefstackErrorBody)))]
+async fn get_upload(
+    request: HttpRequest,
+    face: web::Data<Refstack>,
+    ids: web::Path<(String, String)>,
+) -> Result<HttpResponse, RefstackError> {
+    face.authorize(&request).await?;
+    let (test_id, upload_id) = ids.into_inner();
+    let test_id = parse_test_id(&test_id).map_err(not_found)?;
+    let upload_id = Uuid::parse_str(&upload_id)
+        .map_err(|_| RefstackError::NotFound("no such upload".into()))?;
+    let bytes = face
+        .runs
+        .raw_upload(test_id, upload_id)
+        .await
+        .map_err(not_found)?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/octet-stream")
+        .body(bytes))
+}
+
+/// Where the Refstack web UI shows a result: `<scheme>://<host>/#/results/<id>`.
+fn result_url(request: &HttpRequest, id: Uuid) -> String {
+    let info = request.connection_info();
+    format!("{}://{}/#/results/{id}", info.scheme(), info.host())
+}
+
+/// What `POST /v1/results/` answers.
+#[derive(Serialize)]
+struct Submitted {
+    test_id: Uuid,
+    url: String,
+}
+
+fn header(request: &HttpRequest, name: &str) -> Result<Option<String>, RefstackError> {
+    request
+        .headers()
+        .get(name)
+        .map(|value| {
+            value
+                .to_str()
+                .map(str::to_owned)
+                .map_err(|_| RefstackError::BadRequest(format!("{name} is not ASCII")))
+        })
+        .transpose()
+}
+
+/// Takes refstack-client's results.
+#[utoipa::path(post, path = "/v1/results/", operation_id = "refstack_submit_results",
+    summary = "Submit results", description = openapi::SUBMIT_DESCRIPTION,
+    params(openapi::SignatureHeaders),
+    request_body(content = openapi::RefstackResults, content_type = "application/json",
+        description = "At most `[refstack] max_upload_kb` KiB."),
+    responses(
+        (status = 201, description = "Saved: its id and where the web UI shows it.",
+            body = openapi::RefstackSubmitted),
+        (status = 400, description = "Not results (a missing or unknown key, a bad type, \
+            empty `results`: `Uploaded results must contain at least one passing test.`), or \
+            a signature that is not hex, a key that is not an OpenSSH RSA key, a signature \
+            that does not verify, or only one of the two headers.",
+            body = openapi::RefstackErrorBody),
+        (status = 413, description = "The body is over `[refstack] max_upload_kb`.",
+            body = openapi::RefstackErrorBody),
+        (status = 500, description = "The body could not be stored.",
+            body = openapi::RefstackErrorBody)))]
+async fn submit_results(
+    request: HttpRequest,
+    face: web::Data<Refstack>,
+    payload: web::Payload,
+) -> Result<HttpResponse, RefstackError> {
+    let caller = face.authorize(&request).await?;
+    let signature = header(&request, "X-Signature")?;
+    let public_key = header(&request, "X-Public-Key")?;
+    let body = read_body(&request, payload, face.max_upload).await?;
+    let metadata = super::metadata(&request, &caller);
+    let id = face
+        .results
+        .submit(body, signature, public_key, caller.user, metadata)
+        .await?;
+    Ok(HttpResponse::Created().json(Submitted {
+        test_id: id,
+        url: result_url(&request, id),
+    }))
+}
+
+#[derive(Deserialize)]
+struct PageQuery {
+    page: Option<usize>,
+}
+
+/// One row of `GET /v1/results`.
+#[derive(Serialize)]
+struct ResultView {
+    id: Uuid,
+    created_at: chrono::DateTime<chrono::Utc>,
+    duration_seconds: u64,
+    meta: serde_json::Map<String, serde_json::Value>,
+    url: String,
+}
+
+fn meta(row: &ResultRow) -> serde_json::Map<String, serde_json::Value> {
+    let mut meta = serde_json::Map::new();
+    if let Some(key) = &row.public_key {
+        meta.insert("public_key".into(), key.clone().into());
+    }
+    meta
+}
+
+/// Submitted results, newest first.
+#[utoipa::path(get, path = "/v1/results", operation_id = "refstack_list_results",
+    summary = "Submitted results", description = openapi::LIST_DESCRIPTION,
+    params(openapi::PageParams),
+    responses(
+        (status = 200, description = "One page, newest first.", body = openapi::RefstackResultsPage),
+        (status = 400, description = "`page` is not a number from 1.",
+            body = openapi::RefstackErrorBody)))]
+async fn list_results(
+    request: HttpRequest,
+    face: web::Data<Refstack>,
+    query: web::Query<PageQuery>,
+) -> Result<HttpResponse, RefstackError> {
+    face.authorize(&request).await?;
+    let page = query.page.unwrap_or(1);
+    if page == 0 {
+        return Err(RefstackError::BadRequest("pages count from 1".into()));
+    }
+    let page = face.results.page(page);
+    let results: Vec<ResultView> = page
+        .rows
+        .iter()
+        .map(|row| ResultView {
+            id: row.id,
+            created_at: row.created_at,
+            duration_seconds: row.duration_seconds,
+            meta: meta(row),
+            url: result_url(&request, row.id),
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "results": results,
+        "pagination": {"current_page": page.current_page, "total_pages": page.total_pages},
+    })))
+}
+
+/// One submission with its tests.
+#[utoipa::path(get, path = "/v1/results/{id}", operation_id = "refstack_get_results",
+    summary = "Submitted results, with their tests", description = openapi::GET_RESULTS_DESCRIPTION,
+    params(openapi::ResultIdPath),
+    responses(
+        (status = 200, description = "The submission.", body = openapi::RefstackResultDetail),
+        (status = 404, description = "No results have this id.",
+            body = openapi::RefstackErrorBody),
+        (status = 500, description = "The stored body is missing or damaged.",
+            body = openapi::RefstackErrorBody)))]
+async fn get_results(
+    request: HttpRequest,
+    face: web::Data<Refstack>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, RefstackError> {
+    face.authorize(&request).await?;
+    let id =
+        Uuid::parse_str(&id).map_err(|_| RefstackError::NotFound(format!("no results {id}")))?;
+    let (row, tests) = face.results.get(id).await?;
+    let names: Vec<&str> = tests.iter().map(|test| test.name.as_str()).collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "id": row.id,
+        "created_at": row.created_at,
+        "duration_seconds": row.duration_seconds,
+        "cpid": row.cpid,
+        "meta": meta(&row),
+        "url": result_url(&request, row.id),
+        "results": names,
+    })))
+}

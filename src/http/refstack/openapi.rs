@@ -1,0 +1,512 @@
+//! The test results face's part of the OpenAPI document: its routes' parameters, answers and
+//! body schemas for the `#[utoipa::path]` attributes on the handlers in `mod.rs`, the 2014
+//! spellings without `/v1` as copies of the prefixed routes, and the face's security. It only
+//! describes; `tests/openapi.rs` checks real answers against these schemas.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::response::{Response, ResponseBuilder};
+use utoipa::openapi::security::SecurityRequirement;
+use utoipa::openapi::{ContentBuilder, ObjectBuilder, OpenApi, Ref, RefOr, Type};
+use utoipa::{IntoParams, Modify, ToSchema};
+
+/// The face's routes, their schemas, and who may use them.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(
+        super::open_run,
+        super::update_status,
+        super::post_result,
+        super::get_miniconf,
+        super::get_testcases,
+        super::get_run,
+        super::get_upload,
+        super::submit_results,
+        super::list_results,
+        super::get_results
+    ),
+    components(schemas(
+        RefstackCloud,
+        RefstackOpened,
+        RefstackResults,
+        RefstackResult,
+        RefstackBinary,
+        RefstackMultipart,
+        RefstackUploaded,
+        RefstackFormat,
+        RefstackSummary,
+        RefstackMiniconf,
+        RefstackTestcases,
+        RefstackRun,
+        RefstackStatus,
+        RefstackUpload,
+        RefstackSubmitted,
+        RefstackResultsPage,
+        RefstackResultRow,
+        RefstackPagination,
+        RefstackResultDetail,
+        RefstackMeta,
+        RefstackErrorBody
+    )),
+    tags((name = "refstack", description = TAG)),
+    modifiers(&FaceWide)
+)]
+pub struct RefstackApi;
+
+pub const TAG: &str = "The test results face: test runs of a cloud, their status updates and \
+their uploaded results, as the Refstack v1 API and refstack-client speak them. The 2014 \
+routes (`update-test-status`, `post-result`, `get-miniconf`, `get-testcases`) are served under \
+`/v1/` and, as the 2014 server served them, without the prefix; `get-script` is not served. \
+The spec needs a test id per cloud: `POST /v1/test-runs` opens a run for a cloud and gives it.\n\n\
+Uploads are recognised by content: subunit v2 (binary), subunit v1 (text), refstack-client's \
+JSON results and the 2014 server's JSON parsed results. The raw upload is kept whole and can \
+be downloaded again byte for byte.\n\n\
+Every error body is `{\"title\": \"...\", \"code\": N}`; a method a route does not take answers \
+405 in that body. Open to anyone by default, since refstack-client sends no credentials; once \
+accounts exist, `[refstack] auth = \"account\"` or `\"admin\"` makes every route ask for them.";
+
+/// The 2014 spelling of each `/v1/` route, and its operation id.
+const UNPREFIXED: &[(&str, &str, &str)] = &[
+    (
+        "/update-test-status/{test_id}",
+        "/v1/update-test-status/{test_id}",
+        "refstack_update_status_2014",
+    ),
+    (
+        "/post-result",
+        "/v1/post-result",
+        "refstack_post_result_2014",
+    ),
+    (
+        "/get-miniconf",
+        "/v1/get-miniconf",
+        "refstack_get_miniconf_2014",
+    ),
+    (
+        "/get-testcases",
+        "/v1/get-testcases",
+        "refstack_get_testcases_2014",
+    ),
+];
+
+pub const OPEN_DESCRIPTION: &str = "Opens a test run for a cloud and answers its test id, which \
+`update-test-status`, `post-result` and `get-miniconf` take. The cloud is described by its \
+identity endpoints, its test, alternate and admin user names, and extra tempest options \
+(`{section: {key: value}}`), which `get-miniconf` merges into the tempest configuration it \
+serves. Never a password: a tempest option whose key contains `password` is refused, and the \
+client that runs tempest keeps its passwords. The description is recorded with the run, so \
+the run keeps it whatever happens later.";
+
+pub const STATUS_DESCRIPTION: &str = "Records a status update of a test run: `status` (a \
+message, not blank, at most 4096 bytes) and `finished` (`true`, `1`, `yes` or `on`; anything \
+else given is refused, absent is false), from a form body \
+(`application/x-www-form-urlencoded`, as in `curl --data \"status=test complete\"`) or else \
+from the query string, which the 2014 server read. The first update with `finished` ends the \
+run. Also served at `POST /update-test-status/{test_id}`.";
+
+pub const POST_RESULT_DESCRIPTION: &str = "Takes test results: a `multipart/form-data` body's \
+`file` field, or the whole body with any other content type. The format is recognised by \
+content (subunit v2, subunit v1, JSON results, JSON parsed results) and parsed before anything \
+is kept: results that cannot be parsed are refused with the reason and its byte offset. The raw \
+upload is kept whole (see `GET /v1/test-runs/{test_id}/uploads/{upload_id}`). With `test_id`, \
+the upload is recorded on that run; without, on a new anonymous run, whose id is answered. Also \
+served at `POST /post-result`.";
+
+pub const MINICONF_DESCRIPTION: &str = "The tempest configuration fragment of a test run's \
+cloud, on one line: the 2014 server's defaults (tempest's well-known image user and password, \
+the CLI tests off), then the cloud's tempest options, then its `identity` endpoints and user \
+names. No password of the cloud is ever in it: none is ever given to the server. Also served \
+at `GET /get-miniconf`.";
+
+pub const TESTCASES_DESCRIPTION: &str = "The test suites a client may run: only tempest. Marked \
+to be deprecated in the spec; kept for clients that ask. Also served at `GET /get-testcases`.";
+
+pub const RUN_DESCRIPTION: &str = "A test run: its cloud's name (`null` for an anonymous \
+upload's run), when it was opened and ended, every status update and every upload with what \
+was read from it.";
+
+pub const UPLOAD_DESCRIPTION: &str = "An upload's raw bytes, byte for byte as they were \
+uploaded (the `file` field's content for a multipart upload), checked against their SHA-256 \
+before they are sent.";
+
+pub const SUBMIT_DESCRIPTION: &str = "Takes results as refstack-client uploads them: \
+`{\"cpid\", \"duration_seconds\", \"results\": [{\"name\", \"uuid\"?}]}`, all three keys \
+required and no other, at least one result. Optionally signed: `X-Signature` is the hex of an \
+RSA PKCS#1 v1.5 signature over SHA-256 of the raw body, `X-Public-Key` the signer's OpenSSH \
+public key line; a signed submission shows the key in its `meta`. The body is kept whole, and \
+the submission is in `GET /v1/results` as soon as this answers.";
+
+pub const LIST_DESCRIPTION: &str = "Submitted results, 20 per page, newest first. A page past \
+the last has no results.";
+
+pub const GET_RESULTS_DESCRIPTION: &str = "One submission, with the names of its passing tests \
+read back from the body as it was submitted.";
+
+/// `?page=`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageParams {
+    /// From 1 (the default).
+    #[param(minimum = 1)]
+    pub page: Option<u64>,
+}
+
+/// `{id}` of submitted results.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct ResultIdPath {
+    /// As `POST /v1/results/` answered it (`test_id`).
+    #[param(example = "0192f3a4-5b6c-7d8e-9f00-aabbccddeeff")]
+    pub id: String,
+}
+
+/// The optional signature.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct SignatureHeaders {
+    /// Hex of the RSA PKCS#1 v1.5 SHA-256 signature of the raw body.
+    #[param(rename = "X-Signature")]
+    pub x_signature: Option<String>,
+    /// The signer's OpenSSH public key line, `ssh-rsa AAAA… comment`.
+    #[param(rename = "X-Public-Key")]
+    pub x_public_key: Option<String>,
+}
+
+/// `POST /v1/results/`'s answer.
+#[derive(ToSchema)]
+pub struct RefstackSubmitted {
+    pub test_id: uuid::Uuid,
+    /// `<scheme>://<host>/#/results/<id>`, which refstack-client prints.
+    #[schema(example = "http://127.0.0.1:8080/#/results/0192f3a4-5b6c-7d8e-9f00-aabbccddeeff")]
+    pub url: String,
+}
+
+/// `GET /v1/results`.
+#[derive(ToSchema)]
+pub struct RefstackResultsPage {
+    pub results: Vec<RefstackResultRow>,
+    pub pagination: RefstackPagination,
+}
+
+/// One submission in a page.
+#[derive(ToSchema)]
+pub struct RefstackResultRow {
+    pub id: uuid::Uuid,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub duration_seconds: u64,
+    pub meta: RefstackMeta,
+    pub url: String,
+}
+
+/// What is known of a submission besides its results.
+#[derive(ToSchema)]
+pub struct RefstackMeta {
+    /// The OpenSSH key (`ssh-rsa <base64>`) whose signature verified; absent when unsigned.
+    pub public_key: Option<String>,
+}
+
+#[derive(ToSchema)]
+pub struct RefstackPagination {
+    #[schema(minimum = 1)]
+    pub current_page: u64,
+    #[schema(minimum = 1)]
+    pub total_pages: u64,
+}
+
+/// `GET /v1/results/{id}`.
+#[derive(ToSchema)]
+pub struct RefstackResultDetail {
+    pub id: uuid::Uuid,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub duration_seconds: u64,
+    pub cpid: String,
+    pub meta: RefstackMeta,
+    pub url: String,
+    /// The passing tests' names, as submitted.
+    pub results: Vec<String>,
+}
+
+/// `{test_id}` in a path.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct TestIdPath {
+    /// A test run's id, as `POST /v1/test-runs` or `post-result` answered it.
+    #[param(example = "0192f3a4-5b6c-7d8e-9f00-112233445566")]
+    pub test_id: String,
+}
+
+/// `{upload_id}` in a path.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct UploadIdPath {
+    /// An upload's id, as `post-result` answered it.
+    #[param(example = "0192f3a4-5b6c-7d8e-9f00-665544332211")]
+    pub upload_id: String,
+}
+
+/// `?test_id=` where it is required.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TestIdQuery {
+    /// The test run's id.
+    pub test_id: String,
+}
+
+/// `?test_id=` where it is optional.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct OptionalTestIdQuery {
+    /// The test run to record the upload on; without it, a new anonymous run.
+    pub test_id: Option<String>,
+}
+
+/// The status update's fields in the query string, as the 2014 server read them; a form body's
+/// fields take precedence.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct StatusParams {
+    /// The status message: not blank, at most 4096 bytes.
+    pub status: Option<String>,
+    /// Whether the run is finished: `true`, `1`, `yes`, `on`, or their opposites.
+    pub finished: Option<String>,
+}
+
+/// A cloud, as `POST /v1/test-runs` takes it. Every key but `name` may be left out.
+#[derive(ToSchema)]
+#[schema(example = json!({"name": "lab", "identity_uri": "http://192.0.2.10:5000/v2.0",
+    "identity_uri_v3": "http://192.0.2.10:5000/v3", "username": "demo",
+    "alt_username": "alt_demo", "admin_username": "admin",
+    "tempest_options": {"compute": {"image_ssh_user": "cirros"}}}))]
+pub struct RefstackCloud {
+    /// 1 to 1024 bytes.
+    pub name: String,
+    /// Keystone v2 (tempest's `identity.uri`).
+    pub identity_uri: Option<String>,
+    /// Keystone v3 (`identity.uri_v3`).
+    pub identity_uri_v3: Option<String>,
+    pub username: Option<String>,
+    pub alt_username: Option<String>,
+    pub admin_username: Option<String>,
+    /// `{section: {key: value}}`, at most 256 options; no key may contain `password`.
+    #[schema(value_type = Option<Object>)]
+    pub tempest_options: Option<BTreeMap<String, BTreeMap<String, String>>>,
+}
+
+/// `POST /v1/test-runs`'s answer.
+#[derive(ToSchema)]
+pub struct RefstackOpened {
+    pub test_id: uuid::Uuid,
+}
+
+/// refstack-client's JSON results, one of the formats `post-result` reads (the example is
+/// sent as the whole body).
+#[derive(ToSchema)]
+#[schema(example = json!({"cpid": "a2b4c6", "duration_seconds": 42,
+    "results": [{"name": "tempest.api.compute.test_x.XTest.test_y",
+        "uuid": "8f2d4a1e-0c3b-4d5e-9f6a-7b8c9d0e1f2a"}]}))]
+pub struct RefstackResults {
+    pub cpid: String,
+    pub duration_seconds: u64,
+    pub results: Vec<RefstackResult>,
+}
+
+/// One passing test.
+#[derive(ToSchema)]
+pub struct RefstackResult {
+    pub name: String,
+    pub uuid: Option<uuid::Uuid>,
+}
+
+/// A subunit stream (v2 binary or v1 text) as the whole body.
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+pub struct RefstackBinary(pub Vec<u8>);
+
+/// A form whose `file` field holds the results.
+#[derive(ToSchema)]
+pub struct RefstackMultipart {
+    #[schema(value_type = String, format = Binary)]
+    pub file: Vec<u8>,
+}
+
+/// How an upload was read.
+#[derive(ToSchema, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefstackFormat {
+    SubunitV2,
+    SubunitV1,
+    ResultsJson,
+    ParsedResultsJson,
+}
+
+/// Tests per 2014 bucket.
+#[derive(ToSchema, Serialize)]
+pub struct RefstackSummary {
+    #[serde(rename = "PASS")]
+    pub pass: u64,
+    #[serde(rename = "FAIL")]
+    pub fail: u64,
+    /// A class fixture (`setUpClass`) failed.
+    #[serde(rename = "FAIL_SETUP")]
+    pub fail_setup: u64,
+    #[serde(rename = "ERROR")]
+    pub error: u64,
+    #[serde(rename = "SKIP")]
+    pub skip: u64,
+    #[serde(rename = "Total")]
+    pub total: u64,
+}
+
+/// `post-result`'s answer.
+#[derive(ToSchema)]
+pub struct RefstackUploaded {
+    /// The run the upload was recorded on: the one named, or a new anonymous one.
+    pub test_id: uuid::Uuid,
+    pub upload_id: uuid::Uuid,
+    pub format: RefstackFormat,
+    pub summary: RefstackSummary,
+    /// From the stream's times, or the JSON results' own; `null` when it had none.
+    pub duration_seconds: Option<f64>,
+}
+
+/// `{section: {key: value}}`.
+#[derive(ToSchema)]
+#[schema(value_type = Object, example = json!({"cli": {"enabled": "False"},
+    "identity": {"uri": "http://192.0.2.10:5000/v2.0", "username": "demo"}}))]
+pub struct RefstackMiniconf(pub BTreeMap<String, BTreeMap<String, String>>);
+
+/// `GET get-testcases`.
+#[derive(ToSchema)]
+pub struct RefstackTestcases {
+    #[schema(example = json!(["tempest"]))]
+    pub testcases: Vec<String>,
+}
+
+/// A test run.
+#[derive(ToSchema)]
+pub struct RefstackRun {
+    pub test_id: uuid::Uuid,
+    /// The cloud's name; `null` for an anonymous upload's run.
+    pub cloud: Option<String>,
+    pub opened_at: chrono::DateTime<chrono::Utc>,
+    pub ended_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub statuses: Vec<RefstackStatus>,
+    pub uploads: Vec<RefstackUpload>,
+}
+
+/// One status update.
+#[derive(ToSchema)]
+pub struct RefstackStatus {
+    pub status: String,
+    pub finished: bool,
+    pub at: chrono::DateTime<chrono::Utc>,
+}
+
+/// One upload.
+#[derive(ToSchema)]
+pub struct RefstackUpload {
+    pub upload_id: uuid::Uuid,
+    pub format: RefstackFormat,
+    pub summary: RefstackSummary,
+    pub duration_seconds: Option<f64>,
+    /// The raw upload's SHA-256, in hex.
+    pub sha256: String,
+    /// Its size in bytes.
+    pub size: u64,
+    pub at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Every error of the face.
+#[derive(ToSchema)]
+#[schema(example = json!({"title": "Invalid test ID", "code": 400}))]
+pub struct RefstackErrorBody {
+    /// What went wrong, in words meant for the person reading them.
+    pub title: String,
+    /// The HTTP status again.
+    pub code: u16,
+}
+
+/// What every operation of the face shares, and the 2014 spellings.
+struct FaceWide;
+
+impl Modify for FaceWide {
+    fn modify(&self, document: &mut OpenApi) {
+        for (unprefixed, prefixed, operation_id) in UNPREFIXED {
+            let Some(mut item) = document.paths.paths.get(*prefixed).cloned() else {
+                continue;
+            };
+            for operation in crate::http::openapi::path_operations(&mut item) {
+                operation.operation_id = Some((*operation_id).into());
+                operation.summary = Some(format!("The 2014 spelling of {prefixed}"));
+                operation.description = Some(format!(
+                    "`{prefixed}` without its `/v1` prefix, as the 2014 server served it: it \
+                     answers exactly the same."
+                ));
+            }
+            document.paths.paths.insert((*unprefixed).into(), item);
+        }
+        for item in document.paths.paths.values_mut() {
+            for operation in crate::http::openapi::path_operations(item) {
+                operation.tags = Some(vec!["refstack".into()]);
+                let mut optional = vec![SecurityRequirement::default()];
+                optional.extend(crate::http::openapi::account_security());
+                operation.security = Some(optional);
+                let responses = &mut operation.responses.responses;
+                for (status, answer) in common_answers() {
+                    responses.entry(status.into()).or_insert(answer);
+                }
+            }
+        }
+    }
+}
+
+fn common_answers() -> [(&'static str, RefOr<Response>); 4] {
+    let unauthorized = ResponseBuilder::new()
+        .description(
+            "No or wrong credentials, while accounts are configured and `[refstack] auth` is \
+             `account` or `admin`.",
+        )
+        .header(
+            "WWW-Authenticate",
+            HeaderBuilder::new()
+                .schema(ObjectBuilder::new().schema_type(Type::String))
+                .description(Some(crate::http::error::CHALLENGE))
+                .build(),
+        )
+        .content("application/json", error_content())
+        .build();
+    [
+        ("401", unauthorized.into()),
+        (
+            "403",
+            error("The account lacks the access `[refstack] auth` asks for."),
+        ),
+        (
+            "405",
+            error("Any other method on this path is refused in the face's error body."),
+        ),
+        (
+            "503",
+            error(
+                "Not recorded (the log or an actor failed), or the credentials could not be \
+                 checked.",
+            ),
+        ),
+    ]
+}
+
+fn error_content() -> utoipa::openapi::Content {
+    ContentBuilder::new()
+        .schema(Some(Ref::from_schema_name("RefstackErrorBody")))
+        .build()
+}
+
+fn error(description: &str) -> RefOr<Response> {
+    ResponseBuilder::new()
+        .description(description)
+        .content("application/json", error_content())
+        .build()
+        .into()
+}

@@ -1,0 +1,876 @@
+//! The test results face against the real server (in-process on port 0, real sled and blob
+//! store in a temporary directory): opening runs, status updates from the form body and the
+//! query string, uploads of every format (multipart and raw, with and without a test id), the
+//! miniconf, every documented error, both route spellings, the raw upload downloaded back
+//! byte-identical, the hostile corpus (400 every time), body limits, auth, the later
+//! `/v1/results` API with signatures, golden bodies, and a restart of `annals serve`.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use annals::actors::{Clock, ManualClock};
+use annals::auth::{new_token, Access, Account, Role};
+use annals::config::Config;
+use annals::events::{Durability, EventLog};
+use annals::startup::Application;
+use annals::testresults::testing::{damaged_uploads, PacketStatus, V1Writer, V2Writer};
+use common::at;
+use serde_json::{json, Value};
+
+struct Refstack {
+    main: String,
+    client: awc::Client,
+    config: Config,
+    _dir: tempfile::TempDir,
+}
+
+/// 2023-11-14T22:13:20Z.
+const T0: i64 = 1_700_000_000;
+
+async fn spawn(configure: impl FnOnce(&mut Config)) -> Refstack {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config {
+        data: dir.path().join("log"),
+        durability: Durability::Flush,
+        ..Config::default()
+    };
+    config.http.listen = "127.0.0.1:0".into();
+    config.partisci.enabled = false;
+    configure(&mut config);
+    let main = start(&config).await;
+    Refstack {
+        main,
+        client: awc::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .finish(),
+        config,
+        _dir: dir,
+    }
+}
+
+/// Starts a server on `config`'s log, and returns its base URL.
+async fn start(config: &Config) -> String {
+    let log = EventLog::open(&config.data, config.log_options()).unwrap();
+    let clock = Arc::new(ManualClock::at(at(T0 * 1_000_000)));
+    let application = Application::build(config, log, clock as Arc<dyn Clock>)
+        .await
+        .expect("the server starts");
+    let main = format!("http://{}", application.addresses.main);
+    actix_rt::spawn(application.run());
+    main
+}
+
+/// An answer: status, content type and body.
+struct Answer {
+    status: u16,
+    content_type: String,
+    disposition: Option<String>,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        if self.body.is_empty() {
+            return Value::Null;
+        }
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|_| panic!("a JSON body: {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    /// Checks a refusal in the face's shape, and returns its title.
+    #[track_caller]
+    fn refused(&self, status: u16) -> String {
+        let body = self.json();
+        assert_eq!(self.status, status, "{body}");
+        assert_eq!(body["code"], status, "{body}");
+        assert_eq!(body.as_object().unwrap().len(), 2, "{body}");
+        body["title"].as_str().expect("a title").to_owned()
+    }
+}
+
+impl Refstack {
+    async fn send(&self, request: awc::ClientRequest, body: impl Into<Vec<u8>>) -> Answer {
+        let mut response = request.send_body(body.into()).await.expect("an answer");
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .map(|v| v.to_str().unwrap().to_owned())
+        };
+        let content_type = header("content-type").unwrap_or_default();
+        let disposition = header("content-disposition");
+        let body = response.body().limit(256 << 20).await.unwrap().to_vec();
+        Answer {
+            status: response.status().as_u16(),
+            content_type,
+            disposition,
+            body,
+        }
+    }
+
+    async fn get(&self, path: &str) -> Answer {
+        self.send(self.client.get(format!("{}{path}", self.main)), "")
+            .await
+    }
+
+    async fn post(&self, path: &str, content_type: &str, body: impl Into<Vec<u8>>) -> Answer {
+        let request = self
+            .client
+            .post(format!("{}{path}", self.main))
+            .insert_header(("content-type", content_type));
+        self.send(request, body).await
+    }
+
+    async fn open(&self) -> String {
+        let answer = self
+            .post("/v1/test-runs", "application/json", cloud().to_string())
+            .await;
+        assert_eq!(answer.status, 201, "{}", answer.json());
+        answer.json()["test_id"].as_str().unwrap().to_owned()
+    }
+
+    async fn upload_multipart(&self, path: &str, file: &[u8]) -> Answer {
+        self.post(
+            path,
+            "multipart/form-data; boundary=b0undary",
+            multipart(file),
+        )
+        .await
+    }
+}
+
+fn cloud() -> Value {
+    json!({
+        "name": "lab",
+        "identity_uri": "http://192.0.2.10:5000/v2.0",
+        "identity_uri_v3": "http://192.0.2.10:5000/v3",
+        "username": "demo",
+        "alt_username": "alt_demo",
+        "admin_username": "admin",
+        "tempest_options": {"compute": {"image_ssh_user": "cirros"}, "dashboard": {"login_url": "http://192.0.2.10/"}}
+    })
+}
+
+/// A form as refstack-client's `requests` sends it: another field, then `file`.
+fn multipart(file: &[u8]) -> Vec<u8> {
+    let mut body = Vec::new();
+    body.extend_from_slice(
+        b"--b0undary\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nhi\r\n",
+    );
+    body.extend_from_slice(
+        b"--b0undary\r\nContent-Disposition: form-data; name=\"file\"; filename=\"results.subunit\"\r\n\
+          Content-Type: application/octet-stream\r\n\r\n",
+    );
+    body.extend_from_slice(file);
+    body.extend_from_slice(b"\r\n--b0undary--\r\n");
+    body
+}
+
+/// A v2 stream: a pass with an attachment, a failure, a skip, a failed class fixture, and bytes
+/// that are not subunit between packets.
+fn v2_stream() -> Vec<u8> {
+    let mut w = V2Writer::new();
+    w.test(
+        "tempest.api.a.ATest.test_ok[id-8f2d4a1e-0c3b-4d5e-9f6a-7b8c9d0e1f2a,smoke]",
+        PacketStatus::Success,
+        (T0 as u32, 0),
+        (T0 as u32 + 2, 500_000_000),
+        &[("stdout", "text/plain", b"some output\n")],
+    )
+    .raw(b"noise between packets\n")
+    .test(
+        "tempest.api.a.ATest.test_bad",
+        PacketStatus::Fail,
+        (T0 as u32 + 3, 0),
+        (T0 as u32 + 4, 0),
+        &[],
+    )
+    .test(
+        "tempest.api.a.ATest.test_skipped",
+        PacketStatus::Skip,
+        (T0 as u32 + 4, 0),
+        (T0 as u32 + 4, 0),
+        &[],
+    )
+    .test(
+        "setUpClass (tempest.api.b.BTest)",
+        PacketStatus::Fail,
+        (T0 as u32 + 5, 0),
+        (T0 as u32 + 5, 0),
+        &[],
+    );
+    w.into_bytes()
+}
+
+fn v1_stream() -> Vec<u8> {
+    let mut w = V1Writer::new();
+    w.test("tempest.api.c.CTest.test_one")
+        .outcome("success", "tempest.api.c.CTest.test_one")
+        .test("tempest.api.c.CTest.test_two")
+        .outcome_bracketed("failure", "tempest.api.c.CTest.test_two", "Traceback...\n")
+        .test("tempest.api.c.CTest.test_three")
+        .outcome("skip", "tempest.api.c.CTest.test_three");
+    w.into_bytes()
+}
+
+#[actix_rt::test]
+async fn a_run_is_opened_updated_uploaded_to_and_read_back() {
+    let face = spawn(|_| {}).await;
+    let id = face.open().await;
+
+    // The spec's example: the status in a form body.
+    let answer = face
+        .post(
+            &format!("/v1/update-test-status/{id}"),
+            "application/x-www-form-urlencoded",
+            "status=test%20started",
+        )
+        .await;
+    assert_eq!((answer.status, answer.json()), (201, Value::Null));
+    // The 2014 spelling, with the status in the query string as the 2014 code read it.
+    let answer = face
+        .post(
+            &format!("/update-test-status/{id}?status=test%20complete&finished=True"),
+            "text/plain",
+            "",
+        )
+        .await;
+    assert_eq!(answer.status, 201);
+
+    let stream = v2_stream();
+    let answer = face
+        .upload_multipart(&format!("/v1/post-result?test_id={id}"), &stream)
+        .await;
+    assert_eq!(answer.status, 201, "{}", answer.json());
+    let uploaded = answer.json();
+    assert_eq!(uploaded["test_id"], id.as_str());
+    assert_eq!(uploaded["format"], "subunit_v2");
+    assert_eq!(
+        uploaded["summary"],
+        json!({"PASS": 1, "FAIL": 1, "FAIL_SETUP": 1, "ERROR": 0, "SKIP": 1, "Total": 4})
+    );
+    let upload_id = uploaded["upload_id"].as_str().unwrap().to_owned();
+
+    let run = face.get(&format!("/v1/test-runs/{id}")).await;
+    assert_eq!(run.status, 200);
+    let run = run.json();
+    assert_eq!(run["cloud"], "lab");
+    assert_eq!(run["statuses"].as_array().unwrap().len(), 2);
+    assert_eq!(run["statuses"][1]["finished"], true);
+    assert!(run["ended_at"].is_string(), "{run}");
+    assert_eq!(run["uploads"][0]["size"], stream.len());
+
+    // The raw upload, byte for byte.
+    let raw = face
+        .get(&format!("/v1/test-runs/{id}/uploads/{upload_id}"))
+        .await;
+    assert_eq!(raw.status, 200);
+    assert_eq!(raw.content_type, "application/octet-stream");
+    assert!(raw.body == stream, "the download is byte-identical");
+}
+
+#[actix_rt::test]
+async fn every_format_is_recognised_raw_or_multipart_and_anonymous_uploads_get_a_run() {
+    let face = spawn(|_| {}).await;
+    let results = json!({"cpid": "c1", "duration_seconds": 12,
+        "results": [{"name": "tempest.api.x.Y.test_z"}]});
+    let parsed = json!({"summary": {"PASS": 1, "FAIL": 0, "FAIL_SETUP": 0, "ERROR": 0, "SKIP": 0, "Total": 1},
+        "data": {"tempest.api.x.Y": [["test_z", "PASS", 0.5]]}});
+    for (bytes, format, total) in [
+        (v2_stream(), "subunit_v2", 4),
+        (v1_stream(), "subunit_v1", 3),
+        (results.to_string().into_bytes(), "results_json", 1),
+        (parsed.to_string().into_bytes(), "parsed_results_json", 1),
+    ] {
+        for multipart in [false, true] {
+            let answer = if multipart {
+                face.upload_multipart("/post-result", &bytes).await
+            } else {
+                face.post("/v1/post-result", "application/octet-stream", bytes.clone())
+                    .await
+            };
+            assert_eq!(answer.status, 201, "{format}: {}", answer.json());
+            let body = answer.json();
+            assert_eq!(body["format"], format);
+            assert_eq!(body["summary"]["Total"], total, "{format}");
+            // Without a test id: a new anonymous run, with no cloud.
+            let run = face
+                .get(&format!(
+                    "/v1/test-runs/{}",
+                    body["test_id"].as_str().unwrap()
+                ))
+                .await
+                .json();
+            assert_eq!(run["cloud"], Value::Null);
+            assert_eq!(run["uploads"].as_array().unwrap().len(), 1);
+        }
+    }
+}
+
+#[actix_rt::test]
+async fn the_miniconf_is_one_line_of_the_clouds_tempest_options_as_an_attachment() {
+    let face = spawn(|_| {}).await;
+    let id = face.open().await;
+    for path in ["/v1/get-miniconf", "/get-miniconf"] {
+        let answer = face.get(&format!("{path}?test_id={id}")).await;
+        assert_eq!(answer.status, 200);
+        assert_eq!(
+            answer.disposition.as_deref(),
+            Some("attachment; filename=\"miniconf.json\"")
+        );
+        let text = String::from_utf8(answer.body.clone()).unwrap();
+        assert!(!text.contains('\n'), "one line: {text}");
+        assert_eq!(
+            answer.json(),
+            json!({
+                "cli": {"enabled": "False"},
+                "compute": {"image_alt_ssh_password": "password", "image_alt_ssh_user": "root",
+                    "image_ssh_password": "password", "image_ssh_user": "cirros"},
+                "dashboard": {"login_url": "http://192.0.2.10/"},
+                "identity": {"admin_username": "admin", "alt_username": "alt_demo",
+                    "uri": "http://192.0.2.10:5000/v2.0", "uri_v3": "http://192.0.2.10:5000/v3",
+                    "username": "demo"}
+            })
+        );
+    }
+    let testcases = face.get("/get-testcases").await;
+    assert_eq!(testcases.json(), json!({"testcases": ["tempest"]}));
+    assert_eq!(face.get("/v1/get-testcases").await.json(), testcases.json());
+    assert_eq!(
+        face.get("/get-script").await.status,
+        404,
+        "no scripts are served"
+    );
+}
+
+#[actix_rt::test]
+async fn every_documented_error_is_answered_in_the_faces_shape() {
+    let face = spawn(|config| config.refstack.max_upload_kb = 64).await;
+    let id = face.open().await;
+    let unknown = "0192f3a4-5b6c-7d8e-9f00-112233445566";
+    let form = "application/x-www-form-urlencoded";
+
+    // update-test-status: unknown or malformed test id, empty or missing status, bad flag.
+    for path in [
+        format!("/v1/update-test-status/{unknown}"),
+        "/update-test-status/100".to_owned(),
+    ] {
+        let title = face.post(&path, form, "status=x").await.refused(400);
+        assert_eq!(title, "Invalid test ID");
+    }
+    let status_path = format!("/v1/update-test-status/{id}");
+    for body in ["status=", "status=%20%20", "finished=true", ""] {
+        let title = face.post(&status_path, form, body).await.refused(400);
+        assert!(title.contains("empty"), "{body:?}: {title}");
+    }
+    let title = face
+        .post(&status_path, form, "status=x&finished=maybe")
+        .await
+        .refused(400);
+    assert!(title.contains("finished"), "{title}");
+
+    // post-result: no file, an empty multipart file, unparseable results, an unknown run.
+    let title = face
+        .post("/v1/post-result", "application/octet-stream", "")
+        .await
+        .refused(400);
+    assert_eq!(title, "No file was posted");
+    let no_file = b"--b\r\nContent-Disposition: form-data; name=\"other\"\r\n\r\nx\r\n--b--\r\n";
+    let title = face
+        .post(
+            "/v1/post-result",
+            "multipart/form-data; boundary=b",
+            &no_file[..],
+        )
+        .await
+        .refused(400);
+    assert!(title.starts_with("No file was posted"), "{title}");
+    let title = face
+        .post("/v1/post-result", "multipart/form-data", "x")
+        .await
+        .refused(400);
+    assert!(title.contains("boundary"), "{title}");
+    let title = face
+        .post("/v1/post-result", "application/json", "{\"cpid\": 1}")
+        .await
+        .refused(400);
+    assert!(title.starts_with("the upload cannot be read"), "{title}");
+    let title = face
+        .post(
+            &format!("/v1/post-result?test_id={unknown}"),
+            "application/octet-stream",
+            v1_stream(),
+        )
+        .await
+        .refused(400);
+    assert_eq!(title, "Invalid test ID");
+    face.post("/v1/post-result?test_id=nope", "text/plain", v1_stream())
+        .await
+        .refused(400);
+    // Over `max_upload_kb`: 413 in the face's shape.
+    face.post(
+        "/v1/post-result",
+        "application/octet-stream",
+        vec![b'x'; 65 * 1024],
+    )
+    .await
+    .refused(413);
+
+    // get-miniconf: missing, unknown, and an anonymous run (it has no cloud).
+    face.get("/v1/get-miniconf").await.refused(400);
+    face.get(&format!("/v1/get-miniconf?test_id={unknown}"))
+        .await
+        .refused(400);
+    let anonymous = face
+        .post("/v1/post-result", "text/plain", v1_stream())
+        .await
+        .json()["test_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let title = face
+        .get(&format!("/get-miniconf?test_id={anonymous}"))
+        .await
+        .refused(400);
+    assert_eq!(title, "Invalid test ID");
+
+    // test-runs: a bad cloud, a password, unknown runs and uploads, another method.
+    face.post("/v1/test-runs", "application/json", "{}")
+        .await
+        .refused(400);
+    let mut with_password = cloud();
+    with_password["tempest_options"]["identity"] = json!({"password": "hunter2"});
+    let title = face
+        .post(
+            "/v1/test-runs",
+            "application/json",
+            with_password.to_string(),
+        )
+        .await
+        .refused(400);
+    assert!(title.contains("password"), "{title}");
+    face.get(&format!("/v1/test-runs/{unknown}"))
+        .await
+        .refused(404);
+    face.get(&format!("/v1/test-runs/{id}/uploads/{unknown}"))
+        .await
+        .refused(404);
+    face.get("/v1/post-result").await.refused(405);
+}
+
+#[actix_rt::test]
+async fn every_damaged_upload_is_refused_with_400_never_a_500() {
+    let face = spawn(|config| config.refstack.max_upload_kb = 1024).await;
+    let id = face.open().await;
+    let limit = face.config.refstack.max_upload_kb as usize * 1024;
+    let corpus = damaged_uploads(limit);
+    assert!(corpus.len() > 20, "a corpus worth the name");
+    for (i, damaged) in corpus.iter().enumerate() {
+        let path = if i % 2 == 0 {
+            format!("/v1/post-result?test_id={id}")
+        } else {
+            "/post-result".to_owned()
+        };
+        let answer = if i % 3 == 0 {
+            face.upload_multipart(&path, &damaged.bytes).await
+        } else {
+            face.post(&path, "application/octet-stream", damaged.bytes.clone())
+                .await
+        };
+        // An oversized input over the body limit is 413; everything else is a parse error.
+        if damaged.bytes.len() > limit - 1024 {
+            assert!(
+                matches!(answer.status, 400 | 413),
+                "{}: {}",
+                damaged.what,
+                answer.status
+            );
+        } else {
+            let title = answer.refused(400);
+            assert!(!title.is_empty(), "{}", damaged.what);
+        }
+    }
+    // Nothing was recorded on the run, and the server still takes a good upload.
+    let run = face.get(&format!("/v1/test-runs/{id}")).await.json();
+    assert_eq!(run["uploads"], json!([]));
+    let answer = face
+        .post(
+            &format!("/v1/post-result?test_id={id}"),
+            "text/plain",
+            v1_stream(),
+        )
+        .await;
+    assert_eq!(answer.status, 201);
+}
+
+#[actix_rt::test]
+async fn with_auth_on_the_face_asks_for_credentials() {
+    let (token, hash) = new_token();
+    let face = spawn(|config| {
+        config.refstack.auth = Access::Account;
+        config.accounts = vec![Account {
+            name: "ada".into(),
+            password_hash: None,
+            token_sha256: vec![hash],
+            roles: vec![Role::Admin],
+        }];
+    })
+    .await;
+    let answer = face.get("/v1/get-testcases").await;
+    answer.refused(401);
+    let request = face
+        .client
+        .post(format!("{}/v1/test-runs", face.main))
+        .bearer_auth(&token)
+        .insert_header(("content-type", "application/json"));
+    let answer = face.send(request, cloud().to_string()).await;
+    assert_eq!(answer.status, 201);
+}
+
+fn results_body(cpid: &str, names: &[&str]) -> Vec<u8> {
+    let results: Vec<Value> = names.iter().map(|name| json!({"name": name})).collect();
+    json!({"cpid": cpid, "duration_seconds": 42, "results": results})
+        .to_string()
+        .into_bytes()
+}
+
+/// An SSH mpint: big-endian, with a zero byte before a set high bit.
+fn mpint(out: &mut Vec<u8>, bytes: &[u8]) {
+    let pad = bytes.first().is_some_and(|b| b & 0x80 != 0);
+    out.extend_from_slice(&((bytes.len() + usize::from(pad)) as u32).to_be_bytes());
+    if pad {
+        out.push(0);
+    }
+    out.extend_from_slice(bytes);
+}
+
+/// A fresh RSA key and its OpenSSH public key line.
+fn signing_key() -> (rsa::RsaPrivateKey, String) {
+    use base64::Engine;
+    use rsa::traits::PublicKeyParts;
+    let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 1024).expect("a key");
+    let mut blob = Vec::new();
+    blob.extend_from_slice(&7u32.to_be_bytes());
+    blob.extend_from_slice(b"ssh-rsa");
+    mpint(&mut blob, &key.e().to_bytes_be());
+    mpint(&mut blob, &key.n().to_bytes_be());
+    let line = format!(
+        "ssh-rsa {} someone@example.org",
+        base64::engine::general_purpose::STANDARD.encode(blob)
+    );
+    (key, line)
+}
+
+fn sign(key: &rsa::RsaPrivateKey, body: &[u8]) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(body);
+    let signature = key
+        .sign(rsa::Pkcs1v15Sign::new::<sha2::Sha256>(), &digest)
+        .expect("signed");
+    hex::encode(signature)
+}
+
+impl Refstack {
+    async fn submit(&self, body: &[u8], headers: &[(&str, &str)]) -> Answer {
+        let mut request = self
+            .client
+            .post(format!("{}/v1/results/", self.main))
+            .insert_header(("content-type", "application/json"));
+        for (name, value) in headers {
+            request = request.insert_header((*name, *value));
+        }
+        self.send(request, body.to_vec()).await
+    }
+}
+
+#[actix_rt::test]
+async fn results_are_submitted_listed_newest_first_and_read_back_with_their_tests() {
+    let face = spawn(|_| {}).await;
+    let mut ids = Vec::new();
+    for n in 0..21 {
+        let names = ["tempest.api.a.A.test_one", "tempest.api.a.A.test_two"];
+        let answer = face
+            .submit(&results_body(&format!("cloud{n}"), &names), &[])
+            .await;
+        assert_eq!(answer.status, 201, "{}", answer.json());
+        let body = answer.json();
+        let id = body["test_id"].as_str().unwrap().to_owned();
+        assert_eq!(
+            body["url"],
+            format!("{}/#/results/{id}", face.main),
+            "the url refstack-client prints"
+        );
+        ids.push(id);
+    }
+    // Twenty per page, newest first; the first submission alone on page 2.
+    let first = face.get("/v1/results").await.json();
+    assert_eq!(
+        first["pagination"],
+        json!({"current_page": 1, "total_pages": 2})
+    );
+    let listed: Vec<&str> = first["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row["id"].as_str().unwrap())
+        .collect();
+    let newest: Vec<&str> = ids.iter().rev().take(20).map(String::as_str).collect();
+    assert_eq!(listed, newest);
+    assert_eq!(first["results"][0]["duration_seconds"], 42);
+    assert_eq!(first["results"][0]["meta"], json!({}));
+    let second = face.get("/v1/results?page=2").await.json();
+    assert_eq!(second["results"][0]["id"], ids[0].as_str());
+    assert_eq!(second["results"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        face.get("/v1/results?page=3").await.json()["results"],
+        json!([])
+    );
+    face.get("/v1/results?page=0").await.refused(400);
+    face.get("/v1/results?page=x").await.refused(400);
+
+    let detail = face.get(&format!("/v1/results/{}", ids[3])).await;
+    assert_eq!(detail.status, 200);
+    let detail = detail.json();
+    assert_eq!(detail["cpid"], "cloud3");
+    assert_eq!(
+        detail["results"],
+        json!(["tempest.api.a.A.test_one", "tempest.api.a.A.test_two"])
+    );
+    face.get("/v1/results/0192f3a4-5b6c-7d8e-9f00-aabbccddeeff")
+        .await
+        .refused(404);
+    face.get("/v1/results/nope").await.refused(404);
+}
+
+#[actix_rt::test]
+async fn bad_results_and_bad_signatures_are_refused_with_their_reason() {
+    let face = spawn(|_| {}).await;
+    let title = face
+        .submit(
+            br#"{"cpid": "c", "duration_seconds": 1, "results": []}"#,
+            &[],
+        )
+        .await
+        .refused(400);
+    assert!(
+        title.contains(annals::testresults::EMPTY_RESULTS),
+        "{title}"
+    );
+    for bad in [
+        &br#"{"cpid": "c", "duration_seconds": 1, "results": [{"name": "t"}], "extra": 1}"#[..],
+        br#"{"duration_seconds": 1, "results": [{"name": "t"}]}"#,
+        br#"{"cpid": "c", "duration_seconds": -1, "results": [{"name": "t"}]}"#,
+        b"not json",
+        b"",
+    ] {
+        face.submit(bad, &[]).await.refused(400);
+    }
+
+    let (key, public) = signing_key();
+    let body = results_body("signed", &["tempest.api.a.A.test_one"]);
+    let signature = sign(&key, &body);
+    let answer = face
+        .submit(
+            &body,
+            &[("X-Signature", &signature), ("X-Public-Key", &public)],
+        )
+        .await;
+    assert_eq!(answer.status, 201, "{}", answer.json());
+    let id = answer.json()["test_id"].as_str().unwrap().to_owned();
+    let detail = face.get(&format!("/v1/results/{id}")).await.json();
+    let shown = detail["meta"]["public_key"]
+        .as_str()
+        .expect("the signer's key");
+    assert!(
+        public.starts_with(shown) && !shown.contains("someone"),
+        "{shown}"
+    );
+
+    let other = results_body("other", &["tempest.api.a.A.test_one"]);
+    let (_, stranger) = signing_key();
+    for (headers, expected) in [
+        // Another body's signature, another key, bad hex, a bad key, one header alone.
+        (
+            vec![
+                ("X-Signature", sign(&key, &other)),
+                ("X-Public-Key", public.clone()),
+            ],
+            "does not verify",
+        ),
+        (
+            vec![
+                ("X-Signature", signature.clone()),
+                ("X-Public-Key", stranger),
+            ],
+            "does not verify",
+        ),
+        (
+            vec![
+                ("X-Signature", "zz".to_owned()),
+                ("X-Public-Key", public.clone()),
+            ],
+            "hex",
+        ),
+        (
+            vec![
+                ("X-Signature", signature.clone()),
+                ("X-Public-Key", "ssh-rsa !!!".to_owned()),
+            ],
+            "OpenSSH",
+        ),
+        (
+            vec![
+                ("X-Signature", signature.clone()),
+                ("X-Public-Key", "ssh-ed25519 AAAA".to_owned()),
+            ],
+            "OpenSSH",
+        ),
+        (
+            vec![
+                ("X-Signature", signature.clone()),
+                ("X-Public-Key", "ssh-rsa AAAAB3NzaC1yc2EAAAAD".to_owned()),
+            ],
+            "OpenSSH",
+        ),
+        (vec![("X-Signature", signature.clone())], "together"),
+    ] {
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        let title = face.submit(&body, &headers).await.refused(400);
+        assert!(title.contains(expected), "{headers:?}: {title}");
+    }
+    // Only the good submission was kept.
+    let page = face.get("/v1/results").await.json();
+    assert_eq!(page["results"].as_array().unwrap().len(), 1);
+}
+
+/// `annals serve` as a child process on `data`, on free ports.
+fn serve(data: &std::path::Path) -> common::Served {
+    common::spawn_serve(
+        &["--data".as_ref(), data.as_os_str(), "serve".as_ref()],
+        &[("ANNALS_HTTP_LISTEN", "127.0.0.1:0")],
+    )
+    .expect("the server starts")
+}
+
+#[actix_rt::test]
+async fn runs_statuses_and_uploads_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("log");
+    let client = || Refstack {
+        main: String::new(),
+        client: awc::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .finish(),
+        config: Config::default(),
+        _dir: tempfile::tempdir().unwrap(),
+    };
+    let stream = v2_stream();
+    let server = serve(&data);
+    let face = Refstack {
+        main: format!("http://{}", server.address),
+        ..client()
+    };
+    let id = face.open().await;
+    let answer = face
+        .post(
+            &format!("/v1/update-test-status/{id}"),
+            "application/x-www-form-urlencoded",
+            "status=done&finished=1",
+        )
+        .await;
+    assert_eq!(answer.status, 201);
+    let uploaded = face
+        .upload_multipart(&format!("/v1/post-result?test_id={id}"), &stream)
+        .await
+        .json();
+    let upload_id = uploaded["upload_id"].as_str().unwrap().to_owned();
+    let before = face.get(&format!("/v1/test-runs/{id}")).await.json();
+    let submitted = face.submit(&results_body("c", &["t.T.test"]), &[]).await;
+    assert_eq!(submitted.status, 201);
+    let results_before = face.get("/v1/results").await.json();
+    assert!(server.terminate().success());
+
+    let server = serve(&data);
+    let face = Refstack {
+        main: format!("http://{}", server.address),
+        ..client()
+    };
+    let after = face.get(&format!("/v1/test-runs/{id}")).await;
+    assert_eq!(after.status, 200);
+    assert_eq!(after.json(), before, "the run is what it was");
+    assert_eq!(before["statuses"][0]["status"], "done");
+    assert_eq!(before["uploads"][0]["upload_id"], upload_id.as_str());
+    let raw = face
+        .get(&format!("/v1/test-runs/{id}/uploads/{upload_id}"))
+        .await;
+    assert_eq!(raw.status, 200);
+    assert!(
+        raw.body == stream,
+        "the download after a restart is byte-identical"
+    );
+    // The same page, but for the port in each `url`.
+    let without_urls = |mut page: Value| {
+        for row in page["results"].as_array_mut().unwrap() {
+            row.as_object_mut().unwrap().remove("url");
+        }
+        page
+    };
+    assert_eq!(
+        without_urls(face.get("/v1/results").await.json()),
+        without_urls(results_before)
+    );
+    let miniconf = face.get(&format!("/get-miniconf?test_id={id}")).await;
+    assert_eq!(miniconf.json()["identity"]["username"], "demo");
+    assert!(server.terminate().success());
+}
+
+fn settings() -> insta::Settings {
+    let mut settings = insta::Settings::clone_current();
+    settings.set_snapshot_path("../snapshots");
+    settings.set_prepend_module_to_snapshot(false);
+    // The listener's port is in every `url`.
+    settings.add_redaction(".url", "[url]");
+    settings.add_redaction(".results[].url", "[url]");
+    settings
+}
+
+#[actix_rt::test]
+async fn golden_bodies() {
+    // The manual clock: times are T0, ids count up from 1, so nothing needs redacting.
+    let face = spawn(|_| {}).await;
+    let id = face.open().await;
+    face.post(
+        &format!("/v1/update-test-status/{id}"),
+        "application/x-www-form-urlencoded",
+        "status=test%20complete&finished=true",
+    )
+    .await;
+    let uploaded = face
+        .upload_multipart(&format!("/v1/post-result?test_id={id}"), &v2_stream())
+        .await
+        .json();
+    let run = face.get(&format!("/v1/test-runs/{id}")).await.json();
+    let miniconf = face
+        .get(&format!("/v1/get-miniconf?test_id={id}"))
+        .await
+        .json();
+    let submitted = face
+        .submit(&results_body("cloud0", &["tempest.api.a.A.test_one"]), &[])
+        .await
+        .json();
+    let results_id = submitted["test_id"].as_str().unwrap().to_owned();
+    let page = face.get("/v1/results").await.json();
+    let detail = face.get(&format!("/v1/results/{results_id}")).await.json();
+    for (name, body) in [
+        ("uploaded", uploaded),
+        ("run", run),
+        ("miniconf", miniconf),
+        ("submitted", submitted),
+        ("results_page", page),
+        ("results_detail", detail),
+    ] {
+        settings().bind(|| insta::assert_json_snapshot!(format!("refstack_{name}"), body));
+    }
+}
