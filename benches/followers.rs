@@ -8,6 +8,9 @@
 //! default 10000), `ANNALS_BENCH_ROUNDS` (wake rounds, default 50), `ANNALS_BENCH_WAKERS`
 //! (followers per wake round, default 100).
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
@@ -16,17 +19,11 @@ use std::time::{Duration, Instant};
 use annals::events::{
     DomainEvent, Durability, EventLog, ExpectedVersion, LogOptions, Metadata, NewEvent, StreamId,
 };
+use support::env_or;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Set in the child that holds the idle followers: the server's address.
 const CHILD_ROLE: &str = "ANNALS_BENCH_IDLE_FOLLOWERS_OF";
-
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn main() -> anyhow::Result<()> {
     if let Ok(address) = std::env::var(CHILD_ROLE) {

@@ -10,25 +10,15 @@
 //! (default 50000), `ANNALS_BENCH_UDP_RATE` (datagrams per second sent, default 20000),
 //! `ANNALS_BENCH_PHASES` (which to run, default `post,get,udp`; `get` needs `post` first).
 
-use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+#[path = "support/mod.rs"]
+mod support;
+
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use actix_web::{web, App, HttpResponse, HttpServer};
-use annals::actors::SystemClock;
+use actix_web::{web, HttpResponse};
 use annals::config::Config;
-use annals::events::EventLog;
-use annals::startup::Application;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+use support::{env_or, get, post, report, run};
 
 const APPS: usize = 5;
 
@@ -41,238 +31,94 @@ fn main() -> anyhow::Result<()> {
     let phase = move |name: &str| phases.split(',').any(|p| p.trim() == name);
 
     let dir = tempfile::tempdir()?;
-    let (annals, partisci) = start_annals(dir.path().join("log"))?;
-    let trivial = start_trivial()?;
+    let mut config = Config {
+        data: dir.path().join("log"),
+        ..Config::default()
+    };
+    config.http.listen = "127.0.0.1:0".into();
+    config.partisci.listen = "127.0.0.1:0".into();
+    let addresses = support::start_annals(config)?;
+    let (annals, partisci) = (
+        addresses.main,
+        addresses.partisci.expect("its own listener"),
+    );
+    let updates = hosts * APPS;
+    let trivial = start_trivial(updates)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let updates = hosts * APPS;
-        println!("POST update/, {updates} updates (distinct keys), {clients} connections");
-        let body = move |i: usize| {
-            format!(
-                r#"{{"app":"app{}","ver":"1.{i}","host":"host{}","instance":0}}"#,
-                i / hosts % APPS,
-                i % hosts
-            )
-        };
         if phase("post") {
-            let base = run(trivial, clients, updates, move |i| {
-                post("/trivial", &body(i))
+            println!("POST update/, {updates} updates (distinct keys), {clients} connections");
+            let body = move |i: usize| {
+                format!(
+                    r#"{{"app":"app{}","ver":"1.{i}","host":"host{}","instance":0}}"#,
+                    i / hosts % APPS,
+                    i % hosts
+                )
+            };
+            let base = run(trivial, clients, updates, 200, move |i| {
+                post("/trivial", "", &body(i))
             })
             .await;
-            let face = run(annals, clients, updates, move |i| {
-                post("/api/v1/update/", &body(i))
+            let face = run(annals, clients, updates, 200, move |i| {
+                post("/api/v1/update/", "", &body(i))
             })
             .await;
             report("trivial POST", &base, None);
             report("POST update/ (durable)", &face, Some(&base));
         }
-        if !phase("get") {
-            return if phase("udp") {
-                udp(annals, partisci, datagrams, udp_rate).await
-            } else {
-                Ok(())
-            };
+        if phase("get") {
+            println!("\nGET version/ over the versions the POST phase wrote");
+            let all = 20;
+            let base = run(trivial, 4, all, 200, |_| get("/trivial/all")).await;
+            let face = run(annals, 4, all, 200, |_| get("/api/v1/version/")).await;
+            report("trivial GET (same size)", &base, None);
+            report("GET version/ (all)", &face, Some(&base));
+            let one = 20_000;
+            let base = run(trivial, clients, one, 200, |_| get("/trivial")).await;
+            let face = run(annals, clients, one, 200, move |i| {
+                get(&format!("/api/v1/version/?host=host{}", i % hosts))
+            })
+            .await;
+            report("trivial GET", &base, None);
+            report("GET version/?host=H", &face, Some(&base));
         }
-
-        println!("\nGET version/ over {} versions", updates);
-        let all = 20;
-        let base = run(trivial, 4, all, |_| get("/trivial/all")).await;
-        let face = run(annals, 4, all, |_| get("/api/v1/version/")).await;
-        report("trivial GET (same size)", &base, None);
-        report("GET version/ (all)", &face, Some(&base));
-        let one = 20_000;
-        let base = run(trivial, clients, one, |_| get("/trivial")).await;
-        let face = run(annals, clients, one, move |i| {
-            get(&format!("/api/v1/version/?host=host{}", i % hosts))
-        })
-        .await;
-        report("trivial GET", &base, None);
-        report("GET version/?host=H", &face, Some(&base));
-
-        println!("\nUDP, {datagrams} datagrams sent at {udp_rate}/s");
-        udp(annals, partisci, datagrams, udp_rate).await
+        if phase("udp") {
+            println!("\nUDP, {datagrams} datagrams sent at {udp_rate}/s");
+            udp(annals, partisci, datagrams, udp_rate).await?;
+        }
+        Ok(())
     })
 }
 
-/// The annals server with the inventory face, on its own actix system; its main and Partisci
-/// addresses.
-fn start_annals(data: std::path::PathBuf) -> anyhow::Result<(SocketAddr, SocketAddr)> {
-    let mut config = Config {
-        data,
-        ..Config::default()
+/// The trivial server: a POST that reads its body, a GET of an empty list, and a GET of a body
+/// as large as a list of `versions` versions.
+fn start_trivial(versions: usize) -> anyhow::Result<SocketAddr> {
+    let row = r#"{"app_id":"app0","app":"app0","ver":"1.12345","host":"host1234","instance":0,"host_ip":"127.0.0.1","last_update":1700000000}"#;
+    let large: &'static str =
+        Box::leak(format!("{{\"data\":[{}]}}", vec![row; versions].join(",")).into_boxed_str());
+    let json = |body: &'static str| {
+        HttpResponse::Ok()
+            .content_type("application/json")
+            .body(body)
     };
-    config.http.listen = "127.0.0.1:0".into();
-    config.partisci.listen = "127.0.0.1:0".into();
-    let (sender, receiver) = std::sync::mpsc::channel();
-    std::thread::Builder::new()
-        .name("annals-server".into())
-        .spawn(move || {
-            actix_rt::System::new().block_on(async move {
-                let log =
-                    EventLog::open(&config.data, config.log_options()).expect("the log opens");
-                let application = Application::build(&config, log, Arc::new(SystemClock))
-                    .await
-                    .expect("annals starts");
-                let addresses = &application.addresses;
-                let _ = sender.send((addresses.main, addresses.partisci.expect("partisci")));
-                let _ = application.run().await;
-            })
-        })?;
-    Ok(receiver.recv()?)
-}
-
-/// A trivial actix-web server: a POST that reads its body, a GET of an empty list, and a GET of
-/// a body as large as the inventory's full version list.
-fn start_trivial() -> anyhow::Result<SocketAddr> {
-    let listener = TcpListener::bind("127.0.0.1:0")?;
-    let address = listener.local_addr()?;
-    let large: &'static str = Box::leak(
-        format!(
-            "{{\"data\":[{}]}}",
-            vec![r#"{"app_id":"app0","app":"app0","ver":"1.12345","host":"host1234","instance":0,"host_ip":"127.0.0.1","last_update":1700000000}"#; env_or("ANNALS_BENCH_HOSTS", 10_000) * APPS].join(",")
-        )
-        .into_boxed_str(),
-    );
-    std::thread::spawn(move || {
-        actix_rt::System::new().block_on(async move {
-            let server = HttpServer::new(move || {
-                App::new()
-                    .route(
-                        "/trivial",
-                        web::post().to(|_: web::Bytes| async { HttpResponse::Ok().finish() }),
-                    )
-                    .route(
-                        "/trivial",
-                        web::get().to(|| async {
-                            HttpResponse::Ok()
-                                .content_type("application/json")
-                                .body(r#"{"data":[]}"#)
-                        }),
-                    )
-                    .route(
-                        "/trivial/all",
-                        web::get().to(move || async move {
-                            HttpResponse::Ok()
-                                .content_type("application/json")
-                                .body(large)
-                        }),
-                    )
-            })
-            .listen(listener)
-            .expect("the trivial server listens")
-            .run();
-            let _ = server.await;
-        })
-    });
-    Ok(address)
-}
-
-fn post(path: &str, body: &str) -> String {
-    format!(
-        "POST {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-}
-
-fn get(path: &str) -> String {
-    format!("GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n")
-}
-
-/// Latencies of one run, and how long it took.
-struct Run {
-    latencies: Vec<Duration>,
-    elapsed: Duration,
-}
-
-/// Sends `total` requests over `clients` keep-alive connections; every answer must be 200.
-async fn run(
-    address: SocketAddr,
-    clients: usize,
-    total: usize,
-    request: impl Fn(usize) -> String + Send + Sync + 'static,
-) -> Run {
-    let request = Arc::new(request);
-    let next = Arc::new(AtomicUsize::new(0));
-    let started = Instant::now();
-    let tasks: Vec<_> = (0..clients)
-        .map(|_| {
-            let (request, next) = (request.clone(), next.clone());
-            tokio::spawn(async move {
-                let mut connection = TcpStream::connect(address).await.expect("connects");
-                connection.set_nodelay(true).expect("nodelay");
-                let mut latencies = Vec::new();
-                let mut buffer = Vec::with_capacity(1 << 16);
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= total {
-                        return latencies;
-                    }
-                    let sent = Instant::now();
-                    connection
-                        .write_all(request(i).as_bytes())
-                        .await
-                        .expect("sends");
-                    let status = read_response(&mut connection, &mut buffer).await;
-                    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&buffer));
-                    latencies.push(sent.elapsed());
-                }
-            })
-        })
-        .collect();
-    let mut latencies = Vec::with_capacity(total);
-    for task in tasks {
-        latencies.extend(task.await.expect("a client finishes"));
-    }
-    latencies.sort();
-    Run {
-        latencies,
-        elapsed: started.elapsed(),
-    }
-}
-
-/// Reads one response (headers and a `Content-Length` body); its status.
-async fn read_response(connection: &mut TcpStream, buffer: &mut Vec<u8>) -> u16 {
-    buffer.clear();
-    let mut chunk = [0u8; 65536];
-    loop {
-        if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buffer[..end]).to_ascii_lowercase();
-            let length: usize = head
-                .lines()
-                .find_map(|line| line.strip_prefix("content-length:"))
-                .map_or(0, |n| n.trim().parse().expect("a length"));
-            while buffer.len() < end + 4 + length {
-                let n = connection.read(&mut chunk).await.expect("reads");
-                assert!(n > 0, "the connection closed mid-body");
-                buffer.extend_from_slice(&chunk[..n]);
-            }
-            return head[9..12].parse().expect("a status");
-        }
-        let n = connection.read(&mut chunk).await.expect("reads");
-        assert!(n > 0, "the connection closed");
-        buffer.extend_from_slice(&chunk[..n]);
-    }
-}
-
-fn report(name: &str, run: &Run, beside: Option<&Run>) {
-    let rate = run.latencies.len() as f64 / run.elapsed.as_secs_f64();
-    let at = |q: f64| {
-        let i = ((run.latencies.len() as f64 * q) as usize).min(run.latencies.len() - 1);
-        run.latencies[i].as_secs_f64() * 1000.0
-    };
-    let ratio = beside.map_or(String::new(), |base| {
-        let base_rate = base.latencies.len() as f64 / base.elapsed.as_secs_f64();
-        format!("  ({:.2}× the trivial handler)", rate / base_rate)
-    });
-    println!(
-        "  {name:<26} {rate:>9.0} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms{ratio}",
-        at(0.5),
-        at(0.99)
-    );
+    support::start_trivial(move |routes| {
+        routes
+            .route(
+                "/trivial",
+                web::post().to(|_: web::Bytes| async { HttpResponse::Ok().finish() }),
+            )
+            .route(
+                "/trivial",
+                web::get().to(move || async move { json(r#"{"data":[]}"#) }),
+            )
+            .route(
+                "/trivial/all",
+                web::get().to(move || async move { json(large) }),
+            );
+    })
 }
 
 /// Sends datagrams at a steady rate from four sockets, then waits until the server has
@@ -330,13 +176,16 @@ async fn udp(
 
 /// The server's datagram counters: accepted, invalid, overloaded, failed, kernel drops.
 async fn datagram_counts(main: SocketAddr) -> [u64; 5] {
-    let mut connection = TcpStream::connect(main).await.expect("connects");
+    use tokio::io::AsyncWriteExt;
+    let mut connection = tokio::net::TcpStream::connect(main)
+        .await
+        .expect("connects");
     connection
         .write_all(get("/metrics").as_bytes())
         .await
         .expect("sends");
     let mut buffer = Vec::new();
-    read_response(&mut connection, &mut buffer).await;
+    support::read_response(&mut connection, &mut buffer).await;
     let text = String::from_utf8_lossy(&buffer);
     [
         "accepted",
