@@ -85,6 +85,28 @@ impl Faces {
     }
 }
 
+/// A resource that answers `route`, and any other method with 405 in a face's own shape:
+/// `wrong_method` makes the face's error from a message naming the path and the method.
+pub fn only<E>(
+    path: &str,
+    route: actix_web::Route,
+    wrong_method: fn(String) -> E,
+) -> actix_web::Resource
+where
+    E: actix_web::ResponseError + 'static,
+{
+    web::resource(path).route(route).default_service(web::to(
+        move |request: actix_web::HttpRequest| async move {
+            wrong_method(format!(
+                "{} does not accept {} requests",
+                request.path(),
+                request.method()
+            ))
+            .error_response()
+        },
+    ))
+}
+
 /// The metadata of events an HTTP request causes: who sent it, from where, and a fresh
 /// correlation id grouping every event of the request.
 pub fn metadata(request: &actix_web::HttpRequest, caller: &crate::auth::Caller) -> Metadata {

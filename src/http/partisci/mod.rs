@@ -107,18 +107,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
 
 /// A resource answering 405 in Partisci's shape to any method but the one routed.
 fn only(path: &str, route: actix_web::Route) -> actix_web::Resource {
-    web::resource(path)
-        .route(route)
-        .default_service(web::to(method_not_allowed))
-}
-
-async fn method_not_allowed(request: HttpRequest) -> HttpResponse {
-    PartisciError::MethodNotAllowed(format!(
-        "{} does not accept {} requests",
-        request.path(),
-        request.method()
-    ))
-    .error_response()
+    super::only(path, route, PartisciError::MethodNotAllowed)
 }
 
 async fn not_found(request: HttpRequest) -> HttpResponse {

@@ -163,21 +163,11 @@ pub fn routes(config: &mut web::ServiceConfig) {
 /// A resource answering 405 in the face's shape to any method but the one routed, and its
 /// path and query errors in the face's shape too.
 fn only(path: &str, route: actix_web::Route) -> actix_web::Resource {
-    web::resource(path)
-        .app_data(web::QueryConfig::default().error_handler(|error, _| {
+    super::only(path, route, RefstackError::MethodNotAllowed).app_data(
+        web::QueryConfig::default().error_handler(|error, _| {
             RefstackError::BadRequest(format!("bad query: {error}")).into()
-        }))
-        .route(route)
-        .default_service(web::to(method_not_allowed))
-}
-
-async fn method_not_allowed(request: HttpRequest) -> HttpResponse {
-    RefstackError::MethodNotAllowed(format!(
-        "{} does not accept {} requests",
-        request.path(),
-        request.method()
-    ))
-    .error_response()
+        }),
+    )
 }
 
 impl Refstack {
