@@ -51,10 +51,16 @@ impl Application {
         log: EventLog,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Application> {
+        // Settings are checked before anything starts.
         let auth = Arc::new(
             Auth::new(config.accounts.clone())
                 .map_err(|reason| anyhow::anyhow!("the accounts are not valid: {reason}"))?,
         );
+        if config.http.sse_keep_alive_s == 0 {
+            bail!("[http] sse_keep_alive_s must be at least 1 (second)");
+        }
+        let sse_keep_alive = Duration::from_secs(config.http.sse_keep_alive_s);
+        let tls = tls_config("http", &config.http.tls_cert, &config.http.tls_key)?;
         let settings = config.actor_settings();
         let jobs =
             Entities::<Job>::start(log.clone(), clock.clone(), Arc::new(NoEffects), settings);
@@ -124,28 +130,20 @@ impl Application {
             }));
         }
 
-        let guard = Arc::new(Guard {
+        let guard = Guard {
             auth,
             api: config.auth.api,
-        });
-        if config.http.sse_keep_alive_s == 0 {
-            bail!("[http] sse_keep_alive_s must be at least 1 (second)");
-        }
-        let sse_keep_alive = Duration::from_secs(config.http.sse_keep_alive_s);
+        };
         let state = || HttpState {
             sse_keep_alive,
             log: log.clone(),
-            guard: Guard {
-                auth: guard.auth.clone(),
-                api: guard.api,
-            },
+            guard: guard.clone(),
             faces: faces.clone(),
         };
         let listen = config.http.listen.as_str();
         let main =
             TcpListener::bind(listen).with_context(|| format!("cannot listen on {listen}"))?;
         let main_address = main.local_addr()?;
-        let tls = tls_config("http", &config.http.tls_cert, &config.http.tls_key)?;
         let mut servers = vec![http::serve(main, state(), Serves::Everything, tls)?];
         for (face, listener, tls) in own_listeners {
             servers.push(http::serve(listener, state(), Serves::Only(face), tls)?);

@@ -13,6 +13,7 @@ use super::error::ApiError;
 use crate::auth::{Access, Auth, AuthError, Caller};
 
 /// Who may use what, shared by every worker.
+#[derive(Clone)]
 pub struct Guard {
     pub auth: Arc<Auth>,
     /// Who may use the event API.
