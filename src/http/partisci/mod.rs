@@ -10,7 +10,7 @@ use std::sync::Arc;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::body::{read_body, BodyError};
 use super::caller::{authorize, Denied};
@@ -144,20 +144,9 @@ fn unix(time: DateTime<Utc>) -> i64 {
     time.timestamp()
 }
 
-#[derive(Serialize)]
-struct VersionBody<'a> {
-    app_id: &'a str,
-    app: &'a str,
-    ver: &'a str,
-    host: &'a str,
-    instance: u16,
-    host_ip: &'a str,
-    last_update: i64,
-}
-
-impl<'a> From<&'a Version> for VersionBody<'a> {
+impl<'a> From<&'a Version> for openapi::PartisciVersion<'a> {
     fn from(v: &'a Version) -> Self {
-        VersionBody {
+        openapi::PartisciVersion {
             app_id: &v.app_id,
             app: &v.app,
             ver: &v.ver,
@@ -179,18 +168,13 @@ async fn apps(
     face: web::Data<Partisci>,
 ) -> Result<HttpResponse, PartisciError> {
     face.authorize(&request, face.access).await?;
-    #[derive(Serialize)]
-    struct AppBody {
-        app_id: String,
-        app: String,
-        last_update: i64,
-        host_count: usize,
-    }
-    Ok(data(face.inventory.apps().into_iter().map(|app| AppBody {
-        app_id: app.app_id,
-        app: app.app,
-        last_update: unix(app.last_update),
-        host_count: app.host_count,
+    Ok(data(face.inventory.apps().into_iter().map(|app| {
+        openapi::PartisciApp {
+            app_id: app.app_id,
+            app: app.app,
+            last_update: unix(app.last_update),
+            host_count: app.host_count,
+        }
     })))
 }
 
@@ -204,26 +188,13 @@ async fn hosts(
     face: web::Data<Partisci>,
 ) -> Result<HttpResponse, PartisciError> {
     face.authorize(&request, face.access).await?;
-    #[derive(Serialize)]
-    struct HostBody {
-        host: String,
-        last_update: i64,
-        app_count: usize,
-    }
     Ok(data(face.inventory.hosts().into_iter().map(|host| {
-        HostBody {
+        openapi::PartisciHost {
             host: host.host,
             last_update: unix(host.last_update),
             app_count: host.app_count,
         }
     })))
-}
-
-#[derive(Deserialize)]
-struct VersionQuery {
-    app_id: Option<String>,
-    host: Option<String>,
-    ver: Option<String>,
 }
 
 /// Active versions, filtered.
@@ -238,7 +209,7 @@ struct VersionQuery {
 async fn versions(
     request: HttpRequest,
     face: web::Data<Partisci>,
-    query: web::Query<VersionQuery>,
+    query: web::Query<openapi::VersionParams>,
 ) -> Result<HttpResponse, PartisciError> {
     face.authorize(&request, face.access).await?;
     // An empty parameter is no filter, as in Partisci.
@@ -250,7 +221,9 @@ async fn versions(
     };
     let versions = face.inventory.versions(&filter);
     Ok(data(
-        versions.iter().map(|version| VersionBody::from(&**version)),
+        versions
+            .iter()
+            .map(|version| openapi::PartisciVersion::from(&**version)),
     ))
 }
 
@@ -336,10 +309,10 @@ async fn info(
     face: web::Data<Partisci>,
 ) -> Result<HttpResponse, PartisciError> {
     face.authorize(&request, face.access).await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "version": env!("CARGO_PKG_VERSION"),
-        "server": "annals",
-        "versions": face.inventory.version_count(),
-        "danger": face.danger,
-    })))
+    Ok(HttpResponse::Ok().json(openapi::PartisciInstance {
+        version: env!("CARGO_PKG_VERSION"),
+        server: "annals",
+        versions: face.inventory.version_count(),
+        danger: face.danger,
+    }))
 }

@@ -97,8 +97,8 @@ with 403 unless `[partisci] danger = true`. Once accounts exist it needs an admi
 pub const INFO_DESCRIPTION: &str = "What this instance is. Also served at the early \
 `GET /api/v1/_partisci/`.";
 
-/// `GET /api/v1/version/`: the three exact filters.
-#[derive(IntoParams)]
+/// `GET /api/v1/version/`: the three exact filters, as the handler reads them.
+#[derive(IntoParams, serde::Deserialize)]
 #[into_params(parameter_in = Query)]
 pub struct VersionParams {
     /// Only versions of this application id (such as `demo_app`).
@@ -115,8 +115,8 @@ pub struct PartisciApps {
     pub data: Vec<PartisciApp>,
 }
 
-/// An application with at least one active version.
-#[derive(ToSchema)]
+/// An application with at least one active version. The body the handler writes.
+#[derive(ToSchema, serde::Serialize)]
 pub struct PartisciApp {
     /// `app` lower-cased, each character outside `0-9a-z` replaced by `_`.
     #[schema(example = "demo_app")]
@@ -128,7 +128,7 @@ pub struct PartisciApp {
     pub last_update: i64,
     /// How many distinct hosts run it.
     #[schema(minimum = 1)]
-    pub host_count: u64,
+    pub host_count: usize,
 }
 
 /// `{"data": [...]}` of `GET /api/v1/host/`.
@@ -137,8 +137,8 @@ pub struct PartisciHosts {
     pub data: Vec<PartisciHost>,
 }
 
-/// A host with at least one active version.
-#[derive(ToSchema)]
+/// A host with at least one active version. The body the handler writes.
+#[derive(ToSchema, serde::Serialize)]
 pub struct PartisciHost {
     /// The host as reported (empty when a client gave none).
     #[schema(example = "web1")]
@@ -147,33 +147,34 @@ pub struct PartisciHost {
     pub last_update: i64,
     /// How many distinct applications it runs.
     #[schema(minimum = 1)]
-    pub app_count: u64,
+    pub app_count: usize,
 }
 
 /// `{"data": [...]}` of `GET /api/v1/version/`.
 #[derive(ToSchema)]
 pub struct PartisciVersions {
-    pub data: Vec<PartisciVersion>,
+    pub data: Vec<PartisciVersion<'static>>,
 }
 
-/// One active version: the client's report and what the server assigned.
-#[derive(ToSchema)]
-pub struct PartisciVersion {
+/// One active version: the client's report and what the server assigned. The body the handler
+/// writes, borrowed from the read model (a full list holds tens of thousands).
+#[derive(ToSchema, serde::Serialize)]
+pub struct PartisciVersion<'a> {
     /// Assigned by the server: `app` lower-cased, each character outside `0-9a-z` made `_`.
     #[schema(example = "demo_app")]
-    pub app_id: String,
+    pub app_id: &'a str,
     #[schema(example = "Demo App")]
-    pub app: String,
+    pub app: &'a str,
     #[schema(example = "1.2.3dev")]
-    pub ver: String,
+    pub ver: &'a str,
     #[schema(example = "web1")]
-    pub host: String,
+    pub host: &'a str,
     /// Tells apart several copies of one application on one host.
     #[schema(maximum = 65535)]
     pub instance: u16,
     /// The address the report came from (the HTTP peer or the UDP sender).
     #[schema(example = "192.0.2.7")]
-    pub host_ip: String,
+    pub host_ip: &'a str,
     /// When the server received the report, in Unix seconds.
     pub last_update: i64,
 }
@@ -197,17 +198,17 @@ pub struct PartisciUpdate {
     pub instance: Option<u16>,
 }
 
-/// `GET /debug/vars` and `GET /api/v1/_partisci/`.
-#[derive(ToSchema)]
+/// `GET /debug/vars` and `GET /api/v1/_partisci/`. The body the handler writes.
+#[derive(ToSchema, serde::Serialize)]
 pub struct PartisciInstance {
     /// annals' version.
     #[schema(example = "0.1.0")]
-    pub version: String,
+    pub version: &'static str,
     /// Always `annals`.
     #[schema(example = "annals")]
-    pub server: String,
-    /// How many active versions the inventory holds.
-    pub versions: u64,
+    pub server: &'static str,
+    /// How many versions the inventory holds, active or not.
+    pub versions: usize,
     /// Whether `_danger/clear/` may clear the inventory (`[partisci] danger`).
     pub danger: bool,
 }
