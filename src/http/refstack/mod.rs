@@ -11,7 +11,7 @@ use std::sync::Arc;
 use actix_web::http::header::{self, ContentDisposition, DispositionParam, DispositionType};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse, ResponseError};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use uuid::Uuid;
 
 use super::body::{read_body, BodyError};
@@ -23,7 +23,6 @@ use crate::actors::testrun::{
     Cloud, CloudSpec, InvalidCloud, InvalidStatus, StatusMessage, TestRunState, TestRuns,
 };
 use crate::auth::{Access, Auth, Caller};
-use crate::testresults::{Format, Summary};
 use multipart::MultipartError;
 
 /// What the face's handlers share.
@@ -176,12 +175,6 @@ impl Refstack {
     }
 }
 
-/// `{"test_id": "..."}`.
-#[derive(Serialize)]
-struct Opened {
-    test_id: Uuid,
-}
-
 /// Opens a test run for a cloud.
 #[utoipa::path(post, path = "/v1/test-runs", operation_id = "refstack_open_run",
     summary = "Open a test run for a cloud", description = openapi::OPEN_DESCRIPTION,
@@ -207,7 +200,7 @@ async fn open_run(
     let cloud = Cloud::parse(spec)?;
     let metadata = super::metadata(&request, &caller);
     let test_id = face.runs.open(Some(cloud), caller.user, metadata).await?;
-    Ok(HttpResponse::Created().json(Opened { test_id }))
+    Ok(HttpResponse::Created().json(openapi::RefstackOpened { test_id }))
 }
 
 #[derive(Deserialize, Default)]
@@ -278,16 +271,6 @@ struct TestIdQuery {
     test_id: Option<String>,
 }
 
-/// What `post-result` answers.
-#[derive(Serialize)]
-struct Uploaded {
-    test_id: Uuid,
-    upload_id: Uuid,
-    format: Format,
-    summary: Summary,
-    duration_seconds: Option<f64>,
-}
-
 /// Takes an upload of test results.
 #[utoipa::path(post, path = "/v1/post-result", operation_id = "refstack_post_result",
     summary = "Upload test results", description = openapi::POST_RESULT_DESCRIPTION,
@@ -342,7 +325,7 @@ async fn post_result(
         .runs
         .upload(test_id, file, caller.user, metadata)
         .await?;
-    Ok(HttpResponse::Created().json(Uploaded {
+    Ok(HttpResponse::Created().json(openapi::RefstackUploaded {
         test_id: accepted.test_id,
         upload_id: accepted.upload_id,
         format: accepted.run.format,
@@ -398,38 +381,9 @@ async fn get_testcases(
     Ok(HttpResponse::Ok().json(serde_json::json!({ "testcases": ["tempest"] })))
 }
 
-/// A test run as `GET /v1/test-runs/{test_id}` shows it.
-#[derive(Serialize)]
-struct RunView {
-    test_id: Uuid,
-    cloud: Option<String>,
-    opened_at: chrono::DateTime<chrono::Utc>,
-    ended_at: Option<chrono::DateTime<chrono::Utc>>,
-    statuses: Vec<StatusView>,
-    uploads: Vec<UploadView>,
-}
-
-#[derive(Serialize)]
-struct StatusView {
-    status: String,
-    finished: bool,
-    at: chrono::DateTime<chrono::Utc>,
-}
-
-#[derive(Serialize)]
-struct UploadView {
-    upload_id: Uuid,
-    format: Format,
-    summary: Summary,
-    duration_seconds: Option<f64>,
-    sha256: String,
-    size: u64,
-    at: chrono::DateTime<chrono::Utc>,
-}
-
-fn run_view(test_id: Uuid, state: TestRunState) -> Option<RunView> {
+fn run_view(test_id: Uuid, state: TestRunState) -> Option<openapi::RefstackRun> {
     let opened = state.opened?;
-    Some(RunView {
+    Some(openapi::RefstackRun {
         test_id,
         cloud: opened.cloud.map(|cloud| cloud.name().to_owned()),
         opened_at: opened.at,
@@ -437,7 +391,7 @@ fn run_view(test_id: Uuid, state: TestRunState) -> Option<RunView> {
         statuses: state
             .statuses
             .into_iter()
-            .map(|s| StatusView {
+            .map(|s| openapi::RefstackStatus {
                 status: s.message,
                 finished: s.finished,
                 at: s.at,
@@ -446,7 +400,7 @@ fn run_view(test_id: Uuid, state: TestRunState) -> Option<RunView> {
         uploads: state
             .uploads
             .into_iter()
-            .map(|u| UploadView {
+            .map(|u| openapi::RefstackUpload {
                 upload_id: u.upload_id,
                 format: u.upload.format,
                 summary: u.upload.summary,
@@ -525,13 +479,6 @@ fn result_url(request: &HttpRequest, id: Uuid) -> String {
     format!("{}://{}/#/results/{id}", info.scheme(), info.host())
 }
 
-/// What `POST /v1/results/` answers.
-#[derive(Serialize)]
-struct Submitted {
-    test_id: Uuid,
-    url: String,
-}
-
 fn header(request: &HttpRequest, name: &str) -> Result<Option<String>, RefstackError> {
     request
         .headers()
@@ -577,33 +524,16 @@ async fn submit_results(
         .results
         .submit(body, signature, public_key, caller.user, metadata)
         .await?;
-    Ok(HttpResponse::Created().json(Submitted {
+    Ok(HttpResponse::Created().json(openapi::RefstackSubmitted {
         test_id: id,
         url: result_url(&request, id),
     }))
 }
 
-#[derive(Deserialize)]
-struct PageQuery {
-    page: Option<usize>,
-}
-
-/// One row of `GET /v1/results`.
-#[derive(Serialize)]
-struct ResultView {
-    id: Uuid,
-    created_at: chrono::DateTime<chrono::Utc>,
-    duration_seconds: u64,
-    meta: serde_json::Map<String, serde_json::Value>,
-    url: String,
-}
-
-fn meta(row: &ResultRow) -> serde_json::Map<String, serde_json::Value> {
-    let mut meta = serde_json::Map::new();
-    if let Some(key) = &row.public_key {
-        meta.insert("public_key".into(), key.clone().into());
+fn meta(row: &ResultRow) -> openapi::RefstackMeta {
+    openapi::RefstackMeta {
+        public_key: row.public_key.clone(),
     }
-    meta
 }
 
 /// Submitted results, newest first.
@@ -617,7 +547,7 @@ fn meta(row: &ResultRow) -> serde_json::Map<String, serde_json::Value> {
 async fn list_results(
     request: HttpRequest,
     face: web::Data<Refstack>,
-    query: web::Query<PageQuery>,
+    query: web::Query<openapi::PageParams>,
 ) -> Result<HttpResponse, RefstackError> {
     face.authorize(&request).await?;
     let page = query.page.unwrap_or(1);
@@ -625,10 +555,10 @@ async fn list_results(
         return Err(RefstackError::BadRequest("pages count from 1".into()));
     }
     let page = face.results.page(page);
-    let results: Vec<ResultView> = page
+    let results = page
         .rows
         .iter()
-        .map(|row| ResultView {
+        .map(|row| openapi::RefstackResultRow {
             id: row.id,
             created_at: row.created_at,
             duration_seconds: row.duration_seconds,
@@ -636,10 +566,13 @@ async fn list_results(
             url: result_url(&request, row.id),
         })
         .collect();
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "results": results,
-        "pagination": {"current_page": page.current_page, "total_pages": page.total_pages},
-    })))
+    Ok(HttpResponse::Ok().json(openapi::RefstackResultsPage {
+        results,
+        pagination: openapi::RefstackPagination {
+            current_page: page.current_page,
+            total_pages: page.total_pages,
+        },
+    }))
 }
 
 /// One submission with its tests.
@@ -661,14 +594,13 @@ async fn get_results(
     let id =
         Uuid::parse_str(&id).map_err(|_| RefstackError::NotFound(format!("no results {id}")))?;
     let (row, tests) = face.results.get(id).await?;
-    let names: Vec<&str> = tests.iter().map(|test| test.name.as_str()).collect();
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "id": row.id,
-        "created_at": row.created_at,
-        "duration_seconds": row.duration_seconds,
-        "cpid": row.cpid,
-        "meta": meta(&row),
-        "url": result_url(&request, row.id),
-        "results": names,
-    })))
+    Ok(HttpResponse::Ok().json(openapi::RefstackResultDetail {
+        id: row.id,
+        created_at: row.created_at,
+        duration_seconds: row.duration_seconds,
+        meta: meta(&row),
+        url: result_url(&request, row.id),
+        results: tests.into_iter().map(|test| test.name).collect(),
+        cpid: row.cpid,
+    }))
 }

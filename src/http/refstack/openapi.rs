@@ -6,6 +6,8 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
+
+use crate::testresults::{Format, Summary};
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::response::{Response, ResponseBuilder};
 use utoipa::openapi::security::SecurityRequirement;
@@ -144,13 +146,13 @@ the last has no results.";
 pub const GET_RESULTS_DESCRIPTION: &str = "One submission, with the names of its passing tests \
 read back from the body as it was submitted.";
 
-/// `?page=`.
-#[derive(IntoParams)]
+/// `?page=`, as the handler reads it.
+#[derive(IntoParams, serde::Deserialize)]
 #[into_params(parameter_in = Query)]
 pub struct PageParams {
     /// From 1 (the default).
     #[param(minimum = 1)]
-    pub page: Option<u64>,
+    pub page: Option<usize>,
 }
 
 /// `{id}` of submitted results.
@@ -175,7 +177,7 @@ pub struct SignatureHeaders {
 }
 
 /// `POST /v1/results/`'s answer.
-#[derive(ToSchema)]
+#[derive(ToSchema, Serialize)]
 pub struct RefstackSubmitted {
     pub test_id: uuid::Uuid,
     /// `<scheme>://<host>/#/results/<id>`, which refstack-client prints.
@@ -184,14 +186,14 @@ pub struct RefstackSubmitted {
 }
 
 /// `GET /v1/results`.
-#[derive(ToSchema)]
+#[derive(ToSchema, Serialize)]
 pub struct RefstackResultsPage {
     pub results: Vec<RefstackResultRow>,
     pub pagination: RefstackPagination,
 }
 
 /// One submission in a page.
-#[derive(ToSchema)]
+#[derive(ToSchema, Serialize)]
 pub struct RefstackResultRow {
     pub id: uuid::Uuid,
     pub created_at: chrono::DateTime<chrono::Utc>,
@@ -201,22 +203,23 @@ pub struct RefstackResultRow {
 }
 
 /// What is known of a submission besides its results.
-#[derive(ToSchema)]
+#[derive(ToSchema, Serialize)]
 pub struct RefstackMeta {
     /// The OpenSSH key (`ssh-rsa <base64>`) whose signature verified; absent when unsigned.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub public_key: Option<String>,
 }
 
-#[derive(ToSchema)]
+#[derive(ToSchema, Serialize)]
 pub struct RefstackPagination {
     #[schema(minimum = 1)]
-    pub current_page: u64,
+    pub current_page: usize,
     #[schema(minimum = 1)]
-    pub total_pages: u64,
+    pub total_pages: usize,
 }
 
 /// `GET /v1/results/{id}`.
-#[derive(ToSchema)]
+#[derive(ToSchema, Serialize)]
 pub struct RefstackResultDetail {
     pub id: uuid::Uuid,
     pub created_at: chrono::DateTime<chrono::Utc>,
@@ -295,7 +298,7 @@ pub struct RefstackCloud {
 }
 
 /// `POST /v1/test-runs`'s answer.
-#[derive(ToSchema)]
+#[derive(ToSchema, Serialize)]
 pub struct RefstackOpened {
     pub test_id: uuid::Uuid,
 }
@@ -331,7 +334,8 @@ pub struct RefstackMultipart {
     pub file: Vec<u8>,
 }
 
-/// How an upload was read.
+/// How an upload was read: the schema of `testresults::Format`, which the bodies carry (the
+/// document's test holds the two together).
 #[derive(ToSchema, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RefstackFormat {
@@ -341,7 +345,7 @@ pub enum RefstackFormat {
     ParsedResultsJson,
 }
 
-/// Tests per 2014 bucket.
+/// Tests per 2014 bucket: the schema of `testresults::Summary`, which the bodies carry.
 #[derive(ToSchema, Serialize)]
 pub struct RefstackSummary {
     #[serde(rename = "PASS")]
@@ -360,13 +364,15 @@ pub struct RefstackSummary {
 }
 
 /// `post-result`'s answer.
-#[derive(ToSchema)]
+#[derive(ToSchema, Serialize)]
 pub struct RefstackUploaded {
     /// The run the upload was recorded on: the one named, or a new anonymous one.
     pub test_id: uuid::Uuid,
     pub upload_id: uuid::Uuid,
-    pub format: RefstackFormat,
-    pub summary: RefstackSummary,
+    #[schema(value_type = RefstackFormat)]
+    pub format: Format,
+    #[schema(value_type = RefstackSummary)]
+    pub summary: Summary,
     /// From the stream's times, or the JSON results' own; `null` when it had none.
     pub duration_seconds: Option<f64>,
 }
@@ -385,7 +391,7 @@ pub struct RefstackTestcases {
 }
 
 /// A test run.
-#[derive(ToSchema)]
+#[derive(ToSchema, Serialize)]
 pub struct RefstackRun {
     pub test_id: uuid::Uuid,
     /// The cloud's name; `null` for an anonymous upload's run.
@@ -397,7 +403,7 @@ pub struct RefstackRun {
 }
 
 /// One status update.
-#[derive(ToSchema)]
+#[derive(ToSchema, Serialize)]
 pub struct RefstackStatus {
     pub status: String,
     pub finished: bool,
@@ -405,11 +411,13 @@ pub struct RefstackStatus {
 }
 
 /// One upload.
-#[derive(ToSchema)]
+#[derive(ToSchema, Serialize)]
 pub struct RefstackUpload {
     pub upload_id: uuid::Uuid,
-    pub format: RefstackFormat,
-    pub summary: RefstackSummary,
+    #[schema(value_type = RefstackFormat)]
+    pub format: Format,
+    #[schema(value_type = RefstackSummary)]
+    pub summary: Summary,
     pub duration_seconds: Option<f64>,
     /// The raw upload's SHA-256, in hex.
     pub sha256: String,
