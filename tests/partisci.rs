@@ -9,12 +9,10 @@ use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::Duration;
 
-use annals::actors::{Clock, ManualClock};
+use annals::actors::ManualClock;
 use annals::auth::{Access, Account, Role};
 use annals::config::Config;
-use annals::events::{Durability, EventLog};
-use annals::startup::Application;
-use common::{at, poll_async};
+use common::{at, poll_async, T0};
 use serde_json::{json, Value};
 
 struct Inventory {
@@ -23,39 +21,22 @@ struct Inventory {
     partisci: SocketAddr,
     client: awc::Client,
     clock: Arc<ManualClock>,
-    log: EventLog,
     _dir: tempfile::TempDir,
 }
 
-/// The time the test inventory starts at: 2023-11-14T22:13:20Z.
-const T0: i64 = 1_700_000_000;
-
 async fn spawn(configure: impl FnOnce(&mut Config)) -> Inventory {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = Config {
-        data: dir.path().join("log"),
-        durability: Durability::Flush,
-        ..Config::default()
-    };
-    config.http.listen = "127.0.0.1:0".into();
-    config.partisci.listen = "127.0.0.1:0".into();
+    let mut config = common::server_config(dir.path());
     configure(&mut config);
-    let log = EventLog::open(&config.data, config.log_options()).unwrap();
     let clock = Arc::new(ManualClock::at(at(T0 * 1_000_000)));
-    let application = Application::build(&config, log.clone(), clock.clone() as Arc<dyn Clock>)
-        .await
-        .expect("the server starts");
-    let main = format!("http://{}", application.addresses.main);
-    let partisci = application.addresses.partisci.expect("its own listener");
-    actix_rt::spawn(application.run());
+    let addresses = common::start_server(&config, clock.clone()).await;
     Inventory {
-        main,
-        partisci,
+        main: format!("http://{}", addresses.main),
+        partisci: addresses.partisci.expect("its own listener"),
         client: awc::Client::builder()
             .timeout(Duration::from_secs(60))
             .finish(),
         clock,
-        log,
         _dir: dir,
     }
 }
@@ -640,5 +621,4 @@ async fn concurrent_udp_and_http_writers_and_readers_end_with_what_was_sent() {
     for host in hosts["data"].as_array().unwrap() {
         assert_eq!(host["app_count"], 2, "{host}");
     }
-    let _ = &inventory.log;
 }

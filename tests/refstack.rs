@@ -10,13 +10,11 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use annals::actors::{Clock, ManualClock};
+use annals::actors::ManualClock;
 use annals::auth::{new_token, Access, Account, Role};
 use annals::config::Config;
-use annals::events::{Durability, EventLog};
-use annals::startup::Application;
 use annals::testresults::testing::{damaged_uploads, PacketStatus, V1Writer, V2Writer};
-use common::at;
+use common::{at, T0};
 use serde_json::{json, Value};
 
 struct Refstack {
@@ -26,17 +24,9 @@ struct Refstack {
     _dir: tempfile::TempDir,
 }
 
-/// 2023-11-14T22:13:20Z.
-const T0: i64 = 1_700_000_000;
-
 async fn spawn(configure: impl FnOnce(&mut Config)) -> Refstack {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = Config {
-        data: dir.path().join("log"),
-        durability: Durability::Flush,
-        ..Config::default()
-    };
-    config.http.listen = "127.0.0.1:0".into();
+    let mut config = common::server_config(dir.path());
     config.partisci.enabled = false;
     configure(&mut config);
     let main = start(&config).await;
@@ -52,14 +42,8 @@ async fn spawn(configure: impl FnOnce(&mut Config)) -> Refstack {
 
 /// Starts a server on `config`'s log, and returns its base URL.
 async fn start(config: &Config) -> String {
-    let log = EventLog::open(&config.data, config.log_options()).unwrap();
     let clock = Arc::new(ManualClock::at(at(T0 * 1_000_000)));
-    let application = Application::build(config, log, clock as Arc<dyn Clock>)
-        .await
-        .expect("the server starts");
-    let main = format!("http://{}", application.addresses.main);
-    actix_rt::spawn(application.run());
-    main
+    format!("http://{}", common::start_server(config, clock).await.main)
 }
 
 /// An answer: status, content type and body.

@@ -49,6 +49,38 @@ impl TempLog {
     }
 }
 
+/// 2023-11-14T22:13:20Z, in Unix seconds: where the test clocks of in-process servers start.
+pub const T0: i64 = 1_700_000_000;
+
+/// A configuration for the real server in-process: its log under `dir`, flushed rather than
+/// fsynced (enough for a process crash), the main listener and the Partisci face's own on free
+/// loopback ports.
+pub fn server_config(dir: &Path) -> annals::config::Config {
+    let mut config = annals::config::Config {
+        data: dir.join("log"),
+        durability: Durability::Flush,
+        ..annals::config::Config::default()
+    };
+    config.http.listen = "127.0.0.1:0".into();
+    config.partisci.listen = "127.0.0.1:0".into();
+    config
+}
+
+/// Runs the real server in-process, on the current actix system, on `config` and `clock`;
+/// where it listens.
+pub async fn start_server(
+    config: &annals::config::Config,
+    clock: std::sync::Arc<dyn annals::actors::Clock>,
+) -> annals::startup::Addresses {
+    let log = EventLog::open(&config.data, config.log_options()).expect("the log opens");
+    let application = annals::startup::Application::build(config, log, clock)
+        .await
+        .expect("the server starts");
+    let addresses = application.addresses.clone();
+    actix_rt::spawn(application.run());
+    addresses
+}
+
 /// Options for tests that do not need power-loss durability: appends are still acknowledged
 /// only after sled has written them, which is all a process crash needs.
 pub fn fast() -> LogOptions {
