@@ -8,9 +8,9 @@ use std::sync::LazyLock;
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 use utoipa::openapi::path::{Operation, OperationBuilder, ParameterBuilder, ParameterIn, PathItem};
-use utoipa::openapi::response::ResponseBuilder;
+use utoipa::openapi::response::{Response, ResponseBuilder};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
-use utoipa::openapi::{ContentBuilder, HttpMethod, ObjectBuilder, OpenApi, Required, Type};
+use utoipa::openapi::{ContentBuilder, HttpMethod, ObjectBuilder, OpenApi, RefOr, Required, Type};
 use utoipa::Modify;
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
@@ -83,6 +83,37 @@ pub fn account_security() -> Vec<SecurityRequirement> {
         SecurityRequirement::new(BASIC, Vec::<String>::new()),
         SecurityRequirement::new(BEARER, Vec::<String>::new()),
     ]
+}
+
+/// An error answer whose body is the component schema `body` (a face's own error body).
+pub fn error_answer(description: &str, body: &str) -> RefOr<Response> {
+    ResponseBuilder::new()
+        .description(description)
+        .content("application/json", error_content(body))
+        .build()
+        .into()
+}
+
+/// A 401 with the `WWW-Authenticate` challenge every refusal carries, in the error body `body`.
+pub fn unauthorized_answer(description: &str, body: &str) -> RefOr<Response> {
+    ResponseBuilder::new()
+        .description(description)
+        .header(
+            "WWW-Authenticate",
+            utoipa::openapi::header::HeaderBuilder::new()
+                .schema(ObjectBuilder::new().schema_type(Type::String))
+                .description(Some(super::error::CHALLENGE))
+                .build(),
+        )
+        .content("application/json", error_content(body))
+        .build()
+        .into()
+}
+
+fn error_content(body: &str) -> utoipa::openapi::Content {
+    ContentBuilder::new()
+        .schema(Some(utoipa::openapi::Ref::from_schema_name(body)))
+        .build()
 }
 
 /// Every operation of a document, for modifiers that say something of all of a piece's routes.

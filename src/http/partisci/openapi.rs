@@ -5,10 +5,9 @@
 //! so that the two cannot drift apart.
 
 use crate::http::openapi::path_operations;
-use utoipa::openapi::header::HeaderBuilder;
-use utoipa::openapi::response::{Response, ResponseBuilder};
+use utoipa::openapi::response::Response;
 use utoipa::openapi::security::SecurityRequirement;
-use utoipa::openapi::{ContentBuilder, Deprecated, ObjectBuilder, OpenApi, Ref, RefOr, Type};
+use utoipa::openapi::{Deprecated, OpenApi, RefOr};
 use utoipa::{IntoParams, Modify, ToSchema};
 
 /// The face's routes, their schemas, and who may use them.
@@ -266,24 +265,17 @@ impl Modify for FaceWide {
 
 /// The answers any route of the face may give, whatever it does.
 fn common_answers(clear: bool) -> [(&'static str, RefOr<Response>); 4] {
-    let unauthorized = ResponseBuilder::new()
-        .description(if clear {
+    let unauthorized = crate::http::openapi::unauthorized_answer(
+        if clear {
             "No or wrong credentials, while accounts are configured."
         } else {
             "No or wrong credentials, while accounts are configured and `[partisci] auth` is \
              `account` or `admin`."
-        })
-        .header(
-            "WWW-Authenticate",
-            HeaderBuilder::new()
-                .schema(ObjectBuilder::new().schema_type(Type::String))
-                .description(Some(crate::http::error::CHALLENGE))
-                .build(),
-        )
-        .content("application/json", error_content())
-        .build();
+        },
+        "PartisciErrorBody",
+    );
     [
-        ("401", unauthorized.into()),
+        ("401", unauthorized),
         (
             "403",
             error(if clear {
@@ -307,19 +299,8 @@ fn common_answers(clear: bool) -> [(&'static str, RefOr<Response>); 4] {
     ]
 }
 
-fn error_content() -> utoipa::openapi::Content {
-    ContentBuilder::new()
-        .schema(Some(Ref::from_schema_name("PartisciErrorBody")))
-        .build()
-}
-
-/// An error answer in the face's error body.
 pub fn error(description: &str) -> RefOr<Response> {
-    ResponseBuilder::new()
-        .description(description)
-        .content("application/json", error_content())
-        .build()
-        .into()
+    crate::http::openapi::error_answer(description, "PartisciErrorBody")
 }
 
 #[cfg(test)]

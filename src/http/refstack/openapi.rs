@@ -8,10 +8,9 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::testresults::{Format, Summary};
-use utoipa::openapi::header::HeaderBuilder;
-use utoipa::openapi::response::{Response, ResponseBuilder};
+use utoipa::openapi::response::Response;
 use utoipa::openapi::security::SecurityRequirement;
-use utoipa::openapi::{ContentBuilder, ObjectBuilder, OpenApi, Ref, RefOr, Type};
+use utoipa::openapi::{OpenApi, RefOr};
 use utoipa::{IntoParams, Modify, ToSchema};
 
 /// The face's routes, their schemas, and who may use them.
@@ -471,22 +470,13 @@ impl Modify for FaceWide {
 }
 
 fn common_answers() -> [(&'static str, RefOr<Response>); 4] {
-    let unauthorized = ResponseBuilder::new()
-        .description(
-            "No or wrong credentials, while accounts are configured and `[refstack] auth` is \
+    let unauthorized = crate::http::openapi::unauthorized_answer(
+        "No or wrong credentials, while accounts are configured and `[refstack] auth` is \
              `account` or `admin`.",
-        )
-        .header(
-            "WWW-Authenticate",
-            HeaderBuilder::new()
-                .schema(ObjectBuilder::new().schema_type(Type::String))
-                .description(Some(crate::http::error::CHALLENGE))
-                .build(),
-        )
-        .content("application/json", error_content())
-        .build();
+        "RefstackErrorBody",
+    );
     [
-        ("401", unauthorized.into()),
+        ("401", unauthorized),
         (
             "403",
             error("The account lacks the access `[refstack] auth` asks for."),
@@ -505,16 +495,6 @@ fn common_answers() -> [(&'static str, RefOr<Response>); 4] {
     ]
 }
 
-fn error_content() -> utoipa::openapi::Content {
-    ContentBuilder::new()
-        .schema(Some(Ref::from_schema_name("RefstackErrorBody")))
-        .build()
-}
-
 fn error(description: &str) -> RefOr<Response> {
-    ResponseBuilder::new()
-        .description(description)
-        .content("application/json", error_content())
-        .build()
-        .into()
+    crate::http::openapi::error_answer(description, "RefstackErrorBody")
 }
