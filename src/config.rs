@@ -30,6 +30,7 @@ pub struct Config {
     pub auth: AuthSection,
     pub partisci: PartisciSection,
     pub refstack: RefstackSection,
+    pub patrowl: PatrowlSection,
     /// The accounts. With none, auth is off, and annals refuses to listen on anything but a
     /// loopback address unless told `--insecure-no-auth`.
     pub accounts: Vec<Account>,
@@ -145,6 +146,125 @@ impl Default for RefstackSection {
     }
 }
 
+/// The scan engine face (Patrowl engines): its routes are on the main listener too, under
+/// `/engines/<name>/` and `/engine/<name>/`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PatrowlSection {
+    /// Whether the face runs at all.
+    pub enabled: bool,
+    /// Its own listener, on the port Patrowl engines use by default; empty for none.
+    pub listen: String,
+    /// Who may use it once any account exists: anyone (PatrowlManager sends no credentials),
+    /// account or admin. `stop`, `stopscans`, `clean` always need admin once accounts exist.
+    pub auth: Access,
+    /// The largest `startscan` body, in KiB; larger ones are answered 413.
+    pub max_body_kb: u64,
+    /// The engines served, each at `/engines/<name>/`.
+    pub engines: Vec<EngineConfig>,
+}
+
+impl Default for PatrowlSection {
+    fn default() -> Self {
+        let tcp_options = toml::toml! { top_ports = 100 };
+        PatrowlSection {
+            enabled: true,
+            listen: "127.0.0.1:5001".into(),
+            auth: Access::Anyone,
+            max_body_kb: 1024,
+            engines: vec![
+                EngineConfig {
+                    name: "tcp".into(),
+                    scanner: ScannerKind::Tcp,
+                    version: env!("CARGO_PKG_VERSION").into(),
+                    description: "TCP connect scan of the ports asked for".into(),
+                    allowed_asset_types: ["ip", "ip-range", "ip-subnet", "fqdn", "domain"]
+                        .map(String::from)
+                        .to_vec(),
+                    options: tcp_options,
+                    ..EngineConfig::default()
+                },
+                EngineConfig {
+                    name: "http".into(),
+                    scanner: ScannerKind::Http,
+                    version: env!("CARGO_PKG_VERSION").into(),
+                    description: "HTTP security headers and banners".into(),
+                    allowed_asset_types: ["url", "fqdn"].map(String::from).to_vec(),
+                    ..EngineConfig::default()
+                },
+            ],
+        }
+    }
+}
+
+/// Which built-in scanner an engine runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScannerKind {
+    /// A TCP connect scan.
+    #[default]
+    Tcp,
+    /// A GET on each URL, for security headers and banners.
+    Http,
+    /// An external program: assets as JSON on its standard input, findings as JSON lines on
+    /// its standard output.
+    Command,
+}
+
+/// One `[[patrowl.engines]]` entry.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineConfig {
+    /// Served at `/engines/<name>/`: lower-case letters, digits and `_`.
+    pub name: String,
+    pub scanner: ScannerKind,
+    pub version: String,
+    pub description: String,
+    /// The asset datatypes a scan may hold (`ip`, `ip-range`, `ip-subnet`, `fqdn`, `domain`,
+    /// `url`, …).
+    pub allowed_asset_types: Vec<String>,
+    /// The most scans STARTED or SCANNING at once; past it the engine is BUSY and refuses
+    /// new scans with 503.
+    pub max_scans: usize,
+    /// Options every scan gets; a scan's own options override them key by key.
+    pub options: toml::Table,
+    /// tcp: connections tried at once.
+    pub concurrency: usize,
+    /// tcp: milliseconds a connection may take to open before the port counts as closed.
+    pub connect_timeout_ms: u64,
+    /// tcp: the most hosts an `ip-range` or `ip-subnet` asset may hold.
+    pub max_hosts: usize,
+    /// http: milliseconds a request may take, connection included.
+    pub request_timeout_ms: u64,
+    /// command: the program and its arguments, run without a shell.
+    pub command: Vec<String>,
+    /// command: seconds the program may run before it is stopped and the scan fails.
+    pub timeout_s: u64,
+    /// command: seconds between SIGTERM and SIGKILL when the program is stopped.
+    pub kill_grace_s: u64,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            name: String::new(),
+            scanner: ScannerKind::Tcp,
+            version: "1.0".into(),
+            description: String::new(),
+            allowed_asset_types: Vec::new(),
+            max_scans: 5,
+            options: toml::Table::new(),
+            concurrency: 256,
+            connect_timeout_ms: 1000,
+            max_hosts: 256,
+            request_timeout_ms: 10_000,
+            command: Vec::new(),
+            timeout_s: 3600,
+            kill_grace_s: 5,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ActorsSection {
@@ -169,6 +289,7 @@ impl Default for Config {
             auth: AuthSection::default(),
             partisci: PartisciSection::default(),
             refstack: RefstackSection::default(),
+            patrowl: PatrowlSection::default(),
             accounts: Vec::new(),
         }
     }

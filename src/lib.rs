@@ -22,6 +22,8 @@
 //!   synced; events carry their hash and size.
 //! - [`testresults`]: test-results uploads (subunit v2 and v1, JSON results) recognised by
 //!   content and parsed, with limits, into per-test status and duration and the summary.
+//! - [`scanners`]: the scan engine face's built-in scanners (`tcp`, `http`, `command`): they
+//!   take a scan's assets and options and report findings as they find them.
 
 pub mod actors;
 pub mod auth;
@@ -32,6 +34,7 @@ pub mod events;
 pub mod http;
 pub mod metrics;
 pub mod process;
+pub mod scanners;
 pub mod secrets;
 pub mod startup;
 pub mod testresults;

@@ -14,6 +14,8 @@ use anyhow::{bail, Context as _};
 use crate::actors::inventory::Inventory;
 use crate::actors::job::Job;
 use crate::actors::results::Results;
+use crate::actors::scan::service::Engine;
+use crate::actors::scan::Engines;
 use crate::actors::testrun::TestRuns;
 use crate::actors::{reconcile, Clock, Entities, NoEffects, SystemClock};
 use crate::auth::Auth;
@@ -30,6 +32,8 @@ pub struct Addresses {
     pub main: SocketAddr,
     /// The Partisci face's own listener (HTTP and UDP on one port), when configured.
     pub partisci: Option<SocketAddr>,
+    /// The scan engine face's own listener, when configured.
+    pub patrowl: Option<SocketAddr>,
 }
 
 /// A server that is listening. Dropping it without [`Application::run`] stops nothing; the
@@ -62,6 +66,20 @@ impl Application {
         let sse_keep_alive = Duration::from_secs(config.http.sse_keep_alive_s);
         let tls = tls_config("http", &config.http.tls_cert, &config.http.tls_key)?;
         let settings = config.actor_settings();
+        let engines = config
+            .patrowl
+            .engines
+            .iter()
+            .map(|engine| Engine::parse(engine).map(Arc::new))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|reason| anyhow::anyhow!("[[patrowl.engines]]: {reason}"))?;
+        let mut names = std::collections::BTreeSet::new();
+        if let Some(twice) = engines.iter().find(|e| !names.insert(e.name.as_str())) {
+            bail!(
+                "[[patrowl.engines]]: engine {} is configured twice",
+                twice.name.as_str()
+            );
+        }
         let jobs =
             Entities::<Job>::start(log.clone(), clock.clone(), Arc::new(NoEffects), settings);
         let running = reconcile::track_in_progress::<Job>(&log)?;
@@ -130,6 +148,27 @@ impl Application {
             }));
         }
 
+        let mut patrowl_address = None;
+        if config.patrowl.enabled {
+            let section = &config.patrowl;
+            let blobs = crate::blobs::BlobStore::open(log.path())?;
+            let engines =
+                Engines::start(log.clone(), clock.clone(), settings, blobs, engines).await?;
+            if !section.listen.is_empty() {
+                let listen = section.listen.as_str();
+                let listener = TcpListener::bind(listen)
+                    .with_context(|| format!("cannot listen on {listen}"))?;
+                patrowl_address = Some(listener.local_addr()?);
+                own_listeners.push((Face::Patrowl, listener, None));
+            }
+            faces.patrowl = Some(web::Data::new(http::patrowl::Patrowl::new(
+                engines,
+                auth.clone(),
+                section.auth,
+                (section.max_body_kb * 1024) as usize,
+            )));
+        }
+
         let guard = Guard {
             auth,
             api: config.auth.api,
@@ -152,6 +191,7 @@ impl Application {
             addresses: Addresses {
                 main: main_address,
                 partisci: partisci_address,
+                patrowl: patrowl_address,
             },
             servers,
             tasks,
@@ -252,6 +292,9 @@ pub fn listen_addresses(config: &Config) -> Vec<&str> {
     let mut addresses = vec![config.http.listen.as_str()];
     if config.partisci.enabled && !config.partisci.listen.is_empty() {
         addresses.push(config.partisci.listen.as_str());
+    }
+    if config.patrowl.enabled && !config.patrowl.listen.is_empty() {
+        addresses.push(config.patrowl.listen.as_str());
     }
     addresses
 }

@@ -7,6 +7,7 @@ use super::entity::Entity;
 use super::inventory::HostRecord;
 use super::job::Job;
 use super::results::Submission;
+use super::scan::ScanRecord;
 use super::state::{self, LoadError, ReplayUntil};
 use super::testrun::TestRunRecord;
 use crate::events::{EventLog, StreamId, Version};
@@ -34,6 +35,7 @@ pub const KINDS: &[&str] = &[
     HostRecord::KIND,
     TestRunRecord::KIND,
     Submission::KIND,
+    ScanRecord::KIND,
 ];
 
 /// Replays a stream of any known kind from its first event up to `until`.
@@ -47,6 +49,7 @@ pub fn replay(
         HostRecord::KIND => replay_as::<HostRecord>(log, stream, until),
         TestRunRecord::KIND => replay_as::<TestRunRecord>(log, stream, until),
         Submission::KIND => replay_as::<Submission>(log, stream, until),
+        ScanRecord::KIND => replay_as::<ScanRecord>(log, stream, until),
         other => Err(ReplayError::UnknownKind(other.to_owned())),
     }
 }

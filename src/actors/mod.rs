@@ -13,6 +13,7 @@ pub mod kinds;
 pub mod projection;
 pub mod reconcile;
 pub mod results;
+pub mod scan;
 pub mod state;
 pub mod testing;
 pub mod testrun;

@@ -21,6 +21,7 @@ const PIECES: &[fn() -> OpenApi] = &[
     <super::events::openapi::EventApi as utoipa::OpenApi>::openapi,
     <super::partisci::openapi::PartisciApi as utoipa::OpenApi>::openapi,
     <super::refstack::openapi::RefstackApi as utoipa::OpenApi>::openapi,
+    <super::patrowl::openapi::PatrowlApi as utoipa::OpenApi>::openapi,
     <DocumentationApi as utoipa::OpenApi>::openapi,
 ];
 

@@ -63,6 +63,7 @@ pub fn server_config(dir: &Path) -> annals::config::Config {
     };
     config.http.listen = "127.0.0.1:0".into();
     config.partisci.listen = "127.0.0.1:0".into();
+    config.patrowl.listen = "127.0.0.1:0".into();
     config
 }
 
@@ -160,6 +161,8 @@ pub struct Served {
     pub address: String,
     /// The Partisci face's own listener (HTTP and UDP), when it has one.
     pub partisci: Option<String>,
+    /// The scan engine face's own listener, when it has one.
+    pub patrowl: Option<String>,
 }
 
 impl Served {
@@ -199,6 +202,7 @@ pub fn spawn_serve(args: &[&std::ffi::OsStr], envs: &[(&str, &str)]) -> Result<S
         .env_remove("ANNALS_CONFIG")
         .env("RUST_LOG", "info")
         .env("ANNALS_PARTISCI_LISTEN", "127.0.0.1:0")
+        .env("ANNALS_PATROWL_LISTEN", "127.0.0.1:0")
         .stderr(std::process::Stdio::piped());
     for (key, value) in envs {
         command.env(key, value);
@@ -218,6 +222,7 @@ pub fn spawn_serve(args: &[&std::ffi::OsStr], envs: &[(&str, &str)]) -> Result<S
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut seen = Vec::new();
     let mut partisci = None;
+    let mut patrowl = None;
     loop {
         let Ok(line) = log_lines.recv_timeout(deadline.saturating_duration_since(Instant::now()))
         else {
@@ -230,11 +235,15 @@ pub fn spawn_serve(args: &[&std::ffi::OsStr], envs: &[(&str, &str)]) -> Result<S
             if let Some(address) = entry["fields"]["partisci"].as_str() {
                 partisci = Some(address.to_owned());
             }
+            if let Some(address) = entry["fields"]["patrowl"].as_str() {
+                patrowl = Some(address.to_owned());
+            }
             if let Some(address) = entry["fields"]["address"].as_str() {
                 return Ok(Served {
                     child,
                     address: address.to_owned(),
                     partisci,
+                    patrowl,
                 });
             }
         }

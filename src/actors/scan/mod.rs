@@ -1,0 +1,683 @@
+//! Scans (the scan engine face's domain): each scan is an entity, one stream per engine and scan
+//! id (`scan-<engine>-<scan id>`), whose events are its request (assets, options, who asked),
+//! the start of its work, every asset scanned, every finding as it is found, its end (finished,
+//! failed with a reason, stopped) and its cleaning. Nothing here scans, knows of HTTP or reads
+//! a clock: the scanners report through commands, and time comes with the command.
+
+pub mod model;
+pub mod report;
+pub mod service;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::entity::{Ctx, Entity};
+use crate::blobs::BlobRef;
+use crate::events::codec::{from_payload, to_payload};
+use crate::events::{CodecError, DomainEvent};
+pub use service::{Engines, EnginesError};
+
+/// The longest scan id a client may give, in bytes.
+pub const MAX_SCAN_ID_BYTES: usize = 128;
+/// The most assets one scan may hold.
+pub const MAX_ASSETS: usize = 10_000;
+/// The longest asset value, in bytes.
+pub const MAX_ASSET_BYTES: usize = 2048;
+/// The reason a scan left running by a previous process ends with.
+pub const INTERRUPTED: &str = "interrupted by restart";
+
+/// One scan.
+pub struct ScanRecord;
+
+/// An engine's name: 1 to 64 lower-case ASCII letters, digits or `_`, so that the stream id
+/// `scan-<engine>-<scan id>` splits at its first two dashes.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct EngineName(String);
+
+impl EngineName {
+    pub fn parse(raw: &str) -> Result<EngineName, String> {
+        if raw.is_empty()
+            || raw.len() > 64
+            || !raw
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        {
+            return Err(format!(
+                "engine name {raw:?} must be 1 to 64 lower-case letters, digits or '_'"
+            ));
+        }
+        Ok(EngineName(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for EngineName {
+    type Error = String;
+    fn try_from(raw: String) -> Result<Self, String> {
+        EngineName::parse(&raw)
+    }
+}
+
+impl From<EngineName> for String {
+    fn from(name: EngineName) -> String {
+        name.0
+    }
+}
+
+/// A client's scan id: PatrowlManager sends integers, test harnesses strings; both become this
+/// text, 1 to [`MAX_SCAN_ID_BYTES`] bytes of printable characters without `/`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ScanId(String);
+
+impl ScanId {
+    pub fn parse(raw: &str) -> Result<ScanId, String> {
+        if raw.is_empty() {
+            return Err("scan_id is empty".into());
+        }
+        if raw.len() > MAX_SCAN_ID_BYTES {
+            return Err(format!("scan_id is longer than {MAX_SCAN_ID_BYTES} bytes"));
+        }
+        if raw.chars().any(|c| c.is_control() || c == '/') {
+            return Err("scan_id holds a control character or '/'".into());
+        }
+        Ok(ScanId(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The entity id of scan `scan_id` of engine `engine`.
+pub fn entity_id(engine: &EngineName, scan_id: &ScanId) -> String {
+    format!("{}-{}", engine.as_str(), scan_id.as_str())
+}
+
+/// What an asset is, as PatrowlManager names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Datatype {
+    Ip,
+    IpRange,
+    IpSubnet,
+    Fqdn,
+    Domain,
+    Url,
+    Keyword,
+    Person,
+    Organisation,
+    Path,
+    Application,
+}
+
+impl Datatype {
+    pub const ALL: [Datatype; 11] = [
+        Datatype::Ip,
+        Datatype::IpRange,
+        Datatype::IpSubnet,
+        Datatype::Fqdn,
+        Datatype::Domain,
+        Datatype::Url,
+        Datatype::Keyword,
+        Datatype::Person,
+        Datatype::Organisation,
+        Datatype::Path,
+        Datatype::Application,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Datatype::Ip => "ip",
+            Datatype::IpRange => "ip-range",
+            Datatype::IpSubnet => "ip-subnet",
+            Datatype::Fqdn => "fqdn",
+            Datatype::Domain => "domain",
+            Datatype::Url => "url",
+            Datatype::Keyword => "keyword",
+            Datatype::Person => "person",
+            Datatype::Organisation => "organisation",
+            Datatype::Path => "path",
+            Datatype::Application => "application",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Datatype> {
+        Datatype::ALL.into_iter().find(|d| d.as_str() == raw)
+    }
+}
+
+/// One asset to scan, as the client gave it (its id as text, whether it came as a number or
+/// a string).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Asset {
+    pub id: String,
+    pub value: String,
+    pub criticity: String,
+    pub datatype: Datatype,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    #[default]
+    Info,
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Confidence {
+    #[default]
+    Certain,
+    Firm,
+    Tentative,
+}
+
+/// Where a finding is.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Target {
+    /// The asset values the finding concerns; never empty.
+    pub addr: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port_id: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port_type: Option<String>,
+}
+
+/// One finding, as a scanner reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finding {
+    pub severity: Severity,
+    pub confidence: Confidence,
+    pub title: String,
+    pub description: String,
+    pub solution: String,
+    /// The issue's `type`, such as `port_info`.
+    pub kind: String,
+    pub target: Target,
+    /// Free JSON from the scanner, as text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub links: Vec<String>,
+}
+
+/// A raw output kept for the report: its name in the archive and where its bytes are.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RawOutput {
+    pub name: String,
+    pub blob: BlobRef,
+}
+
+/// Where a scan is. `Started` until its work begins, `Scanning` while it runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum ScanStatus {
+    #[default]
+    Started,
+    Scanning,
+    Finished,
+    Error,
+    Stopped,
+}
+
+impl ScanStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScanStatus::Started => "STARTED",
+            ScanStatus::Scanning => "SCANNING",
+            ScanStatus::Finished => "FINISHED",
+            ScanStatus::Error => "ERROR",
+            ScanStatus::Stopped => "STOPPED",
+        }
+    }
+
+    /// Whether the scan still counts against its engine's concurrent scans.
+    pub fn active(self) -> bool {
+        matches!(self, ScanStatus::Started | ScanStatus::Scanning)
+    }
+}
+
+/// A request as the state keeps it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    pub engine: EngineName,
+    pub scan_id: ScanId,
+    pub assets: Vec<Asset>,
+    /// The options in effect (the engine's defaults overlaid by the client's), as JSON text.
+    pub options: String,
+    pub by: Option<String>,
+    #[serde(with = "chrono::serde::ts_microseconds")]
+    pub at: DateTime<Utc>,
+}
+
+/// A finding as the state keeps it: numbered from 1 in the order found.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FindingRecord {
+    pub issue_id: u64,
+    pub finding: Finding,
+    #[serde(with = "chrono::serde::ts_microseconds")]
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScanState {
+    /// `None` until requested.
+    pub request: Option<Request>,
+    pub status: ScanStatus,
+    /// The asset values scanned so far, in order.
+    pub assets_done: Vec<String>,
+    pub findings: Vec<FindingRecord>,
+    /// Why the scan failed.
+    pub reason: Option<String>,
+    pub raw: Vec<RawOutput>,
+    pub cleaned: bool,
+    #[serde(default, with = "chrono::serde::ts_microseconds_option")]
+    pub ended_at: Option<DateTime<Utc>>,
+}
+
+impl ScanState {
+    /// A scan the face still shows: requested and not cleaned.
+    pub fn visible(&self) -> bool {
+        self.request.is_some() && !self.cleaned
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum ScanCommand {
+    /// Asks for a scan; `allowed` is the engine's allowed asset types.
+    Request {
+        engine: EngineName,
+        scan_id: ScanId,
+        assets: Vec<Asset>,
+        options: String,
+        allowed: Vec<Datatype>,
+        by: Option<String>,
+    },
+    /// The scanner began working.
+    Begin,
+    /// The scanner finished one asset.
+    RecordAsset {
+        asset: String,
+    },
+    RecordFinding {
+        finding: Finding,
+    },
+    Finish {
+        raw: Vec<RawOutput>,
+    },
+    Fail {
+        reason: String,
+        raw: Vec<RawOutput>,
+    },
+    Stop {
+        by: Option<String>,
+    },
+    /// Removes the scan from the engine's list, stopping it first if it runs.
+    Clean {
+        by: Option<String>,
+    },
+    /// Settles a scan whose work died with the previous process.
+    MarkInterrupted,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ScanRejection {
+    #[error("no assets: a scan needs at least one asset")]
+    NoAssets,
+    #[error("too many assets: {0} (at most {MAX_ASSETS})")]
+    TooManyAssets(usize),
+    #[error(
+        "asset {value:?} has datatype {datatype}, which this engine does not scan (it scans: {allowed})"
+    )]
+    DatatypeNotAllowed {
+        value: String,
+        datatype: &'static str,
+        allowed: String,
+    },
+    #[error("scan id {0:?} is already used on this engine (a cleaned scan keeps its id)")]
+    AlreadyExists(String),
+    #[error("no such scan")]
+    Unknown,
+    #[error("the scan was cleaned")]
+    Cleaned,
+    #[error("the scan is {}, not running", .0.as_str())]
+    NotRunning(ScanStatus),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum ScanEvent {
+    ScanRequested(ScanRequested),
+    ScanBegan(ScanBegan),
+    AssetScanned(AssetScanned),
+    FindingReported(FindingReported),
+    ScanFinished(ScanFinished),
+    ScanFailed(ScanFailed),
+    ScanStopped(ScanStopped),
+    ScanCleaned(ScanCleaned),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScanRequested {
+    pub engine: EngineName,
+    pub scan_id: ScanId,
+    pub assets: Vec<Asset>,
+    pub options: String,
+    pub by: Option<String>,
+    #[serde(with = "chrono::serde::ts_microseconds")]
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScanBegan {
+    #[serde(with = "chrono::serde::ts_microseconds")]
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AssetScanned {
+    pub asset: String,
+    #[serde(with = "chrono::serde::ts_microseconds")]
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FindingReported {
+    pub finding: Finding,
+    #[serde(with = "chrono::serde::ts_microseconds")]
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScanFinished {
+    pub raw: Vec<RawOutput>,
+    #[serde(with = "chrono::serde::ts_microseconds")]
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScanFailed {
+    pub reason: String,
+    pub raw: Vec<RawOutput>,
+    #[serde(with = "chrono::serde::ts_microseconds")]
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScanStopped {
+    pub by: Option<String>,
+    #[serde(with = "chrono::serde::ts_microseconds")]
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScanCleaned {
+    pub by: Option<String>,
+    #[serde(with = "chrono::serde::ts_microseconds")]
+    pub at: DateTime<Utc>,
+}
+
+const TYPES: [&str; 8] = [
+    "ScanRequested",
+    "ScanBegan",
+    "AssetScanned",
+    "FindingReported",
+    "ScanFinished",
+    "ScanFailed",
+    "ScanStopped",
+    "ScanCleaned",
+];
+
+impl DomainEvent for ScanEvent {
+    fn event_type(&self) -> &'static str {
+        match self {
+            ScanEvent::ScanRequested(_) => TYPES[0],
+            ScanEvent::ScanBegan(_) => TYPES[1],
+            ScanEvent::AssetScanned(_) => TYPES[2],
+            ScanEvent::FindingReported(_) => TYPES[3],
+            ScanEvent::ScanFinished(_) => TYPES[4],
+            ScanEvent::ScanFailed(_) => TYPES[5],
+            ScanEvent::ScanStopped(_) => TYPES[6],
+            ScanEvent::ScanCleaned(_) => TYPES[7],
+        }
+    }
+
+    fn schema_version(&self) -> u16 {
+        1
+    }
+
+    fn encode_payload(&self) -> Vec<u8> {
+        match self {
+            ScanEvent::ScanRequested(e) => to_payload(e),
+            ScanEvent::ScanBegan(e) => to_payload(e),
+            ScanEvent::AssetScanned(e) => to_payload(e),
+            ScanEvent::FindingReported(e) => to_payload(e),
+            ScanEvent::ScanFinished(e) => to_payload(e),
+            ScanEvent::ScanFailed(e) => to_payload(e),
+            ScanEvent::ScanStopped(e) => to_payload(e),
+            ScanEvent::ScanCleaned(e) => to_payload(e),
+        }
+    }
+
+    fn decode(event_type: &str, version: u16, payload: &[u8]) -> Result<Self, CodecError> {
+        let (t, v, p) = (event_type, version, payload);
+        Ok(match (t, v) {
+            ("ScanRequested", 1) => ScanEvent::ScanRequested(from_payload(t, v, p)?),
+            ("ScanBegan", 1) => ScanEvent::ScanBegan(from_payload(t, v, p)?),
+            ("AssetScanned", 1) => ScanEvent::AssetScanned(from_payload(t, v, p)?),
+            ("FindingReported", 1) => ScanEvent::FindingReported(from_payload(t, v, p)?),
+            ("ScanFinished", 1) => ScanEvent::ScanFinished(from_payload(t, v, p)?),
+            ("ScanFailed", 1) => ScanEvent::ScanFailed(from_payload(t, v, p)?),
+            ("ScanStopped", 1) => ScanEvent::ScanStopped(from_payload(t, v, p)?),
+            ("ScanCleaned", 1) => ScanEvent::ScanCleaned(from_payload(t, v, p)?),
+            (known, _) if TYPES.contains(&known) => return Err(CodecError::unknown_version(t, v)),
+            _ => return Err(CodecError::unknown_type(t, v)),
+        })
+    }
+}
+
+impl Entity for ScanRecord {
+    const KIND: &'static str = "scan";
+    const STATE_VERSION: u32 = 1;
+
+    type State = ScanState;
+    type Command = ScanCommand;
+    type Event = ScanEvent;
+    type Rejection = ScanRejection;
+
+    fn decide(
+        state: &ScanState,
+        command: &ScanCommand,
+        ctx: &Ctx,
+    ) -> Result<Vec<ScanEvent>, ScanRejection> {
+        let now = ctx.now;
+        // Commands of a scan's own work, which only a running scan takes.
+        let running = || {
+            if state.request.is_none() {
+                Err(ScanRejection::Unknown)
+            } else if !state.status.active() {
+                Err(ScanRejection::NotRunning(state.status))
+            } else {
+                Ok(())
+            }
+        };
+        let known = || match (&state.request, state.cleaned) {
+            (None, _) => Err(ScanRejection::Unknown),
+            (Some(_), true) => Err(ScanRejection::Cleaned),
+            (Some(_), false) => Ok(()),
+        };
+        let event = match command {
+            ScanCommand::Request {
+                engine,
+                scan_id,
+                assets,
+                options,
+                allowed,
+                by,
+            } => {
+                if state.request.is_some() {
+                    return Err(ScanRejection::AlreadyExists(scan_id.as_str().to_owned()));
+                }
+                if assets.is_empty() {
+                    return Err(ScanRejection::NoAssets);
+                }
+                if assets.len() > MAX_ASSETS {
+                    return Err(ScanRejection::TooManyAssets(assets.len()));
+                }
+                if let Some(asset) = assets.iter().find(|a| !allowed.contains(&a.datatype)) {
+                    return Err(ScanRejection::DatatypeNotAllowed {
+                        value: asset.value.clone(),
+                        datatype: asset.datatype.as_str(),
+                        allowed: allowed
+                            .iter()
+                            .map(|d| d.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    });
+                }
+                ScanEvent::ScanRequested(ScanRequested {
+                    engine: engine.clone(),
+                    scan_id: scan_id.clone(),
+                    assets: assets.clone(),
+                    options: options.clone(),
+                    by: by.clone(),
+                    at: now,
+                })
+            }
+            ScanCommand::Begin => {
+                running()?;
+                if state.status == ScanStatus::Scanning {
+                    return Ok(vec![]);
+                }
+                ScanEvent::ScanBegan(ScanBegan { at: now })
+            }
+            ScanCommand::RecordAsset { asset } => {
+                running()?;
+                ScanEvent::AssetScanned(AssetScanned {
+                    asset: asset.clone(),
+                    at: now,
+                })
+            }
+            ScanCommand::RecordFinding { finding } => {
+                running()?;
+                ScanEvent::FindingReported(FindingReported {
+                    finding: finding.clone(),
+                    at: now,
+                })
+            }
+            ScanCommand::Finish { raw } => {
+                running()?;
+                ScanEvent::ScanFinished(ScanFinished {
+                    raw: raw.clone(),
+                    at: now,
+                })
+            }
+            ScanCommand::Fail { reason, raw } => {
+                running()?;
+                ScanEvent::ScanFailed(ScanFailed {
+                    reason: reason.clone(),
+                    raw: raw.clone(),
+                    at: now,
+                })
+            }
+            ScanCommand::MarkInterrupted => {
+                running()?;
+                ScanEvent::ScanFailed(ScanFailed {
+                    reason: INTERRUPTED.into(),
+                    raw: vec![],
+                    at: now,
+                })
+            }
+            ScanCommand::Stop { by } => {
+                known()?;
+                running()?;
+                ScanEvent::ScanStopped(ScanStopped {
+                    by: by.clone(),
+                    at: now,
+                })
+            }
+            ScanCommand::Clean { by } => {
+                known()?;
+                let mut events = Vec::with_capacity(2);
+                // A running scan is stopped before it leaves the list, so that nothing keeps
+                // scanning unseen.
+                if state.status.active() {
+                    events.push(ScanEvent::ScanStopped(ScanStopped {
+                        by: by.clone(),
+                        at: now,
+                    }));
+                }
+                events.push(ScanEvent::ScanCleaned(ScanCleaned {
+                    by: by.clone(),
+                    at: now,
+                }));
+                return Ok(events);
+            }
+        };
+        Ok(vec![event])
+    }
+
+    fn apply(state: &mut ScanState, event: &ScanEvent) {
+        match event {
+            ScanEvent::ScanRequested(e) => {
+                state.request = Some(Request {
+                    engine: e.engine.clone(),
+                    scan_id: e.scan_id.clone(),
+                    assets: e.assets.clone(),
+                    options: e.options.clone(),
+                    by: e.by.clone(),
+                    at: e.at,
+                });
+                state.status = ScanStatus::Started;
+            }
+            ScanEvent::ScanBegan(_) => state.status = ScanStatus::Scanning,
+            ScanEvent::AssetScanned(e) => state.assets_done.push(e.asset.clone()),
+            ScanEvent::FindingReported(e) => state.findings.push(FindingRecord {
+                issue_id: state.findings.len() as u64 + 1,
+                finding: e.finding.clone(),
+                at: e.at,
+            }),
+            ScanEvent::ScanFinished(e) => {
+                state.status = ScanStatus::Finished;
+                state.raw.extend(e.raw.iter().cloned());
+                state.ended_at = Some(e.at);
+            }
+            ScanEvent::ScanFailed(e) => {
+                state.status = ScanStatus::Error;
+                state.reason = Some(e.reason.clone());
+                state.raw.extend(e.raw.iter().cloned());
+                state.ended_at = Some(e.at);
+            }
+            ScanEvent::ScanStopped(e) => {
+                state.status = ScanStatus::Stopped;
+                state.ended_at = Some(e.at);
+            }
+            ScanEvent::ScanCleaned(_) => state.cleaned = true,
+        }
+    }
+
+    fn in_progress(event: &ScanEvent) -> Option<bool> {
+        match event {
+            ScanEvent::ScanRequested(_) => Some(true),
+            ScanEvent::ScanFinished(_) | ScanEvent::ScanFailed(_) | ScanEvent::ScanStopped(_) => {
+                Some(false)
+            }
+            _ => None,
+        }
+    }
+
+    fn on_restart(state: &ScanState) -> Option<ScanCommand> {
+        (state.request.is_some() && state.status.active()).then_some(ScanCommand::MarkInterrupted)
+    }
+}

@@ -1,0 +1,564 @@
+//! The scan engines' commands and queries, what the scan engine face's transport calls once
+//! per request: start a scan (checked against the engine and its limit of concurrent scans),
+//! stop and clean scans, read a scan's status, findings and report. Each scan's work runs in a
+//! task started after its request is durable ([`ScanEffects`]), which drives the engine's
+//! scanner and sends what it finds to the scan's actor, so that every finding is an event as
+//! it is found. Engine state and scan lists come from the read model. It holds no scan state
+//! of its own.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+use tokio::sync::{mpsc, watch};
+
+use super::model::{EngineScans, ScanRow, ScansModel, ScansState};
+use super::{
+    entity_id, Asset, Datatype, EngineName, ScanCommand, ScanEvent, ScanId, ScanRecord,
+    ScanRejection, ScanState, ScanStatus,
+};
+use crate::actors::projection::{self, ProjectionError};
+use crate::actors::{
+    reconcile, Clock, CommandError, Effects, Entities, Executed, ProjectionHandle,
+    ProjectionSettings, Settings,
+};
+use crate::blobs::{BlobError, BlobStore};
+use crate::config::EngineConfig;
+use crate::events::{EventLog, Metadata, Position};
+use crate::scanners::{self, Ended, Job, Progress};
+
+/// How long a command waits for the read model to fold it before the answer is an error.
+const MODEL_WAIT: Duration = Duration::from_secs(30);
+/// How long start-up waits for the read model to fold the log.
+const STARTUP_WAIT: Duration = Duration::from_secs(3600);
+/// How long start-up may take to settle scans left running.
+const RECONCILE_WAIT: Duration = Duration::from_secs(300);
+
+#[derive(Debug, thiserror::Error)]
+pub enum EnginesError {
+    #[error("no engine is called {0:?}")]
+    UnknownEngine(String),
+    #[error("Scan refused: max concurrent active scans reached ({0})")]
+    Busy(usize),
+    /// The request cannot be scanned as it is (a bad asset, bad options).
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Rejected(ScanRejection),
+    #[error("scan {0:?} is {status}, not ended: its findings are not final", status = .1.as_str())]
+    NotEnded(String, ScanStatus),
+    /// The log or an actor failed: nothing was acknowledged.
+    #[error("not recorded: {0}")]
+    NotRecorded(String),
+    #[error(transparent)]
+    Model(#[from] ProjectionError),
+    #[error(transparent)]
+    Blob(#[from] BlobError),
+    #[error("the report cannot be written: {0}")]
+    Report(String),
+}
+
+impl From<CommandError<ScanRejection>> for EnginesError {
+    fn from(error: CommandError<ScanRejection>) -> Self {
+        match error {
+            CommandError::Rejected(rejection) => EnginesError::Rejected(rejection),
+            other => EnginesError::NotRecorded(other.to_string()),
+        }
+    }
+}
+
+/// One engine as configured, checked.
+#[derive(Debug)]
+pub struct Engine {
+    pub name: EngineName,
+    pub config: EngineConfig,
+    pub allowed: Vec<Datatype>,
+    /// The options every scan gets, which its own override key by key.
+    pub defaults: Map<String, Value>,
+}
+
+impl Engine {
+    /// Checks an engine's configuration: its name, asset types and scanner settings.
+    pub fn parse(config: &EngineConfig) -> Result<Engine, String> {
+        let name = EngineName::parse(&config.name)?;
+        let allowed = config
+            .allowed_asset_types
+            .iter()
+            .map(|raw| {
+                Datatype::parse(raw).ok_or_else(|| {
+                    format!(
+                        "engine {}: allowed_asset_types: {raw:?} is not a Patrowl datatype",
+                        config.name
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if allowed.is_empty() {
+            return Err(format!(
+                "engine {}: allowed_asset_types is empty",
+                config.name
+            ));
+        }
+        if config.max_scans == 0 {
+            return Err(format!(
+                "engine {}: max_scans must be at least 1",
+                config.name
+            ));
+        }
+        if config.scanner == crate::config::ScannerKind::Command && config.command.is_empty() {
+            return Err(format!(
+                "engine {}: a command engine needs `command` (the program and its arguments)",
+                config.name
+            ));
+        }
+        let defaults = match serde_json::to_value(&config.options) {
+            Ok(Value::Object(map)) => map,
+            _ => return Err(format!("engine {}: options must be a table", config.name)),
+        };
+        Ok(Engine {
+            name,
+            config: config.clone(),
+            allowed,
+            defaults,
+        })
+    }
+}
+
+/// What an engine's status shows, as of a position of the read model.
+#[derive(Clone, Debug)]
+pub struct EngineStatus {
+    pub position: Position,
+    pub busy: bool,
+    pub scans: EngineScans,
+}
+
+/// The engines of one server. Cheap to clone.
+#[derive(Clone)]
+pub struct Engines {
+    engines: Arc<BTreeMap<String, Arc<Engine>>>,
+    scans: Entities<ScanRecord>,
+    model: ProjectionHandle<ScansState>,
+    blobs: BlobStore,
+    /// One lock per engine, held while a start is checked against the engine's limit and
+    /// recorded, so that two starts cannot both take the last place.
+    starting: Arc<HashMap<String, tokio::sync::Mutex<()>>>,
+}
+
+impl Engines {
+    /// Starts the scan directory, the read model (waiting until it has folded the log) and
+    /// settles scans left running by the previous process, on the current actix system.
+    pub async fn start(
+        log: EventLog,
+        clock: Arc<dyn Clock>,
+        settings: Settings,
+        blobs: BlobStore,
+        engines: Vec<Arc<Engine>>,
+    ) -> anyhow::Result<Engines> {
+        let engines: Arc<BTreeMap<String, Arc<Engine>>> = Arc::new(
+            engines
+                .into_iter()
+                .map(|engine| (engine.name.as_str().to_owned(), engine))
+                .collect(),
+        );
+        let effects = Arc::new(ScanEffects {
+            engines: engines.clone(),
+            blobs: blobs.clone(),
+            stops: Arc::default(),
+        });
+        let scans = Entities::start(log.clone(), clock, effects, settings);
+        let running = reconcile::track_in_progress::<ScanRecord>(&log)?;
+        let settled = reconcile::reconcile(&log, &scans, &running, RECONCILE_WAIT).await?;
+        if !settled.is_empty() {
+            tracing::info!(
+                count = settled.len(),
+                "scans left running were marked interrupted"
+            );
+        }
+        let model = projection::start(ScansModel, log.clone(), ProjectionSettings::default())?;
+        model.wait_for(log.head(), STARTUP_WAIT).await?;
+        let starting = Arc::new(
+            engines
+                .keys()
+                .map(|name| (name.clone(), tokio::sync::Mutex::new(())))
+                .collect(),
+        );
+        Ok(Engines {
+            engines,
+            scans,
+            model,
+            blobs,
+            starting,
+        })
+    }
+
+    pub fn engine(&self, name: &str) -> Result<&Arc<Engine>, EnginesError> {
+        self.engines
+            .get(name)
+            .ok_or_else(|| EnginesError::UnknownEngine(name.to_owned()))
+    }
+
+    /// Every engine, by name.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.engines.keys().map(String::as_str)
+    }
+
+    /// The engine's scans and whether it is busy, from the read model.
+    pub fn status(&self, name: &str) -> Result<EngineStatus, EnginesError> {
+        let engine = self.engine(name)?;
+        let max = engine.config.max_scans;
+        Ok(self.model.read(|view| {
+            let scans = view.state.engine(name).cloned().unwrap_or_default();
+            EngineStatus {
+                position: view.position,
+                busy: scans.active >= max,
+                scans,
+            }
+        }))
+    }
+
+    /// Why the read model stopped, if it did.
+    pub fn failure(&self) -> Option<String> {
+        self.model.failure()
+    }
+
+    /// The position the read model has folded, for callers that cache what they render.
+    pub fn position(&self) -> Position {
+        self.model.position()
+    }
+
+    /// One scan's row, from the read model; a cleaned or unknown scan is
+    /// [`ScanRejection::Unknown`].
+    pub fn scan_status(&self, name: &str, scan_id: &str) -> Result<ScanRow, EnginesError> {
+        self.engine(name)?;
+        self.model
+            .read(|view| view.state.scan(name, scan_id).cloned())
+            .ok_or(EnginesError::Rejected(ScanRejection::Unknown))
+    }
+
+    /// Starts a scan: checks its assets and options against the engine's scanner, refuses it
+    /// when the engine is busy, records the request (the scan's rules refuse a duplicate id,
+    /// no assets and datatypes the engine does not scan) and returns once `status` shows it.
+    /// The scan's work starts once the request is durable.
+    pub async fn start_scan(
+        &self,
+        name: &str,
+        scan_id: ScanId,
+        assets: Vec<Asset>,
+        options: Map<String, Value>,
+        by: Option<String>,
+        metadata: Metadata,
+    ) -> Result<(), EnginesError> {
+        let engine = self.engine(name)?.clone();
+        let mut merged = engine.defaults.clone();
+        merged.extend(options);
+        if !assets.is_empty() {
+            scanners::check(&engine.config, &assets, &merged).map_err(EnginesError::Invalid)?;
+        }
+        let command = ScanCommand::Request {
+            engine: engine.name.clone(),
+            scan_id: scan_id.clone(),
+            assets,
+            options: Value::Object(merged).to_string(),
+            allowed: engine.allowed.clone(),
+            by,
+        };
+        let id = entity_id(&engine.name, &scan_id);
+        let _admitting = match self.starting.get(name) {
+            Some(lock) => lock.lock().await,
+            None => return Err(EnginesError::UnknownEngine(name.to_owned())),
+        };
+        if self.model.read(|view| view.state.active(name)) >= engine.config.max_scans {
+            // A duplicate id is a duplicate whether or not the engine is busy.
+            let (_, state) = self.scans.state(&id).await?;
+            if state.request.is_some() {
+                return Err(EnginesError::Rejected(ScanRejection::AlreadyExists(
+                    scan_id.as_str().to_owned(),
+                )));
+            }
+            return Err(EnginesError::Busy(engine.config.max_scans));
+        }
+        let executed = self.scans.execute(&id, command, metadata).await?;
+        self.folded(&executed).await
+    }
+
+    /// Waits until the read model has folded what a command wrote.
+    async fn folded(&self, executed: &Executed<ScanRecord>) -> Result<(), EnginesError> {
+        if let Some(first) = executed.first_position {
+            let last = first + executed.events.len() as u64 - 1;
+            self.model.wait_for(last, MODEL_WAIT).await?;
+        }
+        Ok(())
+    }
+
+    /// A scan's whole state; unknown and cleaned scans are refused.
+    pub async fn scan(&self, name: &str, scan_id: &str) -> Result<ScanState, EnginesError> {
+        let engine = self.engine(name)?;
+        let scan_id =
+            ScanId::parse(scan_id).map_err(|_| EnginesError::Rejected(ScanRejection::Unknown))?;
+        let (_, state) = self.scans.state(&entity_id(&engine.name, &scan_id)).await?;
+        match (&state.request, state.cleaned) {
+            (None, _) => Err(EnginesError::Rejected(ScanRejection::Unknown)),
+            (Some(_), true) => Err(EnginesError::Rejected(ScanRejection::Cleaned)),
+            (Some(_), false) => Ok(state),
+        }
+    }
+
+    /// A scan that has ended (finished, failed or stopped), for its findings and report.
+    pub async fn ended_scan(&self, name: &str, scan_id: &str) -> Result<ScanState, EnginesError> {
+        let state = self.scan(name, scan_id).await?;
+        if state.status.active() {
+            return Err(EnginesError::NotEnded(scan_id.to_owned(), state.status));
+        }
+        Ok(state)
+    }
+
+    /// Sends `command` to one scan and waits for the read model.
+    async fn command(
+        &self,
+        name: &str,
+        scan_id: &str,
+        command: ScanCommand,
+        metadata: Metadata,
+    ) -> Result<(), EnginesError> {
+        let engine = self.engine(name)?;
+        let scan_id =
+            ScanId::parse(scan_id).map_err(|_| EnginesError::Rejected(ScanRejection::Unknown))?;
+        let executed = self
+            .scans
+            .execute(&entity_id(&engine.name, &scan_id), command, metadata)
+            .await?;
+        self.folded(&executed).await
+    }
+
+    /// Stops a running scan.
+    pub async fn stop(
+        &self,
+        name: &str,
+        scan_id: &str,
+        by: Option<String>,
+        metadata: Metadata,
+    ) -> Result<(), EnginesError> {
+        self.command(name, scan_id, ScanCommand::Stop { by }, metadata)
+            .await
+    }
+
+    /// Removes a scan from the engine's list (stopping it first if it runs); its history stays.
+    pub async fn clean(
+        &self,
+        name: &str,
+        scan_id: &str,
+        by: Option<String>,
+        metadata: Metadata,
+    ) -> Result<(), EnginesError> {
+        self.command(name, scan_id, ScanCommand::Clean { by }, metadata)
+            .await
+    }
+
+    /// Stops every running scan of the engine; returns the ids stopped.
+    pub async fn stop_all(
+        &self,
+        name: &str,
+        by: Option<String>,
+        metadata: Metadata,
+    ) -> Result<Vec<String>, EnginesError> {
+        let ids = self.ids(name, true)?;
+        self.each(name, ids, |by| ScanCommand::Stop { by }, by, metadata)
+            .await
+    }
+
+    /// Cleans every scan of the engine; returns the ids cleaned.
+    pub async fn clean_all(
+        &self,
+        name: &str,
+        by: Option<String>,
+        metadata: Metadata,
+    ) -> Result<Vec<String>, EnginesError> {
+        let ids = self.ids(name, false)?;
+        self.each(name, ids, |by| ScanCommand::Clean { by }, by, metadata)
+            .await
+    }
+
+    fn ids(&self, name: &str, active_only: bool) -> Result<Vec<String>, EnginesError> {
+        Ok(self
+            .status(name)?
+            .scans
+            .scans
+            .into_iter()
+            .filter(|(_, row)| !active_only || row.status.active())
+            .map(|(id, _)| id)
+            .collect())
+    }
+
+    /// Sends one command per scan; a scan that ended or left meanwhile is skipped.
+    async fn each(
+        &self,
+        name: &str,
+        ids: Vec<String>,
+        command: impl Fn(Option<String>) -> ScanCommand,
+        by: Option<String>,
+        metadata: Metadata,
+    ) -> Result<Vec<String>, EnginesError> {
+        let mut done = Vec::with_capacity(ids.len());
+        for id in ids {
+            match self
+                .command(name, &id, command(by.clone()), metadata.clone())
+                .await
+            {
+                Ok(()) => done.push(id),
+                Err(EnginesError::Rejected(_)) => {}
+                Err(other) => return Err(other),
+            }
+        }
+        Ok(done)
+    }
+
+    /// The report of an ended scan as a ZIP archive: `findings.json` (what `render` writes
+    /// from the scan's state) and each raw output under `raw/`.
+    pub async fn report_zip(
+        &self,
+        name: &str,
+        scan_id: &str,
+        render: impl FnOnce(&ScanState) -> Vec<u8>,
+    ) -> Result<Vec<u8>, EnginesError> {
+        let state = self.ended_scan(name, scan_id).await?;
+        let findings = render(&state);
+        let (blobs, raw) = (self.blobs.clone(), state.raw.clone());
+        tokio::task::spawn_blocking(move || -> Result<Vec<u8>, EnginesError> {
+            let mut entries = vec![("findings.json".to_owned(), findings)];
+            for output in raw {
+                entries.push((
+                    format!("raw/{}", output.name),
+                    blobs.get(&output.blob.sha256)?,
+                ));
+            }
+            super::report::zip(&entries).map_err(EnginesError::Report)
+        })
+        .await
+        .map_err(|e| EnginesError::Report(format!("the work stopped: {e}")))?
+    }
+}
+
+/// Starts each scan's work once its request is durable, and stops it when the scan is stopped.
+pub struct ScanEffects {
+    engines: Arc<BTreeMap<String, Arc<Engine>>>,
+    blobs: BlobStore,
+    /// The stop signal of each scan whose work runs, by entity id.
+    stops: Arc<Mutex<HashMap<String, watch::Sender<bool>>>>,
+}
+
+impl Effects<ScanRecord> for ScanEffects {
+    fn after_commit(
+        &self,
+        id: &str,
+        state: &ScanState,
+        events: &[ScanEvent],
+        entities: &Entities<ScanRecord>,
+    ) {
+        for event in events {
+            match event {
+                ScanEvent::ScanRequested(requested) => {
+                    let Some(engine) = self.engines.get(requested.engine.as_str()).cloned() else {
+                        tracing::warn!(%id, "a scan names an engine no longer configured");
+                        continue;
+                    };
+                    let options = match serde_json::from_str(&requested.options) {
+                        Ok(Value::Object(map)) => map,
+                        _ => Map::new(),
+                    };
+                    let job = Job {
+                        engine: requested.engine.as_str().to_owned(),
+                        scan_id: requested.scan_id.as_str().to_owned(),
+                        assets: requested.assets.clone(),
+                        options,
+                    };
+                    let (stop, stopped) = watch::channel(false);
+                    lock(&self.stops).insert(id.to_owned(), stop);
+                    actix_rt::spawn(drive(
+                        id.to_owned(),
+                        engine,
+                        job,
+                        stopped,
+                        entities.clone(),
+                        self.blobs.clone(),
+                        self.stops.clone(),
+                    ));
+                }
+                ScanEvent::ScanStopped(_) => {
+                    if let Some(stop) = lock(&self.stops).get(id) {
+                        stop.send_replace(true);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let _ = state;
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// One scan's work: marks it begun, runs the scanner, records each finding and asset as it
+/// comes, keeps the raw outputs in the blob store and ends the scan with them.
+async fn drive(
+    id: String,
+    engine: Arc<Engine>,
+    job: Job,
+    stopped: watch::Receiver<bool>,
+    entities: Entities<ScanRecord>,
+    blobs: BlobStore,
+    stops: Arc<Mutex<HashMap<String, watch::Sender<bool>>>>,
+) {
+    let metadata = Metadata::system();
+    let _ = entities
+        .execute(&id, ScanCommand::Begin, metadata.clone())
+        .await;
+    let (progress, mut reports) = mpsc::channel(256);
+    let scanner = {
+        let engine = engine.clone();
+        actix_rt::spawn(async move { scanners::run(&engine.config, job, progress, stopped).await })
+    };
+    while let Some(report) = reports.recv().await {
+        let command = match report {
+            Progress::Finding(finding) => ScanCommand::RecordFinding { finding },
+            Progress::AssetDone(asset) => ScanCommand::RecordAsset { asset },
+        };
+        if let Err(error) = entities.execute(&id, command, metadata.clone()).await {
+            // Stopped, cleaned, or the log failed: the scanner is told by its closed channel.
+            if !matches!(error, CommandError::Rejected(ScanRejection::NotRunning(_))) {
+                tracing::warn!(%id, %error, "a scan's progress was not recorded");
+            }
+            break;
+        }
+    }
+    drop(reports);
+    let ended = scanner.await.unwrap_or_else(|_| Ended {
+        result: Err("the scanner stopped unexpectedly".into()),
+        raw: Vec::new(),
+    });
+    let Ended { result, raw } = ended;
+    let raw = tokio::task::spawn_blocking(move || {
+        raw.into_iter()
+            .filter_map(|(name, bytes)| match blobs.put(&bytes) {
+                Ok(blob) => Some(super::RawOutput { name, blob }),
+                Err(error) => {
+                    tracing::warn!(%error, "a scan's raw output was not kept");
+                    None
+                }
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap_or_default();
+    let command = match result {
+        Ok(()) => ScanCommand::Finish { raw },
+        Err(reason) => ScanCommand::Fail { reason, raw },
+    };
+    match entities.execute(&id, command, metadata).await {
+        Ok(_) | Err(CommandError::Rejected(ScanRejection::NotRunning(_))) => {}
+        Err(error) => tracing::warn!(%id, %error, "a scan's end was not recorded"),
+    }
+    lock(&stops).remove(&id);
+}

@@ -1,0 +1,968 @@
+//! The scan engine face: Patrowl engines under `/engines/<name>/` and `/engine/<name>/`, as
+//! PatrowlManager drives them (`status`, `startscan`, polls of `status/<id>`, `getfindings`,
+//! `getreport`) and the rest of the engine API (`info`, `stop`, `clean`…). Handlers parse,
+//! call the engines once, and answer in Patrowl's shapes; every error body is
+//! `{"page", "status", "reason"}`.
+
+pub mod openapi;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use actix_web::http::header::{self, ContentDisposition, DispositionParam, DispositionType};
+use actix_web::http::StatusCode;
+use actix_web::web::Bytes;
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use serde_json::{Map, Value};
+
+use super::body::{read_body, BodyError};
+use super::caller::{authorize, Denied};
+use crate::actors::scan::model::ScanRow;
+use crate::actors::scan::service::{Engine, EngineStatus};
+use crate::actors::scan::{
+    Asset, Datatype, Engines, EnginesError, ScanId, ScanRejection, ScanState, Severity,
+    MAX_ASSET_BYTES,
+};
+use crate::auth::{Access, Auth, Caller};
+use crate::events::Position;
+
+/// What the face's handlers share.
+pub struct Patrowl {
+    pub engines: Engines,
+    pub auth: Arc<Auth>,
+    /// Who may use the face (PatrowlManager sends no credentials: anyone, by default).
+    pub access: Access,
+    /// The largest `startscan` body, in bytes.
+    pub max_body: usize,
+    /// Each engine's `status` body as last rendered, with the read model's position it shows:
+    /// a manager polls it, and with many scans known, rendering is most of its cost.
+    pub status_cache: Mutex<HashMap<String, (Position, Bytes)>>,
+}
+
+impl Patrowl {
+    pub fn new(engines: Engines, auth: Arc<Auth>, access: Access, max_body: usize) -> Patrowl {
+        Patrowl {
+            engines,
+            auth,
+            access,
+            max_body,
+            status_cache: Mutex::default(),
+        }
+    }
+}
+
+/// Why a request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PatrowlError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    #[error(transparent)]
+    Body(#[from] BodyError),
+    #[error(transparent)]
+    Denied(#[from] Denied),
+    #[error(transparent)]
+    Engines(#[from] EnginesError),
+}
+
+/// A refusal in the face's shape: the page it answers for, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{error}")]
+pub struct Refusal {
+    page: &'static str,
+    error: PatrowlError,
+}
+
+/// Names the page of an error, for `map_err`.
+fn on(page: &'static str) -> impl Fn(PatrowlError) -> Refusal {
+    move |error| Refusal { page, error }
+}
+
+impl Refusal {
+    /// `refused` for a scan request the engine will not take; `error` for everything else.
+    fn status_word(&self) -> &'static str {
+        match &self.error {
+            PatrowlError::Engines(
+                EnginesError::Invalid(_)
+                | EnginesError::Rejected(
+                    ScanRejection::NoAssets
+                    | ScanRejection::TooManyAssets(_)
+                    | ScanRejection::DatatypeNotAllowed { .. }
+                    | ScanRejection::AlreadyExists(_),
+                ),
+            ) => "refused",
+            _ => "error",
+        }
+    }
+}
+
+impl ResponseError for Refusal {
+    fn status_code(&self) -> StatusCode {
+        use crate::auth::AuthError;
+        match &self.error {
+            PatrowlError::BadRequest(_) | PatrowlError::Body(BodyError::Broken(_)) => {
+                StatusCode::BAD_REQUEST
+            }
+            PatrowlError::NotFound(_) => StatusCode::NOT_FOUND,
+            PatrowlError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            PatrowlError::Body(BodyError::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
+            PatrowlError::Denied(Denied::Auth(AuthError::Forbidden { .. })) => {
+                StatusCode::FORBIDDEN
+            }
+            PatrowlError::Denied(Denied::Auth(_)) => StatusCode::UNAUTHORIZED,
+            PatrowlError::Denied(Denied::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            PatrowlError::Engines(error) => match error {
+                EnginesError::UnknownEngine(_) => StatusCode::NOT_FOUND,
+                EnginesError::Busy(_) | EnginesError::NotRecorded(_) => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
+                EnginesError::Invalid(_) => StatusCode::BAD_REQUEST,
+                EnginesError::Rejected(rejection) => match rejection {
+                    ScanRejection::NoAssets
+                    | ScanRejection::TooManyAssets(_)
+                    | ScanRejection::DatatypeNotAllowed { .. } => StatusCode::BAD_REQUEST,
+                    ScanRejection::AlreadyExists(_) | ScanRejection::NotRunning(_) => {
+                        StatusCode::CONFLICT
+                    }
+                    ScanRejection::Unknown | ScanRejection::Cleaned => StatusCode::NOT_FOUND,
+                },
+                // Patrowl engines answer a scan not yet ended with 200 and `status: error`,
+                // and PatrowlManager reads the body's status.
+                EnginesError::NotEnded(..) => StatusCode::OK,
+                EnginesError::Model(_) | EnginesError::Blob(_) | EnginesError::Report(_) => {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                }
+            },
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        let mut response = HttpResponse::build(status);
+        if status == StatusCode::UNAUTHORIZED {
+            response.insert_header((header::WWW_AUTHENTICATE, super::error::CHALLENGE));
+        }
+        let reason = self.error.to_string();
+        let details = (self.page == "startscan").then(|| openapi::PatrowlReason {
+            reason: reason.clone(),
+        });
+        response.json(openapi::PatrowlErrorBody {
+            page: self.page,
+            status: self.status_word(),
+            reason,
+            details,
+        })
+    }
+}
+
+/// The routes below an engine's base, as `test` lists them.
+const ROUTES: [&str; 15] = [
+    "/",
+    "/status",
+    "/status/{scan_id}",
+    "/info",
+    "/reloadconfig",
+    "/liveness",
+    "/readiness",
+    "/test",
+    "/startscan",
+    "/getfindings/{scan_id}",
+    "/getreport/{scan_id}",
+    "/stop/{scan_id}",
+    "/stopscans",
+    "/clean",
+    "/clean/{scan_id}",
+];
+
+/// The routes of the face, under both spellings of the base.
+pub fn routes(config: &mut web::ServiceConfig) {
+    for prefix in ["/engines", "/engine"] {
+        config
+            .service(only(&format!("{prefix}/{{name}}"), web::get().to(redirect)))
+            .service(
+                web::scope(&format!("{prefix}/{{name}}"))
+                    .service(only("/", web::get().to(index)))
+                    .service(only("/status", web::get().to(status)))
+                    .service(only("/status/{scan_id}", web::get().to(scan_status)))
+                    .service(only("/info", web::get().to(info)))
+                    .service(only("/reloadconfig", web::get().to(reloadconfig)))
+                    .service(only("/liveness", web::get().to(liveness)))
+                    .service(only("/readiness", web::get().to(readiness)))
+                    .service(only("/test", web::get().to(test)))
+                    .service(only("/startscan", web::post().to(startscan)))
+                    .service(only("/getfindings/{scan_id}", web::get().to(getfindings)))
+                    .service(only("/getreport/{scan_id}", web::get().to(getreport)))
+                    .service(only("/stop/{scan_id}", web::get().to(stop)))
+                    .service(only("/stopscans", web::get().to(stopscans)))
+                    .service(only("/clean", web::get().to(clean)))
+                    .service(only("/clean/{scan_id}", web::get().to(clean_scan)))
+                    .default_service(web::to(not_found)),
+            );
+    }
+}
+
+/// A resource answering 405 in the face's shape to any method but the one routed.
+fn only(path: &str, route: actix_web::Route) -> actix_web::Resource {
+    super::only(path, route, |message| Refusal {
+        page: "not allowed",
+        error: PatrowlError::MethodNotAllowed(message),
+    })
+}
+
+async fn not_found(request: HttpRequest, face: web::Data<Patrowl>) -> HttpResponse {
+    let name = request.match_info().get("name").unwrap_or_default();
+    let error = match face.engines.engine(name) {
+        Err(error) => PatrowlError::Engines(error),
+        Ok(_) => PatrowlError::NotFound(format!(
+            "{} is not a route of engine {name} (its routes: {})",
+            request.path(),
+            ROUTES.join(", ")
+        )),
+    };
+    on("not found")(error).error_response()
+}
+
+impl Patrowl {
+    async fn authorize(
+        &self,
+        request: &HttpRequest,
+        access: Access,
+    ) -> Result<Caller, PatrowlError> {
+        Ok(authorize(request, self.auth.clone(), access).await?)
+    }
+
+    /// Authorizes a route open as `[patrowl] auth` says, and finds its engine.
+    async fn engine(
+        &self,
+        request: &HttpRequest,
+        name: &str,
+    ) -> Result<(Caller, Arc<Engine>), PatrowlError> {
+        let caller = self.authorize(request, self.access).await?;
+        Ok((caller, self.engines.engine(name)?.clone()))
+    }
+}
+
+/// The engine's configuration as the face shows it.
+fn engine_view(engine: &Engine, status: &'static str) -> openapi::PatrowlEngine {
+    openapi::PatrowlEngine {
+        name: engine.name.as_str().to_owned(),
+        version: engine.config.version.clone(),
+        description: engine.config.description.clone(),
+        scanner: match engine.config.scanner {
+            crate::config::ScannerKind::Tcp => "tcp",
+            crate::config::ScannerKind::Http => "http",
+            crate::config::ScannerKind::Command => "command",
+        }
+        .into(),
+        allowed_asset_types: engine
+            .allowed
+            .iter()
+            .map(|d| d.as_str().to_owned())
+            .collect(),
+        max_scans: engine.config.max_scans,
+        options: Value::Object(engine.defaults.clone()),
+        status,
+    }
+}
+
+fn engine_state(status: &EngineStatus) -> &'static str {
+    if status.busy {
+        "BUSY"
+    } else {
+        "READY"
+    }
+}
+
+fn options_value(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|_| Value::Object(Map::new()))
+}
+
+fn scan_rows(status: &EngineStatus) -> BTreeMap<String, openapi::PatrowlScanRow> {
+    status
+        .scans
+        .scans
+        .iter()
+        .map(|(id, row)| (id.clone(), scan_row(row)))
+        .collect()
+}
+
+fn scan_row(row: &ScanRow) -> openapi::PatrowlScanRow {
+    openapi::PatrowlScanRow {
+        status: row.status.as_str(),
+        options: options_value(&row.options),
+        nb_findings: row.nb_findings,
+        reason: row.reason.clone(),
+    }
+}
+
+/// `/engines/<name>` without its slash: to the index.
+#[utoipa::path(get, path = "/engines/{name}", operation_id = "patrowl_redirect",
+    summary = "To the engine's index", params(openapi::EnginePath),
+    responses((status = 308, description = "To `/engines/<name>/`.",
+        headers(("Location" = String, description = "The same path with a trailing slash.")))))]
+async fn redirect(request: HttpRequest) -> HttpResponse {
+    HttpResponse::PermanentRedirect()
+        .insert_header((header::LOCATION, format!("{}/", request.path())))
+        .finish()
+}
+
+/// `{"page": "index"}`.
+#[utoipa::path(get, path = "/engines/{name}/", operation_id = "patrowl_index",
+    summary = "The engine's index", params(openapi::EnginePath),
+    responses((status = 200, description = "`{\"page\": \"index\"}`.", body = openapi::PatrowlPage)))]
+async fn index(
+    request: HttpRequest,
+    face: web::Data<Patrowl>,
+    name: web::Path<String>,
+) -> Result<HttpResponse, Refusal> {
+    face.engine(&request, &name).await.map_err(on("index"))?;
+    Ok(HttpResponse::Ok().json(openapi::PatrowlPage {
+        page: "index",
+        status: None,
+    }))
+}
+
+/// The engine's state and scans.
+#[utoipa::path(get, path = "/engines/{name}/status", operation_id = "patrowl_status",
+    summary = "The engine's state and scans", description = openapi::STATUS_DESCRIPTION,
+    params(openapi::EnginePath),
+    responses((status = 200, description = "READY or BUSY, the engine, every scan not cleaned.",
+        body = openapi::PatrowlStatus)))]
+async fn status(
+    request: HttpRequest,
+    face: web::Data<Patrowl>,
+    name: web::Path<String>,
+) -> Result<HttpResponse, Refusal> {
+    let (_, engine) = face.engine(&request, &name).await.map_err(on("status"))?;
+    let position = face.engines.position();
+    let cached = face
+        .status_cache
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(name.as_str())
+        .filter(|(at, _)| *at == position)
+        .map(|(_, body)| body.clone());
+    let body = match cached {
+        Some(body) => body,
+        None => {
+            let status = face
+                .engines
+                .status(&name)
+                .map_err(|e| on("status")(e.into()))?;
+            let state = engine_state(&status);
+            let body = Bytes::from(
+                serde_json::to_vec(&openapi::PatrowlStatus {
+                    page: "status",
+                    status: state,
+                    scanner: engine_view(&engine, state),
+                    scans: scan_rows(&status),
+                })
+                .unwrap_or_default(),
+            );
+            face.status_cache
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(name.to_string(), (status.position, body.clone()));
+            body
+        }
+    };
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .body(body))
+}
+
+fn unknown_scan(name: &str, scan_id: &str, error: EnginesError) -> PatrowlError {
+    match error {
+        EnginesError::Rejected(ScanRejection::Unknown) => {
+            PatrowlError::NotFound(format!("no scan {scan_id:?} on engine {name}"))
+        }
+        EnginesError::Rejected(ScanRejection::Cleaned) => PatrowlError::NotFound(format!(
+            "scan {scan_id:?} on engine {name} was cleaned (its history stays in the log)"
+        )),
+        other => other.into(),
+    }
+}
+
+/// One scan's status, which PatrowlManager polls.
+#[utoipa::path(get, path = "/engines/{name}/status/{scan_id}",
+    operation_id = "patrowl_scan_status", summary = "One scan's status",
+    description = "STARTED and SCANNING until the scan ends, then FINISHED, ERROR (with the \
+        reason) or STOPPED. An unknown or cleaned scan answers 404.",
+    params(openapi::ScanPath),
+    responses((status = 200, description = "The scan's status.", body = openapi::PatrowlScanStatus)))]
+async fn scan_status(
+    request: HttpRequest,
+    face: web::Data<Patrowl>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, Refusal> {
+    let (name, scan_id) = path.into_inner();
+    face.engine(&request, &name).await.map_err(on("status"))?;
+    let row = face
+        .engines
+        .scan_status(&name, &scan_id)
+        .map_err(|e| on("status")(unknown_scan(&name, &scan_id, e)))?;
+    Ok(HttpResponse::Ok().json(openapi::PatrowlScanStatus {
+        page: "status",
+        scan_id,
+        status: row.status.as_str(),
+        nb_findings: row.nb_findings,
+        reason: row.reason,
+    }))
+}
+
+/// The engine's configuration and scans.
+#[utoipa::path(get, path = "/engines/{name}/info", operation_id = "patrowl_info",
+    summary = "The engine's configuration", params(openapi::EnginePath),
+    responses((status = 200, description = "The engine and its state.", body = openapi::PatrowlInfo)))]
+async fn info(
+    request: HttpRequest,
+    face: web::Data<Patrowl>,
+    name: web::Path<String>,
+) -> Result<HttpResponse, Refusal> {
+    let (_, engine) = face.engine(&request, &name).await.map_err(on("info"))?;
+    let status = face
+        .engines
+        .status(&name)
+        .map_err(|e| on("info")(e.into()))?;
+    let state = engine_state(&status);
+    Ok(HttpResponse::Ok().json(openapi::PatrowlInfo {
+        page: "info",
+        status: state,
+        engine_config: engine_view(&engine, state),
+        scans: scan_rows(&status),
+    }))
+}
+
+/// The engine's configuration, as reloaded.
+#[utoipa::path(get, path = "/engines/{name}/reloadconfig", operation_id = "patrowl_reloadconfig",
+    summary = "The engine's configuration",
+    description = "The configuration is read at start-up only: this answers the one in effect \
+        (upstream engines read their JSON file again).",
+    params(openapi::EnginePath),
+    responses((status = 200, description = "The engine.", body = openapi::PatrowlReload)))]
+async fn reloadconfig(
+    request: HttpRequest,
+    face: web::Data<Patrowl>,
+    name: web::Path<String>,
+) -> Result<HttpResponse, Refusal> {
+    let (_, engine) = face
+        .engine(&request, &name)
+        .await
+        .map_err(on("reloadconfig"))?;
+    let status = face
+        .engines
+        .status(&name)
+        .map_err(|e| on("reloadconfig")(e.into()))?;
+    Ok(HttpResponse::Ok().json(openapi::PatrowlReload {
+        page: "reloadconfig",
+        config: engine_view(&engine, engine_state(&status)),
+    }))
+}
+
+/// The engine is up.
+#[utoipa::path(get, path = "/engines/{name}/liveness", operation_id = "patrowl_liveness",
+    summary = "The engine is up", params(openapi::EnginePath),
+    responses((status = 200, description = "`{\"page\": \"liveness\", \"status\": \"success\"}`.",
+        body = openapi::PatrowlPage)))]
+async fn liveness(
+    request: HttpRequest,
+    face: web::Data<Patrowl>,
+    name: web::Path<String>,
+) -> Result<HttpResponse, Refusal> {
+    face.engine(&request, &name).await.map_err(on("liveness"))?;
+    Ok(HttpResponse::Ok().json(openapi::PatrowlPage {
+        page: "liveness",
+        status: Some("success"),
+    }))
+}
+
+/// The engine takes scans.
+#[utoipa::path(get, path = "/engines/{name}/readiness", operation_id = "patrowl_readiness",
+    summary = "The engine takes scans",
+    description = "Ready once the server listens: the log is open, the read model has folded \
+        it and scans left running were settled. A busy engine is ready (it answers startscan, \
+        with 503).",
+    params(openapi::EnginePath),
+    responses(
+        (status = 200, description = "`{\"page\": \"readiness\", \"status\": \"success\"}`.",
+            body = openapi::PatrowlPage),
+        (status = 500, description = "`{\"page\": \"readiness\", \"status\": \"error\"}`: the \
+            read model stopped.", body = openapi::PatrowlPage)))]
+async fn readiness(
+    request: HttpRequest,
+    face: web::Data<Patrowl>,
+    name: web::Path<String>,
+) -> Result<HttpResponse, Refusal> {
+    face.engine(&request, &name)
+        .await
+        .map_err(on("readiness"))?;
+    let ready = face.engines.status(&name).is_ok() && face.engines.failure().is_none();
+    let (code, word) = if ready {
+        (StatusCode::OK, "success")
+    } else {
+        (StatusCode::INTERNAL_SERVER_ERROR, "error")
+    };
+    Ok(HttpResponse::build(code).json(openapi::PatrowlPage {
+        page: "readiness",
+        status: Some(word),
+    }))
+}
+
+/// The engine's routes.
+#[utoipa::path(get, path = "/engines/{name}/test", operation_id = "patrowl_test",
+    summary = "The engine's routes", params(openapi::EnginePath),
+    responses((status = 200, description = "Every route of the engine.", body = openapi::PatrowlTest)))]
+async fn test(
+    request: HttpRequest,
+    face: web::Data<Patrowl>,
+    name: web::Path<String>,
+) -> Result<HttpResponse, Refusal> {
+    let (_, engine) = face.engine(&request, &name).await.map_err(on("test"))?;
+    let base = format!("/engines/{}", engine.name.as_str());
+    Ok(HttpResponse::Ok().json(openapi::PatrowlTest {
+        page: "test",
+        routes: ROUTES
+            .iter()
+            .map(|route| format!("{base}{route}"))
+            .collect(),
+    }))
+}
+
+/// A `startscan` body, parsed: the scan id, the assets, the client's options.
+struct StartScan {
+    scan_id: ScanId,
+    assets: Vec<Asset>,
+    options: Map<String, Value>,
+}
+
+/// A JSON number or string, as text.
+fn scalar_text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(text) => Some(text.clone()),
+        Value::Number(number) => Some(number.to_string()),
+        _ => None,
+    }
+}
+
+impl StartScan {
+    fn parse(body: &[u8]) -> Result<StartScan, String> {
+        let value: Value =
+            serde_json::from_slice(body).map_err(|e| format!("the body is not JSON: {e}"))?;
+        let Value::Object(mut body) = value else {
+            return Err("the body is not a JSON object".into());
+        };
+        let scan_id = match body.get("scan_id") {
+            None | Some(Value::Null) => return Err("scan_id is missing".into()),
+            Some(value) => scalar_text(value)
+                .ok_or_else(|| format!("scan_id must be a number or a string, not {value}"))?,
+        };
+        let scan_id = ScanId::parse(&scan_id)?;
+        let assets = match body.remove("assets") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(items)) => items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| parse_asset(i, item))
+                .collect::<Result<_, _>>()?,
+            Some(other) => return Err(format!("assets must be a list, not {other}")),
+        };
+        let options = match body.remove("options") {
+            None | Some(Value::Null) => Map::new(),
+            Some(Value::Object(map)) => map,
+            // PatrowlManager sends the options as a JSON string.
+            Some(Value::String(text)) if text.trim().is_empty() => Map::new(),
+            Some(Value::String(text)) => match serde_json::from_str(&text) {
+                Ok(Value::Object(map)) => map,
+                _ => {
+                    return Err(format!(
+                        "options is a string that is not a JSON object: {text:?}"
+                    ))
+                }
+            },
+            Some(other) => {
+                return Err(format!(
+                    "options must be an object or an object as a JSON string, not {other}"
+                ))
+            }
+        };
+        Ok(StartScan {
+            scan_id,
+            assets,
+            options,
+        })
+    }
+}
+
+fn parse_asset(i: usize, item: &Value) -> Result<Asset, String> {
+    let Value::Object(asset) = item else {
+        return Err(format!("assets[{i}] is not an object"));
+    };
+    let value = match asset.get("value") {
+        Some(Value::String(value)) if !value.trim().is_empty() => value.clone(),
+        _ => return Err(format!("assets[{i}].value is missing or empty")),
+    };
+    if value.len() > MAX_ASSET_BYTES {
+        return Err(format!(
+            "assets[{i}].value is longer than {MAX_ASSET_BYTES} bytes"
+        ));
+    }
+    let datatype = match asset.get("datatype") {
+        Some(Value::String(raw)) => Datatype::parse(raw).ok_or_else(|| {
+            format!(
+                "assets[{i}].datatype {raw:?} is not a Patrowl datatype (one of {})",
+                Datatype::ALL.map(Datatype::as_str).join(", ")
+            )
+        })?,
+        _ => return Err(format!("assets[{i}].datatype is missing")),
+    };
+    let id = match asset.get("id") {
+        None | Some(Value::Null) => String::new(),
+        Some(id) => {
+            scalar_text(id).ok_or_else(|| format!("assets[{i}].id must be a number or a string"))?
+        }
+    };
+    let criticity = asset
+        .get("criticity")
+        .and_then(Value::as_str)
+        .unwrap_or("low")
+        .to_owned();
+    Ok(Asset {
+        id,
+        value,
+        criticity,
+        datatype,
+    })
+}
+
+/// Starts a scan.
+#[utoipa::path(post, path = "/engines/{name}/startscan", operation_id = "patrowl_startscan",
+    summary = "Start a scan", description = openapi::STARTSCAN_DESCRIPTION,
+    params(openapi::EnginePath),
+    request_body(content = openapi::PatrowlStartScan, content_type = "application/json",
+        description = "The scan, at most `[patrowl] max_body_kb` KiB."),
+    responses(
+        (status = 200, description = "Accepted.", body = openapi::PatrowlAccepted),
+        (status = 400, description = "Not JSON, no scan id, no assets, a datatype the engine \
+            does not scan, options or an asset it cannot scan.", body = openapi::PatrowlErrorBody),
+        (status = 409, description = "The scan id was used before on this engine.",
+            body = openapi::PatrowlErrorBody),
+        (status = 413, description = "The body is over `[patrowl] max_body_kb`.",
+            body = openapi::PatrowlErrorBody)))]
+async fn startscan(
+    request: HttpRequest,
+    face: web::Data<Patrowl>,
+    name: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, Refusal> {
+    let page = on("startscan");
+    let (caller, _) = face.engine(&request, &name).await.map_err(&page)?;
+    let body = read_body(&request, payload, face.max_body)
+        .await
+        .map_err(|e| page(e.into()))?;
+    let scan = StartScan::parse(&body).map_err(|e| page(PatrowlError::BadRequest(e)))?;
+    let scan_id = scan.scan_id.as_str().to_owned();
+    let metadata = super::metadata(&request, &caller);
+    face.engines
+        .start_scan(
+            &name,
+            scan.scan_id,
+            scan.assets,
+            scan.options,
+            caller.user,
+            metadata,
+        )
+        .await
+        .map_err(|e| page(e.into()))?;
+    Ok(HttpResponse::Ok().json(openapi::PatrowlAccepted {
+        page: "startscan",
+        status: "accepted",
+        details: openapi::PatrowlScanId { scan_id },
+    }))
+}
+
+fn severity_word(severity: Severity) -> &'static str {
+    match severity {
+        Severity::Info => "info",
+        Severity::Low => "low",
+        Severity::Medium => "medium",
+        Severity::High => "high",
+        Severity::Critical => "critical",
+    }
+}
+
+/// The `getfindings` body of a scan.
+fn findings_body(engine: &Engine, scan_id: &str, state: &ScanState) -> openapi::PatrowlFindings {
+    let count = |severity: Severity| {
+        state
+            .findings
+            .iter()
+            .filter(|f| f.finding.severity == severity)
+            .count()
+    };
+    let issues = state
+        .findings
+        .iter()
+        .map(|record| {
+            let f = &record.finding;
+            let raw = match f.raw.as_deref().map(serde_json::from_str::<Value>) {
+                Some(Ok(Value::Object(map))) => Value::Object(map),
+                Some(Ok(other)) => serde_json::json!({ "value": other }),
+                Some(Err(_)) | None => Value::Object(Map::new()),
+            };
+            openapi::PatrowlIssue {
+                issue_id: record.issue_id,
+                severity: severity_word(f.severity),
+                confidence: match f.confidence {
+                    crate::actors::scan::Confidence::Certain => "certain",
+                    crate::actors::scan::Confidence::Firm => "firm",
+                    crate::actors::scan::Confidence::Tentative => "tentative",
+                },
+                title: f.title.clone(),
+                description: f.description.clone(),
+                solution: f.solution.clone(),
+                kind: f.kind.clone(),
+                timestamp: record.at.timestamp_millis(),
+                raw,
+                target: openapi::PatrowlTarget {
+                    addr: f.target.addr.clone(),
+                    protocol: f.target.protocol.clone(),
+                    port_id: f.target.port_id,
+                    port_type: f.target.port_type.clone(),
+                },
+                metadata: openapi::PatrowlIssueMetadata {
+                    tags: f.tags.clone(),
+                    links: f.links.clone(),
+                    vuln_refs: Value::Object(Map::new()),
+                    risk: Value::Object(Map::new()),
+                },
+            }
+        })
+        .collect();
+    openapi::PatrowlFindings {
+        page: "getfindings",
+        scan_id: scan_id.to_owned(),
+        status: "success",
+        scan: openapi::PatrowlFindingsScan {
+            scan_id: scan_id.to_owned(),
+            status: state.status.as_str(),
+            reason: state.reason.clone(),
+        },
+        summary: openapi::PatrowlSummary {
+            nb_issues: state.findings.len(),
+            nb_info: count(Severity::Info),
+            nb_low: count(Severity::Low),
+            nb_medium: count(Severity::Medium),
+            nb_high: count(Severity::High),
+            nb_critical: count(Severity::Critical),
+            engine_name: engine.name.as_str().to_owned(),
+            engine_version: engine.config.version.clone(),
+        },
+        issues,
+    }
+}
+
+/// An ended scan's findings.
+#[utoipa::path(get, path = "/engines/{name}/getfindings/{scan_id}",
+    operation_id = "patrowl_getfindings", summary = "A scan's findings",
+    description = openapi::FINDINGS_DESCRIPTION, params(openapi::ScanPath),
+    responses((status = 200, description = "The findings, or `status: error` with the reason \
+        while the scan runs.", body = openapi::PatrowlFindingsAnswer)))]
+async fn getfindings(
+    request: HttpRequest,
+    face: web::Data<Patrowl>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, Refusal> {
+    let (name, scan_id) = path.into_inner();
+    let page = on("getfindings");
+    let (_, engine) = face.engine(&request, &name).await.map_err(&page)?;
+    let state = face
+        .engines
+        .ended_scan(&name, &scan_id)
+        .await
+        .map_err(|e| page(unknown_scan(&name, &scan_id, e)))?;
+    Ok(HttpResponse::Ok().json(findings_body(&engine, &scan_id, &state)))
+}
+
+/// An ended scan's report.
+#[utoipa::path(get, path = "/engines/{name}/getreport/{scan_id}",
+    operation_id = "patrowl_getreport", summary = "A scan's report",
+    description = openapi::REPORT_DESCRIPTION, params(openapi::ScanPath),
+    responses(
+        (status = 200, description = "The report, as an attachment: a ZIP archive, or the \
+            findings as JSON when asked for (while the scan runs: `status: error`).",
+            content(
+                (Vec<u8> = "application/zip"),
+                (openapi::PatrowlFindingsAnswer = "application/json"))),
+        (status = 500, description = "A raw output is missing from the blob store.",
+            body = openapi::PatrowlErrorBody)))]
+async fn getreport(
+    request: HttpRequest,
+    face: web::Data<Patrowl>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, Refusal> {
+    let (name, scan_id) = path.into_inner();
+    let page = on("getreport");
+    let (_, engine) = face.engine(&request, &name).await.map_err(&page)?;
+    let wants_json = request
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("application/json"));
+    let attachment = |extension: &str| ContentDisposition {
+        disposition: DispositionType::Attachment,
+        parameters: vec![DispositionParam::Filename(format!(
+            "{}_{}.{extension}",
+            engine.name.as_str(),
+            scan_id.replace(
+                |c: char| !c.is_ascii_alphanumeric() && c != '-' && c != '_',
+                "_"
+            )
+        ))],
+    };
+    let missing = |e| page(unknown_scan(&name, &scan_id, e));
+    if wants_json {
+        let state = face
+            .engines
+            .ended_scan(&name, &scan_id)
+            .await
+            .map_err(missing)?;
+        return Ok(HttpResponse::Ok()
+            .insert_header(attachment("json"))
+            .json(findings_body(&engine, &scan_id, &state)));
+    }
+    let archive = face
+        .engines
+        .report_zip(&name, &scan_id, |state| {
+            serde_json::to_vec_pretty(&findings_body(&engine, &scan_id, state)).unwrap_or_default()
+        })
+        .await
+        .map_err(missing)?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/zip")
+        .insert_header(attachment("zip"))
+        .body(archive))
+}
+
+/// Stops a running scan.
+#[utoipa::path(get, path = "/engines/{name}/stop/{scan_id}", operation_id = "patrowl_stop",
+    summary = "Stop a scan",
+    description = "Stops a running scan (a `command` scanner's program gets SIGTERM, then \
+        SIGKILL after the engine's grace). Its findings so far stay. Needs an admin once \
+        accounts exist.",
+    params(openapi::ScanPath),
+    responses(
+        (status = 200, description = "Stopped.", body = openapi::PatrowlStopped),
+        (status = 409, description = "The scan had already ended.",
+            body = openapi::PatrowlErrorBody)))]
+async fn stop(
+    request: HttpRequest,
+    face: web::Data<Patrowl>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, Refusal> {
+    let (name, scan_id) = path.into_inner();
+    let page = on("stopscan");
+    let caller = face
+        .authorize(&request, Access::Admin)
+        .await
+        .map_err(&page)?;
+    let metadata = super::metadata(&request, &caller);
+    face.engines
+        .stop(&name, &scan_id, caller.user, metadata)
+        .await
+        .map_err(|e| page(unknown_scan(&name, &scan_id, e)))?;
+    Ok(HttpResponse::Ok().json(openapi::PatrowlStopped {
+        page: "stopscan",
+        status: "SUCCESS",
+        details: openapi::PatrowlScanId { scan_id },
+    }))
+}
+
+/// Stops every running scan.
+#[utoipa::path(get, path = "/engines/{name}/stopscans", operation_id = "patrowl_stopscans",
+    summary = "Stop every scan",
+    description = "Stops every running scan of the engine. Needs an admin once accounts exist.",
+    params(openapi::EnginePath),
+    responses((status = 200, description = "The scans stopped.", body = openapi::PatrowlDone)))]
+async fn stopscans(
+    request: HttpRequest,
+    face: web::Data<Patrowl>,
+    name: web::Path<String>,
+) -> Result<HttpResponse, Refusal> {
+    let page = on("stopscans");
+    let caller = face
+        .authorize(&request, Access::Admin)
+        .await
+        .map_err(&page)?;
+    let metadata = super::metadata(&request, &caller);
+    let stopped = face
+        .engines
+        .stop_all(&name, caller.user, metadata)
+        .await
+        .map_err(|e| page(e.into()))?;
+    Ok(HttpResponse::Ok().json(openapi::PatrowlDone {
+        page: "stopscans",
+        status: "SUCCESS",
+        details: openapi::PatrowlIds { scan_ids: stopped },
+    }))
+}
+
+/// Cleans every scan.
+#[utoipa::path(get, path = "/engines/{name}/clean", operation_id = "patrowl_clean",
+    summary = "Clean every scan", description = openapi::CLEAN_DESCRIPTION,
+    params(openapi::EnginePath),
+    responses((status = 200, description = "The scans cleaned.", body = openapi::PatrowlDone)))]
+async fn clean(
+    request: HttpRequest,
+    face: web::Data<Patrowl>,
+    name: web::Path<String>,
+) -> Result<HttpResponse, Refusal> {
+    let page = on("clean");
+    let caller = face
+        .authorize(&request, Access::Admin)
+        .await
+        .map_err(&page)?;
+    let metadata = super::metadata(&request, &caller);
+    let cleaned = face
+        .engines
+        .clean_all(&name, caller.user, metadata)
+        .await
+        .map_err(|e| page(e.into()))?;
+    Ok(HttpResponse::Ok().json(openapi::PatrowlDone {
+        page: "clean",
+        status: "SUCCESS",
+        details: openapi::PatrowlIds { scan_ids: cleaned },
+    }))
+}
+
+/// Cleans one scan.
+#[utoipa::path(get, path = "/engines/{name}/clean/{scan_id}", operation_id = "patrowl_clean_scan",
+    summary = "Clean a scan",
+    description = "Removes the scan from the engine's list, stopping it first if it runs. Its \
+        history stays in the log. Needs an admin once accounts exist.",
+    params(openapi::ScanPath),
+    responses((status = 200, description = "Removed.", body = openapi::PatrowlCleaned)))]
+async fn clean_scan(
+    request: HttpRequest,
+    face: web::Data<Patrowl>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, Refusal> {
+    let (name, scan_id) = path.into_inner();
+    let page = on("clean_scan");
+    let caller = face
+        .authorize(&request, Access::Admin)
+        .await
+        .map_err(&page)?;
+    let metadata = super::metadata(&request, &caller);
+    face.engines
+        .clean(&name, &scan_id, caller.user, metadata)
+        .await
+        .map_err(|e| page(unknown_scan(&name, &scan_id, e)))?;
+    Ok(HttpResponse::Ok().json(openapi::PatrowlCleaned {
+        page: "clean_scan",
+        scan_id,
+        status: "removed",
+    }))
+}

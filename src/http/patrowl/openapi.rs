@@ -1,0 +1,531 @@
+//! The scan engine face's part of the OpenAPI document: the bodies its handlers write (these
+//! very types), its parameters, the `/engine/<name>/` spelling as a copy of each
+//! `/engines/<name>/` route, and the face's security. It only describes; `tests/openapi.rs`
+//! checks real answers against these schemas.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::openapi::response::Response;
+use utoipa::openapi::security::SecurityRequirement;
+use utoipa::openapi::{OpenApi, RefOr};
+use utoipa::{IntoParams, Modify, ToSchema};
+
+use crate::http::openapi::path_operations;
+
+/// The face's routes, their schemas, and who may use them.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(
+        super::redirect,
+        super::index,
+        super::status,
+        super::scan_status,
+        super::info,
+        super::reloadconfig,
+        super::liveness,
+        super::readiness,
+        super::test,
+        super::startscan,
+        super::getfindings,
+        super::getreport,
+        super::stop,
+        super::stopscans,
+        super::clean,
+        super::clean_scan
+    ),
+    components(schemas(
+        PatrowlPage,
+        PatrowlEngine,
+        PatrowlScanRow,
+        PatrowlStatus,
+        PatrowlInfo,
+        PatrowlReload,
+        PatrowlTest,
+        PatrowlStartScan,
+        PatrowlAsset,
+        PatrowlAccepted,
+        PatrowlScanId,
+        PatrowlScanStatus,
+        PatrowlFindings,
+        PatrowlFindingsAnswer,
+        PatrowlFindingsScan,
+        PatrowlSummary,
+        PatrowlIssue,
+        PatrowlTarget,
+        PatrowlIssueMetadata,
+        PatrowlStopped,
+        PatrowlDone,
+        PatrowlIds,
+        PatrowlCleaned,
+        PatrowlErrorBody,
+        PatrowlReason
+    )),
+    tags((name = "patrowl", description = TAG)),
+    modifiers(&FaceWide)
+)]
+pub struct PatrowlApi;
+
+pub const TAG: &str = "The scan engine face: Patrowl engines, as PatrowlManager drives them. \
+Each engine of `[[patrowl.engines]]` is served at `/engines/<name>/` and, as Patrowl's prose \
+documentation spells it, `/engine/<name>/`; both answer exactly the same. A manager pointed at \
+`http://host:port/engines/<name>/` runs its whole job unchanged: `status`, `startscan`, polls \
+of `status/<id>`, `getfindings/<id>`, `getreport/<id>`.\n\n\
+Every scan is an entity whose events (request, progress, every finding, end, cleaning) stay in \
+the log: a cleaned scan leaves the engine's list but not the log. Every error body is \
+`{\"page\", \"status\": \"error\" or \"refused\", \"reason\"}`; a path under `/engines/<name>/` \
+that is no route, or an unknown engine, answers 404 in that body (upstream answers 200 \
+`{\"page\": \"not found\"}`).\n\n\
+Open to anyone by default, since PatrowlManager sends no credentials. Once accounts exist, \
+`[patrowl] auth` may ask for them, and `stop`, `stopscans`, `clean` and `clean/<id>` always \
+need an admin.";
+
+pub const STATUS_DESCRIPTION: &str = "The engine's state and every scan it knows (not \
+cleaned). `BUSY` when its STARTED and SCANNING scans reach `max_scans`; `READY` otherwise. \
+PatrowlManager reads the top-level `status`.";
+
+pub const STARTSCAN_DESCRIPTION: &str = "Starts a scan of the assets with the options (an \
+object, or an object as a JSON string), over the engine's default options. `scan_id` and each \
+asset's `id` may be numbers or strings. Accepted once the request is durable and in `status`; \
+the work runs after, each finding recorded as it is found. Refused, with the reason, when there \
+is no asset, an asset's datatype is not one the engine scans, the options or an asset cannot be \
+scanned (such as a port out of range, a range over `max_hosts`), or the scan id was used \
+before on this engine (400 or 409, `status: refused`); 503 when the engine is busy.";
+
+pub const FINDINGS_DESCRIPTION: &str = "The findings of an ended scan (FINISHED, ERROR or \
+STOPPED: what was found until it ended), numbered from 1 in the order found, with their count \
+by severity. A scan still running answers 200 with `status: error`, as Patrowl engines do; an \
+unknown or cleaned scan 404.";
+
+pub const REPORT_DESCRIPTION: &str = "The report of an ended scan: by default a ZIP archive \
+holding `findings.json` (the `getfindings` body) and the scanner's raw outputs under `raw/`; \
+the `getfindings` body itself when the request's `Accept` names `application/json`. Both come \
+as an attachment named `<engine>_<id>.zip` or `.json`. The scan stays known afterwards.";
+
+pub const CLEAN_DESCRIPTION: &str = "Removes every scan of the engine from its list, stopping \
+those that run first. Their history stays in the log. Needs an admin once accounts exist.";
+
+/// `{name}` and `{scan_id}` in a path.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct EnginePath {
+    /// An engine's name, as `[[patrowl.engines]]` configures it.
+    #[param(example = "tcp")]
+    pub name: String,
+}
+
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct ScanPath {
+    /// An engine's name, as `[[patrowl.engines]]` configures it.
+    #[param(example = "tcp")]
+    pub name: String,
+    /// A scan's id, as `startscan` was given it.
+    #[param(example = "1")]
+    pub scan_id: String,
+}
+
+/// `{"page": "index"}`, and the liveness and readiness answers.
+#[derive(ToSchema, Serialize)]
+pub struct PatrowlPage {
+    #[schema(example = "index")]
+    pub page: &'static str,
+    /// `success`, or `error` when not ready; absent on the index.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<&'static str>,
+}
+
+/// An engine's configuration as its `status`, `info` and `reloadconfig` show it.
+#[derive(ToSchema, Serialize, Clone)]
+pub struct PatrowlEngine {
+    #[schema(example = "tcp")]
+    pub name: String,
+    pub version: String,
+    pub description: String,
+    /// `tcp`, `http` or `command`.
+    pub scanner: String,
+    pub allowed_asset_types: Vec<String>,
+    /// The most scans STARTED or SCANNING at once.
+    pub max_scans: usize,
+    /// The options every scan gets.
+    #[schema(value_type = Object)]
+    pub options: Value,
+    /// READY, BUSY or ERROR.
+    #[schema(example = "READY")]
+    pub status: &'static str,
+}
+
+/// One scan in an engine's list.
+#[derive(ToSchema, Serialize)]
+pub struct PatrowlScanRow {
+    /// STARTED, SCANNING, FINISHED, ERROR or STOPPED.
+    #[schema(example = "FINISHED")]
+    pub status: &'static str,
+    /// The options in effect.
+    #[schema(value_type = Object)]
+    pub options: Value,
+    pub nb_findings: u64,
+    /// Why an ERROR scan failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// `GET status`.
+#[derive(ToSchema, Serialize)]
+pub struct PatrowlStatus {
+    #[schema(example = "status")]
+    pub page: &'static str,
+    /// READY, BUSY or ERROR.
+    #[schema(example = "READY")]
+    pub status: &'static str,
+    pub scanner: PatrowlEngine,
+    /// By scan id.
+    pub scans: BTreeMap<String, PatrowlScanRow>,
+}
+
+/// `GET info`: the engine's configuration, with its state at the top level too.
+#[derive(ToSchema, Serialize)]
+pub struct PatrowlInfo {
+    #[schema(example = "info")]
+    pub page: &'static str,
+    #[schema(example = "READY")]
+    pub status: &'static str,
+    pub engine_config: PatrowlEngine,
+    pub scans: BTreeMap<String, PatrowlScanRow>,
+}
+
+/// `GET reloadconfig`.
+#[derive(ToSchema, Serialize)]
+pub struct PatrowlReload {
+    #[schema(example = "reloadconfig")]
+    pub page: &'static str,
+    pub config: PatrowlEngine,
+}
+
+/// `GET test`: the engine's routes.
+#[derive(ToSchema, Serialize)]
+pub struct PatrowlTest {
+    #[schema(example = "test")]
+    pub page: &'static str,
+    pub routes: Vec<String>,
+}
+
+/// A `startscan` body, as PatrowlManager sends it.
+#[derive(ToSchema)]
+#[schema(example = json!({"assets": [{"id": 1, "value": "127.0.0.1", "criticity": "low",
+    "datatype": "ip"}], "options": {"ports": ["9"]}, "engine_id": 1, "scan_id": 1}))]
+pub struct PatrowlStartScan {
+    pub assets: Vec<PatrowlAsset>,
+    /// An object, or an object as a JSON string.
+    #[schema(value_type = Object)]
+    pub options: Option<Value>,
+    pub engine_id: Option<i64>,
+    /// A number or a string.
+    #[schema(value_type = String)]
+    pub scan_id: Value,
+}
+
+/// One asset of a `startscan` body.
+#[derive(ToSchema)]
+pub struct PatrowlAsset {
+    /// A number or a string.
+    #[schema(value_type = String)]
+    pub id: Option<Value>,
+    #[schema(example = "127.0.0.1")]
+    pub value: String,
+    #[schema(example = "low")]
+    pub criticity: Option<String>,
+    /// ip, ip-range, ip-subnet, fqdn, domain, url, keyword, person, organisation, path or
+    /// application.
+    #[schema(example = "ip")]
+    pub datatype: String,
+}
+
+/// `{"scan_id": "..."}`.
+#[derive(ToSchema, Serialize)]
+pub struct PatrowlScanId {
+    pub scan_id: String,
+}
+
+/// A started scan.
+#[derive(ToSchema, Serialize)]
+pub struct PatrowlAccepted {
+    #[schema(example = "startscan")]
+    pub page: &'static str,
+    #[schema(example = "accepted")]
+    pub status: &'static str,
+    pub details: PatrowlScanId,
+}
+
+/// `GET status/<id>`.
+#[derive(ToSchema, Serialize)]
+pub struct PatrowlScanStatus {
+    #[schema(example = "status")]
+    pub page: &'static str,
+    pub scan_id: String,
+    /// STARTED, SCANNING, FINISHED, ERROR or STOPPED.
+    #[schema(example = "SCANNING")]
+    pub status: &'static str,
+    pub nb_findings: u64,
+    /// Why an ERROR scan failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// The scan a findings body is about.
+#[derive(ToSchema, Serialize)]
+pub struct PatrowlFindingsScan {
+    pub scan_id: String,
+    #[schema(example = "FINISHED")]
+    pub status: &'static str,
+    /// Why an ERROR scan failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Counts of a scan's findings.
+#[derive(ToSchema, Serialize)]
+pub struct PatrowlSummary {
+    pub nb_issues: usize,
+    pub nb_info: usize,
+    pub nb_low: usize,
+    pub nb_medium: usize,
+    pub nb_high: usize,
+    pub nb_critical: usize,
+    pub engine_name: String,
+    pub engine_version: String,
+}
+
+/// Where an issue is.
+#[derive(ToSchema, Serialize)]
+pub struct PatrowlTarget {
+    /// The asset values concerned.
+    pub addr: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port_id: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port_type: Option<String>,
+}
+
+/// An issue's metadata.
+#[derive(ToSchema, Serialize)]
+pub struct PatrowlIssueMetadata {
+    pub tags: Vec<String>,
+    pub links: Vec<String>,
+    #[schema(value_type = Object)]
+    pub vuln_refs: Value,
+    #[schema(value_type = Object)]
+    pub risk: Value,
+}
+
+/// One finding, in the shape PatrowlManager imports.
+#[derive(ToSchema, Serialize)]
+pub struct PatrowlIssue {
+    /// From 1, in the order found.
+    pub issue_id: u64,
+    /// info, low, medium, high or critical.
+    #[schema(example = "info")]
+    pub severity: &'static str,
+    /// certain, firm or tentative.
+    #[schema(example = "certain")]
+    pub confidence: &'static str,
+    pub title: String,
+    pub description: String,
+    pub solution: String,
+    /// Such as `port_info`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// When it was found, in Unix milliseconds.
+    pub timestamp: i64,
+    /// What the scanner saw.
+    #[schema(value_type = Object)]
+    pub raw: Value,
+    pub target: PatrowlTarget,
+    pub metadata: PatrowlIssueMetadata,
+}
+
+/// `GET getfindings/<id>` of an ended scan.
+#[derive(ToSchema, Serialize)]
+pub struct PatrowlFindings {
+    #[schema(example = "getfindings")]
+    pub page: &'static str,
+    pub scan_id: String,
+    #[schema(example = "success")]
+    pub status: &'static str,
+    pub scan: PatrowlFindingsScan,
+    pub summary: PatrowlSummary,
+    pub issues: Vec<PatrowlIssue>,
+}
+
+/// The findings, or why there are none yet.
+#[derive(ToSchema, Serialize)]
+#[serde(untagged)]
+pub enum PatrowlFindingsAnswer {
+    Findings(PatrowlFindings),
+    NotEnded(PatrowlErrorBody),
+}
+
+/// `GET stop/<id>`.
+#[derive(ToSchema, Serialize)]
+pub struct PatrowlStopped {
+    #[schema(example = "stopscan")]
+    pub page: &'static str,
+    #[schema(example = "SUCCESS")]
+    pub status: &'static str,
+    pub details: PatrowlScanId,
+}
+
+/// The scan ids a `stopscans` or `clean` acted on.
+#[derive(ToSchema, Serialize)]
+pub struct PatrowlIds {
+    pub scan_ids: Vec<String>,
+}
+
+/// `GET stopscans` and `GET clean`.
+#[derive(ToSchema, Serialize)]
+pub struct PatrowlDone {
+    #[schema(example = "stopscans")]
+    pub page: &'static str,
+    #[schema(example = "SUCCESS")]
+    pub status: &'static str,
+    pub details: PatrowlIds,
+}
+
+/// `GET clean/<id>`.
+#[derive(ToSchema, Serialize)]
+pub struct PatrowlCleaned {
+    #[schema(example = "clean_scan")]
+    pub page: &'static str,
+    pub scan_id: String,
+    #[schema(example = "removed")]
+    pub status: &'static str,
+}
+
+/// `{"reason": "..."}`, as `startscan` refusals repeat it.
+#[derive(ToSchema, Serialize)]
+pub struct PatrowlReason {
+    pub reason: String,
+}
+
+/// Every error of the face.
+#[derive(ToSchema, Serialize)]
+#[schema(example = json!({"page": "startscan", "status": "refused",
+    "reason": "no assets: a scan needs at least one asset",
+    "details": {"reason": "no assets: a scan needs at least one asset"}}))]
+pub struct PatrowlErrorBody {
+    /// The route's page name, such as `startscan`, `status` or `not found`.
+    pub page: &'static str,
+    /// `refused` for a scan request the engine will not take, `error` otherwise.
+    #[schema(example = "error")]
+    pub status: &'static str,
+    /// What is wrong, in words meant for the person reading them.
+    pub reason: String,
+    /// `startscan` repeats the reason here, where some clients read it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<PatrowlReason>,
+}
+
+/// What every operation of the face shares, and the `/engine/` copies of its routes.
+struct FaceWide;
+
+/// Routes that stop or remove scans: admin only once accounts exist.
+fn destructive(path: &str) -> bool {
+    [
+        "/stopscans",
+        "/clean",
+        "/clean/{scan_id}",
+        "/stop/{scan_id}",
+    ]
+    .iter()
+    .any(|end| path.ends_with(end))
+}
+
+impl Modify for FaceWide {
+    fn modify(&self, document: &mut OpenApi) {
+        let plural: Vec<(String, utoipa::openapi::PathItem)> = document
+            .paths
+            .paths
+            .iter()
+            .map(|(path, item)| (path.clone(), item.clone()))
+            .collect();
+        for (path, mut item) in plural {
+            let Some(rest) = path.strip_prefix("/engines/") else {
+                continue;
+            };
+            for operation in path_operations(&mut item) {
+                operation.operation_id = operation
+                    .operation_id
+                    .as_ref()
+                    .map(|id| format!("{id}_engine"));
+                operation.summary = Some(format!("{path}, as spelled /engine/{rest}"));
+                operation.description = Some(format!(
+                    "`{path}` under `/engine/`, as Patrowl's prose documentation spells it: \
+                     it answers exactly the same."
+                ));
+            }
+            document.paths.paths.insert(format!("/engine/{rest}"), item);
+        }
+        for (path, item) in document.paths.paths.iter_mut() {
+            let admin = destructive(path);
+            for operation in path_operations(item) {
+                operation.tags = Some(vec!["patrowl".into()]);
+                operation.security = Some(if admin {
+                    crate::http::openapi::account_security()
+                } else {
+                    let mut optional = vec![SecurityRequirement::default()];
+                    optional.extend(crate::http::openapi::account_security());
+                    optional
+                });
+                let responses = &mut operation.responses.responses;
+                for (status, answer) in common_answers(admin) {
+                    responses.entry(status.into()).or_insert(answer);
+                }
+            }
+        }
+    }
+}
+
+fn common_answers(admin: bool) -> [(&'static str, RefOr<Response>); 5] {
+    let unauthorized = crate::http::openapi::unauthorized_answer(
+        if admin {
+            "No or wrong credentials, while accounts are configured."
+        } else {
+            "No or wrong credentials, while accounts are configured and `[patrowl] auth` is \
+             `account` or `admin`."
+        },
+        "PatrowlErrorBody",
+    );
+    [
+        ("401", unauthorized),
+        (
+            "403",
+            error(if admin {
+                "The account is not an admin."
+            } else {
+                "The account lacks the access `[patrowl] auth` asks for."
+            }),
+        ),
+        (
+            "404",
+            error("No engine has this name (or, for a scan's route, no such scan)."),
+        ),
+        (
+            "405",
+            error("Any other method on this path is refused in the face's error body."),
+        ),
+        (
+            "503",
+            error(
+                "The credentials could not be checked, or the command was not recorded (the \
+                 log or an actor failed).",
+            ),
+        ),
+    ]
+}
+
+pub fn error(description: &str) -> RefOr<Response> {
+    crate::http::openapi::error_answer(description, "PatrowlErrorBody")
+}

@@ -1,0 +1,224 @@
+//! The `command` scanner: runs the engine's program (argv, never a shell, in its own process
+//! group, through `crate::process`) with the scan as JSON on its standard input, and reads
+//! findings as JSON lines on its standard output. Its standard output and error are kept for
+//! the report; its exit code, a timeout and a stop decide how the scan ends.
+//!
+//! # The protocol
+//!
+//! Standard input is one JSON object: `{"engine", "scan_id", "assets": [{"id", "value",
+//! "criticity", "datatype"}], "options": {...}}`, then end of file.
+//!
+//! Each line of standard output that is a JSON object is one of:
+//! - a finding: `{"title": "...", "severity": "info|low|medium|high|critical", "confidence":
+//!   "certain|firm|tentative", "description", "solution", "type", "target": {"addr": [...],
+//!   "protocol", "port_id", "port_type"}, "raw": <any JSON>, "tags": [...], "links": [...]}`;
+//!   only `title` is required (severity defaults to `info`, confidence to `certain`, type to
+//!   `command`, `target.addr` to every asset's value);
+//! - `{"asset_done": "<asset value>"}`: that asset is done.
+//!
+//! Other lines (text, JSON that is not an object) are kept in the raw output only; a JSON
+//! object that is neither is counted and named in the raw output as ignored. Exit code 0
+//! finishes the scan; any other ends it in ERROR with the code and the last line of standard
+//! error.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::Value;
+use tokio::sync::{mpsc, watch};
+
+use super::{asset_values, Ended, Job, Progress};
+use crate::actors::scan::{Confidence, Finding, Severity, Target};
+use crate::config::EngineConfig;
+use crate::process::{self, Ending, Exit, Invocation, Stream};
+
+/// A finding line, as a program writes it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Line {
+    title: String,
+    #[serde(default)]
+    severity: Severity,
+    #[serde(default)]
+    confidence: Confidence,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    solution: Option<String>,
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+    #[serde(default)]
+    target: Option<LineTarget>,
+    #[serde(default)]
+    raw: Option<Value>,
+    #[serde(default)]
+    tags: Vec<String>,
+    #[serde(default)]
+    links: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct LineTarget {
+    #[serde(default)]
+    addr: Vec<String>,
+    protocol: Option<String>,
+    port_id: Option<u16>,
+    port_type: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AssetDone {
+    asset_done: String,
+}
+
+/// What one line of standard output says.
+pub fn parse_line(text: &str, job: &Job) -> Result<Option<Progress>, String> {
+    let Ok(Value::Object(object)) = serde_json::from_str::<Value>(text.trim()) else {
+        return Ok(None);
+    };
+    let object = Value::Object(object);
+    if let Ok(done) = serde_json::from_value::<AssetDone>(object.clone()) {
+        return Ok(Some(Progress::AssetDone(done.asset_done)));
+    }
+    let line: Line = serde_json::from_value(object).map_err(|e| e.to_string())?;
+    let target = line.target.unwrap_or(LineTarget {
+        addr: Vec::new(),
+        protocol: None,
+        port_id: None,
+        port_type: None,
+    });
+    Ok(Some(Progress::Finding(Finding {
+        severity: line.severity,
+        confidence: line.confidence,
+        title: line.title,
+        description: line.description,
+        solution: line.solution.unwrap_or_else(|| "n/a".into()),
+        kind: line.kind.unwrap_or_else(|| "command".into()),
+        target: Target {
+            addr: if target.addr.is_empty() {
+                asset_values(&job.assets)
+            } else {
+                target.addr
+            },
+            protocol: target.protocol,
+            port_id: target.port_id,
+            port_type: target.port_type,
+        },
+        raw: line.raw.map(|raw| raw.to_string()),
+        tags: line.tags,
+        links: line.links,
+    })))
+}
+
+/// Runs the program to its end, or until `stop` (SIGTERM to its group, SIGKILL after the
+/// engine's grace).
+pub async fn scan(
+    engine: &EngineConfig,
+    job: &Job,
+    progress: &mpsc::Sender<Progress>,
+    mut stop: watch::Receiver<bool>,
+) -> Ended {
+    let Some((program, args)) = engine.command.split_first() else {
+        return failed("the engine has no command to run".into());
+    };
+    let input = serde_json::json!({
+        "engine": job.engine,
+        "scan_id": job.scan_id,
+        "assets": job.assets,
+        "options": job.options,
+    });
+    let invocation = Invocation::new(program)
+        .args(args)
+        .stdin(input.to_string())
+        .timeout(Duration::from_secs(engine.timeout_s.max(1)))
+        .kill_grace(Duration::from_secs(engine.kill_grace_s));
+    let mut running = match process::spawn(invocation) {
+        Ok(running) => running,
+        Err(error) => return failed(format!("the command could not start: {error}")),
+    };
+    let canceller = running.canceller();
+    let mut ignored = Vec::new();
+    let mut last_error_line = String::new();
+    let mut stopping = false;
+    let mut listening = true;
+    loop {
+        let line = tokio::select! {
+            line = running.next_line() => line,
+            _ = stop.wait_for(|stopped| *stopped), if !stopping => {
+                stopping = true;
+                canceller.cancel();
+                continue;
+            }
+        };
+        let Some(line) = line else {
+            break;
+        };
+        if line.stream == Stream::Stderr {
+            if !line.text.trim().is_empty() {
+                last_error_line = line.text;
+            }
+            continue;
+        }
+        match parse_line(&line.text, job) {
+            Ok(Some(report)) if listening => {
+                // The driver stops listening when the scan stopped; the program is then
+                // stopped too.
+                if progress.send(report).await.is_err() {
+                    listening = false;
+                    canceller.cancel();
+                }
+            }
+            Ok(_) => {}
+            Err(reason) => ignored.push(format!("{}: {reason}", line.text)),
+        }
+    }
+    let outcome = match running.wait().await {
+        Ok(outcome) => outcome,
+        Err(error) => return failed(error.to_string()),
+    };
+    let mut raw = vec![
+        (
+            "command/stdout.txt".to_owned(),
+            outcome.stdout.bytes.clone(),
+        ),
+        (
+            "command/stderr.txt".to_owned(),
+            outcome.stderr.bytes.clone(),
+        ),
+    ];
+    if !ignored.is_empty() {
+        raw.push((
+            "command/ignored.txt".to_owned(),
+            ignored.join("\n").into_bytes(),
+        ));
+    }
+    let result = match (outcome.ending, outcome.exit) {
+        (Ending::Cancelled, _) => Err("stopped".into()),
+        (Ending::TimedOut, _) => Err(format!(
+            "the command timed out after {} s and was stopped",
+            engine.timeout_s.max(1)
+        )),
+        (Ending::Finished, Exit::Code(0)) => Ok(()),
+        (Ending::Finished, exit) => {
+            let how = match exit {
+                Exit::Code(code) => format!("exited with code {code}"),
+                Exit::Signal(signal) => format!("was killed by signal {signal}"),
+                Exit::Unknown => "ended with an unknown status".into(),
+            };
+            Err(if last_error_line.is_empty() {
+                format!("the command {how}")
+            } else {
+                format!("the command {how}: {last_error_line}")
+            })
+        }
+    };
+    Ended { result, raw }
+}
+
+fn failed(reason: String) -> Ended {
+    Ended {
+        result: Err(reason),
+        raw: Vec::new(),
+    }
+}

@@ -1,0 +1,521 @@
+//! The `tcp` scanner: a TCP connect scan of the ports a scan asks for (`ports`, with ranges
+//! such as `1-1024`, and `top_ports`) on `ip`, `ip-range`, `ip-subnet`, `fqdn` and `domain`
+//! assets, many connections at once, each with a timeout. Every open port is a `port_info`
+//! finding in the nmap engine's style, with a service name guessed from the port; each host
+//! gets a summary finding. It sends nothing but the connection's handshake.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
+
+use futures_util::{stream, StreamExt};
+use serde_json::{Map, Value};
+use tokio::sync::mpsc;
+
+use super::{Ended, Job, Progress};
+use crate::actors::scan::{Asset, Confidence, Datatype, Finding, Severity, Target};
+use crate::config::EngineConfig;
+
+/// The most common TCP ports, most common first, after nmap's frequency list; `top_ports: N`
+/// takes the first N (all of them past its length).
+pub const TOP_PORTS: [u16; 100] = [
+    80, 23, 443, 21, 22, 25, 3389, 110, 445, 139, 143, 53, 135, 3306, 8080, 1723, 111, 995, 993,
+    5900, 1025, 587, 8888, 199, 1720, 465, 548, 113, 81, 6001, 10000, 514, 5060, 179, 1026, 2000,
+    8443, 8000, 32768, 554, 26, 1433, 49152, 2001, 515, 8008, 49154, 1027, 5666, 646, 5000, 5631,
+    631, 49153, 8081, 2049, 88, 79, 5800, 106, 2121, 1110, 49155, 6000, 513, 990, 5357, 427, 49156,
+    543, 544, 5101, 144, 7, 389, 8009, 3128, 444, 9999, 5009, 7070, 5190, 3000, 5432, 1900, 3986,
+    13, 1029, 9, 5051, 6646, 49157, 1028, 873, 1755, 2717, 4899, 9100, 119, 37,
+];
+
+/// The service usually found on a port, as nmap's services file names it.
+pub fn service(port: u16) -> &'static str {
+    match port {
+        7 => "echo",
+        21 => "ftp",
+        22 => "ssh",
+        23 => "telnet",
+        25 => "smtp",
+        53 => "domain",
+        80 | 8008 => "http",
+        81 => "hosts2-ns",
+        88 => "kerberos-sec",
+        110 => "pop3",
+        111 => "rpcbind",
+        119 => "nntp",
+        135 => "msrpc",
+        139 => "netbios-ssn",
+        143 => "imap",
+        389 => "ldap",
+        443 => "https",
+        445 => "microsoft-ds",
+        465 => "smtps",
+        514 => "shell",
+        548 => "afp",
+        554 => "rtsp",
+        587 => "submission",
+        631 => "ipp",
+        873 => "rsync",
+        993 => "imaps",
+        995 => "pop3s",
+        1433 => "ms-sql-s",
+        1723 => "pptp",
+        2049 => "nfs",
+        3000 => "ppp",
+        3128 => "squid-http",
+        3306 => "mysql",
+        3389 => "ms-wbt-server",
+        5060 => "sip",
+        5432 => "postgresql",
+        5900 => "vnc",
+        6000 => "X11",
+        6379 => "redis",
+        8000 => "http-alt",
+        8080 => "http-proxy",
+        8443 => "https-alt",
+        9100 => "jetdirect",
+        9200 => "elasticsearch",
+        27017 => "mongodb",
+        _ => "unknown",
+    }
+}
+
+/// The ports a scan asks for: `ports` (numbers, `"80"`, `"1-1024"`, or one string of them
+/// separated by commas) and `top_ports` (a number), together; sorted, each once.
+pub fn ports(options: &Map<String, Value>) -> Result<Vec<u16>, String> {
+    let mut ports = BTreeSet::new();
+    let mut add_text = |text: &str| -> Result<(), String> {
+        for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let port = |p: &str| {
+                p.trim()
+                    .parse::<u16>()
+                    .ok()
+                    .filter(|p| *p > 0)
+                    .ok_or_else(|| format!("options.ports: {p:?} is not a port (1 to 65535)"))
+            };
+            match part.split_once('-') {
+                Some((low, high)) => {
+                    let (low, high) = (port(low)?, port(high)?);
+                    if low > high {
+                        return Err(format!("options.ports: the range {part:?} is backwards"));
+                    }
+                    ports.extend(low..=high);
+                }
+                None => {
+                    ports.insert(port(part)?);
+                }
+            }
+        }
+        Ok(())
+    };
+    match options.get("ports") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(text)) => add_text(text)?,
+        Some(Value::Number(n)) => add_text(&n.to_string())?,
+        Some(Value::Array(items)) => {
+            for item in items {
+                match item {
+                    Value::String(text) => add_text(text)?,
+                    Value::Number(n) => add_text(&n.to_string())?,
+                    other => {
+                        return Err(format!("options.ports: {other} is not a port or a range"))
+                    }
+                }
+            }
+        }
+        Some(other) => return Err(format!("options.ports: {other} is not a list of ports")),
+    }
+    match options.get("top_ports") {
+        None | Some(Value::Null) => {}
+        Some(value) => {
+            let n = value
+                .as_u64()
+                .or_else(|| value.as_str().and_then(|s| s.trim().parse().ok()))
+                .ok_or_else(|| format!("options.top_ports: {value} is not a number of ports"))?;
+            ports.extend(TOP_PORTS.iter().take(n as usize));
+        }
+    }
+    if ports.is_empty() {
+        return Err(
+            "no ports to scan: give options.ports (such as [\"22\", \"80-90\"]) or \
+                    options.top_ports"
+                .into(),
+        );
+    }
+    Ok(ports.into_iter().collect())
+}
+
+/// The addresses of an `ip`, `ip-range` (`10.0.0.1-10.0.0.9` or `10.0.0.1-9`) or `ip-subnet`
+/// (`10.0.0.0/28`) asset, at most `max_hosts` of them. `None` for a name to resolve.
+pub fn addresses(asset: &Asset, max_hosts: usize) -> Result<Option<Vec<IpAddr>>, String> {
+    let value = asset.value.trim();
+    let too_many = |n: u128| {
+        format!("asset {value:?} holds {n} hosts, more than this engine's max_hosts ({max_hosts})")
+    };
+    let bad = |what: &str| format!("asset {value:?} is not {what}");
+    match asset.datatype {
+        Datatype::Ip => value
+            .parse::<IpAddr>()
+            .map(|ip| Some(vec![ip]))
+            .map_err(|_| bad("an IP address")),
+        Datatype::IpRange => {
+            let (low, high) = value
+                .split_once('-')
+                .ok_or_else(|| bad("a range such as 10.0.0.1-10.0.0.9"))?;
+            let low: Ipv4Addr = low.trim().parse().map_err(|_| bad("an IPv4 range"))?;
+            let high: Ipv4Addr = match high.trim().parse::<u8>() {
+                Ok(last) => {
+                    let [a, b, c, _] = low.octets();
+                    Ipv4Addr::new(a, b, c, last)
+                }
+                Err(_) => high.trim().parse().map_err(|_| bad("an IPv4 range"))?,
+            };
+            let (low, high) = (u32::from(low), u32::from(high));
+            if low > high {
+                return Err(format!("asset {value:?}: the range is backwards"));
+            }
+            let n = u128::from(high - low) + 1;
+            if n > max_hosts as u128 {
+                return Err(too_many(n));
+            }
+            Ok(Some((low..=high).map(|ip| IpAddr::V4(ip.into())).collect()))
+        }
+        Datatype::IpSubnet => {
+            let (base, bits) = value
+                .split_once('/')
+                .ok_or_else(|| bad("a subnet such as 10.0.0.0/28"))?;
+            let bits: u32 = bits.trim().parse().map_err(|_| bad("a subnet"))?;
+            match base.trim().parse::<IpAddr>().map_err(|_| bad("a subnet"))? {
+                IpAddr::V4(base) => {
+                    if bits > 32 {
+                        return Err(bad("an IPv4 subnet (a prefix of 0 to 32 bits)"));
+                    }
+                    let n = 1u128 << (32 - bits);
+                    if n > max_hosts as u128 {
+                        return Err(too_many(n));
+                    }
+                    let mask = if bits == 0 {
+                        0
+                    } else {
+                        u32::MAX << (32 - bits)
+                    };
+                    let first = u32::from(base) & mask;
+                    Ok(Some(
+                        (0..n as u32)
+                            .map(|i| IpAddr::V4((first + i).into()))
+                            .collect(),
+                    ))
+                }
+                IpAddr::V6(base) => {
+                    if bits > 128 {
+                        return Err(bad("an IPv6 subnet (a prefix of 0 to 128 bits)"));
+                    }
+                    let size = 128 - bits;
+                    if size >= 64 || (1u128 << size) > max_hosts as u128 {
+                        return Err(too_many(if size >= 127 {
+                            u128::MAX
+                        } else {
+                            1u128 << size
+                        }));
+                    }
+                    let n = 1u128 << size;
+                    let first = u128::from(base) & !(n - 1);
+                    Ok(Some(
+                        (0..n)
+                            .map(|i| IpAddr::V6(Ipv6Addr::from(first + i)))
+                            .collect(),
+                    ))
+                }
+            }
+        }
+        Datatype::Fqdn | Datatype::Domain => {
+            if value.is_empty() || value.len() > 253 || value.contains(char::is_whitespace) {
+                return Err(bad("a host name"));
+            }
+            Ok(None)
+        }
+        other => Err(format!(
+            "asset {value:?}: the tcp scanner cannot scan a {}",
+            other.as_str()
+        )),
+    }
+}
+
+/// Checks the ports and every asset's addresses.
+pub fn check(
+    engine: &EngineConfig,
+    assets: &[Asset],
+    options: &Map<String, Value>,
+) -> Result<(), String> {
+    ports(options)?;
+    for asset in assets {
+        addresses(asset, engine.max_hosts)?;
+    }
+    Ok(())
+}
+
+/// Scans every asset in turn, its hosts' ports many at once.
+pub async fn scan(engine: &EngineConfig, job: &Job, progress: &mpsc::Sender<Progress>) -> Ended {
+    let ports = match ports(&job.options) {
+        Ok(ports) => ports,
+        Err(reason) => return failed(reason),
+    };
+    let timeout = Duration::from_millis(engine.connect_timeout_ms.max(1));
+    let concurrency = engine.concurrency.max(1);
+    let mut raw = String::new();
+    for asset in &job.assets {
+        let hosts = match addresses(asset, engine.max_hosts) {
+            Ok(Some(hosts)) => hosts,
+            Ok(None) => match tokio::net::lookup_host((asset.value.trim(), 0)).await {
+                Ok(found) => {
+                    let mut hosts: Vec<IpAddr> = found.map(|a| a.ip()).collect();
+                    hosts.sort();
+                    hosts.dedup();
+                    hosts
+                }
+                Err(error) => {
+                    let _ = writeln!(raw, "{}: not resolved: {error}", asset.value);
+                    let finding = unresolved(asset, &error.to_string());
+                    if !report(progress, Progress::Finding(finding)).await {
+                        return stopped();
+                    }
+                    Vec::new()
+                }
+            },
+            Err(reason) => return failed(reason),
+        };
+        for host in hosts {
+            let probes = ports.iter().map(|port| {
+                let address = SocketAddr::new(host, *port);
+                async move {
+                    let open = matches!(
+                        tokio::time::timeout(timeout, tokio::net::TcpStream::connect(address))
+                            .await,
+                        Ok(Ok(_))
+                    );
+                    (*port, open)
+                }
+            });
+            let mut results = stream::iter(probes).buffer_unordered(concurrency);
+            let mut open = Vec::new();
+            while let Some((port, is_open)) = results.next().await {
+                if is_open {
+                    open.push(port);
+                    let _ = writeln!(
+                        raw,
+                        "{} {host} {port}/tcp open {}",
+                        asset.value,
+                        service(port)
+                    );
+                    if !report(progress, Progress::Finding(open_port(asset, host, port))).await {
+                        return stopped();
+                    }
+                }
+            }
+            open.sort_unstable();
+            let _ = writeln!(
+                raw,
+                "{} {host}: {} open of {} scanned",
+                asset.value,
+                open.len(),
+                ports.len()
+            );
+            let summary = summary(asset, host, &open, ports.len());
+            if !report(progress, Progress::Finding(summary)).await {
+                return stopped();
+            }
+        }
+        if !report(progress, Progress::AssetDone(asset.value.clone())).await {
+            return stopped();
+        }
+    }
+    Ended {
+        result: Ok(()),
+        raw: vec![("tcp.txt".into(), raw.into_bytes())],
+    }
+}
+
+/// Sends one report; false when no one listens any more (the scan was stopped).
+async fn report(progress: &mpsc::Sender<Progress>, what: Progress) -> bool {
+    progress.send(what).await.is_ok()
+}
+
+fn failed(reason: String) -> Ended {
+    Ended {
+        result: Err(reason),
+        raw: Vec::new(),
+    }
+}
+
+fn stopped() -> Ended {
+    failed("stopped".into())
+}
+
+fn open_port(asset: &Asset, host: IpAddr, port: u16) -> Finding {
+    let service = service(port);
+    Finding {
+        severity: Severity::Info,
+        confidence: Confidence::Certain,
+        title: format!("Port '{port}/tcp' is open (service: {service})"),
+        description: format!(
+            "Port {port}/tcp of {} ({host}) accepts TCP connections. The service usually \
+             found on this port is {service}.",
+            asset.value
+        ),
+        solution: "n/a".into(),
+        kind: "port_info".into(),
+        target: Target {
+            addr: vec![asset.value.clone()],
+            protocol: Some("tcp".into()),
+            port_id: Some(port),
+            port_type: Some("tcp".into()),
+        },
+        raw: Some(
+            serde_json::json!({"ip": host.to_string(), "port": port, "state": "open",
+                "service": service})
+            .to_string(),
+        ),
+        tags: vec!["port".into(), service.into()],
+        links: Vec::new(),
+    }
+}
+
+fn summary(asset: &Asset, host: IpAddr, open: &[u16], scanned: usize) -> Finding {
+    let list: Vec<String> = open.iter().map(u16::to_string).collect();
+    Finding {
+        severity: Severity::Info,
+        confidence: Confidence::Certain,
+        title: format!(
+            "Host '{}' ({host}): {} open port(s) of {scanned} scanned",
+            asset.value,
+            open.len()
+        ),
+        description: if open.is_empty() {
+            format!("No port of the {scanned} scanned accepts TCP connections on {host}.")
+        } else {
+            format!(
+                "Open TCP ports on {host}: {}. {} other port(s) scanned are closed or \
+                 filtered.",
+                list.join(", "),
+                scanned - open.len()
+            )
+        },
+        solution: "n/a".into(),
+        kind: "port_summary".into(),
+        target: Target {
+            addr: vec![asset.value.clone()],
+            protocol: Some("tcp".into()),
+            port_id: None,
+            port_type: None,
+        },
+        raw: Some(
+            serde_json::json!({"ip": host.to_string(), "open_ports": open, "scanned": scanned})
+                .to_string(),
+        ),
+        tags: vec!["summary".into()],
+        links: Vec::new(),
+    }
+}
+
+fn unresolved(asset: &Asset, error: &str) -> Finding {
+    Finding {
+        severity: Severity::Info,
+        confidence: Confidence::Certain,
+        title: format!("Host '{}' could not be resolved", asset.value),
+        description: format!(
+            "The name {} has no address this server can find ({error}); none of its ports \
+             were scanned.",
+            asset.value
+        ),
+        solution: "Check the asset's name.".into(),
+        kind: "host_availability".into(),
+        target: Target {
+            addr: vec![asset.value.clone()],
+            ..Target::default()
+        },
+        raw: None,
+        tags: Vec::new(),
+        links: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn options(value: Value) -> Map<String, Value> {
+        value.as_object().unwrap().clone()
+    }
+
+    fn asset(value: &str, datatype: Datatype) -> Asset {
+        Asset {
+            id: "1".into(),
+            value: value.into(),
+            criticity: "low".into(),
+            datatype,
+        }
+    }
+
+    #[test]
+    fn ports_come_as_numbers_strings_ranges_and_top_ports() {
+        assert_eq!(
+            ports(&options(json!({"ports": ["22", 80, "8000-8002"]}))).unwrap(),
+            [22, 80, 8000, 8001, 8002]
+        );
+        assert_eq!(
+            ports(&options(json!({"ports": "443, 1-3"}))).unwrap(),
+            [1, 2, 3, 443]
+        );
+        assert_eq!(
+            ports(&options(json!({"top_ports": 3}))).unwrap(),
+            [23, 80, 443]
+        );
+        assert_eq!(
+            ports(&options(json!({"top_ports": 1000}))).unwrap().len(),
+            100
+        );
+        for bad in [
+            json!({}),
+            json!({"ports": ["0"]}),
+            json!({"ports": ["9-1"]}),
+            json!({"ports": ["http"]}),
+            json!({"ports": {"a": 1}}),
+            json!({"top_ports": "x"}),
+        ] {
+            assert!(ports(&options(bad.clone())).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ranges_and_subnets_are_bounded() {
+        let hosts = addresses(&asset("10.0.0.1-10.0.0.3", Datatype::IpRange), 256).unwrap();
+        assert_eq!(hosts.unwrap().len(), 3);
+        let hosts = addresses(&asset("10.0.0.250-255", Datatype::IpRange), 256).unwrap();
+        assert_eq!(hosts.unwrap().len(), 6);
+        let hosts = addresses(&asset("10.0.0.7/30", Datatype::IpSubnet), 256).unwrap();
+        assert_eq!(
+            hosts.unwrap(),
+            (4..8)
+                .map(|i| IpAddr::V4(Ipv4Addr::new(10, 0, 0, i)))
+                .collect::<Vec<_>>()
+        );
+        let error = addresses(&asset("10.0.0.0/16", Datatype::IpSubnet), 256).unwrap_err();
+        assert!(error.contains("65536 hosts"), "{error}");
+        assert!(addresses(&asset("::1/120", Datatype::IpSubnet), 256).is_ok());
+        assert!(addresses(&asset("::/0", Datatype::IpSubnet), 256).is_err());
+        assert!(addresses(&asset("10.0.0.9-10.0.0.1", Datatype::IpRange), 256).is_err());
+        assert!(addresses(&asset("nope", Datatype::Ip), 256).is_err());
+        assert_eq!(
+            addresses(&asset("example.org", Datatype::Fqdn), 256).unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn services_are_guessed_from_the_port() {
+        assert_eq!(service(22), "ssh");
+        assert_eq!(service(443), "https");
+        assert_eq!(service(41234), "unknown");
+    }
+}

@@ -1,0 +1,345 @@
+//! Given/when/then tests of the `scan` entity's rules (the scan engine face), run without an
+//! actor system or a log: every command's success and rejection, the restart rule, the event
+//! codec, and the checked inputs (engine names, scan ids).
+
+mod common;
+
+use annals::actors::scan::{
+    Asset, AssetScanned, Confidence, Datatype, EngineName, Finding, FindingReported, ScanBegan,
+    ScanCleaned, ScanCommand, ScanEvent, ScanFailed, ScanFinished, ScanId, ScanRecord,
+    ScanRejection, ScanRequested, ScanStatus, ScanStopped, Severity, Target, INTERRUPTED,
+};
+use annals::actors::testing::given;
+use annals::actors::Entity;
+use annals::events::codec::CodecError;
+use annals::events::DomainEvent;
+use common::at;
+
+fn engine() -> EngineName {
+    EngineName::parse("tcp").unwrap()
+}
+
+fn asset(value: &str, datatype: Datatype) -> Asset {
+    Asset {
+        id: "7".into(),
+        value: value.into(),
+        criticity: "high".into(),
+        datatype,
+    }
+}
+
+fn request(assets: Vec<Asset>) -> ScanCommand {
+    ScanCommand::Request {
+        engine: engine(),
+        scan_id: ScanId::parse("42").unwrap(),
+        assets,
+        options: r#"{"ports":["22"]}"#.into(),
+        allowed: vec![Datatype::Ip, Datatype::Fqdn],
+        by: Some("ada".into()),
+    }
+}
+
+fn requested() -> ScanEvent {
+    ScanEvent::ScanRequested(ScanRequested {
+        engine: engine(),
+        scan_id: ScanId::parse("42").unwrap(),
+        assets: vec![asset("127.0.0.1", Datatype::Ip)],
+        options: r#"{"ports":["22"]}"#.into(),
+        by: Some("ada".into()),
+        at: at(1),
+    })
+}
+
+fn began() -> ScanEvent {
+    ScanEvent::ScanBegan(ScanBegan { at: at(2) })
+}
+
+fn finding() -> Finding {
+    Finding {
+        severity: Severity::Info,
+        confidence: Confidence::Certain,
+        title: "Port '22/tcp' is open (service: ssh)".into(),
+        description: "open".into(),
+        solution: "n/a".into(),
+        kind: "port_info".into(),
+        target: Target {
+            addr: vec!["127.0.0.1".into()],
+            protocol: Some("tcp".into()),
+            port_id: Some(22),
+            port_type: Some("tcp".into()),
+        },
+        raw: Some("{}".into()),
+        tags: vec![],
+        links: vec![],
+    }
+}
+
+fn finished() -> ScanEvent {
+    ScanEvent::ScanFinished(ScanFinished {
+        raw: vec![],
+        at: at(9),
+    })
+}
+
+#[test]
+fn a_request_is_recorded_with_its_assets_options_and_asker() {
+    let state = given::<ScanRecord>([])
+        .at(at(1))
+        .when(request(vec![asset("127.0.0.1", Datatype::Ip)]))
+        .then(vec![requested()]);
+    assert_eq!(state.status, ScanStatus::Started);
+    assert!(state.visible());
+}
+
+#[test]
+fn a_request_without_assets_or_with_a_datatype_the_engine_does_not_scan_is_refused() {
+    given::<ScanRecord>([])
+        .when(request(vec![]))
+        .then_rejected(ScanRejection::NoAssets);
+    given::<ScanRecord>([])
+        .when(request(vec![
+            asset("127.0.0.1", Datatype::Ip),
+            asset("https://x", Datatype::Url),
+        ]))
+        .then_rejected(ScanRejection::DatatypeNotAllowed {
+            value: "https://x".into(),
+            datatype: "url",
+            allowed: "ip, fqdn".into(),
+        });
+}
+
+#[test]
+fn a_scan_id_is_used_once_even_after_cleaning() {
+    given::<ScanRecord>([requested()])
+        .when(request(vec![asset("127.0.0.1", Datatype::Ip)]))
+        .then_rejected(ScanRejection::AlreadyExists("42".into()));
+    given::<ScanRecord>([
+        requested(),
+        ScanEvent::ScanCleaned(ScanCleaned {
+            by: None,
+            at: at(3),
+        }),
+    ])
+    .when(request(vec![asset("127.0.0.1", Datatype::Ip)]))
+    .then_rejected(ScanRejection::AlreadyExists("42".into()));
+}
+
+#[test]
+fn work_begins_records_assets_and_findings_and_finishes() {
+    let state = given::<ScanRecord>([requested()])
+        .at(at(2))
+        .when(ScanCommand::Begin)
+        .then(vec![began()]);
+    assert_eq!(state.status, ScanStatus::Scanning);
+    // A second begin changes nothing.
+    given::<ScanRecord>([requested(), began()])
+        .when(ScanCommand::Begin)
+        .then(vec![]);
+    given::<ScanRecord>([requested(), began()])
+        .at(at(3))
+        .when(ScanCommand::RecordAsset {
+            asset: "127.0.0.1".into(),
+        })
+        .then(vec![ScanEvent::AssetScanned(AssetScanned {
+            asset: "127.0.0.1".into(),
+            at: at(3),
+        })]);
+    let state = given::<ScanRecord>([requested(), began()])
+        .at(at(4))
+        .when(ScanCommand::RecordFinding { finding: finding() })
+        .then(vec![ScanEvent::FindingReported(FindingReported {
+            finding: finding(),
+            at: at(4),
+        })]);
+    assert_eq!(state.findings[0].issue_id, 1);
+    let state = given::<ScanRecord>([requested(), began()])
+        .at(at(9))
+        .when(ScanCommand::Finish { raw: vec![] })
+        .then(vec![finished()]);
+    assert_eq!(state.status, ScanStatus::Finished);
+}
+
+#[test]
+fn an_ended_or_unknown_scan_takes_no_more_work() {
+    for command in [
+        ScanCommand::Begin,
+        ScanCommand::RecordFinding { finding: finding() },
+        ScanCommand::Finish { raw: vec![] },
+        ScanCommand::Fail {
+            reason: "x".into(),
+            raw: vec![],
+        },
+    ] {
+        given::<ScanRecord>([requested(), began(), finished()])
+            .when(command.clone())
+            .then_rejected(ScanRejection::NotRunning(ScanStatus::Finished));
+        given::<ScanRecord>([])
+            .when(command)
+            .then_rejected(ScanRejection::Unknown);
+    }
+}
+
+#[test]
+fn a_failure_keeps_its_reason() {
+    let state = given::<ScanRecord>([requested(), began()])
+        .at(at(5))
+        .when(ScanCommand::Fail {
+            reason: "the command exited with code 3".into(),
+            raw: vec![],
+        })
+        .then(vec![ScanEvent::ScanFailed(ScanFailed {
+            reason: "the command exited with code 3".into(),
+            raw: vec![],
+            at: at(5),
+        })]);
+    assert_eq!(state.status, ScanStatus::Error);
+    assert_eq!(
+        state.reason.as_deref(),
+        Some("the command exited with code 3")
+    );
+}
+
+#[test]
+fn a_running_scan_stops_and_an_ended_one_does_not() {
+    given::<ScanRecord>([requested(), began()])
+        .at(at(5))
+        .when(ScanCommand::Stop { by: None })
+        .then(vec![ScanEvent::ScanStopped(ScanStopped {
+            by: None,
+            at: at(5),
+        })]);
+    given::<ScanRecord>([requested(), began(), finished()])
+        .when(ScanCommand::Stop { by: None })
+        .then_rejected(ScanRejection::NotRunning(ScanStatus::Finished));
+    given::<ScanRecord>([])
+        .when(ScanCommand::Stop { by: None })
+        .then_rejected(ScanRejection::Unknown);
+}
+
+#[test]
+fn cleaning_stops_a_running_scan_first_and_happens_once() {
+    let state = given::<ScanRecord>([requested(), began()])
+        .at(at(6))
+        .when(ScanCommand::Clean {
+            by: Some("ada".into()),
+        })
+        .then(vec![
+            ScanEvent::ScanStopped(ScanStopped {
+                by: Some("ada".into()),
+                at: at(6),
+            }),
+            ScanEvent::ScanCleaned(ScanCleaned {
+                by: Some("ada".into()),
+                at: at(6),
+            }),
+        ]);
+    assert!(!state.visible());
+    given::<ScanRecord>([requested(), began(), finished()])
+        .at(at(6))
+        .when(ScanCommand::Clean { by: None })
+        .then(vec![ScanEvent::ScanCleaned(ScanCleaned {
+            by: None,
+            at: at(6),
+        })]);
+    given::<ScanRecord>([
+        requested(),
+        finished(),
+        ScanEvent::ScanCleaned(ScanCleaned {
+            by: None,
+            at: at(6),
+        }),
+    ])
+    .when(ScanCommand::Clean { by: None })
+    .then_rejected(ScanRejection::Cleaned);
+    given::<ScanRecord>([])
+        .when(ScanCommand::Clean { by: None })
+        .then_rejected(ScanRejection::Unknown);
+}
+
+#[test]
+fn a_scan_left_running_is_interrupted_at_restart_and_an_ended_one_is_left_alone() {
+    let mut state = annals::actors::scan::ScanState::default();
+    for event in [requested(), began()] {
+        ScanRecord::apply(&mut state, &event);
+    }
+    assert_eq!(
+        ScanRecord::on_restart(&state),
+        Some(ScanCommand::MarkInterrupted)
+    );
+    given::<ScanRecord>([requested(), began()])
+        .at(at(7))
+        .when(ScanCommand::MarkInterrupted)
+        .then(vec![ScanEvent::ScanFailed(ScanFailed {
+            reason: INTERRUPTED.into(),
+            raw: vec![],
+            at: at(7),
+        })]);
+    given::<ScanRecord>([requested(), began(), finished()])
+        .when(ScanCommand::MarkInterrupted)
+        .then_rejected(ScanRejection::NotRunning(ScanStatus::Finished));
+    ScanRecord::apply(&mut state, &finished());
+    assert_eq!(ScanRecord::on_restart(&state), None);
+    assert_eq!(ScanRecord::in_progress(&requested()), Some(true));
+    assert_eq!(ScanRecord::in_progress(&finished()), Some(false));
+    assert_eq!(ScanRecord::in_progress(&began()), None);
+}
+
+#[test]
+fn every_event_round_trips_through_its_codec() {
+    let events = [
+        requested(),
+        began(),
+        ScanEvent::AssetScanned(AssetScanned {
+            asset: "127.0.0.1".into(),
+            at: at(3),
+        }),
+        ScanEvent::FindingReported(FindingReported {
+            finding: finding(),
+            at: at(4),
+        }),
+        finished(),
+        ScanEvent::ScanFailed(ScanFailed {
+            reason: "r".into(),
+            raw: vec![],
+            at: at(5),
+        }),
+        ScanEvent::ScanStopped(ScanStopped {
+            by: None,
+            at: at(6),
+        }),
+        ScanEvent::ScanCleaned(ScanCleaned {
+            by: None,
+            at: at(7),
+        }),
+    ];
+    for event in events {
+        let decoded = ScanEvent::decode(
+            event.event_type(),
+            event.schema_version(),
+            &event.encode_payload(),
+        )
+        .unwrap();
+        assert_eq!(decoded, event);
+    }
+    assert!(matches!(
+        ScanEvent::decode("ScanRequested", 9, &[]),
+        Err(CodecError::UnknownVersion { .. })
+    ));
+    assert!(matches!(
+        ScanEvent::decode("ScanExploded", 1, &[]),
+        Err(CodecError::UnknownType { .. })
+    ));
+}
+
+#[test]
+fn engine_names_and_scan_ids_are_checked() {
+    assert!(EngineName::parse("nmap_2").is_ok());
+    for bad in ["", "Nmap", "a-b", "a/b", &"x".repeat(65)] {
+        assert!(EngineName::parse(bad).is_err(), "{bad:?}");
+    }
+    assert!(ScanId::parse("42").is_ok());
+    assert!(ScanId::parse("scan 42 é").is_ok());
+    for bad in ["", "a/b", "a\nb", &"x".repeat(129)] {
+        assert!(ScanId::parse(bad).is_err(), "{bad:?}");
+    }
+}
