@@ -166,7 +166,6 @@ pub struct PatrowlSection {
 
 impl Default for PatrowlSection {
     fn default() -> Self {
-        let tcp_options = toml::toml! { top_ports = 100 };
         PatrowlSection {
             enabled: true,
             listen: "127.0.0.1:5001".into(),
@@ -181,7 +180,6 @@ impl Default for PatrowlSection {
                     allowed_asset_types: ["ip", "ip-range", "ip-subnet", "fqdn", "domain"]
                         .map(String::from)
                         .to_vec(),
-                    options: tcp_options,
                     ..EngineConfig::default()
                 },
                 EngineConfig {

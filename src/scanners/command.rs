@@ -88,7 +88,7 @@ pub fn parse_line(text: &str, job: &Job) -> Result<Option<Progress>, String> {
         port_id: None,
         port_type: None,
     });
-    Ok(Some(Progress::Finding(Finding {
+    Ok(Some(Progress::Finding(Box::new(Finding {
         severity: line.severity,
         confidence: line.confidence,
         title: line.title,
@@ -108,7 +108,7 @@ pub fn parse_line(text: &str, job: &Job) -> Result<Option<Progress>, String> {
         raw: line.raw.map(|raw| raw.to_string()),
         tags: line.tags,
         links: line.links,
-    })))
+    }))))
 }
 
 /// Runs the program to its end, or until `stop` (SIGTERM to its group, SIGKILL after the

@@ -165,7 +165,11 @@ pub async fn scan(engine: &EngineConfig, job: &Job, progress: &mpsc::Sender<Prog
         };
         raw.push((format!("http/{}.txt", i + 1), text.into_bytes()));
         for finding in findings {
-            if progress.send(Progress::Finding(finding)).await.is_err() {
+            if progress
+                .send(Progress::Finding(Box::new(finding)))
+                .await
+                .is_err()
+            {
                 return stopped(raw);
             }
         }

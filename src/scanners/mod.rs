@@ -17,7 +17,7 @@ use crate::config::{EngineConfig, ScannerKind};
 /// What a scanner reports while it runs.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Progress {
-    Finding(Finding),
+    Finding(Box<Finding>),
     /// One asset is done.
     AssetDone(String),
 }

@@ -135,12 +135,12 @@ pub fn ports(options: &Map<String, Value>) -> Result<Vec<u16>, String> {
             ports.extend(TOP_PORTS.iter().take(n as usize));
         }
     }
+    // Neither given: the most common ports, as nmap scans by default.
+    if ports.is_empty() && options.get("ports").is_none() && options.get("top_ports").is_none() {
+        ports.extend(TOP_PORTS);
+    }
     if ports.is_empty() {
-        return Err(
-            "no ports to scan: give options.ports (such as [\"22\", \"80-90\"]) or \
-                    options.top_ports"
-                .into(),
-        );
+        return Err("no ports to scan: options.ports and options.top_ports name none".into());
     }
     Ok(ports.into_iter().collect())
 }
@@ -276,7 +276,7 @@ pub async fn scan(engine: &EngineConfig, job: &Job, progress: &mpsc::Sender<Prog
                 Err(error) => {
                     let _ = writeln!(raw, "{}: not resolved: {error}", asset.value);
                     let finding = unresolved(asset, &error.to_string());
-                    if !report(progress, Progress::Finding(finding)).await {
+                    if !report(progress, Progress::Finding(Box::new(finding))).await {
                         return stopped();
                     }
                     Vec::new()
@@ -307,7 +307,12 @@ pub async fn scan(engine: &EngineConfig, job: &Job, progress: &mpsc::Sender<Prog
                         asset.value,
                         service(port)
                     );
-                    if !report(progress, Progress::Finding(open_port(asset, host, port))).await {
+                    if !report(
+                        progress,
+                        Progress::Finding(Box::new(open_port(asset, host, port))),
+                    )
+                    .await
+                    {
                         return stopped();
                     }
                 }
@@ -321,7 +326,7 @@ pub async fn scan(engine: &EngineConfig, job: &Job, progress: &mpsc::Sender<Prog
                 ports.len()
             );
             let summary = summary(asset, host, &open, ports.len());
-            if !report(progress, Progress::Finding(summary)).await {
+            if !report(progress, Progress::Finding(Box::new(summary))).await {
                 return stopped();
             }
         }
@@ -475,8 +480,9 @@ mod tests {
             ports(&options(json!({"top_ports": 1000}))).unwrap().len(),
             100
         );
+        assert_eq!(ports(&options(json!({}))).unwrap().len(), 100);
         for bad in [
-            json!({}),
+            json!({"ports": []}),
             json!({"ports": ["0"]}),
             json!({"ports": ["9-1"]}),
             json!({"ports": ["http"]}),

@@ -3,7 +3,7 @@
 //! an engine's `status` (READY or BUSY, the scan list) without waking any scan's actor. It
 //! only reads the log.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -31,6 +31,8 @@ pub struct EngineScans {
     pub scans: BTreeMap<String, ScanRow>,
     /// How many of them are STARTED or SCANNING.
     pub active: usize,
+    /// The ids of cleaned scans, so that a query about one can say so.
+    pub cleaned: BTreeSet<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,6 +89,7 @@ impl Projection for ScansModel {
                     scans.active -= 1;
                 }
             }
+            scans.cleaned.insert(scan_id.clone());
             return Ok(());
         }
         let Some(row) = scans.scans.get_mut(scan_id) else {
@@ -123,5 +126,10 @@ impl ScansState {
     pub fn scan(&self, engine: &str, scan_id: &str) -> Option<&ScanRow> {
         self.engine(engine)
             .and_then(|scans| scans.scans.get(scan_id))
+    }
+
+    pub fn cleaned(&self, engine: &str, scan_id: &str) -> bool {
+        self.engine(engine)
+            .is_some_and(|scans| scans.cleaned.contains(scan_id))
     }
 }

@@ -232,8 +232,13 @@ impl Engines {
     pub fn scan_status(&self, name: &str, scan_id: &str) -> Result<ScanRow, EnginesError> {
         self.engine(name)?;
         self.model
-            .read(|view| view.state.scan(name, scan_id).cloned())
-            .ok_or(EnginesError::Rejected(ScanRejection::Unknown))
+            .read(|view| match view.state.scan(name, scan_id) {
+                Some(row) => Ok(row.clone()),
+                None if view.state.cleaned(name, scan_id) => {
+                    Err(EnginesError::Rejected(ScanRejection::Cleaned))
+                }
+                None => Err(EnginesError::Rejected(ScanRejection::Unknown)),
+            })
     }
 
     /// Starts a scan: checks its assets and options against the engine's scanner, refuses it
@@ -252,7 +257,9 @@ impl Engines {
         let engine = self.engine(name)?.clone();
         let mut merged = engine.defaults.clone();
         merged.extend(options);
-        if !assets.is_empty() {
+        // The scan's rules refuse an empty scan and a datatype the engine does not scan, with
+        // their own reasons; the scanner checks the rest.
+        if !assets.is_empty() && assets.iter().all(|a| engine.allowed.contains(&a.datatype)) {
             scanners::check(&engine.config, &assets, &merged).map_err(EnginesError::Invalid)?;
         }
         let command = ScanCommand::Request {
@@ -522,7 +529,7 @@ async fn drive(
     };
     while let Some(report) = reports.recv().await {
         let command = match report {
-            Progress::Finding(finding) => ScanCommand::RecordFinding { finding },
+            Progress::Finding(finding) => ScanCommand::RecordFinding { finding: *finding },
             Progress::AssetDone(asset) => ScanCommand::RecordAsset { asset },
         };
         if let Err(error) = entities.execute(&id, command, metadata.clone()).await {

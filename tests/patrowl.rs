@@ -1,0 +1,1135 @@
+//! The scan engine face against the real server (in-process on port 0, real sled and blob
+//! store in a temporary directory), with real targets: TCP and HTTP(S) listeners on 127.0.0.1
+//! and real child processes. PatrowlManager's sequence for each scanner kind, every route with
+//! its body shape (golden files), every refusal, stop, stopscans, clean, both base spellings,
+//! the face's own listener, auth, and a restart of `annals serve` in the middle of a scan.
+
+mod common;
+
+use std::io::Read;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::{web, App, HttpResponse, HttpServer};
+use annals::actors::ManualClock;
+use annals::auth::{new_token, Account, Role};
+use annals::config::{Config, EngineConfig, ScannerKind};
+use common::{at, T0};
+use serde_json::{json, Value};
+
+/// How long a scan may take to end in these tests.
+const SCAN_DEADLINE: Duration = Duration::from_secs(60);
+
+struct Face {
+    main: String,
+    /// The face's own listener.
+    own: String,
+    client: awc::Client,
+    dir: tempfile::TempDir,
+}
+
+/// An answer: status, headers of interest and body.
+struct Answer {
+    status: u16,
+    content_type: String,
+    disposition: Option<String>,
+    location: Option<String>,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|_| panic!("a JSON body: {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    /// Checks a refusal in the face's shape; returns its reason.
+    #[track_caller]
+    fn refused(&self, status: u16, word: &str) -> String {
+        let body = self.json();
+        assert_eq!(self.status, status, "{body}");
+        assert_eq!(body["status"], word, "{body}");
+        assert!(body["page"].is_string(), "{body}");
+        body["reason"].as_str().expect("a reason").to_owned()
+    }
+}
+
+/// A `command` engine running `sh -c script`.
+fn command_engine(name: &str, script: &str) -> EngineConfig {
+    EngineConfig {
+        name: name.into(),
+        scanner: ScannerKind::Command,
+        description: format!("sh -c for {name}"),
+        allowed_asset_types: vec!["ip".into(), "fqdn".into(), "keyword".into()],
+        command: vec!["sh".into(), "-c".into(), script.into()],
+        kill_grace_s: 1,
+        ..EngineConfig::default()
+    }
+}
+
+/// Writes one finding per asset (with what it read on standard input), marks each asset
+/// done, writes a line that is not JSON and one on standard error.
+const FINDINGS_SCRIPT: &str = r#"input=$(cat)
+printf '{"title":"Seen","severity":"high","confidence":"firm","description":"read from stdin","type":"seen","raw":%s,"target":{"addr":["a.example"],"protocol":"tcp","port_id":443},"tags":["t"],"links":["https://example.org/"]}\n' "$input"
+echo '{"title":"Plain"}'
+echo '{"asset_done":"a.example"}'
+echo 'not json at all'
+echo '{"unexpected":1}'
+echo 'warming up' >&2
+"#;
+
+/// The engines of the tests: the defaults (`tcp`, `http`) and command engines.
+fn engines(config: &mut Config, dir: &std::path::Path) {
+    let pid_file = dir.join("slow.pid");
+    let slow = format!(
+        "echo $$ > {}; echo '{{\"title\":\"started\"}}'; exec sleep 60",
+        pid_file.display()
+    );
+    let mut slow = command_engine("slow", &slow);
+    slow.max_scans = 1;
+    let mut timeout = command_engine("timeout", "sleep 30");
+    timeout.timeout_s = 1;
+    let mut cmd = command_engine("cmd", FINDINGS_SCRIPT);
+    cmd.options = toml::toml! {
+        depth = 1
+        mode = "fast"
+    };
+    config.patrowl.engines.extend([
+        cmd,
+        command_engine(
+            "failing",
+            "echo '{\"title\":\"partial\"}'; echo 'no such thing' >&2; exit 3",
+        ),
+        slow,
+        timeout,
+    ]);
+    for engine in &mut config.patrowl.engines {
+        engine.connect_timeout_ms = 500;
+        engine.request_timeout_ms = 5000;
+    }
+}
+
+async fn spawn(configure: impl FnOnce(&mut Config)) -> Face {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = common::server_config(dir.path());
+    config.partisci.enabled = false;
+    config.refstack.enabled = false;
+    engines(&mut config, dir.path());
+    configure(&mut config);
+    let clock = Arc::new(ManualClock::at(at(T0 * 1_000_000)));
+    let addresses = common::start_server(&config, clock).await;
+    Face {
+        main: format!("http://{}", addresses.main),
+        own: format!("http://{}", addresses.patrowl.expect("its own listener")),
+        client: awc::Client::builder()
+            .disable_redirects()
+            .timeout(Duration::from_secs(60))
+            .finish(),
+        dir,
+    }
+}
+
+impl Face {
+    async fn send(&self, request: awc::ClientRequest, body: Vec<u8>) -> Answer {
+        let mut response = request.send_body(body).await.expect("an answer");
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .map(|v| v.to_str().unwrap().to_owned())
+        };
+        let content_type = header("content-type").unwrap_or_default();
+        let disposition = header("content-disposition");
+        let location = header("location");
+        let body = response.body().limit(64 << 20).await.unwrap().to_vec();
+        Answer {
+            status: response.status().as_u16(),
+            content_type,
+            disposition,
+            location,
+            body,
+        }
+    }
+
+    async fn get(&self, path: &str) -> Answer {
+        self.send(self.client.get(format!("{}{path}", self.main)), Vec::new())
+            .await
+    }
+
+    async fn post(&self, path: &str, body: impl Into<Vec<u8>>) -> Answer {
+        let request = self
+            .client
+            .post(format!("{}{path}", self.main))
+            .insert_header(("content-type", "application/json"));
+        self.send(request, body.into()).await
+    }
+
+    /// Starts a scan; the answer.
+    async fn start(&self, engine: &str, body: Value) -> Answer {
+        self.post(&format!("/engines/{engine}/startscan"), body.to_string())
+            .await
+    }
+
+    /// Polls `status/<id>` as PatrowlManager does, until the scan leaves STARTED and
+    /// SCANNING; its last status body.
+    async fn wait_ended(&self, engine: &str, scan_id: &str) -> Value {
+        common::poll_async(SCAN_DEADLINE, "the scan to end", || async {
+            let answer = self
+                .get(&format!("/engines/{engine}/status/{scan_id}"))
+                .await;
+            assert_eq!(answer.status, 200, "{}", answer.json());
+            let body = answer.json();
+            let status = body["status"].as_str().unwrap().to_owned();
+            assert!(
+                ["STARTED", "SCANNING", "FINISHED", "ERROR", "STOPPED"].contains(&status.as_str()),
+                "{body}"
+            );
+            (!["STARTED", "SCANNING"].contains(&status.as_str())).then_some(body)
+        })
+        .await
+    }
+
+    /// Waits until the scan's status is `wanted`.
+    async fn wait_for(&self, engine: &str, scan_id: &str, wanted: &str) -> Value {
+        common::poll_async(SCAN_DEADLINE, wanted, || async {
+            let body = self
+                .get(&format!("/engines/{engine}/status/{scan_id}"))
+                .await
+                .json();
+            (body["status"] == wanted).then_some(body)
+        })
+        .await
+    }
+}
+
+fn scan_body(scan_id: Value, assets: Value, options: Value) -> Value {
+    json!({"assets": assets, "options": options, "engine_id": 1, "scan_id": scan_id})
+}
+
+fn ip_asset(value: &str) -> Value {
+    json!([{"id": 1, "value": value, "criticity": "low", "datatype": "ip"}])
+}
+
+/// The entries of a ZIP archive, by name.
+fn unzip(bytes: &[u8]) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).expect("a ZIP archive");
+    (0..archive.len())
+        .map(|i| {
+            let mut file = archive.by_index(i).unwrap();
+            let mut content = Vec::new();
+            file.read_to_end(&mut content).unwrap();
+            (file.name().to_owned(), content)
+        })
+        .collect()
+}
+
+#[actix_rt::test]
+async fn patrowl_managers_sequence_with_the_tcp_engine_finds_the_open_ports_only() {
+    let face = spawn(|_| {}).await;
+    let open: Vec<std::net::TcpListener> = (0..2)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let open_ports: Vec<u16> = open
+        .iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect();
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+
+    let status = face.get("/engines/tcp/status").await;
+    assert_eq!(status.status, 200);
+    assert_eq!(status.json()["status"], "READY");
+    assert_eq!(status.json()["scanner"]["name"], "tcp");
+
+    // PatrowlManager sends an integer scan id and the options as a JSON string.
+    let ports: Vec<String> = open_ports
+        .iter()
+        .chain([closed].iter())
+        .map(u16::to_string)
+        .collect();
+    let options = json!({ "ports": ports }).to_string();
+    let answer = face
+        .start(
+            "tcp",
+            scan_body(json!(101), ip_asset("127.0.0.1"), json!(options)),
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.json());
+    assert_eq!(
+        answer.json(),
+        json!({"page": "startscan", "status": "accepted", "details": {"scan_id": "101"}})
+    );
+    let ended = face.wait_ended("tcp", "101").await;
+    assert_eq!(ended["status"], "FINISHED", "{ended}");
+
+    let findings = face.get("/engines/tcp/getfindings/101").await;
+    assert_eq!(findings.status, 200);
+    let findings = findings.json();
+    assert_eq!(findings["status"], "success");
+    let issues = findings["issues"].as_array().unwrap();
+    let mut found: Vec<u64> = issues
+        .iter()
+        .filter(|i| i["type"] == "port_info")
+        .map(|i| i["target"]["port_id"].as_u64().unwrap())
+        .collect();
+    found.sort_unstable();
+    let mut expected: Vec<u64> = open_ports.iter().map(|p| u64::from(*p)).collect();
+    expected.sort_unstable();
+    assert_eq!(found, expected, "the open ports, not the closed one");
+    for issue in issues {
+        assert_eq!(issue["target"]["addr"], json!(["127.0.0.1"]));
+        assert_eq!(issue["severity"], "info");
+        for key in ["title", "type", "confidence", "description", "solution"] {
+            assert!(issue[key].is_string(), "{key}: {issue}");
+        }
+    }
+    let summary: Vec<&Value> = issues
+        .iter()
+        .filter(|i| i["type"] == "port_summary")
+        .collect();
+    assert_eq!(summary.len(), 1, "one summary per host");
+    assert_eq!(summary[0]["raw"]["scanned"], 3);
+    assert_eq!(findings["summary"]["nb_issues"], issues.len());
+    assert_eq!(findings["summary"]["nb_info"], issues.len());
+    assert_eq!(findings["summary"]["engine_name"], "tcp");
+
+    let report = face.get("/engines/tcp/getreport/101").await;
+    assert_eq!(report.status, 200);
+    assert_eq!(report.content_type, "application/zip");
+    assert!(report
+        .disposition
+        .as_deref()
+        .unwrap()
+        .contains("tcp_101.zip"));
+    let entries = unzip(&report.body);
+    let in_zip: Value = serde_json::from_slice(&entries["findings.json"]).unwrap();
+    assert_eq!(in_zip, findings);
+    let raw = String::from_utf8(entries["raw/tcp.txt"].clone()).unwrap();
+    for port in &open_ports {
+        assert!(raw.contains(&format!("{port}/tcp open")), "{raw}");
+    }
+    let json_report = face
+        .send(
+            face.client
+                .get(format!("{}/engines/tcp/getreport/101", face.main))
+                .insert_header(("accept", "application/json")),
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(json_report.status, 200);
+    assert!(json_report
+        .disposition
+        .as_deref()
+        .unwrap()
+        .contains("tcp_101.json"));
+    assert_eq!(json_report.json(), findings);
+
+    // The status lists the scan with its options and its count.
+    let status = face.get("/engines/tcp/status").await.json();
+    let row = &status["scans"]["101"];
+    assert_eq!(row["status"], "FINISHED");
+    assert_eq!(row["nb_findings"], issues.len());
+    assert_eq!(row["options"], json!({ "ports": ports }));
+    drop(open);
+}
+
+#[actix_rt::test]
+async fn a_tcp_scan_takes_ranges_and_subnets_and_names() {
+    let face = spawn(|_| {}).await;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let assets = json!([
+        {"id": "a", "value": "127.0.0.1-2", "datatype": "ip-range"},
+        {"id": "b", "value": "127.0.0.0/31", "datatype": "ip-subnet"},
+        {"id": "c", "value": "localhost", "datatype": "fqdn"}
+    ]);
+    let options = json!({"ports": [format!("{port}-{port}")]});
+    let answer = face
+        .start("tcp", scan_body(json!("r1"), assets, options))
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.json());
+    assert_eq!(face.wait_ended("tcp", "r1").await["status"], "FINISHED");
+    let findings = face.get("/engines/tcp/getfindings/r1").await.json();
+    let open: Vec<&Value> = findings["issues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["type"] == "port_info")
+        .collect();
+    let addrs: Vec<&str> = open
+        .iter()
+        .map(|i| i["target"]["addr"][0].as_str().unwrap())
+        .collect();
+    assert!(addrs.contains(&"127.0.0.1-2"), "{addrs:?}");
+    assert!(addrs.contains(&"localhost"), "{addrs:?}");
+    // 127.0.0.0/31 holds 127.0.0.0 and 127.0.0.1; the range 127.0.0.1 and 127.0.0.2.
+    let summaries = findings["issues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["type"] == "port_summary")
+        .count();
+    assert!(summaries >= 5, "one per host: {summaries}");
+    drop(listener);
+}
+
+/// An HTTP(S) target on 127.0.0.1 answering with `headers`; its port.
+fn http_target(
+    headers: &'static [(&'static str, &'static str)],
+    tls: Option<rustls::ServerConfig>,
+) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = HttpServer::new(move || {
+        App::new().default_service(web::to(move || async move {
+            let mut response = HttpResponse::Ok();
+            for header in headers {
+                response.insert_header(*header);
+            }
+            response.body("hello")
+        }))
+    })
+    .workers(1);
+    let server = match tls {
+        Some(tls) => server.listen_rustls_0_23(listener, tls).unwrap(),
+        None => server.listen(listener).unwrap(),
+    }
+    .disable_signals()
+    .run();
+    actix_rt::spawn(server);
+    port
+}
+
+fn self_signed_tls(dir: &std::path::Path) -> rustls::ServerConfig {
+    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.key_pair.serialize_pem()).unwrap();
+    annals::http::tls::server_config(&cert, &key).unwrap()
+}
+
+#[actix_rt::test]
+async fn patrowl_managers_sequence_with_the_http_engine_finds_missing_headers_and_banners() {
+    let face = spawn(|_| {}).await;
+    let plain = http_target(
+        &[
+            ("server", "Apache/2.4.58 (Unix)"),
+            ("x-frame-options", "DENY"),
+        ],
+        None,
+    );
+    let secure = http_target(
+        &[
+            (
+                "content-security-policy",
+                "default-src 'self'; frame-ancestors 'none'",
+            ),
+            ("x-content-type-options", "nosniff"),
+        ],
+        Some(self_signed_tls(face.dir.path())),
+    );
+    let unreachable = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let plain_url = format!("http://127.0.0.1:{plain}/");
+    let secure_url = format!("https://127.0.0.1:{secure}/login");
+    let dead_url = format!("http://127.0.0.1:{unreachable}/");
+    let assets = json!([
+        {"id": 1, "value": plain_url, "criticity": "high", "datatype": "url"},
+        {"id": 2, "value": secure_url, "criticity": "high", "datatype": "url"},
+        {"id": 3, "value": dead_url, "criticity": "low", "datatype": "url"},
+    ]);
+    assert_eq!(
+        face.get("/engines/http/status").await.json()["status"],
+        "READY"
+    );
+    let answer = face
+        .start("http", scan_body(json!(7), assets, json!({})))
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.json());
+    assert_eq!(face.wait_ended("http", "7").await["status"], "FINISHED");
+    let findings = face.get("/engines/http/getfindings/7").await.json();
+    let issues = findings["issues"].as_array().unwrap();
+    let titles_for = |url: &str| -> Vec<String> {
+        issues
+            .iter()
+            .filter(|i| i["target"]["addr"][0] == url)
+            .map(|i| i["title"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let plain_titles = titles_for(&plain_url).join("\n");
+    assert!(
+        plain_titles.contains("'Content-Security-Policy'"),
+        "{plain_titles}"
+    );
+    assert!(
+        plain_titles.contains("'X-Content-Type-Options'"),
+        "{plain_titles}"
+    );
+    assert!(
+        !plain_titles.contains("'X-Frame-Options'"),
+        "{plain_titles}"
+    );
+    assert!(
+        !plain_titles.contains("Strict-Transport-Security"),
+        "plain HTTP: {plain_titles}"
+    );
+    assert!(plain_titles.contains("Apache/2.4.58"), "{plain_titles}");
+    let secure_titles = titles_for(&secure_url).join("\n");
+    assert!(
+        secure_titles.contains("answers HTTP 200"),
+        "a self-signed certificate is scanned: {secure_titles}"
+    );
+    assert!(
+        secure_titles.contains("'Strict-Transport-Security'"),
+        "{secure_titles}"
+    );
+    assert!(
+        !secure_titles.contains("'Content-Security-Policy'"),
+        "{secure_titles}"
+    );
+    assert!(
+        !secure_titles.contains("'X-Frame-Options'"),
+        "frame-ancestors: {secure_titles}"
+    );
+    assert!(
+        !secure_titles.contains("'X-Content-Type-Options'"),
+        "{secure_titles}"
+    );
+    let dead_titles = titles_for(&dead_url).join("\n");
+    assert!(dead_titles.contains("is unreachable"), "{dead_titles}");
+    let banner = issues.iter().find(|i| i["type"] == "http_banner").unwrap();
+    assert_eq!(banner["severity"], "low");
+    assert_eq!(
+        findings["summary"]["nb_low"],
+        issues.iter().filter(|i| i["severity"] == "low").count()
+    );
+
+    let entries = unzip(&face.get("/engines/http/getreport/7").await.body);
+    let first = String::from_utf8(entries["raw/http/1.txt"].clone()).unwrap();
+    assert!(first.contains("server: Apache/2.4.58"), "{first}");
+    assert!(entries.contains_key("raw/http/3.txt"));
+}
+
+#[actix_rt::test]
+async fn patrowl_managers_sequence_with_a_command_engine_reads_its_json_lines() {
+    let face = spawn(|_| {}).await;
+    let assets =
+        json!([{"id": 5, "value": "a.example", "criticity": "medium", "datatype": "fqdn"}]);
+    let answer = face
+        .start("cmd", scan_body(json!("c-1"), assets, json!({"depth": 2})))
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.json());
+    assert_eq!(face.wait_ended("cmd", "c-1").await["status"], "FINISHED");
+    let findings = face.get("/engines/cmd/getfindings/c-1").await.json();
+    let issues = findings["issues"].as_array().unwrap();
+    assert_eq!(issues.len(), 2, "{findings}");
+    // The program read the scan on its standard input.
+    let seen = &issues[0]["raw"];
+    assert_eq!(seen["scan_id"], "c-1");
+    assert_eq!(seen["engine"], "cmd");
+    assert_eq!(seen["assets"][0]["value"], "a.example");
+    assert_eq!(seen["assets"][0]["id"], "5");
+    assert_eq!(
+        seen["options"],
+        json!({"depth": 2, "mode": "fast"}),
+        "over the defaults"
+    );
+    assert_eq!(issues[0]["severity"], "high");
+    assert_eq!(issues[0]["target"]["port_id"], 443);
+    // Defaults for a bare finding.
+    assert_eq!(issues[1]["severity"], "info");
+    assert_eq!(issues[1]["type"], "command");
+    assert_eq!(issues[1]["target"]["addr"], json!(["a.example"]));
+    assert_eq!(findings["summary"]["nb_high"], 1);
+
+    let entries = unzip(&face.get("/engines/cmd/getreport/c-1").await.body);
+    let stdout = String::from_utf8(entries["raw/command/stdout.txt"].clone()).unwrap();
+    assert!(stdout.contains("not json at all"), "{stdout}");
+    assert_eq!(entries["raw/command/stderr.txt"], b"warming up\n");
+    let ignored = String::from_utf8(entries["raw/command/ignored.txt"].clone()).unwrap();
+    assert!(ignored.contains("unexpected"), "{ignored}");
+
+    // A failing program: ERROR with its exit code and last error line; findings so far kept.
+    let answer = face
+        .start(
+            "failing",
+            scan_body(json!(1), ip_asset("127.0.0.1"), json!({})),
+        )
+        .await;
+    assert_eq!(answer.status, 200);
+    let ended = face.wait_ended("failing", "1").await;
+    assert_eq!(ended["status"], "ERROR");
+    assert_eq!(
+        ended["reason"],
+        "the command exited with code 3: no such thing"
+    );
+    let findings = face.get("/engines/failing/getfindings/1").await.json();
+    assert_eq!(findings["scan"]["status"], "ERROR");
+    assert_eq!(findings["issues"][0]["title"], "partial");
+
+    // A program over its time is stopped.
+    let answer = face
+        .start(
+            "timeout",
+            scan_body(json!(1), ip_asset("127.0.0.1"), json!({})),
+        )
+        .await;
+    assert_eq!(answer.status, 200);
+    let ended = face.wait_ended("timeout", "1").await;
+    assert_eq!(ended["status"], "ERROR");
+    assert!(
+        ended["reason"]
+            .as_str()
+            .unwrap()
+            .contains("timed out after 1 s"),
+        "{ended}"
+    );
+}
+
+#[actix_rt::test]
+async fn every_refusal_says_what_is_wrong_in_the_faces_shape() {
+    let face = spawn(|config| {
+        config.patrowl.max_body_kb = 1;
+    })
+    .await;
+    let start = |body: String| face.post("/engines/tcp/startscan", body);
+
+    let reason = start(scan_body(json!(1), json!([]), json!({})).to_string())
+        .await
+        .refused(400, "refused");
+    assert!(reason.contains("no assets"), "{reason}");
+    let answer = start(json!({"scan_id": 2, "options": {}}).to_string()).await;
+    assert!(answer.refused(400, "refused").contains("no assets"));
+    assert_eq!(answer.json()["details"]["reason"], answer.json()["reason"]);
+    let reason = start(
+        scan_body(
+            json!(3),
+            json!([{"id": 1, "value": "https://x.example/", "datatype": "url"}]),
+            json!({}),
+        )
+        .to_string(),
+    )
+    .await
+    .refused(400, "refused");
+    assert!(
+        reason.contains("datatype url") && reason.contains("ip, ip-range"),
+        "{reason}"
+    );
+    let reason = start(
+        scan_body(
+            json!(4),
+            json!([{"value": "x", "datatype": "planet"}]),
+            json!({}),
+        )
+        .to_string(),
+    )
+    .await
+    .refused(400, "error");
+    assert!(
+        reason.contains("\"planet\" is not a Patrowl datatype"),
+        "{reason}"
+    );
+    let reason =
+        start(scan_body(json!(5), ip_asset("127.0.0.1"), json!({"ports": ["70000"]})).to_string())
+            .await
+            .refused(400, "refused");
+    assert!(reason.contains("\"70000\" is not a port"), "{reason}");
+    let reason = start(
+        scan_body(
+            json!(6),
+            json!([{"id": 1, "value": "10.0.0.0/8", "datatype": "ip-subnet"}]),
+            json!({}),
+        )
+        .to_string(),
+    )
+    .await
+    .refused(400, "refused");
+    assert!(reason.contains("max_hosts"), "{reason}");
+    let reason = start("this is not json".into()).await.refused(400, "error");
+    assert!(reason.contains("not JSON"), "{reason}");
+    let reason = start("[1, 2]".into()).await.refused(400, "error");
+    assert!(reason.contains("not a JSON object"), "{reason}");
+    let reason = start(json!({"assets": []}).to_string())
+        .await
+        .refused(400, "error");
+    assert!(reason.contains("scan_id is missing"), "{reason}");
+    let reason = start(scan_body(json!([1]), ip_asset("127.0.0.1"), json!({})).to_string())
+        .await
+        .refused(400, "error");
+    assert!(
+        reason.contains("scan_id must be a number or a string"),
+        "{reason}"
+    );
+    let reason = start(scan_body(json!(7), ip_asset("127.0.0.1"), json!("{not json")).to_string())
+        .await
+        .refused(400, "error");
+    assert!(
+        reason.contains("options is a string that is not a JSON object"),
+        "{reason}"
+    );
+    let big = scan_body(
+        json!(8),
+        ip_asset("127.0.0.1"),
+        json!({"pad": "x".repeat(2048)}),
+    );
+    let reason = start(big.to_string()).await.refused(413, "error");
+    assert!(reason.contains("over the limit of 1024 bytes"), "{reason}");
+
+    // A duplicate scan id.
+    let first = scan_body(json!(9), ip_asset("127.0.0.1"), json!({"ports": ["9"]}));
+    assert_eq!(start(first.to_string()).await.status, 200);
+    let reason = start(first.to_string()).await.refused(409, "refused");
+    assert!(reason.contains("\"9\" is already used"), "{reason}");
+
+    // Busy: the slow engine takes one scan at a time.
+    let slow = face
+        .start(
+            "slow",
+            scan_body(json!(1), ip_asset("127.0.0.1"), json!({})),
+        )
+        .await;
+    assert_eq!(slow.status, 200);
+    let status = face.get("/engines/slow/status").await.json();
+    assert_eq!(status["status"], "BUSY");
+    let busy = face
+        .start(
+            "slow",
+            scan_body(json!(2), ip_asset("127.0.0.1"), json!({})),
+        )
+        .await;
+    assert_eq!(busy.status, 503);
+    assert_eq!(
+        busy.json(),
+        json!({"page": "startscan", "status": "error",
+            "reason": "Scan refused: max concurrent active scans reached (1)",
+            "details": {"reason": "Scan refused: max concurrent active scans reached (1)"}})
+    );
+    let stopped = face.get("/engines/slow/stop/1").await;
+    assert_eq!(stopped.status, 200);
+    assert_eq!(
+        face.get("/engines/slow/status").await.json()["status"],
+        "READY"
+    );
+
+    // An unknown scan id on every route that takes one.
+    for route in ["status", "getfindings", "getreport", "stop", "clean"] {
+        let answer = face.get(&format!("/engines/tcp/{route}/nope")).await;
+        let reason = answer.refused(404, "error");
+        assert!(
+            reason.contains("no scan \"nope\" on engine tcp"),
+            "{route}: {reason}"
+        );
+    }
+    // An unknown engine, an unknown route, another method.
+    for path in [
+        "/engines/nmap/status",
+        "/engines/nmap/",
+        "/engines/nmap/status/1",
+        "/engine/nmap/info",
+    ] {
+        let reason = face.get(path).await.refused(404, "error");
+        assert!(
+            reason.contains("no engine is called \"nmap\""),
+            "{path}: {reason}"
+        );
+    }
+    let reason = face.get("/engines/tcp/nothing").await.refused(404, "error");
+    assert!(reason.contains("is not a route of engine tcp"), "{reason}");
+    let reason = face
+        .get("/engines/tcp/startscan")
+        .await
+        .refused(405, "error");
+    assert!(reason.contains("does not accept GET"), "{reason}");
+    // A scan still running has no findings yet: 200 with `status: error`, as upstream.
+    let slow = face
+        .start(
+            "slow",
+            scan_body(json!(3), ip_asset("127.0.0.1"), json!({})),
+        )
+        .await;
+    assert_eq!(slow.status, 200);
+    let answer = face.get("/engines/slow/getfindings/3").await;
+    let reason = answer.refused(200, "error");
+    assert!(reason.contains("not ended"), "{reason}");
+    face.get("/engines/slow/stop/3").await;
+}
+
+fn process_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| {
+            stat.rfind(')')
+                .is_some_and(|end| !stat[end + 1..].trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
+}
+
+#[actix_rt::test]
+async fn stop_stopscans_and_clean_end_scans_and_keep_their_history() {
+    let face = spawn(|config| {
+        for engine in &mut config.patrowl.engines {
+            engine.max_scans = 5;
+        }
+    })
+    .await;
+    let pid_file = face.dir.path().join("slow.pid");
+    let started = face
+        .start(
+            "slow",
+            scan_body(json!(1), ip_asset("127.0.0.1"), json!({})),
+        )
+        .await;
+    assert_eq!(started.status, 200);
+    // Its first finding arrives while it runs.
+    common::poll_async(SCAN_DEADLINE, "the first finding", || async {
+        let body = face.get("/engines/slow/status/1").await.json();
+        (body["status"] == "SCANNING" && body["nb_findings"] == 1).then_some(())
+    })
+    .await;
+    let pid: u32 = common::poll_async(SCAN_DEADLINE, "the program's pid", || async {
+        std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|text| text.trim().parse().ok())
+    })
+    .await;
+    assert!(process_alive(pid));
+    let stopped = face.get("/engines/slow/stop/1").await;
+    assert_eq!(
+        stopped.json(),
+        json!({"page": "stopscan", "status": "SUCCESS", "details": {"scan_id": "1"}})
+    );
+    assert_eq!(
+        face.get("/engines/slow/status/1").await.json()["status"],
+        "STOPPED"
+    );
+    let _ = std::fs::remove_file(&pid_file);
+    tokio::task::spawn_blocking(move || {
+        common::poll(SCAN_DEADLINE, "the program to be killed", || {
+            (!process_alive(pid)).then_some(())
+        })
+    })
+    .await
+    .unwrap();
+    // Stopping again is a conflict; its findings so far stay.
+    face.get("/engines/slow/stop/1").await.refused(409, "error");
+    let findings = face.get("/engines/slow/getfindings/1").await.json();
+    assert_eq!(findings["scan"]["status"], "STOPPED");
+    assert_eq!(findings["issues"][0]["title"], "started");
+
+    // stopscans stops every running scan.
+    for id in [2, 3] {
+        let answer = face
+            .start(
+                "slow",
+                scan_body(json!(id), ip_asset("127.0.0.1"), json!({})),
+            )
+            .await;
+        assert_eq!(answer.status, 200);
+    }
+    let answer = face.get("/engines/slow/stopscans").await.json();
+    assert_eq!(answer["page"], "stopscans");
+    assert_eq!(answer["status"], "SUCCESS");
+    assert_eq!(answer["details"]["scan_ids"], json!(["2", "3"]));
+    let status = face.get("/engines/slow/status").await.json();
+    for id in ["1", "2", "3"] {
+        assert_eq!(status["scans"][id]["status"], "STOPPED");
+    }
+
+    // clean/<id> removes one scan from the list; its history stays in the log.
+    let cleaned = face.get("/engines/slow/clean/1").await;
+    assert_eq!(
+        cleaned.json(),
+        json!({"page": "clean_scan", "scan_id": "1", "status": "removed"})
+    );
+    let reason = face
+        .get("/engines/slow/status/1")
+        .await
+        .refused(404, "error");
+    assert!(reason.contains("was cleaned"), "{reason}");
+    face.get("/engines/slow/clean/1")
+        .await
+        .refused(404, "error");
+    let status = face.get("/engines/slow/status").await.json();
+    assert!(status["scans"].get("1").is_none());
+    let history = face.get("/api/streams/scan-slow-1").await.json();
+    let types: Vec<&str> = history["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "ScanRequested",
+            "ScanBegan",
+            "FindingReported",
+            "ScanStopped",
+            "ScanCleaned"
+        ]
+    );
+    // A cleaned id stays used.
+    face.start(
+        "slow",
+        scan_body(json!(1), ip_asset("127.0.0.1"), json!({})),
+    )
+    .await
+    .refused(409, "refused");
+
+    // clean removes the rest, stopping one that runs.
+    let running = face
+        .start(
+            "slow",
+            scan_body(json!(4), ip_asset("127.0.0.1"), json!({})),
+        )
+        .await;
+    assert_eq!(running.status, 200);
+    let answer = face.get("/engines/slow/clean").await.json();
+    assert_eq!(answer["details"]["scan_ids"], json!(["2", "3", "4"]));
+    let status = face.get("/engines/slow/status").await.json();
+    assert_eq!(status["scans"], json!({}));
+    assert_eq!(status["status"], "READY");
+}
+
+#[actix_rt::test]
+async fn both_base_spellings_and_the_own_listener_answer_the_same() {
+    let face = spawn(|_| {}).await;
+    for base in [
+        format!("{}/engines/tcp", face.main),
+        format!("{}/engine/tcp", face.main),
+        format!("{}/engines/tcp", face.own),
+        format!("{}/engine/tcp", face.own),
+    ] {
+        let index = face
+            .send(face.client.get(format!("{base}/")), Vec::new())
+            .await;
+        assert_eq!(index.json(), json!({"page": "index"}), "{base}");
+        let redirect = face.send(face.client.get(&base), Vec::new()).await;
+        assert_eq!(redirect.status, 308, "{base}");
+        assert!(redirect.location.unwrap().ends_with("/tcp/"));
+        for (route, page) in [
+            ("info", "info"),
+            ("liveness", "liveness"),
+            ("readiness", "readiness"),
+            ("test", "test"),
+            ("reloadconfig", "reloadconfig"),
+        ] {
+            let answer = face
+                .send(face.client.get(format!("{base}/{route}")), Vec::new())
+                .await;
+            assert_eq!(answer.status, 200, "{base}/{route}");
+            assert_eq!(answer.json()["page"], page);
+        }
+    }
+    // The own listener serves the face only.
+    let other = face
+        .send(face.client.get(format!("{}/healthz", face.own)), Vec::new())
+        .await;
+    assert_eq!(other.status, 404);
+    let info = face.get("/engines/tcp/info").await.json();
+    assert_eq!(info["status"], "READY");
+    assert_eq!(info["engine_config"]["status"], "READY");
+    assert_eq!(
+        info["engine_config"]["allowed_asset_types"],
+        json!(["ip", "ip-range", "ip-subnet", "fqdn", "domain"])
+    );
+    let liveness = face.get("/engines/tcp/liveness").await.json();
+    assert_eq!(liveness, json!({"page": "liveness", "status": "success"}));
+}
+
+#[actix_rt::test]
+async fn with_accounts_stopping_and_cleaning_need_an_admin() {
+    let (admin, admin_hash) = new_token();
+    let (user, user_hash) = new_token();
+    let face = spawn(move |config| {
+        config.accounts = vec![
+            Account {
+                name: "ops".into(),
+                password_hash: None,
+                token_sha256: vec![admin_hash],
+                roles: vec![Role::Admin],
+            },
+            Account {
+                name: "user".into(),
+                password_hash: None,
+                token_sha256: vec![user_hash],
+                roles: vec![],
+            },
+        ];
+    })
+    .await;
+    // PatrowlManager sends no credentials: scanning stays open.
+    let started = face
+        .start(
+            "slow",
+            scan_body(json!(1), ip_asset("127.0.0.1"), json!({})),
+        )
+        .await;
+    assert_eq!(started.status, 200);
+    let stop = |token: Option<&str>| {
+        let mut request = face
+            .client
+            .get(format!("{}/engines/slow/stop/1", face.main));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        face.send(request, Vec::new())
+    };
+    stop(None).await.refused(401, "error");
+    stop(Some(&user)).await.refused(403, "error");
+    assert_eq!(stop(Some(&admin)).await.status, 200);
+    let history = face
+        .send(
+            face.client
+                .get(format!("{}/api/streams/scan-slow-1", face.main))
+                .bearer_auth(&admin),
+            Vec::new(),
+        )
+        .await
+        .json();
+    let stopped = history["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "ScanStopped")
+        .unwrap()
+        .clone();
+    assert_eq!(stopped["payload"]["by"], "ops", "{stopped}");
+}
+
+fn settings() -> insta::Settings {
+    let mut settings = insta::Settings::clone_current();
+    settings.set_snapshot_path("../snapshots");
+    settings.set_prepend_module_to_snapshot(false);
+    settings
+}
+
+#[actix_rt::test]
+async fn golden_bodies() {
+    // The manual clock: every time is T0, so nothing needs redacting.
+    let face = spawn(|_| {}).await;
+    let assets =
+        json!([{"id": 5, "value": "a.example", "criticity": "medium", "datatype": "fqdn"}]);
+    let accepted = face
+        .start("cmd", scan_body(json!(1), assets, json!({})))
+        .await
+        .json();
+    let scan_status = face.wait_ended("cmd", "1").await;
+    let findings = face.get("/engines/cmd/getfindings/1").await.json();
+    let status = face.get("/engines/cmd/status").await.json();
+    let info = face.get("/engines/tcp/info").await.json();
+    let test = face.get("/engines/tcp/test").await.json();
+    let refused = face
+        .start("cmd", scan_body(json!(2), json!([]), json!({})))
+        .await
+        .json();
+    let unknown = face.get("/engines/cmd/status/2").await.json();
+    for (name, body) in [
+        ("accepted", accepted),
+        ("scan_status", scan_status),
+        ("findings", findings),
+        ("status", status),
+        ("info", info),
+        ("test", test),
+        ("refused", refused),
+        ("unknown_scan", unknown),
+    ] {
+        settings().bind(|| insta::assert_json_snapshot!(format!("patrowl_{name}"), body));
+    }
+}
+
+/// `annals serve` as a child process on `data` with the configuration file `config`.
+fn serve(data: &std::path::Path, config: &std::path::Path) -> common::Served {
+    common::spawn_serve(
+        &[
+            "--config".as_ref(),
+            config.as_os_str(),
+            "--data".as_ref(),
+            data.as_os_str(),
+            "serve".as_ref(),
+        ],
+        &[("ANNALS_HTTP_LISTEN", "127.0.0.1:0")],
+    )
+    .expect("the server starts")
+}
+
+#[actix_rt::test]
+async fn after_a_restart_ended_scans_stay_and_a_running_one_is_interrupted() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("log");
+    let config = dir.path().join("annals.toml");
+    let quoted = |text: &str| toml::Value::String(text.to_owned()).to_string();
+    std::fs::write(
+        &config,
+        format!(
+            "[[patrowl.engines]]\nname = \"cmd\"\nscanner = \"command\"\n\
+             allowed_asset_types = [\"ip\"]\ncommand = [\"sh\", \"-c\", {}]\n\n\
+             [[patrowl.engines]]\nname = \"slow\"\nscanner = \"command\"\n\
+             allowed_asset_types = [\"ip\"]\ncommand = [\"sh\", \"-c\", {}]\nkill_grace_s = 1\n",
+            quoted("echo '{\"title\":\"kept\"}'"),
+            quoted("echo '{\"title\":\"before\"}'; exec sleep 60"),
+        ),
+    )
+    .unwrap();
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .finish();
+    let face = |served: &common::Served| Face {
+        main: format!("http://{}", served.address),
+        own: served
+            .patrowl
+            .clone()
+            .map(|a| format!("http://{a}"))
+            .unwrap_or_default(),
+        client: client.clone(),
+        dir: tempfile::tempdir().unwrap(),
+    };
+    let server = serve(&data, &config);
+    let before = face(&server);
+    assert!(!before.own.is_empty(), "the face's own listener is logged");
+    let answer = before
+        .start("cmd", scan_body(json!(1), ip_asset("127.0.0.1"), json!({})))
+        .await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(before.wait_ended("cmd", "1").await["status"], "FINISHED");
+    let findings = before.get("/engines/cmd/getfindings/1").await.json();
+    let report = before.get("/engines/cmd/getreport/1").await.body;
+    let answer = before
+        .start(
+            "slow",
+            scan_body(json!(2), ip_asset("127.0.0.1"), json!({})),
+        )
+        .await;
+    assert_eq!(answer.status, 200);
+    before.wait_for("slow", "2", "SCANNING").await;
+    common::poll_async(SCAN_DEADLINE, "the first finding", || async {
+        let body = before.get("/engines/slow/status/2").await.json();
+        (body["nb_findings"] == 1).then_some(())
+    })
+    .await;
+    assert!(server.terminate().success());
+
+    let server = serve(&data, &config);
+    let after = face(&server);
+    assert_eq!(
+        after.get("/engines/cmd/getfindings/1").await.json(),
+        findings
+    );
+    let report_after = after.get("/engines/cmd/getreport/1").await.body;
+    assert_eq!(
+        unzip(&report_after),
+        unzip(&report),
+        "the report is the same"
+    );
+    let interrupted = after.get("/engines/slow/status/2").await.json();
+    assert_eq!(interrupted["status"], "ERROR");
+    assert_eq!(interrupted["reason"], "interrupted by restart");
+    assert_eq!(interrupted["nb_findings"], 1);
+    let status = after.get("/engines/slow/status").await.json();
+    assert_eq!(status["status"], "READY");
+    assert_eq!(status["scans"]["2"]["status"], "ERROR");
+    assert!(server.terminate().success());
+}
