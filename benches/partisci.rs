@@ -36,6 +36,7 @@ fn main() -> anyhow::Result<()> {
         ..Config::default()
     };
     config.http.listen = "127.0.0.1:0".into();
+    config.patrowl.enabled = false;
     config.partisci.listen = "127.0.0.1:0".into();
     let addresses = support::start_annals(config)?;
     let (annals, partisci) = (

@@ -34,6 +34,7 @@ fn main() -> anyhow::Result<()> {
         ..Config::default()
     };
     config.http.listen = "127.0.0.1:0".into();
+    config.patrowl.enabled = false;
     config.partisci.enabled = false;
     let annals = support::start_annals(config)?.main;
     // A POST that reads its body whole and answers 200.

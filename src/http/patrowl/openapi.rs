@@ -45,6 +45,7 @@ use crate::http::openapi::path_operations;
         PatrowlTest,
         PatrowlStartScan,
         PatrowlAsset,
+        PatrowlIdValue,
         PatrowlAccepted,
         PatrowlScanId,
         PatrowlScanStatus,
@@ -221,17 +222,21 @@ pub struct PatrowlStartScan {
     #[schema(value_type = Object)]
     pub options: Option<Value>,
     pub engine_id: Option<i64>,
-    /// A number or a string.
-    #[schema(value_type = String)]
-    pub scan_id: Value,
+    pub scan_id: PatrowlIdValue,
+}
+
+/// An id PatrowlManager sends as a number, and test harnesses as a string.
+#[derive(ToSchema, Serialize)]
+#[serde(untagged)]
+pub enum PatrowlIdValue {
+    Number(i64),
+    Text(String),
 }
 
 /// One asset of a `startscan` body.
 #[derive(ToSchema)]
 pub struct PatrowlAsset {
-    /// A number or a string.
-    #[schema(value_type = String)]
-    pub id: Option<Value>,
+    pub id: Option<PatrowlIdValue>,
     #[schema(example = "127.0.0.1")]
     pub value: String,
     #[schema(example = "low")]
@@ -470,8 +475,20 @@ impl Modify for FaceWide {
         }
         for (path, item) in document.paths.paths.iter_mut() {
             let admin = destructive(path);
+            // The redirect to the index holds nothing: open, as `/api/docs` is.
+            let redirect = !path.ends_with('/') && path.matches('/').count() == 2;
             for operation in path_operations(item) {
                 operation.tags = Some(vec!["patrowl".into()]);
+                if redirect {
+                    operation
+                        .responses
+                        .responses
+                        .entry("405".into())
+                        .or_insert(error(
+                            "Any other method on this path is refused in the face's error body.",
+                        ));
+                    continue;
+                }
                 operation.security = Some(if admin {
                     crate::http::openapi::account_security()
                 } else {
