@@ -136,10 +136,10 @@ fn replay_prints_the_state_at_a_version_or_a_time() {
 #[test]
 fn bad_arguments_get_clear_errors() {
     let dir = loaded_log();
-    let unknown = annals(dir.path(), &["replay", "scan-x"]);
+    let unknown = annals(dir.path(), &["replay", "nokind-x"]);
     assert_eq!(unknown.status.code(), Some(1));
     assert!(
-        stderr(&unknown).contains("no entity kind is called \"scan\"; known kinds: job"),
+        stderr(&unknown).contains("no entity kind is called \"nokind\"; known kinds: job"),
         "{}",
         stderr(&unknown)
     );

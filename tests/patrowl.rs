@@ -1027,6 +1027,36 @@ async fn golden_bodies() {
         .await
         .json();
     let unknown = face.get("/engines/cmd/status/2").await.json();
+    let index = face.get("/engines/cmd/").await.json();
+    let liveness = face.get("/engines/cmd/liveness").await.json();
+    let readiness = face.get("/engines/cmd/readiness").await.json();
+    let reloadconfig = face.get("/engines/cmd/reloadconfig").await.json();
+    let report = face
+        .send(
+            face.client
+                .get(format!("{}/engines/cmd/getreport/1", face.main))
+                .insert_header(("accept", "application/json")),
+            Vec::new(),
+        )
+        .await
+        .json();
+    let slow = |id: u32| {
+        face.start(
+            "slow",
+            scan_body(json!(id), ip_asset("127.0.0.1"), json!({})),
+        )
+    };
+    assert_eq!(slow(1).await.status, 200);
+    let busy = slow(2).await.json();
+    let stopped = face.get("/engines/slow/stop/1").await.json();
+    let stop_ended = face.get("/engines/slow/stop/1").await.json();
+    assert_eq!(slow(3).await.status, 200);
+    let stopscans = face.get("/engines/slow/stopscans").await.json();
+    let clean_scan = face.get("/engines/slow/clean/1").await.json();
+    let cleaned_status = face.get("/engines/slow/status/1").await.json();
+    let clean = face.get("/engines/slow/clean").await.json();
+    let not_found = face.get("/engines/nmap/status").await.json();
+    let no_route = face.get("/engines/cmd/nothing").await.json();
     for (name, body) in [
         ("accepted", accepted),
         ("scan_status", scan_status),
@@ -1036,6 +1066,20 @@ async fn golden_bodies() {
         ("test", test),
         ("refused", refused),
         ("unknown_scan", unknown),
+        ("index", index),
+        ("liveness", liveness),
+        ("readiness", readiness),
+        ("reloadconfig", reloadconfig),
+        ("report_json", report),
+        ("busy", busy),
+        ("stopped", stopped),
+        ("stop_ended", stop_ended),
+        ("stopscans", stopscans),
+        ("clean_scan", clean_scan),
+        ("cleaned_status", cleaned_status),
+        ("clean", clean),
+        ("unknown_engine", not_found),
+        ("no_route", no_route),
     ] {
         settings().bind(|| insta::assert_json_snapshot!(format!("patrowl_{name}"), body));
     }

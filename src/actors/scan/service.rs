@@ -130,6 +130,8 @@ impl Engine {
 pub struct EngineStatus {
     pub position: Position,
     pub busy: bool,
+    /// The read model stopped: what it shows may be stale, and the engine is in ERROR.
+    pub failed: bool,
     pub scans: EngineScans,
 }
 
@@ -212,6 +214,7 @@ impl Engines {
             EngineStatus {
                 position: view.position,
                 busy: scans.active >= max,
+                failed: self.model.failure().is_some(),
                 scans,
             }
         }))
@@ -519,9 +522,17 @@ async fn drive(
     stops: Arc<Mutex<HashMap<String, watch::Sender<bool>>>>,
 ) {
     let metadata = Metadata::system();
-    let _ = entities
+    if let Err(error) = entities
         .execute(&id, ScanCommand::Begin, metadata.clone())
-        .await;
+        .await
+    {
+        // Stopped before its work began, or the log failed: nothing to run.
+        if !matches!(error, CommandError::Rejected(ScanRejection::NotRunning(_))) {
+            tracing::warn!(%id, %error, "a scan's work did not begin");
+        }
+        lock(&stops).remove(&id);
+        return;
+    }
     let (progress, mut reports) = mpsc::channel(256);
     let scanner = {
         let engine = engine.clone();

@@ -269,7 +269,9 @@ fn engine_view(engine: &Engine, status: &'static str) -> openapi::PatrowlEngine 
 }
 
 fn engine_state(status: &EngineStatus) -> &'static str {
-    if status.busy {
+    if status.failed {
+        "ERROR"
+    } else if status.busy {
         "BUSY"
     } else {
         "READY"
