@@ -542,9 +542,9 @@ async fn bad_requests_get_a_json_error_and_no_500() {
         ),
         ("/api/streams/job-x/state?at_time=yesterday", 400, "at_time"),
         (
-            "/api/streams/scan-x/state",
+            "/api/streams/nokind-x/state",
             404,
-            "no entity kind is called \"scan\"",
+            "no entity kind is called \"nokind\"",
         ),
     ] {
         let (got, body) = app.get(path).await;

@@ -83,8 +83,8 @@ Open to anyone by default, since PatrowlManager sends no credentials. Once accou
 need an admin.";
 
 pub const STATUS_DESCRIPTION: &str = "The engine's state and every scan it knows (not \
-cleaned). `BUSY` when its STARTED and SCANNING scans reach `max_scans`; `READY` otherwise. \
-PatrowlManager reads the top-level `status`.";
+cleaned). `BUSY` when its STARTED and SCANNING scans reach `max_scans`; `ERROR` when the \
+read model of scans stopped; `READY` otherwise. PatrowlManager reads the top-level `status`.";
 
 pub const STARTSCAN_DESCRIPTION: &str = "Starts a scan of the assets with the options (an \
 object, or an object as a JSON string), over the engine's default options. `scan_id` and each \
