@@ -95,6 +95,7 @@ fn engines(config: &mut Config, dir: &std::path::Path) {
         mode = "fast"
     };
     config.patrowl.engines.extend([
+        command_engine("missing", "unused"),
         cmd,
         command_engine(
             "failing",
@@ -104,6 +105,9 @@ fn engines(config: &mut Config, dir: &std::path::Path) {
         timeout,
     ]);
     for engine in &mut config.patrowl.engines {
+        if engine.name == "missing" {
+            engine.command = vec!["/nonexistent/scanner".into()];
+        }
         engine.connect_timeout_ms = 500;
         engine.request_timeout_ms = 5000;
     }
@@ -571,6 +575,24 @@ async fn patrowl_managers_sequence_with_a_command_engine_reads_its_json_lines() 
     assert_eq!(findings["scan"]["status"], "ERROR");
     assert_eq!(findings["issues"][0]["title"], "partial");
 
+    // A program that is not there: ERROR, saying so.
+    let answer = face
+        .start(
+            "missing",
+            scan_body(json!(1), ip_asset("127.0.0.1"), json!({})),
+        )
+        .await;
+    assert_eq!(answer.status, 200);
+    let ended = face.wait_ended("missing", "1").await;
+    assert_eq!(ended["status"], "ERROR");
+    assert!(
+        ended["reason"]
+            .as_str()
+            .unwrap()
+            .contains("\"/nonexistent/scanner\" was not found"),
+        "{ended}"
+    );
+
     // A program over its time is stopped.
     let answer = face
         .start(
@@ -756,6 +778,35 @@ async fn every_refusal_says_what_is_wrong_in_the_faces_shape() {
     let reason = answer.refused(200, "error");
     assert!(reason.contains("not ended"), "{reason}");
     face.get("/engines/slow/stop/3").await;
+}
+
+#[actix_rt::test]
+async fn concurrent_starts_never_exceed_the_engines_limit() {
+    // The slow engine takes one scan at a time; ten clients ask at once.
+    let face = spawn(|_| {}).await;
+    let answers = futures_util::future::join_all((0..10).map(|id| {
+        face.start(
+            "slow",
+            scan_body(json!(id), ip_asset("127.0.0.1"), json!({})),
+        )
+    }))
+    .await;
+    let statuses: Vec<u16> = answers.iter().map(|a| a.status).collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 503).count(),
+        9,
+        "{statuses:?}"
+    );
+    let status = face.get("/engines/slow/status").await.json();
+    assert_eq!(status["status"], "BUSY");
+    assert_eq!(status["scans"].as_object().unwrap().len(), 1);
+    let stopped = face.get("/engines/slow/stopscans").await.json();
+    assert_eq!(stopped["details"]["scan_ids"].as_array().unwrap().len(), 1);
 }
 
 fn process_alive(pid: u32) -> bool {
