@@ -163,6 +163,9 @@ fn work_begins_records_assets_and_findings_and_finishes() {
 fn an_ended_or_unknown_scan_takes_no_more_work() {
     for command in [
         ScanCommand::Begin,
+        ScanCommand::RecordAsset {
+            asset: "127.0.0.1".into(),
+        },
         ScanCommand::RecordFinding { finding: finding() },
         ScanCommand::Finish { raw: vec![] },
         ScanCommand::Fail {

@@ -315,3 +315,73 @@ fn unreachable(asset: &Asset, url: &str, error: &str) -> Finding {
     f.raw = Some(serde_json::json!({ "url": url, "error": error }).to_string());
     f
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use awc::http::header::{HeaderName, HeaderValue};
+
+    fn asset(value: &str, datatype: Datatype) -> Asset {
+        Asset {
+            id: "1".into(),
+            value: value.into(),
+            criticity: "low".into(),
+            datatype,
+        }
+    }
+
+    #[test]
+    fn urls_come_from_url_and_fqdn_assets() {
+        assert_eq!(
+            url_of(&asset("https://x.example/a?b", Datatype::Url)).unwrap(),
+            "https://x.example/a?b"
+        );
+        assert_eq!(
+            url_of(&asset("x.example", Datatype::Fqdn)).unwrap(),
+            "http://x.example/"
+        );
+        for (value, datatype) in [
+            ("ftp://x.example/", Datatype::Url),
+            ("not a url", Datatype::Url),
+            ("/relative", Datatype::Url),
+            ("10.0.0.1", Datatype::Ip),
+        ] {
+            assert!(url_of(&asset(value, datatype)).is_err(), "{value}");
+        }
+    }
+
+    #[test]
+    fn headers_give_the_findings() {
+        let url = "https://x.example/";
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("server", "nginx"),
+            ("x-powered-by", "PHP/8.1.2"),
+            ("x-content-type-options", "NOSNIFF"),
+        ] {
+            headers.insert(
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
+        let findings = examine(&asset(url, Datatype::Url), url, 302, &headers);
+        let kinds: Vec<(&str, Severity)> = findings
+            .iter()
+            .map(|f| (f.kind.as_str(), f.severity))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("http_status", Severity::Info),
+                ("http_missing_header", Severity::Low),
+                ("http_missing_header", Severity::Low),
+                ("http_missing_header", Severity::Low),
+                ("http_banner", Severity::Info),
+                ("http_banner", Severity::Low),
+            ]
+        );
+        assert!(findings[1].title.contains("Strict-Transport-Security"));
+        assert!(findings[5].title.contains("PHP/8.1.2"));
+        assert_eq!(findings[0].target.protocol.as_deref(), Some("https"));
+    }
+}
