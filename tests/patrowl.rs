@@ -575,23 +575,29 @@ async fn patrowl_managers_sequence_with_a_command_engine_reads_its_json_lines() 
     assert_eq!(findings["scan"]["status"], "ERROR");
     assert_eq!(findings["issues"][0]["title"], "partial");
 
-    // A program that is not there: ERROR, saying so.
-    let answer = face
+    // An engine whose program is not there is in ERROR, and says why it refuses scans.
+    let status = face.get("/engines/missing/status").await.json();
+    assert_eq!(status["status"], "ERROR");
+    assert_eq!(status["scanner"]["status"], "ERROR");
+    let readiness = face.get("/engines/missing/readiness").await;
+    assert_eq!(readiness.status, 500);
+    assert_eq!(
+        readiness.json(),
+        json!({"page": "readiness", "status": "error"})
+    );
+    let reason = face
         .start(
             "missing",
             scan_body(json!(1), ip_asset("127.0.0.1"), json!({})),
         )
-        .await;
-    assert_eq!(answer.status, 200);
-    let ended = face.wait_ended("missing", "1").await;
-    assert_eq!(ended["status"], "ERROR");
+        .await
+        .refused(503, "error");
     assert!(
-        ended["reason"]
-            .as_str()
-            .unwrap()
-            .contains("\"/nonexistent/scanner\" was not found"),
-        "{ended}"
+        reason.contains("its program \"/nonexistent/scanner\" is not found"),
+        "{reason}"
     );
+    let reloaded = face.get("/engines/missing/reloadconfig").await.json();
+    assert_eq!(reloaded["config"]["status"], "ERROR");
 
     // A program over its time is stopped.
     let answer = face

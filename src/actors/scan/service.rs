@@ -41,6 +41,9 @@ pub enum EnginesError {
     UnknownEngine(String),
     #[error("Scan refused: max concurrent active scans reached ({0})")]
     Busy(usize),
+    /// The engine is in ERROR.
+    #[error("Scan refused: {0}")]
+    EngineError(String),
     /// The request cannot be scanned as it is (a bad asset, bad options).
     #[error("{0}")]
     Invalid(String),
@@ -76,6 +79,9 @@ pub struct Engine {
     pub allowed: Vec<Datatype>,
     /// The options every scan gets, which its own override key by key.
     pub defaults: Map<String, Value>,
+    /// Why the engine cannot scan (a `command` engine whose program is missing), as last
+    /// checked: at start-up and by `reloadconfig`. The engine is then in ERROR.
+    problem: std::sync::RwLock<Option<String>>,
 }
 
 impl Engine {
@@ -116,12 +122,54 @@ impl Engine {
             Ok(Value::Object(map)) => map,
             _ => return Err(format!("engine {}: options must be a table", config.name)),
         };
-        Ok(Engine {
+        let engine = Engine {
             name,
             config: config.clone(),
             allowed,
             defaults,
-        })
+            problem: Default::default(),
+        };
+        engine.check_program();
+        Ok(engine)
+    }
+
+    /// Why the engine cannot scan, if it cannot.
+    pub fn problem(&self) -> Option<String> {
+        self.problem
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Looks for a `command` engine's program again (the server's `PATH` for a bare name, as
+    /// the program is run), and returns why the engine cannot scan, if it cannot.
+    pub fn check_program(&self) -> Option<String> {
+        let problem = match (self.config.scanner, self.config.command.first()) {
+            (crate::config::ScannerKind::Command, Some(program)) => {
+                let executable = |path: &std::path::Path| {
+                    use std::os::unix::fs::PermissionsExt;
+                    std::fs::metadata(path)
+                        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+                };
+                let found = if program.contains('/') {
+                    executable(std::path::Path::new(program))
+                } else {
+                    let path = std::env::var_os("PATH")
+                        .unwrap_or_else(|| crate::process::DEFAULT_PATH.into());
+                    std::env::split_paths(&path).any(|dir| executable(&dir.join(program)))
+                };
+                (!found).then(|| {
+                    format!(
+                        "engine {} cannot scan: its program {program:?} is not found or not \
+                         executable",
+                        self.name.as_str()
+                    )
+                })
+            }
+            _ => None,
+        };
+        *self.problem.write().unwrap_or_else(|p| p.into_inner()) = problem.clone();
+        problem
     }
 }
 
@@ -214,7 +262,7 @@ impl Engines {
             EngineStatus {
                 position: view.position,
                 busy: scans.active >= max,
-                failed: self.model.failure().is_some(),
+                failed: self.model.failure().is_some() || engine.problem().is_some(),
                 scans,
             }
         }))
@@ -258,6 +306,9 @@ impl Engines {
         metadata: Metadata,
     ) -> Result<(), EnginesError> {
         let engine = self.engine(name)?.clone();
+        if let Some(problem) = engine.problem() {
+            return Err(EnginesError::EngineError(problem));
+        }
         let mut merged = engine.defaults.clone();
         merged.extend(options);
         // The scan's rules refuse an empty scan and a datatype the engine does not scan, with

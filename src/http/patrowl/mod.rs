@@ -36,7 +36,8 @@ pub struct Patrowl {
     pub max_body: usize,
     /// Each engine's `status` body as last rendered, with the read model's position it shows:
     /// a manager polls it, and with many scans known, rendering is most of its cost.
-    pub status_cache: Mutex<HashMap<String, (Position, Bytes)>>,
+    /// The flag says whether the engine was in ERROR, which can change without an event.
+    pub status_cache: Mutex<HashMap<String, (Position, bool, Bytes)>>,
 }
 
 impl Patrowl {
@@ -116,9 +117,9 @@ impl ResponseError for Refusal {
             PatrowlError::Denied(Denied::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
             PatrowlError::Engines(error) => match error {
                 EnginesError::UnknownEngine(_) => StatusCode::NOT_FOUND,
-                EnginesError::Busy(_) | EnginesError::NotRecorded(_) => {
-                    StatusCode::SERVICE_UNAVAILABLE
-                }
+                EnginesError::Busy(_)
+                | EnginesError::EngineError(_)
+                | EnginesError::NotRecorded(_) => StatusCode::SERVICE_UNAVAILABLE,
                 EnginesError::Invalid(_) => StatusCode::BAD_REQUEST,
                 EnginesError::Rejected(rejection) => match rejection {
                     ScanRejection::NoAssets
@@ -340,13 +341,14 @@ async fn status(
 ) -> Result<HttpResponse, Refusal> {
     let (_, engine) = face.engine(&request, &name).await.map_err(on("status"))?;
     let position = face.engines.position();
+    let failed = engine.problem().is_some() || face.engines.failure().is_some();
     let cached = face
         .status_cache
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .get(name.as_str())
-        .filter(|(at, _)| *at == position)
-        .map(|(_, body)| body.clone());
+        .filter(|(at, was_failed, _)| *at == position && *was_failed == failed)
+        .map(|(_, _, body)| body.clone());
     let body = match cached {
         Some(body) => body,
         None => {
@@ -367,7 +369,10 @@ async fn status(
             face.status_cache
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .insert(name.to_string(), (status.position, body.clone()));
+                .insert(
+                    name.to_string(),
+                    (status.position, status.failed, body.clone()),
+                );
             body
         }
     };
@@ -442,7 +447,8 @@ async fn info(
 #[utoipa::path(get, path = "/engines/{name}/reloadconfig", operation_id = "patrowl_reloadconfig",
     summary = "The engine's configuration",
     description = "The configuration is read at start-up only: this answers the one in effect \
-        (upstream engines read their JSON file again).",
+        (upstream engines read their JSON file again), after looking for a `command` engine's \
+        program again.",
     params(openapi::EnginePath),
     responses((status = 200, description = "The engine.", body = openapi::PatrowlReload)))]
 async fn reloadconfig(
@@ -454,6 +460,8 @@ async fn reloadconfig(
         .engine(&request, &name)
         .await
         .map_err(on("reloadconfig"))?;
+    // What can change without a restart: whether a command engine's program is there.
+    engine.check_program();
     let status = face
         .engines
         .status(&name)
@@ -484,15 +492,15 @@ async fn liveness(
 /// The engine takes scans.
 #[utoipa::path(get, path = "/engines/{name}/readiness", operation_id = "patrowl_readiness",
     summary = "The engine takes scans",
-    description = "Ready once the server listens: the log is open, the read model has folded \
-        it and scans left running were settled. A busy engine is ready (it answers startscan, \
-        with 503).",
+    description = "Ready once the server listens (the log is open, the read model has folded \
+        it, scans left running were settled) and while the engine is not in ERROR. A busy \
+        engine is ready (it answers startscan, with 503).",
     params(openapi::EnginePath),
     responses(
         (status = 200, description = "`{\"page\": \"readiness\", \"status\": \"success\"}`.",
             body = openapi::PatrowlPage),
         (status = 500, description = "`{\"page\": \"readiness\", \"status\": \"error\"}`: the \
-            read model stopped.", body = openapi::PatrowlPage)))]
+            engine is in ERROR.", body = openapi::PatrowlPage)))]
 async fn readiness(
     request: HttpRequest,
     face: web::Data<Patrowl>,
@@ -501,7 +509,10 @@ async fn readiness(
     face.engine(&request, &name)
         .await
         .map_err(on("readiness"))?;
-    let ready = face.engines.status(&name).is_ok() && face.engines.failure().is_none();
+    let ready = face
+        .engines
+        .status(&name)
+        .is_ok_and(|status| !status.failed);
     let (code, word) = if ready {
         (StatusCode::OK, "success")
     } else {

@@ -83,8 +83,9 @@ Open to anyone by default, since PatrowlManager sends no credentials. Once accou
 need an admin.";
 
 pub const STATUS_DESCRIPTION: &str = "The engine's state and every scan it knows (not \
-cleaned). `BUSY` when its STARTED and SCANNING scans reach `max_scans`; `ERROR` when the \
-read model of scans stopped; `READY` otherwise. PatrowlManager reads the top-level `status`.";
+cleaned). `BUSY` when its STARTED and SCANNING scans reach `max_scans`; `ERROR` when it \
+cannot scan (a `command` engine whose program is missing, or the read model of scans \
+stopped); `READY` otherwise. PatrowlManager reads the top-level `status`.";
 
 pub const STARTSCAN_DESCRIPTION: &str = "Starts a scan of the assets with the options (an \
 object, or an object as a JSON string), over the engine's default options. `scan_id` and each \
@@ -92,7 +93,8 @@ asset's `id` may be numbers or strings. Accepted once the request is durable and
 the work runs after, each finding recorded as it is found. Refused, with the reason, when there \
 is no asset, an asset's datatype is not one the engine scans, the options or an asset cannot be \
 scanned (such as a port out of range, a range over `max_hosts`), or the scan id was used \
-before on this engine (400 or 409, `status: refused`); 503 when the engine is busy.";
+before on this engine (400 or 409, `status: refused`); 503 when the engine is busy or in \
+ERROR.";
 
 pub const FINDINGS_DESCRIPTION: &str = "The findings of an ended scan (FINISHED, ERROR or \
 STOPPED: what was found until it ended), numbered from 1 in the order found, with their count \
