@@ -512,7 +512,7 @@ impl Effects<ScanRecord> for ScanEffects {
     fn after_commit(
         &self,
         id: &str,
-        state: &ScanState,
+        _: &ScanState,
         events: &[ScanEvent],
         entities: &Entities<ScanRecord>,
     ) {
@@ -553,7 +553,6 @@ impl Effects<ScanRecord> for ScanEffects {
                 _ => {}
             }
         }
-        let _ = state;
     }
 }
 
