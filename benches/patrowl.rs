@@ -1,6 +1,7 @@
 //! The scan engine face under load: `GET /engines/<name>/status` with 1,000 scans known,
 //! beside a trivial actix-web JSON handler (a tiny body) and a trivial handler answering a
-//! body of the same size, measured in the same run with the same client; and the time a `tcp`
+//! body of the same size, measured in the same run with the same client, plain and gzipped
+//! (as PatrowlManager's HTTP library accepts); and the time a `tcp`
 //! scan of 1,000 ports on 127.0.0.1 takes from `startscan` to FINISHED, polled as a client
 //! would (every millisecond here, not every 5 s).
 //!
@@ -94,10 +95,17 @@ fn main() -> anyhow::Result<()> {
         let tiny = run(trivial, clients, requests, 200, |_| get("/trivial")).await;
         let same = run(trivial, clients, requests, 200, |_| get("/same-size")).await;
         let status = run(annals, clients, requests, 200, |_| get("/engines/tcp/status")).await;
+        // As PatrowlManager's HTTP library asks.
+        let gzipped = run(annals, clients, requests, 200, |_| {
+            "GET /engines/tcp/status HTTP/1.1\r\nHost: bench\r\nAccept-Encoding: gzip, deflate\r\n\r\n"
+                .to_owned()
+        })
+        .await;
         report("trivial JSON handler", &tiny, None);
         report("trivial, same-size body", &same, Some(&tiny));
         report("GET /engines/tcp/status", &status, Some(&tiny));
         report("  (beside the same size)", &status, Some(&same));
+        report("GET status, gzip accepted", &gzipped, Some(&tiny));
 
         // 1,000 ports, a few of them open.
         let listeners: Vec<std::net::TcpListener> = (0..5)

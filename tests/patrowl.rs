@@ -330,8 +330,24 @@ async fn patrowl_managers_sequence_with_the_tcp_engine_finds_the_open_ports_only
         .contains("tcp_101.json"));
     assert_eq!(json_report.json(), findings);
 
-    // The status lists the scan with its options and its count.
+    // The status lists the scan with its options and its count; gzipped when asked, as
+    // PatrowlManager's HTTP library asks.
     let status = face.get("/engines/tcp/status").await.json();
+    let gzipped = face
+        .send(
+            face.client
+                .get(format!("{}/engines/tcp/status", face.main))
+                .insert_header(("accept-encoding", "gzip, deflate")),
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(gzipped.status, 200);
+    let mut unzipped = Vec::new();
+    flate2::read::GzDecoder::new(&gzipped.body[..])
+        .read_to_end(&mut unzipped)
+        .expect("a gzip body");
+    assert_eq!(serde_json::from_slice::<Value>(&unzipped).unwrap(), status);
+    assert!(gzipped.body.len() < unzipped.len());
     let row = &status["scans"]["101"];
     assert_eq!(row["status"], "FINISHED");
     assert_eq!(row["nb_findings"], issues.len());

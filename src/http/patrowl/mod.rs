@@ -36,8 +36,7 @@ pub struct Patrowl {
     pub max_body: usize,
     /// Each engine's `status` body as last rendered, with the read model's position it shows:
     /// a manager polls it, and with many scans known, rendering is most of its cost.
-    /// The flag says whether the engine was in ERROR, which can change without an event.
-    pub status_cache: Mutex<HashMap<String, (Position, bool, Bytes)>>,
+    pub status_cache: Mutex<HashMap<String, CachedStatus>>,
 }
 
 impl Patrowl {
@@ -50,6 +49,39 @@ impl Patrowl {
             status_cache: Mutex::default(),
         }
     }
+}
+
+/// An engine's `status` body as rendered at a position of the read model.
+#[derive(Clone)]
+pub struct CachedStatus {
+    position: Position,
+    /// Whether the engine was in ERROR, which can change without an event.
+    failed: bool,
+    body: Bytes,
+    /// The body gzipped, once a client asked for it.
+    gzipped: Option<Bytes>,
+}
+
+/// Whether the request's `Accept-Encoding` takes gzip.
+fn accepts_gzip(request: &HttpRequest) -> bool {
+    request
+        .headers()
+        .get(header::ACCEPT_ENCODING)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| {
+            value.split(',').any(|coding| {
+                let mut parts = coding.split(';').map(str::trim);
+                parts.next().is_some_and(|c| c.eq_ignore_ascii_case("gzip"))
+                    && !parts.any(|p| p.replace(' ', "") == "q=0")
+            })
+        })
+}
+
+fn gzip(body: &[u8]) -> std::io::Result<Bytes> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(body)?;
+    Ok(Bytes::from(encoder.finish()?))
 }
 
 /// Why a request failed.
@@ -342,15 +374,13 @@ async fn status(
     let (_, engine) = face.engine(&request, &name).await.map_err(on("status"))?;
     let position = face.engines.position();
     let failed = engine.problem().is_some() || face.engines.failure().is_some();
-    let cached = face
-        .status_cache
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
+    let cache = || face.status_cache.lock().unwrap_or_else(|p| p.into_inner());
+    let cached = cache()
         .get(name.as_str())
-        .filter(|(at, was_failed, _)| *at == position && *was_failed == failed)
-        .map(|(_, _, body)| body.clone());
-    let body = match cached {
-        Some(body) => body,
+        .filter(|cached| cached.position == position && cached.failed == failed)
+        .cloned();
+    let cached = match cached {
+        Some(cached) => cached,
         None => {
             let status = face
                 .engines
@@ -366,19 +396,41 @@ async fn status(
                 })
                 .unwrap_or_default(),
             );
-            face.status_cache
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(
-                    name.to_string(),
-                    (status.position, status.failed, body.clone()),
-                );
-            body
+            let cached = CachedStatus {
+                position: status.position,
+                failed: status.failed,
+                body,
+                gzipped: None,
+            };
+            cache().insert(name.to_string(), cached.clone());
+            cached
         }
     };
-    Ok(HttpResponse::Ok()
+    let mut response = HttpResponse::Ok();
+    response
         .content_type("application/json")
-        .body(body))
+        .insert_header((header::VARY, "Accept-Encoding"));
+    if !accepts_gzip(&request) {
+        return Ok(response.body(cached.body));
+    }
+    let gzipped = match cached.gzipped {
+        Some(gzipped) => gzipped,
+        None => {
+            // Compressed once per change of the body, not once per request.
+            let gzipped = gzip(&cached.body).map_err(|e| {
+                on("status")(PatrowlError::Engines(EnginesError::Report(e.to_string())))
+            })?;
+            if let Some(entry) = cache().get_mut(name.as_str()) {
+                if entry.position == cached.position && entry.failed == cached.failed {
+                    entry.gzipped = Some(gzipped.clone());
+                }
+            }
+            gzipped
+        }
+    };
+    Ok(response
+        .insert_header((header::CONTENT_ENCODING, "gzip"))
+        .body(gzipped))
 }
 
 fn unknown_scan(name: &str, scan_id: &str, error: EnginesError) -> PatrowlError {

@@ -85,7 +85,8 @@ need an admin.";
 pub const STATUS_DESCRIPTION: &str = "The engine's state and every scan it knows (not \
 cleaned). `BUSY` when its STARTED and SCANNING scans reach `max_scans`; `ERROR` when it \
 cannot scan (a `command` engine whose program is missing, or the read model of scans \
-stopped); `READY` otherwise. PatrowlManager reads the top-level `status`.";
+stopped); `READY` otherwise. PatrowlManager reads the top-level `status`. Sent gzipped \
+(`Content-Encoding: gzip`) to a client whose `Accept-Encoding` takes it.";
 
 pub const STARTSCAN_DESCRIPTION: &str = "Starts a scan of the assets with the options (an \
 object, or an object as a JSON string), over the engine's default options. `scan_id` and each \
