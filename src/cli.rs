@@ -312,6 +312,9 @@ fn serve(config: &Config, insecure_no_auth: bool) -> anyhow::Result<()> {
             if let Some(partisci) = addresses.partisci {
                 tracing::info!(%partisci, "partisci listening (HTTP and UDP)");
             }
+            if let Some(hpcwaas) = addresses.hpcwaas {
+                tracing::info!(%hpcwaas, "hpcwaas listening");
+            }
             tracing::info!(address = %addresses.main, scheme, data = %data.display(), "annals listening");
             application.run_until(termination).await
         }

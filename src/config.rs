@@ -30,6 +30,7 @@ pub struct Config {
     pub auth: AuthSection,
     pub partisci: PartisciSection,
     pub refstack: RefstackSection,
+    pub hpcwaas: HpcwaasSection,
     /// The accounts. With none, auth is off, and annals refuses to listen on anything but a
     /// loopback address unless told `--insecure-no-auth`.
     pub accounts: Vec<Account>,
@@ -145,6 +146,47 @@ impl Default for RefstackSection {
     }
 }
 
+/// The workflow face (eFlows4HPC HPCWaaS): workflows declared here, executions that run their
+/// steps, SSH keys kept encrypted in the secret store. On the main listener and its own.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HpcwaasSection {
+    /// Whether the face runs at all.
+    pub enabled: bool,
+    /// Its own listener, on the port the `waas` client uses by default; empty for none.
+    pub listen: String,
+    /// Who may use it once any account exists: anyone, account or admin.
+    pub auth: Access,
+    /// The largest request body, in KiB.
+    pub max_body_kb: u64,
+    /// Seconds between SIGTERM and SIGKILL when a step is cancelled or times out.
+    pub kill_grace_s: u64,
+    /// The longest log line, in bytes; longer lines are cut into pieces.
+    pub max_line_bytes: usize,
+    /// The most log lines kept per execution; later ones are counted, not kept.
+    pub max_log_lines: usize,
+    /// The most bytes of a step's outputs file that are read.
+    pub max_output_kb: u64,
+    /// The workflows, as a workflow developer declares them.
+    pub workflows: Vec<crate::actors::workflow::WorkflowSpec>,
+}
+
+impl Default for HpcwaasSection {
+    fn default() -> Self {
+        HpcwaasSection {
+            enabled: true,
+            listen: "127.0.0.1:9090".into(),
+            auth: Access::Account,
+            max_body_kb: 64,
+            kill_grace_s: 5,
+            max_line_bytes: 16 * 1024,
+            max_log_lines: 100_000,
+            max_output_kb: 64,
+            workflows: Vec::new(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ActorsSection {
@@ -169,6 +211,7 @@ impl Default for Config {
             auth: AuthSection::default(),
             partisci: PartisciSection::default(),
             refstack: RefstackSection::default(),
+            hpcwaas: HpcwaasSection::default(),
             accounts: Vec::new(),
         }
     }

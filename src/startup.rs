@@ -14,7 +14,9 @@ use anyhow::{bail, Context as _};
 use crate::actors::inventory::Inventory;
 use crate::actors::job::Job;
 use crate::actors::results::Results;
+use crate::actors::sshkey::SshKeys;
 use crate::actors::testrun::TestRuns;
+use crate::actors::workflow::{runner::RunLimits, Catalogue, Executions};
 use crate::actors::{reconcile, Clock, Entities, NoEffects, SystemClock};
 use crate::auth::Auth;
 use crate::config::Config;
@@ -30,6 +32,8 @@ pub struct Addresses {
     pub main: SocketAddr,
     /// The Partisci face's own listener (HTTP and UDP on one port), when configured.
     pub partisci: Option<SocketAddr>,
+    /// The HPCWaaS face's own listener, when configured.
+    pub hpcwaas: Option<SocketAddr>,
 }
 
 /// A server that is listening. Dropping it without [`Application::run`] stops nothing; the
@@ -62,6 +66,21 @@ impl Application {
         let sse_keep_alive = Duration::from_secs(config.http.sse_keep_alive_s);
         let tls = tls_config("http", &config.http.tls_cert, &config.http.tls_key)?;
         let settings = config.actor_settings();
+        let catalogue = if config.hpcwaas.enabled {
+            Some(Arc::new(
+                Catalogue::parse(&config.hpcwaas.workflows).map_err(|reason| {
+                    anyhow::anyhow!("[[hpcwaas.workflows]] is not valid: {reason}")
+                })?,
+            ))
+        } else {
+            None
+        };
+        // The secret store is opened once, for every face that keeps secrets.
+        let secrets = if config.hpcwaas.enabled {
+            Some(open_secrets(log.path())?)
+        } else {
+            None
+        };
         let jobs =
             Entities::<Job>::start(log.clone(), clock.clone(), Arc::new(NoEffects), settings);
         let running = reconcile::track_in_progress::<Job>(&log)?;
@@ -130,6 +149,42 @@ impl Application {
             }));
         }
 
+        let mut hpcwaas_address = None;
+        if let (Some(catalogue), Some(secrets)) = (catalogue, secrets.clone()) {
+            let section = &config.hpcwaas;
+            let keys = SshKeys::start(log.clone(), clock.clone(), settings, secrets);
+            let limits = RunLimits {
+                kill_grace: Duration::from_secs(section.kill_grace_s),
+                max_line_bytes: section.max_line_bytes,
+                max_log_lines: section.max_log_lines,
+                max_output_bytes: (section.max_output_kb * 1024) as usize,
+            };
+            let executions = Executions::start(
+                log.clone(),
+                clock.clone(),
+                settings,
+                catalogue,
+                keys.clone(),
+                limits,
+                log.path().join(HPCWAAS_WORK_DIR),
+            )
+            .await?;
+            if !section.listen.is_empty() {
+                let listener = TcpListener::bind(&section.listen)
+                    .with_context(|| format!("cannot listen on {}", section.listen))?;
+                hpcwaas_address = Some(listener.local_addr()?);
+                own_listeners.push((Face::Hpcwaas, listener, None));
+            }
+            faces.hpcwaas = Some(web::Data::new(http::hpcwaas::Hpcwaas {
+                executions,
+                keys,
+                log: log.clone(),
+                auth: auth.clone(),
+                access: section.auth,
+                max_body: (section.max_body_kb * 1024) as usize,
+            }));
+        }
+
         let guard = Guard {
             auth,
             api: config.auth.api,
@@ -152,6 +207,7 @@ impl Application {
             addresses: Addresses {
                 main: main_address,
                 partisci: partisci_address,
+                hpcwaas: hpcwaas_address,
             },
             servers,
             tasks,
@@ -246,12 +302,26 @@ fn tls_config(
     }
 }
 
+/// Where workflow steps get their scratch directories, under the data directory; emptied at
+/// every start.
+pub const HPCWAAS_WORK_DIR: &str = "hpcwaas-work";
+
+/// Opens the secret store of the data directory, with the master key from `ANNALS_MASTER_KEY`
+/// or the key file. Blocking, at start-up only.
+fn open_secrets(data: &std::path::Path) -> anyhow::Result<Arc<crate::secrets::SecretStore>> {
+    let source = crate::secrets::KeySource::from_env()?;
+    Ok(Arc::new(crate::secrets::SecretStore::open(data, source)?))
+}
+
 /// Every address the configuration listens on, for the check that refuses to expose annals
 /// without accounts.
 pub fn listen_addresses(config: &Config) -> Vec<&str> {
     let mut addresses = vec![config.http.listen.as_str()];
     if config.partisci.enabled && !config.partisci.listen.is_empty() {
         addresses.push(config.partisci.listen.as_str());
+    }
+    if config.hpcwaas.enabled && !config.hpcwaas.listen.is_empty() {
+        addresses.push(config.hpcwaas.listen.as_str());
     }
     addresses
 }

@@ -7,8 +7,10 @@ use super::entity::Entity;
 use super::inventory::HostRecord;
 use super::job::Job;
 use super::results::Submission;
+use super::sshkey::SshKey;
 use super::state::{self, LoadError, ReplayUntil};
 use super::testrun::TestRunRecord;
+use super::workflow::Execution;
 use crate::events::{EventLog, StreamId, Version};
 
 /// A state replayed for audit, as JSON.
@@ -34,6 +36,8 @@ pub const KINDS: &[&str] = &[
     HostRecord::KIND,
     TestRunRecord::KIND,
     Submission::KIND,
+    Execution::KIND,
+    SshKey::KIND,
 ];
 
 /// Replays a stream of any known kind from its first event up to `until`.
@@ -47,6 +51,8 @@ pub fn replay(
         HostRecord::KIND => replay_as::<HostRecord>(log, stream, until),
         TestRunRecord::KIND => replay_as::<TestRunRecord>(log, stream, until),
         Submission::KIND => replay_as::<Submission>(log, stream, until),
+        Execution::KIND => replay_as::<Execution>(log, stream, until),
+        SshKey::KIND => replay_as::<SshKey>(log, stream, until),
         other => Err(ReplayError::UnknownKind(other.to_owned())),
     }
 }

@@ -7,6 +7,7 @@ pub mod body;
 pub mod caller;
 pub mod error;
 pub mod events;
+pub mod hpcwaas;
 pub mod openapi;
 pub mod params;
 pub mod partisci;
@@ -38,6 +39,7 @@ pub struct HttpState {
 pub struct Faces {
     pub partisci: Option<web::Data<partisci::Partisci>>,
     pub refstack: Option<web::Data<refstack::Refstack>>,
+    pub hpcwaas: Option<web::Data<hpcwaas::Hpcwaas>>,
 }
 
 /// A face, for a listener of its own.
@@ -45,12 +47,13 @@ pub struct Faces {
 pub enum Face {
     Partisci,
     Refstack,
+    Hpcwaas,
 }
 
 impl Face {
     /// Every face, for what must cover them all whether they run or not (the test that holds
     /// the OpenAPI document to the router). A new face goes here as well as in [`Face::routes`].
-    pub const ALL: [Face; 2] = [Face::Partisci, Face::Refstack];
+    pub const ALL: [Face; 3] = [Face::Partisci, Face::Refstack, Face::Hpcwaas];
 
     /// Registers the face's routes. Its handlers find what they share in the app data, which
     /// [`Faces`] adds for the faces that run.
@@ -58,6 +61,7 @@ impl Face {
         match self {
             Face::Partisci => partisci::routes(config),
             Face::Refstack => refstack::routes(config),
+            Face::Hpcwaas => hpcwaas::routes(config),
         }
     }
 }
@@ -81,6 +85,10 @@ impl Faces {
         if let Some(refstack) = self.refstack.as_ref().filter(|_| wanted(Face::Refstack)) {
             config.app_data(refstack.clone());
             Face::Refstack.routes(config);
+        }
+        if let Some(hpcwaas) = self.hpcwaas.as_ref().filter(|_| wanted(Face::Hpcwaas)) {
+            config.app_data(hpcwaas.clone());
+            Face::Hpcwaas.routes(config);
         }
     }
 }

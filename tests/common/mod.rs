@@ -63,6 +63,7 @@ pub fn server_config(dir: &Path) -> annals::config::Config {
     };
     config.http.listen = "127.0.0.1:0".into();
     config.partisci.listen = "127.0.0.1:0".into();
+    config.hpcwaas.listen = "127.0.0.1:0".into();
     config
 }
 
@@ -199,6 +200,7 @@ pub fn spawn_serve(args: &[&std::ffi::OsStr], envs: &[(&str, &str)]) -> Result<S
         .env_remove("ANNALS_CONFIG")
         .env("RUST_LOG", "info")
         .env("ANNALS_PARTISCI_LISTEN", "127.0.0.1:0")
+        .env("ANNALS_HPCWAAS_LISTEN", "127.0.0.1:0")
         .stderr(std::process::Stdio::piped());
     for (key, value) in envs {
         command.env(key, value);
