@@ -155,6 +155,12 @@ pub struct HpcwaasSection {
     pub enabled: bool,
     /// Its own listener, on the port the `waas` client uses by default; empty for none.
     pub listen: String,
+    /// A PEM certificate chain for its own listener; with `tls_key`, it speaks HTTPS (the
+    /// `waas` client's default URL is `https://127.0.0.1:9090`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
     /// Who may use it once any account exists: anyone, account or admin.
     pub auth: Access,
     /// The largest request body, in KiB.
@@ -176,6 +182,8 @@ impl Default for HpcwaasSection {
         HpcwaasSection {
             enabled: true,
             listen: "127.0.0.1:9090".into(),
+            tls_cert: None,
+            tls_key: None,
             auth: Access::Account,
             max_body_kb: 64,
             kill_grace_s: 5,
@@ -258,6 +266,8 @@ pub fn schema() -> toml::Table {
     config.http.tls_key = Some(PathBuf::new());
     config.partisci.tls_cert = Some(PathBuf::new());
     config.partisci.tls_key = Some(PathBuf::new());
+    config.hpcwaas.tls_cert = Some(PathBuf::new());
+    config.hpcwaas.tls_key = Some(PathBuf::new());
     toml::Table::try_from(config).expect("the schema serializes")
 }
 

@@ -75,6 +75,7 @@ impl Application {
         } else {
             None
         };
+        let hpcwaas_tls = tls_config("hpcwaas", &config.hpcwaas.tls_cert, &config.hpcwaas.tls_key)?;
         // The secret store is opened once, for every face that keeps secrets.
         let secrets = if config.hpcwaas.enabled {
             Some(open_secrets(log.path())?)
@@ -173,7 +174,7 @@ impl Application {
                 let listener = TcpListener::bind(&section.listen)
                     .with_context(|| format!("cannot listen on {}", section.listen))?;
                 hpcwaas_address = Some(listener.local_addr()?);
-                own_listeners.push((Face::Hpcwaas, listener, None));
+                own_listeners.push((Face::Hpcwaas, listener, hpcwaas_tls.clone()));
             }
             faces.hpcwaas = Some(web::Data::new(http::hpcwaas::Hpcwaas {
                 executions,

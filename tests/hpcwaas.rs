@@ -98,8 +98,16 @@ fn workflows(dir: &Path) -> Vec<WorkflowSpec> {
         .env
         .insert("COPY".into(), dir.join("key-copy").display().to_string());
     usekey.inputs = vec![input("key", true, None, InputKind::SshKey)];
+    let chatty = workflow(
+        "chatty",
+        sh(
+            "echo 0123456789abcdef; echo a; echo b; echo c; echo small=ok >> \"$ANNALS_OUTPUTS\"; \
+            printf 'big=%02000d\\n' 0 >> \"$ANNALS_OUTPUTS\"",
+        ),
+    );
     vec![
         hello,
+        chatty,
         two_steps,
         workflow("fail", sh("echo before; exit 3")),
         workflow("sleep", vec!["/bin/sleep".into(), "30".into()]),
@@ -544,6 +552,24 @@ async fn bodies_inputs_unknown_ids_and_auth_are_refused_in_the_envelope() {
 }
 
 #[actix_rt::test]
+async fn lines_and_outputs_are_kept_within_their_limits() {
+    let face = spawn(|config| {
+        config.hpcwaas.max_line_bytes = 8;
+        config.hpcwaas.max_log_lines = 4;
+        config.hpcwaas.max_output_kb = 1;
+    })
+    .await;
+    let id = face.trigger("demo@lab@chatty", json!({})).await;
+    let done = face.follow(&id).await;
+    assert_eq!(done["status"], "SUCCESS", "{done}");
+    // The long line comes in pieces; lines past the fourth are counted, not kept.
+    let lines = contents(&face.logs(&id, "levels=15").await);
+    assert_eq!(lines, ["01234567", "89abcdef", "a", "b"]);
+    // The output cut by the limit is left out, not kept truncated.
+    assert_eq!(done["outputs"], json!({"small": "ok"}));
+}
+
+#[actix_rt::test]
 async fn an_input_crafted_as_a_shell_injection_runs_harmlessly() {
     let face = spawn(|_| {}).await;
     let marker = face.dir.path().join("pwned");
@@ -606,7 +632,7 @@ async fn executions_are_listed_newest_first_and_workflows_described() {
         .map(|w| w["id"].as_str().unwrap())
         .collect();
     assert!(
-        listed.contains(&"demo@lab@hello") && listed.len() == 9,
+        listed.contains(&"demo@lab@hello") && listed.len() == 10,
         "{listed:?}"
     );
     let described = face.get("/workflows/demo@lab@hello").await.json();

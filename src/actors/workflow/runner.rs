@@ -337,7 +337,18 @@ impl Run {
                 return StepResult::Failed(reason);
             }
         };
-        let outputs = read_outputs(&scratch.join("outputs"), self.limits.max_output_bytes);
+        let (outputs, over) = read_outputs(&scratch.join("outputs"), self.limits.max_output_bytes);
+        if over {
+            let limit = self.limits.max_output_bytes;
+            self.line(
+                Level::Warn,
+                format!(
+                    "step {}: only the first {limit} bytes of its outputs were read",
+                    step.name
+                ),
+            )
+            .await;
+        }
         if !outputs.is_empty() {
             self.send(ExecutionCommand::RecordOutputs { outputs }).await;
         }
@@ -446,20 +457,28 @@ pub fn level_of(stream: Stream, text: String) -> (Level, String) {
     (level, text)
 }
 
-/// The `KEY=VALUE` lines of a step's outputs file, at most `max_bytes` of it read.
-fn read_outputs(path: &Path, max_bytes: usize) -> BTreeMap<String, String> {
+/// The `KEY=VALUE` lines of a step's outputs file, within its first `max_bytes`, and whether
+/// the file went on past them (a line cut by the limit is left out, not kept truncated).
+fn read_outputs(path: &Path, max_bytes: usize) -> (BTreeMap<String, String>, bool) {
     use std::io::Read;
     let mut text = Vec::new();
     if let Ok(file) = std::fs::File::open(path) {
-        let _ = file.take(max_bytes as u64).read_to_end(&mut text);
+        let _ = file.take(max_bytes as u64 + 1).read_to_end(&mut text);
     }
-    String::from_utf8_lossy(&text)
+    let over = text.len() > max_bytes;
+    if over {
+        text.truncate(max_bytes);
+        let whole = text.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        text.truncate(whole);
+    }
+    let outputs = String::from_utf8_lossy(&text)
         .lines()
         .filter_map(|line| line.split_once('='))
         .filter(|(key, _)| !key.trim().is_empty())
         .take(MAX_OUTPUTS)
         .map(|(key, value)| (key.trim().to_owned(), value.to_owned()))
-        .collect()
+        .collect();
+    (outputs, over)
 }
 
 /// Writes a private key to a new file readable by its owner only.
