@@ -237,7 +237,11 @@ impl Executions {
             .execute(&id.to_string(), ExecutionCommand::Cancel { by }, metadata)
             .await
         {
-            Ok(_) => Ok(()),
+            // The list shows CANCELLING by the time the client hears back.
+            Ok(executed) => match executed.first_position {
+                Some(position) => Ok(self.model.wait_for(position, MODEL_WAIT).await?),
+                None => Ok(()),
+            },
             Err(CommandError::Rejected(ExecutionRejection::NotFound)) => {
                 Err(ExecutionsError::NotFound(raw.to_owned()))
             }
