@@ -161,6 +161,8 @@ pub struct Served {
     pub address: String,
     /// The Partisci face's own listener (HTTP and UDP), when it has one.
     pub partisci: Option<String>,
+    /// The HPCWaaS face's own listener, when it has one.
+    pub hpcwaas: Option<String>,
 }
 
 impl Served {
@@ -220,6 +222,7 @@ pub fn spawn_serve(args: &[&std::ffi::OsStr], envs: &[(&str, &str)]) -> Result<S
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut seen = Vec::new();
     let mut partisci = None;
+    let mut hpcwaas = None;
     loop {
         let Ok(line) = log_lines.recv_timeout(deadline.saturating_duration_since(Instant::now()))
         else {
@@ -232,11 +235,15 @@ pub fn spawn_serve(args: &[&std::ffi::OsStr], envs: &[(&str, &str)]) -> Result<S
             if let Some(address) = entry["fields"]["partisci"].as_str() {
                 partisci = Some(address.to_owned());
             }
+            if let Some(address) = entry["fields"]["hpcwaas"].as_str() {
+                hpcwaas = Some(address.to_owned());
+            }
             if let Some(address) = entry["fields"]["address"].as_str() {
                 return Ok(Served {
                     child,
                     address: address.to_owned(),
                     partisci,
+                    hpcwaas,
                 });
             }
         }
