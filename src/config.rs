@@ -348,9 +348,20 @@ pub fn check(text: &str) -> Result<toml::Table, Vec<String>> {
     let mut problems = Vec::new();
     unknown_keys(document.as_table(), &known, "", &line_of, &mut problems);
     if problems.is_empty() {
-        if let Err(e) = toml::from_str::<Config>(text) {
-            let line = e.span().map_or(1, |span| line_of(span.start));
-            problems.push(format!("line {line}: {}", e.message()));
+        match toml::from_str::<Config>(text) {
+            Err(e) => {
+                let line = e.span().map_or(1, |span| line_of(span.start));
+                problems.push(format!("line {line}: {}", e.message()));
+            }
+            // The workflows are checked as start-up checks them, so that a file that passes
+            // here does not stop `annals serve`.
+            Ok(config) => {
+                if let Err(reason) =
+                    crate::actors::workflow::Catalogue::parse(&config.hpcwaas.workflows)
+                {
+                    problems.push(format!("[[hpcwaas.workflows]]: {reason}"));
+                }
+            }
         }
     }
     if problems.is_empty() {
