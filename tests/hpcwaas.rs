@@ -100,10 +100,9 @@ fn workflows(dir: &Path) -> Vec<WorkflowSpec> {
     usekey.inputs = vec![input("key", true, None, InputKind::SshKey)];
     let chatty = workflow(
         "chatty",
-        sh(
-            "echo 0123456789abcdef; echo a; echo b; echo c; echo small=ok >> \"$ANNALS_OUTPUTS\"; \
-            printf 'big=%02000d\\n' 0 >> \"$ANNALS_OUTPUTS\"",
-        ),
+        sh("echo 0123456789abcdef; echo a; echo b; echo c; seq 1 500; \
+             echo small=ok >> \"$ANNALS_OUTPUTS\"; \
+            printf 'big=%02000d\\n' 0 >> \"$ANNALS_OUTPUTS\""),
     );
     vec![
         hello,
@@ -567,6 +566,21 @@ async fn lines_and_outputs_are_kept_within_their_limits() {
     assert_eq!(lines, ["01234567", "89abcdef", "a", "b"]);
     // The output cut by the limit is left out, not kept truncated.
     assert_eq!(done["outputs"], json!({"small": "ok"}));
+    // Every line past the limit is counted, in a few events rather than one per batch.
+    let history = face
+        .get(&format!("/api/streams/execution-{id}/events?limit=1000"))
+        .await
+        .json();
+    let counts: Vec<u64> = history["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "LogLinesDropped")
+        .map(|e| e["payload"]["count"].as_u64().unwrap())
+        .collect();
+    // 501 of the step's lines, and the runner's warning that the outputs were cut.
+    assert_eq!(counts.iter().sum::<u64>(), 502, "{counts:?}");
+    assert!(counts.len() <= 3, "{counts:?}");
 }
 
 #[actix_rt::test]

@@ -172,6 +172,11 @@ pub enum ExecutionCommand {
         lines: Vec<LogLine>,
         max_lines: usize,
     },
+    /// Counts lines the runner did not send once the execution was full: one event for all
+    /// of a step's, instead of one per batch.
+    CountDroppedLines {
+        count: u64,
+    },
     EndStep {
         index: u32,
         ended: StepEnded,
@@ -406,6 +411,15 @@ impl Entity for Execution {
                     }));
                 }
                 Ok(events)
+            }
+            ExecutionCommand::CountDroppedLines { count } => {
+                state.live()?;
+                if *count == 0 {
+                    return Ok(Vec::new());
+                }
+                Ok(vec![ExecutionEvent::LogLinesDropped(LogLinesDropped {
+                    count: *count,
+                })])
             }
             ExecutionCommand::EndStep { index, ended } => {
                 state.live()?;
@@ -660,6 +674,22 @@ mod tests {
                 lines: vec![line("late")],
                 max_lines: 10,
             })
+            .then_rejected(ExecutionRejection::Ended);
+    }
+
+    #[test]
+    fn lines_the_runner_held_back_are_counted_once() {
+        let state = given::<Execution>([requested()])
+            .when(ExecutionCommand::CountDroppedLines { count: 7 })
+            .then(vec![ExecutionEvent::LogLinesDropped(LogLinesDropped {
+                count: 7,
+            })]);
+        assert_eq!(state.dropped_lines, 7);
+        given::<Execution>([requested()])
+            .when(ExecutionCommand::CountDroppedLines { count: 0 })
+            .then(vec![]);
+        given::<Execution>([requested(), finished()])
+            .when(ExecutionCommand::CountDroppedLines { count: 1 })
             .then_rejected(ExecutionRejection::Ended);
     }
 

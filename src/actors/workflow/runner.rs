@@ -135,6 +135,7 @@ impl Effects<Execution> for Runner {
                         limits: self.limits.clone(),
                         work_dir: self.work_dir.clone(),
                         controls: self.controls.clone(),
+                        full: std::cell::Cell::new(false),
                     };
                     actix_rt::spawn(run.run());
                 }
@@ -164,6 +165,10 @@ struct Run {
     limits: RunLimits,
     work_dir: PathBuf,
     controls: Controls,
+    /// The execution has reached its limit of lines: later lines are only counted here, and
+    /// recorded as one count per step, so that a step that writes without end does not grow
+    /// the log without end.
+    full: std::cell::Cell<bool>,
 }
 
 /// How one step went.
@@ -392,12 +397,18 @@ impl Run {
     }
 
     /// Records the step's lines as they arrive: one batch in flight at a time, the lines that
-    /// arrive meanwhile going together in the next.
+    /// arrive meanwhile going together in the next. Once the execution is full, lines are
+    /// counted and the count recorded when the step's output ends.
     async fn pump_lines(&self, running: &mut process::Running) {
         let mut pending: Vec<LogLine> = Vec::new();
         let mut in_flight: Option<Recording> = None;
         let mut open = true;
+        let mut dropped: u64 = 0;
         loop {
+            if self.full.get() && !pending.is_empty() {
+                dropped += pending.len() as u64;
+                pending.clear();
+            }
             if in_flight.is_none() && !pending.is_empty() {
                 let entities = self.entities.clone();
                 let id = self.id.clone();
@@ -410,20 +421,36 @@ impl Run {
                 }));
             }
             if !open && in_flight.is_none() {
-                return;
+                break;
             }
             tokio::select! {
                 line = running.next_line(), if open => match line {
+                    Some(_) if self.full.get() => dropped += 1,
                     Some(line) => pending.push(self.log_line(line)),
                     None => open = false,
                 },
                 recorded = async { in_flight.as_mut().expect("guarded").await }, if in_flight.is_some() => {
                     in_flight = None;
-                    if let Err(error) = recorded {
-                        tracing::warn!(execution = %self.id, %error, "lines were not recorded");
+                    match recorded {
+                        Ok(executed) => {
+                            let full = executed
+                                .events
+                                .iter()
+                                .any(|e| matches!(e, ExecutionEvent::LogLinesDropped(_)));
+                            if full {
+                                self.full.set(true);
+                            }
+                        }
+                        Err(error) => {
+                            tracing::warn!(execution = %self.id, %error, "lines were not recorded");
+                        }
                     }
                 }
             }
+        }
+        if dropped > 0 {
+            self.send(ExecutionCommand::CountDroppedLines { count: dropped })
+                .await;
         }
     }
 
