@@ -109,7 +109,7 @@ fn workflows(dir: &Path) -> Vec<WorkflowSpec> {
         chatty,
         two_steps,
         workflow("fail", sh("echo before; exit 3")),
-        workflow("sleep", vec!["/bin/sleep".into(), "30".into()]),
+        workflow("sleep", sh("echo ready; exec /bin/sleep 30")),
         workflow("stubborn", sh("trap '' TERM; echo ready; /bin/sleep 30")),
         timeout,
         restricted,
@@ -450,17 +450,42 @@ async fn a_cancel_stops_the_step_and_a_stubborn_one_is_killed() {
     let face = spawn(|_| {}).await;
     for workflow in ["demo@lab@sleep", "demo@lab@stubborn"] {
         let id = face.trigger(workflow, json!(null)).await;
-        if workflow.ends_with("stubborn") {
-            // The trap is set once the step says it is ready.
-            let ready = face.logs(&id, "from=0&levels=14&size=50").await;
-            assert_eq!(contents(&ready), ["ready"]);
-        }
+        // The step runs (and the stubborn one's trap is set) once it says it is ready.
+        let ready = face.logs(&id, "from=0&levels=14&size=50").await;
+        assert_eq!(contents(&ready), ["ready"]);
         let answer = face
             .send_as(Some(ADA), "DELETE", &format!("/executions/{id}"), b"")
             .await;
         assert_eq!((answer.status, answer.body.len()), (202, 0));
+        if workflow.ends_with("stubborn") {
+            // It ignores SIGTERM: it is CANCELLING until SIGKILL comes, a second later.
+            let now = face.get(&format!("/executions/{id}")).await.json();
+            assert_eq!(now["status"], "CANCELLING", "{now}");
+        }
         let done = face.follow(&id).await;
         assert_eq!(done["status"], "CANCELLED", "{workflow}: {done}");
+        let history = face
+            .get(&format!("/api/streams/execution-{id}/events"))
+            .await
+            .json();
+        let ended = history["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["type"] == "StepEnded")
+            .expect("the step ended")["payload"]["ended"]
+            .clone();
+        // SIGTERM (15) ends the plain sleep; the stubborn step needed SIGKILL (9).
+        let signal = if workflow.ends_with("stubborn") {
+            9
+        } else {
+            15
+        };
+        assert_eq!(
+            (ended["signal"].clone(), ended["cancelled"].clone()),
+            (json!(signal), json!(true)),
+            "{ended}"
+        );
         assert!(done["reason"].as_str().unwrap().contains("ada"), "{done}");
         // Cancelling again is no error.
         let again = face
