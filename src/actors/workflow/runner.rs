@@ -223,10 +223,16 @@ impl Run {
             }
             let scratch = self.work_dir.join(format!("{}-{index}", self.id));
             let result = self.step(index, &scratch).await;
-            if let Err(error) = std::fs::remove_dir_all(&scratch) {
-                if error.kind() != std::io::ErrorKind::NotFound {
-                    tracing::warn!(execution = %self.id, %error, "a step's scratch directory stays");
+            let removed = off_thread(move || match std::fs::remove_dir_all(&scratch) {
+                Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                    Err(error.to_string())
                 }
+                _ => Ok(()),
+            })
+            .await
+            .and_then(|removed| removed);
+            if let Err(error) = removed {
+                tracing::warn!(execution = %self.id, %error, "a step's scratch directory stays");
             }
             match result {
                 StepResult::Succeeded if self.cancelled() => return Ending::Cancelled,
@@ -243,10 +249,22 @@ impl Run {
     /// `ANNALS_OUTPUTS`.
     async fn invocation(&self, index: usize, scratch: &Path) -> Result<Invocation, String> {
         let step = &self.workflow.steps[index];
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(scratch)
-            .map_err(|e| format!("the scratch directory could not be made: {e}"))?;
+        let outputs = scratch.join("outputs");
+        let (dir, file) = (scratch.to_owned(), outputs.clone());
+        off_thread(move || {
+            std::fs::DirBuilder::new()
+                .mode(0o700)
+                .create(&dir)
+                .map_err(|e| format!("the scratch directory could not be made: {e}"))?;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&file)
+                .map(drop)
+                .map_err(|e| format!("the outputs file could not be made: {e}"))
+        })
+        .await??;
         let mut invocation = Invocation::new(&step.program)
             .args(&step.args)
             .current_dir(step.dir.clone().unwrap_or_else(|| scratch.to_owned()))
@@ -274,20 +292,15 @@ impl Run {
                         .await
                         .map_err(|e| format!("input {name}: {e}"))?;
                     let path = scratch.join(format!("key-{name}"));
-                    write_private(&path, key.expose())
+                    let file = path.clone();
+                    off_thread(move || write_private(&file, key.expose()))
+                        .await?
                         .map_err(|e| format!("input {name}: the key file: {e}"))?;
                     path.display().to_string()
                 }
             };
             invocation = invocation.env(&input.variable, value);
         }
-        let outputs = scratch.join("outputs");
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&outputs)
-            .map_err(|e| format!("the outputs file could not be made: {e}"))?;
         Ok(invocation.env(OUTPUTS_VAR, outputs))
     }
 
@@ -342,7 +355,10 @@ impl Run {
                 return StepResult::Failed(reason);
             }
         };
-        let (outputs, over) = read_outputs(&scratch.join("outputs"), self.limits.max_output_bytes);
+        let (path, max) = (scratch.join("outputs"), self.limits.max_output_bytes);
+        let (outputs, over) = off_thread(move || read_outputs(&path, max))
+            .await
+            .unwrap_or_default();
         if over {
             let limit = self.limits.max_output_bytes;
             self.line(
@@ -508,7 +524,8 @@ fn read_outputs(path: &Path, max_bytes: usize) -> (BTreeMap<String, String>, boo
     (outputs, over)
 }
 
-/// Writes a private key to a new file readable by its owner only.
+/// Writes a private key to a new file readable by its owner only. Not synced: the file lives
+/// for one step, and a copy that never reaches the disk is the better one.
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let mut file = std::fs::OpenOptions::new()
@@ -516,8 +533,17 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .create_new(true)
         .mode(0o600)
         .open(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
+    file.write_all(bytes)
+}
+
+/// Runs file work on the blocking pool: the runner's tasks share their thread with the
+/// entities' actors, which file I/O must not stall.
+async fn off_thread<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, String> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| format!("the file work stopped: {e}"))
 }
 
 /// The end of a step whose program never ran (or whose end was lost).
