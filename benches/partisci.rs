@@ -38,6 +38,7 @@ fn main() -> anyhow::Result<()> {
     config.http.listen = "127.0.0.1:0".into();
     config.patrowl.enabled = false;
     config.partisci.listen = "127.0.0.1:0".into();
+    config.hpcwaas.enabled = false;
     let addresses = support::start_annals(config)?;
     let (annals, partisci) = (
         addresses.main,

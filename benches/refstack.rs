@@ -36,6 +36,7 @@ fn main() -> anyhow::Result<()> {
     config.http.listen = "127.0.0.1:0".into();
     config.patrowl.enabled = false;
     config.partisci.enabled = false;
+    config.hpcwaas.enabled = false;
     let annals = support::start_annals(config)?.main;
     // A POST that reads its body whole and answers 200.
     let trivial = support::start_trivial(|routes| {

@@ -315,6 +315,9 @@ fn serve(config: &Config, insecure_no_auth: bool) -> anyhow::Result<()> {
             if let Some(patrowl) = addresses.patrowl {
                 tracing::info!(%patrowl, "patrowl engines listening");
             }
+            if let Some(hpcwaas) = addresses.hpcwaas {
+                tracing::info!(%hpcwaas, "hpcwaas listening");
+            }
             tracing::info!(address = %addresses.main, scheme, data = %data.display(), "annals listening");
             application.run_until(termination).await
         }

@@ -31,6 +31,7 @@ pub struct Config {
     pub partisci: PartisciSection,
     pub refstack: RefstackSection,
     pub patrowl: PatrowlSection,
+    pub hpcwaas: HpcwaasSection,
     /// The accounts. With none, auth is off, and annals refuses to listen on anything but a
     /// loopback address unless told `--insecure-no-auth`.
     pub accounts: Vec<Account>,
@@ -263,6 +264,55 @@ impl Default for EngineConfig {
     }
 }
 
+/// The workflow face (eFlows4HPC HPCWaaS): workflows declared here, executions that run their
+/// steps, SSH keys kept encrypted in the secret store. On the main listener and its own.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HpcwaasSection {
+    /// Whether the face runs at all.
+    pub enabled: bool,
+    /// Its own listener, on the port the `waas` client uses by default; empty for none.
+    pub listen: String,
+    /// A PEM certificate chain for its own listener; with `tls_key`, it speaks HTTPS (the
+    /// `waas` client's default URL is `https://127.0.0.1:9090`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+    /// Who may use it once any account exists: anyone, account or admin.
+    pub auth: Access,
+    /// The largest request body, in KiB.
+    pub max_body_kb: u64,
+    /// Seconds between SIGTERM and SIGKILL when a step is cancelled or times out.
+    pub kill_grace_s: u64,
+    /// The longest log line, in bytes; longer lines are cut into pieces.
+    pub max_line_bytes: usize,
+    /// The most log lines kept per execution; later ones are counted, not kept.
+    pub max_log_lines: usize,
+    /// The most bytes of a step's outputs file that are read.
+    pub max_output_kb: u64,
+    /// The workflows, as a workflow developer declares them.
+    pub workflows: Vec<crate::actors::workflow::WorkflowSpec>,
+}
+
+impl Default for HpcwaasSection {
+    fn default() -> Self {
+        HpcwaasSection {
+            enabled: true,
+            listen: "127.0.0.1:9090".into(),
+            tls_cert: None,
+            tls_key: None,
+            auth: Access::Account,
+            max_body_kb: 64,
+            kill_grace_s: 5,
+            max_line_bytes: 16 * 1024,
+            max_log_lines: 100_000,
+            max_output_kb: 64,
+            workflows: Vec::new(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ActorsSection {
@@ -288,6 +338,7 @@ impl Default for Config {
             partisci: PartisciSection::default(),
             refstack: RefstackSection::default(),
             patrowl: PatrowlSection::default(),
+            hpcwaas: HpcwaasSection::default(),
             accounts: Vec::new(),
         }
     }
@@ -334,6 +385,8 @@ pub fn schema() -> toml::Table {
     config.http.tls_key = Some(PathBuf::new());
     config.partisci.tls_cert = Some(PathBuf::new());
     config.partisci.tls_key = Some(PathBuf::new());
+    config.hpcwaas.tls_cert = Some(PathBuf::new());
+    config.hpcwaas.tls_key = Some(PathBuf::new());
     toml::Table::try_from(config).expect("the schema serializes")
 }
 
@@ -414,9 +467,20 @@ pub fn check(text: &str) -> Result<toml::Table, Vec<String>> {
     let mut problems = Vec::new();
     unknown_keys(document.as_table(), &known, "", &line_of, &mut problems);
     if problems.is_empty() {
-        if let Err(e) = toml::from_str::<Config>(text) {
-            let line = e.span().map_or(1, |span| line_of(span.start));
-            problems.push(format!("line {line}: {}", e.message()));
+        match toml::from_str::<Config>(text) {
+            Err(e) => {
+                let line = e.span().map_or(1, |span| line_of(span.start));
+                problems.push(format!("line {line}: {}", e.message()));
+            }
+            // The workflows are checked as start-up checks them, so that a file that passes
+            // here does not stop `annals serve`.
+            Ok(config) => {
+                if let Err(reason) =
+                    crate::actors::workflow::Catalogue::parse(&config.hpcwaas.workflows)
+                {
+                    problems.push(format!("[[hpcwaas.workflows]]: {reason}"));
+                }
+            }
         }
     }
     if problems.is_empty() {

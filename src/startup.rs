@@ -16,7 +16,9 @@ use crate::actors::job::Job;
 use crate::actors::results::Results;
 use crate::actors::scan::service::Engine;
 use crate::actors::scan::Engines;
+use crate::actors::sshkey::SshKeys;
 use crate::actors::testrun::TestRuns;
+use crate::actors::workflow::{runner::RunLimits, Catalogue, Executions};
 use crate::actors::{reconcile, Clock, Entities, NoEffects, SystemClock};
 use crate::auth::Auth;
 use crate::config::Config;
@@ -34,6 +36,8 @@ pub struct Addresses {
     pub partisci: Option<SocketAddr>,
     /// The scan engine face's own listener, when configured.
     pub patrowl: Option<SocketAddr>,
+    /// The HPCWaaS face's own listener, when configured.
+    pub hpcwaas: Option<SocketAddr>,
 }
 
 /// A server that is listening. Dropping it without [`Application::run`] stops nothing; the
@@ -80,6 +84,22 @@ impl Application {
                 twice.name.as_str()
             );
         }
+        let catalogue = if config.hpcwaas.enabled {
+            Some(Arc::new(
+                Catalogue::parse(&config.hpcwaas.workflows).map_err(|reason| {
+                    anyhow::anyhow!("[[hpcwaas.workflows]] is not valid: {reason}")
+                })?,
+            ))
+        } else {
+            None
+        };
+        let hpcwaas_tls = tls_config("hpcwaas", &config.hpcwaas.tls_cert, &config.hpcwaas.tls_key)?;
+        // The secret store is opened once, for every face that keeps secrets.
+        let secrets = if config.hpcwaas.enabled {
+            Some(open_secrets(log.path())?)
+        } else {
+            None
+        };
         let jobs =
             Entities::<Job>::start(log.clone(), clock.clone(), Arc::new(NoEffects), settings);
         let running = reconcile::track_in_progress::<Job>(&log)?;
@@ -169,6 +189,42 @@ impl Application {
             )));
         }
 
+        let mut hpcwaas_address = None;
+        if let (Some(catalogue), Some(secrets)) = (catalogue, secrets.clone()) {
+            let section = &config.hpcwaas;
+            let keys = SshKeys::start(log.clone(), clock.clone(), settings, secrets);
+            let limits = RunLimits {
+                kill_grace: Duration::from_secs(section.kill_grace_s),
+                max_line_bytes: section.max_line_bytes,
+                max_log_lines: section.max_log_lines,
+                max_output_bytes: (section.max_output_kb * 1024) as usize,
+            };
+            let executions = Executions::start(
+                log.clone(),
+                clock.clone(),
+                settings,
+                catalogue,
+                keys.clone(),
+                limits,
+                log.path().join(HPCWAAS_WORK_DIR),
+            )
+            .await?;
+            if !section.listen.is_empty() {
+                let listener = TcpListener::bind(&section.listen)
+                    .with_context(|| format!("cannot listen on {}", section.listen))?;
+                hpcwaas_address = Some(listener.local_addr()?);
+                own_listeners.push((Face::Hpcwaas, listener, hpcwaas_tls.clone()));
+            }
+            faces.hpcwaas = Some(web::Data::new(http::hpcwaas::Hpcwaas {
+                executions,
+                keys,
+                log: log.clone(),
+                auth: auth.clone(),
+                access: section.auth,
+                max_body: (section.max_body_kb * 1024) as usize,
+            }));
+        }
+
         let guard = Guard {
             auth,
             api: config.auth.api,
@@ -192,6 +248,7 @@ impl Application {
                 main: main_address,
                 partisci: partisci_address,
                 patrowl: patrowl_address,
+                hpcwaas: hpcwaas_address,
             },
             servers,
             tasks,
@@ -286,6 +343,17 @@ fn tls_config(
     }
 }
 
+/// Where workflow steps get their scratch directories, under the data directory; emptied at
+/// every start.
+pub const HPCWAAS_WORK_DIR: &str = "hpcwaas-work";
+
+/// Opens the secret store of the data directory, with the master key from `ANNALS_MASTER_KEY`
+/// or the key file. Blocking, at start-up only.
+fn open_secrets(data: &std::path::Path) -> anyhow::Result<Arc<crate::secrets::SecretStore>> {
+    let source = crate::secrets::KeySource::from_env()?;
+    Ok(Arc::new(crate::secrets::SecretStore::open(data, source)?))
+}
+
 /// Every address the configuration listens on, for the check that refuses to expose annals
 /// without accounts.
 pub fn listen_addresses(config: &Config) -> Vec<&str> {
@@ -295,6 +363,9 @@ pub fn listen_addresses(config: &Config) -> Vec<&str> {
     }
     if config.patrowl.enabled && !config.patrowl.listen.is_empty() {
         addresses.push(config.patrowl.listen.as_str());
+    }
+    if config.hpcwaas.enabled && !config.hpcwaas.listen.is_empty() {
+        addresses.push(config.hpcwaas.listen.as_str());
     }
     addresses
 }

@@ -190,3 +190,17 @@ fn the_command_line_checks_and_shows_configuration_with_flags_on_top() {
     assert_eq!(refused.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("unknown key `http.port`"));
 }
+
+#[test]
+fn a_check_refuses_a_workflow_that_start_up_would_refuse() {
+    let text = "[[hpcwaas.workflows]]\napplication_id = \"a\"\nenvironment_id = \"e\"\n\
+                name = \"w\"\n\n[[hpcwaas.workflows.steps]]\ncommand = []\n";
+    let problems = check(text).unwrap_err();
+    assert_eq!(
+        problems,
+        ["[[hpcwaas.workflows]]: workflow a@e@w: step 1 has no command"]
+    );
+    let unknown = "[[hpcwaas.workflows]]\nname = \"w\"\nshell = true\n";
+    let problems = check(unknown).unwrap_err();
+    assert!(problems[0].contains("shell"), "{problems:?}");
+}

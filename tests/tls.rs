@@ -89,6 +89,16 @@ fn a_faces_own_listener_speaks_https_too() {
 }
 
 #[test]
+fn the_workflow_faces_own_listener_speaks_https_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let (served, der) = serve_with_tls(dir.path(), "HPCWAAS");
+    let hpcwaas = served.hpcwaas.clone().expect("the face's own listener");
+    let response = https_get(&hpcwaas, der, "/workflows");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains("{\"workflows\":[]}"), "{response}");
+}
+
+#[test]
 fn the_listener_speaks_https_with_a_self_signed_certificate() {
     let dir = tempfile::tempdir().unwrap();
     let (served, der) = serve_with_tls(dir.path(), "HTTP");

@@ -8,8 +8,10 @@ use super::inventory::HostRecord;
 use super::job::Job;
 use super::results::Submission;
 use super::scan::ScanRecord;
+use super::sshkey::SshKey;
 use super::state::{self, LoadError, ReplayUntil};
 use super::testrun::TestRunRecord;
+use super::workflow::Execution;
 use crate::events::{EventLog, StreamId, Version};
 
 /// A state replayed for audit, as JSON.
@@ -36,6 +38,8 @@ pub const KINDS: &[&str] = &[
     TestRunRecord::KIND,
     Submission::KIND,
     ScanRecord::KIND,
+    Execution::KIND,
+    SshKey::KIND,
 ];
 
 /// Replays a stream of any known kind from its first event up to `until`.
@@ -50,6 +54,8 @@ pub fn replay(
         TestRunRecord::KIND => replay_as::<TestRunRecord>(log, stream, until),
         Submission::KIND => replay_as::<Submission>(log, stream, until),
         ScanRecord::KIND => replay_as::<ScanRecord>(log, stream, until),
+        Execution::KIND => replay_as::<Execution>(log, stream, until),
+        SshKey::KIND => replay_as::<SshKey>(log, stream, until),
         other => Err(ReplayError::UnknownKind(other.to_owned())),
     }
 }

@@ -14,9 +14,11 @@ pub mod projection;
 pub mod reconcile;
 pub mod results;
 pub mod scan;
+pub mod sshkey;
 pub mod state;
 pub mod testing;
 pub mod testrun;
+pub mod workflow;
 
 pub use directory::{Entities, Settings, Stats};
 pub use effects::{Effects, NoEffects};

@@ -35,7 +35,7 @@ pub struct KeepAlive(pub Duration);
 
 impl KeepAlive {
     /// The interval the server was given, [`KEEP_ALIVE`] in an app that was given none.
-    fn of(request: &HttpRequest) -> Duration {
+    pub(crate) fn of(request: &HttpRequest) -> Duration {
         request
             .app_data::<web::Data<KeepAlive>>()
             .map_or(KEEP_ALIVE, |keep_alive| keep_alive.0)
@@ -119,14 +119,19 @@ fn last_event_id(request: &HttpRequest) -> Result<Option<Position>, ApiError> {
 }
 
 /// What an event stream follows.
-enum Source {
+pub(crate) enum Source {
     Log(Filter),
     Stream(StreamId),
 }
 
 /// Streams Server-Sent Events from `next` on: `id:` is the event's position, `data:` its JSON;
 /// a comment after `keep_alive` without events.
-fn events_stream(log: EventLog, source: Source, next: u64, keep_alive: Duration) -> HttpResponse {
+pub(crate) fn events_stream(
+    log: EventLog,
+    source: Source,
+    next: u64,
+    keep_alive: Duration,
+) -> HttpResponse {
     let pending: VecDeque<Arc<SharedEvent>> = VecDeque::new();
     let frames = futures_util::stream::unfold(
         (log, source, next, pending),

@@ -7,6 +7,7 @@ pub mod body;
 pub mod caller;
 pub mod error;
 pub mod events;
+pub mod hpcwaas;
 pub mod openapi;
 pub mod params;
 pub mod partisci;
@@ -40,6 +41,7 @@ pub struct Faces {
     pub partisci: Option<web::Data<partisci::Partisci>>,
     pub refstack: Option<web::Data<refstack::Refstack>>,
     pub patrowl: Option<web::Data<patrowl::Patrowl>>,
+    pub hpcwaas: Option<web::Data<hpcwaas::Hpcwaas>>,
 }
 
 /// A face, for a listener of its own.
@@ -48,12 +50,13 @@ pub enum Face {
     Partisci,
     Refstack,
     Patrowl,
+    Hpcwaas,
 }
 
 impl Face {
     /// Every face, for what must cover them all whether they run or not (the test that holds
     /// the OpenAPI document to the router). A new face goes here as well as in [`Face::routes`].
-    pub const ALL: [Face; 3] = [Face::Partisci, Face::Refstack, Face::Patrowl];
+    pub const ALL: [Face; 4] = [Face::Partisci, Face::Refstack, Face::Patrowl, Face::Hpcwaas];
 
     /// Registers the face's routes. Its handlers find what they share in the app data, which
     /// [`Faces`] adds for the faces that run.
@@ -62,6 +65,7 @@ impl Face {
             Face::Partisci => partisci::routes(config),
             Face::Refstack => refstack::routes(config),
             Face::Patrowl => patrowl::routes(config),
+            Face::Hpcwaas => hpcwaas::routes(config),
         }
     }
 }
@@ -89,6 +93,10 @@ impl Faces {
         if let Some(patrowl) = self.patrowl.as_ref().filter(|_| wanted(Face::Patrowl)) {
             config.app_data(patrowl.clone());
             Face::Patrowl.routes(config);
+        }
+        if let Some(hpcwaas) = self.hpcwaas.as_ref().filter(|_| wanted(Face::Hpcwaas)) {
+            config.app_data(hpcwaas.clone());
+            Face::Hpcwaas.routes(config);
         }
     }
 }

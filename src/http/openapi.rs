@@ -20,6 +20,7 @@ const PIECES: &[fn() -> OpenApi] = &[
     <super::OperationsApi as utoipa::OpenApi>::openapi,
     <super::events::openapi::EventApi as utoipa::OpenApi>::openapi,
     <super::partisci::openapi::PartisciApi as utoipa::OpenApi>::openapi,
+    <super::hpcwaas::openapi::HpcwaasApi as utoipa::OpenApi>::openapi,
     <super::refstack::openapi::RefstackApi as utoipa::OpenApi>::openapi,
     <super::patrowl::openapi::PatrowlApi as utoipa::OpenApi>::openapi,
     <DocumentationApi as utoipa::OpenApi>::openapi,

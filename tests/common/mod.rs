@@ -64,6 +64,7 @@ pub fn server_config(dir: &Path) -> annals::config::Config {
     config.http.listen = "127.0.0.1:0".into();
     config.partisci.listen = "127.0.0.1:0".into();
     config.patrowl.listen = "127.0.0.1:0".into();
+    config.hpcwaas.listen = "127.0.0.1:0".into();
     config
 }
 
@@ -163,6 +164,8 @@ pub struct Served {
     pub partisci: Option<String>,
     /// The scan engine face's own listener, when it has one.
     pub patrowl: Option<String>,
+    /// The HPCWaaS face's own listener, when it has one.
+    pub hpcwaas: Option<String>,
 }
 
 impl Served {
@@ -203,6 +206,7 @@ pub fn spawn_serve(args: &[&std::ffi::OsStr], envs: &[(&str, &str)]) -> Result<S
         .env("RUST_LOG", "info")
         .env("ANNALS_PARTISCI_LISTEN", "127.0.0.1:0")
         .env("ANNALS_PATROWL_LISTEN", "127.0.0.1:0")
+        .env("ANNALS_HPCWAAS_LISTEN", "127.0.0.1:0")
         .stderr(std::process::Stdio::piped());
     for (key, value) in envs {
         command.env(key, value);
@@ -223,6 +227,7 @@ pub fn spawn_serve(args: &[&std::ffi::OsStr], envs: &[(&str, &str)]) -> Result<S
     let mut seen = Vec::new();
     let mut partisci = None;
     let mut patrowl = None;
+    let mut hpcwaas = None;
     loop {
         let Ok(line) = log_lines.recv_timeout(deadline.saturating_duration_since(Instant::now()))
         else {
@@ -238,12 +243,16 @@ pub fn spawn_serve(args: &[&std::ffi::OsStr], envs: &[(&str, &str)]) -> Result<S
             if let Some(address) = entry["fields"]["patrowl"].as_str() {
                 patrowl = Some(address.to_owned());
             }
+            if let Some(address) = entry["fields"]["hpcwaas"].as_str() {
+                hpcwaas = Some(address.to_owned());
+            }
             if let Some(address) = entry["fields"]["address"].as_str() {
                 return Ok(Served {
                     child,
                     address: address.to_owned(),
                     partisci,
                     patrowl,
+                    hpcwaas,
                 });
             }
         }

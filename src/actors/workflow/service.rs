@@ -1,0 +1,306 @@
+//! The executions' commands and queries, what the HPCWaaS face's transport calls once per
+//! request: trigger a workflow (inputs checked against its declaration, ssh keys against their
+//! owner), read an execution, cancel it, list executions, and a page of its log that waits for
+//! new lines on the log's follow mechanism (never by polling storage). It holds no state of
+//! its own beyond the handles it is given.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use super::catalogue::{Catalogue, InputError, InputKind};
+use super::model::{ExecutionsModel, ExecutionsPage, ExecutionsState, ListQuery};
+use super::runner::{self, RunLimits, Runner};
+use super::{Execution, ExecutionCommand, ExecutionEvent, ExecutionRejection, ExecutionState};
+use super::{Level, LogLine};
+use crate::actors::projection::{self, ProjectionError};
+use crate::actors::sshkey::SshKeys;
+use crate::actors::{
+    reconcile, Clock, CommandError, Entities, ProjectionHandle, ProjectionSettings, Settings,
+};
+use crate::events::follow;
+use crate::events::{DomainEvent, EventLog, Metadata, StreamId};
+
+/// How long a trigger waits for the list to fold it.
+const MODEL_WAIT: Duration = Duration::from_secs(30);
+/// How long start-up waits for the list and the settling of interrupted executions.
+const STARTUP_WAIT: Duration = Duration::from_secs(300);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExecutionsError {
+    #[error("no workflow {0}")]
+    UnknownWorkflow(String),
+    #[error("account {user} may not trigger workflow {workflow}")]
+    Forbidden { user: String, workflow: String },
+    #[error(transparent)]
+    Inputs(#[from] InputError),
+    #[error("no execution {0}")]
+    NotFound(String),
+    /// The log, an actor or the list failed: nothing was acknowledged.
+    #[error("not recorded: {0}")]
+    NotRecorded(String),
+}
+
+impl From<CommandError<ExecutionRejection>> for ExecutionsError {
+    fn from(error: CommandError<ExecutionRejection>) -> Self {
+        ExecutionsError::NotRecorded(error.to_string())
+    }
+}
+
+impl From<ProjectionError> for ExecutionsError {
+    fn from(error: ProjectionError) -> Self {
+        ExecutionsError::NotRecorded(error.to_string())
+    }
+}
+
+/// Which levels a log query wants: a mask of [`Level::bit`]s, never empty.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Levels(u8);
+
+impl Levels {
+    /// The API's `levels`: 0 means INFO, WARN and ERROR.
+    pub fn from_mask(mask: u8) -> Levels {
+        if mask == 0 {
+            Levels(Level::Info.bit() | Level::Warn.bit() | Level::Error.bit())
+        } else {
+            Levels(mask)
+        }
+    }
+
+    pub fn accepts(self, level: Level) -> bool {
+        self.0 & level.bit() != 0
+    }
+}
+
+/// A page of an execution's log, as `GET /executions/{id}/logs` asks for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogQuery {
+    /// An offset into the level-filtered list.
+    pub from: usize,
+    /// The most lines; `None`: all.
+    pub size: Option<usize>,
+    pub levels: Levels,
+    /// How long to wait for a line when there is none at `from`.
+    pub timeout: Duration,
+}
+
+/// One page of a log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogPage {
+    pub logs: Vec<LogLine>,
+    /// Every line matching the levels.
+    pub total_results: usize,
+    pub from: usize,
+}
+
+/// The executions of one server. Cheap to clone.
+#[derive(Clone)]
+pub struct Executions {
+    entities: Entities<Execution>,
+    model: ProjectionHandle<ExecutionsState>,
+    catalogue: Arc<Catalogue>,
+    keys: SshKeys,
+    clock: Arc<dyn Clock>,
+    log: EventLog,
+}
+
+/// An execution id as clients give it: one of the server's UUIDs, or nothing known.
+fn parse_id(raw: &str) -> Result<Uuid, ExecutionsError> {
+    Uuid::parse_str(raw).map_err(|_| ExecutionsError::NotFound(raw.to_owned()))
+}
+
+impl Executions {
+    /// Empties the scratch directory, starts the list (returning once it has folded the log),
+    /// the directory with its runner, and settles the executions a previous process left
+    /// running: each is failed with a line saying it was interrupted.
+    pub async fn start(
+        log: EventLog,
+        clock: Arc<dyn Clock>,
+        settings: Settings,
+        catalogue: Arc<Catalogue>,
+        keys: SshKeys,
+        limits: RunLimits,
+        work_dir: std::path::PathBuf,
+    ) -> anyhow::Result<Executions> {
+        runner::prepare_work_dir(&work_dir)?;
+        let model = projection::start(ExecutionsModel, log.clone(), ProjectionSettings::default())?;
+        model.wait_for(log.head(), STARTUP_WAIT).await?;
+        let runner = Runner::new(
+            catalogue.clone(),
+            keys.clone(),
+            clock.clone(),
+            limits,
+            work_dir,
+        );
+        let entities = Entities::start(log.clone(), clock.clone(), Arc::new(runner), settings);
+        let running = reconcile::track_in_progress::<Execution>(&log)?;
+        let settled = reconcile::reconcile(&log, &entities, &running, STARTUP_WAIT).await?;
+        if !settled.is_empty() {
+            tracing::info!(
+                count = settled.len(),
+                "failed executions interrupted by a stop"
+            );
+        }
+        Ok(Executions {
+            entities,
+            model,
+            catalogue,
+            keys,
+            clock,
+            log,
+        })
+    }
+
+    pub fn catalogue(&self) -> &Catalogue {
+        &self.catalogue
+    }
+
+    /// Starts an execution of `workflow` and returns its id once it is recorded (the run
+    /// starts after that).
+    pub async fn trigger(
+        &self,
+        workflow: &str,
+        given: &BTreeMap<String, serde_json::Value>,
+        by: Option<String>,
+        metadata: Metadata,
+    ) -> Result<Uuid, ExecutionsError> {
+        let workflow = self
+            .catalogue
+            .get(workflow)
+            .ok_or_else(|| ExecutionsError::UnknownWorkflow(workflow.to_owned()))?;
+        if !workflow.allows(by.as_deref()) {
+            return Err(ExecutionsError::Forbidden {
+                user: by.unwrap_or_default(),
+                workflow: workflow.id.to_string(),
+            });
+        }
+        let inputs = workflow.resolve_inputs(given)?;
+        for (name, value) in &inputs {
+            if workflow.input(name).map(|i| i.kind) != Some(InputKind::SshKey) {
+                continue;
+            }
+            let usable = match Uuid::parse_str(value) {
+                Ok(key) => self.keys.get(key, by.as_deref()).await.is_ok(),
+                Err(_) => false,
+            };
+            if !usable {
+                return Err(InputError::Invalid {
+                    name: name.clone(),
+                    reason: format!("no ssh key {value} of yours"),
+                }
+                .into());
+            }
+        }
+        let id = self.clock.new_id();
+        let command = ExecutionCommand::Request {
+            workflow: workflow.id.clone(),
+            inputs,
+            by,
+        };
+        let executed = self
+            .entities
+            .execute(&id.to_string(), command, metadata)
+            .await?;
+        if let Some(position) = executed.first_position {
+            self.model.wait_for(position, MODEL_WAIT).await?;
+        }
+        Ok(id)
+    }
+
+    /// An execution's state and its version.
+    async fn load(&self, raw: &str) -> Result<(u64, ExecutionState), ExecutionsError> {
+        let id = parse_id(raw)?;
+        let (version, state) = self.entities.state(&id.to_string()).await?;
+        if state.requested.is_none() {
+            return Err(ExecutionsError::NotFound(raw.to_owned()));
+        }
+        Ok((version, state))
+    }
+
+    pub async fn get(&self, raw: &str) -> Result<ExecutionState, ExecutionsError> {
+        Ok(self.load(raw).await?.1)
+    }
+
+    /// Asks a running execution to stop; an ended one stays as it is.
+    pub async fn cancel(
+        &self,
+        raw: &str,
+        by: Option<String>,
+        metadata: Metadata,
+    ) -> Result<(), ExecutionsError> {
+        let id = parse_id(raw)?;
+        match self
+            .entities
+            .execute(&id.to_string(), ExecutionCommand::Cancel { by }, metadata)
+            .await
+        {
+            // The list shows CANCELLING by the time the client hears back.
+            Ok(executed) => match executed.first_position {
+                Some(position) => Ok(self.model.wait_for(position, MODEL_WAIT).await?),
+                None => Ok(()),
+            },
+            Err(CommandError::Rejected(ExecutionRejection::NotFound)) => {
+                Err(ExecutionsError::NotFound(raw.to_owned()))
+            }
+            Err(other) => Err(other.into()),
+        }
+    }
+
+    pub fn list(&self, query: &ListQuery) -> ExecutionsPage {
+        self.model.read(|view| view.state.list(query))
+    }
+
+    /// The stream of an execution that exists, for followers of its events.
+    pub async fn stream(&self, raw: &str) -> Result<StreamId, ExecutionsError> {
+        self.load(raw).await?;
+        StreamId::of(KIND, &parse_id(raw)?.to_string())
+            .map_err(|e| ExecutionsError::NotFound(e.to_string()))
+    }
+
+    /// A page of the log. When no line at or after `from` matches and the execution still
+    /// runs, waits up to the timeout for one, following the execution's stream: each commit
+    /// to it wakes the wait, whose new events are folded into the state read at first.
+    pub async fn logs(&self, raw: &str, query: LogQuery) -> Result<LogPage, ExecutionsError> {
+        let deadline = Instant::now() + query.timeout;
+        let (mut version, mut state) = self.load(raw).await?;
+        let stream = StreamId::of(KIND, &parse_id(raw)?.to_string())
+            .map_err(|e| ExecutionsError::NotFound(e.to_string()))?;
+        loop {
+            let matching: Vec<&LogLine> = state
+                .logs
+                .iter()
+                .filter(|line| query.levels.accepts(line.level))
+                .collect();
+            let ended = state.status.is_none_or(|status| status.is_final());
+            let now = Instant::now();
+            if matching.len() > query.from || ended || now >= deadline {
+                let logs = matching
+                    .iter()
+                    .skip(query.from)
+                    .take(query.size.unwrap_or(usize::MAX))
+                    .map(|line| (*line).clone())
+                    .collect();
+                return Ok(LogPage {
+                    logs,
+                    total_results: matching.len(),
+                    from: query.from,
+                });
+            }
+            let page = follow::follow_stream(&self.log, &stream, version, 1000, deadline - now)
+                .await
+                .map_err(|e| ExecutionsError::NotRecorded(e.to_string()))?;
+            for shared in &page.events {
+                let event = ExecutionEvent::from_recorded(shared.event())
+                    .map_err(|e| ExecutionsError::NotRecorded(e.to_string()))?;
+                <Execution as crate::actors::Entity>::apply(&mut state, &event);
+            }
+            version = page.next.max(version);
+        }
+    }
+}
+
+/// The stream category of executions.
+const KIND: &str = <Execution as crate::actors::Entity>::KIND;

@@ -1,0 +1,998 @@
+//! The workflow face against the real server (in-process on port 0, real sled and secret store
+//! in a temporary directory, real child processes), sending exactly what the `waas` client
+//! sends (HTTP Basic, `Accept: application/json`, POST without a content type,
+//! `?from=N&levels=14&size=50`): triggers followed by long polls to their outputs, failing and
+//! timed-out steps, cancellation, every bad parameter, auth, shell injection, SSH keys kept
+//! encrypted and destroyed, the face's own listener, golden bodies, and a restart of
+//! `annals serve` in the middle of a run.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use annals::actors::workflow::catalogue::{InputKind, InputSpec, OutputSpec, StepSpec};
+use annals::actors::workflow::WorkflowSpec;
+use annals::actors::ManualClock;
+use annals::auth::{hash_password, Account, Role};
+use annals::config::Config;
+use common::{at, poll_async, T0};
+use serde_json::{json, Value};
+
+const ADA: (&str, &str) = ("ada", "ada's password");
+const BOB: (&str, &str) = ("bob", "bob's password");
+const WAIT: Duration = Duration::from_secs(60);
+
+fn sh(script: &str) -> Vec<String> {
+    vec!["/bin/sh".into(), "-c".into(), script.into()]
+}
+
+fn workflow(name: &str, command: Vec<String>) -> WorkflowSpec {
+    WorkflowSpec {
+        application_id: "demo".into(),
+        environment_id: "lab".into(),
+        environment_name: "The lab".into(),
+        name: name.into(),
+        description: format!("The {name} workflow"),
+        steps: vec![StepSpec {
+            name: name.into(),
+            command,
+            ..StepSpec::default()
+        }],
+        ..WorkflowSpec::default()
+    }
+}
+
+fn input(name: &str, required: bool, default: Option<&str>, kind: InputKind) -> InputSpec {
+    InputSpec {
+        name: name.into(),
+        required,
+        default: default.map(str::to_owned),
+        description: format!("the {name}"),
+        kind,
+    }
+}
+
+/// The workflows of the tests; paths they use live in `dir`.
+fn workflows(dir: &Path) -> Vec<WorkflowSpec> {
+    let mut hello = workflow(
+        "hello",
+        sh(
+            "echo \"hello $INPUT_WHO\"; echo 'DEBUG: detail'; echo 'WARN: careful'; \
+            echo 'ERROR: bad'; echo 'INFO: done'; echo 'on stderr' >&2; \
+            echo \"greeting=hello $INPUT_WHO\" >> \"$ANNALS_OUTPUTS\"",
+        ),
+    );
+    hello.inputs = vec![input("who", false, Some("world"), InputKind::String)];
+    hello.outputs = vec![OutputSpec {
+        name: "greeting".into(),
+        description: "what was said".into(),
+    }];
+    let mut two_steps = workflow(
+        "gated",
+        sh("echo first; read line < \"$GATE\"; echo second"),
+    );
+    two_steps.steps[0]
+        .env
+        .insert("GATE".into(), dir.join("gate").display().to_string());
+    two_steps.steps.push(StepSpec {
+        name: "publish".into(),
+        command: sh("echo \"result=$INPUT_N\" >> \"$ANNALS_OUTPUTS\""),
+        ..StepSpec::default()
+    });
+    two_steps.inputs = vec![input("n", true, None, InputKind::String)];
+    let mut timeout = workflow("timeout", vec!["/bin/sleep".into(), "30".into()]);
+    timeout.steps[0].timeout_s = 1;
+    let mut restricted = workflow("restricted", vec!["/bin/true".into()]);
+    restricted.users = vec!["ada".into()];
+    let mut inject = workflow("inject", vec!["/bin/echo".into()]);
+    inject.steps[0].command = sh("printf '%s\\n' \"$INPUT_ARG\"");
+    inject.inputs = vec![input("arg", true, None, InputKind::String)];
+    let mut usekey = workflow(
+        "usekey",
+        sh("stat -c %a \"$INPUT_KEY\"; cp \"$INPUT_KEY\" \"$COPY\"; \
+            echo \"path=$INPUT_KEY\" >> \"$ANNALS_OUTPUTS\""),
+    );
+    usekey.steps[0]
+        .env
+        .insert("COPY".into(), dir.join("key-copy").display().to_string());
+    usekey.inputs = vec![input("key", true, None, InputKind::SshKey)];
+    let chatty = workflow(
+        "chatty",
+        sh("echo 0123456789abcdef; echo a; echo b; echo c; seq 1 500; \
+             echo small=ok >> \"$ANNALS_OUTPUTS\"; \
+            printf 'big=%02000d\\n' 0 >> \"$ANNALS_OUTPUTS\""),
+    );
+    vec![
+        hello,
+        chatty,
+        two_steps,
+        workflow("fail", sh("echo before; exit 3")),
+        workflow("sleep", sh("echo ready; exec /bin/sleep 30")),
+        workflow("stubborn", sh("trap '' TERM; echo ready; /bin/sleep 30")),
+        timeout,
+        restricted,
+        inject,
+        usekey,
+    ]
+}
+
+fn accounts() -> Vec<Account> {
+    [ADA, BOB]
+        .into_iter()
+        .map(|(name, password)| Account {
+            name: name.into(),
+            password_hash: Some(hash_password(password)),
+            token_sha256: Vec::new(),
+            // ada may read the event API too.
+            roles: if name == "ada" {
+                vec![Role::Admin]
+            } else {
+                Vec::new()
+            },
+        })
+        .collect()
+}
+
+struct Face {
+    main: String,
+    own: String,
+    client: awc::Client,
+    dir: tempfile::TempDir,
+}
+
+/// An answer: status, headers that matter, body.
+struct Answer {
+    status: u16,
+    location: Option<String>,
+    www_authenticate: Option<String>,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        if self.body.is_empty() {
+            return Value::Null;
+        }
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|_| panic!("a JSON body: {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    /// Checks a refusal in the face's envelope, and returns its detail.
+    #[track_caller]
+    fn refused(&self, status: u16, id: &str) -> String {
+        let body = self.json();
+        assert_eq!(self.status, status, "{body}");
+        let errors = body["errors"].as_array().expect("an errors list");
+        assert_eq!(errors.len(), 1, "{body}");
+        assert_eq!(errors[0]["id"], id, "{body}");
+        assert_eq!(errors[0]["status"], status, "{body}");
+        assert!(errors[0]["title"].is_string(), "{body}");
+        errors[0]["detail"].as_str().expect("a detail").to_owned()
+    }
+}
+
+async fn spawn(configure: impl FnOnce(&mut Config)) -> Face {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = common::server_config(dir.path());
+    config.partisci.enabled = false;
+    config.refstack.enabled = false;
+    config.accounts = accounts();
+    config.hpcwaas.workflows = workflows(dir.path());
+    config.hpcwaas.kill_grace_s = 1;
+    configure(&mut config);
+    let clock = Arc::new(ManualClock::at(at(T0 * 1_000_000)));
+    let addresses = common::start_server(&config, clock).await;
+    Face {
+        main: format!("http://{}", addresses.main),
+        own: format!("http://{}", addresses.hpcwaas.expect("its own listener")),
+        client: awc::Client::builder().timeout(WAIT * 2).finish(),
+        dir,
+    }
+}
+
+impl Face {
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("log")
+    }
+
+    async fn send_as(
+        &self,
+        user: Option<(&str, &str)>,
+        method: &str,
+        uri: &str,
+        body: &[u8],
+    ) -> Answer {
+        let method = awc::http::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut request = self
+            .client
+            .request(method, format!("{}{uri}", self.main))
+            .insert_header(("Accept", "application/json"));
+        if let Some((name, password)) = user {
+            request = request.basic_auth(name, password);
+        }
+        // As the `waas` client: no content type, whatever the body.
+        let mut response = request.send_body(body.to_vec()).await.expect("an answer");
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .map(|v| v.to_str().unwrap().to_owned())
+        };
+        let (location, www_authenticate) = (header("location"), header("www-authenticate"));
+        let body = response
+            .body()
+            .limit(16 * 1024 * 1024)
+            .await
+            .expect("a body")
+            .to_vec();
+        Answer {
+            status: response.status().as_u16(),
+            location,
+            www_authenticate,
+            body,
+        }
+    }
+
+    async fn get(&self, uri: &str) -> Answer {
+        self.send_as(Some(ADA), "GET", uri, b"").await
+    }
+
+    /// Triggers a workflow as ada, as the client does, and returns the execution id (the last
+    /// segment of `Location`).
+    async fn trigger(&self, workflow: &str, inputs: Value) -> String {
+        let body = json!({ "inputs": inputs }).to_string();
+        let answer = self
+            .send_as(
+                Some(ADA),
+                "POST",
+                &format!("/workflows/{workflow}"),
+                body.as_bytes(),
+            )
+            .await;
+        assert_eq!(
+            answer.status,
+            201,
+            "{}",
+            String::from_utf8_lossy(&answer.body)
+        );
+        assert!(answer.body.is_empty());
+        let location = answer.location.expect("a Location");
+        assert!(location.starts_with("/executions/"), "{location}");
+        location.rsplit('/').next().unwrap().to_owned()
+    }
+
+    /// Follows an execution as `waas executions status --follow` does: while its lower-cased
+    /// status ends in "ing"; returns the last answer.
+    async fn follow(&self, id: &str) -> Value {
+        poll_async(WAIT, "the execution to end", || async {
+            let body = self.get(&format!("/executions/{id}")).await.json();
+            let status = body["status"].as_str().unwrap().to_ascii_lowercase();
+            (!status.ends_with("ing")).then_some(body)
+        })
+        .await
+    }
+
+    /// The log as the client asks for it.
+    async fn logs(&self, id: &str, query: &str) -> Value {
+        let answer = self.get(&format!("/executions/{id}/logs?{query}")).await;
+        assert_eq!(
+            answer.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&answer.body)
+        );
+        answer.json()
+    }
+}
+
+fn contents(page: &Value) -> Vec<String> {
+    page["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|line| line["content"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[actix_rt::test]
+async fn a_trigger_followed_by_long_polls_ends_in_success_with_outputs() {
+    let face = spawn(|_| {}).await;
+    let gate = face.dir.path().join("gate");
+    let status = std::process::Command::new("mkfifo")
+        .arg(&gate)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let id = face.trigger("demo@lab@gated", json!({"n": 42})).await;
+
+    // The first line is there (or arrives while the request waits).
+    let first = face.logs(&id, "from=0&levels=14&size=50").await;
+    assert_eq!(contents(&first), ["first"]);
+    assert_eq!(
+        (first["total_results"].clone(), first["from"].clone()),
+        (json!(1), json!(0))
+    );
+    // The next request waits for the second line, which comes once the gate opens.
+    let waiting = {
+        let face_url = face.main.clone();
+        let id = id.clone();
+        actix_rt::spawn(async move {
+            let client = awc::Client::builder().timeout(WAIT * 2).finish();
+            let mut response = client
+                .get(format!(
+                    "{face_url}/executions/{id}/logs?from=1&levels=14&size=50"
+                ))
+                .basic_auth(ADA.0, ADA.1)
+                .insert_header(("Accept", "application/json"))
+                .send()
+                .await
+                .unwrap();
+            let body: Value = response.json().await.unwrap();
+            body
+        })
+    };
+    let open = tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let mut fifo = std::fs::OpenOptions::new().write(true).open(gate).unwrap();
+        fifo.write_all(b"go\n").unwrap();
+    });
+    let second = waiting.await.unwrap();
+    open.await.unwrap();
+    assert_eq!(contents(&second), ["second"]);
+    assert_eq!(second["from"], 1);
+
+    let done = face.follow(&id).await;
+    assert_eq!(done["status"], "SUCCESS", "{done}");
+    assert_eq!(done["outputs"], json!({"result": "42"}));
+    assert_eq!(done["id"], id);
+    // An ended execution's log answers at once, even with nothing new.
+    let rest = face.logs(&id, "from=2&levels=14&size=50").await;
+    assert_eq!(contents(&rest), Vec::<String>::new());
+    assert_eq!(rest["total_results"], 2);
+}
+
+#[actix_rt::test]
+async fn levels_and_pagination_against_a_known_log() {
+    let face = spawn(|_| {}).await;
+    let id = face.trigger("demo@lab@hello", json!({"who": "ada"})).await;
+    let done = face.follow(&id).await;
+    assert_eq!(done["status"], "SUCCESS");
+    assert_eq!(done["outputs"], json!({"greeting": "hello ada"}));
+
+    let all = face.logs(&id, "levels=15&timeout=0").await;
+    assert_eq!(all["total_results"], 6);
+    let page = face.logs(&id, "levels=11").await;
+    assert_eq!(contents(&page), ["hello ada", "detail", "bad", "done"]);
+    let levels: Vec<&str> = page["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["level"].as_str().unwrap())
+        .collect();
+    assert_eq!(levels, ["INFO", "DEBUG", "ERROR", "INFO"]);
+    let page = face.logs(&id, "from=1&size=2&levels=11").await;
+    assert_eq!(contents(&page), ["detail", "bad"]);
+    assert_eq!(
+        (page["total_results"].clone(), page["from"].clone()),
+        (json!(4), json!(1))
+    );
+    assert_eq!(contents(&face.logs(&id, "levels=8").await), ["bad"]);
+    // Standard error is WARN; its order against standard output is not fixed.
+    let mut warnings = contents(&face.logs(&id, "levels=4").await);
+    warnings.sort();
+    assert_eq!(warnings, ["careful", "on stderr"]);
+    // 0 is INFO, WARN and ERROR: everything but the DEBUG line.
+    assert_eq!(face.logs(&id, "levels=0").await["total_results"], 5);
+    assert_eq!(face.logs(&id, "").await["total_results"], 5);
+    // Past the end, at once, since the execution has ended.
+    let past = face.logs(&id, "from=99&levels=14&size=50").await;
+    assert_eq!(
+        (contents(&past).len(), past["from"].clone()),
+        (0, json!(99))
+    );
+
+    // Every bad parameter is a 400 that names it.
+    for (query, name) in [
+        ("from=-1", "from"),
+        ("from=x", "from"),
+        ("size=-2", "size"),
+        ("size=ten", "size"),
+        ("timeout=60", "timeout"),
+        ("timeout=1x", "timeout"),
+        ("timeout=6m", "timeout"),
+        ("levels=256", "levels"),
+        ("levels=-1", "levels"),
+        ("levels=info", "levels"),
+    ] {
+        let detail = face
+            .get(&format!("/executions/{id}/logs?{query}"))
+            .await
+            .refused(400, "bad_request");
+        assert!(detail.contains(name), "{query}: {detail}");
+    }
+    for timeout in ["300ms", "1m30s", "1.5h", "0"] {
+        let answer = face
+            .get(&format!("/executions/{id}/logs?timeout={timeout}"))
+            .await;
+        // 1.5h is over the 5m limit.
+        let expected = if timeout == "1.5h" { 400 } else { 200 };
+        assert_eq!(answer.status, expected, "{timeout}");
+    }
+}
+
+#[actix_rt::test]
+async fn failing_and_timed_out_steps_fail_the_execution() {
+    let face = spawn(|_| {}).await;
+    let failing = face.trigger("demo@lab@fail", json!({})).await;
+    let timed_out = face.trigger("demo@lab@timeout", json!({})).await;
+    let done = face.follow(&failing).await;
+    assert_eq!(done["status"], "FAILED");
+    assert!(
+        done["reason"]
+            .as_str()
+            .unwrap()
+            .contains("exited with code 3"),
+        "{done}"
+    );
+    assert_eq!(contents(&face.logs(&failing, "").await), ["before"]);
+    let done = face.follow(&timed_out).await;
+    assert_eq!(done["status"], "FAILED");
+    assert!(
+        done["reason"].as_str().unwrap().contains("timed out"),
+        "{done}"
+    );
+}
+
+#[actix_rt::test]
+async fn a_cancel_stops_the_step_and_a_stubborn_one_is_killed() {
+    let face = spawn(|_| {}).await;
+    for workflow in ["demo@lab@sleep", "demo@lab@stubborn"] {
+        let id = face.trigger(workflow, json!(null)).await;
+        // The step runs (and the stubborn one's trap is set) once it says it is ready.
+        let ready = face.logs(&id, "from=0&levels=14&size=50").await;
+        assert_eq!(contents(&ready), ["ready"]);
+        let answer = face
+            .send_as(Some(ADA), "DELETE", &format!("/executions/{id}"), b"")
+            .await;
+        assert_eq!((answer.status, answer.body.len()), (202, 0));
+        if workflow.ends_with("stubborn") {
+            // It ignores SIGTERM: it is CANCELLING until SIGKILL comes, a second later.
+            let now = face.get(&format!("/executions/{id}")).await.json();
+            assert_eq!(now["status"], "CANCELLING", "{now}");
+        }
+        let done = face.follow(&id).await;
+        assert_eq!(done["status"], "CANCELLED", "{workflow}: {done}");
+        let history = face
+            .get(&format!("/api/streams/execution-{id}/events"))
+            .await
+            .json();
+        let ended = history["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["type"] == "StepEnded")
+            .expect("the step ended")["payload"]["ended"]
+            .clone();
+        // SIGTERM (15) ends the plain sleep; the stubborn step needed SIGKILL (9).
+        let signal = if workflow.ends_with("stubborn") {
+            9
+        } else {
+            15
+        };
+        assert_eq!(
+            (ended["signal"].clone(), ended["cancelled"].clone()),
+            (json!(signal), json!(true)),
+            "{ended}"
+        );
+        assert!(done["reason"].as_str().unwrap().contains("ada"), "{done}");
+        // Cancelling again is no error.
+        let again = face
+            .send_as(Some(ADA), "DELETE", &format!("/executions/{id}"), b"")
+            .await;
+        assert_eq!(again.status, 202);
+    }
+}
+
+#[actix_rt::test]
+async fn bodies_inputs_unknown_ids_and_auth_are_refused_in_the_envelope() {
+    let face = spawn(|config| config.hpcwaas.max_body_kb = 1).await;
+    let post =
+        |body: &'static [u8]| face.send_as(Some(ADA), "POST", "/workflows/demo@lab@hello", body);
+    let detail = post(b"").await.refused(400, "bad_request");
+    assert!(detail.contains("empty"), "{detail}");
+    post(b"{not json").await.refused(400, "bad_request");
+    post(b"[1]").await.refused(400, "bad_request");
+    let detail = post(br#"{"inputs":{"who":"x","extra":1,"other":2}}"#)
+        .await
+        .refused(400, "bad_request");
+    assert!(
+        detail.contains("extra") && detail.contains("other"),
+        "{detail}"
+    );
+    for body in [&b"{}"[..], b"null", br#"{"inputs":null}"#] {
+        assert_eq!(
+            post(body).await.status,
+            201,
+            "{}",
+            String::from_utf8_lossy(body)
+        );
+    }
+    let detail = face
+        .send_as(Some(ADA), "POST", "/workflows/demo@lab@inject", b"{}")
+        .await
+        .refused(400, "bad_request");
+    assert!(detail.contains("arg"), "{detail}");
+    let big = vec![b' '; 2048];
+    face.send_as(Some(ADA), "POST", "/workflows/demo@lab@hello", &big)
+        .await
+        .refused(413, "request_entity_too_large");
+    face.send_as(Some(ADA), "POST", "/workflows/demo@lab@nothing", b"{}")
+        .await
+        .refused(404, "not_found");
+
+    let unknown = "0192f3a4-5b6c-7d8e-9f00-aabbccddeeff";
+    for (method, uri) in [
+        ("GET", format!("/executions/{unknown}")),
+        ("GET", format!("/executions/{unknown}/logs")),
+        ("GET", format!("/executions/{unknown}/events")),
+        ("DELETE", format!("/executions/{unknown}")),
+        ("GET", "/executions/not-an-id".to_owned()),
+        ("GET", format!("/ssh_keys/{unknown}")),
+        ("DELETE", format!("/ssh_keys/{unknown}")),
+        ("GET", "/workflows/demo@lab@nothing".to_owned()),
+    ] {
+        face.send_as(Some(ADA), method, &uri, b"")
+            .await
+            .refused(404, "not_found");
+    }
+    face.send_as(Some(ADA), "PUT", "/executions", b"")
+        .await
+        .refused(405, "method_not_allowed");
+    let detail = face
+        .get("/executions?status=DONE")
+        .await
+        .refused(400, "bad_request");
+    assert!(detail.contains("status"), "{detail}");
+
+    for user in [None, Some(("ada", "wrong")), Some(("nobody", "x"))] {
+        for uri in ["/workflows", "/executions", "/ssh_keys"] {
+            let method = if uri == "/ssh_keys" { "POST" } else { "GET" };
+            let answer = face.send_as(user, method, uri, b"").await;
+            assert!(answer.www_authenticate.is_some(), "{uri}");
+            answer.refused(401, "unauthorized");
+        }
+    }
+    let detail = face
+        .send_as(Some(BOB), "POST", "/workflows/demo@lab@restricted", b"{}")
+        .await
+        .refused(403, "forbidden");
+    assert!(detail.contains("bob"), "{detail}");
+    let answer = face
+        .send_as(Some(ADA), "POST", "/workflows/demo@lab@restricted", b"{}")
+        .await;
+    assert_eq!(answer.status, 201);
+}
+
+#[actix_rt::test]
+async fn lines_and_outputs_are_kept_within_their_limits() {
+    let face = spawn(|config| {
+        config.hpcwaas.max_line_bytes = 8;
+        config.hpcwaas.max_log_lines = 4;
+        config.hpcwaas.max_output_kb = 1;
+    })
+    .await;
+    let id = face.trigger("demo@lab@chatty", json!({})).await;
+    let done = face.follow(&id).await;
+    assert_eq!(done["status"], "SUCCESS", "{done}");
+    // The long line comes in pieces; lines past the fourth are counted, not kept.
+    let lines = contents(&face.logs(&id, "levels=15").await);
+    assert_eq!(lines, ["01234567", "89abcdef", "a", "b"]);
+    // The output cut by the limit is left out, not kept truncated.
+    assert_eq!(done["outputs"], json!({"small": "ok"}));
+    // Every line past the limit is counted, in a few events rather than one per batch.
+    let history = face
+        .get(&format!("/api/streams/execution-{id}/events?limit=1000"))
+        .await
+        .json();
+    let counts: Vec<u64> = history["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "LogLinesDropped")
+        .map(|e| e["payload"]["count"].as_u64().unwrap())
+        .collect();
+    // 501 of the step's lines, and the runner's warning that the outputs were cut.
+    assert_eq!(counts.iter().sum::<u64>(), 502, "{counts:?}");
+    assert!(counts.len() <= 3, "{counts:?}");
+}
+
+#[actix_rt::test]
+async fn an_input_crafted_as_a_shell_injection_runs_harmlessly() {
+    let face = spawn(|_| {}).await;
+    let marker = face.dir.path().join("pwned");
+    let crafted = format!(
+        "x; touch {m} $(touch {m}) `touch {m}` && touch {m} | touch {m}\ntouch {m}",
+        m = marker.display()
+    );
+    let id = face
+        .trigger("demo@lab@inject", json!({ "arg": crafted }))
+        .await;
+    assert_eq!(face.follow(&id).await["status"], "SUCCESS");
+    let lines = contents(&face.logs(&id, "").await);
+    assert_eq!(
+        lines.join("\n"),
+        crafted,
+        "the input came back as plain text"
+    );
+    assert!(!marker.exists(), "nothing ran the input");
+}
+
+#[actix_rt::test]
+async fn executions_are_listed_newest_first_and_workflows_described() {
+    let face = spawn(|_| {}).await;
+    let first = face.trigger("demo@lab@hello", json!({})).await;
+    let second = face.trigger("demo@lab@fail", json!({})).await;
+    let third = face.trigger("demo@lab@hello", json!({})).await;
+    for id in [&first, &second, &third] {
+        face.follow(id).await;
+    }
+    let ids = |page: &Value| -> Vec<String> {
+        page["executions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|row| row["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let all = face.get("/executions").await.json();
+    assert_eq!(ids(&all), [third.clone(), second.clone(), first.clone()]);
+    assert_eq!(all["total_results"], 3);
+    assert_eq!(all["executions"][0]["user"], "ada");
+    let hello = face
+        .get("/executions?workflow=demo@lab@hello&status=SUCCESS")
+        .await
+        .json();
+    assert_eq!(ids(&hello), [third.clone(), first.clone()]);
+    let page = face.get("/executions?from=1&size=1").await.json();
+    assert_eq!(
+        (ids(&page), page["total_results"].clone()),
+        (vec![second.clone()], json!(3))
+    );
+    let failed = face.get("/executions?status=failed").await.json();
+    assert_eq!(ids(&failed), vec![second.clone()]);
+
+    let workflows = face.get("/workflows").await.json();
+    let listed: Vec<&str> = workflows["workflows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["id"].as_str().unwrap())
+        .collect();
+    assert!(
+        listed.contains(&"demo@lab@hello") && listed.len() == 10,
+        "{listed:?}"
+    );
+    let described = face.get("/workflows/demo@lab@hello").await.json();
+    assert_eq!(described["inputs"][0]["default"], "world");
+    assert_eq!(described["outputs"][0]["name"], "greeting");
+
+    // The face's own listener serves the face, and only it.
+    let own = face
+        .client
+        .get(format!("{}/workflows", face.own))
+        .basic_auth(ADA.0, ADA.1)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(own.status(), 200);
+    let health = face
+        .client
+        .get(format!("{}/healthz", face.own))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 404);
+
+    // An execution's events as Server-Sent Events, from its request to its end.
+    let mut events = face
+        .client
+        .get(format!("{}/executions/{first}/events", face.main))
+        .basic_auth(ADA.0, ADA.1)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(events.status(), 200);
+    let mut seen = String::new();
+    while !seen.contains("ExecutionSucceeded") {
+        use futures_util::StreamExt;
+        let chunk = events.next().await.expect("more events").unwrap();
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(
+        seen.starts_with("id: ") && seen.contains("ExecutionRequested"),
+        "{seen}"
+    );
+}
+
+/// Every file under `dir`, whole.
+fn files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            found.extend(files(&path));
+        } else if let Ok(bytes) = std::fs::read(&path) {
+            found.push((path, bytes));
+        }
+    }
+    found
+}
+
+#[actix_rt::test]
+async fn keys_are_kept_encrypted_used_by_steps_and_destroyed() {
+    let face = spawn(|_| {}).await;
+    // As the client: no body, no content type.
+    let made = face.send_as(Some(ADA), "POST", "/ssh_keys", b"").await;
+    assert_eq!(made.status, 201);
+    let made = made.json();
+    let key = made["id"].as_str().unwrap().to_owned();
+    let public = made["public_key"].as_str().unwrap();
+    assert!(
+        public.starts_with("ssh-rsa AAAA") && public.ends_with('\n'),
+        "{public}"
+    );
+    let ed = face
+        .send_as(
+            Some(ADA),
+            "POST",
+            "/ssh_keys",
+            br#"{"type":"ed25519","metadata":{"site":"lab","privateKey":"ignored"}}"#,
+        )
+        .await
+        .json();
+    assert!(ed["public_key"]
+        .as_str()
+        .unwrap()
+        .starts_with("ssh-ed25519 "));
+    let read = face
+        .get(&format!("/ssh_keys/{}", ed["id"].as_str().unwrap()))
+        .await
+        .json();
+    assert_eq!(read["metadata"], json!({"site": "lab"}));
+    assert_eq!(read["type"], "ed25519");
+    assert!(read["fingerprint"].as_str().unwrap().starts_with("SHA256:"));
+    // Another account neither sees nor uses ada's key.
+    face.send_as(Some(BOB), "GET", &format!("/ssh_keys/{key}"), b"")
+        .await
+        .refused(404, "not_found");
+    let body = json!({"inputs": {"key": key}}).to_string();
+    face.send_as(
+        Some(BOB),
+        "POST",
+        "/workflows/demo@lab@usekey",
+        body.as_bytes(),
+    )
+    .await
+    .refused(400, "bad_request");
+
+    let id = face.trigger("demo@lab@usekey", json!({ "key": key })).await;
+    let done = face.follow(&id).await;
+    assert_eq!(done["status"], "SUCCESS", "{done}");
+    assert_eq!(contents(&face.logs(&id, "").await), ["600"], "a 0600 file");
+    let path = done["outputs"]["path"].as_str().unwrap();
+    assert!(
+        !Path::new(path).exists(),
+        "the key file is removed after the step"
+    );
+    let copy = std::fs::read_to_string(face.dir.path().join("key-copy")).unwrap();
+    assert!(
+        copy.starts_with("-----BEGIN RSA PRIVATE KEY-----"),
+        "PKCS#1 PEM"
+    );
+    // No line of the PEM body is anywhere in the data directory in clear.
+    let body_lines: Vec<&str> = copy.lines().filter(|l| !l.starts_with("-----")).collect();
+    assert!(body_lines.len() > 10);
+    for (file, bytes) in files(&face.data()) {
+        for line in &body_lines {
+            assert!(
+                !bytes.windows(line.len()).any(|w| w == line.as_bytes()),
+                "{} holds the private key in clear",
+                file.display()
+            );
+        }
+    }
+
+    let deleted = face
+        .send_as(Some(ADA), "DELETE", &format!("/ssh_keys/{key}"), b"")
+        .await;
+    assert_eq!((deleted.status, deleted.body.len()), (204, 0));
+    face.get(&format!("/ssh_keys/{key}"))
+        .await
+        .refused(404, "not_found");
+    face.send_as(Some(ADA), "DELETE", &format!("/ssh_keys/{key}"), b"")
+        .await
+        .refused(404, "not_found");
+    let detail = face
+        .send_as(
+            Some(ADA),
+            "POST",
+            "/workflows/demo@lab@usekey",
+            body.as_bytes(),
+        )
+        .await
+        .refused(400, "bad_request");
+    assert!(detail.contains("key"), "{detail}");
+    // Its secret file is gone; the history says who deleted it (ada is an admin, who may read
+    // the event API).
+    let secret = face.data().join("secrets").join(format!("ssh-key-{key}"));
+    assert!(!secret.exists());
+    let history = face
+        .get(&format!("/api/streams/ssh_key-{key}/events"))
+        .await
+        .json();
+    let deleted = &history["events"][1];
+    assert_eq!(deleted["type"], "SshKeyDeleted", "{history}");
+    assert_eq!(deleted["payload"]["by"], "ada", "{history}");
+    assert!(!history.to_string().contains("PRIVATE KEY"));
+}
+
+fn settings() -> insta::Settings {
+    let mut settings = insta::Settings::clone_current();
+    settings.set_snapshot_path("../snapshots");
+    settings.set_prepend_module_to_snapshot(false);
+    settings.add_redaction(".public_key", "[public key]");
+    settings.add_redaction(".fingerprint", "[fingerprint]");
+    settings
+}
+
+#[actix_rt::test]
+async fn golden_bodies() {
+    // The manual clock: times are T0, ids count up from 1, so only key material is redacted.
+    let face = spawn(|_| {}).await;
+    let id = face
+        .trigger("demo@lab@hello", json!({"who": "golden"}))
+        .await;
+    let execution = face.follow(&id).await;
+    let logs = face.logs(&id, "levels=11").await;
+    let list = face.get("/executions").await.json();
+    let workflows = face.get("/workflows").await.json();
+    let described = face.get("/workflows/demo@lab@hello").await.json();
+    let key = face
+        .send_as(
+            Some(ADA),
+            "POST",
+            "/ssh_keys",
+            br#"{"type":"ed25519","metadata":{"a":"b"}}"#,
+        )
+        .await
+        .json();
+    let read = face
+        .get(&format!("/ssh_keys/{}", key["id"].as_str().unwrap()))
+        .await
+        .json();
+    let error = face.get("/executions/not-an-id").await.json();
+    for (name, body) in [
+        ("execution", execution),
+        ("logs", logs),
+        ("executions", list),
+        ("workflows", workflows),
+        ("workflow", described),
+        ("key_created", key),
+        ("key", read),
+        ("not_found", error),
+    ] {
+        let mut settings = settings();
+        if name.starts_with("key") {
+            // A key's id comes after the run's events, whose number depends on how its lines
+            // were batched.
+            settings.add_redaction(".id", "[id]");
+        }
+        settings.bind(|| insta::assert_json_snapshot!(format!("hpcwaas_{name}"), body));
+    }
+}
+
+#[test]
+fn a_restart_fails_the_execution_that_was_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut section = toml::Table::new();
+    section.insert(
+        "workflows".into(),
+        toml::Value::try_from(workflows(dir.path())).unwrap(),
+    );
+    let mut config = toml::Table::new();
+    config.insert("hpcwaas".into(), toml::Value::Table(section));
+    let file = dir.path().join("annals.toml");
+    std::fs::write(&file, toml::to_string(&config).unwrap()).unwrap();
+    let args = [
+        "--config".as_ref(),
+        file.as_os_str(),
+        "--data".as_ref(),
+        data.as_os_str(),
+        "serve".as_ref(),
+    ];
+    let envs = [("ANNALS_HTTP_LISTEN", "127.0.0.1:0")];
+    let server = common::spawn_serve(&args, &envs).expect("the server starts");
+    let base = format!("http://{}", server.address);
+    let client = reqwest_like::Client::new();
+    let id = client.trigger(&base, "demo@lab@sleep");
+    client.wait_for(&base, &id, |e| e["status"] == "RUNNING");
+    assert!(server.terminate().success());
+
+    let server = common::spawn_serve(&args, &envs).expect("the server starts again");
+    let base = format!("http://{}", server.address);
+    let execution = client.wait_for(&base, &id, |e| e["status"] == "FAILED");
+    assert_eq!(execution["reason"], "interrupted");
+    let logs = client.get(&base, &format!("/executions/{id}/logs?levels=8"));
+    assert!(
+        logs["logs"][0]["content"]
+            .as_str()
+            .unwrap()
+            .contains("interrupted"),
+        "{logs}"
+    );
+    assert!(server.terminate().success());
+}
+
+/// A blocking HTTP client for the test that runs `annals serve` as a child process.
+mod reqwest_like {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+
+    use serde_json::Value;
+
+    pub struct Client;
+
+    impl Client {
+        pub fn new() -> Client {
+            Client
+        }
+
+        fn send(&self, base: &str, method: &str, path: &str, body: &str) -> (u16, String, String) {
+            let address = base.trim_start_matches("http://");
+            let mut stream = TcpStream::connect(address).unwrap();
+            write!(
+                stream,
+                "{method} {path} HTTP/1.1\r\nHost: {address}\r\nAccept: application/json\r\n\
+                 Connection: close\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .unwrap();
+            let mut answer = String::new();
+            stream.read_to_string(&mut answer).unwrap();
+            let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+            let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+            let location = head
+                .lines()
+                .find_map(|l| {
+                    l.strip_prefix("location: ")
+                        .or(l.strip_prefix("Location: "))
+                })
+                .unwrap_or("")
+                .to_owned();
+            (status, location, body.to_owned())
+        }
+
+        pub fn trigger(&self, base: &str, workflow: &str) -> String {
+            let (status, location, body) =
+                self.send(base, "POST", &format!("/workflows/{workflow}"), "{}");
+            assert_eq!(status, 201, "{body}");
+            location.rsplit('/').next().unwrap().to_owned()
+        }
+
+        pub fn get(&self, base: &str, path: &str) -> Value {
+            let (status, _, body) = self.send(base, "GET", path, "");
+            assert_eq!(status, 200, "{body}");
+            serde_json::from_str(&body).unwrap()
+        }
+
+        pub fn wait_for(&self, base: &str, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+            super::common::poll(super::WAIT, "the execution's status", || {
+                let execution = self.get(base, &format!("/executions/{id}"));
+                done(&execution).then_some(execution)
+            })
+        }
+    }
+}
