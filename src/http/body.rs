@@ -14,6 +14,17 @@ pub enum BodyError {
     Broken(String),
 }
 
+impl BodyError {
+    /// The status every face answers it with, each in its own shape: 413 or 400.
+    pub fn status(&self) -> actix_web::http::StatusCode {
+        use actix_web::http::StatusCode;
+        match self {
+            BodyError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            BodyError::Broken(_) => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
 /// Reads the whole body, refusing it as soon as it is known to exceed `limit` bytes: at once
 /// from its `Content-Length`, else while it streams in.
 pub async fn read_body(

@@ -30,6 +30,19 @@ pub enum Denied {
     Unavailable(String),
 }
 
+impl Denied {
+    /// The status every face answers it with, each in its own shape: 403 for a caller who
+    /// may not, 401 for one not known, 503 when the check could not run.
+    pub fn status(&self) -> actix_web::http::StatusCode {
+        use actix_web::http::StatusCode;
+        match self {
+            Denied::Auth(AuthError::Forbidden { .. }) => StatusCode::FORBIDDEN,
+            Denied::Auth(_) => StatusCode::UNAUTHORIZED,
+            Denied::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
 /// Authorizes the caller of `request` for a part open to `access`.
 pub fn authorize(
     request: &HttpRequest,

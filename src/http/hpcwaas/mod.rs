@@ -65,19 +65,12 @@ pub enum HpcwaasError {
 
 impl ResponseError for HpcwaasError {
     fn status_code(&self) -> StatusCode {
-        use crate::auth::AuthError;
         match self {
-            HpcwaasError::BadRequest(_) | HpcwaasError::Body(BodyError::Broken(_)) => {
-                StatusCode::BAD_REQUEST
-            }
+            HpcwaasError::BadRequest(_) => StatusCode::BAD_REQUEST,
             HpcwaasError::NotFound(_) => StatusCode::NOT_FOUND,
             HpcwaasError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            HpcwaasError::Body(BodyError::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
-            HpcwaasError::Denied(Denied::Auth(AuthError::Forbidden { .. })) => {
-                StatusCode::FORBIDDEN
-            }
-            HpcwaasError::Denied(Denied::Auth(_)) => StatusCode::UNAUTHORIZED,
-            HpcwaasError::Denied(Denied::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            HpcwaasError::Body(error) => error.status(),
+            HpcwaasError::Denied(error) => error.status(),
             HpcwaasError::Executions(error) => match error {
                 ExecutionsError::UnknownWorkflow(_) | ExecutionsError::NotFound(_) => {
                     StatusCode::NOT_FOUND

@@ -52,15 +52,11 @@ pub enum PartisciError {
 
 impl ResponseError for PartisciError {
     fn status_code(&self) -> StatusCode {
-        use crate::auth::AuthError;
         match self {
             PartisciError::BadUpdate(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            PartisciError::Body(BodyError::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
-            PartisciError::Body(BodyError::Broken(_)) => StatusCode::BAD_REQUEST,
-            PartisciError::Denied(Denied::Auth(AuthError::Forbidden { .. }))
-            | PartisciError::Forbidden(_) => StatusCode::FORBIDDEN,
-            PartisciError::Denied(Denied::Auth(_)) => StatusCode::UNAUTHORIZED,
-            PartisciError::Denied(Denied::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            PartisciError::Body(error) => error.status(),
+            PartisciError::Forbidden(_) => StatusCode::FORBIDDEN,
+            PartisciError::Denied(error) => error.status(),
             PartisciError::NotFound(_) => StatusCode::NOT_FOUND,
             PartisciError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             PartisciError::Inventory(InventoryError::Rejected(_)) => StatusCode::CONFLICT,

@@ -134,19 +134,12 @@ impl Refusal {
 
 impl ResponseError for Refusal {
     fn status_code(&self) -> StatusCode {
-        use crate::auth::AuthError;
         match &self.error {
-            PatrowlError::BadRequest(_) | PatrowlError::Body(BodyError::Broken(_)) => {
-                StatusCode::BAD_REQUEST
-            }
+            PatrowlError::BadRequest(_) => StatusCode::BAD_REQUEST,
             PatrowlError::NotFound(_) => StatusCode::NOT_FOUND,
             PatrowlError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            PatrowlError::Body(BodyError::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
-            PatrowlError::Denied(Denied::Auth(AuthError::Forbidden { .. })) => {
-                StatusCode::FORBIDDEN
-            }
-            PatrowlError::Denied(Denied::Auth(_)) => StatusCode::UNAUTHORIZED,
-            PatrowlError::Denied(Denied::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            PatrowlError::Body(error) => error.status(),
+            PatrowlError::Denied(error) => error.status(),
             PatrowlError::Engines(error) => match error {
                 EnginesError::UnknownEngine(_) => StatusCode::NOT_FOUND,
                 EnginesError::Busy(_)

@@ -78,19 +78,12 @@ impl From<InvalidStatus> for RefstackError {
 
 impl ResponseError for RefstackError {
     fn status_code(&self) -> StatusCode {
-        use crate::auth::AuthError;
         match self {
-            RefstackError::BadRequest(_) | RefstackError::Body(BodyError::Broken(_)) => {
-                StatusCode::BAD_REQUEST
-            }
+            RefstackError::BadRequest(_) => StatusCode::BAD_REQUEST,
             RefstackError::NotFound(_) => StatusCode::NOT_FOUND,
             RefstackError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            RefstackError::Body(BodyError::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
-            RefstackError::Denied(Denied::Auth(AuthError::Forbidden { .. })) => {
-                StatusCode::FORBIDDEN
-            }
-            RefstackError::Denied(Denied::Auth(_)) => StatusCode::UNAUTHORIZED,
-            RefstackError::Denied(Denied::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            RefstackError::Body(error) => error.status(),
+            RefstackError::Denied(error) => error.status(),
             RefstackError::Runs(error) => match error {
                 TestRunsError::UnknownRun
                 | TestRunsError::Unparseable(_)
