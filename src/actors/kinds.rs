@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use super::entity::Entity;
+use super::gros::{GrosAgent, GrosProject};
 use super::inventory::HostRecord;
 use super::job::Job;
 use super::results::Submission;
@@ -38,6 +39,8 @@ pub const KINDS: &[&str] = &[
     Submission::KIND,
     Execution::KIND,
     SshKey::KIND,
+    GrosAgent::KIND,
+    GrosProject::KIND,
 ];
 
 /// Replays a stream of any known kind from its first event up to `until`.
@@ -53,6 +56,8 @@ pub fn replay(
         Submission::KIND => replay_as::<Submission>(log, stream, until),
         Execution::KIND => replay_as::<Execution>(log, stream, until),
         SshKey::KIND => replay_as::<SshKey>(log, stream, until),
+        GrosAgent::KIND => replay_as::<GrosAgent>(log, stream, until),
+        GrosProject::KIND => replay_as::<GrosProject>(log, stream, until),
         other => Err(ReplayError::UnknownKind(other.to_owned())),
     }
 }

@@ -7,6 +7,7 @@ pub mod body;
 pub mod caller;
 pub mod error;
 pub mod events;
+pub mod gros;
 pub mod hpcwaas;
 pub mod openapi;
 pub mod params;
@@ -40,6 +41,7 @@ pub struct Faces {
     pub partisci: Option<web::Data<partisci::Partisci>>,
     pub refstack: Option<web::Data<refstack::Refstack>>,
     pub hpcwaas: Option<web::Data<hpcwaas::Hpcwaas>>,
+    pub gros: Option<web::Data<gros::GrosFace>>,
 }
 
 /// A face, for a listener of its own.
@@ -48,12 +50,13 @@ pub enum Face {
     Partisci,
     Refstack,
     Hpcwaas,
+    Gros,
 }
 
 impl Face {
     /// Every face, for what must cover them all whether they run or not (the test that holds
     /// the OpenAPI document to the router). A new face goes here as well as in [`Face::routes`].
-    pub const ALL: [Face; 3] = [Face::Partisci, Face::Refstack, Face::Hpcwaas];
+    pub const ALL: [Face; 4] = [Face::Partisci, Face::Refstack, Face::Hpcwaas, Face::Gros];
 
     /// Registers the face's routes. Its handlers find what they share in the app data, which
     /// [`Faces`] adds for the faces that run.
@@ -62,6 +65,7 @@ impl Face {
             Face::Partisci => partisci::routes(config),
             Face::Refstack => refstack::routes(config),
             Face::Hpcwaas => hpcwaas::routes(config),
+            Face::Gros => gros::routes(config),
         }
     }
 }
@@ -89,6 +93,10 @@ impl Faces {
         if let Some(hpcwaas) = self.hpcwaas.as_ref().filter(|_| wanted(Face::Hpcwaas)) {
             config.app_data(hpcwaas.clone());
             Face::Hpcwaas.routes(config);
+        }
+        if let Some(gros) = self.gros.as_ref().filter(|_| wanted(Face::Gros)) {
+            config.app_data(gros.clone());
+            Face::Gros.routes(config);
         }
     }
 }

@@ -22,6 +22,7 @@ const PIECES: &[fn() -> OpenApi] = &[
     <super::partisci::openapi::PartisciApi as utoipa::OpenApi>::openapi,
     <super::hpcwaas::openapi::HpcwaasApi as utoipa::OpenApi>::openapi,
     <super::refstack::openapi::RefstackApi as utoipa::OpenApi>::openapi,
+    <super::gros::openapi::GrosApi as utoipa::OpenApi>::openapi,
     <DocumentationApi as utoipa::OpenApi>::openapi,
 ];
 
