@@ -39,6 +39,8 @@ fn the_documented_example_shows_every_key() {
             shown.insert(array.to_owned());
             section = format!("{array}.");
         } else if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            // A sub-section, such as [gros.agent], shows its own key.
+            shown.insert(name.to_owned());
             section = format!("{name}.");
         } else if let Some((key, _)) = line.split_once(" = ") {
             shown.insert(format!("{section}{key}"));
