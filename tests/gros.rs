@@ -607,11 +607,10 @@ async fn every_controller_error_has_its_exact_text() {
             "Version hash must be a valid commit hexsha".into(),
         ),
         (
-            format!(
-                "POST /auth/log.py?project=PROJ HTTP/1.1\r\nHost: localhost\r\n\
-                 Connection: close\r\nContent-Type: application/json\r\n\
-                 Content-Length: 2\r\n\r\n{{}}"
-            ),
+            "POST /auth/log.py?project=PROJ HTTP/1.1\r\nHost: localhost\r\n\
+             Connection: close\r\nContent-Type: application/json\r\n\
+             Content-Length: 2\r\n\r\n{}"
+                .to_owned(),
             400,
             "The body must be application/x-www-form-urlencoded".into(),
         ),
