@@ -947,3 +947,58 @@ fn salts_survive_a_restart_and_are_never_written_in_clear() {
         }
     }
 }
+
+#[test]
+fn a_scrape_cut_short_by_a_crash_is_settled_at_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let stop = dir.path().join("stop");
+    let config = dir.path().join("annals.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[gros]\n[[gros.projects]]\nkey = \"SLOW\"\nnetworks = [\"127.0.0.1\"]\n\
+             scrape_command = [\"/bin/sh\", \"-c\", \"echo begun; while [ ! -e {} ]; do sleep 0.02; done\"]\n",
+            stop.display()
+        ),
+    )
+    .unwrap();
+    let args = [
+        "--config".as_ref(),
+        config.as_os_str(),
+        "--data".as_ref(),
+        dir.path().join("log").as_os_str(),
+        "serve".as_ref(),
+    ];
+    let envs = [("ANNALS_HTTP_LISTEN", "127.0.0.1:0")];
+    let mut served = common::spawn_serve(&args, &envs).expect("the server starts");
+    let target = Target {
+        address: served.address.clone(),
+        der: None,
+    };
+    let scrape = "POST /agents/SLOW/SLOW/scrape HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+                  Content-Length: 0\r\n\r\n";
+    assert_eq!(exchange(&target, scrape.as_bytes()).status, 201);
+    let stream = get("/api/streams/gros_agent-SLOW.SLOW");
+    common::poll(WAIT, "the scrape's first line", || {
+        let events = exchange(&target, stream.as_bytes()).json();
+        events.to_string().contains("begun").then_some(())
+    });
+    // A crash: no chance to record anything more.
+    served.child.kill().unwrap();
+    served.child.wait().unwrap();
+
+    let served = common::spawn_serve(&args, &envs).expect("the server starts again");
+    let target = Target {
+        address: served.address.clone(),
+        der: None,
+    };
+    let events = exchange(&target, stream.as_bytes()).json();
+    let last = events["events"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["type"], "ProcessFinished", "{events:#}");
+    assert_eq!(last["payload"]["outcome"], "interrupted: the server stopped");
+    let status = exchange(&target, get("/agents/SLOW/SLOW/status").as_bytes());
+    assert_eq!(status.status, 503);
+    // The orphaned scrape may end now.
+    std::fs::write(&stop, "").unwrap();
+    assert!(served.terminate().success());
+}
