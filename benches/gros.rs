@@ -77,11 +77,17 @@ fn main() -> anyhow::Result<()> {
         })
         .await;
         let log = run(annals, clients, total, 202, move |i| {
-            form(&format!("/auth/log.py?project=PROJ&agent=a{}", i % 16), record)
+            form(
+                &format!("/auth/log.py?project=PROJ&agent=a{}", i % 16),
+                record,
+            )
         })
         .await;
         let measurements = run(annals, clients, total, 202, move |i| {
-            form(&format!("/auth/status.py?project=PROJ&agent=a{}", i % 16), status)
+            form(
+                &format!("/auth/status.py?project=PROJ&agent=a{}", i % 16),
+                status,
+            )
         })
         .await;
         let base_again = run(trivial, clients, total, 202, move |_| {

@@ -962,11 +962,12 @@ fn a_scrape_cut_short_by_a_crash_is_settled_at_the_next_start() {
         ),
     )
     .unwrap();
+    let data = dir.path().join("log");
     let args = [
         "--config".as_ref(),
         config.as_os_str(),
         "--data".as_ref(),
-        dir.path().join("log").as_os_str(),
+        data.as_os_str(),
         "serve".as_ref(),
     ];
     let envs = [("ANNALS_HTTP_LISTEN", "127.0.0.1:0")];
@@ -995,7 +996,10 @@ fn a_scrape_cut_short_by_a_crash_is_settled_at_the_next_start() {
     let events = exchange(&target, stream.as_bytes()).json();
     let last = events["events"].as_array().unwrap().last().unwrap().clone();
     assert_eq!(last["type"], "ProcessFinished", "{events:#}");
-    assert_eq!(last["payload"]["outcome"], "interrupted: the server stopped");
+    assert_eq!(
+        last["payload"]["outcome"],
+        "interrupted: the server stopped"
+    );
     let status = exchange(&target, get("/agents/SLOW/SLOW/status").as_bytes());
     assert_eq!(status.status, 503);
     // The orphaned scrape may end now.
