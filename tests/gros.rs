@@ -855,6 +855,44 @@ async fn the_agent_daemon_answers_as_upstream_does() {
 }
 
 #[actix_rt::test]
+async fn scrapes_and_imports_are_stopped_at_their_timeouts() {
+    let face = spawn(|config, _| {
+        config.gros.scrape_timeout_s = 1;
+        config.gros.import_timeout_s = 1;
+        config.gros.kill_grace_s = 1;
+        config.gros.scrape_start_check_ms = 100;
+        config.gros.projects[3].scrape_command = sh("echo long; exec sleep 60");
+        config.gros.projects[3].import_command = sh("echo long import; exec sleep 60");
+    })
+    .await;
+    let started = send(&face.main, form("POST", "/agents/SLOW/SLOW/scrape", "")).await;
+    assert_eq!(started.status, 201, "{started:?}");
+    let exported = send(
+        &face.main,
+        form("POST", "/auth/export.py?project=SLOW", "agent=%7B%7D"),
+    )
+    .await;
+    assert_eq!(exported.status, 202, "{exported:?}");
+    let both = poll_async(WAIT, "both processes' ends", || async {
+        let events = face.events("gros_agent-SLOW.SLOW").await;
+        let ends: Vec<Value> = events
+            .into_iter()
+            .filter(|e| e["type"] == "ProcessFinished")
+            .map(|e| e["payload"].clone())
+            .collect();
+        (ends.len() == 2).then_some(ends)
+    })
+    .await;
+    for end in both {
+        assert_eq!(
+            (&end["outcome"], &end["exit_code"]),
+            (&json!("timed out"), &Value::Null),
+            "{end}"
+        );
+    }
+}
+
+#[actix_rt::test]
 async fn golden_preflight_body() {
     let face = spawn(|_, _| {}).await;
     face.register("PROJ").await;

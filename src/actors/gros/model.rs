@@ -305,5 +305,15 @@ mod tests {
         assert_eq!(parse_measurements(ok).unwrap().len(), 1);
         assert!(parse_measurements("{}").is_err());
         assert!(parse_measurements(r#"[{"name":"cpu","checked_time":"now","ok":true}]"#).is_err());
+        let one = r#"{"name":"m","checked_time":"2026-11-22 10:00:00","ok":true}"#;
+        let list = |n: usize| format!("[{}]", vec![one; n].join(","));
+        assert_eq!(
+            parse_measurements(&list(MAX_MEASUREMENTS)).unwrap().len(),
+            1000
+        );
+        assert_eq!(
+            parse_measurements(&list(MAX_MEASUREMENTS + 1)),
+            Err("Status must hold at most 1000 measurements".into())
+        );
     }
 }
