@@ -497,13 +497,12 @@ impl Entity for GrosAgent {
     }
 
     fn in_progress(event: &AgentEvent) -> Option<bool> {
-        // Reconciliation visits an agent whose latest word was a start; the settling command
-        // then finds everything still running, whatever order things started in.
+        // An agent may have a registration, an import and a scrape under way at once, and the
+        // end of one says nothing of the others: so an end never takes the agent off the list
+        // reconciliation visits. An agent that once started something is visited at every
+        // start, and `on_restart` settles whatever its state still shows running.
         match event {
             AgentEvent::RegistrationStarted(_) | AgentEvent::ProcessStarted(_) => Some(true),
-            AgentEvent::AgentRegistered(_)
-            | AgentEvent::RegistrationAbandoned(_)
-            | AgentEvent::ProcessFinished(_) => Some(false),
             _ => None,
         }
     }

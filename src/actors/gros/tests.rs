@@ -296,3 +296,34 @@ fn version_checks_are_recorded() {
         })]);
     assert_eq!(state.version_checks, 1);
 }
+
+#[test]
+fn the_end_of_one_process_does_not_hide_another_from_reconciliation() {
+    // An import runs while a scrape starts and ends: the import must still be settled after a
+    // crash, so no end takes the agent off the list of agents visited at start-up.
+    let ended = AgentEvent::ProcessFinished(ProcessFinished {
+        process: Process::Scrape,
+        exit_code: Some(0),
+        outcome: "exit code 0".into(),
+        at: t(3),
+    });
+    assert_eq!(
+        GrosAgent::in_progress(&process_started(Process::Import)),
+        Some(true)
+    );
+    assert_eq!(GrosAgent::in_progress(&ended), None);
+    let state = given::<GrosAgent>([
+        process_started(Process::Import),
+        process_started(Process::Scrape),
+        ended,
+    ])
+    .at(t(5))
+    .when(AgentCommand::SettleAfterRestart)
+    .then(vec![AgentEvent::ProcessFinished(ProcessFinished {
+        process: Process::Import,
+        exit_code: None,
+        outcome: INTERRUPTED.into(),
+        at: t(5),
+    })]);
+    assert_eq!(GrosAgent::on_restart(&state), None);
+}
