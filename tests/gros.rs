@@ -284,6 +284,29 @@ async fn the_real_clients_sequence_over_https() {
         json!([{"prefix": "ext_", "pattern": "^(.*)@example\\.org$", "replace": "\\1"}])
     );
 
+    // A new key: the same salts, and the history says the key changed.
+    let rekeyed = send(
+        &face.main,
+        form(
+            "POST",
+            "/auth/agent.py?project=PROJ",
+            &format!(
+                "public_key={}",
+                urlencode("ssh-ed25519 AAAAnewkey agent@host")
+            ),
+        ),
+    )
+    .await;
+    assert_eq!(rekeyed.json()["salts"], body["salts"]);
+    let registrations: Vec<Value> = face
+        .events("gros_agent-PROJ.PROJ")
+        .await
+        .into_iter()
+        .filter(|e| e["type"] == "AgentRegistered")
+        .map(|e| e["payload"]["rekeyed"].clone())
+        .collect();
+    assert_eq!(registrations, [json!(false), json!(true)]);
+
     // The preflight check passes: registered, never exported, from an allowed network.
     let preflight = send(&face.main, get("/auth/status.py?project=PROJ&agent=PROJ")).await;
     assert_eq!(preflight.status, 200, "{preflight:?}");
