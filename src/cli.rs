@@ -318,6 +318,9 @@ fn serve(config: &Config, insecure_no_auth: bool) -> anyhow::Result<()> {
             if let Some(hpcwaas) = addresses.hpcwaas {
                 tracing::info!(%hpcwaas, "hpcwaas listening");
             }
+            if let Some(gros_agent) = addresses.gros_agent {
+                tracing::info!(%gros_agent, "gros agent daemon listening");
+            }
             tracing::info!(address = %addresses.main, scheme, data = %data.display(), "annals listening");
             application.run_until(termination).await
         }

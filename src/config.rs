@@ -32,6 +32,7 @@ pub struct Config {
     pub refstack: RefstackSection,
     pub patrowl: PatrowlSection,
     pub hpcwaas: HpcwaasSection,
+    pub gros: GrosSection,
     /// The accounts. With none, auth is off, and annals refuses to listen on anything but a
     /// loopback address unless told `--insecure-no-auth`.
     pub accounts: Vec<Account>,
@@ -313,6 +314,110 @@ impl Default for HpcwaasSection {
     }
 }
 
+/// The agent face (GROS data gathering): the controller's `/auth/<name>.py` routes on the main
+/// listener, the projects they serve, and the scraper agent daemon.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrosSection {
+    /// Whether the face runs at all.
+    pub enabled: bool,
+    /// The gatherer version `version.py` accepts (the part before the first `-`).
+    pub gatherer_version: String,
+    /// The controller's commit (40 hex digits) that `version.py` compares agents with.
+    pub controller_version: String,
+    /// Addresses or networks of reverse proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<String>,
+    /// Networks whose callers may reach every project (`access.py` answers `["*"]`).
+    pub access_all_networks: Vec<String>,
+    /// Regular expressions: a `log.py` record whose message matches one is answered 204 and
+    /// not recorded.
+    pub log_ignore: Vec<String>,
+    /// The largest request body, in KiB.
+    pub max_body_kb: u64,
+    /// Seconds an import command may run before it is stopped.
+    pub import_timeout_s: u64,
+    /// Seconds a scrape command may run before it is stopped.
+    pub scrape_timeout_s: u64,
+    /// Milliseconds a new scrape is watched: one that fails within them is answered 503 with
+    /// its status code.
+    pub scrape_start_check_ms: u64,
+    /// Seconds between SIGTERM and SIGKILL when a command is stopped.
+    pub kill_grace_s: u64,
+    /// The scraper agent daemon of the local agent.
+    pub agent: GrosAgentSection,
+    /// The projects, each with its agents' settings.
+    pub projects: Vec<GrosProjectSpec>,
+}
+
+impl Default for GrosSection {
+    fn default() -> Self {
+        GrosSection {
+            enabled: true,
+            gatherer_version: "0.0.3".into(),
+            controller_version: "0".repeat(40),
+            trusted_proxies: Vec::new(),
+            access_all_networks: Vec::new(),
+            log_ignore: Vec::new(),
+            max_body_kb: 256,
+            import_timeout_s: 3600,
+            scrape_timeout_s: 3600,
+            scrape_start_check_ms: 1000,
+            kill_grace_s: 5,
+            agent: GrosAgentSection::default(),
+            projects: Vec::new(),
+        }
+    }
+}
+
+/// The scraper agent daemon: `/status` and `/scrape` of one local agent on a listener of its
+/// own.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrosAgentSection {
+    /// Whether the daemon's listener runs.
+    pub enabled: bool,
+    /// Its listener, on the port the agent's daemon uses by default.
+    pub listen: String,
+    /// The local agent's project key; its scrape command is the project's.
+    pub project: String,
+    /// The local agent's name; empty: named after its project.
+    pub agent: String,
+    /// When not empty, `/scrape` refuses other `Host` headers with 403.
+    pub host: String,
+}
+
+impl Default for GrosAgentSection {
+    fn default() -> Self {
+        GrosAgentSection {
+            enabled: false,
+            listen: "127.0.0.1:7070".into(),
+            project: String::new(),
+            agent: String::new(),
+            host: String::new(),
+        }
+    }
+}
+
+/// One project of the GROS controller.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrosProjectSpec {
+    /// The project key: upper-case letters only, at most 20.
+    pub key: String,
+    /// Addresses or networks (CIDR) its agents may call from; none allows none.
+    pub networks: Vec<String>,
+    /// The username patterns handed to its agents at registration.
+    pub usernames: Vec<crate::actors::gros::service::UsernamePattern>,
+    /// The contents of its agents' environment file, shown by the preflight check.
+    pub environment: String,
+    /// Seconds between gathers: an agent that exported less long ago is told to wait.
+    pub gather_interval_s: u64,
+    /// The import command's argv, run (without a shell) after each export; empty for none.
+    pub import_command: Vec<String>,
+    /// The scrape command's argv of its agents, run by `…/scrape`; empty for none.
+    pub scrape_command: Vec<String>,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ActorsSection {
@@ -339,6 +444,7 @@ impl Default for Config {
             refstack: RefstackSection::default(),
             patrowl: PatrowlSection::default(),
             hpcwaas: HpcwaasSection::default(),
+            gros: GrosSection::default(),
             accounts: Vec::new(),
         }
     }
@@ -479,6 +585,9 @@ pub fn check(text: &str) -> Result<toml::Table, Vec<String>> {
                     crate::actors::workflow::Catalogue::parse(&config.hpcwaas.workflows)
                 {
                     problems.push(format!("[[hpcwaas.workflows]]: {reason}"));
+                }
+                if let Err(reason) = crate::actors::gros::service::Controller::parse(&config.gros) {
+                    problems.push(format!("[gros]: {reason}"));
                 }
             }
         }

@@ -38,6 +38,8 @@ pub struct Addresses {
     pub patrowl: Option<SocketAddr>,
     /// The HPCWaaS face's own listener, when configured.
     pub hpcwaas: Option<SocketAddr>,
+    /// The GROS scraper agent daemon's listener, when enabled.
+    pub gros_agent: Option<SocketAddr>,
 }
 
 /// A server that is listening. Dropping it without [`Application::run`] stops nothing; the
@@ -94,8 +96,16 @@ impl Application {
             None
         };
         let hpcwaas_tls = tls_config("hpcwaas", &config.hpcwaas.tls_cert, &config.hpcwaas.tls_key)?;
+        let gros_controller = if config.gros.enabled {
+            Some(
+                crate::actors::gros::service::Controller::parse(&config.gros)
+                    .map_err(|reason| anyhow::anyhow!("[gros] is not valid: {reason}"))?,
+            )
+        } else {
+            None
+        };
         // The secret store is opened once, for every face that keeps secrets.
-        let secrets = if config.hpcwaas.enabled {
+        let secrets = if config.hpcwaas.enabled || config.gros.enabled {
             Some(open_secrets(log.path())?)
         } else {
             None
@@ -109,6 +119,7 @@ impl Application {
         }
 
         let mut faces = Faces::default();
+        let mut gros_servers = Vec::new();
         let mut tasks = Vec::new();
         let mut own_listeners = Vec::new();
         let mut partisci_address = None;
@@ -225,6 +236,46 @@ impl Application {
             }));
         }
 
+        let mut gros_agent_address = None;
+        if let (Some(controller), Some(secrets)) = (gros_controller, secrets.clone()) {
+            let section = &config.gros;
+            let gros = crate::actors::gros::Gros::start(
+                log.clone(),
+                clock.clone(),
+                settings,
+                secrets,
+                controller,
+            )
+            .await?;
+            let local = if section.agent.enabled {
+                let project = crate::actors::gros::ProjectKey::parse(&section.agent.project)
+                    .map_err(|reason| anyhow::anyhow!("[gros.agent] project: {reason}"))?;
+                let agent = if section.agent.agent.is_empty() {
+                    crate::actors::gros::AgentName::of(&project)
+                } else {
+                    crate::actors::gros::AgentName::parse(&section.agent.agent)
+                        .map_err(|reason| anyhow::anyhow!("[gros.agent] agent: {reason}"))?
+                };
+                Some((project, agent))
+            } else {
+                None
+            };
+            let face = web::Data::new(http::gros::GrosFace {
+                gros,
+                max_body: (section.max_body_kb * 1024) as usize,
+                local,
+                host: (!section.agent.host.is_empty()).then(|| section.agent.host.clone()),
+            });
+            if section.agent.enabled {
+                let listen = section.agent.listen.as_str();
+                let listener = TcpListener::bind(listen)
+                    .with_context(|| format!("cannot listen on {listen}"))?;
+                gros_agent_address = Some(listener.local_addr()?);
+                gros_servers.push(http::gros::serve_agent(listener, face.clone())?);
+            }
+            faces.gros = Some(face);
+        }
+
         let guard = Guard {
             auth,
             api: config.auth.api,
@@ -240,6 +291,7 @@ impl Application {
             TcpListener::bind(listen).with_context(|| format!("cannot listen on {listen}"))?;
         let main_address = main.local_addr()?;
         let mut servers = vec![http::serve(main, state(), Serves::Everything, tls)?];
+        servers.extend(gros_servers);
         for (face, listener, tls) in own_listeners {
             servers.push(http::serve(listener, state(), Serves::Only(face), tls)?);
         }
@@ -249,6 +301,7 @@ impl Application {
                 partisci: partisci_address,
                 patrowl: patrowl_address,
                 hpcwaas: hpcwaas_address,
+                gros_agent: gros_agent_address,
             },
             servers,
             tasks,
@@ -366,6 +419,9 @@ pub fn listen_addresses(config: &Config) -> Vec<&str> {
     }
     if config.hpcwaas.enabled && !config.hpcwaas.listen.is_empty() {
         addresses.push(config.hpcwaas.listen.as_str());
+    }
+    if config.gros.enabled && config.gros.agent.enabled {
+        addresses.push(config.gros.agent.listen.as_str());
     }
     addresses
 }

@@ -39,6 +39,8 @@ fn the_documented_example_shows_every_key() {
             shown.insert(array.to_owned());
             section = format!("{array}.");
         } else if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            // A sub-section, such as [gros.agent], shows its own key.
+            shown.insert(name.to_owned());
             section = format!("{name}.");
         } else if let Some((key, _)) = line.split_once(" = ") {
             shown.insert(format!("{section}{key}"));
@@ -203,4 +205,25 @@ fn a_check_refuses_a_workflow_that_start_up_would_refuse() {
     let unknown = "[[hpcwaas.workflows]]\nname = \"w\"\nshell = true\n";
     let problems = check(unknown).unwrap_err();
     assert!(problems[0].contains("shell"), "{problems:?}");
+}
+
+#[test]
+fn a_check_refuses_a_gros_project_that_start_up_would_refuse() {
+    let text = "[[gros.projects]]\nkey = \"proj\"\n";
+    assert_eq!(
+        check(text).unwrap_err(),
+        ["[gros]: project \"proj\": Project key must be all-uppercase, only alphabetic characters"]
+    );
+    let text = "[[gros.projects]]\nkey = \"PROJ\"\nnetworks = [\"10.0.0.0/33\"]\n";
+    assert_eq!(
+        check(text).unwrap_err(),
+        ["[gros]: project PROJ: \"10.0.0.0/33\" is not an address or a network such as 10.0.0.0/8"]
+    );
+    let text = "[gros]\nlog_ignore = [\"(\"]\n";
+    assert!(check(text).unwrap_err()[0].starts_with("[gros]: log_ignore \"(\": "));
+    let text = "[gros.agent]\nenabled = true\nproject = \"PROJ\"\n";
+    assert_eq!(
+        check(text).unwrap_err(),
+        ["[gros]: agent project PROJ is not configured"]
+    );
 }

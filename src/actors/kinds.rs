@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use super::entity::Entity;
+use super::gros::{GrosAgent, GrosProject};
 use super::inventory::HostRecord;
 use super::job::Job;
 use super::results::Submission;
@@ -40,6 +41,8 @@ pub const KINDS: &[&str] = &[
     ScanRecord::KIND,
     Execution::KIND,
     SshKey::KIND,
+    GrosAgent::KIND,
+    GrosProject::KIND,
 ];
 
 /// Replays a stream of any known kind from its first event up to `until`.
@@ -56,6 +59,8 @@ pub fn replay(
         ScanRecord::KIND => replay_as::<ScanRecord>(log, stream, until),
         Execution::KIND => replay_as::<Execution>(log, stream, until),
         SshKey::KIND => replay_as::<SshKey>(log, stream, until),
+        GrosAgent::KIND => replay_as::<GrosAgent>(log, stream, until),
+        GrosProject::KIND => replay_as::<GrosProject>(log, stream, until),
         other => Err(ReplayError::UnknownKind(other.to_owned())),
     }
 }

@@ -6,6 +6,7 @@
 pub mod directory;
 pub mod effects;
 pub mod entity;
+pub mod gros;
 mod host;
 pub mod inventory;
 pub mod job;

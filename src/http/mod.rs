@@ -7,6 +7,7 @@ pub mod body;
 pub mod caller;
 pub mod error;
 pub mod events;
+pub mod gros;
 pub mod hpcwaas;
 pub mod openapi;
 pub mod params;
@@ -42,6 +43,7 @@ pub struct Faces {
     pub refstack: Option<web::Data<refstack::Refstack>>,
     pub patrowl: Option<web::Data<patrowl::Patrowl>>,
     pub hpcwaas: Option<web::Data<hpcwaas::Hpcwaas>>,
+    pub gros: Option<web::Data<gros::GrosFace>>,
 }
 
 /// A face, for a listener of its own.
@@ -51,12 +53,19 @@ pub enum Face {
     Refstack,
     Patrowl,
     Hpcwaas,
+    Gros,
 }
 
 impl Face {
     /// Every face, for what must cover them all whether they run or not (the test that holds
     /// the OpenAPI document to the router). A new face goes here as well as in [`Face::routes`].
-    pub const ALL: [Face; 4] = [Face::Partisci, Face::Refstack, Face::Patrowl, Face::Hpcwaas];
+    pub const ALL: [Face; 5] = [
+        Face::Partisci,
+        Face::Refstack,
+        Face::Patrowl,
+        Face::Hpcwaas,
+        Face::Gros,
+    ];
 
     /// Registers the face's routes. Its handlers find what they share in the app data, which
     /// [`Faces`] adds for the faces that run.
@@ -66,6 +75,7 @@ impl Face {
             Face::Refstack => refstack::routes(config),
             Face::Patrowl => patrowl::routes(config),
             Face::Hpcwaas => hpcwaas::routes(config),
+            Face::Gros => gros::routes(config),
         }
     }
 }
@@ -97,6 +107,10 @@ impl Faces {
         if let Some(hpcwaas) = self.hpcwaas.as_ref().filter(|_| wanted(Face::Hpcwaas)) {
             config.app_data(hpcwaas.clone());
             Face::Hpcwaas.routes(config);
+        }
+        if let Some(gros) = self.gros.as_ref().filter(|_| wanted(Face::Gros)) {
+            config.app_data(gros.clone());
+            Face::Gros.routes(config);
         }
     }
 }

@@ -23,6 +23,7 @@ const PIECES: &[fn() -> OpenApi] = &[
     <super::hpcwaas::openapi::HpcwaasApi as utoipa::OpenApi>::openapi,
     <super::refstack::openapi::RefstackApi as utoipa::OpenApi>::openapi,
     <super::patrowl::openapi::PatrowlApi as utoipa::OpenApi>::openapi,
+    <super::gros::openapi::GrosApi as utoipa::OpenApi>::openapi,
     <DocumentationApi as utoipa::OpenApi>::openapi,
 ];
 

@@ -65,6 +65,7 @@ pub fn server_config(dir: &Path) -> annals::config::Config {
     config.partisci.listen = "127.0.0.1:0".into();
     config.patrowl.listen = "127.0.0.1:0".into();
     config.hpcwaas.listen = "127.0.0.1:0".into();
+    config.gros.agent.listen = "127.0.0.1:0".into();
     config
 }
 
@@ -207,6 +208,7 @@ pub fn spawn_serve(args: &[&std::ffi::OsStr], envs: &[(&str, &str)]) -> Result<S
         .env("ANNALS_PARTISCI_LISTEN", "127.0.0.1:0")
         .env("ANNALS_PATROWL_LISTEN", "127.0.0.1:0")
         .env("ANNALS_HPCWAAS_LISTEN", "127.0.0.1:0")
+        .env("ANNALS_GROS_AGENT_LISTEN", "127.0.0.1:0")
         .stderr(std::process::Stdio::piped());
     for (key, value) in envs {
         command.env(key, value);

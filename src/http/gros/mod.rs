@@ -1,0 +1,711 @@
+//! The agent face (GROS data gathering) over HTTP: the controller's `/auth/<name>.py` routes,
+//! whose parameters come from the query string merged with a form body and whose errors are
+//! `text/plain`, and the scraper agent daemon's `/status` and `/scrape` (at
+//! `/agents/{project}/{agent}/…` on the main listener, and at the root of the daemon's own
+//! listener for the local agent), whose errors are the daemon's JSON. Handlers parse, call the
+//! service once and map the reply; nothing here decides an agent's state.
+
+pub mod openapi;
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, TcpListener};
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+
+use super::body::{read_body, BodyError};
+use crate::actors::gros::model::{parse_measurements, GathererVersion};
+use crate::actors::gros::service::Logged;
+use crate::actors::gros::{AgentName, Gros, GrosError, ProjectKey};
+use crate::events::{Metadata, Origin};
+use openapi::{
+    GrosAgentError, GrosAgentErrorBody, GrosAgentOk, GrosEncrypted, GrosRegistered, GrosSalts,
+    GrosStatus, GrosUsername, GrosVersion,
+};
+
+/// What the face's handlers share.
+pub struct GrosFace {
+    pub gros: Gros,
+    /// The largest request body, in bytes.
+    pub max_body: usize,
+    /// The agent the daemon's own listener serves.
+    pub local: Option<(ProjectKey, AgentName)>,
+    /// The `Host` header `/scrape` requires, when set.
+    pub host: Option<String>,
+}
+
+/// The face's routes on the main listener.
+pub fn routes(config: &mut web::ServiceConfig) {
+    config
+        .service(script("/auth/access.py", web::get().to(access)))
+        .service(script("/auth/agent.py", web::post().to(agent)))
+        .service(script("/auth/encrypt.py", web::get().to(encrypt)))
+        .service(script("/auth/export.py", web::post().to(export)))
+        .service(script("/auth/log.py", web::post().to(log)))
+        .service(
+            web::resource("/auth/status.py")
+                .route(web::get().to(status))
+                .route(web::post().to(measurements))
+                .default_service(web::to(not_implemented)),
+        )
+        .service(script("/auth/version.py", web::get().to(version)))
+        .service(web::resource("/agents/{project}/{agent}/status").to(agent_status))
+        .service(web::resource("/agents/{project}/{agent}/scrape").to(agent_scrape));
+}
+
+/// A controller script: other methods are answered 501, as the CGI controller does.
+fn script(path: &str, route: actix_web::Route) -> actix_web::Resource {
+    web::resource(path)
+        .route(route)
+        .default_service(web::to(not_implemented))
+}
+
+async fn not_implemented(request: HttpRequest) -> HttpResponse {
+    ControllerError::NotImplemented(format!("Method {} is not supported", request.method()))
+        .error_response()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors.
+
+/// A controller error: the message and a newline, as `text/plain`.
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("{0}")]
+    NotImplemented(String),
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl ResponseError for ControllerError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ControllerError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ControllerError::NotFound(_) => StatusCode::NOT_FOUND,
+            ControllerError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ControllerError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
+            ControllerError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status_code())
+            .content_type("text/plain; charset=utf-8")
+            .body(format!("{self}\n"))
+    }
+}
+
+impl From<GrosError> for ControllerError {
+    fn from(error: GrosError) -> Self {
+        let message = error.to_string();
+        match error {
+            GrosError::UnknownProject(_) | GrosError::NoSalts(_) | GrosError::NoScrape(_) => {
+                ControllerError::NotFound(message)
+            }
+            GrosError::Locked(_)
+            | GrosError::ScrapeRunning
+            | GrosError::FailedAtOnce(_)
+            | GrosError::CannotStart(_)
+            | GrosError::Secret(_)
+            | GrosError::NotRecorded(_) => ControllerError::Unavailable(message),
+        }
+    }
+}
+
+impl From<BodyError> for ControllerError {
+    fn from(error: BodyError) -> Self {
+        match error {
+            BodyError::TooLarge { .. } => ControllerError::TooLarge(error.to_string()),
+            BodyError::Broken(_) => ControllerError::BadRequest(error.to_string()),
+        }
+    }
+}
+
+/// An agent daemon error, in the daemon's JSON shape.
+#[derive(Debug)]
+pub struct AgentError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl std::fmt::Display for AgentError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl AgentError {
+    fn new(status: StatusCode, message: impl Into<String>) -> AgentError {
+        AgentError {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+impl ResponseError for AgentError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status).json(GrosAgentErrorBody {
+            ok: false,
+            error: GrosAgentError {
+                status: format!(
+                    "{} {}",
+                    self.status.as_u16(),
+                    self.status.canonical_reason().unwrap_or("")
+                ),
+                message: self.message.clone(),
+                traceback: None,
+            },
+            version: BTreeMap::from([("annals".to_owned(), env!("CARGO_PKG_VERSION").to_owned())]),
+        })
+    }
+}
+
+impl From<GrosError> for AgentError {
+    fn from(error: GrosError) -> Self {
+        let status = match &error {
+            GrosError::UnknownProject(_) | GrosError::NoSalts(_) | GrosError::NoScrape(_) => {
+                StatusCode::NOT_FOUND
+            }
+            GrosError::ScrapeRunning | GrosError::FailedAtOnce(_) | GrosError::Locked(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            GrosError::CannotStart(_) | GrosError::Secret(_) | GrosError::NotRecorded(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        };
+        AgentError::new(status, error.to_string())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parameters.
+
+/// The request's parameters: the query string's, then the form body's.
+pub struct Params(Vec<(String, String)>);
+
+impl Params {
+    /// Reads the query string and, when the body is a form (or says nothing of its type), the
+    /// body, within `limit` bytes.
+    async fn read(
+        request: &HttpRequest,
+        payload: web::Payload,
+        limit: usize,
+    ) -> Result<Params, ControllerError> {
+        let mut pairs = parse_form(request.query_string())?;
+        let body = read_body(request, payload, limit).await?;
+        if !body.is_empty() {
+            let content_type = request
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("application/x-www-form-urlencoded");
+            let essence = content_type.split(';').next().unwrap_or("").trim();
+            if !essence.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+                return Err(ControllerError::BadRequest(
+                    "The body must be application/x-www-form-urlencoded".into(),
+                ));
+            }
+            let text = std::str::from_utf8(&body)
+                .map_err(|_| ControllerError::BadRequest("The body is not UTF-8".into()))?;
+            pairs.extend(parse_form(text)?);
+        }
+        Ok(Params(pairs))
+    }
+
+    /// The one value of `name`, if given; 400 when given more than once.
+    fn one(&self, name: &str) -> Result<Option<&str>, ControllerError> {
+        let mut values = self.0.iter().filter(|(key, _)| key == name);
+        let first = values.next().map(|(_, value)| value.as_str());
+        if values.next().is_some() {
+            return Err(ControllerError::BadRequest(format!(
+                "Exactly one {name} must be specified"
+            )));
+        }
+        Ok(first)
+    }
+
+    /// The one value of `name`; 400 when missing or given more than once.
+    fn required(&self, name: &str) -> Result<&str, ControllerError> {
+        self.one(name)?.ok_or_else(|| {
+            let mut capital = name.to_owned();
+            capital[..1].make_ascii_uppercase();
+            ControllerError::BadRequest(format!("{capital} must be specified"))
+        })
+    }
+
+    fn project(&self) -> Result<ProjectKey, ControllerError> {
+        ProjectKey::parse(self.required("project")?).map_err(ControllerError::BadRequest)
+    }
+
+    /// The `agent` parameter, or the agent named after the project.
+    fn agent(&self, project: &ProjectKey) -> Result<AgentName, ControllerError> {
+        match self.one("agent")? {
+            Some(agent) => AgentName::parse(agent).map_err(ControllerError::BadRequest),
+            None => Ok(AgentName::of(project)),
+        }
+    }
+}
+
+fn parse_form(text: &str) -> Result<Vec<(String, String)>, ControllerError> {
+    web::Query::<Vec<(String, String)>>::from_query(text)
+        .map(web::Query::into_inner)
+        .map_err(|e| ControllerError::BadRequest(format!("The parameters are malformed: {e}")))
+}
+
+/// The metadata of the events a request causes: where it came from, no account.
+fn metadata(request: &HttpRequest) -> Metadata {
+    Metadata {
+        correlation_id: Some(uuid::Uuid::now_v7()),
+        causation_id: None,
+        origin: Origin::Http {
+            addr: request
+                .peer_addr()
+                .map(|peer| peer.to_string())
+                .unwrap_or_default(),
+            user: None,
+        },
+    }
+}
+
+/// The caller's address, through trusted proxies.
+fn caller(request: &HttpRequest, face: &GrosFace) -> Option<IpAddr> {
+    let forwarded: Vec<&str> = request
+        .headers()
+        .get_all("x-forwarded-for")
+        .filter_map(|v: &HeaderValue| v.to_str().ok())
+        .collect();
+    face.gros
+        .caller(request.peer_addr().map(|peer| peer.ip()), &forwarded)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The controller.
+
+#[utoipa::path(get, path = "/auth/access.py", operation_id = "gros_access", tag = "gros",
+    summary = "The projects the caller may reach", description = openapi::ACCESS,
+    responses((status = 200, description = "`[\"*\"]` for every project, else the project keys.",
+        body = Vec<String>)))]
+async fn access(request: HttpRequest, face: web::Data<GrosFace>) -> HttpResponse {
+    HttpResponse::Ok().json(face.gros.access(caller(&request, &face)))
+}
+
+#[utoipa::path(post, path = "/auth/agent.py", operation_id = "gros_register", tag = "gros",
+    summary = "Register or re-key an agent", description = openapi::AGENT,
+    params(openapi::ProjectParam, openapi::AgentParam, openapi::PublicKeyParam),
+    responses(
+        (status = 200, description = "Registered: the project's salts and username patterns.",
+            body = GrosRegistered),
+        (status = 400, description = "A parameter missing, given twice or malformed.",
+            body = String, content_type = "text/plain"),
+        (status = 404, description = "The project is not configured.", body = String,
+            content_type = "text/plain"),
+        (status = 413, description = "The body is over `[gros] max_body_kb`.", body = String,
+            content_type = "text/plain"),
+        (status = 503, description = "The agent is locked by another registration.",
+            body = String, content_type = "text/plain")))]
+async fn agent(
+    request: HttpRequest,
+    payload: web::Payload,
+    face: web::Data<GrosFace>,
+) -> Result<HttpResponse, ControllerError> {
+    let params = Params::read(&request, payload, face.max_body).await?;
+    let project = params.project()?;
+    let agent = params.agent(&project)?;
+    let public_key = params.required("public_key")?.trim().to_owned();
+    if public_key.is_empty() {
+        return Err(ControllerError::BadRequest(
+            "Public_key must be specified".into(),
+        ));
+    }
+    let registration = face
+        .gros
+        .register(&project, &agent, public_key, metadata(&request))
+        .await?;
+    Ok(HttpResponse::Ok().json(GrosRegistered {
+        salts: GrosSalts {
+            salt: registration.salts.salt.clone(),
+            pepper: registration.salts.pepper.clone(),
+        },
+        usernames: registration
+            .usernames
+            .into_iter()
+            .map(|u| GrosUsername {
+                prefix: u.prefix,
+                pattern: u.pattern,
+                replace: u.replace,
+            })
+            .collect(),
+    }))
+}
+
+#[utoipa::path(get, path = "/auth/encrypt.py", operation_id = "gros_encrypt", tag = "gros",
+    summary = "Pseudonymise a value", description = openapi::ENCRYPT,
+    params(openapi::ValueParam, openapi::OptionalProjectParam),
+    responses(
+        (status = 200, description = "The pseudonym.", body = GrosEncrypted),
+        (status = 400, description = "A parameter missing, given twice or malformed.",
+            body = String, content_type = "text/plain"),
+        (status = 404, description = "The project is not configured or has no salts.",
+            body = String, content_type = "text/plain")))]
+async fn encrypt(
+    request: HttpRequest,
+    payload: web::Payload,
+    face: web::Data<GrosFace>,
+) -> Result<HttpResponse, ControllerError> {
+    let params = Params::read(&request, payload, face.max_body).await?;
+    let value = params.required("value")?;
+    let project = params
+        .one("project")?
+        .map(|p| ProjectKey::parse(p).map_err(ControllerError::BadRequest))
+        .transpose()?;
+    let (value, encryption) = face
+        .gros
+        .encrypt(project.as_ref(), value, metadata(&request))
+        .await?;
+    Ok(HttpResponse::Ok().json(GrosEncrypted { value, encryption }))
+}
+
+#[utoipa::path(post, path = "/auth/export.py", operation_id = "gros_export", tag = "gros",
+    summary = "Announce an export", description = openapi::EXPORT,
+    params(openapi::ProjectParam, openapi::ExportAgentParam, openapi::FilesParam),
+    responses(
+        (status = 202, description = "Recorded; the import command, if any, started."),
+        (status = 400, description = "A parameter missing, given twice, or not JSON.",
+            body = String, content_type = "text/plain"),
+        (status = 404, description = "The project is not configured.", body = String,
+            content_type = "text/plain"),
+        (status = 413, description = "The body is over `[gros] max_body_kb`.", body = String,
+            content_type = "text/plain")))]
+async fn export(
+    request: HttpRequest,
+    payload: web::Payload,
+    face: web::Data<GrosFace>,
+) -> Result<HttpResponse, ControllerError> {
+    let params = Params::read(&request, payload, face.max_body).await?;
+    let project = params.project()?;
+    let json = |name: &str| -> Result<String, ControllerError> {
+        let raw = params.required(name)?;
+        let value: serde_json::Value = serde_json::from_str(raw)
+            .map_err(|e| ControllerError::BadRequest(format!("{name} must be JSON: {e}")))?;
+        Ok(value.to_string())
+    };
+    let agent_info = json("agent")?;
+    let files = match params.one("files")? {
+        Some(_) => json("files")?,
+        None => "[]".to_owned(),
+    };
+    face.gros
+        .export(
+            &project,
+            &AgentName::of(&project),
+            agent_info,
+            files,
+            metadata(&request),
+        )
+        .await?;
+    Ok(HttpResponse::Accepted().finish())
+}
+
+#[utoipa::path(post, path = "/auth/log.py", operation_id = "gros_log", tag = "gros",
+    summary = "Record a log record", description = openapi::LOG,
+    params(openapi::ProjectParam, openapi::AgentParam),
+    responses(
+        (status = 202, description = "Recorded."),
+        (status = 204, description = "Its message matches a `[gros] log_ignore` pattern: \
+            not recorded."),
+        (status = 400, description = "No fields, or a parameter missing or given twice.",
+            body = String, content_type = "text/plain"),
+        (status = 404, description = "The project is not configured.", body = String,
+            content_type = "text/plain"),
+        (status = 413, description = "The body is over `[gros] max_body_kb`.", body = String,
+            content_type = "text/plain")))]
+async fn log(
+    request: HttpRequest,
+    payload: web::Payload,
+    face: web::Data<GrosFace>,
+) -> Result<HttpResponse, ControllerError> {
+    let params = Params::read(&request, payload, face.max_body).await?;
+    let project = params.project()?;
+    let agent = params.agent(&project)?;
+    let mut fields = BTreeMap::new();
+    for (key, value) in &params.0 {
+        if key == "project" || key == "agent" {
+            continue;
+        }
+        if fields.insert(key.clone(), value.clone()).is_some() {
+            return Err(ControllerError::BadRequest(format!(
+                "Exactly one {key} must be specified"
+            )));
+        }
+    }
+    if fields.is_empty() {
+        return Err(ControllerError::BadRequest(
+            "Log record fields must be specified".into(),
+        ));
+    }
+    match face
+        .gros
+        .log(&project, &agent, fields, metadata(&request))
+        .await?
+    {
+        Logged::Recorded => Ok(HttpResponse::Accepted().finish()),
+        Logged::Ignored => Ok(HttpResponse::NoContent().finish()),
+    }
+}
+
+#[utoipa::path(get, path = "/auth/status.py", operation_id = "gros_preflight", tag = "gros",
+    summary = "The preflight status of an agent", description = openapi::STATUS,
+    params(openapi::ProjectParam, openapi::AgentParam),
+    responses(
+        (status = 200, description = "Every check passed.", body = GrosStatus),
+        (status = 400, description = "A parameter missing, given twice or malformed.",
+            body = String, content_type = "text/plain"),
+        (status = 404, description = "The project is not configured.", body = String,
+            content_type = "text/plain"),
+        (status = 503, description = "A check failed: `total` says which.",
+            body = GrosStatus)))]
+async fn status(
+    request: HttpRequest,
+    payload: web::Payload,
+    face: web::Data<GrosFace>,
+) -> Result<HttpResponse, ControllerError> {
+    let params = Params::read(&request, payload, face.max_body).await?;
+    let project = params.project()?;
+    let agent = params.agent(&project)?;
+    let preflight = face
+        .gros
+        .preflight(
+            &project,
+            &agent,
+            caller(&request, &face),
+            metadata(&request),
+        )
+        .await?;
+    let code = if preflight.total.ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    Ok(HttpResponse::build(code).json(GrosStatus::from(preflight)))
+}
+
+#[utoipa::path(post, path = "/auth/status.py", operation_id = "gros_measurements",
+    tag = "gros", summary = "Record BigBoat measurements", description = openapi::MEASUREMENTS,
+    params(openapi::ProjectParam, openapi::AgentParam, openapi::StatusParam,
+        openapi::SourceParam),
+    responses(
+        (status = 202, description = "Recorded."),
+        (status = 400, description = "A parameter missing or given twice, or `status` not a \
+            JSON list of measurements.", body = String, content_type = "text/plain"),
+        (status = 404, description = "The project is not configured.", body = String,
+            content_type = "text/plain"),
+        (status = 413, description = "The body is over `[gros] max_body_kb`.", body = String,
+            content_type = "text/plain")))]
+async fn measurements(
+    request: HttpRequest,
+    payload: web::Payload,
+    face: web::Data<GrosFace>,
+) -> Result<HttpResponse, ControllerError> {
+    let params = Params::read(&request, payload, face.max_body).await?;
+    let project = params.project()?;
+    let agent = params.agent(&project)?;
+    let list =
+        parse_measurements(params.required("status")?).map_err(ControllerError::BadRequest)?;
+    let source = params.one("source")?.map(str::to_owned);
+    face.gros
+        .measurements(&project, &agent, source, list, metadata(&request))
+        .await?;
+    Ok(HttpResponse::Accepted().finish())
+}
+
+#[utoipa::path(get, path = "/auth/version.py", operation_id = "gros_version", tag = "gros",
+    summary = "Whether a gatherer is up to date", description = openapi::VERSION,
+    params(openapi::VersionParam),
+    responses(
+        (status = 200, description = "The comparison.", body = GrosVersion),
+        (status = 400, description = "No version, several, a foreign gatherer version or a \
+            malformed commit.", body = String, content_type = "text/plain")))]
+async fn version(
+    request: HttpRequest,
+    payload: web::Payload,
+    face: web::Data<GrosFace>,
+) -> Result<HttpResponse, ControllerError> {
+    let params = Params::read(&request, payload, face.max_body).await?;
+    let raw = params.required("version")?;
+    let parsed = GathererVersion::parse(raw, &face.gros.controller().gatherer_version)
+        .map_err(ControllerError::BadRequest)?;
+    let up_to_date = face.gros.version(raw, &parsed, metadata(&request)).await?;
+    Ok(HttpResponse::Ok().json(GrosVersion {
+        up_to_date,
+        version: face.gros.controller().controller_version.clone(),
+    }))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The agent daemon.
+
+/// The project and agent of `/agents/{project}/{agent}/…`.
+fn agent_path(path: &web::Path<(String, String)>) -> Result<(ProjectKey, AgentName), AgentError> {
+    let not_found = |e: String| AgentError::new(StatusCode::NOT_FOUND, e);
+    Ok((
+        ProjectKey::parse(&path.0).map_err(not_found)?,
+        AgentName::parse(&path.1).map_err(not_found)?,
+    ))
+}
+
+#[utoipa::path(get, path = "/agents/{project}/{agent}/status",
+    operation_id = "gros_agent_status", tag = "gros",
+    summary = "Whether the agent's scrape is running", description = openapi::AGENT_STATUS,
+    params(openapi::AgentPath),
+    responses(
+        (status = 200, description = "A scrape is running.", body = GrosAgentOk),
+        (status = 404, description = "No such agent with a scrape command.",
+            body = GrosAgentErrorBody),
+        (status = 503, description = "No scrape is running.", body = GrosAgentOk)))]
+async fn agent_status(
+    path: web::Path<(String, String)>,
+    face: web::Data<GrosFace>,
+) -> Result<HttpResponse, AgentError> {
+    let (project, agent) = agent_path(&path)?;
+    daemon_status(&face, &project, &agent).await
+}
+
+#[utoipa::path(post, path = "/agents/{project}/{agent}/scrape",
+    operation_id = "gros_agent_scrape", tag = "gros",
+    summary = "Start the agent's scrape", description = openapi::AGENT_SCRAPE,
+    params(openapi::AgentPath),
+    responses(
+        (status = 201, description = "The scrape started.", body = GrosAgentOk),
+        (status = 400, description = "`Must be POSTed`.", body = GrosAgentErrorBody),
+        (status = 403, description = "`Invalid Host header`.", body = GrosAgentErrorBody),
+        (status = 404, description = "No such agent with a scrape command.",
+            body = GrosAgentErrorBody),
+        (status = 411, description = "No `Content-Length`.", body = GrosAgentErrorBody),
+        (status = 500, description = "The scrape command could not be started.",
+            body = GrosAgentErrorBody),
+        (status = 503, description = "A scrape is already running, or it failed at once \
+            (`Status code <rc>`).", body = GrosAgentErrorBody)))]
+async fn agent_scrape(
+    request: HttpRequest,
+    path: web::Path<(String, String)>,
+    face: web::Data<GrosFace>,
+) -> Result<HttpResponse, AgentError> {
+    check_scrape_request(&request, &face)?;
+    let (project, agent) = agent_path(&path)?;
+    daemon_scrape(&request, &face, &project, &agent).await
+}
+
+async fn daemon_status(
+    face: &GrosFace,
+    project: &ProjectKey,
+    agent: &AgentName,
+) -> Result<HttpResponse, AgentError> {
+    if face.gros.scraping(project, agent).await? {
+        Ok(HttpResponse::Ok().json(GrosAgentOk {
+            ok: true,
+            message: Some("Scrape process is running".into()),
+        }))
+    } else {
+        Ok(HttpResponse::ServiceUnavailable().json(GrosAgentOk {
+            ok: false,
+            message: Some("No scrape process is running".into()),
+        }))
+    }
+}
+
+/// The method, length and host checks of `/scrape`, in the daemon's order.
+fn check_scrape_request(request: &HttpRequest, face: &GrosFace) -> Result<(), AgentError> {
+    if request.method() != actix_web::http::Method::POST {
+        return Err(AgentError::new(StatusCode::BAD_REQUEST, "Must be POSTed"));
+    }
+    if !request.headers().contains_key(header::CONTENT_LENGTH) {
+        return Err(AgentError::new(
+            StatusCode::LENGTH_REQUIRED,
+            "Length Required",
+        ));
+    }
+    if let Some(expected) = &face.host {
+        let host = request
+            .headers()
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if host != expected {
+            return Err(AgentError::new(
+                StatusCode::FORBIDDEN,
+                "Invalid Host header",
+            ));
+        }
+    }
+    Ok(())
+}
+
+async fn daemon_scrape(
+    request: &HttpRequest,
+    face: &GrosFace,
+    project: &ProjectKey,
+    agent: &AgentName,
+) -> Result<HttpResponse, AgentError> {
+    face.gros.scrape(project, agent, metadata(request)).await?;
+    Ok(HttpResponse::Created().json(GrosAgentOk {
+        ok: true,
+        message: None,
+    }))
+}
+
+async fn local_status(face: web::Data<GrosFace>) -> Result<HttpResponse, AgentError> {
+    let (project, agent) = local(&face)?;
+    daemon_status(&face, project, agent).await
+}
+
+async fn local_scrape(
+    request: HttpRequest,
+    face: web::Data<GrosFace>,
+) -> Result<HttpResponse, AgentError> {
+    check_scrape_request(&request, &face)?;
+    let (project, agent) = local(&face)?;
+    daemon_scrape(&request, &face, project, agent).await
+}
+
+fn local(face: &GrosFace) -> Result<(&ProjectKey, &AgentName), AgentError> {
+    face.local
+        .as_ref()
+        .map(|(project, agent)| (project, agent))
+        .ok_or_else(|| AgentError::new(StatusCode::NOT_FOUND, "No local agent is configured"))
+}
+
+async fn local_not_found(request: HttpRequest) -> HttpResponse {
+    AgentError::new(
+        StatusCode::NOT_FOUND,
+        format!("The path '{}' was not found.", request.path()),
+    )
+    .error_response()
+}
+
+/// Serves the local agent's daemon (`/status`, `/scrape`) on a listener of its own.
+pub fn serve_agent(
+    listener: TcpListener,
+    face: web::Data<GrosFace>,
+) -> std::io::Result<actix_web::dev::Server> {
+    let server = actix_web::HttpServer::new(move || {
+        actix_web::App::new()
+            .app_data(face.clone())
+            .service(web::resource(["/status", "/status/"]).to(local_status))
+            .service(web::resource(["/scrape", "/scrape/"]).to(local_scrape))
+            .default_service(web::to(local_not_found))
+    })
+    .listen(listener)?;
+    Ok(server.shutdown_timeout(30).disable_signals().run())
+}

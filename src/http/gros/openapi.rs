@@ -1,0 +1,318 @@
+//! The agent face's part of the OpenAPI document: the controller's and the agent daemon's
+//! routes, their parameters and their bodies. The types here are the very ones the handlers
+//! write. It only describes; `tests/openapi.rs` checks real answers against these schemas.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::actors::gros::service::{Check, Preflight};
+
+/// The face's routes and schemas.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(
+        super::access,
+        super::agent,
+        super::encrypt,
+        super::export,
+        super::log,
+        super::status,
+        super::measurements,
+        super::version,
+        super::agent_status,
+        super::agent_scrape
+    ),
+    components(schemas(
+        GrosRegistered,
+        GrosSalts,
+        GrosUsername,
+        GrosEncrypted,
+        GrosStatus,
+        GrosCheck,
+        GrosConfiguration,
+        GrosVersion,
+        GrosAgentOk,
+        GrosAgentErrorBody,
+        GrosAgentError
+    )),
+    tags((name = "gros", description = TAG))
+)]
+pub struct GrosApi;
+
+pub const TAG: &str = "The agent face: the GROS data-gathering controller (`/auth/<name>.py`) \
+and scraper agent daemon, as gros-gatherer and agent-config speak them. Projects are declared \
+in `[[gros.projects]]`. The controller's parameters come from the query string merged with an \
+`application/x-www-form-urlencoded` body (a parameter given twice is refused); its errors are \
+`text/plain`, the message and a newline, and a method a script does not take is answered 501. \
+No credentials: trust comes from TLS (`[http] tls_cert`) and each project's networks.";
+
+pub const ACCESS: &str = "The projects whose `networks` hold the caller's address \
+(`X-Forwarded-For` counts only from `[gros] trusted_proxies`), or `[\"*\"]` when the caller is \
+in `[gros] access_all_networks`.";
+
+pub const AGENT: &str = "Registers the agent, or records its new key. The agent is locked while \
+it registers: a concurrent registration is answered 503. The project's salts are made on its \
+first registration, kept encrypted in the secret store, and the same on every call.";
+
+pub const ENCRYPT: &str = "The SHA-256 hex digest of salt, value and pepper: with the project's \
+salts (`encryption` 1; 404 before its first agent registered), or without a project with the \
+global salts (`encryption` 2, made on first use).";
+
+pub const EXPORT: &str = "Records an export announcement on the project's agent (the one named \
+after the project) and starts the project's `import_command`, without a shell, unless an import \
+is already running; its output and exit go on the agent's stream.";
+
+pub const LOG: &str = "Records a Python logging record (`name`, `levelname`, `msg`, `message`, \
+`created`, … in the form body). A message matching a `[gros] log_ignore` pattern is answered \
+204 and not recorded.";
+
+pub const STATUS: &str = "The preflight checks of an agent, computed from its history and the \
+configuration, and recorded: `database` and `tracker` (the event log is open), `permissions` \
+(the agent is registered), `lock` (no registration running), `importer` (no import running), \
+`daemon` (the last export is at least `gather_interval_s` old), `network` (the caller is in the \
+project's networks), `configuration` (the environment file's contents) and `total`.";
+
+pub const MEASUREMENTS: &str = "Records BigBoat measurements: `status` is a JSON list of \
+`{name, checked_time \"YYYY-MM-DD HH:MM:SS\", ok, value, max}`.";
+
+pub const VERSION: &str = "Compares the gatherer's commit (`<version>-<branch>-<40 hex>`, or the \
+commit alone) with `[gros] controller_version`; the version must be `[gros] gatherer_version`.";
+
+pub const AGENT_STATUS: &str = "The scraper agent daemon's `/status` for an agent of a project \
+with a `scrape_command`. Any method.";
+
+pub const AGENT_SCRAPE: &str = "The scraper agent daemon's `/scrape`: starts the project's \
+`scrape_command` as a child process whose output and exit go on the agent's stream. A command \
+that fails within `[gros] scrape_start_check_ms` is answered 503 with its status code.";
+
+/// `project` (query or form).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ProjectParam {
+    /// The project key: upper-case letters only, at most 20.
+    #[param(example = "PROJ")]
+    pub project: String,
+}
+
+/// `project`, optional.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct OptionalProjectParam {
+    /// The project whose salts are used; without it, the global salts.
+    #[param(example = "PROJ")]
+    pub project: Option<String>,
+}
+
+/// `agent`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AgentParam {
+    /// The agent's name; the project key when not given.
+    #[param(example = "PROJ")]
+    pub agent: Option<String>,
+}
+
+/// `public_key`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PublicKeyParam {
+    /// The agent's SSH public key (usually in the form body).
+    #[param(example = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA agent@host")]
+    pub public_key: String,
+}
+
+/// `value`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ValueParam {
+    /// The value to pseudonymise.
+    #[param(example = "jdoe")]
+    pub value: String,
+}
+
+/// The export's `agent`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ExportAgentParam {
+    /// JSON: the agent's `user`, `key`, `hostname` and `version` (usually in the form body).
+    #[param(example = r#"{"user":"agent","key":"PROJ","hostname":"h","version":"0.0.3"}"#)]
+    pub agent: String,
+}
+
+/// `files`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct FilesParam {
+    /// JSON: the exported files; `[]` when not given.
+    #[param(example = r#"["data.json"]"#)]
+    pub files: Option<String>,
+}
+
+/// `status`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct StatusParam {
+    /// JSON list of measurements (usually in the form body).
+    #[param(
+        example = r#"[{"name":"cpu","checked_time":"2026-11-22 10:00:00","ok":true,"value":1,"max":4}]"#
+    )]
+    pub status: String,
+}
+
+/// `source`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SourceParam {
+    /// Where the measurements come from.
+    #[param(example = "bigboat")]
+    pub source: Option<String>,
+}
+
+/// `version`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct VersionParam {
+    /// `<gatherer version>-<branch>-<40 hex commit>`.
+    #[param(example = "0.0.3-master-0123456789abcdef0123456789abcdef01234567")]
+    pub version: String,
+}
+
+/// `{project}` and `{agent}`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct AgentPath {
+    /// The project key.
+    #[param(example = "PROJ")]
+    pub project: String,
+    /// The agent's name.
+    #[param(example = "PROJ")]
+    pub agent: String,
+}
+
+/// `agent.py`'s answer.
+#[derive(Serialize, ToSchema)]
+pub struct GrosRegistered {
+    pub salts: GrosSalts,
+    pub usernames: Vec<GrosUsername>,
+}
+
+/// A project's salts.
+#[derive(Serialize, ToSchema)]
+pub struct GrosSalts {
+    pub salt: String,
+    pub pepper: String,
+}
+
+/// A username pattern.
+#[derive(Serialize, ToSchema)]
+pub struct GrosUsername {
+    pub prefix: String,
+    pub pattern: String,
+    pub replace: String,
+}
+
+/// `encrypt.py`'s answer.
+#[derive(Serialize, ToSchema)]
+pub struct GrosEncrypted {
+    /// 64 hex digits.
+    pub value: String,
+    /// 1: the project's salts; 2: the global ones.
+    pub encryption: u8,
+}
+
+/// One preflight check.
+#[derive(Serialize, ToSchema)]
+pub struct GrosCheck {
+    pub ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+impl From<Check> for GrosCheck {
+    fn from(check: Check) -> Self {
+        GrosCheck {
+            ok: check.ok,
+            message: check.message,
+        }
+    }
+}
+
+/// The configuration check, with the environment file.
+#[derive(Serialize, ToSchema)]
+pub struct GrosConfiguration {
+    pub ok: bool,
+    pub message: String,
+    /// The agent's environment file.
+    pub contents: String,
+}
+
+/// `status.py`'s preflight answer.
+#[derive(Serialize, ToSchema)]
+pub struct GrosStatus {
+    pub database: GrosCheck,
+    pub tracker: GrosCheck,
+    pub permissions: GrosCheck,
+    pub lock: GrosCheck,
+    pub importer: GrosCheck,
+    pub daemon: GrosCheck,
+    pub network: GrosCheck,
+    pub configuration: GrosConfiguration,
+    pub total: GrosCheck,
+}
+
+impl From<Preflight> for GrosStatus {
+    fn from(p: Preflight) -> Self {
+        GrosStatus {
+            database: p.database.into(),
+            tracker: p.tracker.into(),
+            permissions: p.permissions.into(),
+            lock: p.lock.into(),
+            importer: p.importer.into(),
+            daemon: p.daemon.into(),
+            network: p.network.into(),
+            configuration: GrosConfiguration {
+                ok: p.configuration.ok,
+                message: p.configuration.message,
+                contents: p.configuration.contents,
+            },
+            total: p.total.into(),
+        }
+    }
+}
+
+/// `version.py`'s answer.
+#[derive(Serialize, ToSchema)]
+pub struct GrosVersion {
+    pub up_to_date: bool,
+    /// The controller's commit.
+    pub version: String,
+}
+
+/// The agent daemon's answers that are not errors.
+#[derive(Serialize, ToSchema)]
+pub struct GrosAgentOk {
+    pub ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// The agent daemon's error body.
+#[derive(Serialize, ToSchema)]
+pub struct GrosAgentErrorBody {
+    /// Always false.
+    pub ok: bool,
+    pub error: GrosAgentError,
+    /// The components and their versions.
+    pub version: BTreeMap<String, String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct GrosAgentError {
+    /// `<code> <reason phrase>`.
+    pub status: String,
+    pub message: String,
+    /// Always null: tracebacks are never sent.
+    pub traceback: Option<String>,
+}

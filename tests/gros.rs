@@ -1,0 +1,1078 @@
+//! The agent face against the real server (in-process on port 0 over HTTPS with a
+//! self-signed certificate, real sled and secret store in a temporary directory, real child
+//! processes), sending the bytes the real clients send: gros-gatherer's registration,
+//! preflight check, export announcement, Python's logging HTTPHandler (absolute-form request
+//! line) and BigBoat upload, agent-config's scrape trigger and version check. Then every error
+//! with its exact text, concurrent registrations, the agent daemon's answers, and salts that
+//! survive a restart of `annals serve` without ever being written in clear.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use annals::actors::SystemClock;
+use annals::config::{Config, GrosProjectSpec};
+use common::poll_async;
+use rustls::pki_types::{CertificateDer, ServerName};
+use serde_json::{json, Value};
+use sha2::Digest;
+
+const WAIT: Duration = Duration::from_secs(60);
+const SHA: &str = "0123456789abcdef0123456789abcdef01234567";
+const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGros agent@host";
+
+fn sh(script: &str) -> Vec<String> {
+    vec!["/bin/sh".into(), "-c".into(), script.into()]
+}
+
+/// One answer, read off the socket.
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    head: String,
+    body: String,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {self:?}"))
+    }
+
+    fn header(&self, name: &str) -> Option<String> {
+        self.head.lines().find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            key.eq_ignore_ascii_case(name)
+                .then(|| value.trim().to_owned())
+        })
+    }
+}
+
+/// Where to send: plain HTTP, or HTTPS trusting only `der`.
+#[derive(Clone)]
+struct Target {
+    address: String,
+    der: Option<CertificateDer<'static>>,
+}
+
+fn parse_answer(raw: &[u8]) -> Answer {
+    let text = String::from_utf8_lossy(raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("a status line: {text:?}"));
+    Answer {
+        status,
+        head: head.to_owned(),
+        body: body.to_owned(),
+    }
+}
+
+/// Sends these exact bytes on a new connection (which the request must close) and reads the
+/// answer to its end.
+fn exchange(target: &Target, request: &[u8]) -> Answer {
+    let mut tcp = TcpStream::connect(&target.address).unwrap();
+    tcp.set_read_timeout(Some(WAIT)).unwrap();
+    let mut raw = Vec::new();
+    match &target.der {
+        None => {
+            tcp.write_all(request).unwrap();
+            let _ = tcp.read_to_end(&mut raw);
+        }
+        Some(der) => {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(der.clone()).unwrap();
+            let client = rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+            let mut connection = rustls::ClientConnection::new(
+                Arc::new(client),
+                ServerName::try_from("localhost").unwrap(),
+            )
+            .unwrap();
+            let mut tls = rustls::Stream::new(&mut connection, &mut tcp);
+            tls.write_all(request).unwrap();
+            let _ = tls.read_to_end(&mut raw);
+        }
+    }
+    parse_answer(&raw)
+}
+
+async fn send(target: &Target, request: String) -> Answer {
+    let target = target.clone();
+    tokio::task::spawn_blocking(move || exchange(&target, request.as_bytes()))
+        .await
+        .unwrap()
+}
+
+/// A request as Python's clients (requests, urllib) send it: a form body with its length.
+fn form(method: &str, uri: &str, body: &str) -> String {
+    let content_type = if body.is_empty() {
+        String::new()
+    } else {
+        "Content-Type: application/x-www-form-urlencoded\r\n".to_owned()
+    };
+    format!(
+        "{method} {uri} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{content_type}\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+fn get(uri: &str) -> String {
+    format!("GET {uri} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+}
+
+fn self_signed(
+    dir: &Path,
+) -> (
+    std::path::PathBuf,
+    std::path::PathBuf,
+    CertificateDer<'static>,
+) {
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let cert = dir.join("cert.pem");
+    let key = dir.join("key.pem");
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.key_pair.serialize_pem()).unwrap();
+    (cert, key, certified.cert.der().clone())
+}
+
+fn project(key: &str, scrape: Vec<String>) -> GrosProjectSpec {
+    GrosProjectSpec {
+        key: key.into(),
+        networks: vec!["127.0.0.0/8".into()],
+        usernames: vec![annals::actors::gros::service::UsernamePattern {
+            prefix: "ext_".into(),
+            pattern: "^(.*)@example\\.org$".into(),
+            replace: "\\1".into(),
+        }],
+        environment: format!("GROS_PROJECT={key}\n"),
+        gather_interval_s: 3600,
+        import_command: sh("echo importing $GROS_PROJECT; echo warned >&2"),
+        scrape_command: scrape,
+    }
+}
+
+/// The server and the ways to reach it.
+struct Face {
+    main: Target,
+    daemon: Target,
+    dir: tempfile::TempDir,
+}
+
+/// The real server on free ports, HTTPS on the main listener, the agent daemon on for the
+/// project `PROJ`.
+async fn spawn(configure: impl FnOnce(&mut Config, &Path)) -> Face {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key, der) = self_signed(dir.path());
+    let mut config = common::server_config(dir.path());
+    config.http.tls_cert = Some(cert);
+    config.http.tls_key = Some(key);
+    config.gros.controller_version = SHA.into();
+    config.gros.log_ignore = vec!["^ignore me".into()];
+    config.gros.scrape_start_check_ms = 5000;
+    config.gros.agent.enabled = true;
+    config.gros.agent.project = "PROJ".into();
+    config.gros.projects = vec![
+        project("PROJ", sh("echo scraped; echo 'scrape warning' >&2")),
+        project("FAIL", sh("exit 3")),
+        project("NOPE", vec!["/nonexistent/scraper".into()]),
+        project(
+            "SLOW",
+            sh(&format!(
+                "echo waiting; while [ ! -e {} ]; do sleep 0.02; done",
+                dir.path().join("stop").display()
+            )),
+        ),
+        project("BARE", vec![]),
+    ];
+    configure(&mut config, dir.path());
+    let addresses = common::start_server(&config, Arc::new(SystemClock)).await;
+    Face {
+        main: Target {
+            address: addresses.main.to_string(),
+            der: Some(der),
+        },
+        daemon: Target {
+            address: addresses
+                .gros_agent
+                .expect("the daemon listens")
+                .to_string(),
+            der: None,
+        },
+        dir,
+    }
+}
+
+impl Face {
+    async fn events(&self, stream: &str) -> Vec<Value> {
+        let answer = send(
+            &self.main,
+            get(&format!("/api/streams/{stream}?limit=1000")),
+        )
+        .await;
+        assert_eq!(answer.status, 200, "{answer:?}");
+        answer.json()["events"].as_array().unwrap().clone()
+    }
+
+    /// Waits for the agent's stream to hold an event for which `found` says yes.
+    async fn wait_for(
+        &self,
+        stream: &str,
+        what: &str,
+        found: impl Fn(&Value) -> bool,
+    ) -> Vec<Value> {
+        poll_async(WAIT, what, || async {
+            let events = self.events(stream).await;
+            events.iter().any(&found).then_some(events)
+        })
+        .await
+    }
+
+    async fn register(&self, agent: &str) -> Answer {
+        send(
+            &self.main,
+            form(
+                "POST",
+                &format!("/auth/agent.py?project=PROJ&agent={agent}"),
+                &format!("public_key={}", urlencode(KEY)),
+            ),
+        )
+        .await
+    }
+}
+
+fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn finished(process: &'static str) -> impl Fn(&Value) -> bool {
+    move |e| e["type"] == "ProcessFinished" && e["payload"]["process"] == process
+}
+
+#[actix_rt::test]
+async fn the_real_clients_sequence_over_https() {
+    let face = spawn(|_, _| {}).await;
+
+    // gros-gatherer registers its agent: the salts and the username patterns.
+    let registered = face.register("PROJ").await;
+    assert_eq!(registered.status, 200, "{registered:?}");
+    let body = registered.json();
+    let salt = body["salts"]["salt"].as_str().unwrap().to_owned();
+    let pepper = body["salts"]["pepper"].as_str().unwrap().to_owned();
+    assert_eq!((salt.len(), pepper.len()), (64, 64));
+    assert_eq!(
+        body["usernames"],
+        json!([{"prefix": "ext_", "pattern": "^(.*)@example\\.org$", "replace": "\\1"}])
+    );
+
+    // A new key: the same salts, and the history says the key changed.
+    let rekeyed = send(
+        &face.main,
+        form(
+            "POST",
+            "/auth/agent.py?project=PROJ",
+            &format!(
+                "public_key={}",
+                urlencode("ssh-ed25519 AAAAnewkey agent@host")
+            ),
+        ),
+    )
+    .await;
+    assert_eq!(rekeyed.json()["salts"], body["salts"]);
+    let registrations: Vec<Value> = face
+        .events("gros_agent-PROJ.PROJ")
+        .await
+        .into_iter()
+        .filter(|e| e["type"] == "AgentRegistered")
+        .map(|e| e["payload"]["rekeyed"].clone())
+        .collect();
+    assert_eq!(registrations, [json!(false), json!(true)]);
+
+    // The preflight check passes: registered, never exported, from an allowed network.
+    let preflight = send(&face.main, get("/auth/status.py?project=PROJ&agent=PROJ")).await;
+    assert_eq!(preflight.status, 200, "{preflight:?}");
+    assert_eq!(
+        preflight.header("content-type").as_deref(),
+        Some("application/json")
+    );
+    let status = preflight.json();
+    assert_eq!(status["total"]["ok"], true);
+    assert_eq!(status["configuration"]["contents"], "GROS_PROJECT=PROJ\n");
+
+    // agent-config triggers a scrape on the agent's daemon; its output lands on the stream.
+    let scrape = send(
+        &face.daemon,
+        "POST /scrape HTTP/1.1\r\nHost: localhost:7070\r\nConnection: close\r\n\
+         Content-Length: 0\r\n\r\n"
+            .to_owned(),
+    )
+    .await;
+    assert_eq!((scrape.status, scrape.json()), (201, json!({"ok": true})));
+    let events = face
+        .wait_for(
+            "gros_agent-PROJ.PROJ",
+            "the scrape's end",
+            finished("scrape"),
+        )
+        .await;
+    let lines: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["type"] == "ProcessOutput")
+        .map(|e| &e["payload"]["line"])
+        .collect();
+    assert!(lines.contains(&&json!("scraped")), "{events:#?}");
+    assert!(lines.contains(&&json!("scrape warning")), "{events:#?}");
+    let end = events.iter().find(|e| finished("scrape")(e)).unwrap();
+    assert_eq!(end["payload"]["exit_code"], 0);
+    let idle = send(&face.daemon, get("/status")).await;
+    assert_eq!(
+        (idle.status, idle.json()),
+        (
+            503,
+            json!({"ok": false, "message": "No scrape process is running"})
+        )
+    );
+
+    // The export: announced, and the import command runs without a shell of ours.
+    let agent = json!({"user": "agent", "key": "PROJ", "hostname": "host", "version": "0.0.3"});
+    let export = send(
+        &face.main,
+        form(
+            "POST",
+            "/auth/export.py?project=PROJ",
+            &format!(
+                "agent={}&files={}",
+                urlencode(&agent.to_string()),
+                urlencode(r#"["data.json"]"#)
+            ),
+        ),
+    )
+    .await;
+    assert_eq!(
+        (export.status, export.body.as_str()),
+        (202, ""),
+        "{export:?}"
+    );
+    let events = face
+        .wait_for(
+            "gros_agent-PROJ.PROJ",
+            "the import's end",
+            finished("import"),
+        )
+        .await;
+    let announced = events
+        .iter()
+        .find(|e| e["type"] == "ExportAnnounced")
+        .unwrap();
+    assert_eq!(announced["payload"]["files"], r#"["data.json"]"#);
+    let output: Vec<(&Value, &Value)> = events
+        .iter()
+        .filter(|e| e["type"] == "ProcessOutput" && e["payload"]["process"] == "import")
+        .map(|e| (&e["payload"]["stream"], &e["payload"]["line"]))
+        .collect();
+    assert!(
+        output.contains(&(&json!("stdout"), &json!("importing PROJ"))),
+        "{output:?}"
+    );
+    assert!(
+        output.contains(&(&json!("stderr"), &json!("warned"))),
+        "{output:?}"
+    );
+
+    // Right after an export, the next gather is an hour away: 503, with `total` saying why.
+    let wait = send(&face.main, get("/auth/status.py?project=PROJ")).await;
+    assert_eq!(wait.status, 503, "{wait:?}");
+    let status = wait.json();
+    assert_eq!(status["daemon"]["ok"], false);
+    assert_eq!(status["total"]["ok"], false);
+    assert_eq!(status["total"]["message"], "Failed checks: daemon");
+
+    // Python's logging HTTPHandler: an absolute-form request line, the record as a form.
+    let record = "name=gatherer&levelname=WARNING&levelno=30&msg=disk+low&message=disk+low&\
+                  created=1700000000.5&pathname=%2Fgather.py&lineno=12";
+    let logged = send(
+        &face.main,
+        form("POST", "https://localhost/auth/log.py?project=PROJ", record),
+    )
+    .await;
+    assert_eq!(logged.status, 202, "{logged:?}");
+    let ignored = send(
+        &face.main,
+        form(
+            "POST",
+            "https://localhost/auth/log.py?project=PROJ",
+            "levelname=INFO&msg=ignore+me+please",
+        ),
+    )
+    .await;
+    assert_eq!(ignored.status, 204, "{ignored:?}");
+    let events = face.events("gros_agent-PROJ.PROJ").await;
+    let logs: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["type"] == "LogRecorded")
+        .collect();
+    assert_eq!(logs.len(), 1, "{logs:#?}");
+    assert_eq!(logs[0]["payload"]["level"], "WARNING");
+    assert_eq!(logs[0]["payload"]["message"], "disk low");
+    assert_eq!(logs[0]["payload"]["fields"]["lineno"], "12");
+
+    // BigBoat's measurements.
+    let measurements =
+        r#"[{"name":"cpu","checked_time":"2026-11-22 10:00:00","ok":true,"value":1.5,"max":4}]"#;
+    let uploaded = send(
+        &face.main,
+        form(
+            "POST",
+            "/auth/status.py?project=PROJ",
+            &format!("status={}&source=bigboat", urlencode(measurements)),
+        ),
+    )
+    .await;
+    assert_eq!(uploaded.status, 202, "{uploaded:?}");
+
+    // agent-config's version check.
+    let current = send(
+        &face.main,
+        get(&format!("/auth/version.py?version=0.0.3-master-{SHA}")),
+    )
+    .await;
+    assert_eq!(
+        (current.status, current.json()),
+        (200, json!({"up_to_date": true, "version": SHA}))
+    );
+    let old = send(
+        &face.main,
+        get(&format!(
+            "/auth/version.py?version=0.0.3-feature-x-{}",
+            "f".repeat(40)
+        )),
+    )
+    .await;
+    assert_eq!(old.json()["up_to_date"], false);
+
+    // The pseudonyms: SHA-256 of salt, value and pepper; global salts without a project.
+    let encrypted = send(&face.main, get("/auth/encrypt.py?project=PROJ&value=jdoe")).await;
+    let expected = hex::encode(sha2::Sha256::digest(format!("{salt}jdoe{pepper}")));
+    assert_eq!(
+        (encrypted.status, encrypted.json()),
+        (200, json!({"value": expected, "encryption": 1}))
+    );
+    let global = send(&face.main, get("/auth/encrypt.py?value=jdoe"))
+        .await
+        .json();
+    assert_eq!(global["encryption"], 2);
+    assert_ne!(global["value"], expected);
+    let again = send(&face.main, get("/auth/encrypt.py?value=jdoe"))
+        .await
+        .json();
+    assert_eq!(global, again);
+
+    // access.py: the caller is on loopback, where every project allows agents.
+    let access = send(&face.main, get("/auth/access.py")).await;
+    assert_eq!(
+        access.json(),
+        json!(["BARE", "FAIL", "NOPE", "PROJ", "SLOW"])
+    );
+
+    // Everything the clients did is on the agent's stream, and no salt is.
+    let events = face.events("gros_agent-PROJ.PROJ").await;
+    let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    for expected in [
+        "RegistrationStarted",
+        "AgentRegistered",
+        "PreflightChecked",
+        "ProcessStarted",
+        "ExportAnnounced",
+        "LogRecorded",
+        "MeasurementsRecorded",
+    ] {
+        assert!(types.contains(&expected), "{expected} in {types:?}");
+    }
+    let project = face.events("gros_project-PROJ").await;
+    assert_eq!(project[0]["type"], "SaltsCreated");
+    let global_events = face.events("gros_project-global").await;
+    assert!(global_events.iter().any(|e| e["type"] == "VersionChecked"));
+    let everything = send(&face.main, get("/api/events?limit=1000")).await.body;
+    assert!(!everything.contains(&salt) && !everything.contains(&pepper));
+}
+
+#[actix_rt::test]
+async fn every_controller_error_has_its_exact_text() {
+    let face = spawn(|_, _| {}).await;
+    let version = format!("0.0.3-master-{SHA}");
+    let cases: Vec<(String, u16, String)> = vec![
+        (
+            get("/auth/status.py"),
+            400,
+            "Project must be specified".into(),
+        ),
+        (
+            get("/auth/status.py?project=PROJ&project=PROJ"),
+            400,
+            "Exactly one project must be specified".into(),
+        ),
+        (
+            form("POST", "/auth/log.py?project=PROJ", "project=PROJ&msg=x"),
+            400,
+            "Exactly one project must be specified".into(),
+        ),
+        (
+            get("/auth/status.py?project=proj"),
+            400,
+            "Project key must be all-uppercase, only alphabetic characters".into(),
+        ),
+        (
+            get(&format!("/auth/status.py?project={}", "A".repeat(21))),
+            400,
+            "Project key must be all-uppercase, only alphabetic characters".into(),
+        ),
+        (
+            get("/auth/status.py?project=OTHER"),
+            404,
+            "Project OTHER is not configured".into(),
+        ),
+        (
+            get("/auth/status.py?project=PROJ&agent=a.b"),
+            400,
+            "Agent name must be 1 to 64 letters, digits, '-' or '_' characters".into(),
+        ),
+        (
+            form("POST", "/auth/agent.py?project=PROJ", ""),
+            400,
+            "Public_key must be specified".into(),
+        ),
+        (
+            get("/auth/agent.py?project=PROJ"),
+            501,
+            "Method GET is not supported".into(),
+        ),
+        (
+            form("PUT", "/auth/status.py?project=PROJ", ""),
+            501,
+            "Method PUT is not supported".into(),
+        ),
+        (
+            get("/auth/encrypt.py"),
+            400,
+            "Value must be specified".into(),
+        ),
+        (
+            get("/auth/encrypt.py?project=BARE&value=x"),
+            404,
+            "Project BARE has no salts".into(),
+        ),
+        (
+            form("POST", "/auth/export.py?project=PROJ", "files=%5B%5D"),
+            400,
+            "Agent must be specified".into(),
+        ),
+        (
+            form("POST", "/auth/export.py?project=PROJ", "agent=not+json"),
+            400,
+            "agent must be JSON: expected ident at line 1 column 2".into(),
+        ),
+        (
+            form("POST", "/auth/log.py?project=PROJ", ""),
+            400,
+            "Log record fields must be specified".into(),
+        ),
+        (
+            form("POST", "/auth/status.py?project=PROJ", ""),
+            400,
+            "Status must be specified".into(),
+        ),
+        (
+            form("POST", "/auth/status.py?project=PROJ", "status=%7B%7D"),
+            400,
+            "Status must be a JSON list: invalid type: map, expected a sequence at line 1 \
+             column 0"
+                .into(),
+        ),
+        (
+            get("/auth/version.py"),
+            400,
+            "Version must be specified".into(),
+        ),
+        (
+            get(&format!(
+                "/auth/version.py?version={version}&version={version}"
+            )),
+            400,
+            "Exactly one version must be specified".into(),
+        ),
+        (
+            get(&format!("/auth/version.py?version=0.0.2-master-{SHA}")),
+            400,
+            "Can only compare version 0.0.3".into(),
+        ),
+        (
+            get("/auth/version.py?version=0.0.3-master-abc"),
+            400,
+            "Version hash must be a valid commit hexsha".into(),
+        ),
+        (
+            "POST /auth/log.py?project=PROJ HTTP/1.1\r\nHost: localhost\r\n\
+             Connection: close\r\nContent-Type: application/json\r\n\
+             Content-Length: 2\r\n\r\n{}"
+                .to_owned(),
+            400,
+            "The body must be application/x-www-form-urlencoded".into(),
+        ),
+    ];
+    for (request, status, text) in cases {
+        let answer = send(&face.main, request.clone()).await;
+        assert_eq!(
+            (answer.status, answer.body.as_str()),
+            (status, format!("{text}\n").as_str()),
+            "{request}"
+        );
+        assert_eq!(
+            answer.header("content-type").as_deref(),
+            Some("text/plain; charset=utf-8"),
+            "{request}"
+        );
+    }
+}
+
+#[actix_rt::test]
+async fn bodies_over_the_limit_are_refused() {
+    let face = spawn(|config, _| config.gros.max_body_kb = 1).await;
+    let body = format!("msg={}", "x".repeat(2000));
+    let answer = send(&face.main, form("POST", "/auth/log.py?project=PROJ", &body)).await;
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (413, "the request body is over the limit of 1024 bytes\n")
+    );
+}
+
+#[actix_rt::test]
+async fn concurrent_registrations_of_one_agent_are_refused_not_mixed() {
+    let face = spawn(|_, _| {}).await;
+    // Rounds of eight registrations at once, until one found the agent locked: each holds the
+    // lock across a round trip to the secret store, so overlaps come quickly.
+    let (mut salts, mut refused, mut rounds) = (Vec::new(), 0, 0);
+    while refused == 0 {
+        rounds += 1;
+        assert!(rounds <= 50, "no registration ever overlapped another");
+        let answers = futures_util::future::join_all((0..8).map(|_| face.register("racer"))).await;
+        for answer in &answers {
+            match answer.status {
+                200 => salts.push(answer.json()["salts"].clone()),
+                503 => {
+                    refused += 1;
+                    assert_eq!(
+                        answer.body, "Agent racer is locked by another registration\n",
+                        "{answer:?}"
+                    );
+                }
+                _ => panic!("{answer:?}"),
+            }
+        }
+    }
+    assert!(!salts.is_empty());
+    assert!(salts.windows(2).all(|w| w[0] == w[1]), "{salts:?}");
+    // Whatever the interleaving, every registration that took the lock released it.
+    let events = face.events("gros_agent-PROJ.racer").await;
+    let started = events
+        .iter()
+        .filter(|e| e["type"] == "RegistrationStarted")
+        .count();
+    let ended = events
+        .iter()
+        .filter(|e| e["type"] == "AgentRegistered" || e["type"] == "RegistrationAbandoned")
+        .count();
+    assert_eq!((started, ended), (salts.len(), salts.len()), "{events:#?}");
+    let status = send(&face.main, get("/auth/status.py?project=PROJ&agent=racer")).await;
+    assert_eq!(status.json()["lock"]["ok"], true);
+    assert_eq!(status.json()["permissions"]["ok"], true);
+}
+
+#[actix_rt::test]
+async fn the_preflight_check_says_what_is_wrong() {
+    let face = spawn(|config, _| {
+        config.gros.projects[0].networks = vec!["10.0.0.0/8".into()];
+        config.gros.trusted_proxies = vec!["127.0.0.1".into()];
+    })
+    .await;
+    // Not registered, and loopback is not in the project's networks.
+    let answer = send(&face.main, get("/auth/status.py?project=PROJ")).await;
+    assert_eq!(answer.status, 503);
+    let status = answer.json();
+    assert_eq!(status["permissions"]["ok"], false);
+    assert_eq!(status["network"]["ok"], false);
+    assert_eq!(
+        status["total"]["message"],
+        "Failed checks: permissions, network"
+    );
+    // Through a trusted proxy, the forwarded address counts.
+    let forwarded = send(
+        &face.main,
+        "GET /auth/status.py?project=PROJ HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+         X-Forwarded-For: 192.0.2.1, 10.1.2.3\r\n\r\n"
+            .to_owned(),
+    )
+    .await;
+    assert_eq!(forwarded.json()["network"]["ok"], true, "{forwarded:?}");
+    assert_eq!(
+        forwarded.json()["network"]["message"],
+        "10.1.2.3 is an allowed network address"
+    );
+    let access = send(
+        &face.main,
+        "GET /auth/access.py HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+         X-Forwarded-For: 10.1.2.3\r\n\r\n"
+            .to_owned(),
+    )
+    .await;
+    assert_eq!(access.json(), json!(["PROJ"]));
+}
+
+#[actix_rt::test]
+async fn an_untrusted_peer_cannot_forward_its_address() {
+    let face = spawn(|config, _| {
+        config.gros.projects[0].networks = vec!["10.0.0.0/8".into()];
+        config.gros.access_all_networks = vec!["127.0.0.1/32".into()];
+    })
+    .await;
+    let answer = send(
+        &face.main,
+        "GET /auth/status.py?project=PROJ HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+         X-Forwarded-For: 10.1.2.3\r\n\r\n"
+            .to_owned(),
+    )
+    .await;
+    assert_eq!(answer.json()["network"]["ok"], false);
+    let access = send(&face.main, get("/auth/access.py")).await;
+    assert_eq!(access.json(), json!(["*"]));
+}
+
+/// The agent daemon's error body.
+fn agent_error(status: &str, message: &str) -> Value {
+    json!({
+        "ok": false,
+        "error": {"status": status, "message": message, "traceback": null},
+        "version": {"annals": env!("CARGO_PKG_VERSION")},
+    })
+}
+
+#[actix_rt::test]
+async fn the_agent_daemon_answers_as_upstream_does() {
+    let face = spawn(|config, _| config.gros.agent.host = "agent.example:7070".into()).await;
+    let post = |target: &Target, path: &str, host: &str| {
+        let request = format!(
+            "POST {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\
+             Content-Length: 0\r\n\r\n"
+        );
+        let target = target.clone();
+        async move { send(&target, request).await }
+    };
+    let cases = [
+        (
+            send(&face.daemon, get("/scrape")).await,
+            400,
+            agent_error("400 Bad Request", "Must be POSTed"),
+        ),
+        (
+            send(
+                &face.daemon,
+                "POST /scrape HTTP/1.1\r\nHost: agent.example:7070\r\nConnection: close\r\n\r\n"
+                    .to_owned(),
+            )
+            .await,
+            411,
+            agent_error("411 Length Required", "Length Required"),
+        ),
+        (
+            post(&face.daemon, "/scrape", "elsewhere").await,
+            403,
+            agent_error("403 Forbidden", "Invalid Host header"),
+        ),
+        (
+            send(&face.daemon, get("/nowhere")).await,
+            404,
+            agent_error("404 Not Found", "The path '/nowhere' was not found."),
+        ),
+        (
+            post(&face.main, "/agents/FAIL/FAIL/scrape", "agent.example:7070").await,
+            503,
+            agent_error("503 Service Unavailable", "Status code 3"),
+        ),
+        (
+            post(&face.main, "/agents/NOPE/NOPE/scrape", "agent.example:7070").await,
+            500,
+            agent_error(
+                "500 Internal Server Error",
+                "Scrape process could not be started: the program \"/nonexistent/scraper\" \
+                 was not found",
+            ),
+        ),
+        (
+            post(&face.main, "/agents/BARE/BARE/scrape", "agent.example:7070").await,
+            404,
+            agent_error(
+                "404 Not Found",
+                "No scrape command is configured for agent BARE.BARE",
+            ),
+        ),
+        (
+            send(&face.main, get("/agents/lower/x/status")).await,
+            404,
+            agent_error(
+                "404 Not Found",
+                "Project key must be all-uppercase, only alphabetic characters",
+            ),
+        ),
+    ];
+    for (answer, status, body) in cases {
+        assert_eq!((answer.status, answer.json()), (status, body), "{answer:?}");
+    }
+
+    // A long scrape: running, refused a second time, then done.
+    let started = post(&face.main, "/agents/SLOW/a1/scrape", "agent.example:7070").await;
+    assert_eq!((started.status, started.json()), (201, json!({"ok": true})));
+    let running = send(&face.main, get("/agents/SLOW/a1/status")).await;
+    assert_eq!(
+        (running.status, running.json()),
+        (
+            200,
+            json!({"ok": true, "message": "Scrape process is running"})
+        )
+    );
+    let again = post(&face.main, "/agents/SLOW/a1/scrape", "agent.example:7070").await;
+    assert_eq!(
+        (again.status, again.json()),
+        (
+            503,
+            agent_error(
+                "503 Service Unavailable",
+                "A scrape process is already running"
+            )
+        )
+    );
+    std::fs::write(face.dir.path().join("stop"), "").unwrap();
+    face.wait_for(
+        "gros_agent-SLOW.a1",
+        "the slow scrape's end",
+        finished("scrape"),
+    )
+    .await;
+    let idle = send(&face.main, get("/agents/SLOW/a1/status")).await;
+    assert_eq!(idle.status, 503);
+    let failed = face.events("gros_agent-FAIL.FAIL").await;
+    let end = failed.iter().find(|e| finished("scrape")(e)).unwrap();
+    assert_eq!(end["payload"]["outcome"], "exit code 3");
+
+    insta::with_settings!({snapshot_path => "../snapshots", prepend_module_to_snapshot => false}, {
+        insta::assert_json_snapshot!("gros_agent_error", again.json(), {".version.annals" => "[version]"});
+    });
+}
+
+#[actix_rt::test]
+async fn scrapes_and_imports_are_stopped_at_their_timeouts() {
+    let face = spawn(|config, _| {
+        config.gros.scrape_timeout_s = 1;
+        config.gros.import_timeout_s = 1;
+        config.gros.kill_grace_s = 1;
+        config.gros.scrape_start_check_ms = 100;
+        config.gros.projects[3].scrape_command = sh("echo long; exec sleep 60");
+        config.gros.projects[3].import_command = sh("echo long import; exec sleep 60");
+    })
+    .await;
+    let started = send(&face.main, form("POST", "/agents/SLOW/SLOW/scrape", "")).await;
+    assert_eq!(started.status, 201, "{started:?}");
+    let exported = send(
+        &face.main,
+        form("POST", "/auth/export.py?project=SLOW", "agent=%7B%7D"),
+    )
+    .await;
+    assert_eq!(exported.status, 202, "{exported:?}");
+    let both = poll_async(WAIT, "both processes' ends", || async {
+        let events = face.events("gros_agent-SLOW.SLOW").await;
+        let ends: Vec<Value> = events
+            .into_iter()
+            .filter(|e| e["type"] == "ProcessFinished")
+            .map(|e| e["payload"].clone())
+            .collect();
+        (ends.len() == 2).then_some(ends)
+    })
+    .await;
+    for end in both {
+        assert_eq!(
+            (&end["outcome"], &end["exit_code"]),
+            (&json!("timed out"), &Value::Null),
+            "{end}"
+        );
+    }
+}
+
+#[actix_rt::test]
+async fn golden_preflight_body() {
+    let face = spawn(|_, _| {}).await;
+    face.register("PROJ").await;
+    let answer = send(&face.main, get("/auth/status.py?project=PROJ")).await;
+    insta::with_settings!({snapshot_path => "../snapshots", prepend_module_to_snapshot => false}, {
+        insta::assert_json_snapshot!("gros_status", answer.json());
+    });
+}
+
+/// `annals serve` on a configuration file with one project, plain HTTP.
+fn serve(dir: &Path) -> common::Served {
+    let config = dir.join("annals.toml");
+    std::fs::write(
+        &config,
+        "[gros]\n[[gros.projects]]\nkey = \"PROJ\"\nnetworks = [\"127.0.0.1\"]\n",
+    )
+    .unwrap();
+    common::spawn_serve(
+        &[
+            "--config".as_ref(),
+            config.as_os_str(),
+            "--data".as_ref(),
+            dir.join("log").as_os_str(),
+            "serve".as_ref(),
+        ],
+        &[("ANNALS_HTTP_LISTEN", "127.0.0.1:0")],
+    )
+    .expect("the server starts")
+}
+
+/// Every file under `dir`, recursively.
+fn files(dir: &Path, found: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files(&path, found);
+        } else {
+            found.push(path);
+        }
+    }
+}
+
+#[test]
+fn salts_survive_a_restart_and_are_never_written_in_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    let register = |address: &str| {
+        let target = Target {
+            address: address.to_owned(),
+            der: None,
+        };
+        let registered = exchange(
+            &target,
+            form(
+                "POST",
+                "/auth/agent.py?project=PROJ",
+                &format!("public_key={}", urlencode(KEY)),
+            )
+            .as_bytes(),
+        );
+        assert_eq!(registered.status, 200, "{registered:?}");
+        let global = exchange(&target, get("/auth/encrypt.py?value=v").as_bytes());
+        (
+            registered.json()["salts"].clone(),
+            global.json()["value"].clone(),
+        )
+    };
+    let served = serve(dir.path());
+    let first = register(&served.address);
+    assert!(served.terminate().success());
+    let served = serve(dir.path());
+    let second = register(&served.address);
+    assert!(served.terminate().success());
+    assert_eq!(first, second, "the same salts after a restart");
+
+    let (salt, pepper) = (
+        first.0["salt"].as_str().unwrap(),
+        first.0["pepper"].as_str().unwrap(),
+    );
+    let mut found = Vec::new();
+    files(dir.path(), &mut found);
+    assert!(found.len() > 3, "{found:?}");
+    for file in found {
+        let bytes = std::fs::read(&file).unwrap();
+        for secret in [salt, pepper] {
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "{} holds a salt in clear",
+                file.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn a_scrape_cut_short_by_a_crash_is_settled_at_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let stop = dir.path().join("stop");
+    let config = dir.path().join("annals.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[gros]\n[[gros.projects]]\nkey = \"SLOW\"\nnetworks = [\"127.0.0.1\"]\n\
+             scrape_command = [\"/bin/sh\", \"-c\", \"echo begun; while [ ! -e {} ]; do sleep 0.02; done\"]\n",
+            stop.display()
+        ),
+    )
+    .unwrap();
+    let data = dir.path().join("log");
+    let args = [
+        "--config".as_ref(),
+        config.as_os_str(),
+        "--data".as_ref(),
+        data.as_os_str(),
+        "serve".as_ref(),
+    ];
+    let envs = [("ANNALS_HTTP_LISTEN", "127.0.0.1:0")];
+    let mut served = common::spawn_serve(&args, &envs).expect("the server starts");
+    let target = Target {
+        address: served.address.clone(),
+        der: None,
+    };
+    let scrape = "POST /agents/SLOW/SLOW/scrape HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+                  Content-Length: 0\r\n\r\n";
+    assert_eq!(exchange(&target, scrape.as_bytes()).status, 201);
+    let stream = get("/api/streams/gros_agent-SLOW.SLOW");
+    common::poll(WAIT, "the scrape's first line", || {
+        let events = exchange(&target, stream.as_bytes()).json();
+        events.to_string().contains("begun").then_some(())
+    });
+    // A crash: no chance to record anything more.
+    served.child.kill().unwrap();
+    served.child.wait().unwrap();
+
+    let served = common::spawn_serve(&args, &envs).expect("the server starts again");
+    let target = Target {
+        address: served.address.clone(),
+        der: None,
+    };
+    let events = exchange(&target, stream.as_bytes()).json();
+    let last = events["events"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["type"], "ProcessFinished", "{events:#}");
+    assert_eq!(
+        last["payload"]["outcome"],
+        "interrupted: the server stopped"
+    );
+    let status = exchange(&target, get("/agents/SLOW/SLOW/status").as_bytes());
+    assert_eq!(status.status, 503);
+    // The orphaned scrape may end now.
+    std::fs::write(&stop, "").unwrap();
+    assert!(served.terminate().success());
+}
