@@ -39,6 +39,7 @@ fn main() -> anyhow::Result<()> {
     config.patrowl.enabled = false;
     config.partisci.listen = "127.0.0.1:0".into();
     config.hpcwaas.enabled = false;
+    config.gros.enabled = false;
     let addresses = support::start_annals(config)?;
     let (annals, partisci) = (
         addresses.main,
