@@ -11,7 +11,9 @@ use actix::prelude::*;
 
 use super::effects::Effects;
 use super::entity::{Clock, Entity};
-use super::host::{CommandError, CommandResult, EntityActor, Env, Execute, GetState, Reconcile};
+use super::host::{
+    CommandError, CommandResult, EntityActor, Env, Execute, GetState, Inspect, Reconcile,
+};
 use crate::events::{EventLog, Metadata, StreamId, Version};
 
 /// How a directory manages its actors.
@@ -282,6 +284,16 @@ impl<E: Entity> Entities<E> {
     /// has no event).
     pub async fn state(&self, id: &str) -> Result<(Version, E::State), CommandError<E::Rejection>> {
         self.route(id, GetState::default()).await?
+    }
+
+    /// What `look` computes from the current state of entity `id` (the default state when it
+    /// has no event), with its version; `look` runs on the entity's actor.
+    pub async fn inspect<R: Send + 'static>(
+        &self,
+        id: &str,
+        look: impl FnOnce(&E::State) -> R + Send + 'static,
+    ) -> Result<(Version, R), CommandError<E::Rejection>> {
+        self.route(id, Inspect::new(look)).await?
     }
 
     /// Settles entity `id` after a restart with [`Entity::on_restart`].

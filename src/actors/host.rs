@@ -109,6 +109,27 @@ impl<E: Entity> Message for GetState<E> {
     type Result = Result<(Version, E::State), CommandError<E::Rejection>>;
 }
 
+/// Asks for what a function computes from the entity's current state, on the actor, so that a
+/// reader of a small part of a large state (a page of a long log) does not copy all of it.
+pub struct Inspect<E: Entity, R> {
+    look: Look<E::State, R>,
+}
+
+/// What [`Inspect`] runs on the state.
+type Look<S, R> = Box<dyn FnOnce(&S) -> R + Send>;
+
+impl<E: Entity, R> Inspect<E, R> {
+    pub fn new(look: impl FnOnce(&E::State) -> R + Send + 'static) -> Inspect<E, R> {
+        Inspect {
+            look: Box::new(look),
+        }
+    }
+}
+
+impl<E: Entity, R: 'static> Message for Inspect<E, R> {
+    type Result = Result<(Version, R), CommandError<E::Rejection>>;
+}
+
 /// Settles an entity found in progress at start-up with [`Entity::on_restart`]'s command.
 /// Replies with no events when there is nothing to settle.
 pub struct Reconcile<E>(PhantomData<E>);
@@ -378,6 +399,17 @@ impl<E: Entity> Handler<GetState<E>> for EntityActor<E> {
     fn handle(&mut self, _: GetState<E>, _: &mut Self::Context) -> Self::Result {
         match &self.cell {
             Some(cell) => Ok((cell.version, cell.state.clone())),
+            None => Err(self.unavailable()),
+        }
+    }
+}
+
+impl<E: Entity, R: 'static> Handler<Inspect<E, R>> for EntityActor<E> {
+    type Result = Result<(Version, R), CommandError<E::Rejection>>;
+
+    fn handle(&mut self, inspect: Inspect<E, R>, _: &mut Self::Context) -> Self::Result {
+        match &self.cell {
+            Some(cell) => Ok((cell.version, (inspect.look)(&cell.state))),
             None => Err(self.unavailable()),
         }
     }

@@ -347,6 +347,20 @@ impl DomainEvent for ExecutionEvent {
 }
 
 impl ExecutionState {
+    /// The state without its lines, for a reader that only needs the lines still to come.
+    pub fn without_logs(&self) -> ExecutionState {
+        ExecutionState {
+            requested: self.requested.clone(),
+            status: self.status,
+            steps: self.steps.clone(),
+            logs: Vec::new(),
+            dropped_lines: self.dropped_lines,
+            outputs: self.outputs.clone(),
+            reason: self.reason.clone(),
+            ended_at: self.ended_at,
+        }
+    }
+
     fn live(&self) -> Result<Status, ExecutionRejection> {
         match self.status {
             None => Err(ExecutionRejection::NotFound),

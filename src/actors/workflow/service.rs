@@ -262,32 +262,39 @@ impl Executions {
 
     /// A page of the log. When no line at or after `from` matches and the execution still
     /// runs, waits up to the timeout for one, following the execution's stream: each commit
-    /// to it wakes the wait, whose new events are folded into the state read at first.
+    /// to it wakes the wait. The page is cut on the execution's actor, so a long log is not
+    /// copied; a wait keeps the state without its lines and folds in what the stream brings.
     pub async fn logs(&self, raw: &str, query: LogQuery) -> Result<LogPage, ExecutionsError> {
         let deadline = Instant::now() + query.timeout;
-        let (mut version, mut state) = self.load(raw).await?;
-        let stream = StreamId::of(KIND, &parse_id(raw)?.to_string())
+        let id = parse_id(raw)?;
+        let stream = StreamId::of(KIND, &id.to_string())
             .map_err(|e| ExecutionsError::NotFound(e.to_string()))?;
+        let (mut version, first) = self
+            .entities
+            .inspect(&id.to_string(), move |state: &ExecutionState| {
+                state.requested.as_ref()?;
+                let wait = !ended(state) && Instant::now() < deadline;
+                Some(
+                    page(&state.logs, 0, &query, wait)
+                        .map_err(|earlier| (earlier, state.without_logs())),
+                )
+            })
+            .await?;
+        let (earlier, mut state) = match first {
+            None => return Err(ExecutionsError::NotFound(raw.to_owned())),
+            Some(Ok(page)) => return Ok(page),
+            Some(Err(waiting)) => waiting,
+        };
+        // `state` now holds only the lines that came after the `earlier` matching ones.
         loop {
-            let matching: Vec<&LogLine> = state
-                .logs
-                .iter()
-                .filter(|line| query.levels.accepts(line.level))
-                .collect();
-            let ended = state.status.is_none_or(|status| status.is_final());
             let now = Instant::now();
-            if matching.len() > query.from || ended || now >= deadline {
-                let logs = matching
-                    .iter()
-                    .skip(query.from)
-                    .take(query.size.unwrap_or(usize::MAX))
-                    .map(|line| (*line).clone())
-                    .collect();
-                return Ok(LogPage {
-                    logs,
-                    total_results: matching.len(),
-                    from: query.from,
-                });
+            if let Ok(page) = page(
+                &state.logs,
+                earlier,
+                &query,
+                !ended(&state) && now < deadline,
+            ) {
+                return Ok(page);
             }
             let page = follow::follow_stream(&self.log, &stream, version, 1000, deadline - now)
                 .await
@@ -302,5 +309,95 @@ impl Executions {
     }
 }
 
+/// Whether an execution is over (or never was): no line is to come.
+fn ended(state: &ExecutionState) -> bool {
+    state.status.is_none_or(|status| status.is_final())
+}
+
+/// The page `query` asks for, of `lines` that come after `earlier` lines matching its levels.
+/// When no matching line is at `from` yet and `wait` says more may come, how many matching
+/// lines there are, to wait for the next.
+fn page(lines: &[LogLine], earlier: usize, query: &LogQuery, wait: bool) -> Result<LogPage, usize> {
+    let matching: Vec<&LogLine> = lines
+        .iter()
+        .filter(|line| query.levels.accepts(line.level))
+        .collect();
+    let total_results = earlier + matching.len();
+    if total_results <= query.from && wait {
+        return Err(total_results);
+    }
+    let logs = matching
+        .into_iter()
+        .skip(query.from.saturating_sub(earlier))
+        .take(query.size.unwrap_or(usize::MAX))
+        .cloned()
+        .collect();
+    Ok(LogPage {
+        logs,
+        total_results,
+        from: query.from,
+    })
+}
+
 /// The stream category of executions.
 const KIND: &str = <Execution as crate::actors::Entity>::KIND;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(levels: &[Level]) -> Vec<LogLine> {
+        levels
+            .iter()
+            .enumerate()
+            .map(|(n, &level)| LogLine {
+                level,
+                at: chrono::DateTime::from_timestamp(1_700_000_000 + n as i64, 0)
+                    .expect("a valid time"),
+                content: format!("line {n}"),
+            })
+            .collect()
+    }
+
+    fn query(from: usize, size: Option<usize>, mask: u8) -> LogQuery {
+        LogQuery {
+            from,
+            size,
+            levels: Levels::from_mask(mask),
+            timeout: Duration::ZERO,
+        }
+    }
+
+    fn contents(page: &LogPage) -> Vec<&str> {
+        page.logs.iter().map(|line| line.content.as_str()).collect()
+    }
+
+    #[test]
+    fn a_page_counts_and_offsets_the_matching_lines_only() {
+        use Level::{Debug, Error, Info, Warn};
+        let all = lines(&[Info, Debug, Warn, Info, Error]);
+        let page = page(&all, 0, &query(1, Some(2), 0), true).expect("lines at 1");
+        assert_eq!(contents(&page), ["line 2", "line 3"]);
+        assert_eq!((page.total_results, page.from), (4, 1));
+        let debug_only = super::page(&all, 0, &query(0, None, 1), true).expect("a debug line");
+        assert_eq!(contents(&debug_only), ["line 1"]);
+    }
+
+    #[test]
+    fn lines_that_came_after_earlier_ones_are_offset_by_them() {
+        use Level::{Debug, Info};
+        // Three matching lines came before; the new ones are the fourth and fifth.
+        let new = lines(&[Debug, Info, Info]);
+        let page = page(&new, 3, &query(4, None, 0), true).expect("the fifth line");
+        assert_eq!(contents(&page), ["line 2"]);
+        assert_eq!(page.total_results, 5);
+    }
+
+    #[test]
+    fn no_line_at_from_waits_unless_told_not_to() {
+        let all = lines(&[Level::Info]);
+        assert_eq!(page(&all, 0, &query(1, None, 0), true).err(), Some(1));
+        let answered = page(&all, 0, &query(1, None, 0), false).expect("an empty page");
+        assert_eq!((answered.logs.len(), answered.total_results), (0, 1));
+    }
+}
