@@ -578,16 +578,11 @@ pub fn check(text: &str) -> Result<toml::Table, Vec<String>> {
                 let line = e.span().map_or(1, |span| line_of(span.start));
                 problems.push(format!("line {line}: {}", e.message()));
             }
-            // The workflows are checked as start-up checks them, so that a file that passes
-            // here does not stop `annals serve`.
+            // The faces' declarations are checked as start-up checks them, so that a file
+            // that passes here does not stop `annals serve`.
             Ok(config) => {
-                if let Err(reason) =
-                    crate::actors::workflow::Catalogue::parse(&config.hpcwaas.workflows)
-                {
-                    problems.push(format!("[[hpcwaas.workflows]]: {reason}"));
-                }
-                if let Err(reason) = crate::actors::gros::service::Controller::parse(&config.gros) {
-                    problems.push(format!("[gros]: {reason}"));
+                if let Err(reasons) = config.declarations() {
+                    problems.extend(reasons);
                 }
             }
         }
@@ -596,6 +591,72 @@ pub fn check(text: &str) -> Result<toml::Table, Vec<String>> {
         Ok(toml::from_str(text).expect("a checked configuration parses"))
     } else {
         Err(problems)
+    }
+}
+
+/// The faces' declarations, checked: what `annals serve` refuses to start with and
+/// `annals config check` reports, found by one function so that the two never disagree.
+pub struct Declarations {
+    /// The scan engines of `[[patrowl.engines]]`.
+    pub engines: Vec<std::sync::Arc<crate::actors::scan::service::Engine>>,
+    /// The workflows of `[[hpcwaas.workflows]]`.
+    pub workflows: std::sync::Arc<crate::actors::workflow::Catalogue>,
+    /// The GROS controller's projects and settings.
+    pub gros: crate::actors::gros::service::Controller,
+    /// The GROS local agent, when `[gros.agent] enabled`.
+    pub gros_agent: Option<(
+        crate::actors::gros::ProjectKey,
+        crate::actors::gros::AgentName,
+    )>,
+}
+
+impl Config {
+    /// Checks every face's declarations, enabled or not: a section that says something wrong
+    /// is refused even while its face is off. Every problem is reported, not only the first.
+    pub fn declarations(&self) -> Result<Declarations, Vec<String>> {
+        use crate::actors::gros::{AgentName, ProjectKey};
+        let mut problems = Vec::new();
+        let mut engines = Vec::new();
+        let mut names = std::collections::BTreeSet::new();
+        for engine in &self.patrowl.engines {
+            match crate::actors::scan::service::Engine::parse(engine) {
+                Ok(engine) if !names.insert(engine.name.as_str().to_owned()) => {
+                    problems.push(format!(
+                        "[[patrowl.engines]]: engine {} is configured twice",
+                        engine.name.as_str()
+                    ))
+                }
+                Ok(engine) => engines.push(std::sync::Arc::new(engine)),
+                Err(reason) => problems.push(format!("[[patrowl.engines]]: {reason}")),
+            }
+        }
+        let workflows = crate::actors::workflow::Catalogue::parse(&self.hpcwaas.workflows)
+            .map_err(|reason| problems.push(format!("[[hpcwaas.workflows]]: {reason}")));
+        let gros = crate::actors::gros::service::Controller::parse(&self.gros)
+            .map_err(|reason| problems.push(format!("[gros]: {reason}")));
+        // `Controller::parse` has checked the local agent's names when it is enabled.
+        let agent = &self.gros.agent;
+        let gros_agent = agent
+            .enabled
+            .then(|| {
+                let project = ProjectKey::parse(&agent.project).ok()?;
+                let name = if agent.agent.is_empty() {
+                    AgentName::of(&project)
+                } else {
+                    AgentName::parse(&agent.agent).ok()?
+                };
+                Some((project, name))
+            })
+            .flatten();
+        match (workflows, gros) {
+            (Ok(workflows), Ok(gros)) if problems.is_empty() => Ok(Declarations {
+                engines,
+                workflows: std::sync::Arc::new(workflows),
+                gros,
+                gros_agent,
+            }),
+            _ => Err(problems),
+        }
     }
 }
 

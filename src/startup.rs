@@ -14,11 +14,10 @@ use anyhow::{bail, Context as _};
 use crate::actors::inventory::Inventory;
 use crate::actors::job::Job;
 use crate::actors::results::Results;
-use crate::actors::scan::service::Engine;
 use crate::actors::scan::Engines;
 use crate::actors::sshkey::SshKeys;
 use crate::actors::testrun::TestRuns;
-use crate::actors::workflow::{runner::RunLimits, Catalogue, Executions};
+use crate::actors::workflow::{runner::RunLimits, Executions};
 use crate::actors::{reconcile, Clock, Entities, NoEffects, SystemClock};
 use crate::auth::Auth;
 use crate::config::Config;
@@ -72,41 +71,18 @@ impl Application {
         let sse_keep_alive = Duration::from_secs(config.http.sse_keep_alive_s);
         let tls = tls_config("http", &config.http.tls_cert, &config.http.tls_key)?;
         let settings = config.actor_settings();
-        let engines = config
-            .patrowl
-            .engines
-            .iter()
-            .map(|engine| Engine::parse(engine).map(Arc::new))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|reason| anyhow::anyhow!("[[patrowl.engines]]: {reason}"))?;
-        let mut names = std::collections::BTreeSet::new();
-        if let Some(twice) = engines.iter().find(|e| !names.insert(e.name.as_str())) {
-            bail!(
-                "[[patrowl.engines]]: engine {} is configured twice",
-                twice.name.as_str()
-            );
-        }
-        let catalogue = if config.hpcwaas.enabled {
-            Some(Arc::new(
-                Catalogue::parse(&config.hpcwaas.workflows).map_err(|reason| {
-                    anyhow::anyhow!("[[hpcwaas.workflows]] is not valid: {reason}")
-                })?,
-            ))
-        } else {
-            None
-        };
+        let declarations = config
+            .declarations()
+            .map_err(|problems| anyhow::anyhow!("{}", problems.join("; ")))?;
         let hpcwaas_tls = tls_config("hpcwaas", &config.hpcwaas.tls_cert, &config.hpcwaas.tls_key)?;
-        let gros_controller = if config.gros.enabled {
-            Some(
-                crate::actors::gros::service::Controller::parse(&config.gros)
-                    .map_err(|reason| anyhow::anyhow!("[gros] is not valid: {reason}"))?,
-            )
-        } else {
-            None
-        };
-        // The secret store is opened once, for every face that keeps secrets.
+        // The secret store and the blob store are opened once, for every face that uses them.
         let secrets = if config.hpcwaas.enabled || config.gros.enabled {
             Some(open_secrets(log.path())?)
+        } else {
+            None
+        };
+        let blobs = if config.refstack.enabled || config.patrowl.enabled {
+            Some(crate::blobs::BlobStore::open(log.path())?)
         } else {
             None
         };
@@ -152,9 +128,8 @@ impl Application {
             }));
         }
 
-        if config.refstack.enabled {
+        if let (true, Some(blobs)) = (config.refstack.enabled, blobs.clone()) {
             let section = &config.refstack;
-            let blobs = crate::blobs::BlobStore::open(log.path())?;
             let limits = crate::testresults::Limits {
                 max_input_bytes: (section.max_upload_kb * 1024) as usize,
                 max_tests: section.max_tests,
@@ -180,11 +155,16 @@ impl Application {
         }
 
         let mut patrowl_address = None;
-        if config.patrowl.enabled {
+        if let (true, Some(blobs)) = (config.patrowl.enabled, blobs) {
             let section = &config.patrowl;
-            let blobs = crate::blobs::BlobStore::open(log.path())?;
-            let engines =
-                Engines::start(log.clone(), clock.clone(), settings, blobs, engines).await?;
+            let engines = Engines::start(
+                log.clone(),
+                clock.clone(),
+                settings,
+                blobs,
+                declarations.engines,
+            )
+            .await?;
             if !section.listen.is_empty() {
                 let listen = section.listen.as_str();
                 let listener = TcpListener::bind(listen)
@@ -201,7 +181,7 @@ impl Application {
         }
 
         let mut hpcwaas_address = None;
-        if let (Some(catalogue), Some(secrets)) = (catalogue, secrets.clone()) {
+        if let (true, Some(secrets)) = (config.hpcwaas.enabled, secrets.clone()) {
             let section = &config.hpcwaas;
             let keys = SshKeys::start(log.clone(), clock.clone(), settings, secrets);
             let limits = RunLimits {
@@ -214,7 +194,7 @@ impl Application {
                 log.clone(),
                 clock.clone(),
                 settings,
-                catalogue,
+                declarations.workflows,
                 keys.clone(),
                 limits,
                 log.path().join(HPCWAAS_WORK_DIR),
@@ -237,33 +217,20 @@ impl Application {
         }
 
         let mut gros_agent_address = None;
-        if let (Some(controller), Some(secrets)) = (gros_controller, secrets.clone()) {
+        if let (true, Some(secrets)) = (config.gros.enabled, secrets) {
             let section = &config.gros;
             let gros = crate::actors::gros::Gros::start(
                 log.clone(),
                 clock.clone(),
                 settings,
                 secrets,
-                controller,
+                declarations.gros,
             )
             .await?;
-            let local = if section.agent.enabled {
-                let project = crate::actors::gros::ProjectKey::parse(&section.agent.project)
-                    .map_err(|reason| anyhow::anyhow!("[gros.agent] project: {reason}"))?;
-                let agent = if section.agent.agent.is_empty() {
-                    crate::actors::gros::AgentName::of(&project)
-                } else {
-                    crate::actors::gros::AgentName::parse(&section.agent.agent)
-                        .map_err(|reason| anyhow::anyhow!("[gros.agent] agent: {reason}"))?
-                };
-                Some((project, agent))
-            } else {
-                None
-            };
             let face = web::Data::new(http::gros::GrosFace {
                 gros,
                 max_body: (section.max_body_kb * 1024) as usize,
-                local,
+                local: declarations.gros_agent,
                 host: (!section.agent.host.is_empty()).then(|| section.agent.host.clone()),
             });
             if section.agent.enabled {

@@ -1,6 +1,8 @@
 //! Configuration: the documented example, checks that name every bad key with its line, and
 //! the precedence of defaults, file, environment and flags.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -225,5 +227,45 @@ fn a_check_refuses_a_gros_project_that_start_up_would_refuse() {
     assert_eq!(
         check(text).unwrap_err(),
         ["[gros]: agent project PROJ is not configured"]
+    );
+}
+
+#[test]
+fn a_check_refuses_engines_and_a_local_agent_that_start_up_would_refuse() {
+    let text = "[[patrowl.engines]]\nname = \"tcp\"\nallowed_asset_types = [\"ip\"]\n\n\
+                [[patrowl.engines]]\nname = \"tcp\"\nallowed_asset_types = [\"ip\"]\n\n\
+                [gros.agent]\nenabled = true\nproject = \"lower\"\n";
+    let problems = check(text).unwrap_err();
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert_eq!(
+        problems[0],
+        "[[patrowl.engines]]: engine tcp is configured twice"
+    );
+    assert!(
+        problems[1].starts_with("[gros]: agent project \"lower\": "),
+        "{problems:?}"
+    );
+}
+
+#[actix_rt::test]
+async fn start_up_refuses_what_a_check_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = common::server_config(dir.path());
+    config
+        .patrowl
+        .engines
+        .push(config.patrowl.engines[0].clone());
+    let log = annals::events::EventLog::open(&config.data, config.log_options()).unwrap();
+    let refused = annals::startup::Application::build(
+        &config,
+        log,
+        std::sync::Arc::new(annals::actors::SystemClock),
+    )
+    .await
+    .err()
+    .expect("a duplicate engine stops start-up");
+    assert_eq!(
+        refused.to_string(),
+        "[[patrowl.engines]]: engine tcp is configured twice"
     );
 }
