@@ -91,27 +91,25 @@ pub enum Serves {
 
 impl Faces {
     fn configure(&self, config: &mut web::ServiceConfig, serves: Serves) {
-        let wanted = |face| matches!(serves, Serves::Everything) || serves == Serves::Only(face);
-        if let Some(partisci) = self.partisci.as_ref().filter(|_| wanted(Face::Partisci)) {
-            config.app_data(partisci.clone());
-            Face::Partisci.routes(config);
-        }
-        if let Some(refstack) = self.refstack.as_ref().filter(|_| wanted(Face::Refstack)) {
-            config.app_data(refstack.clone());
-            Face::Refstack.routes(config);
-        }
-        if let Some(patrowl) = self.patrowl.as_ref().filter(|_| wanted(Face::Patrowl)) {
-            config.app_data(patrowl.clone());
-            Face::Patrowl.routes(config);
-        }
-        if let Some(hpcwaas) = self.hpcwaas.as_ref().filter(|_| wanted(Face::Hpcwaas)) {
-            config.app_data(hpcwaas.clone());
-            Face::Hpcwaas.routes(config);
-        }
-        if let Some(gros) = self.gros.as_ref().filter(|_| wanted(Face::Gros)) {
-            config.app_data(gros.clone());
-            Face::Gros.routes(config);
-        }
+        add(config, serves, Face::Partisci, &self.partisci);
+        add(config, serves, Face::Refstack, &self.refstack);
+        add(config, serves, Face::Patrowl, &self.patrowl);
+        add(config, serves, Face::Hpcwaas, &self.hpcwaas);
+        add(config, serves, Face::Gros, &self.gros);
+    }
+}
+
+/// Adds `face` with what its handlers share, when it runs and the listener serves it.
+fn add<T: 'static>(
+    config: &mut web::ServiceConfig,
+    serves: Serves,
+    face: Face,
+    shared: &Option<web::Data<T>>,
+) {
+    let wanted = serves == Serves::Everything || serves == Serves::Only(face);
+    if let Some(shared) = shared.as_ref().filter(|_| wanted) {
+        config.app_data(shared.clone());
+        face.routes(config);
     }
 }
 
