@@ -166,9 +166,7 @@ impl Application {
             )
             .await?;
             if !section.listen.is_empty() {
-                let listen = section.listen.as_str();
-                let listener = TcpListener::bind(listen)
-                    .with_context(|| format!("cannot listen on {listen}"))?;
+                let listener = bind(&section.listen)?;
                 patrowl_address = Some(listener.local_addr()?);
                 own_listeners.push((Face::Patrowl, listener, None));
             }
@@ -201,8 +199,7 @@ impl Application {
             )
             .await?;
             if !section.listen.is_empty() {
-                let listener = TcpListener::bind(&section.listen)
-                    .with_context(|| format!("cannot listen on {}", section.listen))?;
+                let listener = bind(&section.listen)?;
                 hpcwaas_address = Some(listener.local_addr()?);
                 own_listeners.push((Face::Hpcwaas, listener, hpcwaas_tls.clone()));
             }
@@ -234,9 +231,7 @@ impl Application {
                 host: (!section.agent.host.is_empty()).then(|| section.agent.host.clone()),
             });
             if section.agent.enabled {
-                let listen = section.agent.listen.as_str();
-                let listener = TcpListener::bind(listen)
-                    .with_context(|| format!("cannot listen on {listen}"))?;
+                let listener = bind(&section.agent.listen)?;
                 gros_agent_address = Some(listener.local_addr()?);
                 gros_servers.push(http::gros::serve_agent(listener, face.clone())?);
             }
@@ -253,9 +248,7 @@ impl Application {
             guard: guard.clone(),
             faces: faces.clone(),
         };
-        let listen = config.http.listen.as_str();
-        let main =
-            TcpListener::bind(listen).with_context(|| format!("cannot listen on {listen}"))?;
+        let main = bind(&config.http.listen)?;
         let main_address = main.local_addr()?;
         let mut servers = vec![http::serve(main, state(), Serves::Everything, tls)?];
         servers.extend(gros_servers);
@@ -340,11 +333,15 @@ pub async fn build(config: &Config, log: EventLog) -> anyhow::Result<Application
     Application::build(config, log, Arc::new(SystemClock)).await
 }
 
+/// A TCP listener on `listen`, or an error naming the address.
+fn bind(listen: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(listen).with_context(|| format!("cannot listen on {listen}"))
+}
+
 /// A TCP listener and a UDP socket on the same port, as Partisci serves both. With port 0,
 /// the UDP socket takes the port the TCP listener was given.
 fn bind_tcp_and_udp(listen: &str) -> anyhow::Result<(TcpListener, std::net::UdpSocket)> {
-    let listener =
-        TcpListener::bind(listen).with_context(|| format!("cannot listen on {listen}"))?;
+    let listener = bind(listen)?;
     let address = listener.local_addr()?;
     let socket = std::net::UdpSocket::bind(address)
         .with_context(|| format!("cannot receive UDP on {address}"))?;
