@@ -657,8 +657,12 @@ pub fn preflight(
     caller: Option<IpAddr>,
     now: DateTime<Utc>,
 ) -> Preflight {
+    // An interval past the calendar's end means the next gather never comes.
     let next_gather = state.last_export.map(|at| {
-        at + chrono::Duration::from_std(project.gather_interval).unwrap_or(chrono::Duration::MAX)
+        chrono::Duration::from_std(project.gather_interval)
+            .ok()
+            .and_then(|interval| at.checked_add_signed(interval))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC)
     });
     let daemon = match next_gather {
         Some(next) if next > now => check(
