@@ -746,6 +746,38 @@ async fn the_preflight_check_says_what_is_wrong() {
     assert_eq!(access.json(), json!(["PROJ"]));
 }
 
+/// A trusted proxy that writes something other than an address for its client (`unknown`, as
+/// some proxies do) vouches for nobody: the hops before it were written by the client.
+#[actix_rt::test]
+async fn a_hop_that_is_not_an_address_ends_the_forwarded_chain() {
+    let face = spawn(|config, _| {
+        config.gros.projects[0].networks = vec!["10.0.0.0/8".into()];
+        config.gros.trusted_proxies = vec!["127.0.0.1".into()];
+    })
+    .await;
+    let answer = send(
+        &face.main,
+        "GET /auth/status.py?project=PROJ HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+         X-Forwarded-For: 10.1.2.3, unknown\r\n\r\n"
+            .to_owned(),
+    )
+    .await;
+    assert_eq!(answer.json()["network"]["ok"], false, "{answer:?}");
+    assert_eq!(
+        answer.json()["network"]["message"],
+        "127.0.0.1 is not in an allowed network"
+    );
+    let access = send(
+        &face.main,
+        "GET /auth/access.py HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+         X-Forwarded-For: 10.1.2.3, unknown\r\n\r\n"
+            .to_owned(),
+    )
+    .await;
+    // The other projects allow loopback; PROJ allows only 10.0.0.0/8.
+    assert_eq!(access.json(), json!(["BARE", "FAIL", "NOPE", "SLOW"]));
+}
+
 #[actix_rt::test]
 async fn an_untrusted_peer_cannot_forward_its_address() {
     let face = spawn(|config, _| {

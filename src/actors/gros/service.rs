@@ -208,22 +208,23 @@ impl Gros {
     /// The caller's address: the peer, or what trusted proxies say they forwarded for.
     pub fn caller(&self, peer: Option<IpAddr>, forwarded_for: &[&str]) -> Option<IpAddr> {
         let mut caller = peer?;
-        let chain: Vec<IpAddr> = forwarded_for
+        let hops: Vec<&str> = forwarded_for
             .iter()
             .flat_map(|header| header.split(','))
-            .filter_map(|hop| hop.trim().parse().ok())
             .collect();
-        // Each trusted proxy vouches for the hop before it, from the nearest one outwards.
-        for hop in chain.iter().rev() {
-            if !self
+        // Each trusted proxy vouches for the hop before it, from the nearest one outwards. A
+        // hop that is not an address (`unknown`) vouches for nobody: what precedes it was
+        // written by the client, so the walk ends at the proxy that wrote it.
+        for hop in hops.iter().rev() {
+            let trusted = self
                 .controller
                 .trusted_proxies
                 .iter()
-                .any(|proxy| proxy.contains(caller))
-            {
-                break;
+                .any(|proxy| proxy.contains(caller));
+            match hop.trim().parse() {
+                Ok(address) if trusted => caller = address,
+                _ => break,
             }
-            caller = *hop;
         }
         Some(caller)
     }
@@ -656,8 +657,12 @@ pub fn preflight(
     caller: Option<IpAddr>,
     now: DateTime<Utc>,
 ) -> Preflight {
+    // An interval past the calendar's end means the next gather never comes.
     let next_gather = state.last_export.map(|at| {
-        at + chrono::Duration::from_std(project.gather_interval).unwrap_or(chrono::Duration::MAX)
+        chrono::Duration::from_std(project.gather_interval)
+            .ok()
+            .and_then(|interval| at.checked_add_signed(interval))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC)
     });
     let daemon = match next_gather {
         Some(next) if next > now => check(

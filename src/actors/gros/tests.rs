@@ -327,3 +327,31 @@ fn the_end_of_one_process_does_not_hide_another_from_reconciliation() {
     })]);
     assert_eq!(GrosAgent::on_restart(&state), None);
 }
+
+/// A gather interval past the calendar's end (a configuration's `gather_interval_s`) means the
+/// next gather never comes: the daemon check fails instead of the addition panicking.
+#[test]
+fn a_gather_interval_past_the_calendar_means_never() {
+    let project = service::Project {
+        key: ProjectKey::parse("PROJ").unwrap(),
+        networks: Vec::new(),
+        usernames: Vec::new(),
+        environment: String::new(),
+        gather_interval: std::time::Duration::ZERO,
+        import: None,
+        scrape: None,
+    };
+    let state = AgentState {
+        last_export: Some(t(0)),
+        ..AgentState::default()
+    };
+    for interval in [u64::MAX, 10_000_000_000_000] {
+        let project = service::Project {
+            gather_interval: std::time::Duration::from_secs(interval),
+            ..project.clone()
+        };
+        let preflight = service::preflight(&project, &state, None, t(1));
+        assert!(!preflight.daemon.ok, "{interval}: {preflight:?}");
+        assert!(!preflight.total.ok, "{interval}: {preflight:?}");
+    }
+}

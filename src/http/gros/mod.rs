@@ -18,7 +18,7 @@ use super::body::{read_body, BodyError};
 use crate::actors::gros::model::{parse_measurements, GathererVersion};
 use crate::actors::gros::service::Logged;
 use crate::actors::gros::{AgentName, Gros, GrosError, ProjectKey};
-use crate::events::{Metadata, Origin};
+use crate::events::Metadata;
 use openapi::{
     GrosAgentError, GrosAgentErrorBody, GrosAgentOk, GrosEncrypted, GrosRegistered, GrosSalts,
     GrosStatus, GrosUsername, GrosVersion,
@@ -266,17 +266,7 @@ fn parse_form(text: &str) -> Result<Vec<(String, String)>, ControllerError> {
 
 /// The metadata of the events a request causes: where it came from, no account.
 fn metadata(request: &HttpRequest) -> Metadata {
-    Metadata {
-        correlation_id: Some(uuid::Uuid::now_v7()),
-        causation_id: None,
-        origin: Origin::Http {
-            addr: request
-                .peer_addr()
-                .map(|peer| peer.to_string())
-                .unwrap_or_default(),
-            user: None,
-        },
-    }
+    super::metadata(request, &crate::auth::Caller { user: None })
 }
 
 /// The caller's address, through trusted proxies.
