@@ -806,17 +806,18 @@ fn agent_error(status: &str, message: &str) -> Value {
     })
 }
 
+/// An empty POST, as agent-config sends to start a scrape.
+async fn post(target: &Target, path: &str, host: &str) -> Answer {
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\
+         Content-Length: 0\r\n\r\n"
+    );
+    send(target, request).await
+}
+
 #[actix_rt::test]
 async fn the_agent_daemon_answers_as_upstream_does() {
     let face = spawn(|config, _| config.gros.agent.host = "agent.example:7070".into()).await;
-    let post = |target: &Target, path: &str, host: &str| {
-        let request = format!(
-            "POST {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\
-             Content-Length: 0\r\n\r\n"
-        );
-        let target = target.clone();
-        async move { send(&target, request).await }
-    };
     let cases = [
         (
             send(&face.daemon, get("/scrape")).await,
@@ -1107,4 +1108,31 @@ fn a_scrape_cut_short_by_a_crash_is_settled_at_the_next_start() {
     // The orphaned scrape may end now.
     std::fs::write(&stop, "").unwrap();
     assert!(served.terminate().success());
+}
+
+/// A scrape starts a process, so on the main listener only a caller in the project's
+/// networks may ask for one; the agent daemon's own listener is the agent's host's.
+#[actix_rt::test]
+async fn a_scrape_from_outside_the_projects_networks_is_refused() {
+    let face = spawn(|config, _| {
+        config.gros.projects[0].networks = vec!["10.0.0.0/8".into()];
+    })
+    .await;
+    let refused = post(&face.main, "/agents/PROJ/PROJ/scrape", "agent.example:7070").await;
+    assert_eq!(
+        (refused.status, refused.json()),
+        (
+            403,
+            agent_error(
+                "403 Forbidden",
+                "The caller's address is not in the networks of project PROJ"
+            )
+        )
+    );
+    let idle = send(&face.main, get("/agents/PROJ/PROJ/status")).await;
+    assert_eq!(idle.status, 503, "nothing started: {idle:?}");
+    let unknown = post(&face.main, "/agents/ZZZ/ZZZ/scrape", "agent.example:7070").await;
+    assert_eq!(unknown.status, 404, "{unknown:?}");
+    let local = post(&face.daemon, "/scrape", "agent.example:7070").await;
+    assert_eq!(local.status, 201, "{local:?}");
 }

@@ -84,6 +84,8 @@ pub enum GrosError {
     Locked(String),
     #[error("A scrape process is already running")]
     ScrapeRunning,
+    #[error("The caller's address is not in the networks of project {0}")]
+    OutsideNetworks(String),
     #[error("No scrape command is configured for agent {0}")]
     NoScrape(String),
     #[error("Scrape process could not be started: {0}")]
@@ -203,6 +205,26 @@ impl Gros {
             .projects
             .get(key)
             .ok_or_else(|| GrosError::UnknownProject(key.as_str().to_owned()))
+    }
+
+    /// Refuses a caller whose address is in neither the project's networks nor
+    /// `access_all_networks`: the trust the controller places in callers.
+    pub fn check_network(
+        &self,
+        project: &ProjectKey,
+        caller: Option<IpAddr>,
+    ) -> Result<(), GrosError> {
+        let config = self.project(project)?;
+        let allowed = caller.is_some_and(|caller| {
+            let controller = &self.controller;
+            controller.access_all.iter().any(|n| n.contains(caller))
+                || config.networks.iter().any(|n| n.contains(caller))
+        });
+        if allowed {
+            Ok(())
+        } else {
+            Err(GrosError::OutsideNetworks(project.as_str().to_owned()))
+        }
     }
 
     /// The caller's address: the peer, or what trusted proxies say they forwarded for.

@@ -79,6 +79,8 @@ pub enum ControllerError {
     #[error("{0}")]
     TooLarge(String),
     #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
     NotImplemented(String),
     #[error("{0}")]
     Unavailable(String),
@@ -90,6 +92,7 @@ impl ResponseError for ControllerError {
             ControllerError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ControllerError::NotFound(_) => StatusCode::NOT_FOUND,
             ControllerError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ControllerError::Forbidden(_) => StatusCode::FORBIDDEN,
             ControllerError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             ControllerError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -109,6 +112,7 @@ impl From<GrosError> for ControllerError {
             GrosError::UnknownProject(_) | GrosError::NoSalts(_) | GrosError::NoScrape(_) => {
                 ControllerError::NotFound(message)
             }
+            GrosError::OutsideNetworks(_) => ControllerError::Forbidden(message),
             GrosError::Locked(_)
             | GrosError::ScrapeRunning
             | GrosError::FailedAtOnce(_)
@@ -181,6 +185,7 @@ impl From<GrosError> for AgentError {
             GrosError::ScrapeRunning | GrosError::FailedAtOnce(_) | GrosError::Locked(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
+            GrosError::OutsideNetworks(_) => StatusCode::FORBIDDEN,
             GrosError::CannotStart(_) | GrosError::Secret(_) | GrosError::NotRecorded(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
@@ -579,7 +584,9 @@ async fn agent_status(
     responses(
         (status = 201, description = "The scrape started.", body = GrosAgentOk),
         (status = 400, description = "`Must be POSTed`.", body = GrosAgentErrorBody),
-        (status = 403, description = "`Invalid Host header`.", body = GrosAgentErrorBody),
+        (status = 403, description = "`Invalid Host header`, or a caller (through trusted \
+            proxies) outside the project's networks and `access_all_networks`.",
+            body = GrosAgentErrorBody),
         (status = 404, description = "No such agent with a scrape command.",
             body = GrosAgentErrorBody),
         (status = 411, description = "No `Content-Length`.", body = GrosAgentErrorBody),
@@ -594,6 +601,9 @@ async fn agent_scrape(
 ) -> Result<HttpResponse, AgentError> {
     check_scrape_request(&request, &face)?;
     let (project, agent) = agent_path(&path)?;
+    // Each scrape starts a process: on the main listener, only callers the project trusts
+    // may start one (the local daemon's own listener is trusted as the agent's host).
+    face.gros.check_network(&project, caller(&request, &face))?;
     daemon_scrape(&request, &face, &project, &agent).await
 }
 
