@@ -5,7 +5,7 @@
 //! agent's scrape command. Child processes run through `process.rs` and everything they say
 //! goes on the agent's stream. Nothing here knows of HTTP; salts never reach an event.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -163,6 +163,10 @@ pub struct Gros {
     secrets: Arc<SecretStore>,
     controller: Arc<Controller>,
     clock: Arc<dyn Clock>,
+    /// Salts already made and recorded, by project: they never change, so `encrypt.py` and
+    /// `agent.py` need neither the secret store's file nor the project's actor once they are
+    /// known. Only salts that exist are kept.
+    known_salts: Arc<std::sync::Mutex<HashMap<String, Salts>>>,
 }
 
 /// The secret store's id of a project's salts (or the global ones).
@@ -193,6 +197,7 @@ impl Gros {
             secrets,
             controller: Arc::new(controller),
             clock,
+            known_salts: Arc::default(),
         })
     }
 
@@ -310,6 +315,16 @@ impl Gros {
         create: bool,
         metadata: Metadata,
     ) -> Result<Option<Salts>, GrosError> {
+        // The lock is only held to look up or insert, which cannot panic: never poisoned.
+        let known = self
+            .known_salts
+            .lock()
+            .expect("never poisoned")
+            .get(project)
+            .cloned();
+        if let Some(salts) = known {
+            return Ok(Some(salts));
+        }
         let secret = salts_secret(project);
         let id = SecretId::parse(secret.clone())?;
         let store = self.secrets.clone();
@@ -336,6 +351,12 @@ impl Gros {
             self.projects
                 .execute(project, ProjectCommand::RecordSalts { secret }, metadata)
                 .await?;
+            // Recorded: from now on the salts are known. Salts found but not asked to be made
+            // may not be recorded yet, so they are not kept.
+            self.known_salts
+                .lock()
+                .expect("never poisoned")
+                .insert(project.to_owned(), salts.clone());
         }
         Ok(Some(salts))
     }
