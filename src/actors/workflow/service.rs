@@ -326,16 +326,14 @@ fn ended(state: &ExecutionState) -> bool {
 /// When no matching line is at `from` yet and `wait` says more may come, how many matching
 /// lines there are, to wait for the next.
 fn page(lines: &[LogLine], earlier: usize, query: &LogQuery, wait: bool) -> Result<LogPage, usize> {
-    let matching: Vec<&LogLine> = lines
-        .iter()
-        .filter(|line| query.levels.accepts(line.level))
-        .collect();
-    let total_results = earlier + matching.len();
+    // Two passes over the lines rather than a list of the matching ones: the page runs on the
+    // execution's actor for every poll, and a log may hold `max_log_lines` lines.
+    let matching = || lines.iter().filter(|line| query.levels.accepts(line.level));
+    let total_results = earlier + matching().count();
     if total_results <= query.from && wait {
         return Err(total_results);
     }
-    let logs = matching
-        .into_iter()
+    let logs = matching()
         .skip(query.from.saturating_sub(earlier))
         .take(query.size.unwrap_or(usize::MAX))
         .cloned()
