@@ -104,6 +104,14 @@ impl WorkflowId {
     }
 }
 
+/// Lets the catalogue be searched by the id a client sent. The derived order, equality and hash
+/// are those of the inner string, as `Borrow` requires.
+impl std::borrow::Borrow<str> for WorkflowId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 impl std::fmt::Display for WorkflowId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
@@ -360,10 +368,7 @@ impl Catalogue {
     }
 
     pub fn get(&self, id: &str) -> Option<&Workflow> {
-        self.workflows
-            .iter()
-            .find(|(key, _)| key.as_str() == id)
-            .map(|(_, workflow)| workflow)
+        self.workflows.get(id)
     }
 
     /// Every workflow, in id order.

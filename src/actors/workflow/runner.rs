@@ -413,8 +413,8 @@ impl Run {
     }
 
     /// Records the step's lines as they arrive: one batch in flight at a time, the lines that
-    /// arrive meanwhile going together in the next. Once the execution is full, lines are
-    /// counted and the count recorded when the step's output ends.
+    /// arrive meanwhile going together in the next, at most `max_log_lines` of them. Once the
+    /// execution is full, lines are counted and the count recorded when the step's output ends.
     async fn pump_lines(&self, running: &mut process::Running) {
         let mut pending: Vec<LogLine> = Vec::new();
         let mut in_flight: Option<Recording> = None;
@@ -442,6 +442,10 @@ impl Run {
             tokio::select! {
                 line = running.next_line(), if open => match line {
                     Some(_) if self.full.get() => dropped += 1,
+                    // A batch keeps at most `max_log_lines` lines and counts the rest, so a line
+                    // past that many waiting behind a slow commit is counted here instead: what
+                    // waits stays bounded, and what is kept and counted is the same.
+                    Some(_) if pending.len() >= self.limits.max_log_lines => dropped += 1,
                     Some(line) => pending.push(self.log_line(line)),
                     None => open = false,
                 },

@@ -210,18 +210,18 @@ impl Executions {
         Ok(id)
     }
 
-    /// An execution's state and its version.
-    async fn load(&self, raw: &str) -> Result<(u64, ExecutionState), ExecutionsError> {
-        let id = parse_id(raw)?;
-        let (version, state) = self.entities.state(&id.to_string()).await?;
-        if state.requested.is_none() {
-            return Err(ExecutionsError::NotFound(raw.to_owned()));
-        }
-        Ok((version, state))
-    }
-
+    /// An execution's state without its lines: the status poll of a client following an
+    /// execution must not copy a log of up to `max_log_lines` lines each time; [`Self::logs`]
+    /// reads the lines on the execution's actor.
     pub async fn get(&self, raw: &str) -> Result<ExecutionState, ExecutionsError> {
-        Ok(self.load(raw).await?.1)
+        let id = parse_id(raw)?;
+        let (_, state) = self
+            .entities
+            .inspect(&id.to_string(), |state: &ExecutionState| {
+                state.requested.is_some().then(|| state.without_logs())
+            })
+            .await?;
+        state.ok_or_else(|| ExecutionsError::NotFound(raw.to_owned()))
     }
 
     /// Asks a running execution to stop; an ended one stays as it is.
@@ -255,9 +255,17 @@ impl Executions {
 
     /// The stream of an execution that exists, for followers of its events.
     pub async fn stream(&self, raw: &str) -> Result<StreamId, ExecutionsError> {
-        self.load(raw).await?;
-        StreamId::of(KIND, &parse_id(raw)?.to_string())
-            .map_err(|e| ExecutionsError::NotFound(e.to_string()))
+        let id = parse_id(raw)?;
+        let (_, exists) = self
+            .entities
+            .inspect(&id.to_string(), |state: &ExecutionState| {
+                state.requested.is_some()
+            })
+            .await?;
+        if !exists {
+            return Err(ExecutionsError::NotFound(raw.to_owned()));
+        }
+        StreamId::of(KIND, &id.to_string()).map_err(|e| ExecutionsError::NotFound(e.to_string()))
     }
 
     /// A page of the log. When no line at or after `from` matches and the execution still
@@ -318,16 +326,14 @@ fn ended(state: &ExecutionState) -> bool {
 /// When no matching line is at `from` yet and `wait` says more may come, how many matching
 /// lines there are, to wait for the next.
 fn page(lines: &[LogLine], earlier: usize, query: &LogQuery, wait: bool) -> Result<LogPage, usize> {
-    let matching: Vec<&LogLine> = lines
-        .iter()
-        .filter(|line| query.levels.accepts(line.level))
-        .collect();
-    let total_results = earlier + matching.len();
+    // Two passes over the lines rather than a list of the matching ones: the page runs on the
+    // execution's actor for every poll, and a log may hold `max_log_lines` lines.
+    let matching = || lines.iter().filter(|line| query.levels.accepts(line.level));
+    let total_results = earlier + matching().count();
     if total_results <= query.from && wait {
         return Err(total_results);
     }
-    let logs = matching
-        .into_iter()
+    let logs = matching()
         .skip(query.from.saturating_sub(earlier))
         .take(query.size.unwrap_or(usize::MAX))
         .cloned()
