@@ -1295,3 +1295,35 @@ echo '{"title":"kept"}'
         &ignored[ignored.len() - 200..]
     );
 }
+
+/// A refusal quotes the beginning of a bad value, not all of it: a body near the limit does
+/// not come back twice in the answer (`reason` and `details.reason`).
+#[actix_rt::test]
+async fn a_refusal_quotes_only_the_beginning_of_a_bad_value() {
+    let face = spawn(|_| {}).await;
+    let big = "x".repeat(500_000);
+    for (body, said) in [
+        (
+            json!({"scan_id": 1, "assets": big}),
+            "assets must be a list, not \"xxx",
+        ),
+        (
+            json!({"scan_id": [big]}),
+            "scan_id must be a number or a string, not [\"xxx",
+        ),
+        (
+            json!({"scan_id": 1, "assets": [ip_asset("127.0.0.1")[0]], "options": big}),
+            "options is a string that is not a JSON object: \"xxx",
+        ),
+        (
+            json!({"scan_id": 1, "assets": [ip_asset("127.0.0.1")[0]], "options": [big]}),
+            "options must be an object or an object as a JSON string, not [\"xxx",
+        ),
+    ] {
+        let answer = face.post("/engines/tcp/startscan", body.to_string()).await;
+        assert!(answer.body.len() < 1000, "{} bytes", answer.body.len());
+        let reason = answer.refused(400, "error");
+        assert!(reason.starts_with(said), "{reason}");
+        assert!(reason.ends_with('…'), "{reason}");
+    }
+}
