@@ -1250,3 +1250,80 @@ async fn after_a_restart_ended_scans_stay_and_a_running_one_is_interrupted() {
     assert_eq!(status["scans"]["2"]["status"], "ERROR");
     assert!(server.terminate().success());
 }
+
+/// A program's noise cannot grow the scan's memory: ignored lines are kept up to a bound and
+/// then counted, and a line over the line limit is named as ignored instead of vanishing.
+#[actix_rt::test]
+async fn a_command_engines_ignored_lines_are_bounded_and_overlong_lines_named() {
+    let script = r#"cat > /dev/null
+printf '{"title":"'; head -c 70000 /dev/zero | tr '\0' a; printf '"}\n'
+yes '{"unexpected":1}' | head -n 100000
+echo '{"title":"kept"}'
+"#;
+    let face = spawn(|config| config.patrowl.engines.push(command_engine("noisy", script))).await;
+    let answer = face
+        .start(
+            "noisy",
+            scan_body(json!(1), ip_asset("127.0.0.1"), json!({})),
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.json());
+    assert_eq!(face.wait_ended("noisy", "1").await["status"], "FINISHED");
+    let findings = face.get("/engines/noisy/getfindings/1").await.json();
+    let titles: Vec<&str> = findings["issues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|issue| issue["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(titles, ["kept"], "{findings}");
+    let entries = unzip(&face.get("/engines/noisy/getreport/1").await.body);
+    let ignored = String::from_utf8(entries["raw/command/ignored.txt"].clone()).unwrap();
+    assert!(
+        ignored.len() <= annals::scanners::command::MAX_IGNORED_BYTES + 100,
+        "{} bytes",
+        ignored.len()
+    );
+    let first = ignored.lines().next().unwrap();
+    assert!(first.starts_with("{\"title\":\"aaaa"), "{first}");
+    assert!(first.contains("longer than"), "{first}");
+    assert!(first.len() < 1000, "{}", first.len());
+    assert!(ignored.contains("unexpected"), "{ignored:.300}");
+    assert!(
+        ignored.trim_end().ends_with("more lines ignored"),
+        "{}",
+        &ignored[ignored.len() - 200..]
+    );
+}
+
+/// A refusal quotes the beginning of a bad value, not all of it: a body near the limit does
+/// not come back twice in the answer (`reason` and `details.reason`).
+#[actix_rt::test]
+async fn a_refusal_quotes_only_the_beginning_of_a_bad_value() {
+    let face = spawn(|_| {}).await;
+    let big = "x".repeat(500_000);
+    for (body, said) in [
+        (
+            json!({"scan_id": 1, "assets": big}),
+            "assets must be a list, not \"xxx",
+        ),
+        (
+            json!({"scan_id": [big]}),
+            "scan_id must be a number or a string, not [\"xxx",
+        ),
+        (
+            json!({"scan_id": 1, "assets": [ip_asset("127.0.0.1")[0]], "options": big}),
+            "options is a string that is not a JSON object: \"xxx",
+        ),
+        (
+            json!({"scan_id": 1, "assets": [ip_asset("127.0.0.1")[0]], "options": [big]}),
+            "options must be an object or an object as a JSON string, not [\"xxx",
+        ),
+    ] {
+        let answer = face.post("/engines/tcp/startscan", body.to_string()).await;
+        assert!(answer.body.len() < 1000, "{} bytes", answer.body.len());
+        let reason = answer.refused(400, "error");
+        assert!(reason.starts_with(said), "{reason}");
+        assert!(reason.ends_with('…'), "{reason}");
+    }
+}

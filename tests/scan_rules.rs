@@ -5,8 +5,8 @@
 mod common;
 
 use annals::actors::scan::{
-    Asset, AssetScanned, Confidence, Datatype, EngineName, Finding, FindingReported, ScanBegan,
-    ScanCleaned, ScanCommand, ScanEvent, ScanFailed, ScanFinished, ScanId, ScanRecord,
+    Asset, AssetScanned, Confidence, Datatype, EngineName, Finding, FindingReported, Progress,
+    ScanBegan, ScanCleaned, ScanCommand, ScanEvent, ScanFailed, ScanFinished, ScanId, ScanRecord,
     ScanRejection, ScanRequested, ScanStatus, ScanStopped, Severity, Target, INTERRUPTED,
 };
 use annals::actors::testing::given;
@@ -137,8 +137,8 @@ fn work_begins_records_assets_and_findings_and_finishes() {
         .then(vec![]);
     given::<ScanRecord>([requested(), began()])
         .at(at(3))
-        .when(ScanCommand::RecordAsset {
-            asset: "127.0.0.1".into(),
+        .when(ScanCommand::Record {
+            progress: vec![Progress::AssetDone("127.0.0.1".into())],
         })
         .then(vec![ScanEvent::AssetScanned(AssetScanned {
             asset: "127.0.0.1".into(),
@@ -146,12 +146,40 @@ fn work_begins_records_assets_and_findings_and_finishes() {
         })]);
     let state = given::<ScanRecord>([requested(), began()])
         .at(at(4))
-        .when(ScanCommand::RecordFinding { finding: finding() })
+        .when(ScanCommand::Record {
+            progress: vec![Progress::Finding(Box::new(finding()))],
+        })
         .then(vec![ScanEvent::FindingReported(FindingReported {
             finding: finding(),
             at: at(4),
         })]);
     assert_eq!(state.findings[0].issue_id, 1);
+    // A batch of reports is recorded in its order, as one event each.
+    let state = given::<ScanRecord>([requested(), began()])
+        .at(at(5))
+        .when(ScanCommand::Record {
+            progress: vec![
+                Progress::Finding(Box::new(finding())),
+                Progress::AssetDone("127.0.0.1".into()),
+                Progress::Finding(Box::new(finding())),
+            ],
+        })
+        .then(vec![
+            ScanEvent::FindingReported(FindingReported {
+                finding: finding(),
+                at: at(5),
+            }),
+            ScanEvent::AssetScanned(AssetScanned {
+                asset: "127.0.0.1".into(),
+                at: at(5),
+            }),
+            ScanEvent::FindingReported(FindingReported {
+                finding: finding(),
+                at: at(5),
+            }),
+        ]);
+    let ids: Vec<_> = state.findings.iter().map(|f| f.issue_id).collect();
+    assert_eq!(ids, [1, 2]);
     let state = given::<ScanRecord>([requested(), began()])
         .at(at(9))
         .when(ScanCommand::Finish { raw: vec![] })
@@ -163,10 +191,12 @@ fn work_begins_records_assets_and_findings_and_finishes() {
 fn an_ended_or_unknown_scan_takes_no_more_work() {
     for command in [
         ScanCommand::Begin,
-        ScanCommand::RecordAsset {
-            asset: "127.0.0.1".into(),
+        ScanCommand::Record {
+            progress: vec![Progress::AssetDone("127.0.0.1".into())],
         },
-        ScanCommand::RecordFinding { finding: finding() },
+        ScanCommand::Record {
+            progress: vec![Progress::Finding(Box::new(finding()))],
+        },
         ScanCommand::Finish { raw: vec![] },
         ScanCommand::Fail {
             reason: "x".into(),

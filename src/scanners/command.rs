@@ -17,9 +17,10 @@
 //! - `{"asset_done": "<asset value>"}`: that asset is done.
 //!
 //! Other lines (text, JSON that is not an object) are kept in the raw output only; a JSON
-//! object that is neither is counted and named in the raw output as ignored. Exit code 0
-//! finishes the scan; any other ends it in ERROR with the code and the last line of standard
-//! error.
+//! object that is neither, and a line longer than [`process::DEFAULT_MAX_LINE_BYTES`], is
+//! named in the raw output as ignored (the first [`MAX_IGNORED_BYTES`] of them, then only
+//! counted). Exit code 0 finishes the scan; any other ends it in ERROR with the code and the
+//! last line of standard error.
 
 use std::time::Duration;
 
@@ -31,6 +32,54 @@ use super::{asset_values, Ended, Job, Progress};
 use crate::actors::scan::{Confidence, Finding, Severity, Target};
 use crate::config::EngineConfig;
 use crate::process::{self, Ending, Exit, Invocation, Stream};
+
+/// The most bytes of ignored lines kept for the report; past it they are only counted.
+pub const MAX_IGNORED_BYTES: usize = 64 * 1024;
+
+/// How much of an ignored line the report keeps, in characters.
+const MAX_IGNORED_LINE_CHARS: usize = 200;
+
+/// The lines of standard output the scanner could not take, for the report: the first
+/// [`MAX_IGNORED_BYTES`] of them, and how many more there were.
+#[derive(Default)]
+struct Ignored {
+    text: String,
+    more: u64,
+}
+
+impl Ignored {
+    fn push(&mut self, line: &str, reason: &str) {
+        // A line is named by its beginning.
+        let cut = line
+            .char_indices()
+            .map(|(i, _)| i)
+            .nth(MAX_IGNORED_LINE_CHARS)
+            .unwrap_or(line.len());
+        let line = &line[..cut];
+        if self.text.len() + line.len() + reason.len() + 3 > MAX_IGNORED_BYTES {
+            self.more += 1;
+            return;
+        }
+        if !self.text.is_empty() {
+            self.text.push('\n');
+        }
+        self.text.push_str(line);
+        self.text.push_str(": ");
+        self.text.push_str(reason);
+    }
+
+    /// The report's `ignored.txt`, if any line was ignored.
+    fn into_output(mut self) -> Option<Vec<u8>> {
+        if self.more > 0 {
+            if !self.text.is_empty() {
+                self.text.push('\n');
+            }
+            self.text
+                .push_str(&format!("… and {} more lines ignored", self.more));
+        }
+        (!self.text.is_empty()).then(|| self.text.into_bytes())
+    }
+}
 
 /// A finding line, as a program writes it.
 #[derive(Deserialize)]
@@ -138,10 +187,12 @@ pub async fn scan(
         Err(error) => return failed(format!("the command could not start: {error}")),
     };
     let canceller = running.canceller();
-    let mut ignored = Vec::new();
+    let mut ignored = Ignored::default();
     let mut last_error_line = String::new();
     let mut stopping = false;
     let mut listening = true;
+    // Whether the last piece of standard output read was cut from a longer line.
+    let mut in_long_line = false;
     loop {
         let line = tokio::select! {
             line = running.next_line() => line,
@@ -160,6 +211,22 @@ pub async fn scan(
             }
             continue;
         }
+        // A line over the limit comes in pieces, none of which is the JSON it was: named
+        // once, by its beginning, and skipped.
+        let piece_of_long_line = in_long_line || line.continues;
+        if line.continues && !in_long_line {
+            ignored.push(
+                &line.text,
+                &format!(
+                    "the line is longer than {} bytes",
+                    process::DEFAULT_MAX_LINE_BYTES
+                ),
+            );
+        }
+        in_long_line = line.continues;
+        if piece_of_long_line {
+            continue;
+        }
         match parse_line(&line.text, job) {
             Ok(Some(report)) if listening => {
                 // The driver stops listening when the scan stopped; the program is then
@@ -170,7 +237,7 @@ pub async fn scan(
                 }
             }
             Ok(_) => {}
-            Err(reason) => ignored.push(format!("{}: {reason}", line.text)),
+            Err(reason) => ignored.push(&line.text, &reason),
         }
     }
     let outcome = match running.wait().await {
@@ -178,20 +245,11 @@ pub async fn scan(
         Err(error) => return failed(error.to_string()),
     };
     let mut raw = vec![
-        (
-            "command/stdout.txt".to_owned(),
-            outcome.stdout.bytes.clone(),
-        ),
-        (
-            "command/stderr.txt".to_owned(),
-            outcome.stderr.bytes.clone(),
-        ),
+        ("command/stdout.txt".to_owned(), outcome.stdout.bytes),
+        ("command/stderr.txt".to_owned(), outcome.stderr.bytes),
     ];
-    if !ignored.is_empty() {
-        raw.push((
-            "command/ignored.txt".to_owned(),
-            ignored.join("\n").into_bytes(),
-        ));
+    if let Some(ignored) = ignored.into_output() {
+        raw.push(("command/ignored.txt".to_owned(), ignored));
     }
     let result = match (outcome.ending, outcome.exit) {
         (Ending::Cancelled, _) => Err("stopped".into()),

@@ -11,16 +11,9 @@ pub mod tcp;
 use serde_json::{Map, Value};
 use tokio::sync::{mpsc, watch};
 
-use crate::actors::scan::{Asset, Finding};
+use crate::actors::scan::Asset;
+pub use crate::actors::scan::Progress;
 use crate::config::{EngineConfig, ScannerKind};
-
-/// What a scanner reports while it runs.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Progress {
-    Finding(Box<Finding>),
-    /// One asset is done.
-    AssetDone(String),
-}
 
 /// How a scanner ended: `Err` holds why the scan failed; `raw` its outputs, by name in the
 /// report's archive.

@@ -294,6 +294,14 @@ impl ScanState {
     }
 }
 
+/// What a scanner reports while it runs.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Progress {
+    Finding(Box<Finding>),
+    /// One asset is done.
+    AssetDone(String),
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub enum ScanCommand {
     /// Asks for a scan; `allowed` is the engine's allowed asset types.
@@ -307,12 +315,9 @@ pub enum ScanCommand {
     },
     /// The scanner began working.
     Begin,
-    /// The scanner finished one asset.
-    RecordAsset {
-        asset: String,
-    },
-    RecordFinding {
-        finding: Finding,
+    /// What the scanner reported since the last record, in its order: recorded in one append.
+    Record {
+        progress: Vec<Progress>,
     },
     Finish {
         raw: Vec<RawOutput>,
@@ -562,19 +567,21 @@ impl Entity for ScanRecord {
                 }
                 ScanEvent::ScanBegan(ScanBegan { at: now })
             }
-            ScanCommand::RecordAsset { asset } => {
+            ScanCommand::Record { progress } => {
                 running()?;
-                ScanEvent::AssetScanned(AssetScanned {
-                    asset: asset.clone(),
-                    at: now,
-                })
-            }
-            ScanCommand::RecordFinding { finding } => {
-                running()?;
-                ScanEvent::FindingReported(FindingReported {
-                    finding: finding.clone(),
-                    at: now,
-                })
+                return Ok(progress
+                    .iter()
+                    .map(|report| match report {
+                        Progress::Finding(finding) => ScanEvent::FindingReported(FindingReported {
+                            finding: (**finding).clone(),
+                            at: now,
+                        }),
+                        Progress::AssetDone(asset) => ScanEvent::AssetScanned(AssetScanned {
+                            asset: asset.clone(),
+                            at: now,
+                        }),
+                    })
+                    .collect());
             }
             ScanCommand::Finish { raw } => {
                 running()?;

@@ -26,8 +26,10 @@ use crate::actors::{
 use crate::blobs::{BlobError, BlobStore};
 use crate::config::EngineConfig;
 use crate::events::{EventLog, Metadata, Position};
-use crate::scanners::{self, Ended, Job, Progress};
+use crate::scanners::{self, Ended, Job};
 
+/// The most reports of a scanner recorded in one append (and waiting in its channel).
+const PROGRESS_BATCH: usize = 256;
 /// How long a command waits for the read model to fold it before the answer is an error.
 const MODEL_WAIT: Duration = Duration::from_secs(30);
 /// How long start-up waits for the read model to fold the log.
@@ -560,8 +562,8 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// One scan's work: marks it begun, runs the scanner, records each finding and asset as it
-/// comes, keeps the raw outputs in the blob store and ends the scan with them.
+/// One scan's work: marks it begun, runs the scanner, records its findings and assets as they
+/// come (those that came while the last were written together), keeps the raw outputs in the blob store and ends the scan with them.
 async fn drive(
     id: String,
     engine: Arc<Engine>,
@@ -583,15 +585,17 @@ async fn drive(
         lock(&stops).remove(&id);
         return;
     }
-    let (progress, mut reports) = mpsc::channel(256);
+    let (progress, mut reports) = mpsc::channel(PROGRESS_BATCH);
     let scanner = {
         let engine = engine.clone();
         actix_rt::spawn(async move { scanners::run(&engine.config, job, progress, stopped).await })
     };
-    while let Some(report) = reports.recv().await {
-        let command = match report {
-            Progress::Finding(finding) => ScanCommand::RecordFinding { finding: *finding },
-            Progress::AssetDone(asset) => ScanCommand::RecordAsset { asset },
+    let mut batch = Vec::with_capacity(PROGRESS_BATCH);
+    // What the scanner reported while the last batch was being written goes in the next one:
+    // one append for many findings when they come fast, one for each when they come slowly.
+    while reports.recv_many(&mut batch, PROGRESS_BATCH).await > 0 {
+        let command = ScanCommand::Record {
+            progress: std::mem::take(&mut batch),
         };
         if let Err(error) = entities.execute(&id, command, metadata.clone()).await {
             // Stopped, cleaned, or the log failed: the scanner is told by its closed channel.

@@ -605,6 +605,18 @@ fn scalar_text(value: &Value) -> Option<String> {
     }
 }
 
+/// The most characters of a client's value a refusal quotes.
+const SHOWN_CHARS: usize = 100;
+
+/// A client's value as a refusal quotes it: its JSON, cut after [`SHOWN_CHARS`] characters.
+fn shown(value: &Value) -> String {
+    let text = value.to_string();
+    match text.char_indices().nth(SHOWN_CHARS) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text,
+    }
+}
+
 impl StartScan {
     fn parse(body: &[u8]) -> Result<StartScan, String> {
         let value: Value =
@@ -614,8 +626,9 @@ impl StartScan {
         };
         let scan_id = match body.get("scan_id") {
             None | Some(Value::Null) => return Err("scan_id is missing".into()),
-            Some(value) => scalar_text(value)
-                .ok_or_else(|| format!("scan_id must be a number or a string, not {value}"))?,
+            Some(value) => scalar_text(value).ok_or_else(|| {
+                format!("scan_id must be a number or a string, not {}", shown(value))
+            })?,
         };
         let scan_id = ScanId::parse(&scan_id)?;
         let assets = match body.remove("assets") {
@@ -625,7 +638,7 @@ impl StartScan {
                 .enumerate()
                 .map(|(i, item)| parse_asset(i, item))
                 .collect::<Result<_, _>>()?,
-            Some(other) => return Err(format!("assets must be a list, not {other}")),
+            Some(other) => return Err(format!("assets must be a list, not {}", shown(&other))),
         };
         let options = match body.remove("options") {
             None | Some(Value::Null) => Map::new(),
@@ -636,13 +649,15 @@ impl StartScan {
                 Ok(Value::Object(map)) => map,
                 _ => {
                     return Err(format!(
-                        "options is a string that is not a JSON object: {text:?}"
+                        "options is a string that is not a JSON object: {}",
+                        shown(&Value::String(text))
                     ))
                 }
             },
             Some(other) => {
                 return Err(format!(
-                    "options must be an object or an object as a JSON string, not {other}"
+                    "options must be an object or an object as a JSON string, not {}",
+                    shown(&other)
                 ))
             }
         };
