@@ -54,11 +54,13 @@ pub struct Wait(pub Duration);
 pub const MAX_WAIT: Duration = Duration::from_secs(300);
 
 impl Wait {
+    /// A `timeout` parameter; none is no wait. Errors name the parameter.
     pub fn parse(raw: Option<&str>) -> Result<Wait, String> {
         let Some(raw) = raw else {
             return Ok(Wait(Duration::ZERO));
         };
-        let GoDuration(wait) = GoDuration::parse(raw)?;
+        let GoDuration(wait) =
+            GoDuration::parse(raw).map_err(|reason| format!("timeout: {reason}"))?;
         if wait > MAX_WAIT {
             return Err(format!("timeout {raw} is over the limit of 5m"));
         }

@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use super::body::{read_body, BodyError};
 use super::caller::{authorize, Denied};
-use super::params::{GoDuration, MAX_WAIT};
+use super::params::Wait;
 use crate::actors::sshkey::{KeyType, Metadata as KeyMetadata, SshKeys, SshKeysError};
 use crate::actors::workflow::model::{ListQuery, MAX_PAGE};
 use crate::actors::workflow::service::{Levels, LogQuery};
@@ -449,14 +449,7 @@ impl LogsParams {
         };
         let timeout = match self.timeout.as_deref() {
             None => DEFAULT_LOGS_TIMEOUT,
-            Some(raw) => {
-                let GoDuration(wait) =
-                    GoDuration::parse(raw).map_err(|reason| bad(format!("timeout: {reason}")))?;
-                if wait > MAX_WAIT {
-                    return Err(bad(format!("timeout {raw} is over the limit of 5m")));
-                }
-                wait
-            }
+            Some(raw) => Wait::parse(Some(raw)).map_err(bad)?.0,
         };
         let levels = match self.levels.as_deref() {
             None => 0,
