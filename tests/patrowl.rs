@@ -1296,6 +1296,44 @@ echo '{"title":"kept"}'
     );
 }
 
+/// A scanner that reports without end does not grow its scan without end: past
+/// `MAX_FINDINGS` findings are counted, and one last finding says how many were not kept.
+#[actix_rt::test]
+async fn a_scan_keeps_at_most_its_limit_of_findings() {
+    let over = annals::actors::scan::service::MAX_FINDINGS + 5;
+    let script = format!("cat > /dev/null\nyes '{{\"title\":\"again\"}}' | head -n {over}\n");
+    let face = spawn(|config| {
+        config
+            .patrowl
+            .engines
+            .push(command_engine("chatty", &script))
+    })
+    .await;
+    let answer = face
+        .start(
+            "chatty",
+            scan_body(json!(1), ip_asset("127.0.0.1"), json!({})),
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.json());
+    assert_eq!(face.wait_ended("chatty", "1").await["status"], "FINISHED");
+    let findings = face.get("/engines/chatty/getfindings/1").await.json();
+    let issues = findings["issues"].as_array().unwrap();
+    assert_eq!(
+        issues.len(),
+        annals::actors::scan::service::MAX_FINDINGS + 1
+    );
+    let last = issues.last().unwrap();
+    assert_eq!(
+        (last["type"].as_str(), last["title"].as_str()),
+        (
+            Some("findings_dropped"),
+            Some("5 more findings were not kept")
+        )
+    );
+    assert_eq!(last["target"]["addr"], json!(["127.0.0.1"]));
+}
+
 /// A refusal quotes the beginning of a bad value, not all of it: a body near the limit does
 /// not come back twice in the answer (`reason` and `details.reason`).
 #[actix_rt::test]

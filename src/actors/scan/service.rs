@@ -15,8 +15,8 @@ use tokio::sync::{mpsc, watch};
 
 use super::model::{EngineScans, ScanRow, ScansModel, ScansState};
 use super::{
-    entity_id, Asset, Datatype, EngineName, ScanCommand, ScanEvent, ScanId, ScanRecord,
-    ScanRejection, ScanState, ScanStatus,
+    entity_id, Asset, Confidence, Datatype, EngineName, Finding, Progress, ScanCommand, ScanEvent,
+    ScanId, ScanRecord, ScanRejection, ScanState, ScanStatus, Severity, Target,
 };
 use crate::actors::projection::{self, ProjectionError};
 use crate::actors::{
@@ -30,6 +30,10 @@ use crate::scanners::{self, Ended, Job};
 
 /// The most reports of a scanner recorded in one append (and waiting in its channel).
 const PROGRESS_BATCH: usize = 256;
+/// The most findings one scan keeps: a scanner (a `command` program, or what a target makes it
+/// report) could otherwise grow a scan's state and log without end. Past it findings are
+/// counted, and one last finding says how many were not kept.
+pub const MAX_FINDINGS: usize = 10_000;
 /// How long a command waits for the read model to fold it before the answer is an error.
 const MODEL_WAIT: Duration = Duration::from_secs(30);
 /// How long start-up waits for the read model to fold the log.
@@ -564,6 +568,50 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// One scan's work: marks it begun, runs the scanner, records its findings and assets as they
 /// come (those that came while the last were written together), keeps the raw outputs in the blob store and ends the scan with them.
+/// Records a batch of progress on the scan; false when the scan takes no more (stopped,
+/// cleaned, or the log failed: the scanner is then told by its closed channel).
+async fn record(
+    entities: &Entities<ScanRecord>,
+    id: &str,
+    batch: &mut Vec<Progress>,
+    metadata: &Metadata,
+) -> bool {
+    let command = ScanCommand::Record {
+        progress: std::mem::take(batch),
+    };
+    match entities.execute(id, command, metadata.clone()).await {
+        Ok(_) => true,
+        Err(error) => {
+            if !matches!(error, CommandError::Rejected(ScanRejection::NotRunning(_))) {
+                tracing::warn!(%id, %error, "a scan's progress was not recorded");
+            }
+            false
+        }
+    }
+}
+
+/// The last finding of a scan whose scanner reported more than [`MAX_FINDINGS`].
+fn findings_dropped(dropped: usize, assets: &[String]) -> Finding {
+    Finding {
+        severity: Severity::Info,
+        confidence: Confidence::Certain,
+        title: format!("{dropped} more findings were not kept"),
+        description: format!(
+            "The scanner reported {dropped} findings past the limit of {MAX_FINDINGS} per scan; \
+             they were counted, not kept. Narrow the scan to see them."
+        ),
+        solution: "Scan fewer assets or ports at a time.".into(),
+        kind: "findings_dropped".into(),
+        target: Target {
+            addr: assets.to_vec(),
+            ..Target::default()
+        },
+        raw: None,
+        tags: Vec::new(),
+        links: Vec::new(),
+    }
+}
+
 async fn drive(
     id: String,
     engine: Arc<Engine>,
@@ -585,27 +633,39 @@ async fn drive(
         lock(&stops).remove(&id);
         return;
     }
+    let assets: Vec<String> = job.assets.iter().map(|a| a.value.clone()).collect();
     let (progress, mut reports) = mpsc::channel(PROGRESS_BATCH);
     let scanner = {
         let engine = engine.clone();
         actix_rt::spawn(async move { scanners::run(&engine.config, job, progress, stopped).await })
     };
     let mut batch = Vec::with_capacity(PROGRESS_BATCH);
+    let (mut kept, mut dropped) = (0, 0);
     // What the scanner reported while the last batch was being written goes in the next one:
     // one append for many findings when they come fast, one for each when they come slowly.
     while reports.recv_many(&mut batch, PROGRESS_BATCH).await > 0 {
-        let command = ScanCommand::Record {
-            progress: std::mem::take(&mut batch),
-        };
-        if let Err(error) = entities.execute(&id, command, metadata.clone()).await {
-            // Stopped, cleaned, or the log failed: the scanner is told by its closed channel.
-            if !matches!(error, CommandError::Rejected(ScanRejection::NotRunning(_))) {
-                tracing::warn!(%id, %error, "a scan's progress was not recorded");
+        batch.retain(|report| match report {
+            Progress::Finding(_) if kept >= MAX_FINDINGS => {
+                dropped += 1;
+                false
             }
+            Progress::Finding(_) => {
+                kept += 1;
+                true
+            }
+            Progress::AssetDone(_) => true,
+        });
+        if !batch.is_empty() && !record(&entities, &id, &mut batch, &metadata).await {
             break;
         }
     }
     drop(reports);
+    if dropped > 0 {
+        batch.push(Progress::Finding(Box::new(findings_dropped(
+            dropped, &assets,
+        ))));
+        record(&entities, &id, &mut batch, &metadata).await;
+    }
     let ended = scanner.await.unwrap_or_else(|_| Ended {
         result: Err("the scanner stopped unexpectedly".into()),
         raw: Vec::new(),
