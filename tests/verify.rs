@@ -120,22 +120,60 @@ fn a_removed_event_is_named_as_missing() {
     assert!(out.contains("position 30: missing"), "{out}");
 }
 
+/// A log written before the head kept the greatest event id: a 48-byte head, and an `I` event
+/// id + stream → position entry per event.
+fn make_legacy(tree: &sled::Tree) {
+    let head = tree.get(b"Mhead").unwrap().unwrap();
+    assert_eq!(head.len(), 64, "the head keeps the greatest id");
+    tree.insert(b"Mhead", &head[..48]).unwrap();
+    let pointers: Vec<_> = tree.scan_prefix(b"E").map(Result::unwrap).collect();
+    for (key, pointer) in pointers {
+        let record = tree.get(&pointer).unwrap().unwrap();
+        let event = annals::events::RecordedEvent::open(&record).unwrap();
+        let mut index = vec![b'I'];
+        index.extend_from_slice(event.event_id.as_bytes());
+        index.extend_from_slice(event.stream.as_str().as_bytes());
+        tree.insert(index, &key[1..]).unwrap();
+    }
+}
+
 #[test]
-fn a_damaged_index_is_found() {
+fn a_log_written_with_the_event_id_index_is_read_verified_and_extended() {
     let dir = tempfile::tempdir().unwrap();
     write_log(dir.path());
-    // The event-id index loses the entry of position 10.
-    tamper(dir.path(), |tree| {
-        let entry = tree
-            .scan_prefix(b"I")
-            .map(Result::unwrap)
-            .find(|(_, position)| position.as_ref() == 10u64.to_be_bytes())
-            .unwrap();
-        tree.remove(entry.0).unwrap();
-    });
+    tamper(dir.path(), make_legacy);
     let (code, out) = verify_command(dir.path());
-    assert_eq!(code, Some(1), "{out}");
-    assert!(out.contains("position 10: the event-id index"), "{out}");
+    assert_eq!(code, Some(0), "{out}");
+
+    let log = EventLog::open(dir.path(), fast()).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        // The greatest id comes from the old index, so a retry of an old event is recognised.
+        let old = log.read_all(0, 1).unwrap().remove(0);
+        let retry = annals::events::NewEvent {
+            event_id: old.event_id,
+            event_type: old.event_type.clone(),
+            schema_version: old.schema_version,
+            payload: old.payload.clone(),
+            metadata: old.metadata.clone(),
+        };
+        let again = log
+            .append(old.stream.clone(), ExpectedVersion::Any, vec![retry])
+            .await
+            .unwrap();
+        assert!(again.duplicate);
+        assert_eq!(again.first_position, 1);
+        let new = log
+            .append(stream("job-0"), ExpectedVersion::Any, vec![line("after")])
+            .await
+            .unwrap();
+        assert_eq!(new.first_position, 41);
+    });
+    log.close();
+    drop((log, runtime));
+    let (code, out) = verify_command(dir.path());
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("41 events"), "{out}");
 }
 
 #[test]

@@ -239,6 +239,10 @@ impl<'a> EventView<'a> {
         self.body.version
     }
 
+    pub fn event_id(&self) -> Uuid {
+        self.body.event_id
+    }
+
     /// The stream id as stored (checked by [`EventView::to_recorded`]).
     pub fn stream(&self) -> &'a str {
         self.body.stream

@@ -148,7 +148,7 @@ struct Writer {
     /// exact; a stream not here is looked up in the store.
     versions: HashMap<StreamId, Version>,
     /// The greatest event id in the log, in byte order. A new id greater than it cannot be in
-    /// any stream, so it needs no index lookup; with time-ordered (v7) ids that is nearly every
+    /// any stream, so it needs no look through its stream; with time-ordered (v7) ids that is nearly every
     /// new event.
     greatest_id: Uuid,
     /// Set when a round could not be made durable. The store may then hold writes that were
@@ -236,7 +236,9 @@ impl Writer {
             }
         }
         if round.writes > 0 {
-            round.batch.put_log_head(&round.head);
+            let staged = round.ids.keys().map(|(_, id)| *id).max();
+            let greatest_id = staged.map_or(self.greatest_id, |id| id.max(self.greatest_id));
+            round.batch.put_log_head(&round.head, greatest_id);
             let written = self
                 .store
                 .commit(round.batch)
@@ -263,9 +265,7 @@ impl Writer {
                 self.versions.clear();
             }
             self.versions.extend(round.versions);
-            if let Some(greatest) = round.ids.keys().map(|(_, id)| *id).max() {
-                self.greatest_id = self.greatest_id.max(greatest);
-            }
+            self.greatest_id = greatest_id;
         }
         for (reply, appended) in acks {
             let _ = reply.send(Ok(appended));
@@ -326,7 +326,7 @@ impl Writer {
             round.head.hash = hash;
             round
                 .batch
-                .put_event(round.head.position, stream, version, event.event_id, record);
+                .put_event(round.head.position, stream, version, record);
             round
                 .ids
                 .insert((stream.clone(), event.event_id), round.head.position);
@@ -354,7 +354,8 @@ impl Writer {
     }
 
     /// Recognises an idempotent retry: every event id already in the stream (in the log or
-    /// earlier in this round). Returns `None` when none is.
+    /// earlier in this round). Returns `None` when none is. Only ids no greater than the log's
+    /// greatest can be in the log, so an append of new time-ordered ids looks nothing up.
     fn find_retry(
         &self,
         round: &Round,
@@ -362,31 +363,43 @@ impl Writer {
         current: Version,
     ) -> Result<Option<Appended>, AppendError> {
         let stream = &request.stream;
-        let mut first_position = None;
-        let mut found = 0;
-        for event in &request.events {
-            let known = match round.ids.get(&(stream.clone(), event.event_id)) {
-                Some(position) => Some(*position),
-                None if event.event_id.as_bytes() > self.greatest_id.as_bytes() => None,
-                None => self
-                    .store
-                    .position_of_event_id(stream, event.event_id)
-                    .map_err(|e| AppendError::Storage(e.to_string()))?,
+        let mut positions: Vec<Option<Position>> = request
+            .events
+            .iter()
+            .map(|event| round.ids.get(&(stream.clone(), event.event_id)).copied())
+            .collect();
+        let stored: Vec<Uuid> = request
+            .events
+            .iter()
+            .zip(&positions)
+            .filter(|(event, staged)| staged.is_none() && event.event_id <= self.greatest_id)
+            .map(|(event, _)| event.event_id)
+            .collect();
+        if !stored.is_empty() {
+            let expected = match request.expected {
+                ExpectedVersion::Exactly(version) if version < current => Some(version),
+                _ => None,
             };
-            if let Some(position) = known {
-                found += 1;
-                first_position.get_or_insert(position);
+            let found = self
+                .store
+                .find_event_ids(stream, &stored, expected)
+                .map_err(|e| AppendError::Storage(e.to_string()))?;
+            for (event, position) in request.events.iter().zip(&mut positions) {
+                if position.is_none() {
+                    *position = found.get(&event.event_id).copied();
+                }
             }
         }
-        match (found, first_position) {
-            (0, _) | (_, None) => Ok(None),
-            (n, Some(first_position)) if n == request.events.len() => Ok(Some(Appended {
+        let found = positions.iter().flatten().count();
+        match positions.iter().flatten().next() {
+            None => Ok(None),
+            Some(&first_position) if found == request.events.len() => Ok(Some(Appended {
                 first_position,
                 stream_version: current,
-                count: n,
+                count: found,
                 duplicate: true,
             })),
-            _ => Err(AppendError::PartlyDuplicate(stream.clone())),
+            Some(_) => Err(AppendError::PartlyDuplicate(stream.clone())),
         }
     }
 }

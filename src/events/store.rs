@@ -9,21 +9,23 @@
 //! |---------------------------------------|--------------------------------------------|
 //! | `S` stream `\0` version               | the stored record: hash, then body         |
 //! | `E` position                          | the `S` key of the event at that position  |
-//! | `I` event id (16 bytes), stream       | position (idempotent retries)              |
-//! | `M` `head`                            | position, hash, recorded_at (µs)           |
+//! | `M` `head`                            | position, hash, recorded_at (µs), greatest event id |
 //! | `M` `format`                          | [`FORMAT`]                                 |
 //!
 //! Records are clustered by stream, so rebuilding an entity is one sequential scan; reading in
 //! global order follows the `E` pointers, and reading one category filters them by the stream
 //! name they carry, without opening the records of other categories. sled 0.34 serialises every
 //! batch behind one process-wide lock, so each key written per event costs throughput: the log
-//! writes three (`S`, `E`, `I`) and no category index. A stream's version is its last `S` key.
-//! The event id leads its `I` key so that time-ordered ids (UUIDv7, which annals itself
-//! generates) append at the end of that index instead of splitting pages all over it. Numbers
-//! are big-endian u64 so that byte order is numeric order. Snapshots and projection checkpoints live in trees of their
+//! writes two (`S`, `E`), no category index and no event-id index. A retried append is found
+//! in its stream instead ([`Store::find_event_ids`]); the head keeps the greatest event id, and
+//! a time-ordered id (UUIDv7, which annals itself generates) above it cannot be a retry, so
+//! nearly every append looks nothing up. Logs written before carry an `I` event id + stream →
+//! position index as well, which nothing reads but the greatest id of a log whose head does not
+//! hold one yet. A stream's version is its last `S` key. Numbers are big-endian u64 so that
+//! byte order is numeric order. Snapshots and projection checkpoints live in trees of their
 //! own: they are caches, rebuilt from the log when missing.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -45,8 +47,13 @@ pub const FORMAT: &[u8] = b"annals-log v1";
 
 const EVENT: u8 = b'E';
 const STREAM: u8 = b'S';
-const EVENT_ID: u8 = b'I';
+/// The event-id index of logs written before the head kept the greatest id; no longer written.
+const LEGACY_EVENT_ID: u8 = b'I';
 const META_HEAD: &[u8] = b"Mhead";
+/// The head's value: position (8), hash (32), recorded_at (8), greatest event id (16). Logs
+/// written before the greatest id was kept there have heads of the first 48 bytes.
+const HEAD_BYTES: usize = 64;
+const LEGACY_HEAD_BYTES: usize = 48;
 const META_FORMAT: &[u8] = b"Mformat";
 
 /// How hard the journal pushes each commit round towards the disk before acknowledging it.
@@ -236,8 +243,11 @@ impl Store {
         let Some(raw) = self.log.get(META_HEAD)? else {
             return Ok(LogHead::EMPTY);
         };
-        if raw.len() != 48 {
-            return Err(StoreError::corrupt("the log head", "it is not 48 bytes"));
+        if raw.len() != HEAD_BYTES && raw.len() != LEGACY_HEAD_BYTES {
+            return Err(StoreError::corrupt(
+                "the log head",
+                format!("it is {} bytes, not {HEAD_BYTES}", raw.len()),
+            ));
         }
         let micros = i64::from_be_bytes(raw[40..48].try_into().expect("8 bytes"));
         Ok(LogHead {
@@ -257,22 +267,57 @@ impl Store {
         Ok(last.map_or(0, |(key, _)| be_u64(&key[key.len() - 8..])))
     }
 
-    /// The greatest event id in the log, in byte order: the id part of the last `I` key.
+    /// The greatest event id in the log, in byte order, as the head keeps it (in a log whose
+    /// head does not yet, the last key of its legacy event-id index).
     pub fn greatest_event_id(&self) -> Result<Option<Uuid>, StoreError> {
-        let last = self.log.scan_prefix([EVENT_ID]).next_back().transpose()?;
+        if let Some(raw) = self.log.get(META_HEAD)? {
+            if raw.len() == HEAD_BYTES {
+                return Ok(Uuid::from_slice(&raw[LEGACY_HEAD_BYTES..]).ok());
+            }
+        }
+        let last = self
+            .log
+            .scan_prefix([LEGACY_EVENT_ID])
+            .next_back()
+            .transpose()?;
         Ok(last.and_then(|(key, _)| Uuid::from_slice(key.get(1..17)?).ok()))
     }
 
-    /// Where an event with this id was committed in this stream, if it was.
-    pub fn position_of_event_id(
+    /// Where the events of `stream` that carry these ids are, for the ids found. An append that
+    /// expected version `expected` and was written put its events right after it, so those
+    /// versions are read first; ids still missing are looked for through the whole stream,
+    /// newest first. The journal asks only about ids no greater than the log's greatest: a
+    /// retry, or an id a caller used again.
+    pub fn find_event_ids(
         &self,
         stream: &StreamId,
-        event_id: Uuid,
-    ) -> Result<Option<Position>, StoreError> {
-        Ok(self
-            .log
-            .get(event_id_key(stream, event_id))?
-            .map(|v| be_u64(&v)))
+        ids: &[Uuid],
+        expected: Option<Version>,
+    ) -> Result<HashMap<Uuid, Position>, StoreError> {
+        let mut found = HashMap::new();
+        let mut look = |record: Record| -> Result<bool, StoreError> {
+            let view = record
+                .view()
+                .map_err(|e| StoreError::corrupt(format!("a record of {stream}"), e))?;
+            if ids.contains(&view.event_id()) {
+                found.insert(view.event_id(), view.position());
+            }
+            Ok(found.len() == ids.len())
+        };
+        if let Some(expected) = expected {
+            for record in self.stream_records_after(stream, expected).take(ids.len()) {
+                if look(record?)? {
+                    return Ok(found);
+                }
+            }
+        }
+        let all = stream_key(stream, 0)..=stream_key(stream, u64::MAX);
+        for item in self.log.range(all).rev() {
+            if look(Record(item?.1))? {
+                break;
+            }
+        }
+        Ok(found)
     }
 
     /// The record a position pointer (`E` value) leads to.
@@ -492,7 +537,7 @@ impl Store {
     }
 
     /// How many entries each part of the log holds, for `verify`: every event has exactly one
-    /// record and one entry in each index.
+    /// record and one position pointer.
     /// Only entries of events up to `head` count, so that a log being written can be checked;
     /// a record that cannot be read counts too, so that it cannot hide.
     pub fn entry_counts(&self, head: Position) -> Result<EntryCounts, StoreError> {
@@ -510,9 +555,6 @@ impl Store {
                 EventView::parse(record).map_or(true, |view| view.position() <= head)
             })?,
             positions: count(EVENT, &|key, _| be_u64(&key[1..]) <= head)?,
-            event_ids: count(EVENT_ID, &|_, position| {
-                position.len() != 8 || be_u64(position) <= head
-            })?,
         })
     }
 }
@@ -552,7 +594,6 @@ pub struct RawEvent {
 pub struct EntryCounts {
     pub records: u64,
     pub positions: u64,
-    pub event_ids: u64,
 }
 
 /// The writes of one commit round, applied atomically by [`Store::commit`].
@@ -560,29 +601,27 @@ pub struct EntryCounts {
 pub(crate) struct WriteBatch(sled::Batch);
 
 impl WriteBatch {
-    /// Adds one sealed event and its index entries.
+    /// Adds one sealed event and its position pointer.
     pub(crate) fn put_event(
         &mut self,
         position: Position,
         stream: &StreamId,
         version: Version,
-        event_id: Uuid,
         record: Vec<u8>,
     ) {
         let record_key = stream_key(stream, version);
         self.0.insert(&event_key(position), record_key.as_slice());
-        self.0
-            .insert(event_id_key(stream, event_id), &position.to_be_bytes());
         self.0.insert(record_key, record);
     }
 
-    /// Sets the head of the whole log.
-    pub(crate) fn put_log_head(&mut self, head: &LogHead) {
-        let mut raw = Vec::with_capacity(48);
+    /// Sets the head of the whole log, with the greatest event id in it.
+    pub(crate) fn put_log_head(&mut self, head: &LogHead, greatest_id: Uuid) {
+        let mut raw = Vec::with_capacity(HEAD_BYTES);
         raw.extend_from_slice(&head.position.to_be_bytes());
         raw.extend_from_slice(&head.hash);
         let micros = head.recorded_at.map_or(0, |t| t.timestamp_micros());
         raw.extend_from_slice(&micros.to_be_bytes());
+        raw.extend_from_slice(greatest_id.as_bytes());
         self.0.insert(META_HEAD, raw);
     }
 }
@@ -621,10 +660,3 @@ fn stream_key(stream: &StreamId, version: Version) -> Vec<u8> {
     indexed_key(STREAM, stream.as_str(), &version.to_be_bytes())
 }
 
-fn event_id_key(stream: &StreamId, event_id: Uuid) -> Vec<u8> {
-    let mut key = Vec::with_capacity(17 + stream.as_str().len());
-    key.push(EVENT_ID);
-    key.extend_from_slice(event_id.as_bytes());
-    key.extend_from_slice(stream.as_str().as_bytes());
-    key
-}
