@@ -38,10 +38,3 @@ pub mod scanners;
 pub mod secrets;
 pub mod startup;
 pub mod testresults;
-
-/// mimalloc instead of the system allocator, for every program built on this crate (the
-/// server, its tests and benchmarks): small short-lived allocations (requests, events,
-/// messages between actors) are most of what annals allocates, and the system allocator spent
-/// several percent of the server's time in them.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

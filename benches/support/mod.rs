@@ -16,6 +16,11 @@ use annals::startup::{Addresses, Application};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+/// The allocator of the `annals` binary, so that the server measured here allocates as it does
+/// there.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A `usize` from the environment, or `default`.
 pub fn env_or(name: &str, default: usize) -> usize {
     std::env::var(name)

@@ -372,14 +372,14 @@ impl<P: Projection> Runner<P> {
                 if unsaved >= self.settings.checkpoint_every
                     && tokio::time::Instant::now() >= save_due
                 {
-                    save_due = self.save(&shared).await;
+                    save_due = self.save(shared.clone()).await;
                     unsaved = 0;
                 }
                 continue;
             }
             // Caught up with the durable head.
             if unsaved > 0 && tokio::time::Instant::now() >= save_due {
-                save_due = self.save(&shared).await;
+                save_due = self.save(shared.clone()).await;
                 unsaved = 0;
             }
             drop(shared);
@@ -410,28 +410,36 @@ impl<P: Projection> Runner<P> {
         shared.position.send_modify(|_| {});
     }
 
-    /// Saves a checkpoint; returns when the next save of a caught-up projection is due.
-    async fn save(&self, shared: &Shared<P::State>) -> tokio::time::Instant {
+    /// Saves a checkpoint; returns when the next save of a caught-up projection is due. The
+    /// state is encoded off the async threads: a large read model takes a while to encode, and
+    /// the actors sharing this thread must not wait for it.
+    async fn save(&self, shared: Arc<Shared<P::State>>) -> tokio::time::Instant {
         let started = tokio::time::Instant::now();
-        let checkpoint = {
-            let view = shared.view.read().unwrap_or_else(|p| p.into_inner());
-            let Ok(state) = rmp_serde::to_vec_named(&view.state) else {
-                tracing::warn!(projection = %shared.name, "the state cannot be encoded for a checkpoint");
-                return started + self.settings.checkpoint_interval;
+        let (log, version, name) = (
+            self.log.clone(),
+            self.projection.version(),
+            shared.name.clone(),
+        );
+        let saved = tokio::task::spawn_blocking(move || {
+            let raw = {
+                let view = shared.view.read().unwrap_or_else(|p| p.into_inner());
+                let state = rmp_serde::to_vec_named(&view.state)
+                    .map_err(|e| format!("the state cannot be encoded: {e}"))?;
+                let checkpoint = Checkpoint {
+                    version,
+                    position: view.position,
+                    state,
+                };
+                rmp_serde::to_vec_named(&checkpoint).expect("a checkpoint record always encodes")
             };
-            Checkpoint {
-                version: self.projection.version(),
-                position: view.position,
-                state,
-            }
-        };
-        let raw = rmp_serde::to_vec_named(&checkpoint).expect("a checkpoint record always encodes");
-        let log = self.log.clone();
-        let name = shared.name.clone();
-        let saved =
-            tokio::task::spawn_blocking(move || log.store().put_checkpoint(&name, &raw)).await;
-        if !matches!(saved, Ok(Ok(()))) {
-            tracing::warn!(projection = %shared.name, "could not save a checkpoint");
+            log.store()
+                .put_checkpoint(&shared.name, &raw)
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()));
+        if let Err(reason) = saved {
+            tracing::warn!(projection = %name, %reason, "could not save a checkpoint");
         }
         let cost = started.elapsed();
         tokio::time::Instant::now() + self.settings.checkpoint_interval.max(cost * 20)

@@ -659,4 +659,3 @@ fn split_indexed_key(key: &[u8], suffix_len: usize) -> Option<(StreamId, &[u8])>
 fn stream_key(stream: &StreamId, version: Version) -> Vec<u8> {
     indexed_key(STREAM, stream.as_str(), &version.to_be_bytes())
 }
-

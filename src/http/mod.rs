@@ -219,11 +219,14 @@ pub fn serve(
                     Ok(response)
                 }
             })
+            // The faces first: their clients' requests then meet static prefixes before the
+            // event API's patterns, which actix matches with a regex each. No face route
+            // overlaps a main one.
             .configure(|config| {
+                faces.configure(config, serves);
                 if serves == Serves::Everything {
                     routes(config);
                 }
-                faces.configure(config, serves);
             })
     });
     let server = match tls {
