@@ -5,7 +5,7 @@
 //!
 //! Run with `cargo bench --bench partisci`. The server runs in this process with the default
 //! durability (fsync) on a loopback port; so does the client, so both share the machine's cores.
-//! Environment: `ANNALS_BENCH_CLIENTS` (concurrent HTTP connections, default 64),
+//! Environment: `ANNALS_BENCH_CLIENTS` (concurrent HTTP connections, default 256),
 //! `ANNALS_BENCH_HOSTS` (hosts, default 10000; 5 applications each), `ANNALS_BENCH_DATAGRAMS`
 //! (default 50000), `ANNALS_BENCH_UDP_RATE` (datagrams per second sent, default 20000),
 //! `ANNALS_BENCH_PHASES` (which to run, default `post,get,udp`; `get` needs `post` first).
@@ -23,7 +23,7 @@ use support::{env_or, get, post, report, run};
 const APPS: usize = 5;
 
 fn main() -> anyhow::Result<()> {
-    let clients = env_or("ANNALS_BENCH_CLIENTS", 64);
+    let clients = env_or("ANNALS_BENCH_CLIENTS", 256);
     let hosts = env_or("ANNALS_BENCH_HOSTS", 10_000);
     let datagrams = env_or("ANNALS_BENCH_DATAGRAMS", 50_000);
     let udp_rate = env_or("ANNALS_BENCH_UDP_RATE", 20_000);

@@ -105,7 +105,7 @@ enum Command {
         #[arg(long)]
         at_time: Option<DateTime<Utc>>,
     },
-    /// Checks the whole log: hash chain, gapless positions and versions, indexes.
+    /// Checks the whole log: hash chain, gapless positions and versions, position pointers.
     Verify,
     /// Appends synthetic `job` events from concurrent writers, printing each acknowledgement
     /// as `ack <stream> <version> <position> <event id> <writer> <seq>`.

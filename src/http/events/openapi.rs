@@ -475,7 +475,7 @@ pub enum VerifyReport {
         started_at: DateTime<Utc>,
     },
     /// Every event up to `head` checked: the hash chain, gapless positions and versions, and
-    /// every index. `hash` is the head's chain hash.
+    /// the position pointers. `hash` is the head's chain hash.
     Ok {
         head: u64,
         events: u64,
