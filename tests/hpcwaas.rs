@@ -609,6 +609,29 @@ async fn lines_and_outputs_are_kept_within_their_limits() {
 }
 
 #[actix_rt::test]
+async fn a_step_that_leaves_a_fifo_for_its_outputs_ends_with_a_warning() {
+    let face = spawn(|config| {
+        config.hpcwaas.workflows.push(workflow(
+            "fifo",
+            sh("rm -f \"$ANNALS_OUTPUTS\"; mkfifo \"$ANNALS_OUTPUTS\"; echo made"),
+        ))
+    })
+    .await;
+    let id = face.trigger("demo@lab@fifo", json!({})).await;
+    let done = face.follow(&id).await;
+    assert_eq!(done["status"], "SUCCESS", "{done}");
+    assert_eq!(done["outputs"], json!({}));
+    let lines = contents(&face.logs(&id, "levels=15").await);
+    assert_eq!(
+        lines,
+        [
+            "made",
+            "step fifo: $ANNALS_OUTPUTS is not a regular file: its outputs were not read"
+        ]
+    );
+}
+
+#[actix_rt::test]
 async fn an_input_crafted_as_a_shell_injection_runs_harmlessly() {
     let face = spawn(|_| {}).await;
     let marker = face.dir.path().join("pwned");

@@ -356,9 +356,17 @@ impl Run {
             }
         };
         let (path, max) = (scratch.join("outputs"), self.limits.max_output_bytes);
-        let (outputs, over) = off_thread(move || read_outputs(&path, max))
+        let read = off_thread(move || read_outputs(&path, max))
             .await
-            .unwrap_or_default();
+            .and_then(|read| read);
+        let (outputs, over) = match read {
+            Ok(read) => read,
+            Err(problem) => {
+                self.line(Level::Warn, format!("step {}: {problem}", step.name))
+                    .await;
+                Default::default()
+            }
+        };
         if over {
             let limit = self.limits.max_output_bytes;
             self.line(
@@ -505,11 +513,22 @@ pub fn level_of(stream: Stream, text: String) -> (Level, String) {
 }
 
 /// The `KEY=VALUE` lines of a step's outputs file, within its first `max_bytes`, and whether
-/// the file went on past them (a line cut by the limit is left out, not kept truncated).
-fn read_outputs(path: &Path, max_bytes: usize) -> (BTreeMap<String, String>, bool) {
+/// the file went on past them (a line cut by the limit is left out, not kept truncated). No
+/// file is no outputs. Anything but a regular file (a FIFO the step made there, a device) is
+/// refused without reading: it could hold this thread for ever.
+fn read_outputs(path: &Path, max_bytes: usize) -> Result<(BTreeMap<String, String>, bool), String> {
     use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
     let mut text = Vec::new();
-    if let Ok(file) = std::fs::File::open(path) {
+    // Opening a FIFO for reading waits for a writer, unless non-blocking.
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path);
+    if let Ok(file) = opened {
+        if !file.metadata().is_ok_and(|meta| meta.is_file()) {
+            return Err("$ANNALS_OUTPUTS is not a regular file: its outputs were not read".into());
+        }
         let _ = file.take(max_bytes as u64 + 1).read_to_end(&mut text);
     }
     let over = text.len() > max_bytes;
@@ -525,7 +544,7 @@ fn read_outputs(path: &Path, max_bytes: usize) -> (BTreeMap<String, String>, boo
         .take(MAX_OUTPUTS)
         .map(|(key, value)| (key.trim().to_owned(), value.to_owned()))
         .collect();
-    (outputs, over)
+    Ok((outputs, over))
 }
 
 /// Writes a private key to a new file readable by its owner only. Not synced: the file lives
