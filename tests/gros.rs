@@ -665,6 +665,29 @@ async fn bodies_over_the_limit_are_refused() {
 }
 
 #[actix_rt::test]
+async fn a_record_too_large_for_the_log_is_refused_as_too_large() {
+    // A body within the face's limit whose record makes an event over the log's.
+    let face = spawn(|config, _| {
+        config.gros.max_body_kb = 256;
+        config.log.max_event_kb = 64;
+    })
+    .await;
+    let body = format!("msg={}", "x".repeat(100_000));
+    let answer = send(&face.main, form("POST", "/auth/log.py?project=PROJ", &body)).await;
+    assert_eq!(answer.status, 413, "{}", answer.body);
+    assert!(
+        answer
+            .body
+            .starts_with("the record is too large to keep: an event of "),
+        "{}",
+        answer.body
+    );
+    assert!(answer
+        .body
+        .ends_with(" bytes is over the limit of 65536 bytes\n"));
+}
+
+#[actix_rt::test]
 async fn concurrent_registrations_of_one_agent_are_refused_not_mixed() {
     let face = spawn(|_, _| {}).await;
     // Rounds of eight registrations at once, until one found the agent locked: each holds the

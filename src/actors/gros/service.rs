@@ -21,7 +21,7 @@ use super::{
 use crate::actors::{
     reconcile, Clock, CommandError, Entities, NoEffects, Settings as ActorSettings,
 };
-use crate::events::{EventLog, Metadata};
+use crate::events::{AppendError, EventLog, Metadata};
 use crate::process::{self, Exit, Invocation, Stream};
 use crate::secrets::{Secret, SecretError, SecretId, SecretStore};
 
@@ -94,6 +94,9 @@ pub enum GrosError {
     FailedAtOnce(String),
     #[error("the secret store failed: {0}")]
     Secret(#[from] SecretError),
+    /// What the request asked to record makes an event over the log's size limit.
+    #[error("the record is too large to keep: {0}")]
+    TooLarge(String),
     /// The log or an actor failed: nothing was acknowledged.
     #[error("not recorded: {0}")]
     NotRecorded(String),
@@ -101,7 +104,12 @@ pub enum GrosError {
 
 impl<R: std::fmt::Display> From<CommandError<R>> for GrosError {
     fn from(error: CommandError<R>) -> Self {
-        GrosError::NotRecorded(error.to_string())
+        match error {
+            CommandError::Append(too_large @ AppendError::TooLarge { .. }) => {
+                GrosError::TooLarge(too_large.to_string())
+            }
+            other => GrosError::NotRecorded(other.to_string()),
+        }
     }
 }
 

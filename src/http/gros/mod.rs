@@ -113,6 +113,7 @@ impl From<GrosError> for ControllerError {
                 ControllerError::NotFound(message)
             }
             GrosError::OutsideNetworks(_) => ControllerError::Forbidden(message),
+            GrosError::TooLarge(_) => ControllerError::TooLarge(message),
             GrosError::Locked(_)
             | GrosError::ScrapeRunning
             | GrosError::FailedAtOnce(_)
@@ -186,6 +187,7 @@ impl From<GrosError> for AgentError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             GrosError::OutsideNetworks(_) => StatusCode::FORBIDDEN,
+            GrosError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             GrosError::CannotStart(_) | GrosError::Secret(_) | GrosError::NotRecorded(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
@@ -424,7 +426,8 @@ async fn export(
             body = String, content_type = "text/plain"),
         (status = 404, description = "The project is not configured.", body = String,
             content_type = "text/plain"),
-        (status = 413, description = "The body is over `[gros] max_body_kb`.", body = String,
+        (status = 413, description = "The body is over `[gros] max_body_kb`, or the record \
+            would make an event over `[log] max_event_kb`.", body = String,
             content_type = "text/plain")))]
 async fn log(
     request: HttpRequest,
