@@ -901,6 +901,17 @@ async fn the_agent_daemon_answers_as_upstream_does() {
     for (answer, status, body) in cases {
         assert_eq!((answer.status, answer.json()), (status, body), "{answer:?}");
     }
+    // The daemon's own listener counts its requests too.
+    let metrics = send(&face.main, get("/metrics")).await;
+    assert!(
+        metrics.body.lines().any(|line| {
+            line.starts_with("annals_http_requests_total{")
+                && line.contains("route=\"/scrape\"")
+                && line.contains("status=\"411\"")
+        }),
+        "{}",
+        metrics.body
+    );
 
     // A long scrape: running, refused a second time, then done.
     let started = post(&face.main, "/agents/SLOW/a1/scrape", "agent.example:7070").await;

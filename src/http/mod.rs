@@ -204,21 +204,7 @@ pub fn serve(
             .app_data(web::PathConfig::default().error_handler(|error, _| {
                 ApiError::BadRequest(format!("bad path: {error}")).into()
             }))
-            .wrap_fn(|request, service| {
-                use actix_web::dev::Service;
-                let answered = service.call(request);
-                async move {
-                    let response = answered.await?;
-                    let route = response
-                        .request()
-                        .match_pattern()
-                        .unwrap_or_else(|| "unmatched".into());
-                    let status = response.status().as_u16().to_string();
-                    metrics::counter!(crate::metrics::HTTP_REQUESTS, "route" => route, "status" => status)
-                        .increment(1);
-                    Ok(response)
-                }
-            })
+            .wrap(actix_web::middleware::from_fn(count_request))
             // The faces first: their clients' requests then meet static prefixes before the
             // event API's patterns, which actix matches with a regex each. No face route
             // overlaps a main one.
@@ -236,6 +222,22 @@ pub fn serve(
     // Signals are the caller's to handle (`startup::Application::run_until`), once for every
     // listener.
     Ok(server.shutdown_timeout(30).disable_signals().run())
+}
+
+/// Counts each answered request by route pattern and status, on every listener.
+pub async fn count_request(
+    request: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    let response = next.call(request).await?;
+    let route = response
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".into());
+    let status = response.status().as_u16().to_string();
+    metrics::counter!(crate::metrics::HTTP_REQUESTS, "route" => route, "status" => status)
+        .increment(1);
+    Ok(response)
 }
 
 /// Every route of the main listener but the faces', which [`Faces`] adds. Each routing module

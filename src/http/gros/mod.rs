@@ -705,6 +705,7 @@ pub fn serve_agent(
     let server = actix_web::HttpServer::new(move || {
         actix_web::App::new()
             .app_data(face.clone())
+            .wrap(actix_web::middleware::from_fn(crate::http::count_request))
             .service(web::resource(["/status", "/status/"]).to(local_status))
             .service(web::resource(["/scrape", "/scrape/"]).to(local_scrape))
             .default_service(web::to(local_not_found))
