@@ -65,8 +65,9 @@ pub trait Clock: Send + Sync + 'static {
     fn new_id(&self) -> Uuid;
 }
 
-/// The real clock, and time-ordered (v7) ids: they keep the log's event-id index appending at
-/// its end.
+/// The real clock, and time-ordered (v7) ids: each is greater than every id already in the
+/// log (unless the clock was set back behind the log's newest event), so the journal never
+/// looks for one as a retry.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SystemClock;
 
