@@ -96,6 +96,33 @@ async fn a_command_is_decided_appended_applied_and_answered() {
 }
 
 #[actix_rt::test]
+async fn with_the_clock_set_back_behind_the_log_new_events_still_get_ids_above_it() {
+    // The newest id in the log is from a clock that ran far ahead, since set back.
+    let t = TempLog::new();
+    let ahead = uuid::Uuid::from_u128(u128::MAX / 2);
+    let mut event = line("from a fast clock");
+    event.event_id = ahead;
+    t.log
+        .append(stream("job-fast"), ExpectedVersion::Any, vec![event])
+        .await
+        .unwrap();
+    let t = t.reopen_async().await;
+    let jobs = jobs(&t.log, Settings::default());
+    for name in ["one", "two"] {
+        jobs.execute(name, start(name), from_peer()).await.unwrap();
+    }
+    let ids: Vec<_> = t
+        .log
+        .read_all(0, 10)
+        .unwrap()
+        .iter()
+        .map(|e| e.event_id)
+        .collect();
+    assert_eq!(ids.len(), 3);
+    assert!(ids[1] > ahead && ids[2] > ids[1], "{ids:?}");
+}
+
+#[actix_rt::test]
 async fn a_rejected_command_writes_nothing() {
     let t = TempLog::new();
     let jobs = jobs(&t.log, Settings::default());

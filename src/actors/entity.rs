@@ -65,9 +65,8 @@ pub trait Clock: Send + Sync + 'static {
     fn new_id(&self) -> Uuid;
 }
 
-/// The real clock, and time-ordered (v7) ids: each is greater than every id already in the
-/// log (unless the clock was set back behind the log's newest event), so the journal never
-/// looks for one as a retry.
+/// The real clock, and time-ordered (v7) ids, each greater than the ids before it, as the log's
+/// new event ids should be (`EventLog::new_event_id` covers a clock set back).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SystemClock;
 

@@ -259,7 +259,7 @@ async fn execute<E: Entity>(
         let new_events = events
             .iter()
             .map(|event| NewEvent {
-                event_id: env.clock.new_id(),
+                event_id: env.log.new_event_id(env.clock.new_id()),
                 event_type: event.event_type().to_owned(),
                 schema_version: event.schema_version(),
                 payload: event.encode_payload(),

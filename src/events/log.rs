@@ -3,10 +3,11 @@
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{oneshot, watch};
+use uuid::Uuid;
 
 use super::envelope::{NewEvent, Position, RecordedEvent, StreamId, Version};
 use super::journal::{AppendError, AppendRequest, Appended, ExpectedVersion, Journal};
@@ -54,6 +55,14 @@ pub struct EventLog {
     /// The latest durable events, filled by the journal before it publishes each head.
     recent: Arc<RecentEvents>,
     options: LogOptions,
+    ids: Arc<IdFloor>,
+}
+
+/// What [`EventLog::new_event_id`] keeps: the greatest event id when the log was opened, and
+/// the last id it handed out above it.
+struct IdFloor {
+    opened: Uuid,
+    last: Mutex<u128>,
 }
 
 impl EventLog {
@@ -63,6 +72,7 @@ impl EventLog {
         let head = store.log_head()?;
         let (publish, committed) = watch::channel(head.position);
         let recent = Arc::new(RecentEvents::new(head.position, options.recent));
+        let opened = store.greatest_event_id()?.unwrap_or(Uuid::nil());
         let journal = Journal::start(store.clone(), options.durability, publish, recent.clone())?;
         Ok(EventLog {
             store,
@@ -70,7 +80,25 @@ impl EventLog {
             committed,
             recent,
             options,
+            ids: Arc::new(IdFloor {
+                opened,
+                last: Mutex::new(opened.as_u128()),
+            }),
         })
+    }
+
+    /// The id of a new event, from `minted`, an id just made by a clock: `minted` itself when
+    /// it is greater than every id the log held when it was opened, as time-ordered ids are;
+    /// otherwise (the clock was set back behind the log's newest event) the next id above the
+    /// greatest handed out so far. The journal looks for an id no greater than the log's
+    /// greatest as a possible retry, through its stream; a new event's id never needs that.
+    pub fn new_event_id(&self, minted: Uuid) -> Uuid {
+        if minted > self.ids.opened {
+            return minted;
+        }
+        let mut last = self.ids.last.lock().unwrap_or_else(|p| p.into_inner());
+        *last = last.wrapping_add(1);
+        Uuid::from_u128(*last)
     }
 
     pub fn options(&self) -> &LogOptions {
