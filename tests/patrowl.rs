@@ -635,6 +635,32 @@ async fn patrowl_managers_sequence_with_a_command_engine_reads_its_json_lines() 
 }
 
 #[actix_rt::test]
+async fn a_scan_too_large_for_the_log_is_refused_as_too_large() {
+    // A body within the face's limit whose scan makes an event over the log's: the default
+    // body limit (1 MiB) and event limit (1 MiB) allow it, scaled down here.
+    let face = spawn(|config| {
+        config.patrowl.max_body_kb = 256;
+        config.log.max_event_kb = 64;
+    })
+    .await;
+    let big = scan_body(
+        json!(1),
+        ip_asset("127.0.0.1"),
+        json!({"pad": "x".repeat(100_000)}),
+    );
+    let answer = face.post("/engines/tcp/startscan", big.to_string()).await;
+    let reason = answer.refused(413, "error");
+    assert!(
+        reason.contains("is over the limit of 65536 bytes"),
+        "{reason}"
+    );
+    // Nothing of it is kept: the scan id is free.
+    let small = scan_body(json!(1), ip_asset("127.0.0.1"), json!({"ports": ["9"]}));
+    let answer = face.post("/engines/tcp/startscan", small.to_string()).await;
+    assert_eq!(answer.status, 200, "{}", answer.json());
+}
+
+#[actix_rt::test]
 async fn every_refusal_says_what_is_wrong_in_the_faces_shape() {
     let face = spawn(|config| {
         config.patrowl.max_body_kb = 1;

@@ -35,6 +35,14 @@ pub enum CommandError<R> {
     Unavailable(String),
 }
 
+impl<R> CommandError<R> {
+    /// Whether the log refused the command's events as over its size limit: what the caller
+    /// asked to record is too large, a client's mistake (a face answers 413), not a failure.
+    pub fn is_too_large(&self) -> bool {
+        matches!(self, CommandError::Append(AppendError::TooLarge { .. }))
+    }
+}
+
 /// A command that took effect.
 pub struct Executed<E: Entity> {
     /// The events it caused, already durable and applied.

@@ -21,7 +21,7 @@ use super::{
 use crate::actors::{
     reconcile, Clock, CommandError, Entities, NoEffects, Settings as ActorSettings,
 };
-use crate::events::{AppendError, EventLog, Metadata};
+use crate::events::{EventLog, Metadata};
 use crate::process::{self, Exit, Invocation, Stream};
 use crate::secrets::{Secret, SecretError, SecretId, SecretStore};
 
@@ -104,11 +104,10 @@ pub enum GrosError {
 
 impl<R: std::fmt::Display> From<CommandError<R>> for GrosError {
     fn from(error: CommandError<R>) -> Self {
-        match error {
-            CommandError::Append(too_large @ AppendError::TooLarge { .. }) => {
-                GrosError::TooLarge(too_large.to_string())
-            }
-            other => GrosError::NotRecorded(other.to_string()),
+        if error.is_too_large() {
+            GrosError::TooLarge(error.to_string())
+        } else {
+            GrosError::NotRecorded(error.to_string())
         }
     }
 }

@@ -57,6 +57,9 @@ pub enum EnginesError {
     Rejected(ScanRejection),
     #[error("scan {0:?} is {status}, not ended: its findings are not final", status = .1.as_str())]
     NotEnded(String, ScanStatus),
+    /// What the request asked to record makes an event over the log's size limit.
+    #[error("the scan is too large to keep: {0}")]
+    TooLarge(String),
     /// The log or an actor failed: nothing was acknowledged.
     #[error("not recorded: {0}")]
     NotRecorded(String),
@@ -72,6 +75,7 @@ impl From<CommandError<ScanRejection>> for EnginesError {
     fn from(error: CommandError<ScanRejection>) -> Self {
         match error {
             CommandError::Rejected(rejection) => EnginesError::Rejected(rejection),
+            other if other.is_too_large() => EnginesError::TooLarge(other.to_string()),
             other => EnginesError::NotRecorded(other.to_string()),
         }
     }

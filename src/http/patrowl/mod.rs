@@ -146,6 +146,7 @@ impl ResponseError for Refusal {
                 | EnginesError::EngineError(_)
                 | EnginesError::NotRecorded(_) => StatusCode::SERVICE_UNAVAILABLE,
                 EnginesError::Invalid(_) => StatusCode::BAD_REQUEST,
+                EnginesError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
                 EnginesError::Rejected(rejection) => match rejection {
                     ScanRejection::NoAssets
                     | ScanRejection::TooManyAssets(_)
@@ -722,7 +723,8 @@ fn parse_asset(i: usize, item: &Value) -> Result<Asset, String> {
             does not scan, options or an asset it cannot scan.", body = openapi::PatrowlErrorBody),
         (status = 409, description = "The scan id was used before on this engine.",
             body = openapi::PatrowlErrorBody),
-        (status = 413, description = "The body is over `[patrowl] max_body_kb`.",
+        (status = 413, description = "The body is over `[patrowl] max_body_kb`, or the scan \
+            would make an event over `[log] max_event_kb`.",
             body = openapi::PatrowlErrorBody)))]
 async fn startscan(
     request: HttpRequest,
