@@ -94,7 +94,6 @@ impl Journal {
         recent: Arc<RecentEvents>,
     ) -> Result<Journal, StoreError> {
         let head = store.log_head()?;
-        let greatest_id = store.greatest_event_id()?.unwrap_or(Uuid::nil());
         let (sender, receiver) = mpsc::channel();
         let writer = Writer {
             store,
@@ -103,7 +102,6 @@ impl Journal {
             committed,
             recent,
             versions: HashMap::new(),
-            greatest_id,
             failure: None,
         };
         let thread = std::thread::Builder::new()
@@ -147,10 +145,6 @@ struct Writer {
     /// The versions of recently written streams. The journal is the only writer, so these are
     /// exact; a stream not here is looked up in the store.
     versions: HashMap<StreamId, Version>,
-    /// The greatest event id in the log, in byte order. A new id greater than it cannot be in
-    /// any stream, so it needs no look through its stream; with time-ordered (v7) ids that is nearly every
-    /// new event.
-    greatest_id: Uuid,
     /// Set when a round could not be made durable. The store may then hold writes that were
     /// never acknowledged, so the journal refuses everything until a restart recovers the log
     /// from disk.
@@ -236,9 +230,7 @@ impl Writer {
             }
         }
         if round.writes > 0 {
-            let staged = round.ids.keys().map(|(_, id)| *id).max();
-            let greatest_id = staged.map_or(self.greatest_id, |id| id.max(self.greatest_id));
-            round.batch.put_log_head(&round.head, greatest_id);
+            round.batch.put_log_head(&round.head);
             let written = self
                 .store
                 .commit(round.batch)
@@ -265,7 +257,6 @@ impl Writer {
                 self.versions.clear();
             }
             self.versions.extend(round.versions);
-            self.greatest_id = greatest_id;
         }
         for (reply, appended) in acks {
             let _ = reply.send(Ok(appended));
@@ -324,6 +315,7 @@ impl Writer {
                 &event,
             );
             round.head.hash = hash;
+            round.head.greatest_id = round.head.greatest_id.max(event.event_id);
             round
                 .batch
                 .put_event(round.head.position, stream, version, record);
@@ -372,7 +364,7 @@ impl Writer {
             .events
             .iter()
             .zip(&positions)
-            .filter(|(event, staged)| staged.is_none() && event.event_id <= self.greatest_id)
+            .filter(|(event, staged)| staged.is_none() && event.event_id <= self.head.greatest_id)
             .map(|(event, _)| event.event_id)
             .collect();
         if !stored.is_empty() {

@@ -72,7 +72,7 @@ impl EventLog {
         let head = store.log_head()?;
         let (publish, committed) = watch::channel(head.position);
         let recent = Arc::new(RecentEvents::new(head.position, options.recent));
-        let opened = store.greatest_event_id()?.unwrap_or(Uuid::nil());
+        let opened = head.greatest_id;
         let journal = Journal::start(store.clone(), options.durability, publish, recent.clone())?;
         Ok(EventLog {
             store,

@@ -124,6 +124,9 @@ pub struct LogHead {
     pub hash: Hash,
     /// When the last event was recorded; the journal never records an event earlier than this.
     pub recorded_at: Option<DateTime<Utc>>,
+    /// The greatest event id in the log, in byte order (nil for none). A new id above it cannot
+    /// be a retry.
+    pub greatest_id: Uuid,
 }
 
 impl LogHead {
@@ -131,6 +134,7 @@ impl LogHead {
         position: 0,
         hash: GENESIS_HASH,
         recorded_at: None,
+        greatest_id: Uuid::nil(),
     };
 }
 
@@ -238,7 +242,7 @@ impl Store {
         &self.path
     }
 
-    /// The last committed event's position and hash.
+    /// The last committed event's position, hash and time, and the greatest event id.
     pub fn log_head(&self) -> Result<LogHead, StoreError> {
         let Some(raw) = self.log.get(META_HEAD)? else {
             return Ok(LogHead::EMPTY);
@@ -250,10 +254,15 @@ impl Store {
             ));
         }
         let micros = i64::from_be_bytes(raw[40..48].try_into().expect("8 bytes"));
+        let greatest_id = match raw.get(LEGACY_HEAD_BYTES..) {
+            Some(id) if !id.is_empty() => Uuid::from_slice(id).expect("16 bytes"),
+            _ => self.legacy_greatest_event_id()?,
+        };
         Ok(LogHead {
             position: be_u64(&raw[..8]),
             hash: raw[8..40].try_into().expect("32 bytes"),
             recorded_at: DateTime::from_timestamp_micros(micros),
+            greatest_id,
         })
     }
 
@@ -267,20 +276,17 @@ impl Store {
         Ok(last.map_or(0, |(key, _)| be_u64(&key[key.len() - 8..])))
     }
 
-    /// The greatest event id in the log, in byte order, as the head keeps it (in a log whose
-    /// head does not yet, the last key of its legacy event-id index).
-    pub fn greatest_event_id(&self) -> Result<Option<Uuid>, StoreError> {
-        if let Some(raw) = self.log.get(META_HEAD)? {
-            if raw.len() == HEAD_BYTES {
-                return Ok(Uuid::from_slice(&raw[LEGACY_HEAD_BYTES..]).ok());
-            }
-        }
+    /// The greatest event id of a log whose head does not keep it yet: the id part of the last
+    /// key of its legacy event-id index.
+    fn legacy_greatest_event_id(&self) -> Result<Uuid, StoreError> {
         let last = self
             .log
             .scan_prefix([LEGACY_EVENT_ID])
             .next_back()
             .transpose()?;
-        Ok(last.and_then(|(key, _)| Uuid::from_slice(key.get(1..17)?).ok()))
+        Ok(last
+            .and_then(|(key, _)| Uuid::from_slice(key.get(1..17)?).ok())
+            .unwrap_or(Uuid::nil()))
     }
 
     /// Where the events of `stream` that carry these ids are, for the ids found. An append that
@@ -294,15 +300,16 @@ impl Store {
         ids: &[Uuid],
         expected: Option<Version>,
     ) -> Result<HashMap<Uuid, Position>, StoreError> {
+        let wanted: HashSet<Uuid> = ids.iter().copied().collect();
         let mut found = HashMap::new();
         let mut look = |record: Record| -> Result<bool, StoreError> {
             let view = record
                 .view()
                 .map_err(|e| StoreError::corrupt(format!("a record of {stream}"), e))?;
-            if ids.contains(&view.event_id()) {
+            if wanted.contains(&view.event_id()) {
                 found.insert(view.event_id(), view.position());
             }
-            Ok(found.len() == ids.len())
+            Ok(found.len() == wanted.len())
         };
         if let Some(expected) = expected {
             for record in self.stream_records_after(stream, expected).take(ids.len()) {
@@ -614,14 +621,14 @@ impl WriteBatch {
         self.0.insert(record_key, record);
     }
 
-    /// Sets the head of the whole log, with the greatest event id in it.
-    pub(crate) fn put_log_head(&mut self, head: &LogHead, greatest_id: Uuid) {
+    /// Sets the head of the whole log.
+    pub(crate) fn put_log_head(&mut self, head: &LogHead) {
         let mut raw = Vec::with_capacity(HEAD_BYTES);
         raw.extend_from_slice(&head.position.to_be_bytes());
         raw.extend_from_slice(&head.hash);
         let micros = head.recorded_at.map_or(0, |t| t.timestamp_micros());
         raw.extend_from_slice(&micros.to_be_bytes());
-        raw.extend_from_slice(greatest_id.as_bytes());
+        raw.extend_from_slice(head.greatest_id.as_bytes());
         self.0.insert(META_HEAD, raw);
     }
 }
