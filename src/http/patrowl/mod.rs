@@ -966,21 +966,43 @@ async fn stopscans(
     face: web::Data<Patrowl>,
     name: web::Path<String>,
 ) -> Result<HttpResponse, Refusal> {
-    let page = on("stopscans");
+    every_scan(&request, &face, &name, EveryScan::Stop).await
+}
+
+/// What `stopscans` and `clean` do to every scan of an engine.
+#[derive(Clone, Copy)]
+enum EveryScan {
+    Stop,
+    Clean,
+}
+
+/// `stopscans` and `clean`: an admin's command to every scan, answered with their ids.
+async fn every_scan(
+    request: &HttpRequest,
+    face: &Patrowl,
+    name: &str,
+    what: EveryScan,
+) -> Result<HttpResponse, Refusal> {
+    let page_name = match what {
+        EveryScan::Stop => "stopscans",
+        EveryScan::Clean => "clean",
+    };
+    let page = on(page_name);
     let caller = face
-        .authorize(&request, Access::Admin)
+        .authorize(request, Access::Admin)
         .await
         .map_err(&page)?;
-    let metadata = super::metadata(&request, &caller);
-    let stopped = face
-        .engines
-        .stop_all(&name, caller.user, metadata)
-        .await
-        .map_err(|e| page(e.into()))?;
+    let metadata = super::metadata(request, &caller);
+    let done = match what {
+        EveryScan::Stop => face.engines.stop_all(name, caller.user, metadata).await,
+        EveryScan::Clean => face.engines.clean_all(name, caller.user, metadata).await,
+    };
     Ok(HttpResponse::Ok().json(openapi::PatrowlDone {
-        page: "stopscans",
+        page: page_name,
         status: "SUCCESS",
-        details: openapi::PatrowlIds { scan_ids: stopped },
+        details: openapi::PatrowlIds {
+            scan_ids: done.map_err(|e| page(e.into()))?,
+        },
     }))
 }
 
@@ -994,22 +1016,7 @@ async fn clean(
     face: web::Data<Patrowl>,
     name: web::Path<String>,
 ) -> Result<HttpResponse, Refusal> {
-    let page = on("clean");
-    let caller = face
-        .authorize(&request, Access::Admin)
-        .await
-        .map_err(&page)?;
-    let metadata = super::metadata(&request, &caller);
-    let cleaned = face
-        .engines
-        .clean_all(&name, caller.user, metadata)
-        .await
-        .map_err(|e| page(e.into()))?;
-    Ok(HttpResponse::Ok().json(openapi::PatrowlDone {
-        page: "clean",
-        status: "SUCCESS",
-        details: openapi::PatrowlIds { scan_ids: cleaned },
-    }))
+    every_scan(&request, &face, &name, EveryScan::Clean).await
 }
 
 /// Cleans one scan.
