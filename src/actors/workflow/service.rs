@@ -14,7 +14,9 @@ use uuid::Uuid;
 use super::catalogue::{Catalogue, InputError, InputKind};
 use super::model::{ExecutionsModel, ExecutionsPage, ExecutionsState, ListQuery};
 use super::runner::{self, RunLimits, Runner};
-use super::{Execution, ExecutionCommand, ExecutionEvent, ExecutionRejection, ExecutionState};
+use super::{
+    Execution, ExecutionCommand, ExecutionEvent, ExecutionRejection, ExecutionState, Requested,
+};
 use super::{Level, LogLine};
 use crate::actors::projection::{self, ProjectionError};
 use crate::actors::sshkey::SshKeys;
@@ -212,16 +214,18 @@ impl Executions {
 
     /// An execution's state without its lines: the status poll of a client following an
     /// execution must not copy a log of up to `max_log_lines` lines each time; [`Self::logs`]
-    /// reads the lines on the execution's actor.
-    pub async fn get(&self, raw: &str) -> Result<ExecutionState, ExecutionsError> {
+    /// reads the lines on the execution's actor. What was requested comes apart from the rest
+    /// (whose `requested` is then `None`): an execution never requested is not found.
+    pub async fn get(&self, raw: &str) -> Result<(Requested, ExecutionState), ExecutionsError> {
         let id = parse_id(raw)?;
-        let (_, state) = self
+        let (_, found) = self
             .entities
             .inspect(&id.to_string(), |state: &ExecutionState| {
-                state.requested.is_some().then(|| state.without_logs())
+                let mut state = state.without_logs();
+                Some((state.requested.take()?, state))
             })
             .await?;
-        state.ok_or_else(|| ExecutionsError::NotFound(raw.to_owned()))
+        found.ok_or_else(|| ExecutionsError::NotFound(raw.to_owned()))
     }
 
     /// Asks a running execution to stop; an ended one stays as it is.

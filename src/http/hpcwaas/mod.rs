@@ -388,16 +388,12 @@ async fn get_execution(
     execution_id: web::Path<String>,
 ) -> Result<HttpResponse, HpcwaasError> {
     face.authorize(&request).await?;
-    let state = face.executions.get(&execution_id).await?;
-    let requested = state
-        .requested
-        .as_ref()
-        .ok_or_else(|| ExecutionsError::NotFound(execution_id.to_string()))?;
+    let (requested, state) = face.executions.get(&execution_id).await?;
     Ok(HttpResponse::Ok().json(HpcwaasExecution {
         id: execution_id.into_inner(),
         status: state.status.unwrap_or(Status::Running),
         outputs: state.outputs.clone(),
-        workflow: requested.workflow.clone(),
+        workflow: requested.workflow,
         reason: state.reason.clone(),
         requested_at: time(requested.at),
         ended_at: state.ended_at.map(time),
