@@ -661,6 +661,20 @@ async fn a_scan_too_large_for_the_log_is_refused_as_too_large() {
 }
 
 #[actix_rt::test]
+async fn too_many_assets_are_refused_before_any_is_looked_at() {
+    let face = spawn(|_| {}).await;
+    // Each asset alone is also refused by the scanner (a /8 is over max_hosts): the count
+    // comes first, so that no asset of an oversized request is expanded.
+    let assets: Vec<_> = (0..=annals::actors::scan::MAX_ASSETS)
+        .map(|i| json!({"id": i, "value": "10.0.0.0/8", "datatype": "ip-subnet"}))
+        .collect();
+    let body = scan_body(json!(1), json!(assets), json!({}));
+    let answer = face.post("/engines/tcp/startscan", body.to_string()).await;
+    let reason = answer.refused(400, "refused");
+    assert_eq!(reason, "too many assets: 10001 (at most 10000)");
+}
+
+#[actix_rt::test]
 async fn every_refusal_says_what_is_wrong_in_the_faces_shape() {
     let face = spawn(|config| {
         config.patrowl.max_body_kb = 1;

@@ -321,9 +321,11 @@ impl Engines {
         }
         let mut merged = engine.defaults.clone();
         merged.extend(options);
-        // The scan's rules refuse an empty scan and a datatype the engine does not scan, with
-        // their own reasons; the scanner checks the rest.
-        if !assets.is_empty() && assets.iter().all(|a| engine.allowed.contains(&a.datatype)) {
+        // The scan's rules refuse an empty scan, too many assets and a datatype the engine does
+        // not scan, with their own reasons, before the scanner looks at any asset; the scanner
+        // checks the rest.
+        let counted = !assets.is_empty() && assets.len() <= super::MAX_ASSETS;
+        if counted && assets.iter().all(|a| engine.allowed.contains(&a.datatype)) {
             scanners::check(&engine.config, &assets, &merged).map_err(EnginesError::Invalid)?;
         }
         let command = ScanCommand::Request {
