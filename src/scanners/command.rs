@@ -115,22 +115,15 @@ struct LineTarget {
     port_type: Option<String>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AssetDone {
-    asset_done: String,
-}
-
 /// What one line of standard output says.
 pub fn parse_line(text: &str, job: &Job) -> Result<Option<Progress>, String> {
     let Ok(Value::Object(object)) = serde_json::from_str::<Value>(text.trim()) else {
         return Ok(None);
     };
-    let object = Value::Object(object);
-    if let Ok(done) = serde_json::from_value::<AssetDone>(object.clone()) {
-        return Ok(Some(Progress::AssetDone(done.asset_done)));
+    if let (1, Some(Value::String(asset))) = (object.len(), object.get("asset_done")) {
+        return Ok(Some(Progress::AssetDone(asset.clone())));
     }
-    let line: Line = serde_json::from_value(object).map_err(|e| e.to_string())?;
+    let line: Line = serde_json::from_value(Value::Object(object)).map_err(|e| e.to_string())?;
     let target = line.target.unwrap_or(LineTarget {
         addr: Vec::new(),
         protocol: None,
