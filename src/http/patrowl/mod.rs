@@ -261,6 +261,20 @@ impl Patrowl {
         Ok(authorize(request, self.auth.clone(), access).await?)
     }
 
+    /// Authorizes an admin's command to scans (stop, clean) on `page`: who it is for the events.
+    async fn admin(
+        &self,
+        request: &HttpRequest,
+        page: &'static str,
+    ) -> Result<(Option<String>, crate::events::Metadata), Refusal> {
+        let caller = self
+            .authorize(request, Access::Admin)
+            .await
+            .map_err(on(page))?;
+        let metadata = super::metadata(request, &caller);
+        Ok((caller.user, metadata))
+    }
+
     /// Authorizes a route open as `[patrowl] auth` says, and finds its engine.
     async fn engine(
         &self,
@@ -939,13 +953,9 @@ async fn stop(
 ) -> Result<HttpResponse, Refusal> {
     let (name, scan_id) = path.into_inner();
     let page = on("stopscan");
-    let caller = face
-        .authorize(&request, Access::Admin)
-        .await
-        .map_err(&page)?;
-    let metadata = super::metadata(&request, &caller);
+    let (by, metadata) = face.admin(&request, "stopscan").await?;
     face.engines
-        .stop(&name, &scan_id, caller.user, metadata)
+        .stop(&name, &scan_id, by, metadata)
         .await
         .map_err(|e| page(unknown_scan(&name, &scan_id, e)))?;
     Ok(HttpResponse::Ok().json(openapi::PatrowlStopped {
@@ -987,21 +997,16 @@ async fn every_scan(
         EveryScan::Stop => "stopscans",
         EveryScan::Clean => "clean",
     };
-    let page = on(page_name);
-    let caller = face
-        .authorize(request, Access::Admin)
-        .await
-        .map_err(&page)?;
-    let metadata = super::metadata(request, &caller);
+    let (by, metadata) = face.admin(request, page_name).await?;
     let done = match what {
-        EveryScan::Stop => face.engines.stop_all(name, caller.user, metadata).await,
-        EveryScan::Clean => face.engines.clean_all(name, caller.user, metadata).await,
+        EveryScan::Stop => face.engines.stop_all(name, by, metadata).await,
+        EveryScan::Clean => face.engines.clean_all(name, by, metadata).await,
     };
     Ok(HttpResponse::Ok().json(openapi::PatrowlDone {
         page: page_name,
         status: "SUCCESS",
         details: openapi::PatrowlIds {
-            scan_ids: done.map_err(|e| page(e.into()))?,
+            scan_ids: done.map_err(|e| on(page_name)(e.into()))?,
         },
     }))
 }
@@ -1033,13 +1038,9 @@ async fn clean_scan(
 ) -> Result<HttpResponse, Refusal> {
     let (name, scan_id) = path.into_inner();
     let page = on("clean_scan");
-    let caller = face
-        .authorize(&request, Access::Admin)
-        .await
-        .map_err(&page)?;
-    let metadata = super::metadata(&request, &caller);
+    let (by, metadata) = face.admin(&request, "clean_scan").await?;
     face.engines
-        .clean(&name, &scan_id, caller.user, metadata)
+        .clean(&name, &scan_id, by, metadata)
         .await
         .map_err(|e| page(unknown_scan(&name, &scan_id, e)))?;
     Ok(HttpResponse::Ok().json(openapi::PatrowlCleaned {
