@@ -25,9 +25,21 @@ fn write_log(path: &Path) {
     log.close();
 }
 
-/// Opens the log's sled tree directly, as an attacker or a failing disk would change it.
+/// Opens the log's sled tree directly, as an attacker or a failing disk would change it. sled's
+/// background threads hold the lock of a log just closed in this process for a moment, so the
+/// open is retried until a deadline, as `Store::open` does.
 fn tamper(path: &Path, change: impl FnOnce(&sled::Tree)) {
-    let db = sled::open(path).unwrap();
+    let deadline = std::time::Instant::now() + annals::events::store::LOCK_WAIT;
+    let db = loop {
+        match sled::open(path) {
+            Ok(db) => break db,
+            Err(e) if std::time::Instant::now() < deadline => {
+                assert!(e.to_string().contains("could not acquire lock"), "{e}");
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
     let tree = db.open_tree("log").unwrap();
     change(&tree);
     db.flush().unwrap();
