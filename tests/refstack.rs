@@ -21,6 +21,8 @@ struct Refstack {
     main: String,
     client: awc::Client,
     config: Config,
+    /// The server's clock: what it records as now.
+    clock: Arc<ManualClock>,
     _dir: tempfile::TempDir,
 }
 
@@ -29,20 +31,25 @@ async fn spawn(configure: impl FnOnce(&mut Config)) -> Refstack {
     let mut config = common::server_config(dir.path());
     config.partisci.enabled = false;
     configure(&mut config);
-    let main = start(&config).await;
+    let clock = t0();
+    let main = start(&config, clock.clone()).await;
     Refstack {
         main,
         client: awc::Client::builder()
             .timeout(Duration::from_secs(60))
             .finish(),
         config,
+        clock,
         _dir: dir,
     }
 }
 
+fn t0() -> Arc<ManualClock> {
+    Arc::new(ManualClock::at(at(T0 * 1_000_000)))
+}
+
 /// Starts a server on `config`'s log, and returns its base URL.
-async fn start(config: &Config) -> String {
-    let clock = Arc::new(ManualClock::at(at(T0 * 1_000_000)));
+async fn start(config: &Config, clock: Arc<ManualClock>) -> String {
     format!("http://{}", common::start_server(config, clock).await.main)
 }
 
@@ -607,12 +614,36 @@ async fn results_are_submitted_listed_newest_first_and_read_back_with_their_test
     let second = face.get("/v1/results?page=2").await.json();
     assert_eq!(second["results"][0]["id"], ids[0].as_str());
     assert_eq!(second["results"].as_array().unwrap().len(), 1);
-    assert_eq!(
-        face.get("/v1/results?page=3").await.json()["results"],
-        json!([])
-    );
-    face.get("/v1/results?page=0").await.refused(400);
-    face.get("/v1/results?page=x").await.refused(400);
+    // Pages as upstream numbers them, refused in its words.
+    for (query, title) in [
+        (
+            "page=3",
+            "Invalid page number: The page number is greater than the total number of pages.",
+        ),
+        (
+            "page=0",
+            "Invalid page number: The page number less or equal zero.",
+        ),
+        (
+            "page=-2",
+            "Invalid page number: The page number less or equal zero.",
+        ),
+        (
+            "page=x",
+            "Invalid page number: The page number can not be converted to an integer",
+        ),
+        (
+            "page=",
+            "Invalid page number: The page number can not be converted to an integer",
+        ),
+        (
+            "page=99999999999999999999999999",
+            "Invalid page number: The page number is greater than the total number of pages.",
+        ),
+    ] {
+        let answer = face.get(&format!("/v1/results?{query}")).await;
+        assert_eq!(answer.refused(400), title, "{query}");
+    }
 
     let detail = face.get(&format!("/v1/results/{}", ids[3])).await;
     assert_eq!(detail.status, 200);
@@ -724,9 +755,10 @@ async fn bad_results_and_bad_signatures_are_refused_with_their_reason() {
         let title = face.submit(&body, &headers).await.refused(400);
         assert!(title.contains(expected), "{headers:?}: {title}");
     }
-    // Only the good submission was kept.
+    // Only the good submission was kept; as upstream, a signed one is its signer's, out of
+    // the public list.
     let page = face.get("/v1/results").await.json();
-    assert_eq!(page["results"].as_array().unwrap().len(), 1);
+    assert_eq!(page["results"], json!([]));
 }
 
 /// `annals serve` as a child process on `data`, on free ports.
@@ -748,6 +780,7 @@ async fn runs_statuses_and_uploads_survive_a_restart() {
             .timeout(Duration::from_secs(60))
             .finish(),
         config: Config::default(),
+        clock: t0(),
         _dir: tempfile::tempdir().unwrap(),
     };
     let stream = v2_stream();
@@ -857,4 +890,244 @@ async fn golden_bodies() {
     ] {
         settings().bind(|| insta::assert_json_snapshot!(format!("refstack_{name}"), body));
     }
+}
+
+#[actix_rt::test]
+async fn the_collection_answers_both_methods_at_both_spellings_as_refstack_client_calls_it() {
+    let face = spawn(|_| {}).await;
+    // Nothing yet: page 1 exists, page 2 does not.
+    let empty = face.get("/v1/results/?page=1").await;
+    assert_eq!(empty.status, 200);
+    assert_eq!(
+        empty.json(),
+        json!({"results": [], "pagination": {"current_page": 1, "total_pages": 1}})
+    );
+    face.get("/v1/results/?page=2").await.refused(400);
+
+    let request = face
+        .client
+        .post(format!("{}/v1/results", face.main))
+        .insert_header(("content-type", "application/json"));
+    let unslashed = face
+        .send(request, results_body("c1", &["t.T.test_a"]))
+        .await;
+    assert_eq!(unslashed.status, 201, "{}", unslashed.json());
+    let slashed = face.submit(&results_body("c2", &["t.T.test_b"]), &[]).await;
+    assert_eq!(slashed.status, 201);
+    for path in ["/v1/results?page=1", "/v1/results/?page=1", "/v1/results/"] {
+        let page = face.get(path).await;
+        assert_eq!(page.status, 200, "{path}");
+        let ids: Vec<Value> = page.json()["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|row| row["id"].clone())
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                slashed.json()["test_id"].clone(),
+                unslashed.json()["test_id"].clone()
+            ],
+            "{path}"
+        );
+    }
+    // Another method is still the face's 405.
+    let request = face.client.delete(format!("{}/v1/results/", face.main));
+    face.send(request, "").await.refused(405);
+
+    // The schema of what the collection takes.
+    let schema = face.get("/v1/results/schema").await;
+    assert_eq!(schema.status, 200);
+    let schema = schema.json();
+    assert_eq!(
+        schema["required"],
+        json!(["cpid", "duration_seconds", "results"])
+    );
+    assert_eq!(schema["additionalProperties"], false);
+    assert_eq!(
+        schema["properties"]["results"]["items"]["oneOf"][0]["properties"]["uuid"]["format"],
+        "uuid_hex"
+    );
+}
+
+#[actix_rt::test]
+async fn a_uuid_that_is_not_a_uuid_is_taken_as_upstream_takes_it() {
+    let face = spawn(|_| {}).await;
+    let body = json!({"cpid": "c", "duration_seconds": 1,
+        "results": [{"name": "t.T.test_a", "uuid": "not-a-uuid"}, {"name": "t.T.test_b", "uuid": ""}]});
+    let answer = face.submit(body.to_string().as_bytes(), &[]).await;
+    assert_eq!(answer.status, 201, "{}", answer.json());
+    let id = answer.json()["test_id"].as_str().unwrap().to_owned();
+    let detail = face.get(&format!("/v1/results/{id}")).await.json();
+    assert_eq!(detail["results"], json!(["t.T.test_a", "t.T.test_b"]));
+}
+
+#[actix_rt::test]
+async fn the_list_filters_by_cloud_and_dates_in_upstreams_format() {
+    let face = spawn(|_| {}).await;
+    // Three submissions ten seconds apart, the first and last of cloud `a`; a fraction of a
+    // second, which the shown times leave out, must not push one out of its own bounds.
+    let mut ids = Vec::new();
+    for (n, cpid) in ["a", "b", "a"].iter().enumerate() {
+        face.clock
+            .set(at((T0 + 10 * n as i64) * 1_000_000 + 250_000));
+        let answer = face.submit(&results_body(cpid, &["t.T.test"]), &[]).await;
+        assert_eq!(answer.status, 201);
+        ids.push(answer.json()["test_id"].as_str().unwrap().to_owned());
+    }
+    let listed = |query: String| {
+        let face = &face;
+        async move {
+            let answer = face.get(&format!("/v1/results/?{query}")).await;
+            assert_eq!(answer.status, 200, "{query}: {}", answer.json());
+            answer.json()["results"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|row| row["id"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    let all = face.get("/v1/results").await.json();
+    let created: Vec<String> = all["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row["created_at"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        created,
+        [
+            "2023-11-14 22:13:40",
+            "2023-11-14 22:13:30",
+            "2023-11-14 22:13:20"
+        ]
+    );
+    let detail = face.get(&format!("/v1/results/{}", ids[0])).await.json();
+    assert_eq!(detail["created_at"], "2023-11-14 22:13:20");
+
+    let encode = |time: &str| time.replace(' ', "%20");
+    // A time read back is a bound, inclusive at both ends.
+    assert_eq!(
+        listed(format!("start_date={}", encode(&created[1]))).await,
+        [ids[2].clone(), ids[1].clone()]
+    );
+    assert_eq!(
+        listed(format!(
+            "start_date={}&end_date={}",
+            encode(&created[1]),
+            encode(&created[1])
+        ))
+        .await,
+        [ids[1].clone()]
+    );
+    assert_eq!(
+        listed(format!("end_date={}", encode(&created[2]))).await,
+        [ids[0].clone()]
+    );
+    assert_eq!(
+        listed("end_date=1000-01-01+12:00:00".into()).await,
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        listed("cpid=a".into()).await,
+        [ids[2].clone(), ids[0].clone()]
+    );
+    assert_eq!(
+        listed("cpid=a&start_date=2023-11-14+22:13:21".into()).await,
+        [ids[2].clone()]
+    );
+    assert_eq!(listed("cpid=".into()).await.len(), 3);
+    // A filtered list is paged by what it holds.
+    let one = face.get("/v1/results?cpid=b").await.json();
+    assert_eq!(
+        one["pagination"],
+        json!({"current_page": 1, "total_pages": 1})
+    );
+    face.get("/v1/results?cpid=b&page=2").await.refused(400);
+
+    for (query, title) in [
+        (
+            "start_date=2023-11-14",
+            "Invalid date format: time data '2023-11-14' does not match format '%Y-%m-%d %H:%M:%S'",
+        ),
+        (
+            "end_date=2023-11-14T22:13:20Z",
+            "Invalid date format: time data '2023-11-14T22:13:20Z' does not match format '%Y-%m-%d %H:%M:%S'",
+        ),
+        (
+            "start_date=2023-11-14+22:13:21&end_date=2023-11-14+22:13:20",
+            "Invalid dates: start_date more than end_date",
+        ),
+        ("signed", "To see signed test results you need to authenticate"),
+    ] {
+        let answer = face.get(&format!("/v1/results?{query}")).await;
+        assert_eq!(answer.refused(400), title, "{query}");
+    }
+}
+
+#[actix_rt::test]
+async fn signed_lists_the_callers_own_signed_results_and_the_public_list_the_unsigned() {
+    let (ada, ada_hash) = new_token();
+    let (bob, bob_hash) = new_token();
+    let face = spawn(|config| {
+        config.refstack.auth = Access::Account;
+        config.accounts = [("ada", ada_hash), ("bob", bob_hash)]
+            .into_iter()
+            .map(|(name, hash)| Account {
+                name: name.into(),
+                password_hash: None,
+                token_sha256: vec![hash],
+                roles: vec![],
+            })
+            .collect();
+    })
+    .await;
+    let (key, public) = signing_key();
+    let as_account = |token: &str, method: &str, path: &str| {
+        face.client
+            .request(method.parse().unwrap(), format!("{}{path}", face.main))
+            .bearer_auth(token)
+    };
+    let submit = |token: &str, body: Vec<u8>, signed: bool| {
+        let mut request = as_account(token, "POST", "/v1/results/")
+            .insert_header(("content-type", "application/json"));
+        if signed {
+            request = request
+                .insert_header(("X-Signature", sign(&key, &body)))
+                .insert_header(("X-Public-Key", public.clone()));
+        }
+        let face = &face;
+        async move {
+            let answer = face.send(request, body).await;
+            assert_eq!(answer.status, 201, "{}", answer.json());
+            answer.json()["test_id"].as_str().unwrap().to_owned()
+        }
+    };
+    let ada_signed = submit(&ada, results_body("a", &["t.T.test"]), true).await;
+    let ada_unsigned = submit(&ada, results_body("b", &["t.T.test"]), false).await;
+    let bob_signed = submit(&bob, results_body("c", &["t.T.test"]), true).await;
+    let list = |token: &str, query: &str| {
+        let request = as_account(token, "GET", &format!("/v1/results?{query}"));
+        let face = &face;
+        async move {
+            let answer = face.send(request, "").await;
+            assert_eq!(answer.status, 200, "{}", answer.json());
+            answer.json()["results"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|row| row["id"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(list(&ada, "").await, [ada_unsigned.clone()]);
+    assert_eq!(list(&bob, "").await, [ada_unsigned]);
+    assert_eq!(list(&ada, "signed").await, [ada_signed.clone()]);
+    assert_eq!(list(&ada, "signed=&cpid=c").await, Vec::<String>::new());
+    assert_eq!(list(&bob, "signed=true").await, [bob_signed]);
+    // A signed submission is still read by its id, as the url the client prints says.
+    let request = as_account(&bob, "GET", &format!("/v1/results/{ada_signed}"));
+    assert_eq!(face.send(request, "").await.status, 200);
 }

@@ -8,7 +8,6 @@ use std::fmt;
 
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserializer, Serialize};
-use uuid::Uuid;
 
 use super::{Collector, Format, Limits, ParseError, Status, Summary, TestResult, TestRun};
 
@@ -20,15 +19,17 @@ pub const EMPTY_RESULTS: &str = "Uploaded results must contain at least one pass
 pub struct ResultEntry {
     /// The test id without its `[...]` attributes.
     pub name: String,
-    /// Tempest's stable test id, from the `id-<uuid>` attribute.
+    /// Tempest's stable test id, from the `id-<uuid>` attribute, as the text it was given:
+    /// the later API's schema names a format for it but validates without a format checker,
+    /// so any string is taken.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub uuid: Option<Uuid>,
+    pub uuid: Option<String>,
 }
 
 impl ResultEntry {
     /// The entry refstack-client makes of a passing test id: `pkg.C.test_x[id-<uuid>,smoke]`
     /// gives the name `pkg.C.test_x` and that uuid (the client removes `\[.*\]` and reads the
-    /// first `id-` attribute; an attribute that is no uuid is left out).
+    /// first `id-` attribute, whatever it holds, as the client does; an empty one is left out).
     pub fn from_test_id(id: &str) -> ResultEntry {
         let brackets = id.find('[').and_then(|open| {
             id.rfind(']')
@@ -45,14 +46,50 @@ impl ResultEntry {
                 uuid: id[open + 1..close]
                     .split(',')
                     .find_map(|attribute| attribute.strip_prefix("id-"))
-                    .and_then(|uuid| Uuid::parse_str(uuid).ok()),
+                    .filter(|uuid| !uuid.is_empty())
+                    .map(str::to_owned),
             },
         }
     }
 }
 
+/// The JSON schema (draft 4, as the later server's) of what [`UploadedResults::parse`] takes,
+/// served as `GET /v1/results/schema`: upstream's schema with this parser's stricter rules
+/// written in (at least one result, a non-negative duration, a result an object with a `name`
+/// or a bare name). `uuid` keeps upstream's `uuid_hex` format, which, as upstream, nothing
+/// checks.
+pub fn upload_schema() -> serde_json::Value {
+    serde_json::json!({
+        "type": "object",
+        "properties": {
+            "cpid": {"type": "string"},
+            "duration_seconds": {"type": "integer", "minimum": 0},
+            "results": {
+                "type": "array",
+                "minItems": 1,
+                "items": {
+                    "oneOf": [
+                        {
+                            "type": "object",
+                            "properties": {
+                                "name": {"type": "string"},
+                                "uuid": {"type": ["string", "null"], "format": "uuid_hex"}
+                            },
+                            "required": ["name"]
+                        },
+                        {"type": "string"}
+                    ]
+                }
+            }
+        },
+        "required": ["cpid", "duration_seconds", "results"],
+        "additionalProperties": false
+    })
+}
+
 /// refstack-client's results, checked: every key present, no other top-level key, at least
-/// one result, `duration_seconds` a non-negative integer, each `uuid` a uuid. A result may be an
+/// one result, `duration_seconds` a non-negative integer, each `uuid` a string (not checked to
+/// be a UUID, as the later server does not check it). A result may be an
 /// object (`{"name", "uuid"?}`, other keys ignored as the later server's schema ignores them) or
 /// a bare name, the shape of refstack-client's 2014 files.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -380,18 +417,9 @@ impl<'de> Visitor<'de> for EntrySeed {
                 }
             }
         }
-        let uuid = match uuid.flatten() {
-            None => None,
-            Some(text) => Some(Uuid::parse_str(&text).map_err(|_| {
-                de::Error::custom(format_args!(
-                    "`uuid` {:?} is not a uuid",
-                    super::excerpt(text.as_bytes())
-                ))
-            })?),
-        };
         Ok(ResultEntry {
             name: name.ok_or_else(|| de::Error::missing_field("name"))?,
-            uuid,
+            uuid: uuid.flatten(),
         })
     }
 }
@@ -477,11 +505,16 @@ mod tests {
         );
         assert_eq!(entry.name, "tempest.api.a.T.test_x");
         assert_eq!(
-            entry.uuid,
-            Some(Uuid::parse_str("0146f675-ffbd-4208-b3a4-60eb628dbc5e").unwrap())
+            entry.uuid.as_deref(),
+            Some("0146f675-ffbd-4208-b3a4-60eb628dbc5e")
         );
         let entry = ResultEntry::from_test_id("a.T.test_y[gate,id-nope]");
-        assert_eq!((entry.name.as_str(), entry.uuid), ("a.T.test_y", None));
+        assert_eq!(
+            (entry.name.as_str(), entry.uuid.as_deref()),
+            ("a.T.test_y", Some("nope"))
+        );
+        let entry = ResultEntry::from_test_id("a.T.test_y[gate,id-]");
+        assert_eq!(entry.uuid, None);
         assert_eq!(ResultEntry::from_test_id("a.T.test_z").name, "a.T.test_z");
     }
 

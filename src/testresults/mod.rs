@@ -38,7 +38,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 pub use error::{ParseError, V1Problem, V2Problem};
-pub use json::{ResultEntry, UploadedResults, EMPTY_RESULTS};
+pub use json::{upload_schema, ResultEntry, UploadedResults, EMPTY_RESULTS};
 
 /// The largest subunit v2 packet: its length is a varint of at most 3 octets (spec: "< 4 MiB").
 pub const MAX_V2_PACKET_BYTES: usize = 0x3F_FFFF;

@@ -1,10 +1,11 @@
 //! The read model of submitted results: every submission in the order the log committed them,
-//! folded from the `result` category, for `GET /v1/results?page=` (newest first) and
-//! `GET /v1/results/{id}`. It only reads the log.
+//! folded from the `result` category, for `GET /v1/results?page=` (newest first, filtered as
+//! the later Refstack API filters) and `GET /v1/results/{id}`. It only reads the log.
 
 use std::collections::HashMap;
+use std::num::NonZeroU64;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDateTime, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -27,9 +28,56 @@ pub struct ResultRow {
     pub tests: u64,
     pub blob: BlobRef,
     pub public_key: Option<String>,
+    /// The account that submitted it, when the face asked for one: whose `signed` list it is in.
+    pub by: Option<String>,
     #[serde(with = "chrono::serde::ts_microseconds")]
     pub created_at: DateTime<Utc>,
 }
+
+/// Which submissions a page is taken from, as the later Refstack API filters them: every bound
+/// is inclusive and compared at the second, the precision its times are shown with.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ResultsFilter {
+    /// Only this cloud's.
+    pub cpid: Option<String>,
+    /// Only those submitted at or after this time (UTC).
+    pub start: Option<NaiveDateTime>,
+    /// Only those submitted at or before this time (UTC).
+    pub end: Option<NaiveDateTime>,
+    pub visibility: Visibility,
+}
+
+/// Whose submissions are listed. As upstream, a signed submission belongs to its signer and is
+/// left out of the public list (upstream lists it once shared; nothing is shared here).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Visibility {
+    /// The unsigned submissions.
+    #[default]
+    Unsigned,
+    /// The signed submissions of this account.
+    SignedBy(String),
+}
+
+impl ResultsFilter {
+    fn admits(&self, row: &ResultRow) -> bool {
+        let at = row.created_at.naive_utc().trunc_subsecs(0);
+        let visible = match &self.visibility {
+            Visibility::Unsigned => row.public_key.is_none(),
+            Visibility::SignedBy(account) => {
+                row.public_key.is_some() && row.by.as_deref() == Some(account.as_str())
+            }
+        };
+        visible
+            && self.cpid.as_ref().is_none_or(|cpid| *cpid == row.cpid)
+            && self.start.is_none_or(|start| at >= start)
+            && self.end.is_none_or(|end| at <= end)
+    }
+}
+
+/// A page asked for that is past the last page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("Invalid page number: The page number is greater than the total number of pages.")]
+pub struct PastLastPage;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResultsState {
@@ -56,7 +104,8 @@ impl Projection for ResultsModel {
     }
 
     fn version(&self) -> u32 {
-        1
+        // 2: rows hold who submitted them.
+        2
     }
 
     fn category(&self) -> Option<String> {
@@ -80,6 +129,7 @@ impl Projection for ResultsModel {
             tests: e.tests,
             blob: e.blob,
             public_key: e.public_key,
+            by: e.by,
             created_at: e.at,
         });
         Ok(())
@@ -87,22 +137,25 @@ impl Projection for ResultsModel {
 }
 
 impl ResultsState {
-    /// Page `page` (from 1), newest first; past the last page, no rows.
-    pub fn page(&self, page: usize) -> Page {
-        let total_pages = self.rows.len().div_ceil(PAGE_SIZE).max(1);
-        let rows = self
-            .rows
-            .iter()
-            .rev()
-            .skip(page.saturating_sub(1).saturating_mul(PAGE_SIZE))
+    /// Page `page` (from 1) of the submissions `filter` admits, newest first. Page 1 always
+    /// exists; a page past the last is refused, as upstream refuses it.
+    pub fn page(&self, page: NonZeroU64, filter: &ResultsFilter) -> Result<Page, PastLastPage> {
+        let admitted = || self.rows.iter().rev().filter(|row| filter.admits(row));
+        let total_pages = admitted().count().div_ceil(PAGE_SIZE).max(1);
+        let current_page = usize::try_from(page.get())
+            .ok()
+            .filter(|page| *page <= total_pages)
+            .ok_or(PastLastPage)?;
+        let rows = admitted()
+            .skip(current_page.saturating_sub(1).saturating_mul(PAGE_SIZE))
             .take(PAGE_SIZE)
             .cloned()
             .collect();
-        Page {
+        Ok(Page {
             rows,
-            current_page: page,
+            current_page,
             total_pages,
-        }
+        })
     }
 
     pub fn get(&self, id: &Uuid) -> Option<&ResultRow> {

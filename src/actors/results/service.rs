@@ -3,13 +3,14 @@
 //! the blob store, recorded as a new entity, and answered once the read model has folded it;
 //! pages and single results are read from the model, a result's test names from its body.
 
+use std::num::NonZeroU64;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::web::Bytes;
 use uuid::Uuid;
 
-use super::model::{Page, ResultRow, ResultsModel, ResultsState};
+use super::model::{Page, PastLastPage, ResultRow, ResultsFilter, ResultsModel, ResultsState};
 use super::{Submission, SubmissionCommand, SubmissionRejection, Submitted};
 use crate::actors::projection::{self, ProjectionError};
 use crate::actors::{
@@ -35,6 +36,8 @@ pub enum ResultsError {
     Signature(#[from] SignatureError),
     #[error("no results {0}")]
     NotFound(Uuid),
+    #[error(transparent)]
+    PastLastPage(#[from] PastLastPage),
     #[error(transparent)]
     Rejected(SubmissionRejection),
     #[error("not recorded: {0}")]
@@ -123,9 +126,9 @@ impl Results {
         Ok(id)
     }
 
-    /// Page `page` (from 1), newest first.
-    pub fn page(&self, page: usize) -> Page {
-        self.model.read(|view| view.state.page(page))
+    /// Page `page` of the submissions `filter` admits, newest first.
+    pub fn page(&self, page: NonZeroU64, filter: &ResultsFilter) -> Result<Page, ResultsError> {
+        Ok(self.model.read(|view| view.state.page(page, filter))?)
     }
 
     /// One submission and its tests, read back from its body.

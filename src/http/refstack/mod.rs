@@ -3,6 +3,7 @@
 //! and its raw uploads back. Handlers parse, call the test runs once, and answer; every error
 //! body is `{"title": "...", "code": N}`.
 
+pub mod list;
 pub mod multipart;
 pub mod openapi;
 
@@ -93,7 +94,9 @@ impl ResponseError for RefstackError {
                 TestRunsError::Blob(_) => StatusCode::INTERNAL_SERVER_ERROR,
             },
             RefstackError::Results(error) => match error {
-                ResultsError::Invalid(_) | ResultsError::Signature(_) => StatusCode::BAD_REQUEST,
+                ResultsError::Invalid(_)
+                | ResultsError::Signature(_)
+                | ResultsError::PastLastPage(_) => StatusCode::BAD_REQUEST,
                 ResultsError::NotFound(_) => StatusCode::NOT_FOUND,
                 ResultsError::NotRecorded(_) => StatusCode::SERVICE_UNAVAILABLE,
                 ResultsError::Rejected(_) | ResultsError::Blob(_) | ResultsError::Model(_) => {
@@ -147,9 +150,15 @@ pub fn routes(config: &mut web::ServiceConfig) {
             "/v1/test-runs/{test_id}/uploads/{upload_id}",
             web::get().to(get_upload),
         ))
-        .service(only("/v1/results/", web::post().to(submit_results)))
-        .service(only("/v1/results", web::get().to(list_results)))
-        .service(only("/v1/results/{id}", web::get().to(get_results)));
+        .service(only("/v1/results/schema", web::get().to(results_schema)));
+    // Upstream's collection controller serves both spellings, and refstack-client uses the
+    // one with the slash for both methods.
+    for collection in ["/v1/results", "/v1/results/"] {
+        config.service(
+            only(collection, web::get().to(list_results)).route(web::post().to(submit_results)),
+        );
+    }
+    config.service(only("/v1/results/{id}", web::get().to(get_results)));
 }
 
 /// A resource answering 405 in the face's shape to any method but the one routed, and its
@@ -532,28 +541,27 @@ fn meta(row: &ResultRow) -> openapi::RefstackMeta {
 /// Submitted results, newest first.
 #[utoipa::path(get, path = "/v1/results", operation_id = "refstack_list_results",
     summary = "Submitted results", description = openapi::LIST_DESCRIPTION,
-    params(openapi::PageParams),
+    params(openapi::ListParams),
     responses(
         (status = 200, description = "One page, newest first.", body = openapi::RefstackResultsPage),
-        (status = 400, description = "`page` is not a number from 1.",
+        (status = 400, description = "`Invalid page number: …` (not an integer, not above \
+            zero, or past the last page), `Invalid date format: …`, `Invalid dates: start_date \
+            more than end_date`, or `signed` without an account (`To see signed test results \
+            you need to authenticate`).",
             body = openapi::RefstackErrorBody)))]
 async fn list_results(
     request: HttpRequest,
     face: web::Data<Refstack>,
-    query: web::Query<openapi::PageParams>,
 ) -> Result<HttpResponse, RefstackError> {
-    face.authorize(&request).await?;
-    let page = query.page.unwrap_or(1);
-    if page == 0 {
-        return Err(RefstackError::BadRequest("pages count from 1".into()));
-    }
-    let page = face.results.page(page);
+    let caller = face.authorize(&request).await?;
+    let (page, filter) = list::parse(request.query_string(), &caller)?;
+    let page = face.results.page(page, &filter)?;
     let results = page
         .rows
         .iter()
         .map(|row| openapi::RefstackResultRow {
             id: row.id,
-            created_at: row.created_at,
+            created_at: list::shown_time(row.created_at),
             duration_seconds: row.duration_seconds,
             meta: meta(row),
             url: result_url(&request, row.id),
@@ -566,6 +574,19 @@ async fn list_results(
             total_pages: page.total_pages,
         },
     }))
+}
+
+/// The schema of what `POST /v1/results/` takes.
+#[utoipa::path(get, path = "/v1/results/schema", operation_id = "refstack_results_schema",
+    summary = "The schema of submitted results", description = openapi::SCHEMA_DESCRIPTION,
+    responses((status = 200, description = "A JSON schema (draft 4).",
+        body = openapi::RefstackSchema)))]
+async fn results_schema(
+    request: HttpRequest,
+    face: web::Data<Refstack>,
+) -> Result<HttpResponse, RefstackError> {
+    face.authorize(&request).await?;
+    Ok(HttpResponse::Ok().json(crate::testresults::upload_schema()))
 }
 
 /// One submission with its tests.
@@ -589,7 +610,7 @@ async fn get_results(
     let (row, tests) = face.results.get(id).await?;
     Ok(HttpResponse::Ok().json(openapi::RefstackResultDetail {
         id: row.id,
-        created_at: row.created_at,
+        created_at: list::shown_time(row.created_at),
         duration_seconds: row.duration_seconds,
         meta: meta(&row),
         url: result_url(&request, row.id),

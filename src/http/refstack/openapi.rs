@@ -26,6 +26,7 @@ use utoipa::{IntoParams, Modify, ToSchema};
         super::get_upload,
         super::submit_results,
         super::list_results,
+        super::results_schema,
         super::get_results
     ),
     components(schemas(
@@ -49,6 +50,7 @@ use utoipa::{IntoParams, Modify, ToSchema};
         RefstackPagination,
         RefstackResultDetail,
         RefstackMeta,
+        RefstackSchema,
         RefstackErrorBody
     )),
     tags((name = "refstack", description = TAG)),
@@ -139,19 +141,37 @@ RSA PKCS#1 v1.5 signature over SHA-256 of the raw body, `X-Public-Key` the signe
 public key line; a signed submission shows the key in its `meta`. The body is kept whole, and \
 the submission is in `GET /v1/results` as soon as this answers.";
 
-pub const LIST_DESCRIPTION: &str = "Submitted results, 20 per page, newest first. A page past \
-the last has no results.";
+pub const LIST_DESCRIPTION: &str = "Submitted results, 20 per page, newest first, as the later \
+Refstack API lists them: the unsigned ones, or with `signed` the caller's own signed ones (a \
+signed submission belongs to its signer; it is read by its id). `cpid`, `start_date` and \
+`end_date` narrow the list; the dates are `YYYY-MM-DD HH:MM:SS` in UTC, inclusive, the format \
+of `created_at`, so that a time read back can be given as a bound. Page 1 always exists; a \
+page past the last is refused. Also served at `GET /v1/results/`.";
+
+pub const SCHEMA_DESCRIPTION: &str = "The JSON schema (draft 4) of the body `POST /v1/results/` \
+takes, as the later Refstack API serves it, with this server's rules written in.";
 
 pub const GET_RESULTS_DESCRIPTION: &str = "One submission, with the names of its passing tests \
 read back from the body as it was submitted.";
 
-/// `?page=`, as the handler reads it.
-#[derive(IntoParams, serde::Deserialize)]
+/// `GET /v1/results`'s query, as `list::parse` reads it (the last value of a repeated key).
+#[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct PageParams {
-    /// From 1 (the default).
+pub struct ListParams {
+    /// From 1 (the default); past the last page is refused.
     #[param(minimum = 1)]
-    pub page: Option<usize>,
+    pub page: Option<u64>,
+    /// Only this cloud's submissions (empty: every cloud's).
+    pub cpid: Option<String>,
+    /// Only those submitted at or after, `YYYY-MM-DD HH:MM:SS` (UTC).
+    #[param(example = "2026-01-02 03:04:05")]
+    pub start_date: Option<String>,
+    /// Only those submitted at or before, `YYYY-MM-DD HH:MM:SS` (UTC).
+    #[param(example = "2026-01-02 03:04:05")]
+    pub end_date: Option<String>,
+    /// Present (any value): the caller's own signed submissions instead of the unsigned
+    /// ones; needs an account (`[refstack] auth` of `account` or `admin`).
+    pub signed: Option<String>,
 }
 
 /// `{id}` of submitted results.
@@ -195,7 +215,9 @@ pub struct RefstackResultsPage {
 #[derive(ToSchema, Serialize)]
 pub struct RefstackResultRow {
     pub id: uuid::Uuid,
-    pub created_at: chrono::DateTime<chrono::Utc>,
+    /// `YYYY-MM-DD HH:MM:SS`, UTC, as `start_date` and `end_date` take it.
+    #[schema(example = "2026-01-02 03:04:05")]
+    pub created_at: String,
     pub duration_seconds: u64,
     pub meta: RefstackMeta,
     pub url: String,
@@ -213,6 +235,7 @@ pub struct RefstackMeta {
 pub struct RefstackPagination {
     #[schema(minimum = 1)]
     pub current_page: usize,
+    /// At least 1: page 1 of nothing is an empty page.
     #[schema(minimum = 1)]
     pub total_pages: usize,
 }
@@ -221,7 +244,9 @@ pub struct RefstackPagination {
 #[derive(ToSchema, Serialize)]
 pub struct RefstackResultDetail {
     pub id: uuid::Uuid,
-    pub created_at: chrono::DateTime<chrono::Utc>,
+    /// `YYYY-MM-DD HH:MM:SS`, UTC.
+    #[schema(example = "2026-01-02 03:04:05")]
+    pub created_at: String,
     pub duration_seconds: u64,
     pub cpid: String,
     pub meta: RefstackMeta,
@@ -229,6 +254,11 @@ pub struct RefstackResultDetail {
     /// The passing tests' names, as submitted.
     pub results: Vec<String>,
 }
+
+/// A JSON schema.
+#[derive(ToSchema)]
+#[schema(value_type = Object)]
+pub struct RefstackSchema(pub serde_json::Value);
 
 /// `{test_id}` in a path.
 #[derive(IntoParams)]
@@ -318,7 +348,9 @@ pub struct RefstackResults {
 #[derive(ToSchema)]
 pub struct RefstackResult {
     pub name: String,
-    pub uuid: Option<uuid::Uuid>,
+    /// Tempest's test id; any string, as the later server takes it (its schema names a
+    /// `uuid_hex` format but nothing checks it).
+    pub uuid: Option<String>,
 }
 
 /// A subunit stream (v2 binary or v1 text) as the whole body.
@@ -440,6 +472,25 @@ struct FaceWide;
 
 impl Modify for FaceWide {
     fn modify(&self, document: &mut OpenApi) {
+        // The collection answers both methods at both spellings, as upstream's does.
+        let paths = &mut document.paths.paths;
+        if let (Some(bare), Some(slashed)) = (
+            paths.get("/v1/results").cloned(),
+            paths.get("/v1/results/").cloned(),
+        ) {
+            let spelled = |operation: Option<utoipa::openapi::path::Operation>, id: &str| {
+                operation.map(|mut operation| {
+                    operation.operation_id = Some(id.into());
+                    operation
+                })
+            };
+            if let Some(item) = paths.get_mut("/v1/results") {
+                item.post = spelled(slashed.post, "refstack_submit_results_unslashed");
+            }
+            if let Some(item) = paths.get_mut("/v1/results/") {
+                item.get = spelled(bare.get, "refstack_list_results_slashed");
+            }
+        }
         for (unprefixed, prefixed, operation_id) in UNPREFIXED {
             let Some(mut item) = document.paths.paths.get(*prefixed).cloned() else {
                 continue;
