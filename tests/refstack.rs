@@ -1131,3 +1131,35 @@ async fn signed_lists_the_callers_own_signed_results_and_the_public_list_the_uns
     let request = as_account(&bob, "GET", &format!("/v1/results/{ada_signed}"));
     assert_eq!(face.send(request, "").await.status, 200);
 }
+
+#[actix_rt::test]
+async fn a_multipart_part_is_named_by_its_disposition_read_with_quoted_strings() {
+    let face = spawn(|_| {}).await;
+    let decoy = |file: Option<&[u8]>| {
+        let mut body = Vec::new();
+        body.extend_from_slice(
+            b"--b0undary\r\nContent-Disposition: form-data; name=\"other\"; \
+              filename=\"a;name=file\"\r\n\r\nnot results\r\n",
+        );
+        if let Some(file) = file {
+            body.extend_from_slice(
+                b"--b0undary\r\nContent-Disposition: form-data; filename=\"x;y\"; name=\"file\"\r\n\r\n",
+            );
+            body.extend_from_slice(file);
+            body.extend_from_slice(b"\r\n");
+        }
+        body.extend_from_slice(b"--b0undary--\r\n");
+        body
+    };
+    let content_type = "multipart/form-data; boundary=b0undary";
+    let answer = face
+        .post("/v1/post-result", content_type, decoy(Some(&v2_stream())))
+        .await;
+    assert_eq!(answer.status, 201, "{}", answer.json());
+    assert_eq!(answer.json()["format"], "subunit_v2");
+    let title = face
+        .post("/v1/post-result", content_type, decoy(None))
+        .await
+        .refused(400);
+    assert!(title.starts_with("No file was posted"), "{title}");
+}

@@ -3,6 +3,7 @@
 //! whose `Content-Disposition` names `file`. It returns a slice of the body, copying nothing,
 //! and never indexes past what it checked: a malformed envelope is an error, never a panic.
 
+use actix_web::http::header::{ContentDisposition, HeaderValue};
 use actix_web::web::Bytes;
 use memchr::memmem;
 
@@ -72,21 +73,22 @@ pub fn file_field(body: &Bytes, boundary: Option<&str>) -> Result<Bytes, Multipa
     }
 }
 
-/// Whether a part's headers have `Content-Disposition: form-data; name="file"`.
+/// Whether a part's headers have `Content-Disposition: form-data; name="file"`. The header is
+/// read by actix-web's own parser, which honours quoted strings and escapes: a `;` or `name=`
+/// inside another parameter's quoted value (`filename="a;name=file"`) is only text.
 fn names_file(headers: &[u8]) -> bool {
     headers
         .split(|b| *b == b'\n')
-        .filter_map(|line| std::str::from_utf8(line).ok())
-        .filter_map(|line| line.split_once(':'))
-        .filter(|(name, _)| name.trim().eq_ignore_ascii_case("content-disposition"))
-        .any(|(_, value)| {
-            value.split(';').skip(1).any(|parameter| {
-                parameter.split_once('=').is_some_and(|(key, value)| {
-                    key.trim().eq_ignore_ascii_case("name")
-                        && value.trim().trim_matches('"') == "file"
-                })
-            })
+        .filter_map(|line| {
+            let colon = line.iter().position(|b| *b == b':')?;
+            let (name, value) = (&line[..colon], &line[colon + 1..]);
+            name.trim_ascii()
+                .eq_ignore_ascii_case(b"content-disposition")
+                .then(|| HeaderValue::from_bytes(value.trim_ascii()).ok())
+                .flatten()
         })
+        .filter_map(|value| ContentDisposition::from_raw(&value).ok())
+        .any(|disposition| disposition.is_form_data() && disposition.get_name() == Some("file"))
 }
 
 #[cfg(test)]
@@ -114,6 +116,41 @@ mod tests {
         let binary: Vec<u8> = (0..=255u8).chain(*b"\r\n--Xy\r\n").collect();
         let body = body(&[("other", b"x"), ("file", &binary)]);
         assert_eq!(file_field(&body, Some("XyZ")).unwrap(), binary);
+    }
+
+    fn one_part(disposition: &str) -> Bytes {
+        Bytes::from(format!(
+            "--XyZ\r\nContent-Disposition: {disposition}\r\n\r\ncontent\r\n--XyZ--\r\n"
+        ))
+    }
+
+    #[test]
+    fn the_disposition_is_read_with_its_quoted_strings() {
+        for other in [
+            r#"form-data; name="other"; filename="a;name=file""#,
+            r#"form-data; name="other"; filename="a; name=\"file\"""#,
+            r#"form-data; name="files""#,
+            r#"form-data; name="x"; name2="file""#,
+            r#"attachment; name="file""#,
+        ] {
+            assert_eq!(
+                file_field(&one_part(other), Some("XyZ")),
+                Err(MultipartError::NoFile),
+                "{other}"
+            );
+        }
+        for file in [
+            r#"form-data; name="file""#,
+            r#"form-data; filename="a;b"; name="file""#,
+            r#"Form-Data; NAME=file"#,
+            r#"form-data;name="file";filename="r.json""#,
+        ] {
+            assert_eq!(
+                file_field(&one_part(file), Some("XyZ")),
+                Ok(Bytes::from_static(b"content")),
+                "{file}"
+            );
+        }
     }
 
     #[test]
