@@ -1163,3 +1163,72 @@ async fn a_multipart_part_is_named_by_its_disposition_read_with_quoted_strings()
         .refused(400);
     assert!(title.starts_with("No file was posted"), "{title}");
 }
+
+#[actix_rt::test]
+async fn the_url_refstack_client_prints_opens_a_page_that_shows_the_result() {
+    use base64::Engine;
+    use sha2::Digest;
+    let face = spawn(|_| {}).await;
+    let submitted = face
+        .submit(&results_body("lab", &["tempest.api.a.A.test_one"]), &[])
+        .await
+        .json();
+    let url = submitted["url"].as_str().unwrap();
+    let (page_url, fragment) = url.split_once('#').expect("a fragment");
+    assert_eq!(page_url, format!("{}/", face.main));
+
+    // What a browser loads for that url: the page at `/` (the fragment stays in the browser).
+    let mut response = face.client.get(page_url).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default()
+    };
+    assert_eq!(header("content-type"), "text/html; charset=utf-8");
+    let policy = header("content-security-policy");
+    let page = String::from_utf8(response.body().await.unwrap().to_vec()).unwrap();
+    assert!(page.contains(r#"<a href="/api/docs/">"#), "{page}");
+    // The page's one inline script is the one its policy lets run.
+    let script = page
+        .split_once("<script>")
+        .and_then(|(_, rest)| rest.split_once("</script>"))
+        .expect("an inline script")
+        .0;
+    let hash = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(script));
+    assert!(
+        policy.contains(&format!("script-src 'sha256-{hash}'"))
+            && policy.contains("connect-src 'self'"),
+        "{policy}"
+    );
+    // The script reads the id from that fragment and asks the API for it, where the result is.
+    assert!(
+        script.contains(r"/^#\/results\/([0-9A-Za-z-]+)$/"),
+        "{script}"
+    );
+    let id = fragment.strip_prefix("/results/").expect("#/results/<id>");
+    assert!(
+        id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'),
+        "{id}"
+    );
+    assert!(script.contains(r#"fetch("/v1/results/" + id"#), "{script}");
+    let detail = face.get(&format!("/v1/results/{id}")).await;
+    assert_eq!(detail.status, 200);
+    let detail = detail.json();
+    // Every field the script shows is there.
+    for field in [
+        "id",
+        "cpid",
+        "created_at",
+        "duration_seconds",
+        "meta",
+        "results",
+    ] {
+        assert!(script.contains(&format!("body.{field}")), "{field}");
+        assert!(!detail[field].is_null(), "{field}");
+    }
+    // Uploaded text is written as text, never as markup.
+    assert!(!script.contains("innerHTML"));
+}

@@ -8,6 +8,7 @@ pub mod caller;
 pub mod error;
 pub mod events;
 pub mod gros;
+pub mod home;
 pub mod hpcwaas;
 pub mod openapi;
 pub mod params;
@@ -248,6 +249,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .route("/metrics", web::get().to(prometheus))
         .route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
+        .route("/", web::get().to(home::home))
         .configure(events::routes)
         .configure(openapi::routes);
 }

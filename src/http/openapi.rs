@@ -25,6 +25,7 @@ const PIECES: &[fn() -> OpenApi] = &[
     <super::patrowl::openapi::PatrowlApi as utoipa::OpenApi>::openapi,
     <super::gros::openapi::GrosApi as utoipa::OpenApi>::openapi,
     <DocumentationApi as utoipa::OpenApi>::openapi,
+    <super::home::HomeApi as utoipa::OpenApi>::openapi,
 ];
 
 /// The name of the HTTP Basic security scheme (`name:password` of an `[[accounts]]` entry).
