@@ -170,3 +170,97 @@ impl ResultsState {
         self.rows.is_empty()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::blobs::BlobHash;
+
+    fn row(n: u128, cpid: &str, seconds: i64, signer: Option<(&str, &str)>) -> ResultRow {
+        ResultRow {
+            id: Uuid::from_u128(n),
+            cpid: cpid.into(),
+            duration_seconds: 1,
+            tests: 1,
+            blob: BlobRef {
+                sha256: BlobHash::of(b""),
+                size: 0,
+            },
+            public_key: signer.map(|(key, _)| key.into()),
+            by: signer.map(|(_, by)| by.into()),
+            // A fraction of a second past each whole second.
+            created_at: DateTime::from_timestamp(seconds, 900_000_000).unwrap(),
+        }
+    }
+
+    fn state(rows: Vec<ResultRow>) -> ResultsState {
+        let index = rows.iter().enumerate().map(|(i, r)| (r.id, i)).collect();
+        ResultsState { rows, index }
+    }
+
+    fn ids(state: &ResultsState, page: u64, filter: &ResultsFilter) -> Vec<u128> {
+        let page = state.page(NonZeroU64::new(page).unwrap(), filter).unwrap();
+        page.rows.iter().map(|row| row.id.as_u128()).collect()
+    }
+
+    fn at(seconds: i64) -> Option<NaiveDateTime> {
+        DateTime::from_timestamp(seconds, 0).map(|t| t.naive_utc())
+    }
+
+    #[test]
+    fn bounds_are_inclusive_at_the_second_shown() {
+        let state = state(vec![row(1, "a", 10, None), row(2, "b", 20, None)]);
+        let filter = |start, end| ResultsFilter {
+            start: at(start),
+            end: at(end),
+            ..ResultsFilter::default()
+        };
+        assert_eq!(ids(&state, 1, &filter(10, 20)), [2, 1]);
+        assert_eq!(ids(&state, 1, &filter(20, 20)), [2]);
+        assert_eq!(ids(&state, 1, &filter(11, 19)), Vec::<u128>::new());
+        let cpid = ResultsFilter {
+            cpid: Some("a".into()),
+            ..ResultsFilter::default()
+        };
+        assert_eq!(ids(&state, 1, &cpid), [1]);
+    }
+
+    #[test]
+    fn signed_rows_are_their_submitters_alone() {
+        let state = state(vec![
+            row(1, "a", 1, None),
+            row(2, "a", 2, Some(("ssh-rsa k", "ada"))),
+            row(3, "a", 3, Some(("ssh-rsa k", "bob"))),
+        ]);
+        assert_eq!(ids(&state, 1, &ResultsFilter::default()), [1]);
+        let ada = ResultsFilter {
+            visibility: Visibility::SignedBy("ada".into()),
+            ..ResultsFilter::default()
+        };
+        assert_eq!(ids(&state, 1, &ada), [2]);
+    }
+
+    #[test]
+    fn page_one_always_exists_and_a_page_past_the_last_is_refused() {
+        let empty = state(Vec::new());
+        let page = empty
+            .page(NonZeroU64::MIN, &ResultsFilter::default())
+            .unwrap();
+        assert_eq!((page.rows.len(), page.total_pages), (0, 1));
+        let two = NonZeroU64::new(2).unwrap();
+        assert_eq!(
+            empty.page(two, &ResultsFilter::default()),
+            Err(PastLastPage)
+        );
+        let full = state(
+            (0..=PAGE_SIZE as u128)
+                .map(|n| row(n, "a", n as i64, None))
+                .collect(),
+        );
+        assert_eq!(ids(&full, 2, &ResultsFilter::default()), [0]);
+        assert_eq!(
+            full.page(NonZeroU64::MAX, &ResultsFilter::default()),
+            Err(PastLastPage)
+        );
+    }
+}
