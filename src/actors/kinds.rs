@@ -13,7 +13,7 @@ use super::sshkey::SshKey;
 use super::state::{self, LoadError, ReplayUntil};
 use super::testrun::TestRunRecord;
 use super::workflow::Execution;
-use crate::events::{EventLog, StreamId, Version};
+use crate::events::{DomainEvent, EventLog, StreamId, Version};
 
 /// A state replayed for audit, as JSON.
 #[derive(Debug, Serialize)]
@@ -44,6 +44,24 @@ pub const KINDS: &[&str] = &[
     GrosAgent::KIND,
     GrosProject::KIND,
 ];
+
+/// Every kind with the event types it writes, in the order of [`KINDS`].
+pub fn event_types() -> [(&'static str, &'static [&'static str]); 9] {
+    fn of<E: Entity>() -> (&'static str, &'static [&'static str]) {
+        (E::KIND, <E::Event as DomainEvent>::TYPES)
+    }
+    [
+        of::<Job>(),
+        of::<HostRecord>(),
+        of::<TestRunRecord>(),
+        of::<Submission>(),
+        of::<ScanRecord>(),
+        of::<Execution>(),
+        of::<SshKey>(),
+        of::<GrosAgent>(),
+        of::<GrosProject>(),
+    ]
+}
 
 /// Replays a stream of any known kind from its first event up to `until`.
 pub fn replay(

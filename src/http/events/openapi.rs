@@ -420,8 +420,8 @@ pub struct Event {
     /// When the journal recorded it (RFC 3339, microseconds, UTC).
     pub recorded_at: DateTime<Utc>,
     pub metadata: Metadata,
-    /// The payload, decoded from MessagePack; `null` when it cannot be (then `payload_error`
-    /// says why).
+    /// The payload, decoded from MessagePack, binary fields (such as a UUID) as lower-case
+    /// hex; `null` when the stored bytes are not MessagePack (then `payload_error` says why).
     pub payload: serde_json::Value,
     /// Present only when the payload could not be decoded.
     #[serde(skip_serializing_if = "Option::is_none")]
