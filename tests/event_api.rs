@@ -541,6 +541,7 @@ async fn bad_requests_get_a_json_error_and_no_500() {
             "not both",
         ),
         ("/api/streams/job-x/state?at_time=yesterday", 400, "at_time"),
+        ("/api/streams/job-never/state", 404, "no such stream: job-never"),
         (
             "/api/streams/nokind-x/state",
             404,
@@ -833,6 +834,25 @@ async fn the_log_is_verified_while_it_is_written() {
         (report["status"].as_str(), report["events"].as_u64()),
         (Some("ok"), Some(350))
     );
+}
+
+#[actix_rt::test]
+async fn a_waiter_naming_its_run_sees_it_finish_while_the_log_moves_on() {
+    let app = spawn_app();
+    for i in 0..20 {
+        app.append("job-v", &i.to_string()).await;
+    }
+    let report = verified(&app, 20).await;
+    assert_eq!((report["status"].as_str(), report["head"].as_u64()), (Some("ok"), Some(20)));
+    // The log moves on: unnamed, a request starts a new run; naming the finished run's head,
+    // it gets that run's report, as a waiter polling a busy log needs.
+    app.append("job-v", "more").await;
+    let (_, named) = app.get("/api/verify?covering=20").await;
+    assert_eq!(named["finished_at"], report["finished_at"], "{named}");
+    let (_, unnamed) = app.get("/api/verify").await;
+    assert_eq!(unnamed["head"], 21, "{unnamed}");
+    let (status, bad) = app.get("/api/verify?covering=soon").await;
+    assert_eq!((status, bad["status"].as_u64()), (400, Some(400)), "{bad}");
 }
 
 /// One event of every type of every kind, as JSON in its payload's shape. Each goes through its

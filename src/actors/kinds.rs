@@ -28,6 +28,10 @@ pub struct Replayed {
 pub enum ReplayError {
     #[error("no entity kind is called {0:?}; known kinds: {known}", known = KINDS.join(", "))]
     UnknownKind(String),
+    /// No event was ever appended to the stream: there is no state to show, not even an empty
+    /// one, which would read as an entity that exists.
+    #[error("no such stream: {0} has no event")]
+    NoSuchStream(StreamId),
     #[error(transparent)]
     Load(#[from] LoadError),
 }
@@ -88,6 +92,9 @@ fn replay_as<E: Entity>(
     stream: &StreamId,
     until: ReplayUntil,
 ) -> Result<Replayed, ReplayError> {
+    if log.stream_version(stream).map_err(LoadError::from)? == 0 {
+        return Err(ReplayError::NoSuchStream(stream.clone()));
+    }
     let loaded = state::replay::<E>(log, stream, until)?;
     Ok(Replayed {
         stream: stream.clone(),
