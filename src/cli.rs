@@ -460,7 +460,11 @@ fn export(
     let out = std::io::stdout();
     let mut out = std::io::BufWriter::new(out.lock());
     if let Some(url) = &server.server {
-        let bar = progress_bar(0);
+        // A stream's pages count versions, not the events exported: no bar for them.
+        let bar = match stream {
+            Some(_) => ProgressBar::hidden(),
+            None => progress_bar(0),
+        };
         remote::export(server, url, from, stream.as_deref(), &mut out, &bar)?;
         bar.finish_and_clear();
         out.flush()?;

@@ -330,9 +330,16 @@ fn export_replay_and_verify_ask_a_running_server_that_holds_the_log() {
     let stream = stdout(&remote(&["export", "--stream", "job-e-1", "--from", "2"]));
     let replayed = stdout(&remote(&["replay", "job-e-0", "--at-version", "2"]));
     let verified = stdout(&remote(&["verify"]));
-    assert!(verified.starts_with("ok: 10 events in 2 streams, head 10 ("), "{verified}");
+    assert!(
+        verified.starts_with("ok: 10 events in 2 streams, head 10 ("),
+        "{verified}"
+    );
     // The environment names the server as well.
-    let by_env = annals_with(dir.path(), &["replay", "job-e-0"], &[("ANNALS_SERVER", &url)]);
+    let by_env = annals_with(
+        dir.path(),
+        &["replay", "job-e-0"],
+        &[("ANNALS_SERVER", &url)],
+    );
     assert_eq!(
         serde_json::from_str::<Value>(&stdout(&by_env)).unwrap()["state"]["status"],
         "interrupted"
@@ -350,7 +357,10 @@ fn export_replay_and_verify_ask_a_running_server_that_holds_the_log() {
     // Once the server is gone, the log itself says exactly the same.
     assert!(server.terminate().success());
     assert_eq!(stdout(&annals(dir.path(), &["export"])), exported);
-    assert_eq!(stdout(&annals(dir.path(), &["export", "--from", "5"])), tail);
+    assert_eq!(
+        stdout(&annals(dir.path(), &["export", "--from", "5"])),
+        tail
+    );
     assert_eq!(
         stdout(&annals(
             dir.path(),
@@ -359,7 +369,10 @@ fn export_replay_and_verify_ask_a_running_server_that_holds_the_log() {
         stream
     );
     assert_eq!(
-        stdout(&annals(dir.path(), &["replay", "job-e-0", "--at-version", "2"])),
+        stdout(&annals(
+            dir.path(),
+            &["replay", "job-e-0", "--at-version", "2"]
+        )),
         replayed
     );
     assert_eq!(stdout(&annals(dir.path(), &["verify"])), verified);
@@ -379,7 +392,9 @@ fn a_server_with_accounts_is_asked_with_a_token() {
     let config = dir.path().join("annals.toml");
     std::fs::write(
         &config,
-        format!("[[accounts]]\nname = \"auditor\"\ntoken_sha256 = [\"{hash}\"]\nroles = [\"admin\"]\n"),
+        format!(
+            "[[accounts]]\nname = \"auditor\"\ntoken_sha256 = [\"{hash}\"]\nroles = [\"admin\"]\n"
+        ),
     )
     .unwrap();
     let server = serve(dir.path(), Some(&config));
@@ -427,7 +442,10 @@ fn replay_at_time_takes_a_plain_date_or_a_time_without_zone() {
     let events = export(dir.path(), &["--stream", "job-e-0"]);
     let recorded = events[1]["recorded_at"].as_str().unwrap().to_owned();
     let version_at = |time: &str| -> u64 {
-        let out = stdout(&annals(dir.path(), &["replay", "job-e-0", "--at-time", time]));
+        let out = stdout(&annals(
+            dir.path(),
+            &["replay", "job-e-0", "--at-time", time],
+        ));
         serde_json::from_str::<Value>(&out).unwrap()["version"]
             .as_u64()
             .unwrap()
@@ -584,5 +602,72 @@ fn hash_password_asks_without_echo_on_a_terminal() {
     let hash = String::from_utf8(output.stdout).unwrap();
     assert!(hash.starts_with("$argon2id$"), "{hash}");
     let shown = shown.join().unwrap();
-    assert!(!shown.contains("s3cret"), "the password was echoed: {shown:?}");
+    assert!(
+        !shown.contains("s3cret"),
+        "the password was echoed: {shown:?}"
+    );
+}
+
+#[test]
+fn an_https_server_is_asked_trusting_the_certificate_given() {
+    let dir = loaded_log();
+    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.key_pair.serialize_pem()).unwrap();
+    let server = common::spawn_serve(
+        &["--data".as_ref(), dir.path().as_os_str(), "serve".as_ref()],
+        &[
+            ("ANNALS_HTTP_LISTEN", "127.0.0.1:0"),
+            ("ANNALS_HTTP_TLS_CERT", cert.to_str().unwrap()),
+            ("ANNALS_HTTP_TLS_KEY", key.to_str().unwrap()),
+        ],
+    )
+    .expect("the server starts");
+    let url = format!("https://{}", server.address);
+
+    let untrusted = annals(dir.path(), &["verify", "--server", &url]);
+    assert_eq!(untrusted.status.code(), Some(2));
+    assert!(
+        stderr(&untrusted).contains("needs --ca-cert FILE"),
+        "{}",
+        stderr(&untrusted)
+    );
+    let exported = stdout(&annals(
+        dir.path(),
+        &[
+            "export",
+            "--server",
+            &url,
+            "--ca-cert",
+            cert.to_str().unwrap(),
+        ],
+    ));
+    assert_eq!(exported.lines().count(), 10, "{exported}");
+    // Another certificate is not trusted in its place.
+    let other = dir.path().join("other.pem");
+    std::fs::write(
+        &other,
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()])
+            .unwrap()
+            .cert
+            .pem(),
+    )
+    .unwrap();
+    let refused = annals(
+        dir.path(),
+        &[
+            "export",
+            "--server",
+            &url,
+            "--ca-cert",
+            other.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        stderr(&refused).contains("cannot reach the server"),
+        "{}",
+        stderr(&refused)
+    );
 }

@@ -541,7 +541,11 @@ async fn bad_requests_get_a_json_error_and_no_500() {
             "not both",
         ),
         ("/api/streams/job-x/state?at_time=yesterday", 400, "at_time"),
-        ("/api/streams/job-never/state", 404, "no such stream: job-never"),
+        (
+            "/api/streams/job-never/state",
+            404,
+            "no such stream: job-never",
+        ),
         (
             "/api/streams/nokind-x/state",
             404,
@@ -843,7 +847,10 @@ async fn a_waiter_naming_its_run_sees_it_finish_while_the_log_moves_on() {
         app.append("job-v", &i.to_string()).await;
     }
     let report = verified(&app, 20).await;
-    assert_eq!((report["status"].as_str(), report["head"].as_u64()), (Some("ok"), Some(20)));
+    assert_eq!(
+        (report["status"].as_str(), report["head"].as_u64()),
+        (Some("ok"), Some(20))
+    );
     // The log moves on: unnamed, a request starts a new run; naming the finished run's head,
     // it gets that run's report, as a waiter polling a busy log needs.
     app.append("job-v", "more").await;
@@ -865,80 +872,200 @@ fn samples() -> Vec<(&'static str, &'static str, Value)> {
     let by = "ada";
     vec![
         ("job", "JobStarted", json!({"name": "nightly", "at": at})),
-        ("job", "LineRecorded", json!({"line": "port 22", "level": "WARN", "at": at})),
+        (
+            "job",
+            "LineRecorded",
+            json!({"line": "port 22", "level": "WARN", "at": at}),
+        ),
         ("job", "JobFinished", json!({"succeeded": true, "at": at})),
         ("job", "JobInterrupted", json!({"at": at})),
-        ("host", "VersionReported", json!({"app_id": "a", "app": "A", "ver": "1.0",
-            "host": "web01", "instance": 1, "host_ip": "10.0.0.1", "via": "udp", "at": at})),
-        ("host", "VersionExpired", json!({"app_id": "a", "instance": 1, "last_update": at,
-            "at": at})),
+        (
+            "host",
+            "VersionReported",
+            json!({"app_id": "a", "app": "A", "ver": "1.0",
+            "host": "web01", "instance": 1, "host_ip": "10.0.0.1", "via": "udp", "at": at}),
+        ),
+        (
+            "host",
+            "VersionExpired",
+            json!({"app_id": "a", "instance": 1, "last_update": at,
+            "at": at}),
+        ),
         ("host", "HostCleared", json!({"versions": 2, "at": at})),
-        ("test_run", "TestRunOpened", json!({"cloud": {"name": "c", "identity_uri": "",
+        (
+            "test_run",
+            "TestRunOpened",
+            json!({"cloud": {"name": "c", "identity_uri": "",
             "identity_uri_v3": "", "username": "", "alt_username": "", "admin_username": "",
             "tempest_options": {"auth": {"use_dynamic_credentials": "true"}}}, "by": by,
-            "at": at})),
-        ("test_run", "TestStatusUpdated", json!({"message": "running", "finished": false,
-            "by": by, "at": at})),
-        ("test_run", "TestResultUploaded", json!({"upload_id": UPLOAD_ID,
+            "at": at}),
+        ),
+        (
+            "test_run",
+            "TestStatusUpdated",
+            json!({"message": "running", "finished": false,
+            "by": by, "at": at}),
+        ),
+        (
+            "test_run",
+            "TestResultUploaded",
+            json!({"upload_id": UPLOAD_ID,
             "format": "subunit_v2", "summary": {"PASS": 3, "FAIL": 1, "FAIL_SETUP": 0,
             "ERROR": 0, "SKIP": 2, "Total": 6}, "duration_seconds": 1.5, "blob": blob,
-            "by": by, "at": at})),
+            "by": by, "at": at}),
+        ),
         ("test_run", "TestRunEnded", json!({"at": at})),
-        ("result", "ResultsSubmitted", json!({"cpid": "c1", "duration_seconds": 10,
-            "tests": 3, "blob": blob, "public_key": null, "by": by, "at": at})),
-        ("scan", "ScanRequested", json!({"engine": "nmap", "scan_id": "1",
+        (
+            "result",
+            "ResultsSubmitted",
+            json!({"cpid": "c1", "duration_seconds": 10,
+            "tests": 3, "blob": blob, "public_key": null, "by": by, "at": at}),
+        ),
+        (
+            "scan",
+            "ScanRequested",
+            json!({"engine": "nmap", "scan_id": "1",
             "assets": [{"id": "1", "value": "10.0.0.1", "criticity": "low",
-            "datatype": "ip"}], "options": "{}", "by": by, "at": at})),
+            "datatype": "ip"}], "options": "{}", "by": by, "at": at}),
+        ),
         ("scan", "ScanBegan", json!({"at": at})),
-        ("scan", "AssetScanned", json!({"asset": "10.0.0.1", "at": at})),
-        ("scan", "FindingReported", json!({"finding": {"severity": "high",
+        (
+            "scan",
+            "AssetScanned",
+            json!({"asset": "10.0.0.1", "at": at}),
+        ),
+        (
+            "scan",
+            "FindingReported",
+            json!({"finding": {"severity": "high",
             "confidence": "firm", "title": "t", "description": "d", "solution": "s",
             "kind": "port_info", "target": {"addr": ["10.0.0.1"], "port_id": 22},
-            "raw": "{}", "tags": ["x"], "links": []}, "at": at})),
-        ("scan", "ScanFinished", json!({"raw": [{"name": "out.xml", "blob": blob}],
-            "at": at})),
-        ("scan", "ScanFailed", json!({"reason": "r", "raw": [], "at": at})),
+            "raw": "{}", "tags": ["x"], "links": []}, "at": at}),
+        ),
+        (
+            "scan",
+            "ScanFinished",
+            json!({"raw": [{"name": "out.xml", "blob": blob}],
+            "at": at}),
+        ),
+        (
+            "scan",
+            "ScanFailed",
+            json!({"reason": "r", "raw": [], "at": at}),
+        ),
         ("scan", "ScanStopped", json!({"by": by, "at": at})),
         ("scan", "ScanCleaned", json!({"by": by, "at": at})),
-        ("execution", "ExecutionRequested", json!({"workflow": "app@env@wf",
-            "inputs": {"n": "1"}, "by": by, "at": at})),
-        ("execution", "StepStarted", json!({"index": 0, "name": "build", "at": at})),
-        ("execution", "LogLineRecorded", json!({"level": "INFO", "at": at,
-            "content": "hello"})),
+        (
+            "execution",
+            "ExecutionRequested",
+            json!({"workflow": "app@env@wf",
+            "inputs": {"n": "1"}, "by": by, "at": at}),
+        ),
+        (
+            "execution",
+            "StepStarted",
+            json!({"index": 0, "name": "build", "at": at}),
+        ),
+        (
+            "execution",
+            "LogLineRecorded",
+            json!({"level": "INFO", "at": at,
+            "content": "hello"}),
+        ),
         ("execution", "LogLinesDropped", json!({"count": 3})),
-        ("execution", "StepEnded", json!({"index": 0, "ended": {"exit_code": 0,
+        (
+            "execution",
+            "StepEnded",
+            json!({"index": 0, "ended": {"exit_code": 0,
             "signal": null, "duration_ms": 5, "timed_out": false, "cancelled": false},
-            "at": at})),
-        ("execution", "OutputsRecorded", json!({"outputs": {"A": "1"}})),
+            "at": at}),
+        ),
+        (
+            "execution",
+            "OutputsRecorded",
+            json!({"outputs": {"A": "1"}}),
+        ),
         ("execution", "CancelRequested", json!({"by": by, "at": at})),
         ("execution", "ExecutionSucceeded", json!({"at": at})),
-        ("execution", "ExecutionFailed", json!({"reason": "r", "at": at})),
+        (
+            "execution",
+            "ExecutionFailed",
+            json!({"reason": "r", "at": at}),
+        ),
         ("execution", "ExecutionCancelled", json!({"at": at})),
-        ("ssh_key", "SshKeyCreated", json!({"key_type": "ed25519",
+        (
+            "ssh_key",
+            "SshKeyCreated",
+            json!({"key_type": "ed25519",
             "fingerprint": "SHA256:x", "public_key": "ssh-ed25519 AAAA\n",
-            "metadata": {"name": "k"}, "by": by, "at": at})),
+            "metadata": {"name": "k"}, "by": by, "at": at}),
+        ),
         ("ssh_key", "SshKeyDeleted", json!({"by": by, "at": at})),
         ("gros_agent", "RegistrationStarted", json!({"at": at})),
-        ("gros_agent", "AgentRegistered", json!({"public_key": "ssh-rsa AAAA",
-            "rekeyed": false, "at": at})),
-        ("gros_agent", "RegistrationAbandoned", json!({"reason": "r", "at": at})),
-        ("gros_agent", "PreflightChecked", json!({"ok": false, "failed": ["disk"],
-            "at": at})),
-        ("gros_agent", "LogRecorded", json!({"level": "INFO", "message": "m",
-            "fields": {"msg": "m"}, "at": at})),
-        ("gros_agent", "ExportAnnounced", json!({"agent": "{}", "files": "[]", "at": at})),
-        ("gros_agent", "ProcessStarted", json!({"process": "import", "argv": ["a"],
-            "at": at})),
-        ("gros_agent", "ProcessOutput", json!({"process": "scrape", "stream": "stdout",
-            "line": "l", "at": at})),
-        ("gros_agent", "ProcessFinished", json!({"process": "import", "exit_code": 0,
-            "outcome": "exit code 0", "at": at})),
-        ("gros_agent", "MeasurementsRecorded", json!({"source": null,
+        (
+            "gros_agent",
+            "AgentRegistered",
+            json!({"public_key": "ssh-rsa AAAA",
+            "rekeyed": false, "at": at}),
+        ),
+        (
+            "gros_agent",
+            "RegistrationAbandoned",
+            json!({"reason": "r", "at": at}),
+        ),
+        (
+            "gros_agent",
+            "PreflightChecked",
+            json!({"ok": false, "failed": ["disk"],
+            "at": at}),
+        ),
+        (
+            "gros_agent",
+            "LogRecorded",
+            json!({"level": "INFO", "message": "m",
+            "fields": {"msg": "m"}, "at": at}),
+        ),
+        (
+            "gros_agent",
+            "ExportAnnounced",
+            json!({"agent": "{}", "files": "[]", "at": at}),
+        ),
+        (
+            "gros_agent",
+            "ProcessStarted",
+            json!({"process": "import", "argv": ["a"],
+            "at": at}),
+        ),
+        (
+            "gros_agent",
+            "ProcessOutput",
+            json!({"process": "scrape", "stream": "stdout",
+            "line": "l", "at": at}),
+        ),
+        (
+            "gros_agent",
+            "ProcessFinished",
+            json!({"process": "import", "exit_code": 0,
+            "outcome": "exit code 0", "at": at}),
+        ),
+        (
+            "gros_agent",
+            "MeasurementsRecorded",
+            json!({"source": null,
             "measurements": [{"name": "n", "checked_time": "2026-01-01 00:00:00",
-            "ok": true, "value": 1.5, "max": 2}], "at": at})),
-        ("gros_project", "SaltsCreated", json!({"secret": "s", "at": at})),
-        ("gros_project", "VersionChecked", json!({"version": "1", "up_to_date": true,
-            "at": at})),
+            "ok": true, "value": 1.5, "max": 2}], "at": at}),
+        ),
+        (
+            "gros_project",
+            "SaltsCreated",
+            json!({"secret": "s", "at": at}),
+        ),
+        (
+            "gros_project",
+            "VersionChecked",
+            json!({"version": "1", "up_to_date": true,
+            "at": at}),
+        ),
     ]
 }
 
@@ -976,7 +1103,10 @@ fn encode_as<E: annals::actors::entity::Entity>(
         .map(|version| E::Event::decode(event_type, version, &payload))
         .collect();
     let Some(event) = decoded.iter().find_map(|event| event.as_ref().ok()) else {
-        panic!("the sample of {event_type} is no {} event: {decoded:?}", E::KIND);
+        panic!(
+            "the sample of {event_type} is no {} event: {decoded:?}",
+            E::KIND
+        );
     };
     annals::events::NewEvent {
         event_id: uuid::Uuid::new_v4(),
@@ -1023,7 +1153,11 @@ async fn every_event_of_every_kind_renders_completely() {
     for (kind, event_type, fields) in &samples {
         let event = encode_sample(kind, event_type, fields);
         app.log()
-            .append(stream(&format!("{kind}-sample")), ExpectedVersion::Any, vec![event])
+            .append(
+                stream(&format!("{kind}-sample")),
+                ExpectedVersion::Any,
+                vec![event],
+            )
             .await
             .unwrap();
     }
@@ -1032,12 +1166,17 @@ async fn every_event_of_every_kind_renders_completely() {
     let events = page["events"].as_array().unwrap();
     assert_eq!(events.len(), samples.len());
     for (event, (kind, event_type, fields)) in events.iter().zip(&samples) {
-        assert_eq!((event["stream"].as_str(), event["type"].as_str()),
-            (Some(format!("{kind}-sample").as_str()), Some(*event_type)));
+        assert_eq!(
+            (event["stream"].as_str(), event["type"].as_str()),
+            (Some(format!("{kind}-sample").as_str()), Some(*event_type))
+        );
         assert!(event.get("payload_error").is_none(), "{event}");
         // Every field the sample gave is there, under its name.
         for key in fields.as_object().unwrap().keys() {
-            assert!(event["payload"].get(key).is_some(), "{key} missing from {event}");
+            assert!(
+                event["payload"].get(key).is_some(),
+                "{key} missing from {event}"
+            );
         }
     }
     // Binary fields, such as a Uuid, render as lower-case hex, here and in a stream's history.

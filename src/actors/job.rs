@@ -122,7 +122,12 @@ pub struct JobInterrupted {
 }
 
 impl DomainEvent for JobEvent {
-    const TYPES: &'static [&'static str] = &["JobStarted", "LineRecorded", "JobFinished", "JobInterrupted"];
+    const TYPES: &'static [&'static str] = &[
+        "JobStarted",
+        "LineRecorded",
+        "JobFinished",
+        "JobInterrupted",
+    ];
 
     fn event_type(&self) -> &'static str {
         match self {

@@ -20,19 +20,20 @@ pub struct ServerArgs {
     /// opening the log, which the server holds.
     #[arg(long, env = "ANNALS_SERVER")]
     pub server: Option<String>,
-    /// A bearer token of an account with access to the event API, when the server has accounts
-    /// (see `annals new-token`).
-    #[arg(long, env = "ANNALS_TOKEN", hide_env_values = true, requires = "server")]
+    /// With --server: a bearer token of an account with access to the event API, when the
+    /// server has accounts (see `annals new-token`).
+    #[arg(long, env = "ANNALS_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
-    /// The PEM certificate (of its CA, or its own) to trust for an `https://` server.
-    #[arg(long, env = "ANNALS_CA_CERT", requires = "server")]
+    /// With --server: the PEM certificate (of its CA, or its own) to trust for `https://`.
+    #[arg(long, env = "ANNALS_CA_CERT")]
     pub ca_cert: Option<PathBuf>,
 }
 
 /// How long one request may take; a long answer is a page of at most 1000 events.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// The most bytes of one answer: a page of 1000 events at the journal's size limit per event.
+/// A guard on the size of one answer: a page holds at most 1000 events, each at most 1 MiB
+/// under the journal's default limit.
 const MAX_ANSWER_BYTES: usize = 1 << 30;
 
 /// How often `verify` asks how a running verification is going.
@@ -48,7 +49,10 @@ struct Server {
 impl Server {
     fn new(args: &ServerArgs, url: &str) -> anyhow::Result<Server> {
         let base = url.trim_end_matches('/').to_owned();
-        let tls = match (base.split_once("://").map(|(scheme, _)| scheme), &args.ca_cert) {
+        let tls = match (
+            base.split_once("://").map(|(scheme, _)| scheme),
+            &args.ca_cert,
+        ) {
             (Some("http"), _) => None,
             (Some("https"), Some(ca_cert)) => Some(tls_trusting(ca_cert)?),
             (Some("https"), None) => bail!(
@@ -297,7 +301,9 @@ pub fn verify(args: &ServerArgs, url: &str, bar: &ProgressBar) -> anyhow::Result
                     )))
                 }
                 Verified::Failed { position, problem } => {
-                    let at = position.map(|p| format!("position {p}: ")).unwrap_or_default();
+                    let at = position
+                        .map(|p| format!("position {p}: "))
+                        .unwrap_or_default();
                     return Ok(Verdict::Corrupt(format!("corrupt: {at}{problem}")));
                 }
             }
