@@ -348,7 +348,11 @@ fn hash_password() -> anyhow::Result<()> {
     if password.is_empty() {
         bail!("the password on standard input is empty");
     }
-    println!("{}", crate::auth::hash_password(password));
+    writeln!(
+        std::io::stdout(),
+        "{}",
+        crate::auth::hash_password(password)
+    )?;
     Ok(())
 }
 

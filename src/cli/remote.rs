@@ -199,7 +199,9 @@ pub fn export(
                 page.head
             });
             for event in &page.events {
-                let position = event["position"].as_u64().unwrap_or(0);
+                let position = event["position"].as_u64().with_context(|| {
+                    format!("the server sent an event without a position: {event}")
+                })?;
                 if stream.is_none() && position > end {
                     return Ok(());
                 }
