@@ -107,8 +107,8 @@ enum Command {
         /// Stop after this version.
         #[arg(long, conflicts_with = "at_time")]
         at_version: Option<u64>,
-        /// Stop after the last event recorded at or before this time: RFC 3339, a date
-        /// (`2026-12-07`, its end) or a date and time without zone (`2026-12-07T10:00:00`), UTC.
+        /// Stop after the last event recorded at or before this time: RFC 3339, a date and time
+        /// without zone (`2026-12-07T10:00:00`, UTC) or a date (`2026-12-07`, 00:00:00 UTC).
         #[arg(long, value_parser = parse_at_time)]
         at_time: Option<DateTime<Utc>>,
         #[command(flatten)]
@@ -274,10 +274,10 @@ fn open_existing(data: &Path, options: LogOptions) -> anyhow::Result<EventLog> {
     }
 }
 
-/// `--at-time`: RFC 3339; a date alone, meaning its last moment; or a date and time without
-/// zone, in UTC.
+/// `--at-time`: RFC 3339; a date and time without zone, in UTC; or a date alone, meaning its
+/// first moment (00:00:00 UTC), as a date and time would.
 fn parse_at_time(raw: &str) -> Result<DateTime<Utc>, String> {
-    use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
+    use chrono::{NaiveDate, NaiveDateTime};
     if let Ok(time) = DateTime::parse_from_rfc3339(raw) {
         return Ok(time.with_timezone(&Utc));
     }
@@ -287,10 +287,7 @@ fn parse_at_time(raw: &str) -> Result<DateTime<Utc>, String> {
         }
     }
     if let Ok(date) = NaiveDate::parse_from_str(raw, "%Y-%m-%d") {
-        // The whole day is included: every event recorded on it is at or before its last
-        // microsecond.
-        let last = NaiveTime::from_hms_micro_opt(23, 59, 59, 999_999).expect("a valid time");
-        return Ok(date.and_time(last).and_utc());
+        return Ok(date.and_time(chrono::NaiveTime::MIN).and_utc());
     }
     Err(format!(
         "{raw:?} is not a time: give RFC 3339 (2026-12-07T10:00:00Z), a date (2026-12-07) or a \

@@ -450,8 +450,14 @@ fn replay_at_time_takes_a_plain_date_or_a_time_without_zone() {
             .as_u64()
             .unwrap()
     };
-    // A date stands for the whole day; a time without zone is UTC.
-    assert_eq!(version_at(&recorded[..10]), 4);
+    // A date is its first moment; a time without zone is UTC.
+    let day: chrono::NaiveDate = recorded[..10].parse().unwrap();
+    let next_day = day.succ_opt().unwrap().to_string();
+    assert_eq!(version_at(&next_day), 4);
+    assert_eq!(
+        version_at(&format!("{day}T00:00:00")),
+        version_at(&recorded[..10])
+    );
     assert_eq!(version_at("2000-01-01"), 0);
     assert_eq!(
         version_at(recorded.trim_end_matches('Z')),
