@@ -13,6 +13,8 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use uuid::Uuid;
 
+mod remote;
+
 use crate::actors::job::{JobEvent, JobStarted, Level, LineRecorded};
 use crate::actors::kinds;
 use crate::actors::state::ReplayUntil;
@@ -20,7 +22,8 @@ use crate::config::Config;
 use crate::events::codec::render;
 use crate::events::verify::verify;
 use crate::events::{
-    DomainEvent, Durability, EventLog, ExpectedVersion, LogOptions, Metadata, NewEvent, StreamId,
+    DomainEvent, Durability, EventLog, ExpectedVersion, LogOptions, Metadata, NewEvent, StoreError,
+    StreamId,
 };
 
 #[derive(Parser, Debug)]
@@ -77,7 +80,8 @@ enum Command {
         #[arg(long)]
         insecure_no_auth: bool,
     },
-    /// Reads a password on standard input and prints its argon2 hash, for `password_hash`.
+    /// Reads a password on standard input (asked for, and not shown, on a terminal) and prints
+    /// its argon2 hash, for `password_hash`.
     HashPassword,
     /// Prints a new random bearer token and the hash to configure for it, for `token_sha256`.
     NewToken,
@@ -94,6 +98,8 @@ enum Command {
         /// Only this stream's events.
         #[arg(long)]
         stream: Option<String>,
+        #[command(flatten)]
+        server: remote::ServerArgs,
     },
     /// Prints an entity's state replayed from its first event, as JSON.
     Replay {
@@ -101,12 +107,18 @@ enum Command {
         /// Stop after this version.
         #[arg(long, conflicts_with = "at_time")]
         at_version: Option<u64>,
-        /// Stop after the last event recorded at or before this time (RFC 3339).
-        #[arg(long)]
+        /// Stop after the last event recorded at or before this time: RFC 3339, a date and time
+        /// without zone (`2026-12-07T10:00:00`, UTC) or a date (`2026-12-07`, 00:00:00 UTC).
+        #[arg(long, value_parser = parse_at_time)]
         at_time: Option<DateTime<Utc>>,
+        #[command(flatten)]
+        server: remote::ServerArgs,
     },
     /// Checks the whole log: hash chain, gapless positions and versions, position pointers.
-    Verify,
+    Verify {
+        #[command(flatten)]
+        server: remote::ServerArgs,
+    },
     /// Appends synthetic `job` events from concurrent writers, printing each acknowledgement
     /// as `ack <stream> <version> <position> <event id> <writer> <seq>`.
     Load {
@@ -183,20 +195,25 @@ pub fn run() -> ExitCode {
             println!("token_sha256 = [\"{hash}\"]");
             Ok(())
         }
-        Command::Export { from, stream } => export(&data, options, from, stream),
+        Command::Export {
+            from,
+            stream,
+            server,
+        } => export(&data, options, from, stream, &server),
         Command::Replay {
             stream,
             at_version,
             at_time,
+            server,
         } => {
             let until = match (at_version, at_time) {
                 (Some(version), _) => ReplayUntil::Version(version),
                 (_, Some(time)) => ReplayUntil::Time(time),
                 _ => ReplayUntil::End,
             };
-            replay(&data, options, &stream, until)
+            replay(&data, options, &stream, until, &server)
         }
-        Command::Verify => return verify_command(&data, options),
+        Command::Verify { server } => return verify_command(&data, options, &server),
         Command::Load {
             writers,
             events,
@@ -219,6 +236,8 @@ pub fn run() -> ExitCode {
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
+        // A reader that stopped early (`annals export | head`) got what it wanted.
+        Err(error) if is_closed_pipe(&error) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("annals: {error:#}");
             ExitCode::FAILURE
@@ -226,12 +245,54 @@ pub fn run() -> ExitCode {
     }
 }
 
+/// Whether an error is standard output's reader having gone away.
+fn is_closed_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+            || cause
+                .downcast_ref::<serde_json::Error>()
+                .and_then(|e| e.io_error_kind())
+                .is_some_and(|kind| kind == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 /// Opens an existing log; the read-only commands never create one.
 fn open_existing(data: &Path, options: LogOptions) -> anyhow::Result<EventLog> {
     if !data.join("db").exists() {
         bail!("no log at {} (set --data or ANNALS_DATA)", data.display());
     }
-    Ok(EventLog::open(data, options)?)
+    match EventLog::open(data, options) {
+        Ok(log) => Ok(log),
+        Err(StoreError::Locked { path, .. }) => bail!(
+            "the log at {} is held by a running server; use --server URL (or ANNALS_SERVER) \
+             to ask it through its event API",
+            path.display()
+        ),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// `--at-time`: RFC 3339; a date and time without zone, in UTC; or a date alone, meaning its
+/// first moment (00:00:00 UTC), as a date and time would.
+fn parse_at_time(raw: &str) -> Result<DateTime<Utc>, String> {
+    use chrono::{NaiveDate, NaiveDateTime};
+    if let Ok(time) = DateTime::parse_from_rfc3339(raw) {
+        return Ok(time.with_timezone(&Utc));
+    }
+    for format in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"] {
+        if let Ok(time) = NaiveDateTime::parse_from_str(raw, format) {
+            return Ok(time.and_utc());
+        }
+    }
+    if let Ok(date) = NaiveDate::parse_from_str(raw, "%Y-%m-%d") {
+        return Ok(date.and_time(chrono::NaiveTime::MIN).and_utc());
+    }
+    Err(format!(
+        "{raw:?} is not a time: give RFC 3339 (2026-12-07T10:00:00Z), a date (2026-12-07) or a \
+         date and time in UTC (2026-12-07T10:00:00)"
+    ))
 }
 
 fn check_config(file: Option<&Path>) -> ExitCode {
@@ -267,15 +328,62 @@ fn show_config(config: &Config) -> anyhow::Result<()> {
 
 fn hash_password() -> anyhow::Result<()> {
     let mut password = String::new();
-    std::io::stdin()
+    let stdin = std::io::stdin();
+    // On a terminal the password is typed, so it is asked for and not shown; from a pipe it
+    // is read as it comes.
+    let _echo_off = if stdin.is_terminal() {
+        let echo_off = EchoOff::on(&stdin).context("cannot turn the terminal's echo off")?;
+        eprint!("Password: ");
+        Some(echo_off)
+    } else {
+        None
+    };
+    stdin
         .read_line(&mut password)
         .context("cannot read the password on standard input")?;
     let password = password.trim_end_matches(['\r', '\n']);
     if password.is_empty() {
         bail!("the password on standard input is empty");
     }
-    println!("{}", crate::auth::hash_password(password));
+    writeln!(
+        std::io::stdout(),
+        "{}",
+        crate::auth::hash_password(password)
+    )?;
     Ok(())
+}
+
+/// A terminal's echo turned off (but for the final newline) until dropped.
+struct EchoOff {
+    fd: std::os::fd::RawFd,
+    saved: libc::termios,
+}
+
+impl EchoOff {
+    fn on(terminal: &impl std::os::fd::AsRawFd) -> std::io::Result<EchoOff> {
+        let fd = terminal.as_raw_fd();
+        // SAFETY: termios is plain data, filled in by tcgetattr before it is read.
+        let mut saved: libc::termios = unsafe { std::mem::zeroed() };
+        // SAFETY: fd is an open descriptor and saved a valid termios to write to.
+        if unsafe { libc::tcgetattr(fd, &mut saved) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let mut quiet = saved;
+        quiet.c_lflag &= !libc::ECHO;
+        quiet.c_lflag |= libc::ECHONL;
+        // SAFETY: as above, with a termios read from the same terminal.
+        if unsafe { libc::tcsetattr(fd, libc::TCSANOW, &quiet) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(EchoOff { fd, saved })
+    }
+}
+
+impl Drop for EchoOff {
+    fn drop(&mut self) {
+        // SAFETY: restores the settings read from this terminal in `on`.
+        unsafe { libc::tcsetattr(self.fd, libc::TCSANOW, &self.saved) };
+    }
 }
 
 /// Refuses to serve the event log to a network without accounts, unless told to.
@@ -330,8 +438,9 @@ fn serve(config: &Config, insecure_no_auth: bool) -> anyhow::Result<()> {
     served
 }
 
+/// A progress bar on standard error when that is a terminal, wherever the output goes.
 fn progress_bar(total: u64) -> ProgressBar {
-    if !std::io::stdout().is_terminal() {
+    if !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(total);
@@ -347,10 +456,22 @@ fn export(
     options: LogOptions,
     from: u64,
     stream: Option<String>,
+    server: &remote::ServerArgs,
 ) -> anyhow::Result<()> {
-    let log = open_existing(data, options)?;
     let out = std::io::stdout();
     let mut out = std::io::BufWriter::new(out.lock());
+    if let Some(url) = &server.server {
+        // A stream's pages count versions, not the events exported: no bar for them.
+        let bar = match stream {
+            Some(_) => ProgressBar::hidden(),
+            None => progress_bar(0),
+        };
+        remote::export(server, url, from, stream.as_deref(), &mut out, &bar)?;
+        bar.finish_and_clear();
+        out.flush()?;
+        return Ok(());
+    }
+    let log = open_existing(data, options)?;
     let mut write = |event: &crate::events::RecordedEvent| -> anyhow::Result<()> {
         serde_json::to_writer(&mut out, &render(event))?;
         out.write_all(b"\n")?;
@@ -389,15 +510,52 @@ fn replay(
     options: LogOptions,
     stream: &str,
     until: ReplayUntil,
+    server: &remote::ServerArgs,
 ) -> anyhow::Result<()> {
-    let log = open_existing(data, options)?;
-    let stream = StreamId::parse(stream)?;
-    let replayed = kinds::replay(&log, &stream, until)?;
-    println!("{}", serde_json::to_string_pretty(&replayed)?);
+    let replayed = match &server.server {
+        Some(url) => remote::replay(server, url, stream, until)?,
+        None => {
+            let log = open_existing(data, options)?;
+            let stream = StreamId::parse(stream)?;
+            let replayed = kinds::replay(&log, &stream, until)?;
+            remote::Replayed {
+                stream: replayed.stream.to_string(),
+                version: replayed.version,
+                state: replayed.state,
+            }
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, &replayed)?;
+    out.write_all(b"\n")?;
     Ok(())
 }
 
-fn verify_command(data: &Path, options: LogOptions) -> ExitCode {
+/// Prints a line on standard output; a reader gone away is no failure of the command.
+fn print_line(line: &str) {
+    let _ = writeln!(std::io::stdout(), "{line}");
+}
+
+fn verify_command(data: &Path, options: LogOptions, server: &remote::ServerArgs) -> ExitCode {
+    if let Some(url) = &server.server {
+        let bar = progress_bar(0);
+        let verified = remote::verify(server, url, &bar);
+        bar.finish_and_clear();
+        return match verified {
+            Ok(remote::Verdict::Sound(line)) => {
+                print_line(&line);
+                ExitCode::SUCCESS
+            }
+            Ok(remote::Verdict::Corrupt(line)) => {
+                print_line(&line);
+                ExitCode::FAILURE
+            }
+            Err(error) => {
+                eprintln!("annals: {error:#}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let log = match open_existing(data, options) {
         Ok(log) => log,
         Err(error) => {
@@ -410,17 +568,17 @@ fn verify_command(data: &Path, options: LogOptions) -> ExitCode {
     bar.finish_and_clear();
     match verified {
         Ok(report) => {
-            println!(
+            print_line(&format!(
                 "ok: {} events in {} streams, head {} ({})",
                 report.events,
                 report.streams,
                 report.head,
                 hex::encode(report.head_hash)
-            );
+            ));
             ExitCode::SUCCESS
         }
         Err(error) => {
-            println!("corrupt: {error}");
+            print_line(&format!("corrupt: {error}"));
             ExitCode::FAILURE
         }
     }
@@ -487,6 +645,7 @@ async fn write_load(log: EventLog, load: Arc<Load>, writer: usize) -> anyhow::Re
         metadata: Metadata::system(),
     };
     let mut version = 0;
+    let mut appended = 0;
     if !load.shared_stream || writer == 0 {
         let started = JobEvent::JobStarted(JobStarted {
             name: format!("load {}", load.run),
@@ -503,6 +662,7 @@ async fn write_load(log: EventLog, load: Arc<Load>, writer: usize) -> anyhow::Re
             0,
         )
         .await?;
+        appended += 1;
     }
     let mut seq = 1;
     while load.events == 0 || seq <= load.events {
@@ -517,9 +677,10 @@ async fn write_load(log: EventLog, load: Arc<Load>, writer: usize) -> anyhow::Re
             ExpectedVersion::Exactly(version)
         };
         version = append(&log, &stream, expected, new_event(line), &load, writer, seq).await?;
+        appended += 1;
         seq += 1;
     }
-    Ok(seq - 1)
+    Ok(appended)
 }
 
 async fn append(

@@ -130,11 +130,12 @@ async fn the_event_api_needs_an_admin_by_default() {
         let (status, _, body) = status_of(&server, "/api/events", Some(&ada)).await;
         assert_eq!(status, 200, "{body}");
     }
+    // Past the credentials, a stream that never had an event is not found.
     assert_eq!(
         status_of(&server, "/api/streams/job-x/state", Some(&ada))
             .await
             .0,
-        200
+        404
     );
     assert_eq!(
         status_of(&server, "/api/streams/job-x/state", Some(&bearer))

@@ -276,3 +276,404 @@ fn serve_sends_event_stream_keep_alives_at_the_configured_interval() {
         "{refused}"
     );
 }
+
+fn annals_with(data: &Path, args: &[&str], envs: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_annals"));
+    command
+        .arg("--data")
+        .arg(data)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .env_remove("ANNALS_SERVER")
+        .env_remove("ANNALS_TOKEN");
+    for (key, value) in envs {
+        command.env(key, value);
+    }
+    command.output().expect("annals runs")
+}
+
+fn serve(data: &Path, config: Option<&Path>) -> common::Served {
+    let mut args: Vec<&std::ffi::OsStr> = vec!["--data".as_ref(), data.as_os_str()];
+    if let Some(config) = config {
+        args.extend(["--config".as_ref(), config.as_os_str()]);
+    }
+    args.push("serve".as_ref());
+    common::spawn_serve(&args, &[("ANNALS_HTTP_LISTEN", "127.0.0.1:0")]).expect("the server starts")
+}
+
+#[test]
+fn export_replay_and_verify_ask_a_running_server_that_holds_the_log() {
+    let dir = loaded_log();
+    let server = serve(dir.path(), None);
+    let url = format!("http://{}", server.address);
+
+    // The server holds the log: opening it is refused with the way out.
+    for verb in [&["export"][..], &["replay", "job-e-0"], &["verify"]] {
+        let held = annals(dir.path(), verb);
+        assert!(!held.status.success(), "{verb:?}");
+        assert!(
+            stderr(&held).contains("is held by a running server; use --server URL"),
+            "{verb:?}: {}",
+            stderr(&held)
+        );
+    }
+
+    let remote = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--server", &url]);
+        annals(dir.path(), &all)
+    };
+    // Start-up settled the two jobs the load left running: 10 events.
+    let exported = stdout(&remote(&["export"]));
+    assert_eq!(exported.lines().count(), 10, "{exported}");
+    let tail = stdout(&remote(&["export", "--from", "5"]));
+    let stream = stdout(&remote(&["export", "--stream", "job-e-1", "--from", "2"]));
+    let replayed = stdout(&remote(&["replay", "job-e-0", "--at-version", "2"]));
+    let verified = stdout(&remote(&["verify"]));
+    assert!(
+        verified.starts_with("ok: 10 events in 2 streams, head 10 ("),
+        "{verified}"
+    );
+    // The environment names the server as well.
+    let by_env = annals_with(
+        dir.path(),
+        &["replay", "job-e-0"],
+        &[("ANNALS_SERVER", &url)],
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(&stdout(&by_env)).unwrap()["state"]["status"],
+        "interrupted"
+    );
+
+    let never = remote(&["replay", "job-never"]);
+    assert_eq!(never.status.code(), Some(1));
+    assert!(
+        stderr(&never).contains("no such stream: job-never"),
+        "{}",
+        stderr(&never)
+    );
+    assert!(never.stdout.is_empty());
+
+    // Once the server is gone, the log itself says exactly the same.
+    assert!(server.terminate().success());
+    assert_eq!(stdout(&annals(dir.path(), &["export"])), exported);
+    assert_eq!(
+        stdout(&annals(dir.path(), &["export", "--from", "5"])),
+        tail
+    );
+    assert_eq!(
+        stdout(&annals(
+            dir.path(),
+            &["export", "--stream", "job-e-1", "--from", "2"]
+        )),
+        stream
+    );
+    assert_eq!(
+        stdout(&annals(
+            dir.path(),
+            &["replay", "job-e-0", "--at-version", "2"]
+        )),
+        replayed
+    );
+    assert_eq!(stdout(&annals(dir.path(), &["verify"])), verified);
+    let never = annals(dir.path(), &["replay", "job-never"]);
+    assert_eq!(never.status.code(), Some(1));
+    assert!(
+        stderr(&never).contains("no such stream: job-never"),
+        "{}",
+        stderr(&never)
+    );
+}
+
+#[test]
+fn a_server_with_accounts_is_asked_with_a_token() {
+    let dir = loaded_log();
+    let (token, hash) = annals::auth::new_token();
+    let config = dir.path().join("annals.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[accounts]]\nname = \"auditor\"\ntoken_sha256 = [\"{hash}\"]\nroles = [\"admin\"]\n"
+        ),
+    )
+    .unwrap();
+    let server = serve(dir.path(), Some(&config));
+    let url = format!("http://{}", server.address);
+
+    let refused = annals(dir.path(), &["export", "--server", &url]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        stderr(&refused).contains("--token or ANNALS_TOKEN"),
+        "{}",
+        stderr(&refused)
+    );
+    let exported = stdout(&annals(
+        dir.path(),
+        &["export", "--server", &url, "--token", &token],
+    ));
+    assert_eq!(exported.lines().count(), 10, "{exported}");
+    let verified = annals_with(
+        dir.path(),
+        &["verify"],
+        &[("ANNALS_SERVER", &url), ("ANNALS_TOKEN", &token)],
+    );
+    assert!(stdout(&verified).starts_with("ok: 10 events"));
+}
+
+#[test]
+fn load_counts_every_event_it_appended() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = annals(
+        dir.path(),
+        &["load", "--writers", "2", "--events", "3", "--quiet"],
+    );
+    assert!(output.status.success());
+    // Two `JobStarted` and six lines.
+    assert!(
+        stderr(&output).contains("appended 8 events"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn replay_at_time_takes_a_plain_date_or_a_time_without_zone() {
+    let dir = loaded_log();
+    let events = export(dir.path(), &["--stream", "job-e-0"]);
+    let recorded = events[1]["recorded_at"].as_str().unwrap().to_owned();
+    let version_at = |time: &str| -> u64 {
+        let out = stdout(&annals(
+            dir.path(),
+            &["replay", "job-e-0", "--at-time", time],
+        ));
+        serde_json::from_str::<Value>(&out).unwrap()["version"]
+            .as_u64()
+            .unwrap()
+    };
+    // A date is its first moment; a time without zone is UTC.
+    let day: chrono::NaiveDate = recorded[..10].parse().unwrap();
+    let next_day = day.succ_opt().unwrap().to_string();
+    assert_eq!(version_at(&next_day), 4);
+    assert_eq!(
+        version_at(&format!("{day}T00:00:00")),
+        version_at(&recorded[..10])
+    );
+    assert_eq!(version_at("2000-01-01"), 0);
+    assert_eq!(
+        version_at(recorded.trim_end_matches('Z')),
+        version_at(&recorded)
+    );
+    assert!(version_at(&recorded) >= 2);
+    let bad = annals(dir.path(), &["replay", "job-e-0", "--at-time", "yesterday"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        stderr(&bad).contains("give RFC 3339 (2026-12-07T10:00:00Z), a date (2026-12-07)"),
+        "{}",
+        stderr(&bad)
+    );
+}
+
+#[test]
+fn an_export_into_a_closed_pipe_ends_quietly() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    // Far more than a pipe holds, so that the export is still writing when the reader goes.
+    stdout(&annals(
+        dir.path(),
+        &["load", "--writers", "2", "--events", "200", "--quiet"],
+    ));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_annals"))
+        .arg("--data")
+        .arg(dir.path())
+        .arg("export")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.starts_with('{'), "{first}");
+    // The reader is dropped: the pipe is closed, as `head -1` closes it.
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(
+        (output.status.code(), stderr(&output)),
+        (Some(0), String::new())
+    );
+}
+
+/// A pseudo-terminal of 24 × 120: the test reads and types on the first, the child gets the
+/// second.
+fn pty() -> (std::fs::File, std::os::fd::OwnedFd) {
+    use std::os::fd::FromRawFd;
+    let (mut master, mut slave) = (-1, -1);
+    let size = libc::winsize {
+        ws_row: 24,
+        ws_col: 120,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: openpty writes two descriptors, which this function then owns.
+    unsafe {
+        assert_eq!(
+            libc::openpty(
+                &mut master,
+                &mut slave,
+                std::ptr::null_mut(),
+                std::ptr::null(),
+                &size
+            ),
+            0
+        );
+        (
+            std::fs::File::from_raw_fd(master),
+            std::os::fd::OwnedFd::from_raw_fd(slave),
+        )
+    }
+}
+
+/// Everything the terminal shows until every holder of its other side has closed it.
+fn read_terminal(mut master: std::fs::File) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut shown = Vec::new();
+        let mut chunk = [0u8; 4096];
+        // Once the child and the test have closed the other side, reading fails (EIO).
+        while let Ok(n @ 1..) = master.read(&mut chunk) {
+            shown.extend_from_slice(&chunk[..n]);
+        }
+        String::from_utf8_lossy(&shown).into_owned()
+    })
+}
+
+#[test]
+fn export_shows_progress_on_a_terminal_while_its_output_goes_to_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    stdout(&annals(
+        dir.path(),
+        &["load", "--writers", "2", "--events", "500", "--quiet"],
+    ));
+    let (master, slave) = pty();
+    let shown = read_terminal(master.try_clone().unwrap());
+    let out = dir.path().join("events.ndjson");
+    let status = Command::new(env!("CARGO_BIN_EXE_annals"))
+        .arg("--data")
+        .arg(dir.path())
+        .arg("export")
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(slave)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    drop(master);
+    let shown = shown.join().unwrap();
+    assert!(shown.contains("/1002 events"), "{shown:?}");
+    let written = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(written.lines().count(), 1002);
+    assert!(!written.contains("events ("), "progress went to the file");
+}
+
+#[test]
+fn hash_password_asks_without_echo_on_a_terminal() {
+    let (mut master, slave) = pty();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_annals"))
+        .arg("hash-password")
+        .env_remove("ANNALS_CONFIG")
+        .stdin(slave)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The prompt comes once the echo is off; typing before it would be echoed.
+    let mut stderr = child.stderr.take().unwrap();
+    let (prompts, prompted) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        let mut byte = [0u8; 1];
+        while let Ok(1) = stderr.read(&mut byte) {
+            seen.push(byte[0]);
+            if seen.ends_with(b"Password: ") {
+                let _ = prompts.send(());
+            }
+        }
+    });
+    prompted
+        .recv_timeout(Duration::from_secs(60))
+        .expect("a prompt on standard error");
+    let shown = read_terminal(master.try_clone().unwrap());
+    master.write_all(b"s3cret pass\n").unwrap();
+    let output = child.wait_with_output().unwrap();
+    drop(master);
+    assert!(output.status.success());
+    let hash = String::from_utf8(output.stdout).unwrap();
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    let shown = shown.join().unwrap();
+    assert!(
+        !shown.contains("s3cret"),
+        "the password was echoed: {shown:?}"
+    );
+}
+
+#[test]
+fn an_https_server_is_asked_trusting_the_certificate_given() {
+    let dir = loaded_log();
+    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.key_pair.serialize_pem()).unwrap();
+    let server = common::spawn_serve(
+        &["--data".as_ref(), dir.path().as_os_str(), "serve".as_ref()],
+        &[
+            ("ANNALS_HTTP_LISTEN", "127.0.0.1:0"),
+            ("ANNALS_HTTP_TLS_CERT", cert.to_str().unwrap()),
+            ("ANNALS_HTTP_TLS_KEY", key.to_str().unwrap()),
+        ],
+    )
+    .expect("the server starts");
+    let url = format!("https://{}", server.address);
+
+    let untrusted = annals(dir.path(), &["verify", "--server", &url]);
+    assert_eq!(untrusted.status.code(), Some(2));
+    assert!(
+        stderr(&untrusted).contains("needs --ca-cert FILE"),
+        "{}",
+        stderr(&untrusted)
+    );
+    let exported = stdout(&annals(
+        dir.path(),
+        &[
+            "export",
+            "--server",
+            &url,
+            "--ca-cert",
+            cert.to_str().unwrap(),
+        ],
+    ));
+    assert_eq!(exported.lines().count(), 10, "{exported}");
+    // Another certificate is not trusted in its place.
+    let other = dir.path().join("other.pem");
+    std::fs::write(
+        &other,
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()])
+            .unwrap()
+            .cert
+            .pem(),
+    )
+    .unwrap();
+    let refused = annals(
+        dir.path(),
+        &[
+            "export",
+            "--server",
+            &url,
+            "--ca-cert",
+            other.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        stderr(&refused).contains("cannot reach the server"),
+        "{}",
+        stderr(&refused)
+    );
+}

@@ -542,6 +542,11 @@ async fn bad_requests_get_a_json_error_and_no_500() {
         ),
         ("/api/streams/job-x/state?at_time=yesterday", 400, "at_time"),
         (
+            "/api/streams/job-never/state",
+            404,
+            "no such stream: job-never",
+        ),
+        (
             "/api/streams/nokind-x/state",
             404,
             "no entity kind is called \"nokind\"",
@@ -833,4 +838,353 @@ async fn the_log_is_verified_while_it_is_written() {
         (report["status"].as_str(), report["events"].as_u64()),
         (Some("ok"), Some(350))
     );
+}
+
+#[actix_rt::test]
+async fn a_waiter_naming_its_run_sees_it_finish_while_the_log_moves_on() {
+    let app = spawn_app();
+    for i in 0..20 {
+        app.append("job-v", &i.to_string()).await;
+    }
+    let report = verified(&app, 20).await;
+    assert_eq!(
+        (report["status"].as_str(), report["head"].as_u64()),
+        (Some("ok"), Some(20))
+    );
+    // The log moves on: unnamed, a request starts a new run; naming the finished run's head,
+    // it gets that run's report, as a waiter polling a busy log needs.
+    app.append("job-v", "more").await;
+    let (_, named) = app.get("/api/verify?covering=20").await;
+    assert_eq!(named["finished_at"], report["finished_at"], "{named}");
+    let (_, unnamed) = app.get("/api/verify").await;
+    assert_eq!(unnamed["head"], 21, "{unnamed}");
+    let (status, bad) = app.get("/api/verify?covering=soon").await;
+    assert_eq!((status, bad["status"].as_u64()), (400, Some(400)), "{bad}");
+}
+
+/// One event of every type of every kind, as JSON in its payload's shape. Each goes through its
+/// kind's own decoder and encoder before it is appended, so a sample that is not a real event
+/// fails here rather than testing something the journal never stores.
+fn samples() -> Vec<(&'static str, &'static str, Value)> {
+    use serde_json::json;
+    let at = 1_700_000_000_000_000_i64;
+    let blob = json!({"sha256": "ab".repeat(32), "size": 12});
+    let by = "ada";
+    vec![
+        ("job", "JobStarted", json!({"name": "nightly", "at": at})),
+        (
+            "job",
+            "LineRecorded",
+            json!({"line": "port 22", "level": "WARN", "at": at}),
+        ),
+        ("job", "JobFinished", json!({"succeeded": true, "at": at})),
+        ("job", "JobInterrupted", json!({"at": at})),
+        (
+            "host",
+            "VersionReported",
+            json!({"app_id": "a", "app": "A", "ver": "1.0",
+            "host": "web01", "instance": 1, "host_ip": "10.0.0.1", "via": "udp", "at": at}),
+        ),
+        (
+            "host",
+            "VersionExpired",
+            json!({"app_id": "a", "instance": 1, "last_update": at,
+            "at": at}),
+        ),
+        ("host", "HostCleared", json!({"versions": 2, "at": at})),
+        (
+            "test_run",
+            "TestRunOpened",
+            json!({"cloud": {"name": "c", "identity_uri": "",
+            "identity_uri_v3": "", "username": "", "alt_username": "", "admin_username": "",
+            "tempest_options": {"auth": {"use_dynamic_credentials": "true"}}}, "by": by,
+            "at": at}),
+        ),
+        (
+            "test_run",
+            "TestStatusUpdated",
+            json!({"message": "running", "finished": false,
+            "by": by, "at": at}),
+        ),
+        (
+            "test_run",
+            "TestResultUploaded",
+            json!({"upload_id": UPLOAD_ID,
+            "format": "subunit_v2", "summary": {"PASS": 3, "FAIL": 1, "FAIL_SETUP": 0,
+            "ERROR": 0, "SKIP": 2, "Total": 6}, "duration_seconds": 1.5, "blob": blob,
+            "by": by, "at": at}),
+        ),
+        ("test_run", "TestRunEnded", json!({"at": at})),
+        (
+            "result",
+            "ResultsSubmitted",
+            json!({"cpid": "c1", "duration_seconds": 10,
+            "tests": 3, "blob": blob, "public_key": null, "by": by, "at": at}),
+        ),
+        (
+            "scan",
+            "ScanRequested",
+            json!({"engine": "nmap", "scan_id": "1",
+            "assets": [{"id": "1", "value": "10.0.0.1", "criticity": "low",
+            "datatype": "ip"}], "options": "{}", "by": by, "at": at}),
+        ),
+        ("scan", "ScanBegan", json!({"at": at})),
+        (
+            "scan",
+            "AssetScanned",
+            json!({"asset": "10.0.0.1", "at": at}),
+        ),
+        (
+            "scan",
+            "FindingReported",
+            json!({"finding": {"severity": "high",
+            "confidence": "firm", "title": "t", "description": "d", "solution": "s",
+            "kind": "port_info", "target": {"addr": ["10.0.0.1"], "port_id": 22},
+            "raw": "{}", "tags": ["x"], "links": []}, "at": at}),
+        ),
+        (
+            "scan",
+            "ScanFinished",
+            json!({"raw": [{"name": "out.xml", "blob": blob}],
+            "at": at}),
+        ),
+        (
+            "scan",
+            "ScanFailed",
+            json!({"reason": "r", "raw": [], "at": at}),
+        ),
+        ("scan", "ScanStopped", json!({"by": by, "at": at})),
+        ("scan", "ScanCleaned", json!({"by": by, "at": at})),
+        (
+            "execution",
+            "ExecutionRequested",
+            json!({"workflow": "app@env@wf",
+            "inputs": {"n": "1"}, "by": by, "at": at}),
+        ),
+        (
+            "execution",
+            "StepStarted",
+            json!({"index": 0, "name": "build", "at": at}),
+        ),
+        (
+            "execution",
+            "LogLineRecorded",
+            json!({"level": "INFO", "at": at,
+            "content": "hello"}),
+        ),
+        ("execution", "LogLinesDropped", json!({"count": 3})),
+        (
+            "execution",
+            "StepEnded",
+            json!({"index": 0, "ended": {"exit_code": 0,
+            "signal": null, "duration_ms": 5, "timed_out": false, "cancelled": false},
+            "at": at}),
+        ),
+        (
+            "execution",
+            "OutputsRecorded",
+            json!({"outputs": {"A": "1"}}),
+        ),
+        ("execution", "CancelRequested", json!({"by": by, "at": at})),
+        ("execution", "ExecutionSucceeded", json!({"at": at})),
+        (
+            "execution",
+            "ExecutionFailed",
+            json!({"reason": "r", "at": at}),
+        ),
+        ("execution", "ExecutionCancelled", json!({"at": at})),
+        (
+            "ssh_key",
+            "SshKeyCreated",
+            json!({"key_type": "ed25519",
+            "fingerprint": "SHA256:x", "public_key": "ssh-ed25519 AAAA\n",
+            "metadata": {"name": "k"}, "by": by, "at": at}),
+        ),
+        ("ssh_key", "SshKeyDeleted", json!({"by": by, "at": at})),
+        ("gros_agent", "RegistrationStarted", json!({"at": at})),
+        (
+            "gros_agent",
+            "AgentRegistered",
+            json!({"public_key": "ssh-rsa AAAA",
+            "rekeyed": false, "at": at}),
+        ),
+        (
+            "gros_agent",
+            "RegistrationAbandoned",
+            json!({"reason": "r", "at": at}),
+        ),
+        (
+            "gros_agent",
+            "PreflightChecked",
+            json!({"ok": false, "failed": ["disk"],
+            "at": at}),
+        ),
+        (
+            "gros_agent",
+            "LogRecorded",
+            json!({"level": "INFO", "message": "m",
+            "fields": {"msg": "m"}, "at": at}),
+        ),
+        (
+            "gros_agent",
+            "ExportAnnounced",
+            json!({"agent": "{}", "files": "[]", "at": at}),
+        ),
+        (
+            "gros_agent",
+            "ProcessStarted",
+            json!({"process": "import", "argv": ["a"],
+            "at": at}),
+        ),
+        (
+            "gros_agent",
+            "ProcessOutput",
+            json!({"process": "scrape", "stream": "stdout",
+            "line": "l", "at": at}),
+        ),
+        (
+            "gros_agent",
+            "ProcessFinished",
+            json!({"process": "import", "exit_code": 0,
+            "outcome": "exit code 0", "at": at}),
+        ),
+        (
+            "gros_agent",
+            "MeasurementsRecorded",
+            json!({"source": null,
+            "measurements": [{"name": "n", "checked_time": "2026-01-01 00:00:00",
+            "ok": true, "value": 1.5, "max": 2}], "at": at}),
+        ),
+        (
+            "gros_project",
+            "SaltsCreated",
+            json!({"secret": "s", "at": at}),
+        ),
+        (
+            "gros_project",
+            "VersionChecked",
+            json!({"version": "1", "up_to_date": true,
+            "at": at}),
+        ),
+    ]
+}
+
+const UPLOAD_ID: &str = "0191e3a4-7b5c-7def-8123-456789abcdef";
+
+/// A sample's JSON as MessagePack, with a UUID's text written as its 16 bytes, as a `Uuid`
+/// field is stored.
+struct AsStored<'a>(&'a Value);
+
+impl serde::Serialize for AsStored<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Value::String(text) if text.len() == 36 => match uuid::Uuid::parse_str(text) {
+                Ok(id) => serializer.serialize_bytes(id.as_bytes()),
+                Err(_) => serializer.serialize_str(text),
+            },
+            Value::Array(items) => serializer.collect_seq(items.iter().map(AsStored)),
+            Value::Object(fields) => {
+                serializer.collect_map(fields.iter().map(|(key, value)| (key, AsStored(value))))
+            }
+            other => other.serialize(serializer),
+        }
+    }
+}
+
+/// Encodes a sample as its kind stores it: decoded by the kind's decoder at the first schema
+/// version that takes it, then encoded at the version this build writes.
+fn encode_as<E: annals::actors::entity::Entity>(
+    event_type: &str,
+    fields: &Value,
+) -> annals::events::NewEvent {
+    use annals::events::DomainEvent;
+    let payload = annals::events::codec::to_payload(&AsStored(fields));
+    let decoded: Vec<_> = (1..=8)
+        .map(|version| E::Event::decode(event_type, version, &payload))
+        .collect();
+    let Some(event) = decoded.iter().find_map(|event| event.as_ref().ok()) else {
+        panic!(
+            "the sample of {event_type} is no {} event: {decoded:?}",
+            E::KIND
+        );
+    };
+    annals::events::NewEvent {
+        event_id: uuid::Uuid::new_v4(),
+        event_type: event.event_type().to_owned(),
+        schema_version: event.schema_version(),
+        payload: event.encode_payload(),
+        metadata: annals::events::Metadata::system(),
+    }
+}
+
+fn encode_sample(kind: &str, event_type: &str, fields: &Value) -> annals::events::NewEvent {
+    use annals::actors::{gros, inventory, job, results, scan, sshkey, testrun, workflow};
+    match kind {
+        "job" => encode_as::<job::Job>(event_type, fields),
+        "host" => encode_as::<inventory::HostRecord>(event_type, fields),
+        "test_run" => encode_as::<testrun::TestRunRecord>(event_type, fields),
+        "result" => encode_as::<results::Submission>(event_type, fields),
+        "scan" => encode_as::<scan::ScanRecord>(event_type, fields),
+        "execution" => encode_as::<workflow::Execution>(event_type, fields),
+        "ssh_key" => encode_as::<sshkey::SshKey>(event_type, fields),
+        "gros_agent" => encode_as::<gros::GrosAgent>(event_type, fields),
+        "gros_project" => encode_as::<gros::GrosProject>(event_type, fields),
+        other => panic!("no sample encoder for kind {other}"),
+    }
+}
+
+#[actix_rt::test]
+async fn every_event_of_every_kind_renders_completely() {
+    let app = spawn_app();
+    let samples = samples();
+    // The samples cover every type of every kind: a type added without a sample fails here.
+    let mut expected = std::collections::BTreeSet::new();
+    for (kind, types) in annals::actors::kinds::event_types() {
+        for event_type in types {
+            expected.insert((kind.to_owned(), event_type.to_string()));
+        }
+    }
+    let sampled: std::collections::BTreeSet<_> = samples
+        .iter()
+        .map(|(kind, event_type, _)| (kind.to_string(), event_type.to_string()))
+        .collect();
+    assert_eq!(sampled, expected, "one sample per event type of each kind");
+
+    for (kind, event_type, fields) in &samples {
+        let event = encode_sample(kind, event_type, fields);
+        app.log()
+            .append(
+                stream(&format!("{kind}-sample")),
+                ExpectedVersion::Any,
+                vec![event],
+            )
+            .await
+            .unwrap();
+    }
+    let (status, page) = app.get("/api/events?limit=1000").await;
+    assert_eq!(status, 200, "{page}");
+    let events = page["events"].as_array().unwrap();
+    assert_eq!(events.len(), samples.len());
+    for (event, (kind, event_type, fields)) in events.iter().zip(&samples) {
+        assert_eq!(
+            (event["stream"].as_str(), event["type"].as_str()),
+            (Some(format!("{kind}-sample").as_str()), Some(*event_type))
+        );
+        assert!(event.get("payload_error").is_none(), "{event}");
+        // Every field the sample gave is there, under its name.
+        for key in fields.as_object().unwrap().keys() {
+            assert!(
+                event["payload"].get(key).is_some(),
+                "{key} missing from {event}"
+            );
+        }
+    }
+    // Binary fields, such as a Uuid, render as lower-case hex, here and in a stream's history.
+    let (status, history) = app.get("/api/streams/test_run-sample/events").await;
+    assert_eq!(status, 200, "{history}");
+    let uploaded = &history["events"][2];
+    assert_eq!(uploaded["type"], "TestResultUploaded");
+    assert_eq!(uploaded["payload"]["upload_id"], UPLOAD_ID.replace('-', ""));
+    assert_eq!(uploaded["payload"]["summary"]["Total"], 6);
+    assert_eq!(uploaded["payload"]["duration_seconds"], 1.5);
 }

@@ -122,6 +122,13 @@ pub struct JobInterrupted {
 }
 
 impl DomainEvent for JobEvent {
+    const TYPES: &'static [&'static str] = &[
+        "JobStarted",
+        "LineRecorded",
+        "JobFinished",
+        "JobInterrupted",
+    ];
+
     fn event_type(&self) -> &'static str {
         match self {
             JobEvent::JobStarted(_) => "JobStarted",

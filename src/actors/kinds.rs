@@ -13,7 +13,7 @@ use super::sshkey::SshKey;
 use super::state::{self, LoadError, ReplayUntil};
 use super::testrun::TestRunRecord;
 use super::workflow::Execution;
-use crate::events::{EventLog, StreamId, Version};
+use crate::events::{DomainEvent, EventLog, StreamId, Version};
 
 /// A state replayed for audit, as JSON.
 #[derive(Debug, Serialize)]
@@ -28,6 +28,10 @@ pub struct Replayed {
 pub enum ReplayError {
     #[error("no entity kind is called {0:?}; known kinds: {known}", known = KINDS.join(", "))]
     UnknownKind(String),
+    /// No event was ever appended to the stream: there is no state to show, not even an empty
+    /// one, which would read as an entity that exists.
+    #[error("no such stream: {0} has no event")]
+    NoSuchStream(StreamId),
     #[error(transparent)]
     Load(#[from] LoadError),
 }
@@ -44,6 +48,24 @@ pub const KINDS: &[&str] = &[
     GrosAgent::KIND,
     GrosProject::KIND,
 ];
+
+/// Every kind with the event types it writes, in the order of [`KINDS`].
+pub fn event_types() -> [(&'static str, &'static [&'static str]); 9] {
+    fn of<E: Entity>() -> (&'static str, &'static [&'static str]) {
+        (E::KIND, <E::Event as DomainEvent>::TYPES)
+    }
+    [
+        of::<Job>(),
+        of::<HostRecord>(),
+        of::<TestRunRecord>(),
+        of::<Submission>(),
+        of::<ScanRecord>(),
+        of::<Execution>(),
+        of::<SshKey>(),
+        of::<GrosAgent>(),
+        of::<GrosProject>(),
+    ]
+}
 
 /// Replays a stream of any known kind from its first event up to `until`.
 pub fn replay(
@@ -70,6 +92,9 @@ fn replay_as<E: Entity>(
     stream: &StreamId,
     until: ReplayUntil,
 ) -> Result<Replayed, ReplayError> {
+    if log.stream_version(stream).map_err(LoadError::from)? == 0 {
+        return Err(ReplayError::NoSuchStream(stream.clone()));
+    }
     let loaded = state::replay::<E>(log, stream, until)?;
     Ok(Replayed {
         stream: stream.clone(),

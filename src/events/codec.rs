@@ -10,6 +10,9 @@ use super::envelope::RecordedEvent;
 /// change to a variant's fields is a new version, with its old versions still decoded by
 /// [`DomainEvent::decode`] (the upcasters).
 pub trait DomainEvent: Sized {
+    /// Every type name this kind writes, each once: what a tool that must handle every event
+    /// (a renderer, an exporter) walks to check that it does.
+    const TYPES: &'static [&'static str];
     /// The stable type name of this event, such as `ScanStarted`.
     fn event_type(&self) -> &'static str;
     /// The schema version this build writes for this event's type.
@@ -85,9 +88,106 @@ pub fn from_payload<T: DeserializeOwned>(
 }
 
 /// Renders any payload as JSON without knowing its type: named-field MessagePack maps onto JSON
-/// objects. Binary fields become arrays of numbers.
+/// objects. What JSON has no form for is written so that nothing is lost or hidden from an
+/// auditor: binary (a `Uuid` is 16 bytes of binary in MessagePack) as lower-case hex, a map key
+/// that is not a string as its JSON text, a float JSON cannot hold (NaN, infinities) as a string,
+/// an extension as `[tag, "hex"]`.
 pub fn payload_to_json(payload: &[u8]) -> Result<serde_json::Value, rmp_serde::decode::Error> {
-    rmp_serde::from_slice(payload)
+    use serde::de::DeserializeSeed;
+    let mut decoder = rmp_serde::Deserializer::from_read_ref(payload);
+    JsonOf.deserialize(&mut decoder)
+}
+
+/// Reads any self-describing value into JSON; see [`payload_to_json`].
+#[derive(Clone, Copy)]
+struct JsonOf;
+
+impl<'de> serde::de::DeserializeSeed<'de> for JsonOf {
+    type Value = serde_json::Value;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for JsonOf {
+    type Value = serde_json::Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any MessagePack value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_i128<E>(self, v: i128) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::String(v.to_string()))
+    }
+
+    fn visit_u128<E>(self, v: u128) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::String(v.to_string()))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(serde_json::Number::from_f64(v)
+            .map_or_else(|| serde_json::Value::String(v.to_string()), Into::into))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_bytes<E>(self, v: &[u8]) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::String(hex::encode(v)))
+    }
+
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::Null)
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::Null)
+    }
+
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+
+    fn visit_newtype_struct<D: serde::Deserializer<'de>>(
+        self,
+        d: D,
+    ) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+        while let Some(item) = seq.next_element_seed(self)? {
+            items.push(item);
+        }
+        Ok(items.into())
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut object = serde_json::Map::new();
+        while let Some(key) = map.next_key_seed(self)? {
+            let key = match key {
+                serde_json::Value::String(key) => key,
+                other => other.to_string(),
+            };
+            object.insert(key, map.next_value_seed(self)?);
+        }
+        Ok(object.into())
+    }
 }
 
 /// Renders a stored event as JSON: its envelope, its metadata, its payload decoded, its hash in
@@ -110,4 +210,40 @@ pub fn render(event: &RecordedEvent) -> serde_json::Value {
         Err(error) => rendered["payload_error"] = error.to_string().into(),
     }
     rendered
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_json_cannot_hold_renders_without_loss() {
+        #[derive(Serialize)]
+        struct Odd {
+            id: uuid::Uuid,
+            #[serde(with = "serde_bytes")]
+            raw: Vec<u8>,
+            by_number: std::collections::BTreeMap<u8, bool>,
+            nan: f64,
+            nothing: Option<u8>,
+        }
+        let odd = Odd {
+            id: uuid::Uuid::from_u128(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef),
+            raw: vec![0, 255],
+            by_number: [(7, true)].into(),
+            nan: f64::NAN,
+            nothing: None,
+        };
+        let rendered = payload_to_json(&to_payload(&odd)).unwrap();
+        assert_eq!(
+            rendered,
+            serde_json::json!({
+                "id": "0123456789abcdef0123456789abcdef",
+                "raw": "00ff",
+                "by_number": {"7": true},
+                "nan": "NaN",
+                "nothing": null,
+            })
+        );
+    }
 }

@@ -92,6 +92,9 @@ impl std::str::FromStr for Durability {
 pub enum StoreError {
     #[error("cannot open the log at {path}: {reason}")]
     Open { path: PathBuf, reason: String },
+    /// Another process (a running server) holds the log: sled takes an exclusive lock.
+    #[error("cannot open the log at {path}: another process holds it (waited {waited:?})")]
+    Locked { path: PathBuf, waited: Duration },
     #[error("{path} is not empty and holds no annals log (no format marker); use an empty or new directory")]
     NotALog { path: PathBuf },
     #[error("{path} holds an annals log in format {found:?}; this build reads {expected:?}")]
@@ -188,9 +191,10 @@ impl Store {
                 // sled 0.34.7 (pinned) says so only in its message.
                 Err(e) if e.to_string().contains("could not acquire lock") => {
                     if Instant::now() >= deadline {
-                        return Err(open_error(format!(
-                            "another process holds it (waited {LOCK_WAIT:?}): {e}"
-                        )));
+                        return Err(StoreError::Locked {
+                            path: path.to_owned(),
+                            waited: LOCK_WAIT,
+                        });
                     }
                     std::thread::sleep(Duration::from_millis(10));
                 }

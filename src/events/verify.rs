@@ -189,7 +189,10 @@ pub enum VerifyStatus {
 
 /// Runs one verification at a time over a log in use: asked while none has run, or after the
 /// log has moved past the last one, it starts a new run (on a thread of its own, up to the
-/// durable head of that moment); otherwise it reports the current or last run.
+/// durable head of that moment); otherwise it reports the current or last run. A caller waiting
+/// for a run it started names that run's head as `covering`: a finished run up to there is then
+/// reported rather than followed by a new one, so that a log written all the time still lets
+/// the waiter see its run end.
 #[derive(Default)]
 pub struct Verifier {
     last: std::sync::Mutex<Option<VerifyStatus>>,
@@ -197,15 +200,20 @@ pub struct Verifier {
 }
 
 impl Verifier {
-    pub fn start_or_report(self: &std::sync::Arc<Self>, log: &super::EventLog) -> VerifyStatus {
+    pub fn start_or_report(
+        self: &std::sync::Arc<Self>,
+        log: &super::EventLog,
+        covering: Option<Position>,
+    ) -> VerifyStatus {
         use std::sync::atomic::Ordering;
         let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
         let head = log.head();
+        let wanted = covering.map_or(head, |covering| covering.min(head));
         let start = match &*last {
             None => true,
             Some(VerifyStatus::Running { .. }) => false,
             Some(VerifyStatus::Ok { head: done, .. } | VerifyStatus::Failed { head: done, .. }) => {
-                *done < head
+                *done < wanted
             }
         };
         if start {

@@ -304,19 +304,29 @@ async fn replayed_state(
         .map_err(ApiError::internal)?;
     match replayed {
         Ok(replayed) => Ok(HttpResponse::Ok().json(replayed)),
-        Err(error @ ReplayError::UnknownKind(_)) => Err(ApiError::NotFound(error.to_string())),
+        Err(error @ (ReplayError::UnknownKind(_) | ReplayError::NoSuchStream(_))) => {
+            Err(ApiError::NotFound(error.to_string()))
+        }
         Err(error) => Err(ApiError::internal(error)),
     }
 }
 
-/// `GET /api/verify`: starts a verification of the whole log up to its current head when none
-/// has run or the log has moved on since the last, and reports where it stands.
+/// `GET /api/verify[?covering=POS]`: starts a verification of the whole log up to its current
+/// head when none has run or the log has moved on since the last (past `covering`, when given),
+/// and reports where it stands.
 #[utoipa::path(get, path = "/api/verify", summary = "Verify the whole log",
-    description = openapi::VERIFY, responses(openapi::Verified))]
+    description = openapi::VERIFY, params(openapi::VerifyParams), responses(openapi::Verified))]
 async fn verify_log(
     _caller: ApiCaller,
     log: web::Data<EventLog>,
     verifier: web::Data<std::sync::Arc<Verifier>>,
+    query: web::Query<VerifyQuery>,
 ) -> HttpResponse {
-    HttpResponse::Ok().json(verifier.start_or_report(&log))
+    HttpResponse::Ok().json(verifier.start_or_report(&log, query.covering))
+}
+
+#[derive(Deserialize)]
+struct VerifyQuery {
+    /// Report a finished run that reached this position instead of starting a new one.
+    covering: Option<Position>,
 }

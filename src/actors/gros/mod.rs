@@ -167,6 +167,8 @@ const AGENT_TYPES: [&str; 10] = [
 ];
 
 impl DomainEvent for AgentEvent {
+    const TYPES: &'static [&'static str] = &AGENT_TYPES;
+
     fn event_type(&self) -> &'static str {
         AGENT_TYPES[match self {
             AgentEvent::RegistrationStarted(_) => 0,
@@ -545,6 +547,8 @@ pub enum ProjectEvent {
 const PROJECT_TYPES: [&str; 2] = ["SaltsCreated", "VersionChecked"];
 
 impl DomainEvent for ProjectEvent {
+    const TYPES: &'static [&'static str] = &PROJECT_TYPES;
+
     fn event_type(&self) -> &'static str {
         match self {
             ProjectEvent::SaltsCreated(_) => PROJECT_TYPES[0],

@@ -133,6 +133,8 @@ pub fn host_entity_id(host: &str) -> String {
 }
 
 impl DomainEvent for HostEvent {
+    const TYPES: &'static [&'static str] = &["VersionReported", "VersionExpired", "HostCleared"];
+
     fn event_type(&self) -> &'static str {
         match self {
             HostEvent::VersionReported(_) => "VersionReported",

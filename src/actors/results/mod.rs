@@ -70,6 +70,8 @@ pub struct ResultsSubmitted {
 }
 
 impl DomainEvent for SubmissionEvent {
+    const TYPES: &'static [&'static str] = &["ResultsSubmitted"];
+
     fn event_type(&self) -> &'static str {
         "ResultsSubmitted"
     }

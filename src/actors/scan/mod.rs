@@ -445,6 +445,8 @@ const TYPES: [&str; 8] = [
 ];
 
 impl DomainEvent for ScanEvent {
+    const TYPES: &'static [&'static str] = &TYPES;
+
     fn event_type(&self) -> &'static str {
         match self {
             ScanEvent::ScanRequested(_) => TYPES[0],

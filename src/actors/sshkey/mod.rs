@@ -84,6 +84,8 @@ pub enum SshKeyEvent {
 const TYPES: [&str; 2] = ["SshKeyCreated", "SshKeyDeleted"];
 
 impl DomainEvent for SshKeyEvent {
+    const TYPES: &'static [&'static str] = &TYPES;
+
     fn event_type(&self) -> &'static str {
         match self {
             SshKeyEvent::SshKeyCreated(_) => TYPES[0],

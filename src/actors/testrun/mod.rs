@@ -183,6 +183,8 @@ const TYPES: [&str; 4] = [
 ];
 
 impl DomainEvent for TestRunEvent {
+    const TYPES: &'static [&'static str] = &TYPES;
+
     fn event_type(&self) -> &'static str {
         match self {
             TestRunEvent::TestRunOpened(_) => TYPES[0],

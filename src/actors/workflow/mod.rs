@@ -293,6 +293,8 @@ const TYPES: [&str; 10] = [
 ];
 
 impl DomainEvent for ExecutionEvent {
+    const TYPES: &'static [&'static str] = &TYPES;
+
     fn event_type(&self) -> &'static str {
         match self {
             ExecutionEvent::ExecutionRequested(_) => TYPES[0],

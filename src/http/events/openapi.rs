@@ -80,7 +80,26 @@ of the two.";
 
 pub const VERIFY: &str = "Starts a verification of the whole log up to its durable head when \
 none has run or the log has moved on since the last, and reports where it stands. Events \
-appended during a run are left to the next.";
+appended during a run are left to the next. A client waiting for a run passes its `head` as \
+`covering`, so that on a log written all the time it still sees that run finish.";
+
+/// `GET /api/verify`.
+pub struct VerifyParams;
+
+impl IntoParams for VerifyParams {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![ParameterBuilder::new()
+            .name("covering")
+            .parameter_in(ParameterIn::Query)
+            .required(Required::False)
+            .description(Some(
+                "Report the last run when it reached this position, rather than start a new \
+                 one because the log has moved on since.",
+            ))
+            .schema(Some(unsigned().minimum(Some(0))))
+            .build()]
+    }
+}
 
 /// `GET /api/events`: where to start, how much, how long to wait, which events.
 pub struct FollowLogParams;
@@ -365,7 +384,10 @@ impl IntoResponses for Replayed {
             ),
             (
                 "404".into(),
-                error("The stream's kind is none that annals knows."),
+                error(
+                    "The stream's kind is none that annals knows, or the stream has no event \
+                     (`no such stream`).",
+                ),
             ),
             ("500".into(), internal()),
         ])
@@ -377,13 +399,16 @@ pub struct Verified;
 
 impl IntoResponses for Verified {
     fn responses() -> BTreeMap<String, RefOr<Response>> {
-        BTreeMap::from([(
-            "200".into(),
-            json(
-                "Where the current or last verification stands.",
-                "VerifyReport",
+        BTreeMap::from([
+            (
+                "200".into(),
+                json(
+                    "Where the current or last verification stands.",
+                    "VerifyReport",
+                ),
             ),
-        )])
+            ("400".into(), error("`covering` is not a position.")),
+        ])
     }
 }
 
@@ -420,8 +445,8 @@ pub struct Event {
     /// When the journal recorded it (RFC 3339, microseconds, UTC).
     pub recorded_at: DateTime<Utc>,
     pub metadata: Metadata,
-    /// The payload, decoded from MessagePack; `null` when it cannot be (then `payload_error`
-    /// says why).
+    /// The payload, decoded from MessagePack, binary fields (such as a UUID) as lower-case
+    /// hex; `null` when the stored bytes are not MessagePack (then `payload_error` says why).
     pub payload: serde_json::Value,
     /// Present only when the payload could not be decoded.
     #[serde(skip_serializing_if = "Option::is_none")]
