@@ -319,8 +319,8 @@ impl Run {
         let mut running = match spawned {
             Ok(running) => running,
             Err(reason) => {
+                // The execution's last line gives the reason.
                 let reason = format!("step {} could not start: {reason}", step.name);
-                self.line(Level::Error, reason.clone()).await;
                 self.send(ExecutionCommand::EndStep {
                     index: step_index,
                     ended: not_run(),
@@ -374,6 +374,18 @@ impl Run {
                 format!(
                     "step {}: only the first {limit} bytes of its outputs were read",
                     step.name
+                ),
+            )
+            .await;
+        }
+        let (outputs, undeclared) = declared_only(outputs, &self.workflow);
+        if !undeclared.is_empty() {
+            self.line(
+                Level::Warn,
+                format!(
+                    "step {}: outputs the workflow does not declare were not published: {}",
+                    step.name,
+                    name_some(&undeclared)
                 ),
             )
             .await;
@@ -545,6 +557,37 @@ fn read_outputs(path: &Path, max_bytes: usize) -> Result<(BTreeMap<String, Strin
         .map(|(key, value)| (key.trim().to_owned(), value.to_owned()))
         .collect();
     Ok((outputs, over))
+}
+
+/// The outputs the workflow declares, and the names of the others: only a declared output is
+/// published, so that what a client reads is what the workflow's description promises.
+fn declared_only(
+    outputs: BTreeMap<String, String>,
+    workflow: &Workflow,
+) -> (BTreeMap<String, String>, Vec<String>) {
+    let (declared, undeclared): (BTreeMap<_, _>, BTreeMap<_, _>) = outputs
+        .into_iter()
+        .partition(|(name, _)| workflow.outputs.iter().any(|o| &o.name == name));
+    (declared, undeclared.into_keys().collect())
+}
+
+/// The most names a line lists; the rest are counted.
+const MAX_NAMES_SHOWN: usize = 10;
+
+/// `names`, at most [`MAX_NAMES_SHOWN`] of them, cut to a readable length each.
+fn name_some(names: &[String]) -> String {
+    let mut shown: Vec<String> = names
+        .iter()
+        .take(MAX_NAMES_SHOWN)
+        .map(|name| match name.char_indices().nth(64) {
+            Some((cut, _)) => format!("{}…", &name[..cut]),
+            None => name.clone(),
+        })
+        .collect();
+    if names.len() > MAX_NAMES_SHOWN {
+        shown.push(format!("and {} more", names.len() - MAX_NAMES_SHOWN));
+    }
+    shown.join(", ")
 }
 
 /// Writes a private key to a new file readable by its owner only. Not synced: the file lives
