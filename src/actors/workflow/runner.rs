@@ -626,6 +626,37 @@ fn not_run() -> StepEnded {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::actors::workflow::catalogue::{OutputSpec, StepSpec, WorkflowSpec};
+
+    #[test]
+    fn only_declared_outputs_are_kept_and_the_others_named_within_bounds() {
+        let workflow = Workflow::parse(&WorkflowSpec {
+            application_id: "a".into(),
+            environment_id: "e".into(),
+            name: "w".into(),
+            outputs: vec![OutputSpec {
+                name: "kept".into(),
+                description: String::new(),
+            }],
+            steps: vec![StepSpec {
+                command: vec!["/bin/true".into()],
+                ..StepSpec::default()
+            }],
+            ..WorkflowSpec::default()
+        })
+        .expect("a valid workflow");
+        let written: BTreeMap<String, String> = [("kept", "1"), ("stray", "2"), ("other", "3")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        let (published, undeclared) = declared_only(written, &workflow);
+        assert_eq!(published.into_keys().collect::<Vec<_>>(), ["kept"]);
+        assert_eq!(undeclared, ["other", "stray"]);
+        let many: Vec<String> = (0..12).map(|n| format!("n{n:02}")).collect();
+        assert!(name_some(&many).ends_with("n09, and 2 more"));
+        let long = "x".repeat(100);
+        assert_eq!(name_some(&[long]).chars().count(), 65);
+    }
 
     #[test]
     fn a_line_sets_its_own_level() {
