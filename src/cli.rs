@@ -164,7 +164,10 @@ pub fn run() -> ExitCode {
     config.data = match std::path::absolute(&config.data) {
         Ok(data) => data,
         Err(error) => {
-            eprintln!("annals: the data directory {}: {error}", config.data.display());
+            eprintln!(
+                "annals: the data directory {}: {error}",
+                config.data.display()
+            );
             return ExitCode::from(2);
         }
     };

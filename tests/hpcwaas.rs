@@ -435,7 +435,10 @@ async fn levels_and_pagination_against_a_known_log() {
     // `size=0` is the default page: every line.
     let whole = face.logs(&id, "size=0&levels=15").await;
     assert_eq!(contents(&whole).len(), 6);
-    assert_eq!(contents(&face.logs(&id, "from=3&size=0&levels=11").await), ["done"]);
+    assert_eq!(
+        contents(&face.logs(&id, "from=3&size=0&levels=11").await),
+        ["done"]
+    );
     // Past the end: nothing.
     let past = face.logs(&id, "from=99&levels=14&size=50&timeout=0").await;
     assert_eq!(
@@ -1048,9 +1051,11 @@ fn a_relative_data_directory_is_taken_from_where_annals_starts() {
         "serve".as_ref(),
     ];
     let envs = [("ANNALS_HTTP_LISTEN", "127.0.0.1:0")];
-    let server =
-        common::spawn_serve_in(Some(dir.path()), &args, &envs).expect("the server starts");
-    assert!(dir.path().join("data").join("db").exists(), "the log is there");
+    let server = common::spawn_serve_in(Some(dir.path()), &args, &envs).expect("the server starts");
+    assert!(
+        dir.path().join("data").join("db").exists(),
+        "the log is there"
+    );
     let base = format!("http://{}", server.address);
     let client = reqwest_like::Client::new();
     let ended = |e: &Value| e["status"] != "RUNNING";
