@@ -70,19 +70,27 @@ async fn one(address: SocketAddr) -> (Option<Duration>, bool) {
         * 1000;
     let latency = (written_at > asked_at)
         .then(|| Duration::from_nanos(received_at.saturating_sub(written_at) as u64));
-    // Waits for the end: a long poll past the last line answers when the execution ends.
-    let rest = format!("/executions/{id}/logs?from=1&timeout=60s");
-    connection
-        .write_all(get(&rest).as_bytes())
-        .await
-        .expect("sends");
-    assert_eq!(read_response(&mut connection, &mut buffer).await, 200);
-    connection
-        .write_all(get(&format!("/executions/{id}")).as_bytes())
-        .await
-        .expect("sends");
-    assert_eq!(read_response(&mut connection, &mut buffer).await, 200);
-    (latency, body_of(&buffer)["status"] == "SUCCESS")
+    // Waits for the end, a long poll past the last line between status reads: the poll waits
+    // out its timeout when no line comes, also once the execution has ended.
+    let rest = format!("/executions/{id}/logs?from=1&timeout=200ms");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        connection
+            .write_all(get(&format!("/executions/{id}")).as_bytes())
+            .await
+            .expect("sends");
+        assert_eq!(read_response(&mut connection, &mut buffer).await, 200);
+        let status = body_of(&buffer)["status"].clone();
+        if status != "RUNNING" && status != "CANCELLING" {
+            return (latency, status == "SUCCESS");
+        }
+        assert!(Instant::now() < deadline, "the execution ends");
+        connection
+            .write_all(get(&rest).as_bytes())
+            .await
+            .expect("sends");
+        assert_eq!(read_response(&mut connection, &mut buffer).await, 200);
+    }
 }
 
 fn body_of(buffer: &[u8]) -> serde_json::Value {

@@ -171,6 +171,18 @@ pub fn run() -> ExitCode {
     if let Some(data) = cli.data {
         config.data = data;
     }
+    // Once, for every user of the data directory: the paths under it reach workflow steps,
+    // which run in directories of their own.
+    config.data = match std::path::absolute(&config.data) {
+        Ok(data) => data,
+        Err(error) => {
+            eprintln!(
+                "annals: the data directory {}: {error}",
+                config.data.display()
+            );
+            return ExitCode::from(2);
+        }
+    };
     if let Some(durability) = cli.durability {
         config.durability = durability;
     }

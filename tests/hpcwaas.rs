@@ -44,6 +44,16 @@ fn workflow(name: &str, command: Vec<String>) -> WorkflowSpec {
     }
 }
 
+fn outputs(names: &[&str]) -> Vec<OutputSpec> {
+    names
+        .iter()
+        .map(|name| OutputSpec {
+            name: (*name).into(),
+            description: format!("the {name}"),
+        })
+        .collect()
+}
+
 fn input(name: &str, required: bool, default: Option<&str>, kind: InputKind) -> InputSpec {
     InputSpec {
         name: name.into(),
@@ -76,11 +86,14 @@ fn workflows(dir: &Path) -> Vec<WorkflowSpec> {
     two_steps.steps[0]
         .env
         .insert("GATE".into(), dir.join("gate").display().to_string());
+    // It publishes an output it does not declare, too.
     two_steps.steps.push(StepSpec {
         name: "publish".into(),
-        command: sh("echo \"result=$INPUT_N\" >> \"$ANNALS_OUTPUTS\""),
+        command: sh("echo \"result=$INPUT_N\" >> \"$ANNALS_OUTPUTS\"; \
+            echo stray=1 >> \"$ANNALS_OUTPUTS\""),
         ..StepSpec::default()
     });
+    two_steps.outputs = outputs(&["result"]);
     two_steps.inputs = vec![input("n", true, None, InputKind::String)];
     let mut timeout = workflow("timeout", vec!["/bin/sleep".into(), "30".into()]);
     timeout.steps[0].timeout_s = 1;
@@ -98,12 +111,14 @@ fn workflows(dir: &Path) -> Vec<WorkflowSpec> {
         .env
         .insert("COPY".into(), dir.join("key-copy").display().to_string());
     usekey.inputs = vec![input("key", true, None, InputKind::SshKey)];
-    let chatty = workflow(
+    usekey.outputs = outputs(&["path"]);
+    let mut chatty = workflow(
         "chatty",
         sh("echo 0123456789abcdef; echo a; echo b; echo c; seq 1 500; \
              echo small=ok >> \"$ANNALS_OUTPUTS\"; \
             printf 'big=%02000d\\n' 0 >> \"$ANNALS_OUTPUTS\""),
     );
+    chatty.outputs = outputs(&["small", "big"]);
     vec![
         hello,
         chatty,
@@ -345,12 +360,38 @@ async fn a_trigger_followed_by_long_polls_ends_in_success_with_outputs() {
 
     let done = face.follow(&id).await;
     assert_eq!(done["status"], "SUCCESS", "{done}");
+    // Only the declared output is published; a line says which were not.
     assert_eq!(done["outputs"], json!({"result": "42"}));
     assert_eq!(done["id"], id);
-    // An ended execution's log answers at once, even with nothing new.
-    let rest = face.logs(&id, "from=2&levels=14&size=50").await;
-    assert_eq!(contents(&rest), Vec::<String>::new());
-    assert_eq!(rest["total_results"], 2);
+    assert_eq!(
+        contents(&face.logs(&id, "levels=4").await),
+        ["step publish: outputs the workflow does not declare were not published: stray"]
+    );
+}
+
+#[actix_rt::test]
+async fn a_long_poll_on_an_ended_execution_waits_out_its_timeout() {
+    let face = spawn(|_| {}).await;
+    let id = face.trigger("demo@lab@hello", json!({})).await;
+    assert_eq!(face.follow(&id).await["status"], "SUCCESS");
+    // The `waas` client's follow loops ask again as soon as they are answered: with nothing at
+    // `from`, the answer comes when the timeout has passed, as upstream, not at once.
+    let timeout = Duration::from_secs(1);
+    for query in ["from=5&levels=14&size=50", "from=1&levels=8&size=50"] {
+        let asked = std::time::Instant::now();
+        let page = face.logs(&id, &format!("{query}&timeout=1s")).await;
+        let waited = asked.elapsed();
+        assert!(waited >= timeout, "{query}: answered after {waited:?}");
+        assert!(waited < WAIT, "{query}: answered after {waited:?}");
+        assert_eq!(contents(&page), Vec::<String>::new(), "{query}");
+    }
+    // A line at `from` is answered at once, and `timeout=0` does not wait.
+    let asked = std::time::Instant::now();
+    let at_once = face.logs(&id, "from=3&levels=11&timeout=1m").await;
+    assert_eq!(contents(&at_once), ["done"]);
+    let page = face.logs(&id, "from=5&timeout=0").await;
+    assert_eq!(contents(&page), Vec::<String>::new());
+    assert!(asked.elapsed() < timeout, "{:?}", asked.elapsed());
 }
 
 #[actix_rt::test]
@@ -386,8 +427,20 @@ async fn levels_and_pagination_against_a_known_log() {
     // 0 is INFO, WARN and ERROR: everything but the DEBUG line.
     assert_eq!(face.logs(&id, "levels=0").await["total_results"], 5);
     assert_eq!(face.logs(&id, "").await["total_results"], 5);
-    // Past the end, at once, since the execution has ended.
-    let past = face.logs(&id, "from=99&levels=14&size=50").await;
+    // A mask with no known bit is every level, as upstream; unknown bits beside known ones
+    // are ignored.
+    assert_eq!(face.logs(&id, "levels=16").await["total_results"], 6);
+    assert_eq!(face.logs(&id, "levels=240").await["total_results"], 6);
+    assert_eq!(contents(&face.logs(&id, "levels=24").await), ["bad"]);
+    // `size=0` is the default page: every line.
+    let whole = face.logs(&id, "size=0&levels=15").await;
+    assert_eq!(contents(&whole).len(), 6);
+    assert_eq!(
+        contents(&face.logs(&id, "from=3&size=0&levels=11").await),
+        ["done"]
+    );
+    // Past the end: nothing.
+    let past = face.logs(&id, "from=99&levels=14&size=50&timeout=0").await;
     assert_eq!(
         (contents(&past).len(), past["from"].clone()),
         (0, json!(99))
@@ -436,7 +489,11 @@ async fn failing_and_timed_out_steps_fail_the_execution() {
             .contains("exited with code 3"),
         "{done}"
     );
-    assert_eq!(contents(&face.logs(&failing, "").await), ["before"]);
+    // The last line says why it failed.
+    assert_eq!(
+        contents(&face.logs(&failing, "").await),
+        ["before", "failed: step fail exited with code 3"]
+    );
     let done = face.follow(&timed_out).await;
     assert_eq!(done["status"], "FAILED");
     assert!(
@@ -464,6 +521,9 @@ async fn a_cancel_stops_the_step_and_a_stubborn_one_is_killed() {
         }
         let done = face.follow(&id).await;
         assert_eq!(done["status"], "CANCELLED", "{workflow}: {done}");
+        // The last line says who cancelled it.
+        let lines = face.logs(&id, "levels=4").await;
+        assert_eq!(contents(&lines), ["cancelled by ada"], "{workflow}");
         let history = face
             .get(&format!("/api/streams/execution-{id}/events"))
             .await
@@ -697,6 +757,16 @@ async fn executions_are_listed_newest_first_and_workflows_described() {
         listed.contains(&"demo@lab@hello") && listed.len() == 10,
         "{listed:?}"
     );
+    // bob sees only what he may trigger: not the workflow whose `users` name only ada.
+    let answer = face.send_as(Some(BOB), "GET", "/workflows", b"").await;
+    let for_bob: Vec<String> = answer.json()["workflows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(for_bob.len(), 9, "{for_bob:?}");
+    assert!(!for_bob.iter().any(|id| id == "demo@lab@restricted"));
     let described = face.get("/workflows/demo@lab@hello").await.json();
     assert_eq!(described["inputs"][0]["default"], "world");
     assert_eq!(described["outputs"][0]["name"], "greeting");
@@ -959,6 +1029,62 @@ fn a_restart_fails_the_execution_that_was_running() {
     assert!(server.terminate().success());
 }
 
+#[test]
+fn a_relative_data_directory_is_taken_from_where_annals_starts() {
+    // annals starts in a directory of its own with `--data data`, as with the embedded
+    // default `annals-data`; its steps run elsewhere, in their scratch directories.
+    let dir = tempfile::tempdir().unwrap();
+    let mut section = toml::Table::new();
+    section.insert(
+        "workflows".into(),
+        toml::Value::try_from(workflows(dir.path())).unwrap(),
+    );
+    let mut config = toml::Table::new();
+    config.insert("hpcwaas".into(), toml::Value::Table(section));
+    let file = dir.path().join("annals.toml");
+    std::fs::write(&file, toml::to_string(&config).unwrap()).unwrap();
+    let args = [
+        "--config".as_ref(),
+        file.as_os_str(),
+        "--data".as_ref(),
+        "data".as_ref(),
+        "serve".as_ref(),
+    ];
+    let envs = [("ANNALS_HTTP_LISTEN", "127.0.0.1:0")];
+    let server = common::spawn_serve_in(Some(dir.path()), &args, &envs).expect("the server starts");
+    assert!(
+        dir.path().join("data").join("db").exists(),
+        "the log is there"
+    );
+    let base = format!("http://{}", server.address);
+    let client = reqwest_like::Client::new();
+    let ended = |e: &Value| e["status"] != "RUNNING";
+
+    // A step writes its outputs to `$ANNALS_OUTPUTS`.
+    let id = client.trigger(&base, "demo@lab@hello");
+    let done = client.wait_for(&base, &id, ended);
+    assert_eq!(done["status"], "SUCCESS", "{done}");
+    assert_eq!(done["outputs"], json!({"greeting": "hello world"}));
+
+    // A step reads the key file it is given.
+    let (status, _, made) = client.send(&base, "POST", "/ssh_keys", "");
+    assert_eq!(status, 201, "{made}");
+    let key: Value = serde_json::from_str(&made).unwrap();
+    let body = json!({"inputs": {"key": key["id"]}}).to_string();
+    let (status, location, answer) =
+        client.send(&base, "POST", "/workflows/demo@lab@usekey", &body);
+    assert_eq!(status, 201, "{answer}");
+    let id = location.rsplit('/').next().unwrap();
+    let done = client.wait_for(&base, id, ended);
+    assert_eq!(done["status"], "SUCCESS", "{done}");
+    let path = done["outputs"]["path"].as_str().unwrap();
+    assert!(Path::new(path).is_absolute(), "{path}");
+    assert!(std::fs::read_to_string(dir.path().join("key-copy"))
+        .unwrap()
+        .starts_with("-----BEGIN RSA PRIVATE KEY-----"));
+    assert!(server.terminate().success());
+}
+
 /// A blocking HTTP client for the test that runs `annals serve` as a child process.
 mod reqwest_like {
     use std::io::{Read, Write};
@@ -973,7 +1099,13 @@ mod reqwest_like {
             Client
         }
 
-        fn send(&self, base: &str, method: &str, path: &str, body: &str) -> (u16, String, String) {
+        pub fn send(
+            &self,
+            base: &str,
+            method: &str,
+            path: &str,
+            body: &str,
+        ) -> (u16, String, String) {
             let address = base.trim_start_matches("http://");
             let mut stream = TcpStream::connect(address).unwrap();
             write!(

@@ -197,8 +197,20 @@ impl Drop for Served {
 /// (at most a minute) for the address it logs. If it exits first, the error is its stderr.
 /// The Partisci face listens on a free port unless `envs` says otherwise.
 pub fn spawn_serve(args: &[&std::ffi::OsStr], envs: &[(&str, &str)]) -> Result<Served, String> {
+    spawn_serve_in(None, args, envs)
+}
+
+/// [`spawn_serve`] started in `current_dir` (else in the tests' own).
+pub fn spawn_serve_in(
+    current_dir: Option<&Path>,
+    args: &[&std::ffi::OsStr],
+    envs: &[(&str, &str)],
+) -> Result<Served, String> {
     use std::io::BufRead;
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_annals"));
+    if let Some(dir) = current_dir {
+        command.current_dir(dir);
+    }
     command
         .arg("--log-format")
         .arg("json")

@@ -375,6 +375,15 @@ impl Catalogue {
     pub fn all(&self) -> impl Iterator<Item = &Workflow> {
         self.workflows.values()
     }
+
+    /// The workflows `user` may trigger (`None`: accounts are off, every one), in id order:
+    /// a list shows no workflow whose trigger would be refused, as upstream.
+    pub fn triggerable_by<'a>(
+        &'a self,
+        user: Option<&'a str>,
+    ) -> impl Iterator<Item = &'a Workflow> {
+        self.all().filter(move |workflow| workflow.allows(user))
+    }
 }
 
 #[cfg(test)]

@@ -278,6 +278,10 @@ pub struct ExecutionFailed {
 
 /// The line recorded when an execution is settled after a restart.
 pub const INTERRUPTED: &str = "interrupted: annals stopped while the execution was running";
+/// How the line recorded at a failure starts; the reason follows.
+pub const FAILED: &str = "failed";
+/// The line recorded at a cancellation when no one is named as having asked for it.
+pub const CANCELLED: &str = "cancelled";
 
 const TYPES: [&str; 10] = [
     "ExecutionRequested",
@@ -470,17 +474,31 @@ impl Entity for Execution {
                 }
                 Some(_) => Ok(Vec::new()),
             },
+            // A failure or a cancellation ends with a line saying so, as an interrupted
+            // execution does: a client that follows only the log learns how it ended.
             ExecutionCommand::Finish(ending) => {
                 state.live()?;
                 let at = now;
-                Ok(vec![match ending {
-                    Ending::Success => ExecutionEvent::ExecutionSucceeded(EndedAt { at }),
-                    Ending::Failed { reason } => ExecutionEvent::ExecutionFailed(ExecutionFailed {
-                        reason: reason.clone(),
-                        at,
-                    }),
-                    Ending::Cancelled => ExecutionEvent::ExecutionCancelled(EndedAt { at }),
-                }])
+                let line = |level, content: String| {
+                    ExecutionEvent::LogLineRecorded(LogLine { level, at, content })
+                };
+                Ok(match ending {
+                    Ending::Success => vec![ExecutionEvent::ExecutionSucceeded(EndedAt { at })],
+                    Ending::Failed { reason } => vec![
+                        line(Level::Error, format!("{FAILED}: {reason}")),
+                        ExecutionEvent::ExecutionFailed(ExecutionFailed {
+                            reason: reason.clone(),
+                            at,
+                        }),
+                    ],
+                    Ending::Cancelled => vec![
+                        line(
+                            Level::Warn,
+                            state.reason.clone().unwrap_or_else(|| CANCELLED.into()),
+                        ),
+                        ExecutionEvent::ExecutionCancelled(EndedAt { at }),
+                    ],
+                })
             }
             ExecutionCommand::MarkInterrupted => {
                 let status = state.live()?;
@@ -596,7 +614,11 @@ mod tests {
     }
 
     fn finished() -> ExecutionEvent {
-        ExecutionEvent::ExecutionSucceeded(EndedAt { at: t(3) })
+        finished_at(3)
+    }
+
+    fn finished_at(seconds: i64) -> ExecutionEvent {
+        ExecutionEvent::ExecutionSucceeded(EndedAt { at: t(seconds) })
     }
 
     fn line(content: &str) -> LogLine {
@@ -752,14 +774,46 @@ mod tests {
             .when(ExecutionCommand::Finish(Ending::Failed {
                 reason: "step greet exited with code 3".into(),
             }))
-            .then(vec![ExecutionEvent::ExecutionFailed(ExecutionFailed {
-                reason: "step greet exited with code 3".into(),
-                at: t(4),
-            })]);
+            .then(vec![
+                ExecutionEvent::LogLineRecorded(LogLine {
+                    level: Level::Error,
+                    at: t(4),
+                    content: "failed: step greet exited with code 3".into(),
+                }),
+                ExecutionEvent::ExecutionFailed(ExecutionFailed {
+                    reason: "step greet exited with code 3".into(),
+                    at: t(4),
+                }),
+            ]);
         assert_eq!(state.status, Some(Status::Failed));
+        assert_eq!(state.logs.len(), 1, "the line saying why is the last");
+        given::<Execution>([requested()])
+            .at(t(4))
+            .when(ExecutionCommand::Finish(Ending::Success))
+            .then(vec![finished_at(4)]);
         given::<Execution>([requested(), finished()])
             .when(ExecutionCommand::Finish(Ending::Cancelled))
             .then_rejected(ExecutionRejection::Ended);
+    }
+
+    #[test]
+    fn a_cancellation_ends_with_a_line_naming_who_asked() {
+        let asked = ExecutionEvent::CancelRequested(CancelRequested {
+            by: Some("ada".into()),
+            at: t(5),
+        });
+        let state = given::<Execution>([requested(), asked])
+            .at(t(6))
+            .when(ExecutionCommand::Finish(Ending::Cancelled))
+            .then(vec![
+                ExecutionEvent::LogLineRecorded(LogLine {
+                    level: Level::Warn,
+                    at: t(6),
+                    content: "cancelled by ada".into(),
+                }),
+                ExecutionEvent::ExecutionCancelled(EndedAt { at: t(6) }),
+            ]);
+        assert_eq!(state.status, Some(Status::Cancelled));
     }
 
     #[test]

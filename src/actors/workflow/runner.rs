@@ -319,8 +319,8 @@ impl Run {
         let mut running = match spawned {
             Ok(running) => running,
             Err(reason) => {
+                // The execution's last line gives the reason.
                 let reason = format!("step {} could not start: {reason}", step.name);
-                self.line(Level::Error, reason.clone()).await;
                 self.send(ExecutionCommand::EndStep {
                     index: step_index,
                     ended: not_run(),
@@ -374,6 +374,18 @@ impl Run {
                 format!(
                     "step {}: only the first {limit} bytes of its outputs were read",
                     step.name
+                ),
+            )
+            .await;
+        }
+        let (outputs, undeclared) = declared_only(outputs, &self.workflow);
+        if !undeclared.is_empty() {
+            self.line(
+                Level::Warn,
+                format!(
+                    "step {}: outputs the workflow does not declare were not published: {}",
+                    step.name,
+                    name_some(&undeclared)
                 ),
             )
             .await;
@@ -547,6 +559,37 @@ fn read_outputs(path: &Path, max_bytes: usize) -> Result<(BTreeMap<String, Strin
     Ok((outputs, over))
 }
 
+/// The outputs the workflow declares, and the names of the others: only a declared output is
+/// published, so that what a client reads is what the workflow's description promises.
+fn declared_only(
+    outputs: BTreeMap<String, String>,
+    workflow: &Workflow,
+) -> (BTreeMap<String, String>, Vec<String>) {
+    let (declared, undeclared): (BTreeMap<_, _>, BTreeMap<_, _>) = outputs
+        .into_iter()
+        .partition(|(name, _)| workflow.outputs.iter().any(|o| &o.name == name));
+    (declared, undeclared.into_keys().collect())
+}
+
+/// The most names a line lists; the rest are counted.
+const MAX_NAMES_SHOWN: usize = 10;
+
+/// `names`, at most [`MAX_NAMES_SHOWN`] of them, cut to a readable length each.
+fn name_some(names: &[String]) -> String {
+    let mut shown: Vec<String> = names
+        .iter()
+        .take(MAX_NAMES_SHOWN)
+        .map(|name| match name.char_indices().nth(64) {
+            Some((cut, _)) => format!("{}…", &name[..cut]),
+            None => name.clone(),
+        })
+        .collect();
+    if names.len() > MAX_NAMES_SHOWN {
+        shown.push(format!("and {} more", names.len() - MAX_NAMES_SHOWN));
+    }
+    shown.join(", ")
+}
+
 /// Writes a private key to a new file readable by its owner only. Not synced: the file lives
 /// for one step, and a copy that never reaches the disk is the better one.
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -583,6 +626,37 @@ fn not_run() -> StepEnded {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::actors::workflow::catalogue::{OutputSpec, StepSpec, WorkflowSpec};
+
+    #[test]
+    fn only_declared_outputs_are_kept_and_the_others_named_within_bounds() {
+        let workflow = Workflow::parse(&WorkflowSpec {
+            application_id: "a".into(),
+            environment_id: "e".into(),
+            name: "w".into(),
+            outputs: vec![OutputSpec {
+                name: "kept".into(),
+                description: String::new(),
+            }],
+            steps: vec![StepSpec {
+                command: vec!["/bin/true".into()],
+                ..StepSpec::default()
+            }],
+            ..WorkflowSpec::default()
+        })
+        .expect("a valid workflow");
+        let written: BTreeMap<String, String> = [("kept", "1"), ("stray", "2"), ("other", "3")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        let (published, undeclared) = declared_only(written, &workflow);
+        assert_eq!(published.into_keys().collect::<Vec<_>>(), ["kept"]);
+        assert_eq!(undeclared, ["other", "stray"]);
+        let many: Vec<String> = (0..12).map(|n| format!("n{n:02}")).collect();
+        assert!(name_some(&many).ends_with("n09, and 2 more"));
+        let long = "x".repeat(100);
+        assert_eq!(name_some(&[long]).chars().count(), 65);
+    }
 
     #[test]
     fn a_line_sets_its_own_level() {

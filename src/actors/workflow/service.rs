@@ -58,17 +58,23 @@ impl From<ProjectionError> for ExecutionsError {
     }
 }
 
-/// Which levels a log query wants: a mask of [`Level::bit`]s, never empty.
+/// Which levels a log query wants: a mask of [`Level::bit`]s holding at least one of them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Levels(u8);
 
 impl Levels {
-    /// The API's `levels`: 0 means INFO, WARN and ERROR.
+    /// The API's `levels`: 0 means INFO, WARN and ERROR; a mask with no known bit (such as 16)
+    /// means every level, as upstream, whose level filter is then empty.
     pub fn from_mask(mask: u8) -> Levels {
+        let every = [Level::Debug, Level::Info, Level::Warn, Level::Error]
+            .into_iter()
+            .fold(0, |mask, level| mask | level.bit());
         if mask == 0 {
             Levels(Level::Info.bit() | Level::Warn.bit() | Level::Error.bit())
+        } else if mask & every == 0 {
+            Levels(every)
         } else {
-            Levels(mask)
+            Levels(mask & every)
         }
     }
 
@@ -272,10 +278,12 @@ impl Executions {
         StreamId::of(KIND, &id.to_string()).map_err(|e| ExecutionsError::NotFound(e.to_string()))
     }
 
-    /// A page of the log. When no line at or after `from` matches and the execution still
-    /// runs, waits up to the timeout for one, following the execution's stream: each commit
-    /// to it wakes the wait. The page is cut on the execution's actor, so a long log is not
-    /// copied; a wait keeps the state without its lines and folds in what the stream brings.
+    /// A page of the log. When no line at or after `from` matches, waits up to the timeout
+    /// for one, following the execution's stream: each commit to it wakes the wait. It waits
+    /// also when the execution has ended, as upstream does: the `waas` client's follow loops
+    /// never stop on their own and rely on this wait to not ask again at once. The page is cut
+    /// on the execution's actor, so a long log is not copied; a wait keeps the state without
+    /// its lines and folds in what the stream brings.
     pub async fn logs(&self, raw: &str, query: LogQuery) -> Result<LogPage, ExecutionsError> {
         let deadline = Instant::now() + query.timeout;
         let id = parse_id(raw)?;
@@ -285,7 +293,7 @@ impl Executions {
             .entities
             .inspect(&id.to_string(), move |state: &ExecutionState| {
                 state.requested.as_ref()?;
-                let wait = !ended(state) && Instant::now() < deadline;
+                let wait = Instant::now() < deadline;
                 Some(
                     page(&state.logs, 0, &query, wait)
                         .map_err(|earlier| (earlier, state.without_logs())),
@@ -300,12 +308,7 @@ impl Executions {
         // `state` now holds only the lines that came after the `earlier` matching ones.
         loop {
             let now = Instant::now();
-            if let Ok(page) = page(
-                &state.logs,
-                earlier,
-                &query,
-                !ended(&state) && now < deadline,
-            ) {
+            if let Ok(page) = page(&state.logs, earlier, &query, now < deadline) {
                 return Ok(page);
             }
             let page = follow::follow_stream(&self.log, &stream, version, 1000, deadline - now)
@@ -321,14 +324,9 @@ impl Executions {
     }
 }
 
-/// Whether an execution is over (or never was): no line is to come.
-fn ended(state: &ExecutionState) -> bool {
-    state.status.is_none_or(|status| status.is_final())
-}
-
 /// The page `query` asks for, of `lines` that come after `earlier` lines matching its levels.
-/// When no matching line is at `from` yet and `wait` says more may come, how many matching
-/// lines there are, to wait for the next.
+/// When no matching line is at `from` yet and `wait` says the wait has time left, how many
+/// matching lines there are, to wait for the next.
 fn page(lines: &[LogLine], earlier: usize, query: &LogQuery, wait: bool) -> Result<LogPage, usize> {
     // Two passes over the lines rather than a list of the matching ones: the page runs on the
     // execution's actor for every poll, and a log may hold `max_log_lines` lines.
@@ -401,6 +399,19 @@ mod tests {
         let page = page(&new, 3, &query(4, None, 0), true).expect("the fifth line");
         assert_eq!(contents(&page), ["line 2"]);
         assert_eq!(page.total_results, 5);
+    }
+
+    #[test]
+    fn a_mask_without_a_known_bit_wants_every_level() {
+        use Level::{Debug, Error, Info, Warn};
+        let all = lines(&[Info, Debug, Warn, Error]);
+        for mask in [16, 32, 240] {
+            let page = page(&all, 0, &query(0, None, mask), false).expect("a page");
+            assert_eq!(page.total_results, 4, "{mask}");
+        }
+        // Unknown bits beside known ones are ignored.
+        let page = page(&all, 0, &query(0, None, 16 | 8), false).expect("a page");
+        assert_eq!(contents(&page), ["line 3"]);
     }
 
     #[test]

@@ -184,17 +184,17 @@ fn time(at: chrono::DateTime<chrono::Utc>) -> String {
 /// Every workflow the server offers.
 #[utoipa::path(get, path = "/workflows", operation_id = "hpcwaas_list_workflows",
     summary = "List the workflows", description = openapi::LIST_WORKFLOWS,
-    responses((status = 200, description = "Every declared workflow, in id order.",
+    responses((status = 200, description = "Every declared workflow the caller may trigger, in id order.",
         body = HpcwaasWorkflows)))]
 async fn list_workflows(
     request: HttpRequest,
     face: web::Data<Hpcwaas>,
 ) -> Result<HttpResponse, HpcwaasError> {
-    face.authorize(&request).await?;
+    let caller = face.authorize(&request).await?;
     let workflows = face
         .executions
         .catalogue()
-        .all()
+        .triggerable_by(caller.user.as_deref())
         .map(workflow_row)
         .collect();
     Ok(HttpResponse::Ok().json(HpcwaasWorkflows { workflows }))
@@ -435,13 +435,19 @@ impl LogsParams {
     fn parse(&self) -> Result<LogQuery, HpcwaasError> {
         let bad = |message: String| HpcwaasError::BadRequest(message);
         let from = parse_count("from", self.from.as_deref(), 0)?;
+        // 0, as upstream, is the default page: every line (a page of none would send a
+        // follower straight back).
         let size = match self.size.as_deref() {
             None | Some("-1") => None,
-            Some(raw) => Some(raw.parse::<usize>().map_err(|_| {
-                bad(format!(
-                    "size must be -1 (all) or a non-negative integer, not {raw:?}"
-                ))
-            })?),
+            Some(raw) => match raw.parse::<usize>() {
+                Ok(0) => None,
+                Ok(size) => Some(size),
+                Err(_) => {
+                    return Err(bad(format!(
+                        "size must be -1 (all) or a non-negative integer, not {raw:?}"
+                    )))
+                }
+            },
         };
         let timeout = match self.timeout.as_deref() {
             None => DEFAULT_LOGS_TIMEOUT,

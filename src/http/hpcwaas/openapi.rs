@@ -66,7 +66,8 @@ Served on the main listener and on `[hpcwaas] listen` (the `waas` client's defau
 a path does not take answers 405 in that body. Once accounts exist every route asks for them \
 (HTTP Basic, as the client sends, or a bearer token), as `[hpcwaas] auth` says.";
 
-pub const LIST_WORKFLOWS: &str = "Every workflow declared in the configuration. Its id is \
+pub const LIST_WORKFLOWS: &str = "Every workflow declared in the configuration that the \
+caller may trigger (its `users`, when set, name the caller's account). Its id is \
 `<application_id>@<environment_id>@<name>`. An empty list is `[]` (upstream sends `null`).";
 
 pub const DESCRIBE_WORKFLOW: &str = "A workflow with its description, declared inputs (name, \
@@ -95,9 +96,10 @@ the execution ends `CANCELLED`. Cancelling an execution that has ended changes n
 no error.";
 
 pub const LOGS: &str = "The log lines of an execution matching `levels`, from the offset \
-`from` into that filtered list, at most `size` of them. When none is at or after `from` and the \
-execution still runs, the request waits up to `timeout` for one (a long poll on the log's own \
-commits), then answers what it has, possibly nothing. `total_results` counts every line \
+`from` into that filtered list, at most `size` of them. When none is at or after `from`, the \
+request waits up to `timeout` for one (a long poll on the log's own commits), then answers what \
+it has, possibly nothing; it waits also once the execution has ended, as upstream, since the \
+`waas` client's follow loops ask again as soon as they are answered. `total_results` counts every line \
 matching `levels`; `from` echoes the request. Standard output lines are INFO, standard error \
 WARN; a line starting with `DEBUG:`, `INFO:`, `WARN:` or `ERROR:` has that level (the prefix is \
 taken off).";
@@ -169,13 +171,14 @@ pub struct LogsParams {
     /// An offset into the level-filtered list (0 by default).
     #[param(minimum = 0)]
     pub from: Option<u64>,
-    /// The most lines; -1 (the default) for all.
+    /// The most lines; -1 (the default) or 0 for all.
     #[param(minimum = -1)]
     pub size: Option<i64>,
     /// How long to wait for a line, in Go's syntax (`300ms`, `1m30s`, `0`), at most 5m; 1m by
     /// default. A number without a unit is refused.
     pub timeout: Option<String>,
-    /// A bitmask: DEBUG=1, INFO=2, WARN=4, ERROR=8; 0 (the default) is INFO+WARN+ERROR.
+    /// A bitmask: DEBUG=1, INFO=2, WARN=4, ERROR=8; 0 (the default) is INFO+WARN+ERROR, a
+    /// mask with none of these bits every level.
     #[param(minimum = 0, maximum = 255)]
     pub levels: Option<u64>,
 }
