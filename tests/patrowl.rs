@@ -1405,3 +1405,127 @@ async fn a_refusal_quotes_only_the_beginning_of_a_bad_value() {
         assert!(reason.ends_with('…'), "{reason}");
     }
 }
+
+#[actix_rt::test]
+async fn patrowl_managers_all_ports_policy_scans_every_port() {
+    let face = spawn(|_| {}).await;
+    let open = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = open.local_addr().unwrap().port();
+    // PatrowlManager's shipped policy "List open ports (all)", as it sends it.
+    let options = json!({"ports": ["-"], "no_dns": 1, "no_ping": 0, "show_open_ports": 1,
+        "detect_service_version": 0})
+    .to_string();
+    let answer = face
+        .start(
+            "tcp",
+            scan_body(json!(1), ip_asset("127.0.0.1"), json!(options)),
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.json());
+    let ended = face.wait_ended("tcp", "1").await;
+    assert_eq!(ended["status"], "FINISHED", "{ended}");
+    let findings = face.get("/engines/tcp/getfindings/1").await.json();
+    let issues = findings["issues"].as_array().unwrap();
+    let summary = issues
+        .iter()
+        .find(|i| i["type"] == "port_summary")
+        .expect("a summary");
+    assert_eq!(summary["raw"]["scanned"], 65535, "{summary}");
+    assert!(
+        issues
+            .iter()
+            .any(|i| i["type"] == "port_info" && i["target"]["port_id"] == port),
+        "the open port {port} is found"
+    );
+    drop(open);
+
+    // A refusal quotes the value it could not read.
+    let reason = face
+        .start(
+            "tcp",
+            scan_body(json!(2), ip_asset("127.0.0.1"), json!({"ports": ["-x"]})),
+        )
+        .await
+        .refused(400, "refused");
+    assert!(reason.contains("\"-x\""), "{reason}");
+}
+
+#[actix_rt::test]
+async fn options_the_tcp_scanner_does_not_do_and_multi_line_hosts_are_refused() {
+    let face = spawn(|_| {}).await;
+    // Set to a value Python takes as true, each is refused with its reason.
+    for (key, value, why) in [
+        ("detect_service_version", json!(1), "version detection"),
+        ("script", json!("libs/vulners.nse"), "NSE scripts"),
+        ("detect_os", json!(true), "OS detection"),
+        ("scan_udp", json!("0"), "TCP only"),
+        ("min-rate", json!(1000), "connect_timeout_ms"),
+    ] {
+        let mut options = json!({"ports": ["22"]});
+        options[key] = value;
+        let answer = face
+            .start(
+                "tcp",
+                scan_body(json!(key), ip_asset("127.0.0.1"), json!(options.to_string())),
+            )
+            .await;
+        let reason = answer.refused(400, "refused");
+        assert!(
+            reason.contains(&format!("options.{key} (")) && reason.contains(why),
+            "{key}: {reason}"
+        );
+        assert_eq!(answer.json()["details"]["reason"], reason);
+    }
+    // Turned off (0, false, ""), as PatrowlManager's policies send them, they are taken.
+    let answer = face
+        .start(
+            "tcp",
+            scan_body(
+                json!("off"),
+                ip_asset("127.0.0.1"),
+                json!({"ports": ["9"], "detect_service_version": 0, "detect_os": false,
+                    "script": "", "no_dns": 1, "fast_scan": 0}),
+            ),
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.json());
+
+    // top_ports up to its documented maximum; past it, a refusal naming the limit.
+    let answer = face
+        .start(
+            "tcp",
+            scan_body(json!("top100"), ip_asset("127.0.0.1"), json!({"top_ports": "100"})),
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.json());
+    let reason = face
+        .start(
+            "tcp",
+            scan_body(json!("top101"), ip_asset("127.0.0.1"), json!({"top_ports": 101})),
+        )
+        .await
+        .refused(400, "refused");
+    assert!(reason.contains("101 is more than the 100"), "{reason}");
+
+    // A host name with a line break or NUL, refused by every scanner alike.
+    for (i, (engine, value)) in [
+        ("tcp", "a.example\nb.example"),
+        ("tcp", "a.example\0"),
+        ("cmd", "a.example\r\n-oN /tmp/x"),
+        ("cmd", "a.example\0b"),
+        ("http", "a.example\nb"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let asset = json!([{"id": 1, "value": value, "criticity": "low", "datatype": "fqdn"}]);
+        let reason = face
+            .start(engine, scan_body(json!(format!("host{i}")), asset, json!({})))
+            .await
+            .refused(400, "refused");
+        assert!(
+            reason.contains("carriage return, line feed or NUL"),
+            "{engine} {value:?}: {reason}"
+        );
+    }
+}

@@ -132,6 +132,11 @@ impl Engine {
             Ok(Value::Object(map)) => map,
             _ => return Err(format!("engine {}: options must be a table", config.name)),
         };
+        // Defaults every scan gets must be ones the scanner takes, or every scan is refused.
+        if config.scanner == crate::config::ScannerKind::Tcp {
+            scanners::tcp::check_options(&defaults)
+                .map_err(|e| format!("engine {}: options: {e}", config.name))?;
+        }
         let engine = Engine {
             name,
             config: config.clone(),
