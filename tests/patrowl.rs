@@ -1529,3 +1529,55 @@ async fn options_the_tcp_scanner_does_not_do_and_multi_line_hosts_are_refused() 
         );
     }
 }
+
+#[actix_rt::test]
+async fn findings_over_patrowl_managers_column_limits_are_cut_and_kept_whole_in_raw() {
+    let title = "é".repeat(300);
+    let kind = "t".repeat(60);
+    let addr = format!("{}.example", "h".repeat(300));
+    let finding = json!({"title": title, "type": kind, "raw": "plain",
+        "target": {"addr": [addr, "a.example"]}});
+    let fits = json!({"title": "x".repeat(256), "type": "y".repeat(50), "raw": {"k": 1}});
+    let script = format!("echo '{finding}'; echo '{fits}'");
+    let face = spawn(|config| {
+        config
+            .patrowl
+            .engines
+            .push(command_engine("long", &script));
+    })
+    .await;
+    let asset = json!([{"id": 1, "value": "a.example", "datatype": "fqdn"}]);
+    let answer = face.start("long", scan_body(json!(1), asset, json!({}))).await;
+    assert_eq!(answer.status, 200, "{}", answer.json());
+    assert_eq!(face.wait_ended("long", "1").await["status"], "FINISHED");
+    let findings = face.get("/engines/long/getfindings/1").await.json();
+    let issue = &findings["issues"][0];
+    let shown = issue["title"].as_str().unwrap();
+    assert_eq!(shown.chars().count(), 256, "{shown}");
+    assert_eq!(shown, format!("{}…", "é".repeat(255)));
+    assert_eq!(issue["type"], format!("{}…", "t".repeat(49)));
+    let addrs = issue["target"]["addr"].as_array().unwrap();
+    assert_eq!(addrs[0].as_str().unwrap().chars().count(), 256);
+    assert!(addrs[0].as_str().unwrap().ends_with('…'));
+    assert_eq!(addrs[1], "a.example");
+    assert_eq!(
+        issue["raw"],
+        json!({"value": "plain", "full_title": title, "full_type": kind,
+            "full_addr": [addr, "a.example"]})
+    );
+    // At the limits exactly, nothing is cut or added.
+    let issue = &findings["issues"][1];
+    assert_eq!(issue["title"], "x".repeat(256));
+    assert_eq!(issue["type"], "y".repeat(50));
+    assert_eq!(issue["raw"], json!({"k": 1}));
+    // The log keeps what the scanner reported.
+    let history = face.get("/api/streams/scan-long-1").await.json();
+    let reported = history["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "FindingReported")
+        .expect("a finding")
+        .clone();
+    assert_eq!(reported["payload"]["finding"]["title"], title);
+}
