@@ -47,13 +47,19 @@ pub const NOT_IMPLEMENTED: [(&str, &str); 20] = [
         "detect_service_version",
         "it does no service version detection (the service is only guessed from the port)",
     ),
-    ("all_scan", "it does no OS or version detection, scripts or traceroute (-A)"),
+    (
+        "all_scan",
+        "it does no OS or version detection, scripts or traceroute (-A)",
+    ),
     ("banner", "it reads no banners"),
     ("scan_udp", "it scans TCP only"),
     ("syn_scan", "it makes full TCP connections, not SYN probes"),
     ("ping_scan", "it does no host discovery without ports (-sP)"),
     ("fragment_packets", "it sends no raw packets"),
-    ("host_file_path", "it reads hosts from the assets only, not from a file"),
+    (
+        "host_file_path",
+        "it reads hosts from the assets only, not from a file",
+    ),
     ("aggressive_scan", TIMING),
     ("slow_scan", TIMING),
     ("timing-template", TIMING),
@@ -572,7 +578,10 @@ mod tests {
         assert_eq!(ports(&options(json!({}))).unwrap().len(), 100);
         assert_eq!(ports(&options(json!({"fast_scan": 1}))).unwrap().len(), 100);
         // nmap's open ranges: `-` is every port.
-        assert_eq!(ports(&options(json!({"ports": ["-"]}))).unwrap().len(), 65535);
+        assert_eq!(
+            ports(&options(json!({"ports": ["-"]}))).unwrap().len(),
+            65535
+        );
         assert_eq!(
             ports(&options(json!({"ports": "-3, 65534-"}))).unwrap(),
             [1, 2, 3, 65534, 65535]
@@ -623,7 +632,10 @@ mod tests {
         }
         for on in [json!(1), json!(true), json!("0"), json!(["x"]), json!(0.5)] {
             let error = check_options(&options(json!({"detect_os": on}))).unwrap_err();
-            assert!(error.contains("options.detect_os (it does no OS detection)"), "{error}");
+            assert!(
+                error.contains("options.detect_os (it does no OS detection)"),
+                "{error}"
+            );
         }
         // Keys of nmap's engine that a connect scan does anyway, and unknown keys, pass.
         assert!(check_options(&options(

@@ -151,9 +151,9 @@ impl ResponseError for Refusal {
                     ScanRejection::NoAssets
                     | ScanRejection::TooManyAssets(_)
                     | ScanRejection::DatatypeNotAllowed { .. } => StatusCode::BAD_REQUEST,
-                    ScanRejection::AlreadyExists(_) | ScanRejection::NotRunning(_) => {
-                        StatusCode::CONFLICT
-                    }
+                    ScanRejection::AlreadyExists(_)
+                    | ScanRejection::NotRunning(_)
+                    | ScanRejection::NotEnded(_) => StatusCode::CONFLICT,
                     ScanRejection::Unknown | ScanRejection::Cleaned => StatusCode::NOT_FOUND,
                 },
                 // Patrowl engines answer a scan not yet ended with 200 and `status: error`,
@@ -735,7 +735,8 @@ fn parse_asset(i: usize, item: &Value) -> Result<Asset, String> {
         (status = 200, description = "Accepted.", body = openapi::PatrowlAccepted),
         (status = 400, description = "Not JSON, no scan id, no assets, a datatype the engine \
             does not scan, options or an asset it cannot scan.", body = openapi::PatrowlErrorBody),
-        (status = 409, description = "The scan id was used before on this engine.",
+        (status = 409, description = "The scan id is in use on this engine: its scan runs, \
+            or ended and its report was neither fetched nor the scan cleaned.",
             body = openapi::PatrowlErrorBody),
         (status = 413, description = "The body is over `[patrowl] max_body_kb`, or the scan \
             would make an event over `[log] max_event_kb`.",
@@ -955,7 +956,8 @@ async fn getreport(
 ) -> Result<HttpResponse, Refusal> {
     let (name, scan_id) = path.into_inner();
     let page = on("getreport");
-    let (_, engine) = face.engine(&request, &name).await.map_err(&page)?;
+    let (caller, engine) = face.engine(&request, &name).await.map_err(&page)?;
+    let metadata = super::metadata(&request, &caller);
     let wants_json = request
         .headers()
         .get(header::ACCEPT)
@@ -973,12 +975,19 @@ async fn getreport(
         ))],
     };
     let missing = |e| page(unknown_scan(&name, &scan_id, e));
+    // Upstream engines forget a scan once its report is fetched, and PatrowlManager may use
+    // its id again: the fetch is noted (once), which frees the id; the scan stays listed.
+    let fetched = || {
+        face.engines
+            .report_fetched(&name, &scan_id, caller.user.clone(), metadata.clone())
+    };
     if wants_json {
         let state = face
             .engines
             .ended_scan(&name, &scan_id)
             .await
             .map_err(missing)?;
+        fetched().await.map_err(missing)?;
         return Ok(HttpResponse::Ok()
             .insert_header(attachment("json"))
             .json(findings_body(&engine, &scan_id, &state)));
@@ -990,6 +999,7 @@ async fn getreport(
         })
         .await
         .map_err(missing)?;
+    fetched().await.map_err(missing)?;
     Ok(HttpResponse::Ok()
         .content_type("application/zip")
         .insert_header(attachment("zip"))
