@@ -429,3 +429,23 @@ fn engine_names_and_scan_ids_are_checked() {
         assert!(ScanId::parse(bad).is_err(), "{bad:?}");
     }
 }
+
+#[test]
+fn a_tcp_engine_whose_default_options_it_does_not_do_is_refused_at_start() {
+    use annals::actors::scan::service::Engine;
+    use annals::config::{EngineConfig, ScannerKind};
+    let config = |options: toml::Table| EngineConfig {
+        name: "tcp".into(),
+        scanner: ScannerKind::Tcp,
+        allowed_asset_types: vec!["ip".into()],
+        options,
+        ..EngineConfig::default()
+    };
+    let error = Engine::parse(&config(toml::toml! { detect_os = 1 })).unwrap_err();
+    assert!(
+        error.contains("engine tcp: options: ") && error.contains("options.detect_os"),
+        "{error}"
+    );
+    assert!(Engine::parse(&config(toml::toml! { detect_os = 0 })).is_ok());
+    assert!(Engine::parse(&config(toml::toml! { ports = ["-"] })).is_ok());
+}
