@@ -767,7 +767,10 @@ async fn every_refusal_says_what_is_wrong_in_the_faces_shape() {
     let first = scan_body(json!(9), ip_asset("127.0.0.1"), json!({"ports": ["9"]}));
     assert_eq!(start(first.to_string()).await.status, 200);
     let reason = start(first.to_string()).await.refused(409, "refused");
-    assert!(reason.contains("\"9\" is already used"), "{reason}");
+    assert!(
+        reason.contains("\"9\" is in use on this engine"),
+        "{reason}"
+    );
 
     // Busy: the slow engine takes one scan at a time.
     let slow = face
@@ -984,13 +987,33 @@ async fn stop_stopscans_and_clean_end_scans_and_keep_their_history() {
             "ScanCleaned"
         ]
     );
-    // A cleaned id stays used.
-    face.start(
-        "slow",
-        scan_body(json!(1), ip_asset("127.0.0.1"), json!({})),
-    )
-    .await
-    .refused(409, "refused");
+    // A cleaned id is free again: its new use is a scan of its own, in a stream of its own,
+    // and the first one's history stays whole.
+    let again = face
+        .start(
+            "slow",
+            scan_body(json!(1), ip_asset("127.0.0.1"), json!({})),
+        )
+        .await;
+    assert_eq!(again.status, 200, "{}", again.json());
+    let row = face.get("/engines/slow/status/1").await.json();
+    assert!(
+        ["STARTED", "SCANNING"].contains(&row["status"].as_str().unwrap()),
+        "{row}"
+    );
+    // While it runs, the id is in use.
+    let reason = face
+        .start(
+            "slow",
+            scan_body(json!(1), ip_asset("127.0.0.1"), json!({})),
+        )
+        .await
+        .refused(409, "refused");
+    assert!(reason.contains("\"1\" is in use"), "{reason}");
+    let history = face.get("/api/streams/scan-slow-1").await.json();
+    assert_eq!(history["events"].as_array().unwrap().len(), 5);
+    let second = face.get("/api/streams/scan-slow~2-1").await.json();
+    assert_eq!(second["events"][0]["type"], "ScanRequested", "{second}");
 
     // clean removes the rest, stopping one that runs.
     let running = face
@@ -1001,7 +1024,7 @@ async fn stop_stopscans_and_clean_end_scans_and_keep_their_history() {
         .await;
     assert_eq!(running.status, 200);
     let answer = face.get("/engines/slow/clean").await.json();
-    assert_eq!(answer["details"]["scan_ids"], json!(["2", "3", "4"]));
+    assert_eq!(answer["details"]["scan_ids"], json!(["1", "2", "3", "4"]));
     let status = face.get("/engines/slow/status").await.json();
     assert_eq!(status["scans"], json!({}));
     assert_eq!(status["status"], "READY");
@@ -1288,6 +1311,15 @@ async fn after_a_restart_ended_scans_stay_and_a_running_one_is_interrupted() {
     let status = after.get("/engines/slow/status").await.json();
     assert_eq!(status["status"], "READY");
     assert_eq!(status["scans"]["2"]["status"], "ERROR");
+    // The report of scan 1 was fetched before the restart: its id is free, and its next use
+    // is the second.
+    let answer = after
+        .start("cmd", scan_body(json!(1), ip_asset("127.0.0.1"), json!({})))
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.json());
+    assert_eq!(after.wait_ended("cmd", "1").await["status"], "FINISHED");
+    let second = after.get("/api/streams/scan-cmd~2-1").await.json();
+    assert_eq!(second["events"][0]["type"], "ScanRequested", "{second}");
     assert!(server.terminate().success());
 }
 
@@ -1404,4 +1436,261 @@ async fn a_refusal_quotes_only_the_beginning_of_a_bad_value() {
         assert!(reason.starts_with(said), "{reason}");
         assert!(reason.ends_with('…'), "{reason}");
     }
+}
+
+#[actix_rt::test]
+async fn patrowl_managers_all_ports_policy_scans_every_port() {
+    let face = spawn(|_| {}).await;
+    let open = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = open.local_addr().unwrap().port();
+    // PatrowlManager's shipped policy "List open ports (all)", as it sends it.
+    let options = json!({"ports": ["-"], "no_dns": 1, "no_ping": 0, "show_open_ports": 1,
+        "detect_service_version": 0})
+    .to_string();
+    let answer = face
+        .start(
+            "tcp",
+            scan_body(json!(1), ip_asset("127.0.0.1"), json!(options)),
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.json());
+    let ended = face.wait_ended("tcp", "1").await;
+    assert_eq!(ended["status"], "FINISHED", "{ended}");
+    let findings = face.get("/engines/tcp/getfindings/1").await.json();
+    let issues = findings["issues"].as_array().unwrap();
+    let summary = issues
+        .iter()
+        .find(|i| i["type"] == "port_summary")
+        .expect("a summary");
+    assert_eq!(summary["raw"]["scanned"], 65535, "{summary}");
+    assert!(
+        issues
+            .iter()
+            .any(|i| i["type"] == "port_info" && i["target"]["port_id"] == port),
+        "the open port {port} is found"
+    );
+    drop(open);
+
+    // A refusal quotes the value it could not read.
+    let reason = face
+        .start(
+            "tcp",
+            scan_body(json!(2), ip_asset("127.0.0.1"), json!({"ports": ["-x"]})),
+        )
+        .await
+        .refused(400, "refused");
+    assert!(reason.contains("\"-x\""), "{reason}");
+}
+
+#[actix_rt::test]
+async fn options_the_tcp_scanner_does_not_do_and_multi_line_hosts_are_refused() {
+    let face = spawn(|_| {}).await;
+    // Set to a value Python takes as true, each is refused with its reason.
+    for (key, value, why) in [
+        ("detect_service_version", json!(1), "version detection"),
+        ("script", json!("libs/vulners.nse"), "NSE scripts"),
+        ("detect_os", json!(true), "OS detection"),
+        ("scan_udp", json!("0"), "TCP only"),
+        ("min-rate", json!(1000), "connect_timeout_ms"),
+    ] {
+        let mut options = json!({"ports": ["22"]});
+        options[key] = value;
+        let answer = face
+            .start(
+                "tcp",
+                scan_body(
+                    json!(key),
+                    ip_asset("127.0.0.1"),
+                    json!(options.to_string()),
+                ),
+            )
+            .await;
+        let reason = answer.refused(400, "refused");
+        assert!(
+            reason.contains(&format!("options.{key} (")) && reason.contains(why),
+            "{key}: {reason}"
+        );
+        assert_eq!(answer.json()["details"]["reason"], reason);
+    }
+    // Turned off (0, false, ""), as PatrowlManager's policies send them, they are taken.
+    let answer = face
+        .start(
+            "tcp",
+            scan_body(
+                json!("off"),
+                ip_asset("127.0.0.1"),
+                json!({"ports": ["9"], "detect_service_version": 0, "detect_os": false,
+                    "script": "", "no_dns": 1, "fast_scan": 0}),
+            ),
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.json());
+
+    // top_ports up to its documented maximum; past it, a refusal naming the limit.
+    let answer = face
+        .start(
+            "tcp",
+            scan_body(
+                json!("top100"),
+                ip_asset("127.0.0.1"),
+                json!({"top_ports": "100"}),
+            ),
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.json());
+    let reason = face
+        .start(
+            "tcp",
+            scan_body(
+                json!("top101"),
+                ip_asset("127.0.0.1"),
+                json!({"top_ports": 101}),
+            ),
+        )
+        .await
+        .refused(400, "refused");
+    assert!(reason.contains("101 is more than the 100"), "{reason}");
+
+    // A host name with a line break or NUL, refused by every scanner alike.
+    for (i, (engine, value)) in [
+        ("tcp", "a.example\nb.example"),
+        ("tcp", "a.example\0"),
+        ("cmd", "a.example\r\n-oN /tmp/x"),
+        ("cmd", "a.example\0b"),
+        ("http", "a.example\nb"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let asset = json!([{"id": 1, "value": value, "criticity": "low", "datatype": "fqdn"}]);
+        let reason = face
+            .start(
+                engine,
+                scan_body(json!(format!("host{i}")), asset, json!({})),
+            )
+            .await
+            .refused(400, "refused");
+        assert!(
+            reason.contains("carriage return, line feed or NUL"),
+            "{engine} {value:?}: {reason}"
+        );
+    }
+}
+
+#[actix_rt::test]
+async fn findings_over_patrowl_managers_column_limits_are_cut_and_kept_whole_in_raw() {
+    let title = "é".repeat(300);
+    let kind = "t".repeat(60);
+    let addr = format!("{}.example", "h".repeat(300));
+    let finding = json!({"title": title, "type": kind, "raw": "plain",
+        "target": {"addr": [addr, "a.example"]}});
+    let fits = json!({"title": "x".repeat(256), "type": "y".repeat(50), "raw": {"k": 1}});
+    let script = format!("echo '{finding}'; echo '{fits}'");
+    let face = spawn(|config| {
+        config.patrowl.engines.push(command_engine("long", &script));
+    })
+    .await;
+    let asset = json!([{"id": 1, "value": "a.example", "datatype": "fqdn"}]);
+    let answer = face
+        .start("long", scan_body(json!(1), asset, json!({})))
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.json());
+    assert_eq!(face.wait_ended("long", "1").await["status"], "FINISHED");
+    let findings = face.get("/engines/long/getfindings/1").await.json();
+    let issue = &findings["issues"][0];
+    let shown = issue["title"].as_str().unwrap();
+    assert_eq!(shown.chars().count(), 256, "{shown}");
+    assert_eq!(shown, format!("{}…", "é".repeat(255)));
+    assert_eq!(issue["type"], format!("{}…", "t".repeat(49)));
+    let addrs = issue["target"]["addr"].as_array().unwrap();
+    assert_eq!(addrs[0].as_str().unwrap().chars().count(), 256);
+    assert!(addrs[0].as_str().unwrap().ends_with('…'));
+    assert_eq!(addrs[1], "a.example");
+    assert_eq!(
+        issue["raw"],
+        json!({"value": "plain", "full_title": title, "full_type": kind,
+            "full_addr": [addr, "a.example"]})
+    );
+    // At the limits exactly, nothing is cut or added.
+    let issue = &findings["issues"][1];
+    assert_eq!(issue["title"], "x".repeat(256));
+    assert_eq!(issue["type"], "y".repeat(50));
+    assert_eq!(issue["raw"], json!({"k": 1}));
+    // The log keeps what the scanner reported.
+    let history = face.get("/api/streams/scan-long-1").await.json();
+    let reported = history["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "FindingReported")
+        .expect("a finding")
+        .clone();
+    assert_eq!(reported["payload"]["finding"]["title"], title);
+}
+
+#[actix_rt::test]
+async fn a_scan_id_is_free_again_once_its_report_is_fetched_or_it_is_cleaned() {
+    let face = spawn(|_| {}).await;
+    let body = || scan_body(json!(7), ip_asset("127.0.0.1"), json!({}));
+    let types = |history: &Value| -> Vec<String> {
+        history["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["type"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(face.start("cmd", body()).await.status, 200);
+    assert_eq!(face.wait_ended("cmd", "7").await["status"], "FINISHED");
+    // Ended, its report not fetched: still in use (another manager may be about to fetch it).
+    face.start("cmd", body()).await.refused(409, "refused");
+
+    // PatrowlManager's sequence: findings, then the report, which upstream forgets the scan
+    // after. The id is then free, and each use is a new scan with its own findings.
+    let first = face.get("/engines/cmd/getfindings/7").await.json();
+    assert_eq!(face.get("/engines/cmd/getreport/7").await.status, 200);
+    assert_eq!(face.get("/engines/cmd/getreport/7").await.status, 200);
+    let answer = face.start("cmd", body()).await;
+    assert_eq!(answer.status, 200, "{}", answer.json());
+    assert_eq!(face.wait_ended("cmd", "7").await["status"], "FINISHED");
+    let second = face.get("/engines/cmd/getfindings/7").await.json();
+    assert_eq!(second["issues"][0]["issue_id"], 1);
+    assert_eq!(
+        second["summary"]["nb_issues"], first["summary"]["nb_issues"],
+        "its own findings, not added to the first use's"
+    );
+    let status = face.get("/engines/cmd/status").await.json();
+    assert_eq!(status["scans"].as_object().unwrap().len(), 1);
+    assert_eq!(status["scans"]["7"]["status"], "FINISHED");
+
+    // Each use keeps its own stream; the report's fetch is noted once.
+    let old = face.get("/api/streams/scan-cmd-7").await.json();
+    let old_types = types(&old);
+    assert_eq!(old_types.first().unwrap(), "ScanRequested");
+    assert_eq!(
+        old_types
+            .iter()
+            .filter(|t| *t == "ScanReportFetched")
+            .count(),
+        1,
+        "{old_types:?}"
+    );
+    assert_eq!(old_types.last().unwrap(), "ScanReportFetched");
+    let new = face.get("/api/streams/scan-cmd~2-7").await.json();
+    assert_eq!(types(&new).first().unwrap(), "ScanRequested");
+    assert!(!types(&new).contains(&"ScanReportFetched".to_owned()));
+
+    // Cleaned, without its report fetched: free as well; the third use.
+    assert_eq!(face.get("/engines/cmd/clean/7").await.status, 200);
+    let answer = face.start("cmd", body()).await;
+    assert_eq!(answer.status, 200, "{}", answer.json());
+    assert_eq!(face.wait_ended("cmd", "7").await["status"], "FINISHED");
+    let third = face.get("/api/streams/scan-cmd~3-7").await.json();
+    assert_eq!(types(&third).first().unwrap(), "ScanRequested");
+    assert_eq!(
+        types(&face.get("/api/streams/scan-cmd~2-7").await.json())
+            .last()
+            .unwrap(),
+        "ScanCleaned"
+    );
 }

@@ -7,7 +7,8 @@ mod common;
 use annals::actors::scan::{
     Asset, AssetScanned, Confidence, Datatype, EngineName, Finding, FindingReported, Progress,
     ScanBegan, ScanCleaned, ScanCommand, ScanEvent, ScanFailed, ScanFinished, ScanId, ScanRecord,
-    ScanRejection, ScanRequested, ScanStatus, ScanStopped, Severity, Target, INTERRUPTED,
+    ScanRejection, ScanReportFetched, ScanRequested, ScanStatus, ScanStopped, Severity, Target,
+    INTERRUPTED,
 };
 use annals::actors::testing::given;
 use annals::actors::Entity;
@@ -109,7 +110,8 @@ fn a_request_without_assets_or_with_a_datatype_the_engine_does_not_scan_is_refus
 }
 
 #[test]
-fn a_scan_id_is_used_once_even_after_cleaning() {
+fn each_use_of_a_scan_id_is_its_own_entity_which_takes_one_request() {
+    // Using the id again is a new entity (see `entity_id`), never a second request here.
     given::<ScanRecord>([requested()])
         .when(request(vec![asset("127.0.0.1", Datatype::Ip)]))
         .then_rejected(ScanRejection::AlreadyExists("42".into()));
@@ -122,6 +124,53 @@ fn a_scan_id_is_used_once_even_after_cleaning() {
     ])
     .when(request(vec![asset("127.0.0.1", Datatype::Ip)]))
     .then_rejected(ScanRejection::AlreadyExists("42".into()));
+}
+
+#[test]
+fn the_uses_of_a_scan_id_have_entity_ids_that_never_meet() {
+    use annals::actors::scan::{entity_id, incarnation};
+    let id = |scan: &str, n| entity_id(&engine(), &ScanId::parse(scan).unwrap(), n);
+    assert_eq!(
+        id("42", 1),
+        "tcp-42",
+        "the first use keeps the name older logs have"
+    );
+    assert_eq!(id("42", 2), "tcp~2-42");
+    assert_eq!(id("5~2", 1), "tcp-5~2");
+    assert_ne!(id("5~2", 1), id("5", 2));
+    assert_ne!(id("2-5", 1), id("5", 2));
+    for (entity, n) in [
+        ("tcp-42", 1),
+        ("tcp~2-42", 2),
+        ("tcp-5~2", 1),
+        ("tcp~17-a-b", 17),
+    ] {
+        assert_eq!(incarnation(entity), n, "{entity}");
+    }
+}
+
+#[test]
+fn an_ended_scans_report_fetch_is_noted_once_and_a_running_one_has_none() {
+    let fetched = ScanEvent::ScanReportFetched(ScanReportFetched {
+        by: Some("ada".into()),
+        at: at(10),
+    });
+    let state = given::<ScanRecord>([requested(), began(), finished()])
+        .at(at(10))
+        .when(ScanCommand::RecordReportFetched {
+            by: Some("ada".into()),
+        })
+        .then(vec![fetched.clone()]);
+    assert!(state.report_fetched);
+    given::<ScanRecord>([requested(), began(), finished(), fetched])
+        .when(ScanCommand::RecordReportFetched { by: None })
+        .then(vec![]);
+    given::<ScanRecord>([requested(), began()])
+        .when(ScanCommand::RecordReportFetched { by: None })
+        .then_rejected(ScanRejection::NotEnded(ScanStatus::Scanning));
+    given::<ScanRecord>([])
+        .when(ScanCommand::RecordReportFetched { by: None })
+        .then_rejected(ScanRejection::Unknown);
 }
 
 #[test]
@@ -344,6 +393,10 @@ fn every_event_round_trips_through_its_codec() {
             by: None,
             at: at(7),
         }),
+        ScanEvent::ScanReportFetched(ScanReportFetched {
+            by: Some("ada".into()),
+            at: at(8),
+        }),
     ];
     for event in events {
         let decoded = ScanEvent::decode(
@@ -375,4 +428,24 @@ fn engine_names_and_scan_ids_are_checked() {
     for bad in ["", "a/b", "a\nb", &"x".repeat(129)] {
         assert!(ScanId::parse(bad).is_err(), "{bad:?}");
     }
+}
+
+#[test]
+fn a_tcp_engine_whose_default_options_it_does_not_do_is_refused_at_start() {
+    use annals::actors::scan::service::Engine;
+    use annals::config::{EngineConfig, ScannerKind};
+    let config = |options: toml::Table| EngineConfig {
+        name: "tcp".into(),
+        scanner: ScannerKind::Tcp,
+        allowed_asset_types: vec!["ip".into()],
+        options,
+        ..EngineConfig::default()
+    };
+    let error = Engine::parse(&config(toml::toml! { detect_os = 1 })).unwrap_err();
+    assert!(
+        error.contains("engine tcp: options: ") && error.contains("options.detect_os"),
+        "{error}"
+    );
+    assert!(Engine::parse(&config(toml::toml! { detect_os = 0 })).is_ok());
+    assert!(Engine::parse(&config(toml::toml! { ports = ["-"] })).is_ok());
 }

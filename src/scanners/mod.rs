@@ -33,18 +33,52 @@ pub struct Job {
     pub options: Map<String, Value>,
 }
 
-/// Checks what a scan asks of a scanner before the scan is accepted (ports that parse, ranges
-/// within bounds, URLs that are URLs), so that a bad request is refused with its reason.
+/// Checks what a scan asks of a scanner before the scan is accepted (host names that are
+/// one line, ports that parse, ranges within bounds, URLs that are URLs, options the scanner
+/// does), so that a bad request is refused with its reason.
 pub fn check(
     engine: &EngineConfig,
     assets: &[Asset],
     options: &Map<String, Value>,
 ) -> Result<(), String> {
+    check_hosts(assets)?;
     match engine.scanner {
         ScannerKind::Tcp => tcp::check(engine, assets, options),
         ScannerKind::Http => http::check(assets),
         ScannerKind::Command => Ok(()),
     }
+}
+
+/// The characters no asset naming a host may hold, whatever the scanner: tools take hosts
+/// one per line (nmap's `-iL` file, which Patrowl's engines write), so a line break would
+/// smuggle another host or argument in, and NUL ends a C string early.
+pub const FORBIDDEN_IN_HOSTS: [char; 3] = ['\r', '\n', '\0'];
+
+/// Refuses an asset naming a host (`ip`, `ip-range`, `ip-subnet`, `fqdn`, `domain`, `url`)
+/// that holds a character of [`FORBIDDEN_IN_HOSTS`]: one check for every scanner, `command`
+/// programs included.
+pub fn check_hosts(assets: &[Asset]) -> Result<(), String> {
+    use crate::actors::scan::Datatype;
+    for asset in assets {
+        let host = matches!(
+            asset.datatype,
+            Datatype::Ip
+                | Datatype::IpRange
+                | Datatype::IpSubnet
+                | Datatype::Fqdn
+                | Datatype::Domain
+                | Datatype::Url
+        );
+        if host && asset.value.contains(FORBIDDEN_IN_HOSTS) {
+            return Err(format!(
+                "asset {:?} ({}) holds a carriage return, line feed or NUL, which no host \
+                 name or address holds",
+                asset.value,
+                asset.datatype.as_str()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Runs `job` on `engine`'s scanner until it ends or `stop` turns true. Must run on an actix

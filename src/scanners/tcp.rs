@@ -28,6 +28,81 @@ pub const TOP_PORTS: [u16; 100] = [
     13, 1029, 9, 5051, 6646, 49157, 1028, 873, 1755, 2717, 4899, 9100, 119, 37,
 ];
 
+/// The largest `top_ports`: how many ports [`TOP_PORTS`] lists.
+pub const MAX_TOP_PORTS: usize = TOP_PORTS.len();
+
+/// The options of Patrowl's nmap engine (its `nmap.json` and `engine-nmap.py`) that this
+/// scanner does not do, with why. A policy that sets one (to a value Python takes as true, as
+/// the nmap engine tests it) is refused rather than run as a plain connect scan, which would
+/// report less than it asked for without saying so. The nmap options not named here either
+/// are what a connect scan does anyway (`ports`, `top_ports`, `fast_scan`, `tcp_scan`,
+/// `no_ping`, `no_dns`, `show_open_ports`), or keys nmap's engine ignores too.
+pub const NOT_IMPLEMENTED: [(&str, &str); 20] = [
+    ("script", "NSE scripts need nmap"),
+    ("script_args", "NSE scripts need nmap"),
+    ("script_output_fields", "NSE scripts need nmap"),
+    ("script_scan", "NSE scripts (-sC) need nmap"),
+    ("detect_os", "it does no OS detection"),
+    (
+        "detect_service_version",
+        "it does no service version detection (the service is only guessed from the port)",
+    ),
+    (
+        "all_scan",
+        "it does no OS or version detection, scripts or traceroute (-A)",
+    ),
+    ("banner", "it reads no banners"),
+    ("scan_udp", "it scans TCP only"),
+    ("syn_scan", "it makes full TCP connections, not SYN probes"),
+    ("ping_scan", "it does no host discovery without ports (-sP)"),
+    ("fragment_packets", "it sends no raw packets"),
+    (
+        "host_file_path",
+        "it reads hosts from the assets only, not from a file",
+    ),
+    ("aggressive_scan", TIMING),
+    ("slow_scan", TIMING),
+    ("timing-template", TIMING),
+    ("min-rate", TIMING),
+    ("max-rtt-timeout", TIMING),
+    ("max-parallelism", TIMING),
+    ("min-hostgroup", TIMING),
+];
+
+/// Why nmap's timing options are refused.
+const TIMING: &str =
+    "its timing is the engine's `concurrency` and `connect_timeout_ms`, not a scan's options";
+
+/// Whether Python takes `value` as true, as the nmap engine's `options.get(key)` does: not
+/// null, false, zero, or an empty string, list or object.
+fn truthy(value: &Value) -> bool {
+    match value {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64().is_some_and(|n| n != 0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(items) => !items.is_empty(),
+        Value::Object(map) => !map.is_empty(),
+    }
+}
+
+/// Refuses the nmap options this scanner does not do (see [`NOT_IMPLEMENTED`]), and checks
+/// the ports.
+pub fn check_options(options: &Map<String, Value>) -> Result<(), String> {
+    let asked: Vec<String> = NOT_IMPLEMENTED
+        .iter()
+        .filter(|(key, _)| options.get(*key).is_some_and(truthy))
+        .map(|(key, why)| format!("options.{key} ({why})"))
+        .collect();
+    if !asked.is_empty() {
+        return Err(format!(
+            "the tcp scanner does not implement {}; leave them out or set them to 0",
+            asked.join(", ")
+        ));
+    }
+    ports(options).map(drop)
+}
+
 /// The service usually found on a port, as nmap's services file names it.
 pub fn service(port: u16) -> &'static str {
     match port {
@@ -91,11 +166,21 @@ pub fn ports(options: &Map<String, Value>) -> Result<Vec<u16>, String> {
                     .parse::<u16>()
                     .ok()
                     .filter(|p| *p > 0)
-                    .ok_or_else(|| format!("options.ports: {p:?} is not a port (1 to 65535)"))
+                    .ok_or_else(|| {
+                        format!("options.ports: {part:?} is not a port or a range (1 to 65535)")
+                    })
             };
             match part.split_once('-') {
                 Some((low, high)) => {
-                    let (low, high) = (port(low)?, port(high)?);
+                    // As nmap reads `-p`: a range's missing end is the first or the last
+                    // port, so `-` alone (PatrowlManager's "List open ports (all)") is every
+                    // port.
+                    let low = if low.trim().is_empty() { 1 } else { port(low)? };
+                    let high = if high.trim().is_empty() {
+                        u16::MAX
+                    } else {
+                        port(high)?
+                    };
                     if low > high {
                         return Err(format!("options.ports: the range {part:?} is backwards"));
                     }
@@ -132,8 +217,18 @@ pub fn ports(options: &Map<String, Value>) -> Result<Vec<u16>, String> {
                 .as_u64()
                 .or_else(|| value.as_str().and_then(|s| s.trim().parse().ok()))
                 .ok_or_else(|| format!("options.top_ports: {value} is not a number of ports"))?;
+            if n > MAX_TOP_PORTS as u64 {
+                return Err(format!(
+                    "options.top_ports: {n} is more than the {MAX_TOP_PORTS} most common ports \
+                     this scanner knows; name the ports in options.ports instead"
+                ));
+            }
             ports.extend(TOP_PORTS.iter().take(n as usize));
         }
+    }
+    // nmap's `-F`: its 100 most common ports, which are `TOP_PORTS`.
+    if options.get("fast_scan").is_some_and(truthy) {
+        ports.extend(TOP_PORTS);
     }
     // Neither given: the most common ports, as nmap scans by default.
     if ports.is_empty() && options.get("ports").is_none() && options.get("top_ports").is_none() {
@@ -247,7 +342,7 @@ pub fn check(
     assets: &[Asset],
     options: &Map<String, Value>,
 ) -> Result<(), String> {
-    ports(options)?;
+    check_options(options)?;
     for asset in assets {
         addresses(asset, engine.max_hosts)?;
     }
@@ -477,10 +572,20 @@ mod tests {
             [23, 80, 443]
         );
         assert_eq!(
-            ports(&options(json!({"top_ports": 1000}))).unwrap().len(),
-            100
+            ports(&options(json!({"top_ports": 100}))).unwrap().len(),
+            MAX_TOP_PORTS
         );
         assert_eq!(ports(&options(json!({}))).unwrap().len(), 100);
+        assert_eq!(ports(&options(json!({"fast_scan": 1}))).unwrap().len(), 100);
+        // nmap's open ranges: `-` is every port.
+        assert_eq!(
+            ports(&options(json!({"ports": ["-"]}))).unwrap().len(),
+            65535
+        );
+        assert_eq!(
+            ports(&options(json!({"ports": "-3, 65534-"}))).unwrap(),
+            [1, 2, 3, 65534, 65535]
+        );
         for bad in [
             json!({"ports": []}),
             json!({"ports": ["0"]}),
@@ -488,6 +593,8 @@ mod tests {
             json!({"ports": ["http"]}),
             json!({"ports": {"a": 1}}),
             json!({"top_ports": "x"}),
+            json!({"top_ports": 101}),
+            json!({"ports": ["-0"]}),
         ] {
             assert!(ports(&options(bad.clone())).is_err(), "{bad}");
         }
@@ -516,6 +623,25 @@ mod tests {
             addresses(&asset("example.org", Datatype::Fqdn), 256).unwrap(),
             None
         );
+    }
+
+    #[test]
+    fn nmap_options_it_does_not_do_are_refused_when_python_takes_them_as_true() {
+        for off in [json!(0), json!(false), json!(""), json!(null), json!([])] {
+            assert!(check_options(&options(json!({"detect_os": off}))).is_ok());
+        }
+        for on in [json!(1), json!(true), json!("0"), json!(["x"]), json!(0.5)] {
+            let error = check_options(&options(json!({"detect_os": on}))).unwrap_err();
+            assert!(
+                error.contains("options.detect_os (it does no OS detection)"),
+                "{error}"
+            );
+        }
+        // Keys of nmap's engine that a connect scan does anyway, and unknown keys, pass.
+        assert!(check_options(&options(
+            json!({"no_ping": 1, "no_dns": 1, "tcp_scan": 1, "show_open_ports": 1, "depth": 3})
+        ))
+        .is_ok());
     }
 
     #[test]

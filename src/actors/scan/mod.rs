@@ -1,5 +1,6 @@
-//! Scans (the scan engine face's domain): each scan is an entity, one stream per engine and scan
-//! id (`scan-<engine>-<scan id>`), whose events are its request (assets, options, who asked),
+//! Scans (the scan engine face's domain): each scan is an entity, one stream per engine, scan
+//! id and incarnation (`scan-<engine>-<scan id>`, then `scan-<engine>~<n>-<scan id>` for the
+//! n-th use of the same id, see [`entity_id`]), whose events are its request (assets, options, who asked),
 //! the start of its work, every asset scanned, every finding as it is found, its end (finished,
 //! failed with a reason, stopped) and its cleaning. Nothing here scans, knows of HTTP or reads
 //! a clock: the scanners report through commands, and time comes with the command.
@@ -92,9 +93,29 @@ impl ScanId {
     }
 }
 
-/// The entity id of scan `scan_id` of engine `engine`.
-pub fn entity_id(engine: &EngineName, scan_id: &ScanId) -> String {
-    format!("{}-{}", engine.as_str(), scan_id.as_str())
+/// The entity id of the `incarnation`-th use (from 1) of scan id `scan_id` on engine `engine`.
+///
+/// A client may use a scan id again once its scan was cleaned or its report fetched
+/// (PatrowlManager's scan id is its database key, and upstream engines forget a scan then).
+/// Each use is an entity of its own, so that the history of every earlier one stays whole: the
+/// first is `<engine>-<scan id>`, as before ids could be used again (older logs read
+/// unchanged), the n-th `<engine>~<n>-<scan id>`. Engine names hold no `~` and the first `-`
+/// ends the engine's part, so no two (engine, scan id, incarnation) share an entity id.
+pub fn entity_id(engine: &EngineName, scan_id: &ScanId, incarnation: u32) -> String {
+    if incarnation <= 1 {
+        format!("{}-{}", engine.as_str(), scan_id.as_str())
+    } else {
+        format!("{}~{incarnation}-{}", engine.as_str(), scan_id.as_str())
+    }
+}
+
+/// Which use of its scan id a scan's entity id is (see [`entity_id`]); 1 for ids without one.
+pub fn incarnation(entity_id: &str) -> u32 {
+    entity_id
+        .split_once('-')
+        .and_then(|(engine, _)| engine.split_once('~'))
+        .and_then(|(_, n)| n.parse().ok())
+        .unwrap_or(1)
 }
 
 /// What an asset is, as PatrowlManager names it.
@@ -285,6 +306,10 @@ pub struct ScanState {
     pub cleaned: bool,
     #[serde(default, with = "chrono::serde::ts_microseconds_option")]
     pub ended_at: Option<DateTime<Utc>>,
+    /// Whether a client fetched the ended scan's report, which frees its scan id for another
+    /// scan, as upstream engines forget a scan then.
+    #[serde(default)]
+    pub report_fetched: bool,
 }
 
 impl ScanState {
@@ -333,6 +358,10 @@ pub enum ScanCommand {
     Clean {
         by: Option<String>,
     },
+    /// Notes that a client fetched the ended scan's report (once: later fetches note nothing).
+    RecordReportFetched {
+        by: Option<String>,
+    },
     /// Settles a scan whose work died with the previous process.
     MarkInterrupted,
 }
@@ -351,7 +380,10 @@ pub enum ScanRejection {
         datatype: &'static str,
         allowed: String,
     },
-    #[error("scan id {0:?} is already used on this engine (a cleaned scan keeps its id)")]
+    #[error(
+        "scan id {0:?} is in use on this engine: its scan runs, or ended and its report was not \
+         fetched; fetch its report or clean it to use the id again"
+    )]
     AlreadyExists(String),
     #[error("no such scan")]
     Unknown,
@@ -359,6 +391,8 @@ pub enum ScanRejection {
     Cleaned,
     #[error("the scan is {}, not running", .0.as_str())]
     NotRunning(ScanStatus),
+    #[error("the scan is {}, not ended", .0.as_str())]
+    NotEnded(ScanStatus),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -371,6 +405,7 @@ pub enum ScanEvent {
     ScanFailed(ScanFailed),
     ScanStopped(ScanStopped),
     ScanCleaned(ScanCleaned),
+    ScanReportFetched(ScanReportFetched),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -433,7 +468,14 @@ pub struct ScanCleaned {
     pub at: DateTime<Utc>,
 }
 
-const TYPES: [&str; 8] = [
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScanReportFetched {
+    pub by: Option<String>,
+    #[serde(with = "chrono::serde::ts_microseconds")]
+    pub at: DateTime<Utc>,
+}
+
+const TYPES: [&str; 9] = [
     "ScanRequested",
     "ScanBegan",
     "AssetScanned",
@@ -442,6 +484,7 @@ const TYPES: [&str; 8] = [
     "ScanFailed",
     "ScanStopped",
     "ScanCleaned",
+    "ScanReportFetched",
 ];
 
 impl DomainEvent for ScanEvent {
@@ -457,6 +500,7 @@ impl DomainEvent for ScanEvent {
             ScanEvent::ScanFailed(_) => TYPES[5],
             ScanEvent::ScanStopped(_) => TYPES[6],
             ScanEvent::ScanCleaned(_) => TYPES[7],
+            ScanEvent::ScanReportFetched(_) => TYPES[8],
         }
     }
 
@@ -474,6 +518,7 @@ impl DomainEvent for ScanEvent {
             ScanEvent::ScanFailed(e) => to_payload(e),
             ScanEvent::ScanStopped(e) => to_payload(e),
             ScanEvent::ScanCleaned(e) => to_payload(e),
+            ScanEvent::ScanReportFetched(e) => to_payload(e),
         }
     }
 
@@ -488,6 +533,7 @@ impl DomainEvent for ScanEvent {
             ("ScanFailed", 1) => ScanEvent::ScanFailed(from_payload(t, v, p)?),
             ("ScanStopped", 1) => ScanEvent::ScanStopped(from_payload(t, v, p)?),
             ("ScanCleaned", 1) => ScanEvent::ScanCleaned(from_payload(t, v, p)?),
+            ("ScanReportFetched", 1) => ScanEvent::ScanReportFetched(from_payload(t, v, p)?),
             (known, _) if TYPES.contains(&known) => return Err(CodecError::unknown_version(t, v)),
             _ => return Err(CodecError::unknown_type(t, v)),
         })
@@ -496,7 +542,8 @@ impl DomainEvent for ScanEvent {
 
 impl Entity for ScanRecord {
     const KIND: &'static str = "scan";
-    const STATE_VERSION: u32 = 1;
+    /// 2: the state notes whether the report was fetched.
+    const STATE_VERSION: u32 = 2;
 
     type State = ScanState;
     type Command = ScanCommand;
@@ -633,6 +680,19 @@ impl Entity for ScanRecord {
                 }));
                 return Ok(events);
             }
+            ScanCommand::RecordReportFetched { by } => {
+                known()?;
+                if state.status.active() {
+                    return Err(ScanRejection::NotEnded(state.status));
+                }
+                if state.report_fetched {
+                    return Ok(vec![]);
+                }
+                ScanEvent::ScanReportFetched(ScanReportFetched {
+                    by: by.clone(),
+                    at: now,
+                })
+            }
         };
         Ok(vec![event])
     }
@@ -673,6 +733,7 @@ impl Entity for ScanRecord {
                 state.ended_at = Some(e.at);
             }
             ScanEvent::ScanCleaned(_) => state.cleaned = true,
+            ScanEvent::ScanReportFetched(_) => state.report_fetched = true,
         }
     }
 

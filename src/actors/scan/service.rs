@@ -20,12 +20,13 @@ use super::{
 };
 use crate::actors::projection::{self, ProjectionError};
 use crate::actors::{
-    reconcile, Clock, CommandError, Effects, Entities, Executed, ProjectionHandle,
+    reconcile, Clock, CommandError, Effects, Entities, Entity, Executed, ProjectionHandle,
     ProjectionSettings, Settings,
 };
 use crate::blobs::{BlobError, BlobStore};
 use crate::config::EngineConfig;
-use crate::events::{EventLog, Metadata, Position};
+use crate::events::envelope::MAX_STREAM_ID_LEN;
+use crate::events::{EventLog, Metadata, Position, StreamId};
 use crate::scanners::{self, Ended, Job};
 
 /// The most reports of a scanner recorded in one append (and waiting in its channel).
@@ -132,6 +133,11 @@ impl Engine {
             Ok(Value::Object(map)) => map,
             _ => return Err(format!("engine {}: options must be a table", config.name)),
         };
+        // Defaults every scan gets must be ones the scanner takes, or every scan is refused.
+        if config.scanner == crate::config::ScannerKind::Tcp {
+            scanners::tcp::check_options(&defaults)
+                .map_err(|e| format!("engine {}: options: {e}", config.name))?;
+        }
         let engine = Engine {
             name,
             config: config.clone(),
@@ -336,20 +342,33 @@ impl Engines {
             allowed: engine.allowed.clone(),
             by,
         };
-        let id = entity_id(&engine.name, &scan_id);
         let _admitting = match self.starting.get(name) {
             Some(lock) => lock.lock().await,
             None => return Err(EnginesError::UnknownEngine(name.to_owned())),
         };
-        if self.model.read(|view| view.state.active(name)) >= engine.config.max_scans {
-            // A duplicate id is a duplicate whether or not the engine is busy.
-            let (_, state) = self.scans.state(&id).await?;
-            if state.request.is_some() {
-                return Err(EnginesError::Rejected(ScanRejection::AlreadyExists(
-                    scan_id.as_str().to_owned(),
-                )));
-            }
+        // Under the engine's lock, and with every earlier command folded, the read model says
+        // whether the id is free and which use of it this is. A duplicate id is a duplicate
+        // whether or not the engine is busy.
+        let (incarnation, active) = self.model.read(|view| {
+            (
+                view.state.admit(name, scan_id.as_str()),
+                view.state.active(name),
+            )
+        });
+        let id = entity_id(
+            &engine.name,
+            &scan_id,
+            incarnation.map_err(EnginesError::Rejected)?,
+        );
+        if active >= engine.config.max_scans {
             return Err(EnginesError::Busy(engine.config.max_scans));
+        }
+        if StreamId::of(ScanRecord::KIND, &id).is_err() {
+            return Err(EnginesError::Invalid(format!(
+                "scan id {:?} is too long to be used again on engine {name}: its stream's name \
+                 would be over {MAX_STREAM_ID_LEN} bytes",
+                scan_id.as_str()
+            )));
         }
         let executed = self.scans.execute(&id, command, metadata).await?;
         self.folded(&executed).await
@@ -364,12 +383,17 @@ impl Engines {
         Ok(())
     }
 
+    /// The entity of the current use of a scan id (see [`ScansState::current`]).
+    fn current(&self, name: &str, scan_id: &str) -> Result<String, EnginesError> {
+        self.engine(name)?;
+        self.model
+            .read(|view| view.state.current(name, scan_id).map(str::to_owned))
+            .ok_or(EnginesError::Rejected(ScanRejection::Unknown))
+    }
+
     /// A scan's whole state; unknown and cleaned scans are refused.
     pub async fn scan(&self, name: &str, scan_id: &str) -> Result<ScanState, EnginesError> {
-        let engine = self.engine(name)?;
-        let scan_id =
-            ScanId::parse(scan_id).map_err(|_| EnginesError::Rejected(ScanRejection::Unknown))?;
-        let (_, state) = self.scans.state(&entity_id(&engine.name, &scan_id)).await?;
+        let (_, state) = self.scans.state(&self.current(name, scan_id)?).await?;
         match (&state.request, state.cleaned) {
             (None, _) => Err(EnginesError::Rejected(ScanRejection::Unknown)),
             (Some(_), true) => Err(EnginesError::Rejected(ScanRejection::Cleaned)),
@@ -394,14 +418,26 @@ impl Engines {
         command: ScanCommand,
         metadata: Metadata,
     ) -> Result<(), EnginesError> {
-        let engine = self.engine(name)?;
-        let scan_id =
-            ScanId::parse(scan_id).map_err(|_| EnginesError::Rejected(ScanRejection::Unknown))?;
-        let executed = self
-            .scans
-            .execute(&entity_id(&engine.name, &scan_id), command, metadata)
-            .await?;
+        let id = self.current(name, scan_id)?;
+        let executed = self.scans.execute(&id, command, metadata).await?;
         self.folded(&executed).await
+    }
+
+    /// Notes that a client fetched an ended scan's report, which frees its id for a new scan.
+    pub async fn report_fetched(
+        &self,
+        name: &str,
+        scan_id: &str,
+        by: Option<String>,
+        metadata: Metadata,
+    ) -> Result<(), EnginesError> {
+        self.command(
+            name,
+            scan_id,
+            ScanCommand::RecordReportFetched { by },
+            metadata,
+        )
+        .await
     }
 
     /// Stops a running scan.

@@ -151,9 +151,9 @@ impl ResponseError for Refusal {
                     ScanRejection::NoAssets
                     | ScanRejection::TooManyAssets(_)
                     | ScanRejection::DatatypeNotAllowed { .. } => StatusCode::BAD_REQUEST,
-                    ScanRejection::AlreadyExists(_) | ScanRejection::NotRunning(_) => {
-                        StatusCode::CONFLICT
-                    }
+                    ScanRejection::AlreadyExists(_)
+                    | ScanRejection::NotRunning(_)
+                    | ScanRejection::NotEnded(_) => StatusCode::CONFLICT,
                     ScanRejection::Unknown | ScanRejection::Cleaned => StatusCode::NOT_FOUND,
                 },
                 // Patrowl engines answer a scan not yet ended with 200 and `status: error`,
@@ -735,7 +735,8 @@ fn parse_asset(i: usize, item: &Value) -> Result<Asset, String> {
         (status = 200, description = "Accepted.", body = openapi::PatrowlAccepted),
         (status = 400, description = "Not JSON, no scan id, no assets, a datatype the engine \
             does not scan, options or an asset it cannot scan.", body = openapi::PatrowlErrorBody),
-        (status = 409, description = "The scan id was used before on this engine.",
+        (status = 409, description = "The scan id is in use on this engine: its scan runs, \
+            or ended and its report was neither fetched nor the scan cleaned.",
             body = openapi::PatrowlErrorBody),
         (status = 413, description = "The body is over `[patrowl] max_body_kb`, or the scan \
             would make an event over `[log] max_event_kb`.",
@@ -782,6 +783,71 @@ fn severity_word(severity: Severity) -> &'static str {
     }
 }
 
+/// The longest `title` PatrowlManager stores, in characters (`Finding.title`,
+/// `RawFinding.title`: `CharField(max_length=256)`).
+pub const MAX_TITLE_CHARS: usize = 256;
+/// The longest `type` it stores (`Finding.type`: `CharField(max_length=50)`).
+pub const MAX_TYPE_CHARS: usize = 50;
+/// The longest `target.addr` entry it stores: each becomes a finding's `asset_name`
+/// (`CharField(max_length=256)`).
+pub const MAX_ADDR_CHARS: usize = 256;
+
+/// `text` cut to at most `max` characters, its end replaced by an ellipsis; `None` when it
+/// fits. PatrowlManager's import fails the whole scan job on a value over a column's limit,
+/// so an issue never carries one.
+fn cut(text: &str, max: usize) -> Option<String> {
+    // More than `max` characters: keep `max - 1` of them and the ellipsis.
+    text.chars().nth(max)?;
+    let keep = text
+        .char_indices()
+        .nth(max.saturating_sub(1))
+        .map_or(text.len(), |(i, _)| i);
+    Some(format!("{}…", &text[..keep]))
+}
+
+/// One finding as an issue within PatrowlManager's limits: a `title`, `type` or `target.addr`
+/// entry over [`MAX_TITLE_CHARS`], [`MAX_TYPE_CHARS`] or [`MAX_ADDR_CHARS`] is cut with an
+/// ellipsis, and its full text kept in `raw` as `full_title`, `full_type` or `full_addr`.
+/// (Severity and confidence are closed sets within their columns; description, solution and
+/// the JSON fields have no limit.) The log keeps what the scanner reported.
+fn issue_fields(f: &crate::actors::scan::Finding) -> (String, String, Vec<String>, Value) {
+    let mut raw = match f.raw.as_deref().map(serde_json::from_str::<Value>) {
+        Some(Ok(Value::Object(map))) => map,
+        Some(Ok(other)) => Map::from_iter([("value".to_owned(), other)]),
+        Some(Err(_)) | None => Map::new(),
+    };
+    let title = match cut(&f.title, MAX_TITLE_CHARS) {
+        Some(short) => {
+            raw.insert("full_title".into(), Value::String(f.title.clone()));
+            short
+        }
+        None => f.title.clone(),
+    };
+    let kind = match cut(&f.kind, MAX_TYPE_CHARS) {
+        Some(short) => {
+            raw.insert("full_type".into(), Value::String(f.kind.clone()));
+            short
+        }
+        None => f.kind.clone(),
+    };
+    let addr = if f
+        .target
+        .addr
+        .iter()
+        .any(|a| a.chars().nth(MAX_ADDR_CHARS).is_some())
+    {
+        raw.insert("full_addr".into(), serde_json::json!(f.target.addr));
+        f.target
+            .addr
+            .iter()
+            .map(|a| cut(a, MAX_ADDR_CHARS).unwrap_or_else(|| a.clone()))
+            .collect()
+    } else {
+        f.target.addr.clone()
+    };
+    (title, kind, addr, Value::Object(raw))
+}
+
 /// The `getfindings` body of a scan.
 fn findings_body(engine: &Engine, scan_id: &str, state: &ScanState) -> openapi::PatrowlFindings {
     let count = |severity: Severity| {
@@ -796,11 +862,7 @@ fn findings_body(engine: &Engine, scan_id: &str, state: &ScanState) -> openapi::
         .iter()
         .map(|record| {
             let f = &record.finding;
-            let raw = match f.raw.as_deref().map(serde_json::from_str::<Value>) {
-                Some(Ok(Value::Object(map))) => Value::Object(map),
-                Some(Ok(other)) => serde_json::json!({ "value": other }),
-                Some(Err(_)) | None => Value::Object(Map::new()),
-            };
+            let (title, kind, addr, raw) = issue_fields(f);
             openapi::PatrowlIssue {
                 issue_id: record.issue_id,
                 severity: severity_word(f.severity),
@@ -809,14 +871,14 @@ fn findings_body(engine: &Engine, scan_id: &str, state: &ScanState) -> openapi::
                     crate::actors::scan::Confidence::Firm => "firm",
                     crate::actors::scan::Confidence::Tentative => "tentative",
                 },
-                title: f.title.clone(),
+                title,
                 description: f.description.clone(),
                 solution: f.solution.clone(),
-                kind: f.kind.clone(),
+                kind,
                 timestamp: record.at.timestamp_millis(),
                 raw,
                 target: openapi::PatrowlTarget {
-                    addr: f.target.addr.clone(),
+                    addr,
                     protocol: f.target.protocol.clone(),
                     port_id: f.target.port_id,
                     port_type: f.target.port_type.clone(),
@@ -894,7 +956,8 @@ async fn getreport(
 ) -> Result<HttpResponse, Refusal> {
     let (name, scan_id) = path.into_inner();
     let page = on("getreport");
-    let (_, engine) = face.engine(&request, &name).await.map_err(&page)?;
+    let (caller, engine) = face.engine(&request, &name).await.map_err(&page)?;
+    let metadata = super::metadata(&request, &caller);
     let wants_json = request
         .headers()
         .get(header::ACCEPT)
@@ -912,12 +975,19 @@ async fn getreport(
         ))],
     };
     let missing = |e| page(unknown_scan(&name, &scan_id, e));
+    // Upstream engines forget a scan once its report is fetched, and PatrowlManager may use
+    // its id again: the fetch is noted (once), which frees the id; the scan stays listed.
+    let fetched = || {
+        face.engines
+            .report_fetched(&name, &scan_id, caller.user.clone(), metadata.clone())
+    };
     if wants_json {
         let state = face
             .engines
             .ended_scan(&name, &scan_id)
             .await
             .map_err(missing)?;
+        fetched().await.map_err(missing)?;
         return Ok(HttpResponse::Ok()
             .insert_header(attachment("json"))
             .json(findings_body(&engine, &scan_id, &state)));
@@ -929,6 +999,7 @@ async fn getreport(
         })
         .await
         .map_err(missing)?;
+    fetched().await.map_err(missing)?;
     Ok(HttpResponse::Ok()
         .content_type("application/zip")
         .insert_header(attachment("zip"))

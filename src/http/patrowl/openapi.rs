@@ -93,8 +93,10 @@ object, or an object as a JSON string), over the engine's default options. `scan
 asset's `id` may be numbers or strings. Accepted once the request is durable and in `status`; \
 the work runs after, each finding recorded as it is found. Refused, with the reason, when there \
 is no asset, an asset's datatype is not one the engine scans, the options or an asset cannot be \
-scanned (such as a port out of range, a range over `max_hosts`), or the scan id was used \
-before on this engine (400 or 409, `status: refused`); 503 when the engine is busy or in \
+scanned (such as a port out of range, a range over `max_hosts`), or the scan id is in use on \
+this engine: its scan runs, or ended and its report was not fetched nor the scan cleaned (400 \
+or 409, `status: refused`); once fetched or cleaned, the id starts a new scan (the earlier \
+one's history stays in the log); 503 when the engine is busy or in \
 ERROR.";
 
 pub const FINDINGS_DESCRIPTION: &str = "The findings of an ended scan (FINISHED, ERROR or \
