@@ -339,7 +339,8 @@ pub struct GrosSection {
     /// Seconds a scrape command may run before it is stopped.
     pub scrape_timeout_s: u64,
     /// Milliseconds a new scrape is watched: one that fails within them is answered 503 with
-    /// its status code.
+    /// its status code. Upstream's daemon looks after 100 ms, and agent-config gives up after
+    /// 1 s, so the default stays well under that.
     pub scrape_start_check_ms: u64,
     /// Seconds between SIGTERM and SIGKILL when a command is stopped.
     pub kill_grace_s: u64,
@@ -361,7 +362,7 @@ impl Default for GrosSection {
             max_body_kb: 256,
             import_timeout_s: 3600,
             scrape_timeout_s: 3600,
-            scrape_start_check_ms: 1000,
+            scrape_start_check_ms: 100,
             kill_grace_s: 5,
             agent: GrosAgentSection::default(),
             projects: Vec::new(),

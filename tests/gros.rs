@@ -1170,3 +1170,31 @@ async fn a_scrape_from_outside_the_projects_networks_is_refused() {
     let local = post(&face.daemon, "/scrape", "agent.example:7070").await;
     assert_eq!(local.status, 201, "{local:?}");
 }
+
+/// agent-config's scrape button gives up after 1 s: on the default start check, a scrape that
+/// keeps running is answered 201 well within that.
+#[actix_rt::test]
+async fn a_scrape_is_answered_well_within_agent_configs_timeout_by_default() {
+    let face = spawn(|config, dir| {
+        config.gros.scrape_start_check_ms =
+            annals::config::GrosSection::default().scrape_start_check_ms;
+        config.gros.projects[0].scrape_command = sh(&format!(
+            "while [ ! -e {} ]; do sleep 0.02; done",
+            dir.join("stop").display()
+        ));
+    })
+    .await;
+    let began = std::time::Instant::now();
+    let started = post(&face.daemon, "/scrape", "localhost:7070").await;
+    let took = began.elapsed();
+    assert_eq!((started.status, started.json()), (201, json!({"ok": true})));
+    // 1 s is agent-config's `scrape_timeout`; the margin is for a loaded machine.
+    assert!(took < Duration::from_millis(700), "answered after {took:?}");
+    std::fs::write(face.dir.path().join("stop"), "").unwrap();
+    face.wait_for(
+        "gros_agent-PROJ.PROJ",
+        "the scrape's end",
+        finished("scrape"),
+    )
+    .await;
+}
