@@ -31,7 +31,9 @@ pub struct GrosFace {
     pub max_body: usize,
     /// The agent the daemon's own listener serves.
     pub local: Option<(ProjectKey, AgentName)>,
-    /// The `Host` header `/scrape` requires, when set.
+    /// The `Host` header the local daemon's own `/scrape` requires, when set. The main
+    /// listener's `/agents/{project}/{agent}/scrape` answers to the controller's host names,
+    /// not the agent's, so it is not checked there.
     pub host: Option<String>,
 }
 
@@ -50,8 +52,16 @@ pub fn routes(config: &mut web::ServiceConfig) {
                 .default_service(web::to(not_implemented)),
         )
         .service(script("/auth/version.py", web::get().to(version)))
-        .service(web::resource("/agents/{project}/{agent}/status").to(agent_status))
-        .service(web::resource("/agents/{project}/{agent}/scrape").to(agent_scrape));
+        .service(
+            web::resource("/agents/{project}/{agent}/status")
+                .wrap(actix_web::middleware::from_fn(length_required))
+                .to(agent_status),
+        )
+        .service(
+            web::resource("/agents/{project}/{agent}/scrape")
+                .wrap(actix_web::middleware::from_fn(length_required))
+                .to(agent_scrape),
+        );
 }
 
 /// A controller script: other methods are answered 501, as the CGI controller does.
@@ -587,12 +597,12 @@ async fn agent_status(
     responses(
         (status = 201, description = "The scrape started.", body = GrosAgentOk),
         (status = 400, description = "`Must be POSTed`.", body = GrosAgentErrorBody),
-        (status = 403, description = "`Invalid Host header`, or a caller (through trusted \
-            proxies) outside the project's networks and `access_all_networks`.",
-            body = GrosAgentErrorBody),
+        (status = 403, description = "A caller (through trusted proxies) outside the \
+            project's networks and `access_all_networks`.", body = GrosAgentErrorBody),
         (status = 404, description = "No such agent with a scrape command.",
             body = GrosAgentErrorBody),
-        (status = 411, description = "No `Content-Length`.", body = GrosAgentErrorBody),
+        (status = 411, description = "`Client must specify Content-Length`.",
+            body = GrosAgentErrorBody),
         (status = 500, description = "The scrape command could not be started.",
             body = GrosAgentErrorBody),
         (status = 503, description = "A scrape is already running, or it failed at once \
@@ -602,7 +612,7 @@ async fn agent_scrape(
     path: web::Path<(String, String)>,
     face: web::Data<GrosFace>,
 ) -> Result<HttpResponse, AgentError> {
-    check_scrape_request(&request, &face)?;
+    check_scrape_request(&request, None)?;
     let (project, agent) = agent_path(&path)?;
     // Each scrape starts a process: on the main listener, only callers the project trusts
     // may start one (the local daemon's own listener is trusted as the agent's host).
@@ -628,29 +638,50 @@ async fn daemon_status(
     }
 }
 
-/// The method, length and host checks of `/scrape`, in the daemon's order.
-fn check_scrape_request(request: &HttpRequest, face: &GrosFace) -> Result<(), AgentError> {
-    if request.method() != actix_web::http::Method::POST {
-        return Err(AgentError::new(StatusCode::BAD_REQUEST, "Must be POSTed"));
-    }
-    if !request.headers().contains_key(header::CONTENT_LENGTH) {
-        return Err(AgentError::new(
+/// The daemon's `411` (CherryPy's): a request of a method that carries a body (POST, PUT,
+/// PATCH) that says neither its length nor that it is chunked is refused on every path of the
+/// daemon, before its route or any other check, as upstream reads bodies before handlers run.
+pub async fn length_required(
+    request: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
+) -> Result<actix_web::dev::ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
+    use actix_web::http::Method;
+    // HTTP/2 frames every body, so only HTTP/1 requests can leave their length unsaid.
+    let carries_body = [Method::POST, Method::PUT, Method::PATCH].contains(request.method())
+        && request.version() < actix_web::http::Version::HTTP_2;
+    let headers = request.headers();
+    if carries_body
+        && !headers.contains_key(header::CONTENT_LENGTH)
+        && !headers.contains_key(header::TRANSFER_ENCODING)
+    {
+        let refusal = AgentError::new(
             StatusCode::LENGTH_REQUIRED,
-            "Length Required",
-        ));
+            "Client must specify Content-Length",
+        )
+        .error_response();
+        return Ok(request.into_response(refusal));
     }
-    if let Some(expected) = &face.host {
-        let host = request
+    Ok(next.call(request).await?.map_into_boxed_body())
+}
+
+/// The host and method checks of `/scrape`, in the daemon's order; `host` is the `Host`
+/// header required, if any.
+fn check_scrape_request(request: &HttpRequest, host: Option<&str>) -> Result<(), AgentError> {
+    if let Some(expected) = host {
+        let given = request
             .headers()
             .get(header::HOST)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
-        if host != expected {
+        if given != expected {
             return Err(AgentError::new(
                 StatusCode::FORBIDDEN,
                 "Invalid Host header",
             ));
         }
+    }
+    if request.method() != actix_web::http::Method::POST {
+        return Err(AgentError::new(StatusCode::BAD_REQUEST, "Must be POSTed"));
     }
     Ok(())
 }
@@ -677,7 +708,7 @@ async fn local_scrape(
     request: HttpRequest,
     face: web::Data<GrosFace>,
 ) -> Result<HttpResponse, AgentError> {
-    check_scrape_request(&request, &face)?;
+    check_scrape_request(&request, face.host.as_deref())?;
     let (project, agent) = local(&face)?;
     daemon_scrape(&request, &face, project, agent).await
 }
@@ -705,6 +736,7 @@ pub fn serve_agent(
     let server = actix_web::HttpServer::new(move || {
         actix_web::App::new()
             .app_data(face.clone())
+            .wrap(actix_web::middleware::from_fn(length_required))
             .wrap(actix_web::middleware::from_fn(crate::http::count_request))
             .service(web::resource(["/status", "/status/"]).to(local_status))
             .service(web::resource(["/scrape", "/scrape/"]).to(local_scrape))
