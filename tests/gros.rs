@@ -402,9 +402,9 @@ async fn the_real_clients_sequence_over_https() {
     let wait = send(&face.main, get("/auth/status.py?project=PROJ")).await;
     assert_eq!(wait.status, 503, "{wait:?}");
     let status = wait.json();
-    assert_eq!(status["daemon"]["ok"], false);
+    assert_eq!(status["tracker"]["ok"], false);
     assert_eq!(status["total"]["ok"], false);
-    assert_eq!(status["total"]["message"], "Failed checks: daemon");
+    assert_eq!(status["total"]["message"], "Some parts are not OK");
 
     // Python's logging HTTPHandler: an absolute-form request line, the record as a form.
     let record = "name=gatherer&levelname=WARNING&levelno=30&msg=disk+low&message=disk+low&\
@@ -742,9 +742,11 @@ async fn the_preflight_check_says_what_is_wrong() {
     let status = answer.json();
     assert_eq!(status["permissions"]["ok"], false);
     assert_eq!(status["network"]["ok"], false);
+    assert_eq!(status["total"]["message"], "Some parts are not OK");
+    // The environment file is only handed to an agent that may gather.
     assert_eq!(
-        status["total"]["message"],
-        "Failed checks: permissions, network"
+        status["configuration"],
+        json!({"ok": false, "message": "Cannot look up environment due to other problems"})
     );
     // Through a trusted proxy, the forwarded address counts.
     let forwarded = send(
@@ -1225,6 +1227,134 @@ async fn a_scrape_is_answered_well_within_agent_configs_timeout_by_default() {
         "gros_agent-PROJ.PROJ",
         "the scrape's end",
         finished("scrape"),
+    )
+    .await;
+}
+
+/// gros-gatherer's `preflight.py`: the warning it logs for a 503, from the answer's parts.
+fn preflight_warning(status: &Value) -> String {
+    let mut problems = vec!["controller-service-unavailable".to_owned()];
+    for (key, value) in status.as_object().unwrap() {
+        if key != "total" && value["ok"] == false {
+            let message = value["message"].as_str().unwrap_or("Not OK");
+            problems.push(format!("Status '{key}': {message}"));
+        }
+    }
+    format!(
+        "Controller status: {}: {}",
+        status["total"]["message"].as_str().unwrap(),
+        problems.join(", ")
+    )
+}
+
+/// An agent of several projects is named by its first project's key in every one of them
+/// (`Configuration.get_agent_key()`), and says so in its export's `agent.key`: the export
+/// counts against that agent, so its next preflight for the project waits for the gather
+/// interval and the import, reported so that the agent's own log ignore pattern matches.
+#[actix_rt::test]
+async fn an_export_counts_against_the_agent_that_sent_it() {
+    let face = spawn(|config, dir| {
+        config.gros.projects[3].import_command = sh(&format!(
+            "while [ ! -e {} ]; do sleep 0.02; done",
+            dir.join("import-stop").display()
+        ));
+    })
+    .await;
+    let registered = send(
+        &face.main,
+        form(
+            "POST",
+            "/auth/agent.py?project=SLOW&agent=PROJ",
+            &format!("public_key={}", urlencode(KEY)),
+        ),
+    )
+    .await;
+    assert_eq!(registered.status, 200, "{registered:?}");
+    let preflight = || send(&face.main, get("/auth/status.py?project=SLOW&agent=PROJ"));
+    let before = preflight().await;
+    assert_eq!(before.status, 200, "{before:?}");
+    assert_eq!(
+        before.json()["configuration"]["contents"],
+        "GROS_PROJECT=SLOW\n"
+    );
+
+    // export_files.py's announcement, as the agent of PROJ and SLOW sends it for SLOW.
+    let agent = json!({"user": "agent", "key": "PROJ", "hostname": "host", "version": "0.0.3"});
+    let export = send(
+        &face.main,
+        form(
+            "POST",
+            "/auth/export.py?project=SLOW",
+            &format!("agent={}&files=%5B%5D", urlencode(&agent.to_string())),
+        ),
+    )
+    .await;
+    assert_eq!(export.status, 202, "{export:?}");
+    let events = face.events("gros_agent-SLOW.PROJ").await;
+    assert!(
+        events.iter().any(|e| e["type"] == "ExportAnnounced"),
+        "{events:#?}"
+    );
+
+    let after = preflight().await;
+    assert_eq!(after.status, 503, "{after:?}");
+    let status = after.json();
+    assert_eq!(status["tracker"]["ok"], false);
+    let wait = status["tracker"]["message"].as_str().unwrap();
+    let form_of_wait =
+        regex::Regex::new(r"^Next scheduled gather moment is in 0:59:[0-5][0-9](\.[0-9]{6})?$")
+            .unwrap();
+    assert!(form_of_wait.is_match(wait), "{wait}");
+    assert_eq!(status["importer"]["ok"], false, "{status}");
+    assert_eq!(status["total"]["message"], "Some parts are not OK");
+    assert!(
+        status["configuration"].get("contents").is_none(),
+        "{status}"
+    );
+    // gros-gatherer's `Log_Setup.IGNORE_MESSAGES` entry for this warning.
+    let ignored = regex::Regex::new(concat!(
+        r"^Controller status: Some parts are not OK: .*",
+        r"Status 'tracker': Next scheduled gather moment is in"
+    ))
+    .unwrap();
+    let warning = preflight_warning(&status);
+    assert!(ignored.is_match(&warning), "{warning}");
+
+    // A `user` of the form agent-<name> names the agent when there is no key; an unusable key
+    // is refused.
+    let by_user = json!({"user": "agent-other", "key": "-"});
+    let export = send(
+        &face.main,
+        form(
+            "POST",
+            "/auth/export.py?project=PROJ",
+            &format!("agent={}", urlencode(&by_user.to_string())),
+        ),
+    )
+    .await;
+    assert_eq!(export.status, 202, "{export:?}");
+    let events = face.events("gros_agent-PROJ.other").await;
+    assert!(events.iter().any(|e| e["type"] == "ExportAnnounced"));
+    let bad = send(
+        &face.main,
+        form(
+            "POST",
+            "/auth/export.py?project=PROJ",
+            &format!("agent={}", urlencode(r#"{"key": "a b"}"#)),
+        ),
+    )
+    .await;
+    assert_eq!(bad.status, 400, "{bad:?}");
+    assert_eq!(
+        bad.body,
+        "The agent's key \"a b\": Agent name must be 1 to 64 letters, digits, '-' or '_' \
+         characters\n"
+    );
+    std::fs::write(face.dir.path().join("import-stop"), "").unwrap();
+    face.wait_for(
+        "gros_agent-SLOW.PROJ",
+        "the import's end",
+        finished("import"),
     )
     .await;
 }

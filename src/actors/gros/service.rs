@@ -152,7 +152,10 @@ pub struct Preflight {
 pub struct Configuration {
     pub ok: bool,
     pub message: String,
-    pub contents: String,
+    /// The agent's environment file: only when every other check is OK, as upstream, so an
+    /// agent that may not gather is not handed its configuration.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contents: Option<String>,
 }
 
 /// Whether a log record was kept.
@@ -714,10 +717,15 @@ pub fn preflight(
             .and_then(|interval| at.checked_add_signed(interval))
             .unwrap_or(DateTime::<Utc>::MAX_UTC)
     });
-    let daemon = match next_gather {
+    // The wait is reported in upstream's words (its tracker check, Python's `timedelta`): the
+    // agent's own log ignore patterns match them, so a wait is not logged as a problem.
+    let tracker = match next_gather {
         Some(next) if next > now => check(
             false,
-            format!("Next scheduled gather moment is {}", next.to_rfc3339()),
+            format!(
+                "Next scheduled gather moment is in {}",
+                python_timedelta(next - now)
+            ),
         ),
         Some(_) => check(true, "Scheduled gather moment has passed"),
         None => check(true, "No export recorded yet"),
@@ -734,10 +742,7 @@ pub fn preflight(
             true,
             "The event log is open; it holds the gathered data's records",
         ),
-        tracker: check(
-            true,
-            "The event log is open; it tracks this agent's updates",
-        ),
+        tracker,
         permissions: if state.registered() {
             check(true, "The agent is registered")
         } else {
@@ -753,20 +758,50 @@ pub fn preflight(
         } else {
             check(true, "No import is running")
         },
-        daemon,
+        daemon: check(
+            true,
+            "The import and scrape runners are part of this server",
+        ),
         network,
         configuration: Configuration {
             ok: true,
             message: "The agent's environment file".into(),
-            contents: project.environment.clone(),
+            contents: Some(project.environment.clone()),
         },
-        total: check(true, "Everything is OK"),
+        total: check(true, "Everything OK"),
     };
-    let failed = failed_checks(&preflight);
-    if !failed.is_empty() {
-        preflight.total = check(false, format!("Failed checks: {}", failed.join(", ")));
+    if !failed_checks(&preflight).is_empty() {
+        preflight.configuration = Configuration {
+            ok: false,
+            message: "Cannot look up environment due to other problems".into(),
+            contents: None,
+        };
+        preflight.total = check(false, "Some parts are not OK");
     }
     preflight
+}
+
+/// A positive duration as Python's `str(timedelta)` writes it: `[D day[s], ]H:MM:SS[.ffffff]`.
+fn python_timedelta(duration: chrono::Duration) -> String {
+    let micros_total = duration.num_microseconds().unwrap_or(i64::MAX).max(0);
+    let (seconds_total, micros) = (micros_total / 1_000_000, micros_total % 1_000_000);
+    let days = seconds_total / 86_400;
+    let rest = seconds_total % 86_400;
+    let mut text = match days {
+        0 => String::new(),
+        1 => "1 day, ".to_owned(),
+        days => format!("{days} days, "),
+    };
+    text.push_str(&format!(
+        "{}:{:02}:{:02}",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    ));
+    if micros != 0 {
+        text.push_str(&format!(".{micros:06}"));
+    }
+    text
 }
 
 fn failed_checks(preflight: &Preflight) -> Vec<String> {

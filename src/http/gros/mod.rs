@@ -402,27 +402,51 @@ async fn export(
 ) -> Result<HttpResponse, ControllerError> {
     let params = Params::read(&request, payload, face.max_body).await?;
     let project = params.project()?;
-    let json = |name: &str| -> Result<String, ControllerError> {
+    let json = |name: &str| -> Result<serde_json::Value, ControllerError> {
         let raw = params.required(name)?;
-        let value: serde_json::Value = serde_json::from_str(raw)
-            .map_err(|e| ControllerError::BadRequest(format!("{name} must be JSON: {e}")))?;
-        Ok(value.to_string())
+        serde_json::from_str(raw)
+            .map_err(|e| ControllerError::BadRequest(format!("{name} must be JSON: {e}")))
     };
     let agent_info = json("agent")?;
+    let agent = export_agent(&project, &agent_info)?;
     let files = match params.one("files")? {
-        Some(_) => json("files")?,
+        Some(_) => json("files")?.to_string(),
         None => "[]".to_owned(),
     };
     face.gros
         .export(
             &project,
-            &AgentName::of(&project),
-            agent_info,
+            &agent,
+            agent_info.to_string(),
             files,
             metadata(&request),
         )
         .await?;
     Ok(HttpResponse::Accepted().finish())
+}
+
+/// The agent an export counts against, as upstream's `export.py` picks it from the client's
+/// `agent` JSON: its `key` (the agent's first project, so an agent of several projects is one
+/// agent in each), else the name in a `user` of the form `agent-<name>`, else the agent named
+/// after the project.
+fn export_agent(
+    project: &ProjectKey,
+    info: &serde_json::Value,
+) -> Result<AgentName, ControllerError> {
+    let field = |name: &str| match info.get(name) {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(text)) => Ok(Some(text.as_str())),
+        Some(_) => Err(ControllerError::BadRequest(format!(
+            "The agent's {name} must be a string"
+        ))),
+    };
+    let named = match (field("key")?, field("user")?) {
+        (Some(key), _) if !key.is_empty() && key != "-" => key,
+        (_, Some(user)) if user.starts_with("agent-") => &user["agent-".len()..],
+        _ => return Ok(AgentName::of(project)),
+    };
+    AgentName::parse(named)
+        .map_err(|e| ControllerError::BadRequest(format!("The agent's key {named:?}: {e}")))
 }
 
 #[utoipa::path(post, path = "/auth/log.py", operation_id = "gros_log", tag = "gros",
