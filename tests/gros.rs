@@ -241,11 +241,16 @@ impl Face {
     }
 
     async fn register(&self, agent: &str) -> Answer {
+        self.register_in("PROJ", agent).await
+    }
+
+    /// Registers an agent of a project, as gros-gatherer does.
+    async fn register_in(&self, project: &str, agent: &str) -> Answer {
         send(
             &self.main,
             form(
                 "POST",
-                &format!("/auth/agent.py?project=PROJ&agent={agent}"),
+                &format!("/auth/agent.py?project={project}&agent={agent}"),
                 &format!("public_key={}", urlencode(KEY)),
             ),
         )
@@ -843,6 +848,9 @@ async fn post(target: &Target, path: &str, host: &str) -> Answer {
 #[actix_rt::test]
 async fn the_agent_daemon_answers_as_upstream_does() {
     let face = spawn(|config, _| config.gros.agent.host = "agent.example:7070".into()).await;
+    for (project, agent) in [("FAIL", "FAIL"), ("NOPE", "NOPE"), ("SLOW", "a1")] {
+        assert_eq!(face.register_in(project, agent).await.status, 200);
+    }
     // Without a length, a request of a method with a body is refused first, on any path, in
     // CherryPy's words; then the Host header; then the method.
     let lengthless = |method: &str, path: &str, host: &str| {
@@ -996,6 +1004,7 @@ async fn scrapes_and_imports_are_stopped_at_their_timeouts() {
         config.gros.projects[3].import_command = sh("echo long import; exec sleep 60");
     })
     .await;
+    assert_eq!(face.register_in("SLOW", "SLOW").await.status, 200);
     let started = send(&face.main, form("POST", "/agents/SLOW/SLOW/scrape", "")).await;
     assert_eq!(started.status, 201, "{started:?}");
     let exported = send(
@@ -1145,6 +1154,16 @@ fn a_scrape_cut_short_by_a_crash_is_settled_at_the_next_start() {
         address: served.address.clone(),
         der: None,
     };
+    let registered = exchange(
+        &target,
+        form(
+            "POST",
+            "/auth/agent.py?project=SLOW",
+            &format!("public_key={}", urlencode(KEY)),
+        )
+        .as_bytes(),
+    );
+    assert_eq!(registered.status, 200, "{registered:?}");
     let scrape = "POST /agents/SLOW/SLOW/scrape HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
                   Content-Length: 0\r\n\r\n";
     assert_eq!(exchange(&target, scrape.as_bytes()).status, 201);
@@ -1184,6 +1203,7 @@ async fn a_scrape_from_outside_the_projects_networks_is_refused() {
         config.gros.projects[0].networks = vec!["10.0.0.0/8".into()];
     })
     .await;
+    assert_eq!(face.register("PROJ").await.status, 200);
     let refused = post(&face.main, "/agents/PROJ/PROJ/scrape", "agent.example:7070").await;
     assert_eq!(
         (refused.status, refused.json()),
@@ -1355,6 +1375,86 @@ async fn an_export_counts_against_the_agent_that_sent_it() {
         "gros_agent-SLOW.PROJ",
         "the import's end",
         finished("import"),
+    )
+    .await;
+}
+
+/// The main listener answers for every project's agents, so only a registered agent's scrape
+/// starts a process there, and at most `[gros] max_agent_scrapes` run at once; the local
+/// daemon's own listener is neither gated nor counted.
+#[actix_rt::test]
+async fn scrapes_on_the_main_listener_are_for_registered_agents_and_capped() {
+    let face = spawn(|config, dir| {
+        config.gros.max_agent_scrapes = 1;
+        config.gros.projects[0].scrape_command = sh(&format!(
+            "while [ ! -e {} ]; do sleep 0.02; done",
+            dir.join("stop").display()
+        ));
+    })
+    .await;
+    for path in ["/agents/SLOW/madeup/scrape", "/agents/SLOW/madeup/status"] {
+        let unknown = post(&face.main, path, "localhost").await;
+        assert_eq!(
+            (unknown.status, unknown.json()),
+            (
+                404,
+                agent_error("404 Not Found", "Agent SLOW.madeup is not registered")
+            ),
+            "{path}"
+        );
+    }
+    assert!(face.events("gros_agent-SLOW.madeup").await.is_empty());
+
+    for agent in ["a1", "a2"] {
+        assert_eq!(face.register_in("SLOW", agent).await.status, 200);
+    }
+    let first = post(&face.main, "/agents/SLOW/a1/scrape", "localhost").await;
+    assert_eq!(first.status, 201, "{first:?}");
+    let full = post(&face.main, "/agents/SLOW/a2/scrape", "localhost").await;
+    assert_eq!(
+        (full.status, full.json()),
+        (
+            503,
+            agent_error(
+                "503 Service Unavailable",
+                "Too many scrapes are running: at most 1 at once"
+            )
+        )
+    );
+    // The agent's own scrape running is said as such, not as a full daemon.
+    let again = post(&face.main, "/agents/SLOW/a1/scrape", "localhost").await;
+    assert_eq!(
+        again.json()["error"]["message"],
+        "A scrape process is already running"
+    );
+    // The local agent's daemon is not counted against the shared ones.
+    let local = post(&face.daemon, "/scrape", "localhost").await;
+    assert_eq!(local.status, 201, "{local:?}");
+
+    // The slot is free again once the scrape ends.
+    std::fs::write(face.dir.path().join("stop"), "").unwrap();
+    face.wait_for(
+        "gros_agent-SLOW.a1",
+        "the first scrape's end",
+        finished("scrape"),
+    )
+    .await;
+    let second = poll_async(WAIT, "a free slot", || async {
+        let answer = post(&face.main, "/agents/SLOW/a2/scrape", "localhost").await;
+        (answer.status != 503).then_some(answer)
+    })
+    .await;
+    assert_eq!(second.status, 201, "{second:?}");
+    face.wait_for(
+        "gros_agent-SLOW.a2",
+        "the second scrape's end",
+        finished("scrape"),
+    )
+    .await;
+    face.wait_for(
+        "gros_agent-PROJ.PROJ",
+        "the local scrape's end",
+        finished("scrape"),
     )
     .await;
 }

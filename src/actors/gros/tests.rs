@@ -415,3 +415,27 @@ fn a_wait_is_reported_as_upstream_reports_it() {
         (true, Some("Everything OK"))
     );
 }
+
+/// `max_agent_scrapes` is a count of processes: none would refuse every scrape of the shared
+/// daemon, so the configuration says so at start.
+#[test]
+fn the_shared_daemon_runs_at_least_one_scrape() {
+    let section = crate::config::GrosSection {
+        max_agent_scrapes: 0,
+        ..crate::config::GrosSection::default()
+    };
+    assert_eq!(
+        service::Controller::parse(&section).unwrap_err(),
+        "max_agent_scrapes must be at least 1"
+    );
+    let section = crate::config::GrosSection {
+        max_agent_scrapes: 1,
+        ..section
+    };
+    assert_eq!(
+        service::Controller::parse(&section)
+            .unwrap()
+            .max_agent_scrapes,
+        1
+    );
+}

@@ -16,7 +16,7 @@ use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 
 use super::body::{read_body, BodyError};
 use crate::actors::gros::model::{parse_measurements, GathererVersion};
-use crate::actors::gros::service::Logged;
+use crate::actors::gros::service::{Daemon, Logged};
 use crate::actors::gros::{AgentName, Gros, GrosError, ProjectKey};
 use crate::events::Metadata;
 use openapi::{
@@ -119,13 +119,15 @@ impl From<GrosError> for ControllerError {
     fn from(error: GrosError) -> Self {
         let message = error.to_string();
         match error {
-            GrosError::UnknownProject(_) | GrosError::NoSalts(_) | GrosError::NoScrape(_) => {
-                ControllerError::NotFound(message)
-            }
+            GrosError::UnknownProject(_)
+            | GrosError::NoSalts(_)
+            | GrosError::NoScrape(_)
+            | GrosError::NotRegistered(_) => ControllerError::NotFound(message),
             GrosError::OutsideNetworks(_) => ControllerError::Forbidden(message),
             GrosError::TooLarge(_) => ControllerError::TooLarge(message),
             GrosError::Locked(_)
             | GrosError::ScrapeRunning
+            | GrosError::TooManyScrapes(_)
             | GrosError::FailedAtOnce(_)
             | GrosError::CannotStart(_)
             | GrosError::Secret(_)
@@ -190,12 +192,14 @@ impl ResponseError for AgentError {
 impl From<GrosError> for AgentError {
     fn from(error: GrosError) -> Self {
         let status = match &error {
-            GrosError::UnknownProject(_) | GrosError::NoSalts(_) | GrosError::NoScrape(_) => {
-                StatusCode::NOT_FOUND
-            }
-            GrosError::ScrapeRunning | GrosError::FailedAtOnce(_) | GrosError::Locked(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            GrosError::UnknownProject(_)
+            | GrosError::NoSalts(_)
+            | GrosError::NoScrape(_)
+            | GrosError::NotRegistered(_) => StatusCode::NOT_FOUND,
+            GrosError::ScrapeRunning
+            | GrosError::TooManyScrapes(_)
+            | GrosError::FailedAtOnce(_)
+            | GrosError::Locked(_) => StatusCode::SERVICE_UNAVAILABLE,
             GrosError::OutsideNetworks(_) => StatusCode::FORBIDDEN,
             GrosError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             GrosError::CannotStart(_) | GrosError::Secret(_) | GrosError::NotRecorded(_) => {
@@ -603,7 +607,7 @@ fn agent_path(path: &web::Path<(String, String)>) -> Result<(ProjectKey, AgentNa
     params(openapi::AgentPath),
     responses(
         (status = 200, description = "A scrape is running.", body = GrosAgentOk),
-        (status = 404, description = "No such agent with a scrape command.",
+        (status = 404, description = "No such registered agent with a scrape command.",
             body = GrosAgentErrorBody),
         (status = 503, description = "No scrape is running.", body = GrosAgentOk)))]
 async fn agent_status(
@@ -611,7 +615,7 @@ async fn agent_status(
     face: web::Data<GrosFace>,
 ) -> Result<HttpResponse, AgentError> {
     let (project, agent) = agent_path(&path)?;
-    daemon_status(&face, &project, &agent).await
+    daemon_status(&face, &project, &agent, Daemon::Shared).await
 }
 
 #[utoipa::path(post, path = "/agents/{project}/{agent}/scrape",
@@ -623,14 +627,15 @@ async fn agent_status(
         (status = 400, description = "`Must be POSTed`.", body = GrosAgentErrorBody),
         (status = 403, description = "A caller (through trusted proxies) outside the \
             project's networks and `access_all_networks`.", body = GrosAgentErrorBody),
-        (status = 404, description = "No such agent with a scrape command.",
+        (status = 404, description = "No such registered agent with a scrape command.",
             body = GrosAgentErrorBody),
         (status = 411, description = "`Client must specify Content-Length`.",
             body = GrosAgentErrorBody),
         (status = 500, description = "The scrape command could not be started.",
             body = GrosAgentErrorBody),
-        (status = 503, description = "A scrape is already running, or it failed at once \
-            (`Status code <rc>`).", body = GrosAgentErrorBody)))]
+        (status = 503, description = "A scrape is already running, `[gros] \
+            max_agent_scrapes` run already, or it failed at once (`Status code <rc>`).",
+            body = GrosAgentErrorBody)))]
 async fn agent_scrape(
     request: HttpRequest,
     path: web::Path<(String, String)>,
@@ -641,15 +646,16 @@ async fn agent_scrape(
     // Each scrape starts a process: on the main listener, only callers the project trusts
     // may start one (the local daemon's own listener is trusted as the agent's host).
     face.gros.check_network(&project, caller(&request, &face))?;
-    daemon_scrape(&request, &face, &project, &agent).await
+    daemon_scrape(&request, &face, &project, &agent, Daemon::Shared).await
 }
 
 async fn daemon_status(
     face: &GrosFace,
     project: &ProjectKey,
     agent: &AgentName,
+    daemon: Daemon,
 ) -> Result<HttpResponse, AgentError> {
-    if face.gros.scraping(project, agent).await? {
+    if face.gros.scraping(project, agent, daemon).await? {
         Ok(HttpResponse::Ok().json(GrosAgentOk {
             ok: true,
             message: Some("Scrape process is running".into()),
@@ -715,8 +721,11 @@ async fn daemon_scrape(
     face: &GrosFace,
     project: &ProjectKey,
     agent: &AgentName,
+    daemon: Daemon,
 ) -> Result<HttpResponse, AgentError> {
-    face.gros.scrape(project, agent, metadata(request)).await?;
+    face.gros
+        .scrape(project, agent, daemon, metadata(request))
+        .await?;
     Ok(HttpResponse::Created().json(GrosAgentOk {
         ok: true,
         message: None,
@@ -725,7 +734,7 @@ async fn daemon_scrape(
 
 async fn local_status(face: web::Data<GrosFace>) -> Result<HttpResponse, AgentError> {
     let (project, agent) = local(&face)?;
-    daemon_status(&face, project, agent).await
+    daemon_status(&face, project, agent, Daemon::Local).await
 }
 
 async fn local_scrape(
@@ -734,7 +743,7 @@ async fn local_scrape(
 ) -> Result<HttpResponse, AgentError> {
     check_scrape_request(&request, face.host.as_deref())?;
     let (project, agent) = local(&face)?;
-    daemon_scrape(&request, &face, project, agent).await
+    daemon_scrape(&request, &face, project, agent, Daemon::Local).await
 }
 
 fn local(face: &GrosFace) -> Result<(&ProjectKey, &AgentName), AgentError> {

@@ -83,12 +83,14 @@ pub const MEASUREMENTS: &str = "Records BigBoat measurements: `status` is a JSON
 pub const VERSION: &str = "Compares the gatherer's commit (`<version>-<branch>-<40 hex>`, or the \
 commit alone) with `[gros] controller_version`; the version must be `[gros] gatherer_version`.";
 
-pub const AGENT_STATUS: &str = "The scraper agent daemon's `/status` for an agent of a project \
-with a `scrape_command`. Any method.";
+pub const AGENT_STATUS: &str = "The scraper agent daemon's `/status` for a registered agent of a \
+project with a `scrape_command`. Any method.";
 
-pub const AGENT_SCRAPE: &str = "The scraper agent daemon's `/scrape`: starts the project's \
-`scrape_command` as a child process whose output and exit go on the agent's stream. A command \
-that fails within `[gros] scrape_start_check_ms` is answered 503 with its status code.";
+pub const AGENT_SCRAPE: &str =
+    "The scraper agent daemon's `/scrape` for a registered agent: starts \
+the project's `scrape_command` as a child process whose output and exit go on the agent's \
+stream. At most `[gros] max_agent_scrapes` started here run at once. A command that fails \
+within `[gros] scrape_start_check_ms` is answered 503 with its status code.";
 
 /// `project` (query or form).
 #[derive(IntoParams)]
