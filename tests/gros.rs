@@ -883,6 +883,18 @@ async fn the_agent_daemon_answers_as_upstream_does() {
             length_required,
         ),
         (
+            // A chunked body says where it ends: no length needed.
+            send(
+                &face.daemon,
+                "POST /status HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+                 Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+                    .to_owned(),
+            )
+            .await,
+            503,
+            json!({"ok": false, "message": "No scrape process is running"}),
+        ),
+        (
             send(&face.daemon, get("/scrape")).await,
             403,
             agent_error("403 Forbidden", "Invalid Host header"),
