@@ -339,10 +339,14 @@ pub struct GrosSection {
     /// Seconds a scrape command may run before it is stopped.
     pub scrape_timeout_s: u64,
     /// Milliseconds a new scrape is watched: one that fails within them is answered 503 with
-    /// its status code.
+    /// its status code. Upstream's daemon looks after 100 ms, and agent-config gives up after
+    /// 1 s, so the default stays well under that.
     pub scrape_start_check_ms: u64,
     /// Seconds between SIGTERM and SIGKILL when a command is stopped.
     pub kill_grace_s: u64,
+    /// The most scrapes started through the main listener's `/agents/{project}/{agent}/scrape`
+    /// that run at once (each is a process of this host); more are answered 503.
+    pub max_agent_scrapes: usize,
     /// The scraper agent daemon of the local agent.
     pub agent: GrosAgentSection,
     /// The projects, each with its agents' settings.
@@ -361,8 +365,9 @@ impl Default for GrosSection {
             max_body_kb: 256,
             import_timeout_s: 3600,
             scrape_timeout_s: 3600,
-            scrape_start_check_ms: 1000,
+            scrape_start_check_ms: 100,
             kill_grace_s: 5,
+            max_agent_scrapes: 4,
             agent: GrosAgentSection::default(),
             projects: Vec::new(),
         }
@@ -382,7 +387,8 @@ pub struct GrosAgentSection {
     pub project: String,
     /// The local agent's name; empty: named after its project.
     pub agent: String,
-    /// When not empty, `/scrape` refuses other `Host` headers with 403.
+    /// When not empty, this listener's `/scrape` refuses other `Host` headers with 403 (the
+    /// main listener's `/agents/…/scrape` does not check it).
     pub host: String,
 }
 

@@ -241,11 +241,16 @@ impl Face {
     }
 
     async fn register(&self, agent: &str) -> Answer {
+        self.register_in("PROJ", agent).await
+    }
+
+    /// Registers an agent of a project, as gros-gatherer does.
+    async fn register_in(&self, project: &str, agent: &str) -> Answer {
         send(
             &self.main,
             form(
                 "POST",
-                &format!("/auth/agent.py?project=PROJ&agent={agent}"),
+                &format!("/auth/agent.py?project={project}&agent={agent}"),
                 &format!("public_key={}", urlencode(KEY)),
             ),
         )
@@ -402,9 +407,9 @@ async fn the_real_clients_sequence_over_https() {
     let wait = send(&face.main, get("/auth/status.py?project=PROJ")).await;
     assert_eq!(wait.status, 503, "{wait:?}");
     let status = wait.json();
-    assert_eq!(status["daemon"]["ok"], false);
+    assert_eq!(status["tracker"]["ok"], false);
     assert_eq!(status["total"]["ok"], false);
-    assert_eq!(status["total"]["message"], "Failed checks: daemon");
+    assert_eq!(status["total"]["message"], "Some parts are not OK");
 
     // Python's logging HTTPHandler: an absolute-form request line, the record as a form.
     let record = "name=gatherer&levelname=WARNING&levelno=30&msg=disk+low&message=disk+low&\
@@ -742,9 +747,11 @@ async fn the_preflight_check_says_what_is_wrong() {
     let status = answer.json();
     assert_eq!(status["permissions"]["ok"], false);
     assert_eq!(status["network"]["ok"], false);
+    assert_eq!(status["total"]["message"], "Some parts are not OK");
+    // The environment file is only handed to an agent that may gather.
     assert_eq!(
-        status["total"]["message"],
-        "Failed checks: permissions, network"
+        status["configuration"],
+        json!({"ok": false, "message": "Cannot look up environment due to other problems"})
     );
     // Through a trusted proxy, the forwarded address counts.
     let forwarded = send(
@@ -841,21 +848,65 @@ async fn post(target: &Target, path: &str, host: &str) -> Answer {
 #[actix_rt::test]
 async fn the_agent_daemon_answers_as_upstream_does() {
     let face = spawn(|config, _| config.gros.agent.host = "agent.example:7070".into()).await;
+    for (project, agent) in [("FAIL", "FAIL"), ("NOPE", "NOPE"), ("SLOW", "a1")] {
+        assert_eq!(face.register_in(project, agent).await.status, 200);
+    }
+    // Without a length, a request of a method with a body is refused first, on any path, in
+    // CherryPy's words; then the Host header; then the method.
+    let lengthless = |method: &str, path: &str, host: &str| {
+        format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")
+    };
+    let length_required = agent_error("411 Length Required", "Client must specify Content-Length");
     let cases = [
         (
+            send(&face.daemon, lengthless("POST", "/scrape", "elsewhere")).await,
+            411,
+            length_required.clone(),
+        ),
+        (
+            send(&face.daemon, lengthless("POST", "/status", "localhost")).await,
+            411,
+            length_required.clone(),
+        ),
+        (
+            send(&face.daemon, lengthless("PUT", "/nowhere", "localhost")).await,
+            411,
+            length_required.clone(),
+        ),
+        (
+            send(
+                &face.main,
+                lengthless("POST", "/agents/PROJ/PROJ/status", "localhost"),
+            )
+            .await,
+            411,
+            length_required,
+        ),
+        (
+            // A chunked body says where it ends: no length needed.
+            send(
+                &face.daemon,
+                "POST /status HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+                 Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+                    .to_owned(),
+            )
+            .await,
+            503,
+            json!({"ok": false, "message": "No scrape process is running"}),
+        ),
+        (
             send(&face.daemon, get("/scrape")).await,
-            400,
-            agent_error("400 Bad Request", "Must be POSTed"),
+            403,
+            agent_error("403 Forbidden", "Invalid Host header"),
         ),
         (
             send(
                 &face.daemon,
-                "POST /scrape HTTP/1.1\r\nHost: agent.example:7070\r\nConnection: close\r\n\r\n"
-                    .to_owned(),
+                lengthless("GET", "/scrape", "agent.example:7070"),
             )
             .await,
-            411,
-            agent_error("411 Length Required", "Length Required"),
+            400,
+            agent_error("400 Bad Request", "Must be POSTed"),
         ),
         (
             post(&face.daemon, "/scrape", "elsewhere").await,
@@ -868,7 +919,8 @@ async fn the_agent_daemon_answers_as_upstream_does() {
             agent_error("404 Not Found", "The path '/nowhere' was not found."),
         ),
         (
-            post(&face.main, "/agents/FAIL/FAIL/scrape", "agent.example:7070").await,
+            // `[gros.agent] host` is the local daemon's: the main listener does not check it.
+            post(&face.main, "/agents/FAIL/FAIL/scrape", "controller.example").await,
             503,
             agent_error("503 Service Unavailable", "Status code 3"),
         ),
@@ -964,6 +1016,7 @@ async fn scrapes_and_imports_are_stopped_at_their_timeouts() {
         config.gros.projects[3].import_command = sh("echo long import; exec sleep 60");
     })
     .await;
+    assert_eq!(face.register_in("SLOW", "SLOW").await.status, 200);
     let started = send(&face.main, form("POST", "/agents/SLOW/SLOW/scrape", "")).await;
     assert_eq!(started.status, 201, "{started:?}");
     let exported = send(
@@ -1113,6 +1166,16 @@ fn a_scrape_cut_short_by_a_crash_is_settled_at_the_next_start() {
         address: served.address.clone(),
         der: None,
     };
+    let registered = exchange(
+        &target,
+        form(
+            "POST",
+            "/auth/agent.py?project=SLOW",
+            &format!("public_key={}", urlencode(KEY)),
+        )
+        .as_bytes(),
+    );
+    assert_eq!(registered.status, 200, "{registered:?}");
     let scrape = "POST /agents/SLOW/SLOW/scrape HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
                   Content-Length: 0\r\n\r\n";
     assert_eq!(exchange(&target, scrape.as_bytes()).status, 201);
@@ -1152,6 +1215,7 @@ async fn a_scrape_from_outside_the_projects_networks_is_refused() {
         config.gros.projects[0].networks = vec!["10.0.0.0/8".into()];
     })
     .await;
+    assert_eq!(face.register("PROJ").await.status, 200);
     let refused = post(&face.main, "/agents/PROJ/PROJ/scrape", "agent.example:7070").await;
     assert_eq!(
         (refused.status, refused.json()),
@@ -1169,4 +1233,240 @@ async fn a_scrape_from_outside_the_projects_networks_is_refused() {
     assert_eq!(unknown.status, 404, "{unknown:?}");
     let local = post(&face.daemon, "/scrape", "agent.example:7070").await;
     assert_eq!(local.status, 201, "{local:?}");
+}
+
+/// agent-config's scrape button gives up after 1 s: on the default start check, a scrape that
+/// keeps running is answered 201 well within that.
+#[actix_rt::test]
+async fn a_scrape_is_answered_well_within_agent_configs_timeout_by_default() {
+    let face = spawn(|config, dir| {
+        config.gros.scrape_start_check_ms =
+            annals::config::GrosSection::default().scrape_start_check_ms;
+        config.gros.projects[0].scrape_command = sh(&format!(
+            "while [ ! -e {} ]; do sleep 0.02; done",
+            dir.join("stop").display()
+        ));
+    })
+    .await;
+    let began = std::time::Instant::now();
+    let started = post(&face.daemon, "/scrape", "localhost:7070").await;
+    let took = began.elapsed();
+    assert_eq!((started.status, started.json()), (201, json!({"ok": true})));
+    // 1 s is agent-config's `scrape_timeout`; the margin is for a loaded machine.
+    assert!(took < Duration::from_millis(700), "answered after {took:?}");
+    std::fs::write(face.dir.path().join("stop"), "").unwrap();
+    face.wait_for(
+        "gros_agent-PROJ.PROJ",
+        "the scrape's end",
+        finished("scrape"),
+    )
+    .await;
+}
+
+/// gros-gatherer's `preflight.py`: the warning it logs for a 503, from the answer's parts.
+fn preflight_warning(status: &Value) -> String {
+    let mut problems = vec!["controller-service-unavailable".to_owned()];
+    for (key, value) in status.as_object().unwrap() {
+        if key != "total" && value["ok"] == false {
+            let message = value["message"].as_str().unwrap_or("Not OK");
+            problems.push(format!("Status '{key}': {message}"));
+        }
+    }
+    format!(
+        "Controller status: {}: {}",
+        status["total"]["message"].as_str().unwrap(),
+        problems.join(", ")
+    )
+}
+
+/// An agent of several projects is named by its first project's key in every one of them
+/// (`Configuration.get_agent_key()`), and says so in its export's `agent.key`: the export
+/// counts against that agent, so its next preflight for the project waits for the gather
+/// interval and the import, reported so that the agent's own log ignore pattern matches.
+#[actix_rt::test]
+async fn an_export_counts_against_the_agent_that_sent_it() {
+    let face = spawn(|config, dir| {
+        config.gros.projects[3].import_command = sh(&format!(
+            "while [ ! -e {} ]; do sleep 0.02; done",
+            dir.join("import-stop").display()
+        ));
+    })
+    .await;
+    let registered = send(
+        &face.main,
+        form(
+            "POST",
+            "/auth/agent.py?project=SLOW&agent=PROJ",
+            &format!("public_key={}", urlencode(KEY)),
+        ),
+    )
+    .await;
+    assert_eq!(registered.status, 200, "{registered:?}");
+    let preflight = || send(&face.main, get("/auth/status.py?project=SLOW&agent=PROJ"));
+    let before = preflight().await;
+    assert_eq!(before.status, 200, "{before:?}");
+    assert_eq!(
+        before.json()["configuration"]["contents"],
+        "GROS_PROJECT=SLOW\n"
+    );
+
+    // export_files.py's announcement, as the agent of PROJ and SLOW sends it for SLOW.
+    let agent = json!({"user": "agent", "key": "PROJ", "hostname": "host", "version": "0.0.3"});
+    let export = send(
+        &face.main,
+        form(
+            "POST",
+            "/auth/export.py?project=SLOW",
+            &format!("agent={}&files=%5B%5D", urlencode(&agent.to_string())),
+        ),
+    )
+    .await;
+    assert_eq!(export.status, 202, "{export:?}");
+    let events = face.events("gros_agent-SLOW.PROJ").await;
+    assert!(
+        events.iter().any(|e| e["type"] == "ExportAnnounced"),
+        "{events:#?}"
+    );
+
+    let after = preflight().await;
+    assert_eq!(after.status, 503, "{after:?}");
+    let status = after.json();
+    assert_eq!(status["tracker"]["ok"], false);
+    let wait = status["tracker"]["message"].as_str().unwrap();
+    let form_of_wait =
+        regex::Regex::new(r"^Next scheduled gather moment is in 0:59:[0-5][0-9](\.[0-9]{6})?$")
+            .unwrap();
+    assert!(form_of_wait.is_match(wait), "{wait}");
+    assert_eq!(status["importer"]["ok"], false, "{status}");
+    assert_eq!(status["total"]["message"], "Some parts are not OK");
+    assert!(
+        status["configuration"].get("contents").is_none(),
+        "{status}"
+    );
+    // gros-gatherer's `Log_Setup.IGNORE_MESSAGES` entry for this warning.
+    let ignored = regex::Regex::new(concat!(
+        r"^Controller status: Some parts are not OK: .*",
+        r"Status 'tracker': Next scheduled gather moment is in"
+    ))
+    .unwrap();
+    let warning = preflight_warning(&status);
+    assert!(ignored.is_match(&warning), "{warning}");
+
+    // A `user` of the form agent-<name> names the agent when there is no key; an unusable key
+    // is refused.
+    let by_user = json!({"user": "agent-other", "key": "-"});
+    let export = send(
+        &face.main,
+        form(
+            "POST",
+            "/auth/export.py?project=PROJ",
+            &format!("agent={}", urlencode(&by_user.to_string())),
+        ),
+    )
+    .await;
+    assert_eq!(export.status, 202, "{export:?}");
+    let events = face.events("gros_agent-PROJ.other").await;
+    assert!(events.iter().any(|e| e["type"] == "ExportAnnounced"));
+    let bad = send(
+        &face.main,
+        form(
+            "POST",
+            "/auth/export.py?project=PROJ",
+            &format!("agent={}", urlencode(r#"{"key": "a b"}"#)),
+        ),
+    )
+    .await;
+    assert_eq!(bad.status, 400, "{bad:?}");
+    assert_eq!(
+        bad.body,
+        "The agent's key \"a b\": Agent name must be 1 to 64 letters, digits, '-' or '_' \
+         characters\n"
+    );
+    std::fs::write(face.dir.path().join("import-stop"), "").unwrap();
+    face.wait_for(
+        "gros_agent-SLOW.PROJ",
+        "the import's end",
+        finished("import"),
+    )
+    .await;
+}
+
+/// The main listener answers for every project's agents, so only a registered agent's scrape
+/// starts a process there, and at most `[gros] max_agent_scrapes` run at once; the local
+/// daemon's own listener is neither gated nor counted.
+#[actix_rt::test]
+async fn scrapes_on_the_main_listener_are_for_registered_agents_and_capped() {
+    let face = spawn(|config, dir| {
+        config.gros.max_agent_scrapes = 1;
+        config.gros.projects[0].scrape_command = sh(&format!(
+            "while [ ! -e {} ]; do sleep 0.02; done",
+            dir.join("stop").display()
+        ));
+    })
+    .await;
+    for path in ["/agents/SLOW/madeup/scrape", "/agents/SLOW/madeup/status"] {
+        let unknown = post(&face.main, path, "localhost").await;
+        assert_eq!(
+            (unknown.status, unknown.json()),
+            (
+                404,
+                agent_error("404 Not Found", "Agent SLOW.madeup is not registered")
+            ),
+            "{path}"
+        );
+    }
+    assert!(face.events("gros_agent-SLOW.madeup").await.is_empty());
+
+    for agent in ["a1", "a2"] {
+        assert_eq!(face.register_in("SLOW", agent).await.status, 200);
+    }
+    let first = post(&face.main, "/agents/SLOW/a1/scrape", "localhost").await;
+    assert_eq!(first.status, 201, "{first:?}");
+    let full = post(&face.main, "/agents/SLOW/a2/scrape", "localhost").await;
+    assert_eq!(
+        (full.status, full.json()),
+        (
+            503,
+            agent_error(
+                "503 Service Unavailable",
+                "Too many scrapes are running: at most 1 at once"
+            )
+        )
+    );
+    // The agent's own scrape running is said as such, not as a full daemon.
+    let again = post(&face.main, "/agents/SLOW/a1/scrape", "localhost").await;
+    assert_eq!(
+        again.json()["error"]["message"],
+        "A scrape process is already running"
+    );
+    // The local agent's daemon is not counted against the shared ones.
+    let local = post(&face.daemon, "/scrape", "localhost").await;
+    assert_eq!(local.status, 201, "{local:?}");
+
+    // The slot is free again once the scrape ends.
+    std::fs::write(face.dir.path().join("stop"), "").unwrap();
+    face.wait_for(
+        "gros_agent-SLOW.a1",
+        "the first scrape's end",
+        finished("scrape"),
+    )
+    .await;
+    let second = poll_async(WAIT, "a free slot", || async {
+        let answer = post(&face.main, "/agents/SLOW/a2/scrape", "localhost").await;
+        (answer.status != 503).then_some(answer)
+    })
+    .await;
+    assert_eq!(second.status, 201, "{second:?}");
+    face.wait_for(
+        "gros_agent-SLOW.a2",
+        "the second scrape's end",
+        finished("scrape"),
+    )
+    .await;
+    face.wait_for(
+        "gros_agent-PROJ.PROJ",
+        "the local scrape's end",
+        finished("scrape"),
+    )
+    .await;
 }

@@ -71,6 +71,8 @@ pub struct Controller {
     pub scrape_timeout: Duration,
     /// How long a scrape that fails at once is waited for, to answer with its status code.
     pub start_check: Duration,
+    /// The most scrapes the shared daemon ([`Daemon::Shared`]) runs at once.
+    pub max_agent_scrapes: usize,
     pub kill_grace: Duration,
 }
 
@@ -88,6 +90,10 @@ pub enum GrosError {
     OutsideNetworks(String),
     #[error("No scrape command is configured for agent {0}")]
     NoScrape(String),
+    #[error("Agent {0} is not registered")]
+    NotRegistered(String),
+    #[error("Too many scrapes are running: at most {0} at once")]
+    TooManyScrapes(usize),
     #[error("Scrape process could not be started: {0}")]
     CannotStart(String),
     #[error("Status code {0}")]
@@ -152,7 +158,21 @@ pub struct Preflight {
 pub struct Configuration {
     pub ok: bool,
     pub message: String,
-    pub contents: String,
+    /// The agent's environment file: only when every other check is OK, as upstream, so an
+    /// agent that may not gather is not handed its configuration.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contents: Option<String>,
+}
+
+/// Which daemon answers for an agent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Daemon {
+    /// The local agent's own daemon, on the agent's host: it answers for that agent alone.
+    Local,
+    /// The daemon shared by every agent, reachable from the projects' networks: it answers only
+    /// for registered agents, and runs at most `max_agent_scrapes` scrapes at once, since each
+    /// scrape is a process of this host.
+    Shared,
 }
 
 /// Whether a log record was kept.
@@ -174,6 +194,8 @@ pub struct Gros {
     /// `agent.py` need neither the secret store's file nor the project's actor once they are
     /// known. Only salts that exist are kept.
     known_salts: Arc<std::sync::Mutex<HashMap<String, Salts>>>,
+    /// A permit for each scrape the shared daemon may run; a running scrape holds one.
+    shared_scrapes: Arc<tokio::sync::Semaphore>,
 }
 
 /// The secret store's id of a project's salts (or the global ones).
@@ -202,6 +224,7 @@ impl Gros {
             agents,
             projects,
             secrets,
+            shared_scrapes: Arc::new(tokio::sync::Semaphore::new(controller.max_agent_scrapes)),
             controller: Arc::new(controller),
             clock,
             known_salts: Arc::default(),
@@ -635,10 +658,27 @@ impl Gros {
         &self,
         project: &ProjectKey,
         agent: &AgentName,
+        daemon: Daemon,
     ) -> Result<bool, GrosError> {
-        self.scrape_command(project, agent)?;
-        let (_, state) = self.agents.state(&agent_id(project, agent)).await?;
+        let (_, state) = self.daemon_state(project, agent, daemon).await?;
         Ok(state.scrape_running)
+    }
+
+    /// The scrape command and the state of an agent the daemon answers for: one of a project
+    /// with a scrape command, and for the shared daemon a registered one.
+    async fn daemon_state(
+        &self,
+        project: &ProjectKey,
+        agent: &AgentName,
+        daemon: Daemon,
+    ) -> Result<(Vec<String>, AgentState), GrosError> {
+        let argv = self.scrape_command(project, agent)?;
+        let id = agent_id(project, agent);
+        let (_, state) = self.agents.state(&id).await?;
+        if daemon == Daemon::Shared && !state.registered() {
+            return Err(GrosError::NotRegistered(id));
+        }
+        Ok((argv, state))
     }
 
     fn scrape_command(
@@ -658,10 +698,26 @@ impl Gros {
         &self,
         project: &ProjectKey,
         agent: &AgentName,
+        daemon: Daemon,
         metadata: Metadata,
     ) -> Result<(), GrosError> {
-        let argv = self.scrape_command(project, agent)?;
+        let (argv, state) = self.daemon_state(project, agent, daemon).await?;
         let id = agent_id(project, agent);
+        // The agent's own scrape running is the better answer than a full daemon; the command
+        // below still refuses a scrape started meanwhile.
+        if state.scrape_running {
+            return Err(GrosError::ScrapeRunning);
+        }
+        // Held until the process ends; dropped with any refusal before it starts.
+        let slot = match daemon {
+            Daemon::Local => None,
+            Daemon::Shared => Some(
+                self.shared_scrapes
+                    .clone()
+                    .try_acquire_owned()
+                    .map_err(|_| GrosError::TooManyScrapes(self.controller.max_agent_scrapes))?,
+            ),
+        };
         match self
             .agents
             .execute(
@@ -687,10 +743,13 @@ impl Gros {
             }
         };
         let (done, ended) = tokio::sync::oneshot::channel();
-        actix_rt::spawn(
-            self.clone()
-                .follow(id, Process::Scrape, running, Some(done)),
-        );
+        let following = self
+            .clone()
+            .follow(id, Process::Scrape, running, Some(done));
+        actix_rt::spawn(async move {
+            following.await;
+            drop(slot);
+        });
         match tokio::time::timeout(self.controller.start_check, ended).await {
             Ok(Ok(Some(0))) | Err(_) => Ok(()),
             Ok(Ok(Some(code))) => Err(GrosError::FailedAtOnce(code.to_string())),
@@ -714,10 +773,15 @@ pub fn preflight(
             .and_then(|interval| at.checked_add_signed(interval))
             .unwrap_or(DateTime::<Utc>::MAX_UTC)
     });
-    let daemon = match next_gather {
+    // The wait is reported in upstream's words (its tracker check, Python's `timedelta`): the
+    // agent's own log ignore patterns match them, so a wait is not logged as a problem.
+    let tracker = match next_gather {
         Some(next) if next > now => check(
             false,
-            format!("Next scheduled gather moment is {}", next.to_rfc3339()),
+            format!(
+                "Next scheduled gather moment is in {}",
+                python_timedelta(next - now)
+            ),
         ),
         Some(_) => check(true, "Scheduled gather moment has passed"),
         None => check(true, "No export recorded yet"),
@@ -734,10 +798,7 @@ pub fn preflight(
             true,
             "The event log is open; it holds the gathered data's records",
         ),
-        tracker: check(
-            true,
-            "The event log is open; it tracks this agent's updates",
-        ),
+        tracker,
         permissions: if state.registered() {
             check(true, "The agent is registered")
         } else {
@@ -753,20 +814,50 @@ pub fn preflight(
         } else {
             check(true, "No import is running")
         },
-        daemon,
+        daemon: check(
+            true,
+            "The import and scrape runners are part of this server",
+        ),
         network,
         configuration: Configuration {
             ok: true,
             message: "The agent's environment file".into(),
-            contents: project.environment.clone(),
+            contents: Some(project.environment.clone()),
         },
-        total: check(true, "Everything is OK"),
+        total: check(true, "Everything OK"),
     };
-    let failed = failed_checks(&preflight);
-    if !failed.is_empty() {
-        preflight.total = check(false, format!("Failed checks: {}", failed.join(", ")));
+    if !failed_checks(&preflight).is_empty() {
+        preflight.configuration = Configuration {
+            ok: false,
+            message: "Cannot look up environment due to other problems".into(),
+            contents: None,
+        };
+        preflight.total = check(false, "Some parts are not OK");
     }
     preflight
+}
+
+/// A positive duration as Python's `str(timedelta)` writes it: `[D day[s], ]H:MM:SS[.ffffff]`.
+fn python_timedelta(duration: chrono::Duration) -> String {
+    let micros_total = duration.num_microseconds().unwrap_or(i64::MAX).max(0);
+    let (seconds_total, micros) = (micros_total / 1_000_000, micros_total % 1_000_000);
+    let days = seconds_total / 86_400;
+    let rest = seconds_total % 86_400;
+    let mut text = match days {
+        0 => String::new(),
+        1 => "1 day, ".to_owned(),
+        days => format!("{days} days, "),
+    };
+    text.push_str(&format!(
+        "{}:{:02}:{:02}",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    ));
+    if micros != 0 {
+        text.push_str(&format!(".{micros:06}"));
+    }
+    text
 }
 
 fn failed_checks(preflight: &Preflight) -> Vec<String> {
@@ -819,6 +910,16 @@ impl Controller {
         if section.gatherer_version.is_empty() || section.gatherer_version.contains('-') {
             return Err("gatherer_version must be a version without '-'".into());
         }
+        if section.max_agent_scrapes == 0 {
+            return Err("max_agent_scrapes must be at least 1".into());
+        }
+        // tokio's semaphore holds at most this many permits.
+        if section.max_agent_scrapes > tokio::sync::Semaphore::MAX_PERMITS {
+            return Err(format!(
+                "max_agent_scrapes must be at most {}",
+                tokio::sync::Semaphore::MAX_PERMITS
+            ));
+        }
         let log_ignore = section
             .log_ignore
             .iter()
@@ -851,6 +952,7 @@ impl Controller {
             import_timeout: Duration::from_secs(section.import_timeout_s),
             scrape_timeout: Duration::from_secs(section.scrape_timeout_s),
             start_check: Duration::from_millis(section.scrape_start_check_ms),
+            max_agent_scrapes: section.max_agent_scrapes,
             kill_grace: Duration::from_secs(section.kill_grace_s),
         })
     }

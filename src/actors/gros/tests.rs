@@ -329,7 +329,7 @@ fn the_end_of_one_process_does_not_hide_another_from_reconciliation() {
 }
 
 /// A gather interval past the calendar's end (a configuration's `gather_interval_s`) means the
-/// next gather never comes: the daemon check fails instead of the addition panicking.
+/// next gather never comes: the tracker check fails instead of the addition panicking.
 #[test]
 fn a_gather_interval_past_the_calendar_means_never() {
     let project = service::Project {
@@ -351,7 +351,91 @@ fn a_gather_interval_past_the_calendar_means_never() {
             ..project.clone()
         };
         let preflight = service::preflight(&project, &state, None, t(1));
-        assert!(!preflight.daemon.ok, "{interval}: {preflight:?}");
+        assert!(!preflight.tracker.ok, "{interval}: {preflight:?}");
         assert!(!preflight.total.ok, "{interval}: {preflight:?}");
     }
+}
+
+/// The wait for the next gather is told in upstream's words and Python's `timedelta` form, which
+/// the agent's own log ignore pattern expects; the environment file is withheld while any other
+/// check fails.
+#[test]
+fn a_wait_is_reported_as_upstream_reports_it() {
+    let project = service::Project {
+        key: ProjectKey::parse("PROJ").unwrap(),
+        networks: Vec::new(),
+        usernames: Vec::new(),
+        environment: "A=1\n".into(),
+        gather_interval: std::time::Duration::from_secs(90_061),
+        import: None,
+        scrape: None,
+    };
+    let state = AgentState {
+        public_key: Some("key".into()),
+        last_export: Some(t(0)),
+        ..AgentState::default()
+    };
+    let caller = Some("10.1.2.3".parse().unwrap());
+    let half = t(0) + chrono::Duration::milliseconds(500);
+    let cases = [
+        (half, "1 day, 1:01:00.500000"),
+        (t(86_400), "1:01:01"),
+        (t(90_000), "0:01:01"),
+        (t(0) - chrono::Duration::days(2), "3 days, 1:01:01"),
+    ];
+    for (now, wait) in cases {
+        let preflight = service::preflight(&project, &state, caller, now);
+        assert_eq!(
+            preflight.tracker.message.as_deref(),
+            Some(format!("Next scheduled gather moment is in {wait}").as_str())
+        );
+        assert!(!preflight.tracker.ok);
+        assert_eq!(
+            preflight.total.message.as_deref(),
+            Some("Some parts are not OK")
+        );
+        assert!(!preflight.configuration.ok);
+        assert_eq!(preflight.configuration.contents, None);
+    }
+    let due = service::preflight(&project, &state, None, t(90_061));
+    assert!(due.tracker.ok, "{due:?}");
+    assert!(!due.network.ok, "{due:?}");
+    assert_eq!(
+        due.configuration.contents, None,
+        "withheld: the network check failed"
+    );
+    let project = service::Project {
+        networks: vec![model::Network::parse("10.0.0.0/8").unwrap()],
+        ..project
+    };
+    let ok = service::preflight(&project, &state, caller, t(90_061));
+    assert_eq!(ok.configuration.contents.as_deref(), Some("A=1\n"));
+    assert_eq!(
+        (ok.total.ok, ok.total.message.as_deref()),
+        (true, Some("Everything OK"))
+    );
+}
+
+/// `max_agent_scrapes` is a count of processes: none would refuse every scrape of the shared
+/// daemon, so the configuration says so at start.
+#[test]
+fn the_shared_daemon_runs_at_least_one_scrape() {
+    let section = crate::config::GrosSection {
+        max_agent_scrapes: 0,
+        ..crate::config::GrosSection::default()
+    };
+    assert_eq!(
+        service::Controller::parse(&section).unwrap_err(),
+        "max_agent_scrapes must be at least 1"
+    );
+    let section = crate::config::GrosSection {
+        max_agent_scrapes: 1,
+        ..section
+    };
+    assert_eq!(
+        service::Controller::parse(&section)
+            .unwrap()
+            .max_agent_scrapes,
+        1
+    );
 }

@@ -16,7 +16,7 @@ use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 
 use super::body::{read_body, BodyError};
 use crate::actors::gros::model::{parse_measurements, GathererVersion};
-use crate::actors::gros::service::Logged;
+use crate::actors::gros::service::{Daemon, Logged};
 use crate::actors::gros::{AgentName, Gros, GrosError, ProjectKey};
 use crate::events::Metadata;
 use openapi::{
@@ -31,7 +31,9 @@ pub struct GrosFace {
     pub max_body: usize,
     /// The agent the daemon's own listener serves.
     pub local: Option<(ProjectKey, AgentName)>,
-    /// The `Host` header `/scrape` requires, when set.
+    /// The `Host` header the local daemon's own `/scrape` requires, when set. The main
+    /// listener's `/agents/{project}/{agent}/scrape` answers to the controller's host names,
+    /// not the agent's, so it is not checked there.
     pub host: Option<String>,
 }
 
@@ -50,8 +52,16 @@ pub fn routes(config: &mut web::ServiceConfig) {
                 .default_service(web::to(not_implemented)),
         )
         .service(script("/auth/version.py", web::get().to(version)))
-        .service(web::resource("/agents/{project}/{agent}/status").to(agent_status))
-        .service(web::resource("/agents/{project}/{agent}/scrape").to(agent_scrape));
+        .service(
+            web::resource("/agents/{project}/{agent}/status")
+                .wrap(actix_web::middleware::from_fn(length_required))
+                .to(agent_status),
+        )
+        .service(
+            web::resource("/agents/{project}/{agent}/scrape")
+                .wrap(actix_web::middleware::from_fn(length_required))
+                .to(agent_scrape),
+        );
 }
 
 /// A controller script: other methods are answered 501, as the CGI controller does.
@@ -109,13 +119,15 @@ impl From<GrosError> for ControllerError {
     fn from(error: GrosError) -> Self {
         let message = error.to_string();
         match error {
-            GrosError::UnknownProject(_) | GrosError::NoSalts(_) | GrosError::NoScrape(_) => {
-                ControllerError::NotFound(message)
-            }
+            GrosError::UnknownProject(_)
+            | GrosError::NoSalts(_)
+            | GrosError::NoScrape(_)
+            | GrosError::NotRegistered(_) => ControllerError::NotFound(message),
             GrosError::OutsideNetworks(_) => ControllerError::Forbidden(message),
             GrosError::TooLarge(_) => ControllerError::TooLarge(message),
             GrosError::Locked(_)
             | GrosError::ScrapeRunning
+            | GrosError::TooManyScrapes(_)
             | GrosError::FailedAtOnce(_)
             | GrosError::CannotStart(_)
             | GrosError::Secret(_)
@@ -180,12 +192,14 @@ impl ResponseError for AgentError {
 impl From<GrosError> for AgentError {
     fn from(error: GrosError) -> Self {
         let status = match &error {
-            GrosError::UnknownProject(_) | GrosError::NoSalts(_) | GrosError::NoScrape(_) => {
-                StatusCode::NOT_FOUND
-            }
-            GrosError::ScrapeRunning | GrosError::FailedAtOnce(_) | GrosError::Locked(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            GrosError::UnknownProject(_)
+            | GrosError::NoSalts(_)
+            | GrosError::NoScrape(_)
+            | GrosError::NotRegistered(_) => StatusCode::NOT_FOUND,
+            GrosError::ScrapeRunning
+            | GrosError::TooManyScrapes(_)
+            | GrosError::FailedAtOnce(_)
+            | GrosError::Locked(_) => StatusCode::SERVICE_UNAVAILABLE,
             GrosError::OutsideNetworks(_) => StatusCode::FORBIDDEN,
             GrosError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             GrosError::CannotStart(_) | GrosError::Secret(_) | GrosError::NotRecorded(_) => {
@@ -392,27 +406,51 @@ async fn export(
 ) -> Result<HttpResponse, ControllerError> {
     let params = Params::read(&request, payload, face.max_body).await?;
     let project = params.project()?;
-    let json = |name: &str| -> Result<String, ControllerError> {
+    let json = |name: &str| -> Result<serde_json::Value, ControllerError> {
         let raw = params.required(name)?;
-        let value: serde_json::Value = serde_json::from_str(raw)
-            .map_err(|e| ControllerError::BadRequest(format!("{name} must be JSON: {e}")))?;
-        Ok(value.to_string())
+        serde_json::from_str(raw)
+            .map_err(|e| ControllerError::BadRequest(format!("{name} must be JSON: {e}")))
     };
     let agent_info = json("agent")?;
+    let agent = export_agent(&project, &agent_info)?;
     let files = match params.one("files")? {
-        Some(_) => json("files")?,
+        Some(_) => json("files")?.to_string(),
         None => "[]".to_owned(),
     };
     face.gros
         .export(
             &project,
-            &AgentName::of(&project),
-            agent_info,
+            &agent,
+            agent_info.to_string(),
             files,
             metadata(&request),
         )
         .await?;
     Ok(HttpResponse::Accepted().finish())
+}
+
+/// The agent an export counts against, as upstream's `export.py` picks it from the client's
+/// `agent` JSON: its `key` (the agent's first project, so an agent of several projects is one
+/// agent in each), else the name in a `user` of the form `agent-<name>`, else the agent named
+/// after the project.
+fn export_agent(
+    project: &ProjectKey,
+    info: &serde_json::Value,
+) -> Result<AgentName, ControllerError> {
+    let field = |name: &str| match info.get(name) {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(text)) => Ok(Some(text.as_str())),
+        Some(_) => Err(ControllerError::BadRequest(format!(
+            "The agent's {name} must be a string"
+        ))),
+    };
+    let named = match (field("key")?, field("user")?) {
+        (Some(key), _) if !key.is_empty() && key != "-" => key,
+        (_, Some(user)) if user.starts_with("agent-") => &user["agent-".len()..],
+        _ => return Ok(AgentName::of(project)),
+    };
+    AgentName::parse(named)
+        .map_err(|e| ControllerError::BadRequest(format!("The agent's key {named:?}: {e}")))
 }
 
 #[utoipa::path(post, path = "/auth/log.py", operation_id = "gros_log", tag = "gros",
@@ -569,7 +607,7 @@ fn agent_path(path: &web::Path<(String, String)>) -> Result<(ProjectKey, AgentNa
     params(openapi::AgentPath),
     responses(
         (status = 200, description = "A scrape is running.", body = GrosAgentOk),
-        (status = 404, description = "No such agent with a scrape command.",
+        (status = 404, description = "No such registered agent with a scrape command.",
             body = GrosAgentErrorBody),
         (status = 503, description = "No scrape is running.", body = GrosAgentOk)))]
 async fn agent_status(
@@ -577,7 +615,7 @@ async fn agent_status(
     face: web::Data<GrosFace>,
 ) -> Result<HttpResponse, AgentError> {
     let (project, agent) = agent_path(&path)?;
-    daemon_status(&face, &project, &agent).await
+    daemon_status(&face, &project, &agent, Daemon::Shared).await
 }
 
 #[utoipa::path(post, path = "/agents/{project}/{agent}/scrape",
@@ -587,35 +625,37 @@ async fn agent_status(
     responses(
         (status = 201, description = "The scrape started.", body = GrosAgentOk),
         (status = 400, description = "`Must be POSTed`.", body = GrosAgentErrorBody),
-        (status = 403, description = "`Invalid Host header`, or a caller (through trusted \
-            proxies) outside the project's networks and `access_all_networks`.",
+        (status = 403, description = "A caller (through trusted proxies) outside the \
+            project's networks and `access_all_networks`.", body = GrosAgentErrorBody),
+        (status = 404, description = "No such registered agent with a scrape command.",
             body = GrosAgentErrorBody),
-        (status = 404, description = "No such agent with a scrape command.",
+        (status = 411, description = "`Client must specify Content-Length`.",
             body = GrosAgentErrorBody),
-        (status = 411, description = "No `Content-Length`.", body = GrosAgentErrorBody),
         (status = 500, description = "The scrape command could not be started.",
             body = GrosAgentErrorBody),
-        (status = 503, description = "A scrape is already running, or it failed at once \
-            (`Status code <rc>`).", body = GrosAgentErrorBody)))]
+        (status = 503, description = "A scrape is already running, `[gros] \
+            max_agent_scrapes` run already, or it failed at once (`Status code <rc>`).",
+            body = GrosAgentErrorBody)))]
 async fn agent_scrape(
     request: HttpRequest,
     path: web::Path<(String, String)>,
     face: web::Data<GrosFace>,
 ) -> Result<HttpResponse, AgentError> {
-    check_scrape_request(&request, &face)?;
+    check_scrape_request(&request, None)?;
     let (project, agent) = agent_path(&path)?;
     // Each scrape starts a process: on the main listener, only callers the project trusts
     // may start one (the local daemon's own listener is trusted as the agent's host).
     face.gros.check_network(&project, caller(&request, &face))?;
-    daemon_scrape(&request, &face, &project, &agent).await
+    daemon_scrape(&request, &face, &project, &agent, Daemon::Shared).await
 }
 
 async fn daemon_status(
     face: &GrosFace,
     project: &ProjectKey,
     agent: &AgentName,
+    daemon: Daemon,
 ) -> Result<HttpResponse, AgentError> {
-    if face.gros.scraping(project, agent).await? {
+    if face.gros.scraping(project, agent, daemon).await? {
         Ok(HttpResponse::Ok().json(GrosAgentOk {
             ok: true,
             message: Some("Scrape process is running".into()),
@@ -628,29 +668,50 @@ async fn daemon_status(
     }
 }
 
-/// The method, length and host checks of `/scrape`, in the daemon's order.
-fn check_scrape_request(request: &HttpRequest, face: &GrosFace) -> Result<(), AgentError> {
-    if request.method() != actix_web::http::Method::POST {
-        return Err(AgentError::new(StatusCode::BAD_REQUEST, "Must be POSTed"));
-    }
-    if !request.headers().contains_key(header::CONTENT_LENGTH) {
-        return Err(AgentError::new(
+/// The daemon's `411` (CherryPy's): a request of a method that carries a body (POST, PUT,
+/// PATCH) that says neither its length nor that it is chunked is refused on every path of the
+/// daemon, before its route or any other check, as upstream reads bodies before handlers run.
+pub async fn length_required(
+    request: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
+) -> Result<actix_web::dev::ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
+    use actix_web::http::Method;
+    // HTTP/2 frames every body, so only HTTP/1 requests can leave their length unsaid.
+    let carries_body = [Method::POST, Method::PUT, Method::PATCH].contains(request.method())
+        && request.version() < actix_web::http::Version::HTTP_2;
+    let headers = request.headers();
+    if carries_body
+        && !headers.contains_key(header::CONTENT_LENGTH)
+        && !headers.contains_key(header::TRANSFER_ENCODING)
+    {
+        let refusal = AgentError::new(
             StatusCode::LENGTH_REQUIRED,
-            "Length Required",
-        ));
+            "Client must specify Content-Length",
+        )
+        .error_response();
+        return Ok(request.into_response(refusal));
     }
-    if let Some(expected) = &face.host {
-        let host = request
+    Ok(next.call(request).await?.map_into_boxed_body())
+}
+
+/// The host and method checks of `/scrape`, in the daemon's order; `host` is the `Host`
+/// header required, if any.
+fn check_scrape_request(request: &HttpRequest, host: Option<&str>) -> Result<(), AgentError> {
+    if let Some(expected) = host {
+        let given = request
             .headers()
             .get(header::HOST)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
-        if host != expected {
+        if given != expected {
             return Err(AgentError::new(
                 StatusCode::FORBIDDEN,
                 "Invalid Host header",
             ));
         }
+    }
+    if request.method() != actix_web::http::Method::POST {
+        return Err(AgentError::new(StatusCode::BAD_REQUEST, "Must be POSTed"));
     }
     Ok(())
 }
@@ -660,8 +721,11 @@ async fn daemon_scrape(
     face: &GrosFace,
     project: &ProjectKey,
     agent: &AgentName,
+    daemon: Daemon,
 ) -> Result<HttpResponse, AgentError> {
-    face.gros.scrape(project, agent, metadata(request)).await?;
+    face.gros
+        .scrape(project, agent, daemon, metadata(request))
+        .await?;
     Ok(HttpResponse::Created().json(GrosAgentOk {
         ok: true,
         message: None,
@@ -670,16 +734,16 @@ async fn daemon_scrape(
 
 async fn local_status(face: web::Data<GrosFace>) -> Result<HttpResponse, AgentError> {
     let (project, agent) = local(&face)?;
-    daemon_status(&face, project, agent).await
+    daemon_status(&face, project, agent, Daemon::Local).await
 }
 
 async fn local_scrape(
     request: HttpRequest,
     face: web::Data<GrosFace>,
 ) -> Result<HttpResponse, AgentError> {
-    check_scrape_request(&request, &face)?;
+    check_scrape_request(&request, face.host.as_deref())?;
     let (project, agent) = local(&face)?;
-    daemon_scrape(&request, &face, project, agent).await
+    daemon_scrape(&request, &face, project, agent, Daemon::Local).await
 }
 
 fn local(face: &GrosFace) -> Result<(&ProjectKey, &AgentName), AgentError> {
@@ -705,6 +769,7 @@ pub fn serve_agent(
     let server = actix_web::HttpServer::new(move || {
         actix_web::App::new()
             .app_data(face.clone())
+            .wrap(actix_web::middleware::from_fn(length_required))
             .wrap(actix_web::middleware::from_fn(crate::http::count_request))
             .service(web::resource(["/status", "/status/"]).to(local_status))
             .service(web::resource(["/scrape", "/scrape/"]).to(local_scrape))

@@ -60,19 +60,22 @@ pub const ENCRYPT: &str = "The SHA-256 hex digest of salt, value and pepper: wit
 salts (`encryption` 1; 404 before its first agent registered), or without a project with the \
 global salts (`encryption` 2, made on first use).";
 
-pub const EXPORT: &str = "Records an export announcement on the project's agent (the one named \
-after the project) and starts the project's `import_command`, without a shell, unless an import \
-is already running; its output and exit go on the agent's stream.";
+pub const EXPORT: &str = "Records an export announcement on the agent that sent it (the `key` of \
+its `agent` JSON, else `<name>` of a `user` `agent-<name>`, else the agent named after the \
+project) and starts the project's `import_command`, without a shell, unless an import is \
+already running for that agent; its output and exit go on the agent's stream.";
 
 pub const LOG: &str = "Records a Python logging record (`name`, `levelname`, `msg`, `message`, \
 `created`, … in the form body). A message matching a `[gros] log_ignore` pattern is answered \
 204 and not recorded.";
 
 pub const STATUS: &str = "The preflight checks of an agent, computed from its history and the \
-configuration, and recorded: `database` and `tracker` (the event log is open), `permissions` \
-(the agent is registered), `lock` (no registration running), `importer` (no import running), \
-`daemon` (the last export is at least `gather_interval_s` old), `network` (the caller is in the \
-project's networks), `configuration` (the environment file's contents) and `total`.";
+configuration, and recorded: `database` (the event log is open), `tracker` (the agent's last \
+export is at least `gather_interval_s` old; else `Next scheduled gather moment is in \
+<H:MM:SS>`), `permissions` (the agent is registered), `lock` (no registration running), \
+`importer` (no import running for the agent), `daemon` (always ok), `network` (the caller is in \
+the project's networks), `configuration` (the environment file's contents, only when every \
+other check is OK) and `total` (`Everything OK`, else `Some parts are not OK`).";
 
 pub const MEASUREMENTS: &str = "Records BigBoat measurements: `status` is a JSON list of \
 `{name, checked_time \"YYYY-MM-DD HH:MM:SS\", ok, value, max}`.";
@@ -80,12 +83,14 @@ pub const MEASUREMENTS: &str = "Records BigBoat measurements: `status` is a JSON
 pub const VERSION: &str = "Compares the gatherer's commit (`<version>-<branch>-<40 hex>`, or the \
 commit alone) with `[gros] controller_version`; the version must be `[gros] gatherer_version`.";
 
-pub const AGENT_STATUS: &str = "The scraper agent daemon's `/status` for an agent of a project \
-with a `scrape_command`. Any method.";
+pub const AGENT_STATUS: &str = "The scraper agent daemon's `/status` for a registered agent of a \
+project with a `scrape_command`. Any method.";
 
-pub const AGENT_SCRAPE: &str = "The scraper agent daemon's `/scrape`: starts the project's \
-`scrape_command` as a child process whose output and exit go on the agent's stream. A command \
-that fails within `[gros] scrape_start_check_ms` is answered 503 with its status code.";
+pub const AGENT_SCRAPE: &str =
+    "The scraper agent daemon's `/scrape` for a registered agent: starts \
+the project's `scrape_command` as a child process whose output and exit go on the agent's \
+stream. At most `[gros] max_agent_scrapes` started here run at once. A command that fails \
+within `[gros] scrape_start_check_ms` is answered 503 with its status code.";
 
 /// `project` (query or form).
 #[derive(IntoParams)]
@@ -244,8 +249,9 @@ impl From<Check> for GrosCheck {
 pub struct GrosConfiguration {
     pub ok: bool,
     pub message: String,
-    /// The agent's environment file.
-    pub contents: String,
+    /// The agent's environment file; only when every other check is OK.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contents: Option<String>,
 }
 
 /// `status.py`'s preflight answer.
