@@ -96,8 +96,9 @@ with 403 unless `[partisci] danger = true`. Once accounts exist it needs an admi
 pub const INFO_DESCRIPTION: &str = "What this instance is. Also served at the early \
 `GET /api/v1/_partisci/`.";
 
-/// `GET /api/v1/version/`: the three exact filters, as the handler reads them.
-#[derive(IntoParams, serde::Deserialize)]
+/// `GET /api/v1/version/`: the three exact filters. The handler reads the query's pairs
+/// itself, so that the first of a repeated parameter counts, as in partiscid.
+#[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct VersionParams {
     /// Only versions of this application id (such as `demo_app`).
