@@ -398,6 +398,29 @@ impl Drop for Running {
     }
 }
 
+/// Whether `program` names an executable file where [`spawn`] would look for it: a name with a
+/// `/` is a path (relative to `dir`, the child's working directory, when given), a bare name is
+/// looked up in `path`, the `PATH` the child gets (the server's, or [`DEFAULT_PATH`], unless the
+/// caller gives one). Programs are declared in the configuration long before they run, so this
+/// lets start-up say at once that one is missing.
+pub fn find_program(program: &str, path: Option<&OsStr>, dir: Option<&std::path::Path>) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |file: &std::path::Path| {
+        std::fs::metadata(file).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.contains('/') {
+        return match dir {
+            Some(dir) => executable(&dir.join(program)),
+            None => executable(std::path::Path::new(program)),
+        };
+    }
+    let inherited = std::env::var_os("PATH");
+    let path = path
+        .or(inherited.as_deref())
+        .unwrap_or(OsStr::new(DEFAULT_PATH));
+    !program.is_empty() && std::env::split_paths(path).any(|dir| executable(&dir.join(program)))
+}
+
 /// Runs `invocation` to its end, discarding the lines; the outcome keeps the captured output.
 pub async fn run(invocation: Invocation) -> Result<Outcome, ProcessError> {
     spawn(invocation)?.wait().await

@@ -167,6 +167,8 @@ pub struct Served {
     pub patrowl: Option<String>,
     /// The HPCWaaS face's own listener, when it has one.
     pub hpcwaas: Option<String>,
+    /// What it logged before it said where it listens.
+    pub started: Vec<String>,
 }
 
 impl Served {
@@ -255,6 +257,7 @@ pub fn spawn_serve(args: &[&std::ffi::OsStr], envs: &[(&str, &str)]) -> Result<S
                     partisci,
                     patrowl,
                     hpcwaas,
+                    started: seen,
                 });
             }
         }
