@@ -751,7 +751,12 @@ fn header(text: &str, start: usize) -> Range<usize> {
 /// The byte ranges that hold `item` (whose key starts at `key_start`): a value with its key,
 /// a table's header and everything in it. A dotted table has no header: its keys start at its
 /// own key.
-fn pieces(item: &toml_edit::Item, key_start: Option<usize>, text: &str, out: &mut Vec<Range<usize>>) {
+fn pieces(
+    item: &toml_edit::Item,
+    key_start: Option<usize>,
+    text: &str,
+    out: &mut Vec<Range<usize>>,
+) {
     match item {
         toml_edit::Item::Value(value) => {
             if let (Some(start), Some(span)) = (key_start, value.span()) {
@@ -804,12 +809,14 @@ fn refused_item(table: &toml_edit::Table, text: &str, at: usize) -> Option<Vec<R
                     out
                 })
             }),
-            toml_edit::Item::ArrayOfTables(array) => array
-                .iter()
-                .find_map(|entry| refused_item(entry, text, at)),
+            toml_edit::Item::ArrayOfTables(array) => {
+                array.iter().find_map(|entry| refused_item(entry, text, at))
+            }
             toml_edit::Item::Value(value) => {
                 let (start, span) = (key_start?, value.span()?);
-                (start..span.end.max(start + 1)).contains(&at).then(|| vec![start..span.end])
+                (start..span.end.max(start + 1))
+                    .contains(&at)
+                    .then(|| std::iter::once(start..span.end).collect())
             }
             toml_edit::Item::None => None,
         };
@@ -853,10 +860,7 @@ fn collect_spans(item: &toml_edit::Item, out: &mut Vec<Range<usize>>) {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Place {
     /// An entry of an array of tables, such as the second `[[patrowl.engines]]`.
-    Entry {
-        array: &'static str,
-        index: usize,
-    },
+    Entry { array: &'static str, index: usize },
     /// A section as a whole, such as `[gros]`.
     Section(&'static str),
 }
@@ -1117,14 +1121,9 @@ fn unknown_keys(
                 problems.push((line, format!("line {line}: unknown key `{name}`")));
                 pieces(item, key_start, text, blanked);
             }
-            (Some(toml::Value::Table(section)), toml_edit::Item::Table(inner)) => unknown_keys(
-                inner,
-                section,
-                &format!("{name}."),
-                text,
-                problems,
-                blanked,
-            ),
+            (Some(toml::Value::Table(section)), toml_edit::Item::Table(inner)) => {
+                unknown_keys(inner, section, &format!("{name}."), text, problems, blanked)
+            }
             _ => {}
         }
     }

@@ -374,7 +374,11 @@ async fn a_filter_given_twice_uses_its_first_value_and_the_bare_prefix_redirects
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!(found[0]["host"], "a");
     let found = inventory.versions("?host=&host=b").await;
-    assert_eq!(found.len(), 2, "an empty first value is no filter: {found:?}");
+    assert_eq!(
+        found.len(),
+        2,
+        "an empty first value is no filter: {found:?}"
+    );
 
     let client = awc::Client::builder().disable_redirects().finish();
     let own = format!("http://{}", inventory.partisci);

@@ -372,9 +372,10 @@ mod tests {
             .expect("valid");
         assert_eq!(report.app(), "a\u{fffd}\u{fffd}\u{fffd}b");
         assert_eq!(report.ver(), "\u{fffd}\u{fffd}\u{fffd}");
-        let report =
-            parse(r#"{"app":"\ud800\u0041\udc00","ver":"\ud83d\ude00\ud800\ud800","host":"\\ud800\""}"#)
-                .expect("valid");
+        let report = parse(
+            r#"{"app":"\ud800\u0041\udc00","ver":"\ud83d\ude00\ud800\ud800","host":"\\ud800\""}"#,
+        )
+        .expect("valid");
         assert_eq!(report.app(), "\u{fffd}A\u{fffd}");
         assert_eq!(report.ver(), "\u{1f600}\u{fffd}\u{fffd}");
         assert_eq!(report.host(), "\\ud800\"");
