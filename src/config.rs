@@ -664,6 +664,7 @@ pub fn review(text: &str) -> Review {
     let mut blanked: Vec<Range<usize>> = Vec::new();
     unknown_keys(
         document.as_table(),
+        None,
         &schema(),
         "",
         text,
@@ -675,7 +676,12 @@ pub fn review(text: &str) -> Review {
         blank(&mut readable, range.clone());
     }
     let config = loop {
-        let Ok(left) = std::str::from_utf8(&readable) else {
+        // Blanking keeps the text UTF-8 and TOML; should it ever not, the check stops here
+        // rather than report a problem of its own making.
+        let Some(left) = std::str::from_utf8(&readable)
+            .ok()
+            .filter(|left| toml_edit::ImDocument::parse(*left).is_ok())
+        else {
             break None;
         };
         let error = match toml::from_str::<Config>(left) {
@@ -686,7 +692,7 @@ pub fn review(text: &str) -> Review {
         problems.push((line, format!("line {line}: {}", error.message())));
         let pieces = error
             .span()
-            .and_then(|span| refused_item(document.as_table(), text, span.start))
+            .and_then(|span| refused_item(document.as_table(), None, text, span.start))
             .unwrap_or_default();
         let before = readable.clone();
         for piece in &pieces {
@@ -775,7 +781,7 @@ fn pieces(
 
 fn table_pieces(
     table: &toml_edit::Table,
-    key_start: Option<usize>,
+    dotted_start: Option<usize>,
     text: &str,
     out: &mut Vec<Range<usize>>,
 ) {
@@ -785,33 +791,46 @@ fn table_pieces(
         }
     }
     for (key, child) in table.iter() {
-        let start = if table.is_dotted() {
-            key_start
-        } else {
-            table.key(key).and_then(|k| k.span()).map(|span| span.start)
-        };
-        pieces(child, start, text, out);
+        pieces(child, key_start(table, key, dotted_start), text, out);
+    }
+}
+
+/// Where the key of `table`'s item `key` starts in the text: at the first part of a dotted key
+/// (`http.listen = …`), since blanking only its last part would leave `http.` behind.
+/// `dotted_start` is where the dotted key that holds `table` starts, if it is one.
+fn key_start(table: &toml_edit::Table, key: &str, dotted_start: Option<usize>) -> Option<usize> {
+    if table.is_dotted() {
+        dotted_start
+    } else {
+        table.key(key).and_then(|k| k.span()).map(|span| span.start)
     }
 }
 
 /// The pieces of the innermost key and value (or table header) of `table` that holds the byte
 /// at `at`, where a value was refused. An entry of an array of tables keeps its header, so that
 /// the entries after it keep their places.
-fn refused_item(table: &toml_edit::Table, text: &str, at: usize) -> Option<Vec<Range<usize>>> {
+fn refused_item(
+    table: &toml_edit::Table,
+    dotted_start: Option<usize>,
+    text: &str,
+    at: usize,
+) -> Option<Vec<Range<usize>>> {
     for (key, item) in table.iter() {
-        let key_start = table.key(key).and_then(|k| k.span()).map(|span| span.start);
+        let key_start = key_start(table, key, dotted_start);
         let found = match item {
-            toml_edit::Item::Table(inner) => refused_item(inner, text, at).or_else(|| {
-                let span = inner.span()?;
-                header(text, span.start).contains(&at).then(|| {
-                    let mut out = Vec::new();
-                    table_pieces(inner, key_start, text, &mut out);
-                    out
+            toml_edit::Item::Table(inner) => {
+                refused_item(inner, key_start, text, at).or_else(|| {
+                    let span = inner.span()?;
+                    header(text, span.start).contains(&at).then(|| {
+                        let mut out = Vec::new();
+                        table_pieces(inner, key_start, text, &mut out);
+                        out
+                    })
                 })
-            }),
-            toml_edit::Item::ArrayOfTables(array) => {
-                array.iter().find_map(|entry| refused_item(entry, text, at))
             }
+            toml_edit::Item::ArrayOfTables(array) => array
+                .iter()
+                .find_map(|entry| refused_item(entry, None, text, at)),
             toml_edit::Item::Value(value) => {
                 let (start, span) = (key_start?, value.span()?);
                 (start..span.end.max(start + 1))
@@ -1105,6 +1124,7 @@ impl Config {
 /// pieces of text that hold it.
 fn unknown_keys(
     table: &toml_edit::Table,
+    dotted_start: Option<usize>,
     known: &toml::Table,
     prefix: &str,
     text: &str,
@@ -1114,16 +1134,22 @@ fn unknown_keys(
     let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
     for (key, item) in table.iter() {
         let name = format!("{prefix}{key}");
-        let key_start = table.key(key).and_then(|k| k.span()).map(|span| span.start);
+        let key_start = key_start(table, key, dotted_start);
         match (known.get(key), item) {
             (None, _) => {
                 let line = key_start.map_or(0, line_of);
                 problems.push((line, format!("line {line}: unknown key `{name}`")));
                 pieces(item, key_start, text, blanked);
             }
-            (Some(toml::Value::Table(section)), toml_edit::Item::Table(inner)) => {
-                unknown_keys(inner, section, &format!("{name}."), text, problems, blanked)
-            }
+            (Some(toml::Value::Table(section)), toml_edit::Item::Table(inner)) => unknown_keys(
+                inner,
+                key_start,
+                section,
+                &format!("{name}."),
+                text,
+                problems,
+                blanked,
+            ),
             _ => {}
         }
     }

@@ -455,3 +455,21 @@ async fn the_server_starts_on_entries_with_defaults_and_warns_of_missing_program
     );
     served.terminate();
 }
+
+#[test]
+fn a_check_reads_on_past_bad_values_in_dotted_keys_and_inline_tables() {
+    let text = "http.lsten = 1\nlog.cache_mb = \"lots\"\n\
+                [patrowl]\nengines = [{ name = \"x\", max_scans = \"many\" }]\n\
+                [actors]\nmax_resident = \"all\"\n";
+    let problems = check(text).unwrap_err();
+    let lines: Vec<&str> = problems
+        .iter()
+        .map(|p| p.split(':').next().unwrap())
+        .collect();
+    assert_eq!(
+        lines,
+        ["line 1", "line 2", "line 4", "line 6"],
+        "{problems:#?}"
+    );
+    assert_eq!(problems[0], "line 1: unknown key `http.lsten`");
+}
