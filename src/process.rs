@@ -942,6 +942,38 @@ fn char_boundary_before(bytes: &[u8], max: usize) -> usize {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_program_is_found_as_spawn_would_find_it() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("tool");
+        std::fs::write(&script, "#!/bin/sh\n").unwrap();
+        let plain = dir.path().join("plain");
+        std::fs::write(&plain, "").unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = dir.path().as_os_str();
+        assert!(find_program("tool", Some(path), None));
+        assert!(!find_program("plain", Some(path), None), "not executable");
+        assert!(!find_program(
+            "tool",
+            Some(OsStr::new("/nonexistent")),
+            None
+        ));
+        assert!(find_program(script.to_str().unwrap(), None, None));
+        assert!(find_program("./tool", None, Some(dir.path())));
+        assert!(!find_program(
+            "./tool",
+            None,
+            Some(std::path::Path::new("/"))
+        ));
+        assert!(
+            !find_program(dir.path().to_str().unwrap(), None, None),
+            "a directory"
+        );
+        assert!(find_program("sh", None, None));
+        assert!(!find_program("", None, None));
+    }
+
     fn split(max: usize, chunks: &[&[u8]]) -> Vec<(String, bool)> {
         let mut splitter = LineSplitter::new(Stream::Stdout, max);
         let mut out = Vec::new();
