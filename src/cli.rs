@@ -319,18 +319,19 @@ fn check_config(file: Option<&Path>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match crate::config::check(&text) {
-        Ok(_) => {
-            println!("ok: {}", file.display());
-            ExitCode::SUCCESS
-        }
-        Err(problems) => {
-            for problem in problems {
-                println!("{}: {problem}", file.display());
-            }
-            ExitCode::FAILURE
-        }
+    let review = crate::config::review(&text);
+    // Warnings do not make the file invalid: they are printed either way.
+    for warning in &review.warnings {
+        println!("{}: {warning}", file.display());
     }
+    if review.problems.is_empty() {
+        println!("ok: {}", file.display());
+        return ExitCode::SUCCESS;
+    }
+    for problem in &review.problems {
+        println!("{}: {problem}", file.display());
+    }
+    ExitCode::FAILURE
 }
 
 fn show_config(config: &Config) -> anyhow::Result<()> {

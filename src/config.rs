@@ -6,6 +6,7 @@
 //! `ANNALS_DATA`, the key `listen` of section `[http]` is `ANNALS_HTTP_LISTEN`. Sections the faces
 //! add get theirs the same way, with no code of their own.
 
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -176,21 +177,11 @@ impl Default for PatrowlSection {
             engines: vec![
                 EngineConfig {
                     name: "tcp".into(),
-                    scanner: ScannerKind::Tcp,
-                    version: env!("CARGO_PKG_VERSION").into(),
-                    description: "TCP connect scan of the ports asked for".into(),
-                    allowed_asset_types: ["ip", "ip-range", "ip-subnet", "fqdn", "domain"]
-                        .map(String::from)
-                        .to_vec(),
-                    ..EngineConfig::default()
+                    ..EngineConfig::defaults(ScannerKind::Tcp)
                 },
                 EngineConfig {
                     name: "http".into(),
-                    scanner: ScannerKind::Http,
-                    version: env!("CARGO_PKG_VERSION").into(),
-                    description: "HTTP security headers and banners".into(),
-                    allowed_asset_types: ["url", "fqdn"].map(String::from).to_vec(),
-                    ..EngineConfig::default()
+                    ..EngineConfig::defaults(ScannerKind::Http)
                 },
             ],
         }
@@ -211,9 +202,10 @@ pub enum ScannerKind {
     Command,
 }
 
-/// One `[[patrowl.engines]]` entry.
+/// One `[[patrowl.engines]]` entry. A key an entry leaves out takes its scanner's default
+/// ([`EngineConfig::defaults`]), the value `docs/annals.example.toml` shows.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(from = "EngineEntry")]
 pub struct EngineConfig {
     /// Served at `/engines/<name>/`: lower-case letters, digits and `_`.
     pub name: String,
@@ -244,14 +236,32 @@ pub struct EngineConfig {
     pub kill_grace_s: u64,
 }
 
-impl Default for EngineConfig {
-    fn default() -> Self {
+impl EngineConfig {
+    /// An engine running `scanner`, unnamed, with every other key at its documented default:
+    /// annals' version, and the scanner's description and asset datatypes (a `command`
+    /// scanner's program may take any datatype).
+    pub fn defaults(scanner: ScannerKind) -> EngineConfig {
+        let names = |types: &[&str]| types.iter().map(|t| t.to_string()).collect();
+        let (description, allowed_asset_types) = match scanner {
+            ScannerKind::Tcp => (
+                "TCP connect scan of the ports asked for",
+                names(&["ip", "ip-range", "ip-subnet", "fqdn", "domain"]),
+            ),
+            ScannerKind::Http => ("HTTP security headers and banners", names(&["url", "fqdn"])),
+            ScannerKind::Command => (
+                "",
+                crate::actors::scan::Datatype::ALL
+                    .iter()
+                    .map(|datatype| datatype.as_str().to_owned())
+                    .collect(),
+            ),
+        };
         EngineConfig {
             name: String::new(),
-            scanner: ScannerKind::Tcp,
-            version: "1.0".into(),
-            description: String::new(),
-            allowed_asset_types: Vec::new(),
+            scanner,
+            version: env!("CARGO_PKG_VERSION").into(),
+            description: description.into(),
+            allowed_asset_types,
             max_scans: 5,
             options: toml::Table::new(),
             concurrency: 256,
@@ -261,6 +271,56 @@ impl Default for EngineConfig {
             command: Vec::new(),
             timeout_s: 3600,
             kill_grace_s: 5,
+        }
+    }
+}
+
+/// A `tcp` engine's defaults, unnamed.
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig::defaults(ScannerKind::default())
+    }
+}
+
+/// An engine entry as a file writes it: the keys it gives. The defaults of the others depend
+/// on its scanner, so they are filled in once the whole entry is read.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EngineEntry {
+    name: Option<String>,
+    scanner: Option<ScannerKind>,
+    version: Option<String>,
+    description: Option<String>,
+    allowed_asset_types: Option<Vec<String>>,
+    max_scans: Option<usize>,
+    options: Option<toml::Table>,
+    concurrency: Option<usize>,
+    connect_timeout_ms: Option<u64>,
+    max_hosts: Option<usize>,
+    request_timeout_ms: Option<u64>,
+    command: Option<Vec<String>>,
+    timeout_s: Option<u64>,
+    kill_grace_s: Option<u64>,
+}
+
+impl From<EngineEntry> for EngineConfig {
+    fn from(entry: EngineEntry) -> EngineConfig {
+        let d = EngineConfig::defaults(entry.scanner.unwrap_or_default());
+        EngineConfig {
+            name: entry.name.unwrap_or(d.name),
+            scanner: d.scanner,
+            version: entry.version.unwrap_or(d.version),
+            description: entry.description.unwrap_or(d.description),
+            allowed_asset_types: entry.allowed_asset_types.unwrap_or(d.allowed_asset_types),
+            max_scans: entry.max_scans.unwrap_or(d.max_scans),
+            options: entry.options.unwrap_or(d.options),
+            concurrency: entry.concurrency.unwrap_or(d.concurrency),
+            connect_timeout_ms: entry.connect_timeout_ms.unwrap_or(d.connect_timeout_ms),
+            max_hosts: entry.max_hosts.unwrap_or(d.max_hosts),
+            request_timeout_ms: entry.request_timeout_ms.unwrap_or(d.request_timeout_ms),
+            command: entry.command.unwrap_or(d.command),
+            timeout_s: entry.timeout_s.unwrap_or(d.timeout_s),
+            kill_grace_s: entry.kill_grace_s.unwrap_or(d.kill_grace_s),
         }
     }
 }
@@ -567,36 +627,299 @@ pub enum ConfigError {
     Env(String),
 }
 
-/// Checks a configuration file's text: its syntax, every key against the known ones, and every
-/// value's type. Returns the file's table, or every problem found as `line N: …`.
+/// Checks a configuration file's text: its syntax, every key against the known ones, every
+/// value's type and the faces' declarations. Returns the file's table, or every problem found
+/// as `line N: …`. Warnings do not make a file invalid; [`review`] returns them too.
 pub fn check(text: &str) -> Result<toml::Table, Vec<String>> {
-    let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
-    let document = toml_edit::ImDocument::parse(text).map_err(|e| {
-        let line = e.span().map_or(1, |span| line_of(span.start));
-        vec![format!("line {line}: {}", e.message())]
-    })?;
-    let known = schema();
-    let mut problems = Vec::new();
-    unknown_keys(document.as_table(), &known, "", &line_of, &mut problems);
-    if problems.is_empty() {
-        match toml::from_str::<Config>(text) {
-            Err(e) => {
-                let line = e.span().map_or(1, |span| line_of(span.start));
-                problems.push(format!("line {line}: {}", e.message()));
-            }
-            // The faces' declarations are checked as start-up checks them, so that a file
-            // that passes here does not stop `annals serve`.
-            Ok(config) => {
-                if let Err(reasons) = config.declarations() {
-                    problems.extend(reasons);
-                }
-            }
-        }
-    }
-    if problems.is_empty() {
+    let review = review(text);
+    if review.problems.is_empty() {
         Ok(toml::from_str(text).expect("a checked configuration parses"))
     } else {
-        Err(problems)
+        Err(review.problems)
+    }
+}
+
+/// What a check of a configuration file found, each as `line N: …`, in the order of the lines.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Review {
+    /// What makes the file invalid: `annals serve` would refuse to start with it.
+    pub problems: Vec<String>,
+    /// What start-up only warns about: programs that declarations name and that are not found.
+    pub warnings: Vec<String>,
+}
+
+/// Checks a configuration file's text and reports every problem in one pass, each with its
+/// line. A syntax error stops the check (nothing after it can be read reliably); otherwise each
+/// key or value that is refused is blanked out (its bytes made spaces, so that every line keeps
+/// its number) and the rest is read again, so that one bad value does not hide the next. The
+/// declarations are then checked as start-up checks them, except for an entry that had a bad
+/// value: what it would say about the default that stood in for that value would mislead.
+pub fn review(text: &str) -> Review {
+    let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
+    let document = match toml_edit::ImDocument::parse(text) {
+        Ok(document) => document,
+        Err(e) => {
+            let line = e.span().map_or(1, |span| line_of(span.start));
+            return Review {
+                problems: vec![format!("line {line}: {}", e.message())],
+                warnings: Vec::new(),
+            };
+        }
+    };
+    let mut problems: Vec<(usize, String)> = Vec::new();
+    let mut blanked: Vec<Range<usize>> = Vec::new();
+    unknown_keys(
+        document.as_table(),
+        None,
+        &schema(),
+        "",
+        text,
+        &mut problems,
+        &mut blanked,
+    );
+    let mut readable = text.as_bytes().to_vec();
+    for range in &blanked {
+        blank(&mut readable, range.clone());
+    }
+    let config = loop {
+        // Blanking keeps the text UTF-8 and TOML; should it ever not, the check stops here
+        // rather than report a problem of its own making.
+        let Some(left) = std::str::from_utf8(&readable)
+            .ok()
+            .filter(|left| toml_edit::ImDocument::parse(*left).is_ok())
+        else {
+            break None;
+        };
+        let error = match toml::from_str::<Config>(left) {
+            Ok(config) => break Some(config),
+            Err(error) => error,
+        };
+        let line = error.span().map_or(1, |span| line_of(span.start));
+        problems.push((line, format!("line {line}: {}", error.message())));
+        let pieces = error
+            .span()
+            .and_then(|span| refused_item(document.as_table(), None, text, span.start))
+            .unwrap_or_default();
+        let before = readable.clone();
+        for piece in &pieces {
+            blank(&mut readable, piece.clone());
+        }
+        // Nothing left to blank: what is wrong is not one item.
+        if readable == before {
+            break None;
+        }
+        blanked.extend(pieces);
+    };
+    let mut warnings = Vec::new();
+    if let Some(config) = config {
+        let survey = config.survey();
+        let locate = |place: &Place| {
+            let extent = place.find(&document).as_ref().and_then(extent);
+            let spoiled = extent.as_ref().is_some_and(|extent| {
+                blanked
+                    .iter()
+                    .any(|b| b.start < extent.end && extent.start < b.end)
+            });
+            let line = extent.map_or(1, |extent| line_of(extent.start));
+            (line, spoiled)
+        };
+        for (place, problem) in &survey.problems {
+            let (line, spoiled) = locate(place);
+            if !spoiled {
+                problems.push((line, format!("line {line}: {place}: {problem}")));
+            }
+        }
+        for (place, warning) in &survey.warnings {
+            let (line, _) = locate(place);
+            warnings.push((line, format!("line {line}: warning: {place}: {warning}")));
+        }
+    }
+    let in_order = |mut found: Vec<(usize, String)>| {
+        found.sort_by_key(|(line, _)| *line);
+        found.into_iter().map(|(_, text)| text).collect()
+    };
+    Review {
+        problems: in_order(problems),
+        warnings: in_order(warnings),
+    }
+}
+
+/// Makes `range` of `text` spaces, keeping its line breaks.
+fn blank(text: &mut [u8], range: Range<usize>) {
+    let end = range.end.min(text.len());
+    for byte in &mut text[range.start.min(end)..end] {
+        if *byte != b'\n' {
+            *byte = b' ';
+        }
+    }
+}
+
+/// The header line of the table whose span starts at `start`.
+fn header(text: &str, start: usize) -> Range<usize> {
+    let end = text[start..].find('\n').map_or(text.len(), |n| start + n);
+    start..end
+}
+
+/// The byte ranges that hold `item` (whose key starts at `key_start`): a value with its key,
+/// a table's header and everything in it. A dotted table has no header: its keys start at its
+/// own key.
+fn pieces(
+    item: &toml_edit::Item,
+    key_start: Option<usize>,
+    text: &str,
+    out: &mut Vec<Range<usize>>,
+) {
+    match item {
+        toml_edit::Item::Value(value) => {
+            if let (Some(start), Some(span)) = (key_start, value.span()) {
+                out.push(start..span.end);
+            }
+        }
+        toml_edit::Item::Table(table) => table_pieces(table, key_start, text, out),
+        toml_edit::Item::ArrayOfTables(array) => {
+            for table in array.iter() {
+                table_pieces(table, None, text, out);
+            }
+        }
+        toml_edit::Item::None => {}
+    }
+}
+
+fn table_pieces(
+    table: &toml_edit::Table,
+    dotted_start: Option<usize>,
+    text: &str,
+    out: &mut Vec<Range<usize>>,
+) {
+    if !table.is_dotted() {
+        if let Some(span) = table.span() {
+            out.push(header(text, span.start));
+        }
+    }
+    for (key, child) in table.iter() {
+        pieces(child, key_start(table, key, dotted_start), text, out);
+    }
+}
+
+/// Where the key of `table`'s item `key` starts in the text: at the first part of a dotted key
+/// (`http.listen = …`), since blanking only its last part would leave `http.` behind.
+/// `dotted_start` is where the dotted key that holds `table` starts, if it is one.
+fn key_start(table: &toml_edit::Table, key: &str, dotted_start: Option<usize>) -> Option<usize> {
+    if table.is_dotted() {
+        dotted_start
+    } else {
+        table.key(key).and_then(|k| k.span()).map(|span| span.start)
+    }
+}
+
+/// The pieces of the innermost key and value (or table header) of `table` that holds the byte
+/// at `at`, where a value was refused. An entry of an array of tables keeps its header, so that
+/// the entries after it keep their places.
+fn refused_item(
+    table: &toml_edit::Table,
+    dotted_start: Option<usize>,
+    text: &str,
+    at: usize,
+) -> Option<Vec<Range<usize>>> {
+    for (key, item) in table.iter() {
+        let key_start = key_start(table, key, dotted_start);
+        let found = match item {
+            toml_edit::Item::Table(inner) => {
+                refused_item(inner, key_start, text, at).or_else(|| {
+                    let span = inner.span()?;
+                    header(text, span.start).contains(&at).then(|| {
+                        let mut out = Vec::new();
+                        table_pieces(inner, key_start, text, &mut out);
+                        out
+                    })
+                })
+            }
+            toml_edit::Item::ArrayOfTables(array) => array
+                .iter()
+                .find_map(|entry| refused_item(entry, None, text, at)),
+            toml_edit::Item::Value(value) => {
+                let (start, span) = (key_start?, value.span()?);
+                (start..span.end.max(start + 1))
+                    .contains(&at)
+                    .then(|| std::iter::once(start..span.end).collect())
+            }
+            toml_edit::Item::None => None,
+        };
+        if found.is_some() {
+            return found;
+        }
+    }
+    None
+}
+
+/// Where everything of `item` lies, from its first byte to its last.
+fn extent(item: &toml_edit::Item) -> Option<Range<usize>> {
+    let mut out = Vec::new();
+    collect_spans(item, &mut out);
+    let start = out.iter().map(|r| r.start).min()?;
+    let end = out.iter().map(|r| r.end).max()?;
+    Some(start..end)
+}
+
+fn collect_spans(item: &toml_edit::Item, out: &mut Vec<Range<usize>>) {
+    let table = |table: &toml_edit::Table, out: &mut Vec<Range<usize>>| {
+        out.extend(table.span());
+        for (key, child) in table.iter() {
+            out.extend(table.key(key).and_then(|k| k.span()));
+            collect_spans(child, out);
+        }
+    };
+    match item {
+        toml_edit::Item::Value(value) => out.extend(value.span()),
+        toml_edit::Item::Table(inner) => table(inner, out),
+        toml_edit::Item::ArrayOfTables(array) => {
+            for entry in array.iter() {
+                table(entry, out);
+            }
+        }
+        toml_edit::Item::None => {}
+    }
+}
+
+/// A declaration that a problem or a warning is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Place {
+    /// An entry of an array of tables, such as the second `[[patrowl.engines]]`.
+    Entry { array: &'static str, index: usize },
+    /// A section as a whole, such as `[gros]`.
+    Section(&'static str),
+}
+
+impl Place {
+    /// Its item in a document, found by its dotted path.
+    fn find(&self, document: &toml_edit::ImDocument<&str>) -> Option<toml_edit::Item> {
+        let (path, index) = match self {
+            Place::Entry { array, index } => (*array, Some(*index)),
+            Place::Section(name) => (*name, None),
+        };
+        let mut item = document.as_item();
+        for segment in path.split('.') {
+            item = item.get(segment)?;
+        }
+        match (index, item) {
+            (None, item) => Some(item.clone()),
+            (Some(index), toml_edit::Item::ArrayOfTables(array)) => {
+                array.get(index).cloned().map(toml_edit::Item::Table)
+            }
+            (Some(index), toml_edit::Item::Value(toml_edit::Value::Array(array))) => {
+                array.get(index).cloned().map(toml_edit::Item::Value)
+            }
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Place {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Place::Entry { array, .. } => write!(f, "[[{array}]]"),
+            Place::Section(name) => write!(f, "[{name}]"),
+        }
     }
 }
 
@@ -614,32 +937,163 @@ pub struct Declarations {
         crate::actors::gros::ProjectKey,
         crate::actors::gros::AgentName,
     )>,
+    /// Programs named by an engine, a workflow's step or a project that are not found, each
+    /// naming its declaration. Start-up logs them and goes on: a program may be installed
+    /// later, and each run looks for it again.
+    pub warnings: Vec<String>,
 }
+
+/// Every problem and warning of the declarations, each with the declaration it is about.
+struct Survey {
+    declarations: Option<Declarations>,
+    problems: Vec<(Place, String)>,
+    warnings: Vec<(Place, String)>,
+}
+
+const ENGINES: &str = "patrowl.engines";
+const WORKFLOWS: &str = "hpcwaas.workflows";
+const PROJECTS: &str = "gros.projects";
 
 impl Config {
     /// Checks every face's declarations, enabled or not: a section that says something wrong
     /// is refused even while its face is off. Every problem is reported, not only the first.
     pub fn declarations(&self) -> Result<Declarations, Vec<String>> {
+        let survey = self.survey();
+        let said = |found: Vec<(Place, String)>| {
+            found
+                .into_iter()
+                .map(|(place, text)| format!("{place}: {text}"))
+                .collect::<Vec<_>>()
+        };
+        match survey.declarations {
+            Some(mut declarations) if survey.problems.is_empty() => {
+                declarations.warnings = said(survey.warnings);
+                Ok(declarations)
+            }
+            _ => Err(said(survey.problems)),
+        }
+    }
+
+    /// Checks each entry on its own, so that every entry at fault is named with its place.
+    fn survey(&self) -> Survey {
+        use crate::actors::gros::service::Controller;
         use crate::actors::gros::{AgentName, ProjectKey};
+        use crate::actors::workflow::{Catalogue, Workflow};
+        use crate::process::find_program;
         let mut problems = Vec::new();
+        let mut warnings = Vec::new();
+
         let mut engines = Vec::new();
         let mut names = std::collections::BTreeSet::new();
-        for engine in &self.patrowl.engines {
+        for (index, engine) in self.patrowl.engines.iter().enumerate() {
+            let place = Place::Entry {
+                array: ENGINES,
+                index,
+            };
             match crate::actors::scan::service::Engine::parse(engine) {
-                Ok(engine) if !names.insert(engine.name.as_str().to_owned()) => {
-                    problems.push(format!(
-                        "[[patrowl.engines]]: engine {} is configured twice",
-                        engine.name.as_str()
-                    ))
+                Ok(engine) if !names.insert(engine.name.as_str().to_owned()) => problems.push((
+                    place,
+                    format!("engine {} is configured twice", engine.name.as_str()),
+                )),
+                Ok(engine) => {
+                    warnings.extend(engine.problem().map(|problem| (place, problem)));
+                    engines.push(std::sync::Arc::new(engine));
                 }
-                Ok(engine) => engines.push(std::sync::Arc::new(engine)),
-                Err(reason) => problems.push(format!("[[patrowl.engines]]: {reason}")),
+                Err(reason) => problems.push((place, reason)),
             }
         }
-        let workflows = crate::actors::workflow::Catalogue::parse(&self.hpcwaas.workflows)
-            .map_err(|reason| problems.push(format!("[[hpcwaas.workflows]]: {reason}")));
-        let gros = crate::actors::gros::service::Controller::parse(&self.gros)
-            .map_err(|reason| problems.push(format!("[gros]: {reason}")));
+
+        let mut ids = std::collections::BTreeSet::new();
+        let mut workflows_ok = true;
+        for (index, spec) in self.hpcwaas.workflows.iter().enumerate() {
+            let place = Place::Entry {
+                array: WORKFLOWS,
+                index,
+            };
+            match Workflow::parse(spec) {
+                Err(reason) => problems.push((place, reason)),
+                Ok(workflow) if !ids.insert(workflow.id.clone()) => {
+                    problems.push((place, format!("workflow {} is declared twice", workflow.id)))
+                }
+                Ok(workflow) => {
+                    for step in &workflow.steps {
+                        let path = step
+                            .env
+                            .iter()
+                            .find(|(name, _)| name == "PATH")
+                            .map(|(_, value)| std::ffi::OsStr::new(value));
+                        if !find_program(&step.program, path, step.dir.as_deref()) {
+                            warnings.push((
+                                place,
+                                format!(
+                                    "workflow {}: step {}: its program {:?} is not found or not \
+                                     executable",
+                                    workflow.id, step.name, step.program
+                                ),
+                            ));
+                        }
+                    }
+                    continue;
+                }
+            }
+            workflows_ok = false;
+        }
+        let workflows = if workflows_ok {
+            Catalogue::parse(&self.hpcwaas.workflows)
+                .map_err(|reason| problems.push((Place::Section("hpcwaas"), reason)))
+                .ok()
+        } else {
+            None
+        };
+
+        // Each project alone, among otherwise default settings; then the section with the
+        // projects that passed, for what is wrong with the section itself.
+        let mut keys = std::collections::BTreeSet::new();
+        let mut good = Vec::new();
+        for (index, spec) in self.gros.projects.iter().enumerate() {
+            let place = Place::Entry {
+                array: PROJECTS,
+                index,
+            };
+            let alone = GrosSection {
+                projects: vec![spec.clone()],
+                ..GrosSection::default()
+            };
+            if let Err(reason) = Controller::parse(&alone) {
+                problems.push((place, reason));
+            } else if !keys.insert(spec.key.clone()) {
+                problems.push((place, format!("project {} is declared twice", spec.key)));
+            } else {
+                for (what, argv) in [
+                    ("import_command", &spec.import_command),
+                    ("scrape_command", &spec.scrape_command),
+                ] {
+                    if let Some(program) = argv.first() {
+                        if !find_program(program, None, None) {
+                            warnings.push((
+                                place,
+                                format!(
+                                    "project {}: its {what} program {program:?} is not found or \
+                                     not executable",
+                                    spec.key
+                                ),
+                            ));
+                        }
+                    }
+                }
+                good.push(spec.clone());
+            }
+        }
+        let projects_ok = good.len() == self.gros.projects.len();
+        let section = GrosSection {
+            projects: good,
+            ..self.gros.clone()
+        };
+        let gros = Controller::parse(&section)
+            .map_err(|reason| problems.push((Place::Section("gros"), reason)))
+            .ok()
+            .filter(|_| projects_ok);
+
         // `Controller::parse` has checked the local agent's names when it is enabled.
         let agent = &self.gros.agent;
         let gros_agent = agent
@@ -654,37 +1108,54 @@ impl Config {
                 Some((project, name))
             })
             .flatten();
-        match (workflows, gros) {
-            (Ok(workflows), Ok(gros)) if problems.is_empty() => Ok(Declarations {
+        let declarations = match (workflows, gros) {
+            (Some(workflows), Some(gros)) => Some(Declarations {
                 engines,
                 workflows: std::sync::Arc::new(workflows),
                 gros,
                 gros_agent,
+                warnings: Vec::new(),
             }),
-            _ => Err(problems),
+            _ => None,
+        };
+        Survey {
+            declarations,
+            problems,
+            warnings,
         }
     }
 }
 
-/// Reports every key of `table` that `known` does not have, recursing into sections.
+/// Reports every key of `table` that `known` does not have, recursing into sections, with the
+/// pieces of text that hold it.
 fn unknown_keys(
     table: &toml_edit::Table,
+    dotted_start: Option<usize>,
     known: &toml::Table,
     prefix: &str,
-    line_of: &dyn Fn(usize) -> usize,
-    problems: &mut Vec<String>,
+    text: &str,
+    problems: &mut Vec<(usize, String)>,
+    blanked: &mut Vec<Range<usize>>,
 ) {
+    let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
     for (key, item) in table.iter() {
         let name = format!("{prefix}{key}");
-        let line = table
-            .key(key)
-            .and_then(|k| k.span())
-            .map_or(0, |span| line_of(span.start));
+        let key_start = key_start(table, key, dotted_start);
         match (known.get(key), item) {
-            (None, _) => problems.push(format!("line {line}: unknown key `{name}`")),
-            (Some(toml::Value::Table(section)), toml_edit::Item::Table(inner)) => {
-                unknown_keys(inner, section, &format!("{name}."), line_of, problems)
+            (None, _) => {
+                let line = key_start.map_or(0, line_of);
+                problems.push((line, format!("line {line}: unknown key `{name}`")));
+                pieces(item, key_start, text, blanked);
             }
+            (Some(toml::Value::Table(section)), toml_edit::Item::Table(inner)) => unknown_keys(
+                inner,
+                key_start,
+                section,
+                &format!("{name}."),
+                text,
+                problems,
+                blanked,
+            ),
             _ => {}
         }
     }

@@ -398,6 +398,29 @@ impl Drop for Running {
     }
 }
 
+/// Whether `program` names an executable file where [`spawn`] would look for it: a name with a
+/// `/` is a path (relative to `dir`, the child's working directory, when given), a bare name is
+/// looked up in `path`, the `PATH` the child gets (the server's, or [`DEFAULT_PATH`], unless the
+/// caller gives one). Programs are declared in the configuration long before they run, so this
+/// lets start-up say at once that one is missing.
+pub fn find_program(program: &str, path: Option<&OsStr>, dir: Option<&std::path::Path>) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |file: &std::path::Path| {
+        std::fs::metadata(file).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.contains('/') {
+        return match dir {
+            Some(dir) => executable(&dir.join(program)),
+            None => executable(std::path::Path::new(program)),
+        };
+    }
+    let inherited = std::env::var_os("PATH");
+    let path = path
+        .or(inherited.as_deref())
+        .unwrap_or(OsStr::new(DEFAULT_PATH));
+    !program.is_empty() && std::env::split_paths(path).any(|dir| executable(&dir.join(program)))
+}
+
 /// Runs `invocation` to its end, discarding the lines; the outcome keeps the captured output.
 pub async fn run(invocation: Invocation) -> Result<Outcome, ProcessError> {
     spawn(invocation)?.wait().await
@@ -918,6 +941,38 @@ fn char_boundary_before(bytes: &[u8], max: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_program_is_found_as_spawn_would_find_it() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("tool");
+        std::fs::write(&script, "#!/bin/sh\n").unwrap();
+        let plain = dir.path().join("plain");
+        std::fs::write(&plain, "").unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = dir.path().as_os_str();
+        assert!(find_program("tool", Some(path), None));
+        assert!(!find_program("plain", Some(path), None), "not executable");
+        assert!(!find_program(
+            "tool",
+            Some(OsStr::new("/nonexistent")),
+            None
+        ));
+        assert!(find_program(script.to_str().unwrap(), None, None));
+        assert!(find_program("./tool", None, Some(dir.path())));
+        assert!(!find_program(
+            "./tool",
+            None,
+            Some(std::path::Path::new("/"))
+        ));
+        assert!(
+            !find_program(dir.path().to_str().unwrap(), None, None),
+            "a directory"
+        );
+        assert!(find_program("sh", None, None));
+        assert!(!find_program("", None, None));
+    }
 
     fn split(max: usize, chunks: &[&[u8]]) -> Vec<(String, bool)> {
         let mut splitter = LineSplitter::new(Stream::Stdout, max);

@@ -74,6 +74,9 @@ impl Application {
         let declarations = config
             .declarations()
             .map_err(|problems| anyhow::anyhow!("{}", problems.join("; ")))?;
+        for warning in &declarations.warnings {
+            tracing::warn!("{warning}; start-up goes on");
+        }
         let hpcwaas_tls = tls_config("hpcwaas", &config.hpcwaas.tls_cert, &config.hpcwaas.tls_key)?;
         // The secret store and the blob store are opened once, for every face that uses them.
         let secrets = if config.hpcwaas.enabled || config.gros.enabled {

@@ -204,7 +204,7 @@ fn a_check_refuses_a_workflow_that_start_up_would_refuse() {
     let problems = check(text).unwrap_err();
     assert_eq!(
         problems,
-        ["[[hpcwaas.workflows]]: workflow a@e@w: step 1 has no command"]
+        ["line 1: [[hpcwaas.workflows]]: workflow a@e@w: step 1 has no command"]
     );
     let unknown = "[[hpcwaas.workflows]]\nname = \"w\"\nshell = true\n";
     let problems = check(unknown).unwrap_err();
@@ -216,19 +216,19 @@ fn a_check_refuses_a_gros_project_that_start_up_would_refuse() {
     let text = "[[gros.projects]]\nkey = \"proj\"\n";
     assert_eq!(
         check(text).unwrap_err(),
-        ["[gros]: project \"proj\": Project key must be all-uppercase, only alphabetic characters"]
+        ["line 1: [[gros.projects]]: project \"proj\": Project key must be all-uppercase, only alphabetic characters"]
     );
     let text = "[[gros.projects]]\nkey = \"PROJ\"\nnetworks = [\"10.0.0.0/33\"]\n";
     assert_eq!(
         check(text).unwrap_err(),
-        ["[gros]: project PROJ: \"10.0.0.0/33\" is not an address or a network such as 10.0.0.0/8"]
+        ["line 1: [[gros.projects]]: project PROJ: \"10.0.0.0/33\" is not an address or a network such as 10.0.0.0/8"]
     );
     let text = "[gros]\nlog_ignore = [\"(\"]\n";
-    assert!(check(text).unwrap_err()[0].starts_with("[gros]: log_ignore \"(\": "));
+    assert!(check(text).unwrap_err()[0].starts_with("line 1: [gros]: log_ignore \"(\": "));
     let text = "[gros.agent]\nenabled = true\nproject = \"PROJ\"\n";
     assert_eq!(
         check(text).unwrap_err(),
-        ["[gros]: agent project PROJ is not configured"]
+        ["line 1: [gros]: agent project PROJ is not configured"]
     );
 }
 
@@ -241,10 +241,10 @@ fn a_check_refuses_engines_and_a_local_agent_that_start_up_would_refuse() {
     assert_eq!(problems.len(), 2, "{problems:?}");
     assert_eq!(
         problems[0],
-        "[[patrowl.engines]]: engine tcp is configured twice"
+        "line 5: [[patrowl.engines]]: engine tcp is configured twice"
     );
     assert!(
-        problems[1].starts_with("[gros]: agent project \"lower\": "),
+        problems[1].starts_with("line 9: [gros]: agent project \"lower\": "),
         "{problems:?}"
     );
 }
@@ -270,4 +270,208 @@ async fn start_up_refuses_what_a_check_refuses() {
         refused.to_string(),
         "[[patrowl.engines]]: engine tcp is configured twice"
     );
+}
+
+#[test]
+fn an_engine_entry_takes_its_scanners_documented_default_for_every_key_it_leaves_out() {
+    let text = "[[patrowl.engines]]\nname = \"tcp\"\n\n\
+                [[patrowl.engines]]\nname = \"http\"\nscanner = \"http\"\n\n\
+                [[patrowl.engines]]\nname = \"wrapped\"\nscanner = \"command\"\ncommand = [\"sh\"]\n\
+                max_scans = 2\n";
+    let config: Config = toml::Value::Table(check(text).unwrap()).try_into().unwrap();
+    // The two documented engines, each written with its name and scanner only.
+    let documented = Config::default().patrowl.engines;
+    assert_eq!(config.patrowl.engines[..2], documented[..]);
+    let command = &config.patrowl.engines[2];
+    assert_eq!(command.version, env!("CARGO_PKG_VERSION"));
+    assert_eq!(
+        command.allowed_asset_types,
+        annals::actors::scan::Datatype::ALL.map(|d| d.as_str().to_owned())
+    );
+    assert_eq!(
+        (command.max_scans, command.timeout_s, command.kill_grace_s),
+        (2, 3600, 5)
+    );
+    // An empty list given on purpose is still refused, with its line.
+    let text = "\n[[patrowl.engines]]\nname = \"none\"\nallowed_asset_types = []\n";
+    assert_eq!(
+        check(text).unwrap_err(),
+        ["line 2: [[patrowl.engines]]: engine none: allowed_asset_types is empty"]
+    );
+}
+
+#[test]
+fn a_check_reports_every_problem_of_a_file_in_one_pass_each_with_its_line() {
+    let text = "\
+[http]
+lsten = \"x\"
+[log]
+cache_mb = \"lots\"
+
+[[patrowl.engines]]
+name = \"first\"
+max_scans = \"five\"
+
+[[patrowl.engines]]
+name = \"second\"
+allowed_asset_types = [\"nope\"]
+
+[[patrowl.engines]]
+name = \"third\"
+shell = true
+
+[[hpcwaas.workflows]]
+application_id = \"a\"
+environment_id = \"e\"
+name = \"w\"
+
+[[gros.projects]]
+key = \"lower\"
+";
+    let problems = check(text).unwrap_err();
+    let lines: Vec<&str> = problems
+        .iter()
+        .map(|p| p.split(':').next().unwrap())
+        .collect();
+    assert_eq!(
+        lines,
+        ["line 2", "line 4", "line 8", "line 10", "line 16", "line 18", "line 23"],
+        "{problems:#?}"
+    );
+    assert_eq!(problems[0], "line 2: unknown key `http.lsten`");
+    assert!(problems[2].contains("five"), "{problems:#?}");
+    assert_eq!(
+        problems[3],
+        "line 10: [[patrowl.engines]]: engine second: allowed_asset_types: \"nope\" is not a \
+         Patrowl datatype"
+    );
+    assert!(problems[4].contains("shell"), "{problems:#?}");
+    assert_eq!(
+        problems[5],
+        "line 18: [[hpcwaas.workflows]]: workflow a@e@w: it has no step"
+    );
+    assert!(
+        problems[6].starts_with("line 23: [[gros.projects]]: project \"lower\""),
+        "{problems:#?}"
+    );
+}
+
+/// A file whose engine, workflow step and project name programs that are not there.
+const MISSING_PROGRAMS: &str = "\
+[[patrowl.engines]]
+name = \"probe\"
+scanner = \"command\"
+command = [\"/nonexistent/probe-scanner\", \"--all\"]
+
+[[hpcwaas.workflows]]
+application_id = \"a\"
+environment_id = \"e\"
+name = \"w\"
+
+[[hpcwaas.workflows.steps]]
+name = \"greet\"
+command = [\"no-such-program-on-path\"]
+
+[[gros.projects]]
+key = \"PROJ\"
+import_command = [\"/nonexistent/import\"]
+";
+
+#[test]
+fn a_check_warns_of_programs_that_are_not_found_and_passes_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("programs.toml");
+    std::fs::write(&file, MISSING_PROGRAMS).unwrap();
+    let checked = annals(&["config", "check", file.to_str().unwrap()], &[]);
+    let out = String::from_utf8_lossy(&checked.stdout);
+    assert_eq!(checked.status.code(), Some(0), "{out}");
+    let name = file.display();
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        [
+            format!(
+                "{name}: line 1: warning: [[patrowl.engines]]: engine probe cannot scan: its \
+                 program \"/nonexistent/probe-scanner\" is not found or not executable"
+            ),
+            format!(
+                "{name}: line 6: warning: [[hpcwaas.workflows]]: workflow a@e@w: step greet: its \
+                 program \"no-such-program-on-path\" is not found or not executable"
+            ),
+            format!(
+                "{name}: line 15: warning: [[gros.projects]]: project PROJ: its import_command \
+                 program \"/nonexistent/import\" is not found or not executable"
+            ),
+            format!("ok: {name}"),
+        ]
+    );
+}
+
+#[actix_rt::test]
+async fn the_server_starts_on_entries_with_defaults_and_warns_of_missing_programs() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("programs.toml");
+    std::fs::write(&file, MISSING_PROGRAMS).unwrap();
+    let data = dir.path().join("log");
+    let served = common::spawn_serve(
+        &[
+            "--config".as_ref(),
+            file.as_os_str(),
+            "--data".as_ref(),
+            data.as_os_str(),
+            "serve".as_ref(),
+        ],
+        &[("ANNALS_HTTP_LISTEN", "127.0.0.1:0")],
+    )
+    .expect("the server starts despite the missing programs");
+    let warnings: Vec<String> = served
+        .started
+        .iter()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|entry| entry["level"] == "WARN")
+        .filter_map(|entry| entry["fields"]["message"].as_str().map(str::to_owned))
+        .collect();
+    for entry in [
+        "[[patrowl.engines]]: engine probe cannot scan",
+        "[[hpcwaas.workflows]]: workflow a@e@w: step greet: its program",
+        "[[gros.projects]]: project PROJ: its import_command program",
+    ] {
+        assert!(
+            warnings.iter().any(|warning| warning.starts_with(entry)),
+            "no warning {entry:?} in {warnings:#?}"
+        );
+    }
+    // The engine given only a name, a scanner and a command has the documented defaults.
+    let mut response = awc::Client::default()
+        .get(format!("http://{}/engines/probe/info", served.address))
+        .send()
+        .await
+        .unwrap();
+    let info: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(info["engine_config"]["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(
+        info["engine_config"]["allowed_asset_types"]
+            .as_array()
+            .map(Vec::len),
+        Some(annals::actors::scan::Datatype::ALL.len()),
+        "{info}"
+    );
+    served.terminate();
+}
+
+#[test]
+fn a_check_reads_on_past_bad_values_in_dotted_keys_and_inline_tables() {
+    let text = "http.lsten = 1\nlog.cache_mb = \"lots\"\n\
+                [patrowl]\nengines = [{ name = \"x\", max_scans = \"many\" }]\n\
+                [actors]\nmax_resident = \"all\"\n";
+    let problems = check(text).unwrap_err();
+    let lines: Vec<&str> = problems
+        .iter()
+        .map(|p| p.split(':').next().unwrap())
+        .collect();
+    assert_eq!(
+        lines,
+        ["line 1", "line 2", "line 4", "line 6"],
+        "{problems:#?}"
+    );
+    assert_eq!(problems[0], "line 1: unknown key `http.lsten`");
 }

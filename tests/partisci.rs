@@ -280,7 +280,6 @@ fn bad_updates() -> Vec<(Vec<u8>, &'static str)> {
             format!(r#"{{"app":"a","ver":"1","host":"{long}"}}"#).into_bytes(),
             "50",
         ),
-        (b"{\"app\":\"\xc3\x28\",\"ver\":\"1\"}".to_vec(), "UTF-8"),
         (b"[\"app\"]".to_vec(), "object"),
     ]
 }
@@ -313,6 +312,90 @@ async fn bad_updates_are_refused_over_http_and_dropped_and_counted_over_udp() {
     let invalid = inventory.datagrams("invalid").await - invalid_before;
     assert_eq!(invalid, datagrams.len() as u64);
     assert_eq!(inventory.versions("").await.len(), 1);
+}
+
+/// Reports that partiscid's Go decoder takes in, each with the version it stores.
+fn reports_read_as_partiscid_reads_them() -> Vec<(Vec<u8>, Value)> {
+    vec![
+        // The last spelling of a key wins, whatever its case and wherever it sorts.
+        (
+            br#"{"app":"first","App":"Last","ver":"1","host":"case"}"#.to_vec(),
+            json!({"host": "case", "app": "Last", "app_id": "last", "ver": "1"}),
+        ),
+        // Go lower-cases one character to one: `İ` is `i`, not `i` and a combining dot.
+        (
+            "{\"app\":\"\u{130}zmir\",\"ver\":\"1\",\"host\":\"dot\"}".into(),
+            json!({"host": "dot", "app": "\u{130}zmir", "app_id": "izmir", "ver": "1"}),
+        ),
+        // Bytes that are not UTF-8 and lone surrogates are stored as U+FFFD.
+        (
+            b"{\"app\":\"bad\xc3\x28\",\"ver\":\"\xff1\",\"host\":\"utf8\"}".to_vec(),
+            json!({"host": "utf8", "app": "bad\u{fffd}(", "app_id": "bad__", "ver": "\u{fffd}1"}),
+        ),
+        (
+            br#"{"app":"lone\ud800","ver":"\udc00\ud83d\ude00","host":"surrogate"}"#.to_vec(),
+            json!({"host": "surrogate", "app": "lone\u{fffd}", "app_id": "lone_", "ver": "\u{fffd}\u{1f600}"}),
+        ),
+    ]
+}
+
+#[actix_rt::test]
+async fn reports_are_read_as_partiscid_reads_them_over_http_and_udp() {
+    let http = spawn(|_| {}).await;
+    let udp = spawn(|_| {}).await;
+    for (report, expected) in reports_read_as_partiscid_reads_them() {
+        let shown = String::from_utf8_lossy(&report).into_owned();
+        let (status, answer) = http.post("/api/v1/update/", report.clone()).await;
+        assert_eq!((status, answer), (200, Value::Null), "{shown}");
+        udp.udp(&report);
+        let host = expected["host"].as_str().unwrap();
+        let query = format!("?host={host}");
+        let over_udp = poll_async(Duration::from_secs(30), "the datagram", || async {
+            udp.versions(&query).await.first().cloned()
+        })
+        .await;
+        for found in [http.versions(&query).await[0].clone(), over_udp] {
+            for field in ["app", "app_id", "ver"] {
+                assert_eq!(found[field], expected[field], "{shown}: {field} of {found}");
+            }
+        }
+    }
+}
+
+#[actix_rt::test]
+async fn a_filter_given_twice_uses_its_first_value_and_the_bare_prefix_redirects() {
+    let inventory = spawn(|_| {}).await;
+    for host in ["a", "b"] {
+        inventory
+            .update(json!({"app": "twice", "ver": "1", "host": host}))
+            .await;
+    }
+    let found = inventory.versions("?host=a&host=b&app_id=twice").await;
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0]["host"], "a");
+    let found = inventory.versions("?host=&host=b").await;
+    assert_eq!(
+        found.len(),
+        2,
+        "an empty first value is no filter: {found:?}"
+    );
+
+    let client = awc::Client::builder().disable_redirects().finish();
+    let own = format!("http://{}", inventory.partisci);
+    for base in [inventory.main.as_str(), own.as_str()] {
+        for (path, location) in [
+            ("/api/v1", "/api/v1/"),
+            ("/api/v1?host=a", "/api/v1/?host=a"),
+        ] {
+            let response = client.get(format!("{base}{path}")).send().await.unwrap();
+            assert_eq!(response.status().as_u16(), 301, "{base}{path}");
+            assert_eq!(
+                response.headers().get("location").unwrap(),
+                location,
+                "{base}{path}"
+            );
+        }
+    }
 }
 
 #[actix_rt::test]

@@ -59,6 +59,8 @@ fn command_engine(name: &str, script: &str) -> EngineConfig {
     EngineConfig {
         name: name.into(),
         scanner: ScannerKind::Command,
+        // Stated, so that the golden bodies do not follow annals' own version.
+        version: "1.0".into(),
         description: format!("sh -c for {name}"),
         allowed_asset_types: vec!["ip".into(), "fqdn".into(), "keyword".into()],
         command: vec!["sh".into(), "-c".into(), script.into()],

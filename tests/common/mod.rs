@@ -167,6 +167,8 @@ pub struct Served {
     pub patrowl: Option<String>,
     /// The HPCWaaS face's own listener, when it has one.
     pub hpcwaas: Option<String>,
+    /// What it logged before it said where it listens.
+    pub started: Vec<String>,
 }
 
 impl Served {
@@ -267,6 +269,7 @@ pub fn spawn_serve_in(
                     partisci,
                     patrowl,
                     hpcwaas,
+                    started: seen,
                 });
             }
         }

@@ -162,18 +162,7 @@ impl Engine {
     pub fn check_program(&self) -> Option<String> {
         let problem = match (self.config.scanner, self.config.command.first()) {
             (crate::config::ScannerKind::Command, Some(program)) => {
-                let executable = |path: &std::path::Path| {
-                    use std::os::unix::fs::PermissionsExt;
-                    std::fs::metadata(path)
-                        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-                };
-                let found = if program.contains('/') {
-                    executable(std::path::Path::new(program))
-                } else {
-                    let path = std::env::var_os("PATH")
-                        .unwrap_or_else(|| crate::process::DEFAULT_PATH.into());
-                    std::env::split_paths(&path).any(|dir| executable(&dir.join(program)))
-                };
+                let found = crate::process::find_program(program, None, None);
                 (!found).then(|| {
                     format!(
                         "engine {} cannot scan: its program {program:?} is not found or not \

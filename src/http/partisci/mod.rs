@@ -84,9 +84,6 @@ pub fn routes(config: &mut web::ServiceConfig) {
     config
         .service(
             web::scope("/api/v1")
-                .app_data(web::QueryConfig::default().error_handler(|error, _| {
-                    PartisciError::BadUpdate(format!("bad query: {error}")).into()
-                }))
                 .service(only("/app/", web::get().to(apps)))
                 .service(only("/summary/app/", web::get().to(apps)))
                 .service(only("/host/", web::get().to(hosts)))
@@ -106,7 +103,19 @@ fn only(path: &str, route: actix_web::Route) -> actix_web::Resource {
     super::only(path, route, PartisciError::MethodNotAllowed)
 }
 
+/// An unknown path under `/api/v1`. The bare prefix itself is redirected to `/api/v1/` (with
+/// its query, whatever the method), as partiscid's Go router answers a tree's root without its
+/// slash; it is not a route of its own, so it stays out of the OpenAPI document.
 async fn not_found(request: HttpRequest) -> HttpResponse {
+    if request.path() == "/api/v1" {
+        let location = match request.query_string() {
+            "" => "/api/v1/".to_string(),
+            query => format!("/api/v1/?{query}"),
+        };
+        return HttpResponse::MovedPermanently()
+            .insert_header((actix_web::http::header::LOCATION, location))
+            .finish();
+    }
     PartisciError::NotFound(format!(
         "{} is not a Partisci route (routes end with a slash, as in /api/v1/version/)",
         request.path()
@@ -199,21 +208,26 @@ async fn hosts(
     params(openapi::VersionParams),
     responses(
         (status = 200, description = "`{\"data\": [...]}`, `[]` when none matches.",
-            body = openapi::PartisciVersions),
-        (status = 415, description = "A malformed query, such as a filter given twice.",
-            body = openapi::PartisciErrorBody)))]
+            body = openapi::PartisciVersions)))]
 async fn versions(
     request: HttpRequest,
     face: web::Data<Partisci>,
-    query: web::Query<openapi::VersionParams>,
+    query: web::Query<Vec<(String, String)>>,
 ) -> Result<HttpResponse, PartisciError> {
     face.authorize(&request, face.access).await?;
-    // An empty parameter is no filter, as in Partisci.
-    let given = |value: &Option<String>| value.clone().filter(|v| !v.is_empty());
+    // The first value of a parameter given twice counts, and an empty one is no filter, as
+    // Go's `FormValue` reads them for partiscid.
+    let given = |name: &str| {
+        query
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.clone())
+            .filter(|value| !value.is_empty())
+    };
     let filter = VersionFilter {
-        app_id: given(&query.app_id),
-        host: given(&query.host),
-        ver: given(&query.ver),
+        app_id: given("app_id"),
+        host: given("host"),
+        ver: given("ver"),
     };
     let versions = face.inventory.versions(&filter);
     Ok(data(

@@ -80,11 +80,12 @@ update and how many distinct applications it runs. Also served at the early \
 
 pub const VERSIONS_DESCRIPTION: &str = "Every active version, one per application, host and \
 instance (the latest reported), narrowed by the filters given. Filters match exactly and \
-combine; an empty one is no filter. An acknowledged update is in the very next answer.";
+combine; an empty one is no filter, and of one given twice the first value counts. An acknowledged update is in the very next answer.";
 
 pub const UPDATE_DESCRIPTION: &str = "Records a version, for clients that cannot send UDP. The \
-body is read as JSON whatever its content type. Keys match case-insensitively and unknown \
-keys are ignored; `app_id`, `host_ip` and `last_update` are the server's to assign, so values \
+body is read as JSON whatever its content type. Keys match case-insensitively (the last \
+spelling of a key wins) and unknown keys are ignored; text that is not valid Unicode is stored \
+with U+FFFD in its place; `app_id`, `host_ip` and `last_update` are the server's to assign, so values \
 a client sends for them are ignored. A newer report of the same application, host and instance \
 replaces the older one. Answered once the update is durable and in the queries.";
 
@@ -96,8 +97,9 @@ with 403 unless `[partisci] danger = true`. Once accounts exist it needs an admi
 pub const INFO_DESCRIPTION: &str = "What this instance is. Also served at the early \
 `GET /api/v1/_partisci/`.";
 
-/// `GET /api/v1/version/`: the three exact filters, as the handler reads them.
-#[derive(IntoParams, serde::Deserialize)]
+/// `GET /api/v1/version/`: the three exact filters. The handler reads the query's pairs
+/// itself, so that the first of a repeated parameter counts, as in partiscid.
+#[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct VersionParams {
     /// Only versions of this application id (such as `demo_app`).
@@ -117,7 +119,7 @@ pub struct PartisciApps {
 /// An application with at least one active version. The body the handler writes.
 #[derive(ToSchema, serde::Serialize)]
 pub struct PartisciApp {
-    /// `app` lower-cased, each character outside `0-9a-z` replaced by `_`.
+    /// `app` lower-cased one character to one, each character outside `0-9a-z` replaced by `_`.
     #[schema(example = "demo_app")]
     pub app_id: String,
     /// The name as last reported.
@@ -159,7 +161,8 @@ pub struct PartisciVersions {
 /// writes, borrowed from the read model (a full list holds tens of thousands).
 #[derive(ToSchema, serde::Serialize)]
 pub struct PartisciVersion<'a> {
-    /// Assigned by the server: `app` lower-cased, each character outside `0-9a-z` made `_`.
+    /// Assigned by the server: `app` lower-cased one character to one, each character outside
+    /// `0-9a-z` made `_`.
     #[schema(example = "demo_app")]
     pub app_id: &'a str,
     #[schema(example = "Demo App")]
