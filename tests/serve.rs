@@ -301,60 +301,103 @@ fn each_faces_own_listener_moves_or_turns_off_with_a_flag_or_a_variable() {
     assert!(server.terminate().success());
 }
 
+/// `annals serve` as a child process, its log read line by line.
+struct Logged {
+    child: std::process::Child,
+    log: std::sync::mpsc::Receiver<Value>,
+    /// The lines logged up to the main listener's, included.
+    start_up: Vec<Value>,
+    /// The main listener's address.
+    address: String,
+}
+
+impl Logged {
+    /// Starts `annals --log-format json serve` with these arguments after `serve`, every
+    /// listener on a free port unless `args` says otherwise, and reads its log until the main
+    /// listener's line (at most a minute).
+    fn start(data: &Path, args: &[&str]) -> Logged {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_annals"))
+            .args(["--log-format", "json", "--data"])
+            .arg(data)
+            .arg("serve")
+            .args(args)
+            .env_remove("ANNALS_CONFIG")
+            .env("RUST_LOG", "info")
+            .env("ANNALS_HTTP_LISTEN", "127.0.0.1:0")
+            .env("ANNALS_PARTISCI_LISTEN", "127.0.0.1:0")
+            .env("ANNALS_PATROWL_LISTEN", "127.0.0.1:0")
+            .env("ANNALS_HPCWAAS_LISTEN", "127.0.0.1:0")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (lines, log) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = lines.send(serde_json::from_str::<Value>(&line).unwrap());
+            }
+        });
+        let mut logged = Logged {
+            child,
+            log,
+            start_up: Vec::new(),
+            address: String::new(),
+        };
+        loop {
+            let entry = logged.next();
+            logged.start_up.push(entry.clone());
+            if let Some(address) = entry["fields"]["address"].as_str() {
+                logged.address = address.to_owned();
+                return logged;
+            }
+        }
+    }
+
+    /// The next log line, within a minute.
+    fn next(&self) -> Value {
+        self.log
+            .recv_timeout(Duration::from_secs(60))
+            .expect("a log line within a minute")
+    }
+
+    /// The start-up lines that say a listener listens.
+    fn listening(&self) -> Vec<&Value> {
+        self.start_up
+            .iter()
+            .filter(|entry| {
+                entry["fields"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("listening")
+            })
+            .collect()
+    }
+}
+
+impl Drop for Logged {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 #[test]
 fn start_up_says_one_line_per_listener_and_the_request_log_one_per_request() {
-    use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_annals"))
-        .args(["--log-format", "json", "--data"])
-        .arg(dir.path())
-        .args(["serve", "--request-log"])
-        .env_remove("ANNALS_CONFIG")
-        .env("RUST_LOG", "info")
-        .env("ANNALS_HTTP_LISTEN", "127.0.0.1:0")
-        .env("ANNALS_PARTISCI_LISTEN", "127.0.0.1:0")
-        .env("ANNALS_PATROWL_LISTEN", "127.0.0.1:0")
-        .env("ANNALS_HPCWAAS_LISTEN", "127.0.0.1:0")
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (lines, log) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let _ = lines.send(serde_json::from_str::<Value>(&line).unwrap());
-        }
-    });
-    let next = || {
-        log.recv_timeout(Duration::from_secs(60))
-            .expect("a log line within a minute")
-    };
-    let mut start_up = Vec::new();
-    let address = loop {
-        let entry = next();
-        start_up.push(entry.clone());
-        if let Some(address) = entry["fields"]["address"].as_str() {
-            break address.to_owned();
-        }
-    };
-    let from_actix: Vec<_> = start_up
+    let server = Logged::start(dir.path(), &["--request-log"]);
+    let from_actix: Vec<_> = server
+        .start_up
         .iter()
         .filter(|entry| entry["target"].as_str().unwrap().starts_with("actix"))
         .collect();
     assert!(from_actix.is_empty(), "{from_actix:?}");
-    let listening: Vec<_> = start_up
-        .iter()
-        .filter(|entry| {
-            entry["fields"]["message"]
-                .as_str()
-                .unwrap()
-                .contains("listening")
-        })
-        .collect();
+    let listening = server.listening();
     assert_eq!(listening.len(), 4, "main, partisci, patrowl, hpcwaas: {listening:?}");
+    let address = server.address.clone();
 
     // HEAD on an event stream answers its headers and ends, as the stream never would.
     let mut stream = TcpStream::connect(&address).unwrap();
@@ -376,12 +419,40 @@ fn start_up_says_one_line_per_listener_and_the_request_log_one_per_request() {
     let (status, _) = request(&address, "GET", "/healthz", "").unwrap();
     assert_eq!(status, 200);
     let logged = poll(Duration::from_secs(60), "the request's log line", || {
-        let entry = next();
+        let entry = server.next();
         (entry["fields"]["path"] == "/healthz").then_some(entry)
     });
     assert_eq!(logged["level"], "INFO");
     assert_eq!(logged["fields"]["method"], "GET");
     assert_eq!(logged["fields"]["status"], 200);
-    let _ = child.kill();
-    let _ = child.wait();
+}
+
+#[test]
+fn the_gros_agent_daemons_listener_moves_or_turns_off_with_its_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("annals.toml");
+    std::fs::write(
+        &config,
+        "[gros.agent]\nenabled = true\nproject = \"PROJ\"\n\n\
+         [[gros.projects]]\nkey = \"PROJ\"\nscrape_command = [\"true\"]\n",
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let data = dir.path().join("log");
+    let moved = Logged::start(&data, &["--config", config, "--gros-agent-listen", "127.0.0.1:0"]);
+    let daemon = moved
+        .start_up
+        .iter()
+        .find_map(|entry| entry["fields"]["gros_agent"].as_str())
+        .expect("the daemon's start-up line")
+        .to_owned();
+    let (status, body) = request(&daemon, "GET", "/status", "").unwrap();
+    assert_eq!(status, 503, "no scrape runs: {body}");
+    drop(moved);
+
+    let off = Logged::start(&data, &["--config", config, "--gros-agent-listen="]);
+    assert_eq!(off.listening().len(), 4, "no daemon: {:?}", off.start_up);
+    // The agent's routes stay on the main listener.
+    let (status, _) = request(&off.address, "GET", "/agents/PROJ/PROJ/status", "").unwrap();
+    assert_eq!(status, 503);
 }
