@@ -1319,7 +1319,8 @@ async fn raw_length(base: &str, method: &str, path: &str) -> (Option<usize>, usi
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let address = base.trim_start_matches("http://");
     let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
-    let request = format!("{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+    let request =
+        format!("{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut answer = Vec::new();
     tokio::time::timeout(Duration::from_secs(60), stream.read_to_end(&mut answer))
@@ -1330,7 +1331,11 @@ async fn raw_length(base: &str, method: &str, path: &str) -> (Option<usize>, usi
     let (head, body) = answer.split_once("\r\n\r\n").expect("headers");
     let length = head
         .lines()
-        .find_map(|line| line.to_lowercase().strip_prefix("content-length: ").map(str::to_owned))
+        .find_map(|line| {
+            line.to_lowercase()
+                .strip_prefix("content-length: ")
+                .map(str::to_owned)
+        })
         .map(|length| length.trim().parse().unwrap());
     (length, body.len())
 }
@@ -1434,7 +1439,13 @@ async fn unmatched_paths_answer_404_in_the_shape_of_the_face_they_are_under() {
         (&app.patrowl, "patrowl"),
         (&app.hpcwaas, "hpcwaas"),
     ] {
-        for uri in ["/", "/no-such-route", "/api/events", "/v1/results", "/healthz"] {
+        for uri in [
+            "/",
+            "/no-such-route",
+            "/api/events",
+            "/v1/results",
+            "/healthz",
+        ] {
             let answer = app
                 .send_at(base, "get", uri, Vec::new(), Some(&app.token))
                 .await;

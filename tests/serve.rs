@@ -250,7 +250,10 @@ fn a_body_timeout_of_zero_is_refused() {
     )
     .err()
     .expect("the server refuses to start");
-    assert!(error.contains("body_timeout_s must be at least 1"), "{error}");
+    assert!(
+        error.contains("body_timeout_s must be at least 1"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -396,7 +399,11 @@ fn start_up_says_one_line_per_listener_and_the_request_log_one_per_request() {
         .collect();
     assert!(from_actix.is_empty(), "{from_actix:?}");
     let listening = server.listening();
-    assert_eq!(listening.len(), 4, "main, partisci, patrowl, hpcwaas: {listening:?}");
+    assert_eq!(
+        listening.len(),
+        4,
+        "main, partisci, patrowl, hpcwaas: {listening:?}"
+    );
     let address = server.address.clone();
 
     // HEAD on an event stream answers its headers and ends, as the stream never would.
@@ -439,7 +446,10 @@ fn the_gros_agent_daemons_listener_moves_or_turns_off_with_its_flag() {
     .unwrap();
     let config = config.to_str().unwrap();
     let data = dir.path().join("log");
-    let moved = Logged::start(&data, &["--config", config, "--gros-agent-listen", "127.0.0.1:0"]);
+    let moved = Logged::start(
+        &data,
+        &["--config", config, "--gros-agent-listen", "127.0.0.1:0"],
+    );
     let daemon = moved
         .start_up
         .iter()

@@ -384,7 +384,11 @@ pub async fn every_request(
 /// One line of the request log, at INFO: who asked what, the answer and how long it took.
 fn log_request<B>(response: &ServiceResponse<B>, head: bool, took: Duration) {
     let request = response.request();
-    let method = if head { &Method::HEAD } else { request.method() };
+    let method = if head {
+        &Method::HEAD
+    } else {
+        request.method()
+    };
     let peer = request
         .peer_addr()
         .map(|peer| peer.to_string())
