@@ -75,6 +75,25 @@ enum Command {
         /// The address of the HTTP listener (default `127.0.0.1:8080`; `ANNALS_HTTP_LISTEN`).
         #[arg(long)]
         listen: Option<String>,
+        /// The Partisci face's own listener, HTTP and UDP (default `127.0.0.1:7777`;
+        /// `ANNALS_PARTISCI_LISTEN`); empty for none.
+        #[arg(long, value_name = "ADDR")]
+        partisci_listen: Option<String>,
+        /// The scan engine face's own listener (default `127.0.0.1:5001`;
+        /// `ANNALS_PATROWL_LISTEN`); empty for none.
+        #[arg(long, value_name = "ADDR")]
+        patrowl_listen: Option<String>,
+        /// The workflow face's own listener (default `127.0.0.1:9090`; `ANNALS_HPCWAAS_LISTEN`);
+        /// empty for none.
+        #[arg(long, value_name = "ADDR")]
+        hpcwaas_listen: Option<String>,
+        /// The GROS agent daemon's listener, when `[gros.agent] enabled` (default
+        /// `127.0.0.1:7070`; `ANNALS_GROS_AGENT_LISTEN`); empty for none.
+        #[arg(long, value_name = "ADDR")]
+        gros_agent_listen: Option<String>,
+        /// Log every answered request at INFO (`[http] request_log`; `ANNALS_HTTP_REQUEST_LOG`).
+        #[arg(long)]
+        request_log: bool,
         /// Listen on a non-loopback address even though no account is configured, so that
         /// anyone who reaches it can read the whole event log.
         #[arg(long)]
@@ -146,10 +165,16 @@ enum Command {
 /// Runs the command line; the exit code says how it went.
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
+    let mut filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    // actix-server announces each listener in several lines of its own ("starting 2 workers",
+    // "starting service: …"); `serve` says it in one line per listener instead. RUST_LOG that
+    // names actix_server still gets them.
+    if !std::env::var("RUST_LOG").is_ok_and(|directives| directives.contains("actix_server")) {
+        filter = filter.add_directive("actix_server=warn".parse().expect("a valid directive"));
+    }
     let logs = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(filter)
         .with_writer(std::io::stderr);
     match cli.log_format {
         LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
@@ -187,11 +212,28 @@ pub fn run() -> ExitCode {
         config.durability = durability;
     }
     if let Command::Serve {
-        listen: Some(listen),
+        listen,
+        partisci_listen,
+        patrowl_listen,
+        hpcwaas_listen,
+        gros_agent_listen,
+        request_log,
         ..
     } = &cli.command
     {
-        config.http.listen = listen.clone();
+        // Flags override the file and the environment, each only when given.
+        for (flag, key) in [
+            (listen, &mut config.http.listen),
+            (partisci_listen, &mut config.partisci.listen),
+            (patrowl_listen, &mut config.patrowl.listen),
+            (hpcwaas_listen, &mut config.hpcwaas.listen),
+            (gros_agent_listen, &mut config.gros.agent.listen),
+        ] {
+            if let Some(address) = flag {
+                *key = address.clone();
+            }
+        }
+        config.http.request_log |= request_log;
     }
     let options = config.log_options();
     let data = config.data.clone();

@@ -69,6 +69,11 @@ pub struct HttpSection {
     /// Seconds an event stream (Server-Sent Events) goes without events before the server sends
     /// a keep-alive comment; at least 1.
     pub sse_keep_alive_s: u64,
+    /// Seconds a request body may go with no byte arriving, on every listener, before the
+    /// request is answered 408; at least 1.
+    pub body_timeout_s: u64,
+    /// Whether every listener logs each answered request at INFO (method, path, status, time).
+    pub request_log: bool,
     /// A PEM certificate chain: with `tls_key`, the listener speaks HTTPS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_cert: Option<PathBuf>,
@@ -531,6 +536,8 @@ impl Default for HttpSection {
         HttpSection {
             listen: "127.0.0.1:8080".into(),
             sse_keep_alive_s: crate::http::events::KEEP_ALIVE.as_secs(),
+            body_timeout_s: crate::http::body::BODY_TIMEOUT.as_secs(),
+            request_log: false,
             tls_cert: None,
             tls_key: None,
         }

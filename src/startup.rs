@@ -69,6 +69,13 @@ impl Application {
             bail!("[http] sse_keep_alive_s must be at least 1 (second)");
         }
         let sse_keep_alive = Duration::from_secs(config.http.sse_keep_alive_s);
+        if config.http.body_timeout_s == 0 {
+            bail!("[http] body_timeout_s must be at least 1 (second)");
+        }
+        let listening = http::Listening {
+            body_timeout: Duration::from_secs(config.http.body_timeout_s),
+            request_log: config.http.request_log,
+        };
         let tls = tls_config("http", &config.http.tls_cert, &config.http.tls_key)?;
         let settings = config.actor_settings();
         let declarations = config
@@ -233,10 +240,10 @@ impl Application {
                 local: declarations.gros_agent,
                 host: (!section.agent.host.is_empty()).then(|| section.agent.host.clone()),
             });
-            if section.agent.enabled {
+            if section.agent.enabled && !section.agent.listen.is_empty() {
                 let listener = bind(&section.agent.listen)?;
                 gros_agent_address = Some(listener.local_addr()?);
-                gros_servers.push(http::gros::serve_agent(listener, face.clone())?);
+                gros_servers.push(http::gros::serve_agent(listener, face.clone(), listening)?);
             }
             faces.gros = Some(face);
         }
@@ -253,10 +260,22 @@ impl Application {
         };
         let main = bind(&config.http.listen)?;
         let main_address = main.local_addr()?;
-        let mut servers = vec![http::serve(main, state(), Serves::Everything, tls)?];
+        let mut servers = vec![http::serve(
+            main,
+            state(),
+            Serves::Everything,
+            tls,
+            listening,
+        )?];
         servers.extend(gros_servers);
         for (face, listener, tls) in own_listeners {
-            servers.push(http::serve(listener, state(), Serves::Only(face), tls)?);
+            servers.push(http::serve(
+                listener,
+                state(),
+                Serves::Only(face),
+                tls,
+                listening,
+            )?);
         }
         Ok(Application {
             addresses: Addresses {
@@ -387,7 +406,7 @@ pub fn listen_addresses(config: &Config) -> Vec<&str> {
     if config.hpcwaas.enabled && !config.hpcwaas.listen.is_empty() {
         addresses.push(config.hpcwaas.listen.as_str());
     }
-    if config.gros.enabled && config.gros.agent.enabled {
+    if config.gros.enabled && config.gros.agent.enabled && !config.gros.agent.listen.is_empty() {
         addresses.push(config.gros.agent.listen.as_str());
     }
     addresses

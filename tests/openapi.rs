@@ -25,6 +25,10 @@ struct TestApp {
     address: String,
     /// The Partisci face's own listener.
     partisci: String,
+    /// The scan engine face's own listener.
+    patrowl: String,
+    /// The workflow face's own listener.
+    hpcwaas: String,
     client: awc::Client,
     /// A bearer token of an admin account.
     token: String,
@@ -79,6 +83,11 @@ async fn spawn_with(configure: impl FnOnce(&mut Config)) -> TestApp {
         "http://{}",
         application.addresses.partisci.expect("its own listener")
     );
+    let own = |address: Option<std::net::SocketAddr>| {
+        format!("http://{}", address.expect("its own listener"))
+    };
+    let patrowl = own(application.addresses.patrowl);
+    let hpcwaas = own(application.addresses.hpcwaas);
     actix_rt::spawn(application.run());
     // Redirects are answers to check, not to follow.
     let client = awc::Client::builder()
@@ -88,6 +97,8 @@ async fn spawn_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     TestApp {
         address,
         partisci,
+        patrowl,
+        hpcwaas,
         client,
         token,
         user_token,
@@ -1274,4 +1285,193 @@ async fn hpcwaas_answers_fit_their_documented_schemas() {
             (400, json!(400))
         );
     }
+}
+
+#[actix_rt::test]
+async fn head_answers_every_documented_get_route_as_get_without_its_body() {
+    let app = spawn_app().await;
+    let document = app.document().await;
+    let mut checked = 0;
+    for (path, method) in operations(&document) {
+        if method != "get" {
+            continue;
+        }
+        let uri = example_uri(&document, &path, &method);
+        let get = app.get(&uri, true).await;
+        let head = app.send("head", &uri, Vec::new(), Some(&app.token)).await;
+        assert_eq!(head.status, get.status, "HEAD {uri}");
+        assert_eq!(head.content_type, get.content_type, "HEAD {uri}");
+        assert!(head.body.is_empty(), "HEAD {uri} has a body");
+        checked += 1;
+    }
+    assert!(checked > 30, "{checked} GET routes");
+    // On a face's own listener too.
+    let head = app
+        .send_at(&app.partisci, "head", "/api/v1/version/", Vec::new(), None)
+        .await;
+    assert_eq!((head.status, head.body.len()), (200, 0));
+}
+
+/// Reads the `Content-Length` the server announces for `method path` on the listener at
+/// `base`, over a raw connection: the header as sent, and the bytes after the headers.
+async fn raw_length(base: &str, method: &str, path: &str) -> (Option<usize>, usize) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let request =
+        format!("{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(60), stream.read_to_end(&mut answer))
+        .await
+        .expect("the server closes the connection")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let (head, body) = answer.split_once("\r\n\r\n").expect("headers");
+    let length = head
+        .lines()
+        .find_map(|line| {
+            line.to_lowercase()
+                .strip_prefix("content-length: ")
+                .map(str::to_owned)
+        })
+        .map(|length| length.trim().parse().unwrap());
+    (length, body.len())
+}
+
+#[actix_rt::test]
+async fn head_keeps_the_content_length_of_get() {
+    let app = spawn_app().await;
+    for (base, path) in [
+        (&app.address, "/healthz"),
+        (&app.address, "/api/openapi.json"),
+        (&app.address, "/api/v1/version/"),
+        (&app.address, "/metrics"),
+        (&app.partisci, "/api/v1/version/"),
+    ] {
+        let (get_length, get_body) = raw_length(base, "GET", path).await;
+        let (head_length, head_body) = raw_length(base, "HEAD", path).await;
+        assert_eq!(get_length, Some(get_body), "GET {path}");
+        assert_eq!(head_body, 0, "HEAD {path} has a body");
+        // `/metrics` counts the GET itself in between.
+        if path != "/metrics" {
+            assert_eq!(head_length, get_length, "HEAD {path}");
+        } else {
+            assert!(head_length.is_some_and(|length| length > 0), "HEAD {path}");
+        }
+    }
+}
+
+/// The schema of the error body each tag's routes answer with on the main listener; `None`
+/// for the GROS controller's plain text.
+fn error_schema(tag: &str, path: &str) -> Option<&'static str> {
+    match tag {
+        "partisci" => Some("PartisciErrorBody"),
+        "refstack" => Some("RefstackErrorBody"),
+        "patrowl" => Some("PatrowlErrorBody"),
+        "hpcwaas" => Some("HpcwaasErrorBody"),
+        "gros" if path.starts_with("/agents") => Some("GrosAgentErrorBody"),
+        "gros" => None,
+        _ => Some("ErrorBody"),
+    }
+}
+
+fn check_not_found(document: &Value, schema: Option<&str>, uri: &str, answer: &Answer) {
+    assert_eq!(answer.status, 404, "{uri}");
+    match schema {
+        Some(name) => {
+            let schema = json!({ "$ref": format!("#/components/schemas/{name}") });
+            if let Err(problem) = conforms(document, &schema, &answer.json(), "body") {
+                panic!("{uri}: not a {name}: {problem}: {}", answer.text());
+            }
+        }
+        None => {
+            assert_eq!(essence(&answer.content_type), "text/plain", "{uri}");
+            assert!(answer.text().contains(uri), "{uri}: {}", answer.text());
+        }
+    }
+}
+
+#[actix_rt::test]
+async fn unmatched_paths_answer_404_in_the_shape_of_the_face_they_are_under() {
+    let app = spawn_app().await;
+    let document = app.document().await;
+    let mut seen = BTreeSet::new();
+    for (path, method) in operations(&document) {
+        // Swagger UI serves any file name under its prefix.
+        if path.starts_with("/api/docs") {
+            continue;
+        }
+        let tag = document["paths"][&path][&method]["tags"][0]
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
+        let uri = format!(
+            "{}/no-such/route",
+            example_uri(&document, &path, &method).trim_end_matches('/')
+        );
+        for method in ["get", "post"] {
+            let answer = app.send(method, &uri, Vec::new(), Some(&app.token)).await;
+            check_not_found(&document, error_schema(&tag, &path), &uri, &answer);
+        }
+        seen.insert(tag);
+    }
+    assert_eq!(seen.len(), 8, "every tag: {seen:?}");
+    for (uri, tag) in [
+        ("/no-such-route", "events"),
+        ("/engines", "patrowl"),
+        ("/engine/", "patrowl"),
+        ("/v1", "refstack"),
+        ("/get-miniconfs", "events"),
+        ("/debug/pprof", "partisci"),
+        ("/ssh_keys/a/b", "hpcwaas"),
+        ("/auth/nothing.py", "gros"),
+        ("/agents", "gros"),
+    ] {
+        let answer = app.get(uri, true).await;
+        check_not_found(&document, error_schema(tag, uri), uri, &answer);
+    }
+
+    // A face's own listener answers every path it does not serve in the face's shape.
+    for (base, tag) in [
+        (&app.partisci, "partisci"),
+        (&app.patrowl, "patrowl"),
+        (&app.hpcwaas, "hpcwaas"),
+    ] {
+        for uri in [
+            "/",
+            "/no-such-route",
+            "/api/events",
+            "/v1/results",
+            "/healthz",
+        ] {
+            let answer = app
+                .send_at(base, "get", uri, Vec::new(), Some(&app.token))
+                .await;
+            check_not_found(&document, error_schema(tag, uri), uri, &answer);
+        }
+    }
+}
+
+#[actix_rt::test]
+async fn the_document_is_gzipped_for_clients_that_accept_it() {
+    use std::io::Read;
+    let app = spawn_app().await;
+    let plain = app.document().await;
+    let mut response = app
+        .client
+        .get(format!("{}/api/openapi.json", app.address))
+        .insert_header(("Accept-Encoding", "gzip"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers().get("content-encoding").unwrap(), "gzip");
+    let compressed = response.body().limit(64 << 20).await.unwrap();
+    let mut json = String::new();
+    flate2::read::GzDecoder::new(&compressed[..])
+        .read_to_string(&mut json)
+        .expect("a gzip body");
+    assert!(compressed.len() * 4 < json.len(), "gzip compresses it");
+    assert_eq!(serde_json::from_str::<Value>(&json).unwrap(), plain);
 }

@@ -1,32 +1,47 @@
-//! Reading a request body under a limit, so that each face answers an oversized body with 413
-//! in its own error shape instead of actix's default, and never buffers more than the limit.
+//! Reading a request body under a limit and a timeout, so that each face answers an oversized
+//! body with 413, and a body that stops arriving with 408, in its own error shape instead of
+//! actix's default; it never buffers more than the limit nor waits on a silent client for ever.
+
+use std::time::Duration;
 
 use actix_web::http::header::CONTENT_LENGTH;
 use actix_web::web::{Bytes, BytesMut, Payload};
 use actix_web::HttpRequest;
 use futures_util::StreamExt;
 
+/// How long a body may go with no byte arriving, unless the listener's [`super::Listening`]
+/// says otherwise (`[http] body_timeout_s`). actix-web bounds the wait for the headers
+/// (`client_request_timeout`, 5 s) but not for the body.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
 #[derive(Debug, thiserror::Error)]
 pub enum BodyError {
     #[error("the request body is over the limit of {limit} bytes")]
     TooLarge { limit: usize },
+    #[error(
+        "the request body stopped arriving: nothing for {} s ([http] body_timeout_s)",
+        after.as_secs_f64()
+    )]
+    TimedOut { after: Duration },
     #[error("the request body could not be read: {0}")]
     Broken(String),
 }
 
 impl BodyError {
-    /// The status every face answers it with, each in its own shape: 413 or 400.
+    /// The status every face answers it with, each in its own shape: 413, 408 or 400.
     pub fn status(&self) -> actix_web::http::StatusCode {
         use actix_web::http::StatusCode;
         match self {
             BodyError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            BodyError::TimedOut { .. } => StatusCode::REQUEST_TIMEOUT,
             BodyError::Broken(_) => StatusCode::BAD_REQUEST,
         }
     }
 }
 
 /// Reads the whole body, refusing it as soon as it is known to exceed `limit` bytes: at once
-/// from its `Content-Length`, else while it streams in.
+/// from its `Content-Length`, else while it streams in; and giving up on it when no byte has
+/// come for the listener's body timeout.
 pub async fn read_body(
     request: &HttpRequest,
     mut payload: Payload,
@@ -40,8 +55,14 @@ pub async fn read_body(
     if declared.is_some_and(|length| length > limit) {
         return Err(BodyError::TooLarge { limit });
     }
+    let timeout = request
+        .app_data::<super::Listening>()
+        .map_or(BODY_TIMEOUT, |listening| listening.body_timeout);
     let mut body = BytesMut::with_capacity(declared.unwrap_or(0));
-    while let Some(chunk) = payload.next().await {
+    while let Some(chunk) = tokio::time::timeout(timeout, payload.next())
+        .await
+        .map_err(|_| BodyError::TimedOut { after: timeout })?
+    {
         let chunk = chunk.map_err(|e| BodyError::Broken(e.to_string()))?;
         if body.len() + chunk.len() > limit {
             return Err(BodyError::TooLarge { limit });

@@ -21,7 +21,11 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::{dev::Server, web, App, HttpResponse, HttpServer};
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
+use actix_web::http::Method;
+use actix_web::middleware::Next;
+use actix_web::{web, App, HttpResponse, HttpServer, ResponseError};
 
 use crate::auth::{Access, Auth};
 use crate::events::{EventLog, Metadata, Origin};
@@ -35,6 +39,25 @@ pub struct HttpState {
     pub faces: Faces,
     /// How long an idle event stream goes before a keep-alive comment.
     pub sse_keep_alive: Duration,
+}
+
+/// What every listener does alike, whatever it serves: set in `[http]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Listening {
+    /// How long a request body may go with no byte arriving before the request is answered
+    /// `408` (`[http] body_timeout_s`).
+    pub body_timeout: Duration,
+    /// Whether every answered request is logged at INFO (`[http] request_log`).
+    pub request_log: bool,
+}
+
+impl Default for Listening {
+    fn default() -> Self {
+        Listening {
+            body_timeout: body::BODY_TIMEOUT,
+            request_log: false,
+        }
+    }
 }
 
 /// The faces a server runs, each with what its handlers share; `None` for one that is off.
@@ -79,6 +102,65 @@ impl Face {
             Face::Gros => gros::routes(config),
         }
     }
+
+    /// The paths the face owns on the main listener: a path is the face's when it is one of
+    /// these or continues one after a `/`. An unmatched path is answered in the shape of the
+    /// face that owns it. A face whose routes move adds their prefix here.
+    pub fn prefixes(self) -> &'static [&'static str] {
+        match self {
+            Face::Partisci => &["/api/v1", "/debug"],
+            Face::Refstack => &[
+                "/v1",
+                "/update-test-status",
+                "/post-result",
+                "/get-miniconf",
+                "/get-testcases",
+            ],
+            Face::Patrowl => &["/engines", "/engine"],
+            Face::Hpcwaas => &["/workflows", "/executions", "/ssh_keys"],
+            Face::Gros => &["/auth", "/agents"],
+        }
+    }
+
+    /// Whether `path` is under one of the face's [`Face::prefixes`].
+    pub fn owns(self, path: &str) -> bool {
+        self.prefixes().iter().any(|prefix| {
+            path.strip_prefix(prefix)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        })
+    }
+
+    /// The face's `404` for a path none of its routes matches, in the face's own error shape.
+    pub fn not_found(self, path: &str) -> HttpResponse {
+        match self {
+            Face::Partisci => {
+                partisci::PartisciError::NotFound(format!("{path} is not a Partisci route"))
+                    .error_response()
+            }
+            Face::Refstack => refstack::RefstackError::NotFound(format!(
+                "{path} is not a route of the test results API"
+            ))
+            .error_response(),
+            Face::Patrowl => patrowl::Refusal::not_found(format!(
+                "{path} is not a route of the scan engines (theirs are under /engines/<name>/)"
+            ))
+            .error_response(),
+            Face::Hpcwaas => hpcwaas::HpcwaasError::NotFound(format!(
+                "{path} is not a route of the workflow API"
+            ))
+            .error_response(),
+            // The per-agent routes speak the agent daemon's shape, the rest the controller's.
+            Face::Gros if path.starts_with("/agents/") || path == "/agents" => gros::AgentError {
+                status: actix_web::http::StatusCode::NOT_FOUND,
+                message: format!("The path '{path}' was not found."),
+            }
+            .error_response(),
+            Face::Gros => {
+                gros::ControllerError::NotFound(format!("{path} is not a controller script"))
+                    .error_response()
+            }
+        }
+    }
 }
 
 /// What one listener serves.
@@ -91,6 +173,17 @@ pub enum Serves {
 }
 
 impl Faces {
+    /// Whether `face` runs.
+    fn runs(&self, face: Face) -> bool {
+        match face {
+            Face::Partisci => self.partisci.is_some(),
+            Face::Refstack => self.refstack.is_some(),
+            Face::Patrowl => self.patrowl.is_some(),
+            Face::Hpcwaas => self.hpcwaas.is_some(),
+            Face::Gros => self.gros.is_some(),
+        }
+    }
+
     fn configure(&self, config: &mut web::ServiceConfig, serves: Serves) {
         add(config, serves, Face::Partisci, &self.partisci);
         add(config, serves, Face::Refstack, &self.refstack);
@@ -111,6 +204,25 @@ fn add<T: 'static>(
     if let Some(shared) = shared.as_ref().filter(|_| wanted) {
         config.app_data(shared.clone());
         face.routes(config);
+    }
+}
+
+/// The `404` of a path no route of the listener matches: on a face's own listener, in that
+/// face's shape; on the main listener, in the shape of the running face whose prefix the path
+/// is under, else in the event API's.
+fn not_found(path: &str, serves: Serves, faces: &Faces) -> HttpResponse {
+    let owner = match serves {
+        Serves::Only(face) => Some(face),
+        Serves::Everything => Face::ALL
+            .into_iter()
+            .find(|face| faces.runs(*face) && face.owns(path)),
+    };
+    match owner {
+        Some(face) => face.not_found(path),
+        None => ApiError::NotFound(format!(
+            "{path} is not a route of annals (every route: /api/docs/)"
+        ))
+        .error_response(),
     }
 }
 
@@ -174,7 +286,13 @@ pub fn server(
     state: HttpState,
     tls: Option<rustls::ServerConfig>,
 ) -> std::io::Result<Server> {
-    serve(listener, state, Serves::Everything, tls)
+    serve(
+        listener,
+        state,
+        Serves::Everything,
+        tls,
+        Listening::default(),
+    )
 }
 
 /// Serves what `serves` says on a listener the caller bound.
@@ -183,6 +301,7 @@ pub fn serve(
     state: HttpState,
     serves: Serves,
     tls: Option<rustls::ServerConfig>,
+    listening: Listening,
 ) -> std::io::Result<Server> {
     crate::metrics::handle();
     openapi::check().map_err(std::io::Error::other)?;
@@ -205,7 +324,9 @@ pub fn serve(
             .app_data(web::PathConfig::default().error_handler(|error, _| {
                 ApiError::BadRequest(format!("bad path: {error}")).into()
             }))
+            .app_data(listening)
             .wrap(actix_web::middleware::from_fn(count_request))
+            .wrap(actix_web::middleware::from_fn(every_request))
             // The faces first: their clients' requests then meet static prefixes before the
             // event API's patterns, which actix matches with a regex each. No face route
             // overlaps a main one.
@@ -215,6 +336,13 @@ pub fn serve(
                     routes(config);
                 }
             })
+            .default_service(web::to({
+                let faces = faces.clone();
+                move |request: actix_web::HttpRequest| {
+                    let answer = not_found(request.path(), serves, &faces);
+                    async move { answer }
+                }
+            }))
     });
     let server = match tls {
         Some(tls) => server.listen_rustls_0_23(listener, tls)?,
@@ -223,6 +351,58 @@ pub fn serve(
     // Signals are the caller's to handle (`startup::Application::run_until`), once for every
     // listener.
     Ok(server.shutdown_timeout(30).disable_signals().run())
+}
+
+/// What every listener does to every request, outermost: answers `HEAD` through the `GET`
+/// route and drops the body (actix sends the `Content-Length` of a body of known size and no
+/// byte of it; an unbounded one, such as an event stream, is not even started), and logs the
+/// answer when the listener's [`Listening`] says so.
+pub async fn every_request(
+    mut request: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let head = request.method() == Method::HEAD;
+    if head {
+        request.head_mut().method = Method::GET;
+    }
+    let logged = request
+        .app_data::<Listening>()
+        .is_some_and(|listening| listening.request_log);
+    let started = logged.then(std::time::Instant::now);
+    let response = next.call(request).await?;
+    if let Some(started) = started {
+        log_request(&response, head, started.elapsed());
+    }
+    Ok(response.map_body(|_, body| {
+        if head && body.size() == actix_web::body::BodySize::Stream {
+            EitherBody::right(actix_web::body::None::new())
+        } else {
+            EitherBody::left(body)
+        }
+    }))
+}
+
+/// One line of the request log, at INFO: who asked what, the answer and how long it took.
+fn log_request<B>(response: &ServiceResponse<B>, head: bool, took: Duration) {
+    let request = response.request();
+    let method = if head {
+        &Method::HEAD
+    } else {
+        request.method()
+    };
+    let peer = request
+        .peer_addr()
+        .map(|peer| peer.to_string())
+        .unwrap_or_default();
+    tracing::info!(
+        target: "annals::request",
+        %method,
+        path = request.path(),
+        status = response.status().as_u16(),
+        took_ms = took.as_millis() as u64,
+        peer,
+        "request"
+    );
 }
 
 /// Counts each answered request by route pattern and status, on every listener.

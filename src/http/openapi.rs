@@ -193,7 +193,12 @@ pub fn check() -> Result<(), String> {
 /// compiled into the binary.
 pub fn routes(config: &mut web::ServiceConfig) {
     config
-        .route("/api/openapi.json", web::get().to(openapi_json))
+        // Gzipped for clients that accept it: the document is large and compresses well.
+        .service(
+            web::resource("/api/openapi.json")
+                .wrap(actix_web::middleware::Compress::default())
+                .route(web::get().to(openapi_json)),
+        )
         .route("/api/docs", web::get().to(docs_page))
         .service(
             SwaggerUi::new("/api/docs/{file:.*}").config(

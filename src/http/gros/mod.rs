@@ -89,6 +89,8 @@ pub enum ControllerError {
     #[error("{0}")]
     TooLarge(String),
     #[error("{0}")]
+    TimedOut(String),
+    #[error("{0}")]
     Forbidden(String),
     #[error("{0}")]
     NotImplemented(String),
@@ -102,6 +104,7 @@ impl ResponseError for ControllerError {
             ControllerError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ControllerError::NotFound(_) => StatusCode::NOT_FOUND,
             ControllerError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ControllerError::TimedOut(_) => StatusCode::REQUEST_TIMEOUT,
             ControllerError::Forbidden(_) => StatusCode::FORBIDDEN,
             ControllerError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             ControllerError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -140,6 +143,7 @@ impl From<BodyError> for ControllerError {
     fn from(error: BodyError) -> Self {
         match error {
             BodyError::TooLarge { .. } => ControllerError::TooLarge(error.to_string()),
+            BodyError::TimedOut { .. } => ControllerError::TimedOut(error.to_string()),
             BodyError::Broken(_) => ControllerError::BadRequest(error.to_string()),
         }
     }
@@ -765,12 +769,15 @@ async fn local_not_found(request: HttpRequest) -> HttpResponse {
 pub fn serve_agent(
     listener: TcpListener,
     face: web::Data<GrosFace>,
+    listening: crate::http::Listening,
 ) -> std::io::Result<actix_web::dev::Server> {
     let server = actix_web::HttpServer::new(move || {
         actix_web::App::new()
             .app_data(face.clone())
+            .app_data(listening)
             .wrap(actix_web::middleware::from_fn(length_required))
             .wrap(actix_web::middleware::from_fn(crate::http::count_request))
+            .wrap(actix_web::middleware::from_fn(crate::http::every_request))
             .service(web::resource(["/status", "/status/"]).to(local_status))
             .service(web::resource(["/scrape", "/scrape/"]).to(local_scrape))
             .default_service(web::to(local_not_found))

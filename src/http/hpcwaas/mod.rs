@@ -97,6 +97,7 @@ impl ResponseError for HpcwaasError {
             StatusCode::FORBIDDEN => "forbidden",
             StatusCode::NOT_FOUND => "not_found",
             StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+            StatusCode::REQUEST_TIMEOUT => "request_timeout",
             StatusCode::PAYLOAD_TOO_LARGE => "request_entity_too_large",
             StatusCode::SERVICE_UNAVAILABLE => "service_unavailable",
             _ => "internal_server_error",

@@ -380,7 +380,7 @@ pub struct HpcwaasErrorBody {
 /// One error.
 #[derive(ToSchema)]
 pub struct HpcwaasError {
-    /// `bad_request`, `unauthorized`, `forbidden`, `not_found`, `method_not_allowed`,
+    /// `bad_request`, `unauthorized`, `forbidden`, `not_found`, `method_not_allowed`, `request_timeout`,
     /// `request_entity_too_large`, `service_unavailable` or `internal_server_error`.
     pub id: String,
     pub status: u16,

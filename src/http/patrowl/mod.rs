@@ -115,6 +115,11 @@ fn on(page: &'static str) -> impl Fn(PatrowlError) -> Refusal {
 }
 
 impl Refusal {
+    /// A `404` for a path none of the face's routes matches.
+    pub fn not_found(message: String) -> Refusal {
+        on("not found")(PatrowlError::NotFound(message))
+    }
+
     /// `refused` for a scan request the engine will not take; `error` for everything else.
     fn status_word(&self) -> &'static str {
         match &self.error {
