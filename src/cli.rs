@@ -302,7 +302,8 @@ fn serve(config: &Config, insecure_no_auth: bool) -> anyhow::Result<()> {
     check_exposure(config, insecure_no_auth)?;
     let data = config.data.as_path();
     let log = EventLog::open(data, config.log_options())?;
-    let served = actix_web::rt::System::new().block_on({
+    let system = actix_web::rt::System::new();
+    let served = system.block_on({
         let log = log.clone();
         async move {
             let termination = crate::startup::termination()?;
@@ -325,6 +326,13 @@ fn serve(config: &Config, insecure_no_auth: bool) -> anyhow::Result<()> {
             application.run_until(termination).await
         }
     });
+    // Actors the system never polled (start-up failed first) are started by actix as they are
+    // dropped, and their timers need the runtime: the system is dropped inside it.
+    let runtime = system.runtime().tokio_runtime().handle().clone();
+    {
+        let _inside = runtime.enter();
+        drop(system);
+    }
     // The servers have stopped (SIGINT or SIGTERM): finish pending appends, then exit.
     log.close();
     served

@@ -75,6 +75,9 @@ impl Application {
             .declarations()
             .map_err(|problems| anyhow::anyhow!("{}", problems.join("; ")))?;
         let hpcwaas_tls = tls_config("hpcwaas", &config.hpcwaas.tls_cert, &config.hpcwaas.tls_key)?;
+        // Every listener is bound before anything starts: a port in use ends start-up before
+        // any actor runs or any event is written.
+        let mut listeners = Listeners::bind(config)?;
         // The secret store and the blob store are opened once, for every face that uses them.
         let secrets = if config.hpcwaas.enabled || config.gros.enabled {
             Some(open_secrets(log.path())?)
@@ -107,8 +110,7 @@ impl Application {
             let inventory =
                 Inventory::start(log.clone(), clock.clone(), settings, retention).await?;
             tasks.extend(inventory.spawn_sweeper());
-            if !section.listen.is_empty() {
-                let (listener, socket) = bind_tcp_and_udp(&section.listen)?;
+            if let Some((listener, socket)) = listeners.partisci.take() {
                 let address = listener.local_addr()?;
                 udp = Some(http::partisci::udp::Receiver::start(
                     socket,
@@ -165,8 +167,7 @@ impl Application {
                 declarations.engines,
             )
             .await?;
-            if !section.listen.is_empty() {
-                let listener = bind(&section.listen)?;
+            if let Some(listener) = listeners.patrowl.take() {
                 patrowl_address = Some(listener.local_addr()?);
                 own_listeners.push((Face::Patrowl, listener, None));
             }
@@ -198,8 +199,7 @@ impl Application {
                 log.path().join(HPCWAAS_WORK_DIR),
             )
             .await?;
-            if !section.listen.is_empty() {
-                let listener = bind(&section.listen)?;
+            if let Some(listener) = listeners.hpcwaas.take() {
                 hpcwaas_address = Some(listener.local_addr()?);
                 own_listeners.push((Face::Hpcwaas, listener, hpcwaas_tls.clone()));
             }
@@ -230,8 +230,7 @@ impl Application {
                 local: declarations.gros_agent,
                 host: (!section.agent.host.is_empty()).then(|| section.agent.host.clone()),
             });
-            if section.agent.enabled {
-                let listener = bind(&section.agent.listen)?;
+            if let Some(listener) = listeners.gros_agent.take() {
                 gros_agent_address = Some(listener.local_addr()?);
                 gros_servers.push(http::gros::serve_agent(listener, face.clone())?);
             }
@@ -248,7 +247,7 @@ impl Application {
             guard: guard.clone(),
             faces: faces.clone(),
         };
-        let main = bind(&config.http.listen)?;
+        let main = listeners.main;
         let main_address = main.local_addr()?;
         let mut servers = vec![http::serve(main, state(), Serves::Everything, tls)?];
         servers.extend(gros_servers);
@@ -331,6 +330,34 @@ pub fn termination() -> std::io::Result<impl std::future::Future<Output = &'stat
 /// Starts the server on the real clock, for `annals serve`.
 pub async fn build(config: &Config, log: EventLog) -> anyhow::Result<Application> {
     Application::build(config, log, Arc::new(SystemClock)).await
+}
+
+/// Every socket the configuration listens on, bound at once.
+struct Listeners {
+    main: TcpListener,
+    partisci: Option<(TcpListener, std::net::UdpSocket)>,
+    patrowl: Option<TcpListener>,
+    hpcwaas: Option<TcpListener>,
+    gros_agent: Option<TcpListener>,
+}
+
+impl Listeners {
+    fn bind(config: &Config) -> anyhow::Result<Listeners> {
+        let own = |enabled: bool, listen: &str| (enabled && !listen.is_empty()).then(|| bind(listen));
+        Ok(Listeners {
+            main: bind(&config.http.listen)?,
+            partisci: (config.partisci.enabled && !config.partisci.listen.is_empty())
+                .then(|| bind_tcp_and_udp(&config.partisci.listen))
+                .transpose()?,
+            patrowl: own(config.patrowl.enabled, &config.patrowl.listen).transpose()?,
+            hpcwaas: own(config.hpcwaas.enabled, &config.hpcwaas.listen).transpose()?,
+            gros_agent: own(
+                config.gros.enabled && config.gros.agent.enabled,
+                &config.gros.agent.listen,
+            )
+            .transpose()?,
+        })
+    }
 }
 
 /// A TCP listener on `listen`, or an error naming the address.

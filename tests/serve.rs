@@ -1,6 +1,7 @@
 //! `annals serve` as a real child process with the inventory face: everything survives a
-//! restart, SIGTERM under write load loses no acknowledged update, and a non-loopback face
-//! listener without accounts is refused.
+//! restart, SIGTERM under write load loses no acknowledged update, a non-loopback face
+//! listener without accounts is refused, and a start-up that cannot bind or open its log ends
+//! with one error line.
 
 mod common;
 
@@ -164,4 +165,76 @@ fn a_face_listener_off_loopback_without_accounts_is_refused() {
         error.contains("refusing to listen on 0.0.0.0:0 without any account"),
         "{error}"
     );
+}
+
+/// Runs `annals serve` expecting it to fail at start-up; its exit status and stderr, within a
+/// deadline.
+fn failed_start(data: &Path, envs: &[(&str, &str)]) -> (std::process::ExitStatus, String) {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_annals"));
+    command
+        .arg("--data")
+        .arg(data)
+        .arg("serve")
+        .env_remove("ANNALS_CONFIG")
+        .env("RUST_LOG", "info")
+        .env("ANNALS_HTTP_LISTEN", "127.0.0.1:0")
+        .env("ANNALS_PARTISCI_LISTEN", "127.0.0.1:0")
+        .env("ANNALS_PATROWL_LISTEN", "127.0.0.1:0")
+        .env("ANNALS_HPCWAAS_LISTEN", "127.0.0.1:0")
+        .env("ANNALS_GROS_AGENT_LISTEN", "127.0.0.1:0")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    for (key, value) in envs {
+        command.env(key, value);
+    }
+    let mut child = command.spawn().expect("annals starts");
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let status = poll(Duration::from_secs(60), "annals to give up", || {
+        child.try_wait().expect("the child can be waited for")
+    });
+    (status, reader.join().unwrap())
+}
+
+/// Exit code 1, no panic, and `expected` as the one line that is not a log record.
+fn assert_one_error_line(status: std::process::ExitStatus, stderr: &str, expected: &str) {
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let lines: Vec<_> = stderr
+        .lines()
+        .filter(|line| !line.trim().is_empty() && !line.contains(" INFO "))
+        .collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(lines[0].starts_with("annals: "), "{stderr}");
+    assert!(lines[0].contains(expected), "{stderr}");
+}
+
+#[test]
+fn a_port_in_use_ends_start_up_with_one_error_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    for variable in ["ANNALS_HTTP_LISTEN", "ANNALS_PATROWL_LISTEN", "ANNALS_HPCWAAS_LISTEN"] {
+        let (status, stderr) = failed_start(&dir.path().join("log"), &[(variable, &address)]);
+        assert_one_error_line(status, &stderr, &format!("cannot listen on {address}"));
+    }
+}
+
+#[test]
+fn a_log_that_cannot_be_opened_ends_start_up_with_one_error_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "not a directory").unwrap();
+    let (status, stderr) = failed_start(&file, &[]);
+    assert_one_error_line(status, &stderr, "cannot open the log");
+
+    let data = dir.path().join("log");
+    let running = serve(&data);
+    let (status, stderr) = failed_start(&data, &[]);
+    assert_one_error_line(status, &stderr, "another process holds it");
+    assert!(running.terminate().success());
 }
