@@ -60,6 +60,8 @@ impl Application {
         log: EventLog,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Application> {
+        // The recorder first, so that what start-up records (settling appends) is counted.
+        crate::metrics::handle();
         // Settings are checked before anything starts.
         let auth = Arc::new(
             Auth::new(config.accounts.clone())
