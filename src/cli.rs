@@ -335,6 +335,9 @@ fn serve(config: &Config, insecure_no_auth: bool) -> anyhow::Result<()> {
     }
     // The servers have stopped (SIGINT or SIGTERM): finish pending appends, then exit.
     log.close();
+    if served.is_ok() {
+        tracing::info!("stopped");
+    }
     served
 }
 

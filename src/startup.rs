@@ -50,6 +50,8 @@ pub struct Application {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     /// The Partisci UDP receiver.
     udp: Option<http::partisci::udp::Receiver>,
+    /// The log, whose followers are released when the servers stop.
+    log: EventLog,
 }
 
 impl Application {
@@ -267,6 +269,7 @@ impl Application {
             servers,
             tasks,
             udp,
+            log: log.clone(),
         })
     }
 
@@ -282,8 +285,9 @@ impl Application {
     }
 
     /// Serves until `stop` resolves (to the reason, for the log) or every server has stopped
-    /// through its handle. Stopping is graceful: the listeners close, in-flight requests
-    /// finish (for at most 30 s), then the background tasks stop.
+    /// through its handle. Stopping is graceful: followers (long polls, event streams) are
+    /// released at once, the listeners close, in-flight requests finish (for at most 30 s),
+    /// then the background tasks stop.
     pub async fn run_until(
         mut self,
         stop: impl std::future::Future<Output = &'static str>,
@@ -295,6 +299,7 @@ impl Application {
             finished = &mut servers => finished,
             reason = stop => {
                 tracing::info!(reason, "stopping: no new connections, in-flight requests finish");
+                self.log.release_followers();
                 // The command is sent at once; the servers carry it out as they are polled below.
                 for handle in &handles {
                     drop(handle.stop(true));

@@ -1,7 +1,7 @@
 //! `annals serve` as a real child process with the inventory face: everything survives a
 //! restart, SIGTERM under write load loses no acknowledged update, a non-loopback face
-//! listener without accounts is refused, and a start-up that cannot bind or open its log ends
-//! with one error line.
+//! listener without accounts is refused, a start-up that cannot bind or open its log ends
+//! with one error line, and SIGTERM ends event streams and long polls at once.
 
 mod common;
 
@@ -237,4 +237,86 @@ fn a_log_that_cannot_be_opened_ends_start_up_with_one_error_line() {
     let (status, stderr) = failed_start(&data, &[]);
     assert_one_error_line(status, &stderr, "another process holds it");
     assert!(running.terminate().success());
+}
+
+/// The rest of a server's stderr once it has exited, read until the pipe closes.
+fn rest_of_stderr(server: &Served) -> Vec<String> {
+    let mut lines = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while let Ok(line) = server
+        .stderr
+        .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+    {
+        lines.push(line);
+    }
+    lines
+}
+
+/// The value of an unlabelled sample in the server's `/metrics`.
+fn metric(address: &str, name: &str) -> Option<f64> {
+    let (_, text) = request(address, "GET", "/metrics", "").ok()?;
+    text.lines()
+        .find(|line| line.split(' ').next() == Some(name))?
+        .rsplit(' ')
+        .next()?
+        .parse()
+        .ok()
+}
+
+#[test]
+fn sigterm_ends_event_streams_and_long_polls_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = serve(&dir.path().join("log"));
+    let address = server.address.clone();
+
+    let mut events = TcpStream::connect(&address).unwrap();
+    events
+        .set_read_timeout(Some(Duration::from_secs(120)))
+        .unwrap();
+    write!(
+        events,
+        "GET /api/events HTTP/1.1\r\nHost: annals\r\nAccept: text/event-stream\r\n\r\n"
+    )
+    .unwrap();
+    let events = std::thread::spawn(move || {
+        let mut seen = String::new();
+        let ended = events.read_to_string(&mut seen);
+        (ended.map_err(|error| error.kind()), seen)
+    });
+    let polls: Vec<_> = ["/api/events?timeout=5m", "/api/streams/job-waited?timeout=5m"]
+        .into_iter()
+        .map(|path| {
+            let address = address.clone();
+            std::thread::spawn(move || request(&address, "GET", path, ""))
+        })
+        .collect();
+    poll(Duration::from_secs(60), "three waiting followers", || {
+        (metric(&address, "annals_followers_waiting") == Some(3.0)).then_some(())
+    });
+
+    let asked = std::time::Instant::now();
+    // SAFETY: sending a signal to our own child process.
+    assert_eq!(
+        unsafe { libc::kill(server.child.id() as i32, libc::SIGTERM) },
+        0
+    );
+    let status = poll(Duration::from_secs(60), "the server to stop", || {
+        server.child.try_wait().unwrap()
+    });
+    let took = asked.elapsed();
+    // The shutdown timeout is 30 s; released followers do not come near it.
+    assert!(took < Duration::from_secs(10), "stopping took {took:?}");
+    assert!(status.success(), "{status}");
+
+    let (ended, seen) = events.join().unwrap();
+    assert_eq!(ended, Ok(seen.len()), "the event stream ended cleanly: {seen}");
+    assert!(seen.starts_with("HTTP/1.1 200"), "{seen}");
+    for poll in polls {
+        let (status, body) = poll.join().unwrap().expect("the long poll is answered");
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains("\"events\":[]"), "{body}");
+    }
+    let lines = rest_of_stderr(&server);
+    let last: Value = serde_json::from_str(lines.last().expect("a last log line")).unwrap();
+    assert_eq!(last["fields"]["message"], "stopped", "{lines:#?}");
 }

@@ -167,6 +167,8 @@ pub struct Served {
     pub patrowl: Option<String>,
     /// The HPCWaaS face's own listener, when it has one.
     pub hpcwaas: Option<String>,
+    /// The lines it writes to stderr after the one that says where it listens, as they come.
+    pub stderr: std::sync::mpsc::Receiver<String>,
 }
 
 impl Served {
@@ -255,6 +257,7 @@ pub fn spawn_serve(args: &[&std::ffi::OsStr], envs: &[(&str, &str)]) -> Result<S
                     partisci,
                     patrowl,
                     hpcwaas,
+                    stderr: log_lines,
                 });
             }
         }
