@@ -134,15 +134,7 @@ enum Command {
 /// Runs the command line; the exit code says how it went.
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr);
-    match cli.log_format {
-        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
-        LogFormat::Json => logs.json().init(),
-    }
+    init_logs(cli.log_format);
     if let Command::Config {
         action: ConfigAction::Check { file },
     } = &cli.command
@@ -224,6 +216,25 @@ pub fn run() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`), without actix-http's ERROR lines
+/// about clients' mistakes (see `http::failures`).
+fn init_logs(format: LogFormat) {
+    use tracing_subscriber::layer::{Layer as _, SubscriberExt as _};
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let logs = match format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).boxed(),
+        LogFormat::Json => logs.json().boxed(),
+    };
+    tracing_subscriber::registry()
+        .with(crate::http::failures::ClientNoise)
+        .with(filter)
+        .with(logs)
+        .init();
 }
 
 /// Opens an existing log; the read-only commands never create one.

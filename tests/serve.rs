@@ -1,7 +1,8 @@
 //! `annals serve` as a real child process with the inventory face: everything survives a
 //! restart, SIGTERM under write load loses no acknowledged update, a non-loopback face
 //! listener without accounts is refused, a start-up that cannot bind or open its log ends
-//! with one error line, and SIGTERM ends event streams and long polls at once.
+//! with one error line, SIGTERM ends event streams and long polls at once, and malformed
+//! requests to every face leave no ERROR line in the log.
 
 mod common;
 
@@ -295,14 +296,7 @@ fn sigterm_ends_event_streams_and_long_polls_at_once() {
     });
 
     let asked = std::time::Instant::now();
-    // SAFETY: sending a signal to our own child process.
-    assert_eq!(
-        unsafe { libc::kill(server.child.id() as i32, libc::SIGTERM) },
-        0
-    );
-    let status = poll(Duration::from_secs(60), "the server to stop", || {
-        server.child.try_wait().unwrap()
-    });
+    let status = stop(&mut server);
     let took = asked.elapsed();
     // The shutdown timeout is 30 s; released followers do not come near it.
     assert!(took < Duration::from_secs(10), "stopping took {took:?}");
@@ -319,4 +313,103 @@ fn sigterm_ends_event_streams_and_long_polls_at_once() {
     let lines = rest_of_stderr(&server);
     let last: Value = serde_json::from_str(lines.last().expect("a last log line")).unwrap();
     assert_eq!(last["fields"]["message"], "stopped", "{lines:#?}");
+}
+
+/// Sends `bytes` on a new connection; the status line of the answer (empty if none came).
+fn raw(address: &str, bytes: &[u8]) -> String {
+    let mut stream = TcpStream::connect(address).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    stream.write_all(bytes).unwrap();
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[test]
+fn malformed_requests_to_every_face_log_no_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = serve(&dir.path().join("log"));
+    let main = server.address.clone();
+    let partisci = server.partisci.clone().unwrap();
+    let patrowl = server.patrowl.clone().unwrap();
+    let hpcwaas = server.hpcwaas.clone().unwrap();
+    let json = |address: &str, method: &str, path: &str, body: &str| {
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: annals\r\nConnection: close\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        raw(address, request.as_bytes())
+    };
+    let client_errors = [
+        json(&main, "GET", "/api/events?limit=abc", ""),
+        json(&main, "GET", "/api/streams/BAD%20ID?timeout=forever", ""),
+        json(&main, "GET", "/api/streams/job-x/state?at_time=yesterday", ""),
+        json(&partisci, "POST", "/api/v1/update/", "{not json"),
+        json(&main, "POST", "/v1/test-runs", "{not json"),
+        json(&main, "POST", "/v1/results/", "{not json"),
+        json(&main, "POST", "/v1/test-runs/nope/update-test-status", "[]"),
+        json(&patrowl, "POST", "/engines/tcp/startscan", "{not json"),
+        json(&patrowl, "GET", "/engines/tcp/status/nope", ""),
+        json(&hpcwaas, "POST", "/workflows/nope", "{not json"),
+        json(&hpcwaas, "POST", "/ssh_keys", "{not json"),
+        json(&hpcwaas, "GET", "/executions/nope/logs?timeout=forever", ""),
+        json(&main, "POST", "/auth/status.py", "{not a form"),
+        json(&main, "PUT", "/auth/version.py", ""),
+        json(&main, "GET", "/agents/x/y/status", ""),
+        json(&main, "GET", "/no/such/page", ""),
+        // What the HTTP parser itself refuses, on the main listener and a face's own.
+        raw(&main, b"GARBAGE\r\n\r\n"),
+        raw(&patrowl, b"GET / HTTP/1.1\r\nHost: annals\r\nBad Header\r\n\r\n"),
+        raw(
+            &hpcwaas,
+            b"POST /ssh_keys HTTP/1.1\r\nHost: annals\r\nContent-Length: 3\r\n\
+              Transfer-Encoding: chunked\r\n\r\n",
+        ),
+        raw(
+            &partisci,
+            b"POST /api/v1/update/ HTTP/1.1\r\nHost: annals\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\n",
+        ),
+        raw(&main, format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(40_000)).as_bytes()),
+        // A body cut short by the client.
+        raw(
+            &partisci,
+            b"POST /api/v1/update/ HTTP/1.1\r\nHost: annals\r\nContent-Type: application/json\r\n\
+              Content-Length: 100\r\n\r\n{\"app\"",
+        ),
+    ];
+    for (n, status) in client_errors.iter().enumerate() {
+        let code: Option<u16> = status.split(' ').nth(1).and_then(|code| code.parse().ok());
+        assert!(
+            code.is_none_or(|code| (400..500).contains(&code) || code == 501),
+            "request {n}: {status}"
+        );
+    }
+    // Everything is in the pipe by the time the server has stopped.
+    assert!(stop(&mut server).success());
+    let lines = rest_of_stderr(&server);
+    let errors: Vec<_> = lines
+        .iter()
+        .filter(|line| line.contains("\"level\":\"ERROR\"") || line.contains("panicked"))
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+}
+
+/// Sends SIGTERM and waits for the exit status, keeping `server` for its stderr.
+fn stop(server: &mut Served) -> std::process::ExitStatus {
+    // SAFETY: sending a signal to our own child process.
+    assert_eq!(
+        unsafe { libc::kill(server.child.id() as i32, libc::SIGTERM) },
+        0
+    );
+    poll(Duration::from_secs(60), "the server to stop", || {
+        server.child.try_wait().unwrap()
+    })
 }
