@@ -134,6 +134,12 @@ enum Command {
 /// Runs the command line; the exit code says how it went.
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
+    // Everything annals creates is private to its user (directories 0700, files 0600): the
+    // data directory holds the whole history. sled creates its own files, at open and later,
+    // so a umask is what reaches them all; the programs annals runs get the one it was given.
+    // SAFETY: umask(2) cannot fail; no other thread runs yet.
+    let inherited = unsafe { libc::umask(0o077) };
+    crate::process::set_child_umask(u32::from(inherited));
     init_logs(cli.log_format);
     if let Command::Config {
         action: ConfigAction::Check { file },

@@ -2,7 +2,8 @@
 //! restart, SIGTERM under write load loses no acknowledged update, a non-loopback face
 //! listener without accounts is refused, a start-up that cannot bind or open its log ends
 //! with one error line, SIGTERM ends event streams and long polls at once, and malformed
-//! requests to every face leave no ERROR line in the log.
+//! requests to every face leave no ERROR line in the log, and nothing in the data directory
+//! is readable by anyone but its owner.
 
 mod common;
 
@@ -412,4 +413,57 @@ fn stop(server: &mut Served) -> std::process::ExitStatus {
     poll(Duration::from_secs(60), "the server to stop", || {
         server.child.try_wait().unwrap()
     })
+}
+
+/// Every path under `dir`, itself included, with its permission bits.
+fn modes(dir: &Path) -> Vec<(std::path::PathBuf, u32)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut found = vec![(
+        dir.to_owned(),
+        std::fs::metadata(dir).unwrap().permissions().mode() & 0o777,
+    )];
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let metadata = entry.metadata().unwrap();
+        if metadata.is_dir() {
+            found.extend(modes(&entry.path()));
+        } else {
+            found.push((entry.path(), metadata.permissions().mode() & 0o777));
+        }
+    }
+    found
+}
+
+#[test]
+fn the_data_directory_is_private_to_its_owner() {
+    // The usual umask, which would leave new files readable by all; annals must not rely on a
+    // stricter one. Every test of this binary is content with it.
+    // SAFETY: umask(2) cannot fail.
+    unsafe { libc::umask(0o022) };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut server = serve(&data);
+    let update = json!({"app": "web", "ver": "1", "host": "h"}).to_string();
+    let (status, body) = request(&server.address, "POST", "/api/v1/update/", &update).unwrap();
+    assert_eq!(status, 200, "{body}");
+    let results = json!({"cpid": "c1", "duration_seconds": 1,
+                         "results": [{"name": "tempest.api.x.Y.test_z"}]})
+    .to_string();
+    let (status, body) = request(&server.address, "POST", "/v1/post-result", &results).unwrap();
+    assert!((200..300).contains(&status), "{status} {body}");
+    assert!(stop(&mut server).success());
+
+    let found = modes(&data);
+    assert!(
+        found.iter().any(|(path, _)| path.ends_with("conf")),
+        "{found:#?}"
+    );
+    assert!(
+        found
+            .iter()
+            .any(|(path, _)| path.to_string_lossy().contains("sha256/")),
+        "an upload is kept: {found:#?}"
+    );
+    let open: Vec<_> = found.iter().filter(|(_, mode)| mode & 0o077 != 0).collect();
+    assert!(open.is_empty(), "readable by others: {open:#?}");
 }
