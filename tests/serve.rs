@@ -265,11 +265,54 @@ fn metric(address: &str, name: &str) -> Option<f64> {
         .ok()
 }
 
+/// A workflow whose one step writes a line, then runs until stopped.
+const WAITING_WORKFLOW: &str = r#"
+[[hpcwaas.workflows]]
+application_id = "demo"
+environment_id = "lab"
+name = "wait"
+[[hpcwaas.workflows.steps]]
+name = "wait"
+command = ["/bin/sh", "-c", "echo started; exec sleep 600"]
+timeout_s = 0
+"#;
+
 #[test]
 fn sigterm_ends_event_streams_and_long_polls_at_once() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = serve(&dir.path().join("log"));
+    let config = dir.path().join("annals.toml");
+    std::fs::write(&config, WAITING_WORKFLOW).unwrap();
+    let data = dir.path().join("log");
+    let mut server = spawn_serve(
+        &[
+            "--config".as_ref(),
+            config.as_os_str(),
+            "--data".as_ref(),
+            data.as_os_str(),
+            "serve".as_ref(),
+        ],
+        &[("ANNALS_HTTP_LISTEN", "127.0.0.1:0")],
+    )
+    .expect("the server starts");
     let address = server.address.clone();
+    let (status, body) = request(&address, "POST", "/workflows/demo@lab@wait", "{}").unwrap();
+    assert_eq!(status, 201, "{body}");
+    let (_, listed) = request(&address, "GET", "/executions", "").unwrap();
+    let listed: Value = serde_json::from_str(&listed).unwrap();
+    let execution = listed["executions"][0]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("an execution: {listed}"))
+        .to_owned();
+    // Once the step has said it started, nothing more is written until the stop.
+    poll(Duration::from_secs(60), "the step to start", || {
+        let logs = format!("/executions/{execution}/logs");
+        let (_, body) = request(&address, "GET", &logs, "").unwrap();
+        body.contains("started").then_some(())
+    });
+    let (_, ready) = request(&address, "GET", "/readyz", "").unwrap();
+    let head = serde_json::from_str::<Value>(&ready).unwrap()["head"]
+        .as_u64()
+        .unwrap();
 
     let mut events = TcpStream::connect(&address).unwrap();
     events
@@ -277,7 +320,8 @@ fn sigterm_ends_event_streams_and_long_polls_at_once() {
         .unwrap();
     write!(
         events,
-        "GET /api/events HTTP/1.1\r\nHost: annals\r\nAccept: text/event-stream\r\n\r\n"
+        "GET /api/events?from={head} HTTP/1.1\r\nHost: annals\r\n\
+         Accept: text/event-stream\r\n\r\n"
     )
     .unwrap();
     let events = std::thread::spawn(move || {
@@ -285,15 +329,19 @@ fn sigterm_ends_event_streams_and_long_polls_at_once() {
         let ended = events.read_to_string(&mut seen);
         (ended.map_err(|error| error.kind()), seen)
     });
-    let polls: Vec<_> = ["/api/events?timeout=5m", "/api/streams/job-waited?timeout=5m"]
-        .into_iter()
-        .map(|path| {
-            let address = address.clone();
-            std::thread::spawn(move || request(&address, "GET", path, ""))
-        })
-        .collect();
-    poll(Duration::from_secs(60), "three waiting followers", || {
-        (metric(&address, "annals_followers_waiting") == Some(3.0)).then_some(())
+    let polls: Vec<_> = [
+        format!("/api/events?from={head}&timeout=5m"),
+        "/api/streams/job-waited?timeout=5m".to_owned(),
+        format!("/executions/{execution}/logs?from=5&timeout=5m"),
+    ]
+    .into_iter()
+    .map(|path| {
+        let address = address.clone();
+        std::thread::spawn(move || request(&address, "GET", &path, ""))
+    })
+    .collect();
+    poll(Duration::from_secs(60), "four waiting followers", || {
+        (metric(&address, "annals_followers_waiting") == Some(4.0)).then_some(())
     });
 
     let asked = std::time::Instant::now();
@@ -309,7 +357,10 @@ fn sigterm_ends_event_streams_and_long_polls_at_once() {
     for poll in polls {
         let (status, body) = poll.join().unwrap().expect("the long poll is answered");
         assert_eq!(status, 200, "{body}");
-        assert!(body.contains("\"events\":[]"), "{body}");
+        assert!(
+            body.contains("\"events\":[]") || body.contains("\"logs\":[]"),
+            "{body}"
+        );
     }
     let lines = rest_of_stderr(&server);
     let last: Value = serde_json::from_str(lines.last().expect("a last log line")).unwrap();
