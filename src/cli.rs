@@ -139,7 +139,7 @@ pub fn run() -> ExitCode {
     // so a umask is what reaches them all; the programs annals runs get the one it was given.
     // SAFETY: umask(2) cannot fail; no other thread runs yet.
     let inherited = unsafe { libc::umask(0o077) };
-    crate::process::set_child_umask(u32::from(inherited));
+    crate::process::set_child_umask(inherited);
     init_logs(cli.log_format);
     if let Command::Config {
         action: ConfigAction::Check { file },

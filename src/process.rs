@@ -69,7 +69,7 @@ const NO_UMASK: u32 = u32::MAX;
 /// Programs run from now on get this umask rather than the server's: `annals` keeps its own
 /// files private (umask 077) and gives the programs it runs the umask it was started with, so
 /// that they create files as they would when run by hand.
-pub fn set_child_umask(mask: u32) {
+pub fn set_child_umask(mask: libc::mode_t) {
     CHILD_UMASK.store(mask, Ordering::Relaxed);
 }
 
@@ -476,7 +476,7 @@ pub fn spawn(invocation: Invocation) -> Result<Running, ProcessError> {
         // SAFETY: umask(2) is async-signal-safe and touches nothing of the parent.
         unsafe {
             command.pre_exec(move || {
-                libc::umask(umask as libc::mode_t);
+                libc::umask(umask);
                 Ok(())
             });
         }

@@ -350,7 +350,8 @@ struct Listeners {
 
 impl Listeners {
     fn bind(config: &Config) -> anyhow::Result<Listeners> {
-        let own = |enabled: bool, listen: &str| (enabled && !listen.is_empty()).then(|| bind(listen));
+        let own =
+            |enabled: bool, listen: &str| (enabled && !listen.is_empty()).then(|| bind(listen));
         Ok(Listeners {
             main: bind(&config.http.listen)?,
             partisci: (config.partisci.enabled && !config.partisci.listen.is_empty())

@@ -220,7 +220,11 @@ fn a_port_in_use_ends_start_up_with_one_error_line() {
     let dir = tempfile::tempdir().unwrap();
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = taken.local_addr().unwrap().to_string();
-    for variable in ["ANNALS_HTTP_LISTEN", "ANNALS_PATROWL_LISTEN", "ANNALS_HPCWAAS_LISTEN"] {
+    for variable in [
+        "ANNALS_HTTP_LISTEN",
+        "ANNALS_PATROWL_LISTEN",
+        "ANNALS_HPCWAAS_LISTEN",
+    ] {
         let (status, stderr) = failed_start(&dir.path().join("log"), &[(variable, &address)]);
         assert_one_error_line(status, &stderr, &format!("cannot listen on {address}"));
     }
@@ -352,7 +356,11 @@ fn sigterm_ends_event_streams_and_long_polls_at_once() {
     assert!(status.success(), "{status}");
 
     let (ended, seen) = events.join().unwrap();
-    assert_eq!(ended, Ok(seen.len()), "the event stream ended cleanly: {seen}");
+    assert_eq!(
+        ended,
+        Ok(seen.len()),
+        "the event stream ended cleanly: {seen}"
+    );
     assert!(seen.starts_with("HTTP/1.1 200"), "{seen}");
     for poll in polls {
         let (status, body) = poll.join().unwrap().expect("the long poll is answered");
