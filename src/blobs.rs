@@ -20,6 +20,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -116,8 +117,8 @@ impl BlobStore {
     pub fn open(data_dir: &Path) -> Result<BlobStore, BlobError> {
         let root = data_dir.join(UPLOADS_DIR);
         let tmp = root.join("tmp");
-        std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
-        std::fs::create_dir_all(root.join("sha256")).map_err(io(&root))?;
+        private_dir(&tmp).map_err(io(&tmp))?;
+        private_dir(&root.join("sha256")).map_err(io(&root))?;
         let entries = std::fs::read_dir(&tmp).map_err(io(&tmp))?;
         for entry in entries.flatten() {
             let stale = entry
@@ -154,13 +155,17 @@ impl BlobStore {
         }
         let dir = path.parent().unwrap_or(&self.root).to_owned();
         let created = !dir.exists();
-        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        private_dir(&dir).map_err(io(&dir))?;
         let tmp = self
             .root
             .join("tmp")
             .join(format!("{hash}.{}", uuid::Uuid::new_v4()));
         let written = (|| {
-            let mut file = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp)?;
             file.write_all(bytes)?;
             file.sync_all()?;
             std::fs::rename(&tmp, &path)?;
@@ -202,4 +207,13 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BlobError + '_ {
         path: path.to_owned(),
         source,
     }
+}
+
+/// Creates `dir` and its missing parents, readable by annals' user only: uploads are part of
+/// the history.
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
 }

@@ -165,21 +165,13 @@ enum Command {
 /// Runs the command line; the exit code says how it went.
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
-    let mut filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    // actix-server announces each listener in several lines of its own ("starting 2 workers",
-    // "starting service: …"); `serve` says it in one line per listener instead. RUST_LOG that
-    // names actix_server still gets them.
-    if !std::env::var("RUST_LOG").is_ok_and(|directives| directives.contains("actix_server")) {
-        filter = filter.add_directive("actix_server=warn".parse().expect("a valid directive"));
-    }
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match cli.log_format {
-        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
-        LogFormat::Json => logs.json().init(),
-    }
+    // Everything annals creates is private to its user (directories 0700, files 0600): the
+    // data directory holds the whole history. sled creates its own files, at open and later,
+    // so a umask is what reaches them all; the programs annals runs get the one it was given.
+    // SAFETY: umask(2) cannot fail; no other thread runs yet.
+    let inherited = unsafe { libc::umask(0o077) };
+    crate::process::set_child_umask(inherited);
+    init_logs(cli.log_format);
     if let Command::Config {
         action: ConfigAction::Check { file },
     } = &cli.command
@@ -310,6 +302,31 @@ fn is_closed_pipe(error: &anyhow::Error) -> bool {
                 .and_then(|e| e.io_error_kind())
                 .is_some_and(|kind| kind == std::io::ErrorKind::BrokenPipe)
     })
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`), without actix-http's ERROR lines
+/// about clients' mistakes (see `http::failures`).
+fn init_logs(format: LogFormat) {
+    use tracing_subscriber::layer::{Layer as _, SubscriberExt as _};
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let mut filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    // actix-server announces each listener in several lines of its own ("starting 2 workers",
+    // "starting service: …"); `serve` says it in one line per listener instead. RUST_LOG that
+    // names actix_server still gets them.
+    if !std::env::var("RUST_LOG").is_ok_and(|directives| directives.contains("actix_server")) {
+        filter = filter.add_directive("actix_server=warn".parse().expect("a valid directive"));
+    }
+    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let logs = match format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).boxed(),
+        LogFormat::Json => logs.json().boxed(),
+    };
+    tracing_subscriber::registry()
+        .with(crate::http::failures::ClientNoise)
+        .with(filter)
+        .with(logs)
+        .init();
 }
 
 /// Opens an existing log; the read-only commands never create one.
@@ -465,7 +482,8 @@ fn serve(config: &Config, insecure_no_auth: bool) -> anyhow::Result<()> {
     check_exposure(config, insecure_no_auth)?;
     let data = config.data.as_path();
     let log = EventLog::open(data, config.log_options())?;
-    let served = actix_web::rt::System::new().block_on({
+    let system = actix_web::rt::System::new();
+    let served = system.block_on({
         let log = log.clone();
         async move {
             let termination = crate::startup::termination()?;
@@ -488,8 +506,18 @@ fn serve(config: &Config, insecure_no_auth: bool) -> anyhow::Result<()> {
             application.run_until(termination).await
         }
     });
+    // Actors the system never polled (start-up failed first) are started by actix as they are
+    // dropped, and their timers need the runtime: the system is dropped inside it.
+    let runtime = system.runtime().tokio_runtime().handle().clone();
+    {
+        let _inside = runtime.enter();
+        drop(system);
+    }
     // The servers have stopped (SIGINT or SIGTERM): finish pending appends, then exit.
     log.close();
+    if served.is_ok() {
+        tracing::info!("stopped");
+    }
     served
 }
 

@@ -29,8 +29,79 @@ pub const FOLLOW_READS: &str = "annals_follow_reads_total";
 /// HTTP requests answered, by `route` (the matched pattern, or `unmatched`) and `status`.
 pub const HTTP_REQUESTS: &str = "annals_http_requests_total";
 
-/// The process's recorder, installed on first use. If something else installed a recorder
-/// first, the handle renders only what reaches it, which is nothing.
+/// The values each labelled metric is known to take, shown at zero from the start.
+const KNOWN_LABELS: &[(&str, &str, &[&str])] = &[
+    (ACTORS_RESIDENT, "kind", crate::actors::kinds::KINDS),
+    (ACTOR_ACTIVATIONS, "kind", crate::actors::kinds::KINDS),
+    (ACTOR_PASSIVATIONS, "kind", crate::actors::kinds::KINDS),
+    (
+        PARTISCI_DATAGRAMS,
+        "outcome",
+        &["accepted", "invalid", "overloaded", "failed"],
+    ),
+    (FOLLOW_READS, "source", &["recent", "store"]),
+];
+
+/// Describes every metric (its `# HELP` line) and registers each at zero, so that a scrape
+/// shows every family from the start rather than once first touched. Gauges and counters are
+/// moved by zero, not set: a value recorded before this runs is kept.
+fn describe_and_register() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(APPENDED_EVENTS, "Events written to the log.");
+    describe_histogram!(ROUND_EVENTS, "Events per commit round of the journal.");
+    describe_histogram!(
+        APPEND_SECONDS,
+        Unit::Seconds,
+        "Seconds from an append's submission to its acknowledgement."
+    );
+    describe_gauge!(ACTORS_RESIDENT, "Entity actors resident, by kind.");
+    describe_counter!(ACTOR_ACTIVATIONS, "Entity actors activated, by kind.");
+    describe_counter!(ACTOR_PASSIVATIONS, "Entity actors passivated, by kind.");
+    describe_gauge!(
+        FOLLOWERS_WAITING,
+        "Long-poll and event-stream followers waiting for a commit."
+    );
+    describe_counter!(
+        PARTISCI_DATAGRAMS,
+        "Partisci UDP datagrams received, by outcome (accepted, invalid, overloaded, failed)."
+    );
+    describe_counter!(
+        PARTISCI_KERNEL_DROPS,
+        "Partisci UDP datagrams the kernel dropped on a full socket buffer."
+    );
+    describe_counter!(
+        FOLLOW_READS,
+        "Follower reads, by source: recent (the in-memory window) or store."
+    );
+    describe_counter!(
+        HTTP_REQUESTS,
+        "HTTP requests answered, by route pattern (or unmatched) and status."
+    );
+
+    metrics::counter!(APPENDED_EVENTS).increment(0);
+    // Registering a histogram is enough for it to render, with empty buckets.
+    drop(metrics::histogram!(ROUND_EVENTS));
+    drop(metrics::histogram!(APPEND_SECONDS));
+    metrics::gauge!(FOLLOWERS_WAITING).increment(0.0);
+    metrics::counter!(PARTISCI_KERNEL_DROPS).increment(0);
+    for (name, label, values) in KNOWN_LABELS {
+        for value in values.iter() {
+            let labels = [(*label, *value)];
+            if *name == ACTORS_RESIDENT {
+                metrics::gauge!(*name, &labels).increment(0.0);
+            } else {
+                metrics::counter!(*name, &labels).increment(0);
+            }
+        }
+    }
+    // Requests are labelled by route and status, known only as they are answered; the scrape
+    // of `/metrics` itself is the series every server has.
+    metrics::counter!(HTTP_REQUESTS, "route" => "/metrics", "status" => "200").increment(0);
+}
+
+/// The process's recorder, installed on first use (`annals serve` uses it first as it starts, so
+/// nothing recorded is lost). If something else installed a recorder first, the handle renders
+/// only what reaches it, which is nothing.
 pub fn handle() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE.get_or_init(|| {
@@ -51,6 +122,7 @@ pub fn handle() -> &'static PrometheusHandle {
         if metrics::set_global_recorder(recorder).is_err() {
             tracing::warn!("another metrics recorder is installed; /metrics will be empty");
         }
+        describe_and_register();
         handle
     })
 }

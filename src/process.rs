@@ -52,7 +52,7 @@ use std::fmt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -61,6 +61,17 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use zeroize::Zeroizing;
+
+/// The file mode creation mask programs run with, when [`set_child_umask`] gave one.
+static CHILD_UMASK: AtomicU32 = AtomicU32::new(NO_UMASK);
+const NO_UMASK: u32 = u32::MAX;
+
+/// Programs run from now on get this umask rather than the server's: `annals` keeps its own
+/// files private (umask 077) and gives the programs it runs the umask it was started with, so
+/// that they create files as they would when run by hand.
+pub fn set_child_umask(mask: libc::mode_t) {
+    CHILD_UMASK.store(mask, Ordering::Relaxed);
+}
 
 /// The variables a child inherits from the server; everything else it gets from the caller.
 pub const INHERITED_VARS: &[&str] = &["PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR"];
@@ -482,6 +493,16 @@ pub fn spawn(invocation: Invocation) -> Result<Running, ProcessError> {
     command.envs(invocation.env.iter().map(|(k, v)| (k, v)));
     if let Some(dir) = &invocation.dir {
         command.current_dir(dir);
+    }
+    let umask = CHILD_UMASK.load(Ordering::Relaxed);
+    if umask != NO_UMASK {
+        // SAFETY: umask(2) is async-signal-safe and touches nothing of the parent.
+        unsafe {
+            command.pre_exec(move || {
+                libc::umask(umask);
+                Ok(())
+            });
+        }
     }
 
     // Listening before the spawn, so that the program's exit cannot be signalled before anyone

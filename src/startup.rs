@@ -50,6 +50,8 @@ pub struct Application {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     /// The Partisci UDP receiver.
     udp: Option<http::partisci::udp::Receiver>,
+    /// The log, whose followers are released when the servers stop.
+    log: EventLog,
 }
 
 impl Application {
@@ -60,6 +62,8 @@ impl Application {
         log: EventLog,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Application> {
+        // The recorder first, so that what start-up records (settling appends) is counted.
+        crate::metrics::handle();
         // Settings are checked before anything starts.
         let auth = Arc::new(
             Auth::new(config.accounts.clone())
@@ -85,6 +89,9 @@ impl Application {
             tracing::warn!("{warning}; start-up goes on");
         }
         let hpcwaas_tls = tls_config("hpcwaas", &config.hpcwaas.tls_cert, &config.hpcwaas.tls_key)?;
+        // Every listener is bound before anything starts: a port in use ends start-up before
+        // any actor runs or any event is written.
+        let mut listeners = Listeners::bind(config)?;
         // The secret store and the blob store are opened once, for every face that uses them.
         let secrets = if config.hpcwaas.enabled || config.gros.enabled {
             Some(open_secrets(log.path())?)
@@ -117,8 +124,7 @@ impl Application {
             let inventory =
                 Inventory::start(log.clone(), clock.clone(), settings, retention).await?;
             tasks.extend(inventory.spawn_sweeper());
-            if !section.listen.is_empty() {
-                let (listener, socket) = bind_tcp_and_udp(&section.listen)?;
+            if let Some((listener, socket)) = listeners.partisci.take() {
                 let address = listener.local_addr()?;
                 udp = Some(http::partisci::udp::Receiver::start(
                     socket,
@@ -175,8 +181,7 @@ impl Application {
                 declarations.engines,
             )
             .await?;
-            if !section.listen.is_empty() {
-                let listener = bind(&section.listen)?;
+            if let Some(listener) = listeners.patrowl.take() {
                 patrowl_address = Some(listener.local_addr()?);
                 own_listeners.push((Face::Patrowl, listener, None));
             }
@@ -208,8 +213,7 @@ impl Application {
                 log.path().join(HPCWAAS_WORK_DIR),
             )
             .await?;
-            if !section.listen.is_empty() {
-                let listener = bind(&section.listen)?;
+            if let Some(listener) = listeners.hpcwaas.take() {
                 hpcwaas_address = Some(listener.local_addr()?);
                 own_listeners.push((Face::Hpcwaas, listener, hpcwaas_tls.clone()));
             }
@@ -240,8 +244,7 @@ impl Application {
                 local: declarations.gros_agent,
                 host: (!section.agent.host.is_empty()).then(|| section.agent.host.clone()),
             });
-            if section.agent.enabled && !section.agent.listen.is_empty() {
-                let listener = bind(&section.agent.listen)?;
+            if let Some(listener) = listeners.gros_agent.take() {
                 gros_agent_address = Some(listener.local_addr()?);
                 gros_servers.push(http::gros::serve_agent(listener, face.clone(), listening)?);
             }
@@ -258,7 +261,7 @@ impl Application {
             guard: guard.clone(),
             faces: faces.clone(),
         };
-        let main = bind(&config.http.listen)?;
+        let main = listeners.main;
         let main_address = main.local_addr()?;
         let mut servers = vec![http::serve(
             main,
@@ -288,6 +291,7 @@ impl Application {
             servers,
             tasks,
             udp,
+            log: log.clone(),
         })
     }
 
@@ -303,8 +307,9 @@ impl Application {
     }
 
     /// Serves until `stop` resolves (to the reason, for the log) or every server has stopped
-    /// through its handle. Stopping is graceful: the listeners close, in-flight requests
-    /// finish (for at most 30 s), then the background tasks stop.
+    /// through its handle. Stopping is graceful: followers (long polls, event streams) are
+    /// released at once, the listeners close, in-flight requests finish (for at most 30 s),
+    /// then the background tasks stop.
     pub async fn run_until(
         mut self,
         stop: impl std::future::Future<Output = &'static str>,
@@ -316,6 +321,7 @@ impl Application {
             finished = &mut servers => finished,
             reason = stop => {
                 tracing::info!(reason, "stopping: no new connections, in-flight requests finish");
+                self.log.release_followers();
                 // The command is sent at once; the servers carry it out as they are polled below.
                 for handle in &handles {
                     drop(handle.stop(true));
@@ -353,6 +359,35 @@ pub fn termination() -> std::io::Result<impl std::future::Future<Output = &'stat
 /// Starts the server on the real clock, for `annals serve`.
 pub async fn build(config: &Config, log: EventLog) -> anyhow::Result<Application> {
     Application::build(config, log, Arc::new(SystemClock)).await
+}
+
+/// Every socket the configuration listens on, bound at once.
+struct Listeners {
+    main: TcpListener,
+    partisci: Option<(TcpListener, std::net::UdpSocket)>,
+    patrowl: Option<TcpListener>,
+    hpcwaas: Option<TcpListener>,
+    gros_agent: Option<TcpListener>,
+}
+
+impl Listeners {
+    fn bind(config: &Config) -> anyhow::Result<Listeners> {
+        let own =
+            |enabled: bool, listen: &str| (enabled && !listen.is_empty()).then(|| bind(listen));
+        Ok(Listeners {
+            main: bind(&config.http.listen)?,
+            partisci: (config.partisci.enabled && !config.partisci.listen.is_empty())
+                .then(|| bind_tcp_and_udp(&config.partisci.listen))
+                .transpose()?,
+            patrowl: own(config.patrowl.enabled, &config.patrowl.listen).transpose()?,
+            hpcwaas: own(config.hpcwaas.enabled, &config.hpcwaas.listen).transpose()?,
+            gros_agent: own(
+                config.gros.enabled && config.gros.agent.enabled,
+                &config.gros.agent.listen,
+            )
+            .transpose()?,
+        })
+    }
 }
 
 /// A TCP listener on `listen`, or an error naming the address.

@@ -1,5 +1,6 @@
 //! `/metrics` in Prometheus' text format, fed by real work: appends, an actor, HTTP requests
-//! and a waiting follower. Its own test binary, because the recorder is process-wide.
+//! and a waiting follower. Its own test binary, because the recorder is process-wide. A real
+//! server's first scrape shows every documented metric and passes `promtool check metrics`.
 
 mod common;
 
@@ -140,4 +141,102 @@ async fn metrics_count_appends_actors_requests_and_waiting_followers() {
         Some(1.0),
         "{text}"
     );
+}
+
+/// The metric names `docs/api.md` documents for `/metrics`.
+fn documented_metrics() -> Vec<String> {
+    let api = include_str!("../docs/api.md");
+    let row = api
+        .lines()
+        .find(|line| line.starts_with("| GET | `/metrics` |"))
+        .expect("docs/api.md documents /metrics");
+    let names: Vec<String> = row
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|word| word.starts_with("annals_"))
+        .map(str::to_owned)
+        .collect();
+    assert!(names.len() >= 10, "{row}");
+    names
+}
+
+/// Runs `promtool check metrics` on `text`; its exit status and output. promtool comes from
+/// Debian's `prometheus` package (`.ci/run` installs it).
+fn promtool_check(text: &str) -> (std::process::ExitStatus, String) {
+    use std::io::Write;
+    let mut child = match std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+    {
+        Ok(child) => child,
+        Err(error) => panic!(
+            "promtool is not on PATH ({error}): install Debian's `prometheus` package \
+             (apt-get install prometheus), as .ci/run does"
+        ),
+    };
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status, said)
+}
+
+#[test]
+fn a_fresh_server_shows_every_documented_metric_and_passes_promtool() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::spawn_serve(
+        &[
+            "--data".as_ref(),
+            dir.path().join("log").as_os_str(),
+            "serve".as_ref(),
+        ],
+        &[("ANNALS_HTTP_LISTEN", "127.0.0.1:0")],
+    )
+    .expect("the server starts");
+    let mut stream = std::net::TcpStream::connect(&server.address).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    std::io::Write::write_all(
+        &mut stream,
+        b"GET /metrics HTTP/1.1\r\nHost: annals\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let mut answer = String::new();
+    std::io::Read::read_to_string(&mut stream, &mut answer).unwrap();
+    let (head, text) = answer.split_once("\r\n\r\n").expect("an HTTP answer");
+    assert!(head.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(!head.contains("chunked"), "{head}");
+
+    for name in documented_metrics() {
+        assert!(
+            text.contains(&format!("# HELP {name} ")),
+            "no HELP for {name}:\n{text}"
+        );
+        assert!(
+            text.lines()
+                .any(|line| line.starts_with(&name) && !line.starts_with('#')),
+            "{name} has no sample at start:\n{text}"
+        );
+    }
+    assert_eq!(
+        sample(text, "annals_actors_resident", &["kind=\"job\""]),
+        Some(0.0),
+        "{text}"
+    );
+    let (status, said) = promtool_check(text);
+    assert!(status.success(), "promtool check metrics: {said}\n{text}");
+    assert!(server.terminate().success());
 }

@@ -436,3 +436,16 @@ async fn arguments_reach_the_program_unchanged_without_a_shell() {
     assert_eq!(all_lines(&mut running).await, [out(tricky)]);
     running.wait().await.expect("an outcome");
 }
+
+#[tokio::test]
+async fn programs_get_the_umask_annals_was_started_with() {
+    // What `annals` does at start: keep its own umask private, give programs the one it got.
+    // SAFETY: umask(2) cannot fail.
+    let inherited = unsafe { libc::umask(0o077) };
+    process::set_child_umask(0o027);
+    let mut running = process::spawn(sh("umask")).expect("starts");
+    let lines = all_lines(&mut running).await;
+    // SAFETY: as above; the test binary's own umask is put back.
+    unsafe { libc::umask(inherited) };
+    assert_eq!(lines, vec![out("0027")]);
+}

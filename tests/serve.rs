@@ -1,6 +1,9 @@
 //! `annals serve` as a real child process with the inventory face: everything survives a
-//! restart, SIGTERM under write load loses no acknowledged update, and a non-loopback face
-//! listener without accounts is refused. And what every listener does alike: a body that stops
+//! restart, SIGTERM under write load loses no acknowledged update, a non-loopback face
+//! listener without accounts is refused, a start-up that cannot bind or open its log ends
+//! with one error line, SIGTERM ends event streams and long polls at once, malformed
+//! requests to every face leave no ERROR line in the log, and nothing in the data directory
+//! is readable by anyone but its owner. And what every listener does alike: a body that stops
 //! arriving is answered 408 after `[http] body_timeout_s`, each face's own listener moves or
 //! turns off with a flag or variable, start-up says one line per listener, and the request log.
 
@@ -465,4 +468,362 @@ fn the_gros_agent_daemons_listener_moves_or_turns_off_with_its_flag() {
     // The agent's routes stay on the main listener.
     let (status, _) = request(&off.address, "GET", "/agents/PROJ/PROJ/status", "").unwrap();
     assert_eq!(status, 503);
+}
+
+/// Runs `annals serve` expecting it to fail at start-up; its exit status and stderr, within a
+/// deadline.
+fn failed_start(data: &Path, envs: &[(&str, &str)]) -> (std::process::ExitStatus, String) {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_annals"));
+    command
+        .arg("--data")
+        .arg(data)
+        .arg("serve")
+        .env_remove("ANNALS_CONFIG")
+        .env("RUST_LOG", "info")
+        .env("ANNALS_HTTP_LISTEN", "127.0.0.1:0")
+        .env("ANNALS_PARTISCI_LISTEN", "127.0.0.1:0")
+        .env("ANNALS_PATROWL_LISTEN", "127.0.0.1:0")
+        .env("ANNALS_HPCWAAS_LISTEN", "127.0.0.1:0")
+        .env("ANNALS_GROS_AGENT_LISTEN", "127.0.0.1:0")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    for (key, value) in envs {
+        command.env(key, value);
+    }
+    let mut child = command.spawn().expect("annals starts");
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let status = poll(Duration::from_secs(60), "annals to give up", || {
+        child.try_wait().expect("the child can be waited for")
+    });
+    (status, reader.join().unwrap())
+}
+
+/// Exit code 1, no panic, and `expected` as the one line that is not a log record.
+fn assert_one_error_line(status: std::process::ExitStatus, stderr: &str, expected: &str) {
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let lines: Vec<_> = stderr
+        .lines()
+        .filter(|line| !line.trim().is_empty() && !line.contains(" INFO "))
+        .collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(lines[0].starts_with("annals: "), "{stderr}");
+    assert!(lines[0].contains(expected), "{stderr}");
+}
+
+#[test]
+fn a_port_in_use_ends_start_up_with_one_error_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    for variable in [
+        "ANNALS_HTTP_LISTEN",
+        "ANNALS_PATROWL_LISTEN",
+        "ANNALS_HPCWAAS_LISTEN",
+    ] {
+        let (status, stderr) = failed_start(&dir.path().join("log"), &[(variable, &address)]);
+        assert_one_error_line(status, &stderr, &format!("cannot listen on {address}"));
+    }
+}
+
+#[test]
+fn a_log_that_cannot_be_opened_ends_start_up_with_one_error_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "not a directory").unwrap();
+    let (status, stderr) = failed_start(&file, &[]);
+    assert_one_error_line(status, &stderr, "cannot open the log");
+
+    let data = dir.path().join("log");
+    let running = serve(&data);
+    let (status, stderr) = failed_start(&data, &[]);
+    assert_one_error_line(status, &stderr, "another process holds it");
+    assert!(running.terminate().success());
+}
+
+/// The rest of a server's stderr once it has exited, read until the pipe closes.
+fn rest_of_stderr(server: &Served) -> Vec<String> {
+    let mut lines = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while let Ok(line) = server
+        .stderr
+        .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+    {
+        lines.push(line);
+    }
+    lines
+}
+
+/// The value of an unlabelled sample in the server's `/metrics`.
+fn metric(address: &str, name: &str) -> Option<f64> {
+    let (_, text) = request(address, "GET", "/metrics", "").ok()?;
+    text.lines()
+        .find(|line| line.split(' ').next() == Some(name))?
+        .rsplit(' ')
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// A workflow whose one step writes a line, then runs until stopped.
+const WAITING_WORKFLOW: &str = r#"
+[[hpcwaas.workflows]]
+application_id = "demo"
+environment_id = "lab"
+name = "wait"
+[[hpcwaas.workflows.steps]]
+name = "wait"
+command = ["/bin/sh", "-c", "echo started; exec sleep 600"]
+timeout_s = 0
+"#;
+
+#[test]
+fn sigterm_ends_event_streams_and_long_polls_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("annals.toml");
+    std::fs::write(&config, WAITING_WORKFLOW).unwrap();
+    let data = dir.path().join("log");
+    let mut server = spawn_serve(
+        &[
+            "--config".as_ref(),
+            config.as_os_str(),
+            "--data".as_ref(),
+            data.as_os_str(),
+            "serve".as_ref(),
+        ],
+        &[("ANNALS_HTTP_LISTEN", "127.0.0.1:0")],
+    )
+    .expect("the server starts");
+    let address = server.address.clone();
+    let (status, body) = request(&address, "POST", "/workflows/demo@lab@wait", "{}").unwrap();
+    assert_eq!(status, 201, "{body}");
+    let (_, listed) = request(&address, "GET", "/executions", "").unwrap();
+    let listed: Value = serde_json::from_str(&listed).unwrap();
+    let execution = listed["executions"][0]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("an execution: {listed}"))
+        .to_owned();
+    // Once the step has said it started, nothing more is written until the stop.
+    poll(Duration::from_secs(60), "the step to start", || {
+        let logs = format!("/executions/{execution}/logs");
+        let (_, body) = request(&address, "GET", &logs, "").unwrap();
+        body.contains("started").then_some(())
+    });
+    let (_, ready) = request(&address, "GET", "/readyz", "").unwrap();
+    let head = serde_json::from_str::<Value>(&ready).unwrap()["head"]
+        .as_u64()
+        .unwrap();
+
+    let mut events = TcpStream::connect(&address).unwrap();
+    events
+        .set_read_timeout(Some(Duration::from_secs(120)))
+        .unwrap();
+    write!(
+        events,
+        "GET /api/events?from={head} HTTP/1.1\r\nHost: annals\r\n\
+         Accept: text/event-stream\r\n\r\n"
+    )
+    .unwrap();
+    let events = std::thread::spawn(move || {
+        let mut seen = String::new();
+        let ended = events.read_to_string(&mut seen);
+        (ended.map_err(|error| error.kind()), seen)
+    });
+    let polls: Vec<_> = [
+        format!("/api/events?from={head}&timeout=5m"),
+        "/api/streams/job-waited?timeout=5m".to_owned(),
+        format!("/executions/{execution}/logs?from=5&timeout=5m"),
+    ]
+    .into_iter()
+    .map(|path| {
+        let address = address.clone();
+        std::thread::spawn(move || request(&address, "GET", &path, ""))
+    })
+    .collect();
+    poll(Duration::from_secs(60), "four waiting followers", || {
+        (metric(&address, "annals_followers_waiting") == Some(4.0)).then_some(())
+    });
+
+    let asked = std::time::Instant::now();
+    let status = stop(&mut server);
+    let took = asked.elapsed();
+    // The shutdown timeout is 30 s; released followers do not come near it.
+    assert!(took < Duration::from_secs(10), "stopping took {took:?}");
+    assert!(status.success(), "{status}");
+
+    let (ended, seen) = events.join().unwrap();
+    assert_eq!(
+        ended,
+        Ok(seen.len()),
+        "the event stream ended cleanly: {seen}"
+    );
+    assert!(seen.starts_with("HTTP/1.1 200"), "{seen}");
+    for poll in polls {
+        let (status, body) = poll.join().unwrap().expect("the long poll is answered");
+        assert_eq!(status, 200, "{body}");
+        assert!(
+            body.contains("\"events\":[]") || body.contains("\"logs\":[]"),
+            "{body}"
+        );
+    }
+    let lines = rest_of_stderr(&server);
+    let last: Value = serde_json::from_str(lines.last().expect("a last log line")).unwrap();
+    assert_eq!(last["fields"]["message"], "stopped", "{lines:#?}");
+}
+
+/// Sends `bytes` on a new connection; the status line of the answer (empty if none came).
+fn raw(address: &str, bytes: &[u8]) -> String {
+    let mut stream = TcpStream::connect(address).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    stream.write_all(bytes).unwrap();
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[test]
+fn malformed_requests_to_every_face_log_no_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = serve(&dir.path().join("log"));
+    let main = server.address.clone();
+    let partisci = server.partisci.clone().unwrap();
+    let patrowl = server.patrowl.clone().unwrap();
+    let hpcwaas = server.hpcwaas.clone().unwrap();
+    let json = |address: &str, method: &str, path: &str, body: &str| {
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: annals\r\nConnection: close\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        raw(address, request.as_bytes())
+    };
+    let client_errors = [
+        json(&main, "GET", "/api/events?limit=abc", ""),
+        json(&main, "GET", "/api/streams/BAD%20ID?timeout=forever", ""),
+        json(&main, "GET", "/api/streams/job-x/state?at_time=yesterday", ""),
+        json(&partisci, "POST", "/api/v1/update/", "{not json"),
+        json(&main, "POST", "/v1/test-runs", "{not json"),
+        json(&main, "POST", "/v1/results/", "{not json"),
+        json(&main, "POST", "/v1/test-runs/nope/update-test-status", "[]"),
+        json(&patrowl, "POST", "/engines/tcp/startscan", "{not json"),
+        json(&patrowl, "GET", "/engines/tcp/status/nope", ""),
+        json(&hpcwaas, "POST", "/workflows/nope", "{not json"),
+        json(&hpcwaas, "POST", "/ssh_keys", "{not json"),
+        json(&hpcwaas, "GET", "/executions/nope/logs?timeout=forever", ""),
+        json(&main, "POST", "/auth/status.py", "{not a form"),
+        json(&main, "PUT", "/auth/version.py", ""),
+        json(&main, "GET", "/agents/x/y/status", ""),
+        json(&main, "GET", "/no/such/page", ""),
+        // What the HTTP parser itself refuses, on the main listener and a face's own.
+        raw(&main, b"GARBAGE\r\n\r\n"),
+        raw(&patrowl, b"GET / HTTP/1.1\r\nHost: annals\r\nBad Header\r\n\r\n"),
+        raw(
+            &hpcwaas,
+            b"POST /ssh_keys HTTP/1.1\r\nHost: annals\r\nContent-Length: 3\r\n\
+              Transfer-Encoding: chunked\r\n\r\n",
+        ),
+        raw(
+            &partisci,
+            b"POST /api/v1/update/ HTTP/1.1\r\nHost: annals\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\n",
+        ),
+        raw(&main, format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(40_000)).as_bytes()),
+        // A body cut short by the client.
+        raw(
+            &partisci,
+            b"POST /api/v1/update/ HTTP/1.1\r\nHost: annals\r\nContent-Type: application/json\r\n\
+              Content-Length: 100\r\n\r\n{\"app\"",
+        ),
+    ];
+    for (n, status) in client_errors.iter().enumerate() {
+        let code: Option<u16> = status.split(' ').nth(1).and_then(|code| code.parse().ok());
+        assert!(
+            code.is_none_or(|code| (400..500).contains(&code) || code == 501),
+            "request {n}: {status}"
+        );
+    }
+    // Everything is in the pipe by the time the server has stopped.
+    assert!(stop(&mut server).success());
+    let lines = rest_of_stderr(&server);
+    let errors: Vec<_> = lines
+        .iter()
+        .filter(|line| line.contains("\"level\":\"ERROR\"") || line.contains("panicked"))
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+}
+
+/// Sends SIGTERM and waits for the exit status, keeping `server` for its stderr.
+fn stop(server: &mut Served) -> std::process::ExitStatus {
+    // SAFETY: sending a signal to our own child process.
+    assert_eq!(
+        unsafe { libc::kill(server.child.id() as i32, libc::SIGTERM) },
+        0
+    );
+    poll(Duration::from_secs(60), "the server to stop", || {
+        server.child.try_wait().unwrap()
+    })
+}
+
+/// Every path under `dir`, itself included, with its permission bits.
+fn modes(dir: &Path) -> Vec<(std::path::PathBuf, u32)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut found = vec![(
+        dir.to_owned(),
+        std::fs::metadata(dir).unwrap().permissions().mode() & 0o777,
+    )];
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let metadata = entry.metadata().unwrap();
+        if metadata.is_dir() {
+            found.extend(modes(&entry.path()));
+        } else {
+            found.push((entry.path(), metadata.permissions().mode() & 0o777));
+        }
+    }
+    found
+}
+
+#[test]
+fn the_data_directory_is_private_to_its_owner() {
+    // The usual umask, which would leave new files readable by all; annals must not rely on a
+    // stricter one. Every test of this binary is content with it.
+    // SAFETY: umask(2) cannot fail.
+    unsafe { libc::umask(0o022) };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut server = serve(&data);
+    let update = json!({"app": "web", "ver": "1", "host": "h"}).to_string();
+    let (status, body) = request(&server.address, "POST", "/api/v1/update/", &update).unwrap();
+    assert_eq!(status, 200, "{body}");
+    let results = json!({"cpid": "c1", "duration_seconds": 1,
+                         "results": [{"name": "tempest.api.x.Y.test_z"}]})
+    .to_string();
+    let (status, body) = request(&server.address, "POST", "/v1/post-result", &results).unwrap();
+    assert!((200..300).contains(&status), "{status} {body}");
+    assert!(stop(&mut server).success());
+
+    let found = modes(&data);
+    assert!(
+        found.iter().any(|(path, _)| path.ends_with("conf")),
+        "{found:#?}"
+    );
+    assert!(
+        found
+            .iter()
+            .any(|(path, _)| path.to_string_lossy().contains("sha256/")),
+        "an upload is kept: {found:#?}"
+    );
+    let open: Vec<_> = found.iter().filter(|(_, mode)| mode & 0o077 != 0).collect();
+    assert!(open.is_empty(), "readable by others: {open:#?}");
 }

@@ -221,8 +221,12 @@ pub fn version_at(
         .map(|event| event.version))
 }
 
-/// Waits for a commit past `head`; true when none came (timeout, or the log closed).
+/// Waits for a commit past `head`; true when none came (timeout, the log closed, or the
+/// followers were released because the server stops).
 async fn wait(log: &EventLog, head: Position, timeout: Duration) -> bool {
     let _waiting = crate::metrics::Waiting::start();
-    log.wait_past(head, timeout).await.is_none_or(|h| h <= head)
+    tokio::select! {
+        head_now = log.wait_past(head, timeout) => head_now.is_none_or(|h| h <= head),
+        () = log.followers_release() => true,
+    }
 }

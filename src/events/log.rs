@@ -56,6 +56,9 @@ pub struct EventLog {
     recent: Arc<RecentEvents>,
     options: LogOptions,
     ids: Arc<IdFloor>,
+    /// Set once the server stops: followers stop waiting for commits (see
+    /// [`EventLog::release_followers`]).
+    released: Arc<watch::Sender<bool>>,
 }
 
 /// What [`EventLog::new_event_id`] keeps: the greatest event id when the log was opened, and
@@ -84,6 +87,7 @@ impl EventLog {
                 opened,
                 last: Mutex::new(opened.as_u128()),
             }),
+            released: Arc::new(watch::channel(false).0),
         })
     }
 
@@ -238,5 +242,25 @@ impl EventLog {
     /// [`AppendError::Closed`]. Blocks until the journal thread has stopped.
     pub fn close(&self) {
         self.journal.close();
+    }
+
+    /// Ends every follower's wait for a commit, now and from now on: long polls answer with
+    /// what they have and event streams end. A stopping server calls it first, so that its
+    /// graceful stop is not held by followers that would wait for minutes. Appends and reads
+    /// go on.
+    pub fn release_followers(&self) {
+        self.released.send_replace(true);
+    }
+
+    /// Whether [`EventLog::release_followers`] has been called.
+    pub fn followers_released(&self) -> bool {
+        *self.released.borrow()
+    }
+
+    /// Resolves once [`EventLog::release_followers`] is called (at once if it was).
+    pub async fn followers_release(&self) {
+        let mut released = self.released.subscribe();
+        // The sender lives as long as this log, so the wait ends only when it is set.
+        let _ = released.wait_for(|released| *released).await;
     }
 }

@@ -163,7 +163,11 @@ impl Store {
             path: path.to_owned(),
             reason,
         };
-        std::fs::create_dir_all(path).map_err(|e| open_error(e.to_string()))?;
+        // Private even where no umask says so (the library in another program): the log is
+        // the whole history.
+        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+            .create(path)
+            .map_err(|e| open_error(e.to_string()))?;
         // A new log is only ever created in an empty directory, so that a mistyped `--data`
         // never turns someone's files (or a damaged log) into a fresh, empty log.
         let is_new = std::fs::read_dir(path)

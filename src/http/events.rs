@@ -125,7 +125,8 @@ pub(crate) enum Source {
 }
 
 /// Streams Server-Sent Events from `next` on: `id:` is the event's position, `data:` its JSON;
-/// a comment after `keep_alive` without events.
+/// a comment after `keep_alive` without events. It ends when the server stops (the log's
+/// followers are released), so that a graceful stop is not held by it.
 pub(crate) fn events_stream(
     log: EventLog,
     source: Source,
@@ -137,6 +138,9 @@ pub(crate) fn events_stream(
         (log, source, next, pending),
         move |(log, source, mut next, mut pending)| async move {
             loop {
+                if log.followers_released() {
+                    return None;
+                }
                 if let Some(event) = pending.pop_front() {
                     let frame =
                         format!("id: {}\ndata: {}\n\n", event.event().position, event.json());

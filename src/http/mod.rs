@@ -7,6 +7,7 @@ pub mod body;
 pub mod caller;
 pub mod error;
 pub mod events;
+pub mod failures;
 pub mod gros;
 pub mod home;
 pub mod hpcwaas;
@@ -405,7 +406,8 @@ fn log_request<B>(response: &ServiceResponse<B>, head: bool, took: Duration) {
     );
 }
 
-/// Counts each answered request by route pattern and status, on every listener.
+/// Counts each answered request by route pattern and status, on every listener, and logs it by
+/// [`failures::log_answer`]'s rule.
 pub async fn count_request(
     request: actix_web::dev::ServiceRequest,
     next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
@@ -415,6 +417,7 @@ pub async fn count_request(
         .request()
         .match_pattern()
         .unwrap_or_else(|| "unmatched".into());
+    failures::log_answer(&route, &response);
     let status = response.status().as_u16().to_string();
     metrics::counter!(crate::metrics::HTTP_REQUESTS, "route" => route, "status" => status)
         .increment(1);

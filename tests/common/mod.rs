@@ -169,6 +169,8 @@ pub struct Served {
     pub hpcwaas: Option<String>,
     /// What it logged before it said where it listens.
     pub started: Vec<String>,
+    /// The lines it writes to stderr after the one that says where it listens, as they come.
+    pub stderr: std::sync::mpsc::Receiver<String>,
 }
 
 impl Served {
@@ -270,6 +272,7 @@ pub fn spawn_serve_in(
                     patrowl,
                     hpcwaas,
                     started: seen,
+                    stderr: log_lines,
                 });
             }
         }

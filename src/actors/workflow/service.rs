@@ -308,7 +308,9 @@ impl Executions {
         // `state` now holds only the lines that came after the `earlier` matching ones.
         loop {
             let now = Instant::now();
-            if let Ok(page) = page(&state.logs, earlier, &query, now < deadline) {
+            // A stopping server releases followers: the poll answers with what it has.
+            let wait = now < deadline && !self.log.followers_released();
+            if let Ok(page) = page(&state.logs, earlier, &query, wait) {
                 return Ok(page);
             }
             let page = follow::follow_stream(&self.log, &stream, version, 1000, deadline - now)
