@@ -955,6 +955,7 @@ fn samples() -> Vec<(&'static str, &'static str, Value)> {
         ),
         ("scan", "ScanStopped", json!({"by": by, "at": at})),
         ("scan", "ScanCleaned", json!({"by": by, "at": at})),
+        ("scan", "ScanReportFetched", json!({"by": by, "at": at})),
         (
             "execution",
             "ExecutionRequested",

@@ -466,8 +466,10 @@ fn the_gros_agent_daemons_listener_moves_or_turns_off_with_its_flag() {
     let off = Logged::start(&data, &["--config", config, "--gros-agent-listen="]);
     assert_eq!(off.listening().len(), 4, "no daemon: {:?}", off.start_up);
     // The agent's routes stay on the main listener.
-    let (status, _) = request(&off.address, "GET", "/agents/PROJ/PROJ/status", "").unwrap();
-    assert_eq!(status, 503);
+    // (Served there to registered agents only.)
+    let (status, body) = request(&off.address, "GET", "/agents/PROJ/PROJ/status", "").unwrap();
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("is not registered"), "{body}");
 }
 
 /// Runs `annals serve` expecting it to fail at start-up; its exit status and stderr, within a
