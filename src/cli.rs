@@ -235,12 +235,7 @@ pub fn run() -> ExitCode {
             insecure_no_auth, ..
         } => serve(&config, insecure_no_auth),
         Command::HashPassword => hash_password(),
-        Command::NewToken => {
-            let (token, hash) = crate::auth::new_token();
-            println!("token: {token}");
-            println!("token_sha256 = [\"{hash}\"]");
-            Ok(())
-        }
+        Command::NewToken => new_token(),
         Command::Export {
             from,
             stream,
@@ -379,22 +374,43 @@ fn check_config(file: Option<&Path>) -> ExitCode {
         }
     };
     let review = crate::config::review(&text);
+    // The report is written at once, so that a reader gone early (`| head -1`) is one error
+    // to tell from the others, as for every other command.
+    let mut report = String::new();
     // Warnings do not make the file invalid: they are printed either way.
     for warning in &review.warnings {
-        println!("{}: {warning}", file.display());
+        report.push_str(&format!("{}: {warning}\n", file.display()));
     }
     if review.problems.is_empty() {
-        println!("ok: {}", file.display());
-        return ExitCode::SUCCESS;
+        report.push_str(&format!("ok: {}\n", file.display()));
     }
     for problem in &review.problems {
-        println!("{}: {problem}", file.display());
+        report.push_str(&format!("{}: {problem}\n", file.display()));
     }
-    ExitCode::FAILURE
+    let valid = review.problems.is_empty();
+    match std::io::stdout().lock().write_all(report.as_bytes()) {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => {
+            eprintln!("annals: cannot write the report: {error}");
+            ExitCode::FAILURE
+        }
+        _ if valid => ExitCode::SUCCESS,
+        _ => ExitCode::FAILURE,
+    }
 }
 
 fn show_config(config: &Config) -> anyhow::Result<()> {
-    print!("{}", toml::to_string_pretty(config)?);
+    write!(std::io::stdout().lock(), "{}", toml::to_string_pretty(config)?)?;
+    Ok(())
+}
+
+/// A new bearer token and the line of configuration that accepts it. Written, not printed,
+/// so that a closed standard output is an error like any other command's, not a panic.
+fn new_token() -> anyhow::Result<()> {
+    let (token, hash) = crate::auth::new_token();
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "token: {token}")?;
+    writeln!(out, "token_sha256 = [\"{hash}\"]")?;
+    out.flush()?;
     Ok(())
 }
 

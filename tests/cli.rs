@@ -503,6 +503,53 @@ fn an_export_into_a_closed_pipe_ends_quietly() {
     );
 }
 
+/// Runs `annals` with these arguments, its standard output a pipe whose reader has already
+/// gone (as `| head -c1` leaves it once it has its byte): every write fails.
+fn into_a_closed_pipe(data: &Path, args: &[&str]) -> Output {
+    use std::os::fd::FromRawFd;
+    let mut fds = [-1; 2];
+    // SAFETY: fds is an array of two descriptors for pipe(2) to fill.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // SAFETY: both descriptors were just opened and are owned here alone.
+    let (reader, writer) = unsafe {
+        (
+            std::os::fd::OwnedFd::from_raw_fd(fds[0]),
+            std::os::fd::OwnedFd::from_raw_fd(fds[1]),
+        )
+    };
+    drop(reader);
+    Command::new(env!("CARGO_BIN_EXE_annals"))
+        .arg("--data")
+        .arg(data)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .env_remove("ANNALS_CONFIG")
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("annals runs")
+}
+
+#[test]
+fn new_token_and_config_into_a_closed_pipe_end_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("annals.toml");
+    std::fs::write(&config, "[http]\nlisten = \"127.0.0.1:0\"\n").unwrap();
+    let config = config.to_str().unwrap();
+    for args in [
+        &["new-token"][..],
+        &["--config", config, "config", "show"],
+        &["config", "check", config],
+    ] {
+        let output = into_a_closed_pipe(dir.path(), args);
+        assert_eq!(
+            (output.status.code(), stderr(&output)),
+            (Some(0), String::new()),
+            "{args:?}"
+        );
+    }
+}
+
 /// A pseudo-terminal of 24 × 120: the test reads and types on the first, the child gets the
 /// second.
 fn pty() -> (std::fs::File, std::os::fd::OwnedFd) {
