@@ -399,7 +399,11 @@ fn check_config(file: Option<&Path>) -> ExitCode {
 }
 
 fn show_config(config: &Config) -> anyhow::Result<()> {
-    write!(std::io::stdout().lock(), "{}", toml::to_string_pretty(config)?)?;
+    write!(
+        std::io::stdout().lock(),
+        "{}",
+        toml::to_string_pretty(config)?
+    )?;
     Ok(())
 }
 

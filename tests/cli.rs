@@ -198,11 +198,7 @@ fn serve_settles_jobs_left_running_answers_health_checks_and_stops_on_sigterm() 
         ],
     ));
 
-    let server = common::spawn_serve(
-        &["--data".as_ref(), dir.path().as_os_str(), "serve".as_ref()],
-        &[("ANNALS_HTTP_LISTEN", "127.0.0.1:0")],
-    )
-    .expect("the server starts");
+    let server = serve(dir.path(), None);
 
     let health = get(&server.address, "/healthz");
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
@@ -221,14 +217,13 @@ fn serve_settles_jobs_left_running_answers_health_checks_and_stops_on_sigterm() 
 #[test]
 fn serve_sends_event_stream_keep_alives_at_the_configured_interval() {
     let dir = tempfile::tempdir().unwrap();
-    let served = common::spawn_serve(
-        &["--data".as_ref(), dir.path().as_os_str(), "serve".as_ref()],
-        &[
-            ("ANNALS_HTTP_LISTEN", "127.0.0.1:0"),
-            ("ANNALS_HTTP_SSE_KEEP_ALIVE_S", "1"),
-        ],
-    );
-    let server = served.expect("the server starts");
+    let server = common::serve_data(
+        dir.path(),
+        None,
+        &[],
+        &[("ANNALS_HTTP_SSE_KEEP_ALIVE_S", "1")],
+    )
+    .expect("the server starts");
     let address = server.address.clone();
     let started = Instant::now();
     let mut stream = TcpStream::connect(&address).unwrap();
@@ -260,16 +255,13 @@ fn serve_sends_event_stream_keep_alives_at_the_configured_interval() {
     assert!(started.elapsed() >= Duration::from_secs(1));
     drop(server);
 
-    let refused = common::spawn_serve(
-        &["--data".as_ref(), dir.path().as_os_str(), "serve".as_ref()],
-        &[
-            ("ANNALS_HTTP_LISTEN", "127.0.0.1:0"),
-            ("ANNALS_HTTP_SSE_KEEP_ALIVE_S", "0"),
-        ],
+    let refused = common::serve_data(
+        dir.path(),
+        None,
+        &[],
+        &[("ANNALS_HTTP_SSE_KEEP_ALIVE_S", "0")],
     )
-    .map(|served| {
-        drop(served);
-    })
+    .map(drop)
     .expect_err("a keep-alive of 0 s is refused");
     assert!(
         refused.contains("sse_keep_alive_s must be at least 1"),
@@ -293,12 +285,7 @@ fn annals_with(data: &Path, args: &[&str], envs: &[(&str, &str)]) -> Output {
 }
 
 fn serve(data: &Path, config: Option<&Path>) -> common::Served {
-    let mut args: Vec<&std::ffi::OsStr> = vec!["--data".as_ref(), data.as_os_str()];
-    if let Some(config) = config {
-        args.extend(["--config".as_ref(), config.as_os_str()]);
-    }
-    args.push("serve".as_ref());
-    common::spawn_serve(&args, &[("ANNALS_HTTP_LISTEN", "127.0.0.1:0")]).expect("the server starts")
+    common::serve_data(data, config, &[], &[]).expect("the server starts")
 }
 
 #[test]
@@ -668,10 +655,11 @@ fn an_https_server_is_asked_trusting_the_certificate_given() {
     let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
     std::fs::write(&cert, certified.cert.pem()).unwrap();
     std::fs::write(&key, certified.key_pair.serialize_pem()).unwrap();
-    let server = common::spawn_serve(
-        &["--data".as_ref(), dir.path().as_os_str(), "serve".as_ref()],
+    let server = common::serve_data(
+        dir.path(),
+        None,
+        &[],
         &[
-            ("ANNALS_HTTP_LISTEN", "127.0.0.1:0"),
             ("ANNALS_HTTP_TLS_CERT", cert.to_str().unwrap()),
             ("ANNALS_HTTP_TLS_KEY", key.to_str().unwrap()),
         ],

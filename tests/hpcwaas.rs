@@ -986,35 +986,33 @@ async fn golden_bodies() {
     }
 }
 
+/// `annals.toml` in `dir`, declaring [`workflows`]; its path.
+fn config_file(dir: &Path) -> std::path::PathBuf {
+    let mut section = toml::Table::new();
+    section.insert(
+        "workflows".into(),
+        toml::Value::try_from(workflows(dir)).unwrap(),
+    );
+    let mut config = toml::Table::new();
+    config.insert("hpcwaas".into(), toml::Value::Table(section));
+    let file = dir.join("annals.toml");
+    std::fs::write(&file, toml::to_string(&config).unwrap()).unwrap();
+    file
+}
+
 #[test]
 fn a_restart_fails_the_execution_that_was_running() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let mut section = toml::Table::new();
-    section.insert(
-        "workflows".into(),
-        toml::Value::try_from(workflows(dir.path())).unwrap(),
-    );
-    let mut config = toml::Table::new();
-    config.insert("hpcwaas".into(), toml::Value::Table(section));
-    let file = dir.path().join("annals.toml");
-    std::fs::write(&file, toml::to_string(&config).unwrap()).unwrap();
-    let args = [
-        "--config".as_ref(),
-        file.as_os_str(),
-        "--data".as_ref(),
-        data.as_os_str(),
-        "serve".as_ref(),
-    ];
-    let envs = [("ANNALS_HTTP_LISTEN", "127.0.0.1:0")];
-    let server = common::spawn_serve(&args, &envs).expect("the server starts");
+    let file = config_file(dir.path());
+    let server = common::serve_data(&data, Some(&file), &[], &[]).expect("the server starts");
     let base = format!("http://{}", server.address);
     let client = reqwest_like::Client::new();
     let id = client.trigger(&base, "demo@lab@sleep");
     client.wait_for(&base, &id, |e| e["status"] == "RUNNING");
     assert!(server.terminate().success());
 
-    let server = common::spawn_serve(&args, &envs).expect("the server starts again");
+    let server = common::serve_data(&data, Some(&file), &[], &[]).expect("the server starts again");
     let base = format!("http://{}", server.address);
     let execution = client.wait_for(&base, &id, |e| e["status"] == "FAILED");
     assert_eq!(execution["reason"], "interrupted");
@@ -1034,15 +1032,7 @@ fn a_relative_data_directory_is_taken_from_where_annals_starts() {
     // annals starts in a directory of its own with `--data data`, as with the embedded
     // default `annals-data`; its steps run elsewhere, in their scratch directories.
     let dir = tempfile::tempdir().unwrap();
-    let mut section = toml::Table::new();
-    section.insert(
-        "workflows".into(),
-        toml::Value::try_from(workflows(dir.path())).unwrap(),
-    );
-    let mut config = toml::Table::new();
-    config.insert("hpcwaas".into(), toml::Value::Table(section));
-    let file = dir.path().join("annals.toml");
-    std::fs::write(&file, toml::to_string(&config).unwrap()).unwrap();
+    let file = config_file(dir.path());
     let args = [
         "--config".as_ref(),
         file.as_os_str(),

@@ -196,15 +196,8 @@ fn promtool_check(text: &str) -> (std::process::ExitStatus, String) {
 #[test]
 fn a_fresh_server_shows_every_documented_metric_and_passes_promtool() {
     let dir = tempfile::tempdir().unwrap();
-    let server = common::spawn_serve(
-        &[
-            "--data".as_ref(),
-            dir.path().join("log").as_os_str(),
-            "serve".as_ref(),
-        ],
-        &[("ANNALS_HTTP_LISTEN", "127.0.0.1:0")],
-    )
-    .expect("the server starts");
+    let server =
+        common::serve_data(&dir.path().join("log"), None, &[], &[]).expect("the server starts");
     let mut stream = std::net::TcpStream::connect(&server.address).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(60)))

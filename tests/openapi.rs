@@ -1075,15 +1075,18 @@ async fn patrowl_answers_fit_their_documented_schemas() {
     let body = json!({"assets": [{"id": "a", "value": "127.0.0.1", "datatype": "ip"}],
         "options": json!({"ports": [port.to_string()]}).to_string(), "scan_id": "s1"});
     let start = ("post", "/engines/{name}/startscan");
-    let (status, answer) = checked(
-        &app,
-        &document,
-        start,
-        "/engines/tcp/startscan",
-        body.to_string(),
-        None,
-    )
-    .await;
+    let start_s1 = async |token| {
+        checked(
+            &app,
+            &document,
+            start,
+            "/engines/tcp/startscan",
+            body.to_string(),
+            token,
+        )
+        .await
+    };
+    let (status, answer) = start_s1(None).await;
     assert_eq!(status, 200, "{answer}");
     let scan_status = ("get", "/engines/{name}/status/{scan_id}");
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
@@ -1122,15 +1125,7 @@ async fn patrowl_answers_fit_their_documented_schemas() {
         assert_eq!(status, 200, "{uri}: {body}");
     }
     // Until its report is fetched, an ended scan keeps its id.
-    let (status, answer) = checked(
-        &app,
-        &document,
-        start,
-        "/engines/tcp/startscan",
-        body.to_string(),
-        admin,
-    )
-    .await;
+    let (status, answer) = start_s1(admin).await;
     assert_eq!(status, 409, "{answer}");
     let report = app
         .send("get", "/engines/tcp/getreport/s1", Vec::new(), None)

@@ -17,15 +17,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{poll, spawn_serve, Served};
+use common::{failed_serve, poll, serve_data, Served};
 use serde_json::{json, Value};
 
 fn serve(data: &Path) -> Served {
-    spawn_serve(
-        &["--data".as_ref(), data.as_os_str(), "serve".as_ref()],
-        &[("ANNALS_HTTP_LISTEN", "127.0.0.1:0")],
-    )
-    .expect("the server starts")
+    serve_data(data, None, &[], &[]).expect("the server starts")
 }
 
 /// One HTTP/1.1 request on a new connection; the status and body.
@@ -156,12 +152,11 @@ fn sigterm_under_write_load_loses_no_acknowledged_update() {
 #[test]
 fn a_face_listener_off_loopback_without_accounts_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let error = spawn_serve(
-        &["--data".as_ref(), dir.path().as_os_str(), "serve".as_ref()],
-        &[
-            ("ANNALS_HTTP_LISTEN", "127.0.0.1:0"),
-            ("ANNALS_PARTISCI_LISTEN", "0.0.0.0:0"),
-        ],
+    let error = serve_data(
+        dir.path(),
+        None,
+        &[],
+        &[("ANNALS_PARTISCI_LISTEN", "0.0.0.0:0")],
     )
     .err()
     .expect("the server refuses to start");
@@ -200,12 +195,11 @@ fn half_a_body(address: &str, path: &str, length: usize, sent: &[u8]) -> (u16, S
 #[test]
 fn a_body_that_stops_arriving_is_answered_408_after_the_body_timeout() {
     let dir = tempfile::tempdir().unwrap();
-    let server = spawn_serve(
-        &["--data".as_ref(), dir.path().as_os_str(), "serve".as_ref()],
-        &[
-            ("ANNALS_HTTP_LISTEN", "127.0.0.1:0"),
-            ("ANNALS_HTTP_BODY_TIMEOUT_S", "1"),
-        ],
+    let server = serve_data(
+        dir.path(),
+        None,
+        &[],
+        &[("ANNALS_HTTP_BODY_TIMEOUT_S", "1")],
     )
     .expect("the server starts");
     let hpcwaas = server.hpcwaas.clone().expect("the face's own listener");
@@ -244,12 +238,11 @@ fn a_body_that_stops_arriving_is_answered_408_after_the_body_timeout() {
 #[test]
 fn a_body_timeout_of_zero_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let error = spawn_serve(
-        &["--data".as_ref(), dir.path().as_os_str(), "serve".as_ref()],
-        &[
-            ("ANNALS_HTTP_LISTEN", "127.0.0.1:0"),
-            ("ANNALS_HTTP_BODY_TIMEOUT_S", "0"),
-        ],
+    let error = serve_data(
+        dir.path(),
+        None,
+        &[],
+        &[("ANNALS_HTTP_BODY_TIMEOUT_S", "0")],
     )
     .err()
     .expect("the server refuses to start");
@@ -277,17 +270,11 @@ fn each_faces_own_listener_moves_or_turns_off_with_a_flag_or_a_variable() {
     }
 
     let dir = tempfile::tempdir().unwrap();
-    let server = spawn_serve(
+    let server = serve_data(
+        dir.path(),
+        None,
+        &["--partisci-listen=", "--hpcwaas-listen", "127.0.0.1:0"],
         &[
-            "--data".as_ref(),
-            dir.path().as_os_str(),
-            "serve".as_ref(),
-            "--partisci-listen=".as_ref(),
-            "--hpcwaas-listen".as_ref(),
-            "127.0.0.1:0".as_ref(),
-        ],
-        &[
-            ("ANNALS_HTTP_LISTEN", "127.0.0.1:0"),
             // The flag wins over the variable; the variable alone turns Patrowl's off.
             ("ANNALS_HPCWAAS_LISTEN", ""),
             ("ANNALS_PATROWL_LISTEN", ""),
@@ -307,101 +294,31 @@ fn each_faces_own_listener_moves_or_turns_off_with_a_flag_or_a_variable() {
     assert!(server.terminate().success());
 }
 
-/// `annals serve` as a child process, its log read line by line.
-struct Logged {
-    child: std::process::Child,
-    log: std::sync::mpsc::Receiver<Value>,
-    /// The lines logged up to the main listener's, included.
-    start_up: Vec<Value>,
-    /// The main listener's address.
-    address: String,
-}
-
-impl Logged {
-    /// Starts `annals --log-format json serve` with these arguments after `serve`, every
-    /// listener on a free port unless `args` says otherwise, and reads its log until the main
-    /// listener's line (at most a minute).
-    fn start(data: &Path, args: &[&str]) -> Logged {
-        use std::io::BufRead;
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_annals"))
-            .args(["--log-format", "json", "--data"])
-            .arg(data)
-            .arg("serve")
-            .args(args)
-            .env_remove("ANNALS_CONFIG")
-            .env("RUST_LOG", "info")
-            .env("ANNALS_HTTP_LISTEN", "127.0.0.1:0")
-            .env("ANNALS_PARTISCI_LISTEN", "127.0.0.1:0")
-            .env("ANNALS_PATROWL_LISTEN", "127.0.0.1:0")
-            .env("ANNALS_HPCWAAS_LISTEN", "127.0.0.1:0")
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (lines, log) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr)
-                .lines()
-                .map_while(Result::ok)
-            {
-                let _ = lines.send(serde_json::from_str::<Value>(&line).unwrap());
-            }
-        });
-        let mut logged = Logged {
-            child,
-            log,
-            start_up: Vec::new(),
-            address: String::new(),
-        };
-        loop {
-            let entry = logged.next();
-            logged.start_up.push(entry.clone());
-            if let Some(address) = entry["fields"]["address"].as_str() {
-                logged.address = address.to_owned();
-                return logged;
-            }
-        }
-    }
-
-    /// The next log line, within a minute.
-    fn next(&self) -> Value {
-        self.log
-            .recv_timeout(Duration::from_secs(60))
-            .expect("a log line within a minute")
-    }
-
-    /// The start-up lines that say a listener listens.
-    fn listening(&self) -> Vec<&Value> {
-        self.start_up
-            .iter()
-            .filter(|entry| {
-                entry["fields"]["message"]
-                    .as_str()
-                    .unwrap()
-                    .contains("listening")
-            })
-            .collect()
-    }
-}
-
-impl Drop for Logged {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The start-up lines that say a listener listens.
+fn listening(server: &Served) -> Vec<Value> {
+    server
+        .start_up()
+        .into_iter()
+        .filter(|entry| {
+            entry["fields"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("listening")
+        })
+        .collect()
 }
 
 #[test]
 fn start_up_says_one_line_per_listener_and_the_request_log_one_per_request() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Logged::start(dir.path(), &["--request-log"]);
+    let server = serve_data(dir.path(), None, &["--request-log"], &[]).expect("the server starts");
     let from_actix: Vec<_> = server
-        .start_up
-        .iter()
+        .start_up()
+        .into_iter()
         .filter(|entry| entry["target"].as_str().unwrap().starts_with("actix"))
         .collect();
     assert!(from_actix.is_empty(), "{from_actix:?}");
-    let listening = server.listening();
+    let listening = listening(&server);
     assert_eq!(
         listening.len(),
         4,
@@ -429,7 +346,7 @@ fn start_up_says_one_line_per_listener_and_the_request_log_one_per_request() {
     let (status, _) = request(&address, "GET", "/healthz", "").unwrap();
     assert_eq!(status, 200);
     let logged = poll(Duration::from_secs(60), "the request's log line", || {
-        let entry = server.next();
+        let entry = server.next_entry();
         (entry["fields"]["path"] == "/healthz").then_some(entry)
     });
     assert_eq!(logged["level"], "INFO");
@@ -447,62 +364,31 @@ fn the_gros_agent_daemons_listener_moves_or_turns_off_with_its_flag() {
          [[gros.projects]]\nkey = \"PROJ\"\nscrape_command = [\"true\"]\n",
     )
     .unwrap();
-    let config = config.to_str().unwrap();
     let data = dir.path().join("log");
-    let moved = Logged::start(
+    let moved = serve_data(
         &data,
-        &["--config", config, "--gros-agent-listen", "127.0.0.1:0"],
-    );
+        Some(&config),
+        &["--gros-agent-listen", "127.0.0.1:0"],
+        &[],
+    )
+    .expect("the server starts");
     let daemon = moved
-        .start_up
+        .start_up()
         .iter()
-        .find_map(|entry| entry["fields"]["gros_agent"].as_str())
-        .expect("the daemon's start-up line")
-        .to_owned();
+        .find_map(|entry| entry["fields"]["gros_agent"].as_str().map(str::to_owned))
+        .expect("the daemon's start-up line");
     let (status, body) = request(&daemon, "GET", "/status", "").unwrap();
     assert_eq!(status, 503, "no scrape runs: {body}");
     drop(moved);
 
-    let off = Logged::start(&data, &["--config", config, "--gros-agent-listen="]);
-    assert_eq!(off.listening().len(), 4, "no daemon: {:?}", off.start_up);
+    let off = serve_data(&data, Some(&config), &["--gros-agent-listen="], &[])
+        .expect("the server starts");
+    assert_eq!(listening(&off).len(), 4, "no daemon: {:?}", off.started);
     // The agent's routes stay on the main listener.
     // (Served there to registered agents only.)
     let (status, body) = request(&off.address, "GET", "/agents/PROJ/PROJ/status", "").unwrap();
     assert_eq!(status, 404, "{body}");
     assert!(body.contains("is not registered"), "{body}");
-}
-
-/// Runs `annals serve` expecting it to fail at start-up; its exit status and stderr, within a
-/// deadline.
-fn failed_start(data: &Path, envs: &[(&str, &str)]) -> (std::process::ExitStatus, String) {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_annals"));
-    command
-        .arg("--data")
-        .arg(data)
-        .arg("serve")
-        .env_remove("ANNALS_CONFIG")
-        .env("RUST_LOG", "info")
-        .env("ANNALS_HTTP_LISTEN", "127.0.0.1:0")
-        .env("ANNALS_PARTISCI_LISTEN", "127.0.0.1:0")
-        .env("ANNALS_PATROWL_LISTEN", "127.0.0.1:0")
-        .env("ANNALS_HPCWAAS_LISTEN", "127.0.0.1:0")
-        .env("ANNALS_GROS_AGENT_LISTEN", "127.0.0.1:0")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped());
-    for (key, value) in envs {
-        command.env(key, value);
-    }
-    let mut child = command.spawn().expect("annals starts");
-    let mut stderr = child.stderr.take().expect("piped stderr");
-    let reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stderr.read_to_string(&mut text);
-        text
-    });
-    let status = poll(Duration::from_secs(60), "annals to give up", || {
-        child.try_wait().expect("the child can be waited for")
-    });
-    (status, reader.join().unwrap())
 }
 
 /// Exit code 1, no panic, and `expected` as the one line that is not a log record.
@@ -511,7 +397,10 @@ fn assert_one_error_line(status: std::process::ExitStatus, stderr: &str, expecte
     assert!(!stderr.contains("panicked"), "{stderr}");
     let lines: Vec<_> = stderr
         .lines()
-        .filter(|line| !line.trim().is_empty() && !line.contains(" INFO "))
+        .filter(|line| {
+            !line.trim().is_empty()
+                && !serde_json::from_str::<Value>(line).is_ok_and(|entry| entry["level"] == "INFO")
+        })
         .collect();
     assert_eq!(lines.len(), 1, "{stderr}");
     assert!(lines[0].starts_with("annals: "), "{stderr}");
@@ -528,7 +417,7 @@ fn a_port_in_use_ends_start_up_with_one_error_line() {
         "ANNALS_PATROWL_LISTEN",
         "ANNALS_HPCWAAS_LISTEN",
     ] {
-        let (status, stderr) = failed_start(&dir.path().join("log"), &[(variable, &address)]);
+        let (status, stderr) = failed_serve(&dir.path().join("log"), None, &[(variable, &address)]);
         assert_one_error_line(status, &stderr, &format!("cannot listen on {address}"));
     }
 }
@@ -538,27 +427,14 @@ fn a_log_that_cannot_be_opened_ends_start_up_with_one_error_line() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("a-file");
     std::fs::write(&file, "not a directory").unwrap();
-    let (status, stderr) = failed_start(&file, &[]);
+    let (status, stderr) = failed_serve(&file, None, &[]);
     assert_one_error_line(status, &stderr, "cannot open the log");
 
     let data = dir.path().join("log");
     let running = serve(&data);
-    let (status, stderr) = failed_start(&data, &[]);
+    let (status, stderr) = failed_serve(&data, None, &[]);
     assert_one_error_line(status, &stderr, "another process holds it");
     assert!(running.terminate().success());
-}
-
-/// The rest of a server's stderr once it has exited, read until the pipe closes.
-fn rest_of_stderr(server: &Served) -> Vec<String> {
-    let mut lines = Vec::new();
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while let Ok(line) = server
-        .stderr
-        .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
-    {
-        lines.push(line);
-    }
-    lines
 }
 
 /// The value of an unlabelled sample in the server's `/metrics`.
@@ -590,17 +466,7 @@ fn sigterm_ends_event_streams_and_long_polls_at_once() {
     let config = dir.path().join("annals.toml");
     std::fs::write(&config, WAITING_WORKFLOW).unwrap();
     let data = dir.path().join("log");
-    let mut server = spawn_serve(
-        &[
-            "--config".as_ref(),
-            config.as_os_str(),
-            "--data".as_ref(),
-            data.as_os_str(),
-            "serve".as_ref(),
-        ],
-        &[("ANNALS_HTTP_LISTEN", "127.0.0.1:0")],
-    )
-    .expect("the server starts");
+    let mut server = serve_data(&data, Some(&config), &[], &[]).expect("the server starts");
     let address = server.address.clone();
     let (status, body) = request(&address, "POST", "/workflows/demo@lab@wait", "{}").unwrap();
     assert_eq!(status, 201, "{body}");
@@ -652,7 +518,7 @@ fn sigterm_ends_event_streams_and_long_polls_at_once() {
     });
 
     let asked = std::time::Instant::now();
-    let status = stop(&mut server);
+    let status = server.stop();
     let took = asked.elapsed();
     // The shutdown timeout is 30 s; released followers do not come near it.
     assert!(took < Duration::from_secs(10), "stopping took {took:?}");
@@ -673,7 +539,7 @@ fn sigterm_ends_event_streams_and_long_polls_at_once() {
             "{body}"
         );
     }
-    let lines = rest_of_stderr(&server);
+    let lines = server.rest_of_stderr();
     let last: Value = serde_json::from_str(lines.last().expect("a last log line")).unwrap();
     assert_eq!(last["fields"]["message"], "stopped", "{lines:#?}");
 }
@@ -756,25 +622,13 @@ fn malformed_requests_to_every_face_log_no_error() {
         );
     }
     // Everything is in the pipe by the time the server has stopped.
-    assert!(stop(&mut server).success());
-    let lines = rest_of_stderr(&server);
+    assert!(server.stop().success());
+    let lines = server.rest_of_stderr();
     let errors: Vec<_> = lines
         .iter()
         .filter(|line| line.contains("\"level\":\"ERROR\"") || line.contains("panicked"))
         .collect();
     assert!(errors.is_empty(), "{errors:#?}");
-}
-
-/// Sends SIGTERM and waits for the exit status, keeping `server` for its stderr.
-fn stop(server: &mut Served) -> std::process::ExitStatus {
-    // SAFETY: sending a signal to our own child process.
-    assert_eq!(
-        unsafe { libc::kill(server.child.id() as i32, libc::SIGTERM) },
-        0
-    );
-    poll(Duration::from_secs(60), "the server to stop", || {
-        server.child.try_wait().unwrap()
-    })
 }
 
 /// Every path under `dir`, itself included, with its permission bits.
@@ -813,7 +667,7 @@ fn the_data_directory_is_private_to_its_owner() {
     .to_string();
     let (status, body) = request(&server.address, "POST", "/v1/post-result", &results).unwrap();
     assert!((200..300).contains(&status), "{status} {body}");
-    assert!(stop(&mut server).success());
+    assert!(server.stop().success());
 
     let found = modes(&data);
     assert!(

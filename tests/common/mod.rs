@@ -167,15 +167,21 @@ pub struct Served {
     pub patrowl: Option<String>,
     /// The HPCWaaS face's own listener, when it has one.
     pub hpcwaas: Option<String>,
-    /// What it logged before it said where it listens.
+    /// What it logged up to the line that says where the main listener listens, that one
+    /// included.
     pub started: Vec<String>,
-    /// The lines it writes to stderr after the one that says where it listens, as they come.
+    /// The lines it writes to stderr after those, as they come.
     pub stderr: std::sync::mpsc::Receiver<String>,
 }
 
 impl Served {
     /// Sends SIGTERM and waits (at most a minute) for the exit status.
     pub fn terminate(mut self) -> std::process::ExitStatus {
+        self.stop()
+    }
+
+    /// [`Served::terminate`], keeping the server for what it wrote to stderr meanwhile.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
         // SAFETY: sending a signal to our own child process.
         assert_eq!(
             unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) },
@@ -186,6 +192,37 @@ impl Served {
             "the server to stop on SIGTERM",
             || self.child.try_wait().expect("the child can be waited for"),
         )
+    }
+
+    /// The start-up log lines ([`Served::started`]) that are JSON records, as JSON.
+    pub fn start_up(&self) -> Vec<serde_json::Value> {
+        self.started
+            .iter()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect()
+    }
+
+    /// The next log record on stderr, within a minute.
+    pub fn next_entry(&self) -> serde_json::Value {
+        let line = self
+            .stderr
+            .recv_timeout(Duration::from_secs(60))
+            .expect("a log line within a minute");
+        serde_json::from_str(&line).unwrap_or_else(|_| panic!("a JSON log record: {line}"))
+    }
+
+    /// The rest of stderr once the server has exited, read until the pipe closes (at most a
+    /// minute).
+    pub fn rest_of_stderr(&self) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut lines = Vec::new();
+        while let Ok(line) = self
+            .stderr
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            lines.push(line);
+        }
+        lines
     }
 }
 
@@ -211,23 +248,9 @@ pub fn spawn_serve_in(
     envs: &[(&str, &str)],
 ) -> Result<Served, String> {
     use std::io::BufRead;
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_annals"));
+    let mut command = serve_command(args, envs);
     if let Some(dir) = current_dir {
         command.current_dir(dir);
-    }
-    command
-        .arg("--log-format")
-        .arg("json")
-        .args(args)
-        .env_remove("ANNALS_CONFIG")
-        .env("RUST_LOG", "info")
-        .env("ANNALS_PARTISCI_LISTEN", "127.0.0.1:0")
-        .env("ANNALS_PATROWL_LISTEN", "127.0.0.1:0")
-        .env("ANNALS_HPCWAAS_LISTEN", "127.0.0.1:0")
-        .env("ANNALS_GROS_AGENT_LISTEN", "127.0.0.1:0")
-        .stderr(std::process::Stdio::piped());
-    for (key, value) in envs {
-        command.env(key, value);
     }
     let mut child = command.spawn().expect("annals starts");
     // Log lines arrive through a channel, so that waiting for the address has a deadline.
@@ -265,6 +288,7 @@ pub fn spawn_serve_in(
                 hpcwaas = Some(address.to_owned());
             }
             if let Some(address) = entry["fields"]["address"].as_str() {
+                seen.push(line);
                 return Ok(Served {
                     child,
                     address: address.to_owned(),
@@ -278,4 +302,79 @@ pub fn spawn_serve_in(
         }
         seen.push(line);
     }
+}
+
+/// `annals --log-format json ARGS…` with these variables, each face's own listener on a free
+/// loopback port unless `envs` says otherwise, its stderr piped and its stdout discarded.
+fn serve_command(args: &[&std::ffi::OsStr], envs: &[(&str, &str)]) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_annals"));
+    command
+        .arg("--log-format")
+        .arg("json")
+        .args(args)
+        .env_remove("ANNALS_CONFIG")
+        .env("RUST_LOG", "info")
+        .env("ANNALS_PARTISCI_LISTEN", "127.0.0.1:0")
+        .env("ANNALS_PATROWL_LISTEN", "127.0.0.1:0")
+        .env("ANNALS_HPCWAAS_LISTEN", "127.0.0.1:0")
+        .env("ANNALS_GROS_AGENT_LISTEN", "127.0.0.1:0")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    for (key, value) in envs {
+        command.env(key, value);
+    }
+    command
+}
+
+/// The arguments of `annals [--config CONFIG] --data DATA serve ARGS…`.
+fn serve_args<'a>(
+    data: &'a Path,
+    config: Option<&'a Path>,
+    args: &[&'a str],
+) -> Vec<&'a std::ffi::OsStr> {
+    let mut all: Vec<&std::ffi::OsStr> = Vec::new();
+    if let Some(config) = config {
+        all.extend(["--config".as_ref(), config.as_os_str()]);
+    }
+    all.extend(["--data".as_ref(), data.as_os_str(), "serve".as_ref()]);
+    all.extend(args.iter().map(|arg| std::ffi::OsStr::new(*arg)));
+    all
+}
+
+/// [`spawn_serve`] of `annals [--config CONFIG] --data DATA serve ARGS…`, the main listener on
+/// a free loopback port unless `envs` says otherwise.
+pub fn serve_data(
+    data: &Path,
+    config: Option<&Path>,
+    args: &[&str],
+    envs: &[(&str, &str)],
+) -> Result<Served, String> {
+    let mut all = vec![("ANNALS_HTTP_LISTEN", "127.0.0.1:0")];
+    all.extend_from_slice(envs);
+    spawn_serve(&serve_args(data, config, args), &all)
+}
+
+/// Runs [`serve_data`]'s command expecting it to fail at start-up: its exit status and all it
+/// wrote to stderr, within a minute.
+pub fn failed_serve(
+    data: &Path,
+    config: Option<&Path>,
+    envs: &[(&str, &str)],
+) -> (std::process::ExitStatus, String) {
+    use std::io::Read;
+    let mut all = vec![("ANNALS_HTTP_LISTEN", "127.0.0.1:0")];
+    all.extend_from_slice(envs);
+    let mut child = serve_command(&serve_args(data, config, &[]), &all)
+        .spawn()
+        .expect("annals starts");
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let status = poll(Duration::from_secs(60), "annals to give up", || {
+        child.try_wait().expect("the child can be waited for")
+    });
+    (status, reader.join().expect("stderr is read"))
 }
