@@ -35,6 +35,12 @@ fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
+/// That `annals` ended with `code` and said `expected` on stderr.
+fn assert_fails(output: &Output, code: i32, expected: &str) {
+    assert_eq!(output.status.code(), Some(code), "{}", stderr(output));
+    assert!(stderr(output).contains(expected), "{}", stderr(output));
+}
+
 fn export(data: &Path, args: &[&str]) -> Vec<Value> {
     let mut all = vec!["export"];
     all.extend_from_slice(args);
@@ -137,11 +143,10 @@ fn replay_prints_the_state_at_a_version_or_a_time() {
 fn bad_arguments_get_clear_errors() {
     let dir = loaded_log();
     let unknown = annals(dir.path(), &["replay", "nokind-x"]);
-    assert_eq!(unknown.status.code(), Some(1));
-    assert!(
-        stderr(&unknown).contains("no entity kind is called \"nokind\"; known kinds: job"),
-        "{}",
-        stderr(&unknown)
+    assert_fails(
+        &unknown,
+        1,
+        "no entity kind is called \"nokind\"; known kinds: job",
     );
     let invalid = annals(dir.path(), &["replay", "nohyphen"]);
     assert!(
@@ -150,12 +155,7 @@ fn bad_arguments_get_clear_errors() {
         stderr(&invalid)
     );
     let missing = annals(&dir.path().join("nothing-here"), &["export"]);
-    assert_eq!(missing.status.code(), Some(1));
-    assert!(
-        stderr(&missing).contains("no log at"),
-        "{}",
-        stderr(&missing)
-    );
+    assert_fails(&missing, 1, "no log at");
     assert!(
         !dir.path().join("nothing-here").exists(),
         "export must not create a log"
@@ -333,12 +333,7 @@ fn export_replay_and_verify_ask_a_running_server_that_holds_the_log() {
     );
 
     let never = remote(&["replay", "job-never"]);
-    assert_eq!(never.status.code(), Some(1));
-    assert!(
-        stderr(&never).contains("no such stream: job-never"),
-        "{}",
-        stderr(&never)
-    );
+    assert_fails(&never, 1, "no such stream: job-never");
     assert!(never.stdout.is_empty());
 
     // Once the server is gone, the log itself says exactly the same.
@@ -364,12 +359,7 @@ fn export_replay_and_verify_ask_a_running_server_that_holds_the_log() {
     );
     assert_eq!(stdout(&annals(dir.path(), &["verify"])), verified);
     let never = annals(dir.path(), &["replay", "job-never"]);
-    assert_eq!(never.status.code(), Some(1));
-    assert!(
-        stderr(&never).contains("no such stream: job-never"),
-        "{}",
-        stderr(&never)
-    );
+    assert_fails(&never, 1, "no such stream: job-never");
 }
 
 #[test]
@@ -388,12 +378,7 @@ fn a_server_with_accounts_is_asked_with_a_token() {
     let url = format!("http://{}", server.address);
 
     let refused = annals(dir.path(), &["export", "--server", &url]);
-    assert_eq!(refused.status.code(), Some(1));
-    assert!(
-        stderr(&refused).contains("--token or ANNALS_TOKEN"),
-        "{}",
-        stderr(&refused)
-    );
+    assert_fails(&refused, 1, "--token or ANNALS_TOKEN");
     let exported = stdout(&annals(
         dir.path(),
         &["export", "--server", &url, "--token", &token],
@@ -452,11 +437,10 @@ fn replay_at_time_takes_a_plain_date_or_a_time_without_zone() {
     );
     assert!(version_at(&recorded) >= 2);
     let bad = annals(dir.path(), &["replay", "job-e-0", "--at-time", "yesterday"]);
-    assert_eq!(bad.status.code(), Some(2));
-    assert!(
-        stderr(&bad).contains("give RFC 3339 (2026-12-07T10:00:00Z), a date (2026-12-07)"),
-        "{}",
-        stderr(&bad)
+    assert_fails(
+        &bad,
+        2,
+        "give RFC 3339 (2026-12-07T10:00:00Z), a date (2026-12-07)",
     );
 }
 
@@ -668,12 +652,7 @@ fn an_https_server_is_asked_trusting_the_certificate_given() {
     let url = format!("https://{}", server.address);
 
     let untrusted = annals(dir.path(), &["verify", "--server", &url]);
-    assert_eq!(untrusted.status.code(), Some(2));
-    assert!(
-        stderr(&untrusted).contains("needs --ca-cert FILE"),
-        "{}",
-        stderr(&untrusted)
-    );
+    assert_fails(&untrusted, 2, "needs --ca-cert FILE");
     let exported = stdout(&annals(
         dir.path(),
         &[
@@ -705,10 +684,5 @@ fn an_https_server_is_asked_trusting_the_certificate_given() {
             other.to_str().unwrap(),
         ],
     );
-    assert_eq!(refused.status.code(), Some(1));
-    assert!(
-        stderr(&refused).contains("cannot reach the server"),
-        "{}",
-        stderr(&refused)
-    );
+    assert_fails(&refused, 1, "cannot reach the server");
 }

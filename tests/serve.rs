@@ -149,20 +149,20 @@ fn sigterm_under_write_load_loses_no_acknowledged_update() {
     assert!(server.terminate().success());
 }
 
+/// Starts `annals serve` with these variables, expecting it to refuse, saying `expected`.
+fn assert_refused(envs: &[(&str, &str)], expected: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let error = serve_data(dir.path(), None, &[], envs)
+        .err()
+        .expect("the server refuses to start");
+    assert!(error.contains(expected), "{error}");
+}
+
 #[test]
 fn a_face_listener_off_loopback_without_accounts_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let error = serve_data(
-        dir.path(),
-        None,
-        &[],
+    assert_refused(
         &[("ANNALS_PARTISCI_LISTEN", "0.0.0.0:0")],
-    )
-    .err()
-    .expect("the server refuses to start");
-    assert!(
-        error.contains("refusing to listen on 0.0.0.0:0 without any account"),
-        "{error}"
+        "refusing to listen on 0.0.0.0:0 without any account",
     );
 }
 
@@ -237,18 +237,9 @@ fn a_body_that_stops_arriving_is_answered_408_after_the_body_timeout() {
 
 #[test]
 fn a_body_timeout_of_zero_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let error = serve_data(
-        dir.path(),
-        None,
-        &[],
+    assert_refused(
         &[("ANNALS_HTTP_BODY_TIMEOUT_S", "0")],
-    )
-    .err()
-    .expect("the server refuses to start");
-    assert!(
-        error.contains("body_timeout_s must be at least 1"),
-        "{error}"
+        "body_timeout_s must be at least 1",
     );
 }
 
