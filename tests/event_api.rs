@@ -774,19 +774,17 @@ async fn an_absolute_form_request_line_is_routed_like_its_path() {
 
 /// Polls `GET /api/verify` until the run covering at least `head` is finished.
 async fn verified(app: &TestApp, head: u64) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (status, report) = app.get("/api/verify").await;
-        assert_eq!(status, 200);
-        if report["status"] != "running" && report["head"].as_u64().unwrap() >= head {
-            return report;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no finished verification: {report}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    common::poll_async(
+        Duration::from_secs(60),
+        "a finished verification",
+        || async {
+            let (status, report) = app.get("/api/verify").await;
+            assert_eq!(status, 200, "{report}");
+            (report["status"] != "running" && report["head"].as_u64().unwrap() >= head)
+                .then_some(report)
+        },
+    )
+    .await
 }
 
 #[actix_rt::test]

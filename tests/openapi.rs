@@ -1089,8 +1089,7 @@ async fn patrowl_answers_fit_their_documented_schemas() {
     let (status, answer) = start_s1(None).await;
     assert_eq!(status, 200, "{answer}");
     let scan_status = ("get", "/engines/{name}/status/{scan_id}");
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
+    common::poll_async(Duration::from_secs(60), "the scan to end", || async {
         let (_, body) = checked(
             &app,
             &document,
@@ -1100,15 +1099,9 @@ async fn patrowl_answers_fit_their_documented_schemas() {
             None,
         )
         .await;
-        if body["status"] == "FINISHED" {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the scan ends: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+        (body["status"] == "FINISHED").then_some(())
+    })
+    .await;
     for (path, uri) in [
         ("/engines/{name}/status", "/engines/tcp/status"),
         (
