@@ -983,7 +983,7 @@ async fn the_agent_daemon_answers_as_upstream_does() {
             503,
             agent_error(
                 "503 Service Unavailable",
-                "A scrape process is already running"
+                "Another scrape process is already running"
             )
         )
     );

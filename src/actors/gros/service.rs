@@ -84,7 +84,7 @@ pub enum GrosError {
     NoSalts(String),
     #[error("Agent {0} is locked by another registration")]
     Locked(String),
-    #[error("A scrape process is already running")]
+    #[error("Another scrape process is already running")]
     ScrapeRunning,
     #[error("The caller's address is not in the networks of project {0}")]
     OutsideNetworks(String),
