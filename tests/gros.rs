@@ -586,11 +586,6 @@ async fn every_controller_error_has_its_exact_text() {
             "Project BARE has no salts".into(),
         ),
         (
-            form("POST", "/auth/export.py?project=PROJ", "files=%5B%5D"),
-            400,
-            "Agent must be specified".into(),
-        ),
-        (
             form("POST", "/auth/export.py?project=PROJ", "agent=not+json"),
             400,
             "agent must be JSON: expected ident at line 1 column 2".into(),
@@ -1437,7 +1432,7 @@ async fn scrapes_on_the_main_listener_are_for_registered_agents_and_capped() {
     let again = post(&face.main, "/agents/SLOW/a1/scrape", "localhost").await;
     assert_eq!(
         again.json()["error"]["message"],
-        "A scrape process is already running"
+        "Another scrape process is already running"
     );
     // The local agent's daemon is not counted against the shared ones.
     let local = post(&face.daemon, "/scrape", "localhost").await;
@@ -1470,3 +1465,28 @@ async fn scrapes_on_the_main_listener_are_for_registered_agents_and_capped() {
     )
     .await;
 }
+
+/// Upstream's `export.py` takes the `agent` field as optional: without it, the export counts
+/// against the agent named after the project, and the import starts all the same.
+#[actix_rt::test]
+async fn an_export_without_an_agent_field_counts_against_the_projects_agent() {
+    let face = spawn(|_, _| {}).await;
+    for body in ["files=%5B%5D", ""] {
+        let export = send(
+            &face.main,
+            form("POST", "/auth/export.py?project=PROJ", body),
+        )
+        .await;
+        assert_eq!((export.status, export.body.as_str()), (202, ""), "{body:?}");
+    }
+    let events = face
+        .wait_for("gros_agent-PROJ.PROJ", "the import's end", finished("import"))
+        .await;
+    let announced: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["type"] == "ExportAnnounced")
+        .map(|e| &e["payload"]["agent"])
+        .collect();
+    assert_eq!(announced, [&json!("null"), &json!("null")], "{events:#?}");
+}
+

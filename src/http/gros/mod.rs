@@ -410,17 +410,20 @@ async fn export(
 ) -> Result<HttpResponse, ControllerError> {
     let params = Params::read(&request, payload, face.max_body).await?;
     let project = params.project()?;
-    let json = |name: &str| -> Result<serde_json::Value, ControllerError> {
-        let raw = params.required(name)?;
-        serde_json::from_str(raw)
-            .map_err(|e| ControllerError::BadRequest(format!("{name} must be JSON: {e}")))
+    // Both fields are optional, as upstream's `export.py` has them: without `agent`, the
+    // export counts against the agent named after the project (and is recorded as `null`).
+    let json = |name: &str| -> Result<Option<serde_json::Value>, ControllerError> {
+        params
+            .one(name)?
+            .map(|raw| {
+                serde_json::from_str(raw)
+                    .map_err(|e| ControllerError::BadRequest(format!("{name} must be JSON: {e}")))
+            })
+            .transpose()
     };
-    let agent_info = json("agent")?;
+    let agent_info = json("agent")?.unwrap_or(serde_json::Value::Null);
     let agent = export_agent(&project, &agent_info)?;
-    let files = match params.one("files")? {
-        Some(_) => json("files")?.to_string(),
-        None => "[]".to_owned(),
-    };
+    let files = json("files")?.map_or_else(|| "[]".to_owned(), |files| files.to_string());
     face.gros
         .export(
             &project,

@@ -142,8 +142,9 @@ pub struct ValueParam {
 #[into_params(parameter_in = Query)]
 pub struct ExportAgentParam {
     /// JSON: the agent's `user`, `key`, `hostname` and `version` (usually in the form body).
+    /// Without it, the export counts against the agent named after the project.
     #[param(example = r#"{"user":"agent","key":"PROJ","hostname":"h","version":"0.0.3"}"#)]
-    pub agent: String,
+    pub agent: Option<String>,
 }
 
 /// `files`.
