@@ -571,6 +571,16 @@ async fn every_controller_error_has_its_exact_text() {
             "Method GET is not supported".into(),
         ),
         (
+            get("/auth/export.py?project=PROJ"),
+            501,
+            "Method GET is not supported".into(),
+        ),
+        (
+            get("/auth/log.py?project=PROJ&msg=x"),
+            501,
+            "Method GET is not supported".into(),
+        ),
+        (
             form("PUT", "/auth/status.py?project=PROJ", ""),
             501,
             "Method PUT is not supported".into(),
@@ -1490,3 +1500,32 @@ async fn an_export_without_an_agent_field_counts_against_the_projects_agent() {
     assert_eq!(announced, [&json!("null"), &json!("null")], "{events:#?}");
 }
 
+/// The CGI scripts that only read (`access.py`, `encrypt.py`, `version.py`) answer whatever
+/// the method, as upstream's do, with a form body's parameters merged in; those that change
+/// state take POST only, and `status.py` GET and POST, as upstream's.
+#[actix_rt::test]
+async fn the_reading_scripts_answer_any_method() {
+    let face = spawn(|_, _| {}).await;
+    let projects = send(&face.main, get("/auth/access.py")).await.json();
+    let version = urlencode(&format!("0.0.3-master-{SHA}"));
+    for method in ["POST", "PUT"] {
+        let compared = send(
+            &face.main,
+            form(method, "/auth/version.py", &format!("version={version}")),
+        )
+        .await;
+        assert_eq!(
+            (compared.status, compared.json()),
+            (200, json!({"up_to_date": true, "version": SHA})),
+            "{method}"
+        );
+        let access = send(&face.main, form(method, "/auth/access.py", "")).await;
+        assert_eq!((access.status, access.json()), (200, projects.clone()), "{method}");
+        let encrypted = send(&face.main, form(method, "/auth/encrypt.py", "value=x")).await;
+        assert_eq!(
+            (encrypted.status, encrypted.json()["encryption"].clone()),
+            (200, json!(2)),
+            "{method}"
+        );
+    }
+}

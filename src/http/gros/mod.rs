@@ -40,9 +40,9 @@ pub struct GrosFace {
 /// The face's routes on the main listener.
 pub fn routes(config: &mut web::ServiceConfig) {
     config
-        .service(script("/auth/access.py", web::get().to(access)))
+        .service(web::resource("/auth/access.py").to(access))
         .service(script("/auth/agent.py", web::post().to(agent)))
-        .service(script("/auth/encrypt.py", web::get().to(encrypt)))
+        .service(web::resource("/auth/encrypt.py").to(encrypt))
         .service(script("/auth/export.py", web::post().to(export)))
         .service(script("/auth/log.py", web::post().to(log)))
         .service(
@@ -51,7 +51,9 @@ pub fn routes(config: &mut web::ServiceConfig) {
                 .route(web::post().to(measurements))
                 .default_service(web::to(not_implemented)),
         )
-        .service(script("/auth/version.py", web::get().to(version)))
+        // Upstream's CGI scripts that only read answer whatever the method, with a form
+        // body's parameters merged in, so these do too.
+        .service(web::resource("/auth/version.py").to(version))
         .service(
             web::resource("/agents/{project}/{agent}/status")
                 .wrap(actix_web::middleware::from_fn(length_required))
@@ -64,7 +66,9 @@ pub fn routes(config: &mut web::ServiceConfig) {
         );
 }
 
-/// A controller script: other methods are answered 501, as the CGI controller does.
+/// A controller script that changes state: POST only, other methods answered 501 (the
+/// answer of upstream's `status.py`). Upstream's CGI scripts run on any method; here a GET
+/// never registers an agent, starts an import or records a log record.
 fn script(path: &str, route: actix_web::Route) -> actix_web::Resource {
     web::resource(path)
         .route(route)
