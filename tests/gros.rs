@@ -1529,3 +1529,40 @@ async fn the_reading_scripts_answer_any_method() {
         );
     }
 }
+
+/// A scrape asked for now skips the schedule: upstream's daemon starts `scrape.sh` with
+/// `PREFLIGHT_ARGS=--skip`, which `run.sh` hands to `preflight.py`, so that a scrape started
+/// from agent-config's button is not stopped by the gather interval. The scrape command gets
+/// the same, from either listener.
+#[actix_rt::test]
+async fn a_scrape_asked_for_now_skips_the_preflight_schedule() {
+    let face = spawn(|config, _| {
+        config.gros.projects[0].scrape_command = sh("echo \"preflight args: $PREFLIGHT_ARGS\"");
+    })
+    .await;
+    assert_eq!(face.register("PROJ").await.status, 200);
+    for (target, path) in [
+        (&face.daemon, "/scrape"),
+        (&face.main, "/agents/PROJ/PROJ/scrape"),
+    ] {
+        let scrape = post(target, path, "localhost").await;
+        assert_eq!(scrape.status, 201, "{path}: {scrape:?}");
+        poll_async(WAIT, "the scrape's end", || async {
+            let events = face.events("gros_agent-PROJ.PROJ").await;
+            let ended = events.iter().filter(|e| finished("scrape")(e)).count();
+            (ended == 1 + usize::from(path != "/scrape")).then_some(())
+        })
+        .await;
+    }
+    let lines: Vec<Value> = face
+        .events("gros_agent-PROJ.PROJ")
+        .await
+        .into_iter()
+        .filter(|e| e["type"] == "ProcessOutput")
+        .map(|e| e["payload"]["line"].clone())
+        .collect();
+    assert_eq!(
+        lines,
+        [json!("preflight args: --skip"), json!("preflight args: --skip")]
+    );
+}
