@@ -1490,7 +1490,11 @@ async fn an_export_without_an_agent_field_counts_against_the_projects_agent() {
         assert_eq!((export.status, export.body.as_str()), (202, ""), "{body:?}");
     }
     let events = face
-        .wait_for("gros_agent-PROJ.PROJ", "the import's end", finished("import"))
+        .wait_for(
+            "gros_agent-PROJ.PROJ",
+            "the import's end",
+            finished("import"),
+        )
         .await;
     let announced: Vec<&Value> = events
         .iter()
@@ -1520,7 +1524,11 @@ async fn the_reading_scripts_answer_any_method() {
             "{method}"
         );
         let access = send(&face.main, form(method, "/auth/access.py", "")).await;
-        assert_eq!((access.status, access.json()), (200, projects.clone()), "{method}");
+        assert_eq!(
+            (access.status, access.json()),
+            (200, projects.clone()),
+            "{method}"
+        );
         let encrypted = send(&face.main, form(method, "/auth/encrypt.py", "value=x")).await;
         assert_eq!(
             (encrypted.status, encrypted.json()["encryption"].clone()),
@@ -1563,6 +1571,9 @@ async fn a_scrape_asked_for_now_skips_the_preflight_schedule() {
         .collect();
     assert_eq!(
         lines,
-        [json!("preflight args: --skip"), json!("preflight args: --skip")]
+        [
+            json!("preflight args: --skip"),
+            json!("preflight args: --skip")
+        ]
     );
 }
