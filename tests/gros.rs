@@ -563,7 +563,12 @@ async fn every_controller_error_has_its_exact_text() {
         (
             form("POST", "/auth/agent.py?project=PROJ", ""),
             400,
-            "Public_key must be specified".into(),
+            "Public key must be provided as a POST message".into(),
+        ),
+        (
+            form("POST", "/auth/agent.py?project=PROJ", "public_key=+"),
+            400,
+            "Public key must be provided as a POST message".into(),
         ),
         (
             get("/auth/agent.py?project=PROJ"),
@@ -588,7 +593,7 @@ async fn every_controller_error_has_its_exact_text() {
         (
             get("/auth/encrypt.py"),
             400,
-            "Value must be specified".into(),
+            "Value must be provided".into(),
         ),
         (
             get("/auth/encrypt.py?project=BARE&value=x"),
@@ -603,12 +608,12 @@ async fn every_controller_error_has_its_exact_text() {
         (
             form("POST", "/auth/log.py?project=PROJ", ""),
             400,
-            "Log record fields must be specified".into(),
+            "No logging parameters were provided".into(),
         ),
         (
             form("POST", "/auth/status.py?project=PROJ", ""),
             400,
-            "Status must be specified".into(),
+            "Status must be provided".into(),
         ),
         (
             form("POST", "/auth/status.py?project=PROJ", "status=%7B%7D"),

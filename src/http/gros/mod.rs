@@ -274,6 +274,13 @@ impl Params {
         })
     }
 
+    /// The one value of `name`; 400 with `missing`, the script's own words, when it is not
+    /// given, or when given more than once.
+    fn provided(&self, name: &str, missing: &str) -> Result<&str, ControllerError> {
+        self.one(name)?
+            .ok_or_else(|| ControllerError::BadRequest(missing.to_owned()))
+    }
+
     fn project(&self) -> Result<ProjectKey, ControllerError> {
         ProjectKey::parse(self.required("project")?).map_err(ControllerError::BadRequest)
     }
@@ -342,11 +349,14 @@ async fn agent(
     let params = Params::read(&request, payload, face.max_body).await?;
     let project = params.project()?;
     let agent = params.agent(&project)?;
-    let public_key = params.required("public_key")?.trim().to_owned();
+    // Upstream's words, though the key may come in the query string here too.
+    let missing_key = "Public key must be provided as a POST message";
+    let public_key = params
+        .provided("public_key", missing_key)?
+        .trim()
+        .to_owned();
     if public_key.is_empty() {
-        return Err(ControllerError::BadRequest(
-            "Public_key must be specified".into(),
-        ));
+        return Err(ControllerError::BadRequest(missing_key.into()));
     }
     let registration = face
         .gros
@@ -384,7 +394,7 @@ async fn encrypt(
     face: web::Data<GrosFace>,
 ) -> Result<HttpResponse, ControllerError> {
     let params = Params::read(&request, payload, face.max_body).await?;
-    let value = params.required("value")?;
+    let value = params.provided("value", "Value must be provided")?;
     let project = params
         .one("project")?
         .map(|p| ProjectKey::parse(p).map_err(ControllerError::BadRequest))
@@ -499,7 +509,7 @@ async fn log(
     }
     if fields.is_empty() {
         return Err(ControllerError::BadRequest(
-            "Log record fields must be specified".into(),
+            "No logging parameters were provided".into(),
         ));
     }
     match face
@@ -568,8 +578,8 @@ async fn measurements(
     let params = Params::read(&request, payload, face.max_body).await?;
     let project = params.project()?;
     let agent = params.agent(&project)?;
-    let list =
-        parse_measurements(params.required("status")?).map_err(ControllerError::BadRequest)?;
+    let list = parse_measurements(params.provided("status", "Status must be provided")?)
+        .map_err(ControllerError::BadRequest)?;
     let source = params.one("source")?.map(str::to_owned);
     face.gros
         .measurements(&project, &agent, source, list, metadata(&request))
