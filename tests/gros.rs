@@ -563,10 +563,25 @@ async fn every_controller_error_has_its_exact_text() {
         (
             form("POST", "/auth/agent.py?project=PROJ", ""),
             400,
-            "Public_key must be specified".into(),
+            "Public key must be provided as a POST message".into(),
+        ),
+        (
+            form("POST", "/auth/agent.py?project=PROJ", "public_key=+"),
+            400,
+            "Public key must be provided as a POST message".into(),
         ),
         (
             get("/auth/agent.py?project=PROJ"),
+            501,
+            "Method GET is not supported".into(),
+        ),
+        (
+            get("/auth/export.py?project=PROJ"),
+            501,
+            "Method GET is not supported".into(),
+        ),
+        (
+            get("/auth/log.py?project=PROJ&msg=x"),
             501,
             "Method GET is not supported".into(),
         ),
@@ -578,17 +593,12 @@ async fn every_controller_error_has_its_exact_text() {
         (
             get("/auth/encrypt.py"),
             400,
-            "Value must be specified".into(),
+            "Value must be provided".into(),
         ),
         (
             get("/auth/encrypt.py?project=BARE&value=x"),
             404,
             "Project BARE has no salts".into(),
-        ),
-        (
-            form("POST", "/auth/export.py?project=PROJ", "files=%5B%5D"),
-            400,
-            "Agent must be specified".into(),
         ),
         (
             form("POST", "/auth/export.py?project=PROJ", "agent=not+json"),
@@ -598,12 +608,12 @@ async fn every_controller_error_has_its_exact_text() {
         (
             form("POST", "/auth/log.py?project=PROJ", ""),
             400,
-            "Log record fields must be specified".into(),
+            "No logging parameters were provided".into(),
         ),
         (
             form("POST", "/auth/status.py?project=PROJ", ""),
             400,
-            "Status must be specified".into(),
+            "Status must be provided".into(),
         ),
         (
             form("POST", "/auth/status.py?project=PROJ", "status=%7B%7D"),
@@ -983,7 +993,7 @@ async fn the_agent_daemon_answers_as_upstream_does() {
             503,
             agent_error(
                 "503 Service Unavailable",
-                "A scrape process is already running"
+                "Another scrape process is already running"
             )
         )
     );
@@ -1437,7 +1447,7 @@ async fn scrapes_on_the_main_listener_are_for_registered_agents_and_capped() {
     let again = post(&face.main, "/agents/SLOW/a1/scrape", "localhost").await;
     assert_eq!(
         again.json()["error"]["message"],
-        "A scrape process is already running"
+        "Another scrape process is already running"
     );
     // The local agent's daemon is not counted against the shared ones.
     let local = post(&face.daemon, "/scrape", "localhost").await;
@@ -1469,4 +1479,106 @@ async fn scrapes_on_the_main_listener_are_for_registered_agents_and_capped() {
         finished("scrape"),
     )
     .await;
+}
+
+/// Upstream's `export.py` takes the `agent` field as optional: without it, the export counts
+/// against the agent named after the project, and the import starts all the same.
+#[actix_rt::test]
+async fn an_export_without_an_agent_field_counts_against_the_projects_agent() {
+    let face = spawn(|_, _| {}).await;
+    for body in ["files=%5B%5D", ""] {
+        let export = send(
+            &face.main,
+            form("POST", "/auth/export.py?project=PROJ", body),
+        )
+        .await;
+        assert_eq!((export.status, export.body.as_str()), (202, ""), "{body:?}");
+    }
+    let events = face
+        .wait_for(
+            "gros_agent-PROJ.PROJ",
+            "the import's end",
+            finished("import"),
+        )
+        .await;
+    let announced: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["type"] == "ExportAnnounced")
+        .map(|e| &e["payload"]["agent"])
+        .collect();
+    assert_eq!(announced, [&json!("null"), &json!("null")], "{events:#?}");
+}
+
+/// The CGI scripts that only read (`access.py`, `encrypt.py`, `version.py`) answer whatever
+/// the method, as upstream's do, with a form body's parameters merged in; those that change
+/// state take POST only, and `status.py` GET and POST, as upstream's.
+#[actix_rt::test]
+async fn the_reading_scripts_answer_any_method() {
+    let face = spawn(|_, _| {}).await;
+    let projects = send(&face.main, get("/auth/access.py")).await.json();
+    let version = urlencode(&format!("0.0.3-master-{SHA}"));
+    for method in ["POST", "PUT"] {
+        let compared = send(
+            &face.main,
+            form(method, "/auth/version.py", &format!("version={version}")),
+        )
+        .await;
+        assert_eq!(
+            (compared.status, compared.json()),
+            (200, json!({"up_to_date": true, "version": SHA})),
+            "{method}"
+        );
+        let access = send(&face.main, form(method, "/auth/access.py", "")).await;
+        assert_eq!(
+            (access.status, access.json()),
+            (200, projects.clone()),
+            "{method}"
+        );
+        let encrypted = send(&face.main, form(method, "/auth/encrypt.py", "value=x")).await;
+        assert_eq!(
+            (encrypted.status, encrypted.json()["encryption"].clone()),
+            (200, json!(2)),
+            "{method}"
+        );
+    }
+}
+
+/// A scrape asked for now skips the schedule: upstream's daemon starts `scrape.sh` with
+/// `PREFLIGHT_ARGS=--skip`, which `run.sh` hands to `preflight.py`, so that a scrape started
+/// from agent-config's button is not stopped by the gather interval. The scrape command gets
+/// the same, from either listener.
+#[actix_rt::test]
+async fn a_scrape_asked_for_now_skips_the_preflight_schedule() {
+    let face = spawn(|config, _| {
+        config.gros.projects[0].scrape_command = sh("echo \"preflight args: $PREFLIGHT_ARGS\"");
+    })
+    .await;
+    assert_eq!(face.register("PROJ").await.status, 200);
+    for (target, path) in [
+        (&face.daemon, "/scrape"),
+        (&face.main, "/agents/PROJ/PROJ/scrape"),
+    ] {
+        let scrape = post(target, path, "localhost").await;
+        assert_eq!(scrape.status, 201, "{path}: {scrape:?}");
+        poll_async(WAIT, "the scrape's end", || async {
+            let events = face.events("gros_agent-PROJ.PROJ").await;
+            let ended = events.iter().filter(|e| finished("scrape")(e)).count();
+            (ended == 1 + usize::from(path != "/scrape")).then_some(())
+        })
+        .await;
+    }
+    let lines: Vec<Value> = face
+        .events("gros_agent-PROJ.PROJ")
+        .await
+        .into_iter()
+        .filter(|e| e["type"] == "ProcessOutput")
+        .map(|e| e["payload"]["line"].clone())
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            json!("preflight args: --skip"),
+            json!("preflight args: --skip")
+        ]
+    );
 }

@@ -94,7 +94,8 @@ pub struct LogRecorded {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExportAnnounced {
-    /// The `agent` form field, JSON text (user, key, hostname, version).
+    /// The `agent` form field, JSON text (user, key, hostname, version); `null` when the
+    /// client sent none.
     pub agent: String,
     /// The `files` form field, JSON text.
     pub files: String,

@@ -76,6 +76,9 @@ pub struct Controller {
     pub kill_grace: Duration,
 }
 
+/// The `PREFLIGHT_ARGS` of every scrape the daemon starts, as upstream's daemon sets them.
+pub const SCRAPE_PREFLIGHT_ARGS: &str = "--skip";
+
 #[derive(Debug, thiserror::Error)]
 pub enum GrosError {
     #[error("Project {0} is not configured")]
@@ -84,7 +87,7 @@ pub enum GrosError {
     NoSalts(String),
     #[error("Agent {0} is locked by another registration")]
     Locked(String),
-    #[error("A scrape process is already running")]
+    #[error("Another scrape process is already running")]
     ScrapeRunning,
     #[error("The caller's address is not in the networks of project {0}")]
     OutsideNetworks(String),
@@ -732,7 +735,11 @@ impl Gros {
             }
             other => other?,
         };
-        let invocation = self.invocation(project, agent, &argv, self.controller.scrape_timeout);
+        // As upstream's daemon: a scrape asked for now is a test run, so its preflight check
+        // skips the schedule (upstream's `run.sh` hands these arguments to `preflight.py`).
+        let invocation = self
+            .invocation(project, agent, &argv, self.controller.scrape_timeout)
+            .env("PREFLIGHT_ARGS", SCRAPE_PREFLIGHT_ARGS);
         let running = match process::spawn(invocation) {
             Ok(running) => running,
             Err(error) => {

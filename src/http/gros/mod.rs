@@ -40,9 +40,9 @@ pub struct GrosFace {
 /// The face's routes on the main listener.
 pub fn routes(config: &mut web::ServiceConfig) {
     config
-        .service(script("/auth/access.py", web::get().to(access)))
+        .service(web::resource("/auth/access.py").to(access))
         .service(script("/auth/agent.py", web::post().to(agent)))
-        .service(script("/auth/encrypt.py", web::get().to(encrypt)))
+        .service(web::resource("/auth/encrypt.py").to(encrypt))
         .service(script("/auth/export.py", web::post().to(export)))
         .service(script("/auth/log.py", web::post().to(log)))
         .service(
@@ -51,7 +51,9 @@ pub fn routes(config: &mut web::ServiceConfig) {
                 .route(web::post().to(measurements))
                 .default_service(web::to(not_implemented)),
         )
-        .service(script("/auth/version.py", web::get().to(version)))
+        // Upstream's CGI scripts that only read answer whatever the method, with a form
+        // body's parameters merged in, so these do too.
+        .service(web::resource("/auth/version.py").to(version))
         .service(
             web::resource("/agents/{project}/{agent}/status")
                 .wrap(actix_web::middleware::from_fn(length_required))
@@ -64,7 +66,9 @@ pub fn routes(config: &mut web::ServiceConfig) {
         );
 }
 
-/// A controller script: other methods are answered 501, as the CGI controller does.
+/// A controller script that changes state: POST only, other methods answered 501 (the
+/// answer of upstream's `status.py`). Upstream's CGI scripts run on any method; here a GET
+/// never registers an agent, starts an import or records a log record.
 fn script(path: &str, route: actix_web::Route) -> actix_web::Resource {
     web::resource(path)
         .route(route)
@@ -270,6 +274,13 @@ impl Params {
         })
     }
 
+    /// The one value of `name`; 400 with `missing`, the script's own words, when it is not
+    /// given, or when given more than once.
+    fn provided(&self, name: &str, missing: &str) -> Result<&str, ControllerError> {
+        self.one(name)?
+            .ok_or_else(|| ControllerError::BadRequest(missing.to_owned()))
+    }
+
     fn project(&self) -> Result<ProjectKey, ControllerError> {
         ProjectKey::parse(self.required("project")?).map_err(ControllerError::BadRequest)
     }
@@ -338,11 +349,14 @@ async fn agent(
     let params = Params::read(&request, payload, face.max_body).await?;
     let project = params.project()?;
     let agent = params.agent(&project)?;
-    let public_key = params.required("public_key")?.trim().to_owned();
+    // Upstream's words, though the key may come in the query string here too.
+    let missing_key = "Public key must be provided as a POST message";
+    let public_key = params
+        .provided("public_key", missing_key)?
+        .trim()
+        .to_owned();
     if public_key.is_empty() {
-        return Err(ControllerError::BadRequest(
-            "Public_key must be specified".into(),
-        ));
+        return Err(ControllerError::BadRequest(missing_key.into()));
     }
     let registration = face
         .gros
@@ -380,7 +394,7 @@ async fn encrypt(
     face: web::Data<GrosFace>,
 ) -> Result<HttpResponse, ControllerError> {
     let params = Params::read(&request, payload, face.max_body).await?;
-    let value = params.required("value")?;
+    let value = params.provided("value", "Value must be provided")?;
     let project = params
         .one("project")?
         .map(|p| ProjectKey::parse(p).map_err(ControllerError::BadRequest))
@@ -410,17 +424,20 @@ async fn export(
 ) -> Result<HttpResponse, ControllerError> {
     let params = Params::read(&request, payload, face.max_body).await?;
     let project = params.project()?;
-    let json = |name: &str| -> Result<serde_json::Value, ControllerError> {
-        let raw = params.required(name)?;
-        serde_json::from_str(raw)
-            .map_err(|e| ControllerError::BadRequest(format!("{name} must be JSON: {e}")))
+    // Both fields are optional, as upstream's `export.py` has them: without `agent`, the
+    // export counts against the agent named after the project (and is recorded as `null`).
+    let json = |name: &str| -> Result<Option<serde_json::Value>, ControllerError> {
+        params
+            .one(name)?
+            .map(|raw| {
+                serde_json::from_str(raw)
+                    .map_err(|e| ControllerError::BadRequest(format!("{name} must be JSON: {e}")))
+            })
+            .transpose()
     };
-    let agent_info = json("agent")?;
+    let agent_info = json("agent")?.unwrap_or(serde_json::Value::Null);
     let agent = export_agent(&project, &agent_info)?;
-    let files = match params.one("files")? {
-        Some(_) => json("files")?.to_string(),
-        None => "[]".to_owned(),
-    };
+    let files = json("files")?.map_or_else(|| "[]".to_owned(), |files| files.to_string());
     face.gros
         .export(
             &project,
@@ -492,7 +509,7 @@ async fn log(
     }
     if fields.is_empty() {
         return Err(ControllerError::BadRequest(
-            "Log record fields must be specified".into(),
+            "No logging parameters were provided".into(),
         ));
     }
     match face
@@ -561,8 +578,8 @@ async fn measurements(
     let params = Params::read(&request, payload, face.max_body).await?;
     let project = params.project()?;
     let agent = params.agent(&project)?;
-    let list =
-        parse_measurements(params.required("status")?).map_err(ControllerError::BadRequest)?;
+    let list = parse_measurements(params.provided("status", "Status must be provided")?)
+        .map_err(ControllerError::BadRequest)?;
     let source = params.one("source")?.map(str::to_owned);
     face.gros
         .measurements(&project, &agent, source, list, metadata(&request))

@@ -50,7 +50,7 @@ No credentials: trust comes from TLS (`[http] tls_cert`) and each project's netw
 
 pub const ACCESS: &str = "The projects whose `networks` hold the caller's address \
 (`X-Forwarded-For` counts only from `[gros] trusted_proxies`), or `[\"*\"]` when the caller is \
-in `[gros] access_all_networks`.";
+in `[gros] access_all_networks`. Any method, as upstream's CGI script.";
 
 pub const AGENT: &str = "Registers the agent, or records its new key. The agent is locked while \
 it registers: a concurrent registration is answered 503. The project's salts are made on its \
@@ -58,7 +58,8 @@ first registration, kept encrypted in the secret store, and the same on every ca
 
 pub const ENCRYPT: &str = "The SHA-256 hex digest of salt, value and pepper: with the project's \
 salts (`encryption` 1; 404 before its first agent registered), or without a project with the \
-global salts (`encryption` 2, made on first use).";
+global salts (`encryption` 2, made on first use). Any method, as upstream's CGI script, with a \
+form body's parameters merged in.";
 
 pub const EXPORT: &str = "Records an export announcement on the agent that sent it (the `key` of \
 its `agent` JSON, else `<name>` of a `user` `agent-<name>`, else the agent named after the \
@@ -81,7 +82,8 @@ pub const MEASUREMENTS: &str = "Records BigBoat measurements: `status` is a JSON
 `{name, checked_time \"YYYY-MM-DD HH:MM:SS\", ok, value, max}`.";
 
 pub const VERSION: &str = "Compares the gatherer's commit (`<version>-<branch>-<40 hex>`, or the \
-commit alone) with `[gros] controller_version`; the version must be `[gros] gatherer_version`.";
+commit alone) with `[gros] controller_version`; the version must be `[gros] gatherer_version`. \
+Any method, as upstream's CGI script, with a form body's parameters merged in.";
 
 pub const AGENT_STATUS: &str = "The scraper agent daemon's `/status` for a registered agent of a \
 project with a `scrape_command`. Any method.";
@@ -142,8 +144,9 @@ pub struct ValueParam {
 #[into_params(parameter_in = Query)]
 pub struct ExportAgentParam {
     /// JSON: the agent's `user`, `key`, `hostname` and `version` (usually in the form body).
+    /// Without it, the export counts against the agent named after the project.
     #[param(example = r#"{"user":"agent","key":"PROJ","hostname":"h","version":"0.0.3"}"#)]
-    pub agent: String,
+    pub agent: Option<String>,
 }
 
 /// `files`.
