@@ -690,7 +690,10 @@ async fn every_refusal_says_what_is_wrong_in_the_faces_shape() {
     assert!(reason.contains("no assets"), "{reason}");
     let answer = start(json!({"scan_id": 2, "options": {}}).to_string()).await;
     assert!(answer.refused(400, "refused").contains("no assets"));
-    assert_eq!(answer.json()["details"]["reason"], answer.json()["reason"]);
+    assert_eq!(
+        answer.json()["details"]["reason"],
+        "no assets: a scan needs at least one as…"
+    );
     let reason = start(
         scan_body(
             json!(3),
@@ -795,7 +798,7 @@ async fn every_refusal_says_what_is_wrong_in_the_faces_shape() {
         busy.json(),
         json!({"page": "startscan", "status": "error",
             "reason": "Scan refused: max concurrent active scans reached (1)",
-            "details": {"reason": "Scan refused: max concurrent active scans reached (1)"}})
+            "details": {"reason": "Scan refused: max concurrent active sca…"}})
     );
     let stopped = face.get("/engines/slow/stop/1").await;
     assert_eq!(stopped.status, 200);
@@ -1512,7 +1515,8 @@ async fn options_the_tcp_scanner_does_not_do_and_multi_line_hosts_are_refused() 
             reason.contains(&format!("options.{key} (")) && reason.contains(why),
             "{key}: {reason}"
         );
-        assert_eq!(answer.json()["details"]["reason"], reason);
+        let details = answer.json()["details"]["reason"].as_str().unwrap().to_owned();
+        assert!(reason.starts_with(details.trim_end_matches('…')), "{details}");
     }
     // Turned off (0, false, ""), as PatrowlManager's policies send them, they are taken.
     let answer = face
@@ -1586,7 +1590,7 @@ async fn findings_over_patrowl_managers_column_limits_are_cut_and_kept_whole_in_
     let addr = format!("{}.example", "h".repeat(300));
     let finding = json!({"title": title, "type": kind, "raw": "plain",
         "target": {"addr": [addr, "a.example"]}});
-    let fits = json!({"title": "x".repeat(256), "type": "y".repeat(50), "raw": {"k": 1}});
+    let fits = json!({"title": "x".repeat(174), "type": "y".repeat(50), "raw": {"k": 1}});
     let script = format!("echo '{finding}'; echo '{fits}'");
     let face = spawn(|config| {
         config.patrowl.engines.push(command_engine("long", &script));
@@ -1601,8 +1605,8 @@ async fn findings_over_patrowl_managers_column_limits_are_cut_and_kept_whole_in_
     let findings = face.get("/engines/long/getfindings/1").await.json();
     let issue = &findings["issues"][0];
     let shown = issue["title"].as_str().unwrap();
-    assert_eq!(shown.chars().count(), 256, "{shown}");
-    assert_eq!(shown, format!("{}…", "é".repeat(255)));
+    assert_eq!(shown.chars().count(), 174, "{shown}");
+    assert_eq!(shown, format!("{}…", "é".repeat(173)));
     assert_eq!(issue["type"], format!("{}…", "t".repeat(49)));
     let addrs = issue["target"]["addr"].as_array().unwrap();
     assert_eq!(addrs[0].as_str().unwrap().chars().count(), 256);
@@ -1615,7 +1619,7 @@ async fn findings_over_patrowl_managers_column_limits_are_cut_and_kept_whole_in_
     );
     // At the limits exactly, nothing is cut or added.
     let issue = &findings["issues"][1];
-    assert_eq!(issue["title"], "x".repeat(256));
+    assert_eq!(issue["title"], "x".repeat(174));
     assert_eq!(issue["type"], "y".repeat(50));
     assert_eq!(issue["raw"], json!({"k": 1}));
     // The log keeps what the scanner reported.
@@ -1695,4 +1699,103 @@ async fn a_scan_id_is_free_again_once_its_report_is_fetched_or_it_is_cleaned() {
             .unwrap(),
         "ScanCleaned"
     );
+}
+
+/// The longest prefix PatrowlManager gives a scan job's events: `start_periodic_scan_task`'s,
+/// with its task's UUID, then `_run_scan_job`'s `[Job=N]` (here a thousandth job).
+const MANAGER_JOB_PREFIX: &str =
+    "[EngineTasks/start_periodic_scan_task/01234567-89ab-cdef-0123-456789abcdef] [Job=1000]";
+
+/// The event message PatrowlManager writes for a refused `startscan` (its `_run_scan_job`):
+/// `details.reason`, else `reason`, in a sentence. `Event.message` is a
+/// `CharField(max_length=250)`: a longer one fails the job's task before the event is
+/// written, so the scan never ends and nobody learns why.
+fn manager_refusal_event(answer: &Answer) -> String {
+    let body = answer.json();
+    let reason = body["details"]["reason"]
+        .as_str()
+        .or(body["reason"].as_str())
+        .unwrap_or("Unknown");
+    format!(
+        "{MANAGER_JOB_PREFIX} DuringScan - Something goes wrong (response_status_code={}, \
+         response_status={}, response_details={reason}). Task aborted.",
+        answer.status,
+        body["status"].as_str().unwrap()
+    )
+}
+
+#[actix_rt::test]
+async fn a_refusal_fits_the_event_patrowl_manager_writes_about_it() {
+    let face = spawn(|_| {}).await;
+    // Two of PatrowlManager's own nmap policies, that the tcp scanner cannot do.
+    let vulners = json!({"ports": ["135", "80", "53", "443", "25", "445", "3389"],
+        "no_dns": 1, "script": "libs/vulners.nse", "no_ping": 0, "detect_os": 1});
+    let advanced = json!({"script": "libs/vulners.nse", "script_args": "newtargets",
+        "show_open_ports": 1, "script_output_fields": ["coucou", "gnagna"],
+        "detect_service_version": 1});
+    let url = json!([{"id": 1, "value": "https://x.example/", "datatype": "url"}]);
+    let mut answers = vec![
+        face.start("tcp", scan_body(json!(1), ip_asset("127.0.0.1"), vulners))
+            .await,
+        face.start("tcp", scan_body(json!(2), ip_asset("127.0.0.1"), advanced))
+            .await,
+        face.start("tcp", scan_body(json!(3), url, json!({}))).await,
+    ];
+    let first = face
+        .start("slow", scan_body(json!(1), ip_asset("127.0.0.1"), json!({})))
+        .await;
+    assert_eq!(first.status, 200, "{}", first.json());
+    answers.push(
+        face.start("slow", scan_body(json!(2), ip_asset("127.0.0.1"), json!({})))
+            .await,
+    );
+    for answer in &answers {
+        assert_ne!(answer.status, 200, "{}", answer.json());
+        let event = manager_refusal_event(answer);
+        assert!(event.chars().count() <= 250, "{} characters: {event}", event.chars().count());
+    }
+    // The whole reason is still in `reason`, which PatrowlManager keeps in the event's
+    // description with the rest of the answer.
+    let reason = answers[1].refused(400, "refused");
+    for option in ["script", "script_args", "script_output_fields", "detect_service_version"] {
+        assert!(reason.contains(&format!("options.{option} (")), "{reason}");
+    }
+    let busy = answers[3].json();
+    assert_eq!(busy["reason"], "Scan refused: max concurrent active scans reached (1)");
+    let details = busy["details"]["reason"].as_str().unwrap();
+    assert!(details.starts_with("Scan refused: max "), "{details}");
+    face.get("/engines/slow/stopscans").await;
+}
+
+#[actix_rt::test]
+async fn a_findings_title_fits_the_event_patrowl_manager_writes_about_it() {
+    let face = spawn(|_| {}).await;
+    let port = http_target(&[("server", "Apache/2.4.58 (Unix)")], None);
+    // A URL asset of 150 characters: the http scanner names it in its titles.
+    let path = "p".repeat(150 - format!("http://127.0.0.1:{port}/").len());
+    let url = format!("http://127.0.0.1:{port}/{path}");
+    let asset = json!([{"id": 1, "value": url, "criticity": "high", "datatype": "url"}]);
+    let answer = face.start("http", scan_body(json!(1), asset, json!({}))).await;
+    assert_eq!(answer.status, 200, "{}", answer.json());
+    assert_eq!(face.wait_ended("http", "1").await["status"], "FINISHED");
+    let findings = face.get("/engines/http/getfindings/1").await.json();
+    let issues = findings["issues"].as_array().unwrap();
+    assert!(issues.len() >= 4, "{findings}");
+    for issue in issues {
+        // PatrowlManager's `_import_findings` writes this event for every finding new to
+        // it, its scan and scan job ids being database keys (at most 10 digits).
+        let event = format!(
+            "[EngineTasks/_import_findings()/scan_id={}/{}] New finding: {}",
+            i32::MAX,
+            i32::MAX,
+            issue["title"].as_str().unwrap()
+        );
+        assert!(event.chars().count() <= 250, "{} characters: {event}", event.chars().count());
+        let full = issue["raw"]["full_title"].as_str();
+        let title = issue["title"].as_str().unwrap();
+        if let Some(full) = full {
+            assert!(full.contains(&url), "{full}");
+            assert!(full.starts_with(title.trim_end_matches('…')), "{title}");
+        }
+    }
 }

@@ -179,7 +179,7 @@ impl ResponseError for Refusal {
         }
         let reason = self.error.to_string();
         let details = (self.page == "startscan").then(|| openapi::PatrowlReason {
-            reason: reason.clone(),
+            reason: cut(&reason, MAX_DETAILS_REASON_CHARS).unwrap_or_else(|| reason.clone()),
         });
         response.json(openapi::PatrowlErrorBody {
             page: self.page,
@@ -788,9 +788,18 @@ fn severity_word(severity: Severity) -> &'static str {
     }
 }
 
-/// The longest `title` PatrowlManager stores, in characters (`Finding.title`,
-/// `RawFinding.title`: `CharField(max_length=256)`).
-pub const MAX_TITLE_CHARS: usize = 256;
+/// The longest `details.reason` of a `startscan` refusal, in characters. PatrowlManager puts
+/// it in an event message (`Event.message`: `CharField(max_length=250)`) after a prefix and a
+/// sentence of up to 206 characters (a periodic scan's task id, a job position of up to 8
+/// digits); a longer message fails its task before the event is written, so the scan never
+/// ends and nobody learns why. The whole answer, `reason` included, is the event's
+/// description.
+pub const MAX_DETAILS_REASON_CHARS: usize = 40;
+/// The longest `title` PatrowlManager takes, in characters: `Finding.title` is a
+/// `CharField(max_length=256)`, but its import writes `"<prefix> New finding: <title>"` as an
+/// event message (`CharField(max_length=250)`), whose prefix names the scan and the scan job
+/// (76 characters with ids of 10 digits), and a longer message fails the whole import.
+pub const MAX_TITLE_CHARS: usize = 174;
 /// The longest `type` it stores (`Finding.type`: `CharField(max_length=50)`).
 pub const MAX_TYPE_CHARS: usize = 50;
 /// The longest `target.addr` entry it stores: each becomes a finding's `asset_name`
