@@ -1760,6 +1760,9 @@ async fn a_refusal_fits_the_event_patrowl_manager_writes_about_it() {
     for option in ["script", "script_args", "script_output_fields", "detect_service_version"] {
         assert!(reason.contains(&format!("options.{option} (")), "{reason}");
     }
+    // What PatrowlManager shows names the first option refused.
+    let details = answers[1].json()["details"]["reason"].clone();
+    assert_eq!(details, "options.script (NSE scripts need nmap),…");
     let busy = answers[3].json();
     assert_eq!(busy["reason"], "Scan refused: max concurrent active scans reached (1)");
     let details = busy["details"]["reason"].as_str().unwrap();

@@ -95,8 +95,9 @@ pub fn check_options(options: &Map<String, Value>) -> Result<(), String> {
         .map(|(key, why)| format!("options.{key} ({why})"))
         .collect();
     if !asked.is_empty() {
+        // The options first: PatrowlManager shows only the beginning of a refusal's reason.
         return Err(format!(
-            "the tcp scanner does not implement {}; leave them out or set them to 0",
+            "{}: the tcp scanner does not implement them; leave them out or set them to 0",
             asked.join(", ")
         ));
     }
