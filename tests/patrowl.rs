@@ -1515,8 +1515,14 @@ async fn options_the_tcp_scanner_does_not_do_and_multi_line_hosts_are_refused() 
             reason.contains(&format!("options.{key} (")) && reason.contains(why),
             "{key}: {reason}"
         );
-        let details = answer.json()["details"]["reason"].as_str().unwrap().to_owned();
-        assert!(reason.starts_with(details.trim_end_matches('…')), "{details}");
+        let details = answer.json()["details"]["reason"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            reason.starts_with(details.trim_end_matches('…')),
+            "{details}"
+        );
     }
     // Turned off (0, false, ""), as PatrowlManager's policies send them, they are taken.
     let answer = face
@@ -1742,29 +1748,47 @@ async fn a_refusal_fits_the_event_patrowl_manager_writes_about_it() {
         face.start("tcp", scan_body(json!(3), url, json!({}))).await,
     ];
     let first = face
-        .start("slow", scan_body(json!(1), ip_asset("127.0.0.1"), json!({})))
+        .start(
+            "slow",
+            scan_body(json!(1), ip_asset("127.0.0.1"), json!({})),
+        )
         .await;
     assert_eq!(first.status, 200, "{}", first.json());
     answers.push(
-        face.start("slow", scan_body(json!(2), ip_asset("127.0.0.1"), json!({})))
-            .await,
+        face.start(
+            "slow",
+            scan_body(json!(2), ip_asset("127.0.0.1"), json!({})),
+        )
+        .await,
     );
     for answer in &answers {
         assert_ne!(answer.status, 200, "{}", answer.json());
         let event = manager_refusal_event(answer);
-        assert!(event.chars().count() <= 250, "{} characters: {event}", event.chars().count());
+        assert!(
+            event.chars().count() <= 250,
+            "{} characters: {event}",
+            event.chars().count()
+        );
     }
     // The whole reason is still in `reason`, which PatrowlManager keeps in the event's
     // description with the rest of the answer.
     let reason = answers[1].refused(400, "refused");
-    for option in ["script", "script_args", "script_output_fields", "detect_service_version"] {
+    for option in [
+        "script",
+        "script_args",
+        "script_output_fields",
+        "detect_service_version",
+    ] {
         assert!(reason.contains(&format!("options.{option} (")), "{reason}");
     }
     // What PatrowlManager shows names the first option refused.
     let details = answers[1].json()["details"]["reason"].clone();
     assert_eq!(details, "options.script (NSE scripts need nmap),…");
     let busy = answers[3].json();
-    assert_eq!(busy["reason"], "Scan refused: max concurrent active scans reached (1)");
+    assert_eq!(
+        busy["reason"],
+        "Scan refused: max concurrent active scans reached (1)"
+    );
     let details = busy["details"]["reason"].as_str().unwrap();
     assert!(details.starts_with("Scan refused: max "), "{details}");
     face.get("/engines/slow/stopscans").await;
@@ -1778,7 +1802,9 @@ async fn a_findings_title_fits_the_event_patrowl_manager_writes_about_it() {
     let path = "p".repeat(150 - format!("http://127.0.0.1:{port}/").len());
     let url = format!("http://127.0.0.1:{port}/{path}");
     let asset = json!([{"id": 1, "value": url, "criticity": "high", "datatype": "url"}]);
-    let answer = face.start("http", scan_body(json!(1), asset, json!({}))).await;
+    let answer = face
+        .start("http", scan_body(json!(1), asset, json!({})))
+        .await;
     assert_eq!(answer.status, 200, "{}", answer.json());
     assert_eq!(face.wait_ended("http", "1").await["status"], "FINISHED");
     let findings = face.get("/engines/http/getfindings/1").await.json();
@@ -1793,7 +1819,11 @@ async fn a_findings_title_fits_the_event_patrowl_manager_writes_about_it() {
             i32::MAX,
             issue["title"].as_str().unwrap()
         );
-        assert!(event.chars().count() <= 250, "{} characters: {event}", event.chars().count());
+        assert!(
+            event.chars().count() <= 250,
+            "{} characters: {event}",
+            event.chars().count()
+        );
         let full = issue["raw"]["full_title"].as_str();
         let title = issue["title"].as_str().unwrap();
         if let Some(full) = full {

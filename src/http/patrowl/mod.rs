@@ -18,7 +18,7 @@ use serde_json::{Map, Value};
 use super::body::{read_body, BodyError};
 use super::caller::{authorize, Denied};
 use crate::actors::scan::model::ScanRow;
-use crate::actors::scan::service::{Engine, EngineStatus};
+use crate::actors::scan::service::{Engine, EngineStatus, ScanAction};
 use crate::actors::scan::{
     Asset, Datatype, Engines, EnginesError, ScanId, ScanRejection, ScanState, Severity,
     MAX_ASSET_BYTES,
@@ -992,8 +992,13 @@ async fn getreport(
     // Upstream engines forget a scan once its report is fetched, and PatrowlManager may use
     // its id again: the fetch is noted (once), which frees the id; the scan stays listed.
     let fetched = || {
-        face.engines
-            .report_fetched(&name, &scan_id, caller.user.clone(), metadata.clone())
+        face.engines.act(
+            &name,
+            &scan_id,
+            ScanAction::ReportFetched,
+            caller.user.clone(),
+            metadata.clone(),
+        )
     };
     if wants_json {
         let state = face
@@ -1040,7 +1045,7 @@ async fn stop(
     let page = on("stopscan");
     let (by, metadata) = face.admin(&request, "stopscan").await?;
     face.engines
-        .stop(&name, &scan_id, by, metadata)
+        .act(&name, &scan_id, ScanAction::Stop, by, metadata)
         .await
         .map_err(|e| page(unknown_scan(&name, &scan_id, e)))?;
     Ok(HttpResponse::Ok().json(openapi::PatrowlStopped {
@@ -1078,15 +1083,12 @@ async fn every_scan(
     name: &str,
     what: EveryScan,
 ) -> Result<HttpResponse, Refusal> {
-    let page_name = match what {
-        EveryScan::Stop => "stopscans",
-        EveryScan::Clean => "clean",
+    let (page_name, action) = match what {
+        EveryScan::Stop => ("stopscans", ScanAction::Stop),
+        EveryScan::Clean => ("clean", ScanAction::Clean),
     };
     let (by, metadata) = face.admin(request, page_name).await?;
-    let done = match what {
-        EveryScan::Stop => face.engines.stop_all(name, by, metadata).await,
-        EveryScan::Clean => face.engines.clean_all(name, by, metadata).await,
-    };
+    let done = face.engines.act_on_every(name, action, by, metadata).await;
     Ok(HttpResponse::Ok().json(openapi::PatrowlDone {
         page: page_name,
         status: "SUCCESS",
@@ -1125,7 +1127,7 @@ async fn clean_scan(
     let page = on("clean_scan");
     let (by, metadata) = face.admin(&request, "clean_scan").await?;
     face.engines
-        .clean(&name, &scan_id, by, metadata)
+        .act(&name, &scan_id, ScanAction::Clean, by, metadata)
         .await
         .map_err(|e| page(unknown_scan(&name, &scan_id, e)))?;
     Ok(HttpResponse::Ok().json(openapi::PatrowlCleaned {
