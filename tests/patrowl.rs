@@ -176,6 +176,25 @@ impl Face {
             .await
     }
 
+    /// Starts a scan of 127.0.0.1; the answer.
+    async fn start_local(&self, engine: &str, scan_id: Value, options: Value) -> Answer {
+        self.start(engine, scan_body(scan_id, ip_asset("127.0.0.1"), options))
+            .await
+    }
+
+    /// Starts a scan that must be accepted; the answer.
+    async fn accept(&self, engine: &str, body: Value) -> Answer {
+        let answer = self.start(engine, body).await;
+        assert_eq!(answer.status, 200, "{}", answer.json());
+        answer
+    }
+
+    /// Starts a scan of 127.0.0.1 that must be accepted; the answer.
+    async fn accept_local(&self, engine: &str, scan_id: Value, options: Value) -> Answer {
+        self.accept(engine, scan_body(scan_id, ip_asset("127.0.0.1"), options))
+            .await
+    }
+
     /// Polls `status/<id>` as PatrowlManager does, until the scan leaves STARTED and
     /// SCANNING; its last status body.
     async fn wait_ended(&self, engine: &str, scan_id: &str) -> Value {
@@ -193,6 +212,15 @@ impl Face {
             (!["STARTED", "SCANNING"].contains(&status.as_str())).then_some(body)
         })
         .await
+    }
+
+    /// Waits for the scan to finish, polling as PatrowlManager does; its `getfindings` body.
+    async fn finished_findings(&self, engine: &str, scan_id: &str) -> Value {
+        let ended = self.wait_ended(engine, scan_id).await;
+        assert_eq!(ended["status"], "FINISHED", "{ended}");
+        self.get(&format!("/engines/{engine}/getfindings/{scan_id}"))
+            .await
+            .json()
     }
 
     /// Waits until the scan's status is `wanted`.
@@ -256,13 +284,7 @@ async fn patrowl_managers_sequence_with_the_tcp_engine_finds_the_open_ports_only
         .map(u16::to_string)
         .collect();
     let options = json!({ "ports": ports }).to_string();
-    let answer = face
-        .start(
-            "tcp",
-            scan_body(json!(101), ip_asset("127.0.0.1"), json!(options)),
-        )
-        .await;
-    assert_eq!(answer.status, 200, "{}", answer.json());
+    let answer = face.accept_local("tcp", json!(101), json!(options)).await;
     assert_eq!(
         answer.json(),
         json!({"page": "startscan", "status": "accepted", "details": {"scan_id": "101"}})
@@ -368,12 +390,9 @@ async fn a_tcp_scan_takes_ranges_and_subnets_and_names() {
         {"id": "c", "value": "localhost", "datatype": "fqdn"}
     ]);
     let options = json!({"ports": [format!("{port}-{port}")]});
-    let answer = face
-        .start("tcp", scan_body(json!("r1"), assets, options))
+    face.accept("tcp", scan_body(json!("r1"), assets, options))
         .await;
-    assert_eq!(answer.status, 200, "{}", answer.json());
-    assert_eq!(face.wait_ended("tcp", "r1").await["status"], "FINISHED");
-    let findings = face.get("/engines/tcp/getfindings/r1").await.json();
+    let findings = face.finished_findings("tcp", "r1").await;
     let open: Vec<&Value> = findings["issues"]
         .as_array()
         .unwrap()
@@ -468,12 +487,9 @@ async fn patrowl_managers_sequence_with_the_http_engine_finds_missing_headers_an
         face.get("/engines/http/status").await.json()["status"],
         "READY"
     );
-    let answer = face
-        .start("http", scan_body(json!(7), assets, json!({})))
+    face.accept("http", scan_body(json!(7), assets, json!({})))
         .await;
-    assert_eq!(answer.status, 200, "{}", answer.json());
-    assert_eq!(face.wait_ended("http", "7").await["status"], "FINISHED");
-    let findings = face.get("/engines/http/getfindings/7").await.json();
+    let findings = face.finished_findings("http", "7").await;
     let issues = findings["issues"].as_array().unwrap();
     let titles_for = |url: &str| -> Vec<String> {
         issues
@@ -541,12 +557,9 @@ async fn patrowl_managers_sequence_with_a_command_engine_reads_its_json_lines() 
     let face = spawn(|_| {}).await;
     let assets =
         json!([{"id": 5, "value": "a.example", "criticity": "medium", "datatype": "fqdn"}]);
-    let answer = face
-        .start("cmd", scan_body(json!("c-1"), assets, json!({"depth": 2})))
+    face.accept("cmd", scan_body(json!("c-1"), assets, json!({"depth": 2})))
         .await;
-    assert_eq!(answer.status, 200, "{}", answer.json());
-    assert_eq!(face.wait_ended("cmd", "c-1").await["status"], "FINISHED");
-    let findings = face.get("/engines/cmd/getfindings/c-1").await.json();
+    let findings = face.finished_findings("cmd", "c-1").await;
     let issues = findings["issues"].as_array().unwrap();
     assert_eq!(issues.len(), 2, "{findings}");
     // The program read the scan on its standard input.
@@ -576,12 +589,7 @@ async fn patrowl_managers_sequence_with_a_command_engine_reads_its_json_lines() 
     assert!(ignored.contains("unexpected"), "{ignored}");
 
     // A failing program: ERROR with its exit code and last error line; findings so far kept.
-    let answer = face
-        .start(
-            "failing",
-            scan_body(json!(1), ip_asset("127.0.0.1"), json!({})),
-        )
-        .await;
+    let answer = face.start_local("failing", json!(1), json!({})).await;
     assert_eq!(answer.status, 200);
     let ended = face.wait_ended("failing", "1").await;
     assert_eq!(ended["status"], "ERROR");
@@ -604,10 +612,7 @@ async fn patrowl_managers_sequence_with_a_command_engine_reads_its_json_lines() 
         json!({"page": "readiness", "status": "error"})
     );
     let reason = face
-        .start(
-            "missing",
-            scan_body(json!(1), ip_asset("127.0.0.1"), json!({})),
-        )
+        .start_local("missing", json!(1), json!({}))
         .await
         .refused(503, "error");
     assert!(
@@ -618,12 +623,7 @@ async fn patrowl_managers_sequence_with_a_command_engine_reads_its_json_lines() 
     assert_eq!(reloaded["config"]["status"], "ERROR");
 
     // A program over its time is stopped.
-    let answer = face
-        .start(
-            "timeout",
-            scan_body(json!(1), ip_asset("127.0.0.1"), json!({})),
-        )
-        .await;
+    let answer = face.start_local("timeout", json!(1), json!({})).await;
     assert_eq!(answer.status, 200);
     let ended = face.wait_ended("timeout", "1").await;
     assert_eq!(ended["status"], "ERROR");
@@ -778,21 +778,11 @@ async fn every_refusal_says_what_is_wrong_in_the_faces_shape() {
     );
 
     // Busy: the slow engine takes one scan at a time.
-    let slow = face
-        .start(
-            "slow",
-            scan_body(json!(1), ip_asset("127.0.0.1"), json!({})),
-        )
-        .await;
+    let slow = face.start_local("slow", json!(1), json!({})).await;
     assert_eq!(slow.status, 200);
     let status = face.get("/engines/slow/status").await.json();
     assert_eq!(status["status"], "BUSY");
-    let busy = face
-        .start(
-            "slow",
-            scan_body(json!(2), ip_asset("127.0.0.1"), json!({})),
-        )
-        .await;
+    let busy = face.start_local("slow", json!(2), json!({})).await;
     assert_eq!(busy.status, 503);
     assert_eq!(
         busy.json(),
@@ -837,12 +827,7 @@ async fn every_refusal_says_what_is_wrong_in_the_faces_shape() {
         .refused(405, "error");
     assert!(reason.contains("does not accept GET"), "{reason}");
     // A scan still running has no findings yet: 200 with `status: error`, as upstream.
-    let slow = face
-        .start(
-            "slow",
-            scan_body(json!(3), ip_asset("127.0.0.1"), json!({})),
-        )
-        .await;
+    let slow = face.start_local("slow", json!(3), json!({})).await;
     assert_eq!(slow.status, 200);
     let answer = face.get("/engines/slow/getfindings/3").await;
     let reason = answer.refused(200, "error");
@@ -854,12 +839,9 @@ async fn every_refusal_says_what_is_wrong_in_the_faces_shape() {
 async fn concurrent_starts_never_exceed_the_engines_limit() {
     // The slow engine takes one scan at a time; ten clients ask at once.
     let face = spawn(|_| {}).await;
-    let answers = futures_util::future::join_all((0..10).map(|id| {
-        face.start(
-            "slow",
-            scan_body(json!(id), ip_asset("127.0.0.1"), json!({})),
-        )
-    }))
+    let answers = futures_util::future::join_all(
+        (0..10).map(|id| face.start_local("slow", json!(id), json!({}))),
+    )
     .await;
     let statuses: Vec<u16> = answers.iter().map(|a| a.status).collect();
     assert_eq!(
@@ -897,12 +879,7 @@ async fn stop_stopscans_and_clean_end_scans_and_keep_their_history() {
     })
     .await;
     let pid_file = face.dir.path().join("slow.pid");
-    let started = face
-        .start(
-            "slow",
-            scan_body(json!(1), ip_asset("127.0.0.1"), json!({})),
-        )
-        .await;
+    let started = face.start_local("slow", json!(1), json!({})).await;
     assert_eq!(started.status, 200);
     // Its first finding arrives while it runs.
     common::poll_async(SCAN_DEADLINE, "the first finding", || async {
@@ -942,12 +919,7 @@ async fn stop_stopscans_and_clean_end_scans_and_keep_their_history() {
 
     // stopscans stops every running scan.
     for id in [2, 3] {
-        let answer = face
-            .start(
-                "slow",
-                scan_body(json!(id), ip_asset("127.0.0.1"), json!({})),
-            )
-            .await;
+        let answer = face.start_local("slow", json!(id), json!({})).await;
         assert_eq!(answer.status, 200);
     }
     let answer = face.get("/engines/slow/stopscans").await.json();
@@ -994,13 +966,7 @@ async fn stop_stopscans_and_clean_end_scans_and_keep_their_history() {
     );
     // A cleaned id is free again: its new use is a scan of its own, in a stream of its own,
     // and the first one's history stays whole.
-    let again = face
-        .start(
-            "slow",
-            scan_body(json!(1), ip_asset("127.0.0.1"), json!({})),
-        )
-        .await;
-    assert_eq!(again.status, 200, "{}", again.json());
+    face.accept_local("slow", json!(1), json!({})).await;
     let row = face.get("/engines/slow/status/1").await.json();
     assert!(
         ["STARTED", "SCANNING"].contains(&row["status"].as_str().unwrap()),
@@ -1008,10 +974,7 @@ async fn stop_stopscans_and_clean_end_scans_and_keep_their_history() {
     );
     // While it runs, the id is in use.
     let reason = face
-        .start(
-            "slow",
-            scan_body(json!(1), ip_asset("127.0.0.1"), json!({})),
-        )
+        .start_local("slow", json!(1), json!({}))
         .await
         .refused(409, "refused");
     assert!(reason.contains("\"1\" is in use"), "{reason}");
@@ -1021,12 +984,7 @@ async fn stop_stopscans_and_clean_end_scans_and_keep_their_history() {
     assert_eq!(second["events"][0]["type"], "ScanRequested", "{second}");
 
     // clean removes the rest, stopping one that runs.
-    let running = face
-        .start(
-            "slow",
-            scan_body(json!(4), ip_asset("127.0.0.1"), json!({})),
-        )
-        .await;
+    let running = face.start_local("slow", json!(4), json!({})).await;
     assert_eq!(running.status, 200);
     let answer = face.get("/engines/slow/clean").await.json();
     assert_eq!(answer["details"]["scan_ids"], json!(["1", "2", "3", "4"]));
@@ -1103,12 +1061,7 @@ async fn with_accounts_stopping_and_cleaning_need_an_admin() {
     })
     .await;
     // PatrowlManager sends no credentials: scanning stays open.
-    let started = face
-        .start(
-            "slow",
-            scan_body(json!(1), ip_asset("127.0.0.1"), json!({})),
-        )
-        .await;
+    let started = face.start_local("slow", json!(1), json!({})).await;
     assert_eq!(started.status, 200);
     let stop = |token: Option<&str>| {
         let mut request = face
@@ -1181,12 +1134,7 @@ async fn golden_bodies() {
         )
         .await
         .json();
-    let slow = |id: u32| {
-        face.start(
-            "slow",
-            scan_body(json!(id), ip_asset("127.0.0.1"), json!({})),
-        )
-    };
+    let slow = |id: u32| face.start_local("slow", json!(id), json!({}));
     assert_eq!(slow(1).await.status, 200);
     let busy = slow(2).await.json();
     let stopped = face.get("/engines/slow/stop/1").await.json();
@@ -1275,19 +1223,11 @@ async fn after_a_restart_ended_scans_stay_and_a_running_one_is_interrupted() {
     let server = serve(&data, &config);
     let before = face(&server);
     assert!(!before.own.is_empty(), "the face's own listener is logged");
-    let answer = before
-        .start("cmd", scan_body(json!(1), ip_asset("127.0.0.1"), json!({})))
-        .await;
+    let answer = before.start_local("cmd", json!(1), json!({})).await;
     assert_eq!(answer.status, 200);
-    assert_eq!(before.wait_ended("cmd", "1").await["status"], "FINISHED");
-    let findings = before.get("/engines/cmd/getfindings/1").await.json();
+    let findings = before.finished_findings("cmd", "1").await;
     let report = before.get("/engines/cmd/getreport/1").await.body;
-    let answer = before
-        .start(
-            "slow",
-            scan_body(json!(2), ip_asset("127.0.0.1"), json!({})),
-        )
-        .await;
+    let answer = before.start_local("slow", json!(2), json!({})).await;
     assert_eq!(answer.status, 200);
     before.wait_for("slow", "2", "SCANNING").await;
     common::poll_async(SCAN_DEADLINE, "the first finding", || async {
@@ -1318,10 +1258,7 @@ async fn after_a_restart_ended_scans_stay_and_a_running_one_is_interrupted() {
     assert_eq!(status["scans"]["2"]["status"], "ERROR");
     // The report of scan 1 was fetched before the restart: its id is free, and its next use
     // is the second.
-    let answer = after
-        .start("cmd", scan_body(json!(1), ip_asset("127.0.0.1"), json!({})))
-        .await;
-    assert_eq!(answer.status, 200, "{}", answer.json());
+    after.accept_local("cmd", json!(1), json!({})).await;
     assert_eq!(after.wait_ended("cmd", "1").await["status"], "FINISHED");
     let second = after.get("/api/streams/scan-cmd~2-1").await.json();
     assert_eq!(second["events"][0]["type"], "ScanRequested", "{second}");
@@ -1338,15 +1275,8 @@ yes '{"unexpected":1}' | head -n 100000
 echo '{"title":"kept"}'
 "#;
     let face = spawn(|config| config.patrowl.engines.push(command_engine("noisy", script))).await;
-    let answer = face
-        .start(
-            "noisy",
-            scan_body(json!(1), ip_asset("127.0.0.1"), json!({})),
-        )
-        .await;
-    assert_eq!(answer.status, 200, "{}", answer.json());
-    assert_eq!(face.wait_ended("noisy", "1").await["status"], "FINISHED");
-    let findings = face.get("/engines/noisy/getfindings/1").await.json();
+    face.accept_local("noisy", json!(1), json!({})).await;
+    let findings = face.finished_findings("noisy", "1").await;
     let titles: Vec<&str> = findings["issues"]
         .as_array()
         .unwrap()
@@ -1386,15 +1316,8 @@ async fn a_scan_keeps_at_most_its_limit_of_findings() {
             .push(command_engine("chatty", &script))
     })
     .await;
-    let answer = face
-        .start(
-            "chatty",
-            scan_body(json!(1), ip_asset("127.0.0.1"), json!({})),
-        )
-        .await;
-    assert_eq!(answer.status, 200, "{}", answer.json());
-    assert_eq!(face.wait_ended("chatty", "1").await["status"], "FINISHED");
-    let findings = face.get("/engines/chatty/getfindings/1").await.json();
+    face.accept_local("chatty", json!(1), json!({})).await;
+    let findings = face.finished_findings("chatty", "1").await;
     let issues = findings["issues"].as_array().unwrap();
     assert_eq!(
         issues.len(),
@@ -1452,13 +1375,7 @@ async fn patrowl_managers_all_ports_policy_scans_every_port() {
     let options = json!({"ports": ["-"], "no_dns": 1, "no_ping": 0, "show_open_ports": 1,
         "detect_service_version": 0})
     .to_string();
-    let answer = face
-        .start(
-            "tcp",
-            scan_body(json!(1), ip_asset("127.0.0.1"), json!(options)),
-        )
-        .await;
-    assert_eq!(answer.status, 200, "{}", answer.json());
+    face.accept_local("tcp", json!(1), json!(options)).await;
     let ended = face.wait_ended("tcp", "1").await;
     assert_eq!(ended["status"], "FINISHED", "{ended}");
     let findings = face.get("/engines/tcp/getfindings/1").await.json();
@@ -1478,10 +1395,7 @@ async fn patrowl_managers_all_ports_policy_scans_every_port() {
 
     // A refusal quotes the value it could not read.
     let reason = face
-        .start(
-            "tcp",
-            scan_body(json!(2), ip_asset("127.0.0.1"), json!({"ports": ["-x"]})),
-        )
+        .start_local("tcp", json!(2), json!({"ports": ["-x"]}))
         .await
         .refused(400, "refused");
     assert!(reason.contains("\"-x\""), "{reason}");
@@ -1501,14 +1415,7 @@ async fn options_the_tcp_scanner_does_not_do_and_multi_line_hosts_are_refused() 
         let mut options = json!({"ports": ["22"]});
         options[key] = value;
         let answer = face
-            .start(
-                "tcp",
-                scan_body(
-                    json!(key),
-                    ip_asset("127.0.0.1"),
-                    json!(options.to_string()),
-                ),
-            )
+            .start_local("tcp", json!(key), json!(options.to_string()))
             .await;
         let reason = answer.refused(400, "refused");
         assert!(
@@ -1525,40 +1432,19 @@ async fn options_the_tcp_scanner_does_not_do_and_multi_line_hosts_are_refused() 
         );
     }
     // Turned off (0, false, ""), as PatrowlManager's policies send them, they are taken.
-    let answer = face
-        .start(
-            "tcp",
-            scan_body(
-                json!("off"),
-                ip_asset("127.0.0.1"),
-                json!({"ports": ["9"], "detect_service_version": 0, "detect_os": false,
+    face.accept_local(
+        "tcp",
+        json!("off"),
+        json!({"ports": ["9"], "detect_service_version": 0, "detect_os": false,
                     "script": "", "no_dns": 1, "fast_scan": 0}),
-            ),
-        )
-        .await;
-    assert_eq!(answer.status, 200, "{}", answer.json());
+    )
+    .await;
 
     // top_ports up to its documented maximum; past it, a refusal naming the limit.
-    let answer = face
-        .start(
-            "tcp",
-            scan_body(
-                json!("top100"),
-                ip_asset("127.0.0.1"),
-                json!({"top_ports": "100"}),
-            ),
-        )
+    face.accept_local("tcp", json!("top100"), json!({"top_ports": "100"}))
         .await;
-    assert_eq!(answer.status, 200, "{}", answer.json());
     let reason = face
-        .start(
-            "tcp",
-            scan_body(
-                json!("top101"),
-                ip_asset("127.0.0.1"),
-                json!({"top_ports": 101}),
-            ),
-        )
+        .start_local("tcp", json!("top101"), json!({"top_ports": 101}))
         .await
         .refused(400, "refused");
     assert!(reason.contains("101 is more than the 100"), "{reason}");
@@ -1603,12 +1489,9 @@ async fn findings_over_patrowl_managers_column_limits_are_cut_and_kept_whole_in_
     })
     .await;
     let asset = json!([{"id": 1, "value": "a.example", "datatype": "fqdn"}]);
-    let answer = face
-        .start("long", scan_body(json!(1), asset, json!({})))
+    face.accept("long", scan_body(json!(1), asset, json!({})))
         .await;
-    assert_eq!(answer.status, 200, "{}", answer.json());
-    assert_eq!(face.wait_ended("long", "1").await["status"], "FINISHED");
-    let findings = face.get("/engines/long/getfindings/1").await.json();
+    let findings = face.finished_findings("long", "1").await;
     let issue = &findings["issues"][0];
     let shown = issue["title"].as_str().unwrap();
     assert_eq!(shown.chars().count(), 174, "{shown}");
@@ -1662,10 +1545,8 @@ async fn a_scan_id_is_free_again_once_its_report_is_fetched_or_it_is_cleaned() {
     let first = face.get("/engines/cmd/getfindings/7").await.json();
     assert_eq!(face.get("/engines/cmd/getreport/7").await.status, 200);
     assert_eq!(face.get("/engines/cmd/getreport/7").await.status, 200);
-    let answer = face.start("cmd", body()).await;
-    assert_eq!(answer.status, 200, "{}", answer.json());
-    assert_eq!(face.wait_ended("cmd", "7").await["status"], "FINISHED");
-    let second = face.get("/engines/cmd/getfindings/7").await.json();
+    face.accept("cmd", body()).await;
+    let second = face.finished_findings("cmd", "7").await;
     assert_eq!(second["issues"][0]["issue_id"], 1);
     assert_eq!(
         second["summary"]["nb_issues"], first["summary"]["nb_issues"],
@@ -1694,8 +1575,7 @@ async fn a_scan_id_is_free_again_once_its_report_is_fetched_or_it_is_cleaned() {
 
     // Cleaned, without its report fetched: free as well; the third use.
     assert_eq!(face.get("/engines/cmd/clean/7").await.status, 200);
-    let answer = face.start("cmd", body()).await;
-    assert_eq!(answer.status, 200, "{}", answer.json());
+    face.accept("cmd", body()).await;
     assert_eq!(face.wait_ended("cmd", "7").await["status"], "FINISHED");
     let third = face.get("/api/streams/scan-cmd~3-7").await.json();
     assert_eq!(types(&third).first().unwrap(), "ScanRequested");
@@ -1741,26 +1621,12 @@ async fn a_refusal_fits_the_event_patrowl_manager_writes_about_it() {
         "detect_service_version": 1});
     let url = json!([{"id": 1, "value": "https://x.example/", "datatype": "url"}]);
     let mut answers = vec![
-        face.start("tcp", scan_body(json!(1), ip_asset("127.0.0.1"), vulners))
-            .await,
-        face.start("tcp", scan_body(json!(2), ip_asset("127.0.0.1"), advanced))
-            .await,
+        face.start_local("tcp", json!(1), vulners).await,
+        face.start_local("tcp", json!(2), advanced).await,
         face.start("tcp", scan_body(json!(3), url, json!({}))).await,
     ];
-    let first = face
-        .start(
-            "slow",
-            scan_body(json!(1), ip_asset("127.0.0.1"), json!({})),
-        )
-        .await;
-    assert_eq!(first.status, 200, "{}", first.json());
-    answers.push(
-        face.start(
-            "slow",
-            scan_body(json!(2), ip_asset("127.0.0.1"), json!({})),
-        )
-        .await,
-    );
+    face.accept_local("slow", json!(1), json!({})).await;
+    answers.push(face.start_local("slow", json!(2), json!({})).await);
     for answer in &answers {
         assert_ne!(answer.status, 200, "{}", answer.json());
         let event = manager_refusal_event(answer);
@@ -1802,12 +1668,9 @@ async fn a_findings_title_fits_the_event_patrowl_manager_writes_about_it() {
     let path = "p".repeat(150 - format!("http://127.0.0.1:{port}/").len());
     let url = format!("http://127.0.0.1:{port}/{path}");
     let asset = json!([{"id": 1, "value": url, "criticity": "high", "datatype": "url"}]);
-    let answer = face
-        .start("http", scan_body(json!(1), asset, json!({})))
+    face.accept("http", scan_body(json!(1), asset, json!({})))
         .await;
-    assert_eq!(answer.status, 200, "{}", answer.json());
-    assert_eq!(face.wait_ended("http", "1").await["status"], "FINISHED");
-    let findings = face.get("/engines/http/getfindings/1").await.json();
+    let findings = face.finished_findings("http", "1").await;
     let issues = findings["issues"].as_array().unwrap();
     assert!(issues.len() >= 4, "{findings}");
     for issue in issues {
