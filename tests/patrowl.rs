@@ -403,7 +403,7 @@ async fn a_tcp_scan_takes_ranges_and_subnets_and_names() {
         .iter()
         .map(|i| i["target"]["addr"][0].as_str().unwrap())
         .collect();
-    assert!(addrs.contains(&"127.0.0.1-2"), "{addrs:?}");
+    assert!(addrs.contains(&"127.0.0.1"), "{addrs:?}");
     assert!(addrs.contains(&"localhost"), "{addrs:?}");
     // 127.0.0.0/31 holds 127.0.0.0 and 127.0.0.1; the range 127.0.0.1 and 127.0.0.2.
     let summaries = findings["issues"]
@@ -1694,4 +1694,55 @@ async fn a_findings_title_fits_the_event_patrowl_manager_writes_about_it() {
             assert!(full.starts_with(title.trim_end_matches('…')), "{title}");
         }
     }
+}
+
+#[actix_rt::test]
+async fn a_range_or_subnets_findings_name_each_host_as_nmap_does() {
+    let face = spawn(|_| {}).await;
+    // The same port open on two hosts of a range.
+    let first = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = first.local_addr().unwrap().port();
+    let second = std::net::TcpListener::bind(("127.0.0.2", port)).unwrap();
+    let assets = json!([
+        {"id": 1, "value": "127.0.0.1-2", "criticity": "low", "datatype": "ip-range"},
+        {"id": 2, "value": "127.0.0.0/30", "criticity": "low", "datatype": "ip-subnet"}
+    ]);
+    face.accept("tcp", scan_body(json!(1), assets, json!({"ports": [port]})))
+        .await;
+    let findings = face.finished_findings("tcp", "1").await;
+    let issues = findings["issues"].as_array().unwrap();
+    let open: Vec<(String, String)> = issues
+        .iter()
+        .filter(|i| i["type"] == "port_info")
+        .map(|i| {
+            let addr = i["target"]["addr"].as_array().unwrap();
+            assert_eq!(addr.len(), 1, "{i}");
+            (
+                addr[0].as_str().unwrap().to_owned(),
+                i["title"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    // PatrowlManager files a finding under its address (creating the host's asset, under the
+    // range or subnet it belongs to) and keeps one finding per address and title: each host
+    // is its own address, as in the nmap engine's issues.
+    let hosts: Vec<&str> = open.iter().map(|(addr, _)| addr.as_str()).collect();
+    assert_eq!(hosts, ["127.0.0.1", "127.0.0.2", "127.0.0.1", "127.0.0.2"]);
+    let summaries: Vec<&str> = issues
+        .iter()
+        .filter(|i| i["type"] == "port_summary")
+        .map(|i| i["target"]["addr"][0].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        summaries,
+        [
+            "127.0.0.1",
+            "127.0.0.2",
+            "127.0.0.0",
+            "127.0.0.1",
+            "127.0.0.2",
+            "127.0.0.3"
+        ]
+    );
+    drop((first, second));
 }
