@@ -1746,3 +1746,46 @@ async fn a_range_or_subnets_findings_name_each_host_as_nmap_does() {
     );
     drop((first, second));
 }
+
+#[actix_rt::test]
+async fn an_issue_carries_no_nul_character_which_patrowl_managers_database_refuses() {
+    // PostgreSQL takes no NUL in a text column nor `\u0000` in a JSON one: one such finding
+    // fails PatrowlManager's whole import.
+    let finding = json!({"title": "a\u{0}b", "description": "c\u{0}d", "solution": "e\u{0}",
+        "type": "t\u{0}", "raw": {"k\u{0}": ["v\u{0}"]}, "tags": ["g\u{0}"],
+        "links": ["l\u{0}"], "target": {"addr": ["h\u{0}.example"], "protocol": "p\u{0}"}});
+    let script = format!("echo '{finding}'");
+    let face = spawn(|config| {
+        config.patrowl.engines.push(command_engine("nul", &script));
+    })
+    .await;
+    let asset = json!([{"id": 1, "value": "a.example", "datatype": "fqdn"}]);
+    face.accept("nul", scan_body(json!(1), asset, json!({})))
+        .await;
+    let findings = face.finished_findings("nul", "1").await;
+    let issue = &findings["issues"][0];
+    assert!(!issue.to_string().contains("\\u0000"), "{issue}");
+    assert_eq!(issue["title"], "a\u{fffd}b");
+    assert_eq!(issue["description"], "c\u{fffd}d");
+    assert_eq!(issue["raw"], json!({"k\u{fffd}": ["v\u{fffd}"]}));
+    assert_eq!(issue["target"]["addr"], json!(["h\u{fffd}.example"]));
+    // The report's findings too, and the log keeps what the scanner reported.
+    let report = face
+        .send(
+            face.client
+                .get(format!("{}/engines/nul/getreport/1", face.main))
+                .insert_header(("accept", "application/json")),
+            Vec::new(),
+        )
+        .await;
+    assert!(!String::from_utf8_lossy(&report.body).contains("\\u0000"));
+    let history = face.get("/api/streams/scan-nul-1").await.json();
+    let reported = history["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "FindingReported")
+        .expect("a finding")
+        .clone();
+    assert_eq!(reported["payload"]["finding"]["title"], "a\u{0}b");
+}

@@ -819,6 +819,48 @@ fn cut(text: &str, max: usize) -> Option<String> {
     Some(format!("{}…", &text[..keep]))
 }
 
+/// `text` with U+FFFD in place of each NUL character. PatrowlManager keeps findings in
+/// PostgreSQL, which takes no NUL in a text column nor a `\u0000` in a JSON one: one such
+/// finding fails its whole import.
+fn no_nul(text: &str) -> String {
+    text.replace('\0', "\u{FFFD}")
+}
+
+/// `value` with [`no_nul`] applied to every string in it, keys included.
+fn no_nul_value(value: Value) -> Value {
+    match value {
+        Value::String(text) => Value::String(no_nul(&text)),
+        Value::Array(items) => Value::Array(items.into_iter().map(no_nul_value).collect()),
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(key, value)| (no_nul(&key), no_nul_value(value)))
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+/// The finding with [`no_nul`] applied to its texts (its `raw` is cleaned where it is parsed,
+/// in [`issue_fields`]).
+fn without_nul(f: &crate::actors::scan::Finding) -> crate::actors::scan::Finding {
+    let all = |texts: &[String]| texts.iter().map(|t| no_nul(t)).collect();
+    crate::actors::scan::Finding {
+        title: no_nul(&f.title),
+        description: no_nul(&f.description),
+        solution: no_nul(&f.solution),
+        kind: no_nul(&f.kind),
+        target: crate::actors::scan::Target {
+            addr: all(&f.target.addr),
+            protocol: f.target.protocol.as_deref().map(no_nul),
+            port_id: f.target.port_id,
+            port_type: f.target.port_type.as_deref().map(no_nul),
+        },
+        tags: all(&f.tags),
+        links: all(&f.links),
+        ..f.clone()
+    }
+}
+
 /// One finding as an issue within PatrowlManager's limits: a `title`, `type` or `target.addr`
 /// entry over [`MAX_TITLE_CHARS`], [`MAX_TYPE_CHARS`] or [`MAX_ADDR_CHARS`] is cut with an
 /// ellipsis, and its full text kept in `raw` as `full_title`, `full_type` or `full_addr`.
@@ -826,8 +868,10 @@ fn cut(text: &str, max: usize) -> Option<String> {
 /// the JSON fields have no limit.) The log keeps what the scanner reported.
 fn issue_fields(f: &crate::actors::scan::Finding) -> (String, String, Vec<String>, Value) {
     let mut raw = match f.raw.as_deref().map(serde_json::from_str::<Value>) {
-        Some(Ok(Value::Object(map))) => map,
-        Some(Ok(other)) => Map::from_iter([("value".to_owned(), other)]),
+        Some(Ok(value)) => match no_nul_value(value) {
+            Value::Object(map) => map,
+            other => Map::from_iter([("value".to_owned(), other)]),
+        },
         Some(Err(_)) | None => Map::new(),
     };
     let title = match cut(&f.title, MAX_TITLE_CHARS) {
@@ -875,7 +919,7 @@ fn findings_body(engine: &Engine, scan_id: &str, state: &ScanState) -> openapi::
         .findings
         .iter()
         .map(|record| {
-            let f = &record.finding;
+            let f = &without_nul(&record.finding);
             let (title, kind, addr, raw) = issue_fields(f);
             openapi::PatrowlIssue {
                 issue_id: record.issue_id,
