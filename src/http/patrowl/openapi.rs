@@ -310,7 +310,7 @@ pub struct PatrowlSummary {
 /// Where an issue is.
 #[derive(ToSchema, Serialize)]
 pub struct PatrowlTarget {
-    /// The asset values concerned.
+    /// The asset values concerned, or the hosts of a range or subnet the tcp scanner found.
     pub addr: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub protocol: Option<String>,
