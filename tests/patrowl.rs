@@ -195,6 +195,16 @@ impl Face {
             .await
     }
 
+    /// The scan's report as the running engines send it (`Accept: application/json`).
+    async fn json_report(&self, engine: &str, scan_id: &str) -> Answer {
+        let url = format!("{}/engines/{engine}/getreport/{scan_id}", self.main);
+        let request = self
+            .client
+            .get(url)
+            .insert_header(("accept", "application/json"));
+        self.send(request, Vec::new()).await
+    }
+
     /// Polls `status/<id>` as PatrowlManager does, until the scan leaves STARTED and
     /// SCANNING; its last status body.
     async fn wait_ended(&self, engine: &str, scan_id: &str) -> Value {
@@ -223,6 +233,21 @@ impl Face {
             .json()
     }
 
+    /// The first finding of scan 1 on `engine` as its log keeps it.
+    async fn first_reported(&self, engine: &str) -> Value {
+        let history = self
+            .get(&format!("/api/streams/scan-{engine}-1"))
+            .await
+            .json();
+        history["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["type"] == "FindingReported")
+            .expect("a finding")["payload"]["finding"]
+            .clone()
+    }
+
     /// Waits until the scan's status is `wanted`.
     async fn wait_for(&self, engine: &str, scan_id: &str, wanted: &str) -> Value {
         common::poll_async(SCAN_DEADLINE, wanted, || async {
@@ -234,6 +259,22 @@ impl Face {
         })
         .await
     }
+}
+
+/// Scan 1 of `a.example` on a `command` engine `name` that prints `lines`: the face and the
+/// scan's findings.
+async fn findings_of_lines(name: &str, lines: &[&Value]) -> (Face, Value) {
+    let script: Vec<String> = lines.iter().map(|line| format!("echo '{line}'")).collect();
+    let script = script.join("; ");
+    let face = spawn(|config| {
+        config.patrowl.engines.push(command_engine(name, &script));
+    })
+    .await;
+    let asset = json!([{"id": 1, "value": "a.example", "datatype": "fqdn"}]);
+    face.accept(name, scan_body(json!(1), asset, json!({})))
+        .await;
+    let findings = face.finished_findings(name, "1").await;
+    (face, findings)
 }
 
 fn scan_body(scan_id: Value, assets: Value, options: Value) -> Value {
@@ -338,14 +379,7 @@ async fn patrowl_managers_sequence_with_the_tcp_engine_finds_the_open_ports_only
     for port in &open_ports {
         assert!(raw.contains(&format!("{port}/tcp open")), "{raw}");
     }
-    let json_report = face
-        .send(
-            face.client
-                .get(format!("{}/engines/tcp/getreport/101", face.main))
-                .insert_header(("accept", "application/json")),
-            Vec::new(),
-        )
-        .await;
+    let json_report = face.json_report("tcp", "101").await;
     assert_eq!(json_report.status, 200);
     assert!(json_report
         .disposition
@@ -1125,15 +1159,7 @@ async fn golden_bodies() {
     let liveness = face.get("/engines/cmd/liveness").await.json();
     let readiness = face.get("/engines/cmd/readiness").await.json();
     let reloadconfig = face.get("/engines/cmd/reloadconfig").await.json();
-    let report = face
-        .send(
-            face.client
-                .get(format!("{}/engines/cmd/getreport/1", face.main))
-                .insert_header(("accept", "application/json")),
-            Vec::new(),
-        )
-        .await
-        .json();
+    let report = face.json_report("cmd", "1").await.json();
     let slow = |id: u32| face.start_local("slow", json!(id), json!({}));
     assert_eq!(slow(1).await.status, 200);
     let busy = slow(2).await.json();
@@ -1483,15 +1509,7 @@ async fn findings_over_patrowl_managers_column_limits_are_cut_and_kept_whole_in_
     let finding = json!({"title": title, "type": kind, "raw": "plain",
         "target": {"addr": [addr, "a.example"]}});
     let fits = json!({"title": "x".repeat(174), "type": "y".repeat(50), "raw": {"k": 1}});
-    let script = format!("echo '{finding}'; echo '{fits}'");
-    let face = spawn(|config| {
-        config.patrowl.engines.push(command_engine("long", &script));
-    })
-    .await;
-    let asset = json!([{"id": 1, "value": "a.example", "datatype": "fqdn"}]);
-    face.accept("long", scan_body(json!(1), asset, json!({})))
-        .await;
-    let findings = face.finished_findings("long", "1").await;
+    let (face, findings) = findings_of_lines("long", &[&finding, &fits]).await;
     let issue = &findings["issues"][0];
     let shown = issue["title"].as_str().unwrap();
     assert_eq!(shown.chars().count(), 174, "{shown}");
@@ -1512,15 +1530,7 @@ async fn findings_over_patrowl_managers_column_limits_are_cut_and_kept_whole_in_
     assert_eq!(issue["type"], "y".repeat(50));
     assert_eq!(issue["raw"], json!({"k": 1}));
     // The log keeps what the scanner reported.
-    let history = face.get("/api/streams/scan-long-1").await.json();
-    let reported = history["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["type"] == "FindingReported")
-        .expect("a finding")
-        .clone();
-    assert_eq!(reported["payload"]["finding"]["title"], title);
+    assert_eq!(face.first_reported("long").await["title"], title);
 }
 
 #[actix_rt::test]
@@ -1754,15 +1764,7 @@ async fn an_issue_carries_no_nul_character_which_patrowl_managers_database_refus
     let finding = json!({"title": "a\u{0}b", "description": "c\u{0}d", "solution": "e\u{0}",
         "type": "t\u{0}", "raw": {"k\u{0}": ["v\u{0}"]}, "tags": ["g\u{0}"],
         "links": ["l\u{0}"], "target": {"addr": ["h\u{0}.example"], "protocol": "p\u{0}"}});
-    let script = format!("echo '{finding}'");
-    let face = spawn(|config| {
-        config.patrowl.engines.push(command_engine("nul", &script));
-    })
-    .await;
-    let asset = json!([{"id": 1, "value": "a.example", "datatype": "fqdn"}]);
-    face.accept("nul", scan_body(json!(1), asset, json!({})))
-        .await;
-    let findings = face.finished_findings("nul", "1").await;
+    let (face, findings) = findings_of_lines("nul", &[&finding]).await;
     let issue = &findings["issues"][0];
     assert!(!issue.to_string().contains("\\u0000"), "{issue}");
     assert_eq!(issue["title"], "a\u{fffd}b");
@@ -1770,22 +1772,7 @@ async fn an_issue_carries_no_nul_character_which_patrowl_managers_database_refus
     assert_eq!(issue["raw"], json!({"k\u{fffd}": ["v\u{fffd}"]}));
     assert_eq!(issue["target"]["addr"], json!(["h\u{fffd}.example"]));
     // The report's findings too, and the log keeps what the scanner reported.
-    let report = face
-        .send(
-            face.client
-                .get(format!("{}/engines/nul/getreport/1", face.main))
-                .insert_header(("accept", "application/json")),
-            Vec::new(),
-        )
-        .await;
+    let report = face.json_report("nul", "1").await;
     assert!(!String::from_utf8_lossy(&report.body).contains("\\u0000"));
-    let history = face.get("/api/streams/scan-nul-1").await.json();
-    let reported = history["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["type"] == "FindingReported")
-        .expect("a finding")
-        .clone();
-    assert_eq!(reported["payload"]["finding"]["title"], "a\u{0}b");
+    assert_eq!(face.first_reported("nul").await["title"], "a\u{0}b");
 }
