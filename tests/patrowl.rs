@@ -176,6 +176,35 @@ impl Face {
             .await
     }
 
+    /// Starts a scan of 127.0.0.1; the answer.
+    async fn start_local(&self, engine: &str, scan_id: Value, options: Value) -> Answer {
+        self.start(engine, scan_body(scan_id, ip_asset("127.0.0.1"), options))
+            .await
+    }
+
+    /// Starts a scan that must be accepted; the answer.
+    async fn accept(&self, engine: &str, body: Value) -> Answer {
+        let answer = self.start(engine, body).await;
+        assert_eq!(answer.status, 200, "{}", answer.json());
+        answer
+    }
+
+    /// Starts a scan of 127.0.0.1 that must be accepted; the answer.
+    async fn accept_local(&self, engine: &str, scan_id: Value, options: Value) -> Answer {
+        self.accept(engine, scan_body(scan_id, ip_asset("127.0.0.1"), options))
+            .await
+    }
+
+    /// The scan's report as the running engines send it (`Accept: application/json`).
+    async fn json_report(&self, engine: &str, scan_id: &str) -> Answer {
+        let url = format!("{}/engines/{engine}/getreport/{scan_id}", self.main);
+        let request = self
+            .client
+            .get(url)
+            .insert_header(("accept", "application/json"));
+        self.send(request, Vec::new()).await
+    }
+
     /// Polls `status/<id>` as PatrowlManager does, until the scan leaves STARTED and
     /// SCANNING; its last status body.
     async fn wait_ended(&self, engine: &str, scan_id: &str) -> Value {
@@ -195,6 +224,30 @@ impl Face {
         .await
     }
 
+    /// Waits for the scan to finish, polling as PatrowlManager does; its `getfindings` body.
+    async fn finished_findings(&self, engine: &str, scan_id: &str) -> Value {
+        let ended = self.wait_ended(engine, scan_id).await;
+        assert_eq!(ended["status"], "FINISHED", "{ended}");
+        self.get(&format!("/engines/{engine}/getfindings/{scan_id}"))
+            .await
+            .json()
+    }
+
+    /// The first finding of scan 1 on `engine` as its log keeps it.
+    async fn first_reported(&self, engine: &str) -> Value {
+        let history = self
+            .get(&format!("/api/streams/scan-{engine}-1"))
+            .await
+            .json();
+        history["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["type"] == "FindingReported")
+            .expect("a finding")["payload"]["finding"]
+            .clone()
+    }
+
     /// Waits until the scan's status is `wanted`.
     async fn wait_for(&self, engine: &str, scan_id: &str, wanted: &str) -> Value {
         common::poll_async(SCAN_DEADLINE, wanted, || async {
@@ -206,6 +259,22 @@ impl Face {
         })
         .await
     }
+}
+
+/// Scan 1 of `a.example` on a `command` engine `name` that prints `lines`: the face and the
+/// scan's findings.
+async fn findings_of_lines(name: &str, lines: &[&Value]) -> (Face, Value) {
+    let script: Vec<String> = lines.iter().map(|line| format!("echo '{line}'")).collect();
+    let script = script.join("; ");
+    let face = spawn(|config| {
+        config.patrowl.engines.push(command_engine(name, &script));
+    })
+    .await;
+    let asset = json!([{"id": 1, "value": "a.example", "datatype": "fqdn"}]);
+    face.accept(name, scan_body(json!(1), asset, json!({})))
+        .await;
+    let findings = face.finished_findings(name, "1").await;
+    (face, findings)
 }
 
 fn scan_body(scan_id: Value, assets: Value, options: Value) -> Value {
@@ -256,13 +325,7 @@ async fn patrowl_managers_sequence_with_the_tcp_engine_finds_the_open_ports_only
         .map(u16::to_string)
         .collect();
     let options = json!({ "ports": ports }).to_string();
-    let answer = face
-        .start(
-            "tcp",
-            scan_body(json!(101), ip_asset("127.0.0.1"), json!(options)),
-        )
-        .await;
-    assert_eq!(answer.status, 200, "{}", answer.json());
+    let answer = face.accept_local("tcp", json!(101), json!(options)).await;
     assert_eq!(
         answer.json(),
         json!({"page": "startscan", "status": "accepted", "details": {"scan_id": "101"}})
@@ -316,14 +379,7 @@ async fn patrowl_managers_sequence_with_the_tcp_engine_finds_the_open_ports_only
     for port in &open_ports {
         assert!(raw.contains(&format!("{port}/tcp open")), "{raw}");
     }
-    let json_report = face
-        .send(
-            face.client
-                .get(format!("{}/engines/tcp/getreport/101", face.main))
-                .insert_header(("accept", "application/json")),
-            Vec::new(),
-        )
-        .await;
+    let json_report = face.json_report("tcp", "101").await;
     assert_eq!(json_report.status, 200);
     assert!(json_report
         .disposition
@@ -368,12 +424,9 @@ async fn a_tcp_scan_takes_ranges_and_subnets_and_names() {
         {"id": "c", "value": "localhost", "datatype": "fqdn"}
     ]);
     let options = json!({"ports": [format!("{port}-{port}")]});
-    let answer = face
-        .start("tcp", scan_body(json!("r1"), assets, options))
+    face.accept("tcp", scan_body(json!("r1"), assets, options))
         .await;
-    assert_eq!(answer.status, 200, "{}", answer.json());
-    assert_eq!(face.wait_ended("tcp", "r1").await["status"], "FINISHED");
-    let findings = face.get("/engines/tcp/getfindings/r1").await.json();
+    let findings = face.finished_findings("tcp", "r1").await;
     let open: Vec<&Value> = findings["issues"]
         .as_array()
         .unwrap()
@@ -384,7 +437,7 @@ async fn a_tcp_scan_takes_ranges_and_subnets_and_names() {
         .iter()
         .map(|i| i["target"]["addr"][0].as_str().unwrap())
         .collect();
-    assert!(addrs.contains(&"127.0.0.1-2"), "{addrs:?}");
+    assert!(addrs.contains(&"127.0.0.1"), "{addrs:?}");
     assert!(addrs.contains(&"localhost"), "{addrs:?}");
     // 127.0.0.0/31 holds 127.0.0.0 and 127.0.0.1; the range 127.0.0.1 and 127.0.0.2.
     let summaries = findings["issues"]
@@ -468,12 +521,9 @@ async fn patrowl_managers_sequence_with_the_http_engine_finds_missing_headers_an
         face.get("/engines/http/status").await.json()["status"],
         "READY"
     );
-    let answer = face
-        .start("http", scan_body(json!(7), assets, json!({})))
+    face.accept("http", scan_body(json!(7), assets, json!({})))
         .await;
-    assert_eq!(answer.status, 200, "{}", answer.json());
-    assert_eq!(face.wait_ended("http", "7").await["status"], "FINISHED");
-    let findings = face.get("/engines/http/getfindings/7").await.json();
+    let findings = face.finished_findings("http", "7").await;
     let issues = findings["issues"].as_array().unwrap();
     let titles_for = |url: &str| -> Vec<String> {
         issues
@@ -541,12 +591,9 @@ async fn patrowl_managers_sequence_with_a_command_engine_reads_its_json_lines() 
     let face = spawn(|_| {}).await;
     let assets =
         json!([{"id": 5, "value": "a.example", "criticity": "medium", "datatype": "fqdn"}]);
-    let answer = face
-        .start("cmd", scan_body(json!("c-1"), assets, json!({"depth": 2})))
+    face.accept("cmd", scan_body(json!("c-1"), assets, json!({"depth": 2})))
         .await;
-    assert_eq!(answer.status, 200, "{}", answer.json());
-    assert_eq!(face.wait_ended("cmd", "c-1").await["status"], "FINISHED");
-    let findings = face.get("/engines/cmd/getfindings/c-1").await.json();
+    let findings = face.finished_findings("cmd", "c-1").await;
     let issues = findings["issues"].as_array().unwrap();
     assert_eq!(issues.len(), 2, "{findings}");
     // The program read the scan on its standard input.
@@ -576,12 +623,7 @@ async fn patrowl_managers_sequence_with_a_command_engine_reads_its_json_lines() 
     assert!(ignored.contains("unexpected"), "{ignored}");
 
     // A failing program: ERROR with its exit code and last error line; findings so far kept.
-    let answer = face
-        .start(
-            "failing",
-            scan_body(json!(1), ip_asset("127.0.0.1"), json!({})),
-        )
-        .await;
+    let answer = face.start_local("failing", json!(1), json!({})).await;
     assert_eq!(answer.status, 200);
     let ended = face.wait_ended("failing", "1").await;
     assert_eq!(ended["status"], "ERROR");
@@ -604,10 +646,7 @@ async fn patrowl_managers_sequence_with_a_command_engine_reads_its_json_lines() 
         json!({"page": "readiness", "status": "error"})
     );
     let reason = face
-        .start(
-            "missing",
-            scan_body(json!(1), ip_asset("127.0.0.1"), json!({})),
-        )
+        .start_local("missing", json!(1), json!({}))
         .await
         .refused(503, "error");
     assert!(
@@ -618,12 +657,7 @@ async fn patrowl_managers_sequence_with_a_command_engine_reads_its_json_lines() 
     assert_eq!(reloaded["config"]["status"], "ERROR");
 
     // A program over its time is stopped.
-    let answer = face
-        .start(
-            "timeout",
-            scan_body(json!(1), ip_asset("127.0.0.1"), json!({})),
-        )
-        .await;
+    let answer = face.start_local("timeout", json!(1), json!({})).await;
     assert_eq!(answer.status, 200);
     let ended = face.wait_ended("timeout", "1").await;
     assert_eq!(ended["status"], "ERROR");
@@ -690,7 +724,10 @@ async fn every_refusal_says_what_is_wrong_in_the_faces_shape() {
     assert!(reason.contains("no assets"), "{reason}");
     let answer = start(json!({"scan_id": 2, "options": {}}).to_string()).await;
     assert!(answer.refused(400, "refused").contains("no assets"));
-    assert_eq!(answer.json()["details"]["reason"], answer.json()["reason"]);
+    assert_eq!(
+        answer.json()["details"]["reason"],
+        "no assets: a scan needs at least one as…"
+    );
     let reason = start(
         scan_body(
             json!(3),
@@ -775,27 +812,17 @@ async fn every_refusal_says_what_is_wrong_in_the_faces_shape() {
     );
 
     // Busy: the slow engine takes one scan at a time.
-    let slow = face
-        .start(
-            "slow",
-            scan_body(json!(1), ip_asset("127.0.0.1"), json!({})),
-        )
-        .await;
+    let slow = face.start_local("slow", json!(1), json!({})).await;
     assert_eq!(slow.status, 200);
     let status = face.get("/engines/slow/status").await.json();
     assert_eq!(status["status"], "BUSY");
-    let busy = face
-        .start(
-            "slow",
-            scan_body(json!(2), ip_asset("127.0.0.1"), json!({})),
-        )
-        .await;
+    let busy = face.start_local("slow", json!(2), json!({})).await;
     assert_eq!(busy.status, 503);
     assert_eq!(
         busy.json(),
         json!({"page": "startscan", "status": "error",
             "reason": "Scan refused: max concurrent active scans reached (1)",
-            "details": {"reason": "Scan refused: max concurrent active scans reached (1)"}})
+            "details": {"reason": "Scan refused: max concurrent active sca…"}})
     );
     let stopped = face.get("/engines/slow/stop/1").await;
     assert_eq!(stopped.status, 200);
@@ -834,12 +861,7 @@ async fn every_refusal_says_what_is_wrong_in_the_faces_shape() {
         .refused(405, "error");
     assert!(reason.contains("does not accept GET"), "{reason}");
     // A scan still running has no findings yet: 200 with `status: error`, as upstream.
-    let slow = face
-        .start(
-            "slow",
-            scan_body(json!(3), ip_asset("127.0.0.1"), json!({})),
-        )
-        .await;
+    let slow = face.start_local("slow", json!(3), json!({})).await;
     assert_eq!(slow.status, 200);
     let answer = face.get("/engines/slow/getfindings/3").await;
     let reason = answer.refused(200, "error");
@@ -851,12 +873,9 @@ async fn every_refusal_says_what_is_wrong_in_the_faces_shape() {
 async fn concurrent_starts_never_exceed_the_engines_limit() {
     // The slow engine takes one scan at a time; ten clients ask at once.
     let face = spawn(|_| {}).await;
-    let answers = futures_util::future::join_all((0..10).map(|id| {
-        face.start(
-            "slow",
-            scan_body(json!(id), ip_asset("127.0.0.1"), json!({})),
-        )
-    }))
+    let answers = futures_util::future::join_all(
+        (0..10).map(|id| face.start_local("slow", json!(id), json!({}))),
+    )
     .await;
     let statuses: Vec<u16> = answers.iter().map(|a| a.status).collect();
     assert_eq!(
@@ -894,12 +913,7 @@ async fn stop_stopscans_and_clean_end_scans_and_keep_their_history() {
     })
     .await;
     let pid_file = face.dir.path().join("slow.pid");
-    let started = face
-        .start(
-            "slow",
-            scan_body(json!(1), ip_asset("127.0.0.1"), json!({})),
-        )
-        .await;
+    let started = face.start_local("slow", json!(1), json!({})).await;
     assert_eq!(started.status, 200);
     // Its first finding arrives while it runs.
     common::poll_async(SCAN_DEADLINE, "the first finding", || async {
@@ -939,12 +953,7 @@ async fn stop_stopscans_and_clean_end_scans_and_keep_their_history() {
 
     // stopscans stops every running scan.
     for id in [2, 3] {
-        let answer = face
-            .start(
-                "slow",
-                scan_body(json!(id), ip_asset("127.0.0.1"), json!({})),
-            )
-            .await;
+        let answer = face.start_local("slow", json!(id), json!({})).await;
         assert_eq!(answer.status, 200);
     }
     let answer = face.get("/engines/slow/stopscans").await.json();
@@ -991,13 +1000,7 @@ async fn stop_stopscans_and_clean_end_scans_and_keep_their_history() {
     );
     // A cleaned id is free again: its new use is a scan of its own, in a stream of its own,
     // and the first one's history stays whole.
-    let again = face
-        .start(
-            "slow",
-            scan_body(json!(1), ip_asset("127.0.0.1"), json!({})),
-        )
-        .await;
-    assert_eq!(again.status, 200, "{}", again.json());
+    face.accept_local("slow", json!(1), json!({})).await;
     let row = face.get("/engines/slow/status/1").await.json();
     assert!(
         ["STARTED", "SCANNING"].contains(&row["status"].as_str().unwrap()),
@@ -1005,10 +1008,7 @@ async fn stop_stopscans_and_clean_end_scans_and_keep_their_history() {
     );
     // While it runs, the id is in use.
     let reason = face
-        .start(
-            "slow",
-            scan_body(json!(1), ip_asset("127.0.0.1"), json!({})),
-        )
+        .start_local("slow", json!(1), json!({}))
         .await
         .refused(409, "refused");
     assert!(reason.contains("\"1\" is in use"), "{reason}");
@@ -1018,12 +1018,7 @@ async fn stop_stopscans_and_clean_end_scans_and_keep_their_history() {
     assert_eq!(second["events"][0]["type"], "ScanRequested", "{second}");
 
     // clean removes the rest, stopping one that runs.
-    let running = face
-        .start(
-            "slow",
-            scan_body(json!(4), ip_asset("127.0.0.1"), json!({})),
-        )
-        .await;
+    let running = face.start_local("slow", json!(4), json!({})).await;
     assert_eq!(running.status, 200);
     let answer = face.get("/engines/slow/clean").await.json();
     assert_eq!(answer["details"]["scan_ids"], json!(["1", "2", "3", "4"]));
@@ -1100,12 +1095,7 @@ async fn with_accounts_stopping_and_cleaning_need_an_admin() {
     })
     .await;
     // PatrowlManager sends no credentials: scanning stays open.
-    let started = face
-        .start(
-            "slow",
-            scan_body(json!(1), ip_asset("127.0.0.1"), json!({})),
-        )
-        .await;
+    let started = face.start_local("slow", json!(1), json!({})).await;
     assert_eq!(started.status, 200);
     let stop = |token: Option<&str>| {
         let mut request = face
@@ -1169,21 +1159,8 @@ async fn golden_bodies() {
     let liveness = face.get("/engines/cmd/liveness").await.json();
     let readiness = face.get("/engines/cmd/readiness").await.json();
     let reloadconfig = face.get("/engines/cmd/reloadconfig").await.json();
-    let report = face
-        .send(
-            face.client
-                .get(format!("{}/engines/cmd/getreport/1", face.main))
-                .insert_header(("accept", "application/json")),
-            Vec::new(),
-        )
-        .await
-        .json();
-    let slow = |id: u32| {
-        face.start(
-            "slow",
-            scan_body(json!(id), ip_asset("127.0.0.1"), json!({})),
-        )
-    };
+    let report = face.json_report("cmd", "1").await.json();
+    let slow = |id: u32| face.start_local("slow", json!(id), json!({}));
     assert_eq!(slow(1).await.status, 200);
     let busy = slow(2).await.json();
     let stopped = face.get("/engines/slow/stop/1").await.json();
@@ -1272,19 +1249,11 @@ async fn after_a_restart_ended_scans_stay_and_a_running_one_is_interrupted() {
     let server = serve(&data, &config);
     let before = face(&server);
     assert!(!before.own.is_empty(), "the face's own listener is logged");
-    let answer = before
-        .start("cmd", scan_body(json!(1), ip_asset("127.0.0.1"), json!({})))
-        .await;
+    let answer = before.start_local("cmd", json!(1), json!({})).await;
     assert_eq!(answer.status, 200);
-    assert_eq!(before.wait_ended("cmd", "1").await["status"], "FINISHED");
-    let findings = before.get("/engines/cmd/getfindings/1").await.json();
+    let findings = before.finished_findings("cmd", "1").await;
     let report = before.get("/engines/cmd/getreport/1").await.body;
-    let answer = before
-        .start(
-            "slow",
-            scan_body(json!(2), ip_asset("127.0.0.1"), json!({})),
-        )
-        .await;
+    let answer = before.start_local("slow", json!(2), json!({})).await;
     assert_eq!(answer.status, 200);
     before.wait_for("slow", "2", "SCANNING").await;
     common::poll_async(SCAN_DEADLINE, "the first finding", || async {
@@ -1315,10 +1284,7 @@ async fn after_a_restart_ended_scans_stay_and_a_running_one_is_interrupted() {
     assert_eq!(status["scans"]["2"]["status"], "ERROR");
     // The report of scan 1 was fetched before the restart: its id is free, and its next use
     // is the second.
-    let answer = after
-        .start("cmd", scan_body(json!(1), ip_asset("127.0.0.1"), json!({})))
-        .await;
-    assert_eq!(answer.status, 200, "{}", answer.json());
+    after.accept_local("cmd", json!(1), json!({})).await;
     assert_eq!(after.wait_ended("cmd", "1").await["status"], "FINISHED");
     let second = after.get("/api/streams/scan-cmd~2-1").await.json();
     assert_eq!(second["events"][0]["type"], "ScanRequested", "{second}");
@@ -1335,15 +1301,8 @@ yes '{"unexpected":1}' | head -n 100000
 echo '{"title":"kept"}'
 "#;
     let face = spawn(|config| config.patrowl.engines.push(command_engine("noisy", script))).await;
-    let answer = face
-        .start(
-            "noisy",
-            scan_body(json!(1), ip_asset("127.0.0.1"), json!({})),
-        )
-        .await;
-    assert_eq!(answer.status, 200, "{}", answer.json());
-    assert_eq!(face.wait_ended("noisy", "1").await["status"], "FINISHED");
-    let findings = face.get("/engines/noisy/getfindings/1").await.json();
+    face.accept_local("noisy", json!(1), json!({})).await;
+    let findings = face.finished_findings("noisy", "1").await;
     let titles: Vec<&str> = findings["issues"]
         .as_array()
         .unwrap()
@@ -1383,15 +1342,8 @@ async fn a_scan_keeps_at_most_its_limit_of_findings() {
             .push(command_engine("chatty", &script))
     })
     .await;
-    let answer = face
-        .start(
-            "chatty",
-            scan_body(json!(1), ip_asset("127.0.0.1"), json!({})),
-        )
-        .await;
-    assert_eq!(answer.status, 200, "{}", answer.json());
-    assert_eq!(face.wait_ended("chatty", "1").await["status"], "FINISHED");
-    let findings = face.get("/engines/chatty/getfindings/1").await.json();
+    face.accept_local("chatty", json!(1), json!({})).await;
+    let findings = face.finished_findings("chatty", "1").await;
     let issues = findings["issues"].as_array().unwrap();
     assert_eq!(
         issues.len(),
@@ -1449,13 +1401,7 @@ async fn patrowl_managers_all_ports_policy_scans_every_port() {
     let options = json!({"ports": ["-"], "no_dns": 1, "no_ping": 0, "show_open_ports": 1,
         "detect_service_version": 0})
     .to_string();
-    let answer = face
-        .start(
-            "tcp",
-            scan_body(json!(1), ip_asset("127.0.0.1"), json!(options)),
-        )
-        .await;
-    assert_eq!(answer.status, 200, "{}", answer.json());
+    face.accept_local("tcp", json!(1), json!(options)).await;
     let ended = face.wait_ended("tcp", "1").await;
     assert_eq!(ended["status"], "FINISHED", "{ended}");
     let findings = face.get("/engines/tcp/getfindings/1").await.json();
@@ -1475,10 +1421,7 @@ async fn patrowl_managers_all_ports_policy_scans_every_port() {
 
     // A refusal quotes the value it could not read.
     let reason = face
-        .start(
-            "tcp",
-            scan_body(json!(2), ip_asset("127.0.0.1"), json!({"ports": ["-x"]})),
-        )
+        .start_local("tcp", json!(2), json!({"ports": ["-x"]}))
         .await
         .refused(400, "refused");
     assert!(reason.contains("\"-x\""), "{reason}");
@@ -1498,57 +1441,36 @@ async fn options_the_tcp_scanner_does_not_do_and_multi_line_hosts_are_refused() 
         let mut options = json!({"ports": ["22"]});
         options[key] = value;
         let answer = face
-            .start(
-                "tcp",
-                scan_body(
-                    json!(key),
-                    ip_asset("127.0.0.1"),
-                    json!(options.to_string()),
-                ),
-            )
+            .start_local("tcp", json!(key), json!(options.to_string()))
             .await;
         let reason = answer.refused(400, "refused");
         assert!(
             reason.contains(&format!("options.{key} (")) && reason.contains(why),
             "{key}: {reason}"
         );
-        assert_eq!(answer.json()["details"]["reason"], reason);
+        let details = answer.json()["details"]["reason"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            reason.starts_with(details.trim_end_matches('…')),
+            "{details}"
+        );
     }
     // Turned off (0, false, ""), as PatrowlManager's policies send them, they are taken.
-    let answer = face
-        .start(
-            "tcp",
-            scan_body(
-                json!("off"),
-                ip_asset("127.0.0.1"),
-                json!({"ports": ["9"], "detect_service_version": 0, "detect_os": false,
+    face.accept_local(
+        "tcp",
+        json!("off"),
+        json!({"ports": ["9"], "detect_service_version": 0, "detect_os": false,
                     "script": "", "no_dns": 1, "fast_scan": 0}),
-            ),
-        )
-        .await;
-    assert_eq!(answer.status, 200, "{}", answer.json());
+    )
+    .await;
 
     // top_ports up to its documented maximum; past it, a refusal naming the limit.
-    let answer = face
-        .start(
-            "tcp",
-            scan_body(
-                json!("top100"),
-                ip_asset("127.0.0.1"),
-                json!({"top_ports": "100"}),
-            ),
-        )
+    face.accept_local("tcp", json!("top100"), json!({"top_ports": "100"}))
         .await;
-    assert_eq!(answer.status, 200, "{}", answer.json());
     let reason = face
-        .start(
-            "tcp",
-            scan_body(
-                json!("top101"),
-                ip_asset("127.0.0.1"),
-                json!({"top_ports": 101}),
-            ),
-        )
+        .start_local("tcp", json!("top101"), json!({"top_ports": 101}))
         .await
         .refused(400, "refused");
     assert!(reason.contains("101 is more than the 100"), "{reason}");
@@ -1586,23 +1508,12 @@ async fn findings_over_patrowl_managers_column_limits_are_cut_and_kept_whole_in_
     let addr = format!("{}.example", "h".repeat(300));
     let finding = json!({"title": title, "type": kind, "raw": "plain",
         "target": {"addr": [addr, "a.example"]}});
-    let fits = json!({"title": "x".repeat(256), "type": "y".repeat(50), "raw": {"k": 1}});
-    let script = format!("echo '{finding}'; echo '{fits}'");
-    let face = spawn(|config| {
-        config.patrowl.engines.push(command_engine("long", &script));
-    })
-    .await;
-    let asset = json!([{"id": 1, "value": "a.example", "datatype": "fqdn"}]);
-    let answer = face
-        .start("long", scan_body(json!(1), asset, json!({})))
-        .await;
-    assert_eq!(answer.status, 200, "{}", answer.json());
-    assert_eq!(face.wait_ended("long", "1").await["status"], "FINISHED");
-    let findings = face.get("/engines/long/getfindings/1").await.json();
+    let fits = json!({"title": "x".repeat(174), "type": "y".repeat(50), "raw": {"k": 1}});
+    let (face, findings) = findings_of_lines("long", &[&finding, &fits]).await;
     let issue = &findings["issues"][0];
     let shown = issue["title"].as_str().unwrap();
-    assert_eq!(shown.chars().count(), 256, "{shown}");
-    assert_eq!(shown, format!("{}…", "é".repeat(255)));
+    assert_eq!(shown.chars().count(), 174, "{shown}");
+    assert_eq!(shown, format!("{}…", "é".repeat(173)));
     assert_eq!(issue["type"], format!("{}…", "t".repeat(49)));
     let addrs = issue["target"]["addr"].as_array().unwrap();
     assert_eq!(addrs[0].as_str().unwrap().chars().count(), 256);
@@ -1615,19 +1526,11 @@ async fn findings_over_patrowl_managers_column_limits_are_cut_and_kept_whole_in_
     );
     // At the limits exactly, nothing is cut or added.
     let issue = &findings["issues"][1];
-    assert_eq!(issue["title"], "x".repeat(256));
+    assert_eq!(issue["title"], "x".repeat(174));
     assert_eq!(issue["type"], "y".repeat(50));
     assert_eq!(issue["raw"], json!({"k": 1}));
     // The log keeps what the scanner reported.
-    let history = face.get("/api/streams/scan-long-1").await.json();
-    let reported = history["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["type"] == "FindingReported")
-        .expect("a finding")
-        .clone();
-    assert_eq!(reported["payload"]["finding"]["title"], title);
+    assert_eq!(face.first_reported("long").await["title"], title);
 }
 
 #[actix_rt::test]
@@ -1652,10 +1555,8 @@ async fn a_scan_id_is_free_again_once_its_report_is_fetched_or_it_is_cleaned() {
     let first = face.get("/engines/cmd/getfindings/7").await.json();
     assert_eq!(face.get("/engines/cmd/getreport/7").await.status, 200);
     assert_eq!(face.get("/engines/cmd/getreport/7").await.status, 200);
-    let answer = face.start("cmd", body()).await;
-    assert_eq!(answer.status, 200, "{}", answer.json());
-    assert_eq!(face.wait_ended("cmd", "7").await["status"], "FINISHED");
-    let second = face.get("/engines/cmd/getfindings/7").await.json();
+    face.accept("cmd", body()).await;
+    let second = face.finished_findings("cmd", "7").await;
     assert_eq!(second["issues"][0]["issue_id"], 1);
     assert_eq!(
         second["summary"]["nb_issues"], first["summary"]["nb_issues"],
@@ -1684,8 +1585,7 @@ async fn a_scan_id_is_free_again_once_its_report_is_fetched_or_it_is_cleaned() {
 
     // Cleaned, without its report fetched: free as well; the third use.
     assert_eq!(face.get("/engines/cmd/clean/7").await.status, 200);
-    let answer = face.start("cmd", body()).await;
-    assert_eq!(answer.status, 200, "{}", answer.json());
+    face.accept("cmd", body()).await;
     assert_eq!(face.wait_ended("cmd", "7").await["status"], "FINISHED");
     let third = face.get("/api/streams/scan-cmd~3-7").await.json();
     assert_eq!(types(&third).first().unwrap(), "ScanRequested");
@@ -1695,4 +1595,184 @@ async fn a_scan_id_is_free_again_once_its_report_is_fetched_or_it_is_cleaned() {
             .unwrap(),
         "ScanCleaned"
     );
+}
+
+/// The longest prefix PatrowlManager gives a scan job's events: `start_periodic_scan_task`'s,
+/// with its task's UUID, then `_run_scan_job`'s `[Job=N]` (here a thousandth job).
+const MANAGER_JOB_PREFIX: &str =
+    "[EngineTasks/start_periodic_scan_task/01234567-89ab-cdef-0123-456789abcdef] [Job=1000]";
+
+/// The event message PatrowlManager writes for a refused `startscan` (its `_run_scan_job`):
+/// `details.reason`, else `reason`, in a sentence. `Event.message` is a
+/// `CharField(max_length=250)`: a longer one fails the job's task before the event is
+/// written, so the scan never ends and nobody learns why.
+fn manager_refusal_event(answer: &Answer) -> String {
+    let body = answer.json();
+    let reason = body["details"]["reason"]
+        .as_str()
+        .or(body["reason"].as_str())
+        .unwrap_or("Unknown");
+    format!(
+        "{MANAGER_JOB_PREFIX} DuringScan - Something goes wrong (response_status_code={}, \
+         response_status={}, response_details={reason}). Task aborted.",
+        answer.status,
+        body["status"].as_str().unwrap()
+    )
+}
+
+#[actix_rt::test]
+async fn a_refusal_fits_the_event_patrowl_manager_writes_about_it() {
+    let face = spawn(|_| {}).await;
+    // Two of PatrowlManager's own nmap policies, that the tcp scanner cannot do.
+    let vulners = json!({"ports": ["135", "80", "53", "443", "25", "445", "3389"],
+        "no_dns": 1, "script": "libs/vulners.nse", "no_ping": 0, "detect_os": 1});
+    let advanced = json!({"script": "libs/vulners.nse", "script_args": "newtargets",
+        "show_open_ports": 1, "script_output_fields": ["coucou", "gnagna"],
+        "detect_service_version": 1});
+    let url = json!([{"id": 1, "value": "https://x.example/", "datatype": "url"}]);
+    let mut answers = vec![
+        face.start_local("tcp", json!(1), vulners).await,
+        face.start_local("tcp", json!(2), advanced).await,
+        face.start("tcp", scan_body(json!(3), url, json!({}))).await,
+    ];
+    face.accept_local("slow", json!(1), json!({})).await;
+    answers.push(face.start_local("slow", json!(2), json!({})).await);
+    for answer in &answers {
+        assert_ne!(answer.status, 200, "{}", answer.json());
+        let event = manager_refusal_event(answer);
+        assert!(
+            event.chars().count() <= 250,
+            "{} characters: {event}",
+            event.chars().count()
+        );
+    }
+    // The whole reason is still in `reason`, which PatrowlManager keeps in the event's
+    // description with the rest of the answer.
+    let reason = answers[1].refused(400, "refused");
+    for option in [
+        "script",
+        "script_args",
+        "script_output_fields",
+        "detect_service_version",
+    ] {
+        assert!(reason.contains(&format!("options.{option} (")), "{reason}");
+    }
+    // What PatrowlManager shows names the first option refused.
+    let details = answers[1].json()["details"]["reason"].clone();
+    assert_eq!(details, "options.script (NSE scripts need nmap),…");
+    let busy = answers[3].json();
+    assert_eq!(
+        busy["reason"],
+        "Scan refused: max concurrent active scans reached (1)"
+    );
+    let details = busy["details"]["reason"].as_str().unwrap();
+    assert!(details.starts_with("Scan refused: max "), "{details}");
+    face.get("/engines/slow/stopscans").await;
+}
+
+#[actix_rt::test]
+async fn a_findings_title_fits_the_event_patrowl_manager_writes_about_it() {
+    let face = spawn(|_| {}).await;
+    let port = http_target(&[("server", "Apache/2.4.58 (Unix)")], None);
+    // A URL asset of 150 characters: the http scanner names it in its titles.
+    let path = "p".repeat(150 - format!("http://127.0.0.1:{port}/").len());
+    let url = format!("http://127.0.0.1:{port}/{path}");
+    let asset = json!([{"id": 1, "value": url, "criticity": "high", "datatype": "url"}]);
+    face.accept("http", scan_body(json!(1), asset, json!({})))
+        .await;
+    let findings = face.finished_findings("http", "1").await;
+    let issues = findings["issues"].as_array().unwrap();
+    assert!(issues.len() >= 4, "{findings}");
+    for issue in issues {
+        // PatrowlManager's `_import_findings` writes this event for every finding new to
+        // it, its scan and scan job ids being database keys (at most 10 digits).
+        let event = format!(
+            "[EngineTasks/_import_findings()/scan_id={}/{}] New finding: {}",
+            i32::MAX,
+            i32::MAX,
+            issue["title"].as_str().unwrap()
+        );
+        assert!(
+            event.chars().count() <= 250,
+            "{} characters: {event}",
+            event.chars().count()
+        );
+        let full = issue["raw"]["full_title"].as_str();
+        let title = issue["title"].as_str().unwrap();
+        if let Some(full) = full {
+            assert!(full.contains(&url), "{full}");
+            assert!(full.starts_with(title.trim_end_matches('…')), "{title}");
+        }
+    }
+}
+
+#[actix_rt::test]
+async fn a_range_or_subnets_findings_name_each_host_as_nmap_does() {
+    let face = spawn(|_| {}).await;
+    // The same port open on two hosts of a range.
+    let first = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = first.local_addr().unwrap().port();
+    let second = std::net::TcpListener::bind(("127.0.0.2", port)).unwrap();
+    let assets = json!([
+        {"id": 1, "value": "127.0.0.1-2", "criticity": "low", "datatype": "ip-range"},
+        {"id": 2, "value": "127.0.0.0/30", "criticity": "low", "datatype": "ip-subnet"}
+    ]);
+    face.accept("tcp", scan_body(json!(1), assets, json!({"ports": [port]})))
+        .await;
+    let findings = face.finished_findings("tcp", "1").await;
+    let issues = findings["issues"].as_array().unwrap();
+    let open: Vec<(String, String)> = issues
+        .iter()
+        .filter(|i| i["type"] == "port_info")
+        .map(|i| {
+            let addr = i["target"]["addr"].as_array().unwrap();
+            assert_eq!(addr.len(), 1, "{i}");
+            (
+                addr[0].as_str().unwrap().to_owned(),
+                i["title"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    // PatrowlManager files a finding under its address (creating the host's asset, under the
+    // range or subnet it belongs to) and keeps one finding per address and title: each host
+    // is its own address, as in the nmap engine's issues.
+    let hosts: Vec<&str> = open.iter().map(|(addr, _)| addr.as_str()).collect();
+    assert_eq!(hosts, ["127.0.0.1", "127.0.0.2", "127.0.0.1", "127.0.0.2"]);
+    let summaries: Vec<&str> = issues
+        .iter()
+        .filter(|i| i["type"] == "port_summary")
+        .map(|i| i["target"]["addr"][0].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        summaries,
+        [
+            "127.0.0.1",
+            "127.0.0.2",
+            "127.0.0.0",
+            "127.0.0.1",
+            "127.0.0.2",
+            "127.0.0.3"
+        ]
+    );
+    drop((first, second));
+}
+
+#[actix_rt::test]
+async fn an_issue_carries_no_nul_character_which_patrowl_managers_database_refuses() {
+    // PostgreSQL takes no NUL in a text column nor `\u0000` in a JSON one: one such finding
+    // fails PatrowlManager's whole import.
+    let finding = json!({"title": "a\u{0}b", "description": "c\u{0}d", "solution": "e\u{0}",
+        "type": "t\u{0}", "raw": {"k\u{0}": ["v\u{0}"]}, "tags": ["g\u{0}"],
+        "links": ["l\u{0}"], "target": {"addr": ["h\u{0}.example"], "protocol": "p\u{0}"}});
+    let (face, findings) = findings_of_lines("nul", &[&finding]).await;
+    let issue = &findings["issues"][0];
+    assert!(!issue.to_string().contains("\\u0000"), "{issue}");
+    assert_eq!(issue["title"], "a\u{fffd}b");
+    assert_eq!(issue["description"], "c\u{fffd}d");
+    assert_eq!(issue["raw"], json!({"k\u{fffd}": ["v\u{fffd}"]}));
+    assert_eq!(issue["target"]["addr"], json!(["h\u{fffd}.example"]));
+    // The report's findings too, and the log keeps what the scanner reported.
+    let report = face.json_report("nul", "1").await;
+    assert!(!String::from_utf8_lossy(&report.body).contains("\\u0000"));
+    assert_eq!(face.first_reported("nul").await["title"], "a\u{0}b");
 }

@@ -95,8 +95,9 @@ pub fn check_options(options: &Map<String, Value>) -> Result<(), String> {
         .map(|(key, why)| format!("options.{key} ({why})"))
         .collect();
     if !asked.is_empty() {
+        // The options first: PatrowlManager shows only the beginning of a refusal's reason.
         return Err(format!(
-            "the tcp scanner does not implement {}; leave them out or set them to 0",
+            "{}: the tcp scanner does not implement them; leave them out or set them to 0",
             asked.join(", ")
         ));
     }
@@ -451,6 +452,18 @@ fn stopped() -> Ended {
     failed("stopped".into())
 }
 
+/// The address a finding about `host` is filed under: the host itself when the asset is a
+/// range or subnet, as the nmap engine reports each host it finds. PatrowlManager files a
+/// finding under its address, creating the host's asset below the range or subnet, and keeps
+/// one finding per address and title: under the range's value, the same port open on two
+/// hosts would be one finding. A name or a single address stays as the asset says it.
+fn host_addr(asset: &Asset, host: IpAddr) -> String {
+    match asset.datatype {
+        Datatype::IpRange | Datatype::IpSubnet => host.to_string(),
+        _ => asset.value.clone(),
+    }
+}
+
 fn open_port(asset: &Asset, host: IpAddr, port: u16) -> Finding {
     let service = service(port);
     Finding {
@@ -465,7 +478,7 @@ fn open_port(asset: &Asset, host: IpAddr, port: u16) -> Finding {
         solution: "n/a".into(),
         kind: "port_info".into(),
         target: Target {
-            addr: vec![asset.value.clone()],
+            addr: vec![host_addr(asset, host)],
             protocol: Some("tcp".into()),
             port_id: Some(port),
             port_type: Some("tcp".into()),
@@ -503,7 +516,7 @@ fn summary(asset: &Asset, host: IpAddr, open: &[u16], scanned: usize) -> Finding
         solution: "n/a".into(),
         kind: "port_summary".into(),
         target: Target {
-            addr: vec![asset.value.clone()],
+            addr: vec![host_addr(asset, host)],
             protocol: Some("tcp".into()),
             port_id: None,
             port_type: None,

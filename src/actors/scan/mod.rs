@@ -204,7 +204,7 @@ pub enum Confidence {
 /// Where a finding is.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Target {
-    /// The asset values the finding concerns; never empty.
+    /// What the finding concerns: asset values, or hosts found in them; never empty.
     pub addr: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protocol: Option<String>,

@@ -188,6 +188,27 @@ pub struct EngineStatus {
     pub scans: EngineScans,
 }
 
+/// What a client asks of a scan once it runs or has run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScanAction {
+    /// Stop it while it runs.
+    Stop,
+    /// Remove it from the engine's list (stopping it first if it runs); its history stays.
+    Clean,
+    /// Note that its report was fetched, which frees its id for a new scan.
+    ReportFetched,
+}
+
+impl ScanAction {
+    fn command(self, by: Option<String>) -> ScanCommand {
+        match self {
+            ScanAction::Stop => ScanCommand::Stop { by },
+            ScanAction::Clean => ScanCommand::Clean { by },
+            ScanAction::ReportFetched => ScanCommand::RecordReportFetched { by },
+        }
+    }
+}
+
 /// The engines of one server. Cheap to clone.
 #[derive(Clone)]
 pub struct Engines {
@@ -412,95 +433,42 @@ impl Engines {
         self.folded(&executed).await
     }
 
-    /// Notes that a client fetched an ended scan's report, which frees its id for a new scan.
-    pub async fn report_fetched(
+    /// Does `action` to one scan, for `by`.
+    pub async fn act(
         &self,
         name: &str,
         scan_id: &str,
+        action: ScanAction,
         by: Option<String>,
         metadata: Metadata,
     ) -> Result<(), EnginesError> {
-        self.command(
-            name,
-            scan_id,
-            ScanCommand::RecordReportFetched { by },
-            metadata,
-        )
-        .await
-    }
-
-    /// Stops a running scan.
-    pub async fn stop(
-        &self,
-        name: &str,
-        scan_id: &str,
-        by: Option<String>,
-        metadata: Metadata,
-    ) -> Result<(), EnginesError> {
-        self.command(name, scan_id, ScanCommand::Stop { by }, metadata)
+        self.command(name, scan_id, action.command(by), metadata)
             .await
     }
 
-    /// Removes a scan from the engine's list (stopping it first if it runs); its history stays.
-    pub async fn clean(
+    /// Does `action` to every scan of the engine it concerns (stopping: the running ones;
+    /// otherwise every listed one); returns their ids. A scan that ended or left meanwhile is
+    /// skipped.
+    pub async fn act_on_every(
         &self,
         name: &str,
-        scan_id: &str,
-        by: Option<String>,
-        metadata: Metadata,
-    ) -> Result<(), EnginesError> {
-        self.command(name, scan_id, ScanCommand::Clean { by }, metadata)
-            .await
-    }
-
-    /// Stops every running scan of the engine; returns the ids stopped.
-    pub async fn stop_all(
-        &self,
-        name: &str,
+        action: ScanAction,
         by: Option<String>,
         metadata: Metadata,
     ) -> Result<Vec<String>, EnginesError> {
-        let ids = self.ids(name, true)?;
-        self.each(name, ids, |by| ScanCommand::Stop { by }, by, metadata)
-            .await
-    }
-
-    /// Cleans every scan of the engine; returns the ids cleaned.
-    pub async fn clean_all(
-        &self,
-        name: &str,
-        by: Option<String>,
-        metadata: Metadata,
-    ) -> Result<Vec<String>, EnginesError> {
-        let ids = self.ids(name, false)?;
-        self.each(name, ids, |by| ScanCommand::Clean { by }, by, metadata)
-            .await
-    }
-
-    fn ids(&self, name: &str, active_only: bool) -> Result<Vec<String>, EnginesError> {
-        Ok(self
+        let active_only = action == ScanAction::Stop;
+        let ids: Vec<String> = self
             .status(name)?
             .scans
             .scans
             .into_iter()
             .filter(|(_, row)| !active_only || row.status.active())
             .map(|(id, _)| id)
-            .collect())
-    }
-
-    /// Sends one command per scan; a scan that ended or left meanwhile is skipped.
-    async fn each(
-        &self,
-        name: &str,
-        ids: Vec<String>,
-        command: impl Fn(Option<String>) -> ScanCommand,
-        by: Option<String>,
-        metadata: Metadata,
-    ) -> Result<Vec<String>, EnginesError> {
+            .collect();
         let mut done = Vec::with_capacity(ids.len());
         for id in ids {
             match self
-                .command(name, &id, command(by.clone()), metadata.clone())
+                .act(name, &id, action, by.clone(), metadata.clone())
                 .await
             {
                 Ok(()) => done.push(id),

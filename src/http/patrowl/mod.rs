@@ -18,7 +18,7 @@ use serde_json::{Map, Value};
 use super::body::{read_body, BodyError};
 use super::caller::{authorize, Denied};
 use crate::actors::scan::model::ScanRow;
-use crate::actors::scan::service::{Engine, EngineStatus};
+use crate::actors::scan::service::{Engine, EngineStatus, ScanAction};
 use crate::actors::scan::{
     Asset, Datatype, Engines, EnginesError, ScanId, ScanRejection, ScanState, Severity,
     MAX_ASSET_BYTES,
@@ -179,7 +179,7 @@ impl ResponseError for Refusal {
         }
         let reason = self.error.to_string();
         let details = (self.page == "startscan").then(|| openapi::PatrowlReason {
-            reason: reason.clone(),
+            reason: cut(&reason, MAX_DETAILS_REASON_CHARS).unwrap_or_else(|| reason.clone()),
         });
         response.json(openapi::PatrowlErrorBody {
             page: self.page,
@@ -788,9 +788,18 @@ fn severity_word(severity: Severity) -> &'static str {
     }
 }
 
-/// The longest `title` PatrowlManager stores, in characters (`Finding.title`,
-/// `RawFinding.title`: `CharField(max_length=256)`).
-pub const MAX_TITLE_CHARS: usize = 256;
+/// The longest `details.reason` of a `startscan` refusal, in characters. PatrowlManager puts
+/// it in an event message (`Event.message`: `CharField(max_length=250)`) after a prefix and a
+/// sentence of up to 206 characters (a periodic scan's task id, a job position of up to 8
+/// digits); a longer message fails its task before the event is written, so the scan never
+/// ends and nobody learns why. The whole answer, `reason` included, is the event's
+/// description.
+pub const MAX_DETAILS_REASON_CHARS: usize = 40;
+/// The longest `title` PatrowlManager takes, in characters: `Finding.title` is a
+/// `CharField(max_length=256)`, but its import writes `"<prefix> New finding: <title>"` as an
+/// event message (`CharField(max_length=250)`), whose prefix names the scan and the scan job
+/// (76 characters with ids of 10 digits), and a longer message fails the whole import.
+pub const MAX_TITLE_CHARS: usize = 174;
 /// The longest `type` it stores (`Finding.type`: `CharField(max_length=50)`).
 pub const MAX_TYPE_CHARS: usize = 50;
 /// The longest `target.addr` entry it stores: each becomes a finding's `asset_name`
@@ -810,6 +819,48 @@ fn cut(text: &str, max: usize) -> Option<String> {
     Some(format!("{}…", &text[..keep]))
 }
 
+/// `text` with U+FFFD in place of each NUL character. PatrowlManager keeps findings in
+/// PostgreSQL, which takes no NUL in a text column nor a `\u0000` in a JSON one: one such
+/// finding fails its whole import.
+fn no_nul(text: &str) -> String {
+    text.replace('\0', "\u{FFFD}")
+}
+
+/// `value` with [`no_nul`] applied to every string in it, keys included.
+fn no_nul_value(value: Value) -> Value {
+    match value {
+        Value::String(text) => Value::String(no_nul(&text)),
+        Value::Array(items) => Value::Array(items.into_iter().map(no_nul_value).collect()),
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(key, value)| (no_nul(&key), no_nul_value(value)))
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+/// The finding with [`no_nul`] applied to its texts (its `raw` is cleaned where it is parsed,
+/// in [`issue_fields`]).
+fn without_nul(f: &crate::actors::scan::Finding) -> crate::actors::scan::Finding {
+    let all = |texts: &[String]| texts.iter().map(|t| no_nul(t)).collect();
+    crate::actors::scan::Finding {
+        title: no_nul(&f.title),
+        description: no_nul(&f.description),
+        solution: no_nul(&f.solution),
+        kind: no_nul(&f.kind),
+        target: crate::actors::scan::Target {
+            addr: all(&f.target.addr),
+            protocol: f.target.protocol.as_deref().map(no_nul),
+            port_id: f.target.port_id,
+            port_type: f.target.port_type.as_deref().map(no_nul),
+        },
+        tags: all(&f.tags),
+        links: all(&f.links),
+        ..f.clone()
+    }
+}
+
 /// One finding as an issue within PatrowlManager's limits: a `title`, `type` or `target.addr`
 /// entry over [`MAX_TITLE_CHARS`], [`MAX_TYPE_CHARS`] or [`MAX_ADDR_CHARS`] is cut with an
 /// ellipsis, and its full text kept in `raw` as `full_title`, `full_type` or `full_addr`.
@@ -817,8 +868,10 @@ fn cut(text: &str, max: usize) -> Option<String> {
 /// the JSON fields have no limit.) The log keeps what the scanner reported.
 fn issue_fields(f: &crate::actors::scan::Finding) -> (String, String, Vec<String>, Value) {
     let mut raw = match f.raw.as_deref().map(serde_json::from_str::<Value>) {
-        Some(Ok(Value::Object(map))) => map,
-        Some(Ok(other)) => Map::from_iter([("value".to_owned(), other)]),
+        Some(Ok(value)) => match no_nul_value(value) {
+            Value::Object(map) => map,
+            other => Map::from_iter([("value".to_owned(), other)]),
+        },
         Some(Err(_)) | None => Map::new(),
     };
     let title = match cut(&f.title, MAX_TITLE_CHARS) {
@@ -866,7 +919,7 @@ fn findings_body(engine: &Engine, scan_id: &str, state: &ScanState) -> openapi::
         .findings
         .iter()
         .map(|record| {
-            let f = &record.finding;
+            let f = &without_nul(&record.finding);
             let (title, kind, addr, raw) = issue_fields(f);
             openapi::PatrowlIssue {
                 issue_id: record.issue_id,
@@ -983,8 +1036,13 @@ async fn getreport(
     // Upstream engines forget a scan once its report is fetched, and PatrowlManager may use
     // its id again: the fetch is noted (once), which frees the id; the scan stays listed.
     let fetched = || {
-        face.engines
-            .report_fetched(&name, &scan_id, caller.user.clone(), metadata.clone())
+        face.engines.act(
+            &name,
+            &scan_id,
+            ScanAction::ReportFetched,
+            caller.user.clone(),
+            metadata.clone(),
+        )
     };
     if wants_json {
         let state = face
@@ -1031,7 +1089,7 @@ async fn stop(
     let page = on("stopscan");
     let (by, metadata) = face.admin(&request, "stopscan").await?;
     face.engines
-        .stop(&name, &scan_id, by, metadata)
+        .act(&name, &scan_id, ScanAction::Stop, by, metadata)
         .await
         .map_err(|e| page(unknown_scan(&name, &scan_id, e)))?;
     Ok(HttpResponse::Ok().json(openapi::PatrowlStopped {
@@ -1069,15 +1127,12 @@ async fn every_scan(
     name: &str,
     what: EveryScan,
 ) -> Result<HttpResponse, Refusal> {
-    let page_name = match what {
-        EveryScan::Stop => "stopscans",
-        EveryScan::Clean => "clean",
+    let (page_name, action) = match what {
+        EveryScan::Stop => ("stopscans", ScanAction::Stop),
+        EveryScan::Clean => ("clean", ScanAction::Clean),
     };
     let (by, metadata) = face.admin(request, page_name).await?;
-    let done = match what {
-        EveryScan::Stop => face.engines.stop_all(name, by, metadata).await,
-        EveryScan::Clean => face.engines.clean_all(name, by, metadata).await,
-    };
+    let done = face.engines.act_on_every(name, action, by, metadata).await;
     Ok(HttpResponse::Ok().json(openapi::PatrowlDone {
         page: page_name,
         status: "SUCCESS",
@@ -1116,7 +1171,7 @@ async fn clean_scan(
     let page = on("clean_scan");
     let (by, metadata) = face.admin(&request, "clean_scan").await?;
     face.engines
-        .clean(&name, &scan_id, by, metadata)
+        .act(&name, &scan_id, ScanAction::Clean, by, metadata)
         .await
         .map_err(|e| page(unknown_scan(&name, &scan_id, e)))?;
     Ok(HttpResponse::Ok().json(openapi::PatrowlCleaned {

@@ -310,7 +310,7 @@ pub struct PatrowlSummary {
 /// Where an issue is.
 #[derive(ToSchema, Serialize)]
 pub struct PatrowlTarget {
-    /// The asset values concerned.
+    /// The asset values concerned, or the hosts of a range or subnet the tcp scanner found.
     pub addr: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub protocol: Option<String>,
@@ -424,7 +424,7 @@ pub struct PatrowlReason {
 #[derive(ToSchema, Serialize)]
 #[schema(example = json!({"page": "startscan", "status": "refused",
     "reason": "no assets: a scan needs at least one asset",
-    "details": {"reason": "no assets: a scan needs at least one asset"}}))]
+    "details": {"reason": "no assets: a scan needs at least one as…"}}))]
 pub struct PatrowlErrorBody {
     /// The route's page name, such as `startscan`, `status` or `not found`.
     pub page: &'static str,
@@ -433,7 +433,8 @@ pub struct PatrowlErrorBody {
     pub status: &'static str,
     /// What is wrong, in words meant for the person reading them.
     pub reason: String,
-    /// `startscan` repeats the reason here, where some clients read it.
+    /// `startscan` repeats the reason here, where PatrowlManager reads it, cut to its first 40
+    /// characters (with `…`), as it must fit in PatrowlManager's event message.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub details: Option<PatrowlReason>,
 }
