@@ -1232,3 +1232,40 @@ async fn the_url_refstack_client_prints_opens_a_page_that_shows_the_result() {
     // Uploaded text is written as text, never as markup.
     assert!(!script.contains("innerHTML"));
 }
+
+#[actix_rt::test]
+async fn a_base_url_given_with_a_trailing_slash_reaches_the_results_as_a_proxy_would_merge_it() {
+    // refstack-client joins `<url>/v1/results/`, so `--url http://host/` asks for
+    // `//v1/results/`; upstream's deployment (nginx) merges the slashes.
+    let face = spawn(|_| {}).await;
+    let request = face
+        .client
+        .post(format!("{}//v1/results/", face.main))
+        .insert_header(("content-type", "application/json"));
+    let submitted = face
+        .send(request, results_body("lab", &["t.T.test"]))
+        .await;
+    assert_eq!(submitted.status, 201, "{}", submitted.json());
+    let id = submitted.json()["test_id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        submitted.json()["url"],
+        format!("{}/#/results/{id}", face.main)
+    );
+    let page = face.get("//v1/results/?page=1").await;
+    assert_eq!(page.status, 200, "{}", page.json());
+    assert_eq!(ids(&page.json()), [id.as_str()]);
+    assert_eq!(face.get(&format!("//v1//results/{id}")).await.status, 200);
+    // A path that is no route stays the face's 404 once merged.
+    let title = face.get("//v1/nothing").await.refused(404);
+    assert!(title.contains("/v1/nothing"), "{title}");
+}
+
+/// The ids of a page of `GET /v1/results`, in its order.
+fn ids(page: &Value) -> Vec<String> {
+    page["results"]
+        .as_array()
+        .expect("a page of results")
+        .iter()
+        .map(|row| row["id"].as_str().expect("an id").to_owned())
+        .collect()
+}
