@@ -601,14 +601,8 @@ async fn results_are_submitted_listed_newest_first_and_read_back_with_their_test
         first["pagination"],
         json!({"current_page": 1, "total_pages": 2})
     );
-    let listed: Vec<&str> = first["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|row| row["id"].as_str().unwrap())
-        .collect();
-    let newest: Vec<&str> = ids.iter().rev().take(20).map(String::as_str).collect();
-    assert_eq!(listed, newest);
+    let newest: Vec<String> = ids.iter().rev().take(20).cloned().collect();
+    assert_eq!(listed_ids(&first), newest);
     assert_eq!(first["results"][0]["duration_seconds"], 42);
     assert_eq!(first["results"][0]["meta"], json!({}));
     let second = face.get("/v1/results?page=2").await.json();
@@ -917,17 +911,11 @@ async fn the_collection_answers_both_methods_at_both_spellings_as_refstack_clien
     for path in ["/v1/results?page=1", "/v1/results/?page=1", "/v1/results/"] {
         let page = face.get(path).await;
         assert_eq!(page.status, 200, "{path}");
-        let ids: Vec<Value> = page.json()["results"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|row| row["id"].clone())
-            .collect();
         assert_eq!(
-            ids,
+            listed_ids(&page.json()),
             [
-                slashed.json()["test_id"].clone(),
-                unslashed.json()["test_id"].clone()
+                slashed.json()["test_id"].as_str().unwrap(),
+                unslashed.json()["test_id"].as_str().unwrap()
             ],
             "{path}"
         );
@@ -981,12 +969,7 @@ async fn the_list_filters_by_cloud_and_dates_in_upstreams_format() {
         async move {
             let answer = face.get(&format!("/v1/results/?{query}")).await;
             assert_eq!(answer.status, 200, "{query}: {}", answer.json());
-            answer.json()["results"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|row| row["id"].as_str().unwrap().to_owned())
-                .collect::<Vec<_>>()
+            listed_ids(&answer.json())
         }
     };
     let all = face.get("/v1/results").await.json();
@@ -1114,12 +1097,7 @@ async fn signed_lists_the_callers_own_signed_results_and_the_public_list_the_uns
         async move {
             let answer = face.send(request, "").await;
             assert_eq!(answer.status, 200, "{}", answer.json());
-            answer.json()["results"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|row| row["id"].as_str().unwrap().to_owned())
-                .collect::<Vec<_>>()
+            listed_ids(&answer.json())
         }
     };
     assert_eq!(list(&ada, "").await, [ada_unsigned.as_str()]);
@@ -1253,7 +1231,7 @@ async fn a_base_url_given_with_a_trailing_slash_reaches_the_results_as_a_proxy_w
     );
     let page = face.get("//v1/results/?page=1").await;
     assert_eq!(page.status, 200, "{}", page.json());
-    assert_eq!(ids(&page.json()), [id.as_str()]);
+    assert_eq!(listed_ids(&page.json()), [id.as_str()]);
     assert_eq!(face.get(&format!("//v1//results/{id}")).await.status, 200);
     // A path that is no route stays the face's 404 once merged.
     let title = face.get("//v1/nothing").await.refused(404);
@@ -1261,7 +1239,7 @@ async fn a_base_url_given_with_a_trailing_slash_reaches_the_results_as_a_proxy_w
 }
 
 /// The ids of a page of `GET /v1/results`, in its order.
-fn ids(page: &Value) -> Vec<String> {
+fn listed_ids(page: &Value) -> Vec<String> {
     page["results"]
         .as_array()
         .expect("a page of results")
