@@ -565,9 +565,14 @@ fn sign(key: &rsa::RsaPrivateKey, body: &[u8]) -> String {
 
 impl Refstack {
     async fn submit(&self, body: &[u8], headers: &[(&str, &str)]) -> Answer {
+        self.submit_at("/v1/results/", body, headers).await
+    }
+
+    /// Submits results at `path`, one spelling of the collection.
+    async fn submit_at(&self, path: &str, body: &[u8], headers: &[(&str, &str)]) -> Answer {
         let mut request = self
             .client
-            .post(format!("{}/v1/results/", self.main))
+            .post(format!("{}{path}", self.main))
             .insert_header(("content-type", "application/json"));
         for (name, value) in headers {
             request = request.insert_header((*name, *value));
@@ -898,12 +903,8 @@ async fn the_collection_answers_both_methods_at_both_spellings_as_refstack_clien
     );
     face.get("/v1/results/?page=2").await.refused(400);
 
-    let request = face
-        .client
-        .post(format!("{}/v1/results", face.main))
-        .insert_header(("content-type", "application/json"));
     let unslashed = face
-        .send(request, results_body("c1", &["t.T.test_a"]))
+        .submit_at("/v1/results", &results_body("c1", &["t.T.test_a"]), &[])
         .await;
     assert_eq!(unslashed.status, 201, "{}", unslashed.json());
     let slashed = face.submit(&results_body("c2", &["t.T.test_b"]), &[]).await;
@@ -1216,12 +1217,8 @@ async fn a_base_url_given_with_a_trailing_slash_reaches_the_results_as_a_proxy_w
     // refstack-client joins `<url>/v1/results/`, so `--url http://host/` asks for
     // `//v1/results/`; upstream's deployment (nginx) merges the slashes.
     let face = spawn(|_| {}).await;
-    let request = face
-        .client
-        .post(format!("{}//v1/results/", face.main))
-        .insert_header(("content-type", "application/json"));
     let submitted = face
-        .send(request, results_body("lab", &["t.T.test"]))
+        .submit_at("//v1/results/", &results_body("lab", &["t.T.test"]), &[])
         .await;
     assert_eq!(submitted.status, 201, "{}", submitted.json());
     let id = submitted.json()["test_id"].as_str().unwrap().to_owned();
