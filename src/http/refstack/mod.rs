@@ -18,7 +18,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::body::{read_body, BodyError};
-use super::caller::{authorize, Denied};
+use super::caller::{extract, Denied};
 use crate::actors::results::model::ResultRow;
 use crate::actors::results::{Results, ResultsError};
 use crate::actors::testrun::service::{parse_test_id, TestRunsError};
@@ -186,15 +186,13 @@ impl FromRequest for Authorized {
     type Future = Pin<Box<dyn Future<Output = Result<Self, RefstackError>>>>;
 
     fn from_request(request: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        let Some(face) = request.app_data::<web::Data<Refstack>>() else {
-            return Box::pin(async {
-                Err(RefstackError::Internal(
-                    "the test results face is not configured".into(),
-                ))
-            });
-        };
-        let authorized = authorize(request, face.auth.clone(), face.access);
-        Box::pin(async move { Ok(Authorized(authorized.await?)) })
+        let face = request.app_data::<web::Data<Refstack>>();
+        extract(
+            request,
+            face.map(|face| (face.auth.clone(), face.access)),
+            || RefstackError::Internal("the test results face is not configured".into()),
+            Authorized,
+        )
     }
 }
 
