@@ -1244,3 +1244,62 @@ fn listed_ids(page: &Value) -> Vec<String> {
         .map(|row| row["id"].as_str().expect("an id").to_owned())
         .collect()
 }
+
+#[actix_rt::test]
+async fn a_body_signed_with_an_8192_bit_key_as_refstack_client_signs_it_is_taken() {
+    // What refstack-client sent for `upload -i key` with an 8192-bit key (`openssl genrsa
+    // 8192`; ssh-keygen makes RSA keys up to 16,384 bits): its JSON body, X-Signature and
+    // X-Public-Key. Upstream verifies keys of any size.
+    let sent: Value =
+        serde_json::from_str(include_str!("data/refstack-client-signed-8192.json")).unwrap();
+    let face = spawn(|_| {}).await;
+    let answer = face
+        .submit(
+            sent["body"].as_str().unwrap().as_bytes(),
+            &[
+                ("X-Signature", sent["signature"].as_str().unwrap()),
+                ("X-Public-Key", sent["public_key"].as_str().unwrap()),
+            ],
+        )
+        .await;
+    assert_eq!(answer.status, 201, "{}", answer.json());
+    let id = answer.json()["test_id"].as_str().unwrap().to_owned();
+    let detail = face.get(&format!("/v1/results/{id}")).await.json();
+    assert_eq!(detail["meta"]["public_key"], sent["public_key"]);
+
+    // The same body with a signature one bit off is still refused.
+    let mut signature = sent["signature"].as_str().unwrap().to_owned();
+    let last = if signature.ends_with('0') { "1" } else { "0" };
+    signature.replace_range(signature.len() - 1.., last);
+    let title = face
+        .submit(
+            sent["body"].as_str().unwrap().as_bytes(),
+            &[
+                ("X-Signature", signature.as_str()),
+                ("X-Public-Key", sent["public_key"].as_str().unwrap()),
+            ],
+        )
+        .await
+        .refused(400);
+    assert!(title.contains("does not verify"), "{title}");
+
+    // A key over 16,384 bits, the most ssh-keygen makes, is refused with its size.
+    use base64::Engine;
+    let mut blob = Vec::new();
+    blob.extend_from_slice(&7u32.to_be_bytes());
+    blob.extend_from_slice(b"ssh-rsa");
+    mpint(&mut blob, &[1, 0, 1]);
+    mpint(&mut blob, &[0xC3; 16_392 / 8]);
+    let line = format!(
+        "ssh-rsa {}",
+        base64::engine::general_purpose::STANDARD.encode(blob)
+    );
+    let title = face
+        .submit(
+            sent["body"].as_str().unwrap().as_bytes(),
+            &[("X-Signature", "00"), ("X-Public-Key", line.as_str())],
+        )
+        .await
+        .refused(400);
+    assert!(title.contains("16392-bit") && title.contains("16384"), "{title}");
+}

@@ -517,8 +517,8 @@ fn header(request: &HttpRequest, name: &str) -> Result<Option<String>, RefstackE
             body = openapi::RefstackSubmitted),
         (status = 400, description = "Not results (a missing or unknown key, a bad type, \
             empty `results`: `Uploaded results must contain at least one passing test.`), or \
-            a signature that is not hex, a key that is not an OpenSSH RSA key, a signature \
-            that does not verify, or only one of the two headers.",
+            a signature that is not hex, a key that is not an OpenSSH RSA key or is over \
+            16,384 bits, a signature that does not verify, or only one of the two headers.",
             body = openapi::RefstackErrorBody),
         (status = 413, description = "The body is over `[refstack] max_upload_kb`.",
             body = openapi::RefstackErrorBody),
