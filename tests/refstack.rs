@@ -1301,5 +1301,8 @@ async fn a_body_signed_with_an_8192_bit_key_as_refstack_client_signs_it_is_taken
         )
         .await
         .refused(400);
-    assert!(title.contains("16392-bit") && title.contains("16384"), "{title}");
+    assert!(
+        title.contains("16392-bit") && title.contains("16384"),
+        "{title}"
+    );
 }
