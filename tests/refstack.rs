@@ -3,7 +3,8 @@
 //! query string, uploads of every format (multipart and raw, with and without a test id), the
 //! miniconf, every documented error, both route spellings, the raw upload downloaded back
 //! byte-identical, the hostile corpus (400 every time), body limits, auth, the later
-//! `/v1/results` API with signatures, golden bodies, and a restart of `annals serve`.
+//! `/v1/results` API with signatures (keys up to 16,384 bits, as refstack-client signs), a base
+//! URL with a trailing slash, golden bodies, and a restart of `annals serve`.
 
 mod common;
 
