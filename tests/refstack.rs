@@ -3,7 +3,8 @@
 //! query string, uploads of every format (multipart and raw, with and without a test id), the
 //! miniconf, every documented error, both route spellings, the raw upload downloaded back
 //! byte-identical, the hostile corpus (400 every time), body limits, auth, the later
-//! `/v1/results` API with signatures, golden bodies, and a restart of `annals serve`.
+//! `/v1/results` API with signatures (keys up to 16,384 bits, as refstack-client signs), a base
+//! URL with a trailing slash, golden bodies, and a restart of `annals serve`.
 
 mod common;
 
@@ -565,9 +566,14 @@ fn sign(key: &rsa::RsaPrivateKey, body: &[u8]) -> String {
 
 impl Refstack {
     async fn submit(&self, body: &[u8], headers: &[(&str, &str)]) -> Answer {
+        self.submit_at("/v1/results/", body, headers).await
+    }
+
+    /// Submits results at `path`, one spelling of the collection.
+    async fn submit_at(&self, path: &str, body: &[u8], headers: &[(&str, &str)]) -> Answer {
         let mut request = self
             .client
-            .post(format!("{}/v1/results/", self.main))
+            .post(format!("{}{path}", self.main))
             .insert_header(("content-type", "application/json"));
         for (name, value) in headers {
             request = request.insert_header((*name, *value));
@@ -601,14 +607,8 @@ async fn results_are_submitted_listed_newest_first_and_read_back_with_their_test
         first["pagination"],
         json!({"current_page": 1, "total_pages": 2})
     );
-    let listed: Vec<&str> = first["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|row| row["id"].as_str().unwrap())
-        .collect();
-    let newest: Vec<&str> = ids.iter().rev().take(20).map(String::as_str).collect();
-    assert_eq!(listed, newest);
+    let newest: Vec<String> = ids.iter().rev().take(20).cloned().collect();
+    assert_eq!(listed_ids(&first), newest);
     assert_eq!(first["results"][0]["duration_seconds"], 42);
     assert_eq!(first["results"][0]["meta"], json!({}));
     let second = face.get("/v1/results?page=2").await.json();
@@ -904,12 +904,8 @@ async fn the_collection_answers_both_methods_at_both_spellings_as_refstack_clien
     );
     face.get("/v1/results/?page=2").await.refused(400);
 
-    let request = face
-        .client
-        .post(format!("{}/v1/results", face.main))
-        .insert_header(("content-type", "application/json"));
     let unslashed = face
-        .send(request, results_body("c1", &["t.T.test_a"]))
+        .submit_at("/v1/results", &results_body("c1", &["t.T.test_a"]), &[])
         .await;
     assert_eq!(unslashed.status, 201, "{}", unslashed.json());
     let slashed = face.submit(&results_body("c2", &["t.T.test_b"]), &[]).await;
@@ -917,17 +913,11 @@ async fn the_collection_answers_both_methods_at_both_spellings_as_refstack_clien
     for path in ["/v1/results?page=1", "/v1/results/?page=1", "/v1/results/"] {
         let page = face.get(path).await;
         assert_eq!(page.status, 200, "{path}");
-        let ids: Vec<Value> = page.json()["results"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|row| row["id"].clone())
-            .collect();
         assert_eq!(
-            ids,
+            listed_ids(&page.json()),
             [
-                slashed.json()["test_id"].clone(),
-                unslashed.json()["test_id"].clone()
+                slashed.json()["test_id"].as_str().unwrap(),
+                unslashed.json()["test_id"].as_str().unwrap()
             ],
             "{path}"
         );
@@ -981,12 +971,7 @@ async fn the_list_filters_by_cloud_and_dates_in_upstreams_format() {
         async move {
             let answer = face.get(&format!("/v1/results/?{query}")).await;
             assert_eq!(answer.status, 200, "{query}: {}", answer.json());
-            answer.json()["results"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|row| row["id"].as_str().unwrap().to_owned())
-                .collect::<Vec<_>>()
+            listed_ids(&answer.json())
         }
     };
     let all = face.get("/v1/results").await.json();
@@ -1114,12 +1099,7 @@ async fn signed_lists_the_callers_own_signed_results_and_the_public_list_the_uns
         async move {
             let answer = face.send(request, "").await;
             assert_eq!(answer.status, 200, "{}", answer.json());
-            answer.json()["results"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|row| row["id"].as_str().unwrap().to_owned())
-                .collect::<Vec<_>>()
+            listed_ids(&answer.json())
         }
     };
     assert_eq!(list(&ada, "").await, [ada_unsigned.as_str()]);
@@ -1231,4 +1211,99 @@ async fn the_url_refstack_client_prints_opens_a_page_that_shows_the_result() {
     }
     // Uploaded text is written as text, never as markup.
     assert!(!script.contains("innerHTML"));
+}
+
+#[actix_rt::test]
+async fn a_base_url_given_with_a_trailing_slash_reaches_the_results_as_a_proxy_would_merge_it() {
+    // refstack-client joins `<url>/v1/results/`, so `--url http://host/` asks for
+    // `//v1/results/`; upstream's deployment (nginx) merges the slashes.
+    let face = spawn(|_| {}).await;
+    let submitted = face
+        .submit_at("//v1/results/", &results_body("lab", &["t.T.test"]), &[])
+        .await;
+    assert_eq!(submitted.status, 201, "{}", submitted.json());
+    let id = submitted.json()["test_id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        submitted.json()["url"],
+        format!("{}/#/results/{id}", face.main)
+    );
+    let page = face.get("//v1/results/?page=1").await;
+    assert_eq!(page.status, 200, "{}", page.json());
+    assert_eq!(listed_ids(&page.json()), [id.as_str()]);
+    assert_eq!(face.get(&format!("//v1//results/{id}")).await.status, 200);
+    // A path that is no route stays the face's 404 once merged.
+    let title = face.get("//v1/nothing").await.refused(404);
+    assert!(title.contains("/v1/nothing"), "{title}");
+}
+
+/// The ids of a page of `GET /v1/results`, in its order.
+fn listed_ids(page: &Value) -> Vec<String> {
+    page["results"]
+        .as_array()
+        .expect("a page of results")
+        .iter()
+        .map(|row| row["id"].as_str().expect("an id").to_owned())
+        .collect()
+}
+
+#[actix_rt::test]
+async fn a_body_signed_with_an_8192_bit_key_as_refstack_client_signs_it_is_taken() {
+    // What refstack-client sent for `upload -i key` with an 8192-bit key (`openssl genrsa
+    // 8192`; ssh-keygen makes RSA keys up to 16,384 bits): its JSON body, X-Signature and
+    // X-Public-Key. Upstream verifies keys of any size.
+    let sent: Value =
+        serde_json::from_str(include_str!("data/refstack-client-signed-8192.json")).unwrap();
+    let face = spawn(|_| {}).await;
+    let answer = face
+        .submit(
+            sent["body"].as_str().unwrap().as_bytes(),
+            &[
+                ("X-Signature", sent["signature"].as_str().unwrap()),
+                ("X-Public-Key", sent["public_key"].as_str().unwrap()),
+            ],
+        )
+        .await;
+    assert_eq!(answer.status, 201, "{}", answer.json());
+    let id = answer.json()["test_id"].as_str().unwrap().to_owned();
+    let detail = face.get(&format!("/v1/results/{id}")).await.json();
+    assert_eq!(detail["meta"]["public_key"], sent["public_key"]);
+
+    // The same body with a signature one bit off is still refused.
+    let mut signature = sent["signature"].as_str().unwrap().to_owned();
+    let last = if signature.ends_with('0') { "1" } else { "0" };
+    signature.replace_range(signature.len() - 1.., last);
+    let title = face
+        .submit(
+            sent["body"].as_str().unwrap().as_bytes(),
+            &[
+                ("X-Signature", signature.as_str()),
+                ("X-Public-Key", sent["public_key"].as_str().unwrap()),
+            ],
+        )
+        .await
+        .refused(400);
+    assert!(title.contains("does not verify"), "{title}");
+
+    // A key over 16,384 bits, the most ssh-keygen makes, is refused with its size.
+    use base64::Engine;
+    let mut blob = Vec::new();
+    blob.extend_from_slice(&7u32.to_be_bytes());
+    blob.extend_from_slice(b"ssh-rsa");
+    mpint(&mut blob, &[1, 0, 1]);
+    mpint(&mut blob, &[0xC3; 16_392 / 8]);
+    let line = format!(
+        "ssh-rsa {}",
+        base64::engine::general_purpose::STANDARD.encode(blob)
+    );
+    let title = face
+        .submit(
+            sent["body"].as_str().unwrap().as_bytes(),
+            &[("X-Signature", "00"), ("X-Public-Key", line.as_str())],
+        )
+        .await
+        .refused(400);
+    assert!(
+        title.contains("16392-bit") && title.contains("16384"),
+        "{title}"
+    );
 }

@@ -66,6 +66,23 @@ pub fn authorize(
     }
 }
 
+/// What an extractor of an authorized caller answers, in the shape of its error `E`: `rule` is
+/// the part's auth and access found in the app data, `None` when the listener was built
+/// without them (a bug, answered with `missing`).
+pub fn extract<T: 'static, E: From<Denied> + 'static>(
+    request: &HttpRequest,
+    rule: Option<(Arc<Auth>, Access)>,
+    missing: impl FnOnce() -> E,
+    wrap: fn(Caller) -> T,
+) -> Pin<Box<dyn Future<Output = Result<T, E>>>> {
+    let Some((auth, access)) = rule else {
+        let error = missing();
+        return Box::pin(async move { Err(error) });
+    };
+    let authorized = authorize(request, auth, access);
+    Box::pin(async move { Ok(wrap(authorized.await?)) })
+}
+
 /// An authorized caller of the event API.
 pub struct ApiCaller(pub Caller);
 
@@ -74,12 +91,14 @@ impl FromRequest for ApiCaller {
     type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
 
     fn from_request(request: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        let Some(guard) = request.app_data::<web::Data<Guard>>() else {
-            return Box::pin(async {
-                Err(ApiError::Internal("no access rules configured".into()))
-            });
-        };
-        let authorized = authorize(request, guard.auth.clone(), guard.api);
-        Box::pin(async move { Ok(ApiCaller(authorized.await?)) })
+        let rule = request
+            .app_data::<web::Data<Guard>>()
+            .map(|guard| (guard.auth.clone(), guard.api));
+        extract(
+            request,
+            rule,
+            || ApiError::Internal("no access rules configured".into()),
+            ApiCaller,
+        )
     }
 }

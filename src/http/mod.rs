@@ -326,6 +326,11 @@ pub fn serve(
                 ApiError::BadRequest(format!("bad path: {error}")).into()
             }))
             .app_data(listening)
+            // Clients join a base URL and a path, so a base given with a trailing slash asks
+            // for `//v1/…`; merge the slashes as a proxy in front of the upstream servers does.
+            .wrap(actix_web::middleware::NormalizePath::new(
+                actix_web::middleware::TrailingSlash::MergeOnly,
+            ))
             .wrap(actix_web::middleware::from_fn(count_request))
             .wrap(actix_web::middleware::from_fn(every_request))
             // The faces first: their clients' requests then meet static prefixes before the

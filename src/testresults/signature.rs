@@ -10,6 +10,10 @@ use sha2::{Digest, Sha256};
 /// The longest public key line or signature accepted, in bytes: a 16,384-bit key is well under.
 const MAX_HEADER_BYTES: usize = 8 * 1024;
 
+/// The largest RSA modulus accepted, in bits: the largest key ssh-keygen makes. (The `rsa`
+/// crate's own default stops at 4096, and refstack-client signs with whatever key it is given.)
+pub const MAX_KEY_BITS: usize = 16_384;
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SignatureError {
     #[error("X-Signature and X-Public-Key go together: give both or neither")]
@@ -18,6 +22,8 @@ pub enum SignatureError {
     BadHex,
     #[error("X-Public-Key is not an OpenSSH RSA public key: {0}")]
     BadKey(&'static str),
+    #[error("X-Public-Key is a {0}-bit key; keys up to {MAX_KEY_BITS} bits are taken")]
+    KeyTooLarge(usize),
     #[error("the signature does not verify with this public key")]
     Mismatch,
 }
@@ -83,7 +89,11 @@ fn parse_openssh(line: &str) -> Result<(RsaPublicKey, String), SignatureError> {
     }
     let exponent = BigUint::from_bytes_be(field()?);
     let modulus = BigUint::from_bytes_be(field()?);
-    let key = RsaPublicKey::new(modulus, exponent)
+    let bits = modulus.bits();
+    if bits > MAX_KEY_BITS {
+        return Err(SignatureError::KeyTooLarge(bits));
+    }
+    let key = RsaPublicKey::new_with_max_size(modulus, exponent, MAX_KEY_BITS)
         .map_err(|_| SignatureError::BadKey("the key's numbers are not an RSA key"))?;
     Ok((key, format!("ssh-rsa {encoded}")))
 }

@@ -7,16 +7,18 @@ pub mod list;
 pub mod multipart;
 pub mod openapi;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use actix_web::http::header::{self, ContentDisposition, DispositionParam, DispositionType};
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpMessage, HttpRequest, HttpResponse, ResponseError};
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 use serde::Deserialize;
 use uuid::Uuid;
 
 use super::body::{read_body, BodyError};
-use super::caller::{authorize, Denied};
+use super::caller::{extract, Denied};
 use crate::actors::results::model::ResultRow;
 use crate::actors::results::{Results, ResultsError};
 use crate::actors::testrun::service::{parse_test_id, TestRunsError};
@@ -49,6 +51,9 @@ pub enum RefstackError {
     NotFound(String),
     #[error("{0}")]
     MethodNotAllowed(String),
+    /// The face's routes were registered without what they share.
+    #[error("{0}")]
+    Internal(String),
     #[error(transparent)]
     Body(#[from] BodyError),
     #[error(transparent)]
@@ -83,6 +88,7 @@ impl ResponseError for RefstackError {
             RefstackError::BadRequest(_) => StatusCode::BAD_REQUEST,
             RefstackError::NotFound(_) => StatusCode::NOT_FOUND,
             RefstackError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            RefstackError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             RefstackError::Body(error) => error.status(),
             RefstackError::Denied(error) => error.status(),
             RefstackError::Runs(error) => match error {
@@ -171,9 +177,22 @@ fn only(path: &str, route: actix_web::Route) -> actix_web::Resource {
     )
 }
 
-impl Refstack {
-    async fn authorize(&self, request: &HttpRequest) -> Result<Caller, RefstackError> {
-        Ok(authorize(request, self.auth.clone(), self.access).await?)
+/// A caller the face's access rule lets in: every handler takes one, so that none is served
+/// before its caller is authorized. A refusal is answered in the face's shape.
+pub struct Authorized(pub Caller);
+
+impl FromRequest for Authorized {
+    type Error = RefstackError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, RefstackError>>>>;
+
+    fn from_request(request: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let face = request.app_data::<web::Data<Refstack>>();
+        extract(
+            request,
+            face.map(|face| (face.auth.clone(), face.access)),
+            || RefstackError::Internal("the test results face is not configured".into()),
+            Authorized,
+        )
     }
 }
 
@@ -191,11 +210,11 @@ impl Refstack {
         (status = 413, description = "The body is over `[refstack] max_body_kb`.",
             body = openapi::RefstackErrorBody)))]
 async fn open_run(
+    Authorized(caller): Authorized,
     request: HttpRequest,
     face: web::Data<Refstack>,
     payload: web::Payload,
 ) -> Result<HttpResponse, RefstackError> {
-    let caller = face.authorize(&request).await?;
     let body = read_body(&request, payload, face.max_body).await?;
     let spec: CloudSpec = serde_json::from_slice(&body)
         .map_err(|e| RefstackError::BadRequest(format!("not a cloud: {e}")))?;
@@ -235,12 +254,12 @@ fn parse_flag(raw: Option<&str>) -> Result<bool, RefstackError> {
         (status = 413, description = "The body is over `[refstack] max_body_kb`.",
             body = openapi::RefstackErrorBody)))]
 async fn update_status(
+    Authorized(caller): Authorized,
     request: HttpRequest,
     face: web::Data<Refstack>,
     test_id: web::Path<String>,
     payload: web::Payload,
 ) -> Result<HttpResponse, RefstackError> {
-    let caller = face.authorize(&request).await?;
     let body = read_body(&request, payload, face.max_body).await?;
     let parse = |text: &str| {
         web::Query::<StatusForm>::from_query(text)
@@ -295,12 +314,12 @@ struct TestIdQuery {
         (status = 500, description = "The upload could not be stored.",
             body = openapi::RefstackErrorBody)))]
 async fn post_result(
+    Authorized(caller): Authorized,
     request: HttpRequest,
     face: web::Data<Refstack>,
     query: web::Query<TestIdQuery>,
     payload: web::Payload,
 ) -> Result<HttpResponse, RefstackError> {
-    let caller = face.authorize(&request).await?;
     let test_id = match query.test_id.as_deref().filter(|id| !id.is_empty()) {
         Some(raw) => Some(parse_test_id(raw)?),
         None => None,
@@ -347,11 +366,10 @@ async fn post_result(
         (status = 400, description = "`Invalid test ID`: missing, not a test run's, or a run \
             of an anonymous upload (it has no cloud).", body = openapi::RefstackErrorBody)))]
 async fn get_miniconf(
-    request: HttpRequest,
+    _: Authorized,
     face: web::Data<Refstack>,
     query: web::Query<TestIdQuery>,
 ) -> Result<HttpResponse, RefstackError> {
-    face.authorize(&request).await?;
     let test_id = parse_test_id(query.test_id.as_deref().unwrap_or_default())?;
     let state = face.runs.get(test_id).await?;
     let cloud = state
@@ -375,12 +393,8 @@ async fn get_miniconf(
     summary = "The test suites to run", description = openapi::TESTCASES_DESCRIPTION,
     responses((status = 200, description = "Always `{\"testcases\": [\"tempest\"]}`.",
         body = openapi::RefstackTestcases)))]
-async fn get_testcases(
-    request: HttpRequest,
-    face: web::Data<Refstack>,
-) -> Result<HttpResponse, RefstackError> {
-    face.authorize(&request).await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "testcases": ["tempest"] })))
+async fn get_testcases(_: Authorized) -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({ "testcases": ["tempest"] }))
 }
 
 fn run_view(test_id: Uuid, state: TestRunState) -> Option<openapi::RefstackRun> {
@@ -432,11 +446,10 @@ fn not_found(error: TestRunsError) -> RefstackError {
         (status = 404, description = "No test run has this id.",
             body = openapi::RefstackErrorBody)))]
 async fn get_run(
-    request: HttpRequest,
+    _: Authorized,
     face: web::Data<Refstack>,
     test_id: web::Path<String>,
 ) -> Result<HttpResponse, RefstackError> {
-    face.authorize(&request).await?;
     let test_id = parse_test_id(&test_id).map_err(not_found)?;
     let state = face.runs.get(test_id).await.map_err(not_found)?;
     let view = run_view(test_id, state).ok_or_else(|| not_found(TestRunsError::UnknownRun))?;
@@ -456,11 +469,10 @@ async fn get_run(
         (status = 500, description = "The stored upload is missing or damaged.",
             body = openapi::RefstackErrorBody)))]
 async fn get_upload(
-    request: HttpRequest,
+    _: Authorized,
     face: web::Data<Refstack>,
     ids: web::Path<(String, String)>,
 ) -> Result<HttpResponse, RefstackError> {
-    face.authorize(&request).await?;
     let (test_id, upload_id) = ids.into_inner();
     let test_id = parse_test_id(&test_id).map_err(not_found)?;
     let upload_id = Uuid::parse_str(&upload_id)
@@ -505,19 +517,19 @@ fn header(request: &HttpRequest, name: &str) -> Result<Option<String>, RefstackE
             body = openapi::RefstackSubmitted),
         (status = 400, description = "Not results (a missing or unknown key, a bad type, \
             empty `results`: `Uploaded results must contain at least one passing test.`), or \
-            a signature that is not hex, a key that is not an OpenSSH RSA key, a signature \
-            that does not verify, or only one of the two headers.",
+            a signature that is not hex, a key that is not an OpenSSH RSA key or is over \
+            16,384 bits, a signature that does not verify, or only one of the two headers.",
             body = openapi::RefstackErrorBody),
         (status = 413, description = "The body is over `[refstack] max_upload_kb`.",
             body = openapi::RefstackErrorBody),
         (status = 500, description = "The body could not be stored.",
             body = openapi::RefstackErrorBody)))]
 async fn submit_results(
+    Authorized(caller): Authorized,
     request: HttpRequest,
     face: web::Data<Refstack>,
     payload: web::Payload,
 ) -> Result<HttpResponse, RefstackError> {
-    let caller = face.authorize(&request).await?;
     let signature = header(&request, "X-Signature")?;
     let public_key = header(&request, "X-Public-Key")?;
     let body = read_body(&request, payload, face.max_upload).await?;
@@ -550,10 +562,10 @@ fn meta(row: &ResultRow) -> openapi::RefstackMeta {
             you need to authenticate`).",
             body = openapi::RefstackErrorBody)))]
 async fn list_results(
+    Authorized(caller): Authorized,
     request: HttpRequest,
     face: web::Data<Refstack>,
 ) -> Result<HttpResponse, RefstackError> {
-    let caller = face.authorize(&request).await?;
     let (page, filter) = list::parse(request.query_string(), &caller)?;
     let page = face.results.page(page, &filter)?;
     let results = page
@@ -581,12 +593,8 @@ async fn list_results(
     summary = "The schema of submitted results", description = openapi::SCHEMA_DESCRIPTION,
     responses((status = 200, description = "A JSON schema (draft 4).",
         body = openapi::RefstackSchema)))]
-async fn results_schema(
-    request: HttpRequest,
-    face: web::Data<Refstack>,
-) -> Result<HttpResponse, RefstackError> {
-    face.authorize(&request).await?;
-    Ok(HttpResponse::Ok().json(crate::testresults::upload_schema()))
+async fn results_schema(_: Authorized) -> HttpResponse {
+    HttpResponse::Ok().json(crate::testresults::upload_schema())
 }
 
 /// One submission with its tests.
@@ -600,11 +608,11 @@ async fn results_schema(
         (status = 500, description = "The stored body is missing or damaged.",
             body = openapi::RefstackErrorBody)))]
 async fn get_results(
+    _: Authorized,
     request: HttpRequest,
     face: web::Data<Refstack>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, RefstackError> {
-    face.authorize(&request).await?;
     let id =
         Uuid::parse_str(&id).map_err(|_| RefstackError::NotFound(format!("no results {id}")))?;
     let (row, tests) = face.results.get(id).await?;

@@ -138,8 +138,9 @@ pub const SUBMIT_DESCRIPTION: &str = "Takes results as refstack-client uploads t
 `{\"cpid\", \"duration_seconds\", \"results\": [{\"name\", \"uuid\"?}]}`, all three keys \
 required and no other, at least one result. Optionally signed: `X-Signature` is the hex of an \
 RSA PKCS#1 v1.5 signature over SHA-256 of the raw body, `X-Public-Key` the signer's OpenSSH \
-public key line; a signed submission shows the key in its `meta`. The body is kept whole, and \
-the submission is in `GET /v1/results` as soon as this answers.";
+public key line (an RSA key of up to 16,384 bits); a signed submission shows the key in its \
+`meta`. The body is kept whole, and the submission is in `GET /v1/results` as soon as this \
+answers.";
 
 pub const LIST_DESCRIPTION: &str = "Submitted results, 20 per page, newest first, as the later \
 Refstack API lists them: the unsigned ones, or with `signed` the caller's own signed ones (a \
@@ -190,7 +191,7 @@ pub struct SignatureHeaders {
     /// Hex of the RSA PKCS#1 v1.5 SHA-256 signature of the raw body.
     #[param(rename = "X-Signature")]
     pub x_signature: Option<String>,
-    /// The signer's OpenSSH public key line, `ssh-rsa AAAA… comment`.
+    /// The signer's OpenSSH public key line, `ssh-rsa AAAA… comment`, of up to 16,384 bits.
     #[param(rename = "X-Public-Key")]
     pub x_public_key: Option<String>,
 }
