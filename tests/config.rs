@@ -14,6 +14,24 @@ fn example() -> String {
         .unwrap()
 }
 
+/// `config check` refuses `text` with exactly these problems.
+#[track_caller]
+fn assert_refused(text: &str, problems: &[&str]) {
+    assert_eq!(check(text).unwrap_err(), problems, "{text}");
+}
+
+/// `config check` refuses `text` with one problem on each of `lines`, in order; the problems.
+#[track_caller]
+fn refused_at(text: &str, lines: &[&str]) -> Vec<String> {
+    let problems = check(text).unwrap_err();
+    let found: Vec<&str> = problems
+        .iter()
+        .map(|p| p.split(':').next().unwrap())
+        .collect();
+    assert_eq!(found, lines, "{problems:#?}");
+    problems
+}
+
 fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
     pairs
         .iter()
@@ -67,14 +85,13 @@ fn the_documented_example_shows_every_key() {
 fn a_check_names_every_unknown_key_with_its_line() {
     let text =
         "data = \"d\"\nlisten = \"x\"\n\n[http]\nlsten = \"127.0.0.1:1\"\n\n[actorz]\nmax = 1\n";
-    let problems = check(text).unwrap_err();
-    assert_eq!(
-        problems,
-        [
+    assert_refused(
+        text,
+        &[
             "line 2: unknown key `listen`",
             "line 5: unknown key `http.lsten`",
             "line 7: unknown key `actorz`",
-        ]
+        ],
     );
 }
 
@@ -201,10 +218,9 @@ fn the_command_line_checks_and_shows_configuration_with_flags_on_top() {
 fn a_check_refuses_a_workflow_that_start_up_would_refuse() {
     let text = "[[hpcwaas.workflows]]\napplication_id = \"a\"\nenvironment_id = \"e\"\n\
                 name = \"w\"\n\n[[hpcwaas.workflows.steps]]\ncommand = []\n";
-    let problems = check(text).unwrap_err();
-    assert_eq!(
-        problems,
-        ["line 1: [[hpcwaas.workflows]]: workflow a@e@w: step 1 has no command"]
+    assert_refused(
+        text,
+        &["line 1: [[hpcwaas.workflows]]: workflow a@e@w: step 1 has no command"],
     );
     let unknown = "[[hpcwaas.workflows]]\nname = \"w\"\nshell = true\n";
     let problems = check(unknown).unwrap_err();
@@ -214,21 +230,15 @@ fn a_check_refuses_a_workflow_that_start_up_would_refuse() {
 #[test]
 fn a_check_refuses_a_gros_project_that_start_up_would_refuse() {
     let text = "[[gros.projects]]\nkey = \"proj\"\n";
-    assert_eq!(
-        check(text).unwrap_err(),
-        ["line 1: [[gros.projects]]: project \"proj\": Project key must be all-uppercase, only alphabetic characters"]
-    );
+    assert_refused(text, &["line 1: [[gros.projects]]: project \"proj\": Project key must be all-uppercase, only alphabetic characters"]);
     let text = "[[gros.projects]]\nkey = \"PROJ\"\nnetworks = [\"10.0.0.0/33\"]\n";
-    assert_eq!(
-        check(text).unwrap_err(),
-        ["line 1: [[gros.projects]]: project PROJ: \"10.0.0.0/33\" is not an address or a network such as 10.0.0.0/8"]
-    );
+    assert_refused(text, &["line 1: [[gros.projects]]: project PROJ: \"10.0.0.0/33\" is not an address or a network such as 10.0.0.0/8"]);
     let text = "[gros]\nlog_ignore = [\"(\"]\n";
     assert!(check(text).unwrap_err()[0].starts_with("line 1: [gros]: log_ignore \"(\": "));
     let text = "[gros.agent]\nenabled = true\nproject = \"PROJ\"\n";
-    assert_eq!(
-        check(text).unwrap_err(),
-        ["line 1: [gros]: agent project PROJ is not configured"]
+    assert_refused(
+        text,
+        &["line 1: [gros]: agent project PROJ is not configured"],
     );
 }
 
@@ -294,9 +304,9 @@ fn an_engine_entry_takes_its_scanners_documented_default_for_every_key_it_leaves
     );
     // An empty list given on purpose is still refused, with its line.
     let text = "\n[[patrowl.engines]]\nname = \"none\"\nallowed_asset_types = []\n";
-    assert_eq!(
-        check(text).unwrap_err(),
-        ["line 2: [[patrowl.engines]]: engine none: allowed_asset_types is empty"]
+    assert_refused(
+        text,
+        &["line 2: [[patrowl.engines]]: engine none: allowed_asset_types is empty"],
     );
 }
 
@@ -328,15 +338,11 @@ name = \"w\"
 [[gros.projects]]
 key = \"lower\"
 ";
-    let problems = check(text).unwrap_err();
-    let lines: Vec<&str> = problems
-        .iter()
-        .map(|p| p.split(':').next().unwrap())
-        .collect();
-    assert_eq!(
-        lines,
-        ["line 2", "line 4", "line 8", "line 10", "line 16", "line 18", "line 23"],
-        "{problems:#?}"
+    let problems = refused_at(
+        text,
+        &[
+            "line 2", "line 4", "line 8", "line 10", "line 16", "line 18", "line 23",
+        ],
     );
     assert_eq!(problems[0], "line 2: unknown key `http.lsten`");
     assert!(problems[2].contains("five"), "{problems:#?}");
@@ -463,15 +469,6 @@ fn a_check_reads_on_past_bad_values_in_dotted_keys_and_inline_tables() {
     let text = "http.lsten = 1\nlog.cache_mb = \"lots\"\n\
                 [patrowl]\nengines = [{ name = \"x\", max_scans = \"many\" }]\n\
                 [actors]\nmax_resident = \"all\"\n";
-    let problems = check(text).unwrap_err();
-    let lines: Vec<&str> = problems
-        .iter()
-        .map(|p| p.split(':').next().unwrap())
-        .collect();
-    assert_eq!(
-        lines,
-        ["line 1", "line 2", "line 4", "line 6"],
-        "{problems:#?}"
-    );
+    let problems = refused_at(text, &["line 1", "line 2", "line 4", "line 6"]);
     assert_eq!(problems[0], "line 1: unknown key `http.lsten`");
 }

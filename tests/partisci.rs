@@ -424,6 +424,34 @@ async fn updates_over_udp_arrive_with_the_senders_address() {
 }
 
 #[actix_rt::test]
+async fn an_ipv4_sender_on_a_dual_stack_listener_has_a_dotted_host_ip() {
+    // A listener on an IPv6 address that takes IPv4 too (as `[::]:7777` does) sees IPv4
+    // senders as `::ffff:a.b.c.d`; partiscid, on Go's dual-stack listener, printed them dotted.
+    // `::ffff:127.0.0.1` keeps the test on loopback.
+    let inventory = spawn(|config| config.partisci.listen = "[::ffff:127.0.0.1]:0".into()).await;
+    let own = format!("127.0.0.1:{}", inventory.partisci.port());
+    let client = &inventory.client;
+    let mut response = client
+        .post(format!("http://{own}/api/v1/update/"))
+        .send_body(r#"{"app":"over http","ver":"1","host":"h"}"#)
+        .await
+        .expect("an answer");
+    assert_eq!(response.status(), 200, "{:?}", response.body().await);
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .send_to(br#"{"app":"over udp","ver":"1","host":"h"}"#, &own)
+        .unwrap();
+    let found = poll_async(Duration::from_secs(30), "both versions", || async {
+        let versions = inventory.versions("?host=h").await;
+        (versions.len() == 2).then_some(versions)
+    })
+    .await;
+    for version in found {
+        assert_eq!(version["host_ip"], "127.0.0.1", "{version}");
+    }
+}
+
+#[actix_rt::test]
 async fn versions_past_retention_leave_the_queries_and_are_expired_with_events() {
     let inventory = spawn(|config| config.partisci.retention_s = 1).await;
     inventory

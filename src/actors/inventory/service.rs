@@ -2,6 +2,7 @@
 //! the read model has folded it (so the next query sees it); queries read the model; a clear
 //! and the retention sweep send one command per host. It holds no state of its own.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -80,18 +81,19 @@ impl Inventory {
         })
     }
 
-    /// Records a report and returns its position, without waiting for the read model.
+    /// Records a report sent from `sender` (unknown: no `host_ip`) and returns its position,
+    /// without waiting for the read model.
     pub async fn record(
         &self,
         report: VersionReport,
-        host_ip: String,
+        sender: Option<IpAddr>,
         via: Via,
         metadata: Metadata,
     ) -> Result<Position, InventoryError> {
         let id = host_entity_id(report.host());
         let command = HostCommand::Report {
             report,
-            host_ip,
+            host_ip: host_ip(sender),
             via,
         };
         let executed = self.hosts.execute(&id, command, metadata).await?;
@@ -102,11 +104,11 @@ impl Inventory {
     pub async fn report(
         &self,
         report: VersionReport,
-        host_ip: String,
+        sender: Option<IpAddr>,
         via: Via,
         metadata: Metadata,
     ) -> Result<(), InventoryError> {
-        let position = self.record(report, host_ip, via, metadata).await?;
+        let position = self.record(report, sender, via, metadata).await?;
         Ok(self.model.wait_for(position, MODEL_WAIT).await?)
     }
 
@@ -211,4 +213,13 @@ impl Inventory {
             }
         }))
     }
+}
+
+/// A sender's `host_ip` as partiscid printed it: an IPv4 sender reaching a dual-stack IPv6
+/// socket (`::ffff:a.b.c.d`) is shown dotted, as Go's `net.IP` prints it, so that the same
+/// machine has the same `host_ip` whichever way the server listens.
+fn host_ip(sender: Option<IpAddr>) -> String {
+    sender
+        .map(|ip| ip.to_canonical().to_string())
+        .unwrap_or_default()
 }

@@ -268,13 +268,10 @@ async fn update(
     let body = read_body(&request, payload, face.max_body).await?;
     let report =
         VersionReport::parse(&body).map_err(|e| PartisciError::BadUpdate(e.to_string()))?;
-    let host_ip = request
-        .peer_addr()
-        .map(|peer| peer.ip().to_string())
-        .unwrap_or_default();
+    let sender = request.peer_addr().map(|peer| peer.ip());
     let metadata = super::metadata(&request, &caller);
     face.inventory
-        .report(report, host_ip, Via::Http, metadata)
+        .report(report, sender, Via::Http, metadata)
         .await?;
     Ok(HttpResponse::Ok().finish())
 }

@@ -174,7 +174,8 @@ pub struct PartisciVersion<'a> {
     /// Tells apart several copies of one application on one host.
     #[schema(maximum = 65535)]
     pub instance: u16,
-    /// The address the report came from (the HTTP peer or the UDP sender).
+    /// The address the report came from (the HTTP peer or the UDP sender); an IPv4 sender
+    /// on a dual-stack listener is shown dotted, as Partisci showed it.
     #[schema(example = "192.0.2.7")]
     pub host_ip: &'a str,
     /// When the server received the report, in Unix seconds.

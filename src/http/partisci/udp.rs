@@ -130,7 +130,7 @@ fn receive(socket: UdpSocket, inventory: Inventory, arbiter: ArbiterHandle, stop
         let spawned = arbiter.spawn(async move {
             let _permit = permit;
             match inventory
-                .record(report, peer.ip().to_string(), Via::Udp, metadata(peer))
+                .record(report, Some(peer.ip()), Via::Udp, metadata(peer))
                 .await
             {
                 Ok(_) => count("accepted"),
