@@ -1077,9 +1077,10 @@ async fn getreport(
         accounts exist.",
     params(openapi::ScanPath),
     responses(
-        (status = 200, description = "Stopped.", body = openapi::PatrowlStopped),
-        (status = 409, description = "The scan had already ended.",
-            body = openapi::PatrowlErrorBody)))]
+        (status = 200, description = "Stopped; or, with `status` `ERROR` and the reason, the \
+            scan had already ended, as upstream engines answer: PatrowlManager stops a scan's \
+            jobs one after the other and gives up on any 409 or `error`.",
+            body = openapi::PatrowlStopAnswer)))]
 async fn stop(
     request: HttpRequest,
     face: web::Data<Patrowl>,
@@ -1088,15 +1089,26 @@ async fn stop(
     let (name, scan_id) = path.into_inner();
     let page = on("stopscan");
     let (by, metadata) = face.admin(&request, "stopscan").await?;
-    face.engines
+    let answer = match face
+        .engines
         .act(&name, &scan_id, ScanAction::Stop, by, metadata)
         .await
-        .map_err(|e| page(unknown_scan(&name, &scan_id, e)))?;
-    Ok(HttpResponse::Ok().json(openapi::PatrowlStopped {
-        page: "stopscan",
-        status: "SUCCESS",
-        details: openapi::PatrowlScanId { scan_id },
-    }))
+    {
+        Ok(()) => openapi::PatrowlStopAnswer::Stopped(openapi::PatrowlStopped {
+            page: "stopscan",
+            status: "SUCCESS",
+            details: openapi::PatrowlScanId { scan_id },
+        }),
+        Err(EnginesError::Rejected(ScanRejection::NotRunning(status))) => {
+            openapi::PatrowlStopAnswer::NotRunning(openapi::PatrowlNotRunning {
+                page: "stopscan",
+                status: "ERROR",
+                reason: format!("scan '{scan_id}' is not running (status={})", status.as_str()),
+            })
+        }
+        Err(error) => return Err(page(unknown_scan(&name, &scan_id, error))),
+    };
+    Ok(HttpResponse::Ok().json(answer))
 }
 
 /// Stops every running scan.

@@ -57,6 +57,8 @@ use crate::http::openapi::path_operations;
         PatrowlTarget,
         PatrowlIssueMetadata,
         PatrowlStopped,
+        PatrowlStopAnswer,
+        PatrowlNotRunning,
         PatrowlDone,
         PatrowlIds,
         PatrowlCleaned,
@@ -386,6 +388,26 @@ pub struct PatrowlStopped {
     #[schema(example = "SUCCESS")]
     pub status: &'static str,
     pub details: PatrowlScanId,
+}
+
+/// The answer of `GET stop/<id>`: stopped, or not running.
+#[derive(ToSchema, Serialize)]
+#[serde(untagged)]
+pub enum PatrowlStopAnswer {
+    Stopped(PatrowlStopped),
+    NotRunning(PatrowlNotRunning),
+}
+
+/// `GET stop/<id>` of a scan that had already ended: 200, as upstream engines answer, with
+/// `status` `ERROR` (which PatrowlManager, looking for `error`, takes as nothing to do).
+#[derive(ToSchema, Serialize)]
+pub struct PatrowlNotRunning {
+    #[schema(example = "stopscan")]
+    pub page: &'static str,
+    #[schema(example = "ERROR")]
+    pub status: &'static str,
+    #[schema(example = "scan '7' is not running (status=FINISHED)")]
+    pub reason: String,
 }
 
 /// The scan ids a `stopscans` or `clean` acted on.
