@@ -379,6 +379,11 @@ fn a_server_with_accounts_is_asked_with_a_token() {
 
     let refused = annals(dir.path(), &["export", "--server", &url]);
     assert_fails(&refused, 1, "--token or ANNALS_TOKEN");
+    // Credentials in the URL are refused without being repeated.
+    let with_password = url.replace("http://", "http://auditor:s3cret-word@");
+    let refused = annals(dir.path(), &["export", "--server", &with_password]);
+    assert_fails(&refused, 1, "takes no credentials in its URL");
+    assert!(!stderr(&refused).contains("s3cret-word"), "{}", stderr(&refused));
     let exported = stdout(&annals(
         dir.path(),
         &["export", "--server", &url, "--token", &token],

@@ -49,6 +49,15 @@ struct Server {
 impl Server {
     fn new(args: &ServerArgs, url: &str) -> anyhow::Result<Server> {
         let base = url.trim_end_matches('/').to_owned();
+        // A password in the URL would be echoed by every error that names the server; the
+        // token has its own option, which nothing prints.
+        let authority = base.split_once("://").map_or(base.as_str(), |(_, rest)| rest);
+        if authority.split('/').next().is_some_and(|host| host.contains('@')) {
+            bail!(
+                "--server takes no credentials in its URL: give an account's token with \
+                 --token or ANNALS_TOKEN"
+            );
+        }
         let tls = match (
             base.split_once("://").map(|(scheme, _)| scheme),
             &args.ca_cert,
