@@ -191,8 +191,8 @@ async fn spawn(configure: impl FnOnce(&mut Config, &Path)) -> Face {
         project(
             "SLOW",
             sh(&format!(
-                "echo waiting; while [ ! -e {} ]; do sleep 0.02; done",
-                dir.path().join("stop").display()
+                "echo waiting; {}",
+                until_exists(&dir.path().join("stop"))
             )),
         ),
         project("BARE", vec![]),
@@ -204,13 +204,12 @@ async fn spawn(configure: impl FnOnce(&mut Config, &Path)) -> Face {
             address: addresses.main.to_string(),
             der: Some(der),
         },
-        daemon: Target {
-            address: addresses
+        daemon: plain(
+            &addresses
                 .gros_agent
                 .expect("the daemon listens")
                 .to_string(),
-            der: None,
-        },
+        ),
         dir,
     }
 }
@@ -246,15 +245,61 @@ impl Face {
 
     /// Registers an agent of a project, as gros-gatherer does.
     async fn register_in(&self, project: &str, agent: &str) -> Answer {
-        send(
-            &self.main,
-            form(
-                "POST",
-                &format!("/auth/agent.py?project={project}&agent={agent}"),
-                &format!("public_key={}", urlencode(KEY)),
-            ),
-        )
-        .await
+        let query = format!("project={project}&agent={agent}");
+        send(&self.main, registration(&query, KEY)).await
+    }
+
+    /// Announces an export of `project` as gros-gatherer's `export_files.py` does, by the
+    /// agent `agent` describes.
+    async fn export_as(&self, project: &str, agent: &Value, files: &[&str]) -> Answer {
+        let body = format!(
+            "agent={}&files={}",
+            urlencode(&agent.to_string()),
+            urlencode(&json!(files).to_string())
+        );
+        let uri = format!("/auth/export.py?project={project}");
+        send(&self.main, form("POST", &uri, &body)).await
+    }
+
+    /// The events of this type on the stream, in order.
+    async fn events_of(&self, stream: &str, kind: &str) -> Vec<Value> {
+        let events = self.events(stream).await;
+        of_type(&events, kind).cloned().collect()
+    }
+}
+
+/// gros-gatherer's registration of its public key; `query` names the project, and the agent
+/// where it is not the one named after the project.
+fn registration(query: &str, public_key: &str) -> String {
+    form(
+        "POST",
+        &format!("/auth/agent.py?{query}"),
+        &format!("public_key={}", urlencode(public_key)),
+    )
+}
+
+/// The events of this type among these, in order.
+fn of_type<'a>(events: &'a [Value], kind: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
+    events.iter().filter(move |e| e["type"] == kind)
+}
+
+/// One field of the payload of each event of this type among these, in order.
+fn payload_fields(events: &[Value], kind: &str, field: &str) -> Vec<Value> {
+    of_type(events, kind)
+        .map(|e| e["payload"][field].clone())
+        .collect()
+}
+
+/// A command that runs until `path` exists, for a process the test ends when it chooses.
+fn until_exists(path: &Path) -> String {
+    format!("while [ ! -e {} ]; do sleep 0.02; done", path.display())
+}
+
+/// The plain HTTP listener at `address`.
+fn plain(address: &str) -> Target {
+    Target {
+        address: address.to_owned(),
+        der: None,
     }
 }
 
@@ -290,26 +335,11 @@ async fn the_real_clients_sequence_over_https() {
     );
 
     // A new key: the same salts, and the history says the key changed.
-    let rekeyed = send(
-        &face.main,
-        form(
-            "POST",
-            "/auth/agent.py?project=PROJ",
-            &format!(
-                "public_key={}",
-                urlencode("ssh-ed25519 AAAAnewkey agent@host")
-            ),
-        ),
-    )
-    .await;
+    let new_key = "ssh-ed25519 AAAAnewkey agent@host";
+    let rekeyed = send(&face.main, registration("project=PROJ", new_key)).await;
     assert_eq!(rekeyed.json()["salts"], body["salts"]);
-    let registrations: Vec<Value> = face
-        .events("gros_agent-PROJ.PROJ")
-        .await
-        .into_iter()
-        .filter(|e| e["type"] == "AgentRegistered")
-        .map(|e| e["payload"]["rekeyed"].clone())
-        .collect();
+    let events = face.events("gros_agent-PROJ.PROJ").await;
+    let registrations = payload_fields(&events, "AgentRegistered", "rekeyed");
     assert_eq!(registrations, [json!(false), json!(true)]);
 
     // The preflight check passes: registered, never exported, from an allowed network.
@@ -339,13 +369,9 @@ async fn the_real_clients_sequence_over_https() {
             finished("scrape"),
         )
         .await;
-    let lines: Vec<&Value> = events
-        .iter()
-        .filter(|e| e["type"] == "ProcessOutput")
-        .map(|e| &e["payload"]["line"])
-        .collect();
-    assert!(lines.contains(&&json!("scraped")), "{events:#?}");
-    assert!(lines.contains(&&json!("scrape warning")), "{events:#?}");
+    let lines = payload_fields(&events, "ProcessOutput", "line");
+    assert!(lines.contains(&json!("scraped")), "{events:#?}");
+    assert!(lines.contains(&json!("scrape warning")), "{events:#?}");
     let end = events.iter().find(|e| finished("scrape")(e)).unwrap();
     assert_eq!(end["payload"]["exit_code"], 0);
     let idle = send(&face.daemon, get("/status")).await;
@@ -359,19 +385,7 @@ async fn the_real_clients_sequence_over_https() {
 
     // The export: announced, and the import command runs without a shell of ours.
     let agent = json!({"user": "agent", "key": "PROJ", "hostname": "host", "version": "0.0.3"});
-    let export = send(
-        &face.main,
-        form(
-            "POST",
-            "/auth/export.py?project=PROJ",
-            &format!(
-                "agent={}&files={}",
-                urlencode(&agent.to_string()),
-                urlencode(r#"["data.json"]"#)
-            ),
-        ),
-    )
-    .await;
+    let export = face.export_as("PROJ", &agent, &["data.json"]).await;
     assert_eq!(
         (export.status, export.body.as_str()),
         (202, ""),
@@ -384,14 +398,10 @@ async fn the_real_clients_sequence_over_https() {
             finished("import"),
         )
         .await;
-    let announced = events
-        .iter()
-        .find(|e| e["type"] == "ExportAnnounced")
-        .unwrap();
-    assert_eq!(announced["payload"]["files"], r#"["data.json"]"#);
-    let output: Vec<(&Value, &Value)> = events
-        .iter()
-        .filter(|e| e["type"] == "ProcessOutput" && e["payload"]["process"] == "import")
+    let files = payload_fields(&events, "ExportAnnounced", "files");
+    assert_eq!(files[0], r#"["data.json"]"#);
+    let output: Vec<(&Value, &Value)> = of_type(&events, "ProcessOutput")
+        .filter(|e| e["payload"]["process"] == "import")
         .map(|e| (&e["payload"]["stream"], &e["payload"]["line"]))
         .collect();
     assert!(
@@ -430,11 +440,7 @@ async fn the_real_clients_sequence_over_https() {
     )
     .await;
     assert_eq!(ignored.status, 204, "{ignored:?}");
-    let events = face.events("gros_agent-PROJ.PROJ").await;
-    let logs: Vec<&Value> = events
-        .iter()
-        .filter(|e| e["type"] == "LogRecorded")
-        .collect();
+    let logs = face.events_of("gros_agent-PROJ.PROJ", "LogRecorded").await;
     assert_eq!(logs.len(), 1, "{logs:#?}");
     assert_eq!(logs[0]["payload"]["level"], "WARNING");
     assert_eq!(logs[0]["payload"]["message"], "disk low");
@@ -514,8 +520,10 @@ async fn the_real_clients_sequence_over_https() {
     }
     let project = face.events("gros_project-PROJ").await;
     assert_eq!(project[0]["type"], "SaltsCreated");
-    let global_events = face.events("gros_project-global").await;
-    assert!(global_events.iter().any(|e| e["type"] == "VersionChecked"));
+    let checks = face
+        .events_of("gros_project-global", "VersionChecked")
+        .await;
+    assert!(!checks.is_empty());
     let everything = send(&face.main, get("/api/events?limit=1000")).await.body;
     assert!(!everything.contains(&salt) && !everything.contains(&pepper));
 }
@@ -730,14 +738,9 @@ async fn concurrent_registrations_of_one_agent_are_refused_not_mixed() {
     assert!(salts.windows(2).all(|w| w[0] == w[1]), "{salts:?}");
     // Whatever the interleaving, every registration that took the lock released it.
     let events = face.events("gros_agent-PROJ.racer").await;
-    let started = events
-        .iter()
-        .filter(|e| e["type"] == "RegistrationStarted")
-        .count();
-    let ended = events
-        .iter()
-        .filter(|e| e["type"] == "AgentRegistered" || e["type"] == "RegistrationAbandoned")
-        .count();
+    let started = of_type(&events, "RegistrationStarted").count();
+    let ended = of_type(&events, "AgentRegistered").count()
+        + of_type(&events, "RegistrationAbandoned").count();
     assert_eq!((started, ended), (salts.len(), salts.len()), "{events:#?}");
     let status = send(&face.main, get("/auth/status.py?project=PROJ&agent=racer")).await;
     assert_eq!(status.json()["lock"]["ok"], true);
@@ -1029,17 +1032,13 @@ async fn scrapes_and_imports_are_stopped_at_their_timeouts() {
     assert_eq!(face.register_in("SLOW", "SLOW").await.status, 200);
     let started = send(&face.main, form("POST", "/agents/SLOW/SLOW/scrape", "")).await;
     assert_eq!(started.status, 201, "{started:?}");
-    let exported = send(
-        &face.main,
-        form("POST", "/auth/export.py?project=SLOW", "agent=%7B%7D"),
-    )
-    .await;
+    let exported = face.export_as("SLOW", &json!({}), &[]).await;
     assert_eq!(exported.status, 202, "{exported:?}");
     let both = poll_async(WAIT, "both processes' ends", || async {
-        let events = face.events("gros_agent-SLOW.SLOW").await;
-        let ends: Vec<Value> = events
+        let ends: Vec<Value> = face
+            .events_of("gros_agent-SLOW.SLOW", "ProcessFinished")
+            .await
             .into_iter()
-            .filter(|e| e["type"] == "ProcessFinished")
             .map(|e| e["payload"].clone())
             .collect();
         (ends.len() == 2).then_some(ends)
@@ -1101,19 +1100,8 @@ fn files(dir: &Path, found: &mut Vec<std::path::PathBuf>) {
 fn salts_survive_a_restart_and_are_never_written_in_clear() {
     let dir = tempfile::tempdir().unwrap();
     let register = |address: &str| {
-        let target = Target {
-            address: address.to_owned(),
-            der: None,
-        };
-        let registered = exchange(
-            &target,
-            form(
-                "POST",
-                "/auth/agent.py?project=PROJ",
-                &format!("public_key={}", urlencode(KEY)),
-            )
-            .as_bytes(),
-        );
+        let target = plain(address);
+        let registered = exchange(&target, registration("project=PROJ", KEY).as_bytes());
         assert_eq!(registered.status, 200, "{registered:?}");
         let global = exchange(&target, get("/auth/encrypt.py?value=v").as_bytes());
         (
@@ -1172,19 +1160,8 @@ fn a_scrape_cut_short_by_a_crash_is_settled_at_the_next_start() {
     ];
     let envs = [("ANNALS_HTTP_LISTEN", "127.0.0.1:0")];
     let mut served = common::spawn_serve(&args, &envs).expect("the server starts");
-    let target = Target {
-        address: served.address.clone(),
-        der: None,
-    };
-    let registered = exchange(
-        &target,
-        form(
-            "POST",
-            "/auth/agent.py?project=SLOW",
-            &format!("public_key={}", urlencode(KEY)),
-        )
-        .as_bytes(),
-    );
+    let target = plain(&served.address);
+    let registered = exchange(&target, registration("project=SLOW", KEY).as_bytes());
     assert_eq!(registered.status, 200, "{registered:?}");
     let scrape = "POST /agents/SLOW/SLOW/scrape HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
                   Content-Length: 0\r\n\r\n";
@@ -1199,10 +1176,7 @@ fn a_scrape_cut_short_by_a_crash_is_settled_at_the_next_start() {
     served.child.wait().unwrap();
 
     let served = common::spawn_serve(&args, &envs).expect("the server starts again");
-    let target = Target {
-        address: served.address.clone(),
-        der: None,
-    };
+    let target = plain(&served.address);
     let events = exchange(&target, stream.as_bytes()).json();
     let last = events["events"].as_array().unwrap().last().unwrap().clone();
     assert_eq!(last["type"], "ProcessFinished", "{events:#}");
@@ -1252,10 +1226,7 @@ async fn a_scrape_is_answered_well_within_agent_configs_timeout_by_default() {
     let face = spawn(|config, dir| {
         config.gros.scrape_start_check_ms =
             annals::config::GrosSection::default().scrape_start_check_ms;
-        config.gros.projects[0].scrape_command = sh(&format!(
-            "while [ ! -e {} ]; do sleep 0.02; done",
-            dir.join("stop").display()
-        ));
+        config.gros.projects[0].scrape_command = sh(&until_exists(&dir.join("stop")));
     })
     .await;
     let began = std::time::Instant::now();
@@ -1296,21 +1267,10 @@ fn preflight_warning(status: &Value) -> String {
 #[actix_rt::test]
 async fn an_export_counts_against_the_agent_that_sent_it() {
     let face = spawn(|config, dir| {
-        config.gros.projects[3].import_command = sh(&format!(
-            "while [ ! -e {} ]; do sleep 0.02; done",
-            dir.join("import-stop").display()
-        ));
+        config.gros.projects[3].import_command = sh(&until_exists(&dir.join("import-stop")));
     })
     .await;
-    let registered = send(
-        &face.main,
-        form(
-            "POST",
-            "/auth/agent.py?project=SLOW&agent=PROJ",
-            &format!("public_key={}", urlencode(KEY)),
-        ),
-    )
-    .await;
+    let registered = face.register_in("SLOW", "PROJ").await;
     assert_eq!(registered.status, 200, "{registered:?}");
     let preflight = || send(&face.main, get("/auth/status.py?project=SLOW&agent=PROJ"));
     let before = preflight().await;
@@ -1322,21 +1282,12 @@ async fn an_export_counts_against_the_agent_that_sent_it() {
 
     // export_files.py's announcement, as the agent of PROJ and SLOW sends it for SLOW.
     let agent = json!({"user": "agent", "key": "PROJ", "hostname": "host", "version": "0.0.3"});
-    let export = send(
-        &face.main,
-        form(
-            "POST",
-            "/auth/export.py?project=SLOW",
-            &format!("agent={}&files=%5B%5D", urlencode(&agent.to_string())),
-        ),
-    )
-    .await;
+    let export = face.export_as("SLOW", &agent, &[]).await;
     assert_eq!(export.status, 202, "{export:?}");
-    let events = face.events("gros_agent-SLOW.PROJ").await;
-    assert!(
-        events.iter().any(|e| e["type"] == "ExportAnnounced"),
-        "{events:#?}"
-    );
+    let announced = face
+        .events_of("gros_agent-SLOW.PROJ", "ExportAnnounced")
+        .await;
+    assert!(!announced.is_empty());
 
     let after = preflight().await;
     assert_eq!(after.status, 503, "{after:?}");
@@ -1365,27 +1316,13 @@ async fn an_export_counts_against_the_agent_that_sent_it() {
     // A `user` of the form agent-<name> names the agent when there is no key; an unusable key
     // is refused.
     let by_user = json!({"user": "agent-other", "key": "-"});
-    let export = send(
-        &face.main,
-        form(
-            "POST",
-            "/auth/export.py?project=PROJ",
-            &format!("agent={}", urlencode(&by_user.to_string())),
-        ),
-    )
-    .await;
+    let export = face.export_as("PROJ", &by_user, &[]).await;
     assert_eq!(export.status, 202, "{export:?}");
-    let events = face.events("gros_agent-PROJ.other").await;
-    assert!(events.iter().any(|e| e["type"] == "ExportAnnounced"));
-    let bad = send(
-        &face.main,
-        form(
-            "POST",
-            "/auth/export.py?project=PROJ",
-            &format!("agent={}", urlencode(r#"{"key": "a b"}"#)),
-        ),
-    )
-    .await;
+    let announced = face
+        .events_of("gros_agent-PROJ.other", "ExportAnnounced")
+        .await;
+    assert!(!announced.is_empty());
+    let bad = face.export_as("PROJ", &json!({"key": "a b"}), &[]).await;
     assert_eq!(bad.status, 400, "{bad:?}");
     assert_eq!(
         bad.body,
@@ -1408,10 +1345,7 @@ async fn an_export_counts_against_the_agent_that_sent_it() {
 async fn scrapes_on_the_main_listener_are_for_registered_agents_and_capped() {
     let face = spawn(|config, dir| {
         config.gros.max_agent_scrapes = 1;
-        config.gros.projects[0].scrape_command = sh(&format!(
-            "while [ ! -e {} ]; do sleep 0.02; done",
-            dir.join("stop").display()
-        ));
+        config.gros.projects[0].scrape_command = sh(&until_exists(&dir.join("stop")));
     })
     .await;
     for path in ["/agents/SLOW/madeup/scrape", "/agents/SLOW/madeup/status"] {
@@ -1501,12 +1435,8 @@ async fn an_export_without_an_agent_field_counts_against_the_projects_agent() {
             finished("import"),
         )
         .await;
-    let announced: Vec<&Value> = events
-        .iter()
-        .filter(|e| e["type"] == "ExportAnnounced")
-        .map(|e| &e["payload"]["agent"])
-        .collect();
-    assert_eq!(announced, [&json!("null"), &json!("null")], "{events:#?}");
+    let announced = payload_fields(&events, "ExportAnnounced", "agent");
+    assert_eq!(announced, [json!("null"), json!("null")], "{events:#?}");
 }
 
 /// The CGI scripts that only read (`access.py`, `encrypt.py`, `version.py`) answer whatever
@@ -1567,13 +1497,8 @@ async fn a_scrape_asked_for_now_skips_the_preflight_schedule() {
         })
         .await;
     }
-    let lines: Vec<Value> = face
-        .events("gros_agent-PROJ.PROJ")
-        .await
-        .into_iter()
-        .filter(|e| e["type"] == "ProcessOutput")
-        .map(|e| e["payload"]["line"].clone())
-        .collect();
+    let events = face.events("gros_agent-PROJ.PROJ").await;
+    let lines = payload_fields(&events, "ProcessOutput", "line");
     assert_eq!(
         lines,
         [
