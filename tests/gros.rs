@@ -225,16 +225,13 @@ impl Face {
         answer.json()["events"].as_array().unwrap().clone()
     }
 
-    /// Waits for the agent's stream to hold an event for which `found` says yes.
-    async fn wait_for(
-        &self,
-        stream: &str,
-        what: &str,
-        found: impl Fn(&Value) -> bool,
-    ) -> Vec<Value> {
-        poll_async(WAIT, what, || async {
+    /// Waits for the agent's stream to tell the end of a `process` ("scrape" or "import"), and
+    /// gives its events then.
+    async fn wait_for_end(&self, stream: &str, process: &'static str) -> Vec<Value> {
+        let what = format!("the {process}'s end on {stream}");
+        poll_async(WAIT, &what, || async {
             let events = self.events(stream).await;
-            events.iter().any(&found).then_some(events)
+            events.iter().any(finished(process)).then_some(events)
         })
         .await
     }
@@ -361,14 +358,8 @@ async fn the_real_clients_sequence_over_https() {
             .to_owned(),
     )
     .await;
-    assert_eq!((scrape.status, scrape.json()), (201, json!({"ok": true})));
-    let events = face
-        .wait_for(
-            "gros_agent-PROJ.PROJ",
-            "the scrape's end",
-            finished("scrape"),
-        )
-        .await;
+    assert_eq!(answered(&scrape), (201, json!({"ok": true})));
+    let events = face.wait_for_end("gros_agent-PROJ.PROJ", "scrape").await;
     let lines = payload_fields(&events, "ProcessOutput", "line");
     assert!(lines.contains(&json!("scraped")), "{events:#?}");
     assert!(lines.contains(&json!("scrape warning")), "{events:#?}");
@@ -376,7 +367,7 @@ async fn the_real_clients_sequence_over_https() {
     assert_eq!(end["payload"]["exit_code"], 0);
     let idle = send(&face.daemon, get("/status")).await;
     assert_eq!(
-        (idle.status, idle.json()),
+        answered(&idle),
         (
             503,
             json!({"ok": false, "message": "No scrape process is running"})
@@ -391,13 +382,7 @@ async fn the_real_clients_sequence_over_https() {
         (202, ""),
         "{export:?}"
     );
-    let events = face
-        .wait_for(
-            "gros_agent-PROJ.PROJ",
-            "the import's end",
-            finished("import"),
-        )
-        .await;
+    let events = face.wait_for_end("gros_agent-PROJ.PROJ", "import").await;
     let files = payload_fields(&events, "ExportAnnounced", "files");
     assert_eq!(files[0], r#"["data.json"]"#);
     let output: Vec<(&Value, &Value)> = of_type(&events, "ProcessOutput")
@@ -467,7 +452,7 @@ async fn the_real_clients_sequence_over_https() {
     )
     .await;
     assert_eq!(
-        (current.status, current.json()),
+        answered(&current),
         (200, json!({"up_to_date": true, "version": SHA}))
     );
     let old = send(
@@ -484,7 +469,7 @@ async fn the_real_clients_sequence_over_https() {
     let encrypted = send(&face.main, get("/auth/encrypt.py?project=PROJ&value=jdoe")).await;
     let expected = hex::encode(sha2::Sha256::digest(format!("{salt}jdoe{pepper}")));
     assert_eq!(
-        (encrypted.status, encrypted.json()),
+        answered(&encrypted),
         (200, json!({"value": expected, "encryption": 1}))
     );
     let global = send(&face.main, get("/auth/encrypt.py?value=jdoe"))
@@ -840,13 +825,21 @@ async fn an_untrusted_peer_cannot_forward_its_address() {
     assert_eq!(access.json(), json!(["*"]));
 }
 
-/// The agent daemon's error body.
-fn agent_error(status: &str, message: &str) -> Value {
-    json!({
+/// The agent daemon's refusal: the status of `status_line` ("503 Service Unavailable"), and
+/// the error body that says it.
+fn refusal(status_line: &str, message: &str) -> (u16, Value) {
+    let status = status_line[..3].parse().unwrap();
+    let body = json!({
         "ok": false,
-        "error": {"status": status, "message": message, "traceback": null},
+        "error": {"status": status_line, "message": message, "traceback": null},
         "version": {"annals": env!("CARGO_PKG_VERSION")},
-    })
+    });
+    (status, body)
+}
+
+/// An answer's status and JSON body, to compare with what is expected of it whole.
+fn answered(answer: &Answer) -> (u16, Value) {
+    (answer.status, answer.json())
 }
 
 /// An empty POST, as agent-config sends to start a scrape.
@@ -869,21 +862,18 @@ async fn the_agent_daemon_answers_as_upstream_does() {
     let lengthless = |method: &str, path: &str, host: &str| {
         format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")
     };
-    let length_required = agent_error("411 Length Required", "Client must specify Content-Length");
+    let length_required = refusal("411 Length Required", "Client must specify Content-Length");
     let cases = [
         (
             send(&face.daemon, lengthless("POST", "/scrape", "elsewhere")).await,
-            411,
             length_required.clone(),
         ),
         (
             send(&face.daemon, lengthless("POST", "/status", "localhost")).await,
-            411,
             length_required.clone(),
         ),
         (
             send(&face.daemon, lengthless("PUT", "/nowhere", "localhost")).await,
-            411,
             length_required.clone(),
         ),
         (
@@ -892,7 +882,6 @@ async fn the_agent_daemon_answers_as_upstream_does() {
                 lengthless("POST", "/agents/PROJ/PROJ/status", "localhost"),
             )
             .await,
-            411,
             length_required,
         ),
         (
@@ -904,13 +893,14 @@ async fn the_agent_daemon_answers_as_upstream_does() {
                     .to_owned(),
             )
             .await,
-            503,
-            json!({"ok": false, "message": "No scrape process is running"}),
+            (
+                503,
+                json!({"ok": false, "message": "No scrape process is running"}),
+            ),
         ),
         (
             send(&face.daemon, get("/scrape")).await,
-            403,
-            agent_error("403 Forbidden", "Invalid Host header"),
+            refusal("403 Forbidden", "Invalid Host header"),
         ),
         (
             send(
@@ -918,29 +908,24 @@ async fn the_agent_daemon_answers_as_upstream_does() {
                 lengthless("GET", "/scrape", "agent.example:7070"),
             )
             .await,
-            400,
-            agent_error("400 Bad Request", "Must be POSTed"),
+            refusal("400 Bad Request", "Must be POSTed"),
         ),
         (
             post(&face.daemon, "/scrape", "elsewhere").await,
-            403,
-            agent_error("403 Forbidden", "Invalid Host header"),
+            refusal("403 Forbidden", "Invalid Host header"),
         ),
         (
             send(&face.daemon, get("/nowhere")).await,
-            404,
-            agent_error("404 Not Found", "The path '/nowhere' was not found."),
+            refusal("404 Not Found", "The path '/nowhere' was not found."),
         ),
         (
             // `[gros.agent] host` is the local daemon's: the main listener does not check it.
             post(&face.main, "/agents/FAIL/FAIL/scrape", "controller.example").await,
-            503,
-            agent_error("503 Service Unavailable", "Status code 3"),
+            refusal("503 Service Unavailable", "Status code 3"),
         ),
         (
             post(&face.main, "/agents/NOPE/NOPE/scrape", "agent.example:7070").await,
-            500,
-            agent_error(
+            refusal(
                 "500 Internal Server Error",
                 "Scrape process could not be started: the program \"/nonexistent/scraper\" \
                  was not found",
@@ -948,23 +933,21 @@ async fn the_agent_daemon_answers_as_upstream_does() {
         ),
         (
             post(&face.main, "/agents/BARE/BARE/scrape", "agent.example:7070").await,
-            404,
-            agent_error(
+            refusal(
                 "404 Not Found",
                 "No scrape command is configured for agent BARE.BARE",
             ),
         ),
         (
             send(&face.main, get("/agents/lower/x/status")).await,
-            404,
-            agent_error(
+            refusal(
                 "404 Not Found",
                 "Project key must be all-uppercase, only alphabetic characters",
             ),
         ),
     ];
-    for (answer, status, body) in cases {
-        assert_eq!((answer.status, answer.json()), (status, body), "{answer:?}");
+    for (answer, expected) in cases {
+        assert_eq!(answered(&answer), expected, "{answer:?}");
     }
     // The daemon's own listener counts its requests too.
     let metrics = send(&face.main, get("/metrics")).await;
@@ -980,10 +963,10 @@ async fn the_agent_daemon_answers_as_upstream_does() {
 
     // A long scrape: running, refused a second time, then done.
     let started = post(&face.main, "/agents/SLOW/a1/scrape", "agent.example:7070").await;
-    assert_eq!((started.status, started.json()), (201, json!({"ok": true})));
+    assert_eq!(answered(&started), (201, json!({"ok": true})));
     let running = send(&face.main, get("/agents/SLOW/a1/status")).await;
     assert_eq!(
-        (running.status, running.json()),
+        answered(&running),
         (
             200,
             json!({"ok": true, "message": "Scrape process is running"})
@@ -991,22 +974,14 @@ async fn the_agent_daemon_answers_as_upstream_does() {
     );
     let again = post(&face.main, "/agents/SLOW/a1/scrape", "agent.example:7070").await;
     assert_eq!(
-        (again.status, again.json()),
-        (
-            503,
-            agent_error(
-                "503 Service Unavailable",
-                "Another scrape process is already running"
-            )
+        answered(&again),
+        refusal(
+            "503 Service Unavailable",
+            "Another scrape process is already running"
         )
     );
     std::fs::write(face.dir.path().join("stop"), "").unwrap();
-    face.wait_for(
-        "gros_agent-SLOW.a1",
-        "the slow scrape's end",
-        finished("scrape"),
-    )
-    .await;
+    face.wait_for_end("gros_agent-SLOW.a1", "scrape").await;
     let idle = send(&face.main, get("/agents/SLOW/a1/status")).await;
     assert_eq!(idle.status, 503);
     let failed = face.events("gros_agent-FAIL.FAIL").await;
@@ -1202,13 +1177,10 @@ async fn a_scrape_from_outside_the_projects_networks_is_refused() {
     assert_eq!(face.register("PROJ").await.status, 200);
     let refused = post(&face.main, "/agents/PROJ/PROJ/scrape", "agent.example:7070").await;
     assert_eq!(
-        (refused.status, refused.json()),
-        (
-            403,
-            agent_error(
-                "403 Forbidden",
-                "The caller's address is not in the networks of project PROJ"
-            )
+        answered(&refused),
+        refusal(
+            "403 Forbidden",
+            "The caller's address is not in the networks of project PROJ"
         )
     );
     let idle = send(&face.main, get("/agents/PROJ/PROJ/status")).await;
@@ -1232,16 +1204,11 @@ async fn a_scrape_is_answered_well_within_agent_configs_timeout_by_default() {
     let began = std::time::Instant::now();
     let started = post(&face.daemon, "/scrape", "localhost:7070").await;
     let took = began.elapsed();
-    assert_eq!((started.status, started.json()), (201, json!({"ok": true})));
+    assert_eq!(answered(&started), (201, json!({"ok": true})));
     // 1 s is agent-config's `scrape_timeout`; the margin is for a loaded machine.
     assert!(took < Duration::from_millis(700), "answered after {took:?}");
     std::fs::write(face.dir.path().join("stop"), "").unwrap();
-    face.wait_for(
-        "gros_agent-PROJ.PROJ",
-        "the scrape's end",
-        finished("scrape"),
-    )
-    .await;
+    face.wait_for_end("gros_agent-PROJ.PROJ", "scrape").await;
 }
 
 /// gros-gatherer's `preflight.py`: the warning it logs for a 503, from the answer's parts.
@@ -1330,12 +1297,7 @@ async fn an_export_counts_against_the_agent_that_sent_it() {
          characters\n"
     );
     std::fs::write(face.dir.path().join("import-stop"), "").unwrap();
-    face.wait_for(
-        "gros_agent-SLOW.PROJ",
-        "the import's end",
-        finished("import"),
-    )
-    .await;
+    face.wait_for_end("gros_agent-SLOW.PROJ", "import").await;
 }
 
 /// The main listener answers for every project's agents, so only a registered agent's scrape
@@ -1351,11 +1313,8 @@ async fn scrapes_on_the_main_listener_are_for_registered_agents_and_capped() {
     for path in ["/agents/SLOW/madeup/scrape", "/agents/SLOW/madeup/status"] {
         let unknown = post(&face.main, path, "localhost").await;
         assert_eq!(
-            (unknown.status, unknown.json()),
-            (
-                404,
-                agent_error("404 Not Found", "Agent SLOW.madeup is not registered")
-            ),
+            answered(&unknown),
+            refusal("404 Not Found", "Agent SLOW.madeup is not registered"),
             "{path}"
         );
     }
@@ -1368,13 +1327,10 @@ async fn scrapes_on_the_main_listener_are_for_registered_agents_and_capped() {
     assert_eq!(first.status, 201, "{first:?}");
     let full = post(&face.main, "/agents/SLOW/a2/scrape", "localhost").await;
     assert_eq!(
-        (full.status, full.json()),
-        (
-            503,
-            agent_error(
-                "503 Service Unavailable",
-                "Too many scrapes are running: at most 1 at once"
-            )
+        answered(&full),
+        refusal(
+            "503 Service Unavailable",
+            "Too many scrapes are running: at most 1 at once"
         )
     );
     // The agent's own scrape running is said as such, not as a full daemon.
@@ -1389,30 +1345,15 @@ async fn scrapes_on_the_main_listener_are_for_registered_agents_and_capped() {
 
     // The slot is free again once the scrape ends.
     std::fs::write(face.dir.path().join("stop"), "").unwrap();
-    face.wait_for(
-        "gros_agent-SLOW.a1",
-        "the first scrape's end",
-        finished("scrape"),
-    )
-    .await;
+    face.wait_for_end("gros_agent-SLOW.a1", "scrape").await;
     let second = poll_async(WAIT, "a free slot", || async {
         let answer = post(&face.main, "/agents/SLOW/a2/scrape", "localhost").await;
         (answer.status != 503).then_some(answer)
     })
     .await;
     assert_eq!(second.status, 201, "{second:?}");
-    face.wait_for(
-        "gros_agent-SLOW.a2",
-        "the second scrape's end",
-        finished("scrape"),
-    )
-    .await;
-    face.wait_for(
-        "gros_agent-PROJ.PROJ",
-        "the local scrape's end",
-        finished("scrape"),
-    )
-    .await;
+    face.wait_for_end("gros_agent-SLOW.a2", "scrape").await;
+    face.wait_for_end("gros_agent-PROJ.PROJ", "scrape").await;
 }
 
 /// Upstream's `export.py` takes the `agent` field as optional: without it, the export counts
@@ -1428,13 +1369,7 @@ async fn an_export_without_an_agent_field_counts_against_the_projects_agent() {
         .await;
         assert_eq!((export.status, export.body.as_str()), (202, ""), "{body:?}");
     }
-    let events = face
-        .wait_for(
-            "gros_agent-PROJ.PROJ",
-            "the import's end",
-            finished("import"),
-        )
-        .await;
+    let events = face.wait_for_end("gros_agent-PROJ.PROJ", "import").await;
     let announced = payload_fields(&events, "ExportAnnounced", "agent");
     assert_eq!(announced, [json!("null"), json!("null")], "{events:#?}");
 }
@@ -1454,16 +1389,12 @@ async fn the_reading_scripts_answer_any_method() {
         )
         .await;
         assert_eq!(
-            (compared.status, compared.json()),
+            answered(&compared),
             (200, json!({"up_to_date": true, "version": SHA})),
             "{method}"
         );
         let access = send(&face.main, form(method, "/auth/access.py", "")).await;
-        assert_eq!(
-            (access.status, access.json()),
-            (200, projects.clone()),
-            "{method}"
-        );
+        assert_eq!(answered(&access), (200, projects.clone()), "{method}");
         let encrypted = send(&face.main, form(method, "/auth/encrypt.py", "value=x")).await;
         assert_eq!(
             (encrypted.status, encrypted.json()["encryption"].clone()),
