@@ -258,6 +258,16 @@ impl Face {
         send(&self.main, form("POST", &uri, &body)).await
     }
 
+    /// Announces an export of `project` by the agent `agent` describes, and checks that it is
+    /// accepted and recorded on the stream of the agent `counted_as` of that project.
+    async fn assert_export_counts_against(&self, project: &str, agent: &Value, counted_as: &str) {
+        let export = self.export_as(project, agent, &[]).await;
+        assert_eq!(export.status, 202, "{export:?}");
+        let stream = format!("gros_agent-{project}.{counted_as}");
+        let announced = self.events_of(&stream, "ExportAnnounced").await;
+        assert!(!announced.is_empty(), "no export on {stream}");
+    }
+
     /// The events of this type on the stream, in order.
     async fn events_of(&self, stream: &str, kind: &str) -> Vec<Value> {
         let events = self.events(stream).await;
@@ -1249,12 +1259,8 @@ async fn an_export_counts_against_the_agent_that_sent_it() {
 
     // export_files.py's announcement, as the agent of PROJ and SLOW sends it for SLOW.
     let agent = json!({"user": "agent", "key": "PROJ", "hostname": "host", "version": "0.0.3"});
-    let export = face.export_as("SLOW", &agent, &[]).await;
-    assert_eq!(export.status, 202, "{export:?}");
-    let announced = face
-        .events_of("gros_agent-SLOW.PROJ", "ExportAnnounced")
+    face.assert_export_counts_against("SLOW", &agent, "PROJ")
         .await;
-    assert!(!announced.is_empty());
 
     let after = preflight().await;
     assert_eq!(after.status, 503, "{after:?}");
@@ -1283,12 +1289,8 @@ async fn an_export_counts_against_the_agent_that_sent_it() {
     // A `user` of the form agent-<name> names the agent when there is no key; an unusable key
     // is refused.
     let by_user = json!({"user": "agent-other", "key": "-"});
-    let export = face.export_as("PROJ", &by_user, &[]).await;
-    assert_eq!(export.status, 202, "{export:?}");
-    let announced = face
-        .events_of("gros_agent-PROJ.other", "ExportAnnounced")
+    face.assert_export_counts_against("PROJ", &by_user, "other")
         .await;
-    assert!(!announced.is_empty());
     let bad = face.export_as("PROJ", &json!({"key": "a b"}), &[]).await;
     assert_eq!(bad.status, 400, "{bad:?}");
     assert_eq!(
