@@ -191,8 +191,8 @@ async fn spawn(configure: impl FnOnce(&mut Config, &Path)) -> Face {
         project(
             "SLOW",
             sh(&format!(
-                "echo waiting; while [ ! -e {} ]; do sleep 0.02; done",
-                dir.path().join("stop").display()
+                "echo waiting; {}",
+                until_exists(&dir.path().join("stop"))
             )),
         ),
         project("BARE", vec![]),
@@ -204,13 +204,12 @@ async fn spawn(configure: impl FnOnce(&mut Config, &Path)) -> Face {
             address: addresses.main.to_string(),
             der: Some(der),
         },
-        daemon: Target {
-            address: addresses
+        daemon: plain(
+            &addresses
                 .gros_agent
                 .expect("the daemon listens")
                 .to_string(),
-            der: None,
-        },
+        ),
         dir,
     }
 }
@@ -226,16 +225,13 @@ impl Face {
         answer.json()["events"].as_array().unwrap().clone()
     }
 
-    /// Waits for the agent's stream to hold an event for which `found` says yes.
-    async fn wait_for(
-        &self,
-        stream: &str,
-        what: &str,
-        found: impl Fn(&Value) -> bool,
-    ) -> Vec<Value> {
-        poll_async(WAIT, what, || async {
+    /// Waits for the agent's stream to tell the end of a `process` ("scrape" or "import"), and
+    /// gives its events then.
+    async fn wait_for_end(&self, stream: &str, process: &'static str) -> Vec<Value> {
+        let what = format!("the {process}'s end on {stream}");
+        poll_async(WAIT, &what, || async {
             let events = self.events(stream).await;
-            events.iter().any(&found).then_some(events)
+            events.iter().any(finished(process)).then_some(events)
         })
         .await
     }
@@ -246,15 +242,71 @@ impl Face {
 
     /// Registers an agent of a project, as gros-gatherer does.
     async fn register_in(&self, project: &str, agent: &str) -> Answer {
-        send(
-            &self.main,
-            form(
-                "POST",
-                &format!("/auth/agent.py?project={project}&agent={agent}"),
-                &format!("public_key={}", urlencode(KEY)),
-            ),
-        )
-        .await
+        let query = format!("project={project}&agent={agent}");
+        send(&self.main, registration(&query, KEY)).await
+    }
+
+    /// Announces an export of `project` as gros-gatherer's `export_files.py` does, by the
+    /// agent `agent` describes.
+    async fn export_as(&self, project: &str, agent: &Value, files: &[&str]) -> Answer {
+        let body = format!(
+            "agent={}&files={}",
+            urlencode(&agent.to_string()),
+            urlencode(&json!(files).to_string())
+        );
+        let uri = format!("/auth/export.py?project={project}");
+        send(&self.main, form("POST", &uri, &body)).await
+    }
+
+    /// Announces an export of `project` by the agent `agent` describes, and checks that it is
+    /// accepted and recorded on the stream of the agent `counted_as` of that project.
+    async fn assert_export_counts_against(&self, project: &str, agent: &Value, counted_as: &str) {
+        let export = self.export_as(project, agent, &[]).await;
+        assert_eq!(export.status, 202, "{export:?}");
+        let stream = format!("gros_agent-{project}.{counted_as}");
+        let announced = self.events_of(&stream, "ExportAnnounced").await;
+        assert!(!announced.is_empty(), "no export on {stream}");
+    }
+
+    /// The events of this type on the stream, in order.
+    async fn events_of(&self, stream: &str, kind: &str) -> Vec<Value> {
+        let events = self.events(stream).await;
+        of_type(&events, kind).cloned().collect()
+    }
+}
+
+/// gros-gatherer's registration of its public key; `query` names the project, and the agent
+/// where it is not the one named after the project.
+fn registration(query: &str, public_key: &str) -> String {
+    form(
+        "POST",
+        &format!("/auth/agent.py?{query}"),
+        &format!("public_key={}", urlencode(public_key)),
+    )
+}
+
+/// The events of this type among these, in order.
+fn of_type<'a>(events: &'a [Value], kind: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
+    events.iter().filter(move |e| e["type"] == kind)
+}
+
+/// One field of the payload of each event of this type among these, in order.
+fn payload_fields(events: &[Value], kind: &str, field: &str) -> Vec<Value> {
+    of_type(events, kind)
+        .map(|e| e["payload"][field].clone())
+        .collect()
+}
+
+/// A command that runs until `path` exists, for a process the test ends when it chooses.
+fn until_exists(path: &Path) -> String {
+    format!("while [ ! -e {} ]; do sleep 0.02; done", path.display())
+}
+
+/// The plain HTTP listener at `address`.
+fn plain(address: &str) -> Target {
+    Target {
+        address: address.to_owned(),
+        der: None,
     }
 }
 
@@ -290,26 +342,11 @@ async fn the_real_clients_sequence_over_https() {
     );
 
     // A new key: the same salts, and the history says the key changed.
-    let rekeyed = send(
-        &face.main,
-        form(
-            "POST",
-            "/auth/agent.py?project=PROJ",
-            &format!(
-                "public_key={}",
-                urlencode("ssh-ed25519 AAAAnewkey agent@host")
-            ),
-        ),
-    )
-    .await;
+    let new_key = "ssh-ed25519 AAAAnewkey agent@host";
+    let rekeyed = send(&face.main, registration("project=PROJ", new_key)).await;
     assert_eq!(rekeyed.json()["salts"], body["salts"]);
-    let registrations: Vec<Value> = face
-        .events("gros_agent-PROJ.PROJ")
-        .await
-        .into_iter()
-        .filter(|e| e["type"] == "AgentRegistered")
-        .map(|e| e["payload"]["rekeyed"].clone())
-        .collect();
+    let events = face.events("gros_agent-PROJ.PROJ").await;
+    let registrations = payload_fields(&events, "AgentRegistered", "rekeyed");
     assert_eq!(registrations, [json!(false), json!(true)]);
 
     // The preflight check passes: registered, never exported, from an allowed network.
@@ -331,26 +368,16 @@ async fn the_real_clients_sequence_over_https() {
             .to_owned(),
     )
     .await;
-    assert_eq!((scrape.status, scrape.json()), (201, json!({"ok": true})));
-    let events = face
-        .wait_for(
-            "gros_agent-PROJ.PROJ",
-            "the scrape's end",
-            finished("scrape"),
-        )
-        .await;
-    let lines: Vec<&Value> = events
-        .iter()
-        .filter(|e| e["type"] == "ProcessOutput")
-        .map(|e| &e["payload"]["line"])
-        .collect();
-    assert!(lines.contains(&&json!("scraped")), "{events:#?}");
-    assert!(lines.contains(&&json!("scrape warning")), "{events:#?}");
+    assert_eq!(answered(&scrape), (201, json!({"ok": true})));
+    let events = face.wait_for_end("gros_agent-PROJ.PROJ", "scrape").await;
+    let lines = payload_fields(&events, "ProcessOutput", "line");
+    assert!(lines.contains(&json!("scraped")), "{events:#?}");
+    assert!(lines.contains(&json!("scrape warning")), "{events:#?}");
     let end = events.iter().find(|e| finished("scrape")(e)).unwrap();
     assert_eq!(end["payload"]["exit_code"], 0);
     let idle = send(&face.daemon, get("/status")).await;
     assert_eq!(
-        (idle.status, idle.json()),
+        answered(&idle),
         (
             503,
             json!({"ok": false, "message": "No scrape process is running"})
@@ -359,39 +386,17 @@ async fn the_real_clients_sequence_over_https() {
 
     // The export: announced, and the import command runs without a shell of ours.
     let agent = json!({"user": "agent", "key": "PROJ", "hostname": "host", "version": "0.0.3"});
-    let export = send(
-        &face.main,
-        form(
-            "POST",
-            "/auth/export.py?project=PROJ",
-            &format!(
-                "agent={}&files={}",
-                urlencode(&agent.to_string()),
-                urlencode(r#"["data.json"]"#)
-            ),
-        ),
-    )
-    .await;
+    let export = face.export_as("PROJ", &agent, &["data.json"]).await;
     assert_eq!(
         (export.status, export.body.as_str()),
         (202, ""),
         "{export:?}"
     );
-    let events = face
-        .wait_for(
-            "gros_agent-PROJ.PROJ",
-            "the import's end",
-            finished("import"),
-        )
-        .await;
-    let announced = events
-        .iter()
-        .find(|e| e["type"] == "ExportAnnounced")
-        .unwrap();
-    assert_eq!(announced["payload"]["files"], r#"["data.json"]"#);
-    let output: Vec<(&Value, &Value)> = events
-        .iter()
-        .filter(|e| e["type"] == "ProcessOutput" && e["payload"]["process"] == "import")
+    let events = face.wait_for_end("gros_agent-PROJ.PROJ", "import").await;
+    let files = payload_fields(&events, "ExportAnnounced", "files");
+    assert_eq!(files[0], r#"["data.json"]"#);
+    let output: Vec<(&Value, &Value)> = of_type(&events, "ProcessOutput")
+        .filter(|e| e["payload"]["process"] == "import")
         .map(|e| (&e["payload"]["stream"], &e["payload"]["line"]))
         .collect();
     assert!(
@@ -430,11 +435,7 @@ async fn the_real_clients_sequence_over_https() {
     )
     .await;
     assert_eq!(ignored.status, 204, "{ignored:?}");
-    let events = face.events("gros_agent-PROJ.PROJ").await;
-    let logs: Vec<&Value> = events
-        .iter()
-        .filter(|e| e["type"] == "LogRecorded")
-        .collect();
+    let logs = face.events_of("gros_agent-PROJ.PROJ", "LogRecorded").await;
     assert_eq!(logs.len(), 1, "{logs:#?}");
     assert_eq!(logs[0]["payload"]["level"], "WARNING");
     assert_eq!(logs[0]["payload"]["message"], "disk low");
@@ -461,7 +462,7 @@ async fn the_real_clients_sequence_over_https() {
     )
     .await;
     assert_eq!(
-        (current.status, current.json()),
+        answered(&current),
         (200, json!({"up_to_date": true, "version": SHA}))
     );
     let old = send(
@@ -478,7 +479,7 @@ async fn the_real_clients_sequence_over_https() {
     let encrypted = send(&face.main, get("/auth/encrypt.py?project=PROJ&value=jdoe")).await;
     let expected = hex::encode(sha2::Sha256::digest(format!("{salt}jdoe{pepper}")));
     assert_eq!(
-        (encrypted.status, encrypted.json()),
+        answered(&encrypted),
         (200, json!({"value": expected, "encryption": 1}))
     );
     let global = send(&face.main, get("/auth/encrypt.py?value=jdoe"))
@@ -514,8 +515,10 @@ async fn the_real_clients_sequence_over_https() {
     }
     let project = face.events("gros_project-PROJ").await;
     assert_eq!(project[0]["type"], "SaltsCreated");
-    let global_events = face.events("gros_project-global").await;
-    assert!(global_events.iter().any(|e| e["type"] == "VersionChecked"));
+    let checks = face
+        .events_of("gros_project-global", "VersionChecked")
+        .await;
+    assert!(!checks.is_empty());
     let everything = send(&face.main, get("/api/events?limit=1000")).await.body;
     assert!(!everything.contains(&salt) && !everything.contains(&pepper));
 }
@@ -730,14 +733,9 @@ async fn concurrent_registrations_of_one_agent_are_refused_not_mixed() {
     assert!(salts.windows(2).all(|w| w[0] == w[1]), "{salts:?}");
     // Whatever the interleaving, every registration that took the lock released it.
     let events = face.events("gros_agent-PROJ.racer").await;
-    let started = events
-        .iter()
-        .filter(|e| e["type"] == "RegistrationStarted")
-        .count();
-    let ended = events
-        .iter()
-        .filter(|e| e["type"] == "AgentRegistered" || e["type"] == "RegistrationAbandoned")
-        .count();
+    let started = of_type(&events, "RegistrationStarted").count();
+    let ended = of_type(&events, "AgentRegistered").count()
+        + of_type(&events, "RegistrationAbandoned").count();
     assert_eq!((started, ended), (salts.len(), salts.len()), "{events:#?}");
     let status = send(&face.main, get("/auth/status.py?project=PROJ&agent=racer")).await;
     assert_eq!(status.json()["lock"]["ok"], true);
@@ -837,13 +835,21 @@ async fn an_untrusted_peer_cannot_forward_its_address() {
     assert_eq!(access.json(), json!(["*"]));
 }
 
-/// The agent daemon's error body.
-fn agent_error(status: &str, message: &str) -> Value {
-    json!({
+/// The agent daemon's refusal: the status of `status_line` ("503 Service Unavailable"), and
+/// the error body that says it.
+fn refusal(status_line: &str, message: &str) -> (u16, Value) {
+    let status = status_line[..3].parse().unwrap();
+    let body = json!({
         "ok": false,
-        "error": {"status": status, "message": message, "traceback": null},
+        "error": {"status": status_line, "message": message, "traceback": null},
         "version": {"annals": env!("CARGO_PKG_VERSION")},
-    })
+    });
+    (status, body)
+}
+
+/// An answer's status and JSON body, to compare with what is expected of it whole.
+fn answered(answer: &Answer) -> (u16, Value) {
+    (answer.status, answer.json())
 }
 
 /// An empty POST, as agent-config sends to start a scrape.
@@ -866,21 +872,18 @@ async fn the_agent_daemon_answers_as_upstream_does() {
     let lengthless = |method: &str, path: &str, host: &str| {
         format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")
     };
-    let length_required = agent_error("411 Length Required", "Client must specify Content-Length");
+    let length_required = refusal("411 Length Required", "Client must specify Content-Length");
     let cases = [
         (
             send(&face.daemon, lengthless("POST", "/scrape", "elsewhere")).await,
-            411,
             length_required.clone(),
         ),
         (
             send(&face.daemon, lengthless("POST", "/status", "localhost")).await,
-            411,
             length_required.clone(),
         ),
         (
             send(&face.daemon, lengthless("PUT", "/nowhere", "localhost")).await,
-            411,
             length_required.clone(),
         ),
         (
@@ -889,7 +892,6 @@ async fn the_agent_daemon_answers_as_upstream_does() {
                 lengthless("POST", "/agents/PROJ/PROJ/status", "localhost"),
             )
             .await,
-            411,
             length_required,
         ),
         (
@@ -901,13 +903,14 @@ async fn the_agent_daemon_answers_as_upstream_does() {
                     .to_owned(),
             )
             .await,
-            503,
-            json!({"ok": false, "message": "No scrape process is running"}),
+            (
+                503,
+                json!({"ok": false, "message": "No scrape process is running"}),
+            ),
         ),
         (
             send(&face.daemon, get("/scrape")).await,
-            403,
-            agent_error("403 Forbidden", "Invalid Host header"),
+            refusal("403 Forbidden", "Invalid Host header"),
         ),
         (
             send(
@@ -915,29 +918,24 @@ async fn the_agent_daemon_answers_as_upstream_does() {
                 lengthless("GET", "/scrape", "agent.example:7070"),
             )
             .await,
-            400,
-            agent_error("400 Bad Request", "Must be POSTed"),
+            refusal("400 Bad Request", "Must be POSTed"),
         ),
         (
             post(&face.daemon, "/scrape", "elsewhere").await,
-            403,
-            agent_error("403 Forbidden", "Invalid Host header"),
+            refusal("403 Forbidden", "Invalid Host header"),
         ),
         (
             send(&face.daemon, get("/nowhere")).await,
-            404,
-            agent_error("404 Not Found", "The path '/nowhere' was not found."),
+            refusal("404 Not Found", "The path '/nowhere' was not found."),
         ),
         (
             // `[gros.agent] host` is the local daemon's: the main listener does not check it.
             post(&face.main, "/agents/FAIL/FAIL/scrape", "controller.example").await,
-            503,
-            agent_error("503 Service Unavailable", "Status code 3"),
+            refusal("503 Service Unavailable", "Status code 3"),
         ),
         (
             post(&face.main, "/agents/NOPE/NOPE/scrape", "agent.example:7070").await,
-            500,
-            agent_error(
+            refusal(
                 "500 Internal Server Error",
                 "Scrape process could not be started: the program \"/nonexistent/scraper\" \
                  was not found",
@@ -945,23 +943,21 @@ async fn the_agent_daemon_answers_as_upstream_does() {
         ),
         (
             post(&face.main, "/agents/BARE/BARE/scrape", "agent.example:7070").await,
-            404,
-            agent_error(
+            refusal(
                 "404 Not Found",
                 "No scrape command is configured for agent BARE.BARE",
             ),
         ),
         (
             send(&face.main, get("/agents/lower/x/status")).await,
-            404,
-            agent_error(
+            refusal(
                 "404 Not Found",
                 "Project key must be all-uppercase, only alphabetic characters",
             ),
         ),
     ];
-    for (answer, status, body) in cases {
-        assert_eq!((answer.status, answer.json()), (status, body), "{answer:?}");
+    for (answer, expected) in cases {
+        assert_eq!(answered(&answer), expected, "{answer:?}");
     }
     // The daemon's own listener counts its requests too.
     let metrics = send(&face.main, get("/metrics")).await;
@@ -977,10 +973,10 @@ async fn the_agent_daemon_answers_as_upstream_does() {
 
     // A long scrape: running, refused a second time, then done.
     let started = post(&face.main, "/agents/SLOW/a1/scrape", "agent.example:7070").await;
-    assert_eq!((started.status, started.json()), (201, json!({"ok": true})));
+    assert_eq!(answered(&started), (201, json!({"ok": true})));
     let running = send(&face.main, get("/agents/SLOW/a1/status")).await;
     assert_eq!(
-        (running.status, running.json()),
+        answered(&running),
         (
             200,
             json!({"ok": true, "message": "Scrape process is running"})
@@ -988,22 +984,14 @@ async fn the_agent_daemon_answers_as_upstream_does() {
     );
     let again = post(&face.main, "/agents/SLOW/a1/scrape", "agent.example:7070").await;
     assert_eq!(
-        (again.status, again.json()),
-        (
-            503,
-            agent_error(
-                "503 Service Unavailable",
-                "Another scrape process is already running"
-            )
+        answered(&again),
+        refusal(
+            "503 Service Unavailable",
+            "Another scrape process is already running"
         )
     );
     std::fs::write(face.dir.path().join("stop"), "").unwrap();
-    face.wait_for(
-        "gros_agent-SLOW.a1",
-        "the slow scrape's end",
-        finished("scrape"),
-    )
-    .await;
+    face.wait_for_end("gros_agent-SLOW.a1", "scrape").await;
     let idle = send(&face.main, get("/agents/SLOW/a1/status")).await;
     assert_eq!(idle.status, 503);
     let failed = face.events("gros_agent-FAIL.FAIL").await;
@@ -1029,17 +1017,13 @@ async fn scrapes_and_imports_are_stopped_at_their_timeouts() {
     assert_eq!(face.register_in("SLOW", "SLOW").await.status, 200);
     let started = send(&face.main, form("POST", "/agents/SLOW/SLOW/scrape", "")).await;
     assert_eq!(started.status, 201, "{started:?}");
-    let exported = send(
-        &face.main,
-        form("POST", "/auth/export.py?project=SLOW", "agent=%7B%7D"),
-    )
-    .await;
+    let exported = face.export_as("SLOW", &json!({}), &[]).await;
     assert_eq!(exported.status, 202, "{exported:?}");
     let both = poll_async(WAIT, "both processes' ends", || async {
-        let events = face.events("gros_agent-SLOW.SLOW").await;
-        let ends: Vec<Value> = events
+        let ends: Vec<Value> = face
+            .events_of("gros_agent-SLOW.SLOW", "ProcessFinished")
+            .await
             .into_iter()
-            .filter(|e| e["type"] == "ProcessFinished")
             .map(|e| e["payload"].clone())
             .collect();
         (ends.len() == 2).then_some(ends)
@@ -1101,19 +1085,8 @@ fn files(dir: &Path, found: &mut Vec<std::path::PathBuf>) {
 fn salts_survive_a_restart_and_are_never_written_in_clear() {
     let dir = tempfile::tempdir().unwrap();
     let register = |address: &str| {
-        let target = Target {
-            address: address.to_owned(),
-            der: None,
-        };
-        let registered = exchange(
-            &target,
-            form(
-                "POST",
-                "/auth/agent.py?project=PROJ",
-                &format!("public_key={}", urlencode(KEY)),
-            )
-            .as_bytes(),
-        );
+        let target = plain(address);
+        let registered = exchange(&target, registration("project=PROJ", KEY).as_bytes());
         assert_eq!(registered.status, 200, "{registered:?}");
         let global = exchange(&target, get("/auth/encrypt.py?value=v").as_bytes());
         (
@@ -1172,19 +1145,8 @@ fn a_scrape_cut_short_by_a_crash_is_settled_at_the_next_start() {
     ];
     let envs = [("ANNALS_HTTP_LISTEN", "127.0.0.1:0")];
     let mut served = common::spawn_serve(&args, &envs).expect("the server starts");
-    let target = Target {
-        address: served.address.clone(),
-        der: None,
-    };
-    let registered = exchange(
-        &target,
-        form(
-            "POST",
-            "/auth/agent.py?project=SLOW",
-            &format!("public_key={}", urlencode(KEY)),
-        )
-        .as_bytes(),
-    );
+    let target = plain(&served.address);
+    let registered = exchange(&target, registration("project=SLOW", KEY).as_bytes());
     assert_eq!(registered.status, 200, "{registered:?}");
     let scrape = "POST /agents/SLOW/SLOW/scrape HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
                   Content-Length: 0\r\n\r\n";
@@ -1199,10 +1161,7 @@ fn a_scrape_cut_short_by_a_crash_is_settled_at_the_next_start() {
     served.child.wait().unwrap();
 
     let served = common::spawn_serve(&args, &envs).expect("the server starts again");
-    let target = Target {
-        address: served.address.clone(),
-        der: None,
-    };
+    let target = plain(&served.address);
     let events = exchange(&target, stream.as_bytes()).json();
     let last = events["events"].as_array().unwrap().last().unwrap().clone();
     assert_eq!(last["type"], "ProcessFinished", "{events:#}");
@@ -1228,13 +1187,10 @@ async fn a_scrape_from_outside_the_projects_networks_is_refused() {
     assert_eq!(face.register("PROJ").await.status, 200);
     let refused = post(&face.main, "/agents/PROJ/PROJ/scrape", "agent.example:7070").await;
     assert_eq!(
-        (refused.status, refused.json()),
-        (
-            403,
-            agent_error(
-                "403 Forbidden",
-                "The caller's address is not in the networks of project PROJ"
-            )
+        answered(&refused),
+        refusal(
+            "403 Forbidden",
+            "The caller's address is not in the networks of project PROJ"
         )
     );
     let idle = send(&face.main, get("/agents/PROJ/PROJ/status")).await;
@@ -1252,25 +1208,17 @@ async fn a_scrape_is_answered_well_within_agent_configs_timeout_by_default() {
     let face = spawn(|config, dir| {
         config.gros.scrape_start_check_ms =
             annals::config::GrosSection::default().scrape_start_check_ms;
-        config.gros.projects[0].scrape_command = sh(&format!(
-            "while [ ! -e {} ]; do sleep 0.02; done",
-            dir.join("stop").display()
-        ));
+        config.gros.projects[0].scrape_command = sh(&until_exists(&dir.join("stop")));
     })
     .await;
     let began = std::time::Instant::now();
     let started = post(&face.daemon, "/scrape", "localhost:7070").await;
     let took = began.elapsed();
-    assert_eq!((started.status, started.json()), (201, json!({"ok": true})));
+    assert_eq!(answered(&started), (201, json!({"ok": true})));
     // 1 s is agent-config's `scrape_timeout`; the margin is for a loaded machine.
     assert!(took < Duration::from_millis(700), "answered after {took:?}");
     std::fs::write(face.dir.path().join("stop"), "").unwrap();
-    face.wait_for(
-        "gros_agent-PROJ.PROJ",
-        "the scrape's end",
-        finished("scrape"),
-    )
-    .await;
+    face.wait_for_end("gros_agent-PROJ.PROJ", "scrape").await;
 }
 
 /// gros-gatherer's `preflight.py`: the warning it logs for a 503, from the answer's parts.
@@ -1296,21 +1244,10 @@ fn preflight_warning(status: &Value) -> String {
 #[actix_rt::test]
 async fn an_export_counts_against_the_agent_that_sent_it() {
     let face = spawn(|config, dir| {
-        config.gros.projects[3].import_command = sh(&format!(
-            "while [ ! -e {} ]; do sleep 0.02; done",
-            dir.join("import-stop").display()
-        ));
+        config.gros.projects[3].import_command = sh(&until_exists(&dir.join("import-stop")));
     })
     .await;
-    let registered = send(
-        &face.main,
-        form(
-            "POST",
-            "/auth/agent.py?project=SLOW&agent=PROJ",
-            &format!("public_key={}", urlencode(KEY)),
-        ),
-    )
-    .await;
+    let registered = face.register_in("SLOW", "PROJ").await;
     assert_eq!(registered.status, 200, "{registered:?}");
     let preflight = || send(&face.main, get("/auth/status.py?project=SLOW&agent=PROJ"));
     let before = preflight().await;
@@ -1322,21 +1259,8 @@ async fn an_export_counts_against_the_agent_that_sent_it() {
 
     // export_files.py's announcement, as the agent of PROJ and SLOW sends it for SLOW.
     let agent = json!({"user": "agent", "key": "PROJ", "hostname": "host", "version": "0.0.3"});
-    let export = send(
-        &face.main,
-        form(
-            "POST",
-            "/auth/export.py?project=SLOW",
-            &format!("agent={}&files=%5B%5D", urlencode(&agent.to_string())),
-        ),
-    )
-    .await;
-    assert_eq!(export.status, 202, "{export:?}");
-    let events = face.events("gros_agent-SLOW.PROJ").await;
-    assert!(
-        events.iter().any(|e| e["type"] == "ExportAnnounced"),
-        "{events:#?}"
-    );
+    face.assert_export_counts_against("SLOW", &agent, "PROJ")
+        .await;
 
     let after = preflight().await;
     assert_eq!(after.status, 503, "{after:?}");
@@ -1365,27 +1289,9 @@ async fn an_export_counts_against_the_agent_that_sent_it() {
     // A `user` of the form agent-<name> names the agent when there is no key; an unusable key
     // is refused.
     let by_user = json!({"user": "agent-other", "key": "-"});
-    let export = send(
-        &face.main,
-        form(
-            "POST",
-            "/auth/export.py?project=PROJ",
-            &format!("agent={}", urlencode(&by_user.to_string())),
-        ),
-    )
-    .await;
-    assert_eq!(export.status, 202, "{export:?}");
-    let events = face.events("gros_agent-PROJ.other").await;
-    assert!(events.iter().any(|e| e["type"] == "ExportAnnounced"));
-    let bad = send(
-        &face.main,
-        form(
-            "POST",
-            "/auth/export.py?project=PROJ",
-            &format!("agent={}", urlencode(r#"{"key": "a b"}"#)),
-        ),
-    )
-    .await;
+    face.assert_export_counts_against("PROJ", &by_user, "other")
+        .await;
+    let bad = face.export_as("PROJ", &json!({"key": "a b"}), &[]).await;
     assert_eq!(bad.status, 400, "{bad:?}");
     assert_eq!(
         bad.body,
@@ -1393,12 +1299,7 @@ async fn an_export_counts_against_the_agent_that_sent_it() {
          characters\n"
     );
     std::fs::write(face.dir.path().join("import-stop"), "").unwrap();
-    face.wait_for(
-        "gros_agent-SLOW.PROJ",
-        "the import's end",
-        finished("import"),
-    )
-    .await;
+    face.wait_for_end("gros_agent-SLOW.PROJ", "import").await;
 }
 
 /// The main listener answers for every project's agents, so only a registered agent's scrape
@@ -1408,20 +1309,14 @@ async fn an_export_counts_against_the_agent_that_sent_it() {
 async fn scrapes_on_the_main_listener_are_for_registered_agents_and_capped() {
     let face = spawn(|config, dir| {
         config.gros.max_agent_scrapes = 1;
-        config.gros.projects[0].scrape_command = sh(&format!(
-            "while [ ! -e {} ]; do sleep 0.02; done",
-            dir.join("stop").display()
-        ));
+        config.gros.projects[0].scrape_command = sh(&until_exists(&dir.join("stop")));
     })
     .await;
     for path in ["/agents/SLOW/madeup/scrape", "/agents/SLOW/madeup/status"] {
         let unknown = post(&face.main, path, "localhost").await;
         assert_eq!(
-            (unknown.status, unknown.json()),
-            (
-                404,
-                agent_error("404 Not Found", "Agent SLOW.madeup is not registered")
-            ),
+            answered(&unknown),
+            refusal("404 Not Found", "Agent SLOW.madeup is not registered"),
             "{path}"
         );
     }
@@ -1434,13 +1329,10 @@ async fn scrapes_on_the_main_listener_are_for_registered_agents_and_capped() {
     assert_eq!(first.status, 201, "{first:?}");
     let full = post(&face.main, "/agents/SLOW/a2/scrape", "localhost").await;
     assert_eq!(
-        (full.status, full.json()),
-        (
-            503,
-            agent_error(
-                "503 Service Unavailable",
-                "Too many scrapes are running: at most 1 at once"
-            )
+        answered(&full),
+        refusal(
+            "503 Service Unavailable",
+            "Too many scrapes are running: at most 1 at once"
         )
     );
     // The agent's own scrape running is said as such, not as a full daemon.
@@ -1455,30 +1347,15 @@ async fn scrapes_on_the_main_listener_are_for_registered_agents_and_capped() {
 
     // The slot is free again once the scrape ends.
     std::fs::write(face.dir.path().join("stop"), "").unwrap();
-    face.wait_for(
-        "gros_agent-SLOW.a1",
-        "the first scrape's end",
-        finished("scrape"),
-    )
-    .await;
+    face.wait_for_end("gros_agent-SLOW.a1", "scrape").await;
     let second = poll_async(WAIT, "a free slot", || async {
         let answer = post(&face.main, "/agents/SLOW/a2/scrape", "localhost").await;
         (answer.status != 503).then_some(answer)
     })
     .await;
     assert_eq!(second.status, 201, "{second:?}");
-    face.wait_for(
-        "gros_agent-SLOW.a2",
-        "the second scrape's end",
-        finished("scrape"),
-    )
-    .await;
-    face.wait_for(
-        "gros_agent-PROJ.PROJ",
-        "the local scrape's end",
-        finished("scrape"),
-    )
-    .await;
+    face.wait_for_end("gros_agent-SLOW.a2", "scrape").await;
+    face.wait_for_end("gros_agent-PROJ.PROJ", "scrape").await;
 }
 
 /// Upstream's `export.py` takes the `agent` field as optional: without it, the export counts
@@ -1494,19 +1371,9 @@ async fn an_export_without_an_agent_field_counts_against_the_projects_agent() {
         .await;
         assert_eq!((export.status, export.body.as_str()), (202, ""), "{body:?}");
     }
-    let events = face
-        .wait_for(
-            "gros_agent-PROJ.PROJ",
-            "the import's end",
-            finished("import"),
-        )
-        .await;
-    let announced: Vec<&Value> = events
-        .iter()
-        .filter(|e| e["type"] == "ExportAnnounced")
-        .map(|e| &e["payload"]["agent"])
-        .collect();
-    assert_eq!(announced, [&json!("null"), &json!("null")], "{events:#?}");
+    let events = face.wait_for_end("gros_agent-PROJ.PROJ", "import").await;
+    let announced = payload_fields(&events, "ExportAnnounced", "agent");
+    assert_eq!(announced, [json!("null"), json!("null")], "{events:#?}");
 }
 
 /// The CGI scripts that only read (`access.py`, `encrypt.py`, `version.py`) answer whatever
@@ -1524,16 +1391,12 @@ async fn the_reading_scripts_answer_any_method() {
         )
         .await;
         assert_eq!(
-            (compared.status, compared.json()),
+            answered(&compared),
             (200, json!({"up_to_date": true, "version": SHA})),
             "{method}"
         );
         let access = send(&face.main, form(method, "/auth/access.py", "")).await;
-        assert_eq!(
-            (access.status, access.json()),
-            (200, projects.clone()),
-            "{method}"
-        );
+        assert_eq!(answered(&access), (200, projects.clone()), "{method}");
         let encrypted = send(&face.main, form(method, "/auth/encrypt.py", "value=x")).await;
         assert_eq!(
             (encrypted.status, encrypted.json()["encryption"].clone()),
@@ -1567,13 +1430,8 @@ async fn a_scrape_asked_for_now_skips_the_preflight_schedule() {
         })
         .await;
     }
-    let lines: Vec<Value> = face
-        .events("gros_agent-PROJ.PROJ")
-        .await
-        .into_iter()
-        .filter(|e| e["type"] == "ProcessOutput")
-        .map(|e| e["payload"]["line"].clone())
-        .collect();
+    let events = face.events("gros_agent-PROJ.PROJ").await;
+    let lines = payload_fields(&events, "ProcessOutput", "line");
     assert_eq!(
         lines,
         [

@@ -19,6 +19,19 @@ fn registered(key: &str) -> AgentEvent {
     })
 }
 
+/// The project `PROJ`: no networks or username patterns, no processes.
+fn project(environment: &str, gather_interval_s: u64) -> service::Project {
+    service::Project {
+        key: ProjectKey::parse("PROJ").unwrap(),
+        networks: Vec::new(),
+        usernames: Vec::new(),
+        environment: environment.into(),
+        gather_interval: std::time::Duration::from_secs(gather_interval_s),
+        import: None,
+        scrape: None,
+    }
+}
+
 fn process_started(process: Process) -> AgentEvent {
     AgentEvent::ProcessStarted(ProcessStarted {
         process,
@@ -332,24 +345,12 @@ fn the_end_of_one_process_does_not_hide_another_from_reconciliation() {
 /// next gather never comes: the tracker check fails instead of the addition panicking.
 #[test]
 fn a_gather_interval_past_the_calendar_means_never() {
-    let project = service::Project {
-        key: ProjectKey::parse("PROJ").unwrap(),
-        networks: Vec::new(),
-        usernames: Vec::new(),
-        environment: String::new(),
-        gather_interval: std::time::Duration::ZERO,
-        import: None,
-        scrape: None,
-    };
     let state = AgentState {
         last_export: Some(t(0)),
         ..AgentState::default()
     };
     for interval in [u64::MAX, 10_000_000_000_000] {
-        let project = service::Project {
-            gather_interval: std::time::Duration::from_secs(interval),
-            ..project.clone()
-        };
+        let project = project("", interval);
         let preflight = service::preflight(&project, &state, None, t(1));
         assert!(!preflight.tracker.ok, "{interval}: {preflight:?}");
         assert!(!preflight.total.ok, "{interval}: {preflight:?}");
@@ -361,15 +362,7 @@ fn a_gather_interval_past_the_calendar_means_never() {
 /// check fails.
 #[test]
 fn a_wait_is_reported_as_upstream_reports_it() {
-    let project = service::Project {
-        key: ProjectKey::parse("PROJ").unwrap(),
-        networks: Vec::new(),
-        usernames: Vec::new(),
-        environment: "A=1\n".into(),
-        gather_interval: std::time::Duration::from_secs(90_061),
-        import: None,
-        scrape: None,
-    };
+    let project = project("A=1\n", 90_061);
     let state = AgentState {
         public_key: Some("key".into()),
         last_export: Some(t(0)),
