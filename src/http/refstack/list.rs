@@ -69,13 +69,19 @@ pub fn parse(query: &str, caller: &Caller) -> Result<(NonZeroU64, ResultsFilter)
     Ok((page, filter))
 }
 
+/// A date in [`DATE_FORMAT`], refused in the words of Python's `strptime`, which upstream
+/// calls: text after a complete date is "unconverted data", anything else does not match.
 fn parse_date(raw: &str) -> Result<NaiveDateTime, RefstackError> {
-    NaiveDateTime::parse_from_str(raw, DATE_FORMAT).map_err(|_| {
-        RefstackError::BadRequest(format!(
+    match NaiveDateTime::parse_and_remainder(raw, DATE_FORMAT) {
+        Ok((date, "")) => Ok(date),
+        Ok((_, rest)) => Err(RefstackError::BadRequest(format!(
+            "Invalid date format: unconverted data remains: {rest}"
+        ))),
+        Err(_) => Err(RefstackError::BadRequest(format!(
             "Invalid date format: time data {} does not match format '{DATE_FORMAT}'",
             quoted(raw)
-        ))
-    })
+        ))),
+    }
 }
 
 /// A value quoted as Python's `repr` quotes a plain string, as upstream's messages show it.
@@ -163,6 +169,10 @@ mod tests {
              '%Y-%m-%d %H:%M:%S'"
         );
         assert!(refusal("end_date=").starts_with("Invalid date format: time data ''"));
+        assert_eq!(
+            refusal("start_date=2015-04-24+01:23:56.5"),
+            "Invalid date format: unconverted data remains: .5"
+        );
         assert_eq!(
             refusal("start_date=2015-04-24+01:23:57&end_date=2015-04-24+01:23:56"),
             "Invalid dates: start_date more than end_date"
