@@ -1042,6 +1042,16 @@ async fn the_list_filters_by_cloud_and_dates_in_upstreams_format() {
             "Invalid date format: time data '2023-11-14T22:13:20Z' does not match format '%Y-%m-%d %H:%M:%S'",
         ),
         (
+            // The value as Python's `repr` shows it: in double quotes when it holds a quote.
+            "start_date=it's",
+            "Invalid date format: time data \"it's\" does not match format '%Y-%m-%d %H:%M:%S'",
+        ),
+        (
+            // Python's `strptime`, which upstream calls, names what is left after a date.
+            "end_date=2023-11-14+22:13:20.250000",
+            "Invalid date format: unconverted data remains: .250000",
+        ),
+        (
             "start_date=2023-11-14+22:13:21&end_date=2023-11-14+22:13:20",
             "Invalid dates: start_date more than end_date",
         ),

@@ -69,18 +69,50 @@ pub fn parse(query: &str, caller: &Caller) -> Result<(NonZeroU64, ResultsFilter)
     Ok((page, filter))
 }
 
+/// A date in [`DATE_FORMAT`], refused in the words of Python's `strptime`, which upstream
+/// calls: text after a complete date is "unconverted data", anything else does not match.
 fn parse_date(raw: &str) -> Result<NaiveDateTime, RefstackError> {
-    NaiveDateTime::parse_from_str(raw, DATE_FORMAT).map_err(|_| {
-        RefstackError::BadRequest(format!(
+    match NaiveDateTime::parse_and_remainder(raw, DATE_FORMAT) {
+        Ok((date, "")) => Ok(date),
+        Ok((_, rest)) => Err(RefstackError::BadRequest(format!(
+            "Invalid date format: unconverted data remains: {rest}"
+        ))),
+        Err(_) => Err(RefstackError::BadRequest(format!(
             "Invalid date format: time data {} does not match format '{DATE_FORMAT}'",
             quoted(raw)
-        ))
-    })
+        ))),
+    }
 }
 
-/// A value quoted as Python's `repr` quotes a plain string, as upstream's messages show it.
+/// A value quoted as Python's `repr` quotes a string, as upstream's messages show it: in
+/// single quotes unless it holds one and no double quote, with backslashes, that quote and
+/// control characters escaped.
 fn quoted(raw: &str) -> String {
-    format!("'{}'", raw.replace('\\', "\\\\").replace('\'', "\\'"))
+    let quote = if raw.contains('\'') && !raw.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
+    let mut out = String::with_capacity(raw.len() + 2);
+    out.push(quote);
+    for c in raw.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
+            c => out.push(c),
+        }
+    }
+    out.push(quote);
+    out
 }
 
 /// A page number as Python's `int()` reads it (surrounding blanks, a sign, digits), refused
@@ -163,6 +195,14 @@ mod tests {
              '%Y-%m-%d %H:%M:%S'"
         );
         assert!(refusal("end_date=").starts_with("Invalid date format: time data ''"));
+        // Quoted as Python's `repr` quotes it.
+        assert!(refusal("end_date=it's").contains("time data \"it's\" does"));
+        assert!(refusal("end_date=a%22b'%5C%09").contains("time data 'a\"b\\'\\\\\\t' does"));
+        assert!(refusal("end_date=%00").contains("time data '\\x00' does"));
+        assert_eq!(
+            refusal("start_date=2015-04-24+01:23:56.5"),
+            "Invalid date format: unconverted data remains: .5"
+        );
         assert_eq!(
             refusal("start_date=2015-04-24+01:23:57&end_date=2015-04-24+01:23:56"),
             "Invalid dates: start_date more than end_date"
