@@ -32,6 +32,10 @@ pub enum ReplayError {
     /// one, which would read as an entity that exists.
     #[error("no such stream: {0} has no event")]
     NoSuchStream(StreamId),
+    /// The point asked for comes before the stream's first event: the entity did not exist yet,
+    /// and its empty state would read as one that did.
+    #[error("{0} had no event yet at that point: its first event comes later")]
+    NotYet(StreamId),
     #[error(transparent)]
     Load(#[from] LoadError),
 }
@@ -96,6 +100,9 @@ fn replay_as<E: Entity>(
         return Err(ReplayError::NoSuchStream(stream.clone()));
     }
     let loaded = state::replay::<E>(log, stream, until)?;
+    if loaded.version == 0 {
+        return Err(ReplayError::NotYet(stream.clone()));
+    }
     Ok(Replayed {
         stream: stream.clone(),
         version: loaded.version,

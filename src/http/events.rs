@@ -308,9 +308,11 @@ async fn replayed_state(
         .map_err(ApiError::internal)?;
     match replayed {
         Ok(replayed) => Ok(HttpResponse::Ok().json(replayed)),
-        Err(error @ (ReplayError::UnknownKind(_) | ReplayError::NoSuchStream(_))) => {
-            Err(ApiError::NotFound(error.to_string()))
-        }
+        Err(
+            error @ (ReplayError::UnknownKind(_)
+            | ReplayError::NoSuchStream(_)
+            | ReplayError::NotYet(_)),
+        ) => Err(ApiError::NotFound(error.to_string())),
         Err(error) => Err(ApiError::internal(error)),
     }
 }

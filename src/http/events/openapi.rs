@@ -385,8 +385,8 @@ impl IntoResponses for Replayed {
             (
                 "404".into(),
                 error(
-                    "The stream's kind is none that annals knows, or the stream has no event \
-                     (`no such stream`).",
+                    "The stream's kind is none that annals knows, the stream has no event \
+                     (`no such stream`), or none yet at the version or time asked for.",
                 ),
             ),
             ("500".into(), internal()),
