@@ -383,7 +383,11 @@ fn a_server_with_accounts_is_asked_with_a_token() {
     let with_password = url.replace("http://", "http://auditor:s3cret-word@");
     let refused = annals(dir.path(), &["export", "--server", &with_password]);
     assert_fails(&refused, 1, "takes no credentials in its URL");
-    assert!(!stderr(&refused).contains("s3cret-word"), "{}", stderr(&refused));
+    assert!(
+        !stderr(&refused).contains("s3cret-word"),
+        "{}",
+        stderr(&refused)
+    );
     let exported = stdout(&annals(
         dir.path(),
         &["export", "--server", &url, "--token", &token],

@@ -51,8 +51,14 @@ impl Server {
         let base = url.trim_end_matches('/').to_owned();
         // A password in the URL would be echoed by every error that names the server; the
         // token has its own option, which nothing prints.
-        let authority = base.split_once("://").map_or(base.as_str(), |(_, rest)| rest);
-        if authority.split('/').next().is_some_and(|host| host.contains('@')) {
+        let authority = base
+            .split_once("://")
+            .map_or(base.as_str(), |(_, rest)| rest);
+        if authority
+            .split('/')
+            .next()
+            .is_some_and(|host| host.contains('@'))
+        {
             bail!(
                 "--server takes no credentials in its URL: give an account's token with \
                  --token or ANNALS_TOKEN"

@@ -1103,7 +1103,10 @@ async fn stop(
             openapi::PatrowlStopAnswer::NotRunning(openapi::PatrowlNotRunning {
                 page: "stopscan",
                 status: "ERROR",
-                reason: format!("scan '{scan_id}' is not running (status={})", status.as_str()),
+                reason: format!(
+                    "scan '{scan_id}' is not running (status={})",
+                    status.as_str()
+                ),
             })
         }
         Err(error) => return Err(page(unknown_scan(&name, &scan_id, error))),
