@@ -674,3 +674,25 @@ fn the_data_directory_is_private_to_its_owner() {
     let open: Vec<_> = found.iter().filter(|(_, mode)| mode & 0o077 != 0).collect();
     assert!(open.is_empty(), "readable by others: {open:#?}");
 }
+
+/// A data directory made beforehand (`mkdir`, as for a service's state directory) is empty and
+/// takes the mode the umask gave it; the new log made in it is private all the same.
+#[test]
+fn a_new_log_in_a_directory_made_beforehand_makes_it_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut server = serve(&data);
+    assert!(server.stop().success());
+    let mode = std::fs::metadata(&data).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "{mode:o}");
+
+    // An existing log's directory is the operator's: its mode is left as it is.
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o750)).unwrap();
+    let mut server = serve(&data);
+    assert!(server.stop().success());
+    let mode = std::fs::metadata(&data).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o750, "{mode:o}");
+}

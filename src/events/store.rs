@@ -181,6 +181,13 @@ impl Store {
                 path: path.to_owned(),
             });
         }
+        // An empty directory made beforehand (a service's state directory) has whatever mode
+        // its maker's umask gave it; the log it is about to hold is as private as one made here.
+        // An existing log's directory keeps the mode its operator chose.
+        if is_new {
+            std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+                .map_err(|e| open_error(e.to_string()))?;
+        }
         let config = sled::Config::new()
             .path(path)
             .mode(sled::Mode::HighThroughput)
