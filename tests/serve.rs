@@ -235,6 +235,39 @@ fn a_body_that_stops_arriving_is_answered_408_after_the_body_timeout() {
     assert!(server.terminate().success());
 }
 
+/// A chunked body that stops arriving in the middle of a chunk is answered 408 too, and the
+/// connection is closed then: actix would otherwise keep it, waiting for the rest of the body.
+#[test]
+fn a_chunked_body_that_stops_arriving_is_answered_408_and_its_connection_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve_data(
+        dir.path(),
+        None,
+        &[],
+        &[("ANNALS_HTTP_BODY_TIMEOUT_S", "1")],
+    )
+    .expect("the server starts");
+    let mut stream = TcpStream::connect(&server.address).unwrap();
+    // Well past the body timeout, well short of actix's own timeouts.
+    stream
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    write!(
+        stream,
+        "POST /api/v1/update/ HTTP/1.1\r\nHost: {}\r\nTransfer-Encoding: chunked\r\n\r\n\
+         20\r\n{{\"app\": \"we",
+        server.address
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream
+        .read_to_string(&mut answer)
+        .expect("an answer, then the connection closed");
+    assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
+    assert!(answer.contains("body_timeout_s"), "{answer}");
+    assert!(server.terminate().success());
+}
+
 #[test]
 fn a_body_timeout_of_zero_is_refused() {
     assert_refused(
