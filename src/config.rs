@@ -1215,13 +1215,14 @@ impl Config {
     }
 }
 
-/// Whether `listen` has the form a listener binds to, `host:port` (the host a name, an IPv4
-/// address or a bracketed IPv6 one), without resolving a name: a check must not depend on DNS.
+/// Whether `listen` has the form a listener binds to, `host:port` as the standard library
+/// splits it (the host a name or an address), without resolving a name: a check must not
+/// depend on DNS.
 fn is_host_and_port(listen: &str) -> bool {
     listen.parse::<std::net::SocketAddr>().is_ok()
-        || listen.rsplit_once(':').is_some_and(|(host, port)| {
-            !host.is_empty() && !host.contains(':') && port.parse::<u16>().is_ok()
-        })
+        || listen
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
 }
 
 /// Reports every key of `table` that `known` does not have, recursing into sections, with the
