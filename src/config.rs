@@ -1140,8 +1140,9 @@ impl Config {
 }
 
 impl Config {
-    /// What is wrong with the settings outside the declarations: the listeners' addresses, the
-    /// HTTP timeouts, the TLS pairs and the accounts, as start-up would refuse them.
+    /// What is wrong with the settings outside the declarations: the log's sizes, the
+    /// listeners' addresses, the HTTP timeouts, the TLS pairs and the accounts, as start-up
+    /// would refuse them.
     fn settings_problems(&self) -> Vec<(Place, String)> {
         let mut problems = Vec::new();
         let listeners = [
@@ -1161,6 +1162,21 @@ impl Config {
                     format!(
                         "listen {listen:?} is not an address and port (such as 127.0.0.1:8080)"
                     ),
+                ));
+            }
+        }
+        // No room for a page, or for any event: sled refuses the one, every append the other.
+        for (key, size) in [
+            ("cache_mb", self.log.cache_mb),
+            ("max_event_kb", self.log.max_event_kb),
+        ] {
+            if size == 0 {
+                problems.push((
+                    Place::Key {
+                        section: "log",
+                        key,
+                    },
+                    format!("{key} must be at least 1"),
                 ));
             }
         }

@@ -408,6 +408,13 @@ key = \"lower\"
             "line 14: [[accounts]]: account ada is configured twice",
         ]
     );
+    assert_refused(
+        "[log]\ncache_mb = 0\nmax_event_kb = 0\n",
+        &[
+            "line 2: [log]: cache_mb must be at least 1",
+            "line 3: [log]: max_event_kb must be at least 1",
+        ],
+    );
     // An empty address turns a face's own listener off; a host name is an address.
     let fine = "[http]\nlisten = \"localhost:8080\"\n[partisci]\nlisten = \"\"\n";
     assert!(check(fine).is_ok(), "{:?}", check(fine));

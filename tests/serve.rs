@@ -461,6 +461,19 @@ fn a_log_that_cannot_be_opened_ends_start_up_with_one_error_line() {
     assert!(running.terminate().success());
 }
 
+/// A page cache too small for sled is a clear refusal, not sled's panic, whether the
+/// configuration file or the environment says so.
+#[test]
+fn a_log_cache_of_zero_ends_start_up_with_one_error_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let (status, stderr) = failed_serve(
+        &dir.path().join("log"),
+        None,
+        &[("ANNALS_LOG_CACHE_MB", "0")],
+    );
+    assert_one_error_line(status, &stderr, "cache_mb must be at least 1");
+}
+
 /// The value of an unlabelled sample in the server's `/metrics`.
 fn metric(address: &str, name: &str) -> Option<f64> {
     let (_, text) = request(address, "GET", "/metrics", "").ok()?;

@@ -163,6 +163,13 @@ impl Store {
             path: path.to_owned(),
             reason,
         };
+        // sled panics on a page cache too small for a page; the configuration counts it in MiB.
+        if cache_bytes < 1024 * 1024 {
+            return Err(open_error(format!(
+                "a page cache of {cache_bytes} bytes is too small: [log] cache_mb must be at \
+                 least 1"
+            )));
+        }
         // Private even where no umask says so (the library in another program): the log is
         // the whole history.
         std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
