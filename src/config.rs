@@ -895,17 +895,23 @@ pub enum Place {
     Entry { array: &'static str, index: usize },
     /// A section as a whole, such as `[gros]`.
     Section(&'static str),
+    /// One key of a section, such as `[http] listen`: shown as its section, found at its line.
+    Key {
+        section: &'static str,
+        key: &'static str,
+    },
 }
 
 impl Place {
     /// Its item in a document, found by its dotted path.
     fn find(&self, document: &toml_edit::ImDocument<&str>) -> Option<toml_edit::Item> {
-        let (path, index) = match self {
-            Place::Entry { array, index } => (*array, Some(*index)),
-            Place::Section(name) => (*name, None),
+        let (path, key, index) = match self {
+            Place::Entry { array, index } => (*array, None, Some(*index)),
+            Place::Section(name) => (*name, None, None),
+            Place::Key { section, key } => (*section, Some(*key), None),
         };
         let mut item = document.as_item();
-        for segment in path.split('.') {
+        for segment in path.split('.').chain(key) {
             item = item.get(segment)?;
         }
         match (index, item) {
@@ -925,7 +931,7 @@ impl std::fmt::Display for Place {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Place::Entry { array, .. } => write!(f, "[[{array}]]"),
-            Place::Section(name) => write!(f, "[{name}]"),
+            Place::Section(name) | Place::Key { section: name, .. } => write!(f, "[{name}]"),
         }
     }
 }
@@ -987,7 +993,7 @@ impl Config {
         use crate::actors::gros::{AgentName, ProjectKey};
         use crate::actors::workflow::{Catalogue, Workflow};
         use crate::process::find_program;
-        let mut problems = Vec::new();
+        let mut problems = self.settings_problems();
         let mut warnings = Vec::new();
 
         let mut engines = Vec::new();
@@ -1131,6 +1137,108 @@ impl Config {
             warnings,
         }
     }
+}
+
+impl Config {
+    /// What is wrong with the settings outside the declarations: the log's sizes, the
+    /// listeners' addresses, the HTTP timeouts, the TLS pairs and the accounts, as start-up
+    /// would refuse them.
+    fn settings_problems(&self) -> Vec<(Place, String)> {
+        let mut problems = Vec::new();
+        let listeners = [
+            ("http", &self.http.listen, false),
+            ("partisci", &self.partisci.listen, true),
+            ("patrowl", &self.patrowl.listen, true),
+            ("hpcwaas", &self.hpcwaas.listen, true),
+            ("gros.agent", &self.gros.agent.listen, true),
+        ];
+        for (section, listen, may_be_empty) in listeners {
+            if !(may_be_empty && listen.is_empty() || is_host_and_port(listen)) {
+                problems.push((
+                    Place::Key {
+                        section,
+                        key: "listen",
+                    },
+                    format!(
+                        "listen {listen:?} is not an address and port (such as 127.0.0.1:8080)"
+                    ),
+                ));
+            }
+        }
+        // No room for a page, or for any event: sled refuses the one, every append the other.
+        for (key, size) in [
+            ("cache_mb", self.log.cache_mb),
+            ("max_event_kb", self.log.max_event_kb),
+        ] {
+            if size == 0 {
+                problems.push((
+                    Place::Key {
+                        section: "log",
+                        key,
+                    },
+                    format!("{key} must be at least 1"),
+                ));
+            }
+        }
+        for (key, seconds) in [
+            ("sse_keep_alive_s", self.http.sse_keep_alive_s),
+            ("body_timeout_s", self.http.body_timeout_s),
+        ] {
+            if seconds == 0 {
+                problems.push((
+                    Place::Key {
+                        section: "http",
+                        key,
+                    },
+                    format!("{key} must be at least 1 (second)"),
+                ));
+            }
+        }
+        for (section, cert, key) in [
+            ("http", &self.http.tls_cert, &self.http.tls_key),
+            ("partisci", &self.partisci.tls_cert, &self.partisci.tls_key),
+            ("hpcwaas", &self.hpcwaas.tls_cert, &self.hpcwaas.tls_key),
+        ] {
+            if cert.is_some() != key.is_some() {
+                let key = if cert.is_some() {
+                    "tls_cert"
+                } else {
+                    "tls_key"
+                };
+                problems.push((
+                    Place::Key { section, key },
+                    "tls_cert and tls_key go together: give both or neither".to_owned(),
+                ));
+            }
+        }
+        // Each account alone, so that every one at fault is named at its own line.
+        let mut names = std::collections::BTreeSet::new();
+        for (index, account) in self.accounts.iter().enumerate() {
+            let place = Place::Entry {
+                array: "accounts",
+                index,
+            };
+            if !names.insert(account.name.as_str()) {
+                problems.push((
+                    place,
+                    format!("account {} is configured twice", account.name),
+                ));
+            } else if let Err(reason) = crate::auth::Auth::new(vec![account.clone()]) {
+                problems.push((place, reason));
+            }
+        }
+        problems
+    }
+}
+
+/// Whether `listen` has the form a listener binds to, `host:port` as the standard library
+/// splits it (the host a name or an address), without resolving a name: a check must not
+/// depend on DNS.
+fn is_host_and_port(listen: &str) -> bool {
+    listen.parse::<std::net::SocketAddr>().is_ok()
+        || listen
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
 }
 
 /// Reports every key of `table` that `known` does not have, recursing into sections, with the

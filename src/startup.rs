@@ -64,27 +64,22 @@ impl Application {
     ) -> anyhow::Result<Application> {
         // The recorder first, so that what start-up records (settling appends) is counted.
         crate::metrics::handle();
-        // Settings are checked before anything starts.
+        // Settings are checked before anything starts, every problem at once, as `annals
+        // config check` reports them.
+        let declarations = config
+            .declarations()
+            .map_err(|problems| anyhow::anyhow!("{}", problems.join("; ")))?;
         let auth = Arc::new(
             Auth::new(config.accounts.clone())
                 .map_err(|reason| anyhow::anyhow!("the accounts are not valid: {reason}"))?,
         );
-        if config.http.sse_keep_alive_s == 0 {
-            bail!("[http] sse_keep_alive_s must be at least 1 (second)");
-        }
         let sse_keep_alive = Duration::from_secs(config.http.sse_keep_alive_s);
-        if config.http.body_timeout_s == 0 {
-            bail!("[http] body_timeout_s must be at least 1 (second)");
-        }
         let listening = http::Listening {
             body_timeout: Duration::from_secs(config.http.body_timeout_s),
             request_log: config.http.request_log,
         };
         let tls = tls_config("http", &config.http.tls_cert, &config.http.tls_key)?;
         let settings = config.actor_settings();
-        let declarations = config
-            .declarations()
-            .map_err(|problems| anyhow::anyhow!("{}", problems.join("; ")))?;
         for warning in &declarations.warnings {
             tracing::warn!("{warning}; start-up goes on");
         }

@@ -362,6 +362,70 @@ key = \"lower\"
     );
 }
 
+/// Settings that `annals serve` refuses are refused by a check too, each at its own line, with
+/// the declarations' problems in the same pass: a check that passes a file the server then
+/// refuses would mislead.
+#[test]
+fn a_check_refuses_the_settings_that_start_up_would_refuse() {
+    let text = "\
+[http]
+listen = \"not an address\"
+sse_keep_alive_s = 0
+body_timeout_s = 0
+tls_cert = \"/etc/annals/cert.pem\"
+
+[partisci]
+listen = \"127.0.0.1\"
+
+[[accounts]]
+name = \"ada\"
+password_hash = \"not a hash\"
+
+[[accounts]]
+name = \"ada\"
+
+[[gros.projects]]
+key = \"lower\"
+";
+    let problems = refused_at(
+        text,
+        &[
+            "line 2", "line 3", "line 4", "line 5", "line 8", "line 10", "line 14", "line 17",
+        ],
+    );
+    assert_eq!(
+        problems[..7],
+        [
+            "line 2: [http]: listen \"not an address\" is not an address and port \
+             (such as 127.0.0.1:8080)",
+            "line 3: [http]: sse_keep_alive_s must be at least 1 (second)",
+            "line 4: [http]: body_timeout_s must be at least 1 (second)",
+            "line 5: [http]: tls_cert and tls_key go together: give both or neither",
+            "line 8: [partisci]: listen \"127.0.0.1\" is not an address and port (such as \
+             127.0.0.1:8080)",
+            "line 10: [[accounts]]: account ada: password_hash is not an argon2 hash: \
+             password hash string missing field",
+            "line 14: [[accounts]]: account ada is configured twice",
+        ]
+    );
+    assert_refused(
+        "[log]\ncache_mb = 0\nmax_event_kb = 0\n",
+        &[
+            "line 2: [log]: cache_mb must be at least 1",
+            "line 3: [log]: max_event_kb must be at least 1",
+        ],
+    );
+    // An empty address turns a face's own listener off; a host name is an address.
+    let fine = "[http]\nlisten = \"localhost:8080\"\n[partisci]\nlisten = \"\"\n";
+    assert!(check(fine).is_ok(), "{:?}", check(fine));
+    // Start-up refuses the same, from the file or the environment alike.
+    let config = Config::load(None, env(&[("ANNALS_HTTP_SSE_KEEP_ALIVE_S", "0")])).unwrap();
+    assert_eq!(
+        config.declarations().err().unwrap(),
+        ["[http]: sse_keep_alive_s must be at least 1 (second)"]
+    );
+}
+
 /// A file whose engine, workflow step and project name programs that are not there.
 const MISSING_PROGRAMS: &str = "\
 [[patrowl.engines]]

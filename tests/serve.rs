@@ -235,6 +235,39 @@ fn a_body_that_stops_arriving_is_answered_408_after_the_body_timeout() {
     assert!(server.terminate().success());
 }
 
+/// A chunked body that stops arriving in the middle of a chunk is answered 408 too, and the
+/// connection is closed then: actix would otherwise keep it, waiting for the rest of the body.
+#[test]
+fn a_chunked_body_that_stops_arriving_is_answered_408_and_its_connection_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve_data(
+        dir.path(),
+        None,
+        &[],
+        &[("ANNALS_HTTP_BODY_TIMEOUT_S", "1")],
+    )
+    .expect("the server starts");
+    let mut stream = TcpStream::connect(&server.address).unwrap();
+    // Well past the body timeout, well short of actix's own timeouts.
+    stream
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    write!(
+        stream,
+        "POST /api/v1/update/ HTTP/1.1\r\nHost: {}\r\nTransfer-Encoding: chunked\r\n\r\n\
+         20\r\n{{\"app\": \"we",
+        server.address
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream
+        .read_to_string(&mut answer)
+        .expect("an answer, then the connection closed");
+    assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
+    assert!(answer.contains("body_timeout_s"), "{answer}");
+    assert!(server.terminate().success());
+}
+
 #[test]
 fn a_body_timeout_of_zero_is_refused() {
     assert_refused(
@@ -426,6 +459,19 @@ fn a_log_that_cannot_be_opened_ends_start_up_with_one_error_line() {
     let (status, stderr) = failed_serve(&data, None, &[]);
     assert_one_error_line(status, &stderr, "another process holds it");
     assert!(running.terminate().success());
+}
+
+/// A page cache too small for sled is a clear refusal, not sled's panic, whether the
+/// configuration file or the environment says so.
+#[test]
+fn a_log_cache_of_zero_ends_start_up_with_one_error_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let (status, stderr) = failed_serve(
+        &dir.path().join("log"),
+        None,
+        &[("ANNALS_LOG_CACHE_MB", "0")],
+    );
+    assert_one_error_line(status, &stderr, "cache_mb must be at least 1");
 }
 
 /// The value of an unlabelled sample in the server's `/metrics`.
@@ -673,4 +719,26 @@ fn the_data_directory_is_private_to_its_owner() {
     );
     let open: Vec<_> = found.iter().filter(|(_, mode)| mode & 0o077 != 0).collect();
     assert!(open.is_empty(), "readable by others: {open:#?}");
+}
+
+/// A data directory made beforehand (`mkdir`, as for a service's state directory) is empty and
+/// takes the mode the umask gave it; the new log made in it is private all the same.
+#[test]
+fn a_new_log_in_a_directory_made_beforehand_makes_it_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut server = serve(&data);
+    assert!(server.stop().success());
+    let mode = std::fs::metadata(&data).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "{mode:o}");
+
+    // An existing log's directory is the operator's: its mode is left as it is.
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o750)).unwrap();
+    let mut server = serve(&data);
+    assert!(server.stop().success());
+    let mode = std::fs::metadata(&data).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o750, "{mode:o}");
 }

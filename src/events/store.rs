@@ -163,6 +163,13 @@ impl Store {
             path: path.to_owned(),
             reason,
         };
+        // sled panics on a page cache too small for a page; the configuration counts it in MiB.
+        if cache_bytes < 1024 * 1024 {
+            return Err(open_error(format!(
+                "a page cache of {cache_bytes} bytes is too small: [log] cache_mb must be at \
+                 least 1"
+            )));
+        }
         // Private even where no umask says so (the library in another program): the log is
         // the whole history.
         std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
@@ -180,6 +187,13 @@ impl Store {
             return Err(StoreError::NotALog {
                 path: path.to_owned(),
             });
+        }
+        // An empty directory made beforehand (a service's state directory) has whatever mode
+        // its maker's umask gave it; the log it is about to hold is as private as one made here.
+        // An existing log's directory keeps the mode its operator chose.
+        if is_new {
+            std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+                .map_err(|e| open_error(e.to_string()))?;
         }
         let config = sled::Config::new()
             .path(path)

@@ -2,11 +2,15 @@
 //! body with 413, and a body that stops arriving with 408, in its own error shape instead of
 //! actix's default; it never buffers more than the limit nor waits on a silent client for ever.
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
+
+use actix_web::body::{BodySize, BoxBody, MessageBody};
 
 use actix_web::http::header::CONTENT_LENGTH;
 use actix_web::web::{Bytes, BytesMut, Payload};
-use actix_web::HttpRequest;
+use actix_web::{HttpMessage, HttpRequest};
 use futures_util::StreamExt;
 
 /// How long a body may go with no byte arriving, unless the listener's [`super::Listening`]
@@ -39,6 +43,43 @@ impl BodyError {
     }
 }
 
+/// A request body that stopped arriving, held until its answer is sent: actix closes the
+/// connection after an answer only while the body it left unread is still held.
+pub struct AbandonedBody {
+    _held: Payload,
+}
+
+impl AbandonedBody {
+    /// The answer's body, holding the abandoned request body until its last byte is sent.
+    pub fn held_by(self, answer: BoxBody) -> BoxBody {
+        BoxBody::new(Holding {
+            answer,
+            _abandoned: self,
+        })
+    }
+}
+
+/// An answer's body and what it keeps alive while it is sent.
+struct Holding {
+    answer: BoxBody,
+    _abandoned: AbandonedBody,
+}
+
+impl MessageBody for Holding {
+    type Error = Box<dyn std::error::Error>;
+
+    fn size(&self) -> BodySize {
+        self.answer.size()
+    }
+
+    fn poll_next(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Bytes, Self::Error>>> {
+        Pin::new(&mut self.answer).poll_next(cx)
+    }
+}
+
 /// Reads the whole body, refusing it as soon as it is known to exceed `limit` bytes: at once
 /// from its `Content-Length`, else while it streams in; and giving up on it when no byte has
 /// come for the listener's body timeout.
@@ -59,10 +100,15 @@ pub async fn read_body(
         .app_data::<super::Listening>()
         .map_or(BODY_TIMEOUT, |listening| listening.body_timeout);
     let mut body = BytesMut::with_capacity(declared.unwrap_or(0));
-    while let Some(chunk) = tokio::time::timeout(timeout, payload.next())
-        .await
-        .map_err(|_| BodyError::TimedOut { after: timeout })?
-    {
+    loop {
+        let Ok(next) = tokio::time::timeout(timeout, payload.next()).await else {
+            // Kept for the answer, so that the connection is closed after it.
+            request
+                .extensions_mut()
+                .insert(AbandonedBody { _held: payload });
+            return Err(BodyError::TimedOut { after: timeout });
+        };
+        let Some(chunk) = next else { break };
         let chunk = chunk.map_err(|e| BodyError::Broken(e.to_string()))?;
         if body.len() + chunk.len() > limit {
             return Err(BodyError::TooLarge { limit });

@@ -26,7 +26,7 @@ use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
 use actix_web::http::Method;
 use actix_web::middleware::Next;
-use actix_web::{web, App, HttpResponse, HttpServer, ResponseError};
+use actix_web::{web, App, HttpMessage, HttpResponse, HttpServer, ResponseError};
 
 use crate::auth::{Access, Auth};
 use crate::events::{EventLog, Metadata, Origin};
@@ -361,8 +361,9 @@ pub fn serve(
 
 /// What every listener does to every request, outermost: answers `HEAD` through the `GET`
 /// route and drops the body (actix sends the `Content-Length` of a body of known size and no
-/// byte of it; an unbounded one, such as an event stream, is not even started), and logs the
-/// answer when the listener's [`Listening`] says so.
+/// byte of it; an unbounded one, such as an event stream, is not even started), closes the
+/// connection of a body that stopped arriving, and logs the answer when the listener's
+/// [`Listening`] says so.
 pub async fn every_request(
     mut request: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -379,9 +380,19 @@ pub async fn every_request(
     if let Some(started) = started {
         log_request(&response, head, started.elapsed());
     }
+    // A body that stopped arriving leaves the connection in the middle of it. actix closes a
+    // connection whose body is unread only while the body is still held when the answer goes
+    // out (a chunked one it would wait to drain, for ever from a silent client): the answer
+    // holds it.
+    let abandoned = response
+        .request()
+        .extensions_mut()
+        .remove::<body::AbandonedBody>();
     Ok(response.map_body(|_, body| {
         if head && body.size() == actix_web::body::BodySize::Stream {
-            EitherBody::right(actix_web::body::None::new())
+            EitherBody::right(actix_web::body::BoxBody::new(actix_web::body::None::new()))
+        } else if let Some(abandoned) = abandoned {
+            EitherBody::right(abandoned.held_by(body.boxed()))
         } else {
             EitherBody::left(body)
         }
