@@ -18,6 +18,11 @@ use futures_util::StreamExt;
 /// (`client_request_timeout`, 5 s) but not for the body.
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The most a body's buffer takes before its bytes arrive: a `Content-Length` is the client's
+/// word, and a client that declares the limit and then sends nothing would otherwise hold that
+/// much memory per connection until the body timeout.
+const PREALLOCATE: usize = 64 * 1024;
+
 #[derive(Debug, thiserror::Error)]
 pub enum BodyError {
     #[error("the request body is over the limit of {limit} bytes")]
@@ -99,7 +104,7 @@ pub async fn read_body(
     let timeout = request
         .app_data::<super::Listening>()
         .map_or(BODY_TIMEOUT, |listening| listening.body_timeout);
-    let mut body = BytesMut::with_capacity(declared.unwrap_or(0));
+    let mut body = BytesMut::with_capacity(declared.unwrap_or(0).min(PREALLOCATE));
     loop {
         let Ok(next) = tokio::time::timeout(timeout, payload.next()).await else {
             // Kept for the answer, so that the connection is closed after it.
