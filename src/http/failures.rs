@@ -16,26 +16,35 @@ use tracing_subscriber::layer::{Context, Layer};
 /// Logs an answer by the rule, with the error it came from.
 pub fn log_answer<B: MessageBody>(route: &str, response: &ServiceResponse<B>) {
     let status = response.status();
-    let error = response
-        .response()
-        .error()
-        .map(|error| error.to_string())
-        .unwrap_or_default();
+    // Formatted only when the line is logged: a client can send as many 4xx as it likes.
+    let error = ErrorText(response.response().error());
     let code = status.as_u16();
     match status {
         StatusCode::SERVICE_UNAVAILABLE => {
-            tracing::warn!(route, status = code, error, "request answered unavailable");
+            tracing::warn!(route, status = code, %error, "request answered unavailable");
         }
         StatusCode::NOT_IMPLEMENTED => {
-            tracing::debug!(route, status = code, error, "request refused");
+            tracing::debug!(route, status = code, %error, "request refused");
         }
         _ if status.is_server_error() => {
-            tracing::error!(route, status = code, error, "request failed");
+            tracing::error!(route, status = code, %error, "request failed");
         }
         _ if status.is_client_error() => {
-            tracing::debug!(route, status = code, error, "request refused");
+            tracing::debug!(route, status = code, %error, "request refused");
         }
         _ => {}
+    }
+}
+
+/// The error an answer came from, or nothing.
+struct ErrorText<'a>(Option<&'a actix_web::Error>);
+
+impl std::fmt::Display for ErrorText<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(error) => error.fmt(f),
+            None => Ok(()),
+        }
     }
 }
 
