@@ -12,14 +12,23 @@ use std::time::{Duration, Instant};
 use annals::cli::load_line;
 use serde_json::Value;
 
-fn annals(data: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_annals"))
+/// `annals --data DATA ARGS`, untouched by the environment it is run from: no server, token or
+/// config of the developer's is taken.
+fn command(data: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_annals"));
+    command
         .arg("--data")
         .arg(data)
         .args(args)
         .env("RUST_LOG", "warn")
-        .output()
-        .expect("annals runs")
+        .env_remove("ANNALS_SERVER")
+        .env_remove("ANNALS_TOKEN")
+        .env_remove("ANNALS_CONFIG");
+    command
+}
+
+fn annals(data: &Path, args: &[&str]) -> Output {
+    command(data, args).output().expect("annals runs")
 }
 
 fn stdout(output: &Output) -> String {
@@ -270,18 +279,10 @@ fn serve_sends_event_stream_keep_alives_at_the_configured_interval() {
 }
 
 fn annals_with(data: &Path, args: &[&str], envs: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_annals"));
-    command
-        .arg("--data")
-        .arg(data)
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .env_remove("ANNALS_SERVER")
-        .env_remove("ANNALS_TOKEN");
-    for (key, value) in envs {
-        command.env(key, value);
-    }
-    command.output().expect("annals runs")
+    command(data, args)
+        .envs(envs.iter().copied())
+        .output()
+        .expect("annals runs")
 }
 
 fn serve(data: &Path, config: Option<&Path>) -> common::Served {
@@ -471,10 +472,7 @@ fn an_export_into_a_closed_pipe_ends_quietly() {
         dir.path(),
         &["load", "--writers", "2", "--events", "200", "--quiet"],
     ));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_annals"))
-        .arg("--data")
-        .arg(dir.path())
-        .arg("export")
+    let mut child = command(dir.path(), &["export"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -507,12 +505,7 @@ fn into_a_closed_pipe(data: &Path, args: &[&str]) -> Output {
         )
     };
     drop(reader);
-    Command::new(env!("CARGO_BIN_EXE_annals"))
-        .arg("--data")
-        .arg(data)
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .env_remove("ANNALS_CONFIG")
+    command(data, args)
         .stdout(writer)
         .stderr(std::process::Stdio::piped())
         .output()
@@ -592,10 +585,7 @@ fn export_shows_progress_on_a_terminal_while_its_output_goes_to_a_file() {
     let (master, slave) = pty();
     let shown = read_terminal(master.try_clone().unwrap());
     let out = dir.path().join("events.ndjson");
-    let status = Command::new(env!("CARGO_BIN_EXE_annals"))
-        .arg("--data")
-        .arg(dir.path())
-        .arg("export")
+    let status = command(dir.path(), &["export"])
         .stdout(std::fs::File::create(&out).unwrap())
         .stderr(slave)
         .status()

@@ -217,7 +217,15 @@ pub fn export(
                 let position = event["position"].as_u64().with_context(|| {
                     format!("the server sent an event without a position: {event}")
                 })?;
-                if stream.is_none() && position > end {
+                // `end` is a position, or for a stream a version: what was appended after the
+                // first answer is left out either way.
+                let reached = match stream {
+                    None => position,
+                    Some(_) => event["version"].as_u64().with_context(|| {
+                        format!("the server sent a stream's event without a version: {event}")
+                    })?,
+                };
+                if reached > end {
                     return Ok(());
                 }
                 if position > from {

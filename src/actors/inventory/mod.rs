@@ -132,14 +132,16 @@ pub fn host_entity_id(host: &str) -> String {
     }
 }
 
+const TYPES: [&str; 3] = ["VersionReported", "VersionExpired", "HostCleared"];
+
 impl DomainEvent for HostEvent {
-    const TYPES: &'static [&'static str] = &["VersionReported", "VersionExpired", "HostCleared"];
+    const TYPES: &'static [&'static str] = &TYPES;
 
     fn event_type(&self) -> &'static str {
         match self {
-            HostEvent::VersionReported(_) => "VersionReported",
-            HostEvent::VersionExpired(_) => "VersionExpired",
-            HostEvent::HostCleared(_) => "HostCleared",
+            HostEvent::VersionReported(_) => TYPES[0],
+            HostEvent::VersionExpired(_) => TYPES[1],
+            HostEvent::HostCleared(_) => TYPES[2],
         }
     }
 
@@ -165,7 +167,7 @@ impl DomainEvent for HostEvent {
                 HostEvent::VersionExpired(from_payload(event_type, version, p)?)
             }
             ("HostCleared", 1) => HostEvent::HostCleared(from_payload(event_type, version, p)?),
-            ("VersionReported" | "VersionExpired" | "HostCleared", _) => {
+            (known, _) if TYPES.contains(&known) => {
                 return Err(CodecError::unknown_version(event_type, version))
             }
             _ => return Err(CodecError::unknown_type(event_type, version)),

@@ -69,11 +69,15 @@ pub struct ResultsSubmitted {
     pub at: DateTime<Utc>,
 }
 
+const TYPES: [&str; 1] = ["ResultsSubmitted"];
+
 impl DomainEvent for SubmissionEvent {
-    const TYPES: &'static [&'static str] = &["ResultsSubmitted"];
+    const TYPES: &'static [&'static str] = &TYPES;
 
     fn event_type(&self) -> &'static str {
-        "ResultsSubmitted"
+        match self {
+            SubmissionEvent::ResultsSubmitted(_) => TYPES[0],
+        }
     }
 
     fn schema_version(&self) -> u16 {
@@ -91,7 +95,9 @@ impl DomainEvent for SubmissionEvent {
             ("ResultsSubmitted", 1) => Ok(SubmissionEvent::ResultsSubmitted(from_payload(
                 event_type, version, payload,
             )?)),
-            ("ResultsSubmitted", _) => Err(CodecError::unknown_version(event_type, version)),
+            (known, _) if TYPES.contains(&known) => {
+                Err(CodecError::unknown_version(event_type, version))
+            }
             _ => Err(CodecError::unknown_type(event_type, version)),
         }
     }

@@ -140,17 +140,22 @@ impl ResultsState {
     /// Page `page` (from 1) of the submissions `filter` admits, newest first. Page 1 always
     /// exists; a page past the last is refused, as upstream refuses it.
     pub fn page(&self, page: NonZeroU64, filter: &ResultsFilter) -> Result<Page, PastLastPage> {
-        let admitted = || self.rows.iter().rev().filter(|row| filter.admits(row));
-        let total_pages = admitted().count().div_ceil(PAGE_SIZE).max(1);
+        // One pass over the rows: every admitted one is counted, and the page's are kept.
+        let first = usize::try_from(page.get() - 1)
+            .map_or(usize::MAX, |before| before.saturating_mul(PAGE_SIZE));
+        let mut rows = Vec::new();
+        let mut admitted = 0;
+        for row in self.rows.iter().rev().filter(|row| filter.admits(row)) {
+            if admitted >= first && rows.len() < PAGE_SIZE {
+                rows.push(row.clone());
+            }
+            admitted += 1;
+        }
+        let total_pages = admitted.div_ceil(PAGE_SIZE).max(1);
         let current_page = usize::try_from(page.get())
             .ok()
             .filter(|page| *page <= total_pages)
             .ok_or(PastLastPage)?;
-        let rows = admitted()
-            .skip(current_page.saturating_sub(1).saturating_mul(PAGE_SIZE))
-            .take(PAGE_SIZE)
-            .cloned()
-            .collect();
         Ok(Page {
             rows,
             current_page,
