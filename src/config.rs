@@ -1173,32 +1173,28 @@ impl Config {
                 ));
             }
         }
-        // No room for a page, or for any event: sled refuses the one, every append the other.
-        for (key, size) in [
-            ("cache_mb", self.log.cache_mb),
-            ("max_event_kb", self.log.max_event_kb),
+        // The log's sizes: no room for a page, or for any event, and sled refuses the one,
+        // every append the other. Then the HTTP timeouts, in seconds.
+        for (section, key, value, unit) in [
+            ("log", "cache_mb", self.log.cache_mb, ""),
+            ("log", "max_event_kb", self.log.max_event_kb, ""),
+            (
+                "http",
+                "sse_keep_alive_s",
+                self.http.sse_keep_alive_s,
+                " (second)",
+            ),
+            (
+                "http",
+                "body_timeout_s",
+                self.http.body_timeout_s,
+                " (second)",
+            ),
         ] {
-            if size == 0 {
+            if value == 0 {
                 problems.push((
-                    Place::Key {
-                        section: "log",
-                        key,
-                    },
-                    format!("{key} must be at least 1"),
-                ));
-            }
-        }
-        for (key, seconds) in [
-            ("sse_keep_alive_s", self.http.sse_keep_alive_s),
-            ("body_timeout_s", self.http.body_timeout_s),
-        ] {
-            if seconds == 0 {
-                problems.push((
-                    Place::Key {
-                        section: "http",
-                        key,
-                    },
-                    format!("{key} must be at least 1 (second)"),
+                    Place::Key { section, key },
+                    format!("{key} must be at least 1{unit}"),
                 ));
             }
         }
