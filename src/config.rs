@@ -1003,6 +1003,20 @@ impl Config {
         use crate::process::find_program;
         let mut problems = self.settings_problems();
         let mut warnings = Vec::new();
+        // Whether a program is missing, looked for once however many steps or commands name it
+        // with the same PATH and directory; not looked for at all unless `programs` is set.
+        let mut found = std::collections::HashMap::new();
+        let mut missing = |program: &str, path: Option<&str>, dir: Option<&Path>| {
+            let key = (
+                program.to_owned(),
+                path.map(str::to_owned),
+                dir.map(Path::to_path_buf),
+            );
+            programs
+                && !*found
+                    .entry(key)
+                    .or_insert_with(|| find_program(program, path.map(std::ffi::OsStr::new), dir))
+        };
 
         let mut engines = Vec::new();
         let mut names = std::collections::BTreeSet::new();
@@ -1042,8 +1056,8 @@ impl Config {
                             .env
                             .iter()
                             .find(|(name, _)| name == "PATH")
-                            .map(|(_, value)| std::ffi::OsStr::new(value));
-                        if programs && !find_program(&step.program, path, step.dir.as_deref()) {
+                            .map(|(_, value)| value.as_str());
+                        if missing(&step.program, path, step.dir.as_deref()) {
                             warnings.push((
                                 place,
                                 format!(
@@ -1090,7 +1104,7 @@ impl Config {
                     ("scrape_command", &spec.scrape_command),
                 ] {
                     if let Some(program) = argv.first() {
-                        if programs && !find_program(program, None, None) {
+                        if missing(program, None, None) {
                             warnings.push((
                                 place,
                                 format!(
