@@ -638,7 +638,8 @@ pub enum ConfigError {
 /// value's type and the faces' declarations. Returns the file's table, or every problem found
 /// as `line N: …`. Warnings do not make a file invalid; [`review`] returns them too.
 pub fn check(text: &str) -> Result<toml::Table, Vec<String>> {
-    let review = review(text);
+    // Only warnings depend on whether programs are found: none are looked for.
+    let review = review_with(text, false);
     if review.problems.is_empty() {
         Ok(toml::from_str(text).expect("a checked configuration parses"))
     } else {
@@ -662,6 +663,11 @@ pub struct Review {
 /// declarations are then checked as start-up checks them, except for an entry that had a bad
 /// value: what it would say about the default that stood in for that value would mislead.
 pub fn review(text: &str) -> Review {
+    review_with(text, true)
+}
+
+/// [`review`], looking for the programs the declarations name only when `programs` is set.
+fn review_with(text: &str, programs: bool) -> Review {
     let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
     let document = match toml_edit::ImDocument::parse(text) {
         Ok(document) => document,
@@ -719,7 +725,7 @@ pub fn review(text: &str) -> Review {
     };
     let mut warnings = Vec::new();
     if let Some(config) = config {
-        let survey = config.survey();
+        let survey = config.survey(programs);
         let locate = |place: &Place| {
             let extent = place.find(&document).as_ref().and_then(extent);
             let spoiled = extent.as_ref().is_some_and(|extent| {
@@ -971,7 +977,7 @@ impl Config {
     /// Checks every face's declarations, enabled or not: a section that says something wrong
     /// is refused even while its face is off. Every problem is reported, not only the first.
     pub fn declarations(&self) -> Result<Declarations, Vec<String>> {
-        let survey = self.survey();
+        let survey = self.survey(true);
         let said = |found: Vec<(Place, String)>| {
             found
                 .into_iter()
@@ -988,13 +994,29 @@ impl Config {
     }
 
     /// Checks each entry on its own, so that every entry at fault is named with its place.
-    fn survey(&self) -> Survey {
+    /// Workflows' and projects' programs are looked for, for warnings, only when `programs` is
+    /// set.
+    fn survey(&self, programs: bool) -> Survey {
         use crate::actors::gros::service::Controller;
         use crate::actors::gros::{AgentName, ProjectKey};
         use crate::actors::workflow::{Catalogue, Workflow};
         use crate::process::find_program;
         let mut problems = self.settings_problems();
         let mut warnings = Vec::new();
+        // Whether a program is missing, looked for once however many steps or commands name it
+        // with the same PATH and directory; not looked for at all unless `programs` is set.
+        let mut found = std::collections::HashMap::new();
+        let mut missing = |program: &str, path: Option<&str>, dir: Option<&Path>| {
+            let key = (
+                program.to_owned(),
+                path.map(str::to_owned),
+                dir.map(Path::to_path_buf),
+            );
+            programs
+                && !*found
+                    .entry(key)
+                    .or_insert_with(|| find_program(program, path.map(std::ffi::OsStr::new), dir))
+        };
 
         let mut engines = Vec::new();
         let mut names = std::collections::BTreeSet::new();
@@ -1034,8 +1056,8 @@ impl Config {
                             .env
                             .iter()
                             .find(|(name, _)| name == "PATH")
-                            .map(|(_, value)| std::ffi::OsStr::new(value));
-                        if !find_program(&step.program, path, step.dir.as_deref()) {
+                            .map(|(_, value)| value.as_str());
+                        if missing(&step.program, path, step.dir.as_deref()) {
                             warnings.push((
                                 place,
                                 format!(
@@ -1082,7 +1104,7 @@ impl Config {
                     ("scrape_command", &spec.scrape_command),
                 ] {
                     if let Some(program) = argv.first() {
-                        if !find_program(program, None, None) {
+                        if missing(program, None, None) {
                             warnings.push((
                                 place,
                                 format!(
@@ -1165,32 +1187,28 @@ impl Config {
                 ));
             }
         }
-        // No room for a page, or for any event: sled refuses the one, every append the other.
-        for (key, size) in [
-            ("cache_mb", self.log.cache_mb),
-            ("max_event_kb", self.log.max_event_kb),
+        // The log's sizes: no room for a page, or for any event, and sled refuses the one,
+        // every append the other. Then the HTTP timeouts, in seconds.
+        for (section, key, value, unit) in [
+            ("log", "cache_mb", self.log.cache_mb, ""),
+            ("log", "max_event_kb", self.log.max_event_kb, ""),
+            (
+                "http",
+                "sse_keep_alive_s",
+                self.http.sse_keep_alive_s,
+                " (second)",
+            ),
+            (
+                "http",
+                "body_timeout_s",
+                self.http.body_timeout_s,
+                " (second)",
+            ),
         ] {
-            if size == 0 {
+            if value == 0 {
                 problems.push((
-                    Place::Key {
-                        section: "log",
-                        key,
-                    },
-                    format!("{key} must be at least 1"),
-                ));
-            }
-        }
-        for (key, seconds) in [
-            ("sse_keep_alive_s", self.http.sse_keep_alive_s),
-            ("body_timeout_s", self.http.body_timeout_s),
-        ] {
-            if seconds == 0 {
-                problems.push((
-                    Place::Key {
-                        section: "http",
-                        key,
-                    },
-                    format!("{key} must be at least 1 (second)"),
+                    Place::Key { section, key },
+                    format!("{key} must be at least 1{unit}"),
                 ));
             }
         }

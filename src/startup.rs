@@ -367,22 +367,32 @@ struct Listeners {
 
 impl Listeners {
     fn bind(config: &Config) -> anyhow::Result<Listeners> {
-        let own =
-            |enabled: bool, listen: &str| (enabled && !listen.is_empty()).then(|| bind(listen));
+        let [partisci, patrowl, hpcwaas, gros_agent] = own_listens(config);
         Ok(Listeners {
             main: bind(&config.http.listen)?,
-            partisci: (config.partisci.enabled && !config.partisci.listen.is_empty())
-                .then(|| bind_tcp_and_udp(&config.partisci.listen))
-                .transpose()?,
-            patrowl: own(config.patrowl.enabled, &config.patrowl.listen).transpose()?,
-            hpcwaas: own(config.hpcwaas.enabled, &config.hpcwaas.listen).transpose()?,
-            gros_agent: own(
-                config.gros.enabled && config.gros.agent.enabled,
-                &config.gros.agent.listen,
-            )
-            .transpose()?,
+            partisci: partisci.map(bind_tcp_and_udp).transpose()?,
+            patrowl: patrowl.map(bind).transpose()?,
+            hpcwaas: hpcwaas.map(bind).transpose()?,
+            gros_agent: gros_agent.map(bind).transpose()?,
         })
     }
+}
+
+/// The address of each face's own listener, when its face is enabled and it has one: Partisci,
+/// PatrOwl, HPCWaaS and the GROS local agent, in that order.
+fn own_listens(config: &Config) -> [Option<&str>; 4] {
+    fn own(enabled: bool, listen: &str) -> Option<&str> {
+        (enabled && !listen.is_empty()).then_some(listen)
+    }
+    [
+        own(config.partisci.enabled, &config.partisci.listen),
+        own(config.patrowl.enabled, &config.patrowl.listen),
+        own(config.hpcwaas.enabled, &config.hpcwaas.listen),
+        own(
+            config.gros.enabled && config.gros.agent.enabled,
+            &config.gros.agent.listen,
+        ),
+    ]
 }
 
 /// A TCP listener on `listen`, or an error naming the address.
@@ -426,18 +436,7 @@ fn open_secrets(data: &std::path::Path) -> anyhow::Result<Arc<crate::secrets::Se
 /// Every address the configuration listens on, for the check that refuses to expose annals
 /// without accounts.
 pub fn listen_addresses(config: &Config) -> Vec<&str> {
-    let mut addresses = vec![config.http.listen.as_str()];
-    if config.partisci.enabled && !config.partisci.listen.is_empty() {
-        addresses.push(config.partisci.listen.as_str());
-    }
-    if config.patrowl.enabled && !config.patrowl.listen.is_empty() {
-        addresses.push(config.patrowl.listen.as_str());
-    }
-    if config.hpcwaas.enabled && !config.hpcwaas.listen.is_empty() {
-        addresses.push(config.hpcwaas.listen.as_str());
-    }
-    if config.gros.enabled && config.gros.agent.enabled && !config.gros.agent.listen.is_empty() {
-        addresses.push(config.gros.agent.listen.as_str());
-    }
-    addresses
+    std::iter::once(config.http.listen.as_str())
+        .chain(own_listens(config).into_iter().flatten())
+        .collect()
 }
