@@ -4,7 +4,6 @@
 //! finding in the nmap engine's style, with a service name guessed from the port; each host
 //! gets a summary finding. It sends nothing but the connection's handshake.
 
-use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
@@ -159,7 +158,9 @@ pub fn service(port: u16) -> &'static str {
 /// The ports a scan asks for: `ports` (numbers, `"80"`, `"1-1024"`, or one string of them
 /// separated by commas) and `top_ports` (a number), together; sorted, each once.
 pub fn ports(options: &Map<String, Value>) -> Result<Vec<u16>, String> {
-    let mut ports = BTreeSet::new();
+    // Ranges, merged once at the end: a body of many wide ranges (`-,-,-,…`) costs one pass
+    // over the ports, not one per range.
+    let mut ports: Vec<(u16, u16)> = Vec::new();
     let mut add_text = |text: &str| -> Result<(), String> {
         for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let port = |p: &str| {
@@ -185,10 +186,11 @@ pub fn ports(options: &Map<String, Value>) -> Result<Vec<u16>, String> {
                     if low > high {
                         return Err(format!("options.ports: the range {part:?} is backwards"));
                     }
-                    ports.extend(low..=high);
+                    ports.push((low, high));
                 }
                 None => {
-                    ports.insert(port(part)?);
+                    let port = port(part)?;
+                    ports.push((port, port));
                 }
             }
         }
@@ -224,21 +226,32 @@ pub fn ports(options: &Map<String, Value>) -> Result<Vec<u16>, String> {
                      this scanner knows; name the ports in options.ports instead"
                 ));
             }
-            ports.extend(TOP_PORTS.iter().take(n as usize));
+            ports.extend(TOP_PORTS.iter().take(n as usize).map(|&p| (p, p)));
         }
     }
     // nmap's `-F`: its 100 most common ports, which are `TOP_PORTS`.
     if options.get("fast_scan").is_some_and(truthy) {
-        ports.extend(TOP_PORTS);
+        ports.extend(TOP_PORTS.map(|p| (p, p)));
     }
     // Neither given: the most common ports, as nmap scans by default.
     if ports.is_empty() && options.get("ports").is_none() && options.get("top_ports").is_none() {
-        ports.extend(TOP_PORTS);
+        ports.extend(TOP_PORTS.map(|p| (p, p)));
     }
     if ports.is_empty() {
         return Err("no ports to scan: options.ports and options.top_ports name none".into());
     }
-    Ok(ports.into_iter().collect())
+    ports.sort_unstable();
+    let mut merged: Vec<(u16, u16)> = Vec::with_capacity(ports.len());
+    for (low, high) in ports {
+        match merged.last_mut() {
+            Some(last) if u32::from(low) <= u32::from(last.1) + 1 => last.1 = last.1.max(high),
+            _ => merged.push((low, high)),
+        }
+    }
+    Ok(merged
+        .into_iter()
+        .flat_map(|(low, high)| low..=high)
+        .collect())
 }
 
 /// The addresses of an `ip`, `ip-range` (`10.0.0.1-10.0.0.9` or `10.0.0.1-9`) or `ip-subnet`
@@ -598,6 +611,16 @@ mod tests {
         assert_eq!(
             ports(&options(json!({"ports": "-3, 65534-"}))).unwrap(),
             [1, 2, 3, 65534, 65535]
+        );
+        // Overlapping, repeated and adjacent ranges: each port once, in order.
+        assert_eq!(
+            ports(&options(json!({"ports": "5-7, 3, 6-9, 10, 3-4, 9"}))).unwrap(),
+            [3, 4, 5, 6, 7, 8, 9, 10]
+        );
+        let many = vec!["-"; 20_000].join(",");
+        assert_eq!(
+            ports(&options(json!({"ports": many}))).unwrap().len(),
+            65535
         );
         for bad in [
             json!({"ports": []}),

@@ -874,20 +874,16 @@ fn issue_fields(f: &crate::actors::scan::Finding) -> (String, String, Vec<String
         },
         Some(Err(_)) | None => Map::new(),
     };
-    let title = match cut(&f.title, MAX_TITLE_CHARS) {
+    // `text` cut to `max`, its full text kept in `raw` under `key` when it was cut.
+    let mut fitted = |key: &str, text: &str, max: usize| match cut(text, max) {
         Some(short) => {
-            raw.insert("full_title".into(), Value::String(f.title.clone()));
+            raw.insert(key.into(), Value::String(text.to_owned()));
             short
         }
-        None => f.title.clone(),
+        None => text.to_owned(),
     };
-    let kind = match cut(&f.kind, MAX_TYPE_CHARS) {
-        Some(short) => {
-            raw.insert("full_type".into(), Value::String(f.kind.clone()));
-            short
-        }
-        None => f.kind.clone(),
-    };
+    let title = fitted("full_title", &f.title, MAX_TITLE_CHARS);
+    let kind = fitted("full_type", &f.kind, MAX_TYPE_CHARS);
     let addr = if f
         .target
         .addr
