@@ -192,16 +192,15 @@ fn half_a_body(address: &str, path: &str, length: usize, sent: &[u8]) -> (u16, S
     (status, body, took)
 }
 
+/// A server whose bodies time out after one second (`[http] body_timeout_s = 1`).
+fn serve_with_a_body_timeout_of_one_second(data: &Path) -> Served {
+    serve_data(data, None, &[], &[("ANNALS_HTTP_BODY_TIMEOUT_S", "1")]).expect("the server starts")
+}
+
 #[test]
 fn a_body_that_stops_arriving_is_answered_408_after_the_body_timeout() {
     let dir = tempfile::tempdir().unwrap();
-    let server = serve_data(
-        dir.path(),
-        None,
-        &[],
-        &[("ANNALS_HTTP_BODY_TIMEOUT_S", "1")],
-    )
-    .expect("the server starts");
+    let server = serve_with_a_body_timeout_of_one_second(dir.path());
     let hpcwaas = server.hpcwaas.clone().expect("the face's own listener");
     let patrowl = server.patrowl.clone().expect("the face's own listener");
     for (address, path, check) in [
@@ -240,13 +239,7 @@ fn a_body_that_stops_arriving_is_answered_408_after_the_body_timeout() {
 #[test]
 fn a_chunked_body_that_stops_arriving_is_answered_408_and_its_connection_closed() {
     let dir = tempfile::tempdir().unwrap();
-    let server = serve_data(
-        dir.path(),
-        None,
-        &[],
-        &[("ANNALS_HTTP_BODY_TIMEOUT_S", "1")],
-    )
-    .expect("the server starts");
+    let server = serve_with_a_body_timeout_of_one_second(dir.path());
     let mut stream = TcpStream::connect(&server.address).unwrap();
     // Well past the body timeout, well short of actix's own timeouts.
     stream
