@@ -6,8 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::entity::{Ctx, Entity};
-use crate::events::codec::{from_payload, to_payload};
-use crate::events::{CodecError, DomainEvent};
+use crate::events::codec::domain_events;
 
 /// The longest output line a job records, in bytes.
 pub const MAX_LINE_BYTES: usize = 16 * 1024;
@@ -65,12 +64,14 @@ pub enum JobRejection {
     LineTooLong(usize),
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum JobEvent {
-    JobStarted(JobStarted),
-    LineRecorded(LineRecorded),
-    JobFinished(JobFinished),
-    JobInterrupted(JobInterrupted),
+domain_events! {
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub enum JobEvent {
+        JobStarted(JobStarted) version 1,
+        LineRecorded(LineRecorded) version 2 { 1 => LineRecordedV1 },
+        JobFinished(JobFinished) version 1,
+        JobInterrupted(JobInterrupted) version 1,
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,21 +90,21 @@ pub struct LineRecorded {
     pub at: DateTime<Utc>,
 }
 
-/// `LineRecorded` v1, read through [`LineRecordedV1::upcast`]. Its time was an RFC 3339 string;
-/// v2 stores microseconds, as every current payload does.
+/// `LineRecorded` v1, read as v2 through its `From` conversion. Its time was an RFC 3339
+/// string; v2 stores microseconds, as every current payload does.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LineRecordedV1 {
     pub text: String,
     pub at: DateTime<Utc>,
 }
 
-impl LineRecordedV1 {
+impl From<LineRecordedV1> for LineRecorded {
     /// v1 lines had no level; they were all ordinary output.
-    pub fn upcast(self) -> LineRecorded {
+    fn from(v1: LineRecordedV1) -> LineRecorded {
         LineRecorded {
-            line: self.text,
+            line: v1.text,
             level: Level::Info,
-            at: self.at,
+            at: v1.at,
         }
     }
 }
@@ -119,59 +120,6 @@ pub struct JobFinished {
 pub struct JobInterrupted {
     #[serde(with = "chrono::serde::ts_microseconds")]
     pub at: DateTime<Utc>,
-}
-
-impl DomainEvent for JobEvent {
-    const TYPES: &'static [&'static str] = &[
-        "JobStarted",
-        "LineRecorded",
-        "JobFinished",
-        "JobInterrupted",
-    ];
-
-    fn event_type(&self) -> &'static str {
-        match self {
-            JobEvent::JobStarted(_) => "JobStarted",
-            JobEvent::LineRecorded(_) => "LineRecorded",
-            JobEvent::JobFinished(_) => "JobFinished",
-            JobEvent::JobInterrupted(_) => "JobInterrupted",
-        }
-    }
-
-    fn schema_version(&self) -> u16 {
-        match self {
-            JobEvent::LineRecorded(_) => 2,
-            _ => 1,
-        }
-    }
-
-    fn encode_payload(&self) -> Vec<u8> {
-        match self {
-            JobEvent::JobStarted(e) => to_payload(e),
-            JobEvent::LineRecorded(e) => to_payload(e),
-            JobEvent::JobFinished(e) => to_payload(e),
-            JobEvent::JobInterrupted(e) => to_payload(e),
-        }
-    }
-
-    fn decode(event_type: &str, version: u16, payload: &[u8]) -> Result<Self, CodecError> {
-        let p = payload;
-        Ok(match (event_type, version) {
-            ("JobStarted", 1) => JobEvent::JobStarted(from_payload(event_type, version, p)?),
-            ("LineRecorded", 1) => JobEvent::LineRecorded(
-                from_payload::<LineRecordedV1>(event_type, version, p)?.upcast(),
-            ),
-            ("LineRecorded", 2) => JobEvent::LineRecorded(from_payload(event_type, version, p)?),
-            ("JobFinished", 1) => JobEvent::JobFinished(from_payload(event_type, version, p)?),
-            ("JobInterrupted", 1) => {
-                JobEvent::JobInterrupted(from_payload(event_type, version, p)?)
-            }
-            ("JobStarted" | "LineRecorded" | "JobFinished" | "JobInterrupted", _) => {
-                return Err(CodecError::unknown_version(event_type, version))
-            }
-            _ => return Err(CodecError::unknown_type(event_type, version)),
-        })
-    }
 }
 
 impl Entity for Job {

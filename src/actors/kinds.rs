@@ -1,5 +1,6 @@
 //! The registry of entity kinds known to this build, by stream category, for the tools that
-//! work on any stream (`annals replay`). Each face adds its kind here.
+//! work on any stream (`annals replay`, the event API). Each face adds its kind to
+//! `known_kinds!` here.
 
 use serde::Serialize;
 
@@ -40,35 +41,58 @@ pub enum ReplayError {
     Load(#[from] LoadError),
 }
 
-/// Every kind `replay` knows.
-pub const KINDS: &[&str] = &[
-    Job::KIND,
-    HostRecord::KIND,
-    TestRunRecord::KIND,
-    Submission::KIND,
-    ScanRecord::KIND,
-    Execution::KIND,
-    SshKey::KIND,
-    GrosAgent::KIND,
-    GrosProject::KIND,
-];
+/// Something done with one entity kind, whichever it is: what [`with_kind`] and
+/// [`each_kind`] run, so that a tool written once works on every kind.
+pub trait KindVisitor {
+    type Output;
+    fn visit<E: Entity>(&mut self) -> Self::Output;
+}
+
+/// Declares the kinds this build knows, each once, in the order tools list them.
+macro_rules! known_kinds {
+    ($($kind:ident),+ $(,)?) => {
+        /// Every kind `replay` knows.
+        pub const KINDS: &[&str] = &[$($kind::KIND),+];
+
+        /// Runs `visitor` on the kind whose stream category is `category`, if one is.
+        pub fn with_kind<V: KindVisitor>(category: &str, visitor: &mut V) -> Option<V::Output> {
+            $(
+                if category == $kind::KIND {
+                    return Some(visitor.visit::<$kind>());
+                }
+            )+
+            None
+        }
+
+        /// Runs `visitor` on every kind, in the order of [`KINDS`].
+        pub fn each_kind<V: KindVisitor>(visitor: &mut V) -> [V::Output; KINDS.len()] {
+            [$(visitor.visit::<$kind>()),+]
+        }
+    };
+}
+
+known_kinds!(
+    Job,
+    HostRecord,
+    TestRunRecord,
+    Submission,
+    ScanRecord,
+    Execution,
+    SshKey,
+    GrosAgent,
+    GrosProject,
+);
 
 /// Every kind with the event types it writes, in the order of [`KINDS`].
-pub fn event_types() -> [(&'static str, &'static [&'static str]); 9] {
-    fn of<E: Entity>() -> (&'static str, &'static [&'static str]) {
-        (E::KIND, <E::Event as DomainEvent>::TYPES)
+pub fn event_types() -> [(&'static str, &'static [&'static str]); KINDS.len()] {
+    struct TypesOf;
+    impl KindVisitor for TypesOf {
+        type Output = (&'static str, &'static [&'static str]);
+        fn visit<E: Entity>(&mut self) -> Self::Output {
+            (E::KIND, <E::Event as DomainEvent>::TYPES)
+        }
     }
-    [
-        of::<Job>(),
-        of::<HostRecord>(),
-        of::<TestRunRecord>(),
-        of::<Submission>(),
-        of::<ScanRecord>(),
-        of::<Execution>(),
-        of::<SshKey>(),
-        of::<GrosAgent>(),
-        of::<GrosProject>(),
-    ]
+    each_kind(&mut TypesOf)
 }
 
 /// Replays a stream of any known kind from its first event up to `until`.
@@ -77,18 +101,20 @@ pub fn replay(
     stream: &StreamId,
     until: ReplayUntil,
 ) -> Result<Replayed, ReplayError> {
-    match stream.category() {
-        Job::KIND => replay_as::<Job>(log, stream, until),
-        HostRecord::KIND => replay_as::<HostRecord>(log, stream, until),
-        TestRunRecord::KIND => replay_as::<TestRunRecord>(log, stream, until),
-        Submission::KIND => replay_as::<Submission>(log, stream, until),
-        ScanRecord::KIND => replay_as::<ScanRecord>(log, stream, until),
-        Execution::KIND => replay_as::<Execution>(log, stream, until),
-        SshKey::KIND => replay_as::<SshKey>(log, stream, until),
-        GrosAgent::KIND => replay_as::<GrosAgent>(log, stream, until),
-        GrosProject::KIND => replay_as::<GrosProject>(log, stream, until),
-        other => Err(ReplayError::UnknownKind(other.to_owned())),
+    struct Replay<'a> {
+        log: &'a EventLog,
+        stream: &'a StreamId,
+        until: ReplayUntil,
     }
+    impl KindVisitor for Replay<'_> {
+        type Output = Result<Replayed, ReplayError>;
+        fn visit<E: Entity>(&mut self) -> Self::Output {
+            replay_as::<E>(self.log, self.stream, self.until)
+        }
+    }
+    let category = stream.category();
+    with_kind(category, &mut Replay { log, stream, until })
+        .unwrap_or_else(|| Err(ReplayError::UnknownKind(category.to_owned())))
 }
 
 fn replay_as<E: Entity>(
@@ -109,4 +135,69 @@ fn replay_as<E: Entity>(
         // Entity states are plain data with string keys; they always render as JSON.
         state: serde_json::to_value(&loaded.state).expect("entity states render as JSON"),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::CodecError;
+
+    /// What a kind's decoder says of each type it lists: the versions it reads.
+    struct DecodedVersions;
+
+    impl KindVisitor for DecodedVersions {
+        type Output = (&'static str, Vec<(&'static str, Vec<u16>)>, bool);
+        fn visit<E: Entity>(&mut self) -> Self::Output {
+            // An empty map: every known type and version gets as far as its fields.
+            let empty = [0x80];
+            let versions = |event_type: &str| {
+                (0..=16)
+                    .filter(|&version| {
+                        !matches!(
+                            E::Event::decode(event_type, version, &empty),
+                            Err(CodecError::UnknownVersion { .. } | CodecError::UnknownType { .. })
+                        )
+                    })
+                    .collect()
+            };
+            let unlisted_refused = matches!(
+                E::Event::decode("NoSuchEvent", 1, &empty),
+                Err(CodecError::UnknownType { .. })
+            );
+            let types = <E::Event as DomainEvent>::TYPES;
+            let listed = types.iter().map(|t| (*t, versions(t))).collect();
+            (E::KIND, listed, unlisted_refused)
+        }
+    }
+
+    #[test]
+    fn every_listed_type_decodes_and_no_other() {
+        let mut kinds = std::collections::BTreeSet::new();
+        for (kind, listed, unlisted_refused) in each_kind(&mut DecodedVersions) {
+            assert!(kinds.insert(kind), "{kind} is declared twice");
+            assert!(unlisted_refused, "{kind} decodes a type it does not list");
+            let mut types = std::collections::BTreeSet::new();
+            for (event_type, versions) in listed {
+                assert!(types.insert(event_type), "{kind} lists {event_type} twice");
+                assert!(!versions.is_empty(), "{kind} lists {event_type} but decodes no version of it");
+                assert!(!versions.contains(&0), "{kind}'s {event_type} decodes version 0");
+            }
+        }
+        assert_eq!(kinds.into_iter().collect::<Vec<_>>().len(), KINDS.len());
+    }
+
+    #[test]
+    fn a_stream_of_no_known_kind_is_refused_by_name() {
+        struct Kind;
+        impl KindVisitor for Kind {
+            type Output = &'static str;
+            fn visit<E: Entity>(&mut self) -> &'static str {
+                E::KIND
+            }
+        }
+        for kind in KINDS {
+            assert_eq!(with_kind(kind, &mut Kind), Some(*kind));
+        }
+        assert_eq!(with_kind("nope", &mut Kind), None);
+    }
 }

@@ -29,6 +29,92 @@ pub trait DomainEvent: Sized {
     }
 }
 
+/// Declares one entity kind's event enum and its [`DomainEvent`] implementation, once: each
+/// variant wraps its payload struct, its type string is the variant's name, and its schema
+/// version is the one this build writes. Old versions follow in braces, each with the struct its
+/// payloads decode to and turned into the current one by `From` (the upcaster):
+///
+/// ```ignore
+/// domain_events! {
+///     #[derive(Clone, Debug, PartialEq, Eq)]
+///     pub enum JobEvent {
+///         JobStarted(JobStarted) version 1,
+///         LineRecorded(LineRecorded) version 2 { 1 => LineRecordedV1 },
+///     }
+/// }
+/// ```
+///
+/// It writes `TYPES` in declaration order, `event_type`, `schema_version`, `encode_payload`
+/// (MessagePack with named fields) and `decode`: the current version and every old one listed
+/// decode; another version of a known type is [`CodecError::UnknownVersion`], any other type
+/// [`CodecError::UnknownType`].
+macro_rules! domain_events {
+    (
+        $(#[$meta:meta])*
+        $vis:vis enum $name:ident {
+            $(
+                $(#[$variant_meta:meta])*
+                $variant:ident($payload:ty) version $version:literal
+                $({ $($old:literal => $old_payload:ty),+ $(,)? })?
+            ),+ $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        $vis enum $name {
+            $(
+                $(#[$variant_meta])*
+                $variant($payload),
+            )+
+        }
+
+        impl $crate::events::DomainEvent for $name {
+            const TYPES: &'static [&'static str] = &[$(stringify!($variant)),+];
+
+            fn event_type(&self) -> &'static str {
+                match self {
+                    $($name::$variant(_) => stringify!($variant),)+
+                }
+            }
+
+            fn schema_version(&self) -> u16 {
+                match self {
+                    $($name::$variant(_) => $version,)+
+                }
+            }
+
+            fn encode_payload(&self) -> Vec<u8> {
+                match self {
+                    $($name::$variant(fields) => $crate::events::codec::to_payload(fields),)+
+                }
+            }
+
+            fn decode(
+                event_type: &str,
+                schema_version: u16,
+                payload: &[u8],
+            ) -> Result<Self, $crate::events::CodecError> {
+                use $crate::events::codec::from_payload;
+                let (t, v) = (event_type, schema_version);
+                match t {
+                    $(
+                        stringify!($variant) => match v {
+                            $version => Ok($name::$variant(from_payload(t, v, payload)?)),
+                            $($(
+                                $old => Ok($name::$variant(<$payload>::from(
+                                    from_payload::<$old_payload>(t, v, payload)?,
+                                ))),
+                            )+)?
+                            _ => Err($crate::events::CodecError::unknown_version(t, v)),
+                        },
+                    )+
+                    _ => Err($crate::events::CodecError::unknown_type(t, v)),
+                }
+            }
+        }
+    };
+}
+pub(crate) use domain_events;
+
 /// Why a payload could not be decoded.
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {
@@ -215,6 +301,83 @@ pub fn render(event: &RecordedEvent) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde::Deserialize;
+
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    struct Said {
+        words: String,
+        loud: bool,
+    }
+
+    /// `Said` v1: no `loud`.
+    #[derive(Deserialize, Serialize)]
+    struct SaidV1 {
+        words: String,
+    }
+
+    impl From<SaidV1> for Said {
+        fn from(v1: SaidV1) -> Said {
+            Said {
+                words: v1.words,
+                loud: false,
+            }
+        }
+    }
+
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    struct Left {
+        at: u64,
+    }
+
+    domain_events! {
+        #[derive(Clone, Debug, PartialEq)]
+        enum TalkEvent {
+            Said(Said) version 2 { 1 => SaidV1 },
+            Left(Left) version 1,
+        }
+    }
+
+    #[test]
+    fn a_declared_kind_encodes_its_fields_by_name_and_reads_old_versions() {
+        assert_eq!(TalkEvent::TYPES, ["Said", "Left"]);
+        let said = Said {
+            words: "hi".into(),
+            loud: true,
+        };
+        let event = TalkEvent::Said(said.clone());
+        assert_eq!((event.event_type(), event.schema_version()), ("Said", 2));
+        assert_eq!(event.encode_payload(), rmp_serde::to_vec_named(&said).unwrap());
+        let decoded = TalkEvent::decode("Said", 2, &event.encode_payload()).unwrap();
+        assert_eq!(decoded, event);
+        let left = TalkEvent::Left(Left { at: 7 });
+        assert_eq!((left.event_type(), left.schema_version()), ("Left", 1));
+        assert_eq!(TalkEvent::decode("Left", 1, &left.encode_payload()).unwrap(), left);
+
+        let v1 = to_payload(&SaidV1 { words: "hi".into() });
+        assert_eq!(
+            TalkEvent::decode("Said", 1, &v1).unwrap(),
+            TalkEvent::Said(Said {
+                words: "hi".into(),
+                loud: false,
+            })
+        );
+        assert!(matches!(
+            TalkEvent::decode("Said", 3, &v1),
+            Err(CodecError::UnknownVersion { schema_version: 3, .. })
+        ));
+        assert!(matches!(
+            TalkEvent::decode("Left", 2, &v1),
+            Err(CodecError::UnknownVersion { .. })
+        ));
+        assert!(matches!(
+            TalkEvent::decode("Shouted", 1, &v1),
+            Err(CodecError::UnknownType { .. })
+        ));
+        assert!(matches!(
+            TalkEvent::decode("Left", 1, &v1),
+            Err(CodecError::Payload { .. })
+        ));
+    }
 
     #[test]
     fn what_json_cannot_hold_renders_without_loss() {

@@ -14,8 +14,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::entity::{Ctx, Entity};
-use crate::events::codec::{from_payload, to_payload};
-use crate::events::{CodecError, DomainEvent};
+use crate::events::codec::domain_events;
 pub use model::{AgentName, Measurement, ProjectKey};
 pub use service::{Gros, GrosError};
 
@@ -140,90 +139,19 @@ pub struct MeasurementsRecorded {
     pub at: DateTime<Utc>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum AgentEvent {
-    RegistrationStarted(RegistrationStarted),
-    AgentRegistered(AgentRegistered),
-    RegistrationAbandoned(RegistrationAbandoned),
-    PreflightChecked(PreflightChecked),
-    LogRecorded(LogRecorded),
-    ExportAnnounced(ExportAnnounced),
-    ProcessStarted(ProcessStarted),
-    ProcessOutput(ProcessOutput),
-    ProcessFinished(ProcessFinished),
-    MeasurementsRecorded(MeasurementsRecorded),
-}
-
-const AGENT_TYPES: [&str; 10] = [
-    "RegistrationStarted",
-    "AgentRegistered",
-    "RegistrationAbandoned",
-    "PreflightChecked",
-    "LogRecorded",
-    "ExportAnnounced",
-    "ProcessStarted",
-    "ProcessOutput",
-    "ProcessFinished",
-    "MeasurementsRecorded",
-];
-
-impl DomainEvent for AgentEvent {
-    const TYPES: &'static [&'static str] = &AGENT_TYPES;
-
-    fn event_type(&self) -> &'static str {
-        AGENT_TYPES[match self {
-            AgentEvent::RegistrationStarted(_) => 0,
-            AgentEvent::AgentRegistered(_) => 1,
-            AgentEvent::RegistrationAbandoned(_) => 2,
-            AgentEvent::PreflightChecked(_) => 3,
-            AgentEvent::LogRecorded(_) => 4,
-            AgentEvent::ExportAnnounced(_) => 5,
-            AgentEvent::ProcessStarted(_) => 6,
-            AgentEvent::ProcessOutput(_) => 7,
-            AgentEvent::ProcessFinished(_) => 8,
-            AgentEvent::MeasurementsRecorded(_) => 9,
-        }]
-    }
-
-    fn schema_version(&self) -> u16 {
-        1
-    }
-
-    fn encode_payload(&self) -> Vec<u8> {
-        match self {
-            AgentEvent::RegistrationStarted(e) => to_payload(e),
-            AgentEvent::AgentRegistered(e) => to_payload(e),
-            AgentEvent::RegistrationAbandoned(e) => to_payload(e),
-            AgentEvent::PreflightChecked(e) => to_payload(e),
-            AgentEvent::LogRecorded(e) => to_payload(e),
-            AgentEvent::ExportAnnounced(e) => to_payload(e),
-            AgentEvent::ProcessStarted(e) => to_payload(e),
-            AgentEvent::ProcessOutput(e) => to_payload(e),
-            AgentEvent::ProcessFinished(e) => to_payload(e),
-            AgentEvent::MeasurementsRecorded(e) => to_payload(e),
-        }
-    }
-
-    fn decode(event_type: &str, version: u16, payload: &[u8]) -> Result<Self, CodecError> {
-        let (t, v, p) = (event_type, version, payload);
-        Ok(match (t, v) {
-            ("RegistrationStarted", 1) => AgentEvent::RegistrationStarted(from_payload(t, v, p)?),
-            ("AgentRegistered", 1) => AgentEvent::AgentRegistered(from_payload(t, v, p)?),
-            ("RegistrationAbandoned", 1) => {
-                AgentEvent::RegistrationAbandoned(from_payload(t, v, p)?)
-            }
-            ("PreflightChecked", 1) => AgentEvent::PreflightChecked(from_payload(t, v, p)?),
-            ("LogRecorded", 1) => AgentEvent::LogRecorded(from_payload(t, v, p)?),
-            ("ExportAnnounced", 1) => AgentEvent::ExportAnnounced(from_payload(t, v, p)?),
-            ("ProcessStarted", 1) => AgentEvent::ProcessStarted(from_payload(t, v, p)?),
-            ("ProcessOutput", 1) => AgentEvent::ProcessOutput(from_payload(t, v, p)?),
-            ("ProcessFinished", 1) => AgentEvent::ProcessFinished(from_payload(t, v, p)?),
-            ("MeasurementsRecorded", 1) => AgentEvent::MeasurementsRecorded(from_payload(t, v, p)?),
-            (known, _) if AGENT_TYPES.contains(&known) => {
-                return Err(CodecError::unknown_version(t, v))
-            }
-            _ => return Err(CodecError::unknown_type(t, v)),
-        })
+domain_events! {
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub enum AgentEvent {
+        RegistrationStarted(RegistrationStarted) version 1,
+        AgentRegistered(AgentRegistered) version 1,
+        RegistrationAbandoned(RegistrationAbandoned) version 1,
+        PreflightChecked(PreflightChecked) version 1,
+        LogRecorded(LogRecorded) version 1,
+        ExportAnnounced(ExportAnnounced) version 1,
+        ProcessStarted(ProcessStarted) version 1,
+        ProcessOutput(ProcessOutput) version 1,
+        ProcessFinished(ProcessFinished) version 1,
+        MeasurementsRecorded(MeasurementsRecorded) version 1,
     }
 }
 
@@ -539,45 +467,11 @@ pub struct VersionChecked {
     pub at: DateTime<Utc>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ProjectEvent {
-    SaltsCreated(SaltsCreated),
-    VersionChecked(VersionChecked),
-}
-
-const PROJECT_TYPES: [&str; 2] = ["SaltsCreated", "VersionChecked"];
-
-impl DomainEvent for ProjectEvent {
-    const TYPES: &'static [&'static str] = &PROJECT_TYPES;
-
-    fn event_type(&self) -> &'static str {
-        match self {
-            ProjectEvent::SaltsCreated(_) => PROJECT_TYPES[0],
-            ProjectEvent::VersionChecked(_) => PROJECT_TYPES[1],
-        }
-    }
-
-    fn schema_version(&self) -> u16 {
-        1
-    }
-
-    fn encode_payload(&self) -> Vec<u8> {
-        match self {
-            ProjectEvent::SaltsCreated(e) => to_payload(e),
-            ProjectEvent::VersionChecked(e) => to_payload(e),
-        }
-    }
-
-    fn decode(event_type: &str, version: u16, payload: &[u8]) -> Result<Self, CodecError> {
-        let (t, v, p) = (event_type, version, payload);
-        Ok(match (t, v) {
-            ("SaltsCreated", 1) => ProjectEvent::SaltsCreated(from_payload(t, v, p)?),
-            ("VersionChecked", 1) => ProjectEvent::VersionChecked(from_payload(t, v, p)?),
-            (known, _) if PROJECT_TYPES.contains(&known) => {
-                return Err(CodecError::unknown_version(t, v))
-            }
-            _ => return Err(CodecError::unknown_type(t, v)),
-        })
+domain_events! {
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub enum ProjectEvent {
+        SaltsCreated(SaltsCreated) version 1,
+        VersionChecked(VersionChecked) version 1,
     }
 }
 

@@ -14,8 +14,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::entity::{Ctx, Entity};
-use crate::events::codec::{from_payload, to_payload};
-use crate::events::{CodecError, DomainEvent};
+use crate::events::codec::domain_events;
 pub use report::{InvalidReport, VersionReport};
 pub use service::{Inventory, InventoryError};
 
@@ -73,11 +72,13 @@ pub enum HostRejection {
     OtherHost { record: String, reported: String },
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum HostEvent {
-    VersionReported(VersionReported),
-    VersionExpired(VersionExpired),
-    HostCleared(HostCleared),
+domain_events! {
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub enum HostEvent {
+        VersionReported(VersionReported) version 1,
+        VersionExpired(VersionExpired) version 1,
+        HostCleared(HostCleared) version 1,
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -129,49 +130,6 @@ pub fn host_entity_id(host: &str) -> String {
     } else {
         let digest = Sha256::digest(host.as_bytes());
         format!("~{}", hex::encode(&digest[..16]))
-    }
-}
-
-const TYPES: [&str; 3] = ["VersionReported", "VersionExpired", "HostCleared"];
-
-impl DomainEvent for HostEvent {
-    const TYPES: &'static [&'static str] = &TYPES;
-
-    fn event_type(&self) -> &'static str {
-        match self {
-            HostEvent::VersionReported(_) => TYPES[0],
-            HostEvent::VersionExpired(_) => TYPES[1],
-            HostEvent::HostCleared(_) => TYPES[2],
-        }
-    }
-
-    fn schema_version(&self) -> u16 {
-        1
-    }
-
-    fn encode_payload(&self) -> Vec<u8> {
-        match self {
-            HostEvent::VersionReported(e) => to_payload(e),
-            HostEvent::VersionExpired(e) => to_payload(e),
-            HostEvent::HostCleared(e) => to_payload(e),
-        }
-    }
-
-    fn decode(event_type: &str, version: u16, payload: &[u8]) -> Result<Self, CodecError> {
-        let p = payload;
-        Ok(match (event_type, version) {
-            ("VersionReported", 1) => {
-                HostEvent::VersionReported(from_payload(event_type, version, p)?)
-            }
-            ("VersionExpired", 1) => {
-                HostEvent::VersionExpired(from_payload(event_type, version, p)?)
-            }
-            ("HostCleared", 1) => HostEvent::HostCleared(from_payload(event_type, version, p)?),
-            (known, _) if TYPES.contains(&known) => {
-                return Err(CodecError::unknown_version(event_type, version))
-            }
-            _ => return Err(CodecError::unknown_type(event_type, version)),
-        })
     }
 }
 

@@ -12,8 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::entity::{Ctx, Entity};
 use crate::blobs::BlobRef;
-use crate::events::codec::{from_payload, to_payload};
-use crate::events::{CodecError, DomainEvent};
+use crate::events::codec::domain_events;
 pub use service::{Results, ResultsError};
 
 /// One submission of results.
@@ -52,9 +51,11 @@ pub enum SubmissionRejection {
     AlreadySubmitted,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SubmissionEvent {
-    ResultsSubmitted(ResultsSubmitted),
+domain_events! {
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub enum SubmissionEvent {
+        ResultsSubmitted(ResultsSubmitted) version 1,
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,40 +68,6 @@ pub struct ResultsSubmitted {
     pub by: Option<String>,
     #[serde(with = "chrono::serde::ts_microseconds")]
     pub at: DateTime<Utc>,
-}
-
-const TYPES: [&str; 1] = ["ResultsSubmitted"];
-
-impl DomainEvent for SubmissionEvent {
-    const TYPES: &'static [&'static str] = &TYPES;
-
-    fn event_type(&self) -> &'static str {
-        match self {
-            SubmissionEvent::ResultsSubmitted(_) => TYPES[0],
-        }
-    }
-
-    fn schema_version(&self) -> u16 {
-        1
-    }
-
-    fn encode_payload(&self) -> Vec<u8> {
-        match self {
-            SubmissionEvent::ResultsSubmitted(e) => to_payload(e),
-        }
-    }
-
-    fn decode(event_type: &str, version: u16, payload: &[u8]) -> Result<Self, CodecError> {
-        match (event_type, version) {
-            ("ResultsSubmitted", 1) => Ok(SubmissionEvent::ResultsSubmitted(from_payload(
-                event_type, version, payload,
-            )?)),
-            (known, _) if TYPES.contains(&known) => {
-                Err(CodecError::unknown_version(event_type, version))
-            }
-            _ => Err(CodecError::unknown_type(event_type, version)),
-        }
-    }
 }
 
 impl Entity for Submission {

@@ -14,8 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::entity::{Ctx, Entity};
 use crate::blobs::BlobRef;
-use crate::events::codec::{from_payload, to_payload};
-use crate::events::{CodecError, DomainEvent};
+use crate::events::codec::domain_events;
 pub use service::{Engines, EnginesError};
 
 /// The longest scan id a client may give, in bytes.
@@ -270,19 +269,6 @@ impl ScanStatus {
     }
 }
 
-/// A request as the state keeps it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Request {
-    pub engine: EngineName,
-    pub scan_id: ScanId,
-    pub assets: Vec<Asset>,
-    /// The options in effect (the engine's defaults overlaid by the client's), as JSON text.
-    pub options: String,
-    pub by: Option<String>,
-    #[serde(with = "chrono::serde::ts_microseconds")]
-    pub at: DateTime<Utc>,
-}
-
 /// A finding as the state keeps it: numbered from 1 in the order found.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FindingRecord {
@@ -294,8 +280,8 @@ pub struct FindingRecord {
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScanState {
-    /// `None` until requested.
-    pub request: Option<Request>,
+    /// The request as its event recorded it; `None` until requested.
+    pub request: Option<ScanRequested>,
     pub status: ScanStatus,
     /// The asset values scanned so far, in order.
     pub assets_done: Vec<String>,
@@ -395,17 +381,19 @@ pub enum ScanRejection {
     NotEnded(ScanStatus),
 }
 
-#[derive(Clone, Debug, PartialEq)]
-pub enum ScanEvent {
-    ScanRequested(ScanRequested),
-    ScanBegan(ScanBegan),
-    AssetScanned(AssetScanned),
-    FindingReported(FindingReported),
-    ScanFinished(ScanFinished),
-    ScanFailed(ScanFailed),
-    ScanStopped(ScanStopped),
-    ScanCleaned(ScanCleaned),
-    ScanReportFetched(ScanReportFetched),
+domain_events! {
+    #[derive(Clone, Debug, PartialEq)]
+    pub enum ScanEvent {
+        ScanRequested(ScanRequested) version 1,
+        ScanBegan(ScanBegan) version 1,
+        AssetScanned(AssetScanned) version 1,
+        FindingReported(FindingReported) version 1,
+        ScanFinished(ScanFinished) version 1,
+        ScanFailed(ScanFailed) version 1,
+        ScanStopped(ScanStopped) version 1,
+        ScanCleaned(ScanCleaned) version 1,
+        ScanReportFetched(ScanReportFetched) version 1,
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -413,6 +401,7 @@ pub struct ScanRequested {
     pub engine: EngineName,
     pub scan_id: ScanId,
     pub assets: Vec<Asset>,
+    /// The options in effect (the engine's defaults overlaid by the client's), as JSON text.
     pub options: String,
     pub by: Option<String>,
     #[serde(with = "chrono::serde::ts_microseconds")]
@@ -473,71 +462,6 @@ pub struct ScanReportFetched {
     pub by: Option<String>,
     #[serde(with = "chrono::serde::ts_microseconds")]
     pub at: DateTime<Utc>,
-}
-
-const TYPES: [&str; 9] = [
-    "ScanRequested",
-    "ScanBegan",
-    "AssetScanned",
-    "FindingReported",
-    "ScanFinished",
-    "ScanFailed",
-    "ScanStopped",
-    "ScanCleaned",
-    "ScanReportFetched",
-];
-
-impl DomainEvent for ScanEvent {
-    const TYPES: &'static [&'static str] = &TYPES;
-
-    fn event_type(&self) -> &'static str {
-        match self {
-            ScanEvent::ScanRequested(_) => TYPES[0],
-            ScanEvent::ScanBegan(_) => TYPES[1],
-            ScanEvent::AssetScanned(_) => TYPES[2],
-            ScanEvent::FindingReported(_) => TYPES[3],
-            ScanEvent::ScanFinished(_) => TYPES[4],
-            ScanEvent::ScanFailed(_) => TYPES[5],
-            ScanEvent::ScanStopped(_) => TYPES[6],
-            ScanEvent::ScanCleaned(_) => TYPES[7],
-            ScanEvent::ScanReportFetched(_) => TYPES[8],
-        }
-    }
-
-    fn schema_version(&self) -> u16 {
-        1
-    }
-
-    fn encode_payload(&self) -> Vec<u8> {
-        match self {
-            ScanEvent::ScanRequested(e) => to_payload(e),
-            ScanEvent::ScanBegan(e) => to_payload(e),
-            ScanEvent::AssetScanned(e) => to_payload(e),
-            ScanEvent::FindingReported(e) => to_payload(e),
-            ScanEvent::ScanFinished(e) => to_payload(e),
-            ScanEvent::ScanFailed(e) => to_payload(e),
-            ScanEvent::ScanStopped(e) => to_payload(e),
-            ScanEvent::ScanCleaned(e) => to_payload(e),
-            ScanEvent::ScanReportFetched(e) => to_payload(e),
-        }
-    }
-
-    fn decode(event_type: &str, version: u16, payload: &[u8]) -> Result<Self, CodecError> {
-        let (t, v, p) = (event_type, version, payload);
-        Ok(match (t, v) {
-            ("ScanRequested", 1) => ScanEvent::ScanRequested(from_payload(t, v, p)?),
-            ("ScanBegan", 1) => ScanEvent::ScanBegan(from_payload(t, v, p)?),
-            ("AssetScanned", 1) => ScanEvent::AssetScanned(from_payload(t, v, p)?),
-            ("FindingReported", 1) => ScanEvent::FindingReported(from_payload(t, v, p)?),
-            ("ScanFinished", 1) => ScanEvent::ScanFinished(from_payload(t, v, p)?),
-            ("ScanFailed", 1) => ScanEvent::ScanFailed(from_payload(t, v, p)?),
-            ("ScanStopped", 1) => ScanEvent::ScanStopped(from_payload(t, v, p)?),
-            ("ScanCleaned", 1) => ScanEvent::ScanCleaned(from_payload(t, v, p)?),
-            ("ScanReportFetched", 1) => ScanEvent::ScanReportFetched(from_payload(t, v, p)?),
-            (known, _) if TYPES.contains(&known) => return Err(CodecError::unknown_version(t, v)),
-            _ => return Err(CodecError::unknown_type(t, v)),
-        })
-    }
 }
 
 impl Entity for ScanRecord {
@@ -700,14 +624,7 @@ impl Entity for ScanRecord {
     fn apply(state: &mut ScanState, event: &ScanEvent) {
         match event {
             ScanEvent::ScanRequested(e) => {
-                state.request = Some(Request {
-                    engine: e.engine.clone(),
-                    scan_id: e.scan_id.clone(),
-                    assets: e.assets.clone(),
-                    options: e.options.clone(),
-                    by: e.by.clone(),
-                    at: e.at,
-                });
+                state.request = Some(e.clone());
                 state.status = ScanStatus::Started;
             }
             ScanEvent::ScanBegan(_) => state.status = ScanStatus::Scanning,

@@ -11,8 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::entity::{Ctx, Entity};
-use crate::events::codec::{from_payload, to_payload};
-use crate::events::{CodecError, DomainEvent};
+use crate::events::codec::domain_events;
 pub use service::{KeyType, Metadata, SshKeys, SshKeysError};
 
 /// One key.
@@ -75,43 +74,11 @@ pub enum SshKeyRejection {
     NotFound,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SshKeyEvent {
-    SshKeyCreated(SshKeyCreated),
-    SshKeyDeleted(SshKeyDeleted),
-}
-
-const TYPES: [&str; 2] = ["SshKeyCreated", "SshKeyDeleted"];
-
-impl DomainEvent for SshKeyEvent {
-    const TYPES: &'static [&'static str] = &TYPES;
-
-    fn event_type(&self) -> &'static str {
-        match self {
-            SshKeyEvent::SshKeyCreated(_) => TYPES[0],
-            SshKeyEvent::SshKeyDeleted(_) => TYPES[1],
-        }
-    }
-
-    fn schema_version(&self) -> u16 {
-        1
-    }
-
-    fn encode_payload(&self) -> Vec<u8> {
-        match self {
-            SshKeyEvent::SshKeyCreated(e) => to_payload(e),
-            SshKeyEvent::SshKeyDeleted(e) => to_payload(e),
-        }
-    }
-
-    fn decode(event_type: &str, version: u16, payload: &[u8]) -> Result<Self, CodecError> {
-        let (t, v, p) = (event_type, version, payload);
-        Ok(match (t, v) {
-            ("SshKeyCreated", 1) => SshKeyEvent::SshKeyCreated(from_payload(t, v, p)?),
-            ("SshKeyDeleted", 1) => SshKeyEvent::SshKeyDeleted(from_payload(t, v, p)?),
-            (known, _) if TYPES.contains(&known) => return Err(CodecError::unknown_version(t, v)),
-            _ => return Err(CodecError::unknown_type(t, v)),
-        })
+domain_events! {
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub enum SshKeyEvent {
+        SshKeyCreated(SshKeyCreated) version 1,
+        SshKeyDeleted(SshKeyDeleted) version 1,
     }
 }
 

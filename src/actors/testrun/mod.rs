@@ -12,8 +12,7 @@ use uuid::Uuid;
 
 use super::entity::{Ctx, Entity};
 use crate::blobs::BlobRef;
-use crate::events::codec::{from_payload, to_payload};
-use crate::events::{CodecError, DomainEvent};
+use crate::events::codec::domain_events;
 use crate::testresults::{Format, Summary};
 pub use cloud::{Cloud, CloudSpec, InvalidCloud};
 pub use service::{TestRuns, TestRunsError};
@@ -74,32 +73,14 @@ pub struct UploadRecord {
     pub at: DateTime<Utc>,
 }
 
-/// One status update, as the state keeps it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StatusRecord {
-    pub message: String,
-    pub finished: bool,
-    pub by: Option<String>,
-    #[serde(with = "chrono::serde::ts_microseconds")]
-    pub at: DateTime<Utc>,
-}
-
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct TestRunState {
     /// `None` until opened. An anonymous upload's run is opened without a cloud.
-    pub opened: Option<Opened>,
-    pub statuses: Vec<StatusRecord>,
+    pub opened: Option<TestRunOpened>,
+    pub statuses: Vec<TestStatusUpdated>,
     pub uploads: Vec<UploadRecord>,
     #[serde(default, with = "chrono::serde::ts_microseconds_option")]
     pub ended_at: Option<DateTime<Utc>>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Opened {
-    pub cloud: Option<Cloud>,
-    pub by: Option<String>,
-    #[serde(with = "chrono::serde::ts_microseconds")]
-    pub at: DateTime<Utc>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -132,12 +113,14 @@ pub enum TestRunRejection {
     NotOpen,
 }
 
-#[derive(Clone, Debug, PartialEq)]
-pub enum TestRunEvent {
-    TestRunOpened(TestRunOpened),
-    TestStatusUpdated(TestStatusUpdated),
-    TestResultUploaded(TestResultUploaded),
-    TestRunEnded(TestRunEnded),
+domain_events! {
+    #[derive(Clone, Debug, PartialEq)]
+    pub enum TestRunEvent {
+        TestRunOpened(TestRunOpened) version 1,
+        TestStatusUpdated(TestStatusUpdated) version 1,
+        TestResultUploaded(TestResultUploaded) version 1,
+        TestRunEnded(TestRunEnded) version 1,
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -173,61 +156,6 @@ pub struct TestResultUploaded {
 pub struct TestRunEnded {
     #[serde(with = "chrono::serde::ts_microseconds")]
     pub at: DateTime<Utc>,
-}
-
-const TYPES: [&str; 4] = [
-    "TestRunOpened",
-    "TestStatusUpdated",
-    "TestResultUploaded",
-    "TestRunEnded",
-];
-
-impl DomainEvent for TestRunEvent {
-    const TYPES: &'static [&'static str] = &TYPES;
-
-    fn event_type(&self) -> &'static str {
-        match self {
-            TestRunEvent::TestRunOpened(_) => TYPES[0],
-            TestRunEvent::TestStatusUpdated(_) => TYPES[1],
-            TestRunEvent::TestResultUploaded(_) => TYPES[2],
-            TestRunEvent::TestRunEnded(_) => TYPES[3],
-        }
-    }
-
-    fn schema_version(&self) -> u16 {
-        1
-    }
-
-    fn encode_payload(&self) -> Vec<u8> {
-        match self {
-            TestRunEvent::TestRunOpened(e) => to_payload(e),
-            TestRunEvent::TestStatusUpdated(e) => to_payload(e),
-            TestRunEvent::TestResultUploaded(e) => to_payload(e),
-            TestRunEvent::TestRunEnded(e) => to_payload(e),
-        }
-    }
-
-    fn decode(event_type: &str, version: u16, payload: &[u8]) -> Result<Self, CodecError> {
-        let p = payload;
-        Ok(match (event_type, version) {
-            ("TestRunOpened", 1) => {
-                TestRunEvent::TestRunOpened(from_payload(event_type, version, p)?)
-            }
-            ("TestStatusUpdated", 1) => {
-                TestRunEvent::TestStatusUpdated(from_payload(event_type, version, p)?)
-            }
-            ("TestResultUploaded", 1) => {
-                TestRunEvent::TestResultUploaded(from_payload(event_type, version, p)?)
-            }
-            ("TestRunEnded", 1) => {
-                TestRunEvent::TestRunEnded(from_payload(event_type, version, p)?)
-            }
-            (known, _) if TYPES.contains(&known) => {
-                return Err(CodecError::unknown_version(event_type, version))
-            }
-            _ => return Err(CodecError::unknown_type(event_type, version)),
-        })
-    }
 }
 
 impl Entity for TestRunRecord {
@@ -298,19 +226,8 @@ impl Entity for TestRunRecord {
 
     fn apply(state: &mut TestRunState, event: &TestRunEvent) {
         match event {
-            TestRunEvent::TestRunOpened(e) => {
-                state.opened = Some(Opened {
-                    cloud: e.cloud.clone(),
-                    by: e.by.clone(),
-                    at: e.at,
-                });
-            }
-            TestRunEvent::TestStatusUpdated(e) => state.statuses.push(StatusRecord {
-                message: e.message.clone(),
-                finished: e.finished,
-                by: e.by.clone(),
-                at: e.at,
-            }),
+            TestRunEvent::TestRunOpened(e) => state.opened = Some(e.clone()),
+            TestRunEvent::TestStatusUpdated(e) => state.statuses.push(e.clone()),
             TestRunEvent::TestResultUploaded(e) => state.uploads.push(UploadRecord {
                 upload_id: e.upload_id,
                 upload: Upload {

@@ -15,8 +15,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::entity::{Ctx, Entity};
-use crate::events::codec::{from_payload, to_payload};
-use crate::events::{CodecError, DomainEvent};
+use crate::events::codec::domain_events;
 pub use catalogue::{Catalogue, InputKind, Workflow, WorkflowId, WorkflowSpec};
 pub use service::{Executions, ExecutionsError};
 
@@ -205,18 +204,20 @@ pub enum ExecutionRejection {
     WrongStep(u32),
 }
 
-#[derive(Clone, Debug, PartialEq)]
-pub enum ExecutionEvent {
-    ExecutionRequested(Requested),
-    StepStarted(StepStarted),
-    LogLineRecorded(LogLine),
-    LogLinesDropped(LogLinesDropped),
-    StepEnded(StepEndedEvent),
-    OutputsRecorded(OutputsRecorded),
-    CancelRequested(CancelRequested),
-    ExecutionSucceeded(EndedAt),
-    ExecutionFailed(ExecutionFailed),
-    ExecutionCancelled(EndedAt),
+domain_events! {
+    #[derive(Clone, Debug, PartialEq)]
+    pub enum ExecutionEvent {
+        ExecutionRequested(Requested) version 1,
+        StepStarted(StepStarted) version 1,
+        LogLineRecorded(LogLine) version 1,
+        LogLinesDropped(LogLinesDropped) version 1,
+        StepEnded(StepEndedEvent) version 1,
+        OutputsRecorded(OutputsRecorded) version 1,
+        CancelRequested(CancelRequested) version 1,
+        ExecutionSucceeded(EndedAt) version 1,
+        ExecutionFailed(ExecutionFailed) version 1,
+        ExecutionCancelled(EndedAt) version 1,
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -282,75 +283,6 @@ pub const INTERRUPTED: &str = "interrupted: annals stopped while the execution w
 pub const FAILED: &str = "failed";
 /// The line recorded at a cancellation when no one is named as having asked for it.
 pub const CANCELLED: &str = "cancelled";
-
-const TYPES: [&str; 10] = [
-    "ExecutionRequested",
-    "StepStarted",
-    "LogLineRecorded",
-    "LogLinesDropped",
-    "StepEnded",
-    "OutputsRecorded",
-    "CancelRequested",
-    "ExecutionSucceeded",
-    "ExecutionFailed",
-    "ExecutionCancelled",
-];
-
-impl DomainEvent for ExecutionEvent {
-    const TYPES: &'static [&'static str] = &TYPES;
-
-    fn event_type(&self) -> &'static str {
-        match self {
-            ExecutionEvent::ExecutionRequested(_) => TYPES[0],
-            ExecutionEvent::StepStarted(_) => TYPES[1],
-            ExecutionEvent::LogLineRecorded(_) => TYPES[2],
-            ExecutionEvent::LogLinesDropped(_) => TYPES[3],
-            ExecutionEvent::StepEnded(_) => TYPES[4],
-            ExecutionEvent::OutputsRecorded(_) => TYPES[5],
-            ExecutionEvent::CancelRequested(_) => TYPES[6],
-            ExecutionEvent::ExecutionSucceeded(_) => TYPES[7],
-            ExecutionEvent::ExecutionFailed(_) => TYPES[8],
-            ExecutionEvent::ExecutionCancelled(_) => TYPES[9],
-        }
-    }
-
-    fn schema_version(&self) -> u16 {
-        1
-    }
-
-    fn encode_payload(&self) -> Vec<u8> {
-        match self {
-            ExecutionEvent::ExecutionRequested(e) => to_payload(e),
-            ExecutionEvent::StepStarted(e) => to_payload(e),
-            ExecutionEvent::LogLineRecorded(e) => to_payload(e),
-            ExecutionEvent::LogLinesDropped(e) => to_payload(e),
-            ExecutionEvent::StepEnded(e) => to_payload(e),
-            ExecutionEvent::OutputsRecorded(e) => to_payload(e),
-            ExecutionEvent::CancelRequested(e) => to_payload(e),
-            ExecutionEvent::ExecutionSucceeded(e) => to_payload(e),
-            ExecutionEvent::ExecutionFailed(e) => to_payload(e),
-            ExecutionEvent::ExecutionCancelled(e) => to_payload(e),
-        }
-    }
-
-    fn decode(event_type: &str, version: u16, payload: &[u8]) -> Result<Self, CodecError> {
-        let (t, v, p) = (event_type, version, payload);
-        Ok(match (t, v) {
-            ("ExecutionRequested", 1) => ExecutionEvent::ExecutionRequested(from_payload(t, v, p)?),
-            ("StepStarted", 1) => ExecutionEvent::StepStarted(from_payload(t, v, p)?),
-            ("LogLineRecorded", 1) => ExecutionEvent::LogLineRecorded(from_payload(t, v, p)?),
-            ("LogLinesDropped", 1) => ExecutionEvent::LogLinesDropped(from_payload(t, v, p)?),
-            ("StepEnded", 1) => ExecutionEvent::StepEnded(from_payload(t, v, p)?),
-            ("OutputsRecorded", 1) => ExecutionEvent::OutputsRecorded(from_payload(t, v, p)?),
-            ("CancelRequested", 1) => ExecutionEvent::CancelRequested(from_payload(t, v, p)?),
-            ("ExecutionSucceeded", 1) => ExecutionEvent::ExecutionSucceeded(from_payload(t, v, p)?),
-            ("ExecutionFailed", 1) => ExecutionEvent::ExecutionFailed(from_payload(t, v, p)?),
-            ("ExecutionCancelled", 1) => ExecutionEvent::ExecutionCancelled(from_payload(t, v, p)?),
-            (known, _) if TYPES.contains(&known) => return Err(CodecError::unknown_version(t, v)),
-            _ => return Err(CodecError::unknown_type(t, v)),
-        })
-    }
-}
 
 impl ExecutionState {
     /// The state without its lines, for a reader that only needs the lines still to come.
