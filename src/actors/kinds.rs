@@ -179,11 +179,17 @@ mod tests {
             let mut types = std::collections::BTreeSet::new();
             for (event_type, versions) in listed {
                 assert!(types.insert(event_type), "{kind} lists {event_type} twice");
-                assert!(!versions.is_empty(), "{kind} lists {event_type} but decodes no version of it");
-                assert!(!versions.contains(&0), "{kind}'s {event_type} decodes version 0");
+                assert!(
+                    !versions.is_empty(),
+                    "{kind} lists {event_type} but decodes no version of it"
+                );
+                assert!(
+                    !versions.contains(&0),
+                    "{kind}'s {event_type} decodes version 0"
+                );
             }
         }
-        assert_eq!(kinds.into_iter().collect::<Vec<_>>().len(), KINDS.len());
+        assert_eq!(kinds.len(), KINDS.len());
     }
 
     #[test]

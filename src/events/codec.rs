@@ -346,12 +346,18 @@ mod tests {
         };
         let event = TalkEvent::Said(said.clone());
         assert_eq!((event.event_type(), event.schema_version()), ("Said", 2));
-        assert_eq!(event.encode_payload(), rmp_serde::to_vec_named(&said).unwrap());
+        assert_eq!(
+            event.encode_payload(),
+            rmp_serde::to_vec_named(&said).unwrap()
+        );
         let decoded = TalkEvent::decode("Said", 2, &event.encode_payload()).unwrap();
         assert_eq!(decoded, event);
         let left = TalkEvent::Left(Left { at: 7 });
         assert_eq!((left.event_type(), left.schema_version()), ("Left", 1));
-        assert_eq!(TalkEvent::decode("Left", 1, &left.encode_payload()).unwrap(), left);
+        assert_eq!(
+            TalkEvent::decode("Left", 1, &left.encode_payload()).unwrap(),
+            left
+        );
 
         let v1 = to_payload(&SaidV1 { words: "hi".into() });
         assert_eq!(
@@ -363,7 +369,10 @@ mod tests {
         );
         assert!(matches!(
             TalkEvent::decode("Said", 3, &v1),
-            Err(CodecError::UnknownVersion { schema_version: 3, .. })
+            Err(CodecError::UnknownVersion {
+                schema_version: 3,
+                ..
+            })
         ));
         assert!(matches!(
             TalkEvent::decode("Left", 2, &v1),
