@@ -43,7 +43,7 @@ fn main() -> anyhow::Result<()> {
     let addresses = support::start_annals(config)?;
     let (annals, partisci) = (
         addresses.main,
-        addresses.partisci.expect("its own listener"),
+        addresses.of("partisci").expect("its own listener"),
     );
     let updates = hosts * APPS;
     let trivial = start_trivial(updates)?;

@@ -510,17 +510,8 @@ fn serve(config: &Config, insecure_no_auth: bool) -> anyhow::Result<()> {
             let application = crate::startup::build(config, log).await?;
             let addresses = &application.addresses;
             let scheme = if config.http.tls_cert.is_some() { "https" } else { "http" };
-            if let Some(partisci) = addresses.partisci {
-                tracing::info!(%partisci, "partisci listening (HTTP and UDP)");
-            }
-            if let Some(patrowl) = addresses.patrowl {
-                tracing::info!(%patrowl, "patrowl engines listening");
-            }
-            if let Some(hpcwaas) = addresses.hpcwaas {
-                tracing::info!(%hpcwaas, "hpcwaas listening");
-            }
-            if let Some(gros_agent) = addresses.gros_agent {
-                tracing::info!(%gros_agent, "gros agent daemon listening");
+            for (face, address) in &addresses.own {
+                tracing::info!(face = *face, %address, "{face} listening");
             }
             tracing::info!(address = %addresses.main, scheme, data = %data.display(), "annals listening");
             application.run_until(termination).await

@@ -31,6 +31,7 @@ pub mod blobs;
 pub mod cli;
 pub mod config;
 pub mod events;
+pub mod faces;
 pub mod http;
 pub mod metrics;
 pub mod process;

@@ -8,21 +8,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
-use actix_web::web;
-use anyhow::{bail, Context as _};
+use anyhow::Context as _;
 
-use crate::actors::inventory::Inventory;
 use crate::actors::job::Job;
-use crate::actors::results::Results;
-use crate::actors::scan::Engines;
-use crate::actors::sshkey::SshKeys;
-use crate::actors::testrun::TestRuns;
-use crate::actors::workflow::{runner::RunLimits, Executions};
 use crate::actors::{reconcile, Clock, Entities, NoEffects, SystemClock};
 use crate::auth::Auth;
 use crate::config::Config;
 use crate::events::EventLog;
-use crate::http::{self, Face, Faces, Guard, HttpState, Serves};
+use crate::faces::{self, Bound, Own, Start, Stores, FACES};
+use crate::http::{self, Faces, Guard, HttpState, Serves};
 
 /// How long start-up reconciliation may take before the server refuses to start.
 const RECONCILE_TIMEOUT: Duration = Duration::from_secs(300);
@@ -31,14 +25,18 @@ const RECONCILE_TIMEOUT: Duration = Duration::from_secs(300);
 #[derive(Clone, Debug)]
 pub struct Addresses {
     pub main: SocketAddr,
-    /// The Partisci face's own listener (HTTP and UDP on one port), when configured.
-    pub partisci: Option<SocketAddr>,
-    /// The scan engine face's own listener, when configured.
-    pub patrowl: Option<SocketAddr>,
-    /// The HPCWaaS face's own listener, when configured.
-    pub hpcwaas: Option<SocketAddr>,
-    /// The GROS scraper agent daemon's listener, when enabled.
-    pub gros_agent: Option<SocketAddr>,
+    /// Each running face's own listener, by the face's name, in the order of [`FACES`].
+    pub own: Vec<(&'static str, SocketAddr)>,
+}
+
+impl Addresses {
+    /// The own listener of the face named `face`, when it has one.
+    pub fn of(&self, face: &str) -> Option<SocketAddr> {
+        self.own
+            .iter()
+            .find(|(name, _)| *name == face)
+            .map(|(_, address)| *address)
+    }
 }
 
 /// A server that is listening. Dropping it without [`Application::run`] stops nothing; the
@@ -48,8 +46,8 @@ pub struct Application {
     servers: Vec<Server>,
     /// Background work that ends with the servers: retention sweeps.
     tasks: Vec<tokio::task::JoinHandle<()>>,
-    /// The Partisci UDP receiver.
-    udp: Option<http::partisci::udp::Receiver>,
+    /// What the faces stop, blocking, once the servers have stopped (the Partisci UDP receiver).
+    on_stop: Vec<Box<dyn FnOnce() + Send>>,
     /// The log, whose followers are released when the servers stop.
     log: EventLog,
 }
@@ -73,31 +71,24 @@ impl Application {
             Auth::new(config.accounts.clone())
                 .map_err(|reason| anyhow::anyhow!("the accounts are not valid: {reason}"))?,
         );
-        let sse_keep_alive = Duration::from_secs(config.http.sse_keep_alive_s);
         let listening = http::Listening {
             body_timeout: Duration::from_secs(config.http.body_timeout_s),
             request_log: config.http.request_log,
         };
-        let tls = tls_config("http", &config.http.tls_cert, &config.http.tls_key)?;
+        let tls = faces::tls_config("http", &config.http.tls_cert, &config.http.tls_key)?;
         let settings = config.actor_settings();
         for warning in &declarations.warnings {
             tracing::warn!("{warning}; start-up goes on");
         }
-        let hpcwaas_tls = tls_config("hpcwaas", &config.hpcwaas.tls_cert, &config.hpcwaas.tls_key)?;
         // Every listener is bound before anything starts: a port in use ends start-up before
         // any actor runs or any event is written.
-        let mut listeners = Listeners::bind(config)?;
-        // The secret store and the blob store are opened once, for every face that uses them.
-        let secrets = if config.hpcwaas.enabled || config.gros.enabled {
-            Some(open_secrets(log.path())?)
-        } else {
-            None
-        };
-        let blobs = if config.refstack.enabled || config.patrowl.enabled {
-            Some(crate::blobs::BlobStore::open(log.path())?)
-        } else {
-            None
-        };
+        let main = bind(&config.http.listen)?;
+        let mut own = Vec::new();
+        for face in FACES {
+            if let Some(listen) = face.own_listen(config) {
+                own.push((face.name(), bind_own(listen, face.own_udp())?));
+            }
+        }
         let jobs =
             Entities::<Job>::start(log.clone(), clock.clone(), Arc::new(NoEffects), settings);
         let running = reconcile::track_in_progress::<Job>(&log)?;
@@ -106,171 +97,63 @@ impl Application {
             tracing::info!(count = settled.len(), "settled jobs left running");
         }
 
-        let mut faces = Faces::default();
-        let mut gros_servers = Vec::new();
+        let stores = Stores::new(&log);
+        let mut running = Faces::default();
+        let mut servers = Vec::new();
+        let mut own_routes = Vec::new();
+        let mut own_addresses = Vec::new();
         let mut tasks = Vec::new();
-        let mut own_listeners = Vec::new();
-        let mut partisci_address = None;
-        let mut udp = None;
-        if config.partisci.enabled {
-            let section = &config.partisci;
-            let retention =
-                (section.retention_s > 0).then(|| Duration::from_secs(section.retention_s));
-            let inventory =
-                Inventory::start(log.clone(), clock.clone(), settings, retention).await?;
-            tasks.extend(inventory.spawn_sweeper());
-            if let Some((listener, socket)) = listeners.partisci.take() {
-                let address = listener.local_addr()?;
-                udp = Some(http::partisci::udp::Receiver::start(
-                    socket,
-                    inventory.clone(),
-                    actix::Arbiter::current(),
-                )?);
-                let tls = tls_config("partisci", &section.tls_cert, &section.tls_key)?;
-                own_listeners.push((Face::Partisci, listener, tls));
-                partisci_address = Some(address);
+        let mut on_stop = Vec::new();
+        for face in FACES.into_iter().filter(|face| face.enabled(config)) {
+            let bound = own
+                .iter()
+                .position(|(name, _)| *name == face.name())
+                .map(|at| own.remove(at).1);
+            if let Some(bound) = &bound {
+                own_addresses.push((face.name(), bound.tcp.local_addr()?));
             }
-            faces.partisci = Some(web::Data::new(http::partisci::Partisci {
-                inventory,
-                auth: auth.clone(),
-                access: section.auth,
-                danger: section.danger,
-                max_body: (section.max_body_kb * 1024) as usize,
-            }));
-        }
-
-        if let (true, Some(blobs)) = (config.refstack.enabled, blobs.clone()) {
-            let section = &config.refstack;
-            let limits = crate::testresults::Limits {
-                max_input_bytes: (section.max_upload_kb * 1024) as usize,
-                max_tests: section.max_tests,
-                ..crate::testresults::Limits::default()
-            };
-            let runs = TestRuns::start(
-                log.clone(),
-                clock.clone(),
-                settings,
-                blobs.clone(),
-                limits.clone(),
-            );
-            let results =
-                Results::start(log.clone(), clock.clone(), settings, blobs, limits).await?;
-            faces.refstack = Some(web::Data::new(http::refstack::Refstack {
-                runs,
-                results,
-                auth: auth.clone(),
-                access: section.auth,
-                max_upload: (section.max_upload_kb * 1024) as usize,
-                max_body: (section.max_body_kb * 1024) as usize,
-            }));
-        }
-
-        let mut patrowl_address = None;
-        if let (true, Some(blobs)) = (config.patrowl.enabled, blobs) {
-            let section = &config.patrowl;
-            let engines = Engines::start(
-                log.clone(),
-                clock.clone(),
-                settings,
-                blobs,
-                declarations.engines,
-            )
-            .await?;
-            if let Some(listener) = listeners.patrowl.take() {
-                patrowl_address = Some(listener.local_addr()?);
-                own_listeners.push((Face::Patrowl, listener, None));
+            let started = face
+                .start(Start {
+                    config,
+                    declarations: &declarations,
+                    log: &log,
+                    clock: &clock,
+                    settings,
+                    auth: &auth,
+                    stores: &stores,
+                    listening,
+                    own: bound,
+                })
+                .await?;
+            match started.own {
+                Some(Own::Routes { listener, tls }) => own_routes.push((face, listener, tls)),
+                Some(Own::Server(server)) => servers.push(server),
+                None => {}
             }
-            faces.patrowl = Some(web::Data::new(http::patrowl::Patrowl::new(
-                engines,
-                auth.clone(),
-                section.auth,
-                (section.max_body_kb * 1024) as usize,
-            )));
+            tasks.extend(started.tasks);
+            on_stop.extend(started.on_stop);
+            running.add(face, started.data);
         }
 
-        let mut hpcwaas_address = None;
-        if let (true, Some(secrets)) = (config.hpcwaas.enabled, secrets.clone()) {
-            let section = &config.hpcwaas;
-            let keys = SshKeys::start(log.clone(), clock.clone(), settings, secrets);
-            let limits = RunLimits {
-                kill_grace: Duration::from_secs(section.kill_grace_s),
-                max_line_bytes: section.max_line_bytes,
-                max_log_lines: section.max_log_lines,
-                max_output_bytes: (section.max_output_kb * 1024) as usize,
-            };
-            let executions = Executions::start(
-                log.clone(),
-                clock.clone(),
-                settings,
-                declarations.workflows,
-                keys.clone(),
-                limits,
-                log.path().join(HPCWAAS_WORK_DIR),
-            )
-            .await?;
-            if let Some(listener) = listeners.hpcwaas.take() {
-                hpcwaas_address = Some(listener.local_addr()?);
-                own_listeners.push((Face::Hpcwaas, listener, hpcwaas_tls.clone()));
-            }
-            faces.hpcwaas = Some(web::Data::new(http::hpcwaas::Hpcwaas {
-                executions,
-                keys,
-                log: log.clone(),
-                auth: auth.clone(),
-                access: section.auth,
-                max_body: (section.max_body_kb * 1024) as usize,
-            }));
-        }
-
-        let mut gros_agent_address = None;
-        if let (true, Some(secrets)) = (config.gros.enabled, secrets) {
-            let section = &config.gros;
-            let gros = crate::actors::gros::Gros::start(
-                log.clone(),
-                clock.clone(),
-                settings,
-                secrets,
-                declarations.gros,
-            )
-            .await?;
-            let face = web::Data::new(http::gros::GrosFace {
-                gros,
-                max_body: (section.max_body_kb * 1024) as usize,
-                local: declarations.gros_agent,
-                host: (!section.agent.host.is_empty()).then(|| section.agent.host.clone()),
-            });
-            if let Some(listener) = listeners.gros_agent.take() {
-                gros_agent_address = Some(listener.local_addr()?);
-                gros_servers.push(http::gros::serve_agent(listener, face.clone(), listening)?);
-            }
-            faces.gros = Some(face);
-        }
-
-        let guard = Guard {
-            auth,
-            api: config.auth.api,
-        };
         let state = || HttpState {
-            sse_keep_alive,
+            sse_keep_alive: Duration::from_secs(config.http.sse_keep_alive_s),
             log: log.clone(),
-            guard: guard.clone(),
-            faces: faces.clone(),
+            guard: Guard {
+                auth: auth.clone(),
+                api: config.auth.api,
+            },
+            faces: running.clone(),
         };
-        let main = listeners.main;
         let main_address = main.local_addr()?;
-        let mut servers = vec![http::serve(
-            main,
-            state(),
-            Serves::Everything,
-            tls,
-            listening,
-        )?];
-        servers.extend(gros_servers);
-        for (face, listener, tls) in own_listeners {
+        servers.insert(
+            0,
+            http::serve(main, state(), Serves::Everything, tls, listening)?,
+        );
+        for (face, listener, tls) in own_routes {
             servers.push(http::serve(
                 listener,
                 state(),
-                Serves::Only(face),
+                Serves::Only(face.name()),
                 tls,
                 listening,
             )?);
@@ -278,14 +161,11 @@ impl Application {
         Ok(Application {
             addresses: Addresses {
                 main: main_address,
-                partisci: partisci_address,
-                patrowl: patrowl_address,
-                hpcwaas: hpcwaas_address,
-                gros_agent: gros_agent_address,
+                own: own_addresses,
             },
             servers,
             tasks,
-            udp,
+            on_stop,
             log: log.clone(),
         })
     }
@@ -324,8 +204,8 @@ impl Application {
                 servers.await
             }
         };
-        if let Some(mut udp) = self.udp.take() {
-            tokio::task::spawn_blocking(move || udp.stop()).await?;
+        for stop in std::mem::take(&mut self.on_stop) {
+            tokio::task::spawn_blocking(stop).await?;
         }
         for task in &self.tasks {
             task.abort();
@@ -356,87 +236,30 @@ pub async fn build(config: &Config, log: EventLog) -> anyhow::Result<Application
     Application::build(config, log, Arc::new(SystemClock)).await
 }
 
-/// Every socket the configuration listens on, bound at once.
-struct Listeners {
-    main: TcpListener,
-    partisci: Option<(TcpListener, std::net::UdpSocket)>,
-    patrowl: Option<TcpListener>,
-    hpcwaas: Option<TcpListener>,
-    gros_agent: Option<TcpListener>,
-}
-
-impl Listeners {
-    fn bind(config: &Config) -> anyhow::Result<Listeners> {
-        let [partisci, patrowl, hpcwaas, gros_agent] = own_listens(config);
-        Ok(Listeners {
-            main: bind(&config.http.listen)?,
-            partisci: partisci.map(bind_tcp_and_udp).transpose()?,
-            patrowl: patrowl.map(bind).transpose()?,
-            hpcwaas: hpcwaas.map(bind).transpose()?,
-            gros_agent: gros_agent.map(bind).transpose()?,
-        })
-    }
-}
-
-/// The address of each face's own listener, when its face is enabled and it has one: Partisci,
-/// PatrOwl, HPCWaaS and the GROS local agent, in that order.
-fn own_listens(config: &Config) -> [Option<&str>; 4] {
-    fn own(enabled: bool, listen: &str) -> Option<&str> {
-        (enabled && !listen.is_empty()).then_some(listen)
-    }
-    [
-        own(config.partisci.enabled, &config.partisci.listen),
-        own(config.patrowl.enabled, &config.patrowl.listen),
-        own(config.hpcwaas.enabled, &config.hpcwaas.listen),
-        own(
-            config.gros.enabled && config.gros.agent.enabled,
-            &config.gros.agent.listen,
-        ),
-    ]
-}
-
 /// A TCP listener on `listen`, or an error naming the address.
 fn bind(listen: &str) -> anyhow::Result<TcpListener> {
     TcpListener::bind(listen).with_context(|| format!("cannot listen on {listen}"))
 }
 
-/// A TCP listener and a UDP socket on the same port, as Partisci serves both. With port 0,
-/// the UDP socket takes the port the TCP listener was given.
-fn bind_tcp_and_udp(listen: &str) -> anyhow::Result<(TcpListener, std::net::UdpSocket)> {
-    let listener = bind(listen)?;
-    let address = listener.local_addr()?;
-    let socket = std::net::UdpSocket::bind(address)
-        .with_context(|| format!("cannot receive UDP on {address}"))?;
-    Ok((listener, socket))
-}
-
-fn tls_config(
-    section: &str,
-    cert: &Option<std::path::PathBuf>,
-    key: &Option<std::path::PathBuf>,
-) -> anyhow::Result<Option<rustls::ServerConfig>> {
-    match (cert, key) {
-        (Some(cert), Some(key)) => Ok(Some(http::tls::server_config(cert, key)?)),
-        (None, None) => Ok(None),
-        _ => bail!("[{section}] tls_cert and tls_key go together: give both or neither"),
-    }
-}
-
-/// Where workflow steps get their scratch directories, under the data directory; emptied at
-/// every start.
-pub const HPCWAAS_WORK_DIR: &str = "hpcwaas-work";
-
-/// Opens the secret store of the data directory, with the master key from `ANNALS_MASTER_KEY`
-/// or the key file. Blocking, at start-up only.
-fn open_secrets(data: &std::path::Path) -> anyhow::Result<Arc<crate::secrets::SecretStore>> {
-    let source = crate::secrets::KeySource::from_env()?;
-    Ok(Arc::new(crate::secrets::SecretStore::open(data, source)?))
+/// A face's own listener, with a UDP socket on the same port when the face receives datagrams
+/// (with port 0, the UDP socket takes the port the TCP listener was given).
+fn bind_own(listen: &str, udp: bool) -> anyhow::Result<Bound> {
+    let tcp = bind(listen)?;
+    let udp = if udp {
+        let address = tcp.local_addr()?;
+        let socket = std::net::UdpSocket::bind(address)
+            .with_context(|| format!("cannot receive UDP on {address}"))?;
+        Some(socket)
+    } else {
+        None
+    };
+    Ok(Bound { tcp, udp })
 }
 
 /// Every address the configuration listens on, for the check that refuses to expose annals
 /// without accounts.
 pub fn listen_addresses(config: &Config) -> Vec<&str> {
     std::iter::once(config.http.listen.as_str())
-        .chain(own_listens(config).into_iter().flatten())
+        .chain(FACES.into_iter().filter_map(|face| face.own_listen(config)))
         .collect()
 }

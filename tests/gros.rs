@@ -206,7 +206,7 @@ async fn spawn(configure: impl FnOnce(&mut Config, &Path)) -> Face {
         },
         daemon: plain(
             &addresses
-                .gros_agent
+                .of("gros")
                 .expect("the daemon listens")
                 .to_string(),
         ),

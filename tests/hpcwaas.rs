@@ -201,7 +201,10 @@ async fn spawn(configure: impl FnOnce(&mut Config)) -> Face {
     let addresses = common::start_server(&config, clock).await;
     Face {
         main: format!("http://{}", addresses.main),
-        own: format!("http://{}", addresses.hpcwaas.expect("its own listener")),
+        own: format!(
+            "http://{}",
+            addresses.of("hpcwaas").expect("its own listener")
+        ),
         client: awc::Client::builder().timeout(WAIT * 2).finish(),
         dir,
     }

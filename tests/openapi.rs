@@ -15,7 +15,6 @@ use annals::actors::SystemClock;
 use annals::auth::{new_token, Access, Account, Role};
 use annals::config::Config;
 use annals::events::ExpectedVersion;
-use annals::http::Face;
 use annals::startup::Application;
 use common::{fast, line, stream, TempLog};
 use futures_util::StreamExt;
@@ -81,13 +80,16 @@ async fn spawn_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     let address = format!("http://{}", application.addresses.main);
     let partisci = format!(
         "http://{}",
-        application.addresses.partisci.expect("its own listener")
+        application
+            .addresses
+            .of("partisci")
+            .expect("its own listener")
     );
     let own = |address: Option<std::net::SocketAddr>| {
         format!("http://{}", address.expect("its own listener"))
     };
-    let patrowl = own(application.addresses.patrowl);
-    let hpcwaas = own(application.addresses.hpcwaas);
+    let patrowl = own(application.addresses.of("patrowl"));
+    let hpcwaas = own(application.addresses.of("hpcwaas"));
     actix_rt::spawn(application.run());
     // Redirects are answers to check, not to follow.
     let client = awc::Client::builder()
@@ -437,7 +439,7 @@ fn references(value: &Value, found: &mut Vec<String>) {
 async fn routed_paths() -> BTreeSet<String> {
     let everything = |config: &mut actix_web::web::ServiceConfig| {
         annals::http::routes(config);
-        for face in Face::ALL {
+        for face in annals::faces::FACES {
             face.routes(config);
         }
     };

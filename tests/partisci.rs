@@ -32,7 +32,7 @@ async fn spawn(configure: impl FnOnce(&mut Config)) -> Inventory {
     let addresses = common::start_server(&config, clock.clone()).await;
     Inventory {
         main: format!("http://{}", addresses.main),
-        partisci: addresses.partisci.expect("its own listener"),
+        partisci: addresses.of("partisci").expect("its own listener"),
         client: awc::Client::builder()
             .timeout(Duration::from_secs(60))
             .finish(),

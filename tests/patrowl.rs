@@ -126,7 +126,10 @@ async fn spawn(configure: impl FnOnce(&mut Config)) -> Face {
     let addresses = common::start_server(&config, clock).await;
     Face {
         main: format!("http://{}", addresses.main),
-        own: format!("http://{}", addresses.patrowl.expect("its own listener")),
+        own: format!(
+            "http://{}",
+            addresses.of("patrowl").expect("its own listener")
+        ),
         client: awc::Client::builder()
             .disable_redirects()
             .timeout(Duration::from_secs(60))

@@ -392,7 +392,10 @@ fn the_gros_agent_daemons_listener_moves_or_turns_off_with_its_flag() {
     let daemon = moved
         .start_up()
         .iter()
-        .find_map(|entry| entry["fields"]["gros_agent"].as_str().map(str::to_owned))
+        .find_map(|entry| {
+            let address = entry["fields"]["address"].as_str().map(str::to_owned);
+            address.filter(|_| entry["fields"]["face"] == "gros")
+        })
         .expect("the daemon's start-up line");
     let (status, body) = request(&daemon, "GET", "/status", "").unwrap();
     assert_eq!(status, 503, "no scrape runs: {body}");

@@ -30,6 +30,7 @@ use actix_web::{web, App, HttpMessage, HttpResponse, HttpServer, ResponseError};
 
 use crate::auth::{Access, Auth};
 use crate::events::{EventLog, Metadata, Origin};
+use crate::faces::{AppData, Face};
 pub use caller::Guard;
 use error::ApiError;
 
@@ -61,107 +62,11 @@ impl Default for Listening {
     }
 }
 
-/// The faces a server runs, each with what its handlers share; `None` for one that is off.
+/// The faces a server runs, each with what its handlers share, in the order of
+/// [`FACES`](crate::faces::FACES).
 #[derive(Clone, Default)]
 pub struct Faces {
-    pub partisci: Option<web::Data<partisci::Partisci>>,
-    pub refstack: Option<web::Data<refstack::Refstack>>,
-    pub patrowl: Option<web::Data<patrowl::Patrowl>>,
-    pub hpcwaas: Option<web::Data<hpcwaas::Hpcwaas>>,
-    pub gros: Option<web::Data<gros::GrosFace>>,
-}
-
-/// A face, for a listener of its own.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Face {
-    Partisci,
-    Refstack,
-    Patrowl,
-    Hpcwaas,
-    Gros,
-}
-
-impl Face {
-    /// Every face, for what must cover them all whether they run or not (the test that holds
-    /// the OpenAPI document to the router). A new face goes here as well as in [`Face::routes`].
-    pub const ALL: [Face; 5] = [
-        Face::Partisci,
-        Face::Refstack,
-        Face::Patrowl,
-        Face::Hpcwaas,
-        Face::Gros,
-    ];
-
-    /// Registers the face's routes. Its handlers find what they share in the app data, which
-    /// [`Faces`] adds for the faces that run.
-    pub fn routes(self, config: &mut web::ServiceConfig) {
-        match self {
-            Face::Partisci => partisci::routes(config),
-            Face::Refstack => refstack::routes(config),
-            Face::Patrowl => patrowl::routes(config),
-            Face::Hpcwaas => hpcwaas::routes(config),
-            Face::Gros => gros::routes(config),
-        }
-    }
-
-    /// The paths the face owns on the main listener: a path is the face's when it is one of
-    /// these or continues one after a `/`. An unmatched path is answered in the shape of the
-    /// face that owns it. A face whose routes move adds their prefix here.
-    pub fn prefixes(self) -> &'static [&'static str] {
-        match self {
-            Face::Partisci => &["/api/v1", "/debug"],
-            Face::Refstack => &[
-                "/v1",
-                "/update-test-status",
-                "/post-result",
-                "/get-miniconf",
-                "/get-testcases",
-            ],
-            Face::Patrowl => &["/engines", "/engine"],
-            Face::Hpcwaas => &["/workflows", "/executions", "/ssh_keys"],
-            Face::Gros => &["/auth", "/agents"],
-        }
-    }
-
-    /// Whether `path` is under one of the face's [`Face::prefixes`].
-    pub fn owns(self, path: &str) -> bool {
-        self.prefixes().iter().any(|prefix| {
-            path.strip_prefix(prefix)
-                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-        })
-    }
-
-    /// The face's `404` for a path none of its routes matches, in the face's own error shape.
-    pub fn not_found(self, path: &str) -> HttpResponse {
-        match self {
-            Face::Partisci => {
-                partisci::PartisciError::NotFound(format!("{path} is not a Partisci route"))
-                    .error_response()
-            }
-            Face::Refstack => refstack::RefstackError::NotFound(format!(
-                "{path} is not a route of the test results API"
-            ))
-            .error_response(),
-            Face::Patrowl => patrowl::Refusal::not_found(format!(
-                "{path} is not a route of the scan engines (theirs are under /engines/<name>/)"
-            ))
-            .error_response(),
-            Face::Hpcwaas => hpcwaas::HpcwaasError::NotFound(format!(
-                "{path} is not a route of the workflow API"
-            ))
-            .error_response(),
-            // The per-agent routes speak the agent daemon's shape, the rest the controller's.
-            Face::Gros if path.starts_with("/agents/") || path == "/agents" => gros::AgentError {
-                status: actix_web::http::StatusCode::NOT_FOUND,
-                message: format!("The path '{path}' was not found."),
-            }
-            .error_response(),
-            Face::Gros => {
-                gros::ControllerError::NotFound(format!("{path} is not a controller script"))
-                    .error_response()
-            }
-        }
-    }
+    running: Vec<(&'static dyn Face, AppData)>,
 }
 
 /// What one listener serves.
@@ -169,42 +74,28 @@ impl Face {
 pub enum Serves {
     /// The main listener: health, metrics, the event API and every face.
     Everything,
-    /// One face's routes only.
-    Only(Face),
+    /// One face's routes only, by the face's name.
+    Only(&'static str),
+}
+
+impl Serves {
+    fn serves(self, face: &dyn Face) -> bool {
+        self == Serves::Everything || self == Serves::Only(face.name())
+    }
 }
 
 impl Faces {
-    /// Whether `face` runs.
-    fn runs(&self, face: Face) -> bool {
-        match face {
-            Face::Partisci => self.partisci.is_some(),
-            Face::Refstack => self.refstack.is_some(),
-            Face::Patrowl => self.patrowl.is_some(),
-            Face::Hpcwaas => self.hpcwaas.is_some(),
-            Face::Gros => self.gros.is_some(),
-        }
+    /// Adds a face that runs, with what its handlers share.
+    pub fn add(&mut self, face: &'static dyn Face, data: AppData) {
+        self.running.push((face, data));
     }
 
+    /// Adds the faces the listener serves, with what their handlers share.
     fn configure(&self, config: &mut web::ServiceConfig, serves: Serves) {
-        add(config, serves, Face::Partisci, &self.partisci);
-        add(config, serves, Face::Refstack, &self.refstack);
-        add(config, serves, Face::Patrowl, &self.patrowl);
-        add(config, serves, Face::Hpcwaas, &self.hpcwaas);
-        add(config, serves, Face::Gros, &self.gros);
-    }
-}
-
-/// Adds `face` with what its handlers share, when it runs and the listener serves it.
-fn add<T: 'static>(
-    config: &mut web::ServiceConfig,
-    serves: Serves,
-    face: Face,
-    shared: &Option<web::Data<T>>,
-) {
-    let wanted = serves == Serves::Everything || serves == Serves::Only(face);
-    if let Some(shared) = shared.as_ref().filter(|_| wanted) {
-        config.app_data(shared.clone());
-        face.routes(config);
+        for (face, data) in self.running.iter().filter(|(face, _)| serves.serves(*face)) {
+            data(config);
+            face.routes(config);
+        }
     }
 }
 
@@ -212,12 +103,14 @@ fn add<T: 'static>(
 /// face's shape; on the main listener, in the shape of the running face whose prefix the path
 /// is under, else in the event API's.
 fn not_found(path: &str, serves: Serves, faces: &Faces) -> HttpResponse {
-    let owner = match serves {
-        Serves::Only(face) => Some(face),
-        Serves::Everything => Face::ALL
-            .into_iter()
-            .find(|face| faces.runs(*face) && face.owns(path)),
-    };
+    let owner = faces
+        .running
+        .iter()
+        .map(|(face, _)| *face)
+        .find(|face| match serves {
+            Serves::Only(name) => face.name() == name,
+            Serves::Everything => face.owns(path),
+        });
     match owner {
         Some(face) => face.not_found(path),
         None => ApiError::NotFound(format!(
@@ -441,8 +334,8 @@ pub async fn count_request(
 }
 
 /// Every route of the main listener but the faces', which [`Faces`] adds. Each routing module
-/// adds its `configure` line here (a face: in [`Face::routes`]) and its piece of the OpenAPI
-/// document in `openapi::PIECES`.
+/// that is not a face adds its `configure` line here and its piece of the OpenAPI document in
+/// `openapi.rs`; a face is listed in [`crate::faces::FACES`] instead.
 pub fn routes(config: &mut web::ServiceConfig) {
     config
         .route("/metrics", web::get().to(prometheus))

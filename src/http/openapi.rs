@@ -14,19 +14,26 @@ use utoipa::openapi::{ContentBuilder, HttpMethod, ObjectBuilder, OpenApi, RefOr,
 use utoipa::Modify;
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
-/// Every module's piece of the document, merged in this order. A face adds its one line here,
-/// as it adds its `configure` line to [`super::routes`].
-const PIECES: &[fn() -> OpenApi] = &[
+/// The pieces of the document that are not a face's, merged before the faces'
+/// ([`crate::faces::FACES`], in that order) and after them.
+const BEFORE_FACES: &[fn() -> OpenApi] = &[
     <super::OperationsApi as utoipa::OpenApi>::openapi,
     <super::events::openapi::EventApi as utoipa::OpenApi>::openapi,
-    <super::partisci::openapi::PartisciApi as utoipa::OpenApi>::openapi,
-    <super::hpcwaas::openapi::HpcwaasApi as utoipa::OpenApi>::openapi,
-    <super::refstack::openapi::RefstackApi as utoipa::OpenApi>::openapi,
-    <super::patrowl::openapi::PatrowlApi as utoipa::OpenApi>::openapi,
-    <super::gros::openapi::GrosApi as utoipa::OpenApi>::openapi,
+];
+const AFTER_FACES: &[fn() -> OpenApi] = &[
     <DocumentationApi as utoipa::OpenApi>::openapi,
     <super::home::HomeApi as utoipa::OpenApi>::openapi,
 ];
+
+/// Every piece of the document, in the order they are merged.
+fn pieces() -> impl Iterator<Item = OpenApi> {
+    let faces = crate::faces::FACES.into_iter().map(|face| face.openapi());
+    BEFORE_FACES
+        .iter()
+        .map(|piece| piece())
+        .chain(faces)
+        .chain(AFTER_FACES.iter().map(|piece| piece()))
+}
 
 /// The name of the HTTP Basic security scheme (`name:password` of an `[[accounts]]` entry).
 pub const BASIC: &str = "basic";
@@ -144,13 +151,12 @@ pub fn path_operations(item: &mut PathItem) -> impl Iterator<Item = &mut Operati
 /// The document: the base and every piece. Two pieces describing the same path, or the same
 /// schema name differently, is an error rather than the silent drop of `OpenApi::merge`.
 pub fn document() -> Result<OpenApi, String> {
-    merge(PIECES)
+    merge(pieces())
 }
 
-fn merge(pieces: &[fn() -> OpenApi]) -> Result<OpenApi, String> {
+fn merge(pieces: impl IntoIterator<Item = OpenApi>) -> Result<OpenApi, String> {
     let mut document = <Base as utoipa::OpenApi>::openapi();
     for piece in pieces {
-        let piece = piece();
         if let Some(path) = piece
             .paths
             .paths
@@ -315,8 +321,8 @@ mod tests {
         assert!(json["openapi"]
             .as_str()
             .is_some_and(|v| v.starts_with("3.1.")));
-        for piece in PIECES {
-            for path in piece().paths.paths.keys() {
+        for piece in pieces() {
+            for path in piece.paths.paths.keys() {
                 assert!(
                     document.paths.paths.contains_key(path),
                     "{path} was dropped"
@@ -328,7 +334,7 @@ mod tests {
     #[test]
     fn a_path_or_schema_described_twice_is_refused() {
         let documentation = <DocumentationApi as utoipa::OpenApi>::openapi;
-        let error = merge(&[documentation, documentation])
+        let error = merge([documentation(), documentation()])
             .err()
             .expect("a path twice is refused");
         assert!(error.contains("/api/docs"), "{error}");
@@ -342,12 +348,12 @@ mod tests {
                 .insert("ErrorBody".into(), ObjectBuilder::new().build().into());
             piece
         };
-        let error = merge(&[other_error_body])
+        let error = merge([other_error_body()])
             .err()
             .expect("a schema redefined is refused");
         assert!(error.contains("ErrorBody"), "{error}");
         // The same schema twice is no conflict: pieces may share the API's error body.
         let same_error_body = || <Base as utoipa::OpenApi>::openapi();
-        merge(&[same_error_body]).expect("the same schema again merges");
+        merge([same_error_body()]).expect("the same schema again merges");
     }
 }

@@ -278,26 +278,26 @@ pub fn spawn_serve_in(
             return Err(seen.join("\n"));
         };
         if let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line) {
-            if let Some(address) = entry["fields"]["partisci"].as_str() {
-                partisci = Some(address.to_owned());
-            }
-            if let Some(address) = entry["fields"]["patrowl"].as_str() {
-                patrowl = Some(address.to_owned());
-            }
-            if let Some(address) = entry["fields"]["hpcwaas"].as_str() {
-                hpcwaas = Some(address.to_owned());
-            }
-            if let Some(address) = entry["fields"]["address"].as_str() {
-                seen.push(line);
-                return Ok(Served {
-                    child,
-                    address: address.to_owned(),
-                    partisci,
-                    patrowl,
-                    hpcwaas,
-                    started: seen,
-                    stderr: log_lines,
-                });
+            let address = entry["fields"]["address"].as_str().map(str::to_owned);
+            match entry["fields"]["face"].as_str() {
+                Some("partisci") => partisci = address,
+                Some("patrowl") => patrowl = address,
+                Some("hpcwaas") => hpcwaas = address,
+                Some(_) => {}
+                None => {
+                    if let Some(address) = address {
+                        seen.push(line);
+                        return Ok(Served {
+                            child,
+                            address: address.to_owned(),
+                            partisci,
+                            patrowl,
+                            hpcwaas,
+                            started: seen,
+                            stderr: log_lines,
+                        });
+                    }
+                }
             }
         }
         seen.push(line);

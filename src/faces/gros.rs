@@ -1,0 +1,86 @@
+//! The agents face: the GROS controller's scripts (`/auth/*.py`) and each agent's daemon
+//! routes on the main listener, and the local agent's daemon on a port of its own
+//! (`[gros.agent] listen`).
+
+use actix_web::{web, HttpResponse, ResponseError};
+use futures_util::future::LocalBoxFuture;
+use utoipa::openapi::OpenApi;
+
+use super::{own_listen, Face, Own, Start, Started};
+use crate::config::Config;
+use crate::http::gros;
+
+pub struct Gros;
+
+impl Face for Gros {
+    fn name(&self) -> &'static str {
+        "gros"
+    }
+
+    fn enabled(&self, config: &Config) -> bool {
+        config.gros.enabled
+    }
+
+    /// The local agent daemon's listener: it serves the daemon's routes, not the controller's.
+    fn own_listen<'c>(&self, config: &'c Config) -> Option<&'c str> {
+        own_listen(
+            config.gros.enabled && config.gros.agent.enabled,
+            &config.gros.agent.listen,
+        )
+    }
+
+    fn start<'a>(&'a self, start: Start<'a>) -> LocalBoxFuture<'a, anyhow::Result<Started>> {
+        Box::pin(async move {
+            let section = &start.config.gros;
+            let controller = crate::actors::gros::Gros::start(
+                start.log.clone(),
+                start.clock.clone(),
+                start.settings,
+                start.stores.secrets()?,
+                start.declarations.gros.clone(),
+            )
+            .await?;
+            let face = web::Data::new(gros::GrosFace {
+                gros: controller,
+                max_body: (section.max_body_kb * 1024) as usize,
+                local: start.declarations.gros_agent.clone(),
+                host: (!section.agent.host.is_empty()).then(|| section.agent.host.clone()),
+            });
+            let mut started = Started::sharing(face.clone());
+            if let Some(own) = start.own {
+                started.own = Some(Own::Server(gros::serve_agent(
+                    own.tcp,
+                    face,
+                    start.listening,
+                )?));
+            }
+            Ok(started)
+        })
+    }
+
+    fn routes(&self, config: &mut web::ServiceConfig) {
+        gros::routes(config)
+    }
+
+    fn openapi(&self) -> OpenApi {
+        <gros::openapi::GrosApi as utoipa::OpenApi>::openapi()
+    }
+
+    fn prefixes(&self) -> &'static [&'static str] {
+        &["/auth", "/agents"]
+    }
+
+    // The per-agent routes speak the agent daemon's shape, the rest the controller's.
+    fn not_found(&self, path: &str) -> HttpResponse {
+        if path.starts_with("/agents/") || path == "/agents" {
+            gros::AgentError {
+                status: actix_web::http::StatusCode::NOT_FOUND,
+                message: format!("The path '{path}' was not found."),
+            }
+            .error_response()
+        } else {
+            gros::ControllerError::NotFound(format!("{path} is not a controller script"))
+                .error_response()
+        }
+    }
+}

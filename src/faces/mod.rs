@@ -1,0 +1,209 @@
+//! The protocol faces, each described once by the [`Face`] trait, and [`FACES`], the one list
+//! of them. Start-up, the HTTP server, the OpenAPI document and the 404 of unknown paths all
+//! read that list; nothing else names the faces one by one. A face's module here only wires:
+//! its rules live in `actors`, its handlers in `http`.
+//!
+//! Adding a face: its entities and services, its handlers and OpenAPI piece, its configuration
+//! section, then one module here implementing [`Face`] and one line in [`FACES`].
+
+mod gros;
+mod hpcwaas;
+mod partisci;
+mod patrowl;
+mod refstack;
+
+use std::net::{TcpListener, UdpSocket};
+use std::sync::{Arc, OnceLock};
+
+use actix_web::dev::Server;
+use actix_web::{web, HttpResponse};
+use futures_util::future::LocalBoxFuture;
+use utoipa::openapi::OpenApi;
+
+use crate::actors::{Clock, Settings};
+use crate::auth::Auth;
+use crate::blobs::BlobStore;
+use crate::config::{Config, Declarations};
+use crate::events::EventLog;
+use crate::http::Listening;
+use crate::secrets::SecretStore;
+
+/// Every face, in the order they start, are routed and appear in the OpenAPI document.
+pub static FACES: [&dyn Face; 5] = [
+    &partisci::Partisci,
+    &hpcwaas::Hpcwaas,
+    &refstack::Refstack,
+    &patrowl::Patrowl,
+    &gros::Gros,
+];
+
+/// The face named `name`.
+pub fn named(name: &str) -> Option<&'static dyn Face> {
+    FACES.into_iter().find(|face| face.name() == name)
+}
+
+/// One protocol face: how it starts from the configuration, what it serves and how it answers
+/// a path it does not know.
+pub trait Face: Sync {
+    /// The face's name: its configuration section (`[partisci]`), its label in logs.
+    fn name(&self) -> &'static str;
+
+    /// Whether the configuration runs the face.
+    fn enabled(&self, config: &Config) -> bool;
+
+    /// The address of the face's own listener, when it has one (and runs).
+    fn own_listen<'c>(&self, _config: &'c Config) -> Option<&'c str> {
+        None
+    }
+
+    /// Whether its own listener also receives UDP datagrams on the same port.
+    fn own_udp(&self) -> bool {
+        false
+    }
+
+    /// Starts the face's entities, read models and background work, and says what its handlers
+    /// share and how its own listener (already bound, in `start.own`) is served.
+    fn start<'a>(&'a self, start: Start<'a>) -> LocalBoxFuture<'a, anyhow::Result<Started>>;
+
+    /// Registers the face's routes; their handlers find what they share in the app data that
+    /// [`Started::data`] adds.
+    fn routes(&self, config: &mut web::ServiceConfig);
+
+    /// The face's piece of the OpenAPI document.
+    fn openapi(&self) -> OpenApi;
+
+    /// The paths the face owns on the main listener: a path is the face's when it is one of
+    /// these or continues one after a `/`. An unmatched path is answered in the shape of the
+    /// face that owns it.
+    fn prefixes(&self) -> &'static [&'static str];
+
+    /// The face's `404` for a path none of its routes matches, in the face's own error shape.
+    fn not_found(&self, path: &str) -> HttpResponse;
+
+    /// Whether `path` is under one of the face's [`Face::prefixes`].
+    fn owns(&self, path: &str) -> bool {
+        self.prefixes().iter().any(|prefix| {
+            path.strip_prefix(prefix)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        })
+    }
+}
+
+/// What a face starts from.
+pub struct Start<'a> {
+    pub config: &'a Config,
+    pub declarations: &'a Declarations,
+    pub log: &'a EventLog,
+    pub clock: &'a Arc<dyn Clock>,
+    pub settings: Settings,
+    pub auth: &'a Arc<Auth>,
+    pub stores: &'a Stores,
+    pub listening: Listening,
+    /// The face's own listener, bound before anything started, when it has one.
+    pub own: Option<Bound>,
+}
+
+/// A face's own listener, bound.
+pub struct Bound {
+    pub tcp: TcpListener,
+    /// The UDP socket on the same port, for a face that receives datagrams.
+    pub udp: Option<UdpSocket>,
+}
+
+/// A started face.
+pub struct Started {
+    /// Adds what the face's handlers share to an app; called for each listener (and each of
+    /// its workers) that serves the face.
+    pub data: AppData,
+    /// How the face's own listener is served, when it has one.
+    pub own: Option<Own>,
+    /// Background work that ends with the servers.
+    pub tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// What must be stopped, blocking, once the servers have stopped.
+    pub on_stop: Vec<Box<dyn FnOnce() + Send>>,
+}
+
+/// What a face's handlers share, added to an app.
+pub type AppData = Arc<dyn Fn(&mut web::ServiceConfig) + Send + Sync>;
+
+impl Started {
+    /// A face whose handlers share `data`, with nothing else to start.
+    pub fn sharing<T: Send + Sync + 'static>(data: web::Data<T>) -> Started {
+        Started {
+            data: Arc::new(move |config: &mut web::ServiceConfig| {
+                config.app_data(data.clone());
+            }),
+            own: None,
+            tasks: Vec::new(),
+            on_stop: Vec::new(),
+        }
+    }
+}
+
+/// How a face's own listener is served.
+pub enum Own {
+    /// The face's routes, as on the main listener, over TLS when configured.
+    Routes {
+        listener: TcpListener,
+        tls: Option<rustls::ServerConfig>,
+    },
+    /// A server of the face's own making.
+    Server(Server),
+}
+
+/// The stores next to the log that several faces share, each opened at most once, by the first
+/// face that asks for it.
+pub struct Stores {
+    data: std::path::PathBuf,
+    secrets: OnceLock<Arc<SecretStore>>,
+    blobs: OnceLock<BlobStore>,
+}
+
+impl Stores {
+    pub fn new(log: &EventLog) -> Stores {
+        Stores {
+            data: log.path().to_path_buf(),
+            secrets: OnceLock::new(),
+            blobs: OnceLock::new(),
+        }
+    }
+
+    /// The secret store of the data directory, with the master key from `ANNALS_MASTER_KEY` or
+    /// the key file. Blocking, at start-up only.
+    pub fn secrets(&self) -> anyhow::Result<Arc<SecretStore>> {
+        if let Some(secrets) = self.secrets.get() {
+            return Ok(secrets.clone());
+        }
+        let source = crate::secrets::KeySource::from_env()?;
+        let opened = Arc::new(SecretStore::open(&self.data, source)?);
+        Ok(self.secrets.get_or_init(|| opened).clone())
+    }
+
+    /// The blob store of the data directory.
+    pub fn blobs(&self) -> anyhow::Result<BlobStore> {
+        if let Some(blobs) = self.blobs.get() {
+            return Ok(blobs.clone());
+        }
+        let opened = BlobStore::open(&self.data)?;
+        Ok(self.blobs.get_or_init(|| opened).clone())
+    }
+}
+
+/// A TLS configuration from a section's `tls_cert` and `tls_key`, when it gives them.
+pub fn tls_config(
+    section: &str,
+    cert: &Option<std::path::PathBuf>,
+    key: &Option<std::path::PathBuf>,
+) -> anyhow::Result<Option<rustls::ServerConfig>> {
+    match (cert, key) {
+        (Some(cert), Some(key)) => Ok(Some(crate::http::tls::server_config(cert, key)?)),
+        (None, None) => Ok(None),
+        _ => anyhow::bail!("[{section}] tls_cert and tls_key go together: give both or neither"),
+    }
+}
+
+/// A face's own listener when its section gives one: `listen`, when the face runs and it is
+/// not empty.
+pub fn own_listen(enabled: bool, listen: &str) -> Option<&str> {
+    (enabled && !listen.is_empty()).then_some(listen)
+}

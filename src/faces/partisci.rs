@@ -1,0 +1,88 @@
+//! The inventory face: Partisci's HTTP API and UDP updates, on the main listener and on a port
+//! of its own (`[partisci] listen`, HTTP and UDP on one port).
+
+use std::time::Duration;
+
+use actix_web::{web, HttpResponse, ResponseError};
+use futures_util::future::LocalBoxFuture;
+use utoipa::openapi::OpenApi;
+
+use super::{own_listen, tls_config, Face, Own, Start, Started};
+use crate::actors::inventory::Inventory;
+use crate::config::Config;
+use crate::http::partisci;
+
+pub struct Partisci;
+
+impl Face for Partisci {
+    fn name(&self) -> &'static str {
+        "partisci"
+    }
+
+    fn enabled(&self, config: &Config) -> bool {
+        config.partisci.enabled
+    }
+
+    fn own_listen<'c>(&self, config: &'c Config) -> Option<&'c str> {
+        own_listen(config.partisci.enabled, &config.partisci.listen)
+    }
+
+    fn own_udp(&self) -> bool {
+        true
+    }
+
+    fn start<'a>(&'a self, start: Start<'a>) -> LocalBoxFuture<'a, anyhow::Result<Started>> {
+        Box::pin(async move {
+            let section = &start.config.partisci;
+            let retention =
+                (section.retention_s > 0).then(|| Duration::from_secs(section.retention_s));
+            let inventory = Inventory::start(
+                start.log.clone(),
+                start.clock.clone(),
+                start.settings,
+                retention,
+            )
+            .await?;
+            let mut started = Started::sharing(web::Data::new(partisci::Partisci {
+                inventory: inventory.clone(),
+                auth: start.auth.clone(),
+                access: section.auth,
+                danger: section.danger,
+                max_body: (section.max_body_kb * 1024) as usize,
+            }));
+            started.tasks.extend(inventory.spawn_sweeper());
+            if let Some(own) = start.own {
+                if let Some(socket) = own.udp {
+                    let mut udp = partisci::udp::Receiver::start(
+                        socket,
+                        inventory,
+                        actix::Arbiter::current(),
+                    )?;
+                    started.on_stop.push(Box::new(move || udp.stop()));
+                }
+                started.own = Some(Own::Routes {
+                    listener: own.tcp,
+                    tls: tls_config("partisci", &section.tls_cert, &section.tls_key)?,
+                });
+            }
+            Ok(started)
+        })
+    }
+
+    fn routes(&self, config: &mut web::ServiceConfig) {
+        partisci::routes(config)
+    }
+
+    fn openapi(&self) -> OpenApi {
+        <partisci::openapi::PartisciApi as utoipa::OpenApi>::openapi()
+    }
+
+    fn prefixes(&self) -> &'static [&'static str] {
+        &["/api/v1", "/debug"]
+    }
+
+    fn not_found(&self, path: &str) -> HttpResponse {
+        partisci::PartisciError::NotFound(format!("{path} is not a Partisci route"))
+            .error_response()
+    }
+}

@@ -1,0 +1,82 @@
+//! The test results face: Refstack's v1 test runs and its later results API, on the main
+//! listener only.
+
+use actix_web::{web, HttpResponse, ResponseError};
+use futures_util::future::LocalBoxFuture;
+use utoipa::openapi::OpenApi;
+
+use super::{Face, Start, Started};
+use crate::actors::results::Results;
+use crate::actors::testrun::TestRuns;
+use crate::config::Config;
+use crate::http::refstack;
+
+pub struct Refstack;
+
+impl Face for Refstack {
+    fn name(&self) -> &'static str {
+        "refstack"
+    }
+
+    fn enabled(&self, config: &Config) -> bool {
+        config.refstack.enabled
+    }
+
+    fn start<'a>(&'a self, start: Start<'a>) -> LocalBoxFuture<'a, anyhow::Result<Started>> {
+        Box::pin(async move {
+            let section = &start.config.refstack;
+            let blobs = start.stores.blobs()?;
+            let limits = crate::testresults::Limits {
+                max_input_bytes: (section.max_upload_kb * 1024) as usize,
+                max_tests: section.max_tests,
+                ..crate::testresults::Limits::default()
+            };
+            let runs = TestRuns::start(
+                start.log.clone(),
+                start.clock.clone(),
+                start.settings,
+                blobs.clone(),
+                limits.clone(),
+            );
+            let results = Results::start(
+                start.log.clone(),
+                start.clock.clone(),
+                start.settings,
+                blobs,
+                limits,
+            )
+            .await?;
+            Ok(Started::sharing(web::Data::new(refstack::Refstack {
+                runs,
+                results,
+                auth: start.auth.clone(),
+                access: section.auth,
+                max_upload: (section.max_upload_kb * 1024) as usize,
+                max_body: (section.max_body_kb * 1024) as usize,
+            })))
+        })
+    }
+
+    fn routes(&self, config: &mut web::ServiceConfig) {
+        refstack::routes(config)
+    }
+
+    fn openapi(&self) -> OpenApi {
+        <refstack::openapi::RefstackApi as utoipa::OpenApi>::openapi()
+    }
+
+    fn prefixes(&self) -> &'static [&'static str] {
+        &[
+            "/v1",
+            "/update-test-status",
+            "/post-result",
+            "/get-miniconf",
+            "/get-testcases",
+        ]
+    }
+
+    fn not_found(&self, path: &str) -> HttpResponse {
+        refstack::RefstackError::NotFound(format!("{path} is not a route of the test results API"))
+            .error_response()
+    }
+}
