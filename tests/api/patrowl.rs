@@ -4,7 +4,7 @@
 //! its body shape (golden files), every refusal, stop, stopscans, clean, both base spellings,
 //! the face's own listener, auth, and a restart of `annals serve` in the middle of a scan.
 
-mod common;
+use crate::common;
 
 use std::io::Read;
 use std::sync::Arc;
@@ -1138,7 +1138,7 @@ async fn with_accounts_stopping_and_cleaning_need_an_admin() {
 
 fn settings() -> insta::Settings {
     let mut settings = insta::Settings::clone_current();
-    settings.set_snapshot_path("../snapshots");
+    settings.set_snapshot_path("../../snapshots");
     settings.set_prepend_module_to_snapshot(false);
     settings
 }

@@ -2,7 +2,7 @@
 //! run without an actor system or a log; their event codecs; and the checked inputs a run takes
 //! (clouds, status messages) with the configuration fragment a cloud gives.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 

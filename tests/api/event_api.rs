@@ -2,7 +2,7 @@
 //! waits and timeouts, filters, many concurrent followers, stream follows, replayed state, and
 //! the error shape of bad requests.
 
-mod common;
+use crate::common;
 
 use std::net::TcpListener;
 use std::os::fd::AsRawFd;

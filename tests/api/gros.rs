@@ -6,7 +6,7 @@
 //! with its exact text, concurrent registrations, the agent daemon's answers, and salts that
 //! survive a restart of `annals serve` without ever being written in clear.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -998,7 +998,7 @@ async fn the_agent_daemon_answers_as_upstream_does() {
     let end = failed.iter().find(|e| finished("scrape")(e)).unwrap();
     assert_eq!(end["payload"]["outcome"], "exit code 3");
 
-    insta::with_settings!({snapshot_path => "../snapshots", prepend_module_to_snapshot => false}, {
+    insta::with_settings!({snapshot_path => "../../snapshots", prepend_module_to_snapshot => false}, {
         insta::assert_json_snapshot!("gros_agent_error", again.json(), {".version.annals" => "[version]"});
     });
 }
@@ -1043,7 +1043,7 @@ async fn golden_preflight_body() {
     let face = spawn(|_, _| {}).await;
     face.register("PROJ").await;
     let answer = send(&face.main, get("/auth/status.py?project=PROJ")).await;
-    insta::with_settings!({snapshot_path => "../snapshots", prepend_module_to_snapshot => false}, {
+    insta::with_settings!({snapshot_path => "../../snapshots", prepend_module_to_snapshot => false}, {
         insta::assert_json_snapshot!("gros_status", answer.json());
     });
 }

@@ -6,7 +6,7 @@
 //! `/v1/results` API with signatures (keys up to 16,384 bits, as refstack-client signs), a base
 //! URL with a trailing slash, golden bodies, and a restart of `annals serve`.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -845,7 +845,7 @@ async fn runs_statuses_and_uploads_survive_a_restart() {
 
 fn settings() -> insta::Settings {
     let mut settings = insta::Settings::clone_current();
-    settings.set_snapshot_path("../snapshots");
+    settings.set_snapshot_path("../../snapshots");
     settings.set_prepend_module_to_snapshot(false);
     // The listener's port is in every `url`.
     settings.add_redaction(".url", "[url]");
@@ -1262,7 +1262,7 @@ async fn a_body_signed_with_an_8192_bit_key_as_refstack_client_signs_it_is_taken
     // 8192`; ssh-keygen makes RSA keys up to 16,384 bits): its JSON body, X-Signature and
     // X-Public-Key. Upstream verifies keys of any size.
     let sent: Value =
-        serde_json::from_str(include_str!("data/refstack-client-signed-8192.json")).unwrap();
+        serde_json::from_str(include_str!("../data/refstack-client-signed-8192.json")).unwrap();
     let face = spawn(|_| {}).await;
     let answer = face
         .submit(

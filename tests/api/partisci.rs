@@ -3,7 +3,7 @@
 //! route generations, validation over HTTP and UDP, read-your-write, retention, clearing, body
 //! limits, auth, the face's own listener, and concurrent writers.
 
-mod common;
+use crate::common;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
@@ -113,7 +113,7 @@ fn json_or_text(body: &[u8]) -> Value {
 
 fn settings() -> insta::Settings {
     let mut settings = insta::Settings::clone_current();
-    settings.set_snapshot_path("../snapshots");
+    settings.set_snapshot_path("../../snapshots");
     settings.set_prepend_module_to_snapshot(false);
     settings
 }

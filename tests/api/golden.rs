@@ -1,7 +1,7 @@
 //! Golden files under `snapshots/`: how an event renders as JSON and how a replayed state looks.
 //! Ids, times and hashes are redacted so that the files only change when the shapes do.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 
@@ -14,7 +14,7 @@ use common::{at, stream, TempLog};
 
 fn settings() -> insta::Settings {
     let mut settings = insta::Settings::clone_current();
-    settings.set_snapshot_path("../snapshots");
+    settings.set_snapshot_path("../../snapshots");
     settings.set_prepend_module_to_snapshot(false);
     settings
 }

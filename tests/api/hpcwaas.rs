@@ -6,7 +6,7 @@
 //! encrypted and destroyed, the face's own listener, golden bodies, and a restart of
 //! `annals serve` in the middle of a run.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -933,7 +933,7 @@ async fn keys_are_kept_encrypted_used_by_steps_and_destroyed() {
 
 fn settings() -> insta::Settings {
     let mut settings = insta::Settings::clone_current();
-    settings.set_snapshot_path("../snapshots");
+    settings.set_snapshot_path("../../snapshots");
     settings.set_prepend_module_to_snapshot(false);
     settings.add_redaction(".public_key", "[public key]");
     settings.add_redaction(".fingerprint", "[fingerprint]");

@@ -3,7 +3,7 @@
 //! and checks, after each restart, that every acknowledged event is present and unchanged and
 //! that the log verifies. A write failure (file size limit) must fail appends, not lose acks.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};

@@ -2,7 +2,7 @@
 //! actor system or a log: every command's success and rejection, the restart rule, the event
 //! codec, and the checked inputs (engine names, scan ids).
 
-mod common;
+use crate::common;
 
 use annals::actors::scan::{
     Asset, AssetScanned, Confidence, Datatype, EngineName, Finding, FindingReported, Progress,

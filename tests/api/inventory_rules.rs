@@ -1,7 +1,7 @@
 //! Given/when/then tests of the `host` entity's rules (the inventory face), run without an
 //! actor system or a log, and of its event codec and entity ids.
 
-mod common;
+use crate::common;
 
 use annals::actors::inventory::{
     host_entity_id, HostCleared, HostCommand, HostEvent, HostRecord, HostRejection, VersionExpired,

@@ -5,7 +5,7 @@
 //! (including the routes that ask for credentials only when their face is configured to), and
 //! Swagger UI comes whole from the server, with nothing from outside.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

@@ -7,7 +7,7 @@
 //! arriving is answered 408 after `[http] body_timeout_s`, each face's own listener moves or
 //! turns off with a flag or variable, start-up says one line per listener, and the request log.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
