@@ -932,12 +932,10 @@ async fn keys_are_kept_encrypted_used_by_steps_and_destroyed() {
 }
 
 fn settings() -> insta::Settings {
-    let mut settings = insta::Settings::clone_current();
-    settings.set_snapshot_path("../../snapshots");
-    settings.set_prepend_module_to_snapshot(false);
-    settings.add_redaction(".public_key", "[public key]");
-    settings.add_redaction(".fingerprint", "[fingerprint]");
-    settings
+    common::snapshots(&[
+        (".public_key", "[public key]"),
+        (".fingerprint", "[fingerprint]"),
+    ])
 }
 
 #[actix_rt::test]

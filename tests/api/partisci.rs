@@ -112,10 +112,7 @@ fn json_or_text(body: &[u8]) -> Value {
 }
 
 fn settings() -> insta::Settings {
-    let mut settings = insta::Settings::clone_current();
-    settings.set_snapshot_path("../../snapshots");
-    settings.set_prepend_module_to_snapshot(false);
-    settings
+    common::snapshots(&[])
 }
 
 /// The known inventory: two apps, three hosts, two instances of one app on one host.

@@ -1137,10 +1137,7 @@ async fn with_accounts_stopping_and_cleaning_need_an_admin() {
 }
 
 fn settings() -> insta::Settings {
-    let mut settings = insta::Settings::clone_current();
-    settings.set_snapshot_path("../../snapshots");
-    settings.set_prepend_module_to_snapshot(false);
-    settings
+    common::snapshots(&[])
 }
 
 #[actix_rt::test]

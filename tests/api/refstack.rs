@@ -844,13 +844,11 @@ async fn runs_statuses_and_uploads_survive_a_restart() {
 }
 
 fn settings() -> insta::Settings {
-    let mut settings = insta::Settings::clone_current();
-    settings.set_snapshot_path("../../snapshots");
-    settings.set_prepend_module_to_snapshot(false);
-    // The listener's port is in every `url`.
-    settings.add_redaction(".url", "[url]");
-    settings.add_redaction(".results[].url", "[url]");
-    settings
+    common::snapshots(&[
+        // The listener's port is in every `url`.
+        (".url", "[url]"),
+        (".results[].url", "[url]"),
+    ])
 }
 
 #[actix_rt::test]

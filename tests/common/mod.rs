@@ -378,3 +378,16 @@ pub fn failed_serve(
     });
     (status, reader.join().expect("stderr is read"))
 }
+
+/// The settings every golden file is checked with: the files live in `snapshots/` at the
+/// crate's root, named without the test's module, and each of `redactions` (a selector and what
+/// stands in for it) hides what changes from run to run.
+pub fn snapshots(redactions: &[(&str, &str)]) -> insta::Settings {
+    let mut settings = insta::Settings::clone_current();
+    settings.set_snapshot_path(concat!(env!("CARGO_MANIFEST_DIR"), "/snapshots"));
+    settings.set_prepend_module_to_snapshot(false);
+    for (selector, replacement) in redactions {
+        settings.add_redaction(selector, *replacement);
+    }
+    settings
+}
