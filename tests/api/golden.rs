@@ -10,12 +10,13 @@ use std::sync::Arc;
 
 use annals::actors::gros::{
     AgentEvent, AgentRegistered, GrosAgent, LogRecorded, Measurement, MeasurementsRecorded,
-    PreflightChecked, Process, ProcessFinished, ProcessOutput, ProcessStarted,
-    RegistrationStarted,
+    PreflightChecked, Process, ProcessFinished, ProcessOutput, ProcessStarted, RegistrationStarted,
 };
 use annals::actors::inventory::{HostEvent, HostRecord, VersionExpired};
 use annals::actors::job::{Job, JobCommand, Level};
-use annals::actors::scan::{AssetScanned, FindingReported, ScanEvent, ScanRecord, ScanReportFetched};
+use annals::actors::scan::{
+    AssetScanned, FindingReported, ScanEvent, ScanRecord, ScanReportFetched,
+};
 use annals::actors::state::ReplayUntil;
 use annals::actors::testrun::{
     TestResultUploaded, TestRunEnded, TestRunEvent, TestRunRecord, TestStatusUpdated,
@@ -81,7 +82,8 @@ async fn a_job_renders_and_replays_as_recorded() {
         insta::assert_json_snapshot!("job_events", rendered);
     });
     let replayed = kinds::replay(&t.log, &stream("job-golden"), ReplayUntil::Version(2)).unwrap();
-    common::snapshots(&[]).bind(|| insta::assert_json_snapshot!("job_state_at_version_2", replayed));
+    common::snapshots(&[])
+        .bind(|| insta::assert_json_snapshot!("job_state_at_version_2", replayed));
 }
 
 /// Writes `events` to the stream `<kind>-golden` of a new log, each with a fixed id, as an

@@ -106,29 +106,7 @@ async fn spawn_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     }
 }
 
-/// One answer of the server.
-struct Answer {
-    status: u16,
-    content_type: String,
-    body: Vec<u8>,
-    location: Option<String>,
-    www_authenticate: Option<String>,
-}
-
-impl Answer {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!(
-                "a JSON body: {e}: {}",
-                String::from_utf8_lossy(&self.body[..self.body.len().min(500)])
-            )
-        })
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8(self.body.clone()).expect("a UTF-8 body")
-    }
-}
+type Answer = common::app::Answer;
 
 impl TestApp {
     async fn get(&self, uri: &str, with_token: bool) -> Answer {
@@ -157,34 +135,13 @@ impl TestApp {
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
-        let mut response = if body.is_empty() {
+        let response = if body.is_empty() {
             request.send().await
         } else {
             request.send_body(body).await
         }
         .expect("the server answers");
-        let header = |name: &str| {
-            response
-                .headers()
-                .get(name)
-                .map(|v| v.to_str().expect("an ASCII header").to_owned())
-        };
-        let content_type = header("content-type").unwrap_or_default();
-        let location = header("location");
-        let www_authenticate = header("www-authenticate");
-        let body = response
-            .body()
-            .limit(64 << 20)
-            .await
-            .expect("a whole body")
-            .to_vec();
-        Answer {
-            status: response.status().as_u16(),
-            content_type,
-            body,
-            location,
-            www_authenticate,
-        }
+        Answer::read(response, 64 << 20).await
     }
 
     async fn document(&self) -> Value {

@@ -15,6 +15,7 @@ use annals::actors::ManualClock;
 use annals::auth::{new_token, Access, Account, Role};
 use annals::config::Config;
 use annals::testresults::testing::{damaged_uploads, PacketStatus, V1Writer, V2Writer};
+use common::app::TestApp;
 use common::{at, T0};
 use serde_json::{json, Value};
 
@@ -28,78 +29,32 @@ struct Refstack {
 }
 
 async fn spawn(configure: impl FnOnce(&mut Config)) -> Refstack {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = common::server_config(dir.path());
-    config.partisci.enabled = false;
-    configure(&mut config);
     let clock = t0();
-    let main = start(&config, clock.clone()).await;
+    let app = TestApp::start(clock.clone(), |config, _| {
+        config.partisci.enabled = false;
+        configure(config);
+    })
+    .await;
     Refstack {
-        main,
+        main: app.main,
         client: awc::Client::builder()
             .timeout(Duration::from_secs(60))
             .finish(),
-        config,
+        config: app.config,
         clock,
-        _dir: dir,
+        _dir: app.dir,
     }
 }
 
 fn t0() -> Arc<ManualClock> {
-    Arc::new(ManualClock::at(at(T0 * 1_000_000)))
+    common::app::t0_clock()
 }
 
-/// Starts a server on `config`'s log, and returns its base URL.
-async fn start(config: &Config, clock: Arc<ManualClock>) -> String {
-    format!("http://{}", common::start_server(config, clock).await.main)
-}
-
-/// An answer: status, content type and body.
-struct Answer {
-    status: u16,
-    content_type: String,
-    disposition: Option<String>,
-    body: Vec<u8>,
-}
-
-impl Answer {
-    fn json(&self) -> Value {
-        if self.body.is_empty() {
-            return Value::Null;
-        }
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|_| panic!("a JSON body: {}", String::from_utf8_lossy(&self.body)))
-    }
-
-    /// Checks a refusal in the face's shape, and returns its title.
-    #[track_caller]
-    fn refused(&self, status: u16) -> String {
-        let body = self.json();
-        assert_eq!(self.status, status, "{body}");
-        assert_eq!(body["code"], status, "{body}");
-        assert_eq!(body.as_object().unwrap().len(), 2, "{body}");
-        body["title"].as_str().expect("a title").to_owned()
-    }
-}
+type Answer = common::app::Answer<common::app::Refstack>;
 
 impl Refstack {
     async fn send(&self, request: awc::ClientRequest, body: impl Into<Vec<u8>>) -> Answer {
-        let mut response = request.send_body(body.into()).await.expect("an answer");
-        let header = |name: &str| {
-            response
-                .headers()
-                .get(name)
-                .map(|v| v.to_str().unwrap().to_owned())
-        };
-        let content_type = header("content-type").unwrap_or_default();
-        let disposition = header("content-disposition");
-        let body = response.body().limit(256 << 20).await.unwrap().to_vec();
-        Answer {
-            status: response.status().as_u16(),
-            content_type,
-            disposition,
-            body,
-        }
+        Answer::send(request, body, 256 << 20).await
     }
 
     async fn get(&self, path: &str) -> Answer {

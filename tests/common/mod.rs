@@ -2,6 +2,8 @@
 //! builders, and polling with a deadline.
 #![allow(dead_code)]
 
+pub mod app;
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
