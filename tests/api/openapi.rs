@@ -14,10 +14,9 @@ use std::time::Duration;
 use annals::actors::SystemClock;
 use annals::auth::{new_token, Access, Account, Role};
 use annals::config::Config;
-use annals::events::ExpectedVersion;
+use annals::events::{EventLog, ExpectedVersion};
 use annals::http::Face;
-use annals::startup::Application;
-use common::{fast, line, stream, TempLog};
+use common::{line, stream};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 
@@ -34,7 +33,8 @@ struct TestApp {
     token: String,
     /// A bearer token of an account without roles.
     user_token: String,
-    t: TempLog,
+    log: EventLog,
+    _dir: tempfile::TempDir,
 }
 
 /// Starts the real server on free ports over a new log, as [`spawn_with`] does with the
@@ -48,11 +48,10 @@ async fn spawn_app() -> TestApp {
 /// Partisci's danger mode on, so that every documented operation can succeed. `configure`
 /// changes the rest.
 async fn spawn_with(configure: impl FnOnce(&mut Config)) -> TestApp {
-    let t = TempLog::with(fast());
     let (token, token_hash) = new_token();
     let (user_token, user_token_hash) = new_token();
-    let mut config = Config {
-        accounts: vec![
+    let app = common::app::TestApp::start(Arc::new(SystemClock), |config, _| {
+        config.accounts = vec![
             Account {
                 name: "ops".into(),
                 password_hash: None,
@@ -65,44 +64,28 @@ async fn spawn_with(configure: impl FnOnce(&mut Config)) -> TestApp {
                 token_sha256: vec![user_token_hash],
                 roles: vec![],
             },
-        ],
-        ..Config::default()
-    };
-    config.http.listen = "127.0.0.1:0".into();
-    assert!(config.partisci.enabled, "every face runs");
-    config.partisci.listen = "127.0.0.1:0".into();
-    config.partisci.danger = true;
-    config.patrowl.listen = "127.0.0.1:0".into();
-    config.hpcwaas.listen = "127.0.0.1:0".into();
-    configure(&mut config);
-    let application = Application::build(&config, t.log.clone(), Arc::new(SystemClock))
-        .await
-        .expect("the server starts");
-    let address = format!("http://{}", application.addresses.main);
-    let partisci = format!(
-        "http://{}",
-        application.addresses.partisci.expect("its own listener")
-    );
-    let own = |address: Option<std::net::SocketAddr>| {
-        format!("http://{}", address.expect("its own listener"))
-    };
-    let patrowl = own(application.addresses.patrowl);
-    let hpcwaas = own(application.addresses.hpcwaas);
-    actix_rt::spawn(application.run());
+        ];
+        assert!(config.partisci.enabled, "every face runs");
+        config.partisci.danger = true;
+        configure(config);
+    })
+    .await;
+    let own = common::app::TestApp::own;
     // Redirects are answers to check, not to follow.
     let client = awc::Client::builder()
         .disable_redirects()
         .timeout(Duration::from_secs(60))
         .finish();
     TestApp {
-        address,
-        partisci,
-        patrowl,
-        hpcwaas,
+        address: app.main,
+        partisci: own(app.addresses.partisci),
+        patrowl: own(app.addresses.patrowl),
+        hpcwaas: own(app.addresses.hpcwaas),
         client,
         token,
         user_token,
-        t,
+        log: app.log,
+        _dir: app.dir,
     }
 }
 
@@ -152,8 +135,7 @@ impl TestApp {
     }
 
     async fn append(&self, stream_name: &str, text: &str) -> u64 {
-        self.t
-            .log
+        self.log
             .append(stream(stream_name), ExpectedVersion::Any, vec![line(text)])
             .await
             .unwrap()

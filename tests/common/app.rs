@@ -9,10 +9,11 @@ use std::sync::Arc;
 
 use annals::actors::{Clock, ManualClock};
 use annals::config::Config;
+use annals::events::EventLog;
 use annals::startup::Addresses;
 use serde_json::Value;
 
-use super::{at, server_config, start_server, T0};
+use super::{at, server_config, start_server_with_log, T0};
 
 /// The real server, in-process on the current actix system, over a log in its own temporary
 /// directory; every listener on a free loopback port.
@@ -23,6 +24,8 @@ pub struct TestApp {
     pub main: String,
     /// The configuration it was started on.
     pub config: Config,
+    /// Its log, for tests that write to it behind the server's back.
+    pub log: EventLog,
     /// Its data directory's parent, removed when dropped.
     pub dir: tempfile::TempDir,
 }
@@ -37,11 +40,12 @@ impl TestApp {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let mut config = server_config(dir.path());
         configure(&mut config, dir.path());
-        let addresses = start_server(&config, clock).await;
+        let (addresses, log) = start_server_with_log(&config, clock).await;
         TestApp {
             main: format!("http://{}", addresses.main),
             addresses,
             config,
+            log,
             dir,
         }
     }

@@ -77,13 +77,21 @@ pub async fn start_server(
     config: &annals::config::Config,
     clock: std::sync::Arc<dyn annals::actors::Clock>,
 ) -> annals::startup::Addresses {
+    start_server_with_log(config, clock).await.0
+}
+
+/// [`start_server`], with the server's log, for tests that write to it behind the server's back.
+pub async fn start_server_with_log(
+    config: &annals::config::Config,
+    clock: std::sync::Arc<dyn annals::actors::Clock>,
+) -> (annals::startup::Addresses, EventLog) {
     let log = EventLog::open(&config.data, config.log_options()).expect("the log opens");
-    let application = annals::startup::Application::build(config, log, clock)
+    let application = annals::startup::Application::build(config, log.clone(), clock)
         .await
         .expect("the server starts");
     let addresses = application.addresses.clone();
     actix_rt::spawn(application.run());
-    addresses
+    (addresses, log)
 }
 
 /// Options for tests that do not need power-loss durability: appends are still acknowledged
