@@ -118,6 +118,7 @@ impl XorShift {
 
 #[test]
 fn sigkill_at_random_moments_loses_no_acknowledged_event() {
+    let _load = common::LOAD_TEST.blocking_lock();
     let seed = std::env::var("ANNALS_CRASH_SEED")
         .ok()
         .and_then(|s| s.parse().ok())

@@ -90,6 +90,7 @@ fn the_inventory_survives_a_restart() {
 
 #[test]
 fn sigterm_under_write_load_loses_no_acknowledged_update() {
+    let _load = common::LOAD_TEST.blocking_lock();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("log");
     let server = serve(&data);

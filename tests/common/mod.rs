@@ -94,6 +94,12 @@ pub async fn start_server_with_log(
     (addresses, log)
 }
 
+/// Held by the load tests (a thousand followers, SIGKILL and SIGTERM under write load) for
+/// their whole run: they share one test binary with everything else, and each one's time limits
+/// assume the machine is not also running another of them. `lock().await` from async tests,
+/// `blocking_lock()` from the others.
+pub static LOAD_TEST: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Options for tests that do not need power-loss durability: appends are still acknowledged
 /// only after sled has written them, which is all a process crash needs.
 pub fn fast() -> LogOptions {
