@@ -2,6 +2,8 @@
 //! sleep), streaming observed before the program exits, stdin, environment, timeouts and
 //! cancellation that kill the whole process group, exit statuses, spawn errors and bounded
 //! output. Waits are on the program's own signals (a fifo, a line) or polls with a deadline.
+//! Its own test binary, not a module of `tests/api`: one test changes the process's umask and
+//! the umask every program is started with, which would reach the other tests' servers.
 
 mod common;
 

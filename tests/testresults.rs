@@ -2,6 +2,8 @@
 //! failures, skips, class fixture failures, attachments, noise), both JSON formats, each parsed
 //! to the expected view; then hostile uploads (truncated, bit-flipped, oversized, random) that
 //! must give an error or a valid parse, never a panic, with the heap they cost measured.
+//! Its own test binary, not a module of `tests/api`: the heap is measured by a counting global
+//! allocator, which would slow every other test.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;

@@ -2,6 +2,8 @@
 //! builders, and polling with a deadline.
 #![allow(dead_code)]
 
+pub mod app;
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -75,14 +77,28 @@ pub async fn start_server(
     config: &annals::config::Config,
     clock: std::sync::Arc<dyn annals::actors::Clock>,
 ) -> annals::startup::Addresses {
+    start_server_with_log(config, clock).await.0
+}
+
+/// [`start_server`], with the server's log, for tests that write to it behind the server's back.
+pub async fn start_server_with_log(
+    config: &annals::config::Config,
+    clock: std::sync::Arc<dyn annals::actors::Clock>,
+) -> (annals::startup::Addresses, EventLog) {
     let log = EventLog::open(&config.data, config.log_options()).expect("the log opens");
-    let application = annals::startup::Application::build(config, log, clock)
+    let application = annals::startup::Application::build(config, log.clone(), clock)
         .await
         .expect("the server starts");
     let addresses = application.addresses.clone();
     actix_rt::spawn(application.run());
-    addresses
+    (addresses, log)
 }
+
+/// Held by the load tests (a thousand followers, SIGKILL and SIGTERM under write load) for
+/// their whole run: they share one test binary with everything else, and each one's time limits
+/// assume the machine is not also running another of them. `lock().await` from async tests,
+/// `blocking_lock()` from the others.
+pub static LOAD_TEST: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Options for tests that do not need power-loss durability: appends are still acknowledged
 /// only after sled has written them, which is all a process crash needs.
@@ -377,4 +393,17 @@ pub fn failed_serve(
         child.try_wait().expect("the child can be waited for")
     });
     (status, reader.join().expect("stderr is read"))
+}
+
+/// The settings every golden file is checked with: the files live in `snapshots/` at the
+/// crate's root, named without the test's module, and each of `redactions` (a selector and what
+/// stands in for it) hides what changes from run to run.
+pub fn snapshots(redactions: &[(&str, &str)]) -> insta::Settings {
+    let mut settings = insta::Settings::clone_current();
+    settings.set_snapshot_path(concat!(env!("CARGO_MANIFEST_DIR"), "/snapshots"));
+    settings.set_prepend_module_to_snapshot(false);
+    for (selector, replacement) in redactions {
+        settings.add_redaction(selector, *replacement);
+    }
+    settings
 }

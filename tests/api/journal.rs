@@ -1,7 +1,7 @@
 //! The journal and the reads of a real log on disk: ordering, optimistic concurrency,
 //! idempotent retries, limits, waits, and opening bad directories.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;

@@ -6,18 +6,17 @@
 //! encrypted and destroyed, the face's own listener, golden bodies, and a restart of
 //! `annals serve` in the middle of a run.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use annals::actors::workflow::catalogue::{InputKind, InputSpec, OutputSpec, StepSpec};
 use annals::actors::workflow::WorkflowSpec;
-use annals::actors::ManualClock;
 use annals::auth::{hash_password, Account, Role};
 use annals::config::Config;
-use common::{at, poll_async, T0};
+use common::app::TestApp;
+use common::poll_async;
 use serde_json::{json, Value};
 
 const ADA: (&str, &str) = ("ada", "ada's password");
@@ -157,56 +156,23 @@ struct Face {
     dir: tempfile::TempDir,
 }
 
-/// An answer: status, headers that matter, body.
-struct Answer {
-    status: u16,
-    location: Option<String>,
-    www_authenticate: Option<String>,
-    body: Vec<u8>,
-}
-
-impl Answer {
-    fn json(&self) -> Value {
-        if self.body.is_empty() {
-            return Value::Null;
-        }
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|_| panic!("a JSON body: {}", String::from_utf8_lossy(&self.body)))
-    }
-
-    /// Checks a refusal in the face's envelope, and returns its detail.
-    #[track_caller]
-    fn refused(&self, status: u16, id: &str) -> String {
-        let body = self.json();
-        assert_eq!(self.status, status, "{body}");
-        let errors = body["errors"].as_array().expect("an errors list");
-        assert_eq!(errors.len(), 1, "{body}");
-        assert_eq!(errors[0]["id"], id, "{body}");
-        assert_eq!(errors[0]["status"], status, "{body}");
-        assert!(errors[0]["title"].is_string(), "{body}");
-        errors[0]["detail"].as_str().expect("a detail").to_owned()
-    }
-}
+type Answer = common::app::Answer<common::app::Hpcwaas>;
 
 async fn spawn(configure: impl FnOnce(&mut Config)) -> Face {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = common::server_config(dir.path());
-    config.partisci.enabled = false;
-    config.refstack.enabled = false;
-    config.accounts = accounts();
-    config.hpcwaas.workflows = workflows(dir.path());
-    config.hpcwaas.kill_grace_s = 1;
-    configure(&mut config);
-    let clock = Arc::new(ManualClock::at(at(T0 * 1_000_000)));
-    let addresses = common::start_server(&config, clock).await;
+    let app = TestApp::start(common::app::t0_clock(), |config, dir| {
+        config.partisci.enabled = false;
+        config.refstack.enabled = false;
+        config.accounts = accounts();
+        config.hpcwaas.workflows = workflows(dir);
+        config.hpcwaas.kill_grace_s = 1;
+        configure(config);
+    })
+    .await;
     Face {
-        main: format!("http://{}", addresses.main),
-        own: format!(
-            "http://{}",
-            addresses.of("hpcwaas").expect("its own listener")
-        ),
+        own: TestApp::own(app.addresses.of("hpcwaas")),
+        main: app.main,
         client: awc::Client::builder().timeout(WAIT * 2).finish(),
-        dir,
+        dir: app.dir,
     }
 }
 
@@ -231,26 +197,7 @@ impl Face {
             request = request.basic_auth(name, password);
         }
         // As the `waas` client: no content type, whatever the body.
-        let mut response = request.send_body(body.to_vec()).await.expect("an answer");
-        let header = |name: &str| {
-            response
-                .headers()
-                .get(name)
-                .map(|v| v.to_str().unwrap().to_owned())
-        };
-        let (location, www_authenticate) = (header("location"), header("www-authenticate"));
-        let body = response
-            .body()
-            .limit(16 * 1024 * 1024)
-            .await
-            .expect("a body")
-            .to_vec();
-        Answer {
-            status: response.status().as_u16(),
-            location,
-            www_authenticate,
-            body,
-        }
+        Answer::send(request, body.to_vec(), 16 * 1024 * 1024).await
     }
 
     async fn get(&self, uri: &str) -> Answer {
@@ -935,12 +882,10 @@ async fn keys_are_kept_encrypted_used_by_steps_and_destroyed() {
 }
 
 fn settings() -> insta::Settings {
-    let mut settings = insta::Settings::clone_current();
-    settings.set_snapshot_path("../snapshots");
-    settings.set_prepend_module_to_snapshot(false);
-    settings.add_redaction(".public_key", "[public key]");
-    settings.add_redaction(".fingerprint", "[fingerprint]");
-    settings
+    common::snapshots(&[
+        (".public_key", "[public key]"),
+        (".fingerprint", "[fingerprint]"),
+    ])
 }
 
 #[actix_rt::test]

@@ -2,7 +2,7 @@
 //! actor system or a log: every command's success and rejection, the restart rule, the event
 //! codec, and the checked inputs (engine names, scan ids).
 
-mod common;
+use crate::common;
 
 use annals::actors::scan::{
     Asset, AssetScanned, Confidence, Datatype, EngineName, Finding, FindingReported, Progress,
@@ -40,7 +40,7 @@ fn request(assets: Vec<Asset>) -> ScanCommand {
     }
 }
 
-fn requested() -> ScanEvent {
+pub(crate) fn requested() -> ScanEvent {
     ScanEvent::ScanRequested(ScanRequested {
         engine: engine(),
         scan_id: ScanId::parse("42").unwrap(),
@@ -51,11 +51,11 @@ fn requested() -> ScanEvent {
     })
 }
 
-fn began() -> ScanEvent {
+pub(crate) fn began() -> ScanEvent {
     ScanEvent::ScanBegan(ScanBegan { at: at(2) })
 }
 
-fn finding() -> Finding {
+pub(crate) fn finding() -> Finding {
     Finding {
         severity: Severity::Info,
         confidence: Confidence::Certain,
@@ -75,7 +75,7 @@ fn finding() -> Finding {
     }
 }
 
-fn finished() -> ScanEvent {
+pub(crate) fn finished() -> ScanEvent {
     ScanEvent::ScanFinished(ScanFinished {
         raw: vec![],
         at: at(9),

@@ -3,7 +3,7 @@
 //! route generations, validation over HTTP and UDP, read-your-write, retention, clearing, body
 //! limits, auth, the face's own listener, and concurrent writers.
 
-mod common;
+use crate::common;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
@@ -12,6 +12,7 @@ use std::time::Duration;
 use annals::actors::ManualClock;
 use annals::auth::{Access, Account, Role};
 use annals::config::Config;
+use common::app::TestApp;
 use common::{at, poll_async, T0};
 use serde_json::{json, Value};
 
@@ -25,19 +26,16 @@ struct Inventory {
 }
 
 async fn spawn(configure: impl FnOnce(&mut Config)) -> Inventory {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = common::server_config(dir.path());
-    configure(&mut config);
-    let clock = Arc::new(ManualClock::at(at(T0 * 1_000_000)));
-    let addresses = common::start_server(&config, clock.clone()).await;
+    let clock = common::app::t0_clock();
+    let app = TestApp::start(clock.clone(), |config, _| configure(config)).await;
     Inventory {
-        main: format!("http://{}", addresses.main),
-        partisci: addresses.of("partisci").expect("its own listener"),
+        main: app.main,
+        partisci: app.addresses.of("partisci").expect("its own listener"),
         client: awc::Client::builder()
             .timeout(Duration::from_secs(60))
             .finish(),
         clock,
-        _dir: dir,
+        _dir: app.dir,
     }
 }
 
@@ -112,10 +110,7 @@ fn json_or_text(body: &[u8]) -> Value {
 }
 
 fn settings() -> insta::Settings {
-    let mut settings = insta::Settings::clone_current();
-    settings.set_snapshot_path("../snapshots");
-    settings.set_prepend_module_to_snapshot(false);
-    settings
+    common::snapshots(&[])
 }
 
 /// The known inventory: two apps, three hosts, two instances of one app on one host.

@@ -5,7 +5,7 @@
 //! (including the routes that ask for credentials only when their face is configured to), and
 //! Swagger UI comes whole from the server, with nothing from outside.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -14,9 +14,8 @@ use std::time::Duration;
 use annals::actors::SystemClock;
 use annals::auth::{new_token, Access, Account, Role};
 use annals::config::Config;
-use annals::events::ExpectedVersion;
-use annals::startup::Application;
-use common::{fast, line, stream, TempLog};
+use annals::events::{EventLog, ExpectedVersion};
+use common::{line, stream};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 
@@ -33,7 +32,8 @@ struct TestApp {
     token: String,
     /// A bearer token of an account without roles.
     user_token: String,
-    t: TempLog,
+    log: EventLog,
+    _dir: tempfile::TempDir,
 }
 
 /// Starts the real server on free ports over a new log, as [`spawn_with`] does with the
@@ -47,11 +47,10 @@ async fn spawn_app() -> TestApp {
 /// Partisci's danger mode on, so that every documented operation can succeed. `configure`
 /// changes the rest.
 async fn spawn_with(configure: impl FnOnce(&mut Config)) -> TestApp {
-    let t = TempLog::with(fast());
     let (token, token_hash) = new_token();
     let (user_token, user_token_hash) = new_token();
-    let mut config = Config {
-        accounts: vec![
+    let app = common::app::TestApp::start(Arc::new(SystemClock), |config, _| {
+        config.accounts = vec![
             Account {
                 name: "ops".into(),
                 password_hash: None,
@@ -64,73 +63,32 @@ async fn spawn_with(configure: impl FnOnce(&mut Config)) -> TestApp {
                 token_sha256: vec![user_token_hash],
                 roles: vec![],
             },
-        ],
-        ..Config::default()
-    };
-    config.http.listen = "127.0.0.1:0".into();
-    assert!(config.partisci.enabled, "every face runs");
-    config.partisci.listen = "127.0.0.1:0".into();
-    config.partisci.danger = true;
-    config.patrowl.listen = "127.0.0.1:0".into();
-    config.hpcwaas.listen = "127.0.0.1:0".into();
-    configure(&mut config);
-    let application = Application::build(&config, t.log.clone(), Arc::new(SystemClock))
-        .await
-        .expect("the server starts");
-    let address = format!("http://{}", application.addresses.main);
-    let partisci = format!(
-        "http://{}",
-        application
-            .addresses
-            .of("partisci")
-            .expect("its own listener")
-    );
-    let own = |address: Option<std::net::SocketAddr>| {
-        format!("http://{}", address.expect("its own listener"))
-    };
-    let patrowl = own(application.addresses.of("patrowl"));
-    let hpcwaas = own(application.addresses.of("hpcwaas"));
-    actix_rt::spawn(application.run());
+        ];
+        assert!(config.partisci.enabled, "every face runs");
+        config.partisci.danger = true;
+        configure(config);
+    })
+    .await;
+    let own = common::app::TestApp::own;
     // Redirects are answers to check, not to follow.
     let client = awc::Client::builder()
         .disable_redirects()
         .timeout(Duration::from_secs(60))
         .finish();
     TestApp {
-        address,
-        partisci,
-        patrowl,
-        hpcwaas,
+        address: app.main,
+        partisci: own(app.addresses.of("partisci")),
+        patrowl: own(app.addresses.of("patrowl")),
+        hpcwaas: own(app.addresses.of("hpcwaas")),
         client,
         token,
         user_token,
-        t,
+        log: app.log,
+        _dir: app.dir,
     }
 }
 
-/// One answer of the server.
-struct Answer {
-    status: u16,
-    content_type: String,
-    body: Vec<u8>,
-    location: Option<String>,
-    www_authenticate: Option<String>,
-}
-
-impl Answer {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!(
-                "a JSON body: {e}: {}",
-                String::from_utf8_lossy(&self.body[..self.body.len().min(500)])
-            )
-        })
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8(self.body.clone()).expect("a UTF-8 body")
-    }
-}
+type Answer = common::app::Answer;
 
 impl TestApp {
     async fn get(&self, uri: &str, with_token: bool) -> Answer {
@@ -159,34 +117,13 @@ impl TestApp {
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
-        let mut response = if body.is_empty() {
+        let response = if body.is_empty() {
             request.send().await
         } else {
             request.send_body(body).await
         }
         .expect("the server answers");
-        let header = |name: &str| {
-            response
-                .headers()
-                .get(name)
-                .map(|v| v.to_str().expect("an ASCII header").to_owned())
-        };
-        let content_type = header("content-type").unwrap_or_default();
-        let location = header("location");
-        let www_authenticate = header("www-authenticate");
-        let body = response
-            .body()
-            .limit(64 << 20)
-            .await
-            .expect("a whole body")
-            .to_vec();
-        Answer {
-            status: response.status().as_u16(),
-            content_type,
-            body,
-            location,
-            www_authenticate,
-        }
+        Answer::read(response, 64 << 20).await
     }
 
     async fn document(&self) -> Value {
@@ -197,8 +134,7 @@ impl TestApp {
     }
 
     async fn append(&self, stream_name: &str, text: &str) -> u64 {
-        self.t
-            .log
+        self.log
             .append(stream(stream_name), ExpectedVersion::Any, vec![line(text)])
             .await
             .unwrap()

@@ -1,7 +1,7 @@
 //! Entities hosted by real actix actors over a real log: commands, rejections, activation,
 //! passivation, snapshots, side effects, restart and reconciliation, projections.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};

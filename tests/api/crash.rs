@@ -3,7 +3,7 @@
 //! and checks, after each restart, that every acknowledged event is present and unchanged and
 //! that the log verifies. A write failure (file size limit) must fail appends, not lose acks.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -118,6 +118,7 @@ impl XorShift {
 
 #[test]
 fn sigkill_at_random_moments_loses_no_acknowledged_event() {
+    let _load = common::LOAD_TEST.blocking_lock();
     let seed = std::env::var("ANNALS_CRASH_SEED")
         .ok()
         .and_then(|s| s.parse().ok())

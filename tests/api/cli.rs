@@ -1,7 +1,7 @@
 //! The `annals` binary end to end: `load`, `export`, `replay`, and `serve` with its start-up
 //! reconciliation, health check and graceful stop.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -1,7 +1,7 @@
 //! Given/when/then tests of the `host` entity's rules (the inventory face), run without an
 //! actor system or a log, and of its event codec and entity ids.
 
-mod common;
+use crate::common;
 
 use annals::actors::inventory::{
     host_entity_id, HostCleared, HostCommand, HostEvent, HostRecord, HostRejection, VersionExpired,
@@ -17,7 +17,7 @@ fn report(app: &str, ver: &str, host: &str, instance: u16) -> VersionReport {
     VersionReport::parse(body.to_string().as_bytes()).expect("a valid report")
 }
 
-fn reported(app_id: &str, host: &str, instance: u16, micros: i64) -> HostEvent {
+pub(crate) fn reported(app_id: &str, host: &str, instance: u16, micros: i64) -> HostEvent {
     HostEvent::VersionReported(VersionReported {
         app_id: app_id.into(),
         app: app_id.into(),

@@ -1,7 +1,7 @@
 //! The blob store on a real directory: content addressing, the file layout, idempotent and
 //! atomic writes, checked reads, and that it keeps clear of sled's own `blobs/` directory.
 
-mod common;
+use crate::common;
 
 use annals::blobs::{BlobError, BlobHash, BlobStore, UPLOADS_DIR};
 use common::TempLog;

@@ -2,7 +2,7 @@
 //! waits and timeouts, filters, many concurrent followers, stream follows, replayed state, and
 //! the error shape of bad requests.
 
-mod common;
+use crate::common;
 
 use std::net::TcpListener;
 use std::os::fd::AsRawFd;
@@ -369,6 +369,7 @@ async fn write_concurrently(log: &EventLog, writers: u64, total: u64) {
 
 #[actix_rt::test]
 async fn a_thousand_followers_see_every_event_once_in_order_while_many_write() {
+    let _load = common::LOAD_TEST.lock().await;
     const FOLLOWERS: usize = 1_000;
     const THREADS: usize = 4;
     const WRITERS: u64 = 100;

@@ -1,7 +1,7 @@
 //! TLS on the listener: a real handshake with a self-signed certificate, as GROS clients make
 //! it, against `annals serve` as a child process; and clear errors for bad TLS settings.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

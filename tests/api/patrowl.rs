@@ -4,17 +4,15 @@
 //! its body shape (golden files), every refusal, stop, stopscans, clean, both base spellings,
 //! the face's own listener, auth, and a restart of `annals serve` in the middle of a scan.
 
-mod common;
+use crate::common;
 
 use std::io::Read;
-use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::{web, App, HttpResponse, HttpServer};
-use annals::actors::ManualClock;
 use annals::auth::{new_token, Account, Role};
 use annals::config::{Config, EngineConfig, ScannerKind};
-use common::{at, T0};
+use common::app::TestApp;
 use serde_json::{json, Value};
 
 /// How long a scan may take to end in these tests.
@@ -28,31 +26,7 @@ struct Face {
     dir: tempfile::TempDir,
 }
 
-/// An answer: status, headers of interest and body.
-struct Answer {
-    status: u16,
-    content_type: String,
-    disposition: Option<String>,
-    location: Option<String>,
-    body: Vec<u8>,
-}
-
-impl Answer {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|_| panic!("a JSON body: {}", String::from_utf8_lossy(&self.body)))
-    }
-
-    /// Checks a refusal in the face's shape; returns its reason.
-    #[track_caller]
-    fn refused(&self, status: u16, word: &str) -> String {
-        let body = self.json();
-        assert_eq!(self.status, status, "{body}");
-        assert_eq!(body["status"], word, "{body}");
-        assert!(body["page"].is_string(), "{body}");
-        body["reason"].as_str().expect("a reason").to_owned()
-    }
-}
+type Answer = common::app::Answer<common::app::Patrowl>;
 
 /// A `command` engine running `sh -c script`.
 fn command_engine(name: &str, script: &str) -> EngineConfig {
@@ -116,48 +90,27 @@ fn engines(config: &mut Config, dir: &std::path::Path) {
 }
 
 async fn spawn(configure: impl FnOnce(&mut Config)) -> Face {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = common::server_config(dir.path());
-    config.partisci.enabled = false;
-    config.refstack.enabled = false;
-    engines(&mut config, dir.path());
-    configure(&mut config);
-    let clock = Arc::new(ManualClock::at(at(T0 * 1_000_000)));
-    let addresses = common::start_server(&config, clock).await;
+    let app = TestApp::start(common::app::t0_clock(), |config, dir| {
+        config.partisci.enabled = false;
+        config.refstack.enabled = false;
+        engines(config, dir);
+        configure(config);
+    })
+    .await;
     Face {
-        main: format!("http://{}", addresses.main),
-        own: format!(
-            "http://{}",
-            addresses.of("patrowl").expect("its own listener")
-        ),
+        own: TestApp::own(app.addresses.of("patrowl")),
+        main: app.main,
         client: awc::Client::builder()
             .disable_redirects()
             .timeout(Duration::from_secs(60))
             .finish(),
-        dir,
+        dir: app.dir,
     }
 }
 
 impl Face {
     async fn send(&self, request: awc::ClientRequest, body: Vec<u8>) -> Answer {
-        let mut response = request.send_body(body).await.expect("an answer");
-        let header = |name: &str| {
-            response
-                .headers()
-                .get(name)
-                .map(|v| v.to_str().unwrap().to_owned())
-        };
-        let content_type = header("content-type").unwrap_or_default();
-        let disposition = header("content-disposition");
-        let location = header("location");
-        let body = response.body().limit(64 << 20).await.unwrap().to_vec();
-        Answer {
-            status: response.status().as_u16(),
-            content_type,
-            disposition,
-            location,
-            body,
-        }
+        Answer::send(request, body, 64 << 20).await
     }
 
     async fn get(&self, path: &str) -> Answer {
@@ -1140,10 +1093,7 @@ async fn with_accounts_stopping_and_cleaning_need_an_admin() {
 }
 
 fn settings() -> insta::Settings {
-    let mut settings = insta::Settings::clone_current();
-    settings.set_snapshot_path("../snapshots");
-    settings.set_prepend_module_to_snapshot(false);
-    settings
+    common::snapshots(&[])
 }
 
 #[actix_rt::test]

@@ -2,7 +2,7 @@
 //! snapshot plus its tail equals a full replay; a projection rebuilt from position 0 equals the
 //! live one.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -7,7 +7,7 @@
 //! arriving is answered 408 after `[http] body_timeout_s`, each face's own listener moves or
 //! turns off with a flag or variable, start-up says one line per listener, and the request log.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
@@ -90,6 +90,7 @@ fn the_inventory_survives_a_restart() {
 
 #[test]
 fn sigterm_under_write_load_loses_no_acknowledged_update() {
+    let _load = common::LOAD_TEST.blocking_lock();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("log");
     let server = serve(&data);

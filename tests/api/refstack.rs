@@ -6,7 +6,7 @@
 //! `/v1/results` API with signatures (keys up to 16,384 bits, as refstack-client signs), a base
 //! URL with a trailing slash, golden bodies, and a restart of `annals serve`.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +15,7 @@ use annals::actors::ManualClock;
 use annals::auth::{new_token, Access, Account, Role};
 use annals::config::Config;
 use annals::testresults::testing::{damaged_uploads, PacketStatus, V1Writer, V2Writer};
+use common::app::TestApp;
 use common::{at, T0};
 use serde_json::{json, Value};
 
@@ -28,78 +29,32 @@ struct Refstack {
 }
 
 async fn spawn(configure: impl FnOnce(&mut Config)) -> Refstack {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = common::server_config(dir.path());
-    config.partisci.enabled = false;
-    configure(&mut config);
     let clock = t0();
-    let main = start(&config, clock.clone()).await;
+    let app = TestApp::start(clock.clone(), |config, _| {
+        config.partisci.enabled = false;
+        configure(config);
+    })
+    .await;
     Refstack {
-        main,
+        main: app.main,
         client: awc::Client::builder()
             .timeout(Duration::from_secs(60))
             .finish(),
-        config,
+        config: app.config,
         clock,
-        _dir: dir,
+        _dir: app.dir,
     }
 }
 
 fn t0() -> Arc<ManualClock> {
-    Arc::new(ManualClock::at(at(T0 * 1_000_000)))
+    common::app::t0_clock()
 }
 
-/// Starts a server on `config`'s log, and returns its base URL.
-async fn start(config: &Config, clock: Arc<ManualClock>) -> String {
-    format!("http://{}", common::start_server(config, clock).await.main)
-}
-
-/// An answer: status, content type and body.
-struct Answer {
-    status: u16,
-    content_type: String,
-    disposition: Option<String>,
-    body: Vec<u8>,
-}
-
-impl Answer {
-    fn json(&self) -> Value {
-        if self.body.is_empty() {
-            return Value::Null;
-        }
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|_| panic!("a JSON body: {}", String::from_utf8_lossy(&self.body)))
-    }
-
-    /// Checks a refusal in the face's shape, and returns its title.
-    #[track_caller]
-    fn refused(&self, status: u16) -> String {
-        let body = self.json();
-        assert_eq!(self.status, status, "{body}");
-        assert_eq!(body["code"], status, "{body}");
-        assert_eq!(body.as_object().unwrap().len(), 2, "{body}");
-        body["title"].as_str().expect("a title").to_owned()
-    }
-}
+type Answer = common::app::Answer<common::app::Refstack>;
 
 impl Refstack {
     async fn send(&self, request: awc::ClientRequest, body: impl Into<Vec<u8>>) -> Answer {
-        let mut response = request.send_body(body.into()).await.expect("an answer");
-        let header = |name: &str| {
-            response
-                .headers()
-                .get(name)
-                .map(|v| v.to_str().unwrap().to_owned())
-        };
-        let content_type = header("content-type").unwrap_or_default();
-        let disposition = header("content-disposition");
-        let body = response.body().limit(256 << 20).await.unwrap().to_vec();
-        Answer {
-            status: response.status().as_u16(),
-            content_type,
-            disposition,
-            body,
-        }
+        Answer::send(request, body, 256 << 20).await
     }
 
     async fn get(&self, path: &str) -> Answer {
@@ -844,13 +799,11 @@ async fn runs_statuses_and_uploads_survive_a_restart() {
 }
 
 fn settings() -> insta::Settings {
-    let mut settings = insta::Settings::clone_current();
-    settings.set_snapshot_path("../snapshots");
-    settings.set_prepend_module_to_snapshot(false);
-    // The listener's port is in every `url`.
-    settings.add_redaction(".url", "[url]");
-    settings.add_redaction(".results[].url", "[url]");
-    settings
+    common::snapshots(&[
+        // The listener's port is in every `url`.
+        (".url", "[url]"),
+        (".results[].url", "[url]"),
+    ])
 }
 
 #[actix_rt::test]
@@ -1262,7 +1215,7 @@ async fn a_body_signed_with_an_8192_bit_key_as_refstack_client_signs_it_is_taken
     // 8192`; ssh-keygen makes RSA keys up to 16,384 bits): its JSON body, X-Signature and
     // X-Public-Key. Upstream verifies keys of any size.
     let sent: Value =
-        serde_json::from_str(include_str!("data/refstack-client-signed-8192.json")).unwrap();
+        serde_json::from_str(include_str!("../data/refstack-client-signed-8192.json")).unwrap();
     let face = spawn(|_| {}).await;
     let answer = face
         .submit(

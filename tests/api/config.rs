@@ -1,7 +1,7 @@
 //! Configuration: the documented example, checks that name every bad key with its line, and
 //! the precedence of defaults, file, environment and flags.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

@@ -2,7 +2,7 @@
 //! run without an actor system or a log; their event codecs; and the checked inputs a run takes
 //! (clouds, status messages) with the configuration fragment a cloud gives.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 
@@ -37,7 +37,7 @@ fn cloud() -> Cloud {
     .expect("a valid cloud")
 }
 
-fn opened(micros: i64) -> TestRunEvent {
+pub(crate) fn opened(micros: i64) -> TestRunEvent {
     TestRunEvent::TestRunOpened(TestRunOpened {
         cloud: Some(cloud()),
         by: Some("ada".into()),
@@ -53,7 +53,7 @@ fn status(text: &str, finished: bool) -> TestRunCommand {
     }
 }
 
-fn upload() -> Upload {
+pub(crate) fn upload() -> Upload {
     let stream = b"test: a.B.test_x\nsuccess: a.B.test_x\ntest: a.B.test_y\nfailure: a.B.test_y\n";
     let run = testresults::parse(stream, &Limits::default()).expect("parses");
     Upload {

@@ -1,7 +1,7 @@
 //! Tampering with the stored log through the storage layer itself: `verify` (the library call
 //! and the `annals verify` command) must fail and name the first bad position.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

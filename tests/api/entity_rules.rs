@@ -1,7 +1,7 @@
 //! Given/when/then tests of the `job` entity's rules, run without an actor system or a log,
 //! and of its event codec (upcasting, unknown types and versions).
 
-mod common;
+use crate::common;
 
 use annals::actors::job::{
     Job, JobCommand, JobEvent, JobFinished, JobInterrupted, JobRejection, JobStarted, JobStatus,
