@@ -21,6 +21,7 @@ use crate::actors::workflow::{runner::RunLimits, Executions};
 use crate::actors::{reconcile, Clock, Entities, NoEffects, SystemClock};
 use crate::auth::Auth;
 use crate::config::Config;
+use crate::declarations::Declarations;
 use crate::events::EventLog;
 use crate::http::{self, Face, Faces, Guard, HttpState, Serves};
 
@@ -62,13 +63,22 @@ impl Application {
         log: EventLog,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Application> {
-        // The recorder first, so that what start-up records (settling appends) is counted.
-        crate::metrics::handle();
         // Settings are checked before anything starts, every problem at once, as `annals
         // config check` reports them.
-        let declarations = config
-            .declarations()
+        let declarations = Declarations::parse(config)
             .map_err(|problems| anyhow::anyhow!("{}", problems.join("; ")))?;
+        Application::build_with(config, declarations, log, clock).await
+    }
+
+    /// [`Application::build`] on declarations already parsed from `config`.
+    pub async fn build_with(
+        config: &Config,
+        declarations: Declarations,
+        log: EventLog,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Application> {
+        // The recorder first, so that what start-up records (settling appends) is counted.
+        crate::metrics::handle();
         let auth = Arc::new(
             Auth::new(config.accounts.clone())
                 .map_err(|reason| anyhow::anyhow!("the accounts are not valid: {reason}"))?,
@@ -352,8 +362,12 @@ pub fn termination() -> std::io::Result<impl std::future::Future<Output = &'stat
 }
 
 /// Starts the server on the real clock, for `annals serve`.
-pub async fn build(config: &Config, log: EventLog) -> anyhow::Result<Application> {
-    Application::build(config, log, Arc::new(SystemClock)).await
+pub async fn build(
+    config: &Config,
+    declarations: Declarations,
+    log: EventLog,
+) -> anyhow::Result<Application> {
+    Application::build_with(config, declarations, log, Arc::new(SystemClock)).await
 }
 
 /// Every socket the configuration listens on, bound at once.

@@ -6,7 +6,8 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use annals::config::{check, Config, ConfigError};
+use annals::config::{Config, ConfigError};
+use annals::declarations::{check, Declarations};
 use annals::events::Durability;
 
 fn example() -> String {
@@ -421,7 +422,7 @@ key = \"lower\"
     // Start-up refuses the same, from the file or the environment alike.
     let config = Config::load(None, env(&[("ANNALS_HTTP_SSE_KEEP_ALIVE_S", "0")])).unwrap();
     assert_eq!(
-        config.declarations().err().unwrap(),
+        Declarations::parse(&config).err().unwrap(),
         ["[http]: sse_keep_alive_s must be at least 1 (second)"]
     );
 }
