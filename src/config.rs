@@ -8,11 +8,9 @@
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::actors::Settings;
 use crate::auth::{Access, Account};
 use crate::events::{Durability, LogOptions};
 
@@ -634,14 +632,14 @@ impl Default for HttpSection {
     }
 }
 
+/// The entity runtime's defaults: `actors::Settings::default` is made from them.
 impl Default for ActorsSection {
     fn default() -> Self {
-        let settings = Settings::default();
         ActorsSection {
-            idle_timeout_s: settings.idle_timeout.as_secs(),
-            max_resident: settings.max_resident,
-            snapshot_every: settings.snapshot_every,
-            replay_budget_ms: settings.replay_budget.as_millis() as u64,
+            idle_timeout_s: 600,
+            max_resident: 10_000,
+            snapshot_every: 1_000,
+            replay_budget_ms: 20,
         }
     }
 }
@@ -666,15 +664,6 @@ impl Config {
             max_event_bytes: (self.log.max_event_kb * 1024) as usize,
             cache_bytes: self.log.cache_mb * 1024 * 1024,
             ..LogOptions::default()
-        }
-    }
-
-    pub fn actor_settings(&self) -> Settings {
-        Settings {
-            idle_timeout: Duration::from_secs(self.actors.idle_timeout_s),
-            max_resident: self.actors.max_resident,
-            snapshot_every: self.actors.snapshot_every.max(1),
-            replay_budget: Duration::from_millis(self.actors.replay_budget_ms),
         }
     }
 

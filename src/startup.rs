@@ -89,7 +89,7 @@ impl Application {
             request_log: config.http.request_log,
         };
         let tls = tls_config("http", &config.http.tls_cert, &config.http.tls_key)?;
-        let settings = config.actor_settings();
+        let settings = crate::actors::Settings::from(&config.actors);
         for warning in &declarations.warnings {
             tracing::warn!("{warning}; start-up goes on");
         }

@@ -561,7 +561,9 @@ fn serve_refuses_a_files_bad_declaration_at_its_line_before_opening_the_log() {
     assert_eq!(refused.status.code(), Some(2));
     let err = String::from_utf8_lossy(&refused.stderr);
     assert!(
-        err.contains("is not valid:\n  line 4: [[patrowl.engines]]: engine tcp is configured twice"),
+        err.contains(
+            "is not valid:\n  line 4: [[patrowl.engines]]: engine tcp is configured twice"
+        ),
         "{err}"
     );
     assert!(!data.exists(), "the log was opened");
