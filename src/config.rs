@@ -192,7 +192,8 @@ impl Default for PatrowlSection {
 }
 
 /// Every asset datatype Patrowl names, in its order: what a `command` engine takes unless
-/// told otherwise. The scan engine face parses each into its own type.
+/// told otherwise. The scan engine face parses each into its own type; a test keeps the two
+/// lists equal.
 pub const ASSET_TYPES: [&str; 11] = [
     "ip",
     "ip-range",

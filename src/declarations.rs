@@ -267,3 +267,16 @@ fn survey(config: &Config, programs: bool) -> Survey {
         warnings,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::actors::scan::Datatype;
+
+    #[test]
+    fn the_files_asset_types_are_the_datatypes_the_scan_face_parses() {
+        assert_eq!(
+            crate::config::ASSET_TYPES,
+            Datatype::ALL.map(Datatype::as_str)
+        );
+    }
+}
