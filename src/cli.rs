@@ -18,7 +18,8 @@ mod remote;
 use crate::actors::job::{JobEvent, JobStarted, Level, LineRecorded};
 use crate::actors::kinds;
 use crate::actors::state::ReplayUntil;
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
+use crate::declarations::Declarations;
 use crate::events::codec::render;
 use crate::events::verify::verify;
 use crate::events::{
@@ -227,13 +228,34 @@ pub fn run() -> ExitCode {
         }
         config.http.request_log |= request_log;
     }
+    // The faces' declarations, parsed once, as start-up runs on them: a file that declares
+    // something wrong is refused whatever the command, each problem at its line, as a check
+    // reports it. What only the environment or the flags make wrong stops the server alone.
+    let serving = matches!(cli.command, Command::Serve { .. });
+    let declarations = match Declarations::parse(&config) {
+        Ok(declarations) => Some(declarations),
+        Err(problems) => {
+            if let Some(error) = cli.config.as_deref().and_then(file_problems) {
+                eprintln!("annals: {error}");
+                return ExitCode::from(2);
+            }
+            if serving {
+                eprintln!("annals: {}", problems.join("; "));
+                return ExitCode::FAILURE;
+            }
+            None
+        }
+    };
     let options = config.log_options();
     let data = config.data.clone();
     let outcome = match cli.command {
         Command::Config { .. } => show_config(&config),
         Command::Serve {
             insecure_no_auth, ..
-        } => serve(&config, insecure_no_auth),
+        } => match declarations {
+            Some(declarations) => serve(&config, declarations, insecure_no_auth),
+            None => Err(anyhow::anyhow!("the declarations are not valid")),
+        },
         Command::HashPassword => hash_password(),
         Command::NewToken => new_token(),
         Command::Export {
@@ -361,6 +383,16 @@ fn parse_at_time(raw: &str) -> Result<DateTime<Utc>, String> {
     ))
 }
 
+/// The problems a configuration file holds itself, each at its line, if any.
+fn file_problems(path: &Path) -> Option<ConfigError> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let problems = crate::declarations::check(&text).err()?;
+    Some(ConfigError::Invalid {
+        path: path.to_owned(),
+        problems,
+    })
+}
+
 fn check_config(file: Option<&Path>) -> ExitCode {
     let Some(file) = file else {
         eprintln!("annals: name the file to check, or give --config");
@@ -373,7 +405,7 @@ fn check_config(file: Option<&Path>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let review = crate::config::review(&text);
+    let review = crate::declarations::review(&text);
     // The report is written at once, so that a reader gone early (`| head -1`) is one error
     // to tell from the others, as for every other command.
     let mut report = String::new();
@@ -498,7 +530,11 @@ fn check_exposure(config: &Config, insecure_no_auth: bool) -> anyhow::Result<()>
     Ok(())
 }
 
-fn serve(config: &Config, insecure_no_auth: bool) -> anyhow::Result<()> {
+fn serve(
+    config: &Config,
+    declarations: Declarations,
+    insecure_no_auth: bool,
+) -> anyhow::Result<()> {
     check_exposure(config, insecure_no_auth)?;
     let data = config.data.as_path();
     let log = EventLog::open(data, config.log_options())?;
@@ -507,7 +543,7 @@ fn serve(config: &Config, insecure_no_auth: bool) -> anyhow::Result<()> {
         let log = log.clone();
         async move {
             let termination = crate::startup::termination()?;
-            let application = crate::startup::build(config, log).await?;
+            let application = crate::startup::build(config, declarations, log).await?;
             let addresses = &application.addresses;
             let scheme = if config.http.tls_cert.is_some() { "https" } else { "http" };
             for (face, address) in &addresses.own {

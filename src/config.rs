@@ -8,11 +8,9 @@
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::actors::Settings;
 use crate::auth::{Access, Account};
 use crate::events::{Durability, LogOptions};
 
@@ -193,6 +191,23 @@ impl Default for PatrowlSection {
     }
 }
 
+/// Every asset datatype Patrowl names, in its order: what a `command` engine takes unless
+/// told otherwise. The scan engine face parses each into its own type; a test keeps the two
+/// lists equal.
+pub const ASSET_TYPES: [&str; 11] = [
+    "ip",
+    "ip-range",
+    "ip-subnet",
+    "fqdn",
+    "domain",
+    "url",
+    "keyword",
+    "person",
+    "organisation",
+    "path",
+    "application",
+];
+
 /// Which built-in scanner an engine runs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -253,13 +268,7 @@ impl EngineConfig {
                 names(&["ip", "ip-range", "ip-subnet", "fqdn", "domain"]),
             ),
             ScannerKind::Http => ("HTTP security headers and banners", names(&["url", "fqdn"])),
-            ScannerKind::Command => (
-                "",
-                crate::actors::scan::Datatype::ALL
-                    .iter()
-                    .map(|datatype| datatype.as_str().to_owned())
-                    .collect(),
-            ),
+            ScannerKind::Command => ("", names(&ASSET_TYPES)),
         };
         EngineConfig {
             name: String::new(),
@@ -358,7 +367,7 @@ pub struct HpcwaasSection {
     /// The most bytes of a step's outputs file that are read.
     pub max_output_kb: u64,
     /// The workflows, as a workflow developer declares them.
-    pub workflows: Vec<crate::actors::workflow::WorkflowSpec>,
+    pub workflows: Vec<WorkflowSpec>,
 }
 
 impl Default for HpcwaasSection {
@@ -377,6 +386,72 @@ impl Default for HpcwaasSection {
             workflows: Vec::new(),
         }
     }
+}
+
+/// One workflow as the configuration declares it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkflowSpec {
+    pub application_id: String,
+    pub environment_id: String,
+    pub environment_name: String,
+    /// The workflow's name; its id is `application_id@environment_id@name`.
+    pub name: String,
+    pub description: String,
+    /// The accounts that may trigger it; empty: every account.
+    pub users: Vec<String>,
+    pub inputs: Vec<InputSpec>,
+    pub outputs: Vec<OutputSpec>,
+    pub steps: Vec<StepSpec>,
+}
+
+/// A declared input.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InputSpec {
+    /// Letters, digits and `_`; the step sees it as `INPUT_<NAME>` (upper-cased).
+    pub name: String,
+    pub required: bool,
+    /// The value when the trigger gives none; unset: no value (the variable is not set).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default: Option<String>,
+    pub description: String,
+    pub kind: InputKind,
+}
+
+/// What an input holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InputKind {
+    /// Any text.
+    #[default]
+    String,
+    /// The id of a key made by `POST /ssh_keys`: the step gets the path of a 0600 file holding
+    /// the private key, removed when the step ends.
+    SshKey,
+}
+
+/// A declared output: a step publishes it by writing `NAME=VALUE` to `$ANNALS_OUTPUTS`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutputSpec {
+    pub name: String,
+    pub description: String,
+}
+
+/// One step: a program and its arguments, never through a shell unless the author writes one.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StepSpec {
+    pub name: String,
+    /// The program, then its arguments.
+    pub command: Vec<String>,
+    /// The working directory; empty: a scratch directory of the step's own.
+    pub dir: String,
+    /// Variables added to the step's minimal environment.
+    pub env: std::collections::BTreeMap<String, String>,
+    /// Seconds the step may run before it is stopped and the execution fails; 0: no limit.
+    pub timeout_s: u64,
 }
 
 /// The agent face (GROS data gathering): the controller's `/auth/<name>.py` routes on the main
@@ -478,7 +553,7 @@ pub struct GrosProjectSpec {
     /// Addresses or networks (CIDR) its agents may call from; none allows none.
     pub networks: Vec<String>,
     /// The username patterns handed to its agents at registration.
-    pub usernames: Vec<crate::actors::gros::service::UsernamePattern>,
+    pub usernames: Vec<UsernamePattern>,
     /// The contents of its agents' environment file, shown by the preflight check.
     pub environment: String,
     /// Seconds between gathers: an agent that exported less long ago is told to wait.
@@ -487,6 +562,15 @@ pub struct GrosProjectSpec {
     pub import_command: Vec<String>,
     /// The scrape command's argv of its agents, run by `…/scrape`; empty for none.
     pub scrape_command: Vec<String>,
+}
+
+/// A username pattern handed to registering agents, as the project declares it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UsernamePattern {
+    pub prefix: String,
+    pub pattern: String,
+    pub replace: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -531,12 +615,17 @@ impl Default for LogSection {
     }
 }
 
+/// Seconds an event stream goes quiet before a keep-alive comment, when not configured.
+pub const DEFAULT_SSE_KEEP_ALIVE_S: u64 = 15;
+/// Seconds a request body may go with no byte arriving, when not configured.
+pub const DEFAULT_BODY_TIMEOUT_S: u64 = 30;
+
 impl Default for HttpSection {
     fn default() -> Self {
         HttpSection {
             listen: "127.0.0.1:8080".into(),
-            sse_keep_alive_s: crate::http::events::KEEP_ALIVE.as_secs(),
-            body_timeout_s: crate::http::body::BODY_TIMEOUT.as_secs(),
+            sse_keep_alive_s: DEFAULT_SSE_KEEP_ALIVE_S,
+            body_timeout_s: DEFAULT_BODY_TIMEOUT_S,
             request_log: false,
             tls_cert: None,
             tls_key: None,
@@ -544,14 +633,14 @@ impl Default for HttpSection {
     }
 }
 
+/// The entity runtime's defaults: `actors::Settings::default` is made from them.
 impl Default for ActorsSection {
     fn default() -> Self {
-        let settings = Settings::default();
         ActorsSection {
-            idle_timeout_s: settings.idle_timeout.as_secs(),
-            max_resident: settings.max_resident,
-            snapshot_every: settings.snapshot_every,
-            replay_budget_ms: settings.replay_budget.as_millis() as u64,
+            idle_timeout_s: 600,
+            max_resident: 10_000,
+            snapshot_every: 1_000,
+            replay_budget_ms: 20,
         }
     }
 }
@@ -579,15 +668,6 @@ impl Config {
         }
     }
 
-    pub fn actor_settings(&self) -> Settings {
-        Settings {
-            idle_timeout: Duration::from_secs(self.actors.idle_timeout_s),
-            max_resident: self.actors.max_resident,
-            snapshot_every: self.actors.snapshot_every.max(1),
-            replay_budget: Duration::from_millis(self.actors.replay_budget_ms),
-        }
-    }
-
     /// The defaults, overridden by `file` (if any), then by the `ANNALS_…` variables in `env`.
     pub fn load(
         file: Option<&Path>,
@@ -599,7 +679,7 @@ impl Config {
                 path: path.to_owned(),
                 source,
             })?;
-            let from_file = check(&text).map_err(|problems| ConfigError::Invalid {
+            let from_file = check_file(&text).map_err(|problems| ConfigError::Invalid {
                 path: path.to_owned(),
                 problems,
             })?;
@@ -634,12 +714,12 @@ pub enum ConfigError {
     Env(String),
 }
 
-/// Checks a configuration file's text: its syntax, every key against the known ones, every
-/// value's type and the faces' declarations. Returns the file's table, or every problem found
-/// as `line N: …`. Warnings do not make a file invalid; [`review`] returns them too.
-pub fn check(text: &str) -> Result<toml::Table, Vec<String>> {
-    // Only warnings depend on whether programs are found: none are looked for.
-    let review = review_with(text, false);
+/// Checks a configuration file's text as a file: its syntax, every key against the known
+/// ones, every value's type and the settings start-up refuses (see [`Config::problems`]).
+/// Returns the file's table, or every problem found as `line N: …`. The faces' declarations
+/// are parsed, and checked, outside this module (`crate::declarations::check`).
+pub fn check_file(text: &str) -> Result<toml::Table, Vec<String>> {
+    let review = read(text).review();
     if review.problems.is_empty() {
         Ok(toml::from_str(text).expect("a checked configuration parses"))
     } else {
@@ -656,25 +736,35 @@ pub struct Review {
     pub warnings: Vec<String>,
 }
 
-/// Checks a configuration file's text and reports every problem in one pass, each with its
-/// line. A syntax error stops the check (nothing after it can be read reliably); otherwise each
-/// key or value that is refused is blanked out (its bytes made spaces, so that every line keeps
-/// its number) and the rest is read again, so that one bad value does not hide the next. The
-/// declarations are then checked as start-up checks them, except for an entry that had a bad
-/// value: what it would say about the default that stood in for that value would mislead.
-pub fn review(text: &str) -> Review {
-    review_with(text, true)
+/// A configuration file read in one pass, every problem with its line. A syntax error stops
+/// the reading (nothing after it can be read reliably); otherwise each key or value that is
+/// refused is blanked out (its bytes made spaces, so that every line keeps its number) and the
+/// rest is read again, so that one bad value does not hide the next. What the file gives is
+/// then [`Reading::config`], on which the settings are checked and the declarations can be,
+/// each problem filed back at the line of its [`Place`].
+pub struct Reading<'a> {
+    text: &'a str,
+    document: Option<toml_edit::ImDocument<&'a str>>,
+    /// The pieces of text that were refused and blanked out.
+    blanked: Vec<Range<usize>>,
+    config: Option<Config>,
+    problems: Vec<(usize, String)>,
+    warnings: Vec<(usize, String)>,
 }
 
-/// [`review`], looking for the programs the declarations name only when `programs` is set.
-fn review_with(text: &str, programs: bool) -> Review {
+/// Reads a configuration file's text: see [`Reading`].
+pub fn read(text: &str) -> Reading<'_> {
     let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
     let document = match toml_edit::ImDocument::parse(text) {
         Ok(document) => document,
         Err(e) => {
             let line = e.span().map_or(1, |span| line_of(span.start));
-            return Review {
-                problems: vec![format!("line {line}: {}", e.message())],
+            return Reading {
+                text,
+                document: None,
+                blanked: Vec::new(),
+                config: None,
+                problems: vec![(line, format!("line {line}: {}", e.message()))],
                 warnings: Vec::new(),
             };
         }
@@ -723,37 +813,74 @@ fn review_with(text: &str, programs: bool) -> Review {
         }
         blanked.extend(pieces);
     };
-    let mut warnings = Vec::new();
+    let mut reading = Reading {
+        text,
+        document: Some(document),
+        blanked,
+        config: None,
+        problems,
+        warnings: Vec::new(),
+    };
     if let Some(config) = config {
-        let survey = config.survey(programs);
-        let locate = |place: &Place| {
-            let extent = place.find(&document).as_ref().and_then(extent);
-            let spoiled = extent.as_ref().is_some_and(|extent| {
-                blanked
-                    .iter()
-                    .any(|b| b.start < extent.end && extent.start < b.end)
-            });
-            let line = extent.map_or(1, |extent| line_of(extent.start));
-            (line, spoiled)
-        };
-        for (place, problem) in &survey.problems {
-            let (line, spoiled) = locate(place);
-            if !spoiled {
-                problems.push((line, format!("line {line}: {place}: {problem}")));
-            }
+        for (place, problem) in config.problems() {
+            reading.problem(place, &problem);
         }
-        for (place, warning) in &survey.warnings {
-            let (line, _) = locate(place);
-            warnings.push((line, format!("line {line}: warning: {place}: {warning}")));
+        reading.config = Some(config);
+    }
+    reading
+}
+
+impl Reading<'_> {
+    /// What the file gives, read past the values refused; none when it cannot be read.
+    pub fn config(&self) -> Option<&Config> {
+        self.config.as_ref()
+    }
+
+    /// Files a problem about a declaration at its line, unless a value of the declaration was
+    /// refused: what it says about the default that stood in for that value would mislead.
+    pub fn problem(&mut self, place: Place, problem: &str) {
+        let (line, spoiled) = self.locate(place);
+        if !spoiled {
+            self.problems
+                .push((line, format!("line {line}: {place}: {problem}")));
         }
     }
-    let in_order = |mut found: Vec<(usize, String)>| {
-        found.sort_by_key(|(line, _)| *line);
-        found.into_iter().map(|(_, text)| text).collect()
-    };
-    Review {
-        problems: in_order(problems),
-        warnings: in_order(warnings),
+
+    /// Files a warning about a declaration at its line.
+    pub fn warning(&mut self, place: Place, warning: &str) {
+        let (line, _) = self.locate(place);
+        self.warnings
+            .push((line, format!("line {line}: warning: {place}: {warning}")));
+    }
+
+    /// The line of `place`, and whether a piece of it was refused.
+    fn locate(&self, place: Place) -> (usize, bool) {
+        let text = self.text;
+        let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
+        let extent = self
+            .document
+            .as_ref()
+            .and_then(|document| place.find(document))
+            .as_ref()
+            .and_then(extent);
+        let spoiled = extent.as_ref().is_some_and(|extent| {
+            self.blanked
+                .iter()
+                .any(|b| b.start < extent.end && extent.start < b.end)
+        });
+        (extent.map_or(1, |extent| line_of(extent.start)), spoiled)
+    }
+
+    /// Everything found, in the order of the lines.
+    pub fn review(self) -> Review {
+        let in_order = |mut found: Vec<(usize, String)>| {
+            found.sort_by_key(|(line, _)| *line);
+            found.into_iter().map(|(_, text)| text).collect()
+        };
+        Review {
+            problems: in_order(self.problems),
+            warnings: in_order(self.warnings),
+        }
     }
 }
 
@@ -942,230 +1069,11 @@ impl std::fmt::Display for Place {
     }
 }
 
-/// The faces' declarations, checked: what `annals serve` refuses to start with and
-/// `annals config check` reports, found by one function so that the two never disagree.
-pub struct Declarations {
-    /// The scan engines of `[[patrowl.engines]]`.
-    pub engines: Vec<std::sync::Arc<crate::actors::scan::service::Engine>>,
-    /// The workflows of `[[hpcwaas.workflows]]`.
-    pub workflows: std::sync::Arc<crate::actors::workflow::Catalogue>,
-    /// The GROS controller's projects and settings.
-    pub gros: crate::actors::gros::service::Controller,
-    /// The GROS local agent, when `[gros.agent] enabled`.
-    pub gros_agent: Option<(
-        crate::actors::gros::ProjectKey,
-        crate::actors::gros::AgentName,
-    )>,
-    /// Programs named by an engine, a workflow's step or a project that are not found, each
-    /// naming its declaration. Start-up logs them and goes on: a program may be installed
-    /// later, and each run looks for it again.
-    pub warnings: Vec<String>,
-}
-
-/// Every problem and warning of the declarations, each with the declaration it is about.
-struct Survey {
-    declarations: Option<Declarations>,
-    problems: Vec<(Place, String)>,
-    warnings: Vec<(Place, String)>,
-}
-
-const ENGINES: &str = "patrowl.engines";
-const WORKFLOWS: &str = "hpcwaas.workflows";
-const PROJECTS: &str = "gros.projects";
-
-impl Config {
-    /// Checks every face's declarations, enabled or not: a section that says something wrong
-    /// is refused even while its face is off. Every problem is reported, not only the first.
-    pub fn declarations(&self) -> Result<Declarations, Vec<String>> {
-        let survey = self.survey(true);
-        let said = |found: Vec<(Place, String)>| {
-            found
-                .into_iter()
-                .map(|(place, text)| format!("{place}: {text}"))
-                .collect::<Vec<_>>()
-        };
-        match survey.declarations {
-            Some(mut declarations) if survey.problems.is_empty() => {
-                declarations.warnings = said(survey.warnings);
-                Ok(declarations)
-            }
-            _ => Err(said(survey.problems)),
-        }
-    }
-
-    /// Checks each entry on its own, so that every entry at fault is named with its place.
-    /// Workflows' and projects' programs are looked for, for warnings, only when `programs` is
-    /// set.
-    fn survey(&self, programs: bool) -> Survey {
-        use crate::actors::gros::service::Controller;
-        use crate::actors::gros::{AgentName, ProjectKey};
-        use crate::actors::workflow::{Catalogue, Workflow};
-        use crate::process::find_program;
-        let mut problems = self.settings_problems();
-        let mut warnings = Vec::new();
-        // Whether a program is missing, looked for once however many steps or commands name it
-        // with the same PATH and directory; not looked for at all unless `programs` is set.
-        let mut found = std::collections::HashMap::new();
-        let mut missing = |program: &str, path: Option<&str>, dir: Option<&Path>| {
-            let key = (
-                program.to_owned(),
-                path.map(str::to_owned),
-                dir.map(Path::to_path_buf),
-            );
-            programs
-                && !*found
-                    .entry(key)
-                    .or_insert_with(|| find_program(program, path.map(std::ffi::OsStr::new), dir))
-        };
-
-        let mut engines = Vec::new();
-        let mut names = std::collections::BTreeSet::new();
-        for (index, engine) in self.patrowl.engines.iter().enumerate() {
-            let place = Place::Entry {
-                array: ENGINES,
-                index,
-            };
-            match crate::actors::scan::service::Engine::parse(engine) {
-                Ok(engine) if !names.insert(engine.name.as_str().to_owned()) => problems.push((
-                    place,
-                    format!("engine {} is configured twice", engine.name.as_str()),
-                )),
-                Ok(engine) => {
-                    warnings.extend(engine.problem().map(|problem| (place, problem)));
-                    engines.push(std::sync::Arc::new(engine));
-                }
-                Err(reason) => problems.push((place, reason)),
-            }
-        }
-
-        let mut ids = std::collections::BTreeSet::new();
-        let mut workflows_ok = true;
-        for (index, spec) in self.hpcwaas.workflows.iter().enumerate() {
-            let place = Place::Entry {
-                array: WORKFLOWS,
-                index,
-            };
-            match Workflow::parse(spec) {
-                Err(reason) => problems.push((place, reason)),
-                Ok(workflow) if !ids.insert(workflow.id.clone()) => {
-                    problems.push((place, format!("workflow {} is declared twice", workflow.id)))
-                }
-                Ok(workflow) => {
-                    for step in &workflow.steps {
-                        let path = step
-                            .env
-                            .iter()
-                            .find(|(name, _)| name == "PATH")
-                            .map(|(_, value)| value.as_str());
-                        if missing(&step.program, path, step.dir.as_deref()) {
-                            warnings.push((
-                                place,
-                                format!(
-                                    "workflow {}: step {}: its program {:?} is not found or not \
-                                     executable",
-                                    workflow.id, step.name, step.program
-                                ),
-                            ));
-                        }
-                    }
-                    continue;
-                }
-            }
-            workflows_ok = false;
-        }
-        let workflows = if workflows_ok {
-            Catalogue::parse(&self.hpcwaas.workflows)
-                .map_err(|reason| problems.push((Place::Section("hpcwaas"), reason)))
-                .ok()
-        } else {
-            None
-        };
-
-        // Each project alone, among otherwise default settings; then the section with the
-        // projects that passed, for what is wrong with the section itself.
-        let mut keys = std::collections::BTreeSet::new();
-        let mut good = Vec::new();
-        for (index, spec) in self.gros.projects.iter().enumerate() {
-            let place = Place::Entry {
-                array: PROJECTS,
-                index,
-            };
-            let alone = GrosSection {
-                projects: vec![spec.clone()],
-                ..GrosSection::default()
-            };
-            if let Err(reason) = Controller::parse(&alone) {
-                problems.push((place, reason));
-            } else if !keys.insert(spec.key.clone()) {
-                problems.push((place, format!("project {} is declared twice", spec.key)));
-            } else {
-                for (what, argv) in [
-                    ("import_command", &spec.import_command),
-                    ("scrape_command", &spec.scrape_command),
-                ] {
-                    if let Some(program) = argv.first() {
-                        if missing(program, None, None) {
-                            warnings.push((
-                                place,
-                                format!(
-                                    "project {}: its {what} program {program:?} is not found or \
-                                     not executable",
-                                    spec.key
-                                ),
-                            ));
-                        }
-                    }
-                }
-                good.push(spec.clone());
-            }
-        }
-        let projects_ok = good.len() == self.gros.projects.len();
-        let section = GrosSection {
-            projects: good,
-            ..self.gros.clone()
-        };
-        let gros = Controller::parse(&section)
-            .map_err(|reason| problems.push((Place::Section("gros"), reason)))
-            .ok()
-            .filter(|_| projects_ok);
-
-        // `Controller::parse` has checked the local agent's names when it is enabled.
-        let agent = &self.gros.agent;
-        let gros_agent = agent
-            .enabled
-            .then(|| {
-                let project = ProjectKey::parse(&agent.project).ok()?;
-                let name = if agent.agent.is_empty() {
-                    AgentName::of(&project)
-                } else {
-                    AgentName::parse(&agent.agent).ok()?
-                };
-                Some((project, name))
-            })
-            .flatten();
-        let declarations = match (workflows, gros) {
-            (Some(workflows), Some(gros)) => Some(Declarations {
-                engines,
-                workflows: std::sync::Arc::new(workflows),
-                gros,
-                gros_agent,
-                warnings: Vec::new(),
-            }),
-            _ => None,
-        };
-        Survey {
-            declarations,
-            problems,
-            warnings,
-        }
-    }
-}
-
 impl Config {
     /// What is wrong with the settings outside the declarations: the log's sizes, the
     /// listeners' addresses, the HTTP timeouts, the TLS pairs and the accounts, as start-up
     /// would refuse them.
-    fn settings_problems(&self) -> Vec<(Place, String)> {
+    pub fn problems(&self) -> Vec<(Place, String)> {
         let mut problems = Vec::new();
         let listeners = [
             ("http", &self.http.listen, false),

@@ -22,6 +22,8 @@
 //!   synced; events carry their hash and size.
 //! - [`testresults`]: test-results uploads (subunit v2 and v1, JSON results) recognised by
 //!   content and parsed, with limits, into per-test status and duration and the summary.
+//! - [`config`] and [`declarations`]: the configuration file and its checks; the faces'
+//!   declarations in it parsed into domain types, once, for start-up and `config check`.
 //! - [`scanners`]: the scan engine face's built-in scanners (`tcp`, `http`, `command`): they
 //!   take a scan's assets and options and report findings as they find them.
 
@@ -30,6 +32,7 @@ pub mod auth;
 pub mod blobs;
 pub mod cli;
 pub mod config;
+pub mod declarations;
 pub mod events;
 pub mod faces;
 pub mod http;

@@ -14,6 +14,7 @@ use crate::actors::job::Job;
 use crate::actors::{reconcile, Clock, Entities, NoEffects, SystemClock};
 use crate::auth::Auth;
 use crate::config::Config;
+use crate::declarations::Declarations;
 use crate::events::EventLog;
 use crate::faces::{self, Bound, Own, Start, Stores, FACES};
 use crate::http::{self, Faces, Guard, HttpState, Serves};
@@ -60,13 +61,22 @@ impl Application {
         log: EventLog,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Application> {
-        // The recorder first, so that what start-up records (settling appends) is counted.
-        crate::metrics::handle();
         // Settings are checked before anything starts, every problem at once, as `annals
         // config check` reports them.
-        let declarations = config
-            .declarations()
+        let declarations = Declarations::parse(config)
             .map_err(|problems| anyhow::anyhow!("{}", problems.join("; ")))?;
+        Application::build_with(config, declarations, log, clock).await
+    }
+
+    /// [`Application::build`] on declarations already parsed from `config`.
+    pub async fn build_with(
+        config: &Config,
+        declarations: Declarations,
+        log: EventLog,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Application> {
+        // The recorder first, so that what start-up records (settling appends) is counted.
+        crate::metrics::handle();
         let auth = Arc::new(
             Auth::new(config.accounts.clone())
                 .map_err(|reason| anyhow::anyhow!("the accounts are not valid: {reason}"))?,
@@ -76,7 +86,7 @@ impl Application {
             request_log: config.http.request_log,
         };
         let tls = faces::tls_config("http", &config.http.tls_cert, &config.http.tls_key)?;
-        let settings = config.actor_settings();
+        let settings = crate::actors::Settings::from(&config.actors);
         for warning in &declarations.warnings {
             tracing::warn!("{warning}; start-up goes on");
         }
@@ -232,8 +242,12 @@ pub fn termination() -> std::io::Result<impl std::future::Future<Output = &'stat
 }
 
 /// Starts the server on the real clock, for `annals serve`.
-pub async fn build(config: &Config, log: EventLog) -> anyhow::Result<Application> {
-    Application::build(config, log, Arc::new(SystemClock)).await
+pub async fn build(
+    config: &Config,
+    declarations: Declarations,
+    log: EventLog,
+) -> anyhow::Result<Application> {
+    Application::build_with(config, declarations, log, Arc::new(SystemClock)).await
 }
 
 /// A TCP listener on `listen`, or an error naming the address.

@@ -29,13 +29,20 @@ pub struct Settings {
     pub replay_budget: Duration,
 }
 
+/// The configuration's defaults.
 impl Default for Settings {
     fn default() -> Self {
+        Settings::from(&crate::config::ActorsSection::default())
+    }
+}
+
+impl From<&crate::config::ActorsSection> for Settings {
+    fn from(section: &crate::config::ActorsSection) -> Self {
         Settings {
-            idle_timeout: Duration::from_secs(600),
-            max_resident: 10_000,
-            snapshot_every: 1_000,
-            replay_budget: Duration::from_millis(20),
+            idle_timeout: Duration::from_secs(section.idle_timeout_s),
+            max_resident: section.max_resident,
+            snapshot_every: section.snapshot_every.max(1),
+            replay_budget: Duration::from_millis(section.replay_budget_ms),
         }
     }
 }

@@ -16,7 +16,7 @@ use futures_util::StreamExt;
 /// How long a body may go with no byte arriving, unless the listener's [`super::Listening`]
 /// says otherwise (`[http] body_timeout_s`). actix-web bounds the wait for the headers
 /// (`client_request_timeout`, 5 s) but not for the body.
-pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(crate::config::DEFAULT_BODY_TIMEOUT_S);
 
 /// The most a body's buffer takes before its bytes arrive: a `Content-Length` is the client's
 /// word, and a client that declares the limit and then sends nothing would otherwise hold that

@@ -27,7 +27,7 @@ use crate::events::{EventLog, Position, SharedEvent, StreamId};
 /// How long an idle event stream goes without a byte before a keep-alive comment, so that
 /// proxies keep it open and a vanished client is noticed, unless `[http] sse_keep_alive_s` says
 /// otherwise.
-pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
+pub const KEEP_ALIVE: Duration = Duration::from_secs(crate::config::DEFAULT_SSE_KEEP_ALIVE_S);
 
 /// The keep-alive interval of event streams in effect, as app data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -22,15 +22,12 @@
 //! counted). Exit code 0 finishes the scan; any other ends it in ERROR with the code and the
 //! last line of standard error.
 
-use std::time::Duration;
-
 use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 
-use super::{asset_values, Ended, Job, Progress};
+use super::{asset_values, CommandSettings, Ended, Job, Progress};
 use crate::actors::scan::{Confidence, Finding, Severity, Target};
-use crate::config::EngineConfig;
 use crate::process::{self, Ending, Exit, Invocation, Stream};
 
 /// The most bytes of ignored lines kept for the report; past it they are only counted.
@@ -156,25 +153,22 @@ pub fn parse_line(text: &str, job: &Job) -> Result<Option<Progress>, String> {
 /// Runs the program to its end, or until `stop` (SIGTERM to its group, SIGKILL after the
 /// engine's grace).
 pub async fn scan(
-    engine: &EngineConfig,
+    settings: &CommandSettings,
     job: &Job,
     progress: &mpsc::Sender<Progress>,
     mut stop: watch::Receiver<bool>,
 ) -> Ended {
-    let Some((program, args)) = engine.command.split_first() else {
-        return failed("the engine has no command to run".into());
-    };
     let input = serde_json::json!({
         "engine": job.engine,
         "scan_id": job.scan_id,
         "assets": job.assets,
         "options": job.options,
     });
-    let invocation = Invocation::new(program)
-        .args(args)
+    let invocation = Invocation::new(&settings.program)
+        .args(&settings.args)
         .stdin(input.to_string())
-        .timeout(Duration::from_secs(engine.timeout_s.max(1)))
-        .kill_grace(Duration::from_secs(engine.kill_grace_s));
+        .timeout(settings.timeout)
+        .kill_grace(settings.kill_grace);
     let mut running = match process::spawn(invocation) {
         Ok(running) => running,
         Err(error) => return failed(format!("the command could not start: {error}")),
@@ -248,7 +242,7 @@ pub async fn scan(
         (Ending::Cancelled, _) => Err("stopped".into()),
         (Ending::TimedOut, _) => Err(format!(
             "the command timed out after {} s and was stopped",
-            engine.timeout_s.max(1)
+            settings.timeout.as_secs()
         )),
         (Ending::Finished, Exit::Code(0)) => Ok(()),
         (Ending::Finished, exit) => {

@@ -15,9 +15,8 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use tokio::sync::mpsc;
 
-use super::{Ended, Job, Progress};
+use super::{Ended, HttpSettings, Job, Progress};
 use crate::actors::scan::{Asset, Confidence, Datatype, Finding, Severity, Target};
-use crate::config::EngineConfig;
 
 /// The URL a GET goes to for an asset.
 pub fn url_of(asset: &Asset) -> Result<String, String> {
@@ -123,8 +122,8 @@ fn client(timeout: Duration) -> Result<awc::Client, String> {
 }
 
 /// GETs each asset's URL in turn.
-pub async fn scan(engine: &EngineConfig, job: &Job, progress: &mpsc::Sender<Progress>) -> Ended {
-    let timeout = Duration::from_millis(engine.request_timeout_ms.max(1));
+pub async fn scan(settings: &HttpSettings, job: &Job, progress: &mpsc::Sender<Progress>) -> Ended {
+    let timeout = settings.request_timeout;
     let client = match client(timeout) {
         Ok(client) => client,
         Err(reason) => {

@@ -2,7 +2,8 @@
 //! headers and banners) and `command` (an external program speaking JSON lines). A scanner
 //! takes a scan's assets and options, reports progress and findings on a channel as it finds
 //! them, and ends with its raw outputs for the report. It knows nothing of entities, events
-//! or HTTP routes; the scan's driver turns what it reports into commands.
+//! or HTTP routes; the scan's driver turns what it reports into commands. Each gets its
+//! settings parsed ([`Scanner`]), never the configuration file's engine entry.
 
 pub mod command;
 pub mod http;
@@ -11,9 +12,10 @@ pub mod tcp;
 use serde_json::{Map, Value};
 use tokio::sync::{mpsc, watch};
 
+use std::time::Duration;
+
 use crate::actors::scan::Asset;
 pub use crate::actors::scan::Progress;
-use crate::config::{EngineConfig, ScannerKind};
 
 /// How a scanner ended: `Err` holds why the scan failed; `raw` its outputs, by name in the
 /// report's archive.
@@ -33,19 +35,103 @@ pub struct Job {
     pub options: Map<String, Value>,
 }
 
-/// Checks what a scan asks of a scanner before the scan is accepted (host names that are
-/// one line, ports that parse, ranges within bounds, URLs that are URLs, options the scanner
-/// does), so that a bad request is refused with its reason.
-pub fn check(
-    engine: &EngineConfig,
-    assets: &[Asset],
-    options: &Map<String, Value>,
-) -> Result<(), String> {
-    check_hosts(assets)?;
-    match engine.scanner {
-        ScannerKind::Tcp => tcp::check(engine, assets, options),
-        ScannerKind::Http => http::check(assets),
-        ScannerKind::Command => Ok(()),
+/// An engine's scanner with its settings, parsed from its declaration at start-up. What
+/// differs between scanners is decided here, by one `match` per question.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Scanner {
+    Tcp(TcpSettings),
+    Http(HttpSettings),
+    Command(CommandSettings),
+}
+
+/// A `tcp` engine's settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TcpSettings {
+    /// Connections tried at once; at least 1.
+    pub concurrency: usize,
+    /// How long a connection may take to open before the port counts as closed.
+    pub connect_timeout: Duration,
+    /// The most hosts an `ip-range` or `ip-subnet` asset may hold.
+    pub max_hosts: usize,
+}
+
+/// An `http` engine's settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HttpSettings {
+    /// How long a request may take, connection included.
+    pub request_timeout: Duration,
+}
+
+/// A `command` engine's settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CommandSettings {
+    /// The program, run without a shell: a path, or a name looked for on the server's `PATH`.
+    pub program: String,
+    pub args: Vec<String>,
+    /// How long the program may run before it is stopped and the scan fails; at least 1 s.
+    pub timeout: Duration,
+    /// How long between SIGTERM and SIGKILL when the program is stopped.
+    pub kill_grace: Duration,
+}
+
+impl Scanner {
+    /// The scanner's name, as a declaration and the engine's `info` write it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Scanner::Tcp(_) => "tcp",
+            Scanner::Http(_) => "http",
+            Scanner::Command(_) => "command",
+        }
+    }
+
+    /// The program a `command` scanner runs; none for the built-in ones.
+    pub fn program(&self) -> Option<&str> {
+        match self {
+            Scanner::Command(settings) => Some(&settings.program),
+            Scanner::Tcp(_) | Scanner::Http(_) => None,
+        }
+    }
+
+    /// Checks options that every scan of the engine gets, at start-up: if the scanner refuses
+    /// them, it would refuse every scan.
+    pub fn check_options(&self, options: &Map<String, Value>) -> Result<(), String> {
+        match self {
+            Scanner::Tcp(_) => tcp::check_options(options),
+            Scanner::Http(_) | Scanner::Command(_) => Ok(()),
+        }
+    }
+
+    /// Checks what a scan asks of the scanner before the scan is accepted (host names that are
+    /// one line, ports that parse, ranges within bounds, URLs that are URLs, options the
+    /// scanner does), so that a bad request is refused with its reason.
+    pub fn check(&self, assets: &[Asset], options: &Map<String, Value>) -> Result<(), String> {
+        check_hosts(assets)?;
+        match self {
+            Scanner::Tcp(settings) => tcp::check(settings, assets, options),
+            Scanner::Http(_) => http::check(assets),
+            Scanner::Command(_) => Ok(()),
+        }
+    }
+
+    /// Runs `job` until it ends or `stop` turns true. Must run on an actix (local) runtime:
+    /// the `http` scanner's client is not `Send`.
+    pub async fn run(
+        &self,
+        job: Job,
+        progress: mpsc::Sender<Progress>,
+        stop: watch::Receiver<bool>,
+    ) -> Ended {
+        match self {
+            Scanner::Tcp(settings) => {
+                until_stopped(tcp::scan(settings, &job, &progress), stop).await
+            }
+            Scanner::Http(settings) => {
+                until_stopped(http::scan(settings, &job, &progress), stop).await
+            }
+            // The program is stopped by the scanner itself, so that it gets SIGTERM and its
+            // grace.
+            Scanner::Command(settings) => command::scan(settings, &job, &progress, stop).await,
+        }
     }
 }
 
@@ -79,22 +165,6 @@ pub fn check_hosts(assets: &[Asset]) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-/// Runs `job` on `engine`'s scanner until it ends or `stop` turns true. Must run on an actix
-/// (local) runtime: the `http` scanner's client is not `Send`.
-pub async fn run(
-    engine: &EngineConfig,
-    job: Job,
-    progress: mpsc::Sender<Progress>,
-    stop: watch::Receiver<bool>,
-) -> Ended {
-    match engine.scanner {
-        ScannerKind::Tcp => until_stopped(tcp::scan(engine, &job, &progress), stop).await,
-        ScannerKind::Http => until_stopped(http::scan(engine, &job, &progress), stop).await,
-        // The program is stopped by the scanner itself, so that it gets SIGTERM and its grace.
-        ScannerKind::Command => command::scan(engine, &job, &progress, stop).await,
-    }
 }
 
 /// Runs `work`, dropping it (which closes its sockets) when `stop` turns true.

@@ -5,16 +5,15 @@
 //! gets a summary finding. It sends nothing but the connection's handshake.
 
 use std::fmt::Write as _;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::time::Duration;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use futures_util::{stream, StreamExt};
+use ipnet::{IpNet, Ipv4AddrRange, Ipv6AddrRange};
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
-use super::{Ended, Job, Progress};
+use super::{Ended, Job, Progress, TcpSettings};
 use crate::actors::scan::{Asset, Confidence, Datatype, Finding, Severity, Target};
-use crate::config::EngineConfig;
 
 /// The most common TCP ports, most common first, after nmap's frequency list; `top_ports: N`
 /// takes the first N (all of them past its length).
@@ -279,63 +278,52 @@ pub fn addresses(asset: &Asset, max_hosts: usize) -> Result<Option<Vec<IpAddr>>,
                 }
                 Err(_) => high.trim().parse().map_err(|_| bad("an IPv4 range"))?,
             };
-            let (low, high) = (u32::from(low), u32::from(high));
             if low > high {
                 return Err(format!("asset {value:?}: the range is backwards"));
             }
-            let n = u128::from(high - low) + 1;
+            let n = u128::from(u32::from(high) - u32::from(low)) + 1;
             if n > max_hosts as u128 {
                 return Err(too_many(n));
             }
-            Ok(Some((low..=high).map(|ip| IpAddr::V4(ip.into())).collect()))
+            Ok(Some(
+                Ipv4AddrRange::new(low, high).map(IpAddr::V4).collect(),
+            ))
         }
         Datatype::IpSubnet => {
             let (base, bits) = value
                 .split_once('/')
                 .ok_or_else(|| bad("a subnet such as 10.0.0.0/28"))?;
             let bits: u32 = bits.trim().parse().map_err(|_| bad("a subnet"))?;
-            match base.trim().parse::<IpAddr>().map_err(|_| bad("a subnet"))? {
-                IpAddr::V4(base) => {
-                    if bits > 32 {
-                        return Err(bad("an IPv4 subnet (a prefix of 0 to 32 bits)"));
-                    }
-                    let n = 1u128 << (32 - bits);
-                    if n > max_hosts as u128 {
-                        return Err(too_many(n));
-                    }
-                    let mask = if bits == 0 {
-                        0
-                    } else {
-                        u32::MAX << (32 - bits)
-                    };
-                    let first = u32::from(base) & mask;
-                    Ok(Some(
-                        (0..n as u32)
-                            .map(|i| IpAddr::V4((first + i).into()))
-                            .collect(),
-                    ))
-                }
-                IpAddr::V6(base) => {
-                    if bits > 128 {
-                        return Err(bad("an IPv6 subnet (a prefix of 0 to 128 bits)"));
-                    }
-                    let size = 128 - bits;
-                    if size >= 64 || (1u128 << size) > max_hosts as u128 {
-                        return Err(too_many(if size >= 127 {
-                            u128::MAX
-                        } else {
-                            1u128 << size
-                        }));
-                    }
-                    let n = 1u128 << size;
-                    let first = u128::from(base) & !(n - 1);
-                    Ok(Some(
-                        (0..n)
-                            .map(|i| IpAddr::V6(Ipv6Addr::from(first + i)))
-                            .collect(),
-                    ))
-                }
+            let base = base.trim().parse::<IpAddr>().map_err(|_| bad("a subnet"))?;
+            let (width, too_long) = match base {
+                IpAddr::V4(_) => (32, "an IPv4 subnet (a prefix of 0 to 32 bits)"),
+                IpAddr::V6(_) => (128, "an IPv6 subnet (a prefix of 0 to 128 bits)"),
+            };
+            let net = u8::try_from(bits)
+                .ok()
+                .and_then(|bits| IpNet::new(base, bits).ok())
+                .ok_or_else(|| bad(too_long))?;
+            // How many hosts, without overflow: 2^128 does not fit, and is named as the
+            // largest number that does.
+            let size = width - bits;
+            let n = if size >= 127 {
+                u128::MAX
+            } else {
+                1u128 << size
+            };
+            if n > max_hosts as u128 {
+                return Err(too_many(n));
             }
+            // Every address of the subnet, its network and broadcast addresses included: a
+            // scan is asked for the block as written.
+            Ok(Some(match net {
+                IpNet::V4(net) => Ipv4AddrRange::new(net.network(), net.broadcast())
+                    .map(IpAddr::V4)
+                    .collect(),
+                IpNet::V6(net) => Ipv6AddrRange::new(net.network(), net.broadcast())
+                    .map(IpAddr::V6)
+                    .collect(),
+            }))
         }
         Datatype::Fqdn | Datatype::Domain => {
             if value.is_empty() || value.len() > 253 || value.contains(char::is_whitespace) {
@@ -352,28 +340,28 @@ pub fn addresses(asset: &Asset, max_hosts: usize) -> Result<Option<Vec<IpAddr>>,
 
 /// Checks the ports and every asset's addresses.
 pub fn check(
-    engine: &EngineConfig,
+    settings: &TcpSettings,
     assets: &[Asset],
     options: &Map<String, Value>,
 ) -> Result<(), String> {
     check_options(options)?;
     for asset in assets {
-        addresses(asset, engine.max_hosts)?;
+        addresses(asset, settings.max_hosts)?;
     }
     Ok(())
 }
 
 /// Scans every asset in turn, its hosts' ports many at once.
-pub async fn scan(engine: &EngineConfig, job: &Job, progress: &mpsc::Sender<Progress>) -> Ended {
+pub async fn scan(settings: &TcpSettings, job: &Job, progress: &mpsc::Sender<Progress>) -> Ended {
     let ports = match ports(&job.options) {
         Ok(ports) => ports,
         Err(reason) => return failed(reason),
     };
-    let timeout = Duration::from_millis(engine.connect_timeout_ms.max(1));
-    let concurrency = engine.concurrency.max(1);
+    let timeout = settings.connect_timeout;
+    let concurrency = settings.concurrency;
     let mut raw = String::new();
     for asset in &job.assets {
-        let hosts = match addresses(asset, engine.max_hosts) {
+        let hosts = match addresses(asset, settings.max_hosts) {
             Ok(Some(hosts)) => hosts,
             Ok(None) => match tokio::net::lookup_host((asset.value.trim(), 0)).await {
                 Ok(found) => {
@@ -651,8 +639,20 @@ mod tests {
         );
         let error = addresses(&asset("10.0.0.0/16", Datatype::IpSubnet), 256).unwrap_err();
         assert!(error.contains("65536 hosts"), "{error}");
-        assert!(addresses(&asset("::1/120", Datatype::IpSubnet), 256).is_ok());
-        assert!(addresses(&asset("::/0", Datatype::IpSubnet), 256).is_err());
+        let hosts = addresses(&asset("::1/120", Datatype::IpSubnet), 256).unwrap();
+        assert_eq!(hosts.unwrap().len(), 256);
+        let error = addresses(&asset("::/0", Datatype::IpSubnet), 256).unwrap_err();
+        assert!(error.contains(&format!("{} hosts", u128::MAX)), "{error}");
+        assert_eq!(
+            addresses(&asset("10.0.0.0/33", Datatype::IpSubnet), 256).unwrap_err(),
+            "asset \"10.0.0.0/33\" is not an IPv4 subnet (a prefix of 0 to 32 bits)"
+        );
+        assert_eq!(
+            addresses(&asset("::/129", Datatype::IpSubnet), 256).unwrap_err(),
+            "asset \"::/129\" is not an IPv6 subnet (a prefix of 0 to 128 bits)"
+        );
+        let hosts = addresses(&asset("10.0.0.255/32", Datatype::IpSubnet), 256).unwrap();
+        assert_eq!(hosts.unwrap(), [IpAddr::V4(Ipv4Addr::new(10, 0, 0, 255))]);
         assert!(addresses(&asset("10.0.0.9-10.0.0.1", Datatype::IpRange), 256).is_err());
         assert!(addresses(&asset("nope", Datatype::Ip), 256).is_err());
         assert_eq!(

@@ -6,7 +6,8 @@ use crate::common;
 use std::path::Path;
 use std::process::Command;
 
-use annals::config::{check, Config, ConfigError};
+use annals::config::{Config, ConfigError};
+use annals::declarations::{check, Declarations};
 use annals::events::Durability;
 
 fn example() -> String {
@@ -421,7 +422,7 @@ key = \"lower\"
     // Start-up refuses the same, from the file or the environment alike.
     let config = Config::load(None, env(&[("ANNALS_HTTP_SSE_KEEP_ALIVE_S", "0")])).unwrap();
     assert_eq!(
-        config.declarations().err().unwrap(),
+        Declarations::parse(&config).err().unwrap(),
         ["[http]: sse_keep_alive_s must be at least 1 (second)"]
     );
 }
@@ -535,4 +536,35 @@ fn a_check_reads_on_past_bad_values_in_dotted_keys_and_inline_tables() {
                 [actors]\nmax_resident = \"all\"\n";
     let problems = refused_at(text, &["line 1", "line 2", "line 4", "line 6"]);
     assert_eq!(problems[0], "line 1: unknown key `http.lsten`");
+}
+
+#[test]
+fn serve_refuses_a_files_bad_declaration_at_its_line_before_opening_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("twice.toml");
+    std::fs::write(
+        &file,
+        "[[patrowl.engines]]\nname = \"tcp\"\n\n[[patrowl.engines]]\nname = \"tcp\"\n",
+    )
+    .unwrap();
+    let data = dir.path().join("log");
+    let refused = annals(
+        &[
+            "--config",
+            file.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "serve",
+        ],
+        &[("ANNALS_HTTP_LISTEN", "127.0.0.1:0")],
+    );
+    assert_eq!(refused.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains(
+            "is not valid:\n  line 4: [[patrowl.engines]]: engine tcp is configured twice"
+        ),
+        "{err}"
+    );
+    assert!(!data.exists(), "the log was opened");
 }

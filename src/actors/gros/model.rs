@@ -4,6 +4,7 @@
 
 use std::net::IpAddr;
 
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -67,10 +68,7 @@ pub fn agent_id(project: &ProjectKey, agent: &AgentName) -> String {
 
 /// A network in CIDR notation (`10.0.0.0/8`, `::1/128`), or one address.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Network {
-    address: IpAddr,
-    prefix: u8,
-}
+pub struct Network(IpNet);
 
 impl Network {
     pub fn parse(raw: &str) -> Result<Network, String> {
@@ -80,15 +78,11 @@ impl Network {
             None => (raw, None),
         };
         let address: IpAddr = address.trim().parse().map_err(|_| bad())?;
-        let bits = if address.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix {
             Some(prefix) => prefix.trim().parse::<u8>().map_err(|_| bad())?,
-            None => bits,
+            None => IpNet::from(address).prefix_len(),
         };
-        if prefix > bits {
-            return Err(bad());
-        }
-        Ok(Network { address, prefix })
+        IpNet::new(address, prefix).map(Network).map_err(|_| bad())
     }
 
     pub fn contains(&self, address: IpAddr) -> bool {
@@ -97,29 +91,8 @@ impl Network {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(address, IpAddr::V4),
             v4 => v4,
         };
-        match (self.address, address) {
-            (IpAddr::V4(net), IpAddr::V4(a)) => {
-                prefix_match(&net.octets(), &a.octets(), self.prefix)
-            }
-            (IpAddr::V6(net), IpAddr::V6(a)) => {
-                prefix_match(&net.octets(), &a.octets(), self.prefix)
-            }
-            _ => false,
-        }
+        self.0.contains(&address)
     }
-}
-
-fn prefix_match(net: &[u8], address: &[u8], prefix: u8) -> bool {
-    let prefix = usize::from(prefix);
-    let (whole, rest) = (prefix / 8, prefix % 8);
-    if net[..whole] != address[..whole] {
-        return false;
-    }
-    if rest == 0 {
-        return true;
-    }
-    let mask = 0xffu8 << (8 - rest);
-    net[whole] & mask == address[whole] & mask
 }
 
 /// One BigBoat measurement, as `status.py` receives it.
@@ -271,8 +244,21 @@ mod tests {
         assert!(Network::parse("::1")
             .unwrap()
             .contains("::1".parse().unwrap()));
-        for bad in ["10.0.0.0/33", "host", "10.0.0.0/x"] {
-            assert!(Network::parse(bad).is_err(), "{bad}");
+        // Host bits after the prefix are ignored, as a network is written loosely.
+        assert!(Network::parse("10.1.2.3/16")
+            .unwrap()
+            .contains("10.1.9.9".parse().unwrap()));
+        assert!(!net.contains("::1".parse().unwrap()));
+        assert!(Network::parse("::/0")
+            .unwrap()
+            .contains("2001:db8::1".parse().unwrap()));
+        for bad in ["10.0.0.0/33", "::/129", "host", "10.0.0.0/x"] {
+            assert_eq!(
+                Network::parse(bad),
+                Err(format!(
+                    "{bad:?} is not an address or a network such as 10.0.0.0/8"
+                ))
+            );
         }
     }
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::model::{agent_id, AgentName, GathererVersion, Measurement, Network, ProjectKey, Salts};
 use super::{
@@ -28,14 +28,7 @@ use crate::secrets::{Secret, SecretError, SecretId, SecretStore};
 /// How long start-up reconciliation may take.
 const STARTUP_WAIT: Duration = Duration::from_secs(300);
 
-/// A username pattern handed to registering agents, as the project declares it.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct UsernamePattern {
-    pub prefix: String,
-    pub pattern: String,
-    pub replace: String,
-}
+pub use crate::config::UsernamePattern;
 
 /// A configured project, checked.
 #[derive(Clone, Debug)]

@@ -24,10 +24,10 @@ use crate::actors::{
     ProjectionSettings, Settings,
 };
 use crate::blobs::{BlobError, BlobStore};
-use crate::config::EngineConfig;
+use crate::config::{EngineConfig, ScannerKind};
 use crate::events::envelope::MAX_STREAM_ID_LEN;
 use crate::events::{EventLog, Metadata, Position, StreamId};
-use crate::scanners::{self, Ended, Job};
+use crate::scanners::{CommandSettings, Ended, HttpSettings, Job, Scanner, TcpSettings};
 
 /// The most reports of a scanner recorded in one append (and waiting in its channel).
 const PROGRESS_BATCH: usize = 256;
@@ -82,21 +82,26 @@ impl From<CommandError<ScanRejection>> for EnginesError {
     }
 }
 
-/// One engine as configured, checked.
+/// One engine as declared, parsed: what the face shows of it and the scanner it runs.
 #[derive(Debug)]
 pub struct Engine {
     pub name: EngineName,
-    pub config: EngineConfig,
+    pub version: String,
+    pub description: String,
     pub allowed: Vec<Datatype>,
+    /// The most scans STARTED or SCANNING at once; at least 1.
+    pub max_scans: usize,
     /// The options every scan gets, which its own override key by key.
     pub defaults: Map<String, Value>,
+    pub scanner: Scanner,
     /// Why the engine cannot scan (a `command` engine whose program is missing), as last
     /// checked: at start-up and by `reloadconfig`. The engine is then in ERROR.
     problem: std::sync::RwLock<Option<String>>,
 }
 
 impl Engine {
-    /// Checks an engine's configuration: its name, asset types and scanner settings.
+    /// Parses an engine's declaration: its name, asset types, default options and scanner
+    /// settings. Its program, if any, is not looked for: [`Engine::check_program`] does.
     pub fn parse(config: &EngineConfig) -> Result<Engine, String> {
         let name = EngineName::parse(&config.name)?;
         let allowed = config
@@ -123,30 +128,49 @@ impl Engine {
                 config.name
             ));
         }
-        if config.scanner == crate::config::ScannerKind::Command && config.command.is_empty() {
-            return Err(format!(
-                "engine {}: a command engine needs `command` (the program and its arguments)",
-                config.name
-            ));
-        }
+        let scanner = match config.scanner {
+            ScannerKind::Tcp => Scanner::Tcp(TcpSettings {
+                concurrency: config.concurrency.max(1),
+                connect_timeout: Duration::from_millis(config.connect_timeout_ms.max(1)),
+                max_hosts: config.max_hosts,
+            }),
+            ScannerKind::Http => Scanner::Http(HttpSettings {
+                request_timeout: Duration::from_millis(config.request_timeout_ms.max(1)),
+            }),
+            ScannerKind::Command => {
+                let Some((program, args)) = config.command.split_first() else {
+                    return Err(format!(
+                        "engine {}: a command engine needs `command` (the program and its \
+                         arguments)",
+                        config.name
+                    ));
+                };
+                Scanner::Command(CommandSettings {
+                    program: program.clone(),
+                    args: args.to_vec(),
+                    timeout: Duration::from_secs(config.timeout_s.max(1)),
+                    kill_grace: Duration::from_secs(config.kill_grace_s),
+                })
+            }
+        };
         let defaults = match serde_json::to_value(&config.options) {
             Ok(Value::Object(map)) => map,
             _ => return Err(format!("engine {}: options must be a table", config.name)),
         };
         // Defaults every scan gets must be ones the scanner takes, or every scan is refused.
-        if config.scanner == crate::config::ScannerKind::Tcp {
-            scanners::tcp::check_options(&defaults)
-                .map_err(|e| format!("engine {}: options: {e}", config.name))?;
-        }
-        let engine = Engine {
+        scanner
+            .check_options(&defaults)
+            .map_err(|e| format!("engine {}: options: {e}", config.name))?;
+        Ok(Engine {
             name,
-            config: config.clone(),
+            version: config.version.clone(),
+            description: config.description.clone(),
             allowed,
+            max_scans: config.max_scans,
             defaults,
+            scanner,
             problem: Default::default(),
-        };
-        engine.check_program();
-        Ok(engine)
+        })
     }
 
     /// Why the engine cannot scan, if it cannot.
@@ -160,17 +184,21 @@ impl Engine {
     /// Looks for a `command` engine's program again (the server's `PATH` for a bare name, as
     /// the program is run), and returns why the engine cannot scan, if it cannot.
     pub fn check_program(&self) -> Option<String> {
-        let problem = match (self.config.scanner, self.config.command.first()) {
-            (crate::config::ScannerKind::Command, Some(program)) => {
-                let found = crate::process::find_program(program, None, None);
-                (!found).then(|| {
-                    format!(
-                        "engine {} cannot scan: its program {program:?} is not found or not \
-                         executable",
-                        self.name.as_str()
-                    )
-                })
-            }
+        let found = self
+            .scanner
+            .program()
+            .is_none_or(|program| crate::process::find_program(program, None, None));
+        self.set_program_found(found)
+    }
+
+    /// Records whether a `command` engine's program was found, looked for by the caller;
+    /// returns why the engine cannot scan, if it cannot.
+    pub fn set_program_found(&self, found: bool) -> Option<String> {
+        let problem = match self.scanner.program() {
+            Some(program) if !found => Some(format!(
+                "engine {} cannot scan: its program {program:?} is not found or not executable",
+                self.name.as_str()
+            )),
             _ => None,
         };
         *self.problem.write().unwrap_or_else(|p| p.into_inner()) = problem.clone();
@@ -282,7 +310,7 @@ impl Engines {
     /// The engine's scans and whether it is busy, from the read model.
     pub fn status(&self, name: &str) -> Result<EngineStatus, EnginesError> {
         let engine = self.engine(name)?;
-        let max = engine.config.max_scans;
+        let max = engine.max_scans;
         Ok(self.model.read(|view| {
             let scans = view.state.engine(name).cloned().unwrap_or_default();
             EngineStatus {
@@ -342,7 +370,10 @@ impl Engines {
         // checks the rest.
         let counted = !assets.is_empty() && assets.len() <= super::MAX_ASSETS;
         if counted && assets.iter().all(|a| engine.allowed.contains(&a.datatype)) {
-            scanners::check(&engine.config, &assets, &merged).map_err(EnginesError::Invalid)?;
+            engine
+                .scanner
+                .check(&assets, &merged)
+                .map_err(EnginesError::Invalid)?;
         }
         let command = ScanCommand::Request {
             engine: engine.name.clone(),
@@ -370,8 +401,8 @@ impl Engines {
             &scan_id,
             incarnation.map_err(EnginesError::Rejected)?,
         );
-        if active >= engine.config.max_scans {
-            return Err(EnginesError::Busy(engine.config.max_scans));
+        if active >= engine.max_scans {
+            return Err(EnginesError::Busy(engine.max_scans));
         }
         if StreamId::of(ScanRecord::KIND, &id).is_err() {
             return Err(EnginesError::Invalid(format!(
@@ -636,7 +667,7 @@ async fn drive(
     let (progress, mut reports) = mpsc::channel(PROGRESS_BATCH);
     let scanner = {
         let engine = engine.clone();
-        actix_rt::spawn(async move { scanners::run(&engine.config, job, progress, stopped).await })
+        actix_rt::spawn(async move { engine.scanner.run(job, progress, stopped).await })
     };
     let mut batch = Vec::with_capacity(PROGRESS_BATCH);
     let (mut kept, mut dropped) = (0, 0);

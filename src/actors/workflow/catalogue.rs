@@ -14,71 +14,8 @@ pub const MAX_ID_PART_BYTES: usize = 64;
 /// The longest input value, in bytes.
 pub const MAX_INPUT_BYTES: usize = 64 * 1024;
 
-/// One workflow as the configuration declares it.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct WorkflowSpec {
-    pub application_id: String,
-    pub environment_id: String,
-    pub environment_name: String,
-    /// The workflow's name; its id is `application_id@environment_id@name`.
-    pub name: String,
-    pub description: String,
-    /// The accounts that may trigger it; empty: every account.
-    pub users: Vec<String>,
-    pub inputs: Vec<InputSpec>,
-    pub outputs: Vec<OutputSpec>,
-    pub steps: Vec<StepSpec>,
-}
-
-/// A declared input.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct InputSpec {
-    /// Letters, digits and `_`; the step sees it as `INPUT_<NAME>` (upper-cased).
-    pub name: String,
-    pub required: bool,
-    /// The value when the trigger gives none; unset: no value (the variable is not set).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub default: Option<String>,
-    pub description: String,
-    pub kind: InputKind,
-}
-
-/// What an input holds.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum InputKind {
-    /// Any text.
-    #[default]
-    String,
-    /// The id of a key made by `POST /ssh_keys`: the step gets the path of a 0600 file holding
-    /// the private key, removed when the step ends.
-    SshKey,
-}
-
-/// A declared output: a step publishes it by writing `NAME=VALUE` to `$ANNALS_OUTPUTS`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct OutputSpec {
-    pub name: String,
-    pub description: String,
-}
-
-/// One step: a program and its arguments, never through a shell unless the author writes one.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct StepSpec {
-    pub name: String,
-    /// The program, then its arguments.
-    pub command: Vec<String>,
-    /// The working directory; empty: a scratch directory of the step's own.
-    pub dir: String,
-    /// Variables added to the step's minimal environment.
-    pub env: BTreeMap<String, String>,
-    /// Seconds the step may run before it is stopped and the execution fails; 0: no limit.
-    pub timeout_s: u64,
-}
+// The declarations' own shapes are the configuration file's: parsed here, declared there.
+pub use crate::config::{InputKind, InputSpec, OutputSpec, StepSpec, WorkflowSpec};
 
 /// A workflow id, `app@env@name`, whose three parts are not empty and hold no `@`, `/` or
 /// control character.

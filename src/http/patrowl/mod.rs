@@ -295,20 +295,15 @@ impl Patrowl {
 fn engine_view(engine: &Engine, status: &'static str) -> openapi::PatrowlEngine {
     openapi::PatrowlEngine {
         name: engine.name.as_str().to_owned(),
-        version: engine.config.version.clone(),
-        description: engine.config.description.clone(),
-        scanner: match engine.config.scanner {
-            crate::config::ScannerKind::Tcp => "tcp",
-            crate::config::ScannerKind::Http => "http",
-            crate::config::ScannerKind::Command => "command",
-        }
-        .into(),
+        version: engine.version.clone(),
+        description: engine.description.clone(),
+        scanner: engine.scanner.name().into(),
         allowed_asset_types: engine
             .allowed
             .iter()
             .map(|d| d.as_str().to_owned())
             .collect(),
-        max_scans: engine.config.max_scans,
+        max_scans: engine.max_scans,
         options: Value::Object(engine.defaults.clone()),
         status,
     }
@@ -963,7 +958,7 @@ fn findings_body(engine: &Engine, scan_id: &str, state: &ScanState) -> openapi::
             nb_high: count(Severity::High),
             nb_critical: count(Severity::Critical),
             engine_name: engine.name.as_str().to_owned(),
-            engine_version: engine.config.version.clone(),
+            engine_version: engine.version.clone(),
         },
         issues,
     }
