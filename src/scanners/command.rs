@@ -29,6 +29,7 @@ use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 
 use super::{asset_values, Ended, Job, Progress};
+use crate::actors::effects;
 use crate::actors::scan::{Confidence, Finding, Severity, Target};
 use crate::config::EngineConfig;
 use crate::process::{self, Ending, Exit, Invocation, Stream};
@@ -175,7 +176,7 @@ pub async fn scan(
         .stdin(input.to_string())
         .timeout(Duration::from_secs(engine.timeout_s.max(1)))
         .kill_grace(Duration::from_secs(engine.kill_grace_s));
-    let mut running = match process::spawn(invocation) {
+    let mut running = match effects::start_child(invocation) {
         Ok(running) => running,
         Err(error) => return failed(format!("the command could not start: {error}")),
     };
