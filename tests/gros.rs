@@ -1445,7 +1445,10 @@ async fn a_scrape_asked_for_now_skips_the_preflight_schedule() {
 async fn every_event(face: &Face, stream: &str) -> Vec<Value> {
     let mut events = Vec::new();
     loop {
-        let uri = format!("/api/streams/{stream}/events?from={}&limit=1000", events.len());
+        let uri = format!(
+            "/api/streams/{stream}/events?from={}&limit=1000",
+            events.len()
+        );
         let answer = send(&face.main, get(&uri)).await;
         assert_eq!(answer.status, 200, "{answer:?}");
         let page = answer.json()["events"].as_array().unwrap().clone();
@@ -1499,7 +1502,10 @@ async fn a_run_records_at_most_its_limit_of_lines() {
     let max = OUTPUT_LIMITS.max_items;
     let output = scrape_output(&format!("seq 1 {}", max + 5)).await;
     assert_eq!(output.len() as u64, max + 1);
-    assert_eq!(output[max as usize - 1]["payload"]["line"], json!(max.to_string()));
+    assert_eq!(
+        output[max as usize - 1]["payload"]["line"],
+        json!(max.to_string())
+    );
     let last = &output[max as usize]["payload"];
     assert_eq!(last["stream"], "stderr");
     let bytes: usize = (max + 1..=max + 5).map(|n| n.to_string().len()).sum();

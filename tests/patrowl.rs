@@ -1791,13 +1791,7 @@ async fn an_issue_carries_no_nul_character_which_patrowl_managers_database_refus
 #[actix_rt::test]
 async fn many_findings_at_once_are_recorded_in_a_few_appends() {
     let script = "cat > /dev/null\nyes '{\"title\":\"again\"}' | head -n 2000\n";
-    let face = spawn(|config| {
-        config
-            .patrowl
-            .engines
-            .push(command_engine("fast", script))
-    })
-    .await;
+    let face = spawn(|config| config.patrowl.engines.push(command_engine("fast", script))).await;
     face.accept_local("fast", json!(1), json!({})).await;
     let findings = face.finished_findings("fast", "1").await;
     assert_eq!(findings["issues"].as_array().unwrap().len(), 2000);

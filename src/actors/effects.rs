@@ -180,9 +180,10 @@ where
     let mut refusing = false;
     let mut open = true;
     loop {
-        let full = pending.len() >= limits.batch_items.max(1) || pending_bytes >= limits.batch_bytes;
-        let send = !pending.is_empty()
-            && (full || !open || due.is_some_and(|due| Instant::now() >= due));
+        let full =
+            pending.len() >= limits.batch_items.max(1) || pending_bytes >= limits.batch_bytes;
+        let send =
+            !pending.is_empty() && (full || !open || due.is_some_and(|due| Instant::now() >= due));
         if in_flight.is_none() && send {
             fed.batches += 1;
             fed.sent += pending.len() as u64;
@@ -293,10 +294,7 @@ where
     R: FnMut(Vec<T>) -> F,
     F: Future<Output = Taken>,
 {
-    let mut lines = Items {
-        running,
-        item,
-    };
+    let mut lines = Items { running, item };
     let fed = feed(&mut lines, limits, record).await;
     ChildEnded {
         fed,
@@ -410,7 +408,12 @@ mod tests {
             batch_bytes: 250,
             ..FeedLimits::DEFAULT
         };
-        feed(&mut source, &limits, recorder(&batches, Duration::ZERO, vec![])).await;
+        feed(
+            &mut source,
+            &limits,
+            recorder(&batches, Duration::ZERO, vec![]),
+        )
+        .await;
         assert_eq!(sizes(&batches), [3, 3, 3, 1]);
     }
 
@@ -419,9 +422,8 @@ mod tests {
         let batches = Batches::default();
         let (sender, mut source) = mpsc::channel(16);
         let recording = recorder(&batches, Duration::from_millis(1), vec![]);
-        let feeding = tokio::spawn(async move {
-            feed(&mut source, &FeedLimits::DEFAULT, recording).await
-        });
+        let feeding =
+            tokio::spawn(async move { feed(&mut source, &FeedLimits::DEFAULT, recording).await });
         for _ in 0..3 {
             sender.send(SMALL).await.unwrap();
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -452,7 +454,12 @@ mod tests {
             max_items: 10,
             ..FeedLimits::DEFAULT
         };
-        let fed = feed(&mut source, &limits, recorder(&batches, Duration::ZERO, vec![])).await;
+        let fed = feed(
+            &mut source,
+            &limits,
+            recorder(&batches, Duration::ZERO, vec![]),
+        )
+        .await;
         // Ten items and the marker, which the cap does not count.
         assert_eq!(sizes(&batches), [11]);
         assert_eq!(batches.lock().unwrap()[0].last(), Some(&MARKER));
@@ -473,7 +480,12 @@ mod tests {
             max_bytes: 10,
             ..FeedLimits::DEFAULT
         };
-        let fed = feed(&mut source, &limits, recorder(&batches, Duration::ZERO, vec![])).await;
+        let fed = feed(
+            &mut source,
+            &limits,
+            recorder(&batches, Duration::ZERO, vec![]),
+        )
+        .await;
         assert_eq!(sizes(&batches), [2]);
         assert_eq!((fed.dropped, fed.dropped_bytes), (2, 5));
         assert_eq!(fed.capped, Some(Cap::Bytes));
@@ -484,9 +496,8 @@ mod tests {
         let batches = Batches::default();
         let (sender, mut source) = mpsc::channel(16);
         let recording = recorder(&batches, Duration::ZERO, vec![Taken::Full]);
-        let feeding = tokio::spawn(async move {
-            feed(&mut source, &FeedLimits::DEFAULT, recording).await
-        });
+        let feeding =
+            tokio::spawn(async move { feed(&mut source, &FeedLimits::DEFAULT, recording).await });
         sender.send(SMALL).await.unwrap();
         tokio::time::sleep(FLUSH_INTERVAL * 2).await;
         for item in [SMALL, SMALL, MARKER] {

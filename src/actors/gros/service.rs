@@ -18,11 +18,11 @@ use super::{
     AgentCommand, AgentEvent, AgentRejection, AgentState, GrosAgent, GrosProject, OutputLine,
     Process, ProjectCommand, GLOBAL,
 };
+use crate::actors::effects::{self, Fed, FeedLimits, Taken};
 use crate::actors::{
     reconcile, Clock, CommandError, Entities, NoEffects, Settings as ActorSettings,
 };
 use crate::events::{EventLog, Metadata};
-use crate::actors::effects::{self, Fed, FeedLimits, Taken};
 use crate::process::{self, Exit, Invocation, Stream};
 use crate::secrets::{Secret, SecretError, SecretId, SecretStore};
 

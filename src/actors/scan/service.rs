@@ -59,7 +59,12 @@ impl effects::Weigh for Progress {
                     &finding.solution,
                     &finding.kind,
                 ];
-                let lists = finding.target.addr.iter().chain(&finding.tags).chain(&finding.links);
+                let lists = finding
+                    .target
+                    .addr
+                    .iter()
+                    .chain(&finding.tags)
+                    .chain(&finding.links);
                 texts.iter().map(|text| text.len()).sum::<usize>()
                     + finding.raw.as_ref().map_or(0, String::len)
                     + lists.map(String::len).sum::<usize>()

@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use super::catalogue::{Catalogue, InputKind, Workflow};
 use super::{Ending, Execution, ExecutionCommand, ExecutionEvent, Level, LogLine, StepEnded};
-use crate::actors::sshkey::SshKeys;
 use crate::actors::effects::{self, FeedLimits, Taken};
+use crate::actors::sshkey::SshKeys;
 use crate::actors::{Clock, Effects, Entities};
 use crate::events::Metadata;
 use crate::process::{self, Canceller, Exit, Invocation, Stream};
@@ -435,7 +435,10 @@ impl Run {
     /// flight at a time, at most `max_log_lines` lines and [`MAX_STEP_LOG_BYTES`] bytes per step.
     /// Once the execution is full (or the step past its cap), lines are counted, and the count
     /// recorded when the step's output ends. Then waits for the step's end.
-    async fn feed_lines(&self, running: process::Running) -> Result<process::Outcome, process::ProcessError> {
+    async fn feed_lines(
+        &self,
+        running: process::Running,
+    ) -> Result<process::Outcome, process::ProcessError> {
         let limits = FeedLimits {
             max_items: if self.full.get() {
                 0
@@ -455,7 +458,11 @@ impl Run {
                     max_lines: self.limits.max_log_lines,
                 };
                 async move {
-                    match self.entities.execute(&self.id, command, Metadata::system()).await {
+                    match self
+                        .entities
+                        .execute(&self.id, command, Metadata::system())
+                        .await
+                    {
                         Ok(executed) => {
                             let full = executed
                                 .events
