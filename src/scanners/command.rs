@@ -27,6 +27,7 @@ use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 
 use super::{asset_values, CommandSettings, Ended, Job, Progress};
+use crate::actors::effects;
 use crate::actors::scan::{Confidence, Finding, Severity, Target};
 use crate::process::{self, Ending, Exit, Invocation, Stream};
 
@@ -169,7 +170,7 @@ pub async fn scan(
         .stdin(input.to_string())
         .timeout(settings.timeout)
         .kill_grace(settings.kill_grace);
-    let mut running = match process::spawn(invocation) {
+    let mut running = match effects::start_child(invocation) {
         Ok(running) => running,
         Err(error) => return failed(format!("the command could not start: {error}")),
     };

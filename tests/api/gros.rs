@@ -1417,3 +1417,106 @@ async fn a_scrape_asked_for_now_skips_the_preflight_schedule() {
         ]
     );
 }
+
+/// Every event of `stream`, page after page.
+async fn every_event(face: &Face, stream: &str) -> Vec<Value> {
+    let mut events = Vec::new();
+    loop {
+        let uri = format!(
+            "/api/streams/{stream}/events?from={}&limit=1000",
+            events.len()
+        );
+        let answer = send(&face.main, get(&uri)).await;
+        assert_eq!(answer.status, 200, "{answer:?}");
+        let page = answer.json()["events"].as_array().unwrap().clone();
+        if page.is_empty() {
+            return events;
+        }
+        events.extend(page);
+    }
+}
+
+/// Runs the local agent's scrape with this command and gives its output events once it ended.
+async fn scrape_output(command: &str) -> Vec<Value> {
+    let face = spawn(|config, _| config.gros.projects[0].scrape_command = sh(command)).await;
+    let scrape = post(&face.daemon, "/scrape", "localhost").await;
+    assert_eq!(scrape.status, 201, "{scrape:?}");
+    let events = poll_async(WAIT, "the scrape's end", || async {
+        let events = every_event(&face, "gros_agent-PROJ.PROJ").await;
+        events.iter().any(finished("scrape")).then_some(events)
+    })
+    .await;
+    of_type(&events, "ProcessOutput").cloned().collect()
+}
+
+/// A process that writes many lines at once has them recorded in a few appends, not one each:
+/// every line is still its own `ProcessOutput`, in order. The journal seals each round with one
+/// time and the output has one append in flight at a time, so each `recorded_at` is one append.
+#[actix_rt::test]
+async fn many_lines_of_output_are_recorded_in_a_few_appends() {
+    let output = scrape_output("seq 1 2000").await;
+    let lines: Vec<String> = output
+        .iter()
+        .map(|e| e["payload"]["line"].as_str().unwrap().to_owned())
+        .collect();
+    let expected: Vec<String> = (1..=2000).map(|n| n.to_string()).collect();
+    assert_eq!(lines, expected);
+    let appends: std::collections::BTreeSet<&str> = output
+        .iter()
+        .map(|e| e["recorded_at"].as_str().unwrap())
+        .collect();
+    // At most 256 lines an append: 8 when the lines come at once, a few more when they
+    // trickle in on a loaded machine; far fewer than one per line.
+    assert!(appends.len() >= 8, "{}", appends.len());
+    assert!(appends.len() <= 40, "{}", appends.len());
+}
+
+/// A process's output is capped per run, in lines: past the limit lines are counted, and one
+/// last line on `stderr` says how many more there were.
+#[actix_rt::test]
+async fn a_run_records_at_most_its_limit_of_lines() {
+    use annals::actors::gros::service::OUTPUT_LIMITS;
+    let max = OUTPUT_LIMITS.max_items;
+    let output = scrape_output(&format!("seq 1 {}", max + 5)).await;
+    assert_eq!(output.len() as u64, max + 1);
+    assert_eq!(
+        output[max as usize - 1]["payload"]["line"],
+        json!(max.to_string())
+    );
+    let last = &output[max as usize]["payload"];
+    assert_eq!(last["stream"], "stderr");
+    let bytes: usize = (max + 1..=max + 5).map(|n| n.to_string().len()).sum();
+    assert_eq!(
+        last["line"],
+        json!(format!(
+            "annals: 5 more lines ({bytes} bytes) of output were not recorded: a run records \
+             at most {max} lines and {} bytes",
+            OUTPUT_LIMITS.max_bytes
+        ))
+    );
+}
+
+/// The cap in bytes: a line longer than the line limit comes in pieces, and the pieces past
+/// the run's bytes are counted, not recorded.
+#[actix_rt::test]
+async fn a_run_records_at_most_its_limit_of_bytes() {
+    use annals::actors::gros::service::OUTPUT_LIMITS;
+    let piece = annals::process::DEFAULT_MAX_LINE_BYTES as u64;
+    let total = OUTPUT_LIMITS.max_bytes + 3 * piece + 10;
+    let output = scrape_output(&format!("head -c {total} /dev/zero | tr '\\0' x")).await;
+    let kept = OUTPUT_LIMITS.max_bytes / piece;
+    assert_eq!(output.len() as u64, kept + 1);
+    let recorded: u64 = output[..kept as usize]
+        .iter()
+        .map(|e| e["payload"]["line"].as_str().unwrap().len() as u64)
+        .sum();
+    assert_eq!(recorded, OUTPUT_LIMITS.max_bytes);
+    let note = output[kept as usize]["payload"]["line"].as_str().unwrap();
+    assert!(
+        note.starts_with(&format!(
+            "annals: 4 more lines ({} bytes) of output were not recorded",
+            total - OUTPUT_LIMITS.max_bytes
+        )),
+        "{note}"
+    );
+}

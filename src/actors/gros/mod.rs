@@ -183,6 +183,14 @@ impl AgentState {
     }
 }
 
+/// One line of a process's output, as `ProcessOutput` records it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutputLine {
+    /// `stdout` or `stderr`.
+    pub stream: String,
+    pub line: String,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AgentCommand {
     /// Locks the agent for a registration.
@@ -211,10 +219,10 @@ pub enum AgentCommand {
     StartScrape {
         argv: Vec<String>,
     },
+    /// Lines a process wrote, in order: one `ProcessOutput` each, in one append.
     RecordOutput {
         process: Process,
-        stream: String,
-        line: String,
+        lines: Vec<OutputLine>,
     },
     FinishProcess {
         process: Process,
@@ -337,20 +345,21 @@ impl Entity for GrosAgent {
                     at,
                 })]
             }
-            AgentCommand::RecordOutput {
-                process,
-                stream,
-                line,
-            } => {
+            AgentCommand::RecordOutput { process, lines } => {
                 if !state.running(*process) {
                     return Err(AgentRejection::NotRunning(*process));
                 }
-                vec![AgentEvent::ProcessOutput(ProcessOutput {
-                    process: *process,
-                    stream: stream.clone(),
-                    line: line.clone(),
-                    at,
-                })]
+                lines
+                    .iter()
+                    .map(|output| {
+                        AgentEvent::ProcessOutput(ProcessOutput {
+                            process: *process,
+                            stream: output.stream.clone(),
+                            line: output.line.clone(),
+                            at,
+                        })
+                    })
+                    .collect()
             }
             AgentCommand::FinishProcess {
                 process,

@@ -15,9 +15,10 @@ use serde::Serialize;
 
 use super::model::{agent_id, AgentName, GathererVersion, Measurement, Network, ProjectKey, Salts};
 use super::{
-    AgentCommand, AgentEvent, AgentRejection, AgentState, GrosAgent, GrosProject, Process,
-    ProjectCommand, GLOBAL,
+    AgentCommand, AgentEvent, AgentRejection, AgentState, GrosAgent, GrosProject, OutputLine,
+    Process, ProjectCommand, GLOBAL,
 };
+use crate::actors::effects::{self, Fed, FeedLimits, Taken};
 use crate::actors::{
     reconcile, Clock, CommandError, Entities, NoEffects, Settings as ActorSettings,
 };
@@ -27,6 +28,42 @@ use crate::secrets::{Secret, SecretError, SecretId, SecretStore};
 
 /// How long start-up reconciliation may take.
 const STARTUP_WAIT: Duration = Duration::from_secs(300);
+/// How an import's or a scrape's output reaches the agent's stream: lines in batches, one
+/// `ProcessOutput` each, and at most [`effects::MAX_RUN_ITEMS`] lines and
+/// [`effects::MAX_RUN_BYTES`] bytes per run; past them one last line says how many more
+/// there were ([`cut_output_note`]).
+pub const OUTPUT_LIMITS: FeedLimits = FeedLimits::DEFAULT;
+/// How the last line of a run cut at [`OUTPUT_LIMITS`] begins.
+pub const CUT_OUTPUT_PREFIX: &str = "annals: ";
+
+fn output_line(line: process::Line) -> OutputLine {
+    OutputLine {
+        stream: match line.stream {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        }
+        .to_owned(),
+        line: line.text,
+    }
+}
+
+impl effects::Weigh for OutputLine {
+    fn bytes(&self) -> usize {
+        self.line.len()
+    }
+}
+
+/// The line, on `stderr`, that ends the output of a run cut at [`OUTPUT_LIMITS`].
+fn cut_output_note(fed: &Fed) -> OutputLine {
+    OutputLine {
+        stream: "stderr".into(),
+        line: format!(
+            "{CUT_OUTPUT_PREFIX}{} more lines ({} bytes) of output were not recorded: a run \
+             records at most {} lines and {} bytes",
+            fed.dropped, fed.dropped_bytes, OUTPUT_LIMITS.max_items, OUTPUT_LIMITS.max_bytes
+        ),
+    }
+}
 
 pub use crate::config::UsernamePattern;
 
@@ -464,7 +501,7 @@ impl Gros {
         );
         if let (true, Some(argv)) = (started, import) {
             let invocation = self.invocation(project, agent, &argv, self.controller.import_timeout);
-            match process::spawn(invocation) {
+            match effects::start_child(invocation) {
                 Ok(running) => {
                     actix_rt::spawn(self.clone().follow(id, Process::Import, running, None));
                 }
@@ -503,29 +540,42 @@ impl Gros {
         }
     }
 
-    /// Records a process's lines and its end on the agent's stream; tells `done` how it ended.
+    /// Records a process's lines (in batches, at most [`OUTPUT_LIMITS`] of them) and its end on
+    /// the agent's stream; tells `done` how it ended.
     async fn follow(
         self,
         id: String,
         process: Process,
-        mut running: process::Running,
+        running: process::Running,
         done: Option<tokio::sync::oneshot::Sender<Option<i32>>>,
     ) {
-        while let Some(line) = running.next_line().await {
+        let ended = effects::feed_child(running, &OUTPUT_LIMITS, output_line, |lines| {
+            let (agents, id) = (self.agents.clone(), id.clone());
+            async move {
+                let command = AgentCommand::RecordOutput { process, lines };
+                match agents.execute(&id, command, Metadata::system()).await {
+                    Ok(_) => Taken::More,
+                    // Settled meanwhile (a restart's reconciliation): nothing more goes on.
+                    Err(CommandError::Rejected(AgentRejection::NotRunning(_))) => Taken::Stop,
+                    Err(error) => {
+                        tracing::warn!(agent = %id, %error, "lines of output were not recorded");
+                        Taken::More
+                    }
+                }
+            }
+        })
+        .await;
+        if ended.fed.capped.is_some() {
+            let note = cut_output_note(&ended.fed);
             let command = AgentCommand::RecordOutput {
                 process,
-                stream: match line.stream {
-                    Stream::Stdout => "stdout",
-                    Stream::Stderr => "stderr",
-                }
-                .to_owned(),
-                line: line.text,
+                lines: vec![note],
             };
             if let Err(error) = self.agents.execute(&id, command, Metadata::system()).await {
-                tracing::warn!(agent = %id, %error, "a line of output was not recorded");
+                tracing::warn!(agent = %id, %error, "the note of cut output was not recorded");
             }
         }
-        let (code, outcome) = match running.wait().await {
+        let (code, outcome) = match ended.outcome {
             Ok(outcome) => {
                 let code = match outcome.exit {
                     Exit::Code(code) => Some(code),
@@ -733,7 +783,7 @@ impl Gros {
         let invocation = self
             .invocation(project, agent, &argv, self.controller.scrape_timeout)
             .env("PREFLIGHT_ARGS", SCRAPE_PREFLIGHT_ARGS);
-        let running = match process::spawn(invocation) {
+        let running = match effects::start_child(invocation) {
             Ok(running) => running,
             Err(error) => {
                 let reason = error.to_string();

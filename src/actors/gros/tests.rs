@@ -191,26 +191,39 @@ fn one_scrape_runs_at_a_time() {
         .then_rejected(AgentRejection::ScrapeRunning);
 }
 
+fn output(stream: &str, line: &str) -> OutputLine {
+    OutputLine {
+        stream: stream.into(),
+        line: line.into(),
+    }
+}
+
 #[test]
 fn output_and_ends_belong_to_running_processes() {
     given::<GrosAgent>([process_started(Process::Scrape)])
         .at(t(2))
         .when(AgentCommand::RecordOutput {
             process: Process::Scrape,
-            stream: "stdout".into(),
-            line: "hi".into(),
+            lines: vec![output("stdout", "hi"), output("stderr", "there")],
         })
-        .then(vec![AgentEvent::ProcessOutput(ProcessOutput {
-            process: Process::Scrape,
-            stream: "stdout".into(),
-            line: "hi".into(),
-            at: t(2),
-        })]);
+        .then(vec![
+            AgentEvent::ProcessOutput(ProcessOutput {
+                process: Process::Scrape,
+                stream: "stdout".into(),
+                line: "hi".into(),
+                at: t(2),
+            }),
+            AgentEvent::ProcessOutput(ProcessOutput {
+                process: Process::Scrape,
+                stream: "stderr".into(),
+                line: "there".into(),
+                at: t(2),
+            }),
+        ]);
     given::<GrosAgent>([process_started(Process::Scrape)])
         .when(AgentCommand::RecordOutput {
             process: Process::Import,
-            stream: "stdout".into(),
-            line: "hi".into(),
+            lines: vec![output("stdout", "hi")],
         })
         .then_rejected(AgentRejection::NotRunning(Process::Import));
     let state = given::<GrosAgent>([process_started(Process::Import)])

@@ -18,6 +18,7 @@ use super::{
     entity_id, Asset, Confidence, Datatype, EngineName, Finding, Progress, ScanCommand, ScanEvent,
     ScanId, ScanRecord, ScanRejection, ScanState, ScanStatus, Severity, Target,
 };
+use crate::actors::effects::{self, Cap, FeedLimits, Taken};
 use crate::actors::projection::{self, ProjectionError};
 use crate::actors::{
     reconcile, Clock, CommandError, Effects, Entities, Entity, Executed, ProjectionHandle,
@@ -35,6 +36,48 @@ const PROGRESS_BATCH: usize = 256;
 /// report) could otherwise grow a scan's state and log without end. Past it findings are
 /// counted, and one last finding says how many were not kept.
 pub const MAX_FINDINGS: usize = 10_000;
+/// The most bytes of findings one scan keeps (their text fields); past it findings are counted
+/// as past [`MAX_FINDINGS`].
+pub const MAX_FINDING_BYTES: u64 = 64 * 1024 * 1024;
+/// How a scanner's reports reach its scan ([`effects::feed`]): in batches of at most
+/// [`PROGRESS_BATCH`], at most [`MAX_FINDINGS`] findings and [`MAX_FINDING_BYTES`]; assets done
+/// are always recorded.
+pub const FINDING_LIMITS: FeedLimits = FeedLimits {
+    batch_items: PROGRESS_BATCH,
+    max_items: MAX_FINDINGS as u64,
+    max_bytes: MAX_FINDING_BYTES,
+    ..FeedLimits::DEFAULT
+};
+
+impl effects::Weigh for Progress {
+    fn bytes(&self) -> usize {
+        match self {
+            Progress::Finding(finding) => {
+                let texts = [
+                    &finding.title,
+                    &finding.description,
+                    &finding.solution,
+                    &finding.kind,
+                ];
+                let lists = finding
+                    .target
+                    .addr
+                    .iter()
+                    .chain(&finding.tags)
+                    .chain(&finding.links);
+                texts.iter().map(|text| text.len()).sum::<usize>()
+                    + finding.raw.as_ref().map_or(0, String::len)
+                    + lists.map(String::len).sum::<usize>()
+            }
+            Progress::AssetDone(asset) => asset.len(),
+        }
+    }
+
+    fn capped(&self) -> bool {
+        matches!(self, Progress::Finding(_))
+    }
+}
+
 /// How long a command waits for the read model to fold it before the answer is an error.
 const MODEL_WAIT: Duration = Duration::from_secs(30);
 /// How long start-up waits for the read model to fold the log.
@@ -596,8 +639,6 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// One scan's work: marks it begun, runs the scanner, records its findings and assets as they
-/// come (those that came while the last were written together), keeps the raw outputs in the blob store and ends the scan with them.
 /// Records a batch of progress on the scan; false when the scan takes no more (stopped,
 /// cleaned, or the log failed: the scanner is then told by its closed channel).
 async fn record(
@@ -620,14 +661,18 @@ async fn record(
     }
 }
 
-/// The last finding of a scan whose scanner reported more than [`MAX_FINDINGS`].
-fn findings_dropped(dropped: usize, assets: &[String]) -> Finding {
+/// The last finding of a scan whose scanner reported more than [`FINDING_LIMITS`] allow.
+fn findings_dropped(dropped: u64, cap: Cap, assets: &[String]) -> Finding {
+    let limit = match cap {
+        Cap::Items => format!("the limit of {MAX_FINDINGS}"),
+        Cap::Bytes => format!("the limit of {} MiB of findings", MAX_FINDING_BYTES >> 20),
+    };
     Finding {
         severity: Severity::Info,
         confidence: Confidence::Certain,
         title: format!("{dropped} more findings were not kept"),
         description: format!(
-            "The scanner reported {dropped} findings past the limit of {MAX_FINDINGS} per scan; \
+            "The scanner reported {dropped} findings past {limit} per scan; \
              they were counted, not kept. Narrow the scan to see them."
         ),
         solution: "Scan fewer assets or ports at a time.".into(),
@@ -642,6 +687,9 @@ fn findings_dropped(dropped: usize, assets: &[String]) -> Finding {
     }
 }
 
+/// One scan's work: marks it begun, runs the scanner, records its findings and assets as they
+/// come (through [`effects::feed`], within [`FINDING_LIMITS`]), keeps the raw outputs in the blob
+/// store and ends the scan with them.
 async fn drive(
     id: String,
     engine: Arc<Engine>,
@@ -669,31 +717,27 @@ async fn drive(
         let engine = engine.clone();
         actix_rt::spawn(async move { engine.scanner.run(job, progress, stopped).await })
     };
-    let mut batch = Vec::with_capacity(PROGRESS_BATCH);
-    let (mut kept, mut dropped) = (0, 0);
     // What the scanner reported while the last batch was being written goes in the next one:
     // one append for many findings when they come fast, one for each when they come slowly.
-    while reports.recv_many(&mut batch, PROGRESS_BATCH).await > 0 {
-        batch.retain(|report| match report {
-            Progress::Finding(_) if kept >= MAX_FINDINGS => {
-                dropped += 1;
-                false
+    let fed = effects::feed(&mut reports, &FINDING_LIMITS, |mut batch| {
+        let (entities, id, metadata) = (entities.clone(), id.clone(), metadata.clone());
+        async move {
+            if record(&entities, &id, &mut batch, &metadata).await {
+                Taken::More
+            } else {
+                Taken::Stop
             }
-            Progress::Finding(_) => {
-                kept += 1;
-                true
-            }
-            Progress::AssetDone(_) => true,
-        });
-        if !batch.is_empty() && !record(&entities, &id, &mut batch, &metadata).await {
-            break;
         }
-    }
+    })
+    .await;
+    // A scanner still reporting sees the channel closed and stops.
     drop(reports);
-    if dropped > 0 {
-        batch.push(Progress::Finding(Box::new(findings_dropped(
-            dropped, &assets,
-        ))));
+    if let Some(cap) = fed.capped {
+        let mut batch = vec![Progress::Finding(Box::new(findings_dropped(
+            fed.dropped,
+            cap,
+            &assets,
+        )))];
         record(&entities, &id, &mut batch, &metadata).await;
     }
     let ended = scanner.await.unwrap_or_else(|_| Ended {

@@ -1,23 +1,22 @@
 //! Running executions: once an execution's request is durable, its steps run one after the
 //! other as child processes (each in its own process group, through `process.rs`), and what
 //! happens is fed back to the execution as commands: each step's start and end, its output
-//! line by line as it arrives (lines that arrive while the previous batch is being recorded go
-//! together in the next one), its outputs, and the end. A cancellation stops the running step
+//! lines in batches as they arrive (`effects::feed_child`: one batch in flight, capped per
+//! step), its outputs, and the end. A cancellation stops the running step
 //! (SIGTERM, then SIGKILL after the grace period). It decides nothing about the execution's
 //! state: the entity's rules do.
 
 use std::collections::{BTreeMap, HashMap};
-use std::future::Future;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::catalogue::{Catalogue, InputKind, Workflow};
 use super::{Ending, Execution, ExecutionCommand, ExecutionEvent, Level, LogLine, StepEnded};
+use crate::actors::effects::{self, FeedLimits, Taken};
 use crate::actors::sshkey::SshKeys;
-use crate::actors::{Clock, CommandResult, Effects, Entities};
+use crate::actors::{Clock, Effects, Entities};
 use crate::events::Metadata;
 use crate::process::{self, Canceller, Exit, Invocation, Stream};
 
@@ -25,6 +24,9 @@ use crate::process::{self, Canceller, Exit, Invocation, Stream};
 pub const OUTPUTS_VAR: &str = "ANNALS_OUTPUTS";
 /// The most outputs one step may publish.
 pub const MAX_OUTPUTS: usize = 256;
+/// The most bytes of log lines one step records; past them its lines are counted only
+/// (`max_log_lines` bounds the lines of the whole execution).
+pub const MAX_STEP_LOG_BYTES: u64 = 64 * 1024 * 1024;
 
 /// The limits of a run, from `[hpcwaas]`.
 #[derive(Clone, Debug)]
@@ -178,8 +180,6 @@ enum StepResult {
     Cancelled,
 }
 
-type Recording = Pin<Box<dyn Future<Output = CommandResult<Execution>>>>;
-
 impl Run {
     async fn run(self) {
         let ending = self.steps().await;
@@ -313,10 +313,10 @@ impl Run {
         })
         .await;
         let spawned = match self.invocation(index, scratch).await {
-            Ok(invocation) => process::spawn(invocation).map_err(|e| e.to_string()),
+            Ok(invocation) => effects::start_child(invocation).map_err(|e| e.to_string()),
             Err(reason) => Err(reason),
         };
-        let mut running = match spawned {
+        let running = match spawned {
             Ok(running) => running,
             Err(reason) => {
                 // The execution's last line gives the reason.
@@ -338,8 +338,7 @@ impl Run {
                 control.current = Some(running.canceller());
             }
         }
-        self.pump_lines(&mut running).await;
-        let outcome = running.wait().await;
+        let outcome = self.feed_lines(running).await;
         if let Some(control) = lock(&self.controls).get_mut(&self.id) {
             control.current = None;
         }
@@ -432,46 +431,38 @@ impl Run {
         }
     }
 
-    /// Records the step's lines as they arrive: one batch in flight at a time, the lines that
-    /// arrive meanwhile going together in the next, at most `max_log_lines` of them. Once the
-    /// execution is full, lines are counted and the count recorded when the step's output ends.
-    async fn pump_lines(&self, running: &mut process::Running) {
-        let mut pending: Vec<LogLine> = Vec::new();
-        let mut in_flight: Option<Recording> = None;
-        let mut open = true;
-        let mut dropped: u64 = 0;
-        loop {
-            if self.full.get() && !pending.is_empty() {
-                dropped += pending.len() as u64;
-                pending.clear();
-            }
-            if in_flight.is_none() && !pending.is_empty() {
-                let entities = self.entities.clone();
-                let id = self.id.clone();
+    /// Records the step's lines as they arrive, through [`effects::feed_child`]: one batch in
+    /// flight at a time, at most `max_log_lines` lines and [`MAX_STEP_LOG_BYTES`] bytes per step.
+    /// Once the execution is full (or the step past its cap), lines are counted, and the count
+    /// recorded when the step's output ends. Then waits for the step's end.
+    async fn feed_lines(
+        &self,
+        running: process::Running,
+    ) -> Result<process::Outcome, process::ProcessError> {
+        let limits = FeedLimits {
+            max_items: if self.full.get() {
+                0
+            } else {
+                self.limits.max_log_lines as u64
+            },
+            max_bytes: MAX_STEP_LOG_BYTES,
+            ..FeedLimits::DEFAULT
+        };
+        let ended = effects::feed_child(
+            running,
+            &limits,
+            |line| self.log_line(line),
+            |lines| {
                 let command = ExecutionCommand::RecordLines {
-                    lines: std::mem::take(&mut pending),
+                    lines,
                     max_lines: self.limits.max_log_lines,
                 };
-                in_flight = Some(Box::pin(async move {
-                    entities.execute(&id, command, Metadata::system()).await
-                }));
-            }
-            if !open && in_flight.is_none() {
-                break;
-            }
-            tokio::select! {
-                line = running.next_line(), if open => match line {
-                    Some(_) if self.full.get() => dropped += 1,
-                    // A batch keeps at most `max_log_lines` lines and counts the rest, so a line
-                    // past that many waiting behind a slow commit is counted here instead: what
-                    // waits stays bounded, and what is kept and counted is the same.
-                    Some(_) if pending.len() >= self.limits.max_log_lines => dropped += 1,
-                    Some(line) => pending.push(self.log_line(line)),
-                    None => open = false,
-                },
-                recorded = async { in_flight.as_mut().expect("guarded").await }, if in_flight.is_some() => {
-                    in_flight = None;
-                    match recorded {
+                async move {
+                    match self
+                        .entities
+                        .execute(&self.id, command, Metadata::system())
+                        .await
+                    {
                         Ok(executed) => {
                             let full = executed
                                 .events
@@ -479,19 +470,30 @@ impl Run {
                                 .any(|e| matches!(e, ExecutionEvent::LogLinesDropped(_)));
                             if full {
                                 self.full.set(true);
+                                Taken::Full
+                            } else {
+                                Taken::More
                             }
                         }
                         Err(error) => {
                             tracing::warn!(execution = %self.id, %error, "lines were not recorded");
+                            Taken::More
                         }
                     }
                 }
-            }
+            },
+        )
+        .await;
+        if ended.fed.capped.is_some() {
+            self.full.set(true);
         }
-        if dropped > 0 {
-            self.send(ExecutionCommand::CountDroppedLines { count: dropped })
-                .await;
+        if ended.fed.dropped > 0 {
+            self.send(ExecutionCommand::CountDroppedLines {
+                count: ended.fed.dropped,
+            })
+            .await;
         }
+        ended.outcome
     }
 
     fn log_line(&self, line: process::Line) -> LogLine {
@@ -501,6 +503,12 @@ impl Run {
             at: self.clock.now(),
             content,
         }
+    }
+}
+
+impl effects::Weigh for LogLine {
+    fn bytes(&self) -> usize {
+        self.content.len()
     }
 }
 
