@@ -135,18 +135,18 @@ impl Face {
     pub fn not_found(self, path: &str) -> HttpResponse {
         match self {
             Face::Partisci => {
-                partisci::PartisciError::NotFound(format!("{path} is not a Partisci route"))
+                partisci::PartisciError::not_found(format!("{path} is not a Partisci route"))
                     .error_response()
             }
-            Face::Refstack => refstack::RefstackError::NotFound(format!(
+            Face::Refstack => refstack::RefstackError::not_found(format!(
                 "{path} is not a route of the test results API"
             ))
             .error_response(),
-            Face::Patrowl => patrowl::Refusal::not_found(format!(
+            Face::Patrowl => patrowl::unrouted(format!(
                 "{path} is not a route of the scan engines (theirs are under /engines/<name>/)"
             ))
             .error_response(),
-            Face::Hpcwaas => hpcwaas::HpcwaasError::NotFound(format!(
+            Face::Hpcwaas => hpcwaas::HpcwaasError::not_found(format!(
                 "{path} is not a route of the workflow API"
             ))
             .error_response(),
@@ -220,7 +220,7 @@ fn not_found(path: &str, serves: Serves, faces: &Faces) -> HttpResponse {
     };
     match owner {
         Some(face) => face.not_found(path),
-        None => ApiError::NotFound(format!(
+        None => ApiError::not_found(format!(
             "{path} is not a route of annals (every route: /api/docs/)"
         ))
         .error_response(),
@@ -320,10 +320,10 @@ pub fn serve(
             .app_data(keep_alive.clone())
             .app_data(verifier.clone())
             .app_data(web::QueryConfig::default().error_handler(|error, _| {
-                ApiError::BadRequest(format!("bad query: {error}")).into()
+                ApiError::bad_request(format!("bad query: {error}")).into()
             }))
             .app_data(web::PathConfig::default().error_handler(|error, _| {
-                ApiError::BadRequest(format!("bad path: {error}")).into()
+                ApiError::bad_request(format!("bad path: {error}")).into()
             }))
             .app_data(listening)
             // Clients join a base URL and a path, so a base given with a trailing slash asks

@@ -12,11 +12,12 @@ use std::sync::{Arc, Mutex};
 use actix_web::http::header::{self, ContentDisposition, DispositionParam, DispositionType};
 use actix_web::http::StatusCode;
 use actix_web::web::Bytes;
-use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder, ResponseError};
 use serde_json::{Map, Value};
 
-use super::body::{read_body, BodyError};
-use super::caller::{authorize, Denied};
+use super::body::read_body;
+use super::caller::authorize;
+use super::error::{self, Shape};
 use crate::actors::scan::model::ScanRow;
 use crate::actors::scan::service::{Engine, EngineStatus, ScanAction};
 use crate::actors::scan::{
@@ -84,106 +85,53 @@ fn gzip(body: &[u8]) -> std::io::Result<Bytes> {
     Ok(Bytes::from(encoder.finish()?))
 }
 
-/// Why a request failed.
-#[derive(Debug, thiserror::Error)]
-pub enum PatrowlError {
-    #[error("{0}")]
-    BadRequest(String),
-    #[error("{0}")]
-    NotFound(String),
-    #[error("{0}")]
-    MethodNotAllowed(String),
-    #[error(transparent)]
-    Body(#[from] BodyError),
-    #[error(transparent)]
-    Denied(#[from] Denied),
-    #[error(transparent)]
-    Engines(#[from] EnginesError),
-}
+/// A refusal in the face's shape: the page it answers for (its context), and why.
+pub type Refusal = error::Refusal<Patrowl>;
 
-/// A refusal in the face's shape: the page it answers for, and why.
-#[derive(Debug, thiserror::Error)]
-#[error("{error}")]
-pub struct Refusal {
-    page: &'static str,
-    error: PatrowlError,
-}
+/// The refusals handlers build before they name their page.
+pub type PatrowlError = Refusal;
 
 /// Names the page of an error, for `map_err`.
-fn on(page: &'static str) -> impl Fn(PatrowlError) -> Refusal {
-    move |error| Refusal { page, error }
-}
-
-impl Refusal {
-    /// A `404` for a path none of the face's routes matches.
-    pub fn not_found(message: String) -> Refusal {
-        on("not found")(PatrowlError::NotFound(message))
-    }
-
-    /// `refused` for a scan request the engine will not take; `error` for everything else.
-    fn status_word(&self) -> &'static str {
-        match &self.error {
-            PatrowlError::Engines(
-                EnginesError::Invalid(_)
-                | EnginesError::Rejected(
-                    ScanRejection::NoAssets
-                    | ScanRejection::TooManyAssets(_)
-                    | ScanRejection::DatatypeNotAllowed { .. }
-                    | ScanRejection::AlreadyExists(_),
-                ),
-            ) => "refused",
-            _ => "error",
-        }
+fn on(page: &'static str) -> impl Fn(Refusal) -> Refusal {
+    move |mut refusal| {
+        refusal.context = page;
+        refusal
     }
 }
 
-impl ResponseError for Refusal {
-    fn status_code(&self) -> StatusCode {
-        match &self.error {
-            PatrowlError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            PatrowlError::NotFound(_) => StatusCode::NOT_FOUND,
-            PatrowlError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            PatrowlError::Body(error) => error.status(),
-            PatrowlError::Denied(error) => error.status(),
-            PatrowlError::Engines(error) => match error {
-                EnginesError::UnknownEngine(_) => StatusCode::NOT_FOUND,
-                EnginesError::Busy(_)
-                | EnginesError::EngineError(_)
-                | EnginesError::NotRecorded(_) => StatusCode::SERVICE_UNAVAILABLE,
-                EnginesError::Invalid(_) => StatusCode::BAD_REQUEST,
-                EnginesError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-                EnginesError::Rejected(rejection) => match rejection {
-                    ScanRejection::NoAssets
-                    | ScanRejection::TooManyAssets(_)
-                    | ScanRejection::DatatypeNotAllowed { .. } => StatusCode::BAD_REQUEST,
-                    ScanRejection::AlreadyExists(_)
-                    | ScanRejection::NotRunning(_)
-                    | ScanRejection::NotEnded(_) => StatusCode::CONFLICT,
-                    ScanRejection::Unknown | ScanRejection::Cleaned => StatusCode::NOT_FOUND,
-                },
-                // Patrowl engines answer a scan not yet ended with 200 and `status: error`,
-                // and PatrowlManager reads the body's status.
-                EnginesError::NotEnded(..) => StatusCode::OK,
-                EnginesError::Model(_) | EnginesError::Blob(_) | EnginesError::Report(_) => {
-                    StatusCode::INTERNAL_SERVER_ERROR
-                }
-            },
-        }
-    }
+/// A `404` for a path none of the face's routes matches.
+pub fn unrouted(message: String) -> Refusal {
+    on("not found")(Refusal::not_found(message))
+}
 
-    fn error_response(&self) -> HttpResponse {
-        let status = self.status_code();
-        let mut response = HttpResponse::build(status);
-        if status == StatusCode::UNAUTHORIZED {
-            response.insert_header((header::WWW_AUTHENTICATE, super::error::CHALLENGE));
-        }
-        let reason = self.error.to_string();
-        let details = (self.page == "startscan").then(|| openapi::PatrowlReason {
+/// `refused` for a scan request the engine will not take; `error` for everything else.
+fn status_word(refusal: &Refusal) -> &'static str {
+    match refusal.error().downcast_ref::<EnginesError>() {
+        Some(
+            EnginesError::Invalid(_)
+            | EnginesError::Rejected(
+                ScanRejection::NoAssets
+                | ScanRejection::TooManyAssets(_)
+                | ScanRejection::DatatypeNotAllowed { .. }
+                | ScanRejection::AlreadyExists(_),
+            ),
+        ) => "refused",
+        _ => "error",
+    }
+}
+
+/// Every error body is `{"page", "status", "reason"}`, with `details` on `startscan`.
+impl Shape for Patrowl {
+    type Context = &'static str;
+
+    fn answer(refusal: &Refusal, mut response: HttpResponseBuilder) -> HttpResponse {
+        let reason = refusal.to_string();
+        let details = (refusal.context == "startscan").then(|| openapi::PatrowlReason {
             reason: cut(&reason, MAX_DETAILS_REASON_CHARS).unwrap_or_else(|| reason.clone()),
         });
         response.json(openapi::PatrowlErrorBody {
-            page: self.page,
-            status: self.status_word(),
+            page: refusal.context,
+            status: status_word(refusal),
             reason,
             details,
         })
@@ -238,17 +186,16 @@ pub fn routes(config: &mut web::ServiceConfig) {
 
 /// A resource answering 405 in the face's shape to any method but the one routed.
 fn only(path: &str, route: actix_web::Route) -> actix_web::Resource {
-    super::only(path, route, |message| Refusal {
-        page: "not allowed",
-        error: PatrowlError::MethodNotAllowed(message),
+    super::only(path, route, |message| {
+        on("not allowed")(Refusal::method_not_allowed(message))
     })
 }
 
 async fn not_found(request: HttpRequest, face: web::Data<Patrowl>) -> HttpResponse {
     let name = request.match_info().get("name").unwrap_or_default();
     let error = match face.engines.engine(name) {
-        Err(error) => PatrowlError::Engines(error),
-        Ok(_) => PatrowlError::NotFound(format!(
+        Err(error) => PatrowlError::from(error),
+        Ok(_) => PatrowlError::not_found(format!(
             "{} is not a route of engine {name} (its routes: {})",
             request.path(),
             ROUTES.join(", ")
@@ -258,24 +205,15 @@ async fn not_found(request: HttpRequest, face: web::Data<Patrowl>) -> HttpRespon
 }
 
 impl Patrowl {
-    async fn authorize(
-        &self,
-        request: &HttpRequest,
-        access: Access,
-    ) -> Result<Caller, PatrowlError> {
-        Ok(authorize(request, self.auth.clone(), access).await?)
-    }
-
     /// Authorizes an admin's command to scans (stop, clean) on `page`: who it is for the events.
     async fn admin(
         &self,
         request: &HttpRequest,
         page: &'static str,
     ) -> Result<(Option<String>, crate::events::Metadata), Refusal> {
-        let caller = self
-            .authorize(request, Access::Admin)
+        let caller = authorize(request, self.auth.clone(), Access::Admin)
             .await
-            .map_err(on(page))?;
+            .map_err(|denied| on(page)(denied.into()))?;
         let metadata = super::metadata(request, &caller);
         Ok((caller.user, metadata))
     }
@@ -286,7 +224,7 @@ impl Patrowl {
         request: &HttpRequest,
         name: &str,
     ) -> Result<(Caller, Arc<Engine>), PatrowlError> {
-        let caller = self.authorize(request, self.access).await?;
+        let caller = authorize(request, self.auth.clone(), self.access).await?;
         Ok((caller, self.engines.engine(name)?.clone()))
     }
 }
@@ -431,7 +369,7 @@ async fn status(
         None => {
             // Compressed once per change of the body, not once per request.
             let gzipped = gzip(&cached.body).map_err(|e| {
-                on("status")(PatrowlError::Engines(EnginesError::Report(e.to_string())))
+                on("status")(PatrowlError::from(EnginesError::Report(e.to_string())))
             })?;
             if let Some(entry) = cache().get_mut(name.as_str()) {
                 if entry.position == cached.position && entry.failed == cached.failed {
@@ -449,9 +387,9 @@ async fn status(
 fn unknown_scan(name: &str, scan_id: &str, error: EnginesError) -> PatrowlError {
     match error {
         EnginesError::Rejected(ScanRejection::Unknown) => {
-            PatrowlError::NotFound(format!("no scan {scan_id:?} on engine {name}"))
+            PatrowlError::not_found(format!("no scan {scan_id:?} on engine {name}"))
         }
-        EnginesError::Rejected(ScanRejection::Cleaned) => PatrowlError::NotFound(format!(
+        EnginesError::Rejected(ScanRejection::Cleaned) => PatrowlError::not_found(format!(
             "scan {scan_id:?} on engine {name} was cleaned (its history stays in the log)"
         )),
         other => other.into(),
@@ -757,7 +695,7 @@ async fn startscan(
     let body = read_body(&request, payload, face.max_body)
         .await
         .map_err(|e| page(e.into()))?;
-    let scan = StartScan::parse(&body).map_err(|e| page(PatrowlError::BadRequest(e)))?;
+    let scan = StartScan::parse(&body).map_err(|e| page(PatrowlError::bad_request(e)))?;
     let scan_id = scan.scan_id.as_str().to_owned();
     let metadata = super::metadata(&request, &caller);
     face.engines
