@@ -3,6 +3,7 @@
 //! after durability, start-up reconciliation and projections. Nothing here writes the log except
 //! through `EventLog::append`, and nothing here names the storage engine.
 
+pub mod blocking;
 pub mod directory;
 pub mod effects;
 pub mod entity;

@@ -86,7 +86,10 @@ impl Status for ExecutionsError {
             }
             ExecutionsError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ExecutionsError::Inputs(_) => StatusCode::BAD_REQUEST,
-            ExecutionsError::NotRecorded(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ExecutionsError::NotRecorded(_)
+            | ExecutionsError::Model(_)
+            | ExecutionsError::Store(_)
+            | ExecutionsError::Codec(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }
@@ -95,7 +98,9 @@ impl Status for SshKeysError {
     fn status(&self) -> StatusCode {
         match self {
             SshKeysError::NotFound => StatusCode::NOT_FOUND,
-            SshKeysError::NotRecorded(_) => StatusCode::SERVICE_UNAVAILABLE,
+            SshKeysError::NotRecorded(_) | SshKeysError::Stopped(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             SshKeysError::Generation(_) | SshKeysError::Secret(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
@@ -120,7 +125,9 @@ impl Status for TestRunsError {
             | TestRunsError::Unparseable(_)
             | TestRunsError::Rejected(_) => StatusCode::BAD_REQUEST,
             TestRunsError::UnknownUpload(_) => StatusCode::NOT_FOUND,
-            TestRunsError::NotRecorded(_) => StatusCode::SERVICE_UNAVAILABLE,
+            TestRunsError::NotRecorded(_) | TestRunsError::Stopped(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             TestRunsError::Blob(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -133,7 +140,9 @@ impl Status for ResultsError {
             | ResultsError::Signature(_)
             | ResultsError::PastLastPage(_) => StatusCode::BAD_REQUEST,
             ResultsError::NotFound(_) => StatusCode::NOT_FOUND,
-            ResultsError::NotRecorded(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ResultsError::NotRecorded(_) | ResultsError::Stopped(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ResultsError::Rejected(_) | ResultsError::Blob(_) | ResultsError::Model(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }

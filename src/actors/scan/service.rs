@@ -63,7 +63,7 @@ pub enum EnginesError {
     TooLarge(String),
     /// The log or an actor failed: nothing was acknowledged.
     #[error("not recorded: {0}")]
-    NotRecorded(String),
+    NotRecorded(#[source] CommandError<ScanRejection>),
     #[error(transparent)]
     Model(#[from] ProjectionError),
     #[error(transparent)]
@@ -77,7 +77,7 @@ impl From<CommandError<ScanRejection>> for EnginesError {
         match error {
             CommandError::Rejected(rejection) => EnginesError::Rejected(rejection),
             other if other.is_too_large() => EnginesError::TooLarge(other.to_string()),
-            other => EnginesError::NotRecorded(other.to_string()),
+            other => EnginesError::NotRecorded(other),
         }
     }
 }
@@ -490,7 +490,7 @@ impl Engines {
         let state = self.ended_scan(name, scan_id).await?;
         let findings = render(&state);
         let (blobs, raw) = (self.blobs.clone(), state.raw.clone());
-        tokio::task::spawn_blocking(move || -> Result<Vec<u8>, EnginesError> {
+        crate::actors::blocking::blocking(move || -> Result<Vec<u8>, EnginesError> {
             let mut entries = vec![("findings.json".to_owned(), findings)];
             for output in raw {
                 entries.push((
@@ -501,7 +501,7 @@ impl Engines {
             super::report::zip(&entries).map_err(EnginesError::Report)
         })
         .await
-        .map_err(|e| EnginesError::Report(format!("the work stopped: {e}")))?
+        .map_err(|stopped| EnginesError::Report(stopped.to_string()))?
     }
 }
 
@@ -670,7 +670,7 @@ async fn drive(
         raw: Vec::new(),
     });
     let Ended { result, raw } = ended;
-    let raw = tokio::task::spawn_blocking(move || {
+    let raw = crate::actors::blocking::blocking(move || {
         raw.into_iter()
             .filter_map(|(name, bytes)| match blobs.put(&bytes) {
                 Ok(blob) => Some(super::RawOutput { name, blob }),
