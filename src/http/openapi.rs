@@ -89,6 +89,62 @@ pub fn account_security() -> Vec<SecurityRequirement> {
     ]
 }
 
+/// Who may call a face's route, as its operation's `security` says.
+#[derive(Clone, Copy)]
+pub enum Credentials {
+    /// An account's: a destructive route, or a face open to accounts only.
+    Required,
+    /// `{}` first: none needed, unless the face's `auth` setting asks for an account.
+    Optional,
+}
+
+/// The 405 of a face's path with one method.
+pub const NOT_ALLOWED: &str = "Any other method on this path is refused in the face's error body.";
+
+/// The answers every guarded route of a face may give, whatever it does, each in the face's
+/// error body: said once per face rather than on each handler.
+pub struct CommonAnswers<'a> {
+    /// The component schema of the face's error body.
+    pub body: &'a str,
+    /// The 401, with the `WWW-Authenticate` challenge every refusal carries.
+    pub unauthorized: &'a str,
+    pub forbidden: &'a str,
+    /// `None` on a path whose methods are each other's alternative.
+    pub not_allowed: Option<&'a str>,
+    pub unavailable: &'a str,
+    /// Other answers of every route of the face (Patrowl: an unknown engine's 404).
+    pub more: &'a [(&'a str, &'a str)],
+}
+
+impl CommonAnswers<'_> {
+    /// Tags `operation`, says who may call it, and adds each common answer it does not
+    /// describe itself.
+    pub fn apply(&self, operation: &mut Operation, tag: &str, credentials: Credentials) {
+        operation.tags = Some(vec![tag.into()]);
+        operation.security = Some(match credentials {
+            Credentials::Required => account_security(),
+            Credentials::Optional => {
+                let mut optional = vec![SecurityRequirement::default()];
+                optional.extend(account_security());
+                optional
+            }
+        });
+        let responses = &mut operation.responses.responses;
+        let mut add = |status: &str, answer: RefOr<Response>| {
+            responses.entry(status.into()).or_insert(answer);
+        };
+        add("401", unauthorized_answer(self.unauthorized, self.body));
+        add("403", error_answer(self.forbidden, self.body));
+        for (status, description) in self.more {
+            add(status, error_answer(description, self.body));
+        }
+        if let Some(description) = self.not_allowed {
+            add("405", error_answer(description, self.body));
+        }
+        add("503", error_answer(self.unavailable, self.body));
+    }
+}
+
 /// An error answer whose body is the component schema `body` (a face's own error body).
 pub fn error_answer(description: &str, body: &str) -> RefOr<Response> {
     ResponseBuilder::new()
