@@ -64,6 +64,26 @@ pub trait Guarded: Shape {
     fn missing() -> Refusal<Self>;
 }
 
+/// Makes a face's state [`Guarded`] by its `auth` and `access` fields: `guarded!(Face, "the
+/// words of a refusal when the listener was built without it")`.
+macro_rules! guarded {
+    ($face:ty, $missing:expr) => {
+        impl $crate::http::caller::Guarded for $face {
+            fn rule(
+                request: &actix_web::HttpRequest,
+            ) -> Option<(std::sync::Arc<$crate::auth::Auth>, $crate::auth::Access)> {
+                let face = request.app_data::<actix_web::web::Data<$face>>()?;
+                Some((face.auth.clone(), face.access))
+            }
+
+            fn missing() -> $crate::http::error::Refusal<$face> {
+                $crate::http::error::Refusal::internal($missing)
+            }
+        }
+    };
+}
+pub(crate) use guarded;
+
 /// A caller face `F`'s access rule lets in, or with `ADMIN` an admin: every handler of a
 /// guarded face takes one, so that none is served before its caller is authorized.
 pub struct Authorized<F, const ADMIN: bool = false>(pub Caller, pub PhantomData<fn() -> F>);

@@ -89,15 +89,6 @@ pub fn account_security() -> Vec<SecurityRequirement> {
     ]
 }
 
-/// Who may call a face's route, as its operation's `security` says.
-#[derive(Clone, Copy)]
-pub enum Credentials {
-    /// An account's: a destructive route, or a face open to accounts only.
-    Required,
-    /// `{}` first: none needed, unless the face's `auth` setting asks for an account.
-    Optional,
-}
-
 /// The 405 of a face's path with one method.
 pub const NOT_ALLOWED: &str = "Any other method on this path is refused in the face's error body.";
 
@@ -106,8 +97,9 @@ pub const NOT_ALLOWED: &str = "Any other method on this path is refused in the f
 pub struct CommonAnswers<'a> {
     /// The component schema of the face's error body.
     pub body: &'a str,
-    /// The 401, with the `WWW-Authenticate` challenge every refusal carries.
-    pub unauthorized: &'a str,
+    /// The section whose `auth` decides whether the route needs an account (`{}` comes first
+    /// in its security), or `None` when it always does once accounts exist.
+    pub open_by: Option<&'a str>,
     pub forbidden: &'a str,
     /// `None` on a path whose methods are each other's alternative.
     pub not_allowed: Option<&'a str>,
@@ -119,21 +111,24 @@ pub struct CommonAnswers<'a> {
 impl CommonAnswers<'_> {
     /// Tags `operation`, says who may call it, and adds each common answer it does not
     /// describe itself.
-    pub fn apply(&self, operation: &mut Operation, tag: &str, credentials: Credentials) {
+    pub fn apply(&self, operation: &mut Operation, tag: &str) {
         operation.tags = Some(vec![tag.into()]);
-        operation.security = Some(match credentials {
-            Credentials::Required => account_security(),
-            Credentials::Optional => {
+        let mut unauthorized = "No or wrong credentials, while accounts are configured".to_owned();
+        operation.security = Some(match self.open_by {
+            None => account_security(),
+            Some(section) => {
+                unauthorized += &format!(" and `[{section}] auth` is `account` or `admin`");
                 let mut optional = vec![SecurityRequirement::default()];
                 optional.extend(account_security());
                 optional
             }
         });
+        unauthorized.push('.');
         let responses = &mut operation.responses.responses;
         let mut add = |status: &str, answer: RefOr<Response>| {
             responses.entry(status.into()).or_insert(answer);
         };
-        add("401", unauthorized_answer(self.unauthorized, self.body));
+        add("401", unauthorized_answer(&unauthorized, self.body));
         add("403", error_answer(self.forbidden, self.body));
         for (status, description) in self.more {
             add(status, error_answer(description, self.body));

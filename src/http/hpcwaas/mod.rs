@@ -17,7 +17,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::body::read_body;
-use super::caller::{Authorized, Guarded};
+use super::caller::{guarded, Authorized};
 use super::error::{Refusal, Shape};
 use super::params::Wait;
 use crate::actors::sshkey::{KeyType, Metadata as KeyMetadata, SshKeys, SshKeysError};
@@ -74,16 +74,7 @@ impl Shape for Hpcwaas {
     }
 }
 
-impl Guarded for Hpcwaas {
-    fn rule(request: &HttpRequest) -> Option<(Arc<Auth>, Access)> {
-        let face = request.app_data::<web::Data<Hpcwaas>>()?;
-        Some((face.auth.clone(), face.access))
-    }
-
-    fn missing() -> HpcwaasError {
-        Refusal::internal("the workflow face is not configured")
-    }
-}
+guarded!(Hpcwaas, "the workflow face is not configured");
 
 /// The routes of the face.
 pub fn routes(config: &mut web::ServiceConfig) {

@@ -9,7 +9,7 @@ use utoipa::openapi::OpenApi;
 use utoipa::{IntoParams, Modify, ToSchema};
 
 use crate::actors::sshkey::KeyType;
-use crate::http::openapi::{path_operations, CommonAnswers, Credentials, NOT_ALLOWED};
+use crate::http::openapi::{path_operations, CommonAnswers, NOT_ALLOWED};
 use crate::actors::workflow::{InputKind, Level, Status};
 
 /// The face's routes, their schemas, and who may use them.
@@ -401,7 +401,7 @@ impl Modify for FaceWide {
             let single = path_operations(item).count() == 1;
             let answers = CommonAnswers {
                 body: "HpcwaasErrorBody",
-                unauthorized: "No or wrong credentials, while accounts are configured.",
+                open_by: None,
                 forbidden: "The account lacks the access `[hpcwaas] auth` asks for, or may not \
                     trigger this workflow.",
                 not_allowed: single.then_some(NOT_ALLOWED),
@@ -410,7 +410,7 @@ impl Modify for FaceWide {
                 more: &[],
             };
             for operation in path_operations(item) {
-                answers.apply(operation, "hpcwaas", Credentials::Required);
+                answers.apply(operation, "hpcwaas");
             }
         }
     }

@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::body::read_body;
-use super::caller::{Admin, Authorized, Guarded};
+use super::caller::{guarded, Admin, Authorized};
 use super::error::{Refusal, Shape};
 use crate::actors::inventory::model::VersionFilter;
 use crate::actors::inventory::{Inventory, Version, VersionReport, Via};
@@ -43,16 +43,7 @@ impl Shape for Partisci {
     }
 }
 
-impl Guarded for Partisci {
-    fn rule(request: &HttpRequest) -> Option<(Arc<Auth>, Access)> {
-        let face = request.app_data::<web::Data<Partisci>>()?;
-        Some((face.auth.clone(), face.access))
-    }
-
-    fn missing() -> PartisciError {
-        Refusal::internal("the inventory face is not configured")
-    }
-}
+guarded!(Partisci, "the inventory face is not configured");
 
 /// A bad update: Partisci answers 415 whatever is wrong with it.
 fn bad_update(message: String) -> PartisciError {

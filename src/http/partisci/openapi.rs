@@ -4,7 +4,7 @@
 //! handlers write the bodies, and `tests/openapi.rs` checks real answers against these schemas
 //! so that the two cannot drift apart.
 
-use crate::http::openapi::{path_operations, CommonAnswers, Credentials};
+use crate::http::openapi::{path_operations, CommonAnswers};
 use utoipa::openapi::response::Response;
 use utoipa::openapi::{Deprecated, OpenApi, RefOr};
 use utoipa::{IntoParams, Modify, ToSchema};
@@ -250,12 +250,9 @@ impl Modify for FaceWide {
             let clear = path == CLEAR;
             let answers = CommonAnswers {
                 body: "PartisciErrorBody",
-                unauthorized: if clear {
-                    "No or wrong credentials, while accounts are configured."
-                } else {
-                    "No or wrong credentials, while accounts are configured and `[partisci] \
-                     auth` is `account` or `admin`."
-                },
+                // `{}` first for all but clearing: no credentials needed, unless
+                // `[partisci] auth` says so.
+                open_by: (!clear).then_some("partisci"),
                 forbidden: if clear {
                     "The account is not an admin, or `[partisci] danger` is off; the message \
                      says which, and how to turn danger mode on."
@@ -269,15 +266,8 @@ impl Modify for FaceWide {
                 unavailable: "The credentials could not be checked: the server is shutting down.",
                 more: &[],
             };
-            // `{}` first for all but clearing: no credentials needed, unless `[partisci] auth`
-            // says so.
-            let credentials = if clear {
-                Credentials::Required
-            } else {
-                Credentials::Optional
-            };
             for operation in path_operations(item) {
-                answers.apply(operation, "partisci", credentials);
+                answers.apply(operation, "partisci");
             }
         }
     }

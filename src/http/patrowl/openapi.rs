@@ -11,7 +11,7 @@ use utoipa::openapi::response::Response;
 use utoipa::openapi::{OpenApi, RefOr};
 use utoipa::{IntoParams, Modify, ToSchema};
 
-use crate::http::openapi::{path_operations, CommonAnswers, Credentials, NOT_ALLOWED};
+use crate::http::openapi::{path_operations, CommonAnswers, NOT_ALLOWED};
 
 /// The face's routes, their schemas, and who may use them.
 #[derive(utoipa::OpenApi)]
@@ -516,12 +516,7 @@ impl Modify for FaceWide {
                 }
                 let answers = CommonAnswers {
                     body: "PatrowlErrorBody",
-                    unauthorized: if admin {
-                        "No or wrong credentials, while accounts are configured."
-                    } else {
-                        "No or wrong credentials, while accounts are configured and `[patrowl] \
-                         auth` is `account` or `admin`."
-                    },
+                    open_by: (!admin).then_some("patrowl"),
                     forbidden: if admin {
                         "The account is not an admin."
                     } else {
@@ -535,12 +530,7 @@ impl Modify for FaceWide {
                         "No engine has this name (or, for a scan's route, no such scan).",
                     )],
                 };
-                let credentials = if admin {
-                    Credentials::Required
-                } else {
-                    Credentials::Optional
-                };
-                answers.apply(operation, "patrowl", credentials);
+                answers.apply(operation, "patrowl");
             }
         }
     }

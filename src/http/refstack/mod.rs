@@ -15,7 +15,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::body::read_body;
-use super::caller::{Authorized, Guarded};
+use super::caller::{guarded, Authorized};
 use super::error::{Refusal, Shape};
 use crate::actors::results::model::ResultRow;
 use crate::actors::results::Results;
@@ -49,16 +49,7 @@ impl Shape for Refstack {
     }
 }
 
-impl Guarded for Refstack {
-    fn rule(request: &HttpRequest) -> Option<(Arc<Auth>, Access)> {
-        let face = request.app_data::<web::Data<Refstack>>()?;
-        Some((face.auth.clone(), face.access))
-    }
-
-    fn missing() -> RefstackError {
-        Refusal::internal("the test results face is not configured")
-    }
-}
+guarded!(Refstack, "the test results face is not configured");
 
 /// The paths of the 2014 routes, served under `/v1` and at the root.
 pub const UPDATE_STATUS: &str = "/update-test-status/{test_id}";

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::http::openapi::{CommonAnswers, Credentials, NOT_ALLOWED};
+use crate::http::openapi::{CommonAnswers, NOT_ALLOWED};
 use crate::testresults::{Format, Summary};
 use utoipa::openapi::OpenApi;
 use utoipa::{IntoParams, Modify, ToSchema};
@@ -507,8 +507,7 @@ impl Modify for FaceWide {
         }
         let answers = CommonAnswers {
             body: "RefstackErrorBody",
-            unauthorized: "No or wrong credentials, while accounts are configured and \
-                `[refstack] auth` is `account` or `admin`.",
+            open_by: Some("refstack"),
             forbidden: "The account lacks the access `[refstack] auth` asks for.",
             not_allowed: Some(NOT_ALLOWED),
             unavailable: "Not recorded (the log or an actor failed), or the credentials could \
@@ -517,7 +516,7 @@ impl Modify for FaceWide {
         };
         for item in document.paths.paths.values_mut() {
             for operation in crate::http::openapi::path_operations(item) {
-                answers.apply(operation, "refstack", Credentials::Optional);
+                answers.apply(operation, "refstack");
             }
         }
     }
