@@ -102,7 +102,15 @@ impl<F: Guarded, const ADMIN: bool> FromRequest for Authorized<F, ADMIN> {
         };
         let access = if ADMIN { Access::Admin } else { access };
         let authorized = authorize(request, auth, access);
-        Box::pin(async move { Ok(Authorized(authorized.await?, PhantomData)) })
+        let context = F::context(request);
+        Box::pin(async move {
+            let caller = authorized.await.map_err(|denied| {
+                let mut refusal = Refusal::from(denied);
+                refusal.context = context;
+                refusal
+            })?;
+            Ok(Authorized(caller, PhantomData))
+        })
     }
 }
 

@@ -167,7 +167,12 @@ bad_request!(MultipartError, InvalidCloud, InvalidStatus);
 pub trait Shape: Sized + 'static {
     /// What a refusal carries besides its error in this face (Patrowl: the page it answers
     /// for); `()` for most.
-    type Context: Default + fmt::Debug;
+    type Context: Default + fmt::Debug + 'static;
+
+    /// The context of a refusal to `request` before its handler ran (an extractor's).
+    fn context(_request: &actix_web::HttpRequest) -> Self::Context {
+        Self::Context::default()
+    }
 
     /// The answer to `refusal`, whose `response` already has its status and, for a 401, its
     /// challenge.

@@ -16,7 +16,7 @@ use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder, ResponseErr
 use serde_json::{Map, Value};
 
 use super::body::read_body;
-use super::caller::authorize;
+use super::caller::{guarded, Admin, Authorized};
 use super::error::{self, Shape};
 use crate::actors::scan::model::ScanRow;
 use crate::actors::scan::service::{Engine, EngineStatus, ScanAction};
@@ -25,7 +25,7 @@ use crate::actors::scan::{
     MAX_ASSET_BYTES,
 };
 use crate::auth::{Access, Auth, Caller};
-use crate::events::Position;
+use crate::events::{Metadata, Position};
 
 /// What the face's handlers share.
 pub struct Patrowl {
@@ -124,6 +124,19 @@ fn status_word(refusal: &Refusal) -> &'static str {
 impl Shape for Patrowl {
     type Context = &'static str;
 
+    /// The page of the route `request` matched, for a caller refused before its handler ran.
+    fn context(request: &HttpRequest) -> &'static str {
+        let pattern = request.match_pattern().unwrap_or_default();
+        let route = ["/engines/{name}", "/engine/{name}"]
+            .iter()
+            .find_map(|base| pattern.strip_prefix(base))
+            .unwrap_or_default();
+        ROUTES
+            .iter()
+            .find(|(known, _)| *known == route)
+            .map_or("", |(_, page)| *page)
+    }
+
     fn answer(refusal: &Refusal, mut response: HttpResponseBuilder) -> HttpResponse {
         let reason = refusal.to_string();
         let details = (refusal.context == "startscan").then(|| openapi::PatrowlReason {
@@ -138,23 +151,24 @@ impl Shape for Patrowl {
     }
 }
 
-/// The routes below an engine's base, as `test` lists them.
-const ROUTES: [&str; 15] = [
-    "/",
-    "/status",
-    "/status/{scan_id}",
-    "/info",
-    "/reloadconfig",
-    "/liveness",
-    "/readiness",
-    "/test",
-    "/startscan",
-    "/getfindings/{scan_id}",
-    "/getreport/{scan_id}",
-    "/stop/{scan_id}",
-    "/stopscans",
-    "/clean",
-    "/clean/{scan_id}",
+/// The routes below an engine's base, as `test` lists them, each with the page its answers
+/// name.
+const ROUTES: [(&str, &str); 15] = [
+    ("/", "index"),
+    ("/status", "status"),
+    ("/status/{scan_id}", "status"),
+    ("/info", "info"),
+    ("/reloadconfig", "reloadconfig"),
+    ("/liveness", "liveness"),
+    ("/readiness", "readiness"),
+    ("/test", "test"),
+    ("/startscan", "startscan"),
+    ("/getfindings/{scan_id}", "getfindings"),
+    ("/getreport/{scan_id}", "getreport"),
+    ("/stop/{scan_id}", "stopscan"),
+    ("/stopscans", "stopscans"),
+    ("/clean", "clean"),
+    ("/clean/{scan_id}", "clean_scan"),
 ];
 
 /// The routes of the face, under both spellings of the base.
@@ -198,35 +212,25 @@ async fn not_found(request: HttpRequest, face: web::Data<Patrowl>) -> HttpRespon
         Ok(_) => PatrowlError::not_found(format!(
             "{} is not a route of engine {name} (its routes: {})",
             request.path(),
-            ROUTES.join(", ")
+            ROUTES.map(|(route, _)| route).join(", ")
         )),
     };
     on("not found")(error).error_response()
 }
 
-impl Patrowl {
-    /// Authorizes an admin's command to scans (stop, clean) on `page`: who it is for the events.
-    async fn admin(
-        &self,
-        request: &HttpRequest,
-        page: &'static str,
-    ) -> Result<(Option<String>, crate::events::Metadata), Refusal> {
-        let caller = authorize(request, self.auth.clone(), Access::Admin)
-            .await
-            .map_err(|denied| on(page)(denied.into()))?;
-        let metadata = super::metadata(request, &caller);
-        Ok((caller.user, metadata))
-    }
+guarded!(Patrowl, "the scan engine face is not configured");
 
-    /// Authorizes a route open as `[patrowl] auth` says, and finds its engine.
-    async fn engine(
-        &self,
-        request: &HttpRequest,
-        name: &str,
-    ) -> Result<(Caller, Arc<Engine>), PatrowlError> {
-        let caller = authorize(request, self.auth.clone(), self.access).await?;
-        Ok((caller, self.engines.engine(name)?.clone()))
+impl Patrowl {
+    /// The engine called `name`.
+    fn engine(&self, name: &str) -> Result<Arc<Engine>, Refusal> {
+        Ok(self.engines.engine(name)?.clone())
     }
+}
+
+/// Who an admin's command to scans (stop, clean) is for the events.
+fn admin_command(request: &HttpRequest, caller: Caller) -> (Option<String>, Metadata) {
+    let metadata = super::metadata(request, &caller);
+    (caller.user, metadata)
 }
 
 /// The engine's configuration as the face shows it.
@@ -300,11 +304,11 @@ async fn redirect(request: HttpRequest) -> HttpResponse {
     summary = "The engine's index", params(openapi::EnginePath),
     responses((status = 200, description = "`{\"page\": \"index\"}`.", body = openapi::PatrowlPage)))]
 async fn index(
-    request: HttpRequest,
+    _caller: Authorized<Patrowl>,
     face: web::Data<Patrowl>,
     name: web::Path<String>,
 ) -> Result<HttpResponse, Refusal> {
-    face.engine(&request, &name).await.map_err(on("index"))?;
+    face.engine(&name).map_err(on("index"))?;
     Ok(HttpResponse::Ok().json(openapi::PatrowlPage {
         page: "index",
         status: None,
@@ -318,11 +322,12 @@ async fn index(
     responses((status = 200, description = "READY or BUSY, the engine, every scan not cleaned.",
         body = openapi::PatrowlStatus)))]
 async fn status(
+    _caller: Authorized<Patrowl>,
     request: HttpRequest,
     face: web::Data<Patrowl>,
     name: web::Path<String>,
 ) -> Result<HttpResponse, Refusal> {
-    let (_, engine) = face.engine(&request, &name).await.map_err(on("status"))?;
+    let engine = face.engine(&name).map_err(on("status"))?;
     let position = face.engines.position();
     let failed = engine.problem().is_some() || face.engines.failure().is_some();
     let cache = || face.status_cache.lock().unwrap_or_else(|p| p.into_inner());
@@ -404,12 +409,12 @@ fn unknown_scan(name: &str, scan_id: &str, error: EnginesError) -> PatrowlError 
     params(openapi::ScanPath),
     responses((status = 200, description = "The scan's status.", body = openapi::PatrowlScanStatus)))]
 async fn scan_status(
-    request: HttpRequest,
+    _caller: Authorized<Patrowl>,
     face: web::Data<Patrowl>,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, Refusal> {
     let (name, scan_id) = path.into_inner();
-    face.engine(&request, &name).await.map_err(on("status"))?;
+    face.engine(&name).map_err(on("status"))?;
     let row = face
         .engines
         .scan_status(&name, &scan_id)
@@ -428,11 +433,11 @@ async fn scan_status(
     summary = "The engine's configuration", params(openapi::EnginePath),
     responses((status = 200, description = "The engine and its state.", body = openapi::PatrowlInfo)))]
 async fn info(
-    request: HttpRequest,
+    _caller: Authorized<Patrowl>,
     face: web::Data<Patrowl>,
     name: web::Path<String>,
 ) -> Result<HttpResponse, Refusal> {
-    let (_, engine) = face.engine(&request, &name).await.map_err(on("info"))?;
+    let engine = face.engine(&name).map_err(on("info"))?;
     let status = face
         .engines
         .status(&name)
@@ -455,14 +460,11 @@ async fn info(
     params(openapi::EnginePath),
     responses((status = 200, description = "The engine.", body = openapi::PatrowlReload)))]
 async fn reloadconfig(
-    request: HttpRequest,
+    _caller: Authorized<Patrowl>,
     face: web::Data<Patrowl>,
     name: web::Path<String>,
 ) -> Result<HttpResponse, Refusal> {
-    let (_, engine) = face
-        .engine(&request, &name)
-        .await
-        .map_err(on("reloadconfig"))?;
+    let engine = face.engine(&name).map_err(on("reloadconfig"))?;
     // What can change without a restart: whether a command engine's program is there.
     engine.check_program();
     let status = face
@@ -481,11 +483,11 @@ async fn reloadconfig(
     responses((status = 200, description = "`{\"page\": \"liveness\", \"status\": \"success\"}`.",
         body = openapi::PatrowlPage)))]
 async fn liveness(
-    request: HttpRequest,
+    _caller: Authorized<Patrowl>,
     face: web::Data<Patrowl>,
     name: web::Path<String>,
 ) -> Result<HttpResponse, Refusal> {
-    face.engine(&request, &name).await.map_err(on("liveness"))?;
+    face.engine(&name).map_err(on("liveness"))?;
     Ok(HttpResponse::Ok().json(openapi::PatrowlPage {
         page: "liveness",
         status: Some("success"),
@@ -505,13 +507,11 @@ async fn liveness(
         (status = 500, description = "`{\"page\": \"readiness\", \"status\": \"error\"}`: the \
             engine is in ERROR.", body = openapi::PatrowlPage)))]
 async fn readiness(
-    request: HttpRequest,
+    _caller: Authorized<Patrowl>,
     face: web::Data<Patrowl>,
     name: web::Path<String>,
 ) -> Result<HttpResponse, Refusal> {
-    face.engine(&request, &name)
-        .await
-        .map_err(on("readiness"))?;
+    face.engine(&name).map_err(on("readiness"))?;
     let ready = face
         .engines
         .status(&name)
@@ -532,17 +532,17 @@ async fn readiness(
     summary = "The engine's routes", params(openapi::EnginePath),
     responses((status = 200, description = "Every route of the engine.", body = openapi::PatrowlTest)))]
 async fn test(
-    request: HttpRequest,
+    _caller: Authorized<Patrowl>,
     face: web::Data<Patrowl>,
     name: web::Path<String>,
 ) -> Result<HttpResponse, Refusal> {
-    let (_, engine) = face.engine(&request, &name).await.map_err(on("test"))?;
+    let engine = face.engine(&name).map_err(on("test"))?;
     let base = format!("/engines/{}", engine.name.as_str());
     Ok(HttpResponse::Ok().json(openapi::PatrowlTest {
         page: "test",
         routes: ROUTES
             .iter()
-            .map(|route| format!("{base}{route}"))
+            .map(|(route, _)| format!("{base}{route}"))
             .collect(),
     }))
 }
@@ -685,13 +685,14 @@ fn parse_asset(i: usize, item: &Value) -> Result<Asset, String> {
             would make an event over `[log] max_event_kb`.",
             body = openapi::PatrowlErrorBody)))]
 async fn startscan(
+    Authorized(caller, _): Authorized<Patrowl>,
     request: HttpRequest,
     face: web::Data<Patrowl>,
     name: web::Path<String>,
     payload: web::Payload,
 ) -> Result<HttpResponse, Refusal> {
     let page = on("startscan");
-    let (caller, _) = face.engine(&request, &name).await.map_err(&page)?;
+    face.engine(&name).map_err(&page)?;
     let body = read_body(&request, payload, face.max_body)
         .await
         .map_err(|e| page(e.into()))?;
@@ -914,13 +915,13 @@ fn findings_body(engine: &Engine, scan_id: &str, state: &ScanState) -> openapi::
     responses((status = 200, description = "The findings, or `status: error` with the reason \
         while the scan runs.", body = openapi::PatrowlFindingsAnswer)))]
 async fn getfindings(
-    request: HttpRequest,
+    _caller: Authorized<Patrowl>,
     face: web::Data<Patrowl>,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, Refusal> {
     let (name, scan_id) = path.into_inner();
     let page = on("getfindings");
-    let (_, engine) = face.engine(&request, &name).await.map_err(&page)?;
+    let engine = face.engine(&name).map_err(&page)?;
     let state = face
         .engines
         .ended_scan(&name, &scan_id)
@@ -942,13 +943,14 @@ async fn getfindings(
         (status = 500, description = "A raw output is missing from the blob store.",
             body = openapi::PatrowlErrorBody)))]
 async fn getreport(
+    Authorized(caller, _): Authorized<Patrowl>,
     request: HttpRequest,
     face: web::Data<Patrowl>,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, Refusal> {
     let (name, scan_id) = path.into_inner();
     let page = on("getreport");
-    let (caller, engine) = face.engine(&request, &name).await.map_err(&page)?;
+    let engine = face.engine(&name).map_err(&page)?;
     let metadata = super::metadata(&request, &caller);
     let wants_json = request
         .headers()
@@ -1016,13 +1018,14 @@ async fn getreport(
             jobs one after the other and gives up on any 409 or `error`.",
             body = openapi::PatrowlStopAnswer)))]
 async fn stop(
+    Authorized(caller, _): Admin<Patrowl>,
     request: HttpRequest,
     face: web::Data<Patrowl>,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, Refusal> {
     let (name, scan_id) = path.into_inner();
     let page = on("stopscan");
-    let (by, metadata) = face.admin(&request, "stopscan").await?;
+    let (by, metadata) = admin_command(&request, caller);
     let answer = match face
         .engines
         .act(&name, &scan_id, ScanAction::Stop, by, metadata)
@@ -1055,11 +1058,12 @@ async fn stop(
     params(openapi::EnginePath),
     responses((status = 200, description = "The scans stopped.", body = openapi::PatrowlDone)))]
 async fn stopscans(
+    Authorized(caller, _): Admin<Patrowl>,
     request: HttpRequest,
     face: web::Data<Patrowl>,
     name: web::Path<String>,
 ) -> Result<HttpResponse, Refusal> {
-    every_scan(&request, &face, &name, EveryScan::Stop).await
+    every_scan(&request, caller, &face, &name, EveryScan::Stop).await
 }
 
 /// What `stopscans` and `clean` do to every scan of an engine.
@@ -1072,6 +1076,7 @@ enum EveryScan {
 /// `stopscans` and `clean`: an admin's command to every scan, answered with their ids.
 async fn every_scan(
     request: &HttpRequest,
+    caller: Caller,
     face: &Patrowl,
     name: &str,
     what: EveryScan,
@@ -1080,7 +1085,7 @@ async fn every_scan(
         EveryScan::Stop => ("stopscans", ScanAction::Stop),
         EveryScan::Clean => ("clean", ScanAction::Clean),
     };
-    let (by, metadata) = face.admin(request, page_name).await?;
+    let (by, metadata) = admin_command(request, caller);
     let done = face.engines.act_on_every(name, action, by, metadata).await;
     Ok(HttpResponse::Ok().json(openapi::PatrowlDone {
         page: page_name,
@@ -1097,11 +1102,12 @@ async fn every_scan(
     params(openapi::EnginePath),
     responses((status = 200, description = "The scans cleaned.", body = openapi::PatrowlDone)))]
 async fn clean(
+    Authorized(caller, _): Admin<Patrowl>,
     request: HttpRequest,
     face: web::Data<Patrowl>,
     name: web::Path<String>,
 ) -> Result<HttpResponse, Refusal> {
-    every_scan(&request, &face, &name, EveryScan::Clean).await
+    every_scan(&request, caller, &face, &name, EveryScan::Clean).await
 }
 
 /// Cleans one scan.
@@ -1112,13 +1118,14 @@ async fn clean(
     params(openapi::ScanPath),
     responses((status = 200, description = "Removed.", body = openapi::PatrowlCleaned)))]
 async fn clean_scan(
+    Authorized(caller, _): Admin<Patrowl>,
     request: HttpRequest,
     face: web::Data<Patrowl>,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, Refusal> {
     let (name, scan_id) = path.into_inner();
     let page = on("clean_scan");
-    let (by, metadata) = face.admin(&request, "clean_scan").await?;
+    let (by, metadata) = admin_command(&request, caller);
     face.engines
         .act(&name, &scan_id, ScanAction::Clean, by, metadata)
         .await
