@@ -42,10 +42,7 @@ pub enum InventoryError {
 
 impl From<CommandError<HostRejection>> for InventoryError {
     fn from(error: CommandError<HostRejection>) -> Self {
-        match error {
-            CommandError::Rejected(rejection) => InventoryError::Rejected(rejection),
-            other => InventoryError::NotRecorded(other),
-        }
+        error.rejection().map_or_else(Self::NotRecorded, Self::Rejected)
     }
 }
 

@@ -54,10 +54,7 @@ pub enum ResultsError {
 
 impl From<CommandError<SubmissionRejection>> for ResultsError {
     fn from(error: CommandError<SubmissionRejection>) -> Self {
-        match error {
-            CommandError::Rejected(rejection) => ResultsError::Rejected(rejection),
-            other => ResultsError::NotRecorded(other),
-        }
+        error.rejection().map_or_else(Self::NotRecorded, Self::Rejected)
     }
 }
 

@@ -60,7 +60,7 @@ pub enum EnginesError {
     NotEnded(String, ScanStatus),
     /// What the request asked to record makes an event over the log's size limit.
     #[error("the scan is too large to keep: {0}")]
-    TooLarge(String),
+    TooLarge(#[source] CommandError<ScanRejection>),
     /// The log or an actor failed: nothing was acknowledged.
     #[error("not recorded: {0}")]
     NotRecorded(#[source] CommandError<ScanRejection>),
@@ -76,7 +76,7 @@ impl From<CommandError<ScanRejection>> for EnginesError {
     fn from(error: CommandError<ScanRejection>) -> Self {
         match error {
             CommandError::Rejected(rejection) => EnginesError::Rejected(rejection),
-            other if other.is_too_large() => EnginesError::TooLarge(other.to_string()),
+            other if other.is_too_large() => EnginesError::TooLarge(other),
             other => EnginesError::NotRecorded(other),
         }
     }
