@@ -22,6 +22,7 @@ pub mod testing;
 pub mod testrun;
 pub mod workflow;
 
+pub use blocking::blocking;
 pub use directory::{Entities, Settings, Stats};
 pub use effects::{Effects, NoEffects};
 pub use entity::{Clock, Ctx, Entity, ManualClock, SystemClock};

@@ -151,8 +151,10 @@ impl Face {
             ))
             .error_response(),
             // The per-agent routes speak the agent daemon's shape, the rest the controller's.
-            Face::Gros if path.starts_with("/agents/") || path == "/agents" => gros::AgentError::not_found(format!("The path '{path}' was not found."))
-                .error_response(),
+            Face::Gros if path.starts_with("/agents/") || path == "/agents" => {
+                gros::AgentError::not_found(format!("The path '{path}' was not found."))
+                    .error_response()
+            }
             Face::Gros => {
                 gros::ControllerError::not_found(format!("{path} is not a controller script"))
                     .error_response()

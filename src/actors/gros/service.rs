@@ -361,7 +361,7 @@ impl Gros {
         let secret = salts_secret(project);
         let id = SecretId::parse(secret.clone())?;
         let store = self.secrets.clone();
-        let found = crate::actors::blocking::blocking(move || -> Result<Option<Secret>, SecretError> {
+        let found = crate::actors::blocking(move || -> Result<Option<Secret>, SecretError> {
             if create {
                 store
                     .get_or_create(&id, || {

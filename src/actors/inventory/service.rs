@@ -42,7 +42,9 @@ pub enum InventoryError {
 
 impl From<CommandError<HostRejection>> for InventoryError {
     fn from(error: CommandError<HostRejection>) -> Self {
-        error.rejection().map_or_else(Self::NotRecorded, Self::Rejected)
+        error
+            .rejection()
+            .map_or_else(Self::NotRecorded, Self::Rejected)
     }
 }
 

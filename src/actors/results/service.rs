@@ -54,7 +54,9 @@ pub enum ResultsError {
 
 impl From<CommandError<SubmissionRejection>> for ResultsError {
     fn from(error: CommandError<SubmissionRejection>) -> Self {
-        error.rejection().map_or_else(Self::NotRecorded, Self::Rejected)
+        error
+            .rejection()
+            .map_or_else(Self::NotRecorded, Self::Rejected)
     }
 }
 

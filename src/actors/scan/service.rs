@@ -490,7 +490,7 @@ impl Engines {
         let state = self.ended_scan(name, scan_id).await?;
         let findings = render(&state);
         let (blobs, raw) = (self.blobs.clone(), state.raw.clone());
-        crate::actors::blocking::blocking(move || -> Result<Vec<u8>, EnginesError> {
+        crate::actors::blocking(move || -> Result<Vec<u8>, EnginesError> {
             let mut entries = vec![("findings.json".to_owned(), findings)];
             for output in raw {
                 entries.push((
@@ -670,7 +670,7 @@ async fn drive(
         raw: Vec::new(),
     });
     let Ended { result, raw } = ended;
-    let raw = crate::actors::blocking::blocking(move || {
+    let raw = crate::actors::blocking(move || {
         raw.into_iter()
             .filter_map(|(name, bytes)| match blobs.put(&bytes) {
                 Ok(blob) => Some(super::RawOutput { name, blob }),

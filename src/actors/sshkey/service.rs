@@ -255,7 +255,6 @@ impl SshKeys {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -607,7 +607,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 async fn off_thread<T: Send + 'static>(
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, String> {
-    crate::actors::blocking::blocking(work)
+    crate::actors::blocking(work)
         .await
         .map_err(|crate::actors::blocking::Stopped(e)| format!("the file work stopped: {e}"))
 }

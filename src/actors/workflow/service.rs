@@ -309,8 +309,8 @@ impl Executions {
             if let Ok(page) = page(&state.logs, earlier, &query, wait) {
                 return Ok(page);
             }
-            let page = follow::follow_stream(&self.log, &stream, version, 1000, deadline - now)
-                .await?;
+            let page =
+                follow::follow_stream(&self.log, &stream, version, 1000, deadline - now).await?;
             for shared in &page.events {
                 let event = ExecutionEvent::from_recorded(shared.event())?;
                 <Execution as crate::actors::Entity>::apply(&mut state, &event);

@@ -77,8 +77,11 @@ fn script(path: &str, route: actix_web::Route) -> actix_web::Resource {
 }
 
 async fn not_implemented(request: HttpRequest) -> HttpResponse {
-    ControllerError::new(StatusCode::NOT_IMPLEMENTED, format!("Method {} is not supported", request.method()))
-        .error_response()
+    ControllerError::new(
+        StatusCode::NOT_IMPLEMENTED,
+        format!("Method {} is not supported", request.method()),
+    )
+    .error_response()
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -9,8 +9,8 @@ use utoipa::openapi::OpenApi;
 use utoipa::{IntoParams, Modify, ToSchema};
 
 use crate::actors::sshkey::KeyType;
-use crate::http::openapi::{path_operations, CommonAnswers, NOT_ALLOWED};
 use crate::actors::workflow::{InputKind, Level, Status};
+use crate::http::openapi::{path_operations, CommonAnswers, NOT_ALLOWED};
 
 /// The face's routes, their schemas, and who may use them.
 #[derive(utoipa::OpenApi)]
@@ -415,4 +415,3 @@ impl Modify for FaceWide {
         }
     }
 }
-

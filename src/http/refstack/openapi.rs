@@ -521,4 +521,3 @@ impl Modify for FaceWide {
         }
     }
 }
-
