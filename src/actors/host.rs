@@ -36,6 +36,15 @@ pub enum CommandError<R> {
 }
 
 impl<R> CommandError<R> {
+    /// The entity's rejection, or the failure this is instead, for a service that keeps the
+    /// two apart.
+    pub fn rejection(self) -> Result<R, CommandError<R>> {
+        match self {
+            CommandError::Rejected(rejection) => Ok(rejection),
+            other => Err(other),
+        }
+    }
+
     /// Whether the log refused the command's events as over its size limit: what the caller
     /// asked to record is too large, a client's mistake (a face answers 413), not a failure.
     pub fn is_too_large(&self) -> bool {

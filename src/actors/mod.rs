@@ -3,6 +3,7 @@
 //! after durability, start-up reconciliation and projections. Nothing here writes the log except
 //! through `EventLog::append`, and nothing here names the storage engine.
 
+pub mod blocking;
 pub mod directory;
 pub mod effects;
 pub mod entity;
@@ -21,6 +22,7 @@ pub mod testing;
 pub mod testrun;
 pub mod workflow;
 
+pub use blocking::blocking;
 pub use directory::{Entities, Settings, Stats};
 pub use effects::{Effects, NoEffects};
 pub use entity::{Clock, Ctx, Entity, ManualClock, SystemClock};

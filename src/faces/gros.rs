@@ -73,13 +73,10 @@ impl Face for Gros {
     // The per-agent routes speak the agent daemon's shape, the rest the controller's.
     fn not_found(&self, path: &str) -> HttpResponse {
         if path.starts_with("/agents/") || path == "/agents" {
-            gros::AgentError {
-                status: actix_web::http::StatusCode::NOT_FOUND,
-                message: format!("The path '{path}' was not found."),
-            }
-            .error_response()
+            gros::AgentError::not_found(format!("The path '{path}' was not found."))
+                .error_response()
         } else {
-            gros::ControllerError::NotFound(format!("{path} is not a controller script"))
+            gros::ControllerError::not_found(format!("{path} is not a controller script"))
                 .error_response()
         }
     }

@@ -87,7 +87,7 @@ impl Face for Hpcwaas {
     }
 
     fn not_found(&self, path: &str) -> HttpResponse {
-        hpcwaas::HpcwaasError::NotFound(format!("{path} is not a route of the workflow API"))
+        hpcwaas::HpcwaasError::not_found(format!("{path} is not a route of the workflow API"))
             .error_response()
     }
 }

@@ -82,7 +82,7 @@ impl Face for Partisci {
     }
 
     fn not_found(&self, path: &str) -> HttpResponse {
-        partisci::PartisciError::NotFound(format!("{path} is not a Partisci route"))
+        partisci::PartisciError::not_found(format!("{path} is not a Partisci route"))
             .error_response()
     }
 }

@@ -64,7 +64,7 @@ impl Face for Patrowl {
     }
 
     fn not_found(&self, path: &str) -> HttpResponse {
-        patrowl::Refusal::not_found(format!(
+        patrowl::unrouted(format!(
             "{path} is not a route of the scan engines (theirs are under /engines/<name>/)"
         ))
         .error_response()

@@ -76,7 +76,7 @@ impl Face for Refstack {
     }
 
     fn not_found(&self, path: &str) -> HttpResponse {
-        refstack::RefstackError::NotFound(format!("{path} is not a route of the test results API"))
+        refstack::RefstackError::not_found(format!("{path} is not a route of the test results API"))
             .error_response()
     }
 }

@@ -36,18 +36,6 @@ pub enum BodyError {
     Broken(String),
 }
 
-impl BodyError {
-    /// The status every face answers it with, each in its own shape: 413, 408 or 400.
-    pub fn status(&self) -> actix_web::http::StatusCode {
-        use actix_web::http::StatusCode;
-        match self {
-            BodyError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            BodyError::TimedOut { .. } => StatusCode::REQUEST_TIMEOUT,
-            BodyError::Broken(_) => StatusCode::BAD_REQUEST,
-        }
-    }
-}
-
 /// A request body that stopped arriving, held until its answer is sent: actix closes the
 /// connection after an answer only while the body it left unread is still held.
 pub struct AbandonedBody {

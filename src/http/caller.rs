@@ -1,15 +1,16 @@
 //! Who is calling: the authorization of a request against the configured accounts, shared by
-//! every face, and the event API's extractor, which answers a refusal with 401 or 403 in the
-//! API's error shape before the handler runs. Each face maps [`Denied`] to its own shape.
+//! every face, and the [`Authorized`] extractor, which answers a refusal with 401, 403 or 503 in
+//! the face's own shape before the handler runs.
 
 use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
 
 use actix_web::http::header::AUTHORIZATION;
 use actix_web::{web, FromRequest, HttpRequest};
 
-use super::error::ApiError;
+use super::error::{Api, Refusal, Shape};
 use crate::auth::{Access, Auth, AuthError, Caller};
 
 /// Who may use what, shared by every worker.
@@ -20,7 +21,7 @@ pub struct Guard {
     pub api: Access,
 }
 
-/// Why a request was not authorized.
+/// Why a request was not authorized; its status is in [`super::error::Status`].
 #[derive(Debug, thiserror::Error)]
 pub enum Denied {
     #[error(transparent)]
@@ -28,19 +29,6 @@ pub enum Denied {
     /// The check itself could not run (the blocking pool is shutting down).
     #[error("the credentials could not be checked: {0}")]
     Unavailable(String),
-}
-
-impl Denied {
-    /// The status every face answers it with, each in its own shape: 403 for a caller who
-    /// may not, 401 for one not known, 503 when the check could not run.
-    pub fn status(&self) -> actix_web::http::StatusCode {
-        use actix_web::http::StatusCode;
-        match self {
-            Denied::Auth(AuthError::Forbidden { .. }) => StatusCode::FORBIDDEN,
-            Denied::Auth(_) => StatusCode::UNAUTHORIZED,
-            Denied::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-        }
-    }
 }
 
 /// Authorizes the caller of `request` for a part open to `access`.
@@ -66,39 +54,77 @@ pub fn authorize(
     }
 }
 
-/// What an extractor of an authorized caller answers, in the shape of its error `E`: `rule` is
-/// the part's auth and access found in the app data, `None` when the listener was built
-/// without them (a bug, answered with `missing`).
-pub fn extract<T: 'static, E: From<Denied> + 'static>(
-    request: &HttpRequest,
-    rule: Option<(Arc<Auth>, Access)>,
-    missing: impl FnOnce() -> E,
-    wrap: fn(Caller) -> T,
-) -> Pin<Box<dyn Future<Output = Result<T, E>>>> {
-    let Some((auth, access)) = rule else {
-        let error = missing();
-        return Box::pin(async move { Err(error) });
+/// A face whose routes are open to the callers its access rule lets in.
+pub trait Guarded: Shape {
+    /// The face's auth and access rule, from the request's app data; `None` when the listener
+    /// was built without them (a bug, answered with [`Guarded::missing`]).
+    fn rule(request: &HttpRequest) -> Option<(Arc<Auth>, Access)>;
+
+    /// The refusal of a request to a listener built without the face's rule.
+    fn missing() -> Refusal<Self>;
+}
+
+/// Makes a face's state [`Guarded`] by its `auth` and `access` fields: `guarded!(Face, "the
+/// words of a refusal when the listener was built without it")`.
+macro_rules! guarded {
+    ($face:ty, $missing:expr) => {
+        impl $crate::http::caller::Guarded for $face {
+            fn rule(
+                request: &actix_web::HttpRequest,
+            ) -> Option<(std::sync::Arc<$crate::auth::Auth>, $crate::auth::Access)> {
+                let face = request.app_data::<actix_web::web::Data<$face>>()?;
+                Some((face.auth.clone(), face.access))
+            }
+
+            fn missing() -> $crate::http::error::Refusal<$face> {
+                $crate::http::error::Refusal::internal($missing)
+            }
+        }
     };
-    let authorized = authorize(request, auth, access);
-    Box::pin(async move { Ok(wrap(authorized.await?)) })
+}
+pub(crate) use guarded;
+
+/// A caller face `F`'s access rule lets in, or with `ADMIN` an admin: every handler of a
+/// guarded face takes one, so that none is served before its caller is authorized.
+pub struct Authorized<F, const ADMIN: bool = false>(pub Caller, pub PhantomData<fn() -> F>);
+
+/// A caller with the admin role, for a face's destructive routes.
+pub type Admin<F> = Authorized<F, true>;
+
+impl<F: Guarded, const ADMIN: bool> FromRequest for Authorized<F, ADMIN> {
+    type Error = Refusal<F>;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Refusal<F>>>>>;
+
+    fn from_request(request: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let Some((auth, access)) = F::rule(request) else {
+            let error = F::missing();
+            return Box::pin(async move { Err(error) });
+        };
+        let access = if ADMIN { Access::Admin } else { access };
+        let authorized = authorize(request, auth, access);
+        let context = F::context(request);
+        Box::pin(async move {
+            let caller = authorized.await.map_err(|denied| {
+                let mut refusal = Refusal::from(denied);
+                refusal.context = context;
+                refusal
+            })?;
+            Ok(Authorized(caller, PhantomData))
+        })
+    }
+}
+
+impl Guarded for Api {
+    fn rule(request: &HttpRequest) -> Option<(Arc<Auth>, Access)> {
+        request
+            .app_data::<web::Data<Guard>>()
+            .map(|guard| (guard.auth.clone(), guard.api))
+    }
+
+    fn missing() -> Refusal<Api> {
+        Refusal::internal("no access rules configured")
+    }
 }
 
 /// An authorized caller of the event API.
-pub struct ApiCaller(pub Caller);
-
-impl FromRequest for ApiCaller {
-    type Error = ApiError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
-
-    fn from_request(request: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        let rule = request
-            .app_data::<web::Data<Guard>>()
-            .map(|guard| (guard.auth.clone(), guard.api));
-        extract(
-            request,
-            rule,
-            || ApiError::Internal("no access rules configured".into()),
-            ApiCaller,
-        )
-    }
-}
+pub type ApiCaller = Authorized<Api>;

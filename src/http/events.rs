@@ -67,8 +67,8 @@ struct FollowQuery {
 
 impl FollowQuery {
     fn limits(&self) -> Result<(Limit, Wait), ApiError> {
-        let limit = Limit::parse(self.limit).map_err(ApiError::BadRequest)?;
-        let wait = Wait::parse(self.timeout.as_deref()).map_err(ApiError::BadRequest)?;
+        let limit = Limit::parse(self.limit).map_err(ApiError::bad_request)?;
+        let wait = Wait::parse(self.timeout.as_deref()).map_err(ApiError::bad_request)?;
         Ok((limit, wait))
     }
 }
@@ -94,7 +94,7 @@ fn page_body(page: Page) -> HttpResponse {
 }
 
 fn stream_id(raw: &str) -> Result<StreamId, ApiError> {
-    StreamId::parse(raw).map_err(|e| ApiError::BadRequest(e.to_string()))
+    StreamId::parse(raw).map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
 /// Whether the client asked for Server-Sent Events.
@@ -115,7 +115,7 @@ fn last_event_id(request: &HttpRequest) -> Result<Option<Position>, ApiError> {
         .ok()
         .and_then(|raw| raw.trim().parse().ok())
         .map(Some)
-        .ok_or_else(|| ApiError::BadRequest("Last-Event-ID must be an event's position".into()))
+        .ok_or_else(|| ApiError::bad_request("Last-Event-ID must be an event's position"))
 }
 
 /// What an event stream follows.
@@ -231,7 +231,7 @@ async fn follow_stream(
             Some(position) => follow::version_at(&log, &stream, position)
                 .map_err(ApiError::internal)?
                 .ok_or_else(|| {
-                    ApiError::BadRequest(format!(
+                    ApiError::bad_request(format!(
                         "Last-Event-ID {position} is not an event of {stream}"
                     ))
                 })?,
@@ -290,14 +290,14 @@ async fn replayed_state(
     let stream = stream_id(&stream)?;
     let until = match (query.at_version, query.at_time.as_deref()) {
         (Some(_), Some(_)) => {
-            return Err(ApiError::BadRequest(
-                "give at_version or at_time, not both".into(),
+            return Err(ApiError::bad_request(
+                "give at_version or at_time, not both",
             ))
         }
         (Some(version), None) => ReplayUntil::Version(version),
         (None, Some(time)) => ReplayUntil::Time(
             DateTime::parse_from_rfc3339(time)
-                .map_err(|e| ApiError::BadRequest(format!("at_time {time:?}: {e}")))?
+                .map_err(|e| ApiError::bad_request(format!("at_time {time:?}: {e}")))?
                 .with_timezone(&Utc),
         ),
         (None, None) => ReplayUntil::End,
@@ -312,7 +312,7 @@ async fn replayed_state(
             error @ (ReplayError::UnknownKind(_)
             | ReplayError::NoSuchStream(_)
             | ReplayError::NotYet(_)),
-        ) => Err(ApiError::NotFound(error.to_string())),
+        ) => Err(ApiError::not_found(error.to_string())),
         Err(error) => Err(ApiError::internal(error)),
     }
 }

@@ -113,7 +113,7 @@ fn not_found(path: &str, serves: Serves, faces: &Faces) -> HttpResponse {
         });
     match owner {
         Some(face) => face.not_found(path),
-        None => ApiError::NotFound(format!(
+        None => ApiError::not_found(format!(
             "{path} is not a route of annals (every route: /api/docs/)"
         ))
         .error_response(),
@@ -213,10 +213,10 @@ pub fn serve(
             .app_data(keep_alive.clone())
             .app_data(verifier.clone())
             .app_data(web::QueryConfig::default().error_handler(|error, _| {
-                ApiError::BadRequest(format!("bad query: {error}")).into()
+                ApiError::bad_request(format!("bad query: {error}")).into()
             }))
             .app_data(web::PathConfig::default().error_handler(|error, _| {
-                ApiError::BadRequest(format!("bad path: {error}")).into()
+                ApiError::bad_request(format!("bad path: {error}")).into()
             }))
             .app_data(listening)
             // Clients join a base URL and a path, so a base given with a trailing slash asks

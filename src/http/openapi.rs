@@ -96,6 +96,57 @@ pub fn account_security() -> Vec<SecurityRequirement> {
     ]
 }
 
+/// The 405 of a face's path with one method.
+pub const NOT_ALLOWED: &str = "Any other method on this path is refused in the face's error body.";
+
+/// The answers every guarded route of a face may give, whatever it does, each in the face's
+/// error body: said once per face rather than on each handler.
+pub struct CommonAnswers<'a> {
+    /// The component schema of the face's error body.
+    pub body: &'a str,
+    /// The section whose `auth` decides whether the route needs an account (`{}` comes first
+    /// in its security), or `None` when it always does once accounts exist.
+    pub open_by: Option<&'a str>,
+    pub forbidden: &'a str,
+    /// `None` on a path whose methods are each other's alternative.
+    pub not_allowed: Option<&'a str>,
+    pub unavailable: &'a str,
+    /// Other answers of every route of the face (Patrowl: an unknown engine's 404).
+    pub more: &'a [(&'a str, &'a str)],
+}
+
+impl CommonAnswers<'_> {
+    /// Tags `operation`, says who may call it, and adds each common answer it does not
+    /// describe itself.
+    pub fn apply(&self, operation: &mut Operation, tag: &str) {
+        operation.tags = Some(vec![tag.into()]);
+        let mut unauthorized = "No or wrong credentials, while accounts are configured".to_owned();
+        operation.security = Some(match self.open_by {
+            None => account_security(),
+            Some(section) => {
+                unauthorized += &format!(" and `[{section}] auth` is `account` or `admin`");
+                let mut optional = vec![SecurityRequirement::default()];
+                optional.extend(account_security());
+                optional
+            }
+        });
+        unauthorized.push('.');
+        let responses = &mut operation.responses.responses;
+        let mut add = |status: &str, answer: RefOr<Response>| {
+            responses.entry(status.into()).or_insert(answer);
+        };
+        add("401", unauthorized_answer(&unauthorized, self.body));
+        add("403", error_answer(self.forbidden, self.body));
+        for (status, description) in self.more {
+            add(status, error_answer(description, self.body));
+        }
+        if let Some(description) = self.not_allowed {
+            add("405", error_answer(description, self.body));
+        }
+        add("503", error_answer(self.unavailable, self.body));
+    }
+}
+
 /// An error answer whose body is the component schema `body` (a face's own error body).
 pub fn error_answer(description: &str, body: &str) -> RefOr<Response> {
     ResponseBuilder::new()

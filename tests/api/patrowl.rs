@@ -1072,6 +1072,8 @@ async fn with_accounts_stopping_and_cleaning_need_an_admin() {
     };
     stop(None).await.refused(401, "error");
     stop(Some(&user)).await.refused(403, "error");
+    // A refusal before the handler runs still names the route's page.
+    assert_eq!(stop(Some(&user)).await.json()["page"], "stopscan");
     assert_eq!(stop(Some(&admin)).await.status, 200);
     let history = face
         .send(

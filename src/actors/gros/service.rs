@@ -391,7 +391,7 @@ impl Gros {
         let secret = salts_secret(project);
         let id = SecretId::parse(secret.clone())?;
         let store = self.secrets.clone();
-        let found = tokio::task::spawn_blocking(move || -> Result<Option<Secret>, SecretError> {
+        let found = crate::actors::blocking(move || -> Result<Option<Secret>, SecretError> {
             if create {
                 store
                     .get_or_create(&id, || {
@@ -404,7 +404,7 @@ impl Gros {
             }
         })
         .await
-        .map_err(|e| GrosError::NotRecorded(format!("the work stopped: {e}")))??;
+        .map_err(|stopped| GrosError::NotRecorded(stopped.to_string()))??;
         let Some(found) = found else {
             return Ok(None);
         };

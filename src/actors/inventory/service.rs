@@ -35,17 +35,16 @@ pub enum InventoryError {
     Rejected(HostRejection),
     /// The log or an actor failed: nothing was acknowledged.
     #[error("the report was not recorded: {0}")]
-    NotRecorded(String),
+    NotRecorded(#[source] CommandError<HostRejection>),
     #[error(transparent)]
     Model(#[from] ProjectionError),
 }
 
 impl From<CommandError<HostRejection>> for InventoryError {
     fn from(error: CommandError<HostRejection>) -> Self {
-        match error {
-            CommandError::Rejected(rejection) => InventoryError::Rejected(rejection),
-            other => InventoryError::NotRecorded(other.to_string()),
-        }
+        error
+            .rejection()
+            .map_or_else(Self::NotRecorded, Self::Rejected)
     }
 }
 

@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use super::model::{Page, PastLastPage, ResultRow, ResultsFilter, ResultsModel, ResultsState};
 use super::{Submission, SubmissionCommand, SubmissionRejection, Submitted};
+use crate::actors::blocking::{blocking, Stopped};
 use crate::actors::projection::{self, ProjectionError};
 use crate::actors::{
     Clock, CommandError, Entities, NoEffects, ProjectionHandle, ProjectionSettings, Settings,
@@ -41,7 +42,10 @@ pub enum ResultsError {
     #[error(transparent)]
     Rejected(SubmissionRejection),
     #[error("not recorded: {0}")]
-    NotRecorded(String),
+    NotRecorded(#[source] CommandError<SubmissionRejection>),
+    /// The blocking pool dropped the work: nothing was acknowledged.
+    #[error("not recorded: {0}")]
+    Stopped(#[from] Stopped),
     #[error(transparent)]
     Blob(#[from] BlobError),
     #[error(transparent)]
@@ -50,10 +54,9 @@ pub enum ResultsError {
 
 impl From<CommandError<SubmissionRejection>> for ResultsError {
     fn from(error: CommandError<SubmissionRejection>) -> Self {
-        match error {
-            CommandError::Rejected(rejection) => ResultsError::Rejected(rejection),
-            other => ResultsError::NotRecorded(other.to_string()),
-        }
+        error
+            .rejection()
+            .map_or_else(Self::NotRecorded, Self::Rejected)
     }
 }
 
@@ -149,12 +152,4 @@ impl Results {
         .await??;
         Ok((row, results.results))
     }
-}
-
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, ResultsError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| ResultsError::NotRecorded(format!("the work stopped: {e}")))
 }

@@ -103,10 +103,10 @@ pub enum EnginesError {
     NotEnded(String, ScanStatus),
     /// What the request asked to record makes an event over the log's size limit.
     #[error("the scan is too large to keep: {0}")]
-    TooLarge(String),
+    TooLarge(#[source] CommandError<ScanRejection>),
     /// The log or an actor failed: nothing was acknowledged.
     #[error("not recorded: {0}")]
-    NotRecorded(String),
+    NotRecorded(#[source] CommandError<ScanRejection>),
     #[error(transparent)]
     Model(#[from] ProjectionError),
     #[error(transparent)]
@@ -119,8 +119,8 @@ impl From<CommandError<ScanRejection>> for EnginesError {
     fn from(error: CommandError<ScanRejection>) -> Self {
         match error {
             CommandError::Rejected(rejection) => EnginesError::Rejected(rejection),
-            other if other.is_too_large() => EnginesError::TooLarge(other.to_string()),
-            other => EnginesError::NotRecorded(other.to_string()),
+            other if other.is_too_large() => EnginesError::TooLarge(other),
+            other => EnginesError::NotRecorded(other),
         }
     }
 }
@@ -564,7 +564,7 @@ impl Engines {
         let state = self.ended_scan(name, scan_id).await?;
         let findings = render(&state);
         let (blobs, raw) = (self.blobs.clone(), state.raw.clone());
-        tokio::task::spawn_blocking(move || -> Result<Vec<u8>, EnginesError> {
+        crate::actors::blocking(move || -> Result<Vec<u8>, EnginesError> {
             let mut entries = vec![("findings.json".to_owned(), findings)];
             for output in raw {
                 entries.push((
@@ -575,7 +575,7 @@ impl Engines {
             super::report::zip(&entries).map_err(EnginesError::Report)
         })
         .await
-        .map_err(|e| EnginesError::Report(format!("the work stopped: {e}")))?
+        .map_err(|stopped| EnginesError::Report(stopped.to_string()))?
     }
 }
 
@@ -745,7 +745,7 @@ async fn drive(
         raw: Vec::new(),
     });
     let Ended { result, raw } = ended;
-    let raw = tokio::task::spawn_blocking(move || {
+    let raw = crate::actors::blocking(move || {
         raw.into_iter()
             .filter_map(|(name, bytes)| match blobs.put(&bytes) {
                 Ok(blob) => Some(super::RawOutput { name, blob }),

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::{SshKey, SshKeyCommand, SshKeyRejection, SshKeyState};
+use crate::actors::blocking::{blocking, Stopped};
 use crate::actors::{Clock, CommandError, Entities, NoEffects, Settings};
 use crate::events::Metadata as EventMetadata;
 use crate::secrets::{Secret, SecretError, SecretId, SecretStore};
@@ -87,14 +88,17 @@ pub enum SshKeysError {
     Secret(#[from] SecretError),
     /// The log or an actor failed: nothing was acknowledged.
     #[error("not recorded: {0}")]
-    NotRecorded(String),
+    NotRecorded(#[source] CommandError<SshKeyRejection>),
+    /// The blocking pool dropped the work: nothing was acknowledged.
+    #[error("not recorded: {0}")]
+    Stopped(#[from] Stopped),
 }
 
 impl From<CommandError<SshKeyRejection>> for SshKeysError {
     fn from(error: CommandError<SshKeyRejection>) -> Self {
         match error {
             CommandError::Rejected(SshKeyRejection::NotFound) => SshKeysError::NotFound,
-            other => SshKeysError::NotRecorded(other.to_string()),
+            other => SshKeysError::NotRecorded(other),
         }
     }
 }
@@ -249,15 +253,6 @@ impl SshKeys {
             .await??
             .ok_or(SshKeysError::NotFound)
     }
-}
-
-/// Runs blocking work off the async threads.
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, SshKeysError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| SshKeysError::NotRecorded(format!("the work stopped: {e}")))
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use uuid::Uuid;
 use super::{
     Cloud, StatusMessage, TestRunCommand, TestRunRecord, TestRunRejection, TestRunState, Upload,
 };
+use crate::actors::blocking::{blocking, Stopped};
 use crate::actors::{Clock, CommandError, Entities, NoEffects, Settings};
 use crate::blobs::{BlobError, BlobHash, BlobStore};
 use crate::events::{EventLog, Metadata};
@@ -28,7 +29,10 @@ pub enum TestRunsError {
     UnknownUpload(Uuid),
     /// The log, an actor or the blob store failed: nothing was acknowledged.
     #[error("not recorded: {0}")]
-    NotRecorded(String),
+    NotRecorded(#[source] CommandError<TestRunRejection>),
+    /// The blocking pool dropped the work: nothing was acknowledged.
+    #[error("not recorded: {0}")]
+    Stopped(#[from] Stopped),
     #[error(transparent)]
     Blob(#[from] BlobError),
 }
@@ -38,7 +42,7 @@ impl From<CommandError<TestRunRejection>> for TestRunsError {
         match error {
             CommandError::Rejected(TestRunRejection::NotOpen) => TestRunsError::UnknownRun,
             CommandError::Rejected(rejection) => TestRunsError::Rejected(rejection),
-            other => TestRunsError::NotRecorded(other.to_string()),
+            other => TestRunsError::NotRecorded(other),
         }
     }
 }
@@ -195,13 +199,4 @@ impl TestRuns {
         let blobs = self.blobs.clone();
         Ok(blocking(move || blobs.get(&hash)).await??)
     }
-}
-
-/// Runs blocking work off the async threads.
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, TestRunsError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| TestRunsError::NotRecorded(format!("the work stopped: {e}")))
 }

@@ -615,9 +615,9 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 async fn off_thread<T: Send + 'static>(
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, String> {
-    tokio::task::spawn_blocking(work)
+    crate::actors::blocking(work)
         .await
-        .map_err(|e| format!("the file work stopped: {e}"))
+        .map_err(|crate::actors::blocking::Stopped(e)| format!("the file work stopped: {e}"))
 }
 
 /// The end of a step whose program never ran (or whose end was lost).

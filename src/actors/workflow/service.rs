@@ -24,7 +24,7 @@ use crate::actors::{
     reconcile, Clock, CommandError, Entities, ProjectionHandle, ProjectionSettings, Settings,
 };
 use crate::events::follow;
-use crate::events::{DomainEvent, EventLog, Metadata, StreamId};
+use crate::events::{CodecError, DomainEvent, EventLog, Metadata, StoreError, StreamId};
 
 /// How long a trigger waits for the list to fold it.
 const MODEL_WAIT: Duration = Duration::from_secs(30);
@@ -41,21 +41,17 @@ pub enum ExecutionsError {
     Inputs(#[from] InputError),
     #[error("no execution {0}")]
     NotFound(String),
-    /// The log, an actor or the list failed: nothing was acknowledged.
+    /// The log or an actor failed: nothing was acknowledged.
     #[error("not recorded: {0}")]
-    NotRecorded(String),
-}
-
-impl From<CommandError<ExecutionRejection>> for ExecutionsError {
-    fn from(error: CommandError<ExecutionRejection>) -> Self {
-        ExecutionsError::NotRecorded(error.to_string())
-    }
-}
-
-impl From<ProjectionError> for ExecutionsError {
-    fn from(error: ProjectionError) -> Self {
-        ExecutionsError::NotRecorded(error.to_string())
-    }
+    NotRecorded(#[from] CommandError<ExecutionRejection>),
+    /// The list failed.
+    #[error("not recorded: {0}")]
+    Model(#[from] ProjectionError),
+    /// An execution's events could not be followed.
+    #[error("not recorded: {0}")]
+    Store(#[from] StoreError),
+    #[error("not recorded: {0}")]
+    Codec(#[from] CodecError),
 }
 
 /// Which levels a log query wants: a mask of [`Level::bit`]s holding at least one of them.
@@ -313,12 +309,10 @@ impl Executions {
             if let Ok(page) = page(&state.logs, earlier, &query, wait) {
                 return Ok(page);
             }
-            let page = follow::follow_stream(&self.log, &stream, version, 1000, deadline - now)
-                .await
-                .map_err(|e| ExecutionsError::NotRecorded(e.to_string()))?;
+            let page =
+                follow::follow_stream(&self.log, &stream, version, 1000, deadline - now).await?;
             for shared in &page.events {
-                let event = ExecutionEvent::from_recorded(shared.event())
-                    .map_err(|e| ExecutionsError::NotRecorded(e.to_string()))?;
+                let event = ExecutionEvent::from_recorded(shared.event())?;
                 <Execution as crate::actors::Entity>::apply(&mut state, &event);
             }
             version = page.next.max(version);

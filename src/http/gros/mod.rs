@@ -12,9 +12,10 @@ use std::net::{IpAddr, TcpListener};
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder, ResponseError};
 
-use super::body::{read_body, BodyError};
+use super::body::read_body;
+use super::error::{Refusal, Shape};
 use crate::actors::gros::model::{parse_measurements, GathererVersion};
 use crate::actors::gros::service::{Daemon, Logged};
 use crate::actors::gros::{AgentName, Gros, GrosError, ProjectKey};
@@ -76,120 +77,73 @@ fn script(path: &str, route: actix_web::Route) -> actix_web::Resource {
 }
 
 async fn not_implemented(request: HttpRequest) -> HttpResponse {
-    ControllerError::NotImplemented(format!("Method {} is not supported", request.method()))
-        .error_response()
+    ControllerError::new(
+        StatusCode::NOT_IMPLEMENTED,
+        format!("Method {} is not supported", request.method()),
+    )
+    .error_response()
 }
 
 // ---------------------------------------------------------------------------------------------
 // Errors.
 
 /// A controller error: the message and a newline, as `text/plain`.
-#[derive(Debug, thiserror::Error)]
-pub enum ControllerError {
-    #[error("{0}")]
-    BadRequest(String),
-    #[error("{0}")]
-    NotFound(String),
-    #[error("{0}")]
-    TooLarge(String),
-    #[error("{0}")]
-    TimedOut(String),
-    #[error("{0}")]
-    Forbidden(String),
-    #[error("{0}")]
-    NotImplemented(String),
-    #[error("{0}")]
-    Unavailable(String),
-}
+pub type ControllerError = Refusal<ControllerShape>;
 
-impl ResponseError for ControllerError {
-    fn status_code(&self) -> StatusCode {
-        match self {
-            ControllerError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ControllerError::NotFound(_) => StatusCode::NOT_FOUND,
-            ControllerError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ControllerError::TimedOut(_) => StatusCode::REQUEST_TIMEOUT,
-            ControllerError::Forbidden(_) => StatusCode::FORBIDDEN,
-            ControllerError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
-            ControllerError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-        }
-    }
+/// The controller scripts' error shape.
+pub enum ControllerShape {}
 
-    fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status_code())
+impl Shape for ControllerShape {
+    type Context = ();
+
+    fn answer(refusal: &ControllerError, mut response: HttpResponseBuilder) -> HttpResponse {
+        response
             .content_type("text/plain; charset=utf-8")
-            .body(format!("{self}\n"))
+            .body(format!("{refusal}\n"))
     }
 }
 
 impl From<GrosError> for ControllerError {
     fn from(error: GrosError) -> Self {
-        let message = error.to_string();
-        match error {
+        let status = match error {
             GrosError::UnknownProject(_)
             | GrosError::NoSalts(_)
             | GrosError::NoScrape(_)
-            | GrosError::NotRegistered(_) => ControllerError::NotFound(message),
-            GrosError::OutsideNetworks(_) => ControllerError::Forbidden(message),
-            GrosError::TooLarge(_) => ControllerError::TooLarge(message),
+            | GrosError::NotRegistered(_) => StatusCode::NOT_FOUND,
+            GrosError::OutsideNetworks(_) => StatusCode::FORBIDDEN,
+            GrosError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             GrosError::Locked(_)
             | GrosError::ScrapeRunning
             | GrosError::TooManyScrapes(_)
             | GrosError::FailedAtOnce(_)
             | GrosError::CannotStart(_)
             | GrosError::Secret(_)
-            | GrosError::NotRecorded(_) => ControllerError::Unavailable(message),
-        }
-    }
-}
-
-impl From<BodyError> for ControllerError {
-    fn from(error: BodyError) -> Self {
-        match error {
-            BodyError::TooLarge { .. } => ControllerError::TooLarge(error.to_string()),
-            BodyError::TimedOut { .. } => ControllerError::TimedOut(error.to_string()),
-            BodyError::Broken(_) => ControllerError::BadRequest(error.to_string()),
-        }
+            | GrosError::NotRecorded(_) => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        Refusal::new(status, error.to_string())
     }
 }
 
 /// An agent daemon error, in the daemon's JSON shape.
-#[derive(Debug)]
-pub struct AgentError {
-    pub status: StatusCode,
-    pub message: String,
-}
+pub type AgentError = Refusal<AgentShape>;
 
-impl std::fmt::Display for AgentError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
-    }
-}
+/// The agent daemon's error shape.
+pub enum AgentShape {}
 
-impl AgentError {
-    fn new(status: StatusCode, message: impl Into<String>) -> AgentError {
-        AgentError {
-            status,
-            message: message.into(),
-        }
-    }
-}
+impl Shape for AgentShape {
+    type Context = ();
 
-impl ResponseError for AgentError {
-    fn status_code(&self) -> StatusCode {
-        self.status
-    }
-
-    fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status).json(GrosAgentErrorBody {
+    fn answer(refusal: &AgentError, mut response: HttpResponseBuilder) -> HttpResponse {
+        let status = refusal.status_code();
+        response.json(GrosAgentErrorBody {
             ok: false,
             error: GrosAgentError {
                 status: format!(
                     "{} {}",
-                    self.status.as_u16(),
-                    self.status.canonical_reason().unwrap_or("")
+                    status.as_u16(),
+                    status.canonical_reason().unwrap_or("")
                 ),
-                message: self.message.clone(),
+                message: refusal.to_string(),
                 traceback: None,
             },
             version: BTreeMap::from([("annals".to_owned(), env!("CARGO_PKG_VERSION").to_owned())]),
@@ -214,7 +168,7 @@ impl From<GrosError> for AgentError {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
         };
-        AgentError::new(status, error.to_string())
+        Refusal::new(status, error.to_string())
     }
 }
 
@@ -242,12 +196,12 @@ impl Params {
                 .unwrap_or("application/x-www-form-urlencoded");
             let essence = content_type.split(';').next().unwrap_or("").trim();
             if !essence.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
-                return Err(ControllerError::BadRequest(
-                    "The body must be application/x-www-form-urlencoded".into(),
+                return Err(ControllerError::bad_request(
+                    "The body must be application/x-www-form-urlencoded",
                 ));
             }
             let text = std::str::from_utf8(&body)
-                .map_err(|_| ControllerError::BadRequest("The body is not UTF-8".into()))?;
+                .map_err(|_| ControllerError::bad_request("The body is not UTF-8"))?;
             pairs.extend(parse_form(text)?);
         }
         Ok(Params(pairs))
@@ -258,7 +212,7 @@ impl Params {
         let mut values = self.0.iter().filter(|(key, _)| key == name);
         let first = values.next().map(|(_, value)| value.as_str());
         if values.next().is_some() {
-            return Err(ControllerError::BadRequest(format!(
+            return Err(ControllerError::bad_request(format!(
                 "Exactly one {name} must be specified"
             )));
         }
@@ -270,7 +224,7 @@ impl Params {
         self.one(name)?.ok_or_else(|| {
             let mut capital = name.to_owned();
             capital[..1].make_ascii_uppercase();
-            ControllerError::BadRequest(format!("{capital} must be specified"))
+            ControllerError::bad_request(format!("{capital} must be specified"))
         })
     }
 
@@ -278,17 +232,17 @@ impl Params {
     /// given, or when given more than once.
     fn provided(&self, name: &str, missing: &str) -> Result<&str, ControllerError> {
         self.one(name)?
-            .ok_or_else(|| ControllerError::BadRequest(missing.to_owned()))
+            .ok_or_else(|| ControllerError::bad_request(missing.to_owned()))
     }
 
     fn project(&self) -> Result<ProjectKey, ControllerError> {
-        ProjectKey::parse(self.required("project")?).map_err(ControllerError::BadRequest)
+        ProjectKey::parse(self.required("project")?).map_err(ControllerError::bad_request)
     }
 
     /// The `agent` parameter, or the agent named after the project.
     fn agent(&self, project: &ProjectKey) -> Result<AgentName, ControllerError> {
         match self.one("agent")? {
-            Some(agent) => AgentName::parse(agent).map_err(ControllerError::BadRequest),
+            Some(agent) => AgentName::parse(agent).map_err(ControllerError::bad_request),
             None => Ok(AgentName::of(project)),
         }
     }
@@ -297,7 +251,7 @@ impl Params {
 fn parse_form(text: &str) -> Result<Vec<(String, String)>, ControllerError> {
     web::Query::<Vec<(String, String)>>::from_query(text)
         .map(web::Query::into_inner)
-        .map_err(|e| ControllerError::BadRequest(format!("The parameters are malformed: {e}")))
+        .map_err(|e| ControllerError::bad_request(format!("The parameters are malformed: {e}")))
 }
 
 /// The metadata of the events a request causes: where it came from, no account.
@@ -356,7 +310,7 @@ async fn agent(
         .trim()
         .to_owned();
     if public_key.is_empty() {
-        return Err(ControllerError::BadRequest(missing_key.into()));
+        return Err(ControllerError::bad_request(missing_key));
     }
     let registration = face
         .gros
@@ -397,7 +351,7 @@ async fn encrypt(
     let value = params.provided("value", "Value must be provided")?;
     let project = params
         .one("project")?
-        .map(|p| ProjectKey::parse(p).map_err(ControllerError::BadRequest))
+        .map(|p| ProjectKey::parse(p).map_err(ControllerError::bad_request))
         .transpose()?;
     let (value, encryption) = face
         .gros
@@ -431,7 +385,7 @@ async fn export(
             .one(name)?
             .map(|raw| {
                 serde_json::from_str(raw)
-                    .map_err(|e| ControllerError::BadRequest(format!("{name} must be JSON: {e}")))
+                    .map_err(|e| ControllerError::bad_request(format!("{name} must be JSON: {e}")))
             })
             .transpose()
     };
@@ -461,7 +415,7 @@ fn export_agent(
     let field = |name: &str| match info.get(name) {
         None | Some(serde_json::Value::Null) => Ok(None),
         Some(serde_json::Value::String(text)) => Ok(Some(text.as_str())),
-        Some(_) => Err(ControllerError::BadRequest(format!(
+        Some(_) => Err(ControllerError::bad_request(format!(
             "The agent's {name} must be a string"
         ))),
     };
@@ -471,7 +425,7 @@ fn export_agent(
         _ => return Ok(AgentName::of(project)),
     };
     AgentName::parse(named)
-        .map_err(|e| ControllerError::BadRequest(format!("The agent's key {named:?}: {e}")))
+        .map_err(|e| ControllerError::bad_request(format!("The agent's key {named:?}: {e}")))
 }
 
 #[utoipa::path(post, path = "/auth/log.py", operation_id = "gros_log", tag = "gros",
@@ -502,14 +456,14 @@ async fn log(
             continue;
         }
         if fields.insert(key.clone(), value.clone()).is_some() {
-            return Err(ControllerError::BadRequest(format!(
+            return Err(ControllerError::bad_request(format!(
                 "Exactly one {key} must be specified"
             )));
         }
     }
     if fields.is_empty() {
-        return Err(ControllerError::BadRequest(
-            "No logging parameters were provided".into(),
+        return Err(ControllerError::bad_request(
+            "No logging parameters were provided",
         ));
     }
     match face
@@ -579,7 +533,7 @@ async fn measurements(
     let project = params.project()?;
     let agent = params.agent(&project)?;
     let list = parse_measurements(params.provided("status", "Status must be provided")?)
-        .map_err(ControllerError::BadRequest)?;
+        .map_err(ControllerError::bad_request)?;
     let source = params.one("source")?.map(str::to_owned);
     face.gros
         .measurements(&project, &agent, source, list, metadata(&request))
@@ -602,7 +556,7 @@ async fn version(
     let params = Params::read(&request, payload, face.max_body).await?;
     let raw = params.required("version")?;
     let parsed = GathererVersion::parse(raw, &face.gros.controller().gatherer_version)
-        .map_err(ControllerError::BadRequest)?;
+        .map_err(ControllerError::bad_request)?;
     let up_to_date = face.gros.version(raw, &parsed, metadata(&request)).await?;
     Ok(HttpResponse::Ok().json(GrosVersion {
         up_to_date,

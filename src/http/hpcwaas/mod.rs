@@ -11,19 +11,20 @@ use std::sync::Arc;
 
 use actix_web::http::header;
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder, ResponseError};
 use chrono::SecondsFormat;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::body::{read_body, BodyError};
-use super::caller::{authorize, Denied};
+use super::body::read_body;
+use super::caller::{guarded, Authorized};
+use super::error::{Refusal, Shape};
 use super::params::Wait;
 use crate::actors::sshkey::{KeyType, Metadata as KeyMetadata, SshKeys, SshKeysError};
 use crate::actors::workflow::model::{ListQuery, MAX_PAGE};
 use crate::actors::workflow::service::{Levels, LogQuery};
 use crate::actors::workflow::{Executions, ExecutionsError, Status, Workflow};
-use crate::auth::{Access, Auth, Caller};
+use crate::auth::{Access, Auth};
 use crate::events::EventLog;
 use openapi::{
     HpcwaasExecution, HpcwaasExecutionRow, HpcwaasExecutions, HpcwaasInput, HpcwaasKey,
@@ -45,52 +46,14 @@ pub struct Hpcwaas {
 }
 
 /// A refusal, in the face's envelope.
-#[derive(Debug, thiserror::Error)]
-pub enum HpcwaasError {
-    #[error("{0}")]
-    BadRequest(String),
-    #[error("{0}")]
-    NotFound(String),
-    #[error("{0}")]
-    MethodNotAllowed(String),
-    #[error(transparent)]
-    Body(#[from] BodyError),
-    #[error(transparent)]
-    Denied(#[from] Denied),
-    #[error(transparent)]
-    Executions(#[from] ExecutionsError),
-    #[error(transparent)]
-    Keys(#[from] SshKeysError),
-}
+pub type HpcwaasError = Refusal<Hpcwaas>;
 
-impl ResponseError for HpcwaasError {
-    fn status_code(&self) -> StatusCode {
-        match self {
-            HpcwaasError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            HpcwaasError::NotFound(_) => StatusCode::NOT_FOUND,
-            HpcwaasError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            HpcwaasError::Body(error) => error.status(),
-            HpcwaasError::Denied(error) => error.status(),
-            HpcwaasError::Executions(error) => match error {
-                ExecutionsError::UnknownWorkflow(_) | ExecutionsError::NotFound(_) => {
-                    StatusCode::NOT_FOUND
-                }
-                ExecutionsError::Forbidden { .. } => StatusCode::FORBIDDEN,
-                ExecutionsError::Inputs(_) => StatusCode::BAD_REQUEST,
-                ExecutionsError::NotRecorded(_) => StatusCode::SERVICE_UNAVAILABLE,
-            },
-            HpcwaasError::Keys(error) => match error {
-                SshKeysError::NotFound => StatusCode::NOT_FOUND,
-                SshKeysError::NotRecorded(_) => StatusCode::SERVICE_UNAVAILABLE,
-                SshKeysError::Generation(_) | SshKeysError::Secret(_) => {
-                    StatusCode::INTERNAL_SERVER_ERROR
-                }
-            },
-        }
-    }
+/// Every error body is `{"errors":[{"id","status","title","detail"}]}`.
+impl Shape for Hpcwaas {
+    type Context = ();
 
-    fn error_response(&self) -> HttpResponse {
-        let status = self.status_code();
+    fn answer(refusal: &HpcwaasError, mut response: HttpResponseBuilder) -> HttpResponse {
+        let status = refusal.status_code();
         let id = match status {
             StatusCode::BAD_REQUEST => "bad_request",
             StatusCode::UNAUTHORIZED => "unauthorized",
@@ -102,18 +65,16 @@ impl ResponseError for HpcwaasError {
             StatusCode::SERVICE_UNAVAILABLE => "service_unavailable",
             _ => "internal_server_error",
         };
-        let mut response = HttpResponse::build(status);
-        if status == StatusCode::UNAUTHORIZED {
-            response.insert_header((header::WWW_AUTHENTICATE, super::error::CHALLENGE));
-        }
         response.json(serde_json::json!({"errors": [{
             "id": id,
             "status": status.as_u16(),
             "title": status.canonical_reason().unwrap_or("Error"),
-            "detail": self.to_string(),
+            "detail": refusal.to_string(),
         }]}))
     }
 }
+
+guarded!(Hpcwaas, "the workflow face is not configured");
 
 /// The routes of the face.
 pub fn routes(config: &mut web::ServiceConfig) {
@@ -147,25 +108,19 @@ pub fn routes(config: &mut web::ServiceConfig) {
 fn resource(path: &str) -> actix_web::Resource {
     web::resource(path)
         .app_data(web::QueryConfig::default().error_handler(|error, _| {
-            HpcwaasError::BadRequest(format!("bad query: {error}")).into()
+            HpcwaasError::bad_request(format!("bad query: {error}")).into()
         }))
         .app_data(web::PathConfig::default().error_handler(|error, _| {
-            HpcwaasError::BadRequest(format!("bad path: {error}")).into()
+            HpcwaasError::bad_request(format!("bad path: {error}")).into()
         }))
         .default_service(web::to(|request: HttpRequest| async move {
-            HpcwaasError::MethodNotAllowed(format!(
+            HpcwaasError::method_not_allowed(format!(
                 "{} does not accept {} requests",
                 request.path(),
                 request.method()
             ))
             .error_response()
         }))
-}
-
-impl Hpcwaas {
-    async fn authorize(&self, request: &HttpRequest) -> Result<Caller, HpcwaasError> {
-        Ok(authorize(request, self.auth.clone(), self.access).await?)
-    }
 }
 
 fn workflow_row(workflow: &Workflow) -> HpcwaasWorkflow {
@@ -188,10 +143,9 @@ fn time(at: chrono::DateTime<chrono::Utc>) -> String {
     responses((status = 200, description = "Every declared workflow the caller may trigger, in id order.",
         body = HpcwaasWorkflows)))]
 async fn list_workflows(
-    request: HttpRequest,
+    Authorized(caller, _): Authorized<Hpcwaas>,
     face: web::Data<Hpcwaas>,
 ) -> Result<HttpResponse, HpcwaasError> {
-    let caller = face.authorize(&request).await?;
     let workflows = face
         .executions
         .catalogue()
@@ -209,11 +163,10 @@ async fn list_workflows(
         (status = 200, description = "The workflow.", body = HpcwaasWorkflowDetail),
         (status = 404, description = "No such workflow.", body = openapi::HpcwaasErrorBody)))]
 async fn describe_workflow(
-    request: HttpRequest,
+    _caller: Authorized<Hpcwaas>,
     face: web::Data<Hpcwaas>,
     workflow_id: web::Path<String>,
 ) -> Result<HttpResponse, HpcwaasError> {
-    face.authorize(&request).await?;
     let workflow = face
         .executions
         .catalogue()
@@ -247,23 +200,23 @@ async fn describe_workflow(
 /// The inputs of a trigger: `{"inputs":{…}}`, `{}`, `null` or `{"inputs":null}`.
 fn parse_inputs(body: &[u8]) -> Result<BTreeMap<String, serde_json::Value>, HpcwaasError> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(HpcwaasError::BadRequest(
-            "the body is empty: send {} to trigger without inputs".into(),
+        return Err(HpcwaasError::bad_request(
+            "the body is empty: send {} to trigger without inputs",
         ));
     }
     let value: serde_json::Value = serde_json::from_slice(body)
-        .map_err(|e| HpcwaasError::BadRequest(format!("the body is not JSON: {e}")))?;
+        .map_err(|e| HpcwaasError::bad_request(format!("the body is not JSON: {e}")))?;
     match value {
         serde_json::Value::Null => Ok(BTreeMap::new()),
         serde_json::Value::Object(mut object) => match object.remove("inputs") {
             None | Some(serde_json::Value::Null) => Ok(BTreeMap::new()),
             Some(serde_json::Value::Object(inputs)) => Ok(inputs.into_iter().collect()),
-            Some(_) => Err(HpcwaasError::BadRequest(
-                "inputs must be an object of input names to values".into(),
+            Some(_) => Err(HpcwaasError::bad_request(
+                "inputs must be an object of input names to values",
             )),
         },
-        _ => Err(HpcwaasError::BadRequest(
-            "the body must be an object such as {\"inputs\":{}}".into(),
+        _ => Err(HpcwaasError::bad_request(
+            "the body must be an object such as {\"inputs\":{}}",
         )),
     }
 }
@@ -285,12 +238,12 @@ fn parse_inputs(body: &[u8]) -> Result<BTreeMap<String, serde_json::Value>, Hpcw
         (status = 413, description = "The body is over `[hpcwaas] max_body_kb`.",
             body = openapi::HpcwaasErrorBody)))]
 async fn trigger_workflow(
+    Authorized(caller, _): Authorized<Hpcwaas>,
     request: HttpRequest,
     face: web::Data<Hpcwaas>,
     workflow_id: web::Path<String>,
     payload: web::Payload,
 ) -> Result<HttpResponse, HpcwaasError> {
-    let caller = face.authorize(&request).await?;
     let body = read_body(&request, payload, face.max_body).await?;
     let inputs = parse_inputs(&body)?;
     let metadata = super::metadata(&request, &caller);
@@ -316,7 +269,7 @@ fn parse_count(name: &str, raw: Option<&str>, default: usize) -> Result<usize, H
     match raw {
         None => Ok(default),
         Some(raw) => raw.parse().map_err(|_| {
-            HpcwaasError::BadRequest(format!(
+            HpcwaasError::bad_request(format!(
                 "{name} must be a non-negative integer, not {raw:?}"
             ))
         }),
@@ -332,15 +285,14 @@ fn parse_count(name: &str, raw: Option<&str>, default: usize) -> Result<usize, H
         (status = 400, description = "A bad parameter, named.",
             body = openapi::HpcwaasErrorBody)))]
 async fn list_executions(
-    request: HttpRequest,
+    _caller: Authorized<Hpcwaas>,
     face: web::Data<Hpcwaas>,
     params: web::Query<ListParams>,
 ) -> Result<HttpResponse, HpcwaasError> {
-    face.authorize(&request).await?;
     let status = match params.status.as_deref() {
         None | Some("") => None,
         Some(raw) => Some(Status::parse(raw).ok_or_else(|| {
-            HpcwaasError::BadRequest(format!(
+            HpcwaasError::bad_request(format!(
                 "status must be RUNNING, SUCCESS, FAILED, CANCELLING or CANCELLED, not {raw:?}"
             ))
         })?),
@@ -348,7 +300,7 @@ async fn list_executions(
     let from = parse_count("from", params.from.as_deref(), 0)?;
     let size = parse_count("size", params.size.as_deref(), 50)?;
     if size == 0 || size > MAX_PAGE {
-        return Err(HpcwaasError::BadRequest(format!(
+        return Err(HpcwaasError::bad_request(format!(
             "size must be 1 to {MAX_PAGE}"
         )));
     }
@@ -384,11 +336,10 @@ async fn list_executions(
         (status = 200, description = "The execution.", body = HpcwaasExecution),
         (status = 404, description = "No such execution.", body = openapi::HpcwaasErrorBody)))]
 async fn get_execution(
-    request: HttpRequest,
+    _caller: Authorized<Hpcwaas>,
     face: web::Data<Hpcwaas>,
     execution_id: web::Path<String>,
 ) -> Result<HttpResponse, HpcwaasError> {
-    face.authorize(&request).await?;
     let (requested, state) = face.executions.get(&execution_id).await?;
     Ok(HttpResponse::Ok().json(HpcwaasExecution {
         id: execution_id.into_inner(),
@@ -409,11 +360,11 @@ async fn get_execution(
         (status = 202, description = "Asked (or already ended); the body is empty."),
         (status = 404, description = "No such execution.", body = openapi::HpcwaasErrorBody)))]
 async fn cancel_execution(
+    Authorized(caller, _): Authorized<Hpcwaas>,
     request: HttpRequest,
     face: web::Data<Hpcwaas>,
     execution_id: web::Path<String>,
 ) -> Result<HttpResponse, HpcwaasError> {
-    let caller = face.authorize(&request).await?;
     let metadata = super::metadata(&request, &caller);
     face.executions
         .cancel(&execution_id, caller.user, metadata)
@@ -434,7 +385,7 @@ const DEFAULT_LOGS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs
 
 impl LogsParams {
     fn parse(&self) -> Result<LogQuery, HpcwaasError> {
-        let bad = |message: String| HpcwaasError::BadRequest(message);
+        let bad = |message: String| HpcwaasError::bad_request(message);
         let from = parse_count("from", self.from.as_deref(), 0)?;
         // 0, as upstream, is the default page: every line (a page of none would send a
         // follower straight back).
@@ -482,12 +433,11 @@ impl LogsParams {
             body = openapi::HpcwaasErrorBody),
         (status = 404, description = "No such execution.", body = openapi::HpcwaasErrorBody)))]
 async fn execution_logs(
-    request: HttpRequest,
+    _caller: Authorized<Hpcwaas>,
     face: web::Data<Hpcwaas>,
     execution_id: web::Path<String>,
     params: web::Query<LogsParams>,
 ) -> Result<HttpResponse, HpcwaasError> {
-    face.authorize(&request).await?;
     let query = params.parse()?;
     let page = face.executions.logs(&execution_id, query).await?;
     Ok(HttpResponse::Ok().json(HpcwaasLogs {
@@ -515,11 +465,11 @@ async fn execution_logs(
             body = String),
         (status = 404, description = "No such execution.", body = openapi::HpcwaasErrorBody)))]
 async fn execution_events(
+    _caller: Authorized<Hpcwaas>,
     request: HttpRequest,
     face: web::Data<Hpcwaas>,
     execution_id: web::Path<String>,
 ) -> Result<HttpResponse, HpcwaasError> {
-    face.authorize(&request).await?;
     let stream = face.executions.stream(&execution_id).await?;
     Ok(super::events::events_stream(
         face.log.clone(),
@@ -549,25 +499,25 @@ struct KeyRequest {
         (status = 413, description = "The body is over `[hpcwaas] max_body_kb`.",
             body = openapi::HpcwaasErrorBody)))]
 async fn create_key(
+    Authorized(caller, _): Authorized<Hpcwaas>,
     request: HttpRequest,
     face: web::Data<Hpcwaas>,
     payload: web::Payload,
 ) -> Result<HttpResponse, HpcwaasError> {
-    let caller = face.authorize(&request).await?;
     let body = read_body(&request, payload, face.max_body).await?;
     let asked: KeyRequest = if body.iter().all(u8::is_ascii_whitespace) {
         KeyRequest::default()
     } else {
         serde_json::from_slice::<Option<KeyRequest>>(&body)
-            .map_err(|e| HpcwaasError::BadRequest(format!("not a key request: {e}")))?
+            .map_err(|e| HpcwaasError::bad_request(format!("not a key request: {e}")))?
             .unwrap_or_default()
     };
     let key_type = match asked.key_type.as_deref() {
         None => KeyType::Rsa,
-        Some(raw) => KeyType::parse(raw).map_err(HpcwaasError::BadRequest)?,
+        Some(raw) => KeyType::parse(raw).map_err(HpcwaasError::bad_request)?,
     };
-    let metadata =
-        KeyMetadata::parse(asked.metadata.unwrap_or_default()).map_err(HpcwaasError::BadRequest)?;
+    let metadata = KeyMetadata::parse(asked.metadata.unwrap_or_default())
+        .map_err(HpcwaasError::bad_request)?;
     let event_metadata = super::metadata(&request, &caller);
     let created = face
         .keys
@@ -580,7 +530,7 @@ async fn create_key(
 }
 
 fn key_id(raw: &str) -> Result<Uuid, HpcwaasError> {
-    Uuid::parse_str(raw).map_err(|_| HpcwaasError::Keys(SshKeysError::NotFound))
+    Uuid::parse_str(raw).map_err(|_| HpcwaasError::from(SshKeysError::NotFound))
 }
 
 /// A key's public half and what is known of it.
@@ -592,11 +542,10 @@ fn key_id(raw: &str) -> Result<Uuid, HpcwaasError> {
         (status = 404, description = "No such key (or deleted, or another account's).",
             body = openapi::HpcwaasErrorBody)))]
 async fn get_key(
-    request: HttpRequest,
+    Authorized(caller, _): Authorized<Hpcwaas>,
     face: web::Data<Hpcwaas>,
     key: web::Path<String>,
 ) -> Result<HttpResponse, HpcwaasError> {
-    let caller = face.authorize(&request).await?;
     let id = key_id(&key)?;
     let state = face.keys.get(id, caller.user.as_deref()).await?;
     let created = state.usable().ok_or(SshKeysError::NotFound)?;
@@ -620,11 +569,11 @@ async fn get_key(
         (status = 404, description = "No such key (or already deleted, or another account's).",
             body = openapi::HpcwaasErrorBody)))]
 async fn delete_key(
+    Authorized(caller, _): Authorized<Hpcwaas>,
     request: HttpRequest,
     face: web::Data<Hpcwaas>,
     key: web::Path<String>,
 ) -> Result<HttpResponse, HpcwaasError> {
-    let caller = face.authorize(&request).await?;
     let id = key_id(&key)?;
     let metadata = super::metadata(&request, &caller);
     face.keys.delete(id, caller.user, metadata).await?;

@@ -5,12 +5,12 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use utoipa::openapi::response::Response;
-use utoipa::openapi::{OpenApi, RefOr};
+use utoipa::openapi::OpenApi;
 use utoipa::{IntoParams, Modify, ToSchema};
 
 use crate::actors::sshkey::KeyType;
 use crate::actors::workflow::{InputKind, Level, Status};
+use crate::http::openapi::{path_operations, CommonAnswers, NOT_ALLOWED};
 
 /// The face's routes, their schemas, and who may use them.
 #[derive(utoipa::OpenApi)]
@@ -398,50 +398,20 @@ impl Modify for FaceWide {
         for item in document.paths.paths.values_mut() {
             // A path with one method answers 405 to the others; the methods of a path with
             // two are each other's alternative.
-            let single = crate::http::openapi::path_operations(item).count() == 1;
-            for operation in crate::http::openapi::path_operations(item) {
-                operation.tags = Some(vec!["hpcwaas".into()]);
-                operation.security = Some(crate::http::openapi::account_security());
-                let responses = &mut operation.responses.responses;
-                for (status, answer) in common_answers() {
-                    if status == "405" && !single {
-                        continue;
-                    }
-                    responses.entry(status.into()).or_insert(answer);
-                }
+            let single = path_operations(item).count() == 1;
+            let answers = CommonAnswers {
+                body: "HpcwaasErrorBody",
+                open_by: None,
+                forbidden: "The account lacks the access `[hpcwaas] auth` asks for, or may not \
+                    trigger this workflow.",
+                not_allowed: single.then_some(NOT_ALLOWED),
+                unavailable: "Not recorded (the log or an actor failed), or the credentials \
+                    could not be checked.",
+                more: &[],
+            };
+            for operation in path_operations(item) {
+                answers.apply(operation, "hpcwaas");
             }
         }
     }
-}
-
-fn common_answers() -> [(&'static str, RefOr<Response>); 4] {
-    let unauthorized = crate::http::openapi::unauthorized_answer(
-        "No or wrong credentials, while accounts are configured.",
-        "HpcwaasErrorBody",
-    );
-    [
-        ("401", unauthorized),
-        (
-            "403",
-            error(
-                "The account lacks the access `[hpcwaas] auth` asks for, or may not trigger \
-                 this workflow.",
-            ),
-        ),
-        (
-            "405",
-            error("Any other method on this path is refused in the face's error body."),
-        ),
-        (
-            "503",
-            error(
-                "Not recorded (the log or an actor failed), or the credentials could not be \
-                 checked.",
-            ),
-        ),
-    ]
-}
-
-fn error(description: &str) -> RefOr<Response> {
-    crate::http::openapi::error_answer(description, "HpcwaasErrorBody")
 }

@@ -8,15 +8,16 @@ pub mod udp;
 use std::sync::Arc;
 
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder, ResponseError};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::body::{read_body, BodyError};
-use super::caller::{authorize, Denied};
+use super::body::read_body;
+use super::caller::{guarded, Admin, Authorized};
+use super::error::{Refusal, Shape};
 use crate::actors::inventory::model::VersionFilter;
-use crate::actors::inventory::{Inventory, InventoryError, Version, VersionReport, Via};
-use crate::auth::{Access, Auth, Caller};
+use crate::actors::inventory::{Inventory, Version, VersionReport, Via};
+use crate::auth::{Access, Auth};
 
 /// What the face's handlers share.
 pub struct Partisci {
@@ -31,52 +32,22 @@ pub struct Partisci {
 }
 
 /// A refusal, in Partisci's shape.
-#[derive(Debug, thiserror::Error)]
-pub enum PartisciError {
-    /// A bad update: Partisci answers 415 whatever is wrong with it.
-    #[error("{0}")]
-    BadUpdate(String),
-    #[error(transparent)]
-    Body(#[from] BodyError),
-    #[error(transparent)]
-    Denied(#[from] Denied),
-    #[error("{0}")]
-    Forbidden(String),
-    #[error("{0}")]
-    NotFound(String),
-    #[error("{0}")]
-    MethodNotAllowed(String),
-    #[error(transparent)]
-    Inventory(#[from] InventoryError),
+pub type PartisciError = Refusal<Partisci>;
+
+/// Every error body is `{"error": "..."}`.
+impl Shape for Partisci {
+    type Context = ();
+
+    fn answer(refusal: &PartisciError, mut response: HttpResponseBuilder) -> HttpResponse {
+        response.json(serde_json::json!({ "error": refusal.to_string() }))
+    }
 }
 
-impl ResponseError for PartisciError {
-    fn status_code(&self) -> StatusCode {
-        match self {
-            PartisciError::BadUpdate(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            PartisciError::Body(error) => error.status(),
-            PartisciError::Forbidden(_) => StatusCode::FORBIDDEN,
-            PartisciError::Denied(error) => error.status(),
-            PartisciError::NotFound(_) => StatusCode::NOT_FOUND,
-            PartisciError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            PartisciError::Inventory(InventoryError::Rejected(_)) => StatusCode::CONFLICT,
-            PartisciError::Inventory(InventoryError::NotRecorded(_)) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-            PartisciError::Inventory(InventoryError::Model(_)) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
+guarded!(Partisci, "the inventory face is not configured");
 
-    fn error_response(&self) -> HttpResponse {
-        let mut response = HttpResponse::build(self.status_code());
-        if self.status_code() == StatusCode::UNAUTHORIZED {
-            response.insert_header((
-                actix_web::http::header::WWW_AUTHENTICATE,
-                super::error::CHALLENGE,
-            ));
-        }
-        response.json(serde_json::json!({ "error": self.to_string() }))
-    }
+/// A bad update: Partisci answers 415 whatever is wrong with it.
+fn bad_update(message: String) -> PartisciError {
+    Refusal::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, message)
 }
 
 /// The routes of the face, under `/api/v1/`, and `/debug/vars`.
@@ -100,7 +71,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
 
 /// A resource answering 405 in Partisci's shape to any method but the one routed.
 fn only(path: &str, route: actix_web::Route) -> actix_web::Resource {
-    super::only(path, route, PartisciError::MethodNotAllowed)
+    super::only(path, route, PartisciError::method_not_allowed)
 }
 
 /// An unknown path under `/api/v1`. The bare prefix itself is redirected to `/api/v1/` (with
@@ -116,21 +87,11 @@ async fn not_found(request: HttpRequest) -> HttpResponse {
             .insert_header((actix_web::http::header::LOCATION, location))
             .finish();
     }
-    PartisciError::NotFound(format!(
+    PartisciError::not_found(format!(
         "{} is not a Partisci route (routes end with a slash, as in /api/v1/version/)",
         request.path()
     ))
     .error_response()
-}
-
-impl Partisci {
-    async fn authorize(
-        &self,
-        request: &HttpRequest,
-        access: Access,
-    ) -> Result<Caller, PartisciError> {
-        Ok(authorize(request, self.auth.clone(), access).await?)
-    }
 }
 
 /// `{"data": [...]}`, serialized straight from the rows.
@@ -169,10 +130,9 @@ impl<'a> From<&'a Version> for openapi::PartisciVersion<'a> {
     responses((status = 200, description = "`{\"data\": [...]}`, `[]` when there is none.",
         body = openapi::PartisciApps)))]
 async fn apps(
-    request: HttpRequest,
+    _caller: Authorized<Partisci>,
     face: web::Data<Partisci>,
 ) -> Result<HttpResponse, PartisciError> {
-    face.authorize(&request, face.access).await?;
     Ok(data(face.inventory.apps().into_iter().map(|app| {
         openapi::PartisciApp {
             app_id: app.app_id,
@@ -189,10 +149,9 @@ async fn apps(
     responses((status = 200, description = "`{\"data\": [...]}`, `[]` when there is none.",
         body = openapi::PartisciHosts)))]
 async fn hosts(
-    request: HttpRequest,
+    _caller: Authorized<Partisci>,
     face: web::Data<Partisci>,
 ) -> Result<HttpResponse, PartisciError> {
-    face.authorize(&request, face.access).await?;
     Ok(data(face.inventory.hosts().into_iter().map(|host| {
         openapi::PartisciHost {
             host: host.host,
@@ -210,11 +169,10 @@ async fn hosts(
         (status = 200, description = "`{\"data\": [...]}`, `[]` when none matches.",
             body = openapi::PartisciVersions)))]
 async fn versions(
-    request: HttpRequest,
+    _caller: Authorized<Partisci>,
     face: web::Data<Partisci>,
     query: web::Query<Vec<(String, String)>>,
 ) -> Result<HttpResponse, PartisciError> {
-    face.authorize(&request, face.access).await?;
     // The first value of a parameter given twice counts, and an empty one is no filter, as
     // Go's `FormValue` reads them for partiscid.
     let given = |name: &str| {
@@ -260,14 +218,13 @@ async fn versions(
             failed), or the credentials could not be checked.",
             body = openapi::PartisciErrorBody)))]
 async fn update(
+    Authorized(caller, _): Authorized<Partisci>,
     request: HttpRequest,
     face: web::Data<Partisci>,
     payload: web::Payload,
 ) -> Result<HttpResponse, PartisciError> {
-    let caller = face.authorize(&request, face.access).await?;
     let body = read_body(&request, payload, face.max_body).await?;
-    let report =
-        VersionReport::parse(&body).map_err(|e| PartisciError::BadUpdate(e.to_string()))?;
+    let report = VersionReport::parse(&body).map_err(|e| bad_update(e.to_string()))?;
     let sender = request.peer_addr().map(|peer| peer.ip());
     let metadata = super::metadata(&request, &caller);
     face.inventory
@@ -287,15 +244,14 @@ async fn update(
             failed), or the credentials could not be checked.",
             body = openapi::PartisciErrorBody)))]
 async fn clear(
+    Authorized(caller, _): Admin<Partisci>,
     request: HttpRequest,
     face: web::Data<Partisci>,
 ) -> Result<HttpResponse, PartisciError> {
-    let caller = face.authorize(&request, Access::Admin).await?;
     if !face.danger {
-        return Err(PartisciError::Forbidden(
+        return Err(PartisciError::forbidden(
             "clearing the inventory is off: enable it with `danger = true` in the [partisci] \
-             section of the configuration (or ANNALS_PARTISCI_DANGER=true)"
-                .into(),
+             section of the configuration (or ANNALS_PARTISCI_DANGER=true)",
         ));
     }
     let hosts = face
@@ -312,10 +268,9 @@ async fn clear(
     responses((status = 200, description = "annals' version and the inventory's size.",
         body = openapi::PartisciInstance)))]
 async fn info(
-    request: HttpRequest,
+    _caller: Authorized<Partisci>,
     face: web::Data<Partisci>,
 ) -> Result<HttpResponse, PartisciError> {
-    face.authorize(&request, face.access).await?;
     Ok(HttpResponse::Ok().json(openapi::PartisciInstance {
         version: env!("CARGO_PKG_VERSION"),
         server: "annals",

@@ -4,9 +4,8 @@
 //! handlers write the bodies, and `tests/openapi.rs` checks real answers against these schemas
 //! so that the two cannot drift apart.
 
-use crate::http::openapi::path_operations;
+use crate::http::openapi::{path_operations, CommonAnswers};
 use utoipa::openapi::response::Response;
-use utoipa::openapi::security::SecurityRequirement;
 use utoipa::openapi::{Deprecated, OpenApi, RefOr};
 use utoipa::{IntoParams, Modify, ToSchema};
 
@@ -248,59 +247,30 @@ impl Modify for FaceWide {
             document.paths.paths.insert((*early).into(), alias);
         }
         for (path, item) in document.paths.paths.iter_mut() {
-            for operation in path_operations(item) {
-                operation.tags = Some(vec!["partisci".into()]);
-                operation.security = Some(if path == CLEAR {
-                    crate::http::openapi::account_security()
+            let clear = path == CLEAR;
+            let answers = CommonAnswers {
+                body: "PartisciErrorBody",
+                // `{}` first for all but clearing: no credentials needed, unless
+                // `[partisci] auth` says so.
+                open_by: (!clear).then_some("partisci"),
+                forbidden: if clear {
+                    "The account is not an admin, or `[partisci] danger` is off; the message \
+                     says which, and how to turn danger mode on."
                 } else {
-                    // `{}` first: no credentials needed, unless `[partisci] auth` says so.
-                    let mut optional = vec![SecurityRequirement::default()];
-                    optional.extend(crate::http::openapi::account_security());
-                    optional
-                });
-                let responses = &mut operation.responses.responses;
-                for (status, answer) in common_answers(path == CLEAR) {
-                    responses.entry(status.into()).or_insert(answer);
-                }
+                    "The account lacks the access `[partisci] auth` asks for."
+                },
+                not_allowed: Some(
+                    "Any other method on this path (such as `GET` on a `POST` route) is refused \
+                     in the face's error body.",
+                ),
+                unavailable: "The credentials could not be checked: the server is shutting down.",
+                more: &[],
+            };
+            for operation in path_operations(item) {
+                answers.apply(operation, "partisci");
             }
         }
     }
-}
-
-/// The answers any route of the face may give, whatever it does.
-fn common_answers(clear: bool) -> [(&'static str, RefOr<Response>); 4] {
-    let unauthorized = crate::http::openapi::unauthorized_answer(
-        if clear {
-            "No or wrong credentials, while accounts are configured."
-        } else {
-            "No or wrong credentials, while accounts are configured and `[partisci] auth` is \
-             `account` or `admin`."
-        },
-        "PartisciErrorBody",
-    );
-    [
-        ("401", unauthorized),
-        (
-            "403",
-            error(if clear {
-                "The account is not an admin, or `[partisci] danger` is off; the message says \
-                 which, and how to turn danger mode on."
-            } else {
-                "The account lacks the access `[partisci] auth` asks for."
-            }),
-        ),
-        (
-            "405",
-            error(
-                "Any other method on this path (such as `GET` on a `POST` route) is refused in \
-                 the face's error body.",
-            ),
-        ),
-        (
-            "503",
-            error("The credentials could not be checked: the server is shutting down."),
-        ),
-    ]
 }
 
 pub fn error(description: &str) -> RefOr<Response> {

@@ -12,11 +12,12 @@ use std::sync::{Arc, Mutex};
 use actix_web::http::header::{self, ContentDisposition, DispositionParam, DispositionType};
 use actix_web::http::StatusCode;
 use actix_web::web::Bytes;
-use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder, ResponseError};
 use serde_json::{Map, Value};
 
-use super::body::{read_body, BodyError};
-use super::caller::{authorize, Denied};
+use super::body::read_body;
+use super::caller::{guarded, Admin, Authorized};
+use super::error::{self, Shape};
 use crate::actors::scan::model::ScanRow;
 use crate::actors::scan::service::{Engine, EngineStatus, ScanAction};
 use crate::actors::scan::{
@@ -24,7 +25,7 @@ use crate::actors::scan::{
     MAX_ASSET_BYTES,
 };
 use crate::auth::{Access, Auth, Caller};
-use crate::events::Position;
+use crate::events::{Metadata, Position};
 
 /// What the face's handlers share.
 pub struct Patrowl {
@@ -84,129 +85,90 @@ fn gzip(body: &[u8]) -> std::io::Result<Bytes> {
     Ok(Bytes::from(encoder.finish()?))
 }
 
-/// Why a request failed.
-#[derive(Debug, thiserror::Error)]
-pub enum PatrowlError {
-    #[error("{0}")]
-    BadRequest(String),
-    #[error("{0}")]
-    NotFound(String),
-    #[error("{0}")]
-    MethodNotAllowed(String),
-    #[error(transparent)]
-    Body(#[from] BodyError),
-    #[error(transparent)]
-    Denied(#[from] Denied),
-    #[error(transparent)]
-    Engines(#[from] EnginesError),
-}
+/// A refusal in the face's shape: the page it answers for (its context), and why.
+pub type Refusal = error::Refusal<Patrowl>;
 
-/// A refusal in the face's shape: the page it answers for, and why.
-#[derive(Debug, thiserror::Error)]
-#[error("{error}")]
-pub struct Refusal {
-    page: &'static str,
-    error: PatrowlError,
-}
+/// The refusals handlers build before they name their page.
+pub type PatrowlError = Refusal;
 
 /// Names the page of an error, for `map_err`.
-fn on(page: &'static str) -> impl Fn(PatrowlError) -> Refusal {
-    move |error| Refusal { page, error }
-}
-
-impl Refusal {
-    /// A `404` for a path none of the face's routes matches.
-    pub fn not_found(message: String) -> Refusal {
-        on("not found")(PatrowlError::NotFound(message))
-    }
-
-    /// `refused` for a scan request the engine will not take; `error` for everything else.
-    fn status_word(&self) -> &'static str {
-        match &self.error {
-            PatrowlError::Engines(
-                EnginesError::Invalid(_)
-                | EnginesError::Rejected(
-                    ScanRejection::NoAssets
-                    | ScanRejection::TooManyAssets(_)
-                    | ScanRejection::DatatypeNotAllowed { .. }
-                    | ScanRejection::AlreadyExists(_),
-                ),
-            ) => "refused",
-            _ => "error",
-        }
+fn on(page: &'static str) -> impl Fn(Refusal) -> Refusal {
+    move |mut refusal| {
+        refusal.context = page;
+        refusal
     }
 }
 
-impl ResponseError for Refusal {
-    fn status_code(&self) -> StatusCode {
-        match &self.error {
-            PatrowlError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            PatrowlError::NotFound(_) => StatusCode::NOT_FOUND,
-            PatrowlError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            PatrowlError::Body(error) => error.status(),
-            PatrowlError::Denied(error) => error.status(),
-            PatrowlError::Engines(error) => match error {
-                EnginesError::UnknownEngine(_) => StatusCode::NOT_FOUND,
-                EnginesError::Busy(_)
-                | EnginesError::EngineError(_)
-                | EnginesError::NotRecorded(_) => StatusCode::SERVICE_UNAVAILABLE,
-                EnginesError::Invalid(_) => StatusCode::BAD_REQUEST,
-                EnginesError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-                EnginesError::Rejected(rejection) => match rejection {
-                    ScanRejection::NoAssets
-                    | ScanRejection::TooManyAssets(_)
-                    | ScanRejection::DatatypeNotAllowed { .. } => StatusCode::BAD_REQUEST,
-                    ScanRejection::AlreadyExists(_)
-                    | ScanRejection::NotRunning(_)
-                    | ScanRejection::NotEnded(_) => StatusCode::CONFLICT,
-                    ScanRejection::Unknown | ScanRejection::Cleaned => StatusCode::NOT_FOUND,
-                },
-                // Patrowl engines answer a scan not yet ended with 200 and `status: error`,
-                // and PatrowlManager reads the body's status.
-                EnginesError::NotEnded(..) => StatusCode::OK,
-                EnginesError::Model(_) | EnginesError::Blob(_) | EnginesError::Report(_) => {
-                    StatusCode::INTERNAL_SERVER_ERROR
-                }
-            },
-        }
+/// A `404` for a path none of the face's routes matches.
+pub fn unrouted(message: String) -> Refusal {
+    on("not found")(Refusal::not_found(message))
+}
+
+/// `refused` for a scan request the engine will not take; `error` for everything else.
+fn status_word(refusal: &Refusal) -> &'static str {
+    match refusal.error().downcast_ref::<EnginesError>() {
+        Some(
+            EnginesError::Invalid(_)
+            | EnginesError::Rejected(
+                ScanRejection::NoAssets
+                | ScanRejection::TooManyAssets(_)
+                | ScanRejection::DatatypeNotAllowed { .. }
+                | ScanRejection::AlreadyExists(_),
+            ),
+        ) => "refused",
+        _ => "error",
+    }
+}
+
+/// Every error body is `{"page", "status", "reason"}`, with `details` on `startscan`.
+impl Shape for Patrowl {
+    type Context = &'static str;
+
+    /// The page of the route `request` matched, for a caller refused before its handler ran.
+    fn context(request: &HttpRequest) -> &'static str {
+        let pattern = request.match_pattern().unwrap_or_default();
+        let route = ["/engines/{name}", "/engine/{name}"]
+            .iter()
+            .find_map(|base| pattern.strip_prefix(base))
+            .unwrap_or_default();
+        ROUTES
+            .iter()
+            .find(|(known, _)| *known == route)
+            .map_or("", |(_, page)| *page)
     }
 
-    fn error_response(&self) -> HttpResponse {
-        let status = self.status_code();
-        let mut response = HttpResponse::build(status);
-        if status == StatusCode::UNAUTHORIZED {
-            response.insert_header((header::WWW_AUTHENTICATE, super::error::CHALLENGE));
-        }
-        let reason = self.error.to_string();
-        let details = (self.page == "startscan").then(|| openapi::PatrowlReason {
+    fn answer(refusal: &Refusal, mut response: HttpResponseBuilder) -> HttpResponse {
+        let reason = refusal.to_string();
+        let details = (refusal.context == "startscan").then(|| openapi::PatrowlReason {
             reason: cut(&reason, MAX_DETAILS_REASON_CHARS).unwrap_or_else(|| reason.clone()),
         });
         response.json(openapi::PatrowlErrorBody {
-            page: self.page,
-            status: self.status_word(),
+            page: refusal.context,
+            status: status_word(refusal),
             reason,
             details,
         })
     }
 }
 
-/// The routes below an engine's base, as `test` lists them.
-const ROUTES: [&str; 15] = [
-    "/",
-    "/status",
-    "/status/{scan_id}",
-    "/info",
-    "/reloadconfig",
-    "/liveness",
-    "/readiness",
-    "/test",
-    "/startscan",
-    "/getfindings/{scan_id}",
-    "/getreport/{scan_id}",
-    "/stop/{scan_id}",
-    "/stopscans",
-    "/clean",
-    "/clean/{scan_id}",
+/// The routes below an engine's base, as `test` lists them, each with the page its answers
+/// name.
+const ROUTES: [(&str, &str); 15] = [
+    ("/", "index"),
+    ("/status", "status"),
+    ("/status/{scan_id}", "status"),
+    ("/info", "info"),
+    ("/reloadconfig", "reloadconfig"),
+    ("/liveness", "liveness"),
+    ("/readiness", "readiness"),
+    ("/test", "test"),
+    ("/startscan", "startscan"),
+    ("/getfindings/{scan_id}", "getfindings"),
+    ("/getreport/{scan_id}", "getreport"),
+    ("/stop/{scan_id}", "stopscan"),
+    ("/stopscans", "stopscans"),
+    ("/clean", "clean"),
+    ("/clean/{scan_id}", "clean_scan"),
 ];
 
 /// The routes of the face, under both spellings of the base.
@@ -238,57 +200,37 @@ pub fn routes(config: &mut web::ServiceConfig) {
 
 /// A resource answering 405 in the face's shape to any method but the one routed.
 fn only(path: &str, route: actix_web::Route) -> actix_web::Resource {
-    super::only(path, route, |message| Refusal {
-        page: "not allowed",
-        error: PatrowlError::MethodNotAllowed(message),
+    super::only(path, route, |message| {
+        on("not allowed")(Refusal::method_not_allowed(message))
     })
 }
 
 async fn not_found(request: HttpRequest, face: web::Data<Patrowl>) -> HttpResponse {
     let name = request.match_info().get("name").unwrap_or_default();
     let error = match face.engines.engine(name) {
-        Err(error) => PatrowlError::Engines(error),
-        Ok(_) => PatrowlError::NotFound(format!(
+        Err(error) => PatrowlError::from(error),
+        Ok(_) => PatrowlError::not_found(format!(
             "{} is not a route of engine {name} (its routes: {})",
             request.path(),
-            ROUTES.join(", ")
+            ROUTES.map(|(route, _)| route).join(", ")
         )),
     };
     on("not found")(error).error_response()
 }
 
+guarded!(Patrowl, "the scan engine face is not configured");
+
 impl Patrowl {
-    async fn authorize(
-        &self,
-        request: &HttpRequest,
-        access: Access,
-    ) -> Result<Caller, PatrowlError> {
-        Ok(authorize(request, self.auth.clone(), access).await?)
+    /// The engine called `name`.
+    fn engine(&self, name: &str) -> Result<Arc<Engine>, Refusal> {
+        Ok(self.engines.engine(name)?.clone())
     }
+}
 
-    /// Authorizes an admin's command to scans (stop, clean) on `page`: who it is for the events.
-    async fn admin(
-        &self,
-        request: &HttpRequest,
-        page: &'static str,
-    ) -> Result<(Option<String>, crate::events::Metadata), Refusal> {
-        let caller = self
-            .authorize(request, Access::Admin)
-            .await
-            .map_err(on(page))?;
-        let metadata = super::metadata(request, &caller);
-        Ok((caller.user, metadata))
-    }
-
-    /// Authorizes a route open as `[patrowl] auth` says, and finds its engine.
-    async fn engine(
-        &self,
-        request: &HttpRequest,
-        name: &str,
-    ) -> Result<(Caller, Arc<Engine>), PatrowlError> {
-        let caller = self.authorize(request, self.access).await?;
-        Ok((caller, self.engines.engine(name)?.clone()))
-    }
+/// Who an admin's command to scans (stop, clean) is for the events.
+fn admin_command(request: &HttpRequest, caller: Caller) -> (Option<String>, Metadata) {
+    let metadata = super::metadata(request, &caller);
+    (caller.user, metadata)
 }
 
 /// The engine's configuration as the face shows it.
@@ -357,11 +299,11 @@ async fn redirect(request: HttpRequest) -> HttpResponse {
     summary = "The engine's index", params(openapi::EnginePath),
     responses((status = 200, description = "`{\"page\": \"index\"}`.", body = openapi::PatrowlPage)))]
 async fn index(
-    request: HttpRequest,
+    _caller: Authorized<Patrowl>,
     face: web::Data<Patrowl>,
     name: web::Path<String>,
 ) -> Result<HttpResponse, Refusal> {
-    face.engine(&request, &name).await.map_err(on("index"))?;
+    face.engine(&name).map_err(on("index"))?;
     Ok(HttpResponse::Ok().json(openapi::PatrowlPage {
         page: "index",
         status: None,
@@ -375,11 +317,12 @@ async fn index(
     responses((status = 200, description = "READY or BUSY, the engine, every scan not cleaned.",
         body = openapi::PatrowlStatus)))]
 async fn status(
+    _caller: Authorized<Patrowl>,
     request: HttpRequest,
     face: web::Data<Patrowl>,
     name: web::Path<String>,
 ) -> Result<HttpResponse, Refusal> {
-    let (_, engine) = face.engine(&request, &name).await.map_err(on("status"))?;
+    let engine = face.engine(&name).map_err(on("status"))?;
     let position = face.engines.position();
     let failed = engine.problem().is_some() || face.engines.failure().is_some();
     let cache = || face.status_cache.lock().unwrap_or_else(|p| p.into_inner());
@@ -426,7 +369,7 @@ async fn status(
         None => {
             // Compressed once per change of the body, not once per request.
             let gzipped = gzip(&cached.body).map_err(|e| {
-                on("status")(PatrowlError::Engines(EnginesError::Report(e.to_string())))
+                on("status")(PatrowlError::from(EnginesError::Report(e.to_string())))
             })?;
             if let Some(entry) = cache().get_mut(name.as_str()) {
                 if entry.position == cached.position && entry.failed == cached.failed {
@@ -444,9 +387,9 @@ async fn status(
 fn unknown_scan(name: &str, scan_id: &str, error: EnginesError) -> PatrowlError {
     match error {
         EnginesError::Rejected(ScanRejection::Unknown) => {
-            PatrowlError::NotFound(format!("no scan {scan_id:?} on engine {name}"))
+            PatrowlError::not_found(format!("no scan {scan_id:?} on engine {name}"))
         }
-        EnginesError::Rejected(ScanRejection::Cleaned) => PatrowlError::NotFound(format!(
+        EnginesError::Rejected(ScanRejection::Cleaned) => PatrowlError::not_found(format!(
             "scan {scan_id:?} on engine {name} was cleaned (its history stays in the log)"
         )),
         other => other.into(),
@@ -461,12 +404,12 @@ fn unknown_scan(name: &str, scan_id: &str, error: EnginesError) -> PatrowlError 
     params(openapi::ScanPath),
     responses((status = 200, description = "The scan's status.", body = openapi::PatrowlScanStatus)))]
 async fn scan_status(
-    request: HttpRequest,
+    _caller: Authorized<Patrowl>,
     face: web::Data<Patrowl>,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, Refusal> {
     let (name, scan_id) = path.into_inner();
-    face.engine(&request, &name).await.map_err(on("status"))?;
+    face.engine(&name).map_err(on("status"))?;
     let row = face
         .engines
         .scan_status(&name, &scan_id)
@@ -485,11 +428,11 @@ async fn scan_status(
     summary = "The engine's configuration", params(openapi::EnginePath),
     responses((status = 200, description = "The engine and its state.", body = openapi::PatrowlInfo)))]
 async fn info(
-    request: HttpRequest,
+    _caller: Authorized<Patrowl>,
     face: web::Data<Patrowl>,
     name: web::Path<String>,
 ) -> Result<HttpResponse, Refusal> {
-    let (_, engine) = face.engine(&request, &name).await.map_err(on("info"))?;
+    let engine = face.engine(&name).map_err(on("info"))?;
     let status = face
         .engines
         .status(&name)
@@ -512,14 +455,11 @@ async fn info(
     params(openapi::EnginePath),
     responses((status = 200, description = "The engine.", body = openapi::PatrowlReload)))]
 async fn reloadconfig(
-    request: HttpRequest,
+    _caller: Authorized<Patrowl>,
     face: web::Data<Patrowl>,
     name: web::Path<String>,
 ) -> Result<HttpResponse, Refusal> {
-    let (_, engine) = face
-        .engine(&request, &name)
-        .await
-        .map_err(on("reloadconfig"))?;
+    let engine = face.engine(&name).map_err(on("reloadconfig"))?;
     // What can change without a restart: whether a command engine's program is there.
     engine.check_program();
     let status = face
@@ -538,11 +478,11 @@ async fn reloadconfig(
     responses((status = 200, description = "`{\"page\": \"liveness\", \"status\": \"success\"}`.",
         body = openapi::PatrowlPage)))]
 async fn liveness(
-    request: HttpRequest,
+    _caller: Authorized<Patrowl>,
     face: web::Data<Patrowl>,
     name: web::Path<String>,
 ) -> Result<HttpResponse, Refusal> {
-    face.engine(&request, &name).await.map_err(on("liveness"))?;
+    face.engine(&name).map_err(on("liveness"))?;
     Ok(HttpResponse::Ok().json(openapi::PatrowlPage {
         page: "liveness",
         status: Some("success"),
@@ -562,13 +502,11 @@ async fn liveness(
         (status = 500, description = "`{\"page\": \"readiness\", \"status\": \"error\"}`: the \
             engine is in ERROR.", body = openapi::PatrowlPage)))]
 async fn readiness(
-    request: HttpRequest,
+    _caller: Authorized<Patrowl>,
     face: web::Data<Patrowl>,
     name: web::Path<String>,
 ) -> Result<HttpResponse, Refusal> {
-    face.engine(&request, &name)
-        .await
-        .map_err(on("readiness"))?;
+    face.engine(&name).map_err(on("readiness"))?;
     let ready = face
         .engines
         .status(&name)
@@ -589,17 +527,17 @@ async fn readiness(
     summary = "The engine's routes", params(openapi::EnginePath),
     responses((status = 200, description = "Every route of the engine.", body = openapi::PatrowlTest)))]
 async fn test(
-    request: HttpRequest,
+    _caller: Authorized<Patrowl>,
     face: web::Data<Patrowl>,
     name: web::Path<String>,
 ) -> Result<HttpResponse, Refusal> {
-    let (_, engine) = face.engine(&request, &name).await.map_err(on("test"))?;
+    let engine = face.engine(&name).map_err(on("test"))?;
     let base = format!("/engines/{}", engine.name.as_str());
     Ok(HttpResponse::Ok().json(openapi::PatrowlTest {
         page: "test",
         routes: ROUTES
             .iter()
-            .map(|route| format!("{base}{route}"))
+            .map(|(route, _)| format!("{base}{route}"))
             .collect(),
     }))
 }
@@ -742,17 +680,18 @@ fn parse_asset(i: usize, item: &Value) -> Result<Asset, String> {
             would make an event over `[log] max_event_kb`.",
             body = openapi::PatrowlErrorBody)))]
 async fn startscan(
+    Authorized(caller, _): Authorized<Patrowl>,
     request: HttpRequest,
     face: web::Data<Patrowl>,
     name: web::Path<String>,
     payload: web::Payload,
 ) -> Result<HttpResponse, Refusal> {
     let page = on("startscan");
-    let (caller, _) = face.engine(&request, &name).await.map_err(&page)?;
+    face.engine(&name).map_err(&page)?;
     let body = read_body(&request, payload, face.max_body)
         .await
         .map_err(|e| page(e.into()))?;
-    let scan = StartScan::parse(&body).map_err(|e| page(PatrowlError::BadRequest(e)))?;
+    let scan = StartScan::parse(&body).map_err(|e| page(PatrowlError::bad_request(e)))?;
     let scan_id = scan.scan_id.as_str().to_owned();
     let metadata = super::metadata(&request, &caller);
     face.engines
@@ -971,13 +910,13 @@ fn findings_body(engine: &Engine, scan_id: &str, state: &ScanState) -> openapi::
     responses((status = 200, description = "The findings, or `status: error` with the reason \
         while the scan runs.", body = openapi::PatrowlFindingsAnswer)))]
 async fn getfindings(
-    request: HttpRequest,
+    _caller: Authorized<Patrowl>,
     face: web::Data<Patrowl>,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, Refusal> {
     let (name, scan_id) = path.into_inner();
     let page = on("getfindings");
-    let (_, engine) = face.engine(&request, &name).await.map_err(&page)?;
+    let engine = face.engine(&name).map_err(&page)?;
     let state = face
         .engines
         .ended_scan(&name, &scan_id)
@@ -999,13 +938,14 @@ async fn getfindings(
         (status = 500, description = "A raw output is missing from the blob store.",
             body = openapi::PatrowlErrorBody)))]
 async fn getreport(
+    Authorized(caller, _): Authorized<Patrowl>,
     request: HttpRequest,
     face: web::Data<Patrowl>,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, Refusal> {
     let (name, scan_id) = path.into_inner();
     let page = on("getreport");
-    let (caller, engine) = face.engine(&request, &name).await.map_err(&page)?;
+    let engine = face.engine(&name).map_err(&page)?;
     let metadata = super::metadata(&request, &caller);
     let wants_json = request
         .headers()
@@ -1073,13 +1013,14 @@ async fn getreport(
             jobs one after the other and gives up on any 409 or `error`.",
             body = openapi::PatrowlStopAnswer)))]
 async fn stop(
+    Authorized(caller, _): Admin<Patrowl>,
     request: HttpRequest,
     face: web::Data<Patrowl>,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, Refusal> {
     let (name, scan_id) = path.into_inner();
     let page = on("stopscan");
-    let (by, metadata) = face.admin(&request, "stopscan").await?;
+    let (by, metadata) = admin_command(&request, caller);
     let answer = match face
         .engines
         .act(&name, &scan_id, ScanAction::Stop, by, metadata)
@@ -1112,11 +1053,12 @@ async fn stop(
     params(openapi::EnginePath),
     responses((status = 200, description = "The scans stopped.", body = openapi::PatrowlDone)))]
 async fn stopscans(
+    Authorized(caller, _): Admin<Patrowl>,
     request: HttpRequest,
     face: web::Data<Patrowl>,
     name: web::Path<String>,
 ) -> Result<HttpResponse, Refusal> {
-    every_scan(&request, &face, &name, EveryScan::Stop).await
+    every_scan(&request, caller, &face, &name, EveryScan::Stop).await
 }
 
 /// What `stopscans` and `clean` do to every scan of an engine.
@@ -1129,6 +1071,7 @@ enum EveryScan {
 /// `stopscans` and `clean`: an admin's command to every scan, answered with their ids.
 async fn every_scan(
     request: &HttpRequest,
+    caller: Caller,
     face: &Patrowl,
     name: &str,
     what: EveryScan,
@@ -1137,7 +1080,7 @@ async fn every_scan(
         EveryScan::Stop => ("stopscans", ScanAction::Stop),
         EveryScan::Clean => ("clean", ScanAction::Clean),
     };
-    let (by, metadata) = face.admin(request, page_name).await?;
+    let (by, metadata) = admin_command(request, caller);
     let done = face.engines.act_on_every(name, action, by, metadata).await;
     Ok(HttpResponse::Ok().json(openapi::PatrowlDone {
         page: page_name,
@@ -1154,11 +1097,12 @@ async fn every_scan(
     params(openapi::EnginePath),
     responses((status = 200, description = "The scans cleaned.", body = openapi::PatrowlDone)))]
 async fn clean(
+    Authorized(caller, _): Admin<Patrowl>,
     request: HttpRequest,
     face: web::Data<Patrowl>,
     name: web::Path<String>,
 ) -> Result<HttpResponse, Refusal> {
-    every_scan(&request, &face, &name, EveryScan::Clean).await
+    every_scan(&request, caller, &face, &name, EveryScan::Clean).await
 }
 
 /// Cleans one scan.
@@ -1169,13 +1113,14 @@ async fn clean(
     params(openapi::ScanPath),
     responses((status = 200, description = "Removed.", body = openapi::PatrowlCleaned)))]
 async fn clean_scan(
+    Authorized(caller, _): Admin<Patrowl>,
     request: HttpRequest,
     face: web::Data<Patrowl>,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, Refusal> {
     let (name, scan_id) = path.into_inner();
     let page = on("clean_scan");
-    let (by, metadata) = face.admin(&request, "clean_scan").await?;
+    let (by, metadata) = admin_command(&request, caller);
     face.engines
         .act(&name, &scan_id, ScanAction::Clean, by, metadata)
         .await

@@ -8,11 +8,10 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::Value;
 use utoipa::openapi::response::Response;
-use utoipa::openapi::security::SecurityRequirement;
 use utoipa::openapi::{OpenApi, RefOr};
 use utoipa::{IntoParams, Modify, ToSchema};
 
-use crate::http::openapi::path_operations;
+use crate::http::openapi::{path_operations, CommonAnswers, NOT_ALLOWED};
 
 /// The face's routes, their schemas, and who may use them.
 #[derive(utoipa::OpenApi)]
@@ -512,63 +511,29 @@ impl Modify for FaceWide {
                         .responses
                         .responses
                         .entry("405".into())
-                        .or_insert(error(
-                            "Any other method on this path is refused in the face's error body.",
-                        ));
+                        .or_insert(error(NOT_ALLOWED));
                     continue;
                 }
-                operation.security = Some(if admin {
-                    crate::http::openapi::account_security()
-                } else {
-                    let mut optional = vec![SecurityRequirement::default()];
-                    optional.extend(crate::http::openapi::account_security());
-                    optional
-                });
-                let responses = &mut operation.responses.responses;
-                for (status, answer) in common_answers(admin) {
-                    responses.entry(status.into()).or_insert(answer);
-                }
+                let answers = CommonAnswers {
+                    body: "PatrowlErrorBody",
+                    open_by: (!admin).then_some("patrowl"),
+                    forbidden: if admin {
+                        "The account is not an admin."
+                    } else {
+                        "The account lacks the access `[patrowl] auth` asks for."
+                    },
+                    not_allowed: Some(NOT_ALLOWED),
+                    unavailable: "The credentials could not be checked, or the command was not \
+                        recorded (the log or an actor failed).",
+                    more: &[(
+                        "404",
+                        "No engine has this name (or, for a scan's route, no such scan).",
+                    )],
+                };
+                answers.apply(operation, "patrowl");
             }
         }
     }
-}
-
-fn common_answers(admin: bool) -> [(&'static str, RefOr<Response>); 5] {
-    let unauthorized = crate::http::openapi::unauthorized_answer(
-        if admin {
-            "No or wrong credentials, while accounts are configured."
-        } else {
-            "No or wrong credentials, while accounts are configured and `[patrowl] auth` is \
-             `account` or `admin`."
-        },
-        "PatrowlErrorBody",
-    );
-    [
-        ("401", unauthorized),
-        (
-            "403",
-            error(if admin {
-                "The account is not an admin."
-            } else {
-                "The account lacks the access `[patrowl] auth` asks for."
-            }),
-        ),
-        (
-            "404",
-            error("No engine has this name (or, for a scan's route, no such scan)."),
-        ),
-        (
-            "405",
-            error("Any other method on this path is refused in the face's error body."),
-        ),
-        (
-            "503",
-            error(
-                "The credentials could not be checked, or the command was not recorded (the \
-                 log or an actor failed).",
-            ),
-        ),
-    ]
 }
 
 pub fn error(description: &str) -> RefOr<Response> {

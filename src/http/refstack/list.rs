@@ -24,7 +24,7 @@ pub fn shown_time(at: DateTime<Utc>) -> String {
 /// The page asked for and the filter of a `GET /v1/results` query string.
 pub fn parse(query: &str, caller: &Caller) -> Result<(NonZeroU64, ResultsFilter), RefstackError> {
     let pairs = web::Query::<Vec<(String, String)>>::from_query(query)
-        .map_err(|e| RefstackError::BadRequest(format!("bad query: {e}")))?
+        .map_err(|e| RefstackError::bad_request(format!("bad query: {e}")))?
         .into_inner();
     // As upstream's request object answers `GET.get(key)`: the last value given.
     let last = |key: &str| {
@@ -38,8 +38,8 @@ pub fn parse(query: &str, caller: &Caller) -> Result<(NonZeroU64, ResultsFilter)
     let end = last("end_date").map(parse_date).transpose()?;
     if let (Some(start), Some(end)) = (start, end) {
         if start > end {
-            return Err(RefstackError::BadRequest(
-                "Invalid dates: start_date more than end_date".into(),
+            return Err(RefstackError::bad_request(
+                "Invalid dates: start_date more than end_date",
             ));
         }
     }
@@ -48,8 +48,8 @@ pub fn parse(query: &str, caller: &Caller) -> Result<(NonZeroU64, ResultsFilter)
         (None, _) => Visibility::Unsigned,
         (Some(_), Some(account)) => Visibility::SignedBy(account.clone()),
         (Some(_), None) => {
-            return Err(RefstackError::BadRequest(
-                "To see signed test results you need to authenticate".into(),
+            return Err(RefstackError::bad_request(
+                "To see signed test results you need to authenticate",
             ))
         }
     };
@@ -74,10 +74,10 @@ pub fn parse(query: &str, caller: &Caller) -> Result<(NonZeroU64, ResultsFilter)
 fn parse_date(raw: &str) -> Result<NaiveDateTime, RefstackError> {
     match NaiveDateTime::parse_and_remainder(raw, DATE_FORMAT) {
         Ok((date, "")) => Ok(date),
-        Ok((_, rest)) => Err(RefstackError::BadRequest(format!(
+        Ok((_, rest)) => Err(RefstackError::bad_request(format!(
             "Invalid date format: unconverted data remains: {rest}"
         ))),
-        Err(_) => Err(RefstackError::BadRequest(format!(
+        Err(_) => Err(RefstackError::bad_request(format!(
             "Invalid date format: time data {} does not match format '{DATE_FORMAT}'",
             quoted(raw)
         ))),
@@ -125,14 +125,14 @@ fn parse_page(raw: &str) -> Result<NonZeroU64, RefstackError> {
         _ => (false, text),
     };
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(RefstackError::BadRequest(
-            "Invalid page number: The page number can not be converted to an integer".into(),
+        return Err(RefstackError::bad_request(
+            "Invalid page number: The page number can not be converted to an integer",
         ));
     }
     let zero = digits.bytes().all(|b| b == b'0');
     if negative || zero {
-        return Err(RefstackError::BadRequest(
-            "Invalid page number: The page number less or equal zero.".into(),
+        return Err(RefstackError::bad_request(
+            "Invalid page number: The page number less or equal zero.",
         ));
     }
     Ok(digits.parse::<NonZeroU64>().unwrap_or(NonZeroU64::MAX))
@@ -148,7 +148,7 @@ mod tests {
 
     fn refusal(query: &str) -> String {
         match parse(query, &anyone()) {
-            Err(RefstackError::BadRequest(title)) => title,
+            Err(refusal) => refusal.to_string(),
             other => panic!("{query}: {other:?}"),
         }
     }

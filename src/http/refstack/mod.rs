@@ -7,26 +7,21 @@ pub mod list;
 pub mod multipart;
 pub mod openapi;
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
-use actix_web::http::header::{self, ContentDisposition, DispositionParam, DispositionType};
-use actix_web::http::StatusCode;
-use actix_web::{web, FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError};
+use actix_web::http::header::{ContentDisposition, DispositionParam, DispositionType};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse, HttpResponseBuilder, ResponseError};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::body::{read_body, BodyError};
-use super::caller::{extract, Denied};
+use super::body::read_body;
+use super::caller::{guarded, Authorized};
+use super::error::{Refusal, Shape};
 use crate::actors::results::model::ResultRow;
-use crate::actors::results::{Results, ResultsError};
+use crate::actors::results::Results;
 use crate::actors::testrun::service::{parse_test_id, TestRunsError};
-use crate::actors::testrun::{
-    Cloud, CloudSpec, InvalidCloud, InvalidStatus, StatusMessage, TestRunState, TestRuns,
-};
-use crate::auth::{Access, Auth, Caller};
-use multipart::MultipartError;
+use crate::actors::testrun::{Cloud, CloudSpec, StatusMessage, TestRunState, TestRuns};
+use crate::auth::{Access, Auth};
 
 /// What the face's handlers share.
 pub struct Refstack {
@@ -43,84 +38,18 @@ pub struct Refstack {
 }
 
 /// A refusal, in the face's shape `{"title", "code"}`.
-#[derive(Debug, thiserror::Error)]
-pub enum RefstackError {
-    #[error("{0}")]
-    BadRequest(String),
-    #[error("{0}")]
-    NotFound(String),
-    #[error("{0}")]
-    MethodNotAllowed(String),
-    /// The face's routes were registered without what they share.
-    #[error("{0}")]
-    Internal(String),
-    #[error(transparent)]
-    Body(#[from] BodyError),
-    #[error(transparent)]
-    Denied(#[from] Denied),
-    #[error(transparent)]
-    Runs(#[from] TestRunsError),
-    #[error(transparent)]
-    Results(#[from] ResultsError),
-}
+pub type RefstackError = Refusal<Refstack>;
 
-impl From<MultipartError> for RefstackError {
-    fn from(error: MultipartError) -> Self {
-        RefstackError::BadRequest(error.to_string())
+impl Shape for Refstack {
+    type Context = ();
+
+    fn answer(refusal: &RefstackError, mut response: HttpResponseBuilder) -> HttpResponse {
+        let code = refusal.status_code().as_u16();
+        response.json(serde_json::json!({ "title": refusal.to_string(), "code": code }))
     }
 }
 
-impl From<InvalidCloud> for RefstackError {
-    fn from(error: InvalidCloud) -> Self {
-        RefstackError::BadRequest(error.to_string())
-    }
-}
-
-impl From<InvalidStatus> for RefstackError {
-    fn from(error: InvalidStatus) -> Self {
-        RefstackError::BadRequest(error.to_string())
-    }
-}
-
-impl ResponseError for RefstackError {
-    fn status_code(&self) -> StatusCode {
-        match self {
-            RefstackError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            RefstackError::NotFound(_) => StatusCode::NOT_FOUND,
-            RefstackError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            RefstackError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            RefstackError::Body(error) => error.status(),
-            RefstackError::Denied(error) => error.status(),
-            RefstackError::Runs(error) => match error {
-                TestRunsError::UnknownRun
-                | TestRunsError::Unparseable(_)
-                | TestRunsError::Rejected(_) => StatusCode::BAD_REQUEST,
-                TestRunsError::UnknownUpload(_) => StatusCode::NOT_FOUND,
-                TestRunsError::NotRecorded(_) => StatusCode::SERVICE_UNAVAILABLE,
-                TestRunsError::Blob(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            },
-            RefstackError::Results(error) => match error {
-                ResultsError::Invalid(_)
-                | ResultsError::Signature(_)
-                | ResultsError::PastLastPage(_) => StatusCode::BAD_REQUEST,
-                ResultsError::NotFound(_) => StatusCode::NOT_FOUND,
-                ResultsError::NotRecorded(_) => StatusCode::SERVICE_UNAVAILABLE,
-                ResultsError::Rejected(_) | ResultsError::Blob(_) | ResultsError::Model(_) => {
-                    StatusCode::INTERNAL_SERVER_ERROR
-                }
-            },
-        }
-    }
-
-    fn error_response(&self) -> HttpResponse {
-        let status = self.status_code();
-        let mut response = HttpResponse::build(status);
-        if status == StatusCode::UNAUTHORIZED {
-            response.insert_header((header::WWW_AUTHENTICATE, super::error::CHALLENGE));
-        }
-        response.json(serde_json::json!({ "title": self.to_string(), "code": status.as_u16() }))
-    }
-}
+guarded!(Refstack, "the test results face is not configured");
 
 /// The paths of the 2014 routes, served under `/v1` and at the root.
 pub const UPDATE_STATUS: &str = "/update-test-status/{test_id}";
@@ -170,30 +99,11 @@ pub fn routes(config: &mut web::ServiceConfig) {
 /// A resource answering 405 in the face's shape to any method but the one routed, and its
 /// path and query errors in the face's shape too.
 fn only(path: &str, route: actix_web::Route) -> actix_web::Resource {
-    super::only(path, route, RefstackError::MethodNotAllowed).app_data(
+    super::only(path, route, RefstackError::method_not_allowed).app_data(
         web::QueryConfig::default().error_handler(|error, _| {
-            RefstackError::BadRequest(format!("bad query: {error}")).into()
+            RefstackError::bad_request(format!("bad query: {error}")).into()
         }),
     )
-}
-
-/// A caller the face's access rule lets in: every handler takes one, so that none is served
-/// before its caller is authorized. A refusal is answered in the face's shape.
-pub struct Authorized(pub Caller);
-
-impl FromRequest for Authorized {
-    type Error = RefstackError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self, RefstackError>>>>;
-
-    fn from_request(request: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        let face = request.app_data::<web::Data<Refstack>>();
-        extract(
-            request,
-            face.map(|face| (face.auth.clone(), face.access)),
-            || RefstackError::Internal("the test results face is not configured".into()),
-            Authorized,
-        )
-    }
 }
 
 /// Opens a test run for a cloud.
@@ -210,14 +120,14 @@ impl FromRequest for Authorized {
         (status = 413, description = "The body is over `[refstack] max_body_kb`.",
             body = openapi::RefstackErrorBody)))]
 async fn open_run(
-    Authorized(caller): Authorized,
+    Authorized(caller, _): Authorized<Refstack>,
     request: HttpRequest,
     face: web::Data<Refstack>,
     payload: web::Payload,
 ) -> Result<HttpResponse, RefstackError> {
     let body = read_body(&request, payload, face.max_body).await?;
     let spec: CloudSpec = serde_json::from_slice(&body)
-        .map_err(|e| RefstackError::BadRequest(format!("not a cloud: {e}")))?;
+        .map_err(|e| RefstackError::bad_request(format!("not a cloud: {e}")))?;
     let cloud = Cloud::parse(spec)?;
     let metadata = super::metadata(&request, &caller);
     let test_id = face.runs.open(Some(cloud), caller.user, metadata).await?;
@@ -235,8 +145,8 @@ fn parse_flag(raw: Option<&str>) -> Result<bool, RefstackError> {
     match raw.map(|r| r.trim().to_ascii_lowercase()).as_deref() {
         None | Some("") | Some("false") | Some("0") | Some("no") | Some("off") => Ok(false),
         Some("true") | Some("1") | Some("yes") | Some("on") => Ok(true),
-        Some(_) => Err(RefstackError::BadRequest(
-            "`finished` must be true or false".into(),
+        Some(_) => Err(RefstackError::bad_request(
+            "`finished` must be true or false",
         )),
     }
 }
@@ -254,7 +164,7 @@ fn parse_flag(raw: Option<&str>) -> Result<bool, RefstackError> {
         (status = 413, description = "The body is over `[refstack] max_body_kb`.",
             body = openapi::RefstackErrorBody)))]
 async fn update_status(
-    Authorized(caller): Authorized,
+    Authorized(caller, _): Authorized<Refstack>,
     request: HttpRequest,
     face: web::Data<Refstack>,
     test_id: web::Path<String>,
@@ -264,7 +174,7 @@ async fn update_status(
     let parse = |text: &str| {
         web::Query::<StatusForm>::from_query(text)
             .map(web::Query::into_inner)
-            .map_err(|e| RefstackError::BadRequest(format!("bad form: {e}")))
+            .map_err(|e| RefstackError::bad_request(format!("bad form: {e}")))
     };
     // The form body first; the query string as the 2014 code read it.
     let form = if body.is_empty() {
@@ -272,7 +182,7 @@ async fn update_status(
     } else {
         parse(
             std::str::from_utf8(&body)
-                .map_err(|_| RefstackError::BadRequest("the form body is not UTF-8".into()))?,
+                .map_err(|_| RefstackError::bad_request("the form body is not UTF-8"))?,
         )?
     };
     let query = parse(request.query_string())?;
@@ -314,7 +224,7 @@ struct TestIdQuery {
         (status = 500, description = "The upload could not be stored.",
             body = openapi::RefstackErrorBody)))]
 async fn post_result(
-    Authorized(caller): Authorized,
+    Authorized(caller, _): Authorized<Refstack>,
     request: HttpRequest,
     face: web::Data<Refstack>,
     query: web::Query<TestIdQuery>,
@@ -327,7 +237,7 @@ async fn post_result(
     let body = read_body(&request, payload, face.max_upload).await?;
     let mime = request
         .mime_type()
-        .map_err(|e| RefstackError::BadRequest(format!("bad content type: {e}")))?;
+        .map_err(|e| RefstackError::bad_request(format!("bad content type: {e}")))?;
     let file = match mime {
         Some(mime)
             if mime.type_() == actix_web::mime::MULTIPART
@@ -339,7 +249,7 @@ async fn post_result(
         _ => body,
     };
     if file.is_empty() {
-        return Err(RefstackError::BadRequest("No file was posted".into()));
+        return Err(RefstackError::bad_request("No file was posted"));
     }
     let metadata = super::metadata(&request, &caller);
     let accepted = face
@@ -366,7 +276,7 @@ async fn post_result(
         (status = 400, description = "`Invalid test ID`: missing, not a test run's, or a run \
             of an anonymous upload (it has no cloud).", body = openapi::RefstackErrorBody)))]
 async fn get_miniconf(
-    _: Authorized,
+    _: Authorized<Refstack>,
     face: web::Data<Refstack>,
     query: web::Query<TestIdQuery>,
 ) -> Result<HttpResponse, RefstackError> {
@@ -378,7 +288,7 @@ async fn get_miniconf(
         .ok_or(TestRunsError::UnknownRun)?;
     // serde_json's compact form is one line: clients read only the first.
     let body = serde_json::to_string(&cloud.miniconf())
-        .map_err(|e| RefstackError::BadRequest(e.to_string()))?;
+        .map_err(|e| RefstackError::bad_request(e.to_string()))?;
     Ok(HttpResponse::Ok()
         .content_type("application/json")
         .insert_header(ContentDisposition {
@@ -393,7 +303,7 @@ async fn get_miniconf(
     summary = "The test suites to run", description = openapi::TESTCASES_DESCRIPTION,
     responses((status = 200, description = "Always `{\"testcases\": [\"tempest\"]}`.",
         body = openapi::RefstackTestcases)))]
-async fn get_testcases(_: Authorized) -> HttpResponse {
+async fn get_testcases(_: Authorized<Refstack>) -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "testcases": ["tempest"] }))
 }
 
@@ -432,7 +342,7 @@ fn run_view(test_id: Uuid, state: TestRunState) -> Option<openapi::RefstackRun> 
 /// The face's own routes answer an unknown run 404, the spec's routes 400.
 fn not_found(error: TestRunsError) -> RefstackError {
     match error {
-        TestRunsError::UnknownRun => RefstackError::NotFound("no such test run".into()),
+        TestRunsError::UnknownRun => RefstackError::not_found("no such test run"),
         other => other.into(),
     }
 }
@@ -446,7 +356,7 @@ fn not_found(error: TestRunsError) -> RefstackError {
         (status = 404, description = "No test run has this id.",
             body = openapi::RefstackErrorBody)))]
 async fn get_run(
-    _: Authorized,
+    _: Authorized<Refstack>,
     face: web::Data<Refstack>,
     test_id: web::Path<String>,
 ) -> Result<HttpResponse, RefstackError> {
@@ -469,14 +379,14 @@ async fn get_run(
         (status = 500, description = "The stored upload is missing or damaged.",
             body = openapi::RefstackErrorBody)))]
 async fn get_upload(
-    _: Authorized,
+    _: Authorized<Refstack>,
     face: web::Data<Refstack>,
     ids: web::Path<(String, String)>,
 ) -> Result<HttpResponse, RefstackError> {
     let (test_id, upload_id) = ids.into_inner();
     let test_id = parse_test_id(&test_id).map_err(not_found)?;
-    let upload_id = Uuid::parse_str(&upload_id)
-        .map_err(|_| RefstackError::NotFound("no such upload".into()))?;
+    let upload_id =
+        Uuid::parse_str(&upload_id).map_err(|_| RefstackError::not_found("no such upload"))?;
     let bytes = face
         .runs
         .raw_upload(test_id, upload_id)
@@ -501,7 +411,7 @@ fn header(request: &HttpRequest, name: &str) -> Result<Option<String>, RefstackE
             value
                 .to_str()
                 .map(str::to_owned)
-                .map_err(|_| RefstackError::BadRequest(format!("{name} is not ASCII")))
+                .map_err(|_| RefstackError::bad_request(format!("{name} is not ASCII")))
         })
         .transpose()
 }
@@ -525,7 +435,7 @@ fn header(request: &HttpRequest, name: &str) -> Result<Option<String>, RefstackE
         (status = 500, description = "The body could not be stored.",
             body = openapi::RefstackErrorBody)))]
 async fn submit_results(
-    Authorized(caller): Authorized,
+    Authorized(caller, _): Authorized<Refstack>,
     request: HttpRequest,
     face: web::Data<Refstack>,
     payload: web::Payload,
@@ -562,7 +472,7 @@ fn meta(row: &ResultRow) -> openapi::RefstackMeta {
             you need to authenticate`).",
             body = openapi::RefstackErrorBody)))]
 async fn list_results(
-    Authorized(caller): Authorized,
+    Authorized(caller, _): Authorized<Refstack>,
     request: HttpRequest,
     face: web::Data<Refstack>,
 ) -> Result<HttpResponse, RefstackError> {
@@ -593,7 +503,7 @@ async fn list_results(
     summary = "The schema of submitted results", description = openapi::SCHEMA_DESCRIPTION,
     responses((status = 200, description = "A JSON schema (draft 4).",
         body = openapi::RefstackSchema)))]
-async fn results_schema(_: Authorized) -> HttpResponse {
+async fn results_schema(_: Authorized<Refstack>) -> HttpResponse {
     HttpResponse::Ok().json(crate::testresults::upload_schema())
 }
 
@@ -608,13 +518,13 @@ async fn results_schema(_: Authorized) -> HttpResponse {
         (status = 500, description = "The stored body is missing or damaged.",
             body = openapi::RefstackErrorBody)))]
 async fn get_results(
-    _: Authorized,
+    _: Authorized<Refstack>,
     request: HttpRequest,
     face: web::Data<Refstack>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, RefstackError> {
     let id =
-        Uuid::parse_str(&id).map_err(|_| RefstackError::NotFound(format!("no results {id}")))?;
+        Uuid::parse_str(&id).map_err(|_| RefstackError::not_found(format!("no results {id}")))?;
     let (row, tests) = face.results.get(id).await?;
     Ok(HttpResponse::Ok().json(openapi::RefstackResultDetail {
         id: row.id,

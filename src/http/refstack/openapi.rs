@@ -7,10 +7,9 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::http::openapi::{CommonAnswers, NOT_ALLOWED};
 use crate::testresults::{Format, Summary};
-use utoipa::openapi::response::Response;
-use utoipa::openapi::security::SecurityRequirement;
-use utoipa::openapi::{OpenApi, RefOr};
+use utoipa::openapi::OpenApi;
 use utoipa::{IntoParams, Modify, ToSchema};
 
 /// The face's routes, their schemas, and who may use them.
@@ -506,47 +505,19 @@ impl Modify for FaceWide {
             }
             document.paths.paths.insert((*unprefixed).into(), item);
         }
+        let answers = CommonAnswers {
+            body: "RefstackErrorBody",
+            open_by: Some("refstack"),
+            forbidden: "The account lacks the access `[refstack] auth` asks for.",
+            not_allowed: Some(NOT_ALLOWED),
+            unavailable: "Not recorded (the log or an actor failed), or the credentials could \
+                not be checked.",
+            more: &[],
+        };
         for item in document.paths.paths.values_mut() {
             for operation in crate::http::openapi::path_operations(item) {
-                operation.tags = Some(vec!["refstack".into()]);
-                let mut optional = vec![SecurityRequirement::default()];
-                optional.extend(crate::http::openapi::account_security());
-                operation.security = Some(optional);
-                let responses = &mut operation.responses.responses;
-                for (status, answer) in common_answers() {
-                    responses.entry(status.into()).or_insert(answer);
-                }
+                answers.apply(operation, "refstack");
             }
         }
     }
-}
-
-fn common_answers() -> [(&'static str, RefOr<Response>); 4] {
-    let unauthorized = crate::http::openapi::unauthorized_answer(
-        "No or wrong credentials, while accounts are configured and `[refstack] auth` is \
-             `account` or `admin`.",
-        "RefstackErrorBody",
-    );
-    [
-        ("401", unauthorized),
-        (
-            "403",
-            error("The account lacks the access `[refstack] auth` asks for."),
-        ),
-        (
-            "405",
-            error("Any other method on this path is refused in the face's error body."),
-        ),
-        (
-            "503",
-            error(
-                "Not recorded (the log or an actor failed), or the credentials could not be \
-                 checked.",
-            ),
-        ),
-    ]
-}
-
-fn error(description: &str) -> RefOr<Response> {
-    crate::http::openapi::error_answer(description, "RefstackErrorBody")
 }
