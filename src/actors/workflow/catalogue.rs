@@ -403,7 +403,12 @@ mod tests {
     fn deserializing_a_workflow_id_checks_it_as_parse_does() {
         let id: WorkflowId = serde_json::from_str("\"app@env@wf\"").unwrap();
         assert_eq!(id, WorkflowId::parse("app@env@wf").unwrap());
-        for bad in ["\"app@env\"", "\"app@@wf\"", "\"a/b@env@wf\"", "\"a@b@c@d\""] {
+        for bad in [
+            "\"app@env\"",
+            "\"app@@wf\"",
+            "\"a/b@env@wf\"",
+            "\"a@b@c@d\"",
+        ] {
             assert!(serde_json::from_str::<WorkflowId>(bad).is_err(), "{bad}");
         }
     }
