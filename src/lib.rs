@@ -17,7 +17,13 @@
 //!   cancellation that kill the whole group.
 //! - [`secrets`]: the secret store: salts and private keys encrypted at rest under one master
 //!   key, one file per secret; secret material never reaches the event log.
-//! - [`cli`]: the `annals` command line: `serve`, `export`, `replay`, `verify`, `load`.
+//! - [`cli`]: the `annals` command line: `serve`, `export`, `replay`, `verify`, `load`,
+//!   `hash-password`, `new-token`, `config`.
+//! - [`config`]: the configuration: embedded defaults, then a TOML file, `ANNALS_…` variables and
+//!   flags; `config check` reports every problem of a file with its line.
+//! - [`auth`]: accounts (argon2 password hashes, SHA-256 token hashes, roles) and the decision
+//!   whether a request's credentials give the access a route needs.
+//! - [`metrics`]: the Prometheus recorder and the name of every metric.
 //! - [`blobs`]: raw uploads kept whole by their SHA-256 next to the log, written atomically and
 //!   synced; events carry their hash and size.
 //! - [`testresults`]: test-results uploads (subunit v2 and v1, JSON results) recognised by

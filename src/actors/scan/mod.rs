@@ -69,8 +69,10 @@ impl From<EngineName> for String {
 }
 
 /// A client's scan id: PatrowlManager sends integers, test harnesses strings; both become this
-/// text, 1 to [`MAX_SCAN_ID_BYTES`] bytes of printable characters without `/`.
+/// text, 1 to [`MAX_SCAN_ID_BYTES`] bytes of printable characters without `/`. Deserializing
+/// goes through [`ScanId::parse`] too, so no decoded value escapes the check.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String")]
 pub struct ScanId(String);
 
 impl ScanId {
@@ -89,6 +91,13 @@ impl ScanId {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+impl TryFrom<String> for ScanId {
+    type Error = String;
+    fn try_from(raw: String) -> Result<Self, String> {
+        ScanId::parse(&raw)
     }
 }
 
@@ -666,5 +675,25 @@ impl Entity for ScanRecord {
 
     fn on_restart(state: &ScanState) -> Option<ScanCommand> {
         (state.request.is_some() && state.status.active()).then_some(ScanCommand::MarkInterrupted)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deserializing_checks_engine_names_and_scan_ids_as_parse_does() {
+        let scan_id: ScanId = serde_json::from_str("\"42\"").unwrap();
+        assert_eq!(scan_id, ScanId::parse("42").unwrap());
+        for bad in ["\"\"", "\"a/b\"", "\"a\\nb\""] {
+            assert!(serde_json::from_str::<ScanId>(bad).is_err(), "{bad}");
+        }
+        let long = format!("\"{}\"", "x".repeat(MAX_SCAN_ID_BYTES + 1));
+        assert!(serde_json::from_str::<ScanId>(&long).is_err());
+
+        let engine: EngineName = serde_json::from_str("\"tcp\"").unwrap();
+        assert_eq!(engine, EngineName::parse("tcp").unwrap());
+        assert!(serde_json::from_str::<EngineName>("\"TCP-1\"").is_err());
     }
 }

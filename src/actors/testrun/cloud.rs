@@ -12,8 +12,9 @@ pub const MAX_FIELD_BYTES: usize = 1024;
 pub const MAX_OPTIONS: usize = 256;
 
 /// A cloud's description, checked: it cannot exist with a password in it, an empty name, or
-/// fields past the limits. Build one with [`Cloud::parse`].
+/// fields past the limits. Build one with [`Cloud::parse`]; deserializing goes through it too.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "CloudSpec")]
 pub struct Cloud {
     name: String,
     identity_uri: String,
@@ -74,6 +75,13 @@ fn check(field: &str, value: &str) -> Result<(), InvalidCloud> {
         });
     }
     Ok(())
+}
+
+impl TryFrom<CloudSpec> for Cloud {
+    type Error = InvalidCloud;
+    fn try_from(spec: CloudSpec) -> Result<Self, InvalidCloud> {
+        Cloud::parse(spec)
+    }
 }
 
 impl Cloud {
@@ -166,6 +174,26 @@ impl From<Cloud> for CloudSpec {
             alt_username: cloud.alt_username,
             admin_username: cloud.admin_username,
             tempest_options: cloud.tempest_options,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deserializing_a_cloud_checks_it_as_parse_does() {
+        let cloud: Cloud = serde_json::from_str(r#"{"name":"lab"}"#).unwrap();
+        assert_eq!(cloud.name(), "lab");
+        let stored = serde_json::to_string(&cloud).unwrap();
+        assert_eq!(serde_json::from_str::<Cloud>(&stored).unwrap(), cloud);
+        for bad in [
+            r#"{"name":" "}"#,
+            r#"{"name":"lab","tempest_options":{"auth":{"admin_password":"x"}}}"#,
+            r#"{"name":"lab","username":"a\nb"}"#,
+        ] {
+            assert!(serde_json::from_str::<Cloud>(bad).is_err(), "{bad}");
         }
     }
 }

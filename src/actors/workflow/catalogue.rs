@@ -18,8 +18,10 @@ pub const MAX_INPUT_BYTES: usize = 64 * 1024;
 pub use crate::config::{InputKind, InputSpec, OutputSpec, StepSpec, WorkflowSpec};
 
 /// A workflow id, `app@env@name`, whose three parts are not empty and hold no `@`, `/` or
-/// control character.
+/// control character. Deserializing goes through [`WorkflowId::parse`] too, so no decoded value
+/// escapes the check.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String")]
 pub struct WorkflowId(String);
 
 impl WorkflowId {
@@ -38,6 +40,13 @@ impl WorkflowId {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+impl TryFrom<String> for WorkflowId {
+    type Error = String;
+    fn try_from(raw: String) -> Result<Self, String> {
+        WorkflowId::parse(&raw)
     }
 }
 
@@ -326,6 +335,20 @@ impl Catalogue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deserializing_a_workflow_id_checks_it_as_parse_does() {
+        let id: WorkflowId = serde_json::from_str("\"app@env@wf\"").unwrap();
+        assert_eq!(id, WorkflowId::parse("app@env@wf").unwrap());
+        for bad in [
+            "\"app@env\"",
+            "\"app@@wf\"",
+            "\"a/b@env@wf\"",
+            "\"a@b@c@d\"",
+        ] {
+            assert!(serde_json::from_str::<WorkflowId>(bad).is_err(), "{bad}");
+        }
+    }
 
     fn spec() -> WorkflowSpec {
         WorkflowSpec {
