@@ -186,9 +186,9 @@ fn ms(duration: Duration) -> f64 {
 }
 
 fn line_event() -> NewEvent {
-    let event = annals::actors::job::JobEvent::LineRecorded(annals::actors::job::LineRecorded {
+    let event = annals::runtime::job::JobEvent::LineRecorded(annals::runtime::job::LineRecorded {
         line: annals::cli::load_line(0, 0, 300),
-        level: annals::actors::job::Level::Info,
+        level: annals::runtime::job::Level::Info,
         at: chrono::Utc::now(),
     });
     NewEvent {

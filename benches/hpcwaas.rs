@@ -14,9 +14,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use actix_web::{web, HttpResponse};
-use annals::actors::workflow::catalogue::StepSpec;
-use annals::actors::workflow::WorkflowSpec;
 use annals::config::Config;
+use annals::domain::workflow::catalogue::StepSpec;
+use annals::domain::workflow::WorkflowSpec;
 use annals::events::Durability;
 use support::{env_or, get, post, read_response, report, run, Run};
 use tokio::io::AsyncWriteExt;

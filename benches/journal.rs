@@ -25,12 +25,12 @@ use chrono::Utc;
 use tokio::sync::{oneshot, Barrier};
 use uuid::Uuid;
 
-use annals::actors::job::{Job, JobEvent, JobStarted, Level, LineRecorded};
-use annals::actors::state::{self, ReplayUntil};
 use annals::cli::load_line;
 use annals::events::{
     DomainEvent, Durability, EventLog, ExpectedVersion, LogOptions, Metadata, NewEvent, StreamId,
 };
+use annals::runtime::job::{Job, JobEvent, JobStarted, Level, LineRecorded};
+use annals::runtime::state::{self, ReplayUntil};
 
 const LINE_BYTES: usize = 300;
 /// The page cache of the replay log: more than its 1.3 GB of data at full scale.

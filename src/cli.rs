@@ -15,17 +15,17 @@ use uuid::Uuid;
 
 mod remote;
 
-use crate::actors::job::{JobEvent, JobStarted, Level, LineRecorded};
-use crate::actors::kinds;
-use crate::actors::state::ReplayUntil;
 use crate::config::{Config, ConfigError};
 use crate::declarations::Declarations;
+use crate::domain::kinds;
 use crate::events::codec::render;
 use crate::events::verify::verify;
 use crate::events::{
     DomainEvent, Durability, EventLog, ExpectedVersion, LogOptions, Metadata, NewEvent, StoreError,
     StreamId,
 };
+use crate::runtime::job::{JobEvent, JobStarted, Level, LineRecorded};
+use crate::runtime::state::ReplayUntil;
 
 #[derive(Parser, Debug)]
 #[command(

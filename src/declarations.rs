@@ -7,11 +7,11 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::actors::gros::service::Controller;
-use crate::actors::gros::{AgentName, ProjectKey};
-use crate::actors::scan::service::Engine;
-use crate::actors::workflow::{Catalogue, Workflow};
 use crate::config::{self, Config, GrosSection, Place, Review};
+use crate::domain::gros::service::Controller;
+use crate::domain::gros::{AgentName, ProjectKey};
+use crate::domain::scan::service::Engine;
+use crate::domain::workflow::{Catalogue, Workflow};
 use crate::process::find_program;
 
 /// The faces' declarations, parsed: what `annals serve` refuses to start with and
@@ -270,7 +270,7 @@ fn survey(config: &Config, programs: bool) -> Survey {
 
 #[cfg(test)]
 mod tests {
-    use crate::actors::scan::Datatype;
+    use crate::domain::scan::Datatype;
 
     #[test]
     fn the_files_asset_types_are_the_datatypes_the_scan_face_parses() {

@@ -33,17 +33,18 @@
 //! - [`scanners`]: the scan engine face's built-in scanners (`tcp`, `http`, `command`): they
 //!   take a scan's assets and options and report findings as they find them.
 
-pub mod actors;
 pub mod auth;
 pub mod blobs;
 pub mod cli;
 pub mod config;
 pub mod declarations;
+pub mod domain;
 pub mod events;
 pub mod faces;
 pub mod http;
 pub mod metrics;
 pub mod process;
+pub mod runtime;
 pub mod scanners;
 pub mod secrets;
 pub mod startup;

@@ -31,9 +31,9 @@ pub const HTTP_REQUESTS: &str = "annals_http_requests_total";
 
 /// The values each labelled metric is known to take, shown at zero from the start.
 const KNOWN_LABELS: &[(&str, &str, &[&str])] = &[
-    (ACTORS_RESIDENT, "kind", crate::actors::kinds::KINDS),
-    (ACTOR_ACTIVATIONS, "kind", crate::actors::kinds::KINDS),
-    (ACTOR_PASSIVATIONS, "kind", crate::actors::kinds::KINDS),
+    (ACTORS_RESIDENT, "kind", crate::domain::kinds::KINDS),
+    (ACTOR_ACTIVATIONS, "kind", crate::domain::kinds::KINDS),
+    (ACTOR_PASSIVATIONS, "kind", crate::domain::kinds::KINDS),
     (
         PARTISCI_DATAGRAMS,
         "outcome",

@@ -10,14 +10,14 @@ use std::time::Duration;
 use actix_web::dev::{Server, ServerHandle};
 use anyhow::Context as _;
 
-use crate::actors::job::Job;
-use crate::actors::{reconcile, Clock, Entities, NoEffects, SystemClock};
 use crate::auth::Auth;
 use crate::config::Config;
 use crate::declarations::Declarations;
 use crate::events::EventLog;
 use crate::faces::{self, Bound, Own, Start, Stores, FACES};
 use crate::http::{self, Faces, Guard, HttpState, Serves};
+use crate::runtime::job::Job;
+use crate::runtime::{reconcile, Clock, Entities, NoEffects, SystemClock};
 
 /// How long start-up reconciliation may take before the server refuses to start.
 const RECONCILE_TIMEOUT: Duration = Duration::from_secs(300);
@@ -86,7 +86,7 @@ impl Application {
             request_log: config.http.request_log,
         };
         let tls = faces::tls_config("http", &config.http.tls_cert, &config.http.tls_key)?;
-        let settings = crate::actors::Settings::from(&config.actors);
+        let settings = crate::runtime::Settings::from(&config.actors);
         for warning in &declarations.warnings {
             tracing::warn!("{warning}; start-up goes on");
         }
@@ -164,7 +164,7 @@ impl Application {
                 listener,
                 state(),
                 Serves::Only(face.name()),
-                tls,
+                tls.map(|tls| *tls),
                 listening,
             )?);
         }

@@ -8,9 +8,9 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
-use annals::actors::job::{Job, JobCommand};
-use annals::actors::{Entities, NoEffects, Settings, SystemClock};
 use annals::events::{ExpectedVersion, Metadata};
+use annals::runtime::job::{Job, JobCommand};
+use annals::runtime::{Entities, NoEffects, Settings, SystemClock};
 use common::{fast, line, stream, TempLog};
 
 /// The value of the first sample of `name` whose line holds every one of `labels`.

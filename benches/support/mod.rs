@@ -9,9 +9,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use annals::actors::SystemClock;
 use annals::config::Config;
 use annals::events::EventLog;
+use annals::runtime::SystemClock;
 use annals::startup::{Addresses, Application};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

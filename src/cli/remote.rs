@@ -11,7 +11,7 @@ use anyhow::{bail, Context as _};
 use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
 
-use crate::actors::state::ReplayUntil;
+use crate::runtime::state::ReplayUntil;
 
 /// Where the server is and how to ask it, as the audit commands take it.
 #[derive(clap::Args, Debug, Clone)]

@@ -32,7 +32,7 @@ impl Face for Gros {
     fn start<'a>(&'a self, start: Start<'a>) -> LocalBoxFuture<'a, anyhow::Result<Started>> {
         Box::pin(async move {
             let section = &start.config.gros;
-            let controller = crate::actors::gros::Gros::start(
+            let controller = crate::domain::gros::Gros::start(
                 start.log.clone(),
                 start.clock.clone(),
                 start.settings,

@@ -8,9 +8,9 @@ use futures_util::future::LocalBoxFuture;
 use utoipa::openapi::OpenApi;
 
 use super::{own_listen, tls_config, Face, Own, Start, Started};
-use crate::actors::sshkey::SshKeys;
-use crate::actors::workflow::{runner::RunLimits, Executions};
 use crate::config::Config;
+use crate::domain::sshkey::SshKeys;
+use crate::domain::workflow::{effects::RunLimits, Executions};
 use crate::http::hpcwaas;
 
 /// Where workflow steps get their scratch directories, under the data directory; emptied at
@@ -68,7 +68,7 @@ impl Face for Hpcwaas {
             }));
             started.own = start.own.map(|own| Own::Routes {
                 listener: own.tcp,
-                tls,
+                tls: tls.map(Box::new),
             });
             Ok(started)
         })

@@ -20,13 +20,13 @@ use actix_web::{web, HttpResponse};
 use futures_util::future::LocalBoxFuture;
 use utoipa::openapi::OpenApi;
 
-use crate::actors::{Clock, Settings};
 use crate::auth::Auth;
 use crate::blobs::BlobStore;
 use crate::config::Config;
 use crate::declarations::Declarations;
 use crate::events::EventLog;
 use crate::http::Listening;
+use crate::runtime::{Clock, Settings};
 use crate::secrets::SecretStore;
 
 /// Every face, in the order they start, are routed and appear in the OpenAPI document.
@@ -146,7 +146,7 @@ pub enum Own {
     /// The face's routes, as on the main listener, over TLS when configured.
     Routes {
         listener: TcpListener,
-        tls: Option<rustls::ServerConfig>,
+        tls: Option<Box<rustls::ServerConfig>>,
     },
     /// A server of the face's own making.
     Server(Server),

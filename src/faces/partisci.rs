@@ -8,8 +8,8 @@ use futures_util::future::LocalBoxFuture;
 use utoipa::openapi::OpenApi;
 
 use super::{own_listen, tls_config, Face, Own, Start, Started};
-use crate::actors::inventory::Inventory;
 use crate::config::Config;
+use crate::domain::inventory::Inventory;
 use crate::http::partisci;
 
 pub struct Partisci;
@@ -62,7 +62,7 @@ impl Face for Partisci {
                 }
                 started.own = Some(Own::Routes {
                     listener: own.tcp,
-                    tls: tls_config("partisci", &section.tls_cert, &section.tls_key)?,
+                    tls: tls_config("partisci", &section.tls_cert, &section.tls_key)?.map(Box::new),
                 });
             }
             Ok(started)

@@ -6,8 +6,8 @@ use futures_util::future::LocalBoxFuture;
 use utoipa::openapi::OpenApi;
 
 use super::{own_listen, Face, Own, Start, Started};
-use crate::actors::scan::Engines;
 use crate::config::Config;
+use crate::domain::scan::Engines;
 use crate::http::patrowl;
 
 pub struct Patrowl;

@@ -6,9 +6,9 @@ use futures_util::future::LocalBoxFuture;
 use utoipa::openapi::OpenApi;
 
 use super::{Face, Start, Started};
-use crate::actors::results::Results;
-use crate::actors::testrun::TestRuns;
 use crate::config::Config;
+use crate::domain::results::Results;
+use crate::domain::testrun::TestRuns;
 use crate::http::refstack;
 
 pub struct Refstack;

@@ -12,13 +12,13 @@ use actix_web::{HttpResponse, HttpResponseBuilder, ResponseError};
 use super::body::BodyError;
 use super::caller::Denied;
 use super::refstack::multipart::MultipartError;
-use crate::actors::inventory::InventoryError;
-use crate::actors::results::ResultsError;
-use crate::actors::scan::{EnginesError, ScanRejection};
-use crate::actors::sshkey::SshKeysError;
-use crate::actors::testrun::{InvalidCloud, InvalidStatus, TestRunsError};
-use crate::actors::workflow::ExecutionsError;
 use crate::auth::AuthError;
+use crate::domain::inventory::InventoryError;
+use crate::domain::results::ResultsError;
+use crate::domain::scan::{EnginesError, ScanRejection};
+use crate::domain::sshkey::SshKeysError;
+use crate::domain::testrun::{InvalidCloud, InvalidStatus, TestRunsError};
+use crate::domain::workflow::ExecutionsError;
 
 /// The `WWW-Authenticate` challenge of every 401.
 pub const CHALLENGE: &str = r#"Basic realm="annals", Bearer realm="annals""#;

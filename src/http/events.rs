@@ -18,11 +18,11 @@ use serde::Deserialize;
 use super::caller::ApiCaller;
 use super::error::ApiError;
 use super::params::{Limit, Wait};
-use crate::actors::kinds::{self, ReplayError};
-use crate::actors::state::ReplayUntil;
+use crate::domain::kinds::{self, ReplayError};
 use crate::events::follow::{self, Filter, Page};
 use crate::events::verify::Verifier;
 use crate::events::{EventLog, Position, SharedEvent, StreamId};
+use crate::runtime::state::ReplayUntil;
 
 /// How long an idle event stream goes without a byte before a keep-alive comment, so that
 /// proxies keep it open and a vanished client is noticed, unless `[http] sse_keep_alive_s` says

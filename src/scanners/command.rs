@@ -27,9 +27,9 @@ use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 
 use super::{asset_values, CommandSettings, Ended, Job, Progress};
-use crate::actors::effects;
-use crate::actors::scan::{Confidence, Finding, Severity, Target};
+use crate::domain::scan::{Confidence, Finding, Severity, Target};
 use crate::process::{self, Ending, Exit, Invocation, Stream};
+use crate::runtime::effects;
 
 /// The most bytes of ignored lines kept for the report; past it they are only counted.
 pub const MAX_IGNORED_BYTES: usize = 64 * 1024;

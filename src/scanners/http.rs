@@ -16,7 +16,7 @@ use rustls::{DigitallySignedStruct, SignatureScheme};
 use tokio::sync::mpsc;
 
 use super::{Ended, HttpSettings, Job, Progress};
-use crate::actors::scan::{Asset, Confidence, Datatype, Finding, Severity, Target};
+use crate::domain::scan::{Asset, Confidence, Datatype, Finding, Severity, Target};
 
 /// The URL a GET goes to for an asset.
 pub fn url_of(asset: &Asset) -> Result<String, String> {

@@ -14,8 +14,8 @@ use tokio::sync::{mpsc, watch};
 
 use std::time::Duration;
 
-use crate::actors::scan::Asset;
-pub use crate::actors::scan::Progress;
+use crate::domain::scan::Asset;
+pub use crate::domain::scan::Progress;
 
 /// How a scanner ended: `Err` holds why the scan failed; `raw` its outputs, by name in the
 /// report's archive.
@@ -144,7 +144,7 @@ pub const FORBIDDEN_IN_HOSTS: [char; 3] = ['\r', '\n', '\0'];
 /// that holds a character of [`FORBIDDEN_IN_HOSTS`]: one check for every scanner, `command`
 /// programs included.
 pub fn check_hosts(assets: &[Asset]) -> Result<(), String> {
-    use crate::actors::scan::Datatype;
+    use crate::domain::scan::Datatype;
     for asset in assets {
         let host = matches!(
             asset.datatype,

@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
 use super::{Ended, Job, Progress, TcpSettings};
-use crate::actors::scan::{Asset, Confidence, Datatype, Finding, Severity, Target};
+use crate::domain::scan::{Asset, Confidence, Datatype, Finding, Severity, Target};
 
 /// The most common TCP ports, most common first, after nmap's frequency list; `top_ports: N`
 /// takes the first N (all of them past its length).

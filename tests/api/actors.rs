@@ -8,15 +8,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use annals::actors::job::{Job, JobCommand, JobEvent, JobRejection, JobState, JobStatus, Level};
-use annals::actors::projection::{self, ProjectionError};
-use annals::actors::state::{self, ReplayUntil};
-use annals::actors::{
-    reconcile, CommandError, Ctx, Effects, Entities, Entity, NoEffects, Projection,
-    ProjectionSettings, Settings, SystemClock,
-};
 use annals::events::{
     CodecError, EventLog, ExpectedVersion, Metadata, NewEvent, Origin, RecordedEvent, StreamId,
+};
+use annals::runtime::job::{Job, JobCommand, JobEvent, JobRejection, JobState, JobStatus, Level};
+use annals::runtime::projection::{self, ProjectionError};
+use annals::runtime::state::{self, ReplayUntil};
+use annals::runtime::{
+    reconcile, CommandError, Ctx, Effects, Entities, Entity, NoEffects, Projection,
+    ProjectionSettings, Settings, SystemClock,
 };
 use common::{fast, line, stream, TempLog};
 

@@ -272,7 +272,7 @@ async fn start_up_refuses_what_a_check_refuses() {
     let refused = annals::startup::Application::build(
         &config,
         log,
-        std::sync::Arc::new(annals::actors::SystemClock),
+        std::sync::Arc::new(annals::runtime::SystemClock),
     )
     .await
     .err()
@@ -297,7 +297,7 @@ fn an_engine_entry_takes_its_scanners_documented_default_for_every_key_it_leaves
     assert_eq!(command.version, env!("CARGO_PKG_VERSION"));
     assert_eq!(
         command.allowed_asset_types,
-        annals::actors::scan::Datatype::ALL.map(|d| d.as_str().to_owned())
+        annals::domain::scan::Datatype::ALL.map(|d| d.as_str().to_owned())
     );
     assert_eq!(
         (command.max_scans, command.timeout_s, command.kill_grace_s),
@@ -523,7 +523,7 @@ async fn the_server_starts_on_entries_with_defaults_and_warns_of_missing_program
         info["engine_config"]["allowed_asset_types"]
             .as_array()
             .map(Vec::len),
-        Some(annals::actors::scan::Datatype::ALL.len()),
+        Some(annals::domain::scan::Datatype::ALL.len()),
         "{info}"
     );
     served.terminate();

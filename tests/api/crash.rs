@@ -12,10 +12,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
 
-use annals::actors::job::JobEvent;
 use annals::cli::load_line;
 use annals::events::verify::verify;
 use annals::events::{DomainEvent, EventLog, LogOptions, Position};
+use annals::runtime::job::JobEvent;
 use common::line_text;
 
 /// One acknowledgement printed by `annals load`.

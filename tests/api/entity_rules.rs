@@ -3,14 +3,14 @@
 
 use crate::common;
 
-use annals::actors::job::{
+use annals::events::codec::{to_payload, CodecError};
+use annals::events::DomainEvent;
+use annals::runtime::job::{
     Job, JobCommand, JobEvent, JobFinished, JobInterrupted, JobRejection, JobStarted, JobStatus,
     Level, LineRecorded, LineRecordedV1, MAX_LINE_BYTES,
 };
-use annals::actors::testing::given;
-use annals::actors::Entity;
-use annals::events::codec::{to_payload, CodecError};
-use annals::events::DomainEvent;
+use annals::runtime::testing::given;
+use annals::runtime::Entity;
 use common::at;
 
 fn started() -> JobEvent {

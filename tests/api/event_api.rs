@@ -1093,7 +1093,7 @@ impl serde::Serialize for AsStored<'_> {
 
 /// Encodes a sample as its kind stores it: decoded by the kind's decoder at the first schema
 /// version that takes it, then encoded at the version this build writes.
-fn encode_as<E: annals::actors::entity::Entity>(
+fn encode_as<E: annals::runtime::entity::Entity>(
     event_type: &str,
     fields: &Value,
 ) -> annals::events::NewEvent {
@@ -1118,7 +1118,8 @@ fn encode_as<E: annals::actors::entity::Entity>(
 }
 
 fn encode_sample(kind: &str, event_type: &str, fields: &Value) -> annals::events::NewEvent {
-    use annals::actors::{gros, inventory, job, results, scan, sshkey, testrun, workflow};
+    use annals::domain::{gros, inventory, results, scan, sshkey, testrun, workflow};
+    use annals::runtime::job;
     match kind {
         "job" => encode_as::<job::Job>(event_type, fields),
         "host" => encode_as::<inventory::HostRecord>(event_type, fields),
@@ -1139,7 +1140,7 @@ async fn every_event_of_every_kind_renders_completely() {
     let samples = samples();
     // The samples cover every type of every kind: a type added without a sample fails here.
     let mut expected = std::collections::BTreeSet::new();
-    for (kind, types) in annals::actors::kinds::event_types() {
+    for (kind, types) in annals::domain::kinds::event_types() {
         for event_type in types {
             expected.insert((kind.to_owned(), event_type.to_string()));
         }

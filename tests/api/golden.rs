@@ -8,26 +8,27 @@ use crate::common;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use annals::actors::gros::{
+use annals::domain::gros::{
     AgentEvent, AgentRegistered, GrosAgent, LogRecorded, Measurement, MeasurementsRecorded,
     PreflightChecked, Process, ProcessFinished, ProcessOutput, ProcessStarted, RegistrationStarted,
 };
-use annals::actors::inventory::{HostEvent, HostRecord, VersionExpired};
-use annals::actors::job::{Job, JobCommand, Level};
-use annals::actors::scan::{
+use annals::domain::inventory::{HostEvent, HostRecord, VersionExpired};
+use annals::domain::kinds;
+use annals::domain::scan::{
     AssetScanned, FindingReported, ScanEvent, ScanRecord, ScanReportFetched,
 };
-use annals::actors::state::ReplayUntil;
-use annals::actors::testrun::{
+use annals::domain::testrun::{
     TestResultUploaded, TestRunEnded, TestRunEvent, TestRunRecord, TestStatusUpdated,
 };
-use annals::actors::workflow::{
+use annals::domain::workflow::{
     EndedAt, Execution, ExecutionEvent, LogLine, OutputsRecorded, Requested, StepEnded,
     StepEndedEvent, StepStarted,
 };
-use annals::actors::{kinds, Entities, Entity, ManualClock, NoEffects, Settings};
 use annals::events::codec::render;
 use annals::events::{DomainEvent, ExpectedVersion, Metadata, NewEvent, Origin};
+use annals::runtime::job::{Job, JobCommand, Level};
+use annals::runtime::state::ReplayUntil;
+use annals::runtime::{Entities, Entity, ManualClock, NoEffects, Settings};
 use common::{at, stream, TempLog};
 
 /// What the rendered events of every golden file hide: when they were written and the hash
@@ -173,7 +174,7 @@ async fn an_execution_renders_and_replays_as_recorded() {
             at: at(2),
         }),
         ExecutionEvent::LogLineRecorded(LogLine {
-            level: annals::actors::workflow::Level::Info,
+            level: annals::domain::workflow::Level::Info,
             at: at(3),
             content: "hello golden".into(),
         }),

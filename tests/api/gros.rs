@@ -14,8 +14,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use annals::actors::SystemClock;
 use annals::config::{Config, GrosProjectSpec};
+use annals::runtime::SystemClock;
 use common::app::TestApp;
 use common::poll_async;
 use rustls::pki_types::{CertificateDer, ServerName};
@@ -117,7 +117,7 @@ fn project(key: &str, scrape: Vec<String>) -> GrosProjectSpec {
     GrosProjectSpec {
         key: key.into(),
         networks: vec!["127.0.0.0/8".into()],
-        usernames: vec![annals::actors::gros::service::UsernamePattern {
+        usernames: vec![annals::domain::gros::service::UsernamePattern {
             prefix: "ext_".into(),
             pattern: "^(.*)@example\\.org$".into(),
             replace: "\\1".into(),
@@ -1475,7 +1475,7 @@ async fn many_lines_of_output_are_recorded_in_a_few_appends() {
 /// last line on `stderr` says how many more there were.
 #[actix_rt::test]
 async fn a_run_records_at_most_its_limit_of_lines() {
-    use annals::actors::gros::service::OUTPUT_LIMITS;
+    use annals::domain::gros::service::OUTPUT_LIMITS;
     let max = OUTPUT_LIMITS.max_items;
     let output = scrape_output(&format!("seq 1 {}", max + 5)).await;
     assert_eq!(output.len() as u64, max + 1);
@@ -1500,7 +1500,7 @@ async fn a_run_records_at_most_its_limit_of_lines() {
 /// the run's bytes are counted, not recorded.
 #[actix_rt::test]
 async fn a_run_records_at_most_its_limit_of_bytes() {
-    use annals::actors::gros::service::OUTPUT_LIMITS;
+    use annals::domain::gros::service::OUTPUT_LIMITS;
     let piece = annals::process::DEFAULT_MAX_LINE_BYTES as u64;
     let total = OUTPUT_LIMITS.max_bytes + 3 * piece + 10;
     let output = scrape_output(&format!("head -c {total} /dev/zero | tr '\\0' x")).await;

@@ -11,10 +11,10 @@ use crate::common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use annals::actors::workflow::catalogue::{InputKind, InputSpec, OutputSpec, StepSpec};
-use annals::actors::workflow::WorkflowSpec;
 use annals::auth::{hash_password, Account, Role};
 use annals::config::Config;
+use annals::domain::workflow::catalogue::{InputKind, InputSpec, OutputSpec, StepSpec};
+use annals::domain::workflow::WorkflowSpec;
 use common::app::TestApp;
 use common::poll_async;
 use serde_json::{json, Value};

@@ -3,13 +3,13 @@
 
 use crate::common;
 
-use annals::actors::inventory::{
+use annals::domain::inventory::{
     host_entity_id, HostCleared, HostCommand, HostEvent, HostRecord, HostRejection, VersionExpired,
     VersionReport, VersionReported, Via,
 };
-use annals::actors::testing::given;
 use annals::events::codec::CodecError;
 use annals::events::DomainEvent;
+use annals::runtime::testing::given;
 use common::at;
 
 fn report(app: &str, ver: &str, host: &str, instance: u16) -> VersionReport {

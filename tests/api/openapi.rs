@@ -11,10 +11,10 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use annals::actors::SystemClock;
 use annals::auth::{new_token, Access, Account, Role};
 use annals::config::Config;
 use annals::events::{EventLog, ExpectedVersion};
+use annals::runtime::SystemClock;
 use common::{line, stream};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
@@ -1110,8 +1110,8 @@ async fn patrowl_answers_fit_their_documented_schemas() {
 
 #[actix_rt::test]
 async fn hpcwaas_answers_fit_their_documented_schemas() {
-    use annals::actors::workflow::catalogue::{InputSpec, OutputSpec, StepSpec};
-    use annals::actors::workflow::WorkflowSpec;
+    use annals::domain::workflow::catalogue::{InputSpec, OutputSpec, StepSpec};
+    use annals::domain::workflow::WorkflowSpec;
     let app = spawn_with(|config| {
         config.hpcwaas.workflows = vec![WorkflowSpec {
             application_id: "demo".into(),

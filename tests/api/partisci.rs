@@ -9,9 +9,9 @@ use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::Duration;
 
-use annals::actors::ManualClock;
 use annals::auth::{Access, Account, Role};
 use annals::config::Config;
+use annals::runtime::ManualClock;
 use common::app::TestApp;
 use common::{at, poll_async, T0};
 use serde_json::{json, Value};

@@ -657,7 +657,7 @@ async fn too_many_assets_are_refused_before_any_is_looked_at() {
     let face = spawn(|_| {}).await;
     // Each asset alone is also refused by the scanner (a /8 is over max_hosts): the count
     // comes first, so that no asset of an oversized request is expanded.
-    let assets: Vec<_> = (0..=annals::actors::scan::MAX_ASSETS)
+    let assets: Vec<_> = (0..=annals::domain::scan::MAX_ASSETS)
         .map(|i| json!({"id": i, "value": "10.0.0.0/8", "datatype": "ip-subnet"}))
         .collect();
     let body = scan_body(json!(1), json!(assets), json!({}));
@@ -1296,7 +1296,7 @@ echo '{"title":"kept"}'
 /// `MAX_FINDINGS` findings are counted, and one last finding says how many were not kept.
 #[actix_rt::test]
 async fn a_scan_keeps_at_most_its_limit_of_findings() {
-    let over = annals::actors::scan::service::MAX_FINDINGS + 5;
+    let over = annals::domain::scan::service::MAX_FINDINGS + 5;
     let script = format!("cat > /dev/null\nyes '{{\"title\":\"again\"}}' | head -n {over}\n");
     let face = spawn(|config| {
         config
@@ -1310,7 +1310,7 @@ async fn a_scan_keeps_at_most_its_limit_of_findings() {
     let issues = findings["issues"].as_array().unwrap();
     assert_eq!(
         issues.len(),
-        annals::actors::scan::service::MAX_FINDINGS + 1
+        annals::domain::scan::service::MAX_FINDINGS + 1
     );
     let last = issues.last().unwrap();
     assert_eq!(

@@ -8,15 +8,15 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use annals::actors::job::{
-    Job, JobEvent, JobFinished, JobInterrupted, JobStarted, Level, LineRecorded,
-};
-use annals::actors::projection::{self, ProjectionSettings};
-use annals::actors::state::{self, ReplayUntil};
-use annals::actors::Projection;
 use annals::events::{
     CodecError, DomainEvent, ExpectedVersion, Metadata, NewEvent, Origin, RecordedEvent, StreamId,
 };
+use annals::runtime::job::{
+    Job, JobEvent, JobFinished, JobInterrupted, JobStarted, Level, LineRecorded,
+};
+use annals::runtime::projection::{self, ProjectionSettings};
+use annals::runtime::state::{self, ReplayUntil};
+use annals::runtime::Projection;
 use common::{at, fast, new_event, stream, TempLog};
 use proptest::prelude::*;
 

@@ -11,9 +11,9 @@ use crate::common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use annals::actors::ManualClock;
 use annals::auth::{new_token, Access, Account, Role};
 use annals::config::Config;
+use annals::runtime::ManualClock;
 use annals::testresults::testing::{damaged_uploads, PacketStatus, V1Writer, V2Writer};
 use common::app::TestApp;
 use common::{at, T0};

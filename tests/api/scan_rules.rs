@@ -4,16 +4,16 @@
 
 use crate::common;
 
-use annals::actors::scan::{
+use annals::domain::scan::{
     Asset, AssetScanned, Confidence, Datatype, EngineName, Finding, FindingReported, Progress,
     ScanBegan, ScanCleaned, ScanCommand, ScanEvent, ScanFailed, ScanFinished, ScanId, ScanRecord,
     ScanRejection, ScanReportFetched, ScanRequested, ScanStatus, ScanStopped, Severity, Target,
     INTERRUPTED,
 };
-use annals::actors::testing::given;
-use annals::actors::Entity;
 use annals::events::codec::CodecError;
 use annals::events::DomainEvent;
+use annals::runtime::testing::given;
+use annals::runtime::Entity;
 use common::at;
 
 fn engine() -> EngineName {
@@ -128,7 +128,7 @@ fn each_use_of_a_scan_id_is_its_own_entity_which_takes_one_request() {
 
 #[test]
 fn the_uses_of_a_scan_id_have_entity_ids_that_never_meet() {
-    use annals::actors::scan::{entity_id, incarnation};
+    use annals::domain::scan::{entity_id, incarnation};
     let id = |scan: &str, n| entity_id(&engine(), &ScanId::parse(scan).unwrap(), n);
     assert_eq!(
         id("42", 1),
@@ -340,7 +340,7 @@ fn cleaning_stops_a_running_scan_first_and_happens_once() {
 
 #[test]
 fn a_scan_left_running_is_interrupted_at_restart_and_an_ended_one_is_left_alone() {
-    let mut state = annals::actors::scan::ScanState::default();
+    let mut state = annals::domain::scan::ScanState::default();
     for event in [requested(), began()] {
         ScanRecord::apply(&mut state, &event);
     }
@@ -432,8 +432,8 @@ fn engine_names_and_scan_ids_are_checked() {
 
 #[test]
 fn a_tcp_engine_whose_default_options_it_does_not_do_is_refused_at_start() {
-    use annals::actors::scan::service::Engine;
     use annals::config::{EngineConfig, ScannerKind};
+    use annals::domain::scan::service::Engine;
     let config = |options: toml::Table| EngineConfig {
         name: "tcp".into(),
         scanner: ScannerKind::Tcp,

@@ -6,15 +6,15 @@ use crate::common;
 
 use std::collections::BTreeMap;
 
-use annals::actors::testing::given;
-use annals::actors::testrun::{
+use annals::blobs::BlobHash;
+use annals::domain::testrun::{
     Cloud, CloudSpec, InvalidCloud, InvalidStatus, StatusMessage, TestResultUploaded,
     TestRunCommand, TestRunEnded, TestRunEvent, TestRunOpened, TestRunRecord, TestRunRejection,
     TestStatusUpdated, Upload, MAX_STATUS_BYTES,
 };
-use annals::blobs::BlobHash;
 use annals::events::codec::CodecError;
 use annals::events::DomainEvent;
+use annals::runtime::testing::given;
 use annals::testresults::{self, Format, Limits};
 use common::at;
 use uuid::Uuid;
@@ -288,8 +288,8 @@ fn the_miniconf_merges_defaults_options_and_identity_in_that_order() {
     );
 }
 
-fn submitted() -> annals::actors::results::Submitted {
-    annals::actors::results::Submitted {
+fn submitted() -> annals::domain::results::Submitted {
+    annals::domain::results::Submitted {
         cpid: "c1".into(),
         duration_seconds: 42,
         tests: 2,
@@ -301,7 +301,7 @@ fn submitted() -> annals::actors::results::Submitted {
 
 #[test]
 fn a_submission_records_its_results_once() {
-    use annals::actors::results::{
+    use annals::domain::results::{
         ResultsSubmitted, Submission, SubmissionCommand, SubmissionEvent, SubmissionRejection,
     };
     let event = SubmissionEvent::ResultsSubmitted(ResultsSubmitted {

@@ -7,9 +7,9 @@ use std::marker::PhantomData;
 use std::path::Path;
 use std::sync::Arc;
 
-use annals::actors::{Clock, ManualClock};
 use annals::config::Config;
 use annals::events::EventLog;
+use annals::runtime::{Clock, ManualClock};
 use annals::startup::Addresses;
 use serde_json::Value;
 

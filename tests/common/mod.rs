@@ -7,8 +7,8 @@ pub mod app;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use annals::actors::job::{JobEvent, Level, LineRecorded};
 use annals::events::{DomainEvent, Durability, EventLog, LogOptions, Metadata, NewEvent, StreamId};
+use annals::runtime::job::{JobEvent, Level, LineRecorded};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
@@ -75,7 +75,7 @@ pub fn server_config(dir: &Path) -> annals::config::Config {
 /// where it listens.
 pub async fn start_server(
     config: &annals::config::Config,
-    clock: std::sync::Arc<dyn annals::actors::Clock>,
+    clock: std::sync::Arc<dyn annals::runtime::Clock>,
 ) -> annals::startup::Addresses {
     start_server_with_log(config, clock).await.0
 }
@@ -83,7 +83,7 @@ pub async fn start_server(
 /// [`start_server`], with the server's log, for tests that write to it behind the server's back.
 pub async fn start_server_with_log(
     config: &annals::config::Config,
-    clock: std::sync::Arc<dyn annals::actors::Clock>,
+    clock: std::sync::Arc<dyn annals::runtime::Clock>,
 ) -> (annals::startup::Addresses, EventLog) {
     let log = EventLog::open(&config.data, config.log_options()).expect("the log opens");
     let application = annals::startup::Application::build(config, log.clone(), clock)

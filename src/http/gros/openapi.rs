@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use utoipa::{IntoParams, ToSchema};
 
-use crate::actors::gros::service::{Check, Preflight};
+use crate::domain::gros::service::{Check, Preflight};
 
 /// The face's routes and schemas.
 #[derive(utoipa::OpenApi)]

@@ -8,8 +8,8 @@ use serde::Serialize;
 use utoipa::openapi::OpenApi;
 use utoipa::{IntoParams, Modify, ToSchema};
 
-use crate::actors::sshkey::KeyType;
-use crate::actors::workflow::{InputKind, Level, Status};
+use crate::domain::sshkey::KeyType;
+use crate::domain::workflow::{InputKind, Level, Status};
 use crate::http::openapi::{path_operations, CommonAnswers, NOT_ALLOWED};
 
 /// The face's routes, their schemas, and who may use them.

@@ -280,7 +280,7 @@ pub fn error(description: &str) -> RefOr<Response> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::actors::inventory::report::MAX_FIELD_CHARS;
+    use crate::domain::inventory::values::MAX_FIELD_CHARS;
 
     fn document() -> serde_json::Value {
         serde_json::to_value(<PartisciApi as utoipa::OpenApi>::openapi()).expect("it serializes")

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use actix::ArbiterHandle;
 use tokio::sync::Semaphore;
 
-use crate::actors::inventory::{Inventory, VersionReport, Via};
+use crate::domain::inventory::{Inventory, VersionReport, Via};
 use crate::events::{Metadata, Origin};
 use crate::metrics::{PARTISCI_DATAGRAMS, PARTISCI_KERNEL_DROPS};
 

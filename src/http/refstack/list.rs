@@ -9,8 +9,8 @@ use actix_web::web;
 use chrono::{DateTime, NaiveDateTime, Utc};
 
 use super::RefstackError;
-use crate::actors::results::model::{ResultsFilter, Visibility};
 use crate::auth::Caller;
+use crate::domain::results::read_model::{ResultsFilter, Visibility};
 
 /// The format of `start_date`, `end_date` and of every `created_at` shown: upstream's
 /// `input_date_format`, in UTC.

@@ -1,0 +1,562 @@
+//! The GROS data-gathering agents and their projects as entities. An agent (project key plus
+//! agent name) records its registrations and key changes, preflight checks, log records, export
+//! announcements, the imports and scrapes run for it with their output, and BigBoat
+//! measurements. A project records that its salts exist (never their values, which live in the
+//! secret store) and, under the id `global`, the controller's version checks. Nothing here
+//! knows of HTTP, files or child processes: `service.rs` does that work.
+
+pub mod service;
+pub mod values;
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::events::codec::domain_events;
+use crate::runtime::entity::{Ctx, Entity};
+pub use service::{Gros, GrosError};
+pub use values::{AgentName, Measurement, ProjectKey};
+
+/// The id of the project entity that holds what belongs to no project: the global salts and
+/// the version checks. Project keys are upper-case, so it cannot name a project.
+pub const GLOBAL: &str = "global";
+
+/// The child processes run for an agent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Process {
+    /// The project's import command, started by an export announcement.
+    Import,
+    /// The agent's scrape command, started by `POST …/scrape`.
+    Scrape,
+}
+
+impl Process {
+    pub fn name(self) -> &'static str {
+        match self {
+            Process::Import => "import",
+            Process::Scrape => "scrape",
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The agent.
+
+/// One agent of one project; its id is `<PROJECT>.<agent>`.
+pub struct GrosAgent;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistrationStarted {
+    #[serde(with = "chrono::serde::ts_microseconds")]
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentRegistered {
+    /// The agent's SSH public key, as it sent it.
+    pub public_key: String,
+    /// The agent was registered before, with another key.
+    pub rekeyed: bool,
+    #[serde(with = "chrono::serde::ts_microseconds")]
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistrationAbandoned {
+    pub reason: String,
+    #[serde(with = "chrono::serde::ts_microseconds")]
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreflightChecked {
+    pub ok: bool,
+    /// The names of the checks that failed.
+    pub failed: Vec<String>,
+    #[serde(with = "chrono::serde::ts_microseconds")]
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogRecorded {
+    /// `levelname` of the Python logging record.
+    pub level: String,
+    /// `message` (or `msg` without it).
+    pub message: String,
+    /// Every field the logging handler sent.
+    pub fields: BTreeMap<String, String>,
+    #[serde(with = "chrono::serde::ts_microseconds")]
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportAnnounced {
+    /// The `agent` form field, JSON text (user, key, hostname, version); `null` when the
+    /// client sent none.
+    pub agent: String,
+    /// The `files` form field, JSON text.
+    pub files: String,
+    #[serde(with = "chrono::serde::ts_microseconds")]
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessStarted {
+    pub process: Process,
+    pub argv: Vec<String>,
+    #[serde(with = "chrono::serde::ts_microseconds")]
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessOutput {
+    pub process: Process,
+    /// `stdout` or `stderr`.
+    pub stream: String,
+    pub line: String,
+    #[serde(with = "chrono::serde::ts_microseconds")]
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessFinished {
+    pub process: Process,
+    /// The exit code, when the program exited on its own.
+    pub exit_code: Option<i32>,
+    /// How it ended, in words (`exit code 0`, `killed by signal 9`, `timed out`, …).
+    pub outcome: String,
+    #[serde(with = "chrono::serde::ts_microseconds")]
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MeasurementsRecorded {
+    pub source: Option<String>,
+    pub measurements: Vec<Measurement>,
+    #[serde(with = "chrono::serde::ts_microseconds")]
+    pub at: DateTime<Utc>,
+}
+
+domain_events! {
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub enum AgentEvent {
+        RegistrationStarted(RegistrationStarted) version 1,
+        AgentRegistered(AgentRegistered) version 1,
+        RegistrationAbandoned(RegistrationAbandoned) version 1,
+        PreflightChecked(PreflightChecked) version 1,
+        LogRecorded(LogRecorded) version 1,
+        ExportAnnounced(ExportAnnounced) version 1,
+        ProcessStarted(ProcessStarted) version 1,
+        ProcessOutput(ProcessOutput) version 1,
+        ProcessFinished(ProcessFinished) version 1,
+        MeasurementsRecorded(MeasurementsRecorded) version 1,
+    }
+}
+
+/// What an agent's history amounts to.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentState {
+    /// The public key of the last registration.
+    pub public_key: Option<String>,
+    /// A registration has started and not ended: the agent is locked.
+    pub registering: bool,
+    /// When the last export was announced.
+    pub last_export: Option<DateTime<Utc>>,
+    pub import_running: bool,
+    pub scrape_running: bool,
+    pub logs: u64,
+    pub measurements: u64,
+}
+
+impl AgentState {
+    pub fn registered(&self) -> bool {
+        self.public_key.is_some()
+    }
+
+    pub fn running(&self, process: Process) -> bool {
+        match process {
+            Process::Import => self.import_running,
+            Process::Scrape => self.scrape_running,
+        }
+    }
+}
+
+/// One line of a process's output, as `ProcessOutput` records it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutputLine {
+    /// `stdout` or `stderr`.
+    pub stream: String,
+    pub line: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AgentCommand {
+    /// Locks the agent for a registration.
+    StartRegistration,
+    CompleteRegistration {
+        public_key: String,
+    },
+    AbandonRegistration {
+        reason: String,
+    },
+    RecordPreflight {
+        failed: Vec<String>,
+    },
+    RecordLog {
+        level: String,
+        message: String,
+        fields: BTreeMap<String, String>,
+    },
+    /// Records an export; with `import`, the project's import command, starts it unless one
+    /// is already running.
+    AnnounceExport {
+        agent: String,
+        files: String,
+        import: Option<Vec<String>>,
+    },
+    StartScrape {
+        argv: Vec<String>,
+    },
+    /// Lines a process wrote, in order: one `ProcessOutput` each, in one append.
+    RecordOutput {
+        process: Process,
+        lines: Vec<OutputLine>,
+    },
+    FinishProcess {
+        process: Process,
+        exit_code: Option<i32>,
+        outcome: String,
+    },
+    RecordMeasurements {
+        source: Option<String>,
+        measurements: Vec<Measurement>,
+    },
+    /// Ends what a previous process left running: its registration, import or scrape died
+    /// with it.
+    SettleAfterRestart,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AgentRejection {
+    #[error("the agent is locked by another registration")]
+    Locked,
+    #[error("no registration is in progress")]
+    NotRegistering,
+    #[error("a scrape process is already running")]
+    ScrapeRunning,
+    #[error("no {} process is running", .0.name())]
+    NotRunning(Process),
+    #[error("there is nothing to settle")]
+    NothingToSettle,
+}
+
+const INTERRUPTED: &str = "interrupted: the server stopped";
+
+impl Entity for GrosAgent {
+    const KIND: &'static str = "gros_agent";
+    const STATE_VERSION: u32 = 1;
+
+    type State = AgentState;
+    type Command = AgentCommand;
+    type Event = AgentEvent;
+    type Rejection = AgentRejection;
+
+    fn decide(
+        state: &AgentState,
+        command: &AgentCommand,
+        ctx: &Ctx,
+    ) -> Result<Vec<AgentEvent>, AgentRejection> {
+        let at = ctx.now;
+        Ok(match command {
+            AgentCommand::StartRegistration => {
+                if state.registering {
+                    return Err(AgentRejection::Locked);
+                }
+                vec![AgentEvent::RegistrationStarted(RegistrationStarted { at })]
+            }
+            AgentCommand::CompleteRegistration { public_key } => {
+                if !state.registering {
+                    return Err(AgentRejection::NotRegistering);
+                }
+                let rekeyed = state
+                    .public_key
+                    .as_ref()
+                    .is_some_and(|known| known != public_key);
+                vec![AgentEvent::AgentRegistered(AgentRegistered {
+                    public_key: public_key.clone(),
+                    rekeyed,
+                    at,
+                })]
+            }
+            AgentCommand::AbandonRegistration { reason } => {
+                if !state.registering {
+                    return Err(AgentRejection::NotRegistering);
+                }
+                vec![AgentEvent::RegistrationAbandoned(RegistrationAbandoned {
+                    reason: reason.clone(),
+                    at,
+                })]
+            }
+            AgentCommand::RecordPreflight { failed } => {
+                vec![AgentEvent::PreflightChecked(PreflightChecked {
+                    ok: failed.is_empty(),
+                    failed: failed.clone(),
+                    at,
+                })]
+            }
+            AgentCommand::RecordLog {
+                level,
+                message,
+                fields,
+            } => vec![AgentEvent::LogRecorded(LogRecorded {
+                level: level.clone(),
+                message: message.clone(),
+                fields: fields.clone(),
+                at,
+            })],
+            AgentCommand::AnnounceExport {
+                agent,
+                files,
+                import,
+            } => {
+                let mut events = vec![AgentEvent::ExportAnnounced(ExportAnnounced {
+                    agent: agent.clone(),
+                    files: files.clone(),
+                    at,
+                })];
+                if let Some(argv) = import.as_ref().filter(|_| !state.import_running) {
+                    events.push(AgentEvent::ProcessStarted(ProcessStarted {
+                        process: Process::Import,
+                        argv: argv.clone(),
+                        at,
+                    }));
+                }
+                events
+            }
+            AgentCommand::StartScrape { argv } => {
+                if state.scrape_running {
+                    return Err(AgentRejection::ScrapeRunning);
+                }
+                vec![AgentEvent::ProcessStarted(ProcessStarted {
+                    process: Process::Scrape,
+                    argv: argv.clone(),
+                    at,
+                })]
+            }
+            AgentCommand::RecordOutput { process, lines } => {
+                if !state.running(*process) {
+                    return Err(AgentRejection::NotRunning(*process));
+                }
+                lines
+                    .iter()
+                    .map(|output| {
+                        AgentEvent::ProcessOutput(ProcessOutput {
+                            process: *process,
+                            stream: output.stream.clone(),
+                            line: output.line.clone(),
+                            at,
+                        })
+                    })
+                    .collect()
+            }
+            AgentCommand::FinishProcess {
+                process,
+                exit_code,
+                outcome,
+            } => {
+                if !state.running(*process) {
+                    return Err(AgentRejection::NotRunning(*process));
+                }
+                vec![AgentEvent::ProcessFinished(ProcessFinished {
+                    process: *process,
+                    exit_code: *exit_code,
+                    outcome: outcome.clone(),
+                    at,
+                })]
+            }
+            AgentCommand::RecordMeasurements {
+                source,
+                measurements,
+            } => vec![AgentEvent::MeasurementsRecorded(MeasurementsRecorded {
+                source: source.clone(),
+                measurements: measurements.clone(),
+                at,
+            })],
+            AgentCommand::SettleAfterRestart => {
+                let mut events = Vec::new();
+                if state.registering {
+                    events.push(AgentEvent::RegistrationAbandoned(RegistrationAbandoned {
+                        reason: INTERRUPTED.into(),
+                        at,
+                    }));
+                }
+                for process in [Process::Import, Process::Scrape] {
+                    if state.running(process) {
+                        events.push(AgentEvent::ProcessFinished(ProcessFinished {
+                            process,
+                            exit_code: None,
+                            outcome: INTERRUPTED.into(),
+                            at,
+                        }));
+                    }
+                }
+                if events.is_empty() {
+                    return Err(AgentRejection::NothingToSettle);
+                }
+                events
+            }
+        })
+    }
+
+    fn apply(state: &mut AgentState, event: &AgentEvent) {
+        match event {
+            AgentEvent::RegistrationStarted(_) => state.registering = true,
+            AgentEvent::AgentRegistered(e) => {
+                state.registering = false;
+                state.public_key = Some(e.public_key.clone());
+            }
+            AgentEvent::RegistrationAbandoned(_) => state.registering = false,
+            AgentEvent::PreflightChecked(_) => {}
+            AgentEvent::LogRecorded(_) => state.logs += 1,
+            AgentEvent::ExportAnnounced(e) => state.last_export = Some(e.at),
+            AgentEvent::ProcessStarted(e) => match e.process {
+                Process::Import => state.import_running = true,
+                Process::Scrape => state.scrape_running = true,
+            },
+            AgentEvent::ProcessOutput(_) => {}
+            AgentEvent::ProcessFinished(e) => match e.process {
+                Process::Import => state.import_running = false,
+                Process::Scrape => state.scrape_running = false,
+            },
+            AgentEvent::MeasurementsRecorded(e) => {
+                state.measurements += e.measurements.len() as u64
+            }
+        }
+    }
+
+    fn in_progress(event: &AgentEvent) -> Option<bool> {
+        // An agent may have a registration, an import and a scrape under way at once, and the
+        // end of one says nothing of the others: so an end never takes the agent off the list
+        // reconciliation visits. An agent that once started something is visited at every
+        // start, and `on_restart` settles whatever its state still shows running.
+        match event {
+            AgentEvent::RegistrationStarted(_) | AgentEvent::ProcessStarted(_) => Some(true),
+            _ => None,
+        }
+    }
+
+    fn on_restart(state: &AgentState) -> Option<AgentCommand> {
+        (state.registering || state.import_running || state.scrape_running)
+            .then_some(AgentCommand::SettleAfterRestart)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The project.
+
+/// One project (or [`GLOBAL`]).
+pub struct GrosProject;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SaltsCreated {
+    /// The secret store's id of the salts; the values are only there.
+    pub secret: String,
+    #[serde(with = "chrono::serde::ts_microseconds")]
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionChecked {
+    /// The gatherer's version, branch and commit as it sent them.
+    pub version: String,
+    pub up_to_date: bool,
+    #[serde(with = "chrono::serde::ts_microseconds")]
+    pub at: DateTime<Utc>,
+}
+
+domain_events! {
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub enum ProjectEvent {
+        SaltsCreated(SaltsCreated) version 1,
+        VersionChecked(VersionChecked) version 1,
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProjectState {
+    /// When the salts were made: from then on they exist in the secret store.
+    pub salts_created: Option<DateTime<Utc>>,
+    /// The secret store's id of the salts.
+    pub salts_secret: Option<String>,
+    pub version_checks: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProjectCommand {
+    /// Records that the salts under `secret` exist; nothing when already recorded.
+    RecordSalts {
+        secret: String,
+    },
+    RecordVersionCheck {
+        version: String,
+        up_to_date: bool,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ProjectRejection {
+    #[error("the salts were recorded under another secret")]
+    SaltsElsewhere,
+}
+
+impl Entity for GrosProject {
+    const KIND: &'static str = "gros_project";
+    const STATE_VERSION: u32 = 1;
+
+    type State = ProjectState;
+    type Command = ProjectCommand;
+    type Event = ProjectEvent;
+    type Rejection = ProjectRejection;
+
+    fn decide(
+        state: &ProjectState,
+        command: &ProjectCommand,
+        ctx: &Ctx,
+    ) -> Result<Vec<ProjectEvent>, ProjectRejection> {
+        Ok(match command {
+            ProjectCommand::RecordSalts { secret } => match &state.salts_secret {
+                Some(known) if known == secret => vec![],
+                Some(_) => return Err(ProjectRejection::SaltsElsewhere),
+                None => {
+                    vec![ProjectEvent::SaltsCreated(SaltsCreated {
+                        secret: secret.clone(),
+                        at: ctx.now,
+                    })]
+                }
+            },
+            ProjectCommand::RecordVersionCheck {
+                version,
+                up_to_date,
+            } => vec![ProjectEvent::VersionChecked(VersionChecked {
+                version: version.clone(),
+                up_to_date: *up_to_date,
+                at: ctx.now,
+            })],
+        })
+    }
+
+    fn apply(state: &mut ProjectState, event: &ProjectEvent) {
+        match event {
+            ProjectEvent::SaltsCreated(e) => {
+                state.salts_created = Some(e.at);
+                state.salts_secret = Some(e.secret.clone());
+            }
+            ProjectEvent::VersionChecked(_) => state.version_checks += 1,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,1011 @@
+//! The GROS controller's and agents' commands and queries: registering an agent (its salts
+//! made once per project and kept in the secret store), pseudonymising values, answering which
+//! projects a caller may reach, recording exports (and running the project's import command),
+//! log records, preflight checks, BigBoat measurements and version checks, and running an
+//! agent's scrape command. Child processes run through `process.rs` and everything they say
+//! goes on the agent's stream. Nothing here knows of HTTP; salts never reach an event.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::values::{
+    agent_id, AgentName, GathererVersion, Measurement, Network, ProjectKey, Salts,
+};
+use super::{
+    AgentCommand, AgentEvent, AgentRejection, AgentState, GrosAgent, GrosProject, OutputLine,
+    Process, ProjectCommand, GLOBAL,
+};
+use crate::events::{EventLog, Metadata};
+use crate::process::{self, Exit, Invocation, Stream};
+use crate::runtime::effects::{self, Fed, FeedLimits, Taken};
+use crate::runtime::{
+    reconcile, Clock, CommandError, Entities, NoEffects, Settings as ActorSettings,
+};
+use crate::secrets::{Secret, SecretError, SecretId, SecretStore};
+
+/// How long start-up reconciliation may take.
+const STARTUP_WAIT: Duration = Duration::from_secs(300);
+/// How an import's or a scrape's output reaches the agent's stream: lines in batches, one
+/// `ProcessOutput` each, and at most [`effects::MAX_RUN_ITEMS`] lines and
+/// [`effects::MAX_RUN_BYTES`] bytes per run; past them one last line says how many more
+/// there were ([`cut_output_note`]).
+pub const OUTPUT_LIMITS: FeedLimits = FeedLimits::DEFAULT;
+/// How the last line of a run cut at [`OUTPUT_LIMITS`] begins.
+pub const CUT_OUTPUT_PREFIX: &str = "annals: ";
+
+fn output_line(line: process::Line) -> OutputLine {
+    OutputLine {
+        stream: match line.stream {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        }
+        .to_owned(),
+        line: line.text,
+    }
+}
+
+impl effects::Weigh for OutputLine {
+    fn bytes(&self) -> usize {
+        self.line.len()
+    }
+}
+
+/// The line, on `stderr`, that ends the output of a run cut at [`OUTPUT_LIMITS`].
+fn cut_output_note(fed: &Fed) -> OutputLine {
+    OutputLine {
+        stream: "stderr".into(),
+        line: format!(
+            "{CUT_OUTPUT_PREFIX}{} more lines ({} bytes) of output were not recorded: a run \
+             records at most {} lines and {} bytes",
+            fed.dropped, fed.dropped_bytes, OUTPUT_LIMITS.max_items, OUTPUT_LIMITS.max_bytes
+        ),
+    }
+}
+
+pub use crate::config::UsernamePattern;
+
+/// A configured project, checked.
+#[derive(Clone, Debug)]
+pub struct Project {
+    pub key: ProjectKey,
+    pub networks: Vec<Network>,
+    pub usernames: Vec<UsernamePattern>,
+    /// The contents of the agents' environment file, shown by the preflight check.
+    pub environment: String,
+    /// How long after an export the agent should gather again.
+    pub gather_interval: Duration,
+    /// The import command's argv, run after each export; none when empty.
+    pub import: Option<Vec<String>>,
+    /// The scrape command's argv for the project's agents; none when empty.
+    pub scrape: Option<Vec<String>>,
+}
+
+/// What the face is told by its configuration, checked.
+#[derive(Clone, Debug)]
+pub struct Controller {
+    pub projects: BTreeMap<ProjectKey, Project>,
+    /// The gatherer version `version.py` compares against.
+    pub gatherer_version: String,
+    /// The controller's commit, as `version.py` reports it.
+    pub controller_version: String,
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<Network>,
+    /// Callers from these networks may reach every project (`access.py` answers `["*"]`).
+    pub access_all: Vec<Network>,
+    /// Log messages matching one of these are not recorded.
+    pub log_ignore: Vec<regex::Regex>,
+    pub import_timeout: Duration,
+    pub scrape_timeout: Duration,
+    /// How long a scrape that fails at once is waited for, to answer with its status code.
+    pub start_check: Duration,
+    /// The most scrapes the shared daemon ([`Daemon::Shared`]) runs at once.
+    pub max_agent_scrapes: usize,
+    pub kill_grace: Duration,
+}
+
+/// The `PREFLIGHT_ARGS` of every scrape the daemon starts, as upstream's daemon sets them.
+pub const SCRAPE_PREFLIGHT_ARGS: &str = "--skip";
+
+#[derive(Debug, thiserror::Error)]
+pub enum GrosError {
+    #[error("Project {0} is not configured")]
+    UnknownProject(String),
+    #[error("Project {0} has no salts")]
+    NoSalts(String),
+    #[error("Agent {0} is locked by another registration")]
+    Locked(String),
+    #[error("Another scrape process is already running")]
+    ScrapeRunning,
+    #[error("The caller's address is not in the networks of project {0}")]
+    OutsideNetworks(String),
+    #[error("No scrape command is configured for agent {0}")]
+    NoScrape(String),
+    #[error("Agent {0} is not registered")]
+    NotRegistered(String),
+    #[error("Too many scrapes are running: at most {0} at once")]
+    TooManyScrapes(usize),
+    #[error("Scrape process could not be started: {0}")]
+    CannotStart(String),
+    #[error("Status code {0}")]
+    FailedAtOnce(String),
+    #[error("the secret store failed: {0}")]
+    Secret(#[from] SecretError),
+    /// What the request asked to record makes an event over the log's size limit.
+    #[error("the record is too large to keep: {0}")]
+    TooLarge(String),
+    /// The log or an actor failed: nothing was acknowledged.
+    #[error("not recorded: {0}")]
+    NotRecorded(String),
+}
+
+impl<R: std::fmt::Display> From<CommandError<R>> for GrosError {
+    fn from(error: CommandError<R>) -> Self {
+        if error.is_too_large() {
+            GrosError::TooLarge(error.to_string())
+        } else {
+            GrosError::NotRecorded(error.to_string())
+        }
+    }
+}
+
+/// What a registered agent gets.
+#[derive(Debug)]
+pub struct Registration {
+    pub salts: Salts,
+    pub usernames: Vec<UsernamePattern>,
+}
+
+/// One check of the preflight status.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Check {
+    pub ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+fn check(ok: bool, message: impl Into<String>) -> Check {
+    Check {
+        ok,
+        message: Some(message.into()),
+    }
+}
+
+/// The preflight status of an agent, in the order the client reads it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Preflight {
+    pub database: Check,
+    pub tracker: Check,
+    pub permissions: Check,
+    pub lock: Check,
+    pub importer: Check,
+    pub daemon: Check,
+    pub network: Check,
+    pub configuration: Configuration,
+    pub total: Check,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Configuration {
+    pub ok: bool,
+    pub message: String,
+    /// The agent's environment file: only when every other check is OK, as upstream, so an
+    /// agent that may not gather is not handed its configuration.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contents: Option<String>,
+}
+
+/// Which daemon answers for an agent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Daemon {
+    /// The local agent's own daemon, on the agent's host: it answers for that agent alone.
+    Local,
+    /// The daemon shared by every agent, reachable from the projects' networks: it answers only
+    /// for registered agents, and runs at most `max_agent_scrapes` scrapes at once, since each
+    /// scrape is a process of this host.
+    Shared,
+}
+
+/// Whether a log record was kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Logged {
+    Recorded,
+    Ignored,
+}
+
+/// The face's service. Cheap to clone.
+#[derive(Clone)]
+pub struct Gros {
+    agents: Entities<GrosAgent>,
+    projects: Entities<GrosProject>,
+    secrets: Arc<SecretStore>,
+    controller: Arc<Controller>,
+    clock: Arc<dyn Clock>,
+    /// Salts already made and recorded, by project: they never change, so `encrypt.py` and
+    /// `agent.py` need neither the secret store's file nor the project's actor once they are
+    /// known. Only salts that exist are kept.
+    known_salts: Arc<std::sync::Mutex<HashMap<String, Salts>>>,
+    /// A permit for each scrape the shared daemon may run; a running scrape holds one.
+    shared_scrapes: Arc<tokio::sync::Semaphore>,
+}
+
+/// The secret store's id of a project's salts (or the global ones).
+fn salts_secret(project: &str) -> String {
+    format!("gros-salts-{project}")
+}
+
+impl Gros {
+    /// Starts the agents' and projects' directories and settles what a previous process left
+    /// running.
+    pub async fn start(
+        log: EventLog,
+        clock: Arc<dyn Clock>,
+        settings: ActorSettings,
+        secrets: Arc<SecretStore>,
+        controller: Controller,
+    ) -> anyhow::Result<Gros> {
+        let agents = Entities::start(log.clone(), clock.clone(), Arc::new(NoEffects), settings);
+        let projects = Entities::start(log.clone(), clock.clone(), Arc::new(NoEffects), settings);
+        let running = reconcile::track_in_progress::<GrosAgent>(&log)?;
+        let settled = reconcile::reconcile(&log, &agents, &running, STARTUP_WAIT).await?;
+        if !settled.is_empty() {
+            tracing::info!(count = settled.len(), "GROS agents settled after a stop");
+        }
+        Ok(Gros {
+            agents,
+            projects,
+            secrets,
+            shared_scrapes: Arc::new(tokio::sync::Semaphore::new(controller.max_agent_scrapes)),
+            controller: Arc::new(controller),
+            clock,
+            known_salts: Arc::default(),
+        })
+    }
+
+    pub fn controller(&self) -> &Controller {
+        &self.controller
+    }
+
+    fn project(&self, key: &ProjectKey) -> Result<&Project, GrosError> {
+        self.controller
+            .projects
+            .get(key)
+            .ok_or_else(|| GrosError::UnknownProject(key.as_str().to_owned()))
+    }
+
+    /// Refuses a caller whose address is in neither the project's networks nor
+    /// `access_all_networks`: the trust the controller places in callers.
+    pub fn check_network(
+        &self,
+        project: &ProjectKey,
+        caller: Option<IpAddr>,
+    ) -> Result<(), GrosError> {
+        let config = self.project(project)?;
+        let allowed = caller.is_some_and(|caller| {
+            let controller = &self.controller;
+            controller.access_all.iter().any(|n| n.contains(caller))
+                || config.networks.iter().any(|n| n.contains(caller))
+        });
+        if allowed {
+            Ok(())
+        } else {
+            Err(GrosError::OutsideNetworks(project.as_str().to_owned()))
+        }
+    }
+
+    /// The caller's address: the peer, or what trusted proxies say they forwarded for.
+    pub fn caller(&self, peer: Option<IpAddr>, forwarded_for: &[&str]) -> Option<IpAddr> {
+        let mut caller = peer?;
+        let hops: Vec<&str> = forwarded_for
+            .iter()
+            .flat_map(|header| header.split(','))
+            .collect();
+        // Each trusted proxy vouches for the hop before it, from the nearest one outwards. A
+        // hop that is not an address (`unknown`) vouches for nobody: what precedes it was
+        // written by the client, so the walk ends at the proxy that wrote it.
+        for hop in hops.iter().rev() {
+            let trusted = self
+                .controller
+                .trusted_proxies
+                .iter()
+                .any(|proxy| proxy.contains(caller));
+            match hop.trim().parse() {
+                Ok(address) if trusted => caller = address,
+                _ => break,
+            }
+        }
+        Some(caller)
+    }
+
+    /// Registers or re-keys an agent: locks it, makes the project's salts if it has none yet,
+    /// records the key.
+    pub async fn register(
+        &self,
+        project: &ProjectKey,
+        agent: &AgentName,
+        public_key: String,
+        metadata: Metadata,
+    ) -> Result<Registration, GrosError> {
+        let usernames = self.project(project)?.usernames.clone();
+        let id = agent_id(project, agent);
+        match self
+            .agents
+            .execute(&id, AgentCommand::StartRegistration, metadata.clone())
+            .await
+        {
+            Err(CommandError::Rejected(AgentRejection::Locked)) => {
+                return Err(GrosError::Locked(agent.as_str().to_owned()))
+            }
+            other => other?,
+        };
+        let salts = match self.salts(project.as_str(), true, metadata.clone()).await {
+            Ok(Some(salts)) => salts,
+            failed => {
+                let reason = match failed {
+                    Err(error) => error.to_string(),
+                    _ => "the salts could not be made".to_owned(),
+                };
+                let _ = self
+                    .agents
+                    .execute(
+                        &id,
+                        AgentCommand::AbandonRegistration {
+                            reason: reason.clone(),
+                        },
+                        metadata,
+                    )
+                    .await;
+                return Err(GrosError::NotRecorded(reason));
+            }
+        };
+        self.agents
+            .execute(
+                &id,
+                AgentCommand::CompleteRegistration { public_key },
+                metadata,
+            )
+            .await?;
+        Ok(Registration { salts, usernames })
+    }
+
+    /// The salts of `project` (or [`GLOBAL`]), made and recorded when `create` says so and
+    /// there are none yet.
+    async fn salts(
+        &self,
+        project: &str,
+        create: bool,
+        metadata: Metadata,
+    ) -> Result<Option<Salts>, GrosError> {
+        // The lock is only held to look up or insert, which cannot panic: never poisoned.
+        let known = self
+            .known_salts
+            .lock()
+            .expect("never poisoned")
+            .get(project)
+            .cloned();
+        if let Some(salts) = known {
+            return Ok(Some(salts));
+        }
+        let secret = salts_secret(project);
+        let id = SecretId::parse(secret.clone())?;
+        let store = self.secrets.clone();
+        let found = crate::runtime::blocking(move || -> Result<Option<Secret>, SecretError> {
+            if create {
+                store
+                    .get_or_create(&id, || {
+                        let salts = Salts::generate();
+                        Secret::new(serde_json::to_vec(&salts).expect("salts serialize"))
+                    })
+                    .map(Some)
+            } else {
+                store.get(&id)
+            }
+        })
+        .await
+        .map_err(|stopped| GrosError::NotRecorded(stopped.to_string()))??;
+        let Some(found) = found else {
+            return Ok(None);
+        };
+        let salts: Salts = serde_json::from_slice(found.expose())
+            .map_err(|e| GrosError::NotRecorded(format!("the stored salts are damaged: {e}")))?;
+        if create {
+            self.projects
+                .execute(project, ProjectCommand::RecordSalts { secret }, metadata)
+                .await?;
+            // Recorded: from now on the salts are known. Salts found but not asked to be made
+            // may not be recorded yet, so they are not kept.
+            self.known_salts
+                .lock()
+                .expect("never poisoned")
+                .insert(project.to_owned(), salts.clone());
+        }
+        Ok(Some(salts))
+    }
+
+    /// The pseudonym of `value` with the project's salts (encryption 1), or with the global
+    /// salts (encryption 2), made on first use.
+    pub async fn encrypt(
+        &self,
+        project: Option<&ProjectKey>,
+        value: &str,
+        metadata: Metadata,
+    ) -> Result<(String, u8), GrosError> {
+        match project {
+            Some(project) => {
+                self.project(project)?;
+                let salts = self
+                    .salts(project.as_str(), false, metadata)
+                    .await?
+                    .ok_or_else(|| GrosError::NoSalts(project.as_str().to_owned()))?;
+                Ok((salts.encrypt(value), 1))
+            }
+            None => {
+                let salts = self
+                    .salts(GLOBAL, true, metadata)
+                    .await?
+                    .ok_or_else(|| GrosError::NoSalts(GLOBAL.to_owned()))?;
+                Ok((salts.encrypt(value), 2))
+            }
+        }
+    }
+
+    /// The projects a caller may reach: `["*"]` for every one.
+    pub fn access(&self, caller: Option<IpAddr>) -> Vec<String> {
+        let Some(caller) = caller else {
+            return Vec::new();
+        };
+        if self
+            .controller
+            .access_all
+            .iter()
+            .any(|n| n.contains(caller))
+        {
+            return vec!["*".to_owned()];
+        }
+        self.controller
+            .projects
+            .values()
+            .filter(|p| p.networks.iter().any(|n| n.contains(caller)))
+            .map(|p| p.key.as_str().to_owned())
+            .collect()
+    }
+
+    /// Records an export announcement and starts the project's import command, unless one is
+    /// already running for this agent.
+    pub async fn export(
+        &self,
+        project: &ProjectKey,
+        agent: &AgentName,
+        agent_info: String,
+        files: String,
+        metadata: Metadata,
+    ) -> Result<(), GrosError> {
+        let import = self.project(project)?.import.clone();
+        let id = agent_id(project, agent);
+        let executed = self
+            .agents
+            .execute(
+                &id,
+                AgentCommand::AnnounceExport {
+                    agent: agent_info,
+                    files,
+                    import: import.clone(),
+                },
+                metadata,
+            )
+            .await?;
+        let started = executed.events.iter().any(
+            |event| matches!(event, AgentEvent::ProcessStarted(s) if s.process == Process::Import),
+        );
+        if let (true, Some(argv)) = (started, import) {
+            let invocation = self.invocation(project, agent, &argv, self.controller.import_timeout);
+            match effects::start_child(invocation) {
+                Ok(running) => {
+                    actix_rt::spawn(self.clone().follow(id, Process::Import, running, None));
+                }
+                Err(error) => {
+                    self.finish(&id, Process::Import, None, format!("not started: {error}"))
+                        .await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn invocation(
+        &self,
+        project: &ProjectKey,
+        agent: &AgentName,
+        argv: &[String],
+        timeout: Duration,
+    ) -> Invocation {
+        Invocation::new(&argv[0])
+            .args(&argv[1..])
+            .env("GROS_PROJECT", project.as_str())
+            .env("GROS_AGENT", agent.as_str())
+            .timeout(timeout)
+            .kill_grace(self.controller.kill_grace)
+    }
+
+    async fn finish(&self, id: &str, process: Process, exit_code: Option<i32>, outcome: String) {
+        let command = AgentCommand::FinishProcess {
+            process,
+            exit_code,
+            outcome,
+        };
+        if let Err(error) = self.agents.execute(id, command, Metadata::system()).await {
+            tracing::warn!(agent = %id, %error, "the end of a process was not recorded");
+        }
+    }
+
+    /// Records a process's lines (in batches, at most [`OUTPUT_LIMITS`] of them) and its end on
+    /// the agent's stream; tells `done` how it ended.
+    async fn follow(
+        self,
+        id: String,
+        process: Process,
+        running: process::Running,
+        done: Option<tokio::sync::oneshot::Sender<Option<i32>>>,
+    ) {
+        let ended = effects::feed_child(running, &OUTPUT_LIMITS, output_line, |lines| {
+            let (agents, id) = (self.agents.clone(), id.clone());
+            async move {
+                let command = AgentCommand::RecordOutput { process, lines };
+                match agents.execute(&id, command, Metadata::system()).await {
+                    Ok(_) => Taken::More,
+                    // Settled meanwhile (a restart's reconciliation): nothing more goes on.
+                    Err(CommandError::Rejected(AgentRejection::NotRunning(_))) => Taken::Stop,
+                    Err(error) => {
+                        tracing::warn!(agent = %id, %error, "lines of output were not recorded");
+                        Taken::More
+                    }
+                }
+            }
+        })
+        .await;
+        if ended.fed.capped.is_some() {
+            let note = cut_output_note(&ended.fed);
+            let command = AgentCommand::RecordOutput {
+                process,
+                lines: vec![note],
+            };
+            if let Err(error) = self.agents.execute(&id, command, Metadata::system()).await {
+                tracing::warn!(agent = %id, %error, "the note of cut output was not recorded");
+            }
+        }
+        let (code, outcome) = match ended.outcome {
+            Ok(outcome) => {
+                let code = match outcome.exit {
+                    Exit::Code(code) => Some(code),
+                    _ => None,
+                };
+                let words = match (outcome.ending, outcome.exit) {
+                    (process::Ending::TimedOut, _) => "timed out".to_owned(),
+                    (process::Ending::Cancelled, _) => "cancelled".to_owned(),
+                    (_, Exit::Code(code)) => format!("exit code {code}"),
+                    (_, Exit::Signal(signal)) => format!("killed by signal {signal}"),
+                    (_, Exit::Unknown) => "exit status unknown".to_owned(),
+                };
+                (code, words)
+            }
+            Err(error) => (None, format!("failed: {error}")),
+        };
+        self.finish(&id, process, code, outcome).await;
+        if let Some(done) = done {
+            let _ = done.send(code);
+        }
+    }
+
+    /// Records a log record, unless its message matches an ignore pattern.
+    pub async fn log(
+        &self,
+        project: &ProjectKey,
+        agent: &AgentName,
+        fields: BTreeMap<String, String>,
+        metadata: Metadata,
+    ) -> Result<Logged, GrosError> {
+        self.project(project)?;
+        let message = fields
+            .get("message")
+            .or_else(|| fields.get("msg"))
+            .cloned()
+            .unwrap_or_default();
+        if self
+            .controller
+            .log_ignore
+            .iter()
+            .any(|pattern| pattern.is_match(&message))
+        {
+            return Ok(Logged::Ignored);
+        }
+        let level = fields.get("levelname").cloned().unwrap_or_default();
+        self.agents
+            .execute(
+                &agent_id(project, agent),
+                AgentCommand::RecordLog {
+                    level,
+                    message,
+                    fields,
+                },
+                metadata,
+            )
+            .await?;
+        Ok(Logged::Recorded)
+    }
+
+    /// Computes the preflight status of an agent from its state and the configuration, and
+    /// records it.
+    pub async fn preflight(
+        &self,
+        project: &ProjectKey,
+        agent: &AgentName,
+        caller: Option<IpAddr>,
+        metadata: Metadata,
+    ) -> Result<Preflight, GrosError> {
+        let config = self.project(project)?;
+        let id = agent_id(project, agent);
+        let (_, state) = self.agents.state(&id).await?;
+        let preflight = preflight(config, &state, caller, self.clock.now());
+        let failed = failed_checks(&preflight);
+        self.agents
+            .execute(&id, AgentCommand::RecordPreflight { failed }, metadata)
+            .await?;
+        Ok(preflight)
+    }
+
+    /// Records BigBoat measurements.
+    pub async fn measurements(
+        &self,
+        project: &ProjectKey,
+        agent: &AgentName,
+        source: Option<String>,
+        measurements: Vec<Measurement>,
+        metadata: Metadata,
+    ) -> Result<(), GrosError> {
+        self.project(project)?;
+        self.agents
+            .execute(
+                &agent_id(project, agent),
+                AgentCommand::RecordMeasurements {
+                    source,
+                    measurements,
+                },
+                metadata,
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Compares a gatherer's commit with the controller's, and records the check.
+    pub async fn version(
+        &self,
+        raw: &str,
+        version: &GathererVersion,
+        metadata: Metadata,
+    ) -> Result<bool, GrosError> {
+        let up_to_date = version.commit == self.controller.controller_version;
+        self.projects
+            .execute(
+                GLOBAL,
+                ProjectCommand::RecordVersionCheck {
+                    version: raw.to_owned(),
+                    up_to_date,
+                },
+                metadata,
+            )
+            .await?;
+        Ok(up_to_date)
+    }
+
+    /// Whether the agent's scrape is running.
+    pub async fn scraping(
+        &self,
+        project: &ProjectKey,
+        agent: &AgentName,
+        daemon: Daemon,
+    ) -> Result<bool, GrosError> {
+        let (_, state) = self.daemon_state(project, agent, daemon).await?;
+        Ok(state.scrape_running)
+    }
+
+    /// The scrape command and the state of an agent the daemon answers for: one of a project
+    /// with a scrape command, and for the shared daemon a registered one.
+    async fn daemon_state(
+        &self,
+        project: &ProjectKey,
+        agent: &AgentName,
+        daemon: Daemon,
+    ) -> Result<(Vec<String>, AgentState), GrosError> {
+        let argv = self.scrape_command(project, agent)?;
+        let id = agent_id(project, agent);
+        let (_, state) = self.agents.state(&id).await?;
+        if daemon == Daemon::Shared && !state.registered() {
+            return Err(GrosError::NotRegistered(id));
+        }
+        Ok((argv, state))
+    }
+
+    fn scrape_command(
+        &self,
+        project: &ProjectKey,
+        agent: &AgentName,
+    ) -> Result<Vec<String>, GrosError> {
+        self.project(project)?
+            .scrape
+            .clone()
+            .ok_or_else(|| GrosError::NoScrape(agent_id(project, agent)))
+    }
+
+    /// Starts the agent's scrape command. A command that exits with a failure within the
+    /// start check is reported with its status code.
+    pub async fn scrape(
+        &self,
+        project: &ProjectKey,
+        agent: &AgentName,
+        daemon: Daemon,
+        metadata: Metadata,
+    ) -> Result<(), GrosError> {
+        let (argv, state) = self.daemon_state(project, agent, daemon).await?;
+        let id = agent_id(project, agent);
+        // The agent's own scrape running is the better answer than a full daemon; the command
+        // below still refuses a scrape started meanwhile.
+        if state.scrape_running {
+            return Err(GrosError::ScrapeRunning);
+        }
+        // Held until the process ends; dropped with any refusal before it starts.
+        let slot = match daemon {
+            Daemon::Local => None,
+            Daemon::Shared => Some(
+                self.shared_scrapes
+                    .clone()
+                    .try_acquire_owned()
+                    .map_err(|_| GrosError::TooManyScrapes(self.controller.max_agent_scrapes))?,
+            ),
+        };
+        match self
+            .agents
+            .execute(
+                &id,
+                AgentCommand::StartScrape { argv: argv.clone() },
+                metadata,
+            )
+            .await
+        {
+            Err(CommandError::Rejected(AgentRejection::ScrapeRunning)) => {
+                return Err(GrosError::ScrapeRunning)
+            }
+            other => other?,
+        };
+        // As upstream's daemon: a scrape asked for now is a test run, so its preflight check
+        // skips the schedule (upstream's `run.sh` hands these arguments to `preflight.py`).
+        let invocation = self
+            .invocation(project, agent, &argv, self.controller.scrape_timeout)
+            .env("PREFLIGHT_ARGS", SCRAPE_PREFLIGHT_ARGS);
+        let running = match effects::start_child(invocation) {
+            Ok(running) => running,
+            Err(error) => {
+                let reason = error.to_string();
+                self.finish(&id, Process::Scrape, None, format!("not started: {reason}"))
+                    .await;
+                return Err(GrosError::CannotStart(reason));
+            }
+        };
+        let (done, ended) = tokio::sync::oneshot::channel();
+        let following = self
+            .clone()
+            .follow(id, Process::Scrape, running, Some(done));
+        actix_rt::spawn(async move {
+            following.await;
+            drop(slot);
+        });
+        match tokio::time::timeout(self.controller.start_check, ended).await {
+            Ok(Ok(Some(0))) | Err(_) => Ok(()),
+            Ok(Ok(Some(code))) => Err(GrosError::FailedAtOnce(code.to_string())),
+            Ok(Ok(None)) | Ok(Err(_)) => Err(GrosError::FailedAtOnce("unknown".into())),
+        }
+    }
+}
+
+/// The preflight checks, from the project's configuration, the agent's state, the caller and
+/// the time.
+pub fn preflight(
+    project: &Project,
+    state: &AgentState,
+    caller: Option<IpAddr>,
+    now: DateTime<Utc>,
+) -> Preflight {
+    // An interval past the calendar's end means the next gather never comes.
+    let next_gather = state.last_export.map(|at| {
+        chrono::Duration::from_std(project.gather_interval)
+            .ok()
+            .and_then(|interval| at.checked_add_signed(interval))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC)
+    });
+    // The wait is reported in upstream's words (its tracker check, Python's `timedelta`): the
+    // agent's own log ignore patterns match them, so a wait is not logged as a problem.
+    let tracker = match next_gather {
+        Some(next) if next > now => check(
+            false,
+            format!(
+                "Next scheduled gather moment is in {}",
+                python_timedelta(next - now)
+            ),
+        ),
+        Some(_) => check(true, "Scheduled gather moment has passed"),
+        None => check(true, "No export recorded yet"),
+    };
+    let network = match caller {
+        Some(caller) if project.networks.iter().any(|n| n.contains(caller)) => {
+            check(true, format!("{caller} is an allowed network address"))
+        }
+        Some(caller) => check(false, format!("{caller} is not in an allowed network")),
+        None => check(false, "The caller's address is unknown"),
+    };
+    let mut preflight = Preflight {
+        database: check(
+            true,
+            "The event log is open; it holds the gathered data's records",
+        ),
+        tracker,
+        permissions: if state.registered() {
+            check(true, "The agent is registered")
+        } else {
+            check(false, "The agent is not registered")
+        },
+        lock: if state.registering {
+            check(false, "The agent is locked by a registration")
+        } else {
+            check(true, "The agent is not locked")
+        },
+        importer: if state.import_running {
+            check(false, "An import is running for this agent")
+        } else {
+            check(true, "No import is running")
+        },
+        daemon: check(
+            true,
+            "The import and scrape runners are part of this server",
+        ),
+        network,
+        configuration: Configuration {
+            ok: true,
+            message: "The agent's environment file".into(),
+            contents: Some(project.environment.clone()),
+        },
+        total: check(true, "Everything OK"),
+    };
+    if !failed_checks(&preflight).is_empty() {
+        preflight.configuration = Configuration {
+            ok: false,
+            message: "Cannot look up environment due to other problems".into(),
+            contents: None,
+        };
+        preflight.total = check(false, "Some parts are not OK");
+    }
+    preflight
+}
+
+/// A positive duration as Python's `str(timedelta)` writes it: `[D day[s], ]H:MM:SS[.ffffff]`.
+fn python_timedelta(duration: chrono::Duration) -> String {
+    let micros_total = duration.num_microseconds().unwrap_or(i64::MAX).max(0);
+    let (seconds_total, micros) = (micros_total / 1_000_000, micros_total % 1_000_000);
+    let days = seconds_total / 86_400;
+    let rest = seconds_total % 86_400;
+    let mut text = match days {
+        0 => String::new(),
+        1 => "1 day, ".to_owned(),
+        days => format!("{days} days, "),
+    };
+    text.push_str(&format!(
+        "{}:{:02}:{:02}",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    ));
+    if micros != 0 {
+        text.push_str(&format!(".{micros:06}"));
+    }
+    text
+}
+
+fn failed_checks(preflight: &Preflight) -> Vec<String> {
+    [
+        ("database", &preflight.database),
+        ("tracker", &preflight.tracker),
+        ("permissions", &preflight.permissions),
+        ("lock", &preflight.lock),
+        ("importer", &preflight.importer),
+        ("daemon", &preflight.daemon),
+        ("network", &preflight.network),
+    ]
+    .into_iter()
+    .filter(|(_, check)| !check.ok)
+    .map(|(name, _)| name.to_owned())
+    .chain((!preflight.configuration.ok).then(|| "configuration".to_owned()))
+    .collect()
+}
+
+impl Controller {
+    /// Checks the `[gros]` section: project keys, networks, patterns, versions, commands.
+    pub fn parse(section: &crate::config::GrosSection) -> Result<Controller, String> {
+        let networks = |what: &str, raw: &[String]| -> Result<Vec<Network>, String> {
+            raw.iter()
+                .map(|n| Network::parse(n).map_err(|e| format!("{what}: {e}")))
+                .collect()
+        };
+        let mut projects = BTreeMap::new();
+        for spec in &section.projects {
+            let key =
+                ProjectKey::parse(&spec.key).map_err(|e| format!("project {:?}: {e}", spec.key))?;
+            let command = |argv: &[String]| (!argv.is_empty()).then(|| argv.to_vec());
+            let project = Project {
+                networks: networks(&format!("project {}", spec.key), &spec.networks)?,
+                usernames: spec.usernames.clone(),
+                environment: spec.environment.clone(),
+                gather_interval: Duration::from_secs(spec.gather_interval_s),
+                import: command(&spec.import_command),
+                scrape: command(&spec.scrape_command),
+                key: key.clone(),
+            };
+            if projects.insert(key, project).is_some() {
+                return Err(format!("project {} is declared twice", spec.key));
+            }
+        }
+        let sha = &section.controller_version;
+        if sha.len() != 40 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!("controller_version {sha:?} is not 40 hex digits"));
+        }
+        if section.gatherer_version.is_empty() || section.gatherer_version.contains('-') {
+            return Err("gatherer_version must be a version without '-'".into());
+        }
+        if section.max_agent_scrapes == 0 {
+            return Err("max_agent_scrapes must be at least 1".into());
+        }
+        // tokio's semaphore holds at most this many permits.
+        if section.max_agent_scrapes > tokio::sync::Semaphore::MAX_PERMITS {
+            return Err(format!(
+                "max_agent_scrapes must be at most {}",
+                tokio::sync::Semaphore::MAX_PERMITS
+            ));
+        }
+        let log_ignore = section
+            .log_ignore
+            .iter()
+            .map(|p| regex::Regex::new(p).map_err(|e| format!("log_ignore {p:?}: {e}")))
+            .collect::<Result<_, _>>()?;
+        let agent = &section.agent;
+        if agent.enabled {
+            let key = ProjectKey::parse(&agent.project)
+                .map_err(|e| format!("agent project {:?}: {e}", agent.project))?;
+            let project = projects
+                .get(&key)
+                .ok_or_else(|| format!("agent project {} is not configured", agent.project))?;
+            if project.scrape.is_none() {
+                return Err(format!(
+                    "agent project {} has no scrape_command",
+                    agent.project
+                ));
+            }
+            if !agent.agent.is_empty() {
+                AgentName::parse(&agent.agent).map_err(|e| format!("agent: {e}"))?;
+            }
+        }
+        Ok(Controller {
+            projects,
+            gatherer_version: section.gatherer_version.clone(),
+            controller_version: sha.to_ascii_lowercase(),
+            trusted_proxies: networks("trusted_proxies", &section.trusted_proxies)?,
+            access_all: networks("access_all_networks", &section.access_all_networks)?,
+            log_ignore,
+            import_timeout: Duration::from_secs(section.import_timeout_s),
+            scrape_timeout: Duration::from_secs(section.scrape_timeout_s),
+            start_check: Duration::from_millis(section.scrape_start_check_ms),
+            max_agent_scrapes: section.max_agent_scrapes,
+            kill_grace: Duration::from_secs(section.kill_grace_s),
+        })
+    }
+}

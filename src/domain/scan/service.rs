@@ -1,0 +1,770 @@
+//! The scan engines' commands and queries, what the scan engine face's transport calls once
+//! per request: start a scan (checked against the engine and its limit of concurrent scans),
+//! stop and clean scans, read a scan's status, findings and report. Each scan's work runs in a
+//! task started after its request is durable ([`ScanEffects`]), which drives the engine's
+//! scanner and sends what it finds to the scan's actor, so that every finding is an event as
+//! it is found. Engine state and scan lists come from the read model. It holds no scan state
+//! of its own.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+use tokio::sync::{mpsc, watch};
+
+use super::read_model::{EngineScans, ScanRow, ScansModel, ScansState};
+use super::{
+    entity_id, Asset, Confidence, Datatype, EngineName, Finding, Progress, ScanCommand, ScanEvent,
+    ScanId, ScanRecord, ScanRejection, ScanState, ScanStatus, Severity, Target,
+};
+use crate::blobs::{BlobError, BlobStore};
+use crate::config::{EngineConfig, ScannerKind};
+use crate::events::envelope::MAX_STREAM_ID_LEN;
+use crate::events::{EventLog, Metadata, Position, StreamId};
+use crate::runtime::effects::{self, Cap, FeedLimits, Taken};
+use crate::runtime::projection::{self, ProjectionError};
+use crate::runtime::{
+    reconcile, Clock, CommandError, Effects, Entities, Entity, Executed, ProjectionHandle,
+    ProjectionSettings, Settings,
+};
+use crate::scanners::{CommandSettings, Ended, HttpSettings, Job, Scanner, TcpSettings};
+
+/// The most reports of a scanner recorded in one append (and waiting in its channel).
+const PROGRESS_BATCH: usize = 256;
+/// The most findings one scan keeps: a scanner (a `command` program, or what a target makes it
+/// report) could otherwise grow a scan's state and log without end. Past it findings are
+/// counted, and one last finding says how many were not kept.
+pub const MAX_FINDINGS: usize = 10_000;
+/// The most bytes of findings one scan keeps (their text fields); past it findings are counted
+/// as past [`MAX_FINDINGS`].
+pub const MAX_FINDING_BYTES: u64 = 64 * 1024 * 1024;
+/// How a scanner's reports reach its scan ([`effects::feed`]): in batches of at most
+/// [`PROGRESS_BATCH`], at most [`MAX_FINDINGS`] findings and [`MAX_FINDING_BYTES`]; assets done
+/// are always recorded.
+pub const FINDING_LIMITS: FeedLimits = FeedLimits {
+    batch_items: PROGRESS_BATCH,
+    max_items: MAX_FINDINGS as u64,
+    max_bytes: MAX_FINDING_BYTES,
+    ..FeedLimits::DEFAULT
+};
+
+impl effects::Weigh for Progress {
+    fn bytes(&self) -> usize {
+        match self {
+            Progress::Finding(finding) => {
+                let texts = [
+                    &finding.title,
+                    &finding.description,
+                    &finding.solution,
+                    &finding.kind,
+                ];
+                let lists = finding
+                    .target
+                    .addr
+                    .iter()
+                    .chain(&finding.tags)
+                    .chain(&finding.links);
+                texts.iter().map(|text| text.len()).sum::<usize>()
+                    + finding.raw.as_ref().map_or(0, String::len)
+                    + lists.map(String::len).sum::<usize>()
+            }
+            Progress::AssetDone(asset) => asset.len(),
+        }
+    }
+
+    fn capped(&self) -> bool {
+        matches!(self, Progress::Finding(_))
+    }
+}
+
+/// How long a command waits for the read model to fold it before the answer is an error.
+const MODEL_WAIT: Duration = Duration::from_secs(30);
+/// How long start-up waits for the read model to fold the log.
+const STARTUP_WAIT: Duration = Duration::from_secs(3600);
+/// How long start-up may take to settle scans left running.
+const RECONCILE_WAIT: Duration = Duration::from_secs(300);
+
+#[derive(Debug, thiserror::Error)]
+pub enum EnginesError {
+    #[error("no engine is called {0:?}")]
+    UnknownEngine(String),
+    #[error("Scan refused: max concurrent active scans reached ({0})")]
+    Busy(usize),
+    /// The engine is in ERROR.
+    #[error("Scan refused: {0}")]
+    EngineError(String),
+    /// The request cannot be scanned as it is (a bad asset, bad options).
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Rejected(ScanRejection),
+    #[error("scan {0:?} is {status}, not ended: its findings are not final", status = .1.as_str())]
+    NotEnded(String, ScanStatus),
+    /// What the request asked to record makes an event over the log's size limit.
+    #[error("the scan is too large to keep: {0}")]
+    TooLarge(#[source] CommandError<ScanRejection>),
+    /// The log or an actor failed: nothing was acknowledged.
+    #[error("not recorded: {0}")]
+    NotRecorded(#[source] CommandError<ScanRejection>),
+    #[error(transparent)]
+    Model(#[from] ProjectionError),
+    #[error(transparent)]
+    Blob(#[from] BlobError),
+    #[error("the report cannot be written: {0}")]
+    Report(String),
+}
+
+impl From<CommandError<ScanRejection>> for EnginesError {
+    fn from(error: CommandError<ScanRejection>) -> Self {
+        match error {
+            CommandError::Rejected(rejection) => EnginesError::Rejected(rejection),
+            other if other.is_too_large() => EnginesError::TooLarge(other),
+            other => EnginesError::NotRecorded(other),
+        }
+    }
+}
+
+/// One engine as declared, parsed: what the face shows of it and the scanner it runs.
+#[derive(Debug)]
+pub struct Engine {
+    pub name: EngineName,
+    pub version: String,
+    pub description: String,
+    pub allowed: Vec<Datatype>,
+    /// The most scans STARTED or SCANNING at once; at least 1.
+    pub max_scans: usize,
+    /// The options every scan gets, which its own override key by key.
+    pub defaults: Map<String, Value>,
+    pub scanner: Scanner,
+    /// Why the engine cannot scan (a `command` engine whose program is missing), as last
+    /// checked: at start-up and by `reloadconfig`. The engine is then in ERROR.
+    problem: std::sync::RwLock<Option<String>>,
+}
+
+impl Engine {
+    /// Parses an engine's declaration: its name, asset types, default options and scanner
+    /// settings. Its program, if any, is not looked for: [`Engine::check_program`] does.
+    pub fn parse(config: &EngineConfig) -> Result<Engine, String> {
+        let name = EngineName::parse(&config.name)?;
+        let allowed = config
+            .allowed_asset_types
+            .iter()
+            .map(|raw| {
+                Datatype::parse(raw).ok_or_else(|| {
+                    format!(
+                        "engine {}: allowed_asset_types: {raw:?} is not a Patrowl datatype",
+                        config.name
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if allowed.is_empty() {
+            return Err(format!(
+                "engine {}: allowed_asset_types is empty",
+                config.name
+            ));
+        }
+        if config.max_scans == 0 {
+            return Err(format!(
+                "engine {}: max_scans must be at least 1",
+                config.name
+            ));
+        }
+        let scanner = match config.scanner {
+            ScannerKind::Tcp => Scanner::Tcp(TcpSettings {
+                concurrency: config.concurrency.max(1),
+                connect_timeout: Duration::from_millis(config.connect_timeout_ms.max(1)),
+                max_hosts: config.max_hosts,
+            }),
+            ScannerKind::Http => Scanner::Http(HttpSettings {
+                request_timeout: Duration::from_millis(config.request_timeout_ms.max(1)),
+            }),
+            ScannerKind::Command => {
+                let Some((program, args)) = config.command.split_first() else {
+                    return Err(format!(
+                        "engine {}: a command engine needs `command` (the program and its \
+                         arguments)",
+                        config.name
+                    ));
+                };
+                Scanner::Command(CommandSettings {
+                    program: program.clone(),
+                    args: args.to_vec(),
+                    timeout: Duration::from_secs(config.timeout_s.max(1)),
+                    kill_grace: Duration::from_secs(config.kill_grace_s),
+                })
+            }
+        };
+        let defaults = match serde_json::to_value(&config.options) {
+            Ok(Value::Object(map)) => map,
+            _ => return Err(format!("engine {}: options must be a table", config.name)),
+        };
+        // Defaults every scan gets must be ones the scanner takes, or every scan is refused.
+        scanner
+            .check_options(&defaults)
+            .map_err(|e| format!("engine {}: options: {e}", config.name))?;
+        Ok(Engine {
+            name,
+            version: config.version.clone(),
+            description: config.description.clone(),
+            allowed,
+            max_scans: config.max_scans,
+            defaults,
+            scanner,
+            problem: Default::default(),
+        })
+    }
+
+    /// Why the engine cannot scan, if it cannot.
+    pub fn problem(&self) -> Option<String> {
+        self.problem
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Looks for a `command` engine's program again (the server's `PATH` for a bare name, as
+    /// the program is run), and returns why the engine cannot scan, if it cannot.
+    pub fn check_program(&self) -> Option<String> {
+        let found = self
+            .scanner
+            .program()
+            .is_none_or(|program| crate::process::find_program(program, None, None));
+        self.set_program_found(found)
+    }
+
+    /// Records whether a `command` engine's program was found, looked for by the caller;
+    /// returns why the engine cannot scan, if it cannot.
+    pub fn set_program_found(&self, found: bool) -> Option<String> {
+        let problem = match self.scanner.program() {
+            Some(program) if !found => Some(format!(
+                "engine {} cannot scan: its program {program:?} is not found or not executable",
+                self.name.as_str()
+            )),
+            _ => None,
+        };
+        *self.problem.write().unwrap_or_else(|p| p.into_inner()) = problem.clone();
+        problem
+    }
+}
+
+/// What an engine's status shows, as of a position of the read model.
+#[derive(Clone, Debug)]
+pub struct EngineStatus {
+    pub position: Position,
+    pub busy: bool,
+    /// The read model stopped: what it shows may be stale, and the engine is in ERROR.
+    pub failed: bool,
+    pub scans: EngineScans,
+}
+
+/// What a client asks of a scan once it runs or has run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScanAction {
+    /// Stop it while it runs.
+    Stop,
+    /// Remove it from the engine's list (stopping it first if it runs); its history stays.
+    Clean,
+    /// Note that its report was fetched, which frees its id for a new scan.
+    ReportFetched,
+}
+
+impl ScanAction {
+    fn command(self, by: Option<String>) -> ScanCommand {
+        match self {
+            ScanAction::Stop => ScanCommand::Stop { by },
+            ScanAction::Clean => ScanCommand::Clean { by },
+            ScanAction::ReportFetched => ScanCommand::RecordReportFetched { by },
+        }
+    }
+}
+
+/// The engines of one server. Cheap to clone.
+#[derive(Clone)]
+pub struct Engines {
+    engines: Arc<BTreeMap<String, Arc<Engine>>>,
+    scans: Entities<ScanRecord>,
+    model: ProjectionHandle<ScansState>,
+    blobs: BlobStore,
+    /// One lock per engine, held while a start is checked against the engine's limit and
+    /// recorded, so that two starts cannot both take the last place.
+    starting: Arc<HashMap<String, tokio::sync::Mutex<()>>>,
+}
+
+impl Engines {
+    /// Starts the scan directory, the read model (waiting until it has folded the log) and
+    /// settles scans left running by the previous process, on the current actix system.
+    pub async fn start(
+        log: EventLog,
+        clock: Arc<dyn Clock>,
+        settings: Settings,
+        blobs: BlobStore,
+        engines: Vec<Arc<Engine>>,
+    ) -> anyhow::Result<Engines> {
+        let engines: Arc<BTreeMap<String, Arc<Engine>>> = Arc::new(
+            engines
+                .into_iter()
+                .map(|engine| (engine.name.as_str().to_owned(), engine))
+                .collect(),
+        );
+        let effects = Arc::new(ScanEffects {
+            engines: engines.clone(),
+            blobs: blobs.clone(),
+            stops: Arc::default(),
+        });
+        let scans = Entities::start(log.clone(), clock, effects, settings);
+        let running = reconcile::track_in_progress::<ScanRecord>(&log)?;
+        let settled = reconcile::reconcile(&log, &scans, &running, RECONCILE_WAIT).await?;
+        if !settled.is_empty() {
+            tracing::info!(
+                count = settled.len(),
+                "scans left running were marked interrupted"
+            );
+        }
+        let model = projection::start(ScansModel, log.clone(), ProjectionSettings::default())?;
+        model.wait_for(log.head(), STARTUP_WAIT).await?;
+        let starting = Arc::new(
+            engines
+                .keys()
+                .map(|name| (name.clone(), tokio::sync::Mutex::new(())))
+                .collect(),
+        );
+        Ok(Engines {
+            engines,
+            scans,
+            model,
+            blobs,
+            starting,
+        })
+    }
+
+    pub fn engine(&self, name: &str) -> Result<&Arc<Engine>, EnginesError> {
+        self.engines
+            .get(name)
+            .ok_or_else(|| EnginesError::UnknownEngine(name.to_owned()))
+    }
+
+    /// Every engine, by name.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.engines.keys().map(String::as_str)
+    }
+
+    /// The engine's scans and whether it is busy, from the read model.
+    pub fn status(&self, name: &str) -> Result<EngineStatus, EnginesError> {
+        let engine = self.engine(name)?;
+        let max = engine.max_scans;
+        Ok(self.model.read(|view| {
+            let scans = view.state.engine(name).cloned().unwrap_or_default();
+            EngineStatus {
+                position: view.position,
+                busy: scans.active >= max,
+                failed: self.model.failure().is_some() || engine.problem().is_some(),
+                scans,
+            }
+        }))
+    }
+
+    /// Why the read model stopped, if it did.
+    pub fn failure(&self) -> Option<String> {
+        self.model.failure()
+    }
+
+    /// The position the read model has folded, for callers that cache what they render.
+    pub fn position(&self) -> Position {
+        self.model.position()
+    }
+
+    /// One scan's row, from the read model; a cleaned or unknown scan is
+    /// [`ScanRejection::Unknown`].
+    pub fn scan_status(&self, name: &str, scan_id: &str) -> Result<ScanRow, EnginesError> {
+        self.engine(name)?;
+        self.model
+            .read(|view| match view.state.scan(name, scan_id) {
+                Some(row) => Ok(row.clone()),
+                None if view.state.cleaned(name, scan_id) => {
+                    Err(EnginesError::Rejected(ScanRejection::Cleaned))
+                }
+                None => Err(EnginesError::Rejected(ScanRejection::Unknown)),
+            })
+    }
+
+    /// Starts a scan: checks its assets and options against the engine's scanner, refuses it
+    /// when the engine is busy, records the request (the scan's rules refuse a duplicate id,
+    /// no assets and datatypes the engine does not scan) and returns once `status` shows it.
+    /// The scan's work starts once the request is durable.
+    pub async fn start_scan(
+        &self,
+        name: &str,
+        scan_id: ScanId,
+        assets: Vec<Asset>,
+        options: Map<String, Value>,
+        by: Option<String>,
+        metadata: Metadata,
+    ) -> Result<(), EnginesError> {
+        let engine = self.engine(name)?.clone();
+        if let Some(problem) = engine.problem() {
+            return Err(EnginesError::EngineError(problem));
+        }
+        let mut merged = engine.defaults.clone();
+        merged.extend(options);
+        // The scan's rules refuse an empty scan, too many assets and a datatype the engine does
+        // not scan, with their own reasons, before the scanner looks at any asset; the scanner
+        // checks the rest.
+        let counted = !assets.is_empty() && assets.len() <= super::MAX_ASSETS;
+        if counted && assets.iter().all(|a| engine.allowed.contains(&a.datatype)) {
+            engine
+                .scanner
+                .check(&assets, &merged)
+                .map_err(EnginesError::Invalid)?;
+        }
+        let command = ScanCommand::Request {
+            engine: engine.name.clone(),
+            scan_id: scan_id.clone(),
+            assets,
+            options: Value::Object(merged).to_string(),
+            allowed: engine.allowed.clone(),
+            by,
+        };
+        let _admitting = match self.starting.get(name) {
+            Some(lock) => lock.lock().await,
+            None => return Err(EnginesError::UnknownEngine(name.to_owned())),
+        };
+        // Under the engine's lock, and with every earlier command folded, the read model says
+        // whether the id is free and which use of it this is. A duplicate id is a duplicate
+        // whether or not the engine is busy.
+        let (incarnation, active) = self.model.read(|view| {
+            (
+                view.state.admit(name, scan_id.as_str()),
+                view.state.active(name),
+            )
+        });
+        let id = entity_id(
+            &engine.name,
+            &scan_id,
+            incarnation.map_err(EnginesError::Rejected)?,
+        );
+        if active >= engine.max_scans {
+            return Err(EnginesError::Busy(engine.max_scans));
+        }
+        if StreamId::of(ScanRecord::KIND, &id).is_err() {
+            return Err(EnginesError::Invalid(format!(
+                "scan id {:?} is too long to be used again on engine {name}: its stream's name \
+                 would be over {MAX_STREAM_ID_LEN} bytes",
+                scan_id.as_str()
+            )));
+        }
+        let executed = self.scans.execute(&id, command, metadata).await?;
+        self.folded(&executed).await
+    }
+
+    /// Waits until the read model has folded what a command wrote.
+    async fn folded(&self, executed: &Executed<ScanRecord>) -> Result<(), EnginesError> {
+        if let Some(first) = executed.first_position {
+            let last = first + executed.events.len() as u64 - 1;
+            self.model.wait_for(last, MODEL_WAIT).await?;
+        }
+        Ok(())
+    }
+
+    /// The entity of the current use of a scan id (see [`ScansState::current`]).
+    fn current(&self, name: &str, scan_id: &str) -> Result<String, EnginesError> {
+        self.engine(name)?;
+        self.model
+            .read(|view| view.state.current(name, scan_id).map(str::to_owned))
+            .ok_or(EnginesError::Rejected(ScanRejection::Unknown))
+    }
+
+    /// A scan's whole state; unknown and cleaned scans are refused.
+    pub async fn scan(&self, name: &str, scan_id: &str) -> Result<ScanState, EnginesError> {
+        let (_, state) = self.scans.state(&self.current(name, scan_id)?).await?;
+        match (&state.request, state.cleaned) {
+            (None, _) => Err(EnginesError::Rejected(ScanRejection::Unknown)),
+            (Some(_), true) => Err(EnginesError::Rejected(ScanRejection::Cleaned)),
+            (Some(_), false) => Ok(state),
+        }
+    }
+
+    /// A scan that has ended (finished, failed or stopped), for its findings and report.
+    pub async fn ended_scan(&self, name: &str, scan_id: &str) -> Result<ScanState, EnginesError> {
+        let state = self.scan(name, scan_id).await?;
+        if state.status.active() {
+            return Err(EnginesError::NotEnded(scan_id.to_owned(), state.status));
+        }
+        Ok(state)
+    }
+
+    /// Sends `command` to one scan and waits for the read model.
+    async fn command(
+        &self,
+        name: &str,
+        scan_id: &str,
+        command: ScanCommand,
+        metadata: Metadata,
+    ) -> Result<(), EnginesError> {
+        let id = self.current(name, scan_id)?;
+        let executed = self.scans.execute(&id, command, metadata).await?;
+        self.folded(&executed).await
+    }
+
+    /// Does `action` to one scan, for `by`.
+    pub async fn act(
+        &self,
+        name: &str,
+        scan_id: &str,
+        action: ScanAction,
+        by: Option<String>,
+        metadata: Metadata,
+    ) -> Result<(), EnginesError> {
+        self.command(name, scan_id, action.command(by), metadata)
+            .await
+    }
+
+    /// Does `action` to every scan of the engine it concerns (stopping: the running ones;
+    /// otherwise every listed one); returns their ids. A scan that ended or left meanwhile is
+    /// skipped.
+    pub async fn act_on_every(
+        &self,
+        name: &str,
+        action: ScanAction,
+        by: Option<String>,
+        metadata: Metadata,
+    ) -> Result<Vec<String>, EnginesError> {
+        let active_only = action == ScanAction::Stop;
+        let ids: Vec<String> = self
+            .status(name)?
+            .scans
+            .scans
+            .into_iter()
+            .filter(|(_, row)| !active_only || row.status.active())
+            .map(|(id, _)| id)
+            .collect();
+        let mut done = Vec::with_capacity(ids.len());
+        for id in ids {
+            match self
+                .act(name, &id, action, by.clone(), metadata.clone())
+                .await
+            {
+                Ok(()) => done.push(id),
+                Err(EnginesError::Rejected(_)) => {}
+                Err(other) => return Err(other),
+            }
+        }
+        Ok(done)
+    }
+
+    /// The report of an ended scan as a ZIP archive: `findings.json` (what `render` writes
+    /// from the scan's state) and each raw output under `raw/`.
+    pub async fn report_zip(
+        &self,
+        name: &str,
+        scan_id: &str,
+        render: impl FnOnce(&ScanState) -> Vec<u8>,
+    ) -> Result<Vec<u8>, EnginesError> {
+        let state = self.ended_scan(name, scan_id).await?;
+        let findings = render(&state);
+        let (blobs, raw) = (self.blobs.clone(), state.raw.clone());
+        crate::runtime::blocking(move || -> Result<Vec<u8>, EnginesError> {
+            let mut entries = vec![("findings.json".to_owned(), findings)];
+            for output in raw {
+                entries.push((
+                    format!("raw/{}", output.name),
+                    blobs.get(&output.blob.sha256)?,
+                ));
+            }
+            super::archive::zip(&entries).map_err(EnginesError::Report)
+        })
+        .await
+        .map_err(|stopped| EnginesError::Report(stopped.to_string()))?
+    }
+}
+
+/// Starts each scan's work once its request is durable, and stops it when the scan is stopped.
+pub struct ScanEffects {
+    engines: Arc<BTreeMap<String, Arc<Engine>>>,
+    blobs: BlobStore,
+    /// The stop signal of each scan whose work runs, by entity id.
+    stops: Arc<Mutex<HashMap<String, watch::Sender<bool>>>>,
+}
+
+impl Effects<ScanRecord> for ScanEffects {
+    fn after_commit(
+        &self,
+        id: &str,
+        _: &ScanState,
+        events: &[ScanEvent],
+        entities: &Entities<ScanRecord>,
+    ) {
+        for event in events {
+            match event {
+                ScanEvent::ScanRequested(requested) => {
+                    let Some(engine) = self.engines.get(requested.engine.as_str()).cloned() else {
+                        tracing::warn!(%id, "a scan names an engine no longer configured");
+                        continue;
+                    };
+                    let options = match serde_json::from_str(&requested.options) {
+                        Ok(Value::Object(map)) => map,
+                        _ => Map::new(),
+                    };
+                    let job = Job {
+                        engine: requested.engine.as_str().to_owned(),
+                        scan_id: requested.scan_id.as_str().to_owned(),
+                        assets: requested.assets.clone(),
+                        options,
+                    };
+                    let (stop, stopped) = watch::channel(false);
+                    lock(&self.stops).insert(id.to_owned(), stop);
+                    actix_rt::spawn(drive(
+                        id.to_owned(),
+                        engine,
+                        job,
+                        stopped,
+                        entities.clone(),
+                        self.blobs.clone(),
+                        self.stops.clone(),
+                    ));
+                }
+                ScanEvent::ScanStopped(_) => {
+                    if let Some(stop) = lock(&self.stops).get(id) {
+                        stop.send_replace(true);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Records a batch of progress on the scan; false when the scan takes no more (stopped,
+/// cleaned, or the log failed: the scanner is then told by its closed channel).
+async fn record(
+    entities: &Entities<ScanRecord>,
+    id: &str,
+    batch: &mut Vec<Progress>,
+    metadata: &Metadata,
+) -> bool {
+    let command = ScanCommand::Record {
+        progress: std::mem::take(batch),
+    };
+    match entities.execute(id, command, metadata.clone()).await {
+        Ok(_) => true,
+        Err(error) => {
+            if !matches!(error, CommandError::Rejected(ScanRejection::NotRunning(_))) {
+                tracing::warn!(%id, %error, "a scan's progress was not recorded");
+            }
+            false
+        }
+    }
+}
+
+/// The last finding of a scan whose scanner reported more than [`FINDING_LIMITS`] allow.
+fn findings_dropped(dropped: u64, cap: Cap, assets: &[String]) -> Finding {
+    let limit = match cap {
+        Cap::Items => format!("the limit of {MAX_FINDINGS}"),
+        Cap::Bytes => format!("the limit of {} MiB of findings", MAX_FINDING_BYTES >> 20),
+    };
+    Finding {
+        severity: Severity::Info,
+        confidence: Confidence::Certain,
+        title: format!("{dropped} more findings were not kept"),
+        description: format!(
+            "The scanner reported {dropped} findings past {limit} per scan; \
+             they were counted, not kept. Narrow the scan to see them."
+        ),
+        solution: "Scan fewer assets or ports at a time.".into(),
+        kind: "findings_dropped".into(),
+        target: Target {
+            addr: assets.to_vec(),
+            ..Target::default()
+        },
+        raw: None,
+        tags: Vec::new(),
+        links: Vec::new(),
+    }
+}
+
+/// One scan's work: marks it begun, runs the scanner, records its findings and assets as they
+/// come (through [`effects::feed`], within [`FINDING_LIMITS`]), keeps the raw outputs in the blob
+/// store and ends the scan with them.
+async fn drive(
+    id: String,
+    engine: Arc<Engine>,
+    job: Job,
+    stopped: watch::Receiver<bool>,
+    entities: Entities<ScanRecord>,
+    blobs: BlobStore,
+    stops: Arc<Mutex<HashMap<String, watch::Sender<bool>>>>,
+) {
+    let metadata = Metadata::system();
+    if let Err(error) = entities
+        .execute(&id, ScanCommand::Begin, metadata.clone())
+        .await
+    {
+        // Stopped before its work began, or the log failed: nothing to run.
+        if !matches!(error, CommandError::Rejected(ScanRejection::NotRunning(_))) {
+            tracing::warn!(%id, %error, "a scan's work did not begin");
+        }
+        lock(&stops).remove(&id);
+        return;
+    }
+    let assets: Vec<String> = job.assets.iter().map(|a| a.value.clone()).collect();
+    let (progress, mut reports) = mpsc::channel(PROGRESS_BATCH);
+    let scanner = {
+        let engine = engine.clone();
+        actix_rt::spawn(async move { engine.scanner.run(job, progress, stopped).await })
+    };
+    // What the scanner reported while the last batch was being written goes in the next one:
+    // one append for many findings when they come fast, one for each when they come slowly.
+    let fed = effects::feed(&mut reports, &FINDING_LIMITS, |mut batch| {
+        let (entities, id, metadata) = (entities.clone(), id.clone(), metadata.clone());
+        async move {
+            if record(&entities, &id, &mut batch, &metadata).await {
+                Taken::More
+            } else {
+                Taken::Stop
+            }
+        }
+    })
+    .await;
+    // A scanner still reporting sees the channel closed and stops.
+    drop(reports);
+    if let Some(cap) = fed.capped {
+        let mut batch = vec![Progress::Finding(Box::new(findings_dropped(
+            fed.dropped,
+            cap,
+            &assets,
+        )))];
+        record(&entities, &id, &mut batch, &metadata).await;
+    }
+    let ended = scanner.await.unwrap_or_else(|_| Ended {
+        result: Err("the scanner stopped unexpectedly".into()),
+        raw: Vec::new(),
+    });
+    let Ended { result, raw } = ended;
+    let raw = crate::runtime::blocking(move || {
+        raw.into_iter()
+            .filter_map(|(name, bytes)| match blobs.put(&bytes) {
+                Ok(blob) => Some(super::RawOutput { name, blob }),
+                Err(error) => {
+                    tracing::warn!(%error, "a scan's raw output was not kept");
+                    None
+                }
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap_or_default();
+    let command = match result {
+        Ok(()) => ScanCommand::Finish { raw },
+        Err(reason) => ScanCommand::Fail { reason, raw },
+    };
+    match entities.execute(&id, command, metadata).await {
+        Ok(_) | Err(CommandError::Rejected(ScanRejection::NotRunning(_))) => {}
+        Err(error) => tracing::warn!(%id, %error, "a scan's end was not recorded"),
+    }
+    lock(&stops).remove(&id);
+}

@@ -1,0 +1,202 @@
+//! SSH keys made for workflow steps: each key is an entity whose events are its creation (type,
+//! fingerprint, public key, metadata, who) and its deletion (who, when). The private key is
+//! never in an event: it lives encrypted in the secret store under the key's id, and
+//! `service.rs` makes and destroys it. Nothing here knows of HTTP or files.
+
+pub mod service;
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::events::codec::domain_events;
+use crate::runtime::entity::{Ctx, Entity};
+pub use service::{KeyType, Metadata, SshKeys, SshKeysError};
+
+/// One key.
+pub struct SshKey;
+
+/// What a key's creation recorded: all public.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SshKeyCreated {
+    pub key_type: KeyType,
+    /// `SHA256:<base64>` of the public key, as `ssh-keygen -l` shows it.
+    pub fingerprint: String,
+    /// The OpenSSH `authorized_keys` line, with its trailing newline.
+    pub public_key: String,
+    pub metadata: BTreeMap<String, String>,
+    pub by: Option<String>,
+    #[serde(with = "chrono::serde::ts_microseconds")]
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SshKeyDeleted {
+    pub by: Option<String>,
+    #[serde(with = "chrono::serde::ts_microseconds")]
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SshKeyState {
+    pub created: Option<SshKeyCreated>,
+    pub deleted: Option<SshKeyDeleted>,
+}
+
+impl SshKeyState {
+    /// Created and not deleted.
+    pub fn usable(&self) -> Option<&SshKeyCreated> {
+        self.created.as_ref().filter(|_| self.deleted.is_none())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SshKeyCommand {
+    /// Records a key whose private half is already in the secret store.
+    Create {
+        key_type: KeyType,
+        fingerprint: String,
+        public_key: String,
+        metadata: Metadata,
+        by: Option<String>,
+    },
+    Delete {
+        by: Option<String>,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SshKeyRejection {
+    #[error("the key already exists")]
+    AlreadyExists,
+    #[error("no such ssh key")]
+    NotFound,
+}
+
+domain_events! {
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub enum SshKeyEvent {
+        SshKeyCreated(SshKeyCreated) version 1,
+        SshKeyDeleted(SshKeyDeleted) version 1,
+    }
+}
+
+impl Entity for SshKey {
+    const KIND: &'static str = "ssh_key";
+    const STATE_VERSION: u32 = 1;
+
+    type State = SshKeyState;
+    type Command = SshKeyCommand;
+    type Event = SshKeyEvent;
+    type Rejection = SshKeyRejection;
+
+    fn decide(
+        state: &SshKeyState,
+        command: &SshKeyCommand,
+        ctx: &Ctx,
+    ) -> Result<Vec<SshKeyEvent>, SshKeyRejection> {
+        match command {
+            SshKeyCommand::Create {
+                key_type,
+                fingerprint,
+                public_key,
+                metadata,
+                by,
+            } => {
+                if state.created.is_some() {
+                    return Err(SshKeyRejection::AlreadyExists);
+                }
+                Ok(vec![SshKeyEvent::SshKeyCreated(SshKeyCreated {
+                    key_type: *key_type,
+                    fingerprint: fingerprint.clone(),
+                    public_key: public_key.clone(),
+                    metadata: metadata.as_map().clone(),
+                    by: by.clone(),
+                    at: ctx.now,
+                })])
+            }
+            SshKeyCommand::Delete { by } => {
+                if state.usable().is_none() {
+                    return Err(SshKeyRejection::NotFound);
+                }
+                Ok(vec![SshKeyEvent::SshKeyDeleted(SshKeyDeleted {
+                    by: by.clone(),
+                    at: ctx.now,
+                })])
+            }
+        }
+    }
+
+    fn apply(state: &mut SshKeyState, event: &SshKeyEvent) {
+        match event {
+            SshKeyEvent::SshKeyCreated(e) => state.created = Some(e.clone()),
+            SshKeyEvent::SshKeyDeleted(e) => state.deleted = Some(e.clone()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::testing::given;
+
+    fn t(seconds: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(seconds, 0).unwrap()
+    }
+
+    fn create() -> SshKeyCommand {
+        SshKeyCommand::Create {
+            key_type: KeyType::Rsa,
+            fingerprint: "SHA256:abc".into(),
+            public_key: "ssh-rsa AAAA\n".into(),
+            metadata: Metadata::parse(BTreeMap::from([("site".into(), "lab".into())])).unwrap(),
+            by: Some("ada".into()),
+        }
+    }
+
+    fn created() -> SshKeyEvent {
+        SshKeyEvent::SshKeyCreated(SshKeyCreated {
+            key_type: KeyType::Rsa,
+            fingerprint: "SHA256:abc".into(),
+            public_key: "ssh-rsa AAAA\n".into(),
+            metadata: BTreeMap::from([("site".into(), "lab".into())]),
+            by: Some("ada".into()),
+            at: t(1),
+        })
+    }
+
+    #[test]
+    fn a_key_is_created_once() {
+        given::<SshKey>([])
+            .at(t(1))
+            .when(create())
+            .then(vec![created()]);
+        given::<SshKey>([created()])
+            .when(create())
+            .then_rejected(SshKeyRejection::AlreadyExists);
+    }
+
+    #[test]
+    fn a_key_is_deleted_once_and_its_history_says_by_whom() {
+        let state = given::<SshKey>([created()])
+            .at(t(2))
+            .when(SshKeyCommand::Delete {
+                by: Some("bob".into()),
+            })
+            .then(vec![SshKeyEvent::SshKeyDeleted(SshKeyDeleted {
+                by: Some("bob".into()),
+                at: t(2),
+            })]);
+        assert!(state.usable().is_none());
+        given::<SshKey>([created()])
+            .when(SshKeyCommand::Delete { by: None })
+            .then(vec![SshKeyEvent::SshKeyDeleted(SshKeyDeleted {
+                by: None,
+                at: DateTime::UNIX_EPOCH,
+            })]);
+        given::<SshKey>([])
+            .when(SshKeyCommand::Delete { by: None })
+            .then_rejected(SshKeyRejection::NotFound);
+    }
+}

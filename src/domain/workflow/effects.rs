@@ -1,0 +1,688 @@
+//! Running executions: once an execution's request is durable, its steps run one after the
+//! other as child processes (each in its own process group, through `process.rs`), and what
+//! happens is fed back to the execution as commands: each step's start and end, its output
+//! lines in batches as they arrive (`effects::feed_child`: one batch in flight, capped per
+//! step), its outputs, and the end. A cancellation stops the running step
+//! (SIGTERM, then SIGKILL after the grace period). It decides nothing about the execution's
+//! state: the entity's rules do.
+
+use std::collections::{BTreeMap, HashMap};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::catalogue::{Catalogue, InputKind, Workflow};
+use super::{Ending, Execution, ExecutionCommand, ExecutionEvent, Level, LogLine, StepEnded};
+use crate::domain::sshkey::SshKeys;
+use crate::events::Metadata;
+use crate::process::{self, Canceller, Exit, Invocation, Stream};
+use crate::runtime::effects::{self, FeedLimits, Taken};
+use crate::runtime::{Clock, Effects, Entities};
+
+/// The variable naming the file where a step writes its outputs.
+pub const OUTPUTS_VAR: &str = "ANNALS_OUTPUTS";
+/// The most outputs one step may publish.
+pub const MAX_OUTPUTS: usize = 256;
+/// The most bytes of log lines one step records; past them its lines are counted only
+/// (`max_log_lines` bounds the lines of the whole execution).
+pub const MAX_STEP_LOG_BYTES: u64 = 64 * 1024 * 1024;
+
+/// The limits of a run, from `[hpcwaas]`.
+#[derive(Clone, Debug)]
+pub struct RunLimits {
+    /// Between SIGTERM and SIGKILL on a timeout or a cancellation.
+    pub kill_grace: Duration,
+    /// The longest log line, in bytes; longer lines arrive in pieces.
+    pub max_line_bytes: usize,
+    /// The most lines kept per execution; the rest are counted.
+    pub max_log_lines: usize,
+    /// The most bytes of a step's outputs file that are read.
+    pub max_output_bytes: usize,
+}
+
+/// What the runner knows of a running execution, for cancellation.
+#[derive(Default)]
+struct Control {
+    cancelled: bool,
+    current: Option<Canceller>,
+}
+
+type Controls = Arc<Mutex<HashMap<String, Control>>>;
+
+/// The side effects of executions: starting runs and cancelling them.
+pub struct Runner {
+    catalogue: Arc<Catalogue>,
+    keys: SshKeys,
+    clock: Arc<dyn Clock>,
+    limits: RunLimits,
+    /// Where steps get their scratch directories (outputs file, key files); emptied at start.
+    work_dir: PathBuf,
+    controls: Controls,
+}
+
+impl Runner {
+    pub fn new(
+        catalogue: Arc<Catalogue>,
+        keys: SshKeys,
+        clock: Arc<dyn Clock>,
+        limits: RunLimits,
+        work_dir: PathBuf,
+    ) -> Runner {
+        Runner {
+            catalogue,
+            keys,
+            clock,
+            limits,
+            work_dir,
+            controls: Arc::default(),
+        }
+    }
+}
+
+/// Empties the directory of scratch directories: whatever a crash left there (a private key
+/// among them) goes.
+pub fn prepare_work_dir(dir: &Path) -> std::io::Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+fn lock(controls: &Controls) -> std::sync::MutexGuard<'_, HashMap<String, Control>> {
+    controls.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Effects<Execution> for Runner {
+    fn after_commit(
+        &self,
+        id: &str,
+        _state: &super::ExecutionState,
+        events: &[ExecutionEvent],
+        entities: &Entities<Execution>,
+    ) {
+        for event in events {
+            match event {
+                ExecutionEvent::ExecutionRequested(requested) => {
+                    let Some(workflow) = self.catalogue.get(&requested.workflow).cloned() else {
+                        // The workflow left the configuration between the request and now.
+                        let entities = entities.clone();
+                        let id = id.to_owned();
+                        let reason = format!("workflow {} is not configured", requested.workflow);
+                        actix_rt::spawn(async move {
+                            let _ = entities
+                                .execute(
+                                    &id,
+                                    ExecutionCommand::Finish(Ending::Failed { reason }),
+                                    Metadata::system(),
+                                )
+                                .await;
+                        });
+                        continue;
+                    };
+                    lock(&self.controls).insert(id.to_owned(), Control::default());
+                    let run = Run {
+                        id: id.to_owned(),
+                        workflow,
+                        inputs: requested.inputs.clone(),
+                        by: requested.by.clone(),
+                        entities: entities.clone(),
+                        keys: self.keys.clone(),
+                        clock: self.clock.clone(),
+                        limits: self.limits.clone(),
+                        work_dir: self.work_dir.clone(),
+                        controls: self.controls.clone(),
+                        full: std::cell::Cell::new(false),
+                    };
+                    actix_rt::spawn(run.run());
+                }
+                ExecutionEvent::CancelRequested(_) => {
+                    if let Some(control) = lock(&self.controls).get_mut(id) {
+                        control.cancelled = true;
+                        if let Some(canceller) = &control.current {
+                            canceller.cancel();
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// One execution being run.
+struct Run {
+    id: String,
+    workflow: Workflow,
+    inputs: BTreeMap<String, String>,
+    by: Option<String>,
+    entities: Entities<Execution>,
+    keys: SshKeys,
+    clock: Arc<dyn Clock>,
+    limits: RunLimits,
+    work_dir: PathBuf,
+    controls: Controls,
+    /// The execution has reached its limit of lines: later lines are only counted here, and
+    /// recorded as one count per step, so that a step that writes without end does not grow
+    /// the log without end.
+    full: std::cell::Cell<bool>,
+}
+
+/// How one step went.
+enum StepResult {
+    Succeeded,
+    Failed(String),
+    Cancelled,
+}
+
+impl Run {
+    async fn run(self) {
+        let ending = self.steps().await;
+        lock(&self.controls).remove(&self.id);
+        self.send(ExecutionCommand::Finish(ending)).await;
+    }
+
+    fn cancelled(&self) -> bool {
+        lock(&self.controls)
+            .get(&self.id)
+            .is_some_and(|control| control.cancelled)
+    }
+
+    async fn send(&self, command: ExecutionCommand) {
+        if let Err(error) = self
+            .entities
+            .execute(&self.id, command, Metadata::system())
+            .await
+        {
+            tracing::warn!(execution = %self.id, %error, "a run's report was not recorded");
+        }
+    }
+
+    async fn line(&self, level: Level, content: String) {
+        let line = LogLine {
+            level,
+            at: self.clock.now(),
+            content,
+        };
+        self.send(ExecutionCommand::RecordLines {
+            lines: vec![line],
+            max_lines: self.limits.max_log_lines,
+        })
+        .await;
+    }
+
+    async fn steps(&self) -> Ending {
+        for index in 0..self.workflow.steps.len() {
+            if self.cancelled() {
+                return Ending::Cancelled;
+            }
+            let scratch = self.work_dir.join(format!("{}-{index}", self.id));
+            let result = self.step(index, &scratch).await;
+            let removed = off_thread(move || match std::fs::remove_dir_all(&scratch) {
+                Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                    Err(error.to_string())
+                }
+                _ => Ok(()),
+            })
+            .await
+            .and_then(|removed| removed);
+            if let Err(error) = removed {
+                tracing::warn!(execution = %self.id, %error, "a step's scratch directory stays");
+            }
+            match result {
+                StepResult::Succeeded if self.cancelled() => return Ending::Cancelled,
+                StepResult::Succeeded => {}
+                StepResult::Failed(reason) => return Ending::Failed { reason },
+                StepResult::Cancelled => return Ending::Cancelled,
+            }
+        }
+        Ending::Success
+    }
+
+    /// The step's invocation: its program and arguments, its environment with the inputs as
+    /// `INPUT_<NAME>` (an ssh key as the path of a 0600 file in the scratch directory) and
+    /// `ANNALS_OUTPUTS`.
+    async fn invocation(&self, index: usize, scratch: &Path) -> Result<Invocation, String> {
+        let step = &self.workflow.steps[index];
+        let outputs = scratch.join("outputs");
+        let (dir, file) = (scratch.to_owned(), outputs.clone());
+        off_thread(move || {
+            std::fs::DirBuilder::new()
+                .mode(0o700)
+                .create(&dir)
+                .map_err(|e| format!("the scratch directory could not be made: {e}"))?;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&file)
+                .map(drop)
+                .map_err(|e| format!("the outputs file could not be made: {e}"))
+        })
+        .await??;
+        let mut invocation = Invocation::new(&step.program)
+            .args(&step.args)
+            .current_dir(step.dir.clone().unwrap_or_else(|| scratch.to_owned()))
+            .kill_grace(self.limits.kill_grace)
+            .max_line_bytes(self.limits.max_line_bytes)
+            .max_capture_bytes(0);
+        if let Some(timeout) = step.timeout {
+            invocation = invocation.timeout(timeout);
+        }
+        for (key, value) in &step.env {
+            invocation = invocation.env(key, value);
+        }
+        for (name, value) in &self.inputs {
+            let Some(input) = self.workflow.input(name) else {
+                continue;
+            };
+            let value = match input.kind {
+                InputKind::String => value.clone(),
+                InputKind::SshKey => {
+                    let id = uuid::Uuid::parse_str(value)
+                        .map_err(|_| format!("input {name} is not an ssh key id"))?;
+                    let key = self
+                        .keys
+                        .private_key(id, self.by.as_deref())
+                        .await
+                        .map_err(|e| format!("input {name}: {e}"))?;
+                    let path = scratch.join(format!("key-{name}"));
+                    let file = path.clone();
+                    off_thread(move || write_private(&file, key.expose()))
+                        .await?
+                        .map_err(|e| format!("input {name}: the key file: {e}"))?;
+                    path.display().to_string()
+                }
+            };
+            invocation = invocation.env(&input.variable, value);
+        }
+        Ok(invocation.env(OUTPUTS_VAR, outputs))
+    }
+
+    async fn step(&self, index: usize, scratch: &Path) -> StepResult {
+        let step = &self.workflow.steps[index];
+        let step_index = index as u32;
+        self.send(ExecutionCommand::StartStep {
+            index: step_index,
+            name: step.name.clone(),
+        })
+        .await;
+        let spawned = match self.invocation(index, scratch).await {
+            Ok(invocation) => effects::start_child(invocation).map_err(|e| e.to_string()),
+            Err(reason) => Err(reason),
+        };
+        let running = match spawned {
+            Ok(running) => running,
+            Err(reason) => {
+                // The execution's last line gives the reason.
+                let reason = format!("step {} could not start: {reason}", step.name);
+                self.send(ExecutionCommand::EndStep {
+                    index: step_index,
+                    ended: not_run(),
+                })
+                .await;
+                return StepResult::Failed(reason);
+            }
+        };
+        {
+            let mut controls = lock(&self.controls);
+            if let Some(control) = controls.get_mut(&self.id) {
+                if control.cancelled {
+                    running.canceller().cancel();
+                }
+                control.current = Some(running.canceller());
+            }
+        }
+        let outcome = self.feed_lines(running).await;
+        if let Some(control) = lock(&self.controls).get_mut(&self.id) {
+            control.current = None;
+        }
+        let outcome = match outcome {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                let reason = format!("step {}: {error}", step.name);
+                self.send(ExecutionCommand::EndStep {
+                    index: step_index,
+                    ended: not_run(),
+                })
+                .await;
+                return StepResult::Failed(reason);
+            }
+        };
+        let (path, max) = (scratch.join("outputs"), self.limits.max_output_bytes);
+        let read = off_thread(move || read_outputs(&path, max))
+            .await
+            .and_then(|read| read);
+        let (outputs, over) = match read {
+            Ok(read) => read,
+            Err(problem) => {
+                self.line(Level::Warn, format!("step {}: {problem}", step.name))
+                    .await;
+                Default::default()
+            }
+        };
+        if over {
+            let limit = self.limits.max_output_bytes;
+            self.line(
+                Level::Warn,
+                format!(
+                    "step {}: only the first {limit} bytes of its outputs were read",
+                    step.name
+                ),
+            )
+            .await;
+        }
+        let (outputs, undeclared) = declared_only(outputs, &self.workflow);
+        if !undeclared.is_empty() {
+            self.line(
+                Level::Warn,
+                format!(
+                    "step {}: outputs the workflow does not declare were not published: {}",
+                    step.name,
+                    name_some(&undeclared)
+                ),
+            )
+            .await;
+        }
+        if !outputs.is_empty() {
+            self.send(ExecutionCommand::RecordOutputs { outputs }).await;
+        }
+        let (exit_code, signal) = match outcome.exit {
+            Exit::Code(code) => (Some(code), None),
+            Exit::Signal(signal) => (None, Some(signal)),
+            Exit::Unknown => (None, None),
+        };
+        let ended = StepEnded {
+            exit_code,
+            signal,
+            duration_ms: outcome.elapsed.as_millis() as u64,
+            timed_out: outcome.ending == process::Ending::TimedOut,
+            cancelled: outcome.ending == process::Ending::Cancelled,
+        };
+        self.send(ExecutionCommand::EndStep {
+            index: step_index,
+            ended,
+        })
+        .await;
+        match outcome.ending {
+            process::Ending::Cancelled => StepResult::Cancelled,
+            process::Ending::TimedOut => StepResult::Failed(format!(
+                "step {} timed out after {}s",
+                step.name,
+                step.timeout.unwrap_or_default().as_secs_f64()
+            )),
+            process::Ending::Finished => match outcome.exit {
+                Exit::Code(0) => StepResult::Succeeded,
+                Exit::Code(code) => {
+                    StepResult::Failed(format!("step {} exited with code {code}", step.name))
+                }
+                Exit::Signal(signal) => {
+                    StepResult::Failed(format!("step {} was killed by signal {signal}", step.name))
+                }
+                Exit::Unknown => {
+                    StepResult::Failed(format!("step {} ended in an unknown way", step.name))
+                }
+            },
+        }
+    }
+
+    /// Records the step's lines as they arrive, through [`effects::feed_child`]: one batch in
+    /// flight at a time, at most `max_log_lines` lines and [`MAX_STEP_LOG_BYTES`] bytes per step.
+    /// Once the execution is full (or the step past its cap), lines are counted, and the count
+    /// recorded when the step's output ends. Then waits for the step's end.
+    async fn feed_lines(
+        &self,
+        running: process::Running,
+    ) -> Result<process::Outcome, process::ProcessError> {
+        let limits = FeedLimits {
+            max_items: if self.full.get() {
+                0
+            } else {
+                self.limits.max_log_lines as u64
+            },
+            max_bytes: MAX_STEP_LOG_BYTES,
+            ..FeedLimits::DEFAULT
+        };
+        let ended = effects::feed_child(
+            running,
+            &limits,
+            |line| self.log_line(line),
+            |lines| {
+                let command = ExecutionCommand::RecordLines {
+                    lines,
+                    max_lines: self.limits.max_log_lines,
+                };
+                async move {
+                    match self
+                        .entities
+                        .execute(&self.id, command, Metadata::system())
+                        .await
+                    {
+                        Ok(executed) => {
+                            let full = executed
+                                .events
+                                .iter()
+                                .any(|e| matches!(e, ExecutionEvent::LogLinesDropped(_)));
+                            if full {
+                                self.full.set(true);
+                                Taken::Full
+                            } else {
+                                Taken::More
+                            }
+                        }
+                        Err(error) => {
+                            tracing::warn!(execution = %self.id, %error, "lines were not recorded");
+                            Taken::More
+                        }
+                    }
+                }
+            },
+        )
+        .await;
+        if ended.fed.capped.is_some() {
+            self.full.set(true);
+        }
+        if ended.fed.dropped > 0 {
+            self.send(ExecutionCommand::CountDroppedLines {
+                count: ended.fed.dropped,
+            })
+            .await;
+        }
+        ended.outcome
+    }
+
+    fn log_line(&self, line: process::Line) -> LogLine {
+        let (level, content) = level_of(line.stream, line.text);
+        LogLine {
+            level,
+            at: self.clock.now(),
+            content,
+        }
+    }
+}
+
+impl effects::Weigh for LogLine {
+    fn bytes(&self) -> usize {
+        self.content.len()
+    }
+}
+
+/// A line's level: its own when it starts with `DEBUG:`, `INFO:`, `WARN:` or `ERROR:` (the
+/// prefix is taken off), else INFO for standard output and WARN for standard error.
+pub fn level_of(stream: Stream, text: String) -> (Level, String) {
+    for (prefix, level) in [
+        ("DEBUG:", Level::Debug),
+        ("INFO:", Level::Info),
+        ("WARN:", Level::Warn),
+        ("ERROR:", Level::Error),
+    ] {
+        if let Some(rest) = text.strip_prefix(prefix) {
+            return (level, rest.trim_start().to_owned());
+        }
+    }
+    let level = match stream {
+        Stream::Stdout => Level::Info,
+        Stream::Stderr => Level::Warn,
+    };
+    (level, text)
+}
+
+/// The `KEY=VALUE` lines of a step's outputs file, within its first `max_bytes`, and whether
+/// the file went on past them (a line cut by the limit is left out, not kept truncated). No
+/// file is no outputs. Anything but a regular file (a FIFO the step made there, a device) is
+/// refused without reading: it could hold this thread for ever.
+fn read_outputs(path: &Path, max_bytes: usize) -> Result<(BTreeMap<String, String>, bool), String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut text = Vec::new();
+    // Opening a FIFO for reading waits for a writer, unless non-blocking.
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path);
+    if let Ok(file) = opened {
+        if !file.metadata().is_ok_and(|meta| meta.is_file()) {
+            return Err("$ANNALS_OUTPUTS is not a regular file: its outputs were not read".into());
+        }
+        let _ = file.take(max_bytes as u64 + 1).read_to_end(&mut text);
+    }
+    let over = text.len() > max_bytes;
+    if over {
+        text.truncate(max_bytes);
+        let whole = text.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        text.truncate(whole);
+    }
+    let outputs = String::from_utf8_lossy(&text)
+        .lines()
+        .filter_map(|line| line.split_once('='))
+        .filter(|(key, _)| !key.trim().is_empty())
+        .take(MAX_OUTPUTS)
+        .map(|(key, value)| (key.trim().to_owned(), value.to_owned()))
+        .collect();
+    Ok((outputs, over))
+}
+
+/// The outputs the workflow declares, and the names of the others: only a declared output is
+/// published, so that what a client reads is what the workflow's description promises.
+fn declared_only(
+    outputs: BTreeMap<String, String>,
+    workflow: &Workflow,
+) -> (BTreeMap<String, String>, Vec<String>) {
+    let (declared, undeclared): (BTreeMap<_, _>, BTreeMap<_, _>) = outputs
+        .into_iter()
+        .partition(|(name, _)| workflow.outputs.iter().any(|o| &o.name == name));
+    (declared, undeclared.into_keys().collect())
+}
+
+/// The most names a line lists; the rest are counted.
+const MAX_NAMES_SHOWN: usize = 10;
+
+/// `names`, at most [`MAX_NAMES_SHOWN`] of them, cut to a readable length each.
+fn name_some(names: &[String]) -> String {
+    let mut shown: Vec<String> = names
+        .iter()
+        .take(MAX_NAMES_SHOWN)
+        .map(|name| match name.char_indices().nth(64) {
+            Some((cut, _)) => format!("{}…", &name[..cut]),
+            None => name.clone(),
+        })
+        .collect();
+    if names.len() > MAX_NAMES_SHOWN {
+        shown.push(format!("and {} more", names.len() - MAX_NAMES_SHOWN));
+    }
+    shown.join(", ")
+}
+
+/// Writes a private key to a new file readable by its owner only. Not synced: the file lives
+/// for one step, and a copy that never reaches the disk is the better one.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(bytes)
+}
+
+/// Runs file work on the blocking pool: the runner's tasks share their thread with the
+/// entities' actors, which file I/O must not stall.
+async fn off_thread<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, String> {
+    crate::runtime::blocking(work)
+        .await
+        .map_err(|crate::runtime::blocking::Stopped(e)| format!("the file work stopped: {e}"))
+}
+
+/// The end of a step whose program never ran (or whose end was lost).
+fn not_run() -> StepEnded {
+    StepEnded {
+        exit_code: None,
+        signal: None,
+        duration_ms: 0,
+        timed_out: false,
+        cancelled: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::workflow::catalogue::{OutputSpec, StepSpec, WorkflowSpec};
+
+    #[test]
+    fn only_declared_outputs_are_kept_and_the_others_named_within_bounds() {
+        let workflow = Workflow::parse(&WorkflowSpec {
+            application_id: "a".into(),
+            environment_id: "e".into(),
+            name: "w".into(),
+            outputs: vec![OutputSpec {
+                name: "kept".into(),
+                description: String::new(),
+            }],
+            steps: vec![StepSpec {
+                command: vec!["/bin/true".into()],
+                ..StepSpec::default()
+            }],
+            ..WorkflowSpec::default()
+        })
+        .expect("a valid workflow");
+        let written: BTreeMap<String, String> = [("kept", "1"), ("stray", "2"), ("other", "3")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        let (published, undeclared) = declared_only(written, &workflow);
+        assert_eq!(published.into_keys().collect::<Vec<_>>(), ["kept"]);
+        assert_eq!(undeclared, ["other", "stray"]);
+        let many: Vec<String> = (0..12).map(|n| format!("n{n:02}")).collect();
+        assert!(name_some(&many).ends_with("n09, and 2 more"));
+        let long = "x".repeat(100);
+        assert_eq!(name_some(&[long]).chars().count(), 65);
+    }
+
+    #[test]
+    fn a_line_sets_its_own_level() {
+        assert_eq!(
+            level_of(Stream::Stdout, "DEBUG: x".into()),
+            (Level::Debug, "x".into())
+        );
+        assert_eq!(
+            level_of(Stream::Stdout, "ERROR:boom".into()),
+            (Level::Error, "boom".into())
+        );
+        assert_eq!(
+            level_of(Stream::Stderr, "plain".into()),
+            (Level::Warn, "plain".into())
+        );
+        assert_eq!(
+            level_of(Stream::Stdout, "plain".into()),
+            (Level::Info, "plain".into())
+        );
+    }
+}

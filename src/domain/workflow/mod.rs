@@ -1,0 +1,776 @@
+//! Workflow executions (the HPCWaaS face's domain): each execution is an entity whose events are
+//! its request (workflow, inputs, user), each step's start and end, every log line, the outputs,
+//! a cancellation request and its end (success, failure with a reason, cancellation). Nothing
+//! here knows of HTTP or runs a program: `runner.rs` runs the steps and reports back through
+//! commands.
+
+pub mod catalogue;
+pub mod effects;
+pub mod read_model;
+pub mod service;
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::events::codec::domain_events;
+use crate::runtime::entity::{Ctx, Entity};
+pub use catalogue::{Catalogue, InputKind, Workflow, WorkflowId, WorkflowSpec};
+pub use service::{Executions, ExecutionsError};
+
+/// One execution.
+pub struct Execution;
+
+/// A log line's level, as the HPCWaaS API names them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Level {
+    #[serde(rename = "DEBUG")]
+    Debug,
+    #[serde(rename = "INFO")]
+    Info,
+    #[serde(rename = "WARN")]
+    Warn,
+    #[serde(rename = "ERROR")]
+    Error,
+}
+
+impl Level {
+    /// Its bit in the API's `levels` mask: DEBUG=1, INFO=2, WARN=4, ERROR=8.
+    pub fn bit(self) -> u8 {
+        match self {
+            Level::Debug => 1,
+            Level::Info => 2,
+            Level::Warn => 4,
+            Level::Error => 8,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Debug => "DEBUG",
+            Level::Info => "INFO",
+            Level::Warn => "WARN",
+            Level::Error => "ERROR",
+        }
+    }
+}
+
+/// The status of an execution, as the HPCWaaS API spells it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Status {
+    #[serde(rename = "RUNNING")]
+    Running,
+    #[serde(rename = "SUCCESS")]
+    Success,
+    #[serde(rename = "FAILED")]
+    Failed,
+    #[serde(rename = "CANCELLING")]
+    Cancelling,
+    #[serde(rename = "CANCELLED")]
+    Cancelled,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Running => "RUNNING",
+            Status::Success => "SUCCESS",
+            Status::Failed => "FAILED",
+            Status::Cancelling => "CANCELLING",
+            Status::Cancelled => "CANCELLED",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Status> {
+        [
+            Status::Running,
+            Status::Success,
+            Status::Failed,
+            Status::Cancelling,
+            Status::Cancelled,
+        ]
+        .into_iter()
+        .find(|status| status.as_str().eq_ignore_ascii_case(raw))
+    }
+
+    /// Whether nothing more will happen to the execution.
+    pub fn is_final(self) -> bool {
+        matches!(self, Status::Success | Status::Failed | Status::Cancelled)
+    }
+}
+
+/// One line of a step's output (or of the runner), as it is kept and served.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    pub level: Level,
+    #[serde(with = "chrono::serde::ts_microseconds")]
+    pub at: DateTime<Utc>,
+    pub content: String,
+}
+
+/// What the request recorded.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Requested {
+    pub workflow: String,
+    pub inputs: BTreeMap<String, String>,
+    pub by: Option<String>,
+    #[serde(with = "chrono::serde::ts_microseconds")]
+    pub at: DateTime<Utc>,
+}
+
+/// One step, as the state keeps it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepRecord {
+    pub index: u32,
+    pub name: String,
+    #[serde(with = "chrono::serde::ts_microseconds")]
+    pub started_at: DateTime<Utc>,
+    pub ended: Option<StepEnded>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecutionState {
+    /// `None` until requested.
+    pub requested: Option<Requested>,
+    pub status: Option<Status>,
+    pub steps: Vec<StepRecord>,
+    /// Every kept line, in the order recorded.
+    pub logs: Vec<LogLine>,
+    /// Lines not kept because the execution had reached its limit.
+    pub dropped_lines: u64,
+    pub outputs: BTreeMap<String, String>,
+    /// Why it failed, or who cancelled it.
+    pub reason: Option<String>,
+    #[serde(default, with = "chrono::serde::ts_microseconds_option")]
+    pub ended_at: Option<DateTime<Utc>>,
+}
+
+/// How an execution ended, as the runner reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Ending {
+    Success,
+    Failed { reason: String },
+    Cancelled,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum ExecutionCommand {
+    /// Records a trigger; the inputs are already checked against the workflow.
+    Request {
+        workflow: WorkflowId,
+        inputs: BTreeMap<String, String>,
+        by: Option<String>,
+    },
+    StartStep {
+        index: u32,
+        name: String,
+    },
+    /// Records lines as they arrived; past `max_lines` kept lines, the rest are only counted.
+    RecordLines {
+        lines: Vec<LogLine>,
+        max_lines: usize,
+    },
+    /// Counts lines the runner did not send once the execution was full: one event for all
+    /// of a step's, instead of one per batch.
+    CountDroppedLines {
+        count: u64,
+    },
+    EndStep {
+        index: u32,
+        ended: StepEnded,
+    },
+    RecordOutputs {
+        outputs: BTreeMap<String, String>,
+    },
+    /// A client asks for the execution to stop.
+    Cancel {
+        by: Option<String>,
+    },
+    Finish(Ending),
+    /// Settles an execution whose runner died with the previous process.
+    MarkInterrupted,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ExecutionRejection {
+    #[error("the execution was already requested")]
+    AlreadyRequested,
+    #[error("no such execution")]
+    NotFound,
+    #[error("the execution has ended")]
+    Ended,
+    #[error("step {0} is not the one running")]
+    WrongStep(u32),
+}
+
+domain_events! {
+    #[derive(Clone, Debug, PartialEq)]
+    pub enum ExecutionEvent {
+        ExecutionRequested(Requested) version 1,
+        StepStarted(StepStarted) version 1,
+        LogLineRecorded(LogLine) version 1,
+        LogLinesDropped(LogLinesDropped) version 1,
+        StepEnded(StepEndedEvent) version 1,
+        OutputsRecorded(OutputsRecorded) version 1,
+        CancelRequested(CancelRequested) version 1,
+        ExecutionSucceeded(EndedAt) version 1,
+        ExecutionFailed(ExecutionFailed) version 1,
+        ExecutionCancelled(EndedAt) version 1,
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepStarted {
+    pub index: u32,
+    pub name: String,
+    #[serde(with = "chrono::serde::ts_microseconds")]
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLinesDropped {
+    pub count: u64,
+}
+
+/// How a step ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepEnded {
+    /// `None` when a signal ended it (or it never started).
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub duration_ms: u64,
+    pub timed_out: bool,
+    pub cancelled: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepEndedEvent {
+    pub index: u32,
+    pub ended: StepEnded,
+    #[serde(with = "chrono::serde::ts_microseconds")]
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputsRecorded {
+    pub outputs: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CancelRequested {
+    pub by: Option<String>,
+    #[serde(with = "chrono::serde::ts_microseconds")]
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndedAt {
+    #[serde(with = "chrono::serde::ts_microseconds")]
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecutionFailed {
+    pub reason: String,
+    #[serde(with = "chrono::serde::ts_microseconds")]
+    pub at: DateTime<Utc>,
+}
+
+/// The line recorded when an execution is settled after a restart.
+pub const INTERRUPTED: &str = "interrupted: annals stopped while the execution was running";
+/// How the line recorded at a failure starts; the reason follows.
+pub const FAILED: &str = "failed";
+/// The line recorded at a cancellation when no one is named as having asked for it.
+pub const CANCELLED: &str = "cancelled";
+
+impl ExecutionState {
+    /// The state without its lines, for a reader that only needs the lines still to come.
+    pub fn without_logs(&self) -> ExecutionState {
+        ExecutionState {
+            requested: self.requested.clone(),
+            status: self.status,
+            steps: self.steps.clone(),
+            logs: Vec::new(),
+            dropped_lines: self.dropped_lines,
+            outputs: self.outputs.clone(),
+            reason: self.reason.clone(),
+            ended_at: self.ended_at,
+        }
+    }
+
+    fn live(&self) -> Result<Status, ExecutionRejection> {
+        match self.status {
+            None => Err(ExecutionRejection::NotFound),
+            Some(status) if status.is_final() => Err(ExecutionRejection::Ended),
+            Some(status) => Ok(status),
+        }
+    }
+}
+
+impl Entity for Execution {
+    const KIND: &'static str = "execution";
+    const STATE_VERSION: u32 = 1;
+
+    type State = ExecutionState;
+    type Command = ExecutionCommand;
+    type Event = ExecutionEvent;
+    type Rejection = ExecutionRejection;
+
+    fn decide(
+        state: &ExecutionState,
+        command: &ExecutionCommand,
+        ctx: &Ctx,
+    ) -> Result<Vec<ExecutionEvent>, ExecutionRejection> {
+        let now = ctx.now;
+        match command {
+            ExecutionCommand::Request {
+                workflow,
+                inputs,
+                by,
+            } => {
+                if state.requested.is_some() {
+                    return Err(ExecutionRejection::AlreadyRequested);
+                }
+                Ok(vec![ExecutionEvent::ExecutionRequested(Requested {
+                    workflow: workflow.as_str().to_owned(),
+                    inputs: inputs.clone(),
+                    by: by.clone(),
+                    at: now,
+                })])
+            }
+            ExecutionCommand::StartStep { index, name } => {
+                state.live()?;
+                Ok(vec![ExecutionEvent::StepStarted(StepStarted {
+                    index: *index,
+                    name: name.clone(),
+                    at: now,
+                })])
+            }
+            ExecutionCommand::RecordLines { lines, max_lines } => {
+                state.live()?;
+                let room = max_lines.saturating_sub(state.logs.len());
+                let mut events: Vec<ExecutionEvent> = lines
+                    .iter()
+                    .take(room)
+                    .cloned()
+                    .map(ExecutionEvent::LogLineRecorded)
+                    .collect();
+                let dropped = lines.len().saturating_sub(room) as u64;
+                if dropped > 0 {
+                    events.push(ExecutionEvent::LogLinesDropped(LogLinesDropped {
+                        count: dropped,
+                    }));
+                }
+                Ok(events)
+            }
+            ExecutionCommand::CountDroppedLines { count } => {
+                state.live()?;
+                if *count == 0 {
+                    return Ok(Vec::new());
+                }
+                Ok(vec![ExecutionEvent::LogLinesDropped(LogLinesDropped {
+                    count: *count,
+                })])
+            }
+            ExecutionCommand::EndStep { index, ended } => {
+                state.live()?;
+                match state.steps.last() {
+                    Some(step) if step.index == *index && step.ended.is_none() => {}
+                    _ => return Err(ExecutionRejection::WrongStep(*index)),
+                }
+                Ok(vec![ExecutionEvent::StepEnded(StepEndedEvent {
+                    index: *index,
+                    ended: ended.clone(),
+                    at: now,
+                })])
+            }
+            ExecutionCommand::RecordOutputs { outputs } => {
+                state.live()?;
+                if outputs.is_empty() {
+                    return Ok(Vec::new());
+                }
+                Ok(vec![ExecutionEvent::OutputsRecorded(OutputsRecorded {
+                    outputs: outputs.clone(),
+                })])
+            }
+            ExecutionCommand::Cancel { by } => match state.status {
+                None => Err(ExecutionRejection::NotFound),
+                // Cancelling twice, or after the end, changes nothing and is no error for
+                // the client.
+                Some(Status::Running) => {
+                    Ok(vec![ExecutionEvent::CancelRequested(CancelRequested {
+                        by: by.clone(),
+                        at: now,
+                    })])
+                }
+                Some(_) => Ok(Vec::new()),
+            },
+            // A failure or a cancellation ends with a line saying so, as an interrupted
+            // execution does: a client that follows only the log learns how it ended.
+            ExecutionCommand::Finish(ending) => {
+                state.live()?;
+                let at = now;
+                let line = |level, content: String| {
+                    ExecutionEvent::LogLineRecorded(LogLine { level, at, content })
+                };
+                Ok(match ending {
+                    Ending::Success => vec![ExecutionEvent::ExecutionSucceeded(EndedAt { at })],
+                    Ending::Failed { reason } => vec![
+                        line(Level::Error, format!("{FAILED}: {reason}")),
+                        ExecutionEvent::ExecutionFailed(ExecutionFailed {
+                            reason: reason.clone(),
+                            at,
+                        }),
+                    ],
+                    Ending::Cancelled => vec![
+                        line(
+                            Level::Warn,
+                            state.reason.clone().unwrap_or_else(|| CANCELLED.into()),
+                        ),
+                        ExecutionEvent::ExecutionCancelled(EndedAt { at }),
+                    ],
+                })
+            }
+            ExecutionCommand::MarkInterrupted => {
+                let status = state.live()?;
+                let line = ExecutionEvent::LogLineRecorded(LogLine {
+                    level: Level::Error,
+                    at: now,
+                    content: INTERRUPTED.into(),
+                });
+                // A cancellation already asked for is what the client wanted: the run is
+                // stopped either way.
+                let end = if status == Status::Cancelling {
+                    ExecutionEvent::ExecutionCancelled(EndedAt { at: now })
+                } else {
+                    ExecutionEvent::ExecutionFailed(ExecutionFailed {
+                        reason: "interrupted".into(),
+                        at: now,
+                    })
+                };
+                Ok(vec![line, end])
+            }
+        }
+    }
+
+    fn apply(state: &mut ExecutionState, event: &ExecutionEvent) {
+        match event {
+            ExecutionEvent::ExecutionRequested(e) => {
+                state.requested = Some(e.clone());
+                state.status = Some(Status::Running);
+            }
+            ExecutionEvent::StepStarted(e) => state.steps.push(StepRecord {
+                index: e.index,
+                name: e.name.clone(),
+                started_at: e.at,
+                ended: None,
+            }),
+            ExecutionEvent::LogLineRecorded(line) => state.logs.push(line.clone()),
+            ExecutionEvent::LogLinesDropped(e) => state.dropped_lines += e.count,
+            ExecutionEvent::StepEnded(e) => {
+                if let Some(step) = state.steps.iter_mut().rev().find(|s| s.index == e.index) {
+                    step.ended = Some(e.ended.clone());
+                }
+            }
+            ExecutionEvent::OutputsRecorded(e) => {
+                state
+                    .outputs
+                    .extend(e.outputs.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
+            ExecutionEvent::CancelRequested(e) => {
+                state.status = Some(Status::Cancelling);
+                state.reason = Some(match &e.by {
+                    Some(user) => format!("cancelled by {user}"),
+                    None => "cancelled".into(),
+                });
+            }
+            ExecutionEvent::ExecutionSucceeded(e) => {
+                state.status = Some(Status::Success);
+                state.ended_at = Some(e.at);
+            }
+            ExecutionEvent::ExecutionFailed(e) => {
+                state.status = Some(Status::Failed);
+                state.reason = Some(e.reason.clone());
+                state.ended_at = Some(e.at);
+            }
+            ExecutionEvent::ExecutionCancelled(e) => {
+                state.status = Some(Status::Cancelled);
+                state.ended_at = Some(e.at);
+            }
+        }
+    }
+
+    fn in_progress(event: &ExecutionEvent) -> Option<bool> {
+        match event {
+            ExecutionEvent::ExecutionRequested(_) => Some(true),
+            ExecutionEvent::ExecutionSucceeded(_)
+            | ExecutionEvent::ExecutionFailed(_)
+            | ExecutionEvent::ExecutionCancelled(_) => Some(false),
+            _ => None,
+        }
+    }
+
+    fn on_restart(state: &ExecutionState) -> Option<ExecutionCommand> {
+        state
+            .status
+            .filter(|status| !status.is_final())
+            .map(|_| ExecutionCommand::MarkInterrupted)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::testing::given;
+
+    fn t(seconds: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(seconds, 0).unwrap()
+    }
+
+    fn requested() -> ExecutionEvent {
+        ExecutionEvent::ExecutionRequested(Requested {
+            workflow: "a@e@w".into(),
+            inputs: BTreeMap::from([("who".into(), "x; rm -rf /".into())]),
+            by: Some("ada".into()),
+            at: t(1),
+        })
+    }
+
+    fn started() -> ExecutionEvent {
+        ExecutionEvent::StepStarted(StepStarted {
+            index: 0,
+            name: "greet".into(),
+            at: t(2),
+        })
+    }
+
+    fn finished() -> ExecutionEvent {
+        finished_at(3)
+    }
+
+    fn finished_at(seconds: i64) -> ExecutionEvent {
+        ExecutionEvent::ExecutionSucceeded(EndedAt { at: t(seconds) })
+    }
+
+    fn line(content: &str) -> LogLine {
+        LogLine {
+            level: Level::Info,
+            at: t(2),
+            content: content.into(),
+        }
+    }
+
+    fn ended() -> StepEnded {
+        StepEnded {
+            exit_code: Some(0),
+            signal: None,
+            duration_ms: 5,
+            timed_out: false,
+            cancelled: false,
+        }
+    }
+
+    #[test]
+    fn a_request_is_recorded_once() {
+        let state = given::<Execution>([])
+            .at(t(1))
+            .when(ExecutionCommand::Request {
+                workflow: WorkflowId::parse("a@e@w").unwrap(),
+                inputs: BTreeMap::from([("who".into(), "x; rm -rf /".into())]),
+                by: Some("ada".into()),
+            })
+            .then(vec![requested()]);
+        assert_eq!(state.status, Some(Status::Running));
+        given::<Execution>([requested()])
+            .when(ExecutionCommand::Request {
+                workflow: WorkflowId::parse("a@e@w").unwrap(),
+                inputs: BTreeMap::new(),
+                by: None,
+            })
+            .then_rejected(ExecutionRejection::AlreadyRequested);
+    }
+
+    #[test]
+    fn steps_start_and_end_in_order() {
+        given::<Execution>([requested()])
+            .at(t(2))
+            .when(ExecutionCommand::StartStep {
+                index: 0,
+                name: "greet".into(),
+            })
+            .then(vec![started()]);
+        given::<Execution>([])
+            .when(ExecutionCommand::StartStep {
+                index: 0,
+                name: "greet".into(),
+            })
+            .then_rejected(ExecutionRejection::NotFound);
+        let state = given::<Execution>([requested(), started()])
+            .at(t(3))
+            .when(ExecutionCommand::EndStep {
+                index: 0,
+                ended: ended(),
+            })
+            .then(vec![ExecutionEvent::StepEnded(StepEndedEvent {
+                index: 0,
+                ended: ended(),
+                at: t(3),
+            })]);
+        assert_eq!(state.steps[0].ended, Some(ended()));
+        given::<Execution>([requested(), started()])
+            .when(ExecutionCommand::EndStep {
+                index: 1,
+                ended: ended(),
+            })
+            .then_rejected(ExecutionRejection::WrongStep(1));
+    }
+
+    #[test]
+    fn lines_past_the_limit_are_counted_not_kept() {
+        let state = given::<Execution>([requested()])
+            .when(ExecutionCommand::RecordLines {
+                lines: vec![line("a"), line("b"), line("c")],
+                max_lines: 2,
+            })
+            .then(vec![
+                ExecutionEvent::LogLineRecorded(line("a")),
+                ExecutionEvent::LogLineRecorded(line("b")),
+                ExecutionEvent::LogLinesDropped(LogLinesDropped { count: 1 }),
+            ]);
+        assert_eq!((state.logs.len(), state.dropped_lines), (2, 1));
+        given::<Execution>([requested(), finished()])
+            .when(ExecutionCommand::RecordLines {
+                lines: vec![line("late")],
+                max_lines: 10,
+            })
+            .then_rejected(ExecutionRejection::Ended);
+    }
+
+    #[test]
+    fn lines_the_runner_held_back_are_counted_once() {
+        let state = given::<Execution>([requested()])
+            .when(ExecutionCommand::CountDroppedLines { count: 7 })
+            .then(vec![ExecutionEvent::LogLinesDropped(LogLinesDropped {
+                count: 7,
+            })]);
+        assert_eq!(state.dropped_lines, 7);
+        given::<Execution>([requested()])
+            .when(ExecutionCommand::CountDroppedLines { count: 0 })
+            .then(vec![]);
+        given::<Execution>([requested(), finished()])
+            .when(ExecutionCommand::CountDroppedLines { count: 1 })
+            .then_rejected(ExecutionRejection::Ended);
+    }
+
+    #[test]
+    fn outputs_are_recorded_while_running() {
+        let outputs = BTreeMap::from([("greeting".to_owned(), "hi".to_owned())]);
+        let state = given::<Execution>([requested()])
+            .when(ExecutionCommand::RecordOutputs {
+                outputs: outputs.clone(),
+            })
+            .then(vec![ExecutionEvent::OutputsRecorded(OutputsRecorded {
+                outputs: outputs.clone(),
+            })]);
+        assert_eq!(state.outputs, outputs);
+        given::<Execution>([requested(), finished()])
+            .when(ExecutionCommand::RecordOutputs { outputs })
+            .then_rejected(ExecutionRejection::Ended);
+    }
+
+    #[test]
+    fn a_cancel_asks_once_and_is_harmless_after_the_end() {
+        let state = given::<Execution>([requested()])
+            .at(t(5))
+            .when(ExecutionCommand::Cancel {
+                by: Some("ada".into()),
+            })
+            .then(vec![ExecutionEvent::CancelRequested(CancelRequested {
+                by: Some("ada".into()),
+                at: t(5),
+            })]);
+        assert_eq!(state.status, Some(Status::Cancelling));
+        given::<Execution>([requested(), finished()])
+            .when(ExecutionCommand::Cancel { by: None })
+            .then(vec![]);
+        given::<Execution>([])
+            .when(ExecutionCommand::Cancel { by: None })
+            .then_rejected(ExecutionRejection::NotFound);
+    }
+
+    #[test]
+    fn an_execution_ends_once() {
+        let state = given::<Execution>([requested()])
+            .at(t(4))
+            .when(ExecutionCommand::Finish(Ending::Failed {
+                reason: "step greet exited with code 3".into(),
+            }))
+            .then(vec![
+                ExecutionEvent::LogLineRecorded(LogLine {
+                    level: Level::Error,
+                    at: t(4),
+                    content: "failed: step greet exited with code 3".into(),
+                }),
+                ExecutionEvent::ExecutionFailed(ExecutionFailed {
+                    reason: "step greet exited with code 3".into(),
+                    at: t(4),
+                }),
+            ]);
+        assert_eq!(state.status, Some(Status::Failed));
+        assert_eq!(state.logs.len(), 1, "the line saying why is the last");
+        given::<Execution>([requested()])
+            .at(t(4))
+            .when(ExecutionCommand::Finish(Ending::Success))
+            .then(vec![finished_at(4)]);
+        given::<Execution>([requested(), finished()])
+            .when(ExecutionCommand::Finish(Ending::Cancelled))
+            .then_rejected(ExecutionRejection::Ended);
+    }
+
+    #[test]
+    fn a_cancellation_ends_with_a_line_naming_who_asked() {
+        let asked = ExecutionEvent::CancelRequested(CancelRequested {
+            by: Some("ada".into()),
+            at: t(5),
+        });
+        let state = given::<Execution>([requested(), asked])
+            .at(t(6))
+            .when(ExecutionCommand::Finish(Ending::Cancelled))
+            .then(vec![
+                ExecutionEvent::LogLineRecorded(LogLine {
+                    level: Level::Warn,
+                    at: t(6),
+                    content: "cancelled by ada".into(),
+                }),
+                ExecutionEvent::ExecutionCancelled(EndedAt { at: t(6) }),
+            ]);
+        assert_eq!(state.status, Some(Status::Cancelled));
+    }
+
+    #[test]
+    fn a_restart_fails_a_running_execution_with_a_line_saying_why() {
+        let state = given::<Execution>([requested(), started()])
+            .at(t(9))
+            .when(ExecutionCommand::MarkInterrupted)
+            .then(vec![
+                ExecutionEvent::LogLineRecorded(LogLine {
+                    level: Level::Error,
+                    at: t(9),
+                    content: INTERRUPTED.into(),
+                }),
+                ExecutionEvent::ExecutionFailed(ExecutionFailed {
+                    reason: "interrupted".into(),
+                    at: t(9),
+                }),
+            ]);
+        assert_eq!(
+            Execution::on_restart(&state),
+            None,
+            "an ended execution is left alone"
+        );
+        given::<Execution>([requested(), finished()])
+            .when(ExecutionCommand::MarkInterrupted)
+            .then_rejected(ExecutionRejection::Ended);
+    }
+}

@@ -1,0 +1,420 @@
+//! The executions' commands and queries, what the HPCWaaS face's transport calls once per
+//! request: trigger a workflow (inputs checked against its declaration, ssh keys against their
+//! owner), read an execution, cancel it, list executions, and a page of its log that waits for
+//! new lines on the log's follow mechanism (never by polling storage). It holds no state of
+//! its own beyond the handles it is given.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use super::catalogue::{Catalogue, InputError, InputKind};
+use super::effects::{self, RunLimits, Runner};
+use super::read_model::{ExecutionsModel, ExecutionsPage, ExecutionsState, ListQuery};
+use super::{
+    Execution, ExecutionCommand, ExecutionEvent, ExecutionRejection, ExecutionState, Requested,
+};
+use super::{Level, LogLine};
+use crate::domain::sshkey::SshKeys;
+use crate::events::follow;
+use crate::events::{CodecError, DomainEvent, EventLog, Metadata, StoreError, StreamId};
+use crate::runtime::projection::{self, ProjectionError};
+use crate::runtime::{
+    reconcile, Clock, CommandError, Entities, ProjectionHandle, ProjectionSettings, Settings,
+};
+
+/// How long a trigger waits for the list to fold it.
+const MODEL_WAIT: Duration = Duration::from_secs(30);
+/// How long start-up waits for the list and the settling of interrupted executions.
+const STARTUP_WAIT: Duration = Duration::from_secs(300);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExecutionsError {
+    #[error("no workflow {0}")]
+    UnknownWorkflow(String),
+    #[error("account {user} may not trigger workflow {workflow}")]
+    Forbidden { user: String, workflow: String },
+    #[error(transparent)]
+    Inputs(#[from] InputError),
+    #[error("no execution {0}")]
+    NotFound(String),
+    /// The log or an actor failed: nothing was acknowledged.
+    #[error("not recorded: {0}")]
+    NotRecorded(#[from] CommandError<ExecutionRejection>),
+    /// The list failed.
+    #[error("not recorded: {0}")]
+    Model(#[from] ProjectionError),
+    /// An execution's events could not be followed.
+    #[error("not recorded: {0}")]
+    Store(#[from] StoreError),
+    #[error("not recorded: {0}")]
+    Codec(#[from] CodecError),
+}
+
+/// Which levels a log query wants: a mask of [`Level::bit`]s holding at least one of them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Levels(u8);
+
+impl Levels {
+    /// The API's `levels`: 0 means INFO, WARN and ERROR; a mask with no known bit (such as 16)
+    /// means every level, as upstream, whose level filter is then empty.
+    pub fn from_mask(mask: u8) -> Levels {
+        let every = [Level::Debug, Level::Info, Level::Warn, Level::Error]
+            .into_iter()
+            .fold(0, |mask, level| mask | level.bit());
+        if mask == 0 {
+            Levels(Level::Info.bit() | Level::Warn.bit() | Level::Error.bit())
+        } else if mask & every == 0 {
+            Levels(every)
+        } else {
+            Levels(mask & every)
+        }
+    }
+
+    pub fn accepts(self, level: Level) -> bool {
+        self.0 & level.bit() != 0
+    }
+}
+
+/// A page of an execution's log, as `GET /executions/{id}/logs` asks for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogQuery {
+    /// An offset into the level-filtered list.
+    pub from: usize,
+    /// The most lines; `None`: all.
+    pub size: Option<usize>,
+    pub levels: Levels,
+    /// How long to wait for a line when there is none at `from`.
+    pub timeout: Duration,
+}
+
+/// One page of a log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogPage {
+    pub logs: Vec<LogLine>,
+    /// Every line matching the levels.
+    pub total_results: usize,
+    pub from: usize,
+}
+
+/// The executions of one server. Cheap to clone.
+#[derive(Clone)]
+pub struct Executions {
+    entities: Entities<Execution>,
+    model: ProjectionHandle<ExecutionsState>,
+    catalogue: Arc<Catalogue>,
+    keys: SshKeys,
+    clock: Arc<dyn Clock>,
+    log: EventLog,
+}
+
+/// An execution id as clients give it: one of the server's UUIDs, or nothing known.
+fn parse_id(raw: &str) -> Result<Uuid, ExecutionsError> {
+    Uuid::parse_str(raw).map_err(|_| ExecutionsError::NotFound(raw.to_owned()))
+}
+
+impl Executions {
+    /// Empties the scratch directory, starts the list (returning once it has folded the log),
+    /// the directory with its runner, and settles the executions a previous process left
+    /// running: each is failed with a line saying it was interrupted.
+    pub async fn start(
+        log: EventLog,
+        clock: Arc<dyn Clock>,
+        settings: Settings,
+        catalogue: Arc<Catalogue>,
+        keys: SshKeys,
+        limits: RunLimits,
+        work_dir: std::path::PathBuf,
+    ) -> anyhow::Result<Executions> {
+        effects::prepare_work_dir(&work_dir)?;
+        let model = projection::start(ExecutionsModel, log.clone(), ProjectionSettings::default())?;
+        model.wait_for(log.head(), STARTUP_WAIT).await?;
+        let runner = Runner::new(
+            catalogue.clone(),
+            keys.clone(),
+            clock.clone(),
+            limits,
+            work_dir,
+        );
+        let entities = Entities::start(log.clone(), clock.clone(), Arc::new(runner), settings);
+        let running = reconcile::track_in_progress::<Execution>(&log)?;
+        let settled = reconcile::reconcile(&log, &entities, &running, STARTUP_WAIT).await?;
+        if !settled.is_empty() {
+            tracing::info!(
+                count = settled.len(),
+                "failed executions interrupted by a stop"
+            );
+        }
+        Ok(Executions {
+            entities,
+            model,
+            catalogue,
+            keys,
+            clock,
+            log,
+        })
+    }
+
+    pub fn catalogue(&self) -> &Catalogue {
+        &self.catalogue
+    }
+
+    /// Starts an execution of `workflow` and returns its id once it is recorded (the run
+    /// starts after that).
+    pub async fn trigger(
+        &self,
+        workflow: &str,
+        given: &BTreeMap<String, serde_json::Value>,
+        by: Option<String>,
+        metadata: Metadata,
+    ) -> Result<Uuid, ExecutionsError> {
+        let workflow = self
+            .catalogue
+            .get(workflow)
+            .ok_or_else(|| ExecutionsError::UnknownWorkflow(workflow.to_owned()))?;
+        if !workflow.allows(by.as_deref()) {
+            return Err(ExecutionsError::Forbidden {
+                user: by.unwrap_or_default(),
+                workflow: workflow.id.to_string(),
+            });
+        }
+        let inputs = workflow.resolve_inputs(given)?;
+        for (name, value) in &inputs {
+            if workflow.input(name).map(|i| i.kind) != Some(InputKind::SshKey) {
+                continue;
+            }
+            let usable = match Uuid::parse_str(value) {
+                Ok(key) => self.keys.get(key, by.as_deref()).await.is_ok(),
+                Err(_) => false,
+            };
+            if !usable {
+                return Err(InputError::Invalid {
+                    name: name.clone(),
+                    reason: format!("no ssh key {value} of yours"),
+                }
+                .into());
+            }
+        }
+        let id = self.clock.new_id();
+        let command = ExecutionCommand::Request {
+            workflow: workflow.id.clone(),
+            inputs,
+            by,
+        };
+        let executed = self
+            .entities
+            .execute(&id.to_string(), command, metadata)
+            .await?;
+        if let Some(position) = executed.first_position {
+            self.model.wait_for(position, MODEL_WAIT).await?;
+        }
+        Ok(id)
+    }
+
+    /// An execution's state without its lines: the status poll of a client following an
+    /// execution must not copy a log of up to `max_log_lines` lines each time; [`Self::logs`]
+    /// reads the lines on the execution's actor. What was requested comes apart from the rest
+    /// (whose `requested` is then `None`): an execution never requested is not found.
+    pub async fn get(&self, raw: &str) -> Result<(Requested, ExecutionState), ExecutionsError> {
+        let id = parse_id(raw)?;
+        let (_, found) = self
+            .entities
+            .inspect(&id.to_string(), |state: &ExecutionState| {
+                let mut state = state.without_logs();
+                Some((state.requested.take()?, state))
+            })
+            .await?;
+        found.ok_or_else(|| ExecutionsError::NotFound(raw.to_owned()))
+    }
+
+    /// Asks a running execution to stop; an ended one stays as it is.
+    pub async fn cancel(
+        &self,
+        raw: &str,
+        by: Option<String>,
+        metadata: Metadata,
+    ) -> Result<(), ExecutionsError> {
+        let id = parse_id(raw)?;
+        match self
+            .entities
+            .execute(&id.to_string(), ExecutionCommand::Cancel { by }, metadata)
+            .await
+        {
+            // The list shows CANCELLING by the time the client hears back.
+            Ok(executed) => match executed.first_position {
+                Some(position) => Ok(self.model.wait_for(position, MODEL_WAIT).await?),
+                None => Ok(()),
+            },
+            Err(CommandError::Rejected(ExecutionRejection::NotFound)) => {
+                Err(ExecutionsError::NotFound(raw.to_owned()))
+            }
+            Err(other) => Err(other.into()),
+        }
+    }
+
+    pub fn list(&self, query: &ListQuery) -> ExecutionsPage {
+        self.model.read(|view| view.state.list(query))
+    }
+
+    /// The stream of an execution that exists, for followers of its events.
+    pub async fn stream(&self, raw: &str) -> Result<StreamId, ExecutionsError> {
+        let id = parse_id(raw)?;
+        let (_, exists) = self
+            .entities
+            .inspect(&id.to_string(), |state: &ExecutionState| {
+                state.requested.is_some()
+            })
+            .await?;
+        if !exists {
+            return Err(ExecutionsError::NotFound(raw.to_owned()));
+        }
+        StreamId::of(KIND, &id.to_string()).map_err(|e| ExecutionsError::NotFound(e.to_string()))
+    }
+
+    /// A page of the log. When no line at or after `from` matches, waits up to the timeout
+    /// for one, following the execution's stream: each commit to it wakes the wait. It waits
+    /// also when the execution has ended, as upstream does: the `waas` client's follow loops
+    /// never stop on their own and rely on this wait to not ask again at once. The page is cut
+    /// on the execution's actor, so a long log is not copied; a wait keeps the state without
+    /// its lines and folds in what the stream brings.
+    pub async fn logs(&self, raw: &str, query: LogQuery) -> Result<LogPage, ExecutionsError> {
+        let deadline = Instant::now() + query.timeout;
+        let id = parse_id(raw)?;
+        let stream = StreamId::of(KIND, &id.to_string())
+            .map_err(|e| ExecutionsError::NotFound(e.to_string()))?;
+        let (mut version, first) = self
+            .entities
+            .inspect(&id.to_string(), move |state: &ExecutionState| {
+                state.requested.as_ref()?;
+                let wait = Instant::now() < deadline;
+                Some(
+                    page(&state.logs, 0, &query, wait)
+                        .map_err(|earlier| (earlier, state.without_logs())),
+                )
+            })
+            .await?;
+        let (earlier, mut state) = match first {
+            None => return Err(ExecutionsError::NotFound(raw.to_owned())),
+            Some(Ok(page)) => return Ok(page),
+            Some(Err(waiting)) => waiting,
+        };
+        // `state` now holds only the lines that came after the `earlier` matching ones.
+        loop {
+            let now = Instant::now();
+            // A stopping server releases followers: the poll answers with what it has.
+            let wait = now < deadline && !self.log.followers_released();
+            if let Ok(page) = page(&state.logs, earlier, &query, wait) {
+                return Ok(page);
+            }
+            let page =
+                follow::follow_stream(&self.log, &stream, version, 1000, deadline - now).await?;
+            for shared in &page.events {
+                let event = ExecutionEvent::from_recorded(shared.event())?;
+                <Execution as crate::runtime::Entity>::apply(&mut state, &event);
+            }
+            version = page.next.max(version);
+        }
+    }
+}
+
+/// The page `query` asks for, of `lines` that come after `earlier` lines matching its levels.
+/// When no matching line is at `from` yet and `wait` says the wait has time left, how many
+/// matching lines there are, to wait for the next.
+fn page(lines: &[LogLine], earlier: usize, query: &LogQuery, wait: bool) -> Result<LogPage, usize> {
+    // Two passes over the lines rather than a list of the matching ones: the page runs on the
+    // execution's actor for every poll, and a log may hold `max_log_lines` lines.
+    let matching = || lines.iter().filter(|line| query.levels.accepts(line.level));
+    let total_results = earlier + matching().count();
+    if total_results <= query.from && wait {
+        return Err(total_results);
+    }
+    let logs = matching()
+        .skip(query.from.saturating_sub(earlier))
+        .take(query.size.unwrap_or(usize::MAX))
+        .cloned()
+        .collect();
+    Ok(LogPage {
+        logs,
+        total_results,
+        from: query.from,
+    })
+}
+
+/// The stream category of executions.
+const KIND: &str = <Execution as crate::runtime::Entity>::KIND;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(levels: &[Level]) -> Vec<LogLine> {
+        levels
+            .iter()
+            .enumerate()
+            .map(|(n, &level)| LogLine {
+                level,
+                at: chrono::DateTime::from_timestamp(1_700_000_000 + n as i64, 0)
+                    .expect("a valid time"),
+                content: format!("line {n}"),
+            })
+            .collect()
+    }
+
+    fn query(from: usize, size: Option<usize>, mask: u8) -> LogQuery {
+        LogQuery {
+            from,
+            size,
+            levels: Levels::from_mask(mask),
+            timeout: Duration::ZERO,
+        }
+    }
+
+    fn contents(page: &LogPage) -> Vec<&str> {
+        page.logs.iter().map(|line| line.content.as_str()).collect()
+    }
+
+    #[test]
+    fn a_page_counts_and_offsets_the_matching_lines_only() {
+        use Level::{Debug, Error, Info, Warn};
+        let all = lines(&[Info, Debug, Warn, Info, Error]);
+        let page = page(&all, 0, &query(1, Some(2), 0), true).expect("lines at 1");
+        assert_eq!(contents(&page), ["line 2", "line 3"]);
+        assert_eq!((page.total_results, page.from), (4, 1));
+        let debug_only = super::page(&all, 0, &query(0, None, 1), true).expect("a debug line");
+        assert_eq!(contents(&debug_only), ["line 1"]);
+    }
+
+    #[test]
+    fn lines_that_came_after_earlier_ones_are_offset_by_them() {
+        use Level::{Debug, Info};
+        // Three matching lines came before; the new ones are the fourth and fifth.
+        let new = lines(&[Debug, Info, Info]);
+        let page = page(&new, 3, &query(4, None, 0), true).expect("the fifth line");
+        assert_eq!(contents(&page), ["line 2"]);
+        assert_eq!(page.total_results, 5);
+    }
+
+    #[test]
+    fn a_mask_without_a_known_bit_wants_every_level() {
+        use Level::{Debug, Error, Info, Warn};
+        let all = lines(&[Info, Debug, Warn, Error]);
+        for mask in [16, 32, 240] {
+            let page = page(&all, 0, &query(0, None, mask), false).expect("a page");
+            assert_eq!(page.total_results, 4, "{mask}");
+        }
+        // Unknown bits beside known ones are ignored.
+        let page = page(&all, 0, &query(0, None, 16 | 8), false).expect("a page");
+        assert_eq!(contents(&page), ["line 3"]);
+    }
+
+    #[test]
+    fn no_line_at_from_waits_unless_told_not_to() {
+        let all = lines(&[Level::Info]);
+        assert_eq!(page(&all, 0, &query(1, None, 0), true).err(), Some(1));
+        let answered = page(&all, 0, &query(1, None, 0), false).expect("an empty page");
+        assert_eq!((answered.logs.len(), answered.total_results), (0, 1));
+    }
+}

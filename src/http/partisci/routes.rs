@@ -1,0 +1,273 @@
+//! The face's handlers and the routes that reach them; `mod.rs` says what the face is.
+
+use std::sync::Arc;
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder, ResponseError};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::auth::{Access, Auth};
+use crate::domain::inventory::read_model::VersionFilter;
+use crate::domain::inventory::{Inventory, Version, VersionReport, Via};
+use crate::http::body::read_body;
+use crate::http::caller::{guarded, Admin, Authorized};
+use crate::http::error::{Refusal, Shape};
+
+/// What the face's handlers share.
+pub struct Partisci {
+    pub inventory: Inventory,
+    pub auth: Arc<Auth>,
+    /// Who may use the face (Partisci clients send no credentials: anyone, by default).
+    pub access: Access,
+    /// Whether `_danger/clear/` may clear the inventory.
+    pub danger: bool,
+    /// The largest `POST update/` body, in bytes.
+    pub max_body: usize,
+}
+
+/// A refusal, in Partisci's shape.
+pub type PartisciError = Refusal<Partisci>;
+
+/// Every error body is `{"error": "..."}`.
+impl Shape for Partisci {
+    type Context = ();
+
+    fn answer(refusal: &PartisciError, mut response: HttpResponseBuilder) -> HttpResponse {
+        response.json(serde_json::json!({ "error": refusal.to_string() }))
+    }
+}
+
+guarded!(Partisci, "the inventory face is not configured");
+
+/// A bad update: Partisci answers 415 whatever is wrong with it.
+fn bad_update(message: String) -> PartisciError {
+    Refusal::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, message)
+}
+
+/// The routes of the face, under `/api/v1/`, and `/debug/vars`.
+pub fn routes(config: &mut web::ServiceConfig) {
+    config
+        .service(
+            web::scope("/api/v1")
+                .service(only("/app/", web::get().to(apps)))
+                .service(only("/summary/app/", web::get().to(apps)))
+                .service(only("/host/", web::get().to(hosts)))
+                .service(only("/summary/host/", web::get().to(hosts)))
+                .service(only("/summary/hosts/", web::get().to(hosts)))
+                .service(only("/version/", web::get().to(versions)))
+                .service(only("/update/", web::post().to(update)))
+                .service(only("/_danger/clear/", web::post().to(clear)))
+                .service(only("/_partisci/", web::get().to(info)))
+                .default_service(web::to(not_found)),
+        )
+        .service(only("/debug/vars", web::get().to(info)));
+}
+
+/// A resource answering 405 in Partisci's shape to any method but the one routed.
+fn only(path: &str, route: actix_web::Route) -> actix_web::Resource {
+    crate::http::only(path, route, PartisciError::method_not_allowed)
+}
+
+/// An unknown path under `/api/v1`. The bare prefix itself is redirected to `/api/v1/` (with
+/// its query, whatever the method), as partiscid's Go router answers a tree's root without its
+/// slash; it is not a route of its own, so it stays out of the OpenAPI document.
+async fn not_found(request: HttpRequest) -> HttpResponse {
+    if request.path() == "/api/v1" {
+        let location = match request.query_string() {
+            "" => "/api/v1/".to_string(),
+            query => format!("/api/v1/?{query}"),
+        };
+        return HttpResponse::MovedPermanently()
+            .insert_header((actix_web::http::header::LOCATION, location))
+            .finish();
+    }
+    PartisciError::not_found(format!(
+        "{} is not a Partisci route (routes end with a slash, as in /api/v1/version/)",
+        request.path()
+    ))
+    .error_response()
+}
+
+/// `{"data": [...]}`, serialized straight from the rows.
+fn data<T: Serialize>(rows: impl IntoIterator<Item = T>) -> HttpResponse {
+    #[derive(Serialize)]
+    struct Data<T> {
+        data: Vec<T>,
+    }
+    HttpResponse::Ok().json(Data {
+        data: rows.into_iter().collect(),
+    })
+}
+
+/// Partisci's times are whole Unix seconds.
+fn unix(time: DateTime<Utc>) -> i64 {
+    time.timestamp()
+}
+
+impl<'a> From<&'a Version> for super::openapi::PartisciVersion<'a> {
+    fn from(v: &'a Version) -> Self {
+        super::openapi::PartisciVersion {
+            app_id: &v.app_id,
+            app: &v.app,
+            ver: &v.ver,
+            host: &v.host,
+            instance: v.instance,
+            host_ip: &v.host_ip,
+            last_update: unix(v.last_update),
+        }
+    }
+}
+
+/// Active applications.
+#[utoipa::path(get, path = "/api/v1/app/", operation_id = "partisci_apps",
+    summary = "Active applications", description = super::openapi::APPS_DESCRIPTION,
+    responses((status = 200, description = "`{\"data\": [...]}`, `[]` when there is none.",
+        body = super::openapi::PartisciApps)))]
+async fn apps(
+    _caller: Authorized<Partisci>,
+    face: web::Data<Partisci>,
+) -> Result<HttpResponse, PartisciError> {
+    Ok(data(face.inventory.apps().into_iter().map(|app| {
+        super::openapi::PartisciApp {
+            app_id: app.app_id,
+            app: app.app,
+            last_update: unix(app.last_update),
+            host_count: app.host_count,
+        }
+    })))
+}
+
+/// Active hosts.
+#[utoipa::path(get, path = "/api/v1/host/", operation_id = "partisci_hosts",
+    summary = "Active hosts", description = super::openapi::HOSTS_DESCRIPTION,
+    responses((status = 200, description = "`{\"data\": [...]}`, `[]` when there is none.",
+        body = super::openapi::PartisciHosts)))]
+async fn hosts(
+    _caller: Authorized<Partisci>,
+    face: web::Data<Partisci>,
+) -> Result<HttpResponse, PartisciError> {
+    Ok(data(face.inventory.hosts().into_iter().map(|host| {
+        super::openapi::PartisciHost {
+            host: host.host,
+            last_update: unix(host.last_update),
+            app_count: host.app_count,
+        }
+    })))
+}
+
+/// Active versions, filtered.
+#[utoipa::path(get, path = "/api/v1/version/", operation_id = "partisci_versions",
+    summary = "Active versions", description = super::openapi::VERSIONS_DESCRIPTION,
+    params(super::openapi::VersionParams),
+    responses(
+        (status = 200, description = "`{\"data\": [...]}`, `[]` when none matches.",
+            body = super::openapi::PartisciVersions)))]
+async fn versions(
+    _caller: Authorized<Partisci>,
+    face: web::Data<Partisci>,
+    query: web::Query<Vec<(String, String)>>,
+) -> Result<HttpResponse, PartisciError> {
+    // The first value of a parameter given twice counts, and an empty one is no filter, as
+    // Go's `FormValue` reads them for partiscid.
+    let given = |name: &str| {
+        query
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.clone())
+            .filter(|value| !value.is_empty())
+    };
+    let filter = VersionFilter {
+        app_id: given("app_id"),
+        host: given("host"),
+        ver: given("ver"),
+    };
+    let versions = face.inventory.versions(&filter);
+    Ok(data(versions.iter().map(|version| {
+        super::openapi::PartisciVersion::from(&**version)
+    })))
+}
+
+/// Records a version update.
+#[utoipa::path(post, path = "/api/v1/update/", operation_id = "partisci_update",
+    summary = "Record a version", description = super::openapi::UPDATE_DESCRIPTION,
+    request_body(content = super::openapi::PartisciUpdate, content_type = "application/json",
+        description = "One version JSON, at most `[partisci] max_body_kb` KiB."),
+    responses(
+        (status = 200, description = "Recorded; the body is empty."),
+        (status = 400, description = "The body could not be read.",
+            body = super::openapi::PartisciErrorBody),
+        (status = 409, description = "The host's record belongs to another host name: two \
+            long or unusual names whose hashed record ids collide.",
+            body = super::openapi::PartisciErrorBody),
+        (status = 413, description = "The body is over `[partisci] max_body_kb`.",
+            body = super::openapi::PartisciErrorBody),
+        (status = 415, description = "A bad update: not a JSON object, `app` or `ver` \
+            missing or empty, a field too long, an `instance` out of 0 to 65535.",
+            body = super::openapi::PartisciErrorBody),
+        (status = 500, description = "The inventory failed to take the update in.",
+            body = super::openapi::PartisciErrorBody),
+        (status = 503, description = "The update was not recorded (the log or an actor \
+            failed), or the credentials could not be checked.",
+            body = super::openapi::PartisciErrorBody)))]
+async fn update(
+    Authorized(caller, _): Authorized<Partisci>,
+    request: HttpRequest,
+    face: web::Data<Partisci>,
+    payload: web::Payload,
+) -> Result<HttpResponse, PartisciError> {
+    let body = read_body(&request, payload, face.max_body).await?;
+    let report = VersionReport::parse(&body).map_err(|e| bad_update(e.to_string()))?;
+    let sender = request.peer_addr().map(|peer| peer.ip());
+    let metadata = crate::http::metadata(&request, &caller);
+    face.inventory
+        .report(report, sender, Via::Http, metadata)
+        .await?;
+    Ok(HttpResponse::Ok().finish())
+}
+
+/// Clears the inventory, in danger mode only.
+#[utoipa::path(post, path = "/api/v1/_danger/clear/", operation_id = "partisci_clear",
+    summary = "Clear the inventory", description = super::openapi::CLEAR_DESCRIPTION,
+    responses(
+        (status = 200, description = "Cleared; the body is empty."),
+        (status = 500, description = "The inventory failed to take the clear in.",
+            body = super::openapi::PartisciErrorBody),
+        (status = 503, description = "Not every host was cleared (the log or an actor \
+            failed), or the credentials could not be checked.",
+            body = super::openapi::PartisciErrorBody)))]
+async fn clear(
+    Authorized(caller, _): Admin<Partisci>,
+    request: HttpRequest,
+    face: web::Data<Partisci>,
+) -> Result<HttpResponse, PartisciError> {
+    if !face.danger {
+        return Err(PartisciError::forbidden(
+            "clearing the inventory is off: enable it with `danger = true` in the [partisci] \
+             section of the configuration (or ANNALS_PARTISCI_DANGER=true)",
+        ));
+    }
+    let hosts = face
+        .inventory
+        .clear(crate::http::metadata(&request, &caller))
+        .await?;
+    tracing::warn!(hosts, user = ?caller.user, "the inventory was cleared through _danger/clear/");
+    Ok(HttpResponse::Ok().finish())
+}
+
+/// `_partisci/` and `/debug/vars`: what this instance is.
+#[utoipa::path(get, path = "/debug/vars", operation_id = "partisci_info",
+    summary = "This instance", description = super::openapi::INFO_DESCRIPTION,
+    responses((status = 200, description = "annals' version and the inventory's size.",
+        body = super::openapi::PartisciInstance)))]
+async fn info(
+    _caller: Authorized<Partisci>,
+    face: web::Data<Partisci>,
+) -> Result<HttpResponse, PartisciError> {
+    Ok(HttpResponse::Ok().json(super::openapi::PartisciInstance {
+        version: env!("CARGO_PKG_VERSION"),
+        server: "annals",
+        versions: face.inventory.version_count(),
+        danger: face.danger,
+    }))
+}
