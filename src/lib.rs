@@ -5,11 +5,15 @@
 //!
 //! - [`events`]: the log. The envelope and hash chain, the typed-payload codec, the journal (the
 //!   only writer), the store (the only module that names sled), reads, waits and verification.
-//! - [`actors`]: entities on top of the log. The `Entity` trait (`decide` holds the rules, `apply`
-//!   only folds), the actix actor that hosts one entity, the directory that activates and
-//!   passivates them, snapshots, side effects after durability, start-up reconciliation and
+//! - [`runtime`]: entities on top of the log. The `Entity` trait (`decide` holds the rules,
+//!   `apply` only folds), the actix actor that hosts one entity, the directory that activates
+//!   and passivates them, snapshots, side effects after durability, start-up reconciliation and
 //!   projections (read models).
-//! - [`http`]: the HTTP server and its faces. Handlers parse, send one message, map the reply.
+//! - [`domain`]: the faces' entity kinds, each laid out alike (entity, values, read model,
+//!   service, effects).
+//! - [`faces`]: each protocol face as one `Face`, and `FACES`, the one list of them.
+//! - [`http`]: the HTTP server and each face's handlers. Handlers parse, send one message, map
+//!   the reply.
 //! - [`startup`]: binds every listener and starts each face's entities, read models and
 //!   background tasks from a configuration; `annals serve` and the tests run the server with it.
 //! - [`process`]: running external programs for the faces: argv only, a minimal environment,
@@ -19,8 +23,8 @@
 //!   key, one file per secret; secret material never reaches the event log.
 //! - [`cli`]: the `annals` command line: `serve`, `export`, `replay`, `verify`, `load`,
 //!   `hash-password`, `new-token`, `config`.
-//! - [`config`]: the configuration: embedded defaults, then a TOML file, `ANNALS_…` variables and
-//!   flags; `config check` reports every problem of a file with its line.
+//! - [`config`]: the configuration file's shape: embedded defaults, then a TOML file, `ANNALS_…`
+//!   variables and flags; `config check` reports every problem of a file with its line.
 //! - [`auth`]: accounts (argon2 password hashes, SHA-256 token hashes, roles) and the decision
 //!   whether a request's credentials give the access a route needs.
 //! - [`metrics`]: the Prometheus recorder and the name of every metric.
@@ -28,8 +32,8 @@
 //!   synced; events carry their hash and size.
 //! - [`testresults`]: test-results uploads (subunit v2 and v1, JSON results) recognised by
 //!   content and parsed, with limits, into per-test status and duration and the summary.
-//! - [`config`] and [`declarations`]: the configuration file and its checks; the faces'
-//!   declarations in it parsed into domain types, once, for start-up and `config check`.
+//! - [`declarations`]: the faces' declarations in the configuration (engines, workflows, the
+//!   GROS controller) parsed into domain types, once, for start-up and `config check`.
 //! - [`scanners`]: the scan engine face's built-in scanners (`tcp`, `http`, `command`): they
 //!   take a scan's assets and options and report findings as they find them.
 

@@ -1,6 +1,6 @@
 //! The inventory (the Partisci face's domain): each host's record is an entity, whose events are
 //! the version reports accepted for it, the versions expired by retention, and clears. The
-//! read model in [`model`] answers every query; [`service`] runs commands and the retention
+//! read model in [`read_model`] answers every query; [`service`] runs commands and the retention
 //! sweep. Nothing here knows of HTTP or UDP.
 
 pub mod read_model;

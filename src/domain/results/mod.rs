@@ -1,7 +1,7 @@
 //! Submitted results (the Refstack face's later API, `POST /v1/results/`): each submission is
 //! an entity with one event, recording the cloud's id, the run's duration, how many tests
 //! passed, who signed it, and a reference to the body in the blob store (the test names stay
-//! there, not in the log). The read model in [`model`] pages them; [`service`] is what the
+//! there, not in the log). The read model in [`read_model`] pages them; [`service`] is what the
 //! transport calls. Nothing here knows of HTTP or verifies signatures.
 
 pub mod read_model;

@@ -1,7 +1,7 @@
 //! Workflow executions (the HPCWaaS face's domain): each execution is an entity whose events are
 //! its request (workflow, inputs, user), each step's start and end, every log line, the outputs,
 //! a cancellation request and its end (success, failure with a reason, cancellation). Nothing
-//! here knows of HTTP or runs a program: `runner.rs` runs the steps and reports back through
+//! here knows of HTTP or runs a program: `effects.rs` runs the steps and reports back through
 //! commands.
 
 pub mod catalogue;
