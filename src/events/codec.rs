@@ -34,7 +34,7 @@ pub trait DomainEvent: Sized {
 /// version is the one this build writes. Old versions follow in braces, each with the struct its
 /// payloads decode to and turned into the current one by `From` (the upcaster):
 ///
-/// ```ignore
+/// ```text
 /// domain_events! {
 ///     #[derive(Clone, Debug, PartialEq, Eq)]
 ///     pub enum JobEvent {
