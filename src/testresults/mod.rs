@@ -43,6 +43,11 @@ pub use json::{upload_schema, ResultEntry, UploadedResults, EMPTY_RESULTS};
 /// The largest subunit v2 packet: its length is a varint of at most 3 octets (spec: "< 4 MiB").
 pub const MAX_V2_PACKET_BYTES: usize = 0x3F_FFFF;
 
+/// The longest class name a JSON parsed-results upload may give. Each of the class's tests gets
+/// an id that spells the class out again, so this bounds what a test costs beyond the bytes it
+/// brought; tempest's longest class names are about 100 bytes.
+pub const MAX_CLASS_NAME_BYTES: usize = 512;
+
 /// The formats an upload can be in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
