@@ -455,6 +455,16 @@ impl<'de> Visitor<'de> for DataSeed<'_> {
                     self.budget.limit
                 )));
             }
+            // Each of the class's tests repeats its name in its id: a long name would cost its
+            // length again for every test, far more memory than the upload brought.
+            if class.len() > super::MAX_CLASS_NAME_BYTES {
+                return Err(de::Error::custom(format_args!(
+                    "the class name `{}` is {} bytes, more than the limit of {} bytes",
+                    super::excerpt(class.as_bytes()),
+                    class.len(),
+                    super::MAX_CLASS_NAME_BYTES
+                )));
+            }
             classes.push((
                 class,
                 map.next_value_seed(ClassSeed {

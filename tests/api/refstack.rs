@@ -344,6 +344,23 @@ async fn every_documented_error_is_answered_in_the_faces_shape() {
         .await
         .refused(400);
     assert!(title.starts_with("the upload cannot be read"), "{title}");
+    // A parsed-results class name past its limit (each test's id would repeat it).
+    let long_class = serde_json::json!({
+        "summary": {"PASS": 1, "FAIL": 0, "FAIL_SETUP": 0, "ERROR": 0, "SKIP": 0, "Total": 1},
+        "data": {"c".repeat(513): [["t", "PASS", null]]}
+    });
+    let title = face
+        .post(
+            "/v1/post-result",
+            "application/json",
+            long_class.to_string(),
+        )
+        .await
+        .refused(400);
+    assert!(
+        title.contains("is 513 bytes, more than the limit of 512 bytes"),
+        "{title}"
+    );
     let title = face
         .post(
             &format!("/v1/post-result?test_id={unknown}"),

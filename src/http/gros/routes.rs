@@ -241,7 +241,10 @@ impl Params {
     }
 }
 
-fn parse_form(text: &str) -> Result<Vec<(String, String)>, ControllerError> {
+/// The parameters of a controller request (query or form body). Public (hidden) for the fuzz
+/// targets.
+#[doc(hidden)]
+pub fn parse_form(text: &str) -> Result<Vec<(String, String)>, ControllerError> {
     web::Query::<Vec<(String, String)>>::from_query(text)
         .map(web::Query::into_inner)
         .map_err(|e| ControllerError::bad_request(format!("The parameters are malformed: {e}")))

@@ -191,8 +191,10 @@ async fn describe_workflow(
     }))
 }
 
-/// The inputs of a trigger: `{"inputs":{…}}`, `{}`, `null` or `{"inputs":null}`.
-fn parse_inputs(body: &[u8]) -> Result<BTreeMap<String, serde_json::Value>, HpcwaasError> {
+/// The inputs of a trigger: `{"inputs":{…}}`, `{}`, `null` or `{"inputs":null}`. Public (hidden)
+/// for the fuzz targets.
+#[doc(hidden)]
+pub fn parse_inputs(body: &[u8]) -> Result<BTreeMap<String, serde_json::Value>, HpcwaasError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(HpcwaasError::bad_request(
             "the body is empty: send {} to trigger without inputs",

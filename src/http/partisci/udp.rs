@@ -108,11 +108,7 @@ fn receive(socket: UdpSocket, inventory: Inventory, arbiter: ArbiterHandle, stop
                 continue;
             }
         };
-        let report = if length > MAX_DATAGRAM {
-            Err(format!("the datagram is over {MAX_DATAGRAM} bytes"))
-        } else {
-            VersionReport::parse(&buffer[..length]).map_err(|e| e.to_string())
-        };
+        let report = parse_datagram(&buffer[..length]);
         let report = match report {
             Ok(report) => report,
             Err(reason) => {
@@ -146,6 +142,16 @@ fn receive(socket: UdpSocket, inventory: Inventory, arbiter: ArbiterHandle, stop
             return;
         }
     }
+}
+
+/// Reads one datagram as received (the receive buffer holds one byte more than
+/// [`MAX_DATAGRAM`], so a longer one shows as too long). Public for the fuzz targets.
+#[doc(hidden)]
+pub fn parse_datagram(datagram: &[u8]) -> Result<VersionReport, String> {
+    if datagram.len() > MAX_DATAGRAM {
+        return Err(format!("the datagram is over {MAX_DATAGRAM} bytes"));
+    }
+    VersionReport::parse(datagram).map_err(|e| e.to_string())
 }
 
 fn count(outcome: &'static str) {

@@ -564,6 +564,13 @@ fn shown(value: &Value) -> String {
     }
 }
 
+/// Reads a `startscan` body as the route does and gives its assets; the fuzz targets' entry
+/// point (the parsed body itself stays private).
+#[doc(hidden)]
+pub fn parse_startscan_assets(body: &[u8]) -> Result<Vec<Asset>, String> {
+    StartScan::parse(body).map(|scan| scan.assets)
+}
+
 impl StartScan {
     fn parse(body: &[u8]) -> Result<StartScan, String> {
         let value: Value =
