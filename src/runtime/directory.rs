@@ -94,9 +94,8 @@ impl<E: Entity> Directory<E> {
             directory: ctx.address(),
         };
         let effects = self.effects.clone();
-        let after_commit: AfterCommit<E> = Box::new(move |id, state, events| {
-            effects.after_commit(id, state, events, &entities)
-        });
+        let after_commit: AfterCommit<E> =
+            Box::new(move |id, state, events| effects.after_commit(id, state, events, &entities));
         let addr = EntityActor::new(id.to_owned(), stream, self.env.clone(), after_commit).start();
         self.residents.insert(
             id.to_owned(),

@@ -5,9 +5,9 @@
 use std::collections::BTreeMap;
 
 use annals::domain::workflow::{
-    CancelRequested, EndedAt, Ending, Execution, ExecutionCommand, ExecutionEvent,
-    ExecutionFailed, ExecutionRejection, Level, LogLine, LogLinesDropped, OutputsRecorded,
-    Requested, Status, StepEnded, StepEndedEvent, StepStarted, WorkflowId, INTERRUPTED,
+    CancelRequested, EndedAt, Ending, Execution, ExecutionCommand, ExecutionEvent, ExecutionFailed,
+    ExecutionRejection, Level, LogLine, LogLinesDropped, OutputsRecorded, Requested, Status,
+    StepEnded, StepEndedEvent, StepStarted, WorkflowId, INTERRUPTED,
 };
 use annals::runtime::testing::given;
 use annals::runtime::Entity;
