@@ -29,11 +29,9 @@ pub const FOLLOW_READS: &str = "annals_follow_reads_total";
 /// HTTP requests answered, by `route` (the matched pattern, or `unmatched`) and `status`.
 pub const HTTP_REQUESTS: &str = "annals_http_requests_total";
 
-/// The values each labelled metric is known to take, shown at zero from the start.
+/// The values each labelled metric is known to take, shown at zero from the start. The entity
+/// kinds, the `kind` label's values, are the domain's: start-up gives them ([`register_kinds`]).
 const KNOWN_LABELS: &[(&str, &str, &[&str])] = &[
-    (ACTORS_RESIDENT, "kind", crate::domain::kinds::KINDS),
-    (ACTOR_ACTIVATIONS, "kind", crate::domain::kinds::KINDS),
-    (ACTOR_PASSIVATIONS, "kind", crate::domain::kinds::KINDS),
     (
         PARTISCI_DATAGRAMS,
         "outcome",
@@ -86,12 +84,7 @@ fn describe_and_register() {
     metrics::counter!(PARTISCI_KERNEL_DROPS).increment(0);
     for (name, label, values) in KNOWN_LABELS {
         for value in values.iter() {
-            let labels = [(*label, *value)];
-            if *name == ACTORS_RESIDENT {
-                metrics::gauge!(*name, &labels).increment(0.0);
-            } else {
-                metrics::counter!(*name, &labels).increment(0);
-            }
+            metrics::counter!(*name, &[(*label, *value)]).increment(0);
         }
     }
     // Requests are labelled by route and status, known only as they are answered; the scrape
@@ -125,6 +118,17 @@ pub fn handle() -> &'static PrometheusHandle {
         describe_and_register();
         handle
     })
+}
+
+/// Shows the actor metrics of each of `kinds` at zero, so that a scrape lists every kind from
+/// the start. Registering again is harmless: nothing is moved.
+pub fn register_kinds(kinds: &[&'static str]) {
+    for kind in kinds {
+        let labels = [("kind", *kind)];
+        metrics::gauge!(ACTORS_RESIDENT, &labels).increment(0.0);
+        metrics::counter!(ACTOR_ACTIVATIONS, &labels).increment(0);
+        metrics::counter!(ACTOR_PASSIVATIONS, &labels).increment(0);
+    }
 }
 
 /// Counts a follower as waiting until dropped, even when its request is abandoned mid-wait.

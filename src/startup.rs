@@ -77,6 +77,7 @@ impl Application {
     ) -> anyhow::Result<Application> {
         // The recorder first, so that what start-up records (settling appends) is counted.
         crate::metrics::handle();
+        crate::metrics::register_kinds(crate::domain::kinds::KINDS);
         let auth = Arc::new(
             Auth::new(config.accounts.clone())
                 .map_err(|reason| anyhow::anyhow!("the accounts are not valid: {reason}"))?,

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use actix_web::http::header::AUTHORIZATION;
 use actix_web::{web, FromRequest, HttpRequest};
 
-use super::error::{Api, Refusal, Shape};
-use crate::auth::{Access, Auth, AuthError, Caller};
+use super::error::{Api, Denied, Refusal, Shape};
+use crate::auth::{Access, Auth, Caller};
 
 /// Who may use what, shared by every worker.
 #[derive(Clone)]
@@ -19,16 +19,6 @@ pub struct Guard {
     pub auth: Arc<Auth>,
     /// Who may use the event API.
     pub api: Access,
-}
-
-/// Why a request was not authorized; its status is in [`super::error::Status`].
-#[derive(Debug, thiserror::Error)]
-pub enum Denied {
-    #[error(transparent)]
-    Auth(#[from] AuthError),
-    /// The check itself could not run (the blocking pool is shutting down).
-    #[error("the credentials could not be checked: {0}")]
-    Unavailable(String),
 }
 
 /// Authorizes the caller of `request` for a part open to `access`.

@@ -10,7 +10,6 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, HttpResponseBuilder, ResponseError};
 
 use super::body::BodyError;
-use super::caller::Denied;
 use super::refstack::multipart::MultipartError;
 use crate::auth::AuthError;
 use crate::domain::inventory::InventoryError;
@@ -37,6 +36,16 @@ impl Status for BodyError {
             BodyError::Broken(_) => StatusCode::BAD_REQUEST,
         }
     }
+}
+
+/// Why a request was not authorized ([`super::caller::authorize`]).
+#[derive(Debug, thiserror::Error)]
+pub enum Denied {
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// The check itself could not run (the blocking pool is shutting down).
+    #[error("the credentials could not be checked: {0}")]
+    Unavailable(String),
 }
 
 /// 403 for a caller who may not, 401 for one not known, 503 when the check could not run.

@@ -1,6 +1,8 @@
 //! The directory of one entity kind: it activates an entity's actor on demand by id (virtual
 //! actors, as in Orleans), passivates actors idle for too long, and caps how many stay resident,
-//! least recently used first. It routes messages; it decides nothing about any entity.
+//! least recently used first. It routes messages; it decides nothing about any entity. The
+//! kind's [`Effects`] hook is declared here, with the [`Entities`] handle it receives: each
+//! actor gets it as a closure, so the host knows neither.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -9,43 +11,13 @@ use std::time::{Duration, Instant};
 use actix::dev::ToEnvelope;
 use actix::prelude::*;
 
-use super::effects::Effects;
 use super::entity::{Clock, Entity};
 use super::host::{
-    CommandError, CommandResult, EntityActor, Env, Execute, GetState, Inspect, Reconcile,
+    AfterCommit, CommandError, CommandResult, EntityActor, Env, Execute, GetState, Inspect,
+    Reconcile,
 };
+use super::settings::Settings;
 use crate::events::{EventLog, Metadata, StreamId, Version};
-
-/// How a directory manages its actors.
-#[derive(Clone, Copy, Debug)]
-pub struct Settings {
-    /// An actor not used for this long is passivated (it is activated again on its next use).
-    pub idle_timeout: Duration,
-    /// The most actors resident at once; past it the least recently used is passivated.
-    pub max_resident: usize,
-    /// A snapshot is written every this many events of an entity.
-    pub snapshot_every: u64,
-    /// An activation whose replay takes longer than this writes a snapshot at once.
-    pub replay_budget: Duration,
-}
-
-/// The configuration's defaults.
-impl Default for Settings {
-    fn default() -> Self {
-        Settings::from(&crate::config::ActorsSection::default())
-    }
-}
-
-impl From<&crate::config::ActorsSection> for Settings {
-    fn from(section: &crate::config::ActorsSection) -> Self {
-        Settings {
-            idle_timeout: Duration::from_secs(section.idle_timeout_s),
-            max_resident: section.max_resident,
-            snapshot_every: section.snapshot_every.max(1),
-            replay_budget: Duration::from_millis(section.replay_budget_ms),
-        }
-    }
-}
 
 /// Counters of a directory's work.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -66,7 +38,8 @@ struct Resident<E: Entity> {
 }
 
 pub(crate) struct Directory<E: Entity> {
-    env: Arc<Env<E>>,
+    env: Arc<Env>,
+    effects: Arc<dyn Effects<E>>,
     residents: HashMap<String, Resident<E>>,
     /// Resident ids by last use, oldest first.
     by_use: BTreeMap<u64, String>,
@@ -120,7 +93,10 @@ impl<E: Entity> Directory<E> {
         let entities = Entities {
             directory: ctx.address(),
         };
-        let addr = EntityActor::new(id.to_owned(), stream, self.env.clone(), entities).start();
+        let effects = self.effects.clone();
+        let after_commit: AfterCommit<E> =
+            Box::new(move |id, state, events| effects.after_commit(id, state, events, &entities));
+        let addr = EntityActor::new(id.to_owned(), stream, self.env.clone(), after_commit).start();
         self.residents.insert(
             id.to_owned(),
             Resident {
@@ -217,6 +193,25 @@ impl<E: Entity> Handler<GetStats> for Directory<E> {
     }
 }
 
+/// The side effects of one entity kind.
+pub trait Effects<E: Entity>: Send + Sync + 'static {
+    /// Called once per successful command, after its `events` are durable and folded into
+    /// `state`. Work that takes time runs in a spawned task and reports back through
+    /// `entities.execute(id, …)`, which makes its results events like any other command's.
+    ///
+    /// A crash between the append and this call loses the work, never the events: start-up
+    /// reconciliation ([`Entity::on_restart`]) settles entities whose work died.
+    fn after_commit(&self, id: &str, state: &E::State, events: &[E::Event], entities: &Entities<E>);
+}
+
+/// The effects of a kind that has none.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoEffects;
+
+impl<E: Entity> Effects<E> for NoEffects {
+    fn after_commit(&self, _: &str, _: &E::State, _: &[E::Event], _: &Entities<E>) {}
+}
+
 /// The handle through which everything else talks to one entity kind. Cheap to clone.
 pub struct Entities<E: Entity> {
     directory: Addr<Directory<E>>,
@@ -242,10 +237,10 @@ impl<E: Entity> Entities<E> {
             env: Arc::new(Env {
                 log,
                 clock,
-                effects,
                 settings,
                 live: Default::default(),
             }),
+            effects,
             residents: HashMap::new(),
             by_use: BTreeMap::new(),
             tick: 0,

@@ -8,9 +8,8 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
-use super::directory::{Entities, Settings};
-use super::effects::Effects;
 use super::entity::{Clock, Ctx, Entity};
+use super::settings::Settings;
 use super::state::{self, Loaded};
 use crate::events::{
     AppendError, DomainEvent, EventLog, ExpectedVersion, Metadata, NewEvent, Position, StreamId,
@@ -92,11 +91,15 @@ impl<E: Entity> PartialEq for Executed<E> {
 
 pub type CommandResult<E> = Result<Executed<E>, CommandError<<E as Entity>::Rejection>>;
 
+/// What an actor calls once a command's events are durable and applied: the kind's effects,
+/// with the handle to its directory (given by the directory, which the actor does not know).
+pub(crate) type AfterCommit<E> =
+    Box<dyn Fn(&str, &<E as Entity>::State, &[<E as Entity>::Event]) + Send>;
+
 /// Everything the actors of one kind share.
-pub(crate) struct Env<E: Entity> {
+pub(crate) struct Env {
     pub log: EventLog,
     pub clock: Arc<dyn Clock>,
-    pub effects: Arc<dyn Effects<E>>,
     pub settings: Settings,
     /// How many actors of this kind are started and not yet stopped.
     pub live: AtomicUsize,
@@ -172,8 +175,8 @@ struct Cell<E: Entity> {
 pub(crate) struct EntityActor<E: Entity> {
     id: String,
     stream: StreamId,
-    env: Arc<Env<E>>,
-    entities: Entities<E>,
+    env: Arc<Env>,
+    after_commit: AfterCommit<E>,
     /// `None` while a command runs (the running command owns it, and actix runs nothing else on
     /// this actor meanwhile) or when activation failed.
     cell: Option<Cell<E>>,
@@ -185,14 +188,14 @@ impl<E: Entity> EntityActor<E> {
     pub(crate) fn new(
         id: String,
         stream: StreamId,
-        env: Arc<Env<E>>,
-        entities: Entities<E>,
+        env: Arc<Env>,
+        after_commit: AfterCommit<E>,
     ) -> Self {
         EntityActor {
             id,
             stream,
             env,
-            entities,
+            after_commit,
             cell: None,
             broken: None,
         }
@@ -248,15 +251,13 @@ impl<E: Entity> EntityActor<E> {
                 cell.state.clone(),
             );
         }
-        self.env
-            .effects
-            .after_commit(&self.id, &cell.state, &executed.events, &self.entities);
+        (self.after_commit)(&self.id, &cell.state, &executed.events);
     }
 }
 
 /// Decides, appends and applies, deciding again on a version conflict after catching up.
 async fn execute<E: Entity>(
-    env: &Env<E>,
+    env: &Env,
     stream: &StreamId,
     cell: &mut Cell<E>,
     command: &E::Command,
@@ -316,7 +317,7 @@ async fn execute<E: Entity>(
 /// Folds the events another writer appended since the cell's version. The fold works on a copy,
 /// so that a failure leaves the cell as it was: consistent, only behind.
 async fn catch_up<E: Entity>(
-    env: &Env<E>,
+    env: &Env,
     stream: &StreamId,
     cell: &mut Cell<E>,
 ) -> Result<(), CommandError<E::Rejection>> {

@@ -11,12 +11,13 @@ mod host;
 pub mod job;
 pub mod projection;
 pub mod reconcile;
+pub mod settings;
 pub mod state;
 pub mod testing;
 
 pub use blocking::blocking;
-pub use directory::{Entities, Settings, Stats};
-pub use effects::{Effects, NoEffects};
+pub use directory::{Effects, Entities, NoEffects, Stats};
 pub use entity::{Clock, Ctx, Entity, ManualClock, SystemClock};
 pub use host::{CommandError, CommandResult, Executed};
 pub use projection::{Projection, ProjectionHandle, ProjectionSettings, View};
+pub use settings::Settings;

@@ -252,7 +252,8 @@ pub enum AgentRejection {
     NothingToSettle,
 }
 
-const INTERRUPTED: &str = "interrupted: the server stopped";
+/// The reason recorded for a process the server stopped while it ran (on restart).
+pub const INTERRUPTED: &str = "interrupted: the server stopped";
 
 impl Entity for GrosAgent {
     const KIND: &'static str = "gros_agent";
@@ -557,6 +558,3 @@ impl Entity for GrosProject {
         }
     }
 }
-
-#[cfg(test)]
-mod tests;

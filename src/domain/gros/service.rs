@@ -18,10 +18,11 @@ use super::values::{
 };
 use super::{
     AgentCommand, AgentEvent, AgentRejection, AgentState, GrosAgent, GrosProject, OutputLine,
-    Process, ProjectCommand, GLOBAL,
+    Process, ProjectCommand, ProjectRejection, GLOBAL,
 };
 use crate::events::{EventLog, Metadata};
 use crate::process::{self, Exit, Invocation, Stream};
+use crate::runtime::blocking::Stopped;
 use crate::runtime::effects::{self, Fed, FeedLimits, Taken};
 use crate::runtime::{
     reconcile, Clock, CommandError, Entities, NoEffects, Settings as ActorSettings,
@@ -137,19 +138,64 @@ pub enum GrosError {
     Secret(#[from] SecretError),
     /// What the request asked to record makes an event over the log's size limit.
     #[error("the record is too large to keep: {0}")]
-    TooLarge(String),
-    /// The log or an actor failed: nothing was acknowledged.
+    TooLarge(#[source] RecordFailure),
+    /// The log, an actor, the blocking pool or the stored salts failed: nothing was
+    /// acknowledged.
     #[error("not recorded: {0}")]
-    NotRecorded(String),
+    NotRecorded(#[source] RecordFailure),
 }
 
-impl<R: std::fmt::Display> From<CommandError<R>> for GrosError {
-    fn from(error: CommandError<R>) -> Self {
-        if error.is_too_large() {
-            GrosError::TooLarge(error.to_string())
-        } else {
-            GrosError::NotRecorded(error.to_string())
+/// Why a GROS command was not recorded, kept whole for the error's `source` chain. Each says
+/// what the failure itself says (the face's answers carry that text).
+#[derive(Debug, thiserror::Error)]
+pub enum RecordFailure {
+    #[error(transparent)]
+    Agent(#[from] CommandError<AgentRejection>),
+    #[error(transparent)]
+    Project(#[from] CommandError<ProjectRejection>),
+    #[error(transparent)]
+    Stopped(#[from] Stopped),
+    #[error("the stored salts are damaged: {0}")]
+    DamagedSalts(#[source] serde_json::Error),
+    /// A registration was abandoned because its project's salts could not be had.
+    #[error(transparent)]
+    NoSaltsForRegistration(Box<GrosError>),
+    #[error("the salts could not be made")]
+    SaltsNotMade,
+}
+
+impl RecordFailure {
+    /// Whether the log refused the events as over its size limit: the client's mistake.
+    fn is_too_large(&self) -> bool {
+        match self {
+            RecordFailure::Agent(error) => error.is_too_large(),
+            RecordFailure::Project(error) => error.is_too_large(),
+            _ => false,
         }
+    }
+}
+
+impl From<RecordFailure> for GrosError {
+    fn from(failure: RecordFailure) -> Self {
+        if failure.is_too_large() {
+            GrosError::TooLarge(failure)
+        } else {
+            GrosError::NotRecorded(failure)
+        }
+    }
+}
+
+// A rejection the service does not answer in its own words stays inside the command error:
+// it was answered as not recorded, and still is.
+impl From<CommandError<AgentRejection>> for GrosError {
+    fn from(error: CommandError<AgentRejection>) -> Self {
+        RecordFailure::Agent(error).into()
+    }
+}
+
+impl From<CommandError<ProjectRejection>> for GrosError {
+    fn from(error: CommandError<ProjectRejection>) -> Self {
+        RecordFailure::Project(error).into()
     }
 }
 
@@ -345,21 +391,21 @@ impl Gros {
         let salts = match self.salts(project.as_str(), true, metadata.clone()).await {
             Ok(Some(salts)) => salts,
             failed => {
-                let reason = match failed {
-                    Err(error) => error.to_string(),
-                    _ => "the salts could not be made".to_owned(),
+                let failure = match failed {
+                    Err(error) => RecordFailure::NoSaltsForRegistration(Box::new(error)),
+                    _ => RecordFailure::SaltsNotMade,
                 };
                 let _ = self
                     .agents
                     .execute(
                         &id,
                         AgentCommand::AbandonRegistration {
-                            reason: reason.clone(),
+                            reason: failure.to_string(),
                         },
                         metadata,
                     )
                     .await;
-                return Err(GrosError::NotRecorded(reason));
+                return Err(GrosError::NotRecorded(failure));
             }
         };
         self.agents
@@ -406,12 +452,12 @@ impl Gros {
             }
         })
         .await
-        .map_err(|stopped| GrosError::NotRecorded(stopped.to_string()))??;
+        .map_err(|stopped| GrosError::NotRecorded(stopped.into()))??;
         let Some(found) = found else {
             return Ok(None);
         };
         let salts: Salts = serde_json::from_slice(found.expose())
-            .map_err(|e| GrosError::NotRecorded(format!("the stored salts are damaged: {e}")))?;
+            .map_err(|e| GrosError::NotRecorded(RecordFailure::DamagedSalts(e)))?;
         if create {
             self.projects
                 .execute(project, ProjectCommand::RecordSalts { secret }, metadata)

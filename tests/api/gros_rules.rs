@@ -1,7 +1,21 @@
-//! The rules of GROS agents and projects, in given/when/then form.
+//! Given/when/then tests of the GROS kinds' rules (`gros_agent` and `gros_project`), run
+//! without an actor system or a log: registration, processes and their output, records, salts,
+//! the restart rule, and the preflight check and controller settings they depend on.
 
-use super::*;
-use crate::runtime::testing::given;
+use std::collections::BTreeMap;
+
+use annals::domain::gros::service::{self, Project};
+use annals::domain::gros::values::{self, ProjectKey};
+use annals::domain::gros::{
+    AgentCommand, AgentEvent, AgentRegistered, AgentRejection, AgentState, ExportAnnounced,
+    GrosAgent, GrosProject, LogRecorded, Measurement, MeasurementsRecorded, OutputLine,
+    PreflightChecked, Process, ProcessFinished, ProcessOutput, ProcessStarted, ProjectCommand,
+    ProjectEvent, ProjectRejection, RegistrationAbandoned, RegistrationStarted, SaltsCreated,
+    VersionChecked, INTERRUPTED,
+};
+use annals::runtime::testing::given;
+use annals::runtime::Entity;
+use chrono::{DateTime, Utc};
 
 fn t(seconds: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(seconds, 0).unwrap()
@@ -20,8 +34,8 @@ fn registered(key: &str) -> AgentEvent {
 }
 
 /// The project `PROJ`: no networks or username patterns, no processes.
-fn project(environment: &str, gather_interval_s: u64) -> service::Project {
-    service::Project {
+fn project(environment: &str, gather_interval_s: u64) -> Project {
+    Project {
         key: ProjectKey::parse("PROJ").unwrap(),
         networks: Vec::new(),
         usernames: Vec::new(),
@@ -426,15 +440,15 @@ fn a_wait_is_reported_as_upstream_reports_it() {
 /// daemon, so the configuration says so at start.
 #[test]
 fn the_shared_daemon_runs_at_least_one_scrape() {
-    let section = crate::config::GrosSection {
+    let section = annals::config::GrosSection {
         max_agent_scrapes: 0,
-        ..crate::config::GrosSection::default()
+        ..annals::config::GrosSection::default()
     };
     assert_eq!(
         service::Controller::parse(&section).unwrap_err(),
         "max_agent_scrapes must be at least 1"
     );
-    let section = crate::config::GrosSection {
+    let section = annals::config::GrosSection {
         max_agent_scrapes: 1,
         ..section
     };

@@ -1,0 +1,264 @@
+//! Given/when/then tests of the `execution` entity's rules (the HPCWaaS face's workflow
+//! executions), run without an actor system or a log: requests, steps, log lines, outputs,
+//! cancelling, ending and the restart rule.
+
+use std::collections::BTreeMap;
+
+use annals::domain::workflow::{
+    CancelRequested, EndedAt, Ending, Execution, ExecutionCommand, ExecutionEvent, ExecutionFailed,
+    ExecutionRejection, Level, LogLine, LogLinesDropped, OutputsRecorded, Requested, Status,
+    StepEnded, StepEndedEvent, StepStarted, WorkflowId, INTERRUPTED,
+};
+use annals::runtime::testing::given;
+use annals::runtime::Entity;
+use chrono::{DateTime, Utc};
+
+fn t(seconds: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(seconds, 0).unwrap()
+}
+
+fn requested() -> ExecutionEvent {
+    ExecutionEvent::ExecutionRequested(Requested {
+        workflow: "a@e@w".into(),
+        inputs: BTreeMap::from([("who".into(), "x; rm -rf /".into())]),
+        by: Some("ada".into()),
+        at: t(1),
+    })
+}
+
+fn started() -> ExecutionEvent {
+    ExecutionEvent::StepStarted(StepStarted {
+        index: 0,
+        name: "greet".into(),
+        at: t(2),
+    })
+}
+
+fn finished() -> ExecutionEvent {
+    finished_at(3)
+}
+
+fn finished_at(seconds: i64) -> ExecutionEvent {
+    ExecutionEvent::ExecutionSucceeded(EndedAt { at: t(seconds) })
+}
+
+fn line(content: &str) -> LogLine {
+    LogLine {
+        level: Level::Info,
+        at: t(2),
+        content: content.into(),
+    }
+}
+
+fn ended() -> StepEnded {
+    StepEnded {
+        exit_code: Some(0),
+        signal: None,
+        duration_ms: 5,
+        timed_out: false,
+        cancelled: false,
+    }
+}
+
+#[test]
+fn a_request_is_recorded_once() {
+    let state = given::<Execution>([])
+        .at(t(1))
+        .when(ExecutionCommand::Request {
+            workflow: WorkflowId::parse("a@e@w").unwrap(),
+            inputs: BTreeMap::from([("who".into(), "x; rm -rf /".into())]),
+            by: Some("ada".into()),
+        })
+        .then(vec![requested()]);
+    assert_eq!(state.status, Some(Status::Running));
+    given::<Execution>([requested()])
+        .when(ExecutionCommand::Request {
+            workflow: WorkflowId::parse("a@e@w").unwrap(),
+            inputs: BTreeMap::new(),
+            by: None,
+        })
+        .then_rejected(ExecutionRejection::AlreadyRequested);
+}
+
+#[test]
+fn steps_start_and_end_in_order() {
+    given::<Execution>([requested()])
+        .at(t(2))
+        .when(ExecutionCommand::StartStep {
+            index: 0,
+            name: "greet".into(),
+        })
+        .then(vec![started()]);
+    given::<Execution>([])
+        .when(ExecutionCommand::StartStep {
+            index: 0,
+            name: "greet".into(),
+        })
+        .then_rejected(ExecutionRejection::NotFound);
+    let state = given::<Execution>([requested(), started()])
+        .at(t(3))
+        .when(ExecutionCommand::EndStep {
+            index: 0,
+            ended: ended(),
+        })
+        .then(vec![ExecutionEvent::StepEnded(StepEndedEvent {
+            index: 0,
+            ended: ended(),
+            at: t(3),
+        })]);
+    assert_eq!(state.steps[0].ended, Some(ended()));
+    given::<Execution>([requested(), started()])
+        .when(ExecutionCommand::EndStep {
+            index: 1,
+            ended: ended(),
+        })
+        .then_rejected(ExecutionRejection::WrongStep(1));
+}
+
+#[test]
+fn lines_past_the_limit_are_counted_not_kept() {
+    let state = given::<Execution>([requested()])
+        .when(ExecutionCommand::RecordLines {
+            lines: vec![line("a"), line("b"), line("c")],
+            max_lines: 2,
+        })
+        .then(vec![
+            ExecutionEvent::LogLineRecorded(line("a")),
+            ExecutionEvent::LogLineRecorded(line("b")),
+            ExecutionEvent::LogLinesDropped(LogLinesDropped { count: 1 }),
+        ]);
+    assert_eq!((state.logs.len(), state.dropped_lines), (2, 1));
+    given::<Execution>([requested(), finished()])
+        .when(ExecutionCommand::RecordLines {
+            lines: vec![line("late")],
+            max_lines: 10,
+        })
+        .then_rejected(ExecutionRejection::Ended);
+}
+
+#[test]
+fn lines_the_runner_held_back_are_counted_once() {
+    let state = given::<Execution>([requested()])
+        .when(ExecutionCommand::CountDroppedLines { count: 7 })
+        .then(vec![ExecutionEvent::LogLinesDropped(LogLinesDropped {
+            count: 7,
+        })]);
+    assert_eq!(state.dropped_lines, 7);
+    given::<Execution>([requested()])
+        .when(ExecutionCommand::CountDroppedLines { count: 0 })
+        .then(vec![]);
+    given::<Execution>([requested(), finished()])
+        .when(ExecutionCommand::CountDroppedLines { count: 1 })
+        .then_rejected(ExecutionRejection::Ended);
+}
+
+#[test]
+fn outputs_are_recorded_while_running() {
+    let outputs = BTreeMap::from([("greeting".to_owned(), "hi".to_owned())]);
+    let state = given::<Execution>([requested()])
+        .when(ExecutionCommand::RecordOutputs {
+            outputs: outputs.clone(),
+        })
+        .then(vec![ExecutionEvent::OutputsRecorded(OutputsRecorded {
+            outputs: outputs.clone(),
+        })]);
+    assert_eq!(state.outputs, outputs);
+    given::<Execution>([requested(), finished()])
+        .when(ExecutionCommand::RecordOutputs { outputs })
+        .then_rejected(ExecutionRejection::Ended);
+}
+
+#[test]
+fn a_cancel_asks_once_and_is_harmless_after_the_end() {
+    let state = given::<Execution>([requested()])
+        .at(t(5))
+        .when(ExecutionCommand::Cancel {
+            by: Some("ada".into()),
+        })
+        .then(vec![ExecutionEvent::CancelRequested(CancelRequested {
+            by: Some("ada".into()),
+            at: t(5),
+        })]);
+    assert_eq!(state.status, Some(Status::Cancelling));
+    given::<Execution>([requested(), finished()])
+        .when(ExecutionCommand::Cancel { by: None })
+        .then(vec![]);
+    given::<Execution>([])
+        .when(ExecutionCommand::Cancel { by: None })
+        .then_rejected(ExecutionRejection::NotFound);
+}
+
+#[test]
+fn an_execution_ends_once() {
+    let state = given::<Execution>([requested()])
+        .at(t(4))
+        .when(ExecutionCommand::Finish(Ending::Failed {
+            reason: "step greet exited with code 3".into(),
+        }))
+        .then(vec![
+            ExecutionEvent::LogLineRecorded(LogLine {
+                level: Level::Error,
+                at: t(4),
+                content: "failed: step greet exited with code 3".into(),
+            }),
+            ExecutionEvent::ExecutionFailed(ExecutionFailed {
+                reason: "step greet exited with code 3".into(),
+                at: t(4),
+            }),
+        ]);
+    assert_eq!(state.status, Some(Status::Failed));
+    assert_eq!(state.logs.len(), 1, "the line saying why is the last");
+    given::<Execution>([requested()])
+        .at(t(4))
+        .when(ExecutionCommand::Finish(Ending::Success))
+        .then(vec![finished_at(4)]);
+    given::<Execution>([requested(), finished()])
+        .when(ExecutionCommand::Finish(Ending::Cancelled))
+        .then_rejected(ExecutionRejection::Ended);
+}
+
+#[test]
+fn a_cancellation_ends_with_a_line_naming_who_asked() {
+    let asked = ExecutionEvent::CancelRequested(CancelRequested {
+        by: Some("ada".into()),
+        at: t(5),
+    });
+    let state = given::<Execution>([requested(), asked])
+        .at(t(6))
+        .when(ExecutionCommand::Finish(Ending::Cancelled))
+        .then(vec![
+            ExecutionEvent::LogLineRecorded(LogLine {
+                level: Level::Warn,
+                at: t(6),
+                content: "cancelled by ada".into(),
+            }),
+            ExecutionEvent::ExecutionCancelled(EndedAt { at: t(6) }),
+        ]);
+    assert_eq!(state.status, Some(Status::Cancelled));
+}
+
+#[test]
+fn a_restart_fails_a_running_execution_with_a_line_saying_why() {
+    let state = given::<Execution>([requested(), started()])
+        .at(t(9))
+        .when(ExecutionCommand::MarkInterrupted)
+        .then(vec![
+            ExecutionEvent::LogLineRecorded(LogLine {
+                level: Level::Error,
+                at: t(9),
+                content: INTERRUPTED.into(),
+            }),
+            ExecutionEvent::ExecutionFailed(ExecutionFailed {
+                reason: "interrupted".into(),
+                at: t(9),
+            }),
+        ]);
+    assert_eq!(
+        Execution::on_restart(&state),
+        None,
+        "an ended execution is left alone"
+    );
+    given::<Execution>([requested(), finished()])
+        .when(ExecutionCommand::MarkInterrupted)
+        .then_rejected(ExecutionRejection::Ended);
+}
