@@ -31,11 +31,7 @@ fn main() -> anyhow::Result<()> {
     let phase = move |name: &str| phases.split(',').any(|p| p.trim() == name);
 
     let dir = tempfile::tempdir()?;
-    let mut config = Config {
-        data: dir.path().join("log"),
-        ..Config::default()
-    };
-    config.http.listen = "127.0.0.1:0".into();
+    let mut config = support::config(dir.path());
     config.patrowl.enabled = false;
     config.partisci.listen = "127.0.0.1:0".into();
     config.hpcwaas.enabled = false;
@@ -47,10 +43,7 @@ fn main() -> anyhow::Result<()> {
     );
     let updates = hosts * APPS;
     let trivial = start_trivial(updates)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let runtime = support::runtime()?;
     runtime.block_on(async move {
         if phase("post") {
             println!("POST update/, {updates} updates (distinct keys), {clients} connections");

@@ -30,11 +30,7 @@ fn main() -> anyhow::Result<()> {
     let port_scans = env_or("ANNALS_BENCH_PORT_SCANS", 5);
 
     let dir = tempfile::tempdir()?;
-    let mut config = Config {
-        data: dir.path().join("log"),
-        ..Config::default()
-    };
-    config.http.listen = "127.0.0.1:0".into();
+    let mut config = support::config(dir.path());
     config.partisci.enabled = false;
     config.refstack.enabled = false;
     config.patrowl.listen = String::new();
@@ -42,10 +38,7 @@ fn main() -> anyhow::Result<()> {
         engine.max_scans = scans + port_scans + 1;
     }
     let annals = support::start_annals(config)?.main;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let runtime = support::runtime()?;
     runtime.block_on(async move {
         // A closed port: each of these scans ends at once, with its summary finding.
         let closed = std::net::TcpListener::bind("127.0.0.1:0")

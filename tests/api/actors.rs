@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use annals::events::{
-    CodecError, EventLog, ExpectedVersion, Metadata, NewEvent, Origin, RecordedEvent, StreamId,
+    CodecError, EventLog, ExpectedVersion, Metadata, NewEvent, RecordedEvent, StreamId,
 };
 use annals::runtime::job::{Job, JobCommand, JobEvent, JobRejection, JobState, JobStatus, Level};
 use annals::runtime::projection::{self, ProjectionError};
@@ -41,14 +41,7 @@ fn record(text: &str) -> JobCommand {
 }
 
 fn from_peer() -> Metadata {
-    Metadata {
-        correlation_id: Some(uuid::Uuid::from_u128(7)),
-        causation_id: None,
-        origin: Origin::Http {
-            addr: "127.0.0.1:5000".into(),
-            user: Some("ada".into()),
-        },
-    }
+    common::from_ada(7, "127.0.0.1:5000")
 }
 
 /// Polls an async check until it holds or the deadline passes.

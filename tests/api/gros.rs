@@ -18,7 +18,7 @@ use annals::config::{Config, GrosProjectSpec};
 use annals::runtime::SystemClock;
 use common::app::TestApp;
 use common::poll_async;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::CertificateDer;
 use serde_json::{json, Value};
 use sha2::Digest;
 
@@ -50,20 +50,7 @@ fn exchange(target: &Target, request: &[u8]) -> Answer {
             let _ = tcp.read_to_end(&mut raw);
         }
         Some(der) => {
-            let mut roots = rustls::RootCertStore::empty();
-            roots.add(der.clone()).unwrap();
-            let client = rustls::ClientConfig::builder_with_provider(Arc::new(
-                rustls::crypto::ring::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-            let mut connection = rustls::ClientConnection::new(
-                Arc::new(client),
-                ServerName::try_from("localhost").unwrap(),
-            )
-            .unwrap();
+            let mut connection = common::tls::client(der.clone());
             let mut tls = rustls::Stream::new(&mut connection, &mut tcp);
             tls.write_all(request).unwrap();
             let _ = tls.read_to_end(&mut raw);
@@ -97,22 +84,6 @@ fn get(uri: &str) -> String {
     format!("GET {uri} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
 }
 
-fn self_signed(
-    dir: &Path,
-) -> (
-    std::path::PathBuf,
-    std::path::PathBuf,
-    CertificateDer<'static>,
-) {
-    let certified =
-        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
-    let cert = dir.join("cert.pem");
-    let key = dir.join("key.pem");
-    std::fs::write(&cert, certified.cert.pem()).unwrap();
-    std::fs::write(&key, certified.key_pair.serialize_pem()).unwrap();
-    (cert, key, certified.cert.der().clone())
-}
-
 fn project(key: &str, scrape: Vec<String>) -> GrosProjectSpec {
     GrosProjectSpec {
         key: key.into(),
@@ -141,7 +112,7 @@ struct Face {
 async fn spawn(configure: impl FnOnce(&mut Config, &Path)) -> Face {
     let mut der = None;
     let app = TestApp::start(Arc::new(SystemClock), |config, dir| {
-        let (cert, key, certificate) = self_signed(dir);
+        let (cert, key, certificate) = common::tls::self_signed(dir);
         der = Some(certificate);
         config.http.tls_cert = Some(cert);
         config.http.tls_key = Some(key);

@@ -1105,21 +1105,11 @@ async fn many_lines_of_a_step_are_recorded_in_a_few_appends() {
     let id = face.trigger("demo@lab@many", json!({})).await;
     let done = face.follow(&id).await;
     assert_eq!(done["status"], "SUCCESS", "{done}");
-    let mut events: Vec<Value> = Vec::new();
-    loop {
-        let page = face
-            .get(&format!(
-                "/api/streams/execution-{id}/events?from={}&limit=1000",
-                events.len()
-            ))
-            .await
-            .json();
-        let page = page["events"].as_array().unwrap().clone();
-        if page.is_empty() {
-            break;
-        }
-        events.extend(page);
-    }
+    let face = &face;
+    let events = common::app::stream_events(&format!("execution-{id}"), |uri| async move {
+        face.get(&uri).await.json()
+    })
+    .await;
     let lines: Vec<&Value> = events
         .iter()
         .filter(|e| e["type"] == "LogLineRecorded")

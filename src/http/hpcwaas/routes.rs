@@ -74,7 +74,11 @@ guarded!(Hpcwaas, "the workflow face is not configured");
 pub fn routes(router: &mut crate::http::Router) {
     use actix_web::http::Method;
     router
-        .resource("/workflows", [(Method::GET, web::to(list_workflows))], envelope)
+        .resource(
+            "/workflows",
+            [(Method::GET, web::to(list_workflows))],
+            envelope,
+        )
         .resource(
             "/workflows/{workflow_id}",
             [
@@ -83,7 +87,11 @@ pub fn routes(router: &mut crate::http::Router) {
             ],
             envelope,
         )
-        .resource("/executions", [(Method::GET, web::to(list_executions))], envelope)
+        .resource(
+            "/executions",
+            [(Method::GET, web::to(list_executions))],
+            envelope,
+        )
         .resource(
             "/executions/{execution_id}",
             [
