@@ -12,7 +12,7 @@
 #[path = "support/mod.rs"]
 mod support;
 
-use annals::config::{Config, GrosProjectSpec};
+use annals::config::GrosProjectSpec;
 use support::{env_or, report, run};
 
 /// A form POST, as Python's clients send it.

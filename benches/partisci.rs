@@ -17,7 +17,6 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use actix_web::{web, HttpResponse};
-use annals::config::Config;
 use support::{env_or, get, post, report, run};
 
 const APPS: usize = 5;

@@ -18,7 +18,6 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use actix_web::{web, HttpResponse};
-use annals::config::Config;
 use support::{env_or, get, post, read_response, report, run};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;

@@ -18,7 +18,6 @@ mod support;
 
 use std::sync::Arc;
 
-use annals::config::Config;
 use sha2::Digest;
 use support::{env_or, post, report, run, Run};
 

@@ -804,11 +804,12 @@ async fn the_agent_daemon_answers_as_upstream_does() {
     let face = spawn(|config, _| {
         config.gros.agent.host = "agent.example:7070".into();
         // Long enough for `exit 3` to be seen failing at once however loaded the machine is;
-        // the other tests keep the default, as a scrape still running costs the whole wait.
+        // the long scrape below and the other tests keep the default, as a scrape still
+        // running costs the whole wait.
         config.gros.scrape_start_check_ms = 5000;
     })
     .await;
-    for (project, agent) in [("FAIL", "FAIL"), ("NOPE", "NOPE"), ("SLOW", "a1")] {
+    for (project, agent) in [("FAIL", "FAIL"), ("NOPE", "NOPE")] {
         assert_eq!(face.register_in(project, agent).await.status, 200);
     }
     // Without a length, a request of a method with a body is refused first, on any path, in
@@ -915,10 +916,13 @@ async fn the_agent_daemon_answers_as_upstream_does() {
         metrics.text()
     );
 
-    // A long scrape: running, refused a second time, then done.
-    let started = post(&face.main, "/agents/SLOW/a1/scrape", "agent.example:7070").await;
+    // A long scrape: running, refused a second time, then done. On a server with the default
+    // start check: a scrape still running is answered only once the whole check has passed.
+    let long = spawn(|config, _| config.gros.agent.host = "agent.example:7070".into()).await;
+    assert_eq!(long.register_in("SLOW", "a1").await.status, 200);
+    let started = post(&long.main, "/agents/SLOW/a1/scrape", "agent.example:7070").await;
     assert_eq!(answered(&started), (201, json!({"ok": true})));
-    let running = send(&face.main, get("/agents/SLOW/a1/status")).await;
+    let running = send(&long.main, get("/agents/SLOW/a1/status")).await;
     assert_eq!(
         answered(&running),
         (
@@ -926,7 +930,7 @@ async fn the_agent_daemon_answers_as_upstream_does() {
             json!({"ok": true, "message": "Scrape process is running"})
         )
     );
-    let again = post(&face.main, "/agents/SLOW/a1/scrape", "agent.example:7070").await;
+    let again = post(&long.main, "/agents/SLOW/a1/scrape", "agent.example:7070").await;
     assert_eq!(
         answered(&again),
         refusal(
@@ -934,9 +938,9 @@ async fn the_agent_daemon_answers_as_upstream_does() {
             "Another scrape process is already running"
         )
     );
-    std::fs::write(face.dir.path().join("stop"), "").unwrap();
-    face.wait_for_end("gros_agent-SLOW.a1", "scrape").await;
-    let idle = send(&face.main, get("/agents/SLOW/a1/status")).await;
+    std::fs::write(long.dir.path().join("stop"), "").unwrap();
+    long.wait_for_end("gros_agent-SLOW.a1", "scrape").await;
+    let idle = send(&long.main, get("/agents/SLOW/a1/status")).await;
     assert_eq!(idle.status, 503);
     let failed = face.events("gros_agent-FAIL.FAIL").await;
     let end = failed.iter().find(|e| finished("scrape")(e)).unwrap();
@@ -1391,20 +1395,12 @@ async fn a_scrape_asked_for_now_skips_the_preflight_schedule() {
 
 /// Every event of `stream`, page after page.
 async fn every_event(face: &Face, stream: &str) -> Vec<Value> {
-    let mut events = Vec::new();
-    loop {
-        let uri = format!(
-            "/api/streams/{stream}/events?from={}&limit=1000",
-            events.len()
-        );
+    common::app::stream_events(stream, |uri| async move {
         let answer = send(&face.main, get(&uri)).await;
         assert_eq!(answer.status, 200, "{answer:?}");
-        let page = answer.json()["events"].as_array().unwrap().clone();
-        if page.is_empty() {
-            return events;
-        }
-        events.extend(page);
-    }
+        answer.json()
+    })
+    .await
 }
 
 /// Runs the local agent's scrape with this command and gives its output events once it ended.
