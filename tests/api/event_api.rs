@@ -639,7 +639,7 @@ async fn an_event_stream_resumes_after_a_disconnect_losing_and_repeating_nothing
 
 #[actix_rt::test]
 async fn an_idle_event_stream_gets_a_keep_alive_comment_every_configured_interval() {
-    let interval = Duration::from_secs(1);
+    let interval = Duration::from_millis(200);
     let app = spawn_app_configured(fast(), interval);
     app.append("job-a", "one").await;
     let started = Instant::now();

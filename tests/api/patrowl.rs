@@ -195,13 +195,7 @@ impl Face {
             .get(&format!("/api/streams/scan-{engine}-1"))
             .await
             .json();
-        history["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|e| e["type"] == "FindingReported")
-            .expect("a finding")["payload"]["finding"]
-            .clone()
+        common::app::first_of_type(&history, "FindingReported")["payload"]["finding"].clone()
     }
 
     /// Waits until the scan's status is `wanted`.
@@ -1074,13 +1068,7 @@ async fn with_accounts_stopping_and_cleaning_need_an_admin() {
         )
         .await
         .json();
-    let stopped = history["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["type"] == "ScanStopped")
-        .unwrap()
-        .clone();
+    let stopped = common::app::first_of_type(&history, "ScanStopped").clone();
     assert_eq!(stopped["payload"]["by"], "ops", "{stopped}");
 }
 

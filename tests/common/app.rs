@@ -78,6 +78,17 @@ where
     }
 }
 
+/// The first event of type `event_type` in a page of the event API (`{"events": […]}`).
+#[track_caller]
+pub fn first_of_type<'a>(page: &'a Value, event_type: &str) -> &'a Value {
+    page["events"]
+        .as_array()
+        .expect("an events page")
+        .iter()
+        .find(|event| event["type"] == event_type)
+        .unwrap_or_else(|| panic!("a {event_type} event in {page}"))
+}
+
 /// A manual clock at [`T0`]: what in-process servers record as now, so that golden bodies need
 /// no redaction of times.
 pub fn t0_clock() -> Arc<ManualClock> {
