@@ -29,10 +29,7 @@ fn main() -> anyhow::Result<()> {
     let total = env_or("ANNALS_BENCH_REQUESTS", 5000);
 
     let dir = tempfile::tempdir()?;
-    let mut config = support::config(dir.path());
-    config.partisci.enabled = false;
-    config.hpcwaas.enabled = false;
-    config.refstack.enabled = false;
+    let mut config = support::config(dir.path(), &["partisci", "hpcwaas", "refstack"]);
     config.gros.projects = vec![GrosProjectSpec {
         key: "PROJ".into(),
         networks: vec!["127.0.0.0/8".into()],

@@ -114,10 +114,8 @@ fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let mut config = Config {
         durability,
-        ..support::config(dir.path())
+        ..support::config(dir.path(), &["partisci", "refstack"])
     };
-    config.partisci.enabled = false;
-    config.refstack.enabled = false;
     config.hpcwaas.listen = String::new();
     config.hpcwaas.workflows = vec![WorkflowSpec {
         application_id: "bench".into(),

@@ -30,11 +30,8 @@ fn main() -> anyhow::Result<()> {
     let phase = move |name: &str| phases.split(',').any(|p| p.trim() == name);
 
     let dir = tempfile::tempdir()?;
-    let mut config = support::config(dir.path());
-    config.patrowl.enabled = false;
+    let mut config = support::config(dir.path(), &["patrowl", "hpcwaas", "gros"]);
     config.partisci.listen = "127.0.0.1:0".into();
-    config.hpcwaas.enabled = false;
-    config.gros.enabled = false;
     let addresses = support::start_annals(config)?;
     let (annals, partisci) = (
         addresses.main,

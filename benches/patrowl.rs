@@ -29,9 +29,7 @@ fn main() -> anyhow::Result<()> {
     let port_scans = env_or("ANNALS_BENCH_PORT_SCANS", 5);
 
     let dir = tempfile::tempdir()?;
-    let mut config = support::config(dir.path());
-    config.partisci.enabled = false;
-    config.refstack.enabled = false;
+    let mut config = support::config(dir.path(), &["partisci", "refstack"]);
     config.patrowl.listen = String::new();
     for engine in &mut config.patrowl.engines {
         engine.max_scans = scans + port_scans + 1;

@@ -27,10 +27,7 @@ fn main() -> anyhow::Result<()> {
     let tests = env_or("ANNALS_BENCH_TESTS", 1000);
 
     let dir = tempfile::tempdir()?;
-    let mut config = support::config(dir.path());
-    config.patrowl.enabled = false;
-    config.partisci.enabled = false;
-    config.hpcwaas.enabled = false;
+    let config = support::config(dir.path(), &["patrowl", "partisci", "hpcwaas"]);
     let annals = support::start_annals(config)?.main;
     // A POST that reads its body whole and answers 200.
     let trivial = support::start_trivial_post(actix_web::http::StatusCode::OK)?;

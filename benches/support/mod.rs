@@ -30,13 +30,23 @@ pub fn env_or(name: &str, default: usize) -> usize {
 }
 
 /// The configuration the benchmarks start from: the log in `dir`, the main listener on a free
-/// loopback port, everything else as by default.
-pub fn config(dir: &std::path::Path) -> Config {
+/// loopback port, the faces named in `off` turned off, everything else as by default.
+pub fn config(dir: &std::path::Path, off: &[&str]) -> Config {
     let mut config = Config {
         data: dir.join("log"),
         ..Config::default()
     };
     config.http.listen = "127.0.0.1:0".into();
+    for face in off {
+        match *face {
+            "partisci" => config.partisci.enabled = false,
+            "hpcwaas" => config.hpcwaas.enabled = false,
+            "refstack" => config.refstack.enabled = false,
+            "patrowl" => config.patrowl.enabled = false,
+            "gros" => config.gros.enabled = false,
+            other => panic!("there is no face {other:?}"),
+        }
+    }
     config
 }
 
