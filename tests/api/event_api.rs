@@ -351,13 +351,7 @@ async fn write_concurrently(log: &EventLog, writers: u64, total: u64) {
             let log = log.clone();
             actix_rt::spawn(async move {
                 for i in 0..total / writers {
-                    log.append(
-                        stream(&format!("job-w{w}")),
-                        ExpectedVersion::Any,
-                        vec![line(&format!("{w}/{i}"))],
-                    )
-                    .await
-                    .unwrap();
+                    common::append_line(&log, &format!("job-w{w}"), &format!("{w}/{i}")).await;
                 }
             })
         })
@@ -813,13 +807,7 @@ async fn the_log_is_verified_while_it_is_written() {
     let log = app.log().clone();
     let writer = actix_rt::spawn(async move {
         for i in 0..300 {
-            log.append(
-                stream(&format!("job-w{}", i % 7)),
-                ExpectedVersion::Any,
-                vec![line("more")],
-            )
-            .await
-            .unwrap();
+            common::append_line(&log, &format!("job-w{}", i % 7), "more").await;
         }
     });
     let mut last_head = 50;

@@ -10,7 +10,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use annals::auth::{Account, Role};
-use annals::events::{DomainEvent, Durability, EventLog, LogOptions, Metadata, NewEvent, StreamId};
+use annals::events::{
+    DomainEvent, Durability, EventLog, ExpectedVersion, LogOptions, Metadata, NewEvent, StreamId,
+};
 use annals::runtime::job::{JobEvent, Level, LineRecorded};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -167,6 +169,13 @@ pub fn line(text: &str) -> NewEvent {
         level: Level::Info,
         at: at(0),
     }))
+}
+
+/// Appends a [`line`] of `text` to the stream `name`, whatever its version; it must be stored.
+pub async fn append_line(log: &EventLog, name: &str, text: &str) -> annals::events::Appended {
+    log.append(stream(name), ExpectedVersion::Any, vec![line(text)])
+        .await
+        .expect("the line is appended")
 }
 
 pub fn new_event(event: &JobEvent) -> NewEvent {
