@@ -1721,7 +1721,7 @@ async fn many_findings_at_once_are_recorded_in_a_few_appends() {
     let face = &face;
     let events =
         common::app::stream_events(
-            &"scan-fast-1",
+            "scan-fast-1",
             |uri| async move { face.get(&uri).await.json() },
         )
         .await;
