@@ -71,13 +71,7 @@ fn main() -> anyhow::Result<()> {
                 runtime.spawn(async move { long_poll(&address, head).await })
             })
             .collect();
-        wait_for_waiting(wakers as f64)?;
-        let appended_at = Instant::now();
-        runtime.block_on(log.append(
-            StreamId::parse(format!("job-bench-{round}"))?,
-            ExpectedVersion::Any,
-            vec![line_event()],
-        ))?;
+        let appended_at = wake(&runtime, &log, wakers, format!("job-bench-{round}"))?;
         for task in tasks {
             let answered_at = runtime.block_on(task)??;
             latencies.push(answered_at.duration_since(appended_at));
@@ -107,13 +101,7 @@ fn main() -> anyhow::Result<()> {
                 runtime.spawn(async move { long_poll_kept_alive(socket, &address, head).await })
             })
             .collect();
-        wait_for_waiting(wakers as f64)?;
-        let appended_at = Instant::now();
-        runtime.block_on(log.append(
-            StreamId::parse(format!("job-bench-kept-{round}"))?,
-            ExpectedVersion::Any,
-            vec![line_event()],
-        ))?;
+        let appended_at = wake(&runtime, &log, wakers, format!("job-bench-kept-{round}"))?;
         for task in tasks {
             let (socket, answered_at) = runtime.block_on(task)??;
             kept_alive.push(answered_at.duration_since(appended_at));
@@ -179,6 +167,23 @@ fn main() -> anyhow::Result<()> {
     );
     log.close();
     Ok(())
+}
+
+/// Once `wakers` followers wait, appends one event to `stream`: when.
+fn wake(
+    runtime: &tokio::runtime::Runtime,
+    log: &EventLog,
+    wakers: usize,
+    stream: String,
+) -> anyhow::Result<Instant> {
+    wait_for_waiting(wakers as f64)?;
+    let appended_at = Instant::now();
+    runtime.block_on(log.append(
+        StreamId::parse(stream)?,
+        ExpectedVersion::Any,
+        vec![line_event()],
+    ))?;
+    Ok(appended_at)
 }
 
 fn ms(duration: Duration) -> f64 {

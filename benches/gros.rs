@@ -12,8 +12,7 @@
 #[path = "support/mod.rs"]
 mod support;
 
-use actix_web::{web, HttpResponse};
-use annals::config::{Config, GrosProjectSpec};
+use annals::config::GrosProjectSpec;
 use support::{env_or, report, run};
 
 /// A form POST, as Python's clients send it.
@@ -30,26 +29,14 @@ fn main() -> anyhow::Result<()> {
     let total = env_or("ANNALS_BENCH_REQUESTS", 5000);
 
     let dir = tempfile::tempdir()?;
-    let mut config = Config {
-        data: dir.path().join("log"),
-        ..Config::default()
-    };
-    config.http.listen = "127.0.0.1:0".into();
-    config.partisci.enabled = false;
-    config.hpcwaas.enabled = false;
-    config.refstack.enabled = false;
+    let mut config = support::config(dir.path(), &["partisci", "hpcwaas", "refstack"]);
     config.gros.projects = vec![GrosProjectSpec {
         key: "PROJ".into(),
         networks: vec!["127.0.0.0/8".into()],
         ..GrosProjectSpec::default()
     }];
     let annals = support::start_annals(config)?.main;
-    let trivial = support::start_trivial(|routes| {
-        routes.route(
-            "/trivial",
-            web::post().to(|_: web::Bytes| async { HttpResponse::Accepted().finish() }),
-        );
-    })?;
+    let trivial = support::start_trivial_post(actix_web::http::StatusCode::ACCEPTED)?;
     let record = "name=gatherer.jira&msg=Fetched+100+issues&args=%28%29&levelname=INFO&\
                   levelno=20&pathname=%2Fhome%2Fagent%2Fgatherer%2Fjira.py&\
                   filename=jira.py&module=jira&exc_info=None&exc_text=None&stack_info=None&\
@@ -61,10 +48,7 @@ fn main() -> anyhow::Result<()> {
                   %7B%22name%22%3A%22mem%22%2C%22checked_time%22%3A%222026-11-22+10%3A00%3A00\
                   %22%2C%22ok%22%3Atrue%2C%22value%22%3A512%2C%22max%22%3A4096%7D%5D&\
                   source=bigboat";
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let runtime = support::runtime()?;
     runtime.block_on(async move {
         println!(
             "GROS controller, {total} requests per run, {clients} connections, 16 agents; log \

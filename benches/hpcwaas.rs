@@ -113,13 +113,9 @@ fn main() -> anyhow::Result<()> {
 
     let dir = tempfile::tempdir()?;
     let mut config = Config {
-        data: dir.path().join("log"),
         durability,
-        ..Config::default()
+        ..support::config(dir.path(), &["partisci", "refstack"])
     };
-    config.http.listen = "127.0.0.1:0".into();
-    config.partisci.enabled = false;
-    config.refstack.enabled = false;
     config.hpcwaas.listen = String::new();
     config.hpcwaas.workflows = vec![WorkflowSpec {
         application_id: "bench".into(),
@@ -140,10 +136,7 @@ fn main() -> anyhow::Result<()> {
             web::get().to(|| async { HttpResponse::Ok().json(serde_json::json!({"ok": true})) }),
         );
     })?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let runtime = support::runtime()?;
     runtime.block_on(async move {
         println!(
             "{rounds} rounds of {executions} concurrent executions of `{STEP}`, durability \

@@ -14,14 +14,19 @@
 //!
 //! Every event is a `job` `LineRecorded` whose line is 300 bytes, built like `annals load` does.
 
+#[path = "support/env.rs"]
+mod env;
+
 use std::fs::File;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use chrono::Utc;
+use env::env_or;
 use tokio::sync::{oneshot, Barrier};
 use uuid::Uuid;
 
@@ -45,16 +50,6 @@ struct Config {
     writers: Vec<usize>,
     small_stream: u64,
     large_stream: u64,
-}
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> anyhow::Result<T> {
-    match std::env::var(name) {
-        Ok(raw) => raw
-            .trim()
-            .parse()
-            .map_err(|_| anyhow::anyhow!("{name}={raw:?} does not parse")),
-        Err(_) => Ok(default),
-    }
 }
 
 impl Config {
@@ -166,7 +161,7 @@ async fn annals_writer(
         name: format!("bench {writer}"),
         at: Utc::now(),
     });
-    let mut version = log
+    let version = log
         .append(
             stream.clone(),
             ExpectedVersion::Exactly(0),
@@ -174,22 +169,43 @@ async fn annals_writer(
         )
         .await?
         .stream_version;
+    let version = AtomicU64::new(version);
+    timed(writer, barrier, seconds, |event| async {
+        let appended = log
+            .append(
+                stream.clone(),
+                ExpectedVersion::Exactly(version.load(Ordering::Relaxed)),
+                vec![event],
+            )
+            .await?;
+        version.store(appended.stream_version, Ordering::Relaxed);
+        Ok(())
+    })
+    .await
+}
+
+/// Once `barrier` releases the writers, appends writer `writer`'s events one after the other
+/// with `append` for `seconds`: how many, and each one's latency.
+async fn timed<F, Fut>(
+    writer: usize,
+    barrier: Arc<Barrier>,
+    seconds: f64,
+    mut append: F,
+) -> anyhow::Result<(u64, Vec<Duration>)>
+where
+    F: FnMut(NewEvent) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
     barrier.wait().await;
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let mut latencies = Vec::new();
     let mut seq = 1;
     while Instant::now() < deadline {
+        // The same event for both writers; the baseline stores its payload.
         let event = new_event(&line_event(writer, seq));
         let sent = Instant::now();
-        let appended = log
-            .append(
-                stream.clone(),
-                ExpectedVersion::Exactly(version),
-                vec![event],
-            )
-            .await?;
+        append(event).await?;
         latencies.push(sent.elapsed());
-        version = appended.stream_version;
         seq += 1;
     }
     Ok((seq - 1, latencies))
@@ -295,28 +311,20 @@ async fn baseline_writer(
     barrier: Arc<Barrier>,
     seconds: f64,
 ) -> anyhow::Result<(u64, Vec<Duration>)> {
-    barrier.wait().await;
-    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
-    let mut latencies = Vec::new();
-    let mut seq = 1;
-    while Instant::now() < deadline {
-        // Built exactly like the annals event; the baseline stores its payload.
-        let event = new_event(&line_event(writer, seq));
-        let sent = Instant::now();
+    timed(writer, barrier, seconds, |event| {
         let (reply, answer) = oneshot::channel();
-        sender
-            .send(BaselineRequest {
-                value: event.payload,
-                reply,
-            })
-            .map_err(|_| anyhow::anyhow!("the baseline writer thread stopped"))?;
-        answer
-            .await
-            .map_err(|_| anyhow::anyhow!("the baseline writer thread dropped a request"))?;
-        latencies.push(sent.elapsed());
-        seq += 1;
-    }
-    Ok((seq - 1, latencies))
+        let sent = sender.send(BaselineRequest {
+            value: event.payload,
+            reply,
+        });
+        async move {
+            sent.map_err(|_| anyhow::anyhow!("the baseline writer thread stopped"))?;
+            answer
+                .await
+                .map_err(|_| anyhow::anyhow!("the baseline writer thread dropped a request"))
+        }
+    })
+    .await
 }
 
 fn open_sled(path: &Path) -> anyhow::Result<sled::Db> {

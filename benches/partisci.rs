@@ -17,7 +17,6 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use actix_web::{web, HttpResponse};
-use annals::config::Config;
 use support::{env_or, get, post, report, run};
 
 const APPS: usize = 5;
@@ -31,15 +30,8 @@ fn main() -> anyhow::Result<()> {
     let phase = move |name: &str| phases.split(',').any(|p| p.trim() == name);
 
     let dir = tempfile::tempdir()?;
-    let mut config = Config {
-        data: dir.path().join("log"),
-        ..Config::default()
-    };
-    config.http.listen = "127.0.0.1:0".into();
-    config.patrowl.enabled = false;
+    let mut config = support::config(dir.path(), &["patrowl", "hpcwaas", "gros"]);
     config.partisci.listen = "127.0.0.1:0".into();
-    config.hpcwaas.enabled = false;
-    config.gros.enabled = false;
     let addresses = support::start_annals(config)?;
     let (annals, partisci) = (
         addresses.main,
@@ -47,10 +39,7 @@ fn main() -> anyhow::Result<()> {
     );
     let updates = hosts * APPS;
     let trivial = start_trivial(updates)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let runtime = support::runtime()?;
     runtime.block_on(async move {
         if phase("post") {
             println!("POST update/, {updates} updates (distinct keys), {clients} connections");

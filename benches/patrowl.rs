@@ -18,7 +18,6 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use actix_web::{web, HttpResponse};
-use annals::config::Config;
 use support::{env_or, get, post, read_response, report, run};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -30,22 +29,13 @@ fn main() -> anyhow::Result<()> {
     let port_scans = env_or("ANNALS_BENCH_PORT_SCANS", 5);
 
     let dir = tempfile::tempdir()?;
-    let mut config = Config {
-        data: dir.path().join("log"),
-        ..Config::default()
-    };
-    config.http.listen = "127.0.0.1:0".into();
-    config.partisci.enabled = false;
-    config.refstack.enabled = false;
+    let mut config = support::config(dir.path(), &["partisci", "refstack"]);
     config.patrowl.listen = String::new();
     for engine in &mut config.patrowl.engines {
         engine.max_scans = scans + port_scans + 1;
     }
     let annals = support::start_annals(config)?.main;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let runtime = support::runtime()?;
     runtime.block_on(async move {
         // A closed port: each of these scans ends at once, with its summary finding.
         let closed = std::net::TcpListener::bind("127.0.0.1:0")

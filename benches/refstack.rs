@@ -11,15 +11,13 @@
 //! `ANNALS_BENCH_SUBMISSIONS` (default 2000), `ANNALS_BENCH_TESTS` (passing tests per
 //! submission, default 1000).
 
+#[path = "../tests/common/ssh.rs"]
+mod ssh;
 #[path = "support/mod.rs"]
 mod support;
 
 use std::sync::Arc;
 
-use actix_web::{web, HttpResponse};
-use annals::config::Config;
-use base64::Engine;
-use rsa::traits::PublicKeyParts;
 use sha2::Digest;
 use support::{env_or, post, report, run, Run};
 
@@ -29,22 +27,10 @@ fn main() -> anyhow::Result<()> {
     let tests = env_or("ANNALS_BENCH_TESTS", 1000);
 
     let dir = tempfile::tempdir()?;
-    let mut config = Config {
-        data: dir.path().join("log"),
-        ..Config::default()
-    };
-    config.http.listen = "127.0.0.1:0".into();
-    config.patrowl.enabled = false;
-    config.partisci.enabled = false;
-    config.hpcwaas.enabled = false;
+    let config = support::config(dir.path(), &["patrowl", "partisci", "hpcwaas"]);
     let annals = support::start_annals(config)?.main;
     // A POST that reads its body whole and answers 200.
-    let trivial = support::start_trivial(|routes| {
-        routes.route(
-            "/trivial",
-            web::post().to(|_: web::Bytes| async { HttpResponse::Ok().finish() }),
-        );
-    })?;
+    let trivial = support::start_trivial_post(actix_web::http::StatusCode::OK)?;
     // Each submission is distinct (its cpid), as real ones are: the blob store writes each.
     let bodies: Arc<Vec<String>> = Arc::new((0..total).map(|i| body(i, tests)).collect());
     let size = bodies[0].len();
@@ -67,10 +53,7 @@ fn main() -> anyhow::Result<()> {
             })
             .collect(),
     );
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let runtime = support::runtime()?;
     runtime.block_on(async move {
         println!(
             "POST /v1/results/, {total} submissions of {tests} tests ({size} bytes each), \
@@ -135,22 +118,6 @@ fn body(i: usize, tests: usize) -> String {
 /// A 2048-bit RSA key, and its OpenSSH public key line.
 fn signing_key() -> anyhow::Result<(rsa::RsaPrivateKey, String)> {
     let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048)?;
-    let mpint = |out: &mut Vec<u8>, bytes: &[u8]| {
-        let pad = bytes.first().is_some_and(|b| b & 0x80 != 0);
-        out.extend_from_slice(&((bytes.len() + usize::from(pad)) as u32).to_be_bytes());
-        if pad {
-            out.push(0);
-        }
-        out.extend_from_slice(bytes);
-    };
-    let mut blob = Vec::new();
-    blob.extend_from_slice(&7u32.to_be_bytes());
-    blob.extend_from_slice(b"ssh-rsa");
-    mpint(&mut blob, &key.e().to_bytes_be());
-    mpint(&mut blob, &key.n().to_bytes_be());
-    let line = format!(
-        "ssh-rsa {} bench",
-        base64::engine::general_purpose::STANDARD.encode(blob)
-    );
+    let line = ssh::public_key_line(&key, "bench");
     Ok((key, line))
 }

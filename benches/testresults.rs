@@ -10,21 +10,16 @@
 //! - `ANNALS_BENCH_RUNS`: timed parses per upload, after one untimed (default 5); the figure is
 //!   their median.
 
+#[path = "support/env.rs"]
+mod env;
+
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
+use env::env_or;
+
 use annals::testresults::testing::{Packet, PacketStatus, V1Writer, V2Writer};
 use annals::testresults::{parse, Format, Limits};
-
-fn env_or(name: &str, default: usize) -> anyhow::Result<usize> {
-    match std::env::var(name) {
-        Ok(raw) => raw
-            .trim()
-            .parse()
-            .map_err(|_| anyhow::anyhow!("{name}={raw:?} does not parse")),
-        Err(_) => Ok(default),
-    }
-}
 
 /// A tempest-like test id of about 110 bytes.
 fn test_id(n: usize) -> String {

@@ -43,6 +43,15 @@ async fn expect_line(running: &mut Running) -> Line {
         .expect("a line before the end of output")
 }
 
+/// The pid a script's first line gives, as `sleep 1000 & echo $!` prints it.
+async fn background_pid(running: &mut Running) -> u32 {
+    expect_line(running)
+        .await
+        .text
+        .parse()
+        .expect("the background pid")
+}
+
 /// Whether any process of group `pgid` is still alive. Killed processes that were reparented
 /// stay zombies until their new parent reaps them, so zombies count as gone.
 fn group_alive(pgid: u32) -> bool {
@@ -275,11 +284,7 @@ async fn a_timeout_kills_the_program_and_its_grandchildren() {
     )
     .expect("starts");
     let pgid = running.pid();
-    let grandchild: u32 = expect_line(&mut running)
-        .await
-        .text
-        .parse()
-        .expect("the background pid");
+    let grandchild = background_pid(&mut running).await;
     assert!(process_alive(grandchild));
     let outcome = running.wait().await.expect("an outcome");
     assert_eq!(outcome.ending, Ending::TimedOut);
@@ -337,11 +342,7 @@ async fn cancel_kills_a_program_that_ignores_sigterm_after_the_grace_period() {
     )
     .expect("starts");
     let pgid = running.pid();
-    let grandchild: u32 = expect_line(&mut running)
-        .await
-        .text
-        .parse()
-        .expect("the background pid");
+    let grandchild = background_pid(&mut running).await;
     let canceller = running.canceller();
     canceller.cancel();
     // A second request changes nothing.
@@ -370,11 +371,7 @@ async fn what_a_finished_program_leaves_in_its_group_is_killed() {
     // Without the kill, the background sleep would hold stdout open for 1000 s.
     let mut running = process::spawn(sh("sleep 1000 & echo $!")).expect("starts");
     let pgid = running.pid();
-    let grandchild: u32 = expect_line(&mut running)
-        .await
-        .text
-        .parse()
-        .expect("the background pid");
+    let grandchild = background_pid(&mut running).await;
     let outcome = running.wait().await.expect("an outcome");
     assert!(outcome.succeeded(), "{outcome:?}");
     assert_process_gone(grandchild).await;
@@ -385,11 +382,7 @@ async fn what_a_finished_program_leaves_in_its_group_is_killed() {
 async fn dropping_a_run_kills_its_group() {
     let mut running = process::spawn(sh("sleep 1000 & echo $!; wait")).expect("starts");
     let pgid = running.pid();
-    let grandchild: u32 = expect_line(&mut running)
-        .await
-        .text
-        .parse()
-        .expect("the background pid");
+    let grandchild = background_pid(&mut running).await;
     drop(running);
     assert_process_gone(grandchild).await;
     assert_group_gone(pgid).await;

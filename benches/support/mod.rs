@@ -29,6 +29,36 @@ pub fn env_or(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// The configuration the benchmarks start from: the log in `dir`, the main listener on a free
+/// loopback port, the faces named in `off` turned off, everything else as by default.
+pub fn config(dir: &std::path::Path, off: &[&str]) -> Config {
+    let mut config = Config {
+        data: dir.join("log"),
+        ..Config::default()
+    };
+    config.http.listen = "127.0.0.1:0".into();
+    for face in off {
+        match *face {
+            "partisci" => config.partisci.enabled = false,
+            "hpcwaas" => config.hpcwaas.enabled = false,
+            "refstack" => config.refstack.enabled = false,
+            "patrowl" => config.patrowl.enabled = false,
+            "gros" => config.gros.enabled = false,
+            other => panic!("there is no face {other:?}"),
+        }
+    }
+    config
+}
+
+/// The client's runtime: two worker threads, as many as the server's, so that the figures do
+/// not depend on the machine's core count.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+}
+
 /// annals on `config`, on its own actix system in a thread named `annals-server` (so that
 /// `top -H` tells it from the client); where it listens.
 pub fn start_annals(config: Config) -> anyhow::Result<Addresses> {
@@ -69,6 +99,18 @@ pub fn start_trivial(
         })
     });
     Ok(address)
+}
+
+/// A trivial server whose `POST /trivial` reads its body whole and answers `status`, empty.
+pub fn start_trivial_post(status: actix_web::http::StatusCode) -> anyhow::Result<SocketAddr> {
+    start_trivial(move |routes| {
+        routes.route(
+            "/trivial",
+            actix_web::web::post().to(move |_: actix_web::web::Bytes| async move {
+                actix_web::HttpResponse::new(status)
+            }),
+        );
+    })
 }
 
 /// A POST request with a JSON body and any extra header lines (each ending in `\r\n`).

@@ -58,8 +58,8 @@ impl Face for Gros {
         })
     }
 
-    fn routes(&self, config: &mut web::ServiceConfig) {
-        gros::routes(config)
+    fn routes(&self, router: &mut crate::http::Router) {
+        gros::routes(router)
     }
 
     fn openapi(&self) -> OpenApi {

@@ -74,8 +74,8 @@ impl Face for Hpcwaas {
         })
     }
 
-    fn routes(&self, config: &mut web::ServiceConfig) {
-        hpcwaas::routes(config)
+    fn routes(&self, router: &mut crate::http::Router) {
+        hpcwaas::routes(router)
     }
 
     fn openapi(&self) -> OpenApi {

@@ -68,7 +68,7 @@ pub trait Face: Sync {
 
     /// Registers the face's routes; their handlers find what they share in the app data that
     /// [`Started::data`] adds.
-    fn routes(&self, config: &mut web::ServiceConfig);
+    fn routes(&self, router: &mut crate::http::Router);
 
     /// The face's piece of the OpenAPI document.
     fn openapi(&self) -> OpenApi;

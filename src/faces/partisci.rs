@@ -69,8 +69,8 @@ impl Face for Partisci {
         })
     }
 
-    fn routes(&self, config: &mut web::ServiceConfig) {
-        partisci::routes(config)
+    fn routes(&self, router: &mut crate::http::Router) {
+        partisci::routes(router)
     }
 
     fn openapi(&self) -> OpenApi {

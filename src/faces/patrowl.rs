@@ -51,8 +51,8 @@ impl Face for Patrowl {
         })
     }
 
-    fn routes(&self, config: &mut web::ServiceConfig) {
-        patrowl::routes(config)
+    fn routes(&self, router: &mut crate::http::Router) {
+        patrowl::routes(router)
     }
 
     fn openapi(&self) -> OpenApi {

@@ -57,8 +57,8 @@ impl Face for Refstack {
         })
     }
 
-    fn routes(&self, config: &mut web::ServiceConfig) {
-        refstack::routes(config)
+    fn routes(&self, router: &mut crate::http::Router) {
+        refstack::routes(router)
     }
 
     fn openapi(&self) -> OpenApi {

@@ -42,16 +42,22 @@ impl KeepAlive {
     }
 }
 
-pub fn routes(config: &mut web::ServiceConfig) {
-    config
-        .route("/api/events", web::get().to(follow_log))
-        .route("/api/streams/{stream}", web::get().to(follow_stream))
+pub fn routes(router: &mut super::Router) {
+    use actix_web::http::Method;
+    router
+        .route(Method::GET, "/api/events", web::to(follow_log))
+        .route(Method::GET, "/api/streams/{stream}", web::to(follow_stream))
         .route(
+            Method::GET,
             "/api/streams/{stream}/events",
-            web::get().to(stream_history),
+            web::to(stream_history),
         )
-        .route("/api/streams/{stream}/state", web::get().to(replayed_state))
-        .route("/api/verify", web::get().to(verify_log));
+        .route(
+            Method::GET,
+            "/api/streams/{stream}/state",
+            web::to(replayed_state),
+        )
+        .route(Method::GET, "/api/verify", web::to(verify_log));
 }
 
 #[derive(Deserialize)]

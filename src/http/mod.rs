@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::body::{EitherBody, MessageBody};
-use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
+use actix_web::dev::{HttpServiceFactory, Server, ServiceRequest, ServiceResponse};
 use actix_web::http::Method;
 use actix_web::middleware::Next;
 use actix_web::{web, App, HttpMessage, HttpResponse, HttpServer, ResponseError};
@@ -91,10 +91,10 @@ impl Faces {
     }
 
     /// Adds the faces the listener serves, with what their handlers share.
-    fn configure(&self, config: &mut web::ServiceConfig, serves: Serves) {
+    fn configure(&self, router: &mut Router, serves: Serves) {
         for (face, data) in self.running.iter().filter(|(face, _)| serves.serves(*face)) {
-            data(config);
-            face.routes(config);
+            data(router.config());
+            face.routes(router);
         }
     }
 }
@@ -120,26 +120,146 @@ fn not_found(path: &str, serves: Serves, faces: &Faces) -> HttpResponse {
     }
 }
 
-/// A resource that answers `route`, and any other method with 405 in a face's own shape:
+/// `resource`, answering any method it does not route with 405 in a face's own shape:
 /// `wrong_method` makes the face's error from a message naming the path and the method.
-pub fn only<E>(
-    path: &str,
-    route: actix_web::Route,
-    wrong_method: fn(String) -> E,
-) -> actix_web::Resource
+pub fn only<E>(resource: actix_web::Resource, wrong_method: fn(String) -> E) -> actix_web::Resource
 where
     E: actix_web::ResponseError + 'static,
 {
-    web::resource(path).route(route).default_service(web::to(
-        move |request: actix_web::HttpRequest| async move {
-            wrong_method(format!(
-                "{} does not accept {} requests",
-                request.path(),
-                request.method()
-            ))
-            .error_response()
-        },
-    ))
+    resource.default_service(web::to(move |request: actix_web::HttpRequest| async move {
+        wrong_method(format!(
+            "{} does not accept {} requests",
+            request.path(),
+            request.method()
+        ))
+        .error_response()
+    }))
+}
+
+/// One route a listener serves: a method (`None`: any method) and a path pattern as actix
+/// reads it, scopes' prefixes included.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Routed {
+    pub method: Option<Method>,
+    pub pattern: String,
+}
+
+/// Registers routes on an actix `ServiceConfig` and lists each one as it does, so that the list
+/// ([`route_table`]) comes from the very calls that route: actix-web has no public way to list
+/// an app's routes.
+pub struct Router<'c> {
+    config: &'c mut web::ServiceConfig,
+    prefix: String,
+    table: &'c mut Vec<Routed>,
+}
+
+impl<'c> Router<'c> {
+    /// Routes on `config`, listing each route in `table`.
+    pub fn new(config: &'c mut web::ServiceConfig, table: &'c mut Vec<Routed>) -> Router<'c> {
+        Router {
+            config,
+            prefix: String::new(),
+            table,
+        }
+    }
+
+    /// The app being configured, for what is not a route (app data).
+    pub fn config(&mut self) -> &mut web::ServiceConfig {
+        self.config
+    }
+
+    fn list(&mut self, method: Option<Method>, path: &str) {
+        self.table.push(Routed {
+            method,
+            pattern: format!("{}{path}", self.prefix),
+        });
+    }
+
+    /// `handler` for `method` at `path`, on a resource that matches that method only (any
+    /// other falls through to the listener's other routes), as `ServiceConfig::route` does.
+    pub fn route(&mut self, method: Method, path: &str, handler: actix_web::Route) -> &mut Self {
+        self.list(Some(method.clone()), path);
+        self.config.route(path, handler.method(method));
+        self
+    }
+
+    /// A resource at `path` serving each `(method, handler)` of `routes`, which `finish`
+    /// completes (its answer to other methods, its app data, its middleware).
+    pub fn resource<const N: usize, R: HttpServiceFactory + 'static>(
+        &mut self,
+        path: &str,
+        routes: [(Method, actix_web::Route); N],
+        finish: impl FnOnce(actix_web::Resource) -> R,
+    ) -> &mut Self {
+        let mut resource = web::resource(path);
+        for (method, handler) in routes {
+            self.list(Some(method.clone()), path);
+            resource = resource.route(handler.method(method));
+        }
+        self.config.service(finish(resource));
+        self
+    }
+
+    /// A resource at `path` serving `handler` whatever the method, which `finish` completes.
+    pub fn any<R: HttpServiceFactory + 'static>(
+        &mut self,
+        path: &str,
+        handler: actix_web::Route,
+        finish: impl FnOnce(actix_web::Resource) -> R,
+    ) -> &mut Self {
+        self.list(None, path);
+        self.config
+            .service(finish(web::resource(path).route(handler)));
+        self
+    }
+
+    /// A service that is not a resource (Swagger UI's files), made by `service` from its
+    /// pattern `path` and serving `method` there.
+    pub fn service<S: HttpServiceFactory + 'static>(
+        &mut self,
+        method: Method,
+        path: &'static str,
+        service: impl FnOnce(&'static str) -> S,
+    ) -> &mut Self {
+        self.list(Some(method), path);
+        self.config.service(service(path));
+        self
+    }
+
+    /// A scope under `prefix` with the routes `routes` registers in it, which `finish`
+    /// completes (its default service).
+    pub fn scope<R: HttpServiceFactory + 'static>(
+        &mut self,
+        prefix: &str,
+        routes: impl FnOnce(&mut Router),
+        finish: impl FnOnce(actix_web::Scope) -> R,
+    ) -> &mut Self {
+        let full = format!("{}{prefix}", self.prefix);
+        let table = &mut *self.table;
+        let scope = web::scope(prefix).configure(|config| {
+            routes(&mut Router {
+                config,
+                prefix: full,
+                table,
+            })
+        });
+        self.config.service(finish(scope));
+        self
+    }
+}
+
+/// Every route of the main listener with every face running: the same calls as the listener's
+/// own routing, on an app that is then dropped.
+pub fn route_table() -> Vec<Routed> {
+    let mut table = Vec::new();
+    let _ = App::new().configure(|config| {
+        let mut router = Router::new(config, &mut table);
+        for face in crate::faces::FACES {
+            face.routes(&mut router);
+        }
+        routes(&mut router);
+    });
+    table
 }
 
 /// The metadata of events an HTTP request causes: who sent it, from where, and a fresh
@@ -230,9 +350,11 @@ pub fn serve(
             // event API's patterns, which actix matches with a regex each. No face route
             // overlaps a main one.
             .configure(|config| {
-                faces.configure(config, serves);
+                let mut table = Vec::new();
+                let mut router = Router::new(config, &mut table);
+                faces.configure(&mut router, serves);
                 if serves == Serves::Everything {
-                    routes(config);
+                    routes(&mut router);
                 }
             })
             .default_service(web::to({
@@ -334,16 +456,16 @@ pub async fn count_request(
 }
 
 /// Every route of the main listener but the faces', which [`Faces`] adds. Each routing module
-/// that is not a face adds its `configure` line here and its piece of the OpenAPI document in
+/// that is not a face adds its `routes` call here and its piece of the OpenAPI document in
 /// `openapi.rs`; a face is listed in [`crate::faces::FACES`] instead.
-pub fn routes(config: &mut web::ServiceConfig) {
-    config
-        .route("/metrics", web::get().to(prometheus))
-        .route("/healthz", web::get().to(healthz))
-        .route("/readyz", web::get().to(readyz))
-        .route("/", web::get().to(home::home))
-        .configure(events::routes)
-        .configure(openapi::routes);
+pub fn routes(router: &mut Router) {
+    router
+        .route(Method::GET, "/metrics", web::to(prometheus))
+        .route(Method::GET, "/healthz", web::to(healthz))
+        .route(Method::GET, "/readyz", web::to(readyz))
+        .route(Method::GET, "/", web::to(home::home));
+    events::routes(router);
+    openapi::routes(router);
 }
 
 /// The operational routes' part of the OpenAPI document.

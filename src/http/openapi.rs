@@ -248,23 +248,24 @@ pub fn check() -> Result<(), String> {
 
 /// The document's route, and Swagger UI's: its page and every file that page loads, all
 /// compiled into the binary.
-pub fn routes(config: &mut web::ServiceConfig) {
-    config
+pub fn routes(router: &mut super::Router) {
+    use actix_web::http::Method;
+    router
         // Gzipped for clients that accept it: the document is large and compresses well.
-        .service(
-            web::resource("/api/openapi.json")
-                .wrap(actix_web::middleware::Compress::default())
-                .route(web::get().to(openapi_json)),
+        .resource(
+            "/api/openapi.json",
+            [(Method::GET, web::to(openapi_json))],
+            |resource| resource.wrap(actix_web::middleware::Compress::default()),
         )
-        .route("/api/docs", web::get().to(docs_page))
-        .service(
-            SwaggerUi::new("/api/docs/{file:.*}").config(
+        .route(Method::GET, "/api/docs", web::to(docs_page))
+        .service(Method::GET, "/api/docs/{file:.*}", |path| {
+            SwaggerUi::new(path).config(
                 Config::new(["/api/openapi.json"])
                     // Swagger UI's default sends the document to a public validator.
                     .validator_url("none")
                     .try_it_out_enabled(true),
-            ),
-        );
+            )
+        });
 }
 
 /// The OpenAPI 3.1 document of every route.

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use annals::events::{
-    CodecError, EventLog, ExpectedVersion, Metadata, NewEvent, Origin, RecordedEvent, StreamId,
+    CodecError, EventLog, ExpectedVersion, Metadata, NewEvent, RecordedEvent, StreamId,
 };
 use annals::runtime::job::{Job, JobCommand, JobEvent, JobRejection, JobState, JobStatus, Level};
 use annals::runtime::projection::{self, ProjectionError};
@@ -40,15 +40,13 @@ fn record(text: &str) -> JobCommand {
     }
 }
 
+/// Executes `command` on the job `id` as the system; it must succeed.
+async fn execute(jobs: &Entities<Job>, id: &str, command: JobCommand) {
+    jobs.execute(id, command, Metadata::system()).await.unwrap();
+}
+
 fn from_peer() -> Metadata {
-    Metadata {
-        correlation_id: Some(uuid::Uuid::from_u128(7)),
-        causation_id: None,
-        origin: Origin::Http {
-            addr: "127.0.0.1:5000".into(),
-            user: Some("ada".into()),
-        },
-    }
+    common::from_ada(7, "127.0.0.1:5000")
 }
 
 /// Polls an async check until it holds or the deadline passes.
@@ -153,12 +151,8 @@ async fn actors_beyond_the_cap_are_passivated_least_recently_used_first() {
             .await
             .unwrap();
     }
-    jobs.execute("a", record("a is recent"), Metadata::system())
-        .await
-        .unwrap();
-    jobs.execute("c", start("c"), Metadata::system())
-        .await
-        .unwrap();
+    execute(&jobs, "a", record("a is recent")).await;
+    execute(&jobs, "c", start("c")).await;
     let stats = jobs.stats().await;
     assert_eq!(
         (stats.resident, stats.activations, stats.passivations),
@@ -170,9 +164,7 @@ async fn actors_beyond_the_cap_are_passivated_least_recently_used_first() {
     })
     .await;
     // "a" was used more recently than "b", so "b" went; using "a" activates nothing new.
-    jobs.execute("a", record("still here"), Metadata::system())
-        .await
-        .unwrap();
+    execute(&jobs, "a", record("still here")).await;
     assert_eq!(jobs.stats().await.activations, 3);
     // "b" comes back with its state from the log.
     let (version, state) = jobs.state("b").await.unwrap();
@@ -188,9 +180,7 @@ async fn idle_actors_are_passivated() {
         ..Settings::default()
     };
     let jobs = jobs(&t.log, settings);
-    jobs.execute("a", start("a"), Metadata::system())
-        .await
-        .unwrap();
+    execute(&jobs, "a", start("a")).await;
     assert_eq!(jobs.stats().await.resident, 1);
     eventually("passivation", || async {
         let stats = jobs.stats().await;
@@ -209,13 +199,9 @@ async fn snapshots_are_written_every_n_events_and_used_on_activation() {
         ..Settings::default()
     };
     let jobs = jobs(&t.log, settings);
-    jobs.execute("s", start("s"), Metadata::system())
-        .await
-        .unwrap();
+    execute(&jobs, "s", start("s")).await;
     for i in 0..11 {
-        jobs.execute("s", record(&i.to_string()), Metadata::system())
-            .await
-            .unwrap();
+        execute(&jobs, "s", record(&i.to_string())).await;
     }
     let s = stream("job-s");
     eventually("a snapshot at version 10", || {
@@ -257,12 +243,8 @@ impl Entity for JobNext {
 async fn a_snapshot_of_a_stale_state_schema_is_ignored() {
     let t = TempLog::new();
     let jobs = jobs(&t.log, Settings::default());
-    jobs.execute("v", start("v"), Metadata::system())
-        .await
-        .unwrap();
-    jobs.execute("v", record("one"), Metadata::system())
-        .await
-        .unwrap();
+    execute(&jobs, "v", start("v")).await;
+    execute(&jobs, "v", record("one")).await;
     let s = stream("job-v");
     // A snapshot that disagrees with the log shows which path a load took.
     let marked = JobState {
@@ -395,9 +377,7 @@ async fn side_effects_start_after_durability_and_report_back_as_commands() {
         effects.clone(),
         Settings::default(),
     );
-    jobs.execute("e", start("e"), Metadata::system())
-        .await
-        .unwrap();
+    execute(&jobs, "e", start("e")).await;
     eventually("the job to finish", || async {
         jobs.state("e").await.unwrap().1.status == JobStatus::Succeeded
     })
@@ -511,15 +491,7 @@ fn a_projection_sees_its_writes_resumes_from_its_checkpoint_and_stops_on_bad_eve
         )
         .unwrap();
         for i in 0..5 {
-            let appended = t
-                .log
-                .append(
-                    stream(&format!("job-{}", i % 2)),
-                    ExpectedVersion::Any,
-                    vec![line("l")],
-                )
-                .await
-                .unwrap();
+            let appended = common::append_line(&t.log, &format!("job-{}", i % 2), "l").await;
             // Read your write: once the projection reaches the acknowledged position, it shows it.
             live.wait_for(appended.first_position, Duration::from_secs(30))
                 .await
@@ -527,15 +499,7 @@ fn a_projection_sees_its_writes_resumes_from_its_checkpoint_and_stops_on_bad_eve
             assert_eq!(live.read(|v| v.state.values().sum::<u64>()), i + 1);
         }
         // Events of other categories move the position without being folded.
-        let other = t
-            .log
-            .append(
-                stream("scan-z"),
-                ExpectedVersion::Any,
-                vec![line("elsewhere")],
-            )
-            .await
-            .unwrap();
+        let other = common::append_line(&t.log, "scan-z", "elsewhere").await;
         live.wait_for(other.first_position, Duration::from_secs(30))
             .await
             .unwrap();
@@ -592,12 +556,8 @@ fn a_projection_sees_its_writes_resumes_from_its_checkpoint_and_stops_on_bad_eve
 async fn a_catch_up_that_fails_leaves_the_state_as_it_was() {
     let t = TempLog::new();
     let jobs = jobs(&t.log, Settings::default());
-    jobs.execute("c", start("c"), Metadata::system())
-        .await
-        .unwrap();
-    jobs.execute("c", record("kept"), Metadata::system())
-        .await
-        .unwrap();
+    execute(&jobs, "c", start("c")).await;
+    execute(&jobs, "c", record("kept")).await;
     // Another writer appends an event the entity cannot read behind the actor's back.
     let mut unreadable = line("?");
     unreadable.event_type = "NoSuchEvent".into();

@@ -2,13 +2,15 @@
 //! 401/403 answers, password and token hashes made by the CLI, and the refusal to serve a
 //! network without accounts.
 
+use crate::common;
+
 use std::io::Write;
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use annals::auth::{hash_password, new_token, Access, Account, Auth, Role};
+use annals::auth::{new_token, Access, Account, Auth, Role};
 use annals::events::{EventLog, LogOptions};
 use annals::http::{Guard, HttpState};
 use base64::Engine;
@@ -30,18 +32,8 @@ fn spawn(api: Access, bob_token_hash: &str) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let log = EventLog::open(dir.path(), LogOptions::default()).unwrap();
     let auth = Auth::new(vec![
-        Account {
-            name: "ada".into(),
-            password_hash: Some(hash_password("correct horse")),
-            token_sha256: vec![],
-            roles: vec![Role::Admin],
-        },
-        Account {
-            name: "bob".into(),
-            password_hash: None,
-            token_sha256: vec![bob_token_hash.to_owned()],
-            roles: vec![],
-        },
+        common::password_account("ada", "correct horse", &[Role::Admin]),
+        common::token_account("bob", bob_token_hash, &[]),
     ])
     .unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();

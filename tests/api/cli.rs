@@ -367,14 +367,13 @@ fn export_replay_and_verify_ask_a_running_server_that_holds_the_log() {
 fn a_server_with_accounts_is_asked_with_a_token() {
     let dir = loaded_log();
     let (token, hash) = annals::auth::new_token();
-    let config = dir.path().join("annals.toml");
-    std::fs::write(
-        &config,
+    let config = common::written(
+        dir.path(),
+        "annals.toml",
         format!(
             "[[accounts]]\nname = \"auditor\"\ntoken_sha256 = [\"{hash}\"]\nroles = [\"admin\"]\n"
         ),
-    )
-    .unwrap();
+    );
     let server = serve(dir.path(), Some(&config));
     let url = format!("http://{}", server.address);
 
@@ -673,15 +672,14 @@ fn an_https_server_is_asked_trusting_the_certificate_given() {
     ));
     assert_eq!(exported.lines().count(), 10, "{exported}");
     // Another certificate is not trusted in its place.
-    let other = dir.path().join("other.pem");
-    std::fs::write(
-        &other,
+    let other = common::written(
+        dir.path(),
+        "other.pem",
         rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()])
             .unwrap()
             .cert
             .pem(),
-    )
-    .unwrap();
+    );
     let refused = annals(
         dir.path(),
         &[

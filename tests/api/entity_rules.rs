@@ -160,15 +160,7 @@ fn every_event_decodes_from_what_it_encodes() {
         finished(),
         JobEvent::JobInterrupted(JobInterrupted { at: at(4) }),
     ];
-    for event in events {
-        let decoded = JobEvent::decode(
-            event.event_type(),
-            event.schema_version(),
-            &event.encode_payload(),
-        )
-        .unwrap();
-        assert_eq!(decoded, event);
-    }
+    common::assert_round_trips(events);
 }
 
 #[test]

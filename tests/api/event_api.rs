@@ -351,13 +351,7 @@ async fn write_concurrently(log: &EventLog, writers: u64, total: u64) {
             let log = log.clone();
             actix_rt::spawn(async move {
                 for i in 0..total / writers {
-                    log.append(
-                        stream(&format!("job-w{w}")),
-                        ExpectedVersion::Any,
-                        vec![line(&format!("{w}/{i}"))],
-                    )
-                    .await
-                    .unwrap();
+                    common::append_line(&log, &format!("job-w{w}"), &format!("{w}/{i}")).await;
                 }
             })
         })
@@ -639,7 +633,7 @@ async fn an_event_stream_resumes_after_a_disconnect_losing_and_repeating_nothing
 
 #[actix_rt::test]
 async fn an_idle_event_stream_gets_a_keep_alive_comment_every_configured_interval() {
-    let interval = Duration::from_secs(1);
+    let interval = Duration::from_millis(200);
     let app = spawn_app_configured(fast(), interval);
     app.append("job-a", "one").await;
     let started = Instant::now();
@@ -813,13 +807,7 @@ async fn the_log_is_verified_while_it_is_written() {
     let log = app.log().clone();
     let writer = actix_rt::spawn(async move {
         for i in 0..300 {
-            log.append(
-                stream(&format!("job-w{}", i % 7)),
-                ExpectedVersion::Any,
-                vec![line("more")],
-            )
-            .await
-            .unwrap();
+            common::append_line(&log, &format!("job-w{}", i % 7), "more").await;
         }
     });
     let mut last_head = 50;

@@ -14,9 +14,7 @@ use annals::domain::gros::{
 };
 use annals::domain::inventory::{HostEvent, HostRecord, VersionExpired};
 use annals::domain::kinds;
-use annals::domain::scan::{
-    AssetScanned, FindingReported, ScanEvent, ScanRecord, ScanReportFetched,
-};
+use annals::domain::scan::{ScanEvent, ScanRecord, ScanReportFetched};
 use annals::domain::testrun::{
     TestResultUploaded, TestRunEnded, TestRunEvent, TestRunRecord, TestStatusUpdated,
 };
@@ -25,7 +23,7 @@ use annals::domain::workflow::{
     StepEndedEvent, StepStarted,
 };
 use annals::events::codec::render;
-use annals::events::{DomainEvent, ExpectedVersion, Metadata, NewEvent, Origin};
+use annals::events::{DomainEvent, ExpectedVersion, Metadata, NewEvent};
 use annals::runtime::job::{Job, JobCommand, Level};
 use annals::runtime::state::ReplayUntil;
 use annals::runtime::{Entities, Entity, ManualClock, NoEffects, Settings};
@@ -46,14 +44,7 @@ async fn a_job_renders_and_replays_as_recorded() {
         Arc::new(NoEffects),
         Settings::default(),
     );
-    let metadata = Metadata {
-        correlation_id: Some(uuid::Uuid::from_u128(42)),
-        causation_id: None,
-        origin: Origin::Http {
-            addr: "127.0.0.1:40000".into(),
-            user: Some("ada".into()),
-        },
-    };
+    let metadata = ada();
     jobs.execute(
         "golden",
         JobCommand::Start {
@@ -87,6 +78,11 @@ async fn a_job_renders_and_replays_as_recorded() {
         .bind(|| insta::assert_json_snapshot!("job_state_at_version_2", replayed));
 }
 
+/// The metadata of an HTTP request of `ada`'s, with a fixed correlation id.
+fn ada() -> Metadata {
+    common::from_ada(42, "127.0.0.1:40000")
+}
+
 /// Writes `events` to the stream `<kind>-golden` of a new log, each with a fixed id, as an
 /// HTTP request of `ada` would; checks each decodes back to itself; and compares the rendered
 /// events with `<kind>_events` and the state replayed from all of them with `<kind>_state`.
@@ -96,14 +92,7 @@ where
 {
     let t = TempLog::new();
     let name = stream(&format!("{}-golden", E::KIND));
-    let metadata = Metadata {
-        correlation_id: Some(uuid::Uuid::from_u128(42)),
-        causation_id: None,
-        origin: Origin::Http {
-            addr: "127.0.0.1:40000".into(),
-            user: Some("ada".into()),
-        },
-    };
+    let metadata = ada();
     let new: Vec<NewEvent> = events
         .iter()
         .zip(1u128..)
@@ -138,25 +127,12 @@ where
 
 #[actix_rt::test]
 async fn a_scan_renders_and_replays_as_recorded() {
-    use super::scan_rules::{began, finding, finished, requested};
-    golden::<ScanRecord>(vec![
-        requested(),
-        began(),
-        ScanEvent::AssetScanned(AssetScanned {
-            asset: "127.0.0.1".into(),
-            at: at(3),
-        }),
-        ScanEvent::FindingReported(FindingReported {
-            finding: finding(),
-            at: at(4),
-        }),
-        finished(),
-        ScanEvent::ScanReportFetched(ScanReportFetched {
-            by: Some("ada".into()),
-            at: at(10),
-        }),
-    ])
-    .await;
+    let mut events = super::scan_rules::a_scan();
+    events.push(ScanEvent::ScanReportFetched(ScanReportFetched {
+        by: Some("ada".into()),
+        at: at(10),
+    }));
+    golden::<ScanRecord>(events).await;
 }
 
 #[actix_rt::test]

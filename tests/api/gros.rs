@@ -18,7 +18,7 @@ use annals::config::{Config, GrosProjectSpec};
 use annals::runtime::SystemClock;
 use common::app::TestApp;
 use common::poll_async;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::CertificateDer;
 use serde_json::{json, Value};
 use sha2::Digest;
 
@@ -50,20 +50,7 @@ fn exchange(target: &Target, request: &[u8]) -> Answer {
             let _ = tcp.read_to_end(&mut raw);
         }
         Some(der) => {
-            let mut roots = rustls::RootCertStore::empty();
-            roots.add(der.clone()).unwrap();
-            let client = rustls::ClientConfig::builder_with_provider(Arc::new(
-                rustls::crypto::ring::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-            let mut connection = rustls::ClientConnection::new(
-                Arc::new(client),
-                ServerName::try_from("localhost").unwrap(),
-            )
-            .unwrap();
+            let mut connection = common::tls::client(der.clone());
             let mut tls = rustls::Stream::new(&mut connection, &mut tcp);
             tls.write_all(request).unwrap();
             let _ = tls.read_to_end(&mut raw);
@@ -97,22 +84,6 @@ fn get(uri: &str) -> String {
     format!("GET {uri} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
 }
 
-fn self_signed(
-    dir: &Path,
-) -> (
-    std::path::PathBuf,
-    std::path::PathBuf,
-    CertificateDer<'static>,
-) {
-    let certified =
-        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
-    let cert = dir.join("cert.pem");
-    let key = dir.join("key.pem");
-    std::fs::write(&cert, certified.cert.pem()).unwrap();
-    std::fs::write(&key, certified.key_pair.serialize_pem()).unwrap();
-    (cert, key, certified.cert.der().clone())
-}
-
 fn project(key: &str, scrape: Vec<String>) -> GrosProjectSpec {
     GrosProjectSpec {
         key: key.into(),
@@ -141,7 +112,7 @@ struct Face {
 async fn spawn(configure: impl FnOnce(&mut Config, &Path)) -> Face {
     let mut der = None;
     let app = TestApp::start(Arc::new(SystemClock), |config, dir| {
-        let (cert, key, certificate) = self_signed(dir);
+        let (cert, key, certificate) = common::tls::self_signed(dir);
         der = Some(certificate);
         config.http.tls_cert = Some(cert);
         config.http.tls_key = Some(key);
@@ -833,11 +804,12 @@ async fn the_agent_daemon_answers_as_upstream_does() {
     let face = spawn(|config, _| {
         config.gros.agent.host = "agent.example:7070".into();
         // Long enough for `exit 3` to be seen failing at once however loaded the machine is;
-        // the other tests keep the default, as a scrape still running costs the whole wait.
+        // the long scrape below and the other tests keep the default, as a scrape still
+        // running costs the whole wait.
         config.gros.scrape_start_check_ms = 5000;
     })
     .await;
-    for (project, agent) in [("FAIL", "FAIL"), ("NOPE", "NOPE"), ("SLOW", "a1")] {
+    for (project, agent) in [("FAIL", "FAIL"), ("NOPE", "NOPE")] {
         assert_eq!(face.register_in(project, agent).await.status, 200);
     }
     // Without a length, a request of a method with a body is refused first, on any path, in
@@ -944,10 +916,13 @@ async fn the_agent_daemon_answers_as_upstream_does() {
         metrics.text()
     );
 
-    // A long scrape: running, refused a second time, then done.
-    let started = post(&face.main, "/agents/SLOW/a1/scrape", "agent.example:7070").await;
+    // A long scrape: running, refused a second time, then done. On a server with the default
+    // start check: a scrape still running is answered only once the whole check has passed.
+    let long = spawn(|config, _| config.gros.agent.host = "agent.example:7070".into()).await;
+    assert_eq!(long.register_in("SLOW", "a1").await.status, 200);
+    let started = post(&long.main, "/agents/SLOW/a1/scrape", "agent.example:7070").await;
     assert_eq!(answered(&started), (201, json!({"ok": true})));
-    let running = send(&face.main, get("/agents/SLOW/a1/status")).await;
+    let running = send(&long.main, get("/agents/SLOW/a1/status")).await;
     assert_eq!(
         answered(&running),
         (
@@ -955,7 +930,7 @@ async fn the_agent_daemon_answers_as_upstream_does() {
             json!({"ok": true, "message": "Scrape process is running"})
         )
     );
-    let again = post(&face.main, "/agents/SLOW/a1/scrape", "agent.example:7070").await;
+    let again = post(&long.main, "/agents/SLOW/a1/scrape", "agent.example:7070").await;
     assert_eq!(
         answered(&again),
         refusal(
@@ -963,9 +938,9 @@ async fn the_agent_daemon_answers_as_upstream_does() {
             "Another scrape process is already running"
         )
     );
-    std::fs::write(face.dir.path().join("stop"), "").unwrap();
-    face.wait_for_end("gros_agent-SLOW.a1", "scrape").await;
-    let idle = send(&face.main, get("/agents/SLOW/a1/status")).await;
+    std::fs::write(long.dir.path().join("stop"), "").unwrap();
+    long.wait_for_end("gros_agent-SLOW.a1", "scrape").await;
+    let idle = send(&long.main, get("/agents/SLOW/a1/status")).await;
     assert_eq!(idle.status, 503);
     let failed = face.events("gros_agent-FAIL.FAIL").await;
     let end = failed.iter().find(|e| finished("scrape")(e)).unwrap();
@@ -1420,20 +1395,12 @@ async fn a_scrape_asked_for_now_skips_the_preflight_schedule() {
 
 /// Every event of `stream`, page after page.
 async fn every_event(face: &Face, stream: &str) -> Vec<Value> {
-    let mut events = Vec::new();
-    loop {
-        let uri = format!(
-            "/api/streams/{stream}/events?from={}&limit=1000",
-            events.len()
-        );
+    common::app::stream_events(stream, |uri| async move {
         let answer = send(&face.main, get(&uri)).await;
         assert_eq!(answer.status, 200, "{answer:?}");
-        let page = answer.json()["events"].as_array().unwrap().clone();
-        if page.is_empty() {
-            return events;
-        }
-        events.extend(page);
-    }
+        answer.json()
+    })
+    .await
 }
 
 /// Runs the local agent's scrape with this command and gives its output events once it ended.

@@ -326,10 +326,10 @@ async fn a_long_poll_on_an_ended_execution_waits_out_its_timeout() {
     assert_eq!(face.follow(&id).await["status"], "SUCCESS");
     // The `waas` client's follow loops ask again as soon as they are answered: with nothing at
     // `from`, the answer comes when the timeout has passed, as upstream, not at once.
-    let timeout = Duration::from_secs(1);
+    let timeout = Duration::from_millis(300);
     for query in ["from=5&levels=14&size=50", "from=1&levels=8&size=50"] {
         let asked = std::time::Instant::now();
-        let page = face.logs(&id, &format!("{query}&timeout=1s")).await;
+        let page = face.logs(&id, &format!("{query}&timeout=300ms")).await;
         let waited = asked.elapsed();
         assert!(waited >= timeout, "{query}: answered after {waited:?}");
         assert!(waited < WAIT, "{query}: answered after {waited:?}");
@@ -478,13 +478,7 @@ async fn a_cancel_stops_the_step_and_a_stubborn_one_is_killed() {
             .get(&format!("/api/streams/execution-{id}/events"))
             .await
             .json();
-        let ended = history["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|e| e["type"] == "StepEnded")
-            .expect("the step ended")["payload"]["ended"]
-            .clone();
+        let ended = common::app::first_of_type(&history, "StepEnded")["payload"]["ended"].clone();
         // SIGTERM (15) ends the plain sleep; the stubborn step needed SIGKILL (9).
         let signal = if workflow.ends_with("stubborn") {
             9
@@ -1105,21 +1099,11 @@ async fn many_lines_of_a_step_are_recorded_in_a_few_appends() {
     let id = face.trigger("demo@lab@many", json!({})).await;
     let done = face.follow(&id).await;
     assert_eq!(done["status"], "SUCCESS", "{done}");
-    let mut events: Vec<Value> = Vec::new();
-    loop {
-        let page = face
-            .get(&format!(
-                "/api/streams/execution-{id}/events?from={}&limit=1000",
-                events.len()
-            ))
-            .await
-            .json();
-        let page = page["events"].as_array().unwrap().clone();
-        if page.is_empty() {
-            break;
-        }
-        events.extend(page);
-    }
+    let face = &face;
+    let events = common::app::stream_events(&format!("execution-{id}"), |uri| async move {
+        face.get(&uri).await.json()
+    })
+    .await;
     let lines: Vec<&Value> = events
         .iter()
         .filter(|e| e["type"] == "LogLineRecorded")

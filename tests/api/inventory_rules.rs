@@ -18,14 +18,33 @@ fn report(app: &str, ver: &str, host: &str, instance: u16) -> VersionReport {
 }
 
 pub(crate) fn reported(app_id: &str, host: &str, instance: u16, micros: i64) -> HostEvent {
+    recorded(
+        [app_id, app_id, "1", host],
+        instance,
+        ("10.0.0.1", Via::Udp),
+        micros,
+    )
+}
+
+/// Where [`command`]'s reports come from.
+const HTTP: (&str, Via) = ("10.0.0.9", Via::Http);
+
+/// A version recorded at `micros`: its app id, app, version and host, its instance, and the
+/// address and the way it came from.
+fn recorded(
+    [app_id, app, ver, host]: [&str; 4],
+    instance: u16,
+    (host_ip, via): (&str, Via),
+    micros: i64,
+) -> HostEvent {
     HostEvent::VersionReported(VersionReported {
         app_id: app_id.into(),
-        app: app_id.into(),
-        ver: "1".into(),
+        app: app.into(),
+        ver: ver.into(),
         host: host.into(),
         instance,
-        host_ip: "10.0.0.1".into(),
-        via: Via::Udp,
+        host_ip: host_ip.into(),
+        via,
         at: at(micros),
     })
 }
@@ -43,16 +62,12 @@ fn a_report_records_the_version_with_the_servers_address_and_time() {
     let state = given::<HostRecord>([])
         .at(at(7))
         .when(command(report("Demo App", "2.0", "web1", 3)))
-        .then(vec![HostEvent::VersionReported(VersionReported {
-            app_id: "demo_app".into(),
-            app: "Demo App".into(),
-            ver: "2.0".into(),
-            host: "web1".into(),
-            instance: 3,
-            host_ip: "10.0.0.9".into(),
-            via: Via::Http,
-            at: at(7),
-        })]);
+        .then(vec![recorded(
+            ["demo_app", "Demo App", "2.0", "web1"],
+            3,
+            HTTP,
+            7,
+        )]);
     assert_eq!(state.host.as_deref(), Some("web1"));
     assert_eq!(state.versions["demo_app/3"].ver, "2.0");
 }
@@ -62,16 +77,7 @@ fn a_newer_report_replaces_the_instances_version_and_instances_stay_apart() {
     let state = given::<HostRecord>([reported("a", "h", 0, 1), reported("a", "h", 1, 2)])
         .at(at(9))
         .when(command(report("a", "5", "h", 0)))
-        .then(vec![HostEvent::VersionReported(VersionReported {
-            app_id: "a".into(),
-            app: "a".into(),
-            ver: "5".into(),
-            host: "h".into(),
-            instance: 0,
-            host_ip: "10.0.0.9".into(),
-            via: Via::Http,
-            at: at(9),
-        })]);
+        .then(vec![recorded(["a", "a", "5", "h"], 0, HTTP, 9)]);
     assert_eq!(state.versions.len(), 2);
     assert_eq!(state.versions["a/0"].ver, "5");
     assert_eq!(state.versions["a/1"].ver, "1");

@@ -393,13 +393,7 @@ async fn a_follower_sees_every_event_once_in_order() {
         let log = t.log.clone();
         writers.push(tokio::spawn(async move {
             for i in 0..30 {
-                log.append(
-                    stream(&format!("job-{w}")),
-                    ExpectedVersion::Any,
-                    vec![line(&format!("{w}/{i}"))],
-                )
-                .await
-                .unwrap();
+                common::append_line(&log, &format!("job-{w}"), &format!("{w}/{i}")).await;
             }
         }));
     }

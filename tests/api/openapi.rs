@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use annals::auth::{new_token, Access, Account, Role};
+use annals::auth::{new_token, Access, Role};
 use annals::config::Config;
 use annals::events::{EventLog, ExpectedVersion};
 use annals::runtime::SystemClock;
@@ -51,18 +51,8 @@ async fn spawn_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     let (user_token, user_token_hash) = new_token();
     let app = common::app::TestApp::start(Arc::new(SystemClock), |config, _| {
         config.accounts = vec![
-            Account {
-                name: "ops".into(),
-                password_hash: None,
-                token_sha256: vec![token_hash],
-                roles: vec![Role::Admin],
-            },
-            Account {
-                name: "user".into(),
-                password_hash: None,
-                token_sha256: vec![user_token_hash],
-                roles: vec![],
-            },
+            common::token_account("ops", &token_hash, &[Role::Admin]),
+            common::token_account("user", &user_token_hash, &[]),
         ];
         assert!(config.partisci.enabled, "every face runs");
         config.partisci.danger = true;
@@ -367,75 +357,17 @@ fn references(value: &Value, found: &mut Vec<String>) {
     }
 }
 
-/// Every route pattern the main listener's router holds with every face running, in OpenAPI's
-/// form (`{name}` for each variable segment, whatever its regex). actix-web has no public way
-/// to list its routes, but its `ResourceMap`'s debug form names each resource's pattern, nested
-/// under the scopes that prefix it; this reads the patterns from there, so that a route added
-/// anywhere is seen.
-async fn routed_paths() -> BTreeSet<String> {
-    let everything = |config: &mut actix_web::web::ServiceConfig| {
-        annals::http::routes(config);
-        for face in annals::faces::FACES {
-            face.routes(config);
-        }
-    };
-    let app = actix_web::test::init_service(actix_web::App::new().configure(everything)).await;
-    let request = actix_web::test::TestRequest::get()
-        .uri("/healthz")
-        .to_request();
-    let response = actix_web::test::call_service(&app, request).await;
-    let map = format!("{:#?}", response.request().resource_map());
-
-    let mut routed = BTreeSet::new();
-    // The prefixes of the scopes around the current line, with the indentation of each.
-    let mut scopes: Vec<(usize, String)> = Vec::new();
-    let mut lines = map.lines();
-    while let Some(line) = lines.next() {
-        let indent = line.len() - line.trim_start().len();
-        let line = line.trim();
-        // Named resources are listed again in their parents' `named` maps: skip those copies.
-        if line == "named: {" {
-            for inner in lines.by_ref() {
-                if inner.len() - inner.trim_start().len() == indent && inner.trim() == "}," {
-                    break;
-                }
-            }
-            continue;
-        }
-        if line.starts_with("patterns: List(") {
-            panic!("a resource with several patterns: teach routed_paths to read them");
-        }
-        if line != "patterns: Single(" {
-            continue;
-        }
-        let pattern = lines.next().expect("a pattern").trim();
-        let pattern: String = serde_json::from_str(pattern.trim_end_matches(','))
-            .expect("a pattern is a debug-quoted string");
-        let is_prefix = lines
-            .by_ref()
-            .map(str::trim)
-            .find(|line| line.starts_with("is_prefix: "))
-            .expect("is_prefix follows the pattern")
-            == "is_prefix: true,";
-        scopes.retain(|(scope_indent, _)| *scope_indent < indent);
-        let full: String = scopes
-            .iter()
-            .map(|(_, prefix)| prefix.as_str())
-            .chain([pattern.as_str()])
-            .collect();
-        if is_prefix {
-            scopes.push((indent, pattern));
-        } else {
-            routed.insert(openapi_form(&full));
-        }
-    }
-    assert!(
-        routed.contains("/healthz")
-            && routed.contains("/api/streams/{stream}")
-            && routed.contains("/api/v1/version/"),
-        "the router's debug form changed: {routed:?}"
-    );
-    routed
+/// Every route the main listener serves with every face running, as `(method, path)` in
+/// OpenAPI's form (`{name}` for each variable segment, whatever its regex; `None` for a route
+/// that answers any method), from the server's own list of what it routes.
+fn routed() -> BTreeSet<(Option<String>, String)> {
+    annals::http::route_table()
+        .into_iter()
+        .map(|route| {
+            let method = route.method.map(|method| method.as_str().to_lowercase());
+            (method, openapi_form(&route.pattern))
+        })
+        .collect()
 }
 
 /// `/api/docs/{file:.*}` → `/api/docs/{file}`.
@@ -488,7 +420,15 @@ async fn every_routed_path_is_documented_and_every_documented_path_is_routed() {
         .into_iter()
         .map(|(path, _)| path)
         .collect();
-    let routed = routed_paths().await;
+    let routes = routed();
+    let routed: BTreeSet<String> = routes.iter().map(|(_, path)| path.clone()).collect();
+    assert!(
+        routed.contains("/healthz")
+            && routed.contains("/api/streams/{stream}")
+            && routed.contains("/api/v1/version/")
+            && routed.contains("/engines/{name}/status"),
+        "the route table misses routes: {routed:?}"
+    );
     let undocumented: Vec<_> = routed.difference(&documented).collect();
     assert!(
         undocumented.is_empty(),
@@ -503,6 +443,28 @@ async fn every_routed_path_is_documented_and_every_documented_path_is_routed() {
     assert!(
         unrouted.is_empty(),
         "documented but not routed: {unrouted:?}"
+    );
+    // A route for one method is documented for that method; one for any method, for some.
+    let undocumented: Vec<_> = routes
+        .iter()
+        .filter_map(|(method, path)| Some((method.as_ref()?, path)))
+        .filter(|(method, path)| !document["paths"][path.as_str()][method.as_str()].is_object())
+        .collect();
+    assert!(
+        undocumented.is_empty(),
+        "methods routed but not documented: {undocumented:?}"
+    );
+    let unrouted: Vec<_> = operations(&document)
+        .into_iter()
+        .filter(|(path, _)| path != "/api/docs/")
+        .filter(|(path, method)| {
+            !routes.contains(&(Some(method.clone()), path.clone()))
+                && !routes.contains(&(None, path.clone()))
+        })
+        .collect();
+    assert!(
+        unrouted.is_empty(),
+        "methods documented but not routed: {unrouted:?}"
     );
 
     for (path, method) in operations(&document) {

@@ -582,20 +582,9 @@ async fn the_faces_own_listener_serves_only_the_face() {
 }
 
 fn accounts() -> Vec<Account> {
-    let hash = |password: &str| Some(annals::auth::hash_password(password));
     vec![
-        Account {
-            name: "ada".into(),
-            password_hash: hash("admin pass"),
-            token_sha256: vec![],
-            roles: vec![Role::Admin],
-        },
-        Account {
-            name: "bob".into(),
-            password_hash: hash("bob pass"),
-            token_sha256: vec![],
-            roles: vec![],
-        },
+        common::password_account("ada", "admin pass", &[Role::Admin]),
+        common::password_account("bob", "bob pass", &[]),
     ]
 }
 

@@ -10,7 +10,7 @@ use std::io::Read;
 use std::time::Duration;
 
 use actix_web::{web, App, HttpResponse, HttpServer};
-use annals::auth::{new_token, Account, Role};
+use annals::auth::{new_token, Role};
 use annals::config::{Config, EngineConfig, ScannerKind};
 use common::app::TestApp;
 use serde_json::{json, Value};
@@ -195,13 +195,7 @@ impl Face {
             .get(&format!("/api/streams/scan-{engine}-1"))
             .await
             .json();
-        history["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|e| e["type"] == "FindingReported")
-            .expect("a finding")["payload"]["finding"]
-            .clone()
+        common::app::first_of_type(&history, "FindingReported")["payload"]["finding"].clone()
     }
 
     /// Waits until the scan's status is `wanted`.
@@ -1043,18 +1037,8 @@ async fn with_accounts_stopping_and_cleaning_need_an_admin() {
     let (user, user_hash) = new_token();
     let face = spawn(move |config| {
         config.accounts = vec![
-            Account {
-                name: "ops".into(),
-                password_hash: None,
-                token_sha256: vec![admin_hash],
-                roles: vec![Role::Admin],
-            },
-            Account {
-                name: "user".into(),
-                password_hash: None,
-                token_sha256: vec![user_hash],
-                roles: vec![],
-            },
+            common::token_account("ops", &admin_hash, &[Role::Admin]),
+            common::token_account("user", &user_hash, &[]),
         ];
     })
     .await;
@@ -1084,13 +1068,7 @@ async fn with_accounts_stopping_and_cleaning_need_an_admin() {
         )
         .await
         .json();
-    let stopped = history["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["type"] == "ScanStopped")
-        .unwrap()
-        .clone();
+    let stopped = common::app::first_of_type(&history, "ScanStopped").clone();
     assert_eq!(stopped["payload"]["by"], "ops", "{stopped}");
 }
 
@@ -1165,17 +1143,7 @@ async fn golden_bodies() {
 
 /// `annals serve` as a child process on `data` with the configuration file `config`.
 fn serve(data: &std::path::Path, config: &std::path::Path) -> common::Served {
-    common::spawn_serve(
-        &[
-            "--config".as_ref(),
-            config.as_os_str(),
-            "--data".as_ref(),
-            data.as_os_str(),
-            "serve".as_ref(),
-        ],
-        &[("ANNALS_HTTP_LISTEN", "127.0.0.1:0")],
-    )
-    .expect("the server starts")
+    common::serve_data(data, Some(config), &[], &[]).expect("the server starts")
 }
 
 #[actix_rt::test]
@@ -1750,21 +1718,13 @@ async fn many_findings_at_once_are_recorded_in_a_few_appends() {
     face.accept_local("fast", json!(1), json!({})).await;
     let findings = face.finished_findings("fast", "1").await;
     assert_eq!(findings["issues"].as_array().unwrap().len(), 2000);
-    let mut events: Vec<Value> = Vec::new();
-    loop {
-        let page = face
-            .get(&format!(
-                "/api/streams/scan-fast-1/events?from={}&limit=1000",
-                events.len()
-            ))
-            .await
-            .json();
-        let page = page["events"].as_array().unwrap().clone();
-        if page.is_empty() {
-            break;
-        }
-        events.extend(page);
-    }
+    let face = &face;
+    let events =
+        common::app::stream_events(
+            "scan-fast-1",
+            |uri| async move { face.get(&uri).await.json() },
+        )
+        .await;
     let appends: std::collections::BTreeSet<&str> = events
         .iter()
         .filter(|e| e["type"] == "FindingReported")

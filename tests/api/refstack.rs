@@ -474,12 +474,7 @@ async fn with_auth_on_the_face_asks_for_credentials() {
     let (token, hash) = new_token();
     let face = spawn(|config| {
         config.refstack.auth = Access::Account;
-        config.accounts = vec![Account {
-            name: "ada".into(),
-            password_hash: None,
-            token_sha256: vec![hash],
-            roles: vec![Role::Admin],
-        }];
+        config.accounts = vec![common::token_account("ada", &hash, &[Role::Admin])];
     })
     .await;
     let answer = face.get("/v1/get-testcases").await;
@@ -500,30 +495,10 @@ fn results_body(cpid: &str, names: &[&str]) -> Vec<u8> {
         .into_bytes()
 }
 
-/// An SSH mpint: big-endian, with a zero byte before a set high bit.
-fn mpint(out: &mut Vec<u8>, bytes: &[u8]) {
-    let pad = bytes.first().is_some_and(|b| b & 0x80 != 0);
-    out.extend_from_slice(&((bytes.len() + usize::from(pad)) as u32).to_be_bytes());
-    if pad {
-        out.push(0);
-    }
-    out.extend_from_slice(bytes);
-}
-
 /// A fresh RSA key and its OpenSSH public key line.
 fn signing_key() -> (rsa::RsaPrivateKey, String) {
-    use base64::Engine;
-    use rsa::traits::PublicKeyParts;
     let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 1024).expect("a key");
-    let mut blob = Vec::new();
-    blob.extend_from_slice(&7u32.to_be_bytes());
-    blob.extend_from_slice(b"ssh-rsa");
-    mpint(&mut blob, &key.e().to_bytes_be());
-    mpint(&mut blob, &key.n().to_bytes_be());
-    let line = format!(
-        "ssh-rsa {} someone@example.org",
-        base64::engine::general_purpose::STANDARD.encode(blob)
-    );
+    let line = crate::common::ssh::public_key_line(&key, "someone@example.org");
     (key, line)
 }
 
@@ -735,11 +710,7 @@ async fn bad_results_and_bad_signatures_are_refused_with_their_reason() {
 
 /// `annals serve` as a child process on `data`, on free ports.
 fn serve(data: &std::path::Path) -> common::Served {
-    common::spawn_serve(
-        &["--data".as_ref(), data.as_os_str(), "serve".as_ref()],
-        &[("ANNALS_HTTP_LISTEN", "127.0.0.1:0")],
-    )
-    .expect("the server starts")
+    common::serve_data(data, None, &[], &[]).expect("the server starts")
 }
 
 #[actix_rt::test]
@@ -1265,16 +1236,7 @@ async fn a_body_signed_with_an_8192_bit_key_as_refstack_client_signs_it_is_taken
     assert!(title.contains("does not verify"), "{title}");
 
     // A key over 16,384 bits, the most ssh-keygen makes, is refused with its size.
-    use base64::Engine;
-    let mut blob = Vec::new();
-    blob.extend_from_slice(&7u32.to_be_bytes());
-    blob.extend_from_slice(b"ssh-rsa");
-    mpint(&mut blob, &[1, 0, 1]);
-    mpint(&mut blob, &[0xC3; 16_392 / 8]);
-    let line = format!(
-        "ssh-rsa {}",
-        base64::engine::general_purpose::STANDARD.encode(blob)
-    );
+    let line = crate::common::ssh::rsa_line(&[1, 0, 1], &[0xC3; 16_392 / 8]);
     let title = face
         .submit(
             sent["body"].as_str().unwrap().as_bytes(),

@@ -375,13 +375,12 @@ fn start_up_says_one_line_per_listener_and_the_request_log_one_per_request() {
 #[test]
 fn the_gros_agent_daemons_listener_moves_or_turns_off_with_its_flag() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("annals.toml");
-    std::fs::write(
-        &config,
+    let config = common::written(
+        dir.path(),
+        "annals.toml",
         "[gros.agent]\nenabled = true\nproject = \"PROJ\"\n\n\
          [[gros.projects]]\nkey = \"PROJ\"\nscrape_command = [\"true\"]\n",
-    )
-    .unwrap();
+    );
     let data = dir.path().join("log");
     let moved = serve_data(
         &data,

@@ -91,17 +91,22 @@ fn a_run_opens_once() {
         .then_rejected(TestRunRejection::AlreadyOpen);
 }
 
+/// The status update a caller without a name sent at `micros`.
+fn updated(message: &str, finished: bool, micros: i64) -> TestRunEvent {
+    TestRunEvent::TestStatusUpdated(TestStatusUpdated {
+        message: message.into(),
+        finished,
+        by: None,
+        at: at(micros),
+    })
+}
+
 #[test]
 fn a_status_update_is_recorded_and_finished_ends_the_run() {
     let state = given::<TestRunRecord>([opened(1)])
         .at(at(5))
         .when(status("running tempest", false))
-        .then(vec![TestRunEvent::TestStatusUpdated(TestStatusUpdated {
-            message: "running tempest".into(),
-            finished: false,
-            by: None,
-            at: at(5),
-        })]);
+        .then(vec![updated("running tempest", false, 5)]);
     assert_eq!(state.statuses.len(), 1);
     assert!(state.ended_at.is_none());
 
@@ -109,12 +114,7 @@ fn a_status_update_is_recorded_and_finished_ends_the_run() {
         .at(at(9))
         .when(status("test complete", true))
         .then(vec![
-            TestRunEvent::TestStatusUpdated(TestStatusUpdated {
-                message: "test complete".into(),
-                finished: true,
-                by: None,
-                at: at(9),
-            }),
+            updated("test complete", true, 9),
             TestRunEvent::TestRunEnded(TestRunEnded { at: at(9) }),
         ]);
     assert_eq!(state.ended_at, Some(at(9)));
@@ -128,12 +128,7 @@ fn a_second_finished_status_does_not_end_the_run_again() {
     ])
     .at(at(4))
     .when(status("done, really", true))
-    .then(vec![TestRunEvent::TestStatusUpdated(TestStatusUpdated {
-        message: "done, really".into(),
-        finished: true,
-        by: None,
-        at: at(4),
-    })]);
+    .then(vec![updated("done, really", true, 4)]);
 }
 
 #[test]

@@ -3,43 +3,13 @@
 
 use crate::common;
 
+use rustls::pki_types::CertificateDer;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::sync::Arc;
-
-use rustls::pki_types::{CertificateDer, ServerName};
-
-/// A self-signed certificate for localhost and 127.0.0.1, written as PEM files.
-fn self_signed(
-    dir: &std::path::Path,
-) -> (
-    std::path::PathBuf,
-    std::path::PathBuf,
-    CertificateDer<'static>,
-) {
-    let certified =
-        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
-    let cert = dir.join("cert.pem");
-    let key = dir.join("key.pem");
-    std::fs::write(&cert, certified.cert.pem()).unwrap();
-    std::fs::write(&key, certified.key_pair.serialize_pem()).unwrap();
-    (cert, key, certified.cert.der().clone())
-}
 
 /// A GET over TLS, trusting only `der`; the whole answer.
 fn https_get(address: &str, der: CertificateDer<'static>, path: &str) -> String {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(der).unwrap();
-    let client = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let mut connection =
-        rustls::ClientConnection::new(Arc::new(client), ServerName::try_from("localhost").unwrap())
-            .unwrap();
+    let mut connection = common::tls::client(der);
     let mut tcp = TcpStream::connect(address).unwrap();
     let mut tls = rustls::Stream::new(&mut connection, &mut tcp);
     write!(
@@ -57,7 +27,7 @@ fn serve_with_tls(
     dir: &std::path::Path,
     section: &str,
 ) -> (common::Served, CertificateDer<'static>) {
-    let (cert, key, der) = self_signed(dir);
+    let (cert, key, der) = common::tls::self_signed(dir);
     let (cert_var, key_var) = (
         format!("ANNALS_{section}_TLS_CERT"),
         format!("ANNALS_{section}_TLS_KEY"),
@@ -122,7 +92,7 @@ fn the_listener_speaks_https_with_a_self_signed_certificate() {
 #[test]
 fn bad_tls_settings_are_refused_with_the_file_named() {
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key, _) = self_signed(dir.path());
+    let (cert, key, _) = common::tls::self_signed(dir.path());
     let data = dir.path().join("log");
     let missing = dir.path().join("missing.pem");
     for (envs, says) in [

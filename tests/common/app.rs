@@ -56,6 +56,39 @@ impl TestApp {
     }
 }
 
+/// Every event of `stream`, read from the event API a thousand at a time by `get` (which asks
+/// the main listener for a path, with the caller's credentials, for its JSON body).
+pub async fn stream_events<F, Fut>(stream: &str, mut get: F) -> Vec<Value>
+where
+    F: FnMut(String) -> Fut,
+    Fut: std::future::Future<Output = Value>,
+{
+    let mut events: Vec<Value> = Vec::new();
+    loop {
+        let uri = format!(
+            "/api/streams/{stream}/events?from={}&limit=1000",
+            events.len()
+        );
+        let page = get(uri).await;
+        let page = page["events"].as_array().expect("an events page").clone();
+        if page.is_empty() {
+            return events;
+        }
+        events.extend(page);
+    }
+}
+
+/// The first event of type `event_type` in a page of the event API (`{"events": […]}`).
+#[track_caller]
+pub fn first_of_type<'a>(page: &'a Value, event_type: &str) -> &'a Value {
+    page["events"]
+        .as_array()
+        .expect("an events page")
+        .iter()
+        .find(|event| event["type"] == event_type)
+        .unwrap_or_else(|| panic!("a {event_type} event in {page}"))
+}
+
 /// A manual clock at [`T0`]: what in-process servers record as now, so that golden bodies need
 /// no redaction of times.
 pub fn t0_clock() -> Arc<ManualClock> {

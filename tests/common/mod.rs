@@ -3,11 +3,16 @@
 #![allow(dead_code)]
 
 pub mod app;
+pub mod ssh;
+pub mod tls;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use annals::events::{DomainEvent, Durability, EventLog, LogOptions, Metadata, NewEvent, StreamId};
+use annals::auth::{Account, Role};
+use annals::events::{
+    DomainEvent, Durability, EventLog, ExpectedVersion, LogOptions, Metadata, NewEvent, StreamId,
+};
 use annals::runtime::job::{JobEvent, Level, LineRecorded};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -48,6 +53,33 @@ impl TempLog {
         drop(log);
         let log = EventLog::open(dir.path(), options).expect("the log opens again");
         TempLog { log, dir }
+    }
+}
+
+/// Writes `contents` to the file `name` in `dir`; its path.
+pub fn written(dir: &Path, name: &str, contents: impl AsRef<[u8]>) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, contents).expect("the file is written");
+    path
+}
+
+/// An account that signs in with the bearer token whose SHA-256 (hex) is `token_sha256`.
+pub fn token_account(name: &str, token_sha256: &str, roles: &[Role]) -> Account {
+    Account {
+        name: name.into(),
+        password_hash: None,
+        token_sha256: vec![token_sha256.to_owned()],
+        roles: roles.to_vec(),
+    }
+}
+
+/// An account that signs in with `password` (HTTP Basic).
+pub fn password_account(name: &str, password: &str, roles: &[Role]) -> Account {
+    Account {
+        name: name.into(),
+        password_hash: Some(annals::auth::hash_password(password)),
+        token_sha256: vec![],
+        roles: roles.to_vec(),
     }
 }
 
@@ -117,6 +149,19 @@ pub fn at(micros: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(micros).expect("a valid time")
 }
 
+/// The metadata of an HTTP request of `ada`'s from `addr`, with the correlation id
+/// `correlation`.
+pub fn from_ada(correlation: u128, addr: &str) -> Metadata {
+    Metadata {
+        correlation_id: Some(Uuid::from_u128(correlation)),
+        causation_id: None,
+        origin: annals::events::Origin::Http {
+            addr: addr.into(),
+            user: Some("ada".into()),
+        },
+    }
+}
+
 /// A `LineRecorded` event with this text, as a new event with a fresh id.
 pub fn line(text: &str) -> NewEvent {
     new_event(&JobEvent::LineRecorded(LineRecorded {
@@ -126,6 +171,13 @@ pub fn line(text: &str) -> NewEvent {
     }))
 }
 
+/// Appends a [`line`] of `text` to the stream `name`, whatever its version; it must be stored.
+pub async fn append_line(log: &EventLog, name: &str, text: &str) -> annals::events::Appended {
+    log.append(stream(name), ExpectedVersion::Any, vec![line(text)])
+        .await
+        .expect("the line is appended")
+}
+
 pub fn new_event(event: &JobEvent) -> NewEvent {
     NewEvent {
         event_id: Uuid::new_v4(),
@@ -133,6 +185,24 @@ pub fn new_event(event: &JobEvent) -> NewEvent {
         schema_version: event.schema_version(),
         payload: event.encode_payload(),
         metadata: Metadata::system(),
+    }
+}
+
+/// Checks that each of `events` decodes back to itself from its type, schema version and
+/// payload.
+#[track_caller]
+pub fn assert_round_trips<E>(events: impl IntoIterator<Item = E>)
+where
+    E: DomainEvent + PartialEq + std::fmt::Debug,
+{
+    for event in events {
+        let decoded = E::decode(
+            event.event_type(),
+            event.schema_version(),
+            &event.encode_payload(),
+        )
+        .expect("the event decodes");
+        assert_eq!(decoded, event);
     }
 }
 

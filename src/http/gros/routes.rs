@@ -32,41 +32,46 @@ pub struct GrosFace {
 }
 
 /// The face's routes on the main listener.
-pub fn routes(config: &mut web::ServiceConfig) {
-    config
-        .service(web::resource("/auth/access.py").to(access))
-        .service(script("/auth/agent.py", web::post().to(agent)))
-        .service(web::resource("/auth/encrypt.py").to(encrypt))
-        .service(script("/auth/export.py", web::post().to(export)))
-        .service(script("/auth/log.py", web::post().to(log)))
-        .service(
-            web::resource("/auth/status.py")
-                .route(web::get().to(status))
-                .route(web::post().to(measurements))
-                .default_service(web::to(not_implemented)),
+pub fn routes(router: &mut crate::http::Router) {
+    use actix_web::http::Method;
+    let length_required = |resource: actix_web::Resource| {
+        resource.wrap(actix_web::middleware::from_fn(length_required))
+    };
+    router
+        .any("/auth/access.py", web::to(access), |resource| resource)
+        .resource("/auth/agent.py", [(Method::POST, web::to(agent))], script)
+        .any("/auth/encrypt.py", web::to(encrypt), |resource| resource)
+        .resource("/auth/export.py", [(Method::POST, web::to(export))], script)
+        .resource("/auth/log.py", [(Method::POST, web::to(log))], script)
+        .resource(
+            "/auth/status.py",
+            [
+                (Method::GET, web::to(status)),
+                (Method::POST, web::to(measurements)),
+            ],
+            script,
         )
         // Upstream's CGI scripts that only read answer whatever the method, with a form
         // body's parameters merged in, so these do too.
-        .service(web::resource("/auth/version.py").to(version))
-        .service(
-            web::resource("/agents/{project}/{agent}/status")
-                .wrap(actix_web::middleware::from_fn(length_required))
-                .to(agent_status),
+        .any("/auth/version.py", web::to(version), |resource| resource)
+        .any(
+            "/agents/{project}/{agent}/status",
+            web::to(agent_status),
+            length_required,
         )
-        .service(
-            web::resource("/agents/{project}/{agent}/scrape")
-                .wrap(actix_web::middleware::from_fn(length_required))
-                .to(agent_scrape),
+        .any(
+            "/agents/{project}/{agent}/scrape",
+            web::to(agent_scrape),
+            length_required,
         );
 }
 
-/// A controller script that changes state: POST only, other methods answered 501 (the
-/// answer of upstream's `status.py`). Upstream's CGI scripts run on any method; here a GET
-/// never registers an agent, starts an import or records a log record.
-fn script(path: &str, route: actix_web::Route) -> actix_web::Resource {
-    web::resource(path)
-        .route(route)
-        .default_service(web::to(not_implemented))
+/// A controller script that changes state: only its routed methods (POST, and GET for
+/// `status.py`), other methods answered 501 (the answer of upstream's `status.py`). Upstream's
+/// CGI scripts run on any method; here a GET never registers an agent, starts an import or
+/// records a log record.
+fn script(resource: actix_web::Resource) -> actix_web::Resource {
+    resource.default_service(web::to(not_implemented))
 }
 
 async fn not_implemented(request: HttpRequest) -> HttpResponse {

@@ -71,36 +71,60 @@ impl Shape for Hpcwaas {
 guarded!(Hpcwaas, "the workflow face is not configured");
 
 /// The routes of the face.
-pub fn routes(config: &mut web::ServiceConfig) {
-    config
-        .service(resource("/workflows").route(web::get().to(list_workflows)))
-        .service(
-            resource("/workflows/{workflow_id}")
-                .route(web::get().to(describe_workflow))
-                .route(web::post().to(trigger_workflow)),
+pub fn routes(router: &mut crate::http::Router) {
+    use actix_web::http::Method;
+    router
+        .resource(
+            "/workflows",
+            [(Method::GET, web::to(list_workflows))],
+            envelope,
         )
-        .service(resource("/executions").route(web::get().to(list_executions)))
-        .service(
-            resource("/executions/{execution_id}")
-                .route(web::get().to(get_execution))
-                .route(web::delete().to(cancel_execution)),
+        .resource(
+            "/workflows/{workflow_id}",
+            [
+                (Method::GET, web::to(describe_workflow)),
+                (Method::POST, web::to(trigger_workflow)),
+            ],
+            envelope,
         )
-        .service(resource("/executions/{execution_id}/logs").route(web::get().to(execution_logs)))
-        .service(
-            resource("/executions/{execution_id}/events").route(web::get().to(execution_events)),
+        .resource(
+            "/executions",
+            [(Method::GET, web::to(list_executions))],
+            envelope,
         )
-        .service(resource("/ssh_keys").route(web::post().to(create_key)))
-        .service(
-            resource("/ssh_keys/{key_id}")
-                .route(web::get().to(get_key))
-                .route(web::delete().to(delete_key)),
+        .resource(
+            "/executions/{execution_id}",
+            [
+                (Method::GET, web::to(get_execution)),
+                (Method::DELETE, web::to(cancel_execution)),
+            ],
+            envelope,
+        )
+        .resource(
+            "/executions/{execution_id}/logs",
+            [(Method::GET, web::to(execution_logs))],
+            envelope,
+        )
+        .resource(
+            "/executions/{execution_id}/events",
+            [(Method::GET, web::to(execution_events))],
+            envelope,
+        )
+        .resource("/ssh_keys", [(Method::POST, web::to(create_key))], envelope)
+        .resource(
+            "/ssh_keys/{key_id}",
+            [
+                (Method::GET, web::to(get_key)),
+                (Method::DELETE, web::to(delete_key)),
+            ],
+            envelope,
         );
 }
 
 /// A resource answering any method it does not route with 405, and its query and path errors,
 /// in the face's envelope.
-fn resource(path: &str) -> actix_web::Resource {
-    web::resource(path)
+fn envelope(resource: actix_web::Resource) -> actix_web::Resource {
+    resource
         .app_data(web::QueryConfig::default().error_handler(|error, _| {
             HpcwaasError::bad_request(format!("bad query: {error}")).into()
         }))

@@ -46,27 +46,31 @@ fn bad_update(message: String) -> PartisciError {
 }
 
 /// The routes of the face, under `/api/v1/`, and `/debug/vars`.
-pub fn routes(config: &mut web::ServiceConfig) {
-    config
-        .service(
-            web::scope("/api/v1")
-                .service(only("/app/", web::get().to(apps)))
-                .service(only("/summary/app/", web::get().to(apps)))
-                .service(only("/host/", web::get().to(hosts)))
-                .service(only("/summary/host/", web::get().to(hosts)))
-                .service(only("/summary/hosts/", web::get().to(hosts)))
-                .service(only("/version/", web::get().to(versions)))
-                .service(only("/update/", web::post().to(update)))
-                .service(only("/_danger/clear/", web::post().to(clear)))
-                .service(only("/_partisci/", web::get().to(info)))
-                .default_service(web::to(not_found)),
+pub fn routes(router: &mut crate::http::Router) {
+    use actix_web::http::Method;
+    router
+        .scope(
+            "/api/v1",
+            |router| {
+                router
+                    .resource("/app/", [(Method::GET, web::to(apps))], only)
+                    .resource("/summary/app/", [(Method::GET, web::to(apps))], only)
+                    .resource("/host/", [(Method::GET, web::to(hosts))], only)
+                    .resource("/summary/host/", [(Method::GET, web::to(hosts))], only)
+                    .resource("/summary/hosts/", [(Method::GET, web::to(hosts))], only)
+                    .resource("/version/", [(Method::GET, web::to(versions))], only)
+                    .resource("/update/", [(Method::POST, web::to(update))], only)
+                    .resource("/_danger/clear/", [(Method::POST, web::to(clear))], only)
+                    .resource("/_partisci/", [(Method::GET, web::to(info))], only);
+            },
+            |scope| scope.default_service(web::to(not_found)),
         )
-        .service(only("/debug/vars", web::get().to(info)));
+        .resource("/debug/vars", [(Method::GET, web::to(info))], only);
 }
 
 /// A resource answering 405 in Partisci's shape to any method but the one routed.
-fn only(path: &str, route: actix_web::Route) -> actix_web::Resource {
-    crate::http::only(path, route, PartisciError::method_not_allowed)
+fn only(resource: actix_web::Resource) -> actix_web::Resource {
+    crate::http::only(resource, PartisciError::method_not_allowed)
 }
 
 /// An unknown path under `/api/v1`. The bare prefix itself is redirected to `/api/v1/` (with

@@ -166,35 +166,40 @@ const ROUTES: [(&str, &str); 15] = [
 ];
 
 /// The routes of the face, under both spellings of the base.
-pub fn routes(config: &mut web::ServiceConfig) {
+pub fn routes(router: &mut crate::http::Router) {
+    use actix_web::http::Method;
+    let get = |handler| [(Method::GET, handler)];
     for prefix in ["/engines", "/engine"] {
-        config
-            .service(only(&format!("{prefix}/{{name}}"), web::get().to(redirect)))
-            .service(
-                web::scope(&format!("{prefix}/{{name}}"))
-                    .service(only("/", web::get().to(index)))
-                    .service(only("/status", web::get().to(status)))
-                    .service(only("/status/{scan_id}", web::get().to(scan_status)))
-                    .service(only("/info", web::get().to(info)))
-                    .service(only("/reloadconfig", web::get().to(reloadconfig)))
-                    .service(only("/liveness", web::get().to(liveness)))
-                    .service(only("/readiness", web::get().to(readiness)))
-                    .service(only("/test", web::get().to(test)))
-                    .service(only("/startscan", web::post().to(startscan)))
-                    .service(only("/getfindings/{scan_id}", web::get().to(getfindings)))
-                    .service(only("/getreport/{scan_id}", web::get().to(getreport)))
-                    .service(only("/stop/{scan_id}", web::get().to(stop)))
-                    .service(only("/stopscans", web::get().to(stopscans)))
-                    .service(only("/clean", web::get().to(clean)))
-                    .service(only("/clean/{scan_id}", web::get().to(clean_scan)))
-                    .default_service(web::to(not_found)),
+        router
+            .resource(&format!("{prefix}/{{name}}"), get(web::to(redirect)), only)
+            .scope(
+                &format!("{prefix}/{{name}}"),
+                |router| {
+                    router
+                        .resource("/", get(web::to(index)), only)
+                        .resource("/status", get(web::to(status)), only)
+                        .resource("/status/{scan_id}", get(web::to(scan_status)), only)
+                        .resource("/info", get(web::to(info)), only)
+                        .resource("/reloadconfig", get(web::to(reloadconfig)), only)
+                        .resource("/liveness", get(web::to(liveness)), only)
+                        .resource("/readiness", get(web::to(readiness)), only)
+                        .resource("/test", get(web::to(test)), only)
+                        .resource("/startscan", [(Method::POST, web::to(startscan))], only)
+                        .resource("/getfindings/{scan_id}", get(web::to(getfindings)), only)
+                        .resource("/getreport/{scan_id}", get(web::to(getreport)), only)
+                        .resource("/stop/{scan_id}", get(web::to(stop)), only)
+                        .resource("/stopscans", get(web::to(stopscans)), only)
+                        .resource("/clean", get(web::to(clean)), only)
+                        .resource("/clean/{scan_id}", get(web::to(clean_scan)), only);
+                },
+                |scope| scope.default_service(web::to(not_found)),
             );
     }
 }
 
 /// A resource answering 405 in the face's shape to any method but the one routed.
-fn only(path: &str, route: actix_web::Route) -> actix_web::Resource {
-    crate::http::only(path, route, |message| {
+fn only(resource: actix_web::Resource) -> actix_web::Resource {
+    crate::http::only(resource, |message| {
         on("not allowed")(Refusal::method_not_allowed(message))
     })
 }

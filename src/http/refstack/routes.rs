@@ -51,48 +51,71 @@ pub const GET_MINICONF: &str = "/get-miniconf";
 pub const GET_TESTCASES: &str = "/get-testcases";
 
 /// The routes of the face.
-pub fn routes(config: &mut web::ServiceConfig) {
+pub fn routes(router: &mut crate::http::Router) {
+    use actix_web::http::Method;
     for prefix in ["/v1", ""] {
-        config
-            .service(only(
+        router
+            .resource(
                 &format!("{prefix}{UPDATE_STATUS}"),
-                web::post().to(update_status),
-            ))
-            .service(only(
+                [(Method::POST, web::to(update_status))],
+                only,
+            )
+            .resource(
                 &format!("{prefix}{POST_RESULT}"),
-                web::post().to(post_result),
-            ))
-            .service(only(
+                [(Method::POST, web::to(post_result))],
+                only,
+            )
+            .resource(
                 &format!("{prefix}{GET_MINICONF}"),
-                web::get().to(get_miniconf),
-            ))
-            .service(only(
+                [(Method::GET, web::to(get_miniconf))],
+                only,
+            )
+            .resource(
                 &format!("{prefix}{GET_TESTCASES}"),
-                web::get().to(get_testcases),
-            ));
+                [(Method::GET, web::to(get_testcases))],
+                only,
+            );
     }
-    config
-        .service(only("/v1/test-runs", web::post().to(open_run)))
-        .service(only("/v1/test-runs/{test_id}", web::get().to(get_run)))
-        .service(only(
+    router
+        .resource("/v1/test-runs", [(Method::POST, web::to(open_run))], only)
+        .resource(
+            "/v1/test-runs/{test_id}",
+            [(Method::GET, web::to(get_run))],
+            only,
+        )
+        .resource(
             "/v1/test-runs/{test_id}/uploads/{upload_id}",
-            web::get().to(get_upload),
-        ))
-        .service(only("/v1/results/schema", web::get().to(results_schema)));
+            [(Method::GET, web::to(get_upload))],
+            only,
+        )
+        .resource(
+            "/v1/results/schema",
+            [(Method::GET, web::to(results_schema))],
+            only,
+        );
     // Upstream's collection controller serves both spellings, and refstack-client uses the
     // one with the slash for both methods.
     for collection in ["/v1/results", "/v1/results/"] {
-        config.service(
-            only(collection, web::get().to(list_results)).route(web::post().to(submit_results)),
+        router.resource(
+            collection,
+            [
+                (Method::GET, web::to(list_results)),
+                (Method::POST, web::to(submit_results)),
+            ],
+            only,
         );
     }
-    config.service(only("/v1/results/{id}", web::get().to(get_results)));
+    router.resource(
+        "/v1/results/{id}",
+        [(Method::GET, web::to(get_results))],
+        only,
+    );
 }
 
 /// A resource answering 405 in the face's shape to any method but the one routed, and its
 /// path and query errors in the face's shape too.
-fn only(path: &str, route: actix_web::Route) -> actix_web::Resource {
-    crate::http::only(path, route, RefstackError::method_not_allowed).app_data(
+fn only(resource: actix_web::Resource) -> actix_web::Resource {
+    crate::http::only(resource, RefstackError::method_not_allowed).app_data(
         web::QueryConfig::default().error_handler(|error, _| {
             RefstackError::bad_request(format!("bad query: {error}")).into()
         }),
