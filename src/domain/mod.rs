@@ -19,7 +19,8 @@ use std::time::Duration;
 use crate::events::EventLog;
 use crate::runtime::projection::{self, Projection, ProjectionError};
 use crate::runtime::{
-    Clock, Effects, Entities, Entity, Executed, NoEffects, ProjectionHandle, ProjectionSettings, Settings,
+    Clock, Effects, Entities, Entity, Executed, NoEffects, ProjectionHandle, ProjectionSettings,
+    Settings,
 };
 
 /// What every kind's service starts on: the log, the clock that stamps its commands and its

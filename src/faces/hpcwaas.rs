@@ -18,7 +18,12 @@ pub const WORK_DIR: &str = "hpcwaas-work";
 pub struct Hpcwaas;
 
 impl Face for Hpcwaas {
-    face_common!(hpcwaas, HpcwaasApi, ["/workflows", "/executions", "/ssh_keys"], listen);
+    face_common!(
+        hpcwaas,
+        HpcwaasApi,
+        ["/workflows", "/executions", "/ssh_keys"],
+        listen
+    );
 
     fn start<'a>(&'a self, start: Start<'a>) -> LocalBoxFuture<'a, anyhow::Result<Started>> {
         Box::pin(async move {

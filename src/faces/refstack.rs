@@ -12,7 +12,17 @@ use crate::http::refstack;
 pub struct Refstack;
 
 impl Face for Refstack {
-    face_common!(refstack, RefstackApi, ["/v1", "/update-test-status", "/post-result", "/get-miniconf", "/get-testcases"]);
+    face_common!(
+        refstack,
+        RefstackApi,
+        [
+            "/v1",
+            "/update-test-status",
+            "/post-result",
+            "/get-miniconf",
+            "/get-testcases"
+        ]
+    );
 
     fn start<'a>(&'a self, start: Start<'a>) -> LocalBoxFuture<'a, anyhow::Result<Started>> {
         Box::pin(async move {

@@ -24,9 +24,7 @@ use crate::domain::Core;
 use crate::events::Metadata;
 use crate::process::{self, Exit, Invocation, Stream};
 use crate::runtime::effects::{self, Fed, FeedLimits, Taken};
-use crate::runtime::{
-    reconcile, Clock, CommandError, Entities,
-};
+use crate::runtime::{reconcile, Clock, CommandError, Entities};
 use crate::secrets::{Secret, SecretError, SecretId, SecretStore};
 
 /// How long start-up reconciliation may take.

@@ -14,9 +14,7 @@ use super::{host_entity_id, HostCommand, HostRecord, HostRejection, Version, Ver
 use crate::domain::{start_read_model, Core, MODEL_WAIT};
 use crate::events::{Metadata, Position};
 use crate::runtime::projection::ProjectionError;
-use crate::runtime::{
-    Clock, CommandError, Entities, ProjectionHandle,
-};
+use crate::runtime::{Clock, CommandError, Entities, ProjectionHandle};
 
 /// How long start-up waits for the read model to fold the log.
 const STARTUP_WAIT: Duration = Duration::from_secs(3600);

@@ -17,9 +17,7 @@ use crate::domain::{start_read_model, wait_folded, Core};
 use crate::events::Metadata;
 use crate::runtime::blocking::{blocking, Stopped};
 use crate::runtime::projection::ProjectionError;
-use crate::runtime::{
-    Clock, CommandError, Entities, ProjectionHandle,
-};
+use crate::runtime::{Clock, CommandError, Entities, ProjectionHandle};
 use crate::testresults::signature::{self, SignatureError};
 use crate::testresults::{Limits, ParseError, ResultEntry, UploadedResults};
 

@@ -23,9 +23,7 @@ use crate::domain::{start_read_model, wait_folded, Core};
 use crate::events::follow;
 use crate::events::{CodecError, DomainEvent, EventLog, Metadata, StoreError, StreamId};
 use crate::runtime::projection::ProjectionError;
-use crate::runtime::{
-    reconcile, Clock, CommandError, Entities, ProjectionHandle,
-};
+use crate::runtime::{reconcile, Clock, CommandError, Entities, ProjectionHandle};
 
 /// How long start-up waits for the list and the settling of interrupted executions.
 const STARTUP_WAIT: Duration = Duration::from_secs(300);
