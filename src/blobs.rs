@@ -18,9 +18,9 @@
 //!
 //! Every call does blocking file I/O; async callers use `spawn_blocking`.
 
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -161,13 +161,7 @@ impl BlobStore {
             .join("tmp")
             .join(format!("{hash}.{}", uuid::Uuid::new_v4()));
         let written = (|| {
-            let mut file = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            file.write_all(bytes)?;
-            file.sync_all()?;
+            crate::secrets::create_private_file(&tmp, bytes)?;
             std::fs::rename(&tmp, &path)?;
             File::open(&dir)?.sync_all()?;
             if created {

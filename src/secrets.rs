@@ -507,17 +507,7 @@ fn write_new_file(
     let mut random = [0u8; 8];
     getrandom_fill(&mut random);
     let temp = dir.join(format!("{TEMP_PREFIX}{name}-{}", hex::encode(random)));
-    let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&temp)?;
-        file.write_all(contents)?;
-        file.sync_all()?;
-        drop(file);
-        install(&temp)
-    })();
+    let result = create_private_file(&temp, contents).and_then(|()| install(&temp));
     // After a rename the temporary name is gone; after a link or a failure it is still there.
     match std::fs::remove_file(&temp) {
         Ok(()) => {}
@@ -528,6 +518,18 @@ fn write_new_file(
     let installed = result?;
     File::open(dir)?.sync_all()?;
     Ok(installed)
+}
+
+/// Creates `path`, which must not exist, readable by annals' user only (mode 0600), writes
+/// `contents` to it and syncs it, so that a rename of it afterwards is durable.
+pub(crate) fn create_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(contents)?;
+    file.sync_all()
 }
 
 /// Random bytes from the operating system, for temporary names.

@@ -12,3 +12,110 @@ pub mod scan;
 pub mod sshkey;
 pub mod testrun;
 pub mod workflow;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::events::EventLog;
+use crate::runtime::projection::{self, Projection, ProjectionError};
+use crate::runtime::{
+    Clock, Effects, Entities, Entity, Executed, NoEffects, ProjectionHandle, ProjectionSettings,
+    Settings,
+};
+
+/// What every kind's service starts on: the log, the clock that stamps its commands and its
+/// actors' settings. Cheap to clone.
+#[derive(Clone)]
+pub struct Core {
+    pub log: EventLog,
+    pub clock: Arc<dyn Clock>,
+    pub settings: Settings,
+}
+
+impl Core {
+    /// Starts the directory of kind `E`, whose events start no side effects.
+    pub fn entities<E: Entity>(&self) -> Entities<E> {
+        self.entities_with(Arc::new(NoEffects))
+    }
+
+    /// Starts the directory of kind `E`, whose durable events start `effects`.
+    pub fn entities_with<E: Entity>(&self, effects: Arc<dyn Effects<E>>) -> Entities<E> {
+        Entities::start(self.log.clone(), self.clock.clone(), effects, self.settings)
+    }
+}
+
+/// How long an answer waits for its kind's read model to fold what it recorded, before the
+/// answer is an error.
+pub(crate) const MODEL_WAIT: Duration = Duration::from_secs(30);
+
+/// Waits until a kind's read model has folded every event a command appended (none: returns at
+/// once), at most [`MODEL_WAIT`]: the next query sees what the command did.
+pub(crate) async fn wait_folded<E: Entity, S>(
+    model: &ProjectionHandle<S>,
+    executed: &Executed<E>,
+) -> Result<(), ProjectionError> {
+    if let Some(first) = executed.first_position {
+        let last = first + executed.events.len() as u64 - 1;
+        model.wait_for(last, MODEL_WAIT).await?;
+    }
+    Ok(())
+}
+
+/// Starts a kind's read model from its checkpoint and returns once it has folded the whole log,
+/// waiting at most `within`: the first query after start-up sees everything acknowledged before.
+pub(crate) async fn start_read_model<P: Projection>(
+    model: P,
+    log: &EventLog,
+    within: Duration,
+) -> Result<ProjectionHandle<P::State>, ProjectionError> {
+    let model = projection::start(model, log.clone(), ProjectionSettings::default())?;
+    model.wait_for(log.head(), within).await?;
+    Ok(model)
+}
+
+/// `as_str` and `TryFrom<String>` for a newtype of `String` whose one way in is its `parse`:
+/// `TryFrom` goes through `parse`, so a `#[serde(try_from = "String")]` value is checked too.
+macro_rules! string_newtype {
+    ($name:ident, $error:ty) => {
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = $error;
+            fn try_from(raw: String) -> Result<Self, $error> {
+                $name::parse(&raw)
+            }
+        }
+    };
+}
+pub(crate) use string_newtype;
+
+/// Whether `raw` is 1 to `max` bytes, each of them `allowed`: the rule of the names that go
+/// into entity ids.
+pub(crate) fn is_name(raw: &str, max: usize, allowed: impl Fn(u8) -> bool) -> bool {
+    !raw.is_empty() && raw.len() <= max && raw.bytes().all(allowed)
+}
+
+/// What every read model of one entity kind says the same way: its state, its checkpoint's
+/// name, the state's schema version and the kind whose events it folds.
+macro_rules! read_model_of {
+    ($kind:ty, $name:literal, version $version:literal, state $state:ty) => {
+        type State = $state;
+
+        fn name(&self) -> String {
+            $name.into()
+        }
+
+        fn version(&self) -> u32 {
+            $version
+        }
+
+        fn category(&self) -> Option<String> {
+            Some(<$kind as crate::runtime::entity::Entity>::KIND.into())
+        }
+    };
+}
+pub(crate) use read_model_of;

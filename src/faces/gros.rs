@@ -4,22 +4,15 @@
 
 use actix_web::{web, HttpResponse, ResponseError};
 use futures_util::future::LocalBoxFuture;
-use utoipa::openapi::OpenApi;
 
-use super::{own_listen, Face, Own, Start, Started};
+use super::{face_common, own_listen, Face, Own, Start, Started};
 use crate::config::Config;
 use crate::http::gros;
 
 pub struct Gros;
 
 impl Face for Gros {
-    fn name(&self) -> &'static str {
-        "gros"
-    }
-
-    fn enabled(&self, config: &Config) -> bool {
-        config.gros.enabled
-    }
+    face_common!(gros, GrosApi, ["/auth", "/agents"]);
 
     /// The local agent daemon's listener: it serves the daemon's routes, not the controller's.
     fn own_listen<'c>(&self, config: &'c Config) -> Option<&'c str> {
@@ -33,9 +26,7 @@ impl Face for Gros {
         Box::pin(async move {
             let section = &start.config.gros;
             let controller = crate::domain::gros::Gros::start(
-                start.log.clone(),
-                start.clock.clone(),
-                start.settings,
+                &start.core(),
                 start.stores.secrets()?,
                 start.declarations.gros.clone(),
             )
@@ -56,18 +47,6 @@ impl Face for Gros {
             }
             Ok(started)
         })
-    }
-
-    fn routes(&self, router: &mut crate::http::Router) {
-        gros::routes(router)
-    }
-
-    fn openapi(&self) -> OpenApi {
-        <gros::openapi::GrosApi as utoipa::OpenApi>::openapi()
-    }
-
-    fn prefixes(&self) -> &'static [&'static str] {
-        &["/auth", "/agents"]
     }
 
     // The per-agent routes speak the agent daemon's shape, the rest the controller's.

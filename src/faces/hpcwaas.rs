@@ -5,10 +5,8 @@ use std::time::Duration;
 
 use actix_web::{web, HttpResponse, ResponseError};
 use futures_util::future::LocalBoxFuture;
-use utoipa::openapi::OpenApi;
 
-use super::{own_listen, tls_config, Face, Own, Start, Started};
-use crate::config::Config;
+use super::{face_common, tls_config, Face, Own, Start, Started};
 use crate::domain::sshkey::SshKeys;
 use crate::domain::workflow::{effects::RunLimits, Executions};
 use crate::http::hpcwaas;
@@ -20,28 +18,19 @@ pub const WORK_DIR: &str = "hpcwaas-work";
 pub struct Hpcwaas;
 
 impl Face for Hpcwaas {
-    fn name(&self) -> &'static str {
-        "hpcwaas"
-    }
-
-    fn enabled(&self, config: &Config) -> bool {
-        config.hpcwaas.enabled
-    }
-
-    fn own_listen<'c>(&self, config: &'c Config) -> Option<&'c str> {
-        own_listen(config.hpcwaas.enabled, &config.hpcwaas.listen)
-    }
+    face_common!(
+        hpcwaas,
+        HpcwaasApi,
+        ["/workflows", "/executions", "/ssh_keys"],
+        listen
+    );
 
     fn start<'a>(&'a self, start: Start<'a>) -> LocalBoxFuture<'a, anyhow::Result<Started>> {
         Box::pin(async move {
             let section = &start.config.hpcwaas;
             let tls = tls_config("hpcwaas", &section.tls_cert, &section.tls_key)?;
-            let keys = SshKeys::start(
-                start.log.clone(),
-                start.clock.clone(),
-                start.settings,
-                start.stores.secrets()?,
-            );
+            let core = start.core();
+            let keys = SshKeys::start(&core, start.stores.secrets()?);
             let limits = RunLimits {
                 kill_grace: Duration::from_secs(section.kill_grace_s),
                 max_line_bytes: section.max_line_bytes,
@@ -49,9 +38,7 @@ impl Face for Hpcwaas {
                 max_output_bytes: (section.max_output_kb * 1024) as usize,
             };
             let executions = Executions::start(
-                start.log.clone(),
-                start.clock.clone(),
-                start.settings,
+                &core,
                 start.declarations.workflows.clone(),
                 keys.clone(),
                 limits,
@@ -72,18 +59,6 @@ impl Face for Hpcwaas {
             });
             Ok(started)
         })
-    }
-
-    fn routes(&self, router: &mut crate::http::Router) {
-        hpcwaas::routes(router)
-    }
-
-    fn openapi(&self) -> OpenApi {
-        <hpcwaas::openapi::HpcwaasApi as utoipa::OpenApi>::openapi()
-    }
-
-    fn prefixes(&self) -> &'static [&'static str] {
-        &["/workflows", "/executions", "/ssh_keys"]
     }
 
     fn not_found(&self, path: &str) -> HttpResponse {

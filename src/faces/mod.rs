@@ -1,10 +1,11 @@
 //! The protocol faces, each described once by the [`Face`] trait, and [`FACES`], the one list
 //! of them. Start-up, the HTTP server, the OpenAPI document and the 404 of unknown paths all
 //! read that list; nothing else names the faces one by one. A face's module here only wires:
-//! its rules live in `actors`, its handlers in `http`.
+//! its rules live in `domain`, its handlers in `http`.
 //!
 //! Adding a face: its entities and services, its handlers and OpenAPI piece, its configuration
-//! section, then one module here implementing [`Face`] and one line in [`FACES`].
+//! section, then one module here implementing [`Face`] (`face_common!` writes the methods every
+//! face writes alike) and one line in [`FACES`].
 
 mod gros;
 mod hpcwaas;
@@ -24,6 +25,7 @@ use crate::auth::Auth;
 use crate::blobs::BlobStore;
 use crate::config::Config;
 use crate::declarations::Declarations;
+use crate::domain::Core;
 use crate::events::EventLog;
 use crate::http::Listening;
 use crate::runtime::{Clock, Settings};
@@ -102,6 +104,17 @@ pub struct Start<'a> {
     pub listening: Listening,
     /// The face's own listener, bound before anything started, when it has one.
     pub own: Option<Bound>,
+}
+
+impl Start<'_> {
+    /// What the face's services start on.
+    pub fn core(&self) -> Core {
+        Core {
+            log: self.log.clone(),
+            clock: self.clock.clone(),
+            settings: self.settings,
+        }
+    }
 }
 
 /// A face's own listener, bound.
@@ -189,6 +202,42 @@ impl Stores {
         Ok(self.blobs.get_or_init(|| opened).clone())
     }
 }
+
+/// The methods every face writes alike. A face's name is also the name of its configuration
+/// section and of its module under `http`, so from that name come whether it runs, its routes
+/// and its OpenAPI piece (`$api` under the module's `openapi`); the paths it owns are given.
+/// With `listen`, its own listener is the section's `listen`.
+macro_rules! face_common {
+    ($face:ident, $api:ident, $prefixes:expr) => {
+        fn name(&self) -> &'static str {
+            stringify!($face)
+        }
+
+        fn enabled(&self, config: &crate::config::Config) -> bool {
+            config.$face.enabled
+        }
+
+        fn routes(&self, router: &mut crate::http::Router) {
+            crate::http::$face::routes(router)
+        }
+
+        fn openapi(&self) -> utoipa::openapi::OpenApi {
+            <crate::http::$face::openapi::$api as utoipa::OpenApi>::openapi()
+        }
+
+        fn prefixes(&self) -> &'static [&'static str] {
+            &$prefixes
+        }
+    };
+    ($face:ident, $api:ident, $prefixes:expr, listen) => {
+        face_common!($face, $api, $prefixes);
+
+        fn own_listen<'c>(&self, config: &'c crate::config::Config) -> Option<&'c str> {
+            crate::faces::own_listen(config.$face.enabled, &config.$face.listen)
+        }
+    };
+}
+pub(crate) use face_common;
 
 /// A TLS configuration from a section's `tls_cert` and `tls_key`, when it gives them.
 pub fn tls_config(

@@ -5,27 +5,15 @@ use std::time::Duration;
 
 use actix_web::{web, HttpResponse, ResponseError};
 use futures_util::future::LocalBoxFuture;
-use utoipa::openapi::OpenApi;
 
-use super::{own_listen, tls_config, Face, Own, Start, Started};
-use crate::config::Config;
+use super::{face_common, tls_config, Face, Own, Start, Started};
 use crate::domain::inventory::Inventory;
 use crate::http::partisci;
 
 pub struct Partisci;
 
 impl Face for Partisci {
-    fn name(&self) -> &'static str {
-        "partisci"
-    }
-
-    fn enabled(&self, config: &Config) -> bool {
-        config.partisci.enabled
-    }
-
-    fn own_listen<'c>(&self, config: &'c Config) -> Option<&'c str> {
-        own_listen(config.partisci.enabled, &config.partisci.listen)
-    }
+    face_common!(partisci, PartisciApi, ["/api/v1", "/debug"], listen);
 
     fn own_udp(&self) -> bool {
         true
@@ -36,13 +24,7 @@ impl Face for Partisci {
             let section = &start.config.partisci;
             let retention =
                 (section.retention_s > 0).then(|| Duration::from_secs(section.retention_s));
-            let inventory = Inventory::start(
-                start.log.clone(),
-                start.clock.clone(),
-                start.settings,
-                retention,
-            )
-            .await?;
+            let inventory = Inventory::start(&start.core(), retention).await?;
             let mut started = Started::sharing(web::Data::new(partisci::Partisci {
                 inventory: inventory.clone(),
                 auth: start.auth.clone(),
@@ -67,18 +49,6 @@ impl Face for Partisci {
             }
             Ok(started)
         })
-    }
-
-    fn routes(&self, router: &mut crate::http::Router) {
-        partisci::routes(router)
-    }
-
-    fn openapi(&self) -> OpenApi {
-        <partisci::openapi::PartisciApi as utoipa::OpenApi>::openapi()
-    }
-
-    fn prefixes(&self) -> &'static [&'static str] {
-        &["/api/v1", "/debug"]
     }
 
     fn not_found(&self, path: &str) -> HttpResponse {

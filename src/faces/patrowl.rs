@@ -3,35 +3,21 @@
 
 use actix_web::{web, HttpResponse, ResponseError};
 use futures_util::future::LocalBoxFuture;
-use utoipa::openapi::OpenApi;
 
-use super::{own_listen, Face, Own, Start, Started};
-use crate::config::Config;
+use super::{face_common, Face, Own, Start, Started};
 use crate::domain::scan::Engines;
 use crate::http::patrowl;
 
 pub struct Patrowl;
 
 impl Face for Patrowl {
-    fn name(&self) -> &'static str {
-        "patrowl"
-    }
-
-    fn enabled(&self, config: &Config) -> bool {
-        config.patrowl.enabled
-    }
-
-    fn own_listen<'c>(&self, config: &'c Config) -> Option<&'c str> {
-        own_listen(config.patrowl.enabled, &config.patrowl.listen)
-    }
+    face_common!(patrowl, PatrowlApi, ["/engines", "/engine"], listen);
 
     fn start<'a>(&'a self, start: Start<'a>) -> LocalBoxFuture<'a, anyhow::Result<Started>> {
         Box::pin(async move {
             let section = &start.config.patrowl;
             let engines = Engines::start(
-                start.log.clone(),
-                start.clock.clone(),
-                start.settings,
+                &start.core(),
                 start.stores.blobs()?,
                 start.declarations.engines.clone(),
             )
@@ -49,18 +35,6 @@ impl Face for Patrowl {
             });
             Ok(started)
         })
-    }
-
-    fn routes(&self, router: &mut crate::http::Router) {
-        patrowl::routes(router)
-    }
-
-    fn openapi(&self) -> OpenApi {
-        <patrowl::openapi::PatrowlApi as utoipa::OpenApi>::openapi()
-    }
-
-    fn prefixes(&self) -> &'static [&'static str] {
-        &["/engines", "/engine"]
     }
 
     fn not_found(&self, path: &str) -> HttpResponse {

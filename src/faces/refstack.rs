@@ -3,10 +3,8 @@
 
 use actix_web::{web, HttpResponse, ResponseError};
 use futures_util::future::LocalBoxFuture;
-use utoipa::openapi::OpenApi;
 
-use super::{Face, Start, Started};
-use crate::config::Config;
+use super::{face_common, Face, Start, Started};
 use crate::domain::results::Results;
 use crate::domain::testrun::TestRuns;
 use crate::http::refstack;
@@ -14,13 +12,17 @@ use crate::http::refstack;
 pub struct Refstack;
 
 impl Face for Refstack {
-    fn name(&self) -> &'static str {
-        "refstack"
-    }
-
-    fn enabled(&self, config: &Config) -> bool {
-        config.refstack.enabled
-    }
+    face_common!(
+        refstack,
+        RefstackApi,
+        [
+            "/v1",
+            "/update-test-status",
+            "/post-result",
+            "/get-miniconf",
+            "/get-testcases"
+        ]
+    );
 
     fn start<'a>(&'a self, start: Start<'a>) -> LocalBoxFuture<'a, anyhow::Result<Started>> {
         Box::pin(async move {
@@ -31,21 +33,9 @@ impl Face for Refstack {
                 max_tests: section.max_tests,
                 ..crate::testresults::Limits::default()
             };
-            let runs = TestRuns::start(
-                start.log.clone(),
-                start.clock.clone(),
-                start.settings,
-                blobs.clone(),
-                limits.clone(),
-            );
-            let results = Results::start(
-                start.log.clone(),
-                start.clock.clone(),
-                start.settings,
-                blobs,
-                limits,
-            )
-            .await?;
+            let core = start.core();
+            let runs = TestRuns::start(&core, blobs.clone(), limits.clone());
+            let results = Results::start(&core, blobs, limits).await?;
             Ok(Started::sharing(web::Data::new(refstack::Refstack {
                 runs,
                 results,
@@ -55,24 +45,6 @@ impl Face for Refstack {
                 max_body: (section.max_body_kb * 1024) as usize,
             })))
         })
-    }
-
-    fn routes(&self, router: &mut crate::http::Router) {
-        refstack::routes(router)
-    }
-
-    fn openapi(&self) -> OpenApi {
-        <refstack::openapi::RefstackApi as utoipa::OpenApi>::openapi()
-    }
-
-    fn prefixes(&self) -> &'static [&'static str] {
-        &[
-            "/v1",
-            "/update-test-status",
-            "/post-result",
-            "/get-miniconf",
-            "/get-testcases",
-        ]
     }
 
     fn not_found(&self, path: &str) -> HttpResponse {

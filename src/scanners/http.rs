@@ -318,16 +318,8 @@ fn unreachable(asset: &Asset, url: &str, error: &str) -> Finding {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scanners::test_asset as asset;
     use awc::http::header::{HeaderName, HeaderValue};
-
-    fn asset(value: &str, datatype: Datatype) -> Asset {
-        Asset {
-            id: "1".into(),
-            value: value.into(),
-            criticity: "low".into(),
-            datatype,
-        }
-    }
 
     #[test]
     fn urls_come_from_url_and_fqdn_assets() {

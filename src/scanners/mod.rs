@@ -185,3 +185,14 @@ async fn until_stopped(
 pub fn asset_values(assets: &[Asset]) -> Vec<String> {
     assets.iter().map(|asset| asset.value.clone()).collect()
 }
+
+/// An asset of the given value and type, for the scanners' unit tests.
+#[cfg(test)]
+fn test_asset(value: &str, datatype: crate::domain::scan::Datatype) -> Asset {
+    Asset {
+        id: "1".into(),
+        value: value.into(),
+        criticity: "low".into(),
+        datatype,
+    }
+}

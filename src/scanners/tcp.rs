@@ -556,19 +556,11 @@ fn unresolved(asset: &Asset, error: &str) -> Finding {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scanners::test_asset as asset;
     use serde_json::json;
 
     fn options(value: Value) -> Map<String, Value> {
         value.as_object().unwrap().clone()
-    }
-
-    fn asset(value: &str, datatype: Datatype) -> Asset {
-        Asset {
-            id: "1".into(),
-            value: value.into(),
-            criticity: "low".into(),
-            datatype,
-        }
     }
 
     #[test]

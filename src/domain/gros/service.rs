@@ -20,13 +20,12 @@ use super::{
     AgentCommand, AgentEvent, AgentRejection, AgentState, GrosAgent, GrosProject, OutputLine,
     Process, ProjectCommand, ProjectRejection, GLOBAL,
 };
-use crate::events::{EventLog, Metadata};
+use crate::domain::Core;
+use crate::events::Metadata;
 use crate::process::{self, Exit, Invocation, Stream};
 use crate::runtime::blocking::Stopped;
 use crate::runtime::effects::{self, Fed, FeedLimits, Taken};
-use crate::runtime::{
-    reconcile, Clock, CommandError, Entities, NoEffects, Settings as ActorSettings,
-};
+use crate::runtime::{reconcile, Clock, CommandError, Entities};
 use crate::secrets::{Secret, SecretError, SecretId, SecretStore};
 
 /// How long start-up reconciliation may take.
@@ -288,16 +287,14 @@ impl Gros {
     /// Starts the agents' and projects' directories and settles what a previous process left
     /// running.
     pub async fn start(
-        log: EventLog,
-        clock: Arc<dyn Clock>,
-        settings: ActorSettings,
+        core: &Core,
         secrets: Arc<SecretStore>,
         controller: Controller,
     ) -> anyhow::Result<Gros> {
-        let agents = Entities::start(log.clone(), clock.clone(), Arc::new(NoEffects), settings);
-        let projects = Entities::start(log.clone(), clock.clone(), Arc::new(NoEffects), settings);
-        let running = reconcile::track_in_progress::<GrosAgent>(&log)?;
-        let settled = reconcile::reconcile(&log, &agents, &running, STARTUP_WAIT).await?;
+        let agents = core.entities();
+        let projects = core.entities();
+        let running = reconcile::track_in_progress::<GrosAgent>(&core.log)?;
+        let settled = reconcile::reconcile(&core.log, &agents, &running, STARTUP_WAIT).await?;
         if !settled.is_empty() {
             tracing::info!(count = settled.len(), "GROS agents settled after a stop");
         }
@@ -307,7 +304,7 @@ impl Gros {
             secrets,
             shared_scrapes: Arc::new(tokio::sync::Semaphore::new(controller.max_agent_scrapes)),
             controller: Arc::new(controller),
-            clock,
+            clock: core.clock.clone(),
             known_salts: Arc::default(),
         })
     }

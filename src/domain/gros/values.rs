@@ -8,6 +8,8 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::domain::{is_name, string_newtype};
+
 /// The longest project key, as upstream's controller takes it.
 pub const MAX_PROJECT_KEY: usize = 20;
 /// The longest agent name.
@@ -19,19 +21,14 @@ pub struct ProjectKey(String);
 
 impl ProjectKey {
     pub fn parse(raw: &str) -> Result<ProjectKey, String> {
-        if raw.is_empty()
-            || raw.len() > MAX_PROJECT_KEY
-            || !raw.bytes().all(|b| b.is_ascii_uppercase())
-        {
+        if !is_name(raw, MAX_PROJECT_KEY, |b| b.is_ascii_uppercase()) {
             return Err("Project key must be all-uppercase, only alphabetic characters".into());
         }
         Ok(ProjectKey(raw.to_owned()))
     }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
+
+string_newtype!(ProjectKey, String);
 
 /// An agent's name within its project: 1 to 64 ASCII letters, digits, `-` or `_`. The agent
 /// of a project with a single agent is named after the project.
@@ -40,12 +37,9 @@ pub struct AgentName(String);
 
 impl AgentName {
     pub fn parse(raw: &str) -> Result<AgentName, String> {
-        if raw.is_empty()
-            || raw.len() > MAX_AGENT_NAME
-            || !raw
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
+        if !is_name(raw, MAX_AGENT_NAME, |b| {
+            b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
+        }) {
             return Err("Agent name must be 1 to 64 letters, digits, '-' or '_' characters".into());
         }
         Ok(AgentName(raw.to_owned()))
@@ -55,11 +49,9 @@ impl AgentName {
     pub fn of(project: &ProjectKey) -> AgentName {
         AgentName(project.0.clone())
     }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
+
+string_newtype!(AgentName, String);
 
 /// The entity id of an agent: `<PROJECT>.<agent>` (the dot is in neither part).
 pub fn agent_id(project: &ProjectKey, agent: &AgentName) -> String {

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{HostEvent, HostRecord, Version};
 use crate::events::{CodecError, DomainEvent, RecordedEvent};
-use crate::runtime::{Entity, Projection};
+use crate::runtime::Projection;
 
 /// The read model's projection.
 pub struct InventoryModel;
@@ -57,19 +57,7 @@ pub struct HostSummary {
 }
 
 impl Projection for InventoryModel {
-    type State = InventoryState;
-
-    fn name(&self) -> String {
-        "inventory".into()
-    }
-
-    fn version(&self) -> u32 {
-        1
-    }
-
-    fn category(&self) -> Option<String> {
-        Some(HostRecord::KIND.into())
-    }
+    crate::domain::read_model_of!(HostRecord, "inventory", version 1, state InventoryState);
 
     fn apply(&self, state: &mut InventoryState, event: &RecordedEvent) -> Result<(), CodecError> {
         let entity = event.stream.entity_id();

@@ -11,14 +11,10 @@ use futures_util::{stream, StreamExt};
 
 use super::read_model::{AppSummary, HostSummary, InventoryModel, InventoryState, VersionFilter};
 use super::{host_entity_id, HostCommand, HostRecord, HostRejection, Version, VersionReport, Via};
-use crate::events::{EventLog, Metadata, Position};
-use crate::runtime::projection::{self, ProjectionError};
-use crate::runtime::{
-    Clock, CommandError, Entities, NoEffects, ProjectionHandle, ProjectionSettings, Settings,
-};
-
-/// How long a report waits for the read model to fold it before the answer is an error.
-const MODEL_WAIT: Duration = Duration::from_secs(30);
+use crate::domain::{start_read_model, Core, MODEL_WAIT};
+use crate::events::{Metadata, Position};
+use crate::runtime::projection::ProjectionError;
+use crate::runtime::{Clock, CommandError, Entities, ProjectionHandle};
 
 /// How long start-up waits for the read model to fold the log.
 const STARTUP_WAIT: Duration = Duration::from_secs(3600);
@@ -64,18 +60,14 @@ impl Inventory {
     /// system, and returns once the model has folded the whole log: the first query after
     /// start-up sees everything acknowledged before.
     pub async fn start(
-        log: EventLog,
-        clock: Arc<dyn Clock>,
-        settings: Settings,
+        core: &Core,
         retention: Option<Duration>,
     ) -> Result<Inventory, ProjectionError> {
-        let model = projection::start(InventoryModel, log.clone(), ProjectionSettings::default())?;
-        model.wait_for(log.head(), STARTUP_WAIT).await?;
-        let hosts = Entities::start(log, clock.clone(), Arc::new(NoEffects), settings);
+        let model = start_read_model(InventoryModel, &core.log, STARTUP_WAIT).await?;
         Ok(Inventory {
-            hosts,
+            hosts: core.entities(),
             model,
-            clock,
+            clock: core.clock.clone(),
             retention,
         })
     }

@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::{Submission, SubmissionEvent};
 use crate::blobs::BlobRef;
 use crate::events::{CodecError, DomainEvent, RecordedEvent};
-use crate::runtime::{Entity, Projection};
+use crate::runtime::Projection;
 
 /// Rows per page, as the Refstack API pages them.
 pub const PAGE_SIZE: usize = 20;
@@ -97,20 +97,8 @@ pub struct Page {
 }
 
 impl Projection for ResultsModel {
-    type State = ResultsState;
-
-    fn name(&self) -> String {
-        "results".into()
-    }
-
-    fn version(&self) -> u32 {
-        // 2: rows hold who submitted them.
-        2
-    }
-
-    fn category(&self) -> Option<String> {
-        Some(Submission::KIND.into())
-    }
+    // 2: rows hold who submitted them.
+    crate::domain::read_model_of!(Submission, "results", version 2, state ResultsState);
 
     fn apply(&self, state: &mut ResultsState, event: &RecordedEvent) -> Result<(), CodecError> {
         let SubmissionEvent::ResultsSubmitted(e) = SubmissionEvent::from_recorded(event)?;

@@ -13,17 +13,14 @@ use uuid::Uuid;
 use super::read_model::{Page, PastLastPage, ResultRow, ResultsFilter, ResultsModel, ResultsState};
 use super::{Submission, SubmissionCommand, SubmissionRejection, Submitted};
 use crate::blobs::{BlobError, BlobStore};
-use crate::events::{EventLog, Metadata};
+use crate::domain::{start_read_model, wait_folded, Core};
+use crate::events::Metadata;
 use crate::runtime::blocking::{blocking, Stopped};
-use crate::runtime::projection::{self, ProjectionError};
-use crate::runtime::{
-    Clock, CommandError, Entities, NoEffects, ProjectionHandle, ProjectionSettings, Settings,
-};
+use crate::runtime::projection::ProjectionError;
+use crate::runtime::{Clock, CommandError, Entities, ProjectionHandle};
 use crate::testresults::signature::{self, SignatureError};
 use crate::testresults::{Limits, ParseError, ResultEntry, UploadedResults};
 
-/// How long a submission waits for the read model to fold it.
-const MODEL_WAIT: Duration = Duration::from_secs(30);
 /// How long start-up waits for the read model to fold the log.
 const STARTUP_WAIT: Duration = Duration::from_secs(3600);
 
@@ -74,20 +71,16 @@ impl Results {
     /// Starts the directory and the read model, and returns once the model has folded the
     /// whole log.
     pub async fn start(
-        log: EventLog,
-        clock: Arc<dyn Clock>,
-        settings: Settings,
+        core: &Core,
         blobs: BlobStore,
         limits: Limits,
     ) -> Result<Results, ProjectionError> {
-        let model = projection::start(ResultsModel, log.clone(), ProjectionSettings::default())?;
-        model.wait_for(log.head(), STARTUP_WAIT).await?;
-        let submissions = Entities::start(log, clock.clone(), Arc::new(NoEffects), settings);
+        let model = start_read_model(ResultsModel, &core.log, STARTUP_WAIT).await?;
         Ok(Results {
-            submissions,
+            submissions: core.entities(),
             model,
             blobs,
-            clock,
+            clock: core.clock.clone(),
             limits,
         })
     }
@@ -123,9 +116,7 @@ impl Results {
             .submissions
             .execute(&id.to_string(), command, metadata)
             .await?;
-        if let Some(position) = executed.first_position {
-            self.model.wait_for(position, MODEL_WAIT).await?;
-        }
+        wait_folded(&self.model, &executed).await?;
         Ok(id)
     }
 

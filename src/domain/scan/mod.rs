@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::blobs::BlobRef;
+use crate::domain::{is_name, string_newtype};
 use crate::events::codec::domain_events;
 use crate::runtime::entity::{Ctx, Entity};
 pub use service::{Engines, EnginesError};
@@ -37,30 +38,18 @@ pub struct EngineName(String);
 
 impl EngineName {
     pub fn parse(raw: &str) -> Result<EngineName, String> {
-        if raw.is_empty()
-            || raw.len() > 64
-            || !raw
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-        {
+        if !is_name(raw, 64, |b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'
+        }) {
             return Err(format!(
                 "engine name {raw:?} must be 1 to 64 lower-case letters, digits or '_'"
             ));
         }
         Ok(EngineName(raw.to_owned()))
     }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
-impl TryFrom<String> for EngineName {
-    type Error = String;
-    fn try_from(raw: String) -> Result<Self, String> {
-        EngineName::parse(&raw)
-    }
-}
+string_newtype!(EngineName, String);
 
 impl From<EngineName> for String {
     fn from(name: EngineName) -> String {
@@ -88,18 +77,9 @@ impl ScanId {
         }
         Ok(ScanId(raw.to_owned()))
     }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
-impl TryFrom<String> for ScanId {
-    type Error = String;
-    fn try_from(raw: String) -> Result<Self, String> {
-        ScanId::parse(&raw)
-    }
-}
+string_newtype!(ScanId, String);
 
 /// The entity id of the `incarnation`-th use (from 1) of scan id `scan_id` on engine `engine`.
 ///

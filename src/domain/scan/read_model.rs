@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{incarnation, ScanEvent, ScanRecord, ScanRejection, ScanStatus};
 use crate::events::{CodecError, DomainEvent, RecordedEvent};
-use crate::runtime::{Entity, Projection};
+use crate::runtime::Projection;
 
 pub struct ScansModel;
 
@@ -51,21 +51,9 @@ pub struct ScansState {
 }
 
 impl Projection for ScansModel {
-    type State = ScansState;
-
-    fn name(&self) -> String {
-        "scans".into()
-    }
-
-    /// 2: rows name their entity, cleaned ids their last entity, and the report's fetch is
-    /// noted.
-    fn version(&self) -> u32 {
-        2
-    }
-
-    fn category(&self) -> Option<String> {
-        Some(ScanRecord::KIND.into())
-    }
+    // 2: rows name their entity, cleaned ids their last entity, and the report's fetch is
+    // noted.
+    crate::domain::read_model_of!(ScanRecord, "scans", version 2, state ScansState);
 
     fn apply(&self, state: &mut ScansState, event: &RecordedEvent) -> Result<(), CodecError> {
         let entity = event.stream.entity_id();

@@ -20,13 +20,13 @@ use super::{
 };
 use crate::blobs::{BlobError, BlobStore};
 use crate::config::{EngineConfig, ScannerKind};
+use crate::domain::{start_read_model, wait_folded, Core};
 use crate::events::envelope::MAX_STREAM_ID_LEN;
-use crate::events::{EventLog, Metadata, Position, StreamId};
+use crate::events::{Metadata, Position, StreamId};
 use crate::runtime::effects::{self, Cap, FeedLimits, Taken};
-use crate::runtime::projection::{self, ProjectionError};
+use crate::runtime::projection::ProjectionError;
 use crate::runtime::{
-    reconcile, Clock, CommandError, Effects, Entities, Entity, Executed, ProjectionHandle,
-    ProjectionSettings, Settings,
+    reconcile, CommandError, Effects, Entities, Entity, Executed, ProjectionHandle,
 };
 use crate::scanners::{CommandSettings, Ended, HttpSettings, Job, Scanner, TcpSettings};
 
@@ -78,8 +78,6 @@ impl effects::Weigh for Progress {
     }
 }
 
-/// How long a command waits for the read model to fold it before the answer is an error.
-const MODEL_WAIT: Duration = Duration::from_secs(30);
 /// How long start-up waits for the read model to fold the log.
 const STARTUP_WAIT: Duration = Duration::from_secs(3600);
 /// How long start-up may take to settle scans left running.
@@ -296,12 +294,11 @@ impl Engines {
     /// Starts the scan directory, the read model (waiting until it has folded the log) and
     /// settles scans left running by the previous process, on the current actix system.
     pub async fn start(
-        log: EventLog,
-        clock: Arc<dyn Clock>,
-        settings: Settings,
+        core: &Core,
         blobs: BlobStore,
         engines: Vec<Arc<Engine>>,
     ) -> anyhow::Result<Engines> {
+        let log = &core.log;
         let engines: Arc<BTreeMap<String, Arc<Engine>>> = Arc::new(
             engines
                 .into_iter()
@@ -313,17 +310,16 @@ impl Engines {
             blobs: blobs.clone(),
             stops: Arc::default(),
         });
-        let scans = Entities::start(log.clone(), clock, effects, settings);
-        let running = reconcile::track_in_progress::<ScanRecord>(&log)?;
-        let settled = reconcile::reconcile(&log, &scans, &running, RECONCILE_WAIT).await?;
+        let scans = core.entities_with(effects);
+        let running = reconcile::track_in_progress::<ScanRecord>(log)?;
+        let settled = reconcile::reconcile(log, &scans, &running, RECONCILE_WAIT).await?;
         if !settled.is_empty() {
             tracing::info!(
                 count = settled.len(),
                 "scans left running were marked interrupted"
             );
         }
-        let model = projection::start(ScansModel, log.clone(), ProjectionSettings::default())?;
-        model.wait_for(log.head(), STARTUP_WAIT).await?;
+        let model = start_read_model(ScansModel, log, STARTUP_WAIT).await?;
         let starting = Arc::new(
             engines
                 .keys()
@@ -460,11 +456,7 @@ impl Engines {
 
     /// Waits until the read model has folded what a command wrote.
     async fn folded(&self, executed: &Executed<ScanRecord>) -> Result<(), EnginesError> {
-        if let Some(first) = executed.first_position {
-            let last = first + executed.events.len() as u64 - 1;
-            self.model.wait_for(last, MODEL_WAIT).await?;
-        }
-        Ok(())
+        Ok(wait_folded(&self.model, executed).await?)
     }
 
     /// The entity of the current use of a scan id (see [`ScansState::current`]).

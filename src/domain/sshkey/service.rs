@@ -10,9 +10,10 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::{SshKey, SshKeyCommand, SshKeyRejection, SshKeyState};
+use crate::domain::Core;
 use crate::events::Metadata as EventMetadata;
 use crate::runtime::blocking::{blocking, Stopped};
-use crate::runtime::{Clock, CommandError, Entities, NoEffects, Settings};
+use crate::runtime::{Clock, CommandError, Entities};
 use crate::secrets::{Secret, SecretError, SecretId, SecretStore};
 
 /// The most metadata entries of one key.
@@ -166,17 +167,11 @@ pub fn generate(key_type: KeyType) -> Result<(Secret, String, String), String> {
 
 impl SshKeys {
     /// Starts the key directory on the current actix system.
-    pub fn start(
-        log: crate::events::EventLog,
-        clock: Arc<dyn Clock>,
-        settings: Settings,
-        secrets: Arc<SecretStore>,
-    ) -> SshKeys {
-        let keys = Entities::start(log, clock.clone(), Arc::new(NoEffects), settings);
+    pub fn start(core: &Core, secrets: Arc<SecretStore>) -> SshKeys {
         SshKeys {
-            keys,
+            keys: core.entities(),
             secrets,
-            clock,
+            clock: core.clock.clone(),
         }
     }
 

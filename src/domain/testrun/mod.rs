@@ -46,11 +46,9 @@ impl StatusMessage {
             Ok(StatusMessage(raw.to_owned()))
         }
     }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
+
+crate::domain::string_newtype!(StatusMessage, InvalidStatus);
 
 /// An upload, parsed and stored: what its event records.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -11,9 +11,10 @@ use super::{
     Cloud, StatusMessage, TestRunCommand, TestRunRecord, TestRunRejection, TestRunState, Upload,
 };
 use crate::blobs::{BlobError, BlobHash, BlobStore};
-use crate::events::{EventLog, Metadata};
+use crate::domain::Core;
+use crate::events::Metadata;
 use crate::runtime::blocking::{blocking, Stopped};
-use crate::runtime::{Clock, CommandError, Entities, NoEffects, Settings};
+use crate::runtime::{Clock, CommandError, Entities};
 use crate::testresults::{self, Limits, ParseError, TestRun};
 
 #[derive(Debug, thiserror::Error)]
@@ -72,18 +73,11 @@ pub fn parse_test_id(raw: &str) -> Result<Uuid, TestRunsError> {
 
 impl TestRuns {
     /// Starts the run directory on the current actix system.
-    pub fn start(
-        log: EventLog,
-        clock: Arc<dyn Clock>,
-        settings: Settings,
-        blobs: BlobStore,
-        limits: Limits,
-    ) -> TestRuns {
-        let runs = Entities::start(log, clock.clone(), Arc::new(NoEffects), settings);
+    pub fn start(core: &Core, blobs: BlobStore, limits: Limits) -> TestRuns {
         TestRuns {
-            runs,
+            runs: core.entities(),
             blobs,
-            clock,
+            clock: core.clock.clone(),
             limits,
         }
     }

@@ -37,18 +37,9 @@ impl WorkflowId {
         }
         Ok(WorkflowId(raw.to_owned()))
     }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
-impl TryFrom<String> for WorkflowId {
-    type Error = String;
-    fn try_from(raw: String) -> Result<Self, String> {
-        WorkflowId::parse(&raw)
-    }
-}
+crate::domain::string_newtype!(WorkflowId, String);
 
 /// Lets the catalogue be searched by the id a client sent. The derived order, equality and hash
 /// are those of the inner string, as `Borrow` requires.

@@ -304,6 +304,16 @@ impl Run {
         Ok(invocation.env(OUTPUTS_VAR, outputs))
     }
 
+    /// Ends step `index` as not run and fails the execution with `reason`.
+    async fn end_not_run(&self, index: u32, reason: String) -> StepResult {
+        self.send(ExecutionCommand::EndStep {
+            index,
+            ended: not_run(),
+        })
+        .await;
+        StepResult::Failed(reason)
+    }
+
     async fn step(&self, index: usize, scratch: &Path) -> StepResult {
         let step = &self.workflow.steps[index];
         let step_index = index as u32;
@@ -321,12 +331,7 @@ impl Run {
             Err(reason) => {
                 // The execution's last line gives the reason.
                 let reason = format!("step {} could not start: {reason}", step.name);
-                self.send(ExecutionCommand::EndStep {
-                    index: step_index,
-                    ended: not_run(),
-                })
-                .await;
-                return StepResult::Failed(reason);
+                return self.end_not_run(step_index, reason).await;
             }
         };
         {
@@ -346,12 +351,7 @@ impl Run {
             Ok(outcome) => outcome,
             Err(error) => {
                 let reason = format!("step {}: {error}", step.name);
-                self.send(ExecutionCommand::EndStep {
-                    index: step_index,
-                    ended: not_run(),
-                })
-                .await;
-                return StepResult::Failed(reason);
+                return self.end_not_run(step_index, reason).await;
             }
         };
         let (path, max) = (scratch.join("outputs"), self.limits.max_output_bytes);

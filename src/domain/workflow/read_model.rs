@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Execution, ExecutionEvent, Status};
 use crate::events::{CodecError, DomainEvent, RecordedEvent};
-use crate::runtime::{Entity, Projection};
+use crate::runtime::Projection;
 
 /// The most rows one page holds.
 pub const MAX_PAGE: usize = 1000;
@@ -56,19 +56,7 @@ pub struct ExecutionsPage {
 }
 
 impl Projection for ExecutionsModel {
-    type State = ExecutionsState;
-
-    fn name(&self) -> String {
-        "executions".into()
-    }
-
-    fn version(&self) -> u32 {
-        1
-    }
-
-    fn category(&self) -> Option<String> {
-        Some(Execution::KIND.into())
-    }
+    crate::domain::read_model_of!(Execution, "executions", version 1, state ExecutionsState);
 
     fn apply(&self, state: &mut ExecutionsState, event: &RecordedEvent) -> Result<(), CodecError> {
         // Lines are most of an execution's events and change nothing here.

@@ -19,15 +19,12 @@ use super::{
 };
 use super::{Level, LogLine};
 use crate::domain::sshkey::SshKeys;
+use crate::domain::{start_read_model, wait_folded, Core};
 use crate::events::follow;
 use crate::events::{CodecError, DomainEvent, EventLog, Metadata, StoreError, StreamId};
-use crate::runtime::projection::{self, ProjectionError};
-use crate::runtime::{
-    reconcile, Clock, CommandError, Entities, ProjectionHandle, ProjectionSettings, Settings,
-};
+use crate::runtime::projection::ProjectionError;
+use crate::runtime::{reconcile, Clock, CommandError, Entities, ProjectionHandle};
 
-/// How long a trigger waits for the list to fold it.
-const MODEL_WAIT: Duration = Duration::from_secs(30);
 /// How long start-up waits for the list and the settling of interrupted executions.
 const STARTUP_WAIT: Duration = Duration::from_secs(300);
 
@@ -121,17 +118,15 @@ impl Executions {
     /// the directory with its runner, and settles the executions a previous process left
     /// running: each is failed with a line saying it was interrupted.
     pub async fn start(
-        log: EventLog,
-        clock: Arc<dyn Clock>,
-        settings: Settings,
+        core: &Core,
         catalogue: Arc<Catalogue>,
         keys: SshKeys,
         limits: RunLimits,
         work_dir: std::path::PathBuf,
     ) -> anyhow::Result<Executions> {
+        let Core { log, clock, .. } = core.clone();
         effects::prepare_work_dir(&work_dir)?;
-        let model = projection::start(ExecutionsModel, log.clone(), ProjectionSettings::default())?;
-        model.wait_for(log.head(), STARTUP_WAIT).await?;
+        let model = start_read_model(ExecutionsModel, &log, STARTUP_WAIT).await?;
         let runner = Runner::new(
             catalogue.clone(),
             keys.clone(),
@@ -139,7 +134,7 @@ impl Executions {
             limits,
             work_dir,
         );
-        let entities = Entities::start(log.clone(), clock.clone(), Arc::new(runner), settings);
+        let entities = core.entities_with(Arc::new(runner));
         let running = reconcile::track_in_progress::<Execution>(&log)?;
         let settled = reconcile::reconcile(&log, &entities, &running, STARTUP_WAIT).await?;
         if !settled.is_empty() {
@@ -208,9 +203,7 @@ impl Executions {
             .entities
             .execute(&id.to_string(), command, metadata)
             .await?;
-        if let Some(position) = executed.first_position {
-            self.model.wait_for(position, MODEL_WAIT).await?;
-        }
+        wait_folded(&self.model, &executed).await?;
         Ok(id)
     }
 
@@ -244,10 +237,7 @@ impl Executions {
             .await
         {
             // The list shows CANCELLING by the time the client hears back.
-            Ok(executed) => match executed.first_position {
-                Some(position) => Ok(self.model.wait_for(position, MODEL_WAIT).await?),
-                None => Ok(()),
-            },
+            Ok(executed) => Ok(wait_folded(&self.model, &executed).await?),
             Err(CommandError::Rejected(ExecutionRejection::NotFound)) => {
                 Err(ExecutionsError::NotFound(raw.to_owned()))
             }
