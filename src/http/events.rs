@@ -43,15 +43,13 @@ impl KeepAlive {
 }
 
 pub fn routes(config: &mut web::ServiceConfig) {
+    use super::get;
     config
-        .route("/api/events", web::get().to(follow_log))
-        .route("/api/streams/{stream}", web::get().to(follow_stream))
-        .route(
-            "/api/streams/{stream}/events",
-            web::get().to(stream_history),
-        )
-        .route("/api/streams/{stream}/state", web::get().to(replayed_state))
-        .route("/api/verify", web::get().to(verify_log));
+        .service(get("/api/events", web::to(follow_log)))
+        .service(get("/api/streams/{stream}", web::to(follow_stream)))
+        .service(get("/api/streams/{stream}/events", web::to(stream_history)))
+        .service(get("/api/streams/{stream}/state", web::to(replayed_state)))
+        .service(get("/api/verify", web::to(verify_log)));
 }
 
 #[derive(Deserialize)]

@@ -10,6 +10,7 @@ use actix_web::http::header;
 use actix_web::HttpResponse;
 use base64::Engine;
 use sha2::{Digest, Sha256};
+use super::openapi::RefusesOtherMethods;
 
 /// The page's only script: shows the submission the fragment names, if any. Every value is
 /// written with `textContent`, never as markup: a cloud id or a test name is the uploader's
@@ -113,5 +114,5 @@ pub async fn home() -> HttpResponse {
 
 /// The home page's part of the OpenAPI document.
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(home))]
+#[openapi(paths(home), modifiers(&RefusesOtherMethods))]
 pub struct HomeApi;

@@ -33,6 +33,7 @@ use crate::events::{EventLog, Metadata, Origin};
 use crate::faces::{AppData, Face};
 pub use caller::Guard;
 use error::ApiError;
+use openapi::RefusesOtherMethods;
 
 /// What the handlers share.
 pub struct HttpState {
@@ -120,26 +121,62 @@ fn not_found(path: &str, serves: Serves, faces: &Faces) -> HttpResponse {
     }
 }
 
-/// A resource that answers `route`, and any other method with 405 in a face's own shape:
-/// `wrong_method` makes the face's error from a message naming the path and the method.
+/// A resource that answers `routes`, each a method and what answers it (`HEAD` as `GET`, see
+/// [`every_request`]), and any other method with 405 in a face's own shape and an `Allow`
+/// header naming the methods it answers (RFC 9110 asks for both): `wrong_method` makes the
+/// face's error from a message naming the path and the method.
 pub fn only<E>(
     path: &str,
-    route: actix_web::Route,
+    routes: impl IntoIterator<Item = (Method, actix_web::Route)>,
     wrong_method: fn(String) -> E,
 ) -> actix_web::Resource
 where
     E: actix_web::ResponseError + 'static,
 {
-    web::resource(path).route(route).default_service(web::to(
-        move |request: actix_web::HttpRequest| async move {
-            wrong_method(format!(
-                "{} does not accept {} requests",
-                request.path(),
-                request.method()
-            ))
-            .error_response()
-        },
-    ))
+    let mut resource = web::resource(path);
+    let mut allowed = Vec::new();
+    for (method, route) in routes {
+        allowed.push(method.clone());
+        resource = resource.route(route.method(method));
+    }
+    resource.default_service(refuse_method(&allowed, wrong_method))
+}
+
+/// What answers a method a resource does not take: 405 in a face's own shape, with an `Allow`
+/// header naming `allowed` (and `HEAD` beside `GET`).
+pub fn refuse_method<E>(allowed: &[Method], wrong_method: fn(String) -> E) -> actix_web::Route
+where
+    E: actix_web::ResponseError + 'static,
+{
+    let allow = allowed
+        .iter()
+        .flat_map(|method| match *method {
+            Method::GET => vec![Method::GET, Method::HEAD],
+            _ => vec![method.clone()],
+        })
+        .map(|method| method.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    web::to(move |request: actix_web::HttpRequest| {
+        let mut answer = wrong_method(format!(
+            "{} does not accept {} requests",
+            request.path(),
+            request.method()
+        ))
+        .error_response();
+        if let Ok(allow) = actix_web::http::header::HeaderValue::from_str(&allow) {
+            answer
+                .headers_mut()
+                .insert(actix_web::http::header::ALLOW, allow);
+        }
+        async move { answer }
+    })
+}
+
+/// A resource of the main listener that answers `GET` (and `HEAD`) with `route` and any other
+/// method with 405 in the event API's error body.
+pub fn get(path: &str, route: actix_web::Route) -> actix_web::Resource {
+    only(path, [(Method::GET, route)], ApiError::method_not_allowed)
 }
 
 /// The metadata of events an HTTP request causes: who sent it, from where, and a fresh
@@ -338,10 +375,10 @@ pub async fn count_request(
 /// `openapi.rs`; a face is listed in [`crate::faces::FACES`] instead.
 pub fn routes(config: &mut web::ServiceConfig) {
     config
-        .route("/metrics", web::get().to(prometheus))
-        .route("/healthz", web::get().to(healthz))
-        .route("/readyz", web::get().to(readyz))
-        .route("/", web::get().to(home::home))
+        .service(get("/metrics", web::to(prometheus)))
+        .service(get("/healthz", web::to(healthz)))
+        .service(get("/readyz", web::to(readyz)))
+        .service(get("/", web::to(home::home)))
         .configure(events::routes)
         .configure(openapi::routes);
 }
@@ -351,6 +388,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
 #[openapi(
     paths(prometheus, healthz, readyz),
     components(schemas(Readiness)),
+    modifiers(&RefusesOtherMethods),
     tags((name = "operations",
         description = "Health, readiness and metrics: open to anyone, they hold no data."))
 )]

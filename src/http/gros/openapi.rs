@@ -5,7 +5,11 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::request_body::RequestBodyBuilder;
+use utoipa::openapi::response::ResponseBuilder;
+use utoipa::openapi::{Content, ContentBuilder, ObjectBuilder, Required, Type};
+use utoipa::{IntoParams, Modify, ToSchema};
 
 use crate::domain::gros::service::{Check, Preflight};
 
@@ -37,15 +41,103 @@ use crate::domain::gros::service::{Check, Preflight};
         GrosAgentErrorBody,
         GrosAgentError
     )),
-    tags((name = "gros", description = TAG))
+    tags((name = "gros", description = TAG)),
+    modifiers(&PostOnly)
 )]
 pub struct GrosApi;
+
+/// The scripts that take POST only, and `log.py`'s form body, which utoipa's attributes cannot
+/// say: a body that must hold at least one field.
+struct PostOnly;
+
+/// The scripts that take POST only.
+const POST_ONLY: [&str; 3] = ["/auth/agent.py", "/auth/export.py", "/auth/log.py"];
+
+impl Modify for PostOnly {
+    fn modify(&self, document: &mut utoipa::openapi::OpenApi) {
+        for path in POST_ONLY {
+            let Some(operation) = document
+                .paths
+                .paths
+                .get_mut(path)
+                .and_then(|item| item.post.as_mut())
+            else {
+                continue;
+            };
+            operation.responses.responses.insert(
+                "405".into(),
+                ResponseBuilder::new()
+                    .description("Another method than POST.")
+                    .header("Allow", allow_header("`POST`"))
+                    .content("text/plain", text())
+                    .build()
+                    .into(),
+            );
+            if path == "/auth/log.py" {
+                operation.request_body = Some(
+                    RequestBodyBuilder::new()
+                        .description(Some(
+                            "The record's fields, as Python's `logging.handlers.HTTPHandler` \
+                             sends them: at least one (else 400).",
+                        ))
+                        .required(Some(Required::True))
+                        .content("application/x-www-form-urlencoded", log_record())
+                        .build(),
+                );
+            }
+        }
+    }
+}
+
+/// The `Allow` header of a 405, naming `methods`.
+fn allow_header(methods: &str) -> utoipa::openapi::header::Header {
+    HeaderBuilder::new()
+        .schema(ObjectBuilder::new().schema_type(Type::String))
+        .description(Some(format!("The methods the path takes: {methods}.")))
+        .build()
+}
+
+fn text() -> Content {
+    ContentBuilder::new()
+        .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+        .build()
+}
+
+/// A logging record: its usual fields, and any other, each a string.
+fn log_record() -> Content {
+    let field = |description: &str| {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(description))
+    };
+    ContentBuilder::new()
+        .schema(Some(
+            ObjectBuilder::new()
+                .property("name", field("The logger's name."))
+                .property("levelname", field("The level, such as `WARNING`."))
+                .property("msg", field("The message before formatting."))
+                .property("message", field("The formatted message."))
+                .property("created", field("When, in seconds since the epoch."))
+                .additional_properties(Some(ObjectBuilder::new().schema_type(Type::String)))
+                .min_properties(Some(1)),
+        ))
+        .example(Some(serde_json::json!({
+            "name": "gatherer",
+            "levelname": "WARNING",
+            "msg": "Something happened",
+            "created": "1763805600.0"
+        })))
+        .build()
+}
 
 pub const TAG: &str = "The agent face: the GROS data-gathering controller (`/auth/<name>.py`) \
 and scraper agent daemon, as gros-gatherer and agent-config speak them. Projects are declared \
 in `[[gros.projects]]`. The controller's parameters come from the query string merged with an \
 `application/x-www-form-urlencoded` body (a parameter given twice is refused); its errors are \
-`text/plain`, the message and a newline, and a method a script does not take is answered 501. \
+`text/plain`, the message and a newline. A script that only reads (`access.py`, `encrypt.py`, \
+`version.py`) answers any method, as upstream's CGI scripts do; `status.py` answers another \
+method than GET and POST with 501, as upstream's does; `agent.py`, `export.py` and `log.py` \
+answer another method than POST with 405 and an `Allow` header. \
 No credentials: trust comes from TLS (`[http] tls_cert`) and each project's networks.";
 
 pub const ACCESS: &str = "The projects whose `networks` hold the caller's address \
@@ -99,7 +191,7 @@ within `[gros] scrape_start_check_ms` is answered 503 with its status code.";
 #[into_params(parameter_in = Query)]
 pub struct ProjectParam {
     /// The project key: upper-case letters only, at most 20.
-    #[param(example = "PROJ")]
+    #[param(example = "PROJ", pattern = "^[A-Z]{1,20}$")]
     pub project: String,
 }
 
@@ -108,7 +200,7 @@ pub struct ProjectParam {
 #[into_params(parameter_in = Query)]
 pub struct OptionalProjectParam {
     /// The project whose salts are used; without it, the global salts.
-    #[param(example = "PROJ")]
+    #[param(example = "PROJ", pattern = "^[A-Z]{1,20}$")]
     pub project: Option<String>,
 }
 
@@ -116,8 +208,9 @@ pub struct OptionalProjectParam {
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct AgentParam {
-    /// The agent's name; the project key when not given.
-    #[param(example = "PROJ")]
+    /// The agent's name (1 to 64 letters, digits, `-` and `_`); the project key when not
+    /// given.
+    #[param(example = "PROJ", pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub agent: Option<String>,
 }
 
@@ -182,8 +275,12 @@ pub struct SourceParam {
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct VersionParam {
-    /// `<gatherer version>-<branch>-<40 hex commit>`.
-    #[param(example = "0.0.3-master-0123456789abcdef0123456789abcdef01234567")]
+    /// `<gatherer version>-<branch>-<40 hex commit>`, or the commit alone; the gatherer
+    /// version must be `[gros] gatherer_version`.
+    #[param(
+        example = "0.0.3-master-0123456789abcdef0123456789abcdef01234567",
+        pattern = "^([^-]*-(.*-)?)?[0-9a-f]{40}$"
+    )]
     pub version: String,
 }
 
@@ -192,10 +289,10 @@ pub struct VersionParam {
 #[into_params(parameter_in = Path)]
 pub struct AgentPath {
     /// The project key.
-    #[param(example = "PROJ")]
+    #[param(example = "PROJ", pattern = "^[A-Z]{1,20}$")]
     pub project: String,
     /// The agent's name.
-    #[param(example = "PROJ")]
+    #[param(example = "PROJ", pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub agent: String,
 }
 

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, TcpListener};
 
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::http::StatusCode;
+use actix_web::http::{Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder, ResponseError};
 
 use super::openapi::{
@@ -35,10 +35,10 @@ pub struct GrosFace {
 pub fn routes(config: &mut web::ServiceConfig) {
     config
         .service(web::resource("/auth/access.py").to(access))
-        .service(script("/auth/agent.py", web::post().to(agent)))
+        .service(script("/auth/agent.py", web::to(agent)))
         .service(web::resource("/auth/encrypt.py").to(encrypt))
-        .service(script("/auth/export.py", web::post().to(export)))
-        .service(script("/auth/log.py", web::post().to(log)))
+        .service(script("/auth/export.py", web::to(export)))
+        .service(script("/auth/log.py", web::to(log)))
         .service(
             web::resource("/auth/status.py")
                 .route(web::get().to(status))
@@ -60,15 +60,16 @@ pub fn routes(config: &mut web::ServiceConfig) {
         );
 }
 
-/// A controller script that changes state: POST only, other methods answered 501 (the
-/// answer of upstream's `status.py`). Upstream's CGI scripts run on any method; here a GET
-/// never registers an agent, starts an import or records a log record.
+/// A controller script that changes state: POST only, another method answered 405 with an
+/// `Allow` header. Upstream's CGI scripts run on any method; here a GET never registers an
+/// agent, starts an import or records a log record.
 fn script(path: &str, route: actix_web::Route) -> actix_web::Resource {
-    web::resource(path)
-        .route(route)
-        .default_service(web::to(not_implemented))
+    crate::http::only(path, [(Method::POST, route)], |message| {
+        ControllerError::new(StatusCode::METHOD_NOT_ALLOWED, message)
+    })
 }
 
+/// Any method `status.py` does not take: upstream's `status.py` answers `501` to it.
 async fn not_implemented(request: HttpRequest) -> HttpResponse {
     ControllerError::new(
         StatusCode::NOT_IMPLEMENTED,

@@ -154,14 +154,26 @@ pub struct KeyIdPath {
 pub struct ListParams {
     /// Only this workflow's executions.
     pub workflow: Option<String>,
-    /// Only executions in this status.
+    /// Only executions in this status: `RUNNING`, `SUCCESS`, `FAILED`, `CANCELLING` or
+    /// `CANCELLED`, in any case; empty is any status.
+    #[param(schema_with = execution_status, example = "RUNNING")]
     pub status: Option<String>,
     /// Rows skipped (0 by default).
-    #[param(minimum = 0)]
+    #[param(schema_with = crate::http::openapi::optional_unsigned)]
     pub from: Option<u64>,
     /// The most rows, 1 to 1000 (50 by default).
     #[param(minimum = 1, maximum = 1000)]
     pub size: Option<u64>,
+}
+
+/// An execution's status, as `GET /executions` filters by it.
+fn execution_status() -> utoipa::openapi::ObjectBuilder {
+    crate::http::openapi::any_case(&["RUNNING", "SUCCESS", "FAILED", "CANCELLING", "CANCELLED"])
+}
+
+/// A logs page's size: -1, or a count the server reads as a `u64`.
+fn log_size() -> utoipa::openapi::ObjectBuilder {
+    crate::http::openapi::unsigned().minimum(Some(-1))
 }
 
 /// `GET /executions/{id}/logs`' parameters.
@@ -169,13 +181,14 @@ pub struct ListParams {
 #[into_params(parameter_in = Query)]
 pub struct LogsParams {
     /// An offset into the level-filtered list (0 by default).
-    #[param(minimum = 0)]
+    #[param(schema_with = crate::http::openapi::optional_unsigned)]
     pub from: Option<u64>,
     /// The most lines; -1 (the default) or 0 for all.
-    #[param(minimum = -1)]
+    #[param(schema_with = log_size)]
     pub size: Option<i64>,
     /// How long to wait for a line, in Go's syntax (`300ms`, `1m30s`, `0`), at most 5m; 1m by
     /// default. A number without a unit is refused.
+    #[param(schema_with = crate::http::openapi::go_duration, example = "1m")]
     pub timeout: Option<String>,
     /// A bitmask: DEBUG=1, INFO=2, WARN=4, ERROR=8; 0 (the default) is INFO+WARN+ERROR, a
     /// mask with none of these bits every level.
@@ -396,15 +409,12 @@ struct FaceWide;
 impl Modify for FaceWide {
     fn modify(&self, document: &mut OpenApi) {
         for item in document.paths.paths.values_mut() {
-            // A path with one method answers 405 to the others; the methods of a path with
-            // two are each other's alternative.
-            let single = path_operations(item).count() == 1;
             let answers = CommonAnswers {
                 body: "HpcwaasErrorBody",
                 open_by: None,
                 forbidden: "The account lacks the access `[hpcwaas] auth` asks for, or may not \
                     trigger this workflow.",
-                not_allowed: single.then_some(NOT_ALLOWED),
+                not_allowed: Some(NOT_ALLOWED),
                 unavailable: "Not recorded (the log or an actor failed), or the credentials \
                     could not be checked.",
                 more: &[],

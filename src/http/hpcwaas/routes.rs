@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use actix_web::http::header;
-use actix_web::http::StatusCode;
+use actix_web::http::{Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder, ResponseError};
 use chrono::SecondsFormat;
 use serde::Deserialize;
@@ -72,48 +72,51 @@ guarded!(Hpcwaas, "the workflow face is not configured");
 
 /// The routes of the face.
 pub fn routes(config: &mut web::ServiceConfig) {
+    use Method as M;
     config
-        .service(resource("/workflows").route(web::get().to(list_workflows)))
-        .service(
-            resource("/workflows/{workflow_id}")
-                .route(web::get().to(describe_workflow))
-                .route(web::post().to(trigger_workflow)),
-        )
-        .service(resource("/executions").route(web::get().to(list_executions)))
-        .service(
-            resource("/executions/{execution_id}")
-                .route(web::get().to(get_execution))
-                .route(web::delete().to(cancel_execution)),
-        )
-        .service(resource("/executions/{execution_id}/logs").route(web::get().to(execution_logs)))
-        .service(
-            resource("/executions/{execution_id}/events").route(web::get().to(execution_events)),
-        )
-        .service(resource("/ssh_keys").route(web::post().to(create_key)))
-        .service(
-            resource("/ssh_keys/{key_id}")
-                .route(web::get().to(get_key))
-                .route(web::delete().to(delete_key)),
-        );
+        .service(resource("/workflows", [(M::GET, web::to(list_workflows))]))
+        .service(resource(
+            "/workflows/{workflow_id}",
+            [
+                (M::GET, web::to(describe_workflow)),
+                (M::POST, web::to(trigger_workflow)),
+            ],
+        ))
+        .service(resource("/executions", [(M::GET, web::to(list_executions))]))
+        .service(resource(
+            "/executions/{execution_id}",
+            [
+                (M::GET, web::to(get_execution)),
+                (M::DELETE, web::to(cancel_execution)),
+            ],
+        ))
+        .service(resource(
+            "/executions/{execution_id}/logs",
+            [(M::GET, web::to(execution_logs))],
+        ))
+        .service(resource(
+            "/executions/{execution_id}/events",
+            [(M::GET, web::to(execution_events))],
+        ))
+        .service(resource("/ssh_keys", [(M::POST, web::to(create_key))]))
+        .service(resource(
+            "/ssh_keys/{key_id}",
+            [(M::GET, web::to(get_key)), (M::DELETE, web::to(delete_key))],
+        ));
 }
 
-/// A resource answering any method it does not route with 405, and its query and path errors,
+/// A resource answering `routes`, any other method with 405, and its query and path errors,
 /// in the face's envelope.
-fn resource(path: &str) -> actix_web::Resource {
-    web::resource(path)
+fn resource(
+    path: &str,
+    routes: impl IntoIterator<Item = (Method, actix_web::Route)>,
+) -> actix_web::Resource {
+    crate::http::only(path, routes, HpcwaasError::method_not_allowed)
         .app_data(web::QueryConfig::default().error_handler(|error, _| {
             HpcwaasError::bad_request(format!("bad query: {error}")).into()
         }))
         .app_data(web::PathConfig::default().error_handler(|error, _| {
             HpcwaasError::bad_request(format!("bad path: {error}")).into()
-        }))
-        .default_service(web::to(|request: HttpRequest| async move {
-            HpcwaasError::method_not_allowed(format!(
-                "{} does not accept {} requests",
-                request.path(),
-                request.method()
-            ))
-            .error_response()
         }))
 }
 
@@ -484,7 +487,7 @@ struct KeyRequest {
 /// Makes a key pair; answers the public half.
 #[utoipa::path(post, path = "/ssh_keys", operation_id = "hpcwaas_create_key",
     summary = "Make an SSH key pair", description = super::openapi::CREATE_KEY,
-    request_body(content = super::openapi::HpcwaasKeyRequest, content_type = "application/json",
+    request_body(content = Option<super::openapi::HpcwaasKeyRequest>, content_type = "application/json",
         description = "Optional; any content type (the `waas` client sends none)."),
     responses(
         (status = 201, description = "Made.", body = HpcwaasKeyCreated),

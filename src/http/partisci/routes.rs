@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use actix_web::http::StatusCode;
+use actix_web::http::{Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder, ResponseError};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -50,23 +50,26 @@ pub fn routes(config: &mut web::ServiceConfig) {
     config
         .service(
             web::scope("/api/v1")
-                .service(only("/app/", web::get().to(apps)))
-                .service(only("/summary/app/", web::get().to(apps)))
-                .service(only("/host/", web::get().to(hosts)))
-                .service(only("/summary/host/", web::get().to(hosts)))
-                .service(only("/summary/hosts/", web::get().to(hosts)))
-                .service(only("/version/", web::get().to(versions)))
-                .service(only("/update/", web::post().to(update)))
-                .service(only("/_danger/clear/", web::post().to(clear)))
-                .service(only("/_partisci/", web::get().to(info)))
+                .service(only("/app/", [(Method::GET, web::to(apps))]))
+                .service(only("/summary/app/", [(Method::GET, web::to(apps))]))
+                .service(only("/host/", [(Method::GET, web::to(hosts))]))
+                .service(only("/summary/host/", [(Method::GET, web::to(hosts))]))
+                .service(only("/summary/hosts/", [(Method::GET, web::to(hosts))]))
+                .service(only("/version/", [(Method::GET, web::to(versions))]))
+                .service(only("/update/", [(Method::POST, web::to(update))]))
+                .service(only("/_danger/clear/", [(Method::POST, web::to(clear))]))
+                .service(only("/_partisci/", [(Method::GET, web::to(info))]))
                 .default_service(web::to(not_found)),
         )
-        .service(only("/debug/vars", web::get().to(info)));
+        .service(only("/debug/vars", [(Method::GET, web::to(info))]));
 }
 
-/// A resource answering 405 in Partisci's shape to any method but the one routed.
-fn only(path: &str, route: actix_web::Route) -> actix_web::Resource {
-    crate::http::only(path, route, PartisciError::method_not_allowed)
+/// A resource answering 405 in Partisci's shape to any method but the ones routed.
+fn only(
+    path: &str,
+    routes: impl IntoIterator<Item = (Method, actix_web::Route)>,
+) -> actix_web::Resource {
+    crate::http::only(path, routes, PartisciError::method_not_allowed)
 }
 
 /// An unknown path under `/api/v1`. The bare prefix itself is redirected to `/api/v1/` (with

@@ -228,7 +228,25 @@ pub struct PatrowlStartScan {
     #[schema(value_type = Object)]
     pub options: Option<Value>,
     pub engine_id: Option<i64>,
+    #[schema(schema_with = scan_id)]
     pub scan_id: PatrowlIdValue,
+}
+
+/// A scan id as `startscan` takes it: a number, or 1 to `MAX_SCAN_ID_BYTES` bytes of text
+/// without a control character or `/`.
+fn scan_id() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::{ObjectBuilder, Type};
+    utoipa::openapi::schema::OneOfBuilder::new()
+        .item(ObjectBuilder::new().schema_type(Type::Integer))
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .max_length(Some(crate::domain::scan::MAX_SCAN_ID_BYTES))
+                .pattern(Some("^[^\\u0000-\\u001f\\u007f-\\u009f/]+$")),
+        )
+        .build()
+        .into()
 }
 
 /// An id PatrowlManager sends as a number, and test harnesses as a string.
@@ -511,7 +529,12 @@ impl Modify for FaceWide {
                         .responses
                         .responses
                         .entry("405".into())
-                        .or_insert(error(NOT_ALLOWED));
+                        .or_insert_with(|| {
+                            crate::http::openapi::not_allowed_answer(
+                                NOT_ALLOWED,
+                                "PatrowlErrorBody",
+                            )
+                        });
                     continue;
                 }
                 let answers = CommonAnswers {

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use actix_web::http::header::{self, ContentDisposition, DispositionParam, DispositionType};
-use actix_web::http::StatusCode;
+use actix_web::http::{Method, StatusCode};
 use actix_web::web::Bytes;
 use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder, ResponseError};
 use serde_json::{Map, Value};
@@ -169,32 +169,35 @@ const ROUTES: [(&str, &str); 15] = [
 pub fn routes(config: &mut web::ServiceConfig) {
     for prefix in ["/engines", "/engine"] {
         config
-            .service(only(&format!("{prefix}/{{name}}"), web::get().to(redirect)))
+            .service(only(&format!("{prefix}/{{name}}"), [(Method::GET, web::to(redirect))]))
             .service(
                 web::scope(&format!("{prefix}/{{name}}"))
-                    .service(only("/", web::get().to(index)))
-                    .service(only("/status", web::get().to(status)))
-                    .service(only("/status/{scan_id}", web::get().to(scan_status)))
-                    .service(only("/info", web::get().to(info)))
-                    .service(only("/reloadconfig", web::get().to(reloadconfig)))
-                    .service(only("/liveness", web::get().to(liveness)))
-                    .service(only("/readiness", web::get().to(readiness)))
-                    .service(only("/test", web::get().to(test)))
-                    .service(only("/startscan", web::post().to(startscan)))
-                    .service(only("/getfindings/{scan_id}", web::get().to(getfindings)))
-                    .service(only("/getreport/{scan_id}", web::get().to(getreport)))
-                    .service(only("/stop/{scan_id}", web::get().to(stop)))
-                    .service(only("/stopscans", web::get().to(stopscans)))
-                    .service(only("/clean", web::get().to(clean)))
-                    .service(only("/clean/{scan_id}", web::get().to(clean_scan)))
+                    .service(only("/", [(Method::GET, web::to(index))]))
+                    .service(only("/status", [(Method::GET, web::to(status))]))
+                    .service(only("/status/{scan_id}", [(Method::GET, web::to(scan_status))]))
+                    .service(only("/info", [(Method::GET, web::to(info))]))
+                    .service(only("/reloadconfig", [(Method::GET, web::to(reloadconfig))]))
+                    .service(only("/liveness", [(Method::GET, web::to(liveness))]))
+                    .service(only("/readiness", [(Method::GET, web::to(readiness))]))
+                    .service(only("/test", [(Method::GET, web::to(test))]))
+                    .service(only("/startscan", [(Method::POST, web::to(startscan))]))
+                    .service(only("/getfindings/{scan_id}", [(Method::GET, web::to(getfindings))]))
+                    .service(only("/getreport/{scan_id}", [(Method::GET, web::to(getreport))]))
+                    .service(only("/stop/{scan_id}", [(Method::GET, web::to(stop))]))
+                    .service(only("/stopscans", [(Method::GET, web::to(stopscans))]))
+                    .service(only("/clean", [(Method::GET, web::to(clean))]))
+                    .service(only("/clean/{scan_id}", [(Method::GET, web::to(clean_scan))]))
                     .default_service(web::to(not_found)),
             );
     }
 }
 
-/// A resource answering 405 in the face's shape to any method but the one routed.
-fn only(path: &str, route: actix_web::Route) -> actix_web::Resource {
-    crate::http::only(path, route, |message| {
+/// A resource answering 405 in the face's shape to any method but the ones routed.
+fn only(
+    path: &str,
+    routes: impl IntoIterator<Item = (Method, actix_web::Route)>,
+) -> actix_web::Resource {
+    crate::http::only(path, routes, |message| {
         on("not allowed")(Refusal::method_not_allowed(message))
     })
 }

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use actix_web::http::Method;
 use actix_web::http::header::{ContentDisposition, DispositionParam, DispositionType};
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse, HttpResponseBuilder, ResponseError};
 use serde::Deserialize;
@@ -55,44 +56,43 @@ pub fn routes(config: &mut web::ServiceConfig) {
     for prefix in ["/v1", ""] {
         config
             .service(only(
-                &format!("{prefix}{UPDATE_STATUS}"),
-                web::post().to(update_status),
-            ))
+                &format!("{prefix}{UPDATE_STATUS}"), [(Method::POST, web::to(update_status))]))
             .service(only(
-                &format!("{prefix}{POST_RESULT}"),
-                web::post().to(post_result),
-            ))
+                &format!("{prefix}{POST_RESULT}"), [(Method::POST, web::to(post_result))]))
             .service(only(
-                &format!("{prefix}{GET_MINICONF}"),
-                web::get().to(get_miniconf),
-            ))
+                &format!("{prefix}{GET_MINICONF}"), [(Method::GET, web::to(get_miniconf))]))
             .service(only(
-                &format!("{prefix}{GET_TESTCASES}"),
-                web::get().to(get_testcases),
-            ));
+                &format!("{prefix}{GET_TESTCASES}"), [(Method::GET, web::to(get_testcases))]));
     }
     config
-        .service(only("/v1/test-runs", web::post().to(open_run)))
-        .service(only("/v1/test-runs/{test_id}", web::get().to(get_run)))
+        .service(only("/v1/test-runs", [(Method::POST, web::to(open_run))]))
+        .service(only("/v1/test-runs/{test_id}", [(Method::GET, web::to(get_run))]))
         .service(only(
-            "/v1/test-runs/{test_id}/uploads/{upload_id}",
-            web::get().to(get_upload),
-        ))
-        .service(only("/v1/results/schema", web::get().to(results_schema)));
+            "/v1/test-runs/{test_id}/uploads/{upload_id}", [(Method::GET, web::to(get_upload))]))
+        .service(only("/v1/results/schema", [(Method::GET, web::to(results_schema))]));
     // Upstream's collection controller serves both spellings, and refstack-client uses the
     // one with the slash for both methods.
     for collection in ["/v1/results", "/v1/results/"] {
         config.service(
-            only(collection, web::get().to(list_results)).route(web::post().to(submit_results)),
+            only(
+                collection,
+                [
+                    (Method::GET, web::to(list_results)),
+                    (Method::POST, web::to(submit_results)),
+                ],
+            ),
         );
     }
-    config.service(only("/v1/results/{id}", web::get().to(get_results)));
+    config.service(only("/v1/results/{id}", [(Method::GET, web::to(get_results))]));
 }
 
-/// A resource answering 405 in the face's shape to any method but the one routed, and its
+/// A resource answering 405 in the face's shape to any method but the ones routed, and its
 /// path and query errors in the face's shape too.
-fn only(path: &str, route: actix_web::Route) -> actix_web::Resource {
-    crate::http::only(path, route, RefstackError::method_not_allowed).app_data(
+fn only(
+    path: &str,
+    routes: impl IntoIterator<Item = (Method, actix_web::Route)>,
+) -> actix_web::Resource {
+    crate::http::only(path, routes, RefstackError::method_not_allowed).app_data(
         web::QueryConfig::default().error_handler(|error, _| {
             RefstackError::bad_request(format!("bad query: {error}")).into()
         }),
@@ -148,7 +148,9 @@ fn parse_flag(raw: Option<&str>) -> Result<bool, RefstackError> {
 #[utoipa::path(post, path = "/v1/update-test-status/{test_id}",
     operation_id = "refstack_update_status",
     summary = "Update a test run's status", description = super::openapi::STATUS_DESCRIPTION,
-    params(super::openapi::TestIdPath, super::openapi::StatusParams),
+    params(super::openapi::TestIdPath),
+    request_body(content = super::openapi::RefstackStatusForm,
+        content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 201, description = "Saved; the body is empty."),
         (status = 400, description = "`Invalid test ID` (no test run has this id), an empty \
