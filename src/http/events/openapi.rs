@@ -214,7 +214,8 @@ fn stream() -> Parameter {
         .schema(Some(
             ObjectBuilder::new()
                 .schema_type(Type::String)
-                .max_length(Some(crate::events::envelope::MAX_STREAM_ID_LEN)),
+                .max_length(Some(crate::events::envelope::MAX_STREAM_ID_LEN))
+                .pattern(Some("^[a-z0-9_]+-[^\\u0000-\\u001f\\u007f-\\u009f]+$")),
         ))
         .example(Some("job-1".into()))
         .build()

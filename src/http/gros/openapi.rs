@@ -218,8 +218,8 @@ pub struct AgentParam {
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct PublicKeyParam {
-    /// The agent's SSH public key (usually in the form body).
-    #[param(example = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA agent@host")]
+    /// The agent's SSH public key (usually in the form body); not blank.
+    #[param(example = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA agent@host", pattern = "\\S")]
     pub public_key: String,
 }
 

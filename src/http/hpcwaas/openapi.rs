@@ -342,13 +342,36 @@ pub enum HpcwaasLevel {
 #[derive(ToSchema)]
 #[schema(example = json!({"metadata": {"site": "lab"}}))]
 pub struct HpcwaasKeyRequest {
-    /// Names to strings, at most 64.
-    #[schema(value_type = Option<Object>)]
+    /// Names (1 to 128 bytes) to strings (at most 4096 bytes), at most 64 besides
+    /// `privateKey` and `publicKey`, which are ignored.
+    #[schema(schema_with = key_metadata)]
     pub metadata: Option<BTreeMap<String, String>>,
     /// `rsa` (the default) or `ed25519`.
     #[serde(rename = "type")]
     #[schema(value_type = Option<HpcwaasKeyType>)]
     pub key_type: Option<KeyType>,
+}
+
+/// A key's metadata, as `KeyMetadata::parse` takes it.
+fn key_metadata() -> utoipa::openapi::ObjectBuilder {
+    use crate::domain::sshkey::service::{
+        MAX_METADATA_ENTRIES, MAX_METADATA_KEY_BYTES, MAX_METADATA_VALUE_BYTES,
+    };
+    use utoipa::openapi::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .property_names(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .max_length(Some(MAX_METADATA_KEY_BYTES)),
+        ))
+        .additional_properties(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .max_length(Some(MAX_METADATA_VALUE_BYTES)),
+        ))
+        .max_properties(Some(MAX_METADATA_ENTRIES))
 }
 
 /// `POST /ssh_keys`' answer.

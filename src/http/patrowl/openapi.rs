@@ -223,21 +223,23 @@ pub struct PatrowlTest {
 #[schema(example = json!({"assets": [{"id": 1, "value": "127.0.0.1", "criticity": "low",
     "datatype": "ip"}], "options": {"ports": ["9"]}, "engine_id": 1, "scan_id": 1}))]
 pub struct PatrowlStartScan {
+    #[schema(min_items = 1)]
     pub assets: Vec<PatrowlAsset>,
     /// An object, or an object as a JSON string.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub options: Option<Value>,
     pub engine_id: Option<i64>,
     #[schema(schema_with = scan_id)]
     pub scan_id: PatrowlIdValue,
 }
 
-/// A scan id as `startscan` takes it: a number, or 1 to `MAX_SCAN_ID_BYTES` bytes of text
+/// A scan id as `startscan` takes it: a number (PatrowlManager's are integers; any other is
+/// read as the text JSON gives it), or 1 to `MAX_SCAN_ID_BYTES` bytes of text
 /// without a control character or `/`.
 fn scan_id() -> utoipa::openapi::schema::Schema {
     use utoipa::openapi::{ObjectBuilder, Type};
     utoipa::openapi::schema::OneOfBuilder::new()
-        .item(ObjectBuilder::new().schema_type(Type::Integer))
+        .item(ObjectBuilder::new().schema_type(Type::Number))
         .item(
             ObjectBuilder::new()
                 .schema_type(Type::String)

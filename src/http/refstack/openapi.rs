@@ -328,6 +328,8 @@ fn finished_flag() -> ObjectBuilder {
     "identity_uri_v3": "http://192.0.2.10:5000/v3", "username": "demo",
     "alt_username": "alt_demo", "admin_username": "admin",
     "tempest_options": {"compute": {"image_ssh_user": "cirros"}}}))]
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RefstackCloud {
     /// Not blank, at most 1024 bytes, no control character.
     #[schema(schema_with = cloud_name)]
