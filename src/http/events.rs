@@ -224,8 +224,11 @@ async fn follow_stream(
 ) -> Result<HttpResponse, ApiError> {
     let stream = stream_id(&stream)?;
     let (Limit(limit), Wait(wait)) = query.limits()?;
+    // Read whatever the answer, so that a malformed one is refused as on `/api/events`, though
+    // only an event stream resumes from it.
+    let last_event_id = last_event_id(&request)?;
     if wants_events_stream(&request) {
-        let from = match last_event_id(&request)? {
+        let from = match last_event_id {
             Some(position) => follow::version_at(&log, &stream, position)
                 .map_err(ApiError::internal)?
                 .ok_or_else(|| {

@@ -273,12 +273,39 @@ pub fn not_together(object: ObjectBuilder, properties: &[&str]) -> ObjectBuilder
     ))
 }
 
-/// The document as served: each [`NOT_TOGETHER`] mark made JSON Schema's `not`.
+/// The extension that marks the schema of a parameter whose value is JSON text: utoipa has no
+/// builder for a parameter's `content`, so the document as served moves such a schema under
+/// `content: {"application/json": {schema}}` ([`finish`]), which says that the value is the
+/// schema's instance written as JSON.
+const JSON_PARAMETER: &str = "x-json-parameter";
+
+/// The extensions that mark a parameter's schema as JSON text's ([`JSON_PARAMETER`]).
+pub fn json_parameter() -> utoipa::openapi::extensions::Extensions {
+    utoipa::openapi::extensions::ExtensionsBuilder::new()
+        .add(JSON_PARAMETER, true)
+        .build()
+}
+
+/// The document as served: each [`NOT_TOGETHER`] mark made JSON Schema's `not`, and each
+/// [`JSON_PARAMETER`] mark a parameter's `content`.
 fn finish(value: &mut serde_json::Value) {
     match value {
         serde_json::Value::Object(object) => {
             if let Some(properties) = object.remove(NOT_TOGETHER) {
                 object.insert("not".into(), serde_json::json!({ "required": properties }));
+            }
+            let json_text = object
+                .get_mut("schema")
+                .and_then(serde_json::Value::as_object_mut)
+                .and_then(|schema| schema.remove(JSON_PARAMETER))
+                .is_some();
+            if json_text && object.contains_key("in") {
+                if let Some(schema) = object.remove("schema") {
+                    object.insert(
+                        "content".into(),
+                        serde_json::json!({ "application/json": { "schema": schema } }),
+                    );
+                }
             }
             object.values_mut().for_each(finish);
         }

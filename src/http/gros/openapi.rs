@@ -8,6 +8,7 @@ use serde::Serialize;
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::request_body::RequestBodyBuilder;
 use utoipa::openapi::response::ResponseBuilder;
+use utoipa::openapi::schema::SchemaType;
 use utoipa::openapi::{Content, ContentBuilder, ObjectBuilder, Required, Type};
 use utoipa::{IntoParams, Modify, ToSchema};
 
@@ -238,7 +239,7 @@ pub struct ValueParam {
 pub struct ExportAgentParam {
     /// JSON: the agent's `user`, `key`, `hostname` and `version` (usually in the form body).
     /// Without it, the export counts against the agent named after the project.
-    #[param(example = r#"{"user":"agent","key":"PROJ","hostname":"h","version":"0.0.3"}"#)]
+    #[param(schema_with = export_agent)]
     pub agent: Option<String>,
 }
 
@@ -247,7 +248,7 @@ pub struct ExportAgentParam {
 #[into_params(parameter_in = Query)]
 pub struct FilesParam {
     /// JSON: the exported files; `[]` when not given.
-    #[param(example = r#"["data.json"]"#)]
+    #[param(schema_with = any_json)]
     pub files: Option<String>,
 }
 
@@ -256,9 +257,7 @@ pub struct FilesParam {
 #[into_params(parameter_in = Query)]
 pub struct StatusParam {
     /// JSON list of measurements (usually in the form body).
-    #[param(
-        example = r#"[{"name":"cpu","checked_time":"2026-11-22 10:00:00","ok":true,"value":1,"max":4}]"#
-    )]
+    #[param(schema_with = measurements)]
     pub status: String,
 }
 
@@ -282,6 +281,65 @@ pub struct VersionParam {
         pattern = "^([^-]*-(.*-)?)?[0-9a-f]{40}$"
     )]
     pub version: String,
+}
+
+/// The export's `agent`: any JSON (anything but an object counts as none), whose `key` (else
+/// a `user` `agent-<name>`) names the agent.
+fn export_agent() -> ObjectBuilder {
+    let text = || ObjectBuilder::new().schema_type(SchemaType::from_iter([Type::String, Type::Null]));
+    ObjectBuilder::new()
+        .property(
+            "key",
+            text()
+                .pattern(Some("^[A-Za-z0-9_-]{0,64}$"))
+                .description(Some("The agent's name; empty or `-` for none.")),
+        )
+        .property("user", text().description(Some("`agent-<name>` names the agent when `key` does not.")))
+        .property("hostname", text())
+        .property("version", text())
+        .extensions(Some(crate::http::openapi::json_parameter()))
+        .examples([serde_json::json!({
+            "user": "agent", "key": "PROJ", "hostname": "h", "version": "0.0.3"
+        })])
+}
+
+/// Any JSON.
+fn any_json() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .extensions(Some(crate::http::openapi::json_parameter()))
+        .examples([serde_json::json!(["data.json"])])
+}
+
+/// BigBoat's measurements, as `parse_measurements` reads them.
+fn measurements() -> utoipa::openapi::schema::Array {
+    let number = || ObjectBuilder::new().schema_type(SchemaType::from_iter([Type::Number, Type::Null]));
+    utoipa::openapi::schema::ArrayBuilder::new()
+        .items(
+            ObjectBuilder::new()
+                .property("name", ObjectBuilder::new().schema_type(Type::String))
+                .property(
+                    "checked_time",
+                    ObjectBuilder::new().schema_type(Type::String).pattern(Some(
+                        "^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8]) \\
+                         ([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]$",
+                    )),
+                )
+                .property("ok", ObjectBuilder::new().schema_type(Type::Boolean))
+                .property("value", number())
+                .property("max", number())
+                .required("name")
+                .required("checked_time")
+                .required("ok")
+                .additional_properties(Some(
+                    utoipa::openapi::schema::AdditionalProperties::FreeForm(false),
+                )),
+        )
+        .max_items(Some(crate::domain::gros::values::MAX_MEASUREMENTS))
+        .extensions(Some(crate::http::openapi::json_parameter()))
+        .examples([serde_json::json!([{
+            "name": "cpu", "checked_time": "2026-11-22 10:00:00", "ok": true, "value": 1, "max": 4
+        }])])
+        .build()
 }
 
 /// `{project}` and `{agent}`.

@@ -359,7 +359,7 @@ fn key_metadata() -> utoipa::openapi::ObjectBuilder {
     };
     use utoipa::openapi::{ObjectBuilder, Type};
     ObjectBuilder::new()
-        .schema_type(Type::Object)
+        .schema_type(utoipa::openapi::schema::SchemaType::from_iter([Type::Object, Type::Null]))
         .property_names(Some(
             ObjectBuilder::new()
                 .schema_type(Type::String)

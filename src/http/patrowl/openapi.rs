@@ -228,9 +228,16 @@ pub struct PatrowlStartScan {
     /// An object, or an object as a JSON string.
     #[schema(value_type = Option<Object>)]
     pub options: Option<Value>,
+    /// PatrowlManager's engine id; not read, so any JSON.
+    #[schema(schema_with = any_value)]
     pub engine_id: Option<i64>,
     #[schema(schema_with = scan_id)]
     pub scan_id: PatrowlIdValue,
+}
+
+/// Any JSON value.
+fn any_value() -> utoipa::openapi::ObjectBuilder {
+    utoipa::openapi::ObjectBuilder::new()
 }
 
 /// A scan id as `startscan` takes it: a number (PatrowlManager's are integers; any other is

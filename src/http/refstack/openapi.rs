@@ -402,8 +402,21 @@ pub struct RefstackOpened {
 pub struct RefstackResults {
     pub cpid: String,
     pub duration_seconds: u64,
-    #[schema(min_items = 1)]
+    #[schema(schema_with = passing_tests)]
     pub results: Vec<RefstackResult>,
+}
+
+/// At least one passing test, each a `RefstackResult` or a bare name (refstack-client's 2014
+/// files).
+fn passing_tests() -> utoipa::openapi::schema::Array {
+    utoipa::openapi::schema::ArrayBuilder::new()
+        .items(
+            utoipa::openapi::schema::OneOfBuilder::new()
+                .item(utoipa::openapi::Ref::from_schema_name("RefstackResult"))
+                .item(ObjectBuilder::new().schema_type(Type::String)),
+        )
+        .min_items(Some(1))
+        .build()
 }
 
 /// One passing test.
