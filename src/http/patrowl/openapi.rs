@@ -235,6 +235,16 @@ pub struct PatrowlStartScan {
     pub scan_id: PatrowlIdValue,
 }
 
+/// An asset's id: a number, a string or null.
+fn asset_id() -> utoipa::openapi::ObjectBuilder {
+    use utoipa::openapi::schema::{SchemaType, Type};
+    utoipa::openapi::ObjectBuilder::new().schema_type(SchemaType::from_iter([
+        Type::Number,
+        Type::String,
+        Type::Null,
+    ]))
+}
+
 /// Any JSON value.
 fn any_value() -> utoipa::openapi::ObjectBuilder {
     utoipa::openapi::ObjectBuilder::new()
@@ -269,10 +279,14 @@ pub enum PatrowlIdValue {
 /// One asset of a `startscan` body.
 #[derive(ToSchema)]
 pub struct PatrowlAsset {
+    /// A number or a string, as text; null or absent for none.
+    #[schema(schema_with = asset_id)]
     pub id: Option<PatrowlIdValue>,
-    #[schema(example = "127.0.0.1")]
+    /// Not blank.
+    #[schema(example = "127.0.0.1", pattern = "\\S")]
     pub value: String,
-    #[schema(example = "low")]
+    /// `low` when not a string.
+    #[schema(schema_with = any_value)]
     pub criticity: Option<String>,
     /// ip, ip-range, ip-subnet, fqdn, domain, url, keyword, person, organisation, path or
     /// application.

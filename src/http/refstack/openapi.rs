@@ -401,6 +401,7 @@ pub struct RefstackOpened {
 #[serde(deny_unknown_fields)]
 pub struct RefstackResults {
     pub cpid: String,
+    #[schema(schema_with = crate::http::openapi::unsigned)]
     pub duration_seconds: u64,
     #[schema(schema_with = passing_tests)]
     pub results: Vec<RefstackResult>,
