@@ -301,14 +301,13 @@ fn finish(value: &mut serde_json::Value) {
                 .is_some();
             if json_text && object.contains_key("in") {
                 if let Some(schema) = object.remove("schema") {
-                    let mut media = serde_json::json!({ "schema": schema });
                     // The schema's example, where clients and tools look for a parameter's.
                     if let Some(example) = schema.get("examples").and_then(|e| e.get(0)) {
-                        media["example"] = example.clone();
+                        object.insert("example".into(), example.clone());
                     }
                     object.insert(
                         "content".into(),
-                        serde_json::json!({ "application/json": media }),
+                        serde_json::json!({ "application/json": { "schema": schema } }),
                     );
                 }
             }

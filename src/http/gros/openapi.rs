@@ -288,6 +288,7 @@ pub struct VersionParam {
 fn export_agent() -> ObjectBuilder {
     let text = || ObjectBuilder::new().schema_type(SchemaType::from_iter([Type::String, Type::Null]));
     ObjectBuilder::new()
+        .schema_type(SchemaType::AnyValue)
         .property(
             "key",
             text()
@@ -306,6 +307,7 @@ fn export_agent() -> ObjectBuilder {
 /// Any JSON.
 fn any_json() -> ObjectBuilder {
     ObjectBuilder::new()
+        .schema_type(SchemaType::AnyValue)
         .extensions(Some(crate::http::openapi::json_parameter()))
         .examples([serde_json::json!(["data.json"])])
 }

@@ -247,7 +247,7 @@ fn asset_id() -> utoipa::openapi::ObjectBuilder {
 
 /// Any JSON value.
 fn any_value() -> utoipa::openapi::ObjectBuilder {
-    utoipa::openapi::ObjectBuilder::new()
+    utoipa::openapi::ObjectBuilder::new().schema_type(utoipa::openapi::schema::SchemaType::AnyValue)
 }
 
 /// A scan id as `startscan` takes it: a number (PatrowlManager's are integers; any other is
