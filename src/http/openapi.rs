@@ -226,9 +226,25 @@ pub fn unsigned() -> ObjectBuilder {
         .maximum(Some(u64::MAX))
 }
 
-/// The schema of an optional [`unsigned`] parameter, for `#[param(schema_with = ...)]`.
-pub fn optional_unsigned() -> ObjectBuilder {
-    unsigned()
+/// A query parameter, for the `IntoParams` implementations that need a schema the derive
+/// cannot say (its `schema_with` drops the description and whether it is required).
+pub fn query(
+    name: &str,
+    required: bool,
+    description: &str,
+    schema: impl Into<RefOr<utoipa::openapi::schema::Schema>>,
+) -> utoipa::openapi::path::Parameter {
+    ParameterBuilder::new()
+        .name(name)
+        .parameter_in(ParameterIn::Query)
+        .required(if required {
+            Required::True
+        } else {
+            Required::False
+        })
+        .description(Some(description))
+        .schema(Some(schema))
+        .build()
 }
 
 /// A duration in Go's syntax, as [`super::params::GoDuration`] reads it. The pattern says its

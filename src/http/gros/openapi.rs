@@ -8,11 +8,13 @@ use serde::Serialize;
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::request_body::RequestBodyBuilder;
 use utoipa::openapi::response::ResponseBuilder;
+use utoipa::openapi::path::{Parameter, ParameterIn};
 use utoipa::openapi::schema::SchemaType;
 use utoipa::openapi::{Content, ContentBuilder, ObjectBuilder, Required, Type};
 use utoipa::{IntoParams, Modify, ToSchema};
 
 use crate::domain::gros::service::{Check, Preflight};
+use crate::http::openapi::query;
 
 /// The face's routes and schemas.
 #[derive(utoipa::OpenApi)]
@@ -234,31 +236,46 @@ pub struct ValueParam {
 }
 
 /// The export's `agent`.
-#[derive(IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct ExportAgentParam {
-    /// JSON: the agent's `user`, `key`, `hostname` and `version` (usually in the form body).
-    /// Without it, the export counts against the agent named after the project.
-    #[param(schema_with = export_agent)]
-    pub agent: Option<String>,
+pub struct ExportAgentParam;
+
+impl IntoParams for ExportAgentParam {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![query(
+            "agent",
+            false,
+            "JSON: the agent's `user`, `key`, `hostname` and `version` (usually in the form \
+             body). Without it, the export counts against the agent named after the project.",
+            export_agent(),
+        )]
+    }
 }
 
 /// `files`.
-#[derive(IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct FilesParam {
-    /// JSON: the exported files; `[]` when not given.
-    #[param(schema_with = any_json)]
-    pub files: Option<String>,
+pub struct FilesParam;
+
+impl IntoParams for FilesParam {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![query(
+            "files",
+            false,
+            "JSON: the exported files; `[]` when not given.",
+            any_json(),
+        )]
+    }
 }
 
 /// `status`.
-#[derive(IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct StatusParam {
-    /// JSON list of measurements (usually in the form body).
-    #[param(schema_with = measurements)]
-    pub status: String,
+pub struct StatusParam;
+
+impl IntoParams for StatusParam {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![query(
+            "status",
+            true,
+            "JSON list of measurements (usually in the form body).",
+            measurements(),
+        )]
+    }
 }
 
 /// `source`.
@@ -322,7 +339,7 @@ fn measurements() -> utoipa::openapi::schema::Array {
                 .property(
                     "checked_time",
                     ObjectBuilder::new().schema_type(Type::String).pattern(Some(
-                        "^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8]) \\
+                        "^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8]) \
                          ([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]$",
                     )),
                 )

@@ -5,12 +5,15 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use utoipa::openapi::OpenApi;
+use utoipa::openapi::path::{Parameter, ParameterIn};
+use utoipa::openapi::{ObjectBuilder, OpenApi, Type};
 use utoipa::{IntoParams, Modify, ToSchema};
 
 use crate::domain::sshkey::KeyType;
 use crate::domain::workflow::{InputKind, Level, Status};
-use crate::http::openapi::{path_operations, CommonAnswers, NOT_ALLOWED};
+use crate::http::openapi::{
+    any_case, go_duration, path_operations, query, unsigned, CommonAnswers, NOT_ALLOWED,
+};
 
 /// The face's routes, their schemas, and who may use them.
 #[derive(utoipa::OpenApi)]
@@ -149,51 +152,76 @@ pub struct KeyIdPath {
 }
 
 /// `GET /executions`' parameters.
-#[derive(IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct ListParams {
-    /// Only this workflow's executions.
-    pub workflow: Option<String>,
-    /// Only executions in this status: `RUNNING`, `SUCCESS`, `FAILED`, `CANCELLING` or
-    /// `CANCELLED`, in any case; empty is any status.
-    #[param(schema_with = execution_status, example = "RUNNING")]
-    pub status: Option<String>,
-    /// Rows skipped (0 by default).
-    #[param(schema_with = crate::http::openapi::optional_unsigned)]
-    pub from: Option<u64>,
-    /// The most rows, 1 to 1000 (50 by default).
-    #[param(minimum = 1, maximum = 1000)]
-    pub size: Option<u64>,
-}
+pub struct ListParams;
 
-/// An execution's status, as `GET /executions` filters by it.
-fn execution_status() -> utoipa::openapi::ObjectBuilder {
-    crate::http::openapi::any_case(&["RUNNING", "SUCCESS", "FAILED", "CANCELLING", "CANCELLED"])
-}
-
-/// A logs page's size: -1, or a count the server reads as a `u64`.
-fn log_size() -> utoipa::openapi::ObjectBuilder {
-    crate::http::openapi::unsigned().minimum(Some(-1))
+impl IntoParams for ListParams {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![
+            query(
+                "workflow",
+                false,
+                "Only this workflow's executions.",
+                ObjectBuilder::new().schema_type(Type::String),
+            ),
+            query(
+                "status",
+                false,
+                "Only executions in this status: `RUNNING`, `SUCCESS`, `FAILED`, `CANCELLING` \
+                 or `CANCELLED`, in any case; empty is any status.",
+                any_case(&["RUNNING", "SUCCESS", "FAILED", "CANCELLING", "CANCELLED"])
+                    .examples(["RUNNING"]),
+            ),
+            query("from", false, "Rows skipped (0 by default).", unsigned()),
+            query(
+                "size",
+                false,
+                "The most rows, 1 to 1000 (50 by default).",
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(1))
+                    .maximum(Some(1000)),
+            ),
+        ]
+    }
 }
 
 /// `GET /executions/{id}/logs`' parameters.
-#[derive(IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct LogsParams {
-    /// An offset into the level-filtered list (0 by default).
-    #[param(schema_with = crate::http::openapi::optional_unsigned)]
-    pub from: Option<u64>,
-    /// The most lines; -1 (the default) or 0 for all.
-    #[param(schema_with = log_size)]
-    pub size: Option<i64>,
-    /// How long to wait for a line, in Go's syntax (`300ms`, `1m30s`, `0`), at most 5m; 1m by
-    /// default. A number without a unit is refused.
-    #[param(schema_with = crate::http::openapi::go_duration, example = "1m")]
-    pub timeout: Option<String>,
-    /// A bitmask: DEBUG=1, INFO=2, WARN=4, ERROR=8; 0 (the default) is INFO+WARN+ERROR, a
-    /// mask with none of these bits every level.
-    #[param(minimum = 0, maximum = 255)]
-    pub levels: Option<u64>,
+pub struct LogsParams;
+
+impl IntoParams for LogsParams {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![
+            query(
+                "from",
+                false,
+                "An offset into the level-filtered list (0 by default).",
+                unsigned(),
+            ),
+            query(
+                "size",
+                false,
+                "The most lines; -1 (the default) or 0 for all.",
+                unsigned().minimum(Some(-1)),
+            ),
+            query(
+                "timeout",
+                false,
+                "How long to wait for a line, in Go's syntax (`300ms`, `1m30s`, `0`), at most \
+                 5m; 1m by default. A number without a unit is refused.",
+                go_duration().examples(["1m"]),
+            ),
+            query(
+                "levels",
+                false,
+                "A bitmask: DEBUG=1, INFO=2, WARN=4, ERROR=8; 0 (the default) is \
+                 INFO+WARN+ERROR, a mask with none of these bits every level.",
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(0))
+                    .maximum(Some(255)),
+            ),
+        ]
+    }
 }
 
 /// `GET /workflows`.
@@ -357,9 +385,12 @@ fn key_metadata() -> utoipa::openapi::ObjectBuilder {
     use crate::domain::sshkey::service::{
         MAX_METADATA_ENTRIES, MAX_METADATA_KEY_BYTES, MAX_METADATA_VALUE_BYTES,
     };
-    use utoipa::openapi::{ObjectBuilder, Type};
     ObjectBuilder::new()
         .schema_type(utoipa::openapi::schema::SchemaType::from_iter([Type::Object, Type::Null]))
+        .description(Some(
+            "Names (1 to 128 bytes) to strings (at most 4096 bytes), at most 64 besides \
+             `privateKey` and `publicKey`, which are ignored.",
+        ))
         .property_names(Some(
             ObjectBuilder::new()
                 .schema_type(Type::String)

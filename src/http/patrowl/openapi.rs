@@ -238,11 +238,9 @@ pub struct PatrowlStartScan {
 /// An asset's id: a number, a string or null.
 fn asset_id() -> utoipa::openapi::ObjectBuilder {
     use utoipa::openapi::schema::{SchemaType, Type};
-    utoipa::openapi::ObjectBuilder::new().schema_type(SchemaType::from_iter([
-        Type::Number,
-        Type::String,
-        Type::Null,
-    ]))
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::Number, Type::String, Type::Null]))
+        .description(Some("A number or a string, as text; null or absent for none."))
 }
 
 /// Any JSON value.

@@ -313,6 +313,7 @@ pub struct RefstackStatusForm {
 fn status_message() -> ObjectBuilder {
     ObjectBuilder::new()
         .schema_type(Type::String)
+        .description(Some("The status message: not blank, at most 4096 bytes."))
         .min_length(Some(1))
         .max_length(Some(crate::domain::testrun::MAX_STATUS_BYTES))
         .pattern(Some("\\S"))
@@ -320,6 +321,10 @@ fn status_message() -> ObjectBuilder {
 
 fn finished_flag() -> ObjectBuilder {
     crate::http::openapi::any_case(&["true", "false", "1", "0", "yes", "no", "on", "off"])
+        .description(Some(
+            "Whether the run is finished: `true`, `1`, `yes`, `on`, or their opposites (any \
+             case); absent is false.",
+        ))
 }
 
 /// A cloud, as `POST /v1/test-runs` takes it. Every key but `name` may be left out.
@@ -335,10 +340,10 @@ pub struct RefstackCloud {
     #[schema(schema_with = cloud_name)]
     pub name: String,
     /// Keystone v2 (tempest's `identity.uri`).
-    #[schema(schema_with = cloud_field)]
+    #[schema(schema_with = identity_uri)]
     pub identity_uri: Option<String>,
     /// Keystone v3 (`identity.uri_v3`).
-    #[schema(schema_with = cloud_field)]
+    #[schema(schema_with = identity_uri_v3)]
     pub identity_uri_v3: Option<String>,
     #[schema(schema_with = cloud_field)]
     pub username: Option<String>,
@@ -362,9 +367,18 @@ fn cloud_field() -> ObjectBuilder {
         .pattern(Some(format!("^[^{NO_CONTROL}]*$")))
 }
 
+fn identity_uri() -> ObjectBuilder {
+    cloud_field().description(Some("Keystone v2 (tempest's `identity.uri`)."))
+}
+
+fn identity_uri_v3() -> ObjectBuilder {
+    cloud_field().description(Some("Keystone v3 (`identity.uri_v3`)."))
+}
+
 /// A cloud's name: a field that is not blank.
 fn cloud_name() -> ObjectBuilder {
     cloud_field()
+        .description(Some("Not blank, at most 1024 bytes, no control character."))
         .min_length(Some(1))
         .pattern(Some(format!(
             "^[^{NO_CONTROL}]*[^\\s{NO_CONTROL}][^{NO_CONTROL}]*$"
@@ -376,6 +390,9 @@ fn tempest_options() -> ObjectBuilder {
     let name = || cloud_field().min_length(Some(1));
     ObjectBuilder::new()
         .schema_type(Type::Object)
+        .description(Some(
+            "`{section: {key: value}}`, at most 256 options; no key may contain `password`.",
+        ))
         .property_names(Some(name()))
         .additional_properties(Some(
             ObjectBuilder::new()
