@@ -160,11 +160,11 @@ fn operations(document: &Value) -> Vec<(String, String)> {
     operations
 }
 
-/// The example of an operation's JSON request body (empty when it takes none), which must fit
-/// the body's schema.
+/// The example of an operation's JSON request body (empty when it takes none, or only a form),
+/// which must fit the body's schema.
 fn example_body(document: &Value, path: &str, method: &str) -> Vec<u8> {
     let content = &document["paths"][path][method]["requestBody"]["content"];
-    if content.is_null() {
+    if content.is_null() || content["application/json"].is_null() {
         return Vec::new();
     }
     let schema = &content["application/json"]["schema"];

@@ -487,7 +487,7 @@ struct KeyRequest {
 /// Makes a key pair; answers the public half.
 #[utoipa::path(post, path = "/ssh_keys", operation_id = "hpcwaas_create_key",
     summary = "Make an SSH key pair", description = super::openapi::CREATE_KEY,
-    request_body(content = Option<super::openapi::HpcwaasKeyRequest>, content_type = "application/json",
+    request_body(content = super::openapi::HpcwaasKeyRequest, content_type = "application/json",
         description = "Optional; any content type (the `waas` client sends none)."),
     responses(
         (status = 201, description = "Made.", body = HpcwaasKeyCreated),
