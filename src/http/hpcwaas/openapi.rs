@@ -473,6 +473,16 @@ impl Modify for FaceWide {
         {
             body.required = Some(utoipa::openapi::Required::False);
         }
+        // And JSON's `null` for none.
+        if let Some(utoipa::openapi::RefOr::T(utoipa::openapi::schema::Schema::Object(request))) =
+            document
+                .components
+                .as_mut()
+                .and_then(|components| components.schemas.get_mut("HpcwaasKeyRequest"))
+        {
+            request.schema_type =
+                utoipa::openapi::schema::SchemaType::from_iter([Type::Object, Type::Null]);
+        }
         for item in document.paths.paths.values_mut() {
             let answers = CommonAnswers {
                 body: "HpcwaasErrorBody",
