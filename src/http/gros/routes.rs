@@ -514,6 +514,9 @@ async fn status(
         (status = 202, description = "Recorded."),
         (status = 400, description = "A parameter missing or given twice, or `status` not a \
             JSON list of measurements.", body = String, content_type = "text/plain"),
+        (status = 431, description = "A request head over 32 KiB, such as a long `status` in \
+            the query string rather than the form body: actix-web's HTTP parser answers it \
+            before any route, without a body (or `400`)."),
         (status = 404, description = "The project is not configured.", body = String,
             content_type = "text/plain"),
         (status = 413, description = "The body is over `[gros] max_body_kb`.", body = String,
