@@ -6,11 +6,11 @@
 
 use std::sync::LazyLock;
 
+use super::openapi::RefusesOtherMethods;
 use actix_web::http::header;
 use actix_web::HttpResponse;
 use base64::Engine;
 use sha2::{Digest, Sha256};
-use super::openapi::RefusesOtherMethods;
 
 /// The page's only script: shows the submission the fragment names, if any. Every value is
 /// written with `textContent`, never as markup: a cloud id or a test name is the uploader's

@@ -427,10 +427,12 @@ pub fn routes(config: &mut web::ServiceConfig) {
         )
         // Swagger UI's service answers GET only and lets any other method through: refuse it
         // here, after it, as every other route of the listener does.
-        .service(web::resource(SWAGGER_UI).default_service(super::refuse_method(
-            &[actix_web::http::Method::GET],
-            super::error::ApiError::method_not_allowed,
-        )));
+        .service(
+            web::resource(SWAGGER_UI).default_service(super::refuse_method(
+                &[actix_web::http::Method::GET],
+                super::error::ApiError::method_not_allowed,
+            )),
+        );
 }
 
 /// The OpenAPI 3.1 document of every route.

@@ -1334,7 +1334,10 @@ async fn a_method_a_path_does_not_take_is_405_with_allow_in_the_faces_shape() {
             }
             let answer = app.send(method, path, Vec::new(), admin).await;
             if let Some((_, status)) = upstream {
-                assert_ne!(answer.status, 405, "{method} {path} keeps upstream's answer");
+                assert_ne!(
+                    answer.status, 405,
+                    "{method} {path} keeps upstream's answer"
+                );
                 if let Some(status) = status {
                     if path.starts_with("/auth") {
                         assert_eq!(answer.status, *status, "{method} {path}");

@@ -179,9 +179,8 @@ impl IntoParams for ReplayedStateParams {
                     ObjectBuilder::new()
                         .property(
                             "at_version",
-                            unsigned().description(Some(
-                                "Replay up to and including this version.",
-                            )),
+                            unsigned()
+                                .description(Some("Replay up to and including this version.")),
                         )
                         .property(
                             "at_time",

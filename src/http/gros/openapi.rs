@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::path::{Parameter, ParameterIn};
 use utoipa::openapi::request_body::RequestBodyBuilder;
 use utoipa::openapi::response::ResponseBuilder;
-use utoipa::openapi::path::{Parameter, ParameterIn};
 use utoipa::openapi::schema::SchemaType;
 use utoipa::openapi::{Content, ContentBuilder, ObjectBuilder, Required, Type};
 use utoipa::{IntoParams, Modify, ToSchema};
@@ -222,7 +222,10 @@ pub struct AgentParam {
 #[into_params(parameter_in = Query)]
 pub struct PublicKeyParam {
     /// The agent's SSH public key (usually in the form body); not blank.
-    #[param(example = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA agent@host", pattern = "\\S")]
+    #[param(
+        example = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA agent@host",
+        pattern = "\\S"
+    )]
     pub public_key: String,
 }
 
@@ -303,7 +306,8 @@ pub struct VersionParam {
 /// The export's `agent`: any JSON (anything but an object counts as none), whose `key` (else
 /// a `user` `agent-<name>`) names the agent.
 fn export_agent() -> ObjectBuilder {
-    let text = || ObjectBuilder::new().schema_type(SchemaType::from_iter([Type::String, Type::Null]));
+    let text =
+        || ObjectBuilder::new().schema_type(SchemaType::from_iter([Type::String, Type::Null]));
     ObjectBuilder::new()
         .schema_type(SchemaType::AnyValue)
         .property(
@@ -312,7 +316,10 @@ fn export_agent() -> ObjectBuilder {
                 .pattern(Some("^[A-Za-z0-9_-]{0,64}$"))
                 .description(Some("The agent's name; empty or `-` for none.")),
         )
-        .property("user", text().description(Some("`agent-<name>` names the agent when `key` does not.")))
+        .property(
+            "user",
+            text().description(Some("`agent-<name>` names the agent when `key` does not.")),
+        )
         .property("hostname", text())
         .property("version", text())
         .extensions(Some(crate::http::openapi::json_parameter()))
@@ -331,7 +338,8 @@ fn any_json() -> ObjectBuilder {
 
 /// BigBoat's measurements, as `parse_measurements` reads them.
 fn measurements() -> utoipa::openapi::schema::Array {
-    let number = || ObjectBuilder::new().schema_type(SchemaType::from_iter([Type::Number, Type::Null]));
+    let number =
+        || ObjectBuilder::new().schema_type(SchemaType::from_iter([Type::Number, Type::Null]));
     utoipa::openapi::schema::ArrayBuilder::new()
         .items(
             ObjectBuilder::new()

@@ -386,7 +386,10 @@ fn key_metadata() -> utoipa::openapi::ObjectBuilder {
         MAX_METADATA_ENTRIES, MAX_METADATA_KEY_BYTES, MAX_METADATA_VALUE_BYTES,
     };
     ObjectBuilder::new()
-        .schema_type(utoipa::openapi::schema::SchemaType::from_iter([Type::Object, Type::Null]))
+        .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
+            Type::Object,
+            Type::Null,
+        ]))
         .description(Some(
             "Names (1 to 128 bytes) to strings (at most 4096 bytes), at most 64 besides \
              `privateKey` and `publicKey`, which are ignored.",

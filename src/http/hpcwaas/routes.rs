@@ -82,7 +82,10 @@ pub fn routes(config: &mut web::ServiceConfig) {
                 (M::POST, web::to(trigger_workflow)),
             ],
         ))
-        .service(resource("/executions", [(M::GET, web::to(list_executions))]))
+        .service(resource(
+            "/executions",
+            [(M::GET, web::to(list_executions))],
+        ))
         .service(resource(
             "/executions/{execution_id}",
             [
@@ -505,13 +508,16 @@ async fn create_key(
     let asked: KeyRequest = if body.iter().all(u8::is_ascii_whitespace) {
         KeyRequest::default()
     } else {
-        let bad = |e: serde_json::Error| HpcwaasError::bad_request(format!("not a key request: {e}"));
+        let bad =
+            |e: serde_json::Error| HpcwaasError::bad_request(format!("not a key request: {e}"));
         // An object or null: serde alone would also read the request from a JSON array.
         match serde_json::from_slice::<Option<serde_json::Map<String, serde_json::Value>>>(&body)
             .map_err(bad)?
         {
             None => KeyRequest::default(),
-            Some(object) => serde_json::from_value(serde_json::Value::Object(object)).map_err(bad)?,
+            Some(object) => {
+                serde_json::from_value(serde_json::Value::Object(object)).map_err(bad)?
+            }
         }
     };
     let key_type = match asked.key_type.as_deref() {

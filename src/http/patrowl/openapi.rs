@@ -239,8 +239,14 @@ pub struct PatrowlStartScan {
 fn asset_id() -> utoipa::openapi::ObjectBuilder {
     use utoipa::openapi::schema::{SchemaType, Type};
     utoipa::openapi::ObjectBuilder::new()
-        .schema_type(SchemaType::from_iter([Type::Number, Type::String, Type::Null]))
-        .description(Some("A number or a string, as text; null or absent for none."))
+        .schema_type(SchemaType::from_iter([
+            Type::Number,
+            Type::String,
+            Type::Null,
+        ]))
+        .description(Some(
+            "A number or a string, as text; null or absent for none.",
+        ))
 }
 
 /// Any JSON value.

@@ -169,24 +169,42 @@ const ROUTES: [(&str, &str); 15] = [
 pub fn routes(config: &mut web::ServiceConfig) {
     for prefix in ["/engines", "/engine"] {
         config
-            .service(only(&format!("{prefix}/{{name}}"), [(Method::GET, web::to(redirect))]))
+            .service(only(
+                &format!("{prefix}/{{name}}"),
+                [(Method::GET, web::to(redirect))],
+            ))
             .service(
                 web::scope(&format!("{prefix}/{{name}}"))
                     .service(only("/", [(Method::GET, web::to(index))]))
                     .service(only("/status", [(Method::GET, web::to(status))]))
-                    .service(only("/status/{scan_id}", [(Method::GET, web::to(scan_status))]))
+                    .service(only(
+                        "/status/{scan_id}",
+                        [(Method::GET, web::to(scan_status))],
+                    ))
                     .service(only("/info", [(Method::GET, web::to(info))]))
-                    .service(only("/reloadconfig", [(Method::GET, web::to(reloadconfig))]))
+                    .service(only(
+                        "/reloadconfig",
+                        [(Method::GET, web::to(reloadconfig))],
+                    ))
                     .service(only("/liveness", [(Method::GET, web::to(liveness))]))
                     .service(only("/readiness", [(Method::GET, web::to(readiness))]))
                     .service(only("/test", [(Method::GET, web::to(test))]))
                     .service(only("/startscan", [(Method::POST, web::to(startscan))]))
-                    .service(only("/getfindings/{scan_id}", [(Method::GET, web::to(getfindings))]))
-                    .service(only("/getreport/{scan_id}", [(Method::GET, web::to(getreport))]))
+                    .service(only(
+                        "/getfindings/{scan_id}",
+                        [(Method::GET, web::to(getfindings))],
+                    ))
+                    .service(only(
+                        "/getreport/{scan_id}",
+                        [(Method::GET, web::to(getreport))],
+                    ))
                     .service(only("/stop/{scan_id}", [(Method::GET, web::to(stop))]))
                     .service(only("/stopscans", [(Method::GET, web::to(stopscans))]))
                     .service(only("/clean", [(Method::GET, web::to(clean))]))
-                    .service(only("/clean/{scan_id}", [(Method::GET, web::to(clean_scan))]))
+                    .service(only(
+                        "/clean/{scan_id}",
+                        [(Method::GET, web::to(clean_scan))],
+                    ))
                     .default_service(web::to(not_found)),
             );
     }

@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use actix_web::http::Method;
 use actix_web::http::header::{ContentDisposition, DispositionParam, DispositionType};
+use actix_web::http::Method;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse, HttpResponseBuilder, ResponseError};
 use serde::Deserialize;
 use uuid::Uuid;
@@ -56,34 +56,51 @@ pub fn routes(config: &mut web::ServiceConfig) {
     for prefix in ["/v1", ""] {
         config
             .service(only(
-                &format!("{prefix}{UPDATE_STATUS}"), [(Method::POST, web::to(update_status))]))
+                &format!("{prefix}{UPDATE_STATUS}"),
+                [(Method::POST, web::to(update_status))],
+            ))
             .service(only(
-                &format!("{prefix}{POST_RESULT}"), [(Method::POST, web::to(post_result))]))
+                &format!("{prefix}{POST_RESULT}"),
+                [(Method::POST, web::to(post_result))],
+            ))
             .service(only(
-                &format!("{prefix}{GET_MINICONF}"), [(Method::GET, web::to(get_miniconf))]))
+                &format!("{prefix}{GET_MINICONF}"),
+                [(Method::GET, web::to(get_miniconf))],
+            ))
             .service(only(
-                &format!("{prefix}{GET_TESTCASES}"), [(Method::GET, web::to(get_testcases))]));
+                &format!("{prefix}{GET_TESTCASES}"),
+                [(Method::GET, web::to(get_testcases))],
+            ));
     }
     config
         .service(only("/v1/test-runs", [(Method::POST, web::to(open_run))]))
-        .service(only("/v1/test-runs/{test_id}", [(Method::GET, web::to(get_run))]))
         .service(only(
-            "/v1/test-runs/{test_id}/uploads/{upload_id}", [(Method::GET, web::to(get_upload))]))
-        .service(only("/v1/results/schema", [(Method::GET, web::to(results_schema))]));
+            "/v1/test-runs/{test_id}",
+            [(Method::GET, web::to(get_run))],
+        ))
+        .service(only(
+            "/v1/test-runs/{test_id}/uploads/{upload_id}",
+            [(Method::GET, web::to(get_upload))],
+        ))
+        .service(only(
+            "/v1/results/schema",
+            [(Method::GET, web::to(results_schema))],
+        ));
     // Upstream's collection controller serves both spellings, and refstack-client uses the
     // one with the slash for both methods.
     for collection in ["/v1/results", "/v1/results/"] {
-        config.service(
-            only(
-                collection,
-                [
-                    (Method::GET, web::to(list_results)),
-                    (Method::POST, web::to(submit_results)),
-                ],
-            ),
-        );
+        config.service(only(
+            collection,
+            [
+                (Method::GET, web::to(list_results)),
+                (Method::POST, web::to(submit_results)),
+            ],
+        ));
     }
-    config.service(only("/v1/results/{id}", [(Method::GET, web::to(get_results))]));
+    config.service(only(
+        "/v1/results/{id}",
+        [(Method::GET, web::to(get_results))],
+    ));
 }
 
 /// A resource answering 405 in the face's shape to any method but the ones routed, and its
