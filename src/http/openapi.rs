@@ -551,6 +551,28 @@ mod tests {
     }
 
     #[test]
+    fn the_served_document_says_what_utoipa_cannot() {
+        let json: serde_json::Value =
+            serde_json::from_str(DOCUMENT_JSON.as_ref().expect("it builds")).expect("JSON");
+        let text = json.to_string();
+        assert!(!text.contains(NOT_TOGETHER) && !text.contains(JSON_PARAMETER));
+        let parameter = |path: &str, method: &str, name: &str| {
+            json["paths"][path][method]["parameters"]
+                .as_array()
+                .and_then(|all| all.iter().find(|p| p["name"] == name).cloned())
+                .unwrap_or_else(|| panic!("{method} {path} takes {name}"))
+        };
+        let at = parameter("/api/streams/{stream}/state", "get", "at");
+        assert_eq!(
+            at["schema"]["not"],
+            serde_json::json!({"required": ["at_version", "at_time"]})
+        );
+        let agent = parameter("/auth/export.py", "post", "agent");
+        assert!(agent["schema"].is_null(), "{agent}");
+        assert!(agent["content"]["application/json"]["schema"].is_object());
+    }
+
+    #[test]
     fn a_path_or_schema_described_twice_is_refused() {
         let documentation = <DocumentationApi as utoipa::OpenApi>::openapi;
         let error = merge([documentation(), documentation()])
