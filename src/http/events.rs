@@ -43,21 +43,27 @@ impl KeepAlive {
 }
 
 pub fn routes(router: &mut super::Router) {
+    use super::api_only;
     use actix_web::http::Method;
+    let get = |handler| [(Method::GET, handler)];
     router
-        .route(Method::GET, "/api/events", web::to(follow_log))
-        .route(Method::GET, "/api/streams/{stream}", web::to(follow_stream))
-        .route(
-            Method::GET,
+        .resource("/api/events", get(web::to(follow_log)), api_only)
+        .resource(
+            "/api/streams/{stream}",
+            get(web::to(follow_stream)),
+            api_only,
+        )
+        .resource(
             "/api/streams/{stream}/events",
-            web::to(stream_history),
+            get(web::to(stream_history)),
+            api_only,
         )
-        .route(
-            Method::GET,
+        .resource(
             "/api/streams/{stream}/state",
-            web::to(replayed_state),
+            get(web::to(replayed_state)),
+            api_only,
         )
-        .route(Method::GET, "/api/verify", web::to(verify_log));
+        .resource("/api/verify", get(web::to(verify_log)), api_only);
 }
 
 #[derive(Deserialize)]
@@ -232,8 +238,11 @@ async fn follow_stream(
 ) -> Result<HttpResponse, ApiError> {
     let stream = stream_id(&stream)?;
     let (Limit(limit), Wait(wait)) = query.limits()?;
+    // Read whatever the answer, so that a malformed one is refused as on `/api/events`, though
+    // only an event stream resumes from it.
+    let last_event_id = last_event_id(&request)?;
     if wants_events_stream(&request) {
-        let from = match last_event_id(&request)? {
+        let from = match last_event_id {
             Some(position) => follow::version_at(&log, &stream, position)
                 .map_err(ApiError::internal)?
                 .ok_or_else(|| {

@@ -6,6 +6,7 @@
 
 use std::sync::LazyLock;
 
+use super::openapi::RefusesOtherMethods;
 use actix_web::http::header;
 use actix_web::HttpResponse;
 use base64::Engine;
@@ -113,5 +114,5 @@ pub async fn home() -> HttpResponse {
 
 /// The home page's part of the OpenAPI document.
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(home))]
+#[openapi(paths(home), modifiers(&RefusesOtherMethods))]
 pub struct HomeApi;

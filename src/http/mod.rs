@@ -33,6 +33,7 @@ use crate::events::{EventLog, Metadata, Origin};
 use crate::faces::{AppData, Face};
 pub use caller::Guard;
 use error::ApiError;
+use openapi::RefusesOtherMethods;
 
 /// What the handlers share.
 pub struct HttpState {
@@ -120,20 +121,55 @@ fn not_found(path: &str, serves: Serves, faces: &Faces) -> HttpResponse {
     }
 }
 
-/// `resource`, answering any method it does not route with 405 in a face's own shape:
+/// `resource`, answering any method it does not route with 405 in a face's own shape and an
+/// `Allow` header naming `allowed`, the methods it answers (RFC 9110 asks for both):
 /// `wrong_method` makes the face's error from a message naming the path and the method.
-pub fn only<E>(resource: actix_web::Resource, wrong_method: fn(String) -> E) -> actix_web::Resource
+pub fn only<E>(
+    resource: actix_web::Resource,
+    allowed: &[Method],
+    wrong_method: fn(String) -> E,
+) -> actix_web::Resource
 where
     E: actix_web::ResponseError + 'static,
 {
-    resource.default_service(web::to(move |request: actix_web::HttpRequest| async move {
-        wrong_method(format!(
+    resource.default_service(refuse_method(allowed, wrong_method))
+}
+
+/// A resource of the main listener: any method it does not route is answered 405 in the event
+/// API's error body.
+pub fn api_only(resource: actix_web::Resource, allowed: &[Method]) -> actix_web::Resource {
+    only(resource, allowed, ApiError::method_not_allowed)
+}
+
+/// What answers a method a resource does not take: 405 in a face's own shape, with an `Allow`
+/// header naming `allowed` (and `HEAD` beside `GET`).
+pub fn refuse_method<E>(allowed: &[Method], wrong_method: fn(String) -> E) -> actix_web::Route
+where
+    E: actix_web::ResponseError + 'static,
+{
+    let allow = allowed
+        .iter()
+        .flat_map(|method| match *method {
+            Method::GET => vec![Method::GET, Method::HEAD],
+            _ => vec![method.clone()],
+        })
+        .map(|method| method.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    web::to(move |request: actix_web::HttpRequest| {
+        let mut answer = wrong_method(format!(
             "{} does not accept {} requests",
             request.path(),
             request.method()
         ))
-        .error_response()
-    }))
+        .error_response();
+        if let Ok(allow) = actix_web::http::header::HeaderValue::from_str(&allow) {
+            answer
+                .headers_mut()
+                .insert(actix_web::http::header::ALLOW, allow);
+        }
+        async move { answer }
+    })
 }
 
 /// One route a listener serves: a method (`None`: any method) and a path pattern as actix
@@ -175,28 +211,23 @@ impl<'c> Router<'c> {
         });
     }
 
-    /// `handler` for `method` at `path`, on a resource that matches that method only (any
-    /// other falls through to the listener's other routes), as `ServiceConfig::route` does.
-    pub fn route(&mut self, method: Method, path: &str, handler: actix_web::Route) -> &mut Self {
-        self.list(Some(method.clone()), path);
-        self.config.route(path, handler.method(method));
-        self
-    }
-
     /// A resource at `path` serving each `(method, handler)` of `routes`, which `finish`
-    /// completes (its answer to other methods, its app data, its middleware).
+    /// completes, given the methods routed (its answer to other methods, its app data, its
+    /// middleware).
     pub fn resource<const N: usize, R: HttpServiceFactory + 'static>(
         &mut self,
         path: &str,
         routes: [(Method, actix_web::Route); N],
-        finish: impl FnOnce(actix_web::Resource) -> R,
+        finish: impl FnOnce(actix_web::Resource, &[Method]) -> R,
     ) -> &mut Self {
         let mut resource = web::resource(path);
+        let mut allowed = Vec::with_capacity(N);
         for (method, handler) in routes {
             self.list(Some(method.clone()), path);
-            resource = resource.route(handler.method(method));
+            resource = resource.route(handler.method(method.clone()));
+            allowed.push(method);
         }
-        self.config.service(finish(resource));
+        self.config.service(finish(resource, &allowed));
         self
     }
 
@@ -460,10 +491,10 @@ pub async fn count_request(
 /// `openapi.rs`; a face is listed in [`crate::faces::FACES`] instead.
 pub fn routes(router: &mut Router) {
     router
-        .route(Method::GET, "/metrics", web::to(prometheus))
-        .route(Method::GET, "/healthz", web::to(healthz))
-        .route(Method::GET, "/readyz", web::to(readyz))
-        .route(Method::GET, "/", web::to(home::home));
+        .resource("/metrics", [(Method::GET, web::to(prometheus))], api_only)
+        .resource("/healthz", [(Method::GET, web::to(healthz))], api_only)
+        .resource("/readyz", [(Method::GET, web::to(readyz))], api_only)
+        .resource("/", [(Method::GET, web::to(home::home))], api_only);
     events::routes(router);
     openapi::routes(router);
 }
@@ -473,6 +504,7 @@ pub fn routes(router: &mut Router) {
 #[openapi(
     paths(prometheus, healthz, readyz),
     components(schemas(Readiness)),
+    modifiers(&RefusesOtherMethods),
     tags((name = "operations",
         description = "Health, readiness and metrics: open to anyone, they hold no data."))
 )]

@@ -96,8 +96,9 @@ pub fn account_security() -> Vec<SecurityRequirement> {
     ]
 }
 
-/// The 405 of a face's path with one method.
-pub const NOT_ALLOWED: &str = "Any other method on this path is refused in the face's error body.";
+/// The 405 of a face's path.
+pub const NOT_ALLOWED: &str = "Any other method on this path is refused in the face's error body, \
+with an `Allow` header naming the methods it takes.";
 
 /// The answers every guarded route of a face may give, whatever it does, each in the face's
 /// error body: said once per face rather than on each handler.
@@ -108,7 +109,7 @@ pub struct CommonAnswers<'a> {
     /// in its security), or `None` when it always does once accounts exist.
     pub open_by: Option<&'a str>,
     pub forbidden: &'a str,
-    /// `None` on a path whose methods are each other's alternative.
+    /// The 405 of another method, `None` on a path that takes any method.
     pub not_allowed: Option<&'a str>,
     pub unavailable: &'a str,
     /// Other answers of every route of the face (Patrowl: an unknown engine's 404).
@@ -141,7 +142,7 @@ impl CommonAnswers<'_> {
             add(status, error_answer(description, self.body));
         }
         if let Some(description) = self.not_allowed {
-            add("405", error_answer(description, self.body));
+            add("405", not_allowed_answer(description, self.body));
         }
         add("503", error_answer(self.unavailable, self.body));
     }
@@ -155,6 +156,44 @@ pub fn error_answer(description: &str, body: &str) -> RefOr<Response> {
         .build()
         .into()
 }
+
+/// A 405 with the `Allow` header every one carries, in the error body `body`.
+pub fn not_allowed_answer(description: &str, body: &str) -> RefOr<Response> {
+    ResponseBuilder::new()
+        .description(description)
+        .header(
+            "Allow",
+            utoipa::openapi::header::HeaderBuilder::new()
+                .schema(ObjectBuilder::new().schema_type(Type::String))
+                .description(Some(
+                    "The methods the path takes, such as `GET, HEAD` (`HEAD` wherever `GET` is).",
+                ))
+                .build(),
+        )
+        .content("application/json", error_content(body))
+        .build()
+        .into()
+}
+
+/// Every route of a piece answers another method with 405 in the API's error body: the
+/// main listener's routes, which [`super::get`] makes.
+pub struct RefusesOtherMethods;
+
+impl Modify for RefusesOtherMethods {
+    fn modify(&self, document: &mut OpenApi) {
+        for operation in operations(document) {
+            operation
+                .responses
+                .responses
+                .entry("405".into())
+                .or_insert_with(|| not_allowed_answer(NOT_ALLOWED_HERE, "ErrorBody"));
+        }
+    }
+}
+
+/// The 405 of a route of the main listener.
+const NOT_ALLOWED_HERE: &str = "Any other method on this path is refused, with an `Allow` header \
+naming the methods it takes.";
 
 /// A 401 with the `WWW-Authenticate` challenge every refusal carries, in the error body `body`.
 pub fn unauthorized_answer(description: &str, body: &str) -> RefOr<Response> {
@@ -176,6 +215,123 @@ fn error_content(body: &str) -> utoipa::openapi::Content {
     ContentBuilder::new()
         .schema(Some(utoipa::openapi::Ref::from_schema_name(body)))
         .build()
+}
+
+/// A count or position the server reads as a `u64`: 0 to `u64::MAX`, said as bounds rather
+/// than the `int64` format, whose bound is lower.
+pub fn unsigned() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .minimum(Some(0))
+        .maximum(Some(u64::MAX))
+}
+
+/// A query parameter, for the `IntoParams` implementations that need a schema the derive
+/// cannot say (its `schema_with` drops the description and whether it is required).
+pub fn query(
+    name: &str,
+    required: bool,
+    description: &str,
+    schema: impl Into<RefOr<utoipa::openapi::schema::Schema>>,
+) -> utoipa::openapi::path::Parameter {
+    ParameterBuilder::new()
+        .name(name)
+        .parameter_in(ParameterIn::Query)
+        .required(if required {
+            Required::True
+        } else {
+            Required::False
+        })
+        .description(Some(description))
+        .schema(Some(schema))
+        .build()
+}
+
+/// A duration in Go's syntax, as [`super::params::GoDuration`] reads it. The pattern says its
+/// form; its bound (such as a long-poll's 5 minutes) is in the parameter's description, since
+/// a pattern cannot bound a sum of terms.
+pub fn go_duration() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(super::params::GO_DURATION_PATTERN))
+}
+
+/// A string that is one of `words` in any case, or empty (as no value), as a pattern: JSON
+/// Schema's `enum` is case-sensitive.
+pub fn any_case(words: &[&str]) -> ObjectBuilder {
+    let alternatives = words
+        .iter()
+        .map(|word| {
+            word.chars()
+                .map(|c| match (c.to_ascii_uppercase(), c.to_ascii_lowercase()) {
+                    (upper, lower) if upper != lower => format!("[{upper}{lower}]"),
+                    _ => regex::escape(&c.to_string()),
+                })
+                .collect::<String>()
+        })
+        .collect::<Vec<_>>();
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(format!("^({})?$", alternatives.join("|"))))
+}
+
+/// The extension that marks the properties of an object schema that may not come together:
+/// utoipa has no builder for JSON Schema's `not`, so the document as served turns it into
+/// `not: {required: [...]}` ([`finish`]).
+const NOT_TOGETHER: &str = "x-not-together";
+
+/// `object`, whose `properties` may not all come together.
+pub fn not_together(object: ObjectBuilder, properties: &[&str]) -> ObjectBuilder {
+    object.extensions(Some(
+        utoipa::openapi::extensions::ExtensionsBuilder::new()
+            .add(NOT_TOGETHER, serde_json::json!(properties))
+            .build(),
+    ))
+}
+
+/// The extension that marks the schema of a parameter whose value is JSON text: utoipa has no
+/// builder for a parameter's `content`, so the document as served moves such a schema under
+/// `content: {"application/json": {schema}}` ([`finish`]), which says that the value is the
+/// schema's instance written as JSON.
+const JSON_PARAMETER: &str = "x-json-parameter";
+
+/// The extensions that mark a parameter's schema as JSON text's ([`JSON_PARAMETER`]).
+pub fn json_parameter() -> utoipa::openapi::extensions::Extensions {
+    utoipa::openapi::extensions::ExtensionsBuilder::new()
+        .add(JSON_PARAMETER, true)
+        .build()
+}
+
+/// The document as served: each [`NOT_TOGETHER`] mark made JSON Schema's `not`, and each
+/// [`JSON_PARAMETER`] mark a parameter's `content`.
+fn finish(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(object) => {
+            if let Some(properties) = object.remove(NOT_TOGETHER) {
+                object.insert("not".into(), serde_json::json!({ "required": properties }));
+            }
+            let json_text = object
+                .get_mut("schema")
+                .and_then(serde_json::Value::as_object_mut)
+                .and_then(|schema| schema.remove(JSON_PARAMETER))
+                .is_some();
+            if json_text && object.contains_key("in") {
+                if let Some(schema) = object.remove("schema") {
+                    // The schema's example, where clients and tools look for a parameter's.
+                    if let Some(example) = schema.get("examples").and_then(|e| e.get(0)) {
+                        object.insert("example".into(), example.clone());
+                    }
+                    object.insert(
+                        "content".into(),
+                        serde_json::json!({ "application/json": { "schema": schema } }),
+                    );
+                }
+            }
+            object.values_mut().for_each(finish);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(finish),
+        _ => {}
+    }
 }
 
 /// Every operation of a document, for modifiers that say something of all of a piece's routes.
@@ -237,7 +393,9 @@ fn merge(pieces: impl IntoIterator<Item = OpenApi>) -> Result<OpenApi, String> {
 
 /// The document as served, built once.
 static DOCUMENT_JSON: LazyLock<Result<String, String>> = LazyLock::new(|| {
-    document().and_then(|document| document.to_json().map_err(|error| error.to_string()))
+    let mut json = serde_json::to_value(document()?).map_err(|error| error.to_string())?;
+    finish(&mut json);
+    Ok(json.to_string())
 });
 
 /// Builds the document, so that one whose pieces do not merge stops the server before it
@@ -245,6 +403,9 @@ static DOCUMENT_JSON: LazyLock<Result<String, String>> = LazyLock::new(|| {
 pub fn check() -> Result<(), String> {
     DOCUMENT_JSON.as_ref().map(|_| ()).map_err(Clone::clone)
 }
+
+/// The pattern of Swagger UI's page and files.
+const SWAGGER_UI: &str = "/api/docs/{file:.*}";
 
 /// The document's route, and Swagger UI's: its page and every file that page loads, all
 /// compiled into the binary.
@@ -255,10 +416,16 @@ pub fn routes(router: &mut super::Router) {
         .resource(
             "/api/openapi.json",
             [(Method::GET, web::to(openapi_json))],
-            |resource| resource.wrap(actix_web::middleware::Compress::default()),
+            |resource, allowed| {
+                super::api_only(resource, allowed).wrap(actix_web::middleware::Compress::default())
+            },
         )
-        .route(Method::GET, "/api/docs", web::to(docs_page))
-        .service(Method::GET, "/api/docs/{file:.*}", |path| {
+        .resource(
+            "/api/docs",
+            [(Method::GET, web::to(docs_page))],
+            super::api_only,
+        )
+        .service(Method::GET, SWAGGER_UI, |path| {
             SwaggerUi::new(path).config(
                 Config::new(["/api/openapi.json"])
                     // Swagger UI's default sends the document to a public validator.
@@ -266,6 +433,14 @@ pub fn routes(router: &mut super::Router) {
                     .try_it_out_enabled(true),
             )
         });
+    // Swagger UI's service answers GET only and lets any other method through: refuse it
+    // here, after it, as every other route of the listener does.
+    router.config().service(
+        web::resource(SWAGGER_UI).default_service(super::refuse_method(
+            &[Method::GET],
+            super::error::ApiError::method_not_allowed,
+        )),
+    );
 }
 
 /// The OpenAPI 3.1 document of every route.
@@ -299,7 +474,7 @@ async fn docs_page() -> HttpResponse {
     paths(openapi_json, docs_page),
     tags((name = "documentation", description = "This document and Swagger UI, served by annals \
         itself: open to anyone, they hold no data.")),
-    modifiers(&SwaggerUiPaths)
+    modifiers(&SwaggerUiPaths, &RefusesOtherMethods)
 )]
 struct DocumentationApi;
 
@@ -381,6 +556,28 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn the_served_document_says_what_utoipa_cannot() {
+        let json: serde_json::Value =
+            serde_json::from_str(DOCUMENT_JSON.as_ref().expect("it builds")).expect("JSON");
+        let text = json.to_string();
+        assert!(!text.contains(NOT_TOGETHER) && !text.contains(JSON_PARAMETER));
+        let parameter = |path: &str, method: &str, name: &str| {
+            json["paths"][path][method]["parameters"]
+                .as_array()
+                .and_then(|all| all.iter().find(|p| p["name"] == name).cloned())
+                .unwrap_or_else(|| panic!("{method} {path} takes {name}"))
+        };
+        let at = parameter("/api/streams/{stream}/state", "get", "at");
+        assert_eq!(
+            at["schema"]["not"],
+            serde_json::json!({"required": ["at_version", "at_time"]})
+        );
+        let agent = parameter("/auth/export.py", "post", "agent");
+        assert!(agent["schema"].is_null(), "{agent}");
+        assert!(agent["content"]["application/json"]["schema"].is_object());
     }
 
     #[test]

@@ -46,6 +46,9 @@ impl GoDuration {
     }
 }
 
+/// The form [`GoDuration::parse`] reads, as a regular expression for the OpenAPI document.
+pub const GO_DURATION_PATTERN: &str = r"^(0|(([0-9]+\.?[0-9]*|\.[0-9]+)(ns|us|µs|ms|s|m|h))+)$";
+
 /// How long a long-poll may wait: at most [`MAX_WAIT`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Wait(pub Duration);

@@ -555,6 +555,23 @@ async fn bad_requests_get_a_json_error_and_no_500() {
             "{path}: {body}"
         );
     }
+    // A Last-Event-ID that is no position is refused on both follow URLs, even for a JSON page,
+    // which does not resume from it.
+    for path in ["/api/events", "/api/streams/job-x"] {
+        let mut response = app
+            .client
+            .get(format!("{}{path}", app.address))
+            .insert_header(("Last-Event-ID", "{}"))
+            .send()
+            .await
+            .expect("the server answers");
+        assert_eq!(response.status().as_u16(), 400, "{path}");
+        let body = response.json::<Value>().await.expect("a JSON body");
+        assert!(
+            body["error"].as_str().unwrap().contains("Last-Event-ID"),
+            "{path}: {body}"
+        );
+    }
 }
 
 /// Reads Server-Sent Events frames until `want` events arrived; keep-alive comments are skipped.

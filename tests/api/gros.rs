@@ -512,18 +512,18 @@ async fn every_controller_error_has_its_exact_text() {
         ),
         (
             get("/auth/agent.py?project=PROJ"),
-            501,
-            "Method GET is not supported".into(),
+            405,
+            "/auth/agent.py does not accept GET requests".into(),
         ),
         (
             get("/auth/export.py?project=PROJ"),
-            501,
-            "Method GET is not supported".into(),
+            405,
+            "/auth/export.py does not accept GET requests".into(),
         ),
         (
             get("/auth/log.py?project=PROJ&msg=x"),
-            501,
-            "Method GET is not supported".into(),
+            405,
+            "/auth/log.py does not accept GET requests".into(),
         ),
         (
             form("PUT", "/auth/status.py?project=PROJ", ""),

@@ -508,6 +508,12 @@ async fn bodies_inputs_unknown_ids_and_auth_are_refused_in_the_envelope() {
     assert!(detail.contains("empty"), "{detail}");
     post(b"{not json").await.refused(400, "bad_request");
     post(b"[1]").await.refused(400, "bad_request");
+    // An array is no key request, whatever serde would read from it.
+    let detail = face
+        .send_as(Some(ADA), "POST", "/ssh_keys", b"[null, null]")
+        .await
+        .refused(400, "bad_request");
+    assert!(detail.contains("not a key request"), "{detail}");
     let detail = post(br#"{"inputs":{"who":"x","extra":1,"other":2}}"#)
         .await
         .refused(400, "bad_request");

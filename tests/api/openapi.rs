@@ -150,11 +150,11 @@ fn operations(document: &Value) -> Vec<(String, String)> {
     operations
 }
 
-/// The example of an operation's JSON request body (empty when it takes none), which must fit
-/// the body's schema.
+/// The example of an operation's JSON request body (empty when it takes none, or only a form),
+/// which must fit the body's schema.
 fn example_body(document: &Value, path: &str, method: &str) -> Vec<u8> {
     let content = &document["paths"][path][method]["requestBody"]["content"];
-    if content.is_null() {
+    if content.is_null() || content["application/json"].is_null() {
         return Vec::new();
     }
     let schema = &content["application/json"]["schema"];
@@ -222,6 +222,7 @@ fn check_answer(document: &Value, path: &str, method: &str, answer: &Answer) -> 
         let sent = match name.to_ascii_lowercase().as_str() {
             "location" => answer.location.is_some(),
             "www-authenticate" => answer.www_authenticate.is_some(),
+            "allow" => answer.header("allow").is_some(),
             other => panic!("a documented header {other} this check does not read"),
         };
         assert!(sent, "{method} {path} ({}) sends {name}", answer.status);
@@ -802,9 +803,11 @@ async fn partisci_answers_fit_their_documented_schemas() {
         check_answer(&document, &path, &method, &answer);
     }
     assert_eq!(
-        refused, 64,
+        refused, 86,
         "every Partisci route (10), Refstack route (17), scan engine route (16, under both \
-         bases) and workflow path with one method (5) documents 405"
+         bases), workflow route (11), event API route (5), operational route (3), \
+         documentation route (4), the home page and the three GROS scripts that take POST only \
+         document 405"
     );
 
     // A path under /api/v1/ that is no route is the face's 404, as the face's tag says.
@@ -1258,6 +1261,72 @@ async fn head_keeps_the_content_length_of_get() {
             assert!(head_length.is_some_and(|length| length > 0), "HEAD {path}");
         }
     }
+}
+
+/// The routes that keep upstream's answer to a method they do not document: the GROS
+/// controller's scripts that only read and the agent daemon's `/status` answer any method,
+/// `status.py` answers 501 and the daemon's `/scrape` 400.
+const UPSTREAM_METHODS: [(&str, Option<u16>); 6] = [
+    ("/auth/access.py", None),
+    ("/auth/encrypt.py", None),
+    ("/auth/version.py", None),
+    ("/agents/{project}/{agent}/status", None),
+    ("/auth/status.py", Some(501)),
+    ("/agents/{project}/{agent}/scrape", Some(400)),
+];
+
+#[actix_rt::test]
+async fn a_method_a_path_does_not_take_is_405_with_allow_in_the_faces_shape() {
+    let app = spawn_app().await;
+    let document = app.document().await;
+    let admin = Some(app.token.as_str());
+    let mut refused = 0;
+    for (path, item) in document["paths"].as_object().expect("paths") {
+        let documented: BTreeSet<String> = item
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter(|method| METHODS.contains(&method.as_str()))
+            .map(|method| method.to_uppercase())
+            .collect();
+        let upstream = UPSTREAM_METHODS.iter().find(|(p, _)| p == path);
+        for method in ["trace", "query", "options", "put", "patch"] {
+            if documented.contains(&method.to_uppercase()) {
+                continue;
+            }
+            let answer = app.send(method, path, Vec::new(), admin).await;
+            if let Some((_, status)) = upstream {
+                assert_ne!(
+                    answer.status, 405,
+                    "{method} {path} keeps upstream's answer"
+                );
+                if let Some(status) = status {
+                    if path.starts_with("/auth") {
+                        assert_eq!(answer.status, *status, "{method} {path}");
+                    }
+                }
+                continue;
+            }
+            assert_eq!(answer.status, 405, "{method} {path}: {}", answer.text());
+            let mut allow: BTreeSet<String> = answer
+                .header("allow")
+                .unwrap_or_else(|| panic!("{method} {path}: an Allow header"))
+                .split(',')
+                .map(|m| m.trim().to_owned())
+                .collect();
+            assert!(
+                !documented.contains("GET") || allow.remove("HEAD"),
+                "{method} {path}: HEAD beside GET"
+            );
+            assert_eq!(allow, documented, "{method} {path}");
+            // The 405 is documented on every operation of the path, in the face's shape.
+            for documented in &documented {
+                check_answer(&document, path, &documented.to_lowercase(), &answer);
+            }
+            refused += 1;
+        }
+    }
+    assert!(refused > 400, "{refused}");
 }
 
 /// The schema of the error body each tag's routes answer with on the main listener; `None`

@@ -7,13 +7,14 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn, ParameterStyle};
 use utoipa::openapi::response::{Response, ResponseBuilder};
 use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, Required};
 use utoipa::{IntoParams, IntoResponses, Modify, ToSchema};
 use uuid::Uuid;
 
+use crate::http::openapi::RefusesOtherMethods;
 use crate::http::params::{MAX_LIMIT, MAX_WAIT};
 
 /// The event API's routes, their schemas, and the accounts that guard them.
@@ -30,7 +31,7 @@ use crate::http::params::{MAX_LIMIT, MAX_WAIT};
     tags((name = "events",
         description = "Follow, page through and replay the event log, for followers and \
             auditors.")),
-    modifiers(&BehindAccounts)
+    modifiers(&BehindAccounts, &RefusesOtherMethods)
 )]
 pub struct EventApi;
 
@@ -162,36 +163,43 @@ impl IntoParams for ReplayedStateParams {
     fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
         vec![
             stream(),
+            // One exploded object rather than two parameters, since only a schema can say
+            // that two parameters may not come together.
             ParameterBuilder::new()
-                .name("at_version")
+                .name("at")
                 .parameter_in(ParameterIn::Query)
                 .required(Required::False)
-                .description(Some("Replay up to and including this version."))
-                .schema(Some(unsigned().minimum(Some(0))))
-                .build(),
-            ParameterBuilder::new()
-                .name("at_time")
-                .parameter_in(ParameterIn::Query)
-                .required(Required::False)
+                .style(Some(ParameterStyle::Form))
+                .explode(Some(true))
                 .description(Some(
-                    "Replay the events recorded up to this time (RFC 3339, such as \
-                     `2026-11-22T08:00:00Z`).",
+                    "Where to stop: `at_version` or `at_time`, each its own query parameter \
+                     (such as `?at_version=3`), not both.",
                 ))
-                .schema(Some(
+                .schema(Some(crate::http::openapi::not_together(
                     ObjectBuilder::new()
-                        .schema_type(Type::String)
-                        .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime))),
-                ))
+                        .property(
+                            "at_version",
+                            unsigned()
+                                .description(Some("Replay up to and including this version.")),
+                        )
+                        .property(
+                            "at_time",
+                            ObjectBuilder::new()
+                                .schema_type(Type::String)
+                                .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
+                                .description(Some(
+                                    "Replay the events recorded up to this time (RFC 3339, \
+                                     such as `2026-11-22T08:00:00Z`).",
+                                )),
+                        ),
+                    &["at_version", "at_time"],
+                )))
                 .build(),
         ]
     }
 }
 
-fn unsigned() -> ObjectBuilder {
-    ObjectBuilder::new()
-        .schema_type(Type::Integer)
-        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
-}
+use crate::http::openapi::unsigned;
 
 fn stream() -> Parameter {
     ParameterBuilder::new()
@@ -205,7 +213,8 @@ fn stream() -> Parameter {
         .schema(Some(
             ObjectBuilder::new()
                 .schema_type(Type::String)
-                .max_length(Some(crate::events::envelope::MAX_STREAM_ID_LEN)),
+                .max_length(Some(crate::events::envelope::MAX_STREAM_ID_LEN))
+                .pattern(Some("^[a-z0-9_]+-[^\\u0000-\\u001f\\u007f-\\u009f]+$")),
         ))
         .example(Some("job-1".into()))
         .build()
@@ -251,11 +260,7 @@ fn timeout() -> Parameter {
             MAX_WAIT.as_secs()
         )))
         .schema(Some(
-            ObjectBuilder::new()
-                .schema_type(Type::String)
-                .pattern(Some(
-                    r"^(0|(([0-9]+\.?[0-9]*|\.[0-9]+)(ns|us|µs|ms|s|m|h))+)$",
-                ))
+            crate::http::openapi::go_duration()
                 .default(Some("0".into()))
                 .examples(["30s"]),
         ))

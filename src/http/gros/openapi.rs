@@ -5,9 +5,16 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::path::{Parameter, ParameterIn};
+use utoipa::openapi::request_body::RequestBodyBuilder;
+use utoipa::openapi::response::ResponseBuilder;
+use utoipa::openapi::schema::SchemaType;
+use utoipa::openapi::{Content, ContentBuilder, ObjectBuilder, Required, Type};
+use utoipa::{IntoParams, Modify, ToSchema};
 
 use crate::domain::gros::service::{Check, Preflight};
+use crate::http::openapi::query;
 
 /// The face's routes and schemas.
 #[derive(utoipa::OpenApi)]
@@ -37,15 +44,103 @@ use crate::domain::gros::service::{Check, Preflight};
         GrosAgentErrorBody,
         GrosAgentError
     )),
-    tags((name = "gros", description = TAG))
+    tags((name = "gros", description = TAG)),
+    modifiers(&PostOnly)
 )]
 pub struct GrosApi;
+
+/// The scripts that take POST only, and `log.py`'s form body, which utoipa's attributes cannot
+/// say: a body that must hold at least one field.
+struct PostOnly;
+
+/// The scripts that take POST only.
+const POST_ONLY: [&str; 3] = ["/auth/agent.py", "/auth/export.py", "/auth/log.py"];
+
+impl Modify for PostOnly {
+    fn modify(&self, document: &mut utoipa::openapi::OpenApi) {
+        for path in POST_ONLY {
+            let Some(operation) = document
+                .paths
+                .paths
+                .get_mut(path)
+                .and_then(|item| item.post.as_mut())
+            else {
+                continue;
+            };
+            operation.responses.responses.insert(
+                "405".into(),
+                ResponseBuilder::new()
+                    .description("Another method than POST.")
+                    .header("Allow", allow_header("`POST`"))
+                    .content("text/plain", text())
+                    .build()
+                    .into(),
+            );
+            if path == "/auth/log.py" {
+                operation.request_body = Some(
+                    RequestBodyBuilder::new()
+                        .description(Some(
+                            "The record's fields, as Python's `logging.handlers.HTTPHandler` \
+                             sends them: at least one (else 400).",
+                        ))
+                        .required(Some(Required::True))
+                        .content("application/x-www-form-urlencoded", log_record())
+                        .build(),
+                );
+            }
+        }
+    }
+}
+
+/// The `Allow` header of a 405, naming `methods`.
+fn allow_header(methods: &str) -> utoipa::openapi::header::Header {
+    HeaderBuilder::new()
+        .schema(ObjectBuilder::new().schema_type(Type::String))
+        .description(Some(format!("The methods the path takes: {methods}.")))
+        .build()
+}
+
+fn text() -> Content {
+    ContentBuilder::new()
+        .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+        .build()
+}
+
+/// A logging record: its usual fields, and any other, each a string.
+fn log_record() -> Content {
+    let field = |description: &str| {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(description))
+    };
+    ContentBuilder::new()
+        .schema(Some(
+            ObjectBuilder::new()
+                .property("name", field("The logger's name."))
+                .property("levelname", field("The level, such as `WARNING`."))
+                .property("msg", field("The message before formatting."))
+                .property("message", field("The formatted message."))
+                .property("created", field("When, in seconds since the epoch."))
+                .additional_properties(Some(ObjectBuilder::new().schema_type(Type::String)))
+                .min_properties(Some(1)),
+        ))
+        .example(Some(serde_json::json!({
+            "name": "gatherer",
+            "levelname": "WARNING",
+            "msg": "Something happened",
+            "created": "1763805600.0"
+        })))
+        .build()
+}
 
 pub const TAG: &str = "The agent face: the GROS data-gathering controller (`/auth/<name>.py`) \
 and scraper agent daemon, as gros-gatherer and agent-config speak them. Projects are declared \
 in `[[gros.projects]]`. The controller's parameters come from the query string merged with an \
 `application/x-www-form-urlencoded` body (a parameter given twice is refused); its errors are \
-`text/plain`, the message and a newline, and a method a script does not take is answered 501. \
+`text/plain`, the message and a newline. A script that only reads (`access.py`, `encrypt.py`, \
+`version.py`) answers any method, as upstream's CGI scripts do; `status.py` answers another \
+method than GET and POST with 501, as upstream's does; `agent.py`, `export.py` and `log.py` \
+answer another method than POST with 405 and an `Allow` header. \
 No credentials: trust comes from TLS (`[http] tls_cert`) and each project's networks.";
 
 pub const ACCESS: &str = "The projects whose `networks` hold the caller's address \
@@ -99,7 +194,7 @@ within `[gros] scrape_start_check_ms` is answered 503 with its status code.";
 #[into_params(parameter_in = Query)]
 pub struct ProjectParam {
     /// The project key: upper-case letters only, at most 20.
-    #[param(example = "PROJ")]
+    #[param(example = "PROJ", pattern = "^[A-Z]{1,20}$")]
     pub project: String,
 }
 
@@ -108,7 +203,7 @@ pub struct ProjectParam {
 #[into_params(parameter_in = Query)]
 pub struct OptionalProjectParam {
     /// The project whose salts are used; without it, the global salts.
-    #[param(example = "PROJ")]
+    #[param(example = "PROJ", pattern = "^[A-Z]{1,20}$")]
     pub project: Option<String>,
 }
 
@@ -116,8 +211,9 @@ pub struct OptionalProjectParam {
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct AgentParam {
-    /// The agent's name; the project key when not given.
-    #[param(example = "PROJ")]
+    /// The agent's name (1 to 64 letters, digits, `-` and `_`); the project key when not
+    /// given.
+    #[param(example = "PROJ", pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub agent: Option<String>,
 }
 
@@ -125,8 +221,11 @@ pub struct AgentParam {
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct PublicKeyParam {
-    /// The agent's SSH public key (usually in the form body).
-    #[param(example = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA agent@host")]
+    /// The agent's SSH public key (usually in the form body); not blank.
+    #[param(
+        example = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA agent@host",
+        pattern = "\\S"
+    )]
     pub public_key: String,
 }
 
@@ -140,33 +239,46 @@ pub struct ValueParam {
 }
 
 /// The export's `agent`.
-#[derive(IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct ExportAgentParam {
-    /// JSON: the agent's `user`, `key`, `hostname` and `version` (usually in the form body).
-    /// Without it, the export counts against the agent named after the project.
-    #[param(example = r#"{"user":"agent","key":"PROJ","hostname":"h","version":"0.0.3"}"#)]
-    pub agent: Option<String>,
+pub struct ExportAgentParam;
+
+impl IntoParams for ExportAgentParam {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![query(
+            "agent",
+            false,
+            "JSON: the agent's `user`, `key`, `hostname` and `version` (usually in the form \
+             body). Without it, the export counts against the agent named after the project.",
+            export_agent(),
+        )]
+    }
 }
 
 /// `files`.
-#[derive(IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct FilesParam {
-    /// JSON: the exported files; `[]` when not given.
-    #[param(example = r#"["data.json"]"#)]
-    pub files: Option<String>,
+pub struct FilesParam;
+
+impl IntoParams for FilesParam {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![query(
+            "files",
+            false,
+            "JSON: the exported files; `[]` when not given.",
+            any_json(),
+        )]
+    }
 }
 
 /// `status`.
-#[derive(IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct StatusParam {
-    /// JSON list of measurements (usually in the form body).
-    #[param(
-        example = r#"[{"name":"cpu","checked_time":"2026-11-22 10:00:00","ok":true,"value":1,"max":4}]"#
-    )]
-    pub status: String,
+pub struct StatusParam;
+
+impl IntoParams for StatusParam {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![query(
+            "status",
+            true,
+            "JSON list of measurements (usually in the form body).",
+            measurements(),
+        )]
+    }
 }
 
 /// `source`.
@@ -182,9 +294,79 @@ pub struct SourceParam {
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct VersionParam {
-    /// `<gatherer version>-<branch>-<40 hex commit>`.
-    #[param(example = "0.0.3-master-0123456789abcdef0123456789abcdef01234567")]
+    /// `<gatherer version>-<branch>-<40 hex commit>`, or the commit alone; the gatherer
+    /// version must be `[gros] gatherer_version`.
+    #[param(
+        example = "0.0.3-master-0123456789abcdef0123456789abcdef01234567",
+        pattern = "^([^-]*-(.*-)?)?[0-9a-f]{40}$"
+    )]
     pub version: String,
+}
+
+/// The export's `agent`: any JSON (anything but an object counts as none), whose `key` (else
+/// a `user` `agent-<name>`) names the agent.
+fn export_agent() -> ObjectBuilder {
+    let text =
+        || ObjectBuilder::new().schema_type(SchemaType::from_iter([Type::String, Type::Null]));
+    ObjectBuilder::new()
+        .schema_type(SchemaType::AnyValue)
+        .property(
+            "key",
+            text()
+                .pattern(Some("^[A-Za-z0-9_-]{0,64}$"))
+                .description(Some("The agent's name; empty or `-` for none.")),
+        )
+        .property(
+            "user",
+            text().description(Some("`agent-<name>` names the agent when `key` does not.")),
+        )
+        .property("hostname", text())
+        .property("version", text())
+        .extensions(Some(crate::http::openapi::json_parameter()))
+        .examples([serde_json::json!({
+            "user": "agent", "key": "PROJ", "hostname": "h", "version": "0.0.3"
+        })])
+}
+
+/// Any JSON.
+fn any_json() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::AnyValue)
+        .extensions(Some(crate::http::openapi::json_parameter()))
+        .examples([serde_json::json!(["data.json"])])
+}
+
+/// BigBoat's measurements, as `parse_measurements` reads them.
+fn measurements() -> utoipa::openapi::schema::Array {
+    let number =
+        || ObjectBuilder::new().schema_type(SchemaType::from_iter([Type::Number, Type::Null]));
+    utoipa::openapi::schema::ArrayBuilder::new()
+        .items(
+            ObjectBuilder::new()
+                .property("name", ObjectBuilder::new().schema_type(Type::String))
+                .property(
+                    "checked_time",
+                    ObjectBuilder::new().schema_type(Type::String).pattern(Some(
+                        "^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8]) \
+                         ([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]$",
+                    )),
+                )
+                .property("ok", ObjectBuilder::new().schema_type(Type::Boolean))
+                .property("value", number())
+                .property("max", number())
+                .required("name")
+                .required("checked_time")
+                .required("ok")
+                .additional_properties(Some(
+                    utoipa::openapi::schema::AdditionalProperties::FreeForm(false),
+                )),
+        )
+        .max_items(Some(crate::domain::gros::values::MAX_MEASUREMENTS))
+        .extensions(Some(crate::http::openapi::json_parameter()))
+        .examples([serde_json::json!([{
+            "name": "cpu", "checked_time": "2026-11-22 10:00:00", "ok": true, "value": 1, "max": 4
+        }])])
+        .build()
 }
 
 /// `{project}` and `{agent}`.
@@ -192,10 +374,10 @@ pub struct VersionParam {
 #[into_params(parameter_in = Path)]
 pub struct AgentPath {
     /// The project key.
-    #[param(example = "PROJ")]
+    #[param(example = "PROJ", pattern = "^[A-Z]{1,20}$")]
     pub project: String,
     /// The agent's name.
-    #[param(example = "PROJ")]
+    #[param(example = "PROJ", pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub agent: String,
 }
 

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, TcpListener};
 
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::http::StatusCode;
+use actix_web::http::{Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder, ResponseError};
 
 use super::openapi::{
@@ -33,7 +33,6 @@ pub struct GrosFace {
 
 /// The face's routes on the main listener.
 pub fn routes(router: &mut crate::http::Router) {
-    use actix_web::http::Method;
     let length_required = |resource: actix_web::Resource| {
         resource.wrap(actix_web::middleware::from_fn(length_required))
     };
@@ -49,7 +48,7 @@ pub fn routes(router: &mut crate::http::Router) {
                 (Method::GET, web::to(status)),
                 (Method::POST, web::to(measurements)),
             ],
-            script,
+            |resource, _| resource.default_service(web::to(not_implemented)),
         )
         // Upstream's CGI scripts that only read answer whatever the method, with a form
         // body's parameters merged in, so these do too.
@@ -66,14 +65,16 @@ pub fn routes(router: &mut crate::http::Router) {
         );
 }
 
-/// A controller script that changes state: only its routed methods (POST, and GET for
-/// `status.py`), other methods answered 501 (the answer of upstream's `status.py`). Upstream's
-/// CGI scripts run on any method; here a GET never registers an agent, starts an import or
-/// records a log record.
-fn script(resource: actix_web::Resource) -> actix_web::Resource {
-    resource.default_service(web::to(not_implemented))
+/// A controller script that changes state: POST only, another method answered 405 with an
+/// `Allow` header. Upstream's CGI scripts run on any method; here a GET never registers an
+/// agent, starts an import or records a log record.
+fn script(resource: actix_web::Resource, allowed: &[Method]) -> actix_web::Resource {
+    crate::http::only(resource, allowed, |message| {
+        ControllerError::new(StatusCode::METHOD_NOT_ALLOWED, message)
+    })
 }
 
+/// Any method `status.py` does not take: upstream's `status.py` answers `501` to it.
 async fn not_implemented(request: HttpRequest) -> HttpResponse {
     ControllerError::new(
         StatusCode::NOT_IMPLEMENTED,
@@ -521,6 +522,9 @@ async fn status(
         (status = 202, description = "Recorded."),
         (status = 400, description = "A parameter missing or given twice, or `status` not a \
             JSON list of measurements.", body = String, content_type = "text/plain"),
+        (status = 431, description = "A request head over 32 KiB, such as a long `status` in \
+            the query string rather than the form body: actix-web's HTTP parser answers it \
+            before any route, without a body (or `400`)."),
         (status = 404, description = "The project is not configured.", body = String,
             content_type = "text/plain"),
         (status = 413, description = "The body is over `[gros] max_body_kb`.", body = String,

@@ -5,12 +5,15 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use utoipa::openapi::OpenApi;
+use utoipa::openapi::path::{Parameter, ParameterIn};
+use utoipa::openapi::{ObjectBuilder, OpenApi, Type};
 use utoipa::{IntoParams, Modify, ToSchema};
 
 use crate::domain::sshkey::KeyType;
 use crate::domain::workflow::{InputKind, Level, Status};
-use crate::http::openapi::{path_operations, CommonAnswers, NOT_ALLOWED};
+use crate::http::openapi::{
+    any_case, go_duration, path_operations, query, unsigned, CommonAnswers, NOT_ALLOWED,
+};
 
 /// The face's routes, their schemas, and who may use them.
 #[derive(utoipa::OpenApi)]
@@ -149,38 +152,76 @@ pub struct KeyIdPath {
 }
 
 /// `GET /executions`' parameters.
-#[derive(IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct ListParams {
-    /// Only this workflow's executions.
-    pub workflow: Option<String>,
-    /// Only executions in this status.
-    pub status: Option<String>,
-    /// Rows skipped (0 by default).
-    #[param(minimum = 0)]
-    pub from: Option<u64>,
-    /// The most rows, 1 to 1000 (50 by default).
-    #[param(minimum = 1, maximum = 1000)]
-    pub size: Option<u64>,
+pub struct ListParams;
+
+impl IntoParams for ListParams {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![
+            query(
+                "workflow",
+                false,
+                "Only this workflow's executions.",
+                ObjectBuilder::new().schema_type(Type::String),
+            ),
+            query(
+                "status",
+                false,
+                "Only executions in this status: `RUNNING`, `SUCCESS`, `FAILED`, `CANCELLING` \
+                 or `CANCELLED`, in any case; empty is any status.",
+                any_case(&["RUNNING", "SUCCESS", "FAILED", "CANCELLING", "CANCELLED"])
+                    .examples(["RUNNING"]),
+            ),
+            query("from", false, "Rows skipped (0 by default).", unsigned()),
+            query(
+                "size",
+                false,
+                "The most rows, 1 to 1000 (50 by default).",
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(1))
+                    .maximum(Some(1000)),
+            ),
+        ]
+    }
 }
 
 /// `GET /executions/{id}/logs`' parameters.
-#[derive(IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct LogsParams {
-    /// An offset into the level-filtered list (0 by default).
-    #[param(minimum = 0)]
-    pub from: Option<u64>,
-    /// The most lines; -1 (the default) or 0 for all.
-    #[param(minimum = -1)]
-    pub size: Option<i64>,
-    /// How long to wait for a line, in Go's syntax (`300ms`, `1m30s`, `0`), at most 5m; 1m by
-    /// default. A number without a unit is refused.
-    pub timeout: Option<String>,
-    /// A bitmask: DEBUG=1, INFO=2, WARN=4, ERROR=8; 0 (the default) is INFO+WARN+ERROR, a
-    /// mask with none of these bits every level.
-    #[param(minimum = 0, maximum = 255)]
-    pub levels: Option<u64>,
+pub struct LogsParams;
+
+impl IntoParams for LogsParams {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![
+            query(
+                "from",
+                false,
+                "An offset into the level-filtered list (0 by default).",
+                unsigned(),
+            ),
+            query(
+                "size",
+                false,
+                "The most lines; -1 (the default) or 0 for all.",
+                unsigned().minimum(Some(-1)),
+            ),
+            query(
+                "timeout",
+                false,
+                "How long to wait for a line, in Go's syntax (`300ms`, `1m30s`, `0`), at most \
+                 5m; 1m by default. A number without a unit is refused.",
+                go_duration().examples(["1m"]),
+            ),
+            query(
+                "levels",
+                false,
+                "A bitmask: DEBUG=1, INFO=2, WARN=4, ERROR=8; 0 (the default) is \
+                 INFO+WARN+ERROR, a mask with none of these bits every level.",
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(0))
+                    .maximum(Some(255)),
+            ),
+        ]
+    }
 }
 
 /// `GET /workflows`.
@@ -329,13 +370,42 @@ pub enum HpcwaasLevel {
 #[derive(ToSchema)]
 #[schema(example = json!({"metadata": {"site": "lab"}}))]
 pub struct HpcwaasKeyRequest {
-    /// Names to strings, at most 64.
-    #[schema(value_type = Option<Object>)]
+    /// Names (1 to 128 bytes) to strings (at most 4096 bytes), at most 64 besides
+    /// `privateKey` and `publicKey`, which are ignored.
+    #[schema(schema_with = key_metadata)]
     pub metadata: Option<BTreeMap<String, String>>,
     /// `rsa` (the default) or `ed25519`.
     #[serde(rename = "type")]
     #[schema(value_type = Option<HpcwaasKeyType>)]
     pub key_type: Option<KeyType>,
+}
+
+/// A key's metadata, as `KeyMetadata::parse` takes it.
+fn key_metadata() -> utoipa::openapi::ObjectBuilder {
+    use crate::domain::sshkey::service::{
+        MAX_METADATA_ENTRIES, MAX_METADATA_KEY_BYTES, MAX_METADATA_VALUE_BYTES,
+    };
+    ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
+            Type::Object,
+            Type::Null,
+        ]))
+        .description(Some(
+            "Names (1 to 128 bytes) to strings (at most 4096 bytes), at most 64 besides \
+             `privateKey` and `publicKey`, which are ignored.",
+        ))
+        .property_names(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .max_length(Some(MAX_METADATA_KEY_BYTES)),
+        ))
+        .additional_properties(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .max_length(Some(MAX_METADATA_VALUE_BYTES)),
+        ))
+        .max_properties(Some(MAX_METADATA_ENTRIES))
 }
 
 /// `POST /ssh_keys`' answer.
@@ -395,16 +465,34 @@ struct FaceWide;
 
 impl Modify for FaceWide {
     fn modify(&self, document: &mut OpenApi) {
+        // `POST /ssh_keys` takes no body at all as well (the `waas` client sends none), which
+        // the path attribute cannot say of a body it names.
+        if let Some(body) = document
+            .paths
+            .paths
+            .get_mut("/ssh_keys")
+            .and_then(|item| item.post.as_mut())
+            .and_then(|operation| operation.request_body.as_mut())
+        {
+            body.required = Some(utoipa::openapi::Required::False);
+        }
+        // And JSON's `null` for none.
+        if let Some(utoipa::openapi::RefOr::T(utoipa::openapi::schema::Schema::Object(request))) =
+            document
+                .components
+                .as_mut()
+                .and_then(|components| components.schemas.get_mut("HpcwaasKeyRequest"))
+        {
+            request.schema_type =
+                utoipa::openapi::schema::SchemaType::from_iter([Type::Object, Type::Null]);
+        }
         for item in document.paths.paths.values_mut() {
-            // A path with one method answers 405 to the others; the methods of a path with
-            // two are each other's alternative.
-            let single = path_operations(item).count() == 1;
             let answers = CommonAnswers {
                 body: "HpcwaasErrorBody",
                 open_by: None,
                 forbidden: "The account lacks the access `[hpcwaas] auth` asks for, or may not \
                     trigger this workflow.",
-                not_allowed: single.then_some(NOT_ALLOWED),
+                not_allowed: Some(NOT_ALLOWED),
                 unavailable: "Not recorded (the log or an actor failed), or the credentials \
                     could not be checked.",
                 more: &[],

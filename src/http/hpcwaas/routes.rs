@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use actix_web::http::header;
-use actix_web::http::StatusCode;
+use actix_web::http::{Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder, ResponseError};
 use chrono::SecondsFormat;
 use serde::Deserialize;
@@ -121,23 +121,15 @@ pub fn routes(router: &mut crate::http::Router) {
         );
 }
 
-/// A resource answering any method it does not route with 405, and its query and path errors,
-/// in the face's envelope.
-fn envelope(resource: actix_web::Resource) -> actix_web::Resource {
-    resource
+/// A resource answering any method it does not route with 405 and an `Allow` header, and its
+/// query and path errors, in the face's envelope.
+fn envelope(resource: actix_web::Resource, allowed: &[Method]) -> actix_web::Resource {
+    crate::http::only(resource, allowed, HpcwaasError::method_not_allowed)
         .app_data(web::QueryConfig::default().error_handler(|error, _| {
             HpcwaasError::bad_request(format!("bad query: {error}")).into()
         }))
         .app_data(web::PathConfig::default().error_handler(|error, _| {
             HpcwaasError::bad_request(format!("bad path: {error}")).into()
-        }))
-        .default_service(web::to(|request: HttpRequest| async move {
-            HpcwaasError::method_not_allowed(format!(
-                "{} does not accept {} requests",
-                request.path(),
-                request.method()
-            ))
-            .error_response()
         }))
 }
 
@@ -528,9 +520,17 @@ async fn create_key(
     let asked: KeyRequest = if body.iter().all(u8::is_ascii_whitespace) {
         KeyRequest::default()
     } else {
-        serde_json::from_slice::<Option<KeyRequest>>(&body)
-            .map_err(|e| HpcwaasError::bad_request(format!("not a key request: {e}")))?
-            .unwrap_or_default()
+        let bad =
+            |e: serde_json::Error| HpcwaasError::bad_request(format!("not a key request: {e}"));
+        // An object or null: serde alone would also read the request from a JSON array.
+        match serde_json::from_slice::<Option<serde_json::Map<String, serde_json::Value>>>(&body)
+            .map_err(bad)?
+        {
+            None => KeyRequest::default(),
+            Some(object) => {
+                serde_json::from_value(serde_json::Value::Object(object)).map_err(bad)?
+            }
+        }
     };
     let key_type = match asked.key_type.as_deref() {
         None => KeyType::Rsa,

@@ -261,7 +261,8 @@ impl Modify for FaceWide {
                 },
                 not_allowed: Some(
                     "Any other method on this path (such as `GET` on a `POST` route) is refused \
-                     in the face's error body.",
+                     in the face's error body, with an `Allow` header naming the methods it \
+                     takes.",
                 ),
                 unavailable: "The credentials could not be checked: the server is shutting down.",
                 more: &[],

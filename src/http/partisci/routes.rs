@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use actix_web::http::StatusCode;
+use actix_web::http::{Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder, ResponseError};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -47,7 +47,6 @@ fn bad_update(message: String) -> PartisciError {
 
 /// The routes of the face, under `/api/v1/`, and `/debug/vars`.
 pub fn routes(router: &mut crate::http::Router) {
-    use actix_web::http::Method;
     router
         .scope(
             "/api/v1",
@@ -68,9 +67,9 @@ pub fn routes(router: &mut crate::http::Router) {
         .resource("/debug/vars", [(Method::GET, web::to(info))], only);
 }
 
-/// A resource answering 405 in Partisci's shape to any method but the one routed.
-fn only(resource: actix_web::Resource) -> actix_web::Resource {
-    crate::http::only(resource, PartisciError::method_not_allowed)
+/// A resource answering 405 in Partisci's shape to any method but the ones routed.
+fn only(resource: actix_web::Resource, allowed: &[Method]) -> actix_web::Resource {
+    crate::http::only(resource, allowed, PartisciError::method_not_allowed)
 }
 
 /// An unknown path under `/api/v1`. The bare prefix itself is redirected to `/api/v1/` (with

@@ -223,12 +223,53 @@ pub struct PatrowlTest {
 #[schema(example = json!({"assets": [{"id": 1, "value": "127.0.0.1", "criticity": "low",
     "datatype": "ip"}], "options": {"ports": ["9"]}, "engine_id": 1, "scan_id": 1}))]
 pub struct PatrowlStartScan {
+    #[schema(min_items = 1)]
     pub assets: Vec<PatrowlAsset>,
     /// An object, or an object as a JSON string.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub options: Option<Value>,
+    /// PatrowlManager's engine id; not read, so any JSON.
+    #[schema(schema_with = any_value)]
     pub engine_id: Option<i64>,
+    #[schema(schema_with = scan_id)]
     pub scan_id: PatrowlIdValue,
+}
+
+/// An asset's id: a number, a string or null.
+fn asset_id() -> utoipa::openapi::ObjectBuilder {
+    use utoipa::openapi::schema::{SchemaType, Type};
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([
+            Type::Number,
+            Type::String,
+            Type::Null,
+        ]))
+        .description(Some(
+            "A number or a string, as text; null or absent for none.",
+        ))
+}
+
+/// Any JSON value.
+fn any_value() -> utoipa::openapi::ObjectBuilder {
+    utoipa::openapi::ObjectBuilder::new().schema_type(utoipa::openapi::schema::SchemaType::AnyValue)
+}
+
+/// A scan id as `startscan` takes it: a number (PatrowlManager's are integers; any other is
+/// read as the text JSON gives it), or 1 to `MAX_SCAN_ID_BYTES` bytes of text
+/// without a control character or `/`.
+fn scan_id() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::{ObjectBuilder, Type};
+    utoipa::openapi::schema::OneOfBuilder::new()
+        .item(ObjectBuilder::new().schema_type(Type::Number))
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .max_length(Some(crate::domain::scan::MAX_SCAN_ID_BYTES))
+                .pattern(Some("^[^\\u0000-\\u001f\\u007f-\\u009f/]+$")),
+        )
+        .build()
+        .into()
 }
 
 /// An id PatrowlManager sends as a number, and test harnesses as a string.
@@ -242,10 +283,14 @@ pub enum PatrowlIdValue {
 /// One asset of a `startscan` body.
 #[derive(ToSchema)]
 pub struct PatrowlAsset {
+    /// A number or a string, as text; null or absent for none.
+    #[schema(schema_with = asset_id)]
     pub id: Option<PatrowlIdValue>,
-    #[schema(example = "127.0.0.1")]
+    /// Not blank.
+    #[schema(example = "127.0.0.1", pattern = "\\S")]
     pub value: String,
-    #[schema(example = "low")]
+    /// `low` when not a string.
+    #[schema(schema_with = any_value)]
     pub criticity: Option<String>,
     /// ip, ip-range, ip-subnet, fqdn, domain, url, keyword, person, organisation, path or
     /// application.
@@ -511,7 +556,12 @@ impl Modify for FaceWide {
                         .responses
                         .responses
                         .entry("405".into())
-                        .or_insert(error(NOT_ALLOWED));
+                        .or_insert_with(|| {
+                            crate::http::openapi::not_allowed_answer(
+                                NOT_ALLOWED,
+                                "PatrowlErrorBody",
+                            )
+                        });
                     continue;
                 }
                 let answers = CommonAnswers {

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use actix_web::http::header::{self, ContentDisposition, DispositionParam, DispositionType};
-use actix_web::http::StatusCode;
+use actix_web::http::{Method, StatusCode};
 use actix_web::web::Bytes;
 use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder, ResponseError};
 use serde_json::{Map, Value};
@@ -197,9 +197,9 @@ pub fn routes(router: &mut crate::http::Router) {
     }
 }
 
-/// A resource answering 405 in the face's shape to any method but the one routed.
-fn only(resource: actix_web::Resource) -> actix_web::Resource {
-    crate::http::only(resource, |message| {
+/// A resource answering 405 in the face's shape to any method but the ones routed.
+fn only(resource: actix_web::Resource, allowed: &[Method]) -> actix_web::Resource {
+    crate::http::only(resource, allowed, |message| {
         on("not allowed")(Refusal::method_not_allowed(message))
     })
 }

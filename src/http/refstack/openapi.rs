@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::http::openapi::{CommonAnswers, NOT_ALLOWED};
 use crate::testresults::{Format, Summary};
-use utoipa::openapi::OpenApi;
+use utoipa::openapi::{ObjectBuilder, OpenApi, Type};
 use utoipa::{IntoParams, Modify, ToSchema};
 
 /// The face's routes, their schemas, and who may use them.
@@ -33,6 +33,7 @@ use utoipa::{IntoParams, Modify, ToSchema};
         RefstackOpened,
         RefstackResults,
         RefstackResult,
+        RefstackStatusForm,
         RefstackBinary,
         RefstackMultipart,
         RefstackUploaded,
@@ -265,7 +266,7 @@ pub struct RefstackSchema(pub serde_json::Value);
 #[into_params(parameter_in = Path)]
 pub struct TestIdPath {
     /// A test run's id, as `POST /v1/test-runs` or `post-result` answered it.
-    #[param(example = "0192f3a4-5b6c-7d8e-9f00-112233445566")]
+    #[param(example = "0192f3a4-5b6c-7d8e-9f00-112233445566", format = Uuid)]
     pub test_id: String,
 }
 
@@ -283,6 +284,7 @@ pub struct UploadIdPath {
 #[into_params(parameter_in = Query)]
 pub struct TestIdQuery {
     /// The test run's id.
+    #[param(format = Uuid)]
     pub test_id: String,
 }
 
@@ -291,18 +293,38 @@ pub struct TestIdQuery {
 #[into_params(parameter_in = Query)]
 pub struct OptionalTestIdQuery {
     /// The test run to record the upload on; without it, a new anonymous run.
+    #[param(format = Uuid)]
     pub test_id: Option<String>,
 }
 
-/// The status update's fields in the query string, as the 2014 server read them; a form body's
-/// fields take precedence.
-#[derive(IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct StatusParams {
+/// The status update's form, as refstack-client posts it. The same fields in the query string,
+/// as the 2014 server read them, are taken too, the form's first; said in the description only,
+/// since a schema cannot say that a field may be in either place.
+#[derive(ToSchema)]
+pub struct RefstackStatusForm {
     /// The status message: not blank, at most 4096 bytes.
-    pub status: Option<String>,
-    /// Whether the run is finished: `true`, `1`, `yes`, `on`, or their opposites.
+    #[schema(schema_with = status_message)]
+    pub status: String,
+    /// Whether the run is finished: `true`, `1`, `yes`, `on`, or their opposites (any case).
+    #[schema(schema_with = finished_flag)]
     pub finished: Option<String>,
+}
+
+fn status_message() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .description(Some("The status message: not blank, at most 4096 bytes."))
+        .min_length(Some(1))
+        .max_length(Some(crate::domain::testrun::MAX_STATUS_BYTES))
+        .pattern(Some("\\S"))
+}
+
+fn finished_flag() -> ObjectBuilder {
+    crate::http::openapi::any_case(&["true", "false", "1", "0", "yes", "no", "on", "off"])
+        .description(Some(
+            "Whether the run is finished: `true`, `1`, `yes`, `on`, or their opposites (any \
+             case); absent is false.",
+        ))
 }
 
 /// A cloud, as `POST /v1/test-runs` takes it. Every key but `name` may be left out.
@@ -311,19 +333,73 @@ pub struct StatusParams {
     "identity_uri_v3": "http://192.0.2.10:5000/v3", "username": "demo",
     "alt_username": "alt_demo", "admin_username": "admin",
     "tempest_options": {"compute": {"image_ssh_user": "cirros"}}}))]
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RefstackCloud {
-    /// 1 to 1024 bytes.
+    /// Not blank, at most 1024 bytes, no control character.
+    #[schema(schema_with = cloud_name)]
     pub name: String,
     /// Keystone v2 (tempest's `identity.uri`).
+    #[schema(schema_with = identity_uri)]
     pub identity_uri: Option<String>,
     /// Keystone v3 (`identity.uri_v3`).
+    #[schema(schema_with = identity_uri_v3)]
     pub identity_uri_v3: Option<String>,
+    #[schema(schema_with = cloud_field)]
     pub username: Option<String>,
+    #[schema(schema_with = cloud_field)]
     pub alt_username: Option<String>,
+    #[schema(schema_with = cloud_field)]
     pub admin_username: Option<String>,
     /// `{section: {key: value}}`, at most 256 options; no key may contain `password`.
-    #[schema(value_type = Option<Object>)]
+    #[schema(schema_with = tempest_options)]
     pub tempest_options: Option<BTreeMap<String, BTreeMap<String, String>>>,
+}
+
+/// Characters none of a cloud's fields may hold: Unicode's control characters.
+const NO_CONTROL: &str = "\\u0000-\\u001f\\u007f-\\u009f";
+
+/// A field of a cloud: at most `MAX_FIELD_BYTES` bytes, no control character.
+fn cloud_field() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .max_length(Some(crate::domain::testrun::cloud::MAX_FIELD_BYTES))
+        .pattern(Some(format!("^[^{NO_CONTROL}]*$")))
+}
+
+fn identity_uri() -> ObjectBuilder {
+    cloud_field().description(Some("Keystone v2 (tempest's `identity.uri`)."))
+}
+
+fn identity_uri_v3() -> ObjectBuilder {
+    cloud_field().description(Some("Keystone v3 (`identity.uri_v3`)."))
+}
+
+/// A cloud's name: a field that is not blank.
+fn cloud_name() -> ObjectBuilder {
+    cloud_field()
+        .description(Some("Not blank, at most 1024 bytes, no control character."))
+        .min_length(Some(1))
+        .pattern(Some(format!(
+            "^[^{NO_CONTROL}]*[^\\s{NO_CONTROL}][^{NO_CONTROL}]*$"
+        )))
+}
+
+/// `{section: {key: value}}`: sections and keys not empty, each a field.
+fn tempest_options() -> ObjectBuilder {
+    let name = || cloud_field().min_length(Some(1));
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .description(Some(
+            "`{section: {key: value}}`, at most 256 options; no key may contain `password`.",
+        ))
+        .property_names(Some(name()))
+        .additional_properties(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::Object)
+                .property_names(Some(name()))
+                .additional_properties(Some(cloud_field())),
+        ))
 }
 
 /// `POST /v1/test-runs`'s answer.
@@ -338,14 +414,31 @@ pub struct RefstackOpened {
 #[schema(example = json!({"cpid": "a2b4c6", "duration_seconds": 42,
     "results": [{"name": "tempest.api.compute.test_x.XTest.test_y",
         "uuid": "8f2d4a1e-0c3b-4d5e-9f6a-7b8c9d0e1f2a"}]}))]
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RefstackResults {
     pub cpid: String,
+    #[schema(schema_with = crate::http::openapi::unsigned)]
     pub duration_seconds: u64,
+    #[schema(schema_with = passing_tests)]
     pub results: Vec<RefstackResult>,
 }
 
+/// At least one passing test, each a `RefstackResult` or a bare name (refstack-client's 2014
+/// files).
+fn passing_tests() -> utoipa::openapi::schema::Array {
+    utoipa::openapi::schema::ArrayBuilder::new()
+        .items(
+            utoipa::openapi::schema::OneOfBuilder::new()
+                .item(utoipa::openapi::Ref::from_schema_name("RefstackResult"))
+                .item(ObjectBuilder::new().schema_type(Type::String)),
+        )
+        .min_items(Some(1))
+        .build()
+}
+
 /// One passing test.
-#[derive(ToSchema)]
+#[derive(ToSchema, serde::Deserialize)]
 pub struct RefstackResult {
     pub name: String,
     /// Tempest's test id; any string, as the later server takes it (its schema names a

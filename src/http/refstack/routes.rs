@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use actix_web::http::header::{ContentDisposition, DispositionParam, DispositionType};
+use actix_web::http::Method;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse, HttpResponseBuilder, ResponseError};
 use serde::Deserialize;
 use uuid::Uuid;
@@ -112,10 +113,10 @@ pub fn routes(router: &mut crate::http::Router) {
     );
 }
 
-/// A resource answering 405 in the face's shape to any method but the one routed, and its
+/// A resource answering 405 in the face's shape to any method but the ones routed, and its
 /// path and query errors in the face's shape too.
-fn only(resource: actix_web::Resource) -> actix_web::Resource {
-    crate::http::only(resource, RefstackError::method_not_allowed).app_data(
+fn only(resource: actix_web::Resource, allowed: &[Method]) -> actix_web::Resource {
+    crate::http::only(resource, allowed, RefstackError::method_not_allowed).app_data(
         web::QueryConfig::default().error_handler(|error, _| {
             RefstackError::bad_request(format!("bad query: {error}")).into()
         }),
@@ -171,7 +172,9 @@ fn parse_flag(raw: Option<&str>) -> Result<bool, RefstackError> {
 #[utoipa::path(post, path = "/v1/update-test-status/{test_id}",
     operation_id = "refstack_update_status",
     summary = "Update a test run's status", description = super::openapi::STATUS_DESCRIPTION,
-    params(super::openapi::TestIdPath, super::openapi::StatusParams),
+    params(super::openapi::TestIdPath),
+    request_body(content = super::openapi::RefstackStatusForm,
+        content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 201, description = "Saved; the body is empty."),
         (status = 400, description = "`Invalid test ID` (no test run has this id), an empty \
