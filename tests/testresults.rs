@@ -5,9 +5,6 @@
 //! Its own test binary, not a module of `tests/api`: the heap is measured by a counting global
 //! allocator, which would slow every other test.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-
 use annals::testresults::testing::{
     damaged_uploads, encode_packet, Packet, PacketStatus, V1Writer, V2Writer,
 };
@@ -17,61 +14,13 @@ use annals::testresults::{
 };
 use proptest::prelude::*;
 
-// ---------------------------------------------------------------------------------------------
-// Heap accounting: every allocation is counted against the thread that makes it, so a test can
-// measure the peak heap of one parse while other tests run on other threads.
+#[path = "common/heap.rs"]
+mod heap;
 
-struct CountingAllocator;
-
-thread_local! {
-    static LIVE: Cell<isize> = const { Cell::new(0) };
-    static PEAK: Cell<isize> = const { Cell::new(0) };
-}
-
-fn note(delta: isize) {
-    // `try_with`: allocations also happen while a thread's locals are being torn down.
-    let _ = LIVE.try_with(|live| {
-        let now = live.get() + delta;
-        live.set(now);
-        let _ = PEAK.try_with(|peak| peak.set(peak.get().max(now)));
-    });
-}
-
-unsafe impl GlobalAlloc for CountingAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let pointer = unsafe { System.alloc(layout) };
-        if !pointer.is_null() {
-            note(layout.size() as isize);
-        }
-        pointer
-    }
-
-    unsafe fn dealloc(&self, pointer: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(pointer, layout) };
-        note(-(layout.size() as isize));
-    }
-
-    unsafe fn realloc(&self, pointer: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let moved = unsafe { System.realloc(pointer, layout, new_size) };
-        if !moved.is_null() {
-            note(new_size as isize - layout.size() as isize);
-        }
-        moved
-    }
-}
+use heap::peak_heap;
 
 #[global_allocator]
-static ALLOCATOR: CountingAllocator = CountingAllocator;
-
-/// Runs `f` and returns its value with the most heap it held at once, beyond what was live
-/// before, on this thread.
-fn peak_heap<T>(f: impl FnOnce() -> T) -> (T, usize) {
-    let before = LIVE.with(Cell::get);
-    PEAK.with(|peak| peak.set(before));
-    let value = f();
-    let peak = PEAK.with(Cell::get);
-    (value, (peak - before).max(0) as usize)
-}
+static ALLOCATOR: heap::CountingAllocator = heap::CountingAllocator;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers.
