@@ -1,6 +1,6 @@
 //! The event API's part of the OpenAPI document: its parameters, answers and body schemas, for
 //! the `#[utoipa::path]` attributes on the handlers in `events.rs`. It only describes; the
-//! bodies themselves are written by the handlers and `codec::render`, and `tests/openapi.rs`
+//! bodies themselves are written by the handlers and `codec::render`, and `tests/api/openapi.rs`
 //! checks real answers against these schemas so that the two cannot drift apart.
 
 use std::collections::BTreeMap;

@@ -1,6 +1,6 @@
 //! The agent face's part of the OpenAPI document: the controller's and the agent daemon's
 //! routes, their parameters and their bodies. The types here are the very ones the handlers
-//! write. It only describes; `tests/openapi.rs` checks real answers against these schemas.
+//! write. It only describes; `tests/api/openapi.rs` checks real answers against these schemas.
 
 use std::collections::BTreeMap;
 

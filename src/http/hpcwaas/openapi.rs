@@ -1,6 +1,6 @@
 //! The workflow face's part of the OpenAPI document: its routes' parameters, answers and body
 //! schemas for the `#[utoipa::path]` attributes on the handlers in `mod.rs`, and the face's
-//! security. It only describes; `tests/openapi.rs` checks real answers against these schemas.
+//! security. It only describes; `tests/api/openapi.rs` checks real answers against these schemas.
 
 use std::collections::BTreeMap;
 

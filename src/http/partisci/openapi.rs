@@ -1,7 +1,7 @@
 //! The inventory face's part of the OpenAPI document: its routes' parameters, answers and body
 //! schemas for the `#[utoipa::path]` attributes on the handlers in `mod.rs`, the early route
 //! spellings as aliases of the final ones, and the face's security. It only describes; the
-//! handlers write the bodies, and `tests/openapi.rs` checks real answers against these schemas
+//! handlers write the bodies, and `tests/api/openapi.rs` checks real answers against these schemas
 //! so that the two cannot drift apart.
 
 use crate::http::openapi::{path_operations, CommonAnswers};
@@ -231,7 +231,7 @@ impl Modify for FaceWide {
     fn modify(&self, document: &mut OpenApi) {
         for (early, final_route, operation_id) in ALIASES {
             let Some(item) = document.paths.paths.get(*final_route).cloned() else {
-                // The unit test below and tests/openapi.rs both notice an alias left out.
+                // The unit test below and tests/api/openapi.rs both notice an alias left out.
                 continue;
             };
             let mut alias = item;

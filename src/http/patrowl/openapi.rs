@@ -1,6 +1,6 @@
 //! The scan engine face's part of the OpenAPI document: the bodies its handlers write (these
 //! very types), its parameters, the `/engine/<name>/` spelling as a copy of each
-//! `/engines/<name>/` route, and the face's security. It only describes; `tests/openapi.rs`
+//! `/engines/<name>/` route, and the face's security. It only describes; `tests/api/openapi.rs`
 //! checks real answers against these schemas.
 
 use std::collections::BTreeMap;

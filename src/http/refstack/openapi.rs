@@ -1,7 +1,7 @@
 //! The test results face's part of the OpenAPI document: its routes' parameters, answers and
 //! body schemas for the `#[utoipa::path]` attributes on the handlers in `mod.rs`, the 2014
 //! spellings without `/v1` as copies of the prefixed routes, and the face's security. It only
-//! describes; `tests/openapi.rs` checks real answers against these schemas.
+//! describes; `tests/api/openapi.rs` checks real answers against these schemas.
 
 use std::collections::BTreeMap;
 
