@@ -109,7 +109,7 @@ impl Application {
         }
 
         let stores = Stores::new(&log);
-        let mut running = Faces::default();
+        let mut running = Faces::describing(faces::described());
         let mut servers = Vec::new();
         let mut own_routes = Vec::new();
         let mut own_addresses = Vec::new();

@@ -2,7 +2,7 @@
 //! routes on the main listener, and the local agent's daemon on a port of its own
 //! (`[gros.agent] listen`).
 
-use actix_web::{web, HttpResponse, ResponseError};
+use actix_web::{web, ResponseError};
 use futures_util::future::LocalBoxFuture;
 
 use super::{face_common, own_listen, Face, Own, Start, Started};
@@ -11,8 +11,19 @@ use crate::http::gros;
 
 pub struct Gros;
 
+// The per-agent routes speak the agent daemon's shape, the rest the controller's.
+face_common!(Gros: gros, GrosApi, ["/auth", "/agents"], |path| {
+    if path.starts_with("/agents/") || path == "/agents" {
+        gros::AgentError::not_found(format!("The path '{path}' was not found."))
+            .error_response()
+    } else {
+        gros::ControllerError::not_found(format!("{path} is not a controller script"))
+            .error_response()
+    }
+});
+
 impl Face for Gros {
-    face_common!(gros, GrosApi, ["/auth", "/agents"]);
+    face_common!(enabled gros);
 
     /// The local agent daemon's listener: it serves the daemon's routes, not the controller's.
     fn own_listen<'c>(&self, config: &'c Config) -> Option<&'c str> {
@@ -47,16 +58,5 @@ impl Face for Gros {
             }
             Ok(started)
         })
-    }
-
-    // The per-agent routes speak the agent daemon's shape, the rest the controller's.
-    fn not_found(&self, path: &str) -> HttpResponse {
-        if path.starts_with("/agents/") || path == "/agents" {
-            gros::AgentError::not_found(format!("The path '{path}' was not found."))
-                .error_response()
-        } else {
-            gros::ControllerError::not_found(format!("{path} is not a controller script"))
-                .error_response()
-        }
     }
 }

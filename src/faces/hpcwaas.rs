@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use actix_web::{web, HttpResponse, ResponseError};
+use actix_web::{web, ResponseError};
 use futures_util::future::LocalBoxFuture;
 
 use super::{face_common, tls_config, Face, Own, Start, Started};
@@ -17,13 +17,13 @@ pub const WORK_DIR: &str = "hpcwaas-work";
 
 pub struct Hpcwaas;
 
+face_common!(Hpcwaas: hpcwaas, HpcwaasApi, ["/workflows", "/executions", "/ssh_keys"], |path| {
+    hpcwaas::HpcwaasError::not_found(format!("{path} is not a route of the workflow API"))
+        .error_response()
+});
+
 impl Face for Hpcwaas {
-    face_common!(
-        hpcwaas,
-        HpcwaasApi,
-        ["/workflows", "/executions", "/ssh_keys"],
-        listen
-    );
+    face_common!(enabled hpcwaas, listen);
 
     fn start<'a>(&'a self, start: Start<'a>) -> LocalBoxFuture<'a, anyhow::Result<Started>> {
         Box::pin(async move {
@@ -59,10 +59,5 @@ impl Face for Hpcwaas {
             });
             Ok(started)
         })
-    }
-
-    fn not_found(&self, path: &str) -> HttpResponse {
-        hpcwaas::HpcwaasError::not_found(format!("{path} is not a route of the workflow API"))
-            .error_response()
     }
 }

@@ -17,9 +17,8 @@ use std::net::{TcpListener, UdpSocket};
 use std::sync::{Arc, OnceLock};
 
 use actix_web::dev::Server;
-use actix_web::{web, HttpResponse};
+use actix_web::web;
 use futures_util::future::LocalBoxFuture;
-use utoipa::openapi::OpenApi;
 
 use crate::auth::Auth;
 use crate::blobs::BlobStore;
@@ -27,7 +26,7 @@ use crate::config::Config;
 use crate::declarations::Declarations;
 use crate::domain::Core;
 use crate::events::EventLog;
-use crate::http::Listening;
+use crate::http::{AppData, Listening, Routed, Router, Served};
 use crate::runtime::{Clock, Settings};
 use crate::secrets::SecretStore;
 
@@ -40,17 +39,9 @@ pub static FACES: [&dyn Face; 5] = [
     &gros::Gros,
 ];
 
-/// The face named `name`.
-pub fn named(name: &str) -> Option<&'static dyn Face> {
-    FACES.into_iter().find(|face| face.name() == name)
-}
-
-/// One protocol face: how it starts from the configuration, what it serves and how it answers
-/// a path it does not know.
-pub trait Face: Sync {
-    /// The face's name: its configuration section (`[partisci]`), its label in logs.
-    fn name(&self) -> &'static str;
-
+/// One protocol face: how it starts from the configuration; what it serves and how it answers a
+/// path it does not know is its [`Served`] part, which the HTTP server knows it by.
+pub trait Face: Served {
     /// Whether the configuration runs the face.
     fn enabled(&self, config: &Config) -> bool;
 
@@ -67,29 +58,26 @@ pub trait Face: Sync {
     /// Starts the face's entities, read models and background work, and says what its handlers
     /// share and how its own listener (already bound, in `start.own`) is served.
     fn start<'a>(&'a self, start: Start<'a>) -> LocalBoxFuture<'a, anyhow::Result<Started>>;
+}
 
-    /// Registers the face's routes; their handlers find what they share in the app data that
-    /// [`Started::data`] adds.
-    fn routes(&self, router: &mut crate::http::Router);
+/// Every face, as the HTTP server knows them: for the OpenAPI document, which describes every
+/// face whether it runs or not.
+pub fn described() -> Vec<&'static dyn Served> {
+    FACES.into_iter().map(|face| face as &dyn Served).collect()
+}
 
-    /// The face's piece of the OpenAPI document.
-    fn openapi(&self) -> OpenApi;
-
-    /// The paths the face owns on the main listener: a path is the face's when it is one of
-    /// these or continues one after a `/`. An unmatched path is answered in the shape of the
-    /// face that owns it.
-    fn prefixes(&self) -> &'static [&'static str];
-
-    /// The face's `404` for a path none of its routes matches, in the face's own error shape.
-    fn not_found(&self, path: &str) -> HttpResponse;
-
-    /// Whether `path` is under one of the face's [`Face::prefixes`].
-    fn owns(&self, path: &str) -> bool {
-        self.prefixes().iter().any(|prefix| {
-            path.strip_prefix(prefix)
-                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-        })
-    }
+/// Every route of the main listener with every face running: the same calls as the listener's
+/// own routing, on an app that is then dropped.
+pub fn route_table() -> Vec<Routed> {
+    let mut table = Vec::new();
+    let _ = actix_web::App::new().configure(|config| {
+        let mut router = Router::new(config, &mut table);
+        for face in FACES {
+            face.routes(&mut router);
+        }
+        crate::http::routes(&mut router);
+    });
+    table
 }
 
 /// What a face starts from.
@@ -136,9 +124,6 @@ pub struct Started {
     /// What must be stopped, blocking, once the servers have stopped.
     pub on_stop: Vec<Box<dyn FnOnce() + Send>>,
 }
-
-/// What a face's handlers share, added to an app.
-pub type AppData = Arc<dyn Fn(&mut web::ServiceConfig) + Send + Sync>;
 
 impl Started {
     /// A face whose handlers share `data`, with nothing else to start.
@@ -204,33 +189,42 @@ impl Stores {
 }
 
 /// The methods every face writes alike. A face's name is also the name of its configuration
-/// section and of its module under `http`, so from that name come whether it runs, its routes
-/// and its OpenAPI piece (`$api` under the module's `openapi`); the paths it owns are given.
-/// With `listen`, its own listener is the section's `listen`.
+/// section and of its module under `http`, so from that name come its routes and its OpenAPI
+/// piece (`$api` under the module's `openapi`); the paths it owns and its `404` are given:
+/// `face_common!(name, Api, [prefixes], |path| not_found)` writes its [`Served`] part, and in
+/// its `impl Face`, `face_common!(enabled name)` or `face_common!(enabled name, listen)` (its own
+/// listener is the section's `listen`) what the section says.
 macro_rules! face_common {
-    ($face:ident, $api:ident, $prefixes:expr) => {
-        fn name(&self) -> &'static str {
-            stringify!($face)
-        }
+    ($ty:ty: $face:ident, $api:ident, $prefixes:expr, |$path:ident| $not_found:expr) => {
+        impl crate::http::Served for $ty {
+            fn name(&self) -> &'static str {
+                stringify!($face)
+            }
 
+            fn routes(&self, router: &mut crate::http::Router) {
+                crate::http::$face::routes(router)
+            }
+
+            fn openapi(&self) -> utoipa::openapi::OpenApi {
+                <crate::http::$face::openapi::$api as utoipa::OpenApi>::openapi()
+            }
+
+            fn prefixes(&self) -> &'static [&'static str] {
+                &$prefixes
+            }
+
+            fn not_found(&self, $path: &str) -> actix_web::HttpResponse {
+                $not_found
+            }
+        }
+    };
+    (enabled $face:ident) => {
         fn enabled(&self, config: &crate::config::Config) -> bool {
             config.$face.enabled
         }
-
-        fn routes(&self, router: &mut crate::http::Router) {
-            crate::http::$face::routes(router)
-        }
-
-        fn openapi(&self) -> utoipa::openapi::OpenApi {
-            <crate::http::$face::openapi::$api as utoipa::OpenApi>::openapi()
-        }
-
-        fn prefixes(&self) -> &'static [&'static str] {
-            &$prefixes
-        }
     };
-    ($face:ident, $api:ident, $prefixes:expr, listen) => {
-        face_common!($face, $api, $prefixes);
+    (enabled $face:ident, listen) => {
+        face_common!(enabled $face);
 
         fn own_listen<'c>(&self, config: &'c crate::config::Config) -> Option<&'c str> {
             crate::faces::own_listen(config.$face.enabled, &config.$face.listen)

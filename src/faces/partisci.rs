@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use actix_web::{web, HttpResponse, ResponseError};
+use actix_web::{web, ResponseError};
 use futures_util::future::LocalBoxFuture;
 
 use super::{face_common, tls_config, Face, Own, Start, Started};
@@ -12,8 +12,13 @@ use crate::http::partisci;
 
 pub struct Partisci;
 
+face_common!(Partisci: partisci, PartisciApi, ["/api/v1", "/debug"], |path| {
+    partisci::PartisciError::not_found(format!("{path} is not a Partisci route"))
+        .error_response()
+});
+
 impl Face for Partisci {
-    face_common!(partisci, PartisciApi, ["/api/v1", "/debug"], listen);
+    face_common!(enabled partisci, listen);
 
     fn own_udp(&self) -> bool {
         true
@@ -49,10 +54,5 @@ impl Face for Partisci {
             }
             Ok(started)
         })
-    }
-
-    fn not_found(&self, path: &str) -> HttpResponse {
-        partisci::PartisciError::not_found(format!("{path} is not a Partisci route"))
-            .error_response()
     }
 }

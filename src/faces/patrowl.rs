@@ -1,7 +1,7 @@
 //! The scan engine face: Patrowl engines at `/engines/<name>/`, on the main listener and on a
 //! port of its own (`[patrowl] listen`).
 
-use actix_web::{web, HttpResponse, ResponseError};
+use actix_web::{web, ResponseError};
 use futures_util::future::LocalBoxFuture;
 
 use super::{face_common, Face, Own, Start, Started};
@@ -10,8 +10,15 @@ use crate::http::patrowl;
 
 pub struct Patrowl;
 
+face_common!(Patrowl: patrowl, PatrowlApi, ["/engines", "/engine"], |path| {
+    patrowl::unrouted(format!(
+        "{path} is not a route of the scan engines (theirs are under /engines/<name>/)"
+    ))
+    .error_response()
+});
+
 impl Face for Patrowl {
-    face_common!(patrowl, PatrowlApi, ["/engines", "/engine"], listen);
+    face_common!(enabled patrowl, listen);
 
     fn start<'a>(&'a self, start: Start<'a>) -> LocalBoxFuture<'a, anyhow::Result<Started>> {
         Box::pin(async move {
@@ -35,12 +42,5 @@ impl Face for Patrowl {
             });
             Ok(started)
         })
-    }
-
-    fn not_found(&self, path: &str) -> HttpResponse {
-        patrowl::unrouted(format!(
-            "{path} is not a route of the scan engines (theirs are under /engines/<name>/)"
-        ))
-        .error_response()
     }
 }

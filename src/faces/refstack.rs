@@ -1,7 +1,7 @@
 //! The test results face: Refstack's v1 test runs and its later results API, on the main
 //! listener only.
 
-use actix_web::{web, HttpResponse, ResponseError};
+use actix_web::{web, ResponseError};
 use futures_util::future::LocalBoxFuture;
 
 use super::{face_common, Face, Start, Started};
@@ -11,18 +11,19 @@ use crate::http::refstack;
 
 pub struct Refstack;
 
-impl Face for Refstack {
-    face_common!(
-        refstack,
-        RefstackApi,
-        [
+face_common!(Refstack: refstack, RefstackApi, [
             "/v1",
             "/update-test-status",
             "/post-result",
             "/get-miniconf",
             "/get-testcases"
-        ]
-    );
+        ], |path| {
+    refstack::RefstackError::not_found(format!("{path} is not a route of the test results API"))
+        .error_response()
+});
+
+impl Face for Refstack {
+    face_common!(enabled refstack);
 
     fn start<'a>(&'a self, start: Start<'a>) -> LocalBoxFuture<'a, anyhow::Result<Started>> {
         Box::pin(async move {
@@ -45,10 +46,5 @@ impl Face for Refstack {
                 max_body: (section.max_body_kb * 1024) as usize,
             })))
         })
-    }
-
-    fn not_found(&self, path: &str) -> HttpResponse {
-        refstack::RefstackError::not_found(format!("{path} is not a route of the test results API"))
-            .error_response()
     }
 }

@@ -30,7 +30,6 @@ use actix_web::{web, App, HttpMessage, HttpResponse, HttpServer, ResponseError};
 
 use crate::auth::{Access, Auth};
 use crate::events::{EventLog, Metadata, Origin};
-use crate::faces::{AppData, Face};
 pub use caller::Guard;
 use error::ApiError;
 use openapi::RefusesOtherMethods;
@@ -63,11 +62,46 @@ impl Default for Listening {
     }
 }
 
-/// The faces a server runs, each with what its handlers share, in the order of
-/// [`FACES`](crate::faces::FACES).
+/// A face as the HTTP server knows it: its routes, its piece of the OpenAPI document, the paths
+/// it owns and its answer to a path it does not know. The faces module makes each one.
+pub trait Served: Sync {
+    /// The face's name: its configuration section (`[partisci]`), its label in logs.
+    fn name(&self) -> &'static str;
+
+    /// Registers the face's routes; their handlers find what they share in the face's
+    /// [`AppData`].
+    fn routes(&self, router: &mut Router);
+
+    /// The face's piece of the OpenAPI document.
+    fn openapi(&self) -> utoipa::openapi::OpenApi;
+
+    /// The paths the face owns on the main listener: a path is the face's when it is one of
+    /// these or continues one after a `/`. An unmatched path is answered in the shape of the
+    /// face that owns it.
+    fn prefixes(&self) -> &'static [&'static str];
+
+    /// The face's `404` for a path none of its routes matches, in the face's own error shape.
+    fn not_found(&self, path: &str) -> HttpResponse;
+
+    /// Whether `path` is under one of the face's [`Served::prefixes`].
+    fn owns(&self, path: &str) -> bool {
+        self.prefixes().iter().any(|prefix| {
+            path.strip_prefix(prefix)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        })
+    }
+}
+
+/// What a face's handlers share, added to an app: called for each listener (and each of its
+/// workers) that serves the face.
+pub type AppData = Arc<dyn Fn(&mut web::ServiceConfig) + Send + Sync>;
+
+/// The faces a server runs, each with what its handlers share, and every face it may run,
+/// which the OpenAPI document describes whether it runs or not.
 #[derive(Clone, Default)]
 pub struct Faces {
-    running: Vec<(&'static dyn Face, AppData)>,
+    running: Vec<(&'static dyn Served, AppData)>,
+    described: Vec<&'static dyn Served>,
 }
 
 /// What one listener serves.
@@ -80,14 +114,22 @@ pub enum Serves {
 }
 
 impl Serves {
-    fn serves(self, face: &dyn Face) -> bool {
+    fn serves(self, face: &dyn Served) -> bool {
         self == Serves::Everything || self == Serves::Only(face.name())
     }
 }
 
 impl Faces {
+    /// No face running yet, of those `described`, every face the server may run.
+    pub fn describing(described: Vec<&'static dyn Served>) -> Faces {
+        Faces {
+            running: Vec::new(),
+            described,
+        }
+    }
+
     /// Adds a face that runs, with what its handlers share.
-    pub fn add(&mut self, face: &'static dyn Face, data: AppData) {
+    pub fn add(&mut self, face: &'static dyn Served, data: AppData) {
         self.running.push((face, data));
     }
 
@@ -279,20 +321,6 @@ impl<'c> Router<'c> {
     }
 }
 
-/// Every route of the main listener with every face running: the same calls as the listener's
-/// own routing, on an app that is then dropped.
-pub fn route_table() -> Vec<Routed> {
-    let mut table = Vec::new();
-    let _ = App::new().configure(|config| {
-        let mut router = Router::new(config, &mut table);
-        for face in crate::faces::FACES {
-            face.routes(&mut router);
-        }
-        routes(&mut router);
-    });
-    table
-}
-
 /// The metadata of events an HTTP request causes: who sent it, from where, and a fresh
 /// correlation id grouping every event of the request.
 pub fn metadata(request: &actix_web::HttpRequest, caller: &crate::auth::Caller) -> Metadata {
@@ -349,7 +377,12 @@ pub fn serve(
     listening: Listening,
 ) -> std::io::Result<Server> {
     crate::metrics::handle();
-    openapi::check().map_err(std::io::Error::other)?;
+    let document = match serves {
+        Serves::Everything => Some(web::Data::new(
+            openapi::Document::of(&state.faces.described).map_err(std::io::Error::other)?,
+        )),
+        Serves::Only(_) => None,
+    };
     let faces = state.faces;
     let log = web::Data::new(state.log);
     let guard = web::Data::new(state.guard);
@@ -363,6 +396,11 @@ pub fn serve(
             .app_data(guard.clone())
             .app_data(keep_alive.clone())
             .app_data(verifier.clone())
+            .configure(|config| {
+                if let Some(document) = &document {
+                    config.app_data(document.clone());
+                }
+            })
             .app_data(web::QueryConfig::default().error_handler(|error, _| {
                 ApiError::bad_request(format!("bad query: {error}")).into()
             }))
@@ -488,7 +526,7 @@ pub async fn count_request(
 
 /// Every route of the main listener but the faces', which [`Faces`] adds. Each routing module
 /// that is not a face adds its `routes` call here and its piece of the OpenAPI document in
-/// `openapi.rs`; a face is listed in [`crate::faces::FACES`] instead.
+/// `openapi.rs`; a face is listed in the faces module's `FACES` instead.
 pub fn routes(router: &mut Router) {
     router
         .resource("/metrics", [(Method::GET, web::to(prometheus))], api_only)

@@ -3,8 +3,6 @@
 //! pieces that each routing module describes; it describes no route but its own, and serves
 //! no data, so its routes are open like `/healthz`.
 
-use std::sync::LazyLock;
-
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 use utoipa::openapi::path::{Operation, OperationBuilder, ParameterBuilder, ParameterIn, PathItem};
@@ -14,8 +12,10 @@ use utoipa::openapi::{ContentBuilder, HttpMethod, ObjectBuilder, OpenApi, RefOr,
 use utoipa::Modify;
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
-/// The pieces of the document that are not a face's, merged before the faces'
-/// ([`crate::faces::FACES`], in that order) and after them.
+use super::Served;
+
+/// The pieces of the document that are not a face's, merged before the faces' (in the order
+/// the server is given them) and after them.
 const BEFORE_FACES: &[fn() -> OpenApi] = &[
     <super::OperationsApi as utoipa::OpenApi>::openapi,
     <super::events::openapi::EventApi as utoipa::OpenApi>::openapi,
@@ -26,8 +26,8 @@ const AFTER_FACES: &[fn() -> OpenApi] = &[
 ];
 
 /// Every piece of the document, in the order they are merged.
-fn pieces() -> impl Iterator<Item = OpenApi> {
-    let faces = crate::faces::FACES.into_iter().map(|face| face.openapi());
+fn pieces<'f>(faces: &'f [&'static dyn Served]) -> impl Iterator<Item = OpenApi> + 'f {
+    let faces = faces.iter().map(|face| face.openapi());
     BEFORE_FACES
         .iter()
         .map(|piece| piece())
@@ -357,8 +357,8 @@ pub fn path_operations(item: &mut PathItem) -> impl Iterator<Item = &mut Operati
 
 /// The document: the base and every piece. Two pieces describing the same path, or the same
 /// schema name differently, is an error rather than the silent drop of `OpenApi::merge`.
-pub fn document() -> Result<OpenApi, String> {
-    merge(pieces())
+pub fn document(faces: &[&'static dyn Served]) -> Result<OpenApi, String> {
+    merge(pieces(faces))
 }
 
 fn merge(pieces: impl IntoIterator<Item = OpenApi>) -> Result<OpenApi, String> {
@@ -391,17 +391,17 @@ fn merge(pieces: impl IntoIterator<Item = OpenApi>) -> Result<OpenApi, String> {
     Ok(document)
 }
 
-/// The document as served, built once.
-static DOCUMENT_JSON: LazyLock<Result<String, String>> = LazyLock::new(|| {
-    let mut json = serde_json::to_value(document()?).map_err(|error| error.to_string())?;
-    finish(&mut json);
-    Ok(json.to_string())
-});
+/// The document as served, built once per listener that serves it, before it listens: one whose
+/// pieces do not merge stops the server rather than failing a request.
+pub struct Document(String);
 
-/// Builds the document, so that one whose pieces do not merge stops the server before it
-/// listens rather than failing a request.
-pub fn check() -> Result<(), String> {
-    DOCUMENT_JSON.as_ref().map(|_| ()).map_err(Clone::clone)
+impl Document {
+    /// The document of the main routes and of `faces`, every face the server may run.
+    pub fn of(faces: &[&'static dyn Served]) -> Result<Document, String> {
+        let mut json = serde_json::to_value(document(faces)?).map_err(|error| error.to_string())?;
+        finish(&mut json);
+        Ok(Document(json.to_string()))
+    }
 }
 
 /// The pattern of Swagger UI's page and files.
@@ -447,13 +447,10 @@ pub fn routes(router: &mut super::Router) {
 #[utoipa::path(get, path = "/api/openapi.json", tag = "documentation",
     responses((status = 200, description = "This document.", body = Object,
         content_type = "application/json")))]
-async fn openapi_json() -> Result<HttpResponse, super::error::ApiError> {
-    let json = DOCUMENT_JSON
-        .as_ref()
-        .map_err(super::error::ApiError::internal)?;
-    Ok(HttpResponse::Ok()
+async fn openapi_json(document: web::Data<Document>) -> HttpResponse {
+    HttpResponse::Ok()
         .content_type("application/json")
-        .body(json.as_str()))
+        .body(document.0.clone())
 }
 
 /// Swagger UI, at its address with the trailing slash (its page loads its files by relative
@@ -543,12 +540,13 @@ mod tests {
 
     #[test]
     fn the_pieces_merge_into_one_openapi_3_1_document() {
-        let document = document().expect("the pieces merge");
+        let faces = crate::faces::described();
+        let document = document(&faces).expect("the pieces merge");
         let json = serde_json::to_value(&document).expect("it serializes");
         assert!(json["openapi"]
             .as_str()
             .is_some_and(|v| v.starts_with("3.1.")));
-        for piece in pieces() {
+        for piece in pieces(&faces) {
             for path in piece.paths.paths.keys() {
                 assert!(
                     document.paths.paths.contains_key(path),
@@ -560,8 +558,8 @@ mod tests {
 
     #[test]
     fn the_served_document_says_what_utoipa_cannot() {
-        let json: serde_json::Value =
-            serde_json::from_str(DOCUMENT_JSON.as_ref().expect("it builds")).expect("JSON");
+        let document = Document::of(&crate::faces::described()).expect("it builds");
+        let json: serde_json::Value = serde_json::from_str(&document.0).expect("JSON");
         let text = json.to_string();
         assert!(!text.contains(NOT_TOGETHER) && !text.contains(JSON_PARAMETER));
         let parameter = |path: &str, method: &str, name: &str| {

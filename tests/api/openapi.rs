@@ -362,7 +362,7 @@ fn references(value: &Value, found: &mut Vec<String>) {
 /// OpenAPI's form (`{name}` for each variable segment, whatever its regex; `None` for a route
 /// that answers any method), from the server's own list of what it routes.
 fn routed() -> BTreeSet<(Option<String>, String)> {
-    annals::http::route_table()
+    annals::faces::route_table()
         .into_iter()
         .map(|route| {
             let method = route.method.map(|method| method.as_str().to_lowercase());
