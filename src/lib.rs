@@ -10,7 +10,8 @@
 //!   and passivates them, snapshots, side effects after durability, start-up reconciliation and
 //!   projections (read models).
 //! - [`domain`]: the faces' entity kinds, each laid out alike (entity, values, read model,
-//!   service, effects).
+//!   service, effects); the scan kind's built-in scanners (`tcp`, `http`, `command`) are in
+//!   `domain::scan::scanners`.
 //! - [`faces`]: each protocol face as one `Face`, and `FACES`, the one list of them.
 //! - [`http`]: the HTTP server and each face's handlers. Handlers parse, send one message, map
 //!   the reply.
@@ -34,8 +35,6 @@
 //!   content and parsed, with limits, into per-test status and duration and the summary.
 //! - [`declarations`]: the faces' declarations in the configuration (engines, workflows, the
 //!   GROS controller) parsed into domain types, once, for start-up and `config check`.
-//! - [`scanners`]: the scan engine face's built-in scanners (`tcp`, `http`, `command`): they
-//!   take a scan's assets and options and report findings as they find them.
 
 pub mod auth;
 pub mod blobs;
@@ -49,7 +48,6 @@ pub mod http;
 pub mod metrics;
 pub mod process;
 pub mod runtime;
-pub mod scanners;
 pub mod secrets;
 pub mod startup;
 pub mod testresults;

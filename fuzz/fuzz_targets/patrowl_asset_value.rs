@@ -3,7 +3,7 @@
 #![no_main]
 
 use annals::domain::scan::{Asset, Datatype, MAX_ASSET_BYTES};
-use annals::scanners::{check_hosts, tcp::addresses};
+use annals::domain::scan::scanners::{check_hosts, tcp::addresses};
 use annals_fuzz::{linear_bound, within};
 use libfuzzer_sys::fuzz_target;
 

@@ -3,7 +3,7 @@
 #![no_main]
 
 use annals::http::patrowl::parse_startscan_assets;
-use annals::scanners::{check_hosts, tcp::addresses};
+use annals::domain::scan::scanners::{check_hosts, tcp::addresses};
 use annals_fuzz::{json_value_bound, within, SLACK};
 use libfuzzer_sys::fuzz_target;
 

@@ -176,7 +176,7 @@ pub fn not_allowed_answer(description: &str, body: &str) -> RefOr<Response> {
 }
 
 /// Every route of a piece answers another method with 405 in the API's error body: the
-/// main listener's routes, which [`super::get`] makes.
+/// main listener's routes, which [`super::api_only`] finishes.
 pub struct RefusesOtherMethods;
 
 impl Modify for RefusesOtherMethods {

@@ -1244,7 +1244,7 @@ echo '{"title":"kept"}'
     let entries = unzip(&face.get("/engines/noisy/getreport/1").await.body);
     let ignored = String::from_utf8(entries["raw/command/ignored.txt"].clone()).unwrap();
     assert!(
-        ignored.len() <= annals::scanners::command::MAX_IGNORED_BYTES + 100,
+        ignored.len() <= annals::domain::scan::scanners::command::MAX_IGNORED_BYTES + 100,
         "{} bytes",
         ignored.len()
     );

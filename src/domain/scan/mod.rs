@@ -7,6 +7,7 @@
 
 pub mod archive;
 pub mod read_model;
+pub mod scanners;
 pub mod service;
 
 use chrono::{DateTime, Utc};

@@ -20,6 +20,9 @@ use super::{
 };
 use crate::blobs::{BlobError, BlobStore};
 use crate::config::{EngineConfig, ScannerKind};
+use crate::domain::scan::scanners::{
+    CommandSettings, Ended, HttpSettings, Job, Scanner, TcpSettings,
+};
 use crate::domain::{start_read_model, wait_folded, Core};
 use crate::events::envelope::MAX_STREAM_ID_LEN;
 use crate::events::{Metadata, Position, StreamId};
@@ -28,7 +31,6 @@ use crate::runtime::projection::ProjectionError;
 use crate::runtime::{
     reconcile, CommandError, Effects, Entities, Entity, Executed, ProjectionHandle,
 };
-use crate::scanners::{CommandSettings, Ended, HttpSettings, Job, Scanner, TcpSettings};
 
 /// The most reports of a scanner recorded in one append (and waiting in its channel).
 const PROGRESS_BATCH: usize = 256;

@@ -318,7 +318,7 @@ fn unreachable(asset: &Asset, url: &str, error: &str) -> Finding {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scanners::test_asset as asset;
+    use crate::domain::scan::scanners::test_asset as asset;
     use awc::http::header::{HeaderName, HeaderValue};
 
     #[test]

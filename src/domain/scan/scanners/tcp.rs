@@ -556,7 +556,7 @@ fn unresolved(asset: &Asset, error: &str) -> Finding {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scanners::test_asset as asset;
+    use crate::domain::scan::scanners::test_asset as asset;
     use serde_json::json;
 
     fn options(value: Value) -> Map<String, Value> {
