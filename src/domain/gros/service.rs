@@ -33,7 +33,7 @@ const STARTUP_WAIT: Duration = Duration::from_secs(300);
 /// How an import's or a scrape's output reaches the agent's stream: lines in batches, one
 /// `ProcessOutput` each, and at most [`effects::MAX_RUN_ITEMS`] lines and
 /// [`effects::MAX_RUN_BYTES`] bytes per run; past them one last line says how many more
-/// there were ([`cut_output_note`]).
+/// there were (`cut_output_note`).
 pub const OUTPUT_LIMITS: FeedLimits = FeedLimits::DEFAULT;
 /// How the last line of a run cut at [`OUTPUT_LIMITS`] begins.
 pub const CUT_OUTPUT_PREFIX: &str = "annals: ";

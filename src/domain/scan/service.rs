@@ -42,7 +42,7 @@ pub const MAX_FINDINGS: usize = 10_000;
 /// as past [`MAX_FINDINGS`].
 pub const MAX_FINDING_BYTES: u64 = 64 * 1024 * 1024;
 /// How a scanner's reports reach its scan ([`effects::feed`]): in batches of at most
-/// [`PROGRESS_BATCH`], at most [`MAX_FINDINGS`] findings and [`MAX_FINDING_BYTES`]; assets done
+/// `PROGRESS_BATCH`, at most [`MAX_FINDINGS`] findings and [`MAX_FINDING_BYTES`]; assets done
 /// are always recorded.
 pub const FINDING_LIMITS: FeedLimits = FeedLimits {
     batch_items: PROGRESS_BATCH,
