@@ -62,7 +62,7 @@ const CLIENT_CAUSED: &[&str] = &[
     "MAX_BUFFER_SIZE unprocessed data reached",
 ];
 
-/// A layer that leaves out actix-http's ERROR lines about clients' mistakes ([`CLIENT_CAUSED`]).
+/// A layer that leaves out actix-http's ERROR lines about clients' mistakes (`CLIENT_CAUSED`).
 pub struct ClientNoise;
 
 impl<S: Subscriber> Layer<S> for ClientNoise {

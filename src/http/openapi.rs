@@ -295,7 +295,7 @@ pub fn not_together(object: ObjectBuilder, properties: &[&str]) -> ObjectBuilder
 /// schema's instance written as JSON.
 const JSON_PARAMETER: &str = "x-json-parameter";
 
-/// The extensions that mark a parameter's schema as JSON text's ([`JSON_PARAMETER`]).
+/// The extensions that mark a parameter's schema as JSON text's (`JSON_PARAMETER`).
 pub fn json_parameter() -> utoipa::openapi::extensions::Extensions {
     utoipa::openapi::extensions::ExtensionsBuilder::new()
         .add(JSON_PARAMETER, true)
