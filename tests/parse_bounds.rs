@@ -168,6 +168,37 @@ fn long_test_names_cost_what_they_brought() {
 }
 
 #[test]
+fn uploads_of_the_default_maximum_size_stay_bounded_in_every_format() {
+    let limits = defaults();
+    // Names of a 64th of the limit each, as many as fit: subunit spells each name twice (when
+    // its test starts and when it ends), the JSON formats once.
+    let name = "n".repeat(limits.max_input_bytes / 64);
+    let names = |count: usize| vec![name.clone(); count];
+    let mut parsed: serde_json::Value = serde_json::from_slice(&parsed_json("c", 1, 63)).unwrap();
+    for entry in parsed["data"]["c"].as_array_mut().unwrap() {
+        entry[0] = name.clone().into();
+    }
+    let inputs = [
+        (Format::SubunitV2, 31, v2(names(31))),
+        (Format::SubunitV1, 31, v1(names(31))),
+        (Format::ResultsJson, 63, results_json(names(63))),
+        (
+            Format::ParsedResultsJson,
+            63,
+            serde_json::to_vec(&parsed).unwrap(),
+        ),
+    ];
+    for (format, tests, input) in inputs {
+        let what = format!("{format}, {} bytes", input.len());
+        assert!(input.len() <= limits.max_input_bytes, "{what}");
+        assert!(input.len() > limits.max_input_bytes / 64 * 61, "{what}");
+        assert_eq!(detect(&input), Some(format), "{what}");
+        let run = parse_bounded(&what, &input, &limits).unwrap();
+        assert_eq!(run.tests.len(), tests, "{what}");
+    }
+}
+
+#[test]
 fn a_class_at_the_name_limit_with_many_tests_stays_bounded() {
     let limits = defaults();
     let class = "A".repeat(MAX_CLASS_NAME_BYTES);
