@@ -27,6 +27,8 @@ impl Face for Partisci {
     fn start<'a>(&'a self, start: Start<'a>) -> LocalBoxFuture<'a, anyhow::Result<Started>> {
         Box::pin(async move {
             let section = &start.config.partisci;
+            // Checked before anything starts, as the other faces do.
+            let tls = tls_config("partisci", &section.tls_cert, &section.tls_key)?;
             let retention =
                 (section.retention_s > 0).then(|| Duration::from_secs(section.retention_s));
             let inventory = Inventory::start(&start.core(), retention).await?;
@@ -49,7 +51,7 @@ impl Face for Partisci {
                 }
                 started.own = Some(Own::Routes {
                     listener: own.tcp,
-                    tls: tls_config("partisci", &section.tls_cert, &section.tls_key)?.map(Box::new),
+                    tls: tls.map(Box::new),
                 });
             }
             Ok(started)

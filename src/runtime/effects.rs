@@ -75,13 +75,6 @@ impl<T> Source for mpsc::Receiver<T> {
     }
 }
 
-impl Source for Running {
-    type Item = Line;
-    fn next(&mut self) -> impl Future<Output = Option<Line>> {
-        self.next_line()
-    }
-}
-
 /// What an item costs against the caps.
 pub trait Weigh {
     /// Its size, for the batch and run limits in bytes.
@@ -90,12 +83,6 @@ pub trait Weigh {
     /// done) is always recorded, so that the entity's account of the run stays whole.
     fn capped(&self) -> bool {
         true
-    }
-}
-
-impl Weigh for Line {
-    fn bytes(&self) -> usize {
-        self.text.len()
     }
 }
 
