@@ -3,7 +3,7 @@
 //! by `annals config check`, which files each problem at its line. The configuration module
 //! describes the file; this one is where the file meets the domain. It starts nothing.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -146,7 +146,7 @@ fn survey(config: &Config, programs: bool) -> Survey {
         }
     }
 
-    let mut ids = BTreeSet::new();
+    let mut parsed = BTreeMap::new();
     let mut workflows_ok = true;
     for (index, spec) in config.hpcwaas.workflows.iter().enumerate() {
         let place = Place::Entry {
@@ -155,7 +155,7 @@ fn survey(config: &Config, programs: bool) -> Survey {
         };
         match Workflow::parse(spec) {
             Err(reason) => problems.push((place, reason)),
-            Ok(workflow) if !ids.insert(workflow.id.clone()) => {
+            Ok(workflow) if parsed.contains_key(&workflow.id) => {
                 problems.push((place, format!("workflow {} is declared twice", workflow.id)))
             }
             Ok(workflow) => {
@@ -176,18 +176,14 @@ fn survey(config: &Config, programs: bool) -> Survey {
                         ));
                     }
                 }
+                parsed.insert(workflow.id.clone(), workflow);
                 continue;
             }
         }
         workflows_ok = false;
     }
-    let workflows = if workflows_ok {
-        Catalogue::parse(&config.hpcwaas.workflows)
-            .map_err(|reason| problems.push((Place::Section("hpcwaas"), reason)))
-            .ok()
-    } else {
-        None
-    };
+    // Each declaration is parsed once, here: the catalogue is made of what passed.
+    let workflows = workflows_ok.then(|| Catalogue::of(parsed));
 
     // Each project alone, among otherwise default settings; then the section with the
     // projects that passed, for what is wrong with the section itself.

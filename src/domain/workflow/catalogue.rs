@@ -291,6 +291,11 @@ pub struct Catalogue {
 }
 
 impl Catalogue {
+    /// The catalogue of workflows already parsed, by id.
+    pub fn of(workflows: BTreeMap<WorkflowId, Workflow>) -> Catalogue {
+        Catalogue { workflows }
+    }
+
     /// Checks every declaration; ids must be unique.
     pub fn parse(specs: &[WorkflowSpec]) -> Result<Catalogue, String> {
         let mut workflows = BTreeMap::new();
