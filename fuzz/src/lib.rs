@@ -65,10 +65,11 @@ pub fn within<T>(what: &str, bound: usize, parse: impl FnOnce() -> T) -> T {
     value
 }
 
-/// The bound of a test-results parse (docs/ARCHITECTURE.md): four times the upload plus 1 KiB
-/// per test the limits allow, plus [`SLACK`].
+/// The bound of a test-results parse (docs/ARCHITECTURE.md): four times the upload plus 1.5 KiB
+/// per test the upload can spell within the limits (a test takes at least 4 bytes, results
+/// JSON's `"a",`), plus [`SLACK`].
 pub fn testresults_bound(input: &[u8], limits: &annals::testresults::Limits) -> usize {
-    4 * input.len() + 1024 * limits.max_tests.min(input.len()) + SLACK
+    4 * input.len() + 1536 * limits.max_tests.min(input.len() / 4) + SLACK
 }
 
 /// The bound of a parser that reads a body into `serde_json::Value`s: a node per byte or two

@@ -92,7 +92,7 @@ pub enum NonSubunit {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     /// Larger uploads are refused before any parsing. The parse itself holds no more than four
-    /// times the upload plus 1 KiB per test (`tests/parse_bounds.rs`).
+    /// times the upload plus 1.5 KiB per test (`tests/parse_bounds.rs`).
     pub max_input_bytes: usize,
     /// Test results (and, in v2, tests still open) an upload may hold.
     pub max_tests: usize,
