@@ -92,11 +92,12 @@ impl<F: Guarded, const ADMIN: bool> FromRequest for Authorized<F, ADMIN> {
         };
         let access = if ADMIN { Access::Admin } else { access };
         let authorized = authorize(request, auth, access);
-        let context = F::context(request);
+        // The refusal's context (Patrowl's page) is worked out only for a refusal.
+        let request = request.clone();
         Box::pin(async move {
             let caller = authorized.await.map_err(|denied| {
                 let mut refusal = Refusal::from(denied);
-                refusal.context = context;
+                refusal.context = F::context(&request);
                 refusal
             })?;
             Ok(Authorized(caller, PhantomData))

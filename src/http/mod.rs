@@ -223,8 +223,8 @@ pub struct Routed {
 }
 
 /// Registers routes on an actix `ServiceConfig` and lists each one as it does, so that the list
-/// (the faces module's `route_table`) comes from the very calls that route: actix-web has no public way to list
-/// an app's routes.
+/// (the faces module's `route_table`) comes from the very calls that route: actix-web has no
+/// public way to list an app's routes.
 pub struct Router<'c> {
     config: &'c mut web::ServiceConfig,
     prefix: String,

@@ -393,14 +393,14 @@ fn merge(pieces: impl IntoIterator<Item = OpenApi>) -> Result<OpenApi, String> {
 
 /// The document as served, built once per listener that serves it, before it listens: one whose
 /// pieces do not merge stops the server rather than failing a request.
-pub struct Document(String);
+pub struct Document(actix_web::web::Bytes);
 
 impl Document {
     /// The document of the main routes and of `faces`, every face the server may run.
     pub fn of(faces: &[&'static dyn Served]) -> Result<Document, String> {
         let mut json = serde_json::to_value(document(faces)?).map_err(|error| error.to_string())?;
         finish(&mut json);
-        Ok(Document(json.to_string()))
+        Ok(Document(json.to_string().into()))
     }
 }
 
@@ -559,7 +559,7 @@ mod tests {
     #[test]
     fn the_served_document_says_what_utoipa_cannot() {
         let document = Document::of(&crate::faces::described()).expect("it builds");
-        let json: serde_json::Value = serde_json::from_str(&document.0).expect("JSON");
+        let json: serde_json::Value = serde_json::from_slice(&document.0).expect("JSON");
         let text = json.to_string();
         assert!(!text.contains(NOT_TOGETHER) && !text.contains(JSON_PARAMETER));
         let parameter = |path: &str, method: &str, name: &str| {
