@@ -259,16 +259,35 @@ fn bind(listen: &str) -> anyhow::Result<TcpListener> {
 /// A face's own listener, with a UDP socket on the same port when the face receives datagrams
 /// (with port 0, the UDP socket takes the port the TCP listener was given).
 fn bind_own(listen: &str, udp: bool) -> anyhow::Result<Bound> {
-    let tcp = bind(listen)?;
-    let udp = if udp {
+    // With port 0 the system picks a TCP port whose UDP twin another program may hold: pick
+    // again, a few times. A port given in the configuration is tried once.
+    const ATTEMPTS: usize = 16;
+    let mut attempt = 1;
+    loop {
+        let tcp = bind(listen)?;
+        if !udp {
+            return Ok(Bound { tcp, udp: None });
+        }
         let address = tcp.local_addr()?;
-        let socket = std::net::UdpSocket::bind(address)
-            .with_context(|| format!("cannot receive UDP on {address}"))?;
-        Some(socket)
-    } else {
-        None
-    };
-    Ok(Bound { tcp, udp })
+        match std::net::UdpSocket::bind(address) {
+            Ok(socket) => {
+                return Ok(Bound {
+                    tcp,
+                    udp: Some(socket),
+                })
+            }
+            Err(error)
+                if error.kind() == std::io::ErrorKind::AddrInUse
+                    && listen.ends_with(":0")
+                    && attempt < ATTEMPTS =>
+            {
+                attempt += 1;
+            }
+            Err(error) => {
+                return Err(error).with_context(|| format!("cannot receive UDP on {address}"))
+            }
+        }
+    }
 }
 
 /// Every address the configuration listens on, for the check that refuses to expose annals
