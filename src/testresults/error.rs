@@ -2,7 +2,7 @@
 //! byte offset into the upload) and what. Nothing here decides an HTTP status; every variant is
 //! the client's fault, so a face answers all of them alike (400 with the message).
 
-use super::Format;
+use super::values::Format;
 
 /// An upload that is not a readable test run.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

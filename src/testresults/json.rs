@@ -9,7 +9,11 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserializer, Serialize};
 
-use super::{Collector, Format, Limits, ParseError, Status, Summary, TestResult, TestRun};
+use super::collector::{excerpt, Collector};
+use super::error::ParseError;
+use super::values::{
+    Format, Limits, Outcome, Status, Summary, TestResult, TestRun, MAX_CLASS_NAME_BYTES,
+};
 
 /// The message the later Refstack API gives for an upload without results.
 pub const EMPTY_RESULTS: &str = "Uploaded results must contain at least one passing test.";
@@ -50,6 +54,18 @@ impl ResultEntry {
                     .map(str::to_owned),
             },
         }
+    }
+}
+
+impl TestRun {
+    /// The passing tests as refstack-client uploads them: the name without its `[...]`
+    /// attributes, and the uuid from an `id-<uuid>` attribute when there is one.
+    pub fn passing_tests(&self) -> Vec<ResultEntry> {
+        self.tests
+            .iter()
+            .filter(|test| test.outcome == Outcome::Success)
+            .map(|test| ResultEntry::from_test_id(&test.id))
+            .collect()
     }
 }
 
@@ -151,7 +167,7 @@ pub(super) fn parse(input: &[u8], limits: &Limits) -> Result<TestRun, ParseError
                     TestResult {
                         id: entry.name,
                         status: Status::Pass,
-                        outcome: super::Outcome::Success,
+                        outcome: Outcome::Success,
                         duration_seconds: None,
                     },
                     input.len(),
@@ -310,7 +326,7 @@ impl<'de> Visitor<'de> for DocumentVisitor<'_> {
                 other => {
                     return Err(de::Error::custom(format_args!(
                         "unknown key `{}`",
-                        super::excerpt(other.as_bytes())
+                        excerpt(other.as_bytes())
                     )))
                 }
             }
@@ -457,12 +473,12 @@ impl<'de> Visitor<'de> for DataSeed<'_> {
             }
             // Each of the class's tests repeats its name in its id: a long name would cost its
             // length again for every test, far more memory than the upload brought.
-            if class.len() > super::MAX_CLASS_NAME_BYTES {
+            if class.len() > MAX_CLASS_NAME_BYTES {
                 return Err(de::Error::custom(format_args!(
                     "the class name `{}` is {} bytes, more than the limit of {} bytes",
-                    super::excerpt(class.as_bytes()),
+                    excerpt(class.as_bytes()),
                     class.len(),
-                    super::MAX_CLASS_NAME_BYTES
+                    MAX_CLASS_NAME_BYTES
                 )));
             }
             classes.push((

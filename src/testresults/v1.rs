@@ -18,9 +18,9 @@
 
 use chrono::{DateTime, NaiveDateTime};
 
-use super::{
-    excerpt, Collector, Format, Limits, Outcome, ParseError, TestRun, Timestamp, V1Problem,
-};
+use super::collector::{excerpt, Collector, Timestamp};
+use super::error::{ParseError, V1Problem};
+use super::values::{Format, Limits, Outcome, TestRun};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Keyword {

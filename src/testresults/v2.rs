@@ -17,9 +17,9 @@
 
 use std::collections::HashMap;
 
-use super::{
-    at_char_boundary, Collector, Format, Limits, Outcome, ParseError, TestRun, Timestamp, V2Problem,
-};
+use super::collector::{at_char_boundary, Collector, Timestamp};
+use super::error::{ParseError, V2Problem};
+use super::values::{Format, Limits, Outcome, TestRun};
 
 const SIGNATURE: u8 = 0xB3;
 const FLAG_TEST_ID: u16 = 0x0800;

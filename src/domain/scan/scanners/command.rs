@@ -26,7 +26,8 @@ use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 
-use super::{asset_values, CommandSettings, Ended, Job, Progress};
+use super::values::{asset_values, CommandSettings, Ended, Job};
+use crate::domain::scan::Progress;
 use crate::domain::scan::{Confidence, Finding, Severity, Target};
 use crate::process::{self, Ending, Exit, Invocation, Stream};
 use crate::runtime::effects;

@@ -15,7 +15,8 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use tokio::sync::mpsc;
 
-use super::{Ended, HttpSettings, Job, Progress};
+use super::values::{Ended, HttpSettings, Job};
+use crate::domain::scan::Progress;
 use crate::domain::scan::{Asset, Confidence, Datatype, Finding, Severity, Target};
 
 /// The URL a GET goes to for an asset.
@@ -318,7 +319,7 @@ fn unreachable(asset: &Asset, url: &str, error: &str) -> Finding {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::scan::scanners::test_asset as asset;
+    use crate::domain::scan::scanners::values::test_asset as asset;
     use awc::http::header::{HeaderName, HeaderValue};
 
     #[test]

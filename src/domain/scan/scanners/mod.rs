@@ -8,32 +8,15 @@
 pub mod command;
 pub mod http;
 pub mod tcp;
+mod values;
 
 use serde_json::{Map, Value};
 use tokio::sync::{mpsc, watch};
 
-use std::time::Duration;
 
 use crate::domain::scan::Asset;
 pub use crate::domain::scan::Progress;
-
-/// How a scanner ended: `Err` holds why the scan failed; `raw` its outputs, by name in the
-/// report's archive.
-#[derive(Debug)]
-pub struct Ended {
-    pub result: Result<(), String>,
-    pub raw: Vec<(String, Vec<u8>)>,
-}
-
-/// One scan's work.
-#[derive(Clone, Debug)]
-pub struct Job {
-    pub engine: String,
-    pub scan_id: String,
-    pub assets: Vec<Asset>,
-    /// The options in effect.
-    pub options: Map<String, Value>,
-}
+pub use values::{asset_values, CommandSettings, Ended, HttpSettings, Job, TcpSettings};
 
 /// An engine's scanner with its settings, parsed from its declaration at start-up. What
 /// differs between scanners is decided here, by one `match` per question.
@@ -42,36 +25,6 @@ pub enum Scanner {
     Tcp(TcpSettings),
     Http(HttpSettings),
     Command(CommandSettings),
-}
-
-/// A `tcp` engine's settings.
-#[derive(Clone, Debug, PartialEq)]
-pub struct TcpSettings {
-    /// Connections tried at once; at least 1.
-    pub concurrency: usize,
-    /// How long a connection may take to open before the port counts as closed.
-    pub connect_timeout: Duration,
-    /// The most hosts an `ip-range` or `ip-subnet` asset may hold.
-    pub max_hosts: usize,
-}
-
-/// An `http` engine's settings.
-#[derive(Clone, Debug, PartialEq)]
-pub struct HttpSettings {
-    /// How long a request may take, connection included.
-    pub request_timeout: Duration,
-}
-
-/// A `command` engine's settings.
-#[derive(Clone, Debug, PartialEq)]
-pub struct CommandSettings {
-    /// The program, run without a shell: a path, or a name looked for on the server's `PATH`.
-    pub program: String,
-    pub args: Vec<String>,
-    /// How long the program may run before it is stopped and the scan fails; at least 1 s.
-    pub timeout: Duration,
-    /// How long between SIGTERM and SIGKILL when the program is stopped.
-    pub kill_grace: Duration,
 }
 
 impl Scanner {
@@ -178,21 +131,5 @@ async fn until_stopped(
             result: Err("stopped".into()),
             raw: Vec::new(),
         },
-    }
-}
-
-/// The values of every asset, for a finding about all of them.
-pub fn asset_values(assets: &[Asset]) -> Vec<String> {
-    assets.iter().map(|asset| asset.value.clone()).collect()
-}
-
-/// An asset of the given value and type, for the scanners' unit tests.
-#[cfg(test)]
-fn test_asset(value: &str, datatype: crate::domain::scan::Datatype) -> Asset {
-    Asset {
-        id: "1".into(),
-        value: value.into(),
-        criticity: "low".into(),
-        datatype,
     }
 }

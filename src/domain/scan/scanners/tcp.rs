@@ -12,7 +12,8 @@ use ipnet::{IpNet, Ipv4AddrRange, Ipv6AddrRange};
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
-use super::{Ended, Job, Progress, TcpSettings};
+use super::values::{Ended, Job, TcpSettings};
+use crate::domain::scan::Progress;
 use crate::domain::scan::{Asset, Confidence, Datatype, Finding, Severity, Target};
 
 /// The most common TCP ports, most common first, after nmap's frequency list; `top_ports: N`
@@ -556,7 +557,7 @@ fn unresolved(asset: &Asset, error: &str) -> Finding {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::scan::scanners::test_asset as asset;
+    use crate::domain::scan::scanners::values::test_asset as asset;
     use serde_json::json;
 
     fn options(value: Value) -> Map<String, Value> {

@@ -1,0 +1,72 @@
+//! What the scanners share: a scan's work as they receive it, each scanner's parsed settings, and
+//! how a scanner ends. It imports no scanner.
+
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use crate::domain::scan::Asset;
+
+/// How a scanner ended: `Err` holds why the scan failed; `raw` its outputs, by name in the
+/// report's archive.
+#[derive(Debug)]
+pub struct Ended {
+    pub result: Result<(), String>,
+    pub raw: Vec<(String, Vec<u8>)>,
+}
+
+/// One scan's work.
+#[derive(Clone, Debug)]
+pub struct Job {
+    pub engine: String,
+    pub scan_id: String,
+    pub assets: Vec<Asset>,
+    /// The options in effect.
+    pub options: Map<String, Value>,
+}
+
+/// A `tcp` engine's settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TcpSettings {
+    /// Connections tried at once; at least 1.
+    pub concurrency: usize,
+    /// How long a connection may take to open before the port counts as closed.
+    pub connect_timeout: Duration,
+    /// The most hosts an `ip-range` or `ip-subnet` asset may hold.
+    pub max_hosts: usize,
+}
+
+/// An `http` engine's settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HttpSettings {
+    /// How long a request may take, connection included.
+    pub request_timeout: Duration,
+}
+
+/// A `command` engine's settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CommandSettings {
+    /// The program, run without a shell: a path, or a name looked for on the server's `PATH`.
+    pub program: String,
+    pub args: Vec<String>,
+    /// How long the program may run before it is stopped and the scan fails; at least 1 s.
+    pub timeout: Duration,
+    /// How long between SIGTERM and SIGKILL when the program is stopped.
+    pub kill_grace: Duration,
+}
+
+/// The values of every asset, for a finding about all of them.
+pub fn asset_values(assets: &[Asset]) -> Vec<String> {
+    assets.iter().map(|asset| asset.value.clone()).collect()
+}
+
+/// An asset of the given value and type, for the scanners' unit tests.
+#[cfg(test)]
+pub(super) fn test_asset(value: &str, datatype: crate::domain::scan::Datatype) -> Asset {
+    Asset {
+        id: "1".into(),
+        value: value.into(),
+        criticity: "low".into(),
+        datatype,
+    }
+}
