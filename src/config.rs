@@ -59,6 +59,54 @@ pub struct LogSection {
     pub max_event_kb: u64,
 }
 
+/// What every protocol face's section tells alike, however it spells it: whether the face
+/// runs, its own listener and its largest request body. A face reads the rest of its section
+/// itself.
+pub trait FaceSection {
+    /// Whether the face runs at all.
+    fn enabled(&self) -> bool;
+    /// The address of the face's own listener, when it runs one.
+    fn own_listen(&self) -> Option<&str>;
+    /// The largest request body, in bytes.
+    fn max_body(&self) -> usize;
+}
+
+/// Writes [`FaceSection`] for a section with `enabled` and `max_body_kb`, given how its own
+/// listener is found.
+macro_rules! face_section {
+    ($section:ty, |$s:ident| $own_listen:expr) => {
+        impl FaceSection for $section {
+            fn enabled(&self) -> bool {
+                self.enabled
+            }
+
+            fn own_listen(&self) -> Option<&str> {
+                let $s = self;
+                $own_listen
+            }
+
+            fn max_body(&self) -> usize {
+                usize::try_from(self.max_body_kb.saturating_mul(1024)).unwrap_or(usize::MAX)
+            }
+        }
+    };
+}
+
+face_section!(PartisciSection, |s| listening(s.enabled, &s.listen));
+face_section!(RefstackSection, |_s| None);
+face_section!(PatrowlSection, |s| listening(s.enabled, &s.listen));
+face_section!(HpcwaasSection, |s| listening(s.enabled, &s.listen));
+// The local agent daemon's listener: it serves the daemon's routes, not the controller's.
+face_section!(GrosSection, |s| listening(
+    s.enabled && s.agent.enabled,
+    &s.agent.listen
+));
+
+/// A listener a section gives: `listen`, when its face runs and it is not empty.
+fn listening(enabled: bool, listen: &str) -> Option<&str> {
+    (enabled && !listen.is_empty()).then_some(listen)
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpSection {

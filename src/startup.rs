@@ -96,7 +96,7 @@ impl Application {
         let main = bind(&config.http.listen)?;
         let mut own = Vec::new();
         for face in FACES {
-            if let Some(listen) = face.own_listen(config) {
+            if let Some(listen) = face.section(config).own_listen() {
                 own.push((face.name(), bind_own(listen, face.own_udp())?));
             }
         }
@@ -115,7 +115,10 @@ impl Application {
         let mut own_addresses = Vec::new();
         let mut tasks = Vec::new();
         let mut on_stop = Vec::new();
-        for face in FACES.into_iter().filter(|face| face.enabled(config)) {
+        for face in FACES
+            .into_iter()
+            .filter(|face| face.section(config).enabled())
+        {
             let bound = own
                 .iter()
                 .position(|(name, _)| *name == face.name())
@@ -294,6 +297,10 @@ fn bind_own(listen: &str, udp: bool) -> anyhow::Result<Bound> {
 /// without accounts.
 pub fn listen_addresses(config: &Config) -> Vec<&str> {
     std::iter::once(config.http.listen.as_str())
-        .chain(FACES.into_iter().filter_map(|face| face.own_listen(config)))
+        .chain(
+            FACES
+                .into_iter()
+                .filter_map(|face| face.section(config).own_listen()),
+        )
         .collect()
 }

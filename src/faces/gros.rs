@@ -5,8 +5,8 @@
 use actix_web::{web, ResponseError};
 use futures_util::future::LocalBoxFuture;
 
-use super::{face_common, own_listen, Face, Own, Start, Started};
-use crate::config::Config;
+use super::{face_common, Face, Own, Start, Started};
+use crate::config::FaceSection;
 use crate::http::gros;
 
 pub struct Gros;
@@ -23,15 +23,7 @@ face_common!(Gros: gros, GrosApi, ["/auth", "/agents"], |path| {
 });
 
 impl Face for Gros {
-    face_common!(enabled gros);
-
-    /// The local agent daemon's listener: it serves the daemon's routes, not the controller's.
-    fn own_listen<'c>(&self, config: &'c Config) -> Option<&'c str> {
-        own_listen(
-            config.gros.enabled && config.gros.agent.enabled,
-            &config.gros.agent.listen,
-        )
-    }
+    face_common!(section gros);
 
     fn start<'a>(&'a self, start: Start<'a>) -> LocalBoxFuture<'a, anyhow::Result<Started>> {
         Box::pin(async move {
@@ -44,7 +36,7 @@ impl Face for Gros {
             .await?;
             let face = web::Data::new(gros::GrosFace {
                 gros: controller,
-                max_body: (section.max_body_kb * 1024) as usize,
+                max_body: section.max_body(),
                 local: start.declarations.gros_agent.clone(),
                 host: (!section.agent.host.is_empty()).then(|| section.agent.host.clone()),
             });

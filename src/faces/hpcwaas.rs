@@ -7,6 +7,7 @@ use actix_web::{web, ResponseError};
 use futures_util::future::LocalBoxFuture;
 
 use super::{face_common, tls_config, Face, Own, Start, Started};
+use crate::config::FaceSection;
 use crate::domain::sshkey::SshKeys;
 use crate::domain::workflow::{effects::RunLimits, Executions};
 use crate::http::hpcwaas;
@@ -23,7 +24,7 @@ face_common!(Hpcwaas: hpcwaas, HpcwaasApi, ["/workflows", "/executions", "/ssh_k
 });
 
 impl Face for Hpcwaas {
-    face_common!(enabled hpcwaas, listen);
+    face_common!(section hpcwaas);
 
     fn start<'a>(&'a self, start: Start<'a>) -> LocalBoxFuture<'a, anyhow::Result<Started>> {
         Box::pin(async move {
@@ -51,7 +52,7 @@ impl Face for Hpcwaas {
                 log: start.log.clone(),
                 auth: start.auth.clone(),
                 access: section.auth,
-                max_body: (section.max_body_kb * 1024) as usize,
+                max_body: section.max_body(),
             }));
             started.own = start.own.map(|own| Own::Routes {
                 listener: own.tcp,

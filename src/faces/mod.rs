@@ -22,7 +22,7 @@ use futures_util::future::LocalBoxFuture;
 
 use crate::auth::Auth;
 use crate::blobs::BlobStore;
-use crate::config::Config;
+use crate::config::{Config, FaceSection};
 use crate::declarations::Declarations;
 use crate::domain::Core;
 use crate::events::EventLog;
@@ -42,13 +42,9 @@ pub static FACES: [&dyn Face; 5] = [
 /// One protocol face: how it starts from the configuration; what it serves and how it answers a
 /// path it does not know is its [`Served`] part, which the HTTP server knows it by.
 pub trait Face: Served {
-    /// Whether the configuration runs the face.
-    fn enabled(&self, config: &Config) -> bool;
-
-    /// The address of the face's own listener, when it has one (and runs).
-    fn own_listen<'c>(&self, _config: &'c Config) -> Option<&'c str> {
-        None
-    }
+    /// The face's section of the configuration: whether it runs, its own listener, its
+    /// largest body.
+    fn section<'c>(&self, config: &'c Config) -> &'c dyn FaceSection;
 
     /// Whether its own listener also receives UDP datagrams on the same port.
     fn own_udp(&self) -> bool {
@@ -192,8 +188,7 @@ impl Stores {
 /// section and of its module under `http`, so from that name come its routes and its OpenAPI
 /// piece (`$api` under the module's `openapi`); the paths it owns and its `404` are given:
 /// `face_common!(name, Api, [prefixes], |path| not_found)` writes its [`Served`] part, and in
-/// its `impl Face`, `face_common!(enabled name)` or `face_common!(enabled name, listen)` (its own
-/// listener is the section's `listen`) what the section says.
+/// its `impl Face`, `face_common!(section name)` its section.
 macro_rules! face_common {
     ($ty:ty: $face:ident, $api:ident, $prefixes:expr, |$path:ident| $not_found:expr) => {
         impl crate::http::Served for $ty {
@@ -218,16 +213,12 @@ macro_rules! face_common {
             }
         }
     };
-    (enabled $face:ident) => {
-        fn enabled(&self, config: &crate::config::Config) -> bool {
-            config.$face.enabled
-        }
-    };
-    (enabled $face:ident, listen) => {
-        face_common!(enabled $face);
-
-        fn own_listen<'c>(&self, config: &'c crate::config::Config) -> Option<&'c str> {
-            crate::faces::own_listen(config.$face.enabled, &config.$face.listen)
+    (section $face:ident) => {
+        fn section<'c>(
+            &self,
+            config: &'c crate::config::Config,
+        ) -> &'c dyn crate::config::FaceSection {
+            &config.$face
         }
     };
 }
@@ -244,10 +235,4 @@ pub fn tls_config(
         (None, None) => Ok(None),
         _ => anyhow::bail!("[{section}] tls_cert and tls_key go together: give both or neither"),
     }
-}
-
-/// A face's own listener when its section gives one: `listen`, when the face runs and it is
-/// not empty.
-pub fn own_listen(enabled: bool, listen: &str) -> Option<&str> {
-    (enabled && !listen.is_empty()).then_some(listen)
 }

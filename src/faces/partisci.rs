@@ -7,6 +7,7 @@ use actix_web::{web, ResponseError};
 use futures_util::future::LocalBoxFuture;
 
 use super::{face_common, tls_config, Face, Own, Start, Started};
+use crate::config::FaceSection;
 use crate::domain::inventory::Inventory;
 use crate::http::partisci;
 
@@ -18,7 +19,7 @@ face_common!(Partisci: partisci, PartisciApi, ["/api/v1", "/debug"], |path| {
 });
 
 impl Face for Partisci {
-    face_common!(enabled partisci, listen);
+    face_common!(section partisci);
 
     fn own_udp(&self) -> bool {
         true
@@ -37,7 +38,7 @@ impl Face for Partisci {
                 auth: start.auth.clone(),
                 access: section.auth,
                 danger: section.danger,
-                max_body: (section.max_body_kb * 1024) as usize,
+                max_body: section.max_body(),
             }));
             started.tasks.extend(inventory.spawn_sweeper());
             if let Some(own) = start.own {

@@ -5,6 +5,7 @@ use actix_web::{web, ResponseError};
 use futures_util::future::LocalBoxFuture;
 
 use super::{face_common, Face, Own, Start, Started};
+use crate::config::FaceSection;
 use crate::domain::scan::Engines;
 use crate::http::patrowl;
 
@@ -18,7 +19,7 @@ face_common!(Patrowl: patrowl, PatrowlApi, ["/engines", "/engine"], |path| {
 });
 
 impl Face for Patrowl {
-    face_common!(enabled patrowl, listen);
+    face_common!(section patrowl);
 
     fn start<'a>(&'a self, start: Start<'a>) -> LocalBoxFuture<'a, anyhow::Result<Started>> {
         Box::pin(async move {
@@ -33,7 +34,7 @@ impl Face for Patrowl {
                 engines,
                 start.auth.clone(),
                 section.auth,
-                (section.max_body_kb * 1024) as usize,
+                section.max_body(),
             )));
             // Engines are reached over plain HTTP, as PatrowlManager reaches upstream's.
             started.own = start.own.map(|own| Own::Routes {

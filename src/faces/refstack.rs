@@ -5,6 +5,7 @@ use actix_web::{web, ResponseError};
 use futures_util::future::LocalBoxFuture;
 
 use super::{face_common, Face, Start, Started};
+use crate::config::FaceSection;
 use crate::domain::results::Results;
 use crate::domain::testrun::TestRuns;
 use crate::http::refstack;
@@ -23,7 +24,7 @@ face_common!(Refstack: refstack, RefstackApi, [
 });
 
 impl Face for Refstack {
-    face_common!(enabled refstack);
+    face_common!(section refstack);
 
     fn start<'a>(&'a self, start: Start<'a>) -> LocalBoxFuture<'a, anyhow::Result<Started>> {
         Box::pin(async move {
@@ -43,7 +44,7 @@ impl Face for Refstack {
                 auth: start.auth.clone(),
                 access: section.auth,
                 max_upload: (section.max_upload_kb * 1024) as usize,
-                max_body: (section.max_body_kb * 1024) as usize,
+                max_body: section.max_body(),
             })))
         })
     }

@@ -147,4 +147,3 @@ pub(super) fn at_char_boundary(input: &[u8], from: usize, at: usize) -> bool {
     }
     true
 }
-

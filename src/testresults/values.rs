@@ -260,4 +260,3 @@ pub(super) fn split_id(id: &str) -> (&str, &str) {
         None => ("", id),
     }
 }
-

@@ -13,7 +13,6 @@ mod values;
 use serde_json::{Map, Value};
 use tokio::sync::{mpsc, watch};
 
-
 use crate::domain::scan::Asset;
 pub use crate::domain::scan::Progress;
 pub use values::{asset_values, CommandSettings, Ended, HttpSettings, Job, TcpSettings};
