@@ -3,10 +3,9 @@
 //! (`[gros.agent] listen`).
 
 use actix_web::{web, ResponseError};
-use futures_util::future::LocalBoxFuture;
 
-use super::{face_common, Face, Own, Start, Started};
-use crate::config::FaceSection;
+use super::{face_common, Own, Start, Started};
+use crate::config::{FaceSection, GrosSection};
 use crate::http::gros;
 
 pub struct Gros;
@@ -22,33 +21,28 @@ face_common!(Gros: gros, GrosApi, ["/auth", "/agents"], |path| {
     }
 });
 
-impl Face for Gros {
-    face_common!(section gros);
-
-    fn start<'a>(&'a self, start: Start<'a>) -> LocalBoxFuture<'a, anyhow::Result<Started>> {
-        Box::pin(async move {
-            let section = &start.config.gros;
-            let controller = crate::domain::gros::Gros::start(
-                &start.core(),
-                start.stores.secrets()?,
-                start.declarations.gros.clone(),
-            )
-            .await?;
-            let face = web::Data::new(gros::GrosFace {
-                gros: controller,
-                max_body: section.max_body(),
-                local: start.declarations.gros_agent.clone(),
-                host: (!section.agent.host.is_empty()).then(|| section.agent.host.clone()),
-            });
-            let mut started = Started::sharing(face.clone());
-            if let Some(own) = start.own {
-                started.own = Some(Own::Server(gros::serve_agent(
-                    own.tcp,
-                    face,
-                    start.listening,
-                )?));
-            }
-            Ok(started)
-        })
+impl Gros {
+    async fn launch(start: Start<'_>, section: &GrosSection) -> anyhow::Result<Started> {
+        let controller = crate::domain::gros::Gros::start(
+            &start.core(),
+            start.stores.secrets()?,
+            start.declarations.gros.clone(),
+        )
+        .await?;
+        let face = web::Data::new(gros::GrosFace {
+            gros: controller,
+            max_body: section.max_body(),
+            local: start.declarations.gros_agent.clone(),
+            host: (!section.agent.host.is_empty()).then(|| section.agent.host.clone()),
+        });
+        let mut started = Started::sharing(face.clone());
+        if let Some(own) = start.own {
+            started.own = Some(Own::Server(gros::serve_agent(
+                own.tcp,
+                face,
+                start.listening,
+            )?));
+        }
+        Ok(started)
     }
 }

@@ -4,10 +4,9 @@
 use std::time::Duration;
 
 use actix_web::{web, ResponseError};
-use futures_util::future::LocalBoxFuture;
 
-use super::{face_common, tls_config, Face, Own, Start, Started};
-use crate::config::FaceSection;
+use super::{face_common, tls_config, Own, Start, Started};
+use crate::config::{FaceSection, HpcwaasSection};
 use crate::domain::sshkey::SshKeys;
 use crate::domain::workflow::{effects::RunLimits, Executions};
 use crate::http::hpcwaas;
@@ -23,42 +22,37 @@ face_common!(Hpcwaas: hpcwaas, HpcwaasApi, ["/workflows", "/executions", "/ssh_k
         .error_response()
 });
 
-impl Face for Hpcwaas {
-    face_common!(section hpcwaas);
-
-    fn start<'a>(&'a self, start: Start<'a>) -> LocalBoxFuture<'a, anyhow::Result<Started>> {
-        Box::pin(async move {
-            let section = &start.config.hpcwaas;
-            let tls = tls_config("hpcwaas", &section.tls_cert, &section.tls_key)?;
-            let core = start.core();
-            let keys = SshKeys::start(&core, start.stores.secrets()?);
-            let limits = RunLimits {
-                kill_grace: Duration::from_secs(section.kill_grace_s),
-                max_line_bytes: section.max_line_bytes,
-                max_log_lines: section.max_log_lines,
-                max_output_bytes: (section.max_output_kb * 1024) as usize,
-            };
-            let executions = Executions::start(
-                &core,
-                start.declarations.workflows.clone(),
-                keys.clone(),
-                limits,
-                start.log.path().join(WORK_DIR),
-            )
-            .await?;
-            let mut started = Started::sharing(web::Data::new(hpcwaas::Hpcwaas {
-                executions,
-                keys,
-                log: start.log.clone(),
-                auth: start.auth.clone(),
-                access: section.auth,
-                max_body: section.max_body(),
-            }));
-            started.own = start.own.map(|own| Own::Routes {
-                listener: own.tcp,
-                tls: tls.map(Box::new),
-            });
-            Ok(started)
-        })
+impl Hpcwaas {
+    async fn launch(start: Start<'_>, section: &HpcwaasSection) -> anyhow::Result<Started> {
+        let tls = tls_config("hpcwaas", &section.tls_cert, &section.tls_key)?;
+        let core = start.core();
+        let keys = SshKeys::start(&core, start.stores.secrets()?);
+        let limits = RunLimits {
+            kill_grace: Duration::from_secs(section.kill_grace_s),
+            max_line_bytes: section.max_line_bytes,
+            max_log_lines: section.max_log_lines,
+            max_output_bytes: (section.max_output_kb * 1024) as usize,
+        };
+        let executions = Executions::start(
+            &core,
+            start.declarations.workflows.clone(),
+            keys.clone(),
+            limits,
+            start.log.path().join(WORK_DIR),
+        )
+        .await?;
+        let mut started = Started::sharing(web::Data::new(hpcwaas::Hpcwaas {
+            executions,
+            keys,
+            log: start.log.clone(),
+            auth: start.auth.clone(),
+            access: section.auth,
+            max_body: section.max_body(),
+        }));
+        started.own = start.own.map(|own| Own::Routes {
+            listener: own.tcp,
+            tls: tls.map(Box::new),
+        });
+        Ok(started)
     }
 }

@@ -4,8 +4,8 @@
 //! its rules live in `domain`, its handlers in `http`.
 //!
 //! Adding a face: its entities and services, its handlers and OpenAPI piece, its configuration
-//! section, then one module here implementing [`Face`] (`face_common!` writes the methods every
-//! face writes alike) and one line in [`FACES`].
+//! section, then one module here: `face_common!` implements [`Face`] for it, and its own
+//! `launch` starts it; and one line in [`FACES`].
 
 mod gros;
 mod hpcwaas;
@@ -47,9 +47,7 @@ pub trait Face: Served {
     fn section<'c>(&self, config: &'c Config) -> &'c dyn FaceSection;
 
     /// Whether its own listener also receives UDP datagrams on the same port.
-    fn own_udp(&self) -> bool {
-        false
-    }
+    fn own_udp(&self) -> bool;
 
     /// Starts the face's entities, read models and background work, and says what its handlers
     /// share and how its own listener (already bound, in `start.own`) is served.
@@ -184,13 +182,20 @@ impl Stores {
     }
 }
 
-/// The methods every face writes alike. A face's name is also the name of its configuration
-/// section and of its module under `http`, so from that name come its routes and its OpenAPI
-/// piece (`$api` under the module's `openapi`); the paths it owns and its `404` are given:
-/// `face_common!(name, Api, [prefixes], |path| not_found)` writes its [`Served`] part, and in
-/// its `impl Face`, `face_common!(section name)` its section.
+/// What every face writes alike: its [`Served`] part and its [`Face`] impl. A face's name is
+/// also the name of its configuration section and of its module under `http`, so from that name
+/// come its routes, its OpenAPI piece (`$api` under the module's `openapi`) and its section; the
+/// paths it owns and its `404` are given. The face's own `async fn launch(start, section)` starts
+/// it: `face_common!(Type: name, Api, [prefixes], |path| not_found)`, or `name udp` for a face
+/// whose own listener also receives UDP datagrams.
 macro_rules! face_common {
-    ($ty:ty: $face:ident, $api:ident, $prefixes:expr, |$path:ident| $not_found:expr) => {
+    ($ty:ident: $face:ident udp, $($rest:tt)*) => {
+        face_common!(@ $ty: $face, true, $($rest)*);
+    };
+    ($ty:ident: $face:ident, $($rest:tt)*) => {
+        face_common!(@ $ty: $face, false, $($rest)*);
+    };
+    (@ $ty:ident: $face:ident, $udp:literal, $api:ident, $prefixes:expr, |$path:ident| $not_found:expr) => {
         impl crate::http::Served for $ty {
             fn name(&self) -> &'static str {
                 stringify!($face)
@@ -212,13 +217,26 @@ macro_rules! face_common {
                 $not_found
             }
         }
-    };
-    (section $face:ident) => {
-        fn section<'c>(
-            &self,
-            config: &'c crate::config::Config,
-        ) -> &'c dyn crate::config::FaceSection {
-            &config.$face
+
+        impl crate::faces::Face for $ty {
+            fn section<'c>(
+                &self,
+                config: &'c crate::config::Config,
+            ) -> &'c dyn crate::config::FaceSection {
+                &config.$face
+            }
+
+            fn own_udp(&self) -> bool {
+                $udp
+            }
+
+            fn start<'a>(
+                &'a self,
+                start: crate::faces::Start<'a>,
+            ) -> futures_util::future::LocalBoxFuture<'a, anyhow::Result<crate::faces::Started>> {
+                let config = start.config;
+                Box::pin($ty::launch(start, &config.$face))
+            }
         }
     };
 }

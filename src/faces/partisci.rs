@@ -4,58 +4,44 @@
 use std::time::Duration;
 
 use actix_web::{web, ResponseError};
-use futures_util::future::LocalBoxFuture;
 
-use super::{face_common, tls_config, Face, Own, Start, Started};
-use crate::config::FaceSection;
+use super::{face_common, tls_config, Own, Start, Started};
+use crate::config::{FaceSection, PartisciSection};
 use crate::domain::inventory::Inventory;
 use crate::http::partisci;
 
 pub struct Partisci;
 
-face_common!(Partisci: partisci, PartisciApi, ["/api/v1", "/debug"], |path| {
+face_common!(Partisci: partisci udp, PartisciApi, ["/api/v1", "/debug"], |path| {
     partisci::PartisciError::not_found(format!("{path} is not a Partisci route"))
         .error_response()
 });
 
-impl Face for Partisci {
-    face_common!(section partisci);
-
-    fn own_udp(&self) -> bool {
-        true
-    }
-
-    fn start<'a>(&'a self, start: Start<'a>) -> LocalBoxFuture<'a, anyhow::Result<Started>> {
-        Box::pin(async move {
-            let section = &start.config.partisci;
-            // Checked before anything starts, as the other faces do.
-            let tls = tls_config("partisci", &section.tls_cert, &section.tls_key)?;
-            let retention =
-                (section.retention_s > 0).then(|| Duration::from_secs(section.retention_s));
-            let inventory = Inventory::start(&start.core(), retention).await?;
-            let mut started = Started::sharing(web::Data::new(partisci::Partisci {
-                inventory: inventory.clone(),
-                auth: start.auth.clone(),
-                access: section.auth,
-                danger: section.danger,
-                max_body: section.max_body(),
-            }));
-            started.tasks.extend(inventory.spawn_sweeper());
-            if let Some(own) = start.own {
-                if let Some(socket) = own.udp {
-                    let mut udp = partisci::udp::Receiver::start(
-                        socket,
-                        inventory,
-                        actix::Arbiter::current(),
-                    )?;
-                    started.on_stop.push(Box::new(move || udp.stop()));
-                }
-                started.own = Some(Own::Routes {
-                    listener: own.tcp,
-                    tls: tls.map(Box::new),
-                });
+impl Partisci {
+    async fn launch(start: Start<'_>, section: &PartisciSection) -> anyhow::Result<Started> {
+        // Checked before anything starts, as the other faces do.
+        let tls = tls_config("partisci", &section.tls_cert, &section.tls_key)?;
+        let retention = (section.retention_s > 0).then(|| Duration::from_secs(section.retention_s));
+        let inventory = Inventory::start(&start.core(), retention).await?;
+        let mut started = Started::sharing(web::Data::new(partisci::Partisci {
+            inventory: inventory.clone(),
+            auth: start.auth.clone(),
+            access: section.auth,
+            danger: section.danger,
+            max_body: section.max_body(),
+        }));
+        started.tasks.extend(inventory.spawn_sweeper());
+        if let Some(own) = start.own {
+            if let Some(socket) = own.udp {
+                let mut udp =
+                    partisci::udp::Receiver::start(socket, inventory, actix::Arbiter::current())?;
+                started.on_stop.push(Box::new(move || udp.stop()));
             }
-            Ok(started)
-        })
+            started.own = Some(Own::Routes {
+                listener: own.tcp,
+                tls: tls.map(Box::new),
+            });
+        }
+        Ok(started)
     }
 }

@@ -2,10 +2,9 @@
 //! listener only.
 
 use actix_web::{web, ResponseError};
-use futures_util::future::LocalBoxFuture;
 
-use super::{face_common, Face, Start, Started};
-use crate::config::FaceSection;
+use super::{face_common, Start, Started};
+use crate::config::{FaceSection, RefstackSection};
 use crate::domain::results::Results;
 use crate::domain::testrun::TestRuns;
 use crate::http::refstack;
@@ -23,29 +22,24 @@ face_common!(Refstack: refstack, RefstackApi, [
         .error_response()
 });
 
-impl Face for Refstack {
-    face_common!(section refstack);
-
-    fn start<'a>(&'a self, start: Start<'a>) -> LocalBoxFuture<'a, anyhow::Result<Started>> {
-        Box::pin(async move {
-            let section = &start.config.refstack;
-            let blobs = start.stores.blobs()?;
-            let limits = crate::testresults::Limits {
-                max_input_bytes: (section.max_upload_kb * 1024) as usize,
-                max_tests: section.max_tests,
-                ..crate::testresults::Limits::default()
-            };
-            let core = start.core();
-            let runs = TestRuns::start(&core, blobs.clone(), limits.clone());
-            let results = Results::start(&core, blobs, limits).await?;
-            Ok(Started::sharing(web::Data::new(refstack::Refstack {
-                runs,
-                results,
-                auth: start.auth.clone(),
-                access: section.auth,
-                max_upload: (section.max_upload_kb * 1024) as usize,
-                max_body: section.max_body(),
-            })))
-        })
+impl Refstack {
+    async fn launch(start: Start<'_>, section: &RefstackSection) -> anyhow::Result<Started> {
+        let blobs = start.stores.blobs()?;
+        let limits = crate::testresults::Limits {
+            max_input_bytes: (section.max_upload_kb * 1024) as usize,
+            max_tests: section.max_tests,
+            ..crate::testresults::Limits::default()
+        };
+        let core = start.core();
+        let runs = TestRuns::start(&core, blobs.clone(), limits.clone());
+        let results = Results::start(&core, blobs, limits).await?;
+        Ok(Started::sharing(web::Data::new(refstack::Refstack {
+            runs,
+            results,
+            auth: start.auth.clone(),
+            access: section.auth,
+            max_upload: (section.max_upload_kb * 1024) as usize,
+            max_body: section.max_body(),
+        })))
     }
 }

@@ -93,14 +93,19 @@ enum State {
         name: String,
         start: Option<Timestamp>,
     },
-    /// The outcome line came; its details follow. The stop time is the time of that line.
+    /// The outcome line came; its details follow.
     Details {
-        name: String,
-        start: Option<Timestamp>,
-        stop: Option<Timestamp>,
-        outcome: Outcome,
+        test: Reported,
         multipart: Option<Part>,
     },
+}
+
+/// A test whose outcome line came. The stop time is the time of that line.
+struct Reported {
+    name: String,
+    start: Option<Timestamp>,
+    stop: Option<Timestamp>,
+    outcome: Outcome,
 }
 
 pub(super) fn parse(input: &[u8], limits: &Limits) -> Result<TestRun, ParseError> {
@@ -157,10 +162,12 @@ pub(super) fn parse(input: &[u8], limits: &Limits) -> Result<TestRun, ParseError
                                 .and_then(details_kind)
                             {
                                 State::Details {
-                                    name,
-                                    start,
-                                    stop: now,
-                                    outcome,
+                                    test: Reported {
+                                        name,
+                                        start,
+                                        stop: now,
+                                        outcome,
+                                    },
                                     multipart: details,
                                 }
                             } else {
@@ -180,16 +187,10 @@ pub(super) fn parse(input: &[u8], limits: &Limits) -> Result<TestRun, ParseError
                     }
                 }
             }
-            State::Details {
-                name,
-                start,
-                stop,
-                outcome,
-                multipart,
-            } => {
+            State::Details { test, multipart } => {
                 // A part's name may be anything, "]" too; elsewhere "]" closes the details.
                 if line == b"]" && multipart != Some(Part::Name) {
-                    out.finished(name, outcome, start, stop, at)?;
+                    out.finished(test.name, test.outcome, test.start, test.stop, at)?;
                     State::Outside
                 } else {
                     let multipart = match multipart {
@@ -200,13 +201,7 @@ pub(super) fn parse(input: &[u8], limits: &Limits) -> Result<TestRun, ParseError
                         }
                         Some(Part::Name | Part::Chunks) => Some(Part::Chunks),
                     };
-                    State::Details {
-                        name,
-                        start,
-                        stop,
-                        outcome,
-                        multipart,
-                    }
+                    State::Details { test, multipart }
                 }
             }
         };
@@ -215,7 +210,11 @@ pub(super) fn parse(input: &[u8], limits: &Limits) -> Result<TestRun, ParseError
     // python-subunit's "lost connection during test": the stream ended inside a test.
     match state {
         State::Outside => {}
-        State::InTest { name, start } | State::Details { name, start, .. } => {
+        State::InTest { name, start }
+        | State::Details {
+            test: Reported { name, start, .. },
+            ..
+        } => {
             out.finished(name, Outcome::Incomplete, start, None, input.len())?;
         }
     }

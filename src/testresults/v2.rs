@@ -151,15 +151,20 @@ pub(super) fn parse(input: &[u8], limits: &Limits) -> Result<TestRun, ParseError
 fn read_packet(input: &[u8], start: usize) -> Result<Packet<'_>, ParseError> {
     let error = |offset: usize, problem: V2Problem| ParseError::V2 { offset, problem };
     let rest = &input[start..];
-    if rest.len() < MIN_HEADER {
-        return Err(error(
-            start,
-            V2Problem::Truncated {
-                needed: MIN_HEADER,
-                available: rest.len(),
-            },
-        ));
-    }
+    // The packet needs `needed` bytes from its start.
+    let need = |needed: usize| {
+        if rest.len() < needed {
+            return Err(error(
+                start,
+                V2Problem::Truncated {
+                    needed,
+                    available: rest.len(),
+                },
+            ));
+        }
+        Ok(())
+    };
+    need(MIN_HEADER)?;
     let flags = u16::from_be_bytes([rest[1], rest[2]]);
     let version = (flags >> 12) as u8;
     if version != 2 {
@@ -170,15 +175,7 @@ fn read_packet(input: &[u8], start: usize) -> Result<Packet<'_>, ParseError> {
         return Err(error(start + 3, V2Problem::LengthTooLong));
     }
     let header = 3 + length_octets;
-    if rest.len() < header {
-        return Err(error(
-            start,
-            V2Problem::Truncated {
-                needed: header,
-                available: rest.len(),
-            },
-        ));
-    }
+    need(header)?;
     let (length, _) = varint(&rest[3..header]).ok_or_else(|| {
         error(
             start + 3,
@@ -193,15 +190,7 @@ fn read_packet(input: &[u8], start: usize) -> Result<Packet<'_>, ParseError> {
     if length < minimum {
         return Err(error(start, V2Problem::LengthTooSmall { length, minimum }));
     }
-    if rest.len() < length {
-        return Err(error(
-            start,
-            V2Problem::Truncated {
-                needed: length,
-                available: rest.len(),
-            },
-        ));
-    }
+    need(length)?;
     let packet = &rest[..length];
     let (covered, crc) = packet.split_at(length - CRC_BYTES);
     let stored = u32::from_be_bytes([crc[0], crc[1], crc[2], crc[3]]);
