@@ -19,19 +19,26 @@ fn sh(script: &str) -> Invocation {
     Invocation::new("sh").arg("-c").arg(script)
 }
 
+/// A whole stdout line, as [`all_lines`] and [`expect_line`] show it: without its offset, which
+/// the tests of supervised runs check.
 fn out(text: &str) -> Line {
     Line {
         stream: Stream::Stdout,
         text: text.to_owned(),
         continues: false,
+        offset: 0,
     }
+}
+
+fn without_offset(line: Line) -> Line {
+    Line { offset: 0, ..line }
 }
 
 /// Reads every remaining line.
 async fn all_lines(running: &mut Running) -> Vec<Line> {
     let mut lines = Vec::new();
     while let Some(line) = running.next_line().await {
-        lines.push(line);
+        lines.push(without_offset(line));
     }
     lines
 }
@@ -40,6 +47,7 @@ async fn expect_line(running: &mut Running) -> Line {
     tokio::time::timeout(Duration::from_secs(30), running.next_line())
         .await
         .expect("a line within 30 s")
+        .map(without_offset)
         .expect("a line before the end of output")
 }
 
@@ -443,4 +451,199 @@ async fn programs_get_the_umask_annals_was_started_with() {
     // SAFETY: as above; the test binary's own umask is put back.
     unsafe { libc::umask(inherited) };
     assert_eq!(lines, vec![out("0027")]);
+}
+
+mod supervised {
+    //! Runs under a supervisor of their own (`process::supervised`): they outlive whoever
+    //! follows them, are found again from their directory, and end only by their supervisor.
+
+    use super::*;
+    use annals::process::supervised::{self, Fate, Offsets, Supervision};
+
+    /// Starts `invocation` supervised by the annals binary, in a run directory under `root`.
+    fn start(
+        root: &Path,
+        invocation: Invocation,
+        remove_at_end: Vec<std::path::PathBuf>,
+    ) -> (Running, Supervision) {
+        supervised::use_supervisor(env!("CARGO_BIN_EXE_annals"));
+        supervised::spawn(invocation, &root.join("run"), remove_at_end).expect("supervised")
+    }
+
+    /// Every line left, with its offset.
+    async fn rest(running: &mut Running) -> Vec<(String, u64)> {
+        let mut lines = Vec::new();
+        while let Some(line) = running.next_line().await {
+            lines.push((line.text, line.offset));
+        }
+        lines
+    }
+
+    async fn fate_becomes(dir: &Path, fate: Fate) {
+        let dir = dir.to_owned();
+        tokio::task::spawn_blocking(move || {
+            common::poll(GONE_WITHIN, "the run's fate", || {
+                (supervised::fate(&dir) == fate).then_some(())
+            })
+        })
+        .await
+        .expect("the poll finishes");
+    }
+
+    #[tokio::test]
+    async fn a_run_outlives_its_reader_and_is_read_again_from_where_it_stopped() {
+        let root = tempfile::tempdir().unwrap();
+        let gate = root.path().join("gate");
+        make_fifo(&gate);
+        let script = format!(
+            "echo one; echo two; read go < {}; echo three; echo four >&2",
+            gate.display()
+        );
+        let (mut running, supervision) = start(root.path(), sh(&script), Vec::new());
+        // Its own session: a signal to annals' group or session never reaches it.
+        // SAFETY: getsid(2) only reads.
+        let (ours, its) = unsafe { (libc::getsid(0), libc::getsid(supervision.supervisor as i32)) };
+        assert_ne!(ours, its);
+        assert_eq!(expect_line(&mut running).await, out("one"));
+        let first = running.next_line().await.unwrap();
+        assert_eq!((first.text.as_str(), first.offset), ("two", 8));
+        // The reader goes away (annals stops); the run does not.
+        drop(running);
+        assert_eq!(supervised::fate(&supervision.dir), Fate::Running);
+        write_fifo(&gate, "go\n").await;
+        fate_becomes(&supervision.dir, Fate::Ended).await;
+        let from = Offsets {
+            stdout: first.offset,
+            stderr: 0,
+        };
+        let mut again = supervised::attach(&supervision, from, &Invocation::new("unused"));
+        let mut lines = rest(&mut again).await;
+        lines.sort();
+        assert_eq!(
+            lines,
+            [("four".to_owned(), 5), ("three".to_owned(), 14)],
+            "every line after the offset, once"
+        );
+        let outcome = again.wait().await.unwrap();
+        assert!(outcome.succeeded(), "{outcome:?}");
+        assert_eq!(outcome.stdout.bytes, b"one\ntwo\nthree\n");
+        assert_eq!(outcome.stderr.bytes, b"four\n");
+    }
+
+    #[tokio::test]
+    async fn a_cancel_stops_the_whole_group_through_the_supervisor() {
+        let root = tempfile::tempdir().unwrap();
+        let invocation = sh("sleep 1000 & echo $!; trap 'echo stopping; exit 3' TERM; \
+                             echo ready; while :; do sleep 0.05; done")
+        .kill_grace(Duration::from_secs(30));
+        let (mut running, supervision) = start(root.path(), invocation, Vec::new());
+        let background = background_pid(&mut running).await;
+        assert_eq!(expect_line(&mut running).await, out("ready"));
+        // A reader attached later cancels as well as the first.
+        drop(running);
+        let mut again = supervised::attach(&supervision, Offsets::default(), &Invocation::new("x"));
+        again.canceller().cancel();
+        let mut last = None;
+        while let Some(line) = again.next_line().await {
+            if line.stream == Stream::Stdout {
+                last = Some(line.text);
+            }
+        }
+        assert_eq!(last.as_deref(), Some("stopping"));
+        let outcome = again.wait().await.unwrap();
+        assert_eq!(outcome.ending, Ending::Cancelled);
+        assert_eq!(outcome.exit, Exit::Code(3));
+        assert!(!outcome.forced);
+        assert_process_gone(background).await;
+        assert_group_gone(supervision.group).await;
+    }
+
+    #[tokio::test]
+    async fn the_supervisor_enforces_the_timeout_and_removes_the_given_files() {
+        let root = tempfile::tempdir().unwrap();
+        let secret = root.path().join("key");
+        std::fs::write(&secret, "private").unwrap();
+        let invocation = sh("trap '' TERM; echo ready; while :; do sleep 0.05; done")
+            .timeout(Duration::from_millis(300))
+            .kill_grace(Duration::from_millis(200));
+        let (mut running, supervision) = start(root.path(), invocation, vec![secret.clone()]);
+        assert_eq!(expect_line(&mut running).await, out("ready"));
+        let outcome = running.wait().await.unwrap();
+        assert_eq!(outcome.ending, Ending::TimedOut);
+        assert_eq!(outcome.exit, Exit::Signal(libc::SIGKILL));
+        assert!(outcome.forced);
+        assert!(!secret.exists(), "removed at the end");
+        assert_group_gone(supervision.group).await;
+    }
+
+    #[tokio::test]
+    async fn a_run_whose_supervisor_was_killed_is_lost_and_its_group_killed() {
+        let root = tempfile::tempdir().unwrap();
+        let (mut running, supervision) =
+            start(root.path(), sh("echo ready; exec sleep 1000"), Vec::new());
+        assert_eq!(expect_line(&mut running).await, out("ready"));
+        drop(running);
+        // SAFETY: kill(2) of the supervisor this test started.
+        unsafe { libc::kill(supervision.supervisor as i32, libc::SIGKILL) };
+        fate_becomes(&supervision.dir, Fate::Lost).await;
+        assert!(
+            group_alive(supervision.group),
+            "the program outlived its supervisor"
+        );
+        let again = supervised::attach(
+            &supervision,
+            Offsets {
+                stdout: 6,
+                stderr: 0,
+            },
+            &Invocation::new("x"),
+        );
+        let outcome = again.wait().await.unwrap();
+        assert_eq!(outcome.ending, Ending::Lost);
+        assert_eq!(outcome.exit, Exit::Unknown);
+        assert_group_gone(supervision.group).await;
+    }
+
+    #[tokio::test]
+    async fn supervised_spawn_failures_are_typed_and_leave_nothing() {
+        let root = tempfile::tempdir().unwrap();
+        supervised::use_supervisor(env!("CARGO_BIN_EXE_annals"));
+        let dir = root.path().join("run");
+        let error = supervised::spawn(Invocation::new("no-such-program-here"), &dir, Vec::new())
+            .expect_err("refused");
+        assert!(matches!(error, ProcessError::NotFound { .. }), "{error:?}");
+        assert!(!dir.exists());
+        let error = supervised::spawn(Invocation::new(""), &dir, Vec::new()).expect_err("refused");
+        assert!(matches!(error, ProcessError::EmptyProgram), "{error:?}");
+    }
+
+    #[tokio::test]
+    async fn input_environment_and_arguments_reach_the_program() {
+        let root = tempfile::tempdir().unwrap();
+        let invocation = sh(
+            "read line; echo \"${#line} $GIVEN $1\"; test -z \"$ANNALS_MASTER_KEY\" && echo clean",
+        )
+        .arg("sh")
+        .arg("arg one")
+        .env("GIVEN", "value")
+        .stdin(b"private\n".to_vec());
+        let (mut running, supervision) = start(root.path(), invocation, Vec::new());
+        let lines: Vec<String> = rest(&mut running).await.into_iter().map(|l| l.0).collect();
+        assert_eq!(lines, ["7 value arg one", "clean"]);
+        assert!(running.wait().await.unwrap().succeeded());
+        // Every regular file (`control` is a FIFO).
+        let files: Vec<String> = std::fs::read_dir(&supervision.dir)
+            .unwrap()
+            .map(|e| e.unwrap())
+            .filter(|e| e.file_type().unwrap().is_file())
+            .map(|e| e.file_name().into_string().unwrap())
+            .collect();
+        for file in files {
+            let text = std::fs::read(supervision.dir.join(&file)).unwrap_or_default();
+            assert!(
+                !String::from_utf8_lossy(&text).contains("private"),
+                "the input is in no file ({file})"
+            );
+        }
+    }
 }

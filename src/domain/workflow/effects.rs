@@ -411,6 +411,10 @@ impl Run {
         .await;
         match outcome.ending {
             process::Ending::Cancelled => StepResult::Cancelled,
+            process::Ending::Lost => StepResult::Failed(format!(
+                "step {} was interrupted: its supervisor ended without recording its end",
+                step.name
+            )),
             process::Ending::TimedOut => StepResult::Failed(format!(
                 "step {} timed out after {}s",
                 step.name,

@@ -242,6 +242,7 @@ pub async fn scan(
     }
     let result = match (outcome.ending, outcome.exit) {
         (Ending::Cancelled, _) => Err("stopped".into()),
+        (Ending::Lost, _) => Err("the command's supervisor ended without recording its end".into()),
         (Ending::TimedOut, _) => Err(format!(
             "the command timed out after {} s and was stopped",
             settings.timeout.as_secs()

@@ -62,6 +62,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use zeroize::Zeroizing;
 
+pub mod supervised;
+
 /// The file mode creation mask programs run with, when [`set_child_umask`] gave one.
 static CHILD_UMASK: AtomicU32 = AtomicU32::new(NO_UMASK);
 const NO_UMASK: u32 = u32::MAX;
@@ -234,6 +236,9 @@ pub struct Line {
     pub text: String,
     /// The line was longer than the limit: this is a piece of it and the rest follows.
     pub continues: bool,
+    /// Where its stream goes on after it, in bytes from the stream's start: a reader that
+    /// resumes there reads the next line first.
+    pub offset: u64,
 }
 
 /// Why a run ended.
@@ -245,6 +250,9 @@ pub enum Ending {
     TimedOut,
     /// The run was cancelled (or its `Running` dropped) and the group was killed.
     Cancelled,
+    /// A supervised run's supervisor ended without recording the end (it was killed, or the
+    /// machine restarted): its group was killed, and its exit is unknown.
+    Lost,
 }
 
 /// How the program (the group's leader) exited.
@@ -826,7 +834,7 @@ async fn read_stream<R: AsyncRead + Unpin>(
     mut stop: watch::Receiver<bool>,
 ) -> Captured {
     let mut captured = Captured::default();
-    let mut splitter = LineSplitter::new(stream, max_line_bytes);
+    let mut splitter = LineSplitter::new(stream, max_line_bytes, 0);
     let mut buffer = vec![0u8; READ_CHUNK];
     let mut ready = Vec::new();
     let mut listening = true;
@@ -883,20 +891,25 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     }
 }
 
-/// Splits a byte stream into lines of at most `max` bytes.
+/// Splits a byte stream into lines of at most `max` bytes, each with the offset its stream
+/// goes on from after it.
 struct LineSplitter {
     stream: Stream,
     max: usize,
     /// The bytes of the current line so far: never more than `max` between calls.
     pending: Vec<u8>,
+    /// The stream offset of `pending`'s first byte.
+    start: u64,
 }
 
 impl LineSplitter {
-    fn new(stream: Stream, max: usize) -> LineSplitter {
+    /// A splitter for a stream read from `start` on (0: its beginning).
+    fn new(stream: Stream, max: usize, start: u64) -> LineSplitter {
         LineSplitter {
             stream,
             max: max.max(MIN_LINE_BYTES),
             pending: Vec::new(),
+            start,
         }
     }
 
@@ -906,10 +919,12 @@ impl LineSplitter {
                 Some(end) => {
                     self.pending.extend_from_slice(&bytes[..end]);
                     self.cut_long(out);
+                    // The line ends after its newline.
+                    let consumed = self.pending.len() + 1;
                     if self.pending.last() == Some(&b'\r') {
                         self.pending.pop();
                     }
-                    self.emit(self.pending.len(), false, out);
+                    self.emit(self.pending.len(), consumed, false, out);
                     bytes = &bytes[end + 1..];
                 }
                 None => {
@@ -924,7 +939,7 @@ impl LineSplitter {
     /// The last line, if the stream did not end with a line ending.
     fn finish(&mut self, out: &mut Vec<Line>) {
         if !self.pending.is_empty() {
-            self.emit(self.pending.len(), false, out);
+            self.emit(self.pending.len(), self.pending.len(), false, out);
         }
     }
 
@@ -933,17 +948,20 @@ impl LineSplitter {
     fn cut_long(&mut self, out: &mut Vec<Line>) {
         while self.pending.len() > self.max {
             let cut = char_boundary_before(&self.pending, self.max);
-            self.emit(cut, true, out);
+            self.emit(cut, cut, true, out);
         }
     }
 
-    fn emit(&mut self, len: usize, continues: bool, out: &mut Vec<Line>) {
+    /// Emits the first `len` pending bytes as a line that used `consumed` bytes of the stream.
+    fn emit(&mut self, len: usize, consumed: usize, continues: bool, out: &mut Vec<Line>) {
         let text = String::from_utf8_lossy(&self.pending[..len]).into_owned();
         self.pending.drain(..len);
+        self.start += consumed as u64;
         out.push(Line {
             stream: self.stream,
             text,
             continues,
+            offset: self.start,
         });
     }
 }
@@ -996,7 +1014,7 @@ mod tests {
     }
 
     fn split(max: usize, chunks: &[&[u8]]) -> Vec<(String, bool)> {
-        let mut splitter = LineSplitter::new(Stream::Stdout, max);
+        let mut splitter = LineSplitter::new(Stream::Stdout, max, 0);
         let mut out = Vec::new();
         for chunk in chunks {
             splitter.push(chunk, &mut out);
@@ -1015,6 +1033,17 @@ mod tests {
             split(100, &[b"ab", b"c\nde", b"f\n\ng"]),
             vec![whole("abc"), whole("def"), whole(""), whole("g")]
         );
+    }
+
+    #[test]
+    fn each_line_says_where_its_stream_goes_on() {
+        let mut splitter = LineSplitter::new(Stream::Stdout, 4, 10);
+        let mut out = Vec::new();
+        splitter.push(b"ab\r\ncdef", &mut out);
+        splitter.push(b"g\nh", &mut out);
+        splitter.finish(&mut out);
+        let lines: Vec<(&str, u64)> = out.iter().map(|l| (l.text.as_str(), l.offset)).collect();
+        assert_eq!(lines, [("ab", 14), ("cdef", 18), ("g", 20), ("h", 21)]);
     }
 
     #[test]
