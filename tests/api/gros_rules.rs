@@ -33,6 +33,18 @@ fn registered(key: &str) -> AgentEvent {
     })
 }
 
+fn complete(public_key: &str) -> AgentCommand {
+    AgentCommand::CompleteRegistration {
+        public_key: public_key.into(),
+    }
+}
+
+fn abandon(reason: &str) -> AgentCommand {
+    AgentCommand::AbandonRegistration {
+        reason: reason.into(),
+    }
+}
+
 /// The project `PROJ`: no networks or username patterns, no processes.
 fn project(environment: &str, gather_interval_s: u64) -> Project {
     Project {
@@ -69,9 +81,7 @@ fn a_registration_locks_the_agent_until_it_ends() {
 fn a_registration_completes_and_says_whether_the_key_changed() {
     let state = given::<GrosAgent>([started()])
         .at(t(2))
-        .when(AgentCommand::CompleteRegistration {
-            public_key: "ssh-rsa A".into(),
-        })
+        .when(complete("ssh-rsa A"))
         .then(vec![AgentEvent::AgentRegistered(AgentRegistered {
             public_key: "ssh-rsa A".into(),
             rekeyed: false,
@@ -80,18 +90,14 @@ fn a_registration_completes_and_says_whether_the_key_changed() {
     assert!(state.registered() && !state.registering);
     given::<GrosAgent>([started(), registered("ssh-rsa A"), started()])
         .at(t(3))
-        .when(AgentCommand::CompleteRegistration {
-            public_key: "ssh-rsa B".into(),
-        })
+        .when(complete("ssh-rsa B"))
         .then(vec![AgentEvent::AgentRegistered(AgentRegistered {
             public_key: "ssh-rsa B".into(),
             rekeyed: true,
             at: t(3),
         })]);
     given::<GrosAgent>([])
-        .when(AgentCommand::CompleteRegistration {
-            public_key: "ssh-rsa A".into(),
-        })
+        .when(complete("ssh-rsa A"))
         .then_rejected(AgentRejection::NotRegistering);
 }
 
@@ -99,9 +105,7 @@ fn a_registration_completes_and_says_whether_the_key_changed() {
 fn a_registration_is_abandoned_only_while_it_runs() {
     let state = given::<GrosAgent>([started()])
         .at(t(2))
-        .when(AgentCommand::AbandonRegistration {
-            reason: "disk full".into(),
-        })
+        .when(abandon("disk full"))
         .then(vec![AgentEvent::RegistrationAbandoned(
             RegistrationAbandoned {
                 reason: "disk full".into(),
@@ -110,7 +114,7 @@ fn a_registration_is_abandoned_only_while_it_runs() {
         )]);
     assert!(!state.registering);
     given::<GrosAgent>([])
-        .when(AgentCommand::AbandonRegistration { reason: "x".into() })
+        .when(abandon("x"))
         .then_rejected(AgentRejection::NotRegistering);
 }
 
