@@ -814,7 +814,7 @@ async fn partisci_answers_fit_their_documented_schemas() {
         .flatten()
         .find(|tag| tag["name"] == "partisci")
         .expect("the face's tag");
-    common::app::assert_says(&tag, "/description", "404");
+    common::app::assert_says(tag, "/description", "404");
     for uri in ["/api/v1/nothing/", "/api/v1/version"] {
         let answer = app.get(uri, false).await;
         assert_eq!(answer.status, 404, "{uri}");

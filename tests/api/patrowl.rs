@@ -496,7 +496,7 @@ async fn patrowl_managers_sequence_with_the_http_engine_finds_missing_headers_an
             ("answers HTTP 200", true),
             ("'Strict-Transport-Security'", true),
             ("'Content-Security-Policy'", false),
-            // Its frame-ancestors stands for X-Frame-Options.
+            // Its Content-Security-Policy's frame-ancestors stands in for X-Frame-Options.
             ("'X-Frame-Options'", false),
             ("'X-Content-Type-Options'", false),
         ],

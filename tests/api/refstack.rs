@@ -70,6 +70,13 @@ impl Refstack {
         self.send(request, body).await
     }
 
+    /// `POST /v1/update-test-status/{id}` with `form`, as refstack-client sends it.
+    async fn update_status(&self, id: &str, form: &str) -> Answer {
+        let path = format!("/v1/update-test-status/{id}");
+        self.post(&path, "application/x-www-form-urlencoded", form)
+            .await
+    }
+
     async fn open(&self) -> String {
         let answer = self
             .post("/v1/test-runs", "application/json", cloud().to_string())
@@ -156,13 +163,7 @@ async fn a_run_is_opened_updated_uploaded_to_and_read_back() {
     let id = face.open().await;
 
     // The spec's example: the status in a form body.
-    let answer = face
-        .post(
-            &format!("/v1/update-test-status/{id}"),
-            "application/x-www-form-urlencoded",
-            "status=test%20started",
-        )
-        .await;
+    let answer = face.update_status(&id, "status=test%20started").await;
     assert_eq!((answer.status, answer.json()), (201, Value::Null));
     // The 2014 spelling, with the status in the query string as the 2014 code read it.
     let answer = face
@@ -704,13 +705,7 @@ async fn runs_statuses_and_uploads_survive_a_restart() {
         ..client()
     };
     let id = face.open().await;
-    let answer = face
-        .post(
-            &format!("/v1/update-test-status/{id}"),
-            "application/x-www-form-urlencoded",
-            "status=done&finished=1",
-        )
-        .await;
+    let answer = face.update_status(&id, "status=done&finished=1").await;
     assert_eq!(answer.status, 201);
     let uploaded = face
         .upload_multipart(&format!("/v1/post-result?test_id={id}"), &stream)
@@ -770,12 +765,8 @@ async fn golden_bodies() {
     // The manual clock: times are T0, ids count up from 1, so nothing needs redacting.
     let face = spawn(|_| {}).await;
     let id = face.open().await;
-    face.post(
-        &format!("/v1/update-test-status/{id}"),
-        "application/x-www-form-urlencoded",
-        "status=test%20complete&finished=true",
-    )
-    .await;
+    face.update_status(&id, "status=test%20complete&finished=true")
+        .await;
     let uploaded = face
         .upload_multipart(&format!("/v1/post-result?test_id={id}"), &v2_stream())
         .await

@@ -176,7 +176,7 @@ fn a_face_listener_off_loopback_without_accounts_is_refused() {
 /// bytes of it, and waits (at most a minute) for the answer and the end of the connection:
 /// the status, the body, and how long after the partial body the answer came.
 fn half_a_body(address: &str, path: &str, length: usize, sent: &[u8]) -> (u16, String, Duration) {
-    let mut stream = connect(&address, Duration::from_secs(60));
+    let mut stream = connect(address, Duration::from_secs(60));
     write!(
         stream,
         "POST {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n\
@@ -579,7 +579,7 @@ fn sigterm_ends_event_streams_and_long_polls_at_once() {
 
 /// Sends `bytes` on a new connection; the status line of the answer (empty if none came).
 fn raw(address: &str, bytes: &[u8]) -> String {
-    let mut stream = connect(&address, Duration::from_secs(60));
+    let mut stream = connect(address, Duration::from_secs(60));
     stream.write_all(bytes).unwrap();
     let _ = stream.shutdown(std::net::Shutdown::Write);
     let mut answer = Vec::new();
