@@ -8,6 +8,8 @@
 //! default 10000), `ANNALS_BENCH_ROUNDS` (wake rounds, default 50), `ANNALS_BENCH_WAKERS`
 //! (followers per wake round, default 100).
 
+#[path = "support/scratch.rs"]
+mod scratch;
 #[path = "support/mod.rs"]
 mod support;
 
@@ -17,7 +19,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use annals::events::{
-    DomainEvent, Durability, EventLog, ExpectedVersion, LogOptions, Metadata, NewEvent, StreamId,
+    DomainEvent, Durability, EventLog, ExpectedVersion, Metadata, NewEvent, StreamId,
 };
 use support::env_or;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -33,15 +35,8 @@ fn main() -> anyhow::Result<()> {
     let rounds = env_or("ANNALS_BENCH_ROUNDS", 50);
     let wakers = env_or("ANNALS_BENCH_WAKERS", 100);
 
-    let dir = tempfile::tempdir()?;
     // No disk sync: the figure is the path from an append to its followers, not the disk.
-    let log = EventLog::open(
-        dir.path(),
-        LogOptions {
-            durability: Durability::None,
-            ..LogOptions::default()
-        },
-    )?;
+    let (_dir, log) = scratch::temp_log(Durability::None)?;
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let address = listener.local_addr()?.to_string();
     {

@@ -16,6 +16,8 @@
 
 #[path = "support/env.rs"]
 mod env;
+#[path = "support/scratch.rs"]
+mod scratch;
 
 use std::fs::File;
 use std::path::Path;
@@ -239,14 +241,7 @@ fn run_annals(
     writers: usize,
     seconds: f64,
 ) -> anyhow::Result<Run> {
-    let dir = tempfile::tempdir()?;
-    let log = EventLog::open(
-        dir.path(),
-        LogOptions {
-            durability: Durability::Fsync,
-            ..LogOptions::default()
-        },
-    )?;
+    let (_dir, log) = scratch::temp_log(Durability::Fsync)?;
     let result = runtime.block_on(async {
         let (events, elapsed, latencies) = drive(writers, |w, barrier| {
             annals_writer(log.clone(), w, barrier, seconds)

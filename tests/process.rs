@@ -34,6 +34,13 @@ fn without_offset(line: Line) -> Line {
     Line { offset: 0, ..line }
 }
 
+/// Starts `invocation`; the run, and its process group (the program's pid).
+fn spawned(invocation: Invocation) -> (Running, u32) {
+    let running = process::spawn(invocation).expect("starts");
+    let pgid = running.pid();
+    (running, pgid)
+}
+
 /// Reads every remaining line.
 async fn all_lines(running: &mut Running) -> Vec<Line> {
     let mut lines = Vec::new();
@@ -91,25 +98,22 @@ fn process_alive(pid: u32) -> bool {
     }
 }
 
-/// Polls off the runtime's thread, so that the run's supervisor keeps running meanwhile.
-async fn assert_group_gone(pgid: u32) {
+/// Polls until `alive` says no more, off the runtime's thread, so that the run's supervisor
+/// keeps running meanwhile.
+async fn assert_gone(what: &'static str, alive: impl Fn() -> bool + Send + 'static) {
     tokio::task::spawn_blocking(move || {
-        common::poll(GONE_WITHIN, "the process group to disappear", || {
-            (!group_alive(pgid)).then_some(())
-        })
+        common::poll(GONE_WITHIN, what, || (!alive()).then_some(()))
     })
     .await
     .expect("the poll finishes");
 }
 
+async fn assert_group_gone(pgid: u32) {
+    assert_gone("the process group to disappear", move || group_alive(pgid)).await;
+}
+
 async fn assert_process_gone(pid: u32) {
-    tokio::task::spawn_blocking(move || {
-        common::poll(GONE_WITHIN, "the process to disappear", || {
-            (!process_alive(pid)).then_some(())
-        })
-    })
-    .await
-    .expect("the poll finishes");
+    assert_gone("the process to disappear", move || process_alive(pid)).await;
 }
 
 fn make_fifo(path: &Path) {
@@ -285,13 +289,11 @@ async fn spawn_failures_are_typed() {
 
 #[tokio::test]
 async fn a_timeout_kills_the_program_and_its_grandchildren() {
-    let mut running = process::spawn(
+    let (mut running, pgid) = spawned(
         sh("sleep 1000 & echo $!; wait")
             .timeout(Duration::from_secs(2))
             .kill_grace(Duration::from_secs(60)),
-    )
-    .expect("starts");
-    let pgid = running.pid();
+    );
     let grandchild = background_pid(&mut running).await;
     assert!(process_alive(grandchild));
     let outcome = running.wait().await.expect("an outcome");
@@ -307,13 +309,11 @@ async fn a_timeout_kills_the_program_and_its_grandchildren() {
 
 #[tokio::test]
 async fn a_timeout_uses_sigkill_when_sigterm_is_ignored() {
-    let mut running = process::spawn(
+    let (mut running, pgid) = spawned(
         sh("trap '' TERM; sleep 1000 & echo ready; wait")
             .timeout(Duration::from_secs(1))
             .kill_grace(Duration::from_millis(200)),
-    )
-    .expect("starts");
-    let pgid = running.pid();
+    );
     assert_eq!(expect_line(&mut running).await, out("ready"));
     let outcome = running.wait().await.expect("an outcome");
     assert_eq!(
@@ -325,13 +325,11 @@ async fn a_timeout_uses_sigkill_when_sigterm_is_ignored() {
 
 #[tokio::test]
 async fn cancel_lets_a_program_that_handles_sigterm_exit_cleanly() {
-    let mut running = process::spawn(
+    let (mut running, pgid) = spawned(
         sh("trap 'echo stopping; exit 3' TERM; sleep 1000 & echo ready; wait")
             // Were the grace period used, the test would hang for a minute and see `forced`.
             .kill_grace(Duration::from_secs(60)),
-    )
-    .expect("starts");
-    let pgid = running.pid();
+    );
     assert_eq!(expect_line(&mut running).await, out("ready"));
     running.canceller().cancel();
     assert_eq!(expect_line(&mut running).await, out("stopping"));
@@ -345,11 +343,9 @@ async fn cancel_lets_a_program_that_handles_sigterm_exit_cleanly() {
 
 #[tokio::test]
 async fn cancel_kills_a_program_that_ignores_sigterm_after_the_grace_period() {
-    let mut running = process::spawn(
+    let (mut running, pgid) = spawned(
         sh("trap '' TERM; sleep 1000 & echo $!; wait").kill_grace(Duration::from_millis(200)),
-    )
-    .expect("starts");
-    let pgid = running.pid();
+    );
     let grandchild = background_pid(&mut running).await;
     let canceller = running.canceller();
     canceller.cancel();
@@ -377,8 +373,7 @@ async fn cancelling_after_the_end_changes_nothing() {
 #[tokio::test]
 async fn what_a_finished_program_leaves_in_its_group_is_killed() {
     // Without the kill, the background sleep would hold stdout open for 1000 s.
-    let mut running = process::spawn(sh("sleep 1000 & echo $!")).expect("starts");
-    let pgid = running.pid();
+    let (mut running, pgid) = spawned(sh("sleep 1000 & echo $!"));
     let grandchild = background_pid(&mut running).await;
     let outcome = running.wait().await.expect("an outcome");
     assert!(outcome.succeeded(), "{outcome:?}");
@@ -388,8 +383,7 @@ async fn what_a_finished_program_leaves_in_its_group_is_killed() {
 
 #[tokio::test]
 async fn dropping_a_run_kills_its_group() {
-    let mut running = process::spawn(sh("sleep 1000 & echo $!; wait")).expect("starts");
-    let pgid = running.pid();
+    let (mut running, pgid) = spawned(sh("sleep 1000 & echo $!; wait"));
     let grandchild = background_pid(&mut running).await;
     drop(running);
     assert_process_gone(grandchild).await;

@@ -2,26 +2,7 @@
 //! skipped or refused as the first byte says.
 #![no_main]
 
-use annals::testresults::{parse_as, Format, Limits, NonSubunit};
-use annals_fuzz::{testresults_bound, within};
+use annals::testresults::Format;
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| {
-    let Some((&mode, input)) = data.split_first() else {
-        return;
-    };
-    let limits = Limits {
-        non_subunit: if mode & 1 == 0 {
-            NonSubunit::Skip
-        } else {
-            NonSubunit::Reject
-        },
-        ..Limits::default()
-    };
-    let result = within("parse", testresults_bound(input, &limits), || {
-        parse_as(Format::SubunitV1, input, &limits)
-    });
-    if let Ok(run) = result {
-        assert_eq!(run.summary.total, run.tests.len() as u64);
-    }
-});
+fuzz_target!(|data: &[u8]| annals_fuzz::subunit_as(Format::SubunitV1, data));

@@ -82,3 +82,27 @@ pub fn json_value_bound(input: &[u8]) -> usize {
 pub fn linear_bound(input: &[u8]) -> usize {
     4 * input.len() + SLACK
 }
+
+/// The body of the subunit targets: an upload read as `format` whatever it looks like, bytes
+/// outside the protocol skipped or refused as the first byte says; a parsed run must hold the
+/// tests its summary counts.
+pub fn subunit_as(format: annals::testresults::Format, data: &[u8]) {
+    use annals::testresults::{parse_as, Limits, NonSubunit};
+    let Some((&mode, input)) = data.split_first() else {
+        return;
+    };
+    let limits = Limits {
+        non_subunit: if mode & 1 == 0 {
+            NonSubunit::Skip
+        } else {
+            NonSubunit::Reject
+        },
+        ..Limits::default()
+    };
+    let result = within("parse", testresults_bound(input, &limits), || {
+        parse_as(format, input, &limits)
+    });
+    if let Ok(run) = result {
+        assert_eq!(run.summary.total, run.tests.len() as u64);
+    }
+}

@@ -20,7 +20,10 @@ use annals::runtime::{
 };
 use common::{fast, line, stream, TempLog};
 
-fn jobs(log: &EventLog, settings: Settings) -> Entities<Job> {
+/// Jobs hosted over `log`, on the default settings as `change` changes them.
+fn jobs_with(log: &EventLog, change: impl FnOnce(&mut Settings)) -> Entities<Job> {
+    let mut settings = Settings::default();
+    change(&mut settings);
     Entities::start(
         log.clone(),
         Arc::new(SystemClock),
@@ -29,8 +32,24 @@ fn jobs(log: &EventLog, settings: Settings) -> Entities<Job> {
     )
 }
 
+/// Jobs hosted over `log` on the default settings.
+fn jobs(log: &EventLog) -> Entities<Job> {
+    jobs_with(log, |_| {})
+}
+
+/// A new log, and jobs hosted over it on the default settings.
+fn new_jobs() -> (TempLog, Entities<Job>) {
+    let t = TempLog::new();
+    let jobs = jobs(&t.log);
+    (t, jobs)
+}
+
 fn start(name: &str) -> JobCommand {
     JobCommand::Start { name: name.into() }
+}
+
+fn finish() -> JobCommand {
+    JobCommand::Finish { succeeded: true }
 }
 
 fn record(text: &str) -> JobCommand {
@@ -43,6 +62,27 @@ fn record(text: &str) -> JobCommand {
 /// Executes `command` on the job `id` as the system; it must succeed.
 async fn execute(jobs: &Entities<Job>, id: &str, command: JobCommand) {
     jobs.execute(id, command, Metadata::system()).await.unwrap();
+}
+
+/// Executes `command` on the job `id` as the system; it must be rejected with `rejection`.
+async fn assert_rejected(
+    jobs: &Entities<Job>,
+    id: &str,
+    command: JobCommand,
+    rejection: JobRejection,
+) {
+    let refused = jobs.execute(id, command, Metadata::system()).await;
+    assert_eq!(refused.unwrap_err(), CommandError::Rejected(rejection));
+}
+
+/// Appends to `stream_name` an event of a type no entity reads (`NoSuchEvent`), as another
+/// writer might.
+async fn append_unreadable(log: &EventLog, stream_name: &str) {
+    let mut unreadable = line("?");
+    unreadable.event_type = "NoSuchEvent".into();
+    log.append(stream(stream_name), ExpectedVersion::Any, vec![unreadable])
+        .await
+        .unwrap();
 }
 
 fn from_peer() -> Metadata {
@@ -68,8 +108,7 @@ where
 
 #[actix_rt::test]
 async fn a_command_is_decided_appended_applied_and_answered() {
-    let t = TempLog::new();
-    let jobs = jobs(&t.log, Settings::default());
+    let (t, jobs) = new_jobs();
     let done = jobs
         .execute("nightly", start("nightly"), from_peer())
         .await
@@ -105,7 +144,7 @@ async fn with_the_clock_set_back_behind_the_log_new_events_still_get_ids_above_i
         .await
         .unwrap();
     let t = t.reopen_async().await;
-    let jobs = jobs(&t.log, Settings::default());
+    let jobs = jobs(&t.log);
     for name in ["one", "two"] {
         jobs.execute(name, start(name), from_peer()).await.unwrap();
     }
@@ -122,15 +161,15 @@ async fn with_the_clock_set_back_behind_the_log_new_events_still_get_ids_above_i
 
 #[actix_rt::test]
 async fn a_rejected_command_writes_nothing() {
-    let t = TempLog::new();
-    let jobs = jobs(&t.log, Settings::default());
-    let refused = jobs
-        .execute("idle", record("too early"), Metadata::system())
-        .await;
-    assert_eq!(
-        refused.unwrap_err(),
-        CommandError::Rejected(JobRejection::NotRunning(JobStatus::New))
-    );
+    let (t, jobs) = new_jobs();
+    let too_early = record("too early");
+    assert_rejected(
+        &jobs,
+        "idle",
+        too_early,
+        JobRejection::NotRunning(JobStatus::New),
+    )
+    .await;
     assert_eq!(t.log.head(), 0);
     let bad_id = jobs
         .execute("bad\u{7}id", start("x"), Metadata::system())
@@ -141,15 +180,9 @@ async fn a_rejected_command_writes_nothing() {
 #[actix_rt::test]
 async fn actors_beyond_the_cap_are_passivated_least_recently_used_first() {
     let t = TempLog::new();
-    let settings = Settings {
-        max_resident: 2,
-        ..Settings::default()
-    };
-    let jobs = jobs(&t.log, settings);
+    let jobs = jobs_with(&t.log, |s| s.max_resident = 2);
     for id in ["a", "b"] {
-        jobs.execute(id, start(id), Metadata::system())
-            .await
-            .unwrap();
+        execute(&jobs, id, start(id)).await;
     }
     execute(&jobs, "a", record("a is recent")).await;
     execute(&jobs, "c", start("c")).await;
@@ -175,11 +208,7 @@ async fn actors_beyond_the_cap_are_passivated_least_recently_used_first() {
 #[actix_rt::test]
 async fn idle_actors_are_passivated() {
     let t = TempLog::new();
-    let settings = Settings {
-        idle_timeout: Duration::from_millis(30),
-        ..Settings::default()
-    };
-    let jobs = jobs(&t.log, settings);
+    let jobs = jobs_with(&t.log, |s| s.idle_timeout = Duration::from_millis(30));
     execute(&jobs, "a", start("a")).await;
     assert_eq!(jobs.stats().await.resident, 1);
     eventually("passivation", || async {
@@ -194,11 +223,7 @@ async fn idle_actors_are_passivated() {
 #[actix_rt::test]
 async fn snapshots_are_written_every_n_events_and_used_on_activation() {
     let t = TempLog::new();
-    let settings = Settings {
-        snapshot_every: 5,
-        ..Settings::default()
-    };
-    let jobs = jobs(&t.log, settings);
+    let jobs = jobs_with(&t.log, |s| s.snapshot_every = 5);
     execute(&jobs, "s", start("s")).await;
     for i in 0..11 {
         execute(&jobs, "s", record(&i.to_string())).await;
@@ -241,8 +266,7 @@ impl Entity for JobNext {
 
 #[actix_rt::test]
 async fn a_snapshot_of_a_stale_state_schema_is_ignored() {
-    let t = TempLog::new();
-    let jobs = jobs(&t.log, Settings::default());
+    let (t, jobs) = new_jobs();
     execute(&jobs, "v", start("v")).await;
     execute(&jobs, "v", record("one")).await;
     let s = stream("job-v");
@@ -269,11 +293,7 @@ async fn a_slow_replay_writes_a_snapshot_at_activation() {
         .append(s.clone(), ExpectedVersion::Exactly(0), events)
         .await
         .unwrap();
-    let settings = Settings {
-        replay_budget: Duration::ZERO,
-        ..Settings::default()
-    };
-    let jobs = jobs(&t.log, settings);
+    let jobs = jobs_with(&t.log, |s| s.replay_budget = Duration::ZERO);
     assert_eq!(jobs.state("slow").await.unwrap().0, 200);
     eventually("the activation snapshot", || {
         let log = t.log.clone();
@@ -286,18 +306,12 @@ async fn a_slow_replay_writes_a_snapshot_at_activation() {
 #[actix_rt::test]
 async fn an_actor_that_lost_a_race_catches_up_and_decides_again() {
     let t = TempLog::new();
-    let first = jobs(&t.log, Settings::default());
-    let second = jobs(&t.log, Settings::default());
-    first
-        .execute("r", start("r"), Metadata::system())
-        .await
-        .unwrap();
+    let first = jobs(&t.log);
+    let second = jobs(&t.log);
+    execute(&first, "r", start("r")).await;
     // Activate the second incarnation, then let the first move the stream on.
     assert_eq!(second.state("r").await.unwrap().0, 1);
-    first
-        .execute("r", record("from first"), Metadata::system())
-        .await
-        .unwrap();
+    execute(&first, "r", record("from first")).await;
     let done = second
         .execute("r", record("from second"), Metadata::system())
         .await
@@ -309,21 +323,10 @@ async fn an_actor_that_lost_a_race_catches_up_and_decides_again() {
         (2, Some("from second"))
     );
     // The rules are checked against the caught-up state.
-    first
-        .execute(
-            "r",
-            JobCommand::Finish { succeeded: true },
-            Metadata::system(),
-        )
-        .await
-        .unwrap();
-    let refused = second
-        .execute("r", record("too late"), Metadata::system())
-        .await;
-    assert_eq!(
-        refused.unwrap_err(),
-        CommandError::Rejected(JobRejection::NotRunning(JobStatus::Succeeded))
-    );
+    execute(&first, "r", finish()).await;
+    let too_late = record("too late");
+    let ended = JobRejection::NotRunning(JobStatus::Succeeded);
+    assert_rejected(&second, "r", too_late, ended).await;
 }
 
 /// Runs a started job to completion in a spawned task, as a face would run a scan.
@@ -347,18 +350,8 @@ impl Effects<Job> for RunToCompletion {
             let entities = entities.clone();
             let id = id.to_owned();
             tokio::spawn(async move {
-                entities
-                    .execute(&id, record("working"), Metadata::system())
-                    .await
-                    .unwrap();
-                entities
-                    .execute(
-                        &id,
-                        JobCommand::Finish { succeeded: true },
-                        Metadata::system(),
-                    )
-                    .await
-                    .unwrap();
+                execute(&entities, &id, record("working")).await;
+                execute(&entities, &id, finish()).await;
             });
         }
     }
@@ -392,22 +385,12 @@ async fn side_effects_start_after_durability_and_report_back_as_commands() {
 fn after_a_restart_entities_come_back_and_running_ones_are_settled() {
     let t = TempLog::with(fast());
     let before = actix_rt::System::new().block_on(async {
-        let jobs = jobs(&t.log, Settings::default());
+        let jobs = jobs(&t.log);
         for id in ["running", "done"] {
-            jobs.execute(id, start(id), Metadata::system())
-                .await
-                .unwrap();
-            jobs.execute(id, record("progress"), Metadata::system())
-                .await
-                .unwrap();
+            execute(&jobs, id, start(id)).await;
+            execute(&jobs, id, record("progress")).await;
         }
-        jobs.execute(
-            "done",
-            JobCommand::Finish { succeeded: true },
-            Metadata::system(),
-        )
-        .await
-        .unwrap();
+        execute(&jobs, "done", finish()).await;
         let running = reconcile::track_in_progress::<Job>(&t.log).unwrap();
         running
             .wait_for(t.log.head(), Duration::from_secs(30))
@@ -425,7 +408,7 @@ fn after_a_restart_entities_come_back_and_running_ones_are_settled() {
 
     let t = t.reopen();
     actix_rt::System::new().block_on(async {
-        let jobs = jobs(&t.log, Settings::default());
+        let jobs = jobs(&t.log);
         assert_eq!(jobs.state("done").await.unwrap(), before.1);
         assert_eq!(jobs.state("running").await.unwrap(), before.0);
 
@@ -522,10 +505,7 @@ fn a_projection_sees_its_writes_resumes_from_its_checkpoint_and_stops_on_bad_eve
             projection::start(counted, t.log.clone(), ProjectionSettings::default()).unwrap();
         // The checkpoint was saved after the last job event was folded (position 5).
         assert!(resumed.position() >= 5, "resumed at {}", resumed.position());
-        t.log
-            .append(stream("job-0"), ExpectedVersion::Any, vec![line("new")])
-            .await
-            .unwrap();
+        common::append_line(&t.log, "job-0", "new").await;
         resumed.wait_for(7, Duration::from_secs(30)).await.unwrap();
         assert_eq!(
             folded.load(Ordering::Relaxed),
@@ -534,12 +514,7 @@ fn a_projection_sees_its_writes_resumes_from_its_checkpoint_and_stops_on_bad_eve
         );
         assert_eq!(resumed.read(|v| v.state["job-0"]), 4);
 
-        let mut bad = line("?");
-        bad.event_type = "NoSuchEvent".into();
-        t.log
-            .append(stream("job-0"), ExpectedVersion::Any, vec![bad])
-            .await
-            .unwrap();
+        append_unreadable(&t.log, "job-0").await;
         let stopped = resumed
             .wait_for(8, Duration::from_secs(30))
             .await
@@ -554,17 +529,11 @@ fn a_projection_sees_its_writes_resumes_from_its_checkpoint_and_stops_on_bad_eve
 
 #[actix_rt::test]
 async fn a_catch_up_that_fails_leaves_the_state_as_it_was() {
-    let t = TempLog::new();
-    let jobs = jobs(&t.log, Settings::default());
+    let (t, jobs) = new_jobs();
     execute(&jobs, "c", start("c")).await;
     execute(&jobs, "c", record("kept")).await;
     // Another writer appends an event the entity cannot read behind the actor's back.
-    let mut unreadable = line("?");
-    unreadable.event_type = "NoSuchEvent".into();
-    t.log
-        .append(stream("job-c"), ExpectedVersion::Any, vec![unreadable])
-        .await
-        .unwrap();
+    append_unreadable(&t.log, "job-c").await;
     // The command conflicts, the catch-up cannot fold the new event, and the command fails...
     let failed = jobs.execute("c", record("lost"), Metadata::system()).await;
     assert!(

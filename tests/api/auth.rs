@@ -6,7 +6,7 @@ use crate::common;
 
 use std::io::Write;
 use std::net::TcpListener;
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -93,10 +93,7 @@ async fn the_event_api_needs_an_admin_by_default() {
         Some(r#"Basic realm="annals", Bearer realm="annals""#)
     );
     assert_eq!(body["status"], 401);
-    assert!(body["error"]
-        .as_str()
-        .unwrap()
-        .contains("credentials are required"));
+    common::app::assert_says(&body, "/error", "credentials are required");
 
     for wrong in [
         basic("ada", "wrong horse"),
@@ -110,13 +107,7 @@ async fn the_event_api_needs_an_admin_by_default() {
 
     let (status, challenge, body) = status_of(&server, "/api/events", Some(&bearer)).await;
     assert_eq!((status, challenge), (403, None));
-    assert!(
-        body["error"]
-            .as_str()
-            .unwrap()
-            .contains("account bob may not"),
-        "{body}"
-    );
+    common::app::assert_says(&body, "/error", "account bob may not");
 
     for _ in 0..2 {
         let (status, _, body) = status_of(&server, "/api/events", Some(&ada)).await;
@@ -206,16 +197,25 @@ fn the_command_line_makes_hashes_that_the_server_accepts() {
         .is_ok());
 }
 
+/// Runs `annals [--config CONFIG] --data DIR/log serve --listen LISTEN` to its end.
+fn serve_on(dir: &std::path::Path, config: Option<&std::path::Path>, listen: &str) -> Output {
+    let mut command = annals();
+    if let Some(config) = config {
+        command.arg("--config").arg(config);
+    }
+    command
+        .arg("--data")
+        .arg(dir.join("log"))
+        .args(["serve", "--listen", listen])
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn serving_a_network_without_accounts_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     // Refused before anything is bound or opened.
-    let output = annals()
-        .arg("--data")
-        .arg(dir.path().join("log"))
-        .args(["serve", "--listen", "0.0.0.0:0"])
-        .output()
-        .unwrap();
+    let output = serve_on(dir.path(), None, "0.0.0.0:0");
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -231,14 +231,7 @@ fn serving_a_network_without_accounts_is_refused() {
         "[[accounts]]\nname = \"ada\"\npassword_hash = \"plaintext\"\n",
     )
     .unwrap();
-    let output = annals()
-        .arg("--config")
-        .arg(&config)
-        .arg("--data")
-        .arg(dir.path().join("log"))
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .output()
-        .unwrap();
+    let output = serve_on(dir.path(), Some(&config), "127.0.0.1:0");
     // A file that `config check` refuses, as every invalid configuration is refused: status 2.
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("password_hash is not an argon2 hash"));

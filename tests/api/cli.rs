@@ -70,6 +70,14 @@ fn loaded_log() -> tempfile::TempDir {
     dir
 }
 
+/// A log that `annals load` wrote quietly: two writers of `events` lines each.
+fn quietly_loaded(events: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let quiet = ["load", "--writers", "2", "--events", events, "--quiet"];
+    stdout(&annals(dir.path(), &quiet));
+    dir
+}
+
 #[test]
 fn export_writes_every_event_as_one_json_line() {
     let dir = loaded_log();
@@ -465,12 +473,8 @@ fn replay_at_time_takes_a_plain_date_or_a_time_without_zone() {
 #[test]
 fn an_export_into_a_closed_pipe_ends_quietly() {
     use std::io::BufRead;
-    let dir = tempfile::tempdir().unwrap();
     // Far more than a pipe holds, so that the export is still writing when the reader goes.
-    stdout(&annals(
-        dir.path(),
-        &["load", "--writers", "2", "--events", "200", "--quiet"],
-    ));
+    let dir = quietly_loaded("200");
     let mut child = command(dir.path(), &["export"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -576,11 +580,7 @@ fn read_terminal(mut master: std::fs::File) -> std::thread::JoinHandle<String> {
 
 #[test]
 fn export_shows_progress_on_a_terminal_while_its_output_goes_to_a_file() {
-    let dir = tempfile::tempdir().unwrap();
-    stdout(&annals(
-        dir.path(),
-        &["load", "--writers", "2", "--events", "500", "--quiet"],
-    ));
+    let dir = quietly_loaded("500");
     let (master, slave) = pty();
     let shown = read_terminal(master.try_clone().unwrap());
     let out = dir.path().join("events.ndjson");

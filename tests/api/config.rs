@@ -112,10 +112,7 @@ fn a_check_names_bad_values_and_bad_syntax_with_their_lines() {
 
 #[test]
 fn the_environment_overrides_the_file_which_overrides_the_defaults() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = common::written(
-        dir.path(),
-        "annals.toml",
+    let (dir, file) = common::config_file(
         "durability = \"flush\"\n[http]\nlisten = \"127.0.0.1:9000\"\n[actors]\nmax_resident = 5\n",
     );
 
@@ -539,10 +536,7 @@ fn a_check_reads_on_past_bad_values_in_dotted_keys_and_inline_tables() {
 
 #[test]
 fn serve_refuses_a_files_bad_declaration_at_its_line_before_opening_the_log() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = common::written(
-        dir.path(),
-        "twice.toml",
+    let (dir, file) = common::config_file(
         "[[patrowl.engines]]\nname = \"tcp\"\n\n[[patrowl.engines]]\nname = \"tcp\"\n",
     );
     let data = dir.path().join("log");

@@ -131,8 +131,7 @@ fn sigkill_at_random_moments_loses_no_acknowledged_event() {
         });
     eprintln!("ANNALS_CRASH_SEED={seed}");
     let mut random = XorShift(seed);
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("log");
+    let (_dir, data) = common::data_dir();
     let mut acked = BTreeMap::new();
     let cycles = 24;
     for cycle in 0..cycles {
@@ -179,8 +178,7 @@ fn sigkill_at_random_moments_loses_no_acknowledged_event() {
 
 #[test]
 fn a_write_failure_fails_appends_and_loses_nothing_acknowledged() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("log");
+    let (_dir, data) = common::data_dir();
     // Create the log first, so that the limit hits appends rather than creation.
     EventLog::open(&data, LogOptions::default())
         .unwrap()

@@ -27,13 +27,33 @@ fn finished() -> JobEvent {
     })
 }
 
+fn start(name: &str) -> JobCommand {
+    JobCommand::Start { name: name.into() }
+}
+
+fn record(line: &str, level: Level) -> JobCommand {
+    JobCommand::RecordLine {
+        line: line.into(),
+        level,
+    }
+}
+
+/// Checks that `command` is refused before the job started and after it ended.
+#[track_caller]
+fn refused_unless_running(command: impl Fn() -> JobCommand) {
+    given::<Job>([])
+        .when(command())
+        .then_rejected(JobRejection::NotRunning(JobStatus::New));
+    given::<Job>([started(), finished()])
+        .when(command())
+        .then_rejected(JobRejection::NotRunning(JobStatus::Succeeded));
+}
+
 #[test]
 fn start_records_the_name_and_time() {
     let state = given::<Job>([])
         .at(at(5))
-        .when(JobCommand::Start {
-            name: "nightly".into(),
-        })
+        .when(start("nightly"))
         .then(vec![JobEvent::JobStarted(JobStarted {
             name: "nightly".into(),
             at: at(5),
@@ -45,12 +65,10 @@ fn start_records_the_name_and_time() {
 #[test]
 fn start_is_refused_twice_and_without_a_name() {
     given::<Job>([started()])
-        .when(JobCommand::Start {
-            name: "again".into(),
-        })
+        .when(start("again"))
         .then_rejected(JobRejection::AlreadyStarted);
     given::<Job>([])
-        .when(JobCommand::Start { name: "  ".into() })
+        .when(start("  "))
         .then_rejected(JobRejection::EmptyName);
 }
 
@@ -58,10 +76,7 @@ fn start_is_refused_twice_and_without_a_name() {
 fn a_running_job_records_lines() {
     let state = given::<Job>([started()])
         .at(at(7))
-        .when(JobCommand::RecordLine {
-            line: "step 1".into(),
-            level: Level::Warn,
-        })
+        .when(record("step 1", Level::Warn))
         .then(vec![JobEvent::LineRecorded(LineRecorded {
             line: "step 1".into(),
             level: Level::Warn,
@@ -75,21 +90,9 @@ fn a_running_job_records_lines() {
 
 #[test]
 fn lines_are_refused_before_start_after_the_end_and_over_the_limit() {
-    let record = || JobCommand::RecordLine {
-        line: "x".into(),
-        level: Level::Info,
-    };
-    given::<Job>([])
-        .when(record())
-        .then_rejected(JobRejection::NotRunning(JobStatus::New));
-    given::<Job>([started(), finished()])
-        .when(record())
-        .then_rejected(JobRejection::NotRunning(JobStatus::Succeeded));
+    refused_unless_running(|| record("x", Level::Info));
     given::<Job>([started()])
-        .when(JobCommand::RecordLine {
-            line: "y".repeat(MAX_LINE_BYTES + 1),
-            level: Level::Info,
-        })
+        .when(record(&"y".repeat(MAX_LINE_BYTES + 1), Level::Info))
         .then_rejected(JobRejection::LineTooLong(MAX_LINE_BYTES + 1));
 }
 
@@ -110,12 +113,7 @@ fn finish_ends_a_running_job() {
 
 #[test]
 fn finish_is_refused_unless_running() {
-    given::<Job>([])
-        .when(JobCommand::Finish { succeeded: true })
-        .then_rejected(JobRejection::NotRunning(JobStatus::New));
-    given::<Job>([started(), finished()])
-        .when(JobCommand::Finish { succeeded: true })
-        .then_rejected(JobRejection::NotRunning(JobStatus::Succeeded));
+    refused_unless_running(|| JobCommand::Finish { succeeded: true });
 }
 
 #[test]
@@ -183,14 +181,8 @@ fn an_old_line_is_upcast_to_the_current_version() {
 #[test]
 fn unknown_types_versions_and_payloads_are_errors() {
     let payload = started().encode_payload();
-    assert!(matches!(
-        JobEvent::decode("JobExploded", 1, &payload),
-        Err(CodecError::UnknownType { .. })
-    ));
-    assert!(matches!(
-        JobEvent::decode("JobStarted", 9, &payload),
-        Err(CodecError::UnknownVersion { .. })
-    ));
+    common::assert_unknown_type::<JobEvent>("JobExploded", &payload);
+    common::assert_unknown_version::<JobEvent>("JobStarted", 9, &payload);
     let error = JobEvent::decode("JobFinished", 1, &payload).unwrap_err();
     assert!(matches!(error, CodecError::Payload { .. }));
     assert!(error.to_string().contains("JobFinished"), "{error}");

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use annals::events::recent::RecentLimits;
 use annals::events::{EventLog, ExpectedVersion, LogOptions};
+use common::app::{items, numbers};
 use common::{fast, line, stream, TempLog};
 use serde_json::Value;
 
@@ -24,13 +25,13 @@ impl TestApp {
         &self.t.log
     }
 
+    /// A GET of `path` on the server, to send.
+    fn request(&self, path: &str) -> awc::ClientRequest {
+        self.client.get(format!("{}{path}", self.address))
+    }
+
     async fn get(&self, path: &str) -> (u16, Value) {
-        let mut response = self
-            .client
-            .get(format!("{}{path}", self.address))
-            .send()
-            .await
-            .expect("the server answers");
+        let mut response = self.request(path).send().await.expect("the server answers");
         let status = response.status().as_u16();
         let body = response
             .json::<Value>()
@@ -50,8 +51,7 @@ impl TestApp {
             + Unpin,
     > {
         let mut request = self
-            .client
-            .get(format!("{}{path}", self.address))
+            .request(path)
             .insert_header(("Accept", "text/event-stream"));
         if let Some(id) = last_event_id {
             request = request.insert_header(("Last-Event-ID", id.to_string()));
@@ -98,12 +98,7 @@ fn spawn_app_configured(options: LogOptions, sse_keep_alive: Duration) -> TestAp
 }
 
 fn positions(page: &Value) -> Vec<u64> {
-    page["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["position"].as_u64().unwrap())
-        .collect()
+    numbers(items(&page["events"]), "/position")
 }
 
 #[actix_rt::test]
@@ -453,8 +448,7 @@ async fn followers_behind_the_window_of_recent_events_read_storage_and_miss_noth
 /// The server's count of follower reads from `source` (`recent` or `store`), in this process.
 async fn follow_reads(app: &TestApp, source: &str) -> u64 {
     let mut response = app
-        .client
-        .get(format!("{}/metrics", app.address))
+        .request("/metrics")
         .send()
         .await
         .expect("the server answers");
@@ -475,13 +469,7 @@ async fn a_stream_is_followed_by_version_and_replayed_to_a_point() {
     }
     app.append("job-other", "elsewhere").await;
     let (_, page) = app.get("/api/streams/job-s?from=1&limit=2").await;
-    let versions: Vec<u64> = page["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["version"].as_u64().unwrap())
-        .collect();
-    assert_eq!(versions, [2, 3]);
+    assert_eq!(numbers(items(&page["events"]), "/version"), [2, 3]);
     assert_eq!(
         (page["next"].as_u64(), page["head"].as_u64()),
         (Some(3), Some(4))
@@ -559,8 +547,7 @@ async fn bad_requests_get_a_json_error_and_no_500() {
     // which does not resume from it.
     for path in ["/api/events", "/api/streams/job-x"] {
         let mut response = app
-            .client
-            .get(format!("{}{path}", app.address))
+            .request(path)
             .insert_header(("Last-Event-ID", "{}"))
             .send()
             .await
@@ -719,13 +706,7 @@ async fn a_stream_event_stream_resumes_from_a_position_of_that_stream() {
     let mut refused = app.event_stream(path, Some(2)).await;
     assert_eq!(refused.status(), 400);
     let body = refused.json::<Value>().await.unwrap();
-    assert!(
-        body["error"]
-            .as_str()
-            .unwrap()
-            .contains("not an event of job-s"),
-        "{body}"
-    );
+    common::app::assert_says(&body, "/error", "not an event of job-s");
 }
 
 #[actix_rt::test]
@@ -749,9 +730,7 @@ async fn readiness_and_stream_history_with_origins() {
     );
 
     let (_, history) = app.get("/api/streams/job-h/events?limit=10").await;
-    let origins: Vec<&Value> = history["events"]
-        .as_array()
-        .unwrap()
+    let origins: Vec<&Value> = items(&history["events"])
         .iter()
         .map(|e| &e["metadata"]["origin"])
         .collect();

@@ -1422,20 +1422,7 @@ async fn scrape_output(command: &str) -> Vec<Value> {
 #[actix_rt::test]
 async fn many_lines_of_output_are_recorded_in_a_few_appends() {
     let output = scrape_output("seq 1 2000").await;
-    let lines: Vec<String> = output
-        .iter()
-        .map(|e| e["payload"]["line"].as_str().unwrap().to_owned())
-        .collect();
-    let expected: Vec<String> = (1..=2000).map(|n| n.to_string()).collect();
-    assert_eq!(lines, expected);
-    let appends: std::collections::BTreeSet<&str> = output
-        .iter()
-        .map(|e| e["recorded_at"].as_str().unwrap())
-        .collect();
-    // At most 256 lines an append: 8 when the lines come at once, a few more when they
-    // trickle in on a loaded machine; far fewer than one per line.
-    assert!(appends.len() >= 8, "{}", appends.len());
-    assert!(appends.len() <= 40, "{}", appends.len());
+    common::app::assert_seq_in_a_few_appends(&output, "/payload/line");
 }
 
 /// A process's output is capped per run, in lines: past the limit lines are counted, and one

@@ -26,11 +26,35 @@ fn started() -> AgentEvent {
 }
 
 fn registered(key: &str) -> AgentEvent {
+    registered_at(key, false, t(1))
+}
+
+fn registered_at(key: &str, rekeyed: bool, at: DateTime<Utc>) -> AgentEvent {
     AgentEvent::AgentRegistered(AgentRegistered {
         public_key: key.into(),
-        rekeyed: false,
-        at: t(1),
+        rekeyed,
+        at,
     })
+}
+
+fn complete(public_key: &str) -> AgentCommand {
+    AgentCommand::CompleteRegistration {
+        public_key: public_key.into(),
+    }
+}
+
+fn abandon(reason: &str) -> AgentCommand {
+    AgentCommand::AbandonRegistration {
+        reason: reason.into(),
+    }
+}
+
+/// Checks that an agent with no registration running refuses `command`.
+#[track_caller]
+fn refused_unless_registering(command: AgentCommand) {
+    given::<GrosAgent>([])
+        .when(command)
+        .then_rejected(AgentRejection::NotRegistering);
 }
 
 /// The project `PROJ`: no networks or username patterns, no processes.
@@ -69,39 +93,21 @@ fn a_registration_locks_the_agent_until_it_ends() {
 fn a_registration_completes_and_says_whether_the_key_changed() {
     let state = given::<GrosAgent>([started()])
         .at(t(2))
-        .when(AgentCommand::CompleteRegistration {
-            public_key: "ssh-rsa A".into(),
-        })
-        .then(vec![AgentEvent::AgentRegistered(AgentRegistered {
-            public_key: "ssh-rsa A".into(),
-            rekeyed: false,
-            at: t(2),
-        })]);
+        .when(complete("ssh-rsa A"))
+        .then(vec![registered_at("ssh-rsa A", false, t(2))]);
     assert!(state.registered() && !state.registering);
     given::<GrosAgent>([started(), registered("ssh-rsa A"), started()])
         .at(t(3))
-        .when(AgentCommand::CompleteRegistration {
-            public_key: "ssh-rsa B".into(),
-        })
-        .then(vec![AgentEvent::AgentRegistered(AgentRegistered {
-            public_key: "ssh-rsa B".into(),
-            rekeyed: true,
-            at: t(3),
-        })]);
-    given::<GrosAgent>([])
-        .when(AgentCommand::CompleteRegistration {
-            public_key: "ssh-rsa A".into(),
-        })
-        .then_rejected(AgentRejection::NotRegistering);
+        .when(complete("ssh-rsa B"))
+        .then(vec![registered_at("ssh-rsa B", true, t(3))]);
+    refused_unless_registering(complete("ssh-rsa A"));
 }
 
 #[test]
 fn a_registration_is_abandoned_only_while_it_runs() {
     let state = given::<GrosAgent>([started()])
         .at(t(2))
-        .when(AgentCommand::AbandonRegistration {
-            reason: "disk full".into(),
-        })
+        .when(abandon("disk full"))
         .then(vec![AgentEvent::RegistrationAbandoned(
             RegistrationAbandoned {
                 reason: "disk full".into(),
@@ -109,9 +115,7 @@ fn a_registration_is_abandoned_only_while_it_runs() {
             },
         )]);
     assert!(!state.registering);
-    given::<GrosAgent>([])
-        .when(AgentCommand::AbandonRegistration { reason: "x".into() })
-        .then_rejected(AgentRejection::NotRegistering);
+    refused_unless_registering(abandon("x"));
 }
 
 #[test]

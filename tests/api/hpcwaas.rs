@@ -15,7 +15,7 @@ use annals::auth::{hash_password, Account, Role};
 use annals::config::Config;
 use annals::domain::workflow::catalogue::{InputKind, InputSpec, OutputSpec, StepSpec};
 use annals::domain::workflow::WorkflowSpec;
-use common::app::TestApp;
+use common::app::{items, numbers, strings, TestApp};
 use common::poll_async;
 use serde_json::{json, Value};
 
@@ -253,12 +253,7 @@ impl Face {
 }
 
 fn contents(page: &Value) -> Vec<String> {
-    page["logs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|line| line["content"].as_str().unwrap().to_owned())
-        .collect()
+    strings(items(&page["logs"]), "/content")
 }
 
 #[actix_rt::test]
@@ -356,12 +351,7 @@ async fn levels_and_pagination_against_a_known_log() {
     assert_eq!(all["total_results"], 6);
     let page = face.logs(&id, "levels=11").await;
     assert_eq!(contents(&page), ["hello ada", "detail", "bad", "done"]);
-    let levels: Vec<&str> = page["logs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l["level"].as_str().unwrap())
-        .collect();
+    let levels = strings(items(&page["logs"]), "/level");
     assert_eq!(levels, ["INFO", "DEBUG", "ERROR", "INFO"]);
     let page = face.logs(&id, "from=1&size=2&levels=11").await;
     assert_eq!(contents(&page), ["detail", "bad"]);
@@ -432,13 +422,7 @@ async fn failing_and_timed_out_steps_fail_the_execution() {
     let timed_out = face.trigger("demo@lab@timeout", json!({})).await;
     let done = face.follow(&failing).await;
     assert_eq!(done["status"], "FAILED");
-    assert!(
-        done["reason"]
-            .as_str()
-            .unwrap()
-            .contains("exited with code 3"),
-        "{done}"
-    );
+    common::app::assert_says(&done, "/reason", "exited with code 3");
     // The last line says why it failed.
     assert_eq!(
         contents(&face.logs(&failing, "").await),
@@ -446,10 +430,7 @@ async fn failing_and_timed_out_steps_fail_the_execution() {
     );
     let done = face.follow(&timed_out).await;
     assert_eq!(done["status"], "FAILED");
-    assert!(
-        done["reason"].as_str().unwrap().contains("timed out"),
-        "{done}"
-    );
+    common::app::assert_says(&done, "/reason", "timed out");
 }
 
 #[actix_rt::test]
@@ -490,7 +471,7 @@ async fn a_cancel_stops_the_step_and_a_stubborn_one_is_killed() {
             (json!(signal), json!(true)),
             "{ended}"
         );
-        assert!(done["reason"].as_str().unwrap().contains("ada"), "{done}");
+        common::app::assert_says(&done, "/reason", "ada");
         // Cancelling again is no error.
         let again = face
             .send_as(Some(ADA), "DELETE", &format!("/executions/{id}"), b"")
@@ -606,13 +587,10 @@ async fn lines_and_outputs_are_kept_within_their_limits() {
         .get(&format!("/api/streams/execution-{id}/events?limit=1000"))
         .await
         .json();
-    let counts: Vec<u64> = history["events"]
-        .as_array()
-        .unwrap()
+    let dropped = items(&history["events"])
         .iter()
-        .filter(|e| e["type"] == "LogLinesDropped")
-        .map(|e| e["payload"]["count"].as_u64().unwrap())
-        .collect();
+        .filter(|e| e["type"] == "LogLinesDropped");
+    let counts = numbers(dropped, "/payload/count");
     // 501 of the step's lines, and the runner's warning that the outputs were cut.
     assert_eq!(counts.iter().sum::<u64>(), 502, "{counts:?}");
     assert!(counts.len() <= 3, "{counts:?}");
@@ -671,14 +649,7 @@ async fn executions_are_listed_newest_first_and_workflows_described() {
     for id in [&first, &second, &third] {
         face.follow(id).await;
     }
-    let ids = |page: &Value| -> Vec<String> {
-        page["executions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|row| row["id"].as_str().unwrap().to_owned())
-            .collect()
-    };
+    let ids = |page: &Value| strings(items(&page["executions"]), "/id");
     let all = face.get("/executions").await.json();
     assert_eq!(ids(&all), [third.clone(), second.clone(), first.clone()]);
     assert_eq!(all["total_results"], 3);
@@ -697,24 +668,14 @@ async fn executions_are_listed_newest_first_and_workflows_described() {
     assert_eq!(ids(&failed), vec![second.clone()]);
 
     let workflows = face.get("/workflows").await.json();
-    let listed: Vec<&str> = workflows["workflows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|w| w["id"].as_str().unwrap())
-        .collect();
+    let listed = strings(items(&workflows["workflows"]), "/id");
     assert!(
-        listed.contains(&"demo@lab@hello") && listed.len() == 10,
+        listed.iter().any(|id| id == "demo@lab@hello") && listed.len() == 10,
         "{listed:?}"
     );
     // bob sees only what he may trigger: not the workflow whose `users` name only ada.
     let answer = face.send_as(Some(BOB), "GET", "/workflows", b"").await;
-    let for_bob: Vec<String> = answer.json()["workflows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|w| w["id"].as_str().unwrap().to_owned())
-        .collect();
+    let for_bob = strings(items(&answer.json()["workflows"]), "/id");
     assert_eq!(for_bob.len(), 9, "{for_bob:?}");
     assert!(!for_bob.iter().any(|id| id == "demo@lab@restricted"));
     let described = face.get("/workflows/demo@lab@hello").await.json();
@@ -722,13 +683,8 @@ async fn executions_are_listed_newest_first_and_workflows_described() {
     assert_eq!(described["outputs"][0]["name"], "greeting");
 
     // The face's own listener serves the face, and only it.
-    let own = face
-        .client
-        .get(format!("{}/workflows", face.own))
-        .basic_auth(ADA.0, ADA.1)
-        .send()
-        .await
-        .unwrap();
+    let get_as_ada = |url: String| face.client.get(url).basic_auth(ADA.0, ADA.1).send();
+    let own = get_as_ada(format!("{}/workflows", face.own)).await.unwrap();
     assert_eq!(own.status(), 200);
     let health = face
         .client
@@ -739,11 +695,7 @@ async fn executions_are_listed_newest_first_and_workflows_described() {
     assert_eq!(health.status(), 404);
 
     // An execution's events as Server-Sent Events, from its request to its end.
-    let mut events = face
-        .client
-        .get(format!("{}/executions/{first}/events", face.main))
-        .basic_auth(ADA.0, ADA.1)
-        .send()
+    let mut events = get_as_ada(format!("{}/executions/{first}/events", face.main))
         .await
         .unwrap();
     assert_eq!(events.status(), 200);
@@ -811,14 +763,15 @@ async fn keys_are_kept_encrypted_used_by_steps_and_destroyed() {
         .await
         .refused(404, "not_found");
     let body = json!({"inputs": {"key": key}}).to_string();
-    face.send_as(
-        Some(BOB),
-        "POST",
-        "/workflows/demo@lab@usekey",
-        body.as_bytes(),
-    )
-    .await
-    .refused(400, "bad_request");
+    let use_key_as = |user: (&'static str, &'static str)| {
+        face.send_as(
+            Some(user),
+            "POST",
+            "/workflows/demo@lab@usekey",
+            body.as_bytes(),
+        )
+    };
+    use_key_as(BOB).await.refused(400, "bad_request");
 
     let id = face.trigger("demo@lab@usekey", json!({ "key": key })).await;
     let done = face.follow(&id).await;
@@ -857,15 +810,7 @@ async fn keys_are_kept_encrypted_used_by_steps_and_destroyed() {
     face.send_as(Some(ADA), "DELETE", &format!("/ssh_keys/{key}"), b"")
         .await
         .refused(404, "not_found");
-    let detail = face
-        .send_as(
-            Some(ADA),
-            "POST",
-            "/workflows/demo@lab@usekey",
-            body.as_bytes(),
-        )
-        .await
-        .refused(400, "bad_request");
+    let detail = use_key_as(ADA).await.refused(400, "bad_request");
     assert!(detail.contains("key"), "{detail}");
     // Its secret file is gone; the history says who deleted it (ada is an admin, who may read
     // the event API).
@@ -965,13 +910,7 @@ fn a_restart_fails_the_execution_that_was_running() {
     let execution = client.wait_for(&base, &id, |e| e["status"] == "FAILED");
     assert_eq!(execution["reason"], "interrupted");
     let logs = client.get(&base, &format!("/executions/{id}/logs?levels=8"));
-    assert!(
-        logs["logs"][0]["content"]
-            .as_str()
-            .unwrap()
-            .contains("interrupted"),
-        "{logs}"
-    );
+    common::app::assert_says(&logs, "/logs/0/content", "interrupted");
     assert!(server.terminate().success());
 }
 
@@ -1110,21 +1049,6 @@ async fn many_lines_of_a_step_are_recorded_in_a_few_appends() {
         face.get(&uri).await.json()
     })
     .await;
-    let lines: Vec<&Value> = events
-        .iter()
-        .filter(|e| e["type"] == "LogLineRecorded")
-        .collect();
-    let contents: Vec<&str> = lines
-        .iter()
-        .map(|e| e["payload"]["content"].as_str().unwrap())
-        .collect();
-    let expected: Vec<String> = (1..=2000).map(|n| n.to_string()).collect();
-    assert_eq!(contents, expected);
-    let appends: std::collections::BTreeSet<&str> = lines
-        .iter()
-        .map(|e| e["recorded_at"].as_str().unwrap())
-        .collect();
-    // At most 256 lines an append: 8 when the lines come at once, a few more when they
-    // trickle in on a loaded machine; far fewer than one per line.
-    assert!((8..=40).contains(&appends.len()), "{}", appends.len());
+    let lines = events.iter().filter(|e| e["type"] == "LogLineRecorded");
+    common::app::assert_seq_in_a_few_appends(lines, "/payload/content");
 }

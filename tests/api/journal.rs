@@ -424,10 +424,7 @@ async fn the_recent_events_kept_in_memory_are_the_stored_events() {
     over_udp.metadata.origin = annals::events::Origin::Udp {
         addr: "127.0.0.1:514".into(),
     };
-    t.log
-        .append(stream("job-a"), ExpectedVersion::Any, vec![line("plain")])
-        .await
-        .unwrap();
+    common::append_line(&t.log, "job-a", "plain").await;
     t.log
         .append(
             stream("job-b"),
@@ -455,10 +452,7 @@ async fn a_commit_between_read_and_wait_still_wakes_the_reader() {
     let after = t.log.head();
     assert!(t.log.read_all(after, 10).unwrap().is_empty());
     // The event lands after the read and before the wait.
-    t.log
-        .append(stream("job-race"), ExpectedVersion::Any, vec![line("late")])
-        .await
-        .unwrap();
+    common::append_line(&t.log, "job-race", "late").await;
     let head = tokio::time::timeout(
         Duration::from_secs(30),
         t.log.wait_past(after, Duration::from_secs(3600)),
@@ -473,10 +467,7 @@ async fn a_commit_between_read_and_wait_still_wakes_the_reader() {
 #[tokio::test]
 async fn a_closed_log_refuses_appends_and_ends_waits() {
     let t = TempLog::new();
-    t.log
-        .append(stream("job-1"), ExpectedVersion::Any, vec![line("kept")])
-        .await
-        .unwrap();
+    common::append_line(&t.log, "job-1", "kept").await;
     let log = t.log.clone();
     tokio::task::spawn_blocking(move || log.close())
         .await

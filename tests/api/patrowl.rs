@@ -12,7 +12,7 @@ use std::time::Duration;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use annals::auth::{new_token, Role};
 use annals::config::{Config, EngineConfig, ScannerKind};
-use common::app::TestApp;
+use common::app::{items, strings, TestApp};
 use serde_json::{json, Value};
 
 /// How long a scan may take to end in these tests.
@@ -377,22 +377,13 @@ async fn a_tcp_scan_takes_ranges_and_subnets_and_names() {
     face.accept("tcp", scan_body(json!("r1"), assets, options))
         .await;
     let findings = face.finished_findings("tcp", "r1").await;
-    let open: Vec<&Value> = findings["issues"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|i| i["type"] == "port_info")
-        .collect();
-    let addrs: Vec<&str> = open
-        .iter()
-        .map(|i| i["target"]["addr"][0].as_str().unwrap())
-        .collect();
-    assert!(addrs.contains(&"127.0.0.1"), "{addrs:?}");
-    assert!(addrs.contains(&"localhost"), "{addrs:?}");
+    let issues = items(&findings["issues"]);
+    let open = issues.iter().filter(|i| i["type"] == "port_info");
+    let addrs = strings(open, "/target/addr/0");
+    assert!(addrs.iter().any(|a| a == "127.0.0.1"), "{addrs:?}");
+    assert!(addrs.iter().any(|a| a == "localhost"), "{addrs:?}");
     // 127.0.0.0/31 holds 127.0.0.0 and 127.0.0.1; the range 127.0.0.1 and 127.0.0.2.
-    let summaries = findings["issues"]
-        .as_array()
-        .unwrap()
+    let summaries = issues
         .iter()
         .filter(|i| i["type"] == "port_summary")
         .count();
@@ -475,54 +466,42 @@ async fn patrowl_managers_sequence_with_the_http_engine_finds_missing_headers_an
         .await;
     let findings = face.finished_findings("http", "7").await;
     let issues = findings["issues"].as_array().unwrap();
-    let titles_for = |url: &str| -> Vec<String> {
-        issues
+    // Checks, for each of `words`, whether the titles of `url`'s findings hold it.
+    let expect_titles = |url: &str, words: &[(&str, bool)]| {
+        let titles = issues
             .iter()
             .filter(|i| i["target"]["addr"][0] == url)
-            .map(|i| i["title"].as_str().unwrap().to_owned())
-            .collect()
+            .map(|i| i["title"].as_str().unwrap())
+            .collect::<Vec<_>>()
+            .join("\n");
+        for &(word, held) in words {
+            assert_eq!(titles.contains(word), held, "{url}: {word}: {titles}");
+        }
     };
-    let plain_titles = titles_for(&plain_url).join("\n");
-    assert!(
-        plain_titles.contains("'Content-Security-Policy'"),
-        "{plain_titles}"
+    expect_titles(
+        &plain_url,
+        &[
+            ("'Content-Security-Policy'", true),
+            ("'X-Content-Type-Options'", true),
+            ("'X-Frame-Options'", false),
+            // Plain HTTP is not told to send HSTS.
+            ("Strict-Transport-Security", false),
+            ("Apache/2.4.58", true),
+        ],
     );
-    assert!(
-        plain_titles.contains("'X-Content-Type-Options'"),
-        "{plain_titles}"
+    expect_titles(
+        &secure_url,
+        &[
+            // A self-signed certificate is scanned.
+            ("answers HTTP 200", true),
+            ("'Strict-Transport-Security'", true),
+            ("'Content-Security-Policy'", false),
+            // Its Content-Security-Policy's frame-ancestors stands in for X-Frame-Options.
+            ("'X-Frame-Options'", false),
+            ("'X-Content-Type-Options'", false),
+        ],
     );
-    assert!(
-        !plain_titles.contains("'X-Frame-Options'"),
-        "{plain_titles}"
-    );
-    assert!(
-        !plain_titles.contains("Strict-Transport-Security"),
-        "plain HTTP: {plain_titles}"
-    );
-    assert!(plain_titles.contains("Apache/2.4.58"), "{plain_titles}");
-    let secure_titles = titles_for(&secure_url).join("\n");
-    assert!(
-        secure_titles.contains("answers HTTP 200"),
-        "a self-signed certificate is scanned: {secure_titles}"
-    );
-    assert!(
-        secure_titles.contains("'Strict-Transport-Security'"),
-        "{secure_titles}"
-    );
-    assert!(
-        !secure_titles.contains("'Content-Security-Policy'"),
-        "{secure_titles}"
-    );
-    assert!(
-        !secure_titles.contains("'X-Frame-Options'"),
-        "frame-ancestors: {secure_titles}"
-    );
-    assert!(
-        !secure_titles.contains("'X-Content-Type-Options'"),
-        "{secure_titles}"
-    );
-    let dead_titles = titles_for(&dead_url).join("\n");
-    assert!(dead_titles.contains("is unreachable"), "{dead_titles}");
+    expect_titles(&dead_url, &[("is unreachable", true)]);
     let banner = issues.iter().find(|i| i["type"] == "http_banner").unwrap();
     assert_eq!(banner["severity"], "low");
     assert_eq!(
@@ -611,13 +590,7 @@ async fn patrowl_managers_sequence_with_a_command_engine_reads_its_json_lines() 
     assert_eq!(answer.status, 200);
     let ended = face.wait_ended("timeout", "1").await;
     assert_eq!(ended["status"], "ERROR");
-    assert!(
-        ended["reason"]
-            .as_str()
-            .unwrap()
-            .contains("timed out after 1 s"),
-        "{ended}"
-    );
+    common::app::assert_says(&ended, "/reason", "timed out after 1 s");
 }
 
 #[actix_rt::test]
@@ -668,89 +641,81 @@ async fn every_refusal_says_what_is_wrong_in_the_faces_shape() {
     .await;
     let start = |body: String| face.post("/engines/tcp/startscan", body);
 
-    let reason = start(scan_body(json!(1), json!([]), json!({})).to_string())
-        .await
-        .refused(400, "refused");
-    assert!(reason.contains("no assets"), "{reason}");
     let answer = start(json!({"scan_id": 2, "options": {}}).to_string()).await;
     assert!(answer.refused(400, "refused").contains("no assets"));
     assert_eq!(
         answer.json()["details"]["reason"],
         "no assets: a scan needs at least one as…"
     );
-    let reason = start(
-        scan_body(
-            json!(3),
-            json!([{"id": 1, "value": "https://x.example/", "datatype": "url"}]),
-            json!({}),
-        )
-        .to_string(),
-    )
-    .await
-    .refused(400, "refused");
-    assert!(
-        reason.contains("datatype url") && reason.contains("ip, ip-range"),
-        "{reason}"
-    );
-    let reason = start(
-        scan_body(
-            json!(4),
-            json!([{"value": "x", "datatype": "planet"}]),
-            json!({}),
-        )
-        .to_string(),
-    )
-    .await
-    .refused(400, "error");
-    assert!(
-        reason.contains("\"planet\" is not a Patrowl datatype"),
-        "{reason}"
-    );
-    let reason =
-        start(scan_body(json!(5), ip_asset("127.0.0.1"), json!({"ports": ["70000"]})).to_string())
-            .await
-            .refused(400, "refused");
-    assert!(reason.contains("\"70000\" is not a port"), "{reason}");
-    let reason = start(
-        scan_body(
-            json!(6),
-            json!([{"id": 1, "value": "10.0.0.0/8", "datatype": "ip-subnet"}]),
-            json!({}),
-        )
-        .to_string(),
-    )
-    .await
-    .refused(400, "refused");
-    assert!(reason.contains("max_hosts"), "{reason}");
-    let reason = start("this is not json".into()).await.refused(400, "error");
-    assert!(reason.contains("not JSON"), "{reason}");
-    let reason = start("[1, 2]".into()).await.refused(400, "error");
-    assert!(reason.contains("not a JSON object"), "{reason}");
-    let reason = start(json!({"assets": []}).to_string())
-        .await
-        .refused(400, "error");
-    assert!(reason.contains("scan_id is missing"), "{reason}");
-    let reason = start(scan_body(json!([1]), ip_asset("127.0.0.1"), json!({})).to_string())
-        .await
-        .refused(400, "error");
-    assert!(
-        reason.contains("scan_id must be a number or a string"),
-        "{reason}"
-    );
-    let reason = start(scan_body(json!(7), ip_asset("127.0.0.1"), json!("{not json")).to_string())
-        .await
-        .refused(400, "error");
-    assert!(
-        reason.contains("options is a string that is not a JSON object"),
-        "{reason}"
-    );
-    let big = scan_body(
-        json!(8),
-        ip_asset("127.0.0.1"),
-        json!({"pad": "x".repeat(2048)}),
-    );
-    let reason = start(big.to_string()).await.refused(413, "error");
-    assert!(reason.contains("over the limit of 1024 bytes"), "{reason}");
+    // Each body, its refusal's status and word, and what its reason says.
+    let url = json!([{"id": 1, "value": "https://x.example/", "datatype": "url"}]);
+    let planet = json!([{"value": "x", "datatype": "planet"}]);
+    let subnet = json!([{"id": 1, "value": "10.0.0.0/8", "datatype": "ip-subnet"}]);
+    let local = || ip_asset("127.0.0.1");
+    let big = json!({"pad": "x".repeat(2048)});
+    for (body, status, word, says) in [
+        (
+            scan_body(json!(1), json!([]), json!({})).to_string(),
+            400,
+            "refused",
+            &["no assets"][..],
+        ),
+        (
+            scan_body(json!(3), url, json!({})).to_string(),
+            400,
+            "refused",
+            &["datatype url", "ip, ip-range"],
+        ),
+        (
+            scan_body(json!(4), planet, json!({})).to_string(),
+            400,
+            "error",
+            &["\"planet\" is not a Patrowl datatype"],
+        ),
+        (
+            scan_body(json!(5), local(), json!({"ports": ["70000"]})).to_string(),
+            400,
+            "refused",
+            &["\"70000\" is not a port"],
+        ),
+        (
+            scan_body(json!(6), subnet, json!({})).to_string(),
+            400,
+            "refused",
+            &["max_hosts"],
+        ),
+        ("this is not json".into(), 400, "error", &["not JSON"]),
+        ("[1, 2]".into(), 400, "error", &["not a JSON object"]),
+        (
+            json!({"assets": []}).to_string(),
+            400,
+            "error",
+            &["scan_id is missing"],
+        ),
+        (
+            scan_body(json!([1]), local(), json!({})).to_string(),
+            400,
+            "error",
+            &["scan_id must be a number or a string"],
+        ),
+        (
+            scan_body(json!(7), local(), json!("{not json")).to_string(),
+            400,
+            "error",
+            &["options is a string that is not a JSON object"],
+        ),
+        (
+            scan_body(json!(8), local(), big).to_string(),
+            413,
+            "error",
+            &["over the limit of 1024 bytes"],
+        ),
+    ] {
+        let reason = start(body).await.refused(status, word);
+        for said in says {
+            assert!(reason.contains(said), "{said}: {reason}");
+        }
+    }
 
     // A duplicate scan id.
     let first = scan_body(json!(9), ip_asset("127.0.0.1"), json!({"ports": ["9"]}));
@@ -940,14 +905,8 @@ async fn stop_stopscans_and_clean_end_scans_and_keep_their_history() {
     let status = face.get("/engines/slow/status").await.json();
     assert!(status["scans"].get("1").is_none());
     let history = face.get("/api/streams/scan-slow-1").await.json();
-    let types: Vec<&str> = history["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["type"].as_str().unwrap())
-        .collect();
     assert_eq!(
-        types,
+        strings(items(&history["events"]), "/type"),
         [
             "ScanRequested",
             "ScanBegan",
@@ -1148,8 +1107,7 @@ fn serve(data: &std::path::Path, config: &std::path::Path) -> common::Served {
 
 #[actix_rt::test]
 async fn after_a_restart_ended_scans_stay_and_a_running_one_is_interrupted() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("log");
+    let (dir, data) = common::data_dir();
     let config = dir.path().join("annals.toml");
     let quoted = |text: &str| toml::Value::String(text.to_owned()).to_string();
     std::fs::write(
@@ -1234,12 +1192,7 @@ echo '{"title":"kept"}'
     let face = spawn(|config| config.patrowl.engines.push(command_engine("noisy", script))).await;
     face.accept_local("noisy", json!(1), json!({})).await;
     let findings = face.finished_findings("noisy", "1").await;
-    let titles: Vec<&str> = findings["issues"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|issue| issue["title"].as_str().unwrap())
-        .collect();
+    let titles = strings(items(&findings["issues"]), "/title");
     assert_eq!(titles, ["kept"], "{findings}");
     let entries = unzip(&face.get("/engines/noisy/getreport/1").await.body);
     let ignored = String::from_utf8(entries["raw/command/ignored.txt"].clone()).unwrap();
@@ -1468,14 +1421,7 @@ async fn findings_over_patrowl_managers_column_limits_are_cut_and_kept_whole_in_
 async fn a_scan_id_is_free_again_once_its_report_is_fetched_or_it_is_cleaned() {
     let face = spawn(|_| {}).await;
     let body = || scan_body(json!(7), ip_asset("127.0.0.1"), json!({}));
-    let types = |history: &Value| -> Vec<String> {
-        history["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["type"].as_str().unwrap().to_owned())
-            .collect()
-    };
+    let types = |history: &Value| strings(items(&history["events"]), "/type");
     assert_eq!(face.start("cmd", body()).await.status, 200);
     assert_eq!(face.wait_ended("cmd", "7").await["status"], "FINISHED");
     // Ended, its report not fetched: still in use (another manager may be about to fetch it).

@@ -15,7 +15,7 @@ use annals::auth::{new_token, Access, Account, Role};
 use annals::config::Config;
 use annals::runtime::ManualClock;
 use annals::testresults::testing::{damaged_uploads, PacketStatus, V1Writer, V2Writer};
-use common::app::TestApp;
+use common::app::{items, strings, TestApp};
 use common::{at, T0};
 use serde_json::{json, Value};
 
@@ -68,6 +68,13 @@ impl Refstack {
             .post(format!("{}{path}", self.main))
             .insert_header(("content-type", content_type));
         self.send(request, body).await
+    }
+
+    /// `POST /v1/update-test-status/{id}` with `form`, as refstack-client sends it.
+    async fn update_status(&self, id: &str, form: &str) -> Answer {
+        let path = format!("/v1/update-test-status/{id}");
+        self.post(&path, "application/x-www-form-urlencoded", form)
+            .await
     }
 
     async fn open(&self) -> String {
@@ -126,28 +133,16 @@ fn v2_stream() -> Vec<u8> {
         (T0 as u32 + 2, 500_000_000),
         &[("stdout", "text/plain", b"some output\n")],
     )
-    .raw(b"noise between packets\n")
-    .test(
-        "tempest.api.a.ATest.test_bad",
-        PacketStatus::Fail,
-        (T0 as u32 + 3, 0),
-        (T0 as u32 + 4, 0),
-        &[],
-    )
-    .test(
-        "tempest.api.a.ATest.test_skipped",
-        PacketStatus::Skip,
-        (T0 as u32 + 4, 0),
-        (T0 as u32 + 4, 0),
-        &[],
-    )
-    .test(
-        "setUpClass (tempest.api.b.BTest)",
-        PacketStatus::Fail,
-        (T0 as u32 + 5, 0),
-        (T0 as u32 + 5, 0),
-        &[],
-    );
+    .raw(b"noise between packets\n");
+    // Each test's id, status, and the seconds after T0 it started and ended at.
+    for (id, status, start, end) in [
+        ("tempest.api.a.ATest.test_bad", PacketStatus::Fail, 3, 4),
+        ("tempest.api.a.ATest.test_skipped", PacketStatus::Skip, 4, 4),
+        ("setUpClass (tempest.api.b.BTest)", PacketStatus::Fail, 5, 5),
+    ] {
+        let second = |after: u32| (T0 as u32 + after, 0);
+        w.test(id, status, second(start), second(end), &[]);
+    }
     w.into_bytes()
 }
 
@@ -168,13 +163,7 @@ async fn a_run_is_opened_updated_uploaded_to_and_read_back() {
     let id = face.open().await;
 
     // The spec's example: the status in a form body.
-    let answer = face
-        .post(
-            &format!("/v1/update-test-status/{id}"),
-            "application/x-www-form-urlencoded",
-            "status=test%20started",
-        )
-        .await;
+    let answer = face.update_status(&id, "status=test%20started").await;
     assert_eq!((answer.status, answer.json()), (201, Value::Null));
     // The 2014 spelling, with the status in the query string as the 2014 code read it.
     let answer = face
@@ -319,44 +308,28 @@ async fn every_documented_error_is_answered_in_the_faces_shape() {
     assert!(title.contains("finished"), "{title}");
 
     // post-result: no file, an empty multipart file, unparseable results, an unknown run.
-    let title = face
-        .post("/v1/post-result", "application/octet-stream", "")
-        .await
-        .refused(400);
+    let post_result = |content_type, body: Vec<u8>| {
+        let face = &face;
+        async move {
+            let answer = face.post("/v1/post-result", content_type, body).await;
+            answer.refused(400)
+        }
+    };
+    let title = post_result("application/octet-stream", vec![]).await;
     assert_eq!(title, "No file was posted");
     let no_file = b"--b\r\nContent-Disposition: form-data; name=\"other\"\r\n\r\nx\r\n--b--\r\n";
-    let title = face
-        .post(
-            "/v1/post-result",
-            "multipart/form-data; boundary=b",
-            &no_file[..],
-        )
-        .await
-        .refused(400);
+    let title = post_result("multipart/form-data; boundary=b", no_file.to_vec()).await;
     assert!(title.starts_with("No file was posted"), "{title}");
-    let title = face
-        .post("/v1/post-result", "multipart/form-data", "x")
-        .await
-        .refused(400);
+    let title = post_result("multipart/form-data", b"x".to_vec()).await;
     assert!(title.contains("boundary"), "{title}");
-    let title = face
-        .post("/v1/post-result", "application/json", "{\"cpid\": 1}")
-        .await
-        .refused(400);
+    let title = post_result("application/json", b"{\"cpid\": 1}".to_vec()).await;
     assert!(title.starts_with("the upload cannot be read"), "{title}");
     // A parsed-results class name past its limit (each test's id would repeat it).
     let long_class = serde_json::json!({
         "summary": {"PASS": 1, "FAIL": 0, "FAIL_SETUP": 0, "ERROR": 0, "SKIP": 0, "Total": 1},
         "data": {"c".repeat(513): [["t", "PASS", null]]}
     });
-    let title = face
-        .post(
-            "/v1/post-result",
-            "application/json",
-            long_class.to_string(),
-        )
-        .await
-        .refused(400);
+    let title = post_result("application/json", long_class.to_string().into_bytes()).await;
     assert!(
         title.contains("is 513 bytes, more than the limit of 512 bytes"),
         "{title}"
@@ -715,8 +688,7 @@ fn serve(data: &std::path::Path) -> common::Served {
 
 #[actix_rt::test]
 async fn runs_statuses_and_uploads_survive_a_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("log");
+    let (_dir, data) = common::data_dir();
     let client = || Refstack {
         main: String::new(),
         client: awc::Client::builder()
@@ -733,13 +705,7 @@ async fn runs_statuses_and_uploads_survive_a_restart() {
         ..client()
     };
     let id = face.open().await;
-    let answer = face
-        .post(
-            &format!("/v1/update-test-status/{id}"),
-            "application/x-www-form-urlencoded",
-            "status=done&finished=1",
-        )
-        .await;
+    let answer = face.update_status(&id, "status=done&finished=1").await;
     assert_eq!(answer.status, 201);
     let uploaded = face
         .upload_multipart(&format!("/v1/post-result?test_id={id}"), &stream)
@@ -799,12 +765,8 @@ async fn golden_bodies() {
     // The manual clock: times are T0, ids count up from 1, so nothing needs redacting.
     let face = spawn(|_| {}).await;
     let id = face.open().await;
-    face.post(
-        &format!("/v1/update-test-status/{id}"),
-        "application/x-www-form-urlencoded",
-        "status=test%20complete&finished=true",
-    )
-    .await;
+    face.update_status(&id, "status=test%20complete&finished=true")
+        .await;
     let uploaded = face
         .upload_multipart(&format!("/v1/post-result?test_id={id}"), &v2_stream())
         .await
@@ -916,12 +878,7 @@ async fn the_list_filters_by_cloud_and_dates_in_upstreams_format() {
         }
     };
     let all = face.get("/v1/results").await.json();
-    let created: Vec<String> = all["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|row| row["created_at"].as_str().unwrap().to_owned())
-        .collect();
+    let created = strings(items(&all["results"]), "/created_at");
     assert_eq!(
         created,
         [
@@ -1189,12 +1146,7 @@ async fn a_base_url_given_with_a_trailing_slash_reaches_the_results_as_a_proxy_w
 
 /// The ids of a page of `GET /v1/results`, in its order.
 fn listed_ids(page: &Value) -> Vec<String> {
-    page["results"]
-        .as_array()
-        .expect("a page of results")
-        .iter()
-        .map(|row| row["id"].as_str().expect("an id").to_owned())
-        .collect()
+    strings(items(&page["results"]), "/id")
 }
 
 #[actix_rt::test]

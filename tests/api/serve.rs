@@ -24,6 +24,13 @@ fn serve(data: &Path) -> Served {
     serve_data(data, None, &[], &[]).expect("the server starts")
 }
 
+/// A new connection to `address` whose reads give up after `timeout`.
+fn connect(address: &str, timeout: Duration) -> TcpStream {
+    let stream = TcpStream::connect(address).unwrap();
+    stream.set_read_timeout(Some(timeout)).unwrap();
+    stream
+}
+
 /// One HTTP/1.1 request on a new connection; the status and body.
 fn request(address: &str, method: &str, path: &str, body: &str) -> std::io::Result<(u16, String)> {
     let mut stream = TcpStream::connect(address)?;
@@ -56,8 +63,7 @@ fn versions(address: &str) -> Vec<Value> {
 
 #[test]
 fn the_inventory_survives_a_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("log");
+    let (_dir, data) = common::data_dir();
     let server = serve(&data);
     for n in 0..20 {
         let update = json!({"app": "web", "ver": n.to_string(), "host": format!("h{n}")});
@@ -91,8 +97,7 @@ fn the_inventory_survives_a_restart() {
 #[test]
 fn sigterm_under_write_load_loses_no_acknowledged_update() {
     let _load = common::LOAD_TEST.blocking_lock();
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("log");
+    let (_dir, data) = common::data_dir();
     let server = serve(&data);
     let address = server.address.clone();
     let acknowledged = Arc::new(Mutex::new(BTreeSet::new()));
@@ -171,10 +176,7 @@ fn a_face_listener_off_loopback_without_accounts_is_refused() {
 /// bytes of it, and waits (at most a minute) for the answer and the end of the connection:
 /// the status, the body, and how long after the partial body the answer came.
 fn half_a_body(address: &str, path: &str, length: usize, sent: &[u8]) -> (u16, String, Duration) {
-    let mut stream = TcpStream::connect(address).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(60)))
-        .unwrap();
+    let mut stream = connect(address, Duration::from_secs(60));
     write!(
         stream,
         "POST {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n\
@@ -204,7 +206,7 @@ fn a_body_that_stops_arriving_is_answered_408_after_the_body_timeout() {
     let server = serve_with_a_body_timeout_of_one_second(dir.path());
     let hpcwaas = server.hpcwaas.clone().expect("the face's own listener");
     let patrowl = server.patrowl.clone().expect("the face's own listener");
-    for (address, path, check) in [
+    let cases = [
         (
             &server.address,
             "/api/v1/update/",
@@ -220,8 +222,18 @@ fn a_body_that_stops_arriving_is_answered_408_after_the_body_timeout() {
         (&patrowl, "/engines/tcp/startscan", |body| {
             (body["status"] == "error").then(|| body["reason"].as_str().unwrap().to_owned())
         }),
-    ] {
-        let (status, body, took) = half_a_body(address, path, 100, br#"{"app": "we"#);
+    ];
+    // The faces wait out their body timeouts side by side, not one after another.
+    let answers: Vec<_> = std::thread::scope(|scope| {
+        let waiting: Vec<_> = cases
+            .iter()
+            .map(|&(address, path, _)| {
+                scope.spawn(move || half_a_body(address, path, 100, br#"{"app": "we"#))
+            })
+            .collect();
+        waiting.into_iter().map(|w| w.join().unwrap()).collect()
+    });
+    for ((_, path, check), (status, body, took)) in cases.into_iter().zip(answers) {
         assert_eq!(status, 408, "{path}: {body}");
         let body: Value = serde_json::from_str(&body).unwrap();
         let message = check(&body).unwrap_or_else(|| panic!("{path}: the face's shape: {body}"));
@@ -241,11 +253,8 @@ fn a_body_that_stops_arriving_is_answered_408_after_the_body_timeout() {
 fn a_chunked_body_that_stops_arriving_is_answered_408_and_its_connection_closed() {
     let dir = tempfile::tempdir().unwrap();
     let server = serve_with_a_body_timeout_of_one_second(dir.path());
-    let mut stream = TcpStream::connect(&server.address).unwrap();
     // Well past the body timeout, well short of actix's own timeouts.
-    stream
-        .set_read_timeout(Some(Duration::from_secs(15)))
-        .unwrap();
+    let mut stream = connect(&server.address, Duration::from_secs(15));
     write!(
         stream,
         "POST /api/v1/update/ HTTP/1.1\r\nHost: {}\r\nTransfer-Encoding: chunked\r\n\r\n\
@@ -345,10 +354,7 @@ fn start_up_says_one_line_per_listener_and_the_request_log_one_per_request() {
     let address = server.address.clone();
 
     // HEAD on an event stream answers its headers and ends, as the stream never would.
-    let mut stream = TcpStream::connect(&address).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(60)))
-        .unwrap();
+    let mut stream = connect(&address, Duration::from_secs(60));
     write!(
         stream,
         "HEAD /api/events HTTP/1.1\r\nHost: {address}\r\nAccept: text/event-stream\r\n\
@@ -374,10 +380,7 @@ fn start_up_says_one_line_per_listener_and_the_request_log_one_per_request() {
 
 #[test]
 fn the_gros_agent_daemons_listener_moves_or_turns_off_with_its_flag() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = common::written(
-        dir.path(),
-        "annals.toml",
+    let (dir, config) = common::config_file(
         "[gros.agent]\nenabled = true\nproject = \"PROJ\"\n\n\
          [[gros.projects]]\nkey = \"PROJ\"\nscrape_command = [\"true\"]\n",
     );
@@ -520,10 +523,7 @@ fn sigterm_ends_event_streams_and_long_polls_at_once() {
         .as_u64()
         .unwrap();
 
-    let mut events = TcpStream::connect(&address).unwrap();
-    events
-        .set_read_timeout(Some(Duration::from_secs(120)))
-        .unwrap();
+    let mut events = connect(&address, Duration::from_secs(120));
     write!(
         events,
         "GET /api/events?from={head} HTTP/1.1\r\nHost: annals\r\n\
@@ -579,10 +579,7 @@ fn sigterm_ends_event_streams_and_long_polls_at_once() {
 
 /// Sends `bytes` on a new connection; the status line of the answer (empty if none came).
 fn raw(address: &str, bytes: &[u8]) -> String {
-    let mut stream = TcpStream::connect(address).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(60)))
-        .unwrap();
+    let mut stream = connect(address, Duration::from_secs(60));
     stream.write_all(bytes).unwrap();
     let _ = stream.shutdown(std::net::Shutdown::Write);
     let mut answer = Vec::new();

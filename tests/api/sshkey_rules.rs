@@ -35,6 +35,12 @@ fn created() -> SshKeyEvent {
     })
 }
 
+fn delete(by: Option<&str>) -> SshKeyCommand {
+    SshKeyCommand::Delete {
+        by: by.map(str::to_owned),
+    }
+}
+
 #[test]
 fn a_key_is_created_once() {
     given::<SshKey>([])
@@ -50,21 +56,19 @@ fn a_key_is_created_once() {
 fn a_key_is_deleted_once_and_its_history_says_by_whom() {
     let state = given::<SshKey>([created()])
         .at(t(2))
-        .when(SshKeyCommand::Delete {
-            by: Some("bob".into()),
-        })
+        .when(delete(Some("bob")))
         .then(vec![SshKeyEvent::SshKeyDeleted(SshKeyDeleted {
             by: Some("bob".into()),
             at: t(2),
         })]);
     assert!(state.usable().is_none());
     given::<SshKey>([created()])
-        .when(SshKeyCommand::Delete { by: None })
+        .when(delete(None))
         .then(vec![SshKeyEvent::SshKeyDeleted(SshKeyDeleted {
             by: None,
             at: DateTime::UNIX_EPOCH,
         })]);
     given::<SshKey>([])
-        .when(SshKeyCommand::Delete { by: None })
+        .when(delete(None))
         .then_rejected(SshKeyRejection::NotFound);
 }

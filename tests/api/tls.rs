@@ -32,40 +32,48 @@ fn serve_with_tls(
         format!("ANNALS_{section}_TLS_CERT"),
         format!("ANNALS_{section}_TLS_KEY"),
     );
-    let served = common::spawn_serve(
-        &[
-            "--data".as_ref(),
-            dir.join("log").as_os_str(),
-            "serve".as_ref(),
-        ],
-        &[
-            ("ANNALS_HTTP_LISTEN", "127.0.0.1:0"),
-            (&cert_var, cert.to_str().unwrap()),
-            (&key_var, key.to_str().unwrap()),
-        ],
-    )
-    .expect("the server starts");
+    let envs = [
+        (cert_var.as_str(), cert.to_str().unwrap()),
+        (key_var.as_str(), key.to_str().unwrap()),
+    ];
+    let served = common::serve_data(&dir.join("log"), None, &[], &envs).expect("the server starts");
     (served, der)
+}
+
+/// Serves with TLS on the own listener of the face `section` (which `listener` picks) and GETs
+/// `path` there: the answer must be a 200 that holds `holds`.
+fn own_listener_speaks_https(
+    section: &str,
+    listener: fn(&common::Served) -> Option<String>,
+    path: &str,
+    holds: &str,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let (served, der) = serve_with_tls(dir.path(), section);
+    let address = listener(&served).expect("the face's own listener");
+    let response = https_get(&address, der, path);
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains(holds), "{response}");
 }
 
 #[test]
 fn a_faces_own_listener_speaks_https_too() {
-    let dir = tempfile::tempdir().unwrap();
-    let (served, der) = serve_with_tls(dir.path(), "PARTISCI");
-    let partisci = served.partisci.clone().expect("the face's own listener");
-    let response = https_get(&partisci, der, "/api/v1/_partisci/");
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    assert!(response.contains("\"version\""), "{response}");
+    own_listener_speaks_https(
+        "PARTISCI",
+        |served| served.partisci.clone(),
+        "/api/v1/_partisci/",
+        "\"version\"",
+    );
 }
 
 #[test]
 fn the_workflow_faces_own_listener_speaks_https_too() {
-    let dir = tempfile::tempdir().unwrap();
-    let (served, der) = serve_with_tls(dir.path(), "HPCWAAS");
-    let hpcwaas = served.hpcwaas.clone().expect("the face's own listener");
-    let response = https_get(&hpcwaas, der, "/workflows");
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    assert!(response.contains("{\"workflows\":[]}"), "{response}");
+    own_listener_speaks_https(
+        "HPCWAAS",
+        |served| served.hpcwaas.clone(),
+        "/workflows",
+        "{\"workflows\":[]}",
+    );
 }
 
 #[test]
@@ -93,7 +101,6 @@ fn the_listener_speaks_https_with_a_self_signed_certificate() {
 fn bad_tls_settings_are_refused_with_the_file_named() {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key, _) = common::tls::self_signed(dir.path());
-    let data = dir.path().join("log");
     let missing = dir.path().join("missing.pem");
     for (envs, says) in [
         (
@@ -122,14 +129,9 @@ fn bad_tls_settings_are_refused_with_the_file_named() {
             format!("{} holds no PEM private key", cert.display()),
         ),
     ] {
-        let mut envs = envs;
-        envs.push(("ANNALS_HTTP_LISTEN", "127.0.0.1:0"));
-        let error = common::spawn_serve(
-            &["--data".as_ref(), data.as_os_str(), "serve".as_ref()],
-            &envs,
-        )
-        .err()
-        .expect("the server refuses to start");
+        let error = common::serve_data(&dir.path().join("log"), None, &[], &envs)
+            .err()
+            .expect("the server refuses to start");
         assert!(error.contains(&says), "expected {says:?} in: {error}");
     }
 }

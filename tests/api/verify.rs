@@ -10,9 +10,10 @@ use annals::events::verify::verify;
 use annals::events::{EventLog, ExpectedVersion, LogOptions};
 use common::{fast, line, stream};
 
-/// Writes 40 events over 4 streams and closes the log.
-fn write_log(path: &Path) {
-    let log = EventLog::open(path, fast()).unwrap();
+/// A log of 40 events over 4 streams, in its own temporary directory, closed.
+fn written_log() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let log = EventLog::open(dir.path(), fast()).unwrap();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         for i in 0..40 {
@@ -23,6 +24,14 @@ fn write_log(path: &Path) {
         }
     });
     log.close();
+    dir
+}
+
+/// [`written_log`], then changed by `change` ([`tamper`]).
+fn tampered_log(change: impl FnOnce(&sled::Tree)) -> tempfile::TempDir {
+    let dir = written_log();
+    tamper(dir.path(), change);
+    dir
 }
 
 /// Opens the log's sled tree directly, as an attacker or a failing disk would change it. sled's
@@ -81,8 +90,7 @@ fn first_bad_position(path: &Path) -> Option<u64> {
 
 #[test]
 fn a_clean_log_verifies() {
-    let dir = tempfile::tempdir().unwrap();
-    write_log(dir.path());
+    let dir = written_log();
     let (code, out) = verify_command(dir.path());
     assert_eq!(code, Some(0), "{out}");
     assert!(
@@ -93,9 +101,7 @@ fn a_clean_log_verifies() {
 
 #[test]
 fn one_changed_byte_in_a_stored_event_is_found_and_named() {
-    let dir = tempfile::tempdir().unwrap();
-    write_log(dir.path());
-    tamper(dir.path(), |tree| {
+    let dir = tampered_log(|tree| {
         change_record(tree, 17, |record| {
             let last = record.len() - 1;
             record[last] ^= 0x01;
@@ -112,19 +118,13 @@ fn one_changed_byte_in_a_stored_event_is_found_and_named() {
 
 #[test]
 fn a_rewritten_hash_breaks_the_chain_where_it_was_rewritten() {
-    let dir = tempfile::tempdir().unwrap();
-    write_log(dir.path());
-    tamper(dir.path(), |tree| {
-        change_record(tree, 5, |record| record[0] ^= 0x80)
-    });
+    let dir = tampered_log(|tree| change_record(tree, 5, |record| record[0] ^= 0x80));
     assert_eq!(first_bad_position(dir.path()), Some(5));
 }
 
 #[test]
 fn a_removed_event_is_named_as_missing() {
-    let dir = tempfile::tempdir().unwrap();
-    write_log(dir.path());
-    tamper(dir.path(), |tree| {
+    let dir = tampered_log(|tree| {
         tree.remove(event_key(30)).unwrap();
     });
     let (code, out) = verify_command(dir.path());
@@ -151,9 +151,7 @@ fn make_legacy(tree: &sled::Tree) {
 
 #[test]
 fn a_log_written_with_the_event_id_index_is_read_verified_and_extended() {
-    let dir = tempfile::tempdir().unwrap();
-    write_log(dir.path());
-    tamper(dir.path(), make_legacy);
+    let dir = tampered_log(make_legacy);
     let (code, out) = verify_command(dir.path());
     assert_eq!(code, Some(0), "{out}");
 
@@ -190,10 +188,8 @@ fn a_log_written_with_the_event_id_index_is_read_verified_and_extended() {
 
 #[test]
 fn a_position_pointing_at_another_event_is_found() {
-    let dir = tempfile::tempdir().unwrap();
-    write_log(dir.path());
     // Position 12 now claims to be the record of position 11.
-    tamper(dir.path(), |tree| {
+    let dir = tampered_log(|tree| {
         let pointer = tree.get(event_key(11)).unwrap().unwrap();
         tree.insert(event_key(12), pointer).unwrap();
     });

@@ -50,6 +50,28 @@ fn line(content: &str) -> LogLine {
     }
 }
 
+/// Checks that an ended execution refuses `command`.
+#[track_caller]
+fn refused_once_ended(command: ExecutionCommand) {
+    given::<Execution>([requested(), finished()])
+        .when(command)
+        .then_rejected(ExecutionRejection::Ended);
+}
+
+fn start_step() -> ExecutionCommand {
+    ExecutionCommand::StartStep {
+        index: 0,
+        name: "greet".into(),
+    }
+}
+
+fn end_step(index: u32) -> ExecutionCommand {
+    ExecutionCommand::EndStep {
+        index,
+        ended: ended(),
+    }
+}
+
 fn ended() -> StepEnded {
     StepEnded {
         exit_code: Some(0),
@@ -84,23 +106,14 @@ fn a_request_is_recorded_once() {
 fn steps_start_and_end_in_order() {
     given::<Execution>([requested()])
         .at(t(2))
-        .when(ExecutionCommand::StartStep {
-            index: 0,
-            name: "greet".into(),
-        })
+        .when(start_step())
         .then(vec![started()]);
     given::<Execution>([])
-        .when(ExecutionCommand::StartStep {
-            index: 0,
-            name: "greet".into(),
-        })
+        .when(start_step())
         .then_rejected(ExecutionRejection::NotFound);
     let state = given::<Execution>([requested(), started()])
         .at(t(3))
-        .when(ExecutionCommand::EndStep {
-            index: 0,
-            ended: ended(),
-        })
+        .when(end_step(0))
         .then(vec![ExecutionEvent::StepEnded(StepEndedEvent {
             index: 0,
             ended: ended(),
@@ -108,10 +121,7 @@ fn steps_start_and_end_in_order() {
         })]);
     assert_eq!(state.steps[0].ended, Some(ended()));
     given::<Execution>([requested(), started()])
-        .when(ExecutionCommand::EndStep {
-            index: 1,
-            ended: ended(),
-        })
+        .when(end_step(1))
         .then_rejected(ExecutionRejection::WrongStep(1));
 }
 
@@ -128,12 +138,10 @@ fn lines_past_the_limit_are_counted_not_kept() {
             ExecutionEvent::LogLinesDropped(LogLinesDropped { count: 1 }),
         ]);
     assert_eq!((state.logs.len(), state.dropped_lines), (2, 1));
-    given::<Execution>([requested(), finished()])
-        .when(ExecutionCommand::RecordLines {
-            lines: vec![line("late")],
-            max_lines: 10,
-        })
-        .then_rejected(ExecutionRejection::Ended);
+    refused_once_ended(ExecutionCommand::RecordLines {
+        lines: vec![line("late")],
+        max_lines: 10,
+    });
 }
 
 #[test]
@@ -147,9 +155,7 @@ fn lines_the_runner_held_back_are_counted_once() {
     given::<Execution>([requested()])
         .when(ExecutionCommand::CountDroppedLines { count: 0 })
         .then(vec![]);
-    given::<Execution>([requested(), finished()])
-        .when(ExecutionCommand::CountDroppedLines { count: 1 })
-        .then_rejected(ExecutionRejection::Ended);
+    refused_once_ended(ExecutionCommand::CountDroppedLines { count: 1 });
 }
 
 #[test]
@@ -163,9 +169,7 @@ fn outputs_are_recorded_while_running() {
             outputs: outputs.clone(),
         })]);
     assert_eq!(state.outputs, outputs);
-    given::<Execution>([requested(), finished()])
-        .when(ExecutionCommand::RecordOutputs { outputs })
-        .then_rejected(ExecutionRejection::Ended);
+    refused_once_ended(ExecutionCommand::RecordOutputs { outputs });
 }
 
 #[test]
@@ -212,9 +216,7 @@ fn an_execution_ends_once() {
         .at(t(4))
         .when(ExecutionCommand::Finish(Ending::Success))
         .then(vec![finished_at(4)]);
-    given::<Execution>([requested(), finished()])
-        .when(ExecutionCommand::Finish(Ending::Cancelled))
-        .then_rejected(ExecutionRejection::Ended);
+    refused_once_ended(ExecutionCommand::Finish(Ending::Cancelled));
 }
 
 #[test]
@@ -258,7 +260,5 @@ fn a_restart_fails_a_running_execution_with_a_line_saying_why() {
         None,
         "an ended execution is left alone"
     );
-    given::<Execution>([requested(), finished()])
-        .when(ExecutionCommand::MarkInterrupted)
-        .then_rejected(ExecutionRejection::Ended);
+    refused_once_ended(ExecutionCommand::MarkInterrupted);
 }

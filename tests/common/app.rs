@@ -89,6 +89,66 @@ pub fn first_of_type<'a>(page: &'a Value, event_type: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("a {event_type} event in {page}"))
 }
 
+/// The items of a JSON list, which `list` must be.
+#[track_caller]
+pub fn items(list: &Value) -> &[Value] {
+    list.as_array()
+        .unwrap_or_else(|| panic!("a JSON list: {list}"))
+}
+
+/// The string at `pointer` (a JSON pointer, `/payload/line`) in each of `items`, which must
+/// all have one there.
+#[track_caller]
+pub fn strings<'a>(items: impl IntoIterator<Item = &'a Value>, pointer: &str) -> Vec<String> {
+    items
+        .into_iter()
+        .map(|item| match item.pointer(pointer).and_then(Value::as_str) {
+            Some(text) => text.to_owned(),
+            None => panic!("a string at {pointer} in {item}"),
+        })
+        .collect()
+}
+
+/// Checks that the string at `pointer` (a JSON pointer) in `value` holds `words`.
+#[track_caller]
+pub fn assert_says(value: &Value, pointer: &str, words: &str) {
+    let text = value.pointer(pointer).and_then(Value::as_str);
+    assert!(
+        text.is_some_and(|text| text.contains(words)),
+        "{words:?} at {pointer} in {value}"
+    );
+}
+
+/// [`strings`] for numbers.
+#[track_caller]
+pub fn numbers<'a>(items: impl IntoIterator<Item = &'a Value>, pointer: &str) -> Vec<u64> {
+    items
+        .into_iter()
+        .map(|item| match item.pointer(pointer).and_then(Value::as_u64) {
+            Some(number) => number,
+            None => panic!("a number at {pointer} in {item}"),
+        })
+        .collect()
+}
+
+/// Checks the output events of a program that wrote `seq 1 2000` at once: every line is its
+/// own event, its text at `text` (a JSON pointer), in order; and they came in a few appends,
+/// not one each. The journal seals each round with one time and a process's output has one
+/// append in flight at a time, so each `recorded_at` is one append.
+#[track_caller]
+pub fn assert_seq_in_a_few_appends<'a>(
+    events: impl IntoIterator<Item = &'a Value> + Clone,
+    text: &str,
+) {
+    let expected: Vec<String> = (1..=2000).map(|n| n.to_string()).collect();
+    assert_eq!(strings(events.clone(), text), expected);
+    let appends: std::collections::BTreeSet<String> =
+        strings(events, "/recorded_at").into_iter().collect();
+    // At most 256 lines an append: 8 when the lines come at once, a few more when they
+    // trickle in on a loaded machine; far fewer than one per line.
+    assert!((8..=40).contains(&appends.len()), "{}", appends.len());
+}
+
 /// A manual clock at [`T0`]: what in-process servers record as now, so that golden bodies need
 /// no redaction of times.
 pub fn t0_clock() -> Arc<ManualClock> {

@@ -63,6 +63,21 @@ pub fn written(dir: &Path, name: &str, contents: impl AsRef<[u8]>) -> std::path:
     path
 }
 
+/// A temporary directory, and where a log goes in it (`log`, not created).
+pub fn data_dir() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let data = dir.path().join("log");
+    (dir, data)
+}
+
+/// A temporary directory holding the configuration file `annals.toml` with `contents`; the
+/// directory, and the file's path.
+pub fn config_file(contents: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let file = written(dir.path(), "annals.toml", contents);
+    (dir, file)
+}
+
 /// An account that signs in with the bearer token whose SHA-256 (hex) is `token_sha256`.
 pub fn token_account(name: &str, token_sha256: &str, roles: &[Role]) -> Account {
     Account {
@@ -204,6 +219,45 @@ where
         .expect("the event decodes");
         assert_eq!(decoded, event);
     }
+}
+
+/// Checks that `parse` takes each of `good` and refuses each of `bad`.
+#[track_caller]
+pub fn assert_checked<T, E>(parse: impl Fn(&str) -> Result<T, E>, good: &[&str], bad: &[&str]) {
+    for text in good {
+        assert!(parse(text).is_ok(), "{text:?} is refused");
+    }
+    for text in bad {
+        assert!(parse(text).is_err(), "{text:?} is taken");
+    }
+}
+
+/// Checks that `E` refuses, as a type it does not know, to decode an event of `event_type`.
+#[track_caller]
+pub fn assert_unknown_type<E: DomainEvent + std::fmt::Debug>(event_type: &str, payload: &[u8]) {
+    let decoded = E::decode(event_type, 1, payload);
+    assert!(
+        matches!(decoded, Err(annals::events::CodecError::UnknownType { .. })),
+        "{event_type}: {decoded:?}"
+    );
+}
+
+/// Checks that `E` refuses, as a version it does not know, to decode `event_type` at
+/// `schema_version`.
+#[track_caller]
+pub fn assert_unknown_version<E: DomainEvent + std::fmt::Debug>(
+    event_type: &str,
+    schema_version: u16,
+    payload: &[u8],
+) {
+    let decoded = E::decode(event_type, schema_version, payload);
+    assert!(
+        matches!(
+            decoded,
+            Err(annals::events::CodecError::UnknownVersion { .. })
+        ),
+        "{event_type} v{schema_version}: {decoded:?}"
+    );
 }
 
 /// The text of a stored `LineRecorded` event.
