@@ -114,46 +114,25 @@ pub enum TestRunRejection {
 domain_events! {
     #[derive(Clone, Debug, PartialEq)]
     pub enum TestRunEvent {
-        TestRunOpened(TestRunOpened) version 1,
-        TestStatusUpdated(TestStatusUpdated) version 1,
-        TestResultUploaded(TestResultUploaded) version 1,
-        TestRunEnded(TestRunEnded) version 1,
+        TestRunOpened version 1 {
+            pub cloud: Option<Cloud>,
+            pub by: Option<String>,
+        },
+        TestStatusUpdated version 1 {
+            pub message: String,
+            pub finished: bool,
+            pub by: Option<String>,
+        },
+        TestResultUploaded version 1 {
+            pub upload_id: Uuid,
+            pub format: Format,
+            pub summary: Summary,
+            pub duration_seconds: Option<f64>,
+            pub blob: BlobRef,
+            pub by: Option<String>,
+        },
+        TestRunEnded version 1 {},
     }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TestRunOpened {
-    pub cloud: Option<Cloud>,
-    pub by: Option<String>,
-    #[serde(with = "chrono::serde::ts_microseconds")]
-    pub at: DateTime<Utc>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TestStatusUpdated {
-    pub message: String,
-    pub finished: bool,
-    pub by: Option<String>,
-    #[serde(with = "chrono::serde::ts_microseconds")]
-    pub at: DateTime<Utc>,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct TestResultUploaded {
-    pub upload_id: Uuid,
-    pub format: Format,
-    pub summary: Summary,
-    pub duration_seconds: Option<f64>,
-    pub blob: BlobRef,
-    pub by: Option<String>,
-    #[serde(with = "chrono::serde::ts_microseconds")]
-    pub at: DateTime<Utc>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TestRunEnded {
-    #[serde(with = "chrono::serde::ts_microseconds")]
-    pub at: DateTime<Utc>,
 }
 
 impl Entity for TestRunRecord {
