@@ -16,11 +16,13 @@ pub mod workflow;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::events::EventLog;
+use uuid::Uuid;
+
+use crate::events::{EventLog, Metadata};
 use crate::runtime::projection::{self, Projection, ProjectionError};
 use crate::runtime::{
-    Clock, Effects, Entities, Entity, Executed, NoEffects, ProjectionHandle, ProjectionSettings,
-    Settings,
+    Clock, CommandError, Effects, Entities, Entity, Executed, NoEffects, ProjectionHandle,
+    ProjectionSettings, Settings,
 };
 
 /// What every kind's service starts on: the log, the clock that stamps its commands and its
@@ -59,6 +61,24 @@ pub(crate) async fn wait_folded<E: Entity, S>(
         model.wait_for(last, MODEL_WAIT).await?;
     }
     Ok(())
+}
+
+/// Records `command` on a new entity under an id from `clock`, and answers that id once `model`
+/// has folded what it wrote: the client's next query finds it.
+pub(crate) async fn create_folded<E: Entity, S, Error>(
+    entities: &Entities<E>,
+    model: &ProjectionHandle<S>,
+    clock: &dyn Clock,
+    command: E::Command,
+    metadata: Metadata,
+) -> Result<Uuid, Error>
+where
+    Error: From<CommandError<E::Rejection>> + From<ProjectionError>,
+{
+    let id = clock.new_id();
+    let executed = entities.execute(&id.to_string(), command, metadata).await?;
+    wait_folded(model, &executed).await?;
+    Ok(id)
 }
 
 /// Starts a kind's read model from its checkpoint and returns once it has folded the whole log,
