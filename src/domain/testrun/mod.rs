@@ -81,6 +81,13 @@ pub struct TestRunState {
     pub ended_at: Option<DateTime<Utc>>,
 }
 
+impl TestRunState {
+    /// The opening, which what a run records after it needs.
+    fn open(&self) -> Result<&TestRunOpened, TestRunRejection> {
+        self.opened.as_ref().ok_or(TestRunRejection::NotOpen)
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub enum TestRunCommand {
     /// Opens the run for a cloud, or anonymously (`None`) for an upload without a test id.
@@ -165,9 +172,7 @@ impl Entity for TestRunRecord {
                 finished,
                 by,
             } => {
-                if state.opened.is_none() {
-                    return Err(TestRunRejection::NotOpen);
-                }
+                state.open()?;
                 let mut events = vec![TestRunEvent::TestStatusUpdated(TestStatusUpdated {
                     message: message.as_str().to_owned(),
                     finished: *finished,
@@ -185,9 +190,7 @@ impl Entity for TestRunRecord {
                 upload,
                 by,
             } => {
-                if state.opened.is_none() {
-                    return Err(TestRunRejection::NotOpen);
-                }
+                state.open()?;
                 Ok(vec![TestRunEvent::TestResultUploaded(TestResultUploaded {
                     upload_id: *upload_id,
                     format: upload.format,
