@@ -119,6 +119,26 @@ pub(crate) fn is_name(raw: &str, max: usize, allowed: impl Fn(u8) -> bool) -> bo
     !raw.is_empty() && raw.len() <= max && raw.bytes().all(allowed)
 }
 
+/// Checks that a value read by serde is checked as its `parse` checks it: `good` (the value's
+/// text) deserializes to what `parse` makes of it, and every one of `bad` is refused.
+#[cfg(test)]
+pub(crate) fn assert_deserializes_as_parsed<T, E: std::fmt::Debug>(
+    parse: impl Fn(&str) -> Result<T, E>,
+    good: &str,
+    bad: &[&str],
+) where
+    T: serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+{
+    let json = |raw: &str| serde_json::Value::from(raw).to_string();
+    assert_eq!(
+        serde_json::from_str::<T>(&json(good)).unwrap(),
+        parse(good).unwrap()
+    );
+    for raw in bad {
+        assert!(serde_json::from_str::<T>(&json(raw)).is_err(), "{raw:?}");
+    }
+}
+
 /// What every read model of one entity kind says the same way: its state, its checkpoint's
 /// name, the state's schema version and the kind whose events it folds.
 macro_rules! read_model_of {

@@ -616,19 +616,12 @@ impl Entity for ScanRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::assert_deserializes_as_parsed;
 
     #[test]
     fn deserializing_checks_engine_names_and_scan_ids_as_parse_does() {
-        let scan_id: ScanId = serde_json::from_str("\"42\"").unwrap();
-        assert_eq!(scan_id, ScanId::parse("42").unwrap());
-        for bad in ["\"\"", "\"a/b\"", "\"a\\nb\""] {
-            assert!(serde_json::from_str::<ScanId>(bad).is_err(), "{bad}");
-        }
-        let long = format!("\"{}\"", "x".repeat(MAX_SCAN_ID_BYTES + 1));
-        assert!(serde_json::from_str::<ScanId>(&long).is_err());
-
-        let engine: EngineName = serde_json::from_str("\"tcp\"").unwrap();
-        assert_eq!(engine, EngineName::parse("tcp").unwrap());
-        assert!(serde_json::from_str::<EngineName>("\"TCP-1\"").is_err());
+        let long = "x".repeat(MAX_SCAN_ID_BYTES + 1);
+        assert_deserializes_as_parsed(ScanId::parse, "42", &["", "a/b", "a\nb", &long]);
+        assert_deserializes_as_parsed(EngineName::parse, "tcp", &["TCP-1"]);
     }
 }
