@@ -111,7 +111,14 @@ impl Results {
             public_key: signer.map(|s| s.public_key),
             by,
         });
-        create_folded(&self.submissions, &self.model, &*self.clock, command, metadata).await
+        create_folded(
+            &self.submissions,
+            &self.model,
+            &*self.clock,
+            command,
+            metadata,
+        )
+        .await
     }
 
     /// Page `page` of the submissions `filter` admits, newest first.
