@@ -124,11 +124,7 @@ fn survey(config: &Config, programs: bool) -> Survey {
 
     let mut engines = Vec::new();
     let mut names = BTreeSet::new();
-    for (index, engine) in config.patrowl.engines.iter().enumerate() {
-        let place = Place::Entry {
-            array: ENGINES,
-            index,
-        };
+    for (place, engine) in entries(ENGINES, &config.patrowl.engines) {
         match Engine::parse(engine) {
             Ok(engine) if !names.insert(engine.name.as_str().to_owned()) => problems.push((
                 place,
@@ -148,11 +144,7 @@ fn survey(config: &Config, programs: bool) -> Survey {
 
     let mut parsed = BTreeMap::new();
     let mut workflows_ok = true;
-    for (index, spec) in config.hpcwaas.workflows.iter().enumerate() {
-        let place = Place::Entry {
-            array: WORKFLOWS,
-            index,
-        };
+    for (place, spec) in entries(WORKFLOWS, &config.hpcwaas.workflows) {
         match Workflow::parse(spec) {
             Err(reason) => problems.push((place, reason)),
             Ok(workflow) if parsed.contains_key(&workflow.id) => {
@@ -189,11 +181,7 @@ fn survey(config: &Config, programs: bool) -> Survey {
     // projects that passed, for what is wrong with the section itself.
     let mut keys = BTreeSet::new();
     let mut good = Vec::new();
-    for (index, spec) in config.gros.projects.iter().enumerate() {
-        let place = Place::Entry {
-            array: PROJECTS,
-            index,
-        };
+    for (place, spec) in entries(PROJECTS, &config.gros.projects) {
         let alone = GrosSection {
             projects: vec![spec.clone()],
             ..GrosSection::default()
@@ -262,6 +250,13 @@ fn survey(config: &Config, programs: bool) -> Survey {
         problems,
         warnings,
     }
+}
+
+/// Each entry of the array of tables `array`, with the place its problems are reported at.
+fn entries<'a, T>(array: &'static str, items: &'a [T]) -> impl Iterator<Item = (Place, &'a T)> {
+    (0..)
+        .zip(items)
+        .map(move |(index, item)| (Place::Entry { array, index }, item))
 }
 
 #[cfg(test)]

@@ -16,11 +16,13 @@ pub mod workflow;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::events::EventLog;
+use uuid::Uuid;
+
+use crate::events::{EventLog, Metadata};
 use crate::runtime::projection::{self, Projection, ProjectionError};
 use crate::runtime::{
-    Clock, Effects, Entities, Entity, Executed, NoEffects, ProjectionHandle, ProjectionSettings,
-    Settings,
+    Clock, CommandError, Effects, Entities, Entity, Executed, NoEffects, ProjectionHandle,
+    ProjectionSettings, Settings,
 };
 
 /// What every kind's service starts on: the log, the clock that stamps its commands and its
@@ -61,6 +63,24 @@ pub(crate) async fn wait_folded<E: Entity, S>(
     Ok(())
 }
 
+/// Records `command` on a new entity under an id from `clock`, and answers that id once `model`
+/// has folded what it wrote: the client's next query finds it.
+pub(crate) async fn create_folded<E: Entity, S, Error>(
+    entities: &Entities<E>,
+    model: &ProjectionHandle<S>,
+    clock: &dyn Clock,
+    command: E::Command,
+    metadata: Metadata,
+) -> Result<Uuid, Error>
+where
+    Error: From<CommandError<E::Rejection>> + From<ProjectionError>,
+{
+    let id = clock.new_id();
+    let executed = entities.execute(&id.to_string(), command, metadata).await?;
+    wait_folded(model, &executed).await?;
+    Ok(id)
+}
+
 /// Starts a kind's read model from its checkpoint and returns once it has folded the whole log,
 /// waiting at most `within`: the first query after start-up sees everything acknowledged before.
 pub(crate) async fn start_read_model<P: Projection>(
@@ -97,6 +117,26 @@ pub(crate) use string_newtype;
 /// into entity ids.
 pub(crate) fn is_name(raw: &str, max: usize, allowed: impl Fn(u8) -> bool) -> bool {
     !raw.is_empty() && raw.len() <= max && raw.bytes().all(allowed)
+}
+
+/// Checks that a value read by serde is checked as its `parse` checks it: `good` (the value's
+/// text) deserializes to what `parse` makes of it, and every one of `bad` is refused.
+#[cfg(test)]
+pub(crate) fn assert_deserializes_as_parsed<T, E: std::fmt::Debug>(
+    parse: impl Fn(&str) -> Result<T, E>,
+    good: &str,
+    bad: &[&str],
+) where
+    T: serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+{
+    let json = |raw: &str| serde_json::Value::from(raw).to_string();
+    assert_eq!(
+        serde_json::from_str::<T>(&json(good)).unwrap(),
+        parse(good).unwrap()
+    );
+    for raw in bad {
+        assert!(serde_json::from_str::<T>(&json(raw)).is_err(), "{raw:?}");
+    }
 }
 
 /// What every read model of one entity kind says the same way: its state, its checkpoint's

@@ -31,15 +31,20 @@ pub trait DomainEvent: Sized {
 
 /// Declares one entity kind's event enum and its [`DomainEvent`] implementation, once: each
 /// variant wraps its payload struct, its type string is the variant's name, and its schema
-/// version is the one this build writes. Old versions follow in braces, each with the struct its
-/// payloads decode to and turned into the current one by `From` (the upcaster):
+/// version is the one this build writes. A variant written with its fields in braces declares
+/// its payload struct here too, named as the variant: its doc comment, the fields listed, then
+/// `at`, when it happened (microseconds, as every payload time is), deriving what the enum
+/// derives plus `Serialize` and `Deserialize`. A variant written `Variant(Struct)` wraps a
+/// struct declared elsewhere. Old versions follow `upcasts`, each with the struct its payloads
+/// decode to and turned into the current one by `From` (the upcaster):
 ///
 /// ```text
 /// domain_events! {
 ///     #[derive(Clone, Debug, PartialEq, Eq)]
 ///     pub enum JobEvent {
-///         JobStarted(JobStarted) version 1,
-///         LineRecorded(LineRecorded) version 2 { 1 => LineRecordedV1 },
+///         JobStarted version 1 { pub name: String },
+///         LineRecorded version 2 upcasts { 1 => LineRecordedV1 } { pub line: String },
+///         Reported(Report) version 1,
 ///     }
 /// }
 /// ```
@@ -49,23 +54,53 @@ pub trait DomainEvent: Sized {
 /// decode; another version of a known type is [`CodecError::UnknownVersion`], any other type
 /// [`CodecError::UnknownType`].
 macro_rules! domain_events {
+    // The payload type of a variant: the struct it names, or the one written for it.
+    (@payload $variant:ident) => { $variant };
+    (@payload $variant:ident $payload:ty) => { $payload };
+
+    // The payload struct of a variant declared with its fields; nothing for one that names a
+    // struct declared elsewhere.
+    (@struct [$(#[$meta:meta])*] ($($derive:path),+ $(,)?) $vis:vis $variant:ident) => {};
     (
-        $(#[$meta:meta])*
-        $vis:vis enum $name:ident {
-            $(
-                $(#[$variant_meta:meta])*
-                $variant:ident($payload:ty) version $version:literal
-                $({ $($old:literal => $old_payload:ty),+ $(,)? })?
-            ),+ $(,)?
+        @struct [$(#[$meta:meta])*] ($($derive:path),+ $(,)?) $vis:vis $variant:ident {
+            $($(#[$field_meta:meta])* pub $field:ident: $field_ty:ty),* $(,)?
         }
     ) => {
         $(#[$meta])*
+        #[derive($($derive,)+ ::serde::Serialize, ::serde::Deserialize)]
+        $vis struct $variant {
+            $($(#[$field_meta])* pub $field: $field_ty,)*
+            #[serde(with = "chrono::serde::ts_microseconds")]
+            pub at: ::chrono::DateTime<::chrono::Utc>,
+        }
+    };
+
+    (
+        $(#[doc = $doc:expr])*
+        #[derive $derives:tt]
+        $vis:vis enum $name:ident {
+            $(
+                $(#[$variant_meta:meta])*
+                $variant:ident $(($payload:ty))? version $version:literal
+                $(upcasts { $($old:literal => $old_payload:ty),+ $(,)? })?
+                $({ $($fields:tt)* })?
+            ),+ $(,)?
+        }
+    ) => {
+        $(#[doc = $doc])*
+        #[derive $derives]
         $vis enum $name {
             $(
                 $(#[$variant_meta])*
-                $variant($payload),
+                $variant($crate::events::codec::domain_events!(@payload $variant $($payload)?)),
             )+
         }
+
+        $(
+            $crate::events::codec::domain_events! {
+                @struct [$(#[$variant_meta])*] $derives $vis $variant $({ $($fields)* })?
+            }
+        )+
 
         impl $crate::events::DomainEvent for $name {
             const TYPES: &'static [&'static str] = &[$(stringify!($variant)),+];
@@ -100,7 +135,7 @@ macro_rules! domain_events {
                         stringify!($variant) => match v {
                             $version => Ok($name::$variant(from_payload(t, v, payload)?)),
                             $($(
-                                $old => Ok($name::$variant(<$payload>::from(
+                                $old => Ok($name::$variant(From::from(
                                     from_payload::<$old_payload>(t, v, payload)?,
                                 ))),
                             )+)?
@@ -332,14 +367,59 @@ mod tests {
     domain_events! {
         #[derive(Clone, Debug, PartialEq)]
         enum TalkEvent {
-            Said(Said) version 2 { 1 => SaidV1 },
+            Said(Said) version 2 upcasts { 1 => SaidV1 },
             Left(Left) version 1,
+            /// Someone came in.
+            Joined version 1 {
+                #[serde(default)]
+                pub name: String,
+                pub late: bool,
+            },
         }
+    }
+
+    /// What `Joined` would be if written by hand.
+    #[derive(Serialize)]
+    struct JoinedByHand {
+        name: String,
+        late: bool,
+        #[serde(with = "chrono::serde::ts_microseconds")]
+        at: chrono::DateTime<chrono::Utc>,
+    }
+
+    #[test]
+    fn a_payload_declared_with_its_fields_encodes_as_the_struct_written_by_hand() {
+        let at = chrono::DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap();
+        let joined = TalkEvent::Joined(Joined {
+            name: "ann".into(),
+            late: true,
+            at,
+        });
+        let by_hand = JoinedByHand {
+            name: "ann".into(),
+            late: true,
+            at,
+        };
+        assert_eq!(joined.encode_payload(), to_payload(&by_hand));
+        assert_eq!(
+            TalkEvent::decode("Joined", 1, &joined.encode_payload()).unwrap(),
+            joined
+        );
+        // A field's own attributes are kept: `name` may be missing.
+        let unnamed = to_payload(&serde_json::json!({"late": false, "at": 7}));
+        assert_eq!(
+            TalkEvent::decode("Joined", 1, &unnamed).unwrap(),
+            TalkEvent::Joined(Joined {
+                name: String::new(),
+                late: false,
+                at: chrono::DateTime::from_timestamp_micros(7).unwrap(),
+            })
+        );
     }
 
     #[test]
     fn a_declared_kind_encodes_its_fields_by_name_and_reads_old_versions() {
-        assert_eq!(TalkEvent::TYPES, ["Said", "Left"]);
+        assert_eq!(TalkEvent::TYPES, ["Said", "Left", "Joined"]);
         let said = Said {
             words: "hi".into(),
             loud: true,

@@ -68,20 +68,13 @@ pub async fn follow_log(
         let recent = log
             .recent()
             .after(after, until, limit, |e| filter.accepts(e));
-        let (events, scanned_to) = match recent {
-            Some(found) => {
-                counted_read("recent");
-                found
-            }
-            None => {
-                counted_read("store");
-                let log = log.clone();
-                let filter = filter.clone();
-                let (events, scanned_to) =
-                    off_thread(move || read_filtered(&log, &filter, after, limit, head)).await?;
-                (shared(events), scanned_to)
-            }
-        };
+        let (log_, filter) = (log.clone(), filter.clone());
+        let (events, scanned_to) = recent_or_store(
+            recent,
+            move || read_filtered(&log_, &filter, after, limit, head),
+            |(events, scanned_to)| (shared(events), scanned_to),
+        )
+        .await?;
         if !events.is_empty() || scanned_to < head {
             return Ok(Page {
                 events,
@@ -90,8 +83,7 @@ pub async fn follow_log(
             });
         }
         after = scanned_to;
-        let now = Instant::now();
-        if now >= deadline || wait(log, head, deadline - now).await {
+        if !wait(log, head, deadline).await {
             return Ok(Page {
                 events,
                 next: after.max(head),
@@ -150,18 +142,13 @@ pub async fn follow_stream(
         let head = log.head();
         let recent =
             none_until.and_then(|seen| log.recent().of_stream(stream, after, seen, head, limit));
-        let events = match recent {
-            Some(events) => {
-                counted_read("recent");
-                events
-            }
-            None => {
-                counted_read("store");
-                let log = log.clone();
-                let stream = stream.clone();
-                shared(off_thread(move || log.read_stream(&stream, after, limit)).await?)
-            }
-        };
+        let (log_, stream_) = (log.clone(), stream.clone());
+        let events = recent_or_store(
+            recent,
+            move || log_.read_stream(&stream_, after, limit),
+            shared,
+        )
+        .await?;
         if let Some(last) = events.last().map(|e| e.event().version) {
             return Ok(Page {
                 events,
@@ -170,8 +157,7 @@ pub async fn follow_stream(
             });
         }
         none_until = Some(head);
-        let now = Instant::now();
-        if now >= deadline || wait(log, head, deadline - now).await {
+        if !wait(log, head, deadline).await {
             return Ok(Page {
                 events,
                 next: after,
@@ -193,8 +179,19 @@ async fn off_thread<T: Send + 'static>(
         })?
 }
 
-fn counted_read(source: &'static str) {
+/// What the window of recent events `found`, or else what `read` finds in the store (read off
+/// the async threads, then turned `into` the same form); either way counted by its source.
+async fn recent_or_store<T, R: Send + 'static>(
+    found: Option<T>,
+    read: impl FnOnce() -> Result<R, StoreError> + Send + 'static,
+    into: impl FnOnce(R) -> T,
+) -> Result<T, StoreError> {
+    let source = if found.is_some() { "recent" } else { "store" };
     metrics::counter!(crate::metrics::FOLLOW_READS, "source" => source).increment(1);
+    match found {
+        Some(found) => Ok(found),
+        None => Ok(into(off_thread(read).await?)),
+    }
 }
 
 fn shared(events: Vec<RecordedEvent>) -> Vec<Arc<SharedEvent>> {
@@ -221,12 +218,17 @@ pub fn version_at(
         .map(|event| event.version))
 }
 
-/// Waits for a commit past `head`; true when none came (timeout, the log closed, or the
-/// followers were released because the server stops).
-async fn wait(log: &EventLog, head: Position, timeout: Duration) -> bool {
+/// Waits until `deadline` for a commit past `head`; true when one came, false when none did
+/// (the time is up, the log closed, or the followers were released because the server stops).
+async fn wait(log: &EventLog, head: Position, deadline: Instant) -> bool {
+    let now = Instant::now();
+    if now >= deadline {
+        return false;
+    }
+    let timeout = deadline - now;
     let _waiting = crate::metrics::Waiting::start();
     tokio::select! {
-        head_now = log.wait_past(head, timeout) => head_now.is_none_or(|h| h <= head),
-        () = log.followers_release() => true,
+        head_now = log.wait_past(head, timeout) => head_now.is_some_and(|h| h > head),
+        () = log.followers_release() => false,
     }
 }

@@ -202,7 +202,11 @@ impl EventLog {
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         let head = self.head();
-        let mut events = self.store.read_stream(stream, after, limit)?;
+        let mut events: Vec<RecordedEvent> = self
+            .store
+            .stream_events_after(stream, after)
+            .take(limit)
+            .collect::<Result<_, _>>()?;
         events.retain(|e| e.position <= head);
         Ok(events)
     }

@@ -413,18 +413,6 @@ impl Store {
         })
     }
 
-    /// Up to `limit` events of one stream with a version above `after`, in order.
-    pub fn read_stream(
-        &self,
-        stream: &StreamId,
-        after: Version,
-        limit: usize,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.stream_events_after(stream, after)
-            .take(limit)
-            .collect()
-    }
-
     /// Every event of one stream with a version above `after`, in order, read lazily.
     pub fn stream_events_after<'a>(
         &'a self,

@@ -305,10 +305,15 @@ mod tests {
         }
     }
 
-    const SMALL: Item = Item {
-        bytes: 1,
-        marker: false,
-    };
+    /// An ordinary (capped) item of `bytes` bytes.
+    const fn sized(bytes: usize) -> Item {
+        Item {
+            bytes,
+            marker: false,
+        }
+    }
+
+    const SMALL: Item = sized(1);
     const MARKER: Item = Item {
         bytes: 1,
         marker: true,
@@ -348,17 +353,22 @@ mod tests {
         receiver
     }
 
+    /// Feeds `items`, all there from the start, to a recorder that takes `each` per batch.
+    async fn feed_items<const N: usize>(
+        items: [Item; N],
+        limits: FeedLimits,
+        each: Duration,
+    ) -> (Batches, Fed) {
+        let batches = Batches::default();
+        let mut source = channel_of(items);
+        let fed = feed(&mut source, &limits, recorder(&batches, each, vec![])).await;
+        (batches, fed)
+    }
+
     #[tokio::test(start_paused = true)]
     async fn many_items_at_once_go_in_few_full_batches() {
-        let batches = Batches::default();
-        let mut source = channel_of([SMALL; 1000]);
-        let limits = FeedLimits::DEFAULT;
-        let fed = feed(
-            &mut source,
-            &limits,
-            recorder(&batches, Duration::from_millis(5), vec![]),
-        )
-        .await;
+        let (batches, fed) =
+            feed_items([SMALL; 1000], FeedLimits::DEFAULT, Duration::from_millis(5)).await;
         assert_eq!(sizes(&batches), [256, 256, 256, 232]);
         assert_eq!((fed.batches, fed.sent, fed.dropped), (4, 1000, 0));
         assert_eq!(fed.capped, None);
@@ -366,22 +376,12 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_batch_is_closed_by_its_bytes_too() {
-        let batches = Batches::default();
-        let big = Item {
-            bytes: 100,
-            marker: false,
-        };
-        let mut source = channel_of([big; 10]);
+        let big = sized(100);
         let limits = FeedLimits {
             batch_bytes: 250,
             ..FeedLimits::DEFAULT
         };
-        feed(
-            &mut source,
-            &limits,
-            recorder(&batches, Duration::ZERO, vec![]),
-        )
-        .await;
+        let (batches, _) = feed_items([big; 10], limits, Duration::ZERO).await;
         assert_eq!(sizes(&batches), [3, 3, 3, 1]);
     }
 
@@ -416,18 +416,13 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn past_the_item_cap_items_are_counted_not_sent() {
-        let batches = Batches::default();
-        let mut source = channel_of([SMALL; 25].into_iter().chain([MARKER]));
+        let mut items = [SMALL; 26];
+        items[25] = MARKER;
         let limits = FeedLimits {
             max_items: 10,
             ..FeedLimits::DEFAULT
         };
-        let fed = feed(
-            &mut source,
-            &limits,
-            recorder(&batches, Duration::ZERO, vec![]),
-        )
-        .await;
+        let (batches, fed) = feed_items(items, limits, Duration::ZERO).await;
         // Ten items and the marker, which the cap does not count.
         assert_eq!(sizes(&batches), [11]);
         assert_eq!(batches.lock().unwrap()[0].last(), Some(&MARKER));
@@ -437,23 +432,13 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn past_the_byte_cap_only_the_beginning_is_sent() {
-        let batches = Batches::default();
-        let four = Item {
-            bytes: 4,
-            marker: false,
-        };
-        // The third does not fit; the fourth would, but what is kept is a beginning.
-        let mut source = channel_of([four, four, four, SMALL]);
+        let four = sized(4);
         let limits = FeedLimits {
             max_bytes: 10,
             ..FeedLimits::DEFAULT
         };
-        let fed = feed(
-            &mut source,
-            &limits,
-            recorder(&batches, Duration::ZERO, vec![]),
-        )
-        .await;
+        // The third does not fit; the fourth would, but what is kept is a beginning.
+        let (batches, fed) = feed_items([four, four, four, SMALL], limits, Duration::ZERO).await;
         assert_eq!(sizes(&batches), [2]);
         assert_eq!((fed.dropped, fed.dropped_bytes), (2, 5));
         assert_eq!(fed.capped, Some(Cap::Bytes));

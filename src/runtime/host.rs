@@ -243,13 +243,7 @@ impl<E: Entity> EntityActor<E> {
             return;
         }
         if cell.version - cell.snapshot_version >= self.env.settings.snapshot_every {
-            cell.snapshot_version = cell.version;
-            snapshot_in_background::<E>(
-                &self.env.log,
-                &self.stream,
-                cell.version,
-                cell.state.clone(),
-            );
+            cell.snapshot_in_background(&self.env.log, &self.stream);
         }
         (self.after_commit)(&self.id, &cell.state, &executed.events);
     }
@@ -341,19 +335,19 @@ async fn catch_up<E: Entity>(
     Ok(())
 }
 
-fn snapshot_in_background<E: Entity>(
-    log: &EventLog,
-    stream: &StreamId,
-    version: Version,
-    state: E::State,
-) {
-    let log = log.clone();
-    let stream = stream.clone();
-    tokio::task::spawn_blocking(move || {
-        if let Err(error) = state::save_snapshot::<E>(&log, &stream, version, &state) {
-            tracing::warn!(%stream, %error, "could not write a snapshot");
-        }
-    });
+impl<E: Entity> Cell<E> {
+    /// Writes a snapshot of the state as it is now, off the actor's thread, and counts it as
+    /// the newest: a failure is only logged, since replay still works without it.
+    fn snapshot_in_background(&mut self, log: &EventLog, stream: &StreamId) {
+        self.snapshot_version = self.version;
+        let (log, stream) = (log.clone(), stream.clone());
+        let (version, state) = (self.version, self.state.clone());
+        tokio::task::spawn_blocking(move || {
+            if let Err(error) = state::save_snapshot::<E>(&log, &stream, version, &state) {
+                tracing::warn!(%stream, %error, "could not write a snapshot");
+            }
+        });
+    }
 }
 
 impl<E: Entity> Actor for EntityActor<E> {
@@ -379,13 +373,7 @@ impl<E: Entity> Actor for EntityActor<E> {
                     snapshot_version,
                 };
                 if loaded.took > actor.env.settings.replay_budget && loaded.replayed > 0 {
-                    cell.snapshot_version = cell.version;
-                    snapshot_in_background::<E>(
-                        &actor.env.log,
-                        &actor.stream,
-                        cell.version,
-                        cell.state.clone(),
-                    );
+                    cell.snapshot_in_background(&actor.env.log, &actor.stream);
                 }
                 actor.cell = Some(cell);
             }

@@ -67,27 +67,19 @@ pub enum JobRejection {
 domain_events! {
     #[derive(Clone, Debug, PartialEq, Eq)]
     pub enum JobEvent {
-        JobStarted(JobStarted) version 1,
-        LineRecorded(LineRecorded) version 2 { 1 => LineRecordedV1 },
-        JobFinished(JobFinished) version 1,
-        JobInterrupted(JobInterrupted) version 1,
+        JobStarted version 1 {
+            pub name: String,
+        },
+        /// `LineRecorded` v2. Version 1 had only `text`; see [`LineRecordedV1`].
+        LineRecorded version 2 upcasts { 1 => LineRecordedV1 } {
+            pub line: String,
+            pub level: Level,
+        },
+        JobFinished version 1 {
+            pub succeeded: bool,
+        },
+        JobInterrupted version 1 {},
     }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct JobStarted {
-    pub name: String,
-    #[serde(with = "chrono::serde::ts_microseconds")]
-    pub at: DateTime<Utc>,
-}
-
-/// `LineRecorded` v2. Version 1 had only `text`; see [`LineRecordedV1`].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LineRecorded {
-    pub line: String,
-    pub level: Level,
-    #[serde(with = "chrono::serde::ts_microseconds")]
-    pub at: DateTime<Utc>,
 }
 
 /// `LineRecorded` v1, read as v2 through its `From` conversion. Its time was an RFC 3339
@@ -107,19 +99,6 @@ impl From<LineRecordedV1> for LineRecorded {
             at: v1.at,
         }
     }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct JobFinished {
-    pub succeeded: bool,
-    #[serde(with = "chrono::serde::ts_microseconds")]
-    pub at: DateTime<Utc>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct JobInterrupted {
-    #[serde(with = "chrono::serde::ts_microseconds")]
-    pub at: DateTime<Utc>,
 }
 
 impl Entity for Job {

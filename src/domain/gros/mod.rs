@@ -47,111 +47,60 @@ impl Process {
 /// One agent of one project; its id is `<PROJECT>.<agent>`.
 pub struct GrosAgent;
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RegistrationStarted {
-    #[serde(with = "chrono::serde::ts_microseconds")]
-    pub at: DateTime<Utc>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AgentRegistered {
-    /// The agent's SSH public key, as it sent it.
-    pub public_key: String,
-    /// The agent was registered before, with another key.
-    pub rekeyed: bool,
-    #[serde(with = "chrono::serde::ts_microseconds")]
-    pub at: DateTime<Utc>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RegistrationAbandoned {
-    pub reason: String,
-    #[serde(with = "chrono::serde::ts_microseconds")]
-    pub at: DateTime<Utc>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PreflightChecked {
-    pub ok: bool,
-    /// The names of the checks that failed.
-    pub failed: Vec<String>,
-    #[serde(with = "chrono::serde::ts_microseconds")]
-    pub at: DateTime<Utc>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LogRecorded {
-    /// `levelname` of the Python logging record.
-    pub level: String,
-    /// `message` (or `msg` without it).
-    pub message: String,
-    /// Every field the logging handler sent.
-    pub fields: BTreeMap<String, String>,
-    #[serde(with = "chrono::serde::ts_microseconds")]
-    pub at: DateTime<Utc>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ExportAnnounced {
-    /// The `agent` form field, JSON text (user, key, hostname, version); `null` when the
-    /// client sent none.
-    pub agent: String,
-    /// The `files` form field, JSON text.
-    pub files: String,
-    #[serde(with = "chrono::serde::ts_microseconds")]
-    pub at: DateTime<Utc>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ProcessStarted {
-    pub process: Process,
-    pub argv: Vec<String>,
-    #[serde(with = "chrono::serde::ts_microseconds")]
-    pub at: DateTime<Utc>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ProcessOutput {
-    pub process: Process,
-    /// `stdout` or `stderr`.
-    pub stream: String,
-    pub line: String,
-    #[serde(with = "chrono::serde::ts_microseconds")]
-    pub at: DateTime<Utc>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ProcessFinished {
-    pub process: Process,
-    /// The exit code, when the program exited on its own.
-    pub exit_code: Option<i32>,
-    /// How it ended, in words (`exit code 0`, `killed by signal 9`, `timed out`, …).
-    pub outcome: String,
-    #[serde(with = "chrono::serde::ts_microseconds")]
-    pub at: DateTime<Utc>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MeasurementsRecorded {
-    pub source: Option<String>,
-    pub measurements: Vec<Measurement>,
-    #[serde(with = "chrono::serde::ts_microseconds")]
-    pub at: DateTime<Utc>,
-}
-
 domain_events! {
     #[derive(Clone, Debug, PartialEq, Eq)]
     pub enum AgentEvent {
-        RegistrationStarted(RegistrationStarted) version 1,
-        AgentRegistered(AgentRegistered) version 1,
-        RegistrationAbandoned(RegistrationAbandoned) version 1,
-        PreflightChecked(PreflightChecked) version 1,
-        LogRecorded(LogRecorded) version 1,
-        ExportAnnounced(ExportAnnounced) version 1,
-        ProcessStarted(ProcessStarted) version 1,
-        ProcessOutput(ProcessOutput) version 1,
-        ProcessFinished(ProcessFinished) version 1,
-        MeasurementsRecorded(MeasurementsRecorded) version 1,
+        RegistrationStarted version 1 {},
+        AgentRegistered version 1 {
+            /// The agent's SSH public key, as it sent it.
+            pub public_key: String,
+            /// The agent was registered before, with another key.
+            pub rekeyed: bool,
+        },
+        RegistrationAbandoned version 1 {
+            pub reason: String,
+        },
+        PreflightChecked version 1 {
+            pub ok: bool,
+            /// The names of the checks that failed.
+            pub failed: Vec<String>,
+        },
+        LogRecorded version 1 {
+            /// `levelname` of the Python logging record.
+            pub level: String,
+            /// `message` (or `msg` without it).
+            pub message: String,
+            /// Every field the logging handler sent.
+            pub fields: BTreeMap<String, String>,
+        },
+        ExportAnnounced version 1 {
+            /// The `agent` form field, JSON text (user, key, hostname, version); `null` when the
+            /// client sent none.
+            pub agent: String,
+            /// The `files` form field, JSON text.
+            pub files: String,
+        },
+        ProcessStarted version 1 {
+            pub process: Process,
+            pub argv: Vec<String>,
+        },
+        ProcessOutput version 1 {
+            pub process: Process,
+            /// `stdout` or `stderr`.
+            pub stream: String,
+            pub line: String,
+        },
+        ProcessFinished version 1 {
+            pub process: Process,
+            /// The exit code, when the program exited on its own.
+            pub exit_code: Option<i32>,
+            /// How it ended, in words (`exit code 0`, `killed by signal 9`, `timed out`, …).
+            pub outcome: String,
+        },
+        MeasurementsRecorded version 1 {
+            pub source: Option<String>,
+            pub measurements: Vec<Measurement>,
+        },
     }
 }
 
@@ -460,28 +409,18 @@ impl Entity for GrosAgent {
 /// One project (or [`GLOBAL`]).
 pub struct GrosProject;
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SaltsCreated {
-    /// The secret store's id of the salts; the values are only there.
-    pub secret: String,
-    #[serde(with = "chrono::serde::ts_microseconds")]
-    pub at: DateTime<Utc>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct VersionChecked {
-    /// The gatherer's version, branch and commit as it sent them.
-    pub version: String,
-    pub up_to_date: bool,
-    #[serde(with = "chrono::serde::ts_microseconds")]
-    pub at: DateTime<Utc>,
-}
-
 domain_events! {
     #[derive(Clone, Debug, PartialEq, Eq)]
     pub enum ProjectEvent {
-        SaltsCreated(SaltsCreated) version 1,
-        VersionChecked(VersionChecked) version 1,
+        SaltsCreated version 1 {
+            /// The secret store's id of the salts; the values are only there.
+            pub secret: String,
+        },
+        VersionChecked version 1 {
+            /// The gatherer's version, branch and commit as it sent them.
+            pub version: String,
+            pub up_to_date: bool,
+        },
     }
 }
 

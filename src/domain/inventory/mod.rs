@@ -75,42 +75,27 @@ pub enum HostRejection {
 domain_events! {
     #[derive(Clone, Debug, PartialEq, Eq)]
     pub enum HostEvent {
-        VersionReported(VersionReported) version 1,
-        VersionExpired(VersionExpired) version 1,
-        HostCleared(HostCleared) version 1,
+        VersionReported version 1 {
+            pub app_id: String,
+            pub app: String,
+            pub ver: String,
+            pub host: String,
+            pub instance: u16,
+            pub host_ip: String,
+            pub via: Via,
+        },
+        VersionExpired version 1 {
+            pub app_id: String,
+            pub instance: u16,
+            /// When the expired version was last reported.
+            #[serde(with = "chrono::serde::ts_microseconds")]
+            pub last_update: DateTime<Utc>,
+        },
+        HostCleared version 1 {
+            /// How many versions the host had.
+            pub versions: u64,
+        },
     }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct VersionReported {
-    pub app_id: String,
-    pub app: String,
-    pub ver: String,
-    pub host: String,
-    pub instance: u16,
-    pub host_ip: String,
-    pub via: Via,
-    #[serde(with = "chrono::serde::ts_microseconds")]
-    pub at: DateTime<Utc>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct VersionExpired {
-    pub app_id: String,
-    pub instance: u16,
-    /// When the expired version was last reported.
-    #[serde(with = "chrono::serde::ts_microseconds")]
-    pub last_update: DateTime<Utc>,
-    #[serde(with = "chrono::serde::ts_microseconds")]
-    pub at: DateTime<Utc>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HostCleared {
-    /// How many versions the host had.
-    pub versions: u64,
-    #[serde(with = "chrono::serde::ts_microseconds")]
-    pub at: DateTime<Utc>,
 }
 
 /// The key of a version within its host.

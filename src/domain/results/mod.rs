@@ -7,7 +7,6 @@
 pub mod read_model;
 pub mod service;
 
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::blobs::BlobRef;
@@ -54,20 +53,15 @@ pub enum SubmissionRejection {
 domain_events! {
     #[derive(Clone, Debug, PartialEq, Eq)]
     pub enum SubmissionEvent {
-        ResultsSubmitted(ResultsSubmitted) version 1,
+        ResultsSubmitted version 1 {
+            pub cpid: String,
+            pub duration_seconds: u64,
+            pub tests: u64,
+            pub blob: BlobRef,
+            pub public_key: Option<String>,
+            pub by: Option<String>,
+        },
     }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ResultsSubmitted {
-    pub cpid: String,
-    pub duration_seconds: u64,
-    pub tests: u64,
-    pub blob: BlobRef,
-    pub public_key: Option<String>,
-    pub by: Option<String>,
-    #[serde(with = "chrono::serde::ts_microseconds")]
-    pub at: DateTime<Utc>,
 }
 
 impl Entity for Submission {

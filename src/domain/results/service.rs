@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::read_model::{Page, PastLastPage, ResultRow, ResultsFilter, ResultsModel, ResultsState};
 use super::{Submission, SubmissionCommand, SubmissionRejection, Submitted};
 use crate::blobs::{BlobError, BlobStore};
-use crate::domain::{start_read_model, wait_folded, Core};
+use crate::domain::{create_folded, start_read_model, Core};
 use crate::events::Metadata;
 use crate::runtime::blocking::{blocking, Stopped};
 use crate::runtime::projection::ProjectionError;
@@ -103,7 +103,6 @@ impl Results {
             Ok((results, signer, blob))
         })
         .await??;
-        let id = self.clock.new_id();
         let command = SubmissionCommand::Submit(Submitted {
             cpid: results.cpid,
             duration_seconds: results.duration_seconds,
@@ -112,12 +111,14 @@ impl Results {
             public_key: signer.map(|s| s.public_key),
             by,
         });
-        let executed = self
-            .submissions
-            .execute(&id.to_string(), command, metadata)
-            .await?;
-        wait_folded(&self.model, &executed).await?;
-        Ok(id)
+        create_folded(
+            &self.submissions,
+            &self.model,
+            &*self.clock,
+            command,
+            metadata,
+        )
+        .await
     }
 
     /// Page `page` of the submissions `filter` admits, newest first.

@@ -372,86 +372,40 @@ pub enum ScanRejection {
 }
 
 domain_events! {
-    #[derive(Clone, Debug, PartialEq)]
+    #[derive(Clone, Debug, PartialEq, Eq)]
     pub enum ScanEvent {
-        ScanRequested(ScanRequested) version 1,
-        ScanBegan(ScanBegan) version 1,
-        AssetScanned(AssetScanned) version 1,
-        FindingReported(FindingReported) version 1,
-        ScanFinished(ScanFinished) version 1,
-        ScanFailed(ScanFailed) version 1,
-        ScanStopped(ScanStopped) version 1,
-        ScanCleaned(ScanCleaned) version 1,
-        ScanReportFetched(ScanReportFetched) version 1,
+        ScanRequested version 1 {
+            pub engine: EngineName,
+            pub scan_id: ScanId,
+            pub assets: Vec<Asset>,
+            /// The options in effect (the engine's defaults overlaid by the client's), as JSON text.
+            pub options: String,
+            pub by: Option<String>,
+        },
+        ScanBegan version 1 {},
+        AssetScanned version 1 {
+            pub asset: String,
+        },
+        FindingReported version 1 {
+            pub finding: Finding,
+        },
+        ScanFinished version 1 {
+            pub raw: Vec<RawOutput>,
+        },
+        ScanFailed version 1 {
+            pub reason: String,
+            pub raw: Vec<RawOutput>,
+        },
+        ScanStopped version 1 {
+            pub by: Option<String>,
+        },
+        ScanCleaned version 1 {
+            pub by: Option<String>,
+        },
+        ScanReportFetched version 1 {
+            pub by: Option<String>,
+        },
     }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ScanRequested {
-    pub engine: EngineName,
-    pub scan_id: ScanId,
-    pub assets: Vec<Asset>,
-    /// The options in effect (the engine's defaults overlaid by the client's), as JSON text.
-    pub options: String,
-    pub by: Option<String>,
-    #[serde(with = "chrono::serde::ts_microseconds")]
-    pub at: DateTime<Utc>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ScanBegan {
-    #[serde(with = "chrono::serde::ts_microseconds")]
-    pub at: DateTime<Utc>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AssetScanned {
-    pub asset: String,
-    #[serde(with = "chrono::serde::ts_microseconds")]
-    pub at: DateTime<Utc>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FindingReported {
-    pub finding: Finding,
-    #[serde(with = "chrono::serde::ts_microseconds")]
-    pub at: DateTime<Utc>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ScanFinished {
-    pub raw: Vec<RawOutput>,
-    #[serde(with = "chrono::serde::ts_microseconds")]
-    pub at: DateTime<Utc>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ScanFailed {
-    pub reason: String,
-    pub raw: Vec<RawOutput>,
-    #[serde(with = "chrono::serde::ts_microseconds")]
-    pub at: DateTime<Utc>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ScanStopped {
-    pub by: Option<String>,
-    #[serde(with = "chrono::serde::ts_microseconds")]
-    pub at: DateTime<Utc>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ScanCleaned {
-    pub by: Option<String>,
-    #[serde(with = "chrono::serde::ts_microseconds")]
-    pub at: DateTime<Utc>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ScanReportFetched {
-    pub by: Option<String>,
-    #[serde(with = "chrono::serde::ts_microseconds")]
-    pub at: DateTime<Utc>,
 }
 
 impl Entity for ScanRecord {
@@ -662,19 +616,12 @@ impl Entity for ScanRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::assert_deserializes_as_parsed;
 
     #[test]
     fn deserializing_checks_engine_names_and_scan_ids_as_parse_does() {
-        let scan_id: ScanId = serde_json::from_str("\"42\"").unwrap();
-        assert_eq!(scan_id, ScanId::parse("42").unwrap());
-        for bad in ["\"\"", "\"a/b\"", "\"a\\nb\""] {
-            assert!(serde_json::from_str::<ScanId>(bad).is_err(), "{bad}");
-        }
-        let long = format!("\"{}\"", "x".repeat(MAX_SCAN_ID_BYTES + 1));
-        assert!(serde_json::from_str::<ScanId>(&long).is_err());
-
-        let engine: EngineName = serde_json::from_str("\"tcp\"").unwrap();
-        assert_eq!(engine, EngineName::parse("tcp").unwrap());
-        assert!(serde_json::from_str::<EngineName>("\"TCP-1\"").is_err());
+        let long = "x".repeat(MAX_SCAN_ID_BYTES + 1);
+        assert_deserializes_as_parsed(ScanId::parse, "42", &["", "a/b", "a\nb", &long]);
+        assert_deserializes_as_parsed(EngineName::parse, "tcp", &["TCP-1"]);
     }
 }

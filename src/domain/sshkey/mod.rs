@@ -7,7 +7,6 @@ pub mod service;
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::events::codec::domain_events;
@@ -16,27 +15,6 @@ pub use service::{KeyType, Metadata, SshKeys, SshKeysError};
 
 /// One key.
 pub struct SshKey;
-
-/// What a key's creation recorded: all public.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SshKeyCreated {
-    pub key_type: KeyType,
-    /// `SHA256:<base64>` of the public key, as `ssh-keygen -l` shows it.
-    pub fingerprint: String,
-    /// The OpenSSH `authorized_keys` line, with its trailing newline.
-    pub public_key: String,
-    pub metadata: BTreeMap<String, String>,
-    pub by: Option<String>,
-    #[serde(with = "chrono::serde::ts_microseconds")]
-    pub at: DateTime<Utc>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SshKeyDeleted {
-    pub by: Option<String>,
-    #[serde(with = "chrono::serde::ts_microseconds")]
-    pub at: DateTime<Utc>,
-}
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SshKeyState {
@@ -77,8 +55,19 @@ pub enum SshKeyRejection {
 domain_events! {
     #[derive(Clone, Debug, PartialEq, Eq)]
     pub enum SshKeyEvent {
-        SshKeyCreated(SshKeyCreated) version 1,
-        SshKeyDeleted(SshKeyDeleted) version 1,
+        /// What a key's creation recorded: all public.
+        SshKeyCreated version 1 {
+            pub key_type: KeyType,
+            /// `SHA256:<base64>` of the public key, as `ssh-keygen -l` shows it.
+            pub fingerprint: String,
+            /// The OpenSSH `authorized_keys` line, with its trailing newline.
+            pub public_key: String,
+            pub metadata: BTreeMap<String, String>,
+            pub by: Option<String>,
+        },
+        SshKeyDeleted version 1 {
+            pub by: Option<String>,
+        },
     }
 }
 

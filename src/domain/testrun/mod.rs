@@ -81,6 +81,13 @@ pub struct TestRunState {
     pub ended_at: Option<DateTime<Utc>>,
 }
 
+impl TestRunState {
+    /// The opening, which what a run records after it needs.
+    fn open(&self) -> Result<&TestRunOpened, TestRunRejection> {
+        self.opened.as_ref().ok_or(TestRunRejection::NotOpen)
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub enum TestRunCommand {
     /// Opens the run for a cloud, or anonymously (`None`) for an upload without a test id.
@@ -114,46 +121,25 @@ pub enum TestRunRejection {
 domain_events! {
     #[derive(Clone, Debug, PartialEq)]
     pub enum TestRunEvent {
-        TestRunOpened(TestRunOpened) version 1,
-        TestStatusUpdated(TestStatusUpdated) version 1,
-        TestResultUploaded(TestResultUploaded) version 1,
-        TestRunEnded(TestRunEnded) version 1,
+        TestRunOpened version 1 {
+            pub cloud: Option<Cloud>,
+            pub by: Option<String>,
+        },
+        TestStatusUpdated version 1 {
+            pub message: String,
+            pub finished: bool,
+            pub by: Option<String>,
+        },
+        TestResultUploaded version 1 {
+            pub upload_id: Uuid,
+            pub format: Format,
+            pub summary: Summary,
+            pub duration_seconds: Option<f64>,
+            pub blob: BlobRef,
+            pub by: Option<String>,
+        },
+        TestRunEnded version 1 {},
     }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TestRunOpened {
-    pub cloud: Option<Cloud>,
-    pub by: Option<String>,
-    #[serde(with = "chrono::serde::ts_microseconds")]
-    pub at: DateTime<Utc>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TestStatusUpdated {
-    pub message: String,
-    pub finished: bool,
-    pub by: Option<String>,
-    #[serde(with = "chrono::serde::ts_microseconds")]
-    pub at: DateTime<Utc>,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct TestResultUploaded {
-    pub upload_id: Uuid,
-    pub format: Format,
-    pub summary: Summary,
-    pub duration_seconds: Option<f64>,
-    pub blob: BlobRef,
-    pub by: Option<String>,
-    #[serde(with = "chrono::serde::ts_microseconds")]
-    pub at: DateTime<Utc>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TestRunEnded {
-    #[serde(with = "chrono::serde::ts_microseconds")]
-    pub at: DateTime<Utc>,
 }
 
 impl Entity for TestRunRecord {
@@ -186,9 +172,7 @@ impl Entity for TestRunRecord {
                 finished,
                 by,
             } => {
-                if state.opened.is_none() {
-                    return Err(TestRunRejection::NotOpen);
-                }
+                state.open()?;
                 let mut events = vec![TestRunEvent::TestStatusUpdated(TestStatusUpdated {
                     message: message.as_str().to_owned(),
                     finished: *finished,
@@ -206,9 +190,7 @@ impl Entity for TestRunRecord {
                 upload,
                 by,
             } => {
-                if state.opened.is_none() {
-                    return Err(TestRunRejection::NotOpen);
-                }
+                state.open()?;
                 Ok(vec![TestRunEvent::TestResultUploaded(TestResultUploaded {
                     upload_id: *upload_id,
                     format: upload.format,

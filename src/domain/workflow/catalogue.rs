@@ -331,19 +331,15 @@ impl Catalogue {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::assert_deserializes_as_parsed;
 
     #[test]
     fn deserializing_a_workflow_id_checks_it_as_parse_does() {
-        let id: WorkflowId = serde_json::from_str("\"app@env@wf\"").unwrap();
-        assert_eq!(id, WorkflowId::parse("app@env@wf").unwrap());
-        for bad in [
-            "\"app@env\"",
-            "\"app@@wf\"",
-            "\"a/b@env@wf\"",
-            "\"a@b@c@d\"",
-        ] {
-            assert!(serde_json::from_str::<WorkflowId>(bad).is_err(), "{bad}");
-        }
+        assert_deserializes_as_parsed(
+            WorkflowId::parse,
+            "app@env@wf",
+            &["app@env", "app@@wf", "a/b@env@wf", "a@b@c@d"],
+        );
     }
 
     fn spec() -> WorkflowSpec {

@@ -672,21 +672,17 @@ mod tests {
 
     #[test]
     fn a_line_sets_its_own_level() {
-        assert_eq!(
-            level_of(Stream::Stdout, "DEBUG: x".into()),
-            (Level::Debug, "x".into())
-        );
-        assert_eq!(
-            level_of(Stream::Stdout, "ERROR:boom".into()),
-            (Level::Error, "boom".into())
-        );
-        assert_eq!(
-            level_of(Stream::Stderr, "plain".into()),
-            (Level::Warn, "plain".into())
-        );
-        assert_eq!(
-            level_of(Stream::Stdout, "plain".into()),
-            (Level::Info, "plain".into())
-        );
+        for (stream, line, level, content) in [
+            (Stream::Stdout, "DEBUG: x", Level::Debug, "x"),
+            (Stream::Stdout, "ERROR:boom", Level::Error, "boom"),
+            (Stream::Stderr, "plain", Level::Warn, "plain"),
+            (Stream::Stdout, "plain", Level::Info, "plain"),
+        ] {
+            assert_eq!(
+                level_of(stream, line.into()),
+                (level, content.into()),
+                "{line}"
+            );
+        }
     }
 }

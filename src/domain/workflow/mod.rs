@@ -205,27 +205,26 @@ pub enum ExecutionRejection {
 }
 
 domain_events! {
-    #[derive(Clone, Debug, PartialEq)]
+    #[derive(Clone, Debug, PartialEq, Eq)]
     pub enum ExecutionEvent {
         ExecutionRequested(Requested) version 1,
-        StepStarted(StepStarted) version 1,
+        StepStarted version 1 {
+            pub index: u32,
+            pub name: String,
+        },
         LogLineRecorded(LogLine) version 1,
         LogLinesDropped(LogLinesDropped) version 1,
         StepEnded(StepEndedEvent) version 1,
         OutputsRecorded(OutputsRecorded) version 1,
-        CancelRequested(CancelRequested) version 1,
+        CancelRequested version 1 {
+            pub by: Option<String>,
+        },
         ExecutionSucceeded(EndedAt) version 1,
-        ExecutionFailed(ExecutionFailed) version 1,
+        ExecutionFailed version 1 {
+            pub reason: String,
+        },
         ExecutionCancelled(EndedAt) version 1,
     }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StepStarted {
-    pub index: u32,
-    pub name: String,
-    #[serde(with = "chrono::serde::ts_microseconds")]
-    pub at: DateTime<Utc>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -258,21 +257,7 @@ pub struct OutputsRecorded {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CancelRequested {
-    pub by: Option<String>,
-    #[serde(with = "chrono::serde::ts_microseconds")]
-    pub at: DateTime<Utc>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EndedAt {
-    #[serde(with = "chrono::serde::ts_microseconds")]
-    pub at: DateTime<Utc>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ExecutionFailed {
-    pub reason: String,
     #[serde(with = "chrono::serde::ts_microseconds")]
     pub at: DateTime<Utc>,
 }

@@ -19,7 +19,7 @@ use super::{
 };
 use super::{Level, LogLine};
 use crate::domain::sshkey::SshKeys;
-use crate::domain::{start_read_model, wait_folded, Core};
+use crate::domain::{create_folded, start_read_model, wait_folded, Core};
 use crate::events::follow;
 use crate::events::{CodecError, DomainEvent, EventLog, Metadata, StoreError, StreamId};
 use crate::runtime::projection::ProjectionError;
@@ -193,18 +193,12 @@ impl Executions {
                 .into());
             }
         }
-        let id = self.clock.new_id();
         let command = ExecutionCommand::Request {
             workflow: workflow.id.clone(),
             inputs,
             by,
         };
-        let executed = self
-            .entities
-            .execute(&id.to_string(), command, metadata)
-            .await?;
-        wait_folded(&self.model, &executed).await?;
-        Ok(id)
+        create_folded(&self.entities, &self.model, &*self.clock, command, metadata).await
     }
 
     /// An execution's state without its lines: the status poll of a client following an
