@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use actix_web::http::header::{self, ContentDisposition, DispositionParam, DispositionType};
-use actix_web::http::{Method, StatusCode};
+use actix_web::http::StatusCode;
 use actix_web::web::Bytes;
 use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder, ResponseError};
 use serde_json::{Map, Value};
@@ -143,6 +143,10 @@ impl Shape for Patrowl {
             details,
         })
     }
+
+    fn wrong_method(message: String) -> Refusal {
+        on("not allowed")(Refusal::method_not_allowed(message))
+    }
 }
 
 /// The routes below an engine's base, as `test` lists them, each with the page its answers
@@ -169,6 +173,7 @@ const ROUTES: [(&str, &str); 15] = [
 pub fn routes(router: &mut crate::http::Router) {
     use actix_web::http::Method;
     let get = |handler| [(Method::GET, handler)];
+    let only = crate::http::only::<Patrowl>;
     for prefix in ["/engines", "/engine"] {
         router
             .resource(&format!("{prefix}/{{name}}"), get(web::to(redirect)), only)
@@ -195,13 +200,6 @@ pub fn routes(router: &mut crate::http::Router) {
                 |scope| scope.default_service(web::to(not_found)),
             );
     }
-}
-
-/// A resource answering 405 in the face's shape to any method but the ones routed.
-fn only(resource: actix_web::Resource, allowed: &[Method]) -> actix_web::Resource {
-    crate::http::only(resource, allowed, |message| {
-        on("not allowed")(Refusal::method_not_allowed(message))
-    })
 }
 
 async fn not_found(request: HttpRequest, face: web::Data<Patrowl>) -> HttpResponse {
