@@ -245,12 +245,23 @@ pub fn unsigned() -> ObjectBuilder {
 pub fn query(
     name: &str,
     required: bool,
-    description: &str,
+    description: impl Into<String>,
+    schema: impl Into<RefOr<utoipa::openapi::schema::Schema>>,
+) -> utoipa::openapi::path::Parameter {
+    parameter(name, ParameterIn::Query, required, description, schema)
+}
+
+/// A parameter `name` in `parameter_in`, such as a header (what [`query`] is for the query).
+pub fn parameter(
+    name: &str,
+    parameter_in: ParameterIn,
+    required: bool,
+    description: impl Into<String>,
     schema: impl Into<RefOr<utoipa::openapi::schema::Schema>>,
 ) -> utoipa::openapi::path::Parameter {
     ParameterBuilder::new()
         .name(name)
-        .parameter_in(ParameterIn::Query)
+        .parameter_in(parameter_in)
         .required(if required {
             Required::True
         } else {

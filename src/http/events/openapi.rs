@@ -199,7 +199,7 @@ impl IntoParams for ReplayedStateParams {
     }
 }
 
-use crate::http::openapi::unsigned;
+use crate::http::openapi::{parameter, query, unsigned};
 
 fn stream() -> Parameter {
     ParameterBuilder::new()
@@ -221,72 +221,62 @@ fn stream() -> Parameter {
 }
 
 fn from(description: &str) -> Parameter {
-    ParameterBuilder::new()
-        .name("from")
-        .parameter_in(ParameterIn::Query)
-        .required(Required::False)
-        .description(Some(description))
-        .schema(Some(unsigned().minimum(Some(0)).default(Some(0.into()))))
-        .build()
+    query(
+        "from",
+        false,
+        description,
+        unsigned().minimum(Some(0)).default(Some(0.into())),
+    )
 }
 
 fn limit() -> Parameter {
-    ParameterBuilder::new()
-        .name("limit")
-        .parameter_in(ParameterIn::Query)
-        .required(Required::False)
-        .description(Some(format!(
-            "The most events in the page: 1 to {MAX_LIMIT}."
-        )))
-        .schema(Some(
-            ObjectBuilder::new()
-                .schema_type(Type::Integer)
-                .minimum(Some(1))
-                .maximum(Some(MAX_LIMIT as u64))
-                .default(Some(100.into())),
-        ))
-        .build()
+    query(
+        "limit",
+        false,
+        format!("The most events in the page: 1 to {MAX_LIMIT}."),
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .minimum(Some(1))
+            .maximum(Some(MAX_LIMIT as u64))
+            .default(Some(100.into())),
+    )
 }
 
 fn timeout() -> Parameter {
-    ParameterBuilder::new()
-        .name("timeout")
-        .parameter_in(ParameterIn::Query)
-        .required(Required::False)
-        .description(Some(format!(
+    query(
+        "timeout",
+        false,
+        format!(
             "How long to wait for an event when there is none yet, in Go's duration syntax \
              (`300ms`, `1.5s`, `2m`, `1m30s`); at most {}s. Without it, the answer is \
              immediate, possibly with no event.",
             MAX_WAIT.as_secs()
-        )))
-        .schema(Some(
-            crate::http::openapi::go_duration()
-                .default(Some("0".into()))
-                .examples(["30s"]),
-        ))
-        .build()
+        ),
+        crate::http::openapi::go_duration()
+            .default(Some("0".into()))
+            .examples(["30s"]),
+    )
 }
 
 /// An optional filter. Its examples stay in the description: Swagger UI would fill an example
 /// into the form, filtering what a reader meant to see whole.
 fn query_string(name: &str, description: &str) -> Parameter {
-    ParameterBuilder::new()
-        .name(name)
-        .parameter_in(ParameterIn::Query)
-        .required(Required::False)
-        .description(Some(description))
-        .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
-        .build()
+    query(
+        name,
+        false,
+        description,
+        ObjectBuilder::new().schema_type(Type::String),
+    )
 }
 
 fn last_event_id(description: &str) -> Parameter {
-    ParameterBuilder::new()
-        .name("Last-Event-ID")
-        .parameter_in(ParameterIn::Header)
-        .required(Required::False)
-        .description(Some(description))
-        .schema(Some(unsigned().minimum(Some(0))))
-        .build()
+    parameter(
+        "Last-Event-ID",
+        ParameterIn::Header,
+        false,
+        description,
+        unsigned().minimum(Some(0)),
+    )
 }
 
 /// An error answer in the API's error body.

@@ -1,12 +1,14 @@
 //! The face's handlers and the routes that reach them; `mod.rs` says what the face is.
 
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use actix_web::http::header::{self, ContentDisposition, DispositionParam, DispositionType};
 use actix_web::http::StatusCode;
 use actix_web::web::Bytes;
-use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder, ResponseError};
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse, HttpResponseBuilder, ResponseError};
 use serde_json::{Map, Value};
 
 use crate::auth::{Access, Auth, Caller};
@@ -224,6 +226,52 @@ impl Patrowl {
     }
 }
 
+/// A call to a route of one engine that reads it: the caller authorized, then the engine the
+/// path names found, else refused (404) with the page of the route.
+struct Call {
+    caller: Caller,
+    face: web::Data<Patrowl>,
+    /// The engine's name as the path gives it.
+    name: String,
+    engine: Arc<Engine>,
+}
+
+/// The `{name}` of an engine's route.
+#[derive(serde::Deserialize)]
+struct EngineName {
+    name: String,
+}
+
+impl FromRequest for Call {
+    type Error = Refusal;
+    type Future = Pin<Box<dyn Future<Output = Result<Call, Refusal>>>>;
+
+    fn from_request(request: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
+        let authorized = Authorized::<Patrowl>::from_request(request, payload);
+        let request = request.clone();
+        Box::pin(async move {
+            let Authorized(caller, _) = authorized.await?;
+            // The page is worked out only for a refusal, as the caller's is.
+            let refused = |refusal: Refusal| on(Patrowl::context(&request))(refusal);
+            let face = web::Data::<Patrowl>::extract(&request)
+                .await
+                .map_err(|e| refused(Refusal::internal(e)))?;
+            let name = web::Path::<EngineName>::extract(&request)
+                .await
+                .map_err(|e| refused(Refusal::internal(e)))?
+                .into_inner()
+                .name;
+            let engine = face.engine(&name).map_err(refused)?;
+            Ok(Call {
+                caller,
+                face,
+                name,
+                engine,
+            })
+        })
+    }
+}
+
 /// Who an admin's command to scans (stop, clean) is for the events.
 fn admin_command(request: &HttpRequest, caller: Caller) -> (Option<String>, Metadata) {
     let metadata = crate::http::metadata(request, &caller);
@@ -295,12 +343,7 @@ async fn redirect(request: HttpRequest) -> HttpResponse {
 #[utoipa::path(get, path = "/engines/{name}/", operation_id = "patrowl_index",
     summary = "The engine's index", params(super::openapi::EnginePath),
     responses((status = 200, description = "`{\"page\": \"index\"}`.", body = super::openapi::PatrowlPage)))]
-async fn index(
-    _caller: Authorized<Patrowl>,
-    face: web::Data<Patrowl>,
-    name: web::Path<String>,
-) -> Result<HttpResponse, Refusal> {
-    face.engine(&name).map_err(on("index"))?;
+async fn index(_call: Call) -> Result<HttpResponse, Refusal> {
     Ok(HttpResponse::Ok().json(super::openapi::PatrowlPage {
         page: "index",
         status: None,
@@ -313,13 +356,10 @@ async fn index(
     params(super::openapi::EnginePath),
     responses((status = 200, description = "READY or BUSY, the engine, every scan not cleaned.",
         body = super::openapi::PatrowlStatus)))]
-async fn status(
-    _caller: Authorized<Patrowl>,
-    request: HttpRequest,
-    face: web::Data<Patrowl>,
-    name: web::Path<String>,
-) -> Result<HttpResponse, Refusal> {
-    let engine = face.engine(&name).map_err(on("status"))?;
+async fn status(call: Call, request: HttpRequest) -> Result<HttpResponse, Refusal> {
+    let Call {
+        face, name, engine, ..
+    } = call;
     let position = face.engines.position();
     let failed = engine.problem().is_some() || face.engines.failure().is_some();
     let cache = || face.status_cache.lock().unwrap_or_else(|p| p.into_inner());
@@ -401,12 +441,10 @@ fn unknown_scan(name: &str, scan_id: &str, error: EnginesError) -> PatrowlError 
     params(super::openapi::ScanPath),
     responses((status = 200, description = "The scan's status.", body = super::openapi::PatrowlScanStatus)))]
 async fn scan_status(
-    _caller: Authorized<Patrowl>,
-    face: web::Data<Patrowl>,
+    Call { face, name, .. }: Call,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, Refusal> {
-    let (name, scan_id) = path.into_inner();
-    face.engine(&name).map_err(on("status"))?;
+    let (_, scan_id) = path.into_inner();
     let row = face
         .engines
         .scan_status(&name, &scan_id)
@@ -424,12 +462,10 @@ async fn scan_status(
 #[utoipa::path(get, path = "/engines/{name}/info", operation_id = "patrowl_info",
     summary = "The engine's configuration", params(super::openapi::EnginePath),
     responses((status = 200, description = "The engine and its state.", body = super::openapi::PatrowlInfo)))]
-async fn info(
-    _caller: Authorized<Patrowl>,
-    face: web::Data<Patrowl>,
-    name: web::Path<String>,
-) -> Result<HttpResponse, Refusal> {
-    let engine = face.engine(&name).map_err(on("info"))?;
+async fn info(call: Call) -> Result<HttpResponse, Refusal> {
+    let Call {
+        face, name, engine, ..
+    } = call;
     let status = face
         .engines
         .status(&name)
@@ -451,12 +487,10 @@ async fn info(
         program again.",
     params(super::openapi::EnginePath),
     responses((status = 200, description = "The engine.", body = super::openapi::PatrowlReload)))]
-async fn reloadconfig(
-    _caller: Authorized<Patrowl>,
-    face: web::Data<Patrowl>,
-    name: web::Path<String>,
-) -> Result<HttpResponse, Refusal> {
-    let engine = face.engine(&name).map_err(on("reloadconfig"))?;
+async fn reloadconfig(call: Call) -> Result<HttpResponse, Refusal> {
+    let Call {
+        face, name, engine, ..
+    } = call;
     // What can change without a restart: whether a command engine's program is there.
     engine.check_program();
     let status = face
@@ -474,12 +508,7 @@ async fn reloadconfig(
     summary = "The engine is up", params(super::openapi::EnginePath),
     responses((status = 200, description = "`{\"page\": \"liveness\", \"status\": \"success\"}`.",
         body = super::openapi::PatrowlPage)))]
-async fn liveness(
-    _caller: Authorized<Patrowl>,
-    face: web::Data<Patrowl>,
-    name: web::Path<String>,
-) -> Result<HttpResponse, Refusal> {
-    face.engine(&name).map_err(on("liveness"))?;
+async fn liveness(_call: Call) -> Result<HttpResponse, Refusal> {
     Ok(HttpResponse::Ok().json(super::openapi::PatrowlPage {
         page: "liveness",
         status: Some("success"),
@@ -498,12 +527,7 @@ async fn liveness(
             body = super::openapi::PatrowlPage),
         (status = 500, description = "`{\"page\": \"readiness\", \"status\": \"error\"}`: the \
             engine is in ERROR.", body = super::openapi::PatrowlPage)))]
-async fn readiness(
-    _caller: Authorized<Patrowl>,
-    face: web::Data<Patrowl>,
-    name: web::Path<String>,
-) -> Result<HttpResponse, Refusal> {
-    face.engine(&name).map_err(on("readiness"))?;
+async fn readiness(Call { face, name, .. }: Call) -> Result<HttpResponse, Refusal> {
     let ready = face
         .engines
         .status(&name)
@@ -523,12 +547,7 @@ async fn readiness(
 #[utoipa::path(get, path = "/engines/{name}/test", operation_id = "patrowl_test",
     summary = "The engine's routes", params(super::openapi::EnginePath),
     responses((status = 200, description = "Every route of the engine.", body = super::openapi::PatrowlTest)))]
-async fn test(
-    _caller: Authorized<Patrowl>,
-    face: web::Data<Patrowl>,
-    name: web::Path<String>,
-) -> Result<HttpResponse, Refusal> {
-    let engine = face.engine(&name).map_err(on("test"))?;
+async fn test(Call { engine, .. }: Call) -> Result<HttpResponse, Refusal> {
     let base = format!("/engines/{}", engine.name.as_str());
     Ok(HttpResponse::Ok().json(super::openapi::PatrowlTest {
         page: "test",
@@ -684,14 +703,13 @@ fn parse_asset(i: usize, item: &Value) -> Result<Asset, String> {
             would make an event over `[log] max_event_kb`.",
             body = super::openapi::PatrowlErrorBody)))]
 async fn startscan(
-    Authorized(caller, _): Authorized<Patrowl>,
+    Call {
+        caller, face, name, ..
+    }: Call,
     request: HttpRequest,
-    face: web::Data<Patrowl>,
-    name: web::Path<String>,
     payload: web::Payload,
 ) -> Result<HttpResponse, Refusal> {
     let page = on("startscan");
-    face.engine(&name).map_err(&page)?;
     let body = read_body(&request, payload, face.max_body)
         .await
         .map_err(|e| page(e.into()))?;
@@ -918,13 +936,13 @@ fn findings_body(
     responses((status = 200, description = "The findings, or `status: error` with the reason \
         while the scan runs.", body = super::openapi::PatrowlFindingsAnswer)))]
 async fn getfindings(
-    _caller: Authorized<Patrowl>,
-    face: web::Data<Patrowl>,
+    Call {
+        face, name, engine, ..
+    }: Call,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, Refusal> {
-    let (name, scan_id) = path.into_inner();
+    let (_, scan_id) = path.into_inner();
     let page = on("getfindings");
-    let engine = face.engine(&name).map_err(&page)?;
     let state = face
         .engines
         .ended_scan(&name, &scan_id)
@@ -946,14 +964,17 @@ async fn getfindings(
         (status = 500, description = "A raw output is missing from the blob store.",
             body = super::openapi::PatrowlErrorBody)))]
 async fn getreport(
-    Authorized(caller, _): Authorized<Patrowl>,
+    Call {
+        caller,
+        face,
+        name,
+        engine,
+    }: Call,
     request: HttpRequest,
-    face: web::Data<Patrowl>,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, Refusal> {
-    let (name, scan_id) = path.into_inner();
+    let (_, scan_id) = path.into_inner();
     let page = on("getreport");
-    let engine = face.engine(&name).map_err(&page)?;
     let metadata = crate::http::metadata(&request, &caller);
     let wants_json = request
         .headers()
