@@ -20,7 +20,7 @@ use crate::domain::scan::{
 };
 use crate::events::{Metadata, Position};
 use crate::http::body::read_body;
-use crate::http::caller::{guarded, Admin, Authorized};
+use crate::http::caller::{guarded, Authorized};
 use crate::http::error::{self, Shape};
 
 /// What the face's handlers share.
@@ -236,10 +236,64 @@ struct Call {
     engine: Arc<Engine>,
 }
 
+/// An admin's command to an engine's scans (stop, clean): the engine is the service's to look
+/// up, and who sent the command goes into its events.
+struct Command {
+    face: web::Data<Patrowl>,
+    /// The engine's name as the path gives it.
+    name: String,
+    by: Option<String>,
+    metadata: Metadata,
+}
+
 /// The `{name}` of an engine's route.
 #[derive(serde::Deserialize)]
 struct EngineName {
     name: String,
+}
+
+/// What every engine's route extracts: its caller, authorized by the face's access rule (an
+/// admin for `ADMIN`), the face and the engine's name.
+struct EngineRoute {
+    caller: Caller,
+    request: HttpRequest,
+    face: web::Data<Patrowl>,
+    name: String,
+}
+
+impl EngineRoute {
+    fn extract<const ADMIN: bool>(
+        request: &HttpRequest,
+        payload: &mut actix_web::dev::Payload,
+    ) -> impl Future<Output = Result<EngineRoute, Refusal>> + 'static {
+        let authorized = Authorized::<Patrowl, ADMIN>::from_request(request, payload);
+        let request = request.clone();
+        async move {
+            let Authorized(caller, _) = authorized.await?;
+            // Neither fails once the caller is authorized (the face's rule is in its data, and
+            // a name is any text), but each has its refusal all the same.
+            let face = web::Data::<Patrowl>::extract(&request)
+                .await
+                .map_err(|e| EngineRoute::refused(&request, Refusal::internal(e)))?;
+            let name = web::Path::<EngineName>::extract(&request)
+                .await
+                .map_err(|e| EngineRoute::refused(&request, Refusal::internal(e)))?
+                .into_inner()
+                .name;
+            Ok(EngineRoute {
+                caller,
+                request,
+                face,
+                name,
+            })
+        }
+    }
+
+    /// `refusal` with the page of the route `request` matched, worked out only for a refusal,
+    /// as the caller's is.
+    fn refused(request: &HttpRequest, refusal: Refusal) -> Refusal {
+        on(Patrowl::context(request))(refusal)
+    }
 }
 
 impl FromRequest for Call {
@@ -247,26 +301,37 @@ impl FromRequest for Call {
     type Future = Pin<Box<dyn Future<Output = Result<Call, Refusal>>>>;
 
     fn from_request(request: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
-        let authorized = Authorized::<Patrowl>::from_request(request, payload);
-        let request = request.clone();
+        let route = EngineRoute::extract::<false>(request, payload);
         Box::pin(async move {
-            let Authorized(caller, _) = authorized.await?;
-            // The page is worked out only for a refusal, as the caller's is.
-            let refused = |refusal: Refusal| on(Patrowl::context(&request))(refusal);
-            let face = web::Data::<Patrowl>::extract(&request)
-                .await
-                .map_err(|e| refused(Refusal::internal(e)))?;
-            let name = web::Path::<EngineName>::extract(&request)
-                .await
-                .map_err(|e| refused(Refusal::internal(e)))?
-                .into_inner()
-                .name;
-            let engine = face.engine(&name).map_err(refused)?;
+            let route = route.await?;
+            let engine = route
+                .face
+                .engine(&route.name)
+                .map_err(|refusal| EngineRoute::refused(&route.request, refusal))?;
             Ok(Call {
-                caller,
-                face,
-                name,
+                caller: route.caller,
+                face: route.face,
+                name: route.name,
                 engine,
+            })
+        })
+    }
+}
+
+impl FromRequest for Command {
+    type Error = Refusal;
+    type Future = Pin<Box<dyn Future<Output = Result<Command, Refusal>>>>;
+
+    fn from_request(request: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
+        let route = EngineRoute::extract::<true>(request, payload);
+        Box::pin(async move {
+            let route = route.await?;
+            let (by, metadata) = admin_command(&route.request, route.caller);
+            Ok(Command {
+                face: route.face,
+                name: route.name,
+                by,
+                metadata,
             })
         })
     }
@@ -1042,14 +1107,16 @@ async fn getreport(
             jobs one after the other and gives up on any 409 or `error`.",
             body = super::openapi::PatrowlStopAnswer)))]
 async fn stop(
-    Authorized(caller, _): Admin<Patrowl>,
-    request: HttpRequest,
-    face: web::Data<Patrowl>,
+    Command {
+        face,
+        name,
+        by,
+        metadata,
+    }: Command,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, Refusal> {
-    let (name, scan_id) = path.into_inner();
+    let (_, scan_id) = path.into_inner();
     let page = on("stopscan");
-    let (by, metadata) = admin_command(&request, caller);
     let answer = match face
         .engines
         .act(&name, &scan_id, ScanAction::Stop, by, metadata)
@@ -1081,13 +1148,8 @@ async fn stop(
     description = "Stops every running scan of the engine. Needs an admin once accounts exist.",
     params(super::openapi::EnginePath),
     responses((status = 200, description = "The scans stopped.", body = super::openapi::PatrowlDone)))]
-async fn stopscans(
-    Authorized(caller, _): Admin<Patrowl>,
-    request: HttpRequest,
-    face: web::Data<Patrowl>,
-    name: web::Path<String>,
-) -> Result<HttpResponse, Refusal> {
-    every_scan(&request, caller, &face, &name, EveryScan::Stop).await
+async fn stopscans(command: Command) -> Result<HttpResponse, Refusal> {
+    every_scan(command, EveryScan::Stop).await
 }
 
 /// What `stopscans` and `clean` do to every scan of an engine.
@@ -1098,19 +1160,18 @@ enum EveryScan {
 }
 
 /// `stopscans` and `clean`: an admin's command to every scan, answered with their ids.
-async fn every_scan(
-    request: &HttpRequest,
-    caller: Caller,
-    face: &Patrowl,
-    name: &str,
-    what: EveryScan,
-) -> Result<HttpResponse, Refusal> {
+async fn every_scan(command: Command, what: EveryScan) -> Result<HttpResponse, Refusal> {
     let (page_name, action) = match what {
         EveryScan::Stop => ("stopscans", ScanAction::Stop),
         EveryScan::Clean => ("clean", ScanAction::Clean),
     };
-    let (by, metadata) = admin_command(request, caller);
-    let done = face.engines.act_on_every(name, action, by, metadata).await;
+    let Command {
+        face,
+        name,
+        by,
+        metadata,
+    } = command;
+    let done = face.engines.act_on_every(&name, action, by, metadata).await;
     Ok(HttpResponse::Ok().json(super::openapi::PatrowlDone {
         page: page_name,
         status: "SUCCESS",
@@ -1125,13 +1186,8 @@ async fn every_scan(
     summary = "Clean every scan", description = super::openapi::CLEAN_DESCRIPTION,
     params(super::openapi::EnginePath),
     responses((status = 200, description = "The scans cleaned.", body = super::openapi::PatrowlDone)))]
-async fn clean(
-    Authorized(caller, _): Admin<Patrowl>,
-    request: HttpRequest,
-    face: web::Data<Patrowl>,
-    name: web::Path<String>,
-) -> Result<HttpResponse, Refusal> {
-    every_scan(&request, caller, &face, &name, EveryScan::Clean).await
+async fn clean(command: Command) -> Result<HttpResponse, Refusal> {
+    every_scan(command, EveryScan::Clean).await
 }
 
 /// Cleans one scan.
@@ -1142,14 +1198,16 @@ async fn clean(
     params(super::openapi::ScanPath),
     responses((status = 200, description = "Removed.", body = super::openapi::PatrowlCleaned)))]
 async fn clean_scan(
-    Authorized(caller, _): Admin<Patrowl>,
-    request: HttpRequest,
-    face: web::Data<Patrowl>,
+    Command {
+        face,
+        name,
+        by,
+        metadata,
+    }: Command,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, Refusal> {
-    let (name, scan_id) = path.into_inner();
+    let (_, scan_id) = path.into_inner();
     let page = on("clean_scan");
-    let (by, metadata) = admin_command(&request, caller);
     face.engines
         .act(&name, &scan_id, ScanAction::Clean, by, metadata)
         .await
