@@ -261,14 +261,19 @@ struct EngineRoute {
     name: String,
 }
 
+/// What an engine route's extractor gives: `T`, or a refusal.
+type Extracting<T> = Pin<Box<dyn Future<Output = Result<T, Refusal>>>>;
+
 impl EngineRoute {
-    fn extract<const ADMIN: bool>(
+    /// Extracts the route and makes `T` of it.
+    fn extract<const ADMIN: bool, T: 'static>(
         request: &HttpRequest,
         payload: &mut actix_web::dev::Payload,
-    ) -> impl Future<Output = Result<EngineRoute, Refusal>> + 'static {
+        make: fn(EngineRoute) -> Result<T, Refusal>,
+    ) -> Extracting<T> {
         let authorized = Authorized::<Patrowl, ADMIN>::from_request(request, payload);
         let request = request.clone();
-        async move {
+        Box::pin(async move {
             let Authorized(caller, _) = authorized.await?;
             // Neither fails once the caller is authorized (the face's rule is in its data, and
             // a name is any text), but each has its refusal all the same.
@@ -280,13 +285,13 @@ impl EngineRoute {
                 .map_err(|e| EngineRoute::refused(&request, Refusal::internal(e)))?
                 .into_inner()
                 .name;
-            Ok(EngineRoute {
+            make(EngineRoute {
                 caller,
                 request,
                 face,
                 name,
             })
-        }
+        })
     }
 
     /// `refusal` with the page of the route `request` matched, worked out only for a refusal,
@@ -298,12 +303,10 @@ impl EngineRoute {
 
 impl FromRequest for Call {
     type Error = Refusal;
-    type Future = Pin<Box<dyn Future<Output = Result<Call, Refusal>>>>;
+    type Future = Extracting<Call>;
 
     fn from_request(request: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
-        let route = EngineRoute::extract::<false>(request, payload);
-        Box::pin(async move {
-            let route = route.await?;
+        EngineRoute::extract::<false, _>(request, payload, |route| {
             let engine = route
                 .face
                 .engine(&route.name)
@@ -320,12 +323,10 @@ impl FromRequest for Call {
 
 impl FromRequest for Command {
     type Error = Refusal;
-    type Future = Pin<Box<dyn Future<Output = Result<Command, Refusal>>>>;
+    type Future = Extracting<Command>;
 
     fn from_request(request: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
-        let route = EngineRoute::extract::<true>(request, payload);
-        Box::pin(async move {
-            let route = route.await?;
+        EngineRoute::extract::<true, _>(request, payload, |route| {
             let (by, metadata) = admin_command(&route.request, route.caller);
             Ok(Command {
                 face: route.face,
@@ -334,6 +335,16 @@ impl FromRequest for Command {
                 metadata,
             })
         })
+    }
+}
+
+impl Command {
+    /// Sends `action` to the engine's scan `scan_id`.
+    async fn act(self, scan_id: &str, action: ScanAction) -> Result<(), EnginesError> {
+        let engines = &self.face.engines;
+        engines
+            .act(&self.name, scan_id, action, self.by, self.metadata)
+            .await
     }
 }
 
@@ -1107,21 +1118,12 @@ async fn getreport(
             jobs one after the other and gives up on any 409 or `error`.",
             body = super::openapi::PatrowlStopAnswer)))]
 async fn stop(
-    Command {
-        face,
-        name,
-        by,
-        metadata,
-    }: Command,
+    command: Command,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, Refusal> {
-    let (_, scan_id) = path.into_inner();
+    let (name, scan_id) = path.into_inner();
     let page = on("stopscan");
-    let answer = match face
-        .engines
-        .act(&name, &scan_id, ScanAction::Stop, by, metadata)
-        .await
-    {
+    let answer = match command.act(&scan_id, ScanAction::Stop).await {
         Ok(()) => super::openapi::PatrowlStopAnswer::Stopped(super::openapi::PatrowlStopped {
             page: "stopscan",
             status: "SUCCESS",
@@ -1198,18 +1200,13 @@ async fn clean(command: Command) -> Result<HttpResponse, Refusal> {
     params(super::openapi::ScanPath),
     responses((status = 200, description = "Removed.", body = super::openapi::PatrowlCleaned)))]
 async fn clean_scan(
-    Command {
-        face,
-        name,
-        by,
-        metadata,
-    }: Command,
+    command: Command,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, Refusal> {
-    let (_, scan_id) = path.into_inner();
+    let (name, scan_id) = path.into_inner();
     let page = on("clean_scan");
-    face.engines
-        .act(&name, &scan_id, ScanAction::Clean, by, metadata)
+    command
+        .act(&scan_id, ScanAction::Clean)
         .await
         .map_err(|e| page(unknown_scan(&name, &scan_id, e)))?;
     Ok(HttpResponse::Ok().json(super::openapi::PatrowlCleaned {
