@@ -12,6 +12,7 @@ use actix_web::{HttpResponse, HttpResponseBuilder, ResponseError};
 use super::body::BodyError;
 use super::refstack::multipart::MultipartError;
 use crate::auth::AuthError;
+use crate::domain::gros::GrosError;
 use crate::domain::inventory::InventoryError;
 use crate::domain::results::ResultsError;
 use crate::domain::scan::{EnginesError, ScanRejection};
@@ -159,6 +160,28 @@ impl Status for ResultsError {
     }
 }
 
+/// As the controller scripts answer them; the agent daemon answers its own failures otherwise
+/// ([`Shape::status`]).
+impl Status for GrosError {
+    fn status(&self) -> StatusCode {
+        match self {
+            GrosError::UnknownProject(_)
+            | GrosError::NoSalts(_)
+            | GrosError::NoScrape(_)
+            | GrosError::NotRegistered(_) => StatusCode::NOT_FOUND,
+            GrosError::OutsideNetworks(_) => StatusCode::FORBIDDEN,
+            GrosError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            GrosError::Locked(_)
+            | GrosError::ScrapeRunning
+            | GrosError::TooManyScrapes(_)
+            | GrosError::FailedAtOnce(_)
+            | GrosError::CannotStart(_)
+            | GrosError::Secret(_)
+            | GrosError::NotRecorded(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
 /// A request whose form, cloud or status does not parse.
 macro_rules! bad_request {
     ($($error:ty),*) => {$(
@@ -186,6 +209,18 @@ pub trait Shape: Sized + 'static {
     /// The answer to `refusal`, whose `response` already has its status and, for a 401, its
     /// challenge.
     fn answer(refusal: &Refusal<Self>, response: HttpResponseBuilder) -> HttpResponse;
+
+    /// The status the face answers `error` with, [`Status`] giving `status`: the same in every
+    /// face, unless the face's protocol answers an error otherwise.
+    fn status(_error: &(dyn std::error::Error + 'static), status: StatusCode) -> StatusCode {
+        status
+    }
+
+    /// The 405 of a method a route does not take, from a message naming the path and the
+    /// method ([`super::only`]).
+    fn wrong_method(message: String) -> Refusal<Self> {
+        Refusal::method_not_allowed(message)
+    }
 }
 
 /// Why a face refused a request: the error, typed (a service's, a denied caller's, a body's, or
@@ -205,7 +240,7 @@ pub struct Message(pub String);
 impl<F: Shape, E: Status> From<E> for Refusal<F> {
     fn from(error: E) -> Self {
         Refusal {
-            status: error.status(),
+            status: F::status(&error, error.status()),
             error: Box::new(error),
             context: F::Context::default(),
             face: PhantomData,

@@ -43,8 +43,8 @@ impl KeepAlive {
 }
 
 pub fn routes(router: &mut super::Router) {
-    use super::api_only;
     use actix_web::http::Method;
+    let api_only = super::only::<super::error::Api>;
     let get = |handler| [(Method::GET, handler)];
     router
         .resource("/api/events", get(web::to(follow_log)), api_only)

@@ -31,7 +31,7 @@ use actix_web::{web, App, HttpMessage, HttpResponse, HttpServer, ResponseError};
 use crate::auth::{Access, Auth};
 use crate::events::{EventLog, Metadata, Origin};
 pub use caller::Guard;
-use error::ApiError;
+use error::{Api, ApiError, Refusal, Shape};
 use openapi::RefusesOtherMethods;
 
 /// What the handlers share.
@@ -163,32 +163,23 @@ fn not_found(path: &str, serves: Serves, faces: &Faces) -> HttpResponse {
     }
 }
 
-/// `resource`, answering any method it does not route with 405 in a face's own shape and an
-/// `Allow` header naming `allowed`, the methods it answers (RFC 9110 asks for both):
-/// `wrong_method` makes the face's error from a message naming the path and the method.
-pub fn only<E>(
-    resource: actix_web::Resource,
-    allowed: &[Method],
-    wrong_method: fn(String) -> E,
-) -> actix_web::Resource
-where
-    E: actix_web::ResponseError + 'static,
-{
-    resource.default_service(refuse_method(allowed, wrong_method))
+/// `resource`, answering any method it does not route with 405 in face `F`'s shape and an
+/// `Allow` header naming `allowed`, the methods it answers (RFC 9110 asks for both), and a query
+/// or path it cannot parse with 400 in that shape too.
+pub fn only<F: Shape>(resource: actix_web::Resource, allowed: &[Method]) -> actix_web::Resource {
+    resource
+        .default_service(refuse_method::<F>(allowed))
+        .app_data(web::QueryConfig::default().error_handler(|error, _| {
+            Refusal::<F>::bad_request(format!("bad query: {error}")).into()
+        }))
+        .app_data(web::PathConfig::default().error_handler(|error, _| {
+            Refusal::<F>::bad_request(format!("bad path: {error}")).into()
+        }))
 }
 
-/// A resource of the main listener: any method it does not route is answered 405 in the event
-/// API's error body.
-pub fn api_only(resource: actix_web::Resource, allowed: &[Method]) -> actix_web::Resource {
-    only(resource, allowed, ApiError::method_not_allowed)
-}
-
-/// What answers a method a resource does not take: 405 in a face's own shape, with an `Allow`
+/// What answers a method a resource does not take: 405 in face `F`'s shape, with an `Allow`
 /// header naming `allowed` (and `HEAD` beside `GET`).
-pub fn refuse_method<E>(allowed: &[Method], wrong_method: fn(String) -> E) -> actix_web::Route
-where
-    E: actix_web::ResponseError + 'static,
-{
+pub fn refuse_method<F: Shape>(allowed: &[Method]) -> actix_web::Route {
     let allow = allowed
         .iter()
         .flat_map(|method| match *method {
@@ -199,7 +190,7 @@ where
         .collect::<Vec<_>>()
         .join(", ");
     web::to(move |request: actix_web::HttpRequest| {
-        let mut answer = wrong_method(format!(
+        let mut answer = F::wrong_method(format!(
             "{} does not accept {} requests",
             request.path(),
             request.method()
@@ -228,7 +219,8 @@ pub struct Routed {
 pub struct Router<'c> {
     config: &'c mut web::ServiceConfig,
     prefix: String,
-    table: &'c mut Vec<Routed>,
+    /// Where each route is listed; `None` when nothing asks for the list (a worker's app).
+    table: Option<&'c mut Vec<Routed>>,
 }
 
 impl<'c> Router<'c> {
@@ -237,7 +229,16 @@ impl<'c> Router<'c> {
         Router {
             config,
             prefix: String::new(),
-            table,
+            table: Some(table),
+        }
+    }
+
+    /// Routes on `config` without listing them: what each worker's app does.
+    fn unlisted(config: &'c mut web::ServiceConfig) -> Router<'c> {
+        Router {
+            config,
+            prefix: String::new(),
+            table: None,
         }
     }
 
@@ -247,10 +248,12 @@ impl<'c> Router<'c> {
     }
 
     fn list(&mut self, method: Option<Method>, path: &str) {
-        self.table.push(Routed {
-            method,
-            pattern: format!("{}{path}", self.prefix),
-        });
+        if let Some(table) = &mut self.table {
+            table.push(Routed {
+                method,
+                pattern: format!("{}{path}", self.prefix),
+            });
+        }
     }
 
     /// A resource at `path` serving each `(method, handler)` of `routes`, which `finish`
@@ -308,7 +311,7 @@ impl<'c> Router<'c> {
         finish: impl FnOnce(actix_web::Scope) -> R,
     ) -> &mut Self {
         let full = format!("{}{prefix}", self.prefix);
-        let table = &mut *self.table;
+        let table = self.table.as_deref_mut();
         let scope = web::scope(prefix).configure(|config| {
             routes(&mut Router {
                 config,
@@ -419,8 +422,7 @@ pub fn serve(
             // event API's patterns, which actix matches with a regex each. No face route
             // overlaps a main one.
             .configure(|config| {
-                let mut table = Vec::new();
-                let mut router = Router::new(config, &mut table);
+                let mut router = Router::unlisted(config);
                 faces.configure(&mut router, serves);
                 if serves == Serves::Everything {
                     routes(&mut router);
@@ -529,10 +531,14 @@ pub async fn count_request(
 /// `openapi.rs`; a face is listed in the faces module's `FACES` instead.
 pub fn routes(router: &mut Router) {
     router
-        .resource("/metrics", [(Method::GET, web::to(prometheus))], api_only)
-        .resource("/healthz", [(Method::GET, web::to(healthz))], api_only)
-        .resource("/readyz", [(Method::GET, web::to(readyz))], api_only)
-        .resource("/", [(Method::GET, web::to(home::home))], api_only);
+        .resource(
+            "/metrics",
+            [(Method::GET, web::to(prometheus))],
+            only::<Api>,
+        )
+        .resource("/healthz", [(Method::GET, web::to(healthz))], only::<Api>)
+        .resource("/readyz", [(Method::GET, web::to(readyz))], only::<Api>)
+        .resource("/", [(Method::GET, web::to(home::home))], only::<Api>);
     events::routes(router);
     openapi::routes(router);
 }

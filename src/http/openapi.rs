@@ -12,6 +12,7 @@ use utoipa::openapi::{ContentBuilder, HttpMethod, ObjectBuilder, OpenApi, RefOr,
 use utoipa::Modify;
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
+use super::error::Api;
 use super::Served;
 
 /// The pieces of the document that are not a face's, merged before the faces' (in the order
@@ -150,33 +151,30 @@ impl CommonAnswers<'_> {
 
 /// An error answer whose body is the component schema `body` (a face's own error body).
 pub fn error_answer(description: &str, body: &str) -> RefOr<Response> {
+    json_answer(description, body)
+}
+
+/// An answer whose JSON body is the component schema `schema`.
+pub fn json_answer(description: &str, schema: &str) -> RefOr<Response> {
     ResponseBuilder::new()
         .description(description)
-        .content("application/json", error_content(body))
+        .content("application/json", error_content(schema))
         .build()
         .into()
 }
 
 /// A 405 with the `Allow` header every one carries, in the error body `body`.
 pub fn not_allowed_answer(description: &str, body: &str) -> RefOr<Response> {
-    ResponseBuilder::new()
-        .description(description)
-        .header(
-            "Allow",
-            utoipa::openapi::header::HeaderBuilder::new()
-                .schema(ObjectBuilder::new().schema_type(Type::String))
-                .description(Some(
-                    "The methods the path takes, such as `GET, HEAD` (`HEAD` wherever `GET` is).",
-                ))
-                .build(),
-        )
-        .content("application/json", error_content(body))
-        .build()
-        .into()
+    error_answer_with_header(
+        description,
+        body,
+        "Allow",
+        "The methods the path takes, such as `GET, HEAD` (`HEAD` wherever `GET` is).",
+    )
 }
 
 /// Every route of a piece answers another method with 405 in the API's error body: the
-/// main listener's routes, which [`super::api_only`] finishes.
+/// main listener's routes, which [`super::only`] finishes.
 pub struct RefusesOtherMethods;
 
 impl Modify for RefusesOtherMethods {
@@ -197,13 +195,29 @@ naming the methods it takes.";
 
 /// A 401 with the `WWW-Authenticate` challenge every refusal carries, in the error body `body`.
 pub fn unauthorized_answer(description: &str, body: &str) -> RefOr<Response> {
+    error_answer_with_header(
+        description,
+        body,
+        "WWW-Authenticate",
+        super::error::CHALLENGE,
+    )
+}
+
+/// An error answer in the error body `body` that carries the string header `header`, which
+/// `says` describes.
+fn error_answer_with_header(
+    description: &str,
+    body: &str,
+    header: &str,
+    says: &str,
+) -> RefOr<Response> {
     ResponseBuilder::new()
         .description(description)
         .header(
-            "WWW-Authenticate",
+            header,
             utoipa::openapi::header::HeaderBuilder::new()
                 .schema(ObjectBuilder::new().schema_type(Type::String))
-                .description(Some(super::error::CHALLENGE))
+                .description(Some(says))
                 .build(),
         )
         .content("application/json", error_content(body))
@@ -231,12 +245,23 @@ pub fn unsigned() -> ObjectBuilder {
 pub fn query(
     name: &str,
     required: bool,
-    description: &str,
+    description: impl Into<String>,
+    schema: impl Into<RefOr<utoipa::openapi::schema::Schema>>,
+) -> utoipa::openapi::path::Parameter {
+    parameter(name, ParameterIn::Query, required, description, schema)
+}
+
+/// A parameter `name` in `parameter_in`, such as a header (what [`query`] is for the query).
+pub fn parameter(
+    name: &str,
+    parameter_in: ParameterIn,
+    required: bool,
+    description: impl Into<String>,
     schema: impl Into<RefOr<utoipa::openapi::schema::Schema>>,
 ) -> utoipa::openapi::path::Parameter {
     ParameterBuilder::new()
         .name(name)
-        .parameter_in(ParameterIn::Query)
+        .parameter_in(parameter_in)
         .required(if required {
             Required::True
         } else {
@@ -417,13 +442,14 @@ pub fn routes(router: &mut super::Router) {
             "/api/openapi.json",
             [(Method::GET, web::to(openapi_json))],
             |resource, allowed| {
-                super::api_only(resource, allowed).wrap(actix_web::middleware::Compress::default())
+                super::only::<Api>(resource, allowed)
+                    .wrap(actix_web::middleware::Compress::default())
             },
         )
         .resource(
             "/api/docs",
             [(Method::GET, web::to(docs_page))],
-            super::api_only,
+            super::only::<Api>,
         )
         .service(Method::GET, SWAGGER_UI, |path| {
             SwaggerUi::new(path).config(
@@ -436,10 +462,7 @@ pub fn routes(router: &mut super::Router) {
     // Swagger UI's service answers GET only and lets any other method through: refuse it
     // here, after it, as every other route of the listener does.
     router.config().service(
-        web::resource(SWAGGER_UI).default_service(super::refuse_method(
-            &[Method::GET],
-            super::error::ApiError::method_not_allowed,
-        )),
+        web::resource(SWAGGER_UI).default_service(super::refuse_method::<Api>(&[Method::GET])),
     );
 }
 

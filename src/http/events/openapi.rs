@@ -14,7 +14,7 @@ use utoipa::openapi::{ContentBuilder, Ref, RefOr, Required};
 use utoipa::{IntoParams, IntoResponses, Modify, ToSchema};
 use uuid::Uuid;
 
-use crate::http::openapi::RefusesOtherMethods;
+use crate::http::openapi::{json_answer as json, RefusesOtherMethods};
 use crate::http::params::{MAX_LIMIT, MAX_WAIT};
 
 /// The event API's routes, their schemas, and the accounts that guard them.
@@ -199,7 +199,7 @@ impl IntoParams for ReplayedStateParams {
     }
 }
 
-use crate::http::openapi::unsigned;
+use crate::http::openapi::{parameter, query, unsigned};
 
 fn stream() -> Parameter {
     ParameterBuilder::new()
@@ -221,99 +221,67 @@ fn stream() -> Parameter {
 }
 
 fn from(description: &str) -> Parameter {
-    ParameterBuilder::new()
-        .name("from")
-        .parameter_in(ParameterIn::Query)
-        .required(Required::False)
-        .description(Some(description))
-        .schema(Some(unsigned().minimum(Some(0)).default(Some(0.into()))))
-        .build()
+    query(
+        "from",
+        false,
+        description,
+        unsigned().minimum(Some(0)).default(Some(0.into())),
+    )
 }
 
 fn limit() -> Parameter {
-    ParameterBuilder::new()
-        .name("limit")
-        .parameter_in(ParameterIn::Query)
-        .required(Required::False)
-        .description(Some(format!(
-            "The most events in the page: 1 to {MAX_LIMIT}."
-        )))
-        .schema(Some(
-            ObjectBuilder::new()
-                .schema_type(Type::Integer)
-                .minimum(Some(1))
-                .maximum(Some(MAX_LIMIT as u64))
-                .default(Some(100.into())),
-        ))
-        .build()
+    query(
+        "limit",
+        false,
+        format!("The most events in the page: 1 to {MAX_LIMIT}."),
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .minimum(Some(1))
+            .maximum(Some(MAX_LIMIT as u64))
+            .default(Some(100.into())),
+    )
 }
 
 fn timeout() -> Parameter {
-    ParameterBuilder::new()
-        .name("timeout")
-        .parameter_in(ParameterIn::Query)
-        .required(Required::False)
-        .description(Some(format!(
+    query(
+        "timeout",
+        false,
+        format!(
             "How long to wait for an event when there is none yet, in Go's duration syntax \
              (`300ms`, `1.5s`, `2m`, `1m30s`); at most {}s. Without it, the answer is \
              immediate, possibly with no event.",
             MAX_WAIT.as_secs()
-        )))
-        .schema(Some(
-            crate::http::openapi::go_duration()
-                .default(Some("0".into()))
-                .examples(["30s"]),
-        ))
-        .build()
+        ),
+        crate::http::openapi::go_duration()
+            .default(Some("0".into()))
+            .examples(["30s"]),
+    )
 }
 
 /// An optional filter. Its examples stay in the description: Swagger UI would fill an example
 /// into the form, filtering what a reader meant to see whole.
 fn query_string(name: &str, description: &str) -> Parameter {
-    ParameterBuilder::new()
-        .name(name)
-        .parameter_in(ParameterIn::Query)
-        .required(Required::False)
-        .description(Some(description))
-        .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
-        .build()
+    query(
+        name,
+        false,
+        description,
+        ObjectBuilder::new().schema_type(Type::String),
+    )
 }
 
 fn last_event_id(description: &str) -> Parameter {
-    ParameterBuilder::new()
-        .name("Last-Event-ID")
-        .parameter_in(ParameterIn::Header)
-        .required(Required::False)
-        .description(Some(description))
-        .schema(Some(unsigned().minimum(Some(0))))
-        .build()
+    parameter(
+        "Last-Event-ID",
+        ParameterIn::Header,
+        false,
+        description,
+        unsigned().minimum(Some(0)),
+    )
 }
 
 /// An error answer in the API's error body.
 fn error(description: &str) -> RefOr<Response> {
-    ResponseBuilder::new()
-        .description(description)
-        .content(
-            "application/json",
-            ContentBuilder::new()
-                .schema(Some(Ref::from_schema_name("ErrorBody")))
-                .build(),
-        )
-        .build()
-        .into()
-}
-
-fn json(description: &str, schema: &str) -> RefOr<Response> {
-    ResponseBuilder::new()
-        .description(description)
-        .content(
-            "application/json",
-            ContentBuilder::new()
-                .schema(Some(Ref::from_schema_name(schema)))
-                .build(),
-        )
-        .build()
-        .into()
+    json(description, "ErrorBody")
 }
 
 fn bad_request() -> RefOr<Response> {
@@ -327,94 +295,80 @@ fn internal() -> RefOr<Response> {
     error("annals failed to read its log; the message says how.")
 }
 
-/// The answers of the two follow routes: a page, or with `Accept: text/event-stream`, a
-/// never-ending stream of events.
-pub struct Followed;
+/// Declares each route's answers, a type whose `IntoResponses` are the `status => answer` rows
+/// listed.
+macro_rules! answers {
+    ($($(#[$doc:meta])* $name:ident { $($status:literal => $answer:expr),* $(,)? })*) => {$(
+        $(#[$doc])*
+        pub struct $name;
 
-impl IntoResponses for Followed {
-    fn responses() -> BTreeMap<String, RefOr<Response>> {
-        let page = ResponseBuilder::new()
-            .description(
-                "A page of events (possibly none, once `timeout` passed), or with \
-                 `Accept: text/event-stream`, Server-Sent Events as they are committed.",
-            )
-            .content(
-                "application/json",
-                ContentBuilder::new()
-                    .schema(Some(Ref::from_schema_name("Page")))
-                    .build(),
-            )
-            .content(
-                "text/event-stream",
-                ContentBuilder::new()
-                    .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
-                    .example(Some(
-                        "id: 1\ndata: {\"position\":1,\"stream\":\"job-1\",…}\n\n: keep-alive\n\n"
-                            .into(),
-                    ))
-                    .build(),
-            )
-            .build();
-        BTreeMap::from([
-            ("200".into(), page.into()),
-            ("400".into(), bad_request()),
-            ("500".into(), internal()),
-        ])
+        impl IntoResponses for $name {
+            fn responses() -> BTreeMap<String, RefOr<Response>> {
+                BTreeMap::from([$(($status.into(), $answer)),*])
+            }
+        }
+    )*};
+}
+
+answers! {
+    /// The answers of the two follow routes: a page, or with `Accept: text/event-stream`, a
+    /// never-ending stream of events.
+    Followed {
+        "200" => followed(),
+        "400" => bad_request(),
+        "500" => internal(),
+    }
+
+    /// The answers of `GET /api/streams/{stream}/events`.
+    History {
+        "200" => json("A page of the stream's events.", "Page"),
+        "400" => bad_request(),
+        "500" => internal(),
+    }
+
+    /// The answers of `GET /api/streams/{stream}/state`.
+    Replayed {
+        "200" => json("The replayed state.", "ReplayedState"),
+        "400" => error("A bad stream id, version or time, or both `at_version` and `at_time`."),
+        "404" => error(
+            "The stream's kind is none that annals knows, the stream has no event \
+             (`no such stream`), or none yet at the version or time asked for.",
+        ),
+        "500" => internal(),
+    }
+
+    /// The answers of `GET /api/verify`.
+    Verified {
+        "200" => json("Where the current or last verification stands.", "VerifyReport"),
+        "400" => error("`covering` is not a position."),
     }
 }
 
-/// The answers of `GET /api/streams/{stream}/events`.
-pub struct History;
-
-impl IntoResponses for History {
-    fn responses() -> BTreeMap<String, RefOr<Response>> {
-        BTreeMap::from([
-            ("200".into(), json("A page of the stream's events.", "Page")),
-            ("400".into(), bad_request()),
-            ("500".into(), internal()),
-        ])
-    }
-}
-
-/// The answers of `GET /api/streams/{stream}/state`.
-pub struct Replayed;
-
-impl IntoResponses for Replayed {
-    fn responses() -> BTreeMap<String, RefOr<Response>> {
-        BTreeMap::from([
-            ("200".into(), json("The replayed state.", "ReplayedState")),
-            (
-                "400".into(),
-                error("A bad stream id, version or time, or both `at_version` and `at_time`."),
-            ),
-            (
-                "404".into(),
-                error(
-                    "The stream's kind is none that annals knows, the stream has no event \
-                     (`no such stream`), or none yet at the version or time asked for.",
-                ),
-            ),
-            ("500".into(), internal()),
-        ])
-    }
-}
-
-/// The answers of `GET /api/verify`.
-pub struct Verified;
-
-impl IntoResponses for Verified {
-    fn responses() -> BTreeMap<String, RefOr<Response>> {
-        BTreeMap::from([
-            (
-                "200".into(),
-                json(
-                    "Where the current or last verification stands.",
-                    "VerifyReport",
-                ),
-            ),
-            ("400".into(), error("`covering` is not a position.")),
-        ])
-    }
+/// A follow's page, or with `Accept: text/event-stream`, a never-ending stream of events.
+fn followed() -> RefOr<Response> {
+    ResponseBuilder::new()
+        .description(
+            "A page of events (possibly none, once `timeout` passed), or with \
+             `Accept: text/event-stream`, Server-Sent Events as they are committed.",
+        )
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Page")))
+                .build(),
+        )
+        .content(
+            "text/event-stream",
+            ContentBuilder::new()
+                .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+                .example(Some(
+                    "id: 1\ndata: {\"position\":1,\"stream\":\"job-1\",…}\n\n: keep-alive\n\n"
+                        .into(),
+                ))
+                .build(),
+        )
+        .build()
+        .into()
 }
 
 /// A page of a follow.

@@ -5,7 +5,7 @@ use std::net::{IpAddr, TcpListener};
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::{Method, StatusCode};
-use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder, ResponseError};
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse, HttpResponseBuilder, ResponseError};
 
 use super::openapi::{
     GrosAgentError, GrosAgentErrorBody, GrosAgentOk, GrosEncrypted, GrosRegistered, GrosSalts,
@@ -36,6 +36,10 @@ pub fn routes(router: &mut crate::http::Router) {
     let length_required = |resource: actix_web::Resource| {
         resource.wrap(actix_web::middleware::from_fn(length_required))
     };
+    // A controller script that changes state: POST only, another method answered 405 with an
+    // `Allow` header. Upstream's CGI scripts run on any method; here a GET never registers an
+    // agent, starts an import or records a log record.
+    let script = crate::http::only::<ControllerShape>;
     router
         .any("/auth/access.py", web::to(access), |resource| resource)
         .resource("/auth/agent.py", [(Method::POST, web::to(agent))], script)
@@ -63,15 +67,6 @@ pub fn routes(router: &mut crate::http::Router) {
             web::to(agent_scrape),
             length_required,
         );
-}
-
-/// A controller script that changes state: POST only, another method answered 405 with an
-/// `Allow` header. Upstream's CGI scripts run on any method; here a GET never registers an
-/// agent, starts an import or records a log record.
-fn script(resource: actix_web::Resource, allowed: &[Method]) -> actix_web::Resource {
-    crate::http::only(resource, allowed, |message| {
-        ControllerError::new(StatusCode::METHOD_NOT_ALLOWED, message)
-    })
 }
 
 /// Any method `status.py` does not take: upstream's `status.py` answers `501` to it.
@@ -102,27 +97,6 @@ impl Shape for ControllerShape {
     }
 }
 
-impl From<GrosError> for ControllerError {
-    fn from(error: GrosError) -> Self {
-        let status = match error {
-            GrosError::UnknownProject(_)
-            | GrosError::NoSalts(_)
-            | GrosError::NoScrape(_)
-            | GrosError::NotRegistered(_) => StatusCode::NOT_FOUND,
-            GrosError::OutsideNetworks(_) => StatusCode::FORBIDDEN,
-            GrosError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            GrosError::Locked(_)
-            | GrosError::ScrapeRunning
-            | GrosError::TooManyScrapes(_)
-            | GrosError::FailedAtOnce(_)
-            | GrosError::CannotStart(_)
-            | GrosError::Secret(_)
-            | GrosError::NotRecorded(_) => StatusCode::SERVICE_UNAVAILABLE,
-        };
-        Refusal::new(status, error.to_string())
-    }
-}
-
 /// An agent daemon error, in the daemon's JSON shape.
 pub type AgentError = Refusal<AgentShape>;
 
@@ -148,26 +122,16 @@ impl Shape for AgentShape {
             version: BTreeMap::from([("annals".to_owned(), env!("CARGO_PKG_VERSION").to_owned())]),
         })
     }
-}
 
-impl From<GrosError> for AgentError {
-    fn from(error: GrosError) -> Self {
-        let status = match &error {
-            GrosError::UnknownProject(_)
-            | GrosError::NoSalts(_)
-            | GrosError::NoScrape(_)
-            | GrosError::NotRegistered(_) => StatusCode::NOT_FOUND,
-            GrosError::ScrapeRunning
-            | GrosError::TooManyScrapes(_)
-            | GrosError::FailedAtOnce(_)
-            | GrosError::Locked(_) => StatusCode::SERVICE_UNAVAILABLE,
-            GrosError::OutsideNetworks(_) => StatusCode::FORBIDDEN,
-            GrosError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            GrosError::CannotStart(_) | GrosError::Secret(_) | GrosError::NotRecorded(_) => {
+    /// The daemon's own failures (a scrape that could not start, the secret store, the log)
+    /// are its 500, where the controller scripts answer 503.
+    fn status(error: &(dyn std::error::Error + 'static), status: StatusCode) -> StatusCode {
+        match error.downcast_ref::<GrosError>() {
+            Some(GrosError::CannotStart(_) | GrosError::Secret(_) | GrosError::NotRecorded(_)) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
-        };
-        Refusal::new(status, error.to_string())
+            _ => status,
+        }
     }
 }
 
@@ -238,12 +202,64 @@ impl Params {
         ProjectKey::parse(self.required("project")?).map_err(ControllerError::bad_request)
     }
 
+    /// The `project` parameter and the `agent` one, or the agent named after the project.
+    fn project_agent(&self) -> Result<(ProjectKey, AgentName), ControllerError> {
+        let project = self.project()?;
+        let agent = self.agent(&project)?;
+        Ok((project, agent))
+    }
+
     /// The `agent` parameter, or the agent named after the project.
     fn agent(&self, project: &ProjectKey) -> Result<AgentName, ControllerError> {
         match self.one("agent")? {
             Some(agent) => AgentName::parse(agent).map_err(ControllerError::bad_request),
             None => Ok(AgentName::of(project)),
         }
+    }
+}
+
+/// A controller script's request, read: its parameters (the query string's, then the form
+/// body's, within `[gros] max_body_kb`), where it came from, and what the face's handlers
+/// share.
+struct Script {
+    request: HttpRequest,
+    params: Params,
+    face: web::Data<GrosFace>,
+}
+
+impl FromRequest for Script {
+    type Error = ControllerError;
+    type Future =
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<Script, ControllerError>>>>;
+
+    fn from_request(request: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
+        let request = request.clone();
+        let payload = web::Payload::from_request(&request, payload);
+        Box::pin(async move {
+            let face = request
+                .app_data::<web::Data<GrosFace>>()
+                .cloned()
+                .ok_or_else(|| ControllerError::internal("the agent face is not configured"))?;
+            let payload = payload.await.map_err(ControllerError::internal)?;
+            let params = Params::read(&request, payload, face.max_body).await?;
+            Ok(Script {
+                request,
+                params,
+                face,
+            })
+        })
+    }
+}
+
+impl Script {
+    /// The metadata of the events the request causes: where it came from, no account.
+    fn metadata(&self) -> Metadata {
+        metadata(&self.request)
+    }
+
+    /// The caller's address, through trusted proxies.
+    fn caller(&self) -> Option<IpAddr> {
+        caller(&self.request, &self.face)
     }
 }
 
@@ -297,14 +313,9 @@ async fn access(request: HttpRequest, face: web::Data<GrosFace>) -> HttpResponse
             content_type = "text/plain"),
         (status = 503, description = "The agent is locked by another registration.",
             body = String, content_type = "text/plain")))]
-async fn agent(
-    request: HttpRequest,
-    payload: web::Payload,
-    face: web::Data<GrosFace>,
-) -> Result<HttpResponse, ControllerError> {
-    let params = Params::read(&request, payload, face.max_body).await?;
-    let project = params.project()?;
-    let agent = params.agent(&project)?;
+async fn agent(script: Script) -> Result<HttpResponse, ControllerError> {
+    let Script { params, face, .. } = &script;
+    let (project, agent) = params.project_agent()?;
     // Upstream's words, though the key may come in the query string here too.
     let missing_key = "Public key must be provided as a POST message";
     let public_key = params
@@ -316,7 +327,7 @@ async fn agent(
     }
     let registration = face
         .gros
-        .register(&project, &agent, public_key, metadata(&request))
+        .register(&project, &agent, public_key, script.metadata())
         .await?;
     Ok(HttpResponse::Ok().json(GrosRegistered {
         salts: GrosSalts {
@@ -344,12 +355,8 @@ async fn agent(
             body = String, content_type = "text/plain"),
         (status = 404, description = "The project is not configured or has no salts.",
             body = String, content_type = "text/plain")))]
-async fn encrypt(
-    request: HttpRequest,
-    payload: web::Payload,
-    face: web::Data<GrosFace>,
-) -> Result<HttpResponse, ControllerError> {
-    let params = Params::read(&request, payload, face.max_body).await?;
+async fn encrypt(script: Script) -> Result<HttpResponse, ControllerError> {
+    let Script { params, face, .. } = &script;
     let value = params.provided("value", "Value must be provided")?;
     let project = params
         .one("project")?
@@ -357,7 +364,7 @@ async fn encrypt(
         .transpose()?;
     let (value, encryption) = face
         .gros
-        .encrypt(project.as_ref(), value, metadata(&request))
+        .encrypt(project.as_ref(), value, script.metadata())
         .await?;
     Ok(HttpResponse::Ok().json(GrosEncrypted { value, encryption }))
 }
@@ -373,12 +380,8 @@ async fn encrypt(
             content_type = "text/plain"),
         (status = 413, description = "The body is over `[gros] max_body_kb`.", body = String,
             content_type = "text/plain")))]
-async fn export(
-    request: HttpRequest,
-    payload: web::Payload,
-    face: web::Data<GrosFace>,
-) -> Result<HttpResponse, ControllerError> {
-    let params = Params::read(&request, payload, face.max_body).await?;
+async fn export(script: Script) -> Result<HttpResponse, ControllerError> {
+    let Script { params, face, .. } = &script;
     let project = params.project()?;
     // Both fields are optional, as upstream's `export.py` has them: without `agent`, the
     // export counts against the agent named after the project (and is recorded as `null`).
@@ -400,7 +403,7 @@ async fn export(
             &agent,
             agent_info.to_string(),
             files,
-            metadata(&request),
+            script.metadata(),
         )
         .await?;
     Ok(HttpResponse::Accepted().finish())
@@ -444,14 +447,9 @@ fn export_agent(
         (status = 413, description = "The body is over `[gros] max_body_kb`, or the record \
             would make an event over `[log] max_event_kb`.", body = String,
             content_type = "text/plain")))]
-async fn log(
-    request: HttpRequest,
-    payload: web::Payload,
-    face: web::Data<GrosFace>,
-) -> Result<HttpResponse, ControllerError> {
-    let params = Params::read(&request, payload, face.max_body).await?;
-    let project = params.project()?;
-    let agent = params.agent(&project)?;
+async fn log(script: Script) -> Result<HttpResponse, ControllerError> {
+    let Script { params, face, .. } = &script;
+    let (project, agent) = params.project_agent()?;
     let mut fields = BTreeMap::new();
     for (key, value) in &params.0 {
         if key == "project" || key == "agent" {
@@ -470,7 +468,7 @@ async fn log(
     }
     match face
         .gros
-        .log(&project, &agent, fields, metadata(&request))
+        .log(&project, &agent, fields, script.metadata())
         .await?
     {
         Logged::Recorded => Ok(HttpResponse::Accepted().finish()),
@@ -489,22 +487,12 @@ async fn log(
             content_type = "text/plain"),
         (status = 503, description = "A check failed: `total` says which.",
             body = GrosStatus)))]
-async fn status(
-    request: HttpRequest,
-    payload: web::Payload,
-    face: web::Data<GrosFace>,
-) -> Result<HttpResponse, ControllerError> {
-    let params = Params::read(&request, payload, face.max_body).await?;
-    let project = params.project()?;
-    let agent = params.agent(&project)?;
+async fn status(script: Script) -> Result<HttpResponse, ControllerError> {
+    let Script { params, face, .. } = &script;
+    let (project, agent) = params.project_agent()?;
     let preflight = face
         .gros
-        .preflight(
-            &project,
-            &agent,
-            caller(&request, &face),
-            metadata(&request),
-        )
+        .preflight(&project, &agent, script.caller(), script.metadata())
         .await?;
     let code = if preflight.total.ok {
         StatusCode::OK
@@ -529,19 +517,14 @@ async fn status(
             content_type = "text/plain"),
         (status = 413, description = "The body is over `[gros] max_body_kb`.", body = String,
             content_type = "text/plain")))]
-async fn measurements(
-    request: HttpRequest,
-    payload: web::Payload,
-    face: web::Data<GrosFace>,
-) -> Result<HttpResponse, ControllerError> {
-    let params = Params::read(&request, payload, face.max_body).await?;
-    let project = params.project()?;
-    let agent = params.agent(&project)?;
+async fn measurements(script: Script) -> Result<HttpResponse, ControllerError> {
+    let Script { params, face, .. } = &script;
+    let (project, agent) = params.project_agent()?;
     let list = parse_measurements(params.provided("status", "Status must be provided")?)
         .map_err(ControllerError::bad_request)?;
     let source = params.one("source")?.map(str::to_owned);
     face.gros
-        .measurements(&project, &agent, source, list, metadata(&request))
+        .measurements(&project, &agent, source, list, script.metadata())
         .await?;
     Ok(HttpResponse::Accepted().finish())
 }
@@ -553,16 +536,12 @@ async fn measurements(
         (status = 200, description = "The comparison.", body = GrosVersion),
         (status = 400, description = "No version, several, a foreign gatherer version or a \
             malformed commit.", body = String, content_type = "text/plain")))]
-async fn version(
-    request: HttpRequest,
-    payload: web::Payload,
-    face: web::Data<GrosFace>,
-) -> Result<HttpResponse, ControllerError> {
-    let params = Params::read(&request, payload, face.max_body).await?;
+async fn version(script: Script) -> Result<HttpResponse, ControllerError> {
+    let Script { params, face, .. } = &script;
     let raw = params.required("version")?;
     let parsed = GathererVersion::parse(raw, &face.gros.controller().gatherer_version)
         .map_err(ControllerError::bad_request)?;
-    let up_to_date = face.gros.version(raw, &parsed, metadata(&request)).await?;
+    let up_to_date = face.gros.version(raw, &parsed, script.metadata()).await?;
     Ok(HttpResponse::Ok().json(GrosVersion {
         up_to_date,
         version: face.gros.controller().controller_version.clone(),

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use actix_web::http::header;
-use actix_web::http::{Method, StatusCode};
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder, ResponseError};
 use chrono::SecondsFormat;
 use serde::Deserialize;
@@ -73,6 +73,7 @@ guarded!(Hpcwaas, "the workflow face is not configured");
 /// The routes of the face.
 pub fn routes(router: &mut crate::http::Router) {
     use actix_web::http::Method;
+    let envelope = crate::http::only::<Hpcwaas>;
     router
         .resource(
             "/workflows",
@@ -119,18 +120,6 @@ pub fn routes(router: &mut crate::http::Router) {
             ],
             envelope,
         );
-}
-
-/// A resource answering any method it does not route with 405 and an `Allow` header, and its
-/// query and path errors, in the face's envelope.
-fn envelope(resource: actix_web::Resource, allowed: &[Method]) -> actix_web::Resource {
-    crate::http::only(resource, allowed, HpcwaasError::method_not_allowed)
-        .app_data(web::QueryConfig::default().error_handler(|error, _| {
-            HpcwaasError::bad_request(format!("bad query: {error}")).into()
-        }))
-        .app_data(web::PathConfig::default().error_handler(|error, _| {
-            HpcwaasError::bad_request(format!("bad path: {error}")).into()
-        }))
 }
 
 fn workflow_row(workflow: &Workflow) -> HpcwaasWorkflow {

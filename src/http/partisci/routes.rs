@@ -47,6 +47,7 @@ fn bad_update(message: String) -> PartisciError {
 
 /// The routes of the face, under `/api/v1/`, and `/debug/vars`.
 pub fn routes(router: &mut crate::http::Router) {
+    let only = crate::http::only::<Partisci>;
     router
         .scope(
             "/api/v1",
@@ -65,11 +66,6 @@ pub fn routes(router: &mut crate::http::Router) {
             |scope| scope.default_service(web::to(not_found)),
         )
         .resource("/debug/vars", [(Method::GET, web::to(info))], only);
-}
-
-/// A resource answering 405 in Partisci's shape to any method but the ones routed.
-fn only(resource: actix_web::Resource, allowed: &[Method]) -> actix_web::Resource {
-    crate::http::only(resource, allowed, PartisciError::method_not_allowed)
 }
 
 /// An unknown path under `/api/v1`. The bare prefix itself is redirected to `/api/v1/` (with

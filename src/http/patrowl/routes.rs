@@ -1,12 +1,14 @@
 //! The face's handlers and the routes that reach them; `mod.rs` says what the face is.
 
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use actix_web::http::header::{self, ContentDisposition, DispositionParam, DispositionType};
-use actix_web::http::{Method, StatusCode};
+use actix_web::http::StatusCode;
 use actix_web::web::Bytes;
-use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder, ResponseError};
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse, HttpResponseBuilder, ResponseError};
 use serde_json::{Map, Value};
 
 use crate::auth::{Access, Auth, Caller};
@@ -18,7 +20,7 @@ use crate::domain::scan::{
 };
 use crate::events::{Metadata, Position};
 use crate::http::body::read_body;
-use crate::http::caller::{guarded, Admin, Authorized};
+use crate::http::caller::{guarded, Authorized};
 use crate::http::error::{self, Shape};
 
 /// What the face's handlers share.
@@ -143,6 +145,10 @@ impl Shape for Patrowl {
             details,
         })
     }
+
+    fn wrong_method(message: String) -> Refusal {
+        on("not allowed")(Refusal::method_not_allowed(message))
+    }
 }
 
 /// The routes below an engine's base, as `test` lists them, each with the page its answers
@@ -169,6 +175,7 @@ const ROUTES: [(&str, &str); 15] = [
 pub fn routes(router: &mut crate::http::Router) {
     use actix_web::http::Method;
     let get = |handler| [(Method::GET, handler)];
+    let only = crate::http::only::<Patrowl>;
     for prefix in ["/engines", "/engine"] {
         router
             .resource(&format!("{prefix}/{{name}}"), get(web::to(redirect)), only)
@@ -197,13 +204,6 @@ pub fn routes(router: &mut crate::http::Router) {
     }
 }
 
-/// A resource answering 405 in the face's shape to any method but the ones routed.
-fn only(resource: actix_web::Resource, allowed: &[Method]) -> actix_web::Resource {
-    crate::http::only(resource, allowed, |message| {
-        on("not allowed")(Refusal::method_not_allowed(message))
-    })
-}
-
 async fn not_found(request: HttpRequest, face: web::Data<Patrowl>) -> HttpResponse {
     let name = request.match_info().get("name").unwrap_or_default();
     let error = match face.engines.engine(name) {
@@ -223,6 +223,128 @@ impl Patrowl {
     /// The engine called `name`.
     fn engine(&self, name: &str) -> Result<Arc<Engine>, Refusal> {
         Ok(self.engines.engine(name)?.clone())
+    }
+}
+
+/// A call to a route of one engine that reads it: the caller authorized, then the engine the
+/// path names found, else refused (404) with the page of the route.
+struct Call {
+    caller: Caller,
+    face: web::Data<Patrowl>,
+    /// The engine's name as the path gives it.
+    name: String,
+    engine: Arc<Engine>,
+}
+
+/// An admin's command to an engine's scans (stop, clean): the engine is the service's to look
+/// up, and who sent the command goes into its events.
+struct Command {
+    face: web::Data<Patrowl>,
+    /// The engine's name as the path gives it.
+    name: String,
+    by: Option<String>,
+    metadata: Metadata,
+}
+
+/// The `{name}` of an engine's route.
+#[derive(serde::Deserialize)]
+struct EngineName {
+    name: String,
+}
+
+/// What every engine's route extracts: its caller, authorized by the face's access rule (an
+/// admin for `ADMIN`), the face and the engine's name.
+struct EngineRoute {
+    caller: Caller,
+    request: HttpRequest,
+    face: web::Data<Patrowl>,
+    name: String,
+}
+
+/// What an engine route's extractor gives: `T`, or a refusal.
+type Extracting<T> = Pin<Box<dyn Future<Output = Result<T, Refusal>>>>;
+
+impl EngineRoute {
+    /// Extracts the route and makes `T` of it.
+    fn extract<const ADMIN: bool, T: 'static>(
+        request: &HttpRequest,
+        payload: &mut actix_web::dev::Payload,
+        make: fn(EngineRoute) -> Result<T, Refusal>,
+    ) -> Extracting<T> {
+        let authorized = Authorized::<Patrowl, ADMIN>::from_request(request, payload);
+        let request = request.clone();
+        Box::pin(async move {
+            let Authorized(caller, _) = authorized.await?;
+            // Neither fails once the caller is authorized (the face's rule is in its data, and
+            // a name is any text), but each has its refusal all the same.
+            let face = web::Data::<Patrowl>::extract(&request)
+                .await
+                .map_err(|e| EngineRoute::refused(&request, Refusal::internal(e)))?;
+            let name = web::Path::<EngineName>::extract(&request)
+                .await
+                .map_err(|e| EngineRoute::refused(&request, Refusal::internal(e)))?
+                .into_inner()
+                .name;
+            make(EngineRoute {
+                caller,
+                request,
+                face,
+                name,
+            })
+        })
+    }
+
+    /// `refusal` with the page of the route `request` matched, worked out only for a refusal,
+    /// as the caller's is.
+    fn refused(request: &HttpRequest, refusal: Refusal) -> Refusal {
+        on(Patrowl::context(request))(refusal)
+    }
+}
+
+impl FromRequest for Call {
+    type Error = Refusal;
+    type Future = Extracting<Call>;
+
+    fn from_request(request: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
+        EngineRoute::extract::<false, _>(request, payload, |route| {
+            let engine = route
+                .face
+                .engine(&route.name)
+                .map_err(|refusal| EngineRoute::refused(&route.request, refusal))?;
+            Ok(Call {
+                caller: route.caller,
+                face: route.face,
+                name: route.name,
+                engine,
+            })
+        })
+    }
+}
+
+impl FromRequest for Command {
+    type Error = Refusal;
+    type Future = Extracting<Command>;
+
+    fn from_request(request: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
+        EngineRoute::extract::<true, _>(request, payload, |route| {
+            let (by, metadata) = admin_command(&route.request, route.caller);
+            Ok(Command {
+                face: route.face,
+                name: route.name,
+                by,
+                metadata,
+            })
+        })
+    }
+}
+
+impl Command {
+    /// Sends `action` to the engine's scan `scan_id`.
+    async fn act(self, scan_id: &str, action: ScanAction) -> Result<(), EnginesError> {
+        let engines = &self.face.engines;
+        engines
+            .act(&self.name, scan_id, action, self.by, self.metadata)
+            .await
     }
 }
 
@@ -297,12 +419,7 @@ async fn redirect(request: HttpRequest) -> HttpResponse {
 #[utoipa::path(get, path = "/engines/{name}/", operation_id = "patrowl_index",
     summary = "The engine's index", params(super::openapi::EnginePath),
     responses((status = 200, description = "`{\"page\": \"index\"}`.", body = super::openapi::PatrowlPage)))]
-async fn index(
-    _caller: Authorized<Patrowl>,
-    face: web::Data<Patrowl>,
-    name: web::Path<String>,
-) -> Result<HttpResponse, Refusal> {
-    face.engine(&name).map_err(on("index"))?;
+async fn index(_call: Call) -> Result<HttpResponse, Refusal> {
     Ok(HttpResponse::Ok().json(super::openapi::PatrowlPage {
         page: "index",
         status: None,
@@ -315,13 +432,10 @@ async fn index(
     params(super::openapi::EnginePath),
     responses((status = 200, description = "READY or BUSY, the engine, every scan not cleaned.",
         body = super::openapi::PatrowlStatus)))]
-async fn status(
-    _caller: Authorized<Patrowl>,
-    request: HttpRequest,
-    face: web::Data<Patrowl>,
-    name: web::Path<String>,
-) -> Result<HttpResponse, Refusal> {
-    let engine = face.engine(&name).map_err(on("status"))?;
+async fn status(call: Call, request: HttpRequest) -> Result<HttpResponse, Refusal> {
+    let Call {
+        face, name, engine, ..
+    } = call;
     let position = face.engines.position();
     let failed = engine.problem().is_some() || face.engines.failure().is_some();
     let cache = || face.status_cache.lock().unwrap_or_else(|p| p.into_inner());
@@ -403,12 +517,10 @@ fn unknown_scan(name: &str, scan_id: &str, error: EnginesError) -> PatrowlError 
     params(super::openapi::ScanPath),
     responses((status = 200, description = "The scan's status.", body = super::openapi::PatrowlScanStatus)))]
 async fn scan_status(
-    _caller: Authorized<Patrowl>,
-    face: web::Data<Patrowl>,
+    Call { face, name, .. }: Call,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, Refusal> {
-    let (name, scan_id) = path.into_inner();
-    face.engine(&name).map_err(on("status"))?;
+    let (_, scan_id) = path.into_inner();
     let row = face
         .engines
         .scan_status(&name, &scan_id)
@@ -426,12 +538,10 @@ async fn scan_status(
 #[utoipa::path(get, path = "/engines/{name}/info", operation_id = "patrowl_info",
     summary = "The engine's configuration", params(super::openapi::EnginePath),
     responses((status = 200, description = "The engine and its state.", body = super::openapi::PatrowlInfo)))]
-async fn info(
-    _caller: Authorized<Patrowl>,
-    face: web::Data<Patrowl>,
-    name: web::Path<String>,
-) -> Result<HttpResponse, Refusal> {
-    let engine = face.engine(&name).map_err(on("info"))?;
+async fn info(call: Call) -> Result<HttpResponse, Refusal> {
+    let Call {
+        face, name, engine, ..
+    } = call;
     let status = face
         .engines
         .status(&name)
@@ -453,12 +563,10 @@ async fn info(
         program again.",
     params(super::openapi::EnginePath),
     responses((status = 200, description = "The engine.", body = super::openapi::PatrowlReload)))]
-async fn reloadconfig(
-    _caller: Authorized<Patrowl>,
-    face: web::Data<Patrowl>,
-    name: web::Path<String>,
-) -> Result<HttpResponse, Refusal> {
-    let engine = face.engine(&name).map_err(on("reloadconfig"))?;
+async fn reloadconfig(call: Call) -> Result<HttpResponse, Refusal> {
+    let Call {
+        face, name, engine, ..
+    } = call;
     // What can change without a restart: whether a command engine's program is there.
     engine.check_program();
     let status = face
@@ -476,12 +584,7 @@ async fn reloadconfig(
     summary = "The engine is up", params(super::openapi::EnginePath),
     responses((status = 200, description = "`{\"page\": \"liveness\", \"status\": \"success\"}`.",
         body = super::openapi::PatrowlPage)))]
-async fn liveness(
-    _caller: Authorized<Patrowl>,
-    face: web::Data<Patrowl>,
-    name: web::Path<String>,
-) -> Result<HttpResponse, Refusal> {
-    face.engine(&name).map_err(on("liveness"))?;
+async fn liveness(_call: Call) -> Result<HttpResponse, Refusal> {
     Ok(HttpResponse::Ok().json(super::openapi::PatrowlPage {
         page: "liveness",
         status: Some("success"),
@@ -500,12 +603,7 @@ async fn liveness(
             body = super::openapi::PatrowlPage),
         (status = 500, description = "`{\"page\": \"readiness\", \"status\": \"error\"}`: the \
             engine is in ERROR.", body = super::openapi::PatrowlPage)))]
-async fn readiness(
-    _caller: Authorized<Patrowl>,
-    face: web::Data<Patrowl>,
-    name: web::Path<String>,
-) -> Result<HttpResponse, Refusal> {
-    face.engine(&name).map_err(on("readiness"))?;
+async fn readiness(Call { face, name, .. }: Call) -> Result<HttpResponse, Refusal> {
     let ready = face
         .engines
         .status(&name)
@@ -525,12 +623,7 @@ async fn readiness(
 #[utoipa::path(get, path = "/engines/{name}/test", operation_id = "patrowl_test",
     summary = "The engine's routes", params(super::openapi::EnginePath),
     responses((status = 200, description = "Every route of the engine.", body = super::openapi::PatrowlTest)))]
-async fn test(
-    _caller: Authorized<Patrowl>,
-    face: web::Data<Patrowl>,
-    name: web::Path<String>,
-) -> Result<HttpResponse, Refusal> {
-    let engine = face.engine(&name).map_err(on("test"))?;
+async fn test(Call { engine, .. }: Call) -> Result<HttpResponse, Refusal> {
     let base = format!("/engines/{}", engine.name.as_str());
     Ok(HttpResponse::Ok().json(super::openapi::PatrowlTest {
         page: "test",
@@ -686,14 +779,13 @@ fn parse_asset(i: usize, item: &Value) -> Result<Asset, String> {
             would make an event over `[log] max_event_kb`.",
             body = super::openapi::PatrowlErrorBody)))]
 async fn startscan(
-    Authorized(caller, _): Authorized<Patrowl>,
+    Call {
+        caller, face, name, ..
+    }: Call,
     request: HttpRequest,
-    face: web::Data<Patrowl>,
-    name: web::Path<String>,
     payload: web::Payload,
 ) -> Result<HttpResponse, Refusal> {
     let page = on("startscan");
-    face.engine(&name).map_err(&page)?;
     let body = read_body(&request, payload, face.max_body)
         .await
         .map_err(|e| page(e.into()))?;
@@ -920,13 +1012,13 @@ fn findings_body(
     responses((status = 200, description = "The findings, or `status: error` with the reason \
         while the scan runs.", body = super::openapi::PatrowlFindingsAnswer)))]
 async fn getfindings(
-    _caller: Authorized<Patrowl>,
-    face: web::Data<Patrowl>,
+    Call {
+        face, name, engine, ..
+    }: Call,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, Refusal> {
-    let (name, scan_id) = path.into_inner();
+    let (_, scan_id) = path.into_inner();
     let page = on("getfindings");
-    let engine = face.engine(&name).map_err(&page)?;
     let state = face
         .engines
         .ended_scan(&name, &scan_id)
@@ -948,14 +1040,17 @@ async fn getfindings(
         (status = 500, description = "A raw output is missing from the blob store.",
             body = super::openapi::PatrowlErrorBody)))]
 async fn getreport(
-    Authorized(caller, _): Authorized<Patrowl>,
+    Call {
+        caller,
+        face,
+        name,
+        engine,
+    }: Call,
     request: HttpRequest,
-    face: web::Data<Patrowl>,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, Refusal> {
-    let (name, scan_id) = path.into_inner();
+    let (_, scan_id) = path.into_inner();
     let page = on("getreport");
-    let engine = face.engine(&name).map_err(&page)?;
     let metadata = crate::http::metadata(&request, &caller);
     let wants_json = request
         .headers()
@@ -1023,19 +1118,12 @@ async fn getreport(
             jobs one after the other and gives up on any 409 or `error`.",
             body = super::openapi::PatrowlStopAnswer)))]
 async fn stop(
-    Authorized(caller, _): Admin<Patrowl>,
-    request: HttpRequest,
-    face: web::Data<Patrowl>,
+    command: Command,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, Refusal> {
     let (name, scan_id) = path.into_inner();
     let page = on("stopscan");
-    let (by, metadata) = admin_command(&request, caller);
-    let answer = match face
-        .engines
-        .act(&name, &scan_id, ScanAction::Stop, by, metadata)
-        .await
-    {
+    let answer = match command.act(&scan_id, ScanAction::Stop).await {
         Ok(()) => super::openapi::PatrowlStopAnswer::Stopped(super::openapi::PatrowlStopped {
             page: "stopscan",
             status: "SUCCESS",
@@ -1062,13 +1150,8 @@ async fn stop(
     description = "Stops every running scan of the engine. Needs an admin once accounts exist.",
     params(super::openapi::EnginePath),
     responses((status = 200, description = "The scans stopped.", body = super::openapi::PatrowlDone)))]
-async fn stopscans(
-    Authorized(caller, _): Admin<Patrowl>,
-    request: HttpRequest,
-    face: web::Data<Patrowl>,
-    name: web::Path<String>,
-) -> Result<HttpResponse, Refusal> {
-    every_scan(&request, caller, &face, &name, EveryScan::Stop).await
+async fn stopscans(command: Command) -> Result<HttpResponse, Refusal> {
+    every_scan(command, EveryScan::Stop).await
 }
 
 /// What `stopscans` and `clean` do to every scan of an engine.
@@ -1079,19 +1162,18 @@ enum EveryScan {
 }
 
 /// `stopscans` and `clean`: an admin's command to every scan, answered with their ids.
-async fn every_scan(
-    request: &HttpRequest,
-    caller: Caller,
-    face: &Patrowl,
-    name: &str,
-    what: EveryScan,
-) -> Result<HttpResponse, Refusal> {
+async fn every_scan(command: Command, what: EveryScan) -> Result<HttpResponse, Refusal> {
     let (page_name, action) = match what {
         EveryScan::Stop => ("stopscans", ScanAction::Stop),
         EveryScan::Clean => ("clean", ScanAction::Clean),
     };
-    let (by, metadata) = admin_command(request, caller);
-    let done = face.engines.act_on_every(name, action, by, metadata).await;
+    let Command {
+        face,
+        name,
+        by,
+        metadata,
+    } = command;
+    let done = face.engines.act_on_every(&name, action, by, metadata).await;
     Ok(HttpResponse::Ok().json(super::openapi::PatrowlDone {
         page: page_name,
         status: "SUCCESS",
@@ -1106,13 +1188,8 @@ async fn every_scan(
     summary = "Clean every scan", description = super::openapi::CLEAN_DESCRIPTION,
     params(super::openapi::EnginePath),
     responses((status = 200, description = "The scans cleaned.", body = super::openapi::PatrowlDone)))]
-async fn clean(
-    Authorized(caller, _): Admin<Patrowl>,
-    request: HttpRequest,
-    face: web::Data<Patrowl>,
-    name: web::Path<String>,
-) -> Result<HttpResponse, Refusal> {
-    every_scan(&request, caller, &face, &name, EveryScan::Clean).await
+async fn clean(command: Command) -> Result<HttpResponse, Refusal> {
+    every_scan(command, EveryScan::Clean).await
 }
 
 /// Cleans one scan.
@@ -1123,16 +1200,13 @@ async fn clean(
     params(super::openapi::ScanPath),
     responses((status = 200, description = "Removed.", body = super::openapi::PatrowlCleaned)))]
 async fn clean_scan(
-    Authorized(caller, _): Admin<Patrowl>,
-    request: HttpRequest,
-    face: web::Data<Patrowl>,
+    command: Command,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, Refusal> {
     let (name, scan_id) = path.into_inner();
     let page = on("clean_scan");
-    let (by, metadata) = admin_command(&request, caller);
-    face.engines
-        .act(&name, &scan_id, ScanAction::Clean, by, metadata)
+    command
+        .act(&scan_id, ScanAction::Clean)
         .await
         .map_err(|e| page(unknown_scan(&name, &scan_id, e)))?;
     Ok(HttpResponse::Ok().json(super::openapi::PatrowlCleaned {

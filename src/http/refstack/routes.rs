@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use actix_web::http::header::{ContentDisposition, DispositionParam, DispositionType};
-use actix_web::http::Method;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse, HttpResponseBuilder, ResponseError};
 use serde::Deserialize;
 use uuid::Uuid;
@@ -54,6 +53,7 @@ pub const GET_TESTCASES: &str = "/get-testcases";
 /// The routes of the face.
 pub fn routes(router: &mut crate::http::Router) {
     use actix_web::http::Method;
+    let only = crate::http::only::<Refstack>;
     for prefix in ["/v1", ""] {
         router
             .resource(
@@ -111,16 +111,6 @@ pub fn routes(router: &mut crate::http::Router) {
         [(Method::GET, web::to(get_results))],
         only,
     );
-}
-
-/// A resource answering 405 in the face's shape to any method but the ones routed, and its
-/// path and query errors in the face's shape too.
-fn only(resource: actix_web::Resource, allowed: &[Method]) -> actix_web::Resource {
-    crate::http::only(resource, allowed, RefstackError::method_not_allowed).app_data(
-        web::QueryConfig::default().error_handler(|error, _| {
-            RefstackError::bad_request(format!("bad query: {error}")).into()
-        }),
-    )
 }
 
 /// Opens a test run for a cloud.
