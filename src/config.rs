@@ -414,6 +414,10 @@ pub struct HpcwaasSection {
     pub max_log_lines: usize,
     /// The most bytes of a step's outputs file that are read.
     pub max_output_kb: u64,
+    /// What a restart of annals does to a step that is still running: `reattach` (follow it
+    /// on, from where its output was recorded) or `kill` (stop it, and fail the execution as
+    /// interrupted).
+    pub on_restart: OnRestart,
     /// The workflows, as a workflow developer declares them.
     pub workflows: Vec<WorkflowSpec>,
 }
@@ -431,9 +435,20 @@ impl Default for HpcwaasSection {
             max_line_bytes: 16 * 1024,
             max_log_lines: 100_000,
             max_output_kb: 64,
+            on_restart: OnRestart::Reattach,
             workflows: Vec::new(),
         }
     }
+}
+
+/// What a restart of annals does to the work a previous process left running.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnRestart {
+    /// The work runs on, and annals follows it again.
+    Reattach,
+    /// The work is stopped and recorded as interrupted.
+    Kill,
 }
 
 /// One workflow as the configuration declares it.

@@ -32,6 +32,7 @@ impl Hpcwaas {
             max_line_bytes: section.max_line_bytes,
             max_log_lines: section.max_log_lines,
             max_output_bytes: (section.max_output_kb * 1024) as usize,
+            reattach: section.on_restart == crate::config::OnRestart::Reattach,
         };
         let executions = Executions::start(
             &core,

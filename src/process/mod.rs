@@ -199,6 +199,20 @@ impl Invocation {
     pub fn program(&self) -> &OsStr {
         &self.program
     }
+
+    /// What can be told before the spawn: a program is named, and the working directory
+    /// exists (its absence would fail the spawn with the same error as a missing program).
+    fn check(&self) -> Result<(), ProcessError> {
+        if self.program.is_empty() {
+            return Err(ProcessError::EmptyProgram);
+        }
+        match &self.dir {
+            Some(dir) if !dir.is_dir() => {
+                Err(ProcessError::NoWorkingDirectory { dir: dir.clone() })
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 /// Names the variables but never their values, and measures the input without showing it:
@@ -448,16 +462,7 @@ pub async fn run(invocation: Invocation) -> Result<Outcome, ProcessError> {
 /// Starts the program. See the module documentation for the environment, the group and the
 /// output.
 pub fn spawn(invocation: Invocation) -> Result<Running, ProcessError> {
-    if invocation.program.is_empty() {
-        return Err(ProcessError::EmptyProgram);
-    }
-    if let Some(dir) = &invocation.dir {
-        // Checked here because a missing directory fails the spawn with the same error as a
-        // missing program.
-        if !dir.is_dir() {
-            return Err(ProcessError::NoWorkingDirectory { dir: dir.clone() });
-        }
-    }
+    invocation.check()?;
     let program = invocation.program.clone();
     let spawn_error = |source: std::io::Error| match source.kind() {
         std::io::ErrorKind::NotFound => ProcessError::NotFound {

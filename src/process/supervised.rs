@@ -143,14 +143,7 @@ pub fn spawn(
     dir: &Path,
     remove_at_end: Vec<PathBuf>,
 ) -> Result<(Running, Supervision), ProcessError> {
-    if invocation.program.is_empty() {
-        return Err(ProcessError::EmptyProgram);
-    }
-    if let Some(work) = &invocation.dir {
-        if !work.is_dir() {
-            return Err(ProcessError::NoWorkingDirectory { dir: work.clone() });
-        }
-    }
+    invocation.check()?;
     let program = invocation.program.clone();
     let failed = |source: std::io::Error| ProcessError::Spawn {
         program: program.clone(),
@@ -254,16 +247,9 @@ impl Spec {
         }
         let umask = CHILD_UMASK.load(std::sync::atomic::Ordering::Relaxed);
         Spec {
-            program: invocation.program.as_bytes().to_vec(),
-            args: invocation
-                .args
-                .iter()
-                .map(|a| a.as_bytes().to_vec())
-                .collect(),
-            dir: invocation
-                .dir
-                .as_ref()
-                .map(|d| d.as_os_str().as_bytes().to_vec()),
+            program: bytes(&invocation.program),
+            args: invocation.args.iter().map(|a| bytes(a)).collect(),
+            dir: invocation.dir.as_ref().map(|d| bytes(d.as_os_str())),
             env,
             stdin: invocation.stdin.as_ref().map(|bytes| bytes.to_vec()),
             timeout_ms: invocation.timeout.map(|t| t.as_millis() as u64),
@@ -275,6 +261,10 @@ impl Spec {
                 .collect(),
         }
     }
+}
+
+fn bytes(text: &OsStr) -> Vec<u8> {
+    text.as_bytes().to_vec()
 }
 
 /// Follows a supervised run from `from`: its lines from there on, then its outcome. The

@@ -240,6 +240,18 @@ pub fn start_child(invocation: Invocation) -> Result<Running, ProcessError> {
     process::spawn(invocation)
 }
 
+/// Starts a child process for an entity's work under a supervisor of its own, in the run
+/// directory `dir` (see [`process::supervised`]): the child outlives annals, and the returned
+/// [`process::supervised::Supervision`] finds it again. `remove_at_end` are files the
+/// supervisor removes when the child ends (credentials handed to it).
+pub fn start_supervised(
+    invocation: Invocation,
+    dir: &std::path::Path,
+    remove_at_end: Vec<std::path::PathBuf>,
+) -> Result<(Running, process::supervised::Supervision), ProcessError> {
+    process::supervised::spawn(invocation, dir, remove_at_end)
+}
+
 /// A child's output fed to its entity, and how the child ended.
 #[derive(Debug)]
 pub struct ChildEnded {

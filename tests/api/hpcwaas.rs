@@ -880,11 +880,48 @@ async fn golden_bodies() {
 }
 
 /// `annals.toml` in `dir`, declaring [`workflows`]; its path.
+/// The workflows of the restart tests, besides the others.
+fn restart_workflows(dir: &Path) -> Vec<WorkflowSpec> {
+    // Numbered lines, a wait for the test's go-ahead (the step's own poll), more lines and
+    // an output, then a second step.
+    let mut counting = workflow(
+        "counting",
+        sh("for i in 1 2 3 4 5; do echo \"line $i\"; done; \
+            while [ ! -e \"$GO\" ]; do sleep 0.02; done; \
+            for i in 6 7 8 9 10; do echo \"line $i\"; done; \
+            echo 'count=10' >> \"$ANNALS_OUTPUTS\""),
+    );
+    counting.steps[0]
+        .env
+        .insert("GO".into(), dir.join("go").display().to_string());
+    counting.steps.push(StepSpec {
+        name: "after".into(),
+        command: sh("echo after"),
+        ..StepSpec::default()
+    });
+    counting.outputs = outputs(&["count"]);
+    let mut all = workflows(dir);
+    all.push(counting);
+    all.push(workflow("pid", sh("echo $$; exec /bin/sleep 1000")));
+    all
+}
+
 fn config_file(dir: &Path) -> std::path::PathBuf {
+    config_file_of(dir, workflows(dir), None)
+}
+
+fn config_file_of(
+    dir: &Path,
+    workflows: Vec<WorkflowSpec>,
+    on_restart: Option<&str>,
+) -> std::path::PathBuf {
     let mut section = toml::Table::new();
+    if let Some(how) = on_restart {
+        section.insert("on_restart".into(), how.into());
+    }
     section.insert(
         "workflows".into(),
-        toml::Value::try_from(workflows(dir)).unwrap(),
+        toml::Value::try_from(workflows).unwrap(),
     );
     let mut config = toml::Table::new();
     config.insert("hpcwaas".into(), toml::Value::Table(section));
@@ -893,25 +930,101 @@ fn config_file(dir: &Path) -> std::path::PathBuf {
     file
 }
 
-#[test]
-fn a_restart_fails_the_execution_that_was_running() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let file = config_file(dir.path());
-    let server = common::serve_data(&data, Some(&file), &[], &[]).expect("the server starts");
-    let base = format!("http://{}", server.address);
-    let client = reqwest_like::Client::new();
-    let id = client.trigger(&base, "demo@lab@sleep");
-    client.wait_for(&base, &id, |e| e["status"] == "RUNNING");
-    assert!(server.terminate().success());
+/// The configuration of the restart tests, with `[hpcwaas] on_restart` set to `how`.
+fn restart_config(dir: &Path, how: &str) -> std::path::PathBuf {
+    config_file_of(dir, restart_workflows(dir), Some(how))
+}
 
-    let server = common::serve_data(&data, Some(&file), &[], &[]).expect("the server starts again");
-    let base = format!("http://{}", server.address);
-    let execution = client.wait_for(&base, &id, |e| e["status"] == "FAILED");
-    assert_eq!(execution["reason"], "interrupted");
-    let logs = client.get(&base, &format!("/executions/{id}/logs?levels=8"));
-    common::app::assert_says(&logs, "/logs/0/content", "interrupted");
-    assert!(server.terminate().success());
+/// The contents of every line of an execution, in order.
+fn every_line(client: &reqwest_like::Client, base: &str, id: &str) -> Vec<String> {
+    contents(&client.get(
+        base,
+        &format!("/executions/{id}/logs?from=0&levels=15&size=1000"),
+    ))
+}
+
+/// Whether process `pid` runs (a zombie does not).
+fn runs(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rfind(')')
+            .is_some_and(|end| !stat[end + 1..].trim_start().starts_with('Z'))
+    })
+}
+
+/// A step goes on through a stop of annals, however it stops and whenever the step ends: the
+/// execution ends as it would have, with every line once, in order, and its outputs.
+#[test]
+fn a_running_step_goes_on_through_a_restart_of_annals() {
+    for (stop, go_while_down) in [("SIGKILL", false), ("SIGTERM", true)] {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let file = restart_config(dir.path(), "reattach");
+        let mut server = common::serve_data(&data, Some(&file), &[], &[]).expect("starts");
+        let base = format!("http://{}", server.address);
+        let client = reqwest_like::Client::new();
+        let id = client.trigger(&base, "demo@lab@counting");
+        common::poll(WAIT, "the first five lines", || {
+            (every_line(&client, &base, &id).len() == 5).then_some(())
+        });
+        if stop == "SIGKILL" {
+            server.child.kill().unwrap();
+            server.child.wait().unwrap();
+        } else {
+            assert!(server.stop().success());
+        }
+        if go_while_down {
+            std::fs::write(dir.path().join("go"), "").unwrap();
+        }
+        let server = common::serve_data(&data, Some(&file), &[], &[]).expect("starts again");
+        let base = format!("http://{}", server.address);
+        if !go_while_down {
+            std::fs::write(dir.path().join("go"), "").unwrap();
+        }
+        let done = client.wait_for(&base, &id, |e| e["status"] != "RUNNING");
+        assert_eq!(done["status"], "SUCCESS", "{stop}: {done}");
+        assert_eq!(done["outputs"], json!({"count": "10"}), "{stop}");
+        let mut expected: Vec<String> = (1..=10).map(|i| format!("line {i}")).collect();
+        expected.push("after".into());
+        assert_eq!(every_line(&client, &base, &id), expected, "{stop}");
+        assert!(server.terminate().success());
+    }
+}
+
+/// With `on_restart = "kill"`, a restart stops the running step and fails its execution as
+/// interrupted; with re-attachment, a cancellation after the restart stops the step.
+#[test]
+fn a_restart_kills_or_follows_the_running_step_as_configured() {
+    for how in ["kill", "reattach"] {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let file = restart_config(dir.path(), how);
+        let mut server = common::serve_data(&data, Some(&file), &[], &[]).expect("starts");
+        let base = format!("http://{}", server.address);
+        let client = reqwest_like::Client::new();
+        let id = client.trigger(&base, "demo@lab@pid");
+        let pid: u32 = common::poll(WAIT, "the step's pid", || {
+            every_line(&client, &base, &id).first()?.parse().ok()
+        });
+        server.child.kill().unwrap();
+        server.child.wait().unwrap();
+        assert!(runs(pid), "{how}: the step outlives annals");
+
+        let server = common::serve_data(&data, Some(&file), &[], &[]).expect("starts again");
+        let base = format!("http://{}", server.address);
+        if how == "kill" {
+            let execution = client.wait_for(&base, &id, |e| e["status"] == "FAILED");
+            assert_eq!(execution["reason"], "interrupted");
+            let logs = client.get(&base, &format!("/executions/{id}/logs?levels=8"));
+            common::app::assert_says(&logs, "/logs/0/content", "interrupted");
+        } else {
+            let (status, _, body) = client.send(&base, "DELETE", &format!("/executions/{id}"), "");
+            assert_eq!(status, 202, "{body}");
+            let execution = client.wait_for(&base, &id, |e| e["status"] == "CANCELLED");
+            assert_eq!(execution["status"], "CANCELLED");
+        }
+        common::poll(WAIT, "the step to be gone", || (!runs(pid)).then_some(()));
+        assert!(server.terminate().success());
+    }
 }
 
 #[test]

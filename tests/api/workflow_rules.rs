@@ -7,8 +7,10 @@ use std::collections::BTreeMap;
 use annals::domain::workflow::{
     CancelRequested, EndedAt, Ending, Execution, ExecutionCommand, ExecutionEvent, ExecutionFailed,
     ExecutionRejection, Level, LogLine, LogLinesDropped, OutputsRecorded, Requested, Status,
-    StepEnded, StepEndedEvent, StepStarted, WorkflowId, INTERRUPTED,
+    StepEnded, StepEndedEvent, StepOutputRead, StepStarted, StepSupervised, WorkflowId,
+    INTERRUPTED,
 };
+use annals::process::supervised::{Offsets, Supervision};
 use annals::runtime::testing::given;
 use annals::runtime::Entity;
 use chrono::{DateTime, Utc};
@@ -131,6 +133,7 @@ fn lines_past_the_limit_are_counted_not_kept() {
         .when(ExecutionCommand::RecordLines {
             lines: vec![line("a"), line("b"), line("c")],
             max_lines: 2,
+            read: None,
         })
         .then(vec![
             ExecutionEvent::LogLineRecorded(line("a")),
@@ -141,7 +144,73 @@ fn lines_past_the_limit_are_counted_not_kept() {
     refused_once_ended(ExecutionCommand::RecordLines {
         lines: vec![line("late")],
         max_lines: 10,
+        read: None,
     });
+}
+
+fn supervision() -> Supervision {
+    Supervision {
+        dir: "/data/hpcwaas-work/x-0/run".into(),
+        supervisor: 100,
+        group: 101,
+        boot: "boot".into(),
+    }
+}
+
+#[test]
+fn a_supervised_step_records_how_far_its_output_was_read_until_it_ends() {
+    let supervised = ExecutionEvent::StepSupervised(StepSupervised {
+        index: 0,
+        run: supervision(),
+        at: t(2),
+    });
+    let state = given::<Execution>([requested(), started()])
+        .at(t(2))
+        .when(ExecutionCommand::SuperviseStep {
+            index: 0,
+            run: supervision(),
+        })
+        .then(vec![supervised.clone()]);
+    assert_eq!(state.run.map(|run| run.read), Some(Offsets::default()));
+    given::<Execution>([requested(), started()])
+        .when(ExecutionCommand::SuperviseStep {
+            index: 1,
+            run: supervision(),
+        })
+        .then_rejected(ExecutionRejection::WrongStep(1));
+    let read = Offsets {
+        stdout: 12,
+        stderr: 3,
+    };
+    let state = given::<Execution>([requested(), started(), supervised.clone()])
+        .at(t(2))
+        .when(ExecutionCommand::RecordLines {
+            lines: vec![line("a")],
+            max_lines: 10,
+            read: Some(read),
+        })
+        .then(vec![
+            ExecutionEvent::LogLineRecorded(line("a")),
+            ExecutionEvent::StepOutputRead(StepOutputRead {
+                index: 0,
+                read,
+                at: t(2),
+            }),
+        ]);
+    let run = state.run.expect("the step runs");
+    assert_eq!(
+        (run.index, run.read, run.supervision),
+        (0, read, supervision())
+    );
+    let state = given::<Execution>([requested(), started(), supervised])
+        .at(t(3))
+        .when(end_step(0))
+        .then(vec![ExecutionEvent::StepEnded(StepEndedEvent {
+            index: 0,
+            ended: ended(),
+            at: t(3),
+        })]);
+    assert_eq!(state.run, None, "an ended step has no run to re-attach to");
 }
 
 #[test]

@@ -132,6 +132,8 @@ pub async fn start_server_with_log(
     config: &annals::config::Config,
     clock: std::sync::Arc<dyn annals::runtime::Clock>,
 ) -> (annals::startup::Addresses, EventLog) {
+    // The supervisors of child processes are the annals binary, not this test binary.
+    annals::process::supervised::use_supervisor(env!("CARGO_BIN_EXE_annals"));
     let log = EventLog::open(&config.data, config.log_options()).expect("the log opens");
     let application = annals::startup::Application::build(config, log.clone(), clock)
         .await

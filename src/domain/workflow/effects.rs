@@ -13,9 +13,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::catalogue::{Catalogue, InputKind, Workflow};
-use super::{Ending, Execution, ExecutionCommand, ExecutionEvent, Level, LogLine, StepEnded};
+use super::{
+    Ending, Execution, ExecutionCommand, ExecutionEvent, ExecutionState, Level, LogLine, StepEnded,
+    StepRun,
+};
 use crate::domain::sshkey::SshKeys;
 use crate::events::Metadata;
+use crate::process::supervised::{self, Offsets};
 use crate::process::{self, Canceller, Exit, Invocation, Stream};
 use crate::runtime::effects::{self, FeedLimits, Taken};
 use crate::runtime::{Clock, Effects, Entities};
@@ -39,6 +43,9 @@ pub struct RunLimits {
     pub max_log_lines: usize,
     /// The most bytes of a step's outputs file that are read.
     pub max_output_bytes: usize,
+    /// Whether a restart follows the steps a previous process left running (else it stops
+    /// them).
+    pub reattach: bool,
 }
 
 /// What the runner knows of a running execution, for cancellation.
@@ -80,22 +87,136 @@ impl Runner {
     }
 }
 
-/// Empties the directory of scratch directories: whatever a crash left there (a private key
-/// among them) goes.
-pub fn prepare_work_dir(dir: &Path) -> std::io::Result<()> {
-    match std::fs::remove_dir_all(dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
+/// Empties the directory of scratch directories but those of the steps `keep` names (steps
+/// that run on, re-attached): whatever else a crash left there (a private key among them)
+/// goes.
+pub fn prepare_work_dir(dir: &Path, keep: &[String]) -> std::io::Result<()> {
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
-        .create(dir)
+        .create(dir)?;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if keep.iter().any(|name| entry.file_name() == name.as_str()) {
+            continue;
+        }
+        let path = entry.path();
+        match entry.file_type()?.is_dir() {
+            true => std::fs::remove_dir_all(&path)?,
+            false => std::fs::remove_file(&path)?,
+        }
+    }
+    Ok(())
 }
+
+/// The name of step `index`'s scratch directory under the work directory.
+pub fn scratch_name(execution: &str, index: usize) -> String {
+    format!("{execution}-{index}")
+}
+
+/// The supervised run directory of a step, inside its scratch directory.
+const RUN_DIR: &str = "run";
 
 fn lock(controls: &Controls) -> std::sync::MutexGuard<'_, HashMap<String, Control>> {
     controls.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Runner {
+    /// A run of `workflow` for execution `id`, from step `first` on, re-attached to `attach`
+    /// (the step `first`, still running under its supervisor) when given.
+    fn run(
+        &self,
+        id: &str,
+        workflow: Workflow,
+        requested: &super::Requested,
+        entities: &Entities<Execution>,
+        first: usize,
+        attach: Option<StepRun>,
+    ) -> Run {
+        lock(&self.controls).insert(id.to_owned(), Control::default());
+        Run {
+            id: id.to_owned(),
+            workflow,
+            inputs: requested.inputs.clone(),
+            by: requested.by.clone(),
+            entities: entities.clone(),
+            keys: self.keys.clone(),
+            clock: self.clock.clone(),
+            limits: self.limits.clone(),
+            work_dir: self.work_dir.clone(),
+            controls: self.controls.clone(),
+            full: std::cell::Cell::new(false),
+            first,
+            attach: std::cell::RefCell::new(attach),
+            read: std::cell::Cell::new(Offsets::default()),
+        }
+    }
+
+    /// What to do with an execution a previous process left running. With re-attachment on,
+    /// one whose step runs on under its supervisor (`state.run`) goes on: that step is
+    /// followed from where its output was recorded, then the steps after it run (a
+    /// cancellation already asked for stops the step). Anything else is stopped: whatever
+    /// program the last started step left is killed, and `None` leaves the execution for
+    /// the caller to settle as interrupted.
+    pub fn resume(
+        &self,
+        id: &str,
+        state: &ExecutionState,
+        entities: &Entities<Execution>,
+    ) -> Option<Resumed> {
+        let resumable = || {
+            let (requested, run) = (state.requested.as_ref()?, state.run.clone()?);
+            let workflow = self.catalogue.get(&requested.workflow).cloned()?;
+            let index = run.index as usize;
+            (self.limits.reattach && index < workflow.steps.len())
+                .then_some((requested, workflow, run, index))
+        };
+        let Some((requested, workflow, run, index)) = resumable() else {
+            self.stop_left_running(id, state);
+            return None;
+        };
+        let resumed = self.run(id, workflow, requested, entities, index, Some(run));
+        if state.status == Some(super::Status::Cancelling) {
+            if let Some(control) = lock(&self.controls).get_mut(id) {
+                control.cancelled = true;
+            }
+        }
+        Some(Resumed {
+            scratch: scratch_name(id, index),
+            run: resumed,
+        })
+    }
+
+    /// Kills what the last started step of an execution that does not go on left running:
+    /// through its supervisor, or, the supervisor gone, its group.
+    fn stop_left_running(&self, id: &str, state: &ExecutionState) {
+        if let Some(run) = &state.run {
+            if !supervised::kill(&run.supervision.dir) {
+                supervised::kill_lost(&run.supervision);
+            }
+        }
+        // A step whose start was recorded but not its supervisor's: its run directory tells.
+        if let Some(step) = state.steps.last().filter(|step| step.ended.is_none()) {
+            let dir = self
+                .work_dir
+                .join(scratch_name(id, step.index as usize))
+                .join(RUN_DIR);
+            supervised::kill(&dir);
+        }
+    }
+}
+
+/// An execution that goes on after a restart, not yet started again.
+pub struct Resumed {
+    /// The scratch directory its running step keeps.
+    pub scratch: String,
+    run: Run,
+}
+
+impl Resumed {
+    pub fn start(self) {
+        actix_rt::spawn(self.run.run());
+    }
 }
 
 impl Effects<Execution> for Runner {
@@ -125,20 +246,7 @@ impl Effects<Execution> for Runner {
                         });
                         continue;
                     };
-                    lock(&self.controls).insert(id.to_owned(), Control::default());
-                    let run = Run {
-                        id: id.to_owned(),
-                        workflow,
-                        inputs: requested.inputs.clone(),
-                        by: requested.by.clone(),
-                        entities: entities.clone(),
-                        keys: self.keys.clone(),
-                        clock: self.clock.clone(),
-                        limits: self.limits.clone(),
-                        work_dir: self.work_dir.clone(),
-                        controls: self.controls.clone(),
-                        full: std::cell::Cell::new(false),
-                    };
+                    let run = self.run(id, workflow, requested, entities, 0, None);
                     actix_rt::spawn(run.run());
                 }
                 ExecutionEvent::CancelRequested(_) => {
@@ -171,6 +279,12 @@ struct Run {
     /// recorded as one count per step, so that a step that writes without end does not grow
     /// the log without end.
     full: std::cell::Cell<bool>,
+    /// The step to start from.
+    first: usize,
+    /// The first step's run, when it runs on from a previous process: followed, not started.
+    attach: std::cell::RefCell<Option<StepRun>>,
+    /// Where the running step's output goes on after the last recorded line.
+    read: std::cell::Cell<Offsets>,
 }
 
 /// How one step went.
@@ -212,16 +326,18 @@ impl Run {
         self.send(ExecutionCommand::RecordLines {
             lines: vec![line],
             max_lines: self.limits.max_log_lines,
+            read: None,
         })
         .await;
     }
 
     async fn steps(&self) -> Ending {
-        for index in 0..self.workflow.steps.len() {
-            if self.cancelled() {
+        for index in self.first..self.workflow.steps.len() {
+            let attaching = self.attach.borrow().is_some();
+            if self.cancelled() && !attaching {
                 return Ending::Cancelled;
             }
-            let scratch = self.work_dir.join(format!("{}-{index}", self.id));
+            let scratch = self.work_dir.join(scratch_name(&self.id, index));
             let result = self.step(index, &scratch).await;
             let removed = off_thread(move || match std::fs::remove_dir_all(&scratch) {
                 Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
@@ -247,7 +363,11 @@ impl Run {
     /// The step's invocation: its program and arguments, its environment with the inputs as
     /// `INPUT_<NAME>` (an ssh key as the path of a 0600 file in the scratch directory) and
     /// `ANNALS_OUTPUTS`.
-    async fn invocation(&self, index: usize, scratch: &Path) -> Result<Invocation, String> {
+    async fn invocation(
+        &self,
+        index: usize,
+        scratch: &Path,
+    ) -> Result<(Invocation, Vec<PathBuf>), String> {
         let step = &self.workflow.steps[index];
         let outputs = scratch.join("outputs");
         let (dir, file) = (scratch.to_owned(), outputs.clone());
@@ -265,12 +385,12 @@ impl Run {
                 .map_err(|e| format!("the outputs file could not be made: {e}"))
         })
         .await??;
-        let mut invocation = Invocation::new(&step.program)
+        let mut invocation = self
+            .output_limits(Invocation::new(&step.program))
             .args(&step.args)
             .current_dir(step.dir.clone().unwrap_or_else(|| scratch.to_owned()))
-            .kill_grace(self.limits.kill_grace)
-            .max_line_bytes(self.limits.max_line_bytes)
-            .max_capture_bytes(0);
+            .kill_grace(self.limits.kill_grace);
+        let mut key_files = Vec::new();
         if let Some(timeout) = step.timeout {
             invocation = invocation.timeout(timeout);
         }
@@ -296,12 +416,48 @@ impl Run {
                     off_thread(move || write_private(&file, key.expose()))
                         .await?
                         .map_err(|e| format!("input {name}: the key file: {e}"))?;
+                    key_files.push(path.clone());
                     path.display().to_string()
                 }
             };
             invocation = invocation.env(&input.variable, value);
         }
-        Ok(invocation.env(OUTPUTS_VAR, outputs))
+        Ok((invocation.env(OUTPUTS_VAR, outputs), key_files))
+    }
+
+    /// How a step's output is read: lines up to the configured length, nothing captured raw.
+    fn output_limits(&self, invocation: Invocation) -> Invocation {
+        invocation
+            .max_line_bytes(self.limits.max_line_bytes)
+            .max_capture_bytes(0)
+    }
+
+    /// Starts step `index` under its supervisor and records where it runs; or, for the step a
+    /// previous process left running, follows it from where its output was recorded.
+    async fn start(&self, index: usize, scratch: &Path) -> Result<process::Running, String> {
+        let attached = self.attach.borrow_mut().take();
+        if let Some(run) = attached {
+            self.read.set(run.read);
+            let limits = self.output_limits(Invocation::new("step"));
+            return Ok(supervised::attach(&run.supervision, run.read, &limits));
+        }
+        let step = &self.workflow.steps[index];
+        self.send(ExecutionCommand::StartStep {
+            index: index as u32,
+            name: step.name.clone(),
+        })
+        .await;
+        self.read.set(Offsets::default());
+        let (invocation, key_files) = self.invocation(index, scratch).await?;
+        let (running, run) =
+            effects::start_supervised(invocation, &scratch.join(RUN_DIR), key_files)
+                .map_err(|e| e.to_string())?;
+        self.send(ExecutionCommand::SuperviseStep {
+            index: index as u32,
+            run,
+        })
+        .await;
+        Ok(running)
     }
 
     /// Ends step `index` as not run and fails the execution with `reason`.
@@ -317,16 +473,7 @@ impl Run {
     async fn step(&self, index: usize, scratch: &Path) -> StepResult {
         let step = &self.workflow.steps[index];
         let step_index = index as u32;
-        self.send(ExecutionCommand::StartStep {
-            index: step_index,
-            name: step.name.clone(),
-        })
-        .await;
-        let spawned = match self.invocation(index, scratch).await {
-            Ok(invocation) => effects::start_child(invocation).map_err(|e| e.to_string()),
-            Err(reason) => Err(reason),
-        };
-        let running = match spawned {
+        let running = match self.start(index, scratch).await {
             Ok(running) => running,
             Err(reason) => {
                 // The execution's last line gives the reason.
@@ -455,11 +602,27 @@ impl Run {
         let ended = effects::feed_child(
             running,
             &limits,
-            |line| self.log_line(line),
+            |line| ReadLine {
+                stream: line.stream,
+                offset: line.offset,
+                line: self.log_line(line),
+            },
             |lines| {
+                let mut read = self.read.get();
+                let lines = lines
+                    .into_iter()
+                    .map(|item| {
+                        match item.stream {
+                            Stream::Stdout => read.stdout = item.offset,
+                            Stream::Stderr => read.stderr = item.offset,
+                        }
+                        item.line
+                    })
+                    .collect();
                 let command = ExecutionCommand::RecordLines {
                     lines,
                     max_lines: self.limits.max_log_lines,
+                    read: Some(read),
                 };
                 async move {
                     match self
@@ -468,6 +631,7 @@ impl Run {
                         .await
                     {
                         Ok(executed) => {
+                            self.read.set(read);
                             let full = executed
                                 .events
                                 .iter()
@@ -510,9 +674,16 @@ impl Run {
     }
 }
 
-impl effects::Weigh for LogLine {
+/// A line of a step's output, with where its stream goes on after it.
+struct ReadLine {
+    line: LogLine,
+    stream: Stream,
+    offset: u64,
+}
+
+impl effects::Weigh for ReadLine {
     fn bytes(&self) -> usize {
-        self.content.len()
+        self.line.content.len()
     }
 }
 

@@ -15,6 +15,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::events::codec::domain_events;
+use crate::process::supervised::{Offsets, Supervision};
 use crate::runtime::entity::{Ctx, Entity};
 pub use catalogue::{Catalogue, InputKind, Workflow, WorkflowId, WorkflowSpec};
 pub use service::{Executions, ExecutionsError};
@@ -129,6 +130,16 @@ pub struct StepRecord {
     pub ended: Option<StepEnded>,
 }
 
+/// The step running under a supervisor, and how far its output was recorded: what a restart
+/// re-attaches to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepRun {
+    pub index: u32,
+    pub supervision: Supervision,
+    /// Where each output stream goes on after the last recorded line.
+    pub read: Offsets,
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExecutionState {
     /// `None` until requested.
@@ -144,6 +155,9 @@ pub struct ExecutionState {
     pub reason: Option<String>,
     #[serde(default, with = "chrono::serde::ts_microseconds_option")]
     pub ended_at: Option<DateTime<Utc>>,
+    /// The running step's supervised run, until the step ends.
+    #[serde(default)]
+    pub run: Option<StepRun>,
 }
 
 /// How an execution ended, as the runner reports it.
@@ -166,10 +180,17 @@ pub enum ExecutionCommand {
         index: u32,
         name: String,
     },
+    /// The running step's program started under its supervisor.
+    SuperviseStep {
+        index: u32,
+        run: Supervision,
+    },
     /// Records lines as they arrived; past `max_lines` kept lines, the rest are only counted.
+    /// `read`: where the running step's output goes on after these lines, recorded with them.
     RecordLines {
         lines: Vec<LogLine>,
         max_lines: usize,
+        read: Option<Offsets>,
     },
     /// Counts lines the runner did not send once the execution was full: one event for all
     /// of a step's, instead of one per batch.
@@ -212,7 +233,17 @@ domain_events! {
             pub index: u32,
             pub name: String,
         },
+        /// The step's program runs under a supervisor: where, so that a restart finds it.
+        StepSupervised version 1 {
+            pub index: u32,
+            pub run: Supervision,
+        },
         LogLineRecorded(LogLine) version 1,
+        /// How far the running step's output was read: recorded with the lines read up to there.
+        StepOutputRead version 1 {
+            pub index: u32,
+            pub read: Offsets,
+        },
         LogLinesDropped(LogLinesDropped) version 1,
         StepEnded(StepEndedEvent) version 1,
         OutputsRecorded(OutputsRecorded) version 1,
@@ -281,6 +312,15 @@ impl ExecutionState {
             outputs: self.outputs.clone(),
             reason: self.reason.clone(),
             ended_at: self.ended_at,
+            run: self.run.clone(),
+        }
+    }
+
+    /// Refuses unless step `index` is the one running.
+    fn running_step(&self, index: u32) -> Result<(), ExecutionRejection> {
+        match self.steps.last() {
+            Some(step) if step.index == index && step.ended.is_none() => Ok(()),
+            _ => Err(ExecutionRejection::WrongStep(index)),
         }
     }
 
@@ -295,7 +335,8 @@ impl ExecutionState {
 
 impl Entity for Execution {
     const KIND: &'static str = "execution";
-    const STATE_VERSION: u32 = 1;
+    /// 2: the state keeps the running step's supervised run.
+    const STATE_VERSION: u32 = 2;
 
     type State = ExecutionState;
     type Command = ExecutionCommand;
@@ -332,7 +373,20 @@ impl Entity for Execution {
                     at: now,
                 })])
             }
-            ExecutionCommand::RecordLines { lines, max_lines } => {
+            ExecutionCommand::SuperviseStep { index, run } => {
+                state.live()?;
+                state.running_step(*index)?;
+                Ok(vec![ExecutionEvent::StepSupervised(StepSupervised {
+                    index: *index,
+                    run: run.clone(),
+                    at: now,
+                })])
+            }
+            ExecutionCommand::RecordLines {
+                lines,
+                max_lines,
+                read,
+            } => {
                 state.live()?;
                 let room = max_lines.saturating_sub(state.logs.len());
                 let mut events: Vec<ExecutionEvent> = lines
@@ -345,6 +399,13 @@ impl Entity for Execution {
                 if dropped > 0 {
                     events.push(ExecutionEvent::LogLinesDropped(LogLinesDropped {
                         count: dropped,
+                    }));
+                }
+                if let (Some(read), Some(run)) = (read, &state.run) {
+                    events.push(ExecutionEvent::StepOutputRead(StepOutputRead {
+                        index: run.index,
+                        read: *read,
+                        at: now,
                     }));
                 }
                 Ok(events)
@@ -360,10 +421,7 @@ impl Entity for Execution {
             }
             ExecutionCommand::EndStep { index, ended } => {
                 state.live()?;
-                match state.steps.last() {
-                    Some(step) if step.index == *index && step.ended.is_none() => {}
-                    _ => return Err(ExecutionRejection::WrongStep(*index)),
-                }
+                state.running_step(*index)?;
                 Ok(vec![ExecutionEvent::StepEnded(StepEndedEvent {
                     index: *index,
                     ended: ended.clone(),
@@ -451,9 +509,24 @@ impl Entity for Execution {
                 started_at: e.at,
                 ended: None,
             }),
+            ExecutionEvent::StepSupervised(e) => {
+                state.run = Some(StepRun {
+                    index: e.index,
+                    supervision: e.run.clone(),
+                    read: Offsets::default(),
+                });
+            }
+            ExecutionEvent::StepOutputRead(e) => {
+                if let Some(run) = state.run.as_mut().filter(|run| run.index == e.index) {
+                    run.read = e.read;
+                }
+            }
             ExecutionEvent::LogLineRecorded(line) => state.logs.push(line.clone()),
             ExecutionEvent::LogLinesDropped(e) => state.dropped_lines += e.count,
             ExecutionEvent::StepEnded(e) => {
+                if state.run.as_ref().is_some_and(|run| run.index == e.index) {
+                    state.run = None;
+                }
                 if let Some(step) = state.steps.iter_mut().rev().find(|s| s.index == e.index) {
                     step.ended = Some(e.ended.clone());
                 }

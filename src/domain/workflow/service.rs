@@ -125,24 +125,46 @@ impl Executions {
         work_dir: std::path::PathBuf,
     ) -> anyhow::Result<Executions> {
         let Core { log, clock, .. } = core.clone();
-        effects::prepare_work_dir(&work_dir)?;
         let model = start_read_model(ExecutionsModel, &log, STARTUP_WAIT).await?;
-        let runner = Runner::new(
+        let runner = Arc::new(Runner::new(
             catalogue.clone(),
             keys.clone(),
             clock.clone(),
             limits,
-            work_dir,
-        );
-        let entities = core.entities_with(Arc::new(runner));
+            work_dir.clone(),
+        ));
+        let entities = core.entities_with(runner.clone());
         let running = reconcile::track_in_progress::<Execution>(&log)?;
-        let settled = reconcile::reconcile(&log, &entities, &running, STARTUP_WAIT).await?;
-        if !settled.is_empty() {
+        running.wait_for(log.head(), STARTUP_WAIT).await?;
+        let ids: Vec<String> = running.read(|view| view.state.iter().cloned().collect());
+        let (mut resumed, mut interrupted) = (Vec::new(), 0);
+        for id in ids {
+            let goes_on = match entities.state(&id).await {
+                Ok((_, state)) => runner.resume(&id, &state, &entities),
+                Err(_) => None,
+            };
+            match goes_on {
+                Some(run) => resumed.push(run),
+                None => {
+                    interrupted += 1;
+                    if let Err(error) = entities.reconcile(&id).await {
+                        tracing::warn!(%id, %error, "could not settle an execution after restart");
+                    }
+                }
+            }
+        }
+        let keep: Vec<String> = resumed.iter().map(|run| run.scratch.clone()).collect();
+        effects::prepare_work_dir(&work_dir, &keep)?;
+        if !resumed.is_empty() {
+            tracing::info!(count = resumed.len(), "executions go on after a restart");
+        }
+        if interrupted > 0 {
             tracing::info!(
-                count = settled.len(),
+                count = interrupted,
                 "failed executions interrupted by a stop"
             );
         }
+        resumed.into_iter().for_each(effects::Resumed::start);
         Ok(Executions {
             entities,
             model,
