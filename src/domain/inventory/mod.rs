@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::events::codec::domain_events;
-use crate::runtime::entity::{Ctx, Entity};
+use crate::runtime::entity::{Ctx, Decision, Entity};
 pub use service::{Inventory, InventoryError};
 pub use values::{InvalidReport, VersionReport};
 
@@ -119,19 +119,10 @@ pub fn host_entity_id(host: &str) -> String {
 }
 
 impl Entity for HostRecord {
-    const KIND: &'static str = "host";
-    const STATE_VERSION: u32 = 1;
+    crate::entity_types!("host" version 1, state HostState,
+        HostCommand => HostEvent, rejected HostRejection);
 
-    type State = HostState;
-    type Command = HostCommand;
-    type Event = HostEvent;
-    type Rejection = HostRejection;
-
-    fn decide(
-        state: &HostState,
-        command: &HostCommand,
-        ctx: &Ctx,
-    ) -> Result<Vec<HostEvent>, HostRejection> {
+    fn decide(state: &HostState, command: &HostCommand, ctx: &Ctx) -> Decision<Self> {
         match command {
             HostCommand::Report {
                 report,

@@ -110,14 +110,15 @@ impl Projection for ResultsModel {
             return Ok(());
         }
         state.index.insert(id, state.rows.len());
+        let submitted = e.submitted;
         state.rows.push(ResultRow {
             id,
-            cpid: e.cpid,
-            duration_seconds: e.duration_seconds,
-            tests: e.tests,
-            blob: e.blob,
-            public_key: e.public_key,
-            by: e.by,
+            cpid: submitted.cpid,
+            duration_seconds: submitted.duration_seconds,
+            tests: submitted.tests,
+            blob: submitted.blob,
+            public_key: submitted.public_key,
+            by: submitted.by,
             created_at: e.at,
         });
         Ok(())

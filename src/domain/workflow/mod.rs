@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::events::codec::domain_events;
-use crate::runtime::entity::{Ctx, Entity};
+use crate::runtime::entity::{Ctx, Decision, Entity};
 pub use catalogue::{Catalogue, InputKind, Workflow, WorkflowId, WorkflowSpec};
 pub use service::{Executions, ExecutionsError};
 
@@ -294,19 +294,10 @@ impl ExecutionState {
 }
 
 impl Entity for Execution {
-    const KIND: &'static str = "execution";
-    const STATE_VERSION: u32 = 1;
+    crate::entity_types!("execution" version 1, state ExecutionState,
+        ExecutionCommand => ExecutionEvent, rejected ExecutionRejection);
 
-    type State = ExecutionState;
-    type Command = ExecutionCommand;
-    type Event = ExecutionEvent;
-    type Rejection = ExecutionRejection;
-
-    fn decide(
-        state: &ExecutionState,
-        command: &ExecutionCommand,
-        ctx: &Ctx,
-    ) -> Result<Vec<ExecutionEvent>, ExecutionRejection> {
+    fn decide(state: &ExecutionState, command: &ExecutionCommand, ctx: &Ctx) -> Decision<Self> {
         let now = ctx.now;
         match command {
             ExecutionCommand::Request {
