@@ -31,6 +31,7 @@ pub struct Submitted {
     /// The OpenSSH public key (`ssh-rsa <base64>`) whose signature of the body verified;
     /// `None` for an unsigned submission.
     pub public_key: Option<String>,
+    /// The account that submitted it, when the face asked for one: whose `signed` list it is in.
     pub by: Option<String>,
 }
 
@@ -90,19 +91,41 @@ impl Entity for Submission {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::blobs::BlobHash;
     use crate::events::DomainEvent;
 
-    /// The payload stays the one flat map of named fields it was when the event's struct listed
-    /// them itself: `Submitted`'s fields in order, then `at`, each value encoded on its own.
-    #[test]
-    fn the_payload_is_one_flat_map_of_named_fields() {
-        fn named<T: Serialize>(value: &T) -> Vec<u8> {
-            rmp_serde::to_vec_named(value).unwrap()
+    /// One value as MessagePack with named fields.
+    pub(crate) fn named<T: Serialize>(value: &T) -> Vec<u8> {
+        rmp_serde::to_vec_named(value).unwrap()
+    }
+
+    /// A map of these keys and encoded values, in this order, as a struct with these fields
+    /// encodes with named fields.
+    pub(crate) fn flat_map(entries: &[(&str, Vec<u8>)]) -> Vec<u8> {
+        let mut map = vec![0x80 | u8::try_from(entries.len()).unwrap()];
+        for (key, value) in entries {
+            map.extend(rmp_serde::to_vec(key).unwrap());
+            map.extend(value);
         }
-        let submitted = Submitted {
+        map
+    }
+
+    /// `Submitted`'s fields, in order, as a flat map holds them.
+    pub(crate) fn submitted_entries(s: &Submitted) -> Vec<(&'static str, Vec<u8>)> {
+        vec![
+            ("cpid", named(&s.cpid)),
+            ("duration_seconds", named(&s.duration_seconds)),
+            ("tests", named(&s.tests)),
+            ("blob", named(&s.blob)),
+            ("public_key", named(&s.public_key)),
+            ("by", named(&s.by)),
+        ]
+    }
+
+    pub(crate) fn submitted() -> Submitted {
+        Submitted {
             cpid: "c1".into(),
             duration_seconds: 42,
             tests: 300,
@@ -112,25 +135,21 @@ mod tests {
             },
             public_key: Some("ssh-rsa AAAA".into()),
             by: None,
-        };
+        }
+    }
+
+    /// The payload stays the one flat map of named fields it was when the event's struct listed
+    /// them itself: `Submitted`'s fields in order, then `at`, each value encoded on its own.
+    #[test]
+    fn the_payload_is_one_flat_map_of_named_fields() {
         let at = DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap();
         let event = SubmissionEvent::ResultsSubmitted(ResultsSubmitted {
-            submitted: submitted.clone(),
+            submitted: submitted(),
             at,
         });
-        let mut expected = vec![0x80 | 7];
-        for (key, value) in [
-            ("cpid", named(&submitted.cpid)),
-            ("duration_seconds", named(&submitted.duration_seconds)),
-            ("tests", named(&submitted.tests)),
-            ("blob", named(&submitted.blob)),
-            ("public_key", named(&submitted.public_key)),
-            ("by", named(&submitted.by)),
-            ("at", named(&at.timestamp_micros())),
-        ] {
-            expected.extend(rmp_serde::to_vec(key).unwrap());
-            expected.extend(value);
-        }
+        let mut entries = submitted_entries(&submitted());
+        entries.push(("at", named(&at.timestamp_micros())));
+        let expected = flat_map(&entries);
         assert_eq!(event.encode_payload(), expected);
         let decoded = SubmissionEvent::decode("ResultsSubmitted", 1, &expected).unwrap();
         assert_eq!(decoded, event);
