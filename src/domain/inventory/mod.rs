@@ -43,6 +43,21 @@ pub struct Version {
     pub last_update: DateTime<Utc>,
 }
 
+impl Version {
+    /// The version a report recorded, last updated when it was.
+    pub fn reported(e: &VersionReported) -> Version {
+        Version {
+            app_id: e.app_id.clone(),
+            app: e.app.clone(),
+            ver: e.ver.clone(),
+            host: e.host.clone(),
+            instance: e.instance,
+            host_ip: e.host_ip.clone(),
+            last_update: e.at,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct HostState {
     /// The host's name, fixed by its first report.
@@ -171,18 +186,9 @@ impl Entity for HostRecord {
         match event {
             HostEvent::VersionReported(e) => {
                 state.host.get_or_insert_with(|| e.host.clone());
-                state.versions.insert(
-                    version_key(&e.app_id, e.instance),
-                    Version {
-                        app_id: e.app_id.clone(),
-                        app: e.app.clone(),
-                        ver: e.ver.clone(),
-                        host: e.host.clone(),
-                        instance: e.instance,
-                        host_ip: e.host_ip.clone(),
-                        last_update: e.at,
-                    },
-                );
+                state
+                    .versions
+                    .insert(version_key(&e.app_id, e.instance), Version::reported(e));
             }
             HostEvent::VersionExpired(e) => {
                 state.versions.remove(&version_key(&e.app_id, e.instance));
