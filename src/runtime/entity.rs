@@ -35,11 +35,7 @@ pub trait Entity: Sized + Send + 'static {
 
     /// Holds every rule: given the current state, what happens when this command arrives.
     /// An `Err` writes nothing.
-    fn decide(
-        state: &Self::State,
-        command: &Self::Command,
-        ctx: &Ctx,
-    ) -> Result<Vec<Self::Event>, Self::Rejection>;
+    fn decide(state: &Self::State, command: &Self::Command, ctx: &Ctx) -> Decision<Self>;
 
     /// Folds one event into the state. No I/O, no clock, no randomness; it never fails, because
     /// the event already happened.
@@ -57,6 +53,36 @@ pub trait Entity: Sized + Send + 'static {
     fn on_restart(_state: &Self::State) -> Option<Self::Command> {
         None
     }
+}
+
+/// What [`Entity::decide`] answers: the events to record, or why the command is refused.
+pub type Decision<E> = Result<Vec<<E as Entity>::Event>, <E as Entity>::Rejection>;
+
+/// What every entity kind says the same way at the head of its `impl Entity`: its stream
+/// category ([`Entity::KIND`]), its state's schema version and its state, command, event and
+/// rejection types:
+///
+/// ```text
+/// impl Entity for Job {
+///     entity_types!("job" version 1, state JobState,
+///         JobCommand => JobEvent, rejected JobRejection);
+///     fn decide(state: &JobState, command: &JobCommand, ctx: &Ctx) -> Decision<Self> { … }
+/// }
+/// ```
+#[macro_export]
+macro_rules! entity_types {
+    (
+        $kind:literal version $version:expr, state $state:ty,
+        $command:ty => $event:ty, rejected $rejection:ty
+    ) => {
+        const KIND: &'static str = $kind;
+        const STATE_VERSION: u32 = $version;
+
+        type State = $state;
+        type Command = $command;
+        type Event = $event;
+        type Rejection = $rejection;
+    };
 }
 
 /// Where time and new ids come from.

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::entity::{Ctx, Entity};
+use super::entity::{Ctx, Decision, Entity};
 use crate::events::codec::domain_events;
 
 /// The longest output line a job records, in bytes.
@@ -102,19 +102,10 @@ impl From<LineRecordedV1> for LineRecorded {
 }
 
 impl Entity for Job {
-    const KIND: &'static str = "job";
-    const STATE_VERSION: u32 = 1;
+    crate::entity_types!("job" version 1, state JobState,
+        JobCommand => JobEvent, rejected JobRejection);
 
-    type State = JobState;
-    type Command = JobCommand;
-    type Event = JobEvent;
-    type Rejection = JobRejection;
-
-    fn decide(
-        state: &JobState,
-        command: &JobCommand,
-        ctx: &Ctx,
-    ) -> Result<Vec<JobEvent>, JobRejection> {
+    fn decide(state: &JobState, command: &JobCommand, ctx: &Ctx) -> Decision<Self> {
         let running = || match state.status {
             JobStatus::Running => Ok(()),
             other => Err(JobRejection::NotRunning(other)),

@@ -17,7 +17,7 @@ pub mod testing;
 
 pub use blocking::blocking;
 pub use directory::{Effects, Entities, NoEffects, Stats};
-pub use entity::{Clock, Ctx, Entity, ManualClock, SystemClock};
+pub use entity::{Clock, Ctx, Decision, Entity, ManualClock, SystemClock};
 pub use host::{CommandError, CommandResult, Executed};
 pub use projection::{Projection, ProjectionHandle, ProjectionSettings, View};
 pub use settings::Settings;

@@ -15,7 +15,7 @@ use annals::runtime::job::{Job, JobCommand, JobEvent, JobRejection, JobState, Jo
 use annals::runtime::projection::{self, ProjectionError};
 use annals::runtime::state::{self, ReplayUntil};
 use annals::runtime::{
-    reconcile, CommandError, Ctx, Effects, Entities, Entity, NoEffects, Projection,
+    reconcile, CommandError, Ctx, Decision, Effects, Entities, Entity, NoEffects, Projection,
     ProjectionSettings, Settings, SystemClock,
 };
 use common::{fast, line, stream, TempLog};
@@ -245,18 +245,10 @@ async fn snapshots_are_written_every_n_events_and_used_on_activation() {
 struct JobNext;
 
 impl Entity for JobNext {
-    const KIND: &'static str = "job";
-    const STATE_VERSION: u32 = Job::STATE_VERSION + 1;
-    type State = JobState;
-    type Command = JobCommand;
-    type Event = JobEvent;
-    type Rejection = JobRejection;
+    annals::entity_types!("job" version Job::STATE_VERSION + 1, state JobState,
+        JobCommand => JobEvent, rejected JobRejection);
 
-    fn decide(
-        state: &JobState,
-        command: &JobCommand,
-        ctx: &Ctx,
-    ) -> Result<Vec<JobEvent>, JobRejection> {
+    fn decide(state: &JobState, command: &JobCommand, ctx: &Ctx) -> Decision<Self> {
         Job::decide(state, command, ctx)
     }
     fn apply(state: &mut JobState, event: &JobEvent) {

@@ -293,19 +293,14 @@ fn a_submission_records_its_results_once() {
         ResultsSubmitted, Submission, SubmissionCommand, SubmissionEvent, SubmissionRejection,
     };
     let event = SubmissionEvent::ResultsSubmitted(ResultsSubmitted {
-        cpid: "c1".into(),
-        duration_seconds: 42,
-        tests: 2,
-        blob: upload().blob,
-        public_key: Some("ssh-rsa AAAA".into()),
-        by: None,
+        submitted: submitted(),
         at: at(8),
     });
     let state = given::<Submission>([])
         .at(at(8))
         .when(SubmissionCommand::Submit(submitted()))
         .then(vec![event.clone()]);
-    assert_eq!(state.submitted.map(|s| s.tests), Some(2));
+    assert_eq!(state.submitted.map(|s| s.submitted.tests), Some(2));
     given::<Submission>([event.clone()])
         .when(SubmissionCommand::Submit(submitted()))
         .then_rejected(SubmissionRejection::AlreadySubmitted);

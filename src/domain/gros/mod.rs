@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::events::codec::domain_events;
-use crate::runtime::entity::{Ctx, Entity};
+use crate::runtime::entity::{Ctx, Decision, Entity};
 pub use service::{Gros, GrosError};
 pub use values::{AgentName, Measurement, ProjectKey};
 
@@ -205,19 +205,10 @@ pub enum AgentRejection {
 pub const INTERRUPTED: &str = "interrupted: the server stopped";
 
 impl Entity for GrosAgent {
-    const KIND: &'static str = "gros_agent";
-    const STATE_VERSION: u32 = 1;
+    crate::entity_types!("gros_agent" version 1, state AgentState,
+        AgentCommand => AgentEvent, rejected AgentRejection);
 
-    type State = AgentState;
-    type Command = AgentCommand;
-    type Event = AgentEvent;
-    type Rejection = AgentRejection;
-
-    fn decide(
-        state: &AgentState,
-        command: &AgentCommand,
-        ctx: &Ctx,
-    ) -> Result<Vec<AgentEvent>, AgentRejection> {
+    fn decide(state: &AgentState, command: &AgentCommand, ctx: &Ctx) -> Decision<Self> {
         let at = ctx.now;
         Ok(match command {
             AgentCommand::StartRegistration => {
@@ -452,19 +443,10 @@ pub enum ProjectRejection {
 }
 
 impl Entity for GrosProject {
-    const KIND: &'static str = "gros_project";
-    const STATE_VERSION: u32 = 1;
+    crate::entity_types!("gros_project" version 1, state ProjectState,
+        ProjectCommand => ProjectEvent, rejected ProjectRejection);
 
-    type State = ProjectState;
-    type Command = ProjectCommand;
-    type Event = ProjectEvent;
-    type Rejection = ProjectRejection;
-
-    fn decide(
-        state: &ProjectState,
-        command: &ProjectCommand,
-        ctx: &Ctx,
-    ) -> Result<Vec<ProjectEvent>, ProjectRejection> {
+    fn decide(state: &ProjectState, command: &ProjectCommand, ctx: &Ctx) -> Decision<Self> {
         Ok(match command {
             ProjectCommand::RecordSalts { secret } => match &state.salts_secret {
                 Some(known) if known == secret => vec![],

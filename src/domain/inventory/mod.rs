@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::events::codec::domain_events;
-use crate::runtime::entity::{Ctx, Entity};
+use crate::runtime::entity::{Ctx, Decision, Entity};
 pub use service::{Inventory, InventoryError};
 pub use values::{InvalidReport, VersionReport};
 
@@ -41,6 +41,21 @@ pub struct Version {
     pub host_ip: String,
     #[serde(with = "chrono::serde::ts_microseconds")]
     pub last_update: DateTime<Utc>,
+}
+
+impl Version {
+    /// The version a report recorded, last updated when it was.
+    pub fn reported(e: &VersionReported) -> Version {
+        Version {
+            app_id: e.app_id.clone(),
+            app: e.app.clone(),
+            ver: e.ver.clone(),
+            host: e.host.clone(),
+            instance: e.instance,
+            host_ip: e.host_ip.clone(),
+            last_update: e.at,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -119,19 +134,10 @@ pub fn host_entity_id(host: &str) -> String {
 }
 
 impl Entity for HostRecord {
-    const KIND: &'static str = "host";
-    const STATE_VERSION: u32 = 1;
+    crate::entity_types!("host" version 1, state HostState,
+        HostCommand => HostEvent, rejected HostRejection);
 
-    type State = HostState;
-    type Command = HostCommand;
-    type Event = HostEvent;
-    type Rejection = HostRejection;
-
-    fn decide(
-        state: &HostState,
-        command: &HostCommand,
-        ctx: &Ctx,
-    ) -> Result<Vec<HostEvent>, HostRejection> {
+    fn decide(state: &HostState, command: &HostCommand, ctx: &Ctx) -> Decision<Self> {
         match command {
             HostCommand::Report {
                 report,
@@ -180,18 +186,9 @@ impl Entity for HostRecord {
         match event {
             HostEvent::VersionReported(e) => {
                 state.host.get_or_insert_with(|| e.host.clone());
-                state.versions.insert(
-                    version_key(&e.app_id, e.instance),
-                    Version {
-                        app_id: e.app_id.clone(),
-                        app: e.app.clone(),
-                        ver: e.ver.clone(),
-                        host: e.host.clone(),
-                        instance: e.instance,
-                        host_ip: e.host_ip.clone(),
-                        last_update: e.at,
-                    },
-                );
+                state
+                    .versions
+                    .insert(version_key(&e.app_id, e.instance), Version::reported(e));
             }
             HostEvent::VersionExpired(e) => {
                 state.versions.remove(&version_key(&e.app_id, e.instance));

@@ -69,16 +69,7 @@ impl Projection for InventoryModel {
                     .entry(entity.to_owned())
                     .or_default()
                     .insert(key.clone());
-                let version = Version {
-                    app_id: e.app_id,
-                    app: e.app,
-                    ver: e.ver,
-                    host: e.host,
-                    instance: e.instance,
-                    host_ip: e.host_ip,
-                    last_update: e.at,
-                };
-                state.versions.insert(key, Arc::new(version));
+                state.versions.insert(key, Arc::new(Version::reported(&e)));
             }
             HostEvent::VersionExpired(e) => {
                 if let Some(keys) = state.by_host.get_mut(entity) {

@@ -9,8 +9,7 @@ use chrono::{DateTime, NaiveDateTime, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{Submission, SubmissionEvent};
-use crate::blobs::BlobRef;
+use super::{Submission, SubmissionEvent, Submitted};
 use crate::events::{CodecError, DomainEvent, RecordedEvent};
 use crate::runtime::Projection;
 
@@ -23,13 +22,9 @@ pub struct ResultsModel;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResultRow {
     pub id: Uuid,
-    pub cpid: String,
-    pub duration_seconds: u64,
-    pub tests: u64,
-    pub blob: BlobRef,
-    pub public_key: Option<String>,
-    /// The account that submitted it, when the face asked for one: whose `signed` list it is in.
-    pub by: Option<String>,
+    /// What it says; stored flat, beside `id` and `created_at`.
+    #[serde(flatten)]
+    pub submitted: Submitted,
     #[serde(with = "chrono::serde::ts_microseconds")]
     pub created_at: DateTime<Utc>,
 }
@@ -61,14 +56,18 @@ pub enum Visibility {
 impl ResultsFilter {
     fn admits(&self, row: &ResultRow) -> bool {
         let at = row.created_at.naive_utc().trunc_subsecs(0);
+        let submitted = &row.submitted;
         let visible = match &self.visibility {
-            Visibility::Unsigned => row.public_key.is_none(),
+            Visibility::Unsigned => submitted.public_key.is_none(),
             Visibility::SignedBy(account) => {
-                row.public_key.is_some() && row.by.as_deref() == Some(account.as_str())
+                submitted.public_key.is_some() && submitted.by.as_deref() == Some(account.as_str())
             }
         };
         visible
-            && self.cpid.as_ref().is_none_or(|cpid| *cpid == row.cpid)
+            && self
+                .cpid
+                .as_ref()
+                .is_none_or(|cpid| *cpid == submitted.cpid)
             && self.start.is_none_or(|start| at >= start)
             && self.end.is_none_or(|end| at <= end)
     }
@@ -112,12 +111,7 @@ impl Projection for ResultsModel {
         state.index.insert(id, state.rows.len());
         state.rows.push(ResultRow {
             id,
-            cpid: e.cpid,
-            duration_seconds: e.duration_seconds,
-            tests: e.tests,
-            blob: e.blob,
-            public_key: e.public_key,
-            by: e.by,
+            submitted: e.submitted,
             created_at: e.at,
         });
         Ok(())
@@ -167,20 +161,22 @@ impl ResultsState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::blobs::BlobHash;
+    use crate::blobs::{BlobHash, BlobRef};
 
     fn row(n: u128, cpid: &str, seconds: i64, signer: Option<(&str, &str)>) -> ResultRow {
         ResultRow {
             id: Uuid::from_u128(n),
-            cpid: cpid.into(),
-            duration_seconds: 1,
-            tests: 1,
-            blob: BlobRef {
-                sha256: BlobHash::of(b""),
-                size: 0,
+            submitted: Submitted {
+                cpid: cpid.into(),
+                duration_seconds: 1,
+                tests: 1,
+                blob: BlobRef {
+                    sha256: BlobHash::of(b""),
+                    size: 0,
+                },
+                public_key: signer.map(|(key, _)| key.into()),
+                by: signer.map(|(_, by)| by.into()),
             },
-            public_key: signer.map(|(key, _)| key.into()),
-            by: signer.map(|(_, by)| by.into()),
             // A fraction of a second past each whole second.
             created_at: DateTime::from_timestamp(seconds, 900_000_000).unwrap(),
         }
@@ -255,5 +251,24 @@ mod tests {
             full.page(NonZeroU64::MAX, &ResultsFilter::default()),
             Err(PastLastPage)
         );
+    }
+
+    /// A row, as the read model's checkpoint stores it, stays one flat map of named fields:
+    /// `id`, the submission's fields, `created_at`.
+    #[test]
+    fn a_stored_row_is_one_flat_map() {
+        use crate::domain::results::tests::{flat_map, named, submitted, submitted_entries};
+        let created_at = DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap();
+        let row = ResultRow {
+            id: Uuid::from_u128(7),
+            submitted: submitted(),
+            created_at,
+        };
+        let mut entries = vec![("id", named(&row.id))];
+        entries.extend(submitted_entries(&row.submitted));
+        entries.push(("created_at", named(&created_at.timestamp_micros())));
+        let expected = flat_map(&entries);
+        assert_eq!(named(&row), expected);
+        assert_eq!(rmp_serde::from_slice::<ResultRow>(&expected).unwrap(), row);
     }
 }

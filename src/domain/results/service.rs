@@ -135,7 +135,7 @@ impl Results {
         let (blobs, limits, hash) = (
             self.blobs.clone(),
             self.limits.clone(),
-            row.blob.sha256.clone(),
+            row.submitted.blob.sha256.clone(),
         );
         let results = blocking(move || -> Result<_, ResultsError> {
             let body = blobs.get(&hash)?;

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::blobs::BlobRef;
 use crate::domain::{is_name, string_newtype};
 use crate::events::codec::domain_events;
-use crate::runtime::entity::{Ctx, Entity};
+use crate::runtime::entity::{Ctx, Decision, Entity};
 pub use service::{Engines, EnginesError};
 
 /// The longest scan id a client may give, in bytes.
@@ -409,20 +409,11 @@ domain_events! {
 }
 
 impl Entity for ScanRecord {
-    const KIND: &'static str = "scan";
-    /// 2: the state notes whether the report was fetched.
-    const STATE_VERSION: u32 = 2;
+    // 2: the state notes whether the report was fetched.
+    crate::entity_types!("scan" version 2, state ScanState,
+        ScanCommand => ScanEvent, rejected ScanRejection);
 
-    type State = ScanState;
-    type Command = ScanCommand;
-    type Event = ScanEvent;
-    type Rejection = ScanRejection;
-
-    fn decide(
-        state: &ScanState,
-        command: &ScanCommand,
-        ctx: &Ctx,
-    ) -> Result<Vec<ScanEvent>, ScanRejection> {
+    fn decide(state: &ScanState, command: &ScanCommand, ctx: &Ctx) -> Decision<Self> {
         let now = ctx.now;
         // Commands of a scan's own work, which only a running scan takes.
         let running = || {

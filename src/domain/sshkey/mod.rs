@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::events::codec::domain_events;
-use crate::runtime::entity::{Ctx, Entity};
+use crate::runtime::entity::{Ctx, Decision, Entity};
 pub use service::{KeyType, Metadata, SshKeys, SshKeysError};
 
 /// One key.
@@ -72,19 +72,10 @@ domain_events! {
 }
 
 impl Entity for SshKey {
-    const KIND: &'static str = "ssh_key";
-    const STATE_VERSION: u32 = 1;
+    crate::entity_types!("ssh_key" version 1, state SshKeyState,
+        SshKeyCommand => SshKeyEvent, rejected SshKeyRejection);
 
-    type State = SshKeyState;
-    type Command = SshKeyCommand;
-    type Event = SshKeyEvent;
-    type Rejection = SshKeyRejection;
-
-    fn decide(
-        state: &SshKeyState,
-        command: &SshKeyCommand,
-        ctx: &Ctx,
-    ) -> Result<Vec<SshKeyEvent>, SshKeyRejection> {
+    fn decide(state: &SshKeyState, command: &SshKeyCommand, ctx: &Ctx) -> Decision<Self> {
         match command {
             SshKeyCommand::Create {
                 key_type,

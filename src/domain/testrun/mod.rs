@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use crate::blobs::BlobRef;
 use crate::events::codec::domain_events;
-use crate::runtime::entity::{Ctx, Entity};
+use crate::runtime::entity::{Ctx, Decision, Entity};
 use crate::testresults::{Format, Summary};
 pub use cloud::{Cloud, CloudSpec, InvalidCloud};
 pub use service::{TestRuns, TestRunsError};
@@ -143,19 +143,10 @@ domain_events! {
 }
 
 impl Entity for TestRunRecord {
-    const KIND: &'static str = "test_run";
-    const STATE_VERSION: u32 = 1;
+    crate::entity_types!("test_run" version 1, state TestRunState,
+        TestRunCommand => TestRunEvent, rejected TestRunRejection);
 
-    type State = TestRunState;
-    type Command = TestRunCommand;
-    type Event = TestRunEvent;
-    type Rejection = TestRunRejection;
-
-    fn decide(
-        state: &TestRunState,
-        command: &TestRunCommand,
-        ctx: &Ctx,
-    ) -> Result<Vec<TestRunEvent>, TestRunRejection> {
+    fn decide(state: &TestRunState, command: &TestRunCommand, ctx: &Ctx) -> Decision<Self> {
         match command {
             TestRunCommand::Open { cloud, by } => {
                 if state.opened.is_some() {

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::events::codec::domain_events;
 use crate::process::supervised::{Offsets, Supervision};
-use crate::runtime::entity::{Ctx, Entity};
+use crate::runtime::entity::{Ctx, Decision, Entity};
 pub use catalogue::{Catalogue, InputKind, Workflow, WorkflowId, WorkflowSpec};
 pub use service::{Executions, ExecutionsError};
 
@@ -334,20 +334,11 @@ impl ExecutionState {
 }
 
 impl Entity for Execution {
-    const KIND: &'static str = "execution";
-    /// 2: the state keeps the running step's supervised run.
-    const STATE_VERSION: u32 = 2;
+    // Version 2: the state keeps the running step's supervised run.
+    crate::entity_types!("execution" version 2, state ExecutionState,
+        ExecutionCommand => ExecutionEvent, rejected ExecutionRejection);
 
-    type State = ExecutionState;
-    type Command = ExecutionCommand;
-    type Event = ExecutionEvent;
-    type Rejection = ExecutionRejection;
-
-    fn decide(
-        state: &ExecutionState,
-        command: &ExecutionCommand,
-        ctx: &Ctx,
-    ) -> Result<Vec<ExecutionEvent>, ExecutionRejection> {
+    fn decide(state: &ExecutionState, command: &ExecutionCommand, ctx: &Ctx) -> Decision<Self> {
         let now = ctx.now;
         match command {
             ExecutionCommand::Request {

@@ -469,7 +469,7 @@ async fn submit_results(
 
 fn meta(row: &ResultRow) -> super::openapi::RefstackMeta {
     super::openapi::RefstackMeta {
-        public_key: row.public_key.clone(),
+        public_key: row.submitted.public_key.clone(),
     }
 }
 
@@ -497,7 +497,7 @@ async fn list_results(
         .map(|row| super::openapi::RefstackResultRow {
             id: row.id,
             created_at: super::list::shown_time(row.created_at),
-            duration_seconds: row.duration_seconds,
+            duration_seconds: row.submitted.duration_seconds,
             meta: meta(row),
             url: result_url(&request, row.id),
         })
@@ -545,11 +545,11 @@ async fn get_results(
         HttpResponse::Ok().json(super::openapi::RefstackResultDetail {
             id: row.id,
             created_at: super::list::shown_time(row.created_at),
-            duration_seconds: row.duration_seconds,
+            duration_seconds: row.submitted.duration_seconds,
             meta: meta(&row),
             url: result_url(&request, row.id),
             results: tests.into_iter().map(|test| test.name).collect(),
-            cpid: row.cpid,
+            cpid: row.submitted.cpid,
         }),
     )
 }
