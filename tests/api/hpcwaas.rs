@@ -900,8 +900,19 @@ fn restart_workflows(dir: &Path) -> Vec<WorkflowSpec> {
         ..StepSpec::default()
     });
     counting.outputs = outputs(&["count"]);
+    // Two steps that each say their pid, then 30 numbered lines a few milliseconds apart.
+    let ticking = |name: &str| {
+        format!("echo \"pid $$\"; for i in $(seq 1 30); do echo \"{name} $i\"; sleep 0.005; done")
+    };
+    let mut ticker = workflow("ticker", sh(&ticking("a")));
+    ticker.steps.push(StepSpec {
+        name: "b".into(),
+        command: sh(&ticking("b")),
+        ..StepSpec::default()
+    });
     let mut all = workflows(dir);
     all.push(counting);
+    all.push(ticker);
     all.push(workflow("pid", sh("echo $$; exec /bin/sleep 1000")));
     all
 }
@@ -988,6 +999,65 @@ fn a_running_step_goes_on_through_a_restart_of_annals() {
         assert_eq!(every_line(&client, &base, &id), expected, "{stop}");
         assert!(server.terminate().success());
     }
+}
+
+/// Twenty `kill -9`s of annals at chosen moments while steps run: after each restart no step
+/// of an ended execution is alive, and in the end every execution succeeds with each of its
+/// lines once, in order.
+#[test]
+fn steps_survive_a_campaign_of_kills() {
+    let _load = common::LOAD_TEST.blocking_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let file = restart_config(dir.path(), "reattach");
+    let client = reqwest_like::Client::new();
+    let mut ids: Vec<String> = Vec::new();
+    // A fixed sequence of kill moments (lines recorded before the kill), so a failure repeats.
+    let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+    for cycle in 0..20 {
+        let mut server = common::serve_data(&data, Some(&file), &[], &[]).expect("starts");
+        let base = format!("http://{}", server.address);
+        for id in &ids {
+            let execution = client.get(&base, &format!("/executions/{id}"));
+            if execution["status"] == "RUNNING" {
+                continue;
+            }
+            assert_eq!(execution["status"], "SUCCESS", "cycle {cycle}: {execution}");
+            for line in every_line(&client, &base, id) {
+                if let Some(pid) = line.strip_prefix("pid ") {
+                    let pid: u32 = pid.parse().unwrap();
+                    assert!(!runs(pid), "cycle {cycle}: a step of ended {id} runs on");
+                }
+            }
+        }
+        ids.push(client.trigger(&base, "demo@lab@ticker"));
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        let kill_after = 1 + (seed >> 33) % 60;
+        let newest = ids.last().unwrap().clone();
+        common::poll(WAIT, "lines before the kill", || {
+            let lines = every_line(&client, &base, &newest).len() as u64;
+            let ended = client.get(&base, &format!("/executions/{newest}"))["status"] != "RUNNING";
+            (lines >= kill_after || ended).then_some(())
+        });
+        server.child.kill().unwrap();
+        server.child.wait().unwrap();
+    }
+    let server = common::serve_data(&data, Some(&file), &[], &[]).expect("starts");
+    let base = format!("http://{}", server.address);
+    for id in &ids {
+        let done = client.wait_for(&base, id, |e| e["status"] != "RUNNING");
+        assert_eq!(done["status"], "SUCCESS", "{done}");
+        let lines: Vec<String> = every_line(&client, &base, id)
+            .into_iter()
+            .filter(|line| !line.starts_with("pid "))
+            .collect();
+        let expected: Vec<String> = ["a", "b"]
+            .iter()
+            .flat_map(|name| (1..=30).map(move |i| format!("{name} {i}")))
+            .collect();
+        assert_eq!(lines, expected, "{id}");
+    }
+    assert!(server.terminate().success());
 }
 
 /// With `on_restart = "kill"`, a restart stops the running step and fails its execution as
