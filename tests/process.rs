@@ -48,10 +48,11 @@ fn spawned(invocation: Invocation) -> (Running, u32) {
     (running, pgid)
 }
 
-/// Waits for the end of the run: how it ended, how its program exited, and whether its group
-/// had to be killed with SIGKILL.
-async fn ending(running: Running) -> (Ending, Exit, bool) {
+/// Waits for the end of the run and then for its process group `pgid` to be gone: how the run
+/// ended, how its program exited, and whether the group had to be killed with SIGKILL.
+async fn ended_and_gone(running: Running, pgid: u32) -> (Ending, Exit, bool) {
     let outcome = running.wait().await.expect("an outcome");
+    assert_group_gone(pgid).await;
     (outcome.ending, outcome.exit, outcome.forced)
 }
 
@@ -311,20 +312,18 @@ async fn a_timeout_kills_the_program_and_its_grandchildren() {
     let grandchild = background_pid(&mut running).await;
     assert!(process_alive(grandchild));
     // sh dies of the SIGTERM: the grace period was not needed.
-    let ended = ending(running).await;
+    let ended = ended_and_gone(running, pgid).await;
     assert_eq!(ended, (Ending::TimedOut, Exit::Signal(SIGTERM), false));
     assert_process_gone(grandchild).await;
-    assert_group_gone(pgid).await;
 }
 
 #[tokio::test]
 async fn a_timeout_uses_sigkill_when_sigterm_is_ignored() {
     let (mut running, pgid) = spawned(ignoring_sigterm().timeout(Duration::from_secs(1)));
     let grandchild = background_pid(&mut running).await;
-    let ended = ending(running).await;
+    let ended = ended_and_gone(running, pgid).await;
     assert_eq!(ended, (Ending::TimedOut, Exit::Signal(SIGKILL), true));
     assert_process_gone(grandchild).await;
-    assert_group_gone(pgid).await;
 }
 
 #[tokio::test]
@@ -337,9 +336,8 @@ async fn cancel_lets_a_program_that_handles_sigterm_exit_cleanly() {
     assert_eq!(expect_line(&mut running).await, out("ready"));
     running.canceller().cancel();
     assert_eq!(expect_line(&mut running).await, out("stopping"));
-    let ended = ending(running).await;
+    let ended = ended_and_gone(running, pgid).await;
     assert_eq!(ended, (Ending::Cancelled, Exit::Code(3), false));
-    assert_group_gone(pgid).await;
 }
 
 #[tokio::test]
@@ -350,10 +348,9 @@ async fn cancel_kills_a_program_that_ignores_sigterm_after_the_grace_period() {
     canceller.cancel();
     // A second request changes nothing.
     canceller.cancel();
-    let ended = ending(running).await;
+    let ended = ended_and_gone(running, pgid).await;
     assert_eq!(ended, (Ending::Cancelled, Exit::Signal(SIGKILL), true));
     assert_process_gone(grandchild).await;
-    assert_group_gone(pgid).await;
 }
 
 #[tokio::test]
