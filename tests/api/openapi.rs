@@ -395,7 +395,7 @@ fn openapi_form(pattern: &str) -> String {
 
 #[actix_rt::test]
 async fn the_document_is_openapi_3_1_json_whose_references_all_resolve() {
-    let (app, document) = spawn_documented().await;
+    let (_app, document) = spawn_documented().await;
     let version = document["openapi"].as_str().expect("an openapi version");
     assert!(version.starts_with("3.1."), "version {version}");
     assert_eq!(document["info"]["title"], "annals");
@@ -492,7 +492,7 @@ async fn every_routed_path_is_documented_and_every_documented_path_is_routed() {
 
 #[actix_rt::test]
 async fn operation_ids_are_unique() {
-    let (app, document) = spawn_documented().await;
+    let (_app, document) = spawn_documented().await;
     let mut seen = BTreeSet::new();
     for (path, method) in operations(&document) {
         let id = document["paths"][&path][&method]["operationId"]
