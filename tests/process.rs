@@ -11,6 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use annals::process::{self, Ending, Exit, Invocation, Line, ProcessError, Running, Stream};
+use libc::{SIGKILL, SIGTERM};
 
 /// How long a test waits for a killed process group to disappear.
 const GONE_WITHIN: Duration = Duration::from_secs(10);
@@ -34,11 +35,25 @@ fn without_offset(line: Line) -> Line {
     Line { offset: 0, ..line }
 }
 
+/// A script that ignores SIGTERM, so that only the SIGKILL after its short grace period ends
+/// it; its first line is the pid of its background sleep, printed once the trap is set.
+fn ignoring_sigterm() -> Invocation {
+    sh("trap '' TERM; sleep 1000 & echo $!; wait").kill_grace(Duration::from_millis(200))
+}
+
 /// Starts `invocation`; the run, and its process group (the program's pid).
 fn spawned(invocation: Invocation) -> (Running, u32) {
     let running = process::spawn(invocation).expect("starts");
     let pgid = running.pid();
     (running, pgid)
+}
+
+/// Waits for the end of the run and then for its process group `pgid` to be gone: how the run
+/// ended, how its program exited, and whether the group had to be killed with SIGKILL.
+async fn ended_and_gone(running: Running, pgid: u32) -> (Ending, Exit, bool) {
+    let outcome = running.wait().await.expect("an outcome");
+    assert_group_gone(pgid).await;
+    (outcome.ending, outcome.exit, outcome.forced)
 }
 
 /// Reads every remaining line.
@@ -296,31 +311,19 @@ async fn a_timeout_kills_the_program_and_its_grandchildren() {
     );
     let grandchild = background_pid(&mut running).await;
     assert!(process_alive(grandchild));
-    let outcome = running.wait().await.expect("an outcome");
-    assert_eq!(outcome.ending, Ending::TimedOut);
     // sh dies of the SIGTERM: the grace period was not needed.
-    assert_eq!(
-        (outcome.exit, outcome.forced),
-        (Exit::Signal(libc::SIGTERM), false)
-    );
+    let ended = ended_and_gone(running, pgid).await;
+    assert_eq!(ended, (Ending::TimedOut, Exit::Signal(SIGTERM), false));
     assert_process_gone(grandchild).await;
-    assert_group_gone(pgid).await;
 }
 
 #[tokio::test]
 async fn a_timeout_uses_sigkill_when_sigterm_is_ignored() {
-    let (mut running, pgid) = spawned(
-        sh("trap '' TERM; sleep 1000 & echo ready; wait")
-            .timeout(Duration::from_secs(1))
-            .kill_grace(Duration::from_millis(200)),
-    );
-    assert_eq!(expect_line(&mut running).await, out("ready"));
-    let outcome = running.wait().await.expect("an outcome");
-    assert_eq!(
-        (outcome.ending, outcome.exit, outcome.forced),
-        (Ending::TimedOut, Exit::Signal(libc::SIGKILL), true)
-    );
-    assert_group_gone(pgid).await;
+    let (mut running, pgid) = spawned(ignoring_sigterm().timeout(Duration::from_secs(1)));
+    let grandchild = background_pid(&mut running).await;
+    let ended = ended_and_gone(running, pgid).await;
+    assert_eq!(ended, (Ending::TimedOut, Exit::Signal(SIGKILL), true));
+    assert_process_gone(grandchild).await;
 }
 
 #[tokio::test]
@@ -333,31 +336,21 @@ async fn cancel_lets_a_program_that_handles_sigterm_exit_cleanly() {
     assert_eq!(expect_line(&mut running).await, out("ready"));
     running.canceller().cancel();
     assert_eq!(expect_line(&mut running).await, out("stopping"));
-    let outcome = running.wait().await.expect("an outcome");
-    assert_eq!(
-        (outcome.ending, outcome.exit, outcome.forced),
-        (Ending::Cancelled, Exit::Code(3), false)
-    );
-    assert_group_gone(pgid).await;
+    let ended = ended_and_gone(running, pgid).await;
+    assert_eq!(ended, (Ending::Cancelled, Exit::Code(3), false));
 }
 
 #[tokio::test]
 async fn cancel_kills_a_program_that_ignores_sigterm_after_the_grace_period() {
-    let (mut running, pgid) = spawned(
-        sh("trap '' TERM; sleep 1000 & echo $!; wait").kill_grace(Duration::from_millis(200)),
-    );
+    let (mut running, pgid) = spawned(ignoring_sigterm());
     let grandchild = background_pid(&mut running).await;
     let canceller = running.canceller();
     canceller.cancel();
     // A second request changes nothing.
     canceller.cancel();
-    let outcome = running.wait().await.expect("an outcome");
-    assert_eq!(
-        (outcome.ending, outcome.exit, outcome.forced),
-        (Ending::Cancelled, Exit::Signal(libc::SIGKILL), true)
-    );
+    let ended = ended_and_gone(running, pgid).await;
+    assert_eq!(ended, (Ending::Cancelled, Exit::Signal(SIGKILL), true));
     assert_process_gone(grandchild).await;
-    assert_group_gone(pgid).await;
 }
 
 #[tokio::test]

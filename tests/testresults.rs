@@ -68,6 +68,14 @@ fn strict() -> Limits {
     }
 }
 
+/// Every format an upload can come in.
+const EVERY_FORMAT: [Format; 4] = [
+    Format::SubunitV2,
+    Format::SubunitV1,
+    Format::ResultsJson,
+    Format::ParsedResultsJson,
+];
+
 const TRACEBACK: &[u8] =
     b"Traceback (most recent call last):\n  File \"x.py\", line 1\nAssertionError: 1 != 2\n";
 
@@ -957,12 +965,7 @@ fn the_test_limit_is_exact_in_every_format() {
         max_tests: 3,
         ..Limits::default()
     };
-    for format in [
-        Format::SubunitV2,
-        Format::SubunitV1,
-        Format::ResultsJson,
-        Format::ParsedResultsJson,
-    ] {
+    for format in EVERY_FORMAT {
         let run = parse(&many_tests(format, 3), &limits);
         assert_eq!(run.map(|run| run.tests.len()), Ok(3), "{format}");
         let error = rejected(&many_tests(format, 4), &limits);
@@ -980,12 +983,7 @@ fn the_test_limit_bounds_every_format_and_the_heap() {
         max_tests: 2_000,
         ..Limits::default()
     };
-    for format in [
-        Format::SubunitV2,
-        Format::SubunitV1,
-        Format::ResultsJson,
-        Format::ParsedResultsJson,
-    ] {
+    for format in EVERY_FORMAT {
         let fits = many_tests(format, 1_000);
         let (run, peak) = peak_heap(|| parse(&fits, &limits));
         assert_eq!(run.unwrap().tests.len(), 1_000, "{format}");

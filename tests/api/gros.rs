@@ -84,6 +84,14 @@ fn get(uri: &str) -> String {
     format!("GET {uri} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
 }
 
+/// A GET of `uri` that came through proxies: `chain` is its `X-Forwarded-For` header.
+fn get_forwarded(uri: &str, chain: &str) -> String {
+    format!(
+        "GET {uri} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+         X-Forwarded-For: {chain}\r\n\r\n"
+    )
+}
+
 fn project(key: &str, scrape: Vec<String>) -> GrosProjectSpec {
     GrosProjectSpec {
         key: key.into(),
@@ -702,9 +710,7 @@ async fn the_preflight_check_says_what_is_wrong() {
     // Through a trusted proxy, the forwarded address counts.
     let forwarded = send(
         &face.main,
-        "GET /auth/status.py?project=PROJ HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
-         X-Forwarded-For: 192.0.2.1, 10.1.2.3\r\n\r\n"
-            .to_owned(),
+        get_forwarded("/auth/status.py?project=PROJ", "192.0.2.1, 10.1.2.3"),
     )
     .await;
     assert_eq!(forwarded.json()["network"]["ok"], true, "{forwarded:?}");
@@ -712,13 +718,7 @@ async fn the_preflight_check_says_what_is_wrong() {
         forwarded.json()["network"]["message"],
         "10.1.2.3 is an allowed network address"
     );
-    let access = send(
-        &face.main,
-        "GET /auth/access.py HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
-         X-Forwarded-For: 10.1.2.3\r\n\r\n"
-            .to_owned(),
-    )
-    .await;
+    let access = send(&face.main, get_forwarded("/auth/access.py", "10.1.2.3")).await;
     assert_eq!(access.json(), json!(["PROJ"]));
 }
 
@@ -733,9 +733,7 @@ async fn a_hop_that_is_not_an_address_ends_the_forwarded_chain() {
     .await;
     let answer = send(
         &face.main,
-        "GET /auth/status.py?project=PROJ HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
-         X-Forwarded-For: 10.1.2.3, unknown\r\n\r\n"
-            .to_owned(),
+        get_forwarded("/auth/status.py?project=PROJ", "10.1.2.3, unknown"),
     )
     .await;
     assert_eq!(answer.json()["network"]["ok"], false, "{answer:?}");
@@ -745,9 +743,7 @@ async fn a_hop_that_is_not_an_address_ends_the_forwarded_chain() {
     );
     let access = send(
         &face.main,
-        "GET /auth/access.py HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
-         X-Forwarded-For: 10.1.2.3, unknown\r\n\r\n"
-            .to_owned(),
+        get_forwarded("/auth/access.py", "10.1.2.3, unknown"),
     )
     .await;
     // The other projects allow loopback; PROJ allows only 10.0.0.0/8.
@@ -763,9 +759,7 @@ async fn an_untrusted_peer_cannot_forward_its_address() {
     .await;
     let answer = send(
         &face.main,
-        "GET /auth/status.py?project=PROJ HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
-         X-Forwarded-For: 10.1.2.3\r\n\r\n"
-            .to_owned(),
+        get_forwarded("/auth/status.py?project=PROJ", "10.1.2.3"),
     )
     .await;
     assert_eq!(answer.json()["network"]["ok"], false);

@@ -42,6 +42,13 @@ async fn spawn_app() -> TestApp {
     spawn_with(|_| {}).await
 }
 
+/// [`spawn_app`] and the OpenAPI document it serves.
+async fn spawn_documented() -> (TestApp, Value) {
+    let app = spawn_app().await;
+    let document = app.document().await;
+    (app, document)
+}
+
 /// Starts the real server from a configuration, as `annals serve` does: every face on (each
 /// with its own listener, on a free port), an admin account and an account without roles, and
 /// Partisci's danger mode on, so that every documented operation can succeed. `configure`
@@ -388,8 +395,7 @@ fn openapi_form(pattern: &str) -> String {
 
 #[actix_rt::test]
 async fn the_document_is_openapi_3_1_json_whose_references_all_resolve() {
-    let app = spawn_app().await;
-    let document = app.document().await;
+    let (_app, document) = spawn_documented().await;
     let version = document["openapi"].as_str().expect("an openapi version");
     assert!(version.starts_with("3.1."), "version {version}");
     assert_eq!(document["info"]["title"], "annals");
@@ -415,8 +421,7 @@ async fn the_document_is_openapi_3_1_json_whose_references_all_resolve() {
 
 #[actix_rt::test]
 async fn every_routed_path_is_documented_and_every_documented_path_is_routed() {
-    let app = spawn_app().await;
-    let document = app.document().await;
+    let (app, document) = spawn_documented().await;
     let documented: BTreeSet<String> = operations(&document)
         .into_iter()
         .map(|(path, _)| path)
@@ -487,8 +492,7 @@ async fn every_routed_path_is_documented_and_every_documented_path_is_routed() {
 
 #[actix_rt::test]
 async fn operation_ids_are_unique() {
-    let app = spawn_app().await;
-    let document = app.document().await;
+    let (_app, document) = spawn_documented().await;
     let mut seen = BTreeSet::new();
     for (path, method) in operations(&document) {
         let id = document["paths"][&path][&method]["operationId"]
@@ -624,8 +628,7 @@ async fn the_documented_security_is_what_the_server_asks_for() {
 
 #[actix_rt::test]
 async fn answers_fit_their_documented_schemas() {
-    let app = spawn_app().await;
-    let document = app.document().await;
+    let (app, document) = spawn_documented().await;
     app.append("job-1", "one").await;
     app.append("job-2", "two").await;
     app.append("job-1", "three").await;
@@ -712,8 +715,7 @@ async fn checked(
 
 #[actix_rt::test]
 async fn partisci_answers_fit_their_documented_schemas() {
-    let app = spawn_app().await;
-    let document = app.document().await;
+    let (app, document) = spawn_documented().await;
     let update = ("post", "/api/v1/update/");
     let clear = ("post", "/api/v1/_danger/clear/");
     let versions = ("get", "/api/v1/version/");
@@ -825,8 +827,7 @@ async fn partisci_answers_fit_their_documented_schemas() {
 
 #[actix_rt::test]
 async fn the_faces_own_listener_serves_the_faces_documented_routes() {
-    let app = spawn_app().await;
-    let document = app.document().await;
+    let (app, document) = spawn_documented().await;
     let mut served = 0;
     for (path, method) in operations(&document) {
         let operation = &document["paths"][&path][&method];
@@ -852,8 +853,7 @@ async fn the_faces_own_listener_serves_the_faces_documented_routes() {
 
 #[actix_rt::test]
 async fn the_documented_event_streams_are_served() {
-    let app = spawn_app().await;
-    let document = app.document().await;
+    let (app, document) = spawn_documented().await;
     app.append("job-1", "one").await;
     let mut streamed = 0;
     for (path, method) in operations(&document) {
@@ -964,8 +964,7 @@ async fn swagger_ui_is_served_whole_by_the_server() {
 
 #[actix_rt::test]
 async fn patrowl_answers_fit_their_documented_schemas() {
-    let app = spawn_app().await;
-    let document = app.document().await;
+    let (app, document) = spawn_documented().await;
     let admin = Some(app.token.as_str());
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -1184,8 +1183,7 @@ async fn hpcwaas_answers_fit_their_documented_schemas() {
 
 #[actix_rt::test]
 async fn head_answers_every_documented_get_route_as_get_without_its_body() {
-    let app = spawn_app().await;
-    let document = app.document().await;
+    let (app, document) = spawn_documented().await;
     let mut checked = 0;
     for (path, method) in operations(&document) {
         if method != "get" {
@@ -1271,8 +1269,7 @@ const UPSTREAM_METHODS: [(&str, Option<u16>); 6] = [
 
 #[actix_rt::test]
 async fn a_method_a_path_does_not_take_is_405_with_allow_in_the_faces_shape() {
-    let app = spawn_app().await;
-    let document = app.document().await;
+    let (app, document) = spawn_documented().await;
     let admin = Some(app.token.as_str());
     let mut refused = 0;
     for (path, item) in document["paths"].as_object().expect("paths") {
@@ -1355,8 +1352,7 @@ fn check_not_found(document: &Value, schema: Option<&str>, uri: &str, answer: &A
 
 #[actix_rt::test]
 async fn unmatched_paths_answer_404_in_the_shape_of_the_face_they_are_under() {
-    let app = spawn_app().await;
-    let document = app.document().await;
+    let (app, document) = spawn_documented().await;
     let mut seen = BTreeSet::new();
     for (path, method) in operations(&document) {
         // Swagger UI serves any file name under its prefix.
