@@ -15,6 +15,9 @@
 //! - `stdout`, `stderr`: the program's output, appended as it writes it. Readers follow them
 //!   from a byte offset, so a reader that resumes after a restart goes on exactly where the
 //!   last one stopped.
+//! - `supervision`: who supervises and which group (JSON, a [`Supervision`] without its
+//!   directory), written before the program's start is answered, so that a run whose start
+//!   the caller could not record is found from its directory alone ([`recover`]).
 //! - `exit`: how the run ended (JSON), written once the whole group is gone, atomically (a
 //!   temporary file renamed), after the files the run was given to remove are removed.
 //!
@@ -57,6 +60,7 @@ const CONTROL: &str = "control";
 const EXIT: &str = "exit";
 const STDOUT: &str = "stdout";
 const STDERR: &str = "stderr";
+const SUPERVISION: &str = "supervision";
 
 /// The program started as a supervisor; the running executable unless told otherwise.
 static SUPERVISOR: OnceLock<PathBuf> = OnceLock::new();
@@ -296,6 +300,29 @@ pub fn attach(supervision: &Supervision, from: Offsets, limits: &Invocation) -> 
             control: std::sync::Arc::new(control_sender),
         },
     }
+}
+
+/// The supervision of the run in `dir`, from its directory alone: for a run whose start was
+/// not recorded. `None` when no supervisor got as far as starting a program there.
+pub fn recover(dir: &Path) -> Option<Supervision> {
+    let bytes = std::fs::read(dir.join(SUPERVISION)).ok()?;
+    let mut supervision: Supervision = serde_json::from_slice(&bytes).ok()?;
+    supervision.dir = dir.to_path_buf();
+    Some(supervision)
+}
+
+/// Writes `bytes` to `dir/name` whole or not at all: a temporary file, synced, renamed.
+fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+    let temporary = dir.join(format!("{name}.tmp"));
+    let mut file = OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&temporary)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&temporary, dir.join(name))
 }
 
 /// What became of a run, from its directory alone.
@@ -632,6 +659,17 @@ fn supervise(dir: &Path) -> std::io::Result<()> {
         }
     };
     let pgid = child.id();
+    let supervision = Supervision {
+        dir: PathBuf::new(),
+        supervisor: std::process::id(),
+        group: pgid,
+        boot: boot_id(),
+    };
+    write_atomically(
+        dir,
+        SUPERVISION,
+        &serde_json::to_vec(&supervision).map_err(std::io::Error::other)?,
+    )?;
     writeln!(answer, "ready {pgid}")?;
     answer.flush()?;
     // Nothing more is said: annals may have closed its end.
@@ -751,11 +789,11 @@ fn supervise(dir: &Path) -> std::io::Result<()> {
         forced,
         elapsed_ms: elapsed.as_millis() as u64,
     };
-    let temporary = dir.join("exit.tmp");
-    let mut file = private(temporary.clone())?;
-    file.write_all(&serde_json::to_vec(&recorded).map_err(std::io::Error::other)?)?;
-    file.sync_all()?;
-    std::fs::rename(&temporary, dir.join(EXIT))?;
+    write_atomically(
+        dir,
+        EXIT,
+        &serde_json::to_vec(&recorded).map_err(std::io::Error::other)?,
+    )?;
     drop(lock);
     Ok(())
 }

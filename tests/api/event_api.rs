@@ -952,9 +952,20 @@ fn samples() -> Vec<(&'static str, &'static str, Value)> {
         ),
         (
             "execution",
+            "StepSupervised",
+            json!({"index": 0, "run": {"dir": "/d/run", "supervisor": 10, "group": 11,
+            "boot": "b"}, "at": at}),
+        ),
+        (
+            "execution",
             "LogLineRecorded",
             json!({"level": "INFO", "at": at,
             "content": "hello"}),
+        ),
+        (
+            "execution",
+            "StepOutputRead",
+            json!({"index": 0, "read": {"stdout": 6, "stderr": 0}, "at": at}),
         ),
         ("execution", "LogLinesDropped", json!({"count": 3})),
         (

@@ -122,8 +122,7 @@ fn lock(controls: &Controls) -> std::sync::MutexGuard<'_, HashMap<String, Contro
 }
 
 impl Runner {
-    /// A run of `workflow` for execution `id`, from step `first` on, re-attached to `attach`
-    /// (the step `first`, still running under its supervisor) when given.
+    /// A run of `workflow` for execution `id`, from step `first` on (see [`Resume`]).
     fn run(
         &self,
         id: &str,
@@ -131,7 +130,7 @@ impl Runner {
         requested: &super::Requested,
         entities: &Entities<Execution>,
         first: usize,
-        attach: Option<StepRun>,
+        resume: Resume,
     ) -> Run {
         lock(&self.controls).insert(id.to_owned(), Control::default());
         Run {
@@ -147,44 +146,78 @@ impl Runner {
             controls: self.controls.clone(),
             full: std::cell::Cell::new(false),
             first,
-            attach: std::cell::RefCell::new(attach),
+            resume: std::cell::RefCell::new(resume),
             read: std::cell::Cell::new(Offsets::default()),
         }
     }
 
     /// What to do with an execution a previous process left running. With re-attachment on,
-    /// one whose step runs on under its supervisor (`state.run`) goes on: that step is
-    /// followed from where its output was recorded, then the steps after it run (a
-    /// cancellation already asked for stops the step). Anything else is stopped: whatever
-    /// program the last started step left is killed, and `None` leaves the execution for
-    /// the caller to settle as interrupted.
+    /// it goes on where it was: a step running under its supervisor is followed from where
+    /// its output was recorded (also one whose supervisor's start was not recorded yet: its
+    /// run directory tells), a step recorded as started whose program never started is
+    /// started, and the steps after run (a cancellation already asked for stops the step).
+    /// Otherwise (re-attachment off, its workflow gone from the configuration, a step that
+    /// ended in failure, or a cancellation between steps) whatever its last step left running
+    /// is killed, and `None` leaves the execution for the caller to settle as interrupted.
     pub fn resume(
         &self,
         id: &str,
         state: &ExecutionState,
         entities: &Entities<Execution>,
     ) -> Option<Resumed> {
-        let resumable = || {
-            let (requested, run) = (state.requested.as_ref()?, state.run.clone()?);
+        let plan = || {
+            let requested = state.requested.as_ref()?;
             let workflow = self.catalogue.get(&requested.workflow).cloned()?;
-            let index = run.index as usize;
-            (self.limits.reattach && index < workflow.steps.len())
-                .then_some((requested, workflow, run, index))
+            let cancelling = state.status == Some(super::Status::Cancelling);
+            let (first, resume) = match (&state.run, state.steps.last()) {
+                (Some(run), _) => (run.index, Resume::Follow(run.clone(), false)),
+                (None, Some(step)) if step.ended.is_none() => {
+                    let dir = self.run_dir(id, step.index as usize);
+                    match supervised::recover(&dir) {
+                        Some(supervision) => (
+                            step.index,
+                            Resume::Follow(
+                                StepRun {
+                                    index: step.index,
+                                    supervision,
+                                    read: Offsets::default(),
+                                },
+                                true,
+                            ),
+                        ),
+                        None => (step.index, Resume::Started),
+                    }
+                }
+                (None, Some(step)) if succeeded(step.ended.as_ref()?) && !cancelling => {
+                    (step.index + 1, Resume::Fresh)
+                }
+                (None, None) if !cancelling => (0, Resume::Fresh),
+                (None, _) => return None,
+            };
+            let first = first as usize;
+            (self.limits.reattach && first <= workflow.steps.len())
+                .then_some((requested, workflow, first, resume, cancelling))
         };
-        let Some((requested, workflow, run, index)) = resumable() else {
+        let Some((requested, workflow, first, resume, cancelling)) = plan() else {
             self.stop_left_running(id, state);
             return None;
         };
-        let resumed = self.run(id, workflow, requested, entities, index, Some(run));
-        if state.status == Some(super::Status::Cancelling) {
+        let scratch = matches!(resume, Resume::Follow(..)).then(|| scratch_name(id, first));
+        let resumed = self.run(id, workflow, requested, entities, first, resume);
+        if cancelling {
             if let Some(control) = lock(&self.controls).get_mut(id) {
                 control.cancelled = true;
             }
         }
         Some(Resumed {
-            scratch: scratch_name(id, index),
+            scratch,
             run: resumed,
         })
+    }
+
+    /// The supervised run directory of step `index` of execution `id`.
+    fn run_dir(&self, id: &str, index: usize) -> PathBuf {
+        self.work_dir.join(scratch_name(id, index)).join(RUN_DIR)
     }
 
     /// Kills what the last started step of an execution that does not go on left running:
@@ -197,19 +230,31 @@ impl Runner {
         }
         // A step whose start was recorded but not its supervisor's: its run directory tells.
         if let Some(step) = state.steps.last().filter(|step| step.ended.is_none()) {
-            let dir = self
-                .work_dir
-                .join(scratch_name(id, step.index as usize))
-                .join(RUN_DIR);
-            supervised::kill(&dir);
+            supervised::kill(&self.run_dir(id, step.index as usize));
         }
     }
 }
 
+/// Where a run starts at its first step.
+enum Resume {
+    /// Afresh: the step is started and its start recorded.
+    Fresh,
+    /// The step's start is recorded, its program not started: it is started.
+    Started,
+    /// The step runs under its supervisor from a previous process: it is followed from where
+    /// its output was recorded; `true` when its supervision is still to be recorded.
+    Follow(StepRun, bool),
+}
+
+/// Whether a step that ended lets the steps after it run.
+fn succeeded(ended: &StepEnded) -> bool {
+    ended.exit_code == Some(0) && !ended.timed_out && !ended.cancelled
+}
+
 /// An execution that goes on after a restart, not yet started again.
 pub struct Resumed {
-    /// The scratch directory its running step keeps.
-    pub scratch: String,
+    /// The scratch directory its running step keeps, when one runs on.
+    pub scratch: Option<String>,
     run: Run,
 }
 
@@ -246,7 +291,7 @@ impl Effects<Execution> for Runner {
                         });
                         continue;
                     };
-                    let run = self.run(id, workflow, requested, entities, 0, None);
+                    let run = self.run(id, workflow, requested, entities, 0, Resume::Fresh);
                     actix_rt::spawn(run.run());
                 }
                 ExecutionEvent::CancelRequested(_) => {
@@ -281,8 +326,8 @@ struct Run {
     full: std::cell::Cell<bool>,
     /// The step to start from.
     first: usize,
-    /// The first step's run, when it runs on from a previous process: followed, not started.
-    attach: std::cell::RefCell<Option<StepRun>>,
+    /// How the first step starts; taken by it.
+    resume: std::cell::RefCell<Resume>,
     /// Where the running step's output goes on after the last recorded line.
     read: std::cell::Cell<Offsets>,
 }
@@ -333,8 +378,8 @@ impl Run {
 
     async fn steps(&self) -> Ending {
         for index in self.first..self.workflow.steps.len() {
-            let attaching = self.attach.borrow().is_some();
-            if self.cancelled() && !attaching {
+            let following = matches!(*self.resume.borrow(), Resume::Follow(..));
+            if self.cancelled() && !following {
                 return Ending::Cancelled;
             }
             let scratch = self.work_dir.join(scratch_name(&self.id, index));
@@ -435,18 +480,30 @@ impl Run {
     /// Starts step `index` under its supervisor and records where it runs; or, for the step a
     /// previous process left running, follows it from where its output was recorded.
     async fn start(&self, index: usize, scratch: &Path) -> Result<process::Running, String> {
-        let attached = self.attach.borrow_mut().take();
-        if let Some(run) = attached {
-            self.read.set(run.read);
-            let limits = self.output_limits(Invocation::new("step"));
-            return Ok(supervised::attach(&run.supervision, run.read, &limits));
-        }
+        let resume = std::mem::replace(&mut *self.resume.borrow_mut(), Resume::Fresh);
         let step = &self.workflow.steps[index];
-        self.send(ExecutionCommand::StartStep {
-            index: index as u32,
-            name: step.name.clone(),
-        })
-        .await;
+        match resume {
+            Resume::Follow(run, record) => {
+                if record {
+                    self.send(ExecutionCommand::SuperviseStep {
+                        index: index as u32,
+                        run: run.supervision.clone(),
+                    })
+                    .await;
+                }
+                self.read.set(run.read);
+                let limits = self.output_limits(Invocation::new("step"));
+                return Ok(supervised::attach(&run.supervision, run.read, &limits));
+            }
+            Resume::Started => {}
+            Resume::Fresh => {
+                self.send(ExecutionCommand::StartStep {
+                    index: index as u32,
+                    name: step.name.clone(),
+                })
+                .await;
+            }
+        }
         self.read.set(Offsets::default());
         let (invocation, key_files) = self.invocation(index, scratch).await?;
         let (running, run) =

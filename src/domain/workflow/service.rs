@@ -153,7 +153,10 @@ impl Executions {
                 }
             }
         }
-        let keep: Vec<String> = resumed.iter().map(|run| run.scratch.clone()).collect();
+        let keep: Vec<String> = resumed
+            .iter()
+            .filter_map(|run| run.scratch.clone())
+            .collect();
         effects::prepare_work_dir(&work_dir, &keep)?;
         if !resumed.is_empty() {
             tracing::info!(count = resumed.len(), "executions go on after a restart");
