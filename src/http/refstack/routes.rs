@@ -13,7 +13,7 @@ use crate::domain::results::Results;
 use crate::domain::testrun::service::{parse_test_id, TestRunsError};
 use crate::domain::testrun::{Cloud, CloudSpec, StatusMessage, TestRunState, TestRuns};
 use crate::http::body::read_body;
-use crate::http::caller::{guarded, Authorized};
+use crate::http::caller::{guarded, Authorized, Sent, Served};
 use crate::http::error::{Refusal, Shape};
 
 /// What the face's handlers share.
@@ -127,12 +127,9 @@ pub fn routes(router: &mut crate::http::Router) {
         (status = 413, description = "The body is over `[refstack] max_body_kb`.",
             body = super::openapi::RefstackErrorBody)))]
 async fn open_run(
-    Authorized(caller, _): Authorized<Refstack>,
     request: HttpRequest,
-    face: web::Data<Refstack>,
-    payload: web::Payload,
+    Sent { caller, face, body }: Sent<Refstack>,
 ) -> Result<HttpResponse, RefstackError> {
-    let body = read_body(&request, payload, face.max_body).await?;
     let spec: CloudSpec = serde_json::from_slice(&body)
         .map_err(|e| RefstackError::bad_request(format!("not a cloud: {e}")))?;
     let cloud = Cloud::parse(spec)?;
@@ -173,13 +170,10 @@ fn parse_flag(raw: Option<&str>) -> Result<bool, RefstackError> {
         (status = 413, description = "The body is over `[refstack] max_body_kb`.",
             body = super::openapi::RefstackErrorBody)))]
 async fn update_status(
-    Authorized(caller, _): Authorized<Refstack>,
     request: HttpRequest,
-    face: web::Data<Refstack>,
     test_id: web::Path<String>,
-    payload: web::Payload,
+    Sent { caller, face, body }: Sent<Refstack>,
 ) -> Result<HttpResponse, RefstackError> {
-    let body = read_body(&request, payload, face.max_body).await?;
     let parse = |text: &str| {
         web::Query::<StatusForm>::from_query(text)
             .map(web::Query::into_inner)
@@ -233,9 +227,8 @@ struct TestIdQuery {
         (status = 500, description = "The upload could not be stored.",
             body = super::openapi::RefstackErrorBody)))]
 async fn post_result(
-    Authorized(caller, _): Authorized<Refstack>,
+    Served { caller, face }: Served<Refstack>,
     request: HttpRequest,
-    face: web::Data<Refstack>,
     query: web::Query<TestIdQuery>,
     payload: web::Payload,
 ) -> Result<HttpResponse, RefstackError> {
@@ -287,8 +280,7 @@ async fn post_result(
         (status = 400, description = "`Invalid test ID`: missing, not a test run's, or a run \
             of an anonymous upload (it has no cloud).", body = super::openapi::RefstackErrorBody)))]
 async fn get_miniconf(
-    _: Authorized<Refstack>,
-    face: web::Data<Refstack>,
+    Served { face, .. }: Served<Refstack>,
     query: web::Query<TestIdQuery>,
 ) -> Result<HttpResponse, RefstackError> {
     let test_id = parse_test_id(query.test_id.as_deref().unwrap_or_default())?;
@@ -367,8 +359,7 @@ fn not_found(error: TestRunsError) -> RefstackError {
         (status = 404, description = "No test run has this id.",
             body = super::openapi::RefstackErrorBody)))]
 async fn get_run(
-    _: Authorized<Refstack>,
-    face: web::Data<Refstack>,
+    Served { face, .. }: Served<Refstack>,
     test_id: web::Path<String>,
 ) -> Result<HttpResponse, RefstackError> {
     let test_id = parse_test_id(&test_id).map_err(not_found)?;
@@ -390,8 +381,7 @@ async fn get_run(
         (status = 500, description = "The stored upload is missing or damaged.",
             body = super::openapi::RefstackErrorBody)))]
 async fn get_upload(
-    _: Authorized<Refstack>,
-    face: web::Data<Refstack>,
+    Served { face, .. }: Served<Refstack>,
     ids: web::Path<(String, String)>,
 ) -> Result<HttpResponse, RefstackError> {
     let (test_id, upload_id) = ids.into_inner();
@@ -446,9 +436,8 @@ fn header(request: &HttpRequest, name: &str) -> Result<Option<String>, RefstackE
         (status = 500, description = "The body could not be stored.",
             body = super::openapi::RefstackErrorBody)))]
 async fn submit_results(
-    Authorized(caller, _): Authorized<Refstack>,
+    Served { caller, face }: Served<Refstack>,
     request: HttpRequest,
-    face: web::Data<Refstack>,
     payload: web::Payload,
 ) -> Result<HttpResponse, RefstackError> {
     let signature = header(&request, "X-Signature")?;
@@ -485,9 +474,8 @@ fn meta(row: &ResultRow) -> super::openapi::RefstackMeta {
             you need to authenticate`).",
             body = super::openapi::RefstackErrorBody)))]
 async fn list_results(
-    Authorized(caller, _): Authorized<Refstack>,
+    Served { caller, face }: Served<Refstack>,
     request: HttpRequest,
-    face: web::Data<Refstack>,
 ) -> Result<HttpResponse, RefstackError> {
     let (page, filter) = super::list::parse(request.query_string(), &caller)?;
     let page = face.results.page(page, &filter)?;
@@ -533,9 +521,8 @@ async fn results_schema(_: Authorized<Refstack>) -> HttpResponse {
         (status = 500, description = "The stored body is missing or damaged.",
             body = super::openapi::RefstackErrorBody)))]
 async fn get_results(
-    _: Authorized<Refstack>,
+    Served { face, .. }: Served<Refstack>,
     request: HttpRequest,
-    face: web::Data<Refstack>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, RefstackError> {
     let id =
