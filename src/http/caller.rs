@@ -1,6 +1,6 @@
 //! Who is calling: the authorization of a request against the configured accounts, shared by
 //! every face, and the [`Authorized`] extractor, which answers a refusal with 401, 403 or 503 in
-//! the face's own shape before the handler runs; [`Served`] adds the face's data to it, and
+//! the face's own shape before the handler runs; [`Visit`] adds the face's data to it, and
 //! [`Sent`] the body, read after it.
 
 use std::future::Future;
@@ -118,15 +118,15 @@ impl<F: Guarded, const ADMIN: bool> FromRequest for Authorized<F, ADMIN> {
 
 /// Face `F`'s data and a caller its access rule lets in, or with `ADMIN` an admin: what every
 /// handler of a guarded face starts from.
-pub struct Served<F, const ADMIN: bool = false> {
+pub struct Visit<F, const ADMIN: bool = false> {
     pub caller: Caller,
     pub face: web::Data<F>,
 }
 
 /// An admin and the face's data, for a face's destructive routes.
-pub type Admin<F> = Served<F, true>;
+pub type Admin<F> = Visit<F, true>;
 
-impl<F: Guarded, const ADMIN: bool> FromRequest for Served<F, ADMIN> {
+impl<F: Guarded, const ADMIN: bool> FromRequest for Visit<F, ADMIN> {
     type Error = Refusal<F>;
     type Future = Pin<Box<dyn Future<Output = Result<Self, Refusal<F>>>>>;
 
@@ -136,12 +136,12 @@ impl<F: Guarded, const ADMIN: bool> FromRequest for Served<F, ADMIN> {
         Box::pin(async move {
             let Authorized(caller, _) = authorized.await?;
             let face = face.ok_or_else(F::missing)?;
-            Ok(Served { caller, face })
+            Ok(Visit { caller, face })
         })
     }
 }
 
-/// What [`Served`] gives, and the request's body, of at most the face's `max_body` bytes, read
+/// What [`Visit`] gives, and the request's body, of at most the face's `max_body` bytes, read
 /// only once the caller is let in: the start of every handler that takes a body under the
 /// face's usual limit.
 pub struct Sent<F> {
@@ -155,11 +155,11 @@ impl<F: Guarded> FromRequest for Sent<F> {
     type Future = Pin<Box<dyn Future<Output = Result<Self, Refusal<F>>>>>;
 
     fn from_request(request: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
-        let served = Served::<F>::from_request(request, payload);
+        let visit = Visit::<F>::from_request(request, payload);
         let payload = web::Payload::from_request(request, payload);
         let request = request.clone();
         Box::pin(async move {
-            let Served { caller, face } = served.await?;
+            let Visit { caller, face } = visit.await?;
             // Taking the payload out of the request cannot fail.
             let payload = payload.await.map_err(Refusal::internal)?;
             let limit = F::max_body(&request).ok_or_else(F::missing)?;

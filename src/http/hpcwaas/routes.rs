@@ -21,7 +21,7 @@ use crate::domain::workflow::read_model::{ListQuery, MAX_PAGE};
 use crate::domain::workflow::service::{Levels, LogQuery};
 use crate::domain::workflow::{Executions, ExecutionsError, Status, Workflow};
 use crate::events::EventLog;
-use crate::http::caller::{guarded, Sent, Served};
+use crate::http::caller::{guarded, Sent, Visit};
 use crate::http::error::{Refusal, Shape};
 use crate::http::params::Wait;
 
@@ -141,7 +141,7 @@ fn time(at: chrono::DateTime<chrono::Utc>) -> String {
     responses((status = 200, description = "Every declared workflow the caller may trigger, in id order.",
         body = HpcwaasWorkflows)))]
 async fn list_workflows(
-    Served { caller, face }: Served<Hpcwaas>,
+    Visit { caller, face }: Visit<Hpcwaas>,
 ) -> Result<HttpResponse, HpcwaasError> {
     let workflows = face
         .executions
@@ -160,7 +160,7 @@ async fn list_workflows(
         (status = 200, description = "The workflow.", body = HpcwaasWorkflowDetail),
         (status = 404, description = "No such workflow.", body = super::openapi::HpcwaasErrorBody)))]
 async fn describe_workflow(
-    Served { face, .. }: Served<Hpcwaas>,
+    Visit { face, .. }: Visit<Hpcwaas>,
     workflow_id: web::Path<String>,
 ) -> Result<HttpResponse, HpcwaasError> {
     let workflow = face
@@ -280,7 +280,7 @@ fn parse_count(name: &str, raw: Option<&str>, default: usize) -> Result<usize, H
         (status = 400, description = "A bad parameter, named.",
             body = super::openapi::HpcwaasErrorBody)))]
 async fn list_executions(
-    Served { face, .. }: Served<Hpcwaas>,
+    Visit { face, .. }: Visit<Hpcwaas>,
     params: web::Query<ListParams>,
 ) -> Result<HttpResponse, HpcwaasError> {
     let status = match params.status.as_deref() {
@@ -330,7 +330,7 @@ async fn list_executions(
         (status = 200, description = "The execution.", body = HpcwaasExecution),
         (status = 404, description = "No such execution.", body = super::openapi::HpcwaasErrorBody)))]
 async fn get_execution(
-    Served { face, .. }: Served<Hpcwaas>,
+    Visit { face, .. }: Visit<Hpcwaas>,
     execution_id: web::Path<String>,
 ) -> Result<HttpResponse, HpcwaasError> {
     let (requested, state) = face.executions.get(&execution_id).await?;
@@ -353,7 +353,7 @@ async fn get_execution(
         (status = 202, description = "Asked (or already ended); the body is empty."),
         (status = 404, description = "No such execution.", body = super::openapi::HpcwaasErrorBody)))]
 async fn cancel_execution(
-    Served { caller, face }: Served<Hpcwaas>,
+    Visit { caller, face }: Visit<Hpcwaas>,
     request: HttpRequest,
     execution_id: web::Path<String>,
 ) -> Result<HttpResponse, HpcwaasError> {
@@ -425,7 +425,7 @@ impl LogsParams {
             body = super::openapi::HpcwaasErrorBody),
         (status = 404, description = "No such execution.", body = super::openapi::HpcwaasErrorBody)))]
 async fn execution_logs(
-    Served { face, .. }: Served<Hpcwaas>,
+    Visit { face, .. }: Visit<Hpcwaas>,
     execution_id: web::Path<String>,
     params: web::Query<LogsParams>,
 ) -> Result<HttpResponse, HpcwaasError> {
@@ -456,7 +456,7 @@ async fn execution_logs(
             body = String),
         (status = 404, description = "No such execution.", body = super::openapi::HpcwaasErrorBody)))]
 async fn execution_events(
-    Served { face, .. }: Served<Hpcwaas>,
+    Visit { face, .. }: Visit<Hpcwaas>,
     request: HttpRequest,
     execution_id: web::Path<String>,
 ) -> Result<HttpResponse, HpcwaasError> {
@@ -537,7 +537,7 @@ fn key_id(raw: &str) -> Result<Uuid, HpcwaasError> {
         (status = 404, description = "No such key (or deleted, or another account's).",
             body = super::openapi::HpcwaasErrorBody)))]
 async fn get_key(
-    Served { caller, face }: Served<Hpcwaas>,
+    Visit { caller, face }: Visit<Hpcwaas>,
     key: web::Path<String>,
 ) -> Result<HttpResponse, HpcwaasError> {
     let id = key_id(&key)?;
@@ -563,7 +563,7 @@ async fn get_key(
         (status = 404, description = "No such key (or already deleted, or another account's).",
             body = super::openapi::HpcwaasErrorBody)))]
 async fn delete_key(
-    Served { caller, face }: Served<Hpcwaas>,
+    Visit { caller, face }: Visit<Hpcwaas>,
     request: HttpRequest,
     key: web::Path<String>,
 ) -> Result<HttpResponse, HpcwaasError> {

@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::auth::{Access, Auth};
 use crate::domain::inventory::read_model::VersionFilter;
 use crate::domain::inventory::{Inventory, Version, VersionReport, Via};
-use crate::http::caller::{guarded, Admin, Sent, Served};
+use crate::http::caller::{guarded, Admin, Sent, Visit};
 use crate::http::error::{Refusal, Shape};
 
 /// What the face's handlers share.
@@ -122,7 +122,7 @@ impl<'a> From<&'a Version> for super::openapi::PartisciVersion<'a> {
     summary = "Active applications", description = super::openapi::APPS_DESCRIPTION,
     responses((status = 200, description = "`{\"data\": [...]}`, `[]` when there is none.",
         body = super::openapi::PartisciApps)))]
-async fn apps(Served { face, .. }: Served<Partisci>) -> Result<HttpResponse, PartisciError> {
+async fn apps(Visit { face, .. }: Visit<Partisci>) -> Result<HttpResponse, PartisciError> {
     Ok(data(face.inventory.apps().into_iter().map(|app| {
         super::openapi::PartisciApp {
             app_id: app.app_id,
@@ -138,7 +138,7 @@ async fn apps(Served { face, .. }: Served<Partisci>) -> Result<HttpResponse, Par
     summary = "Active hosts", description = super::openapi::HOSTS_DESCRIPTION,
     responses((status = 200, description = "`{\"data\": [...]}`, `[]` when there is none.",
         body = super::openapi::PartisciHosts)))]
-async fn hosts(Served { face, .. }: Served<Partisci>) -> Result<HttpResponse, PartisciError> {
+async fn hosts(Visit { face, .. }: Visit<Partisci>) -> Result<HttpResponse, PartisciError> {
     Ok(data(face.inventory.hosts().into_iter().map(|host| {
         super::openapi::PartisciHost {
             host: host.host,
@@ -156,7 +156,7 @@ async fn hosts(Served { face, .. }: Served<Partisci>) -> Result<HttpResponse, Pa
         (status = 200, description = "`{\"data\": [...]}`, `[]` when none matches.",
             body = super::openapi::PartisciVersions)))]
 async fn versions(
-    Served { face, .. }: Served<Partisci>,
+    Visit { face, .. }: Visit<Partisci>,
     query: web::Query<Vec<(String, String)>>,
 ) -> Result<HttpResponse, PartisciError> {
     // The first value of a parameter given twice counts, and an empty one is no filter, as
@@ -225,7 +225,7 @@ async fn update(
             failed), or the credentials could not be checked.",
             body = super::openapi::PartisciErrorBody)))]
 async fn clear(
-    Served { caller, face }: Admin<Partisci>,
+    Visit { caller, face }: Admin<Partisci>,
     request: HttpRequest,
 ) -> Result<HttpResponse, PartisciError> {
     if !face.danger {
@@ -247,7 +247,7 @@ async fn clear(
     summary = "This instance", description = super::openapi::INFO_DESCRIPTION,
     responses((status = 200, description = "annals' version and the inventory's size.",
         body = super::openapi::PartisciInstance)))]
-async fn info(Served { face, .. }: Served<Partisci>) -> Result<HttpResponse, PartisciError> {
+async fn info(Visit { face, .. }: Visit<Partisci>) -> Result<HttpResponse, PartisciError> {
     Ok(HttpResponse::Ok().json(super::openapi::PartisciInstance {
         version: env!("CARGO_PKG_VERSION"),
         server: "annals",
