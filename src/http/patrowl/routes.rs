@@ -378,11 +378,7 @@ fn engine_view(engine: &Engine, status: &'static str) -> super::openapi::Patrowl
         version: engine.version.clone(),
         description: engine.description.clone(),
         scanner: engine.scanner.name().into(),
-        allowed_asset_types: engine
-            .allowed
-            .iter()
-            .map(|d| d.as_str().to_owned())
-            .collect(),
+        allowed_asset_types: engine.allowed.iter().map(|d| d.as_str()).collect(),
         max_scans: engine.max_scans,
         options: Value::Object(engine.defaults.clone()),
         status,
