@@ -240,6 +240,17 @@ pub struct AgentParam {
     pub agent: Option<String>,
 }
 
+/// `project` and `agent`: the agent a script acts for.
+pub struct ProjectAgentParams;
+
+impl IntoParams for ProjectAgentParams {
+    fn into_params(parameter_in: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let mut params = ProjectParam::into_params(&parameter_in);
+        params.extend(AgentParam::into_params(parameter_in));
+        params
+    }
+}
+
 /// `public_key`.
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]

@@ -301,7 +301,7 @@ async fn access(request: HttpRequest, face: web::Data<GrosFace>) -> HttpResponse
 
 #[utoipa::path(post, path = "/auth/agent.py", operation_id = "gros_register",
     summary = "Register or re-key an agent", description = super::openapi::AGENT,
-    params(super::openapi::ProjectParam, super::openapi::AgentParam, super::openapi::PublicKeyParam),
+    params(super::openapi::ProjectAgentParams, super::openapi::PublicKeyParam),
     responses(
         (status = 200, description = "Registered: the project's salts and username patterns.",
             body = GrosRegistered),
@@ -429,7 +429,7 @@ fn export_agent(
 
 #[utoipa::path(post, path = "/auth/log.py", operation_id = "gros_log",
     summary = "Record a log record", description = super::openapi::LOG,
-    params(super::openapi::ProjectParam, super::openapi::AgentParam),
+    params(super::openapi::ProjectAgentParams),
     responses(
         (status = 202, description = "Recorded."),
         (status = 204, description = "Its message matches a `[gros] log_ignore` pattern: \
@@ -471,7 +471,7 @@ async fn log(script: Script) -> Result<HttpResponse, ControllerError> {
 
 #[utoipa::path(get, path = "/auth/status.py", operation_id = "gros_preflight",
     summary = "The preflight status of an agent", description = super::openapi::STATUS,
-    params(super::openapi::ProjectParam, super::openapi::AgentParam),
+    params(super::openapi::ProjectAgentParams),
     responses(
         (status = 200, description = "Every check passed.", body = GrosStatus),
         super::openapi::BadParameter,
@@ -495,7 +495,7 @@ async fn status(script: Script) -> Result<HttpResponse, ControllerError> {
 
 #[utoipa::path(post, path = "/auth/status.py", operation_id = "gros_measurements",
     summary = "Record BigBoat measurements", description = super::openapi::MEASUREMENTS,
-    params(super::openapi::ProjectParam, super::openapi::AgentParam, super::openapi::StatusParam,
+    params(super::openapi::ProjectAgentParams, super::openapi::StatusParam,
         super::openapi::SourceParam),
     responses(
         (status = 202, description = "Recorded."),
