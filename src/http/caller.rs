@@ -1,6 +1,7 @@
 //! Who is calling: the authorization of a request against the configured accounts, shared by
 //! every face, and the [`Authorized`] extractor, which answers a refusal with 401, 403 or 503 in
-//! the face's own shape before the handler runs.
+//! the face's own shape before the handler runs; [`Visit`] adds the face's data to it, and
+//! [`Sent`] the body, read after it.
 
 use std::future::Future;
 use std::marker::PhantomData;
@@ -8,8 +9,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use actix_web::http::header::AUTHORIZATION;
+use actix_web::web::Bytes;
 use actix_web::{web, FromRequest, HttpRequest};
 
+use super::body::read_body;
 use super::error::{Api, Denied, Refusal, Shape};
 use crate::auth::{Access, Auth, Caller};
 
@@ -52,10 +55,16 @@ pub trait Guarded: Shape {
 
     /// The refusal of a request to a listener built without the face's rule.
     fn missing() -> Refusal<Self>;
+
+    /// The largest body the face's handlers read, in bytes, from the request's app data;
+    /// `None` as for [`Guarded::rule`], or for a face that reads no body.
+    fn max_body(_request: &HttpRequest) -> Option<usize> {
+        None
+    }
 }
 
-/// Makes a face's state [`Guarded`] by its `auth` and `access` fields: `guarded!(Face, "the
-/// words of a refusal when the listener was built without it")`.
+/// Makes a face's state [`Guarded`] by its `auth`, `access` and `max_body` fields:
+/// `guarded!(Face, "the words of a refusal when the listener was built without it")`.
 macro_rules! guarded {
     ($face:ty, $missing:expr) => {
         impl $crate::http::caller::Guarded for $face {
@@ -69,6 +78,11 @@ macro_rules! guarded {
             fn missing() -> $crate::http::error::Refusal<$face> {
                 $crate::http::error::Refusal::internal($missing)
             }
+
+            fn max_body(request: &actix_web::HttpRequest) -> Option<usize> {
+                let face = request.app_data::<actix_web::web::Data<$face>>()?;
+                Some(face.max_body)
+            }
         }
     };
 }
@@ -77,9 +91,6 @@ pub(crate) use guarded;
 /// A caller face `F`'s access rule lets in, or with `ADMIN` an admin: every handler of a
 /// guarded face takes one, so that none is served before its caller is authorized.
 pub struct Authorized<F, const ADMIN: bool = false>(pub Caller, pub PhantomData<fn() -> F>);
-
-/// A caller with the admin role, for a face's destructive routes.
-pub type Admin<F> = Authorized<F, true>;
 
 impl<F: Guarded, const ADMIN: bool> FromRequest for Authorized<F, ADMIN> {
     type Error = Refusal<F>;
@@ -101,6 +112,59 @@ impl<F: Guarded, const ADMIN: bool> FromRequest for Authorized<F, ADMIN> {
                 refusal
             })?;
             Ok(Authorized(caller, PhantomData))
+        })
+    }
+}
+
+/// Face `F`'s data and a caller its access rule lets in, or with `ADMIN` an admin: what every
+/// handler of a guarded face starts from.
+pub struct Visit<F, const ADMIN: bool = false> {
+    pub caller: Caller,
+    pub face: web::Data<F>,
+}
+
+/// An admin and the face's data, for a face's destructive routes.
+pub type Admin<F> = Visit<F, true>;
+
+impl<F: Guarded, const ADMIN: bool> FromRequest for Visit<F, ADMIN> {
+    type Error = Refusal<F>;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Refusal<F>>>>>;
+
+    fn from_request(request: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
+        let authorized = Authorized::<F, ADMIN>::from_request(request, payload);
+        let face = request.app_data::<web::Data<F>>().cloned();
+        Box::pin(async move {
+            let Authorized(caller, _) = authorized.await?;
+            let face = face.ok_or_else(F::missing)?;
+            Ok(Visit { caller, face })
+        })
+    }
+}
+
+/// What [`Visit`] gives, and the request's body, of at most the face's `max_body` bytes, read
+/// only once the caller is let in: the start of every handler that takes a body under the
+/// face's usual limit.
+pub struct Sent<F> {
+    pub caller: Caller,
+    pub face: web::Data<F>,
+    pub body: Bytes,
+}
+
+impl<F: Guarded> FromRequest for Sent<F> {
+    type Error = Refusal<F>;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Refusal<F>>>>>;
+
+    fn from_request(request: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
+        let visit = Visit::<F>::from_request(request, payload);
+        let payload = web::Payload::from_request(request, payload);
+        let request = request.clone();
+        Box::pin(async move {
+            let Visit { caller, face } = visit.await?;
+            // Taking the payload out of the request cannot fail.
+            let payload = payload.await.map_err(Refusal::internal)?;
+            let limit = F::max_body(&request).ok_or_else(F::missing)?;
+            let body = read_body(&request, payload, limit).await?;
+            Ok(Sent { caller, face, body })
         })
     }
 }

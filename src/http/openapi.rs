@@ -149,6 +149,25 @@ impl CommonAnswers<'_> {
     }
 }
 
+/// Declares each route's answers, a type whose `IntoResponses` are the `status => answer` rows
+/// listed: answers several routes share are written once.
+macro_rules! answers {
+    ($($(#[$doc:meta])* $name:ident { $($status:literal => $answer:expr),* $(,)? })*) => {$(
+        $(#[$doc])*
+        pub struct $name;
+
+        impl utoipa::IntoResponses for $name {
+            fn responses() -> std::collections::BTreeMap<
+                String,
+                utoipa::openapi::RefOr<utoipa::openapi::response::Response>,
+            > {
+                std::collections::BTreeMap::from([$(($status.into(), $answer)),*])
+            }
+        }
+    )*};
+}
+pub(crate) use answers;
+
 /// An error answer whose body is the component schema `body` (a face's own error body).
 pub fn error_answer(description: &str, body: &str) -> RefOr<Response> {
     json_answer(description, body)

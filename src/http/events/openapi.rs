@@ -3,18 +3,16 @@
 //! bodies themselves are written by the handlers and `codec::render`, and `tests/api/openapi.rs`
 //! checks real answers against these schemas so that the two cannot drift apart.
 
-use std::collections::BTreeMap;
-
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn, ParameterStyle};
 use utoipa::openapi::response::{Response, ResponseBuilder};
 use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, Required};
-use utoipa::{IntoParams, IntoResponses, Modify, ToSchema};
+use utoipa::{IntoParams, Modify, ToSchema};
 use uuid::Uuid;
 
-use crate::http::openapi::{json_answer as json, RefusesOtherMethods};
+use crate::http::openapi::{answers, json_answer as json, RefusesOtherMethods};
 use crate::http::params::{MAX_LIMIT, MAX_WAIT};
 
 /// The event API's routes, their schemas, and the accounts that guard them.
@@ -293,21 +291,6 @@ fn bad_request() -> RefOr<Response> {
 
 fn internal() -> RefOr<Response> {
     error("annals failed to read its log; the message says how.")
-}
-
-/// Declares each route's answers, a type whose `IntoResponses` are the `status => answer` rows
-/// listed.
-macro_rules! answers {
-    ($($(#[$doc:meta])* $name:ident { $($status:literal => $answer:expr),* $(,)? })*) => {$(
-        $(#[$doc])*
-        pub struct $name;
-
-        impl IntoResponses for $name {
-            fn responses() -> BTreeMap<String, RefOr<Response>> {
-                BTreeMap::from([$(($status.into(), $answer)),*])
-            }
-        }
-    )*};
 }
 
 answers! {

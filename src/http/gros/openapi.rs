@@ -8,13 +8,13 @@ use serde::Serialize;
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::path::{Parameter, ParameterIn};
 use utoipa::openapi::request_body::RequestBodyBuilder;
-use utoipa::openapi::response::ResponseBuilder;
+use utoipa::openapi::response::{Response, ResponseBuilder};
 use utoipa::openapi::schema::SchemaType;
-use utoipa::openapi::{Content, ContentBuilder, ObjectBuilder, Required, Type};
+use utoipa::openapi::{Content, ContentBuilder, ObjectBuilder, RefOr, Required, Type};
 use utoipa::{IntoParams, Modify, ToSchema};
 
 use crate::domain::gros::service::{Check, Preflight};
-use crate::http::openapi::query;
+use crate::http::openapi::{answers, query};
 
 /// The face's routes and schemas.
 #[derive(utoipa::OpenApi)]
@@ -49,8 +49,8 @@ use crate::http::openapi::query;
 )]
 pub struct GrosApi;
 
-/// The scripts that take POST only, and `log.py`'s form body, which utoipa's attributes cannot
-/// say: a body that must hold at least one field.
+/// The face's tag on every operation, the scripts that take POST only, and `log.py`'s form
+/// body, which utoipa's attributes cannot say: a body that must hold at least one field.
 struct PostOnly;
 
 /// The scripts that take POST only.
@@ -58,6 +58,9 @@ const POST_ONLY: [&str; 3] = ["/auth/agent.py", "/auth/export.py", "/auth/log.py
 
 impl Modify for PostOnly {
     fn modify(&self, document: &mut utoipa::openapi::OpenApi) {
+        for operation in crate::http::openapi::operations(document) {
+            operation.tags = Some(vec!["gros".into()]);
+        }
         for path in POST_ONLY {
             let Some(operation) = document
                 .paths
@@ -98,6 +101,26 @@ fn allow_header(methods: &str) -> utoipa::openapi::header::Header {
         .schema(ObjectBuilder::new().schema_type(Type::String))
         .description(Some(format!("The methods the path takes: {methods}.")))
         .build()
+}
+
+/// A refusal of the controller's scripts, whose body is its message as text.
+fn refusal(description: &str) -> RefOr<Response> {
+    ResponseBuilder::new()
+        .description(description)
+        .content("text/plain", text())
+        .build()
+        .into()
+}
+
+answers! {
+    /// A script's parameter missing, given twice or malformed.
+    BadParameter { "400" => refusal("A parameter missing, given twice or malformed.") }
+
+    /// A script naming a project that is not configured.
+    NoProject { "404" => refusal("The project is not configured.") }
+
+    /// A script's body over the face's limit.
+    BodyTooLarge { "413" => refusal("The body is over `[gros] max_body_kb`.") }
 }
 
 fn text() -> Content {
@@ -215,6 +238,17 @@ pub struct AgentParam {
     /// given.
     #[param(example = "PROJ", pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub agent: Option<String>,
+}
+
+/// `project` and `agent`: the agent a script acts for.
+pub struct ProjectAgentParams;
+
+impl IntoParams for ProjectAgentParams {
+    fn into_params(parameter_in: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let mut params = ProjectParam::into_params(&parameter_in);
+        params.extend(AgentParam::into_params(parameter_in));
+        params
+    }
 }
 
 /// `public_key`.

@@ -291,7 +291,7 @@ fn caller(request: &HttpRequest, face: &GrosFace) -> Option<IpAddr> {
 // ---------------------------------------------------------------------------------------------
 // The controller.
 
-#[utoipa::path(get, path = "/auth/access.py", operation_id = "gros_access", tag = "gros",
+#[utoipa::path(get, path = "/auth/access.py", operation_id = "gros_access",
     summary = "The projects the caller may reach", description = super::openapi::ACCESS,
     responses((status = 200, description = "`[\"*\"]` for every project, else the project keys.",
         body = Vec<String>)))]
@@ -299,18 +299,15 @@ async fn access(request: HttpRequest, face: web::Data<GrosFace>) -> HttpResponse
     HttpResponse::Ok().json(face.gros.access(caller(&request, &face)))
 }
 
-#[utoipa::path(post, path = "/auth/agent.py", operation_id = "gros_register", tag = "gros",
+#[utoipa::path(post, path = "/auth/agent.py", operation_id = "gros_register",
     summary = "Register or re-key an agent", description = super::openapi::AGENT,
-    params(super::openapi::ProjectParam, super::openapi::AgentParam, super::openapi::PublicKeyParam),
+    params(super::openapi::ProjectAgentParams, super::openapi::PublicKeyParam),
     responses(
         (status = 200, description = "Registered: the project's salts and username patterns.",
             body = GrosRegistered),
-        (status = 400, description = "A parameter missing, given twice or malformed.",
-            body = String, content_type = "text/plain"),
-        (status = 404, description = "The project is not configured.", body = String,
-            content_type = "text/plain"),
-        (status = 413, description = "The body is over `[gros] max_body_kb`.", body = String,
-            content_type = "text/plain"),
+        super::openapi::BadParameter,
+        super::openapi::NoProject,
+        super::openapi::BodyTooLarge,
         (status = 503, description = "The agent is locked by another registration.",
             body = String, content_type = "text/plain")))]
 async fn agent(script: Script) -> Result<HttpResponse, ControllerError> {
@@ -346,13 +343,12 @@ async fn agent(script: Script) -> Result<HttpResponse, ControllerError> {
     }))
 }
 
-#[utoipa::path(get, path = "/auth/encrypt.py", operation_id = "gros_encrypt", tag = "gros",
+#[utoipa::path(get, path = "/auth/encrypt.py", operation_id = "gros_encrypt",
     summary = "Pseudonymise a value", description = super::openapi::ENCRYPT,
     params(super::openapi::ValueParam, super::openapi::OptionalProjectParam),
     responses(
         (status = 200, description = "The pseudonym.", body = GrosEncrypted),
-        (status = 400, description = "A parameter missing, given twice or malformed.",
-            body = String, content_type = "text/plain"),
+        super::openapi::BadParameter,
         (status = 404, description = "The project is not configured or has no salts.",
             body = String, content_type = "text/plain")))]
 async fn encrypt(script: Script) -> Result<HttpResponse, ControllerError> {
@@ -369,17 +365,15 @@ async fn encrypt(script: Script) -> Result<HttpResponse, ControllerError> {
     Ok(HttpResponse::Ok().json(GrosEncrypted { value, encryption }))
 }
 
-#[utoipa::path(post, path = "/auth/export.py", operation_id = "gros_export", tag = "gros",
+#[utoipa::path(post, path = "/auth/export.py", operation_id = "gros_export",
     summary = "Announce an export", description = super::openapi::EXPORT,
     params(super::openapi::ProjectParam, super::openapi::ExportAgentParam, super::openapi::FilesParam),
     responses(
         (status = 202, description = "Recorded; the import command, if any, started."),
         (status = 400, description = "A parameter missing, given twice, or not JSON.",
             body = String, content_type = "text/plain"),
-        (status = 404, description = "The project is not configured.", body = String,
-            content_type = "text/plain"),
-        (status = 413, description = "The body is over `[gros] max_body_kb`.", body = String,
-            content_type = "text/plain")))]
+        super::openapi::NoProject,
+        super::openapi::BodyTooLarge))]
 async fn export(script: Script) -> Result<HttpResponse, ControllerError> {
     let Script { params, face, .. } = &script;
     let project = params.project()?;
@@ -433,17 +427,16 @@ fn export_agent(
         .map_err(|e| ControllerError::bad_request(format!("The agent's key {named:?}: {e}")))
 }
 
-#[utoipa::path(post, path = "/auth/log.py", operation_id = "gros_log", tag = "gros",
+#[utoipa::path(post, path = "/auth/log.py", operation_id = "gros_log",
     summary = "Record a log record", description = super::openapi::LOG,
-    params(super::openapi::ProjectParam, super::openapi::AgentParam),
+    params(super::openapi::ProjectAgentParams),
     responses(
         (status = 202, description = "Recorded."),
         (status = 204, description = "Its message matches a `[gros] log_ignore` pattern: \
             not recorded."),
         (status = 400, description = "No fields, or a parameter missing or given twice.",
             body = String, content_type = "text/plain"),
-        (status = 404, description = "The project is not configured.", body = String,
-            content_type = "text/plain"),
+        super::openapi::NoProject,
         (status = 413, description = "The body is over `[gros] max_body_kb`, or the record \
             would make an event over `[log] max_event_kb`.", body = String,
             content_type = "text/plain")))]
@@ -476,15 +469,13 @@ async fn log(script: Script) -> Result<HttpResponse, ControllerError> {
     }
 }
 
-#[utoipa::path(get, path = "/auth/status.py", operation_id = "gros_preflight", tag = "gros",
+#[utoipa::path(get, path = "/auth/status.py", operation_id = "gros_preflight",
     summary = "The preflight status of an agent", description = super::openapi::STATUS,
-    params(super::openapi::ProjectParam, super::openapi::AgentParam),
+    params(super::openapi::ProjectAgentParams),
     responses(
         (status = 200, description = "Every check passed.", body = GrosStatus),
-        (status = 400, description = "A parameter missing, given twice or malformed.",
-            body = String, content_type = "text/plain"),
-        (status = 404, description = "The project is not configured.", body = String,
-            content_type = "text/plain"),
+        super::openapi::BadParameter,
+        super::openapi::NoProject,
         (status = 503, description = "A check failed: `total` says which.",
             body = GrosStatus)))]
 async fn status(script: Script) -> Result<HttpResponse, ControllerError> {
@@ -503,8 +494,8 @@ async fn status(script: Script) -> Result<HttpResponse, ControllerError> {
 }
 
 #[utoipa::path(post, path = "/auth/status.py", operation_id = "gros_measurements",
-    tag = "gros", summary = "Record BigBoat measurements", description = super::openapi::MEASUREMENTS,
-    params(super::openapi::ProjectParam, super::openapi::AgentParam, super::openapi::StatusParam,
+    summary = "Record BigBoat measurements", description = super::openapi::MEASUREMENTS,
+    params(super::openapi::ProjectAgentParams, super::openapi::StatusParam,
         super::openapi::SourceParam),
     responses(
         (status = 202, description = "Recorded."),
@@ -513,10 +504,8 @@ async fn status(script: Script) -> Result<HttpResponse, ControllerError> {
         (status = 431, description = "A request head over 32 KiB, such as a long `status` in \
             the query string rather than the form body: actix-web's HTTP parser answers it \
             before any route, without a body (or `400`)."),
-        (status = 404, description = "The project is not configured.", body = String,
-            content_type = "text/plain"),
-        (status = 413, description = "The body is over `[gros] max_body_kb`.", body = String,
-            content_type = "text/plain")))]
+        super::openapi::NoProject,
+        super::openapi::BodyTooLarge))]
 async fn measurements(script: Script) -> Result<HttpResponse, ControllerError> {
     let Script { params, face, .. } = &script;
     let (project, agent) = params.project_agent()?;
@@ -529,7 +518,7 @@ async fn measurements(script: Script) -> Result<HttpResponse, ControllerError> {
     Ok(HttpResponse::Accepted().finish())
 }
 
-#[utoipa::path(get, path = "/auth/version.py", operation_id = "gros_version", tag = "gros",
+#[utoipa::path(get, path = "/auth/version.py", operation_id = "gros_version",
     summary = "Whether a gatherer is up to date", description = super::openapi::VERSION,
     params(super::openapi::VersionParam),
     responses(
@@ -561,7 +550,7 @@ fn agent_path(path: &web::Path<(String, String)>) -> Result<(ProjectKey, AgentNa
 }
 
 #[utoipa::path(get, path = "/agents/{project}/{agent}/status",
-    operation_id = "gros_agent_status", tag = "gros",
+    operation_id = "gros_agent_status",
     summary = "Whether the agent's scrape is running", description = super::openapi::AGENT_STATUS,
     params(super::openapi::AgentPath),
     responses(
@@ -578,7 +567,7 @@ async fn agent_status(
 }
 
 #[utoipa::path(post, path = "/agents/{project}/{agent}/scrape",
-    operation_id = "gros_agent_scrape", tag = "gros",
+    operation_id = "gros_agent_scrape",
     summary = "Start the agent's scrape", description = super::openapi::AGENT_SCRAPE,
     params(super::openapi::AgentPath),
     responses(

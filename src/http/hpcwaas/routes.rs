@@ -21,8 +21,7 @@ use crate::domain::workflow::read_model::{ListQuery, MAX_PAGE};
 use crate::domain::workflow::service::{Levels, LogQuery};
 use crate::domain::workflow::{Executions, ExecutionsError, Status, Workflow};
 use crate::events::EventLog;
-use crate::http::body::read_body;
-use crate::http::caller::{guarded, Authorized};
+use crate::http::caller::{guarded, Sent, Visit};
 use crate::http::error::{Refusal, Shape};
 use crate::http::params::Wait;
 
@@ -142,8 +141,7 @@ fn time(at: chrono::DateTime<chrono::Utc>) -> String {
     responses((status = 200, description = "Every declared workflow the caller may trigger, in id order.",
         body = HpcwaasWorkflows)))]
 async fn list_workflows(
-    Authorized(caller, _): Authorized<Hpcwaas>,
-    face: web::Data<Hpcwaas>,
+    Visit { caller, face }: Visit<Hpcwaas>,
 ) -> Result<HttpResponse, HpcwaasError> {
     let workflows = face
         .executions
@@ -162,8 +160,7 @@ async fn list_workflows(
         (status = 200, description = "The workflow.", body = HpcwaasWorkflowDetail),
         (status = 404, description = "No such workflow.", body = super::openapi::HpcwaasErrorBody)))]
 async fn describe_workflow(
-    _caller: Authorized<Hpcwaas>,
-    face: web::Data<Hpcwaas>,
+    Visit { face, .. }: Visit<Hpcwaas>,
     workflow_id: web::Path<String>,
 ) -> Result<HttpResponse, HpcwaasError> {
     let workflow = face
@@ -239,13 +236,10 @@ pub fn parse_inputs(body: &[u8]) -> Result<BTreeMap<String, serde_json::Value>, 
         (status = 413, description = "The body is over `[hpcwaas] max_body_kb`.",
             body = super::openapi::HpcwaasErrorBody)))]
 async fn trigger_workflow(
-    Authorized(caller, _): Authorized<Hpcwaas>,
     request: HttpRequest,
-    face: web::Data<Hpcwaas>,
     workflow_id: web::Path<String>,
-    payload: web::Payload,
+    Sent { caller, face, body }: Sent<Hpcwaas>,
 ) -> Result<HttpResponse, HpcwaasError> {
-    let body = read_body(&request, payload, face.max_body).await?;
     let inputs = parse_inputs(&body)?;
     let metadata = crate::http::metadata(&request, &caller);
     let id = face
@@ -286,8 +280,7 @@ fn parse_count(name: &str, raw: Option<&str>, default: usize) -> Result<usize, H
         (status = 400, description = "A bad parameter, named.",
             body = super::openapi::HpcwaasErrorBody)))]
 async fn list_executions(
-    _caller: Authorized<Hpcwaas>,
-    face: web::Data<Hpcwaas>,
+    Visit { face, .. }: Visit<Hpcwaas>,
     params: web::Query<ListParams>,
 ) -> Result<HttpResponse, HpcwaasError> {
     let status = match params.status.as_deref() {
@@ -337,8 +330,7 @@ async fn list_executions(
         (status = 200, description = "The execution.", body = HpcwaasExecution),
         (status = 404, description = "No such execution.", body = super::openapi::HpcwaasErrorBody)))]
 async fn get_execution(
-    _caller: Authorized<Hpcwaas>,
-    face: web::Data<Hpcwaas>,
+    Visit { face, .. }: Visit<Hpcwaas>,
     execution_id: web::Path<String>,
 ) -> Result<HttpResponse, HpcwaasError> {
     let (requested, state) = face.executions.get(&execution_id).await?;
@@ -361,9 +353,8 @@ async fn get_execution(
         (status = 202, description = "Asked (or already ended); the body is empty."),
         (status = 404, description = "No such execution.", body = super::openapi::HpcwaasErrorBody)))]
 async fn cancel_execution(
-    Authorized(caller, _): Authorized<Hpcwaas>,
+    Visit { caller, face }: Visit<Hpcwaas>,
     request: HttpRequest,
-    face: web::Data<Hpcwaas>,
     execution_id: web::Path<String>,
 ) -> Result<HttpResponse, HpcwaasError> {
     let metadata = crate::http::metadata(&request, &caller);
@@ -434,8 +425,7 @@ impl LogsParams {
             body = super::openapi::HpcwaasErrorBody),
         (status = 404, description = "No such execution.", body = super::openapi::HpcwaasErrorBody)))]
 async fn execution_logs(
-    _caller: Authorized<Hpcwaas>,
-    face: web::Data<Hpcwaas>,
+    Visit { face, .. }: Visit<Hpcwaas>,
     execution_id: web::Path<String>,
     params: web::Query<LogsParams>,
 ) -> Result<HttpResponse, HpcwaasError> {
@@ -466,9 +456,8 @@ async fn execution_logs(
             body = String),
         (status = 404, description = "No such execution.", body = super::openapi::HpcwaasErrorBody)))]
 async fn execution_events(
-    _caller: Authorized<Hpcwaas>,
+    Visit { face, .. }: Visit<Hpcwaas>,
     request: HttpRequest,
-    face: web::Data<Hpcwaas>,
     execution_id: web::Path<String>,
 ) -> Result<HttpResponse, HpcwaasError> {
     let stream = face.executions.stream(&execution_id).await?;
@@ -500,12 +489,9 @@ struct KeyRequest {
         (status = 413, description = "The body is over `[hpcwaas] max_body_kb`.",
             body = super::openapi::HpcwaasErrorBody)))]
 async fn create_key(
-    Authorized(caller, _): Authorized<Hpcwaas>,
     request: HttpRequest,
-    face: web::Data<Hpcwaas>,
-    payload: web::Payload,
+    Sent { caller, face, body }: Sent<Hpcwaas>,
 ) -> Result<HttpResponse, HpcwaasError> {
-    let body = read_body(&request, payload, face.max_body).await?;
     let asked: KeyRequest = if body.iter().all(u8::is_ascii_whitespace) {
         KeyRequest::default()
     } else {
@@ -551,8 +537,7 @@ fn key_id(raw: &str) -> Result<Uuid, HpcwaasError> {
         (status = 404, description = "No such key (or deleted, or another account's).",
             body = super::openapi::HpcwaasErrorBody)))]
 async fn get_key(
-    Authorized(caller, _): Authorized<Hpcwaas>,
-    face: web::Data<Hpcwaas>,
+    Visit { caller, face }: Visit<Hpcwaas>,
     key: web::Path<String>,
 ) -> Result<HttpResponse, HpcwaasError> {
     let id = key_id(&key)?;
@@ -578,9 +563,8 @@ async fn get_key(
         (status = 404, description = "No such key (or already deleted, or another account's).",
             body = super::openapi::HpcwaasErrorBody)))]
 async fn delete_key(
-    Authorized(caller, _): Authorized<Hpcwaas>,
+    Visit { caller, face }: Visit<Hpcwaas>,
     request: HttpRequest,
-    face: web::Data<Hpcwaas>,
     key: web::Path<String>,
 ) -> Result<HttpResponse, HpcwaasError> {
     let id = key_id(&key)?;

@@ -10,8 +10,7 @@ use serde::Serialize;
 use crate::auth::{Access, Auth};
 use crate::domain::inventory::read_model::VersionFilter;
 use crate::domain::inventory::{Inventory, Version, VersionReport, Via};
-use crate::http::body::read_body;
-use crate::http::caller::{guarded, Admin, Authorized};
+use crate::http::caller::{guarded, Admin, Sent, Visit};
 use crate::http::error::{Refusal, Shape};
 
 /// What the face's handlers share.
@@ -123,10 +122,7 @@ impl<'a> From<&'a Version> for super::openapi::PartisciVersion<'a> {
     summary = "Active applications", description = super::openapi::APPS_DESCRIPTION,
     responses((status = 200, description = "`{\"data\": [...]}`, `[]` when there is none.",
         body = super::openapi::PartisciApps)))]
-async fn apps(
-    _caller: Authorized<Partisci>,
-    face: web::Data<Partisci>,
-) -> Result<HttpResponse, PartisciError> {
+async fn apps(Visit { face, .. }: Visit<Partisci>) -> Result<HttpResponse, PartisciError> {
     Ok(data(face.inventory.apps().into_iter().map(|app| {
         super::openapi::PartisciApp {
             app_id: app.app_id,
@@ -142,10 +138,7 @@ async fn apps(
     summary = "Active hosts", description = super::openapi::HOSTS_DESCRIPTION,
     responses((status = 200, description = "`{\"data\": [...]}`, `[]` when there is none.",
         body = super::openapi::PartisciHosts)))]
-async fn hosts(
-    _caller: Authorized<Partisci>,
-    face: web::Data<Partisci>,
-) -> Result<HttpResponse, PartisciError> {
+async fn hosts(Visit { face, .. }: Visit<Partisci>) -> Result<HttpResponse, PartisciError> {
     Ok(data(face.inventory.hosts().into_iter().map(|host| {
         super::openapi::PartisciHost {
             host: host.host,
@@ -163,8 +156,7 @@ async fn hosts(
         (status = 200, description = "`{\"data\": [...]}`, `[]` when none matches.",
             body = super::openapi::PartisciVersions)))]
 async fn versions(
-    _caller: Authorized<Partisci>,
-    face: web::Data<Partisci>,
+    Visit { face, .. }: Visit<Partisci>,
     query: web::Query<Vec<(String, String)>>,
 ) -> Result<HttpResponse, PartisciError> {
     // The first value of a parameter given twice counts, and an empty one is no filter, as
@@ -210,12 +202,9 @@ async fn versions(
             failed), or the credentials could not be checked.",
             body = super::openapi::PartisciErrorBody)))]
 async fn update(
-    Authorized(caller, _): Authorized<Partisci>,
     request: HttpRequest,
-    face: web::Data<Partisci>,
-    payload: web::Payload,
+    Sent { caller, face, body }: Sent<Partisci>,
 ) -> Result<HttpResponse, PartisciError> {
-    let body = read_body(&request, payload, face.max_body).await?;
     let report = VersionReport::parse(&body).map_err(|e| bad_update(e.to_string()))?;
     let sender = request.peer_addr().map(|peer| peer.ip());
     let metadata = crate::http::metadata(&request, &caller);
@@ -236,9 +225,8 @@ async fn update(
             failed), or the credentials could not be checked.",
             body = super::openapi::PartisciErrorBody)))]
 async fn clear(
-    Authorized(caller, _): Admin<Partisci>,
+    Visit { caller, face }: Admin<Partisci>,
     request: HttpRequest,
-    face: web::Data<Partisci>,
 ) -> Result<HttpResponse, PartisciError> {
     if !face.danger {
         return Err(PartisciError::forbidden(
@@ -259,10 +247,7 @@ async fn clear(
     summary = "This instance", description = super::openapi::INFO_DESCRIPTION,
     responses((status = 200, description = "annals' version and the inventory's size.",
         body = super::openapi::PartisciInstance)))]
-async fn info(
-    _caller: Authorized<Partisci>,
-    face: web::Data<Partisci>,
-) -> Result<HttpResponse, PartisciError> {
+async fn info(Visit { face, .. }: Visit<Partisci>) -> Result<HttpResponse, PartisciError> {
     Ok(HttpResponse::Ok().json(super::openapi::PartisciInstance {
         version: env!("CARGO_PKG_VERSION"),
         server: "annals",

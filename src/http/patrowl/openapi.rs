@@ -152,7 +152,7 @@ pub struct PatrowlEngine {
     pub description: String,
     /// `tcp`, `http` or `command`.
     pub scanner: String,
-    pub allowed_asset_types: Vec<String>,
+    pub allowed_asset_types: Vec<&'static str>,
     /// The most scans STARTED or SCANNING at once.
     pub max_scans: usize,
     /// The options every scan gets.

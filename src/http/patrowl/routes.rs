@@ -252,6 +252,23 @@ struct EngineName {
     name: String,
 }
 
+/// The `{scan_id}` of a scan's route, `/engines/{name}/…/{scan_id}`: the engine's name comes
+/// with [`Call`] or [`Command`].
+struct ScanIdPath(String);
+
+impl FromRequest for ScanIdPath {
+    type Error = actix_web::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, actix_web::Error>>>>;
+
+    fn from_request(request: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let path = web::Path::<(String, String)>::extract(request);
+        Box::pin(async move {
+            let (_, scan_id) = path.await?.into_inner();
+            Ok(ScanIdPath(scan_id))
+        })
+    }
+}
+
 /// What every engine's route extracts: its caller, authorized by the face's access rule (an
 /// admin for `ADMIN`), the face and the engine's name.
 struct EngineRoute {
@@ -361,11 +378,7 @@ fn engine_view(engine: &Engine, status: &'static str) -> super::openapi::Patrowl
         version: engine.version.clone(),
         description: engine.description.clone(),
         scanner: engine.scanner.name().into(),
-        allowed_asset_types: engine
-            .allowed
-            .iter()
-            .map(|d| d.as_str().to_owned())
-            .collect(),
+        allowed_asset_types: engine.allowed.iter().map(|d| d.as_str()).collect(),
         max_scans: engine.max_scans,
         options: Value::Object(engine.defaults.clone()),
         status,
@@ -518,9 +531,8 @@ fn unknown_scan(name: &str, scan_id: &str, error: EnginesError) -> PatrowlError 
     responses((status = 200, description = "The scan's status.", body = super::openapi::PatrowlScanStatus)))]
 async fn scan_status(
     Call { face, name, .. }: Call,
-    path: web::Path<(String, String)>,
+    ScanIdPath(scan_id): ScanIdPath,
 ) -> Result<HttpResponse, Refusal> {
-    let (_, scan_id) = path.into_inner();
     let row = face
         .engines
         .scan_status(&name, &scan_id)
@@ -1015,9 +1027,8 @@ async fn getfindings(
     Call {
         face, name, engine, ..
     }: Call,
-    path: web::Path<(String, String)>,
+    ScanIdPath(scan_id): ScanIdPath,
 ) -> Result<HttpResponse, Refusal> {
-    let (_, scan_id) = path.into_inner();
     let page = on("getfindings");
     let state = face
         .engines
@@ -1047,9 +1058,8 @@ async fn getreport(
         engine,
     }: Call,
     request: HttpRequest,
-    path: web::Path<(String, String)>,
+    ScanIdPath(scan_id): ScanIdPath,
 ) -> Result<HttpResponse, Refusal> {
-    let (_, scan_id) = path.into_inner();
     let page = on("getreport");
     let metadata = crate::http::metadata(&request, &caller);
     let wants_json = request
@@ -1117,11 +1127,8 @@ async fn getreport(
             scan had already ended, as upstream engines answer: PatrowlManager stops a scan's \
             jobs one after the other and gives up on any 409 or `error`.",
             body = super::openapi::PatrowlStopAnswer)))]
-async fn stop(
-    command: Command,
-    path: web::Path<(String, String)>,
-) -> Result<HttpResponse, Refusal> {
-    let (name, scan_id) = path.into_inner();
+async fn stop(command: Command, ScanIdPath(scan_id): ScanIdPath) -> Result<HttpResponse, Refusal> {
+    let name = command.name.clone();
     let page = on("stopscan");
     let answer = match command.act(&scan_id, ScanAction::Stop).await {
         Ok(()) => super::openapi::PatrowlStopAnswer::Stopped(super::openapi::PatrowlStopped {
@@ -1201,9 +1208,9 @@ async fn clean(command: Command) -> Result<HttpResponse, Refusal> {
     responses((status = 200, description = "Removed.", body = super::openapi::PatrowlCleaned)))]
 async fn clean_scan(
     command: Command,
-    path: web::Path<(String, String)>,
+    ScanIdPath(scan_id): ScanIdPath,
 ) -> Result<HttpResponse, Refusal> {
-    let (name, scan_id) = path.into_inner();
+    let name = command.name.clone();
     let page = on("clean_scan");
     command
         .act(&scan_id, ScanAction::Clean)

@@ -3,13 +3,15 @@
 //! spellings without `/v1` as copies of the prefixed routes, and the face's security. It only
 //! describes; `tests/api/openapi.rs` checks real answers against these schemas.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
 use crate::http::openapi::{CommonAnswers, NOT_ALLOWED};
 use crate::testresults::{Format, Summary};
-use utoipa::openapi::{ObjectBuilder, OpenApi, Type};
+use utoipa::openapi::schema::{KnownFormat, SchemaFormat};
+use utoipa::openapi::{ObjectBuilder, OpenApi, RefOr, Schema, Type};
 use utoipa::{IntoParams, Modify, ToSchema};
 
 /// The face's routes, their schemas, and who may use them.
@@ -38,7 +40,7 @@ use utoipa::{IntoParams, Modify, ToSchema};
         RefstackMultipart,
         RefstackUploaded,
         RefstackFormat,
-        RefstackSummary,
+        Summary,
         RefstackMiniconf,
         RefstackTestcases,
         RefstackRun,
@@ -469,22 +471,39 @@ pub enum RefstackFormat {
     ParsedResultsJson,
 }
 
-/// Tests per 2014 bucket: the schema of `testresults::Summary`, which the bodies carry.
-#[derive(ToSchema, Serialize)]
-pub struct RefstackSummary {
-    #[serde(rename = "PASS")]
-    pub pass: u64,
-    #[serde(rename = "FAIL")]
-    pub fail: u64,
-    /// A class fixture (`setUpClass`) failed.
-    #[serde(rename = "FAIL_SETUP")]
-    pub fail_setup: u64,
-    #[serde(rename = "ERROR")]
-    pub error: u64,
-    #[serde(rename = "SKIP")]
-    pub skip: u64,
-    #[serde(rename = "Total")]
-    pub total: u64,
+/// Tests per 2014 bucket: the schema of `testresults::Summary`, which the bodies carry, under
+/// the 2014 keys its serde names give. Written out rather than derived: the type refuses unknown
+/// keys when it is read back, and the derive would make that a closed schema.
+impl utoipa::PartialSchema for Summary {
+    fn schema() -> RefOr<Schema> {
+        let mut object = ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .description(Some(
+            "Tests per 2014 bucket: the schema of `testresults::Summary`, which the bodies carry.",
+        ));
+        for (key, description) in [
+            ("PASS", None),
+            ("FAIL", None),
+            ("FAIL_SETUP", Some("A class fixture (`setUpClass`) failed.")),
+            ("ERROR", None),
+            ("SKIP", None),
+            ("Total", None),
+        ] {
+            let count = ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+                .minimum(Some(0))
+                .description(description);
+            object = object.property(key, count).required(key);
+        }
+        object.into()
+    }
+}
+
+impl ToSchema for Summary {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("RefstackSummary")
+    }
 }
 
 /// `post-result`'s answer.
@@ -495,7 +514,6 @@ pub struct RefstackUploaded {
     pub upload_id: uuid::Uuid,
     #[schema(value_type = RefstackFormat)]
     pub format: Format,
-    #[schema(value_type = RefstackSummary)]
     pub summary: Summary,
     /// From the stream's times, or the JSON results' own; `null` when it had none.
     pub duration_seconds: Option<f64>,
@@ -540,7 +558,6 @@ pub struct RefstackUpload {
     pub upload_id: uuid::Uuid,
     #[schema(value_type = RefstackFormat)]
     pub format: Format,
-    #[schema(value_type = RefstackSummary)]
     pub summary: Summary,
     pub duration_seconds: Option<f64>,
     /// The raw upload's SHA-256, in hex.

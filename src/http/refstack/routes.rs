@@ -13,7 +13,7 @@ use crate::domain::results::Results;
 use crate::domain::testrun::service::{parse_test_id, TestRunsError};
 use crate::domain::testrun::{Cloud, CloudSpec, StatusMessage, TestRunState, TestRuns};
 use crate::http::body::read_body;
-use crate::http::caller::{guarded, Authorized};
+use crate::http::caller::{guarded, Authorized, Sent, Visit};
 use crate::http::error::{Refusal, Shape};
 
 /// What the face's handlers share.
@@ -55,45 +55,27 @@ pub fn routes(router: &mut crate::http::Router) {
     use actix_web::http::Method;
     let only = crate::http::only::<Refstack>;
     for prefix in ["/v1", ""] {
-        router
-            .resource(
-                &format!("{prefix}{UPDATE_STATUS}"),
-                [(Method::POST, web::to(update_status))],
-                only,
-            )
-            .resource(
-                &format!("{prefix}{POST_RESULT}"),
-                [(Method::POST, web::to(post_result))],
-                only,
-            )
-            .resource(
-                &format!("{prefix}{GET_MINICONF}"),
-                [(Method::GET, web::to(get_miniconf))],
-                only,
-            )
-            .resource(
-                &format!("{prefix}{GET_TESTCASES}"),
-                [(Method::GET, web::to(get_testcases))],
-                only,
-            );
+        for (path, method, handler) in [
+            (UPDATE_STATUS, Method::POST, web::to(update_status)),
+            (POST_RESULT, Method::POST, web::to(post_result)),
+            (GET_MINICONF, Method::GET, web::to(get_miniconf)),
+            (GET_TESTCASES, Method::GET, web::to(get_testcases)),
+        ] {
+            router.resource(&format!("{prefix}{path}"), [(method, handler)], only);
+        }
     }
-    router
-        .resource("/v1/test-runs", [(Method::POST, web::to(open_run))], only)
-        .resource(
-            "/v1/test-runs/{test_id}",
-            [(Method::GET, web::to(get_run))],
-            only,
-        )
-        .resource(
+    for (path, method, handler) in [
+        ("/v1/test-runs", Method::POST, web::to(open_run)),
+        ("/v1/test-runs/{test_id}", Method::GET, web::to(get_run)),
+        (
             "/v1/test-runs/{test_id}/uploads/{upload_id}",
-            [(Method::GET, web::to(get_upload))],
-            only,
-        )
-        .resource(
-            "/v1/results/schema",
-            [(Method::GET, web::to(results_schema))],
-            only,
-        );
+            Method::GET,
+            web::to(get_upload),
+        ),
+        ("/v1/results/schema", Method::GET, web::to(results_schema)),
+    ] {
+        router.resource(path, [(method, handler)], only);
+    }
     // Upstream's collection controller serves both spellings, and refstack-client uses the
     // one with the slash for both methods.
     for collection in ["/v1/results", "/v1/results/"] {
@@ -127,12 +109,9 @@ pub fn routes(router: &mut crate::http::Router) {
         (status = 413, description = "The body is over `[refstack] max_body_kb`.",
             body = super::openapi::RefstackErrorBody)))]
 async fn open_run(
-    Authorized(caller, _): Authorized<Refstack>,
     request: HttpRequest,
-    face: web::Data<Refstack>,
-    payload: web::Payload,
+    Sent { caller, face, body }: Sent<Refstack>,
 ) -> Result<HttpResponse, RefstackError> {
-    let body = read_body(&request, payload, face.max_body).await?;
     let spec: CloudSpec = serde_json::from_slice(&body)
         .map_err(|e| RefstackError::bad_request(format!("not a cloud: {e}")))?;
     let cloud = Cloud::parse(spec)?;
@@ -173,13 +152,10 @@ fn parse_flag(raw: Option<&str>) -> Result<bool, RefstackError> {
         (status = 413, description = "The body is over `[refstack] max_body_kb`.",
             body = super::openapi::RefstackErrorBody)))]
 async fn update_status(
-    Authorized(caller, _): Authorized<Refstack>,
     request: HttpRequest,
-    face: web::Data<Refstack>,
     test_id: web::Path<String>,
-    payload: web::Payload,
+    Sent { caller, face, body }: Sent<Refstack>,
 ) -> Result<HttpResponse, RefstackError> {
-    let body = read_body(&request, payload, face.max_body).await?;
     let parse = |text: &str| {
         web::Query::<StatusForm>::from_query(text)
             .map(web::Query::into_inner)
@@ -233,9 +209,8 @@ struct TestIdQuery {
         (status = 500, description = "The upload could not be stored.",
             body = super::openapi::RefstackErrorBody)))]
 async fn post_result(
-    Authorized(caller, _): Authorized<Refstack>,
+    Visit { caller, face }: Visit<Refstack>,
     request: HttpRequest,
-    face: web::Data<Refstack>,
     query: web::Query<TestIdQuery>,
     payload: web::Payload,
 ) -> Result<HttpResponse, RefstackError> {
@@ -287,8 +262,7 @@ async fn post_result(
         (status = 400, description = "`Invalid test ID`: missing, not a test run's, or a run \
             of an anonymous upload (it has no cloud).", body = super::openapi::RefstackErrorBody)))]
 async fn get_miniconf(
-    _: Authorized<Refstack>,
-    face: web::Data<Refstack>,
+    Visit { face, .. }: Visit<Refstack>,
     query: web::Query<TestIdQuery>,
 ) -> Result<HttpResponse, RefstackError> {
     let test_id = parse_test_id(query.test_id.as_deref().unwrap_or_default())?;
@@ -367,8 +341,7 @@ fn not_found(error: TestRunsError) -> RefstackError {
         (status = 404, description = "No test run has this id.",
             body = super::openapi::RefstackErrorBody)))]
 async fn get_run(
-    _: Authorized<Refstack>,
-    face: web::Data<Refstack>,
+    Visit { face, .. }: Visit<Refstack>,
     test_id: web::Path<String>,
 ) -> Result<HttpResponse, RefstackError> {
     let test_id = parse_test_id(&test_id).map_err(not_found)?;
@@ -390,8 +363,7 @@ async fn get_run(
         (status = 500, description = "The stored upload is missing or damaged.",
             body = super::openapi::RefstackErrorBody)))]
 async fn get_upload(
-    _: Authorized<Refstack>,
-    face: web::Data<Refstack>,
+    Visit { face, .. }: Visit<Refstack>,
     ids: web::Path<(String, String)>,
 ) -> Result<HttpResponse, RefstackError> {
     let (test_id, upload_id) = ids.into_inner();
@@ -446,9 +418,8 @@ fn header(request: &HttpRequest, name: &str) -> Result<Option<String>, RefstackE
         (status = 500, description = "The body could not be stored.",
             body = super::openapi::RefstackErrorBody)))]
 async fn submit_results(
-    Authorized(caller, _): Authorized<Refstack>,
+    Visit { caller, face }: Visit<Refstack>,
     request: HttpRequest,
-    face: web::Data<Refstack>,
     payload: web::Payload,
 ) -> Result<HttpResponse, RefstackError> {
     let signature = header(&request, "X-Signature")?;
@@ -485,9 +456,8 @@ fn meta(row: &ResultRow) -> super::openapi::RefstackMeta {
             you need to authenticate`).",
             body = super::openapi::RefstackErrorBody)))]
 async fn list_results(
-    Authorized(caller, _): Authorized<Refstack>,
+    Visit { caller, face }: Visit<Refstack>,
     request: HttpRequest,
-    face: web::Data<Refstack>,
 ) -> Result<HttpResponse, RefstackError> {
     let (page, filter) = super::list::parse(request.query_string(), &caller)?;
     let page = face.results.page(page, &filter)?;
@@ -533,9 +503,8 @@ async fn results_schema(_: Authorized<Refstack>) -> HttpResponse {
         (status = 500, description = "The stored body is missing or damaged.",
             body = super::openapi::RefstackErrorBody)))]
 async fn get_results(
-    _: Authorized<Refstack>,
+    Visit { face, .. }: Visit<Refstack>,
     request: HttpRequest,
-    face: web::Data<Refstack>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, RefstackError> {
     let id =
