@@ -46,9 +46,7 @@ impl Hpcwaas {
             executions,
             keys,
             log: start.log.clone(),
-            auth: start.auth.clone(),
-            access: section.auth,
-            max_body: section.max_body(),
+            gate: start.gate(section.auth, section.max_body()),
         }));
         started.own = start.own.map(|own| Own::Routes {
             listener: own.tcp,

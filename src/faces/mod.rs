@@ -89,6 +89,16 @@ pub struct Start<'a> {
 }
 
 impl Start<'_> {
+    /// What the face's handlers check callers with: the accounts, the face's `access` rule,
+    /// and the largest body they read.
+    pub fn gate(&self, access: crate::auth::Access, max_body: usize) -> crate::http::Gate {
+        crate::http::Gate {
+            auth: self.auth.clone(),
+            access,
+            max_body,
+        }
+    }
+
     /// What the face's services start on.
     pub fn core(&self) -> Core {
         Core {

@@ -25,10 +25,8 @@ impl Partisci {
         let inventory = Inventory::start(&start.core(), retention).await?;
         let mut started = Started::sharing(web::Data::new(partisci::Partisci {
             inventory: inventory.clone(),
-            auth: start.auth.clone(),
-            access: section.auth,
+            gate: start.gate(section.auth, section.max_body()),
             danger: section.danger,
-            max_body: section.max_body(),
         }));
         started.tasks.extend(inventory.spawn_sweeper());
         if let Some(own) = start.own {

@@ -27,9 +27,7 @@ impl Patrowl {
         .await?;
         let mut started = Started::sharing(web::Data::new(patrowl::Patrowl::new(
             engines,
-            start.auth.clone(),
-            section.auth,
-            section.max_body(),
+            start.gate(section.auth, section.max_body()),
         )));
         // Engines are reached over plain HTTP, as PatrowlManager reaches upstream's.
         started.own = start.own.map(|own| Own::Routes {

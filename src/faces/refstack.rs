@@ -36,10 +36,8 @@ impl Refstack {
         Ok(Started::sharing(web::Data::new(refstack::Refstack {
             runs,
             results,
-            auth: start.auth.clone(),
-            access: section.auth,
+            gate: start.gate(section.auth, section.max_body()),
             max_upload: (section.max_upload_kb * 1024) as usize,
-            max_body: section.max_body(),
         })))
     }
 }

@@ -24,6 +24,16 @@ pub struct Guard {
     pub api: Access,
 }
 
+/// What every guarded face's handlers share about their callers: the accounts, the face's
+/// access rule and the largest body its handlers read.
+pub struct Gate {
+    pub auth: Arc<Auth>,
+    /// Who may use the face once any account exists.
+    pub access: Access,
+    /// The largest request body, in bytes.
+    pub max_body: usize,
+}
+
 /// Authorizes the caller of `request` for a part open to `access`.
 pub fn authorize(
     request: &HttpRequest,
@@ -63,16 +73,30 @@ pub trait Guarded: Shape {
     }
 }
 
-/// Makes a face's state [`Guarded`] by its `auth`, `access` and `max_body` fields:
-/// `guarded!(Face, "the words of a refusal when the listener was built without it")`.
+/// Makes a face's state [`Guarded`] by its `gate` field ([`Gate`]):
+/// `guarded!(Face, "the words of a refusal when the listener was built without it")`; with
+/// `, FaceError, |status, message| body`, also its refusals `FaceError`, each answered with the
+/// JSON `body` ([`JsonShape`](super::error::JsonShape)).
 macro_rules! guarded {
+    ($face:ident, $missing:expr, $error:ident, |$status:pat_param, $message:ident| $body:expr) => {
+        /// A refusal, in the face's shape.
+        pub type $error = $crate::http::error::Refusal<$face>;
+
+        impl $crate::http::error::JsonShape for $face {
+            fn body($status: actix_web::http::StatusCode, $message: String) -> serde_json::Value {
+                $body
+            }
+        }
+
+        guarded!($face, $missing);
+    };
     ($face:ty, $missing:expr) => {
         impl $crate::http::caller::Guarded for $face {
             fn rule(
                 request: &actix_web::HttpRequest,
             ) -> Option<(std::sync::Arc<$crate::auth::Auth>, $crate::auth::Access)> {
                 let face = request.app_data::<actix_web::web::Data<$face>>()?;
-                Some((face.auth.clone(), face.access))
+                Some((face.gate.auth.clone(), face.gate.access))
             }
 
             fn missing() -> $crate::http::error::Refusal<$face> {
@@ -81,7 +105,7 @@ macro_rules! guarded {
 
             fn max_body(request: &actix_web::HttpRequest) -> Option<usize> {
                 let face = request.app_data::<actix_web::web::Data<$face>>()?;
-                Some(face.max_body)
+                Some(face.gate.max_body)
             }
         }
     };

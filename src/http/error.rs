@@ -223,6 +223,20 @@ pub trait Shape: Sized + 'static {
     }
 }
 
+/// A face whose every refusal is one JSON body made of its status and its message: its
+/// [`Shape`] follows.
+pub trait JsonShape: Sized + 'static {
+    fn body(status: StatusCode, message: String) -> serde_json::Value;
+}
+
+impl<F: JsonShape> Shape for F {
+    type Context = ();
+
+    fn answer(refusal: &Refusal<F>, mut response: HttpResponseBuilder) -> HttpResponse {
+        response.json(F::body(refusal.status, refusal.to_string()))
+    }
+}
+
 /// Why a face refused a request: the error, typed (a service's, a denied caller's, a body's, or
 /// a message of the handler's own), with its status from [`Status`], answered in the shape `F`.
 pub struct Refusal<F: Shape> {

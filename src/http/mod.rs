@@ -30,7 +30,7 @@ use actix_web::{web, App, HttpMessage, HttpResponse, HttpServer, ResponseError};
 
 use crate::auth::{Access, Auth};
 use crate::events::{EventLog, Metadata, Origin};
-pub use caller::Guard;
+pub use caller::{Gate, Guard};
 use error::{Api, ApiError, Refusal, Shape};
 use openapi::RefusesOtherMethods;
 

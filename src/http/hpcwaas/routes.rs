@@ -1,11 +1,10 @@
 //! The face's handlers and the routes that reach them; `mod.rs` says what the face is.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use actix_web::http::header;
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder, ResponseError};
+use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::SecondsFormat;
 use serde::Deserialize;
 use uuid::Uuid;
@@ -15,14 +14,12 @@ use super::openapi::{
     HpcwaasKeyCreated, HpcwaasLogEntry, HpcwaasLogs, HpcwaasOutput, HpcwaasWorkflow,
     HpcwaasWorkflowDetail, HpcwaasWorkflows,
 };
-use crate::auth::{Access, Auth};
 use crate::domain::sshkey::{KeyType, Metadata as KeyMetadata, SshKeys, SshKeysError};
 use crate::domain::workflow::read_model::{ListQuery, MAX_PAGE};
 use crate::domain::workflow::service::{Levels, LogQuery};
 use crate::domain::workflow::{Executions, ExecutionsError, Status, Workflow};
 use crate::events::EventLog;
-use crate::http::caller::{guarded, Sent, Visit};
-use crate::http::error::{Refusal, Shape};
+use crate::http::caller::{guarded, Gate, Sent, Visit};
 use crate::http::params::Wait;
 
 /// What the face's handlers share.
@@ -31,22 +28,16 @@ pub struct Hpcwaas {
     pub keys: SshKeys,
     /// For an execution's event stream.
     pub log: EventLog,
-    pub auth: Arc<Auth>,
-    /// Who may use the face once accounts exist.
-    pub access: Access,
-    /// The largest request body, in bytes.
-    pub max_body: usize,
+    /// Who may call, and the largest body the handlers read.
+    pub gate: Gate,
 }
 
-/// A refusal, in the face's envelope.
-pub type HpcwaasError = Refusal<Hpcwaas>;
-
-/// Every error body is `{"errors":[{"id","status","title","detail"}]}`.
-impl Shape for Hpcwaas {
-    type Context = ();
-
-    fn answer(refusal: &HpcwaasError, mut response: HttpResponseBuilder) -> HttpResponse {
-        let status = refusal.status_code();
+// Every error body is `{"errors":[{"id","status","title","detail"}]}`.
+guarded!(
+    Hpcwaas,
+    "the workflow face is not configured",
+    HpcwaasError,
+    |status, message| {
         let id = match status {
             StatusCode::BAD_REQUEST => "bad_request",
             StatusCode::UNAUTHORIZED => "unauthorized",
@@ -58,16 +49,14 @@ impl Shape for Hpcwaas {
             StatusCode::SERVICE_UNAVAILABLE => "service_unavailable",
             _ => "internal_server_error",
         };
-        response.json(serde_json::json!({"errors": [{
+        serde_json::json!({"errors": [{
             "id": id,
             "status": status.as_u16(),
             "title": status.canonical_reason().unwrap_or("Error"),
-            "detail": refusal.to_string(),
-        }]}))
+            "detail": message,
+        }]})
     }
-}
-
-guarded!(Hpcwaas, "the workflow face is not configured");
+);
 
 /// The routes of the face.
 pub fn routes(router: &mut crate::http::Router) {

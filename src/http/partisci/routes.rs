@@ -1,43 +1,31 @@
 //! The face's handlers and the routes that reach them; `mod.rs` says what the face is.
 
-use std::sync::Arc;
-
 use actix_web::http::{Method, StatusCode};
-use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder, ResponseError};
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::auth::{Access, Auth};
 use crate::domain::inventory::read_model::VersionFilter;
 use crate::domain::inventory::{Inventory, Version, VersionReport, Via};
-use crate::http::caller::{guarded, Admin, Sent, Visit};
-use crate::http::error::{Refusal, Shape};
+use crate::http::caller::{guarded, Admin, Gate, Sent, Visit};
+use crate::http::error::Refusal;
 
 /// What the face's handlers share.
 pub struct Partisci {
     pub inventory: Inventory,
-    pub auth: Arc<Auth>,
-    /// Who may use the face (Partisci clients send no credentials: anyone, by default).
-    pub access: Access,
+    /// Who may call, and the largest body the handlers read.
+    pub gate: Gate,
     /// Whether `_danger/clear/` may clear the inventory.
     pub danger: bool,
-    /// The largest `POST update/` body, in bytes.
-    pub max_body: usize,
 }
 
-/// A refusal, in Partisci's shape.
-pub type PartisciError = Refusal<Partisci>;
-
-/// Every error body is `{"error": "..."}`.
-impl Shape for Partisci {
-    type Context = ();
-
-    fn answer(refusal: &PartisciError, mut response: HttpResponseBuilder) -> HttpResponse {
-        response.json(serde_json::json!({ "error": refusal.to_string() }))
-    }
-}
-
-guarded!(Partisci, "the inventory face is not configured");
+// Every error body is `{"error": "..."}`.
+guarded!(
+    Partisci,
+    "the inventory face is not configured",
+    PartisciError,
+    |_, message| serde_json::json!({ "error": message })
+);
 
 /// A bad update: Partisci answers 415 whatever is wrong with it.
 fn bad_update(message: String) -> PartisciError {

@@ -11,7 +11,7 @@ use actix_web::web::Bytes;
 use actix_web::{web, FromRequest, HttpRequest, HttpResponse, HttpResponseBuilder, ResponseError};
 use serde_json::{Map, Value};
 
-use crate::auth::{Access, Auth, Caller};
+use crate::auth::Caller;
 use crate::domain::scan::read_model::ScanRow;
 use crate::domain::scan::service::{Engine, EngineStatus, ScanAction};
 use crate::domain::scan::{
@@ -20,29 +20,24 @@ use crate::domain::scan::{
 };
 use crate::events::{Metadata, Position};
 use crate::http::body::read_body;
-use crate::http::caller::{guarded, Authorized};
+use crate::http::caller::{guarded, Authorized, Gate};
 use crate::http::error::{self, Shape};
 
 /// What the face's handlers share.
 pub struct Patrowl {
     pub engines: Engines,
-    pub auth: Arc<Auth>,
-    /// Who may use the face (PatrowlManager sends no credentials: anyone, by default).
-    pub access: Access,
-    /// The largest `startscan` body, in bytes.
-    pub max_body: usize,
+    /// Who may call, and the largest body the handlers read.
+    pub gate: Gate,
     /// Each engine's `status` body as last rendered, with the read model's position it shows:
     /// a manager polls it, and with many scans known, rendering is most of its cost.
     pub status_cache: Mutex<HashMap<String, CachedStatus>>,
 }
 
 impl Patrowl {
-    pub fn new(engines: Engines, auth: Arc<Auth>, access: Access, max_body: usize) -> Patrowl {
+    pub fn new(engines: Engines, gate: Gate) -> Patrowl {
         Patrowl {
             engines,
-            auth,
-            access,
-            max_body,
+            gate,
             status_cache: Mutex::default(),
         }
     }
@@ -798,7 +793,7 @@ async fn startscan(
     payload: web::Payload,
 ) -> Result<HttpResponse, Refusal> {
     let page = on("startscan");
-    let body = read_body(&request, payload, face.max_body)
+    let body = read_body(&request, payload, face.gate.max_body)
         .await
         .map_err(|e| page(e.into()))?;
     let scan = StartScan::parse(&body).map_err(|e| page(PatrowlError::bad_request(e)))?;

@@ -1,48 +1,35 @@
 //! The face's handlers and the routes that reach them; `mod.rs` says what the face is.
 
-use std::sync::Arc;
-
 use actix_web::http::header::{ContentDisposition, DispositionParam, DispositionType};
-use actix_web::{web, HttpMessage, HttpRequest, HttpResponse, HttpResponseBuilder, ResponseError};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use crate::auth::{Access, Auth};
 use crate::domain::results::read_model::ResultRow;
 use crate::domain::results::Results;
 use crate::domain::testrun::service::{parse_test_id, TestRunsError};
 use crate::domain::testrun::{Cloud, CloudSpec, StatusMessage, TestRunState, TestRuns};
 use crate::http::body::read_body;
-use crate::http::caller::{guarded, Authorized, Sent, Visit};
-use crate::http::error::{Refusal, Shape};
+use crate::http::caller::{guarded, Authorized, Gate, Sent, Visit};
 
 /// What the face's handlers share.
 pub struct Refstack {
     pub runs: TestRuns,
     /// The later API's submitted results.
     pub results: Results,
-    pub auth: Arc<Auth>,
-    /// Who may use the face (refstack-client sends no credentials: anyone, by default).
-    pub access: Access,
+    /// Who may call, and the largest body the handlers read.
+    pub gate: Gate,
     /// The largest `post-result` body, in bytes.
     pub max_upload: usize,
-    /// The largest body of the other routes, in bytes.
-    pub max_body: usize,
 }
 
-/// A refusal, in the face's shape `{"title", "code"}`.
-pub type RefstackError = Refusal<Refstack>;
-
-impl Shape for Refstack {
-    type Context = ();
-
-    fn answer(refusal: &RefstackError, mut response: HttpResponseBuilder) -> HttpResponse {
-        let code = refusal.status_code().as_u16();
-        response.json(serde_json::json!({ "title": refusal.to_string(), "code": code }))
-    }
-}
-
-guarded!(Refstack, "the test results face is not configured");
+// Every error body is `{"title", "code"}`.
+guarded!(
+    Refstack,
+    "the test results face is not configured",
+    RefstackError,
+    |status, message| serde_json::json!({ "title": message, "code": status.as_u16() })
+);
 
 /// The paths of the 2014 routes, served under `/v1` and at the root.
 pub const UPDATE_STATUS: &str = "/update-test-status/{test_id}";
