@@ -365,6 +365,44 @@ pub fn kill_lost(supervision: &Supervision) {
     }
 }
 
+/// How long [`stop_all`] waits for a supervisor to record the end of the run it was told to
+/// kill.
+pub const STOP_WAIT: Duration = Duration::from_secs(10);
+
+/// Stops every run whose directory is under `root` and removes the directories: for a face
+/// that does not follow its runs across a restart, at start-up, so that nothing of a previous
+/// process runs on unknown. Blocking. Returns how many runs were still running.
+pub fn stop_all(root: &Path) -> std::io::Result<usize> {
+    let entries = match std::fs::read_dir(root) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut stopped = 0;
+    for entry in entries {
+        let dir = entry?.path();
+        match fate(&dir) {
+            Fate::Running => {
+                stopped += 1;
+                kill(&dir);
+                let deadline = Instant::now() + STOP_WAIT;
+                // The supervisor kills the group and records the end within milliseconds.
+                while fate(&dir) == Fate::Running && Instant::now() < deadline {
+                    std::thread::sleep(POLL_INTERVAL);
+                }
+            }
+            Fate::Lost => {
+                if let Some(supervision) = recover(&dir) {
+                    kill_lost(&supervision);
+                }
+            }
+            Fate::Ended => {}
+        }
+        std::fs::remove_dir_all(&dir)?;
+    }
+    Ok(stopped)
+}
+
 /// Kills the group of the run in `dir` at once, through its supervisor; false when no
 /// supervisor listens (the run has ended, or its supervisor is gone: see [`kill_lost`]).
 pub fn kill(dir: &Path) -> bool {

@@ -1064,7 +1064,7 @@ fn salts_survive_a_restart_and_are_never_written_in_clear() {
 }
 
 #[test]
-fn a_scrape_cut_short_by_a_crash_is_settled_at_the_next_start() {
+fn a_scrape_cut_short_by_a_crash_is_stopped_and_settled_at_the_next_start() {
     let dir = tempfile::tempdir().unwrap();
     let stop = dir.path().join("stop");
     let config = dir.path().join("annals.toml");
@@ -1072,7 +1072,7 @@ fn a_scrape_cut_short_by_a_crash_is_settled_at_the_next_start() {
         &config,
         format!(
             "[gros]\n[[gros.projects]]\nkey = \"SLOW\"\nnetworks = [\"127.0.0.1\"]\n\
-             scrape_command = [\"/bin/sh\", \"-c\", \"echo begun; while [ ! -e {} ]; do sleep 0.02; done\"]\n",
+             scrape_command = [\"/bin/sh\", \"-c\", \"echo begun $$; while [ ! -e {} ]; do sleep 0.02; done\"]\n",
             stop.display()
         ),
     )
@@ -1094,9 +1094,15 @@ fn a_scrape_cut_short_by_a_crash_is_settled_at_the_next_start() {
                   Content-Length: 0\r\n\r\n";
     assert_eq!(exchange(&target, scrape.as_bytes()).status, 201);
     let stream = get("/api/streams/gros_agent-SLOW.SLOW");
-    common::poll(WAIT, "the scrape's first line", || {
-        let events = exchange(&target, stream.as_bytes()).json();
-        events.to_string().contains("begun").then_some(())
+    let pid: u32 = common::poll(WAIT, "the scrape's first line", || {
+        // The line, not the command (which says `begun $$`).
+        let events = exchange(&target, stream.as_bytes()).json().to_string();
+        events.split("begun ").skip(1).find_map(|rest| {
+            rest.split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse()
+                .ok()
+        })
     });
     // A crash: no chance to record anything more.
     served.child.kill().unwrap();
@@ -1113,7 +1119,18 @@ fn a_scrape_cut_short_by_a_crash_is_settled_at_the_next_start() {
     );
     let status = exchange(&target, get("/agents/SLOW/SLOW/status").as_bytes());
     assert_eq!(status.status, 503);
-    // The orphaned scrape may end now.
+    // The scrape was stopped before it was settled: the log says it ended, and it has.
+    let alive = std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+    });
+    assert!(!alive, "the scrape {pid} runs on after the restart");
+    // So a new scrape is the only one.
+    assert_eq!(exchange(&target, scrape.as_bytes()).status, 201);
     std::fs::write(&stop, "").unwrap();
     assert!(served.terminate().success());
 }

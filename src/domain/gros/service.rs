@@ -7,6 +7,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,7 +24,8 @@ use super::{
 };
 use crate::domain::Core;
 use crate::events::Metadata;
-use crate::process::{self, Exit, Invocation, Stream};
+use crate::process::supervised;
+use crate::process::{self, Exit, Invocation, ProcessError, Stream};
 use crate::runtime::blocking::Stopped;
 use crate::runtime::effects::{self, Fed, FeedLimits, Taken};
 use crate::runtime::{reconcile, Clock, CommandError, Entities};
@@ -276,7 +279,18 @@ pub struct Gros {
     known_salts: Arc<std::sync::Mutex<HashMap<String, Salts>>>,
     /// A permit for each scrape the shared daemon may run; a running scrape holds one.
     shared_scrapes: Arc<tokio::sync::Semaphore>,
+    /// Where scrapes and imports have their run directories, each under its supervisor.
+    work_dir: PathBuf,
 }
+
+/// A scrape or an import started under its supervisor, and its run directory.
+struct Child {
+    running: process::Running,
+    dir: PathBuf,
+}
+
+/// Where the GROS face's processes have their run directories, under the data directory.
+pub const WORK_DIR: &str = "gros-work";
 
 /// The secret store's id of a project's salts (or the global ones).
 fn salts_secret(project: &str) -> String {
@@ -293,6 +307,21 @@ impl Gros {
     ) -> anyhow::Result<Gros> {
         let agents = core.entities();
         let projects = core.entities();
+        // Scrapes and imports a previous process left running are stopped before they are
+        // settled as interrupted: nothing runs on that the log says has ended.
+        let work_dir = core.log.path().join(WORK_DIR);
+        let root = work_dir.clone();
+        let stopped = crate::runtime::blocking(move || {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&root)?;
+            supervised::stop_all(&root)
+        })
+        .await??;
+        if stopped > 0 {
+            tracing::info!(count = stopped, "GROS processes left running were stopped");
+        }
         let running = reconcile::track_in_progress::<GrosAgent>(&core.log)?;
         let settled = reconcile::reconcile(&core.log, &agents, &running, STARTUP_WAIT).await?;
         if !settled.is_empty() {
@@ -306,6 +335,7 @@ impl Gros {
             controller: Arc::new(controller),
             clock: core.clock.clone(),
             known_salts: Arc::default(),
+            work_dir,
         })
     }
 
@@ -546,7 +576,7 @@ impl Gros {
         );
         if let (true, Some(argv)) = (started, import) {
             let invocation = self.invocation(project, agent, &argv, self.controller.import_timeout);
-            match effects::start_child(invocation) {
+            match self.start_child(invocation) {
                 Ok(running) => {
                     actix_rt::spawn(self.clone().follow(id, Process::Import, running, None));
                 }
@@ -557,6 +587,14 @@ impl Gros {
             }
         }
         Ok(())
+    }
+
+    /// Starts a scrape or an import under its supervisor, in a run directory of its own that
+    /// [`Gros::follow`] removes once the end is recorded.
+    fn start_child(&self, invocation: Invocation) -> Result<Child, ProcessError> {
+        let dir = self.work_dir.join(uuid::Uuid::now_v7().to_string());
+        let (running, _) = effects::start_supervised(invocation, &dir, Vec::new())?;
+        Ok(Child { running, dir })
     }
 
     fn invocation(
@@ -591,9 +629,10 @@ impl Gros {
         self,
         id: String,
         process: Process,
-        running: process::Running,
+        child: Child,
         done: Option<tokio::sync::oneshot::Sender<Option<i32>>>,
     ) {
+        let Child { running, dir } = child;
         let ended = effects::feed_child(running, &OUTPUT_LIMITS, output_line, |lines| {
             let (agents, id) = (self.agents.clone(), id.clone());
             async move {
@@ -640,6 +679,11 @@ impl Gros {
         self.finish(&id, process, code, outcome).await;
         if let Some(done) = done {
             let _ = done.send(code);
+        }
+        // Its end is recorded: nothing of the run is needed any more.
+        let removed = crate::runtime::blocking(move || std::fs::remove_dir_all(dir)).await;
+        if let Ok(Err(error)) = removed {
+            tracing::warn!(agent = %id, %error, "a process's run directory stays");
         }
     }
 
@@ -828,7 +872,7 @@ impl Gros {
         let invocation = self
             .invocation(project, agent, &argv, self.controller.scrape_timeout)
             .env("PREFLIGHT_ARGS", SCRAPE_PREFLIGHT_ARGS);
-        let running = match effects::start_child(invocation) {
+        let running = match self.start_child(invocation) {
             Ok(running) => running,
             Err(error) => {
                 let reason = error.to_string();
