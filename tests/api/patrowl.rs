@@ -1106,9 +1106,10 @@ fn serve(data: &std::path::Path, config: &std::path::Path) -> common::Served {
 }
 
 #[actix_rt::test]
-async fn after_a_restart_ended_scans_stay_and_a_running_one_is_interrupted() {
+async fn after_a_crash_ended_scans_stay_and_a_running_one_is_stopped_and_interrupted() {
     let (dir, data) = common::data_dir();
     let config = dir.path().join("annals.toml");
+    let pid_file = dir.path().join("slow.pid");
     let quoted = |text: &str| toml::Value::String(text.to_owned()).to_string();
     std::fs::write(
         &config,
@@ -1118,7 +1119,10 @@ async fn after_a_restart_ended_scans_stay_and_a_running_one_is_interrupted() {
              [[patrowl.engines]]\nname = \"slow\"\nscanner = \"command\"\n\
              allowed_asset_types = [\"ip\"]\ncommand = [\"sh\", \"-c\", {}]\nkill_grace_s = 1\n",
             quoted("echo '{\"title\":\"kept\"}'"),
-            quoted("echo '{\"title\":\"before\"}'; exec sleep 60"),
+            quoted(&format!(
+                "echo '{{\"title\":\"before\"}}'; echo $$ > {}; exec sleep 60",
+                pid_file.display()
+            )),
         ),
     )
     .unwrap();
@@ -1135,7 +1139,7 @@ async fn after_a_restart_ended_scans_stay_and_a_running_one_is_interrupted() {
         client: client.clone(),
         dir: tempfile::tempdir().unwrap(),
     };
-    let server = serve(&data, &config);
+    let mut server = serve(&data, &config);
     let before = face(&server);
     assert!(!before.own.is_empty(), "the face's own listener is logged");
     let answer = before.start_local("cmd", json!(1), json!({})).await;
@@ -1150,7 +1154,23 @@ async fn after_a_restart_ended_scans_stay_and_a_running_one_is_interrupted() {
         (body["nb_findings"] == 1).then_some(())
     })
     .await;
-    assert!(server.terminate().success());
+    let pid: u32 = common::poll(SCAN_DEADLINE, "the program's pid", || {
+        std::fs::read_to_string(&pid_file).ok()?.trim().parse().ok()
+    });
+    // A crash: the program outlives annals, under its supervisor.
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    let runs = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+            !stat
+                .rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+    };
+    assert!(runs(pid), "the program outlives annals");
 
     let server = serve(&data, &config);
     let after = face(&server);
@@ -1164,6 +1184,8 @@ async fn after_a_restart_ended_scans_stay_and_a_running_one_is_interrupted() {
         unzip(&report),
         "the report is the same"
     );
+    // Stopped before its scan was settled as interrupted.
+    assert!(!runs(pid), "the program runs on after the restart");
     let interrupted = after.get("/engines/slow/status/2").await.json();
     assert_eq!(interrupted["status"], "ERROR");
     assert_eq!(interrupted["reason"], "interrupted by restart");

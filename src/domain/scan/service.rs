@@ -307,10 +307,23 @@ impl Engines {
                 .map(|engine| (engine.name.as_str().to_owned(), engine))
                 .collect(),
         );
+        // Programs a previous process left running are stopped before their scans are
+        // settled as interrupted.
+        let runs = log.path().join(WORK_DIR);
+        let root = runs.clone();
+        let stopped = crate::runtime::blocking(move || {
+            std::fs::create_dir_all(&root)?;
+            crate::process::supervised::stop_all(&root)
+        })
+        .await??;
+        if stopped > 0 {
+            tracing::info!(count = stopped, "scan programs left running were stopped");
+        }
         let effects = Arc::new(ScanEffects {
             engines: engines.clone(),
             blobs: blobs.clone(),
             stops: Arc::default(),
+            runs,
         });
         let scans = core.entities_with(effects);
         let running = reconcile::track_in_progress::<ScanRecord>(log)?;
@@ -579,7 +592,13 @@ pub struct ScanEffects {
     blobs: BlobStore,
     /// The stop signal of each scan whose work runs, by entity id.
     stops: Arc<Mutex<HashMap<String, watch::Sender<bool>>>>,
+    /// Where `command` scanners make their programs' run directories.
+    runs: std::path::PathBuf,
 }
+
+/// Where the scan engine face's programs have their run directories, under the data
+/// directory.
+pub const WORK_DIR: &str = "patrowl-work";
 
 impl Effects<ScanRecord> for ScanEffects {
     fn after_commit(
@@ -605,6 +624,7 @@ impl Effects<ScanRecord> for ScanEffects {
                         scan_id: requested.scan_id.as_str().to_owned(),
                         assets: requested.assets.clone(),
                         options,
+                        runs: self.runs.clone(),
                     };
                     let (stop, stopped) = watch::channel(false);
                     lock(&self.stops).insert(id.to_owned(), stop);

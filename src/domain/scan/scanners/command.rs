@@ -171,8 +171,11 @@ pub async fn scan(
         .stdin(input.to_string())
         .timeout(settings.timeout)
         .kill_grace(settings.kill_grace);
-    let mut running = match effects::start_child(invocation) {
-        Ok(running) => running,
+    // Under a supervisor of its own, so that a crash of annals leaves nothing running that a
+    // restart does not stop (`supervised::stop_all` on the engines' run directories).
+    let dir = job.runs.join(uuid::Uuid::now_v7().to_string());
+    let mut running = match effects::start_supervised(invocation, &dir, Vec::new()) {
+        Ok((running, _)) => running,
         Err(error) => return failed(format!("the command could not start: {error}")),
     };
     let canceller = running.canceller();
@@ -229,7 +232,10 @@ pub async fn scan(
             Err(reason) => ignored.push(&line.text, &reason),
         }
     }
-    let outcome = match running.wait().await {
+    let outcome = running.wait().await;
+    // What the scan keeps of the run is in the outcome.
+    let _ = crate::runtime::blocking(move || std::fs::remove_dir_all(dir)).await;
+    let outcome = match outcome {
         Ok(outcome) => outcome,
         Err(error) => return failed(error.to_string()),
     };

@@ -23,6 +23,8 @@ pub struct Job {
     pub assets: Vec<Asset>,
     /// The options in effect.
     pub options: Map<String, Value>,
+    /// Where a scanner that runs a program makes the program's run directory.
+    pub runs: std::path::PathBuf,
 }
 
 /// A `tcp` engine's settings.
