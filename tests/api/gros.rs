@@ -1120,14 +1120,7 @@ fn a_scrape_cut_short_by_a_crash_is_stopped_and_settled_at_the_next_start() {
     let status = exchange(&target, get("/agents/SLOW/SLOW/status").as_bytes());
     assert_eq!(status.status, 503);
     // The scrape was stopped before it was settled: the log says it ended, and it has.
-    let alive = std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        !stat
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .trim_start()
-            .starts_with('Z')
-    });
+    let alive = common::runs(pid);
     assert!(!alive, "the scrape {pid} runs on after the restart");
     // So a new scrape is the only one.
     assert_eq!(exchange(&target, scrape.as_bytes()).status, 201);

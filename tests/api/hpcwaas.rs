@@ -16,7 +16,7 @@ use annals::config::Config;
 use annals::domain::workflow::catalogue::{InputKind, InputSpec, OutputSpec, StepSpec};
 use annals::domain::workflow::WorkflowSpec;
 use common::app::{items, numbers, strings, TestApp};
-use common::poll_async;
+use common::{poll_async, runs};
 use serde_json::{json, Value};
 
 const ADA: (&str, &str) = ("ada", "ada's password");
@@ -948,14 +948,6 @@ fn every_line(client: &reqwest_like::Client, base: &str, id: &str) -> Vec<String
         base,
         &format!("/executions/{id}/logs?from=0&levels=15&size=1000"),
     ))
-}
-
-/// Whether process `pid` runs (a zombie does not).
-fn runs(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        stat.rfind(')')
-            .is_some_and(|end| !stat[end + 1..].trim_start().starts_with('Z'))
-    })
 }
 
 /// A step goes on through a stop of annals, however it stops and whenever the step ends: the

@@ -1160,16 +1160,7 @@ async fn after_a_crash_ended_scans_stay_and_a_running_one_is_stopped_and_interru
     // A crash: the program outlives annals, under its supervisor.
     server.child.kill().unwrap();
     server.child.wait().unwrap();
-    let runs = |pid: u32| {
-        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-            !stat
-                .rsplit(')')
-                .next()
-                .unwrap_or("")
-                .trim_start()
-                .starts_with('Z')
-        })
-    };
+    let runs = common::runs;
     assert!(runs(pid), "the program outlives annals");
 
     let server = serve(&data, &config);

@@ -74,6 +74,15 @@ fn end_step(index: u32) -> ExecutionCommand {
     }
 }
 
+/// Step 0's end, at 3 s.
+fn step_ended() -> ExecutionEvent {
+    ExecutionEvent::StepEnded(StepEndedEvent {
+        index: 0,
+        ended: ended(),
+        at: t(3),
+    })
+}
+
 fn ended() -> StepEnded {
     StepEnded {
         exit_code: Some(0),
@@ -116,11 +125,7 @@ fn steps_start_and_end_in_order() {
     let state = given::<Execution>([requested(), started()])
         .at(t(3))
         .when(end_step(0))
-        .then(vec![ExecutionEvent::StepEnded(StepEndedEvent {
-            index: 0,
-            ended: ended(),
-            at: t(3),
-        })]);
+        .then(vec![step_ended()]);
     assert_eq!(state.steps[0].ended, Some(ended()));
     given::<Execution>([requested(), started()])
         .when(end_step(1))
@@ -205,11 +210,7 @@ fn a_supervised_step_records_how_far_its_output_was_read_until_it_ends() {
     let state = given::<Execution>([requested(), started(), supervised])
         .at(t(3))
         .when(end_step(0))
-        .then(vec![ExecutionEvent::StepEnded(StepEndedEvent {
-            index: 0,
-            ended: ended(),
-            at: t(3),
-        })]);
+        .then(vec![step_ended()]);
     assert_eq!(state.run, None, "an ended step has no run to re-attach to");
 }
 

@@ -118,6 +118,18 @@ pub fn server_config(dir: &Path) -> annals::config::Config {
     config
 }
 
+/// Whether process `pid` runs (a zombie, killed and not yet reaped, does not).
+pub fn runs(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+    })
+}
+
 /// Runs the real server in-process, on the current actix system, on `config` and `clock`;
 /// where it listens.
 pub async fn start_server(
