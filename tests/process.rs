@@ -592,6 +592,29 @@ mod supervised {
     }
 
     #[tokio::test]
+    async fn output_past_the_cap_is_counted_not_kept() {
+        let root = tempfile::tempdir().unwrap();
+        // 100 lines of 50 bytes: 5,000 bytes, of which 1,000 are kept.
+        let invocation =
+            sh("for i in $(seq 1 100); do printf '%049d\\n' $i; done").max_output_bytes(1000);
+        let (mut running, supervision) = start(root.path(), invocation, Vec::new());
+        let lines = rest(&mut running).await;
+        assert_eq!(lines.len(), 20, "only the kept lines are read");
+        assert_eq!(lines.last().map(|line| line.1), Some(1000));
+        let outcome = running.wait().await.unwrap();
+        assert!(outcome.succeeded(), "{outcome:?}");
+        assert_eq!(
+            (outcome.stdout.bytes.len(), outcome.stdout.total),
+            (1000, 5000)
+        );
+        assert!(outcome.stdout.truncated());
+        let kept = std::fs::metadata(supervision.dir.join("stdout"))
+            .unwrap()
+            .len();
+        assert_eq!(kept, 1000);
+    }
+
+    #[tokio::test]
     async fn supervised_spawn_failures_are_typed_and_leave_nothing() {
         let root = tempfile::tempdir().unwrap();
         supervised::use_supervisor(env!("CARGO_BIN_EXE_annals"));

@@ -81,6 +81,9 @@ pub const INHERITED_VARS: &[&str] = &["PATH", "HOME", "LANG", "LC_ALL", "TZ", "T
 pub const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 /// The longest line delivered in one piece, by default: 64 KiB.
 pub const DEFAULT_MAX_LINE_BYTES: usize = 64 * 1024;
+/// The most of each stream a supervised run keeps in its run directory, by default: 1 GiB; the
+/// rest is read and counted, not kept.
+pub const DEFAULT_MAX_OUTPUT_BYTES: u64 = 1024 * 1024 * 1024;
 /// The raw output kept per stream for the outcome, by default: 8 MiB.
 pub const DEFAULT_MAX_CAPTURE_BYTES: usize = 8 * 1024 * 1024;
 /// How long a cancelled or timed-out program has between `SIGTERM` and `SIGKILL`, by default.
@@ -117,6 +120,7 @@ pub struct Invocation {
     kill_grace: Duration,
     max_line_bytes: usize,
     max_capture_bytes: usize,
+    max_output_bytes: u64,
 }
 
 impl Invocation {
@@ -132,6 +136,7 @@ impl Invocation {
             kill_grace: DEFAULT_KILL_GRACE,
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
             max_capture_bytes: DEFAULT_MAX_CAPTURE_BYTES,
+            max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
         }
     }
 
@@ -196,6 +201,14 @@ impl Invocation {
         self
     }
 
+    /// How much of each stream a supervised run keeps on disk, in bytes; past it the output
+    /// is read and counted ([`Captured::total`]) but neither kept nor delivered as lines.
+    #[must_use]
+    pub fn max_output_bytes(mut self, bytes: u64) -> Invocation {
+        self.max_output_bytes = bytes;
+        self
+    }
+
     pub fn program(&self) -> &OsStr {
         &self.program
     }
@@ -232,6 +245,7 @@ impl fmt::Debug for Invocation {
             .field("kill_grace", &self.kill_grace)
             .field("max_line_bytes", &self.max_line_bytes)
             .field("max_capture_bytes", &self.max_capture_bytes)
+            .field("max_output_bytes", &self.max_output_bytes)
             .finish()
     }
 }

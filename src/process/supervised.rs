@@ -12,7 +12,8 @@
 //! - `control`: a FIFO the supervisor reads: `c` asks for the group to be stopped (`SIGTERM`,
 //!   then `SIGKILL` after the grace period), `k` kills it at once. Opening it for writing fails
 //!   when nobody reads it, so a request never reaches a stranger.
-//! - `stdout`, `stderr`: the program's output, appended as it writes it. Readers follow them
+//! - `stdout`, `stderr`: the program's output, copied by the supervisor as the program writes
+//!   it, up to [`Invocation::max_output_bytes`] each (the rest is read and counted). Readers follow them
 //!   from a byte offset, so a reader that resumes after a restart goes on exactly where the
 //!   last one stopped.
 //! - `supervision`: who supervises and which group (JSON, a [`Supervision`] without its
@@ -124,6 +125,8 @@ struct Spec {
     timeout_ms: Option<u64>,
     kill_grace_ms: u64,
     umask: Option<u32>,
+    /// The most of each stream kept in its file.
+    max_output_bytes: u64,
     /// Files removed once the group is gone, before the end is recorded.
     remove_at_end: Vec<Vec<u8>>,
 }
@@ -136,6 +139,11 @@ struct Recorded {
     signal: Option<i32>,
     forced: bool,
     elapsed_ms: u64,
+    /// How many bytes each stream carried, kept or not.
+    #[serde(default)]
+    stdout_total: Option<u64>,
+    #[serde(default)]
+    stderr_total: Option<u64>,
 }
 
 /// Starts `invocation` under a supervisor, with `dir` (created here, and not existing yet) as
@@ -259,6 +267,7 @@ impl Spec {
             timeout_ms: invocation.timeout.map(|t| t.as_millis() as u64),
             kill_grace_ms: invocation.kill_grace.as_millis() as u64,
             umask: (umask != NO_UMASK).then_some(umask),
+            max_output_bytes: invocation.max_output_bytes,
             remove_at_end: remove_at_end
                 .into_iter()
                 .map(|p| p.into_os_string().into_vec())
@@ -559,8 +568,12 @@ impl Follower {
                 .and_then(|bytes| serde_json::from_slice::<Recorded>(&bytes).ok()),
             Fate::Running | Fate::Lost => None,
         };
-        let stdout = captured(&dir.join(STDOUT), self.max_capture_bytes).await;
-        let stderr = captured(&dir.join(STDERR), self.max_capture_bytes).await;
+        let mut stdout = captured(&dir.join(STDOUT), self.max_capture_bytes).await;
+        let mut stderr = captured(&dir.join(STDERR), self.max_capture_bytes).await;
+        if let Some(recorded) = &recorded {
+            stdout.total = recorded.stdout_total.unwrap_or(stdout.total);
+            stderr.total = recorded.stderr_total.unwrap_or(stderr.total);
+        }
         let Some(recorded) = recorded else {
             return Outcome {
                 ending: Ending::Lost,
@@ -615,6 +628,29 @@ pub fn run_if_asked() -> Option<ExitCode> {
     })
 }
 
+/// Copies `pipe` to `file` until the pipe ends, keeping at most `cap` bytes and reading the
+/// rest without keeping it, so the program never blocks on a full pipe. Returns how many bytes
+/// the pipe carried.
+fn copy_capped(mut pipe: impl Read, mut file: File, cap: u64) -> u64 {
+    let mut buffer = vec![0u8; READ_CHUNK];
+    let mut total: u64 = 0;
+    // A write that fails (a full disk) ends the keeping, never the run.
+    let mut keeping = true;
+    loop {
+        let count = match pipe.read(&mut buffer) {
+            Ok(0) => return total,
+            Ok(count) => count,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => return total,
+        };
+        let room = cap.saturating_sub(total).min(count as u64) as usize;
+        if keeping && room > 0 && file.write_all(&buffer[..room]).is_err() {
+            keeping = false;
+        }
+        total += count as u64;
+    }
+}
+
 /// What the supervisor waits for.
 enum Event {
     Exited,
@@ -667,8 +703,8 @@ fn supervise(dir: &Path) -> std::io::Result<()> {
         } else {
             Stdio::null()
         })
-        .stdout(stdout)
-        .stderr(stderr)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .process_group(0);
     if let Some(work) = &spec.dir {
         command.current_dir(OsStr::from_bytes(work));
@@ -715,6 +751,33 @@ fn supervise(dir: &Path) -> std::io::Result<()> {
     // SAFETY: dup2(2) onto this process's own standard output.
     unsafe { libc::dup2(null.as_raw_fd(), 1) };
 
+    // The output goes through the supervisor, which keeps each stream up to its cap.
+    let (copied, copies) = mpsc::channel();
+    for (stream, pipe, file) in [
+        (
+            0,
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+            stdout,
+        ),
+        (
+            1,
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+            stderr,
+        ),
+    ] {
+        let (copied, cap) = (copied.clone(), spec.max_output_bytes);
+        std::thread::spawn(move || {
+            let total = pipe.map_or(0, |pipe| copy_capped(pipe, file, cap));
+            let _ = copied.send((stream, total));
+        });
+    }
+    drop(copied);
     let (events, waiting) = mpsc::channel();
     if let (Some(mut pipe), Some(bytes)) = (child.stdin.take(), spec.stdin.take()) {
         std::thread::spawn(move || {
@@ -816,6 +879,15 @@ fn supervise(dir: &Path) -> std::io::Result<()> {
     kill();
     let status = child.wait()?;
     let elapsed = started.elapsed();
+    // Both streams to their end, unless a process that left the group holds one open.
+    let mut totals = [None, None];
+    let until = Instant::now() + super::ESCAPED_WRITER_WAIT;
+    while totals.iter().any(Option::is_none) {
+        match copies.recv_timeout(until.saturating_duration_since(Instant::now())) {
+            Ok((stream, total)) => totals[stream] = Some(total),
+            Err(_) => break,
+        }
+    }
     for path in &spec.remove_at_end {
         let _ = std::fs::remove_file(OsStr::from_bytes(path));
     }
@@ -826,6 +898,8 @@ fn supervise(dir: &Path) -> std::io::Result<()> {
         signal: status.signal(),
         forced,
         elapsed_ms: elapsed.as_millis() as u64,
+        stdout_total: totals[0],
+        stderr_total: totals[1],
     };
     write_atomically(
         dir,
