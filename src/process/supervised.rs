@@ -65,6 +65,9 @@ const SUPERVISION: &str = "supervision";
 
 /// The program started as a supervisor; the running executable unless told otherwise.
 static SUPERVISOR: OnceLock<PathBuf> = OnceLock::new();
+/// The running executable, even once its file was replaced (an upgrade while annals runs):
+/// the new supervisors are the same build as the annals that starts them.
+const RUNNING_EXECUTABLE: &str = "/proc/self/exe";
 
 /// Runs the supervisors from `program` (an annals binary) rather than from the running
 /// executable: for a process that embeds the server without being the annals binary (tests).
@@ -73,11 +76,11 @@ pub fn use_supervisor(program: impl Into<PathBuf>) {
     let _ = SUPERVISOR.set(program.into());
 }
 
-fn supervisor_program() -> std::io::Result<PathBuf> {
-    match SUPERVISOR.get() {
-        Some(program) => Ok(program.clone()),
-        None => std::env::current_exe(),
-    }
+fn supervisor_program() -> PathBuf {
+    SUPERVISOR
+        .get()
+        .cloned()
+        .unwrap_or_else(|| PathBuf::from(RUNNING_EXECUTABLE))
 }
 
 /// Where a supervised run is and who runs it: what a start event records so that the run can
@@ -126,9 +129,14 @@ struct Spec {
     kill_grace_ms: u64,
     umask: Option<u32>,
     /// The most of each stream kept in its file.
+    #[serde(default = "default_max_output_bytes")]
     max_output_bytes: u64,
     /// Files removed once the group is gone, before the end is recorded.
     remove_at_end: Vec<Vec<u8>>,
+}
+
+fn default_max_output_bytes() -> u64 {
+    super::DEFAULT_MAX_OUTPUT_BYTES
 }
 
 /// How a run ended, as the supervisor records it.
@@ -169,7 +177,7 @@ pub fn spawn(
         rmp_serde::to_vec_named(&Spec::of(&invocation, remove_at_end))
             .map_err(|e| failed(std::io::Error::other(e)))?,
     );
-    let mut command = tokio::process::Command::new(supervisor_program().map_err(failed)?);
+    let mut command = tokio::process::Command::new(supervisor_program());
     command
         .arg(SUPERVISOR_ARG)
         .arg(dir)
