@@ -213,6 +213,24 @@ impl Invocation {
         &self.program
     }
 
+    /// The program's whole environment: [`INHERITED_VARS`] from the server (`PATH` defaulting
+    /// to [`DEFAULT_PATH`]), then the invocation's variables, which override them.
+    fn environment(&self) -> Vec<(OsString, OsString)> {
+        let mut environment: Vec<(OsString, OsString)> = INHERITED_VARS
+            .iter()
+            .filter_map(|name| {
+                let value = std::env::var_os(name)
+                    .or_else(|| (*name == "PATH").then(|| DEFAULT_PATH.into()))?;
+                Some((OsString::from(name), value))
+            })
+            .collect();
+        for (key, value) in &self.env {
+            environment.retain(|(name, _)| name != key);
+            environment.push((key.clone(), value.clone()));
+        }
+        environment
+    }
+
     /// What can be told before the spawn: a program is named, and the working directory
     /// exists (its absence would fail the spawn with the same error as a missing program).
     fn check(&self) -> Result<(), ProcessError> {
@@ -270,7 +288,8 @@ pub struct Line {
 }
 
 /// Why a run ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Ending {
     /// The program exited on its own.
     Finished,
@@ -506,18 +525,7 @@ pub fn spawn(invocation: Invocation) -> Result<Running, ProcessError> {
         // Should the supervisor be dropped without reaping (the runtime shutting down), the
         // leader is killed and reaped by Tokio; `Group`'s drop kills the rest.
         .kill_on_drop(true);
-    for name in INHERITED_VARS {
-        match std::env::var_os(name) {
-            Some(value) => {
-                command.env(name, value);
-            }
-            None if *name == "PATH" => {
-                command.env(name, DEFAULT_PATH);
-            }
-            None => {}
-        }
-    }
-    command.envs(invocation.env.iter().map(|(k, v)| (k, v)));
+    command.envs(invocation.environment());
     if let Some(dir) = &invocation.dir {
         command.current_dir(dir);
     }

@@ -43,12 +43,11 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::{mpsc as tokio_mpsc, oneshot, watch};
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 use super::{
     Canceller, Captured, Control, Ending, Exit, Invocation, Line, LineSplitter, Outcome,
-    ProcessError, Running, Stream, CHILD_UMASK, DEFAULT_PATH, INHERITED_VARS, LINE_CHANNEL,
-    NO_UMASK, READ_CHUNK,
+    ProcessError, Running, Stream, CHILD_UMASK, LINE_CHANNEL, NO_UMASK, READ_CHUNK,
 };
 
 /// The first argument that makes the annals binary a supervisor: `annals __supervise <dir>`.
@@ -142,7 +141,7 @@ fn default_max_output_bytes() -> u64 {
 /// How a run ended, as the supervisor records it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct Recorded {
-    ending: String,
+    ending: Ending,
     code: Option<i32>,
     signal: Option<i32>,
     forced: bool,
@@ -173,10 +172,13 @@ pub fn spawn(
         .mode(0o700)
         .create(dir)
         .map_err(failed)?;
-    let spec = Zeroizing::new(
-        rmp_serde::to_vec_named(&Spec::of(&invocation, remove_at_end))
-            .map_err(|e| failed(std::io::Error::other(e)))?,
-    );
+    let mut of = Spec::of(&invocation, remove_at_end);
+    let spec = rmp_serde::to_vec_named(&of).map(Zeroizing::new);
+    // The input may be a credential: it lives on only in the zeroizing buffer.
+    if let Some(mut stdin) = of.stdin.take() {
+        stdin.zeroize();
+    }
+    let spec = spec.map_err(|e| failed(std::io::Error::other(e)))?;
     let mut command = tokio::process::Command::new(supervisor_program());
     command
         .arg(SUPERVISOR_ARG)
@@ -250,21 +252,11 @@ pub fn spawn(
 
 impl Spec {
     fn of(invocation: &Invocation, remove_at_end: Vec<PathBuf>) -> Spec {
-        let mut env: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
-        let mut set = |key: &OsStr, value: &OsStr| {
-            env.retain(|(k, _)| k.as_slice() != key.as_bytes());
-            env.push((key.as_bytes().to_vec(), value.as_bytes().to_vec()));
-        };
-        for name in INHERITED_VARS {
-            match std::env::var_os(name) {
-                Some(value) => set(OsStr::new(name), &value),
-                None if *name == "PATH" => set(OsStr::new(name), OsStr::new(DEFAULT_PATH)),
-                None => {}
-            }
-        }
-        for (key, value) in &invocation.env {
-            set(key, value);
-        }
+        let env = invocation
+            .environment()
+            .into_iter()
+            .map(|(key, value)| (key.into_vec(), value.into_vec()))
+            .collect();
         let umask = CHILD_UMASK.load(std::sync::atomic::Ordering::Relaxed);
         Spec {
             program: bytes(&invocation.program),
@@ -462,6 +454,8 @@ struct Tail {
     path: PathBuf,
     splitter: LineSplitter,
     at: u64,
+    /// One read's bytes, kept between reads.
+    buffer: Vec<u8>,
 }
 
 impl Tail {
@@ -471,6 +465,7 @@ impl Tail {
             path: dir.join(name),
             splitter: LineSplitter::new(stream, max_line_bytes, from),
             at: from,
+            buffer: vec![0u8; READ_CHUNK],
         }
     }
 
@@ -489,14 +484,13 @@ impl Tail {
         let Some(file) = self.file.as_mut() else {
             return Ok(());
         };
-        let mut buffer = vec![0u8; READ_CHUNK];
         loop {
-            let count = file.read(&mut buffer).await?;
+            let count = file.read(&mut self.buffer).await?;
             if count == 0 {
                 return Ok(());
             }
             self.at += count as u64;
-            self.splitter.push(&buffer[..count], out);
+            self.splitter.push(&self.buffer[..count], out);
             if out.len() >= LINE_CHANNEL {
                 return Ok(());
             }
@@ -593,11 +587,7 @@ impl Follower {
             };
         };
         Outcome {
-            ending: match recorded.ending.as_str() {
-                "finished" => Ending::Finished,
-                "timed_out" => Ending::TimedOut,
-                _ => Ending::Cancelled,
-            },
+            ending: recorded.ending,
             exit: match (recorded.code, recorded.signal) {
                 (Some(code), _) => Exit::Code(code),
                 (None, Some(signal)) => Exit::Signal(signal),
@@ -747,17 +737,24 @@ fn supervise(dir: &Path) -> std::io::Result<()> {
         group: pgid,
         boot: boot_id(),
     };
-    write_atomically(
-        dir,
-        SUPERVISION,
-        &serde_json::to_vec(&supervision).map_err(std::io::Error::other)?,
-    )?;
-    writeln!(answer, "ready {pgid}")?;
-    answer.flush()?;
-    // Nothing more is said: annals may have closed its end.
-    let null = File::open("/dev/null")?;
-    // SAFETY: dup2(2) onto this process's own standard output.
-    unsafe { libc::dup2(null.as_raw_fd(), 1) };
+    let recorded = serde_json::to_vec(&supervision)
+        .map_err(std::io::Error::other)
+        .and_then(|json| write_atomically(dir, SUPERVISION, &json));
+    if let Err(error) = recorded {
+        // Unfindable after a restart: the program does not run on.
+        // SAFETY: kill(2) of the program's group, which is not reaped.
+        unsafe { libc::kill(-(pgid as libc::pid_t), libc::SIGKILL) };
+        let _ = child.wait();
+        writeln!(answer, "error {}", error.to_string().replace('\n', " "))?;
+        return Err(error);
+    }
+    // Whoever started the run may be gone already: the run goes on, found from its directory.
+    let _ = writeln!(answer, "ready {pgid}").and_then(|()| answer.flush());
+    // Nothing more is said: standard output goes nowhere from here.
+    if let Ok(null) = File::open("/dev/null") {
+        // SAFETY: dup2(2) onto this process's own standard output.
+        unsafe { libc::dup2(null.as_raw_fd(), 1) };
+    }
 
     // The output goes through the supervisor, which keeps each stream up to its cap.
     let (copied, copies) = mpsc::channel();
@@ -844,11 +841,12 @@ fn supervise(dir: &Path) -> std::io::Result<()> {
     let deadline = spec
         .timeout_ms
         .map(|ms| started + Duration::from_millis(ms));
-    let mut ending = "finished";
+    let mut ending = Ending::Finished;
     let mut forced = false;
     let mut grace_until: Option<Instant> = None;
     loop {
-        let wake = grace_until.or(if ending == "finished" { deadline } else { None });
+        let running = ending == Ending::Finished;
+        let wake = grace_until.or(if running { deadline } else { None });
         let event = match wake {
             Some(at) => waiting.recv_timeout(at.saturating_duration_since(Instant::now())),
             None => waiting
@@ -857,15 +855,15 @@ fn supervise(dir: &Path) -> std::io::Result<()> {
         };
         match event {
             Ok(Event::Exited) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
-            Ok(Event::Stop) if ending == "finished" => {
-                ending = "cancelled";
+            Ok(Event::Stop) if running => {
+                ending = Ending::Cancelled;
                 stop();
                 grace_until = Some(Instant::now() + grace);
             }
             Ok(Event::Stop) => {}
             Ok(Event::Kill) => {
-                if ending == "finished" {
-                    ending = "cancelled";
+                if running {
+                    ending = Ending::Cancelled;
                 }
                 kill();
                 forced = true;
@@ -877,7 +875,7 @@ fn supervise(dir: &Path) -> std::io::Result<()> {
                 grace_until = None;
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {
-                ending = "timed_out";
+                ending = Ending::TimedOut;
                 stop();
                 grace_until = Some(Instant::now() + grace);
             }
@@ -901,7 +899,7 @@ fn supervise(dir: &Path) -> std::io::Result<()> {
     }
     use std::os::unix::process::ExitStatusExt;
     let recorded = Recorded {
-        ending: ending.to_owned(),
+        ending,
         code: status.code(),
         signal: status.signal(),
         forced,

@@ -101,9 +101,10 @@ pub fn prepare_work_dir(dir: &Path, keep: &[String]) -> std::io::Result<()> {
             continue;
         }
         let path = entry.path();
-        match entry.file_type()?.is_dir() {
-            true => std::fs::remove_dir_all(&path)?,
-            false => std::fs::remove_file(&path)?,
+        if entry.file_type()?.is_dir() {
+            std::fs::remove_dir_all(&path)?;
+        } else {
+            std::fs::remove_file(&path)?;
         }
     }
     Ok(())

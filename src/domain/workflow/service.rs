@@ -114,9 +114,10 @@ fn parse_id(raw: &str) -> Result<Uuid, ExecutionsError> {
 }
 
 impl Executions {
-    /// Empties the scratch directory, starts the list (returning once it has folded the log),
-    /// the directory with its runner, and settles the executions a previous process left
-    /// running: each is failed with a line saying it was interrupted.
+    /// Starts the list (returning once it has folded the log) and the directory with its
+    /// runner, takes over the executions a previous process left running (each goes on where
+    /// it was, [`effects::Runner::resume`], or is failed with a line saying it was
+    /// interrupted), and empties the scratch directory of all but the steps that go on.
     pub async fn start(
         core: &Core,
         catalogue: Arc<Catalogue>,
