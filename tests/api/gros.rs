@@ -1063,17 +1063,36 @@ fn salts_survive_a_restart_and_are_never_written_in_clear() {
     }
 }
 
+/// The pid that a process's line `<word> <pid>` gives on the agent's stream (not its
+/// command, which says `<word> $$`).
+fn said_pid(target: &Target, stream: &str, word: &str) -> Option<u32> {
+    let events = exchange(target, stream.as_bytes()).json().to_string();
+    events.split(&format!("{word} ")).skip(1).find_map(|rest| {
+        rest.split(|c: char| !c.is_ascii_digit())
+            .next()?
+            .parse()
+            .ok()
+    })
+}
+
 #[test]
-fn a_scrape_cut_short_by_a_crash_is_stopped_and_settled_at_the_next_start() {
+fn a_scrape_and_an_import_cut_short_by_a_crash_are_stopped_and_settled_at_the_next_start() {
     let dir = tempfile::tempdir().unwrap();
     let stop = dir.path().join("stop");
     let config = dir.path().join("annals.toml");
+    let waiting = |word: &str| {
+        format!(
+            "[\"/bin/sh\", \"-c\", \"echo {word} $$; while [ ! -e {} ]; do sleep 0.02; done\"]",
+            stop.display()
+        )
+    };
     std::fs::write(
         &config,
         format!(
             "[gros]\n[[gros.projects]]\nkey = \"SLOW\"\nnetworks = [\"127.0.0.1\"]\n\
-             scrape_command = [\"/bin/sh\", \"-c\", \"echo begun $$; while [ ! -e {} ]; do sleep 0.02; done\"]\n",
-            stop.display()
+             scrape_command = {}\nimport_command = {}\n",
+            waiting("begun"),
+            waiting("importing"),
         ),
     )
     .unwrap();
@@ -1093,16 +1112,14 @@ fn a_scrape_cut_short_by_a_crash_is_stopped_and_settled_at_the_next_start() {
     let scrape = "POST /agents/SLOW/SLOW/scrape HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
                   Content-Length: 0\r\n\r\n";
     assert_eq!(exchange(&target, scrape.as_bytes()).status, 201);
+    let export = form("POST", "/auth/export.py?project=SLOW", "files=%5B%5D");
+    assert_eq!(exchange(&target, export.as_bytes()).status, 202);
     let stream = get("/api/streams/gros_agent-SLOW.SLOW");
-    let pid: u32 = common::poll(WAIT, "the scrape's first line", || {
-        // The line, not the command (which says `begun $$`).
-        let events = exchange(&target, stream.as_bytes()).json().to_string();
-        events.split("begun ").skip(1).find_map(|rest| {
-            rest.split(|c: char| !c.is_ascii_digit())
-                .next()?
-                .parse()
-                .ok()
-        })
+    let scraping = common::poll(WAIT, "the scrape's first line", || {
+        said_pid(&target, &stream, "begun")
+    });
+    let importing = common::poll(WAIT, "the import's first line", || {
+        said_pid(&target, &stream, "importing")
     });
     // A crash: no chance to record anything more.
     served.child.kill().unwrap();
@@ -1111,17 +1128,40 @@ fn a_scrape_cut_short_by_a_crash_is_stopped_and_settled_at_the_next_start() {
     let served = common::spawn_serve(&args, &envs).expect("the server starts again");
     let target = plain(&served.address);
     let events = exchange(&target, stream.as_bytes()).json();
-    let last = events["events"].as_array().unwrap().last().unwrap().clone();
-    assert_eq!(last["type"], "ProcessFinished", "{events:#}");
-    assert_eq!(
-        last["payload"]["outcome"],
-        "interrupted: the server stopped"
-    );
+    let finished: Vec<&Value> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "ProcessFinished")
+        .collect();
+    let outcomes: Vec<(&str, &str)> = finished
+        .iter()
+        .map(|e| {
+            let payload = &e["payload"];
+            (
+                payload["process"].as_str().unwrap(),
+                payload["outcome"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(outcomes.len(), 2, "{events:#}");
+    for process in ["scrape", "import"] {
+        assert!(
+            outcomes.contains(&(process, "interrupted: the server stopped")),
+            "{outcomes:?}"
+        );
+    }
     let status = exchange(&target, get("/agents/SLOW/SLOW/status").as_bytes());
     assert_eq!(status.status, 503);
-    // The scrape was stopped before it was settled: the log says it ended, and it has.
-    let alive = common::runs(pid);
-    assert!(!alive, "the scrape {pid} runs on after the restart");
+    let importer = exchange(
+        &target,
+        get("/auth/status.py?project=SLOW&agent=SLOW").as_bytes(),
+    );
+    assert_eq!(importer.json()["importer"]["ok"], true, "{importer:?}");
+    // Both were stopped before they were settled: the log says they ended, and they have.
+    for pid in [scraping, importing] {
+        assert!(!common::runs(pid), "{pid} runs on after the restart");
+    }
     // So a new scrape is the only one.
     assert_eq!(exchange(&target, scrape.as_bytes()).status, 201);
     std::fs::write(&stop, "").unwrap();
