@@ -156,7 +156,8 @@ impl Runner {
     /// it goes on where it was: a step running under its supervisor is followed from where
     /// its output was recorded (also one whose supervisor's start was not recorded yet: its
     /// run directory tells), a step recorded as started whose program never started is
-    /// started, and the steps after run (a cancellation already asked for stops the step).
+    /// started (one whose supervisor is still starting it is stopped instead), and the steps
+    /// after run (a cancellation already asked for stops the step).
     /// Otherwise (re-attachment off, its workflow gone from the configuration, a step that
     /// ended in failure, or a cancellation between steps) whatever its last step left running
     /// is killed, and `None` leaves the execution for the caller to settle as interrupted.
@@ -186,6 +187,10 @@ impl Runner {
                                 true,
                             ),
                         ),
+                        // A supervisor that listens but recorded no program yet (the
+                        // previous process ended within its first milliseconds): stopped,
+                        // rather than a second program started beside it.
+                        None if supervised::kill(&dir) => return None,
                         None => (step.index, Resume::Started),
                     }
                 }
