@@ -1200,6 +1200,47 @@ mod reqwest_like {
     }
 }
 
+/// A step's supervisor killed with -9 while annals runs: annals kills what is left of the
+/// step's group and fails the execution as interrupted.
+#[actix_rt::test]
+async fn a_step_whose_supervisor_dies_is_killed_and_its_execution_interrupted() {
+    let face = spawn(|config| {
+        config
+            .hpcwaas
+            .workflows
+            .push(workflow("pid", sh("echo $$; exec /bin/sleep 1000")))
+    })
+    .await;
+    let id = face.trigger("demo@lab@pid", json!({})).await;
+    let pid: u32 = poll_async(WAIT, "the step's pid", || async {
+        contents(&face.logs(&id, "from=0&levels=15&size=10").await)
+            .first()?
+            .parse()
+            .ok()
+    })
+    .await;
+    let face = &face;
+    let events = common::app::stream_events(&format!("execution-{id}"), |uri| async move {
+        face.get(&uri).await.json()
+    })
+    .await;
+    let supervised = events
+        .iter()
+        .find(|e| e["type"] == "StepSupervised")
+        .expect("the step's supervision is recorded");
+    let supervisor = supervised["payload"]["run"]["supervisor"].as_u64().unwrap() as i32;
+    // SAFETY: kill(2) of the supervisor this test's server started.
+    unsafe { libc::kill(supervisor, libc::SIGKILL) };
+    let done = face.follow(&id).await;
+    assert_eq!(done["status"], "FAILED", "{done}");
+    let reason = done["reason"].as_str().unwrap();
+    assert!(reason.contains("interrupted"), "{reason}");
+    poll_async(WAIT, "the step to be gone", || async {
+        (!runs(pid)).then_some(())
+    })
+    .await;
+}
+
 /// A step that writes many lines at once has them recorded in a few appends: every line is
 /// still its own `LogLineRecorded`, in order. The journal seals each round with one time and
 /// the runner has one append in flight at a time, so each `recorded_at` is one append.
