@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use annals::process::supervised;
 use common::{failed_serve, poll, serve_data, Served};
 use serde_json::{json, Value};
 
@@ -575,6 +576,17 @@ fn sigterm_ends_event_streams_and_long_polls_at_once() {
     let lines = server.rest_of_stderr();
     let last: Value = serde_json::from_str(lines.last().expect("a last log line")).unwrap();
     assert_eq!(last["fields"]["message"], "stopped", "{lines:#?}");
+    // The step outlives the stop, under its supervisor, for the next start to follow on; this
+    // test starts none, so it stops the step itself.
+    let run = data
+        .join("hpcwaas-work")
+        .join(format!("{execution}-0"))
+        .join("run");
+    assert_eq!(supervised::fate(&run), supervised::Fate::Running);
+    assert!(supervised::kill(&run), "the step's supervisor listens");
+    poll(Duration::from_secs(60), "the step to end", || {
+        (supervised::fate(&run) == supervised::Fate::Ended).then_some(())
+    });
 }
 
 /// Sends `bytes` on a new connection; the status line of the answer (empty if none came).
