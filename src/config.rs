@@ -550,6 +550,10 @@ pub struct GrosSection {
     /// The most scrapes started through the main listener's `/agents/{project}/{agent}/scrape`
     /// that run at once (each is a process of this host); more are answered 503.
     pub max_agent_scrapes: usize,
+    /// What a restart of annals does to an import or a scrape that is still running:
+    /// `reattach` (follow it on, from where its output was recorded) or `kill` (stop it, and
+    /// record it as interrupted).
+    pub on_restart: OnRestart,
     /// The scraper agent daemon of the local agent.
     pub agent: GrosAgentSection,
     /// The projects, each with its agents' settings.
@@ -571,6 +575,7 @@ impl Default for GrosSection {
             scrape_start_check_ms: 100,
             kill_grace_s: 5,
             max_agent_scrapes: 4,
+            on_restart: OnRestart::Reattach,
             agent: GrosAgentSection::default(),
             projects: Vec::new(),
         }

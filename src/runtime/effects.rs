@@ -14,6 +14,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::process::supervised::Offsets;
 use crate::process::{self, Invocation, Line, Outcome, ProcessError, Running};
 
 /// The most items one batch (so one append) carries, by default.
@@ -279,6 +280,51 @@ where
     ChildEnded {
         fed,
         outcome: lines.running.wait().await,
+    }
+}
+
+/// An item made of a line of a supervised run, with where the line's stream goes on after it:
+/// a batch of them tells how far the run was read once it is recorded.
+pub struct ReadItem<T> {
+    pub item: T,
+    pub stream: process::Stream,
+    pub offset: u64,
+}
+
+impl<T> ReadItem<T> {
+    /// The item of `line`, made by `item`.
+    pub fn of(line: Line, item: impl FnOnce(Line) -> T) -> ReadItem<T> {
+        let (stream, offset) = (line.stream, line.offset);
+        ReadItem {
+            item: item(line),
+            stream,
+            offset,
+        }
+    }
+
+    /// A batch's items, and where reading stands after them when it stood at `from` before.
+    pub fn split(batch: Vec<ReadItem<T>>, from: Offsets) -> (Vec<T>, Offsets) {
+        let mut read = from;
+        let items = batch
+            .into_iter()
+            .map(|read_item| {
+                match read_item.stream {
+                    process::Stream::Stdout => read.stdout = read_item.offset,
+                    process::Stream::Stderr => read.stderr = read_item.offset,
+                }
+                read_item.item
+            })
+            .collect();
+        (items, read)
+    }
+}
+
+impl<T: Weigh> Weigh for ReadItem<T> {
+    fn bytes(&self) -> usize {
+        self.item.bytes()
+    }
+    fn capped(&self) -> bool {
+        self.item.capped()
     }
 }
 

@@ -1075,97 +1075,260 @@ fn said_pid(target: &Target, stream: &str, word: &str) -> Option<u32> {
     })
 }
 
-#[test]
-fn a_scrape_and_an_import_cut_short_by_a_crash_are_stopped_and_settled_at_the_next_start() {
-    let dir = tempfile::tempdir().unwrap();
-    let stop = dir.path().join("stop");
-    let config = dir.path().join("annals.toml");
-    let waiting = |word: &str| {
-        format!(
-            "[\"/bin/sh\", \"-c\", \"echo {word} $$; while [ ! -e {} ]; do sleep 0.02; done\"]",
-            stop.display()
-        )
-    };
-    std::fs::write(
-        &config,
-        format!(
-            "[gros]\n[[gros.projects]]\nkey = \"SLOW\"\nnetworks = [\"127.0.0.1\"]\n\
-             scrape_command = {}\nimport_command = {}\n",
-            waiting("begun"),
-            waiting("importing"),
-        ),
-    )
-    .unwrap();
-    let data = dir.path().join("log");
-    let args = [
-        "--config".as_ref(),
-        config.as_os_str(),
-        "--data".as_ref(),
-        data.as_os_str(),
-        "serve".as_ref(),
-    ];
-    let envs = [("ANNALS_HTTP_LISTEN", "127.0.0.1:0")];
-    let mut served = common::spawn_serve(&args, &envs).expect("the server starts");
-    let target = plain(&served.address);
-    let registered = exchange(&target, registration("project=SLOW", KEY).as_bytes());
-    assert_eq!(registered.status, 200, "{registered:?}");
-    let scrape = "POST /agents/SLOW/SLOW/scrape HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
-                  Content-Length: 0\r\n\r\n";
-    assert_eq!(exchange(&target, scrape.as_bytes()).status, 201);
-    let export = form("POST", "/auth/export.py?project=SLOW", "files=%5B%5D");
-    assert_eq!(exchange(&target, export.as_bytes()).status, 202);
-    let stream = get("/api/streams/gros_agent-SLOW.SLOW");
-    let scraping = common::poll(WAIT, "the scrape's first line", || {
-        said_pid(&target, &stream, "begun")
-    });
-    let importing = common::poll(WAIT, "the import's first line", || {
-        said_pid(&target, &stream, "importing")
-    });
-    // A crash: no chance to record anything more.
-    served.child.kill().unwrap();
-    served.child.wait().unwrap();
+/// A server whose project `SLOW` has a scrape and an import that each say `<word> <pid>` and
+/// `one`, wait for the file `first`, say `two`, wait for `second`, say `three` and exit 0; with
+/// its agent registered and both started.
+struct Slow {
+    dir: tempfile::TempDir,
+    served: common::Served,
+    target: Target,
+    scraping: u32,
+    importing: u32,
+}
 
-    let served = common::spawn_serve(&args, &envs).expect("the server starts again");
-    let target = plain(&served.address);
-    let events = exchange(&target, stream.as_bytes()).json();
-    let finished: Vec<&Value> = events["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["type"] == "ProcessFinished")
-        .collect();
-    let outcomes: Vec<(&str, &str)> = finished
-        .iter()
-        .map(|e| {
-            let payload = &e["payload"];
-            (
-                payload["process"].as_str().unwrap(),
-                payload["outcome"].as_str().unwrap(),
+const SCRAPE: &str = "POST /agents/SLOW/SLOW/scrape HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+                      Content-Length: 0\r\n\r\n";
+const SLOW_STREAM: &str = "/api/streams/gros_agent-SLOW.SLOW";
+
+impl Slow {
+    fn start(on_restart: &str) -> Slow {
+        let dir = tempfile::tempdir().unwrap();
+        let waiting = |word: &str| {
+            let wait = |file: &str| {
+                let file = dir.path().join(file);
+                format!("while [ ! -e {} ]; do sleep 0.02; done", file.display())
+            };
+            format!(
+                "[\"/bin/sh\", \"-c\", \"echo {word} $$; echo one; {}; echo two; {}; echo three\"]",
+                wait("first"),
+                wait("second"),
             )
-        })
-        .collect();
-    assert_eq!(outcomes.len(), 2, "{events:#}");
-    for process in ["scrape", "import"] {
-        assert!(
-            outcomes.contains(&(process, "interrupted: the server stopped")),
-            "{outcomes:?}"
-        );
+        };
+        std::fs::write(
+            dir.path().join("annals.toml"),
+            format!(
+                "[gros]\non_restart = \"{on_restart}\"\n[[gros.projects]]\nkey = \"SLOW\"\n\
+                 networks = [\"127.0.0.1\"]\nscrape_command = {}\nimport_command = {}\n",
+                waiting("begun"),
+                waiting("importing"),
+            ),
+        )
+        .unwrap();
+        let mut slow = Slow {
+            served: Slow::serve(dir.path()),
+            target: plain("127.0.0.1:1"),
+            dir,
+            scraping: 0,
+            importing: 0,
+        };
+        slow.target = plain(&slow.served.address);
+        let registered = exchange(&slow.target, registration("project=SLOW", KEY).as_bytes());
+        assert_eq!(registered.status, 200, "{registered:?}");
+        assert_eq!(exchange(&slow.target, SCRAPE.as_bytes()).status, 201);
+        let export = form("POST", "/auth/export.py?project=SLOW", "files=%5B%5D");
+        assert_eq!(exchange(&slow.target, export.as_bytes()).status, 202);
+        slow.scraping = common::poll(WAIT, "the scrape's first line", || {
+            said_pid(&slow.target, &get(SLOW_STREAM), "begun")
+        });
+        slow.importing = common::poll(WAIT, "the import's first line", || {
+            said_pid(&slow.target, &get(SLOW_STREAM), "importing")
+        });
+        common::poll(WAIT, "both processes' second line", || {
+            (slow.lines("scrape").len() == 2 && slow.lines("import").len() == 2).then_some(())
+        });
+        slow
     }
-    let status = exchange(&target, get("/agents/SLOW/SLOW/status").as_bytes());
-    assert_eq!(status.status, 503);
-    let importer = exchange(
-        &target,
-        get("/auth/status.py?project=SLOW&agent=SLOW").as_bytes(),
+
+    fn serve(dir: &Path) -> common::Served {
+        let (config, data) = (dir.join("annals.toml"), dir.join("log"));
+        let args = [
+            "--config".as_ref(),
+            config.as_os_str(),
+            "--data".as_ref(),
+            data.as_os_str(),
+            "serve".as_ref(),
+        ];
+        common::spawn_serve(&args, &[("ANNALS_HTTP_LISTEN", "127.0.0.1:0")])
+            .expect("the server starts")
+    }
+
+    /// A crash (no chance to record anything more), `while_down`, then a start on the same log.
+    fn crash_and_restart(&mut self, while_down: impl FnOnce(&Slow)) {
+        self.served.child.kill().unwrap();
+        self.served.child.wait().unwrap();
+        while_down(self);
+        self.served = Slow::serve(self.dir.path());
+        self.target = plain(&self.served.address);
+    }
+
+    /// Makes the file a process waits for.
+    fn touch(&self, file: &str) {
+        std::fs::write(self.dir.path().join(file), "").unwrap();
+    }
+
+    fn events(&self) -> Vec<Value> {
+        let events = exchange(&self.target, get(SLOW_STREAM).as_bytes()).json();
+        events["events"].as_array().unwrap().clone()
+    }
+
+    /// The lines recorded for `process`, in order.
+    fn lines(&self, process: &str) -> Vec<String> {
+        self.events()
+            .iter()
+            .filter(|e| e["type"] == "ProcessOutput" && e["payload"]["process"] == process)
+            .map(|e| e["payload"]["line"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    /// `(process, outcome)` of each recorded end.
+    fn ends(&self) -> Vec<(String, String)> {
+        self.events()
+            .iter()
+            .filter(|e| e["type"] == "ProcessFinished")
+            .map(|e| {
+                let payload = &e["payload"];
+                let text = |key: &str| payload[key].as_str().unwrap().to_owned();
+                (text("process"), text("outcome"))
+            })
+            .collect()
+    }
+
+    /// The `/agents/…/status` code and `status.py`'s importer check.
+    fn statuses(&self) -> (u16, bool) {
+        let status = exchange(&self.target, get("/agents/SLOW/SLOW/status").as_bytes());
+        let importer = exchange(
+            &self.target,
+            get("/auth/status.py?project=SLOW&agent=SLOW").as_bytes(),
+        );
+        let importer_ok = importer.json()["importer"]["ok"].as_bool().unwrap();
+        (status.status, importer_ok)
+    }
+
+    fn run_file(&self, process: &str, file: &str) -> String {
+        let path = self
+            .dir
+            .path()
+            .join("log/gros-work")
+            .join(format!("SLOW.SLOW.{process}"));
+        std::fs::read_to_string(path.join(file)).unwrap_or_default()
+    }
+}
+
+#[test]
+fn a_scrape_runs_on_across_a_crash_and_its_lines_are_recorded_once() {
+    let mut slow = Slow::start("reattach");
+    let (scraping, importing) = (slow.scraping, slow.importing);
+    slow.crash_and_restart(|slow| {
+        // Both outlive the server. The import's supervisor is then killed: the import has no
+        // one left to record its end.
+        assert!(common::runs(scraping) && common::runs(importing));
+        let supervision: Value = serde_json::from_str(&slow.run_file("import", "supervision"))
+            .expect("the import's supervision");
+        let supervisor = supervision["supervisor"].as_u64().unwrap() as u32;
+        let killed = std::process::Command::new("kill")
+            .args(["-9", &supervisor.to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        // The scrape goes on while the server is down.
+        slow.touch("first");
+        common::poll(WAIT, "the scrape's line while the server is down", || {
+            slow.run_file("scrape", "stdout")
+                .contains("two")
+                .then_some(())
+        });
+    });
+    // The scrape is followed on; the import, whose supervisor is gone, is stopped and says so.
+    common::poll(WAIT, "the import's end", || {
+        (!slow.ends().is_empty()).then_some(())
+    });
+    assert_eq!(
+        slow.ends(),
+        [(
+            "import".to_owned(),
+            annals::domain::gros::service::LOST.to_owned()
+        )]
     );
-    assert_eq!(importer.json()["importer"]["ok"], true, "{importer:?}");
+    assert!(
+        !common::runs(importing),
+        "{importing} runs on after the restart"
+    );
+    assert!(common::runs(scraping));
+    // The status pages see the real processes: a scrape runs, no import does; and a second
+    // scrape is not started beside the one that runs on.
+    assert_eq!(slow.statuses(), (200, true));
+    assert_eq!(exchange(&slow.target, SCRAPE.as_bytes()).status, 503);
+    slow.touch("second");
+    common::poll(WAIT, "the scrape's end", || {
+        (slow.ends().len() == 2).then_some(())
+    });
+    assert_eq!(slow.ends()[1], ("scrape".into(), "exit code 0".into()));
+    let said = |word: &str, pid: u32| format!("{word} {pid}");
+    assert_eq!(
+        slow.lines("scrape"),
+        [&said("begun", scraping), "one", "two", "three"]
+    );
+    assert_eq!(slow.lines("import"), [&said("importing", importing), "one"]);
+    assert_eq!(slow.statuses(), (503, true));
+    common::poll(WAIT, "the run directories removed", || {
+        let left = std::fs::read_dir(slow.dir.path().join("log/gros-work")).unwrap();
+        (left.count() == 0).then_some(())
+    });
+    assert!(slow.served.terminate().success());
+}
+
+#[test]
+fn an_import_that_ends_while_the_server_is_down_has_its_real_end_recorded() {
+    let mut slow = Slow::start("reattach");
+    let importing = slow.importing;
+    slow.crash_and_restart(|slow| {
+        slow.touch("first");
+        slow.touch("second");
+        common::poll(WAIT, "the import's end while the server is down", || {
+            (!common::runs(importing)).then_some(())
+        });
+        assert!(slow.run_file("import", "stdout").contains("three"));
+    });
+    common::poll(WAIT, "both ends", || (slow.ends().len() == 2).then_some(()));
+    let mut ends = slow.ends();
+    ends.sort();
+    assert_eq!(
+        ends,
+        [
+            ("import".into(), "exit code 0".into()),
+            ("scrape".into(), "exit code 0".into())
+        ]
+    );
+    let importing = format!("importing {importing}");
+    assert_eq!(slow.lines("import"), [&importing, "one", "two", "three"]);
+    assert!(slow.served.terminate().success());
+}
+
+#[test]
+fn with_on_restart_kill_a_scrape_and_an_import_cut_short_by_a_crash_are_stopped_and_settled() {
+    let mut slow = Slow::start("kill");
+    let (scraping, importing) = (slow.scraping, slow.importing);
+    slow.crash_and_restart(|_| {});
+    let mut ends = slow.ends();
+    ends.sort();
+    let interrupted = "interrupted: the server stopped".to_owned();
+    assert_eq!(
+        ends,
+        [
+            ("import".into(), interrupted.clone()),
+            ("scrape".into(), interrupted)
+        ]
+    );
+    assert_eq!(slow.statuses(), (503, true));
     // Both were stopped before they were settled: the log says they ended, and they have.
     for pid in [scraping, importing] {
         assert!(!common::runs(pid), "{pid} runs on after the restart");
     }
     // So a new scrape is the only one.
-    assert_eq!(exchange(&target, scrape.as_bytes()).status, 201);
-    std::fs::write(&stop, "").unwrap();
-    assert!(served.terminate().success());
+    assert_eq!(exchange(&slow.target, SCRAPE.as_bytes()).status, 201);
+    slow.touch("first");
+    slow.touch("second");
+    assert!(slow.served.terminate().success());
 }
 
 /// A scrape starts a process, so on the main listener only a caller in the project's

@@ -9,10 +9,11 @@ use annals::domain::gros::values::{self, ProjectKey};
 use annals::domain::gros::{
     AgentCommand, AgentEvent, AgentRegistered, AgentRejection, AgentState, ExportAnnounced,
     GrosAgent, GrosProject, LogRecorded, Measurement, MeasurementsRecorded, OutputLine,
-    PreflightChecked, Process, ProcessFinished, ProcessOutput, ProcessStarted, ProjectCommand,
-    ProjectEvent, ProjectRejection, RegistrationAbandoned, RegistrationStarted, SaltsCreated,
-    VersionChecked, INTERRUPTED,
+    PreflightChecked, Process, ProcessFinished, ProcessOutput, ProcessOutputRead, ProcessRun,
+    ProcessStarted, ProcessSupervised, ProjectCommand, ProjectEvent, ProjectRejection,
+    RegistrationAbandoned, RegistrationStarted, SaltsCreated, VersionChecked, INTERRUPTED,
 };
+use annals::process::supervised::{Offsets, Supervision};
 use annals::runtime::testing::given;
 use annals::runtime::Entity;
 use chrono::{DateTime, Utc};
@@ -187,7 +188,7 @@ fn an_export_starts_an_import_unless_one_is_running() {
         .when(export())
         .then(vec![announced.clone(), process_started(Process::Import)]);
     assert_eq!(state.last_export, Some(t(1)));
-    assert!(state.import_running);
+    assert!(state.running(Process::Import));
     given::<GrosAgent>([process_started(Process::Import)])
         .at(t(1))
         .when(export())
@@ -223,6 +224,7 @@ fn output_and_ends_belong_to_running_processes() {
         .when(AgentCommand::RecordOutput {
             process: Process::Scrape,
             lines: vec![output("stdout", "hi"), output("stderr", "there")],
+            read: None,
         })
         .then(vec![
             AgentEvent::ProcessOutput(ProcessOutput {
@@ -242,6 +244,7 @@ fn output_and_ends_belong_to_running_processes() {
         .when(AgentCommand::RecordOutput {
             process: Process::Import,
             lines: vec![output("stdout", "hi")],
+            read: None,
         })
         .then_rejected(AgentRejection::NotRunning(Process::Import));
     let state = given::<GrosAgent>([process_started(Process::Import)])
@@ -257,7 +260,7 @@ fn output_and_ends_belong_to_running_processes() {
             outcome: "exit code 0".into(),
             at: t(2),
         })]);
-    assert!(!state.import_running);
+    assert!(!state.running(Process::Import));
     given::<GrosAgent>([])
         .when(AgentCommand::FinishProcess {
             process: Process::Scrape,
@@ -265,6 +268,24 @@ fn output_and_ends_belong_to_running_processes() {
             outcome: "x".into(),
         })
         .then_rejected(AgentRejection::NotRunning(Process::Scrape));
+}
+
+/// A registration abandoned by a restart at t(5).
+fn abandoned() -> AgentEvent {
+    AgentEvent::RegistrationAbandoned(RegistrationAbandoned {
+        reason: INTERRUPTED.into(),
+        at: t(5),
+    })
+}
+
+/// `process` settled as interrupted by a restart at t(5).
+fn interrupted(process: Process) -> AgentEvent {
+    AgentEvent::ProcessFinished(ProcessFinished {
+        process,
+        exit_code: None,
+        outcome: INTERRUPTED.into(),
+        at: t(5),
+    })
 }
 
 #[test]
@@ -275,28 +296,125 @@ fn a_restart_settles_everything_left_running() {
         process_started(Process::Scrape),
     ])
     .at(t(5))
-    .when(AgentCommand::SettleAfterRestart)
+    .when(AgentCommand::SettleAfterRestart {
+        going_on: Vec::new(),
+    })
     .then(vec![
-        AgentEvent::RegistrationAbandoned(RegistrationAbandoned {
-            reason: INTERRUPTED.into(),
-            at: t(5),
-        }),
-        AgentEvent::ProcessFinished(ProcessFinished {
-            process: Process::Import,
-            exit_code: None,
-            outcome: INTERRUPTED.into(),
-            at: t(5),
-        }),
-        AgentEvent::ProcessFinished(ProcessFinished {
-            process: Process::Scrape,
-            exit_code: None,
-            outcome: INTERRUPTED.into(),
-            at: t(5),
-        }),
+        abandoned(),
+        interrupted(Process::Import),
+        interrupted(Process::Scrape),
     ]);
     assert_eq!(GrosAgent::on_restart(&state), None);
     given::<GrosAgent>([registered("k")])
-        .when(AgentCommand::SettleAfterRestart)
+        .when(AgentCommand::SettleAfterRestart {
+            going_on: Vec::new(),
+        })
+        .then_rejected(AgentRejection::NothingToSettle);
+}
+
+fn supervision() -> Supervision {
+    Supervision {
+        dir: "/data/gros-work/P.a.scrape".into(),
+        supervisor: 40,
+        group: 41,
+        boot: "boot".into(),
+    }
+}
+
+#[test]
+fn a_running_process_keeps_where_it_runs_and_how_far_its_output_was_read() {
+    let supervised = AgentEvent::ProcessSupervised(ProcessSupervised {
+        process: Process::Scrape,
+        run: supervision(),
+        at: t(2),
+    });
+    given::<GrosAgent>([process_started(Process::Scrape)])
+        .at(t(2))
+        .when(AgentCommand::SuperviseProcess {
+            process: Process::Scrape,
+            run: supervision(),
+        })
+        .then(vec![supervised.clone()]);
+    given::<GrosAgent>([])
+        .when(AgentCommand::SuperviseProcess {
+            process: Process::Import,
+            run: supervision(),
+        })
+        .then_rejected(AgentRejection::NotRunning(Process::Import));
+    let read = Offsets {
+        stdout: 7,
+        stderr: 3,
+    };
+    let state = given::<GrosAgent>([process_started(Process::Scrape), supervised.clone()])
+        .at(t(3))
+        .when(AgentCommand::RecordOutput {
+            process: Process::Scrape,
+            lines: vec![output("stdout", "hello"), output("stderr", "ab")],
+            read: Some(read),
+        })
+        .then(vec![
+            AgentEvent::ProcessOutput(ProcessOutput {
+                process: Process::Scrape,
+                stream: "stdout".into(),
+                line: "hello".into(),
+                at: t(3),
+            }),
+            AgentEvent::ProcessOutput(ProcessOutput {
+                process: Process::Scrape,
+                stream: "stderr".into(),
+                line: "ab".into(),
+                at: t(3),
+            }),
+            AgentEvent::ProcessOutputRead(ProcessOutputRead {
+                process: Process::Scrape,
+                read,
+                at: t(3),
+            }),
+        ]);
+    // What a restart re-attaches to, with what the run's caps have already counted.
+    assert_eq!(
+        state.run(Process::Scrape),
+        Some(&ProcessRun {
+            supervision: Some(supervision()),
+            read,
+            lines: 2,
+            bytes: 7,
+        })
+    );
+    assert_eq!(state.run(Process::Import), None);
+    let finished = AgentEvent::ProcessFinished(ProcessFinished {
+        process: Process::Scrape,
+        exit_code: Some(0),
+        outcome: "exit code 0".into(),
+        at: t(4),
+    });
+    let ended = given::<GrosAgent>([process_started(Process::Scrape), supervised])
+        .at(t(4))
+        .when(AgentCommand::FinishProcess {
+            process: Process::Scrape,
+            exit_code: Some(0),
+            outcome: "exit code 0".into(),
+        })
+        .then(vec![finished]);
+    assert_eq!(ended.run(Process::Scrape), None);
+}
+
+#[test]
+fn a_restart_settles_all_but_what_goes_on() {
+    given::<GrosAgent>([
+        started(),
+        process_started(Process::Import),
+        process_started(Process::Scrape),
+    ])
+    .at(t(5))
+    .when(AgentCommand::SettleAfterRestart {
+        going_on: vec![Process::Scrape],
+    })
+    .then(vec![abandoned(), interrupted(Process::Import)]);
+    given::<GrosAgent>([process_started(Process::Scrape)])
+        .when(AgentCommand::SettleAfterRestart {
+            going_on: vec![Process::Scrape],
+        })
         .then_rejected(AgentRejection::NothingToSettle);
 }
 
@@ -362,13 +480,10 @@ fn the_end_of_one_process_does_not_hide_another_from_reconciliation() {
         ended,
     ])
     .at(t(5))
-    .when(AgentCommand::SettleAfterRestart)
-    .then(vec![AgentEvent::ProcessFinished(ProcessFinished {
-        process: Process::Import,
-        exit_code: None,
-        outcome: INTERRUPTED.into(),
-        at: t(5),
-    })]);
+    .when(AgentCommand::SettleAfterRestart {
+        going_on: Vec::new(),
+    })
+    .then(vec![interrupted(Process::Import)]);
     assert_eq!(GrosAgent::on_restart(&state), None);
 }
 

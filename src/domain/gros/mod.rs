@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::events::codec::domain_events;
+use crate::process::supervised::{Offsets, Supervision};
 use crate::runtime::entity::{Ctx, Decision, Entity};
 pub use service::{Gros, GrosError};
 pub use values::{AgentName, Measurement, ProjectKey};
@@ -84,11 +85,21 @@ domain_events! {
             pub process: Process,
             pub argv: Vec<String>,
         },
+        /// The process runs under a supervisor: where, so that a restart finds it.
+        ProcessSupervised version 1 {
+            pub process: Process,
+            pub run: Supervision,
+        },
         ProcessOutput version 1 {
             pub process: Process,
             /// `stdout` or `stderr`.
             pub stream: String,
             pub line: String,
+        },
+        /// How far the process's output was read: recorded with the lines read up to there.
+        ProcessOutputRead version 1 {
+            pub process: Process,
+            pub read: Offsets,
         },
         ProcessFinished version 1 {
             pub process: Process,
@@ -113,10 +124,25 @@ pub struct AgentState {
     pub registering: bool,
     /// When the last export was announced.
     pub last_export: Option<DateTime<Utc>>,
-    pub import_running: bool,
-    pub scrape_running: bool,
     pub logs: u64,
     pub measurements: u64,
+    /// The running import's run, until it ends.
+    pub import_run: Option<ProcessRun>,
+    /// The running scrape's run, until it ends.
+    pub scrape_run: Option<ProcessRun>,
+}
+
+/// A running process: where it runs once its supervisor started it, and how much of its output
+/// was recorded. What a restart re-attaches to, and what keeps its caps across the restart.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessRun {
+    /// `None` until `ProcessSupervised`.
+    pub supervision: Option<Supervision>,
+    /// Where each output stream goes on after the last recorded line.
+    pub read: Offsets,
+    /// Lines recorded, and their bytes.
+    pub lines: u64,
+    pub bytes: u64,
 }
 
 impl AgentState {
@@ -125,9 +151,21 @@ impl AgentState {
     }
 
     pub fn running(&self, process: Process) -> bool {
+        self.run(process).is_some()
+    }
+
+    /// The running process's run; `None` when it does not run.
+    pub fn run(&self, process: Process) -> Option<&ProcessRun> {
         match process {
-            Process::Import => self.import_running,
-            Process::Scrape => self.scrape_running,
+            Process::Import => self.import_run.as_ref(),
+            Process::Scrape => self.scrape_run.as_ref(),
+        }
+    }
+
+    pub fn run_mut(&mut self, process: Process) -> &mut Option<ProcessRun> {
+        match process {
+            Process::Import => &mut self.import_run,
+            Process::Scrape => &mut self.scrape_run,
         }
     }
 }
@@ -168,10 +206,17 @@ pub enum AgentCommand {
     StartScrape {
         argv: Vec<String>,
     },
-    /// Lines a process wrote, in order: one `ProcessOutput` each, in one append.
+    /// Where a started process runs.
+    SuperviseProcess {
+        process: Process,
+        run: Supervision,
+    },
+    /// Lines a process wrote, in order: one `ProcessOutput` each, in one append; with `read`,
+    /// how far its output was read with them.
     RecordOutput {
         process: Process,
         lines: Vec<OutputLine>,
+        read: Option<Offsets>,
     },
     FinishProcess {
         process: Process,
@@ -182,9 +227,11 @@ pub enum AgentCommand {
         source: Option<String>,
         measurements: Vec<Measurement>,
     },
-    /// Ends what a previous process left running: its registration, import or scrape died
-    /// with it.
-    SettleAfterRestart,
+    /// Ends what a previous process left running: its registration, and its import and scrape
+    /// but those in `going_on` (re-attached after the restart).
+    SettleAfterRestart {
+        going_on: Vec<Process>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -205,7 +252,7 @@ pub enum AgentRejection {
 pub const INTERRUPTED: &str = "interrupted: the server stopped";
 
 impl Entity for GrosAgent {
-    crate::entity_types!("gros_agent" version 1, state AgentState,
+    crate::entity_types!("gros_agent" version 2, state AgentState,
         AgentCommand => AgentEvent, rejected AgentRejection);
 
     fn decide(state: &AgentState, command: &AgentCommand, ctx: &Ctx) -> Decision<Self> {
@@ -267,7 +314,7 @@ impl Entity for GrosAgent {
                     files: files.clone(),
                     at,
                 })];
-                if let Some(argv) = import.as_ref().filter(|_| !state.import_running) {
+                if let Some(argv) = import.as_ref().filter(|_| !state.running(Process::Import)) {
                     events.push(AgentEvent::ProcessStarted(ProcessStarted {
                         process: Process::Import,
                         argv: argv.clone(),
@@ -277,7 +324,7 @@ impl Entity for GrosAgent {
                 events
             }
             AgentCommand::StartScrape { argv } => {
-                if state.scrape_running {
+                if state.running(Process::Scrape) {
                     return Err(AgentRejection::ScrapeRunning);
                 }
                 vec![AgentEvent::ProcessStarted(ProcessStarted {
@@ -286,11 +333,25 @@ impl Entity for GrosAgent {
                     at,
                 })]
             }
-            AgentCommand::RecordOutput { process, lines } => {
+            AgentCommand::SuperviseProcess { process, run } => {
                 if !state.running(*process) {
                     return Err(AgentRejection::NotRunning(*process));
                 }
-                lines
+                vec![AgentEvent::ProcessSupervised(ProcessSupervised {
+                    process: *process,
+                    run: run.clone(),
+                    at,
+                })]
+            }
+            AgentCommand::RecordOutput {
+                process,
+                lines,
+                read,
+            } => {
+                if !state.running(*process) {
+                    return Err(AgentRejection::NotRunning(*process));
+                }
+                let mut events: Vec<AgentEvent> = lines
                     .iter()
                     .map(|output| {
                         AgentEvent::ProcessOutput(ProcessOutput {
@@ -300,7 +361,15 @@ impl Entity for GrosAgent {
                             at,
                         })
                     })
-                    .collect()
+                    .collect();
+                if let Some(read) = read {
+                    events.push(AgentEvent::ProcessOutputRead(ProcessOutputRead {
+                        process: *process,
+                        read: *read,
+                        at,
+                    }));
+                }
+                events
             }
             AgentCommand::FinishProcess {
                 process,
@@ -325,7 +394,7 @@ impl Entity for GrosAgent {
                 measurements: measurements.clone(),
                 at,
             })],
-            AgentCommand::SettleAfterRestart => {
+            AgentCommand::SettleAfterRestart { going_on } => {
                 let mut events = Vec::new();
                 if state.registering {
                     events.push(AgentEvent::RegistrationAbandoned(RegistrationAbandoned {
@@ -334,7 +403,7 @@ impl Entity for GrosAgent {
                     }));
                 }
                 for process in [Process::Import, Process::Scrape] {
-                    if state.running(process) {
+                    if state.running(process) && !going_on.contains(&process) {
                         events.push(AgentEvent::ProcessFinished(ProcessFinished {
                             process,
                             exit_code: None,
@@ -362,15 +431,26 @@ impl Entity for GrosAgent {
             AgentEvent::PreflightChecked(_) => {}
             AgentEvent::LogRecorded(_) => state.logs += 1,
             AgentEvent::ExportAnnounced(e) => state.last_export = Some(e.at),
-            AgentEvent::ProcessStarted(e) => match e.process {
-                Process::Import => state.import_running = true,
-                Process::Scrape => state.scrape_running = true,
-            },
-            AgentEvent::ProcessOutput(_) => {}
-            AgentEvent::ProcessFinished(e) => match e.process {
-                Process::Import => state.import_running = false,
-                Process::Scrape => state.scrape_running = false,
-            },
+            AgentEvent::ProcessStarted(e) => {
+                *state.run_mut(e.process) = Some(ProcessRun::default())
+            }
+            AgentEvent::ProcessSupervised(e) => {
+                if let Some(run) = state.run_mut(e.process) {
+                    run.supervision = Some(e.run.clone());
+                }
+            }
+            AgentEvent::ProcessOutput(e) => {
+                if let Some(run) = state.run_mut(e.process) {
+                    run.lines += 1;
+                    run.bytes += e.line.len() as u64;
+                }
+            }
+            AgentEvent::ProcessOutputRead(e) => {
+                if let Some(run) = state.run_mut(e.process) {
+                    run.read = e.read;
+                }
+            }
+            AgentEvent::ProcessFinished(e) => *state.run_mut(e.process) = None,
             AgentEvent::MeasurementsRecorded(e) => {
                 state.measurements += e.measurements.len() as u64
             }
@@ -389,8 +469,10 @@ impl Entity for GrosAgent {
     }
 
     fn on_restart(state: &AgentState) -> Option<AgentCommand> {
-        (state.registering || state.import_running || state.scrape_running)
-            .then_some(AgentCommand::SettleAfterRestart)
+        (state.registering || state.running(Process::Import) || state.running(Process::Scrape))
+            .then_some(AgentCommand::SettleAfterRestart {
+                going_on: Vec::new(),
+            })
     }
 }
 

@@ -2,8 +2,9 @@
 //! made once per project and kept in the secret store), pseudonymising values, answering which
 //! projects a caller may reach, recording exports (and running the project's import command),
 //! log records, preflight checks, BigBoat measurements and version checks, and running an
-//! agent's scrape command. Child processes run through `process.rs` and everything they say
-//! goes on the agent's stream. Nothing here knows of HTTP; salts never reach an event.
+//! agent's scrape command. Child processes run under supervisors of their own
+//! (`crate::process::supervised`) and outlive a restart of annals; everything they say goes on
+//! the agent's stream. Nothing here knows of HTTP; salts never reach an event.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -20,14 +21,14 @@ use super::values::{
 };
 use super::{
     AgentCommand, AgentEvent, AgentRejection, AgentState, GrosAgent, GrosProject, OutputLine,
-    Process, ProjectCommand, ProjectRejection, GLOBAL,
+    Process, ProcessRun, ProjectCommand, ProjectRejection, GLOBAL,
 };
 use crate::domain::Core;
 use crate::events::Metadata;
-use crate::process::supervised;
-use crate::process::{self, Exit, Invocation, ProcessError, Stream};
+use crate::process::supervised::{self, Supervision};
+use crate::process::{self, Exit, Invocation, Stream};
 use crate::runtime::blocking::Stopped;
-use crate::runtime::effects::{self, Fed, FeedLimits, Taken};
+use crate::runtime::effects::{self, Fed, FeedLimits, ReadItem, Taken};
 use crate::runtime::{reconcile, Clock, CommandError, Entities};
 use crate::secrets::{Secret, SecretError, SecretId, SecretStore};
 
@@ -109,6 +110,9 @@ pub struct Controller {
     /// The most scrapes the shared daemon ([`Daemon::Shared`]) runs at once.
     pub max_agent_scrapes: usize,
     pub kill_grace: Duration,
+    /// Imports and scrapes a previous process left running run on and are followed again;
+    /// otherwise they are stopped and recorded as interrupted.
+    pub reattach: bool,
 }
 
 /// The `PREFLIGHT_ARGS` of every scrape the daemon starts, as upstream's daemon sets them.
@@ -283,11 +287,20 @@ pub struct Gros {
     work_dir: PathBuf,
 }
 
-/// A scrape or an import started under its supervisor, and its run directory.
+/// A scrape or an import running under its supervisor, as its follower takes it.
 struct Child {
     running: process::Running,
+    /// Its run directory, removed once its end is recorded.
     dir: PathBuf,
+    /// Where it runs, when that is still to be recorded.
+    supervision: Option<Supervision>,
+    /// What was recorded of it before (a run followed on after a restart): its caps count it.
+    recorded: ProcessRun,
 }
+
+/// The outcome recorded for a process whose supervisor ended without recording its end (it
+/// was killed): its group is killed.
+pub const LOST: &str = "interrupted: its supervisor ended without recording its end";
 
 /// Where the GROS face's processes have their run directories, under the data directory.
 pub const WORK_DIR: &str = "gros-work";
@@ -298,45 +311,126 @@ fn salts_secret(project: &str) -> String {
 }
 
 impl Gros {
-    /// Starts the agents' and projects' directories and settles what a previous process left
-    /// running.
+    /// Starts the agents' and projects' directories and takes over what a previous process left
+    /// running ([`Gros::take_over`]).
     pub async fn start(
         core: &Core,
         secrets: Arc<SecretStore>,
         controller: Controller,
     ) -> anyhow::Result<Gros> {
-        let agents = core.entities();
-        let projects = core.entities();
-        // Scrapes and imports a previous process left running are stopped before they are
-        // settled as interrupted: nothing runs on that the log says has ended.
         let work_dir = core.log.path().join(WORK_DIR);
         let root = work_dir.clone();
-        let stopped = crate::runtime::blocking(move || {
+        crate::runtime::blocking(move || {
             std::fs::DirBuilder::new()
                 .recursive(true)
                 .mode(0o700)
-                .create(&root)?;
-            supervised::stop_all(&root)
+                .create(&root)
         })
         .await??;
-        if stopped > 0 {
-            tracing::info!(count = stopped, "GROS processes left running were stopped");
-        }
-        let running = reconcile::track_in_progress::<GrosAgent>(&core.log)?;
-        let settled = reconcile::reconcile(&core.log, &agents, &running, STARTUP_WAIT).await?;
-        if !settled.is_empty() {
-            tracing::info!(count = settled.len(), "GROS agents settled after a stop");
-        }
-        Ok(Gros {
-            agents,
-            projects,
+        let gros = Gros {
+            agents: core.entities(),
+            projects: core.entities(),
             secrets,
             shared_scrapes: Arc::new(tokio::sync::Semaphore::new(controller.max_agent_scrapes)),
             controller: Arc::new(controller),
             clock: core.clock.clone(),
             known_salts: Arc::default(),
             work_dir,
+        };
+        gros.take_over(&core.log).await?;
+        Ok(gros)
+    }
+
+    /// Takes over the imports and scrapes a previous process left running: with
+    /// [`Controller::reattach`], each whose supervisor the run directory still knows is
+    /// followed on from where its output was recorded, to its real end. Every other run is
+    /// stopped (its group killed) before the log records it as interrupted, so nothing runs on
+    /// that the log says has ended; registrations left open are abandoned.
+    async fn take_over(&self, log: &crate::events::EventLog) -> anyhow::Result<()> {
+        let running = reconcile::track_in_progress::<GrosAgent>(log)?;
+        running.wait_for(log.head(), STARTUP_WAIT).await?;
+        let ids: Vec<String> = running.read(|view| view.state.iter().cloned().collect());
+        let (mut followed, mut to_settle) = (Vec::new(), Vec::new());
+        for id in ids {
+            let (_, state) = self.agents.state(&id).await?;
+            let mut going_on = Vec::new();
+            for process in [Process::Import, Process::Scrape] {
+                let Some(run) = state.run(process) else {
+                    continue;
+                };
+                if let Some(child) = self.reattach(&id, process, run) {
+                    going_on.push(process);
+                    followed.push((id.clone(), process, child));
+                }
+            }
+            let settles = state.registering
+                || [Process::Import, Process::Scrape]
+                    .into_iter()
+                    .any(|p| state.running(p) && !going_on.contains(&p));
+            if settles {
+                to_settle.push((id, going_on));
+            }
+        }
+        let keep: Vec<PathBuf> = followed.iter().map(|(_, _, c)| c.dir.clone()).collect();
+        let root = self.work_dir.clone();
+        let stopped =
+            crate::runtime::blocking(move || supervised::stop_all_but(&root, &keep)).await??;
+        if stopped > 0 {
+            tracing::info!(count = stopped, "GROS processes left running were stopped");
+        }
+        for (id, going_on) in &to_settle {
+            let going_on = going_on.clone();
+            let command = AgentCommand::SettleAfterRestart { going_on };
+            if let Err(error) = self.agents.execute(id, command, Metadata::system()).await {
+                tracing::warn!(agent = %id, %error, "could not settle an agent after restart");
+            }
+        }
+        if !to_settle.is_empty() {
+            tracing::info!(count = to_settle.len(), "GROS agents settled after a stop");
+        }
+        if !followed.is_empty() {
+            tracing::info!(
+                count = followed.len(),
+                "GROS processes go on after a restart"
+            );
+        }
+        for (id, process, child) in followed {
+            // A scrape of the shared daemon holds a place among its scrapes, as before.
+            let slot = (process == Process::Scrape)
+                .then(|| self.shared_scrapes.clone().try_acquire_owned().ok());
+            let following = self.clone().follow(id, process, child, None);
+            actix_rt::spawn(async move {
+                following.await;
+                drop(slot);
+            });
+        }
+        Ok(())
+    }
+
+    /// The run of `process` that a previous process left running for agent `id`, followed on,
+    /// when it goes on: re-attachment is on and a supervisor started its program (its start
+    /// recorded, or found in its run directory).
+    fn reattach(&self, id: &str, process: Process, run: &ProcessRun) -> Option<Child> {
+        if !self.controller.reattach {
+            return None;
+        }
+        let (supervision, to_record) = match &run.supervision {
+            Some(supervision) => (supervision.clone(), false),
+            None => (supervised::recover(&self.run_dir(id, process))?, true),
+        };
+        let running = supervised::attach(&supervision, run.read, &Invocation::new(process.name()));
+        Some(Child {
+            running,
+            dir: supervision.dir.clone(),
+            supervision: to_record.then_some(supervision),
+            recorded: run.clone(),
         })
+    }
+
+    /// The run directory of agent `id`'s `process`: named by them alone, so that a restart
+    /// finds a run whose supervision was not recorded yet.
+    fn run_dir(&self, id: &str, process: Process) -> PathBuf {
+        self.work_dir.join(format!("{id}.{}", process.name()))
     }
 
     pub fn controller(&self) -> &Controller {
@@ -576,9 +670,9 @@ impl Gros {
         );
         if let (true, Some(argv)) = (started, import) {
             let invocation = self.invocation(project, agent, &argv, self.controller.import_timeout);
-            match self.start_child(invocation) {
-                Ok(running) => {
-                    actix_rt::spawn(self.clone().follow(id, Process::Import, running, None));
+            match self.start_child(&id, Process::Import, invocation).await {
+                Ok(child) => {
+                    actix_rt::spawn(self.clone().follow(id, Process::Import, child, None));
                 }
                 Err(error) => {
                     self.finish(&id, Process::Import, None, format!("not started: {error}"))
@@ -589,12 +683,31 @@ impl Gros {
         Ok(())
     }
 
-    /// Starts a scrape or an import under its supervisor, in a run directory of its own that
-    /// [`Gros::follow`] removes once the end is recorded.
-    fn start_child(&self, invocation: Invocation) -> Result<Child, ProcessError> {
-        let dir = self.work_dir.join(uuid::Uuid::now_v7().to_string());
-        let (running, _) = effects::start_supervised(invocation, &dir, Vec::new())?;
-        Ok(Child { running, dir })
+    /// Starts agent `id`'s `process` under its supervisor, in its run directory, which
+    /// [`Gros::follow`] removes once the end is recorded. What an earlier run left there (its
+    /// end recorded, its directory not yet removed) goes first.
+    async fn start_child(
+        &self,
+        id: &str,
+        process: Process,
+        invocation: Invocation,
+    ) -> Result<Child, String> {
+        let dir = self.run_dir(id, process);
+        let started = crate::runtime::blocking(move || {
+            supervised::stop(&dir).map_err(|e| format!("its run directory: {e}"))?;
+            effects::start_supervised(invocation, &dir, Vec::new())
+                .map(|(running, supervision)| (running, dir, supervision))
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        let (running, dir, supervision) = started?;
+        Ok(Child {
+            running,
+            dir,
+            supervision: Some(supervision),
+            recorded: ProcessRun::default(),
+        })
     }
 
     fn invocation(
@@ -623,8 +736,9 @@ impl Gros {
         }
     }
 
-    /// Records a process's lines (in batches, at most [`OUTPUT_LIMITS`] of them) and its end on
-    /// the agent's stream; tells `done` how it ended.
+    /// Records where a process runs, then its lines (in batches, at most [`OUTPUT_LIMITS`] of
+    /// them over the whole run, with how far its output was read) and its end on the agent's
+    /// stream; tells `done` how it ended.
     async fn follow(
         self,
         id: String,
@@ -632,28 +746,60 @@ impl Gros {
         child: Child,
         done: Option<tokio::sync::oneshot::Sender<Option<i32>>>,
     ) {
-        let Child { running, dir } = child;
-        let ended = effects::feed_child(running, &OUTPUT_LIMITS, output_line, |lines| {
-            let (agents, id) = (self.agents.clone(), id.clone());
-            async move {
-                let command = AgentCommand::RecordOutput { process, lines };
-                match agents.execute(&id, command, Metadata::system()).await {
-                    Ok(_) => Taken::More,
-                    // Settled meanwhile (a restart's reconciliation): nothing more goes on.
-                    Err(CommandError::Rejected(AgentRejection::NotRunning(_))) => Taken::Stop,
-                    Err(error) => {
-                        tracing::warn!(agent = %id, %error, "lines of output were not recorded");
-                        Taken::More
+        let Child {
+            running,
+            dir,
+            supervision,
+            recorded,
+        } = child;
+        if let Some(run) = supervision {
+            let command = AgentCommand::SuperviseProcess { process, run };
+            if let Err(error) = self.agents.execute(&id, command, Metadata::system()).await {
+                tracing::warn!(agent = %id, %error, "where a process runs was not recorded");
+            }
+        }
+        let limits = FeedLimits {
+            max_items: OUTPUT_LIMITS.max_items.saturating_sub(recorded.lines),
+            max_bytes: OUTPUT_LIMITS.max_bytes.saturating_sub(recorded.bytes),
+            ..OUTPUT_LIMITS
+        };
+        let read = std::cell::Cell::new(recorded.read);
+        let ended = effects::feed_child(
+            running,
+            &limits,
+            |line| ReadItem::of(line, output_line),
+            |batch| {
+                let (agents, id) = (self.agents.clone(), id.clone());
+                let (lines, now_read) = ReadItem::split(batch, read.get());
+                let read = &read;
+                async move {
+                    let command = AgentCommand::RecordOutput {
+                        process,
+                        lines,
+                        read: Some(now_read),
+                    };
+                    match agents.execute(&id, command, Metadata::system()).await {
+                        Ok(_) => {
+                            read.set(now_read);
+                            Taken::More
+                        }
+                        // Settled meanwhile (a restart's reconciliation): nothing more goes on.
+                        Err(CommandError::Rejected(AgentRejection::NotRunning(_))) => Taken::Stop,
+                        Err(error) => {
+                            tracing::warn!(agent = %id, %error, "lines of output were not recorded");
+                            Taken::More
+                        }
                     }
                 }
-            }
-        })
+            },
+        )
         .await;
         if ended.fed.capped.is_some() {
             let note = cut_output_note(&ended.fed);
             let command = AgentCommand::RecordOutput {
                 process,
                 lines: vec![note],
+                read: None,
             };
             if let Err(error) = self.agents.execute(&id, command, Metadata::system()).await {
                 tracing::warn!(agent = %id, %error, "the note of cut output was not recorded");
@@ -668,6 +814,7 @@ impl Gros {
                 let words = match (outcome.ending, outcome.exit) {
                     (process::Ending::TimedOut, _) => "timed out".to_owned(),
                     (process::Ending::Cancelled, _) => "cancelled".to_owned(),
+                    (process::Ending::Lost, _) => LOST.to_owned(),
                     (_, Exit::Code(code)) => format!("exit code {code}"),
                     (_, Exit::Signal(signal)) => format!("killed by signal {signal}"),
                     (_, Exit::Unknown) => "exit status unknown".to_owned(),
@@ -736,6 +883,7 @@ impl Gros {
         let config = self.project(project)?;
         let id = agent_id(project, agent);
         let (_, state) = self.agents.state(&id).await?;
+        let state = observed(state).await;
         let preflight = preflight(config, &state, caller, self.clock.now());
         let failed = failed_checks(&preflight);
         self.agents
@@ -796,7 +944,7 @@ impl Gros {
         daemon: Daemon,
     ) -> Result<bool, GrosError> {
         let (_, state) = self.daemon_state(project, agent, daemon).await?;
-        Ok(state.scrape_running)
+        Ok(observed(state).await.running(Process::Scrape))
     }
 
     /// The scrape command and the state of an agent the daemon answers for: one of a project
@@ -840,7 +988,7 @@ impl Gros {
         let id = agent_id(project, agent);
         // The agent's own scrape running is the better answer than a full daemon; the command
         // below still refuses a scrape started meanwhile.
-        if state.scrape_running {
+        if state.running(Process::Scrape) {
             return Err(GrosError::ScrapeRunning);
         }
         // Held until the process ends; dropped with any refusal before it starts.
@@ -872,19 +1020,16 @@ impl Gros {
         let invocation = self
             .invocation(project, agent, &argv, self.controller.scrape_timeout)
             .env("PREFLIGHT_ARGS", SCRAPE_PREFLIGHT_ARGS);
-        let running = match self.start_child(invocation) {
-            Ok(running) => running,
-            Err(error) => {
-                let reason = error.to_string();
+        let child = match self.start_child(&id, Process::Scrape, invocation).await {
+            Ok(child) => child,
+            Err(reason) => {
                 self.finish(&id, Process::Scrape, None, format!("not started: {reason}"))
                     .await;
                 return Err(GrosError::CannotStart(reason));
             }
         };
         let (done, ended) = tokio::sync::oneshot::channel();
-        let following = self
-            .clone()
-            .follow(id, Process::Scrape, running, Some(done));
+        let following = self.clone().follow(id, Process::Scrape, child, Some(done));
         actix_rt::spawn(async move {
             following.await;
             drop(slot);
@@ -895,6 +1040,34 @@ impl Gros {
             Ok(Ok(None)) | Ok(Err(_)) => Err(GrosError::FailedAtOnce("unknown".into())),
         }
     }
+}
+
+/// The agent's state with only the processes that really run: one whose supervisor has ended
+/// (its end about to be recorded) or is gone (the next start records it) runs no more. Upstream
+/// looks at the host's processes for the same answer.
+async fn observed(mut state: AgentState) -> AgentState {
+    let dirs: Vec<(Process, PathBuf)> = [Process::Import, Process::Scrape]
+        .into_iter()
+        .filter_map(|process| {
+            let supervision = state.run(process)?.supervision.as_ref()?;
+            Some((process, supervision.dir.clone()))
+        })
+        .collect();
+    if dirs.is_empty() {
+        return state;
+    }
+    let ended = crate::runtime::blocking(move || {
+        dirs.into_iter()
+            .filter(|(_, dir)| supervised::fate(dir) != supervised::Fate::Running)
+            .map(|(process, _)| process)
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap_or_default();
+    for process in ended {
+        *state.run_mut(process) = None;
+    }
+    state
 }
 
 /// The preflight checks, from the project's configuration, the agent's state, the caller and
@@ -948,7 +1121,7 @@ pub fn preflight(
         } else {
             check(true, "The agent is not locked")
         },
-        importer: if state.import_running {
+        importer: if state.running(Process::Import) {
             check(false, "An import is running for this agent")
         } else {
             check(true, "No import is running")
@@ -1093,6 +1266,7 @@ impl Controller {
             start_check: Duration::from_millis(section.scrape_start_check_ms),
             max_agent_scrapes: section.max_agent_scrapes,
             kill_grace: Duration::from_secs(section.kill_grace_s),
+            reattach: section.on_restart == crate::config::OnRestart::Reattach,
         })
     }
 }

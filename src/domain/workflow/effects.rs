@@ -21,7 +21,7 @@ use crate::domain::sshkey::SshKeys;
 use crate::events::Metadata;
 use crate::process::supervised::{self, Offsets};
 use crate::process::{self, Canceller, Exit, Invocation, Stream};
-use crate::runtime::effects::{self, FeedLimits, Taken};
+use crate::runtime::effects::{self, FeedLimits, ReadItem, Taken};
 use crate::runtime::{Clock, Effects, Entities};
 
 /// The variable naming the file where a step writes its outputs.
@@ -665,23 +665,9 @@ impl Run {
         let ended = effects::feed_child(
             running,
             &limits,
-            |line| ReadLine {
-                stream: line.stream,
-                offset: line.offset,
-                line: self.log_line(line),
-            },
-            |lines| {
-                let mut read = self.read.get();
-                let lines = lines
-                    .into_iter()
-                    .map(|item| {
-                        match item.stream {
-                            Stream::Stdout => read.stdout = item.offset,
-                            Stream::Stderr => read.stderr = item.offset,
-                        }
-                        item.line
-                    })
-                    .collect();
+            |line| ReadItem::of(line, |line| self.log_line(line)),
+            |batch| {
+                let (lines, read) = ReadItem::split(batch, self.read.get());
                 let command = ExecutionCommand::RecordLines {
                     lines,
                     max_lines: self.limits.max_log_lines,
@@ -737,16 +723,9 @@ impl Run {
     }
 }
 
-/// A line of a step's output, with where its stream goes on after it.
-struct ReadLine {
-    line: LogLine,
-    stream: Stream,
-    offset: u64,
-}
-
-impl effects::Weigh for ReadLine {
+impl effects::Weigh for LogLine {
     fn bytes(&self) -> usize {
-        self.line.content.len()
+        self.content.len()
     }
 }
 
