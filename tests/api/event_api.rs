@@ -1033,9 +1033,20 @@ fn samples() -> Vec<(&'static str, &'static str, Value)> {
         ),
         (
             "gros_agent",
+            "ProcessSupervised",
+            json!({"process": "import", "run": {"dir": "/d/P.a.import", "supervisor": 10,
+            "group": 11, "boot": "b"}, "at": at}),
+        ),
+        (
+            "gros_agent",
             "ProcessOutput",
             json!({"process": "scrape", "stream": "stdout",
             "line": "l", "at": at}),
+        ),
+        (
+            "gros_agent",
+            "ProcessOutputRead",
+            json!({"process": "scrape", "read": {"stdout": 2, "stderr": 0}, "at": at}),
         ),
         (
             "gros_agent",

@@ -989,6 +989,98 @@ fn a_running_step_goes_on_through_a_restart_of_annals() {
     }
 }
 
+/// An execution whose step had ended when annals stopped, before the execution's own end was
+/// recorded, ends at the next start as its run would have ended it: failed with the step's
+/// reason, cancelled, or succeeded after its last step; never "interrupted".
+#[test]
+fn an_execution_whose_step_ended_just_before_a_stop_ends_as_it_would_have() {
+    use annals::domain::workflow::{
+        CancelRequested, ExecutionEvent, Requested, StepEnded, StepEndedEvent, StepStarted,
+    };
+    use annals::events::{EventLog, ExpectedVersion, LogOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let file = restart_config(dir.path(), "reattach");
+    let at = chrono::Utc::now();
+    let ended = |index: u32, exit_code: i32| {
+        ExecutionEvent::StepEnded(StepEndedEvent {
+            index,
+            ended: StepEnded {
+                exit_code: Some(exit_code),
+                signal: None,
+                duration_ms: 5,
+                timed_out: false,
+                cancelled: false,
+            },
+            at,
+        })
+    };
+    let started = |index: u32, name: &str| {
+        ExecutionEvent::StepStarted(StepStarted {
+            index,
+            name: name.into(),
+            at,
+        })
+    };
+    let requested = ExecutionEvent::ExecutionRequested(Requested {
+        workflow: "demo@lab@counting".into(),
+        inputs: Default::default(),
+        by: None,
+        at,
+    });
+    let cancel = ExecutionEvent::CancelRequested(CancelRequested { by: None, at });
+    let histories = [
+        (
+            vec![started(0, "count"), ended(0, 3)],
+            "FAILED",
+            "step count exited with code 3",
+        ),
+        (
+            vec![started(0, "count"), ended(0, 0), cancel],
+            "CANCELLED",
+            "",
+        ),
+        (
+            vec![
+                started(0, "count"),
+                ended(0, 0),
+                started(1, "after"),
+                ended(1, 0),
+            ],
+            "SUCCESS",
+            "",
+        ),
+    ];
+    let ids: Vec<String> = actix_rt::System::new().block_on(async {
+        let log = EventLog::open(&data, LogOptions::default()).expect("the log opens");
+        let mut ids = Vec::new();
+        for (history, _, _) in &histories {
+            let id = uuid::Uuid::now_v7().to_string();
+            let events = std::iter::once(&requested)
+                .chain(history)
+                .map(common::new_event)
+                .collect();
+            let stream = common::stream(&format!("execution-{id}"));
+            log.append(stream, ExpectedVersion::Exactly(0), events)
+                .await
+                .expect("the history is appended");
+            ids.push(id);
+        }
+        ids
+    });
+    let server = common::serve_data(&data, Some(&file), &[], &[]).expect("starts");
+    let base = format!("http://{}", server.address);
+    let client = reqwest_like::Client::new();
+    for (id, (_, status, reason)) in ids.iter().zip(&histories) {
+        let done = client.wait_for(&base, id, |e| e["status"] != "RUNNING");
+        assert_eq!(done["status"], *status, "{done}");
+        if !reason.is_empty() {
+            assert_eq!(done["reason"], *reason, "{done}");
+        }
+    }
+    assert!(server.terminate().success());
+}
+
 /// Twenty `kill -9`s of annals at chosen moments while steps run: after each restart no step
 /// of an ended execution is alive, and in the end every execution succeeds with each of its
 /// lines once, in order.

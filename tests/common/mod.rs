@@ -207,7 +207,7 @@ pub async fn append_line(log: &EventLog, name: &str, text: &str) -> annals::even
         .expect("the line is appended")
 }
 
-pub fn new_event(event: &JobEvent) -> NewEvent {
+pub fn new_event<E: DomainEvent>(event: &E) -> NewEvent {
     NewEvent {
         event_id: Uuid::new_v4(),
         event_type: event.event_type().to_owned(),

@@ -221,6 +221,31 @@ impl Runner {
         })
     }
 
+    /// How an execution that does not go on after a restart ends when its last step had ended
+    /// before the stop, as the run would have ended it right after: failed with the step's
+    /// reason, cancelled, or succeeded after its last step. `None` when a step was still
+    /// running: it is settled as interrupted.
+    pub fn ended(&self, state: &ExecutionState) -> Option<Ending> {
+        let requested = state.requested.as_ref()?;
+        let workflow = self.catalogue.get(&requested.workflow);
+        let cancelling = state.status == Some(super::Status::Cancelling);
+        let Some(step) = state.steps.last() else {
+            return cancelling.then_some(Ending::Cancelled);
+        };
+        let timeout = workflow
+            .and_then(|w| w.steps.get(step.index as usize))
+            .and_then(|s| s.timeout);
+        match StepResult::of(&step.name, step.ended.as_ref()?, timeout, false) {
+            StepResult::Cancelled => Some(Ending::Cancelled),
+            StepResult::Failed(reason) => Some(Ending::Failed { reason }),
+            StepResult::Succeeded if cancelling => Some(Ending::Cancelled),
+            StepResult::Succeeded => {
+                let last = workflow.is_some_and(|w| step.index as usize + 1 == w.steps.len());
+                last.then_some(Ending::Success)
+            }
+        }
+    }
+
     /// The supervised run directory of step `index` of execution `id`.
     fn run_dir(&self, id: &str, index: usize) -> PathBuf {
         self.work_dir.join(scratch_name(id, index)).join(RUN_DIR)
@@ -343,6 +368,31 @@ enum StepResult {
     Succeeded,
     Failed(String),
     Cancelled,
+}
+
+impl StepResult {
+    /// How step `name` went, from its recorded end; `lost` when its supervisor ended without
+    /// recording the end.
+    fn of(name: &str, ended: &StepEnded, timeout: Option<Duration>, lost: bool) -> StepResult {
+        if ended.cancelled {
+            return StepResult::Cancelled;
+        }
+        StepResult::Failed(if lost {
+            format!("step {name} was interrupted: its supervisor ended without recording its end")
+        } else if ended.timed_out {
+            format!(
+                "step {name} timed out after {}s",
+                timeout.unwrap_or_default().as_secs_f64()
+            )
+        } else {
+            match (ended.exit_code, ended.signal) {
+                (Some(0), _) => return StepResult::Succeeded,
+                (Some(code), _) => format!("step {name} exited with code {code}"),
+                (None, Some(signal)) => format!("step {name} was killed by signal {signal}"),
+                (None, None) => format!("step {name} ended in an unknown way"),
+            }
+        })
+    }
 }
 
 impl Run {
@@ -614,35 +664,14 @@ impl Run {
             timed_out: outcome.ending == process::Ending::TimedOut,
             cancelled: outcome.ending == process::Ending::Cancelled,
         };
+        let lost = outcome.ending == process::Ending::Lost;
+        let result = StepResult::of(&step.name, &ended, step.timeout, lost);
         self.send(ExecutionCommand::EndStep {
             index: step_index,
             ended,
         })
         .await;
-        match outcome.ending {
-            process::Ending::Cancelled => StepResult::Cancelled,
-            process::Ending::Lost => StepResult::Failed(format!(
-                "step {} was interrupted: its supervisor ended without recording its end",
-                step.name
-            )),
-            process::Ending::TimedOut => StepResult::Failed(format!(
-                "step {} timed out after {}s",
-                step.name,
-                step.timeout.unwrap_or_default().as_secs_f64()
-            )),
-            process::Ending::Finished => match outcome.exit {
-                Exit::Code(0) => StepResult::Succeeded,
-                Exit::Code(code) => {
-                    StepResult::Failed(format!("step {} exited with code {code}", step.name))
-                }
-                Exit::Signal(signal) => {
-                    StepResult::Failed(format!("step {} was killed by signal {signal}", step.name))
-                }
-                Exit::Unknown => {
-                    StepResult::Failed(format!("step {} ended in an unknown way", step.name))
-                }
-            },
-        }
+        result
     }
 
     /// Records the step's lines as they arrive, through [`effects::feed_child`]: one batch in

@@ -140,18 +140,34 @@ impl Executions {
         let ids: Vec<String> = running.read(|view| view.state.iter().cloned().collect());
         let (mut resumed, mut interrupted) = (Vec::new(), 0);
         for id in ids {
-            let goes_on = match entities.state(&id).await {
-                Ok((_, state)) => runner.resume(&id, &state, &entities),
-                Err(_) => None,
-            };
-            match goes_on {
-                Some(run) => resumed.push(run),
-                None => {
-                    interrupted += 1;
-                    if let Err(error) = entities.reconcile(&id).await {
-                        tracing::warn!(%id, %error, "could not settle an execution after restart");
-                    }
+            let (goes_on, ended) = match entities.state(&id).await {
+                Ok((_, state)) => {
+                    let goes_on = runner.resume(&id, &state, &entities);
+                    let ended = goes_on.is_none().then(|| runner.ended(&state)).flatten();
+                    (goes_on, ended)
                 }
+                Err(_) => (None, None),
+            };
+            let settled = match (goes_on, ended) {
+                (Some(run), _) => {
+                    resumed.push(run);
+                    continue;
+                }
+                // Its last step had ended: it ends as the run would have ended it.
+                (None, Some(ending)) => {
+                    let command = ExecutionCommand::Finish(ending);
+                    entities
+                        .execute(&id, command, Metadata::system())
+                        .await
+                        .map(drop)
+                }
+                (None, None) => {
+                    interrupted += 1;
+                    entities.reconcile(&id).await.map(drop)
+                }
+            };
+            if let Err(error) = settled {
+                tracing::warn!(%id, %error, "could not settle an execution after restart");
             }
         }
         let keep: Vec<String> = resumed
