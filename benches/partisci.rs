@@ -1,14 +1,17 @@
 //! The inventory face under load, each figure beside a trivial actix-web handler measured in the
 //! same run with the same client: durable `POST update/` ingest over HTTP, UDP ingest (what is
-//! accepted, and whether anything is lost without being counted), and `GET version/` over an
-//! inventory of 10,000 hosts × 5 applications.
+//! accepted, and whether anything is lost without being counted), `GET version/` over an
+//! inventory of 10,000 hosts × 5 applications, `GET app/` and `GET host/` over it beside a
+//! trivial handler serving the same bodies, and `POST update/` while four connections poll
+//! `GET app/` beside it alone.
 //!
 //! Run with `cargo bench --bench partisci`. The server runs in this process with the default
 //! durability (fsync) on a loopback port; so does the client, so both share the machine's cores.
 //! Environment: `ANNALS_BENCH_CLIENTS` (concurrent HTTP connections, default 256),
 //! `ANNALS_BENCH_HOSTS` (hosts, default 10000; 5 applications each), `ANNALS_BENCH_DATAGRAMS`
 //! (default 50000), `ANNALS_BENCH_UDP_RATE` (datagrams per second sent, default 20000),
-//! `ANNALS_BENCH_PHASES` (which to run, default `post,get,udp`; `get` needs `post` first).
+//! `ANNALS_BENCH_PHASES` (which to run, default `post,get,summaries,udp`; `get` and `summaries`
+//! need `post` first).
 
 #[path = "support/mod.rs"]
 mod support;
@@ -26,7 +29,8 @@ fn main() -> anyhow::Result<()> {
     let hosts = env_or("ANNALS_BENCH_HOSTS", 10_000);
     let datagrams = env_or("ANNALS_BENCH_DATAGRAMS", 50_000);
     let udp_rate = env_or("ANNALS_BENCH_UDP_RATE", 20_000);
-    let phases = std::env::var("ANNALS_BENCH_PHASES").unwrap_or_else(|_| "post,get,udp".into());
+    let phases =
+        std::env::var("ANNALS_BENCH_PHASES").unwrap_or_else(|_| "post,get,summaries,udp".into());
     let phase = move |name: &str| phases.split(',').any(|p| p.trim() == name);
 
     let dir = tempfile::tempdir()?;
@@ -77,6 +81,10 @@ fn main() -> anyhow::Result<()> {
             report("trivial GET", &base, None);
             report("GET version/?host=H", &face, Some(&base));
         }
+        if phase("summaries") {
+            println!("\nGET app/ and GET host/ over the versions the POST phase wrote");
+            summaries(annals, clients, updates, hosts).await?;
+        }
         if phase("udp") {
             println!("\nUDP, {datagrams} datagrams sent at {udp_rate}/s");
             udp(annals, partisci, datagrams, udp_rate).await?;
@@ -110,6 +118,137 @@ fn start_trivial(versions: usize) -> anyhow::Result<SocketAddr> {
                 "/trivial/all",
                 web::get().to(move || async move { json(large) }),
             );
+    })
+}
+
+/// `GET app/` and `GET host/` beside a trivial handler serving the very same bodies, then
+/// `POST update/` (new versions of the keys the POST phase wrote) alone and while four
+/// connections poll `GET app/`.
+async fn summaries(
+    annals: SocketAddr,
+    clients: usize,
+    updates: usize,
+    hosts: usize,
+) -> anyhow::Result<()> {
+    let app = body_of(annals, "/api/v1/app/").await;
+    let host = body_of(annals, "/api/v1/host/").await;
+    println!(
+        "  bodies: app/ {} bytes, host/ {} bytes",
+        app.len(),
+        host.len()
+    );
+    let (app, host): (&'static [u8], &'static [u8]) = (app.leak(), host.leak());
+    let trivial = support::start_trivial(move |routes| {
+        let json = |body: &'static [u8]| {
+            HttpResponse::Ok()
+                .content_type("application/json")
+                .body(body)
+        };
+        routes
+            .route(
+                "/trivial/app",
+                web::get().to(move || async move { json(app) }),
+            )
+            .route(
+                "/trivial/host",
+                web::get().to(move || async move { json(host) }),
+            );
+    })?;
+    for (path, trivial_path, total) in [
+        ("/api/v1/app/", "/trivial/app", 4_000),
+        ("/api/v1/host/", "/trivial/host", 200),
+    ] {
+        let base = run(trivial, 4, total, 200, move |_| get(trivial_path)).await;
+        let face = run(annals, 4, total, 200, move |_| get(path)).await;
+        report("trivial GET (same body)", &base, None);
+        report(&format!("GET {path}"), &face, Some(&base));
+    }
+    let body = move |round: usize, i: usize| {
+        format!(
+            r#"{{"app":"app{}","ver":"2.{round}.{i}","host":"host{}","instance":0}}"#,
+            i / hosts % APPS,
+            i % hosts
+        )
+    };
+    let alone = run(annals, clients, updates, 200, move |i| {
+        post("/api/v1/update/", "", &body(1, i))
+    })
+    .await;
+    let polling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let pollers = run_while(annals, 4, polling.clone(), || get("/api/v1/app/"));
+    let beside = run(annals, clients, updates, 200, move |i| {
+        post("/api/v1/update/", "", &body(2, i))
+    })
+    .await;
+    polling.store(false, std::sync::atomic::Ordering::Relaxed);
+    let polls = pollers.await?;
+    report("POST update/ alone", &alone, None);
+    report("POST update/, 4 poll app/", &beside, Some(&alone));
+    println!(
+        "  (\"the trivial handler\" here: POST update/ alone; {polls} polls of app/ meanwhile)"
+    );
+    Ok(())
+}
+
+/// The body of one `GET path`.
+async fn body_of(address: SocketAddr, path: &str) -> Vec<u8> {
+    use tokio::io::AsyncWriteExt;
+    let mut connection = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connects");
+    connection
+        .write_all(get(path).as_bytes())
+        .await
+        .expect("sends");
+    let mut buffer = Vec::new();
+    assert_eq!(
+        support::read_response(&mut connection, &mut buffer).await,
+        200
+    );
+    let start = buffer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a head")
+        + 4;
+    buffer.split_off(start)
+}
+
+/// Sends `request` over `clients` keep-alive connections for as long as `going` holds; how
+/// many were answered.
+fn run_while(
+    address: SocketAddr,
+    clients: usize,
+    going: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    request: impl Fn() -> String + Send + Sync + Copy + 'static,
+) -> tokio::task::JoinHandle<usize> {
+    tokio::spawn(async move {
+        let tasks: Vec<_> = (0..clients)
+            .map(|_| {
+                let going = going.clone();
+                tokio::spawn(async move {
+                    use tokio::io::AsyncWriteExt;
+                    let mut connection = tokio::net::TcpStream::connect(address)
+                        .await
+                        .expect("connects");
+                    let mut buffer = Vec::with_capacity(1 << 16);
+                    let mut answered = 0;
+                    while going.load(std::sync::atomic::Ordering::Relaxed) {
+                        connection
+                            .write_all(request().as_bytes())
+                            .await
+                            .expect("sends");
+                        support::read_response(&mut connection, &mut buffer).await;
+                        answered += 1;
+                    }
+                    answered
+                })
+            })
+            .collect();
+        let mut answered = 0;
+        for task in tasks {
+            answered += task.await.unwrap_or(0);
+        }
+        answered
     })
 }
 

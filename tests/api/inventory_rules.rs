@@ -168,3 +168,166 @@ fn events_round_trip_and_unknown_versions_are_refused() {
         common::assert_unknown_version::<HostEvent>(event.event_type(), 2, &event.encode_payload());
     }
 }
+
+/// The read model's summaries, kept as versions change, against a fold of the versions
+/// themselves, over any sequence of reports, expiries and clears, with retention or without.
+mod summaries {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use annals::domain::inventory::read_model::{
+        AppSummary, HostSummary, InventoryModel, InventoryState, VersionFilter,
+    };
+    use annals::domain::inventory::{
+        host_entity_id, HostCleared, HostEvent, VersionExpired, VersionReported, Via,
+    };
+    use annals::events::{DomainEvent, Metadata, RecordedEvent};
+    use annals::runtime::Projection;
+    use chrono::{DateTime, Utc};
+    use proptest::prelude::*;
+
+    use super::common;
+
+    /// One change: a report of (app, host, instance) at a time, an expiry of an (app, instance)
+    /// on a host, or a clear of a host.
+    #[derive(Clone, Debug)]
+    enum Change {
+        Report(u8, u8, u16, i64),
+        Expire(u8, u8, u16),
+        Clear(u8),
+    }
+
+    fn change() -> impl Strategy<Value = Change> {
+        prop_oneof![
+            4 => (0..4u8, 0..5u8, 0..2u16, 0..20i64)
+                .prop_map(|(app, host, instance, at)| Change::Report(app, host, instance, at)),
+            1 => (0..4u8, 0..5u8, 0..2u16)
+                .prop_map(|(app, host, instance)| Change::Expire(app, host, instance)),
+            1 => (0..5u8).prop_map(Change::Clear),
+        ]
+    }
+
+    fn recorded(host: &str, position: u64, event: HostEvent) -> RecordedEvent {
+        RecordedEvent {
+            position,
+            stream: common::stream(&format!("host-{}", host_entity_id(host))),
+            version: position,
+            event_id: uuid::Uuid::new_v4(),
+            event_type: event.event_type().to_owned(),
+            schema_version: event.schema_version(),
+            recorded_at: common::at(0),
+            metadata: Metadata::system(),
+            payload: event.encode_payload(),
+            hash: Default::default(),
+        }
+    }
+
+    /// `GET app/` as a fold of every active version: the first by key of the newest names it.
+    fn apps_folded(state: &InventoryState, since: Option<DateTime<Utc>>) -> Vec<AppSummary> {
+        let mut apps: BTreeMap<String, (AppSummary, BTreeSet<String>)> = BTreeMap::new();
+        for version in state.versions(&VersionFilter::default(), since) {
+            let (summary, hosts) = apps.entry(version.app_id.clone()).or_insert_with(|| {
+                let summary = AppSummary {
+                    app_id: version.app_id.clone(),
+                    app: version.app.clone(),
+                    last_update: version.last_update,
+                    host_count: 0,
+                };
+                (summary, BTreeSet::new())
+            });
+            if version.last_update > summary.last_update {
+                summary.last_update = version.last_update;
+                summary.app.clone_from(&version.app);
+            }
+            hosts.insert(version.host.clone());
+        }
+        apps.into_values()
+            .map(|(summary, hosts)| AppSummary {
+                host_count: hosts.len(),
+                ..summary
+            })
+            .collect()
+    }
+
+    /// `GET host/` as a fold of every active version.
+    fn hosts_folded(state: &InventoryState, since: Option<DateTime<Utc>>) -> Vec<HostSummary> {
+        let mut hosts: BTreeMap<String, (DateTime<Utc>, BTreeSet<String>)> = BTreeMap::new();
+        for version in state.versions(&VersionFilter::default(), since) {
+            let (last_update, apps) = hosts
+                .entry(version.host.clone())
+                .or_insert((version.last_update, BTreeSet::new()));
+            *last_update = (*last_update).max(version.last_update);
+            apps.insert(version.app_id.clone());
+        }
+        hosts
+            .into_iter()
+            .map(|(host, (last_update, apps))| HostSummary {
+                host,
+                last_update,
+                app_count: apps.len(),
+            })
+            .collect()
+    }
+
+    proptest! {
+        #[test]
+        fn kept_summaries_equal_a_fold_of_the_versions(
+            changes in proptest::collection::vec(change(), 0..80),
+            since in 0..22i64,
+        ) {
+            let mut state = InventoryState::default();
+            for (position, change) in changes.into_iter().enumerate() {
+                let (host, event) = match change {
+                    Change::Report(app, host, instance, at) => {
+                        let host = format!("h{host}");
+                        // Each instance names its application its own way: the newest names
+                        // the row.
+                        let event = HostEvent::VersionReported(VersionReported {
+                            app_id: format!("a{app}"),
+                            app: format!("a{app} on {host}/{instance}"),
+                            ver: "1".into(),
+                            host: host.clone(),
+                            instance,
+                            host_ip: "10.0.0.1".into(),
+                            via: Via::Udp,
+                            at: common::at(at),
+                        });
+                        (host, event)
+                    }
+                    Change::Expire(app, host, instance) => {
+                        let event = HostEvent::VersionExpired(VersionExpired {
+                            app_id: format!("a{app}"),
+                            instance,
+                            last_update: common::at(0),
+                            at: common::at(30),
+                        });
+                        (format!("h{host}"), event)
+                    }
+                    Change::Clear(host) => {
+                        let event = HostEvent::HostCleared(HostCleared {
+                            versions: 0,
+                            at: common::at(30),
+                        });
+                        (format!("h{host}"), event)
+                    }
+                };
+                let event = recorded(&host, position as u64 + 1, event);
+                InventoryModel.apply(&mut state, &event).unwrap();
+            }
+            for since in [None, Some(common::at(since))] {
+                prop_assert_eq!(state.apps(since), apps_folded(&state, since));
+                prop_assert_eq!(state.hosts(since), hosts_folded(&state, since));
+                let stale: BTreeSet<String> = state
+                    .versions(&VersionFilter::default(), None)
+                    .filter(|v| since.is_some_and(|since| v.last_update < since))
+                    .map(|v| host_entity_id(&v.host))
+                    .collect();
+                let before = since.unwrap_or(common::at(0));
+                prop_assert_eq!(state.hosts_stale_before(before), stale);
+            }
+            // Read back from its checkpoint, the state has the same indexes and tallies.
+            let stored = rmp_serde::to_vec_named(&state).unwrap();
+            let read_back: InventoryState = rmp_serde::from_slice(&stored).unwrap();
+            prop_assert_eq!(read_back, state);
+        }
+    }
+}

@@ -1,7 +1,9 @@
 //! The inventory's read model: the latest version of every application instance on every
 //! host, folded from the `host` category, and the Partisci queries over it. It only reads the
-//! log; a host's summary is computed from its versions, never stored separately, so it cannot
-//! go stale.
+//! log. Beside the versions it keeps, as they change, a tally of each application's and each
+//! host's versions (their times and what they count), so a summary row costs the same however
+//! many versions there are, and can never disagree with the versions: both change in one
+//! step, under the projection's lock.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -19,12 +21,114 @@ pub struct InventoryModel;
 /// `(app_id, host, instance)`: distinct keys never collide.
 type Key = (String, String, u16);
 
+/// A version's last update and key: the order of the time indexes.
+type Dated = (DateTime<Utc>, Key);
+
+/// The smallest key: where a range of [`Dated`] from a time starts.
+fn dated_from(at: DateTime<Utc>) -> Dated {
+    (at, (String::new(), String::new(), 0))
+}
+
 /// Every known version. Versions are shared, so that a query copies pointers, not strings.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// Stored (in the projection's checkpoint) as its versions and their hosts; the indexes and
+/// tallies are made again from them when it is read back.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(from = "Stored")]
 pub struct InventoryState {
     versions: BTreeMap<Key, Arc<Version>>,
     /// The keys of each host's versions, by the host's entity id.
     by_host: BTreeMap<String, BTreeSet<Key>>,
+    /// Every version by its last update: what retention sweeps.
+    by_time: BTreeSet<Dated>,
+    /// Each application's versions, by app id: its `GET app/` row.
+    apps: BTreeMap<String, Tally>,
+    /// Each host's versions, by host name: its `GET host/` row.
+    hosts: BTreeMap<String, Tally>,
+}
+
+/// What a summary row needs of an application's (or a host's) versions.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct Tally {
+    /// Its versions by last update: the newest dates the row (and names an application); the
+    /// oldest tells whether they are all still active.
+    by_time: BTreeSet<Dated>,
+    /// How many of its versions each host (of an application) or each application (of a host)
+    /// has: the row counts them.
+    counts: BTreeMap<String, u32>,
+}
+
+impl Tally {
+    fn add(&mut self, dated: Dated, counted: &str) {
+        self.by_time.insert(dated);
+        *self.counts.entry(counted.to_owned()).or_default() += 1;
+    }
+
+    /// Takes a version off; true when no version is left.
+    fn remove(&mut self, dated: &Dated, counted: &str) -> bool {
+        self.by_time.remove(dated);
+        if let Some(count) = self.counts.get_mut(counted) {
+            *count -= 1;
+            if *count == 0 {
+                self.counts.remove(counted);
+            }
+        }
+        self.by_time.is_empty()
+    }
+
+    /// The newest version (of those updated last, the first by key) and how many hosts or
+    /// applications the versions updated at or after `since` count; `None` when none is.
+    /// Versions past retention stay until the sweep expires them: only then are the active
+    /// ones counted one by one.
+    fn row(
+        &self,
+        since: Option<DateTime<Utc>>,
+        counted: impl Fn(&Key) -> &str,
+    ) -> Option<(&Dated, usize)> {
+        let (newest, _) = self.by_time.last()?;
+        let newest = self.by_time.range(dated_from(*newest)..).next()?;
+        let count = match since {
+            Some(since) if newest.0 < since => return None,
+            Some(since) if self.by_time.first()?.0 < since => self
+                .by_time
+                .range(dated_from(since)..)
+                .map(|(_, key)| counted(key))
+                .collect::<BTreeSet<_>>()
+                .len(),
+            _ => self.counts.len(),
+        };
+        Some((newest, count))
+    }
+}
+
+/// What the state's checkpoint holds.
+#[derive(Deserialize)]
+struct Stored {
+    versions: BTreeMap<Key, Arc<Version>>,
+}
+
+impl From<Stored> for InventoryState {
+    fn from(stored: Stored) -> InventoryState {
+        let mut state = InventoryState::default();
+        for version in stored.versions.into_values() {
+            state.insert(version);
+        }
+        state
+    }
+}
+
+impl Serialize for InventoryState {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct StoredRef<'a> {
+            versions: &'a BTreeMap<Key, Arc<Version>>,
+            by_host: &'a BTreeMap<String, BTreeSet<Key>>,
+        }
+        StoredRef {
+            versions: &self.versions,
+            by_host: &self.by_host,
+        }
+        .serialize(serializer)
+    }
 }
 
 /// Exact-match filters of `GET version/`; each one given narrows the answer.
@@ -62,35 +166,22 @@ impl Projection for InventoryModel {
     fn apply(&self, state: &mut InventoryState, event: &RecordedEvent) -> Result<(), CodecError> {
         let entity = event.stream.entity_id();
         match HostEvent::from_recorded(event)? {
-            HostEvent::VersionReported(e) => {
-                let key = (e.app_id.clone(), e.host.clone(), e.instance);
-                state
-                    .by_host
-                    .entry(entity.to_owned())
-                    .or_default()
-                    .insert(key.clone());
-                state.versions.insert(key, Arc::new(Version::reported(&e)));
-            }
+            HostEvent::VersionReported(e) => state.insert(Arc::new(Version::reported(&e))),
             HostEvent::VersionExpired(e) => {
-                if let Some(keys) = state.by_host.get_mut(entity) {
-                    let expired = keys
-                        .iter()
+                let expired = state.by_host.get(entity).and_then(|keys| {
+                    keys.iter()
                         .find(|(app_id, _, instance)| {
                             *app_id == e.app_id && *instance == e.instance
                         })
-                        .cloned();
-                    if let Some(key) = expired {
-                        keys.remove(&key);
-                        state.versions.remove(&key);
-                    }
-                    if keys.is_empty() {
-                        state.by_host.remove(entity);
-                    }
+                        .cloned()
+                });
+                if let Some(key) = expired {
+                    state.remove(&key);
                 }
             }
             HostEvent::HostCleared(_) => {
-                for key in state.by_host.remove(entity).unwrap_or_default() {
-                    state.versions.remove(&key);
+                for key in state.by_host.get(entity).cloned().unwrap_or_default() {
+                    state.remove(&key);
                 }
             }
         }
@@ -133,60 +224,97 @@ impl InventoryState {
 
     /// Every active application, by app id.
     pub fn apps(&self, active_since: Option<DateTime<Utc>>) -> Vec<AppSummary> {
-        let mut apps: BTreeMap<&str, (AppSummary, BTreeSet<&str>)> = BTreeMap::new();
-        let all = VersionFilter::default();
-        for version in self.versions(&all, active_since) {
-            let (summary, hosts) = apps.entry(&version.app_id).or_insert_with(|| {
-                let summary = AppSummary {
-                    app_id: version.app_id.clone(),
-                    app: version.app.clone(),
-                    last_update: version.last_update,
-                    host_count: 0,
-                };
-                (summary, BTreeSet::new())
-            });
-            if version.last_update > summary.last_update {
-                summary.last_update = version.last_update;
-                summary.app.clone_from(&version.app);
-            }
-            hosts.insert(&version.host);
-        }
-        apps.into_values()
-            .map(|(mut summary, hosts)| {
-                summary.host_count = hosts.len();
-                summary
+        self.apps
+            .iter()
+            .filter_map(|(app_id, tally)| {
+                let ((last_update, key), host_count) = tally.row(active_since, |key| &key.1)?;
+                Some(AppSummary {
+                    app_id: app_id.clone(),
+                    app: self.versions.get(key)?.app.clone(),
+                    last_update: *last_update,
+                    host_count,
+                })
             })
             .collect()
     }
 
     /// Every active host, by name.
     pub fn hosts(&self, active_since: Option<DateTime<Utc>>) -> Vec<HostSummary> {
-        let mut hosts: BTreeMap<&str, (DateTime<Utc>, BTreeSet<&str>)> = BTreeMap::new();
-        let all = VersionFilter::default();
-        for version in self.versions(&all, active_since) {
-            let (last_update, apps) = hosts
-                .entry(&version.host)
-                .or_insert((version.last_update, BTreeSet::new()));
-            *last_update = (*last_update).max(version.last_update);
-            apps.insert(&version.app_id);
-        }
-        hosts
-            .into_iter()
-            .map(|(host, (last_update, apps))| HostSummary {
-                host: host.to_owned(),
-                last_update,
-                app_count: apps.len(),
+        self.hosts
+            .iter()
+            .filter_map(|(host, tally)| {
+                let ((last_update, _), app_count) = tally.row(active_since, |key| &key.0)?;
+                Some(HostSummary {
+                    host: host.clone(),
+                    last_update: *last_update,
+                    app_count,
+                })
             })
             .collect()
     }
 
     /// The entity ids of hosts with a version last updated before `before`.
     pub fn hosts_stale_before(&self, before: DateTime<Utc>) -> BTreeSet<String> {
-        self.versions
-            .values()
-            .filter(|v| v.last_update < before)
-            .map(|v| super::host_entity_id(&v.host))
+        self.by_time
+            .range(..dated_from(before))
+            .map(|(_, (_, host, _))| super::host_entity_id(host))
             .collect()
+    }
+
+    /// Adds a version, in place of the one its key had.
+    fn insert(&mut self, version: Arc<Version>) {
+        let key = (
+            version.app_id.clone(),
+            version.host.clone(),
+            version.instance,
+        );
+        self.remove(&key);
+        let dated = (version.last_update, key.clone());
+        self.by_time.insert(dated.clone());
+        self.apps
+            .entry(version.app_id.clone())
+            .or_default()
+            .add(dated.clone(), &version.host);
+        self.hosts
+            .entry(version.host.clone())
+            .or_default()
+            .add(dated, &version.app_id);
+        self.by_host
+            .entry(super::host_entity_id(&version.host))
+            .or_default()
+            .insert(key.clone());
+        self.versions.insert(key, version);
+    }
+
+    /// Takes the version of `key` off, with every trace of it.
+    fn remove(&mut self, key: &Key) {
+        let Some(version) = self.versions.remove(key) else {
+            return;
+        };
+        let dated = (version.last_update, key.clone());
+        self.by_time.remove(&dated);
+        let (app_id, host, _) = key;
+        if self
+            .apps
+            .get_mut(app_id)
+            .is_some_and(|t| t.remove(&dated, host))
+        {
+            self.apps.remove(app_id);
+        }
+        if self
+            .hosts
+            .get_mut(host)
+            .is_some_and(|t| t.remove(&dated, app_id))
+        {
+            self.hosts.remove(host);
+        }
+        let entity = super::host_entity_id(host);
+        if let Some(keys) = self.by_host.get_mut(&entity) {
+            keys.remove(key);
+            if keys.is_empty() {
+                self.by_host.remove(&entity);
+            }
+        }
     }
 
     /// The entity ids of every host with a version.
