@@ -382,6 +382,12 @@ pub const STOP_WAIT: Duration = Duration::from_secs(10);
 /// that does not follow its runs across a restart, at start-up, so that nothing of a previous
 /// process runs on unknown. Blocking. Returns how many runs were still running.
 pub fn stop_all(root: &Path) -> std::io::Result<usize> {
+    stop_all_but(root, &[])
+}
+
+/// [`stop_all`], but for the runs whose directories under `root` are named in `keep`: those a
+/// face follows on after a restart.
+pub fn stop_all_but(root: &Path, keep: &[std::ffi::OsString]) -> std::io::Result<usize> {
     let entries = match std::fs::read_dir(root) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
@@ -389,7 +395,11 @@ pub fn stop_all(root: &Path) -> std::io::Result<usize> {
     };
     let mut stopped = 0;
     for entry in entries {
-        let dir = entry?.path();
+        let entry = entry?;
+        if keep.contains(&entry.file_name()) {
+            continue;
+        }
+        let dir = entry.path();
         match fate(&dir) {
             Fate::Running => {
                 stopped += 1;

@@ -15,7 +15,7 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use tokio::sync::mpsc;
 
-use super::values::{Ended, HttpSettings, Job};
+use super::values::{Ended, HttpSettings, Job, Reported};
 use crate::domain::scan::Progress;
 use crate::domain::scan::{Asset, Confidence, Datatype, Finding, Severity, Target};
 
@@ -123,7 +123,7 @@ fn client(timeout: Duration) -> Result<awc::Client, String> {
 }
 
 /// GETs each asset's URL in turn.
-pub async fn scan(settings: &HttpSettings, job: &Job, progress: &mpsc::Sender<Progress>) -> Ended {
+pub async fn scan(settings: &HttpSettings, job: &Job, progress: &mpsc::Sender<Reported>) -> Ended {
     let timeout = settings.request_timeout;
     let client = match client(timeout) {
         Ok(client) => client,
@@ -166,7 +166,7 @@ pub async fn scan(settings: &HttpSettings, job: &Job, progress: &mpsc::Sender<Pr
         raw.push((format!("http/{}.txt", i + 1), text.into_bytes()));
         for finding in findings {
             if progress
-                .send(Progress::Finding(Box::new(finding)))
+                .send(Progress::Finding(Box::new(finding)).into())
                 .await
                 .is_err()
             {
@@ -174,7 +174,7 @@ pub async fn scan(settings: &HttpSettings, job: &Job, progress: &mpsc::Sender<Pr
             }
         }
         if progress
-            .send(Progress::AssetDone(asset.value.clone()))
+            .send(Progress::AssetDone(asset.value.clone()).into())
             .await
             .is_err()
         {

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use crate::domain::scan::Asset;
+use crate::domain::scan::{Asset, Progress};
+use crate::process::supervised::{Offsets, Supervision};
 
 /// How a scanner ended: `Err` holds why the scan failed; `raw` its outputs, by name in the
 /// report's archive.
@@ -23,8 +24,38 @@ pub struct Job {
     pub assets: Vec<Asset>,
     /// The options in effect.
     pub options: Map<String, Value>,
-    /// Where a scanner that runs a program makes the program's run directory.
-    pub runs: std::path::PathBuf,
+    /// The run directory of a scanner that runs a program: named after the scan, so that a
+    /// restart finds it even before its supervision is recorded.
+    pub run_dir: std::path::PathBuf,
+    /// The program a previous process of annals started for the scan, which runs on: followed
+    /// instead of started.
+    pub follow: Option<Follow>,
+}
+
+/// A scan's program running under its supervisor, to follow from where its output was
+/// recorded.
+#[derive(Clone, Debug)]
+pub struct Follow {
+    pub run: Supervision,
+    pub read: Offsets,
+}
+
+/// What a scanner reports, with where its program's output goes on after it (for a scanner
+/// that runs a program; `None` for the others): recorded together, so that a restart reads on
+/// exactly after the last recorded report.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Reported {
+    pub progress: Progress,
+    pub read: Option<Offsets>,
+}
+
+impl From<Progress> for Reported {
+    fn from(progress: Progress) -> Reported {
+        Reported {
+            progress,
+            read: None,
+        }
+    }
 }
 
 /// A `tcp` engine's settings.
