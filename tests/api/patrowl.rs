@@ -1108,17 +1108,16 @@ fn serve(data: &std::path::Path, config: &std::path::Path) -> common::Served {
     common::serve_data(data, Some(config), &[], &[]).expect("the server starts")
 }
 
+/// A `command` engine entry of a configuration file: `script` run by `sh -c`, for `ip`
+/// assets, one scan at a time, with a grace of 1 s.
+fn sh_engine(name: &str, script: &str) -> Value {
+    json!({"name": name, "scanner": "command", "allowed_asset_types": ["ip"],
+        "command": ["sh", "-c", script], "kill_grace_s": 1, "max_scans": 1})
+}
+
 /// `annals.toml` in `dir`: `[patrowl] on_restart = how` (left to its default when `None`) and
-/// one `command` engine per `(name, script)`, run by `sh -c`, for `ip` assets, one scan at a
-/// time, with a grace of 1 s; its path.
-fn restart_config(dir: &Path, how: Option<&str>, engines: &[(&str, &str)]) -> PathBuf {
-    let engines: Vec<Value> = engines
-        .iter()
-        .map(|(name, script)| {
-            json!({"name": name, "scanner": "command", "allowed_asset_types": ["ip"],
-                "command": ["sh", "-c", script], "kill_grace_s": 1, "max_scans": 1})
-        })
-        .collect();
+/// `engines`; its path.
+fn restart_config(dir: &Path, how: Option<&str>, engines: &[Value]) -> PathBuf {
     let mut patrowl = json!({ "engines": engines });
     if let Some(how) = how {
         patrowl["on_restart"] = json!(how);
@@ -1177,7 +1176,10 @@ async fn after_a_crash_ended_scans_stay_and_a_running_one_is_stopped_and_interru
     let config = restart_config(
         dir.path(),
         Some("kill"),
-        &[("cmd", "echo '{\"title\":\"kept\"}'"), ("slow", &slow)],
+        &[
+            sh_engine("cmd", "echo '{\"title\":\"kept\"}'"),
+            sh_engine("slow", &slow),
+        ],
     );
     let mut server = serve(&data, &config);
     let before = served_face(&server);
@@ -1237,21 +1239,25 @@ async fn after_a_crash_ended_scans_stay_and_a_running_one_is_stopped_and_interru
     assert!(server.terminate().success());
 }
 
+/// How many findings the counting program prints in all (more after the restart than the
+/// scanner's channel holds).
+const COUNTED: u32 = 300;
+
 /// A program that says its pid, prints three findings, waits for the file `go`, then prints
-/// three more and a line of text; and what it prints.
+/// the rest up to [`COUNTED`] and a line of text; and what it prints.
 fn counting_script(dir: &Path) -> (String, String) {
-    let finding = |i: u32| format!("{{\"title\":\"finding {i}\"}}");
-    let mut printed: String = (1..=3).map(|i| finding(i) + "\n").collect();
+    let finding = |i: u32| format!("{{\"title\":\"finding {i}\"}}\n");
+    let mut printed: String = (1..=COUNTED).map(finding).collect();
+    printed.push_str("the end\n");
     let script = format!(
         "cat > /dev/null; echo $$ > {pid}; \
          for i in 1 2 3; do echo '{{\"title\":\"finding '$i'\"}}'; done; \
          while [ ! -e {go} ]; do sleep 0.02; done; \
-         for i in 4 5 6; do echo '{{\"title\":\"finding '$i'\"}}'; done; echo 'the end'",
+         for i in $(seq 4 {COUNTED}); do echo '{{\"title\":\"finding '$i'\"}}'; done; \
+         echo 'the end'",
         pid = dir.join("counting.pid").display(),
         go = dir.join("go").display(),
     );
-    printed.extend((4..=6).map(|i| finding(i) + "\n"));
-    printed.push_str("the end\n");
     (script, printed)
 }
 
@@ -1263,7 +1269,7 @@ async fn a_command_scan_goes_on_through_a_crash_of_annals() {
     for ends_while_down in [false, true] {
         let (dir, data) = common::data_dir();
         let (script, printed) = counting_script(dir.path());
-        let config = restart_config(dir.path(), None, &[("counting", &script)]);
+        let config = restart_config(dir.path(), None, &[sh_engine("counting", &script)]);
         let mut server = serve(&data, &config);
         let before = served_face(&server);
         before.accept_local("counting", json!(1), json!({})).await;
@@ -1292,7 +1298,7 @@ async fn a_command_scan_goes_on_through_a_crash_of_annals() {
             std::fs::write(&go, "").unwrap();
         }
         let findings = after.finished_findings("counting", "1").await;
-        let titles: Vec<String> = (1..=6).map(|i| format!("finding {i}")).collect();
+        let titles: Vec<String> = (1..=COUNTED).map(|i| format!("finding {i}")).collect();
         assert_eq!(
             strings(items(&findings["issues"]), "/title"),
             titles,
@@ -1365,7 +1371,7 @@ async fn a_stop_after_a_restart_stops_the_programs_group() {
         let config = restart_config(
             dir.path(),
             Some("reattach"),
-            &[("waiting", &waiting_script(dir.path()))],
+            &[sh_engine("waiting", &waiting_script(dir.path()))],
         );
         let mut server = serve(&data, &config);
         let (group, _) = crash_while_waiting(&mut server, dir.path()).await;
@@ -1394,7 +1400,7 @@ async fn a_scan_whose_supervisor_died_while_annals_was_down_is_interrupted() {
     let config = restart_config(
         dir.path(),
         None,
-        &[("waiting", &waiting_script(dir.path()))],
+        &[sh_engine("waiting", &waiting_script(dir.path()))],
     );
     let mut server = serve(&data, &config);
     let (group, supervisor) = crash_while_waiting(&mut server, dir.path()).await;
@@ -1915,4 +1921,51 @@ async fn many_findings_at_once_are_recorded_in_a_few_appends() {
     // At most 256 findings an append: 8 when they come at once, a few more when they trickle
     // in on a loaded machine; far fewer than one per finding.
     assert!((8..=40).contains(&appends.len()), "{}", appends.len());
+}
+
+/// A scan followed after a restart still times out: its supervisor keeps the timeout, counted
+/// from the program's start.
+#[actix_rt::test]
+async fn a_scan_followed_after_a_restart_still_times_out() {
+    let (dir, data) = common::data_dir();
+    let mut waiting = sh_engine("waiting", &waiting_script(dir.path()));
+    waiting["timeout_s"] = json!(2);
+    let config = restart_config(dir.path(), None, &[waiting]);
+    let mut server = serve(&data, &config);
+    let (group, _) = crash_while_waiting(&mut server, dir.path()).await;
+    let server = serve(&data, &config);
+    let after = served_face(&server);
+    let ended = after.wait_ended("waiting", "1").await;
+    assert_eq!(ended["status"], "ERROR", "{ended}");
+    let reason = ended["reason"].as_str().unwrap();
+    assert!(reason.contains("timed out after 2 s"), "{reason}");
+    wait_gone(&group, "the program's group to be stopped");
+    assert!(server.terminate().success());
+}
+
+/// A scan whose engine left the configuration does not go on: its program is stopped and the
+/// scan interrupted before the server answers.
+#[actix_rt::test]
+async fn a_scan_whose_engine_left_the_configuration_is_stopped_and_interrupted() {
+    let (dir, data) = common::data_dir();
+    let waiting = sh_engine("waiting", &waiting_script(dir.path()));
+    let config = restart_config(dir.path(), None, &[waiting]);
+    let mut server = serve(&data, &config);
+    let (group, _) = crash_while_waiting(&mut server, dir.path()).await;
+    let config = restart_config(dir.path(), None, &[sh_engine("other", "true")]);
+    let server = serve(&data, &config);
+    assert!(!group.iter().any(|pid| common::runs(*pid)), "it runs on");
+    let after = served_face(&server);
+    let history = after.get("/api/streams/scan-waiting-1").await.json();
+    let last = items(&history["events"]).last().unwrap().clone();
+    assert_eq!(last["type"], "ScanFailed", "{history}");
+    assert_eq!(last["payload"]["reason"], "interrupted by restart");
+    assert_eq!(
+        std::fs::read_dir(data.join("patrowl-work"))
+            .unwrap()
+            .count(),
+        0,
+        "no run directory is left"
+    );
+    assert!(server.terminate().success());
 }

@@ -177,6 +177,8 @@ pub async fn scan(
     let limits = Invocation::new(&settings.program);
     let (mut running, mut read) = match &job.follow {
         Some(follow) => {
+            // Its supervision is recorded already: the driver waits for no other.
+            drop(supervised);
             // Standard error is read again from its beginning: the scan records none of it,
             // and its last line is the reason of a failure.
             let read = Offsets {
