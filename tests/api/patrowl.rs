@@ -1261,12 +1261,13 @@ fn counting_script(dir: &Path) -> (String, String) {
     (script, printed)
 }
 
-/// A `command` scan goes on through a crash of annals, whether its program ends while annals
-/// is down or after the restart: the scan finishes with every finding once, in order, its
-/// report has the program's whole output, and it counts against its engine's limit meanwhile.
+/// A `command` scan goes on through a crash or a stop of annals, whether its program ends while
+/// annals is down or after the restart: the scan finishes with every finding once, in order,
+/// its report has the program's whole output, and it counts against its engine's limit
+/// meanwhile.
 #[actix_rt::test]
-async fn a_command_scan_goes_on_through_a_crash_of_annals() {
-    for ends_while_down in [false, true] {
+async fn a_command_scan_goes_on_through_a_restart_of_annals() {
+    for (signal, ends_while_down) in [("SIGKILL", false), ("SIGKILL", true), ("SIGTERM", false)] {
         let (dir, data) = common::data_dir();
         let (script, printed) = counting_script(dir.path());
         let config = restart_config(dir.path(), None, &[sh_engine("counting", &script)]);
@@ -1279,8 +1280,12 @@ async fn a_command_scan_goes_on_through_a_crash_of_annals() {
         })
         .await;
         let pid = pid_in(&dir.path().join("counting.pid"));
-        crash(&mut server);
-        assert!(common::runs(pid), "the program outlives annals");
+        if signal == "SIGKILL" {
+            crash(&mut server);
+        } else {
+            assert!(server.stop().success());
+        }
+        assert!(common::runs(pid), "{signal}: the program outlives annals");
         let go = dir.path().join("go");
         if ends_while_down {
             std::fs::write(&go, "").unwrap();
@@ -1302,7 +1307,7 @@ async fn a_command_scan_goes_on_through_a_crash_of_annals() {
         assert_eq!(
             strings(items(&findings["issues"]), "/title"),
             titles,
-            "ended while down: {ends_while_down}"
+            "{signal}, ended while down: {ends_while_down}"
         );
         let report = unzip(&after.get("/engines/counting/getreport/1").await.body);
         assert_eq!(

@@ -961,3 +961,34 @@ async fn drive(
     }
     lock(&stops).remove(&id);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::scan::FindingRecord;
+
+    #[test]
+    fn a_scan_followed_again_may_record_only_what_its_limits_leave() {
+        let finding = findings_dropped(1, Cap::Items, &["a".into()]);
+        let mut state = ScanState::default();
+        assert_eq!(remaining_limits(&state), FINDING_LIMITS);
+        state.findings = vec![
+            FindingRecord {
+                issue_id: 1,
+                finding: finding.clone(),
+                at: chrono::DateTime::UNIX_EPOCH,
+            };
+            3
+        ];
+        let limits = remaining_limits(&state);
+        assert_eq!(limits.max_items, MAX_FINDINGS as u64 - 3);
+        assert_eq!(
+            limits.max_bytes,
+            MAX_FINDING_BYTES - 3 * finding_bytes(&finding) as u64
+        );
+        assert_eq!(limits.batch_items, FINDING_LIMITS.batch_items);
+        // Past the limit (the count of the dropped ones is a finding too), nothing more.
+        state.findings = vec![state.findings[0].clone(); MAX_FINDINGS + 1];
+        assert_eq!(remaining_limits(&state).max_items, 0);
+    }
+}
