@@ -1417,13 +1417,19 @@ async fn a_scan_whose_supervisor_died_while_annals_was_down_is_interrupted() {
         "the group outlives it"
     );
 
-    let server = serve(&data, &config);
+    restarted_scan_fails(&data, &config, &group, "interrupted").await;
+}
+
+/// Starts annals again: the `waiting` scan ends in ERROR with a reason that `says` something,
+/// and no process of the program's `group` is left.
+async fn restarted_scan_fails(data: &Path, config: &Path, group: &[u32], says: &str) {
+    let server = serve(data, config);
     let after = served_face(&server);
     let ended = after.wait_ended("waiting", "1").await;
     assert_eq!(ended["status"], "ERROR", "{ended}");
     let reason = ended["reason"].as_str().unwrap();
-    assert!(reason.contains("interrupted"), "{reason}");
-    wait_gone(&group, "the program's group to be killed");
+    assert!(reason.contains(says), "{reason}");
+    wait_gone(group, "the program's group to be gone");
     assert!(server.terminate().success());
 }
 
@@ -1938,14 +1944,7 @@ async fn a_scan_followed_after_a_restart_still_times_out() {
     let config = restart_config(dir.path(), None, &[waiting]);
     let mut server = serve(&data, &config);
     let (group, _) = crash_while_waiting(&mut server, dir.path()).await;
-    let server = serve(&data, &config);
-    let after = served_face(&server);
-    let ended = after.wait_ended("waiting", "1").await;
-    assert_eq!(ended["status"], "ERROR", "{ended}");
-    let reason = ended["reason"].as_str().unwrap();
-    assert!(reason.contains("timed out after 2 s"), "{reason}");
-    wait_gone(&group, "the program's group to be stopped");
-    assert!(server.terminate().success());
+    restarted_scan_fails(&data, &config, &group, "timed out after 2 s").await;
 }
 
 /// A scan whose engine left the configuration does not go on: its program is stopped and the

@@ -506,10 +506,8 @@ impl Entity for ScanRecord {
             }
             ScanCommand::Supervise { run } => {
                 running()?;
-                ScanEvent::ScanSupervised(ScanSupervised {
-                    run: run.clone(),
-                    at: now,
-                })
+                let run = run.clone();
+                ScanEvent::ScanSupervised(ScanSupervised { run, at: now })
             }
             ScanCommand::Record { progress, read } => {
                 running()?;

@@ -919,9 +919,10 @@ async fn drive(
     // A scanner still reporting sees the channel closed and stops.
     drop(reports);
     if let Some(cap) = fed.capped {
-        let batch = vec![Reported::from(Progress::Finding(Box::new(
-            findings_dropped(fed.dropped, cap, &assets),
-        )))];
+        let batch = vec![Reported {
+            progress: Progress::Finding(Box::new(findings_dropped(fed.dropped, cap, &assets))),
+            read: None,
+        }];
         record(&entities, &id, batch, &metadata).await;
     }
     let ended = scanner.await.unwrap_or_else(|_| Ended {

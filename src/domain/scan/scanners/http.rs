@@ -15,7 +15,7 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use tokio::sync::mpsc;
 
-use super::values::{Ended, HttpSettings, Job, Reported};
+use super::values::{report, Ended, HttpSettings, Job, Reported};
 use crate::domain::scan::Progress;
 use crate::domain::scan::{Asset, Confidence, Datatype, Finding, Severity, Target};
 
@@ -165,19 +165,11 @@ pub async fn scan(settings: &HttpSettings, job: &Job, progress: &mpsc::Sender<Re
         };
         raw.push((format!("http/{}.txt", i + 1), text.into_bytes()));
         for finding in findings {
-            if progress
-                .send(Progress::Finding(Box::new(finding)).into())
-                .await
-                .is_err()
-            {
+            if !report(progress, Progress::Finding(Box::new(finding))).await {
                 return stopped(raw);
             }
         }
-        if progress
-            .send(Progress::AssetDone(asset.value.clone()).into())
-            .await
-            .is_err()
-        {
+        if !report(progress, Progress::AssetDone(asset.value.clone())).await {
             return stopped(raw);
         }
     }

@@ -12,7 +12,7 @@ use ipnet::{IpNet, Ipv4AddrRange, Ipv6AddrRange};
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
-use super::values::{Ended, Job, Reported, TcpSettings};
+use super::values::{report, Ended, Job, Reported, TcpSettings};
 use crate::domain::scan::Progress;
 use crate::domain::scan::{Asset, Confidence, Datatype, Finding, Severity, Target};
 
@@ -436,11 +436,6 @@ pub async fn scan(settings: &TcpSettings, job: &Job, progress: &mpsc::Sender<Rep
         result: Ok(()),
         raw: vec![("tcp.txt".into(), raw.into_bytes())],
     }
-}
-
-/// Sends one report; false when no one listens any more (the scan was stopped).
-async fn report(progress: &mpsc::Sender<Reported>, what: Progress) -> bool {
-    progress.send(what.into()).await.is_ok()
 }
 
 fn failed(reason: String) -> Ended {

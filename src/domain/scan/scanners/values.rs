@@ -1,9 +1,10 @@
-//! What the scanners share: a scan's work as they receive it, each scanner's parsed settings, and
-//! how a scanner ends. It imports no scanner.
+//! What the scanners share: a scan's work as they receive it, each scanner's parsed settings, what
+//! a scanner reports and how a scanner ends. It imports no scanner.
 
 use std::time::Duration;
 
 use serde_json::{Map, Value};
+use tokio::sync::mpsc;
 
 use crate::domain::scan::{Asset, Progress};
 use crate::process::supervised::{Offsets, Supervision};
@@ -40,22 +41,23 @@ pub struct Follow {
     pub read: Offsets,
 }
 
-/// What a scanner reports, with where its program's output goes on after it (for a scanner
-/// that runs a program; `None` for the others): recorded together, so that a restart reads on
-/// exactly after the last recorded report.
-#[derive(Clone, Debug, PartialEq)]
+/// What a scanner reports, with where its program's output goes on after it: recorded
+/// together, so that a restart reads on exactly after the last recorded report.
+#[derive(Debug)]
 pub struct Reported {
     pub progress: Progress,
+    /// `None` from a scanner that runs no program.
     pub read: Option<Offsets>,
 }
 
-impl From<Progress> for Reported {
-    fn from(progress: Progress) -> Reported {
-        Reported {
-            progress,
-            read: None,
-        }
-    }
+/// Sends one report of a scanner that runs no program; false when no one listens any more (the
+/// scan was stopped).
+pub async fn report(progress: &mpsc::Sender<Reported>, what: Progress) -> bool {
+    let reported = Reported {
+        progress: what,
+        read: None,
+    };
+    progress.send(reported).await.is_ok()
 }
 
 /// A `tcp` engine's settings.
