@@ -1164,9 +1164,10 @@ fn wait_gone(pids: &[u32], what: &str) {
     });
 }
 
+/// With `on_restart = "kill"`, a restart after a crash stops a running scan's program, leaves
+/// no run directory and interrupts the scan; ended scans stay as they were.
 #[actix_rt::test]
 async fn after_a_crash_ended_scans_stay_and_a_running_one_is_stopped_and_interrupted() {
-    // With `on_restart = "kill"`: a restart stops the program and interrupts its scan.
     let (dir, data) = common::data_dir();
     let pid_file = dir.path().join("slow.pid");
     let slow = format!(
