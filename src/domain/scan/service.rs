@@ -966,7 +966,117 @@ async fn drive(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::scan::FindingRecord;
+    use crate::config::ScannerKind;
+    use crate::domain::scan::{FindingRecord, ScanRun};
+
+    /// Effects with a `command` engine `cmd` and a `tcp` engine `tcp`, their run directories
+    /// under `dir`.
+    fn effects(dir: &std::path::Path, reattach: bool) -> ScanEffects {
+        let engine = |name: &str, scanner| {
+            let config = EngineConfig {
+                name: name.into(),
+                command: vec!["true".into()],
+                ..EngineConfig::defaults(scanner)
+            };
+            (name.to_owned(), Arc::new(Engine::parse(&config).unwrap()))
+        };
+        ScanEffects {
+            engines: Arc::new(BTreeMap::from([
+                engine("cmd", ScannerKind::Command),
+                engine("tcp", ScannerKind::Tcp),
+            ])),
+            blobs: BlobStore::open(dir).unwrap(),
+            stops: Arc::default(),
+            runs: dir.join(WORK_DIR),
+            reattach,
+        }
+    }
+
+    /// A scan of `engine` that began; `run`, its recorded run.
+    fn running(engine: &str, run: Option<ScanRun>) -> ScanState {
+        ScanState {
+            request: Some(ScanRequested {
+                engine: EngineName::parse(engine).unwrap(),
+                scan_id: ScanId::parse("1").unwrap(),
+                assets: Vec::new(),
+                options: "{}".into(),
+                by: None,
+                at: chrono::DateTime::UNIX_EPOCH,
+            }),
+            status: ScanStatus::Scanning,
+            run,
+            ..ScanState::default()
+        }
+    }
+
+    #[test]
+    fn only_a_command_scan_whose_program_was_started_goes_on_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let on = effects(dir.path(), true);
+        let recorded = Supervision {
+            dir: dir.path().join("elsewhere"),
+            supervisor: 10,
+            group: 11,
+            boot: "b".into(),
+        };
+        let read = Offsets {
+            stdout: 40,
+            stderr: 3,
+        };
+        let run = ScanRun {
+            supervision: recorded.clone(),
+            read,
+        };
+        // A recorded run is followed from where its output was recorded, in its directory.
+        let work = on
+            .resume("cmd-1", &running("cmd", Some(run.clone())))
+            .unwrap();
+        let follow = work.job.follow.unwrap();
+        assert_eq!((follow.run, follow.read), (recorded.clone(), read));
+        assert_eq!(work.job.run_dir, recorded.dir);
+        assert_eq!(work.unrecorded, None);
+        // Not with re-attachment off, for a built-in scanner, an engine gone, an ended scan.
+        let off = effects(dir.path(), false);
+        assert!(off
+            .resume("cmd-1", &running("cmd", Some(run.clone())))
+            .is_none());
+        assert!(on
+            .resume("tcp-1", &running("tcp", Some(run.clone())))
+            .is_none());
+        assert!(on
+            .resume("gone-1", &running("gone", Some(run.clone())))
+            .is_none());
+        let mut ended = running("cmd", Some(run));
+        ended.status = ScanStatus::Finished;
+        assert!(on.resume("cmd-1", &ended).is_none());
+        // No run recorded and no program in the scan's run directory: nothing to follow.
+        assert!(on.resume("cmd-1", &running("cmd", None)).is_none());
+        // A program started but not recorded is found in the scan's run directory (by the
+        // file its supervisor writes there), followed from the start and recorded.
+        let run_dir = on.run_dir("cmd-1");
+        std::fs::create_dir_all(&run_dir).unwrap();
+        let written = Supervision {
+            dir: std::path::PathBuf::new(),
+            ..recorded
+        };
+        std::fs::write(
+            run_dir.join("supervision"),
+            serde_json::to_vec(&written).unwrap(),
+        )
+        .unwrap();
+        let work = on.resume("cmd-1", &running("cmd", None)).unwrap();
+        let found = Supervision {
+            dir: run_dir.clone(),
+            ..written
+        };
+        assert_eq!(work.unrecorded, Some(found.clone()));
+        let follow = work.job.follow.unwrap();
+        assert_eq!((follow.run, follow.read), (found, Offsets::default()));
+        // Unless findings were recorded without it: where they were read to is unknown.
+        let mut reported = running("cmd", None);
+        reported.assets_done.push("a".into());
+        assert!(on.resume("cmd-1", &reported).is_none());
+    }
 
     #[test]
     fn a_scan_followed_again_may_record_only_what_its_limits_leave() {
