@@ -385,9 +385,8 @@ pub fn stop_all(root: &Path) -> std::io::Result<usize> {
     stop_all_but(root, &[])
 }
 
-/// [`stop_all`], but for the runs whose directories under `root` are named in `keep`: those a
-/// face follows on after a restart.
-pub fn stop_all_but(root: &Path, keep: &[std::ffi::OsString]) -> std::io::Result<usize> {
+/// [`stop_all`] but for the run directories in `keep` (runs followed on after a restart).
+pub fn stop_all_but(root: &Path, keep: &[PathBuf]) -> std::io::Result<usize> {
     let entries = match std::fs::read_dir(root) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
@@ -395,31 +394,39 @@ pub fn stop_all_but(root: &Path, keep: &[std::ffi::OsString]) -> std::io::Result
     };
     let mut stopped = 0;
     for entry in entries {
-        let entry = entry?;
-        if keep.contains(&entry.file_name()) {
-            continue;
+        let dir = entry?.path();
+        if !keep.contains(&dir) && stop(&dir)? {
+            stopped += 1;
         }
-        let dir = entry.path();
-        match fate(&dir) {
-            Fate::Running => {
-                stopped += 1;
-                kill(&dir);
-                let deadline = Instant::now() + STOP_WAIT;
-                // The supervisor kills the group and records the end within milliseconds.
-                while fate(&dir) == Fate::Running && Instant::now() < deadline {
-                    std::thread::sleep(POLL_INTERVAL);
-                }
-            }
-            Fate::Lost => {
-                if let Some(supervision) = recover(&dir) {
-                    kill_lost(&supervision);
-                }
-            }
-            Fate::Ended => {}
-        }
-        std::fs::remove_dir_all(&dir)?;
     }
     Ok(stopped)
+}
+
+/// Stops the run in `dir`, if it runs, and removes the directory. Blocking. Returns whether the
+/// run was still running.
+pub fn stop(dir: &Path) -> std::io::Result<bool> {
+    let running = match fate(dir) {
+        Fate::Running => {
+            kill(dir);
+            let deadline = Instant::now() + STOP_WAIT;
+            // The supervisor kills the group and records the end within milliseconds.
+            while fate(dir) == Fate::Running && Instant::now() < deadline {
+                std::thread::sleep(POLL_INTERVAL);
+            }
+            true
+        }
+        Fate::Lost => {
+            if let Some(supervision) = recover(dir) {
+                kill_lost(&supervision);
+            }
+            false
+        }
+        Fate::Ended => false,
+    };
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(running),
+    }
 }
 
 /// Kills the group of the run in `dir` at once, through its supervisor; false when no

@@ -366,9 +366,9 @@ impl Engines {
         }
         // Programs of a previous process that no scan follows on are stopped, and their run
         // directories removed, before their scans are settled as interrupted.
-        let keep: Vec<std::ffi::OsString> = resumed
+        let keep: Vec<std::path::PathBuf> = resumed
             .iter()
-            .filter_map(|work| work.job.run_dir.file_name().map(ToOwned::to_owned))
+            .map(|work| work.job.run_dir.clone())
             .collect();
         let root = runs.clone();
         let stopped = crate::runtime::blocking(move || {
