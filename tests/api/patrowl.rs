@@ -1974,3 +1974,39 @@ async fn a_scan_whose_engine_left_the_configuration_is_stopped_and_interrupted()
     );
     assert!(server.terminate().success());
 }
+
+/// A program followed after a restart that exits non-zero fails its scan with its code and
+/// its last line of standard error, also one written before the restart, and the report
+/// keeps its whole standard error.
+#[actix_rt::test]
+async fn a_program_that_fails_after_a_restart_fails_its_scan_with_its_last_error() {
+    let (dir, data) = common::data_dir();
+    let script = format!(
+        "cat > /dev/null; echo 'no such thing' >&2; echo '{{\"title\":\"partial\"}}'; \
+         while [ ! -e {go} ]; do sleep 0.02; done; exit 3",
+        go = dir.path().join("go").display(),
+    );
+    let config = restart_config(dir.path(), None, &[sh_engine("failing", &script)]);
+    let mut server = serve(&data, &config);
+    let before = served_face(&server);
+    before.accept_local("failing", json!(1), json!({})).await;
+    common::poll_async(SCAN_DEADLINE, "the finding", || async {
+        let body = before.get("/engines/failing/status/1").await.json();
+        (body["nb_findings"] == 1).then_some(())
+    })
+    .await;
+    crash(&mut server);
+    let server = serve(&data, &config);
+    let after = served_face(&server);
+    std::fs::write(dir.path().join("go"), "").unwrap();
+    let ended = after.wait_ended("failing", "1").await;
+    assert_eq!(ended["status"], "ERROR", "{ended}");
+    assert_eq!(
+        ended["reason"],
+        "the command exited with code 3: no such thing"
+    );
+    assert_eq!(ended["nb_findings"], 1);
+    let report = unzip(&after.get("/engines/failing/getreport/1").await.body);
+    assert_eq!(report["raw/command/stderr.txt"], b"no such thing\n");
+    assert!(server.terminate().success());
+}
