@@ -1157,6 +1157,27 @@ fn pid_in(file: &Path) -> u32 {
     })
 }
 
+/// `annals serve` on `data` and `config`, once scan 1 of `engine` recorded `findings` findings.
+async fn serve_with_findings(
+    data: &Path,
+    config: &Path,
+    engine: &str,
+    findings: u64,
+) -> common::Served {
+    let server = serve(data, config);
+    let face = served_face(&server);
+    face.accept_local(engine, json!(1), json!({})).await;
+    common::poll_async(SCAN_DEADLINE, "the scan's first findings", || async {
+        let body = face
+            .get(&format!("/engines/{engine}/status/1"))
+            .await
+            .json();
+        (body["nb_findings"] == findings).then_some(())
+    })
+    .await;
+    server
+}
+
 /// Waits until none of `pids` runs.
 fn wait_gone(pids: &[u32], what: &str) {
     common::poll(SCAN_DEADLINE, what, || {
@@ -1272,14 +1293,7 @@ async fn a_command_scan_goes_on_through_a_restart_of_annals() {
         let (dir, data) = common::data_dir();
         let (script, printed) = counting_script(dir.path());
         let config = restart_config(dir.path(), None, &[sh_engine("counting", &script)]);
-        let mut server = serve(&data, &config);
-        let before = served_face(&server);
-        before.accept_local("counting", json!(1), json!({})).await;
-        common::poll_async(SCAN_DEADLINE, "the first three findings", || async {
-            let body = before.get("/engines/counting/status/1").await.json();
-            (body["nb_findings"] == 3).then_some(())
-        })
-        .await;
+        let mut server = serve_with_findings(&data, &config, "counting", 3).await;
         let pid = pid_in(&dir.path().join("counting.pid"));
         if signal == "SIGKILL" {
             crash(&mut server);
@@ -1340,16 +1354,12 @@ fn waiting_script(dir: &Path) -> String {
     )
 }
 
-/// Starts a scan of the `waiting` engine, waits for its finding and crashes annals: the pids
-/// of the program's group, and its supervisor's as the log recorded it.
-async fn crash_while_waiting(server: &mut common::Served, dir: &Path) -> ([u32; 2], u32) {
-    let face = served_face(server);
-    face.accept_local("waiting", json!(1), json!({})).await;
-    common::poll_async(SCAN_DEADLINE, "the finding", || async {
-        let body = face.get("/engines/waiting/status/1").await.json();
-        (body["nb_findings"] == 1).then_some(())
-    })
-    .await;
+/// Starts annals on `data` and `config` and a scan of the `waiting` engine, waits for its
+/// finding and crashes annals: the pids of the program's group, and its supervisor's as the log
+/// recorded it.
+async fn crash_while_waiting(data: &Path, config: &Path, dir: &Path) -> ([u32; 2], u32) {
+    let mut server = serve_with_findings(data, config, "waiting", 1).await;
+    let face = served_face(&server);
     let group = [
         pid_in(&dir.join("waiting.pid")),
         pid_in(&dir.join("child.pid")),
@@ -1360,7 +1370,7 @@ async fn crash_while_waiting(server: &mut common::Served, dir: &Path) -> ([u32; 
         .find(|e| e["type"] == "ScanSupervised")
         .expect("where the program runs is recorded");
     let supervisor = supervised["payload"]["run"]["supervisor"].as_u64().unwrap() as u32;
-    crash(server);
+    crash(&mut server);
     assert!(
         group.iter().all(|pid| common::runs(*pid)),
         "it outlives annals"
@@ -1379,8 +1389,7 @@ async fn a_stop_after_a_restart_stops_the_programs_group() {
             Some("reattach"),
             &[sh_engine("waiting", &waiting_script(dir.path()))],
         );
-        let mut server = serve(&data, &config);
-        let (group, _) = crash_while_waiting(&mut server, dir.path()).await;
+        let (group, _) = crash_while_waiting(&data, &config, dir.path()).await;
         let server = serve(&data, &config);
         let after = served_face(&server);
         let row = after.get("/engines/waiting/status/1").await.json();
@@ -1408,8 +1417,7 @@ async fn a_scan_whose_supervisor_died_while_annals_was_down_is_interrupted() {
         None,
         &[sh_engine("waiting", &waiting_script(dir.path()))],
     );
-    let mut server = serve(&data, &config);
-    let (group, supervisor) = crash_while_waiting(&mut server, dir.path()).await;
+    let (group, supervisor) = crash_while_waiting(&data, &config, dir.path()).await;
     // SAFETY: kill(2) of the supervisor this test's server started.
     unsafe { libc::kill(supervisor as i32, libc::SIGKILL) };
     wait_gone(&[supervisor], "the supervisor to die");
@@ -1943,8 +1951,7 @@ async fn a_scan_followed_after_a_restart_still_times_out() {
     let mut waiting = sh_engine("waiting", &waiting_script(dir.path()));
     waiting["timeout_s"] = json!(2);
     let config = restart_config(dir.path(), None, &[waiting]);
-    let mut server = serve(&data, &config);
-    let (group, _) = crash_while_waiting(&mut server, dir.path()).await;
+    let (group, _) = crash_while_waiting(&data, &config, dir.path()).await;
     restarted_scan_fails(&data, &config, &group, "timed out after 2 s").await;
 }
 
@@ -1955,8 +1962,7 @@ async fn a_scan_whose_engine_left_the_configuration_is_stopped_and_interrupted()
     let (dir, data) = common::data_dir();
     let waiting = sh_engine("waiting", &waiting_script(dir.path()));
     let config = restart_config(dir.path(), None, &[waiting]);
-    let mut server = serve(&data, &config);
-    let (group, _) = crash_while_waiting(&mut server, dir.path()).await;
+    let (group, _) = crash_while_waiting(&data, &config, dir.path()).await;
     let config = restart_config(dir.path(), None, &[sh_engine("other", "true")]);
     let server = serve(&data, &config);
     assert!(!group.iter().any(|pid| common::runs(*pid)), "it runs on");
@@ -1987,14 +1993,7 @@ async fn a_program_that_fails_after_a_restart_fails_its_scan_with_its_last_error
         go = dir.path().join("go").display(),
     );
     let config = restart_config(dir.path(), None, &[sh_engine("failing", &script)]);
-    let mut server = serve(&data, &config);
-    let before = served_face(&server);
-    before.accept_local("failing", json!(1), json!({})).await;
-    common::poll_async(SCAN_DEADLINE, "the finding", || async {
-        let body = before.get("/engines/failing/status/1").await.json();
-        (body["nb_findings"] == 1).then_some(())
-    })
-    .await;
+    let mut server = serve_with_findings(&data, &config, "failing", 1).await;
     crash(&mut server);
     let server = serve(&data, &config);
     let after = served_face(&server);
