@@ -214,6 +214,10 @@ pub struct PatrowlSection {
     pub auth: Access,
     /// The largest `startscan` body, in KiB; larger ones are answered 413.
     pub max_body_kb: u64,
+    /// What a restart of annals does to a `command` scan whose program still runs: `reattach`
+    /// (follow it on, from where its findings were recorded) or `kill` (stop it, and end the
+    /// scan in ERROR as interrupted).
+    pub on_restart: OnRestart,
     /// The engines served, each at `/engines/<name>/`.
     pub engines: Vec<EngineConfig>,
 }
@@ -225,6 +229,7 @@ impl Default for PatrowlSection {
             listen: "127.0.0.1:5001".into(),
             auth: Access::Anyone,
             max_body_kb: 1024,
+            on_restart: OnRestart::Reattach,
             engines: vec![
                 EngineConfig {
                     name: "tcp".into(),

@@ -23,6 +23,7 @@ impl Patrowl {
             &start.core(),
             start.stores.blobs()?,
             start.declarations.engines.clone(),
+            section.on_restart,
         )
         .await?;
         let mut started = Started::sharing(web::Data::new(patrowl::Patrowl::new(

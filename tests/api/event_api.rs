@@ -914,6 +914,17 @@ fn samples() -> Vec<(&'static str, &'static str, Value)> {
         ("scan", "ScanBegan", json!({"at": at})),
         (
             "scan",
+            "ScanSupervised",
+            json!({"run": {"dir": "/d/patrowl-work/nmap-1", "supervisor": 10,
+            "group": 11, "boot": "b"}, "at": at}),
+        ),
+        (
+            "scan",
+            "ScanOutputRead",
+            json!({"read": {"stdout": 2, "stderr": 0}, "at": at}),
+        ),
+        (
+            "scan",
             "AssetScanned",
             json!({"asset": "10.0.0.1", "at": at}),
         ),

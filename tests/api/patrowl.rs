@@ -7,6 +7,7 @@
 use crate::common;
 
 use std::io::Read;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use actix_web::{web, App, HttpResponse, HttpServer};
@@ -910,7 +911,9 @@ async fn stop_stopscans_and_clean_end_scans_and_keep_their_history() {
         [
             "ScanRequested",
             "ScanBegan",
+            "ScanSupervised",
             "FindingReported",
+            "ScanOutputRead",
             "ScanStopped",
             "ScanCleaned"
         ]
@@ -930,7 +933,7 @@ async fn stop_stopscans_and_clean_end_scans_and_keep_their_history() {
         .refused(409, "refused");
     assert!(reason.contains("\"1\" is in use"), "{reason}");
     let history = face.get("/api/streams/scan-slow-1").await.json();
-    assert_eq!(history["events"].as_array().unwrap().len(), 5);
+    assert_eq!(history["events"].as_array().unwrap().len(), 7);
     let second = face.get("/api/streams/scan-slow~2-1").await.json();
     assert_eq!(second["events"][0]["type"], "ScanRequested", "{second}");
 
@@ -1105,42 +1108,103 @@ fn serve(data: &std::path::Path, config: &std::path::Path) -> common::Served {
     common::serve_data(data, Some(config), &[], &[]).expect("the server starts")
 }
 
-#[actix_rt::test]
-async fn after_a_crash_ended_scans_stay_and_a_running_one_is_stopped_and_interrupted() {
-    let (dir, data) = common::data_dir();
-    let config = dir.path().join("annals.toml");
-    let pid_file = dir.path().join("slow.pid");
-    let quoted = |text: &str| toml::Value::String(text.to_owned()).to_string();
-    std::fs::write(
-        &config,
-        format!(
-            "[[patrowl.engines]]\nname = \"cmd\"\nscanner = \"command\"\n\
-             allowed_asset_types = [\"ip\"]\ncommand = [\"sh\", \"-c\", {}]\n\n\
-             [[patrowl.engines]]\nname = \"slow\"\nscanner = \"command\"\n\
-             allowed_asset_types = [\"ip\"]\ncommand = [\"sh\", \"-c\", {}]\nkill_grace_s = 1\n",
-            quoted("echo '{\"title\":\"kept\"}'"),
-            quoted(&format!(
-                "echo '{{\"title\":\"before\"}}'; echo $$ > {}; exec sleep 60",
-                pid_file.display()
-            )),
-        ),
-    )
-    .unwrap();
-    let client = awc::Client::builder()
-        .timeout(Duration::from_secs(60))
-        .finish();
-    let face = |served: &common::Served| Face {
+/// A `command` engine entry of a configuration file: `script` run by `sh -c`, for `ip`
+/// assets, one scan at a time, with a grace of 1 s.
+fn sh_engine(name: &str, script: &str) -> Value {
+    json!({"name": name, "scanner": "command", "allowed_asset_types": ["ip"],
+        "command": ["sh", "-c", script], "kill_grace_s": 1, "max_scans": 1})
+}
+
+/// `annals.toml` in `dir`: `[patrowl] on_restart = how` (left to its default when `None`) and
+/// `engines`; its path.
+fn restart_config(dir: &Path, how: Option<&str>, engines: &[Value]) -> PathBuf {
+    let mut patrowl = json!({ "engines": engines });
+    if let Some(how) = how {
+        patrowl["on_restart"] = json!(how);
+    }
+    let config: toml::Value = serde_json::from_value(json!({ "patrowl": patrowl })).unwrap();
+    let file = dir.join("annals.toml");
+    std::fs::write(&file, toml::to_string(&config).unwrap()).unwrap();
+    file
+}
+
+/// The scan engine face of `annals serve` running as a child process.
+fn served_face(served: &common::Served) -> Face {
+    Face {
         main: format!("http://{}", served.address),
         own: served
             .patrowl
             .clone()
             .map(|a| format!("http://{a}"))
             .unwrap_or_default(),
-        client: client.clone(),
+        client: awc::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .finish(),
         dir: tempfile::tempdir().unwrap(),
-    };
+    }
+}
+
+/// `annals serve` killed with SIGKILL, as a crash would end it.
+fn crash(server: &mut common::Served) {
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+}
+
+/// The number a program wrote to `file` (its pid), once it is there.
+fn pid_in(file: &Path) -> u32 {
+    common::poll(SCAN_DEADLINE, "a pid in its file", || {
+        std::fs::read_to_string(file).ok()?.trim().parse().ok()
+    })
+}
+
+/// `annals serve` on `data` and `config`, once scan 1 of `engine` recorded `findings` findings.
+async fn serve_with_findings(
+    data: &Path,
+    config: &Path,
+    engine: &str,
+    findings: u64,
+) -> common::Served {
+    let server = serve(data, config);
+    let face = served_face(&server);
+    face.accept_local(engine, json!(1), json!({})).await;
+    common::poll_async(SCAN_DEADLINE, "the scan's first findings", || async {
+        let body = face
+            .get(&format!("/engines/{engine}/status/1"))
+            .await
+            .json();
+        (body["nb_findings"] == findings).then_some(())
+    })
+    .await;
+    server
+}
+
+/// Waits until none of `pids` runs.
+fn wait_gone(pids: &[u32], what: &str) {
+    common::poll(SCAN_DEADLINE, what, || {
+        (!pids.iter().any(|pid| common::runs(*pid))).then_some(())
+    });
+}
+
+/// With `on_restart = "kill"`, a restart after a crash stops a running scan's program, leaves
+/// no run directory and interrupts the scan; ended scans stay as they were.
+#[actix_rt::test]
+async fn after_a_crash_ended_scans_stay_and_a_running_one_is_stopped_and_interrupted() {
+    let (dir, data) = common::data_dir();
+    let pid_file = dir.path().join("slow.pid");
+    let slow = format!(
+        "echo '{{\"title\":\"before\"}}'; echo $$ > {}; exec sleep 60",
+        pid_file.display()
+    );
+    let config = restart_config(
+        dir.path(),
+        Some("kill"),
+        &[
+            sh_engine("cmd", "echo '{\"title\":\"kept\"}'"),
+            sh_engine("slow", &slow),
+        ],
+    );
     let mut server = serve(&data, &config);
-    let before = face(&server);
+    let before = served_face(&server);
     assert!(!before.own.is_empty(), "the face's own listener is logged");
     let answer = before.start_local("cmd", json!(1), json!({})).await;
     assert_eq!(answer.status, 200);
@@ -1154,17 +1218,14 @@ async fn after_a_crash_ended_scans_stay_and_a_running_one_is_stopped_and_interru
         (body["nb_findings"] == 1).then_some(())
     })
     .await;
-    let pid: u32 = common::poll(SCAN_DEADLINE, "the program's pid", || {
-        std::fs::read_to_string(&pid_file).ok()?.trim().parse().ok()
-    });
+    let pid = pid_in(&pid_file);
     // A crash: the program outlives annals, under its supervisor.
-    server.child.kill().unwrap();
-    server.child.wait().unwrap();
+    crash(&mut server);
     let runs = common::runs;
     assert!(runs(pid), "the program outlives annals");
 
     let server = serve(&data, &config);
-    let after = face(&server);
+    let after = served_face(&server);
     assert_eq!(
         after.get("/engines/cmd/getfindings/1").await.json(),
         findings
@@ -1184,12 +1245,200 @@ async fn after_a_crash_ended_scans_stay_and_a_running_one_is_stopped_and_interru
     let status = after.get("/engines/slow/status").await.json();
     assert_eq!(status["status"], "READY");
     assert_eq!(status["scans"]["2"]["status"], "ERROR");
+    assert_eq!(
+        std::fs::read_dir(data.join("patrowl-work"))
+            .unwrap()
+            .count(),
+        0,
+        "no run directory is left"
+    );
     // The report of scan 1 was fetched before the restart: its id is free, and its next use
     // is the second.
     after.accept_local("cmd", json!(1), json!({})).await;
     assert_eq!(after.wait_ended("cmd", "1").await["status"], "FINISHED");
     let second = after.get("/api/streams/scan-cmd~2-1").await.json();
     assert_eq!(second["events"][0]["type"], "ScanRequested", "{second}");
+    assert!(server.terminate().success());
+}
+
+/// How many findings the counting program prints in all (more after the restart than the
+/// scanner's channel holds).
+const COUNTED: u32 = 300;
+
+/// A program that says its pid, prints three findings, waits for the file `go`, then prints
+/// the rest up to [`COUNTED`] and a line of text; and what it prints.
+fn counting_script(dir: &Path) -> (String, String) {
+    let finding = |i: u32| format!("{{\"title\":\"finding {i}\"}}\n");
+    let mut printed: String = (1..=COUNTED).map(finding).collect();
+    printed.push_str("the end\n");
+    let script = format!(
+        "cat > /dev/null; echo $$ > {pid}; \
+         for i in 1 2 3; do echo '{{\"title\":\"finding '$i'\"}}'; done; \
+         while [ ! -e {go} ]; do sleep 0.02; done; \
+         for i in $(seq 4 {COUNTED}); do echo '{{\"title\":\"finding '$i'\"}}'; done; \
+         echo 'the end'",
+        pid = dir.join("counting.pid").display(),
+        go = dir.join("go").display(),
+    );
+    (script, printed)
+}
+
+/// A `command` scan goes on through a crash or a stop of annals, whether its program ends while
+/// annals is down or after the restart: the scan finishes with every finding once, in order,
+/// its report has the program's whole output, and it counts against its engine's limit
+/// meanwhile.
+#[actix_rt::test]
+async fn a_command_scan_goes_on_through_a_restart_of_annals() {
+    for (signal, ends_while_down) in [("SIGKILL", false), ("SIGKILL", true), ("SIGTERM", false)] {
+        let (dir, data) = common::data_dir();
+        let (script, printed) = counting_script(dir.path());
+        let config = restart_config(dir.path(), None, &[sh_engine("counting", &script)]);
+        let mut server = serve_with_findings(&data, &config, "counting", 3).await;
+        let pid = pid_in(&dir.path().join("counting.pid"));
+        if signal == "SIGKILL" {
+            crash(&mut server);
+        } else {
+            assert!(server.stop().success());
+        }
+        assert!(common::runs(pid), "{signal}: the program outlives annals");
+        let go = dir.path().join("go");
+        if ends_while_down {
+            std::fs::write(&go, "").unwrap();
+            wait_gone(&[pid], "the program to end while annals is down");
+        }
+
+        let server = serve(&data, &config);
+        let after = served_face(&server);
+        if !ends_while_down {
+            let row = after.get("/engines/counting/status/1").await.json();
+            assert_eq!(row["status"], "SCANNING", "{row}");
+            // The scan followed again counts against the engine's limit.
+            let busy = after.start_local("counting", json!(2), json!({})).await;
+            assert_eq!(busy.status, 503, "{}", busy.json());
+            std::fs::write(&go, "").unwrap();
+        }
+        let findings = after.finished_findings("counting", "1").await;
+        let titles: Vec<String> = (1..=COUNTED).map(|i| format!("finding {i}")).collect();
+        assert_eq!(
+            strings(items(&findings["issues"]), "/title"),
+            titles,
+            "{signal}, ended while down: {ends_while_down}"
+        );
+        let report = unzip(&after.get("/engines/counting/getreport/1").await.body);
+        assert_eq!(
+            String::from_utf8_lossy(&report["raw/command/stdout.txt"]),
+            printed
+        );
+        let history = after.get("/api/streams/scan-counting-1").await.json();
+        let types = strings(items(&history["events"]), "/type");
+        assert_eq!(
+            types.iter().filter(|t| *t == "ScanSupervised").count(),
+            1,
+            "{types:?}"
+        );
+        assert!(!common::runs(pid));
+        common::poll(SCAN_DEADLINE, "the run directory to go", || {
+            (std::fs::read_dir(data.join("patrowl-work")).ok()?.count() == 0).then_some(())
+        });
+        assert!(server.terminate().success());
+    }
+}
+
+/// A program that says its pid and its background child's, reports one finding and waits.
+fn waiting_script(dir: &Path) -> String {
+    format!(
+        "cat > /dev/null; echo $$ > {pid}; sleep 1000 & echo $! > {child}; \
+         echo '{{\"title\":\"started\"}}'; wait",
+        pid = dir.join("waiting.pid").display(),
+        child = dir.join("child.pid").display(),
+    )
+}
+
+/// Starts annals on `data` and `config` and a scan of the `waiting` engine, waits for its
+/// finding and crashes annals: the pids of the program's group, and its supervisor's as the log
+/// recorded it.
+async fn crash_while_waiting(data: &Path, config: &Path, dir: &Path) -> ([u32; 2], u32) {
+    let mut server = serve_with_findings(data, config, "waiting", 1).await;
+    let face = served_face(&server);
+    let group = [
+        pid_in(&dir.join("waiting.pid")),
+        pid_in(&dir.join("child.pid")),
+    ];
+    let history = face.get("/api/streams/scan-waiting-1").await.json();
+    let supervised = items(&history["events"])
+        .iter()
+        .find(|e| e["type"] == "ScanSupervised")
+        .expect("where the program runs is recorded");
+    let supervisor = supervised["payload"]["run"]["supervisor"].as_u64().unwrap() as u32;
+    crash(&mut server);
+    assert!(
+        group.iter().all(|pid| common::runs(*pid)),
+        "it outlives annals"
+    );
+    (group, supervisor)
+}
+
+/// A scan followed after a restart is stopped as any other, by `stop/<id>` or `stopscans`: its
+/// program's whole group is stopped.
+#[actix_rt::test]
+async fn a_stop_after_a_restart_stops_the_programs_group() {
+    for route in ["stop/1", "stopscans"] {
+        let (dir, data) = common::data_dir();
+        let config = restart_config(
+            dir.path(),
+            Some("reattach"),
+            &[sh_engine("waiting", &waiting_script(dir.path()))],
+        );
+        let (group, _) = crash_while_waiting(&data, &config, dir.path()).await;
+        let server = serve(&data, &config);
+        let after = served_face(&server);
+        let row = after.get("/engines/waiting/status/1").await.json();
+        assert_eq!(row["status"], "SCANNING", "{row}");
+        let stopped = after.get(&format!("/engines/waiting/{route}")).await.json();
+        assert_eq!(stopped["status"], "SUCCESS", "{stopped}");
+        assert_eq!(
+            after.get("/engines/waiting/status/1").await.json()["status"],
+            "STOPPED"
+        );
+        wait_gone(&group, "the program's group to be stopped");
+        let findings = after.get("/engines/waiting/getfindings/1").await.json();
+        assert_eq!(strings(items(&findings["issues"]), "/title"), ["started"]);
+        assert!(server.terminate().success());
+    }
+}
+
+/// A program whose supervisor was killed with -9 while annals was down: the restart kills its
+/// group and ends the scan in ERROR as interrupted.
+#[actix_rt::test]
+async fn a_scan_whose_supervisor_died_while_annals_was_down_is_interrupted() {
+    let (dir, data) = common::data_dir();
+    let config = restart_config(
+        dir.path(),
+        None,
+        &[sh_engine("waiting", &waiting_script(dir.path()))],
+    );
+    let (group, supervisor) = crash_while_waiting(&data, &config, dir.path()).await;
+    // SAFETY: kill(2) of the supervisor this test's server started.
+    unsafe { libc::kill(supervisor as i32, libc::SIGKILL) };
+    wait_gone(&[supervisor], "the supervisor to die");
+    assert!(
+        group.iter().all(|pid| common::runs(*pid)),
+        "the group outlives it"
+    );
+
+    restarted_scan_fails(&data, &config, &group, "interrupted").await;
+}
+
+/// Starts annals again: the `waiting` scan ends in ERROR with a reason that `says` something,
+/// and no process of the program's `group` is left.
+async fn restarted_scan_fails(data: &Path, config: &Path, group: &[u32], says: &str) {
+    let server = serve(data, config);
+    let after = served_face(&server);
+    let ended = after.wait_ended("waiting", "1").await;
+    assert_eq!(ended["status"], "ERROR", "{ended}");
+    let reason = ended["reason"].as_str().unwrap();
+    assert!(reason.contains(says), "{reason}");
+    wait_gone(group, "the program's group to be gone");
     assert!(server.terminate().success());
 }
 
@@ -1692,4 +1941,71 @@ async fn many_findings_at_once_are_recorded_in_a_few_appends() {
     // At most 256 findings an append: 8 when they come at once, a few more when they trickle
     // in on a loaded machine; far fewer than one per finding.
     assert!((8..=40).contains(&appends.len()), "{}", appends.len());
+}
+
+/// A scan followed after a restart still times out: its supervisor keeps the timeout, counted
+/// from the program's start.
+#[actix_rt::test]
+async fn a_scan_followed_after_a_restart_still_times_out() {
+    let (dir, data) = common::data_dir();
+    let mut waiting = sh_engine("waiting", &waiting_script(dir.path()));
+    waiting["timeout_s"] = json!(2);
+    let config = restart_config(dir.path(), None, &[waiting]);
+    let (group, _) = crash_while_waiting(&data, &config, dir.path()).await;
+    restarted_scan_fails(&data, &config, &group, "timed out after 2 s").await;
+}
+
+/// A scan whose engine left the configuration does not go on: its program is stopped and the
+/// scan interrupted before the server answers.
+#[actix_rt::test]
+async fn a_scan_whose_engine_left_the_configuration_is_stopped_and_interrupted() {
+    let (dir, data) = common::data_dir();
+    let waiting = sh_engine("waiting", &waiting_script(dir.path()));
+    let config = restart_config(dir.path(), None, &[waiting]);
+    let (group, _) = crash_while_waiting(&data, &config, dir.path()).await;
+    let config = restart_config(dir.path(), None, &[sh_engine("other", "true")]);
+    let server = serve(&data, &config);
+    assert!(!group.iter().any(|pid| common::runs(*pid)), "it runs on");
+    let after = served_face(&server);
+    let history = after.get("/api/streams/scan-waiting-1").await.json();
+    let last = items(&history["events"]).last().unwrap().clone();
+    assert_eq!(last["type"], "ScanFailed", "{history}");
+    assert_eq!(last["payload"]["reason"], "interrupted by restart");
+    assert_eq!(
+        std::fs::read_dir(data.join("patrowl-work"))
+            .unwrap()
+            .count(),
+        0,
+        "no run directory is left"
+    );
+    assert!(server.terminate().success());
+}
+
+/// A program followed after a restart that exits non-zero fails its scan with its code and
+/// its last line of standard error, also one written before the restart, and the report
+/// keeps its whole standard error.
+#[actix_rt::test]
+async fn a_program_that_fails_after_a_restart_fails_its_scan_with_its_last_error() {
+    let (dir, data) = common::data_dir();
+    let script = format!(
+        "cat > /dev/null; echo 'no such thing' >&2; echo '{{\"title\":\"partial\"}}'; \
+         while [ ! -e {go} ]; do sleep 0.02; done; exit 3",
+        go = dir.path().join("go").display(),
+    );
+    let config = restart_config(dir.path(), None, &[sh_engine("failing", &script)]);
+    let mut server = serve_with_findings(&data, &config, "failing", 1).await;
+    crash(&mut server);
+    let server = serve(&data, &config);
+    let after = served_face(&server);
+    std::fs::write(dir.path().join("go"), "").unwrap();
+    let ended = after.wait_ended("failing", "1").await;
+    assert_eq!(ended["status"], "ERROR", "{ended}");
+    assert_eq!(
+        ended["reason"],
+        "the command exited with code 3: no such thing"
+    );
+    assert_eq!(ended["nb_findings"], 1);
+    let report = unzip(&after.get("/engines/failing/getreport/1").await.body);
+    assert_eq!(report["raw/command/stderr.txt"], b"no such thing\n");
+    assert!(server.terminate().success());
 }

@@ -6,10 +6,11 @@ use crate::common;
 
 use annals::domain::scan::{
     Asset, AssetScanned, Confidence, Datatype, EngineName, Finding, FindingReported, Progress,
-    ScanBegan, ScanCleaned, ScanCommand, ScanEvent, ScanFailed, ScanFinished, ScanId, ScanRecord,
-    ScanRejection, ScanReportFetched, ScanRequested, ScanStatus, ScanStopped, Severity, Target,
-    INTERRUPTED,
+    ScanBegan, ScanCleaned, ScanCommand, ScanEvent, ScanFailed, ScanFinished, ScanId,
+    ScanOutputRead, ScanRecord, ScanRejection, ScanReportFetched, ScanRequested, ScanRun,
+    ScanStatus, ScanStopped, ScanSupervised, Severity, Target, INTERRUPTED,
 };
+use annals::process::supervised::{Offsets, Supervision};
 use annals::runtime::testing::given;
 use annals::runtime::Entity;
 use common::at;
@@ -217,6 +218,7 @@ fn work_begins_records_assets_and_findings_and_finishes() {
         .at(at(3))
         .when(ScanCommand::Record {
             progress: vec![Progress::AssetDone("127.0.0.1".into())],
+            read: None,
         })
         .then(vec![ScanEvent::AssetScanned(AssetScanned {
             asset: "127.0.0.1".into(),
@@ -226,6 +228,7 @@ fn work_begins_records_assets_and_findings_and_finishes() {
         .at(at(4))
         .when(ScanCommand::Record {
             progress: vec![Progress::Finding(Box::new(finding()))],
+            read: None,
         })
         .then(vec![ScanEvent::FindingReported(FindingReported {
             finding: finding(),
@@ -241,6 +244,7 @@ fn work_begins_records_assets_and_findings_and_finishes() {
                 Progress::AssetDone("127.0.0.1".into()),
                 Progress::Finding(Box::new(finding())),
             ],
+            read: None,
         })
         .then(vec![
             ScanEvent::FindingReported(FindingReported {
@@ -265,16 +269,101 @@ fn work_begins_records_assets_and_findings_and_finishes() {
     assert_eq!(state.status, ScanStatus::Finished);
 }
 
+fn supervision() -> Supervision {
+    Supervision {
+        dir: "/data/patrowl-work/tcp-42".into(),
+        supervisor: 100,
+        group: 101,
+        boot: "boot".into(),
+    }
+}
+
+pub(crate) fn supervised() -> ScanEvent {
+    ScanEvent::ScanSupervised(ScanSupervised {
+        run: supervision(),
+        at: at(3),
+    })
+}
+
+const READ: Offsets = Offsets {
+    stdout: 120,
+    stderr: 7,
+};
+
+#[test]
+fn where_the_program_runs_and_how_far_its_output_was_read_are_recorded_with_the_findings() {
+    let state = given::<ScanRecord>([requested(), began()])
+        .at(at(3))
+        .when(ScanCommand::Supervise { run: supervision() })
+        .then(vec![supervised()]);
+    assert_eq!(
+        state.run,
+        Some(ScanRun {
+            supervision: supervision(),
+            read: Offsets::default(),
+        })
+    );
+    // The offset goes in the same append as the findings read up to it.
+    let state = given::<ScanRecord>([requested(), began(), supervised()])
+        .at(at(4))
+        .when(ScanCommand::Record {
+            progress: vec![Progress::Finding(Box::new(finding()))],
+            read: Some(READ),
+        })
+        .then(vec![
+            ScanEvent::FindingReported(FindingReported {
+                finding: finding(),
+                at: at(4),
+            }),
+            ScanEvent::ScanOutputRead(ScanOutputRead {
+                read: READ,
+                at: at(4),
+            }),
+        ]);
+    assert_eq!(state.run.map(|run| run.read), Some(READ));
+    // Without a recorded run, there is nothing to read on from.
+    given::<ScanRecord>([requested(), began()])
+        .at(at(4))
+        .when(ScanCommand::Record {
+            progress: vec![Progress::AssetDone("127.0.0.1".into())],
+            read: Some(READ),
+        })
+        .then(vec![ScanEvent::AssetScanned(AssetScanned {
+            asset: "127.0.0.1".into(),
+            at: at(4),
+        })]);
+    // However the scan ends, its run is over.
+    let stopped = ScanEvent::ScanStopped(ScanStopped {
+        by: None,
+        at: at(5),
+    });
+    let failed = ScanEvent::ScanFailed(ScanFailed {
+        reason: "r".into(),
+        raw: vec![],
+        at: at(5),
+    });
+    for end in [finished(), stopped, failed] {
+        let mut state = annals::domain::scan::ScanState::default();
+        for event in [requested(), began(), supervised(), end] {
+            ScanRecord::apply(&mut state, &event);
+        }
+        assert_eq!(state.run, None);
+    }
+}
+
 #[test]
 fn an_ended_or_unknown_scan_takes_no_more_work() {
     for command in [
         ScanCommand::Begin,
         ScanCommand::Record {
             progress: vec![Progress::AssetDone("127.0.0.1".into())],
+            read: None,
         },
         ScanCommand::Record {
             progress: vec![Progress::Finding(Box::new(finding()))],
+            read: None,
         },
+        ScanCommand::Supervise { run: supervision() },
         ScanCommand::Finish { raw: vec![] },
         ScanCommand::Fail {
             reason: "x".into(),
@@ -403,6 +492,11 @@ fn every_event_round_trips_through_its_codec() {
         ScanEvent::ScanReportFetched(ScanReportFetched {
             by: Some("ada".into()),
             at: at(8),
+        }),
+        supervised(),
+        ScanEvent::ScanOutputRead(ScanOutputRead {
+            read: READ,
+            at: at(4),
         }),
     ]);
     common::assert_round_trips(events);

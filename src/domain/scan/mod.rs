@@ -1,8 +1,9 @@
 //! Scans (the scan engine face's domain): each scan is an entity, one stream per engine, scan
 //! id and incarnation (`scan-<engine>-<scan id>`, then `scan-<engine>~<n>-<scan id>` for the
 //! n-th use of the same id, see [`entity_id`]), whose events are its request (assets, options, who asked),
-//! the start of its work, every asset scanned, every finding as it is found, its end (finished,
-//! failed with a reason, stopped) and its cleaning. Nothing here scans, knows of HTTP or reads
+//! the start of its work, where its program runs (a `command` scanner's supervised run) and how
+//! far its output was read, every asset scanned, every finding as it is found, its end
+//! (finished, failed with a reason, stopped) and its cleaning. Nothing here scans, knows of HTTP or reads
 //! a clock: the scanners report through commands, and time comes with the command.
 
 pub mod archive;
@@ -16,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::blobs::BlobRef;
 use crate::domain::{is_name, string_newtype};
 use crate::events::codec::domain_events;
+use crate::process::supervised::{Offsets, Supervision};
 use crate::runtime::entity::{Ctx, Decision, Entity};
 pub use service::{Engines, EnginesError};
 
@@ -286,6 +288,18 @@ pub struct ScanState {
     /// scan, as upstream engines forget a scan then.
     #[serde(default)]
     pub report_fetched: bool,
+    /// The `command` program running under its supervisor, until the scan ends: what a restart
+    /// re-attaches to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<ScanRun>,
+}
+
+/// A scan's program running under its supervisor, and how far its output was recorded.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScanRun {
+    pub supervision: Supervision,
+    /// Where each output stream goes on after the last recorded finding.
+    pub read: Offsets,
 }
 
 impl ScanState {
@@ -316,9 +330,15 @@ pub enum ScanCommand {
     },
     /// The scanner began working.
     Begin,
+    /// The scan's program started under its supervisor.
+    Supervise {
+        run: Supervision,
+    },
     /// What the scanner reported since the last record, in its order: recorded in one append.
+    /// `read`: where the program's output goes on after these reports, recorded with them.
     Record {
         progress: Vec<Progress>,
+        read: Option<Offsets>,
     },
     Finish {
         raw: Vec<RawOutput>,
@@ -383,6 +403,14 @@ domain_events! {
             pub by: Option<String>,
         },
         ScanBegan version 1 {},
+        /// The scan's program runs under a supervisor: where, so that a restart finds it.
+        ScanSupervised version 1 {
+            pub run: Supervision,
+        },
+        /// How far the program's output was read: recorded with the reports read up to there.
+        ScanOutputRead version 1 {
+            pub read: Offsets,
+        },
         AssetScanned version 1 {
             pub asset: String,
         },
@@ -409,8 +437,9 @@ domain_events! {
 }
 
 impl Entity for ScanRecord {
-    // 2: the state notes whether the report was fetched.
-    crate::entity_types!("scan" version 2, state ScanState,
+    // 2: the state notes whether the report was fetched. 3: it keeps the running program's
+    // supervised run.
+    crate::entity_types!("scan" version 3, state ScanState,
         ScanCommand => ScanEvent, rejected ScanRejection);
 
     fn decide(state: &ScanState, command: &ScanCommand, ctx: &Ctx) -> Decision<Self> {
@@ -475,9 +504,14 @@ impl Entity for ScanRecord {
                 }
                 ScanEvent::ScanBegan(ScanBegan { at: now })
             }
-            ScanCommand::Record { progress } => {
+            ScanCommand::Supervise { run } => {
                 running()?;
-                return Ok(progress
+                let run = run.clone();
+                ScanEvent::ScanSupervised(ScanSupervised { run, at: now })
+            }
+            ScanCommand::Record { progress, read } => {
+                running()?;
+                let mut events: Vec<ScanEvent> = progress
                     .iter()
                     .map(|report| match report {
                         Progress::Finding(finding) => ScanEvent::FindingReported(FindingReported {
@@ -489,7 +523,14 @@ impl Entity for ScanRecord {
                             at: now,
                         }),
                     })
-                    .collect());
+                    .collect();
+                if let (Some(read), Some(_)) = (read, &state.run) {
+                    events.push(ScanEvent::ScanOutputRead(ScanOutputRead {
+                        read: *read,
+                        at: now,
+                    }));
+                }
+                return Ok(events);
             }
             ScanCommand::Finish { raw } => {
                 running()?;
@@ -563,6 +604,17 @@ impl Entity for ScanRecord {
                 state.status = ScanStatus::Started;
             }
             ScanEvent::ScanBegan(_) => state.status = ScanStatus::Scanning,
+            ScanEvent::ScanSupervised(e) => {
+                state.run = Some(ScanRun {
+                    supervision: e.run.clone(),
+                    read: Offsets::default(),
+                });
+            }
+            ScanEvent::ScanOutputRead(e) => {
+                if let Some(run) = state.run.as_mut() {
+                    run.read = e.read;
+                }
+            }
             ScanEvent::AssetScanned(e) => state.assets_done.push(e.asset.clone()),
             ScanEvent::FindingReported(e) => state.findings.push(FindingRecord {
                 issue_id: state.findings.len() as u64 + 1,
@@ -571,17 +623,20 @@ impl Entity for ScanRecord {
             }),
             ScanEvent::ScanFinished(e) => {
                 state.status = ScanStatus::Finished;
+                state.run = None;
                 state.raw.extend(e.raw.iter().cloned());
                 state.ended_at = Some(e.at);
             }
             ScanEvent::ScanFailed(e) => {
                 state.status = ScanStatus::Error;
+                state.run = None;
                 state.reason = Some(e.reason.clone());
                 state.raw.extend(e.raw.iter().cloned());
                 state.ended_at = Some(e.at);
             }
             ScanEvent::ScanStopped(e) => {
                 state.status = ScanStatus::Stopped;
+                state.run = None;
                 state.ended_at = Some(e.at);
             }
             ScanEvent::ScanCleaned(_) => state.cleaned = true,

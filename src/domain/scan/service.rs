@@ -11,21 +11,22 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Map, Value};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::read_model::{EngineScans, ScanRow, ScansModel, ScansState};
 use super::{
     entity_id, Asset, Confidence, Datatype, EngineName, Finding, Progress, ScanCommand, ScanEvent,
-    ScanId, ScanRecord, ScanRejection, ScanState, ScanStatus, Severity, Target,
+    ScanId, ScanRecord, ScanRejection, ScanRequested, ScanState, ScanStatus, Severity, Target,
 };
 use crate::blobs::{BlobError, BlobStore};
-use crate::config::{EngineConfig, ScannerKind};
+use crate::config::{EngineConfig, OnRestart, ScannerKind};
 use crate::domain::scan::scanners::{
-    CommandSettings, Ended, HttpSettings, Job, Scanner, TcpSettings,
+    CommandSettings, Ended, Follow, HttpSettings, Job, Reported, Scanner, TcpSettings,
 };
 use crate::domain::{start_read_model, wait_folded, Core};
 use crate::events::envelope::MAX_STREAM_ID_LEN;
 use crate::events::{Metadata, Position, StreamId};
+use crate::process::supervised::{self, Offsets, Supervision};
 use crate::runtime::effects::{self, Cap, FeedLimits, Taken};
 use crate::runtime::projection::ProjectionError;
 use crate::runtime::{
@@ -54,29 +55,58 @@ pub const FINDING_LIMITS: FeedLimits = FeedLimits {
 impl effects::Weigh for Progress {
     fn bytes(&self) -> usize {
         match self {
-            Progress::Finding(finding) => {
-                let texts = [
-                    &finding.title,
-                    &finding.description,
-                    &finding.solution,
-                    &finding.kind,
-                ];
-                let lists = finding
-                    .target
-                    .addr
-                    .iter()
-                    .chain(&finding.tags)
-                    .chain(&finding.links);
-                texts.iter().map(|text| text.len()).sum::<usize>()
-                    + finding.raw.as_ref().map_or(0, String::len)
-                    + lists.map(String::len).sum::<usize>()
-            }
+            Progress::Finding(finding) => finding_bytes(finding),
             Progress::AssetDone(asset) => asset.len(),
         }
     }
 
     fn capped(&self) -> bool {
         matches!(self, Progress::Finding(_))
+    }
+}
+
+impl effects::Weigh for Reported {
+    fn bytes(&self) -> usize {
+        self.progress.bytes()
+    }
+
+    fn capped(&self) -> bool {
+        self.progress.capped()
+    }
+}
+
+/// What a finding weighs against [`MAX_FINDING_BYTES`]: its text fields.
+fn finding_bytes(finding: &Finding) -> usize {
+    let texts = [
+        &finding.title,
+        &finding.description,
+        &finding.solution,
+        &finding.kind,
+    ];
+    let lists = finding
+        .target
+        .addr
+        .iter()
+        .chain(&finding.tags)
+        .chain(&finding.links);
+    texts.iter().map(|text| text.len()).sum::<usize>()
+        + finding.raw.as_ref().map_or(0, String::len)
+        + lists.map(String::len).sum::<usize>()
+}
+
+/// What a scan may still record within [`FINDING_LIMITS`], given the findings it kept already
+/// (a scan followed after a restart).
+fn remaining_limits(state: &ScanState) -> FeedLimits {
+    let kept = state.findings.len() as u64;
+    let bytes: u64 = state
+        .findings
+        .iter()
+        .map(|kept| finding_bytes(&kept.finding) as u64)
+        .sum();
+    FeedLimits {
+        max_items: FINDING_LIMITS.max_items.saturating_sub(kept),
+        max_bytes: FINDING_LIMITS.max_bytes.saturating_sub(bytes),
+        ..FINDING_LIMITS
     }
 }
 
@@ -294,11 +324,15 @@ pub struct Engines {
 
 impl Engines {
     /// Starts the scan directory, the read model (waiting until it has folded the log) and
-    /// settles scans left running by the previous process, on the current actix system.
+    /// takes over the scans left running by the previous process, on the current actix
+    /// system: with `on_restart` [`OnRestart::Reattach`], a scan whose program runs on under
+    /// its supervisor is followed again ([`ScanEffects::resume`]); every other is settled as
+    /// interrupted once whatever it left running is stopped.
     pub async fn start(
         core: &Core,
         blobs: BlobStore,
         engines: Vec<Arc<Engine>>,
+        on_restart: OnRestart,
     ) -> anyhow::Result<Engines> {
         let log = &core.log;
         let engines: Arc<BTreeMap<String, Arc<Engine>>> = Arc::new(
@@ -307,32 +341,57 @@ impl Engines {
                 .map(|engine| (engine.name.as_str().to_owned(), engine))
                 .collect(),
         );
-        // Programs a previous process left running are stopped before their scans are
-        // settled as interrupted.
         let runs = log.path().join(WORK_DIR);
+        let effects = Arc::new(ScanEffects {
+            engines: engines.clone(),
+            blobs: blobs.clone(),
+            stops: Arc::default(),
+            runs: runs.clone(),
+            reattach: on_restart == OnRestart::Reattach,
+        });
+        let scans = core.entities_with(effects.clone());
+        let running = reconcile::track_in_progress::<ScanRecord>(log)?;
+        running.wait_for(log.head(), RECONCILE_WAIT).await?;
+        let ids: Vec<String> = running.read(|view| view.state.iter().cloned().collect());
+        let (mut resumed, mut interrupted) = (Vec::new(), Vec::new());
+        for id in ids {
+            let goes_on = match scans.state(&id).await {
+                Ok((_, state)) => effects.resume(&id, &state),
+                Err(_) => None,
+            };
+            match goes_on {
+                Some(work) => resumed.push(work),
+                None => interrupted.push(id),
+            }
+        }
+        // Programs of a previous process that no scan follows on are stopped, and their run
+        // directories removed, before their scans are settled as interrupted.
+        let keep: Vec<std::path::PathBuf> = resumed
+            .iter()
+            .map(|work| work.job.run_dir.clone())
+            .collect();
         let root = runs.clone();
         let stopped = crate::runtime::blocking(move || {
             std::fs::create_dir_all(&root)?;
-            crate::process::supervised::stop_all(&root)
+            supervised::stop_all_but(&root, &keep)
         })
         .await??;
         if stopped > 0 {
             tracing::info!(count = stopped, "scan programs left running were stopped");
         }
-        let effects = Arc::new(ScanEffects {
-            engines: engines.clone(),
-            blobs: blobs.clone(),
-            stops: Arc::default(),
-            runs,
-        });
-        let scans = core.entities_with(effects);
-        let running = reconcile::track_in_progress::<ScanRecord>(log)?;
-        let settled = reconcile::reconcile(log, &scans, &running, RECONCILE_WAIT).await?;
-        if !settled.is_empty() {
+        for id in &interrupted {
+            if let Err(error) = scans.reconcile(id).await {
+                tracing::warn!(%id, %error, "could not settle a scan after restart");
+            }
+        }
+        if !interrupted.is_empty() {
             tracing::info!(
-                count = settled.len(),
+                count = interrupted.len(),
                 "scans left running were marked interrupted"
             );
+        }
+        if !resumed.is_empty() {
+            tracing::info!(count = resumed.len(), "scans go on after a restart");
         }
         let model = start_read_model(ScansModel, log, STARTUP_WAIT).await?;
         let starting = Arc::new(
@@ -341,6 +400,9 @@ impl Engines {
                 .map(|name| (name.clone(), tokio::sync::Mutex::new(())))
                 .collect(),
         );
+        for work in resumed {
+            effects.launch(work, &scans);
+        }
         Ok(Engines {
             engines,
             scans,
@@ -594,11 +656,97 @@ pub struct ScanEffects {
     stops: Arc<Mutex<HashMap<String, watch::Sender<bool>>>>,
     /// Where `command` scanners make their programs' run directories.
     runs: std::path::PathBuf,
+    /// Whether a restart follows the programs a previous process left running (else they are
+    /// stopped and their scans interrupted).
+    reattach: bool,
 }
 
 /// Where the scan engine face's programs have their run directories, under the data
 /// directory.
 pub const WORK_DIR: &str = "patrowl-work";
+
+/// One scan's work, ready to run.
+struct Work {
+    id: String,
+    engine: Arc<Engine>,
+    job: Job,
+    /// What the scan may still record.
+    limits: FeedLimits,
+    /// The supervision of a program found from its run directory alone (a previous process
+    /// ended before recording it): recorded before anything else.
+    unrecorded: Option<Supervision>,
+}
+
+impl ScanEffects {
+    /// The run directory of scan `id`'s program: named after the scan, so that a restart finds
+    /// the program before its supervision is recorded.
+    fn run_dir(&self, id: &str) -> std::path::PathBuf {
+        self.runs.join(id)
+    }
+
+    /// The work of scan `id` as requested, its program to start afresh.
+    fn job(&self, id: &str, requested: &ScanRequested) -> Job {
+        let options = match serde_json::from_str(&requested.options) {
+            Ok(Value::Object(map)) => map,
+            _ => Map::new(),
+        };
+        Job {
+            engine: requested.engine.as_str().to_owned(),
+            scan_id: requested.scan_id.as_str().to_owned(),
+            assets: requested.assets.clone(),
+            options,
+            run_dir: self.run_dir(id),
+            follow: None,
+        }
+    }
+
+    /// What becomes of a scan a previous process left running. With re-attachment on, a scan
+    /// of a `command` engine still configured whose program was started goes on: its program
+    /// is followed from where its output was recorded (one whose supervision was not recorded
+    /// yet, from its run directory, when it recorded no report), and a program whose
+    /// supervisor is gone without an end has its group killed and fails the scan as
+    /// interrupted. Otherwise `None`: the caller stops what the scan left running and settles
+    /// it as interrupted.
+    fn resume(&self, id: &str, state: &ScanState) -> Option<Work> {
+        let requested = state.request.as_ref()?;
+        let engine = self.engines.get(requested.engine.as_str())?.clone();
+        if !self.reattach || !state.status.active() || engine.scanner.program().is_none() {
+            return None;
+        }
+        let (run, read, unrecorded) = match &state.run {
+            Some(run) => (run.supervision.clone(), run.read, None),
+            // Reports recorded without a run: where they were read up to is unknown.
+            None if !state.findings.is_empty() || !state.assets_done.is_empty() => return None,
+            None => {
+                let run = supervised::recover(&self.run_dir(id))?;
+                (run.clone(), Offsets::default(), Some(run))
+            }
+        };
+        let mut job = self.job(id, requested);
+        job.run_dir = run.dir.clone();
+        job.follow = Some(Follow { run, read });
+        Some(Work {
+            id: id.to_owned(),
+            engine,
+            job,
+            limits: remaining_limits(state),
+            unrecorded,
+        })
+    }
+
+    /// Runs `work` until its scan ends; a stop of the scan stops it.
+    fn launch(&self, work: Work, entities: &Entities<ScanRecord>) {
+        let (stop, stopped) = watch::channel(false);
+        lock(&self.stops).insert(work.id.clone(), stop);
+        actix_rt::spawn(drive(
+            work,
+            stopped,
+            entities.clone(),
+            self.blobs.clone(),
+            self.stops.clone(),
+        ));
+    }
+}
 
 impl Effects<ScanRecord> for ScanEffects {
     fn after_commit(
@@ -615,28 +763,14 @@ impl Effects<ScanRecord> for ScanEffects {
                         tracing::warn!(%id, "a scan names an engine no longer configured");
                         continue;
                     };
-                    let options = match serde_json::from_str(&requested.options) {
-                        Ok(Value::Object(map)) => map,
-                        _ => Map::new(),
-                    };
-                    let job = Job {
-                        engine: requested.engine.as_str().to_owned(),
-                        scan_id: requested.scan_id.as_str().to_owned(),
-                        assets: requested.assets.clone(),
-                        options,
-                        runs: self.runs.clone(),
-                    };
-                    let (stop, stopped) = watch::channel(false);
-                    lock(&self.stops).insert(id.to_owned(), stop);
-                    actix_rt::spawn(drive(
-                        id.to_owned(),
+                    let work = Work {
+                        id: id.to_owned(),
                         engine,
-                        job,
-                        stopped,
-                        entities.clone(),
-                        self.blobs.clone(),
-                        self.stops.clone(),
-                    ));
+                        job: self.job(id, requested),
+                        limits: FINDING_LIMITS,
+                        unrecorded: None,
+                    };
+                    self.launch(work, entities);
                 }
                 ScanEvent::ScanStopped(_) => {
                     if let Some(stop) = lock(&self.stops).get(id) {
@@ -658,11 +792,17 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 async fn record(
     entities: &Entities<ScanRecord>,
     id: &str,
-    batch: &mut Vec<Progress>,
+    batch: Vec<Reported>,
     metadata: &Metadata,
 ) -> bool {
+    // Reports come in the order read: the last offset is where the output goes on after them.
+    let read = batch.iter().rev().find_map(|reported| reported.read);
     let command = ScanCommand::Record {
-        progress: std::mem::take(batch),
+        progress: batch
+            .into_iter()
+            .map(|reported| reported.progress)
+            .collect(),
+        read,
     };
     match entities.execute(id, command, metadata.clone()).await {
         Ok(_) => true,
@@ -701,42 +841,74 @@ fn findings_dropped(dropped: u64, cap: Cap, assets: &[String]) -> Finding {
     }
 }
 
-/// One scan's work: marks it begun, runs the scanner, records its findings and assets as they
-/// come (through [`effects::feed`], within [`FINDING_LIMITS`]), keeps the raw outputs in the blob
-/// store and ends the scan with them.
+/// Records where scan `id`'s program runs.
+async fn supervise(
+    entities: &Entities<ScanRecord>,
+    id: &str,
+    run: Supervision,
+    metadata: &Metadata,
+) {
+    let command = ScanCommand::Supervise { run };
+    match entities.execute(id, command, metadata.clone()).await {
+        Ok(_) | Err(CommandError::Rejected(ScanRejection::NotRunning(_))) => {}
+        Err(error) => tracing::warn!(%id, %error, "where a scan's program runs was not recorded"),
+    }
+}
+
+/// One scan's work: marks it begun, runs the scanner (recording where its program runs, if it
+/// has one, before anything it reports), records its findings and assets as they come
+/// (through [`effects::feed`], within the work's limits), keeps the raw outputs in the blob
+/// store and ends the scan with them; then removes its program's run directory.
 async fn drive(
-    id: String,
-    engine: Arc<Engine>,
-    job: Job,
+    work: Work,
     stopped: watch::Receiver<bool>,
     entities: Entities<ScanRecord>,
     blobs: BlobStore,
     stops: Arc<Mutex<HashMap<String, watch::Sender<bool>>>>,
 ) {
+    let Work {
+        id,
+        engine,
+        job,
+        limits,
+        unrecorded,
+    } = work;
     let metadata = Metadata::system();
     if let Err(error) = entities
         .execute(&id, ScanCommand::Begin, metadata.clone())
         .await
     {
-        // Stopped before its work began, or the log failed: nothing to run.
+        // Stopped before its work began, or the log failed: nothing to run. A program that
+        // runs already is followed even so: the stop stops it, and its end is seen.
         if !matches!(error, CommandError::Rejected(ScanRejection::NotRunning(_))) {
             tracing::warn!(%id, %error, "a scan's work did not begin");
         }
-        lock(&stops).remove(&id);
-        return;
+        if job.follow.is_none() {
+            lock(&stops).remove(&id);
+            return;
+        }
     }
+    if let Some(run) = unrecorded {
+        supervise(&entities, &id, run, &metadata).await;
+    }
+    let run_dir = job.run_dir.clone();
     let assets: Vec<String> = job.assets.iter().map(|a| a.value.clone()).collect();
     let (progress, mut reports) = mpsc::channel(PROGRESS_BATCH);
+    let (supervised, supervision) = oneshot::channel();
     let scanner = {
         let engine = engine.clone();
-        actix_rt::spawn(async move { engine.scanner.run(job, progress, stopped).await })
+        actix_rt::spawn(async move { engine.scanner.run(job, progress, stopped, supervised).await })
     };
+    // Recorded before the first report, so that every report's offset is recorded with it.
+    if let Ok(run) = supervision.await {
+        supervise(&entities, &id, run, &metadata).await;
+    }
     // What the scanner reported while the last batch was being written goes in the next one:
     // one append for many findings when they come fast, one for each when they come slowly.
-    let fed = effects::feed(&mut reports, &FINDING_LIMITS, |mut batch| {
+    let fed = effects::feed(&mut reports, &limits, |batch| {
         let (entities, id, metadata) = (entities.clone(), id.clone(), metadata.clone());
         async move {
-            if record(&entities, &id, &mut batch, &metadata).await {
+            if record(&entities, &id, batch, &metadata).await {
                 Taken::More
             } else {
                 Taken::Stop
@@ -747,12 +919,11 @@ async fn drive(
     // A scanner still reporting sees the channel closed and stops.
     drop(reports);
     if let Some(cap) = fed.capped {
-        let mut batch = vec![Progress::Finding(Box::new(findings_dropped(
-            fed.dropped,
-            cap,
-            &assets,
-        )))];
-        record(&entities, &id, &mut batch, &metadata).await;
+        let batch = vec![Reported {
+            progress: Progress::Finding(Box::new(findings_dropped(fed.dropped, cap, &assets))),
+            read: None,
+        }];
+        record(&entities, &id, batch, &metadata).await;
     }
     let ended = scanner.await.unwrap_or_else(|_| Ended {
         result: Err("the scanner stopped unexpectedly".into()),
@@ -777,8 +948,158 @@ async fn drive(
         Err(reason) => ScanCommand::Fail { reason, raw },
     };
     match entities.execute(&id, command, metadata).await {
-        Ok(_) | Err(CommandError::Rejected(ScanRejection::NotRunning(_))) => {}
+        Ok(_) | Err(CommandError::Rejected(ScanRejection::NotRunning(_))) => {
+            // The end is in the log: nothing of the run is wanted any more. (Unrecorded, the
+            // run stays for the next start to follow.)
+            let removed = crate::runtime::blocking(move || std::fs::remove_dir_all(run_dir)).await;
+            if let Ok(Err(error)) = removed {
+                if error.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!(%id, %error, "a scan's run directory stays");
+                }
+            }
+        }
         Err(error) => tracing::warn!(%id, %error, "a scan's end was not recorded"),
     }
     lock(&stops).remove(&id);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ScannerKind;
+    use crate::domain::scan::{FindingRecord, ScanRun};
+
+    /// Effects with a `command` engine `cmd` and a `tcp` engine `tcp`, their run directories
+    /// under `dir`.
+    fn effects(dir: &std::path::Path, reattach: bool) -> ScanEffects {
+        let engine = |name: &str, scanner| {
+            let config = EngineConfig {
+                name: name.into(),
+                command: vec!["true".into()],
+                ..EngineConfig::defaults(scanner)
+            };
+            (name.to_owned(), Arc::new(Engine::parse(&config).unwrap()))
+        };
+        ScanEffects {
+            engines: Arc::new(BTreeMap::from([
+                engine("cmd", ScannerKind::Command),
+                engine("tcp", ScannerKind::Tcp),
+            ])),
+            blobs: BlobStore::open(dir).unwrap(),
+            stops: Arc::default(),
+            runs: dir.join(WORK_DIR),
+            reattach,
+        }
+    }
+
+    /// A scan of `engine` that began; `run`, its recorded run.
+    fn running(engine: &str, run: Option<ScanRun>) -> ScanState {
+        ScanState {
+            request: Some(ScanRequested {
+                engine: EngineName::parse(engine).unwrap(),
+                scan_id: ScanId::parse("1").unwrap(),
+                assets: Vec::new(),
+                options: "{}".into(),
+                by: None,
+                at: chrono::DateTime::UNIX_EPOCH,
+            }),
+            status: ScanStatus::Scanning,
+            run,
+            ..ScanState::default()
+        }
+    }
+
+    #[test]
+    fn only_a_command_scan_whose_program_was_started_goes_on_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let on = effects(dir.path(), true);
+        let recorded = Supervision {
+            dir: dir.path().join("elsewhere"),
+            supervisor: 10,
+            group: 11,
+            boot: "b".into(),
+        };
+        let read = Offsets {
+            stdout: 40,
+            stderr: 3,
+        };
+        let run = ScanRun {
+            supervision: recorded.clone(),
+            read,
+        };
+        // A recorded run is followed from where its output was recorded, in its directory.
+        let work = on
+            .resume("cmd-1", &running("cmd", Some(run.clone())))
+            .unwrap();
+        let follow = work.job.follow.unwrap();
+        assert_eq!((follow.run, follow.read), (recorded.clone(), read));
+        assert_eq!(work.job.run_dir, recorded.dir);
+        assert_eq!(work.unrecorded, None);
+        // Not with re-attachment off, for a built-in scanner, an engine gone, an ended scan.
+        let off = effects(dir.path(), false);
+        assert!(off
+            .resume("cmd-1", &running("cmd", Some(run.clone())))
+            .is_none());
+        assert!(on
+            .resume("tcp-1", &running("tcp", Some(run.clone())))
+            .is_none());
+        assert!(on
+            .resume("gone-1", &running("gone", Some(run.clone())))
+            .is_none());
+        let mut ended = running("cmd", Some(run));
+        ended.status = ScanStatus::Finished;
+        assert!(on.resume("cmd-1", &ended).is_none());
+        // No run recorded and no program in the scan's run directory: nothing to follow.
+        assert!(on.resume("cmd-1", &running("cmd", None)).is_none());
+        // A program started but not recorded is found in the scan's run directory (by the
+        // file its supervisor writes there), followed from the start and recorded.
+        let run_dir = on.run_dir("cmd-1");
+        std::fs::create_dir_all(&run_dir).unwrap();
+        let written = Supervision {
+            dir: std::path::PathBuf::new(),
+            ..recorded
+        };
+        std::fs::write(
+            run_dir.join("supervision"),
+            serde_json::to_vec(&written).unwrap(),
+        )
+        .unwrap();
+        let work = on.resume("cmd-1", &running("cmd", None)).unwrap();
+        let found = Supervision {
+            dir: run_dir.clone(),
+            ..written
+        };
+        assert_eq!(work.unrecorded, Some(found.clone()));
+        let follow = work.job.follow.unwrap();
+        assert_eq!((follow.run, follow.read), (found, Offsets::default()));
+        // Unless findings were recorded without it: where they were read to is unknown.
+        let mut reported = running("cmd", None);
+        reported.assets_done.push("a".into());
+        assert!(on.resume("cmd-1", &reported).is_none());
+    }
+
+    #[test]
+    fn a_scan_followed_again_may_record_only_what_its_limits_leave() {
+        let finding = findings_dropped(1, Cap::Items, &["a".into()]);
+        let mut state = ScanState::default();
+        assert_eq!(remaining_limits(&state), FINDING_LIMITS);
+        state.findings = vec![
+            FindingRecord {
+                issue_id: 1,
+                finding: finding.clone(),
+                at: chrono::DateTime::UNIX_EPOCH,
+            };
+            3
+        ];
+        let limits = remaining_limits(&state);
+        assert_eq!(limits.max_items, MAX_FINDINGS as u64 - 3);
+        assert_eq!(
+            limits.max_bytes,
+            MAX_FINDING_BYTES - 3 * finding_bytes(&finding) as u64
+        );
+        assert_eq!(limits.batch_items, FINDING_LIMITS.batch_items);
+        // Past the limit (the count of the dropped ones is a finding too), nothing more.
+        state.findings = vec![state.findings[0].clone(); MAX_FINDINGS + 1];
+        assert_eq!(remaining_limits(&state).max_items, 0);
+    }
 }

@@ -21,14 +21,23 @@
 //! named in the raw output as ignored (the first [`MAX_IGNORED_BYTES`] of them, then only
 //! counted). Exit code 0 finishes the scan; any other ends it in ERROR with the code and the
 //! last line of standard error.
+//!
+//! # Across a restart of annals
+//!
+//! The program runs under a supervisor of its own (`process::supervised`), so it outlives
+//! annals. Each report goes with the offset of standard output after its line, and the scan
+//! records both in one append; a restart follows the program from the last recorded offset, so
+//! that no finding is lost or recorded twice. Lines ignored before a restart are not named in
+//! the report.
 
 use serde::Deserialize;
 use serde_json::Value;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
-use super::values::{asset_values, CommandSettings, Ended, Job};
+use super::values::{asset_values, CommandSettings, Ended, Job, Reported};
 use crate::domain::scan::Progress;
 use crate::domain::scan::{Confidence, Finding, Severity, Target};
+use crate::process::supervised::{self, Offsets, Supervision};
 use crate::process::{self, Ending, Exit, Invocation, Stream};
 use crate::runtime::effects;
 
@@ -153,30 +162,54 @@ pub fn parse_line(text: &str, job: &Job) -> Result<Option<Progress>, String> {
 }
 
 /// Runs the program to its end, or until `stop` (SIGTERM to its group, SIGKILL after the
-/// engine's grace).
+/// engine's grace), under a supervisor of its own in `job.run_dir`, whose supervision is sent on
+/// `supervised` as soon as it runs; or, for a program a previous process of annals started
+/// (`job.follow`), follows it from where its output was recorded. Each report carries where
+/// the program's output goes on after it.
 pub async fn scan(
     settings: &CommandSettings,
     job: &Job,
-    progress: &mpsc::Sender<Progress>,
+    progress: &mpsc::Sender<Reported>,
     mut stop: watch::Receiver<bool>,
+    supervised: oneshot::Sender<Supervision>,
 ) -> Ended {
-    let input = serde_json::json!({
-        "engine": job.engine,
-        "scan_id": job.scan_id,
-        "assets": job.assets,
-        "options": job.options,
-    });
-    let invocation = Invocation::new(&settings.program)
-        .args(&settings.args)
-        .stdin(input.to_string())
-        .timeout(settings.timeout)
-        .kill_grace(settings.kill_grace);
-    // Under a supervisor of its own, so that a crash of annals leaves nothing running that a
-    // restart does not stop (`supervised::stop_all` on the engines' run directories).
-    let dir = job.runs.join(uuid::Uuid::now_v7().to_string());
-    let mut running = match effects::start_supervised(invocation, &dir, Vec::new()) {
-        Ok((running, _)) => running,
-        Err(error) => return failed(format!("the command could not start: {error}")),
+    // The line and capture limits, the same for a run followed as for one started.
+    let limits = Invocation::new(&settings.program);
+    let (mut running, mut read) = match &job.follow {
+        Some(follow) => {
+            // Its supervision is recorded already: the driver waits for no other.
+            drop(supervised);
+            // Standard error is read again from its beginning: the scan records none of it,
+            // and its last line is the reason of a failure.
+            let read = Offsets {
+                stderr: 0,
+                ..follow.read
+            };
+            (supervised::attach(&follow.run, read, &limits), read)
+        }
+        None => {
+            let input = serde_json::json!({
+                "engine": job.engine,
+                "scan_id": job.scan_id,
+                "assets": job.assets,
+                "options": job.options,
+            });
+            let invocation = limits
+                .args(&settings.args)
+                .stdin(input.to_string())
+                .timeout(settings.timeout)
+                .kill_grace(settings.kill_grace);
+            // Under a supervisor of its own, so that the program outlives a crash or a restart
+            // of annals, which finds it again from the recorded supervision (or, before that
+            // is recorded, from its run directory).
+            match effects::start_supervised(invocation, &job.run_dir, Vec::new()) {
+                Ok((running, supervision)) => {
+                    let _ = supervised.send(supervision);
+                    (running, Offsets::default())
+                }
+                Err(error) => return failed(format!("the command could not start: {error}")),
+            }
+        }
     };
     let canceller = running.canceller();
     let mut ignored = Ignored::default();
@@ -198,6 +231,7 @@ pub async fn scan(
             break;
         };
         if line.stream == Stream::Stderr {
+            read.stderr = line.offset;
             if !line.text.trim().is_empty() {
                 last_error_line = line.text;
             }
@@ -219,8 +253,13 @@ pub async fn scan(
         if piece_of_long_line {
             continue;
         }
+        read.stdout = line.offset;
         match parse_line(&line.text, job) {
             Ok(Some(report)) if listening => {
+                let report = Reported {
+                    progress: report,
+                    read: Some(read),
+                };
                 // The driver stops listening when the scan stopped; the program is then
                 // stopped too.
                 if progress.send(report).await.is_err() {
@@ -232,10 +271,9 @@ pub async fn scan(
             Err(reason) => ignored.push(&line.text, &reason),
         }
     }
-    let outcome = running.wait().await;
-    // What the scan keeps of the run is in the outcome.
-    let _ = crate::runtime::blocking(move || std::fs::remove_dir_all(dir)).await;
-    let outcome = match outcome {
+    // The outcome holds the whole of each output (up to the capture limit), read from the run's
+    // files, also for a run followed from the middle.
+    let outcome = match running.wait().await {
         Ok(outcome) => outcome,
         Err(error) => return failed(error.to_string()),
     };
@@ -248,7 +286,9 @@ pub async fn scan(
     }
     let result = match (outcome.ending, outcome.exit) {
         (Ending::Cancelled, _) => Err("stopped".into()),
-        (Ending::Lost, _) => Err("the command's supervisor ended without recording its end".into()),
+        (Ending::Lost, _) => Err(
+            "the command was interrupted: its supervisor ended without recording its end".into(),
+        ),
         (Ending::TimedOut, _) => Err(format!(
             "the command timed out after {} s and was stopped",
             settings.timeout.as_secs()

@@ -15,7 +15,7 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use tokio::sync::mpsc;
 
-use super::values::{Ended, HttpSettings, Job};
+use super::values::{report, Ended, HttpSettings, Job, Reported};
 use crate::domain::scan::Progress;
 use crate::domain::scan::{Asset, Confidence, Datatype, Finding, Severity, Target};
 
@@ -123,7 +123,7 @@ fn client(timeout: Duration) -> Result<awc::Client, String> {
 }
 
 /// GETs each asset's URL in turn.
-pub async fn scan(settings: &HttpSettings, job: &Job, progress: &mpsc::Sender<Progress>) -> Ended {
+pub async fn scan(settings: &HttpSettings, job: &Job, progress: &mpsc::Sender<Reported>) -> Ended {
     let timeout = settings.request_timeout;
     let client = match client(timeout) {
         Ok(client) => client,
@@ -165,19 +165,11 @@ pub async fn scan(settings: &HttpSettings, job: &Job, progress: &mpsc::Sender<Pr
         };
         raw.push((format!("http/{}.txt", i + 1), text.into_bytes()));
         for finding in findings {
-            if progress
-                .send(Progress::Finding(Box::new(finding)))
-                .await
-                .is_err()
-            {
+            if !report(progress, Progress::Finding(Box::new(finding))).await {
                 return stopped(raw);
             }
         }
-        if progress
-            .send(Progress::AssetDone(asset.value.clone()))
-            .await
-            .is_err()
-        {
+        if !report(progress, Progress::AssetDone(asset.value.clone())).await {
             return stopped(raw);
         }
     }

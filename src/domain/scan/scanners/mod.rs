@@ -11,11 +11,14 @@ pub mod tcp;
 mod values;
 
 use serde_json::{Map, Value};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::domain::scan::Asset;
 pub use crate::domain::scan::Progress;
-pub use values::{asset_values, CommandSettings, Ended, HttpSettings, Job, TcpSettings};
+use crate::process::supervised::Supervision;
+pub use values::{
+    asset_values, CommandSettings, Ended, Follow, HttpSettings, Job, Reported, TcpSettings,
+};
 
 /// An engine's scanner with its settings, parsed from its declaration at start-up. What
 /// differs between scanners is decided here, by one `match` per question.
@@ -65,24 +68,30 @@ impl Scanner {
         }
     }
 
-    /// Runs `job` until it ends or `stop` turns true. Must run on an actix (local) runtime:
-    /// the `http` scanner's client is not `Send`.
+    /// Runs `job` until it ends or `stop` turns true. A scanner that starts a program under a
+    /// supervisor says where on `supervised` as soon as it runs; the others drop it at once.
+    /// Must run on an actix (local) runtime: the `http` scanner's client is not `Send`.
     pub async fn run(
         &self,
         job: Job,
-        progress: mpsc::Sender<Progress>,
+        progress: mpsc::Sender<Reported>,
         stop: watch::Receiver<bool>,
+        supervised: oneshot::Sender<Supervision>,
     ) -> Ended {
         match self {
             Scanner::Tcp(settings) => {
+                drop(supervised);
                 until_stopped(tcp::scan(settings, &job, &progress), stop).await
             }
             Scanner::Http(settings) => {
+                drop(supervised);
                 until_stopped(http::scan(settings, &job, &progress), stop).await
             }
             // The program is stopped by the scanner itself, so that it gets SIGTERM and its
             // grace.
-            Scanner::Command(settings) => command::scan(settings, &job, &progress, stop).await,
+            Scanner::Command(settings) => {
+                command::scan(settings, &job, &progress, stop, supervised).await
+            }
         }
     }
 }

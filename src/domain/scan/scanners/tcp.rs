@@ -12,7 +12,7 @@ use ipnet::{IpNet, Ipv4AddrRange, Ipv6AddrRange};
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
-use super::values::{Ended, Job, TcpSettings};
+use super::values::{report, Ended, Job, Reported, TcpSettings};
 use crate::domain::scan::Progress;
 use crate::domain::scan::{Asset, Confidence, Datatype, Finding, Severity, Target};
 
@@ -353,7 +353,7 @@ pub fn check(
 }
 
 /// Scans every asset in turn, its hosts' ports many at once.
-pub async fn scan(settings: &TcpSettings, job: &Job, progress: &mpsc::Sender<Progress>) -> Ended {
+pub async fn scan(settings: &TcpSettings, job: &Job, progress: &mpsc::Sender<Reported>) -> Ended {
     let ports = match ports(&job.options) {
         Ok(ports) => ports,
         Err(reason) => return failed(reason),
@@ -436,11 +436,6 @@ pub async fn scan(settings: &TcpSettings, job: &Job, progress: &mpsc::Sender<Pro
         result: Ok(()),
         raw: vec![("tcp.txt".into(), raw.into_bytes())],
     }
-}
-
-/// Sends one report; false when no one listens any more (the scan was stopped).
-async fn report(progress: &mpsc::Sender<Progress>, what: Progress) -> bool {
-    progress.send(what).await.is_ok()
 }
 
 fn failed(reason: String) -> Ended {

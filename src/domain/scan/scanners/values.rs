@@ -1,11 +1,13 @@
-//! What the scanners share: a scan's work as they receive it, each scanner's parsed settings, and
-//! how a scanner ends. It imports no scanner.
+//! What the scanners share: a scan's work as they receive it, each scanner's parsed settings, what
+//! a scanner reports and how a scanner ends. It imports no scanner.
 
 use std::time::Duration;
 
 use serde_json::{Map, Value};
+use tokio::sync::mpsc;
 
-use crate::domain::scan::Asset;
+use crate::domain::scan::{Asset, Progress};
+use crate::process::supervised::{Offsets, Supervision};
 
 /// How a scanner ended: `Err` holds why the scan failed; `raw` its outputs, by name in the
 /// report's archive.
@@ -23,8 +25,39 @@ pub struct Job {
     pub assets: Vec<Asset>,
     /// The options in effect.
     pub options: Map<String, Value>,
-    /// Where a scanner that runs a program makes the program's run directory.
-    pub runs: std::path::PathBuf,
+    /// The run directory of a scanner that runs a program: named after the scan, so that a
+    /// restart finds it even before its supervision is recorded.
+    pub run_dir: std::path::PathBuf,
+    /// The program a previous process of annals started for the scan, which runs on: followed
+    /// instead of started.
+    pub follow: Option<Follow>,
+}
+
+/// A scan's program running under its supervisor, to follow from where its output was
+/// recorded.
+#[derive(Clone, Debug)]
+pub struct Follow {
+    pub run: Supervision,
+    pub read: Offsets,
+}
+
+/// What a scanner reports, with where its program's output goes on after it: recorded
+/// together, so that a restart reads on exactly after the last recorded report.
+#[derive(Debug)]
+pub struct Reported {
+    pub progress: Progress,
+    /// `None` from a scanner that runs no program.
+    pub read: Option<Offsets>,
+}
+
+/// Sends one report of a scanner that runs no program; false when no one listens any more (the
+/// scan was stopped).
+pub async fn report(progress: &mpsc::Sender<Reported>, what: Progress) -> bool {
+    let reported = Reported {
+        progress: what,
+        read: None,
+    };
+    progress.send(reported).await.is_ok()
 }
 
 /// A `tcp` engine's settings.
