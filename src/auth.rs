@@ -62,16 +62,16 @@ pub enum AuthError {
     Forbidden { user: String, needed: Access },
 }
 
-/// The most verified credentials remembered, so that a follower's repeated requests do not
-/// each pay for an argon2 verification.
+/// The most checked credentials remembered, so that a follower's repeated requests (or a
+/// client's repeated wrong ones) do not each pay for an argon2 verification.
 const MAX_REMEMBERED: usize = 10_000;
 
 /// The configured accounts, checked once.
 pub struct Auth {
     accounts: Vec<Account>,
-    /// SHA-256 of an `Authorization` value already verified, to the account's index. Only
-    /// hashes of credentials are kept, never the credentials.
-    verified: Mutex<HashMap<[u8; 32], usize>>,
+    /// SHA-256 of an `Authorization` value already checked, to the account's index (`None`:
+    /// not valid). Only hashes of credentials are kept, never the credentials.
+    verified: Mutex<HashMap<[u8; 32], Option<usize>>>,
 }
 
 impl Auth {
@@ -116,6 +116,27 @@ impl Auth {
         !self.accounts.is_empty()
     }
 
+    /// [`Auth::authorize`]'s answer when it needs no verification (no credentials needed or
+    /// given, or these checked before); `None` when it does. Cheap: call it anywhere.
+    pub fn known(
+        &self,
+        authorization: Option<&str>,
+        access: Access,
+    ) -> Option<Result<Caller, AuthError>> {
+        let Some(authorization) = authorization else {
+            return Some(self.authorize(None, access));
+        };
+        if !self.enabled() || access == Access::Anyone {
+            return Some(Ok(Caller { user: None }));
+        }
+        let index = *self.remembered().get(&credentials_key(authorization))?;
+        Some(
+            index
+                .ok_or(AuthError::Invalid)
+                .and_then(|i| self.caller(i, access)),
+        )
+    }
+
     /// Decides whether the caller with this `Authorization` header may use a part open to
     /// `access`. May run an argon2 verification: call it off the async threads.
     pub fn authorize(
@@ -127,7 +148,12 @@ impl Auth {
             return Ok(Caller { user: None });
         }
         let authorization = authorization.ok_or(AuthError::Missing)?;
-        let account = &self.accounts[self.authenticate(authorization)?];
+        self.caller(self.authenticate(authorization)?, access)
+    }
+
+    /// The caller of account `index`, if its roles open a part open to `access`.
+    fn caller(&self, index: usize, access: Access) -> Result<Caller, AuthError> {
+        let account = &self.accounts[index];
         if access == Access::Admin && !account.roles.contains(&Role::Admin) {
             return Err(AuthError::Forbidden {
                 user: account.name.clone(),
@@ -141,9 +167,9 @@ impl Auth {
 
     /// The index of the account these credentials belong to.
     fn authenticate(&self, authorization: &str) -> Result<usize, AuthError> {
-        let key: [u8; 32] = Sha256::digest(authorization.as_bytes()).into();
+        let key = credentials_key(authorization);
         if let Some(index) = self.remembered().get(&key) {
-            return Ok(*index);
+            return index.ok_or(AuthError::Invalid);
         }
         let index = match authorization.split_once(' ') {
             Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
@@ -153,17 +179,16 @@ impl Auth {
                 self.by_password(encoded.trim())
             }
             _ => None,
-        }
-        .ok_or(AuthError::Invalid)?;
+        };
         let mut remembered = self.remembered();
         if remembered.len() >= MAX_REMEMBERED {
             remembered.clear();
         }
         remembered.insert(key, index);
-        Ok(index)
+        index.ok_or(AuthError::Invalid)
     }
 
-    fn remembered(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], usize>> {
+    fn remembered(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Option<usize>>> {
         self.verified.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -193,6 +218,11 @@ impl Auth {
             .ok()
             .map(|()| index)
     }
+}
+
+/// What the memory of checked credentials knows them by.
+fn credentials_key(authorization: &str) -> [u8; 32] {
+    Sha256::digest(authorization.as_bytes()).into()
 }
 
 /// An argon2id hash of a password, in PHC form, with a random salt.
@@ -247,22 +277,37 @@ mod tests {
         ])
         .unwrap();
         let ada = Some("ada".to_owned());
+        let (good, bad) = (basic("ada", "correct horse"), basic("ada", "wrong"));
+        // Nothing is known of credentials never checked: they need a verification.
+        assert_eq!(auth.known(Some(&good), Access::Admin), None);
+        assert_eq!(auth.known(Some(&bad), Access::Account), None);
         assert_eq!(
-            auth.authorize(Some(&basic("ada", "correct horse")), Access::Admin)
+            auth.authorize(Some(&good), Access::Admin).unwrap().user,
+            ada
+        );
+        // The second time comes from memory, with the same answer, good or bad.
+        assert_eq!(
+            auth.authorize(Some(&good), Access::Admin).unwrap().user,
+            ada
+        );
+        assert_eq!(
+            auth.known(Some(&good), Access::Admin)
+                .unwrap()
                 .unwrap()
                 .user,
             ada
         );
-        // The second time comes from memory, with the same answer.
         assert_eq!(
-            auth.authorize(Some(&basic("ada", "correct horse")), Access::Admin)
-                .unwrap()
-                .user,
-            ada
-        );
-        assert_eq!(
-            auth.authorize(Some(&basic("ada", "wrong")), Access::Account),
+            auth.authorize(Some(&bad), Access::Account),
             Err(AuthError::Invalid)
+        );
+        assert_eq!(
+            auth.known(Some(&bad), Access::Account),
+            Some(Err(AuthError::Invalid))
+        );
+        assert_eq!(
+            auth.known(None, Access::Account),
+            Some(Err(AuthError::Missing))
         );
         assert_eq!(
             auth.authorize(None, Access::Account),

@@ -15,6 +15,7 @@ use actix_web::{web, FromRequest, HttpRequest};
 use super::body::read_body;
 use super::error::{Api, Denied, Refusal, Shape};
 use crate::auth::{Access, Auth, Caller};
+use crate::runtime::cpu_bound;
 
 /// Who may use what, shared by every worker.
 #[derive(Clone)]
@@ -46,11 +47,12 @@ pub fn authorize(
         .and_then(|value| value.to_str().ok())
         .map(str::to_owned);
     async move {
-        if !auth.enabled() || access == Access::Anyone {
-            return Ok(Caller { user: None });
+        // Credentials seen before (good or bad) are answered at once; an argon2 verification
+        // takes tens of milliseconds: off the async threads, a few at a time.
+        if let Some(known) = auth.known(authorization.as_deref(), access) {
+            return Ok(known?);
         }
-        // An argon2 verification takes tens of milliseconds: off the async threads.
-        let authorized = web::block(move || auth.authorize(authorization.as_deref(), access))
+        let authorized = cpu_bound(move || auth.authorize(authorization.as_deref(), access))
             .await
             .map_err(|e| Denied::Unavailable(e.to_string()))?;
         Ok(authorized?)

@@ -15,7 +15,7 @@ pub mod settings;
 pub mod state;
 pub mod testing;
 
-pub use blocking::blocking;
+pub use blocking::{blocking, cpu_bound};
 pub use directory::{Effects, Entities, NoEffects, Stats};
 pub use entity::{Clock, Ctx, Decision, Entity, ManualClock, SystemClock};
 pub use host::{CommandError, CommandResult, Executed};

@@ -15,7 +15,7 @@ use super::{Submission, SubmissionCommand, SubmissionRejection, Submitted};
 use crate::blobs::{BlobError, BlobStore};
 use crate::domain::{create_folded, start_read_model, Core};
 use crate::events::Metadata;
-use crate::runtime::blocking::{blocking, Stopped};
+use crate::runtime::blocking::{cpu_bound, Stopped};
 use crate::runtime::projection::ProjectionError;
 use crate::runtime::{Clock, CommandError, Entities, ProjectionHandle};
 use crate::testresults::signature::{self, SignatureError};
@@ -96,7 +96,7 @@ impl Results {
         metadata: Metadata,
     ) -> Result<Uuid, ResultsError> {
         let (blobs, limits) = (self.blobs.clone(), self.limits.clone());
-        let (results, signer, blob) = blocking(move || -> Result<_, ResultsError> {
+        let (results, signer, blob) = cpu_bound(move || -> Result<_, ResultsError> {
             let results = UploadedResults::parse(&body, &limits)?;
             let signer = signature::verify(&body, signature.as_deref(), public_key.as_deref())?;
             let blob = blobs.put(&body)?;
@@ -137,7 +137,7 @@ impl Results {
             self.limits.clone(),
             row.submitted.blob.sha256.clone(),
         );
-        let results = blocking(move || -> Result<_, ResultsError> {
+        let results = cpu_bound(move || -> Result<_, ResultsError> {
             let body = blobs.get(&hash)?;
             Ok(UploadedResults::parse(&body, &limits)?)
         })

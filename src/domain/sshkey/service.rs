@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::{SshKey, SshKeyCommand, SshKeyRejection, SshKeyState};
 use crate::domain::Core;
 use crate::events::Metadata as EventMetadata;
-use crate::runtime::blocking::{blocking, Stopped};
+use crate::runtime::blocking::{blocking, cpu_bound, Stopped};
 use crate::runtime::{Clock, CommandError, Entities};
 use crate::secrets::{Secret, SecretError, SecretId, SecretStore};
 
@@ -187,7 +187,7 @@ impl SshKeys {
         let id = self.clock.new_id();
         let secret = secret_id(id)?;
         let secrets = self.secrets.clone();
-        let (public_key, fingerprint) = blocking(move || -> Result<_, SshKeysError> {
+        let (public_key, fingerprint) = cpu_bound(move || -> Result<_, SshKeysError> {
             let (private, public, fingerprint) =
                 generate(key_type).map_err(SshKeysError::Generation)?;
             secrets.put(&secret, private.expose())?;

@@ -13,7 +13,7 @@ use super::{
 use crate::blobs::{BlobError, BlobHash, BlobStore};
 use crate::domain::Core;
 use crate::events::Metadata;
-use crate::runtime::blocking::{blocking, Stopped};
+use crate::runtime::blocking::{blocking, cpu_bound, Stopped};
 use crate::runtime::{Clock, CommandError, Entities};
 use crate::testresults::{self, Limits, ParseError, TestRun};
 
@@ -146,7 +146,7 @@ impl TestRuns {
             self.get(id).await?;
         }
         let (blobs, limits) = (self.blobs.clone(), self.limits.clone());
-        let (run, blob) = blocking(move || -> Result<_, TestRunsError> {
+        let (run, blob) = cpu_bound(move || -> Result<_, TestRunsError> {
             let run = testresults::parse(&bytes, &limits)?;
             let blob = blobs.put(&bytes)?;
             Ok((run, blob))
