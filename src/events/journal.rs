@@ -210,7 +210,8 @@ impl Writer {
             versions: HashMap::new(),
             ids: HashMap::new(),
             writes: 0,
-            events: Vec::new(),
+            // Most requests carry one event.
+            events: Vec::with_capacity(requests.len()),
         };
         // Time never runs backwards in the log, even if the clock does. It is stored in
         // microseconds, so the events kept in memory carry it at that precision too.

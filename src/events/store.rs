@@ -937,8 +937,11 @@ struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     fn new(store: &'a Store, after: Position) -> Cursor<'a> {
-        let legacy = (after < store.legacy_end)
-            .then(|| store.log.range(event_key(after + 1)..=event_key(store.legacy_end)));
+        let legacy = (after < store.legacy_end).then(|| {
+            store
+                .log
+                .range(event_key(after + 1)..=event_key(store.legacy_end))
+        });
         Cursor {
             store,
             after,

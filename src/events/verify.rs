@@ -1,6 +1,6 @@
 //! Verification of a whole log: the hash chain, gapless positions and versions, and the
-//! global order (round index entries, or the position pointers of old logs) against the records. It reads raw records and trusts nothing it has not
-//! recomputed; it never writes. It expects a quiet log: the `annals verify` command holds the
+//! global order (round index entries, or the position pointers of old logs) against the
+//! records. It reads raw records and trusts nothing it has not recomputed; it never writes. It expects a quiet log: the `annals verify` command holds the
 //! log's lock while it runs.
 
 use std::collections::HashMap;

@@ -662,13 +662,19 @@ async fn positions_are_read_from_anywhere_across_rounds_of_many_sizes() {
             vec![line("x"), line("y")],
         )
     });
-    for (name, appended) in names.iter().zip(futures_util::future::join_all(appends).await) {
+    for (name, appended) in names
+        .iter()
+        .zip(futures_util::future::join_all(appends).await)
+    {
         record(name, appended.unwrap());
     }
 
     let head = log.head();
     assert_eq!(head, 681);
-    assert_eq!(expected.keys().copied().collect::<Vec<_>>(), (1..=head).collect::<Vec<_>>());
+    assert_eq!(
+        expected.keys().copied().collect::<Vec<_>>(),
+        (1..=head).collect::<Vec<_>>()
+    );
     let place = |e: &annals::events::RecordedEvent| (e.position, (e.stream.to_string(), e.version));
     for after in 0..=head {
         let page: Vec<_> = log.read_all(after, 3).unwrap().iter().map(place).collect();
@@ -686,7 +692,10 @@ async fn positions_are_read_from_anywhere_across_rounds_of_many_sizes() {
     assert_eq!(scans.len(), 100);
     assert!(scans.iter().all(|e| e.stream.category() == "scan"));
     let (jobs, looked_at) = log.read_category("job", 100, 2).unwrap();
-    assert_eq!(jobs.iter().map(|e| e.position).collect::<Vec<_>>(), [101, 102]);
+    assert_eq!(
+        jobs.iter().map(|e| e.position).collect::<Vec<_>>(),
+        [101, 102]
+    );
     assert_eq!(looked_at, 102);
     let report = annals::events::verify::verify(log.store(), |_| {}).unwrap();
     assert_eq!(report.events, head);

@@ -250,7 +250,10 @@ fn a_log_of_the_old_layout_is_read_verified_and_extended() {
     let dir = tampered_log(make_v1);
     let (code, out) = verify_command(dir.path());
     assert_eq!(code, Some(0), "{out}");
-    assert!(out.starts_with("ok: 40 events in 4 streams, head 40"), "{out}");
+    assert!(
+        out.starts_with("ok: 40 events in 4 streams, head 40"),
+        "{out}"
+    );
 
     let log = EventLog::open(dir.path(), fast()).unwrap();
     let positions = |log: &EventLog, after: u64, limit: usize| -> Vec<u64> {
@@ -270,7 +273,11 @@ fn a_log_of_the_old_layout_is_read_verified_and_extended() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let one = log
-            .append(stream("job-1"), ExpectedVersion::Exactly(10), vec![line("a")])
+            .append(
+                stream("job-1"),
+                ExpectedVersion::Exactly(10),
+                vec![line("a")],
+            )
             .await
             .unwrap();
         assert_eq!((one.first_position, one.stream_version), (41, 11));
@@ -314,7 +321,10 @@ fn a_log_of_the_old_layout_is_read_verified_and_extended() {
     assert_eq!(format_of(dir.path()), b"annals-log v2");
     let (code, out) = verify_command(dir.path());
     assert_eq!(code, Some(0), "{out}");
-    assert!(out.starts_with("ok: 46 events in 5 streams, head 46"), "{out}");
+    assert!(
+        out.starts_with("ok: 46 events in 5 streams, head 46"),
+        "{out}"
+    );
 }
 
 /// A log written before the head kept the greatest event id: the old layout ([`make_v1`]), a
