@@ -1138,6 +1138,90 @@ mod tests {
         assert!(parse_index_entry(&past_max).is_err());
     }
 
+    /// A round holding a value big enough for sled to put it in a blob file gets that file
+    /// synced before the round counts as durable, whether or not rounds without blobs came
+    /// between; the directory is listed again only when its time changed.
+    #[test]
+    fn every_blob_file_is_synced_by_the_round_that_made_it_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 8 << 20).unwrap();
+        let stream = name(1, 20);
+        let at = DateTime::from_timestamp_micros(1_700_000_000_000_000).unwrap();
+        let mut head = LogHead::EMPTY;
+        let mut blobs_seen = 0;
+        for (i, size) in [300_000, 100, 100, 300_000, 100].into_iter().enumerate() {
+            let mut new = event(i);
+            new.payload = vec![7; size];
+            head.position += 1;
+            let (record, hash) =
+                RecordedEvent::seal(&head.hash, head.position, &stream, head.position, at, &new);
+            head.hash = hash;
+            head.recorded_at = Some(at);
+            let mut batch = WriteBatch::default();
+            batch.put_event(head.position, &stream, head.position, record);
+            batch.put_log_head(&head);
+            store.commit(batch).unwrap();
+            store.make_durable(Durability::Fsync).unwrap();
+            let on_disk: HashSet<OsString> = std::fs::read_dir(&store.blobs_dir)
+                .unwrap()
+                .map(|entry| entry.unwrap().file_name())
+                .collect();
+            let seen = store.blobs.lock().unwrap();
+            assert!(on_disk.is_subset(&seen.synced), "round {i}: {on_disk:?}");
+            blobs_seen = blobs_seen.max(on_disk.len());
+        }
+        assert!(blobs_seen > 0, "sled wrote no blob file");
+        let report = crate::events::verify::verify(&store, |_| {}).unwrap();
+        assert_eq!(report.events, 5);
+    }
+
+    /// Sets a path's times to `seconds` after the Unix epoch, to the nanosecond.
+    fn set_time(path: &Path, seconds: i64) {
+        use std::os::unix::ffi::OsStrExt;
+        let path = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+        let times = [
+            libc::timespec {
+                tv_sec: seconds,
+                tv_nsec: 0,
+            },
+            libc::timespec {
+                tv_sec: seconds,
+                tv_nsec: 0,
+            },
+        ];
+        // SAFETY: a NUL-terminated path and two timespecs, as utimensat takes them.
+        let done = unsafe { libc::utimensat(libc::AT_FDCWD, path.as_ptr(), times.as_ptr(), 0) };
+        assert_eq!(done, 0, "{}", std::io::Error::last_os_error());
+    }
+
+    /// Once a listing came well after the blob directory's last change, rounds skip the listing
+    /// while the directory's time stays; a new file changes it and is synced.
+    #[test]
+    fn the_blob_directory_is_listed_only_when_its_time_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 8 << 20).unwrap();
+        let blobs = store.blobs_dir.clone();
+        // Long before now, so that the listing comes well after it.
+        let long_ago = 1_700_000_000;
+        std::fs::write(blobs.join("1"), b"first").unwrap();
+        set_time(&blobs, long_ago);
+        store.make_durable(Durability::Fsync).unwrap();
+        let listed = |store: &Store, name: &str| {
+            let seen = store.blobs.lock().unwrap();
+            seen.synced.contains(std::ffi::OsStr::new(name))
+        };
+        assert!(listed(&store, "1"));
+        // A file that leaves the directory's time as it was is not seen: nothing was listed.
+        std::fs::write(blobs.join("2"), b"second").unwrap();
+        set_time(&blobs, long_ago);
+        store.make_durable(Durability::Fsync).unwrap();
+        assert!(!listed(&store, "2"));
+        // A file that changes the time is seen, with everything else new.
+        std::fs::write(blobs.join("3"), b"third").unwrap();
+        store.make_durable(Durability::Fsync).unwrap();
+        assert!(listed(&store, "2") && listed(&store, "3"));
+    }
+
     /// One round of many streams with long names spans several index entries; every position
     /// is found from any starting point, and the log verifies.
     #[test]
