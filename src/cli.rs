@@ -134,7 +134,7 @@ enum Command {
         #[command(flatten)]
         server: remote::ServerArgs,
     },
-    /// Checks the whole log: hash chain, gapless positions and versions, position pointers.
+    /// Checks the whole log: hash chain, gapless positions and versions, the round index.
     Verify {
         #[command(flatten)]
         server: remote::ServerArgs,

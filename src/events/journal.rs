@@ -155,10 +155,11 @@ struct Writer {
 struct Round {
     head: LogHead,
     batch: WriteBatch,
-    /// Stream versions as staged so far in this round.
-    versions: HashMap<StreamId, Version>,
-    /// Event ids staged in this round, for retries that arrive in the same round.
-    ids: HashMap<(StreamId, Uuid), Position>,
+    /// Stream versions as staged so far in this round, with the stream's number in the round.
+    versions: HashMap<StreamId, (Version, u32)>,
+    /// Event ids staged in this round by stream number, for retries that arrive in the same
+    /// round.
+    ids: HashMap<(u32, Uuid), Position>,
     writes: usize,
     /// The staged events as followers will read them once the round is durable.
     events: Vec<RecordedEvent>,
@@ -209,7 +210,8 @@ impl Writer {
             versions: HashMap::new(),
             ids: HashMap::new(),
             writes: 0,
-            events: Vec::new(),
+            // Most requests carry one event.
+            events: Vec::with_capacity(requests.len()),
         };
         // Time never runs backwards in the log, even if the clock does. It is stored in
         // microseconds, so the events kept in memory carry it at that precision too.
@@ -256,7 +258,12 @@ impl Writer {
             if self.versions.len() + round.versions.len() > MAX_CACHED_VERSIONS {
                 self.versions.clear();
             }
-            self.versions.extend(round.versions);
+            self.versions.extend(
+                round
+                    .versions
+                    .into_iter()
+                    .map(|(stream, (version, _))| (stream, version)),
+            );
         }
         for (reply, appended) in acks {
             let _ = reply.send(Ok(appended));
@@ -273,12 +280,17 @@ impl Writer {
     ) -> Result<Appended, AppendError> {
         let storage = |e: StoreError| AppendError::Storage(e.to_string());
         let stream = &request.stream;
-        let current = match round.versions.get(stream).or(self.versions.get(stream)) {
-            Some(version) => *version,
-            None => self.store.stream_version(stream).map_err(storage)?,
+        let staged = round.versions.get(stream).copied();
+        let current = match staged.map(|(version, _)| version) {
+            Some(version) => version,
+            None => match self.versions.get(stream) {
+                Some(version) => *version,
+                None => self.store.stream_version(stream).map_err(storage)?,
+            },
         };
 
-        if let Some(appended) = self.find_retry(round, request, current)? {
+        let number = staged.map(|(_, number)| number);
+        if let Some(appended) = self.find_retry(round, request, number, current)? {
             return Ok(appended);
         }
         if let ExpectedVersion::Exactly(expected) = request.expected {
@@ -301,6 +313,8 @@ impl Writer {
 
         let first_position = round.head.position + 1;
         let count = request.events.len();
+        // The stream's number in this round, which its staged ids are kept under.
+        let number = number.unwrap_or(round.versions.len() as u32);
         let mut version = current;
         round.head.recorded_at = Some(now);
         for event in request.events.drain(..) {
@@ -321,7 +335,7 @@ impl Writer {
                 .put_event(round.head.position, stream, version, record);
             round
                 .ids
-                .insert((stream.clone(), event.event_id), round.head.position);
+                .insert((number, event.event_id), round.head.position);
             round.writes += 1;
             round.events.push(RecordedEvent {
                 position: round.head.position,
@@ -336,7 +350,12 @@ impl Writer {
                 hash,
             });
         }
-        round.versions.insert(stream.clone(), version);
+        match round.versions.get_mut(stream) {
+            Some(staged) => staged.0 = version,
+            None => {
+                round.versions.insert(stream.clone(), (version, number));
+            }
+        }
         Ok(Appended {
             first_position,
             stream_version: version,
@@ -348,17 +367,26 @@ impl Writer {
     /// Recognises an idempotent retry: every event id already in the stream (in the log or
     /// earlier in this round). Returns `None` when none is. Only ids no greater than the log's
     /// greatest can be in the log, so an append of new time-ordered ids looks nothing up.
+    /// `number` is the stream's number in the round when it has events staged there.
     fn find_retry(
         &self,
         round: &Round,
         request: &AppendRequest,
+        number: Option<u32>,
         current: Version,
     ) -> Result<Option<Appended>, AppendError> {
         let stream = &request.stream;
+        let staged = |id: Uuid| number.and_then(|n| round.ids.get(&(n, id)).copied());
+        // Nearly every append: new ids, above the log's greatest, of a stream not yet in the
+        // round. Nothing to look up, nothing to allocate.
+        let greatest = self.head.greatest_id;
+        if number.is_none() && request.events.iter().all(|e| e.event_id > greatest) {
+            return Ok(None);
+        }
         let mut positions: Vec<Option<Position>> = request
             .events
             .iter()
-            .map(|event| round.ids.get(&(stream.clone(), event.event_id)).copied())
+            .map(|event| staged(event.event_id))
             .collect();
         let stored: Vec<Uuid> = request
             .events

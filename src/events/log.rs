@@ -148,7 +148,8 @@ impl EventLog {
                 limit,
             });
         }
-        let mut ids = HashSet::with_capacity(events.len());
+        // Most appends carry one event, which cannot repeat an id: no set to build for them.
+        let mut ids = (events.len() > 1).then(|| HashSet::with_capacity(events.len()));
         for event in events {
             let size = event.payload.len();
             if size > self.options.max_event_bytes {
@@ -157,8 +158,10 @@ impl EventLog {
                     limit: self.options.max_event_bytes,
                 });
             }
-            if !ids.insert(event.event_id) {
-                return Err(AppendError::RepeatedId(event.event_id));
+            if let Some(ids) = &mut ids {
+                if !ids.insert(event.event_id) {
+                    return Err(AppendError::RepeatedId(event.event_id));
+                }
             }
         }
         Ok(())

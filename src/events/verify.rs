@@ -1,6 +1,6 @@
 //! Verification of a whole log: the hash chain, gapless positions and versions, and the
-//! position pointers against the records. It reads raw records and trusts nothing it has not
-//! recomputed; it never writes. It expects a quiet log: the `annals verify` command holds the
+//! global order (round index entries, or the position pointers of old logs) against the
+//! records. It reads raw records and trusts nothing it has not recomputed; it never writes. It expects a quiet log: the `annals verify` command holds the
 //! log's lock while it runs.
 
 use std::collections::HashMap;
@@ -69,7 +69,8 @@ pub fn verify_up_to(
         if expected_position > head {
             break;
         }
-        // A pointer that is malformed or leads nowhere is a fault of the next position.
+        // An index entry or pointer that is malformed or leads nowhere is a fault of the next
+        // position.
         let raw = item.map_err(|e| VerifyError::at(expected_position, e.to_string()))?;
         if raw.position != expected_position {
             return Err(VerifyError::at(
@@ -114,7 +115,7 @@ pub fn verify_up_to(
     let counts = store.entry_counts(head)?;
     for (name, count) in [
         ("stored records", counts.records),
-        ("position pointers", counts.positions),
+        ("positions in global order", counts.positions),
     ] {
         if count != events {
             return Err(VerifyError::log(format!(
@@ -130,7 +131,7 @@ pub fn verify_up_to(
     })
 }
 
-/// The record must chain to the one before, decode, and be the event its pointer names.
+/// The record must chain to the one before, decode, and be the event the index names.
 fn check_record(raw: &RawEvent, prev: &Hash) -> Result<RecordedEvent, VerifyError> {
     let at = raw.position;
     let (claimed, body) = split_record(&raw.record)

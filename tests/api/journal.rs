@@ -625,3 +625,78 @@ async fn a_category_read_looks_at_a_bounded_number_of_positions() {
     let (events, next) = t.log.read_category("rare", scanned_to, 10).unwrap();
     assert_eq!((events.len(), next), (0, rare));
 }
+
+/// Rounds of many sizes (one event, a few, hundreds) and rounds of many streams at once: every
+/// position is read from any starting point, alone or in pages, by category, and the log
+/// verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn positions_are_read_from_anywhere_across_rounds_of_many_sizes() {
+    let t = TempLog::with(fast());
+    let log = &t.log;
+    let mut expected = BTreeMap::new();
+    let mut record = |name: &str, appended: annals::events::Appended| {
+        let first_version = appended.stream_version - appended.count as u64 + 1;
+        for k in 0..appended.count as u64 {
+            let place = (name.to_owned(), first_version + k);
+            assert!(expected
+                .insert(appended.first_position + k, place)
+                .is_none());
+        }
+    };
+    for (i, size) in [1, 2, 3, 1, 7, 64, 1, 500, 2].into_iter().enumerate() {
+        let name = format!("job-size-{}", i % 3);
+        let events = (0..size).map(|n| line(&format!("{i}.{n}"))).collect();
+        let appended = log
+            .append(stream(&name), ExpectedVersion::Any, events)
+            .await
+            .unwrap();
+        record(&name, appended);
+    }
+    // Concurrent appends to many streams: the journal gathers them into rounds of several
+    // streams each.
+    let names: Vec<String> = (0..50).map(|i| format!("scan-many-{i}")).collect();
+    let appends = names.iter().map(|name| {
+        log.append(
+            stream(name),
+            ExpectedVersion::Exactly(0),
+            vec![line("x"), line("y")],
+        )
+    });
+    for (name, appended) in names
+        .iter()
+        .zip(futures_util::future::join_all(appends).await)
+    {
+        record(name, appended.unwrap());
+    }
+
+    let head = log.head();
+    assert_eq!(head, 681);
+    assert_eq!(
+        expected.keys().copied().collect::<Vec<_>>(),
+        (1..=head).collect::<Vec<_>>()
+    );
+    let place = |e: &annals::events::RecordedEvent| (e.position, (e.stream.to_string(), e.version));
+    for after in 0..=head {
+        let page: Vec<_> = log.read_all(after, 3).unwrap().iter().map(place).collect();
+        let want: Vec<_> = (after + 1..=head.min(after + 3))
+            .map(|p| (p, expected[&p].clone()))
+            .collect();
+        assert_eq!(page, want, "after {after}");
+        let one = log.store().event(after + 1).unwrap();
+        assert_eq!(one.as_ref().map(place), want.first().cloned());
+    }
+    assert!(log.store().event(0).unwrap().is_none());
+    let all: Vec<_> = log.read_all(0, 10_000).unwrap().iter().map(place).collect();
+    assert_eq!(all, expected.clone().into_iter().collect::<Vec<_>>());
+    let (scans, _) = log.read_category("scan", 0, 1000).unwrap();
+    assert_eq!(scans.len(), 100);
+    assert!(scans.iter().all(|e| e.stream.category() == "scan"));
+    let (jobs, looked_at) = log.read_category("job", 100, 2).unwrap();
+    assert_eq!(
+        jobs.iter().map(|e| e.position).collect::<Vec<_>>(),
+        [101, 102]
+    );
+    assert_eq!(looked_at, 102);
+    let report = annals::events::verify::verify(log.store(), |_| {}).unwrap();
+    assert_eq!(report.events, head);
+}
