@@ -657,6 +657,9 @@ pub struct ActorsSection {
     pub snapshot_every: u64,
     /// Milliseconds of replay at activation after which a snapshot is written at once.
     pub replay_budget_ms: u64,
+    /// The threads entity actors run on, each entity on the one its id hashes to; 0: one per
+    /// core.
+    pub threads: usize,
 }
 
 impl Default for Config {
@@ -714,6 +717,7 @@ impl Default for ActorsSection {
             max_resident: 10_000,
             snapshot_every: 1_000,
             replay_budget_ms: 20,
+            threads: 0,
         }
     }
 }

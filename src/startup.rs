@@ -51,6 +51,8 @@ pub struct Application {
     on_stop: Vec<Box<dyn FnOnce() + Send>>,
     /// The log, whose followers are released when the servers stop.
     log: EventLog,
+    /// The arbiters the entities run on, stopped last.
+    shards: crate::runtime::Shards,
 }
 
 impl Application {
@@ -100,8 +102,14 @@ impl Application {
                 own.push((face.name(), bind_own(listen, face.own_udp())?));
             }
         }
-        let jobs =
-            Entities::<Job>::start(log.clone(), clock.clone(), Arc::new(NoEffects), settings);
+        let shards = crate::runtime::Shards::start(config.actors.threads);
+        let jobs = Entities::<Job>::start_on(
+            &shards,
+            log.clone(),
+            clock.clone(),
+            Arc::new(NoEffects),
+            settings,
+        );
         let running = reconcile::track_in_progress::<Job>(&log)?;
         let settled = reconcile::reconcile(&log, &jobs, &running, RECONCILE_TIMEOUT).await?;
         if !settled.is_empty() {
@@ -133,6 +141,7 @@ impl Application {
                     log: &log,
                     clock: &clock,
                     settings,
+                    shards: &shards,
                     auth: &auth,
                     stores: &stores,
                     listening,
@@ -181,6 +190,7 @@ impl Application {
             tasks,
             on_stop,
             log: log.clone(),
+            shards,
         })
     }
 
@@ -224,6 +234,7 @@ impl Application {
         for task in &self.tasks {
             task.abort();
         }
+        self.shards.stop();
         for result in finished {
             result?;
         }

@@ -22,7 +22,7 @@ use crate::events::{EventLog, Metadata};
 use crate::runtime::projection::{self, Projection, ProjectionError};
 use crate::runtime::{
     Clock, CommandError, Effects, Entities, Entity, Executed, NoEffects, ProjectionHandle,
-    ProjectionSettings, Settings,
+    ProjectionSettings, Settings, Shards,
 };
 
 /// What every kind's service starts on: the log, the clock that stamps its commands and its
@@ -32,6 +32,8 @@ pub struct Core {
     pub log: EventLog,
     pub clock: Arc<dyn Clock>,
     pub settings: Settings,
+    /// The arbiters every kind's actors are spread over.
+    pub shards: Shards,
 }
 
 impl Core {
@@ -42,7 +44,8 @@ impl Core {
 
     /// Starts the directory of kind `E`, whose durable events start `effects`.
     pub fn entities_with<E: Entity>(&self, effects: Arc<dyn Effects<E>>) -> Entities<E> {
-        Entities::start(self.log.clone(), self.clock.clone(), effects, self.settings)
+        let (log, clock) = (self.log.clone(), self.clock.clone());
+        Entities::start_on(&self.shards, log, clock, effects, self.settings)
     }
 }
 

@@ -81,6 +81,8 @@ pub struct Start<'a> {
     pub log: &'a EventLog,
     pub clock: &'a Arc<dyn Clock>,
     pub settings: Settings,
+    /// The arbiters entity actors are spread over.
+    pub shards: &'a crate::runtime::Shards,
     pub auth: &'a Arc<Auth>,
     pub stores: &'a Stores,
     pub listening: Listening,
@@ -105,6 +107,7 @@ impl Start<'_> {
             log: self.log.clone(),
             clock: self.clock.clone(),
             settings: self.settings,
+            shards: self.shards.clone(),
         }
     }
 }

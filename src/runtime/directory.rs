@@ -1,11 +1,15 @@
 //! The directory of one entity kind: it activates an entity's actor on demand by id (virtual
 //! actors, as in Orleans), passivates actors idle for too long, and caps how many stay resident,
-//! least recently used first. It routes messages; it decides nothing about any entity. The
-//! kind's [`Effects`] hook is declared here, with the [`Entities`] handle it receives: each
+//! least recently used first. It routes messages; it decides nothing about any entity. A kind
+//! has one directory per [`Shards`] arbiter (one per core), and an entity lives on the shard its
+//! id hashes to, so the actors of every kind use every core and no kind has a single mailbox.
+//! The kind's [`Effects`] hook is declared here, with the [`Entities`] handle it receives: each
 //! actor gets it as a closure, so the host knows neither.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use actix::dev::ToEnvelope;
@@ -40,6 +44,12 @@ struct Resident<E: Entity> {
 pub(crate) struct Directory<E: Entity> {
     env: Arc<Env>,
     effects: Arc<dyn Effects<E>>,
+    /// The kind's handle, for the effects of its actors; set once every shard has started.
+    entities: Arc<OnceLock<Entities<E>>>,
+    /// The most actors this shard keeps resident: its part of `max_resident`.
+    max_resident: usize,
+    /// Actors resident in every shard of the kind.
+    resident_in_kind: Arc<AtomicUsize>,
     residents: HashMap<String, Resident<E>>,
     /// Resident ids by last use, oldest first.
     by_use: BTreeMap<u64, String>,
@@ -90,8 +100,12 @@ impl<E: Entity> Directory<E> {
             return Ok(resident.addr.clone());
         }
         let stream = StreamId::of(E::KIND, id).map_err(|e| RouteError::InvalidId(e.to_string()))?;
-        let entities = Entities {
-            directory: ctx.address(),
+        let entities = match self.entities.get() {
+            Some(entities) => entities.clone(),
+            // Not reached: a message comes through the handle, which exists once this is set.
+            None => Entities {
+                shards: Arc::new([ctx.address()]),
+            },
         };
         let effects = self.effects.clone();
         let after_commit: AfterCommit<E> =
@@ -107,8 +121,9 @@ impl<E: Entity> Directory<E> {
         );
         self.by_use.insert(self.tick, id.to_owned());
         self.stats.activations += 1;
+        self.resident_in_kind.fetch_add(1, Ordering::Relaxed);
         metrics::counter!(crate::metrics::ACTOR_ACTIVATIONS, "kind" => E::KIND).increment(1);
-        while self.residents.len() > self.env.settings.max_resident.max(1) {
+        while self.residents.len() > self.max_resident {
             let Some((_, oldest)) = self.by_use.pop_first() else {
                 break;
             };
@@ -124,14 +139,16 @@ impl<E: Entity> Directory<E> {
         if let Some(resident) = self.residents.remove(id) {
             self.by_use.remove(&resident.tick);
             self.stats.passivations += 1;
+            self.resident_in_kind.fetch_sub(1, Ordering::Relaxed);
             metrics::counter!(crate::metrics::ACTOR_PASSIVATIONS, "kind" => E::KIND).increment(1);
         }
     }
 
-    /// Publishes how many actors are resident; called where that changes, not per message.
+    /// Publishes how many actors of the kind are resident; called where that changes, not per
+    /// message.
     fn count_residents(&self) {
         metrics::gauge!(crate::metrics::ACTORS_RESIDENT, "kind" => E::KIND)
-            .set(self.residents.len() as f64);
+            .set(self.resident_in_kind.load(Ordering::Relaxed) as f64);
     }
 
     fn passivate_idle(&mut self) {
@@ -212,15 +229,68 @@ impl<E: Entity> Effects<E> for NoEffects {
     fn after_commit(&self, _: &str, _: &E::State, _: &[E::Event], _: &Entities<E>) {}
 }
 
+/// The arbiters entities run on: one per core by default, shared by every kind.
+#[derive(Clone)]
+pub struct Shards(Arc<[ArbiterHandle]>);
+
+impl Shards {
+    /// Starts `count` arbiters (threads with an actix runtime each) in the current system;
+    /// 0: one per core. They stop with [`Shards::stop`], or when the current arbiter's runtime
+    /// ends (a test's system), whichever comes first: their actors hold the log open.
+    pub fn start(count: usize) -> Shards {
+        let count = match count {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            count => count,
+        };
+        let shards = Shards((0..count).map(|_| Arbiter::new().handle()).collect());
+        let guard = StopOnDrop(shards.clone());
+        actix_rt::spawn(async move {
+            let _guard = guard;
+            std::future::pending::<()>().await
+        });
+        shards
+    }
+
+    /// Stops the arbiters; their actors stop with them.
+    pub fn stop(&self) {
+        for arbiter in self.0.iter() {
+            arbiter.stop();
+        }
+    }
+
+    /// The current arbiter alone.
+    pub fn current() -> Shards {
+        Shards(Arc::new([Arbiter::current()]))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Stops its shards when dropped.
+struct StopOnDrop(Shards);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.stop();
+    }
+}
+
 /// The handle through which everything else talks to one entity kind. Cheap to clone.
 pub struct Entities<E: Entity> {
-    directory: Addr<Directory<E>>,
+    /// The kind's directory on each shard.
+    shards: Arc<[Addr<Directory<E>>]>,
 }
 
 impl<E: Entity> Clone for Entities<E> {
     fn clone(&self) -> Self {
         Entities {
-            directory: self.directory.clone(),
+            shards: self.shards.clone(),
         }
     }
 }
@@ -233,21 +303,57 @@ impl<E: Entity> Entities<E> {
         effects: Arc<dyn Effects<E>>,
         settings: Settings,
     ) -> Entities<E> {
-        let directory = Directory {
-            env: Arc::new(Env {
-                log,
-                clock,
-                settings,
-                live: Default::default(),
-            }),
-            effects,
-            residents: HashMap::new(),
-            by_use: BTreeMap::new(),
-            tick: 0,
-            stats: Stats::default(),
-        }
-        .start();
-        Entities { directory }
+        Entities::start_on(&Shards::current(), log, clock, effects, settings)
+    }
+
+    /// Starts a directory of kind `E` on each of `shards`; `max_resident` is shared out
+    /// among them.
+    pub fn start_on(
+        shards: &Shards,
+        log: EventLog,
+        clock: Arc<dyn Clock>,
+        effects: Arc<dyn Effects<E>>,
+        settings: Settings,
+    ) -> Entities<E> {
+        let env = Arc::new(Env {
+            log,
+            clock,
+            settings,
+            live: Default::default(),
+        });
+        let entities = Arc::new(OnceLock::new());
+        let resident_in_kind = Arc::new(AtomicUsize::new(0));
+        let max_resident = settings.max_resident.div_ceil(shards.len().max(1)).max(1);
+        let directories = shards
+            .0
+            .iter()
+            .map(|arbiter| {
+                let directory = Directory {
+                    env: env.clone(),
+                    effects: effects.clone(),
+                    entities: entities.clone(),
+                    max_resident,
+                    resident_in_kind: resident_in_kind.clone(),
+                    residents: HashMap::new(),
+                    by_use: BTreeMap::new(),
+                    tick: 0,
+                    stats: Stats::default(),
+                };
+                Directory::start_in_arbiter(arbiter, move |_| directory)
+            })
+            .collect();
+        let handle = Entities {
+            shards: directories,
+        };
+        let _ = entities.set(handle.clone());
+        handle
+    }
+
+    /// The directory of the shard entity `id` lives on.
+    fn directory(&self, id: &str) -> &Addr<Directory<E>> {
+        let mut hasher = std::hash::DefaultHasher::new();
+        id.hash(&mut hasher);
+        &self.shards[hasher.finish() as usize % self.shards.len()]
     }
 
     async fn route<M>(&self, id: &str, message: M) -> Result<M::Result, CommandError<E::Rejection>>
@@ -261,7 +367,7 @@ impl<E: Entity> Entities<E> {
             id: id.to_owned(),
             message,
         };
-        match self.directory.send(route).await {
+        match self.directory(id).send(route).await {
             Ok(Ok(reply)) => Ok(reply),
             Ok(Err(RouteError::InvalidId(reason))) => Err(CommandError::Unavailable(reason)),
             Ok(Err(RouteError::Stopped)) | Err(_) => Err(CommandError::Unavailable(format!(
@@ -303,8 +409,16 @@ impl<E: Entity> Entities<E> {
         self.route(id, Reconcile::default()).await?
     }
 
-    /// How many actors are resident, activated and passivated so far.
+    /// How many actors are resident, activated and passivated so far, in every shard.
     pub async fn stats(&self) -> Stats {
-        self.directory.send(GetStats).await.unwrap_or_default()
+        let mut total = Stats::default();
+        for directory in self.shards.iter() {
+            let stats = directory.send(GetStats).await.unwrap_or_default();
+            total.resident += stats.resident;
+            total.live = stats.live;
+            total.activations += stats.activations;
+            total.passivations += stats.passivations;
+        }
+        total
     }
 }

@@ -16,7 +16,7 @@ pub mod state;
 pub mod testing;
 
 pub use blocking::{blocking, cpu_bound};
-pub use directory::{Effects, Entities, NoEffects, Stats};
+pub use directory::{Effects, Entities, NoEffects, Shards, Stats};
 pub use entity::{Clock, Ctx, Decision, Entity, ManualClock, SystemClock};
 pub use host::{CommandError, CommandResult, Executed};
 pub use projection::{Projection, ProjectionHandle, ProjectionSettings, View};
