@@ -442,7 +442,7 @@ pub enum VerifyReport {
         started_at: DateTime<Utc>,
     },
     /// Every event up to `head` checked: the hash chain, gapless positions and versions, and
-    /// the position pointers. `hash` is the head's chain hash.
+    /// the round index. `hash` is the head's chain hash.
     Ok {
         head: u64,
         events: u64,
