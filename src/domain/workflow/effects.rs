@@ -102,6 +102,9 @@ pub fn prepare_work_dir(dir: &Path, keep: &[String]) -> std::io::Result<()> {
         }
         let path = entry.path();
         if entry.file_type()?.is_dir() {
+            // A step a restart does not follow was told to stop; its supervisor may still be
+            // writing its end here: it is waited for before the directory goes.
+            supervised::stop(&path.join(RUN_DIR))?;
             std::fs::remove_dir_all(&path)?;
         } else {
             std::fs::remove_file(&path)?;
