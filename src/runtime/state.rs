@@ -178,3 +178,40 @@ pub fn save_snapshot<E: Entity>(
     let raw = rmp_serde::to_vec_named(&record).expect("a snapshot record always encodes");
     log.store().put_snapshot(stream, &raw)
 }
+
+/// Visits the durable events of a stream with a version in `(after, until]`, in order, until
+/// `visit` says to stop: how a service reads what a state does not keep (an execution's log
+/// lines, a scan's findings) from the entity's own stream. It reads the store: run it off the
+/// async threads.
+pub fn visit_stream<E: Entity>(
+    log: &EventLog,
+    stream: &StreamId,
+    after: Version,
+    until: Version,
+    mut visit: impl FnMut(Version, E::Event) -> bool,
+) -> Result<(), LoadError> {
+    let head = log.head();
+    let mut last = after;
+    for record in log.store().stream_records_after(stream, after) {
+        let record = record?;
+        let view = record.view().map_err(|error| LoadError::Corrupt {
+            stream: stream.clone(),
+            version: last + 1,
+            reason: error.to_string(),
+        })?;
+        last = view.version();
+        if last > until || view.position() > head {
+            break;
+        }
+        let event = E::Event::decode(view.event_type(), view.schema_version(), view.payload())
+            .map_err(|source| LoadError::Codec {
+                stream: stream.clone(),
+                position: view.position(),
+                source,
+            })?;
+        if !visit(view.version(), event) {
+            break;
+        }
+    }
+    Ok(())
+}
