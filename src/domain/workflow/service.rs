@@ -438,12 +438,11 @@ fn read_lines(
     Ok(lines)
 }
 
-/// The page `query` asks for, of `lines` that come after `earlier` lines matching its levels.
-/// When no matching line is at `from` yet and `wait` says the wait has time left, how many
-/// matching lines there are, to wait for the next.
+/// The page `query` asks for, of `lines` that come after `earlier` lines matching its levels
+/// (a long poll's lines, which came while it waited). When no matching line is at `from` yet
+/// and `wait` says the wait has time left, how many matching lines there are, to wait for the
+/// next.
 fn page(lines: &[LogLine], earlier: usize, query: &LogQuery, wait: bool) -> Result<LogPage, usize> {
-    // Two passes over the lines rather than a list of the matching ones: the page runs on the
-    // execution's actor for every poll, and a log may hold `max_log_lines` lines.
     let matching = || lines.iter().filter(|line| query.levels.accepts(line.level));
     let total_results = earlier + matching().count();
     if total_results <= query.from && wait {
@@ -526,6 +525,71 @@ mod tests {
         // Unknown bits beside known ones are ignored.
         let page = page(&all, 0, &query(0, None, 16 | 8), false).expect("a page");
         assert_eq!(contents(&page), ["line 3"]);
+    }
+
+    #[test]
+    fn a_cut_starts_at_the_nearest_indexed_line_before_the_page() {
+        use crate::runtime::Entity;
+        // 5,000 lines, every tenth an ERROR, after two events that are not lines.
+        let mut state = ExecutionState {
+            version: 2,
+            ..ExecutionState::default()
+        };
+        let levels: Vec<Level> = (0..5_000)
+            .map(|n| {
+                if n % 10 == 9 {
+                    Level::Error
+                } else {
+                    Level::Info
+                }
+            })
+            .collect();
+        for line in lines(&levels) {
+            Execution::apply(
+                &mut state,
+                &crate::domain::workflow::ExecutionEvent::LogLineRecorded(line),
+            );
+        }
+        // Lines 0, 1024, 2048, 3072, 4096 are indexed, at versions 3, 1027, ...
+        let every = LogCut::of(&state, &query(2_500, Some(10), 15));
+        assert_eq!(
+            every,
+            LogCut {
+                total: 5_000,
+                after: 2_050,
+                before: 2_048
+            }
+        );
+        // 500 ERROR lines; the 150th (line 1499) is after the mark of line 1024, which has
+        // 102 ERROR lines before it.
+        let errors = LogCut::of(&state, &query(150, Some(10), 8));
+        assert_eq!(
+            errors,
+            LogCut {
+                total: 500,
+                after: 1_026,
+                before: 102
+            }
+        );
+        // Before the first mark's count, or with no line at all: from the start.
+        let first = LogCut::of(&state, &query(0, None, 8));
+        assert_eq!(
+            first,
+            LogCut {
+                total: 500,
+                after: 2,
+                before: 0
+            }
+        );
+        let empty = LogCut::of(&ExecutionState::default(), &query(3, None, 15));
+        assert_eq!(
+            empty,
+            LogCut {
+                total: 0,
+                after: 0,
+                before: 0
+            }
+        );
     }
 
     #[test]
