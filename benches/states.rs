@@ -192,7 +192,10 @@ async fn measure<E: Entity, R: Send + 'static>(
     Ok(Figures {
         what,
         snapshot_bytes,
-        activation: (percentile(&activations, 50.0), percentile(&activations, 99.0)),
+        activation: (
+            percentile(&activations, 50.0),
+            percentile(&activations, 99.0),
+        ),
         status: (percentile(&reads_took, 50.0), percentile(&reads_took, 99.0)),
     })
 }
@@ -210,10 +213,8 @@ fn main() -> anyhow::Result<()> {
             eprintln!("execution with {count} lines built");
             let what = format!("execution, {count} log lines");
             figures.push(
-                measure::<Execution, _>(&log, what, &id, reads, |state| {
-                    state.without_log_index()
-                })
-                .await?,
+                measure::<Execution, _>(&log, what, &id, reads, |state| state.without_log_index())
+                    .await?,
             );
         }
         for count in [10, findings] {
