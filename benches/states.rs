@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use env::env_or;
+use scratch::new_event;
 use uuid::Uuid;
 
 use annals::domain::scan::{
@@ -29,24 +30,12 @@ use annals::domain::scan::{
 use annals::domain::workflow::{
     EndedAt, Execution, ExecutionEvent, Level, LogLine, Requested, StepStarted,
 };
-use annals::events::{
-    DomainEvent, Durability, EventLog, ExpectedVersion, Metadata, NewEvent, StreamId,
-};
+use annals::events::{DomainEvent, Durability, EventLog, ExpectedVersion, StreamId};
 use annals::runtime::state;
 use annals::runtime::{Entities, Entity, NoEffects, Settings, SystemClock};
 
 /// Events per `append` call when building a stream.
 const BUILD_BATCH: usize = 1000;
-
-fn new_event<E: DomainEvent>(event: &E) -> NewEvent {
-    NewEvent {
-        event_id: Uuid::now_v7(),
-        event_type: event.event_type().into(),
-        schema_version: event.schema_version(),
-        payload: event.encode_payload(),
-        metadata: Metadata::system(),
-    }
-}
 
 /// Appends `events` to a new stream, in batches.
 async fn build<E: DomainEvent>(

@@ -805,13 +805,6 @@ fn read_findings(
             });
         }
         true
-    })
-    .map_err(|error| match error {
-        crate::runtime::state::LoadError::Store(error) => EnginesError::from(error),
-        other => EnginesError::from(StoreError::Corrupt {
-            what: format!("the findings of {stream}"),
-            reason: other.to_string(),
-        }),
     })?;
     Ok(findings)
 }

@@ -427,13 +427,6 @@ fn read_lines(
             _ => {}
         }
         lines.len() < size
-    })
-    .map_err(|error| match error {
-        crate::runtime::state::LoadError::Store(error) => ExecutionsError::Store(error),
-        other => ExecutionsError::Store(StoreError::Corrupt {
-            what: format!("the log of {stream}"),
-            reason: other.to_string(),
-        }),
     })?;
     Ok(lines)
 }
