@@ -29,13 +29,11 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use chrono::Utc;
 use env::env_or;
+use scratch::new_event;
 use tokio::sync::{oneshot, Barrier};
-use uuid::Uuid;
 
 use annals::cli::load_line;
-use annals::events::{
-    DomainEvent, Durability, EventLog, ExpectedVersion, LogOptions, Metadata, NewEvent, StreamId,
-};
+use annals::events::{Durability, EventLog, ExpectedVersion, LogOptions, NewEvent, StreamId};
 use annals::runtime::job::{Job, JobEvent, JobStarted, Level, LineRecorded};
 use annals::runtime::state::{self, ReplayUntil};
 
@@ -87,16 +85,6 @@ fn line_event(writer: usize, seq: u64) -> JobEvent {
         level: Level::Info,
         at: Utc::now(),
     })
-}
-
-fn new_event(event: &JobEvent) -> NewEvent {
-    NewEvent {
-        event_id: Uuid::now_v7(),
-        event_type: event.event_type().into(),
-        schema_version: event.schema_version(),
-        payload: event.encode_payload(),
-        metadata: Metadata::system(),
-    }
 }
 
 /// One measured append run: how many events were acknowledged in how long, and each

@@ -81,9 +81,10 @@ impl Status for EnginesError {
             // Patrowl engines answer a scan not yet ended with 200 and `status: error`, and
             // PatrowlManager reads the body's status.
             EnginesError::NotEnded(..) => StatusCode::OK,
-            EnginesError::Model(_) | EnginesError::Blob(_) | EnginesError::Report(_) => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            EnginesError::Model(_)
+            | EnginesError::Blob(_)
+            | EnginesError::Report(_)
+            | EnginesError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }

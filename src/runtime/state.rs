@@ -99,14 +99,32 @@ pub fn fold_tail<E: Entity>(
     log: &EventLog,
     stream: &StreamId,
     loaded: &mut Loaded<E::State>,
+    keep: impl FnMut(&EventView) -> Result<bool, DecodeError>,
+) -> Result<(), LoadError> {
+    each_event::<E>(log, stream, loaded.version, keep, |version, event| {
+        E::apply(&mut loaded.state, &event);
+        loaded.version = version;
+        loaded.replayed += 1;
+        true
+    })
+}
+
+/// Decodes the durable events of a stream after version `after`, in order, while `keep`
+/// accepts their records and `take` asks for more.
+fn each_event<E: Entity>(
+    log: &EventLog,
+    stream: &StreamId,
+    after: Version,
     mut keep: impl FnMut(&EventView) -> Result<bool, DecodeError>,
+    mut take: impl FnMut(Version, E::Event) -> bool,
 ) -> Result<(), LoadError> {
     let head = log.head();
-    for record in log.store().stream_records_after(stream, loaded.version) {
+    let mut last = after;
+    for record in log.store().stream_records_after(stream, after) {
         let record = record?;
         let corrupt = |error: DecodeError| LoadError::Corrupt {
             stream: stream.clone(),
-            version: loaded.version + 1,
+            version: last + 1,
             reason: error.to_string(),
         };
         let view = record.view().map_err(corrupt)?;
@@ -119,9 +137,10 @@ pub fn fold_tail<E: Entity>(
                 position: view.position(),
                 source,
             })?;
-        E::apply(&mut loaded.state, &event);
-        loaded.version = view.version();
-        loaded.replayed += 1;
+        last = view.version();
+        if !take(last, event) {
+            break;
+        }
     }
     Ok(())
 }
@@ -177,4 +196,31 @@ pub fn save_snapshot<E: Entity>(
     };
     let raw = rmp_serde::to_vec_named(&record).expect("a snapshot record always encodes");
     log.store().put_snapshot(stream, &raw)
+}
+
+/// Visits the durable events of a stream with a version in `(after, until]`, in order, until
+/// `visit` says to stop: how a service reads what a state does not keep (an execution's log
+/// lines, a scan's findings) from the entity's own stream. It reads the store: run it off the
+/// async threads. An event that does not decode is a corrupt log to the caller.
+pub fn visit_stream<E: Entity>(
+    log: &EventLog,
+    stream: &StreamId,
+    after: Version,
+    until: Version,
+    visit: impl FnMut(Version, E::Event) -> bool,
+) -> Result<(), StoreError> {
+    each_event::<E>(
+        log,
+        stream,
+        after,
+        |view| Ok(view.version() <= until),
+        visit,
+    )
+    .map_err(|error| match error {
+        LoadError::Store(error) => error,
+        other => StoreError::Corrupt {
+            what: stream.to_string(),
+            reason: other.to_string(),
+        },
+    })
 }

@@ -415,6 +415,59 @@ async fn levels_and_pagination_against_a_known_log() {
     }
 }
 
+/// A page of `size` lines from `from` of a long log, as the client asks for it.
+async fn page_of(face: &Face, id: &str, from: usize, size: usize, levels: u8) -> Vec<String> {
+    let query = format!("from={from}&size={size}&levels={levels}&timeout=0");
+    contents(&face.logs(id, &query).await)
+}
+
+#[actix_rt::test]
+async fn pages_of_a_long_log_are_read_from_its_middle() {
+    // 3,000 lines: standard output (INFO) and every third on standard error (WARN), whose
+    // order against each other is not fixed; within a level it is.
+    let face = spawn(|config| {
+        config.hpcwaas.workflows.push(workflow(
+            "long",
+            sh("i=1; while [ $i -le 3000 ]; do \
+                if [ $((i % 3)) -eq 0 ]; then echo \"w $i\" >&2; else echo \"i $i\"; fi; \
+                i=$((i + 1)); done"),
+        ))
+    })
+    .await;
+    let id = face.trigger("demo@lab@long", json!({})).await;
+    assert_eq!(face.follow(&id).await["status"], "SUCCESS");
+    let info = contents(&face.logs(&id, "levels=2&timeout=0").await);
+    let expected: Vec<String> = (1..=3000)
+        .filter(|i| i % 3 != 0)
+        .map(|i| format!("i {i}"))
+        .collect();
+    assert_eq!(info, expected);
+    let warn = contents(&face.logs(&id, "levels=4&timeout=0").await);
+    assert_eq!(warn.len(), 1000);
+    let every = contents(&face.logs(&id, "levels=15&timeout=0").await);
+    assert_eq!(every.len(), 3000);
+    // Pages that start before, at and past each indexed line (every 1,024th), by one level
+    // and by several.
+    for from in [0, 1, 1023, 1024, 1025, 1500, 2047, 2048, 2900, 2995] {
+        for (levels, all) in [(2, &info), (4, &warn), (6, &every), (15, &every)] {
+            let want: Vec<String> = all.iter().skip(from).take(7).cloned().collect();
+            let got = page_of(&face, &id, from, 7, levels).await;
+            assert_eq!(got, want, "from={from} levels={levels}");
+        }
+    }
+    let page = face.logs(&id, "from=1990&size=50&levels=2&timeout=0").await;
+    assert_eq!(
+        (page["total_results"].clone(), page["from"].clone()),
+        (json!(2000), json!(1990))
+    );
+    assert_eq!(contents(&page), expected[1990..]);
+    // `size=0` from the middle: every line from there on.
+    let rest = contents(&face.logs(&id, "from=700&size=0&levels=4&timeout=0").await);
+    assert_eq!(rest, warn[700..]);
+    let rest = contents(&face.logs(&id, "from=1025&size=0&levels=6&timeout=0").await);
+    assert_eq!(rest, every[1025..]);
+}
+
 #[actix_rt::test]
 async fn failing_and_timed_out_steps_fail_the_execution() {
     let face = spawn(|_| {}).await;

@@ -145,7 +145,7 @@ fn lines_past_the_limit_are_counted_not_kept() {
             ExecutionEvent::LogLineRecorded(line("b")),
             ExecutionEvent::LogLinesDropped(LogLinesDropped { count: 1 }),
         ]);
-    assert_eq!((state.logs.len(), state.dropped_lines), (2, 1));
+    assert_eq!((state.lines, state.dropped_lines), (2, 1));
     refused_once_ended(ExecutionCommand::RecordLines {
         lines: vec![line("late")],
         max_lines: 10,
@@ -281,7 +281,11 @@ fn an_execution_ends_once() {
             }),
         ]);
     assert_eq!(state.status, Some(Status::Failed));
-    assert_eq!(state.logs.len(), 1, "the line saying why is the last");
+    assert_eq!(
+        state.lines_by_level,
+        [0, 0, 0, 1],
+        "the line saying why is the last"
+    );
     given::<Execution>([requested()])
         .at(t(4))
         .when(ExecutionCommand::Finish(Ending::Success))
@@ -331,4 +335,70 @@ fn a_restart_fails_a_running_execution_with_a_line_saying_why() {
         "an ended execution is left alone"
     );
     refused_once_ended(ExecutionCommand::MarkInterrupted);
+}
+
+/// The state after `count` lines (every third a warning), folded as a log replay folds them.
+fn state_with_lines(count: u64) -> annals::domain::workflow::ExecutionState {
+    let mut state = Default::default();
+    let mut events = vec![requested(), started()];
+    events.extend((0..count).map(|n| {
+        ExecutionEvent::LogLineRecorded(LogLine {
+            level: if n % 3 == 2 { Level::Warn } else { Level::Info },
+            ..line(&format!("line {n} of a long and chatty step"))
+        })
+    }));
+    for event in &events {
+        Execution::apply(&mut state, event);
+    }
+    state
+}
+
+#[test]
+fn the_state_counts_and_indexes_lines_but_does_not_keep_them() {
+    let state = state_with_lines(2_500);
+    assert_eq!(state.version, 2_502, "the stream's version as folded");
+    assert_eq!(state.lines, 2_500);
+    assert_eq!(state.lines_by_level, [0, 1_667, 833, 0]);
+    let marks: Vec<(u64, [u64; 4])> = state
+        .log_index
+        .iter()
+        .map(|mark| (mark.version, mark.before))
+        .collect();
+    // Lines 0, 1024 and 2048, each at its event's version (the request and the step come
+    // first), with the lines of each level before it.
+    assert_eq!(
+        marks,
+        [
+            (3, [0, 0, 0, 0]),
+            (1_027, [0, 683, 341, 0]),
+            (2_051, [0, 1_366, 682, 0])
+        ]
+    );
+}
+
+#[test]
+fn a_snapshot_and_a_status_read_stay_small_however_long_the_log() {
+    let encoded = |state: &annals::domain::workflow::ExecutionState| {
+        rmp_serde::to_vec_named(state)
+            .expect("a state encodes")
+            .len()
+    };
+    let (short, long) = (state_with_lines(10), state_with_lines(5_000));
+    // The long log's state holds four more index marks than the short one's, nothing else.
+    assert_eq!(long.log_index.len() - short.log_index.len(), 4);
+    let (short_bytes, long_bytes) = (encoded(&short), encoded(&long));
+    assert!(long_bytes < 1_024, "{long_bytes} bytes with 5,000 lines");
+    assert!(
+        long_bytes - short_bytes <= 4 * 64,
+        "{short_bytes} bytes with 10 lines, {long_bytes} with 5,000"
+    );
+    // What a status read copies holds no index at all: only its counts grow, by a few bytes.
+    let (short_status, long_status) = (
+        encoded(&short.without_log_index()),
+        encoded(&long.without_log_index()),
+    );
+    assert!(
+        long_status - short_status <= 16,
+        "{short_status} bytes with 10 lines, {long_status} with 5,000"
+    );
 }

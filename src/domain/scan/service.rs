@@ -15,8 +15,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::read_model::{EngineScans, ScanRow, ScansModel, ScansState};
 use super::{
-    entity_id, Asset, Confidence, Datatype, EngineName, Finding, Progress, ScanCommand, ScanEvent,
-    ScanId, ScanRecord, ScanRejection, ScanRequested, ScanState, ScanStatus, Severity, Target,
+    entity_id, finding_bytes, Asset, Confidence, Datatype, EngineName, Finding, FindingRecord,
+    Progress, ScanCommand, ScanEvent, ScanId, ScanRecord, ScanRejection, ScanRequested, ScanState,
+    ScanStatus, Severity, Target,
 };
 use crate::blobs::{BlobError, BlobStore};
 use crate::config::{EngineConfig, OnRestart, ScannerKind};
@@ -25,7 +26,7 @@ use crate::domain::scan::scanners::{
 };
 use crate::domain::{start_read_model, wait_folded, Core};
 use crate::events::envelope::MAX_STREAM_ID_LEN;
-use crate::events::{Metadata, Position, StreamId};
+use crate::events::{EventLog, Metadata, Position, StoreError, StreamId};
 use crate::process::supervised::{self, Offsets, Supervision};
 use crate::runtime::effects::{self, Cap, FeedLimits, Taken};
 use crate::runtime::projection::ProjectionError;
@@ -75,37 +76,12 @@ impl effects::Weigh for Reported {
     }
 }
 
-/// What a finding weighs against [`MAX_FINDING_BYTES`]: its text fields.
-fn finding_bytes(finding: &Finding) -> usize {
-    let texts = [
-        &finding.title,
-        &finding.description,
-        &finding.solution,
-        &finding.kind,
-    ];
-    let lists = finding
-        .target
-        .addr
-        .iter()
-        .chain(&finding.tags)
-        .chain(&finding.links);
-    texts.iter().map(|text| text.len()).sum::<usize>()
-        + finding.raw.as_ref().map_or(0, String::len)
-        + lists.map(String::len).sum::<usize>()
-}
-
 /// What a scan may still record within [`FINDING_LIMITS`], given the findings it kept already
 /// (a scan followed after a restart).
 fn remaining_limits(state: &ScanState) -> FeedLimits {
-    let kept = state.findings.len() as u64;
-    let bytes: u64 = state
-        .findings
-        .iter()
-        .map(|kept| finding_bytes(&kept.finding) as u64)
-        .sum();
     FeedLimits {
-        max_items: FINDING_LIMITS.max_items.saturating_sub(kept),
-        max_bytes: FINDING_LIMITS.max_bytes.saturating_sub(bytes),
+        max_items: FINDING_LIMITS.max_items.saturating_sub(state.findings),
+        max_bytes: FINDING_LIMITS.max_bytes.saturating_sub(state.finding_bytes),
         ..FINDING_LIMITS
     }
 }
@@ -143,6 +119,9 @@ pub enum EnginesError {
     Blob(#[from] BlobError),
     #[error("the report cannot be written: {0}")]
     Report(String),
+    /// A scan's findings could not be read from its stream.
+    #[error("the findings cannot be read: {0}")]
+    Store(#[from] StoreError),
 }
 
 impl From<CommandError<ScanRejection>> for EnginesError {
@@ -317,6 +296,8 @@ pub struct Engines {
     scans: Entities<ScanRecord>,
     model: ProjectionHandle<ScansState>,
     blobs: BlobStore,
+    /// Where a scan's findings are read from: its stream.
+    log: EventLog,
     /// One lock per engine, held while a start is checked against the engine's limit and
     /// recorded, so that two starts cannot both take the last place.
     starting: Arc<HashMap<String, tokio::sync::Mutex<()>>>,
@@ -408,6 +389,7 @@ impl Engines {
             scans,
             model,
             blobs,
+            log: log.clone(),
             starting,
         })
     }
@@ -544,23 +526,45 @@ impl Engines {
             .ok_or(EnginesError::Rejected(ScanRejection::Unknown))
     }
 
-    /// A scan's whole state; unknown and cleaned scans are refused.
-    pub async fn scan(&self, name: &str, scan_id: &str) -> Result<ScanState, EnginesError> {
-        let (_, state) = self.scans.state(&self.current(name, scan_id)?).await?;
+    /// A scan's state and the version of its stream it was folded at; unknown and cleaned
+    /// scans are refused.
+    async fn scan(
+        &self,
+        name: &str,
+        scan_id: &str,
+    ) -> Result<(String, u64, ScanState), EnginesError> {
+        let id = self.current(name, scan_id)?;
+        let (version, state) = self.scans.state(&id).await?;
         match (&state.request, state.cleaned) {
             (None, _) => Err(EnginesError::Rejected(ScanRejection::Unknown)),
             (Some(_), true) => Err(EnginesError::Rejected(ScanRejection::Cleaned)),
-            (Some(_), false) => Ok(state),
+            (Some(_), false) => Ok((id, version, state)),
         }
     }
 
-    /// A scan that has ended (finished, failed or stopped), for its findings and report.
-    pub async fn ended_scan(&self, name: &str, scan_id: &str) -> Result<ScanState, EnginesError> {
-        let state = self.scan(name, scan_id).await?;
+    /// A scan that has ended (finished, failed or stopped), with its findings: read from its
+    /// stream, off the async threads, up to the version its state was folded at (no finding
+    /// comes after the end).
+    pub async fn ended_scan(
+        &self,
+        name: &str,
+        scan_id: &str,
+    ) -> Result<(ScanState, Vec<FindingRecord>), EnginesError> {
+        let (id, version, state) = self.scan(name, scan_id).await?;
         if state.status.active() {
             return Err(EnginesError::NotEnded(scan_id.to_owned(), state.status));
         }
-        Ok(state)
+        let stream = StreamId::of(ScanRecord::KIND, &id)
+            .map_err(|_| EnginesError::Rejected(ScanRejection::Unknown))?;
+        let (log, capacity) = (self.log.clone(), state.findings);
+        let findings =
+            crate::runtime::blocking(move || read_findings(&log, &stream, version, capacity))
+                .await
+                .map_err(|stopped| StoreError::Corrupt {
+                    what: "a read of findings".into(),
+                    reason: stopped.to_string(),
+                })??;
+        Ok((state, findings))
     }
 
     /// Sends `command` to one scan and waits for the read model.
@@ -623,15 +627,15 @@ impl Engines {
     }
 
     /// The report of an ended scan as a ZIP archive: `findings.json` (what `render` writes
-    /// from the scan's state) and each raw output under `raw/`.
+    /// from the scan's state and findings) and each raw output under `raw/`.
     pub async fn report_zip(
         &self,
         name: &str,
         scan_id: &str,
-        render: impl FnOnce(&ScanState) -> Vec<u8>,
+        render: impl FnOnce(&ScanState, &[FindingRecord]) -> Vec<u8>,
     ) -> Result<Vec<u8>, EnginesError> {
-        let state = self.ended_scan(name, scan_id).await?;
-        let findings = render(&state);
+        let (state, findings) = self.ended_scan(name, scan_id).await?;
+        let findings = render(&state, &findings);
         let (blobs, raw) = (self.blobs.clone(), state.raw.clone());
         crate::runtime::blocking(move || -> Result<Vec<u8>, EnginesError> {
             let mut entries = vec![("findings.json".to_owned(), findings)];
@@ -716,7 +720,7 @@ impl ScanEffects {
         let (run, read, unrecorded) = match &state.run {
             Some(run) => (run.supervision.clone(), run.read, None),
             // Reports recorded without a run: where they were read up to is unknown.
-            None if !state.findings.is_empty() || !state.assets_done.is_empty() => return None,
+            None if state.findings > 0 || !state.assets_done.is_empty() => return None,
             None => {
                 let run = supervised::recover(&self.run_dir(id))?;
                 (run.clone(), Offsets::default(), Some(run))
@@ -781,6 +785,28 @@ impl Effects<ScanRecord> for ScanEffects {
             }
         }
     }
+}
+
+/// The findings of a scan's stream up to `until`, numbered from 1 in the order found; `capacity`,
+/// how many its state counts. Blocking: it reads the store.
+fn read_findings(
+    log: &EventLog,
+    stream: &StreamId,
+    until: u64,
+    capacity: u64,
+) -> Result<Vec<FindingRecord>, EnginesError> {
+    let mut findings = Vec::with_capacity(usize::try_from(capacity).unwrap_or(0));
+    crate::runtime::state::visit_stream::<ScanRecord>(log, stream, 0, until, |_, event| {
+        if let ScanEvent::FindingReported(reported) = event {
+            findings.push(FindingRecord {
+                issue_id: findings.len() as u64 + 1,
+                finding: reported.finding,
+                at: reported.at,
+            });
+        }
+        true
+    })?;
+    Ok(findings)
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -967,7 +993,7 @@ async fn drive(
 mod tests {
     use super::*;
     use crate::config::ScannerKind;
-    use crate::domain::scan::{FindingRecord, ScanRun};
+    use crate::domain::scan::ScanRun;
 
     /// Effects with a `command` engine `cmd` and a `tcp` engine `tcp`, their run directories
     /// under `dir`.
@@ -1083,14 +1109,14 @@ mod tests {
         let finding = findings_dropped(1, Cap::Items, &["a".into()]);
         let mut state = ScanState::default();
         assert_eq!(remaining_limits(&state), FINDING_LIMITS);
-        state.findings = vec![
-            FindingRecord {
-                issue_id: 1,
-                finding: finding.clone(),
-                at: chrono::DateTime::UNIX_EPOCH,
-            };
-            3
-        ];
+        // What three such findings leave in the state.
+        let reported = ScanEvent::FindingReported(super::super::FindingReported {
+            finding: finding.clone(),
+            at: chrono::DateTime::UNIX_EPOCH,
+        });
+        for _ in 0..3 {
+            ScanRecord::apply(&mut state, &reported);
+        }
         let limits = remaining_limits(&state);
         assert_eq!(limits.max_items, MAX_FINDINGS as u64 - 3);
         assert_eq!(
@@ -1099,7 +1125,7 @@ mod tests {
         );
         assert_eq!(limits.batch_items, FINDING_LIMITS.batch_items);
         // Past the limit (the count of the dropped ones is a finding too), nothing more.
-        state.findings = vec![state.findings[0].clone(); MAX_FINDINGS + 1];
+        state.findings = MAX_FINDINGS as u64 + 1;
         assert_eq!(remaining_limits(&state).max_items, 0);
     }
 }

@@ -243,16 +243,16 @@ impl Executions {
         create_folded(&self.entities, &self.model, &*self.clock, command, metadata).await
     }
 
-    /// An execution's state without its lines: the status poll of a client following an
-    /// execution must not copy a log of up to `max_log_lines` lines each time; [`Self::logs`]
-    /// reads the lines on the execution's actor. What was requested comes apart from the rest
-    /// (whose `requested` is then `None`): an execution never requested is not found.
+    /// An execution's state without its log index: its lines stay in its stream, so a status
+    /// poll copies the same few fields whether the log holds 10 lines or `max_log_lines`. What
+    /// was requested comes apart from the rest (whose `requested` is then `None`): an
+    /// execution never requested is not found.
     pub async fn get(&self, raw: &str) -> Result<(Requested, ExecutionState), ExecutionsError> {
         let id = parse_id(raw)?;
         let (_, found) = self
             .entities
             .inspect(&id.to_string(), |state: &ExecutionState| {
-                let mut state = state.without_logs();
+                let mut state = state.without_log_index();
                 Some((state.requested.take()?, state))
             })
             .await?;
@@ -303,55 +303,139 @@ impl Executions {
     /// A page of the log. When no line at or after `from` matches, waits up to the timeout
     /// for one, following the execution's stream: each commit to it wakes the wait. It waits
     /// also when the execution has ended, as upstream does: the `waas` client's follow loops
-    /// never stop on their own and rely on this wait to not ask again at once. The page is cut
-    /// on the execution's actor, so a long log is not copied; a wait keeps the state without
-    /// its lines and folds in what the stream brings.
+    /// never stop on their own and rely on this wait to not ask again at once. The execution's
+    /// actor only says how many lines match and where in the stream the page starts (its
+    /// state's index); the lines are read from the stream, off the async threads, up to the
+    /// version the actor had folded, so the total and the lines agree.
     pub async fn logs(&self, raw: &str, query: LogQuery) -> Result<LogPage, ExecutionsError> {
         let deadline = Instant::now() + query.timeout;
         let id = parse_id(raw)?;
         let stream = StreamId::of(KIND, &id.to_string())
             .map_err(|e| ExecutionsError::NotFound(e.to_string()))?;
-        let (mut version, first) = self
+        let (version, cut) = self
             .entities
             .inspect(&id.to_string(), move |state: &ExecutionState| {
                 state.requested.as_ref()?;
-                let wait = Instant::now() < deadline;
-                Some(
-                    page(&state.logs, 0, &query, wait)
-                        .map_err(|earlier| (earlier, state.without_logs())),
-                )
+                Some(LogCut::of(state, &query))
             })
             .await?;
-        let (earlier, mut state) = match first {
-            None => return Err(ExecutionsError::NotFound(raw.to_owned())),
-            Some(Ok(page)) => return Ok(page),
-            Some(Err(waiting)) => waiting,
-        };
-        // `state` now holds only the lines that came after the `earlier` matching ones.
+        let cut = cut.ok_or_else(|| ExecutionsError::NotFound(raw.to_owned()))?;
+        let wait = Instant::now() < deadline;
+        if cut.total > query.from || !wait {
+            let logs = if cut.total > query.from {
+                let log = self.log.clone();
+                crate::runtime::blocking(move || read_lines(&log, &stream, version, &cut, &query))
+                    .await
+                    .map_err(|stopped| StoreError::Corrupt {
+                        what: "a log read".into(),
+                        reason: stopped.to_string(),
+                    })??
+            } else {
+                Vec::new()
+            };
+            return Ok(LogPage {
+                logs,
+                total_results: cut.total,
+                from: query.from,
+            });
+        }
+        // No matching line at `from` yet: the lines that come after the `cut.total` matching
+        // ones, as the stream brings them.
+        let (earlier, mut version, mut new) = (cut.total, version, Vec::new());
         loop {
             let now = Instant::now();
             // A stopping server releases followers: the poll answers with what it has.
             let wait = now < deadline && !self.log.followers_released();
-            if let Ok(page) = page(&state.logs, earlier, &query, wait) {
+            if let Ok(page) = page(&new, earlier, &query, wait) {
                 return Ok(page);
             }
             let page =
                 follow::follow_stream(&self.log, &stream, version, 1000, deadline - now).await?;
             for shared in &page.events {
-                let event = ExecutionEvent::from_recorded(shared.event())?;
-                <Execution as crate::runtime::Entity>::apply(&mut state, &event);
+                if let ExecutionEvent::LogLineRecorded(line) =
+                    ExecutionEvent::from_recorded(shared.event())?
+                {
+                    new.push(line);
+                }
             }
             version = page.next.max(version);
         }
     }
 }
 
-/// The page `query` asks for, of `lines` that come after `earlier` lines matching its levels.
-/// When no matching line is at `from` yet and `wait` says the wait has time left, how many
-/// matching lines there are, to wait for the next.
+/// Where a page of the log starts, as an execution's actor tells it from the state alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct LogCut {
+    /// Every kept line matching the levels.
+    total: usize,
+    /// The stream version after which reading starts: just before an indexed line.
+    after: u64,
+    /// The matching lines before that indexed line.
+    before: usize,
+}
+
+impl LogCut {
+    fn of(state: &ExecutionState, query: &LogQuery) -> LogCut {
+        let matching = |counts: &[u64; 4]| -> usize {
+            Level::ALL
+                .into_iter()
+                .filter(|level| query.levels.accepts(*level))
+                .map(|level| counts[level.slot()])
+                .sum::<u64>()
+                .try_into()
+                .unwrap_or(usize::MAX)
+        };
+        // The counts before each mark only grow: the last mark with at most `from` matching
+        // lines before it is the nearest to the page's first line.
+        let start = state
+            .log_index
+            .partition_point(|mark| matching(&mark.before) <= query.from)
+            .checked_sub(1)
+            .map(|at| &state.log_index[at]);
+        LogCut {
+            total: matching(&state.lines_by_level),
+            after: start.map_or(0, |mark| mark.version.saturating_sub(1)),
+            before: start.map_or(0, |mark| matching(&mark.before)),
+        }
+    }
+}
+
+/// The lines of the page `query` asks for, read from the execution's stream from where `cut`
+/// starts up to `until`, the version the cut was made at. Blocking: it reads the store.
+fn read_lines(
+    log: &EventLog,
+    stream: &StreamId,
+    until: u64,
+    cut: &LogCut,
+    query: &LogQuery,
+) -> Result<Vec<LogLine>, ExecutionsError> {
+    let mut skip = query.from.saturating_sub(cut.before);
+    let size = query.size.unwrap_or(usize::MAX);
+    let mut lines = Vec::new();
+    if size == 0 {
+        return Ok(lines);
+    }
+    crate::runtime::state::visit_stream::<Execution>(log, stream, cut.after, until, |_, event| {
+        match event {
+            ExecutionEvent::LogLineRecorded(line) if query.levels.accepts(line.level) => {
+                if skip > 0 {
+                    skip -= 1;
+                } else {
+                    lines.push(line);
+                }
+            }
+            _ => {}
+        }
+        lines.len() < size
+    })?;
+    Ok(lines)
+}
+
+/// The page `query` asks for, of `lines` that come after `earlier` lines matching its levels
+/// (a long poll's lines, which came while it waited). When no matching line is at `from` yet
+/// and `wait` says the wait has time left, how many matching lines there are, to wait for the
+/// next.
 fn page(lines: &[LogLine], earlier: usize, query: &LogQuery, wait: bool) -> Result<LogPage, usize> {
-    // Two passes over the lines rather than a list of the matching ones: the page runs on the
-    // execution's actor for every poll, and a log may hold `max_log_lines` lines.
     let matching = || lines.iter().filter(|line| query.levels.accepts(line.level));
     let total_results = earlier + matching().count();
     if total_results <= query.from && wait {
@@ -434,6 +518,71 @@ mod tests {
         // Unknown bits beside known ones are ignored.
         let page = page(&all, 0, &query(0, None, 16 | 8), false).expect("a page");
         assert_eq!(contents(&page), ["line 3"]);
+    }
+
+    #[test]
+    fn a_cut_starts_at_the_nearest_indexed_line_before_the_page() {
+        use crate::runtime::Entity;
+        // 5,000 lines, every tenth an ERROR, after two events that are not lines.
+        let mut state = ExecutionState {
+            version: 2,
+            ..ExecutionState::default()
+        };
+        let levels: Vec<Level> = (0..5_000)
+            .map(|n| {
+                if n % 10 == 9 {
+                    Level::Error
+                } else {
+                    Level::Info
+                }
+            })
+            .collect();
+        for line in lines(&levels) {
+            Execution::apply(
+                &mut state,
+                &crate::domain::workflow::ExecutionEvent::LogLineRecorded(line),
+            );
+        }
+        // Lines 0, 1024, 2048, 3072, 4096 are indexed, at versions 3, 1027, ...
+        let every = LogCut::of(&state, &query(2_500, Some(10), 15));
+        assert_eq!(
+            every,
+            LogCut {
+                total: 5_000,
+                after: 2_050,
+                before: 2_048
+            }
+        );
+        // 500 ERROR lines; the 150th (line 1499) is after the mark of line 1024, which has
+        // 102 ERROR lines before it.
+        let errors = LogCut::of(&state, &query(150, Some(10), 8));
+        assert_eq!(
+            errors,
+            LogCut {
+                total: 500,
+                after: 1_026,
+                before: 102
+            }
+        );
+        // Before the first mark's count, or with no line at all: from the start.
+        let first = LogCut::of(&state, &query(0, None, 8));
+        assert_eq!(
+            first,
+            LogCut {
+                total: 500,
+                after: 2,
+                before: 0
+            }
+        );
+        let empty = LogCut::of(&ExecutionState::default(), &query(3, None, 15));
+        assert_eq!(
+            empty,
+            LogCut {
+                total: 0,
+                after: 0,
+                before: 0
+            }
+        );
     }
 
     #[test]

@@ -15,8 +15,8 @@ use crate::auth::Caller;
 use crate::domain::scan::read_model::ScanRow;
 use crate::domain::scan::service::{Engine, EngineStatus, ScanAction};
 use crate::domain::scan::{
-    Asset, Datatype, Engines, EnginesError, ScanId, ScanRejection, ScanState, Severity,
-    MAX_ASSET_BYTES,
+    Asset, Datatype, Engines, EnginesError, FindingRecord, ScanId, ScanRejection, ScanState,
+    Severity, MAX_ASSET_BYTES,
 };
 use crate::events::{Metadata, Position};
 use crate::http::body::read_body;
@@ -946,16 +946,15 @@ fn findings_body(
     engine: &Engine,
     scan_id: &str,
     state: &ScanState,
+    findings: &[FindingRecord],
 ) -> super::openapi::PatrowlFindings {
     let count = |severity: Severity| {
-        state
-            .findings
+        findings
             .iter()
             .filter(|f| f.finding.severity == severity)
             .count()
     };
-    let issues = state
-        .findings
+    let issues = findings
         .iter()
         .map(|record| {
             let f = &without_nul(&record.finding);
@@ -999,7 +998,7 @@ fn findings_body(
             reason: state.reason.clone(),
         },
         summary: super::openapi::PatrowlSummary {
-            nb_issues: state.findings.len(),
+            nb_issues: findings.len(),
             nb_info: count(Severity::Info),
             nb_low: count(Severity::Low),
             nb_medium: count(Severity::Medium),
@@ -1025,12 +1024,12 @@ async fn getfindings(
     ScanIdPath(scan_id): ScanIdPath,
 ) -> Result<HttpResponse, Refusal> {
     let page = on("getfindings");
-    let state = face
+    let (state, findings) = face
         .engines
         .ended_scan(&name, &scan_id)
         .await
         .map_err(|e| page(unknown_scan(&name, &scan_id, e)))?;
-    Ok(HttpResponse::Ok().json(findings_body(&engine, &scan_id, &state)))
+    Ok(HttpResponse::Ok().json(findings_body(&engine, &scan_id, &state, &findings)))
 }
 
 /// An ended scan's report.
@@ -1086,7 +1085,7 @@ async fn getreport(
         )
     };
     if wants_json {
-        let state = face
+        let (state, findings) = face
             .engines
             .ended_scan(&name, &scan_id)
             .await
@@ -1094,12 +1093,13 @@ async fn getreport(
         fetched().await.map_err(missing)?;
         return Ok(HttpResponse::Ok()
             .insert_header(attachment("json"))
-            .json(findings_body(&engine, &scan_id, &state)));
+            .json(findings_body(&engine, &scan_id, &state, &findings)));
     }
     let archive = face
         .engines
-        .report_zip(&name, &scan_id, |state| {
-            serde_json::to_vec_pretty(&findings_body(&engine, &scan_id, state)).unwrap_or_default()
+        .report_zip(&name, &scan_id, |state, findings| {
+            serde_json::to_vec_pretty(&findings_body(&engine, &scan_id, state, findings))
+                .unwrap_or_default()
         })
         .await
         .map_err(missing)?;
