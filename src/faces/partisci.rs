@@ -27,6 +27,7 @@ impl Partisci {
             inventory: inventory.clone(),
             gate: start.gate(section.auth, section.max_body()),
             danger: section.danger,
+            rendered: Default::default(),
         }));
         started.tasks.extend(inventory.spawn_sweeper());
         if let Some(own) = start.own {

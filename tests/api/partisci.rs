@@ -237,6 +237,14 @@ async fn an_acknowledged_update_is_in_the_very_next_query() {
         let found = inventory.versions(&format!("?host={host}")).await;
         assert_eq!(found.len(), 1, "update {n} is not visible yet");
         assert_eq!(found[0]["ver"], n.to_string());
+        // The summaries too, though a body made between two updates is kept for the next
+        // readers: asked twice, they move with each update.
+        for _ in 0..2 {
+            let (_, apps) = inventory.get("/api/v1/app/").await;
+            assert_eq!(apps["data"][0]["host_count"], n + 1, "{apps}");
+            let (_, hosts) = inventory.get("/api/v1/host/").await;
+            assert_eq!(hosts["data"].as_array().unwrap().len(), n + 1, "{hosts}");
+        }
     }
 }
 

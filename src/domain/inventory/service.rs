@@ -126,6 +126,17 @@ impl Inventory {
         self.model.read(|view| view.state.hosts(since))
     }
 
+    /// The position the read model has folded: the summaries change only when it moves, unless
+    /// retention is on ([`Inventory::retains`]).
+    pub fn position(&self) -> crate::events::Position {
+        self.model.position()
+    }
+
+    /// Whether versions leave the queries as the clock moves.
+    pub fn retains(&self) -> bool {
+        self.retention.is_some()
+    }
+
     /// How many versions the read model holds, active or not.
     pub fn version_count(&self) -> usize {
         self.model.read(|view| view.state.len())

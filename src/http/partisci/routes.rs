@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::domain::inventory::read_model::VersionFilter;
 use crate::domain::inventory::{Inventory, Version, VersionReport, Via};
+use crate::events::Position;
 use crate::http::caller::{guarded, Admin, Gate, Sent, Visit};
 use crate::http::error::Refusal;
 
@@ -17,6 +18,46 @@ pub struct Partisci {
     pub gate: Gate,
     /// Whether `_danger/clear/` may clear the inventory.
     pub danger: bool,
+    /// The last bodies of `GET app/` and `GET host/`.
+    pub rendered: Rendered,
+}
+
+/// The last body of `GET app/` and of `GET host/`, with the read model's position it was made
+/// at (or past): between two events a summary cannot change, so readers share one rendering
+/// instead of each serializing every row. Not used with retention, whose window moves with the
+/// clock.
+#[derive(Default)]
+pub struct Rendered {
+    apps: std::sync::Mutex<Option<(Position, web::Bytes)>>,
+    hosts: std::sync::Mutex<Option<(Position, web::Bytes)>>,
+}
+
+/// The body kept in `slot` if it was made at `inventory`'s position, else a new one `render`
+/// makes (and keeps).
+fn rendered(
+    slot: &std::sync::Mutex<Option<(Position, web::Bytes)>>,
+    inventory: &Inventory,
+    render: impl FnOnce() -> web::Bytes,
+) -> HttpResponse {
+    let json = |body| {
+        HttpResponse::Ok()
+            .content_type(actix_web::http::header::ContentType::json())
+            .body(body)
+    };
+    if inventory.retains() {
+        return json(render());
+    }
+    // Read before rendering: the rows are then at least as new as the position kept.
+    let position = inventory.position();
+    let lock = || slot.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((at, body)) = lock().as_ref() {
+        if *at == position {
+            return json(body.clone());
+        }
+    }
+    let body = render();
+    *lock() = Some((position, body.clone()));
+    json(body)
 }
 
 // Every error body is `{"error": "..."}`.
@@ -77,13 +118,23 @@ async fn not_found(request: HttpRequest) -> HttpResponse {
 
 /// `{"data": [...]}`, serialized straight from the rows.
 fn data<T: Serialize>(rows: impl IntoIterator<Item = T>) -> HttpResponse {
-    #[derive(Serialize)]
-    struct Data<T> {
-        data: Vec<T>,
-    }
     HttpResponse::Ok().json(Data {
         data: rows.into_iter().collect(),
     })
+}
+
+#[derive(Serialize)]
+struct Data<T> {
+    data: Vec<T>,
+}
+
+/// [`data`]'s body.
+fn data_body<T: Serialize>(rows: impl IntoIterator<Item = T>) -> web::Bytes {
+    let data = Data {
+        data: rows.into_iter().collect::<Vec<_>>(),
+    };
+    // Rows of strings and numbers always serialize.
+    serde_json::to_vec(&data).unwrap_or_default().into()
 }
 
 /// Partisci's times are whole Unix seconds.
@@ -111,14 +162,20 @@ impl<'a> From<&'a Version> for super::openapi::PartisciVersion<'a> {
     responses((status = 200, description = "`{\"data\": [...]}`, `[]` when there is none.",
         body = super::openapi::PartisciApps)))]
 async fn apps(Visit { face, .. }: Visit<Partisci>) -> Result<HttpResponse, PartisciError> {
-    Ok(data(face.inventory.apps().into_iter().map(|app| {
-        super::openapi::PartisciApp {
-            app_id: app.app_id,
-            app: app.app,
-            last_update: unix(app.last_update),
-            host_count: app.host_count,
-        }
-    })))
+    let render = || {
+        data_body(
+            face.inventory
+                .apps()
+                .into_iter()
+                .map(|app| super::openapi::PartisciApp {
+                    app_id: app.app_id,
+                    app: app.app,
+                    last_update: unix(app.last_update),
+                    host_count: app.host_count,
+                }),
+        )
+    };
+    Ok(rendered(&face.rendered.apps, &face.inventory, render))
 }
 
 /// Active hosts.
@@ -127,13 +184,19 @@ async fn apps(Visit { face, .. }: Visit<Partisci>) -> Result<HttpResponse, Parti
     responses((status = 200, description = "`{\"data\": [...]}`, `[]` when there is none.",
         body = super::openapi::PartisciHosts)))]
 async fn hosts(Visit { face, .. }: Visit<Partisci>) -> Result<HttpResponse, PartisciError> {
-    Ok(data(face.inventory.hosts().into_iter().map(|host| {
-        super::openapi::PartisciHost {
-            host: host.host,
-            last_update: unix(host.last_update),
-            app_count: host.app_count,
-        }
-    })))
+    let render = || {
+        data_body(
+            face.inventory
+                .hosts()
+                .into_iter()
+                .map(|host| super::openapi::PartisciHost {
+                    host: host.host,
+                    last_update: unix(host.last_update),
+                    app_count: host.app_count,
+                }),
+        )
+    };
+    Ok(rendered(&face.rendered.hosts, &face.inventory, render))
 }
 
 /// Active versions, filtered.
