@@ -153,7 +153,7 @@ pub async fn follow_stream(
             return Ok(Page {
                 events,
                 next: last,
-                head: log.stream_version(stream)?.max(last),
+                head: stream_version(log, stream).await?.max(last),
             });
         }
         none_until = Some(head);
@@ -161,10 +161,16 @@ pub async fn follow_stream(
             return Ok(Page {
                 events,
                 next: after,
-                head: log.stream_version(stream)?.min(after),
+                head: stream_version(log, stream).await?.min(after),
             });
         }
     }
+}
+
+/// The stream's version as stored, read off the async threads.
+async fn stream_version(log: &EventLog, stream: &StreamId) -> Result<Version, StoreError> {
+    let (log, stream) = (log.clone(), stream.clone());
+    off_thread(move || log.stream_version(&stream)).await
 }
 
 /// Runs a store read on the blocking pool, so that a cold read never stalls the async threads.
@@ -202,7 +208,7 @@ fn shared(events: Vec<RecordedEvent>) -> Vec<Arc<SharedEvent>> {
 }
 
 /// The version of the event at `position` if it belongs to `stream`: where a stream follower
-/// that last saw that position resumes.
+/// that last saw that position resumes. Blocking: it reads the store.
 pub fn version_at(
     log: &EventLog,
     stream: &StreamId,

@@ -243,13 +243,18 @@ async fn follow_stream(
     let last_event_id = last_event_id(&request)?;
     if wants_events_stream(&request) {
         let from = match last_event_id {
-            Some(position) => follow::version_at(&log, &stream, position)
-                .map_err(ApiError::internal)?
-                .ok_or_else(|| {
+            Some(position) => {
+                let (reader, of) = (log.get_ref().clone(), stream.clone());
+                let version = web::block(move || follow::version_at(&reader, &of, position))
+                    .await
+                    .map_err(ApiError::internal)?
+                    .map_err(ApiError::internal)?;
+                version.ok_or_else(|| {
                     ApiError::bad_request(format!(
                         "Last-Event-ID {position} is not an event of {stream}"
                     ))
-                })?,
+                })?
+            }
             None => query.from.unwrap_or(0),
         };
         return Ok(events_stream(

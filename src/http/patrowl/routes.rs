@@ -574,8 +574,11 @@ async fn reloadconfig(call: Call) -> Result<HttpResponse, Refusal> {
     let Call {
         face, name, engine, ..
     } = call;
-    // What can change without a restart: whether a command engine's program is there.
-    engine.check_program();
+    // What can change without a restart: whether a command engine's program is there. The
+    // look walks `PATH`: off the async threads.
+    // A server shutting down may not run it: the last look then stands.
+    let looking = engine.clone();
+    let _ = crate::runtime::blocking(move || looking.check_program()).await;
     let status = face
         .engines
         .status(&name)
