@@ -1204,13 +1204,20 @@ impl Slow {
         (status.status, importer_ok)
     }
 
+    /// A file of the run directory of `process` (`<agent id>.<process>.<start>`).
     fn run_file(&self, process: &str, file: &str) -> String {
-        let path = self
-            .dir
-            .path()
-            .join("log/gros-work")
-            .join(format!("SLOW.SLOW.{process}"));
-        std::fs::read_to_string(path.join(file)).unwrap_or_default()
+        let runs = std::fs::read_dir(self.dir.path().join("log/gros-work")).unwrap();
+        let prefix = format!("SLOW.SLOW.{process}.");
+        runs.map(|entry| entry.unwrap().path())
+            .find(|dir| {
+                dir.file_name()
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .starts_with(&prefix)
+            })
+            .and_then(|dir| std::fs::read_to_string(dir.join(file)).ok())
+            .unwrap_or_default()
     }
 }
 
@@ -1284,9 +1291,11 @@ fn an_import_that_ends_while_the_server_is_down_has_its_real_end_recorded() {
     slow.crash_and_restart(|slow| {
         slow.touch("first");
         slow.touch("second");
+        // Its supervisor records the end once the output is in its file.
         common::poll(WAIT, "the import's end while the server is down", || {
-            (!common::runs(importing)).then_some(())
+            (!slow.run_file("import", "exit").is_empty()).then_some(())
         });
+        assert!(!common::runs(importing));
         assert!(slow.run_file("import", "stdout").contains("three"));
     });
     common::poll(WAIT, "both ends", || (slow.ends().len() == 2).then_some(()));

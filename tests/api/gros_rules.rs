@@ -375,6 +375,7 @@ fn a_running_process_keeps_where_it_runs_and_how_far_its_output_was_read() {
     assert_eq!(
         state.run(Process::Scrape),
         Some(&ProcessRun {
+            started: t(1),
             supervision: Some(supervision()),
             read,
             lines: 2,

@@ -136,6 +136,9 @@ pub struct AgentState {
 /// was recorded. What a restart re-attaches to, and what keeps its caps across the restart.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProcessRun {
+    /// When it was started: what names its run directory.
+    #[serde(with = "chrono::serde::ts_microseconds")]
+    pub started: DateTime<Utc>,
     /// `None` until `ProcessSupervised`.
     pub supervision: Option<Supervision>,
     /// Where each output stream goes on after the last recorded line.
@@ -432,7 +435,10 @@ impl Entity for GrosAgent {
             AgentEvent::LogRecorded(_) => state.logs += 1,
             AgentEvent::ExportAnnounced(e) => state.last_export = Some(e.at),
             AgentEvent::ProcessStarted(e) => {
-                *state.run_mut(e.process) = Some(ProcessRun::default())
+                *state.run_mut(e.process) = Some(ProcessRun {
+                    started: e.at,
+                    ..ProcessRun::default()
+                })
             }
             AgentEvent::ProcessSupervised(e) => {
                 if let Some(run) = state.run_mut(e.process) {

@@ -416,7 +416,10 @@ impl Gros {
         }
         let (supervision, to_record) = match &run.supervision {
             Some(supervision) => (supervision.clone(), false),
-            None => (supervised::recover(&self.run_dir(id, process))?, true),
+            None => (
+                supervised::recover(&self.run_dir(id, process, run.started))?,
+                true,
+            ),
         };
         let running = supervised::attach(&supervision, run.read, &Invocation::new(process.name()));
         Some(Child {
@@ -427,10 +430,13 @@ impl Gros {
         })
     }
 
-    /// The run directory of agent `id`'s `process`: named by them alone, so that a restart
-    /// finds a run whose supervision was not recorded yet.
-    fn run_dir(&self, id: &str, process: Process) -> PathBuf {
-        self.work_dir.join(format!("{id}.{}", process.name()))
+    /// The run directory of agent `id`'s `process` started at `started` (its `ProcessStarted`):
+    /// named from the log alone, so that a restart finds a run whose supervision was not
+    /// recorded yet, and each run's own, so that the follower of a run that ended removes its
+    /// directory and never the next run's.
+    fn run_dir(&self, id: &str, process: Process, started: DateTime<Utc>) -> PathBuf {
+        let at = started.timestamp_micros();
+        self.work_dir.join(format!("{id}.{}.{at}", process.name()))
     }
 
     pub fn controller(&self) -> &Controller {
@@ -665,12 +671,12 @@ impl Gros {
                 metadata,
             )
             .await?;
-        let started = executed.events.iter().any(
-            |event| matches!(event, AgentEvent::ProcessStarted(s) if s.process == Process::Import),
-        );
-        if let (true, Some(argv)) = (started, import) {
+        if let (Some(started), Some(argv)) = (started(&executed.events, Process::Import), import) {
             let invocation = self.invocation(project, agent, &argv, self.controller.import_timeout);
-            match self.start_child(&id, Process::Import, invocation).await {
+            match self
+                .start_child(&id, Process::Import, started, invocation)
+                .await
+            {
                 Ok(child) => {
                     actix_rt::spawn(self.clone().follow(id, Process::Import, child, None));
                 }
@@ -683,18 +689,17 @@ impl Gros {
         Ok(())
     }
 
-    /// Starts agent `id`'s `process` under its supervisor, in its run directory, which
-    /// [`Gros::follow`] removes once the end is recorded. What an earlier run left there (its
-    /// end recorded, its directory not yet removed) goes first.
+    /// Starts agent `id`'s `process`, recorded as started at `started`, under its supervisor,
+    /// in its run directory, which [`Gros::follow`] removes once the end is recorded.
     async fn start_child(
         &self,
         id: &str,
         process: Process,
+        started: DateTime<Utc>,
         invocation: Invocation,
     ) -> Result<Child, String> {
-        let dir = self.run_dir(id, process);
+        let dir = self.run_dir(id, process, started);
         let started = crate::runtime::blocking(move || {
-            supervised::stop(&dir).map_err(|e| format!("its run directory: {e}"))?;
             effects::start_supervised(invocation, &dir, Vec::new())
                 .map(|(running, supervision)| (running, dir, supervision))
                 .map_err(|e| e.to_string())
@@ -1001,7 +1006,7 @@ impl Gros {
                     .map_err(|_| GrosError::TooManyScrapes(self.controller.max_agent_scrapes))?,
             ),
         };
-        match self
+        let executed = match self
             .agents
             .execute(
                 &id,
@@ -1015,12 +1020,16 @@ impl Gros {
             }
             other => other?,
         };
+        let started = started(&executed.events, Process::Scrape).unwrap_or_default();
         // As upstream's daemon: a scrape asked for now is a test run, so its preflight check
         // skips the schedule (upstream's `run.sh` hands these arguments to `preflight.py`).
         let invocation = self
             .invocation(project, agent, &argv, self.controller.scrape_timeout)
             .env("PREFLIGHT_ARGS", SCRAPE_PREFLIGHT_ARGS);
-        let child = match self.start_child(&id, Process::Scrape, invocation).await {
+        let child = match self
+            .start_child(&id, Process::Scrape, started, invocation)
+            .await
+        {
             Ok(child) => child,
             Err(reason) => {
                 self.finish(&id, Process::Scrape, None, format!("not started: {reason}"))
@@ -1040,6 +1049,14 @@ impl Gros {
             Ok(Ok(None)) | Ok(Err(_)) => Err(GrosError::FailedAtOnce("unknown".into())),
         }
     }
+}
+
+/// When `process` was started, if `events` started it.
+fn started(events: &[AgentEvent], process: Process) -> Option<DateTime<Utc>> {
+    events.iter().find_map(|event| match event {
+        AgentEvent::ProcessStarted(s) if s.process == process => Some(s.at),
+        _ => None,
+    })
 }
 
 /// The agent's state with only the processes that really run: one whose supervisor has ended
