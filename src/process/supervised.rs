@@ -374,18 +374,12 @@ pub fn kill_lost(supervision: &Supervision) {
     }
 }
 
-/// How long [`stop_all`] waits for a supervisor to record the end of the run it was told to
-/// kill.
+/// How long [`stop`] waits for a supervisor to record the end of the run it was told to kill.
 pub const STOP_WAIT: Duration = Duration::from_secs(10);
 
-/// Stops every run whose directory is under `root` and removes the directories: for a face
-/// that does not follow its runs across a restart, at start-up, so that nothing of a previous
+/// Stops every run whose directory is under `root` but those in `keep` (runs followed on after
+/// a restart), and removes their directories: at start-up, so that nothing of a previous
 /// process runs on unknown. Blocking. Returns how many runs were still running.
-pub fn stop_all(root: &Path) -> std::io::Result<usize> {
-    stop_all_but(root, &[])
-}
-
-/// [`stop_all`] but for the run directories in `keep` (runs followed on after a restart).
 pub fn stop_all_but(root: &Path, keep: &[PathBuf]) -> std::io::Result<usize> {
     let entries = match std::fs::read_dir(root) {
         Ok(entries) => entries,

@@ -85,11 +85,7 @@ impl Message for GetStats {
 
 impl<E: Entity> Directory<E> {
     /// The actor of `id`, activated if it is not resident.
-    fn resident(
-        &mut self,
-        id: &str,
-        ctx: &mut Context<Self>,
-    ) -> Result<Addr<EntityActor<E>>, RouteError> {
+    fn resident(&mut self, id: &str) -> Result<Addr<EntityActor<E>>, RouteError> {
         self.tick += 1;
         let now = Instant::now();
         if let Some(resident) = self.residents.get_mut(id) {
@@ -100,13 +96,8 @@ impl<E: Entity> Directory<E> {
             return Ok(resident.addr.clone());
         }
         let stream = StreamId::of(E::KIND, id).map_err(|e| RouteError::InvalidId(e.to_string()))?;
-        let entities = match self.entities.get() {
-            Some(entities) => entities.clone(),
-            // Not reached: a message comes through the handle, which exists once this is set.
-            None => Entities {
-                shards: Arc::new([ctx.address()]),
-            },
-        };
+        // Set before the handle that routes here is returned: always there.
+        let entities = self.entities.get().cloned().ok_or(RouteError::Stopped)?;
         let effects = self.effects.clone();
         let after_commit: AfterCommit<E> =
             Box::new(move |id, state, events| effects.after_commit(id, state, events, &entities));
@@ -187,8 +178,8 @@ where
 {
     type Result = ResponseFuture<Result<M::Result, RouteError>>;
 
-    fn handle(&mut self, route: Route<M>, ctx: &mut Self::Context) -> Self::Result {
-        let addr = self.resident(&route.id, ctx);
+    fn handle(&mut self, route: Route<M>, _: &mut Self::Context) -> Self::Result {
+        let addr = self.resident(&route.id);
         Box::pin(async move {
             addr?
                 .send(route.message)
@@ -262,14 +253,6 @@ impl Shards {
     pub fn current() -> Shards {
         Shards(Arc::new([Arbiter::current()]))
     }
-
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
 }
 
 /// Stops its shards when dropped.
@@ -323,7 +306,7 @@ impl<E: Entity> Entities<E> {
         });
         let entities = Arc::new(OnceLock::new());
         let resident_in_kind = Arc::new(AtomicUsize::new(0));
-        let max_resident = settings.max_resident.div_ceil(shards.len().max(1)).max(1);
+        let max_resident = settings.max_resident.div_ceil(shards.0.len().max(1)).max(1);
         let directories = shards
             .0
             .iter()

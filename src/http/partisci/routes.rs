@@ -39,11 +39,6 @@ fn rendered(
     inventory: &Inventory,
     render: impl FnOnce() -> web::Bytes,
 ) -> HttpResponse {
-    let json = |body| {
-        HttpResponse::Ok()
-            .content_type(actix_web::http::header::ContentType::json())
-            .body(body)
-    };
     if inventory.retains() {
         return json(render());
     }
@@ -118,9 +113,14 @@ async fn not_found(request: HttpRequest) -> HttpResponse {
 
 /// `{"data": [...]}`, serialized straight from the rows.
 fn data<T: Serialize>(rows: impl IntoIterator<Item = T>) -> HttpResponse {
-    HttpResponse::Ok().json(Data {
-        data: rows.into_iter().collect(),
-    })
+    json(data_body(rows))
+}
+
+/// A JSON answer of `body`.
+fn json(body: web::Bytes) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(actix_web::http::header::ContentType::json())
+        .body(body)
 }
 
 #[derive(Serialize)]
