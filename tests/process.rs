@@ -656,4 +656,34 @@ mod supervised {
             );
         }
     }
+
+    /// A run whose directory is gone ended and was cleaned away: its group id may be another
+    /// group's by now, so a lost run is killed only while its directory says it is there.
+    #[test]
+    fn a_lost_run_whose_directory_is_gone_kills_nothing() {
+        use std::os::unix::process::CommandExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mut stranger = std::process::Command::new("sleep")
+            .arg("30")
+            .process_group(0)
+            .spawn()
+            .expect("sleep starts");
+        let supervision = Supervision {
+            dir: dir.path().join("run"),
+            supervisor: 1,
+            group: stranger.id(),
+            boot: supervised::boot_id(),
+        };
+        supervised::kill_lost(&supervision);
+        assert!(group_alive(stranger.id()), "a group of no run was killed");
+        // With its lock file there, the run may have left its group behind: it is killed.
+        std::fs::create_dir(&supervision.dir).unwrap();
+        std::fs::write(supervision.dir.join("lock"), "").unwrap();
+        supervised::kill_lost(&supervision);
+        let status = stranger.wait().expect("sleep ends");
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(9)
+        );
+    }
 }

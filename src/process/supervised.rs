@@ -362,11 +362,14 @@ fn supervisor_alive(dir: &Path) -> bool {
 }
 
 /// Kills the group of a run whose supervisor is gone without recording an end. The group id
-/// is signalled only when the machine has not restarted since the run began; a process that
-/// reused the number after the supervisor died is a risk annals takes only then, as every
-/// supervisor of a group kills it before it ends.
+/// is signalled only when the machine has not restarted since the run began and the run's
+/// directory still holds its lock file: a directory is removed only once its run has ended
+/// (its end recorded in the log, which a log written without sync can lose), and then the
+/// number may be another group's. A process that reused the number after the supervisor died
+/// is a risk annals takes only then, as every supervisor of a group kills it before it ends.
 pub fn kill_lost(supervision: &Supervision) {
-    if supervision.boot == boot_id() && supervision.group > 1 {
+    let this_boot = supervision.boot == boot_id();
+    if this_boot && supervision.group > 1 && supervision.dir.join(LOCK).exists() {
         // SAFETY: kill(2) with a negative pid signals a process group; it touches no memory.
         unsafe {
             libc::kill(-(supervision.group as libc::pid_t), libc::SIGKILL);
