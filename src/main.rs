@@ -1,6 +1,7 @@
 //! The `annals` binary: everything it does lives in the library's `cli` module.
 
 fn main() -> std::process::ExitCode {
+    annals::startup::without_transparent_huge_pages();
     // A supervisor of one run (see `process::supervised`) does nothing else.
     if let Some(code) = annals::process::supervised::run_if_asked() {
         return code;

@@ -315,3 +315,16 @@ pub fn listen_addresses(config: &Config) -> Vec<&str> {
         )
         .collect()
 }
+
+/// Turns transparent huge pages off for this process, as the `annals` binary does first thing.
+/// mimalloc asks for huge pages on its arenas, then hands idle 64 KiB parts of them back to the
+/// system and takes them again: each time, the kernel zeroes a whole 2 MiB page. Under a steady
+/// load of small requests that zeroing took a fifth of the server's time (`docs/benchmarks.md`,
+/// the inventory face). It only changes how memory is backed, never what the program does.
+pub fn without_transparent_huge_pages() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: PR_SET_THP_DISABLE takes plain integers and sets a flag of this process only.
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    }
+}

@@ -30,13 +30,18 @@ pub fn env_or(name: &str, default: usize) -> usize {
 }
 
 /// The configuration the benchmarks start from: the log in `dir`, the main listener on a free
-/// loopback port, the faces named in `off` turned off, everything else as by default.
+/// loopback port, the faces named in `off` turned off, the durability `ANNALS_BENCH_DURABILITY`
+/// names (`fsync`, `flush` or `none`; by default `fsync`), everything else as by default.
 pub fn config(dir: &std::path::Path, off: &[&str]) -> Config {
     let mut config = Config {
         data: dir.join("log"),
         ..Config::default()
     };
     config.http.listen = "127.0.0.1:0".into();
+    if let Ok(durability) = std::env::var("ANNALS_BENCH_DURABILITY") {
+        config.durability = serde_json::from_value(serde_json::Value::String(durability))
+            .expect("ANNALS_BENCH_DURABILITY is fsync, flush or none");
+    }
     for face in off {
         match *face {
             "partisci" => config.partisci.enabled = false,
@@ -62,6 +67,10 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 /// annals on `config`, on its own actix system in a thread named `annals-server` (so that
 /// `top -H` tells it from the client); where it listens.
 pub fn start_annals(config: Config) -> anyhow::Result<Addresses> {
+    // Huge pages off, as the binary does; `ANNALS_BENCH_THP=on` keeps them on, to compare.
+    if std::env::var("ANNALS_BENCH_THP").as_deref() != Ok("on") {
+        annals::startup::without_transparent_huge_pages();
+    }
     let (sender, receiver) = std::sync::mpsc::channel();
     std::thread::Builder::new()
         .name("annals-server".into())
