@@ -503,16 +503,33 @@ impl Store {
             .map(move |record| record?.open(|| format!("a record of {stream}")))
     }
 
-    /// The stored records of one stream with a version above `after`, in order: one sequential
-    /// scan, for folding through [`EventView`] without copying.
+    /// The stored records of one stream with a version above `after`, in order: one point read
+    /// of the next version, then, if there is one, a sequential scan of the rest, for folding
+    /// through [`EventView`] without copying. Most activations find nothing after their snapshot
+    /// (or no event at all, for a new entity): the point read answers that without the scan,
+    /// which copies a leaf of the tree.
     pub fn stream_records_after<'a>(
         &'a self,
         stream: &StreamId,
         after: Version,
     ) -> impl Iterator<Item = Result<Record, StoreError>> + 'a {
-        let start = stream_key(stream, after.saturating_add(1));
-        let end = stream_key(stream, u64::MAX);
-        self.log.range(start..=end).map(|item| Ok(Record(item?.1)))
+        let next = after.saturating_add(1);
+        let (first, rest) = match self.log.get(stream_key(stream, next)) {
+            Ok(None) => (None, None),
+            Ok(Some(record)) => {
+                let rest = (next < u64::MAX).then(|| {
+                    self.log
+                        .range(stream_key(stream, next + 1)..=stream_key(stream, u64::MAX))
+                });
+                (Some(Ok(Record(record))), rest)
+            }
+            Err(error) => (Some(Err(error.into())), None),
+        };
+        first.into_iter().chain(
+            rest.into_iter()
+                .flatten()
+                .map(|item| Ok(Record(item?.1))),
+        )
     }
 
     /// Up to `limit` events of one category (all `scan-*` streams) after global position `after`.
