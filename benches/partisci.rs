@@ -11,7 +11,9 @@
 //! `ANNALS_BENCH_HOSTS` (hosts, default 10000; 5 applications each), `ANNALS_BENCH_DATAGRAMS`
 //! (default 50000), `ANNALS_BENCH_UDP_RATE` (datagrams per second sent, default 20000),
 //! `ANNALS_BENCH_PHASES` (which to run, default `post,get,summaries,udp`; `get` and `summaries`
-//! need `post` first).
+//! need `post` first), `ANNALS_BENCH_DURABILITY` (`fsync`, `flush` or `none`) and
+//! `ANNALS_BENCH_THP=on` (transparent huge pages left on, as they were before the server turned
+//! them off).
 
 #[path = "support/mod.rs"]
 mod support;

@@ -525,11 +525,9 @@ impl Store {
             }
             Err(error) => (Some(Err(error.into())), None),
         };
-        first.into_iter().chain(
-            rest.into_iter()
-                .flatten()
-                .map(|item| Ok(Record(item?.1))),
-        )
+        first
+            .into_iter()
+            .chain(rest.into_iter().flatten().map(|item| Ok(Record(item?.1))))
     }
 
     /// Up to `limit` events of one category (all `scan-*` streams) after global position `after`.
