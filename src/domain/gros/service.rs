@@ -21,8 +21,9 @@ use super::values::{
 };
 use super::{
     AgentCommand, AgentEvent, AgentRejection, AgentState, GrosAgent, GrosProject, OutputLine,
-    Process, ProcessRun, ProjectCommand, ProjectRejection, GLOBAL,
+    Process, ProcessRun, ProjectCommand, ProjectRejection, Upload, UploadName, GLOBAL,
 };
+use crate::blobs::BlobRef;
 use crate::domain::Core;
 use crate::events::Metadata;
 use crate::process::supervised::{self, Supervision};
@@ -203,6 +204,26 @@ impl From<CommandError<ProjectRejection>> for GrosError {
     fn from(error: CommandError<ProjectRejection>) -> Self {
         RecordFailure::Project(error).into()
     }
+}
+
+/// Why an upload was not recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    #[error("an export holds at most {0} files: announce the export before uploading more")]
+    TooManyFiles(usize),
+    #[error("the upload was not recorded: {0}")]
+    NotRecorded(#[source] RecordFailure),
+}
+
+/// Whether two OpenSSH public key lines name the same key: the same algorithm and key data,
+/// whatever their comments.
+pub fn same_public_key(a: &str, b: &str) -> bool {
+    let key = |line: &str| {
+        let mut fields = line.split_whitespace();
+        (fields.next().map(str::to_owned), fields.next().map(str::to_owned))
+    };
+    let (a, b) = (key(a), key(b));
+    a.0.is_some() && a.1.is_some() && a == b
 }
 
 /// What a registered agent gets.
@@ -895,6 +916,72 @@ impl Gros {
             .execute(&id, AgentCommand::RecordPreflight { failed }, metadata)
             .await?;
         Ok(preflight)
+    }
+
+    /// The projects in which agent `agent` is registered with the public key `public_key`
+    /// (an OpenSSH line): the upload directories a session that proved it holds that key may
+    /// reach.
+    pub async fn upload_projects(
+        &self,
+        agent: &AgentName,
+        public_key: &str,
+    ) -> Result<Vec<ProjectKey>, GrosError> {
+        let mut projects = Vec::new();
+        for project in self.controller.projects.keys() {
+            let (_, registered) = self
+                .agents
+                .inspect(&agent_id(project, agent), |state: &AgentState| {
+                    state.public_key.clone()
+                })
+                .await?;
+            if registered.is_some_and(|known| same_public_key(&known, public_key)) {
+                projects.push(project.clone());
+            }
+        }
+        Ok(projects)
+    }
+
+    /// The files the agent uploaded since its last export announcement.
+    pub async fn uploads(
+        &self,
+        project: &ProjectKey,
+        agent: &AgentName,
+    ) -> Result<Vec<Upload>, GrosError> {
+        let (_, uploads) = self
+            .agents
+            .inspect(&agent_id(project, agent), |state: &AgentState| {
+                state.uploads.clone()
+            })
+            .await?;
+        Ok(uploads)
+    }
+
+    /// Records a complete upload, already kept in the blob store, for the agent's next
+    /// export; refused past `max_files` files in one export.
+    pub async fn record_upload(
+        &self,
+        project: &ProjectKey,
+        agent: &AgentName,
+        name: UploadName,
+        file: BlobRef,
+        max_files: usize,
+    ) -> Result<(), UploadError> {
+        let command = AgentCommand::RecordUpload {
+            name,
+            file,
+            max_files,
+        };
+        match self
+            .agents
+            .execute(&agent_id(project, agent), command, Metadata::system())
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(CommandError::Rejected(AgentRejection::TooManyFiles(max))) => {
+                Err(UploadError::TooManyFiles(max))
+            }
+            Err(error) => Err(UploadError::NotRecorded(error.into())),
+        }
     }
 
     /// Records BigBoat measurements.
