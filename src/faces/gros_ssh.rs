@@ -250,7 +250,11 @@ struct Login {
 impl Drop for Connection {
     fn drop(&mut self) {
         if let Some(login) = self.login.take().filter(|login| login.counted) {
-            let mut sessions = self.shared.sessions.lock().unwrap_or_else(|e| e.into_inner());
+            let mut sessions = self
+                .shared
+                .sessions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             if let Some(count) = sessions.get_mut(&login.agent) {
                 *count = count.saturating_sub(1);
                 if *count == 0 {
@@ -324,7 +328,11 @@ impl russh::server::Handler for Connection {
             return Ok(Auth::reject());
         };
         let counted = {
-            let mut sessions = self.shared.sessions.lock().unwrap_or_else(|e| e.into_inner());
+            let mut sessions = self
+                .shared
+                .sessions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             let count = sessions.entry(agent.clone()).or_default();
             if *count < self.shared.limits.max_sessions_per_agent {
                 *count += 1;
@@ -413,6 +421,9 @@ impl russh::server::Handler for Connection {
         channel: ChannelId,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
+        // The client is done (an SFTP session ends so): its exit status is success, as
+        // OpenSSH's sftp-server's, which scp and sftp take for their own.
+        session.exit_status_request(channel, 0)?;
         session.close(channel)?;
         Ok(())
     }

@@ -220,7 +220,10 @@ pub enum UploadError {
 pub fn same_public_key(a: &str, b: &str) -> bool {
     let key = |line: &str| {
         let mut fields = line.split_whitespace();
-        (fields.next().map(str::to_owned), fields.next().map(str::to_owned))
+        (
+            fields.next().map(str::to_owned),
+            fields.next().map(str::to_owned),
+        )
     };
     let (a, b) = (key(a), key(b));
     a.0.is_some() && a.1.is_some() && a == b

@@ -65,9 +65,7 @@ pub struct UploadName(String);
 impl UploadName {
     pub fn parse(raw: &str) -> Result<UploadName, String> {
         if raw.is_empty() || raw.len() > MAX_UPLOAD_NAME {
-            return Err(format!(
-                "a file name has 1 to {MAX_UPLOAD_NAME} bytes"
-            ));
+            return Err(format!("a file name has 1 to {MAX_UPLOAD_NAME} bytes"));
         }
         if raw.starts_with('.') {
             return Err(format!("{raw:?}: a file name may not start with a dot"));
