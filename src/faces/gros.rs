@@ -27,6 +27,7 @@ impl Gros {
         let controller = crate::domain::gros::Gros::start(
             &start.core(),
             start.stores.secrets()?,
+            start.stores.blobs()?,
             start.declarations.gros.clone(),
         )
         .await?;

@@ -45,7 +45,15 @@ struct Ssh {
 async fn spawn(configure: impl FnOnce(&mut Config)) -> Ssh {
     let app = TestApp::start(Arc::new(SystemClock), |config, _| {
         config.gros.ssh.listen = "127.0.0.1:0".into();
-        config.gros.projects = vec![project("PROJ"), project("OTHER")];
+        // The import command reads the export's files where it is told they are.
+        let import = "cd \"$GROS_EXPORT_DIR\" && sha256sum *";
+        config.gros.projects = vec![
+            GrosProjectSpec {
+                import_command: vec!["/bin/sh".into(), "-c".into(), import.into()],
+                ..project("PROJ")
+            },
+            project("OTHER"),
+        ];
         configure(config);
     })
     .await;
@@ -349,6 +357,34 @@ async fn keyscan_then_scp_and_sftp_uploads_land_byte_for_byte_and_are_recorded()
         .map(|u| u["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["data.json", "empty.json", "tracker.txt"]);
+    // The project's import command gets them, byte for byte.
+    let ended = poll_async(WAIT, "the import's end", || async {
+        let events = face.events("gros_agent-PROJ.PROJ").await;
+        events
+            .iter()
+            .any(|e| e["type"] == "ProcessFinished" && e["payload"]["process"] == "import")
+            .then_some(events)
+    })
+    .await;
+    let lines: Vec<&str> = ended
+        .iter()
+        .filter(|e| e["type"] == "ProcessOutput")
+        .map(|e| e["payload"]["line"].as_str().unwrap())
+        .collect();
+    let expected: Vec<String> = [&data, &empty, &tracker]
+        .iter()
+        .map(|file| {
+            let name = file.file_name().unwrap().to_str().unwrap();
+            format!("{}  {name}", sha256(&std::fs::read(file).unwrap()))
+        })
+        .collect();
+    assert_eq!(lines, expected);
+    // Its files go once its end is recorded.
+    poll_async(WAIT, "the import's files removed", || async {
+        let exports = face.app.config.data.join("gros-exports");
+        (std::fs::read_dir(exports).ok()?.count() == 0).then_some(())
+    })
+    .await;
     let listed = face.sftp("id_rsa", "agent-PROJ", "ls export/PROJ\n").await;
     assert!(listed.status.success(), "{}", text(&listed));
     assert!(!text(&listed).contains("data.json"), "{}", text(&listed));
