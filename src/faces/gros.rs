@@ -42,8 +42,8 @@ impl Gros {
             let secrets = start.stores.secrets()?;
             let (key, fingerprint) =
                 crate::runtime::blocking(move || super::gros_ssh::host_key(&secrets)).await??;
-            let address = listener.local_addr()?;
-            tracing::info!(%address, %fingerprint, "the GROS SSH listener takes agents' uploads");
+            // Where it listens is logged with the other listeners (`gros_ssh listening`).
+            tracing::info!(%fingerprint, "the GROS SSH listener's host key");
             started.on_stop.push(super::gros_ssh::start(
                 listener,
                 face.gros.clone(),

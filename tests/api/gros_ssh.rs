@@ -132,35 +132,14 @@ impl Ssh {
 
     /// `ssh-keyscan` of the listener, kept as the agent's known hosts.
     async fn scan(&self) -> String {
-        let mut keyscan = Command::new("ssh-keyscan");
-        keyscan.args(["-p", &self.ssh.port().to_string(), "127.0.0.1"]);
-        let scanned = run(keyscan).await;
-        assert!(scanned.status.success(), "{}", text(&scanned));
-        let lines = String::from_utf8(scanned.stdout).unwrap();
-        std::fs::write(self.home.join("known_hosts"), &lines).unwrap();
-        lines
+        let (home, port) = (self.home.clone(), self.ssh.port());
+        tokio::task::spawn_blocking(move || scan(&home, port))
+            .await
+            .unwrap()
     }
 
-    /// The options every client gets: the agent's key and known hosts only, nothing asked.
     fn options(&self, key: &str) -> Vec<String> {
-        let home = self.home.display();
-        [
-            "-F".into(),
-            "/dev/null".into(),
-            "-i".into(),
-            format!("{home}/{key}"),
-            "-o".into(),
-            "IdentitiesOnly=yes".into(),
-            "-o".into(),
-            "BatchMode=yes".into(),
-            "-o".into(),
-            "StrictHostKeyChecking=yes".into(),
-            "-o".into(),
-            format!("UserKnownHostsFile={home}/known_hosts"),
-            "-o".into(),
-            "GlobalKnownHostsFile=/dev/null".into(),
-        ]
-        .into()
+        client_options(&self.home, key)
     }
 
     /// `scp` as `export_files.py` runs it: `agent-<name>@host:~/export/<PROJECT>/`.
@@ -177,13 +156,15 @@ impl Ssh {
         files: &[&Path],
         target: &str,
     ) -> Command {
-        let mut scp = Command::new("scp");
-        scp.args(self.options(key))
-            .args(["-P", &self.ssh.port().to_string()])
-            .args(options)
-            .args(files)
-            .arg(format!("{user}@127.0.0.1:{target}"));
-        scp
+        scp_command(
+            &self.home,
+            self.ssh.port(),
+            key,
+            user,
+            options,
+            files,
+            target,
+        )
     }
 
     /// `sftp` in batch mode, `batch` its commands.
@@ -249,6 +230,60 @@ impl Ssh {
             .map(|entries| entries.count())
             .unwrap_or(0)
     }
+}
+
+/// The options every client gets: the agent's key and known hosts only, nothing asked.
+fn client_options(home: &Path, key: &str) -> Vec<String> {
+    let home = home.display();
+    [
+        "-F".into(),
+        "/dev/null".into(),
+        "-i".into(),
+        format!("{home}/{key}"),
+        "-o".into(),
+        "IdentitiesOnly=yes".into(),
+        "-o".into(),
+        "BatchMode=yes".into(),
+        "-o".into(),
+        "StrictHostKeyChecking=yes".into(),
+        "-o".into(),
+        format!("UserKnownHostsFile={home}/known_hosts"),
+        "-o".into(),
+        "GlobalKnownHostsFile=/dev/null".into(),
+    ]
+    .into()
+}
+
+/// `scp` from `home`'s files with `home`'s key to the listener on `port`.
+fn scp_command(
+    home: &Path,
+    port: u16,
+    key: &str,
+    user: &str,
+    options: &[&str],
+    files: &[&Path],
+    target: &str,
+) -> Command {
+    let mut scp = Command::new("scp");
+    scp.args(client_options(home, key))
+        .args(["-P", &port.to_string()])
+        .args(options)
+        .args(files)
+        .arg(format!("{user}@127.0.0.1:{target}"));
+    scp
+}
+
+/// `ssh-keyscan` of the listener on `port`, kept as `home`'s known hosts.
+fn scan(home: &Path, port: u16) -> String {
+    let scanned = Command::new("ssh-keyscan")
+        .args(["-p", &port.to_string(), "127.0.0.1"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(scanned.status.success(), "{}", text(&scanned));
+    let lines = String::from_utf8(scanned.stdout).unwrap();
+    std::fs::write(home.join("known_hosts"), &lines).unwrap();
+    lines
 }
 
 async fn http(address: SocketAddr, request: String) -> String {
@@ -674,4 +709,170 @@ async fn an_upload_killed_midway_is_not_recorded_and_can_be_made_again() {
     let again = run(face.scp("id_rsa", "agent-PROJ", &[&data], "~/export/PROJ/")).await;
     assert!(again.status.success(), "{}", text(&again));
     assert_recorded(&face, "gros_agent-PROJ.PROJ", &[&data]).await;
+}
+
+/// `annals serve` as a child process over `dir`, with project `PROJ` and the SSH listener on a
+/// free port; gives the server and the SSH listener's port, read from its start-up log.
+fn serve(dir: &Path) -> (common::Served, u16) {
+    let config = dir.join("annals.toml");
+    std::fs::write(
+        &config,
+        "[gros.ssh]\nlisten = \"127.0.0.1:0\"\n\
+         [[gros.projects]]\nkey = \"PROJ\"\nnetworks = [\"127.0.0.1\"]\n",
+    )
+    .unwrap();
+    let served = common::spawn_serve(
+        &[
+            "--config".as_ref(),
+            config.as_os_str(),
+            "--data".as_ref(),
+            dir.join("log").as_os_str(),
+            "serve".as_ref(),
+        ],
+        &[("ANNALS_HTTP_LISTEN", "127.0.0.1:0")],
+    )
+    .expect("the server starts");
+    let port = served
+        .start_up()
+        .iter()
+        .find_map(|record| {
+            let fields = &record["fields"];
+            (fields["face"] == "gros_ssh")
+                .then(|| fields["address"].as_str()?.parse::<SocketAddr>().ok())?
+        })
+        .expect("the SSH listener's address in the start-up log")
+        .port();
+    (served, port)
+}
+
+fn blocking_http(address: &str, request: String) -> String {
+    let mut tcp = TcpStream::connect(address).unwrap();
+    tcp.set_read_timeout(Some(WAIT)).unwrap();
+    tcp.write_all(request.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    let _ = tcp.read_to_end(&mut raw);
+    String::from_utf8_lossy(&raw).into_owned()
+}
+
+fn uploads_recorded(address: &str) -> usize {
+    let answer = blocking_http(
+        address,
+        "GET /api/streams/gros_agent-PROJ.PROJ?limit=1000 HTTP/1.1\r\nHost: controller\r\n\
+         Connection: close\r\n\r\n"
+            .into(),
+    );
+    answer.matches("\"FileUploaded\"").count()
+}
+
+#[test]
+fn a_server_killed_during_an_upload_records_nothing_of_it_and_keeps_its_host_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("agent");
+    std::fs::create_dir(&home).unwrap();
+    let keygen = Command::new("ssh-keygen")
+        .args(["-q", "-N", "", "-t", "rsa", "-b", "2048", "-f"])
+        .arg(home.join("id_rsa"))
+        .output()
+        .unwrap();
+    assert!(keygen.status.success(), "{}", text(&keygen));
+    let public = std::fs::read_to_string(home.join("id_rsa.pub")).unwrap();
+    let (mut served, port) = serve(dir.path());
+    let body = format!("public_key={}", urlencode(public.trim_end()));
+    let registered = blocking_http(
+        &served.address,
+        format!(
+            "POST /auth/agent.py?project=PROJ HTTP/1.1\r\nHost: controller\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\
+             Connection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    assert!(registered.starts_with("HTTP/1.1 200"), "{registered}");
+    let first_key = scan(&home, port).replace(&port.to_string(), "PORT");
+    // The fingerprint logged at start is the scanned key's.
+    let logged = served
+        .start_up()
+        .iter()
+        .find_map(|record| {
+            let fields = &record["fields"];
+            (fields["message"] == "the GROS SSH listener's host key")
+                .then(|| fields["fingerprint"].as_str().map(str::to_owned))?
+        })
+        .expect("the host key's fingerprint in the start-up log");
+    let listed = Command::new("ssh-keygen")
+        .args(["-l", "-E", "sha256", "-f"])
+        .arg(home.join("known_hosts"))
+        .output()
+        .unwrap();
+    assert!(
+        text(&listed).contains(&logged),
+        "{} lacks {logged}",
+        text(&listed)
+    );
+
+    let bytes: Vec<u8> = (0..4 * 1024 * 1024)
+        .map(|i: usize| (i % 253) as u8)
+        .collect();
+    let data = common::written(&home, "data.json", &bytes);
+    let slow = scp_command(
+        &home,
+        port,
+        "id_rsa",
+        "agent-PROJ",
+        &["-l", "800"],
+        &[&data],
+        "~/export/PROJ/",
+    );
+    let mut client = { slow }
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let partial = dir.path().join("log/gros-ssh-partial");
+    common::poll(WAIT, "a partial upload", || {
+        std::fs::read_dir(&partial)
+            .ok()?
+            .flatten()
+            .any(|entry| entry.metadata().is_ok_and(|m| m.len() > 0))
+            .then_some(())
+    });
+    // SIGKILL: the server stops with the upload half-written.
+    served.child.kill().unwrap();
+    served.child.wait().unwrap();
+    assert!(!client.wait().unwrap().success());
+    drop(served);
+
+    let (served, port) = serve(dir.path());
+    assert_eq!(
+        std::fs::read_dir(&partial).unwrap().count(),
+        0,
+        "the half-written upload is gone"
+    );
+    assert_eq!(uploads_recorded(&served.address), 0);
+    // The same host key: the agent's pinned key still matches.
+    assert_eq!(
+        scan(&home, port).replace(&port.to_string(), "PORT"),
+        first_key
+    );
+    let again = scp_command(
+        &home,
+        port,
+        "id_rsa",
+        "agent-PROJ",
+        &[],
+        &[&data],
+        "~/export/PROJ/",
+    )
+    .stdin(Stdio::null())
+    .output()
+    .unwrap();
+    assert!(again.status.success(), "{}", text(&again));
+    assert_eq!(uploads_recorded(&served.address), 1);
+    let blob = dir
+        .path()
+        .join("log/uploads/sha256")
+        .join(&sha256(&bytes)[..2])
+        .join(&sha256(&bytes)[2..]);
+    assert!(std::fs::read(blob).unwrap() == bytes);
 }
