@@ -44,6 +44,9 @@ pub const PARTIAL_DIR: &str = "gros-ssh-partial";
 pub const USER_PREFIX: &str = "agent-";
 /// The one directory of an agent's home: its projects' upload directories are in it.
 pub const EXPORT_DIR: &str = "export";
+/// The most files and directory listings one SFTP session holds open at once: scp and sftp
+/// open one file at a time, and each open upload may take `max_file_mb` of disk.
+pub const MAX_OPEN_HANDLES: usize = 16;
 /// The name the listener's thread goes by.
 const THREAD: &str = "gros-ssh";
 
@@ -649,9 +652,16 @@ impl Sftp {
         }
     }
 
-    fn handle(&mut self, kind: char) -> String {
+    /// A new handle, unless the session holds [`MAX_OPEN_HANDLES`] already.
+    fn handle(&mut self, kind: char) -> Result<String, StatusReply> {
+        if self.uploads.len() + self.listings.len() >= MAX_OPEN_HANDLES {
+            return Err(refused(
+                StatusCode::Failure,
+                format!("a session holds at most {MAX_OPEN_HANDLES} files and directories open"),
+            ));
+        }
         self.next_handle += 1;
-        format!("{kind}{}", self.next_handle)
+        Ok(format!("{kind}{}", self.next_handle))
     }
 
     /// The uploads of the agent's next export in `project`: name and size.
@@ -784,7 +794,7 @@ impl russh_sftp::server::Handler for Sftp {
                 ))
             }
         };
-        let handle = self.handle('d');
+        let handle = self.handle('d')?;
         self.listings.insert(handle.clone(), Some(entries));
         Ok(Handle { id, handle })
     }
@@ -827,6 +837,7 @@ impl russh_sftp::server::Handler for Sftp {
                 UploadError::TooManyFiles(max).to_string(),
             ));
         }
+        let handle = self.handle('f')?;
         let path = self
             .shared
             .partial
@@ -846,7 +857,6 @@ impl russh_sftp::server::Handler for Sftp {
             tracing::error!(%error, "an SSH upload's partial file could not be made");
             refused(StatusCode::Failure, "the upload could not be started")
         })?;
-        let handle = self.handle('f');
         self.uploads.insert(
             handle.clone(),
             Partial {

@@ -875,4 +875,136 @@ fn a_server_killed_during_an_upload_records_nothing_of_it_and_keeps_its_host_key
         .join(&sha256(&bytes)[..2])
         .join(&sha256(&bytes)[2..]);
     assert!(std::fs::read(blob).unwrap() == bytes);
+    // The host key's private half is nowhere in the data directory in clear.
+    let mut files = Vec::new();
+    every_file(&dir.path().join("log"), &mut files);
+    for file in files {
+        let contents = std::fs::read(&file).unwrap_or_default();
+        assert!(
+            !contents
+                .windows(b"PRIVATE KEY".len())
+                .any(|w| w == b"PRIVATE KEY"),
+            "{} holds a private key in clear",
+            file.display()
+        );
+    }
+}
+
+fn every_file(dir: &Path, found: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            every_file(&path, found);
+        } else {
+            found.push(path);
+        }
+    }
+}
+
+#[test]
+fn the_ssh_limits_are_checked_with_the_configuration() {
+    let mut config = Config::default();
+    config.gros.ssh.listen = "nowhere".into();
+    config.gros.ssh.max_file_mb = 0;
+    config.gros.ssh.max_files_per_export = 0;
+    config.gros.ssh.max_sessions_per_agent = 0;
+    config.gros.ssh.idle_timeout_s = 0;
+    let problems: Vec<String> = config
+        .problems()
+        .into_iter()
+        .filter(|(place, _)| {
+            matches!(
+                place,
+                annals::config::Place::Key {
+                    section: "gros.ssh",
+                    ..
+                }
+            )
+        })
+        .map(|(_, problem)| problem)
+        .collect();
+    assert_eq!(
+        problems,
+        [
+            "listen \"nowhere\" is not an address and port (such as 127.0.0.1:8080)",
+            "max_file_mb must be at least 1",
+            "max_files_per_export must be at least 1",
+            "max_sessions_per_agent must be at least 1",
+            "idle_timeout_s must be at least 1 (second)",
+        ]
+    );
+    // Off by default, and with every limit named.
+    let defaults = Config::default().gros.ssh;
+    assert_eq!(defaults.listen, "");
+    assert_eq!(
+        (
+            defaults.max_file_mb,
+            defaults.max_files_per_export,
+            defaults.max_sessions_per_agent,
+            defaults.idle_timeout_s
+        ),
+        (256, 1000, 4, 300)
+    );
+}
+
+/// One SFTP request packet: its type, id and one string argument.
+fn sftp_packet(kind: u8, id: u32, path: &str) -> Vec<u8> {
+    let mut body = vec![kind];
+    body.extend_from_slice(&id.to_be_bytes());
+    body.extend_from_slice(&(path.len() as u32).to_be_bytes());
+    body.extend_from_slice(path.as_bytes());
+    let mut packet = (body.len() as u32).to_be_bytes().to_vec();
+    packet.extend_from_slice(&body);
+    packet
+}
+
+/// The type of the next SFTP packet on `from`, its body skipped.
+fn sftp_answer(from: &mut impl Read) -> u8 {
+    let mut length = [0u8; 4];
+    from.read_exact(&mut length).unwrap();
+    let mut body = vec![0u8; u32::from_be_bytes(length) as usize];
+    from.read_exact(&mut body).unwrap();
+    body[0]
+}
+
+#[actix_rt::test]
+async fn an_sftp_session_holds_at_most_its_limit_of_open_handles() {
+    let face = spawn(|_| {}).await;
+    let public = face.key("id_rsa", "rsa").await;
+    face.register("PROJ", "PROJ", &public).await;
+    face.scan().await;
+    let mut session = face.ssh("id_rsa", "agent-PROJ", &["-s", "sftp"]);
+    let mut session = session
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (mut stdin, mut stdout) = (
+        session.stdin.take().unwrap(),
+        session.stdout.take().unwrap(),
+    );
+    let answers = tokio::task::spawn_blocking(move || {
+        // SSH_FXP_INIT, version 3; then SSH_FXP_OPENDIR of the home, once past the limit.
+        stdin.write_all(&[0, 0, 0, 5, 1, 0, 0, 0, 3]).unwrap();
+        let mut answers = vec![sftp_answer(&mut stdout)];
+        let limit = annals::faces::gros_ssh::MAX_OPEN_HANDLES as u32;
+        for id in 1..=limit + 1 {
+            stdin.write_all(&sftp_packet(11, id, "/")).unwrap();
+            answers.push(sftp_answer(&mut stdout));
+        }
+        answers
+    })
+    .await
+    .unwrap();
+    session.kill().unwrap();
+    session.wait().unwrap();
+    // SSH_FXP_VERSION, SSH_FXP_HANDLE up to the limit, then SSH_FXP_STATUS.
+    let mut expected = vec![2];
+    expected.extend(std::iter::repeat_n(
+        102,
+        annals::faces::gros_ssh::MAX_OPEN_HANDLES,
+    ));
+    expected.push(101);
+    assert_eq!(answers, expected);
 }
