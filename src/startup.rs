@@ -26,7 +26,8 @@ const RECONCILE_TIMEOUT: Duration = Duration::from_secs(300);
 #[derive(Clone, Debug)]
 pub struct Addresses {
     pub main: SocketAddr,
-    /// Each running face's own listener, by the face's name, in the order of [`FACES`].
+    /// Each running face's own listener, by the face's name, in the order of [`FACES`], after
+    /// the listeners faces serve beside their own (`faces::GROS_SSH`).
     pub own: Vec<(&'static str, SocketAddr)>,
 }
 
