@@ -177,6 +177,52 @@ impl BlobStore {
         Ok(reference)
     }
 
+    /// Stores the file at `path` (in the data directory, so that it can be renamed into the
+    /// store) durably and returns its reference, without reading it whole into memory: it is
+    /// hashed as it is read, synced, then moved into place, or removed when the store already
+    /// holds the same bytes. The file is gone from `path` once this succeeds.
+    pub fn put_file(&self, path: &Path) -> Result<BlobRef, BlobError> {
+        let mut file = File::open(path).map_err(io(path))?;
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        let mut buffer = vec![0u8; 64 * 1024];
+        loop {
+            let read = file.read(&mut buffer).map_err(io(path))?;
+            if read == 0 {
+                break;
+            }
+            hasher.update(&buffer[..read]);
+            size += read as u64;
+        }
+        file.sync_all().map_err(io(path))?;
+        let hash = BlobHash(hex::encode(hasher.finalize()));
+        let reference = BlobRef {
+            sha256: hash.clone(),
+            size,
+        };
+        let target = self.path_of(&hash);
+        if std::fs::metadata(&target).is_ok_and(|m| m.len() == size) {
+            let _ = std::fs::remove_file(path);
+            return Ok(reference);
+        }
+        let dir = target.parent().unwrap_or(&self.root).to_owned();
+        let created = !dir.exists();
+        private_dir(&dir).map_err(io(&dir))?;
+        let moved = (|| {
+            std::fs::rename(path, &target)?;
+            File::open(&dir)?.sync_all()?;
+            if created {
+                File::open(self.root.join("sha256"))?.sync_all()?;
+            }
+            Ok(())
+        })();
+        moved.map_err(|source| BlobError::Io {
+            path: target,
+            source,
+        })?;
+        Ok(reference)
+    }
+
     /// The bytes of a blob, checked against its hash.
     pub fn get(&self, hash: &BlobHash) -> Result<Vec<u8>, BlobError> {
         let path = self.path_of(hash);

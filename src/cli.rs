@@ -105,6 +105,9 @@ enum Command {
     HashPassword,
     /// Prints a new random bearer token and the hash to configure for it, for `token_sha256`.
     NewToken,
+    /// Prints the SHA-256 fingerprint of the GROS SSH listener's host key (made at the first
+    /// start with `[gros.ssh] listen`), for agents to pin; exits 1 when there is none yet.
+    GrosSshFingerprint,
     /// Checks or shows the configuration.
     Config {
         #[command(subcommand)]
@@ -258,6 +261,7 @@ pub fn run() -> ExitCode {
         },
         Command::HashPassword => hash_password(),
         Command::NewToken => new_token(),
+        Command::GrosSshFingerprint => gros_ssh_fingerprint(&data),
         Command::Export {
             from,
             stream,
@@ -446,6 +450,30 @@ fn new_token() -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "token: {token}")?;
     writeln!(out, "token_sha256 = [\"{hash}\"]")?;
+    out.flush()?;
+    Ok(())
+}
+
+fn gros_ssh_fingerprint(data: &std::path::Path) -> anyhow::Result<()> {
+    let none_yet = || {
+        anyhow::anyhow!(
+            "no SSH host key yet in {}: it is made when `annals serve` first starts with \
+             [gros.ssh] listen",
+            data.display()
+        )
+    };
+    // Looked for before the store is opened, which would make a master key file in a data
+    // directory that has none.
+    let file = data
+        .join(crate::secrets::SECRETS_DIR)
+        .join(crate::faces::gros_ssh::HOST_KEY_SECRET);
+    if !file.exists() {
+        return Err(none_yet());
+    }
+    let secrets = crate::secrets::SecretStore::open(data, crate::secrets::KeySource::from_env()?)?;
+    let fingerprint = crate::faces::gros_ssh::stored_fingerprint(&secrets)?.ok_or_else(none_yet)?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{fingerprint}")?;
     out.flush()?;
     Ok(())
 }

@@ -561,6 +561,8 @@ pub struct GrosSection {
     pub on_restart: OnRestart,
     /// The scraper agent daemon of the local agent.
     pub agent: GrosAgentSection,
+    /// The SSH listener that takes the agents' uploads.
+    pub ssh: GrosSshSection,
     /// The projects, each with its agents' settings.
     pub projects: Vec<GrosProjectSpec>,
 }
@@ -582,6 +584,7 @@ impl Default for GrosSection {
             max_agent_scrapes: 4,
             on_restart: OnRestart::Reattach,
             agent: GrosAgentSection::default(),
+            ssh: GrosSshSection::default(),
             projects: Vec::new(),
         }
     }
@@ -614,6 +617,47 @@ impl Default for GrosAgentSection {
             agent: String::new(),
             host: String::new(),
         }
+    }
+}
+
+/// The GROS controller's SSH listener: agents upload their exports there (scp and sftp,
+/// with the key they registered), as to upstream's controller.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrosSshSection {
+    /// Its address; empty (the default): no SSH listener. [`GROS_SSH_PORT`] is the port the
+    /// documentation uses.
+    pub listen: String,
+    /// The largest file an agent may upload, in MiB.
+    pub max_file_mb: u64,
+    /// The most files one export may hold: uploads since the last export announcement.
+    pub max_files_per_export: usize,
+    /// The most SSH sessions (connections) one agent may have at once.
+    pub max_sessions_per_agent: usize,
+    /// Seconds a connection may stay silent before it is closed.
+    pub idle_timeout_s: u64,
+}
+
+/// The port of the GROS SSH listener in the documentation and examples (agents reach it as
+/// their `ssh` host, on port 22 unless their SSH configuration says otherwise).
+pub const GROS_SSH_PORT: u16 = 2222;
+
+impl Default for GrosSshSection {
+    fn default() -> Self {
+        GrosSshSection {
+            listen: String::new(),
+            max_file_mb: 256,
+            max_files_per_export: 1000,
+            max_sessions_per_agent: 4,
+            idle_timeout_s: 300,
+        }
+    }
+}
+
+impl GrosSshSection {
+    /// The listener's address, when the face runs and it has one.
+    pub fn listening(&self, gros_enabled: bool) -> Option<&str> {
+        listening(gros_enabled, &self.listen)
     }
 }
 
@@ -1158,6 +1202,7 @@ impl Config {
             ("patrowl", &self.patrowl.listen, true),
             ("hpcwaas", &self.hpcwaas.listen, true),
             ("gros.agent", &self.gros.agent.listen, true),
+            ("gros.ssh", &self.gros.ssh.listen, true),
         ];
         for (section, listen, may_be_empty) in listeners {
             if !(may_be_empty && listen.is_empty() || is_host_and_port(listen)) {
@@ -1187,6 +1232,25 @@ impl Config {
                 "http",
                 "body_timeout_s",
                 self.http.body_timeout_s,
+                " (second)",
+            ),
+            ("gros.ssh", "max_file_mb", self.gros.ssh.max_file_mb, ""),
+            (
+                "gros.ssh",
+                "max_files_per_export",
+                self.gros.ssh.max_files_per_export as u64,
+                "",
+            ),
+            (
+                "gros.ssh",
+                "max_sessions_per_agent",
+                self.gros.ssh.max_sessions_per_agent as u64,
+                "",
+            ),
+            (
+                "gros.ssh",
+                "idle_timeout_s",
+                self.gros.ssh.idle_timeout_s,
                 " (second)",
             ),
         ] {

@@ -14,7 +14,7 @@ use crate::auth::Auth;
 use crate::config::Config;
 use crate::declarations::Declarations;
 use crate::events::EventLog;
-use crate::faces::{self, Bound, Own, Start, Stores, FACES};
+use crate::faces::{self, Bound, OtherListeners, Own, Start, Stores, FACES};
 use crate::http::{self, Faces, Guard, HttpState, Serves};
 use crate::runtime::job::Job;
 use crate::runtime::{reconcile, Clock, Entities, NoEffects, SystemClock};
@@ -26,7 +26,8 @@ const RECONCILE_TIMEOUT: Duration = Duration::from_secs(300);
 #[derive(Clone, Debug)]
 pub struct Addresses {
     pub main: SocketAddr,
-    /// Each running face's own listener, by the face's name, in the order of [`FACES`].
+    /// Each running face's own listener, by the face's name, in the order of [`FACES`], after
+    /// the listeners faces serve beside their own (`faces::GROS_SSH`).
     pub own: Vec<(&'static str, SocketAddr)>,
 }
 
@@ -102,6 +103,7 @@ impl Application {
                 own.push((face.name(), bind_own(listen, face.own_udp())?));
             }
         }
+        let others = OtherListeners::bind(config)?;
         let shards = crate::runtime::Shards::start(config.actors.threads);
         let jobs = Entities::<Job>::start_on(
             &shards,
@@ -120,7 +122,7 @@ impl Application {
         let mut running = Faces::describing(faces::described());
         let mut servers = Vec::new();
         let mut own_routes = Vec::new();
-        let mut own_addresses = Vec::new();
+        let mut own_addresses = others.addresses()?;
         let mut tasks = Vec::new();
         let mut on_stop = Vec::new();
         for face in FACES
@@ -146,6 +148,7 @@ impl Application {
                     stores: &stores,
                     listening,
                     own: bound,
+                    others: &others,
                 })
                 .await?;
             match started.own {

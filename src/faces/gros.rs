@@ -1,6 +1,7 @@
 //! The agents face: the GROS controller's scripts (`/auth/*.py`) and each agent's daemon
-//! routes on the main listener, and the local agent's daemon on a port of its own
-//! (`[gros.agent] listen`).
+//! routes on the main listener, the local agent's daemon on a port of its own
+//! (`[gros.agent] listen`), and the SSH listener for agents' uploads (`[gros.ssh] listen`,
+//! `gros_ssh.rs`).
 
 use actix_web::{web, ResponseError};
 
@@ -26,6 +27,7 @@ impl Gros {
         let controller = crate::domain::gros::Gros::start(
             &start.core(),
             start.stores.secrets()?,
+            start.stores.blobs()?,
             start.declarations.gros.clone(),
         )
         .await?;
@@ -36,6 +38,21 @@ impl Gros {
             host: (!section.agent.host.is_empty()).then(|| section.agent.host.clone()),
         });
         let mut started = Started::sharing(face.clone());
+        if let Some(listener) = start.others.take(super::GROS_SSH) {
+            let secrets = start.stores.secrets()?;
+            let (key, fingerprint) =
+                crate::runtime::blocking(move || super::gros_ssh::host_key(&secrets)).await??;
+            // Where it listens is logged with the other listeners (`gros_ssh listening`).
+            tracing::info!(%fingerprint, "the GROS SSH listener's host key");
+            started.on_stop.push(super::gros_ssh::start(
+                listener,
+                face.gros.clone(),
+                start.stores.blobs()?,
+                key,
+                super::gros_ssh::Limits::of(&section.ssh),
+                start.log.path(),
+            )?);
+        }
         if let Some(own) = start.own {
             started.own = Some(Own::Server(gros::serve_agent(
                 own.tcp,

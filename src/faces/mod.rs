@@ -8,6 +8,7 @@
 //! `launch` starts it; and one line in [`FACES`].
 
 mod gros;
+pub mod gros_ssh;
 mod hpcwaas;
 mod partisci;
 mod patrowl;
@@ -88,6 +89,8 @@ pub struct Start<'a> {
     pub listening: Listening,
     /// The face's own listener, bound before anything started, when it has one.
     pub own: Option<Bound>,
+    /// The listeners faces serve beside their own, bound before anything started.
+    pub others: &'a OtherListeners,
 }
 
 impl Start<'_> {
@@ -109,6 +112,42 @@ impl Start<'_> {
             settings: self.settings,
             shards: self.shards.clone(),
         }
+    }
+}
+
+/// Listeners a face serves beside its own HTTP one (the GROS SSH listener), by name: bound
+/// with every other listener before anything starts, and taken by the face that serves each.
+pub struct OtherListeners(std::sync::Mutex<Vec<(&'static str, TcpListener)>>);
+
+/// The name of the GROS face's SSH listener among [`OtherListeners`] and the addresses.
+pub const GROS_SSH: &str = "gros_ssh";
+
+impl OtherListeners {
+    /// Binds every listener the configuration gives beside the faces' own.
+    pub fn bind(config: &Config) -> anyhow::Result<OtherListeners> {
+        let mut bound = Vec::new();
+        if let Some(listen) = config.gros.ssh.listening(config.gros.enabled) {
+            let listener = TcpListener::bind(listen)
+                .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+            bound.push((GROS_SSH, listener));
+        }
+        Ok(OtherListeners(std::sync::Mutex::new(bound)))
+    }
+
+    /// Where each listens.
+    pub fn addresses(&self) -> anyhow::Result<Vec<(&'static str, std::net::SocketAddr)>> {
+        let bound = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        bound
+            .iter()
+            .map(|(name, listener)| Ok((*name, listener.local_addr()?)))
+            .collect()
+    }
+
+    /// The listener named `name`, for the face that serves it.
+    pub fn take(&self, name: &str) -> Option<TcpListener> {
+        let mut bound = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let at = bound.iter().position(|(bound, _)| *bound == name)?;
+        Some(bound.remove(at).1)
     }
 }
 

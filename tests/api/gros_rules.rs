@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use annals::blobs::{BlobHash, BlobRef};
 use annals::domain::gros::service::{self, Project};
 use annals::domain::gros::values::{self, ProjectKey};
 use annals::domain::gros::{
@@ -13,6 +14,7 @@ use annals::domain::gros::{
     ProcessStarted, ProcessSupervised, ProjectCommand, ProjectEvent, ProjectRejection,
     RegistrationAbandoned, RegistrationStarted, SaltsCreated, VersionChecked, INTERRUPTED,
 };
+use annals::domain::gros::{FileUploaded, Upload, UploadName, UploadsAnnounced};
 use annals::process::supervised::{Offsets, Supervision};
 use annals::runtime::testing::given;
 use annals::runtime::Entity;
@@ -578,4 +580,118 @@ fn the_shared_daemon_runs_at_least_one_scrape() {
             .max_agent_scrapes,
         1
     );
+}
+
+fn upload(name: &str, hash: char, size: u64) -> Upload {
+    Upload {
+        name: name.into(),
+        file: BlobRef {
+            sha256: BlobHash::parse(&hash.to_string().repeat(64)).unwrap(),
+            size,
+        },
+    }
+}
+
+fn uploaded(upload: &Upload) -> AgentEvent {
+    AgentEvent::FileUploaded(FileUploaded {
+        name: upload.name.clone(),
+        file: upload.file.clone(),
+        at: t(1),
+    })
+}
+
+fn record(upload: &Upload, max_files: usize) -> AgentCommand {
+    AgentCommand::RecordUpload {
+        name: UploadName::parse(&upload.name).unwrap(),
+        file: upload.file.clone(),
+        max_files,
+    }
+}
+
+#[test]
+fn uploads_are_recorded_for_the_next_export_up_to_its_limit_of_files() {
+    let (a, b, a_again) = (
+        upload("a", 'a', 1),
+        upload("b", 'b', 2),
+        upload("a", 'c', 3),
+    );
+    let state = given::<GrosAgent>([uploaded(&a)])
+        .at(t(1))
+        .when(record(&b, 2))
+        .then(vec![uploaded(&b)]);
+    assert_eq!(state.uploads, [a.clone(), b.clone()]);
+    // Full: a new name is refused, a name already there is replaced in its place.
+    given::<GrosAgent>([uploaded(&a), uploaded(&b)])
+        .when(record(&upload("c", 'c', 1), 2))
+        .then_rejected(AgentRejection::TooManyFiles(2));
+    let state = given::<GrosAgent>([uploaded(&a), uploaded(&b)])
+        .at(t(1))
+        .when(record(&a_again, 2))
+        .then(vec![uploaded(&a_again)]);
+    assert_eq!(state.uploads, [a_again, b]);
+}
+
+#[test]
+fn an_export_takes_the_uploads_and_the_next_one_starts_empty() {
+    let (a, b) = (upload("a", 'a', 1), upload("b", 'b', 2));
+    let announced = AgentEvent::ExportAnnounced(ExportAnnounced {
+        agent: "{}".into(),
+        files: "[]".into(),
+        at: t(1),
+    });
+    let export = AgentCommand::AnnounceExport {
+        agent: "{}".into(),
+        files: "[]".into(),
+        import: None,
+    };
+    let state = given::<GrosAgent>([uploaded(&a), uploaded(&b)])
+        .at(t(1))
+        .when(export.clone())
+        .then(vec![
+            announced.clone(),
+            AgentEvent::UploadsAnnounced(UploadsAnnounced {
+                uploads: vec![a, b],
+                at: t(1),
+            }),
+        ]);
+    assert!(state.uploads.is_empty());
+    // Nothing uploaded: the announcement alone, as before uploads existed.
+    given::<GrosAgent>([])
+        .at(t(1))
+        .when(export)
+        .then(vec![announced]);
+}
+
+#[test]
+fn upload_names_are_one_plain_path_component() {
+    let long = "x".repeat(values::MAX_UPLOAD_NAME);
+    let too_long = "x".repeat(values::MAX_UPLOAD_NAME + 1);
+    for good in ["data.json", "a b", "ünïcode", "x..y", long.as_str()] {
+        assert!(UploadName::parse(good).is_ok(), "{good:?}");
+    }
+    for bad in [
+        "",
+        ".",
+        "..",
+        ".hidden",
+        "a/b",
+        "../x",
+        "a\\b",
+        "a\nb",
+        "a\0b",
+        too_long.as_str(),
+    ] {
+        assert!(UploadName::parse(bad).is_err(), "{bad:?}");
+    }
+}
+
+#[test]
+fn a_public_key_is_the_same_whatever_its_comment() {
+    use service::same_public_key;
+    assert!(same_public_key("ssh-rsa AAAA agent@host", "ssh-rsa AAAA"));
+    assert!(same_public_key("ssh-rsa AAAA\n", " ssh-rsa  AAAA other"));
+    assert!(!same_public_key("ssh-rsa AAAA", "ssh-rsa AAAB"));
+    assert!(!same_public_key("ssh-ed25519 AAAA", "ssh-rsa AAAA"));
+    assert!(!same_public_key("ssh-rsa", "ssh-rsa"));
+    assert!(!same_public_key("", ""));
 }

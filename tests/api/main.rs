@@ -18,6 +18,7 @@ mod event_api;
 mod golden;
 mod gros;
 mod gros_rules;
+mod gros_ssh;
 mod hpcwaas;
 mod inventory_rules;
 mod journal;

@@ -1,7 +1,8 @@
 //! The GROS data-gathering agents and their projects as entities. An agent (project key plus
 //! agent name) records its registrations and key changes, preflight checks, log records, export
 //! announcements, the imports and scrapes run for it with their output, and BigBoat
-//! measurements. A project records that its salts exist (never their values, which live in the
+//! measurements, and the files it uploaded over SSH (each once complete, named by its blob),
+//! which its next export announcement takes. A project records that its salts exist (never their values, which live in the
 //! secret store) and, under the id `global`, the controller's version checks. Nothing here
 //! knows of HTTP, files or child processes: `service.rs` does that work.
 
@@ -13,11 +14,12 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::blobs::BlobRef;
 use crate::events::codec::domain_events;
 use crate::process::supervised::{Offsets, Supervision};
 use crate::runtime::entity::{Ctx, Decision, Entity};
-pub use service::{Gros, GrosError};
-pub use values::{AgentName, Measurement, ProjectKey};
+pub use service::{Gros, GrosError, UploadError};
+pub use values::{AgentName, Measurement, ProjectKey, UploadName};
 
 /// The id of the project entity that holds what belongs to no project: the global salts and
 /// the version checks. Project keys are upper-case, so it cannot name a project.
@@ -112,7 +114,28 @@ domain_events! {
             pub source: Option<String>,
             pub measurements: Vec<Measurement>,
         },
+        /// A file the agent uploaded over SSH, whole: written to its end, closed, and kept in
+        /// the blob store before this event.
+        FileUploaded version 1 {
+            /// Its name in the project's upload directory.
+            pub name: String,
+            /// Its SHA-256 and size; the blob store keeps its bytes under that hash.
+            pub file: BlobRef,
+        },
+        /// The uploads an export announcement takes: recorded right after its
+        /// `ExportAnnounced`, in the same append, when the agent uploaded anything since the
+        /// last one.
+        UploadsAnnounced version 1 {
+            pub uploads: Vec<Upload>,
+        },
     }
+}
+
+/// One uploaded file, as the agent's state and its export announcement keep it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Upload {
+    pub name: String,
+    pub file: BlobRef,
 }
 
 /// What an agent's history amounts to.
@@ -126,6 +149,10 @@ pub struct AgentState {
     pub last_export: Option<DateTime<Utc>>,
     pub logs: u64,
     pub measurements: u64,
+    /// The files uploaded since the last export announcement, one per name (the last upload
+    /// of a name replaces the one before), in the order they were first uploaded.
+    #[serde(default)]
+    pub uploads: Vec<Upload>,
     /// The running import's run, until it ends.
     pub import_run: Option<ProcessRun>,
     /// The running scrape's run, until it ends.
@@ -230,6 +257,13 @@ pub enum AgentCommand {
         source: Option<String>,
         measurements: Vec<Measurement>,
     },
+    /// Records a complete upload; refused when it would make more than `max_files` files for
+    /// the next export.
+    RecordUpload {
+        name: UploadName,
+        file: BlobRef,
+        max_files: usize,
+    },
     /// Ends what a previous process left running: its registration, and its import and scrape
     /// but those in `going_on` (re-attached after the restart).
     SettleAfterRestart {
@@ -249,13 +283,15 @@ pub enum AgentRejection {
     NotRunning(Process),
     #[error("there is nothing to settle")]
     NothingToSettle,
+    #[error("an export holds at most {0} files")]
+    TooManyFiles(usize),
 }
 
 /// The reason recorded for a process the server stopped while it ran (on restart).
 pub const INTERRUPTED: &str = "interrupted: the server stopped";
 
 impl Entity for GrosAgent {
-    crate::entity_types!("gros_agent" version 2, state AgentState,
+    crate::entity_types!("gros_agent" version 3, state AgentState,
         AgentCommand => AgentEvent, rejected AgentRejection);
 
     fn decide(state: &AgentState, command: &AgentCommand, ctx: &Ctx) -> Decision<Self> {
@@ -317,6 +353,12 @@ impl Entity for GrosAgent {
                     files: files.clone(),
                     at,
                 })];
+                if !state.uploads.is_empty() {
+                    events.push(AgentEvent::UploadsAnnounced(UploadsAnnounced {
+                        uploads: state.uploads.clone(),
+                        at,
+                    }));
+                }
                 if let Some(argv) = import.as_ref().filter(|_| !state.running(Process::Import)) {
                     events.push(AgentEvent::ProcessStarted(ProcessStarted {
                         process: Process::Import,
@@ -397,6 +439,21 @@ impl Entity for GrosAgent {
                 measurements: measurements.clone(),
                 at,
             })],
+            AgentCommand::RecordUpload {
+                name,
+                file,
+                max_files,
+            } => {
+                let replaces = state.uploads.iter().any(|u| u.name == name.as_str());
+                if !replaces && state.uploads.len() >= *max_files {
+                    return Err(AgentRejection::TooManyFiles(*max_files));
+                }
+                vec![AgentEvent::FileUploaded(FileUploaded {
+                    name: name.as_str().to_owned(),
+                    file: file.clone(),
+                    at,
+                })]
+            }
             AgentCommand::SettleAfterRestart { going_on } => {
                 let mut events = Vec::new();
                 if state.registering {
@@ -460,6 +517,17 @@ impl Entity for GrosAgent {
             AgentEvent::MeasurementsRecorded(e) => {
                 state.measurements += e.measurements.len() as u64
             }
+            AgentEvent::FileUploaded(e) => {
+                let upload = Upload {
+                    name: e.name.clone(),
+                    file: e.file.clone(),
+                };
+                match state.uploads.iter_mut().find(|u| u.name == e.name) {
+                    Some(known) => *known = upload,
+                    None => state.uploads.push(upload),
+                }
+            }
+            AgentEvent::UploadsAnnounced(_) => state.uploads.clear(),
         }
     }
 

@@ -21,8 +21,9 @@ use super::values::{
 };
 use super::{
     AgentCommand, AgentEvent, AgentRejection, AgentState, GrosAgent, GrosProject, OutputLine,
-    Process, ProcessRun, ProjectCommand, ProjectRejection, GLOBAL,
+    Process, ProcessRun, ProjectCommand, ProjectRejection, Upload, UploadName, GLOBAL,
 };
+use crate::blobs::{BlobRef, BlobStore};
 use crate::domain::Core;
 use crate::events::Metadata;
 use crate::process::supervised::{self, Supervision};
@@ -205,6 +206,29 @@ impl From<CommandError<ProjectRejection>> for GrosError {
     }
 }
 
+/// Why an upload was not recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    #[error("an export holds at most {0} files: announce the export before uploading more")]
+    TooManyFiles(usize),
+    #[error("the upload was not recorded: {0}")]
+    NotRecorded(#[source] RecordFailure),
+}
+
+/// Whether two OpenSSH public key lines name the same key: the same algorithm and key data,
+/// whatever their comments.
+pub fn same_public_key(a: &str, b: &str) -> bool {
+    let key = |line: &str| {
+        let mut fields = line.split_whitespace();
+        (
+            fields.next().map(str::to_owned),
+            fields.next().map(str::to_owned),
+        )
+    };
+    let (a, b) = (key(a), key(b));
+    a.0.is_some() && a.1.is_some() && a == b
+}
+
 /// What a registered agent gets.
 #[derive(Debug)]
 pub struct Registration {
@@ -285,6 +309,10 @@ pub struct Gros {
     shared_scrapes: Arc<tokio::sync::Semaphore>,
     /// Where scrapes and imports have their run directories, each under its supervisor.
     work_dir: PathBuf,
+    /// Where uploaded files wait for the blob store's copy the import reads.
+    blobs: BlobStore,
+    /// Where each import finds its export's uploaded files ([`EXPORTS_DIR`]).
+    exports_dir: PathBuf,
 }
 
 /// A scrape or an import running under its supervisor, as its follower takes it.
@@ -305,6 +333,13 @@ pub const LOST: &str = "interrupted: its supervisor ended without recording its 
 /// Where the GROS face's processes have their run directories, under the data directory.
 pub const WORK_DIR: &str = "gros-work";
 
+/// Where each import finds the files its export's agent uploaded, under the data directory:
+/// one directory per import, named as its run directory, removed once its end is recorded.
+pub const EXPORTS_DIR: &str = "gros-exports";
+
+/// The variable that names an import's directory of uploaded files.
+pub const EXPORT_DIR_VAR: &str = "GROS_EXPORT_DIR";
+
 /// The secret store's id of a project's salts (or the global ones).
 fn salts_secret(project: &str) -> String {
     format!("gros-salts-{project}")
@@ -316,15 +351,19 @@ impl Gros {
     pub async fn start(
         core: &Core,
         secrets: Arc<SecretStore>,
+        blobs: BlobStore,
         controller: Controller,
     ) -> anyhow::Result<Gros> {
         let work_dir = core.log.path().join(WORK_DIR);
-        let root = work_dir.clone();
+        let exports_dir = core.log.path().join(EXPORTS_DIR);
+        let roots = [work_dir.clone(), exports_dir.clone()];
         crate::runtime::blocking(move || {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(&root)
+            roots.iter().try_for_each(|root| {
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(root)
+            })
         })
         .await??;
         let gros = Gros {
@@ -336,6 +375,8 @@ impl Gros {
             clock: core.clock.clone(),
             known_salts: Arc::default(),
             work_dir,
+            blobs,
+            exports_dir,
         };
         gros.take_over(&core.log).await?;
         Ok(gros)
@@ -373,8 +414,20 @@ impl Gros {
         }
         let keep: Vec<PathBuf> = followed.iter().map(|(_, _, c)| c.dir.clone()).collect();
         let root = self.work_dir.clone();
-        let stopped =
-            crate::runtime::blocking(move || supervised::stop_all_but(&root, &keep)).await??;
+        let exports = self.exports_dir.clone();
+        let stopped = crate::runtime::blocking(move || {
+            let stopped = supervised::stop_all_but(&root, &keep)?;
+            // An import's files stay while it is followed on; the others' are done with.
+            let names: Vec<_> = keep.iter().filter_map(|dir| dir.file_name()).collect();
+            for entry in std::fs::read_dir(&exports)? {
+                let entry = entry?;
+                if !names.contains(&entry.file_name().as_os_str()) {
+                    std::fs::remove_dir_all(entry.path())?;
+                }
+            }
+            Ok::<_, std::io::Error>(stopped)
+        })
+        .await??;
         if stopped > 0 {
             tracing::info!(count = stopped, "GROS processes left running were stopped");
         }
@@ -672,7 +725,32 @@ impl Gros {
             )
             .await?;
         if let (Some(started), Some(argv)) = (started(&executed.events, Process::Import), import) {
-            let invocation = self.invocation(project, agent, &argv, self.controller.import_timeout);
+            let uploads = executed
+                .events
+                .iter()
+                .find_map(|event| match event {
+                    AgentEvent::UploadsAnnounced(announced) => Some(announced.uploads.clone()),
+                    _ => None,
+                })
+                .unwrap_or_default();
+            let files = self.exports_dir.join(
+                self.run_dir(&id, Process::Import, started)
+                    .file_name()
+                    .unwrap_or_default(),
+            );
+            let invocation = self
+                .invocation(project, agent, &argv, self.controller.import_timeout)
+                .env(EXPORT_DIR_VAR, files.clone().into_os_string());
+            if let Err(error) = self.lay_out(files, uploads).await {
+                self.finish(
+                    &id,
+                    Process::Import,
+                    None,
+                    format!("not started: its uploaded files could not be laid out: {error}"),
+                )
+                .await;
+                return Ok(());
+            }
             match self
                 .start_child(&id, Process::Import, started, invocation)
                 .await
@@ -687,6 +765,26 @@ impl Gros {
             }
         }
         Ok(())
+    }
+
+    /// Copies an export's uploaded files from the blob store into `dir`, each under its name,
+    /// for the import command.
+    async fn lay_out(&self, dir: PathBuf, uploads: Vec<Upload>) -> Result<(), String> {
+        let blobs = self.blobs.clone();
+        crate::runtime::blocking(move || -> Result<(), String> {
+            std::fs::DirBuilder::new()
+                .mode(0o700)
+                .create(&dir)
+                .map_err(|e| e.to_string())?;
+            for upload in uploads {
+                let from = blobs.path_of(&upload.file.sha256);
+                std::fs::copy(&from, dir.join(&upload.name))
+                    .map_err(|e| format!("{}: {e}", upload.name))?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| e.to_string())?
     }
 
     /// Starts agent `id`'s `process`, recorded as started at `started`, under its supervisor,
@@ -832,8 +930,20 @@ impl Gros {
         if let Some(done) = done {
             let _ = done.send(code);
         }
-        // Its end is recorded: nothing of the run is needed any more.
-        let removed = crate::runtime::blocking(move || std::fs::remove_dir_all(dir)).await;
+        // Its end is recorded: nothing of the run is needed any more, nor of an import's files.
+        let files = (process == Process::Import)
+            .then(|| dir.file_name().map(|name| self.exports_dir.join(name)))
+            .flatten();
+        let removed = crate::runtime::blocking(move || {
+            if let Some(files) = files {
+                match std::fs::remove_dir_all(files) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                    _ => {}
+                }
+            }
+            std::fs::remove_dir_all(dir)
+        })
+        .await;
         if let Ok(Err(error)) = removed {
             tracing::warn!(agent = %id, %error, "a process's run directory stays");
         }
@@ -895,6 +1005,72 @@ impl Gros {
             .execute(&id, AgentCommand::RecordPreflight { failed }, metadata)
             .await?;
         Ok(preflight)
+    }
+
+    /// The projects in which agent `agent` is registered with the public key `public_key`
+    /// (an OpenSSH line): the upload directories a session that proved it holds that key may
+    /// reach.
+    pub async fn upload_projects(
+        &self,
+        agent: &AgentName,
+        public_key: &str,
+    ) -> Result<Vec<ProjectKey>, GrosError> {
+        let mut projects = Vec::new();
+        for project in self.controller.projects.keys() {
+            let (_, registered) = self
+                .agents
+                .inspect(&agent_id(project, agent), |state: &AgentState| {
+                    state.public_key.clone()
+                })
+                .await?;
+            if registered.is_some_and(|known| same_public_key(&known, public_key)) {
+                projects.push(project.clone());
+            }
+        }
+        Ok(projects)
+    }
+
+    /// The files the agent uploaded since its last export announcement.
+    pub async fn uploads(
+        &self,
+        project: &ProjectKey,
+        agent: &AgentName,
+    ) -> Result<Vec<Upload>, GrosError> {
+        let (_, uploads) = self
+            .agents
+            .inspect(&agent_id(project, agent), |state: &AgentState| {
+                state.uploads.clone()
+            })
+            .await?;
+        Ok(uploads)
+    }
+
+    /// Records a complete upload, already kept in the blob store, for the agent's next
+    /// export; refused past `max_files` files in one export.
+    pub async fn record_upload(
+        &self,
+        project: &ProjectKey,
+        agent: &AgentName,
+        name: UploadName,
+        file: BlobRef,
+        max_files: usize,
+    ) -> Result<(), UploadError> {
+        let command = AgentCommand::RecordUpload {
+            name,
+            file,
+            max_files,
+        };
+        match self
+            .agents
+            .execute(&agent_id(project, agent), command, Metadata::system())
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(CommandError::Rejected(AgentRejection::TooManyFiles(max))) => {
+                Err(UploadError::TooManyFiles(max))
+            }
+            Err(error) => Err(UploadError::NotRecorded(error.into())),
+        }
     }
 
     /// Records BigBoat measurements.

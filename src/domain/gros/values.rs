@@ -53,6 +53,34 @@ impl AgentName {
 
 string_newtype!(AgentName, String);
 
+/// The longest name of an uploaded file, as most file systems take a name.
+pub const MAX_UPLOAD_NAME: usize = 255;
+
+/// The name of a file uploaded into a project's upload directory: one path component, 1 to
+/// 255 bytes, no `/`, no control character, neither `.` nor `..` nor starting with a dot (so
+/// that no upload is hidden or names a directory).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UploadName(String);
+
+impl UploadName {
+    pub fn parse(raw: &str) -> Result<UploadName, String> {
+        if raw.is_empty() || raw.len() > MAX_UPLOAD_NAME {
+            return Err(format!("a file name has 1 to {MAX_UPLOAD_NAME} bytes"));
+        }
+        if raw.starts_with('.') {
+            return Err(format!("{raw:?}: a file name may not start with a dot"));
+        }
+        if raw.chars().any(|c| c == '/' || c == '\\' || c.is_control()) {
+            return Err(format!(
+                "{raw:?}: a file name may not hold a slash, a backslash or a control character"
+            ));
+        }
+        Ok(UploadName(raw.to_owned()))
+    }
+}
+
+string_newtype!(UploadName, String);
+
 /// The entity id of an agent: `<PROJECT>.<agent>` (the dot is in neither part).
 pub fn agent_id(project: &ProjectKey, agent: &AgentName) -> String {
     format!("{}.{}", project.0, agent.0)
