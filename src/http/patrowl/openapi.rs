@@ -385,7 +385,7 @@ pub struct PatrowlIssue {
     /// info, low, medium, high or critical.
     #[schema(example = "info")]
     pub severity: &'static str,
-    /// certain, firm or tentative.
+    /// certain, firm or tentative (or undefined: an OS guess of the nmap scanner).
     #[schema(example = "certain")]
     pub confidence: &'static str,
     pub title: String,

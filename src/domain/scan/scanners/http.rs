@@ -210,6 +210,7 @@ fn finding(asset: &Asset, url: &str, severity: Severity, kind: &str) -> Finding 
         raw: None,
         tags: vec!["http".into()],
         links: Vec::new(),
+        vuln_refs: Default::default(),
     }
 }
 

@@ -74,7 +74,7 @@ const TIMING: &str =
 
 /// Whether Python takes `value` as true, as the nmap engine's `options.get(key)` does: not
 /// null, false, zero, or an empty string, list or object.
-fn truthy(value: &Value) -> bool {
+pub(super) fn truthy(value: &Value) -> bool {
     match value {
         Value::Null => false,
         Value::Bool(b) => *b,
@@ -487,6 +487,7 @@ fn open_port(asset: &Asset, host: IpAddr, port: u16) -> Finding {
         ),
         tags: vec!["port".into(), service.into()],
         links: Vec::new(),
+        vuln_refs: Default::default(),
     }
 }
 
@@ -524,6 +525,7 @@ fn summary(asset: &Asset, host: IpAddr, open: &[u16], scanned: usize) -> Finding
         ),
         tags: vec!["summary".into()],
         links: Vec::new(),
+        vuln_refs: Default::default(),
     }
 }
 
@@ -546,6 +548,7 @@ fn unresolved(asset: &Asset, error: &str) -> Finding {
         raw: None,
         tags: Vec::new(),
         links: Vec::new(),
+        vuln_refs: Default::default(),
     }
 }
 
