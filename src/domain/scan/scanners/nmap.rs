@@ -372,6 +372,8 @@ pub fn targets(asset: &Asset, max_hosts: u128) -> Result<Vec<String>, String> {
 /// The host of a URL, without brackets around an IPv6 address.
 fn url_host(value: &str) -> Option<String> {
     let uri: awc::http::Uri = value.trim().parse().ok()?;
+    // `host:port` alone parses as an authority: a URL names its scheme.
+    uri.scheme()?;
     let host = uri.host()?;
     let host = host
         .strip_prefix('[')
@@ -1261,5 +1263,313 @@ fn failed(reason: String) -> Ended {
     Ended {
         result: Err(reason),
         raw: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::scan::scanners::values::test_asset as asset;
+
+    fn options(value: Value) -> Map<String, Value> {
+        value.as_object().unwrap().clone()
+    }
+
+    /// nmap 7.93's XML for `localhost` (a name) and `127.0.0.1`, with `-sV` and two port
+    /// scripts, as it writes it (a tag's end and the next tag's start share lines).
+    const LOCALHOST: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<!DOCTYPE nmaprun>
+<?xml-stylesheet href="file:///usr/bin/../share/nmap/nmap.xsl" type="text/xsl"?>
+<!-- Nmap 7.93 scan initiated Mon Dec  7 19:53:44 2026 as: nmap -vvv -oX - -sV -p 18080,18081 -->
+<nmaprun scanner="nmap" args="nmap -vvv -oX - -sV -p 18080,18081 -&#45;script http-title" start="1796673224" version="7.93" xmloutputversion="1.05">
+<scaninfo type="syn" protocol="tcp" numservices="2" services="18080-18081"/>
+<verbose level="3"/>
+<taskbegin task="SYN Stealth Scan" time="1796673227"/>
+<host starttime="1796673236" endtime="1796673242"><status state="up" reason="localhost-response" reason_ttl="0"/>
+<address addr="127.0.0.1" addrtype="ipv4"/>
+<hostnames>
+<hostname name="localhost" type="user"/>
+<hostname name="localhost" type="PTR"/>
+</hostnames>
+<ports><extraports state="closed" count="3"/><port protocol="tcp" portid="18080"><state state="open" reason="syn-ack" reason_ttl="64"/><service name="http" product="SimpleHTTPServer" version="0.6" extrainfo="Python 3.11.7" method="probed" conf="10"><cpe>cpe:/a:python:simplehttpserver:0.6</cpe></service><script id="http-title" output="Directory listing for /&#xa;second line"><elem key="title">Directory listing for /</elem>
+</script></port>
+<port protocol="tcp" portid="18081"><state state="closed" reason="reset" reason_ttl="64"/></port>
+<port protocol="tcp" portid="18082"><state state="open" reason="syn-ack" reason_ttl="64"/><service name="tcpwrapped" method="probed" conf="8"/></port>
+</ports>
+<times srtt="50" rttvar="3763" to="100000"/>
+</host>
+<host><status state="down" reason="no-response" reason_ttl="0"/>
+<address addr="10.9.9.9" addrtype="ipv4"/>
+<hostnames>
+</hostnames>
+</host>
+<host><status state="up" reason="arp-response" reason_ttl="0"/>
+<address addr="10.9.9.10" addrtype="ipv4"/>
+<address addr="02:FC:00:00:00:05" addrtype="mac"/>
+<hostnames>
+</hostnames>
+<ports><extraports state="closed" count="65535"/></ports>
+<os><osmatch name="Linux 5.0 - 5.4" accuracy="98" line="1"><osclass type="general purpose" vendor="Linux" osfamily="Linux" osgen="5.X" accuracy="98"><cpe>cpe:/o:linux:linux_kernel:5</cpe></osclass></osmatch></os>
+<hostscript><script id="smb-os-discovery" output="&#xa;  OS: Windows"><elem key="os">Windows &amp; more</elem>
+<elem key="other">x</elem>
+</script></hostscript>
+</host>
+<runstats><finished time="1796673242" exit="success"/><hosts up="2" down="1" total="3"/>
+</runstats>
+</nmaprun>
+"#;
+
+    fn pieces(xml: &str) -> Vec<Piece> {
+        let mut stream = XmlStream::default();
+        let pieces = xml.lines().flat_map(|line| stream.feed(line)).collect();
+        assert_eq!(stream.error, None);
+        pieces
+    }
+
+    fn hosts(xml: &str) -> Vec<Element> {
+        pieces(xml)
+            .into_iter()
+            .filter_map(|p| match p {
+                Piece::Host(host) => Some(host),
+                Piece::Finished => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn hosts_come_whole_as_their_closing_tag_is_read() {
+        let all = pieces(LOCALHOST);
+        assert_eq!(all.len(), 4);
+        assert_eq!(all[3], Piece::Finished);
+        let Piece::Host(host) = &all[0] else {
+            panic!("{:?}", all[0])
+        };
+        let port = host.child("ports").unwrap().all("port").next().unwrap();
+        let script = port.child("script").unwrap();
+        // Character references are resolved, in attributes as in text.
+        assert_eq!(
+            script.attr("output"),
+            Some("Directory listing for /\nsecond line")
+        );
+        assert_eq!(script.child("elem").unwrap().text, "Directory listing for /");
+        // A tag cut across lines (nmap never does it, a long line's pieces might) waits.
+        let mut stream = XmlStream::default();
+        assert!(stream.feed("<nmaprun><host><status state=\"up\"").is_empty());
+        assert!(stream.feed("/></host>").len() == 1);
+        // Broken XML is said once, and nothing more is read.
+        let mut stream = XmlStream::default();
+        stream.feed("<nmaprun><host a=\"1\" a=\"2\"></host>");
+        assert!(stream.error.is_some());
+        assert!(stream.feed("<host></host>").is_empty());
+    }
+
+    #[test]
+    fn findings_have_the_nmap_engines_titles_types_and_metadata() {
+        let assets = [
+            asset("localhost", Datatype::Fqdn),
+            asset("nowhere.invalid", Datatype::Domain),
+            asset("10.9.9.11", Datatype::Ip),
+            asset("http://localhost:18080/x", Datatype::Url),
+        ];
+        let opts = options(json!({"ports": ["-"], "script_output_fields": ["os"]}));
+        let mut findings = Findings::new(&assets, &opts);
+        let hosts = hosts(LOCALHOST);
+        let first = findings.host(&hosts[0]);
+        let titles: Vec<(&str, &str)> = first
+            .iter()
+            .map(|f| (f.title.as_str(), f.kind.as_str()))
+            .collect();
+        assert_eq!(
+            titles,
+            [
+                ("Host 'localhost' has ip: '127.0.0.1'", "host_ip"),
+                ("Service 'http' is running on port 'tcp/18080'", "port_info"),
+                ("Port 'tcp/18080' is open", "port_status"),
+                ("Host 'localhost' is up", "host_availability"),
+            ]
+        );
+        // The name, the URL whose host it is, then its address.
+        assert_eq!(
+            first[0].target.addr,
+            ["localhost", "http://localhost:18080/x"]
+        );
+        assert_eq!(
+            first[1].target.addr,
+            ["localhost", "http://localhost:18080/x", "127.0.0.1"]
+        );
+        let service = &first[1];
+        assert_eq!(service.target.port_id, Some(18080));
+        assert_eq!(
+            service.vuln_refs["CPE"],
+            ["cpe:/a:python:simplehttpserver:0.6"]
+        );
+        assert_eq!(
+            service.links,
+            [format!("{NVD_CPE_SEARCH}cpe:/a:python:simplehttpserver:0.6")]
+        );
+        let raw: Value = serde_json::from_str(service.raw.as_deref().unwrap()).unwrap();
+        assert_eq!(raw["product"], "SimpleHTTPServer");
+        assert_eq!(raw["version"], "0.6");
+        assert_eq!(raw["port_id"], "18080");
+        assert_eq!(raw["script_output"], "Directory listing for /\nsecond line\n");
+        assert!(service
+            .description
+            .contains("CPE vector has been identified: cpe:/a:python:simplehttpserver:0.6"));
+
+        let down = findings.host(&hosts[1]);
+        assert_eq!(down.len(), 1);
+        assert_eq!(down[0].title, "Host '10.9.9.9' is down");
+        assert_eq!(down[0].target.addr, ["10.9.9.9"]);
+
+        let third = findings.host(&hosts[2]);
+        let titles: Vec<&str> = third.iter().map(|f| f.title.as_str()).collect();
+        assert_eq!(
+            titles,
+            [
+                "OS: Linux 5.0 - 5.4",
+                "All Ports are closed",
+                "Host '10.9.9.10' is up",
+                "Script 'smb-os-discovery' has given results",
+                "Script results 'smb-os-discovery/os' set to 'Windows & more'",
+            ]
+        );
+        assert_eq!(third[0].confidence, Confidence::Undefined);
+        assert_eq!(third[0].kind, "host_osinfo");
+        assert_eq!(third[3].kind, "host_script");
+        assert!(third[3].description.ends_with("\n\n  OS: Windows"));
+        assert_eq!(third[4].kind, "host_script_advanced");
+
+        // A name nmap did not resolve, and an address it did not list once every port was
+        // asked for.
+        let end = findings.end();
+        let titles: Vec<(&str, Severity)> =
+            end.iter().map(|f| (f.title.as_str(), f.severity)).collect();
+        assert_eq!(
+            titles,
+            [
+                ("Failed to resolve 'nowhere.invalid'", Severity::Low),
+                ("Host '10.9.9.11' is down", Severity::Low),
+            ]
+        );
+        assert_eq!(end[0].kind, "nmap_error_unresolved");
+        // Not without every port or a fast scan.
+        let some = options(json!({"ports": ["80"]}));
+        let mut findings = Findings::new(&assets, &some);
+        for host in &hosts {
+            findings.host(host);
+        }
+        assert_eq!(findings.end().len(), 1);
+    }
+
+    #[test]
+    fn titles_and_types_stay_within_patrowl_managers_columns() {
+        // The longest of each kind, with nmap's values at their usual longest.
+        let assets = [asset("localhost", Datatype::Fqdn)];
+        let opts = options(json!({"ports": "-", "script_output_fields": ["os", "title"]}));
+        let mut findings = Findings::new(&assets, &opts);
+        let mut all = Vec::new();
+        for host in hosts(LOCALHOST) {
+            all.extend(findings.host(&host));
+        }
+        all.extend(findings.end());
+        all.push(fallback_finding(&assets, &["x".into()]));
+        for finding in &all {
+            assert!(finding.title.chars().count() <= 256, "{}", finding.title);
+            assert!(finding.kind.chars().count() <= 50, "{}", finding.kind);
+        }
+    }
+
+    #[test]
+    fn options_become_nmaps_arguments_without_a_shell() {
+        let assets = [
+            asset("10.0.0.1-10.0.0.6", Datatype::IpRange),
+            asset("10.1.0.0/16", Datatype::IpSubnet),
+            asset("https://[::1]:8443/a", Datatype::Url),
+            asset("example.org", Datatype::Domain),
+            asset("example.org", Datatype::Fqdn),
+        ];
+        let opts = options(json!({
+            "ports": ["22", "80-81", "U:53", "-"],
+            "top_ports": "100",
+            "detect_service_version": 1,
+            "no_ping": "1",
+            "no_dns": 0,
+            "script": "libs/vulners.nse,http-title",
+            "script_args": "mincvss=5.0 ; rm -rf /",
+            "timing-template": 4,
+            "max-rtt-timeout": "100ms",
+            "syn_scan": 1,
+            "detect_os": true,
+            "scan_udp": 1,
+            "all_scan": 1,
+        }));
+        let plan = plan(&opts, &assets, true, 65_536).unwrap();
+        assert_eq!(
+            plan.args.join(" "),
+            "-vvv --noninteractive -oX - -iL - --privileged -sU --max-retries 3 -sS -A -sV \
+             -O --osscan-guess --max-os-tries 1 -Pn -p22,80-81,U:53,- --top-ports 100 \
+             --script vulners.nse,http-title --script-args mincvss=5.0 ; rm -rf / \
+             --max-rtt-timeout 100ms -T4"
+        );
+        // One argument each, as they go to nmap.
+        assert!(plan.args.contains(&"mincvss=5.0 ; rm -rf /".to_owned()));
+        assert_eq!(
+            plan.hosts,
+            ["10.0.0.1/32", "10.0.0.2/31", "10.0.0.4/31", "10.0.0.6/32", "10.1.0.0/16", "::1", "example.org"]
+        );
+        assert!(plan.fallbacks.is_empty());
+
+        // Without raw sockets: a connect scan, no OS detection or UDP, and said so.
+        let plan = super::plan(&opts, &assets, false, 65_536).unwrap();
+        let args = plan.args.join(" ");
+        assert!(args.contains("--unprivileged -sT -sV -sC -sV -Pn"), "{args}");
+        assert!(!args.contains("-O") && !args.contains("-sU") && !args.contains("-sS"));
+        assert_eq!(plan.fallbacks.len(), 4, "{:?}", plan.fallbacks);
+        assert!(plan.fallbacks[0].starts_with("a UDP scan (-sU) needs root"));
+    }
+
+    #[test]
+    fn what_nmap_would_refuse_or_misread_is_refused_with_its_reason() {
+        let refused = |value: Value| plan(&options(value), &[], true, 256).unwrap_err();
+        assert!(refused(json!({"ports": ["http"]})).contains("\"http\" is not a port"));
+        assert!(refused(json!({"ports": ["0"]})).contains("is not a port"));
+        assert!(refused(json!({"ports": []})).contains("options.ports is empty"));
+        assert!(refused(json!({"ports": "80", "fast_scan": 1})).contains("-F with -p"));
+        assert!(refused(json!({"top_ports": 0})).contains("options.top_ports"));
+        assert!(refused(json!({"script": "$(id)"})).contains("options.script"));
+        // A path names the shipped script of its file name, never a file of the server.
+        let shipped = plan(&options(json!({"script": "../../tmp/x.nse"})), &[], true, 1);
+        assert!(shipped.unwrap().args.ends_with(&["--script".into(), "x.nse".into()]));
+        assert!(refused(json!({"script": "--x"})).contains("options.script"));
+        assert!(refused(json!({"script_args": "a\nb"})).contains("control character"));
+        assert!(refused(json!({"script_args": "a".repeat(MAX_OPTION_BYTES + 1)}))
+            .contains("longer than 4096 bytes"));
+        assert!(refused(json!({"timing-template": "fast"})).contains("timing-template"));
+        assert!(refused(json!({"max-rtt-timeout": "soon"})).contains("max-rtt-timeout"));
+        assert!(refused(json!({"host_file_path": "/etc/hosts"})).contains("reads no file"));
+        assert!(refused(json!({"banner": 1})).contains("options.banner"));
+        assert!(refused(json!({"script_output_fields": "os"})).contains("list of keys"));
+        // Falsy values are left out, as the nmap engine tests them.
+        assert!(plan(&options(json!({"banner": 0, "host_file_path": ""})), &[], true, 1).is_ok());
+
+        let target = |value: &str, datatype| targets(&asset(value, datatype), 256);
+        assert!(target("10.0.0.0/16", Datatype::IpSubnet)
+            .unwrap_err()
+            .contains("65536 hosts, more than the engine's max_hosts (256)"));
+        assert!(target("10.0.1.0-10.0.2.255", Datatype::IpRange).is_err());
+        assert_eq!(
+            target("10.0.0.250-255", Datatype::IpRange).unwrap(),
+            ["10.0.0.250/31", "10.0.0.252/30"]
+        );
+        for (bad, datatype) in [
+            ("two names", Datatype::Fqdn),
+            ("-oN/tmp/x", Datatype::Domain),
+            ("a#b", Datatype::Fqdn),
+            ("not an ip", Datatype::Ip),
+            ("mailto:x", Datatype::Url),
+            ("keyword", Datatype::Keyword),
+        ] {
+            assert!(target(bad, datatype).is_err(), "{bad}");
+        }
     }
 }
