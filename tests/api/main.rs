@@ -21,6 +21,7 @@ mod gros_rules;
 mod hpcwaas;
 mod inventory_rules;
 mod journal;
+mod nmap;
 mod openapi;
 mod partisci;
 mod patrowl;

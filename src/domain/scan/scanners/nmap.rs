@@ -1026,8 +1026,9 @@ fn fallback_finding(assets: &[Asset], fallbacks: &[String]) -> Finding {
         },
         "Scan options left out without root privileges".into(),
         format!(
-            "nmap ran without raw sockets (annals is not root, and the engine does not say \
-             `privileged = true`), so some options were not applied: {}.",
+            "nmap ran without raw sockets (annals is not root and the engine does not say \
+             `privileged = true`, or it says `privileged = false`), so some options were not \
+             applied: {}.",
             fallbacks.join("; ")
         ),
         "scan_info",
