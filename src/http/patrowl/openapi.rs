@@ -150,7 +150,7 @@ pub struct PatrowlEngine {
     pub name: String,
     pub version: String,
     pub description: String,
-    /// `tcp`, `http` or `command`.
+    /// `tcp`, `http`, `nmap` or `command`.
     pub scanner: String,
     pub allowed_asset_types: Vec<&'static str>,
     /// The most scans STARTED or SCANNING at once.
