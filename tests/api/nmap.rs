@@ -218,7 +218,12 @@ async fn the_default_nmap_engine_is_ready_and_a_missing_nmap_is_an_error() {
     let status = face.get("/engines/nonmap/status").await.json();
     assert_eq!(status["status"], "ERROR", "{status}");
     let refused = face
-        .start("nonmap", 1, json!([{"id": 1, "value": "127.0.0.1", "datatype": "ip"}]), json!({}))
+        .start(
+            "nonmap",
+            1,
+            json!([{"id": 1, "value": "127.0.0.1", "datatype": "ip"}]),
+            json!({}),
+        )
         .await;
     assert_eq!(refused.status, 503, "{}", refused.json());
     let reason = refused.json().to_string();
@@ -229,7 +234,11 @@ async fn the_default_nmap_engine_is_ready_and_a_missing_nmap_is_an_error() {
 
     // What nmap would refuse, or take as another host or option, is refused before it runs.
     for (assets, options, says) in [
-        (json!([{"id": 1, "value": "a b", "datatype": "fqdn"}]), json!({}), "is not a host name"),
+        (
+            json!([{"id": 1, "value": "a b", "datatype": "fqdn"}]),
+            json!({}),
+            "is not a host name",
+        ),
         (
             json!([{"id": 1, "value": "127.0.0.1", "datatype": "ip"}]),
             json!({"ports": ["80"], "fast_scan": 1}),
@@ -243,7 +252,11 @@ async fn the_default_nmap_engine_is_ready_and_a_missing_nmap_is_an_error() {
     ] {
         let answer = face.start("nmap", 1, assets, options).await;
         assert_eq!(answer.status, 400, "{}", answer.json());
-        assert!(answer.json().to_string().contains(says), "{}", answer.json());
+        assert!(
+            answer.json().to_string().contains(says),
+            "{}",
+            answer.json()
+        );
     }
 }
 
@@ -284,7 +297,13 @@ async fn an_nmap_scan_reports_the_nmap_engines_findings() {
     );
     assert_eq!(
         strings(issues, "/type"),
-        ["host_ip", "port_info", "port_status", "host_availability", "nmap_error_unresolved"]
+        [
+            "host_ip",
+            "port_info",
+            "port_status",
+            "host_availability",
+            "nmap_error_unresolved"
+        ]
     );
     assert_eq!(
         strings(issues, "/severity"),
@@ -313,10 +332,16 @@ async fn an_nmap_scan_reports_the_nmap_engines_findings() {
 
     let report = unzip(&face.get("/engines/nmap/getreport/1").await.body);
     let xml = String::from_utf8_lossy(&report["raw/nmap/nmap.xml"]);
-    assert!(xml.starts_with("<?xml") && xml.trim_end().ends_with("</nmaprun>"), "{xml}");
+    assert!(
+        xml.starts_with("<?xml") && xml.trim_end().ends_with("</nmaprun>"),
+        "{xml}"
+    );
     assert!(xml.contains(CPE), "{xml}");
     let command = String::from_utf8_lossy(&report["raw/nmap/command.txt"]);
-    assert!(command.starts_with("nmap -vvv --noninteractive -oX - -iL -"), "{command}");
+    assert!(
+        command.starts_with("nmap -vvv --noninteractive -oX - -iL -"),
+        "{command}"
+    );
     assert!(command.contains("--script http-title"), "{command}");
     assert!(report.contains_key("raw/nmap/stderr.txt"));
 }
@@ -349,8 +374,14 @@ async fn without_raw_sockets_the_scan_falls_back_and_says_so() {
         "Scan options left out without root privileges"
     );
     let description = info["description"].as_str().unwrap();
-    assert!(description.contains("a SYN scan (-sS) needs root"), "{description}");
-    assert!(description.contains("OS detection (-O) needs root"), "{description}");
+    assert!(
+        description.contains("a SYN scan (-sS) needs root"),
+        "{description}"
+    );
+    assert!(
+        description.contains("OS detection (-O) needs root"),
+        "{description}"
+    );
     assert!(
         // As the nmap engine names a host: by its reverse name when it has one.
         strings(issues, "/title").contains(&"Host 'localhost' is up".to_owned()),

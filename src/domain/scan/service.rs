@@ -22,8 +22,7 @@ use super::{
 use crate::blobs::{BlobError, BlobStore};
 use crate::config::{EngineConfig, OnRestart, ScannerKind};
 use crate::domain::scan::scanners::{
-    CommandSettings, Ended, Follow, HttpSettings, Job, NmapSettings, Reported, Scanner,
-    TcpSettings,
+    CommandSettings, Ended, Follow, HttpSettings, Job, NmapSettings, Reported, Scanner, TcpSettings,
 };
 use crate::domain::{start_read_model, wait_folded, Core};
 use crate::events::envelope::MAX_STREAM_ID_LEN;

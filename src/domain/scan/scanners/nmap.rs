@@ -255,7 +255,8 @@ fn timing(options: &Map<String, Value>) -> Result<Option<String>, String> {
         "insane",
     ];
     let lower = template.to_ascii_lowercase();
-    if matches!(lower.as_str(), "0" | "1" | "2" | "3" | "4" | "5") || NAMES.contains(&lower.as_str())
+    if matches!(lower.as_str(), "0" | "1" | "2" | "3" | "4" | "5")
+        || NAMES.contains(&lower.as_str())
     {
         Ok(Some(lower))
     } else {
@@ -273,7 +274,9 @@ fn duration(options: &Map<String, Value>, key: &str) -> Result<Option<String>, S
     };
     let digits = time.trim_end_matches(|c: char| c.is_ascii_alphabetic());
     let unit = &time[digits.len()..];
-    if digits.parse::<f64>().is_ok_and(|n| n.is_finite() && n >= 0.0)
+    if digits
+        .parse::<f64>()
+        .is_ok_and(|n| n.is_finite() && n >= 0.0)
         && matches!(unit, "" | "ms" | "s" | "m" | "h")
     {
         Ok(Some(time))
@@ -291,9 +294,7 @@ pub fn targets(asset: &Asset, max_hosts: u128) -> Result<Vec<String>, String> {
     let value = asset.value.trim();
     let bad = |what: &str| format!("asset {value:?} is not {what}");
     let too_many = |n: u128| {
-        format!(
-            "asset {value:?} holds {n} hosts, more than the engine's max_hosts ({max_hosts})"
-        )
+        format!("asset {value:?} holds {n} hosts, more than the engine's max_hosts ({max_hosts})")
     };
     match asset.datatype {
         Datatype::Ip => value
@@ -304,8 +305,7 @@ pub fn targets(asset: &Asset, max_hosts: u128) -> Result<Vec<String>, String> {
             let (low, high) = value
                 .split_once('-')
                 .ok_or_else(|| bad("a range such as 10.0.0.1-10.0.0.9"))?;
-            let low: std::net::Ipv4Addr =
-                low.trim().parse().map_err(|_| bad("an IPv4 range"))?;
+            let low: std::net::Ipv4Addr = low.trim().parse().map_err(|_| bad("an IPv4 range"))?;
             let high: std::net::Ipv4Addr = match high.trim().parse::<u8>() {
                 Ok(last) => {
                     let [a, b, c, _] = low.octets();
@@ -422,7 +422,14 @@ pub fn plan(
         .to_vec();
     // `--unprivileged` also when annals is root and told not to use raw sockets, so that
     // nmap does what the plan says; `--privileged` when nmap has capabilities, not root.
-    args.push(if privileged { "--privileged" } else { "--unprivileged" }.into());
+    args.push(
+        if privileged {
+            "--privileged"
+        } else {
+            "--unprivileged"
+        }
+        .into(),
+    );
     let mut fallbacks = Vec::new();
     for (key, switch, without) in SWITCHES {
         if !options.get(key).is_some_and(truthy) {
@@ -1060,6 +1067,13 @@ pub async fn scan(
         settings.max_hosts,
     ) {
         Ok(plan) => plan,
+        // An nmap already running (the engine's settings changed since it started) is
+        // followed all the same, so that it is seen to its end or stopped.
+        Err(_) if job.follow.is_some() => Plan {
+            args: Vec::new(),
+            hosts: Vec::new(),
+            fallbacks: Vec::new(),
+        },
         Err(reason) => return failed(reason),
     };
     let limits = Invocation::new(&settings.program)
@@ -1145,7 +1159,11 @@ pub async fn scan(
             // nmap scans its targets in groups of its own choosing: every asset is done
             // once the run is.
             if finished {
-                reports.extend(asset_values(&job.assets).into_iter().map(Progress::AssetDone));
+                reports.extend(
+                    asset_values(&job.assets)
+                        .into_iter()
+                        .map(Progress::AssetDone),
+                );
             }
         }
         if line.offset <= recorded || !listening {
@@ -1352,10 +1370,15 @@ mod tests {
             script.attr("output"),
             Some("Directory listing for /\nsecond line")
         );
-        assert_eq!(script.child("elem").unwrap().text, "Directory listing for /");
+        assert_eq!(
+            script.child("elem").unwrap().text,
+            "Directory listing for /"
+        );
         // A tag cut across lines (nmap never does it, a long line's pieces might) waits.
         let mut stream = XmlStream::default();
-        assert!(stream.feed("<nmaprun><host><status state=\"up\"").is_empty());
+        assert!(stream
+            .feed("<nmaprun><host><status state=\"up\"")
+            .is_empty());
         assert!(stream.feed("/></host>").len() == 1);
         // Broken XML is said once, and nothing more is read.
         let mut stream = XmlStream::default();
@@ -1406,13 +1429,18 @@ mod tests {
         );
         assert_eq!(
             service.links,
-            [format!("{NVD_CPE_SEARCH}cpe:/a:python:simplehttpserver:0.6")]
+            [format!(
+                "{NVD_CPE_SEARCH}cpe:/a:python:simplehttpserver:0.6"
+            )]
         );
         let raw: Value = serde_json::from_str(service.raw.as_deref().unwrap()).unwrap();
         assert_eq!(raw["product"], "SimpleHTTPServer");
         assert_eq!(raw["version"], "0.6");
         assert_eq!(raw["port_id"], "18080");
-        assert_eq!(raw["script_output"], "Directory listing for /\nsecond line\n");
+        assert_eq!(
+            raw["script_output"],
+            "Directory listing for /\nsecond line\n"
+        );
         assert!(service
             .description
             .contains("CPE vector has been identified: cpe:/a:python:simplehttpserver:0.6"));
@@ -1516,14 +1544,25 @@ mod tests {
         assert!(plan.args.contains(&"mincvss=5.0 ; rm -rf /".to_owned()));
         assert_eq!(
             plan.hosts,
-            ["10.0.0.1/32", "10.0.0.2/31", "10.0.0.4/31", "10.0.0.6/32", "10.1.0.0/16", "::1", "example.org"]
+            [
+                "10.0.0.1/32",
+                "10.0.0.2/31",
+                "10.0.0.4/31",
+                "10.0.0.6/32",
+                "10.1.0.0/16",
+                "::1",
+                "example.org"
+            ]
         );
         assert!(plan.fallbacks.is_empty());
 
         // Without raw sockets: a connect scan, no OS detection or UDP, and said so.
         let plan = super::plan(&opts, &assets, false, 65_536).unwrap();
         let args = plan.args.join(" ");
-        assert!(args.contains("--unprivileged -sT -sV -sC -sV -Pn"), "{args}");
+        assert!(
+            args.contains("--unprivileged -sT -sV -sC -sV -Pn"),
+            "{args}"
+        );
         assert!(!args.contains("-O") && !args.contains("-sU") && !args.contains("-sS"));
         assert_eq!(plan.fallbacks.len(), 4, "{:?}", plan.fallbacks);
         assert!(plan.fallbacks[0].starts_with("a UDP scan (-sU) needs root"));
@@ -1540,18 +1579,29 @@ mod tests {
         assert!(refused(json!({"script": "$(id)"})).contains("options.script"));
         // A path names the shipped script of its file name, never a file of the server.
         let shipped = plan(&options(json!({"script": "../../tmp/x.nse"})), &[], true, 1);
-        assert!(shipped.unwrap().args.ends_with(&["--script".into(), "x.nse".into()]));
+        assert!(shipped
+            .unwrap()
+            .args
+            .ends_with(&["--script".into(), "x.nse".into()]));
         assert!(refused(json!({"script": "--x"})).contains("options.script"));
         assert!(refused(json!({"script_args": "a\nb"})).contains("control character"));
-        assert!(refused(json!({"script_args": "a".repeat(MAX_OPTION_BYTES + 1)}))
-            .contains("longer than 4096 bytes"));
+        assert!(
+            refused(json!({"script_args": "a".repeat(MAX_OPTION_BYTES + 1)}))
+                .contains("longer than 4096 bytes")
+        );
         assert!(refused(json!({"timing-template": "fast"})).contains("timing-template"));
         assert!(refused(json!({"max-rtt-timeout": "soon"})).contains("max-rtt-timeout"));
         assert!(refused(json!({"host_file_path": "/etc/hosts"})).contains("reads no file"));
         assert!(refused(json!({"banner": 1})).contains("options.banner"));
         assert!(refused(json!({"script_output_fields": "os"})).contains("list of keys"));
         // Falsy values are left out, as the nmap engine tests them.
-        assert!(plan(&options(json!({"banner": 0, "host_file_path": ""})), &[], true, 1).is_ok());
+        assert!(plan(
+            &options(json!({"banner": 0, "host_file_path": ""})),
+            &[],
+            true,
+            1
+        )
+        .is_ok());
 
         let target = |value: &str, datatype| targets(&asset(value, datatype), 256);
         assert!(target("10.0.0.0/16", Datatype::IpSubnet)

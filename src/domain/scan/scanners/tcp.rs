@@ -409,14 +409,15 @@ where
         ends.push(hosts.len());
     }
     let probes = hosts.iter().enumerate().flat_map(|(h, (_, host))| {
-        ports.iter().map(move |port| (h, SocketAddr::new(*host, *port)))
+        ports
+            .iter()
+            .map(move |port| (h, SocketAddr::new(*host, *port)))
     });
-    let mut results =
-        stream::iter(probes.map(|(h, address)| {
-            let open = probe(address);
-            async move { (h, address.port(), open.await) }
-        }))
-        .buffer_unordered(settings.concurrency);
+    let mut results = stream::iter(probes.map(|(h, address)| {
+        let open = probe(address);
+        async move { (h, address.port(), open.await) }
+    }))
+    .buffer_unordered(settings.concurrency);
     let mut open: Vec<Vec<u16>> = vec![Vec::new(); hosts.len()];
     let mut left: Vec<usize> = vec![ports.len(); hosts.len()];
     // The next host to summarize and the next asset to say done, in order.
