@@ -228,7 +228,10 @@ async fn the_default_nmap_engine_is_ready_and_a_missing_nmap_is_an_error() {
     assert_eq!(refused.status, 503, "{}", refused.json());
     let reason = refused.json().to_string();
     assert!(
-        reason.contains("its program \\\"/nonexistent/nmap\\\" is not found"),
+        reason.contains(
+            "its program \\\"/nonexistent/nmap\\\" is not found or not executable (install \
+             nmap: Debian's `nmap` package)"
+        ),
         "{reason}"
     );
 

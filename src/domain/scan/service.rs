@@ -263,8 +263,12 @@ impl Engine {
     pub fn set_program_found(&self, found: bool) -> Option<String> {
         let problem = match self.scanner.program() {
             Some(program) if !found => Some(format!(
-                "engine {} cannot scan: its program {program:?} is not found or not executable",
-                self.name.as_str()
+                "engine {} cannot scan: its program {program:?} is not found or not executable{}",
+                self.name.as_str(),
+                match self.scanner {
+                    Scanner::Nmap(_) => " (install nmap: Debian's `nmap` package)",
+                    _ => "",
+                }
             )),
             _ => None,
         };

@@ -585,6 +585,22 @@ impl XmlStream {
         pieces
     }
 
+    /// Reads a piece of a line longer than the process's line limit: the rest follows.
+    fn feed_piece(&mut self, piece: &str) -> Vec<Piece> {
+        // Held as it is; the line's last piece ends it.
+        if self.error.is_none() {
+            self.pending.push_str(piece);
+            self.open_bytes += piece.len();
+            if self.open_bytes > MAX_ELEMENT_BYTES || self.pending.len() > MAX_ELEMENT_BYTES {
+                self.error = Some(format!(
+                    "an element of nmap's XML is over {} MiB",
+                    MAX_ELEMENT_BYTES >> 20
+                ));
+            }
+        }
+        Vec::new()
+    }
+
     fn read(&mut self, text: &str, pieces: &mut Vec<Piece>) -> Result<(), String> {
         let mut reader = quick_xml::Reader::from_str(text);
         // A line may close what an earlier line opened.
@@ -682,14 +698,32 @@ pub struct Findings<'a> {
     options: &'a Map<String, Value>,
     /// Every address and name findings were filed under.
     seen: BTreeSet<String>,
+    /// The hosts that assets name one by one (addresses, names, URLs' hosts), as opposed to
+    /// the members of a range or subnet.
+    named: BTreeSet<String>,
+    /// Each `url` asset's host, with the asset's value.
+    urls: Vec<(String, String)>,
 }
 
 impl<'a> Findings<'a> {
     pub fn new(assets: &'a [Asset], options: &'a Map<String, Value>) -> Findings<'a> {
+        let urls: Vec<(String, String)> = assets
+            .iter()
+            .filter(|a| a.datatype == Datatype::Url)
+            .filter_map(|a| Some((url_host(&a.value)?, a.value.clone())))
+            .collect();
+        let named = assets
+            .iter()
+            .filter(|a| matches!(a.datatype, Datatype::Ip | Datatype::Fqdn | Datatype::Domain))
+            .map(|a| a.value.trim().to_owned())
+            .chain(urls.iter().map(|(host, _)| host.clone()))
+            .collect();
         Findings {
             assets,
             options,
             seen: BTreeSet::new(),
+            named,
+            urls,
         }
     }
 
@@ -729,13 +763,21 @@ impl<'a> Findings<'a> {
             addr.push(ip.to_owned());
         }
         // URL assets whose host this is are filed under the host too.
-        for asset in self.assets {
-            if asset.datatype == Datatype::Url
-                && url_host(&asset.value).is_some_and(|h| addr.contains(&h))
-                && !addr.contains(&asset.value)
-            {
-                addr.push(asset.value.clone());
+        for (host, url) in &self.urls {
+            if addr.contains(host) && !addr.contains(url) {
+                addr.push(url.clone());
             }
+        }
+        let status = host
+            .child("status")
+            .and_then(|s| s.attr("state"))
+            .unwrap_or_default();
+        // nmap lists every address of a range or subnet it found down: one finding (and one
+        // asset in PatrowlManager) for each of a /16's 65,536 addresses would bury the others
+        // past the scan's limit of findings. A host an asset names is said to be down.
+        let named = addr.iter().any(|a| self.named.contains(a)) || self.named.contains(ip);
+        if status == "down" && !named {
+            return found;
         }
         // As the nmap engine names a host: the last of its names, or its address.
         let shown = names.last().copied().unwrap_or(ip).to_owned();
@@ -835,10 +877,6 @@ impl<'a> Findings<'a> {
             }
         }
 
-        let status = host
-            .child("status")
-            .and_then(|s| s.attr("state"))
-            .unwrap_or_default();
         if open || status == "up" {
             found.push(issue(
                 target(&addr),
@@ -1246,24 +1284,6 @@ pub async fn scan(
     Ended { result, raw }
 }
 
-impl XmlStream {
-    /// Reads a piece of a line longer than the process's line limit: the rest follows.
-    fn feed_piece(&mut self, piece: &str) -> Vec<Piece> {
-        // Held as it is; the line's last piece ends it.
-        if self.error.is_none() {
-            self.pending.push_str(piece);
-            self.open_bytes += piece.len();
-            if self.open_bytes > MAX_ELEMENT_BYTES || self.pending.len() > MAX_ELEMENT_BYTES {
-                self.error = Some(format!(
-                    "an element of nmap's XML is over {} MiB",
-                    MAX_ELEMENT_BYTES >> 20
-                ));
-            }
-        }
-        Vec::new()
-    }
-}
-
 /// An argument as a shell would need it, for the report's command line only (nmap runs
 /// without a shell).
 fn shell_quoted(arg: &str) -> String {
@@ -1445,7 +1465,10 @@ mod tests {
             .description
             .contains("CPE vector has been identified: cpe:/a:python:simplehttpserver:0.6"));
 
-        let down = findings.host(&hosts[1]);
+        // A host down is said to be when an asset names it, not as a member of a range.
+        assert_eq!(findings.host(&hosts[1]), []);
+        let named = [asset("10.9.9.9", Datatype::Ip)];
+        let down = Findings::new(&named, &opts).host(&hosts[1]);
         assert_eq!(down.len(), 1);
         assert_eq!(down[0].title, "Host '10.9.9.9' is down");
         assert_eq!(down[0].target.addr, ["10.9.9.9"]);
