@@ -136,7 +136,12 @@ fn http_server() -> u16 {
                 let mut buffer = [0u8; 4096];
                 // Answer once a request's head is read; a probe that sends nothing gets
                 // nothing, as from a real HTTP server.
-                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                // A head ends with an empty line, CRLF or, as the nmap engine's banner
+                // request writes it, LF alone.
+                let ended = |r: &[u8]| {
+                    r.windows(4).any(|w| w == b"\r\n\r\n") || r.windows(2).any(|w| w == b"\n\n")
+                };
+                while !ended(&request) {
                     match stream.read(&mut buffer) {
                         Ok(0) | Err(_) => return,
                         Ok(n) => request.extend_from_slice(&buffer[..n]),
@@ -281,6 +286,7 @@ async fn an_nmap_scan_reports_the_nmap_engines_findings() {
         "detect_service_version": 1,
         "script": "http-title",
         "no_dns": 1,
+        "banner": 1,
     });
     face.accept("nmap", 1, assets, options).await;
     let findings = face.finished_findings("nmap", 1).await;
@@ -295,6 +301,8 @@ async fn an_nmap_scan_reports_the_nmap_engines_findings() {
             format!("Port 'tcp/{open}' is open"),
             "Host 'localhost' is up".to_owned(),
             "Failed to resolve 'nowhere.invalid'".to_owned(),
+            format!("Service banner for localhost:{open}"),
+            format!("Service banner for 127.0.0.1:{open}"),
         ],
         "{findings}"
     );
@@ -305,12 +313,25 @@ async fn an_nmap_scan_reports_the_nmap_engines_findings() {
             "port_info",
             "port_status",
             "host_availability",
-            "nmap_error_unresolved"
+            "nmap_error_unresolved",
+            "port_banner",
+            "port_banner"
         ]
     );
     assert_eq!(
         strings(issues, "/severity"),
-        ["info", "info", "info", "info", "low"]
+        ["info", "info", "info", "info", "low", "info", "info"]
+    );
+    // The server says nothing first: its banner is its answer to an HTTP request.
+    let banner = &issues[6]["raw"];
+    assert_eq!(banner["host"], "127.0.0.1");
+    assert_eq!(banner["port"], open);
+    assert!(
+        banner["banner"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("Server: {SERVER}")),
+        "{banner}"
     );
     let service = &issues[1];
     assert_eq!(service["target"]["addr"], json!(["localhost", "127.0.0.1"]));

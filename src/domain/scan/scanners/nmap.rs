@@ -4,6 +4,8 @@
 //! types, severities and metadata as soon as nmap writes the host, so that PatrowlManager,
 //! which matches findings on (asset, title), sees the same findings from annals as from the
 //! upstream engine. The XML, nmap's standard error and the command line go to the report.
+//! With `banner`, each open TCP port's banner is grabbed once nmap is done, as the nmap
+//! engine does.
 //!
 //! # Privileges
 //!
@@ -21,6 +23,7 @@
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
+use std::time::Duration;
 
 use ipnet::{IpNet, Ipv4Subnets};
 use quick_xml::events::Event;
@@ -410,13 +413,6 @@ pub fn plan(
              give the hosts as assets"
         ));
     }
-    if options.get("banner").is_some_and(truthy) {
-        return Err(
-            "options.banner: the nmap scanner does not grab banners; detect_service_version \
-             reports what a service says of itself"
-                .into(),
-        );
-    }
     let mut args: Vec<String> = ["-vvv", "--noninteractive", "-oX", "-", "-iL", "-"]
         .map(String::from)
         .to_vec();
@@ -703,6 +699,8 @@ pub struct Findings<'a> {
     named: BTreeSet<String>,
     /// Each `url` asset's host, with the asset's value.
     urls: Vec<(String, String)>,
+    /// With `banner`: each open TCP port of each address and name, for [`grab_banners`].
+    pub open: Vec<(String, u16)>,
 }
 
 impl<'a> Findings<'a> {
@@ -724,6 +722,7 @@ impl<'a> Findings<'a> {
             seen: BTreeSet::new(),
             named,
             urls,
+            open: Vec::new(),
         }
     }
 
@@ -854,6 +853,17 @@ impl<'a> Findings<'a> {
                         continue;
                     }
                     found.push(service_finding(&port_target, port, service, &mut data));
+                }
+                if state == "open"
+                    && proto == "tcp"
+                    && self.options.get("banner").is_some_and(truthy)
+                {
+                    if let Ok(port) = id.parse::<u16>() {
+                        // Each name and address of the host, as the nmap engine grabs them; a
+                        // URL is no host to connect to.
+                        let hosts = addr.iter().filter(|a| !a.contains("://"));
+                        self.open.extend(hosts.map(|a| (a.clone(), port)));
+                    }
                 }
                 if reachable {
                     open = true;
@@ -1190,6 +1200,11 @@ pub async fn scan(
                     if !plan.fallbacks.is_empty() {
                         found.push(fallback_finding(&job.assets, &plan.fallbacks));
                     }
+                    // After nmap, as the nmap engine grabs them; not again for a run whose
+                    // end was recorded before a restart.
+                    if line.offset > recorded && !findings.open.is_empty() {
+                        found.extend(grab_banners(std::mem::take(&mut findings.open)).await);
+                    }
                     found
                 }
             };
@@ -1282,6 +1297,107 @@ pub async fn scan(
         }
     };
     Ended { result, raw }
+}
+
+/// How long each step of a banner grab may wait (to connect, to read), as the nmap engine's.
+pub const BANNER_TIMEOUT: Duration = Duration::from_secs(2);
+/// The most bytes of a banner kept, as the nmap engine reads them.
+pub const MAX_BANNER_BYTES: usize = 4094;
+/// Banner grabs at once.
+pub const BANNER_CONCURRENCY: usize = 16;
+
+/// The `port_banner` findings of `open` (address or name, port), as the nmap engine's
+/// `banner` option makes them: what the service says first, or else its answer to an HTTP
+/// request (over TLS when it asks for it). A port that says nothing gives no finding.
+async fn grab_banners(open: Vec<(String, u16)>) -> Vec<Finding> {
+    use futures_util::StreamExt;
+    let grabs = open.into_iter().map(|(host, port)| async move {
+        let grabbing = host.clone();
+        let banner = crate::runtime::blocking(move || grab_banner(&grabbing, port))
+            .await
+            .unwrap_or_default();
+        (host, port, banner)
+    });
+    let mut grabbed: Vec<(String, u16, String)> = futures_util::stream::iter(grabs)
+        .buffered(BANNER_CONCURRENCY)
+        .collect()
+        .await;
+    grabbed.retain(|(_, _, banner)| !banner.is_empty());
+    grabbed
+        .into_iter()
+        .map(|(host, port, banner)| {
+            issue(
+                Target {
+                    addr: vec![host.clone()],
+                    ..Target::default()
+                },
+                format!("Service banner for {host}:{port}"),
+                format!("Service banner:\n\n{banner}"),
+                "port_banner",
+                Some(json!({"banner": banner, "host": host, "port": port})),
+            )
+        })
+        .collect()
+}
+
+/// One port's banner, or empty. Blocking: plain sockets with timeouts.
+fn grab_banner(host: &str, port: u16) -> String {
+    use std::io::{Read, Write};
+    let connect = || -> std::io::Result<std::net::TcpStream> {
+        use std::net::ToSocketAddrs;
+        let mut last = std::io::Error::other("no address");
+        for address in (host, port).to_socket_addrs()? {
+            match std::net::TcpStream::connect_timeout(&address, BANNER_TIMEOUT) {
+                Ok(stream) => {
+                    stream.set_read_timeout(Some(BANNER_TIMEOUT))?;
+                    stream.set_write_timeout(Some(BANNER_TIMEOUT))?;
+                    return Ok(stream);
+                }
+                Err(error) => last = error,
+            }
+        }
+        Err(last)
+    };
+    let read = |stream: &mut dyn Read| -> std::io::Result<String> {
+        let mut buffer = vec![0; MAX_BANNER_BYTES];
+        let n = stream.read(&mut buffer)?;
+        buffer.truncate(n);
+        // PostgreSQL, under PatrowlManager, refuses NUL.
+        Ok(String::from_utf8_lossy(&buffer).replace('\0', ""))
+    };
+    // What the service says first, unasked.
+    let said = connect().and_then(|mut stream| read(&mut stream));
+    let answer = match said {
+        Ok(said) => return said,
+        // Nothing said within the timeout: maybe it waits for a request.
+        Err(_) => connect().and_then(|mut stream| {
+            stream.write_all(format!("GET / HTTP/1.1\nHost: {host}\n\n").as_bytes())?;
+            read(&mut stream)
+        }),
+    };
+    let answer = answer.unwrap_or_default();
+    let wants_tls = [
+        "HTTPS is required",
+        "The plain HTTP request was sent to HTTPS",
+    ]
+    .iter()
+    .any(|hint| answer.contains(hint));
+    if !wants_tls {
+        return answer;
+    }
+    let over_tls = || -> Result<String, String> {
+        let tls = super::http::any_certificate_tls()?;
+        let name =
+            rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|e| e.to_string())?;
+        let connection = rustls::ClientConnection::new(std::sync::Arc::new(tls), name)
+            .map_err(|e| e.to_string())?;
+        let stream = connect().map_err(|e| e.to_string())?;
+        let mut tls = rustls::StreamOwned::new(connection, stream);
+        tls.write_all(format!("GET / HTTP/1.0\nHost: {host}\n\n").as_bytes())
+            .map_err(|e| e.to_string())?;
+        read(&mut tls).map_err(|e| e.to_string())
+    };
+    over_tls().unwrap_or_default()
 }
 
 /// An argument as a shell would need it, for the report's command line only (nmap runs
@@ -1532,6 +1648,24 @@ mod tests {
     }
 
     #[test]
+    fn a_banner_is_what_a_service_says_first_without_nul() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let speaker = std::thread::spawn(move || {
+            use std::io::Write;
+            let (mut stream, _) = listener.accept().unwrap();
+            stream.write_all(b"SSH-2.0-OpenSSH_9.2\0\r\n").unwrap();
+        });
+        assert_eq!(grab_banner("127.0.0.1", port), "SSH-2.0-OpenSSH_9.2\r\n");
+        speaker.join().unwrap();
+        // Nothing listens: no banner.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = closed.local_addr().unwrap().port();
+        drop(closed);
+        assert_eq!(grab_banner("127.0.0.1", port), "");
+    }
+
+    #[test]
     fn options_become_nmaps_arguments_without_a_shell() {
         let assets = [
             asset("10.0.0.1-10.0.0.6", Datatype::IpRange),
@@ -1615,7 +1749,6 @@ mod tests {
         assert!(refused(json!({"timing-template": "fast"})).contains("timing-template"));
         assert!(refused(json!({"max-rtt-timeout": "soon"})).contains("max-rtt-timeout"));
         assert!(refused(json!({"host_file_path": "/etc/hosts"})).contains("reads no file"));
-        assert!(refused(json!({"banner": 1})).contains("options.banner"));
         assert!(refused(json!({"script_output_fields": "os"})).contains("list of keys"));
         // Falsy values are left out, as the nmap engine tests them.
         assert!(plan(
