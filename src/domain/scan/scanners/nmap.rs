@@ -1202,8 +1202,16 @@ pub async fn scan(
                     }
                     // After nmap, as the nmap engine grabs them; not again for a run whose
                     // end was recorded before a restart.
-                    if line.offset > recorded && !findings.open.is_empty() {
-                        found.extend(grab_banners(std::mem::take(&mut findings.open)).await);
+                    if line.offset > recorded && !findings.open.is_empty() && !stopping {
+                        let open = std::mem::take(&mut findings.open);
+                        tokio::select! {
+                            banners = grab_banners(open) => found.extend(banners),
+                            // A stop does not wait for the grabs.
+                            _ = stop.wait_for(|stopped| *stopped) => {
+                                stopping = true;
+                                canceller.cancel();
+                            }
+                        }
                     }
                     found
                 }
