@@ -354,6 +354,15 @@ async fn an_nmap_scan_reports_the_nmap_engines_findings() {
     assert_eq!(issues[0]["target"]["addr"], json!(["localhost"]));
     assert_eq!(issues[0]["raw"], json!({"value": "127.0.0.1"}));
 
+    // Every asset is done once nmap is.
+    let history = face.get("/api/streams/scan-nmap-1").await.json();
+    let scanned: Vec<&Value> = items(&history["events"])
+        .iter()
+        .filter(|e| e["type"] == "AssetScanned")
+        .map(|e| &e["payload"]["asset"])
+        .collect();
+    assert_eq!(scanned, [&json!("localhost"), &json!("nowhere.invalid")]);
+
     let report = unzip(&face.get("/engines/nmap/getreport/1").await.body);
     let xml = String::from_utf8_lossy(&report["raw/nmap/nmap.xml"]);
     assert!(

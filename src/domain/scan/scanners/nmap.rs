@@ -1163,6 +1163,7 @@ pub async fn scan(
     let mut read = Offsets::default();
     let mut last_error_line = String::new();
     let (mut stopping, mut listening, mut finished) = (false, true, false);
+    let mut assets_said_done = false;
     loop {
         let line = tokio::select! {
             line = running.next_line() => line,
@@ -1217,15 +1218,16 @@ pub async fn scan(
                 }
             };
             reports.extend(found.into_iter().map(|f| Progress::Finding(Box::new(f))));
-            // nmap scans its targets in groups of its own choosing: every asset is done
-            // once the run is.
-            if finished {
-                reports.extend(
-                    asset_values(&job.assets)
-                        .into_iter()
-                        .map(Progress::AssetDone),
-                );
-            }
+        }
+        // nmap scans its targets in groups of its own choosing: every asset is done once the
+        // run is, on the line that ends it.
+        if finished && !assets_said_done {
+            assets_said_done = true;
+            reports.extend(
+                asset_values(&job.assets)
+                    .into_iter()
+                    .map(Progress::AssetDone),
+            );
         }
         if line.offset <= recorded || !listening {
             continue;
