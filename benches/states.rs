@@ -117,6 +117,7 @@ fn scan(findings: u64) -> Vec<ScanEvent> {
                 raw: Some(r#"{"port":22,"state":"open"}"#.into()),
                 tags: vec![],
                 links: vec![],
+                vuln_refs: Default::default(),
             },
             at,
         })

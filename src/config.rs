@@ -239,6 +239,12 @@ impl Default for PatrowlSection {
                     name: "http".into(),
                     ..EngineConfig::defaults(ScannerKind::Http)
                 },
+                // Declared whether or not nmap is installed: without it the engine is in
+                // ERROR and says why.
+                EngineConfig {
+                    name: "nmap".into(),
+                    ..EngineConfig::defaults(ScannerKind::Nmap)
+                },
             ],
         }
     }
@@ -270,6 +276,8 @@ pub enum ScannerKind {
     Tcp,
     /// A GET on each URL, for security headers and banners.
     Http,
+    /// The real nmap, with the options and findings of Patrowl's nmap engine.
+    Nmap,
     /// An external program: assets as JSON on its standard input, findings as JSON lines on
     /// its standard output.
     Command,
@@ -297,15 +305,21 @@ pub struct EngineConfig {
     pub concurrency: usize,
     /// tcp: milliseconds a connection may take to open before the port counts as closed.
     pub connect_timeout_ms: u64,
-    /// tcp: the most hosts an `ip-range` or `ip-subnet` asset may hold.
+    /// tcp, nmap: the most hosts an `ip-range` or `ip-subnet` asset may hold.
     pub max_hosts: usize,
     /// http: milliseconds a request may take, connection included.
     pub request_timeout_ms: u64,
     /// command: the program and its arguments, run without a shell.
     pub command: Vec<String>,
-    /// command: seconds the program may run before it is stopped and the scan fails.
+    /// nmap: the nmap program, a path or a name looked for on `PATH`.
+    pub program: String,
+    /// nmap: whether nmap may use raw sockets (SYN and UDP scans, OS detection); left out,
+    /// when annals runs as root. `true` for an nmap given capabilities.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub privileged: Option<bool>,
+    /// command, nmap: seconds the program may run before it is stopped and the scan fails.
     pub timeout_s: u64,
-    /// command: seconds between SIGTERM and SIGKILL when the program is stopped.
+    /// command, nmap: seconds between SIGTERM and SIGKILL when the program is stopped.
     pub kill_grace_s: u64,
 }
 
@@ -321,8 +335,13 @@ impl EngineConfig {
                 names(&["ip", "ip-range", "ip-subnet", "fqdn", "domain"]),
             ),
             ScannerKind::Http => ("HTTP security headers and banners", names(&["url", "fqdn"])),
+            ScannerKind::Nmap => (
+                "nmap: open ports, services and versions, NSE scripts, OS detection",
+                names(&["ip", "ip-range", "ip-subnet", "fqdn", "domain", "url"]),
+            ),
             ScannerKind::Command => ("", names(&ASSET_TYPES)),
         };
+        let nmap = scanner == ScannerKind::Nmap;
         EngineConfig {
             name: String::new(),
             scanner,
@@ -333,10 +352,14 @@ impl EngineConfig {
             options: toml::Table::new(),
             concurrency: 256,
             connect_timeout_ms: 1000,
-            max_hosts: 256,
+            // nmap scans a /16, as Patrowl's nmap engine does.
+            max_hosts: if nmap { 65_536 } else { 256 },
             request_timeout_ms: 10_000,
             command: Vec::new(),
-            timeout_s: 3600,
+            program: if nmap { "nmap".into() } else { String::new() },
+            privileged: None,
+            // The nmap engine's own default (APP_SCAN_TIMEOUT_DEFAULT).
+            timeout_s: if nmap { 7200 } else { 3600 },
             kill_grace_s: 5,
         }
     }
@@ -366,6 +389,8 @@ struct EngineEntry {
     max_hosts: Option<usize>,
     request_timeout_ms: Option<u64>,
     command: Option<Vec<String>>,
+    program: Option<String>,
+    privileged: Option<bool>,
     timeout_s: Option<u64>,
     kill_grace_s: Option<u64>,
 }
@@ -386,6 +411,8 @@ impl From<EngineEntry> for EngineConfig {
             max_hosts: entry.max_hosts.unwrap_or(d.max_hosts),
             request_timeout_ms: entry.request_timeout_ms.unwrap_or(d.request_timeout_ms),
             command: entry.command.unwrap_or(d.command),
+            program: entry.program.unwrap_or(d.program),
+            privileged: entry.privileged.or(d.privileged),
             timeout_s: entry.timeout_s.unwrap_or(d.timeout_s),
             kill_grace_s: entry.kill_grace_s.unwrap_or(d.kill_grace_s),
         }

@@ -283,13 +283,14 @@ async fn start_up_refuses_what_a_check_refuses() {
 fn an_engine_entry_takes_its_scanners_documented_default_for_every_key_it_leaves_out() {
     let text = "[[patrowl.engines]]\nname = \"tcp\"\n\n\
                 [[patrowl.engines]]\nname = \"http\"\nscanner = \"http\"\n\n\
+                [[patrowl.engines]]\nname = \"nmap\"\nscanner = \"nmap\"\n\n\
                 [[patrowl.engines]]\nname = \"wrapped\"\nscanner = \"command\"\ncommand = [\"sh\"]\n\
                 max_scans = 2\n";
     let config: Config = toml::Value::Table(check(text).unwrap()).try_into().unwrap();
-    // The two documented engines, each written with its name and scanner only.
+    // The three documented engines, each written with its name and scanner only.
     let documented = Config::default().patrowl.engines;
-    assert_eq!(config.patrowl.engines[..2], documented[..]);
-    let command = &config.patrowl.engines[2];
+    assert_eq!(config.patrowl.engines[..3], documented[..]);
+    let command = &config.patrowl.engines[3];
     assert_eq!(command.version, env!("CARGO_PKG_VERSION"));
     assert_eq!(
         command.allowed_asset_types,

@@ -22,6 +22,7 @@ mod gros_ssh;
 mod hpcwaas;
 mod inventory_rules;
 mod journal;
+mod nmap;
 mod openapi;
 mod partisci;
 mod patrowl;

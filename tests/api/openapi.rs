@@ -1055,7 +1055,7 @@ async fn patrowl_answers_fit_their_documented_schemas() {
         (scan_status, "/engines/tcp/status/s1", String::new(), 404),
         (
             ("get", "/engines/{name}/"),
-            "/engines/nmap/",
+            "/engines/openvas/",
             String::new(),
             404,
         ),

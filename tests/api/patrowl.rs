@@ -756,16 +756,17 @@ async fn every_refusal_says_what_is_wrong_in_the_faces_shape() {
             "{route}: {reason}"
         );
     }
-    // An unknown engine, an unknown route, another method.
+    // An unknown engine (another of Patrowl's, which annals does not serve), an unknown
+    // route, another method.
     for path in [
-        "/engines/nmap/status",
-        "/engines/nmap/",
-        "/engines/nmap/status/1",
-        "/engine/nmap/info",
+        "/engines/openvas/status",
+        "/engines/openvas/",
+        "/engines/openvas/status/1",
+        "/engine/openvas/info",
     ] {
         let reason = face.get(path).await.refused(404, "error");
         assert!(
-            reason.contains("no engine is called \"nmap\""),
+            reason.contains("no engine is called \"openvas\""),
             "{path}: {reason}"
         );
     }
@@ -1073,7 +1074,7 @@ async fn golden_bodies() {
     let clean_scan = face.get("/engines/slow/clean/1").await.json();
     let cleaned_status = face.get("/engines/slow/status/1").await.json();
     let clean = face.get("/engines/slow/clean").await.json();
-    let not_found = face.get("/engines/nmap/status").await.json();
+    let not_found = face.get("/engines/openvas/status").await.json();
     let no_route = face.get("/engines/cmd/nothing").await.json();
     for (name, body) in [
         ("accepted", accepted),

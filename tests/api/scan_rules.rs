@@ -71,6 +71,7 @@ pub(crate) fn finding() -> Finding {
         raw: Some("{}".into()),
         tags: vec![],
         links: vec![],
+        vuln_refs: Default::default(),
     }
 }
 

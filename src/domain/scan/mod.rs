@@ -190,6 +190,8 @@ pub enum Confidence {
     Certain,
     Firm,
     Tentative,
+    /// What the nmap engine says of an OS guess.
+    Undefined,
 }
 
 /// Where a finding is.
@@ -223,6 +225,10 @@ pub struct Finding {
     pub tags: Vec<String>,
     #[serde(default)]
     pub links: Vec<String>,
+    /// References by kind, such as `CPE`: the issue's `metadata.vuln_refs`, which
+    /// PatrowlManager tags assets from. Absent from findings recorded before it existed.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub vuln_refs: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 /// What a finding weighs against a scan's limit of bytes: its text fields.
@@ -238,7 +244,8 @@ pub fn finding_bytes(finding: &Finding) -> usize {
         .addr
         .iter()
         .chain(&finding.tags)
-        .chain(&finding.links);
+        .chain(&finding.links)
+        .chain(finding.vuln_refs.values().flatten());
     texts.iter().map(|text| text.len()).sum::<usize>()
         + finding.raw.as_ref().map_or(0, String::len)
         + lists.map(String::len).sum::<usize>()

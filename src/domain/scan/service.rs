@@ -22,7 +22,7 @@ use super::{
 use crate::blobs::{BlobError, BlobStore};
 use crate::config::{EngineConfig, OnRestart, ScannerKind};
 use crate::domain::scan::scanners::{
-    CommandSettings, Ended, Follow, HttpSettings, Job, Reported, Scanner, TcpSettings,
+    CommandSettings, Ended, Follow, HttpSettings, Job, NmapSettings, Reported, Scanner, TcpSettings,
 };
 use crate::domain::{start_read_model, wait_folded, Core};
 use crate::events::envelope::MAX_STREAM_ID_LEN;
@@ -189,6 +189,21 @@ impl Engine {
             ScannerKind::Http => Scanner::Http(HttpSettings {
                 request_timeout: Duration::from_millis(config.request_timeout_ms.max(1)),
             }),
+            ScannerKind::Nmap => {
+                if config.program.trim().is_empty() {
+                    return Err(format!(
+                        "engine {}: an nmap engine needs `program` (nmap's path or name)",
+                        config.name
+                    ));
+                }
+                Scanner::Nmap(NmapSettings {
+                    program: config.program.clone(),
+                    privileged: config.privileged,
+                    max_hosts: config.max_hosts as u128,
+                    timeout: Duration::from_secs(config.timeout_s.max(1)),
+                    kill_grace: Duration::from_secs(config.kill_grace_s),
+                })
+            }
             ScannerKind::Command => {
                 let Some((program, args)) = config.command.split_first() else {
                     return Err(format!(
@@ -248,8 +263,12 @@ impl Engine {
     pub fn set_program_found(&self, found: bool) -> Option<String> {
         let problem = match self.scanner.program() {
             Some(program) if !found => Some(format!(
-                "engine {} cannot scan: its program {program:?} is not found or not executable",
-                self.name.as_str()
+                "engine {} cannot scan: its program {program:?} is not found or not executable{}",
+                self.name.as_str(),
+                match self.scanner {
+                    Scanner::Nmap(_) => " (install nmap: Debian's `nmap` package)",
+                    _ => "",
+                }
             )),
             _ => None,
         };
@@ -864,6 +883,7 @@ fn findings_dropped(dropped: u64, cap: Cap, assets: &[String]) -> Finding {
         raw: None,
         tags: Vec::new(),
         links: Vec::new(),
+        vuln_refs: Default::default(),
     }
 }
 

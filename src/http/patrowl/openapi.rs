@@ -150,7 +150,7 @@ pub struct PatrowlEngine {
     pub name: String,
     pub version: String,
     pub description: String,
-    /// `tcp`, `http` or `command`.
+    /// `tcp`, `http`, `nmap` or `command`.
     pub scanner: String,
     pub allowed_asset_types: Vec<&'static str>,
     /// The most scans STARTED or SCANNING at once.
@@ -385,7 +385,7 @@ pub struct PatrowlIssue {
     /// info, low, medium, high or critical.
     #[schema(example = "info")]
     pub severity: &'static str,
-    /// certain, firm or tentative.
+    /// certain, firm or tentative (or undefined: an OS guess of the nmap scanner).
     #[schema(example = "certain")]
     pub confidence: &'static str,
     pub title: String,

@@ -969,6 +969,7 @@ fn findings_body(
                     crate::domain::scan::Confidence::Certain => "certain",
                     crate::domain::scan::Confidence::Firm => "firm",
                     crate::domain::scan::Confidence::Tentative => "tentative",
+                    crate::domain::scan::Confidence::Undefined => "undefined",
                 },
                 title,
                 description: f.description.clone(),
@@ -985,7 +986,7 @@ fn findings_body(
                 metadata: super::openapi::PatrowlIssueMetadata {
                     tags: f.tags.clone(),
                     links: f.links.clone(),
-                    vuln_refs: Value::Object(Map::new()),
+                    vuln_refs: serde_json::json!(f.vuln_refs),
                     risk: Value::Object(Map::new()),
                 },
             }

@@ -158,6 +158,7 @@ pub fn parse_line(text: &str, job: &Job) -> Result<Option<Progress>, String> {
         raw: line.raw.map(|raw| raw.to_string()),
         tags: line.tags,
         links: line.links,
+        vuln_refs: Default::default(),
     }))))
 }
 

@@ -102,15 +102,23 @@ impl ServerCertVerifier for AnyCertificate {
     }
 }
 
+/// A TLS client configuration that takes any certificate (also the `nmap` scanner's, for
+/// banners).
+pub(super) fn any_certificate_tls() -> Result<rustls::ClientConfig, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(
+        rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS cannot be set up: {e}"))?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+            .with_no_client_auth(),
+    )
+}
+
 /// A client that does not follow redirects and takes any certificate.
 fn client(timeout: Duration) -> Result<awc::Client, String> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS cannot be set up: {e}"))?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
-        .with_no_client_auth();
+    let tls = any_certificate_tls()?;
     Ok(awc::Client::builder()
         .connector(
             awc::Connector::new()
@@ -210,6 +218,7 @@ fn finding(asset: &Asset, url: &str, severity: Severity, kind: &str) -> Finding 
         raw: None,
         tags: vec!["http".into()],
         links: Vec::new(),
+        vuln_refs: Default::default(),
     }
 }
 

@@ -1,5 +1,6 @@
 //! The built-in scanners of the scan engine face: `tcp` (a connect scan), `http` (security
-//! headers and banners) and `command` (an external program speaking JSON lines). A scanner
+//! headers and banners), `nmap` (the real nmap, its XML read into the nmap engine's findings)
+//! and `command` (an external program speaking JSON lines). A scanner
 //! takes a scan's assets and options, reports progress and findings on a channel as it finds
 //! them, and ends with its raw outputs for the report. It knows nothing of entities, events
 //! or HTTP routes; the scan's driver turns what it reports into commands. Each gets its
@@ -7,6 +8,7 @@
 
 pub mod command;
 pub mod http;
+pub mod nmap;
 pub mod tcp;
 mod values;
 
@@ -17,7 +19,8 @@ use crate::domain::scan::Asset;
 pub use crate::domain::scan::Progress;
 use crate::process::supervised::Supervision;
 pub use values::{
-    asset_values, CommandSettings, Ended, Follow, HttpSettings, Job, Reported, TcpSettings,
+    asset_values, CommandSettings, Ended, Follow, HttpSettings, Job, NmapSettings, Reported,
+    TcpSettings,
 };
 
 /// An engine's scanner with its settings, parsed from its declaration at start-up. What
@@ -26,6 +29,7 @@ pub use values::{
 pub enum Scanner {
     Tcp(TcpSettings),
     Http(HttpSettings),
+    Nmap(NmapSettings),
     Command(CommandSettings),
 }
 
@@ -35,14 +39,17 @@ impl Scanner {
         match self {
             Scanner::Tcp(_) => "tcp",
             Scanner::Http(_) => "http",
+            Scanner::Nmap(_) => "nmap",
             Scanner::Command(_) => "command",
         }
     }
 
-    /// The program a `command` scanner runs; none for the built-in ones.
+    /// The program a `command` or `nmap` scanner runs under a supervisor; none for the
+    /// built-in ones.
     pub fn program(&self) -> Option<&str> {
         match self {
             Scanner::Command(settings) => Some(&settings.program),
+            Scanner::Nmap(settings) => Some(&settings.program),
             Scanner::Tcp(_) | Scanner::Http(_) => None,
         }
     }
@@ -52,6 +59,7 @@ impl Scanner {
     pub fn check_options(&self, options: &Map<String, Value>) -> Result<(), String> {
         match self {
             Scanner::Tcp(_) => tcp::check_options(options),
+            Scanner::Nmap(_) => nmap::check_options(options),
             Scanner::Http(_) | Scanner::Command(_) => Ok(()),
         }
     }
@@ -64,6 +72,7 @@ impl Scanner {
         match self {
             Scanner::Tcp(settings) => tcp::check(settings, assets, options),
             Scanner::Http(_) => http::check(assets),
+            Scanner::Nmap(settings) => nmap::check(settings, assets, options),
             Scanner::Command(_) => Ok(()),
         }
     }
@@ -91,6 +100,9 @@ impl Scanner {
             // grace.
             Scanner::Command(settings) => {
                 command::scan(settings, &job, &progress, stop, supervised).await
+            }
+            Scanner::Nmap(settings) => {
+                nmap::scan(settings, &job, &progress, stop, supervised).await
             }
         }
     }

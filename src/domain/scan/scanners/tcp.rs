@@ -74,7 +74,7 @@ const TIMING: &str =
 
 /// Whether Python takes `value` as true, as the nmap engine's `options.get(key)` does: not
 /// null, false, zero, or an empty string, list or object.
-fn truthy(value: &Value) -> bool {
+pub(super) fn truthy(value: &Value) -> bool {
     match value {
         Value::Null => false,
         Value::Bool(b) => *b,
@@ -352,84 +352,130 @@ pub fn check(
     Ok(())
 }
 
-/// Scans every asset in turn, its hosts' ports many at once.
+/// Scans every asset's hosts, `concurrency` connections at once across all of them (a range of
+/// silent hosts takes as long as its probes over `concurrency` timeouts, not a timeout per
+/// host), with each host's summary, and each asset done, in the assets' order.
 pub async fn scan(settings: &TcpSettings, job: &Job, progress: &mpsc::Sender<Reported>) -> Ended {
+    let timeout = settings.connect_timeout;
+    scan_with(settings, job, progress, move |address| async move {
+        matches!(
+            tokio::time::timeout(timeout, tokio::net::TcpStream::connect(address)).await,
+            Ok(Ok(_))
+        )
+    })
+    .await
+}
+
+/// What [`scan`] does, with `probe` telling whether a port is open.
+async fn scan_with<P, F>(
+    settings: &TcpSettings,
+    job: &Job,
+    progress: &mpsc::Sender<Reported>,
+    probe: P,
+) -> Ended
+where
+    P: Fn(SocketAddr) -> F,
+    F: std::future::Future<Output = bool>,
+{
     let ports = match ports(&job.options) {
         Ok(ports) => ports,
         Err(reason) => return failed(reason),
     };
-    let timeout = settings.connect_timeout;
-    let concurrency = settings.concurrency;
     let mut raw = String::new();
-    for asset in &job.assets {
-        let hosts = match addresses(asset, settings.max_hosts) {
-            Ok(Some(hosts)) => hosts,
+    // Every asset's hosts first (names resolved one after the other), each with its asset;
+    // `ends[a]`: where asset `a`'s hosts end in `hosts`.
+    let mut hosts: Vec<(usize, IpAddr)> = Vec::new();
+    let mut ends = Vec::with_capacity(job.assets.len());
+    let mut unresolved_of: Vec<Option<(Finding, String)>> = vec![None; job.assets.len()];
+    for (a, asset) in job.assets.iter().enumerate() {
+        let found = match addresses(asset, settings.max_hosts) {
+            Ok(Some(found)) => found,
             Ok(None) => match tokio::net::lookup_host((asset.value.trim(), 0)).await {
                 Ok(found) => {
-                    let mut hosts: Vec<IpAddr> = found.map(|a| a.ip()).collect();
-                    hosts.sort();
-                    hosts.dedup();
-                    hosts
+                    let mut found: Vec<IpAddr> = found.map(|a| a.ip()).collect();
+                    found.sort();
+                    found.dedup();
+                    found
                 }
                 Err(error) => {
-                    let _ = writeln!(raw, "{}: not resolved: {error}", asset.value);
-                    let finding = unresolved(asset, &error.to_string());
-                    if !report(progress, Progress::Finding(Box::new(finding))).await {
-                        return stopped();
-                    }
+                    let error = error.to_string();
+                    unresolved_of[a] = Some((unresolved(asset, &error), error));
                     Vec::new()
                 }
             },
             Err(reason) => return failed(reason),
         };
-        for host in hosts {
-            let probes = ports.iter().map(|port| {
-                let address = SocketAddr::new(host, *port);
-                async move {
-                    let open = matches!(
-                        tokio::time::timeout(timeout, tokio::net::TcpStream::connect(address))
-                            .await,
-                        Ok(Ok(_))
-                    );
-                    (*port, open)
-                }
-            });
-            let mut results = stream::iter(probes).buffer_unordered(concurrency);
-            let mut open = Vec::new();
-            while let Some((port, is_open)) = results.next().await {
-                if is_open {
-                    open.push(port);
-                    let _ = writeln!(
-                        raw,
-                        "{} {host} {port}/tcp open {}",
-                        asset.value,
-                        service(port)
-                    );
-                    if !report(
-                        progress,
-                        Progress::Finding(Box::new(open_port(asset, host, port))),
-                    )
-                    .await
-                    {
-                        return stopped();
-                    }
+        hosts.extend(found.into_iter().map(|host| (a, host)));
+        ends.push(hosts.len());
+    }
+    let probes = hosts.iter().enumerate().flat_map(|(h, (_, host))| {
+        ports
+            .iter()
+            .map(move |port| (h, SocketAddr::new(*host, *port)))
+    });
+    let mut results = stream::iter(probes.map(|(h, address)| {
+        let open = probe(address);
+        async move { (h, address.port(), open.await) }
+    }))
+    .buffer_unordered(settings.concurrency);
+    let mut open: Vec<Vec<u16>> = vec![Vec::new(); hosts.len()];
+    let mut left: Vec<usize> = vec![ports.len(); hosts.len()];
+    // The next host to summarize and the next asset to say done, in order.
+    let (mut next_host, mut next_asset) = (0, 0);
+    loop {
+        // Whatever is done, in order: an asset's unresolved name, its hosts' summaries, the
+        // asset itself.
+        while next_asset < job.assets.len() {
+            let asset = &job.assets[next_asset];
+            if let Some((finding, error)) = unresolved_of[next_asset].take() {
+                let _ = writeln!(raw, "{}: not resolved: {error}", asset.value);
+                if !report(progress, Progress::Finding(Box::new(finding))).await {
+                    return stopped();
                 }
             }
-            open.sort_unstable();
-            let _ = writeln!(
-                raw,
-                "{} {host}: {} open of {} scanned",
-                asset.value,
-                open.len(),
-                ports.len()
-            );
-            let summary = summary(asset, host, &open, ports.len());
-            if !report(progress, Progress::Finding(Box::new(summary))).await {
+            while next_host < ends[next_asset] && left[next_host] == 0 {
+                let host = hosts[next_host].1;
+                let found = &mut open[next_host];
+                found.sort_unstable();
+                let _ = writeln!(
+                    raw,
+                    "{} {host}: {} open of {} scanned",
+                    asset.value,
+                    found.len(),
+                    ports.len()
+                );
+                let summary = summary(asset, host, found, ports.len());
+                if !report(progress, Progress::Finding(Box::new(summary))).await {
+                    return stopped();
+                }
+                next_host += 1;
+            }
+            if next_host < ends[next_asset] {
+                break;
+            }
+            if !report(progress, Progress::AssetDone(asset.value.clone())).await {
                 return stopped();
             }
+            next_asset += 1;
         }
-        if !report(progress, Progress::AssetDone(asset.value.clone())).await {
-            return stopped();
+        let Some((h, port, is_open)) = results.next().await else {
+            break;
+        };
+        left[h] -= 1;
+        if is_open {
+            let (a, host) = hosts[h];
+            let asset = &job.assets[a];
+            open[h].push(port);
+            let _ = writeln!(
+                raw,
+                "{} {host} {port}/tcp open {}",
+                asset.value,
+                service(port)
+            );
+            let finding = open_port(asset, host, port);
+            if !report(progress, Progress::Finding(Box::new(finding))).await {
+                return stopped();
+            }
         }
     }
     Ended {
@@ -487,6 +533,7 @@ fn open_port(asset: &Asset, host: IpAddr, port: u16) -> Finding {
         ),
         tags: vec!["port".into(), service.into()],
         links: Vec::new(),
+        vuln_refs: Default::default(),
     }
 }
 
@@ -524,6 +571,7 @@ fn summary(asset: &Asset, host: IpAddr, open: &[u16], scanned: usize) -> Finding
         ),
         tags: vec!["summary".into()],
         links: Vec::new(),
+        vuln_refs: Default::default(),
     }
 }
 
@@ -546,6 +594,7 @@ fn unresolved(asset: &Asset, error: &str) -> Finding {
         raw: None,
         tags: Vec::new(),
         links: Vec::new(),
+        vuln_refs: Default::default(),
     }
 }
 
@@ -666,6 +715,69 @@ mod tests {
             json!({"no_ping": 1, "no_dns": 1, "tcp_scan": 1, "show_open_ports": 1, "depth": 3})
         ))
         .is_ok());
+    }
+
+    /// A /24 of silent hosts and one more address, 100 ports each, 256 connections at once,
+    /// each timing out after 1 s: 25,700 probes take 101 timeouts, not one per host (257), and
+    /// each host's summary and each asset come in order.
+    #[tokio::test(start_paused = true)]
+    async fn connections_are_spread_across_hosts() {
+        let settings = TcpSettings {
+            concurrency: 256,
+            connect_timeout: std::time::Duration::from_secs(1),
+            max_hosts: 256,
+        };
+        let job = Job {
+            engine: "tcp".into(),
+            scan_id: "1".into(),
+            assets: vec![
+                asset("10.0.0.0/24", Datatype::IpSubnet),
+                asset("10.0.1.7", Datatype::Ip),
+            ],
+            options: Map::new(),
+            run_dir: std::path::PathBuf::new(),
+            follow: None,
+        };
+        let (sender, mut reports) = mpsc::channel::<Reported>(1024);
+        let collected = tokio::spawn(async move {
+            let mut all = Vec::new();
+            while let Some(reported) = reports.recv().await {
+                all.push(reported.progress);
+            }
+            all
+        });
+        let started = tokio::time::Instant::now();
+        let ended = scan_with(&settings, &job, &sender, |address: SocketAddr| async move {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            // One open port, on the last host of the subnet.
+            address == "10.0.0.255:80".parse::<SocketAddr>().unwrap()
+        })
+        .await;
+        drop(sender);
+        assert_eq!(ended.result, Ok(()));
+        assert_eq!(started.elapsed(), std::time::Duration::from_secs(101));
+        let all = collected.await.unwrap();
+        // An open port is reported as it is found; the rest in order.
+        let open: Vec<&Finding> = all
+            .iter()
+            .filter_map(|p| match p {
+                Progress::Finding(f) if f.kind == "port_info" => Some(&**f),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(open.len(), 1);
+        assert_eq!(open[0].target.port_id, Some(80));
+        let order: Vec<String> = all
+            .iter()
+            .filter_map(|p| match p {
+                Progress::Finding(f) if f.kind == "port_info" => None,
+                Progress::Finding(f) => Some(f.target.addr[0].clone()),
+                Progress::AssetDone(a) => Some(format!("done {a}")),
+            })
+            .collect();
+        let mut expected: Vec<String> = (0..=255).map(|i| format!("10.0.0.{i}")).collect();
+        expected.extend(["done 10.0.0.0/24", "10.0.1.7", "done 10.0.1.7"].map(String::from));
+        assert_eq!(order, expected);
     }
 
     #[test]

@@ -90,6 +90,22 @@ pub struct CommandSettings {
     pub kill_grace: Duration,
 }
 
+/// An `nmap` engine's settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NmapSettings {
+    /// nmap, run without a shell: a path, or a name looked for on the server's `PATH`.
+    pub program: String,
+    /// Whether nmap may use raw sockets (SYN and UDP scans, OS detection): `None` when annals
+    /// runs as root; `Some(true)` for an nmap given capabilities.
+    pub privileged: Option<bool>,
+    /// The most hosts an `ip-range` or `ip-subnet` asset may hold.
+    pub max_hosts: u128,
+    /// How long nmap may run before it is stopped and the scan fails; at least 1 s.
+    pub timeout: Duration,
+    /// How long between SIGTERM and SIGKILL when nmap is stopped.
+    pub kill_grace: Duration,
+}
+
 /// The values of every asset, for a finding about all of them.
 pub fn asset_values(assets: &[Asset]) -> Vec<String> {
     assets.iter().map(|asset| asset.value.clone()).collect()
