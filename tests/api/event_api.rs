@@ -1038,6 +1038,18 @@ fn samples() -> Vec<(&'static str, &'static str, Value)> {
         ),
         (
             "gros_agent",
+            "FileUploaded",
+            json!({"name": "data.json",
+            "file": {"sha256": "ab".repeat(32), "size": 21}, "at": at}),
+        ),
+        (
+            "gros_agent",
+            "UploadsAnnounced",
+            json!({"uploads": [{"name": "data.json",
+            "file": {"sha256": "ab".repeat(32), "size": 21}}], "at": at}),
+        ),
+        (
+            "gros_agent",
             "ProcessStarted",
             json!({"process": "import", "argv": ["a"],
             "at": at}),
