@@ -38,7 +38,7 @@ use super::values::{asset_values, CommandSettings, Ended, Job, Reported};
 use crate::domain::scan::Progress;
 use crate::domain::scan::{Confidence, Finding, Severity, Target};
 use crate::process::supervised::{self, Offsets, Supervision};
-use crate::process::{self, Ending, Exit, Invocation, Stream};
+use crate::process::{self, Invocation};
 use crate::runtime::effects;
 
 /// The most bytes of ignored lines kept for the report; past it they are only counted.
@@ -219,25 +219,15 @@ pub async fn scan(
     let mut listening = true;
     // Whether the last piece of standard output read was cut from a longer line.
     let mut in_long_line = false;
-    loop {
-        let line = tokio::select! {
-            line = running.next_line() => line,
-            _ = stop.wait_for(|stopped| *stopped), if !stopping => {
-                stopping = true;
-                canceller.cancel();
-                continue;
-            }
-        };
-        let Some(line) = line else {
-            break;
-        };
-        if line.stream == Stream::Stderr {
-            read.stderr = line.offset;
-            if !line.text.trim().is_empty() {
-                last_error_line = line.text;
-            }
-            continue;
-        }
+    while let Some(line) = super::next_output_line(
+        &mut running,
+        &mut stop,
+        &mut stopping,
+        &mut read,
+        &mut last_error_line,
+    )
+    .await
+    {
         // A line over the limit comes in pieces, none of which is the JSON it was: named
         // once, by its beginning, and skipped.
         let piece_of_long_line = in_long_line || line.continues;
@@ -285,29 +275,13 @@ pub async fn scan(
     if let Some(ignored) = ignored.into_output() {
         raw.push(("command/ignored.txt".to_owned(), ignored));
     }
-    let result = match (outcome.ending, outcome.exit) {
-        (Ending::Cancelled, _) => Err("stopped".into()),
-        (Ending::Lost, _) => Err(
-            "the command was interrupted: its supervisor ended without recording its end".into(),
-        ),
-        (Ending::TimedOut, _) => Err(format!(
-            "the command timed out after {} s and was stopped",
-            settings.timeout.as_secs()
-        )),
-        (Ending::Finished, Exit::Code(0)) => Ok(()),
-        (Ending::Finished, exit) => {
-            let how = match exit {
-                Exit::Code(code) => format!("exited with code {code}"),
-                Exit::Signal(signal) => format!("was killed by signal {signal}"),
-                Exit::Unknown => "ended with an unknown status".into(),
-            };
-            Err(if last_error_line.is_empty() {
-                format!("the command {how}")
-            } else {
-                format!("the command {how}: {last_error_line}")
-            })
-        }
-    };
+    let result = super::program_ended(
+        "the command",
+        outcome.ending,
+        outcome.exit,
+        settings.timeout,
+        &last_error_line,
+    );
     Ended { result, raw }
 }
 

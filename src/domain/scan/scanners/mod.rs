@@ -12,12 +12,15 @@ pub mod nmap;
 pub mod tcp;
 mod values;
 
+use std::time::Duration;
+
 use serde_json::{Map, Value};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::domain::scan::Asset;
 pub use crate::domain::scan::Progress;
-use crate::process::supervised::Supervision;
+use crate::process::supervised::{Offsets, Supervision};
+use crate::process::{Ending, Exit, Line, Running, Stream};
 pub use values::{
     asset_values, CommandSettings, Ended, Follow, HttpSettings, Job, NmapSettings, Reported,
     TcpSettings,
@@ -151,5 +154,70 @@ async fn until_stopped(
             result: Err("stopped".into()),
             raw: Vec::new(),
         },
+    }
+}
+
+/// The next line of a supervised program's standard output, or `None` once its output ended.
+/// A line of standard error moves `read.stderr` on, and the last one that is not blank is kept
+/// in `last_error_line`, for the reason of a failed exit. A stop asked on `stop` cancels the
+/// run once (`stopping` then says so) and reading goes on to the run's end.
+async fn next_output_line(
+    running: &mut Running,
+    stop: &mut watch::Receiver<bool>,
+    stopping: &mut bool,
+    read: &mut Offsets,
+    last_error_line: &mut String,
+) -> Option<Line> {
+    let canceller = running.canceller();
+    loop {
+        let line = tokio::select! {
+            line = running.next_line() => line?,
+            _ = stop.wait_for(|stopped| *stopped), if !*stopping => {
+                *stopping = true;
+                canceller.cancel();
+                continue;
+            }
+        };
+        if line.stream != Stream::Stderr {
+            return Some(line);
+        }
+        read.stderr = line.offset;
+        if !line.text.trim().is_empty() {
+            *last_error_line = line.text;
+        }
+    }
+}
+
+/// What the end of a supervised program means for its scan: `Ok` for an exit with code 0,
+/// else why it failed, naming the program as `program` says ("the command", "nmap").
+fn program_ended(
+    program: &str,
+    ending: Ending,
+    exit: Exit,
+    timeout: Duration,
+    last_error_line: &str,
+) -> Result<(), String> {
+    match (ending, exit) {
+        (Ending::Cancelled, _) => Err("stopped".into()),
+        (Ending::Lost, _) => Err(format!(
+            "{program} was interrupted: its supervisor ended without recording its end"
+        )),
+        (Ending::TimedOut, _) => Err(format!(
+            "{program} timed out after {} s and was stopped",
+            timeout.as_secs()
+        )),
+        (Ending::Finished, Exit::Code(0)) => Ok(()),
+        (Ending::Finished, exit) => {
+            let how = match exit {
+                Exit::Code(code) => format!("exited with code {code}"),
+                Exit::Signal(signal) => format!("was killed by signal {signal}"),
+                Exit::Unknown => "ended with an unknown status".into(),
+            };
+            Err(if last_error_line.is_empty() {
+                format!("{program} {how}")
+            } else {
+                format!("{program} {how}: {last_error_line}")
+            })
+        }
     }
 }

@@ -34,7 +34,7 @@ use super::tcp::truthy;
 use super::values::{asset_values, Ended, Job, NmapSettings, Reported};
 use crate::domain::scan::{Asset, Confidence, Datatype, Finding, Progress, Severity, Target};
 use crate::process::supervised::{self, Offsets, Supervision};
-use crate::process::{Ending, Exit, Invocation, Stream};
+use crate::process::Invocation;
 use crate::runtime::effects;
 
 /// The most bytes of nmap's XML kept for the report (and its standard error): a /16 with
@@ -1164,25 +1164,15 @@ pub async fn scan(
     let mut last_error_line = String::new();
     let (mut stopping, mut listening, mut finished) = (false, true, false);
     let mut assets_said_done = false;
-    loop {
-        let line = tokio::select! {
-            line = running.next_line() => line,
-            _ = stop.wait_for(|stopped| *stopped), if !stopping => {
-                stopping = true;
-                canceller.cancel();
-                continue;
-            }
-        };
-        let Some(line) = line else {
-            break;
-        };
-        if line.stream == Stream::Stderr {
-            read.stderr = line.offset;
-            if !line.text.trim().is_empty() {
-                last_error_line = line.text;
-            }
-            continue;
-        }
+    while let Some(line) = super::next_output_line(
+        &mut running,
+        &mut stop,
+        &mut stopping,
+        &mut read,
+        &mut last_error_line,
+    )
+    .await
+    {
         let before = read.stdout;
         read.stdout = line.offset;
         // A piece of a line over the limit is followed by the rest of it.
@@ -1279,33 +1269,18 @@ pub async fn scan(
         ("nmap/stderr.txt".to_owned(), outcome.stderr.bytes),
         ("nmap/command.txt".to_owned(), command.into_bytes()),
     ];
-    let result = match (outcome.ending, outcome.exit) {
-        (Ending::Cancelled, _) => Err("stopped".into()),
-        (Ending::Lost, _) => {
-            Err("nmap was interrupted: its supervisor ended without recording its end".into())
-        }
-        (Ending::TimedOut, _) => Err(format!(
-            "nmap timed out after {} s and was stopped",
-            settings.timeout.as_secs()
-        )),
-        (Ending::Finished, Exit::Code(0)) => match (&xml.error, finished) {
-            (Some(error), _) => Err(error.clone()),
-            (None, false) => Err("nmap ended without finishing its XML output".into()),
-            (None, true) => Ok(()),
-        },
-        (Ending::Finished, exit) => {
-            let how = match exit {
-                Exit::Code(code) => format!("exited with code {code}"),
-                Exit::Signal(signal) => format!("was killed by signal {signal}"),
-                Exit::Unknown => "ended with an unknown status".into(),
-            };
-            Err(if last_error_line.is_empty() {
-                format!("nmap {how}")
-            } else {
-                format!("nmap {how}: {last_error_line}")
-            })
-        }
-    };
+    let result = super::program_ended(
+        "nmap",
+        outcome.ending,
+        outcome.exit,
+        settings.timeout,
+        &last_error_line,
+    )
+    .and_then(|()| match (&xml.error, finished) {
+        (Some(error), _) => Err(error.clone()),
+        (None, false) => Err("nmap ended without finishing its XML output".into()),
+        (None, true) => Ok(()),
+    });
     Ended { result, raw }
 }
 
