@@ -1011,18 +1011,6 @@ fn serve(dir: &Path) -> common::Served {
     .expect("the server starts")
 }
 
-/// Every file under `dir`, recursively.
-fn files(dir: &Path, found: &mut Vec<std::path::PathBuf>) {
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            files(&path, found);
-        } else {
-            found.push(path);
-        }
-    }
-}
-
 #[test]
 fn salts_survive_a_restart_and_are_never_written_in_clear() {
     let dir = tempfile::tempdir().unwrap();
@@ -1048,8 +1036,7 @@ fn salts_survive_a_restart_and_are_never_written_in_clear() {
         first.0["salt"].as_str().unwrap(),
         first.0["pepper"].as_str().unwrap(),
     );
-    let mut found = Vec::new();
-    files(dir.path(), &mut found);
+    let found = common::every_file(dir.path());
     assert!(found.len() > 3, "{found:?}");
     for file in found {
         let bytes = std::fs::read(&file).unwrap();

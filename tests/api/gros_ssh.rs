@@ -189,6 +189,16 @@ impl Ssh {
         ssh
     }
 
+    /// An SFTP session spoken by hand: `ssh -s sftp`, its standard input and output piped.
+    fn raw_sftp(&self, key: &str, user: &str) -> std::process::Child {
+        self.ssh(key, user, &["-s", "sftp"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
     /// A file of `size` bytes that are not all alike, in the agent's home.
     fn file(&self, name: &str, size: usize) -> PathBuf {
         let bytes: Vec<u8> = (0..size).map(|i| (i * 7 + i / 251) as u8).collect();
@@ -601,13 +611,7 @@ async fn an_agent_has_at_most_its_limit_of_sessions_at_once() {
     face.register("PROJ", "PROJ", &public).await;
     face.scan().await;
     // One session held open: an sftp reading its commands from a pipe left open.
-    let mut held = face.ssh("id_rsa", "agent-PROJ", &["-s", "sftp"]);
-    let mut held = held
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut held = face.raw_sftp("id_rsa", "agent-PROJ");
     // The SFTP version exchange answers once the session holds its place.
     let mut stdin = held.stdin.take().unwrap();
     let mut stdout = held.stdout.take().unwrap();
@@ -876,9 +880,7 @@ fn a_server_killed_during_an_upload_records_nothing_of_it_and_keeps_its_host_key
         .join(&sha256(&bytes)[2..]);
     assert!(std::fs::read(blob).unwrap() == bytes);
     // The host key's private half is nowhere in the data directory in clear.
-    let mut files = Vec::new();
-    every_file(&dir.path().join("log"), &mut files);
-    for file in files {
+    for file in common::every_file(&dir.path().join("log")) {
         let contents = std::fs::read(&file).unwrap_or_default();
         assert!(
             !contents
@@ -887,17 +889,6 @@ fn a_server_killed_during_an_upload_records_nothing_of_it_and_keeps_its_host_key
             "{} holds a private key in clear",
             file.display()
         );
-    }
-}
-
-fn every_file(dir: &Path, found: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            every_file(&path, found);
-        } else {
-            found.push(path);
-        }
     }
 }
 
@@ -973,13 +964,7 @@ async fn an_sftp_session_holds_at_most_its_limit_of_open_handles() {
     let public = face.key("id_rsa", "rsa").await;
     face.register("PROJ", "PROJ", &public).await;
     face.scan().await;
-    let mut session = face.ssh("id_rsa", "agent-PROJ", &["-s", "sftp"]);
-    let mut session = session
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut session = face.raw_sftp("id_rsa", "agent-PROJ");
     let (mut stdin, mut stdout) = (
         session.stdin.take().unwrap(),
         session.stdout.take().unwrap(),

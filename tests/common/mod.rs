@@ -64,6 +64,23 @@ pub fn written(dir: &Path, name: &str, contents: impl AsRef<[u8]>) -> std::path:
 }
 
 /// A temporary directory, and where a log goes in it (`log`, not created).
+/// Every file under `dir`, in its subdirectories too.
+pub fn every_file(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
 pub fn data_dir() -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let data = dir.path().join("log");
