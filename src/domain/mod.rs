@@ -84,15 +84,18 @@ where
     Ok(id)
 }
 
-/// Starts a kind's read model from its checkpoint and returns once it has folded the whole log,
-/// waiting at most `within`: the first query after start-up sees everything acknowledged before.
+/// Starts a kind's read model from its checkpoint, folding on one of the shards (chosen by its
+/// name), and returns once it has folded the whole log, waiting at most `within`: the first
+/// query after start-up sees everything acknowledged before.
 pub(crate) async fn start_read_model<P: Projection>(
     model: P,
-    log: &EventLog,
+    core: &Core,
     within: Duration,
 ) -> Result<ProjectionHandle<P::State>, ProjectionError> {
-    let model = projection::start(model, log.clone(), ProjectionSettings::default())?;
-    model.wait_for(log.head(), within).await?;
+    let arbiter = core.shards.for_key(&model.name());
+    let model =
+        projection::start_on(model, core.log.clone(), ProjectionSettings::default(), arbiter)?;
+    model.wait_for(core.log.head(), within).await?;
     Ok(model)
 }
 

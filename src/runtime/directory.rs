@@ -249,10 +249,22 @@ impl Shards {
         }
     }
 
+    /// The arbiter that work named `key` goes to: the same one for the same key.
+    pub fn for_key(&self, key: &str) -> &ArbiterHandle {
+        &self.0[shard_of(key, self.0.len())]
+    }
+
     /// The current arbiter alone.
     pub fn current() -> Shards {
         Shards(Arc::new([Arbiter::current()]))
     }
+}
+
+/// Which of `count` shards the entity or work named `key` goes to.
+fn shard_of(key: &str, count: usize) -> usize {
+    let mut hasher = std::hash::DefaultHasher::new();
+    key.hash(&mut hasher);
+    hasher.finish() as usize % count
 }
 
 /// Stops its shards when dropped.
@@ -334,9 +346,7 @@ impl<E: Entity> Entities<E> {
 
     /// The directory of the shard entity `id` lives on.
     fn directory(&self, id: &str) -> &Addr<Directory<E>> {
-        let mut hasher = std::hash::DefaultHasher::new();
-        id.hash(&mut hasher);
-        &self.shards[hasher.finish() as usize % self.shards.len()]
+        &self.shards[shard_of(id, self.shards.len())]
     }
 
     async fn route<M>(&self, id: &str, message: M) -> Result<M::Result, CommandError<E::Rejection>>

@@ -169,12 +169,36 @@ impl<S> ProjectionHandle<S> {
     }
 }
 
-/// Starts a projection from its checkpoint (or from 0) and keeps it following the log.
-/// Must be called within a Tokio runtime.
+/// Starts a projection from its checkpoint (or from 0) and keeps it following the log, on the
+/// current Tokio runtime.
 pub fn start<P: Projection>(
     projection: P,
     log: EventLog,
     settings: ProjectionSettings,
+) -> Result<ProjectionHandle<P::State>, ProjectionError> {
+    start_spawned(projection, log, settings, |run| {
+        tokio::spawn(run);
+        true
+    })
+}
+
+/// [`start`], the folding on `arbiter` (a shard's thread): a read model every query and every
+/// answer of its kind waits for does not share the thread of whatever started it.
+pub fn start_on<P: Projection>(
+    projection: P,
+    log: EventLog,
+    settings: ProjectionSettings,
+    arbiter: &actix::ArbiterHandle,
+) -> Result<ProjectionHandle<P::State>, ProjectionError> {
+    start_spawned(projection, log, settings, |run| arbiter.spawn(run))
+}
+
+/// Starts a projection with `spawn`, which runs its fold loop and says whether it could.
+fn start_spawned<P: Projection>(
+    projection: P,
+    log: EventLog,
+    settings: ProjectionSettings,
+    spawn: impl FnOnce(std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>) -> bool,
 ) -> Result<ProjectionHandle<P::State>, ProjectionError> {
     let name = projection.name();
     let view = load_checkpoint(&projection, &log)?.unwrap_or_else(|| View {
@@ -196,7 +220,12 @@ pub fn start<P: Projection>(
         settings,
         shared: Arc::downgrade(&shared),
     };
-    tokio::spawn(runner.run(stopped));
+    if !spawn(Box::pin(runner.run(stopped))) {
+        return Err(ProjectionError::Stopped {
+            name: shared.name.clone(),
+            reason: "the thread it was to fold on has stopped".into(),
+        });
+    }
     Ok(ProjectionHandle { shared })
 }
 

@@ -63,7 +63,7 @@ impl Inventory {
         core: &Core,
         retention: Option<Duration>,
     ) -> Result<Inventory, ProjectionError> {
-        let model = start_read_model(InventoryModel, &core.log, STARTUP_WAIT).await?;
+        let model = start_read_model(InventoryModel, core, STARTUP_WAIT).await?;
         Ok(Inventory {
             hosts: core.entities(),
             model,

@@ -75,7 +75,7 @@ impl Results {
         blobs: BlobStore,
         limits: Limits,
     ) -> Result<Results, ProjectionError> {
-        let model = start_read_model(ResultsModel, &core.log, STARTUP_WAIT).await?;
+        let model = start_read_model(ResultsModel, core, STARTUP_WAIT).await?;
         Ok(Results {
             submissions: core.entities(),
             model,

@@ -393,7 +393,7 @@ impl Engines {
         if !resumed.is_empty() {
             tracing::info!(count = resumed.len(), "scans go on after a restart");
         }
-        let model = start_read_model(ScansModel, log, STARTUP_WAIT).await?;
+        let model = start_read_model(ScansModel, core, STARTUP_WAIT).await?;
         let starting = Arc::new(
             engines
                 .keys()

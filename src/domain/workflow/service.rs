@@ -126,7 +126,7 @@ impl Executions {
         work_dir: std::path::PathBuf,
     ) -> anyhow::Result<Executions> {
         let Core { log, clock, .. } = core.clone();
-        let model = start_read_model(ExecutionsModel, &log, STARTUP_WAIT).await?;
+        let model = start_read_model(ExecutionsModel, core, STARTUP_WAIT).await?;
         let runner = Arc::new(Runner::new(
             catalogue.clone(),
             keys.clone(),
