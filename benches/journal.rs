@@ -11,6 +11,7 @@
 //! - `ANNALS_BENCH_WRITERS`: comma-separated writer counts (default `1,16,64`).
 //! - `ANNALS_BENCH_LARGE`: events in the large stream (full: 1000000, small: 100000).
 //! - `ANNALS_BENCH_SMALL`: events in the small stream (default 10000).
+//! - `ANNALS_BENCH_THP=on`: transparent huge pages left on (the annals binary turns them off).
 //!
 //! Every event is a `job` `LineRecorded` whose line is 300 bytes, built like `annals load` does.
 
@@ -447,6 +448,11 @@ fn rate(events: u64, took: Duration) -> String {
 }
 
 fn main() -> anyhow::Result<()> {
+    // Huge pages off for the whole process (annals and the baseline alike), as the annals
+    // binary runs; `ANNALS_BENCH_THP=on` keeps them on, to compare.
+    if std::env::var("ANNALS_BENCH_THP").as_deref() != Ok("on") {
+        annals::startup::without_transparent_huge_pages();
+    }
     let config = Config::from_env()?;
     let bench_started = Instant::now();
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -93,8 +93,12 @@ pub(crate) async fn start_read_model<P: Projection>(
     within: Duration,
 ) -> Result<ProjectionHandle<P::State>, ProjectionError> {
     let arbiter = core.shards.for_key(&model.name());
-    let model =
-        projection::start_on(model, core.log.clone(), ProjectionSettings::default(), arbiter)?;
+    let model = projection::start_on(
+        model,
+        core.log.clone(),
+        ProjectionSettings::default(),
+        arbiter,
+    )?;
     model.wait_for(core.log.head(), within).await?;
     Ok(model)
 }
