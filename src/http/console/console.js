@@ -61,6 +61,8 @@
   // An event stream (Server-Sent Events) of `path`, closed when the view changes.
   function follow(path, onEvent) {
     var source = new EventSource(path);
+    // Marks the page as following, for those who wait for it (the browser tests).
+    source.onopen = function () { document.body.dataset.live = "true"; };
     source.onmessage = function (message) { onEvent(JSON.parse(message.data)); };
     open.push(function () { source.close(); });
     return source;
@@ -72,6 +74,7 @@
   function reset(title) {
     open.forEach(function (close) { close(); });
     open = [];
+    delete document.body.dataset.live;
     view.textContent = "";
     document.title = title + " · annals";
     return view;
