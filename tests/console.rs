@@ -483,3 +483,61 @@ echo '{"title":"Banner","severity":"info","confidence":"firm","description":"d",
     );
     browser.screenshot("scan").await;
 }
+
+/// Writes 10 events to a new log at `path`, closes it, then flips a bit of the stored hash of
+/// the event at position 5, as a failing disk or an attacker would, through sled itself.
+fn tampered_log(path: &Path) {
+    let path = path.to_owned();
+    // The test runs inside the server's runtime; the log is written from a runtime of its own.
+    std::thread::spawn(move || {
+        let log = annals::events::EventLog::open(&path, common::fast()).unwrap();
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            for i in 0..10 {
+                let stream = common::stream(&format!("job-{}", i % 3));
+                log.append(
+                    stream,
+                    annals::events::ExpectedVersion::Any,
+                    vec![common::line(&format!("event {i}"))],
+                )
+                .await
+                .unwrap();
+            }
+        });
+        log.close();
+        drop(log);
+        // sled's threads hold the lock of a log just closed for a moment.
+        let db = common::poll(annals::events::store::LOCK_WAIT, "the log's lock", || {
+            sled::open(&path).ok()
+        });
+        let tree = db.open_tree("log").unwrap();
+        let (key, _) = tree
+            .scan_prefix(b"S")
+            .map(Result::unwrap)
+            .find(|(_, record)| {
+                annals::events::RecordedEvent::open(record).unwrap().position == 5
+            })
+            .unwrap();
+        let mut record = tree.get(&key).unwrap().unwrap().to_vec();
+        record[0] ^= 0x80;
+        tree.insert(key, record).unwrap();
+        db.flush().unwrap();
+    })
+    .join()
+    .unwrap();
+}
+
+#[actix_rt::test]
+async fn verify_from_the_page_names_a_tampered_logs_first_bad_position() {
+    let _one = ONE_BROWSER.lock().await;
+    let app = server(|config, _| tampered_log(&config.data)).await;
+    let browser = Browser::start(1280, 900).await;
+    browser.open(&format!("{}/#/verify", app.main)).await;
+    browser.click("#verify").await;
+    browser
+        .wait_for_text(WAIT, "#verify-status", "failed")
+        .await;
+    let position = browser.text("#verify-position").await;
+    assert_eq!(position, "First bad position: 5");
+    browser.screenshot("verify").await;
+}
