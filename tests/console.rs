@@ -127,11 +127,14 @@ impl Browser {
             format!("{}/session/{}{path}", self.base, self.session)
         };
         let method = awc::http::Method::from_bytes(method.as_bytes()).unwrap();
-        let mut answer = self
-            .client
-            .request(method.clone(), &url)
-            .send_json(&body)
-            .await
+        let request = self.client.request(method.clone(), &url);
+        // A GET has no body; chromedriver refuses one that is not an object.
+        let sent = if method == awc::http::Method::GET {
+            request.send().await
+        } else {
+            request.send_json(&body).await
+        };
+        let mut answer = sent
             .unwrap_or_else(|error| panic!("{method} {url}: {error}"));
         let body: Value = answer
             .json()
