@@ -342,6 +342,12 @@ async fn a_streams_timeline_shows_the_state_at_the_version_picked_and_follows_ne
     report(&app, "web01", "nginx", "1.27.0").await;
     browser.wait_for_text(LIVE, "#timeline", "1.27.0").await;
 
+    // The inventory: applications × hosts, with the latest version.
+    browser.open(&format!("{}/#/inventory", app.main)).await;
+    let inventory = browser.wait_for_text(WAIT, "#inventory", "1.27.0").await;
+    assert!(inventory.contains("nginx"), "{inventory}");
+    browser.screenshot("inventory").await;
+
     // Going back in time by a date: before the first event there is nothing.
     browser
         .open(&format!(
@@ -438,6 +444,10 @@ async fn a_running_executions_log_lines_appear_live_on_a_phones_width() {
         .await;
     assert!(overflow.as_i64().unwrap() <= 0, "wider than the screen by {overflow}");
     browser.screenshot("execution-phone").await;
+
+    // The executions, with its status.
+    browser.open(&format!("{}/#/executions", app.main)).await;
+    browser.wait_for_text(WAIT, "#executions", id).await;
 }
 
 #[actix_rt::test]

@@ -514,6 +514,56 @@
     });
   }
 
+  // ----- Executions (HPCWaaS): the newest, by status, each linking to its stream.
+  function executions() {
+    var root = reset("Executions");
+    line(root, "h1", "Workflow executions");
+    getJSON("/executions?size=100").then(function (page) {
+      var byStatus = {};
+      page.executions.forEach(function (x) { byStatus[x.status] = (byStatus[x.status] || 0) + 1; });
+      root.appendChild(el("div", { className: "cards" }, Object.keys(byStatus).sort().map(function (status) {
+        return el("div", { className: "card" }, [el("div", { className: "big", text: String(byStatus[status]) }), status]);
+      })));
+      line(root, "p", page.executions.length + " newest of " + page.total_results + ".");
+      var body = el("tbody", { id: "executions" });
+      page.executions.forEach(function (x) {
+        body.appendChild(el("tr", {}, [el("td", {}, [link(streamHref("execution-" + x.id), x.id)]),
+          el("td", { text: x.workflow }), el("td", { text: x.status }),
+          el("td", { className: "hide-narrow", text: x.requested_at || "" }), el("td", { className: "hide-narrow", text: x.ended_at || "" })]));
+      });
+      root.appendChild(el("div", { className: "scroll" }, [el("table", {}, [el("thead", {}, [el("tr", {},
+        ["Execution", "Workflow", "Status", "Requested", "Ended"].map(function (h) { return el("th", { text: h }); }))]), body])]));
+    }).catch(function (error) { root.appendChild(failure(error)); });
+  }
+
+  // ----- Inventory (Partisci): applications × hosts, with versions and last reports.
+  function inventory() {
+    var root = reset("Inventory");
+    line(root, "h1", "Inventory");
+    getJSON("/api/v1/version/").then(function (page) {
+      var apps = {}, hosts = {}, cells = {};
+      page.data.forEach(function (v) {
+        apps[v.app_id] = v.app;
+        hosts[v.host] = true;
+        var key = v.app_id + "\n" + v.host;
+        (cells[key] = cells[key] || []).push(v);
+      });
+      var hostNames = Object.keys(hosts).sort();
+      var body = el("tbody", { id: "inventory" });
+      Object.keys(apps).sort().forEach(function (app) {
+        body.appendChild(el("tr", {}, [el("th", { text: apps[app] })].concat(hostNames.map(function (host) {
+          var here = cells[app + "\n" + host] || [];
+          return el("td", { title: here.map(function (v) { return "last report " + new Date(v.last_update * 1000).toISOString(); }).join("; "),
+            text: here.map(function (v) { return v.ver + (v.instance ? " (#" + v.instance + ")" : ""); }).join(", ") });
+        }))));
+      });
+      root.appendChild(el("div", { className: "scroll" }, [el("table", {}, [el("thead", {}, [el("tr", {},
+        [el("th", { text: "Application \\ host" })].concat(hostNames.map(function (host) {
+          return el("th", {}, [link(streamHref("host-" + host), host)]);
+        })))]), body])]));
+    }).catch(function (error) { root.appendChild(failure(error)); });
+  }
+
   // ----- The router: every view has its own address.
   function show() {
     var hash = window.location.hash;
@@ -521,6 +571,8 @@
     if (match) { return result(match[1]); }
     if (hash === "#/results") { return results(); }
     if (hash === "#/verify") { return verify(); }
+    if (hash === "#/executions") { return executions(); }
+    if (hash === "#/inventory") { return inventory(); }
     if (hash === "#/streams") { return streams(null); }
     match = /^#\/kinds\/([^/]+)$/.exec(hash);
     if (match) { return streams(decodeURIComponent(match[1])); }
