@@ -134,8 +134,7 @@ impl Browser {
         } else {
             request.send_json(&body).await
         };
-        let mut answer = sent
-            .unwrap_or_else(|error| panic!("{method} {url}: {error}"));
+        let mut answer = sent.unwrap_or_else(|error| panic!("{method} {url}: {error}"));
         let body: Value = answer
             .json()
             .limit(64 << 20)
@@ -337,7 +336,11 @@ async fn a_streams_timeline_shows_the_state_at_the_version_picked_and_follows_ne
 
     // A report through the face appears on the open page within a second.
     browser
-        .until(WAIT, "the page to follow", "return document.body.dataset.live")
+        .until(
+            WAIT,
+            "the page to follow",
+            "return document.body.dataset.live",
+        )
         .await;
     report(&app, "web01", "nginx", "1.27.0").await;
     browser.wait_for_text(LIVE, "#timeline", "1.27.0").await;
@@ -424,7 +427,13 @@ async fn a_running_executions_log_lines_appear_live_on_a_phones_width() {
         .await
         .expect("the server answers");
     assert_eq!(answer.status(), 201, "{:?}", answer.body().await);
-    let location = answer.headers().get("location").expect("a Location").to_str().unwrap().to_owned();
+    let location = answer
+        .headers()
+        .get("location")
+        .expect("a Location")
+        .to_str()
+        .unwrap()
+        .to_owned();
     let id = location.trim_start_matches("/executions/");
 
     // A phone's width.
@@ -434,7 +443,11 @@ async fn a_running_executions_log_lines_appear_live_on_a_phones_width() {
         .await;
     browser.wait_for_text(WAIT, "#log", "first line").await;
     browser
-        .until(WAIT, "the page to follow", "return document.body.dataset.live")
+        .until(
+            WAIT,
+            "the page to follow",
+            "return document.body.dataset.live",
+        )
         .await;
     std::fs::write(go.get().unwrap(), "").unwrap();
     browser.wait_for_text(WAIT, "#log", "second line").await;
@@ -442,7 +455,10 @@ async fn a_running_executions_log_lines_appear_live_on_a_phones_width() {
     let overflow = browser
         .eval("return document.documentElement.scrollWidth - window.innerWidth")
         .await;
-    assert!(overflow.as_i64().unwrap() <= 0, "wider than the screen by {overflow}");
+    assert!(
+        overflow.as_i64().unwrap() <= 0,
+        "wider than the screen by {overflow}"
+    );
     browser.screenshot("execution-phone").await;
 
     // The executions, with its status.
@@ -528,7 +544,10 @@ fn tampered_log(path: &Path) {
             .scan_prefix(b"S")
             .map(Result::unwrap)
             .find(|(_, record)| {
-                annals::events::RecordedEvent::open(record).unwrap().position == 5
+                annals::events::RecordedEvent::open(record)
+                    .unwrap()
+                    .position
+                    == 5
             })
             .unwrap();
         let mut record = tree.get(&key).unwrap().unwrap().to_vec();

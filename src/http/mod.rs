@@ -5,11 +5,11 @@
 
 pub mod body;
 pub mod caller;
+pub mod console;
 pub mod error;
 pub mod events;
 pub mod failures;
 pub mod gros;
-pub mod console;
 pub mod hpcwaas;
 pub mod openapi;
 pub mod params;
