@@ -299,6 +299,9 @@ async fn a_streams_timeline_shows_the_state_at_the_version_picked_and_follows_ne
     browser.open(&format!("{}/", app.main)).await;
     browser.wait_for_text(WAIT, "#kinds", "host").await;
     browser.wait_for_text(WAIT, "#latest", "host-web01").await;
+    browser
+        .wait_for_text(WAIT, "#faces", "Inventory hosts\n1")
+        .await;
     browser.screenshot("overview").await;
 
     // The stream page lists both versions; picking the first shows the state then.
@@ -511,6 +514,29 @@ echo '{"title":"Banner","severity":"info","confidence":"firm","description":"d",
         "{severities}"
     );
     browser.screenshot("scan").await;
+
+    // Found by an event's id, among the latest events.
+    let mut answer = client()
+        .get(format!("{}/api/streams/scan-cmd-7/events", app.main))
+        .send()
+        .await
+        .expect("the server answers");
+    let history: Value = answer.json().limit(1 << 20).await.unwrap();
+    let event_id = history["events"][0]["event_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    browser.open(&format!("{}/#/streams", app.main)).await;
+    browser
+        .eval(&format!(
+            "document.getElementById('find').value = {}; return true;",
+            json!(event_id)
+        ))
+        .await;
+    browser.click("form button").await;
+    browser
+        .wait_for_text(WAIT, "#found", "scan-cmd-7 v1 ScanRequested")
+        .await;
 }
 
 /// Writes 10 events to a new log at `path`, closes it, then flips a bit of the stored hash of

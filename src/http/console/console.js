@@ -103,6 +103,26 @@
     var chart = root.appendChild(el("div", { id: "rate-chart" }));
     line(root, "h2", "Streams by kind (latest " + WINDOW + " events)");
     var kinds = root.appendChild(el("div", { className: "cards", id: "kinds" }));
+    line(root, "h2", "Faces");
+    var faces = root.appendChild(el("div", { className: "cards", id: "faces" }));
+    // Each face's entities by status, from its own read model; a face that does not run (or
+    // that the caller may not read) is left out.
+    getJSON("/executions?size=1000").then(function (page) {
+      var byStatus = {};
+      page.executions.forEach(function (x) { byStatus[x.status] = (byStatus[x.status] || 0) + 1; });
+      faces.appendChild(el("div", { className: "card" }, [link("#/executions", "Executions"),
+        el("div", { className: "big", text: String(page.total_results) })].concat(Object.keys(byStatus).sort().map(function (status) {
+          return el("div", { text: status + " " + byStatus[status] });
+        }))));
+    }).catch(function () {});
+    getJSON("/v1/results?page=1").then(function (page) {
+      faces.appendChild(el("div", { className: "card" }, [link("#/results", "Test results"),
+        el("div", { className: "big", text: String(page.results.length) + (page.pagination.total_pages > 1 ? "+" : "") })]));
+    }).catch(function () {});
+    getJSON("/api/v1/host/").then(function (page) {
+      faces.appendChild(el("div", { className: "card" }, [link("#/inventory", "Inventory hosts"),
+        el("div", { className: "big", text: String(page.data.length) })]));
+    }).catch(function () {});
     line(root, "h2", "Latest events");
     var table = el("tbody", { id: "latest" });
     root.appendChild(el("div", { className: "scroll" }, [el("table", {}, [
