@@ -599,3 +599,38 @@ async fn verify_from_the_page_names_a_tampered_logs_first_bad_position() {
     assert_eq!(position, "First bad position: 5");
     browser.screenshot("verify").await;
 }
+
+#[actix_rt::test]
+async fn a_test_runs_page_shows_each_tests_outcome_filterable() {
+    let _one = ONE_BROWSER.lock().await;
+    let app = server(|_, _| {}).await;
+    let parsed = json!({"summary": {"PASS": 1, "FAIL": 1, "FAIL_SETUP": 0, "ERROR": 0, "SKIP": 1, "Total": 3},
+        "data": {"tempest.api.x.Y": [["test_ok", "PASS", 0.5], ["test_bad", "FAIL", 0.1],
+                                     ["test_later", "SKIP", 0.0]]}});
+    let (status, body) = post(&app, "/v1/post-result", parsed).await;
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+    let run = serde_json::from_slice::<Value>(&body).unwrap()["test_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let browser = Browser::start(1280, 900).await;
+    browser
+        .open(&format!("{}/#/streams/test_run-{run}", app.main))
+        .await;
+    let tests = browser
+        .wait_for_text(WAIT, "#uploads .outcomes", "tempest.api.x.Y.test_later")
+        .await;
+    assert!(tests.contains("FAIL\ttempest.api.x.Y.test_bad"), "{tests}");
+    assert!(browser.text("#uploads .summary").await.contains("SKIP 1"));
+    // Only the failures.
+    browser
+        .eval(
+            "var s = document.querySelector('#uploads select.outcome'); s.value = 'FAIL'; \
+             s.dispatchEvent(new Event('change')); return true;",
+        )
+        .await;
+    let shown = browser.text("#uploads .outcomes").await;
+    assert_eq!(shown.trim(), "FAIL\ttempest.api.x.Y.test_bad");
+    browser.screenshot("test-run").await;
+}

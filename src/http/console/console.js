@@ -361,10 +361,58 @@
   function kindPanel(kind, id, parent) {
     if (kind === "scan") { return scanPanel(parent); }
     if (kind === "execution") { return executionPanel(parent); }
+    if (kind === "test_run") { return testRunPanel(id.slice("test_run-".length), parent); }
     if (kind === "result") {
       parent.appendChild(el("p", {}, [link("#/results/" + id.slice("result-".length), "The submission's tests")]));
     }
     return { add: function () {} };
+  }
+
+  // A test run's uploads: each one's summary as a chart, its raw download, and for the JSON
+  // formats (whose bytes the browser can read) every test's outcome, filterable.
+  var OUTCOMES = ["PASS", "FAIL", "FAIL_SETUP", "ERROR", "SKIP"];
+  function testRunPanel(run, parent) {
+    line(parent, "h2", "Uploads");
+    var uploads = parent.appendChild(el("div", { id: "uploads" }));
+    return {
+      add: function (event) {
+        if (event.type !== "TestResultUploaded") { return; }
+        var p = event.payload, summary = p.summary || {};
+        var box = uploads.appendChild(el("div", { className: "card" }));
+        var raw = "/v1/test-runs/" + encodeURIComponent(run) + "/uploads/" + encodeURIComponent(p.upload_id);
+        box.appendChild(el("p", {}, [p.format + ", " + (summary.Total || 0) + " tests ", link(raw, "(raw upload)")]));
+        var max = Math.max.apply(null, OUTCOMES.map(function (o) { return summary[o] || 0; }).concat([1]));
+        var chart = box.appendChild(el("div", { className: "summary" }));
+        OUTCOMES.forEach(function (o) {
+          chart.appendChild(el("div", {}, [el("span", { text: o + " " + (summary[o] || 0) + " " }),
+            el("span", { className: "bar" + (o === "PASS" ? "" : o === "SKIP" ? " sev-info" : " sev-high"),
+              style: "width:" + ((summary[o] || 0) / max * 60) + "%" })]));
+        });
+        if (p.format !== "parsed_results_json" && p.format !== "results_json") { return; }
+        getJSON(raw).then(function (body) {
+          var tests = [];
+          if (p.format === "results_json") {
+            (body.results || []).forEach(function (r) { tests.push([r.name, "PASS"]); });
+          } else {
+            Object.keys(body.data || {}).forEach(function (cls) {
+              body.data[cls].forEach(function (t) { tests.push([cls + "." + t[0], t[1]]); });
+            });
+          }
+          var which = el("select", { className: "outcome" }, [el("option", { value: "", text: "every outcome" })]
+            .concat(OUTCOMES.map(function (o) { return el("option", { value: o, text: o }); })));
+          box.appendChild(el("form", {}, [el("label", { text: "Outcome " }, [which])]));
+          var list = box.appendChild(el("table", {}, [el("tbody", { className: "outcomes" })])).firstChild;
+          tests.forEach(function (t) {
+            list.appendChild(el("tr", { data: { outcome: t[1] } }, [el("td", { text: t[1] }), el("td", { text: t[0] })]));
+          });
+          which.addEventListener("change", function () {
+            Array.prototype.forEach.call(list.children, function (row) {
+              row.hidden = which.value !== "" && row.dataset.outcome !== which.value;
+            });
+          });
+        }).catch(function (error) { box.appendChild(failure(error)); });
+      }
+    };
   }
 
   var SEVERITIES = ["critical", "high", "medium", "low", "info"];
