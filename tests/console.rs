@@ -634,3 +634,47 @@ async fn a_test_runs_page_shows_each_tests_outcome_filterable() {
     assert_eq!(shown.trim(), "FAIL\ttempest.api.x.Y.test_bad");
     browser.screenshot("test-run").await;
 }
+
+#[actix_rt::test]
+async fn with_accounts_the_page_is_open_and_what_it_reads_asks_the_browser_for_credentials() {
+    use annals::auth::Role;
+    let app = server(|config, _| {
+        config.accounts = vec![common::password_account(
+            "ada",
+            "ada's password",
+            &[Role::Admin],
+        )];
+    })
+    .await;
+    // The page holds no data: open, as the documentation.
+    let mut page = client()
+        .get(format!("{}/", app.main))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.body().limit(1 << 20).await.unwrap();
+    assert!(!String::from_utf8_lossy(&html).contains("ada's password"));
+    // What its script reads is refused without credentials, with the Basic challenge that
+    // makes a browser ask for them, and answered with them.
+    for path in ["/api/events?from=0&limit=1", "/api/verify"] {
+        let refused = client()
+            .get(format!("{}{path}", app.main))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 401, "{path}");
+        let challenge = refused.headers().get("www-authenticate").unwrap();
+        assert!(
+            challenge.to_str().unwrap().starts_with("Basic realm="),
+            "{challenge:?}"
+        );
+        let answered = client()
+            .get(format!("{}{path}", app.main))
+            .basic_auth("ada", "ada's password")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answered.status(), 200, "{path}");
+    }
+}

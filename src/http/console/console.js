@@ -352,6 +352,7 @@
     }
     page(0, MAX_PAGES).then(function (last) {
       body.dataset.loaded = "true";
+      if (events.length === 0) { line(timeline, "p", "No event in this stream yet; new ones appear here."); }
       follow("/api/streams/" + encodeURIComponent(id) + "?from=" + last, add);
     }).catch(function (error) { timeline.appendChild(failure(error)); });
   }
