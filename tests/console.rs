@@ -647,11 +647,7 @@ async fn with_accounts_the_page_is_open_and_what_it_reads_asks_the_browser_for_c
     })
     .await;
     // The page holds no data: open, as the documentation.
-    let mut page = client()
-        .get(format!("{}/", app.main))
-        .send()
-        .await
-        .unwrap();
+    let mut page = client().get(format!("{}/", app.main)).send().await.unwrap();
     assert_eq!(page.status(), 200);
     let html = page.body().limit(1 << 20).await.unwrap();
     assert!(!String::from_utf8_lossy(&html).contains("ada's password"));
@@ -677,4 +673,56 @@ async fn with_accounts_the_page_is_open_and_what_it_reads_asks_the_browser_for_c
             .unwrap();
         assert_eq!(answered.status(), 200, "{path}");
     }
+}
+
+#[actix_rt::test]
+async fn an_agents_page_shows_its_registration_preflight_check_and_exports() {
+    let _one = ONE_BROWSER.lock().await;
+    let app = server(|config, _| {
+        config.gros.projects = vec![annals::config::GrosProjectSpec {
+            key: "PROJ".into(),
+            networks: vec!["127.0.0.0/8".into()],
+            ..Default::default()
+        }];
+    })
+    .await;
+    let url = |path: &str| format!("{}{path}", app.main);
+    let registered = client()
+        .post(url("/auth/agent.py?project=PROJ&agent=a1"))
+        .send_form(&[(
+            "public_key",
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGros agent@host",
+        )])
+        .await
+        .unwrap();
+    assert_eq!(registered.status(), 200);
+    let checked = client()
+        .get(url("/auth/status.py?project=PROJ&agent=a1"))
+        .send()
+        .await
+        .unwrap();
+    assert!([200, 503].contains(&checked.status().as_u16()));
+    let exported = client()
+        .post(url("/auth/export.py?project=PROJ"))
+        .send_form(&[
+            ("agent", json!({"key": "a1"}).to_string()),
+            ("files", json!(["data_jira.json"]).to_string()),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(exported.status(), 202);
+
+    let browser = Browser::start(1280, 900).await;
+    browser
+        .open(&format!("{}/#/streams/gros_agent-PROJ.a1", app.main))
+        .await;
+    browser
+        .wait_for_text(WAIT, "#exports", "data_jira.json")
+        .await;
+    let agent = browser.text("#agent").await;
+    assert!(
+        agent.contains("Registered") && agent.contains("Last preflight check"),
+        "{agent}"
+    );
+    browser.screenshot("agent").await;
 }

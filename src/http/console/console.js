@@ -362,6 +362,7 @@
   function kindPanel(kind, id, parent) {
     if (kind === "scan") { return scanPanel(parent); }
     if (kind === "execution") { return executionPanel(parent); }
+    if (kind === "gros_agent") { return agentPanel(parent); }
     if (kind === "test_run") { return testRunPanel(id.slice("test_run-".length), parent); }
     if (kind === "result") {
       parent.appendChild(el("p", {}, [link("#/results/" + id.slice("result-".length), "The submission's tests")]));
@@ -412,6 +413,41 @@
             });
           });
         }).catch(function (error) { box.appendChild(failure(error)); });
+      }
+    };
+  }
+
+  // An agent's registration, its last preflight check and its exports, from its events.
+  function micros(at) { return typeof at === "number" ? new Date(at / 1000).toISOString() : String(at); }
+  function agentPanel(parent) {
+    line(parent, "h2", "Agent");
+    var facts = parent.appendChild(el("dl", { id: "agent" }));
+    var shown = {};
+    function fact(name, text) {
+      if (!shown[name]) {
+        line(facts, "dt", name);
+        shown[name] = line(facts, "dd", "");
+      }
+      shown[name].textContent = text;
+    }
+    line(parent, "h2", "Exports");
+    var exports = parent.appendChild(el("ul", { id: "exports" }));
+    return {
+      add: function (event) {
+        var p = event.payload;
+        if (event.type === "AgentRegistered") {
+          fact("Registered", micros(p.at) + (p.rekeyed ? " (new key)" : "") + ": " + brief(p.public_key, 60));
+        } else if (event.type === "PreflightChecked") {
+          fact("Last preflight check", micros(p.at) + ": " + (p.ok ? "passed" : "failed: " + (p.failed || []).join(", ")));
+        } else if (event.type === "MeasurementsRecorded") {
+          fact("Last measurements", micros(p.at) + ": " + (p.measurements || []).map(function (m) {
+            return m.name + (m.ok ? " ok" : " not ok");
+          }).join(", "));
+        } else if (event.type === "ExportAnnounced") {
+          line(exports, "li", micros(p.at) + ": files " + p.files);
+        } else if (event.type === "FileUploaded") {
+          line(exports, "li", micros(p.at) + ": uploaded " + p.name + " (" + (p.file && p.file.size) + " bytes)");
+        }
       }
     };
   }
