@@ -91,6 +91,11 @@ impl Browser {
             args.push("--no-sandbox".into());
         }
         let mut options = json!({ "args": args });
+        // Chromium's windows are at least 500 px wide: a phone's width is emulated.
+        if width < 500 {
+            options["mobileEmulation"] =
+                json!({"deviceMetrics": {"width": width, "height": height, "pixelRatio": 1}});
+        }
         if let Some(binary) = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
             .into_iter()
             .find(|path| Path::new(path).exists())
@@ -455,6 +460,7 @@ async fn a_running_executions_log_lines_appear_live_on_a_phones_width() {
     std::fs::write(go.get().unwrap(), "").unwrap();
     browser.wait_for_text(WAIT, "#log", "second line").await;
     // The page fits the phone's width.
+    assert_eq!(browser.eval("return window.innerWidth").await, 390);
     let overflow = browser
         .eval("return document.documentElement.scrollWidth - window.innerWidth")
         .await;

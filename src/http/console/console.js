@@ -291,7 +291,7 @@
     var body = el("tbody", { id: "timeline" });
     var timeline = el("div", {}, [el("h2", { text: "Timeline" }), el("div", { className: "scroll" }, [el("table", {}, [
       el("thead", {}, [el("tr", {}, ["Version", "Position", "Time", "Type", "From", "Payload"].map(function (h) {
-        return el("th", { text: h, className: h === "Position" || h === "From" ? "hide-narrow" : "" }); }))]), body])])]);
+        return el("th", { text: h, className: h === "Position" || h === "From" ? "hide-medium" : "" }); }))]), body])])]);
     var state = el("div", { id: "state" });
     root.appendChild(el("div", { className: "panes" }, [timeline, state]));
     var events = [];
@@ -303,10 +303,10 @@
       events.push(event);
       var row = el("tr", { data: { version: String(event.version) }, className: event.version === selected ? "selected" : "" }, [
         el("td", {}, [link(streamHref(id, "/v/" + event.version), String(event.version))]),
-        el("td", { className: "hide-narrow", text: String(event.position) }),
-        el("td", { text: event.recorded_at }),
+        el("td", { className: "hide-medium", text: String(event.position) }),
+        el("td", { className: "time", text: event.recorded_at.replace("T", " ") }),
         el("td", { text: event.type }),
-        el("td", { className: "hide-narrow", text: origin(event) }),
+        el("td", { className: "hide-medium", text: origin(event) }),
         el("td", {}, [el("pre", { text: brief(event.payload, 300) })])]);
       body.appendChild(row);
       panel.add(event);
@@ -334,6 +334,13 @@
           });
           line(state, "h2", "State");
           state.appendChild(pretty(now.state)).id = "state-json";
+          var event = events.filter(function (e) { return e.version === now.version; })[0];
+          if (event) {
+            line(state, "h2", "Event " + now.version + ": " + event.type);
+            line(state, "p", "Position " + event.position + ", " + event.recorded_at + ", from " + origin(event) +
+              (event.metadata && event.metadata.correlation_id ? ", correlation " + event.metadata.correlation_id : ""));
+            state.appendChild(pretty(event.payload)).id = "event-json";
+          }
         });
       }).catch(function (error) { state.appendChild(failure(error)); });
     }
