@@ -5,11 +5,11 @@
 
 pub mod body;
 pub mod caller;
+pub mod console;
 pub mod error;
 pub mod events;
 pub mod failures;
 pub mod gros;
-pub mod home;
 pub mod hpcwaas;
 pub mod openapi;
 pub mod params;
@@ -538,7 +538,7 @@ pub fn routes(router: &mut Router) {
         )
         .resource("/healthz", [(Method::GET, web::to(healthz))], only::<Api>)
         .resource("/readyz", [(Method::GET, web::to(readyz))], only::<Api>)
-        .resource("/", [(Method::GET, web::to(home::home))], only::<Api>);
+        .resource("/", [(Method::GET, web::to(console::console))], only::<Api>);
     events::routes(router);
     openapi::routes(router);
 }

@@ -23,7 +23,7 @@ const BEFORE_FACES: &[fn() -> OpenApi] = &[
 ];
 const AFTER_FACES: &[fn() -> OpenApi] = &[
     <DocumentationApi as utoipa::OpenApi>::openapi,
-    <super::home::HomeApi as utoipa::OpenApi>::openapi,
+    <super::console::ConsoleApi as utoipa::OpenApi>::openapi,
 ];
 
 /// Every piece of the document, in the order they are merged.
