@@ -189,6 +189,16 @@ impl Browser {
         self.eval(&script).await.as_str().unwrap_or("").to_owned()
     }
 
+    /// Waits until the page follows its events live (its event stream is open).
+    async fn wait_live(&self) {
+        self.until(
+            WAIT,
+            "the page to follow",
+            "return document.body.dataset.live",
+        )
+        .await;
+    }
+
     /// Waits until an element `css` selects shows `wanted` in its text; that text.
     async fn wait_for_text(&self, wait: Duration, css: &str, wanted: &str) -> String {
         let script = format!(
@@ -343,13 +353,7 @@ async fn a_streams_timeline_shows_the_state_at_the_version_picked_and_follows_ne
     browser.screenshot("stream").await;
 
     // A report through the face appears on the open page within a second.
-    browser
-        .until(
-            WAIT,
-            "the page to follow",
-            "return document.body.dataset.live",
-        )
-        .await;
+    browser.wait_live().await;
     report(&app, "web01", "nginx", "1.27.0").await;
     browser.wait_for_text(LIVE, "#timeline", "1.27.0").await;
 
@@ -450,13 +454,7 @@ async fn a_running_executions_log_lines_appear_live_on_a_phones_width() {
         .open(&format!("{}/#/streams/execution-{id}", app.main))
         .await;
     browser.wait_for_text(WAIT, "#log", "first line").await;
-    browser
-        .until(
-            WAIT,
-            "the page to follow",
-            "return document.body.dataset.live",
-        )
-        .await;
+    browser.wait_live().await;
     std::fs::write(go.get().unwrap(), "").unwrap();
     browser.wait_for_text(WAIT, "#log", "second line").await;
     // The page fits the phone's width.

@@ -255,7 +255,8 @@ fn plain(address: &str) -> Target {
     }
 }
 
-fn urlencode(text: &str) -> String {
+/// A form value, percent-encoded.
+pub(crate) fn urlencode(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {

@@ -7,6 +7,7 @@
 //! commands, forwarding), the named limits, and an upload cut short by `kill -9`.
 
 use crate::common;
+use crate::gros::urlencode;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -307,17 +308,6 @@ async fn http(address: SocketAddr, request: String) -> String {
     })
     .await
     .unwrap()
-}
-
-fn urlencode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 fn sha256(bytes: &[u8]) -> String {

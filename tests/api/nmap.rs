@@ -5,6 +5,7 @@
 //! the report, the fallback without raw sockets, stop, and a restart of annals mid-scan.
 
 use crate::common;
+use crate::patrowl::unzip;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -167,19 +168,6 @@ fn closed_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-/// The entries of a ZIP archive, by name.
-fn unzip(bytes: &[u8]) -> std::collections::BTreeMap<String, Vec<u8>> {
-    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).expect("a ZIP archive");
-    (0..archive.len())
-        .map(|i| {
-            let mut file = archive.by_index(i).unwrap();
-            let mut content = Vec::new();
-            file.read_to_end(&mut content).unwrap();
-            (file.name().to_owned(), content)
-        })
-        .collect()
 }
 
 /// Checks what PatrowlManager's import needs of every issue: a title of at most 256

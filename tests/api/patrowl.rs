@@ -237,7 +237,7 @@ fn ip_asset(value: &str) -> Value {
 }
 
 /// The entries of a ZIP archive, by name.
-fn unzip(bytes: &[u8]) -> std::collections::BTreeMap<String, Vec<u8>> {
+pub(crate) fn unzip(bytes: &[u8]) -> std::collections::BTreeMap<String, Vec<u8>> {
     let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).expect("a ZIP archive");
     (0..archive.len())
         .map(|i| {
