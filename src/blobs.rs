@@ -153,23 +153,12 @@ impl BlobStore {
         if std::fs::metadata(&path).is_ok_and(|m| m.len() == reference.size) {
             return Ok(reference);
         }
-        let dir = path.parent().unwrap_or(&self.root).to_owned();
-        let created = !dir.exists();
-        private_dir(&dir).map_err(io(&dir))?;
         let tmp = self
             .root
             .join("tmp")
             .join(format!("{hash}.{}", uuid::Uuid::new_v4()));
-        let written = (|| {
-            crate::secrets::create_private_file(&tmp, bytes)?;
-            std::fs::rename(&tmp, &path)?;
-            File::open(&dir)?.sync_all()?;
-            if created {
-                // The new prefix directory's own entry lives in `sha256/`.
-                File::open(self.root.join("sha256"))?.sync_all()?;
-            }
-            Ok(())
-        })();
+        let written = crate::secrets::create_private_file(&tmp, bytes)
+            .and_then(|()| self.move_into_place(&tmp, &path));
         if let Err(source) = written {
             let _ = std::fs::remove_file(&tmp);
             return Err(BlobError::Io { path, source });
@@ -205,22 +194,23 @@ impl BlobStore {
             let _ = std::fs::remove_file(path);
             return Ok(reference);
         }
-        let dir = target.parent().unwrap_or(&self.root).to_owned();
-        let created = !dir.exists();
-        private_dir(&dir).map_err(io(&dir))?;
-        let moved = (|| {
-            std::fs::rename(path, &target)?;
-            File::open(&dir)?.sync_all()?;
-            if created {
-                File::open(self.root.join("sha256"))?.sync_all()?;
-            }
-            Ok(())
-        })();
-        moved.map_err(|source| BlobError::Io {
-            path: target,
-            source,
-        })?;
+        self.move_into_place(path, &target).map_err(io(&target))?;
         Ok(reference)
+    }
+
+    /// Moves the file at `from` to `target`, its place in the store, durably: the directory
+    /// that holds it is synced, and `sha256/` too when that directory is new.
+    fn move_into_place(&self, from: &Path, target: &Path) -> std::io::Result<()> {
+        let dir = target.parent().unwrap_or(&self.root);
+        let created = !dir.exists();
+        private_dir(dir)?;
+        std::fs::rename(from, target)?;
+        File::open(dir)?.sync_all()?;
+        if created {
+            // The new prefix directory's own entry lives in `sha256/`.
+            File::open(self.root.join("sha256"))?.sync_all()?;
+        }
+        Ok(())
     }
 
     /// The bytes of a blob, checked against its hash.
