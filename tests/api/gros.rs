@@ -993,23 +993,26 @@ async fn golden_preflight_body() {
 
 /// `annals serve` on a configuration file with one project, plain HTTP.
 fn serve(dir: &Path) -> common::Served {
-    let config = dir.join("annals.toml");
     std::fs::write(
-        &config,
+        dir.join("annals.toml"),
         "[gros]\n[[gros.projects]]\nkey = \"PROJ\"\nnetworks = [\"127.0.0.1\"]\n",
     )
     .unwrap();
-    common::spawn_serve(
-        &[
-            "--config".as_ref(),
-            config.as_os_str(),
-            "--data".as_ref(),
-            dir.join("log").as_os_str(),
-            "serve".as_ref(),
-        ],
-        &[("ANNALS_HTTP_LISTEN", "127.0.0.1:0")],
-    )
-    .expect("the server starts")
+    serve_in(dir)
+}
+
+/// `annals serve` as a child process on `dir/annals.toml`, its log in `dir/log`, its main
+/// listener on a free port.
+pub(crate) fn serve_in(dir: &Path) -> common::Served {
+    let (config, data) = (dir.join("annals.toml"), dir.join("log"));
+    let args = [
+        "--config".as_ref(),
+        config.as_os_str(),
+        "--data".as_ref(),
+        data.as_os_str(),
+        "serve".as_ref(),
+    ];
+    common::spawn_serve(&args, &[("ANNALS_HTTP_LISTEN", "127.0.0.1:0")]).expect("the server starts")
 }
 
 #[test]
@@ -1103,7 +1106,7 @@ impl Slow {
         )
         .unwrap();
         let mut slow = Slow {
-            served: Slow::serve(dir.path()),
+            served: serve_in(dir.path()),
             target: plain("127.0.0.1:1"),
             dir,
             scraping: 0,
@@ -1127,25 +1130,12 @@ impl Slow {
         slow
     }
 
-    fn serve(dir: &Path) -> common::Served {
-        let (config, data) = (dir.join("annals.toml"), dir.join("log"));
-        let args = [
-            "--config".as_ref(),
-            config.as_os_str(),
-            "--data".as_ref(),
-            data.as_os_str(),
-            "serve".as_ref(),
-        ];
-        common::spawn_serve(&args, &[("ANNALS_HTTP_LISTEN", "127.0.0.1:0")])
-            .expect("the server starts")
-    }
-
     /// A crash (no chance to record anything more), `while_down`, then a start on the same log.
     fn crash_and_restart(&mut self, while_down: impl FnOnce(&Slow)) {
         self.served.child.kill().unwrap();
         self.served.child.wait().unwrap();
         while_down(self);
-        self.served = Slow::serve(self.dir.path());
+        self.served = serve_in(self.dir.path());
         self.target = plain(&self.served.address);
     }
 

@@ -708,24 +708,13 @@ async fn an_upload_killed_midway_is_not_recorded_and_can_be_made_again() {
 /// `annals serve` as a child process over `dir`, with project `PROJ` and the SSH listener on a
 /// free port; gives the server and the SSH listener's port, read from its start-up log.
 fn serve(dir: &Path) -> (common::Served, u16) {
-    let config = dir.join("annals.toml");
     std::fs::write(
-        &config,
+        dir.join("annals.toml"),
         "[gros.ssh]\nlisten = \"127.0.0.1:0\"\n\
          [[gros.projects]]\nkey = \"PROJ\"\nnetworks = [\"127.0.0.1\"]\n",
     )
     .unwrap();
-    let served = common::spawn_serve(
-        &[
-            "--config".as_ref(),
-            config.as_os_str(),
-            "--data".as_ref(),
-            dir.join("log").as_os_str(),
-            "serve".as_ref(),
-        ],
-        &[("ANNALS_HTTP_LISTEN", "127.0.0.1:0")],
-    )
-    .expect("the server starts");
+    let served = crate::gros::serve_in(dir);
     let port = served
         .start_up()
         .iter()
