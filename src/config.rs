@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{Access, Account};
-use crate::events::{Durability, LogOptions};
+use crate::events::{Backend, Durability, LogOptions, PostgresOptions};
 
 /// Everything annals can be told. `Config::default()` is the embedded configuration that
 /// `annals serve` runs on without a file.
@@ -53,10 +53,27 @@ impl Default for AuthSection {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogSection {
+    /// Where the log is: `sled` (in `data`) or `postgres` (the database at `postgres_url`).
+    pub backend: LogBackend,
     /// Memory for sled's page cache, in MiB.
     pub cache_mb: u64,
     /// The largest event payload, in KiB.
     pub max_event_kb: u64,
+    /// The PostgreSQL log's connection string, for `backend = "postgres"`. A password is best
+    /// left out of it and given in `PGPASSWORD`.
+    pub postgres_url: String,
+    /// Connections each node opens for reads (the journal and the follower of other nodes have
+    /// one each besides).
+    pub postgres_pool: u64,
+}
+
+/// The engines a log can be kept in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogBackend {
+    #[default]
+    Sled,
+    Postgres,
 }
 
 /// What every protocol face's section tells alike, however it spells it: whether the face
@@ -756,8 +773,11 @@ impl Default for LogSection {
     fn default() -> Self {
         let log = LogOptions::default();
         LogSection {
+            backend: LogBackend::Sled,
             cache_mb: log.cache_bytes / (1024 * 1024),
             max_event_kb: log.max_event_bytes as u64 / 1024,
+            postgres_url: String::new(),
+            postgres_pool: 8,
         }
     }
 }
@@ -807,8 +827,19 @@ pub fn schema() -> toml::Table {
 }
 
 impl Config {
+    /// The log's options; a PostgreSQL password comes from `PGPASSWORD`, as for PostgreSQL's
+    /// own tools, so that no file needs to hold it.
     pub fn log_options(&self) -> LogOptions {
+        let backend = match self.log.backend {
+            LogBackend::Sled => Backend::Sled,
+            LogBackend::Postgres => Backend::Postgres(PostgresOptions {
+                url: self.log.postgres_url.clone(),
+                password: std::env::var("PGPASSWORD").ok().filter(|p| !p.is_empty()),
+                pool_size: self.log.postgres_pool as usize,
+            }),
+        };
         LogOptions {
+            backend,
             durability: self.durability,
             max_event_bytes: (self.log.max_event_kb * 1024) as usize,
             cache_bytes: self.log.cache_mb * 1024 * 1024,
@@ -1223,6 +1254,17 @@ impl Config {
     /// would refuse them.
     pub fn problems(&self) -> Vec<(Place, String)> {
         let mut problems = Vec::new();
+        if self.log.backend == LogBackend::Postgres && self.log.postgres_url.trim().is_empty() {
+            problems.push((
+                Place::Key {
+                    section: "log",
+                    key: "postgres_url",
+                },
+                "backend \"postgres\" needs postgres_url (such as \
+                 postgres://annals@127.0.0.1:5432/annals)"
+                    .to_owned(),
+            ));
+        }
         let listeners = [
             ("http", &self.http.listen, false),
             ("partisci", &self.partisci.listen, true),
@@ -1249,6 +1291,7 @@ impl Config {
         for (section, key, value, unit) in [
             ("log", "cache_mb", self.log.cache_mb, ""),
             ("log", "max_event_kb", self.log.max_event_kb, ""),
+            ("log", "postgres_pool", self.log.postgres_pool, ""),
             (
                 "http",
                 "sse_keep_alive_s",

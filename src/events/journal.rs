@@ -8,11 +8,11 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 
 use chrono::{SubsecRound, Utc};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use super::envelope::{NewEvent, Position, RecordedEvent, StreamId, Version};
-use super::recent::RecentEvents;
+use super::publish::Publisher;
 use super::store::{Durability, LogHead, Store, StoreError, WriteBatch};
 
 /// What the writer believes a stream's version to be.
@@ -86,12 +86,12 @@ pub(crate) struct Journal {
 }
 
 impl Journal {
-    /// Starts the journal thread over an open store, publishing each durable head on `committed`.
+    /// Starts the journal thread over an open store, publishing each durable round through
+    /// `publisher`.
     pub(crate) fn start(
         store: Arc<Store>,
         durability: Durability,
-        committed: watch::Sender<Position>,
-        recent: Arc<RecentEvents>,
+        publisher: Arc<Publisher>,
     ) -> Result<Journal, StoreError> {
         let head = store.log_head()?;
         let (sender, receiver) = mpsc::channel();
@@ -99,8 +99,7 @@ impl Journal {
             store,
             durability,
             head,
-            committed,
-            recent,
+            publisher,
             versions: HashMap::new(),
             failure: None,
         };
@@ -137,17 +136,18 @@ impl Journal {
 struct Writer {
     store: Arc<Store>,
     durability: Durability,
-    /// The last durable event; the next round chains to it.
+    /// The last durable event this journal knows of; the next round chains to it (on
+    /// PostgreSQL, to the head the round locks, which another node may have moved).
     head: LogHead,
-    committed: watch::Sender<Position>,
-    /// Where each durable round goes before its head is published, for followers.
-    recent: Arc<RecentEvents>,
-    /// The versions of recently written streams. The journal is the only writer, so these are
-    /// exact; a stream not here is looked up in the store.
+    /// Where each durable round goes, for followers.
+    publisher: Arc<Publisher>,
+    /// The versions of recently written streams: exact while no other node writes (a round
+    /// that finds the head moved by another starts it afresh); a stream not here is looked up
+    /// in the store.
     versions: HashMap<StreamId, Version>,
-    /// Set when a round could not be made durable. The store may then hold writes that were
-    /// never acknowledged, so the journal refuses everything until a restart recovers the log
-    /// from disk.
+    /// Set when a sled round could not be made durable. The store may then hold writes that
+    /// were never acknowledged, so the journal refuses everything until a restart recovers the
+    /// log from disk. (A PostgreSQL round that fails is rolled back whole.)
     failure: Option<String>,
 }
 
@@ -204,9 +204,19 @@ impl Writer {
     }
 
     fn commit_round(&mut self, requests: Vec<AppendRequest>) {
+        let started = match &self.failure {
+            Some(failure) => Err(failure.clone()),
+            None => self.begin_round(&requests).map_err(|e| e.to_string()),
+        };
+        if let Err(failure) = started {
+            for request in requests {
+                let _ = request.reply.send(Err(AppendError::Storage(failure.clone())));
+            }
+            return;
+        }
         let mut round = Round {
             head: self.head,
-            batch: WriteBatch::default(),
+            batch: self.store.new_batch(),
             versions: HashMap::new(),
             ids: HashMap::new(),
             writes: 0,
@@ -219,11 +229,7 @@ impl Writer {
         let now = round.head.recorded_at.map_or(now, |last| last.max(now));
         let mut acks = Vec::with_capacity(requests.len());
         for mut request in requests {
-            let outcome = match &self.failure {
-                Some(failure) => Err(AppendError::Storage(failure.clone())),
-                None => self.stage(&mut round, &mut request, now),
-            };
-            match outcome {
+            match self.stage(&mut round, &mut request, now) {
                 Ok(appended) => acks.push((request.reply, appended)),
                 // A refused request stages nothing, so it can be answered at once.
                 Err(error) => {
@@ -233,26 +239,31 @@ impl Writer {
         }
         if round.writes > 0 {
             round.batch.put_log_head(&round.head);
-            let written = self
-                .store
-                .commit(round.batch)
-                .and_then(|()| self.store.make_durable(self.durability));
-            if let Err(error) = written {
-                let failure = format!(
-                    "{error} (after position {}; restart annals to recover the log from disk)",
-                    self.head.position
-                );
-                tracing::error!(%failure, "the journal stopped");
-                self.failure = Some(failure.clone());
+            if let Err(error) = self.store.commit(round.batch, self.durability) {
+                let failure = if self.store.failure_is_fatal() {
+                    let failure = format!(
+                        "{error} (after position {}; restart annals to recover the log from disk)",
+                        self.head.position
+                    );
+                    tracing::error!(%failure, "the journal stopped");
+                    self.failure = Some(failure.clone());
+                    failure
+                } else {
+                    // Rolled back whole; the next round starts from the head it finds.
+                    tracing::warn!(%error, "a commit round failed");
+                    self.versions.clear();
+                    error.to_string()
+                };
                 for (reply, _) in acks {
                     let _ = reply.send(Err(AppendError::Storage(failure.clone())));
                 }
                 return;
             }
             self.head = round.head;
-            // The events first, then the head: a follower that sees the head finds them.
-            self.recent.push_round(round.events);
-            self.committed.send_replace(self.head.position);
+            if let Err(error) = self.publisher.publish_round(&self.store, round.events) {
+                // Durable all the same: the follower of the log publishes it once it can read.
+                tracing::warn!(%error, "a durable round could not be published yet");
+            }
             metrics::counter!(crate::metrics::APPENDED_EVENTS).increment(round.writes as u64);
             metrics::histogram!(crate::metrics::ROUND_EVENTS).record(round.writes as f64);
             if self.versions.len() + round.versions.len() > MAX_CACHED_VERSIONS {
@@ -265,9 +276,39 @@ impl Writer {
                     .map(|(stream, (version, _))| (stream, version)),
             );
         }
+        else if let Err(error) = self.store.abandon_round(self.durability) {
+            tracing::warn!(%error, "a round that wrote nothing could not be ended");
+        }
         for (reply, appended) in acks {
             let _ = reply.send(Ok(appended));
         }
+    }
+
+    /// Starts a round: takes the log's head (which, on PostgreSQL, another node may have moved:
+    /// then the cached versions start afresh) and looks up, in one go, the versions of the
+    /// round's streams that are not cached.
+    fn begin_round(&mut self, requests: &[AppendRequest]) -> Result<(), StoreError> {
+        let head = self.store.begin_round(&self.head, self.durability)?;
+        if head != self.head {
+            self.versions.clear();
+            self.head = head;
+        }
+        let missing: std::collections::HashSet<&StreamId> = requests
+            .iter()
+            .map(|request| &request.stream)
+            .filter(|stream| !self.versions.contains_key(*stream))
+            .collect();
+        if !missing.is_empty() {
+            let missing: Vec<StreamId> = missing.into_iter().cloned().collect();
+            match self.store.stream_versions(&missing) {
+                Ok(found) => self.versions.extend(found),
+                Err(error) => {
+                    let _ = self.store.abandon_round(self.durability);
+                    return Err(error);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Checks one request against the round so far and, when it is accepted, moves its events
@@ -330,9 +371,13 @@ impl Writer {
             );
             round.head.hash = hash;
             round.head.greatest_id = round.head.greatest_id.max(event.event_id);
-            round
-                .batch
-                .put_event(round.head.position, stream, version, record);
+            round.batch.put_event(
+                round.head.position,
+                stream,
+                version,
+                event.event_id,
+                record,
+            );
             round
                 .ids
                 .insert((number, event.event_id), round.head.position);

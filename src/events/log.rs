@@ -11,12 +11,16 @@ use uuid::Uuid;
 
 use super::envelope::{NewEvent, Position, RecordedEvent, StreamId, Version};
 use super::journal::{AppendError, AppendRequest, Appended, ExpectedVersion, Journal};
+use super::publish::Publisher;
 use super::recent::{RecentEvents, RecentLimits};
-use super::store::{Durability, Store, StoreError};
+use super::store::{Backend, Durability, Store, StoreError};
 
-/// Limits and durability of a log, named so that they can be documented and tested.
-#[derive(Clone, Copy, Debug)]
+/// Where the log is, its limits and durability, named so that they can be documented and
+/// tested.
+#[derive(Clone, Debug)]
 pub struct LogOptions {
+    /// The engine: sled in the data directory (the default) or a PostgreSQL database.
+    pub backend: Backend,
     pub durability: Durability,
     /// The largest payload one event may carry. Bigger content belongs in a file next to the
     /// log, referenced by hash from an event.
@@ -33,6 +37,7 @@ pub struct LogOptions {
 impl Default for LogOptions {
     fn default() -> Self {
         LogOptions {
+            backend: Backend::Sled,
             durability: Durability::Fsync,
             max_event_bytes: 1024 * 1024,
             max_events_per_append: 10_000,
@@ -40,6 +45,27 @@ impl Default for LogOptions {
             recent: RecentLimits::default(),
         }
     }
+}
+
+/// Publishes the rounds other nodes commit to the same PostgreSQL log, for as long as the log
+/// is open here: the journal holds the publisher, so that closing the log ends every wait for a
+/// commit, and this follower with it.
+fn follow_other_nodes(
+    postgres: &super::store::PgStore,
+    store: std::sync::Weak<Store>,
+    publisher: std::sync::Weak<Publisher>,
+) -> Result<(), StoreError> {
+    postgres.follow_heads(move |head| {
+        let (Some(store), Some(publisher)) = (store.upgrade(), publisher.upgrade()) else {
+            return false;
+        };
+        if let Some(head) = head.filter(|head| *head > publisher.published()) {
+            if let Err(error) = publisher.catch_up(&store, head) {
+                tracing::warn!(%error, "cannot read other nodes' rounds yet");
+            }
+        }
+        true
+    })
 }
 
 /// The most positions one category read looks at.
@@ -69,14 +95,19 @@ struct IdFloor {
 }
 
 impl EventLog {
-    /// Opens (or creates) the log in `path` and starts its journal.
+    /// Opens (or creates) the log of `options.backend`, with `path` as the data directory, and
+    /// starts its journal (and, on PostgreSQL, the follower of other nodes' rounds).
     pub fn open(path: &Path, options: LogOptions) -> Result<EventLog, StoreError> {
-        let store = Arc::new(Store::open(path, options.cache_bytes)?);
+        let store = Arc::new(Store::open(path, &options.backend, options.cache_bytes)?);
         let head = store.log_head()?;
         let (publish, committed) = watch::channel(head.position);
         let recent = Arc::new(RecentEvents::new(head.position, options.recent));
+        let publisher = Arc::new(Publisher::new(recent.clone(), publish));
         let opened = head.greatest_id;
-        let journal = Journal::start(store.clone(), options.durability, publish, recent.clone())?;
+        let journal = Journal::start(store.clone(), options.durability, publisher.clone())?;
+        if let Some(postgres) = store.as_postgres() {
+            follow_other_nodes(postgres, Arc::downgrade(&store), Arc::downgrade(&publisher))?;
+        }
         Ok(EventLog {
             store,
             journal: Arc::new(journal),

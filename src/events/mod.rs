@@ -1,5 +1,5 @@
 //! The event log: the envelope every event carries, the codec for typed payloads, the journal
-//! that alone writes, the store that alone names the storage engine, and verification.
+//! that alone writes, the store that alone names the storage engines (sled, PostgreSQL), and verification.
 //! Nothing here knows any entity kind.
 
 pub mod codec;
@@ -7,6 +7,7 @@ pub mod envelope;
 pub mod follow;
 pub mod journal;
 pub mod log;
+mod publish;
 pub mod recent;
 pub mod store;
 pub mod verify;
@@ -18,4 +19,4 @@ pub use envelope::{
 pub use journal::{AppendError, Appended, ExpectedVersion};
 pub use log::{EventLog, LogOptions};
 pub use recent::SharedEvent;
-pub use store::{Durability, Store, StoreError};
+pub use store::{Backend, Durability, PostgresOptions, Store, StoreError};

@@ -1,19 +1,21 @@
-//! The journal and the reads of a real log on disk: ordering, optimistic concurrency,
-//! idempotent retries, limits, waits, and opening bad directories.
+//! The journal and the reads of a real log, on each engine (sled in a temporary directory, a
+//! new database of a throwaway PostgreSQL): ordering, optimistic concurrency, idempotent
+//! retries, limits, waits; and opening bad directories.
 
 use crate::common;
+use crate::on_each_engine;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use annals::events::{AppendError, Durability, EventLog, ExpectedVersion, LogOptions, StoreError};
-use common::{fast, line, line_text, stream, TempLog};
+use common::{fast, line, line_text, stream};
 use tokio::sync::Barrier;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_read_returns_durable_events_in_order() {
-    let t = TempLog::new();
+on_each_engine! {
+async fn every_read_returns_durable_events_in_order(engine: Engine) {
+    let t = engine.log();
     let log = &t.log;
     let a = stream("job-a");
     let b = stream("job-b");
@@ -75,10 +77,11 @@ async fn every_read_returns_durable_events_in_order() {
     assert_eq!(log.stream_version(&a).unwrap(), 3);
     assert_eq!(log.stream_version(&stream("job-none")).unwrap(), 0);
 }
+}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn many_writers_on_many_streams_lose_nothing() {
-    let t = TempLog::with(fast());
+on_each_engine! {
+async fn many_writers_on_many_streams_lose_nothing(engine: Engine) {
+    let t = engine.log_with(fast());
     let writers = 32;
     let per_writer = 60;
     let mut tasks = Vec::new();
@@ -121,10 +124,11 @@ async fn many_writers_on_many_streams_lose_nothing() {
     let report = annals::events::verify::verify(t.log.store(), |_| {}).unwrap();
     assert_eq!((report.events, report.streams), (total, writers));
 }
+}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn writers_racing_on_one_stream_get_conflicts_not_lost_updates() {
-    let t = TempLog::with(fast());
+on_each_engine! {
+async fn writers_racing_on_one_stream_get_conflicts_not_lost_updates(engine: Engine) {
+    let t = engine.log_with(fast());
     let s = stream("job-contended");
     let writers = 16;
     let per_writer = 20;
@@ -186,10 +190,11 @@ async fn writers_racing_on_one_stream_get_conflicts_not_lost_updates() {
         (1..=total).collect::<Vec<_>>()
     );
 }
+}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn writers_without_a_version_check_all_land_on_one_stream() {
-    let t = TempLog::with(fast());
+on_each_engine! {
+async fn writers_without_a_version_check_all_land_on_one_stream(engine: Engine) {
+    let t = engine.log_with(fast());
     let s = stream("job-shared");
     let mut tasks = Vec::new();
     for w in 0..16 {
@@ -220,10 +225,11 @@ async fn writers_without_a_version_check_all_land_on_one_stream() {
     assert_eq!(versions, (1..=400).collect());
     assert_eq!(t.log.head(), 400);
 }
+}
 
-#[tokio::test]
-async fn a_conflict_writes_nothing() {
-    let t = TempLog::new();
+on_each_engine! {
+async fn a_conflict_writes_nothing(engine: Engine) {
+    let t = engine.log();
     let s = stream("job-1");
     t.log
         .append(s.clone(), ExpectedVersion::Exactly(0), vec![line("one")])
@@ -249,10 +255,11 @@ async fn a_conflict_writes_nothing() {
     assert_eq!(t.log.head(), 1);
     assert_eq!(t.log.read_all(0, 10).unwrap().len(), 1);
 }
+}
 
-#[tokio::test]
-async fn a_retried_append_is_acknowledged_without_a_second_write() {
-    let t = TempLog::new();
+on_each_engine! {
+async fn a_retried_append_is_acknowledged_without_a_second_write(engine: Engine) {
+    let t = engine.log();
     let s = stream("job-retry");
     let events = vec![line("one"), line("two")];
     let first = t
@@ -313,15 +320,16 @@ async fn a_retried_append_is_acknowledged_without_a_second_write() {
     assert_eq!(after_restart.first_position, first.first_position);
     assert_eq!(t.log.head(), 5);
 }
+}
 
-#[tokio::test]
-async fn appends_over_the_limits_are_refused_whole() {
+on_each_engine! {
+async fn appends_over_the_limits_are_refused_whole(engine: Engine) {
     let options = LogOptions {
         max_event_bytes: 1000,
         max_events_per_append: 3,
         ..LogOptions::default()
     };
-    let t = TempLog::with(options);
+    let t = engine.log_with(options);
     let s = stream("job-limits");
     let big = line(&"x".repeat(1000));
     let size = big.payload.len();
@@ -362,10 +370,11 @@ async fn appends_over_the_limits_are_refused_whole() {
         .is_err());
     assert_eq!(t.log.head(), 0);
 }
+}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_follower_sees_every_event_once_in_order() {
-    let t = TempLog::with(fast());
+on_each_engine! {
+async fn a_follower_sees_every_event_once_in_order(engine: Engine) {
+    let t = engine.log_with(fast());
     let follower = {
         let log = t.log.clone();
         tokio::spawn(async move {
@@ -407,10 +416,11 @@ async fn a_follower_sees_every_event_once_in_order() {
     let distinct: HashSet<_> = seen.iter().collect();
     assert_eq!(distinct.len(), 300);
 }
+}
 
-#[tokio::test]
-async fn the_recent_events_kept_in_memory_are_the_stored_events() {
-    let t = TempLog::with(fast());
+on_each_engine! {
+async fn the_recent_events_kept_in_memory_are_the_stored_events(engine: Engine) {
+    let t = engine.log_with(fast());
     let mut from_peer = line("from a peer");
     from_peer.metadata = annals::events::Metadata {
         correlation_id: Some(uuid::Uuid::new_v4()),
@@ -445,10 +455,11 @@ async fn the_recent_events_kept_in_memory_are_the_stored_events() {
     let (none, looked_at) = t.log.recent().after(3, 3, 100, |_| true).unwrap();
     assert_eq!((none.len(), looked_at), (0, 3));
 }
+}
 
-#[tokio::test]
-async fn a_commit_between_read_and_wait_still_wakes_the_reader() {
-    let t = TempLog::new();
+on_each_engine! {
+async fn a_commit_between_read_and_wait_still_wakes_the_reader(engine: Engine) {
+    let t = engine.log();
     let after = t.log.head();
     assert!(t.log.read_all(after, 10).unwrap().is_empty());
     // The event lands after the read and before the wait.
@@ -463,10 +474,11 @@ async fn a_commit_between_read_and_wait_still_wakes_the_reader() {
     // With nothing new, the wait ends at its timeout with the unchanged head.
     assert_eq!(t.log.wait_past(1, Duration::from_millis(20)).await, Some(1));
 }
+}
 
-#[tokio::test]
-async fn a_closed_log_refuses_appends_and_ends_waits() {
-    let t = TempLog::new();
+on_each_engine! {
+async fn a_closed_log_refuses_appends_and_ends_waits(engine: Engine) {
+    let t = engine.log();
     common::append_line(&t.log, "job-1", "kept").await;
     let log = t.log.clone();
     tokio::task::spawn_blocking(move || log.close())
@@ -490,11 +502,12 @@ async fn a_closed_log_refuses_appends_and_ends_waits() {
         ["kept"]
     );
 }
+}
 
-#[tokio::test]
-async fn every_durability_mode_keeps_events_across_a_clean_restart() {
+on_each_engine! {
+async fn every_durability_mode_keeps_events_across_a_clean_restart(engine: Engine) {
     for durability in [Durability::Fsync, Durability::Flush, Durability::None] {
-        let t = TempLog::with(LogOptions {
+        let t = engine.log_with(LogOptions {
             durability,
             ..LogOptions::default()
         });
@@ -512,6 +525,7 @@ async fn every_durability_mode_keeps_events_across_a_clean_restart() {
         assert_eq!(t.log.head(), 10, "{durability:?}");
         assert_eq!(t.log.stream_version(&stream("job-d")).unwrap(), 10);
     }
+}
 }
 
 #[test]
@@ -592,10 +606,10 @@ fn opening_something_that_is_not_a_log_names_the_path_and_the_problem() {
     first.close();
 }
 
-#[tokio::test]
-async fn a_category_read_looks_at_a_bounded_number_of_positions() {
+on_each_engine! {
+async fn a_category_read_looks_at_a_bounded_number_of_positions(engine: Engine) {
     use annals::events::log::CATEGORY_SCAN;
-    let t = TempLog::with(fast());
+    let t = engine.log_with(fast());
     let busy = stream("job-busy");
     let mut written = 0;
     while written < CATEGORY_SCAN + 5 {
@@ -625,13 +639,14 @@ async fn a_category_read_looks_at_a_bounded_number_of_positions() {
     let (events, next) = t.log.read_category("rare", scanned_to, 10).unwrap();
     assert_eq!((events.len(), next), (0, rare));
 }
+}
 
+on_each_engine! {
 /// Rounds of many sizes (one event, a few, hundreds) and rounds of many streams at once: every
 /// position is read from any starting point, alone or in pages, by category, and the log
 /// verifies.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn positions_are_read_from_anywhere_across_rounds_of_many_sizes() {
-    let t = TempLog::with(fast());
+async fn positions_are_read_from_anywhere_across_rounds_of_many_sizes(engine: Engine) {
+    let t = engine.log_with(fast());
     let log = &t.log;
     let mut expected = BTreeMap::new();
     let mut record = |name: &str, appended: annals::events::Appended| {
@@ -699,4 +714,5 @@ async fn positions_are_read_from_anywhere_across_rounds_of_many_sizes() {
     assert_eq!(looked_at, 102);
     let report = annals::events::verify::verify(log.store(), |_| {}).unwrap();
     assert_eq!(report.events, head);
+}
 }

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod app;
+pub mod postgres;
 pub mod ssh;
 pub mod tls;
 
@@ -11,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use annals::auth::{Account, Role};
 use annals::events::{
-    DomainEvent, Durability, EventLog, ExpectedVersion, LogOptions, Metadata, NewEvent, StreamId,
+    Backend, DomainEvent, Durability, EventLog, ExpectedVersion, LogOptions, Metadata, NewEvent,
+    PostgresOptions, StreamId,
 };
 use annals::runtime::job::{JobEvent, Level, LineRecorded};
 use chrono::{DateTime, Utc};
@@ -48,12 +50,71 @@ impl TempLog {
     /// Closes the log and opens it again from disk.
     pub fn reopen(self) -> TempLog {
         let TempLog { log, dir } = self;
-        let options = *log.options();
+        let options = log.options().clone();
         log.close();
         drop(log);
         let log = EventLog::open(dir.path(), options).expect("the log opens again");
         TempLog { log, dir }
     }
+}
+
+/// The engines a log can be kept in, for the tests that run on each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Engine {
+    Sled,
+    Postgres,
+}
+
+impl Engine {
+    /// `options` on this engine: on PostgreSQL, in a new database of the test server.
+    pub fn options(self, options: LogOptions) -> LogOptions {
+        match self {
+            Engine::Sled => options,
+            Engine::Postgres => LogOptions {
+                backend: Backend::Postgres(PostgresOptions {
+                    url: postgres::server().new_database(),
+                    password: None,
+                    pool_size: 4,
+                }),
+                ..options
+            },
+        }
+    }
+
+    /// A new, empty log on this engine.
+    pub fn log(self) -> TempLog {
+        TempLog::with(self.options(LogOptions::default()))
+    }
+
+    /// A new, empty log on this engine, with `options`' limits.
+    pub fn log_with(self, options: LogOptions) -> TempLog {
+        TempLog::with(self.options(options))
+    }
+}
+
+/// Writes a test that runs on each engine: `async fn name(engine: Engine) { … }` becomes the
+/// module `name` with the tests `sled` and `postgres`.
+#[macro_export]
+macro_rules! on_each_engine {
+    ($(#[doc = $doc:literal])* async fn $name:ident($engine:ident: Engine) $body:block) => {
+        $(#[doc = $doc])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            async fn run($engine: $crate::common::Engine) $body
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sled() {
+                run($crate::common::Engine::Sled).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                run($crate::common::Engine::Postgres).await
+            }
+        }
+    };
 }
 
 /// Writes `contents` to the file `name` in `dir`; its path.

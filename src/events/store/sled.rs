@@ -1,6 +1,5 @@
-//! The storage engine behind the log. This is the only module that names sled: it lays out the
-//! keys, reads events and indexes back, applies the journal's batches atomically and makes them
-//! durable. It never decides what to write; the journal does.
+//! The sled engine, the embedded default: it lays out the keys, reads events and indexes back,
+//! applies the journal's batches atomically and makes them durable.
 //!
 //! Everything the log holds lives in one sled tree, `log`, under one-byte key prefixes, so that a
 //! whole commit round is one atomic `apply_batch`:
@@ -21,7 +20,7 @@
 //! records of other categories. sled 0.34 serialises every batch behind one process-wide lock,
 //! so each key written per event costs throughput: the log writes one per event (`S`) and one
 //! per round, no category index and no event-id index. A retried append is found in its stream
-//! instead ([`Store::find_event_ids`]); the head keeps the greatest event id, and a time-ordered
+//! instead ([`SledStore::find_event_ids`]); the head keeps the greatest event id, and a time-ordered
 //! id (UUIDv7, which annals itself generates) above it cannot be a retry, so nearly every append
 //! looks nothing up. A stream's version is its last `S` key. Numbers are big-endian so that
 //! byte order is numeric order. Snapshots and projection checkpoints live in trees of their own:
@@ -42,12 +41,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
-use chrono::{DateTime, Utc};
+use chrono::DateTime;
 use uuid::Uuid;
 
-use super::envelope::{
-    DecodeError, EventView, Hash, Position, RecordedEvent, StreamId, Version, GENESIS_HASH,
-};
+use super::super::envelope::{EventView, Position, RecordedEvent, StreamId, Version};
+use super::{Durability, EntryCounts, LogHead, RawEvent, Record, StoreError};
 
 /// How long opening waits for a log's lock to be released.
 pub const LOCK_WAIT: Duration = Duration::from_secs(2);
@@ -81,93 +79,8 @@ const HEAD_BYTES: usize = 64;
 const LEGACY_HEAD_BYTES: usize = 48;
 const META_FORMAT: &[u8] = b"Mformat";
 
-/// How hard the journal pushes each commit round towards the disk before acknowledging it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Durability {
-    /// sled's `flush()`, then `fdatasync` on its data file and `fsync` on any new blob file: an
-    /// acknowledged event survives a process crash and a power loss.
-    #[default]
-    Fsync,
-    /// sled's `flush()` alone, which writes the data with `sync_file_range` but does not flush the
-    /// disk's cache or file metadata: an acknowledged event survives a process crash, not
-    /// necessarily a power loss.
-    Flush,
-    /// Nothing: sled writes in the background about every 500 ms, so an acknowledged event can
-    /// be lost by a process crash or a power loss within that window.
-    None,
-}
-
-impl std::str::FromStr for Durability {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "fsync" => Ok(Durability::Fsync),
-            "flush" => Ok(Durability::Flush),
-            "none" => Ok(Durability::None),
-            other => Err(format!(
-                "unknown durability {other:?}: expected fsync, flush or none"
-            )),
-        }
-    }
-}
-
-/// What the store could not do. Every variant names what was wrong; none is a panic.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("cannot open the log at {path}: {reason}")]
-    Open { path: PathBuf, reason: String },
-    /// Another process (a running server) holds the log: sled takes an exclusive lock.
-    #[error("cannot open the log at {path}: another process holds it (waited {waited:?})")]
-    Locked { path: PathBuf, waited: Duration },
-    #[error("{path} is not empty and holds no annals log (no format marker); use an empty or new directory")]
-    NotALog { path: PathBuf },
-    #[error("{path} holds an annals log in format {found:?}; this build reads {expected:?}")]
-    UnsupportedFormat {
-        path: PathBuf,
-        found: String,
-        expected: String,
-    },
-    #[error("storage error: {0}")]
-    Engine(#[from] sled::Error),
-    #[error("I/O error while making the log durable: {0}")]
-    Sync(#[from] std::io::Error),
-    #[error("the log is corrupt at {what}: {reason}")]
-    Corrupt { what: String, reason: String },
-}
-
-impl StoreError {
-    fn corrupt(what: impl Into<String>, reason: impl ToString) -> StoreError {
-        StoreError::Corrupt {
-            what: what.into(),
-            reason: reason.to_string(),
-        }
-    }
-}
-
-/// The head of the whole log: the last committed event.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LogHead {
-    pub position: Position,
-    pub hash: Hash,
-    /// When the last event was recorded; the journal never records an event earlier than this.
-    pub recorded_at: Option<DateTime<Utc>>,
-    /// The greatest event id in the log, in byte order (nil for none). A new id above it cannot
-    /// be a retry.
-    pub greatest_id: Uuid,
-}
-
-impl LogHead {
-    pub const EMPTY: LogHead = LogHead {
-        position: 0,
-        hash: GENESIS_HASH,
-        recorded_at: None,
-        greatest_id: Uuid::nil(),
-    };
-}
-
 /// An open log directory.
-pub struct Store {
+pub struct SledStore {
     path: PathBuf,
     /// sled's directory of blob files, `blobs` in the log's directory.
     blobs_dir: PathBuf,
@@ -188,7 +101,7 @@ pub struct Store {
     upgrade_format: AtomicBool,
 }
 
-/// What [`Store::sync_new_blobs`] knows of sled's blob directory.
+/// What [`SledStore::sync_new_blobs`] knows of sled's blob directory.
 #[derive(Default)]
 struct BlobsSeen {
     synced: HashSet<OsString>,
@@ -197,9 +110,9 @@ struct BlobsSeen {
     settled: Option<SystemTime>,
 }
 
-impl Store {
+impl SledStore {
     /// Opens the log in `path`, creating it only when the directory is missing or empty.
-    pub fn open(path: &Path, cache_bytes: u64) -> Result<Store, StoreError> {
+    pub fn open(path: &Path, cache_bytes: u64) -> Result<SledStore, StoreError> {
         let open_error = |reason: String| StoreError::Open {
             path: path.to_owned(),
             reason,
@@ -301,7 +214,7 @@ impl Store {
             .map_or(0, |(key, _)| key_position(&key));
         let data_file = File::open(path.join("db"))
             .map_err(|e| open_error(format!("cannot open sled's data file: {e}")))?;
-        Ok(Store {
+        Ok(SledStore {
             path: path.to_owned(),
             blobs_dir: path.join("blobs"),
             db,
@@ -492,17 +405,6 @@ impl Store {
         })
     }
 
-    /// Every event of one stream with a version above `after`, in order, read lazily.
-    pub fn stream_events_after<'a>(
-        &'a self,
-        stream: &StreamId,
-        after: Version,
-    ) -> impl Iterator<Item = Result<RecordedEvent, StoreError>> + 'a {
-        let stream = stream.clone();
-        self.stream_records_after(&stream, after)
-            .map(move |record| record?.open(|| format!("a record of {stream}")))
-    }
-
     /// The stored records of one stream with a version above `after`, in order: one point read
     /// of the next version, then, if there is one, a sequential scan of the rest, for folding
     /// through [`EventView`] without copying. Most activations find nothing after their snapshot
@@ -567,7 +469,7 @@ impl Store {
     }
 
     /// Applies one commit round atomically. Only the journal calls this.
-    pub(crate) fn commit(&self, mut batch: WriteBatch) -> Result<(), StoreError> {
+    pub(crate) fn commit(&self, mut batch: SledBatch) -> Result<(), StoreError> {
         batch.close_index_entry();
         // A log of the old layout gets its new format marker with the first round that gives
         // it a round index, atomically: never one without the other.
@@ -656,7 +558,7 @@ impl Store {
         Ok(self.db.size_on_disk()?)
     }
 
-    /// The newest snapshot of a stream, as written by [`Store::put_snapshot`].
+    /// The newest snapshot of a stream, as written by [`SledStore::put_snapshot`].
     pub fn snapshot(&self, stream: &StreamId) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.snapshots.get(stream.as_str())?.map(|v| v.to_vec()))
     }
@@ -718,47 +620,10 @@ impl Store {
     }
 }
 
-/// A stored record (hash, then body), as the store holds it.
-pub struct Record(sled::IVec);
-
-impl Record {
-    /// Decodes the record; `what` names it in the error.
-    fn open(&self, what: impl FnOnce() -> String) -> Result<RecordedEvent, StoreError> {
-        RecordedEvent::open(&self.0).map_err(|e| StoreError::corrupt(what(), e))
-    }
-
-    /// Reads the record in place.
-    pub fn view(&self) -> Result<EventView<'_>, DecodeError> {
-        EventView::parse(&self.0)
-    }
-}
-
-impl std::ops::Deref for Record {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-/// A record reached from its global position, with the stream and version its pointer names.
-pub struct RawEvent {
-    pub position: Position,
-    pub stream: StreamId,
-    pub version: Version,
-    pub record: Record,
-}
-
-/// Entry counts of each key family; see [`Store::entry_counts`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct EntryCounts {
-    pub records: u64,
-    pub positions: u64,
-}
-
-/// The writes of one commit round, applied atomically by [`Store::commit`]: each event's
+/// The writes of one commit round, applied atomically by [`SledStore::commit`]: each event's
 /// record, the round's index entries and the head.
 #[derive(Default)]
-pub(crate) struct WriteBatch {
+pub(crate) struct SledBatch {
     batch: sled::Batch,
     /// The index entry being filled: the position of its first event, and its runs.
     index_first: Position,
@@ -771,7 +636,7 @@ pub(crate) struct WriteBatch {
     key: Vec<u8>,
 }
 
-impl WriteBatch {
+impl SledBatch {
     /// Adds one sealed event under its stream key and lists it in the round's index. Events
     /// come in position order without gaps, the journal's order.
     pub(crate) fn put_event(
@@ -940,7 +805,7 @@ impl IndexWalk {
 /// pointers up to the last of them, then the round index. It writes each position's stream
 /// key into a buffer it reuses, so that the walk allocates per index entry, not per event.
 struct Cursor<'a> {
-    store: &'a Store,
+    store: &'a SledStore,
     /// The last position handed out (or the one the walk starts after).
     after: Position,
     legacy: Option<sled::Iter>,
@@ -951,7 +816,7 @@ struct Cursor<'a> {
 }
 
 impl<'a> Cursor<'a> {
-    fn new(store: &'a Store, after: Position) -> Cursor<'a> {
+    fn new(store: &'a SledStore, after: Position) -> Cursor<'a> {
         let legacy = (after < store.legacy_end).then(|| {
             store
                 .log
@@ -1102,7 +967,7 @@ mod tests {
     }
 
     /// The runs of the index entry being filled, as (stream, first version, count).
-    fn runs(batch: &WriteBatch) -> Vec<(String, Version, u64)> {
+    fn runs(batch: &SledBatch) -> Vec<(String, Version, u64)> {
         parse_index_entry(&batch.index)
             .unwrap()
             .into_iter()
@@ -1116,7 +981,7 @@ mod tests {
     #[test]
     fn consecutive_versions_of_one_stream_share_a_run() {
         let (a, b) = (name(1, 10), name(2, 10));
-        let mut batch = WriteBatch::default();
+        let mut batch = SledBatch::default();
         for (position, (stream, version)) in [(&a, 3), (&a, 4), (&a, 5), (&b, 1), (&a, 6), (&a, 8)]
             .into_iter()
             .enumerate()
@@ -1159,7 +1024,7 @@ mod tests {
     #[test]
     fn every_blob_file_is_synced_by_the_round_that_made_it_durable() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), 8 << 20).unwrap();
+        let store = SledStore::open(dir.path(), 8 << 20).unwrap();
         let stream = name(1, 20);
         let at = DateTime::from_timestamp_micros(1_700_000_000_000_000).unwrap();
         let mut head = LogHead::EMPTY;
@@ -1172,7 +1037,7 @@ mod tests {
                 RecordedEvent::seal(&head.hash, head.position, &stream, head.position, at, &new);
             head.hash = hash;
             head.recorded_at = Some(at);
-            let mut batch = WriteBatch::default();
+            let mut batch = SledBatch::default();
             batch.put_event(head.position, &stream, head.position, record);
             batch.put_log_head(&head);
             store.commit(batch).unwrap();
@@ -1186,7 +1051,7 @@ mod tests {
             blobs_seen = blobs_seen.max(on_disk.len());
         }
         assert!(blobs_seen > 0, "sled wrote no blob file");
-        let report = crate::events::verify::verify(&store, |_| {}).unwrap();
+        let report = crate::events::verify::verify(&super::super::Store::Sled(store), |_| {}).unwrap();
         assert_eq!(report.events, 5);
     }
 
@@ -1214,14 +1079,14 @@ mod tests {
     #[test]
     fn the_blob_directory_is_listed_only_when_its_time_changed() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), 8 << 20).unwrap();
+        let store = SledStore::open(dir.path(), 8 << 20).unwrap();
         let blobs = store.blobs_dir.clone();
         // Long before now, so that the listing comes well after it.
         let long_ago = 1_700_000_000;
         std::fs::write(blobs.join("1"), b"first").unwrap();
         set_time(&blobs, long_ago);
         store.make_durable(Durability::Fsync).unwrap();
-        let listed = |store: &Store, name: &str| {
+        let listed = |store: &SledStore, name: &str| {
             let seen = store.blobs.lock().unwrap();
             seen.synced.contains(std::ffi::OsStr::new(name))
         };
@@ -1242,8 +1107,8 @@ mod tests {
     #[test]
     fn a_round_of_many_streams_spans_index_entries_and_reads_from_any_position() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), 8 << 20).unwrap();
-        let mut batch = WriteBatch::default();
+        let store = SledStore::open(dir.path(), 8 << 20).unwrap();
+        let mut batch = SledBatch::default();
         let mut head = LogHead::EMPTY;
         let at = DateTime::from_timestamp_micros(1_700_000_000_000_000).unwrap();
         let mut expected = Vec::new();
@@ -1290,7 +1155,7 @@ mod tests {
             assert_eq!(event.map(|e| e.position), want.first().copied());
         }
         assert!(store.event(0).unwrap().is_none());
-        let report = crate::events::verify::verify(&store, |_| {}).unwrap();
+        let report = crate::events::verify::verify(&super::super::Store::Sled(store), |_| {}).unwrap();
         assert_eq!((report.events, report.streams), (last, 300));
     }
 }

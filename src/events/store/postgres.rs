@@ -1,0 +1,938 @@
+//! The PostgreSQL engine: one database holds the log, and every annals node that names it
+//! appends to it and reads from it.
+//!
+//! | table                 | rows                                                            |
+//! |-----------------------|-----------------------------------------------------------------|
+//! | `annals_events`       | position (key), stream, version (unique per stream), event id, the sealed record |
+//! | `annals_head`         | one row: position, hash, recorded_at (µs), greatest event id    |
+//! | `annals_meta`         | `format` = [`POSTGRES_FORMAT`]                                  |
+//! | `annals_snapshots`    | stream → snapshot (a cache of the log)                          |
+//! | `annals_checkpoints`  | read model → checkpoint (a cache of the log)                    |
+//!
+//! A round is one transaction: it locks the head row (`SELECT … FOR UPDATE`), so the rounds of
+//! all nodes follow each other and none can see position p + 1 before p; it checks expected
+//! versions against the committed rows, inserts every event of the round in one statement,
+//! moves the head, and sends one `NOTIFY annals_head` with the new position, which other nodes
+//! follow. The commit is the durability point (`synchronous_commit`, from the log's
+//! durability). The records are byte for byte what sled stores, so the hash chain, `verify`
+//! and `migrate` do not depend on the engine. Streams are `COLLATE "C"`: a category is a range
+//! of names in byte order.
+//!
+//! The client is the synchronous `postgres` crate, whose calls must not run on a thread that is
+//! inside an async runtime: each connection lives on a thread of its own, and callers hand it
+//! work and wait for the answer, as they wait for a disk read with sled.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::DateTime;
+use postgres::fallible_iterator::FallibleIterator;
+use postgres::types::ToSql;
+use postgres::{Client, NoTls, Statement};
+use uuid::Uuid;
+
+use super::super::envelope::{Position, RecordedEvent, StreamId, Version, GENESIS_HASH};
+use super::{Durability, EntryCounts, LogHead, RawEvent, Record, StoreError};
+
+/// The format marker of a PostgreSQL log.
+pub const POSTGRES_FORMAT: &str = "annals-log postgres v1";
+
+/// How many rows one read of a lazy walk fetches.
+const PAGE_ROWS: i64 = 512;
+
+/// Serialises the creation of the tables by nodes starting at once (an advisory lock key).
+const SCHEMA_LOCK: i64 = 0x616e_6e61_6c73; // "annals"
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS annals_meta (
+    key text PRIMARY KEY,
+    value text NOT NULL
+);
+CREATE TABLE IF NOT EXISTS annals_events (
+    position bigint PRIMARY KEY,
+    stream text COLLATE "C" NOT NULL,
+    version bigint NOT NULL,
+    event_id uuid NOT NULL,
+    record bytea NOT NULL,
+    UNIQUE (stream, version)
+);
+CREATE INDEX IF NOT EXISTS annals_events_event_id ON annals_events (event_id);
+CREATE TABLE IF NOT EXISTS annals_head (
+    one boolean PRIMARY KEY DEFAULT true CHECK (one),
+    position bigint NOT NULL,
+    hash bytea NOT NULL,
+    recorded_at bigint NOT NULL,
+    greatest_id uuid NOT NULL
+);
+CREATE TABLE IF NOT EXISTS annals_snapshots (
+    stream text COLLATE "C" PRIMARY KEY,
+    state bytea NOT NULL
+);
+CREATE TABLE IF NOT EXISTS annals_checkpoints (
+    name text PRIMARY KEY,
+    state bytea NOT NULL
+);
+"#;
+
+/// Where the PostgreSQL log is and how many connections a node opens to it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PostgresOptions {
+    /// A libpq-style URL or key=value string (`postgres://annals@127.0.0.1:5432/annals`).
+    pub url: String,
+    /// The password, when the URL carries none (from the environment, never from a file).
+    pub password: Option<String>,
+    /// Connections for reads (the journal and the follower have one each besides).
+    pub pool_size: usize,
+}
+
+/// The URL without its password, for messages.
+impl std::fmt::Debug for PostgresOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresOptions")
+            .field("url", &redact(&self.url))
+            .field("password", &self.password.as_ref().map(|_| "…"))
+            .field("pool_size", &self.pool_size)
+            .finish()
+    }
+}
+
+impl PostgresOptions {
+    fn config(&self) -> Result<postgres::Config, StoreError> {
+        let mut config: postgres::Config = self.url.parse().map_err(|e| {
+            StoreError::Postgres(format!(
+                "the URL {} is not a PostgreSQL connection string: {e}",
+                redact(&self.url)
+            ))
+        })?;
+        if config.get_password().is_none() {
+            if let Some(password) = &self.password {
+                config.password(password);
+            }
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("annals");
+        }
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(10));
+        }
+        Ok(config)
+    }
+}
+
+/// `url` with any password replaced by `…`.
+pub(crate) fn redact(url: &str) -> String {
+    // postgres://user:password@host/…: the password is between the scheme's `:` and `@`.
+    if let Some(rest) = url
+        .strip_prefix("postgres://")
+        .or_else(|| url.strip_prefix("postgresql://"))
+    {
+        let scheme = &url[..url.len() - rest.len()];
+        if let Some(at) = rest.find('@') {
+            if let Some(colon) = rest[..at].find(':') {
+                return format!("{scheme}{}:…{}", &rest[..colon], &rest[at..]);
+            }
+        }
+        return url.to_owned();
+    }
+    // key=value form: drop the value of `password=`.
+    url.split_whitespace()
+        .map(|part| {
+            if part.starts_with("password=") {
+                "password=…"
+            } else {
+                part
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn pg(error: postgres::Error) -> StoreError {
+    let message = match error.as_db_error() {
+        Some(db) => format!("{}: {}", db.severity(), db.message()),
+        None => match std::error::Error::source(&error) {
+            Some(source) => format!("{error}: {source}"),
+            None => error.to_string(),
+        },
+    };
+    StoreError::Postgres(message)
+}
+
+/// Positions and versions are `bigint` in PostgreSQL.
+fn to_sql_int(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+fn from_sql_int(value: i64, what: &str) -> Result<u64, StoreError> {
+    u64::try_from(value).map_err(|_| StoreError::corrupt(what.to_owned(), "it is negative"))
+}
+
+/// A connection with the statements it has prepared.
+pub(crate) struct Conn {
+    client: Client,
+    prepared: HashMap<&'static str, Statement>,
+}
+
+impl Conn {
+    fn statement(&mut self, sql: &'static str) -> Result<Statement, StoreError> {
+        if let Some(statement) = self.prepared.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self.client.prepare(sql).map_err(pg)?;
+        self.prepared.insert(sql, statement.clone());
+        Ok(statement)
+    }
+
+    fn query(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<postgres::Row>, StoreError> {
+        let statement = self.statement(sql)?;
+        self.client.query(&statement, params).map_err(pg)
+    }
+
+    fn execute(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, StoreError> {
+        let statement = self.statement(sql)?;
+        self.client.execute(&statement, params).map_err(pg)
+    }
+}
+
+type Job = Box<dyn FnOnce(Result<&mut Conn, StoreError>) + Send>;
+
+/// Connections, each on a thread of its own, that take work in turn from one queue. A
+/// connection that broke is opened again for the next piece of work.
+struct Workers {
+    queue: Mutex<mpsc::Sender<Job>>,
+}
+
+impl Workers {
+    fn start(
+        name: &str,
+        count: usize,
+        config: &postgres::Config,
+        setup: &'static str,
+    ) -> Result<Workers, StoreError> {
+        let (queue, jobs) = mpsc::channel::<Job>();
+        let jobs = Arc::new(Mutex::new(jobs));
+        for n in 0..count.max(1) {
+            let jobs = jobs.clone();
+            let config = config.clone();
+            std::thread::Builder::new()
+                .name(format!("{name}-{n}"))
+                .spawn(move || {
+                    let mut conn: Option<Conn> = None;
+                    loop {
+                        let job = {
+                            let jobs = jobs.lock().unwrap_or_else(|p| p.into_inner());
+                            jobs.recv()
+                        };
+                        // The store is gone: the connection closes on this thread.
+                        let Ok(job) = job else { return };
+                        if conn.as_ref().is_some_and(|c| c.client.is_closed()) {
+                            conn = None;
+                        }
+                        if conn.is_none() {
+                            match connect(&config, setup) {
+                                Ok(opened) => conn = Some(opened),
+                                Err(error) => {
+                                    job(Err(error));
+                                    continue;
+                                }
+                            }
+                        }
+                        job(Ok(conn.as_mut().expect("opened above")));
+                    }
+                })
+                .map_err(StoreError::Sync)?;
+        }
+        Ok(Workers {
+            queue: Mutex::new(queue),
+        })
+    }
+
+    /// Runs `work` on the next free connection and waits for its answer.
+    fn run<R: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Conn) -> Result<R, StoreError> + Send + 'static,
+    ) -> Result<R, StoreError> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        let job: Job = Box::new(move |conn| {
+            let _ = reply.send(conn.and_then(work));
+        });
+        let sent = self
+            .queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send(job);
+        if sent.is_err() {
+            return Err(StoreError::Postgres("the connections are closed".into()));
+        }
+        answer
+            .recv()
+            .unwrap_or_else(|_| Err(StoreError::Postgres("a connection's thread stopped".into())))
+    }
+}
+
+fn connect(config: &postgres::Config, setup: &str) -> Result<Conn, StoreError> {
+    let mut client = config.connect(NoTls).map_err(pg)?;
+    if !setup.is_empty() {
+        client.batch_execute(setup).map_err(pg)?;
+    }
+    Ok(Conn {
+        client,
+        prepared: HashMap::new(),
+    })
+}
+
+/// The log in a PostgreSQL database.
+pub struct PgStore {
+    path: PathBuf,
+    options: PostgresOptions,
+    config: postgres::Config,
+    /// Connections for reads, snapshots and checkpoints.
+    reads: Workers,
+    /// The journal's connection, with one `synchronous_commit` per durability, opened with the
+    /// first round.
+    rounds: Mutex<Option<Workers>>,
+}
+
+impl PgStore {
+    /// Connects, creates the tables when the database has none, and checks the format marker.
+    pub fn open(path: &Path, options: &PostgresOptions) -> Result<PgStore, StoreError> {
+        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+            .create(path)
+            .map_err(|e| StoreError::Open {
+                path: path.to_owned(),
+                reason: e.to_string(),
+            })?;
+        let config = options.config()?;
+        let reads = Workers::start("annals-pg", options.pool_size, &config, "")?;
+        let store = PgStore {
+            path: path.to_owned(),
+            options: options.clone(),
+            config,
+            reads,
+            rounds: Mutex::new(None),
+        };
+        let described = store.describe();
+        store.reads.run(move |conn| {
+            let mut tx = conn.client.transaction().map_err(pg)?;
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
+                .map_err(pg)?;
+            tx.batch_execute(SCHEMA).map_err(pg)?;
+            tx.execute(
+                "INSERT INTO annals_head (position, hash, recorded_at, greatest_id) \
+                 VALUES (0, $1, 0, $2) ON CONFLICT DO NOTHING",
+                &[&GENESIS_HASH.as_slice(), &Uuid::nil()],
+            )
+            .map_err(pg)?;
+            tx.execute(
+                "INSERT INTO annals_meta (key, value) VALUES ('format', $1) \
+                 ON CONFLICT DO NOTHING",
+                &[&POSTGRES_FORMAT],
+            )
+            .map_err(pg)?;
+            let found: String = tx
+                .query_one("SELECT value FROM annals_meta WHERE key = 'format'", &[])
+                .map_err(pg)?
+                .get(0);
+            tx.commit().map_err(pg)?;
+            if found != POSTGRES_FORMAT {
+                return Err(StoreError::UnsupportedFormat {
+                    path: PathBuf::from(described),
+                    found,
+                    expected: POSTGRES_FORMAT.to_owned(),
+                });
+            }
+            Ok(())
+        })?;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The database, without its password.
+    pub fn describe(&self) -> String {
+        format!("PostgreSQL {}", redact(&self.options.url))
+    }
+
+    pub fn log_head(&self) -> Result<LogHead, StoreError> {
+        self.reads.run(|conn| {
+            let rows = conn.query(
+                "SELECT position, hash, recorded_at, greatest_id FROM annals_head",
+                &[],
+            )?;
+            match rows.first() {
+                Some(row) => head_of(row),
+                None => Err(StoreError::corrupt("the log head", "its row is missing")),
+            }
+        })
+    }
+
+    pub fn stream_version(&self, stream: &StreamId) -> Result<Version, StoreError> {
+        let stream = stream.as_str().to_owned();
+        self.reads.run(move |conn| {
+            let rows = conn.query(
+                "SELECT coalesce(max(version), 0) FROM annals_events WHERE stream = $1",
+                &[&stream],
+            )?;
+            from_sql_int(rows[0].get(0), "a stream version")
+        })
+    }
+
+    pub fn stream_versions(
+        &self,
+        streams: &[StreamId],
+    ) -> Result<HashMap<StreamId, Version>, StoreError> {
+        let names: Vec<String> = streams.iter().map(|s| s.as_str().to_owned()).collect();
+        let found = self.reads.run(move |conn| {
+            let rows = conn.query(
+                "SELECT stream, max(version) FROM annals_events WHERE stream = ANY($1) \
+                 GROUP BY stream",
+                &[&names],
+            )?;
+            rows.iter()
+                .map(|row| {
+                    Ok((
+                        row.get::<_, String>(0),
+                        from_sql_int(row.get(1), "a stream version")?,
+                    ))
+                })
+                .collect::<Result<HashMap<String, Version>, StoreError>>()
+        })?;
+        Ok(streams
+            .iter()
+            .map(|stream| {
+                let version = found.get(stream.as_str()).copied().unwrap_or(0);
+                (stream.clone(), version)
+            })
+            .collect())
+    }
+
+    /// One indexed lookup of the ids within the stream (`expected` is not needed: the event id
+    /// index finds them wherever they are).
+    pub fn find_event_ids(
+        &self,
+        stream: &StreamId,
+        ids: &[Uuid],
+        _expected: Option<Version>,
+    ) -> Result<HashMap<Uuid, Position>, StoreError> {
+        let stream = stream.as_str().to_owned();
+        let ids = ids.to_vec();
+        self.reads.run(move |conn| {
+            let rows = conn.query(
+                "SELECT event_id, position FROM annals_events \
+                 WHERE event_id = ANY($1) AND stream = $2",
+                &[&ids, &stream],
+            )?;
+            rows.iter()
+                .map(|row| Ok((row.get(0), from_sql_int(row.get(1), "a position")?)))
+                .collect()
+        })
+    }
+
+    pub fn event(&self, position: Position) -> Result<Option<RecordedEvent>, StoreError> {
+        if position == 0 {
+            return Ok(None);
+        }
+        let at = to_sql_int(position);
+        let record = self.reads.run(move |conn| {
+            let rows = conn.query(
+                "SELECT record FROM annals_events WHERE position = $1",
+                &[&at],
+            )?;
+            Ok(rows.first().map(|row| row.get::<_, Vec<u8>>(0)))
+        })?;
+        record
+            .map(|record| Record::from(record).open(|| format!("position {position}")))
+            .transpose()
+    }
+
+    pub fn read_all(
+        &self,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.events_after(after).take(limit).collect()
+    }
+
+    pub fn events_after(
+        &self,
+        after: Position,
+    ) -> impl Iterator<Item = Result<RecordedEvent, StoreError>> + '_ {
+        self.raw_events_after(after).map(|raw| {
+            let raw = raw?;
+            raw.record.open(|| format!("position {}", raw.position))
+        })
+    }
+
+    /// Rows in position order, a page at a time.
+    pub fn raw_events_after(
+        &self,
+        after: Position,
+    ) -> impl Iterator<Item = Result<RawEvent, StoreError>> + '_ {
+        let mut next_after = after;
+        let mut page = std::collections::VecDeque::new();
+        let mut done = false;
+        std::iter::from_fn(move || {
+            if page.is_empty() && !done {
+                let from = to_sql_int(next_after);
+                let fetched = self.reads.run(move |conn| {
+                    let rows = conn.query(
+                        "SELECT position, stream, version, record FROM annals_events \
+                         WHERE position > $1 ORDER BY position LIMIT $2",
+                        &[&from, &PAGE_ROWS],
+                    )?;
+                    rows.iter().map(raw_of).collect::<Result<Vec<_>, _>>()
+                });
+                match fetched {
+                    Ok(rows) => {
+                        done = (rows.len() as i64) < PAGE_ROWS;
+                        if let Some(last) = rows.last() {
+                            next_after = last.position;
+                        }
+                        page.extend(rows);
+                    }
+                    Err(error) => {
+                        done = true;
+                        return Some(Err(error));
+                    }
+                }
+            }
+            page.pop_front().map(Ok)
+        })
+    }
+
+    /// A stream's records in version order, a page at a time.
+    pub fn stream_records_after(
+        &self,
+        stream: &StreamId,
+        after: Version,
+    ) -> impl Iterator<Item = Result<Record, StoreError>> + '_ {
+        let stream = stream.as_str().to_owned();
+        let mut next_after = after;
+        let mut page = std::collections::VecDeque::new();
+        let mut done = false;
+        std::iter::from_fn(move || {
+            if page.is_empty() && !done {
+                let from = to_sql_int(next_after);
+                let stream = stream.clone();
+                let fetched = self.reads.run(move |conn| {
+                    let rows = conn.query(
+                        "SELECT version, record FROM annals_events \
+                         WHERE stream = $1 AND version > $2 ORDER BY version LIMIT $3",
+                        &[&stream, &from, &PAGE_ROWS],
+                    )?;
+                    rows.iter()
+                        .map(|row| {
+                            Ok((
+                                from_sql_int(row.get(0), "a version")?,
+                                row.get::<_, Vec<u8>>(1),
+                            ))
+                        })
+                        .collect::<Result<Vec<_>, StoreError>>()
+                });
+                match fetched {
+                    Ok(rows) => {
+                        done = (rows.len() as i64) < PAGE_ROWS;
+                        if let Some((version, _)) = rows.last() {
+                            next_after = *version;
+                        }
+                        page.extend(rows.into_iter().map(|(_, record)| Record::from(record)));
+                    }
+                    Err(error) => {
+                        done = true;
+                        return Some(Err(error));
+                    }
+                }
+            }
+            page.pop_front().map(Ok)
+        })
+    }
+
+    /// The category's streams are the names from `category-` up to, not including,
+    /// `category.` (the byte after `-`), in the column's byte order.
+    pub fn read_category(
+        &self,
+        category: &str,
+        after: Position,
+        until: Position,
+        limit: usize,
+    ) -> Result<(Vec<RecordedEvent>, Position), StoreError> {
+        if until <= after {
+            return Ok((Vec::new(), after));
+        }
+        let (low, high) = (format!("{category}-"), format!("{category}."));
+        let (from, to, rows_limit) = (to_sql_int(after), to_sql_int(until), limit as i64);
+        let rows = self.reads.run(move |conn| {
+            let rows = conn.query(
+                "SELECT position, record FROM annals_events \
+                 WHERE position > $1 AND position <= $2 AND stream >= $3 AND stream < $4 \
+                 ORDER BY position LIMIT $5",
+                &[&from, &to, &low, &high, &rows_limit],
+            )?;
+            rows.iter()
+                .map(|row| {
+                    Ok((
+                        from_sql_int(row.get(0), "a position")?,
+                        row.get::<_, Vec<u8>>(1),
+                    ))
+                })
+                .collect::<Result<Vec<_>, StoreError>>()
+        })?;
+        let full = rows.len() >= limit;
+        let mut events = Vec::with_capacity(rows.len());
+        let mut last = until;
+        for (position, record) in rows {
+            events.push(Record::from(record).open(|| format!("position {position}"))?);
+            last = position;
+        }
+        Ok((events, if full { last } else { until }))
+    }
+
+    pub fn size_on_disk(&self) -> Result<u64, StoreError> {
+        self.reads.run(|conn| {
+            let rows = conn.query(
+                "SELECT coalesce(sum(pg_total_relation_size(c)), 0)::bigint FROM unnest(\
+                 ARRAY['annals_events', 'annals_head', 'annals_meta', 'annals_snapshots', \
+                 'annals_checkpoints']::regclass[]) AS c",
+                &[],
+            )?;
+            from_sql_int(rows[0].get(0), "the log's size")
+        })
+    }
+
+    pub fn snapshot(&self, stream: &StreamId) -> Result<Option<Vec<u8>>, StoreError> {
+        let stream = stream.as_str().to_owned();
+        self.reads.run(move |conn| {
+            let rows = conn.query(
+                "SELECT state FROM annals_snapshots WHERE stream = $1",
+                &[&stream],
+            )?;
+            Ok(rows.first().map(|row| row.get(0)))
+        })
+    }
+
+    pub fn put_snapshot(&self, stream: &StreamId, bytes: &[u8]) -> Result<(), StoreError> {
+        let (stream, bytes) = (stream.as_str().to_owned(), bytes.to_vec());
+        self.reads.run(move |conn| {
+            conn.execute(
+                "INSERT INTO annals_snapshots (stream, state) VALUES ($1, $2) \
+                 ON CONFLICT (stream) DO UPDATE SET state = excluded.state",
+                &[&stream, &bytes],
+            )
+            .map(drop)
+        })
+    }
+
+    pub fn checkpoint(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let name = name.to_owned();
+        self.reads.run(move |conn| {
+            let rows = conn.query(
+                "SELECT state FROM annals_checkpoints WHERE name = $1",
+                &[&name],
+            )?;
+            Ok(rows.first().map(|row| row.get(0)))
+        })
+    }
+
+    pub fn put_checkpoint(&self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        let (name, bytes) = (name.to_owned(), bytes.to_vec());
+        self.reads.run(move |conn| {
+            conn.execute(
+                "INSERT INTO annals_checkpoints (name, state) VALUES ($1, $2) \
+                 ON CONFLICT (name) DO UPDATE SET state = excluded.state",
+                &[&name, &bytes],
+            )
+            .map(drop)
+        })
+    }
+
+    /// Every row is one record at one position, so both counts are the rows up to `head`:
+    /// what `verify` checks here is that no row lies beyond the positions it walked.
+    pub fn entry_counts(&self, head: Position) -> Result<EntryCounts, StoreError> {
+        let head = to_sql_int(head);
+        let rows = self.reads.run(move |conn| {
+            let rows = conn.query(
+                "SELECT count(*) FROM annals_events WHERE position <= $1",
+                &[&head],
+            )?;
+            from_sql_int(rows[0].get(0), "a count")
+        })?;
+        Ok(EntryCounts {
+            records: rows,
+            positions: rows,
+        })
+    }
+
+    /// The journal's connection, opened with `durability`'s `synchronous_commit`.
+    fn rounds(&self, durability: Durability) -> Result<std::sync::MutexGuard<'_, Option<Workers>>, StoreError> {
+        let mut rounds = self.rounds.lock().unwrap_or_else(|p| p.into_inner());
+        if rounds.is_none() {
+            let setup = match durability {
+                Durability::Fsync => "SET synchronous_commit = on",
+                Durability::Flush => "SET synchronous_commit = local",
+                Durability::None => "SET synchronous_commit = off",
+            };
+            *rounds = Some(Workers::start("annals-pg-journal", 1, &self.config, setup)?);
+        }
+        Ok(rounds)
+    }
+
+    /// Opens the round's transaction and locks the head row until it ends.
+    pub(crate) fn begin_round(&self, durability: Durability) -> Result<LogHead, StoreError> {
+        let rounds = self.rounds(durability)?;
+        let journal = rounds.as_ref().expect("opened by rounds()");
+        journal.run(|conn| {
+            conn.client.batch_execute("BEGIN").map_err(pg)?;
+            let head = conn
+                .query(
+                    "SELECT position, hash, recorded_at, greatest_id FROM annals_head FOR UPDATE",
+                    &[],
+                )
+                .and_then(|rows| match rows.first() {
+                    Some(row) => head_of(row),
+                    None => Err(StoreError::corrupt("the log head", "its row is missing")),
+                });
+            if head.is_err() {
+                let _ = conn.client.batch_execute("ROLLBACK");
+            }
+            head
+        })
+    }
+
+    /// Ends a round that wrote nothing, releasing the head.
+    pub(crate) fn abandon_round(&self, durability: Durability) -> Result<(), StoreError> {
+        let rounds = self.rounds(durability)?;
+        let journal = rounds.as_ref().expect("opened by rounds()");
+        journal.run(|conn| conn.client.batch_execute("ROLLBACK").map_err(pg))
+    }
+
+    /// Inserts the round's events, moves the head, notifies, and commits: all or nothing.
+    pub(crate) fn commit(&self, batch: PgBatch, durability: Durability) -> Result<(), StoreError> {
+        let rounds = self.rounds(durability)?;
+        let journal = rounds.as_ref().expect("opened by rounds()");
+        journal.run(move |conn| {
+            let written = write_round(conn, &batch);
+            let ended = match written {
+                Ok(()) => conn.client.batch_execute("COMMIT").map_err(pg),
+                Err(error) => {
+                    let _ = conn.client.batch_execute("ROLLBACK");
+                    Err(error)
+                }
+            };
+            if ended.is_err() {
+                // Whatever state the connection is in, the next round starts on a new one.
+                conn.prepared.clear();
+                let _ = conn.client.batch_execute("ROLLBACK");
+            }
+            ended
+        })
+    }
+}
+
+fn write_round(conn: &mut Conn, batch: &PgBatch) -> Result<(), StoreError> {
+    let head = batch
+        .head
+        .as_ref()
+        .ok_or_else(|| StoreError::corrupt("a commit round", "it sets no head"))?;
+    let notice = head.position.to_string();
+    let (position, hash, recorded_at, greatest) = head_row(head);
+    conn.execute(
+        "WITH events AS (\
+             INSERT INTO annals_events (position, stream, version, event_id, record) \
+             SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::uuid[], $5::bytea[])\
+         ), head AS (\
+             UPDATE annals_head SET position = $6, hash = $7, recorded_at = $8, greatest_id = $9\
+         ) SELECT pg_notify('annals_head', $10)",
+        &[
+            &batch.positions,
+            &batch.streams,
+            &batch.versions,
+            &batch.ids,
+            &batch.records,
+            &position,
+            &hash,
+            &recorded_at,
+            &greatest,
+            &notice,
+        ],
+    )
+    .map(drop)
+}
+
+fn head_row(head: &LogHead) -> (i64, Vec<u8>, i64, Uuid) {
+    (
+        to_sql_int(head.position),
+        head.hash.to_vec(),
+        head.recorded_at.map_or(0, |t| t.timestamp_micros()),
+        head.greatest_id,
+    )
+}
+
+fn head_of(row: &postgres::Row) -> Result<LogHead, StoreError> {
+    let hash: Vec<u8> = row.get(1);
+    let micros: i64 = row.get(2);
+    Ok(LogHead {
+        position: from_sql_int(row.get(0), "the log head")?,
+        hash: hash.as_slice().try_into().map_err(|_| {
+            StoreError::corrupt("the log head", format!("its hash is {} bytes", hash.len()))
+        })?,
+        recorded_at: (micros != 0)
+            .then(|| DateTime::from_timestamp_micros(micros))
+            .flatten(),
+        greatest_id: row.get(3),
+    })
+}
+
+fn raw_of(row: &postgres::Row) -> Result<RawEvent, StoreError> {
+    let position = from_sql_int(row.get(0), "a position")?;
+    let name: String = row.get(1);
+    let stream = StreamId::parse(name).map_err(|e| {
+        StoreError::corrupt(format!("position {position}"), format!("its stream: {e}"))
+    })?;
+    Ok(RawEvent {
+        position,
+        stream,
+        version: from_sql_int(row.get(2), "a version")?,
+        record: Record::from(row.get::<_, Vec<u8>>(3)),
+    })
+}
+
+/// How often the follower of other nodes' rounds reads the head when no notification came: a
+/// notification lost (a connection that broke and came back) delays followers by this at most.
+pub(crate) const FALLBACK_POLL: Duration = Duration::from_secs(1);
+
+/// How long the follower waits for a notification before it checks whether to stop.
+const LISTEN_TICK: Duration = Duration::from_millis(200);
+
+impl PgStore {
+    /// Follows the rounds every node commits, on a thread of its own with its own connection:
+    /// `LISTEN annals_head`, and `publish` is called with the newest head each notification
+    /// names, and with the head read from the table at least every [`FALLBACK_POLL`] (with
+    /// `None` in between, to ask whether to go on). The thread stops when `publish` returns false. A broken connection is opened again.
+    pub(crate) fn follow_heads(
+        &self,
+        mut publish: impl FnMut(Option<Position>) -> bool + Send + 'static,
+    ) -> Result<(), StoreError> {
+        let config = self.config.clone();
+        std::thread::Builder::new()
+            .name("annals-pg-follow".into())
+            .spawn(move || {
+                let mut listening: Option<Client> = None;
+                let mut last_poll = std::time::Instant::now();
+                loop {
+                    if listening.as_ref().is_none_or(|c| c.is_closed()) {
+                        listening = match config.connect(NoTls) {
+                            Ok(mut client) => match client.batch_execute("LISTEN annals_head") {
+                                Ok(()) => Some(client),
+                                Err(error) => {
+                                    tracing::warn!(error = %pg(error), "cannot follow other nodes");
+                                    None
+                                }
+                            },
+                            Err(error) => {
+                                tracing::warn!(error = %pg(error), "cannot follow other nodes");
+                                None
+                            }
+                        };
+                    }
+                    let Some(client) = listening.as_mut() else {
+                        // Try again later; meanwhile this node still sees its own rounds.
+                        std::thread::park_timeout(FALLBACK_POLL);
+                        if !publish(None) {
+                            return;
+                        }
+                        continue;
+                    };
+                    let mut newest: Option<Position> = None;
+                    let mut notices = client.notifications();
+                    // Wait for one notification, then take those already queued behind it.
+                    let mut received = notices.timeout_iter(LISTEN_TICK).next();
+                    while let Ok(Some(notice)) = received {
+                        newest = newest.max(notice.payload().parse::<Position>().ok());
+                        received = notices.iter().next();
+                    }
+                    if let Err(error) = received {
+                        tracing::warn!(error = %pg(error), "lost the notifications of other nodes");
+                    }
+                    drop(notices);
+                    if newest.is_none() && last_poll.elapsed() >= FALLBACK_POLL {
+                        last_poll = std::time::Instant::now();
+                        newest = client
+                            .query_one("SELECT position FROM annals_head", &[])
+                            .ok()
+                            .and_then(|row| u64::try_from(row.get::<_, i64>(0)).ok());
+                    }
+                    if !publish(newest) {
+                        return;
+                    }
+                }
+            })
+            .map_err(StoreError::Sync)?;
+        Ok(())
+    }
+}
+
+/// A round's rows, column by column, for one `unnest` insert.
+#[derive(Default)]
+pub(crate) struct PgBatch {
+    positions: Vec<i64>,
+    streams: Vec<String>,
+    versions: Vec<i64>,
+    ids: Vec<Uuid>,
+    records: Vec<Vec<u8>>,
+    head: Option<LogHead>,
+}
+
+impl PgBatch {
+    pub(crate) fn put_event(
+        &mut self,
+        position: Position,
+        stream: &StreamId,
+        version: Version,
+        event_id: Uuid,
+        record: Vec<u8>,
+    ) {
+        self.positions.push(to_sql_int(position));
+        self.streams.push(stream.as_str().to_owned());
+        self.versions.push(to_sql_int(version));
+        self.ids.push(event_id);
+        self.records.push(record);
+    }
+
+    pub(crate) fn put_log_head(&mut self, head: &LogHead) {
+        self.head = Some(*head);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn a_password_never_shows_in_a_described_url() {
+        assert_eq!(
+            redact("postgres://annals:s3cret@db.example:5432/annals"),
+            "postgres://annals:…@db.example:5432/annals"
+        );
+        assert_eq!(
+            redact("postgresql://annals@db/annals"),
+            "postgresql://annals@db/annals"
+        );
+        assert_eq!(
+            redact("host=db user=annals password=s3cret dbname=annals"),
+            "host=db user=annals password=… dbname=annals"
+        );
+    }
+}

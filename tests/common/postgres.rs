@@ -1,0 +1,191 @@
+//! A throwaway PostgreSQL for the tests of the PostgreSQL log: one cluster per test process
+//! (`initdb` and `pg_ctl` from Debian's `postgresql` package, in a temporary directory, on a free
+//! loopback port, as the `postgres` user when the tests run as root), stopped when the process
+//! exits, and one new database per log. `ANNALS_TEST_POSTGRES_URL` names a server to use instead
+//! (its user must be allowed to create databases).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+/// A running server: how to reach it, and the programs that talk to it.
+pub struct Server {
+    /// `postgres://user@host:port` (no database).
+    base: String,
+    bin: PathBuf,
+}
+
+/// The cluster this process started, stopped at exit.
+static STARTED: Mutex<Option<(PathBuf, PathBuf)>> = Mutex::new(None);
+
+/// Where Debian's PostgreSQL programs are: the newest `/usr/lib/postgresql/*/bin`, or `PATH`.
+fn bin_dir() -> PathBuf {
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| entry.path().join("bin"))
+        .filter(|bin| bin.join("pg_ctl").exists())
+        .collect();
+    versions.sort_by_key(|bin| {
+        bin.parent()
+            .and_then(|v| v.file_name())
+            .and_then(|v| v.to_str())
+            .and_then(|v| v.parse::<u32>().ok())
+            .unwrap_or(0)
+    });
+    if let Some(newest) = versions.pop() {
+        return newest;
+    }
+    let on_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
+        .find(|dir| dir.join("pg_ctl").exists() && dir.join("initdb").exists());
+    on_path.unwrap_or_else(|| {
+        panic!(
+            "the PostgreSQL tests need initdb and pg_ctl: install Debian's postgresql package \
+             (apt-get install postgresql), or set ANNALS_TEST_POSTGRES_URL"
+        )
+    })
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// `program` from `bin`, run as the `postgres` user when this process is root (PostgreSQL
+/// refuses to run as root).
+fn pg_command(bin: &Path, program: &str) -> Command {
+    if is_root() {
+        let mut command = Command::new("runuser");
+        command.args(["-u", "postgres", "--"]).arg(bin.join(program));
+        command
+    } else {
+        Command::new(bin.join(program))
+    }
+}
+
+fn run(mut command: Command, what: &str) {
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        output.status.success(),
+        "{what} failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+extern "C" fn stop_at_exit() {
+    let started = STARTED.lock().map(|mut s| s.take()).unwrap_or(None);
+    if let Some((bin, dir)) = started {
+        let _ = pg_command(&bin, "pg_ctl")
+            .arg("-D")
+            .arg(dir.join("data"))
+            .args(["-m", "immediate", "-w", "stop"])
+            .output();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+/// The server, started on first use.
+pub fn server() -> &'static Server {
+    static SERVER: OnceLock<Server> = OnceLock::new();
+    SERVER.get_or_init(|| {
+        if let Ok(url) = std::env::var("ANNALS_TEST_POSTGRES_URL") {
+            let base = match url.rfind('/') {
+                Some(slash) if slash > "postgres://".len() => url[..slash].to_owned(),
+                _ => url,
+            };
+            return Server {
+                base,
+                bin: bin_dir(),
+            };
+        }
+        let bin = bin_dir();
+        let dir = tempfile::Builder::new()
+            .prefix("annals-pg-")
+            .tempdir()
+            .expect("a temporary directory")
+            .keep();
+        let data = dir.join("data");
+        if is_root() {
+            run(
+                {
+                    let mut c = Command::new("chown");
+                    c.arg("postgres:").arg(&dir);
+                    c
+                },
+                "chown the cluster's directory to postgres",
+            );
+        }
+        let mut initdb = pg_command(&bin, "initdb");
+        initdb
+            .arg("-D")
+            .arg(&data)
+            .args(["-A", "trust", "-U", "annals", "--no-sync", "-E", "UTF8"]);
+        run(initdb, "initdb");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        *STARTED.lock().unwrap() = Some((bin.clone(), dir.clone()));
+        // SAFETY: registers a plain function, run once when the process exits.
+        unsafe { libc::atexit(stop_at_exit) };
+        let mut start = pg_command(&bin, "pg_ctl");
+        start
+            .arg("-D")
+            .arg(&data)
+            .arg("-l")
+            .arg(dir.join("server.log"))
+            .arg("-o")
+            .arg(format!(
+                "-p {port} -c listen_addresses=127.0.0.1 -k {} -c fsync=off \
+                 -c max_connections=400",
+                dir.display()
+            ))
+            .args(["-w", "-t", "60", "start"]);
+        run(start, "pg_ctl start");
+        Server {
+            base: format!("postgres://annals@127.0.0.1:{port}"),
+            bin,
+        }
+    })
+}
+
+impl Server {
+    /// A new, empty database; its URL.
+    pub fn new_database(&self) -> String {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let name = format!(
+            "annals_test_{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        self.psql("postgres", &format!("CREATE DATABASE {name}"));
+        format!("{}/{name}", self.base)
+    }
+
+    /// Runs `sql` on `database` with psql; its output (unaligned, tuples only).
+    pub fn psql(&self, database: &str, sql: &str) -> String {
+        let output = Command::new(self.bin.join("psql"))
+            .arg(format!("{}/{database}", self.base))
+            .args(["-v", "ON_ERROR_STOP=1", "-qAtc", sql])
+            .output()
+            .expect("psql runs");
+        assert!(
+            output.status.success(),
+            "psql {sql:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    }
+}
+
+/// The database name at the end of a URL this module made.
+pub fn database_of(url: &str) -> &str {
+    url.rsplit('/').next().unwrap_or(url)
+}
