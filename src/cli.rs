@@ -21,8 +21,8 @@ use crate::domain::kinds;
 use crate::events::codec::render;
 use crate::events::verify::verify;
 use crate::events::{
-    DomainEvent, Durability, EventLog, ExpectedVersion, LogOptions, Metadata, NewEvent, StoreError,
-    StreamId,
+    Backend, DomainEvent, Durability, EventLog, ExpectedVersion, LogOptions, Metadata, NewEvent,
+    PostgresOptions, Store, StoreError, StreamId,
 };
 use crate::runtime::job::{JobEvent, JobStarted, Level, LineRecorded};
 use crate::runtime::state::ReplayUntil;
@@ -136,6 +136,18 @@ enum Command {
         at_time: Option<DateTime<Utc>>,
         #[command(flatten)]
         server: remote::ServerArgs,
+    },
+    /// Copies a whole log into a new, empty one on another engine, byte for byte (same
+    /// positions, ids and hashes), then verifies the copy. Each side is a directory (a sled log)
+    /// or a PostgreSQL URL (`postgres://user@host:port/database`; the password in PGPASSWORD).
+    /// Stop the servers that use either log first.
+    Migrate {
+        /// The log to copy.
+        #[arg(long)]
+        from: String,
+        /// Where to copy it: a missing or empty directory, or an empty PostgreSQL database.
+        #[arg(long)]
+        to: String,
     },
     /// Checks the whole log: hash chain, gapless positions and versions, the round index.
     Verify {
@@ -281,6 +293,7 @@ pub fn run() -> ExitCode {
             replay(&data, options, &stream, until, &server)
         }
         Command::Verify { server } => return verify_command(&data, options, &server),
+        Command::Migrate { from, to } => migrate_command(&data, &options, &from, &to),
         Command::Load {
             writers,
             events,
@@ -352,7 +365,7 @@ fn init_logs(format: LogFormat) {
 
 /// Opens an existing log; the read-only commands never create one.
 fn open_existing(data: &Path, options: LogOptions) -> anyhow::Result<EventLog> {
-    if !data.join("db").exists() {
+    if options.backend == Backend::Sled && !data.join("db").exists() {
         bail!("no log at {} (set --data or ANNALS_DATA)", data.display());
     }
     match EventLog::open(data, options) {
@@ -740,6 +753,49 @@ fn verify_command(data: &Path, options: LogOptions, server: &remote::ServerArgs)
             ExitCode::FAILURE
         }
     }
+}
+
+/// Where a log given on the command line is: a PostgreSQL URL, or a directory of a sled log.
+fn log_at(place: &str, data: &Path) -> (std::path::PathBuf, Backend) {
+    let is_url = ["postgres://", "postgresql://"]
+        .iter()
+        .any(|scheme| place.starts_with(scheme));
+    if is_url {
+        let options = PostgresOptions {
+            url: place.to_owned(),
+            password: std::env::var("PGPASSWORD").ok().filter(|p| !p.is_empty()),
+            pool_size: 2,
+        };
+        (data.to_owned(), Backend::Postgres(options))
+    } else {
+        (std::path::PathBuf::from(place), Backend::Sled)
+    }
+}
+
+/// `annals migrate`: see [`Command::Migrate`].
+fn migrate_command(data: &Path, options: &LogOptions, from: &str, to: &str) -> anyhow::Result<()> {
+    let (from_path, from_backend) = log_at(from, data);
+    if from_backend == Backend::Sled && !from_path.join("db").exists() {
+        bail!("no log at {from}");
+    }
+    let (to_path, to_backend) = log_at(to, data);
+    let source = Store::open(&from_path, &from_backend, options.cache_bytes)
+        .with_context(|| format!("cannot open the log to copy ({from})"))?;
+    let target = Store::open(&to_path, &to_backend, options.cache_bytes)
+        .with_context(|| format!("cannot open the log to copy into ({to})"))?;
+    let bar = progress_bar(source.log_head()?.position);
+    let copied = crate::events::migrate::migrate(&source, &target, |_| bar.inc(1));
+    bar.finish_and_clear();
+    let report = copied?;
+    print_line(&format!(
+        "ok: {} events in {} streams copied to {}, head {} ({})",
+        report.events,
+        report.streams,
+        target.describe(),
+        report.head,
+        hex::encode(report.head_hash)
+    ));
+    Ok(())
 }
 
 /// A synthetic load; see [`Command::Load`].

@@ -7,6 +7,7 @@ pub mod envelope;
 pub mod follow;
 pub mod journal;
 pub mod log;
+pub mod migrate;
 mod publish;
 pub mod recent;
 pub mod store;

@@ -1,7 +1,8 @@
 //! Crash and fault tests with real child processes: `annals load` appends from many concurrent
 //! writers and prints each acknowledgement; the test kills it with SIGKILL at random moments
 //! and checks, after each restart, that every acknowledged event is present and unchanged and
-//! that the log verifies. A write failure (file size limit) must fail appends, not lose acks.
+//! that the log verifies, on each engine. A write failure (file size limit) must fail appends,
+//! not lose acks.
 
 use crate::common;
 
@@ -14,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use annals::cli::load_line;
 use annals::events::verify::verify;
-use annals::events::{DomainEvent, EventLog, LogOptions, Position};
+use annals::events::{Backend, DomainEvent, EventLog, LogOptions, Position};
 use annals::runtime::job::JobEvent;
 use common::line_text;
 
@@ -45,15 +46,20 @@ fn parse_ack(line: &str) -> Option<(Position, Ack)> {
     ))
 }
 
-fn annals(data: &Path) -> Command {
+/// `annals` on the log of `options` (sled in `data`, or the PostgreSQL database it names).
+fn annals(data: &Path, options: &LogOptions) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_annals"));
     command.arg("--data").arg(data).env("RUST_LOG", "warn");
+    if let Backend::Postgres(postgres) = &options.backend {
+        command
+            .env("ANNALS_LOG_BACKEND", "postgres")
+            .env("ANNALS_LOG_POSTGRES_URL", &postgres.url);
+    }
     command
 }
 
 /// Starts `annals load` and a thread that forwards each complete ack line.
-fn start_load(data: &Path, run: &str, command: Option<Command>) -> (Child, mpsc::Receiver<String>) {
-    let mut command = command.unwrap_or_else(|| annals(data));
+fn start_load(mut command: Command, run: &str) -> (Child, mpsc::Receiver<String>) {
     command
         .args(["load", "--writers", "16", "--events", "0", "--run", run])
         .stdout(Stdio::piped())
@@ -73,8 +79,8 @@ fn start_load(data: &Path, run: &str, command: Option<Command>) -> (Child, mpsc:
 }
 
 /// Checks that every acknowledged event is in the log, unchanged, and that the log verifies.
-fn check_acknowledged(data: &Path, acked: &BTreeMap<Position, Ack>) {
-    let log = EventLog::open(data, LogOptions::default()).expect("the log opens after the crash");
+fn check_acknowledged(data: &Path, options: &LogOptions, acked: &BTreeMap<Position, Ack>) {
+    let log = EventLog::open(data, options.clone()).expect("the log opens after the crash");
     for (position, ack) in acked {
         let event = log
             .store()
@@ -116,8 +122,23 @@ impl XorShift {
     }
 }
 
-#[test]
-fn sigkill_at_random_moments_loses_no_acknowledged_event() {
+/// On sled, the log in a directory; on PostgreSQL, in a database (the commit is the durability
+/// point there, and a killed node's open transaction is rolled back).
+mod sigkill_at_random_moments_loses_no_acknowledged_event {
+    use crate::common::Engine;
+
+    #[test]
+    fn sled() {
+        super::sigkill_cycles(Engine::Sled);
+    }
+
+    #[test]
+    fn postgres() {
+        super::sigkill_cycles(Engine::Postgres);
+    }
+}
+
+fn sigkill_cycles(engine: common::Engine) {
     let _load = common::LOAD_TEST.blocking_lock();
     let seed = std::env::var("ANNALS_CRASH_SEED")
         .ok()
@@ -132,10 +153,11 @@ fn sigkill_at_random_moments_loses_no_acknowledged_event() {
     eprintln!("ANNALS_CRASH_SEED={seed}");
     let mut random = XorShift(seed);
     let (_dir, data) = common::data_dir();
+    let options = engine.options(LogOptions::default());
     let mut acked = BTreeMap::new();
     let cycles = 24;
     for cycle in 0..cycles {
-        let (mut child, lines) = start_load(&data, &format!("c{cycle}"), None);
+        let (mut child, lines) = start_load(annals(&data, &options), &format!("c{cycle}"));
         // Every fourth cycle kills during start-up (opening and recovering the log); the others
         // after a random number of acknowledgements.
         let kill_after = if cycle % 4 == 3 {
@@ -167,7 +189,7 @@ fn sigkill_at_random_moments_loses_no_acknowledged_event() {
                 );
             }
         }
-        check_acknowledged(&data, &acked);
+        check_acknowledged(&data, &options, &acked);
     }
     assert!(
         acked.len() > 1000,
@@ -183,7 +205,8 @@ fn a_write_failure_fails_appends_and_loses_nothing_acknowledged() {
     EventLog::open(&data, LogOptions::default())
         .unwrap()
         .close();
-    let mut limited = annals(&data);
+    let options = LogOptions::default();
+    let mut limited = annals(&data, &options);
     let limit: u64 = 3 * 1024 * 1024;
     // SAFETY: only async-signal-safe calls between fork and exec: signal and setrlimit.
     unsafe {
@@ -199,7 +222,7 @@ fn a_write_failure_fails_appends_and_loses_nothing_acknowledged() {
             Ok(())
         });
     }
-    let (mut child, lines) = start_load(&data, "full", Some(limited));
+    let (mut child, lines) = start_load(limited, "full");
     let mut acked = BTreeMap::new();
     for line in lines.iter() {
         let (position, ack) = parse_ack(&line).unwrap_or_else(|| panic!("bad line {line:?}"));
@@ -215,5 +238,5 @@ fn a_write_failure_fails_appends_and_loses_nothing_acknowledged() {
     );
     assert!(!stderr.contains("panicked"), "stderr: {stderr}");
     assert!(!acked.is_empty());
-    check_acknowledged(&data, &acked);
+    check_acknowledged(&data, &options, &acked);
 }

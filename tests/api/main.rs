@@ -26,6 +26,7 @@ mod nmap;
 mod openapi;
 mod partisci;
 mod patrowl;
+mod postgres;
 mod properties;
 mod refstack;
 mod scan_rules;

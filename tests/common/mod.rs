@@ -12,8 +12,7 @@ use std::time::{Duration, Instant};
 
 use annals::auth::{Account, Role};
 use annals::events::{
-    Backend, DomainEvent, Durability, EventLog, ExpectedVersion, LogOptions, Metadata, NewEvent,
-    PostgresOptions, StreamId,
+    DomainEvent, Durability, EventLog, ExpectedVersion, LogOptions, Metadata, NewEvent, StreamId,
 };
 use annals::runtime::job::{JobEvent, Level, LineRecorded};
 use chrono::{DateTime, Utc};
@@ -70,14 +69,7 @@ impl Engine {
     pub fn options(self, options: LogOptions) -> LogOptions {
         match self {
             Engine::Sled => options,
-            Engine::Postgres => LogOptions {
-                backend: Backend::Postgres(PostgresOptions {
-                    url: postgres::server().new_database(),
-                    password: None,
-                    pool_size: 4,
-                }),
-                ..options
-            },
+            Engine::Postgres => postgres::at(&postgres::server().new_database(), options),
         }
     }
 

@@ -91,6 +91,37 @@ extern "C" fn stop_at_exit() {
     }
 }
 
+/// Stops and removes the clusters of test processes that are gone (killed before their exit
+/// handler ran), so that none outlives its tests for long.
+fn sweep_orphans(bin: &Path) {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let dir = entry.path();
+        let is_cluster = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("annals-pg-"));
+        let owner = std::fs::read_to_string(dir.join("owner"))
+            .ok()
+            .and_then(|pid| pid.trim().parse::<i32>().ok());
+        let Some(owner) = owner.filter(|_| is_cluster) else {
+            continue;
+        };
+        // SAFETY: signal 0 only asks whether the process exists.
+        let alive = unsafe { libc::kill(owner, 0) } == 0;
+        if !alive {
+            let _ = pg_command(bin, "pg_ctl")
+                .arg("-D")
+                .arg(dir.join("data"))
+                .args(["-m", "immediate", "-w", "stop"])
+                .output();
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+}
+
 /// The server, started on first use.
 pub fn server() -> &'static Server {
     static SERVER: OnceLock<Server> = OnceLock::new();
@@ -106,11 +137,14 @@ pub fn server() -> &'static Server {
             };
         }
         let bin = bin_dir();
+        sweep_orphans(&bin);
         let dir = tempfile::Builder::new()
             .prefix("annals-pg-")
             .tempdir()
             .expect("a temporary directory")
             .keep();
+        std::fs::write(dir.join("owner"), std::process::id().to_string())
+            .expect("the cluster's owner is written");
         let data = dir.join("data");
         if is_root() {
             run(
@@ -182,6 +216,18 @@ impl Server {
             String::from_utf8_lossy(&output.stderr)
         );
         String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    }
+}
+
+/// `options` on the PostgreSQL log at `url`.
+pub fn at(url: &str, options: annals::events::LogOptions) -> annals::events::LogOptions {
+    annals::events::LogOptions {
+        backend: annals::events::Backend::Postgres(annals::events::PostgresOptions {
+            url: url.to_owned(),
+            password: None,
+            pool_size: 4,
+        }),
+        ..options
     }
 }
 

@@ -1,0 +1,290 @@
+//! The PostgreSQL log with several nodes on one database (a throwaway PostgreSQL, see
+//! tests/common/postgres.rs): appends through every node land in one gapless log that verifies;
+//! a wait on one node wakes for an event written on another; `verify` names a changed or missing
+//! row; `migrate` copies logs between the engines byte for byte; two real servers serve one log.
+//! The journal, follow and crash tests run on both engines in their own modules.
+
+use crate::common;
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use annals::events::verify::verify;
+use annals::events::{
+    AppendError, Backend, EventLog, ExpectedVersion, LogOptions, Position, RecordedEvent,
+};
+use common::postgres::{database_of, server};
+use common::{line, line_text, stream, Engine};
+
+/// Two nodes (two logs with data directories of their own) on one new database.
+fn two_nodes() -> (common::TempLog, common::TempLog) {
+    let options = Engine::Postgres.options(common::fast());
+    let a = common::TempLog::with(options.clone());
+    let b = common::TempLog::with(options);
+    (a, b)
+}
+
+fn url_of(log: &EventLog) -> String {
+    match &log.options().backend {
+        Backend::Postgres(postgres) => postgres.url.clone(),
+        Backend::Sled => panic!("a PostgreSQL log"),
+    }
+}
+
+/// Appends `text` to `name` at the version it finds, again after each conflict; the version
+/// it landed at.
+async fn append_at_current(log: &EventLog, name: &str, text: &str) -> u64 {
+    loop {
+        let current = log.stream_version(&stream(name)).unwrap();
+        match log
+            .append(
+                stream(name),
+                ExpectedVersion::Exactly(current),
+                vec![line(text)],
+            )
+            .await
+        {
+            Ok(appended) => return appended.stream_version,
+            Err(AppendError::Conflict { .. }) => continue,
+            Err(error) => panic!("append: {error}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_through_two_nodes_land_in_one_gapless_log_that_verifies() {
+    let (a, b) = two_nodes();
+    let nodes = [Arc::new(a.log.clone()), Arc::new(b.log.clone())];
+    let mut writers = Vec::new();
+    for (n, node) in nodes.iter().enumerate() {
+        for w in 0..4 {
+            let node = node.clone();
+            writers.push(tokio::spawn(async move {
+                let own = format!("job-{n}-{w}");
+                for i in 0..25 {
+                    node.append(
+                        stream(&own),
+                        ExpectedVersion::Exactly(i),
+                        vec![line(&format!("{own} {i}"))],
+                    )
+                    .await
+                    .unwrap();
+                    // Both nodes race on one stream, each at the version it reads: a conflict
+                    // means deciding again, never a lost or doubled version.
+                    append_at_current(&node, "job-shared", &format!("{own} shared {i}")).await;
+                }
+            }));
+        }
+    }
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let total = 2 * 4 * 25 * 2;
+    for node in &nodes {
+        // Each node sees the other's rounds once it has followed them.
+        let head = common::poll_async(Duration::from_secs(30), "the other node's rounds", || {
+            let node = node.clone();
+            async move { (node.head() == total).then_some(node.head()) }
+        })
+        .await;
+        assert_eq!(head, total);
+    }
+    let seen: Vec<Vec<RecordedEvent>> = nodes
+        .iter()
+        .map(|node| node.read_all(0, total as usize + 10).unwrap())
+        .collect();
+    assert_eq!(
+        seen[0].iter().map(|e| e.position).collect::<Vec<_>>(),
+        (1..=total).collect::<Vec<_>>()
+    );
+    let hashes = |events: &[RecordedEvent]| events.iter().map(|e| e.hash).collect::<Vec<_>>();
+    assert_eq!(hashes(&seen[0]), hashes(&seen[1]));
+    let shared = a.log.read_stream(&stream("job-shared"), 0, 1000).unwrap();
+    assert_eq!(
+        shared.iter().map(|e| e.version).collect::<Vec<_>>(),
+        (1..=200).collect::<Vec<_>>()
+    );
+    let mut texts: Vec<String> = shared.iter().map(line_text).collect();
+    texts.sort();
+    texts.dedup();
+    assert_eq!(texts.len(), 200, "every shared append landed once");
+    let report = verify(b.log.store(), |_| {}).unwrap();
+    assert_eq!((report.events, report.streams), (total, 9));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wait_on_one_node_wakes_for_an_event_written_on_another() {
+    let (a, b) = two_nodes();
+    common::append_line(&a.log, "job-1", "first").await;
+    let head = common::poll_async(Duration::from_secs(30), "node b follows", || async {
+        (b.log.head() == 1).then_some(1)
+    })
+    .await;
+    let waiting = {
+        let b = b.log.clone();
+        // Far longer than any notification or fallback poll takes: a wake by the timeout
+        // returns the head it started from.
+        tokio::spawn(async move { b.wait_past(head, Duration::from_secs(60)).await })
+    };
+    common::append_line(&a.log, "job-2", "second").await;
+    assert_eq!(waiting.await.unwrap(), Some(2));
+    let on_b = b.log.read_all(1, 10).unwrap();
+    let on_a = a.log.read_all(1, 10).unwrap();
+    assert_eq!(on_b.len(), 1);
+    assert_eq!((line_text(&on_b[0]), on_b[0].hash), ("second".into(), on_a[0].hash));
+    // Followers near the head read the window in memory, filled in order on this node too.
+    let recent = b.log.recent().after(1, 2, 10, |_| true).expect("in the window");
+    assert_eq!(recent.0.len(), 1);
+    assert_eq!(recent.0[0].event().hash, on_a[0].hash);
+}
+
+/// `annals` on the PostgreSQL log at `url`, with `data` as its data directory.
+fn annals_on(url: &str, data: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_annals"));
+    command
+        .arg("--data")
+        .arg(data)
+        .env("ANNALS_LOG_BACKEND", "postgres")
+        .env("ANNALS_LOG_POSTGRES_URL", url)
+        .env("RUST_LOG", "warn");
+    command
+}
+
+fn output(mut command: Command) -> (Option<i32>, String) {
+    let output = command.output().expect("annals runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.code(), text)
+}
+
+/// A log of 30 events on a new database, closed; its URL.
+async fn written_database() -> String {
+    let t = Engine::Postgres.log_with(common::fast());
+    for i in 0..30 {
+        common::append_line(&t.log, &format!("job-{}", i % 4), &format!("line {i}")).await;
+    }
+    let url = url_of(&t.log);
+    let log = t.log.clone();
+    tokio::task::spawn_blocking(move || log.close())
+        .await
+        .unwrap();
+    url
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_names_a_changed_row_and_a_missing_one() {
+    let data = tempfile::tempdir().unwrap();
+    let clean = written_database().await;
+    let (code, out) = output({
+        let mut c = annals_on(&clean, data.path());
+        c.arg("verify");
+        c
+    });
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("ok: 30 events in 4 streams, head 30"), "{out}");
+
+    // One bit of the payload of the record at position 17 flipped, as a failing disk or an
+    // attacker with SQL access would.
+    let changed = written_database().await;
+    server().psql(
+        database_of(&changed),
+        "UPDATE annals_events SET record = set_byte(record, length(record) - 1, \
+         get_byte(record, length(record) - 1) # 1) WHERE position = 17",
+    );
+    let (code, out) = output({
+        let mut c = annals_on(&changed, data.path());
+        c.arg("verify");
+        c
+    });
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("corrupt") && out.contains("position 17"), "{out}");
+
+    let removed = written_database().await;
+    server().psql(
+        database_of(&removed),
+        "DELETE FROM annals_events WHERE position = 12",
+    );
+    let (code, out) = output({
+        let mut c = annals_on(&removed, data.path());
+        c.arg("verify");
+        c
+    });
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("position 12") && out.contains("missing"), "{out}");
+}
+
+/// Every stored record of a log, in position order, with its stream and version.
+fn records(log: &EventLog) -> Vec<(Position, String, u64, Vec<u8>)> {
+    log.store()
+        .raw_events_after(0)
+        .map(|raw| {
+            let raw = raw.unwrap();
+            (
+                raw.position,
+                raw.stream.as_str().to_owned(),
+                raw.version,
+                raw.record.to_vec(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_copies_a_log_to_postgresql_and_back_byte_for_byte() {
+    let source = Engine::Sled.log_with(common::fast());
+    // Rounds of many sizes, over more than one round of the copy.
+    let mut writers = Vec::new();
+    for w in 0..8 {
+        let log = source.log.clone();
+        writers.push(tokio::spawn(async move {
+            for i in 0..300 {
+                common::append_line(&log, &format!("job-{w}"), &format!("{w} {i}")).await;
+            }
+        }));
+    }
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let original = records(&source.log);
+    assert_eq!(original.len(), 2400);
+    let common::TempLog { log, dir: _kept } = source;
+    let from = _kept.path().to_owned();
+    tokio::task::spawn_blocking(move || log.close())
+        .await
+        .unwrap();
+
+    let url = server().new_database();
+    let scratch = tempfile::tempdir().unwrap();
+    let migrate = |from: &str, to: &str| {
+        let mut c = annals_on(&url, scratch.path());
+        c.args(["migrate", "--from", from, "--to", to]);
+        output(c)
+    };
+    let (code, out) = migrate(from.to_str().unwrap(), &url);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("ok: 2400 events in 8 streams"), "{out}");
+    // A target that is not empty is refused, and left as it was.
+    let (code, out) = migrate(from.to_str().unwrap(), &url);
+    assert_ne!(code, Some(0), "{out}");
+    assert!(out.contains("not empty"), "{out}");
+
+    let back = scratch.path().join("back");
+    let (code, out) = migrate(&url, back.to_str().unwrap());
+    assert_eq!(code, Some(0), "{out}");
+
+    let on_postgres =
+        EventLog::open(scratch.path(), common::postgres::at(&url, LogOptions::default())).unwrap();
+    assert_eq!(records(&on_postgres), original);
+    let on_sled = EventLog::open(&back, LogOptions::default()).unwrap();
+    assert_eq!(records(&on_sled), original);
+    // The copies go on from the same head: the next event chains to it on each.
+    for copy in [&on_postgres, &on_sled] {
+        common::append_line(copy, "job-9", "after the copy").await;
+        assert_eq!(verify(copy.store(), |_| {}).unwrap().events, 2401);
+    }
+}
