@@ -288,3 +288,77 @@ async fn migrate_copies_a_log_to_postgresql_and_back_byte_for_byte() {
         assert_eq!(verify(copy.store(), |_| {}).unwrap().events, 2401);
     }
 }
+
+/// `annals serve` on the PostgreSQL log at `url`, its data directory in `dir`, the main listener
+/// on a free port and no face listener of its own (two nodes on one machine).
+fn serve_node(url: &str, dir: &Path) -> common::Served {
+    let args = ["--data".as_ref(), dir.as_os_str(), "serve".as_ref()];
+    common::spawn_serve(
+        &args,
+        &[
+            ("ANNALS_LOG_BACKEND", "postgres"),
+            ("ANNALS_LOG_POSTGRES_URL", url),
+            ("ANNALS_HTTP_LISTEN", "127.0.0.1:0"),
+            ("ANNALS_PARTISCI_LISTEN", ""),
+            ("ANNALS_PATROWL_LISTEN", ""),
+            ("ANNALS_HPCWAAS_LISTEN", ""),
+        ],
+    )
+    .expect("the node starts")
+}
+
+#[actix_rt::test]
+async fn two_servers_on_one_database_serve_one_log() {
+    let url = server().new_database();
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = serve_node(&url, dir_a.path());
+    let b = serve_node(&url, dir_b.path());
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .finish();
+    let get = |address: &str, path: &str| {
+        let request = client.get(format!("http://{address}{path}"));
+        async move {
+            let mut response = request.send().await.expect("an answer");
+            let body = response.body().limit(16 << 20).await.unwrap();
+            let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            (response.status().as_u16(), json)
+        }
+    };
+    // A long poll on node B, from the head it has: it wakes for the report sent to node A.
+    let (_, before) = get(&b.address, "/api/events?from=0&limit=1").await;
+    let head = before["head"].as_u64().unwrap();
+    let waiting = get(
+        &b.address,
+        &format!("/api/events?from={head}&timeout=50s"),
+    );
+    let report = client
+        .post(format!("http://{}/api/v1/update/", a.address))
+        .send_body(r#"{"app":"Web Server","ver":"2.4","host":"web-1"}"#);
+    let (woken, sent) = futures_util::join!(waiting, async {
+        report.await.expect("an answer").status().as_u16()
+    });
+    assert_eq!(sent, 200);
+    assert_eq!(woken.0, 200, "{}", woken.1);
+    let events = woken.1["events"].as_array().unwrap();
+    assert!(!events.is_empty(), "{}", woken.1);
+    // Node B's read model follows the one log: the application is listed there.
+    let apps = common::poll_async(Duration::from_secs(30), "node b lists the app", || async {
+        let (status, apps) = get(&b.address, "/api/v1/app/").await;
+        (status == 200 && apps.to_string().contains("Web Server")).then_some(apps)
+    })
+    .await;
+    assert!(apps.to_string().contains("web-1") || apps.to_string().contains("Web Server"));
+    // Both nodes' logs verify as one.
+    let (_, on_a) = get(&a.address, "/api/events?from=0&limit=100").await;
+    let (_, on_b) = get(&b.address, "/api/events?from=0&limit=100").await;
+    assert_eq!(on_a["events"], on_b["events"]);
+    assert!(a.terminate().success());
+    assert!(b.terminate().success());
+    let (code, out) = output({
+        let mut c = annals_on(&url, dir_a.path());
+        c.arg("verify");
+        c
+    });
+    assert_eq!(code, Some(0), "{out}");
+}
