@@ -511,7 +511,7 @@ fn main() -> anyhow::Result<()> {
         cache_bytes: REPLAY_CACHE_BYTES,
         ..LogOptions::default()
     };
-    let log = EventLog::open(dir.path(), options)?;
+    let log = EventLog::open(dir.path(), options.clone())?;
     let small = StreamId::parse("job-replay-small")?;
     let large = StreamId::parse("job-replay-large")?;
     let build_started = Instant::now();

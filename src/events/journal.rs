@@ -210,7 +210,9 @@ impl Writer {
         };
         if let Err(failure) = started {
             for request in requests {
-                let _ = request.reply.send(Err(AppendError::Storage(failure.clone())));
+                let _ = request
+                    .reply
+                    .send(Err(AppendError::Storage(failure.clone())));
             }
             return;
         }
@@ -275,8 +277,7 @@ impl Writer {
                     .into_iter()
                     .map(|(stream, (version, _))| (stream, version)),
             );
-        }
-        else if let Err(error) = self.store.abandon_round(self.durability) {
+        } else if let Err(error) = self.store.abandon_round(self.durability) {
             tracing::warn!(%error, "a round that wrote nothing could not be ended");
         }
         for (reply, appended) in acks {
@@ -371,13 +372,9 @@ impl Writer {
             );
             round.head.hash = hash;
             round.head.greatest_id = round.head.greatest_id.max(event.event_id);
-            round.batch.put_event(
-                round.head.position,
-                stream,
-                version,
-                event.event_id,
-                record,
-            );
+            round
+                .batch
+                .put_event(round.head.position, stream, version, event.event_id, record);
             round
                 .ids
                 .insert((number, event.event_id), round.head.position);

@@ -56,7 +56,10 @@ impl Publisher {
         let round: Vec<RecordedEvent> = if first > published {
             round
         } else {
-            round.into_iter().filter(|e| e.position > published).collect()
+            round
+                .into_iter()
+                .filter(|e| e.position > published)
+                .collect()
         };
         if let Some(last) = round.last().map(|event| event.position) {
             // The events first, then the head: a follower that sees the head finds them.
@@ -78,7 +81,8 @@ impl Publisher {
             if published >= head {
                 return Ok(());
             }
-            let want = usize::try_from(head - published).map_or(CATCH_UP_PAGE, |n| n.min(CATCH_UP_PAGE));
+            let want =
+                usize::try_from(head - published).map_or(CATCH_UP_PAGE, |n| n.min(CATCH_UP_PAGE));
             let events = store.read_all(published, want)?;
             let gapless = events
                 .iter()

@@ -133,9 +133,16 @@ async fn a_wait_on_one_node_wakes_for_an_event_written_on_another() {
     let on_b = b.log.read_all(1, 10).unwrap();
     let on_a = a.log.read_all(1, 10).unwrap();
     assert_eq!(on_b.len(), 1);
-    assert_eq!((line_text(&on_b[0]), on_b[0].hash), ("second".into(), on_a[0].hash));
+    assert_eq!(
+        (line_text(&on_b[0]), on_b[0].hash),
+        ("second".into(), on_a[0].hash)
+    );
     // Followers near the head read the window in memory, filled in order on this node too.
-    let recent = b.log.recent().after(1, 2, 10, |_| true).expect("in the window");
+    let recent = b
+        .log
+        .recent()
+        .after(1, 2, 10, |_| true)
+        .expect("in the window");
     assert_eq!(recent.0.len(), 1);
     assert_eq!(recent.0[0].event().hash, on_a[0].hash);
 }
@@ -202,7 +209,10 @@ async fn verify_names_a_changed_row_and_a_missing_one() {
         c
     });
     assert_eq!(code, Some(1), "{out}");
-    assert!(out.contains("corrupt") && out.contains("position 17"), "{out}");
+    assert!(
+        out.contains("corrupt") && out.contains("position 17"),
+        "{out}"
+    );
 
     let removed = written_database().await;
     server().psql(
@@ -215,7 +225,10 @@ async fn verify_names_a_changed_row_and_a_missing_one() {
         c
     });
     assert_eq!(code, Some(1), "{out}");
-    assert!(out.contains("position 12") && out.contains("missing"), "{out}");
+    assert!(
+        out.contains("position 12") && out.contains("missing"),
+        "{out}"
+    );
 }
 
 /// Every stored record of a log, in position order, with its stream and version.
@@ -277,8 +290,11 @@ async fn migrate_copies_a_log_to_postgresql_and_back_byte_for_byte() {
     let (code, out) = migrate(&url, back.to_str().unwrap());
     assert_eq!(code, Some(0), "{out}");
 
-    let on_postgres =
-        EventLog::open(scratch.path(), common::postgres::at(&url, LogOptions::default())).unwrap();
+    let on_postgres = EventLog::open(
+        scratch.path(),
+        common::postgres::at(&url, LogOptions::default()),
+    )
+    .unwrap();
     assert_eq!(records(&on_postgres), original);
     let on_sled = EventLog::open(&back, LogOptions::default()).unwrap();
     assert_eq!(records(&on_sled), original);
@@ -328,10 +344,7 @@ async fn two_servers_on_one_database_serve_one_log() {
     // A long poll on node B, from the head it has: it wakes for the report sent to node A.
     let (_, before) = get(&b.address, "/api/events?from=0&limit=1").await;
     let head = before["head"].as_u64().unwrap();
-    let waiting = get(
-        &b.address,
-        &format!("/api/events?from={head}&timeout=50s"),
-    );
+    let waiting = get(&b.address, &format!("/api/events?from={head}&timeout=50s"));
     let report = client
         .post(format!("http://{}/api/v1/update/", a.address))
         .send_body(r#"{"app":"Web Server","ver":"2.4","host":"web-1"}"#);

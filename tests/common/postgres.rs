@@ -60,7 +60,9 @@ fn is_root() -> bool {
 fn pg_command(bin: &Path, program: &str) -> Command {
     if is_root() {
         let mut command = Command::new("runuser");
-        command.args(["-u", "postgres", "--"]).arg(bin.join(program));
+        command
+            .args(["-u", "postgres", "--"])
+            .arg(bin.join(program));
         command
     } else {
         Command::new(bin.join(program))
@@ -68,9 +70,7 @@ fn pg_command(bin: &Path, program: &str) -> Command {
 }
 
 fn run(mut command: Command, what: &str) {
-    let output = command
-        .output()
-        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    let output = command.output().unwrap_or_else(|e| panic!("{what}: {e}"));
     assert!(
         output.status.success(),
         "{what} failed: {}{}",
@@ -157,10 +157,15 @@ pub fn server() -> &'static Server {
             );
         }
         let mut initdb = pg_command(&bin, "initdb");
-        initdb
-            .arg("-D")
-            .arg(&data)
-            .args(["-A", "trust", "-U", "annals", "--no-sync", "-E", "UTF8"]);
+        initdb.arg("-D").arg(&data).args([
+            "-A",
+            "trust",
+            "-U",
+            "annals",
+            "--no-sync",
+            "-E",
+            "UTF8",
+        ]);
         run(initdb, "initdb");
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())

@@ -125,7 +125,6 @@ impl LogHead {
     };
 }
 
-
 /// A stored record (hash, then body), as the store holds it.
 pub struct Record(::sled::IVec);
 
@@ -169,11 +168,11 @@ pub struct EntryCounts {
     pub positions: u64,
 }
 
-
 /// An open log, in one of the engines.
 pub enum Store {
     Sled(SledStore),
-    Postgres(PgStore),
+    /// Boxed: its connection settings make it twice sled's size.
+    Postgres(Box<PgStore>),
 }
 
 /// An iterator over one engine's reads, boxed so that both engines share one signature.
@@ -196,7 +195,9 @@ impl Store {
     pub fn open(path: &Path, backend: &Backend, cache_bytes: u64) -> Result<Store, StoreError> {
         match backend {
             Backend::Sled => SledStore::open(path, cache_bytes).map(Store::Sled),
-            Backend::Postgres(options) => PgStore::open(path, options).map(Store::Postgres),
+            Backend::Postgres(options) => {
+                PgStore::open(path, options).map(|s| Store::Postgres(Box::new(s)))
+            }
         }
     }
 

@@ -676,7 +676,10 @@ impl PgStore {
     }
 
     /// The journal's connection, opened with `durability`'s `synchronous_commit`.
-    fn rounds(&self, durability: Durability) -> Result<std::sync::MutexGuard<'_, Option<Workers>>, StoreError> {
+    fn rounds(
+        &self,
+        durability: Durability,
+    ) -> Result<std::sync::MutexGuard<'_, Option<Workers>>, StoreError> {
         let mut rounds = self.rounds.lock().unwrap_or_else(|p| p.into_inner());
         if rounds.is_none() {
             let setup = match durability {

@@ -1051,7 +1051,8 @@ mod tests {
             blobs_seen = blobs_seen.max(on_disk.len());
         }
         assert!(blobs_seen > 0, "sled wrote no blob file");
-        let report = crate::events::verify::verify(&super::super::Store::Sled(store), |_| {}).unwrap();
+        let report =
+            crate::events::verify::verify(&super::super::Store::Sled(store), |_| {}).unwrap();
         assert_eq!(report.events, 5);
     }
 
@@ -1155,7 +1156,8 @@ mod tests {
             assert_eq!(event.map(|e| e.position), want.first().copied());
         }
         assert!(store.event(0).unwrap().is_none());
-        let report = crate::events::verify::verify(&super::super::Store::Sled(store), |_| {}).unwrap();
+        let report =
+            crate::events::verify::verify(&super::super::Store::Sled(store), |_| {}).unwrap();
         assert_eq!((report.events, report.streams), (last, 300));
     }
 }
