@@ -613,8 +613,8 @@ async fn the_documented_security_is_what_the_server_asks_for() {
         }
     }
     assert_eq!(
-        guarded, 25,
-        "the event API's five routes, Partisci's clear, the scan engine face's stop, \
+        guarded, 28,
+        "the event API's eight routes, Partisci's clear, the scan engine face's stop, \
          stopscans, clean and clean/{{id}} under both bases, and the workflow face's eleven \
          are guarded"
     );
@@ -661,6 +661,36 @@ async fn answers_fit_their_documented_schemas() {
     )
     .await;
     check("/readyz", "/readyz").await;
+    let (_, kinds) = check("/api/kinds", "/api/kinds").await;
+    assert_eq!(kinds["kinds"][0]["streams"], 2);
+    let (_, streams) = check(
+        "/api/kinds/{kind}/streams",
+        "/api/kinds/job/streams?limit=1",
+    )
+    .await;
+    assert_eq!(
+        (&streams["streams"][0]["stream"], &streams["next"]),
+        (&"job-1".into(), &3.into())
+    );
+    let (_, streams) = check(
+        "/api/kinds/{kind}/streams",
+        "/api/kinds/job/streams?before=3",
+    )
+    .await;
+    assert!(streams["next"].is_null(), "{streams}");
+    let mut found = line("found by id");
+    found.event_id = uuid::Uuid::now_v7();
+    let id = found.event_id;
+    app.log
+        .append(stream("job-3"), ExpectedVersion::Any, vec![found])
+        .await
+        .unwrap();
+    let answer = app.get(&format!("/api/ids/{id}"), true).await;
+    let lookup = check_answer(&document, "/api/ids/{id}", "get", &answer).expect("a JSON body");
+    assert_eq!(
+        (answer.status, &lookup["matched"]),
+        (200, &"event_id".into())
+    );
 
     for (path, uri, expected) in [
         ("/api/events", "/api/events?limit=0", 400),
@@ -674,6 +704,13 @@ async fn answers_fit_their_documented_schemas() {
         (
             "/api/streams/{stream}/state",
             "/api/streams/nokind-1/state",
+            404,
+        ),
+        ("/api/kinds/{kind}/streams", "/api/kinds/Job/streams", 400),
+        ("/api/ids/{id}", "/api/ids/nope", 400),
+        (
+            "/api/ids/{id}",
+            "/api/ids/6f1c3f1e-0000-4000-8000-000000000000",
             404,
         ),
     ] {
@@ -802,9 +839,9 @@ async fn partisci_answers_fit_their_documented_schemas() {
         check_answer(&document, &path, &method, &answer);
     }
     assert_eq!(
-        refused, 86,
+        refused, 89,
         "every Partisci route (10), Refstack route (17), scan engine route (16, under both \
-         bases), workflow route (11), event API route (5), operational route (3), \
+         bases), workflow route (11), event API route (8), operational route (3), \
          documentation route (4), the home page and the three GROS scripts that take POST only \
          document 405"
     );
