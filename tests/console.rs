@@ -519,28 +519,43 @@ echo '{"title":"Banner","severity":"info","confidence":"firm","description":"d",
     );
     browser.screenshot("scan").await;
 
-    // Found by an event's id, among the latest events.
+    // Found by its first event's id, and by the correlation id of the request that started
+    // it, which the server looks up by the time the id carries.
     let mut answer = client()
         .get(format!("{}/api/streams/scan-cmd-7/events", app.main))
         .send()
         .await
         .expect("the server answers");
     let history: Value = answer.json().limit(1 << 20).await.unwrap();
-    let event_id = history["events"][0]["event_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let first = &history["events"][0];
+    for (id, says) in [
+        (&first["event_id"], "The event with this id"),
+        (&first["metadata"]["correlation_id"], "of this correlation"),
+    ] {
+        browser.open(&format!("{}/#/streams", app.main)).await;
+        browser
+            .eval(&format!(
+                "document.getElementById('find').value = {id}; return true;"
+            ))
+            .await;
+        browser.click("form button").await;
+        let found = browser
+            .wait_for_text(WAIT, "#found", "scan-cmd-7 v1 ScanRequested")
+            .await;
+        assert!(found.contains(says), "{found}");
+    }
+
+    // Browsed by kind, from the server's list of every stream of the kind.
     browser.open(&format!("{}/#/streams", app.main)).await;
     browser
-        .eval(&format!(
-            "document.getElementById('find').value = {}; return true;",
-            json!(event_id)
-        ))
+        .wait_for_text(WAIT, "#kind-list", "scan (1 stream,")
         .await;
-    browser.click("form button").await;
-    browser
-        .wait_for_text(WAIT, "#found", "scan-cmd-7 v1 ScanRequested")
-        .await;
+    browser.click("#kind-list a").await;
+    browser.wait_for_text(WAIT, "#streams", "scan-cmd-7").await;
+    assert!(browser
+        .text("#stream-list")
+        .await
+        .contains("1 stream, the most recently written first"));
 }
 
 /// Writes 10 events to a new log at `path`, closes it, then flips a bit of the stored hash of
