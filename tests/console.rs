@@ -633,6 +633,16 @@ async fn a_test_runs_page_shows_each_tests_outcome_filterable() {
         .unwrap()
         .to_owned();
 
+    // And a subunit v2 stream python-subunit wrote, on the same run: its tests' names are
+    // only in its bytes, which the server reads again for the page.
+    let mut answer = client()
+        .post(format!("{}/v1/post-result?test_id={run}", app.main))
+        .insert_header(("content-type", "application/octet-stream"))
+        .send_body(include_bytes!("data/python-subunit-v2.subunit").to_vec())
+        .await
+        .expect("the server answers");
+    assert_eq!(answer.status(), 201, "{:?}", answer.body().await);
+
     let browser = Browser::start(1280, 900).await;
     browser
         .open(&format!("{}/#/streams/test_run-{run}", app.main))
@@ -640,7 +650,22 @@ async fn a_test_runs_page_shows_each_tests_outcome_filterable() {
     let tests = browser
         .wait_for_text(WAIT, "#uploads .outcomes", "tempest.api.x.Y.test_later")
         .await;
-    assert!(tests.contains("FAIL\ttempest.api.x.Y.test_bad"), "{tests}");
+    assert!(
+        tests.contains("FAIL\ttempest.api.x.Y.test_bad\t0.100 s"),
+        "{tests}"
+    );
+    let subunit = browser
+        .wait_for_text(
+            WAIT,
+            "#uploads",
+            "sample_tests.ServersTest.test_reboot_server",
+        )
+        .await;
+    assert!(
+        subunit.contains("PASS (xfail)\tsample_tests.ServersTest.test_known_bug")
+            && subunit.contains("SKIP\tsample_tests.ServersTest.test_attach_interface"),
+        "{subunit}"
+    );
     assert!(browser.text("#uploads .summary").await.contains("SKIP 1"));
     // Only the failures.
     browser
@@ -650,7 +675,7 @@ async fn a_test_runs_page_shows_each_tests_outcome_filterable() {
         )
         .await;
     let shown = browser.text("#uploads .outcomes").await;
-    assert_eq!(shown.trim(), "FAIL\ttempest.api.x.Y.test_bad");
+    assert_eq!(shown.trim(), "FAIL\ttempest.api.x.Y.test_bad\t0.100 s");
     browser.screenshot("test-run").await;
 }
 

@@ -619,8 +619,8 @@ async fn the_documented_security_is_what_the_server_asks_for() {
          are guarded"
     );
     assert_eq!(
-        optional, 48,
-        "Partisci's other routes ask as `[partisci] auth` says, Refstack's seventeen as \
+        optional, 49,
+        "Partisci's other routes ask as `[partisci] auth` says, Refstack's eighteen as \
          `[refstack] auth` says, the scan engine face's other eleven (under both bases) as \
          `[patrowl] auth` says"
     );
@@ -839,8 +839,8 @@ async fn partisci_answers_fit_their_documented_schemas() {
         check_answer(&document, &path, &method, &answer);
     }
     assert_eq!(
-        refused, 89,
-        "every Partisci route (10), Refstack route (17), scan engine route (16, under both \
+        refused, 90,
+        "every Partisci route (10), Refstack route (18), scan engine route (16, under both \
          bases), workflow route (11), event API route (8), operational route (3), \
          documentation route (4), the home page and the three GROS scripts that take POST only \
          document 405"
@@ -1468,4 +1468,46 @@ async fn the_document_is_gzipped_for_clients_that_accept_it() {
         .expect("a gzip body");
     assert!(compressed.len() * 4 < json.len(), "gzip compresses it");
     assert_eq!(serde_json::from_str::<Value>(&json).unwrap(), plain);
+}
+
+#[actix_rt::test]
+async fn refstack_upload_tests_fit_their_documented_schema() {
+    let (app, document) = spawn_documented().await;
+    let parsed = json!({"summary": {"PASS": 1, "FAIL": 0, "FAIL_SETUP": 0, "ERROR": 0, "SKIP": 0, "Total": 1},
+        "data": {"tempest.api.x.Y": [["test_z", "PASS", 0.5]]}});
+    let (status, uploaded) = checked(
+        &app,
+        &document,
+        ("post", "/v1/post-result"),
+        "/v1/post-result",
+        parsed.to_string(),
+        Some(&app.token),
+    )
+    .await;
+    assert_eq!(status, 201, "{uploaded}");
+    let path = "/v1/test-runs/{test_id}/uploads/{upload_id}/tests";
+    let uri = format!(
+        "/v1/test-runs/{}/uploads/{}/tests",
+        uploaded["test_id"].as_str().unwrap(),
+        uploaded["upload_id"].as_str().unwrap()
+    );
+    let (status, tests) = checked(&app, &document, ("get", path), &uri, "", Some(&app.token)).await;
+    assert_eq!(
+        (status, &tests["tests"][0]["outcome"]),
+        (200, &json!("success"))
+    );
+    let missing = uri.replace(
+        uploaded["upload_id"].as_str().unwrap(),
+        &uuid::Uuid::nil().to_string(),
+    );
+    let (status, _) = checked(
+        &app,
+        &document,
+        ("get", path),
+        &missing,
+        "",
+        Some(&app.token),
+    )
+    .await;
+    assert_eq!(status, 404);
 }
