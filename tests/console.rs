@@ -519,6 +519,10 @@ echo '{"title":"Banner","severity":"info","confidence":"firm","description":"d",
     );
     browser.screenshot("scan").await;
 
+    // The overview counts it among the scans by status, once it has finished.
+    browser.open(&format!("{}/", app.main)).await;
+    browser.wait_for_text(WAIT, "#scans", "FINISHED 1").await;
+
     // Found by its first event's id, and by the correlation id of the request that started
     // it, which the server looks up by the time the id carries.
     let mut answer = client()
@@ -769,4 +773,14 @@ async fn an_agents_page_shows_its_registration_preflight_check_and_exports() {
         "{agent}"
     );
     browser.screenshot("agent").await;
+
+    // The overview counts it by its last preflight check.
+    let verdict = if checked.status() == 200 {
+        "preflight passed 1"
+    } else {
+        "preflight failed 1"
+    };
+    browser.open(&format!("{}/", app.main)).await;
+    let agents = browser.wait_for_text(WAIT, "#agents", verdict).await;
+    assert!(agents.starts_with("Agents\n1"), "{agents}");
 }

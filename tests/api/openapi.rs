@@ -619,10 +619,10 @@ async fn the_documented_security_is_what_the_server_asks_for() {
          are guarded"
     );
     assert_eq!(
-        optional, 49,
+        optional, 50,
         "Partisci's other routes ask as `[partisci] auth` says, Refstack's eighteen as \
-         `[refstack] auth` says, the scan engine face's other eleven (under both bases) as \
-         `[patrowl] auth` says"
+         `[refstack] auth` says, the scan engine face's other eleven (under both bases) and \
+         `/engines` as `[patrowl] auth` says"
     );
 }
 
@@ -839,11 +839,11 @@ async fn partisci_answers_fit_their_documented_schemas() {
         check_answer(&document, &path, &method, &answer);
     }
     assert_eq!(
-        refused, 90,
+        refused, 92,
         "every Partisci route (10), Refstack route (18), scan engine route (16, under both \
-         bases), workflow route (11), event API route (8), operational route (3), \
-         documentation route (4), the home page and the three GROS scripts that take POST only \
-         document 405"
+         bases, and `/engines`), workflow route (11), event API route (8), operational route (3), \
+         documentation route (4), the home page, the three GROS scripts that take POST only and \
+         GROS's `/agents` document 405"
     );
 
     // A path under /api/v1/ that is no route is the face's 404, as the face's tag says.
@@ -1413,14 +1413,14 @@ async fn unmatched_paths_answer_404_in_the_shape_of_the_face_they_are_under() {
     assert_eq!(seen.len(), 8, "every tag: {seen:?}");
     for (uri, tag) in [
         ("/no-such-route", "events"),
-        ("/engines", "patrowl"),
+        ("/engines/", "patrowl"),
         ("/engine/", "patrowl"),
         ("/v1", "refstack"),
         ("/get-miniconfs", "events"),
         ("/debug/pprof", "partisci"),
         ("/ssh_keys/a/b", "hpcwaas"),
         ("/auth/nothing.py", "gros"),
-        ("/agents", "gros"),
+        ("/agents/", "gros"),
     ] {
         let answer = app.get(uri, true).await;
         check_not_found(&document, error_schema(tag, uri), uri, &answer);

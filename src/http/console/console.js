@@ -123,6 +123,26 @@
       faces.appendChild(el("div", { className: "card" }, [link("#/inventory", "Inventory hosts"),
         el("div", { className: "big", text: String(page.data.length) })]));
     }).catch(function () {});
+    // A card of counts by status: the total, then each status.
+    function byStatus(id, title, href, total, counts) {
+      faces.appendChild(el("div", { className: "card", id: id }, [link(href, title),
+        el("div", { className: "big", text: String(total) })].concat(Object.keys(counts).sort().map(function (status) {
+          return el("div", { text: status.replace(/_/g, " ") + " " + counts[status] });
+        }))));
+    }
+    getJSON("/engines").then(function (answer) {
+      var counts = {}, total = 0;
+      answer.engines.forEach(function (engine) {
+        Object.keys(engine.scans).forEach(function (status) {
+          counts[status] = (counts[status] || 0) + engine.scans[status];
+          total += engine.scans[status];
+        });
+      });
+      byStatus("scans", "Scans", "#/kinds/scan", total, counts);
+    }).catch(function () {});
+    getJSON("/agents").then(function (answer) {
+      byStatus("agents", "Agents", "#/kinds/gros_agent", answer.agents, answer.by_status);
+    }).catch(function () {});
     line(root, "h2", "Latest events");
     var table = el("tbody", { id: "latest" });
     root.appendChild(el("div", { className: "scroll" }, [el("table", {}, [
