@@ -156,6 +156,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_limits_are_the_ones_the_documentation_states() {
+        // `docs/api.md` and the OpenAPI description of `/api/ids/{id}` spell these out.
+        assert_eq!(LOOKUP_WINDOW, 10_000);
+        assert_eq!(MAX_FOUND, 1000);
+        assert_eq!(CLOCK_LEAD, TimeDelta::milliseconds(100));
+    }
+
+    #[test]
     fn only_time_ordered_ids_carry_a_time() {
         assert_eq!(minted_at(Uuid::new_v4()), None);
         assert_eq!(minted_at(Uuid::from_u128(1)), None);

@@ -1411,6 +1411,35 @@ async fn events_are_found_by_event_id_and_by_correlation_id_without_a_scan() {
 }
 
 #[actix_rt::test]
+async fn a_correlations_events_are_answered_up_to_a_limit() {
+    use annals::domain::lookup::MAX_FOUND;
+    let app = spawn_app();
+    let correlation = uuid::Uuid::now_v7();
+    let lines = (0..=MAX_FOUND)
+        .map(|i| {
+            line_with_ids(
+                &format!("line {i}"),
+                uuid::Uuid::now_v7(),
+                Some(correlation),
+            )
+        })
+        .collect();
+    let first = app
+        .log()
+        .append(stream("job-many"), ExpectedVersion::Any, lines)
+        .await
+        .unwrap()
+        .first_position;
+    let (status, found) = app.get(&format!("/api/ids/{correlation}")).await;
+    assert_eq!(status, 200, "{found}");
+    let events = items(&found["events"]);
+    assert_eq!(events.len(), MAX_FOUND);
+    assert_eq!(found["truncated"], true);
+    // What was read ends with the last event answered.
+    assert_eq!(found["to"].as_u64(), Some(first + MAX_FOUND as u64 - 1));
+}
+
+#[actix_rt::test]
 async fn a_lookup_reads_a_bounded_window_from_the_ids_time() {
     use annals::domain::lookup::LOOKUP_WINDOW;
     let app = spawn_app();
