@@ -556,10 +556,9 @@ echo '{"title":"Banner","severity":"info","confidence":"firm","description":"d",
         .await;
     browser.click("#kind-list a").await;
     browser.wait_for_text(WAIT, "#streams", "scan-cmd-7").await;
-    assert!(browser
-        .text("#stream-list")
-        .await
-        .contains("1 stream, the most recently written first"));
+    let listed = browser.text("#stream-list").await;
+    assert!(listed.contains("1 stream, the most recently"), "{listed}");
+    browser.screenshot("kind").await;
 }
 
 /// Writes 10 events to a new log at `path`, closes it, then flips a bit of the stored hash of
