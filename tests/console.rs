@@ -519,28 +519,46 @@ echo '{"title":"Banner","severity":"info","confidence":"firm","description":"d",
     );
     browser.screenshot("scan").await;
 
-    // Found by an event's id, among the latest events.
+    // The overview counts it among the scans by status, once it has finished.
+    browser.open(&format!("{}/", app.main)).await;
+    browser.wait_for_text(WAIT, "#scans", "FINISHED 1").await;
+
+    // Found by its first event's id, and by the correlation id of the request that started
+    // it, which the server looks up by the time the id carries.
     let mut answer = client()
         .get(format!("{}/api/streams/scan-cmd-7/events", app.main))
         .send()
         .await
         .expect("the server answers");
     let history: Value = answer.json().limit(1 << 20).await.unwrap();
-    let event_id = history["events"][0]["event_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let first = &history["events"][0];
+    for (id, says) in [
+        (&first["event_id"], "The event with this id"),
+        (&first["metadata"]["correlation_id"], "of this correlation"),
+    ] {
+        browser.open(&format!("{}/#/streams", app.main)).await;
+        browser
+            .eval(&format!(
+                "document.getElementById('find').value = {id}; return true;"
+            ))
+            .await;
+        browser.click("form button").await;
+        let found = browser
+            .wait_for_text(WAIT, "#found", "scan-cmd-7 v1 ScanRequested")
+            .await;
+        assert!(found.contains(says), "{found}");
+    }
+
+    // Browsed by kind, from the server's list of every stream of the kind.
     browser.open(&format!("{}/#/streams", app.main)).await;
     browser
-        .eval(&format!(
-            "document.getElementById('find').value = {}; return true;",
-            json!(event_id)
-        ))
+        .wait_for_text(WAIT, "#kind-list", "scan (1 stream,")
         .await;
-    browser.click("form button").await;
-    browser
-        .wait_for_text(WAIT, "#found", "scan-cmd-7 v1 ScanRequested")
-        .await;
+    browser.click("#kind-list a").await;
+    browser.wait_for_text(WAIT, "#streams", "scan-cmd-7").await;
+    let listed = browser.text("#stream-list").await;
+    assert!(listed.contains("1 stream, the most recently"), "{listed}");
+    browser.screenshot("kind").await;
 }
 
 /// Writes 10 events to a new log at `path`, closes it, then flips a bit of the stored hash of
@@ -618,6 +636,16 @@ async fn a_test_runs_page_shows_each_tests_outcome_filterable() {
         .unwrap()
         .to_owned();
 
+    // And a subunit v2 stream python-subunit wrote, on the same run: its tests' names are
+    // only in its bytes, which the server reads again for the page.
+    let mut answer = client()
+        .post(format!("{}/v1/post-result?test_id={run}", app.main))
+        .insert_header(("content-type", "application/octet-stream"))
+        .send_body(include_bytes!("data/python-subunit-v2.subunit").to_vec())
+        .await
+        .expect("the server answers");
+    assert_eq!(answer.status(), 201, "{:?}", answer.body().await);
+
     let browser = Browser::start(1280, 900).await;
     browser
         .open(&format!("{}/#/streams/test_run-{run}", app.main))
@@ -625,7 +653,22 @@ async fn a_test_runs_page_shows_each_tests_outcome_filterable() {
     let tests = browser
         .wait_for_text(WAIT, "#uploads .outcomes", "tempest.api.x.Y.test_later")
         .await;
-    assert!(tests.contains("FAIL\ttempest.api.x.Y.test_bad"), "{tests}");
+    assert!(
+        tests.contains("FAIL\ttempest.api.x.Y.test_bad\t0.100 s"),
+        "{tests}"
+    );
+    let subunit = browser
+        .wait_for_text(
+            WAIT,
+            "#uploads",
+            "sample_tests.ServersTest.test_reboot_server",
+        )
+        .await;
+    assert!(
+        subunit.contains("PASS (xfail)\tsample_tests.ServersTest.test_known_bug")
+            && subunit.contains("SKIP\tsample_tests.ServersTest.test_attach_interface"),
+        "{subunit}"
+    );
     assert!(browser.text("#uploads .summary").await.contains("SKIP 1"));
     // Only the failures.
     browser
@@ -635,7 +678,7 @@ async fn a_test_runs_page_shows_each_tests_outcome_filterable() {
         )
         .await;
     let shown = browser.text("#uploads .outcomes").await;
-    assert_eq!(shown.trim(), "FAIL\ttempest.api.x.Y.test_bad");
+    assert_eq!(shown.trim(), "FAIL\ttempest.api.x.Y.test_bad\t0.100 s");
     browser.screenshot("test-run").await;
 }
 
@@ -729,4 +772,14 @@ async fn an_agents_page_shows_its_registration_preflight_check_and_exports() {
         "{agent}"
     );
     browser.screenshot("agent").await;
+
+    // The overview counts it by its last preflight check.
+    let verdict = if checked.status() == 200 {
+        "preflight passed 1"
+    } else {
+        "preflight failed 1"
+    };
+    browser.open(&format!("{}/", app.main)).await;
+    let agents = browser.wait_for_text(WAIT, "#agents", verdict).await;
+    assert!(agents.starts_with("Agents\n1"), "{agents}");
 }

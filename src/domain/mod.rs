@@ -7,9 +7,11 @@
 pub mod gros;
 pub mod inventory;
 pub mod kinds;
+pub mod lookup;
 pub mod results;
 pub mod scan;
 pub mod sshkey;
+pub mod streams;
 pub mod testrun;
 pub mod workflow;
 

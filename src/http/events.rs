@@ -19,6 +19,8 @@ use super::caller::ApiCaller;
 use super::error::ApiError;
 use super::params::{Limit, Wait};
 use crate::domain::kinds::{self, ReplayError};
+use crate::domain::lookup::{self, LookupError, Matched};
+use crate::domain::streams::Streams;
 use crate::events::follow::{self, Filter, Page};
 use crate::events::verify::Verifier;
 use crate::events::{EventLog, Position, SharedEvent, StreamId};
@@ -63,7 +65,14 @@ pub fn routes(router: &mut super::Router) {
             get(web::to(replayed_state)),
             api_only,
         )
-        .resource("/api/verify", get(web::to(verify_log)), api_only);
+        .resource("/api/verify", get(web::to(verify_log)), api_only)
+        .resource("/api/kinds", get(web::to(list_kinds)), api_only)
+        .resource(
+            "/api/kinds/{kind}/streams",
+            get(web::to(list_streams)),
+            api_only,
+        )
+        .resource("/api/ids/{id}", get(web::to(find_by_id)), api_only);
 }
 
 #[derive(Deserialize)]
@@ -355,4 +364,87 @@ async fn verify_log(
 struct VerifyQuery {
     /// Report a finished run that reached this position instead of starting a new one.
     covering: Option<Position>,
+}
+
+/// `GET /api/kinds`: every kind with streams, how many, and its latest event.
+#[utoipa::path(get, path = "/api/kinds", summary = "Every kind of stream",
+    description = openapi::KINDS, responses(openapi::KindsListed))]
+async fn list_kinds(
+    _caller: ApiCaller,
+    streams: web::Data<Streams>,
+) -> Result<HttpResponse, ApiError> {
+    let kinds = streams.kinds().await.map_err(ApiError::internal)?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "kinds": kinds })))
+}
+
+#[derive(Deserialize)]
+struct StreamsQuery {
+    /// Streams whose last event is before this position.
+    before: Option<Position>,
+    limit: Option<usize>,
+}
+
+/// `GET /api/kinds/{kind}/streams?before=POS&limit=N`: a page of the kind's streams, the most
+/// recently written first.
+#[utoipa::path(get, path = "/api/kinds/{kind}/streams", summary = "A page of one kind's streams",
+    description = openapi::KIND_STREAMS, params(openapi::KindStreamsParams),
+    responses(openapi::StreamsListed))]
+async fn list_streams(
+    _caller: ApiCaller,
+    streams: web::Data<Streams>,
+    kind: web::Path<String>,
+    query: web::Query<StreamsQuery>,
+) -> Result<HttpResponse, ApiError> {
+    // A kind is valid when a stream of it can be named.
+    StreamId::of(&kind, "x").map_err(|_| {
+        ApiError::bad_request(format!(
+            "invalid kind {:?}: a kind is lower-case letters, digits or '_'",
+            kind.as_str()
+        ))
+    })?;
+    let Limit(limit) = Limit::parse(query.limit).map_err(ApiError::bad_request)?;
+    let page = streams
+        .page(&kind, query.before, limit)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(HttpResponse::Ok().json(page))
+}
+
+/// `GET /api/ids/{id}`: the event with this event id, or the events with this correlation id.
+#[utoipa::path(get, path = "/api/ids/{id}", summary = "Find events by event or correlation id",
+    description = openapi::FIND_BY_ID, params(openapi::IdParams), responses(openapi::IdFound))]
+async fn find_by_id(
+    _caller: ApiCaller,
+    log: web::Data<EventLog>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = uuid::Uuid::parse_str(&id)
+        .map_err(|_| ApiError::bad_request(format!("{:?} is not a UUID", id.as_str())))?;
+    let log = log.into_inner();
+    let found = web::block(move || lookup::find(&log, id))
+        .await
+        .map_err(ApiError::internal)?;
+    let found = match found {
+        Ok(found) => found,
+        Err(error @ (LookupError::NotTimeOrdered(_) | LookupError::NotFound { .. })) => {
+            return Err(ApiError::not_found(error.to_string()))
+        }
+        Err(error) => return Err(ApiError::internal(error)),
+    };
+    let events: Vec<serde_json::Value> = found
+        .events
+        .iter()
+        .map(crate::events::codec::render)
+        .collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "id": id,
+        "matched": match found.matched {
+            Matched::EventId => "event_id",
+            Matched::CorrelationId => "correlation_id",
+        },
+        "events": events,
+        "from": found.from,
+        "to": found.to,
+        "truncated": found.truncated,
+    })))
 }

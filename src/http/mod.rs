@@ -387,6 +387,15 @@ pub fn serve(
         Serves::Only(_) => None,
     };
     let faces = state.faces;
+    // The read model of streams by kind, for the event API's browsing routes: only the main
+    // listener serves them.
+    let streams = match serves {
+        Serves::Everything => Some(web::Data::new(
+            crate::domain::streams::Streams::start(state.log.clone())
+                .map_err(std::io::Error::other)?,
+        )),
+        Serves::Only(_) => None,
+    };
     let log = web::Data::new(state.log);
     let guard = web::Data::new(state.guard);
     let keep_alive = web::Data::new(events::KeepAlive(state.sse_keep_alive));
@@ -402,6 +411,9 @@ pub fn serve(
             .configure(|config| {
                 if let Some(document) = &document {
                     config.app_data(document.clone());
+                }
+                if let Some(streams) = &streams {
+                    config.app_data(streams.clone());
                 }
             })
             .app_data(web::QueryConfig::default().error_handler(|error, _| {

@@ -1,6 +1,6 @@
 //! The event API over HTTP, against the real server on port 0 and a real log: pages, long-poll
-//! waits and timeouts, filters, many concurrent followers, stream follows, replayed state, and
-//! the error shape of bad requests.
+//! waits and timeouts, filters, many concurrent followers, stream follows, replayed state, a
+//! kind's streams, lookups by event or correlation id, and the error shape of bad requests.
 
 use crate::common;
 
@@ -9,8 +9,8 @@ use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use annals::events::recent::RecentLimits;
-use annals::events::{EventLog, ExpectedVersion, LogOptions};
-use common::app::{items, numbers};
+use annals::events::{EventLog, ExpectedVersion, LogOptions, NewEvent};
+use common::app::{assert_says, items, numbers, strings};
 use common::{fast, line, stream, TempLog};
 use serde_json::Value;
 
@@ -1217,4 +1217,271 @@ async fn every_event_of_every_kind_renders_completely() {
     assert_eq!(uploaded["payload"]["upload_id"], UPLOAD_ID.replace('-', ""));
     assert_eq!(uploaded["payload"]["summary"]["Total"], 6);
     assert_eq!(uploaded["payload"]["duration_seconds"], 1.5);
+}
+
+/// A `LineRecorded` event of `text` with this event id and correlation id.
+fn line_with_ids(text: &str, event_id: uuid::Uuid, correlation: Option<uuid::Uuid>) -> NewEvent {
+    let mut event = line(text);
+    event.event_id = event_id;
+    event.metadata.correlation_id = correlation;
+    event
+}
+
+/// A UUIDv7 minted at `at`.
+fn v7_at(at: chrono::DateTime<chrono::Utc>) -> uuid::Uuid {
+    let seconds = u64::try_from(at.timestamp()).unwrap();
+    uuid::Uuid::new_v7(uuid::Timestamp::from_unix(
+        uuid::NoContext,
+        seconds,
+        at.timestamp_subsec_nanos(),
+    ))
+}
+
+#[actix_rt::test]
+async fn a_kinds_streams_are_listed_most_recently_written_first_page_by_page() {
+    let app = spawn_app();
+    app.append("job-a", "one").await;
+    app.append("job-b", "two").await;
+    app.append("scan-x", "three").await;
+    let a_again = app.append("job-a", "four").await;
+    // More events than the event API's largest page and the console's window of latest
+    // events, none of them `job`'s: the oldest job streams are still listed.
+    for _ in 0..3 {
+        let lines = (0..500).map(|i| line(&format!("busy {i}"))).collect();
+        app.log()
+            .append(stream("scan-busy"), ExpectedVersion::Any, lines)
+            .await
+            .unwrap();
+    }
+    let c = app.append("job-c", "five").await;
+
+    let (status, kinds) = app.get("/api/kinds").await;
+    assert_eq!(status, 200);
+    let kinds = items(&kinds["kinds"]);
+    assert_eq!(
+        kinds
+            .iter()
+            .map(|k| (k["kind"].as_str().unwrap(), k["streams"].as_u64().unwrap()))
+            .collect::<Vec<_>>(),
+        [("job", 3), ("scan", 2)]
+    );
+    assert_eq!(kinds[0]["position"], c);
+
+    let (status, first) = app.get("/api/kinds/job/streams?limit=2").await;
+    assert_eq!(status, 200, "{first}");
+    let streams = items(&first["streams"]);
+    assert_eq!(
+        streams
+            .iter()
+            .map(|s| (
+                s["stream"].as_str().unwrap(),
+                s["version"].as_u64().unwrap()
+            ))
+            .collect::<Vec<_>>(),
+        [("job-c", 1), ("job-a", 2)]
+    );
+    assert_eq!(numbers(streams, "/position"), [c, a_again]);
+    assert_eq!(streams[0]["type"], "LineRecorded");
+    assert!(streams[0]["recorded_at"].is_string());
+    assert_eq!(
+        (first["total"].as_u64(), first["next"].as_u64()),
+        (Some(3), Some(a_again))
+    );
+    let (_, second) = app
+        .get(&format!("/api/kinds/job/streams?limit=2&before={a_again}"))
+        .await;
+    assert_eq!(
+        items(&second["streams"])
+            .iter()
+            .map(|s| s["stream"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ["job-b"]
+    );
+    assert!(second["next"].is_null(), "{second}");
+
+    // A kind with no stream has an empty page; a bad kind or limit is refused.
+    let (status, none) = app.get("/api/kinds/nothing_yet/streams").await;
+    assert_eq!((status, none["total"].as_u64()), (200, Some(0)));
+    for (path, says) in [
+        ("/api/kinds/Job/streams", "invalid kind"),
+        ("/api/kinds/job/streams?limit=0", "at least 1"),
+        (
+            "/api/kinds/job/streams?limit=1001",
+            "over the limit of 1000",
+        ),
+        ("/api/kinds/job/streams?before=later", "bad query"),
+    ] {
+        let (status, body) = app.get(path).await;
+        assert_eq!(
+            (status, body["status"].as_u64()),
+            (400, Some(400)),
+            "{path}: {body}"
+        );
+        assert_says(&body, "/error", says);
+    }
+}
+
+#[actix_rt::test]
+async fn events_are_found_by_event_id_and_by_correlation_id_without_a_scan() {
+    let app = spawn_app();
+    let fillers = (0..300).map(|i| line(&format!("filler {i}"))).collect();
+    let filled = app
+        .log()
+        .append(stream("job-filler"), ExpectedVersion::Any, fillers)
+        .await
+        .unwrap();
+    let last_filler = app
+        .log()
+        .store()
+        .event(filled.first_position + 299)
+        .unwrap()
+        .unwrap();
+    // Ids minted once the clock is past the fillers' time and the lookup's lead before it.
+    let lead = annals::domain::lookup::CLOCK_LEAD;
+    common::poll_async(Duration::from_secs(5), "the clock to move on", || async {
+        (chrono::Utc::now() > last_filler.recorded_at + lead * 2).then_some(())
+    })
+    .await;
+    let correlation = uuid::Uuid::now_v7();
+    let event_id = uuid::Uuid::now_v7();
+    let found_at = app
+        .log()
+        .append(
+            stream("job-one"),
+            ExpectedVersion::Any,
+            vec![line_with_ids("first", event_id, Some(correlation))],
+        )
+        .await
+        .unwrap()
+        .first_position;
+    app.log()
+        .append(
+            stream("job-two"),
+            ExpectedVersion::Any,
+            vec![line_with_ids(
+                "second",
+                uuid::Uuid::now_v7(),
+                Some(correlation),
+            )],
+        )
+        .await
+        .unwrap();
+
+    let (status, by_event) = app.get(&format!("/api/ids/{event_id}")).await;
+    assert_eq!(status, 200, "{by_event}");
+    assert_eq!(by_event["matched"], "event_id");
+    assert_eq!(numbers(items(&by_event["events"]), "/position"), [found_at]);
+    assert_eq!(by_event["events"][0]["stream"], "job-one");
+    // The binary search skipped the fillers: none of them was read.
+    assert!(
+        by_event["from"].as_u64().unwrap() > last_filler.position,
+        "{by_event}"
+    );
+
+    let (status, by_correlation) = app.get(&format!("/api/ids/{correlation}")).await;
+    assert_eq!(status, 200, "{by_correlation}");
+    assert_eq!(by_correlation["matched"], "correlation_id");
+    assert_eq!(
+        strings(items(&by_correlation["events"]), "/stream"),
+        ["job-one", "job-two"]
+    );
+    assert_eq!(by_correlation["truncated"], false);
+
+    // An id a client chose (not time-ordered), or one no event carries, is not found, and
+    // the answer says why; what is not a UUID is a bad request.
+    let later = v7_at(chrono::Utc::now() + chrono::TimeDelta::hours(1));
+    for (id, status, says) in [
+        (
+            uuid::Uuid::new_v4().to_string(),
+            404,
+            "not a time-ordered (version 7) UUID",
+        ),
+        (uuid::Uuid::now_v7().to_string(), 404, "no event has the id"),
+        (later.to_string(), 404, "among the 0 events"),
+        ("not-an-id".to_owned(), 400, "is not a UUID"),
+    ] {
+        let (got, body) = app.get(&format!("/api/ids/{id}")).await;
+        assert_eq!(
+            (got, body["status"].as_u64()),
+            (status, Some(u64::from(status))),
+            "{id}: {body}"
+        );
+        assert_says(&body, "/error", says);
+    }
+}
+
+#[actix_rt::test]
+async fn a_correlations_events_are_answered_up_to_a_limit() {
+    use annals::domain::lookup::MAX_FOUND;
+    let app = spawn_app();
+    let correlation = uuid::Uuid::now_v7();
+    let lines = (0..=MAX_FOUND)
+        .map(|i| {
+            line_with_ids(
+                &format!("line {i}"),
+                uuid::Uuid::now_v7(),
+                Some(correlation),
+            )
+        })
+        .collect();
+    let first = app
+        .log()
+        .append(stream("job-many"), ExpectedVersion::Any, lines)
+        .await
+        .unwrap()
+        .first_position;
+    let (status, found) = app.get(&format!("/api/ids/{correlation}")).await;
+    assert_eq!(status, 200, "{found}");
+    let events = items(&found["events"]);
+    assert_eq!(events.len(), MAX_FOUND);
+    assert_eq!(found["truncated"], true);
+    // What was read ends with the last event answered.
+    assert_eq!(found["to"].as_u64(), Some(first + MAX_FOUND as u64 - 1));
+}
+
+#[actix_rt::test]
+async fn a_lookup_reads_a_bounded_window_from_the_ids_time() {
+    use annals::domain::lookup::LOOKUP_WINDOW;
+    let app = spawn_app();
+    // An id minted an hour before the log's first event: its window starts at position 1.
+    let old = v7_at(chrono::Utc::now() - chrono::TimeDelta::hours(1));
+    let within = v7_at(chrono::Utc::now() - chrono::TimeDelta::hours(1));
+    app.log()
+        .append(
+            stream("job-early"),
+            ExpectedVersion::Any,
+            vec![line_with_ids("early", within, None)],
+        )
+        .await
+        .unwrap();
+    let window = usize::try_from(LOOKUP_WINDOW).unwrap();
+    for _ in 0..window / 1000 {
+        let lines = (0..1000).map(|i| line(&format!("filler {i}"))).collect();
+        app.log()
+            .append(stream("job-filler"), ExpectedVersion::Any, lines)
+            .await
+            .unwrap();
+    }
+    // Position LOOKUP_WINDOW + 2: past the window of an id of that time.
+    let beyond = app
+        .log()
+        .append(
+            stream("job-late"),
+            ExpectedVersion::Any,
+            vec![line_with_ids("late", old, None)],
+        )
+        .await
+        .unwrap()
+        .first_position;
+    assert_eq!(beyond, LOOKUP_WINDOW + 2);
+
+    let (status, found) = app.get(&format!("/api/ids/{within}")).await;
+    assert_eq!((status, found["from"].as_u64()), (200, Some(1)), "{found}");
+    let (status, missed) = app.get(&format!("/api/ids/{old}")).await;
+    assert_eq!(status, 404, "{missed}");
+    assert_says(
+        &missed,
+        "/error",
+        &format!("among the {LOOKUP_WINDOW} events recorded from its time on (from position 1;"),
+    );
 }

@@ -690,6 +690,37 @@ async fn concurrent_registrations_of_one_agent_are_refused_not_mixed() {
 }
 
 #[actix_rt::test]
+async fn agents_are_counted_by_their_registration_and_last_preflight_check() {
+    let face = spawn(|_, _| {}).await;
+    let empty = send(&face.main, get("/agents")).await;
+    assert_eq!(
+        (empty.status, empty.json()),
+        (200, json!({"agents": 0, "by_status": {}}))
+    );
+    for agent in ["PROJ", "other"] {
+        let registered = face.register(agent).await;
+        assert_eq!(registered.status, 200, "{registered:?}");
+    }
+    // Registered, never exported, from an allowed network: the check passes.
+    let preflight = send(&face.main, get("/auth/status.py?project=PROJ&agent=PROJ")).await;
+    assert_eq!(preflight.status, 200, "{preflight:?}");
+    // An agent of another project that never registered: its check fails.
+    let unknown = send(&face.main, get("/auth/status.py?project=FAIL&agent=nobody")).await;
+    assert_eq!(unknown.status, 503, "{unknown:?}");
+
+    let agents = send(&face.main, get("/agents")).await;
+    assert_eq!(agents.status, 200, "{agents:?}");
+    assert_eq!(
+        agents.json(),
+        json!({"agents": 3, "by_status":
+            {"preflight_passed": 1, "registered": 1, "unregistered": 1}})
+    );
+    // Only GET.
+    let post = send(&face.main, form("POST", "/agents", "")).await;
+    assert_eq!(post.status, 405, "{post:?}");
+}
+
+#[actix_rt::test]
 async fn the_preflight_check_says_what_is_wrong() {
     let face = spawn(|config, _| {
         config.gros.projects[0].networks = vec!["10.0.0.0/8".into()];

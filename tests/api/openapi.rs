@@ -613,16 +613,16 @@ async fn the_documented_security_is_what_the_server_asks_for() {
         }
     }
     assert_eq!(
-        guarded, 25,
-        "the event API's five routes, Partisci's clear, the scan engine face's stop, \
+        guarded, 28,
+        "the event API's eight routes, Partisci's clear, the scan engine face's stop, \
          stopscans, clean and clean/{{id}} under both bases, and the workflow face's eleven \
          are guarded"
     );
     assert_eq!(
-        optional, 48,
-        "Partisci's other routes ask as `[partisci] auth` says, Refstack's seventeen as \
-         `[refstack] auth` says, the scan engine face's other eleven (under both bases) as \
-         `[patrowl] auth` says"
+        optional, 50,
+        "Partisci's other routes ask as `[partisci] auth` says, Refstack's eighteen as \
+         `[refstack] auth` says, the scan engine face's other eleven (under both bases) and \
+         `/engines` as `[patrowl] auth` says"
     );
 }
 
@@ -661,6 +661,36 @@ async fn answers_fit_their_documented_schemas() {
     )
     .await;
     check("/readyz", "/readyz").await;
+    let (_, kinds) = check("/api/kinds", "/api/kinds").await;
+    assert_eq!(kinds["kinds"][0]["streams"], 2);
+    let (_, streams) = check(
+        "/api/kinds/{kind}/streams",
+        "/api/kinds/job/streams?limit=1",
+    )
+    .await;
+    assert_eq!(
+        (&streams["streams"][0]["stream"], &streams["next"]),
+        (&"job-1".into(), &3.into())
+    );
+    let (_, streams) = check(
+        "/api/kinds/{kind}/streams",
+        "/api/kinds/job/streams?before=3",
+    )
+    .await;
+    assert!(streams["next"].is_null(), "{streams}");
+    let mut found = line("found by id");
+    found.event_id = uuid::Uuid::now_v7();
+    let id = found.event_id;
+    app.log
+        .append(stream("job-3"), ExpectedVersion::Any, vec![found])
+        .await
+        .unwrap();
+    let answer = app.get(&format!("/api/ids/{id}"), true).await;
+    let lookup = check_answer(&document, "/api/ids/{id}", "get", &answer).expect("a JSON body");
+    assert_eq!(
+        (answer.status, &lookup["matched"]),
+        (200, &"event_id".into())
+    );
 
     for (path, uri, expected) in [
         ("/api/events", "/api/events?limit=0", 400),
@@ -674,6 +704,13 @@ async fn answers_fit_their_documented_schemas() {
         (
             "/api/streams/{stream}/state",
             "/api/streams/nokind-1/state",
+            404,
+        ),
+        ("/api/kinds/{kind}/streams", "/api/kinds/Job/streams", 400),
+        ("/api/ids/{id}", "/api/ids/nope", 400),
+        (
+            "/api/ids/{id}",
+            "/api/ids/6f1c3f1e-0000-4000-8000-000000000000",
             404,
         ),
     ] {
@@ -802,11 +839,11 @@ async fn partisci_answers_fit_their_documented_schemas() {
         check_answer(&document, &path, &method, &answer);
     }
     assert_eq!(
-        refused, 86,
-        "every Partisci route (10), Refstack route (17), scan engine route (16, under both \
-         bases), workflow route (11), event API route (5), operational route (3), \
-         documentation route (4), the home page and the three GROS scripts that take POST only \
-         document 405"
+        refused, 92,
+        "every Partisci route (10), Refstack route (18), scan engine route (16, under both \
+         bases, and `/engines`), workflow route (11), event API route (8), operational route (3), \
+         documentation route (4), the home page, the three GROS scripts that take POST only and \
+         GROS's `/agents` document 405"
     );
 
     // A path under /api/v1/ that is no route is the face's 404, as the face's tag says.
@@ -1376,14 +1413,14 @@ async fn unmatched_paths_answer_404_in_the_shape_of_the_face_they_are_under() {
     assert_eq!(seen.len(), 8, "every tag: {seen:?}");
     for (uri, tag) in [
         ("/no-such-route", "events"),
-        ("/engines", "patrowl"),
+        ("/engines/", "patrowl"),
         ("/engine/", "patrowl"),
         ("/v1", "refstack"),
         ("/get-miniconfs", "events"),
         ("/debug/pprof", "partisci"),
         ("/ssh_keys/a/b", "hpcwaas"),
         ("/auth/nothing.py", "gros"),
-        ("/agents", "gros"),
+        ("/agents/", "gros"),
     ] {
         let answer = app.get(uri, true).await;
         check_not_found(&document, error_schema(tag, uri), uri, &answer);
@@ -1431,4 +1468,46 @@ async fn the_document_is_gzipped_for_clients_that_accept_it() {
         .expect("a gzip body");
     assert!(compressed.len() * 4 < json.len(), "gzip compresses it");
     assert_eq!(serde_json::from_str::<Value>(&json).unwrap(), plain);
+}
+
+#[actix_rt::test]
+async fn refstack_upload_tests_fit_their_documented_schema() {
+    let (app, document) = spawn_documented().await;
+    let parsed = json!({"summary": {"PASS": 1, "FAIL": 0, "FAIL_SETUP": 0, "ERROR": 0, "SKIP": 0, "Total": 1},
+        "data": {"tempest.api.x.Y": [["test_z", "PASS", 0.5]]}});
+    let (status, uploaded) = checked(
+        &app,
+        &document,
+        ("post", "/v1/post-result"),
+        "/v1/post-result",
+        parsed.to_string(),
+        Some(&app.token),
+    )
+    .await;
+    assert_eq!(status, 201, "{uploaded}");
+    let path = "/v1/test-runs/{test_id}/uploads/{upload_id}/tests";
+    let uri = format!(
+        "/v1/test-runs/{}/uploads/{}/tests",
+        uploaded["test_id"].as_str().unwrap(),
+        uploaded["upload_id"].as_str().unwrap()
+    );
+    let (status, tests) = checked(&app, &document, ("get", path), &uri, "", Some(&app.token)).await;
+    assert_eq!(
+        (status, &tests["tests"][0]["outcome"]),
+        (200, &json!("success"))
+    );
+    let missing = uri.replace(
+        uploaded["upload_id"].as_str().unwrap(),
+        &uuid::Uuid::nil().to_string(),
+    );
+    let (status, _) = checked(
+        &app,
+        &document,
+        ("get", path),
+        &missing,
+        "",
+        Some(&app.token),
+    )
+    .await;
+    assert_eq!(status, 404);
 }

@@ -595,6 +595,47 @@ async fn patrowl_managers_sequence_with_a_command_engine_reads_its_json_lines() 
 }
 
 #[actix_rt::test]
+async fn every_engines_scans_are_counted_by_status() {
+    let face = spawn(|_| {}).await;
+    let assets =
+        json!([{"id": 5, "value": "a.example", "criticity": "medium", "datatype": "fqdn"}]);
+    face.accept("cmd", scan_body(json!("c-1"), assets, json!({})))
+        .await;
+    face.finished_findings("cmd", "c-1").await;
+    assert_eq!(
+        face.start_local("failing", json!(1), json!({}))
+            .await
+            .status,
+        200
+    );
+    face.wait_ended("failing", "1").await;
+
+    let answer = face.get("/engines").await;
+    assert_eq!(answer.status, 200);
+    let engines = answer.json();
+    let counts: std::collections::BTreeMap<String, Value> = engines["engines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|engine| {
+            (
+                engine["name"].as_str().unwrap().to_owned(),
+                engine["scans"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(counts["cmd"], json!({"FINISHED": 1}));
+    assert_eq!(counts["failing"], json!({"ERROR": 1}));
+    assert_eq!(counts["tcp"], json!({}));
+    // Every engine, by name.
+    let names: Vec<&String> = counts.keys().collect();
+    assert_eq!(
+        names,
+        ["cmd", "failing", "http", "missing", "nmap", "slow", "tcp", "timeout"]
+    );
+}
+
+#[actix_rt::test]
 async fn a_scan_too_large_for_the_log_is_refused_as_too_large() {
     // A body within the face's limit whose scan makes an event over the log's: the default
     // body limit (1 MiB) and event limit (1 MiB) allow it, scaled down here.

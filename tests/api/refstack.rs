@@ -208,6 +208,92 @@ async fn a_run_is_opened_updated_uploaded_to_and_read_back() {
 }
 
 #[actix_rt::test]
+async fn an_uploads_tests_are_served_with_their_outcomes_whatever_its_format() {
+    let face = spawn(|_| {}).await;
+    let id = face.open().await;
+    // A stream python-subunit wrote for a real unittest run (`tests/data/sample_tests.py`).
+    let stream = include_bytes!("../data/python-subunit-v2.subunit");
+    let answer = face
+        .post(
+            &format!("/v1/post-result?test_id={id}"),
+            "application/octet-stream",
+            stream.to_vec(),
+        )
+        .await;
+    assert_eq!(answer.status, 201, "{}", answer.json());
+    let upload_id = answer.json()["upload_id"].as_str().unwrap().to_owned();
+
+    let answer = face
+        .get(&format!("/v1/test-runs/{id}/uploads/{upload_id}/tests"))
+        .await;
+    assert_eq!(answer.status, 200);
+    let body = answer.json();
+    assert_eq!(body["format"], "subunit_v2");
+    assert_eq!(
+        body["summary"],
+        json!({"PASS": 2, "FAIL": 1, "FAIL_SETUP": 0, "ERROR": 0, "SKIP": 1, "Total": 4})
+    );
+    let mut tests: Vec<(String, String, String)> = body["tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|test| {
+            // python-subunit gives every test its start and stop times.
+            assert!(test["duration_seconds"].as_f64().unwrap() >= 0.0, "{test}");
+            let text = |key: &str| test[key].as_str().unwrap().to_owned();
+            (text("name"), text("status"), text("outcome"))
+        })
+        .collect();
+    tests.sort();
+    let class = "sample_tests.ServersTest";
+    let expected = [
+        ("test_attach_interface", "SKIP", "skip"),
+        ("test_create_server", "PASS", "success"),
+        ("test_known_bug", "PASS", "xfail"),
+        ("test_reboot_server", "FAIL", "fail"),
+    ]
+    .map(|(name, status, outcome)| (format!("{class}.{name}"), status.into(), outcome.into()));
+    assert_eq!(tests, expected);
+
+    // A JSON upload's tests, the same way; a run or upload that is not there is 404.
+    let parsed = json!({"summary": {"PASS": 0, "FAIL": 0, "FAIL_SETUP": 0, "ERROR": 0, "SKIP": 1, "Total": 1},
+        "data": {"tempest.api.x.Y": [["test_later", "SKIP", null]]}});
+    let answer = face
+        .post("/v1/post-result", "application/json", parsed.to_string())
+        .await;
+    let uploaded = answer.json();
+    let path = format!(
+        "/v1/test-runs/{}/uploads/{}/tests",
+        uploaded["test_id"].as_str().unwrap(),
+        uploaded["upload_id"].as_str().unwrap()
+    );
+    let body = face.get(&path).await.json();
+    assert_eq!(
+        body["tests"],
+        json!([{"name": "tempest.api.x.Y.test_later", "status": "SKIP", "outcome": "skip",
+            "duration_seconds": null}])
+    );
+    for (path, says) in [
+        (
+            format!("/v1/test-runs/{id}/uploads/{id}/tests"),
+            "no upload",
+        ),
+        (
+            format!("/v1/test-runs/{upload_id}/uploads/{upload_id}/tests"),
+            "no such test run",
+        ),
+        (
+            format!("/v1/test-runs/{id}/uploads/nope/tests"),
+            "no such upload",
+        ),
+    ] {
+        let answer = face.get(&path).await;
+        assert_eq!(answer.status, 404, "{path}");
+        common::app::assert_says(&answer.json(), "/title", says);
+    }
+}
+
+#[actix_rt::test]
 async fn every_format_is_recognised_raw_or_multipart_and_anonymous_uploads_get_a_run() {
     let face = spawn(|_| {}).await;
     let results = json!({"cpid": "c1", "duration_seconds": 12,

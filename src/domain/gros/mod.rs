@@ -6,6 +6,7 @@
 //! secret store) and, under the id `global`, the controller's version checks. Nothing here
 //! knows of HTTP, files or child processes: `service.rs` does that work.
 
+pub mod read_model;
 pub mod service;
 pub mod values;
 

@@ -16,6 +16,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use super::read_model::{AgentsModel, AgentsState};
 use super::values::{
     agent_id, AgentName, GathererVersion, Measurement, Network, ProjectKey, Salts,
 };
@@ -24,13 +25,14 @@ use super::{
     Process, ProcessRun, ProjectCommand, ProjectRejection, Upload, UploadName, GLOBAL,
 };
 use crate::blobs::{BlobRef, BlobStore};
-use crate::domain::Core;
-use crate::events::Metadata;
+use crate::domain::{start_read_model, Core, MODEL_WAIT};
+use crate::events::{EventLog, Metadata};
 use crate::process::supervised::{self, Supervision};
 use crate::process::{self, Exit, Invocation, Stream};
 use crate::runtime::blocking::Stopped;
 use crate::runtime::effects::{self, Fed, FeedLimits, ReadItem, Taken};
-use crate::runtime::{reconcile, Clock, CommandError, Entities};
+use crate::runtime::projection::ProjectionError;
+use crate::runtime::{reconcile, Clock, CommandError, Entities, ProjectionHandle};
 use crate::secrets::{Secret, SecretError, SecretId, SecretStore};
 
 /// How long start-up reconciliation may take.
@@ -313,6 +315,10 @@ pub struct Gros {
     blobs: BlobStore,
     /// Where each import finds its export's uploaded files ([`EXPORTS_DIR`]).
     exports_dir: PathBuf,
+    /// The agents by status, for the console's overview.
+    agents_model: ProjectionHandle<AgentsState>,
+    /// The log, whose head a query of `agents_model` waits for.
+    log: EventLog,
 }
 
 /// A scrape or an import running under its supervisor, as its follower takes it.
@@ -377,6 +383,8 @@ impl Gros {
             work_dir,
             blobs,
             exports_dir,
+            agents_model: start_read_model(AgentsModel, core, STARTUP_WAIT).await?,
+            log: core.log.clone(),
         };
         gros.take_over(&core.log).await?;
         Ok(gros)
@@ -494,6 +502,19 @@ impl Gros {
 
     pub fn controller(&self) -> &Controller {
         &self.controller
+    }
+
+    /// How many agents there are, and how many each status has, once the read model has
+    /// folded every event durable when asked.
+    pub async fn agents_by_status(
+        &self,
+    ) -> Result<(usize, BTreeMap<&'static str, u64>), ProjectionError> {
+        self.agents_model
+            .wait_for(self.log.head(), MODEL_WAIT)
+            .await?;
+        Ok(self
+            .agents_model
+            .read(|view| (view.state.len(), view.state.by_status())))
     }
 
     fn project(&self, key: &ProjectKey) -> Result<&Project, GrosError> {

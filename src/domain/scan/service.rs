@@ -439,6 +439,27 @@ impl Engines {
         }))
     }
 
+    /// Each engine's scans (those not cleaned) counted by status, from the read model: what
+    /// an overview shows, without copying any scan.
+    pub fn scans_by_status(&self) -> Vec<(String, BTreeMap<&'static str, u64>)> {
+        self.model.read(|view| {
+            self.names()
+                .map(|name| {
+                    let mut counts = BTreeMap::new();
+                    for row in view
+                        .state
+                        .engine(name)
+                        .iter()
+                        .flat_map(|e| e.scans.values())
+                    {
+                        *counts.entry(row.status.as_str()).or_insert(0) += 1;
+                    }
+                    (name.to_owned(), counts)
+                })
+                .collect()
+        })
+    }
+
     /// Why the read model stopped, if it did.
     pub fn failure(&self) -> Option<String> {
         self.model.failure()

@@ -1,6 +1,6 @@
 //! The test runs' commands and queries, what the Refstack face's transport calls once per
 //! request: open a run, update its status, take an upload (parsed within limits, stored in the
-//! blob store, then recorded on its run), read a run and an upload's raw bytes back. Parsing
+//! blob store, then recorded on its run), read a run and an upload's raw bytes or tests back. Parsing
 //! and file I/O run on the blocking pool. It holds no state of its own.
 
 use std::sync::Arc;
@@ -175,6 +175,19 @@ impl TestRuns {
             upload_id,
             run,
         })
+    }
+
+    /// The tests of an upload of a run, read again from its stored bytes on the blocking pool
+    /// under the face's limits: each test's id, bucket, outcome and duration, whichever format
+    /// it came in (subunit keeps no names anywhere else).
+    pub async fn upload_tests(
+        &self,
+        test_id: Uuid,
+        upload_id: Uuid,
+    ) -> Result<TestRun, TestRunsError> {
+        let bytes = self.raw_upload(test_id, upload_id).await?;
+        let limits = self.limits.clone();
+        Ok(cpu_bound(move || testresults::parse(&bytes, &limits)).await??)
     }
 
     /// The raw bytes of an upload of a run, exactly as they were uploaded.

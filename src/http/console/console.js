@@ -4,8 +4,8 @@
   var view = document.getElementById("view");
   // What the current view keeps open (event streams, timers): closed when the view changes.
   var open = [];
-  // How many events the overview and the stream browser read: the latest ones only, never
-  // the whole log.
+  // How many events the overview reads for its rate and latest events: the latest ones only,
+  // never the whole log.
   var WINDOW = 1000;
   // How many pages of 1000 events a stream's timeline reads at most.
   var MAX_PAGES = 20;
@@ -28,6 +28,7 @@
     return parent.appendChild(el(tag, { text: text }));
   }
   function link(href, text) { return el("a", { href: href, text: text }); }
+  function plural(n, word) { return n + " " + word + (n === 1 ? "" : "s"); }
   function streamHref(stream, rest) { return "#/streams/" + encodeURIComponent(stream) + (rest || ""); }
   function kindOf(stream) { var dash = stream.indexOf("-"); return dash < 0 ? stream : stream.slice(0, dash); }
   function origin(event) {
@@ -81,11 +82,10 @@
   }
 
   // The log's head and the latest events (at most WINDOW of them, from the recent window).
-  function latest(category) {
+  function latest() {
     return getJSON("/api/events?from=0&limit=1").then(function (first) {
       var from = Math.max(0, first.head - WINDOW);
-      return getJSON("/api/events?from=" + from + "&limit=" + WINDOW +
-        (category ? "&category=" + encodeURIComponent(category) : ""));
+      return getJSON("/api/events?from=" + from + "&limit=" + WINDOW);
     });
   }
 
@@ -101,7 +101,7 @@
     ]));
     line(root, "h2", "Events per second, last 60 s");
     var chart = root.appendChild(el("div", { id: "rate-chart" }));
-    line(root, "h2", "Streams by kind (latest " + WINDOW + " events)");
+    line(root, "h2", "Streams by kind");
     var kinds = root.appendChild(el("div", { className: "cards", id: "kinds" }));
     line(root, "h2", "Faces");
     var faces = root.appendChild(el("div", { className: "cards", id: "faces" }));
@@ -122,6 +122,26 @@
     getJSON("/api/v1/host/").then(function (page) {
       faces.appendChild(el("div", { className: "card" }, [link("#/inventory", "Inventory hosts"),
         el("div", { className: "big", text: String(page.data.length) })]));
+    }).catch(function () {});
+    // A card of counts by status: the total, then each status.
+    function byStatus(id, title, href, total, counts) {
+      faces.appendChild(el("div", { className: "card", id: id }, [link(href, title),
+        el("div", { className: "big", text: String(total) })].concat(Object.keys(counts).sort().map(function (status) {
+          return el("div", { text: status.replace(/_/g, " ") + " " + counts[status] });
+        }))));
+    }
+    getJSON("/engines").then(function (answer) {
+      var counts = {}, total = 0;
+      answer.engines.forEach(function (engine) {
+        Object.keys(engine.scans).forEach(function (status) {
+          counts[status] = (counts[status] || 0) + engine.scans[status];
+          total += engine.scans[status];
+        });
+      });
+      byStatus("scans", "Scans", "#/kinds/scan", total, counts);
+    }).catch(function () {});
+    getJSON("/agents").then(function (answer) {
+      byStatus("agents", "Agents", "#/kinds/gros_agent", answer.agents, answer.by_status);
     }).catch(function () {});
     line(root, "h2", "Latest events");
     var table = el("tbody", { id: "latest" });
@@ -149,19 +169,17 @@
       chart.textContent = "";
       chart.appendChild(bars(values));
     }
+    // Every kind's streams, from the server's read model of the whole log.
+    getJSON("/api/kinds").then(function (answer) {
+      answer.kinds.forEach(function (k) {
+        kinds.appendChild(el("div", { className: "card" }, [
+          el("div", { className: "big", text: String(k.streams) }),
+          link("#/kinds/" + encodeURIComponent(k.kind), k.kind)]));
+      });
+    }).catch(function (error) { kinds.appendChild(failure(error)); });
     latest().then(function (page) {
       head.textContent = String(page.head);
-      var byKind = {};
-      page.events.forEach(function (event) {
-        count(event);
-        var kind = kindOf(event.stream);
-        (byKind[kind] = byKind[kind] || {})[event.stream] = true;
-      });
-      Object.keys(byKind).sort().forEach(function (kind) {
-        kinds.appendChild(el("div", { className: "card" }, [
-          el("div", { className: "big", text: String(Object.keys(byKind[kind]).length) }),
-          link("#/kinds/" + encodeURIComponent(kind), kind)]));
-      });
+      page.events.forEach(count);
       page.events.slice(-20).reverse().forEach(function (event) { table.appendChild(row(event)); });
       draw();
       every(1000, draw);
@@ -195,7 +213,10 @@
     return svg;
   }
 
-  // ----- Streams: find by id, event id or correlation id; browse by kind.
+  // ----- Streams: find by stream id, event id or correlation id; browse by kind.
+  var UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+  // How many streams one page of a kind's list holds.
+  var STREAMS_PAGE = 100;
   function streams(kind) {
     var root = reset(kind ? "Streams: " + kind : "Streams");
     line(root, "h1", kind ? "Streams of kind " + kind : "Streams");
@@ -207,51 +228,62 @@
       var wanted = input.value.trim();
       if (!wanted) { return; }
       found.textContent = "";
-      // An event id or a correlation id is looked for among the latest events; anything
-      // else is taken as a stream id.
-      latest().then(function (page) {
-        var hit = page.events.filter(function (event) {
-          return event.event_id === wanted || (event.metadata && event.metadata.correlation_id === wanted);
-        });
-        if (hit.length === 0) { location.hash = streamHref(wanted); return; }
+      // A UUID is an event id or a correlation id, which the server finds by the time it
+      // carries; anything else is taken as a stream id.
+      if (!UUID.test(wanted)) { location.hash = streamHref(wanted); return; }
+      getJSON("/api/ids/" + encodeURIComponent(wanted)).then(function (answer) {
+        line(found, "p", answer.matched === "event_id" ? "The event with this id:" :
+          plural(answer.events.length, "event") + " of this correlation" + (answer.truncated ? " (the first ones)" : "") + ":");
         var list = found.appendChild(el("ul"));
-        hit.forEach(function (event) {
+        answer.events.forEach(function (event) {
           list.appendChild(el("li", {}, [link(streamHref(event.stream, "/v/" + event.version),
-            event.stream + " v" + event.version + " " + event.type)]));
+            event.stream + " v" + event.version + " " + event.type), " " + event.recorded_at]));
         });
       }).catch(function (error) { found.appendChild(failure(error)); });
     });
     root.appendChild(form);
     root.appendChild(found);
     var list = root.appendChild(el("div", { id: "stream-list" }));
-    latest(kind).then(function (page) {
-      var seen = {}, order = [];
-      page.events.slice().reverse().forEach(function (event) {
-        if (!seen[event.stream]) { seen[event.stream] = event; order.push(event.stream); }
-      });
-      if (!kind) {
-        var kinds = {};
-        order.forEach(function (stream) { kinds[kindOf(stream)] = (kinds[kindOf(stream)] || 0) + 1; });
-        line(list, "h2", "Kinds (latest " + WINDOW + " events)");
-        var ul = list.appendChild(el("ul"));
-        Object.keys(kinds).sort().forEach(function (k) {
-          ul.appendChild(el("li", {}, [link("#/kinds/" + encodeURIComponent(k), k), " (" + kinds[k] + " streams)"]));
+    if (!kind) {
+      // Every kind, from the server's read model of the whole log.
+      getJSON("/api/kinds").then(function (answer) {
+        line(list, "h2", "Kinds");
+        var ul = list.appendChild(el("ul", { id: "kind-list" }));
+        answer.kinds.forEach(function (k) {
+          ul.appendChild(el("li", {}, [link("#/kinds/" + encodeURIComponent(k.kind), k.kind),
+            " (" + plural(k.streams, "stream") + ", last written " + k.recorded_at + ")"]));
         });
-        return;
-      }
-      line(list, "h2", "Streams with events among the latest " + WINDOW);
-      var body = el("tbody");
-      order.forEach(function (stream) {
-        var event = seen[stream];
-        body.appendChild(el("tr", {}, [
-          el("td", {}, [link(streamHref(stream), stream)]),
-          el("td", { text: "v" + event.version }),
-          el("td", { text: event.type }),
-          el("td", { className: "hide-narrow", text: event.recorded_at })]));
-      });
-      list.appendChild(el("div", { className: "scroll" }, [el("table", {}, [el("thead", {}, [el("tr", {},
-        ["Stream", "Version", "Last event", "At"].map(function (h) { return el("th", { text: h }); }))]), body])]));
-    }).catch(function (error) { list.appendChild(failure(error)); });
+        if (answer.kinds.length === 0) { line(list, "p", "No stream yet."); }
+      }).catch(function (error) { list.appendChild(failure(error)); });
+      return;
+    }
+    // The kind's streams, the most recently written first, a page at a time.
+    var total = line(list, "p", "");
+    var body = el("tbody", { id: "streams" });
+    list.appendChild(el("div", { className: "scroll" }, [el("table", {}, [el("thead", {}, [el("tr", {},
+      ["Stream", "Version", "Last event", "At"].map(function (h) { return el("th", { text: h }); }))]), body])]));
+    var more = list.appendChild(el("button", { id: "more", text: "Older streams", hidden: true }));
+    var before = null;
+    function load() {
+      more.disabled = true;
+      getJSON("/api/kinds/" + encodeURIComponent(kind) + "/streams?limit=" + STREAMS_PAGE +
+        (before === null ? "" : "&before=" + before)).then(function (page) {
+        total.textContent = plural(page.total, "stream") + ", the most recently written first.";
+        page.streams.forEach(function (row) {
+          body.appendChild(el("tr", {}, [
+            el("td", {}, [link(streamHref(row.stream), row.stream)]),
+            el("td", { text: "v" + row.version }),
+            el("td", { text: row.type }),
+            el("td", { className: "hide-narrow", text: row.recorded_at })]));
+        });
+        before = page.next;
+        more.hidden = before === null;
+        more.disabled = false;
+        body.dataset.loaded = String(body.children.length);
+      }).catch(function (error) { list.appendChild(failure(error)); });
+    }
+    more.addEventListener("click", load);
+    load();
   }
 
   // What changed from `before` to `after`: one entry per path added, removed or changed.
@@ -377,8 +409,9 @@
     return { add: function () {} };
   }
 
-  // A test run's uploads: each one's summary as a chart, its raw download, and for the JSON
-  // formats (whose bytes the browser can read) every test's outcome, filterable.
+  // A test run's uploads: each one's summary as a chart, its raw download, and every test's
+  // outcome and duration, filterable, as the server reads them from the upload (subunit v2 or
+  // v1, or JSON).
   var OUTCOMES = ["PASS", "FAIL", "FAIL_SETUP", "ERROR", "SKIP"];
   function testRunPanel(run, parent) {
     line(parent, "h2", "Uploads");
@@ -397,22 +430,17 @@
             el("span", { className: "bar" + (o === "PASS" ? "" : o === "SKIP" ? " sev-info" : " sev-high"),
               style: "width:" + ((summary[o] || 0) / max * 60) + "%" })]));
         });
-        if (p.format !== "parsed_results_json" && p.format !== "results_json") { return; }
-        getJSON(raw).then(function (body) {
-          var tests = [];
-          if (p.format === "results_json") {
-            (body.results || []).forEach(function (r) { tests.push([r.name, "PASS"]); });
-          } else {
-            Object.keys(body.data || {}).forEach(function (cls) {
-              body.data[cls].forEach(function (t) { tests.push([cls + "." + t[0], t[1]]); });
-            });
-          }
+        getJSON(raw + "/tests").then(function (body) {
           var which = el("select", { className: "outcome" }, [el("option", { value: "", text: "every outcome" })]
             .concat(OUTCOMES.map(function (o) { return el("option", { value: o, text: o }); })));
           box.appendChild(el("form", {}, [el("label", { text: "Outcome " }, [which])]));
-          var list = box.appendChild(el("table", {}, [el("tbody", { className: "outcomes" })])).firstChild;
-          tests.forEach(function (t) {
-            list.appendChild(el("tr", { data: { outcome: t[1] } }, [el("td", { text: t[1] }), el("td", { text: t[0] })]));
+          var list = box.appendChild(el("div", { className: "scroll" }, [el("table", {}, [el("tbody", { className: "outcomes" })])]))
+            .querySelector("tbody");
+          body.tests.forEach(function (t) {
+            // The stream's own word where the bucket hides it (an expected failure is a pass).
+            var status = t.status + (t.outcome === "xfail" || t.outcome === "uxsuccess" || t.outcome === "incomplete" ? " (" + t.outcome + ")" : "");
+            list.appendChild(el("tr", { data: { outcome: t.status } }, [el("td", { text: status }), el("td", { text: t.name }),
+              el("td", { className: "hide-narrow", text: t.duration_seconds === null ? "" : t.duration_seconds.toFixed(3) + " s" })]));
           });
           which.addEventListener("change", function () {
             Array.prototype.forEach.call(list.children, function (row) {

@@ -23,9 +23,25 @@ use crate::http::params::{MAX_LIMIT, MAX_WAIT};
         super::follow_stream,
         super::stream_history,
         super::replayed_state,
-        super::verify_log
+        super::verify_log,
+        super::list_kinds,
+        super::list_streams,
+        super::find_by_id
     ),
-    components(schemas(Page, Event, Metadata, Origin, ReplayedState, VerifyReport)),
+    components(schemas(
+        Page,
+        Event,
+        Metadata,
+        Origin,
+        ReplayedState,
+        VerifyReport,
+        KindList,
+        KindSummary,
+        StreamList,
+        StreamSummary,
+        IdLookup,
+        Matched
+    )),
     tags((name = "events",
         description = "Follow, page through and replay the event log, for followers and \
             auditors.")),
@@ -81,6 +97,82 @@ pub const VERIFY: &str = "Starts a verification of the whole log up to its durab
 none has run or the log has moved on since the last, and reports where it stands. Events \
 appended during a run are left to the next. A client waiting for a run passes its `head` as \
 `covering`, so that on a log written all the time it still sees that run finish.";
+
+pub const KINDS: &str = "Every kind that has streams (the part of a stream id before its first \
+`-`), by name: how many streams it has, and its latest event. Read from a read model of the \
+whole log, which has folded every event durable when the request came.";
+
+pub const KIND_STREAMS: &str = "A page of one kind's streams, the most recently written first, \
+each with its version (how many events it has) and its last event's position, type and time. \
+Pass `next` as `before` for the following page. Read from a read model of the whole log, which \
+has folded every event durable when the request came; a kind with no stream has an empty page.";
+
+pub const FIND_BY_ID: &str = "The event whose `event_id` is `id`, or else the events whose \
+`metadata.correlation_id` is `id` (at most 1,000, in commit order). annals mints both kinds of \
+id as UUIDv7, whose first bits are the time it was minted, and records every event at or after \
+that time: the lookup finds the first position recorded from 100 ms before the id's time by \
+binary search and reads at most 10,000 events from there, never the whole log. An id that is \
+not a UUIDv7 (one a client chose, or a test clock's) cannot be found this way, and is answered \
+404, as is an id none of those events carries.";
+
+/// `GET /api/kinds/{kind}/streams`.
+pub struct KindStreamsParams;
+
+impl IntoParams for KindStreamsParams {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![
+            ParameterBuilder::new()
+                .name("kind")
+                .parameter_in(ParameterIn::Path)
+                .required(Required::True)
+                .description(Some("A kind: lower-case ASCII letters, digits and `_`."))
+                .schema(Some(
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .pattern(Some("^[a-z0-9_]+$")),
+                ))
+                .example(Some("job".into()))
+                .build(),
+            query(
+                "before",
+                false,
+                "Streams whose last event is before this position: the `next` of the page \
+                 before (none: from the most recently written).",
+                unsigned(),
+            ),
+            query(
+                "limit",
+                false,
+                format!("The most streams in the page: 1 to {MAX_LIMIT}."),
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(1))
+                    .maximum(Some(MAX_LIMIT as u64))
+                    .default(Some(100.into())),
+            ),
+        ]
+    }
+}
+
+/// `GET /api/ids/{id}`.
+pub struct IdParams;
+
+impl IntoParams for IdParams {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![ParameterBuilder::new()
+            .name("id")
+            .parameter_in(ParameterIn::Path)
+            .required(Required::True)
+            .description(Some("An event id or a correlation id."))
+            .schema(Some(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::Uuid))),
+            ))
+            .example(Some("01939a4e-7c00-7000-8000-000000000000".into()))
+            .build()]
+    }
+}
 
 /// `GET /api/verify`.
 pub struct VerifyParams;
@@ -320,6 +412,30 @@ answers! {
         "500" => internal(),
     }
 
+    /// The answers of `GET /api/kinds`.
+    KindsListed {
+        "200" => json("Every kind with streams.", "KindList"),
+        "500" => internal(),
+    }
+
+    /// The answers of `GET /api/kinds/{kind}/streams`.
+    StreamsListed {
+        "200" => json("A page of the kind's streams.", "StreamList"),
+        "400" => error("A bad kind, `before` or `limit`."),
+        "500" => internal(),
+    }
+
+    /// The answers of `GET /api/ids/{id}`.
+    IdFound {
+        "200" => json("The event, or the correlation's events.", "IdLookup"),
+        "400" => error("The id is not a UUID."),
+        "404" => error(
+            "The id is not a UUIDv7, or no event among those read carries it; the message \
+             says which, and where the lookup read.",
+        ),
+        "500" => internal(),
+    }
+
     /// The answers of `GET /api/verify`.
     Verified {
         "200" => json("Where the current or last verification stands.", "VerifyReport"),
@@ -459,4 +575,75 @@ pub enum VerifyReport {
         started_at: DateTime<Utc>,
         finished_at: DateTime<Utc>,
     },
+}
+
+/// Every kind with streams.
+#[derive(Serialize, ToSchema)]
+pub struct KindList {
+    /// By name.
+    pub kinds: Vec<KindSummary>,
+}
+
+/// One kind of stream.
+#[derive(Serialize, ToSchema)]
+pub struct KindSummary {
+    #[schema(example = "job")]
+    pub kind: String,
+    /// How many streams of this kind have events.
+    pub streams: u64,
+    /// The position of the kind's latest event.
+    pub position: u64,
+    /// When that event was recorded.
+    pub recorded_at: DateTime<Utc>,
+}
+
+/// A page of one kind's streams.
+#[derive(Serialize, ToSchema)]
+pub struct StreamList {
+    /// The most recently written first.
+    pub streams: Vec<StreamSummary>,
+    /// How many streams the kind has.
+    pub total: u64,
+    /// The `before` of the next page; `null` on the last.
+    pub next: Option<u64>,
+}
+
+/// One stream, as its last event left it.
+#[derive(Serialize, ToSchema)]
+pub struct StreamSummary {
+    #[schema(example = "job-1")]
+    pub stream: String,
+    /// Its last event's version: how many events it has.
+    pub version: u64,
+    /// Its last event's position.
+    pub position: u64,
+    /// Its last event's type.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// When its last event was recorded.
+    pub recorded_at: DateTime<Utc>,
+}
+
+/// The events an id names.
+#[derive(Serialize, ToSchema)]
+pub struct IdLookup {
+    /// The id looked for.
+    pub id: Uuid,
+    /// Whether it is the event's id (one event) or a correlation id (its events).
+    pub matched: Matched,
+    pub events: Vec<Event>,
+    /// The first position read.
+    pub from: u64,
+    /// The last position read.
+    pub to: u64,
+    /// Whether more of the correlation's events were left out, past the first 1,000.
+    pub truncated: bool,
+}
+
+/// What an id was found as.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Matched {
+    EventId,
+    CorrelationId,
 }

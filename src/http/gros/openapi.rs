@@ -29,7 +29,8 @@ use crate::http::openapi::{answers, query};
         super::measurements,
         super::version,
         super::agent_status,
-        super::agent_scrape
+        super::agent_scrape,
+        super::agents
     ),
     components(schemas(
         GrosRegistered,
@@ -42,7 +43,8 @@ use crate::http::openapi::{answers, query};
         GrosVersion,
         GrosAgentOk,
         GrosAgentErrorBody,
-        GrosAgentError
+        GrosAgentError,
+        GrosAgents
     )),
     tags((name = "gros", description = TAG)),
     modifiers(&PostOnly)
@@ -60,6 +62,31 @@ impl Modify for PostOnly {
     fn modify(&self, document: &mut utoipa::openapi::OpenApi) {
         for operation in crate::http::openapi::operations(document) {
             operation.tags = Some(vec!["gros".into()]);
+        }
+        // The count of agents takes GET only, and refuses another method in the agent
+        // daemon's shape.
+        if let Some(operation) = document
+            .paths
+            .paths
+            .get_mut("/agents")
+            .and_then(|item| item.get.as_mut())
+        {
+            operation.responses.responses.insert(
+                "405".into(),
+                ResponseBuilder::new()
+                    .description("Another method than GET (or HEAD).")
+                    .header("Allow", allow_header("`GET`, `HEAD`"))
+                    .content(
+                        "application/json",
+                        ContentBuilder::new()
+                            .schema(Some(utoipa::openapi::Ref::from_schema_name(
+                                "GrosAgentErrorBody",
+                            )))
+                            .build(),
+                    )
+                    .build()
+                    .into(),
+            );
         }
         for path in POST_ONLY {
             let Some(operation) = document
@@ -202,6 +229,13 @@ pub const MEASUREMENTS: &str = "Records BigBoat measurements: `status` is a JSON
 pub const VERSION: &str = "Compares the gatherer's commit (`<version>-<branch>-<40 hex>`, or the \
 commit alone) with `[gros] controller_version`; the version must be `[gros] gatherer_version`. \
 Any method, as upstream's CGI script, with a form body's parameters merged in.";
+
+pub const AGENTS: &str = "How many agents have streams, and how many of them each status has \
+(`registering`, `unregistered`: a registration abandoned before any went through, `registered`: \
+no preflight check since, `preflight_passed`, `preflight_failed`: the last check's verdict), from \
+a read model of the agents' events, which has folded every event durable when the request came: \
+the web console's overview. annals' own route, open as the agent daemon's routes are; it names \
+no agent.";
 
 pub const AGENT_STATUS: &str = "The scraper agent daemon's `/status` for a registered agent of a \
 project with a `scrape_command`. Any method.";
@@ -513,6 +547,16 @@ pub struct GrosVersion {
     pub up_to_date: bool,
     /// The controller's commit.
     pub version: String,
+}
+
+/// `GET /agents`.
+#[derive(Serialize, ToSchema)]
+pub struct GrosAgents {
+    /// How many agents have events.
+    pub agents: u64,
+    /// How many agents each status has; a status none has is left out.
+    #[schema(example = json!({"preflight_passed": 2, "registering": 1}))]
+    pub by_status: BTreeMap<&'static str, u64>,
 }
 
 /// The agent daemon's answers that are not errors.

@@ -57,6 +57,11 @@ pub fn routes(router: &mut crate::http::Router) {
         // Upstream's CGI scripts that only read answer whatever the method, with a form
         // body's parameters merged in, so these do too.
         .any("/auth/version.py", web::to(version), |resource| resource)
+        .resource(
+            "/agents",
+            [(Method::GET, web::to(agents))],
+            crate::http::only::<AgentShape>,
+        )
         .any(
             "/agents/{project}/{agent}/status",
             web::to(agent_status),
@@ -547,6 +552,22 @@ fn agent_path(path: &web::Path<(String, String)>) -> Result<(ProjectKey, AgentNa
         ProjectKey::parse(&path.0).map_err(not_found)?,
         AgentName::parse(&path.1).map_err(not_found)?,
     ))
+}
+
+#[utoipa::path(get, path = "/agents", operation_id = "gros_agents",
+    summary = "How many agents each status has", description = super::openapi::AGENTS,
+    responses((status = 200, description = "The agents by status.",
+        body = super::openapi::GrosAgents)))]
+async fn agents(face: web::Data<GrosFace>) -> Result<HttpResponse, AgentError> {
+    let (agents, by_status) = face
+        .gros
+        .agents_by_status()
+        .await
+        .map_err(AgentError::internal)?;
+    Ok(HttpResponse::Ok().json(super::openapi::GrosAgents {
+        agents: agents as u64,
+        by_status,
+    }))
 }
 
 #[utoipa::path(get, path = "/agents/{project}/{agent}/status",

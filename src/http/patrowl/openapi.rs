@@ -17,6 +17,7 @@ use crate::http::openapi::{path_operations, CommonAnswers, NOT_ALLOWED};
 #[derive(utoipa::OpenApi)]
 #[openapi(
     paths(
+        super::engines,
         super::redirect,
         super::index,
         super::status,
@@ -35,6 +36,8 @@ use crate::http::openapi::{path_operations, CommonAnswers, NOT_ALLOWED};
         super::clean_scan
     ),
     components(schemas(
+        PatrowlEngines,
+        PatrowlEngineScans,
         PatrowlPage,
         PatrowlEngine,
         PatrowlScanRow,
@@ -82,6 +85,10 @@ that is no route, or an unknown engine, answers 404 in that body (upstream answe
 Open to anyone by default, since PatrowlManager sends no credentials. Once accounts exist, \
 `[patrowl] auth` may ask for them, and `stop`, `stopscans`, `clean` and `clean/<id>` always \
 need an admin.";
+
+pub const ENGINES_DESCRIPTION: &str = "Every engine of `[[patrowl.engines]]`, by name, with \
+its scans (those not cleaned) counted by status, from the read model of scans: the web \
+console's overview. annals' own route; PatrowlManager does not call it.";
 
 pub const STATUS_DESCRIPTION: &str = "The engine's state and every scan it knows (not \
 cleaned). `BUSY` when its STARTED and SCANNING scans reach `max_scans`; `ERROR` when it \
@@ -176,6 +183,23 @@ pub struct PatrowlScanRow {
     /// Why an ERROR scan failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+}
+
+/// `GET /engines`.
+#[derive(ToSchema, Serialize)]
+pub struct PatrowlEngines {
+    pub engines: Vec<PatrowlEngineScans>,
+}
+
+/// One engine's scans by status.
+#[derive(ToSchema, Serialize)]
+pub struct PatrowlEngineScans {
+    #[schema(example = "tcp")]
+    pub name: String,
+    /// How many scans each status has (STARTED, SCANNING, FINISHED, ERROR, STOPPED); a status
+    /// no scan has is left out.
+    #[schema(example = json!({"FINISHED": 2, "SCANNING": 1}))]
+    pub scans: BTreeMap<&'static str, u64>,
 }
 
 /// `GET status`.

@@ -20,7 +20,7 @@ use crate::domain::scan::{
 };
 use crate::events::{Metadata, Position};
 use crate::http::body::read_body;
-use crate::http::caller::{guarded, Authorized, Gate};
+use crate::http::caller::{guarded, Authorized, Gate, Visit};
 use crate::http::error::{self, Shape};
 
 /// What the face's handlers share.
@@ -171,6 +171,7 @@ pub fn routes(router: &mut crate::http::Router) {
     use actix_web::http::Method;
     let get = |handler| [(Method::GET, handler)];
     let only = crate::http::only::<Patrowl>;
+    router.resource("/engines", get(web::to(engines)), only);
     for prefix in ["/engines", "/engine"] {
         router
             .resource(&format!("{prefix}/{{name}}"), get(web::to(redirect)), only)
@@ -421,6 +422,22 @@ async fn redirect(request: HttpRequest) -> HttpResponse {
     HttpResponse::PermanentRedirect()
         .insert_header((header::LOCATION, format!("{}/", request.path())))
         .finish()
+}
+
+/// Every engine with its scans counted by status: annals' own overview, which PatrowlManager
+/// does not call.
+#[utoipa::path(get, path = "/engines", operation_id = "patrowl_engines",
+    summary = "Every engine's scans by status", description = super::openapi::ENGINES_DESCRIPTION,
+    responses((status = 200, description = "Every engine, by name.",
+        body = super::openapi::PatrowlEngines)))]
+async fn engines(Visit { face, .. }: Visit<Patrowl>) -> Result<HttpResponse, Refusal> {
+    let engines = face
+        .engines
+        .scans_by_status()
+        .into_iter()
+        .map(|(name, scans)| super::openapi::PatrowlEngineScans { name, scans })
+        .collect();
+    Ok(HttpResponse::Ok().json(super::openapi::PatrowlEngines { engines }))
 }
 
 /// `{"page": "index"}`.

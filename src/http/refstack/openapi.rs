@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::http::openapi::{CommonAnswers, NOT_ALLOWED};
-use crate::testresults::{Format, Summary};
+use crate::testresults::{Format, Outcome, Status, Summary};
 use utoipa::openapi::schema::{KnownFormat, SchemaFormat};
 use utoipa::openapi::{ObjectBuilder, OpenApi, RefOr, Schema, Type};
 use utoipa::{IntoParams, Modify, ToSchema};
@@ -25,6 +25,7 @@ use utoipa::{IntoParams, Modify, ToSchema};
         super::get_testcases,
         super::get_run,
         super::get_upload,
+        super::get_upload_tests,
         super::submit_results,
         super::list_results,
         super::results_schema,
@@ -46,6 +47,10 @@ use utoipa::{IntoParams, Modify, ToSchema};
         RefstackRun,
         RefstackStatus,
         RefstackUpload,
+        RefstackUploadTests,
+        RefstackTest,
+        RefstackStatusBucket,
+        RefstackOutcome,
         RefstackSubmitted,
         RefstackResultsPage,
         RefstackResultRow,
@@ -135,6 +140,12 @@ was read from it.";
 pub const UPLOAD_DESCRIPTION: &str = "An upload's raw bytes, byte for byte as they were \
 uploaded (the `file` field's content for a multipart upload), checked against their SHA-256 \
 before they are sent.";
+
+pub const UPLOAD_TESTS_DESCRIPTION: &str = "An upload's tests, read again from its stored \
+bytes whatever its format (subunit v2 or v1, or JSON): each test's name (its id as the stream \
+gave it), its 2014 bucket, the outcome the stream gave, and its duration when the stream had \
+both times; in the order the stream finished them. With the upload's format, summary and \
+duration, as `post-result` answered them.";
 
 pub const SUBMIT_DESCRIPTION: &str = "Takes results as refstack-client uploads them: \
 `{\"cpid\", \"duration_seconds\", \"results\": [{\"name\", \"uuid\"?}]}`, all three keys \
@@ -565,6 +576,59 @@ pub struct RefstackUpload {
     /// Its size in bytes.
     pub size: u64,
     pub at: chrono::DateTime<chrono::Utc>,
+}
+
+/// An upload's tests.
+#[derive(ToSchema, Serialize)]
+pub struct RefstackUploadTests {
+    #[schema(value_type = RefstackFormat)]
+    pub format: Format,
+    pub summary: Summary,
+    /// From the stream's times, or the JSON results' own; `null` when it had none.
+    pub duration_seconds: Option<f64>,
+    /// In the order the stream finished them (JSON: document order).
+    pub tests: Vec<RefstackTest>,
+}
+
+/// One test of an upload.
+#[derive(ToSchema, Serialize)]
+pub struct RefstackTest {
+    /// The test's id as the stream gave it.
+    #[schema(example = "tempest.api.compute.test_x.XTest.test_y[id-8f2d,smoke]")]
+    pub name: String,
+    #[schema(value_type = RefstackStatusBucket)]
+    pub status: Status,
+    #[schema(value_type = RefstackOutcome)]
+    pub outcome: Outcome,
+    /// Seconds from its start to its stop; `null` when the stream did not give both.
+    pub duration_seconds: Option<f64>,
+}
+
+/// The 2014 summary bucket a test counts in: the schema of `testresults::Status`.
+#[derive(ToSchema, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[allow(dead_code)]
+pub enum RefstackStatusBucket {
+    Pass,
+    Fail,
+    FailSetup,
+    Error,
+    Skip,
+}
+
+/// What the stream said of a test, `incomplete` when it started and never finished: the schema
+/// of `testresults::Outcome`.
+#[derive(ToSchema, Serialize)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum RefstackOutcome {
+    Success,
+    Fail,
+    Error,
+    Skip,
+    Xfail,
+    Uxsuccess,
+    Incomplete,
 }
 
 /// Every error of the face.

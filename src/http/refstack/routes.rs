@@ -59,6 +59,11 @@ pub fn routes(router: &mut crate::http::Router) {
             Method::GET,
             web::to(get_upload),
         ),
+        (
+            "/v1/test-runs/{test_id}/uploads/{upload_id}/tests",
+            Method::GET,
+            web::to(get_upload_tests),
+        ),
         ("/v1/results/schema", Method::GET, web::to(results_schema)),
     ] {
         router.resource(path, [(method, handler)], only);
@@ -365,6 +370,57 @@ async fn get_upload(
     Ok(HttpResponse::Ok()
         .content_type("application/octet-stream")
         .body(bytes))
+}
+
+/// An upload's tests, each with its outcome, read again from the stored bytes.
+#[utoipa::path(get, path = "/v1/test-runs/{test_id}/uploads/{upload_id}/tests",
+    operation_id = "refstack_get_upload_tests",
+    summary = "An upload's tests and their outcomes",
+    description = super::openapi::UPLOAD_TESTS_DESCRIPTION,
+    params(super::openapi::TestIdPath, super::openapi::UploadIdPath),
+    responses(
+        (status = 200, description = "The upload's tests.",
+            body = super::openapi::RefstackUploadTests),
+        (status = 404, description = "No test run has this id, or it has no such upload.",
+            body = super::openapi::RefstackErrorBody),
+        (status = 500, description = "The stored upload is missing or damaged, or no longer \
+            reads under the face's current limits.",
+            body = super::openapi::RefstackErrorBody)))]
+async fn get_upload_tests(
+    Visit { face, .. }: Visit<Refstack>,
+    ids: web::Path<(String, String)>,
+) -> Result<HttpResponse, RefstackError> {
+    let (test_id, upload_id) = ids.into_inner();
+    let test_id = parse_test_id(&test_id).map_err(not_found)?;
+    let upload_id =
+        Uuid::parse_str(&upload_id).map_err(|_| RefstackError::not_found("no such upload"))?;
+    let run = match face.runs.upload_tests(test_id, upload_id).await {
+        Ok(run) => run,
+        // It was read when it was taken: what no longer reads is annals' problem.
+        Err(TestRunsError::Unparseable(error)) => {
+            return Err(RefstackError::internal(format!(
+                "the stored upload no longer reads: {error}"
+            )))
+        }
+        Err(error) => return Err(not_found(error)),
+    };
+    Ok(
+        HttpResponse::Ok().json(super::openapi::RefstackUploadTests {
+            format: run.format,
+            summary: run.summary,
+            duration_seconds: run.duration_seconds,
+            tests: run
+                .tests
+                .into_iter()
+                .map(|test| super::openapi::RefstackTest {
+                    name: test.id,
+                    status: test.status,
+                    outcome: test.outcome,
+                    duration_seconds: test.duration_seconds,
+                })
+                .collect(),
+        }),
+    )
 }
 
 /// Where the Refstack web UI shows a result: `<scheme>://<host>/#/results/<id>`.
