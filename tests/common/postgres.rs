@@ -16,8 +16,8 @@ pub struct Server {
     bin: PathBuf,
 }
 
-/// The cluster this process started, stopped at exit.
-static STARTED: Mutex<Option<(PathBuf, PathBuf)>> = Mutex::new(None);
+/// The clusters this process started (programs, directory), stopped at exit.
+static STARTED: Mutex<Vec<(PathBuf, PathBuf)>> = Mutex::new(Vec::new());
 
 /// Where Debian's PostgreSQL programs are: the newest `/usr/lib/postgresql/*/bin`, or `PATH`.
 fn bin_dir() -> PathBuf {
@@ -80,8 +80,8 @@ fn run(mut command: Command, what: &str) {
 }
 
 extern "C" fn stop_at_exit() {
-    let started = STARTED.lock().map(|mut s| s.take()).unwrap_or(None);
-    if let Some((bin, dir)) = started {
+    let started = STARTED.lock().map(|mut s| std::mem::take(&mut *s)).unwrap_or_default();
+    for (bin, dir) in started {
         let _ = pg_command(&bin, "pg_ctl")
             .arg("-D")
             .arg(dir.join("data"))
@@ -122,77 +122,82 @@ fn sweep_orphans(bin: &Path) {
     }
 }
 
-/// The server, started on first use.
+/// The server, started on first use, with `fsync` off: the tests kill annals, never the
+/// machine, so they need PostgreSQL's commits, not its syncs.
 pub fn server() -> &'static Server {
     static SERVER: OnceLock<Server> = OnceLock::new();
-    SERVER.get_or_init(|| {
-        if let Ok(url) = std::env::var("ANNALS_TEST_POSTGRES_URL") {
-            let base = match url.rfind('/') {
-                Some(slash) if slash > "postgres://".len() => url[..slash].to_owned(),
-                _ => url,
-            };
-            return Server {
-                base,
-                bin: bin_dir(),
-            };
+    SERVER.get_or_init(|| start(false))
+}
+
+/// A server whose commits reach the disk (`fsync` on), for benchmarks of durable appends.
+pub fn durable_server() -> &'static Server {
+    static SERVER: OnceLock<Server> = OnceLock::new();
+    SERVER.get_or_init(|| start(true))
+}
+
+fn start(fsync: bool) -> Server {
+    if let Ok(url) = std::env::var("ANNALS_TEST_POSTGRES_URL") {
+        let base = match url.rfind('/') {
+            Some(slash) if slash > "postgres://".len() => url[..slash].to_owned(),
+            _ => url,
+        };
+        return Server {
+            base,
+            bin: bin_dir(),
+        };
+    }
+    let bin = bin_dir();
+    sweep_orphans(&bin);
+    let dir = tempfile::Builder::new()
+        .prefix("annals-pg-")
+        .tempdir()
+        .expect("a temporary directory")
+        .keep();
+    std::fs::write(dir.join("owner"), std::process::id().to_string())
+        .expect("the cluster's owner is written");
+    let data = dir.join("data");
+    if is_root() {
+        let mut chown = Command::new("chown");
+        chown.arg("postgres:").arg(&dir);
+        run(chown, "chown the cluster's directory to postgres");
+    }
+    let mut initdb = pg_command(&bin, "initdb");
+    initdb
+        .arg("-D")
+        .arg(&data)
+        .args(["-A", "trust", "-U", "annals", "--no-sync", "-E", "UTF8"]);
+    run(initdb, "initdb");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    {
+        let mut started = STARTED.lock().unwrap();
+        if started.is_empty() {
+            // SAFETY: registers a plain function, run once when the process exits.
+            unsafe { libc::atexit(stop_at_exit) };
         }
-        let bin = bin_dir();
-        sweep_orphans(&bin);
-        let dir = tempfile::Builder::new()
-            .prefix("annals-pg-")
-            .tempdir()
-            .expect("a temporary directory")
-            .keep();
-        std::fs::write(dir.join("owner"), std::process::id().to_string())
-            .expect("the cluster's owner is written");
-        let data = dir.join("data");
-        if is_root() {
-            run(
-                {
-                    let mut c = Command::new("chown");
-                    c.arg("postgres:").arg(&dir);
-                    c
-                },
-                "chown the cluster's directory to postgres",
-            );
-        }
-        let mut initdb = pg_command(&bin, "initdb");
-        initdb.arg("-D").arg(&data).args([
-            "-A",
-            "trust",
-            "-U",
-            "annals",
-            "--no-sync",
-            "-E",
-            "UTF8",
-        ]);
-        run(initdb, "initdb");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        *STARTED.lock().unwrap() = Some((bin.clone(), dir.clone()));
-        // SAFETY: registers a plain function, run once when the process exits.
-        unsafe { libc::atexit(stop_at_exit) };
-        let mut start = pg_command(&bin, "pg_ctl");
-        start
-            .arg("-D")
-            .arg(&data)
-            .arg("-l")
-            .arg(dir.join("server.log"))
-            .arg("-o")
-            .arg(format!(
-                "-p {port} -c listen_addresses=127.0.0.1 -k {} -c fsync=off \
-                 -c max_connections=400",
-                dir.display()
-            ))
-            .args(["-w", "-t", "60", "start"]);
-        run(start, "pg_ctl start");
-        Server {
-            base: format!("postgres://annals@127.0.0.1:{port}"),
-            bin,
-        }
-    })
+        started.push((bin.clone(), dir.clone()));
+    }
+    let mut pg_ctl = pg_command(&bin, "pg_ctl");
+    pg_ctl
+        .arg("-D")
+        .arg(&data)
+        .arg("-l")
+        .arg(dir.join("server.log"))
+        .arg("-o")
+        .arg(format!(
+            "-p {port} -c listen_addresses=127.0.0.1 -k {} -c fsync={} \
+             -c max_connections=400",
+            dir.display(),
+            if fsync { "on" } else { "off" }
+        ))
+        .args(["-w", "-t", "60", "start"]);
+    run(pg_ctl, "pg_ctl start");
+    Server {
+        base: format!("postgres://annals@127.0.0.1:{port}"),
+        bin,
+    }
 }
 
 impl Server {
