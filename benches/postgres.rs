@@ -22,7 +22,6 @@ mod pg;
 #[path = "support/scratch.rs"]
 mod scratch;
 
-
 use anyhow::Context;
 use appends::{annals_writer, drive, ms, Pooled, Run, LINE_BYTES};
 use env::env_or;

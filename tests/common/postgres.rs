@@ -80,7 +80,10 @@ fn run(mut command: Command, what: &str) {
 }
 
 extern "C" fn stop_at_exit() {
-    let started = STARTED.lock().map(|mut s| std::mem::take(&mut *s)).unwrap_or_default();
+    let started = STARTED
+        .lock()
+        .map(|mut s| std::mem::take(&mut *s))
+        .unwrap_or_default();
     for (bin, dir) in started {
         let _ = pg_command(&bin, "pg_ctl")
             .arg("-D")
