@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::envelope::{NewEvent, Position, RecordedEvent, StreamId, Version};
 use super::publish::Publisher;
-use super::store::{Durability, LogHead, Store, StoreError, WriteBatch};
+use super::store::{Committed, Durability, LogHead, Store, StoreError, WriteBatch};
 
 /// What the writer believes a stream's version to be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,6 +73,10 @@ enum Message {
     Close,
 }
 
+/// How many times a round is checked and sealed again because other nodes moved the log's head
+/// first (PostgreSQL), before its requests are refused.
+const MAX_ROUND_ATTEMPTS: usize = 1000;
+
 /// The most requests gathered into one round, so that a flood still gets acknowledged in steps.
 const MAX_ROUND_REQUESTS: usize = 4096;
 
@@ -129,6 +133,24 @@ impl Journal {
         if let Some(thread) = thread {
             let _ = thread.join();
         }
+    }
+}
+
+/// Answers every request with `error`.
+fn answer_all(requests: Vec<AppendRequest>, error: &AppendError) {
+    for request in requests {
+        let _ = request.reply.send(Err(error.clone()));
+    }
+}
+
+/// A sealed event as it was before sealing, to be sealed again elsewhere in the log.
+fn unsealed(event: RecordedEvent) -> NewEvent {
+    NewEvent {
+        event_id: event.event_id,
+        event_type: event.event_type,
+        schema_version: event.schema_version,
+        payload: event.payload,
+        metadata: event.metadata,
     }
 }
 
@@ -204,17 +226,34 @@ impl Writer {
     }
 
     fn commit_round(&mut self, requests: Vec<AppendRequest>) {
-        let started = match &self.failure {
-            Some(failure) => Err(failure.clone()),
-            None => self.begin_round(&requests).map_err(|e| e.to_string()),
-        };
-        if let Err(failure) = started {
-            for request in requests {
-                let _ = request
-                    .reply
-                    .send(Err(AppendError::Storage(failure.clone())));
+        let mut pending = requests;
+        for _ in 0..MAX_ROUND_ATTEMPTS {
+            if pending.is_empty() {
+                return;
             }
-            return;
+            pending = match &self.failure {
+                Some(failure) => {
+                    answer_all(pending, &AppendError::Storage(failure.clone()));
+                    return;
+                }
+                None => self.try_round(pending),
+            };
+        }
+        let busy = format!(
+            "other nodes moved the log's head {MAX_ROUND_ATTEMPTS} times in a row under this \
+             round; nothing of it was written"
+        );
+        answer_all(pending, &AppendError::Storage(busy));
+    }
+
+    /// One attempt at writing `requests` as a round. Refused requests are answered at once,
+    /// accepted ones once the round is durable (or with the error that stopped it). Returns
+    /// the requests to try again, their events given back, when another node moved the head
+    /// between reading it and writing (PostgreSQL).
+    fn try_round(&mut self, mut requests: Vec<AppendRequest>) -> Vec<AppendRequest> {
+        if let Err(error) = self.begin_round(&requests) {
+            answer_all(requests, &AppendError::Storage(error.to_string()));
+            return Vec::new();
         }
         let mut round = Round {
             head: self.head,
@@ -229,19 +268,43 @@ impl Writer {
         // microseconds, so the events kept in memory carry it at that precision too.
         let now = Utc::now().trunc_subsecs(6);
         let now = round.head.recorded_at.map_or(now, |last| last.max(now));
-        let mut acks = Vec::with_capacity(requests.len());
-        for mut request in requests {
+        // The accepted requests, each with its answer and how many events it staged.
+        let mut accepted = Vec::with_capacity(requests.len());
+        for mut request in requests.drain(..) {
+            let staged = request.events.len();
             match self.stage(&mut round, &mut request, now) {
-                Ok(appended) => acks.push((request.reply, appended)),
+                Ok(appended) => {
+                    let staged = if appended.duplicate { 0 } else { staged };
+                    accepted.push((request, appended, staged));
+                }
                 // A refused request stages nothing, so it can be answered at once.
                 Err(error) => {
                     let _ = request.reply.send(Err(error));
                 }
             }
         }
-        if round.writes > 0 {
-            round.batch.put_log_head(&round.head);
-            if let Err(error) = self.store.commit(round.batch, self.durability) {
+        if round.writes == 0 {
+            for (request, appended, _) in accepted {
+                let _ = request.reply.send(Ok(appended));
+            }
+            return Vec::new();
+        }
+        round.batch.put_log_head(&round.head);
+        match self.store.commit(round.batch, self.durability) {
+            Ok(Committed::Written) => {}
+            Ok(Committed::HeadMoved) => {
+                // Nothing was written: the accepted requests get their events back, to be
+                // checked and sealed again on top of the new head.
+                let mut events = round.events.into_iter();
+                return accepted
+                    .into_iter()
+                    .map(|(mut request, _, staged)| {
+                        request.events = events.by_ref().take(staged).map(unsealed).collect();
+                        request
+                    })
+                    .collect();
+            }
+            Err(error) => {
                 let failure = if self.store.failure_is_fatal() {
                     let failure = format!(
                         "{error} (after position {}; restart annals to recover the log from disk)",
@@ -251,23 +314,26 @@ impl Writer {
                     self.failure = Some(failure.clone());
                     failure
                 } else {
-                    // Rolled back whole; the next round starts from the head it finds.
+                    // Nothing of it was written, or all of it: the next round starts from the
+                    // head it finds, and retries are recognised by their event ids.
                     tracing::warn!(%error, "a commit round failed");
-                    self.versions.clear();
                     error.to_string()
                 };
-                for (reply, _) in acks {
-                    let _ = reply.send(Err(AppendError::Storage(failure.clone())));
+                let error = AppendError::Storage(failure);
+                for (request, _, _) in accepted {
+                    let _ = request.reply.send(Err(error.clone()));
                 }
-                return;
+                return Vec::new();
             }
-            self.head = round.head;
-            if let Err(error) = self.publisher.publish_round(&self.store, round.events) {
-                // Durable all the same: the follower of the log publishes it once it can read.
-                tracing::warn!(%error, "a durable round could not be published yet");
-            }
-            metrics::counter!(crate::metrics::APPENDED_EVENTS).increment(round.writes as u64);
-            metrics::histogram!(crate::metrics::ROUND_EVENTS).record(round.writes as f64);
+        }
+        self.head = round.head;
+        if let Err(error) = self.publisher.publish_round(&self.store, round.events) {
+            // Durable all the same: the follower of the log publishes it once it can read.
+            tracing::warn!(%error, "a durable round could not be published yet");
+        }
+        metrics::counter!(crate::metrics::APPENDED_EVENTS).increment(round.writes as u64);
+        metrics::histogram!(crate::metrics::ROUND_EVENTS).record(round.writes as f64);
+        if self.store.versions_stay_exact() {
             if self.versions.len() + round.versions.len() > MAX_CACHED_VERSIONS {
                 self.versions.clear();
             }
@@ -277,38 +343,31 @@ impl Writer {
                     .into_iter()
                     .map(|(stream, (version, _))| (stream, version)),
             );
-        } else if let Err(error) = self.store.abandon_round(self.durability) {
-            tracing::warn!(%error, "a round that wrote nothing could not be ended");
         }
-        for (reply, appended) in acks {
-            let _ = reply.send(Ok(appended));
+        for (request, appended, _) in accepted {
+            let _ = request.reply.send(Ok(appended));
         }
+        Vec::new()
     }
 
-    /// Starts a round: takes the log's head (which, on PostgreSQL, another node may have moved:
-    /// then the cached versions start afresh) and looks up, in one go, the versions of the
-    /// round's streams that are not cached.
+    /// Starts a round: takes the log's head and the versions of the round's streams that are
+    /// not cached. On PostgreSQL nothing is cached (another node may write any stream), and
+    /// both come from one read.
     fn begin_round(&mut self, requests: &[AppendRequest]) -> Result<(), StoreError> {
-        let head = self.store.begin_round(&self.head, self.durability)?;
-        if head != self.head {
+        if !self.store.versions_stay_exact() {
             self.versions.clear();
-            self.head = head;
         }
         let missing: std::collections::HashSet<&StreamId> = requests
             .iter()
             .map(|request| &request.stream)
             .filter(|stream| !self.versions.contains_key(*stream))
             .collect();
-        if !missing.is_empty() {
-            let missing: Vec<StreamId> = missing.into_iter().cloned().collect();
-            match self.store.stream_versions(&missing) {
-                Ok(found) => self.versions.extend(found),
-                Err(error) => {
-                    let _ = self.store.abandon_round(self.durability);
-                    return Err(error);
-                }
-            }
-        }
+        let missing: Vec<StreamId> = missing.into_iter().cloned().collect();
+        let (head, found) = self
+            .store
+            .begin_round(&self.head, self.durability, &missing)?;
+        self.head = head;
+        self.versions.extend(found);
         Ok(())
     }
 

@@ -3,6 +3,7 @@
 
 use std::collections::HashSet;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -85,6 +86,8 @@ pub struct EventLog {
     /// Set once the server stops: followers stop waiting for commits (see
     /// [`EventLog::release_followers`]).
     released: Arc<watch::Sender<bool>>,
+    /// See [`EventLog::foreign_head`].
+    foreign: Arc<AtomicU64>,
 }
 
 /// What [`EventLog::new_event_id`] keeps: the greatest event id when the log was opened, and
@@ -102,7 +105,8 @@ impl EventLog {
         let head = store.log_head()?;
         let (publish, committed) = watch::channel(head.position);
         let recent = Arc::new(RecentEvents::new(head.position, options.recent));
-        let publisher = Arc::new(Publisher::new(recent.clone(), publish));
+        let foreign = Arc::new(AtomicU64::new(0));
+        let publisher = Arc::new(Publisher::new(recent.clone(), publish, foreign.clone()));
         let opened = head.greatest_id;
         let journal = Journal::start(store.clone(), options.durability, publisher.clone())?;
         if let Some(postgres) = store.as_postgres() {
@@ -119,6 +123,7 @@ impl EventLog {
                 last: Mutex::new(opened.as_u128()),
             }),
             released: Arc::new(watch::channel(false).0),
+            foreign,
         })
     }
 
@@ -196,6 +201,13 @@ impl EventLog {
             }
         }
         Ok(())
+    }
+
+    /// The newest position this node has published from another node's round (0 on sled,
+    /// whose only writer is this node's journal). A state kept in memory since a position
+    /// below it may be behind its stream.
+    pub fn foreign_head(&self) -> Position {
+        self.foreign.load(Ordering::Acquire)
     }
 
     /// The position of the last durable event (0 for an empty log).

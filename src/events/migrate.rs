@@ -5,7 +5,7 @@
 //! are not copied: the target rebuilds them.
 
 use super::envelope::{Position, RecordedEvent};
-use super::store::{Durability, LogHead, Store, StoreError};
+use super::store::{Committed, Durability, LogHead, Store, StoreError};
 use super::verify::{verify, VerifyReport};
 
 /// The events one round of the copy writes.
@@ -103,12 +103,13 @@ fn commit(
     head: &LogHead,
     mut batch: super::store::WriteBatch,
 ) -> Result<(), MigrateError> {
-    let found = to.begin_round(written, Durability::Fsync)?;
+    let (found, _) = to.begin_round(written, Durability::Fsync, &[])?;
     if found.position != written.position || found.hash != written.hash {
-        let _ = to.abandon_round(Durability::Fsync);
         return Err(MigrateError::TargetMoved(found.position));
     }
     batch.put_log_head(head);
-    to.commit(batch, Durability::Fsync)?;
-    Ok(())
+    match to.commit(batch, Durability::Fsync)? {
+        Committed::Written => Ok(()),
+        Committed::HeadMoved => Err(MigrateError::TargetMoved(to.log_head()?.position)),
+    }
 }

@@ -5,6 +5,7 @@
 //! after them is published, whether a notification, the fallback poll or this node's own next
 //! round brings the news.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
@@ -23,14 +24,22 @@ pub(crate) struct Publisher {
     /// Held while publishing, so that the journal and the follower of other nodes never
     /// interleave their events.
     order: Mutex<()>,
+    /// The newest position published from the store rather than from this node's journal:
+    /// another node's round (or, rarely, one of this node's that the follower read first).
+    foreign: Arc<AtomicU64>,
 }
 
 impl Publisher {
-    pub(crate) fn new(recent: Arc<RecentEvents>, committed: watch::Sender<Position>) -> Publisher {
+    pub(crate) fn new(
+        recent: Arc<RecentEvents>,
+        committed: watch::Sender<Position>,
+        foreign: Arc<AtomicU64>,
+    ) -> Publisher {
         Publisher {
             recent,
             committed,
             order: Mutex::new(()),
+            foreign,
         }
     }
 
@@ -98,6 +107,8 @@ impl Publisher {
                 }
             };
             self.recent.push_round(events);
+            // Before the head: whoever sees the head sees that it came from elsewhere.
+            self.foreign.fetch_max(last, Ordering::Release);
             self.committed.send_replace(last);
         }
     }

@@ -170,6 +170,9 @@ struct Cell<E: Entity> {
     version: Version,
     /// The version of the newest snapshot written or loaded.
     snapshot_version: Version,
+    /// The log's head when the state was last read from the log: another node's write after
+    /// it (`EventLog::foreign_head`) may have moved the stream on.
+    checked_at: Position,
 }
 
 pub(crate) struct EntityActor<E: Entity> {
@@ -317,6 +320,7 @@ async fn catch_up<E: Entity>(
 ) -> Result<(), CommandError<E::Rejection>> {
     let log = env.log.clone();
     let stream = stream.clone();
+    let checked_at = log.head();
     let mut loaded = Loaded {
         state: cell.state.clone(),
         version: cell.version,
@@ -332,6 +336,7 @@ async fn catch_up<E: Entity>(
     .map_err(|e| CommandError::Unavailable(e.to_string()))?;
     cell.state = loaded.state;
     cell.version = loaded.version;
+    cell.checked_at = cell.checked_at.max(checked_at);
     Ok(())
 }
 
@@ -357,6 +362,8 @@ impl<E: Entity> Actor for EntityActor<E> {
         self.env.live.fetch_add(1, Ordering::Relaxed);
         let log = self.env.log.clone();
         let stream = self.stream.clone();
+        // Read before the load: anything another node writes after it counts as newer.
+        let checked_at = log.head();
         let load = async move {
             tokio::task::spawn_blocking(move || state::load::<E>(&log, &stream))
                 .await
@@ -371,6 +378,7 @@ impl<E: Entity> Actor for EntityActor<E> {
                     state: loaded.state,
                     version: loaded.version,
                     snapshot_version,
+                    checked_at,
                 };
                 if loaded.took > actor.env.settings.replay_budget && loaded.replayed > 0 {
                     cell.snapshot_in_background(&actor.env.log, &actor.stream);
@@ -399,25 +407,56 @@ impl<E: Entity> Handler<Execute<E>> for EntityActor<E> {
     }
 }
 
+impl<E: Entity> EntityActor<E> {
+    /// Answers from the state, after catching up with the stream when another node wrote to
+    /// the log since the state was last read (never on sled, where this node is the only
+    /// writer).
+    fn answer<R: 'static>(
+        &mut self,
+        answer: impl FnOnce(&Cell<E>) -> R + 'static,
+    ) -> AtomicResponse<Self, Result<R, CommandError<E::Rejection>>> {
+        let foreign = self.env.log.foreign_head();
+        let cell = match self.cell.take() {
+            Some(cell) if cell.checked_at >= foreign => {
+                let answered = answer(&cell);
+                self.cell = Some(cell);
+                return AtomicResponse::new(Box::pin(fut::ready(Ok(answered))));
+            }
+            Some(cell) => cell,
+            None => {
+                let error = self.unavailable();
+                return AtomicResponse::new(Box::pin(fut::ready(Err(error))));
+            }
+        };
+        let (env, stream) = (self.env.clone(), self.stream.clone());
+        let work = async move {
+            let mut cell = cell;
+            let caught = catch_up(&env, &stream, &mut cell).await;
+            (cell, caught)
+        };
+        AtomicResponse::new(Box::pin(work.into_actor(self).map(
+            move |(cell, caught), actor, _| {
+                let answered = caught.map(|()| answer(&cell));
+                actor.cell = Some(cell);
+                answered
+            },
+        )))
+    }
+}
+
 impl<E: Entity> Handler<GetState<E>> for EntityActor<E> {
-    type Result = Result<(Version, E::State), CommandError<E::Rejection>>;
+    type Result = AtomicResponse<Self, Result<(Version, E::State), CommandError<E::Rejection>>>;
 
     fn handle(&mut self, _: GetState<E>, _: &mut Self::Context) -> Self::Result {
-        match &self.cell {
-            Some(cell) => Ok((cell.version, cell.state.clone())),
-            None => Err(self.unavailable()),
-        }
+        self.answer(|cell| (cell.version, cell.state.clone()))
     }
 }
 
 impl<E: Entity, R: 'static> Handler<Inspect<E, R>> for EntityActor<E> {
-    type Result = Result<(Version, R), CommandError<E::Rejection>>;
+    type Result = AtomicResponse<Self, Result<(Version, R), CommandError<E::Rejection>>>;
 
     fn handle(&mut self, inspect: Inspect<E, R>, _: &mut Self::Context) -> Self::Result {
-        match &self.cell {
-            Some(cell) => Ok((cell.version, (inspect.look)(&cell.state))),
-            None => Err(self.unavailable()),
-        }
+        self.answer(move |cell| (cell.version, (inspect.look)(&cell.state)))
     }
 }
 

@@ -375,3 +375,59 @@ async fn two_servers_on_one_database_serve_one_log() {
     });
     assert_eq!(code, Some(0), "{out}");
 }
+
+/// Jobs hosted on `log`, as one node hosts them.
+fn jobs_on(log: &EventLog) -> annals::runtime::Entities<annals::runtime::job::Job> {
+    annals::runtime::Entities::start(
+        log.clone(),
+        Arc::new(annals::runtime::SystemClock),
+        Arc::new(annals::runtime::NoEffects),
+        annals::runtime::Settings::default(),
+    )
+}
+
+#[actix_rt::test]
+async fn an_entity_held_on_one_node_answers_with_what_another_node_wrote() {
+    use annals::events::Metadata;
+    use annals::runtime::job::{JobCommand, Level};
+    let (a, b) = two_nodes();
+    let (on_a, on_b) = (jobs_on(&a.log), jobs_on(&b.log));
+    let record = |text: &str| JobCommand::RecordLine {
+        line: text.into(),
+        level: Level::Info,
+    };
+    on_a.execute(
+        "nightly",
+        JobCommand::Start {
+            name: "nightly".into(),
+        },
+        Metadata::system(),
+    )
+    .await
+    .unwrap();
+    // Node B loads the job and keeps it in memory.
+    let followed = |log: &EventLog, head: Position| {
+        let log = log.clone();
+        common::poll_async(Duration::from_secs(30), "node b follows", move || {
+            let log = log.clone();
+            async move { (log.head() >= head).then_some(()) }
+        })
+    };
+    followed(&b.log, a.log.head()).await;
+    assert_eq!(on_b.state("nightly").await.unwrap().0, 1);
+    // Node A writes on; once node B has heard of it, B's answer includes it.
+    on_a.execute("nightly", record("from a"), Metadata::system())
+        .await
+        .unwrap();
+    followed(&b.log, a.log.head()).await;
+    let (version, state) = on_b.state("nightly").await.unwrap();
+    assert_eq!(version, 2, "{state:?}");
+    // A command on node B decides on that state, after the write of node A.
+    let executed = on_b
+        .execute("nightly", record("from b"), Metadata::system())
+        .await
+        .unwrap();
+    assert_eq!(executed.version, 3);
+    followed(&a.log, b.log.head()).await;
+    assert_eq!(on_a.state("nightly").await.unwrap().0, 3);
+}

@@ -343,28 +343,27 @@ impl Store {
         on_engine!(self, s => s.entry_counts(head))
     }
 
-    /// Starts a commit round and returns the head it chains to. sled has one writer, the
-    /// journal, whose head (`mine`) is the log's. PostgreSQL may have several: the round locks
-    /// the log's head row until [`Store::commit`] or [`Store::abandon_round`], so that rounds of
-    /// all nodes follow each other, and returns the head as it is then. Only the journal calls
-    /// this.
+    /// Starts a commit round: the head it chains to and the versions of `streams` (0 for a
+    /// stream with no event), as one consistent view. sled has one writer, the journal, whose
+    /// head (`mine`) is the log's. On PostgreSQL another node may have moved it: both are read
+    /// in one statement, and [`Store::commit`] writes only if the head is still there. Only the
+    /// journal (and `migrate`) call this.
     pub(crate) fn begin_round(
         &self,
         mine: &LogHead,
         durability: Durability,
-    ) -> Result<LogHead, StoreError> {
+        streams: &[StreamId],
+    ) -> Result<(LogHead, HashMap<StreamId, Version>), StoreError> {
         match self {
-            Store::Sled(_) => Ok(*mine),
-            Store::Postgres(s) => s.begin_round(durability),
+            Store::Sled(_) => Ok((*mine, self.stream_versions(streams)?)),
+            Store::Postgres(s) => s.begin_round(durability, streams),
         }
     }
 
-    /// Ends a round that writes nothing.
-    pub(crate) fn abandon_round(&self, durability: Durability) -> Result<(), StoreError> {
-        match self {
-            Store::Sled(_) => Ok(()),
-            Store::Postgres(s) => s.abandon_round(durability),
-        }
+    /// Whether versions a round found stay exact for the next round (sled: this node's journal
+    /// is the only writer), so that the journal may keep them rather than read them again.
+    pub(crate) fn versions_stay_exact(&self) -> bool {
+        matches!(self, Store::Sled(_))
     }
 
     /// An empty batch for a round.
@@ -381,11 +380,12 @@ impl Store {
         &self,
         batch: WriteBatch,
         durability: Durability,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Committed, StoreError> {
         match (self, batch) {
             (Store::Sled(s), WriteBatch::Sled(batch)) => {
                 s.commit(batch)?;
-                s.make_durable(durability)
+                s.make_durable(durability)?;
+                Ok(Committed::Written)
             }
             // The commit is the durability point: the connection's `synchronous_commit`.
             (Store::Postgres(s), WriteBatch::Postgres(batch)) => s.commit(batch, durability),
@@ -419,6 +419,16 @@ impl Store {
             Store::Postgres(s) => Some(s),
         }
     }
+}
+
+/// What a round's commit did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Committed {
+    /// The round is in the log, durable.
+    Written,
+    /// Nothing was written: another node moved the head since [`Store::begin_round`]
+    /// (PostgreSQL only). The round is to be checked and sealed again.
+    HeadMoved,
 }
 
 /// The writes of one commit round: each event's record and the new head.

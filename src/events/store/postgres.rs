@@ -9,12 +9,15 @@
 //! | `annals_snapshots`    | stream → snapshot (a cache of the log)                          |
 //! | `annals_checkpoints`  | read model → checkpoint (a cache of the log)                    |
 //!
-//! A round is one transaction: it locks the head row (`SELECT … FOR UPDATE`), so the rounds of
-//! all nodes follow each other and none can see position p + 1 before p; it checks expected
-//! versions against the committed rows, inserts every event of the round in one statement,
-//! moves the head, and sends one `NOTIFY annals_head` with the new position, which other nodes
-//! follow. The commit is the durability point (`synchronous_commit`, from the log's
-//! durability). The records are byte for byte what sled stores, so the hash chain, `verify`
+//! A round is two statements. The first reads the head and the versions of the round's streams
+//! in one snapshot; the journal checks expected versions and seals the events against them.
+//! The second, committed on its own, moves the head from the position it was read at (compare
+//! and set), inserts every event of the round and sends one `NOTIFY annals_head` with the new
+//! position, which other nodes follow; when another node moved the head in between, it writes
+//! nothing and the journal reads and seals again. So rounds of all nodes follow each other, the
+//! chain continues from the head's hash, and no reader can see position p + 1 before p. The
+//! head row is locked only from the update to the commit, which is the durability point
+//! (`synchronous_commit`, from the log's durability). The records are byte for byte what sled stores, so the hash chain, `verify`
 //! and `migrate` do not depend on the engine. Streams are `COLLATE "C"`: a category is a range
 //! of names in byte order.
 //!
@@ -35,7 +38,7 @@ use postgres::{Client, NoTls, Statement};
 use uuid::Uuid;
 
 use super::super::envelope::{Position, RecordedEvent, StreamId, Version, GENESIS_HASH};
-use super::{Durability, EntryCounts, LogHead, RawEvent, Record, StoreError};
+use super::{Committed, Durability, EntryCounts, LogHead, RawEvent, Record, StoreError};
 
 /// The format marker of a PostgreSQL log.
 pub const POSTGRES_FORMAT: &str = "annals-log postgres v1";
@@ -692,72 +695,86 @@ impl PgStore {
         Ok(rounds)
     }
 
-    /// Opens the round's transaction and locks the head row until it ends.
-    pub(crate) fn begin_round(&self, durability: Durability) -> Result<LogHead, StoreError> {
+    /// Reads the head and the versions of `streams` in one statement, so in one snapshot:
+    /// what the round will be checked and sealed against. Nothing is locked.
+    pub(crate) fn begin_round(
+        &self,
+        durability: Durability,
+        streams: &[StreamId],
+    ) -> Result<(LogHead, HashMap<StreamId, Version>), StoreError> {
+        let names: Vec<String> = streams.iter().map(|s| s.as_str().to_owned()).collect();
         let rounds = self.rounds(durability)?;
         let journal = rounds.as_ref().expect("opened by rounds()");
-        journal.run(|conn| {
-            conn.client.batch_execute("BEGIN").map_err(pg)?;
-            let head = conn
-                .query(
-                    "SELECT position, hash, recorded_at, greatest_id FROM annals_head FOR UPDATE",
-                    &[],
-                )
-                .and_then(|rows| match rows.first() {
-                    Some(row) => head_of(row),
-                    None => Err(StoreError::corrupt("the log head", "its row is missing")),
-                });
-            if head.is_err() {
-                let _ = conn.client.batch_execute("ROLLBACK");
-            }
-            head
-        })
-    }
-
-    /// Ends a round that wrote nothing, releasing the head.
-    pub(crate) fn abandon_round(&self, durability: Durability) -> Result<(), StoreError> {
-        let rounds = self.rounds(durability)?;
-        let journal = rounds.as_ref().expect("opened by rounds()");
-        journal.run(|conn| conn.client.batch_execute("ROLLBACK").map_err(pg))
-    }
-
-    /// Inserts the round's events, moves the head, notifies, and commits: all or nothing.
-    pub(crate) fn commit(&self, batch: PgBatch, durability: Durability) -> Result<(), StoreError> {
-        let rounds = self.rounds(durability)?;
-        let journal = rounds.as_ref().expect("opened by rounds()");
-        journal.run(move |conn| {
-            let written = write_round(conn, &batch);
-            let ended = match written {
-                Ok(()) => conn.client.batch_execute("COMMIT").map_err(pg),
-                Err(error) => {
-                    let _ = conn.client.batch_execute("ROLLBACK");
-                    Err(error)
-                }
+        let (head, found) = journal.run(move |conn| {
+            let rows = conn.query(
+                "SELECT h.position, h.hash, h.recorded_at, h.greatest_id, v.stream, v.version \
+                 FROM annals_head h LEFT JOIN LATERAL (\
+                     SELECT stream, max(version) AS version FROM annals_events \
+                     WHERE stream = ANY($1) GROUP BY stream\
+                 ) v ON true",
+                &[&names],
+            )?;
+            let head = match rows.first() {
+                Some(row) => head_of(row)?,
+                None => return Err(StoreError::corrupt("the log head", "its row is missing")),
             };
-            if ended.is_err() {
-                // Whatever state the connection is in, the next round starts on a new one.
-                conn.prepared.clear();
-                let _ = conn.client.batch_execute("ROLLBACK");
+            let mut found = HashMap::new();
+            for row in &rows {
+                if let (Some(stream), Some(version)) =
+                    (row.get::<_, Option<String>>(4), row.get::<_, Option<i64>>(5))
+                {
+                    found.insert(stream, from_sql_int(version, "a stream version")?);
+                }
             }
-            ended
-        })
+            Ok((head, found))
+        })?;
+        let versions = streams
+            .iter()
+            .map(|stream| {
+                let version = found.get(stream.as_str()).copied().unwrap_or(0);
+                (stream.clone(), version)
+            })
+            .collect();
+        Ok((head, versions))
+    }
+
+    /// Writes the round in one statement, committed on its own: the head moves from the one
+    /// the round was sealed against (compare and set), the events are inserted, other nodes are
+    /// notified. When another node moved the head first, nothing is written and the answer is
+    /// [`Committed::HeadMoved`]. The head row's lock is held only from this statement's update
+    /// to its commit.
+    pub(crate) fn commit(
+        &self,
+        batch: PgBatch,
+        durability: Durability,
+    ) -> Result<Committed, StoreError> {
+        let rounds = self.rounds(durability)?;
+        let journal = rounds.as_ref().expect("opened by rounds()");
+        journal.run(move |conn| write_round(conn, &batch))
     }
 }
 
-fn write_round(conn: &mut Conn, batch: &PgBatch) -> Result<(), StoreError> {
+fn write_round(conn: &mut Conn, batch: &PgBatch) -> Result<Committed, StoreError> {
     let head = batch
         .head
         .as_ref()
         .ok_or_else(|| StoreError::corrupt("a commit round", "it sets no head"))?;
+    let first = batch
+        .positions
+        .first()
+        .ok_or_else(|| StoreError::corrupt("a commit round", "it holds no event"))?;
+    let from = first - 1;
     let notice = head.position.to_string();
     let (position, hash, recorded_at, greatest) = head_row(head);
-    conn.execute(
-        "WITH events AS (\
+    let rows = conn.query(
+        "WITH head AS (\
+             UPDATE annals_head SET position = $6, hash = $7, recorded_at = $8, greatest_id = $9 \
+             WHERE position = $11 RETURNING 1\
+         ), events AS (\
              INSERT INTO annals_events (position, stream, version, event_id, record) \
-             SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::uuid[], $5::bytea[])\
-         ), head AS (\
-             UPDATE annals_head SET position = $6, hash = $7, recorded_at = $8, greatest_id = $9\
-         ) SELECT pg_notify('annals_head', $10)",
+             SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::uuid[], $5::bytea[]) \
+             WHERE EXISTS (SELECT 1 FROM head)\
+         ) SELECT pg_notify('annals_head', $10) FROM head",
         &[
             &batch.positions,
             &batch.streams,
@@ -769,9 +786,14 @@ fn write_round(conn: &mut Conn, batch: &PgBatch) -> Result<(), StoreError> {
             &recorded_at,
             &greatest,
             &notice,
+            &from,
         ],
-    )
-    .map(drop)
+    )?;
+    Ok(if rows.is_empty() {
+        Committed::HeadMoved
+    } else {
+        Committed::Written
+    })
 }
 
 fn head_row(head: &LogHead) -> (i64, Vec<u8>, i64, Uuid) {
