@@ -371,7 +371,7 @@ impl<E: Entity> Actor for EntityActor<E> {
                 .and_then(|loaded| loaded.map_err(|e| e.to_string()))
         };
         // `wait` holds every message until the state is loaded.
-        ctx.wait(load.into_actor(self).map(|loaded, actor, _| match loaded {
+        ctx.wait(load.into_actor(self).map(move |loaded, actor, _| match loaded {
             Ok(loaded) => {
                 let snapshot_version = loaded.snapshot_version.unwrap_or(0);
                 let mut cell = Cell::<E> {
