@@ -371,25 +371,28 @@ impl<E: Entity> Actor for EntityActor<E> {
                 .and_then(|loaded| loaded.map_err(|e| e.to_string()))
         };
         // `wait` holds every message until the state is loaded.
-        ctx.wait(load.into_actor(self).map(move |loaded, actor, _| match loaded {
-            Ok(loaded) => {
-                let snapshot_version = loaded.snapshot_version.unwrap_or(0);
-                let mut cell = Cell::<E> {
-                    state: loaded.state,
-                    version: loaded.version,
-                    snapshot_version,
-                    checked_at,
-                };
-                if loaded.took > actor.env.settings.replay_budget && loaded.replayed > 0 {
-                    cell.snapshot_in_background(&actor.env.log, &actor.stream);
-                }
-                actor.cell = Some(cell);
-            }
-            Err(error) => {
-                tracing::error!(stream = %actor.stream, %error, "activation failed");
-                actor.broken = Some(format!("{} cannot be loaded: {error}", actor.stream));
-            }
-        }));
+        ctx.wait(
+            load.into_actor(self)
+                .map(move |loaded, actor, _| match loaded {
+                    Ok(loaded) => {
+                        let snapshot_version = loaded.snapshot_version.unwrap_or(0);
+                        let mut cell = Cell::<E> {
+                            state: loaded.state,
+                            version: loaded.version,
+                            snapshot_version,
+                            checked_at,
+                        };
+                        if loaded.took > actor.env.settings.replay_budget && loaded.replayed > 0 {
+                            cell.snapshot_in_background(&actor.env.log, &actor.stream);
+                        }
+                        actor.cell = Some(cell);
+                    }
+                    Err(error) => {
+                        tracing::error!(stream = %actor.stream, %error, "activation failed");
+                        actor.broken = Some(format!("{} cannot be loaded: {error}", actor.stream));
+                    }
+                }),
+        );
     }
 }
 

@@ -400,15 +400,19 @@ impl PgStore {
         let names: Vec<String> = streams.iter().map(|s| s.as_str().to_owned()).collect();
         let found = self.reads.run(move |conn| {
             let rows = conn.query(
-                "SELECT stream, max(version) FROM annals_events WHERE stream = ANY($1) \
-                 GROUP BY stream",
+                "SELECT s.stream, (SELECT e.version FROM annals_events e \
+                     WHERE e.stream = s.stream ORDER BY e.version DESC LIMIT 1) \
+                 FROM unnest($1::text[]) AS s(stream)",
                 &[&names],
             )?;
             rows.iter()
                 .map(|row| {
                     Ok((
                         row.get::<_, String>(0),
-                        from_sql_int(row.get(1), "a stream version")?,
+                        from_sql_int(
+                            row.get::<_, Option<i64>>(1).unwrap_or(0),
+                            "a stream version",
+                        )?,
                     ))
                 })
                 .collect::<Result<HashMap<String, Version>, StoreError>>()
@@ -707,11 +711,12 @@ impl PgStore {
         let journal = rounds.as_ref().expect("opened by rounds()");
         let (head, found) = journal.run(move |conn| {
             let rows = conn.query(
-                "SELECT h.position, h.hash, h.recorded_at, h.greatest_id, v.stream, v.version \
-                 FROM annals_head h LEFT JOIN LATERAL (\
-                     SELECT stream, max(version) AS version FROM annals_events \
-                     WHERE stream = ANY($1) GROUP BY stream\
-                 ) v ON true",
+                // One backward index probe per stream (a `max … GROUP BY` would read every
+                // version of every stream).
+                "SELECT h.position, h.hash, h.recorded_at, h.greatest_id, s.stream, \
+                     (SELECT e.version FROM annals_events e WHERE e.stream = s.stream \
+                      ORDER BY e.version DESC LIMIT 1) \
+                 FROM annals_head h LEFT JOIN unnest($1::text[]) AS s(stream) ON true",
                 &[&names],
             )?;
             let head = match rows.first() {
@@ -720,9 +725,10 @@ impl PgStore {
             };
             let mut found = HashMap::new();
             for row in &rows {
-                if let (Some(stream), Some(version)) =
-                    (row.get::<_, Option<String>>(4), row.get::<_, Option<i64>>(5))
-                {
+                if let (Some(stream), Some(version)) = (
+                    row.get::<_, Option<String>>(4),
+                    row.get::<_, Option<i64>>(5),
+                ) {
                     found.insert(stream, from_sql_int(version, "a stream version")?);
                 }
             }
