@@ -304,8 +304,25 @@ async fn report(app: &TestApp, host: &str, app_name: &str, ver: &str) {
 
 #[actix_rt::test]
 async fn a_streams_timeline_shows_the_state_at_the_version_picked_and_follows_new_events() {
+    timeline_scenario(common::Engine::Sled).await;
+}
+
+/// The same pages over a log in PostgreSQL: the console reads the event API and the faces'
+/// read models, whichever engine holds the log.
+#[actix_rt::test]
+async fn on_a_postgresql_log_the_timeline_shows_the_state_at_a_version_and_follows_new_events() {
+    timeline_scenario(common::Engine::Postgres).await;
+}
+
+async fn timeline_scenario(engine: common::Engine) {
     let _one = ONE_BROWSER.lock().await;
-    let app = server(|_, _| {}).await;
+    let app = server(|config, _| {
+        if engine == common::Engine::Postgres {
+            config.log.backend = annals::config::LogBackend::Postgres;
+            config.log.postgres_url = common::postgres::server().new_database();
+        }
+    })
+    .await;
     report(&app, "web01", "nginx", "1.24.0").await;
     report(&app, "web01", "nginx", "1.25.3").await;
     let browser = Browser::start(1280, 900).await;
@@ -317,7 +334,9 @@ async fn a_streams_timeline_shows_the_state_at_the_version_picked_and_follows_ne
     browser
         .wait_for_text(WAIT, "#faces", "Inventory hosts\n1")
         .await;
-    browser.screenshot("overview").await;
+    if engine == common::Engine::Sled {
+        browser.screenshot("overview").await;
+    }
 
     // The stream page lists both versions; picking the first shows the state then.
     browser
@@ -350,7 +369,9 @@ async fn a_streams_timeline_shows_the_state_at_the_version_picked_and_follows_ne
     );
     assert!(browser.text("#state-json").await.contains("1.25.3"));
     assert!(browser.eval("return location.hash").await == "#/streams/host-web01/v/2");
-    browser.screenshot("stream").await;
+    if engine == common::Engine::Sled {
+        browser.screenshot("stream").await;
+    }
 
     // A report through the face appears on the open page within a second.
     browser.wait_live().await;
@@ -361,7 +382,9 @@ async fn a_streams_timeline_shows_the_state_at_the_version_picked_and_follows_ne
     browser.open(&format!("{}/#/inventory", app.main)).await;
     let inventory = browser.wait_for_text(WAIT, "#inventory", "1.27.0").await;
     assert!(inventory.contains("nginx"), "{inventory}");
-    browser.screenshot("inventory").await;
+    if engine == common::Engine::Sled {
+        browser.screenshot("inventory").await;
+    }
 
     // Going back in time by a date: before the first event there is nothing.
     browser
