@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use appends::{annals_writer, drive, line_event, ms, percentile, timed, Pooled, Run, LINE_BYTES};
+use appends::{drive, line_event, ms, percentile, run_writers, timed, Pooled, Run, LINE_BYTES};
 use chrono::Utc;
 use env::env_or;
 use scratch::new_event;
@@ -89,18 +89,7 @@ fn run_annals(
     seconds: f64,
 ) -> anyhow::Result<Run> {
     let (_dir, log) = scratch::temp_log(Durability::Fsync)?;
-    let result = runtime.block_on(async {
-        let (events, elapsed, latencies) = drive(writers, |w, barrier| {
-            annals_writer(log.clone(), w, barrier, seconds)
-        })
-        .await?;
-        anyhow::Ok(Run {
-            events,
-            elapsed,
-            latencies,
-            rounds: None,
-        })
-    });
+    let result = run_writers(runtime, std::slice::from_ref(&log), writers, seconds);
     log.close();
     drop(log);
     result

@@ -23,7 +23,7 @@ mod pg;
 mod scratch;
 
 use anyhow::Context;
-use appends::{annals_writer, drive, ms, Pooled, Run, LINE_BYTES};
+use appends::{ms, run_writers, Pooled, Run, LINE_BYTES};
 use env::env_or;
 
 use annals::events::{Durability, EventLog, LogOptions};
@@ -71,18 +71,7 @@ fn run(
                 .collect::<Result<_, _>>()?
         }
     };
-    let measured = runtime.block_on(async {
-        let (events, elapsed, latencies) = drive(writers, |w, barrier| {
-            annals_writer(nodes[w % nodes.len()].clone(), w, barrier, seconds)
-        })
-        .await?;
-        anyhow::Ok(Run {
-            events,
-            elapsed,
-            latencies,
-            rounds: None,
-        })
-    });
+    let measured = run_writers(runtime, &nodes, writers, seconds);
     for node in &nodes {
         node.close();
     }

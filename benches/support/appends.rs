@@ -163,3 +163,24 @@ where
     }
     Ok((events, start.elapsed(), latencies))
 }
+
+/// Runs `writers` writers for `seconds`, writer `w` appending through `logs[w % logs.len()]`.
+pub fn run_writers(
+    runtime: &tokio::runtime::Runtime,
+    logs: &[EventLog],
+    writers: usize,
+    seconds: f64,
+) -> anyhow::Result<Run> {
+    runtime.block_on(async {
+        let (events, elapsed, latencies) = drive(writers, |w, barrier| {
+            annals_writer(logs[w % logs.len()].clone(), w, barrier, seconds)
+        })
+        .await?;
+        anyhow::Ok(Run {
+            events,
+            elapsed,
+            latencies,
+            rounds: None,
+        })
+    })
+}

@@ -261,12 +261,18 @@ impl Store {
         after: Position,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        on_engine!(self, s => s.read_all(after, limit))
+        self.events_after(after).take(limit).collect()
     }
 
     /// Every event after global position `after`, in order, read lazily.
     pub fn events_after(&self, after: Position) -> Reads<'_, RecordedEvent> {
-        on_engine!(self, s => Box::new(s.events_after(after)))
+        match self {
+            Store::Sled(s) => Box::new(s.events_after(after)),
+            Store::Postgres(s) => Box::new(s.raw_events_after(after).map(|raw| {
+                let raw = raw?;
+                raw.record.open(|| format!("position {}", raw.position))
+            })),
+        }
     }
 
     /// Every stored event after `after` in global order, as raw bytes with the stream and

@@ -465,59 +465,26 @@ impl PgStore {
             .transpose()
     }
 
-    pub fn read_all(
-        &self,
-        after: Position,
-        limit: usize,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.events_after(after).take(limit).collect()
-    }
-
-    pub fn events_after(
-        &self,
-        after: Position,
-    ) -> impl Iterator<Item = Result<RecordedEvent, StoreError>> + '_ {
-        self.raw_events_after(after).map(|raw| {
-            let raw = raw?;
-            raw.record.open(|| format!("position {}", raw.position))
-        })
-    }
-
     /// Rows in position order, a page at a time.
     pub fn raw_events_after(
         &self,
         after: Position,
     ) -> impl Iterator<Item = Result<RawEvent, StoreError>> + '_ {
-        let mut next_after = after;
-        let mut page = std::collections::VecDeque::new();
-        let mut done = false;
-        std::iter::from_fn(move || {
-            if page.is_empty() && !done {
-                let from = to_sql_int(next_after);
-                let fetched = self.reads.run(move |conn| {
+        paged(
+            after,
+            move |after| {
+                let from = to_sql_int(after);
+                self.reads.run(move |conn| {
                     let rows = conn.query(
                         "SELECT position, stream, version, record FROM annals_events \
                          WHERE position > $1 ORDER BY position LIMIT $2",
                         &[&from, &PAGE_ROWS],
                     )?;
-                    rows.iter().map(raw_of).collect::<Result<Vec<_>, _>>()
-                });
-                match fetched {
-                    Ok(rows) => {
-                        done = (rows.len() as i64) < PAGE_ROWS;
-                        if let Some(last) = rows.last() {
-                            next_after = last.position;
-                        }
-                        page.extend(rows);
-                    }
-                    Err(error) => {
-                        done = true;
-                        return Some(Err(error));
-                    }
-                }
-            }
-            page.pop_front().map(Ok)
-        })
+                    rows.iter().map(raw_of).collect()
+                })
+            },
+            |raw: &RawEvent| raw.position,
+        )
     }
 
     /// A stream's records in version order, a page at a time.
@@ -527,14 +494,11 @@ impl PgStore {
         after: Version,
     ) -> impl Iterator<Item = Result<Record, StoreError>> + '_ {
         let stream = stream.as_str().to_owned();
-        let mut next_after = after;
-        let mut page = std::collections::VecDeque::new();
-        let mut done = false;
-        std::iter::from_fn(move || {
-            if page.is_empty() && !done {
-                let from = to_sql_int(next_after);
-                let stream = stream.clone();
-                let fetched = self.reads.run(move |conn| {
+        let versions = paged(
+            after,
+            move |after| {
+                let (from, stream) = (to_sql_int(after), stream.clone());
+                self.reads.run(move |conn| {
                     let rows = conn.query(
                         "SELECT version, record FROM annals_events \
                          WHERE stream = $1 AND version > $2 ORDER BY version LIMIT $3",
@@ -542,29 +506,15 @@ impl PgStore {
                     )?;
                     rows.iter()
                         .map(|row| {
-                            Ok((
-                                from_sql_int(row.get(0), "a version")?,
-                                row.get::<_, Vec<u8>>(1),
-                            ))
+                            let version = from_sql_int(row.get(0), "a version")?;
+                            Ok((version, row.get::<_, Vec<u8>>(1)))
                         })
-                        .collect::<Result<Vec<_>, StoreError>>()
-                });
-                match fetched {
-                    Ok(rows) => {
-                        done = (rows.len() as i64) < PAGE_ROWS;
-                        if let Some((version, _)) = rows.last() {
-                            next_after = *version;
-                        }
-                        page.extend(rows.into_iter().map(|(_, record)| Record::from(record)));
-                    }
-                    Err(error) => {
-                        done = true;
-                        return Some(Err(error));
-                    }
-                }
-            }
-            page.pop_front().map(Ok)
-        })
+                        .collect()
+                })
+            },
+            |(version, _): &(Version, Vec<u8>)| *version,
+        );
+        versions.map(|row| row.map(|(_, record)| Record::from(record)))
     }
 
     /// The category's streams are the names from `category-` up to, not including,
@@ -837,6 +787,36 @@ fn raw_of(row: &postgres::Row) -> Result<RawEvent, StoreError> {
         stream,
         version: from_sql_int(row.get(2), "a version")?,
         record: Record::from(row.get::<_, Vec<u8>>(3)),
+    })
+}
+
+/// A lazy walk that reads [`PAGE_ROWS`] rows at a time: `fetch(after)` reads the rows after a
+/// key, `key` is a row's key; the walk ends after a short page or an error.
+fn paged<'a, T: 'a>(
+    after: u64,
+    mut fetch: impl FnMut(u64) -> Result<Vec<T>, StoreError> + 'a,
+    key: impl Fn(&T) -> u64 + 'a,
+) -> impl Iterator<Item = Result<T, StoreError>> + 'a {
+    let mut next_after = after;
+    let mut page = std::collections::VecDeque::new();
+    let mut done = false;
+    std::iter::from_fn(move || {
+        if page.is_empty() && !done {
+            match fetch(next_after) {
+                Ok(rows) => {
+                    done = (rows.len() as i64) < PAGE_ROWS;
+                    if let Some(last) = rows.last() {
+                        next_after = key(last);
+                    }
+                    page.extend(rows);
+                }
+                Err(error) => {
+                    done = true;
+                    return Some(Err(error));
+                }
+            }
+        }
+        page.pop_front().map(Ok)
     })
 }
 

@@ -343,15 +343,6 @@ impl SledStore {
         }
     }
 
-    /// Up to `limit` events after global position `after`, in order.
-    pub fn read_all(
-        &self,
-        after: Position,
-        limit: usize,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.events_after(after).take(limit).collect()
-    }
-
     /// Every event after global position `after`, in order, read lazily.
     pub fn events_after(
         &self,

@@ -317,6 +317,14 @@ fn run_view(test_id: Uuid, state: TestRunState) -> Option<super::openapi::Refsta
 }
 
 /// The face's own routes answer an unknown run 404, the spec's routes 400.
+/// A test run's id and one of its uploads' ids, from a path; a malformed one names nothing.
+fn upload_ids((test_id, upload_id): (String, String)) -> Result<(Uuid, Uuid), RefstackError> {
+    let test_id = parse_test_id(&test_id).map_err(not_found)?;
+    let upload_id =
+        Uuid::parse_str(&upload_id).map_err(|_| RefstackError::not_found("no such upload"))?;
+    Ok((test_id, upload_id))
+}
+
 fn not_found(error: TestRunsError) -> RefstackError {
     match error {
         TestRunsError::UnknownRun => RefstackError::not_found("no such test run"),
@@ -358,10 +366,7 @@ async fn get_upload(
     Visit { face, .. }: Visit<Refstack>,
     ids: web::Path<(String, String)>,
 ) -> Result<HttpResponse, RefstackError> {
-    let (test_id, upload_id) = ids.into_inner();
-    let test_id = parse_test_id(&test_id).map_err(not_found)?;
-    let upload_id =
-        Uuid::parse_str(&upload_id).map_err(|_| RefstackError::not_found("no such upload"))?;
+    let (test_id, upload_id) = upload_ids(ids.into_inner())?;
     let bytes = face
         .runs
         .raw_upload(test_id, upload_id)
@@ -390,10 +395,7 @@ async fn get_upload_tests(
     Visit { face, .. }: Visit<Refstack>,
     ids: web::Path<(String, String)>,
 ) -> Result<HttpResponse, RefstackError> {
-    let (test_id, upload_id) = ids.into_inner();
-    let test_id = parse_test_id(&test_id).map_err(not_found)?;
-    let upload_id =
-        Uuid::parse_str(&upload_id).map_err(|_| RefstackError::not_found("no such upload"))?;
+    let (test_id, upload_id) = upload_ids(ids.into_inner())?;
     let run = match face.runs.upload_tests(test_id, upload_id).await {
         Ok(run) => run,
         // It was read when it was taken: what no longer reads is annals' problem.
