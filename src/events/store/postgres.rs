@@ -328,6 +328,9 @@ impl PgStore {
         let described = store.describe();
         store.reads.run(move |conn| {
             let mut tx = conn.client.transaction().map_err(pg)?;
+            // Every open after the first finds the tables there: no notice for each.
+            tx.batch_execute("SET LOCAL client_min_messages = warning")
+                .map_err(pg)?;
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
                 .map_err(pg)?;
             tx.batch_execute(SCHEMA).map_err(pg)?;
