@@ -431,3 +431,40 @@ async fn an_entity_held_on_one_node_answers_with_what_another_node_wrote() {
     followed(&a.log, b.log.head()).await;
     assert_eq!(on_a.state("nightly").await.unwrap().0, 3);
 }
+
+#[test]
+fn a_missing_or_unreachable_database_is_refused_clearly_and_never_shows_its_password() {
+    let data = tempfile::tempdir().unwrap();
+    let (code, out) = output({
+        let mut c = annals_on("postgres://annals:s3cret@127.0.0.1:1/annals", data.path());
+        c.arg("verify");
+        c
+    });
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        out.contains("cannot open the log at PostgreSQL postgres://annals:…@127.0.0.1:1/annals"),
+        "{out}"
+    );
+    assert!(!out.contains("s3cret"), "{out}");
+
+    let (code, out) = output({
+        let mut c = annals_on("", data.path());
+        c.arg("verify");
+        c
+    });
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("needs postgres_url"), "{out}");
+
+    let config = common::written(
+        data.path(),
+        "annals.toml",
+        "[log]\nbackend = \"postgres\"\n",
+    );
+    let (code, out) = output({
+        let mut c = Command::new(env!("CARGO_BIN_EXE_annals"));
+        c.args(["config", "check"]).arg(&config);
+        c
+    });
+    assert_ne!(code, Some(0), "{out}");
+    assert!(out.contains("needs postgres_url"), "{out}");
+}

@@ -104,9 +104,16 @@ impl std::fmt::Debug for PostgresOptions {
 
 impl PostgresOptions {
     fn config(&self) -> Result<postgres::Config, StoreError> {
+        if self.url.trim().is_empty() {
+            return Err(StoreError::Postgres(
+                "no URL: [log] backend \"postgres\" needs postgres_url (ANNALS_LOG_POSTGRES_URL), \
+                 such as postgres://annals@127.0.0.1:5432/annals"
+                    .into(),
+            ));
+        }
         let mut config: postgres::Config = self.url.parse().map_err(|e| {
             StoreError::Postgres(format!(
-                "the URL {} is not a PostgreSQL connection string: {e}",
+                "the URL {:?} is not a PostgreSQL connection string: {e}",
                 redact(&self.url)
             ))
         })?;
@@ -326,7 +333,8 @@ impl PgStore {
             rounds: Mutex::new(None),
         };
         let described = store.describe();
-        store.reads.run(move |conn| {
+        let opening = described.clone();
+        let opened = store.reads.run(move |conn| {
             let mut tx = conn.client.transaction().map_err(pg)?;
             // Every open after the first finds the tables there: no notice for each.
             tx.batch_execute("SET LOCAL client_min_messages = warning")
@@ -359,8 +367,16 @@ impl PgStore {
                 });
             }
             Ok(())
-        })?;
-        Ok(store)
+        });
+        match opened {
+            Ok(()) => Ok(store),
+            // Say which database could not be reached.
+            Err(StoreError::Postgres(reason)) => Err(StoreError::Open {
+                path: PathBuf::from(opening),
+                reason,
+            }),
+            Err(other) => Err(other),
+        }
     }
 
     pub fn path(&self) -> &Path {
