@@ -1,6 +1,8 @@
-//! The journal: the only writer of the log. One thread takes every pending append request,
-//! checks expected versions, writes all accepted events of the round in one atomic batch, makes
-//! the batch durable once, and only then acknowledges the round and publishes the new head.
+//! The journal: the node's only writer of the log. One thread takes every pending append
+//! request, checks expected versions, writes all accepted events of the round in one atomic
+//! batch, makes the batch durable once, and only then publishes the round and acknowledges it.
+//! On PostgreSQL the journals of several nodes write to one log: a round is sealed on the head
+//! it read and written only if that head is still the log's, else sealed again on the new one.
 //! It never reads on behalf of anyone else and never holds entity state.
 
 use std::collections::HashMap;
@@ -159,13 +161,13 @@ struct Writer {
     store: Arc<Store>,
     durability: Durability,
     /// The last durable event this journal knows of; the next round chains to it (on
-    /// PostgreSQL, to the head the round locks, which another node may have moved).
+    /// PostgreSQL, to the head the round reads, which another node may have moved).
     head: LogHead,
     /// Where each durable round goes, for followers.
     publisher: Arc<Publisher>,
-    /// The versions of recently written streams: exact while no other node writes (a round
-    /// that finds the head moved by another starts it afresh); a stream not here is looked up
-    /// in the store.
+    /// The versions of recently written streams, kept on sled, where this journal is the only
+    /// writer and they stay exact; a stream not here is looked up in the store. On PostgreSQL
+    /// each round reads its streams' versions with the head.
     versions: HashMap<StreamId, Version>,
     /// Set when a sled round could not be made durable. The store may then hold writes that
     /// were never acknowledged, so the journal refuses everything until a restart recovers the

@@ -13,7 +13,7 @@
 //! in one snapshot; the journal checks expected versions and seals the events against them.
 //! The second, committed on its own, moves the head from the position it was read at (compare
 //! and set), inserts every event of the round and sends one `NOTIFY annals_head` with the new
-//! position, which other nodes follow; when another node moved the head in between, it writes
+//! position and the writing node's mark, which other nodes follow; when another node moved the head in between, it writes
 //! nothing and the journal reads and seals again. So rounds of all nodes follow each other, the
 //! chain continues from the head's hash, and no reader can see position p + 1 before p. The
 //! head row is locked only from the update to the commit, which is the durability point
@@ -312,6 +312,9 @@ pub struct PgStore {
     /// The journal's connection, with one `synchronous_commit` per durability, opened with the
     /// first round.
     rounds: Mutex<Option<Workers>>,
+    /// This node's mark in its rounds' notifications, so that its follower leaves them to the
+    /// journal, which publishes them itself.
+    node: u64,
 }
 
 impl PgStore {
@@ -331,6 +334,7 @@ impl PgStore {
             config,
             reads,
             rounds: Mutex::new(None),
+            node: Uuid::new_v4().as_u64_pair().0,
         };
         let described = store.describe();
         let opening = described.clone();
@@ -725,11 +729,13 @@ impl PgStore {
     ) -> Result<Committed, StoreError> {
         let rounds = self.rounds(durability)?;
         let journal = rounds.as_ref().expect("opened by rounds()");
-        journal.run(move |conn| write_round(conn, &batch))
+        let node = self.node;
+        journal.run(move |conn| write_round(conn, &batch, node))
     }
 }
 
-fn write_round(conn: &mut Conn, batch: &PgBatch) -> Result<Committed, StoreError> {
+/// `node` goes into the notification after the new head's position: `<position> <node>`.
+fn write_round(conn: &mut Conn, batch: &PgBatch, node: u64) -> Result<Committed, StoreError> {
     let head = batch
         .head
         .as_ref()
@@ -739,7 +745,7 @@ fn write_round(conn: &mut Conn, batch: &PgBatch) -> Result<Committed, StoreError
         .first()
         .ok_or_else(|| StoreError::corrupt("a commit round", "it holds no event"))?;
     let from = first - 1;
-    let notice = head.position.to_string();
+    let notice = format!("{} {node}", head.position);
     let (position, hash, recorded_at, greatest) = head_row(head);
     let rows = conn.query(
         "WITH head AS (\
@@ -855,7 +861,7 @@ impl PgStore {
         &self,
         mut publish: impl FnMut(Option<Position>) -> bool + Send + 'static,
     ) -> Result<(), StoreError> {
-        let config = self.config.clone();
+        let (config, node) = (self.config.clone(), self.node);
         std::thread::Builder::new()
             .name("annals-pg-follow".into())
             .spawn(move || {
@@ -890,7 +896,13 @@ impl PgStore {
                     // Wait for one notification, then take those already queued behind it.
                     let mut received = notices.timeout_iter(LISTEN_TICK).next();
                     while let Ok(Some(notice)) = received {
-                        newest = newest.max(notice.payload().parse::<Position>().ok());
+                        // This node's own rounds are the journal's to publish.
+                        let mut parts = notice.payload().split(' ');
+                        let position = parts.next().and_then(|p| p.parse::<Position>().ok());
+                        let from = parts.next().and_then(|n| n.parse::<u64>().ok());
+                        if from != Some(node) {
+                            newest = newest.max(position);
+                        }
                         received = notices.iter().next();
                     }
                     if let Err(error) = received {
