@@ -224,21 +224,6 @@ impl Store {
         on_engine!(self, s => s.stream_version(stream))
     }
 
-    /// The versions of several streams at once (0 for a stream with no event): one query on
-    /// PostgreSQL, one lookup each on sled.
-    pub fn stream_versions(
-        &self,
-        streams: &[StreamId],
-    ) -> Result<HashMap<StreamId, Version>, StoreError> {
-        match self {
-            Store::Sled(s) => streams
-                .iter()
-                .map(|stream| Ok((stream.clone(), s.stream_version(stream)?)))
-                .collect(),
-            Store::Postgres(s) => s.stream_versions(streams),
-        }
-    }
-
     /// Where the events of `stream` that carry these ids are, for the ids found. `expected` is
     /// the version an append expected: a retry that was written put its events right after it.
     pub fn find_event_ids(
@@ -361,7 +346,13 @@ impl Store {
         streams: &[StreamId],
     ) -> Result<(LogHead, HashMap<StreamId, Version>), StoreError> {
         match self {
-            Store::Sled(_) => Ok((*mine, self.stream_versions(streams)?)),
+            Store::Sled(s) => {
+                let versions = streams
+                    .iter()
+                    .map(|stream| Ok((stream.clone(), s.stream_version(stream)?)))
+                    .collect::<Result<_, StoreError>>()?;
+                Ok((*mine, versions))
+            }
             Store::Postgres(s) => s.begin_round(durability, streams),
         }
     }

@@ -416,39 +416,6 @@ impl PgStore {
         })
     }
 
-    pub fn stream_versions(
-        &self,
-        streams: &[StreamId],
-    ) -> Result<HashMap<StreamId, Version>, StoreError> {
-        let names: Vec<String> = streams.iter().map(|s| s.as_str().to_owned()).collect();
-        let found = self.reads.run(move |conn| {
-            let rows = conn.query(
-                "SELECT s.stream, (SELECT e.version FROM annals_events e \
-                     WHERE e.stream = s.stream ORDER BY e.version DESC LIMIT 1) \
-                 FROM unnest($1::text[]) AS s(stream)",
-                &[&names],
-            )?;
-            rows.iter()
-                .map(|row| {
-                    Ok((
-                        row.get::<_, String>(0),
-                        from_sql_int(
-                            row.get::<_, Option<i64>>(1).unwrap_or(0),
-                            "a stream version",
-                        )?,
-                    ))
-                })
-                .collect::<Result<HashMap<String, Version>, StoreError>>()
-        })?;
-        Ok(streams
-            .iter()
-            .map(|stream| {
-                let version = found.get(stream.as_str()).copied().unwrap_or(0);
-                (stream.clone(), version)
-            })
-            .collect())
-    }
-
     /// One indexed lookup of the ids within the stream (`expected` is not needed: the event id
     /// index finds them wherever they are).
     pub fn find_event_ids(
@@ -593,49 +560,48 @@ impl PgStore {
     }
 
     pub fn snapshot(&self, stream: &StreamId) -> Result<Option<Vec<u8>>, StoreError> {
-        let stream = stream.as_str().to_owned();
-        self.reads.run(move |conn| {
-            let rows = conn.query(
-                "SELECT state FROM annals_snapshots WHERE stream = $1",
-                &[&stream],
-            )?;
-            Ok(rows.first().map(|row| row.get(0)))
-        })
+        self.cached(
+            "SELECT state FROM annals_snapshots WHERE stream = $1",
+            stream.as_str(),
+        )
     }
 
     pub fn put_snapshot(&self, stream: &StreamId, bytes: &[u8]) -> Result<(), StoreError> {
-        let (stream, bytes) = (stream.as_str().to_owned(), bytes.to_vec());
-        self.reads.run(move |conn| {
-            conn.execute(
-                "INSERT INTO annals_snapshots (stream, state) VALUES ($1, $2) \
-                 ON CONFLICT (stream) DO UPDATE SET state = excluded.state",
-                &[&stream, &bytes],
-            )
-            .map(drop)
-        })
+        self.put_cached(
+            "INSERT INTO annals_snapshots (stream, state) VALUES ($1, $2) \
+             ON CONFLICT (stream) DO UPDATE SET state = excluded.state",
+            stream.as_str(),
+            bytes,
+        )
     }
 
     pub fn checkpoint(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let name = name.to_owned();
+        self.cached("SELECT state FROM annals_checkpoints WHERE name = $1", name)
+    }
+
+    pub fn put_checkpoint(&self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        self.put_cached(
+            "INSERT INTO annals_checkpoints (name, state) VALUES ($1, $2) \
+             ON CONFLICT (name) DO UPDATE SET state = excluded.state",
+            name,
+            bytes,
+        )
+    }
+
+    /// A snapshot's or a checkpoint's bytes, by `select` of its key.
+    fn cached(&self, select: &'static str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let key = key.to_owned();
         self.reads.run(move |conn| {
-            let rows = conn.query(
-                "SELECT state FROM annals_checkpoints WHERE name = $1",
-                &[&name],
-            )?;
+            let rows = conn.query(select, &[&key])?;
             Ok(rows.first().map(|row| row.get(0)))
         })
     }
 
-    pub fn put_checkpoint(&self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
-        let (name, bytes) = (name.to_owned(), bytes.to_vec());
-        self.reads.run(move |conn| {
-            conn.execute(
-                "INSERT INTO annals_checkpoints (name, state) VALUES ($1, $2) \
-                 ON CONFLICT (name) DO UPDATE SET state = excluded.state",
-                &[&name, &bytes],
-            )
-            .map(drop)
-        })
+    /// Replaces a snapshot or a checkpoint, by `upsert` of its key and bytes.
+    fn put_cached(&self, upsert: &'static str, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        let (key, bytes) = (key.to_owned(), bytes.to_vec());
+        self.reads
+            .run(move |conn| conn.execute(upsert, &[&key, &bytes]).map(drop))
     }
 
     /// Every row is one record at one position, so both counts are the rows up to `head`:
@@ -847,7 +813,7 @@ fn paged<'a, T: 'a>(
 
 /// How often the follower of other nodes' rounds reads the head when no notification came: a
 /// notification lost (a connection that broke and came back) delays followers by this at most.
-pub(crate) const FALLBACK_POLL: Duration = Duration::from_secs(1);
+const FALLBACK_POLL: Duration = Duration::from_secs(1);
 
 /// How long the follower waits for a notification before it checks whether to stop.
 const LISTEN_TICK: Duration = Duration::from_millis(200);
