@@ -765,6 +765,7 @@ fn log_at(place: &str, data: &Path) -> (std::path::PathBuf, Backend) {
             url: place.to_owned(),
             password: std::env::var("PGPASSWORD").ok().filter(|p| !p.is_empty()),
             pool_size: 2,
+            lease: std::time::Duration::from_secs(10),
         };
         (data.to_owned(), Backend::Postgres(options))
     } else {

@@ -65,6 +65,9 @@ pub struct LogSection {
     /// Connections each node opens for reads (the journal and the follower of other nodes have
     /// one each besides).
     pub postgres_pool: u64,
+    /// How long a node's lease on its shards of entities lasts without renewal, in seconds: a
+    /// node that dies has its entities' effects taken over by another within this time.
+    pub postgres_lease_s: u64,
 }
 
 /// The engines a log can be kept in.
@@ -778,6 +781,7 @@ impl Default for LogSection {
             max_event_kb: log.max_event_bytes as u64 / 1024,
             postgres_url: String::new(),
             postgres_pool: 8,
+            postgres_lease_s: 10,
         }
     }
 }
@@ -836,6 +840,7 @@ impl Config {
                 url: self.log.postgres_url.clone(),
                 password: std::env::var("PGPASSWORD").ok().filter(|p| !p.is_empty()),
                 pool_size: self.log.postgres_pool as usize,
+                lease: std::time::Duration::from_secs(self.log.postgres_lease_s),
             }),
         };
         LogOptions {
@@ -1292,6 +1297,12 @@ impl Config {
             ("log", "cache_mb", self.log.cache_mb, ""),
             ("log", "max_event_kb", self.log.max_event_kb, ""),
             ("log", "postgres_pool", self.log.postgres_pool, ""),
+            (
+                "log",
+                "postgres_lease_s",
+                self.log.postgres_lease_s,
+                " (second)",
+            ),
             (
                 "http",
                 "sse_keep_alive_s",

@@ -104,7 +104,13 @@ impl Application {
             }
         }
         let others = OtherListeners::bind(config)?;
+        // The shards this node runs the effects of, before any kind settles its own.
+        log.hold_leases(Duration::from_secs(config.log.postgres_lease_s))
+            .await
+            .context("cannot lease this node's shards of entities")?;
+        let held = log.ownership().held();
         let shards = crate::runtime::Shards::start(config.actors.threads);
+        let cluster = crate::runtime::Cluster::default();
         let jobs = Entities::<Job>::start_on(
             &shards,
             log.clone(),
@@ -144,6 +150,7 @@ impl Application {
                     clock: &clock,
                     settings,
                     shards: &shards,
+                    cluster: &cluster,
                     auth: &auth,
                     stores: &stores,
                     listening,
@@ -160,6 +167,8 @@ impl Application {
             on_stop.extend(started.on_stop);
             running.add(face, started.data);
         }
+
+        tasks.extend(cluster.start(&log, held));
 
         let state = || HttpState {
             sse_keep_alive: Duration::from_secs(config.http.sse_keep_alive_s),

@@ -23,7 +23,7 @@ use uuid::Uuid;
 use crate::events::{EventLog, Metadata};
 use crate::runtime::projection::{self, Projection, ProjectionError};
 use crate::runtime::{
-    Clock, CommandError, Effects, Entities, Entity, Executed, NoEffects, ProjectionHandle,
+    Clock, Cluster, CommandError, Effects, Entities, Entity, Executed, NoEffects, ProjectionHandle,
     ProjectionSettings, Settings, Shards,
 };
 
@@ -36,6 +36,8 @@ pub struct Core {
     pub settings: Settings,
     /// The arbiters every kind's actors are spread over.
     pub shards: Shards,
+    /// The kinds whose effects follow the shards this node holds.
+    pub cluster: Cluster,
 }
 
 impl Core {
@@ -44,10 +46,13 @@ impl Core {
         self.entities_with(Arc::new(NoEffects))
     }
 
-    /// Starts the directory of kind `E`, whose durable events start `effects`.
+    /// Starts the directory of kind `E`, whose durable events start `effects` on the node
+    /// that holds the entity's shard.
     pub fn entities_with<E: Entity>(&self, effects: Arc<dyn Effects<E>>) -> Entities<E> {
         let (log, clock) = (self.log.clone(), self.clock.clone());
-        Entities::start_on(&self.shards, log, clock, effects, self.settings)
+        let entities = Entities::start_on(&self.shards, log, clock, effects, self.settings);
+        self.cluster.register(&self.log, &entities);
+        entities
     }
 }
 

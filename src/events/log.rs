@@ -11,6 +11,7 @@ use tokio::sync::{oneshot, watch};
 use uuid::Uuid;
 
 use super::envelope::{NewEvent, Position, RecordedEvent, StreamId, Version};
+use super::ownership::Ownership;
 use super::journal::{AppendError, AppendRequest, Appended, ExpectedVersion, Journal};
 use super::publish::Publisher;
 use super::recent::{RecentEvents, RecentLimits};
@@ -88,6 +89,31 @@ pub struct EventLog {
     released: Arc<watch::Sender<bool>>,
     /// See [`EventLog::foreign_head`].
     foreign: Arc<AtomicU64>,
+    /// The shards whose entities' effects this node runs.
+    ownership: Arc<Ownership>,
+    /// Where other nodes' events of this node's shards go (see [`EventLog::foreign_events`]).
+    foreign_events: ForeignEvents,
+    /// The journal's publisher, for [`EventLog::sync`] (the journal owns it).
+    publisher: std::sync::Weak<Publisher>,
+}
+
+/// Where [`Publisher`] sends other nodes' events of this node's shards, once someone asked.
+pub(crate) type ForeignEvents =
+    Arc<Mutex<Option<tokio::sync::mpsc::UnboundedSender<Vec<RecordedEvent>>>>>;
+
+/// This node's name among the nodes of a PostgreSQL log, kept in `file` (made on first use).
+fn node_id(file: &Path) -> std::io::Result<String> {
+    match std::fs::read_to_string(file) {
+        Ok(id) if !id.trim().is_empty() => return Ok(id.trim().to_owned()),
+        Ok(_) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => return Err(error),
+    }
+    let id = Uuid::new_v4().to_string();
+    let partial = file.with_extension("partial");
+    std::fs::write(&partial, &id)?;
+    std::fs::rename(&partial, file)?;
+    Ok(id)
 }
 
 /// What [`EventLog::new_event_id`] keeps: the greatest event id when the log was opened, and
@@ -106,7 +132,14 @@ impl EventLog {
         let (publish, committed) = watch::channel(head.position);
         let recent = Arc::new(RecentEvents::new(head.position, options.recent));
         let foreign = Arc::new(AtomicU64::new(0));
-        let publisher = Arc::new(Publisher::new(recent.clone(), publish, foreign.clone()));
+        let ownership = Arc::new(Ownership::default());
+        let foreign_events = ForeignEvents::default();
+        let publisher = Arc::new(Publisher::new(
+            recent.clone(),
+            publish,
+            foreign.clone(),
+            (ownership.clone(), foreign_events.clone()),
+        ));
         let opened = head.greatest_id;
         let journal = Journal::start(store.clone(), options.durability, publisher.clone())?;
         if let Some(postgres) = store.as_postgres() {
@@ -124,7 +157,67 @@ impl EventLog {
             }),
             released: Arc::new(watch::channel(false).0),
             foreign,
+            ownership,
+            foreign_events,
+            publisher: Arc::downgrade(&publisher),
         })
+    }
+
+    /// Publishes on this node whatever other nodes committed up to the head the store has now:
+    /// afterwards, reads and followers here see every event that was durable when it was
+    /// called. On sled, where this node is the only writer, there is nothing to do.
+    pub async fn sync(&self) -> Result<(), StoreError> {
+        if self.store.as_postgres().is_none() {
+            return Ok(());
+        }
+        let (store, publisher) = (self.store.clone(), self.publisher.clone());
+        tokio::task::spawn_blocking(move || {
+            let head = store.log_head()?.position;
+            match publisher.upgrade() {
+                Some(publisher) => publisher.catch_up(&store, head),
+                None => Ok(()),
+            }
+        })
+        .await
+        .map_err(|e| StoreError::Sync(std::io::Error::other(e)))?
+    }
+
+    /// The shards whose entities' side effects this node runs: all of them, until
+    /// [`EventLog::hold_leases`].
+    pub fn ownership(&self) -> &Ownership {
+        &self.ownership
+    }
+
+    /// On PostgreSQL, leases shards for this node (named by `node_id` in the data directory,
+    /// made on first use, so that a restarted node finds its leases again) and keeps
+    /// [`EventLog::ownership`] to the shards it holds, renewed several times per `lease`, for
+    /// as long as the log is open. Resolves after the first renewal. On sled, the one node
+    /// keeps every shard.
+    pub async fn hold_leases(&self, lease: Duration) -> Result<(), StoreError> {
+        let Some(postgres) = self.store.as_postgres() else {
+            return Ok(());
+        };
+        let file = self.store.path().join("node-id");
+        let node = tokio::task::spawn_blocking(move || node_id(&file))
+            .await
+            .map_err(|e| StoreError::Sync(std::io::Error::other(e)))?
+            .map_err(StoreError::Sync)?;
+        postgres
+            .hold_leases(node, lease, Arc::downgrade(&self.ownership))
+            .await
+    }
+
+    /// The events other nodes commit to streams of this node's shards, in position order, as
+    /// they are published here: the effects of another node's commands run on the node that
+    /// holds the entity's shard. Only the last receiver asked for is fed; nothing is kept
+    /// before it is asked for.
+    pub fn foreign_events(&self) -> tokio::sync::mpsc::UnboundedReceiver<Vec<RecordedEvent>> {
+        let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+        *self
+            .foreign_events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(sender);
+        receiver
     }
 
     /// The id of a new event, from `minted`, an id just made by a clock: `minted` itself when

@@ -8,6 +8,7 @@ pub mod follow;
 pub mod journal;
 pub mod log;
 pub mod migrate;
+pub mod ownership;
 mod publish;
 pub mod recent;
 pub mod store;
@@ -19,5 +20,6 @@ pub use envelope::{
 };
 pub use journal::{AppendError, Appended, ExpectedVersion};
 pub use log::{EventLog, LogOptions};
+pub use ownership::Ownership;
 pub use recent::SharedEvent;
 pub use store::{Backend, Durability, PostgresOptions, Store, StoreError};

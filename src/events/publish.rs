@@ -11,6 +11,8 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
 use super::envelope::{Position, RecordedEvent};
+use super::log::ForeignEvents;
+use super::ownership::Ownership;
 use super::recent::RecentEvents;
 use super::store::{Store, StoreError};
 
@@ -27,6 +29,9 @@ pub(crate) struct Publisher {
     /// The newest position published from the store rather than from this node's journal:
     /// another node's round (or, rarely, one of this node's that the follower read first).
     foreign: Arc<AtomicU64>,
+    /// Which streams' events read from the store go to `foreign_events`: this node's shards.
+    ownership: Arc<Ownership>,
+    foreign_events: ForeignEvents,
 }
 
 impl Publisher {
@@ -34,12 +39,15 @@ impl Publisher {
         recent: Arc<RecentEvents>,
         committed: watch::Sender<Position>,
         foreign: Arc<AtomicU64>,
+        (ownership, foreign_events): (Arc<Ownership>, ForeignEvents),
     ) -> Publisher {
         Publisher {
             recent,
             committed,
             order: Mutex::new(()),
             foreign,
+            ownership,
+            foreign_events,
         }
     }
 
@@ -106,10 +114,24 @@ impl Publisher {
                     })
                 }
             };
+            let ours = self.foreign_events.lock().unwrap_or_else(|p| p.into_inner());
+            let effects: Option<Vec<RecordedEvent>> = ours.as_ref().map(|_| {
+                events
+                    .iter()
+                    .filter(|event| self.ownership.owns(&event.stream))
+                    .cloned()
+                    .collect()
+            });
             self.recent.push_round(events);
             // Before the head: whoever sees the head sees that it came from elsewhere.
             self.foreign.fetch_max(last, Ordering::Release);
             self.committed.send_replace(last);
+            // After the head: whoever acts on them reads the log up to them.
+            if let (Some(sender), Some(effects)) = (ours.as_ref(), effects) {
+                if !effects.is_empty() {
+                    let _ = sender.send(effects);
+                }
+            }
         }
     }
 }

@@ -84,6 +84,8 @@ pub struct Start<'a> {
     pub settings: Settings,
     /// The arbiters entity actors are spread over.
     pub shards: &'a crate::runtime::Shards,
+    /// The kinds whose effects follow the shards this node holds.
+    pub cluster: &'a crate::runtime::Cluster,
     pub auth: &'a Arc<Auth>,
     pub stores: &'a Stores,
     pub listening: Listening,
@@ -111,6 +113,7 @@ impl Start<'_> {
             clock: self.clock.clone(),
             settings: self.settings,
             shards: self.shards.clone(),
+            cluster: self.cluster.clone(),
         }
     }
 }

@@ -17,11 +17,11 @@ use actix::prelude::*;
 
 use super::entity::{Clock, Entity};
 use super::host::{
-    AfterCommit, CommandError, CommandResult, EntityActor, Env, Execute, GetState, Inspect,
-    Reconcile,
+    AfterCommit, CommandError, CommandResult, Deliver, EntityActor, Env, Execute, GetState,
+    Inspect, Reconcile,
 };
 use super::settings::Settings;
-use crate::events::{EventLog, Metadata, StreamId, Version};
+use crate::events::{EventLog, Metadata, RecordedEvent, StreamId, Version};
 
 /// Counters of a directory's work.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -395,6 +395,15 @@ impl<E: Entity> Entities<E> {
         look: impl FnOnce(&E::State) -> R + Send + 'static,
     ) -> Result<(Version, R), CommandError<E::Rejection>> {
         self.route(id, Inspect::new(look)).await?
+    }
+
+    /// Hands entity `id`'s actor events another node committed to its stream, for their side
+    /// effects; in order with every other delivery, without waiting.
+    pub(crate) fn deliver(&self, id: &str, events: Vec<RecordedEvent>) {
+        self.directory(id).do_send(Route {
+            id: id.to_owned(),
+            message: Deliver(events),
+        });
     }
 
     /// Settles entity `id` after a restart with [`Entity::on_restart`].

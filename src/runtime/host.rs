@@ -12,8 +12,8 @@ use super::entity::{Clock, Ctx, Entity};
 use super::settings::Settings;
 use super::state::{self, Loaded};
 use crate::events::{
-    AppendError, DomainEvent, EventLog, ExpectedVersion, Metadata, NewEvent, Position, StreamId,
-    Version,
+    AppendError, DomainEvent, EventLog, ExpectedVersion, Metadata, NewEvent, Position,
+    RecordedEvent, StreamId, Version,
 };
 
 /// How many times a command is decided again after losing a race for its stream (another
@@ -164,6 +164,19 @@ impl<E: Entity> Message for Reconcile<E> {
     type Result = CommandResult<E>;
 }
 
+/// Hands an entity's owner the events another node committed to its stream (one stream's, in
+/// version order), so that their side effects run here (see `crate::runtime::cluster`).
+pub(crate) struct Deliver(pub(crate) Vec<RecordedEvent>);
+
+impl Message for Deliver {
+    type Result = ();
+}
+
+/// How many of its latest commands' version ranges an actor remembers, so that a delivery of
+/// events it wrote itself (read back from the database before its own round was published)
+/// does not run their effects twice.
+const RAN_KEPT: usize = 16;
+
 /// The state the actor owns between commands.
 struct Cell<E: Entity> {
     state: E::State,
@@ -173,6 +186,9 @@ struct Cell<E: Entity> {
     /// The log's head when the state was last read from the log: another node's write after
     /// it (`EventLog::foreign_head`) may have moved the stream on.
     checked_at: Position,
+    /// The version ranges of this actor's latest commands, whose effects ran as they
+    /// committed (at most [`RAN_KEPT`]).
+    ran: std::collections::VecDeque<(Version, Version)>,
 }
 
 pub(crate) struct EntityActor<E: Entity> {
@@ -248,7 +264,46 @@ impl<E: Entity> EntityActor<E> {
         if cell.version - cell.snapshot_version >= self.env.settings.snapshot_every {
             cell.snapshot_in_background(&self.env.log, &self.stream);
         }
-        (self.after_commit)(&self.id, &cell.state, &executed.events);
+        if cell.ran.len() == RAN_KEPT {
+            cell.ran.pop_front();
+        }
+        let first = executed.version + 1 - executed.events.len() as Version;
+        cell.ran.push_back((first, executed.version));
+        // Another node holds the entity's shard: it runs the effects, from the log.
+        if self.env.log.ownership().owns(&self.stream) {
+            (self.after_commit)(&self.id, &cell.state, &executed.events);
+        }
+    }
+
+    /// Runs the effects of events another node committed (the state already holds them),
+    /// but not of those this actor's own commands wrote and ran.
+    fn run_delivered(&mut self, events: Vec<RecordedEvent>) {
+        let Some(cell) = &mut self.cell else { return };
+        if !self.env.log.ownership().owns(&self.stream) {
+            return;
+        }
+        let last = events.last().map_or(0, |event| event.version);
+        let mut decoded = Vec::with_capacity(events.len());
+        for event in &events {
+            let ran = cell
+                .ran
+                .iter()
+                .any(|(first, last)| (*first..=*last).contains(&event.version));
+            if ran || event.version > cell.version {
+                continue;
+            }
+            match E::Event::from_recorded(event) {
+                Ok(event) => decoded.push(event),
+                Err(error) => {
+                    tracing::error!(stream = %self.stream, version = event.version, %error,
+                        "an event of another node does not decode: its effects do not run");
+                }
+            }
+        }
+        cell.ran.retain(|(_, ran_last)| *ran_last > last);
+        if !decoded.is_empty() {
+            (self.after_commit)(&self.id, &cell.state, &decoded);
+        }
     }
 }
 
@@ -381,6 +436,7 @@ impl<E: Entity> Actor for EntityActor<E> {
                             version: loaded.version,
                             snapshot_version,
                             checked_at,
+                            ran: Default::default(),
                         };
                         if loaded.took > actor.env.settings.replay_budget && loaded.replayed > 0 {
                             cell.snapshot_in_background(&actor.env.log, &actor.stream);
@@ -460,6 +516,38 @@ impl<E: Entity, R: 'static> Handler<Inspect<E, R>> for EntityActor<E> {
 
     fn handle(&mut self, inspect: Inspect<E, R>, _: &mut Self::Context) -> Self::Result {
         self.answer(move |cell| (cell.version, (inspect.look)(&cell.state)))
+    }
+}
+
+impl<E: Entity> Handler<Deliver> for EntityActor<E> {
+    type Result = AtomicResponse<Self, ()>;
+
+    fn handle(&mut self, Deliver(events): Deliver, _: &mut Self::Context) -> Self::Result {
+        let through = events.last().map_or(0, |event| event.version);
+        let Some(mut cell) = self.cell.take() else {
+            tracing::error!(stream = %self.stream, "another node's events reached an actor \
+                that is not loaded: their effects do not run");
+            return AtomicResponse::new(Box::pin(fut::ready(())));
+        };
+        let (env, stream) = (self.env.clone(), self.stream.clone());
+        let work = async move {
+            let caught = if cell.version < through {
+                catch_up(&env, &stream, &mut cell).await
+            } else {
+                Ok(())
+            };
+            (cell, caught)
+        };
+        AtomicResponse::new(Box::pin(work.into_actor(self).map(
+            move |(cell, caught), actor, _| {
+                actor.cell = Some(cell);
+                match caught {
+                    Ok(()) => actor.run_delivered(events),
+                    Err(error) => tracing::error!(stream = %actor.stream, %error,
+                        "cannot read another node's events: their effects do not run"),
+                }
+            },
+        )))
     }
 }
 

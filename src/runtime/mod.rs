@@ -4,6 +4,7 @@
 //! through `EventLog::append`, and nothing here names the storage engine.
 
 pub mod blocking;
+pub mod cluster;
 pub mod directory;
 pub mod effects;
 pub mod entity;
@@ -16,6 +17,7 @@ pub mod state;
 pub mod testing;
 
 pub use blocking::{blocking, cpu_bound};
+pub use cluster::Cluster;
 pub use directory::{Effects, Entities, NoEffects, Shards, Stats};
 pub use entity::{Clock, Ctx, Decision, Entity, ManualClock, SystemClock};
 pub use host::{CommandError, CommandResult, Executed};

@@ -66,8 +66,20 @@ pub fn track_in_progress<E: Entity>(
     )
 }
 
-/// Settles every entity of kind `E` found in progress, once the projection has caught up with
-/// the log. Returns each settled id with what its settling did.
+/// The ids of the entities of kind `E` in progress in `view` whose shard this node holds: the
+/// ones whose work it runs, or ran before it stopped.
+pub fn held_in_progress<E: Entity>(log: &EventLog, view: &BTreeSet<String>) -> Vec<String> {
+    let ownership = log.ownership();
+    view.iter()
+        .filter(|id| {
+            crate::events::StreamId::of(E::KIND, id).is_ok_and(|s| ownership.owns(&s))
+        })
+        .cloned()
+        .collect()
+}
+
+/// Settles every entity of kind `E` found in progress in this node's shards, once the
+/// projection has caught up with the log. Returns each settled id with what its settling did.
 pub async fn reconcile<E: Entity>(
     log: &EventLog,
     entities: &Entities<E>,
@@ -75,7 +87,7 @@ pub async fn reconcile<E: Entity>(
     timeout: Duration,
 ) -> Result<Vec<(String, CommandResult<E>)>, ProjectionError> {
     in_progress.wait_for(log.head(), timeout).await?;
-    let ids: Vec<String> = in_progress.read(|view| view.state.iter().cloned().collect());
+    let ids = in_progress.read(|view| held_in_progress::<E>(log, &view.state));
     let mut settled = Vec::with_capacity(ids.len());
     for id in ids {
         let result = entities.reconcile(&id).await;

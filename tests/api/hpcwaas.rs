@@ -1278,6 +1278,97 @@ fn a_relative_data_directory_is_taken_from_where_annals_starts() {
     assert!(server.terminate().success());
 }
 
+/// A node of a cluster on the PostgreSQL log at `url`: `annals serve` with its data in
+/// `data`, leases of one second, the main listener on a free port and no face listener of its
+/// own (the nodes share one machine).
+fn cluster_node(url: &str, data: &Path, config: &Path) -> common::Served {
+    let envs = [
+        ("ANNALS_LOG_BACKEND", "postgres"),
+        ("ANNALS_LOG_POSTGRES_URL", url),
+        ("ANNALS_LOG_POSTGRES_LEASE_S", "1"),
+        ("ANNALS_PARTISCI_LISTEN", ""),
+        ("ANNALS_PATROWL_LISTEN", ""),
+        ("ANNALS_HPCWAAS_LISTEN", ""),
+    ];
+    common::serve_data(data, Some(config), &[], &envs).expect("the node starts")
+}
+
+/// Whether process `pid` was started by the node whose data directory is `data`: its step's
+/// environment names its scratch directory there.
+fn started_by(pid: u32, data: &Path) -> bool {
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+    String::from_utf8_lossy(&environ).contains(&data.display().to_string())
+}
+
+/// Three nodes on one PostgreSQL log. A step runs once, on the node holding its execution's
+/// shard, whichever node took the request; a cancel sent to another node stops it. When that
+/// node is killed, another takes its shards and settles the execution it ran, and new
+/// executions run on the nodes left; the log verifies, with every acknowledged execution.
+#[test]
+fn three_nodes_share_the_steps_and_take_over_from_a_dead_one() {
+    let url = common::postgres::server().new_database();
+    let dir = tempfile::tempdir().unwrap();
+    let file = restart_config(dir.path(), "reattach");
+    let data: Vec<PathBuf> = ["a", "b", "c"].map(|n| dir.path().join(n)).into();
+    // The first node holds every shard: the others start once it does.
+    let mut a = cluster_node(&url, &data[0], &file);
+    let (b, c) = (
+        cluster_node(&url, &data[1], &file),
+        cluster_node(&url, &data[2], &file),
+    );
+    let [on_a, on_b, on_c] = [&a, &b, &c].map(|node| format!("http://{}", node.address));
+    let client = reqwest_like::Client::new();
+
+    // Triggered on B, run on A, cancelled through C, seen ended on B.
+    let id = client.trigger(&on_b, "demo@lab@pid");
+    let pid: u32 = common::poll(WAIT, "the step's pid", || {
+        every_line(&client, &on_c, &id).first()?.parse().ok()
+    });
+    assert!(started_by(pid, &data[0]), "the step runs on node a");
+    let (status, _, body) = client.send(&on_c, "DELETE", &format!("/executions/{id}"), "");
+    assert_eq!(status, 202, "{body}");
+    let cancelled = client.wait_for(&on_b, &id, |e| {
+        !["RUNNING", "CANCELLING"].contains(&e["status"].as_str().unwrap_or(""))
+    });
+    assert_eq!(cancelled["status"], "CANCELLED", "{cancelled}");
+    common::poll(WAIT, "the cancelled step to be gone", || {
+        (!runs(pid)).then_some(())
+    });
+
+    // Triggered on C, run on A, which is killed: B or C settles it.
+    let id = client.trigger(&on_c, "demo@lab@pid");
+    let pid: u32 = common::poll(WAIT, "the step's pid", || {
+        every_line(&client, &on_a, &id).first()?.parse().ok()
+    });
+    assert!(started_by(pid, &data[0]), "the step runs on node a");
+    a.child.kill().unwrap();
+    a.child.wait().unwrap();
+    let settled = client.wait_for(&on_b, &id, |e| e["status"] != "RUNNING");
+    assert_eq!(settled["status"], "FAILED", "{settled}");
+    assert_eq!(settled["reason"], "interrupted", "{settled}");
+    // The step of the dead node's supervisor is nothing the log waits for any more.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+
+    // New work runs on the nodes left, once each whichever node takes it.
+    let mut ran = Vec::new();
+    for on in [&on_b, &on_c, &on_b, &on_c] {
+        let id = client.trigger(on, "demo@lab@hello");
+        let done = client.wait_for(on, &id, |e| e["status"] != "RUNNING");
+        assert_eq!(done["status"], "SUCCESS", "{done}");
+        assert_eq!(every_line(&client, on, &id)[0], "hello world");
+        ran.push(id);
+    }
+    for node in [b, c] {
+        assert!(node.terminate().success());
+    }
+    let verify = common::postgres::annals_on(&url, &data[1])
+        .arg("verify")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&verify.stdout);
+    assert!(verify.status.success(), "{said}");
+}
+
 /// A blocking HTTP client for the test that runs `annals serve` as a child process.
 mod reqwest_like {
     use std::io::{Read, Write};

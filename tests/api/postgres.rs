@@ -15,7 +15,7 @@ use annals::events::verify::verify;
 use annals::events::{
     AppendError, Backend, EventLog, ExpectedVersion, LogOptions, Position, RecordedEvent,
 };
-use common::postgres::{database_of, server};
+use common::postgres::{annals_on, database_of, server};
 use common::{line, line_text, stream, Engine};
 
 /// Two nodes (two logs with data directories of their own) on one new database.
@@ -148,16 +148,6 @@ async fn a_wait_on_one_node_wakes_for_an_event_written_on_another() {
 }
 
 /// `annals` on the PostgreSQL log at `url`, with `data` as its data directory.
-fn annals_on(url: &str, data: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_annals"));
-    command
-        .arg("--data")
-        .arg(data)
-        .env("ANNALS_LOG_BACKEND", "postgres")
-        .env("ANNALS_LOG_POSTGRES_URL", url)
-        .env("RUST_LOG", "warn");
-    command
-}
 
 fn output(mut command: Command) -> (Option<i32>, String) {
     let output = command.output().expect("annals runs");

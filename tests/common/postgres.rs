@@ -239,6 +239,7 @@ pub fn at(url: &str, options: annals::events::LogOptions) -> annals::events::Log
             url: url.to_owned(),
             password: None,
             pool_size: 4,
+            lease: std::time::Duration::from_secs(10),
         }),
         ..options
     }
@@ -247,4 +248,16 @@ pub fn at(url: &str, options: annals::events::LogOptions) -> annals::events::Log
 /// The database name at the end of a URL this module made.
 pub fn database_of(url: &str) -> &str {
     url.rsplit('/').next().unwrap_or(url)
+}
+
+/// `annals --data DATA …` on the PostgreSQL log at `url`, logging warnings only.
+pub fn annals_on(url: &str, data: &std::path::Path) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_annals"));
+    command
+        .arg("--data")
+        .arg(data)
+        .env("ANNALS_LOG_BACKEND", "postgres")
+        .env("ANNALS_LOG_POSTGRES_URL", url)
+        .env("RUST_LOG", "warn");
+    command
 }

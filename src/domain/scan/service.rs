@@ -352,7 +352,7 @@ impl Engines {
         let scans = core.entities_with(effects.clone());
         let running = reconcile::track_in_progress::<ScanRecord>(log)?;
         running.wait_for(log.head(), RECONCILE_WAIT).await?;
-        let ids: Vec<String> = running.read(|view| view.state.iter().cloned().collect());
+        let ids = running.read(|view| reconcile::held_in_progress::<ScanRecord>(log, &view.state));
         let (mut resumed, mut interrupted) = (Vec::new(), Vec::new());
         for id in ids {
             let goes_on = match scans.state(&id).await {

@@ -137,7 +137,7 @@ impl Executions {
         let entities = core.entities_with(runner.clone());
         let running = reconcile::track_in_progress::<Execution>(&log)?;
         running.wait_for(log.head(), STARTUP_WAIT).await?;
-        let ids: Vec<String> = running.read(|view| view.state.iter().cloned().collect());
+        let ids = running.read(|view| reconcile::held_in_progress::<Execution>(&log, &view.state));
         let (mut resumed, mut interrupted) = (Vec::new(), 0);
         for id in ids {
             let (goes_on, ended) = match entities.state(&id).await {

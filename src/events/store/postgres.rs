@@ -38,6 +38,7 @@ use postgres::{Client, NoTls, Statement};
 use uuid::Uuid;
 
 use super::super::envelope::{Position, RecordedEvent, StreamId, Version, GENESIS_HASH};
+use super::super::ownership::LEASE_SHARDS;
 use super::{Committed, Durability, EntryCounts, LogHead, RawEvent, Record, StoreError};
 
 /// The format marker of a PostgreSQL log.
@@ -78,6 +79,15 @@ CREATE TABLE IF NOT EXISTS annals_checkpoints (
     name text PRIMARY KEY,
     state bytea NOT NULL
 );
+CREATE TABLE IF NOT EXISTS annals_nodes (
+    node text PRIMARY KEY,
+    seen_at timestamptz NOT NULL
+);
+CREATE TABLE IF NOT EXISTS annals_leases (
+    shard integer PRIMARY KEY,
+    node text NOT NULL,
+    expires_at timestamptz NOT NULL
+);
 "#;
 
 /// Where the PostgreSQL log is and how many connections a node opens to it.
@@ -89,6 +99,9 @@ pub struct PostgresOptions {
     pub password: Option<String>,
     /// Connections for reads (the journal and the follower have one each besides).
     pub pool_size: usize,
+    /// How long a node's lease on its shards lasts without a renewal: how soon another node
+    /// takes the effects of a node that died.
+    pub lease: Duration,
 }
 
 /// The URL without its password, for messages.
@@ -98,6 +111,7 @@ impl std::fmt::Debug for PostgresOptions {
             .field("url", &redact(&self.url))
             .field("password", &self.password.as_ref().map(|_| "…"))
             .field("pool_size", &self.pool_size)
+            .field("lease", &self.lease)
             .finish()
     }
 }
@@ -890,6 +904,139 @@ impl PgStore {
             .map_err(StoreError::Sync)?;
         Ok(())
     }
+}
+
+/// How many times a node renews its leases within one lease's time.
+const RENEWALS_PER_LEASE: u32 = 3;
+
+/// How long a node that stopped renewing (its database unreachable) still counts on its
+/// leases: less than the lease, so that it stops starting effects before another node may take
+/// its shards.
+fn trusted_for(lease: Duration) -> Duration {
+    lease * 2 / 3
+}
+
+impl PgStore {
+    /// Leases shards for the node named `node`, on a thread of its own with its own connection,
+    /// for as long as `ownership` is alive, and keeps `ownership` to the shards held. Each
+    /// renewal marks the node seen, extends the leases it holds, and takes shards whose lease
+    /// expired (or that no node ever held) up to its fair share of the nodes seen within a
+    /// lease. Resolves after the first renewal, with its error if it failed.
+    pub(crate) async fn hold_leases(
+        &self,
+        node: String,
+        lease: Duration,
+        ownership: std::sync::Weak<super::super::ownership::Ownership>,
+    ) -> Result<(), StoreError> {
+        let config = self.config.clone();
+        let (first, first_done) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("annals-pg-leases".into())
+            .spawn(move || {
+                let mut client: Option<Client> = None;
+                let mut first = Some(first);
+                let mut renewed = std::time::Instant::now();
+                loop {
+                    let Some(ownership) = ownership.upgrade() else {
+                        return;
+                    };
+                    if client.as_ref().is_some_and(Client::is_closed) {
+                        client = None;
+                    }
+                    let held = match client.as_mut() {
+                        Some(client) => renew(client, &node, lease),
+                        None => config.connect(NoTls).map_err(pg).and_then(|opened| {
+                            renew(client.insert(opened), &node, lease)
+                        }),
+                    };
+                    match &held {
+                        Ok(held) => {
+                            renewed = std::time::Instant::now();
+                            ownership.set(*held);
+                        }
+                        Err(error) => {
+                            tracing::warn!(%error, "cannot renew this node's leases");
+                            client = None;
+                            if renewed.elapsed() >= trusted_for(lease) {
+                                ownership.set(0);
+                            }
+                        }
+                    }
+                    if let Some(first) = first.take() {
+                        let _ = first.send(held.map(drop));
+                    }
+                    drop(ownership);
+                    std::thread::park_timeout(lease / RENEWALS_PER_LEASE);
+                }
+            })
+            .map_err(StoreError::Sync)?;
+        first_done
+            .await
+            .unwrap_or_else(|_| Err(StoreError::Postgres("the lease thread ended".into())))
+    }
+}
+
+/// One renewal of `node`'s leases (see [`PgStore::hold_leases`]): the shards it holds after it.
+fn renew(client: &mut Client, node: &str, lease: Duration) -> Result<u64, StoreError> {
+    let lease_ms = lease.as_secs_f64() * 1000.0;
+    let mut tx = client.transaction().map_err(pg)?;
+    tx.execute(
+        "INSERT INTO annals_nodes (node, seen_at) VALUES ($1, clock_timestamp()) \
+         ON CONFLICT (node) DO UPDATE SET seen_at = excluded.seen_at",
+        &[&node],
+    )
+    .map_err(pg)?;
+    // Nodes gone for a day are forgotten.
+    tx.execute(
+        "DELETE FROM annals_nodes WHERE seen_at < clock_timestamp() - interval '1 day'",
+        &[],
+    )
+    .map_err(pg)?;
+    let kept = tx
+        .query(
+            "UPDATE annals_leases SET expires_at = clock_timestamp() + $2 * interval '1 ms' \
+             WHERE node = $1 RETURNING shard",
+            &[&node, &lease_ms],
+        )
+        .map_err(pg)?;
+    let live: i64 = tx
+        .query_one(
+            "SELECT count(*) FROM annals_nodes \
+             WHERE seen_at > clock_timestamp() - $1 * interval '1 ms'",
+            &[&lease_ms],
+        )
+        .map_err(pg)?
+        .get(0);
+    let fair = u64::from(LEASE_SHARDS).div_ceil(u64::try_from(live).unwrap_or(1).max(1));
+    let wanted = i64::try_from(fair.saturating_sub(kept.len() as u64)).unwrap_or(0);
+    let taken = if wanted > 0 {
+        // A shard is taken when no node holds a lease on it that has not expired; two nodes
+        // taking the same one meet on its row, and the second finds it held.
+        tx.query(
+            "INSERT INTO annals_leases (shard, node, expires_at) \
+             SELECT s, $1, clock_timestamp() + $2 * interval '1 ms' \
+             FROM generate_series(0, $3) AS s \
+             WHERE NOT EXISTS (SELECT 1 FROM annals_leases l \
+                               WHERE l.shard = s AND l.expires_at > clock_timestamp()) \
+             ORDER BY s LIMIT $4 \
+             ON CONFLICT (shard) DO UPDATE \
+             SET node = excluded.node, expires_at = excluded.expires_at \
+             WHERE annals_leases.expires_at <= clock_timestamp() \
+             RETURNING shard",
+            &[&node, &lease_ms, &(LEASE_SHARDS as i32 - 1), &wanted],
+        )
+        .map_err(pg)?
+    } else {
+        Vec::new()
+    };
+    tx.commit().map_err(pg)?;
+    Ok(kept
+        .iter()
+        .chain(&taken)
+        .map(|row| row.get::<_, i32>(0))
+        .filter_map(|shard| u32::try_from(shard).ok())
+        .filter(|shard| *shard < LEASE_SHARDS)
+        .fold(0, |held, shard| held | 1 << shard))
 }
 
 /// A round's rows, column by column, for one `unnest` insert.
