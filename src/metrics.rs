@@ -26,6 +26,9 @@ pub const PARTISCI_DATAGRAMS: &str = "annals_partisci_udp_datagrams_total";
 pub const PARTISCI_KERNEL_DROPS: &str = "annals_partisci_udp_kernel_drops_total";
 /// Follower reads, by `source`: `recent` (the in-memory window of the latest events) or `store`.
 pub const FOLLOW_READS: &str = "annals_follow_reads_total";
+/// The shards of entities whose side effects this node runs: all 64 on one node; on a
+/// PostgreSQL log shared by several, those it holds leases on.
+pub const SHARDS_HELD: &str = "annals_shards_held";
 /// HTTP requests answered, by `route` (the matched pattern, or `unmatched`) and `status`.
 pub const HTTP_REQUESTS: &str = "annals_http_requests_total";
 
@@ -71,6 +74,10 @@ fn describe_and_register() {
         FOLLOW_READS,
         "Follower reads, by source: recent (the in-memory window) or store."
     );
+    describe_gauge!(
+        SHARDS_HELD,
+        "Shards of entities whose side effects this node runs (64 on a single node)."
+    );
     describe_counter!(
         HTTP_REQUESTS,
         "HTTP requests answered, by route pattern (or unmatched) and status."
@@ -81,6 +88,7 @@ fn describe_and_register() {
     drop(metrics::histogram!(ROUND_EVENTS));
     drop(metrics::histogram!(APPEND_SECONDS));
     metrics::gauge!(FOLLOWERS_WAITING).increment(0.0);
+    metrics::gauge!(SHARDS_HELD).increment(0.0);
     metrics::counter!(PARTISCI_KERNEL_DROPS).increment(0);
     for (name, label, values) in KNOWN_LABELS {
         for value in values.iter() {

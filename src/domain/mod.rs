@@ -50,8 +50,8 @@ impl Core {
     /// that holds the entity's shard.
     pub fn entities_with<E: Entity>(&self, effects: Arc<dyn Effects<E>>) -> Entities<E> {
         let (log, clock) = (self.log.clone(), self.clock.clone());
-        let entities = Entities::start_on(&self.shards, log, clock, effects, self.settings);
-        self.cluster.register(&self.log, &entities);
+        let entities = Entities::start_on(&self.shards, log, clock, effects.clone(), self.settings);
+        self.cluster.register(&self.log, &entities, effects);
         entities
     }
 }

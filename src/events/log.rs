@@ -11,8 +11,8 @@ use tokio::sync::{oneshot, watch};
 use uuid::Uuid;
 
 use super::envelope::{NewEvent, Position, RecordedEvent, StreamId, Version};
-use super::ownership::Ownership;
 use super::journal::{AppendError, AppendRequest, Appended, ExpectedVersion, Journal};
+use super::ownership::Ownership;
 use super::publish::Publisher;
 use super::recent::{RecentEvents, RecentLimits};
 use super::store::{Backend, Durability, Store, StoreError};
@@ -97,6 +97,12 @@ pub struct EventLog {
     publisher: std::sync::Weak<Publisher>,
 }
 
+/// A lock held across the nodes of a log (see [`EventLog::exclusive`]), released when dropped.
+#[must_use = "the lock is released when this is dropped"]
+pub struct Exclusive {
+    _held: Option<std::sync::mpsc::Sender<()>>,
+}
+
 /// Where [`Publisher`] sends other nodes' events of this node's shards, once someone asked.
 pub(crate) type ForeignEvents =
     Arc<Mutex<Option<tokio::sync::mpsc::UnboundedSender<Vec<RecordedEvent>>>>>;
@@ -161,6 +167,23 @@ impl EventLog {
             foreign_events,
             publisher: Arc::downgrade(&publisher),
         })
+    }
+
+    /// Holds the lock named `name` across every node of the log until the answer is dropped,
+    /// then publishes here what other nodes committed ([`EventLog::sync`]): what is decided
+    /// under it from read models caught up with [`EventLog::head`] sees every event committed
+    /// under it before. On sled, where this node is the only writer, there is nothing to hold:
+    /// its callers serialize within the node.
+    pub async fn exclusive(&self, name: &str) -> Result<Exclusive, StoreError> {
+        let held = match self.store.as_postgres() {
+            Some(postgres) => {
+                let key = super::ownership::fnv1a(name.as_bytes()) as i64;
+                Some(postgres.hold_lock(key).await?)
+            }
+            None => None,
+        };
+        self.sync().await?;
+        Ok(Exclusive { _held: held })
     }
 
     /// Publishes on this node whatever other nodes committed up to the head the store has now:

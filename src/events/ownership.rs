@@ -17,6 +17,13 @@ pub const LEASE_SHARDS: u32 = 64;
 /// Every shard, as a set.
 pub const ALL_SHARDS: u64 = u64::MAX;
 
+/// FNV-1a of `bytes`: a hash every node and build computes alike.
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
 /// The shards this node holds, as a bit set (bit `s` for shard `s`).
 pub struct Ownership {
     held: AtomicU64,
@@ -36,10 +43,7 @@ impl Ownership {
     /// The shard of the stream named `stream` (`<kind>-<id>`): FNV-1a of its bytes, the same on
     /// every node and every build.
     pub fn shard_of(stream: &str) -> u32 {
-        let hash = stream.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
-            (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
-        });
-        (hash % u64::from(LEASE_SHARDS)) as u32
+        (fnv1a(stream.as_bytes()) % u64::from(LEASE_SHARDS)) as u32
     }
 
     /// Whether this node runs the effects of `stream`'s entity.

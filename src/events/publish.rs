@@ -114,7 +114,10 @@ impl Publisher {
                     })
                 }
             };
-            let ours = self.foreign_events.lock().unwrap_or_else(|p| p.into_inner());
+            let ours = self
+                .foreign_events
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
             let effects: Option<Vec<RecordedEvent>> = ours.as_ref().map(|_| {
                 events
                     .iter()

@@ -84,7 +84,8 @@ impl Status for EnginesError {
             EnginesError::Model(_)
             | EnginesError::Blob(_)
             | EnginesError::Report(_)
-            | EnginesError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            | EnginesError::Store(_)
+            | EnginesError::Admission(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }

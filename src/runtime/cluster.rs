@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use futures_util::future::LocalBoxFuture;
 
-use super::directory::Entities;
+use super::directory::{Effects, Entities};
 use super::entity::Entity;
 use super::reconcile;
 use crate::events::{EventLog, RecordedEvent, StreamId};
@@ -45,7 +45,12 @@ impl Cluster {
 
     /// Makes kind `E`'s effects follow the shards: other nodes' events of its streams go to
     /// its actors here, and its entities in progress in shards taken over are settled.
-    pub fn register<E: Entity>(&self, log: &EventLog, entities: &Entities<E>) {
+    pub fn register<E: Entity>(
+        &self,
+        log: &EventLog,
+        entities: &Entities<E>,
+        effects: Arc<dyn Effects<E>>,
+    ) {
         let mut kinds = self.kinds();
         let delivering = entities.clone();
         kinds.deliver.insert(
@@ -54,7 +59,8 @@ impl Cluster {
         );
         let (log, entities) = (log.clone(), entities.clone());
         kinds.take_over.push(Arc::new(move |gained| {
-            Box::pin(settle_taken_over(log.clone(), entities.clone(), gained))
+            let (log, entities, effects) = (log.clone(), entities.clone(), effects.clone());
+            Box::pin(async move { settle_taken_over(&log, &entities, &*effects, gained).await })
         }));
     }
 
@@ -75,6 +81,7 @@ impl Cluster {
             let mut seen = held;
             loop {
                 let now = *changes.borrow_and_update();
+                metrics::gauge!(crate::metrics::SHARDS_HELD).set(f64::from(now.count_ones()));
                 let gained = now & !seen;
                 seen = now;
                 if gained != 0 {
@@ -96,7 +103,10 @@ impl Cluster {
     fn deliver(&self, events: Vec<RecordedEvent>) {
         let mut by_stream: BTreeMap<StreamId, Vec<RecordedEvent>> = BTreeMap::new();
         for event in events {
-            by_stream.entry(event.stream.clone()).or_default().push(event);
+            by_stream
+                .entry(event.stream.clone())
+                .or_default()
+                .push(event);
         }
         let kinds = self.kinds();
         for (stream, events) in by_stream {
@@ -107,11 +117,17 @@ impl Cluster {
     }
 }
 
-/// Settles the entities of kind `E` in progress whose shards are in `gained`.
-async fn settle_taken_over<E: Entity>(log: EventLog, entities: Entities<E>, gained: u64) {
+/// Starts again, or settles, the entities of kind `E` in progress whose shards are in
+/// `gained`.
+async fn settle_taken_over<E: Entity>(
+    log: &EventLog,
+    entities: &Entities<E>,
+    effects: &dyn Effects<E>,
+    gained: u64,
+) {
     let settled = async {
         log.sync().await?;
-        let running = reconcile::track_in_progress::<E>(&log)?;
+        let running = reconcile::track_in_progress::<E>(log)?;
         running.wait_for(log.head(), TAKE_OVER_WAIT).await?;
         let ids: Vec<String> = running.read(|view| view.state.iter().cloned().collect());
         let mut count = 0;
@@ -119,6 +135,14 @@ async fn settle_taken_over<E: Entity>(log: EventLog, entities: Entities<E>, gain
             let taken = StreamId::of(E::KIND, &id)
                 .is_ok_and(|stream| log.ownership().held_in(gained, &stream));
             if !taken {
+                continue;
+            }
+            let started = match entities.state(&id).await {
+                Ok((_, state)) => effects.take_over(&id, &state, entities),
+                Err(_) => false,
+            };
+            if started {
+                count += 1;
                 continue;
             }
             match entities.reconcile(&id).await {
@@ -132,7 +156,7 @@ async fn settle_taken_over<E: Entity>(log: EventLog, entities: Entities<E>, gain
     };
     match settled.await {
         Ok(0) => {}
-        Ok(count) => tracing::info!(kind = E::KIND, count, "settled entities taken over"),
+        Ok(count) => tracing::info!(kind = E::KIND, count, "took over entities in progress"),
         Err(error) => {
             tracing::error!(kind = E::KIND, %error, "could not settle the entities taken over")
         }

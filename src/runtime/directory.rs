@@ -210,6 +210,14 @@ pub trait Effects<E: Entity>: Send + Sync + 'static {
     /// A crash between the append and this call loses the work, never the events: start-up
     /// reconciliation ([`Entity::on_restart`]) settles entities whose work died.
     fn after_commit(&self, id: &str, state: &E::State, events: &[E::Event], entities: &Entities<E>);
+
+    /// Called on a node that took over the shard of entity `id`, left in progress by a node
+    /// that died (`crate::runtime::cluster`): starts here what a restart of that node would
+    /// have started again, and answers whether it did. When it did not, the entity is settled
+    /// with [`Entity::on_restart`]. By default nothing starts again.
+    fn take_over(&self, _id: &str, _state: &E::State, _entities: &Entities<E>) -> bool {
+        false
+    }
 }
 
 /// The effects of a kind that has none.

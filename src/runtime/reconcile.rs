@@ -71,9 +71,7 @@ pub fn track_in_progress<E: Entity>(
 pub fn held_in_progress<E: Entity>(log: &EventLog, view: &BTreeSet<String>) -> Vec<String> {
     let ownership = log.ownership();
     view.iter()
-        .filter(|id| {
-            crate::events::StreamId::of(E::KIND, id).is_ok_and(|s| ownership.owns(&s))
-        })
+        .filter(|id| crate::events::StreamId::of(E::KIND, id).is_ok_and(|s| ownership.owns(&s)))
         .cloned()
         .collect()
 }

@@ -1293,17 +1293,11 @@ fn cluster_node(url: &str, data: &Path, config: &Path) -> common::Served {
     common::serve_data(data, Some(config), &[], &envs).expect("the node starts")
 }
 
-/// Whether process `pid` was started by the node whose data directory is `data`: its step's
-/// environment names its scratch directory there.
-fn started_by(pid: u32, data: &Path) -> bool {
-    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
-    String::from_utf8_lossy(&environ).contains(&data.display().to_string())
-}
-
 /// Three nodes on one PostgreSQL log. A step runs once, on the node holding its execution's
 /// shard, whichever node took the request; a cancel sent to another node stops it. When that
-/// node is killed, another takes its shards and settles the execution it ran, and new
-/// executions run on the nodes left; the log verifies, with every acknowledged execution.
+/// node is killed, the others take its shards: the execution it ran is settled as interrupted,
+/// one requested meanwhile starts on its new node, and new executions run on the nodes left;
+/// the log verifies.
 #[test]
 fn three_nodes_share_the_steps_and_take_over_from_a_dead_one() {
     let url = common::postgres::server().new_database();
@@ -1318,13 +1312,25 @@ fn three_nodes_share_the_steps_and_take_over_from_a_dead_one() {
     );
     let [on_a, on_b, on_c] = [&a, &b, &c].map(|node| format!("http://{}", node.address));
     let client = reqwest_like::Client::new();
+    let held = |on: &str| -> u32 {
+        let (_, _, metrics) = client.send(on, "GET", "/metrics", "");
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix("annals_shards_held "))
+            .and_then(|value| value.trim().parse().ok())
+            .expect("the metric is there")
+    };
+    assert_eq!([held(&on_a), held(&on_b), held(&on_c)], [64, 0, 0]);
 
     // Triggered on B, run on A, cancelled through C, seen ended on B.
     let id = client.trigger(&on_b, "demo@lab@pid");
     let pid: u32 = common::poll(WAIT, "the step's pid", || {
         every_line(&client, &on_c, &id).first()?.parse().ok()
     });
-    assert!(started_by(pid, &data[0]), "the step runs on node a");
+    assert!(
+        common::supervised_under(pid, &data[0]),
+        "the step runs on node a"
+    );
     let (status, _, body) = client.send(&on_c, "DELETE", &format!("/executions/{id}"), "");
     assert_eq!(status, 202, "{body}");
     let cancelled = client.wait_for(&on_b, &id, |e| {
@@ -1340,14 +1346,24 @@ fn three_nodes_share_the_steps_and_take_over_from_a_dead_one() {
     let pid: u32 = common::poll(WAIT, "the step's pid", || {
         every_line(&client, &on_a, &id).first()?.parse().ok()
     });
-    assert!(started_by(pid, &data[0]), "the step runs on node a");
+    assert!(
+        common::supervised_under(pid, &data[0]),
+        "the step runs on node a"
+    );
     a.child.kill().unwrap();
     a.child.wait().unwrap();
+    // Requested before a's leases expire: recorded, and started by the node taking it over.
+    let waiting = client.trigger(&on_b, "demo@lab@hello");
     let settled = client.wait_for(&on_b, &id, |e| e["status"] != "RUNNING");
     assert_eq!(settled["status"], "FAILED", "{settled}");
     assert_eq!(settled["reason"], "interrupted", "{settled}");
     // The step of the dead node's supervisor is nothing the log waits for any more.
     unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    common::poll(WAIT, "every shard held by the nodes left", || {
+        (held(&on_b) + held(&on_c) == 64).then_some(())
+    });
+    let started = client.wait_for(&on_c, &waiting, |e| e["status"] != "RUNNING");
+    assert_eq!(started["status"], "SUCCESS", "{started}");
 
     // New work runs on the nodes left, once each whichever node takes it.
     let mut ran = Vec::new();

@@ -2051,3 +2051,74 @@ async fn a_program_that_fails_after_a_restart_fails_its_scan_with_its_last_error
     assert_eq!(report["raw/command/stderr.txt"], b"no such thing\n");
     assert!(server.terminate().success());
 }
+
+/// Two nodes on one PostgreSQL log serve one engine that takes one scan at a time: of
+/// starts sent to both at once, exactly one is accepted; its program runs on the node holding
+/// its shard, and a stop sent to the other node stops it, after which either node accepts the
+/// next scan.
+#[actix_rt::test]
+async fn max_scans_holds_across_the_nodes_of_one_log() {
+    let url = common::postgres::server().new_database();
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("slow.pid");
+    let slow = format!("echo $$ > {}; exec sleep 60", pid_file.display());
+    let config = restart_config(dir.path(), None, &[sh_engine("slow", &slow)]);
+    let node = |name: &str| {
+        let envs = [
+            ("ANNALS_LOG_BACKEND", "postgres"),
+            ("ANNALS_LOG_POSTGRES_URL", url.as_str()),
+            ("ANNALS_LOG_POSTGRES_LEASE_S", "1"),
+        ];
+        let data = dir.path().join(name);
+        common::serve_data(&data, Some(&config), &[], &envs).expect("the node starts")
+    };
+    // Node a starts first and holds every shard.
+    let (a, b) = (node("a"), node("b"));
+    let (on_a, on_b) = (served_face(&a), served_face(&b));
+    let starts = (0..8).map(|n| {
+        let face = if n % 2 == 0 { &on_a } else { &on_b };
+        face.start_local("slow", json!(n), json!({}))
+    });
+    let answers = futures_util::future::join_all(starts).await;
+    let accepted: Vec<usize> = (0..8).filter(|n| answers[*n].status == 200).collect();
+    assert_eq!(
+        accepted.len(),
+        1,
+        "{:?}",
+        answers.iter().map(|a| a.status).collect::<Vec<_>>()
+    );
+    for answer in answers.iter().filter(|answer| answer.status != 200) {
+        assert_eq!(answer.status, 503, "{}", answer.json());
+        let reason = answer.json()["reason"].clone();
+        assert_eq!(
+            reason,
+            "Scan refused: max concurrent active scans reached (1)"
+        );
+    }
+    let scan = accepted[0].to_string();
+    let pid = pid_in(&pid_file);
+    assert!(
+        common::supervised_under(pid, &dir.path().join("a")),
+        "the program runs on node a"
+    );
+    // Stopped through node b.
+    assert_eq!(
+        on_b.get(&format!("/engines/slow/stop/{scan}")).await.status,
+        200
+    );
+    common::poll(SCAN_DEADLINE, "the program to end", || {
+        (!common::runs(pid)).then_some(())
+    });
+    for face in [&on_a, &on_b] {
+        common::poll_async(SCAN_DEADLINE, "the engine ready", || async {
+            let status = face.get("/engines/slow/status").await.json();
+            (status["status"] == "READY").then_some(())
+        })
+        .await;
+    }
+    on_b.accept_local("slow", json!(100), json!({})).await;
+    let busy = on_a.start_local("slow", json!(101), json!({})).await;
+    assert_eq!(busy.status, 503, "{}", busy.json());
+    assert!(a.terminate().success());
+    assert!(b.terminate().success());
+}

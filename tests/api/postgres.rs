@@ -147,8 +147,7 @@ async fn a_wait_on_one_node_wakes_for_an_event_written_on_another() {
     assert_eq!(recent.0[0].event().hash, on_a[0].hash);
 }
 
-/// `annals` on the PostgreSQL log at `url`, with `data` as its data directory.
-
+/// What `command` said and its exit code.
 fn output(mut command: Command) -> (Option<i32>, String) {
     let output = command.output().expect("annals runs");
     let text = format!(

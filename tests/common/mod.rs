@@ -189,6 +189,23 @@ pub fn server_config(dir: &Path) -> annals::config::Config {
 }
 
 /// Whether process `pid` runs (a zombie, killed and not yet reaped, does not).
+/// Whether process `pid` runs under a supervisor of a node whose data directory is `data`:
+/// the supervisor names the run directory it keeps there.
+pub fn supervised_under(pid: u32, data: &Path) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // After the command's name in parentheses: the state, then the parent's pid.
+    let parent = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .nth(1);
+    let cmdline = parent
+        .and_then(|parent| std::fs::read(format!("/proc/{parent}/cmdline")).ok())
+        .unwrap_or_default();
+    String::from_utf8_lossy(&cmdline).contains(&data.display().to_string())
+}
+
 pub fn runs(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
         !stat

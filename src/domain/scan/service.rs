@@ -24,7 +24,7 @@ use crate::config::{EngineConfig, OnRestart, ScannerKind};
 use crate::domain::scan::scanners::{
     CommandSettings, Ended, Follow, HttpSettings, Job, NmapSettings, Reported, Scanner, TcpSettings,
 };
-use crate::domain::{start_read_model, wait_folded, Core};
+use crate::domain::{start_read_model, wait_folded, Core, MODEL_WAIT};
 use crate::events::envelope::MAX_STREAM_ID_LEN;
 use crate::events::{EventLog, Metadata, Position, StoreError, StreamId};
 use crate::process::supervised::{self, Offsets, Supervision};
@@ -119,6 +119,9 @@ pub enum EnginesError {
     Blob(#[from] BlobError),
     #[error("the report cannot be written: {0}")]
     Report(String),
+    /// The engine's scans on every node could not be counted (a PostgreSQL log unreachable).
+    #[error("the engine's active scans cannot be counted: {0}")]
+    Admission(#[source] StoreError),
     /// A scan's findings could not be read from its stream.
     #[error("the findings cannot be read: {0}")]
     Store(#[from] StoreError),
@@ -525,6 +528,14 @@ impl Engines {
             Some(lock) => lock.lock().await,
             None => return Err(EnginesError::UnknownEngine(name.to_owned())),
         };
+        // The engine's lock across every node of the log, and the read model caught up with
+        // every scan requested before it was taken: `max_scans` holds across the nodes.
+        let _everywhere = self
+            .log
+            .exclusive(&format!("patrowl-admission:{name}"))
+            .await
+            .map_err(EnginesError::Admission)?;
+        self.model.wait_for(self.log.head(), MODEL_WAIT).await?;
         // Under the engine's lock, and with every earlier command folded, the read model says
         // whether the id is free and which use of it this is. A duplicate id is a duplicate
         // whether or not the engine is busy.

@@ -340,6 +340,32 @@ impl Effects<Execution> for Runner {
             }
         }
     }
+
+    /// An execution requested on a node that died before it started any step starts here, as
+    /// a restart of that node would have started it (with re-attachment on); any other is
+    /// settled as interrupted.
+    fn take_over(
+        &self,
+        id: &str,
+        state: &super::ExecutionState,
+        entities: &Entities<Execution>,
+    ) -> bool {
+        let Some(requested) = &state.requested else {
+            return false;
+        };
+        let waiting = state.steps.is_empty()
+            && state.run.is_none()
+            && state.status == Some(super::Status::Running);
+        let Some(workflow) = self.catalogue.get(&requested.workflow).cloned() else {
+            return false;
+        };
+        if !waiting || !self.limits.reattach {
+            return false;
+        }
+        let run = self.run(id, workflow, requested, entities, 0, Resume::Fresh);
+        actix_rt::spawn(run.run());
+        true
+    }
 }
 
 /// One execution being run.

@@ -945,9 +945,10 @@ impl PgStore {
                     }
                     let held = match client.as_mut() {
                         Some(client) => renew(client, &node, lease),
-                        None => config.connect(NoTls).map_err(pg).and_then(|opened| {
-                            renew(client.insert(opened), &node, lease)
-                        }),
+                        None => config
+                            .connect(NoTls)
+                            .map_err(pg)
+                            .and_then(|opened| renew(client.insert(opened), &node, lease)),
                     };
                     match &held {
                         Ok(held) => {
@@ -973,6 +974,44 @@ impl PgStore {
         first_done
             .await
             .unwrap_or_else(|_| Err(StoreError::Postgres("the lease thread ended".into())))
+    }
+}
+
+impl PgStore {
+    /// Takes PostgreSQL's advisory lock `key` on a connection of its own (on a thread of its
+    /// own, so that waiting for it holds none of the pool's), and holds it until the returned
+    /// sender is dropped: the connection then closes, which releases it.
+    pub(crate) async fn hold_lock(&self, key: i64) -> Result<mpsc::Sender<()>, StoreError> {
+        let config = self.config.clone();
+        let (taken, taking) = tokio::sync::oneshot::channel();
+        let (release, released) = mpsc::channel::<()>();
+        std::thread::Builder::new()
+            .name("annals-pg-lock".into())
+            .spawn(move || {
+                let locked = config.connect(NoTls).map_err(pg).and_then(|mut client| {
+                    client
+                        .execute("SELECT pg_advisory_lock($1)", &[&key])
+                        .map_err(pg)?;
+                    Ok(client)
+                });
+                match locked {
+                    Ok(client) => {
+                        if taken.send(Ok(())).is_ok() {
+                            // Until every sender is gone.
+                            while released.recv().is_ok() {}
+                        }
+                        drop(client);
+                    }
+                    Err(error) => {
+                        let _ = taken.send(Err(error));
+                    }
+                }
+            })
+            .map_err(StoreError::Sync)?;
+        taking
+            .await
+            .unwrap_or_else(|_| Err(StoreError::Postgres("the lock's thread ended".into())))?;
+        Ok(release)
     }
 }
 
