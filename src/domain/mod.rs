@@ -43,7 +43,8 @@ pub struct Core {
 impl Core {
     /// Starts the directory of kind `E`, whose events start no side effects.
     pub fn entities<E: Entity>(&self) -> Entities<E> {
-        self.entities_with(Arc::new(NoEffects))
+        let (log, clock) = (self.log.clone(), self.clock.clone());
+        Entities::start_on(&self.shards, log, clock, Arc::new(NoEffects), self.settings)
     }
 
     /// Starts the directory of kind `E`, whose durable events start `effects` on the node

@@ -1293,8 +1293,9 @@ fn cluster_node(url: &str, data: &Path, config: &Path) -> common::Served {
     common::serve_data(data, Some(config), &[], &envs).expect("the node starts")
 }
 
-/// Three nodes on one PostgreSQL log. A step runs once, on the node holding its execution's
-/// shard, whichever node took the request; a cancel sent to another node stops it. When that
+/// Three nodes on one PostgreSQL log. A long poll on one wakes for a request written through
+/// another. A step runs once, on the node holding its execution's shard, whichever node took
+/// the request; a cancel sent to another node stops it. When that
 /// node is killed, the others take its shards: the execution it ran is settled as interrupted,
 /// one requested meanwhile starts on its new node, and new executions run on the nodes left;
 /// the log verifies.
@@ -1322,8 +1323,21 @@ fn three_nodes_share_the_steps_and_take_over_from_a_dead_one() {
     };
     assert_eq!([held(&on_a), held(&on_b), held(&on_c)], [64, 0, 0]);
 
-    // Triggered on B, run on A, cancelled through C, seen ended on B.
-    let id = client.trigger(&on_b, "demo@lab@pid");
+    // A long poll on A wakes for the request written through C.
+    let head = client.get(&on_a, "/api/events?from=0&limit=1")["head"]
+        .as_u64()
+        .unwrap();
+    let polling = {
+        let on_a = on_a.clone();
+        std::thread::spawn(move || {
+            reqwest_like::Client::new().get(&on_a, &format!("/api/events?from={head}&timeout=50s"))
+        })
+    };
+
+    // Triggered on C, run on A, cancelled through B, seen ended on C.
+    let id = client.trigger(&on_c, "demo@lab@pid");
+    let woken = polling.join().unwrap();
+    assert_eq!(woken["events"][0]["stream"], format!("execution-{id}"), "{woken}");
     let pid: u32 = common::poll(WAIT, "the step's pid", || {
         every_line(&client, &on_c, &id).first()?.parse().ok()
     });
@@ -1341,8 +1355,8 @@ fn three_nodes_share_the_steps_and_take_over_from_a_dead_one() {
         (!runs(pid)).then_some(())
     });
 
-    // Triggered on C, run on A, which is killed: B or C settles it.
-    let id = client.trigger(&on_c, "demo@lab@pid");
+    // Triggered on B, run on A, which is killed: B or C settles it.
+    let id = client.trigger(&on_b, "demo@lab@pid");
     let pid: u32 = common::poll(WAIT, "the step's pid", || {
         every_line(&client, &on_a, &id).first()?.parse().ok()
     });

@@ -398,7 +398,7 @@ impl Gros {
     async fn take_over(&self, log: &crate::events::EventLog) -> anyhow::Result<()> {
         let running = reconcile::track_in_progress::<GrosAgent>(log)?;
         running.wait_for(log.head(), STARTUP_WAIT).await?;
-        let ids = running.read(|view| reconcile::held_in_progress::<GrosAgent>(log, &view.state));
+        let ids: Vec<String> = running.read(|view| view.state.iter().cloned().collect());
         let (mut followed, mut to_settle) = (Vec::new(), Vec::new());
         for id in ids {
             let (_, state) = self.agents.state(&id).await?;
