@@ -16,6 +16,12 @@
 //! the same content race harmlessly: both renames put the same bytes under the same name.
 //! Temporary files a crash left behind are removed at the next open.
 //!
+//! # Several nodes
+//!
+//! On a PostgreSQL log the blobs are also kept in the log's database (`SharedFiles`, area
+//! `blobs`), written there before `put` returns: any node serves any blob, reading it from the
+//! database into its own directory the first time it is asked for it.
+//!
 //! Every call does blocking file I/O; async callers use `spawn_blocking`.
 
 use std::fs::File;
@@ -24,6 +30,8 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+use crate::events::{SharedFiles, StoreError};
 use sha2::{Digest, Sha256};
 
 /// The directory of the blobs, in the data directory.
@@ -100,13 +108,24 @@ pub enum BlobError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// The database that shares blobs between nodes failed.
+    #[error("the blobs shared by the nodes: {0}")]
+    Shared(#[source] StoreError),
 }
 
 /// The blob store of one data directory. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct BlobStore {
     root: PathBuf,
+    /// Where the nodes of a PostgreSQL log share their blobs.
+    shared: Option<SharedFiles>,
 }
+
+/// The area of the shared files that holds blobs.
+const SHARED_AREA: &str = "blobs";
+
+/// The file in `uploads/` that says this directory's blobs were copied to the shared ones.
+const SHARED_MARKER: &str = "shared";
 
 /// Temporary files older than this at open are a crash's leftovers, not a write in progress.
 const STALE_TEMPORARY: std::time::Duration = std::time::Duration::from_secs(3600);
@@ -132,7 +151,39 @@ impl BlobStore {
                 let _ = std::fs::remove_file(entry.path());
             }
         }
-        Ok(BlobStore { root })
+        Ok(BlobStore { root, shared: None })
+    }
+
+    /// The same store, sharing its blobs with the other nodes of a PostgreSQL log through
+    /// `shared` (when there is one). The first time, the blobs already in this directory are
+    /// copied there (a damaged one is left out), then `uploads/shared` marks it done.
+    pub fn shared_by_nodes(mut self, shared: Option<SharedFiles>) -> Result<BlobStore, BlobError> {
+        let Some(shared) = shared else {
+            return Ok(self);
+        };
+        let marker = self.root.join(SHARED_MARKER);
+        if !marker.exists() {
+            let all = self.root.join("sha256");
+            for prefix in std::fs::read_dir(&all).map_err(io(&all))? {
+                let prefix = prefix.map_err(io(&all))?.path();
+                for file in std::fs::read_dir(&prefix).map_err(io(&prefix))? {
+                    let file = file.map_err(io(&prefix))?.path();
+                    let name = prefix.file_name().zip(file.file_name()).and_then(|(p, f)| {
+                        BlobHash::parse(&format!("{}{}", p.to_str()?, f.to_str()?)).ok()
+                    });
+                    let Some(hash) = name else { continue };
+                    let bytes = std::fs::read(&file).map_err(io(&file))?;
+                    if BlobHash::of(&bytes) == hash {
+                        shared
+                            .put(SHARED_AREA, hash.as_str(), bytes, false)
+                            .map_err(BlobError::Shared)?;
+                    }
+                }
+            }
+            crate::secrets::create_private_file(&marker, b"").map_err(io(&marker))?;
+        }
+        self.shared = Some(shared);
+        Ok(self)
     }
 
     /// Where the blob of `hash` lives: `sha256/ab/cdef…`, 256 directories of a fair size.
@@ -149,9 +200,16 @@ impl BlobStore {
             sha256: hash.clone(),
             size: bytes.len() as u64,
         };
-        let path = self.path_of(&hash);
-        if std::fs::metadata(&path).is_ok_and(|m| m.len() == reference.size) {
-            return Ok(reference);
+        self.keep_here(&hash, bytes)?;
+        self.share(&hash, || Ok(bytes.to_vec()))?;
+        Ok(reference)
+    }
+
+    /// Writes `bytes`, whose hash is `hash`, into this node's directory, unless there already.
+    fn keep_here(&self, hash: &BlobHash, bytes: &[u8]) -> Result<(), BlobError> {
+        let path = self.path_of(hash);
+        if std::fs::metadata(&path).is_ok_and(|m| m.len() == bytes.len() as u64) {
+            return Ok(());
         }
         let tmp = self
             .root
@@ -163,7 +221,22 @@ impl BlobStore {
             let _ = std::fs::remove_file(&tmp);
             return Err(BlobError::Io { path, source });
         }
-        Ok(reference)
+        Ok(())
+    }
+
+    /// Keeps the blob `hash` for the other nodes too, when they share blobs.
+    fn share(
+        &self,
+        hash: &BlobHash,
+        bytes: impl FnOnce() -> Result<Vec<u8>, BlobError>,
+    ) -> Result<(), BlobError> {
+        match &self.shared {
+            Some(shared) => shared
+                .put(SHARED_AREA, hash.as_str(), bytes()?, false)
+                .map(drop)
+                .map_err(BlobError::Shared),
+            None => Ok(()),
+        }
     }
 
     /// Stores the file at `path` (in the data directory, so that it can be renamed into the
@@ -192,9 +265,10 @@ impl BlobStore {
         let target = self.path_of(&hash);
         if std::fs::metadata(&target).is_ok_and(|m| m.len() == size) {
             let _ = std::fs::remove_file(path);
-            return Ok(reference);
+        } else {
+            self.move_into_place(path, &target).map_err(io(&target))?;
         }
-        self.move_into_place(path, &target).map_err(io(&target))?;
+        self.share(&hash, || std::fs::read(&target).map_err(io(&target)))?;
         Ok(reference)
     }
 
@@ -218,9 +292,7 @@ impl BlobStore {
         let path = self.path_of(hash);
         let mut file = match File::open(&path) {
             Ok(file) => file,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(BlobError::NotFound(hash.clone()))
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return self.fetch(hash),
             Err(source) => return Err(BlobError::Io { path, source }),
         };
         let mut bytes = Vec::new();
@@ -229,6 +301,34 @@ impl BlobStore {
             return Err(BlobError::Damaged(hash.clone()));
         }
         Ok(bytes)
+    }
+}
+
+impl BlobStore {
+    /// The blob `hash` from the blobs the nodes share, kept in this node's directory too.
+    fn fetch(&self, hash: &BlobHash) -> Result<Vec<u8>, BlobError> {
+        let Some(shared) = &self.shared else {
+            return Err(BlobError::NotFound(hash.clone()));
+        };
+        let bytes = shared
+            .get(SHARED_AREA, hash.as_str())
+            .map_err(BlobError::Shared)?
+            .ok_or_else(|| BlobError::NotFound(hash.clone()))?;
+        if BlobHash::of(&bytes) != *hash {
+            return Err(BlobError::Damaged(hash.clone()));
+        }
+        self.keep_here(hash, &bytes)?;
+        Ok(bytes)
+    }
+
+    /// Where the blob `hash` is in this node's directory, read from the blobs the nodes share
+    /// when it is not there yet.
+    pub fn local_path(&self, hash: &BlobHash) -> Result<PathBuf, BlobError> {
+        let path = self.path_of(hash);
+        if !path.exists() {
+            self.fetch(hash)?;
+        }
+        Ok(path)
     }
 }
 

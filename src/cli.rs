@@ -273,7 +273,7 @@ pub fn run() -> ExitCode {
         },
         Command::HashPassword => hash_password(),
         Command::NewToken => new_token(),
-        Command::GrosSshFingerprint => gros_ssh_fingerprint(&data),
+        Command::GrosSshFingerprint => gros_ssh_fingerprint(&data, options),
         Command::Export {
             from,
             stream,
@@ -467,7 +467,7 @@ fn new_token() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn gros_ssh_fingerprint(data: &std::path::Path) -> anyhow::Result<()> {
+fn gros_ssh_fingerprint(data: &std::path::Path, options: LogOptions) -> anyhow::Result<()> {
     let none_yet = || {
         anyhow::anyhow!(
             "no SSH host key yet in {}: it is made when `annals serve` first starts with \
@@ -475,15 +475,21 @@ fn gros_ssh_fingerprint(data: &std::path::Path) -> anyhow::Result<()> {
             data.display()
         )
     };
-    // Looked for before the store is opened, which would make a master key file in a data
-    // directory that has none.
+    // On PostgreSQL the key is in the database every node shares; on sled it is looked for
+    // before the store is opened, which would make a master key file in a data directory that
+    // has none.
+    let shared = match options.backend {
+        Backend::Sled => None,
+        Backend::Postgres(_) => open_existing(data, options)?.shared_files(),
+    };
     let file = data
         .join(crate::secrets::SECRETS_DIR)
         .join(crate::faces::gros_ssh::HOST_KEY_SECRET);
-    if !file.exists() {
+    if shared.is_none() && !file.exists() {
         return Err(none_yet());
     }
-    let secrets = crate::secrets::SecretStore::open(data, crate::secrets::KeySource::from_env()?)?;
+    let secrets = crate::secrets::SecretStore::open(data, crate::secrets::KeySource::from_env()?)?
+        .shared_by_nodes(shared)?;
     let fingerprint = crate::faces::gros_ssh::stored_fingerprint(&secrets)?.ok_or_else(none_yet)?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "{fingerprint}")?;

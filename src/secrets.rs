@@ -28,6 +28,15 @@
 //! The event log must be opened before the store: a new log is only created in an empty
 //! directory, and the store adds `secrets.key` and `secrets/` to the data directory.
 //!
+//! # Several nodes
+//!
+//! On a PostgreSQL log the sealed secrets live in the log's database instead
+//! ([`SecretStore::shared_by_nodes`]: `SharedFiles`, area `secrets`, the same bytes a file
+//! would hold), so that every node reads what any node wrote; the secrets a node had in its
+//! directory move there when it first opens the store so. Every node needs the same master key
+//! (`ANNALS_MASTER_KEY`): the check value is shared too, and a node with another key is
+//! refused at start-up.
+//!
 //! Every call does blocking file I/O and fsyncs; from async code, call it in `spawn_blocking`.
 
 use std::fmt;
@@ -59,6 +68,8 @@ const NONCE_BYTES: usize = 24;
 const TAG_BYTES: usize = 16;
 /// The check value's file. Its name starts with a dot, which no id may, so it is no secret's.
 const CHECK_FILE: &str = ".key-check";
+/// The most bytes a sealed secret takes.
+const MOST_SEALED: usize = HEADER.len() + NONCE_BYTES + MAX_SECRET_BYTES + TAG_BYTES;
 const CHECK_PLAINTEXT: &[u8] = b"annals master key check";
 /// Why a secret file that looks like one cannot be read.
 const DOES_NOT_DECRYPT: &str = "it does not decrypt: the file was altered, or moved from another \
@@ -91,6 +102,11 @@ pub enum SecretError {
         "the master key ({source_name}) is not the one the secrets in {dir} were written with"
     )]
     WrongMasterKey { source_name: String, dir: PathBuf },
+    #[error(
+        "the master key ({source_name}) is not the one the secrets shared by the nodes of this \
+         log were written with: every node needs the same key, in {MASTER_KEY_VAR}"
+    )]
+    WrongSharedMasterKey { source_name: String },
     #[error("the data directory {dir} does not exist (the event log creates it)")]
     NoDataDir { dir: PathBuf },
     #[error("the secret {id} cannot be read: {reason}")]
@@ -102,6 +118,9 @@ pub enum SecretError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// The database that shares secrets between nodes failed.
+    #[error("the secrets shared by the nodes: {0}")]
+    Shared(#[source] crate::events::StoreError),
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> SecretError + '_ {
@@ -272,7 +291,14 @@ struct Inner {
     dir: PathBuf,
     /// Holds the master key; wipes it when dropped.
     cipher: XChaCha20Poly1305,
+    /// Where the sealed secrets are instead of `dir`, on a PostgreSQL log.
+    shared: std::sync::OnceLock<crate::events::SharedFiles>,
+    /// Where the master key came from, for messages.
+    source_name: String,
 }
+
+/// The area of the shared files that holds sealed secrets.
+const SHARED_AREA: &str = "secrets";
 
 impl fmt::Debug for SecretStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -311,10 +337,47 @@ impl SecretStore {
             inner: Arc::new(Inner {
                 cipher: XChaCha20Poly1305::new((&*key.0).into()),
                 dir,
+                shared: std::sync::OnceLock::new(),
+                source_name,
             }),
         };
-        store.check_key(source_name)?;
+        store.check_key()?;
         Ok(store)
+    }
+
+    /// The same store, keeping its secrets in `shared` (when there is one: the log is in
+    /// PostgreSQL) for every node. The master key is checked against the shared check value
+    /// (written by the first node), then the secrets of this node's directory move there; one
+    /// the database already holds under the same id is kept, and the file removed.
+    pub fn shared_by_nodes(
+        self,
+        shared: Option<crate::events::SharedFiles>,
+    ) -> Result<SecretStore, SecretError> {
+        let Some(shared) = shared else {
+            return Ok(self);
+        };
+        if self.inner.shared.set(shared.clone()).is_err() {
+            return Ok(self);
+        }
+        self.check_key()?;
+        let dir = &self.inner.dir;
+        for entry in std::fs::read_dir(dir).map_err(io_error(dir))? {
+            let entry = entry.map_err(io_error(dir))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name == CHECK_FILE || name.starts_with(TEMP_PREFIX) {
+                continue;
+            }
+            // It must decrypt with this key before it goes where every node reads it.
+            if self.read_file(&name)?.is_some() {
+                let sealed = std::fs::read(entry.path()).map_err(io_error(&entry.path()))?;
+                shared
+                    .put(SHARED_AREA, &name, sealed, false)
+                    .map_err(SecretError::Shared)?;
+            }
+            std::fs::remove_file(entry.path()).map_err(io_error(&entry.path()))?;
+        }
+        sync_dir(dir)?;
+        Ok(self)
     }
 
     /// Stores `secret` under `id`, replacing any previous value.
@@ -332,6 +395,11 @@ impl SecretStore {
 
     /// Removes the secret under `id`; returns whether there was one.
     pub fn delete(&self, id: &SecretId) -> Result<bool, SecretError> {
+        if let Some(shared) = self.inner.shared.get() {
+            return shared
+                .delete(SHARED_AREA, id.as_str())
+                .map_err(SecretError::Shared);
+        }
         let path = self.inner.dir.join(id.as_str());
         match std::fs::remove_file(&path) {
             Ok(()) => {
@@ -371,7 +439,7 @@ impl SecretStore {
     }
 
     /// Verifies the key against the check value, writing the check value on first use.
-    fn check_key(&self, source_name: String) -> Result<(), SecretError> {
+    fn check_key(&self) -> Result<(), SecretError> {
         match self.read(CHECK_FILE) {
             Ok(Some(check)) if check.expose() == CHECK_PLAINTEXT => Ok(()),
             // Only a failed decryption means another key; a damaged file is reported as such.
@@ -379,15 +447,21 @@ impl SecretStore {
             | Err(SecretError::Unreadable {
                 reason: DOES_NOT_DECRYPT,
                 ..
-            }) => Err(SecretError::WrongMasterKey {
-                source_name,
-                dir: self.inner.dir.clone(),
-            }),
+            }) => {
+                let source_name = self.inner.source_name.clone();
+                Err(match self.inner.shared.get() {
+                    Some(_) => SecretError::WrongSharedMasterKey { source_name },
+                    None => SecretError::WrongMasterKey {
+                        source_name,
+                        dir: self.inner.dir.clone(),
+                    },
+                })
+            }
             Ok(None) => {
                 let sealed = self.seal(CHECK_FILE, CHECK_PLAINTEXT)?;
                 if !self.write(CHECK_FILE, &sealed, Replace::No)? {
                     // Another process opening the same directory wrote it first: check theirs.
-                    return self.check_key(source_name);
+                    return self.check_key();
                 }
                 Ok(())
             }
@@ -427,21 +501,38 @@ impl SecretStore {
     }
 
     fn read(&self, name: &str) -> Result<Option<Secret>, SecretError> {
+        match self.inner.shared.get() {
+            Some(shared) => match shared.get(SHARED_AREA, name) {
+                Ok(Some(sealed)) => self.open_sealed(name, sealed).map(Some),
+                Ok(None) => Ok(None),
+                Err(error) => Err(SecretError::Shared(error)),
+            },
+            None => self.read_file(name),
+        }
+    }
+
+    /// The secret in the file `name` of this node's directory, if there is one.
+    fn read_file(&self, name: &str) -> Result<Option<Secret>, SecretError> {
         let path = self.inner.dir.join(name);
         let file = match File::open(&path) {
             Ok(file) => file,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io_error(&path)(e)),
         };
+        let mut sealed = Vec::new();
+        file.take(MOST_SEALED as u64 + 1)
+            .read_to_end(&mut sealed)
+            .map_err(io_error(&path))?;
+        self.open_sealed(name, sealed).map(Some)
+    }
+
+    /// Decrypts what was sealed as `name`.
+    fn open_sealed(&self, name: &str, sealed: Vec<u8>) -> Result<Secret, SecretError> {
         let unreadable = |reason| SecretError::Unreadable {
             id: name.to_owned(),
             reason,
         };
-        let most = HEADER.len() + NONCE_BYTES + MAX_SECRET_BYTES + TAG_BYTES;
-        let mut sealed = Vec::new();
-        file.take(most as u64 + 1)
-            .read_to_end(&mut sealed)
-            .map_err(io_error(&path))?;
+        let most = MOST_SEALED;
         if sealed.len() > most {
             return Err(unreadable("the file is larger than any secret"));
         }
@@ -460,12 +551,18 @@ impl SecretStore {
                 },
             )
             .map_err(|_| unreadable(DOES_NOT_DECRYPT))?;
-        Ok(Some(Secret::new(plaintext)))
+        Ok(Secret::new(plaintext))
     }
 
     /// Writes `contents` as the file `name` atomically. With `Replace::No`, an existing file
     /// is left alone and `false` returned.
     fn write(&self, name: &str, contents: &[u8], replace: Replace) -> Result<bool, SecretError> {
+        if let Some(shared) = self.inner.shared.get() {
+            let replace = matches!(replace, Replace::Yes);
+            return shared
+                .put(SHARED_AREA, name, contents.to_vec(), replace)
+                .map_err(SecretError::Shared);
+        }
         let dir = &self.inner.dir;
         let path = dir.join(name);
         let written = write_new_file(dir, name, contents, |temp| match replace {

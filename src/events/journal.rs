@@ -85,19 +85,6 @@ const MAX_ROUND_REQUESTS: usize = 4096;
 /// How many stream versions the journal keeps in memory before starting its cache afresh.
 const MAX_CACHED_VERSIONS: usize = 100_000;
 
-/// Adds the append requests already queued to `requests`, up to [`MAX_ROUND_REQUESTS`];
-/// answers whether a close came among them (nothing after it is taken).
-fn gather(receiver: &mpsc::Receiver<Message>, requests: &mut Vec<AppendRequest>) -> bool {
-    while requests.len() < MAX_ROUND_REQUESTS {
-        match receiver.try_recv() {
-            Ok(Message::Append(request)) => requests.push(request),
-            Ok(Message::Close) => return true,
-            Err(_) => return false,
-        }
-    }
-    false
-}
-
 /// A handle on the journal thread.
 pub(crate) struct Journal {
     sender: mpsc::Sender<Message>,
@@ -206,14 +193,23 @@ impl Writer {
     fn run(mut self, receiver: mpsc::Receiver<Message>) {
         while let Ok(first) = receiver.recv() {
             let mut requests = Vec::new();
-            let close = match first {
-                Message::Append(request) => {
-                    requests.push(request);
-                    gather(&receiver, &mut requests)
+            let mut close = false;
+            let mut next = Some(first);
+            while let Some(message) = next {
+                match message {
+                    Message::Append(request) => requests.push(request),
+                    Message::Close => {
+                        close = true;
+                        break;
+                    }
                 }
-                Message::Close => true,
-            };
-            let close = self.commit_round(requests, &receiver) || close;
+                next = if requests.len() < MAX_ROUND_REQUESTS {
+                    receiver.try_recv().ok()
+                } else {
+                    None
+                };
+            }
+            self.commit_round(requests);
             if close {
                 break;
             }
@@ -231,37 +227,25 @@ impl Writer {
         }
     }
 
-    /// Commits `requests` as one round; when another node moved the head first, again with
-    /// whatever was queued meanwhile, so that a round that lost grows rather than waits.
-    /// Answers whether a close was received meanwhile.
-    fn commit_round(
-        &mut self,
-        requests: Vec<AppendRequest>,
-        receiver: &mpsc::Receiver<Message>,
-    ) -> bool {
+    fn commit_round(&mut self, requests: Vec<AppendRequest>) {
         let mut pending = requests;
-        let mut close = false;
         for _ in 0..MAX_ROUND_ATTEMPTS {
             if pending.is_empty() {
-                return close;
+                return;
             }
             pending = match &self.failure {
                 Some(failure) => {
                     answer_all(pending, &AppendError::Storage(failure.clone()));
-                    return close;
+                    return;
                 }
                 None => self.try_round(pending),
             };
-            if !pending.is_empty() && !close {
-                close = gather(receiver, &mut pending);
-            }
         }
         let busy = format!(
             "other nodes moved the log's head {MAX_ROUND_ATTEMPTS} times in a row under this \
              round; nothing of it was written"
         );
         answer_all(pending, &AppendError::Storage(busy));
-        close
     }
 
     /// One attempt at writing `requests` as a round. Refused requests are answered at once,

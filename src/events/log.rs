@@ -97,6 +97,48 @@ pub struct EventLog {
     publisher: std::sync::Weak<Publisher>,
 }
 
+/// Files every node of a PostgreSQL log shares (blobs, sealed secrets), by area and name, in
+/// the log's database. Every call blocks (from async code, call it in `spawn_blocking`).
+#[derive(Clone)]
+pub struct SharedFiles(Arc<Store>);
+
+impl SharedFiles {
+    fn postgres(&self) -> &super::store::PgStore {
+        self.0
+            .as_postgres()
+            .expect("made for a PostgreSQL store only")
+    }
+
+    /// Keeps `bytes` as `name` of `area`; a file already there is kept unless `replace`.
+    /// Whether `bytes` were written.
+    pub fn put(
+        &self,
+        area: &'static str,
+        name: &str,
+        bytes: Vec<u8>,
+        replace: bool,
+    ) -> Result<bool, StoreError> {
+        self.postgres()
+            .put_file(area, name.to_owned(), bytes, replace)
+    }
+
+    /// The bytes of `name` of `area`, if a node kept it.
+    pub fn get(&self, area: &'static str, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.postgres().get_file(area, name.to_owned())
+    }
+
+    /// Removes `name` of `area`; whether it was there.
+    pub fn delete(&self, area: &'static str, name: &str) -> Result<bool, StoreError> {
+        self.postgres().delete_file(area, name.to_owned())
+    }
+}
+
+impl std::fmt::Debug for SharedFiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SharedFiles")
+    }
+}
+
 /// A lock held across the nodes of a log (see [`EventLog::exclusive`]), released when dropped.
 #[must_use = "the lock is released when this is dropped"]
 pub struct Exclusive {
@@ -203,6 +245,14 @@ impl EventLog {
         })
         .await
         .map_err(|e| StoreError::Sync(std::io::Error::other(e)))?
+    }
+
+    /// The files every node of the log shares, on PostgreSQL; `None` on sled, whose one node
+    /// keeps its files in its data directory.
+    pub fn shared_files(&self) -> Option<SharedFiles> {
+        self.store
+            .as_postgres()
+            .map(|_| SharedFiles(self.store.clone()))
     }
 
     /// The shards whose entities' side effects this node runs: all of them, until

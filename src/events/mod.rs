@@ -19,7 +19,7 @@ pub use envelope::{
     Metadata, NewEvent, Origin, Position, RecordedEvent, StreamId, Version, GENESIS_HASH,
 };
 pub use journal::{AppendError, Appended, ExpectedVersion};
-pub use log::{EventLog, LogOptions};
+pub use log::{EventLog, LogOptions, SharedFiles};
 pub use ownership::Ownership;
 pub use recent::SharedEvent;
 pub use store::{Backend, Durability, PostgresOptions, Store, StoreError};

@@ -203,6 +203,8 @@ pub enum Own {
 /// face that asks for it.
 pub struct Stores {
     data: std::path::PathBuf,
+    /// Where the nodes of a PostgreSQL log share blobs and secrets.
+    shared: Option<crate::events::SharedFiles>,
     secrets: OnceLock<Arc<SecretStore>>,
     blobs: OnceLock<BlobStore>,
 }
@@ -211,6 +213,7 @@ impl Stores {
     pub fn new(log: &EventLog) -> Stores {
         Stores {
             data: log.path().to_path_buf(),
+            shared: log.shared_files(),
             secrets: OnceLock::new(),
             blobs: OnceLock::new(),
         }
@@ -223,7 +226,8 @@ impl Stores {
             return Ok(secrets.clone());
         }
         let source = crate::secrets::KeySource::from_env()?;
-        let opened = Arc::new(SecretStore::open(&self.data, source)?);
+        let opened =
+            Arc::new(SecretStore::open(&self.data, source)?.shared_by_nodes(self.shared.clone())?);
         Ok(self.secrets.get_or_init(|| opened).clone())
     }
 
@@ -232,7 +236,7 @@ impl Stores {
         if let Some(blobs) = self.blobs.get() {
             return Ok(blobs.clone());
         }
-        let opened = BlobStore::open(&self.data)?;
+        let opened = BlobStore::open(&self.data)?.shared_by_nodes(self.shared.clone())?;
         Ok(self.blobs.get_or_init(|| opened).clone())
     }
 }

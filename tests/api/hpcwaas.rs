@@ -1280,12 +1280,15 @@ fn a_relative_data_directory_is_taken_from_where_annals_starts() {
 
 /// A node of a cluster on the PostgreSQL log at `url`: `annals serve` with its data in
 /// `data`, leases of one second, the main listener on a free port and no face listener of its
-/// own (the nodes share one machine).
+/// own (the nodes share one machine), and the same master key.
 fn cluster_node(url: &str, data: &Path, config: &Path) -> common::Served {
+    let master_key = "ab".repeat(32);
     let envs = [
         ("ANNALS_LOG_BACKEND", "postgres"),
         ("ANNALS_LOG_POSTGRES_URL", url),
         ("ANNALS_LOG_POSTGRES_LEASE_S", "1"),
+        // Every node of a cluster has the same master key.
+        ("ANNALS_MASTER_KEY", &master_key),
         ("ANNALS_PARTISCI_LISTEN", ""),
         ("ANNALS_PATROWL_LISTEN", ""),
         ("ANNALS_HPCWAAS_LISTEN", ""),
@@ -1295,8 +1298,8 @@ fn cluster_node(url: &str, data: &Path, config: &Path) -> common::Served {
 
 /// Three nodes on one PostgreSQL log. A long poll on one wakes for a request written through
 /// another. A step runs once, on the node holding its execution's shard, whichever node took
-/// the request; a cancel sent to another node stops it. When that
-/// node is killed, the others take its shards: the execution it ran is settled as interrupted,
+/// the request; a cancel sent to another node stops it, and an SSH key made on one node serves
+/// a step on another. When that node is killed, the others take its shards: the execution it ran is settled as interrupted,
 /// one requested meanwhile starts on its new node, and new executions run on the nodes left;
 /// the log verifies.
 #[test]
@@ -1337,7 +1340,11 @@ fn three_nodes_share_the_steps_and_take_over_from_a_dead_one() {
     // Triggered on C, run on A, cancelled through B, seen ended on C.
     let id = client.trigger(&on_c, "demo@lab@pid");
     let woken = polling.join().unwrap();
-    assert_eq!(woken["events"][0]["stream"], format!("execution-{id}"), "{woken}");
+    assert_eq!(
+        woken["events"][0]["stream"],
+        format!("execution-{id}"),
+        "{woken}"
+    );
     let pid: u32 = common::poll(WAIT, "the step's pid", || {
         every_line(&client, &on_c, &id).first()?.parse().ok()
     });
@@ -1354,6 +1361,21 @@ fn three_nodes_share_the_steps_and_take_over_from_a_dead_one() {
     common::poll(WAIT, "the cancelled step to be gone", || {
         (!runs(pid)).then_some(())
     });
+
+    // A key made on C is checked by B and used by the step on A.
+    let (status, _, made) = client.send(&on_c, "POST", "/ssh_keys", "");
+    assert_eq!(status, 201, "{made}");
+    let key: Value = serde_json::from_str(&made).unwrap();
+    let body = json!({"inputs": {"key": key["id"]}}).to_string();
+    let (status, location, answer) =
+        client.send(&on_b, "POST", "/workflows/demo@lab@usekey", &body);
+    assert_eq!(status, 201, "{answer}");
+    let used = location.rsplit('/').next().unwrap();
+    let done = client.wait_for(&on_a, used, |e| e["status"] != "RUNNING");
+    assert_eq!(done["status"], "SUCCESS", "{done}");
+    assert!(std::fs::read_to_string(dir.path().join("key-copy"))
+        .unwrap()
+        .starts_with("-----BEGIN RSA PRIVATE KEY-----"));
 
     // Triggered on B, run on A, which is killed: B or C settles it.
     let id = client.trigger(&on_b, "demo@lab@pid");

@@ -2063,11 +2063,13 @@ async fn max_scans_holds_across_the_nodes_of_one_log() {
     let pid_file = dir.path().join("slow.pid");
     let slow = format!("echo $$ > {}; exec sleep 60", pid_file.display());
     let config = restart_config(dir.path(), None, &[sh_engine("slow", &slow)]);
+    let master_key = "cd".repeat(32);
     let node = |name: &str| {
         let envs = [
             ("ANNALS_LOG_BACKEND", "postgres"),
             ("ANNALS_LOG_POSTGRES_URL", url.as_str()),
             ("ANNALS_LOG_POSTGRES_LEASE_S", "1"),
+            ("ANNALS_MASTER_KEY", &master_key),
         ];
         let data = dir.path().join(name);
         common::serve_data(&data, Some(&config), &[], &envs).expect("the node starts")

@@ -303,6 +303,8 @@ fn serve_node(url: &str, dir: &Path) -> common::Served {
         &[
             ("ANNALS_LOG_BACKEND", "postgres"),
             ("ANNALS_LOG_POSTGRES_URL", url),
+            // Every node of a cluster has the same master key.
+            ("ANNALS_MASTER_KEY", &"ef".repeat(32)),
             ("ANNALS_HTTP_LISTEN", "127.0.0.1:0"),
             ("ANNALS_PARTISCI_LISTEN", ""),
             ("ANNALS_PATROWL_LISTEN", ""),
@@ -458,4 +460,92 @@ fn a_missing_or_unreachable_database_is_refused_clearly_and_never_shows_its_pass
     });
     assert_ne!(code, Some(0), "{out}");
     assert!(out.contains("needs postgres_url"), "{out}");
+}
+
+/// Blobs and secrets one node keeps, every node of the log reads: a blob is read from the
+/// database into the other node's directory; a secret (sealed, never in clear in the
+/// database) is read, replaced and deleted through any node; a node's own secrets move into
+/// the database when its store is first shared; a node with another master key is refused.
+#[test]
+fn blobs_and_secrets_are_shared_by_the_nodes_of_one_log() {
+    use annals::blobs::BlobStore;
+    use annals::secrets::{KeySource, MasterKey, SecretError, SecretId, SecretStore};
+    let (a, b) = two_nodes();
+    // Blobs.
+    // One kept by a before it shared its blobs.
+    let earlier = BlobStore::open(a.path())
+        .unwrap()
+        .put(b"from before")
+        .unwrap();
+    let blobs_a = BlobStore::open(a.path())
+        .unwrap()
+        .shared_by_nodes(a.log.shared_files())
+        .unwrap();
+    let blobs_b = BlobStore::open(b.path())
+        .unwrap()
+        .shared_by_nodes(b.log.shared_files())
+        .unwrap();
+    assert_eq!(blobs_b.get(&earlier.sha256).unwrap(), b"from before");
+    let kept = blobs_a.put(b"a report, kept once").unwrap();
+    assert!(!blobs_b.path_of(&kept.sha256).exists());
+    assert_eq!(blobs_b.get(&kept.sha256).unwrap(), b"a report, kept once");
+    assert!(blobs_b.path_of(&kept.sha256).exists(), "kept on b too");
+    let local = blobs_a.local_path(&kept.sha256).unwrap();
+    assert_eq!(std::fs::read(local).unwrap(), b"a report, kept once");
+
+    // Secrets: one node had one before its store was shared.
+    let key = MasterKey::generate();
+    let open = |dir: &Path, key: &MasterKey| {
+        SecretStore::open(
+            dir,
+            KeySource::Key(MasterKey::parse(&key.to_hex()).unwrap()),
+        )
+    };
+    let earlier = SecretId::parse("earlier").unwrap();
+    open(a.path(), &key)
+        .unwrap()
+        .put(&earlier, b"from before")
+        .unwrap();
+    let secrets_a = open(a.path(), &key)
+        .unwrap()
+        .shared_by_nodes(a.log.shared_files())
+        .unwrap();
+    assert!(!a.path().join("secrets/earlier").exists(), "moved out");
+    let secrets_b = open(b.path(), &key)
+        .unwrap()
+        .shared_by_nodes(b.log.shared_files())
+        .unwrap();
+    let read =
+        |store: &SecretStore, id: &SecretId| store.get(id).unwrap().map(|s| s.expose().to_vec());
+    assert_eq!(
+        read(&secrets_b, &earlier).as_deref(),
+        Some(&b"from before"[..])
+    );
+    let id = SecretId::parse("ssh-key-1").unwrap();
+    secrets_b.put(&id, b"-----BEGIN KEY-----").unwrap();
+    assert_eq!(
+        read(&secrets_a, &id).as_deref(),
+        Some(&b"-----BEGIN KEY-----"[..])
+    );
+    secrets_a.put(&id, b"replaced").unwrap();
+    assert_eq!(read(&secrets_b, &id).as_deref(), Some(&b"replaced"[..]));
+    let in_database = server().psql(
+        database_of(&url_of(&a.log)),
+        "SELECT count(*) FROM annals_files WHERE area = 'secrets' \
+         AND position('replaced' in convert_from(bytes, 'LATIN1')) > 0",
+    );
+    assert_eq!(in_database, "0", "sealed, never in clear");
+    assert!(secrets_b.delete(&id).unwrap());
+    assert_eq!(read(&secrets_a, &id), None);
+    assert!(!secrets_a.delete(&id).unwrap());
+
+    // Another key is refused at once.
+    let other = tempfile::tempdir().unwrap();
+    let refused = open(other.path(), &MasterKey::generate())
+        .unwrap()
+        .shared_by_nodes(a.log.shared_files());
+    assert!(
+        matches!(refused, Err(SecretError::WrongSharedMasterKey { .. })),
+        "{refused:?}"
+    );
 }

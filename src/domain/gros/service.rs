@@ -798,7 +798,9 @@ impl Gros {
                 .create(&dir)
                 .map_err(|e| e.to_string())?;
             for upload in uploads {
-                let from = blobs.path_of(&upload.file.sha256);
+                let from = blobs
+                    .local_path(&upload.file.sha256)
+                    .map_err(|e| format!("{}: {e}", upload.name))?;
                 std::fs::copy(&from, dir.join(&upload.name))
                     .map_err(|e| format!("{}: {e}", upload.name))?;
             }

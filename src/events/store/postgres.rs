@@ -83,6 +83,12 @@ CREATE TABLE IF NOT EXISTS annals_nodes (
     node text PRIMARY KEY,
     seen_at timestamptz NOT NULL
 );
+CREATE TABLE IF NOT EXISTS annals_files (
+    area text NOT NULL,
+    name text COLLATE "C" NOT NULL,
+    bytes bytea NOT NULL,
+    PRIMARY KEY (area, name)
+);
 CREATE TABLE IF NOT EXISTS annals_leases (
     shard integer PRIMARY KEY,
     node text NOT NULL,
@@ -903,6 +909,54 @@ impl PgStore {
             })
             .map_err(StoreError::Sync)?;
         Ok(())
+    }
+}
+
+impl PgStore {
+    /// Keeps `bytes` as file `name` of `area` for every node; one already there is kept as it
+    /// is unless `replace`. Whether `bytes` were written.
+    pub(crate) fn put_file(
+        &self,
+        area: &'static str,
+        name: String,
+        bytes: Vec<u8>,
+        replace: bool,
+    ) -> Result<bool, StoreError> {
+        let sql = if replace {
+            "INSERT INTO annals_files (area, name, bytes) VALUES ($1, $2, $3) \
+             ON CONFLICT (area, name) DO UPDATE SET bytes = excluded.bytes"
+        } else {
+            "INSERT INTO annals_files (area, name, bytes) VALUES ($1, $2, $3) \
+             ON CONFLICT (area, name) DO NOTHING"
+        };
+        self.reads
+            .run(move |conn| Ok(conn.execute(sql, &[&area, &name, &bytes])? > 0))
+    }
+
+    /// The bytes of file `name` of `area`, if some node kept it.
+    pub(crate) fn get_file(
+        &self,
+        area: &'static str,
+        name: String,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        self.reads.run(move |conn| {
+            let rows = conn.query(
+                "SELECT bytes FROM annals_files WHERE area = $1 AND name = $2",
+                &[&area, &name],
+            )?;
+            Ok(rows.first().map(|row| row.get(0)))
+        })
+    }
+
+    /// Removes file `name` of `area`; whether it was there.
+    pub(crate) fn delete_file(&self, area: &'static str, name: String) -> Result<bool, StoreError> {
+        self.reads.run(move |conn| {
+            let removed = conn.execute(
+                "DELETE FROM annals_files WHERE area = $1 AND name = $2",
+                &[&area, &name],
+            )?;
+            Ok(removed > 0)
+        })
     }
 }
 
