@@ -15,6 +15,7 @@ use super::journal::{AppendError, AppendRequest, Appended, ExpectedVersion, Jour
 use super::ownership::Ownership;
 use super::publish::Publisher;
 use super::recent::{RecentEvents, RecentLimits};
+use super::shared::SharedFiles;
 use super::store::{Backend, Durability, Store, StoreError};
 
 /// Where the log is, its limits and durability, named so that they can be documented and
@@ -95,48 +96,6 @@ pub struct EventLog {
     foreign_events: ForeignEvents,
     /// The journal's publisher, for [`EventLog::sync`] (the journal owns it).
     publisher: std::sync::Weak<Publisher>,
-}
-
-/// Files every node of a PostgreSQL log shares (blobs, sealed secrets), by area and name, in
-/// the log's database. Every call blocks (from async code, call it in `spawn_blocking`).
-#[derive(Clone)]
-pub struct SharedFiles(Arc<Store>);
-
-impl SharedFiles {
-    fn postgres(&self) -> &super::store::PgStore {
-        self.0
-            .as_postgres()
-            .expect("made for a PostgreSQL store only")
-    }
-
-    /// Keeps `bytes` as `name` of `area`; a file already there is kept unless `replace`.
-    /// Whether `bytes` were written.
-    pub fn put(
-        &self,
-        area: &'static str,
-        name: &str,
-        bytes: Vec<u8>,
-        replace: bool,
-    ) -> Result<bool, StoreError> {
-        self.postgres()
-            .put_file(area, name.to_owned(), bytes, replace)
-    }
-
-    /// The bytes of `name` of `area`, if a node kept it.
-    pub fn get(&self, area: &'static str, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.postgres().get_file(area, name.to_owned())
-    }
-
-    /// Removes `name` of `area`; whether it was there.
-    pub fn delete(&self, area: &'static str, name: &str) -> Result<bool, StoreError> {
-        self.postgres().delete_file(area, name.to_owned())
-    }
-}
-
-impl std::fmt::Debug for SharedFiles {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SharedFiles")
-    }
 }
 
 /// A lock held across the nodes of a log (see [`EventLog::exclusive`]), released when dropped.
@@ -252,7 +211,7 @@ impl EventLog {
     pub fn shared_files(&self) -> Option<SharedFiles> {
         self.store
             .as_postgres()
-            .map(|_| SharedFiles(self.store.clone()))
+            .map(|_| SharedFiles::new(self.store.clone()))
     }
 
     /// The shards whose entities' side effects this node runs: all of them, until

@@ -11,6 +11,7 @@ pub mod migrate;
 pub mod ownership;
 mod publish;
 pub mod recent;
+mod shared;
 pub mod store;
 pub mod verify;
 
@@ -19,7 +20,8 @@ pub use envelope::{
     Metadata, NewEvent, Origin, Position, RecordedEvent, StreamId, Version, GENESIS_HASH,
 };
 pub use journal::{AppendError, Appended, ExpectedVersion};
-pub use log::{EventLog, LogOptions, SharedFiles};
+pub use log::{EventLog, LogOptions};
 pub use ownership::Ownership;
 pub use recent::SharedEvent;
+pub use shared::SharedFiles;
 pub use store::{Backend, Durability, PostgresOptions, Store, StoreError};

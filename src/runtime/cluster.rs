@@ -3,8 +3,10 @@
 //! its shard (`crate::events::Ownership`): its own commands' effects as they commit, and those
 //! of commands other nodes decided as their events are published here ([`Cluster::start`]
 //! hands them to the entity's actor). When shards come to this node later (their holder died
-//! and its leases expired), their entities left in progress are settled as a restart settles
-//! them ([`Entity::on_restart`]): the work they had ran on the node that is gone.
+//! and its leases expired), their entities left in progress are taken over as a restart of
+//! that node would have: started again where the kind can ([`Effects::take_over`], such as a
+//! workflow execution that had not started a step), otherwise settled with
+//! [`Entity::on_restart`] (their work ran on the node that is gone).
 //!
 //! On sled, and on any node that holds every shard from the start, nothing here ever runs.
 
@@ -25,7 +27,7 @@ const TAKE_OVER_WAIT: Duration = Duration::from_secs(300);
 /// Hands an entity's actor the events of its stream.
 type Deliver = Box<dyn Fn(&str, Vec<RecordedEvent>) + Send>;
 
-/// Settles a kind's entities in progress in the shards of a set.
+/// Takes over a kind's entities in progress in the shards of a set.
 type TakeOver = Arc<dyn Fn(u64) -> LocalBoxFuture<'static, ()> + Send + Sync>;
 
 /// The kinds whose effects follow the shards this node holds. Cheap to clone.

@@ -288,7 +288,7 @@ impl<E: Entity> EntityActor<E> {
             let ran = cell
                 .ran
                 .iter()
-                .any(|(first, last)| (*first..=*last).contains(&event.version));
+                .any(|(from, to)| (*from..=*to).contains(&event.version));
             if ran || event.version > cell.version {
                 continue;
             }

@@ -409,6 +409,39 @@ impl Store {
         matches!(self, Store::Sled(_))
     }
 
+    /// Keeps `bytes` as file `name` of `area` for every node (PostgreSQL only: a sled log's
+    /// one node keeps its files in its data directory). Whether they were written: one already
+    /// there is kept unless `replace`.
+    pub(crate) fn put_file(
+        &self,
+        area: &'static str,
+        name: &str,
+        bytes: Vec<u8>,
+        replace: bool,
+    ) -> Result<bool, StoreError> {
+        self.shared()?
+            .put_file(area, name.to_owned(), bytes, replace)
+    }
+
+    /// The bytes of file `name` of `area`, if a node kept it (PostgreSQL only).
+    pub(crate) fn get_file(
+        &self,
+        area: &'static str,
+        name: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        self.shared()?.get_file(area, name.to_owned())
+    }
+
+    /// Removes file `name` of `area`; whether it was there (PostgreSQL only).
+    pub(crate) fn delete_file(&self, area: &'static str, name: &str) -> Result<bool, StoreError> {
+        self.shared()?.delete_file(area, name.to_owned())
+    }
+
+    fn shared(&self) -> Result<&PgStore, StoreError> {
+        self.as_postgres()
+            .ok_or_else(|| StoreError::Postgres("a sled log shares no files between nodes".into()))
+    }
+
     /// The PostgreSQL engine, to follow other nodes' rounds.
     pub(crate) fn as_postgres(&self) -> Option<&PgStore> {
         match self {
