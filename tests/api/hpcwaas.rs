@@ -1282,11 +1282,16 @@ fn a_relative_data_directory_is_taken_from_where_annals_starts() {
 /// `data`, leases of one second, the main listener on a free port and no face listener of its
 /// own (the nodes share one machine), and the same master key.
 fn cluster_node(url: &str, data: &Path, config: &Path) -> common::Served {
+    cluster_node_leasing(url, data, config, "1")
+}
+
+/// [`cluster_node`] with leases of `lease_s` seconds.
+fn cluster_node_leasing(url: &str, data: &Path, config: &Path, lease_s: &str) -> common::Served {
     let master_key = "ab".repeat(32);
     let envs = [
         ("ANNALS_LOG_BACKEND", "postgres"),
         ("ANNALS_LOG_POSTGRES_URL", url),
-        ("ANNALS_LOG_POSTGRES_LEASE_S", "1"),
+        ("ANNALS_LOG_POSTGRES_LEASE_S", lease_s),
         // Every node of a cluster has the same master key.
         ("ANNALS_MASTER_KEY", &master_key),
         ("ANNALS_PARTISCI_LISTEN", ""),
@@ -1419,6 +1424,43 @@ fn three_nodes_share_the_steps_and_take_over_from_a_dead_one() {
         .unwrap();
     let said = String::from_utf8_lossy(&verify.stdout);
     assert!(verify.status.success(), "{said}");
+}
+
+/// A node of a cluster killed and started again on its data before its leases expire holds
+/// its shards again at once (its data names it) and follows the step it was running to its
+/// end, as a node alone does; the other node never takes them.
+#[test]
+fn a_node_started_again_on_its_data_keeps_its_shards_and_its_running_step() {
+    let url = common::postgres::server().new_database();
+    let dir = tempfile::tempdir().unwrap();
+    let file = restart_config(dir.path(), "reattach");
+    let (data_a, data_b) = (dir.path().join("a"), dir.path().join("b"));
+    let mut a = cluster_node_leasing(&url, &data_a, &file, "30");
+    let b = cluster_node_leasing(&url, &data_b, &file, "30");
+    let on_b = format!("http://{}", b.address);
+    let client = reqwest_like::Client::new();
+    let id = client.trigger(&on_b, "demo@lab@counting");
+    common::poll(WAIT, "the first five lines", || {
+        (every_line(&client, &on_b, &id).len() == 5).then_some(())
+    });
+    a.child.kill().unwrap();
+    a.child.wait().unwrap();
+    let a = cluster_node_leasing(&url, &data_a, &file, "30");
+    let on_a = format!("http://{}", a.address);
+    let (_, _, metrics) = client.send(&on_a, "GET", "/metrics", "");
+    assert!(
+        metrics.lines().any(|line| line == "annals_shards_held 64"),
+        "{metrics}"
+    );
+    std::fs::write(dir.path().join("go"), "").unwrap();
+    let done = client.wait_for(&on_b, &id, |e| e["status"] != "RUNNING");
+    assert_eq!(done["status"], "SUCCESS", "{done}");
+    let mut expected: Vec<String> = (1..=10).map(|i| format!("line {i}")).collect();
+    expected.push("after".into());
+    assert_eq!(every_line(&client, &on_b, &id), expected);
+    for node in [a, b] {
+        assert!(node.terminate().success());
+    }
 }
 
 /// A blocking HTTP client for the test that runs `annals serve` as a child process.
