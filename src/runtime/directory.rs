@@ -99,8 +99,13 @@ impl<E: Entity> Directory<E> {
         // Set before the handle that routes here is returned: always there.
         let entities = self.entities.get().cloned().ok_or(RouteError::Stopped)?;
         let effects = self.effects.clone();
-        let after_commit: AfterCommit<E> =
-            Box::new(move |id, state, events| effects.after_commit(id, state, events, &entities));
+        let after_commit: AfterCommit<E> = Box::new(move |id, state, events, delivered| {
+            if delivered {
+                effects.after_delivered(id, state, events, &entities)
+            } else {
+                effects.after_commit(id, state, events, &entities)
+            }
+        });
         let addr = EntityActor::new(id.to_owned(), stream, self.env.clone(), after_commit).start();
         self.residents.insert(
             id.to_owned(),
@@ -210,6 +215,20 @@ pub trait Effects<E: Entity>: Send + Sync + 'static {
     /// A crash between the append and this call loses the work, never the events: start-up
     /// reconciliation ([`Entity::on_restart`]) settles entities whose work died.
     fn after_commit(&self, id: &str, state: &E::State, events: &[E::Event], entities: &Entities<E>);
+
+    /// Called on the node holding entity `id`'s shard with events another node's command
+    /// committed (`crate::runtime::cluster`), once `state` holds them. By default the same as
+    /// [`Effects::after_commit`]; a kind whose requests start their work themselves, on the
+    /// node that decided them when it holds the shard, starts it here for the others.
+    fn after_delivered(
+        &self,
+        id: &str,
+        state: &E::State,
+        events: &[E::Event],
+        entities: &Entities<E>,
+    ) {
+        self.after_commit(id, state, events, entities)
+    }
 
     /// Called on a node that took over the shard of entity `id`, left in progress by a node
     /// that died (`crate::runtime::cluster`): starts here what a restart of that node would

@@ -91,10 +91,11 @@ impl<E: Entity> PartialEq for Executed<E> {
 
 pub type CommandResult<E> = Result<Executed<E>, CommandError<<E as Entity>::Rejection>>;
 
-/// What an actor calls once a command's events are durable and applied: the kind's effects,
-/// with the handle to its directory (given by the directory, which the actor does not know).
+/// What an actor calls once events are durable and applied: the kind's effects, with the handle
+/// to its directory (given by the directory, which the actor does not know); the flag says
+/// whether another node decided them ([`Deliver`]).
 pub(crate) type AfterCommit<E> =
-    Box<dyn Fn(&str, &<E as Entity>::State, &[<E as Entity>::Event]) + Send>;
+    Box<dyn Fn(&str, &<E as Entity>::State, &[<E as Entity>::Event], bool) + Send>;
 
 /// Everything the actors of one kind share.
 pub(crate) struct Env {
@@ -271,7 +272,7 @@ impl<E: Entity> EntityActor<E> {
         cell.ran.push_back((first, executed.version));
         // Another node holds the entity's shard: it runs the effects, from the log.
         if self.env.log.ownership().owns(&self.stream) {
-            (self.after_commit)(&self.id, &cell.state, &executed.events);
+            (self.after_commit)(&self.id, &cell.state, &executed.events, false);
         }
     }
 
@@ -302,7 +303,7 @@ impl<E: Entity> EntityActor<E> {
         }
         cell.ran.retain(|(_, ran_last)| *ran_last > last);
         if !decoded.is_empty() {
-            (self.after_commit)(&self.id, &cell.state, &decoded);
+            (self.after_commit)(&self.id, &cell.state, &decoded, true);
         }
     }
 }

@@ -1699,3 +1699,102 @@ async fn a_run_records_at_most_its_limit_of_bytes() {
         "{note}"
     );
 }
+
+/// Two nodes on one PostgreSQL log (the same master key: the projects' salts are shared): an
+/// agent registered, scraping and exporting through node b has its scrape and its import run
+/// on node a, which holds every shard (it started first); a scrape that fails at once is
+/// reported so by b; every line and end is recorded once, and read alike on either node.
+#[test]
+fn an_agents_processes_run_on_the_node_holding_its_shard() {
+    let url = common::postgres::server().new_database();
+    let dir = tempfile::tempdir().unwrap();
+    let go = dir.path().join("go");
+    let waiting = |word: &str| {
+        format!(
+            "[\"/bin/sh\", \"-c\", \"echo {word} $$; echo one; \
+             while [ ! -e {} ]; do sleep 0.02; done; echo two\"]",
+            go.display()
+        )
+    };
+    let config = dir.path().join("annals.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[gros]\n[[gros.projects]]\nkey = \"SLOW\"\nnetworks = [\"127.0.0.1\"]\n\
+             scrape_command = {}\nimport_command = {}\n\
+             [[gros.projects]]\nkey = \"FAIL\"\nnetworks = [\"127.0.0.1\"]\n\
+             scrape_command = [\"/bin/sh\", \"-c\", \"exit 3\"]\n",
+            waiting("begun"),
+            waiting("importing"),
+        ),
+    )
+    .unwrap();
+    let master_key = "12".repeat(32);
+    let node = |name: &str| {
+        let data = dir.path().join(name);
+        let args = [
+            "--config".as_ref(),
+            config.as_os_str(),
+            "--data".as_ref(),
+            data.as_os_str(),
+            "serve".as_ref(),
+        ];
+        let envs = [
+            ("ANNALS_HTTP_LISTEN", "127.0.0.1:0"),
+            ("ANNALS_LOG_BACKEND", "postgres"),
+            ("ANNALS_LOG_POSTGRES_URL", url.as_str()),
+            ("ANNALS_LOG_POSTGRES_LEASE_S", "1"),
+            ("ANNALS_MASTER_KEY", master_key.as_str()),
+        ];
+        common::spawn_serve(&args, &envs).expect("the node starts")
+    };
+    let a = node("a");
+    let b = node("b");
+    let (on_a, on_b) = (plain(&a.address), plain(&b.address));
+    for project in ["SLOW", "FAIL"] {
+        let registered = exchange(
+            &on_b,
+            registration(&format!("project={project}"), KEY).as_bytes(),
+        );
+        assert_eq!(registered.status, 200, "{registered:?}");
+    }
+    assert_eq!(exchange(&on_b, SCRAPE.as_bytes()).status, 201);
+    let failing = SCRAPE.replace("SLOW/SLOW", "FAIL/FAIL");
+    let failed = exchange(&on_b, failing.as_bytes());
+    assert_eq!(failed.status, 503, "{failed:?}");
+    assert_eq!(failed.json()["error"]["message"], "Status code 3");
+    let export = form("POST", "/auth/export.py?project=SLOW", "files=%5B%5D");
+    assert_eq!(exchange(&on_b, export.as_bytes()).status, 202);
+    for word in ["begun", "importing"] {
+        let pid = common::poll(WAIT, word, || said_pid(&on_b, &get(SLOW_STREAM), word));
+        assert!(
+            common::supervised_under(pid, &dir.path().join("a")),
+            "{word}: runs on node a"
+        );
+    }
+    std::fs::write(&go, "").unwrap();
+    let ends = |on: &Target| {
+        let events = exchange(on, get(SLOW_STREAM).as_bytes()).json();
+        let events = events["events"].as_array().unwrap().clone();
+        let outcomes: Vec<String> = events
+            .iter()
+            .filter(|e| e["type"] == "ProcessFinished")
+            .map(|e| e["payload"]["outcome"].as_str().unwrap().to_owned())
+            .collect();
+        let lines = events
+            .iter()
+            .filter(|e| e["type"] == "ProcessOutput")
+            .count();
+        (outcomes, lines)
+    };
+    let ended = common::poll(WAIT, "both ends", || {
+        let (outcomes, lines) = ends(&on_b);
+        (outcomes.len() == 2).then_some((outcomes, lines))
+    });
+    assert_eq!(ended.0, ["exit code 0", "exit code 0"]);
+    assert_eq!(ended.1, 6, "three lines each, once");
+    assert_eq!(ends(&on_a), ended);
+    for node in [a, b] {
+        assert!(node.terminate().success());
+    }
+}

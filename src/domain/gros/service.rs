@@ -26,13 +26,13 @@ use super::{
 };
 use crate::blobs::{BlobRef, BlobStore};
 use crate::domain::{start_read_model, Core, MODEL_WAIT};
-use crate::events::{EventLog, Metadata};
+use crate::events::{DomainEvent, EventLog, Metadata, StreamId};
 use crate::process::supervised::{self, Supervision};
 use crate::process::{self, Exit, Invocation, Stream};
 use crate::runtime::blocking::Stopped;
 use crate::runtime::effects::{self, Fed, FeedLimits, ReadItem, Taken};
 use crate::runtime::projection::ProjectionError;
-use crate::runtime::{reconcile, Clock, CommandError, Entities, ProjectionHandle};
+use crate::runtime::{reconcile, Clock, CommandError, Effects, Entities, Entity, ProjectionHandle};
 use crate::secrets::{Secret, SecretError, SecretId, SecretStore};
 
 /// How long start-up reconciliation may take.
@@ -332,6 +332,54 @@ struct Child {
     recorded: ProcessRun,
 }
 
+/// Starts, on the node holding an agent's shard, the scrapes and imports that other nodes'
+/// requests recorded. A node that holds the shard starts those it records itself, in
+/// [`Gros::scrape`] and [`Gros::export`], so its own commands start nothing here.
+#[derive(Default)]
+struct RecordedElsewhere {
+    /// Set once the service is built (it holds the agents' directory, which holds this).
+    gros: std::sync::OnceLock<Gros>,
+}
+
+impl Effects<GrosAgent> for RecordedElsewhere {
+    fn after_commit(&self, _: &str, _: &AgentState, _: &[AgentEvent], _: &Entities<GrosAgent>) {}
+
+    fn after_delivered(
+        &self,
+        id: &str,
+        state: &AgentState,
+        events: &[AgentEvent],
+        _: &Entities<GrosAgent>,
+    ) {
+        let Some(gros) = self.gros.get() else { return };
+        // An import's files are recorded with its export, in the same append, when there are
+        // any: without the export's record among these events, they are unknown.
+        let announced = events
+            .iter()
+            .any(|event| matches!(event, AgentEvent::ExportAnnounced(_)));
+        let uploads = events.iter().find_map(|event| match event {
+            AgentEvent::UploadsAnnounced(announced) => Some(announced.uploads.clone()),
+            _ => None,
+        });
+        let uploads = uploads.or_else(|| announced.then(Vec::new));
+        for event in events {
+            let AgentEvent::ProcessStarted(started) = event else {
+                continue;
+            };
+            // Only a run still going as recorded: one another node already ended is not started.
+            let going = state
+                .run(started.process)
+                .is_some_and(|run| run.started == started.at);
+            if going {
+                let run =
+                    gros.clone()
+                        .run_recorded(id.to_owned(), started.clone(), uploads.clone());
+                actix_rt::spawn(run);
+            }
+        }
+    }
+}
+
 /// The outcome recorded for a process whose supervisor ended without recording its end (it
 /// was killed): its group is killed.
 pub const LOST: &str = "interrupted: its supervisor ended without recording its end";
@@ -372,8 +420,9 @@ impl Gros {
             })
         })
         .await??;
+        let effects = Arc::new(RecordedElsewhere::default());
         let gros = Gros {
-            agents: core.entities(),
+            agents: core.entities_with(effects.clone()),
             projects: core.entities(),
             secrets,
             shared_scrapes: Arc::new(tokio::sync::Semaphore::new(controller.max_agent_scrapes)),
@@ -386,8 +435,105 @@ impl Gros {
             agents_model: start_read_model(AgentsModel, core, STARTUP_WAIT).await?,
             log: core.log.clone(),
         };
+        let _ = effects.gros.set(gros.clone());
         gros.take_over(&core.log).await?;
         Ok(gros)
+    }
+
+    /// Whether this node runs agent `id`'s processes: it holds the agent's shard.
+    fn runs_here(&self, id: &str) -> bool {
+        StreamId::of(GrosAgent::KIND, id).is_ok_and(|stream| self.log.ownership().owns(&stream))
+    }
+
+    /// Runs a process another node's request recorded for agent `id`, on this node, which
+    /// holds the agent's shard. `uploads` are the files of the export that started an import,
+    /// recorded with it (`None`: that record was not among the events delivered with it).
+    async fn run_recorded(
+        self,
+        id: String,
+        started: super::ProcessStarted,
+        uploads: Option<Vec<Upload>>,
+    ) {
+        let names = id
+            .split_once('.')
+            .and_then(|(p, a)| Some((ProjectKey::parse(p).ok()?, AgentName::parse(a).ok()?)));
+        let Some((project, agent)) = names else {
+            let outcome = format!("not started: {id} is not a project and an agent");
+            return self.finish(&id, started.process, None, outcome).await;
+        };
+        match started.process {
+            Process::Import => {
+                let Some(uploads) = uploads else {
+                    let outcome = "not started: the files its export announced were not read \
+                                   with it";
+                    return self
+                        .finish(&id, Process::Import, None, outcome.into())
+                        .await;
+                };
+                self.start_import(&id, &project, &agent, &started.argv, started.at, uploads)
+                    .await;
+            }
+            Process::Scrape => {
+                let invocation = self
+                    .invocation(
+                        &project,
+                        &agent,
+                        &started.argv,
+                        self.controller.scrape_timeout,
+                    )
+                    .env("PREFLIGHT_ARGS", SCRAPE_PREFLIGHT_ARGS);
+                // A place among the shared daemon's scrapes when there is one, never refused:
+                // the node that took the request admitted it.
+                let _slot = self.shared_scrapes.clone().try_acquire_owned().ok();
+                match self
+                    .start_child(&id, Process::Scrape, started.at, invocation)
+                    .await
+                {
+                    Ok(child) => self.follow(id, Process::Scrape, child, None).await,
+                    Err(reason) => {
+                        let outcome = format!("not started: {reason}");
+                        self.finish(&id, Process::Scrape, None, outcome).await
+                    }
+                }
+            }
+        }
+    }
+
+    /// How the process agent `id` recorded after `version` fared within the start check, when
+    /// another node (the one holding the agent's shard) runs it: its exit code once its end is
+    /// recorded (`Some(None)` without one), `None` while it still runs.
+    async fn ended_elsewhere(
+        &self,
+        id: &str,
+        process: Process,
+        version: u64,
+    ) -> Option<Option<i32>> {
+        let stream = StreamId::of(GrosAgent::KIND, id).ok()?;
+        let deadline = tokio::time::Instant::now() + self.controller.start_check;
+        let mut after = version;
+        loop {
+            let head = self.log.head();
+            let (log, read) = (self.log.clone(), stream.clone());
+            let events = crate::runtime::blocking(move || log.read_stream(&read, after, 256))
+                .await
+                .ok()?
+                .ok()?;
+            for event in &events {
+                after = event.version;
+                if let Ok(AgentEvent::ProcessFinished(end)) = AgentEvent::from_recorded(event) {
+                    if end.process == process {
+                        return Some(end.exit_code);
+                    }
+                }
+            }
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            if events.is_empty() {
+                self.log.wait_past(head, left).await;
+            }
+        }
     }
 
     /// Takes over the imports and scrapes a previous process left running: with
@@ -398,7 +544,7 @@ impl Gros {
     async fn take_over(&self, log: &crate::events::EventLog) -> anyhow::Result<()> {
         let running = reconcile::track_in_progress::<GrosAgent>(log)?;
         running.wait_for(log.head(), STARTUP_WAIT).await?;
-        let ids: Vec<String> = running.read(|view| view.state.iter().cloned().collect());
+        let ids = running.read(|view| reconcile::held_in_progress::<GrosAgent>(log, &view.state));
         let (mut followed, mut to_settle) = (Vec::new(), Vec::new());
         for id in ids {
             let (_, state) = self.agents.state(&id).await?;
@@ -745,47 +891,70 @@ impl Gros {
                 metadata,
             )
             .await?;
-        if let (Some(started), Some(argv)) = (started(&executed.events, Process::Import), import) {
-            let uploads = executed
-                .events
-                .iter()
-                .find_map(|event| match event {
-                    AgentEvent::UploadsAnnounced(announced) => Some(announced.uploads.clone()),
-                    _ => None,
-                })
-                .unwrap_or_default();
-            let files = self.exports_dir.join(
-                self.run_dir(&id, Process::Import, started)
-                    .file_name()
-                    .unwrap_or_default(),
-            );
-            let invocation = self
-                .invocation(project, agent, &argv, self.controller.import_timeout)
-                .env(EXPORT_DIR_VAR, files.clone().into_os_string());
-            if let Err(error) = self.lay_out(files, uploads).await {
-                self.finish(
-                    &id,
-                    Process::Import,
-                    None,
-                    format!("not started: its uploaded files could not be laid out: {error}"),
-                )
-                .await;
-                return Ok(());
+        let Some((started, argv)) = started(&executed.events, Process::Import).zip(import) else {
+            return Ok(());
+        };
+        if !self.runs_here(&id) {
+            // The node holding the agent's shard starts it, from the log.
+            return Ok(());
+        }
+        let uploads = executed
+            .events
+            .iter()
+            .find_map(|event| match event {
+                AgentEvent::UploadsAnnounced(announced) => Some(announced.uploads.clone()),
+                _ => None,
+            })
+            .unwrap_or_default();
+        self.start_import(&id, project, agent, &argv, started, uploads)
+            .await;
+        Ok(())
+    }
+
+    /// Lays out an export's `uploads` and starts the project's import command on them, as
+    /// recorded for agent `id` at `started`; what stops it is recorded as its end.
+    async fn start_import(
+        &self,
+        id: &str,
+        project: &ProjectKey,
+        agent: &AgentName,
+        argv: &[String],
+        started: DateTime<Utc>,
+        uploads: Vec<Upload>,
+    ) {
+        let files = self.exports_dir.join(
+            self.run_dir(id, Process::Import, started)
+                .file_name()
+                .unwrap_or_default(),
+        );
+        let invocation = self
+            .invocation(project, agent, argv, self.controller.import_timeout)
+            .env(EXPORT_DIR_VAR, files.clone().into_os_string());
+        if let Err(error) = self.lay_out(files, uploads).await {
+            self.finish(
+                id,
+                Process::Import,
+                None,
+                format!("not started: its uploaded files could not be laid out: {error}"),
+            )
+            .await;
+            return;
+        }
+        match self
+            .start_child(id, Process::Import, started, invocation)
+            .await
+        {
+            Ok(child) => {
+                actix_rt::spawn(
+                    self.clone()
+                        .follow(id.to_owned(), Process::Import, child, None),
+                );
             }
-            match self
-                .start_child(&id, Process::Import, started, invocation)
-                .await
-            {
-                Ok(child) => {
-                    actix_rt::spawn(self.clone().follow(id, Process::Import, child, None));
-                }
-                Err(error) => {
-                    self.finish(&id, Process::Import, None, format!("not started: {error}"))
-                        .await;
-                }
+            Err(error) => {
+                self.finish(id, Process::Import, None, format!("not started: {error}"))
+                    .await;
             }
         }
-        Ok(())
     }
 
     /// Copies an export's uploaded files from the blob store into `dir`, each under its name,
@@ -1220,6 +1389,19 @@ impl Gros {
             other => other?,
         };
         let started = started(&executed.events, Process::Scrape).unwrap_or_default();
+        if !self.runs_here(&id) {
+            // The node holding the agent's shard starts it, from the log; its end within the
+            // start check is read from there too.
+            drop(slot);
+            return match self
+                .ended_elsewhere(&id, Process::Scrape, executed.version)
+                .await
+            {
+                Some(Some(0)) | None => Ok(()),
+                Some(Some(code)) => Err(GrosError::FailedAtOnce(code.to_string())),
+                Some(None) => Err(GrosError::FailedAtOnce("unknown".into())),
+            };
+        }
         // As upstream's daemon: a scrape asked for now is a test run, so its preflight check
         // skips the schedule (upstream's `run.sh` hands these arguments to `preflight.py`).
         let invocation = self
