@@ -761,8 +761,13 @@ fn verify_command(data: &Path, options: LogOptions, server: &remote::ServerArgs)
     }
 }
 
-/// Where a log given on the command line is: a PostgreSQL URL, or a directory of a sled log.
-fn log_at(place: &str, data: &Path) -> (std::path::PathBuf, Backend) {
+/// Where a log given on the command line is: a PostgreSQL URL (trusting `ca_cert` for TLS when
+/// given), or a directory of a sled log.
+fn log_at(
+    place: &str,
+    data: &Path,
+    ca_cert: Option<std::path::PathBuf>,
+) -> (std::path::PathBuf, Backend) {
     let is_url = ["postgres://", "postgresql://"]
         .iter()
         .any(|scheme| place.starts_with(scheme));
@@ -772,6 +777,7 @@ fn log_at(place: &str, data: &Path) -> (std::path::PathBuf, Backend) {
             password: std::env::var("PGPASSWORD").ok().filter(|p| !p.is_empty()),
             pool_size: 2,
             lease: std::time::Duration::from_secs(10),
+            ca_cert,
         };
         (data.to_owned(), Backend::Postgres(options))
     } else {
@@ -781,11 +787,16 @@ fn log_at(place: &str, data: &Path) -> (std::path::PathBuf, Backend) {
 
 /// `annals migrate`: see [`Command::Migrate`].
 fn migrate_command(data: &Path, options: &LogOptions, from: &str, to: &str) -> anyhow::Result<()> {
-    let (from_path, from_backend) = log_at(from, data);
+    // The configuration's CA certificate for PostgreSQL serves the URLs given here too.
+    let ca_cert = match &options.backend {
+        Backend::Postgres(postgres) => postgres.ca_cert.clone(),
+        Backend::Sled => None,
+    };
+    let (from_path, from_backend) = log_at(from, data, ca_cert.clone());
     if from_backend == Backend::Sled && !from_path.join("db").exists() {
         bail!("no log at {from}");
     }
-    let (to_path, to_backend) = log_at(to, data);
+    let (to_path, to_backend) = log_at(to, data, ca_cert);
     let source = Store::open(&from_path, &from_backend, options.cache_bytes)
         .with_context(|| format!("cannot open the log to copy ({from})"))?;
     let target = Store::open(&to_path, &to_backend, options.cache_bytes)

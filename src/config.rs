@@ -68,6 +68,10 @@ pub struct LogSection {
     /// How long a node's lease on its shards of entities lasts without renewal, in seconds: a
     /// node that dies has its entities' effects taken over by another within this time.
     pub postgres_lease_s: u64,
+    /// The PEM file of the CA certificates that signed the PostgreSQL server's certificate:
+    /// connections then use TLS and check the server against it. Empty: no TLS (a URL's
+    /// `sslmode=require` is then refused).
+    pub postgres_ca_cert: Option<PathBuf>,
 }
 
 /// The engines a log can be kept in.
@@ -782,6 +786,7 @@ impl Default for LogSection {
             postgres_url: String::new(),
             postgres_pool: 8,
             postgres_lease_s: 10,
+            postgres_ca_cert: None,
         }
     }
 }
@@ -827,6 +832,7 @@ pub fn schema() -> toml::Table {
     config.partisci.tls_key = Some(PathBuf::new());
     config.hpcwaas.tls_cert = Some(PathBuf::new());
     config.hpcwaas.tls_key = Some(PathBuf::new());
+    config.log.postgres_ca_cert = Some(PathBuf::new());
     toml::Table::try_from(config).expect("the schema serializes")
 }
 
@@ -841,6 +847,7 @@ impl Config {
                 password: std::env::var("PGPASSWORD").ok().filter(|p| !p.is_empty()),
                 pool_size: self.log.postgres_pool as usize,
                 lease: std::time::Duration::from_secs(self.log.postgres_lease_s),
+                ca_cert: self.log.postgres_ca_cert.clone(),
             }),
         };
         LogOptions {

@@ -532,7 +532,7 @@ fn blobs_and_secrets_are_shared_by_the_nodes_of_one_log() {
     let in_database = server().psql(
         database_of(&url_of(&a.log)),
         "SELECT count(*) FROM annals_files WHERE area = 'secrets' \
-         AND position('replaced' in convert_from(bytes, 'LATIN1')) > 0",
+         AND position(convert_to('replaced', 'UTF8') in bytes) > 0",
     );
     assert_eq!(in_database, "0", "sealed, never in clear");
     assert!(secrets_b.delete(&id).unwrap());
@@ -548,4 +548,62 @@ fn blobs_and_secrets_are_shared_by_the_nodes_of_one_log() {
         matches!(refused, Err(SecretError::WrongSharedMasterKey { .. })),
         "{refused:?}"
     );
+}
+
+/// A log on a PostgreSQL server that speaks TLS: given the CA certificate that signed the
+/// server's, every connection of annals is encrypted and the log works as without; a CA that
+/// did not sign it, and `sslmode=require` without a CA, are refused saying why.
+#[actix_rt::test]
+async fn a_log_reached_over_tls_checks_the_servers_certificate() {
+    let (server, ca) = common::postgres::tls_server();
+    let url = server.new_database();
+    let options = |url: &str, ca_cert: Option<&Path>| LogOptions {
+        backend: Backend::Postgres(annals::events::PostgresOptions {
+            url: url.to_owned(),
+            password: None,
+            pool_size: 2,
+            lease: Duration::from_secs(10),
+            ca_cert: ca_cert.map(Path::to_owned),
+        }),
+        ..common::fast()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let log = EventLog::open(dir.path(), options(&url, Some(ca))).expect("opens over TLS");
+    let appended = log
+        .append(
+            stream("job-1"),
+            ExpectedVersion::Exactly(0),
+            vec![line("over TLS")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(appended.stream_version, 1);
+    assert_eq!(verify(log.store(), |_| {}).unwrap().events, 1);
+    let encrypted = server.psql(
+        database_of(&url),
+        "SELECT count(*) FILTER (WHERE ssl) || '/' || count(*) FROM pg_stat_ssl \
+         JOIN pg_stat_activity USING (pid) WHERE application_name = 'annals'",
+    );
+    let (tls, all) = encrypted.split_once('/').unwrap();
+    assert!(
+        all != "0" && tls == all,
+        "{encrypted} of annals' connections use TLS"
+    );
+    log.close();
+
+    let other = tempfile::tempdir().unwrap();
+    let (other_ca, _, _) = common::tls::self_signed(other.path());
+    let refused = EventLog::open(other.path(), options(&url, Some(&other_ca)))
+        .err()
+        .expect("an untrusted server is refused")
+        .to_string();
+    assert!(refused.contains("invalid peer certificate"), "{refused}");
+    let refused = EventLog::open(
+        other.path(),
+        options(&format!("{url}?sslmode=require"), None),
+    )
+    .err()
+    .expect("TLS without a CA is refused")
+    .to_string();
+    assert!(refused.contains("postgres_ca_cert"), "{refused}");
 }

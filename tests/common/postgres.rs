@@ -138,6 +138,20 @@ pub fn durable_server() -> &'static Server {
     SERVER.get_or_init(|| start(true))
 }
 
+/// A server of its own (whatever `ANNALS_TEST_POSTGRES_URL` says) that speaks TLS with a
+/// self-signed certificate for 127.0.0.1 and localhost, and the PEM file of that certificate.
+pub fn tls_server() -> &'static (Server, PathBuf) {
+    static SERVER: OnceLock<(Server, PathBuf)> = OnceLock::new();
+    SERVER.get_or_init(|| {
+        let certified =
+            rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+                .unwrap();
+        let pem = (certified.cert.pem(), certified.key_pair.serialize_pem());
+        let (server, dir) = start_cluster(false, Some(&pem));
+        (server, dir.join("server.crt"))
+    })
+}
+
 fn start(fsync: bool) -> Server {
     if let Ok(url) = std::env::var("ANNALS_TEST_POSTGRES_URL") {
         let base = match url.rfind('/') {
@@ -149,6 +163,12 @@ fn start(fsync: bool) -> Server {
             bin: bin_dir(),
         };
     }
+    start_cluster(fsync, None).0
+}
+
+/// A throwaway cluster, with TLS when given a certificate and its key (PEM); the server and
+/// the cluster's directory.
+fn start_cluster(fsync: bool, tls: Option<&(String, String)>) -> (Server, PathBuf) {
     let bin = bin_dir();
     sweep_orphans(&bin);
     let dir = tempfile::Builder::new()
@@ -182,6 +202,31 @@ fn start(fsync: bool) -> Server {
         }
         started.push((bin.clone(), dir.clone()));
     }
+    let mut options = format!(
+        "-p {port} -c listen_addresses=127.0.0.1 -k {} -c fsync={} -c max_connections=400",
+        dir.display(),
+        if fsync { "on" } else { "off" }
+    );
+    if let Some((cert, key)) = tls {
+        let (cert_file, key_file) = (dir.join("server.crt"), dir.join("server.key"));
+        std::fs::write(&cert_file, cert).unwrap();
+        std::fs::write(&key_file, key).unwrap();
+        std::fs::set_permissions(
+            &key_file,
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .unwrap();
+        if is_root() {
+            let mut chown = Command::new("chown");
+            chown.arg("postgres:").arg(&cert_file).arg(&key_file);
+            run(chown, "chown the server's certificate to postgres");
+        }
+        options += &format!(
+            " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+            cert_file.display(),
+            key_file.display()
+        );
+    }
     let mut pg_ctl = pg_command(&bin, "pg_ctl");
     pg_ctl
         .arg("-D")
@@ -189,18 +234,14 @@ fn start(fsync: bool) -> Server {
         .arg("-l")
         .arg(dir.join("server.log"))
         .arg("-o")
-        .arg(format!(
-            "-p {port} -c listen_addresses=127.0.0.1 -k {} -c fsync={} \
-             -c max_connections=400",
-            dir.display(),
-            if fsync { "on" } else { "off" }
-        ))
+        .arg(options)
         .args(["-w", "-t", "60", "start"]);
     run(pg_ctl, "pg_ctl start");
-    Server {
+    let server = Server {
         base: format!("postgres://annals@127.0.0.1:{port}"),
         bin,
-    }
+    };
+    (server, dir)
 }
 
 impl Server {
@@ -240,6 +281,7 @@ pub fn at(url: &str, options: annals::events::LogOptions) -> annals::events::Log
             password: None,
             pool_size: 4,
             lease: std::time::Duration::from_secs(10),
+            ca_cert: None,
         }),
         ..options
     }

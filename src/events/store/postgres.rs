@@ -108,6 +108,10 @@ pub struct PostgresOptions {
     /// How long a node's lease on its shards lasts without a renewal: how soon another node
     /// takes the effects of a node that died.
     pub lease: Duration,
+    /// The CA certificates (PEM) that signed the server's certificate: connections use TLS,
+    /// checking the server's certificate and name against them. Without it a URL's
+    /// `sslmode=require` is refused, and other modes connect without TLS.
+    pub ca_cert: Option<PathBuf>,
 }
 
 /// The URL without its password, for messages.
@@ -118,11 +122,51 @@ impl std::fmt::Debug for PostgresOptions {
             .field("password", &self.password.as_ref().map(|_| "…"))
             .field("pool_size", &self.pool_size)
             .field("lease", &self.lease)
+            .field("ca_cert", &self.ca_cert)
             .finish()
     }
 }
 
+/// How a node reaches its database: where, as whom, and with TLS or not. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Connector {
+    config: postgres::Config,
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
+}
+
+impl Connector {
+    /// A new connection.
+    fn connect(&self) -> Result<Client, StoreError> {
+        match &self.tls {
+            Some(tls) => self.config.connect(tls.clone()),
+            None => self.config.connect(NoTls),
+        }
+        .map_err(pg)
+    }
+}
+
 impl PostgresOptions {
+    /// How to connect: the URL parsed, the password added, TLS set up when asked for.
+    fn connector(&self) -> Result<Connector, StoreError> {
+        let mut config = self.config()?;
+        let required = config.get_ssl_mode() == postgres::config::SslMode::Require;
+        let tls = match &self.ca_cert {
+            Some(file) => {
+                config.ssl_mode(postgres::config::SslMode::Require);
+                Some(trusting(file)?)
+            }
+            None if required => {
+                return Err(StoreError::Postgres(
+                    "sslmode=require needs the CA certificate that signed the server's: \
+                     [log] postgres_ca_cert (ANNALS_LOG_POSTGRES_CA_CERT)"
+                        .into(),
+                ))
+            }
+            None => None,
+        };
+        Ok(Connector { config, tls })
+    }
+
     fn config(&self) -> Result<postgres::Config, StoreError> {
         if self.url.trim().is_empty() {
             return Err(StoreError::Postgres(
@@ -150,6 +194,33 @@ impl PostgresOptions {
         }
         Ok(config)
     }
+}
+
+/// A TLS client that trusts the certificates of the PEM file `file` only.
+fn trusting(file: &Path) -> Result<tokio_postgres_rustls::MakeRustlsConnect, StoreError> {
+    let refused = |reason: String| {
+        StoreError::Postgres(format!(
+            "the CA certificate file {} for PostgreSQL: {reason}",
+            file.display()
+        ))
+    };
+    let pem = std::fs::read(file).map_err(|e| refused(e.to_string()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+        let cert = cert.map_err(|e| refused(e.to_string()))?;
+        roots.add(cert).map_err(|e| refused(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(refused("it holds no certificate".into()));
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| refused(e.to_string()))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
 }
 
 /// `url` with any password replaced by `…`.
@@ -247,14 +318,14 @@ impl Workers {
     fn start(
         name: &str,
         count: usize,
-        config: &postgres::Config,
+        connector: &Connector,
         setup: &'static str,
     ) -> Result<Workers, StoreError> {
         let (queue, jobs) = mpsc::channel::<Job>();
         let jobs = Arc::new(Mutex::new(jobs));
         for n in 0..count.max(1) {
             let jobs = jobs.clone();
-            let config = config.clone();
+            let connector = connector.clone();
             std::thread::Builder::new()
                 .name(format!("{name}-{n}"))
                 .spawn(move || {
@@ -270,7 +341,7 @@ impl Workers {
                             conn = None;
                         }
                         if conn.is_none() {
-                            match connect(&config, setup) {
+                            match connect(&connector, setup) {
                                 Ok(opened) => conn = Some(opened),
                                 Err(error) => {
                                     job(Err(error));
@@ -311,8 +382,8 @@ impl Workers {
     }
 }
 
-fn connect(config: &postgres::Config, setup: &str) -> Result<Conn, StoreError> {
-    let mut client = config.connect(NoTls).map_err(pg)?;
+fn connect(connector: &Connector, setup: &str) -> Result<Conn, StoreError> {
+    let mut client = connector.connect()?;
     if !setup.is_empty() {
         client.batch_execute(setup).map_err(pg)?;
     }
@@ -326,7 +397,7 @@ fn connect(config: &postgres::Config, setup: &str) -> Result<Conn, StoreError> {
 pub struct PgStore {
     path: PathBuf,
     options: PostgresOptions,
-    config: postgres::Config,
+    connector: Connector,
     /// Connections for reads, snapshots and checkpoints.
     reads: Workers,
     /// The journal's connection, with one `synchronous_commit` per durability, opened with the
@@ -346,12 +417,12 @@ impl PgStore {
                 path: path.to_owned(),
                 reason: e.to_string(),
             })?;
-        let config = options.config()?;
-        let reads = Workers::start("annals-pg", options.pool_size, &config, "")?;
+        let connector = options.connector()?;
+        let reads = Workers::start("annals-pg", options.pool_size, &connector, "")?;
         let store = PgStore {
             path: path.to_owned(),
             options: options.clone(),
-            config,
+            connector,
             reads,
             rounds: Mutex::new(None),
             node: Uuid::new_v4().as_u64_pair().0,
@@ -653,7 +724,12 @@ impl PgStore {
                 Durability::Flush => "SET synchronous_commit = local",
                 Durability::None => "SET synchronous_commit = off",
             };
-            *rounds = Some(Workers::start("annals-pg-journal", 1, &self.config, setup)?);
+            *rounds = Some(Workers::start(
+                "annals-pg-journal",
+                1,
+                &self.connector,
+                setup,
+            )?);
         }
         Ok(rounds)
     }
@@ -847,7 +923,7 @@ impl PgStore {
         &self,
         mut publish: impl FnMut(Option<Position>) -> bool + Send + 'static,
     ) -> Result<(), StoreError> {
-        let (config, node) = (self.config.clone(), self.node);
+        let (connector, node) = (self.connector.clone(), self.node);
         std::thread::Builder::new()
             .name("annals-pg-follow".into())
             .spawn(move || {
@@ -855,7 +931,7 @@ impl PgStore {
                 let mut last_poll = std::time::Instant::now();
                 loop {
                     if listening.as_ref().is_none_or(|c| c.is_closed()) {
-                        listening = match config.connect(NoTls) {
+                        listening = match connector.connect() {
                             Ok(mut client) => match client.batch_execute("LISTEN annals_head") {
                                 Ok(()) => Some(client),
                                 Err(error) => {
@@ -864,7 +940,7 @@ impl PgStore {
                                 }
                             },
                             Err(error) => {
-                                tracing::warn!(error = %pg(error), "cannot follow other nodes");
+                                tracing::warn!(%error, "cannot follow other nodes");
                                 None
                             }
                         };
@@ -982,7 +1058,7 @@ impl PgStore {
         lease: Duration,
         ownership: std::sync::Weak<super::super::ownership::Ownership>,
     ) -> Result<(), StoreError> {
-        let config = self.config.clone();
+        let connector = self.connector.clone();
         let (first, first_done) = tokio::sync::oneshot::channel();
         std::thread::Builder::new()
             .name("annals-pg-leases".into())
@@ -999,9 +1075,8 @@ impl PgStore {
                     }
                     let held = match client.as_mut() {
                         Some(client) => renew(client, &node, lease),
-                        None => config
-                            .connect(NoTls)
-                            .map_err(pg)
+                        None => connector
+                            .connect()
                             .and_then(|opened| renew(client.insert(opened), &node, lease)),
                     };
                     match &held {
@@ -1036,13 +1111,13 @@ impl PgStore {
     /// own, so that waiting for it holds none of the pool's), and holds it until the returned
     /// sender is dropped: the connection then closes, which releases it.
     pub(crate) async fn hold_lock(&self, key: i64) -> Result<mpsc::Sender<()>, StoreError> {
-        let config = self.config.clone();
+        let connector = self.connector.clone();
         let (taken, taking) = tokio::sync::oneshot::channel();
         let (release, released) = mpsc::channel::<()>();
         std::thread::Builder::new()
             .name("annals-pg-lock".into())
             .spawn(move || {
-                let locked = config.connect(NoTls).map_err(pg).and_then(|mut client| {
+                let locked = connector.connect().and_then(|mut client| {
                     client
                         .execute("SELECT pg_advisory_lock($1)", &[&key])
                         .map_err(pg)?;
