@@ -229,7 +229,7 @@ impl Writer {
 
     fn commit_round(&mut self, requests: Vec<AppendRequest>) {
         let mut pending = requests;
-        for _ in 0..MAX_ROUND_ATTEMPTS {
+        for attempt in 0..MAX_ROUND_ATTEMPTS {
             if pending.is_empty() {
                 return;
             }
@@ -238,7 +238,8 @@ impl Writer {
                     answer_all(pending, &AppendError::Storage(failure.clone()));
                     return;
                 }
-                None => self.try_round(pending),
+                // After a lost race the round locks the head: it cannot lose twice in a row.
+                None => self.try_round(pending, attempt > 0),
             };
         }
         let busy = format!(
@@ -252,8 +253,12 @@ impl Writer {
     /// accepted ones once the round is durable (or with the error that stopped it). Returns
     /// the requests to try again, their events given back, when another node moved the head
     /// between reading it and writing (PostgreSQL).
-    fn try_round(&mut self, mut requests: Vec<AppendRequest>) -> Vec<AppendRequest> {
-        if let Err(error) = self.begin_round(&requests) {
+    fn try_round(
+        &mut self,
+        mut requests: Vec<AppendRequest>,
+        contended: bool,
+    ) -> Vec<AppendRequest> {
+        if let Err(error) = self.begin_round(&requests, contended) {
             answer_all(requests, &AppendError::Storage(error.to_string()));
             return Vec::new();
         }
@@ -286,6 +291,9 @@ impl Writer {
             }
         }
         if round.writes == 0 {
+            if let Err(error) = self.store.abandon_round() {
+                tracing::warn!(%error, "could not end a round that writes nothing");
+            }
             for (request, appended, _) in accepted {
                 let _ = request.reply.send(Ok(appended));
             }
@@ -355,7 +363,11 @@ impl Writer {
     /// Starts a round: takes the log's head and the versions of the round's streams that are
     /// not cached. On PostgreSQL nothing is cached (another node may write any stream), and
     /// both come from one read.
-    fn begin_round(&mut self, requests: &[AppendRequest]) -> Result<(), StoreError> {
+    fn begin_round(
+        &mut self,
+        requests: &[AppendRequest],
+        contended: bool,
+    ) -> Result<(), StoreError> {
         if !self.store.versions_stay_exact() {
             self.versions.clear();
         }
@@ -365,9 +377,7 @@ impl Writer {
             .filter(|stream| !self.versions.contains_key(*stream))
             .collect();
         let missing: Vec<StreamId> = missing.into_iter().cloned().collect();
-        let (head, found) = self
-            .store
-            .begin_round(&self.head, self.durability, &missing)?;
+        let (head, found) = self.store.begin_round(&self.head, contended, &missing)?;
         self.head = head;
         self.versions.extend(found);
         Ok(())

@@ -57,13 +57,17 @@ fn follow_other_nodes(
     postgres: &super::store::PgStore,
     store: std::sync::Weak<Store>,
     publisher: std::sync::Weak<Publisher>,
+    durability: Durability,
 ) -> Result<(), StoreError> {
     postgres.follow_heads(move |head| {
         let (Some(store), Some(publisher)) = (store.upgrade(), publisher.upgrade()) else {
             return false;
         };
         if let Some(head) = head.filter(|head| *head > publisher.published()) {
-            if let Err(error) = publisher.catch_up(&store, head) {
+            // Other nodes' rounds are committed before they are flushed: nothing is published
+            // here before it is as durable as this node's own rounds.
+            let durable = store.make_durable(durability);
+            if let Err(error) = durable.and_then(|()| publisher.catch_up(&store, head)) {
                 tracing::warn!(%error, "cannot read other nodes' rounds yet");
             }
         }
@@ -150,7 +154,12 @@ impl EventLog {
         let opened = head.greatest_id;
         let journal = Journal::start(store.clone(), options.durability, publisher.clone())?;
         if let Some(postgres) = store.as_postgres() {
-            follow_other_nodes(postgres, Arc::downgrade(&store), Arc::downgrade(&publisher))?;
+            follow_other_nodes(
+                postgres,
+                Arc::downgrade(&store),
+                Arc::downgrade(&publisher),
+                options.durability,
+            )?;
         }
         Ok(EventLog {
             store,
@@ -195,8 +204,10 @@ impl EventLog {
             return Ok(());
         }
         let (store, publisher) = (self.store.clone(), self.publisher.clone());
+        let durability = self.options.durability;
         tokio::task::spawn_blocking(move || {
             let head = store.log_head()?.position;
+            store.make_durable(durability)?;
             match publisher.upgrade() {
                 Some(publisher) => publisher.catch_up(&store, head),
                 None => Ok(()),

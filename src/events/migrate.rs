@@ -103,7 +103,7 @@ fn commit(
     head: &LogHead,
     mut batch: super::store::WriteBatch,
 ) -> Result<(), MigrateError> {
-    let (found, _) = to.begin_round(written, Durability::Fsync, &[])?;
+    let (found, _) = to.begin_round(written, false, &[])?;
     if found.position != written.position || found.hash != written.hash {
         return Err(MigrateError::TargetMoved(found.position));
     }

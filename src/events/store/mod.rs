@@ -337,12 +337,14 @@ impl Store {
     /// Starts a commit round: the head it chains to and the versions of `streams` (0 for a
     /// stream with no event), as one consistent view. sled has one writer, the journal, whose
     /// head (`mine`) is the log's. On PostgreSQL another node may have moved it: both are read
-    /// in one statement, and [`Store::commit`] writes only if the head is still there. Only the
-    /// journal (and `migrate`) call this.
+    /// in one statement, and [`Store::commit`] writes only if the head is still there; a
+    /// `contended` round (its last attempt lost that race) locks the head row from this read
+    /// to its commit, and cannot lose. A round begun and not committed is ended with
+    /// [`Store::abandon_round`]. Only the journal (and `migrate`) call this.
     pub(crate) fn begin_round(
         &self,
         mine: &LogHead,
-        durability: Durability,
+        contended: bool,
         streams: &[StreamId],
     ) -> Result<(LogHead, HashMap<StreamId, Version>), StoreError> {
         match self {
@@ -353,7 +355,16 @@ impl Store {
                     .collect::<Result<_, StoreError>>()?;
                 Ok((*mine, versions))
             }
-            Store::Postgres(s) => s.begin_round(durability, streams),
+            Store::Postgres(s) => s.begin_round(contended, streams),
+        }
+    }
+
+    /// Ends a round begun and not committed (it writes nothing): on PostgreSQL, a contended
+    /// round's lock on the head row is released.
+    pub(crate) fn abandon_round(&self) -> Result<(), StoreError> {
+        match self {
+            Store::Sled(_) => Ok(()),
+            Store::Postgres(s) => s.abandon_round(),
         }
     }
 
@@ -384,7 +395,7 @@ impl Store {
                 s.make_durable(durability)?;
                 Ok(Committed::Written)
             }
-            // The commit is the durability point: the connection's `synchronous_commit`.
+            // The round's durability barrier is the durability point.
             (Store::Postgres(s), WriteBatch::Postgres(batch)) => s.commit(batch, durability),
             _ => Err(StoreError::corrupt(
                 "a commit round",
@@ -393,12 +404,12 @@ impl Store {
         }
     }
 
-    /// Pushes everything committed so far as far towards the disk as `durability` asks (sled;
-    /// PostgreSQL's commits already are).
+    /// Pushes everything committed so far as far towards the disk as `durability` asks: on
+    /// sled this node's writes; on PostgreSQL whatever any node committed before the call.
     pub(crate) fn make_durable(&self, durability: Durability) -> Result<(), StoreError> {
         match self {
             Store::Sled(s) => s.make_durable(durability),
-            Store::Postgres(_) => Ok(()),
+            Store::Postgres(s) => s.make_durable(durability),
         }
     }
 

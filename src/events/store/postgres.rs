@@ -14,10 +14,12 @@
 //! The second, committed on its own, moves the head from the position it was read at (compare
 //! and set), inserts every event of the round and sends one `NOTIFY annals_head` with the new
 //! position and the writing node's mark, which other nodes follow; when another node moved the head in between, it writes
-//! nothing and the journal reads and seals again. So rounds of all nodes follow each other, the
+//! nothing and the journal reads and seals again, this time locking the head row from its read
+//! to its commit so that it cannot lose twice. So rounds of all nodes follow each other, the
 //! chain continues from the head's hash, and no reader can see position p + 1 before p. The
-//! head row is locked only from the update to the commit, which is the durability point
-//! (`synchronous_commit`, from the log's durability). The records are byte for byte what sled stores, so the hash chain, `verify`
+//! head row is locked only from the update to the commit, which does not wait for the WAL's
+//! flush; a durability barrier after it (`flush_barrier`, from the log's durability) is the
+//! durability point, and a node runs one before publishing other nodes' rounds. The records are byte for byte what sled stores, so the hash chain, `verify`
 //! and `migrate` do not depend on the engine. Streams are `COLLATE "C"`: a category is a range
 //! of names in byte order.
 //!
@@ -275,6 +277,8 @@ fn from_sql_int(value: i64, what: &str) -> Result<u64, StoreError> {
 pub(crate) struct Conn {
     client: Client,
     prepared: HashMap<&'static str, Statement>,
+    /// A round's transaction is open (a contended round holds the head row's lock).
+    in_round: bool,
 }
 
 impl Conn {
@@ -390,6 +394,7 @@ fn connect(connector: &Connector, setup: &str) -> Result<Conn, StoreError> {
     Ok(Conn {
         client,
         prepared: HashMap::new(),
+        in_round: false,
     })
 }
 
@@ -400,8 +405,8 @@ pub struct PgStore {
     connector: Connector,
     /// Connections for reads, snapshots and checkpoints.
     reads: Workers,
-    /// The journal's connection, with one `synchronous_commit` per durability, opened with the
-    /// first round.
+    /// The journal's connection (`synchronous_commit = off`; see [`flush_barrier`]), opened
+    /// with the first round.
     rounds: Mutex<Option<Workers>>,
     /// This node's mark in its rounds' notifications, so that its follower leaves them to the
     /// journal, which publishes them itself.
@@ -712,18 +717,13 @@ impl PgStore {
         })
     }
 
-    /// The journal's connection, opened with `durability`'s `synchronous_commit`.
-    fn rounds(
-        &self,
-        durability: Durability,
-    ) -> Result<std::sync::MutexGuard<'_, Option<Workers>>, StoreError> {
+    /// The journal's connection. Its rounds commit without waiting for the WAL's flush
+    /// (`synchronous_commit = off`), so that the head row's lock is not held through it; the
+    /// durability barrier that follows each round waits for it instead ([`flush_barrier`]).
+    fn rounds(&self) -> Result<std::sync::MutexGuard<'_, Option<Workers>>, StoreError> {
         let mut rounds = self.rounds.lock().unwrap_or_else(|p| p.into_inner());
         if rounds.is_none() {
-            let setup = match durability {
-                Durability::Fsync => "SET synchronous_commit = on",
-                Durability::Flush => "SET synchronous_commit = local",
-                Durability::None => "SET synchronous_commit = off",
-            };
+            let setup = "SET synchronous_commit = off";
             *rounds = Some(Workers::start(
                 "annals-pg-journal",
                 1,
@@ -734,26 +734,49 @@ impl PgStore {
         Ok(rounds)
     }
 
+    /// Makes every transaction committed before this call as durable as `durability` asks:
+    /// other nodes' rounds this node is about to publish, which their journals commit without
+    /// waiting for the flush.
+    pub(crate) fn make_durable(&self, durability: Durability) -> Result<(), StoreError> {
+        self.reads.run(move |conn| flush_barrier(conn, durability))
+    }
+
     /// Reads the head and the versions of `streams` in one statement, so in one snapshot:
-    /// what the round will be checked and sealed against. Nothing is locked.
+    /// what the round will be checked and sealed against. Nothing is locked, unless the round
+    /// is `contended` (its last attempt lost the race): then it opens a transaction that locks
+    /// the head row until [`PgStore::commit`] or [`PgStore::abandon_round`], so that this
+    /// attempt cannot lose and no node waits on others for ever.
     pub(crate) fn begin_round(
         &self,
-        durability: Durability,
+        contended: bool,
         streams: &[StreamId],
     ) -> Result<(LogHead, HashMap<StreamId, Version>), StoreError> {
         let names: Vec<String> = streams.iter().map(|s| s.as_str().to_owned()).collect();
-        let rounds = self.rounds(durability)?;
+        let rounds = self.rounds()?;
         let journal = rounds.as_ref().expect("opened by rounds()");
         let (head, found) = journal.run(move |conn| {
-            let rows = conn.query(
-                // One backward index probe per stream (a `max … GROUP BY` would read every
-                // version of every stream).
-                "SELECT h.position, h.hash, h.recorded_at, h.greatest_id, s.stream, \
-                     (SELECT e.version FROM annals_events e WHERE e.stream = s.stream \
-                      ORDER BY e.version DESC LIMIT 1) \
-                 FROM annals_head h LEFT JOIN unnest($1::text[]) AS s(stream) ON true",
-                &[&names],
-            )?;
+            // A round left open by a failure is ended first.
+            if conn.in_round {
+                rollback(conn)?;
+            }
+            if contended {
+                // The lock first, then the read in a statement of its own: under read
+                // committed, a statement that waited for the lock would still read the
+                // versions of the snapshot it started with.
+                conn.in_round = true;
+                let locked = conn
+                    .client
+                    .batch_execute("BEGIN; SELECT 1 FROM annals_head FOR UPDATE");
+                if let Err(error) = locked {
+                    rollback(conn)?;
+                    return Err(pg(error));
+                }
+            }
+            let rows = conn.query(READ_ROUND, &[&names]);
+            if rows.is_err() && conn.in_round {
+                rollback(conn)?;
+            }
+            let rows = rows?;
             let head = match rows.first() {
                 Some(row) => head_of(row)?,
                 None => return Err(StoreError::corrupt("the log head", "its row is missing")),
@@ -783,17 +806,81 @@ impl PgStore {
     /// the round was sealed against (compare and set), the events are inserted, other nodes are
     /// notified. When another node moved the head first, nothing is written and the answer is
     /// [`Committed::HeadMoved`]. The head row's lock is held only from this statement's update
-    /// to its commit.
+    /// to its commit, which does not wait for the WAL's flush; the round is acknowledged after
+    /// the durability barrier that follows it. A failure between the two is an error like a
+    /// commit whose answer was lost: the round may be in the log, found again by its event ids.
     pub(crate) fn commit(
         &self,
         batch: PgBatch,
         durability: Durability,
     ) -> Result<Committed, StoreError> {
-        let rounds = self.rounds(durability)?;
+        let rounds = self.rounds()?;
         let journal = rounds.as_ref().expect("opened by rounds()");
         let node = self.node;
-        journal.run(move |conn| write_round(conn, &batch, node))
+        journal.run(move |conn| {
+            let written = write_round(conn, &batch, node);
+            let committed = match (written, conn.in_round) {
+                (Ok(Committed::Written), true) => {
+                    conn.in_round = false;
+                    conn.client.batch_execute("COMMIT").map_err(pg)?;
+                    Committed::Written
+                }
+                (Ok(committed), false) => committed,
+                (other, true) => {
+                    rollback(conn)?;
+                    other?
+                }
+                (Err(error), false) => return Err(error),
+            };
+            if committed == Committed::Written {
+                flush_barrier(conn, durability)?;
+            }
+            Ok(committed)
+        })
     }
+
+    /// Ends a round that [`PgStore::begin_round`] opened and that writes nothing (every
+    /// request in it was refused or a retry): the head row's lock, if it took it, is released.
+    pub(crate) fn abandon_round(&self) -> Result<(), StoreError> {
+        let rounds = self.rounds()?;
+        let journal = rounds.as_ref().expect("opened by rounds()");
+        journal.run(|conn| {
+            if conn.in_round {
+                rollback(conn)?;
+            }
+            Ok(())
+        })
+    }
+}
+
+/// The read that begins a round: the head and one backward index probe per stream of the round
+/// (a `max … GROUP BY` would read every version of every stream).
+const READ_ROUND: &str = "SELECT h.position, h.hash, h.recorded_at, h.greatest_id, s.stream, \
+         (SELECT e.version FROM annals_events e WHERE e.stream = s.stream \
+          ORDER BY e.version DESC LIMIT 1) \
+     FROM annals_head h LEFT JOIN unnest($1::text[]) AS s(stream) ON true";
+
+/// Ends the round's open transaction without writing.
+fn rollback(conn: &mut Conn) -> Result<(), StoreError> {
+    conn.in_round = false;
+    conn.client.batch_execute("ROLLBACK").map_err(pg)
+}
+
+/// Waits until every transaction committed before it is as durable as `durability` asks: a
+/// transaction that takes an id commits with `synchronous_commit` on (or `local`), which waits
+/// for the WAL to be flushed (and, when on, replicated to synchronous standbys) up to its own
+/// commit record, past every commit before it. Concurrent barriers share PostgreSQL's flushes.
+fn flush_barrier(conn: &mut Conn, durability: Durability) -> Result<(), StoreError> {
+    let barrier = match durability {
+        Durability::Fsync => {
+            "BEGIN; SET LOCAL synchronous_commit = on; SELECT txid_current(); COMMIT"
+        }
+        Durability::Flush => {
+            "BEGIN; SET LOCAL synchronous_commit = local; SELECT txid_current(); COMMIT"
+        }
+        Durability::None => return Ok(()),
+    };
+    conn.client.batch_execute(barrier).map_err(pg)
 }
 
 /// `node` goes into the notification after the new head's position: `<position> <node>`.
