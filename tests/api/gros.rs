@@ -1035,7 +1035,12 @@ fn serve(dir: &Path) -> common::Served {
 /// `annals serve` as a child process on `dir/annals.toml`, its log in `dir/log`, its main
 /// listener on a free port.
 pub(crate) fn serve_in(dir: &Path) -> common::Served {
-    let (config, data) = (dir.join("annals.toml"), dir.join("log"));
+    serve_on(dir, "log", &[])
+}
+
+/// [`serve_in`] with its data in `dir/<data>` and these variables besides.
+fn serve_on(dir: &Path, data: &str, envs: &[(&str, &str)]) -> common::Served {
+    let (config, data) = (dir.join("annals.toml"), dir.join(data));
     let args = [
         "--config".as_ref(),
         config.as_os_str(),
@@ -1043,7 +1048,9 @@ pub(crate) fn serve_in(dir: &Path) -> common::Served {
         data.as_os_str(),
         "serve".as_ref(),
     ];
-    common::spawn_serve(&args, &[("ANNALS_HTTP_LISTEN", "127.0.0.1:0")]).expect("the server starts")
+    let mut all = vec![("ANNALS_HTTP_LISTEN", "127.0.0.1:0")];
+    all.extend_from_slice(envs);
+    common::spawn_serve(&args, &all).expect("the server starts")
 }
 
 #[test]
@@ -1731,22 +1738,13 @@ fn an_agents_processes_run_on_the_node_holding_its_shard() {
     .unwrap();
     let master_key = "12".repeat(32);
     let node = |name: &str| {
-        let data = dir.path().join(name);
-        let args = [
-            "--config".as_ref(),
-            config.as_os_str(),
-            "--data".as_ref(),
-            data.as_os_str(),
-            "serve".as_ref(),
-        ];
         let envs = [
-            ("ANNALS_HTTP_LISTEN", "127.0.0.1:0"),
             ("ANNALS_LOG_BACKEND", "postgres"),
             ("ANNALS_LOG_POSTGRES_URL", url.as_str()),
             ("ANNALS_LOG_POSTGRES_LEASE_S", "1"),
             ("ANNALS_MASTER_KEY", master_key.as_str()),
         ];
-        common::spawn_serve(&args, &envs).expect("the node starts")
+        serve_on(dir.path(), name, &envs)
     };
     let a = node("a");
     let b = node("b");
