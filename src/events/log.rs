@@ -105,7 +105,16 @@ pub struct EventLog {
 /// A lock held across the nodes of a log (see [`EventLog::exclusive`]), released when dropped.
 #[must_use = "the lock is released when this is dropped"]
 pub struct Exclusive {
-    _held: Option<std::sync::mpsc::Sender<()>>,
+    held: Option<(std::sync::mpsc::Sender<()>, Position)>,
+}
+
+impl Exclusive {
+    /// The position a read model must have folded before deciding under the lock: the head
+    /// published once it was taken, when other nodes write to the log too; `None` on sled,
+    /// where the caller's own lock already orders every write that matters.
+    pub fn caught_up_to(&self) -> Option<Position> {
+        self.held.as_ref().map(|(_, head)| *head)
+    }
 }
 
 /// Where [`Publisher`] sends other nodes' events of this node's shards, once someone asked.
@@ -181,19 +190,19 @@ impl EventLog {
 
     /// Holds the lock named `name` across every node of the log until the answer is dropped,
     /// then publishes here what other nodes committed ([`EventLog::sync`]): what is decided
-    /// under it from read models caught up with [`EventLog::head`] sees every event committed
-    /// under it before. On sled, where this node is the only writer, there is nothing to hold:
-    /// its callers serialize within the node.
+    /// under it from read models caught up with [`Exclusive::caught_up_to`] sees every event
+    /// committed under it before. On sled, where this node is the only writer, there is
+    /// nothing to hold: its callers serialize within the node.
     pub async fn exclusive(&self, name: &str) -> Result<Exclusive, StoreError> {
-        let held = match self.store.as_postgres() {
-            Some(postgres) => {
-                let key = super::ownership::fnv1a(name.as_bytes()) as i64;
-                Some(postgres.hold_lock(key).await?)
-            }
-            None => None,
+        let Some(postgres) = self.store.as_postgres() else {
+            return Ok(Exclusive { held: None });
         };
+        let key = super::ownership::fnv1a(name.as_bytes()) as i64;
+        let lock = postgres.hold_lock(key).await?;
         self.sync().await?;
-        Ok(Exclusive { _held: held })
+        Ok(Exclusive {
+            held: Some((lock, self.head())),
+        })
     }
 
     /// Publishes on this node whatever other nodes committed up to the head the store has now:

@@ -530,12 +530,14 @@ impl Engines {
         };
         // The engine's lock across every node of the log, and the read model caught up with
         // every scan requested before it was taken: `max_scans` holds across the nodes.
-        let _everywhere = self
+        let everywhere = self
             .log
             .exclusive(&format!("patrowl-admission:{name}"))
             .await
             .map_err(EnginesError::Admission)?;
-        self.model.wait_for(self.log.head(), MODEL_WAIT).await?;
+        if let Some(head) = everywhere.caught_up_to() {
+            self.model.wait_for(head, MODEL_WAIT).await?;
+        }
         // Under the engine's lock, and with every earlier command folded, the read model says
         // whether the id is free and which use of it this is. A duplicate id is a duplicate
         // whether or not the engine is busy.
