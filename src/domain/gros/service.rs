@@ -474,29 +474,40 @@ impl Gros {
                     .await;
             }
             Process::Scrape => {
-                let invocation = self
-                    .invocation(
-                        &project,
-                        &agent,
-                        &started.argv,
-                        self.controller.scrape_timeout,
-                    )
-                    .env("PREFLIGHT_ARGS", SCRAPE_PREFLIGHT_ARGS);
                 // A place among the shared daemon's scrapes when there is one, never refused:
                 // the node that took the request admitted it.
                 let _slot = self.shared_scrapes.clone().try_acquire_owned().ok();
-                match self
-                    .start_child(&id, Process::Scrape, started.at, invocation)
-                    .await
-                {
-                    Ok(child) => self.follow(id, Process::Scrape, child, None).await,
-                    Err(reason) => {
-                        let outcome = format!("not started: {reason}");
-                        self.finish(&id, Process::Scrape, None, outcome).await
-                    }
+                let scrape = self.start_scrape(&id, &project, &agent, &started.argv, started.at);
+                if let Ok(child) = scrape.await {
+                    self.follow(id, Process::Scrape, child, None).await;
                 }
             }
         }
+    }
+
+    /// Starts agent `id`'s scrape, `argv` recorded as started at `started`, under its
+    /// supervisor; one that cannot start has that recorded as its end, and says why.
+    async fn start_scrape(
+        &self,
+        id: &str,
+        project: &ProjectKey,
+        agent: &AgentName,
+        argv: &[String],
+        started: DateTime<Utc>,
+    ) -> Result<Child, String> {
+        // As upstream's daemon: a scrape asked for now is a test run, so its preflight check
+        // skips the schedule (upstream's `run.sh` hands these arguments to `preflight.py`).
+        let invocation = self
+            .invocation(project, agent, argv, self.controller.scrape_timeout)
+            .env("PREFLIGHT_ARGS", SCRAPE_PREFLIGHT_ARGS);
+        let started = self
+            .start_child(id, Process::Scrape, started, invocation)
+            .await;
+        if let Err(reason) = &started {
+            self.finish(id, Process::Scrape, None, format!("not started: {reason}"))
+                .await;
+        }
+        started
     }
 
     /// How the process agent `id` recorded after `version` fared within the start check, when
@@ -1402,22 +1413,10 @@ impl Gros {
                 Some(None) => Err(GrosError::FailedAtOnce("unknown".into())),
             };
         }
-        // As upstream's daemon: a scrape asked for now is a test run, so its preflight check
-        // skips the schedule (upstream's `run.sh` hands these arguments to `preflight.py`).
-        let invocation = self
-            .invocation(project, agent, &argv, self.controller.scrape_timeout)
-            .env("PREFLIGHT_ARGS", SCRAPE_PREFLIGHT_ARGS);
-        let child = match self
-            .start_child(&id, Process::Scrape, started, invocation)
+        let child = self
+            .start_scrape(&id, project, agent, &argv, started)
             .await
-        {
-            Ok(child) => child,
-            Err(reason) => {
-                self.finish(&id, Process::Scrape, None, format!("not started: {reason}"))
-                    .await;
-                return Err(GrosError::CannotStart(reason));
-            }
-        };
+            .map_err(GrosError::CannotStart)?;
         let (done, ended) = tokio::sync::oneshot::channel();
         let following = self.clone().follow(id, Process::Scrape, child, Some(done));
         actix_rt::spawn(async move {
