@@ -552,7 +552,8 @@ fn blobs_and_secrets_are_shared_by_the_nodes_of_one_log() {
 
 /// A log on a PostgreSQL server that speaks TLS: given the CA certificate that signed the
 /// server's, every connection of annals is encrypted and the log works as without; a CA that
-/// did not sign it, and `sslmode=require` without a CA, are refused saying why.
+/// did not sign it, `sslmode=require` without a CA, and a CA file that is not there are
+/// refused saying why.
 #[actix_rt::test]
 async fn a_log_reached_over_tls_checks_the_servers_certificate() {
     let (server, ca) = common::postgres::tls_server();
@@ -606,4 +607,13 @@ async fn a_log_reached_over_tls_checks_the_servers_certificate() {
     .expect("TLS without a CA is refused")
     .to_string();
     assert!(refused.contains("postgres_ca_cert"), "{refused}");
+    let missing = other.path().join("missing.pem");
+    let refused = EventLog::open(other.path(), options(&url, Some(&missing)))
+        .err()
+        .expect("a CA file that is not there is refused")
+        .to_string();
+    assert!(
+        refused.contains("the CA certificate file") && refused.contains("missing.pem"),
+        "{refused}"
+    );
 }
